@@ -1,0 +1,108 @@
+/* Small helpers over jansson: parse with a located error, typed lookups, paths, dumps. */
+
+#include "skyio/json.h"
+
+int sky_json_parse(sky_span text, json_t **out_json, sky_error *err)
+{
+    if (out_json == NULL)
+        return sky_error_set(err, SKY_EINVAL, "no place for the parsed JSON");
+    *out_json = NULL;
+    json_error_t jerr;
+    /* Any value may stand alone ("42", "\"x\""): callers parse fragments too. */
+    json_t *value =
+        json_loadb(text.ptr ? text.ptr : "", text.ptr ? text.len : 0, JSON_DECODE_ANY, &jerr);
+    if (value == NULL)
+        return sky_error_set(err, SKY_EJSON, "line %d column %d: %s", jerr.line, jerr.column,
+                             jerr.text);
+    *out_json = value;
+    return 0;
+}
+
+static json_t *member(const json_t *obj, const char *key)
+{
+    if (obj == NULL || key == NULL || !json_is_object(obj))
+        return NULL;
+    return json_object_get(obj, key);
+}
+
+const char *sky_json_str(const json_t *obj, const char *key, const char *dflt)
+{
+    json_t *v = member(obj, key);
+    return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+int64_t sky_json_int(const json_t *obj, const char *key, int64_t dflt)
+{
+    json_t *v = member(obj, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+double sky_json_num(const json_t *obj, const char *key, double dflt)
+{
+    json_t *v = member(obj, key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+int sky_json_bool(const json_t *obj, const char *key, int dflt)
+{
+    json_t *v = member(obj, key);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+/* A path step as an array index: decimal digits only, no sign, no overflow. */
+static int parse_index(const char *s, size_t len, size_t *out)
+{
+    if (len == 0)
+        return -1;
+    size_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        size_t d = (size_t)(s[i] - '0');
+        if (v > (SIZE_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* One step: a key in an object, an index in an array. */
+static json_t *path_step(const json_t *cur, const char *seg, size_t len)
+{
+    if (json_is_object(cur))
+        return json_object_getn(cur, seg, len);
+    size_t idx;
+    if (json_is_array(cur) && parse_index(seg, len, &idx) == 0)
+        return json_array_get(cur, idx);
+    return NULL;
+}
+
+json_t *sky_json_path(const json_t *root, const char *path)
+{
+    if (root == NULL || path == NULL)
+        return NULL;
+    /* The API hands out mutable borrowed references, as jansson's getters do. */
+    json_t *cur = (json_t *)(uintptr_t)root;
+    if (*path == '\0')
+        return cur;
+    const char *seg = path;
+    for (;;) {
+        const char *dot = strchr(seg, '.');
+        size_t len = dot ? (size_t)(dot - seg) : strlen(seg);
+        cur = path_step(cur, seg, len);
+        if (cur == NULL || dot == NULL)
+            return cur;
+        seg = dot + 1;
+    }
+}
+
+char *sky_json_dump(const json_t *value, size_t *out_len)
+{
+    if (value == NULL)
+        return NULL;
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    if (text != NULL && out_len != NULL)
+        *out_len = strlen(text);
+    return text;
+}

@@ -1,0 +1,199 @@
+/* Tests for the jansson helpers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "skyio/json.h"
+
+static json_t *parse_ok(const char *text)
+{
+    json_t *j = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_json_parse(sky_span_cstr(text), &j, &err), 0);
+    assert_non_null(j);
+    assert_int_equal(err.code, 0);
+    return j;
+}
+
+static void test_parse_object(void **state)
+{
+    (void)state;
+    json_t *j = parse_ok("{\"a\": 1, \"b\": [true, null]}");
+    assert_true(json_is_object(j));
+    assert_int_equal(json_object_size(j), 2);
+    json_decref(j);
+}
+
+static void test_parse_any_value(void **state)
+{
+    (void)state;
+    json_t *j = parse_ok("42");
+    assert_int_equal(json_integer_value(j), 42);
+    json_decref(j);
+    j = parse_ok("\"hi\"");
+    assert_string_equal(json_string_value(j), "hi");
+    json_decref(j);
+}
+
+static void test_parse_span_not_terminated(void **state)
+{
+    (void)state;
+    /* only the span's bytes count, not what follows them */
+    const char text[] = "[1,2]garbage";
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_make(text, 5), &j, NULL), 0);
+    assert_int_equal(json_array_size(j), 2);
+    json_decref(j);
+}
+
+static void test_parse_error_has_location(void **state)
+{
+    (void)state;
+    json_t *j = (json_t *)(uintptr_t)1; /* must be reset to NULL */
+    sky_error err;
+    sky_error_clear(&err);
+    int rc = sky_json_parse(sky_span_cstr("{\n  \"a\": 1,\n  \"b\": }"), &j, &err);
+    assert_int_equal(rc, SKY_EJSON);
+    assert_null(j);
+    assert_int_equal(err.code, SKY_EJSON);
+    assert_string_equal(err.message, "line 3 column 8: unexpected token near '}'");
+}
+
+static void test_parse_error_without_err(void **state)
+{
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr("[1,"), &j, NULL), SKY_EJSON);
+    assert_null(j);
+    assert_int_equal(sky_json_parse(sky_span_make(NULL, 0), &j, NULL), SKY_EJSON);
+    assert_int_equal(sky_json_parse(sky_span_cstr("1"), NULL, NULL), SKY_EINVAL);
+}
+
+static void test_parse_error_first_wins(void **state)
+{
+    (void)state;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_error_set(&err, SKY_ETIMEDOUT, "earlier");
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr("nope"), &j, &err), SKY_EJSON);
+    assert_int_equal(err.code, SKY_ETIMEDOUT);
+    assert_string_equal(err.message, "earlier");
+}
+
+static void test_typed_getters(void **state)
+{
+    (void)state;
+    json_t *j = parse_ok("{\"s\":\"x\",\"i\":-7,\"big\":9007199254740993,\"r\":2.5,"
+                         "\"t\":true,\"f\":false,\"n\":null}");
+    assert_string_equal(sky_json_str(j, "s", "d"), "x");
+    assert_string_equal(sky_json_str(j, "i", "d"), "d");
+    assert_string_equal(sky_json_str(j, "missing", "d"), "d");
+    assert_null(sky_json_str(j, "n", NULL));
+    assert_int_equal(sky_json_int(j, "i", 0), -7);
+    assert_true(sky_json_int(j, "big", 0) == INT64_C(9007199254740993));
+    assert_int_equal(sky_json_int(j, "r", 5), 5);
+    assert_int_equal(sky_json_int(j, "s", 5), 5);
+    assert_true(sky_json_num(j, "r", 0) == 2.5);
+    assert_true(sky_json_num(j, "i", 0) == -7.0);
+    assert_true(sky_json_num(j, "t", 1.5) == 1.5);
+    assert_int_equal(sky_json_bool(j, "t", 0), 1);
+    assert_int_equal(sky_json_bool(j, "f", 1), 0);
+    assert_int_equal(sky_json_bool(j, "n", 7), 7);
+    json_decref(j);
+}
+
+static void test_getters_on_non_objects(void **state)
+{
+    (void)state;
+    json_t *arr = parse_ok("[1]");
+    assert_string_equal(sky_json_str(arr, "a", "d"), "d");
+    assert_int_equal(sky_json_int(NULL, "a", 3), 3);
+    assert_true(sky_json_num(arr, "a", 4.0) == 4.0);
+    assert_int_equal(sky_json_bool(NULL, "a", 1), 1);
+    json_decref(arr);
+}
+
+static void test_path(void **state)
+{
+    (void)state;
+    json_t *j = parse_ok("{\"choices\":[{\"message\":{\"content\":\"hi\"}},{\"n\":2}],"
+                         "\"7\":{\"x\":1}}");
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.message.content")), "hi");
+    assert_int_equal(json_integer_value(sky_json_path(j, "choices.1.n")), 2);
+    /* a digit key in an object is a key, not an index */
+    assert_int_equal(json_integer_value(sky_json_path(j, "7.x")), 1);
+    assert_ptr_equal(sky_json_path(j, ""), j);
+    assert_null(sky_json_path(j, "choices.2"));
+    assert_null(sky_json_path(j, "choices.-1"));
+    assert_null(sky_json_path(j, "choices.x"));
+    assert_null(sky_json_path(j, "choices.0.message.content.more"));
+    assert_null(sky_json_path(j, "choices.99999999999999999999999"));
+    assert_null(sky_json_path(j, "nope"));
+    assert_null(sky_json_path(j, "choices."));
+    assert_null(sky_json_path(NULL, "a"));
+    json_decref(j);
+}
+
+static void test_dump_compact_ordered(void **state)
+{
+    (void)state;
+    json_t *j = json_pack("{s:i, s:s, s:[b,n]}", "z", 1, "a", "q\"\n", "m", 1);
+    assert_non_null(j);
+    size_t len = 0;
+    char *text = sky_json_dump(j, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"z\":1,\"a\":\"q\\\"\\n\",\"m\":[true,null]}");
+    assert_int_equal(len, strlen(text));
+    free(text);
+    json_decref(j);
+}
+
+static void test_dump_scalar_and_null(void **state)
+{
+    (void)state;
+    json_t *j = json_integer(5);
+    char *text = sky_json_dump(j, NULL);
+    assert_string_equal(text, "5");
+    free(text);
+    json_decref(j);
+    assert_null(sky_json_dump(NULL, NULL));
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    const char *in = "{\"id\":\"r1\",\"body\":{\"n\":[1,2.5,\"\\u00e9\"]}}";
+    json_t *j = parse_ok(in);
+    char *out = sky_json_dump(j, NULL);
+    json_t *again = parse_ok(out);
+    assert_true(json_equal(j, again));
+    free(out);
+    json_decref(j);
+    json_decref(again);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_object),
+        cmocka_unit_test(test_parse_any_value),
+        cmocka_unit_test(test_parse_span_not_terminated),
+        cmocka_unit_test(test_parse_error_has_location),
+        cmocka_unit_test(test_parse_error_without_err),
+        cmocka_unit_test(test_parse_error_first_wins),
+        cmocka_unit_test(test_typed_getters),
+        cmocka_unit_test(test_getters_on_non_objects),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_dump_compact_ordered),
+        cmocka_unit_test(test_dump_scalar_and_null),
+        cmocka_unit_test(test_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
