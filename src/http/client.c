@@ -1,0 +1,780 @@
+/*
+ * The HTTP client: libcurl's multi-socket interface driven by libuv, in the
+ * shape of curl's multi-uv example. curl tells us which sockets to watch and
+ * when to wake it (socket and timer callbacks); libuv tells curl when a socket
+ * is ready or the timer fired; finished transfers are reported once each.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "skyio/buf.h"
+#include "skyio/clock.h"
+#include "skyio/http.h"
+#include "skyio/log.h"
+
+#define SKY_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
+#define SKY_USER_AGENT "skyio/0.1.0"
+
+/* A socket curl asked us to watch. Freed in uv_close's callback. */
+typedef struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    sky_http_client *client;
+    struct sock_ctx *prev, *next;
+} sock_ctx;
+
+struct sky_http_request {
+    sky_http_client *client;
+    CURL *easy;
+    struct curl_slist *slist;
+    char *body_copy;
+    sky_headers *resp_headers;
+    sky_buf resp_body;
+    sky_error err;
+    sky_http_headers_cb on_headers;
+    sky_http_body_cb on_body;
+    sky_http_done_cb on_done;
+    sky_http_read_cb body_reader;
+    void *user_data;
+    uint64_t started_ns;
+    int headers_reported;
+    int canceled;
+    sky_http_request *prev, *next; /* in client->active or client->canceled */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sky_http_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;  /* curl's timeout */
+    uv_timer_t reaper; /* reports cancelled requests from the loop */
+    sky_http_client_options opts;
+    char *ca_file;
+    char *user_agent;
+    sky_http_request *active;   /* transfers in curl's hands */
+    sky_http_request *canceled; /* removed from curl, callback pending */
+    sock_ctx *socks;            /* sockets being watched */
+    size_t n_active;
+    CURL **spare; /* easy handles kept for reuse */
+    size_t n_spare, cap_spare;
+    int in_callback;
+    int free_requested;
+    int closing;
+    int pending_closes;
+};
+
+static void check_multi_info(sky_http_client *c);
+static void client_finish_free(sky_http_client *c);
+static void on_sock_closed(uv_handle_t *h);
+
+/* ---- lists ---- */
+
+static void list_push(sky_http_request **head, sky_http_request *r)
+{
+    r->prev = NULL;
+    r->next = *head;
+    if (*head)
+        (*head)->prev = r;
+    *head = r;
+}
+
+static void list_remove(sky_http_request **head, sky_http_request *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        *head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* ---- options ---- */
+
+void sky_http_client_options_init(sky_http_client_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->connect_timeout_ms = 300000;
+    o->max_response_bytes = SKY_DEFAULT_MAX_RESPONSE;
+    o->verify_peer = 1;
+    o->http2 = 1;
+    o->recv_buffer_size = 2048;
+}
+
+void sky_http_request_options_init(sky_http_request_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->body_length = -1;
+}
+
+/* ---- error mapping ---- */
+
+int sky_http_map_curl_code(int curl_code, int *out_retryable)
+{
+    int retry = 1, code;
+    switch ((CURLcode)curl_code) {
+    case CURLE_OK:
+        code = SKY_OK;
+        retry = 0;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        code = SKY_ETIMEDOUT;
+        break;
+    case CURLE_COULDNT_CONNECT:
+        code = SKY_ECONNECT;
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        code = SKY_ERESOLVE;
+        break;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+        code = SKY_ECONNRESET;
+        break;
+    case CURLE_PARTIAL_FILE:
+        code = SKY_EPARTIAL;
+        break;
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+        code = SKY_EPROTO;
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        code = SKY_ETLS;
+        retry = 0;
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        code = SKY_ENOMEM;
+        retry = 0;
+        break;
+    case CURLE_ABORTED_BY_CALLBACK:
+        code = SKY_ECANCELED;
+        retry = 0;
+        break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        code = SKY_EINVAL;
+        retry = 0;
+        break;
+    default:
+        code = SKY_ETRANSPORT;
+        break;
+    }
+    if (out_retryable)
+        *out_retryable = retry;
+    return code;
+}
+
+/* ---- curl <-> libuv ---- */
+
+static void sock_unwatch(sky_http_client *c, sock_ctx *sc)
+{
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        c->socks = sc->next;
+    if (sc->next)
+        sc->next->prev = sc->prev;
+    uv_poll_stop(&sc->poll);
+    if (c->multi)
+        curl_multi_assign(c->multi, sc->fd, NULL);
+    uv_close((uv_handle_t *)&sc->poll, on_sock_closed);
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    sock_ctx *sc = h->data;
+    sky_http_client *c = sc->client;
+    free(sc);
+    if (--c->pending_closes == 0 && c->closing)
+        client_finish_free(c);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    sock_ctx *sc = p->data;
+    sky_http_client *c = sc->client;
+    int flags = 0, running;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(c->multi, sc->fd, flags, &running);
+    check_multi_info(c);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
+{
+    sky_http_client *c = userp;
+    sock_ctx *sc = socketp;
+    (void)easy;
+    if (action == CURL_POLL_REMOVE) {
+        if (sc)
+            sock_unwatch(c, sc);
+        return 0;
+    }
+    if (sc == NULL) {
+        sc = calloc(1, sizeof(*sc));
+        if (sc == NULL)
+            return -1;
+        if (uv_poll_init_socket(c->loop, &sc->poll, s) != 0) {
+            free(sc);
+            return -1;
+        }
+        sc->fd = s;
+        sc->client = c;
+        sc->poll.data = sc;
+        sc->next = c->socks;
+        if (c->socks)
+            c->socks->prev = sc;
+        c->socks = sc;
+        c->pending_closes++;
+        curl_multi_assign(c->multi, s, sc);
+    }
+    int events = 0;
+    if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&sc->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    sky_http_client *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(c);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    sky_http_client *c = userp;
+    (void)multi;
+    if (timeout_ms < 0) {
+        uv_timer_stop(&c->timer);
+        return 0;
+    }
+    /* 0 means "now", but acting from inside curl's callback is not allowed:
+     * let the loop call back at once instead. */
+    uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- per-transfer callbacks ---- */
+
+static void report_headers(sky_http_request *r)
+{
+    long status = 0;
+    if (r->headers_reported)
+        return;
+    r->headers_reported = 1;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (r->on_headers) {
+        r->client->in_callback++;
+        r->on_headers(r, (int)status, r->resp_headers, r->user_data);
+        r->client->in_callback--;
+    }
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+    sky_http_request *r = userp;
+    size_t len = size * n;
+    if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        long status = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        /* Interim replies (100 Continue, 103) have headers of their own. */
+        if (status >= 200)
+            report_headers(r);
+        return len;
+    }
+    if (sky_headers_parse_line(r->resp_headers, data, len) == SKY_ENOMEM) {
+        sky_error_set(&r->err, SKY_ENOMEM, "out of memory storing response headers");
+        return 0;
+    }
+    return len;
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *userp)
+{
+    sky_http_request *r = userp;
+    size_t len = size * n;
+    report_headers(r);
+    if (r->canceled)
+        return 0;
+    if (r->on_body) {
+        r->client->in_callback++;
+        int stop = r->on_body(r, data, len, r->user_data);
+        r->client->in_callback--;
+        if (stop) {
+            sky_error_set(&r->err, SKY_ECANCELED, "canceled by the body callback");
+            return 0;
+        }
+        return len;
+    }
+    int rc = sky_buf_append(&r->resp_body, data, len);
+    if (rc < 0) {
+        sky_error_set(&r->err, rc, "response body larger than the %zu-byte limit",
+                      r->resp_body.cap);
+        return 0;
+    }
+    return len;
+}
+
+static size_t on_read(char *out, size_t size, size_t n, void *userp)
+{
+    sky_http_request *r = userp;
+    long got = r->body_reader(out, size * n, r->user_data);
+    if (got < 0) {
+        sky_error_set(&r->err, (int)got, "request body reader failed");
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got;
+}
+
+/* ---- completion ---- */
+
+static void request_free(sky_http_request *r)
+{
+    sky_http_client *c = r->client;
+    if (r->easy) {
+        if (c->n_spare < c->cap_spare && !c->closing) {
+            curl_easy_reset(r->easy);
+            c->spare[c->n_spare++] = r->easy;
+        } else {
+            curl_easy_cleanup(r->easy);
+        }
+    }
+    curl_slist_free_all(r->slist);
+    free(r->body_copy);
+    sky_headers_free(r->resp_headers);
+    sky_buf_free(&r->resp_body);
+    free(r);
+}
+
+static void fill_response(sky_http_request *r, sky_http_response *res)
+{
+    long status = 0, version = 0, connects = 0;
+    memset(res, 0, sizeof(*res));
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+    curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
+    res->status = (int)status;
+    res->headers = r->resp_headers;
+    res->body = sky_buf_span(&r->resp_body);
+    res->http_version = version == CURL_HTTP_VERSION_2_0 ? 2 : version ? 1 : 0;
+    res->reused_connection = status != 0 && connects == 0;
+    res->total_us = (sky_clock_real_ns() - r->started_ns) / 1000u;
+}
+
+/* Turn curl's result into our error, keeping curl's own words (redacted:
+ * they can quote a URL, and a URL can carry a SAS signature). */
+static void record_curl_error(sky_http_request *r, CURLcode cc)
+{
+    int retryable;
+    int code = sky_http_map_curl_code(cc, &retryable);
+    if (r->err.code == 0) {
+        sky_buf msg;
+        sky_buf_init(&msg, SKY_ERROR_MESSAGE_MAX);
+        const char *text = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
+        if (sky_redact(sky_span_cstr(text), &msg) < 0)
+            sky_buf_reset(&msg);
+        sky_error_set(&r->err, code, "%s", msg.len ? msg.data : curl_easy_strerror(cc));
+        sky_buf_free(&msg);
+        r->err.retryable = retryable;
+    }
+    r->err.curl_code = (int)cc;
+}
+
+static void request_complete(sky_http_request *r, CURLcode cc)
+{
+    sky_http_client *c = r->client;
+    sky_http_response res;
+    if (r->canceled) {
+        sky_error_clear(&r->err);
+        sky_error_set(&r->err, SKY_ECANCELED, "request canceled");
+    } else if (cc != CURLE_OK) {
+        record_curl_error(r, cc);
+    }
+    fill_response(r, &res);
+    r->err.http_status = res.status;
+    c->in_callback++;
+    r->on_done(r, &res, r->err.code ? &r->err : NULL, r->user_data);
+    c->in_callback--;
+    request_free(r);
+}
+
+static void check_multi_info(sky_http_client *c)
+{
+    CURLMsg *msg;
+    int pending;
+    while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        sky_http_request *r = NULL;
+        CURLcode cc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        curl_multi_remove_handle(c->multi, msg->easy_handle);
+        list_remove(&c->active, r);
+        c->n_active--;
+        request_complete(r, cc);
+    }
+    if (c->free_requested && c->in_callback == 0)
+        sky_http_client_free(c);
+}
+
+static void on_reap(uv_timer_t *t)
+{
+    sky_http_client *c = t->data;
+    sky_http_request *r = c->active, *next;
+    for (; r != NULL; r = next) {
+        next = r->next;
+        if (!r->canceled)
+            continue;
+        curl_multi_remove_handle(c->multi, r->easy);
+        list_remove(&c->active, r);
+        c->n_active--;
+        list_push(&c->canceled, r);
+    }
+    while (c->canceled) {
+        r = c->canceled;
+        list_remove(&c->canceled, r);
+        request_complete(r, CURLE_ABORTED_BY_CALLBACK);
+    }
+    if (c->free_requested && c->in_callback == 0)
+        sky_http_client_free(c);
+}
+
+/* ---- client ---- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int client_copy_options(sky_http_client *c, const sky_http_client_options *o)
+{
+    if (o)
+        c->opts = *o;
+    else
+        sky_http_client_options_init(&c->opts);
+    const char *ca = c->opts.ca_file;
+    if (ca == NULL || ca[0] == '\0')
+        ca = getenv("SSL_CERT_FILE");
+    if (ca && ca[0]) {
+        c->ca_file = strdup(ca);
+        if (c->ca_file == NULL)
+            return SKY_ENOMEM;
+    }
+    c->user_agent = dup_or_null(c->opts.user_agent ? c->opts.user_agent : SKY_USER_AGENT);
+    if (c->user_agent == NULL)
+        return SKY_ENOMEM;
+    if (c->opts.max_response_bytes == 0)
+        c->opts.max_response_bytes = SKY_DEFAULT_MAX_RESPONSE;
+    c->opts.ca_file = c->ca_file;
+    c->opts.user_agent = c->user_agent;
+    return 0;
+}
+
+static int client_setup_multi(sky_http_client *c)
+{
+    c->multi = curl_multi_init();
+    if (c->multi == NULL)
+        return SKY_ENOMEM;
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    if (c->opts.max_host_connections > 0)
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opts.max_host_connections);
+    if (c->opts.max_total_connections > 0)
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opts.max_total_connections);
+    return 0;
+}
+
+static void client_release(sky_http_client *c)
+{
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    for (size_t i = 0; i < c->n_spare; i++)
+        curl_easy_cleanup(c->spare[i]);
+    free(c->spare);
+    free(c->ca_file);
+    free(c->user_agent);
+    free(c);
+}
+
+int sky_http_client_new(uv_loop_t *loop, const sky_http_client_options *options,
+                        sky_http_client **out_client)
+{
+    static int global_done;
+    if (loop == NULL || out_client == NULL)
+        return SKY_EINVAL;
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return SKY_EINTERNAL;
+        global_done = 1;
+    }
+    sky_http_client *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return SKY_ENOMEM;
+    c->loop = loop;
+    c->cap_spare = 256;
+    c->spare = calloc(c->cap_spare, sizeof(*c->spare));
+    int rc = c->spare ? client_copy_options(c, options) : SKY_ENOMEM;
+    if (rc == 0)
+        rc = client_setup_multi(c);
+    if (rc < 0) {
+        client_release(c);
+        return rc;
+    }
+    uv_timer_init(loop, &c->timer);
+    uv_timer_init(loop, &c->reaper);
+    c->timer.data = c;
+    c->reaper.data = c;
+    *out_client = c;
+    return 0;
+}
+
+size_t sky_http_client_active(const sky_http_client *c)
+{
+    return c->n_active;
+}
+
+static void on_client_handle_closed(uv_handle_t *h)
+{
+    sky_http_client *c = h->data;
+    if (--c->pending_closes == 0)
+        client_finish_free(c);
+}
+
+static void client_finish_free(sky_http_client *c)
+{
+    client_release(c);
+}
+
+void sky_http_client_free(sky_http_client *c)
+{
+    if (c == NULL || c->closing)
+        return;
+    if (c->in_callback > 0) {
+        c->free_requested = 1;
+        return;
+    }
+    /* From here on sends fail and a callback freeing again is a no-op. */
+    c->closing = 1;
+    c->free_requested = 0;
+    c->in_callback++;
+    while (c->active) {
+        sky_http_request *r = c->active;
+        list_remove(&c->active, r);
+        c->n_active--;
+        curl_multi_remove_handle(c->multi, r->easy);
+        r->canceled = 1;
+        request_complete(r, CURLE_ABORTED_BY_CALLBACK);
+    }
+    while (c->canceled) {
+        sky_http_request *r = c->canceled;
+        list_remove(&c->canceled, r);
+        request_complete(r, CURLE_ABORTED_BY_CALLBACK);
+    }
+    c->in_callback--;
+    /* Stop watching curl's sockets before curl closes them, then let curl
+     * close its connections; the client goes when the last handle has. */
+    while (c->socks)
+        sock_unwatch(c, c->socks);
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    c->pending_closes += 2;
+    uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
+    uv_close((uv_handle_t *)&c->reaper, on_client_handle_closed);
+}
+
+/* ---- requests ---- */
+
+static int request_build_headers(sky_http_request *r, const sky_http_request_options *o)
+{
+    struct curl_slist *l = NULL, *t;
+    sky_buf line;
+    int rc = 0;
+    sky_buf_init(&line, 64 * 1024);
+    size_t n = o->headers ? sky_headers_count(o->headers) : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *name, *value;
+        (void)sky_headers_at(o->headers, i, &name, &value);
+        sky_buf_reset(&line);
+        /* "Name;" is curl's way to send a header with an empty value. */
+        rc = value[0] ? sky_buf_printf(&line, "%s: %s", name, value)
+                      : sky_buf_printf(&line, "%s;", name);
+        if (rc == 0) {
+            t = curl_slist_append(l, line.data);
+            rc = t ? 0 : SKY_ENOMEM;
+            l = t ? t : l;
+        }
+    }
+    /* curl would otherwise wait for "100 Continue" on larger bodies. */
+    if (rc == 0) {
+        t = curl_slist_append(l, "Expect:");
+        rc = t ? 0 : SKY_ENOMEM;
+        l = t ? t : l;
+    }
+    sky_buf_free(&line);
+    r->slist = l;
+    return rc;
+}
+
+static void request_set_method(sky_http_request *r, const sky_http_request_options *o)
+{
+    CURL *e = r->easy;
+    const char *m = o->method ? o->method : "GET";
+    int has_body = o->body_reader != NULL || o->body.len > 0 || r->body_copy != NULL;
+    if (strcmp(m, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    if (o->body_reader) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, r);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_length);
+    } else if (has_body || strcmp(m, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body_copy ? r->body_copy : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body.len);
+    }
+    if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+}
+
+static void request_set_transport(sky_http_request *r, const sky_http_request_options *o)
+{
+    sky_http_client *c = r->client;
+    CURL *e = r->easy;
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms : 0L);
+    /* Waiting for a connection that may multiplex only pays where HTTP/2
+     * can be had; on plain HTTP/1.1 it would hold the first wave of
+     * requests until the first reply arrives. */
+    int may_multiplex =
+        c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(o->url, "https:", 6) == 0);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (c->opts.recv_buffer_size > 0)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->opts.recv_buffer_size);
+    /* curl's smallest upload buffer: bodies here are small, and with
+     * thousands of transfers in flight its 64 KiB default adds up. */
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    long ver = CURL_HTTP_VERSION_1_1;
+    if (c->opts.http2_prior_knowledge)
+        ver = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    else if (c->opts.http2)
+        ver = CURL_HTTP_VERSION_2TLS;
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->opts.verify_peer ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->opts.verify_peer ? 2L : 0L);
+    if (c->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+}
+
+static sky_http_request *request_alloc(sky_http_client *c, const sky_http_request_options *o)
+{
+    sky_http_request *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->client = c;
+    r->easy = c->n_spare ? c->spare[--c->n_spare] : curl_easy_init();
+    r->resp_headers = sky_headers_new();
+    sky_buf_init(&r->resp_body,
+                 o->max_response_bytes ? o->max_response_bytes : c->opts.max_response_bytes);
+    if (o->body.len > 0 && o->body_reader == NULL) {
+        r->body_copy = malloc(o->body.len);
+        if (r->body_copy)
+            memcpy(r->body_copy, o->body.ptr, o->body.len);
+    }
+    if (r->easy == NULL || r->resp_headers == NULL ||
+        (o->body.len > 0 && o->body_reader == NULL && r->body_copy == NULL)) {
+        request_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
+                          sky_http_request **out_req, sky_error *err)
+{
+    if (c == NULL || o == NULL || o->url == NULL || o->on_done == NULL)
+        return sky_error_set(err, SKY_EINVAL, "request needs a client, a url and on_done");
+    if (c->closing || c->free_requested)
+        return sky_error_set(err, SKY_ESTATE, "the client is being freed");
+    sky_http_request *r = request_alloc(c, o);
+    if (r == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory starting a request");
+    r->on_headers = o->on_headers;
+    r->on_body = o->on_body;
+    r->on_done = o->on_done;
+    r->body_reader = o->body_reader;
+    r->user_data = o->user_data;
+    if (request_build_headers(r, o) < 0) {
+        request_free(r);
+        return sky_error_set(err, SKY_ENOMEM, "out of memory building request headers");
+    }
+    request_set_transport(r, o);
+    request_set_method(r, o);
+    r->started_ns = sky_clock_real_ns();
+    CURLMcode mc = curl_multi_add_handle(c->multi, r->easy);
+    if (mc != CURLM_OK) {
+        request_free(r);
+        return sky_error_set(err, SKY_EINTERNAL, "curl_multi_add_handle: %s",
+                             curl_multi_strerror(mc));
+    }
+    list_push(&c->active, r);
+    c->n_active++;
+    if (out_req)
+        *out_req = r;
+    return 0;
+}
+
+void sky_http_request_cancel(sky_http_request *r)
+{
+    sky_http_client *c;
+    if (r == NULL || r->canceled)
+        return;
+    c = r->client;
+    r->canceled = 1;
+    if (c->in_callback > 0) {
+        /* curl forbids removing a transfer from inside its own callbacks:
+         * the reaper does it from the loop. */
+        uv_timer_start(&c->reaper, on_reap, 0, 0);
+        return;
+    }
+    curl_multi_remove_handle(c->multi, r->easy);
+    list_remove(&c->active, r);
+    c->n_active--;
+    list_push(&c->canceled, r);
+    uv_timer_start(&c->reaper, on_reap, 0, 0);
+}

@@ -1,0 +1,449 @@
+/*
+ * HTTP header map and the parsers for the headers that steer retries and
+ * rate limits. Responses carry a few dozen headers at most, so the map is a
+ * plain array searched linearly, in arrival order.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "skyio/headers.h"
+#include "skyio/error.h"
+
+/* One header; value points into the same allocation as name. */
+typedef struct hdr_entry {
+    char *name;
+    char *value;
+} hdr_entry;
+
+struct sky_headers {
+    hdr_entry *v;
+    size_t n;
+    size_t alloc;
+};
+
+#define NS_PER_MS INT64_C(1000000)
+#define NS_PER_S INT64_C(1000000000)
+
+sky_headers *sky_headers_new(void)
+{
+    return calloc(1, sizeof(sky_headers));
+}
+
+void sky_headers_clear(sky_headers *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->n; i++)
+        free(h->v[i].name);
+    h->n = 0;
+}
+
+void sky_headers_free(sky_headers *h)
+{
+    if (h == NULL)
+        return;
+    sky_headers_clear(h);
+    free(h->v);
+    free(h);
+}
+
+/* RFC 9110 tchar, without ctype so the locale cannot change the answer. */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int is_token(sky_span s)
+{
+    if (s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (!is_tchar((unsigned char)s.ptr[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* CR, LF and NUL become SP in a stored value (see copy_value), so they trim like SP. */
+static int is_value_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\0';
+}
+
+static sky_span trim_value(sky_span s)
+{
+    while (s.len > 0 && is_value_space(s.ptr[0])) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len > 0 && is_value_space(s.ptr[s.len - 1]))
+        s.len--;
+    return s;
+}
+
+static char ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+static int name_eq(const char *a, const char *b)
+{
+    while (*a && ascii_lower(*a) == ascii_lower(*b)) {
+        a++;
+        b++;
+    }
+    return ascii_lower(*a) == ascii_lower(*b); /* both ended, or a mismatch */
+}
+
+/*
+ * RFC 9110 section 5.5: a recipient must reject, or replace with SP, any CR,
+ * LF or NUL inside a field value. Replacing keeps the value usable as a C
+ * string and keeps one stray byte from failing a whole response.
+ */
+static void copy_value(char *dst, sky_span v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.ptr[i];
+        dst[i] = (c == '\r' || c == '\n' || c == '\0') ? ' ' : c;
+    }
+    dst[v.len] = '\0';
+}
+
+static int grow(sky_headers *h)
+{
+    if (h->n < h->alloc)
+        return 0;
+    size_t n = h->alloc ? h->alloc * 2 : 16;
+    if (n > SIZE_MAX / sizeof(hdr_entry))
+        return SKY_ENOMEM;
+    hdr_entry *v = realloc(h->v, n * sizeof(hdr_entry));
+    if (v == NULL)
+        return SKY_ENOMEM;
+    h->v = v;
+    h->alloc = n;
+    return 0;
+}
+
+int sky_headers_add(sky_headers *h, sky_span name, sky_span value)
+{
+    if (h == NULL || !is_token(name))
+        return SKY_EINVAL;
+    value = trim_value(value);
+    if (grow(h) < 0 || value.len > SIZE_MAX - name.len - 2)
+        return SKY_ENOMEM;
+    char *p = malloc(name.len + value.len + 2);
+    if (p == NULL)
+        return SKY_ENOMEM;
+    memcpy(p, name.ptr, name.len);
+    p[name.len] = '\0';
+    copy_value(p + name.len + 1, value);
+    h->v[h->n].name = p;
+    h->v[h->n].value = p + name.len + 1;
+    h->n++;
+    return 0;
+}
+
+/*
+ * Obsolete line folding (RFC 9112 section 5.2): a user agent must replace
+ * the fold with SP, so the continuation joins the previous value after one
+ * space. A fold with no header before it is an error.
+ */
+static int unfold(sky_headers *h, sky_span cont)
+{
+    if (h->n == 0)
+        return SKY_EPROTO;
+    cont = trim_value(cont);
+    if (cont.len == 0)
+        return 0;
+    hdr_entry *e = &h->v[h->n - 1];
+    size_t nlen = strlen(e->name);
+    size_t vlen = strlen(e->value);
+    size_t sep = vlen ? 1 : 0;
+    if (cont.len > SIZE_MAX - nlen - vlen - 3)
+        return SKY_ENOMEM;
+    char *p = realloc(e->name, nlen + 1 + vlen + sep + cont.len + 1);
+    if (p == NULL)
+        return SKY_ENOMEM;
+    e->name = p;
+    e->value = p + nlen + 1;
+    if (sep)
+        e->value[vlen] = ' ';
+    copy_value(e->value + vlen + sep, cont);
+    return 0;
+}
+
+int sky_headers_parse_line(sky_headers *h, const char *line, size_t len)
+{
+    if (h == NULL || (line == NULL && len > 0))
+        return SKY_EINVAL;
+    if (len > 0 && line[len - 1] == '\n')
+        len--;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (len == 0)
+        return 0; /* the blank line that ends the block */
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        sky_headers_clear(h); /* a new response: drop a 1xx's or a redirect's headers */
+        return 0;
+    }
+    if (is_ows(line[0]))
+        return unfold(h, sky_span_make(line, len));
+    const char *colon = memchr(line, ':', len);
+    if (colon == NULL)
+        return SKY_EPROTO;
+    size_t nlen = (size_t)(colon - line);
+    sky_span value = sky_span_make(colon + 1, len - nlen - 1);
+    int rc = sky_headers_add(h, sky_span_make(line, nlen), value);
+    return rc == SKY_EINVAL ? SKY_EPROTO : rc;
+}
+
+const char *sky_headers_get(const sky_headers *h, const char *name)
+{
+    if (h == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < h->n; i++) {
+        if (name_eq(h->v[i].name, name))
+            return h->v[i].value;
+    }
+    return NULL;
+}
+
+size_t sky_headers_count(const sky_headers *h)
+{
+    return h ? h->n : 0;
+}
+
+int sky_headers_at(const sky_headers *h, size_t i, const char **out_name, const char **out_value)
+{
+    if (h == NULL || i >= h->n)
+        return SKY_EINVAL;
+    if (out_name)
+        *out_name = h->v[i].name;
+    if (out_value)
+        *out_value = h->v[i].value;
+    return 0;
+}
+
+/* Decimal digits of @p s as a non-negative int64; SKY_EINVAL when empty, not digits or too big. */
+static int parse_digits(sky_span s, uint64_t limit, uint64_t *out)
+{
+    if (s.len == 0)
+        return SKY_EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned d = (unsigned char)s.ptr[i] - (unsigned)'0';
+        if (d > 9 || v > (limit - d) / 10)
+            return SKY_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int sky_headers_get_int64(const sky_headers *h, const char *name, int64_t *out)
+{
+    const char *v = sky_headers_get(h, name);
+    if (v == NULL)
+        return SKY_ENOTFOUND;
+    sky_span s = sky_span_cstr(v);
+    int neg = s.len > 0 && s.ptr[0] == '-';
+    if (s.len > 0 && (s.ptr[0] == '-' || s.ptr[0] == '+')) {
+        s.ptr++;
+        s.len--;
+    }
+    uint64_t mag;
+    if (parse_digits(s, (uint64_t)INT64_MAX + (neg ? 1u : 0u), &mag) < 0)
+        return SKY_EINVAL;
+    if (!neg || mag == 0)
+        *out = (int64_t)mag;
+    else
+        *out = -(int64_t)(mag - 1) - 1; /* reaches INT64_MIN without overflow */
+    return 0;
+}
+
+/* A decimal number "12", "12.5", ".5" or "12.": whole part and fraction/scale. */
+typedef struct dec_num {
+    uint64_t whole;
+    uint64_t frac;
+    uint64_t scale; /* 10^digits of frac kept */
+} dec_num;
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Reads a decimal number at *s; fraction digits past 18 are dropped (below 1 ns). */
+static int parse_decimal(const char **s, const char *end, dec_num *out)
+{
+    const char *p = *s;
+    const char *start = p;
+    out->whole = 0;
+    out->frac = 0;
+    out->scale = 1;
+    for (; p < end && is_digit(*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (out->whole > ((uint64_t)INT64_MAX - d) / 10)
+            return SKY_EINVAL;
+        out->whole = out->whole * 10 + d;
+    }
+    int digits = p > start;
+    if (p < end && *p == '.') {
+        for (p++; p < end && is_digit(*p); p++) {
+            digits = 1;
+            if (out->scale < UINT64_C(1000000000000000000)) {
+                out->frac = out->frac * 10 + (unsigned)(*p - '0');
+                out->scale *= 10;
+            }
+        }
+    }
+    if (!digits)
+        return SKY_EINVAL;
+    *s = p;
+    return 0;
+}
+
+typedef struct dur_unit {
+    const char *name;
+    int64_t ns;
+} dur_unit;
+
+/* Go's time.ParseDuration units, both spellings of the micro sign included. */
+static const dur_unit dur_units[] = {
+    {"ns", 1},         {"us", 1000},    {"\xC2\xB5s", 1000},  {"\xCE\xBCs", 1000},
+    {"ms", NS_PER_MS}, {"s", NS_PER_S}, {"m", 60 * NS_PER_S}, {"h", 3600 * NS_PER_S},
+};
+
+/* The unit at *s (everything up to the next digit or '.'), as nanoseconds. */
+static int parse_unit(const char **s, const char *end, int64_t *out_ns)
+{
+    const char *p = *s;
+    while (p < end && !is_digit(*p) && *p != '.')
+        p++;
+    sky_span u = sky_span_make(*s, (size_t)(p - *s));
+    for (size_t i = 0; i < SKY_ARRAY_LEN(dur_units); i++) {
+        if (sky_span_eq_cstr(u, dur_units[i].name)) {
+            *out_ns = dur_units[i].ns;
+            *s = p;
+            return 0;
+        }
+    }
+    return SKY_EINVAL;
+}
+
+/* *total += num * unit, all in nanoseconds; SKY_EINVAL past INT64_MAX. */
+static int add_scaled(int64_t *total, const dec_num *num, int64_t unit)
+{
+    if (num->whole > (uint64_t)(INT64_MAX / unit))
+        return SKY_EINVAL;
+    int64_t v = (int64_t)num->whole * unit;
+    /* Below one unit, so a double is exact enough; Go does the same. */
+    v += (int64_t)((double)num->frac * ((double)unit / (double)num->scale));
+    if (v < 0 || v > INT64_MAX - *total)
+        return SKY_EINVAL;
+    *total += v;
+    return 0;
+}
+
+int sky_parse_duration_ms(sky_span text, int64_t *out_ms)
+{
+    const char *s = text.ptr;
+    const char *end = text.ptr + text.len;
+    int64_t total = 0;
+    if (text.len == 0 || out_ms == NULL)
+        return SKY_EINVAL;
+    while (s < end) {
+        dec_num num;
+        int64_t unit = NS_PER_S;
+        int first = s == text.ptr;
+        if (parse_decimal(&s, end, &num) < 0)
+            return SKY_EINVAL;
+        /* A bare number ("2") means seconds; "1m2" is missing a unit. */
+        if (!(first && s == end) && parse_unit(&s, end, &unit) < 0)
+            return SKY_EINVAL;
+        if (add_scaled(&total, &num, unit) < 0)
+            return SKY_EINVAL;
+    }
+    *out_ms = total / NS_PER_MS + (total % NS_PER_MS >= NS_PER_MS / 2);
+    return 0;
+}
+
+/*
+ * Milliseconds, possibly fractional ("123.5"). Rounded up: the server asked
+ * for at least this long, and calling back early only earns another 429.
+ */
+static int parse_ms(const char *v, int64_t *out)
+{
+    sky_span t = sky_span_cstr(v);
+    const char *s = t.ptr;
+    dec_num num;
+    if (parse_decimal(&s, t.ptr + t.len, &num) < 0 || s != t.ptr + t.len)
+        return SKY_EINVAL;
+    if (num.frac > 0 && num.whole == (uint64_t)INT64_MAX)
+        return SKY_EINVAL;
+    *out = (int64_t)num.whole + (num.frac > 0);
+    return 0;
+}
+
+/* wait = date - now, each in ms, without overflow; a date in the past gives 0. */
+static int wait_until(int64_t date_ms, int64_t now_ms, int64_t *out)
+{
+    if (date_ms <= now_ms) {
+        *out = 0;
+        return 0;
+    }
+    if (now_ms < 0 && date_ms > INT64_MAX + now_ms)
+        return SKY_EINVAL;
+    *out = date_ms - now_ms;
+    return 0;
+}
+
+/* Retry-After: delta-seconds, or an HTTP-date (RFC 9110 section 10.2.3). */
+static int parse_retry_after(const char *v, const sky_clock *clock, int64_t *out)
+{
+    uint64_t secs;
+    sky_span t = sky_span_cstr(v);
+    if (t.len > 0 && is_digit(t.ptr[0]) && parse_digits(t, INT64_MAX / 1000, &secs) == 0) {
+        *out = (int64_t)secs * 1000;
+        return 0;
+    }
+    /* libcurl's date parser reads all three HTTP-date forms (and is well fuzzed). */
+    time_t date = curl_getdate(v, NULL);
+    if (date == (time_t)-1 || (int64_t)date > INT64_MAX / 1000 || (int64_t)date < INT64_MIN / 1000)
+        return SKY_EINVAL;
+    return wait_until((int64_t)date * 1000, sky_clock_wall_ms(clock), out);
+}
+
+/*
+ * The first header that is present and readable wins. A garbled
+ * retry-after-ms does not hide a good Retry-After behind it; SKY_EINVAL
+ * only when every header present is unreadable.
+ */
+int sky_parse_retry_after_ms(const sky_headers *h, const sky_clock *clock, int64_t *out_ms)
+{
+    static const char *const ms_names[] = {"retry-after-ms", "x-ms-retry-after-ms"};
+    int rc = SKY_ENOTFOUND;
+    if (out_ms == NULL)
+        return SKY_EINVAL;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(ms_names); i++) {
+        const char *v = sky_headers_get(h, ms_names[i]);
+        if (v == NULL)
+            continue;
+        if (parse_ms(v, out_ms) == 0)
+            return 0;
+        rc = SKY_EINVAL;
+    }
+    const char *v = sky_headers_get(h, "retry-after");
+    if (v == NULL)
+        return rc;
+    return parse_retry_after(v, clock, out_ms);
+}
