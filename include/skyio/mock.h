@@ -1,0 +1,68 @@
+/* skyio — `skyio mock`: a local OpenAI / Azure OpenAI simulator with latency, limits and faults. */
+#ifndef SKYIO_MOCK_H
+#define SKYIO_MOCK_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common.h"
+#include "error.h"
+
+#define SKY_MOCK_MAX_KEYS 16
+
+/** Fault rates, each a probability in [0, 1] drawn per request from a seeded generator. */
+typedef struct sky_mock_faults {
+    double http_500, http_502, http_503;
+    double reset;      /**< connection reset before any answer */
+    double hang;       /**< no answer ever (the client's timeout must act) */
+    double cut;        /**< body announced in full, cut short half-way */
+    double malformed;  /**< 200 with a body that is not valid JSON */
+    double stream_cut; /**< a stream that ends before its [DONE] */
+} sky_mock_faults;
+
+typedef struct sky_mock_config {
+    const char *host;          /**< default 127.0.0.1 */
+    int port;                  /**< default 0: a free port */
+    const char *tls_cert_file; /**< with tls_key_file: HTTPS, HTTP/2 via ALPN */
+    const char *tls_key_file;
+    const char *keys[SKY_MOCK_MAX_KEYS]; /**< accepted keys; none: auth off */
+    size_t n_keys;
+    double ttft_ms;                /**< time to first token */
+    double per_token_ms;           /**< time per output token */
+    double jitter;                 /**< +- fraction applied to latency, default 0.1 */
+    int64_t rpm;                   /**< requests per minute; 0: unlimited */
+    int64_t tpm;                   /**< tokens per minute; 0: unlimited */
+    int64_t window_ms;             /**< enforcement window, default 1000 (RPM/60 per second) */
+    int hide_ratelimit_headers;    /**< send no x-ratelimit-* / retry-after headers */
+    int default_completion_tokens; /**< reply length without max_tokens; default 16 */
+    int embedding_dim;             /**< default 1536 unless the request says "dimensions" */
+    size_t max_body;               /**< request body limit; default 8 MiB */
+    sky_mock_faults faults;
+    uint64_t seed; /**< fault and jitter generator seed; default 1 */
+} sky_mock_config;
+
+/** Every default. */
+SKY_EXTERN void sky_mock_config_init(sky_mock_config *c);
+/**
+ * Apply a JSON config object (keys as in `skyio mock --help`, e.g. "rpm",
+ * "faults": {"http_503": 0.1}). Strings are borrowed from @p json: keep it
+ * alive as long as the config. Unknown keys are an error naming the key.
+ */
+SKY_EXTERN int sky_mock_config_apply_json(sky_mock_config *c, json_t *json,
+                                          sky_error *err) SKY_NODISCARD;
+
+typedef struct sky_mock sky_mock;
+
+/** Create and start listening. Returns 0, or a SKY_E code with @p err filled. */
+SKY_EXTERN int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock,
+                              sky_error *err) SKY_NODISCARD;
+/** The port listened on. */
+SKY_EXTERN int sky_mock_port(const sky_mock *m);
+/** The statistics as served at GET /mock/stats (new reference). */
+SKY_EXTERN json_t *sky_mock_stats(const sky_mock *m);
+/** Stop accepting and let requests in flight end (up to @p grace_ms); then @p cb. */
+SKY_EXTERN void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, void *),
+                                  void *user_data);
+SKY_EXTERN void sky_mock_free(sky_mock *m);
+
+#endif

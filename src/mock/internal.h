@@ -1,0 +1,47 @@
+/* Internals of `skyio mock` shared by its files. */
+#ifndef SKY_MOCK_INTERNAL_H
+#define SKY_MOCK_INTERNAL_H
+
+#include "skyio/buf.h"
+#include "skyio/mock.h"
+
+/* Fixed-window limiter: per window, rpm*window/60000 requests and as many
+ * tokens; like Azure OpenAI, which judges RPM over one-second windows. */
+typedef struct sky__mock_limiter {
+    int64_t window_ms;
+    int64_t req_allow, tok_allow; /* per window; 0: unlimited */
+    int64_t rpm, tpm;
+    uint64_t window_start;
+    int64_t req_used, tok_used;
+} sky__mock_limiter;
+
+typedef struct sky__mock_verdict {
+    int allowed;
+    int by_tokens;    /* refused for tokens rather than requests */
+    int64_t retry_ms; /* when refused: until the window turns */
+    int64_t reset_ms; /* until the window turns */
+    int64_t req_left, tok_left;
+} sky__mock_verdict;
+
+void sky__mock_limiter_init(sky__mock_limiter *l, int64_t rpm, int64_t tpm, int64_t window_ms);
+/* Charge one request of @p tokens at @p now_ms, or refuse it. */
+void sky__mock_limiter_take(sky__mock_limiter *l, uint64_t now_ms, int64_t tokens,
+                            sky__mock_verdict *out);
+
+/* splitmix64: a small seeded generator, for reproducible faults and jitter. */
+uint64_t sky__mock_rand(uint64_t *state);
+/* Uniform in [0, 1). */
+double sky__mock_rand01(uint64_t *state);
+
+/* FNV-1a over bytes: the seed of a reply's words, so replies are deterministic. */
+uint64_t sky__mock_hash(const void *p, size_t n, uint64_t h);
+/* Append @p n_tokens words chosen from @p seed to @p out, separated by spaces. */
+int sky__mock_words(sky_buf *out, uint64_t seed, int n_tokens);
+/* The one word for token @p i of a reply with @p seed (static storage). */
+const char *sky__mock_word(uint64_t seed, int i);
+/* A token estimate for text: about four characters a token, at least 1. */
+int64_t sky__mock_estimate_tokens(size_t chars);
+/* Format a duration the way OpenAI's reset headers do ("1s", "250ms", "1m3s"). */
+void sky__mock_format_duration(int64_t ms, char *out, size_t len);
+
+#endif

@@ -1,0 +1,896 @@
+/*
+ * `skyio mock`: an OpenAI- and Azure-OpenAI-compatible server for tests,
+ * benchmarks and offline demos. Replies have the real shape and are
+ * generated from the request, so the same request gets the same words.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/json.h"
+#include "skyio/log.h"
+#include "skyio/server.h"
+#include "internal.h"
+
+enum { CALL_CHAT, CALL_EMBED };
+
+enum {
+    FAULT_NONE = -1,
+    FAULT_500,
+    FAULT_502,
+    FAULT_503,
+    FAULT_RESET,
+    FAULT_HANG,
+    FAULT_CUT,
+    FAULT_MALFORMED,
+    FAULT_STREAM_CUT,
+    FAULT_COUNT
+};
+
+static const char *const fault_names[FAULT_COUNT] = {
+    "http_500", "http_502", "http_503", "reset", "hang", "cut", "malformed", "stream_cut",
+};
+
+typedef struct mock_stats {
+    uint64_t requests;
+    uint64_t by_status[600];
+    uint64_t rate_limited_requests, rate_limited_tokens;
+    uint64_t auth_failures;
+    uint64_t faults[FAULT_COUNT];
+    uint64_t prompt_tokens, completion_tokens;
+    uint64_t chat, embeddings, models, streams;
+} mock_stats;
+
+struct sky_mock {
+    uv_loop_t *loop;
+    sky_server *srv;
+    sky_mock_config cfg;
+    sky__mock_limiter limiter;
+    uint64_t rng;
+    uint64_t next_id;
+    mock_stats st;
+    void (*shutdown_cb)(sky_mock *, void *);
+    void *shutdown_ud;
+};
+
+/* What one chat or embeddings call needs after the handler returns. */
+typedef struct mock_call {
+    sky_mock *m;
+    int kind;
+    int azure;
+    int stream;
+    int include_usage;
+    int fault;
+    int n_tokens; /* reply length */
+    int sent;     /* tokens streamed so far */
+    int has_max;  /* the request set max_tokens: finish_reason is "length" */
+    int dim;
+    int n_inputs;
+    int64_t prompt_tokens;
+    uint64_t seed;
+    int64_t created;
+    double per_token_ms;
+    char id[40];
+    char model[128];
+} mock_call;
+
+/* ---- small helpers ---- */
+
+static uint64_t mock_now_ms(const sky_mock *m)
+{
+    return uv_now(m->loop);
+}
+
+static double jittered(sky_mock *m, double ms)
+{
+    if (ms <= 0)
+        return 0;
+    double j = m->cfg.jitter * (2.0 * sky__mock_rand01(&m->rng) - 1.0);
+    double v = ms * (1.0 + j);
+    return v > 0 ? v : 0;
+}
+
+static void count_status(sky_mock *m, int status)
+{
+    if (status >= 0 && status < 600)
+        m->st.by_status[status]++;
+}
+
+static void add_request_id(sky_server_req *r, sky_mock *m)
+{
+    char id[48];
+    sky_span client_id;
+    snprintf(id, sizeof(id), "req_%016llx", (unsigned long long)++m->next_id);
+    sky_server_add_header(r, "x-request-id", sky_span_cstr(id));
+    sky_server_add_header(r, "apim-request-id", sky_span_cstr(id));
+    if (sky_server_req_header(r, "x-ms-client-request-id", &client_id))
+        sky_server_add_header(r, "x-ms-client-request-id", client_id);
+}
+
+static void respond_json(sky_mock *m, sky_server_req *r, int status, json_t *body)
+{
+    count_status(m, status);
+    add_request_id(r, m);
+    sky_server_respond_json(r, status, body);
+    json_decref(body);
+}
+
+/* The provider's error shape: OpenAI's {"error": {message,type,param,code}},
+ * or Azure's {"error": {code, message}}. */
+static void respond_error(sky_mock *m, sky_server_req *r, int azure, int status, const char *type,
+                          const char *code, const char *message)
+{
+    json_t *err = azure ? json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message)
+                        : json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type",
+                                    type, "param", "code", code);
+    if (err == NULL) {
+        count_status(m, 500);
+        sky_server_respond(r, 500, "application/json", SKY_SPAN_LIT("{}"));
+        return;
+    }
+    respond_json(m, r, status, err);
+}
+
+/* ---- rate limits ---- */
+
+static void add_ratelimit_headers(sky_mock *m, sky_server_req *r, const sky__mock_verdict *v)
+{
+    char num[32], dur[32];
+    if (m->cfg.hide_ratelimit_headers || (m->cfg.rpm == 0 && m->cfg.tpm == 0))
+        return;
+    sky__mock_format_duration(v->reset_ms, dur, sizeof(dur));
+    if (m->cfg.rpm > 0) {
+        snprintf(num, sizeof(num), "%lld", (long long)m->cfg.rpm);
+        sky_server_add_header(r, "x-ratelimit-limit-requests", sky_span_cstr(num));
+        snprintf(num, sizeof(num), "%lld", (long long)(v->req_left < 0 ? 0 : v->req_left));
+        sky_server_add_header(r, "x-ratelimit-remaining-requests", sky_span_cstr(num));
+        sky_server_add_header(r, "x-ratelimit-reset-requests", sky_span_cstr(dur));
+    }
+    if (m->cfg.tpm > 0) {
+        snprintf(num, sizeof(num), "%lld", (long long)m->cfg.tpm);
+        sky_server_add_header(r, "x-ratelimit-limit-tokens", sky_span_cstr(num));
+        snprintf(num, sizeof(num), "%lld", (long long)(v->tok_left < 0 ? 0 : v->tok_left));
+        sky_server_add_header(r, "x-ratelimit-remaining-tokens", sky_span_cstr(num));
+        sky_server_add_header(r, "x-ratelimit-reset-tokens", sky_span_cstr(dur));
+    }
+}
+
+static void respond_429(sky_mock *m, sky_server_req *r, const mock_call *c,
+                        const sky__mock_verdict *v)
+{
+    char num[32], msg[256];
+    int64_t secs = (v->retry_ms + 999) / 1000;
+    if (v->by_tokens)
+        m->st.rate_limited_tokens++;
+    else
+        m->st.rate_limited_requests++;
+    add_ratelimit_headers(m, r, v);
+    if (!m->cfg.hide_ratelimit_headers) {
+        snprintf(num, sizeof(num), "%lld", (long long)(secs > 0 ? secs : 1));
+        sky_server_add_header(r, "retry-after", sky_span_cstr(num));
+        snprintf(num, sizeof(num), "%lld", (long long)v->retry_ms);
+        sky_server_add_header(r, "retry-after-ms", sky_span_cstr(num));
+    }
+    snprintf(msg, sizeof(msg),
+             "Rate limit reached for %s: limit %lld per minute. Please retry after %lld seconds.",
+             v->by_tokens ? "tokens" : "requests",
+             (long long)(v->by_tokens ? m->cfg.tpm : m->cfg.rpm), (long long)(secs ? secs : 1));
+    respond_error(m, r, c->azure, 429, v->by_tokens ? "tokens" : "requests",
+                  c->azure ? "429" : "rate_limit_exceeded", msg);
+}
+
+/* ---- auth ---- */
+
+static int key_ok(const sky_mock *m, sky_span key)
+{
+    for (size_t i = 0; i < m->cfg.n_keys; i++)
+        if (sky_span_eq_cstr(key, m->cfg.keys[i]))
+            return 1;
+    return 0;
+}
+
+static int authorized(const sky_mock *m, const sky_server_req *r)
+{
+    sky_span v;
+    if (m->cfg.n_keys == 0)
+        return 1;
+    if (sky_server_req_header(r, "api-key", &v) && key_ok(m, v))
+        return 1;
+    if (sky_server_req_header(r, "authorization", &v) && v.len > 7 &&
+        strncasecmp(v.ptr, "Bearer ", 7) == 0)
+        return key_ok(m, sky_span_make(v.ptr + 7, v.len - 7));
+    return 0;
+}
+
+/* ---- reply bodies ---- */
+
+static json_t *chat_body(const mock_call *c)
+{
+    sky_buf text;
+    sky_buf_init(&text, 16u * 1024u * 1024u);
+    if (sky__mock_words(&text, c->seed, c->n_tokens) < 0) {
+        sky_buf_free(&text);
+        return NULL;
+    }
+    json_t *body = json_pack(
+        "{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s%},s:n,s:s}],s:{s:I,s:I,s:I},s:s}", "id", c->id,
+        "object", "chat.completion", "created", (json_int_t)c->created, "model", c->model,
+        "choices", "index", 0, "message", "role", "assistant", "content",
+        text.data ? text.data : "", text.len, "logprobs", "finish_reason",
+        c->has_max ? "length" : "stop", "usage", "prompt_tokens", (json_int_t)c->prompt_tokens,
+        "completion_tokens", (json_int_t)c->n_tokens, "total_tokens",
+        (json_int_t)(c->prompt_tokens + c->n_tokens), "system_fingerprint", "fp_skyio_mock");
+    sky_buf_free(&text);
+    return body;
+}
+
+/* Every byte of @p s can stand in a JSON string as it is. */
+static int json_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/*
+ * The hot path of the benchmarks: a plain chat reply with the same fields
+ * chat_body() gives, printed from a template. Only the model name comes from
+ * the request, and it is used only when no byte of it needs escaping;
+ * otherwise the caller falls back to jansson.
+ */
+static int chat_body_fast(const mock_call *c, sky_buf *out)
+{
+    if (!json_safe(c->model))
+        return SKY_EINVAL;
+    int rc = sky_buf_printf(out,
+                            "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,"
+                            "\"model\":\"%s\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                            "\"assistant\",\"content\":\"",
+                            c->id, (long long)c->created, c->model);
+    if (rc == 0)
+        rc = sky__mock_words(out, c->seed, c->n_tokens);
+    if (rc == 0)
+        rc = sky_buf_printf(
+            out,
+            "\"},\"logprobs\":null,\"finish_reason\":\"%s\"}],\"usage\":{\"prompt_tokens\":%lld,"
+            "\"completion_tokens\":%d,\"total_tokens\":%lld},\"system_fingerprint\":"
+            "\"fp_skyio_mock\"}",
+            c->has_max ? "length" : "stop", (long long)c->prompt_tokens, c->n_tokens,
+            (long long)(c->prompt_tokens + c->n_tokens));
+    return rc;
+}
+
+static json_t *embed_vector(uint64_t seed, int dim)
+{
+    json_t *v = json_array();
+    double norm = 0;
+    uint64_t s = seed;
+    double *tmp = malloc(sizeof(double) * (size_t)dim);
+    if (v == NULL || tmp == NULL) {
+        free(tmp);
+        json_decref(v);
+        return NULL;
+    }
+    for (int i = 0; i < dim; i++) {
+        tmp[i] = sky__mock_rand01(&s) * 2.0 - 1.0;
+        norm += tmp[i] * tmp[i];
+    }
+    norm = norm > 0 ? sqrt(norm) : 1;
+    for (int i = 0; i < dim; i++)
+        json_array_append_new(v, json_real(tmp[i] / norm));
+    free(tmp);
+    return v;
+}
+
+static json_t *embed_body(const mock_call *c)
+{
+    json_t *data = json_array();
+    for (int i = 0; data && i < c->n_inputs; i++) {
+        json_t *vec = embed_vector(c->seed + (uint64_t)i, c->dim);
+        json_t *item =
+            vec ? json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", vec)
+                : NULL;
+        if (item == NULL || json_array_append_new(data, item) < 0) {
+            json_decref(data);
+            return NULL;
+        }
+    }
+    if (data == NULL)
+        return NULL;
+    return json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model", c->model,
+                     "usage", "prompt_tokens", (json_int_t)c->prompt_tokens, "total_tokens",
+                     (json_int_t)c->prompt_tokens);
+}
+
+static json_t *call_body(const mock_call *c)
+{
+    return c->kind == CALL_CHAT ? chat_body(c) : embed_body(c);
+}
+
+/* ---- faults ---- */
+
+static int draw_fault(sky_mock *m, int stream)
+{
+    const sky_mock_faults *f = &m->cfg.faults;
+    const double rates[FAULT_COUNT] = {f->http_500, f->http_502, f->http_503,  f->reset,
+                                       f->hang,     f->cut,      f->malformed, f->stream_cut};
+    double total = 0;
+    for (int i = 0; i < FAULT_COUNT; i++)
+        total += rates[i];
+    if (total <= 0)
+        return FAULT_NONE;
+    double x = sky__mock_rand01(&m->rng), acc = 0;
+    for (int i = 0; i < FAULT_COUNT; i++) {
+        acc += rates[i];
+        if (x < acc) {
+            if (i == FAULT_STREAM_CUT && !stream)
+                return FAULT_NONE;
+            if (i == FAULT_MALFORMED && stream)
+                return FAULT_NONE;
+            return i;
+        }
+    }
+    return FAULT_NONE;
+}
+
+/* Answer with the fault @p c->fault; returns 1 when it answered (or chose not to). */
+static int apply_fault(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    static const char malformed[] = "{\"id\": \"chatcmpl-broken\", \"choices\": [{\"index\": 0, ";
+    switch (c->fault) {
+    case FAULT_500:
+    case FAULT_502:
+    case FAULT_503: {
+        int status = c->fault == FAULT_500 ? 500 : c->fault == FAULT_502 ? 502 : 503;
+        respond_error(m, r, c->azure, status, "server_error",
+                      c->azure ? "InternalServerError" : "server_error",
+                      "The server had an error while processing your request (injected fault).");
+        return 1;
+    }
+    case FAULT_RESET:
+        sky_server_reset(r);
+        return 1;
+    case FAULT_HANG:
+        return 1; /* never answer: the request lives until the client leaves */
+    case FAULT_MALFORMED:
+        count_status(m, 200);
+        add_request_id(r, m);
+        sky_server_respond(r, 200, "application/json",
+                           sky_span_make(malformed, sizeof(malformed) - 1));
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void send_cut(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    json_t *body = call_body(c);
+    size_t len = 0;
+    char *text = body ? sky_json_dump(body, &len) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        sky_server_abort(r);
+        return;
+    }
+    count_status(m, 200);
+    add_request_id(r, m);
+    sky_server_stream_start(r, 200, "application/json", (int64_t)len);
+    (void)sky_server_stream_write(r, sky_span_make(text, len / 2), 0);
+    sky_server_abort(r);
+    free(text);
+}
+
+/* ---- plain replies ---- */
+
+static void send_reply(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    if (c->fault == FAULT_CUT) {
+        send_cut(m, r, c);
+        return;
+    }
+    if (c->kind == CALL_CHAT) {
+        sky_buf fast;
+        sky_buf_init(&fast, 16u * 1024u * 1024u);
+        if (chat_body_fast(c, &fast) == 0) {
+            m->st.completion_tokens += (uint64_t)c->n_tokens;
+            count_status(m, 200);
+            add_request_id(r, m);
+            sky_server_respond(r, 200, "application/json", sky_buf_span(&fast));
+            sky_buf_free(&fast);
+            return;
+        }
+        sky_buf_free(&fast);
+    }
+    json_t *body = call_body(c);
+    if (body == NULL) {
+        respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
+        return;
+    }
+    m->st.completion_tokens += c->kind == CALL_CHAT ? (uint64_t)c->n_tokens : 0;
+    respond_json(m, r, 200, body);
+}
+
+/* ---- streamed replies ---- */
+
+static int send_chunk(sky_server_req *r, const mock_call *c, const char *content, int role,
+                      const char *finish)
+{
+    json_t *delta = role      ? json_pack("{s:s,s:s}", "role", "assistant", "content", "")
+                    : content ? json_pack("{s:s}", "content", content)
+                              : json_object();
+    json_t *chunk =
+        delta ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id", c->id, "object",
+                          "chat.completion.chunk", "created", (json_int_t)c->created, "model",
+                          c->model, "system_fingerprint", "fp_skyio_mock", "choices", "index", 0,
+                          "delta", delta, "logprobs", "finish_reason", finish)
+              : NULL;
+    if (chunk == NULL)
+        return SKY_ENOMEM;
+    if (finish == NULL) {
+        /* "finish_reason": null, as the providers send it. */
+        json_object_set_new(json_array_get(json_object_get(chunk, "choices"), 0), "finish_reason",
+                            json_null());
+    }
+    size_t len = 0;
+    char *text = sky_json_dump(chunk, &len);
+    json_decref(chunk);
+    if (text == NULL)
+        return SKY_ENOMEM;
+    int rc = sky_server_sse_send(r, sky_span_make(text, len));
+    free(text);
+    return rc;
+}
+
+static int send_usage_chunk(sky_server_req *r, const mock_call *c)
+{
+    json_t *chunk = json_pack(
+        "{s:s,s:s,s:I,s:s,s:[],s:{s:I,s:I,s:I}}", "id", c->id, "object", "chat.completion.chunk",
+        "created", (json_int_t)c->created, "model", c->model, "choices", "usage", "prompt_tokens",
+        (json_int_t)c->prompt_tokens, "completion_tokens", (json_int_t)c->n_tokens, "total_tokens",
+        (json_int_t)(c->prompt_tokens + c->n_tokens));
+    size_t len = 0;
+    char *text = chunk ? sky_json_dump(chunk, &len) : NULL;
+    json_decref(chunk);
+    if (text == NULL)
+        return SKY_ENOMEM;
+    int rc = sky_server_sse_send(r, sky_span_make(text, len));
+    free(text);
+    return rc;
+}
+
+static void stream_finish(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    (void)send_chunk(r, c, NULL, 0, c->has_max ? "length" : "stop");
+    if (c->include_usage)
+        (void)send_usage_chunk(r, c);
+    (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
+    m->st.completion_tokens += (uint64_t)c->n_tokens;
+}
+
+static void stream_step(sky_server_req *r, void *data);
+
+/* Send the tokens that are due now; schedule the next; end when all are out. */
+static void stream_step(sky_server_req *r, void *data)
+{
+    mock_call *c = data;
+    sky_mock *m = c->m;
+    int cut_at = c->n_tokens / 2;
+    do {
+        if ((c->fault == FAULT_STREAM_CUT || c->fault == FAULT_CUT) && c->sent >= cut_at) {
+            if (c->fault == FAULT_CUT)
+                sky_server_abort(r);
+            else
+                (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
+            return;
+        }
+        if (c->sent >= c->n_tokens) {
+            stream_finish(m, r, c);
+            return;
+        }
+        char word[64];
+        snprintf(word, sizeof(word), "%s%s", c->sent ? " " : "", sky__mock_word(c->seed, c->sent));
+        (void)send_chunk(r, c, word, 0, NULL);
+        c->sent++;
+    } while (c->per_token_ms <= 0);
+    if (sky_server_req_after(r, (uint64_t)jittered(m, c->per_token_ms), stream_step) < 0)
+        sky_server_abort(r);
+}
+
+static void stream_begin(sky_server_req *r, void *data)
+{
+    mock_call *c = data;
+    count_status(c->m, 200);
+    add_request_id(r, c->m);
+    sky_server_add_header(r, "cache-control", SKY_SPAN_LIT("no-cache"));
+    sky_server_stream_start(r, 200, "text/event-stream", -1);
+    (void)send_chunk(r, c, NULL, 1, NULL);
+    stream_step(r, c);
+}
+
+static void delayed_reply(sky_server_req *r, void *data)
+{
+    mock_call *c = data;
+    send_reply(c->m, r, c);
+}
+
+/* ---- request parsing ---- */
+
+static int64_t count_message_chars(const json_t *messages)
+{
+    size_t i, chars = 0;
+    json_t *msg;
+    json_array_foreach(messages, i, msg)
+    {
+        const json_t *content = json_object_get(msg, "content");
+        if (json_is_string(content)) {
+            chars += json_string_length(content);
+        } else if (json_is_array(content)) {
+            size_t j;
+            json_t *part;
+            json_array_foreach(content, j, part) chars += strlen(sky_json_str(part, "text", ""));
+        }
+    }
+    return (int64_t)chars;
+}
+
+/* Read a chat request; returns NULL and answers 400 when it is not one. */
+static const char *parse_chat(mock_call *c, const json_t *req)
+{
+    const json_t *messages = json_object_get(req, "messages");
+    if (!json_is_array(messages) || json_array_size(messages) == 0)
+        return "'messages' is required and must be a non-empty array";
+    int64_t max = sky_json_int(req, "max_completion_tokens", sky_json_int(req, "max_tokens", 0));
+    if (max < 0)
+        return "'max_tokens' must be positive";
+    c->has_max = max > 0;
+    c->n_tokens = max > 0 ? (int)(max > 100000 ? 100000 : max) : c->n_tokens;
+    c->stream = sky_json_bool(req, "stream", 0);
+    c->include_usage = sky_json_bool(json_object_get(req, "stream_options"), "include_usage", 0);
+    c->prompt_tokens = sky__mock_estimate_tokens((size_t)count_message_chars(messages)) +
+                       4 * (int64_t)json_array_size(messages);
+    return NULL;
+}
+
+static const char *parse_embed(mock_call *c, const json_t *req)
+{
+    const json_t *input = json_object_get(req, "input");
+    size_t chars = 0;
+    if (json_is_string(input)) {
+        c->n_inputs = 1;
+        chars = json_string_length(input);
+    } else if (json_is_array(input) && json_array_size(input) > 0) {
+        size_t i;
+        json_t *v;
+        c->n_inputs = (int)json_array_size(input);
+        json_array_foreach(input, i, v) chars +=
+            json_is_string(v) ? json_string_length(v) : 4 * json_array_size(v);
+    } else {
+        return "'input' is required: a string or an array";
+    }
+    int64_t dim = sky_json_int(req, "dimensions", c->dim);
+    if (dim <= 0 || dim > 65536)
+        return "'dimensions' must be between 1 and 65536";
+    c->dim = (int)dim;
+    c->prompt_tokens = sky__mock_estimate_tokens(chars);
+    return NULL;
+}
+
+static void call_init(sky_mock *m, mock_call *c, int kind, int azure, sky_span deployment)
+{
+    memset(c, 0, sizeof(*c));
+    c->m = m;
+    c->kind = kind;
+    c->azure = azure;
+    c->fault = FAULT_NONE;
+    c->n_tokens = m->cfg.default_completion_tokens;
+    c->dim = m->cfg.embedding_dim;
+    c->per_token_ms = m->cfg.per_token_ms;
+    c->created = (int64_t)(uv_now(m->loop) / 1000) + 1700000000;
+    snprintf(c->id, sizeof(c->id), "%s%016llx", kind == CALL_CHAT ? "chatcmpl-" : "embd-",
+             (unsigned long long)++m->next_id);
+    if (deployment.len)
+        snprintf(c->model, sizeof(c->model), "%.*s", (int)deployment.len, deployment.ptr);
+}
+
+/* ---- the chat and embeddings handler ---- */
+
+static int admit(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    sky__mock_verdict v;
+    int64_t cost = c->prompt_tokens + (c->kind == CALL_CHAT ? c->n_tokens : 0);
+    sky__mock_limiter_take(&m->limiter, mock_now_ms(m), cost, &v);
+    if (!v.allowed) {
+        respond_429(m, r, c, &v);
+        return 0;
+    }
+    add_ratelimit_headers(m, r, &v);
+    m->st.prompt_tokens += (uint64_t)c->prompt_tokens;
+    return 1;
+}
+
+static void dispatch(sky_mock *m, sky_server_req *r, mock_call *c)
+{
+    c->fault = draw_fault(m, c->stream);
+    if (c->fault != FAULT_NONE)
+        m->st.faults[c->fault]++;
+    if (apply_fault(m, r, c))
+        return;
+    double delay = c->kind == CALL_CHAT && !c->stream
+                       ? m->cfg.ttft_ms + m->cfg.per_token_ms * c->n_tokens
+                       : m->cfg.ttft_ms;
+    delay = jittered(m, delay);
+    if (!c->stream && delay < 0.5) {
+        send_reply(m, r, c);
+        return;
+    }
+    mock_call *held = malloc(sizeof(*held));
+    if (held == NULL) {
+        respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
+        return;
+    }
+    *held = *c;
+    sky_server_req_set_data(r, held, free);
+    if (c->stream)
+        m->st.streams++;
+    void (*next)(sky_server_req *, void *) = c->stream ? stream_begin : delayed_reply;
+    if (delay < 0.5 && c->stream) {
+        stream_begin(r, held);
+        return;
+    }
+    if (sky_server_req_after(r, (uint64_t)(delay + 0.5), next) < 0)
+        respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
+}
+
+static void handle_call(sky_mock *m, sky_server_req *r, int kind, int azure, sky_span deployment)
+{
+    mock_call c;
+    json_t *req = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    call_init(m, &c, kind, azure, deployment);
+    if (!authorized(m, r)) {
+        m->st.auth_failures++;
+        respond_error(m, r, azure, 401, "invalid_request_error", azure ? "401" : "invalid_api_key",
+                      azure ? "Access denied due to invalid subscription key or wrong API "
+                              "endpoint. Make sure to provide a valid key for an active "
+                              "subscription and use a correct regional API endpoint for your "
+                              "resource."
+                            : "Incorrect API key provided.");
+        return;
+    }
+    sky_span api_version;
+    if (azure && !sky_server_req_query_param(r, "api-version", &api_version)) {
+        respond_error(m, r, 1, 404, "invalid_request_error", "404",
+                      "Resource not found: the api-version query parameter is missing.");
+        return;
+    }
+    if (sky_json_parse(sky_server_req_body(r), &req, &err) < 0 || !json_is_object(req)) {
+        char msg[SKY_ERROR_MESSAGE_MAX + 64];
+        snprintf(msg, sizeof(msg), "The request body is not valid JSON: %s",
+                 err.code ? err.message : "expected an object");
+        json_decref(req);
+        respond_error(m, r, azure, 400, "invalid_request_error", "invalid_json", msg);
+        return;
+    }
+    if (!azure) {
+        const char *model = sky_json_str(req, "model", NULL);
+        if (model == NULL) {
+            json_decref(req);
+            respond_error(m, r, 0, 400, "invalid_request_error", "missing_model",
+                          "you must provide a model parameter");
+            return;
+        }
+        snprintf(c.model, sizeof(c.model), "%s", model);
+    }
+    const char *problem = kind == CALL_CHAT ? parse_chat(&c, req) : parse_embed(&c, req);
+    if (problem == NULL) {
+        sky_span body = sky_server_req_body(r);
+        c.seed = sky__mock_hash(body.ptr, body.len, 0);
+    }
+    json_decref(req);
+    if (problem) {
+        respond_error(m, r, azure, 400, "invalid_request_error", "invalid_request", problem);
+        return;
+    }
+    if (kind == CALL_CHAT)
+        m->st.chat++;
+    else
+        m->st.embeddings++;
+    if (admit(m, r, &c))
+        dispatch(m, r, &c);
+}
+
+static void on_chat(sky_server_req *r, void *ud)
+{
+    sky_mock *m = ud;
+    m->st.requests++;
+    handle_call(m, r, CALL_CHAT, 0, sky_span_make("", 0));
+}
+
+static void on_embeddings(sky_server_req *r, void *ud)
+{
+    sky_mock *m = ud;
+    m->st.requests++;
+    handle_call(m, r, CALL_EMBED, 0, sky_span_make("", 0));
+}
+
+/* /openai/deployments/{deployment}/chat/completions and .../embeddings */
+static void on_azure(sky_server_req *r, void *ud)
+{
+    static const char prefix[] = "/openai/deployments/";
+    sky_mock *m = ud;
+    sky_span path = sky_server_req_path(r);
+    const char *dep = path.ptr + sizeof(prefix) - 1;
+    size_t rest = path.len - (sizeof(prefix) - 1);
+    const char *slash = memchr(dep, '/', rest);
+    m->st.requests++;
+    if (slash == NULL || slash == dep) {
+        respond_error(m, r, 1, 404, "invalid_request_error", "404", "Resource not found");
+        return;
+    }
+    sky_span deployment = sky_span_make(dep, (size_t)(slash - dep));
+    sky_span op = sky_span_make(slash, rest - (size_t)(slash - dep));
+    sky_span method = sky_server_req_method(r);
+    if (!sky_span_eq_cstr(method, "POST")) {
+        respond_error(m, r, 1, 405, "invalid_request_error", "405", "Method not allowed");
+        return;
+    }
+    if (sky_span_eq_cstr(op, "/chat/completions"))
+        handle_call(m, r, CALL_CHAT, 1, deployment);
+    else if (sky_span_eq_cstr(op, "/embeddings"))
+        handle_call(m, r, CALL_EMBED, 1, deployment);
+    else
+        respond_error(m, r, 1, 404, "invalid_request_error", "404", "Resource not found");
+}
+
+static void on_models(sky_server_req *r, void *ud)
+{
+    static const char *const models[] = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini",
+                                         "text-embedding-3-small", "text-embedding-3-large"};
+    sky_mock *m = ud;
+    m->st.requests++;
+    m->st.models++;
+    if (!authorized(m, r)) {
+        m->st.auth_failures++;
+        respond_error(m, r, 0, 401, "invalid_request_error", "invalid_api_key",
+                      "Incorrect API key provided.");
+        return;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; data && i < SKY_ARRAY_LEN(models); i++)
+        json_array_append_new(data,
+                              json_pack("{s:s,s:s,s:i,s:s}", "id", models[i], "object", "model",
+                                        "created", 1700000000, "owned_by", "skyio-mock"));
+    json_t *body = data ? json_pack("{s:s,s:o}", "object", "list", "data", data) : NULL;
+    if (body == NULL) {
+        respond_error(m, r, 0, 500, "server_error", "server_error", "out of memory");
+        return;
+    }
+    respond_json(m, r, 200, body);
+}
+
+/* ---- statistics ---- */
+
+json_t *sky_mock_stats(const sky_mock *m)
+{
+    json_t *status = json_object(), *faults = json_object();
+    char key[8];
+    for (int i = 0; status && i < 600; i++) {
+        if (m->st.by_status[i] == 0)
+            continue;
+        snprintf(key, sizeof(key), "%d", i);
+        json_object_set_new(status, key, json_integer((json_int_t)m->st.by_status[i]));
+    }
+    for (int i = 0; faults && i < FAULT_COUNT; i++)
+        json_object_set_new(faults, fault_names[i], json_integer((json_int_t)m->st.faults[i]));
+    return json_pack(
+        "{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I}", "requests",
+        (json_int_t)m->st.requests, "responses", status, "rate_limited",
+        (json_int_t)(m->st.rate_limited_requests + m->st.rate_limited_tokens),
+        "rate_limited_requests", (json_int_t)m->st.rate_limited_requests, "rate_limited_tokens",
+        (json_int_t)m->st.rate_limited_tokens, "faults", faults, "tokens", "prompt",
+        (json_int_t)m->st.prompt_tokens, "completion", (json_int_t)m->st.completion_tokens,
+        "endpoints", "chat", (json_int_t)m->st.chat, "embeddings", (json_int_t)m->st.embeddings,
+        "models", (json_int_t)m->st.models, "streams", (json_int_t)m->st.streams, "auth_failures",
+        (json_int_t)m->st.auth_failures, "connections", (json_int_t)sky_server_connections(m->srv),
+        "in_flight", (json_int_t)(sky_server_requests_in_flight(m->srv) - 1));
+}
+
+static void on_stats(sky_server_req *r, void *ud)
+{
+    json_t *st = sky_mock_stats(ud);
+    if (st == NULL) {
+        sky_server_respond(r, 500, "application/json", SKY_SPAN_LIT("{}"));
+        return;
+    }
+    sky_server_respond_json(r, 200, st);
+    json_decref(st);
+}
+
+static void on_reset(sky_server_req *r, void *ud)
+{
+    sky_mock *m = ud;
+    memset(&m->st, 0, sizeof(m->st));
+    sky__mock_limiter_init(&m->limiter, m->cfg.rpm, m->cfg.tpm, m->cfg.window_ms);
+    sky_server_respond(r, 200, "application/json", SKY_SPAN_LIT("{\"reset\":true}"));
+}
+
+/* ---- life cycle ---- */
+
+static int add_routes(sky_mock *m)
+{
+    int rc = 0;
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/v1/chat/completions", 0, on_chat, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/chat/completions", 0, on_chat, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/openai/v1/chat/completions", 0, on_chat, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/v1/embeddings", 0, on_embeddings, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/embeddings", 0, on_embeddings, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/openai/v1/embeddings", 0, on_embeddings, m);
+    rc = rc ? rc : sky_server_route(m->srv, "GET", "/v1/models", 0, on_models, m);
+    rc = rc ? rc : sky_server_route(m->srv, "GET", "/models", 0, on_models, m);
+    rc = rc ? rc : sky_server_route(m->srv, NULL, "/openai/deployments/", 1, on_azure, m);
+    rc = rc ? rc : sky_server_route(m->srv, "GET", "/mock/stats", 0, on_stats, m);
+    rc = rc ? rc : sky_server_route(m->srv, "POST", "/mock/reset", 0, on_reset, m);
+    return rc;
+}
+
+int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock, sky_error *err)
+{
+    sky_server_options so;
+    sky_mock *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    m->loop = loop;
+    m->cfg = *c;
+    m->rng = c->seed;
+    sky__mock_limiter_init(&m->limiter, c->rpm, c->tpm, c->window_ms);
+    sky_server_options_init(&so);
+    so.host = c->host;
+    so.port = c->port;
+    so.tls_cert_file = c->tls_cert_file;
+    so.tls_key_file = c->tls_key_file;
+    so.max_request_body = c->max_body;
+    int rc = sky_server_new(loop, &so, &m->srv, err);
+    if (rc == 0 && (rc = add_routes(m)) < 0)
+        sky_error_set(err, rc, "cannot add routes");
+    if (rc == 0)
+        rc = sky_server_listen(m->srv, err);
+    if (rc < 0) {
+        sky_server_free(m->srv);
+        free(m);
+        return rc;
+    }
+    *out_mock = m;
+    return 0;
+}
+
+int sky_mock_port(const sky_mock *m)
+{
+    return sky_server_port(m->srv);
+}
+
+static void on_server_down(sky_server *s, void *ud)
+{
+    sky_mock *m = ud;
+    (void)s;
+    if (m->shutdown_cb)
+        m->shutdown_cb(m, m->shutdown_ud);
+}
+
+void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, void *),
+                       void *user_data)
+{
+    m->shutdown_cb = cb;
+    m->shutdown_ud = user_data;
+    sky_server_shutdown(m->srv, grace_ms, on_server_down, m);
+}
+
+void sky_mock_free(sky_mock *m)
+{
+    if (m == NULL)
+        return;
+    sky_server_free(m->srv);
+    free(m);
+}
