@@ -1,0 +1,21 @@
+/* skyio — the umbrella header: rate-limit-aware asynchronous calls to cloud and AI APIs. */
+#ifndef SKYIO_SKYIO_H
+#define SKYIO_SKYIO_H
+
+#define SKYIO_VERSION "0.1.0"
+
+#include "common.h"
+#include "error.h"
+#include "buf.h"
+#include "clock.h"
+#include "log.h"
+#include "json.h"
+#include "metrics.h"
+#include "loop.h"
+#include "headers.h"
+#include "sse.h"
+#include "http.h"
+#include "server.h"
+#include "mock.h"
+
+#endif

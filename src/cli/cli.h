@@ -1,0 +1,22 @@
+/* The `skyio` command: one function per subcommand. */
+#ifndef SKY_CLI_H
+#define SKY_CLI_H
+
+/* Exit codes, as DESIGN.md gives them. */
+enum {
+    SKY_EXIT_OK = 0,
+    SKY_EXIT_FAILED = 1, /* finished, some requests failed */
+    SKY_EXIT_USAGE = 2,  /* usage or input error */
+    SKY_EXIT_START = 3   /* could not start: auth, network, config */
+};
+
+int sky_cli_mock(int argc, char **argv);
+int sky_cli_http(int argc, char **argv);
+
+/* Parse a whole decimal number or fraction; 0 on success. */
+int sky_cli_parse_double(const char *s, double *out);
+int sky_cli_parse_long(const char *s, long long *out);
+/* Read a whole small file (config, request body) into a new string. */
+char *sky_cli_read_file(const char *path, size_t *out_len);
+
+#endif

@@ -1,0 +1,440 @@
+/* `skyio http`: one request (plain or streamed), or many at once with a summary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "skyio/skyio.h"
+#include "cli.h"
+
+#define MAX_HEADERS 64
+#define N_ERR_CODES 32
+
+static const char usage[] =
+    "usage: skyio http [options] URL\n"
+    "\n"
+    "Make HTTP requests with skyio's client (libcurl on libuv). One request prints the\n"
+    "response body on stdout; with -n it runs many at once and prints a summary.\n"
+    "\n"
+    "options:\n"
+    "  -X, --method M         request method (default GET, or POST with -d)\n"
+    "  -d, --data DATA        request body; @FILE reads it from FILE\n"
+    "  -H, --header 'N: V'    add a request header (repeatable)\n"
+    "      --json-body        shorthand for -H 'Content-Type: application/json'\n"
+    "      --sse              read the reply as server-sent events: print each event's data\n"
+    "                         on its own line, stop at [DONE]\n"
+    "  -i, --include          print the status and response headers on stderr\n"
+    "      --timeout-ms N     whole-request timeout (default none)\n"
+    "      --cacert FILE      trust the CAs in FILE (default $SSL_CERT_FILE, else system)\n"
+    "  -k, --insecure         do not verify the server certificate (for tests only)\n"
+    "      --http1.1          do not offer HTTP/2\n"
+    "      --h2c              speak HTTP/2 over cleartext (prior knowledge)\n"
+    "      --max-connections N  at most N connections to the host (default: no limit;\n"
+    "                         with HTTP/2, requests beyond them share connections)\n"
+    "  -n, --requests N       send N requests (default 1)\n"
+    "  -c, --concurrency C    keep C requests in flight with -n (default 64)\n"
+    "      --json             print the -n summary as JSON\n"
+    "\n"
+    "exit: 0 all answered 2xx; 1 some failed or got an error status; 2 usage;\n"
+    "      3 could not connect (refused, DNS, TLS).\n";
+
+typedef struct http_run {
+    sky_loop *loop;
+    sky_http_client *client;
+    sky_http_client_options copts;
+    sky_http_request_options ropts;
+    sky_headers *headers;
+    char *body;
+    int include, sse, json_out;
+    long long total, concurrency, started, done, ok;
+    uint64_t start_ns;
+    sky_histogram latency_us;
+    uint64_t by_status[600];
+    uint64_t by_error[N_ERR_CODES];
+    int worst_exit;
+    long rss_start_kb;
+    long long max_in_flight;
+    sky_sse_parser parser;
+    sky_error first_err;
+} http_run;
+
+/* ---- argument parsing ---- */
+
+static int need(int i, int argc, const char *a)
+{
+    if (i + 1 >= argc) {
+        fprintf(stderr, "skyio http: %s needs a value\n", a);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_header_arg(http_run *run, const char *hv)
+{
+    const char *colon = strchr(hv, ':');
+    if (colon == NULL || colon == hv) {
+        fprintf(stderr, "skyio http: header '%s' is not 'Name: value'\n", hv);
+        return -1;
+    }
+    if (sky_headers_add(run->headers, sky_span_make(hv, (size_t)(colon - hv)),
+                        sky_span_cstr(colon + 1)) < 0) {
+        fprintf(stderr, "skyio http: header name in '%s' is not valid\n", hv);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_body(http_run *run, const char *data)
+{
+    size_t len = strlen(data);
+    if (data[0] == '@') {
+        run->body = sky_cli_read_file(data + 1, &len);
+        if (run->body == NULL) {
+            fprintf(stderr, "skyio http: cannot read %s\n", data + 1);
+            return -1;
+        }
+    } else {
+        run->body = strdup(data);
+        if (run->body == NULL)
+            return -1;
+    }
+    run->ropts.body = sky_span_make(run->body, len);
+    if (run->ropts.method == NULL)
+        run->ropts.method = "POST";
+    return 0;
+}
+
+static int parse_number_opt(const char *a, const char *v, long long lo, long long *out)
+{
+    if (sky_cli_parse_long(v, out) < 0 || *out < lo) {
+        fprintf(stderr, "skyio http: %s: '%s' is not a whole number >= %lld\n", a, v, lo);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_value_opt(http_run *run, const char *a, const char *v)
+{
+    long long n;
+    if (!strcmp(a, "-X") || !strcmp(a, "--method"))
+        run->ropts.method = v;
+    else if (!strcmp(a, "-d") || !strcmp(a, "--data"))
+        return set_body(run, v);
+    else if (!strcmp(a, "-H") || !strcmp(a, "--header"))
+        return add_header_arg(run, v);
+    else if (!strcmp(a, "--timeout-ms")) {
+        if (parse_number_opt(a, v, 0, &n) < 0)
+            return -1;
+        run->ropts.timeout_ms = (long)n;
+    } else if (!strcmp(a, "--cacert"))
+        run->copts.ca_file = v;
+    else if (!strcmp(a, "-n") || !strcmp(a, "--requests"))
+        return parse_number_opt(a, v, 1, &run->total);
+    else if (!strcmp(a, "-c") || !strcmp(a, "--concurrency"))
+        return parse_number_opt(a, v, 1, &run->concurrency);
+    else if (!strcmp(a, "--max-connections")) {
+        if (parse_number_opt(a, v, 1, &n) < 0)
+            return -1;
+        run->copts.max_host_connections = (long)n;
+    } else
+        return 1;
+    return 0;
+}
+
+static int parse_flag_opt(http_run *run, const char *a)
+{
+    if (!strcmp(a, "-i") || !strcmp(a, "--include"))
+        run->include = 1;
+    else if (!strcmp(a, "--sse"))
+        run->sse = 1;
+    else if (!strcmp(a, "--json"))
+        run->json_out = 1;
+    else if (!strcmp(a, "-k") || !strcmp(a, "--insecure"))
+        run->copts.verify_peer = 0;
+    else if (!strcmp(a, "--http1.1"))
+        run->copts.http2 = 0;
+    else if (!strcmp(a, "--h2c"))
+        run->copts.http2_prior_knowledge = 1;
+    else if (!strcmp(a, "--json-body"))
+        return add_header_arg(run, "Content-Type: application/json");
+    else
+        return 1;
+    return 0;
+}
+
+/* Returns 0, 1 for --help, -1 on a usage error. */
+static int parse_args(http_run *run, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return 1;
+        if (a[0] != '-') {
+            if (run->ropts.url) {
+                fprintf(stderr, "skyio http: more than one URL ('%s')\n", a);
+                return -1;
+            }
+            run->ropts.url = a;
+            continue;
+        }
+        int rc = parse_flag_opt(run, a);
+        if (rc == 1) {
+            if (need(i, argc, a) < 0)
+                return -1;
+            rc = parse_value_opt(run, a, argv[++i]);
+            if (rc == 1) {
+                fprintf(stderr, "skyio http: unknown option '%s' (see skyio http --help)\n", a);
+                return -1;
+            }
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (run->ropts.url == NULL) {
+        fprintf(stderr, "skyio http: a URL is required (see skyio http --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- one request ---- */
+
+static int on_event(void *ud, const sky_sse_event *ev)
+{
+    (void)ud;
+    if (ev->is_done)
+        return 1;
+    fwrite(ev->data.ptr, 1, ev->data.len, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static void on_single_headers(sky_http_request *req, int status, const sky_headers *h, void *ud)
+{
+    http_run *run = ud;
+    (void)req;
+    if (!run->include)
+        return;
+    fprintf(stderr, "HTTP %d\n", status);
+    for (size_t i = 0; i < sky_headers_count(h); i++) {
+        const char *n, *v;
+        (void)sky_headers_at(h, i, &n, &v);
+        fprintf(stderr, "%s: %s\n", n, v);
+    }
+    fputc('\n', stderr);
+}
+
+static int on_single_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    http_run *run = ud;
+    (void)req;
+    if (!run->sse) {
+        fwrite(data, 1, len, stdout);
+        return 0;
+    }
+    int rc = sky_sse_parser_feed(&run->parser, data, len);
+    /* [DONE] seen: the reply is complete; stop reading. */
+    return rc == SKY_ECANCELED ? 0 : rc;
+}
+
+static int exit_for_error(const sky_error *err)
+{
+    if (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS)
+        return SKY_EXIT_START;
+    return SKY_EXIT_FAILED;
+}
+
+static void on_single_done(sky_http_request *req, const sky_http_response *res,
+                           const sky_error *err, void *ud)
+{
+    http_run *run = ud;
+    char line[512];
+    (void)req;
+    fflush(stdout);
+    if (err) {
+        fprintf(stderr, "skyio http: %s\n", sky_error_format(err, line, sizeof(line)));
+        run->worst_exit = exit_for_error(err);
+        return;
+    }
+    run->worst_exit = res->status >= 200 && res->status < 300 ? SKY_EXIT_OK : SKY_EXIT_FAILED;
+    if (run->worst_exit)
+        fprintf(stderr, "skyio http: HTTP %d\n", res->status);
+}
+
+/* ---- many requests ---- */
+
+static void start_more(http_run *run);
+
+static void on_many_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                         void *ud)
+{
+    http_run *run = ud;
+    (void)req;
+    run->done++;
+    sky_histogram_record(&run->latency_us, res->total_us);
+    if (err) {
+        int idx = err->code - SKY__ERR_FIRST;
+        run->by_error[idx > 0 && idx < N_ERR_CODES ? idx : 0]++;
+        if (run->first_err.code == 0)
+            run->first_err = *err;
+    } else {
+        run->by_status[res->status > 0 && res->status < 600 ? res->status : 0]++;
+        if (res->status >= 200 && res->status < 300)
+            run->ok++;
+    }
+    start_more(run);
+}
+
+static void start_more(http_run *run)
+{
+    sky_error err;
+    while (run->started < run->total &&
+           (long long)sky_http_client_active(run->client) < run->concurrency) {
+        sky_error_clear(&err);
+        if (sky_http_request_send(run->client, &run->ropts, NULL, &err) < 0) {
+            fprintf(stderr, "skyio http: %s\n", err.message);
+            run->total = run->started;
+            break;
+        }
+        run->started++;
+    }
+    long long active = (long long)sky_http_client_active(run->client);
+    if (active > run->max_in_flight)
+        run->max_in_flight = active;
+}
+
+/* Resident memory now, from /proc (Linux); 0 when unknown. */
+static long rss_now_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
+static void print_summary(const http_run *run, double secs)
+{
+    const sky_histogram *h = &run->latency_us;
+    double p50 = (double)sky_histogram_percentile(h, 50) / 1000.0;
+    double p90 = (double)sky_histogram_percentile(h, 90) / 1000.0;
+    double p99 = (double)sky_histogram_percentile(h, 99) / 1000.0;
+    double rps = secs > 0 ? (double)run->done / secs : 0;
+    if (run->json_out) {
+        printf("{\"requests\":%lld,\"ok\":%lld,\"failed\":%lld,\"seconds\":%.3f,"
+               "\"requests_per_second\":%.1f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
+               "\"p99\":%.3f},\"max_in_flight\":%lld,\"rss_start_kb\":%ld,"
+               "\"peak_rss_kb\":%ld,\"status\":{",
+               run->done, run->ok, run->done - run->ok, secs, rps, p50, p90, p99,
+               run->max_in_flight, run->rss_start_kb, peak_rss_kb());
+        const char *sep = "";
+        for (int i = 0; i < 600; i++)
+            if (run->by_status[i]) {
+                printf("%s\"%d\":%llu", sep, i, (unsigned long long)run->by_status[i]);
+                sep = ",";
+            }
+        printf("},\"errors\":{");
+        sep = "";
+        for (int i = 0; i < N_ERR_CODES; i++)
+            if (run->by_error[i]) {
+                printf("%s\"%s\":%llu", sep, sky_err_name(SKY__ERR_FIRST + i),
+                       (unsigned long long)run->by_error[i]);
+                sep = ",";
+            }
+        printf("}}\n");
+        return;
+    }
+    printf("requests: %lld  ok: %lld  failed: %lld\n", run->done, run->ok, run->done - run->ok);
+    printf("time: %.3f s  rate: %.1f requests/s\n", secs, rps);
+    printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f\n", p50, p90, p99);
+    printf("in flight at most: %lld  memory: %ld KiB at start, %ld KiB at peak\n",
+           run->max_in_flight, run->rss_start_kb, peak_rss_kb());
+    for (int i = 0; i < 600; i++)
+        if (run->by_status[i])
+            printf("  HTTP %d: %llu\n", i, (unsigned long long)run->by_status[i]);
+    for (int i = 0; i < N_ERR_CODES; i++)
+        if (run->by_error[i])
+            printf("  %s: %llu\n", sky_err_name(SKY__ERR_FIRST + i),
+                   (unsigned long long)run->by_error[i]);
+}
+
+/* ---- main ---- */
+
+static int run_requests(http_run *run)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    if (sky_http_client_new(sky_loop_uv(run->loop), &run->copts, &run->client) < 0) {
+        fprintf(stderr, "skyio http: cannot create the client\n");
+        return SKY_EXIT_START;
+    }
+    run->ropts.headers = run->headers;
+    run->ropts.user_data = run;
+    if (run->total <= 1) {
+        run->ropts.on_headers = on_single_headers;
+        run->ropts.on_body = on_single_body;
+        run->ropts.on_done = on_single_done;
+        sky_sse_parser_init(&run->parser, 0, on_event, run);
+        if (sky_http_request_send(run->client, &run->ropts, NULL, &err) < 0) {
+            fprintf(stderr, "skyio http: %s\n", err.message);
+            run->worst_exit = SKY_EXIT_USAGE;
+        }
+        sky_loop_run(run->loop);
+        sky_sse_parser_free(&run->parser);
+        return run->worst_exit;
+    }
+    run->ropts.on_done = on_many_done;
+    sky_histogram_init(&run->latency_us);
+    run->rss_start_kb = rss_now_kb();
+    run->start_ns = sky_clock_real_ns();
+    start_more(run);
+    sky_loop_run(run->loop);
+    print_summary(run, (double)(sky_clock_real_ns() - run->start_ns) / 1e9);
+    if (run->first_err.code) {
+        char line[512];
+        fprintf(stderr, "skyio http: first error: %s\n",
+                sky_error_format(&run->first_err, line, sizeof(line)));
+    }
+    return run->ok == run->done ? SKY_EXIT_OK : SKY_EXIT_FAILED;
+}
+
+int sky_cli_http(int argc, char **argv)
+{
+    http_run *run = calloc(1, sizeof(*run));
+    if (run == NULL)
+        return SKY_EXIT_START;
+    sky_http_client_options_init(&run->copts);
+    sky_http_request_options_init(&run->ropts);
+    run->concurrency = 64;
+    run->total = 1;
+    run->headers = sky_headers_new();
+    int rc = run->headers ? parse_args(run, argc, argv) : -1;
+    int exit_code = rc == 1 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
+    if (rc == 1)
+        fputs(usage, stdout);
+    if (rc == 0) {
+        run->loop = sky_loop_new();
+        exit_code = run->loop ? run_requests(run) : SKY_EXIT_START;
+        sky_http_client_free(run->client);
+        if (run->loop) {
+            sky_loop_run(run->loop); /* let the client's handles close */
+            sky_loop_free(run->loop);
+        }
+    }
+    sky_headers_free(run->headers);
+    free(run->body);
+    free(run);
+    return exit_code;
+}

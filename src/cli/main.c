@@ -1,0 +1,54 @@
+/* `skyio`: dispatch to the subcommands. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "skyio/skyio.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: skyio <command> [options]\n"
+    "\n"
+    "Rate-limit-aware asynchronous calls to cloud and AI APIs.\n"
+    "\n"
+    "commands:\n"
+    "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
+    "  http      make HTTP requests with skyio's client: one, streamed, or many at once\n"
+    "  version   print the version\n"
+    "\n"
+    "`skyio <command> --help` explains each command's options.\n"
+    "Logging: SKYIO_LOG=trace|debug|info|warn|error (secrets are always redacted).\n";
+
+/* Many connections at once (10,000 in flight) need many descriptors. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("skyio %s\n", SKYIO_VERSION);
+        return SKY_EXIT_OK;
+    }
+    if (strcmp(cmd, "mock") == 0)
+        return sky_cli_mock(argc - 1, argv + 1);
+    if (strcmp(cmd, "http") == 0)
+        return sky_cli_http(argc - 1, argv + 1);
+    fprintf(stderr, "skyio: unknown command '%s'\n\n%s", cmd, usage);
+    return SKY_EXIT_USAGE;
+}

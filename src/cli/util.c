@@ -1,0 +1,62 @@
+/* Small parsing helpers shared by the subcommands. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+int sky_cli_parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (s[0] == '\0' || *end != '\0' || errno != 0)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+int sky_cli_parse_long(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Start-up reads only (config files, request bodies), before the loop runs. */
+char *sky_cli_read_file(const char *path, size_t *out_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (len < cap)
+            break;
+        char *bigger = cap < (64u << 20) ? realloc(buf, cap * 2 + 1) : NULL;
+        if (bigger == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (buf == NULL || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (out_len)
+        *out_len = len;
+    return buf;
+}
