@@ -1,0 +1,297 @@
+/* Integration-test harness: see harness.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/json.h"
+
+void sky_test_tmpdir(char *out, size_t len)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, len, "%s/skyio-test-XXXXXX", base && base[0] ? base : "/tmp");
+    if (mkdtemp(out) == NULL)
+        fail_msg("mkdtemp: %s", strerror(errno));
+}
+
+void sky_test_rmdir(const char *dir)
+{
+    char cmd[512];
+    if (dir[0] == '\0' || strstr(dir, "skyio-test-") == NULL)
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: could not remove %s\n", dir);
+}
+
+int sky_test_make_certs(const char *dir)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+             "-subj '/CN=skyio test CA' >/dev/null 2>&1 && "
+             "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+             "-subj '/CN=localhost' >/dev/null 2>&1 && "
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' "
+             "> ext.cnf && "
+             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out server.pem -days 2 -extfile ext.cnf >/dev/null 2>&1",
+             dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int read_port(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int port = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%d", &port) != 1)
+        port = 0;
+    fclose(f);
+    return port;
+}
+
+static void redirect(const char *dir, const char *name, int fd)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out >= 0) {
+        dup2(out, fd);
+        close(out);
+    }
+}
+
+void sky_test_mock_start(sky_test_mock *m, const char *const *args)
+{
+    char port_file[512], cert[512], key[512];
+    const char *argv[96];
+    size_t n = 0;
+    int tls = m->tls;
+    memset(m, 0, sizeof(*m));
+    m->tls = tls;
+    sky_test_tmpdir(m->dir, sizeof(m->dir));
+    snprintf(port_file, sizeof(port_file), "%s/port", m->dir);
+    argv[n++] = SKY_TEST_BIN;
+    argv[n++] = "mock";
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    if (m->tls) {
+        if (sky_test_make_certs(m->dir) < 0)
+            fail_msg("could not make test certificates with openssl");
+        snprintf(cert, sizeof(cert), "%s/server.pem", m->dir);
+        snprintf(key, sizeof(key), "%s/server.key", m->dir);
+        argv[n++] = "--tls-cert";
+        argv[n++] = cert;
+        argv[n++] = "--tls-key";
+        argv[n++] = key;
+    }
+    for (size_t i = 0; args && args[i] && n < SKY_ARRAY_LEN(argv) - 1; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        redirect(m->dir, "stdout.log", 1);
+        redirect(m->dir, "stderr.log", 2);
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    m->pid = pid;
+    for (int i = 0; i < 1000 && m->port == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            m->pid = 0;
+            fail_msg("skyio mock exited at start (status %d); see %s/stderr.log", status, m->dir);
+        }
+        nanosleep(&ts, NULL);
+        m->port = read_port(port_file);
+    }
+    if (m->port == 0) {
+        sky_test_mock_stop(m);
+        fail_msg("skyio mock did not start listening within 10 s");
+    }
+    snprintf(m->base_url, sizeof(m->base_url), "%s://127.0.0.1:%d", m->tls ? "https" : "http",
+             m->port);
+}
+
+int sky_test_mock_stop(sky_test_mock *m)
+{
+    int status = 0; /* nothing left to stop */
+    if (m->pid > 0) {
+        status = -1;
+        kill(m->pid, SIGTERM);
+        for (int i = 0; i < 1000; i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            if (waitpid(m->pid, &status, WNOHANG) == m->pid)
+                break;
+            nanosleep(&ts, NULL);
+            status = -1;
+        }
+        if (status == -1) {
+            kill(m->pid, SIGKILL);
+            waitpid(m->pid, &status, 0);
+        }
+        m->pid = 0;
+    }
+    sky_test_rmdir(m->dir);
+    m->dir[0] = '\0';
+    return status;
+}
+
+/* ---- loop helpers ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+int sky_test_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(loop, &tick);
+    /* A ticking timer keeps uv_run(ONCE) from blocking forever. */
+    uv_timer_start(&tick, on_tick, 10, 10);
+    uint64_t deadline = uv_now(loop) + timeout_ms;
+    while (!*flag && uv_now(loop) < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *flag;
+}
+
+uv_loop_t *sky_test_loop_new(void)
+{
+    uv_loop_t *loop = malloc(sizeof(*loop));
+    assert_non_null(loop);
+    assert_int_equal(uv_loop_init(loop), 0);
+    return loop;
+}
+
+static void count_walk(uv_handle_t *h, void *arg)
+{
+    int *n = arg;
+    if (!uv_is_closing(h))
+        ++*n;
+}
+
+void sky_test_loop_free(uv_loop_t *loop)
+{
+    /* Let closing handles finish; anything still open is a leak in the code under test. */
+    for (int i = 0; i < 5; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    int open_handles = 0;
+    uv_walk(loop, count_walk, &open_handles);
+    assert_int_equal(open_handles, 0);
+    assert_int_equal(uv_loop_close(loop), 0);
+    free(loop);
+}
+
+/* ---- requests ---- */
+
+void sky_test_result_free(sky_test_result *r)
+{
+    free(r->body);
+    json_decref(r->headers);
+    memset(r, 0, sizeof(*r));
+}
+
+void sky_test_on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                      void *user_data)
+{
+    sky_test_result *r = user_data;
+    (void)req;
+    r->done++;
+    r->status = res->status;
+    r->err_code = err ? err->code : 0;
+    r->curl_code = err ? err->curl_code : 0;
+    r->http_version = res->http_version;
+    r->reused = res->reused_connection;
+    free(r->body);
+    r->body = malloc(res->body.len + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, res->body.ptr, res->body.len);
+    r->body[res->body.len] = '\0';
+    r->body_len = res->body.len;
+    json_decref(r->headers);
+    r->headers = json_object();
+    for (size_t i = 0; res->headers && i < sky_headers_count(res->headers); i++) {
+        const char *n, *v;
+        char lower[128];
+        (void)sky_headers_at(res->headers, i, &n, &v);
+        size_t k = 0;
+        for (; n[k] && k < sizeof(lower) - 1; k++)
+            lower[k] = (char)((n[k] >= 'A' && n[k] <= 'Z') ? n[k] + 32 : n[k]);
+        lower[k] = '\0';
+        if (json_object_get(r->headers, lower) == NULL)
+            json_object_set_new(r->headers, lower, json_string(v));
+    }
+}
+
+void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *method, const char *url,
+                      const char *body, const char *const *headers, long timeout_ms,
+                      sky_test_result *out)
+{
+    sky_http_request_options o;
+    sky_error err;
+    sky_headers *h = sky_headers_new();
+    assert_non_null(h);
+    for (size_t i = 0; headers && headers[i]; i++) {
+        const char *colon = strchr(headers[i], ':');
+        assert_non_null(colon);
+        assert_int_equal(sky_headers_add(h, sky_span_make(headers[i], (size_t)(colon - headers[i])),
+                                         sky_span_cstr(colon + 1)),
+                         0);
+    }
+    sky_http_request_options_init(&o);
+    sky_error_clear(&err);
+    o.method = method;
+    o.url = url;
+    o.headers = h;
+    o.body = sky_span_cstr(body);
+    o.timeout_ms = timeout_ms;
+    o.on_done = sky_test_on_done;
+    o.user_data = out;
+    memset(out, 0, sizeof(*out));
+    assert_int_equal(sky_http_request_send(client, &o, NULL, &err), 0);
+    sky_headers_free(h);
+    sky_test_run_until(loop, &out->done, (uint64_t)(timeout_ms > 0 ? timeout_ms : 30000) + 5000);
+    assert_int_equal(out->done, 1);
+}
+
+json_t *sky_test_mock_stats(const sky_test_mock *m)
+{
+    char url[256];
+    sky_test_result r;
+    sky_http_client *c;
+    sky_http_client_options co;
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_http_client_options_init(&co);
+    co.verify_peer = 0; /* the stats endpoint of a TLS mock in tests */
+    assert_int_equal(sky_http_client_new(loop, &co, &c), 0);
+    snprintf(url, sizeof(url), "%s/mock/stats", m->base_url);
+    sky_test_request(loop, c, "GET", url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    json_t *stats = NULL;
+    assert_int_equal(sky_json_parse(sky_span_make(r.body, r.body_len), &stats, NULL), 0);
+    sky_test_result_free(&r);
+    sky_http_client_free(c);
+    sky_test_loop_free(loop);
+    return stats;
+}

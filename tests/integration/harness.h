@@ -1,0 +1,76 @@
+/* Integration-test harness: real `skyio mock` processes on loopback, and a loop to wait on. */
+#ifndef SKY_TEST_HARNESS_H
+#define SKY_TEST_HARNESS_H
+
+#include <jansson.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "skyio/http.h"
+
+typedef struct sky_test_mock {
+    pid_t pid;
+    int port;
+    int tls;
+    char dir[256];      /* temp folder of this mock (port file, certs) */
+    char base_url[128]; /* http://127.0.0.1:PORT or https://localhost:PORT */
+} sky_test_mock;
+
+/*
+ * Start `skyio mock` with the given extra arguments (NULL-terminated list) on
+ * a free loopback port; waits until it listens. Aborts the test on failure.
+ */
+void sky_test_mock_start(sky_test_mock *m, const char *const *args);
+/* SIGTERM, wait for the exit (SIGKILL after 10 s). Returns the exit status. */
+int sky_test_mock_stop(sky_test_mock *m);
+
+/*
+ * Make a throwaway CA and a server certificate for localhost/127.0.0.1 with
+ * the openssl command, in @p dir: ca.pem, server.pem, server.key.
+ * Returns 0 or -1.
+ */
+int sky_test_make_certs(const char *dir);
+
+/* A new temp directory under $TMPDIR (or /tmp); the path is written to @p out. */
+void sky_test_tmpdir(char *out, size_t len);
+/* rm -rf @p dir. */
+void sky_test_rmdir(const char *dir);
+
+/* Run @p loop until *flag is nonzero or @p timeout_ms passed; returns *flag. */
+int sky_test_run_until(uv_loop_t *loop, const int *flag, uint64_t timeout_ms);
+
+/* One finished request, as the done callback saw it (copied). */
+typedef struct sky_test_result {
+    int done; /* callback count: must end at exactly 1 */
+    int status;
+    int err_code;
+    int curl_code;
+    int http_version;
+    int reused;
+    char *body; /* malloc'd, NUL-terminated */
+    size_t body_len;
+    json_t *headers; /* lower-cased name -> first value */
+} sky_test_result;
+
+void sky_test_result_free(sky_test_result *r);
+
+/* A done callback that fills the sky_test_result given as user data. */
+void sky_test_on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                      void *user_data);
+
+/*
+ * Send one request and wait for it (up to @p timeout_ms). @p body may be NULL.
+ * @p headers: NULL-terminated "Name: value" strings, or NULL.
+ */
+void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *method, const char *url,
+                      const char *body, const char *const *headers, long timeout_ms,
+                      sky_test_result *out);
+
+/* GET /mock/stats of @p m as JSON (new reference); aborts the test on failure. */
+json_t *sky_test_mock_stats(const sky_test_mock *m);
+
+/* A loop, a client (options may be NULL) — and their teardown, which checks no leak. */
+uv_loop_t *sky_test_loop_new(void);
+void sky_test_loop_free(uv_loop_t *loop);
+
+#endif

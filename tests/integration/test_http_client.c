@@ -1,0 +1,676 @@
+/* The HTTP client against real `skyio mock` processes on loopback, over HTTP/1.1 and TLS + HTTP/2.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "skyio/json.h"
+#include "skyio/sse.h"
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":5}";
+static const char stream_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":8,\"stream\":true}";
+
+typedef struct fixture {
+    sky_test_mock mock;
+    uv_loop_t *loop;
+    sky_http_client *client;
+    char url[256];
+} fixture;
+
+static void fixture_open(fixture *f, int tls, const char *const *args, const char *path)
+{
+    memset(f, 0, sizeof(*f));
+    f->mock.tls = tls;
+    sky_test_mock_start(&f->mock, args);
+    f->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(f->loop, NULL, &f->client), 0);
+    snprintf(f->url, sizeof(f->url), "%s%s", f->mock.base_url, path);
+}
+
+static void fixture_close(fixture *f)
+{
+    sky_http_client_free(f->client);
+    sky_test_loop_free(f->loop);
+    assert_int_equal(sky_test_mock_stop(&f->mock), 0);
+}
+
+static int64_t stat_int(json_t *stats, const char *path)
+{
+    json_t *v = sky_json_path(stats, path);
+    assert_non_null(v);
+    return json_integer_value(v);
+}
+
+/* ---- plain requests, keep-alive ---- */
+
+static void test_post_and_headers(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    json_t *body = NULL;
+    static const char *const hdrs[] = {"Content-Type: application/json",
+                                       "X-Ms-Client-Request-Id: abc-123", NULL};
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/chat/completions");
+    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, hdrs, 10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http_version, 1);
+    assert_int_equal(sky_json_parse(sky_span_make(r.body, r.body_len), &body, NULL), 0);
+    assert_string_equal(sky_json_str(body, "object", ""), "chat.completion");
+    assert_int_equal(json_integer_value(sky_json_path(body, "usage.completion_tokens")), 5);
+    /* the response header map, read back through the test's lower-cased copy */
+    assert_string_equal(json_string_value(json_object_get(r.headers, "x-ms-client-request-id")),
+                        "abc-123");
+    assert_non_null(json_object_get(r.headers, "x-request-id"));
+    json_decref(body);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/models");
+    for (int i = 0; i < 20; i++) {
+        sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.reused, i > 0);
+        sky_test_result_free(&r);
+    }
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    /* 20 requests over one connection, plus the stats request's own. */
+    assert_int_equal(stat_int(stats, "connections"), 2);
+    assert_int_equal(stat_int(stats, "endpoints.models"), 20);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
+/* ---- many at once ---- */
+
+typedef struct many {
+    int done, ok, other;
+    int expected;
+    int all_done;
+} many;
+
+static void on_many_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                         void *ud)
+{
+    many *m = ud;
+    (void)req;
+    m->done++;
+    if (err == NULL && res->status == 200)
+        m->ok++;
+    else
+        m->other++;
+    m->all_done = m->done == m->expected;
+}
+
+static void test_1500_concurrent(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "300", "--jitter", "0", NULL};
+    fixture f;
+    many m = {0, 0, 0, 1500, 0};
+    sky_http_request_options o;
+    (void)state;
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_many_done;
+    o.user_data = &m;
+    o.timeout_ms = 60000;
+    for (int i = 0; i < m.expected; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_int_equal(sky_http_client_active(f.client), 1500);
+    assert_true(sky_test_run_until(f.loop, &m.all_done, 120000));
+    assert_int_equal(m.ok, 1500);
+    assert_int_equal(m.other, 0);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(stat_int(stats, "endpoints.chat"), 1500);
+    assert_int_equal(stat_int(stats, "responses.200"), 1500);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
+/* ---- streaming ---- */
+
+typedef struct stream_state {
+    sky_sse_parser parser;
+    int chunks, events, saw_done, done, err_code, status;
+    sky_http_request *req;
+    int cancel_after_events;
+} stream_state;
+
+static int on_event(void *ud, const sky_sse_event *ev)
+{
+    stream_state *s = ud;
+    if (ev->is_done) {
+        s->saw_done = 1;
+        return 0;
+    }
+    json_t *chunk = NULL;
+    assert_int_equal(sky_json_parse(ev->data, &chunk, NULL), 0);
+    assert_string_equal(sky_json_str(chunk, "object", ""), "chat.completion.chunk");
+    json_decref(chunk);
+    s->events++;
+    if (s->cancel_after_events && s->events == s->cancel_after_events)
+        sky_http_request_cancel(s->req);
+    return 0;
+}
+
+static int on_stream_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    stream_state *s = ud;
+    (void)req;
+    s->chunks++;
+    return sky_sse_parser_feed(&s->parser, data, len) < 0;
+}
+
+static void on_stream_done(sky_http_request *req, const sky_http_response *res,
+                           const sky_error *err, void *ud)
+{
+    stream_state *s = ud;
+    (void)req;
+    s->done++;
+    s->status = res->status;
+    s->err_code = err ? err->code : 0;
+}
+
+static void start_stream(fixture *f, stream_state *s)
+{
+    sky_http_request_options o;
+    sky_sse_parser_init(&s->parser, 0, on_event, s);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f->url;
+    o.body = sky_span_cstr(stream_body);
+    o.on_body = on_stream_body;
+    o.on_done = on_stream_done;
+    o.user_data = s;
+    o.timeout_ms = 20000;
+    assert_int_equal(sky_http_request_send(f->client, &o, &s->req, NULL), 0);
+}
+
+static void test_streaming_arrives_in_pieces(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "20", "--per-token-ms", "15", NULL};
+    fixture f;
+    stream_state s;
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    start_stream(&f, &s);
+    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    assert_int_equal(s.done, 1);
+    assert_int_equal(s.err_code, 0);
+    assert_int_equal(s.status, 200);
+    /* role chunk + 8 tokens + finish chunk, then [DONE] */
+    assert_int_equal(s.events, 10);
+    assert_true(s.saw_done);
+    /* paced tokens cannot all arrive in one read */
+    assert_true(s.chunks >= 5);
+    sky_sse_parser_free(&s.parser);
+    fixture_close(&f);
+}
+
+static void test_cancel_mid_stream(void **state)
+{
+    static const char *const args[] = {"--per-token-ms", "50", NULL};
+    fixture f;
+    stream_state s;
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    s.cancel_after_events = 3;
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    start_stream(&f, &s);
+    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    /* let anything late show itself: the callback must not run again */
+    int never = 0;
+    sky_test_run_until(f.loop, &never, 300);
+    assert_int_equal(s.done, 1);
+    assert_int_equal(s.err_code, SKY_ECANCELED);
+    assert_false(s.saw_done);
+    sky_sse_parser_free(&s.parser);
+    fixture_close(&f);
+}
+
+/* ---- timeouts and cancel ---- */
+
+static void test_timeout_on_hang(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "1", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 300, &r);
+    assert_int_equal(r.err_code, SKY_ETIMEDOUT);
+    assert_int_equal(r.status, 0);
+    sky_test_result_free(&r);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(stat_int(stats, "faults.hang"), 1);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
+static void on_cancel_timer(uv_timer_t *t)
+{
+    sky_http_request_cancel(t->data);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_cancel_one(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "1", NULL};
+    fixture f;
+    sky_test_result r;
+    sky_http_request_options o;
+    sky_http_request *req = NULL;
+    uv_timer_t t;
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = sky_test_on_done;
+    o.user_data = &r;
+    assert_int_equal(sky_http_request_send(f.client, &o, &req, NULL), 0);
+    uv_timer_init(f.loop, &t);
+    t.data = req;
+    uv_timer_start(&t, on_cancel_timer, 100, 0);
+    assert_true(sky_test_run_until(f.loop, &r.done, 10000));
+    int never = 0;
+    sky_test_run_until(f.loop, &never, 200);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.err_code, SKY_ECANCELED);
+    assert_int_equal(sky_http_client_active(f.client), 0);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
+static void test_free_cancels_all(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "1", NULL};
+    fixture f;
+    sky_test_result r[50];
+    sky_http_request_options o;
+    (void)state;
+    memset(r, 0, sizeof(r));
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = sky_test_on_done;
+    for (int i = 0; i < 50; i++) {
+        o.user_data = &r[i];
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    }
+    int never = 0;
+    sky_test_run_until(f.loop, &never, 200); /* all connected and waiting */
+    sky_http_client_free(f.client);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(r[i].done, 1);
+        assert_int_equal(r[i].err_code, SKY_ECANCELED);
+        sky_test_result_free(&r[i]);
+    }
+    f.client = NULL;
+    fixture_close(&f);
+}
+
+/* Freeing the client from inside a callback is allowed: it happens when the
+ * callback returns, and every other request still ends exactly once. */
+typedef struct reentrant {
+    sky_http_client *client;
+    sky_test_result r[10];
+    int freed;
+} reentrant;
+
+static void on_done_then_free(sky_http_request *req, const sky_http_response *res,
+                              const sky_error *err, void *ud)
+{
+    reentrant *re = ud;
+    int i = 0;
+    while (re->r[i].done)
+        i++;
+    sky_test_on_done(req, res, err, &re->r[i]);
+    if (!re->freed) {
+        re->freed = 1;
+        sky_http_client_free(re->client);
+        /* a send after the free was asked for is refused */
+        sky_http_request_options o;
+        sky_http_request_options_init(&o);
+        o.url = "http://127.0.0.1:1/";
+        o.on_done = on_done_then_free;
+        assert_int_equal(sky_http_request_send(re->client, &o, NULL, NULL), SKY_ESTATE);
+    }
+}
+
+static void test_free_from_callback(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "1", "--fault-hang", "0.7", "--seed",
+                                       "3",         NULL};
+    fixture f;
+    reentrant re;
+    sky_http_request_options o;
+    (void)state;
+    memset(&re, 0, sizeof(re));
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    re.client = f.client;
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_done_then_free;
+    o.user_data = &re;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    int all = 0;
+    for (int k = 0; k < 400 && !all; k++) {
+        all = 1;
+        for (int i = 0; i < 10; i++)
+            all &= re.r[i].done == 1;
+        if (!all)
+            sky_test_run_until(f.loop, &all, 25);
+    }
+    int ok = 0, canceled = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(re.r[i].done, 1);
+        ok += re.r[i].status == 200 && re.r[i].err_code == 0;
+        canceled += re.r[i].err_code == SKY_ECANCELED;
+        sky_test_result_free(&re.r[i]);
+    }
+    assert_true(ok >= 1);
+    assert_int_equal(ok + canceled, 10);
+    f.client = NULL;
+    fixture_close(&f);
+}
+
+/* ---- each injected fault surfaces as the right outcome ---- */
+
+static void fault_case(const char *flag, int expect_err, int expect_status, const char *stat)
+{
+    const char *const args[] = {flag, "1", NULL};
+    fixture f;
+    sky_test_result r;
+    char path[64];
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 5000, &r);
+    assert_int_equal(r.err_code, expect_err);
+    if (expect_status)
+        assert_int_equal(r.status, expect_status);
+    if (expect_status == 200) {
+        json_t *j = NULL;
+        assert_int_not_equal(sky_json_parse(sky_span_make(r.body, r.body_len), &j, NULL), 0);
+    }
+    sky_test_result_free(&r);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    snprintf(path, sizeof(path), "faults.%s", stat);
+    assert_int_equal(stat_int(stats, path), 1);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
+static void test_fault_http_errors(void **state)
+{
+    (void)state;
+    fault_case("--fault-500", 0, 500, "http_500");
+    fault_case("--fault-502", 0, 502, "http_502");
+    fault_case("--fault-503", 0, 503, "http_503");
+}
+
+static void test_fault_reset(void **state)
+{
+    (void)state;
+    fault_case("--fault-reset", SKY_ECONNRESET, 0, "reset");
+}
+
+static void test_fault_cut(void **state)
+{
+    (void)state;
+    fault_case("--fault-cut", SKY_EPARTIAL, 0, "cut");
+}
+
+static void test_fault_malformed(void **state)
+{
+    (void)state;
+    fault_case("--fault-malformed", 0, 200, "malformed");
+}
+
+static void test_fault_stream_cut(void **state)
+{
+    static const char *const args[] = {"--fault-stream-cut", "1", NULL};
+    fixture f;
+    stream_state s;
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    fixture_open(&f, 0, args, "/v1/chat/completions");
+    start_stream(&f, &s);
+    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    /* the HTTP exchange itself ended well; the stream is short of [DONE] */
+    assert_int_equal(s.err_code, 0);
+    assert_int_equal(s.status, 200);
+    assert_false(s.saw_done);
+    assert_true(s.events > 0 && s.events < 10);
+    sky_sse_parser_free(&s.parser);
+    fixture_close(&f);
+}
+
+/* ---- limits ---- */
+
+static void test_response_cap(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    sky_http_request_options o;
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/models");
+    memset(&r, 0, sizeof(r));
+    sky_http_request_options_init(&o);
+    o.url = f.url;
+    o.max_response_bytes = 100;
+    o.on_done = sky_test_on_done;
+    o.user_data = &r;
+    assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &r.done, 10000));
+    assert_int_equal(r.err_code, SKY_ETOOBIG);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
+typedef struct reader {
+    const char *data;
+    size_t len, off;
+} reader;
+
+static long read_some(char *out, size_t cap, void *ud)
+{
+    reader *rd = ud;
+    size_t n = rd->len - rd->off;
+    if (n > cap)
+        n = cap;
+    if (n > 7)
+        n = 7; /* small pieces, to prove the body really streams */
+    memcpy(out, rd->data + rd->off, n);
+    rd->off += n;
+    return (long)n;
+}
+
+typedef struct streamed_up {
+    reader rd;
+    sky_test_result r;
+} streamed_up;
+
+static long streamed_reader(char *out, size_t cap, void *ud)
+{
+    return read_some(out, cap, &((streamed_up *)ud)->rd);
+}
+
+static void streamed_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                          void *ud)
+{
+    sky_test_on_done(req, res, err, &((streamed_up *)ud)->r);
+}
+
+static void test_streamed_request_body(void **state)
+{
+    fixture f;
+    streamed_up u;
+    sky_http_request_options o;
+    (void)state;
+    memset(&u, 0, sizeof(u));
+    u.rd.data = chat_body;
+    u.rd.len = strlen(chat_body);
+    fixture_open(&f, 0, NULL, "/v1/chat/completions");
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body_reader = streamed_reader;
+    o.body_length = (int64_t)u.rd.len;
+    o.on_done = streamed_done;
+    o.user_data = &u;
+    assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &u.r.done, 10000));
+    assert_int_equal(u.r.err_code, 0);
+    assert_int_equal(u.r.status, 200);
+    assert_non_null(strstr(u.r.body, "chat.completion"));
+    sky_test_result_free(&u.r);
+    fixture_close(&f);
+}
+
+/* ---- TLS and HTTP/2 ---- */
+
+static void tls_client(fixture *f, const char *ca)
+{
+    sky_http_client_options co;
+    sky_http_client_free(f->client);
+    sky_http_client_options_init(&co);
+    co.ca_file = ca;
+    assert_int_equal(sky_http_client_new(f->loop, &co, &f->client), 0);
+}
+
+static void test_tls_http2_multiplex(void **state)
+{
+    fixture f;
+    char ca[512];
+    /* h2o allows 100 concurrent streams a connection; curl opens another
+     * connection past that, so 100 at once must share the first one. */
+    many m = {0, 0, 0, 100, 0};
+    sky_http_request_options o;
+    (void)state;
+    fixture_open(&f, 1, NULL, "/v1/chat/completions");
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
+    tls_client(&f, ca);
+    sky_test_result r;
+    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http_version, 2);
+    sky_test_result_free(&r);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_many_done;
+    o.user_data = &m;
+    for (int i = 0; i < m.expected; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &m.all_done, 60000));
+    assert_int_equal(m.ok, 100);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    /* all 101 requests shared one connection; the stats request is the second */
+    assert_int_equal(stat_int(stats, "connections"), 2);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
+static void test_tls_refuses_unknown_ca(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    fixture_open(&f, 1, NULL, "/v1/models");
+    /* the system CAs do not know the throwaway CA */
+    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.err_code, SKY_ETLS);
+    assert_int_equal(r.status, 0);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
+static void test_tls_ssl_cert_file(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    char ca[512];
+    (void)state;
+    fixture_open(&f, 1, NULL, "/v1/models");
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
+    setenv("SSL_CERT_FILE", ca, 1);
+    tls_client(&f, NULL);
+    unsetenv("SSL_CERT_FILE");
+    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
+static void test_connect_refused(void **state)
+{
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_http_client *c;
+    sky_test_result r;
+    (void)state;
+    assert_int_equal(sky_http_client_new(loop, NULL, &c), 0);
+    /* port 1 on loopback: nobody listens there */
+    sky_test_request(loop, c, "GET", "http://127.0.0.1:1/", NULL, NULL, 5000, &r);
+    assert_int_equal(r.err_code, SKY_ECONNECT);
+    sky_test_result_free(&r);
+    sky_http_client_free(c);
+    sky_test_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_post_and_headers),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_1500_concurrent),
+        cmocka_unit_test(test_streaming_arrives_in_pieces),
+        cmocka_unit_test(test_cancel_mid_stream),
+        cmocka_unit_test(test_timeout_on_hang),
+        cmocka_unit_test(test_cancel_one),
+        cmocka_unit_test(test_free_cancels_all),
+        cmocka_unit_test(test_free_from_callback),
+        cmocka_unit_test(test_fault_http_errors),
+        cmocka_unit_test(test_fault_reset),
+        cmocka_unit_test(test_fault_cut),
+        cmocka_unit_test(test_fault_malformed),
+        cmocka_unit_test(test_fault_stream_cut),
+        cmocka_unit_test(test_response_cap),
+        cmocka_unit_test(test_streamed_request_body),
+        cmocka_unit_test(test_tls_http2_multiplex),
+        cmocka_unit_test(test_tls_refuses_unknown_ca),
+        cmocka_unit_test(test_tls_ssl_cert_file),
+        cmocka_unit_test(test_connect_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,512 @@
+/* `skyio mock` as a user meets it: endpoints, auth, rate limits, config, shutdown. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "skyio/json.h"
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":5}";
+
+typedef struct fixture {
+    sky_test_mock mock;
+    uv_loop_t *loop;
+    sky_http_client *client;
+} fixture;
+
+static void open_fixture(fixture *f, const char *const *args)
+{
+    memset(f, 0, sizeof(*f));
+    sky_test_mock_start(&f->mock, args);
+    f->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(f->loop, NULL, &f->client), 0);
+}
+
+static void close_fixture(fixture *f)
+{
+    sky_http_client_free(f->client);
+    sky_test_loop_free(f->loop);
+    assert_int_equal(sky_test_mock_stop(&f->mock), 0);
+}
+
+static void request(fixture *f, const char *method, const char *path, const char *body,
+                    const char *const *headers, sky_test_result *r)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s%s", f->mock.base_url, path);
+    sky_test_request(f->loop, f->client, method, url, body, headers, 10000, r);
+    assert_int_equal(r->err_code, 0);
+}
+
+static json_t *body_json(const sky_test_result *r)
+{
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_make(r->body, r->body_len), &j, NULL), 0);
+    return j;
+}
+
+static const char *header(const sky_test_result *r, const char *name)
+{
+    return json_string_value(json_object_get(r->headers, name));
+}
+
+static void test_auth(void **state)
+{
+    static const char *const args[] = {"--key", "k1", "--key", "k2", NULL};
+    static const char *const bearer[] = {"Authorization: Bearer k2", NULL};
+    static const char *const apikey[] = {"api-key: k1", NULL};
+    static const char *const wrong[] = {"Authorization: Bearer nope", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 401);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "invalid_api_key");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, wrong, &r);
+    assert_int_equal(r.status, 401);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, bearer, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/deployments/d1/chat/completions?api-version=2024-10-21", chat_body,
+            apikey, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(stats, "auth_failures")), 2);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.401")), 2);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
+static void test_chat_shape_and_determinism(void **state)
+{
+    fixture f;
+    sky_test_result a, b;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &a);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &b);
+    json_t *ja = body_json(&a), *jb = body_json(&b);
+    const char *ca = json_string_value(sky_json_path(ja, "choices.0.message.content"));
+    const char *cb = json_string_value(sky_json_path(jb, "choices.0.message.content"));
+    assert_non_null(ca);
+    assert_string_equal(ca, cb);
+    assert_string_equal(json_string_value(sky_json_path(ja, "choices.0.finish_reason")), "length");
+    assert_string_equal(json_string_value(sky_json_path(ja, "model")), "gpt-4o-mini");
+    int64_t p = json_integer_value(sky_json_path(ja, "usage.prompt_tokens"));
+    int64_t c = json_integer_value(sky_json_path(ja, "usage.completion_tokens"));
+    assert_int_equal(c, 5);
+    assert_int_equal(json_integer_value(sky_json_path(ja, "usage.total_tokens")), p + c);
+    /* five words for five tokens */
+    int spaces = 0;
+    for (const char *s = ca; *s; s++)
+        spaces += *s == ' ';
+    assert_int_equal(spaces, 4);
+    json_decref(ja);
+    json_decref(jb);
+    sky_test_result_free(&a);
+    sky_test_result_free(&b);
+    close_fixture(&f);
+}
+
+/* A model name that needs escaping takes the jansson path; the reply is the
+ * same shape and still valid JSON. */
+static void test_model_name_escaped(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "POST", "/v1/chat/completions",
+            "{\"model\":\"we\\\"ird\\\\m\u00e9\",\"messages\":[{\"role\":\"user\","
+            "\"content\":\"hello\"}],\"max_tokens\":5}",
+            NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "we\"ird\\m\xc3\xa9");
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 5);
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "length");
+    json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+static void test_embeddings_and_models(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "POST", "/v1/embeddings",
+            "{\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\",\"c\"],"
+            "\"dimensions\":8}",
+            NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 3);
+    json_t *vec = sky_json_path(j, "data.2.embedding");
+    assert_int_equal(json_array_size(vec), 8);
+    double norm = 0;
+    for (size_t i = 0; i < 8; i++)
+        norm += json_real_value(json_array_get(vec, i)) * json_real_value(json_array_get(vec, i));
+    assert_true(norm > 0.999 && norm < 1.001);
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/deployments/emb/embeddings?api-version=2024-10-21",
+            "{\"input\":\"hello\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(sky_json_path(j, "data.0.embedding")), 1536);
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "emb");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_true(json_array_size(json_object_get(j, "data")) >= 3);
+    json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+static void test_bad_requests(void **state)
+{
+    static const char *const args[] = {"--max-body", "1000", NULL};
+    fixture f;
+    sky_test_result r;
+    char big[3000];
+    (void)state;
+    open_fixture(&f, args);
+    request(&f, "POST", "/v1/chat/completions", "{not json", NULL, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "line 1"));
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", "{\"model\":\"m\"}", NULL, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "messages"));
+    sky_test_result_free(&r);
+    /* Azure without api-version */
+    request(&f, "POST", "/openai/deployments/d/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 404);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/nothing", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    sky_test_result_free(&r);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    request(&f, "POST", "/v1/chat/completions", big, NULL, &r);
+    assert_int_equal(r.status, 413);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* A 60-second window makes the count exact: 10 RPM means 10 per window. */
+static void test_rpm_limit_and_headers(void **state)
+{
+    static const char *const args[] = {"--rpm", "10", "--window-ms", "60000", NULL};
+    fixture f;
+    sky_test_result r;
+    int ok = 0, limited = 0;
+    (void)state;
+    open_fixture(&f, args);
+    for (int i = 0; i < 15; i++) {
+        request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+        assert_non_null(header(&r, "x-ratelimit-limit-requests"));
+        assert_string_equal(header(&r, "x-ratelimit-limit-requests"), "10");
+        if (r.status == 200) {
+            ok++;
+            assert_int_equal(atoi(header(&r, "x-ratelimit-remaining-requests")), 10 - ok);
+        } else {
+            assert_int_equal(r.status, 429);
+            limited++;
+            assert_non_null(header(&r, "retry-after"));
+            long ms = atol(header(&r, "retry-after-ms"));
+            assert_true(ms > 0 && ms <= 60000);
+            assert_true(atol(header(&r, "retry-after")) * 1000 >= ms);
+            json_t *j = body_json(&r);
+            assert_string_equal(json_string_value(sky_json_path(j, "error.code")),
+                                "rate_limit_exceeded");
+            json_decref(j);
+        }
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(ok, 10);
+    assert_int_equal(limited, 5);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(stats, "rate_limited_requests")), 5);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.429")), 5);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
+/* Tokens: each request costs its prompt estimate plus max_tokens (5). */
+static void test_tpm_limit(void **state)
+{
+    static const char *const args[] = {"--tpm", "40", "--window-ms", "60000", NULL};
+    fixture f;
+    sky_test_result r;
+    int ok = 0;
+    (void)state;
+    open_fixture(&f, args);
+    for (int i = 0; i < 10; i++) {
+        request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+        ok += r.status == 200;
+        if (r.status != 200)
+            assert_int_equal(r.status, 429);
+        sky_test_result_free(&r);
+    }
+    /* prompt "hello" = 2 tokens + 4 for the message, + 5 max_tokens = 11: 3 fit in 40 */
+    assert_int_equal(ok, 3);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(stats, "rate_limited_tokens")), 7);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
+static void test_hidden_headers(void **state)
+{
+    static const char *const args[] = {
+        "--rpm", "1", "--window-ms", "60000", "--hide-ratelimit-headers", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(header(&r, "x-ratelimit-limit-requests"));
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 429);
+    assert_null(header(&r, "retry-after"));
+    assert_null(header(&r, "retry-after-ms"));
+    assert_null(header(&r, "x-ratelimit-remaining-requests"));
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* The seeded generator: rates hold over many requests, and stats count each fault. */
+static void test_fault_rates_in_stats(void **state)
+{
+    static const char *const args[] = {"--fault-500", "0.2", "--fault-503", "0.1",
+                                       "--seed",      "42",  NULL};
+    fixture f;
+    sky_test_result r;
+    int n500 = 0, n503 = 0;
+    (void)state;
+    open_fixture(&f, args);
+    for (int i = 0; i < 400; i++) {
+        request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+        n500 += r.status == 500;
+        n503 += r.status == 503;
+        sky_test_result_free(&r);
+    }
+    assert_true(n500 > 50 && n500 < 110);
+    assert_true(n503 > 20 && n503 < 65);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "faults.http_500")), n500);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "faults.http_503")), n503);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.500")), n500);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
+static void test_config_file_and_flag_precedence(void **state)
+{
+    char dir[256], path[512];
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/mock.json", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("{\"keys\": [\"from-file\"], \"rpm\": 1, \"window_ms\": 60000,"
+          " \"faults\": {\"http_503\": 0}}",
+          fp);
+    fclose(fp);
+    /* the flag --rpm 100 wins over the file's rpm 1 */
+    const char *const args[] = {"--config", path, "--rpm", "100", NULL};
+    static const char *const key[] = {"api-key: from-file", NULL};
+    open_fixture(&f, args);
+    for (int i = 0; i < 3; i++) {
+        request(&f, "POST", "/v1/chat/completions", chat_body, key, &r);
+        assert_int_equal(r.status, 200);
+        sky_test_result_free(&r);
+    }
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 401);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+    sky_test_rmdir(dir);
+}
+
+static void test_bad_config_is_a_clear_error(void **state)
+{
+    char dir[256], path[512], cmd[1024], line[512] = "";
+    (void)state;
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/mock.json", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("{\"rpm\": 10, \"bogus_knob\": 1}", fp);
+    fclose(fp);
+    snprintf(cmd, sizeof(cmd), "%s mock --config '%s' 2>&1", SKY_TEST_BIN, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(line, sizeof(line), p));
+    int status = pclose(p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_non_null(strstr(line, "bogus_knob"));
+    snprintf(cmd, sizeof(cmd), "%s mock --fault-500 1.5 >/dev/null 2>&1", SKY_TEST_BIN);
+    status = system(cmd);
+    assert_int_equal(WEXITSTATUS(status), 2);
+    sky_test_rmdir(dir);
+}
+
+/* SIGTERM lets requests in flight finish, then the mock exits 0. */
+typedef struct drain {
+    sky_test_result r[5];
+    int done;
+} drain;
+
+static void on_drain_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                          void *ud)
+{
+    drain *d = ud;
+    sky_test_on_done(req, res, err, &d->r[d->done]);
+    d->done++;
+}
+
+static void on_term(uv_timer_t *t)
+{
+    sky_test_mock *m = t->data;
+    kill(m->pid, SIGTERM);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_sigterm_drains(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "400", "--jitter", "0", NULL};
+    fixture f;
+    drain d;
+    sky_http_request_options o;
+    uv_timer_t t;
+    char url[256];
+    int all = 0;
+    (void)state;
+    memset(&d, 0, sizeof(d));
+    open_fixture(&f, args);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_drain_done;
+    o.user_data = &d;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    uv_timer_init(f.loop, &t);
+    t.data = &f.mock;
+    uv_timer_start(&t, on_term, 150, 0);
+    for (int i = 0; i < 400 && d.done < 5; i++)
+        sky_test_run_until(f.loop, &all, 25);
+    assert_int_equal(d.done, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(d.r[i].err_code, 0);
+        assert_int_equal(d.r[i].status, 200);
+        sky_test_result_free(&d.r[i]);
+    }
+    int status;
+    assert_int_equal(waitpid(f.mock.pid, &status, 0), f.mock.pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    f.mock.pid = 0;
+    close_fixture(&f);
+}
+
+/* Idle keep-alive connections and a request that never gets an answer must
+ * not keep a stopping mock alive. */
+static void test_sigterm_with_idle_and_hung_connections(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "0.5", "--seed", "7", NULL};
+    fixture f;
+    sky_test_result r[6];
+    sky_http_request_options o;
+    char url[256];
+    int never = 0, status;
+    (void)state;
+    memset(r, 0, sizeof(r));
+    open_fixture(&f, args);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = sky_test_on_done;
+    for (int i = 0; i < 6; i++) {
+        o.user_data = &r[i];
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    }
+    sky_test_run_until(f.loop, &never, 300);
+    kill(f.mock.pid, SIGTERM);
+    /* the mock's grace is 5 s; hung requests are aborted after it */
+    for (int i = 0; i < 400; i++) {
+        int done = 1;
+        for (int k = 0; k < 6; k++)
+            done &= r[k].done == 1;
+        if (done)
+            break;
+        sky_test_run_until(f.loop, &never, 25);
+    }
+    /* answered, or refused with 503 at the end of the grace: never dropped */
+    int answered = 0, refused = 0;
+    for (int k = 0; k < 6; k++) {
+        assert_int_equal(r[k].done, 1);
+        assert_int_equal(r[k].err_code, 0);
+        answered += r[k].status == 200;
+        refused += r[k].status == 503;
+        sky_test_result_free(&r[k]);
+    }
+    assert_int_equal(answered + refused, 6);
+    assert_true(refused > 0 && answered > 0);
+    assert_int_equal(waitpid(f.mock.pid, &status, 0), f.mock.pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    f.mock.pid = 0;
+    close_fixture(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_chat_shape_and_determinism),
+        cmocka_unit_test(test_model_name_escaped),
+        cmocka_unit_test(test_embeddings_and_models),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_rpm_limit_and_headers),
+        cmocka_unit_test(test_tpm_limit),
+        cmocka_unit_test(test_hidden_headers),
+        cmocka_unit_test(test_fault_rates_in_stats),
+        cmocka_unit_test(test_config_file_and_flag_precedence),
+        cmocka_unit_test(test_bad_config_is_a_clear_error),
+        cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_sigterm_with_idle_and_hung_connections),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
