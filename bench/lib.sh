@@ -1,0 +1,152 @@
+# shellcheck shell=bash disable=SC2034
+# Shared helpers for the bench/ scripts. Sourced, not run.
+#
+# Every script: takes the build directory as $1 (default "build"), starts its own
+# `skyio mock` on a free loopback port (--port 0 --port-file in a mktemp dir),
+# stops it on exit whatever happens, and only ever talks to 127.0.0.1.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=${1:-build}
+SKYIO=$BUILD/skyio
+if [ ! -x "$SKYIO" ]; then
+  echo "bench: $SKYIO not found; build first (make build, or cmake --build $BUILD)" >&2
+  exit 2
+fi
+SKYIO=$(cd "$(dirname "$SKYIO")" && pwd)/skyio
+CHAT_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":5}'
+CLK_TCK=$(getconf CLK_TCK)
+
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/skyio-bench.XXXXXX")
+MOCK_PIDS=()
+
+bench_cleanup() {
+  local pid
+  for pid in "${MOCK_PIDS[@]}"; do
+    stop_mock "$pid"
+  done
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 || { echo "bench: needs $1 (scripts/install-deps installs it)" >&2; exit 2; }
+}
+
+# start_mock NAME [mock options...]  ->  sets MOCK_PID, MOCK_PORT, MOCK_LOG
+start_mock() {
+  local name=$1; shift
+  local pf=$BENCH_TMP/$name.port
+  MOCK_LOG=$BENCH_TMP/$name.log
+  rm -f "$pf"
+  "$SKYIO" mock --host 127.0.0.1 --port 0 --port-file "$pf" "$@" >"$MOCK_LOG" 2>&1 &
+  MOCK_PID=$!
+  MOCK_PIDS+=("$MOCK_PID")
+  local i
+  for i in $(seq 1 100); do
+    if [ -s "$pf" ] && grep -q '^listening ' "$MOCK_LOG"; then
+      MOCK_PORT=$(cat "$pf")
+      return 0
+    fi
+    kill -0 "$MOCK_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench: mock '$name' did not start:" >&2
+  cat "$MOCK_LOG" >&2
+  exit 3
+}
+
+# stop_mock PID: SIGTERM (the mock answers what is in flight, then exits),
+# SIGKILL after 10 s. Only ever signals the pid this script started.
+stop_mock() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "bench: mock $pid ignored SIGTERM for 10 s; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# CPU ticks (user+system) a process has used so far.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# cpu_pct TICKS SECONDS -> percent of one core
+cpu_pct() {
+  awk -v t="$1" -v s="$2" -v hz="$CLK_TCK" 'BEGIN { if (s > 0) printf "%.0f", 100 * t / hz / s; else print "?" }'
+}
+
+now_s() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# median of the arguments (numbers)
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B -> A/B with 2 decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# json_num JSON KEY -> first numeric value of "KEY": in the flat summary of `skyio http --json`
+json_num() {
+  printf '%s' "$1" | grep -o "\"$2\":[-0-9.eE+]*" | head -1 | cut -d: -f2
+}
+# json_obj JSON KEY -> the {...} object under KEY (no nesting inside)
+json_obj() {
+  printf '%s' "$1" | grep -o "\"$2\":{[^}]*}" | head -1 | cut -d: -f2-
+}
+
+# wrk_rps OUTPUT -> Requests/sec
+wrk_rps() { printf '%s\n' "$1" | awk '/^Requests\/sec:/ { print $2 }'; }
+# wrk_errors OUTPUT -> "0" or a short description of non-2xx / socket errors
+wrk_errors() {
+  local non2xx sock
+  non2xx=$(printf '%s\n' "$1" | awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }')
+  sock=$(printf '%s\n' "$1" | sed -n 's/^ *Socket errors: //p')
+  if [ -z "$non2xx" ] && [ -z "$sock" ]; then echo 0; return; fi
+  echo "non2xx=${non2xx:-0} ${sock:+sockets($sock)}"
+}
+
+# timed OUTFILE cmd... : run cmd, stdout to OUTFILE; sets TIMED_RC, TIMED_SECS and
+# TIMED_CPU (percent of one core the command used; "?" without GNU time).
+timed() {
+  local outfile=$1; shift
+  local tf=$BENCH_TMP/time.$$ t0 t1
+  t0=$(now_s)
+  TIMED_RC=0
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f '%U %S' -o "$tf" "$@" >"$outfile" 2>"$outfile.err" || TIMED_RC=$?
+  else
+    "$@" >"$outfile" 2>"$outfile.err" || TIMED_RC=$?
+  fi
+  t1=$(now_s)
+  TIMED_SECS=$(elapsed "$t0" "$t1")
+  TIMED_CPU='?'
+  if [ -s "$tf" ]; then
+    TIMED_CPU=$(tail -1 "$tf" | awk -v s="$TIMED_SECS" '{ printf "%.0f", 100 * ($1 + $2) / s }')
+  fi
+  rm -f "$tf"
+}
+
+# measure OUTFILE cmd... : like timed, and also MOCK_CPU, the percent of one core the
+# mock ($MOCK_PID) used meanwhile.
+measure() {
+  local m0 m1
+  m0=$(cpu_ticks "$MOCK_PID")
+  timed "$@"
+  m1=$(cpu_ticks "$MOCK_PID")
+  MOCK_CPU=$(cpu_pct $((m1 - m0)) "$TIMED_SECS")
+}
+
+# row COL... : print a table row, columns padded
+row() { printf '%-14s' "$@"; printf '\n'; }
