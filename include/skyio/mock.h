@@ -39,6 +39,9 @@ typedef struct sky_mock_config {
     size_t max_body;               /**< request body limit; default 8 MiB */
     sky_mock_faults faults;
     uint64_t seed; /**< fault and jitter generator seed; default 1 */
+    /** Loops (threads) serving the port; default 1. Each has its own generator
+     *  (seed + index): replies stay reproducible per thread, not across them. */
+    int threads;
 } sky_mock_config;
 
 /** Every default. */

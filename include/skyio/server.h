@@ -24,6 +24,7 @@ typedef struct sky_server_options {
     const char *tls_key_file;
     size_t max_request_body; /**< larger bodies get 413; default 8 MiB */
     int backlog;             /**< listen backlog; default 4096 */
+    int reuse_port;          /**< SO_REUSEPORT: several servers (threads) share one port */
 } sky_server_options;
 
 SKY_EXTERN void sky_server_options_init(sky_server_options *o);

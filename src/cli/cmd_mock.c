@@ -59,6 +59,8 @@ static const mock_opt opts[] = {
     {"--fault-stream-cut", OPT_DOUBLE, CFG(faults.stream_cut), "P",
      "rate of streams that end before data: [DONE]"},
     {"--seed", OPT_U64, CFG(seed), "N", "seed of the fault and jitter generator (default 1)"},
+    {"--threads", OPT_INT, CFG(threads), "N",
+     "serve from N threads, each with its own loop, on the one port (default 1)"},
 };
 
 static const char usage_head[] =
@@ -234,9 +236,10 @@ static int check_config(const sky_mock_config *c)
         return -1;
     }
     if (c->jitter > 1 || c->window_ms <= 0 || c->default_completion_tokens <= 0 ||
-        c->embedding_dim <= 0 || c->port > 65535) {
+        c->embedding_dim <= 0 || c->port > 65535 || c->threads < 1 || c->threads > 64) {
         fprintf(stderr, "skyio mock: --jitter is 0..1; --window-ms, --completion-tokens and "
-                        "--embedding-dim must be positive; --port at most 65535\n");
+                        "--embedding-dim must be positive; --port at most 65535; --threads "
+                        "1..64\n");
         return -1;
     }
     return 0;

@@ -14,6 +14,7 @@ void sky_mock_config_init(sky_mock_config *c)
     c->embedding_dim = 1536;
     c->max_body = 8u * 1024u * 1024u;
     c->seed = 1;
+    c->threads = 1;
 }
 
 static int want_number(const json_t *v, const char *key, double lo, double hi, double *out,
@@ -117,6 +118,8 @@ static int apply_numeric(sky_mock_config *c, const char *key, const json_t *v, s
         c->max_body = (size_t)d;
     else if (strcmp(key, "seed") == 0 && (rc = want_number(v, key, 0, 1.8e19, &d, err)) == 0)
         c->seed = (uint64_t)d;
+    else if (strcmp(key, "threads") == 0 && (rc = want_number(v, key, 1, 64, &d, err)) == 0)
+        c->threads = (int)d;
     else if (rc == 0)
         return 1; /* not a numeric key */
     return rc;

@@ -41,21 +41,48 @@ typedef struct mock_stats {
     uint64_t chat, embeddings, models, streams;
 } mock_stats;
 
-struct sky_mock {
+/* Updated by one worker, read by any: relaxed atomics. */
+#define ST_ADD(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/*
+ * One loop, one server. With --threads N there are N workers, each listening
+ * on the same port (SO_REUSEPORT) from its own thread; worker 0 runs on the
+ * caller's loop. Everything a request touches is the worker's own, but for
+ * the rate limiter, which is shared under a lock.
+ */
+typedef struct mock_worker {
+    sky_mock *owner;
+    int index;
     uv_loop_t *loop;
+    uv_loop_t own_loop;
+    uv_thread_t thread;
+    uv_async_t wake; /* threads: "shut down", sent from the main loop */
+    int has_thread;
     sky_server *srv;
-    sky_mock_config cfg;
-    sky__mock_limiter limiter;
+    sky_mock_config cfg; /* a copy, read without sharing */
     uint64_t rng;
     uint64_t next_id;
     mock_stats st;
+} mock_worker;
+
+struct sky_mock {
+    uv_loop_t *loop;
+    sky_mock_config cfg;
+    sky__mock_limiter limiter;
+    uv_mutex_t limiter_lock;
+    int n_workers;
+    mock_worker *workers;
+    uv_async_t down; /* workers say they are down */
+    int workers_down;
+    uint64_t grace_ms;
     void (*shutdown_cb)(sky_mock *, void *);
     void *shutdown_ud;
 };
 
 /* What one chat or embeddings call needs after the handler returns. */
 typedef struct mock_call {
-    sky_mock *m;
+    mock_worker *m;
     int kind;
     int azure;
     int stream;
@@ -76,12 +103,12 @@ typedef struct mock_call {
 
 /* ---- small helpers ---- */
 
-static uint64_t mock_now_ms(const sky_mock *m)
+static uint64_t mock_now_ms(const mock_worker *m)
 {
     return uv_now(m->loop);
 }
 
-static double jittered(sky_mock *m, double ms)
+static double jittered(mock_worker *m, double ms)
 {
     if (ms <= 0)
         return 0;
@@ -90,24 +117,24 @@ static double jittered(sky_mock *m, double ms)
     return v > 0 ? v : 0;
 }
 
-static void count_status(sky_mock *m, int status)
+static void count_status(mock_worker *m, int status)
 {
     if (status >= 0 && status < 600)
-        m->st.by_status[status]++;
+        ST_ADD(m->st.by_status[status], 1);
 }
 
-static void add_request_id(sky_server_req *r, sky_mock *m)
+static void add_request_id(sky_server_req *r, mock_worker *m)
 {
     char id[48];
     sky_span client_id;
-    snprintf(id, sizeof(id), "req_%016llx", (unsigned long long)++m->next_id);
+    snprintf(id, sizeof(id), "req_%02x%014llx", m->index, (unsigned long long)++m->next_id);
     sky_server_add_header(r, "x-request-id", sky_span_cstr(id));
     sky_server_add_header(r, "apim-request-id", sky_span_cstr(id));
     if (sky_server_req_header(r, "x-ms-client-request-id", &client_id))
         sky_server_add_header(r, "x-ms-client-request-id", client_id);
 }
 
-static void respond_json(sky_mock *m, sky_server_req *r, int status, json_t *body)
+static void respond_json(mock_worker *m, sky_server_req *r, int status, json_t *body)
 {
     count_status(m, status);
     add_request_id(r, m);
@@ -117,7 +144,7 @@ static void respond_json(sky_mock *m, sky_server_req *r, int status, json_t *bod
 
 /* The provider's error shape: OpenAI's {"error": {message,type,param,code}},
  * or Azure's {"error": {code, message}}. */
-static void respond_error(sky_mock *m, sky_server_req *r, int azure, int status, const char *type,
+static void respond_error(mock_worker *m, sky_server_req *r, int azure, int status, const char *type,
                           const char *code, const char *message)
 {
     json_t *err = azure ? json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message)
@@ -133,7 +160,7 @@ static void respond_error(sky_mock *m, sky_server_req *r, int azure, int status,
 
 /* ---- rate limits ---- */
 
-static void add_ratelimit_headers(sky_mock *m, sky_server_req *r, const sky__mock_verdict *v)
+static void add_ratelimit_headers(mock_worker *m, sky_server_req *r, const sky__mock_verdict *v)
 {
     char num[32], dur[32];
     if (m->cfg.hide_ratelimit_headers || (m->cfg.rpm == 0 && m->cfg.tpm == 0))
@@ -155,15 +182,15 @@ static void add_ratelimit_headers(sky_mock *m, sky_server_req *r, const sky__moc
     }
 }
 
-static void respond_429(sky_mock *m, sky_server_req *r, const mock_call *c,
+static void respond_429(mock_worker *m, sky_server_req *r, const mock_call *c,
                         const sky__mock_verdict *v)
 {
     char num[32], msg[256];
     int64_t secs = (v->retry_ms + 999) / 1000;
     if (v->by_tokens)
-        m->st.rate_limited_tokens++;
+        ST_ADD(m->st.rate_limited_tokens, 1);
     else
-        m->st.rate_limited_requests++;
+        ST_ADD(m->st.rate_limited_requests, 1);
     add_ratelimit_headers(m, r, v);
     if (!m->cfg.hide_ratelimit_headers) {
         snprintf(num, sizeof(num), "%lld", (long long)(secs > 0 ? secs : 1));
@@ -181,7 +208,7 @@ static void respond_429(sky_mock *m, sky_server_req *r, const mock_call *c,
 
 /* ---- auth ---- */
 
-static int key_ok(const sky_mock *m, sky_span key)
+static int key_ok(const mock_worker *m, sky_span key)
 {
     for (size_t i = 0; i < m->cfg.n_keys; i++)
         if (sky_span_eq_cstr(key, m->cfg.keys[i]))
@@ -189,7 +216,7 @@ static int key_ok(const sky_mock *m, sky_span key)
     return 0;
 }
 
-static int authorized(const sky_mock *m, const sky_server_req *r)
+static int authorized(const mock_worker *m, const sky_server_req *r)
 {
     sky_span v;
     if (m->cfg.n_keys == 0)
@@ -310,7 +337,7 @@ static json_t *call_body(const mock_call *c)
 
 /* ---- faults ---- */
 
-static int draw_fault(sky_mock *m, int stream)
+static int draw_fault(mock_worker *m, int stream)
 {
     const sky_mock_faults *f = &m->cfg.faults;
     const double rates[FAULT_COUNT] = {f->http_500, f->http_502, f->http_503,  f->reset,
@@ -335,7 +362,7 @@ static int draw_fault(sky_mock *m, int stream)
 }
 
 /* Answer with the fault @p c->fault; returns 1 when it answered (or chose not to). */
-static int apply_fault(sky_mock *m, sky_server_req *r, mock_call *c)
+static int apply_fault(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     static const char malformed[] = "{\"id\": \"chatcmpl-broken\", \"choices\": [{\"index\": 0, ";
     switch (c->fault) {
@@ -364,7 +391,7 @@ static int apply_fault(sky_mock *m, sky_server_req *r, mock_call *c)
     }
 }
 
-static void send_cut(sky_mock *m, sky_server_req *r, mock_call *c)
+static void send_cut(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     json_t *body = call_body(c);
     size_t len = 0;
@@ -384,7 +411,7 @@ static void send_cut(sky_mock *m, sky_server_req *r, mock_call *c)
 
 /* ---- plain replies ---- */
 
-static void send_reply(sky_mock *m, sky_server_req *r, mock_call *c)
+static void send_reply(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     if (c->fault == FAULT_CUT) {
         send_cut(m, r, c);
@@ -394,7 +421,7 @@ static void send_reply(sky_mock *m, sky_server_req *r, mock_call *c)
         sky_buf fast;
         sky_buf_init(&fast, 16u * 1024u * 1024u);
         if (chat_body_fast(c, &fast) == 0) {
-            m->st.completion_tokens += (uint64_t)c->n_tokens;
+            ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
             count_status(m, 200);
             add_request_id(r, m);
             sky_server_respond(r, 200, "application/json", sky_buf_span(&fast));
@@ -408,7 +435,7 @@ static void send_reply(sky_mock *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
         return;
     }
-    m->st.completion_tokens += c->kind == CALL_CHAT ? (uint64_t)c->n_tokens : 0;
+    ST_ADD(m->st.completion_tokens, c->kind == CALL_CHAT ? (uint64_t)c->n_tokens : 0);
     respond_json(m, r, 200, body);
 }
 
@@ -460,13 +487,13 @@ static int send_usage_chunk(sky_server_req *r, const mock_call *c)
     return rc;
 }
 
-static void stream_finish(sky_mock *m, sky_server_req *r, mock_call *c)
+static void stream_finish(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     (void)send_chunk(r, c, NULL, 0, c->has_max ? "length" : "stop");
     if (c->include_usage)
         (void)send_usage_chunk(r, c);
     (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
-    m->st.completion_tokens += (uint64_t)c->n_tokens;
+    ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
 }
 
 static void stream_step(sky_server_req *r, void *data);
@@ -475,7 +502,7 @@ static void stream_step(sky_server_req *r, void *data);
 static void stream_step(sky_server_req *r, void *data)
 {
     mock_call *c = data;
-    sky_mock *m = c->m;
+    mock_worker *m = c->m;
     int cut_at = c->n_tokens / 2;
     do {
         if ((c->fault == FAULT_STREAM_CUT || c->fault == FAULT_CUT) && c->sent >= cut_at) {
@@ -577,7 +604,7 @@ static const char *parse_embed(mock_call *c, const json_t *req)
     return NULL;
 }
 
-static void call_init(sky_mock *m, mock_call *c, int kind, int azure, sky_span deployment)
+static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_span deployment)
 {
     memset(c, 0, sizeof(*c));
     c->m = m;
@@ -588,33 +615,36 @@ static void call_init(sky_mock *m, mock_call *c, int kind, int azure, sky_span d
     c->dim = m->cfg.embedding_dim;
     c->per_token_ms = m->cfg.per_token_ms;
     c->created = (int64_t)(uv_now(m->loop) / 1000) + 1700000000;
-    snprintf(c->id, sizeof(c->id), "%s%016llx", kind == CALL_CHAT ? "chatcmpl-" : "embd-",
-             (unsigned long long)++m->next_id);
+    snprintf(c->id, sizeof(c->id), "%s%02x%014llx", kind == CALL_CHAT ? "chatcmpl-" : "embd-",
+             m->index, (unsigned long long)++m->next_id);
     if (deployment.len)
         snprintf(c->model, sizeof(c->model), "%.*s", (int)deployment.len, deployment.ptr);
 }
 
 /* ---- the chat and embeddings handler ---- */
 
-static int admit(sky_mock *m, sky_server_req *r, mock_call *c)
+static int admit(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     sky__mock_verdict v;
     int64_t cost = c->prompt_tokens + (c->kind == CALL_CHAT ? c->n_tokens : 0);
-    sky__mock_limiter_take(&m->limiter, mock_now_ms(m), cost, &v);
+    sky_mock *owner = m->owner;
+    uv_mutex_lock(&owner->limiter_lock);
+    sky__mock_limiter_take(&owner->limiter, mock_now_ms(m), cost, &v);
+    uv_mutex_unlock(&owner->limiter_lock);
     if (!v.allowed) {
         respond_429(m, r, c, &v);
         return 0;
     }
     add_ratelimit_headers(m, r, &v);
-    m->st.prompt_tokens += (uint64_t)c->prompt_tokens;
+    ST_ADD(m->st.prompt_tokens, (uint64_t)c->prompt_tokens);
     return 1;
 }
 
-static void dispatch(sky_mock *m, sky_server_req *r, mock_call *c)
+static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     c->fault = draw_fault(m, c->stream);
     if (c->fault != FAULT_NONE)
-        m->st.faults[c->fault]++;
+        ST_ADD(m->st.faults[c->fault], 1);
     if (apply_fault(m, r, c))
         return;
     double delay = c->kind == CALL_CHAT && !c->stream
@@ -633,7 +663,7 @@ static void dispatch(sky_mock *m, sky_server_req *r, mock_call *c)
     *held = *c;
     sky_server_req_set_data(r, held, free);
     if (c->stream)
-        m->st.streams++;
+        ST_ADD(m->st.streams, 1);
     void (*next)(sky_server_req *, void *) = c->stream ? stream_begin : delayed_reply;
     if (delay < 0.5 && c->stream) {
         stream_begin(r, held);
@@ -643,7 +673,7 @@ static void dispatch(sky_mock *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
 }
 
-static void handle_call(sky_mock *m, sky_server_req *r, int kind, int azure, sky_span deployment)
+static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, sky_span deployment)
 {
     mock_call c;
     json_t *req = NULL;
@@ -651,7 +681,7 @@ static void handle_call(sky_mock *m, sky_server_req *r, int kind, int azure, sky
     sky_error_clear(&err);
     call_init(m, &c, kind, azure, deployment);
     if (!authorized(m, r)) {
-        m->st.auth_failures++;
+        ST_ADD(m->st.auth_failures, 1);
         respond_error(m, r, azure, 401, "invalid_request_error", azure ? "401" : "invalid_api_key",
                       azure ? "Access denied due to invalid subscription key or wrong API "
                               "endpoint. Make sure to provide a valid key for an active "
@@ -695,24 +725,24 @@ static void handle_call(sky_mock *m, sky_server_req *r, int kind, int azure, sky
         return;
     }
     if (kind == CALL_CHAT)
-        m->st.chat++;
+        ST_ADD(m->st.chat, 1);
     else
-        m->st.embeddings++;
+        ST_ADD(m->st.embeddings, 1);
     if (admit(m, r, &c))
         dispatch(m, r, &c);
 }
 
 static void on_chat(sky_server_req *r, void *ud)
 {
-    sky_mock *m = ud;
-    m->st.requests++;
+    mock_worker *m = ud;
+    ST_ADD(m->st.requests, 1);
     handle_call(m, r, CALL_CHAT, 0, sky_span_make("", 0));
 }
 
 static void on_embeddings(sky_server_req *r, void *ud)
 {
-    sky_mock *m = ud;
-    m->st.requests++;
+    mock_worker *m = ud;
+    ST_ADD(m->st.requests, 1);
     handle_call(m, r, CALL_EMBED, 0, sky_span_make("", 0));
 }
 
@@ -720,12 +750,12 @@ static void on_embeddings(sky_server_req *r, void *ud)
 static void on_azure(sky_server_req *r, void *ud)
 {
     static const char prefix[] = "/openai/deployments/";
-    sky_mock *m = ud;
+    mock_worker *m = ud;
     sky_span path = sky_server_req_path(r);
     const char *dep = path.ptr + sizeof(prefix) - 1;
     size_t rest = path.len - (sizeof(prefix) - 1);
     const char *slash = memchr(dep, '/', rest);
-    m->st.requests++;
+    ST_ADD(m->st.requests, 1);
     if (slash == NULL || slash == dep) {
         respond_error(m, r, 1, 404, "invalid_request_error", "404", "Resource not found");
         return;
@@ -749,11 +779,11 @@ static void on_models(sky_server_req *r, void *ud)
 {
     static const char *const models[] = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini",
                                          "text-embedding-3-small", "text-embedding-3-large"};
-    sky_mock *m = ud;
-    m->st.requests++;
-    m->st.models++;
+    mock_worker *m = ud;
+    ST_ADD(m->st.requests, 1);
+    ST_ADD(m->st.models, 1);
     if (!authorized(m, r)) {
-        m->st.auth_failures++;
+        ST_ADD(m->st.auth_failures, 1);
         respond_error(m, r, 0, 401, "invalid_request_error", "invalid_api_key",
                       "Incorrect API key provided.");
         return;
@@ -773,34 +803,53 @@ static void on_models(sky_server_req *r, void *ud)
 
 /* ---- statistics ---- */
 
+static void sum_stats(const sky_mock *m, mock_stats *out, uint64_t *conns, uint64_t *in_flight)
+{
+    memset(out, 0, sizeof(*out));
+    *conns = *in_flight = 0;
+    for (int w = 0; w < m->n_workers; w++) {
+        const mock_stats *st = &m->workers[w].st;
+        const uint64_t *src = (const uint64_t *)st;
+        uint64_t *dst = (uint64_t *)out;
+        for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+            dst[i] += ST_GET(src[i]);
+        *conns += sky_server_connections(m->workers[w].srv);
+        *in_flight += sky_server_requests_in_flight(m->workers[w].srv);
+    }
+}
+
 json_t *sky_mock_stats(const sky_mock *m)
 {
+    mock_stats st;
+    uint64_t conns, in_flight;
     json_t *status = json_object(), *faults = json_object();
     char key[8];
+    sum_stats(m, &st, &conns, &in_flight);
     for (int i = 0; status && i < 600; i++) {
-        if (m->st.by_status[i] == 0)
+        if (st.by_status[i] == 0)
             continue;
         snprintf(key, sizeof(key), "%d", i);
-        json_object_set_new(status, key, json_integer((json_int_t)m->st.by_status[i]));
+        json_object_set_new(status, key, json_integer((json_int_t)st.by_status[i]));
     }
     for (int i = 0; faults && i < FAULT_COUNT; i++)
-        json_object_set_new(faults, fault_names[i], json_integer((json_int_t)m->st.faults[i]));
+        json_object_set_new(faults, fault_names[i], json_integer((json_int_t)st.faults[i]));
     return json_pack(
-        "{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I}", "requests",
-        (json_int_t)m->st.requests, "responses", status, "rate_limited",
-        (json_int_t)(m->st.rate_limited_requests + m->st.rate_limited_tokens),
-        "rate_limited_requests", (json_int_t)m->st.rate_limited_requests, "rate_limited_tokens",
-        (json_int_t)m->st.rate_limited_tokens, "faults", faults, "tokens", "prompt",
-        (json_int_t)m->st.prompt_tokens, "completion", (json_int_t)m->st.completion_tokens,
-        "endpoints", "chat", (json_int_t)m->st.chat, "embeddings", (json_int_t)m->st.embeddings,
-        "models", (json_int_t)m->st.models, "streams", (json_int_t)m->st.streams, "auth_failures",
-        (json_int_t)m->st.auth_failures, "connections", (json_int_t)sky_server_connections(m->srv),
-        "in_flight", (json_int_t)(sky_server_requests_in_flight(m->srv) - 1));
+        "{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}", "requests",
+        (json_int_t)st.requests, "responses", status, "rate_limited",
+        (json_int_t)(st.rate_limited_requests + st.rate_limited_tokens), "rate_limited_requests",
+        (json_int_t)st.rate_limited_requests, "rate_limited_tokens",
+        (json_int_t)st.rate_limited_tokens, "faults", faults, "tokens", "prompt",
+        (json_int_t)st.prompt_tokens, "completion", (json_int_t)st.completion_tokens, "endpoints",
+        "chat", (json_int_t)st.chat, "embeddings", (json_int_t)st.embeddings, "models",
+        (json_int_t)st.models, "streams", (json_int_t)st.streams, "auth_failures",
+        (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
+        (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
 }
 
 static void on_stats(sky_server_req *r, void *ud)
 {
-    json_t *st = sky_mock_stats(ud);
+    mock_worker *w = ud;
+    json_t *st = sky_mock_stats(w->owner);
     if (st == NULL) {
         sky_server_respond(r, 500, "application/json", SKY_SPAN_LIT("{}"));
         return;
@@ -811,55 +860,154 @@ static void on_stats(sky_server_req *r, void *ud)
 
 static void on_reset(sky_server_req *r, void *ud)
 {
-    sky_mock *m = ud;
-    memset(&m->st, 0, sizeof(m->st));
+    mock_worker *w = ud;
+    sky_mock *m = w->owner;
+    for (int i = 0; i < m->n_workers; i++) {
+        uint64_t *p = (uint64_t *)&m->workers[i].st;
+        for (size_t k = 0; k < sizeof(mock_stats) / sizeof(uint64_t); k++)
+            __atomic_store_n(&p[k], 0, __ATOMIC_RELAXED);
+    }
+    uv_mutex_lock(&m->limiter_lock);
     sky__mock_limiter_init(&m->limiter, m->cfg.rpm, m->cfg.tpm, m->cfg.window_ms);
+    uv_mutex_unlock(&m->limiter_lock);
     sky_server_respond(r, 200, "application/json", SKY_SPAN_LIT("{\"reset\":true}"));
 }
 
-/* ---- life cycle ---- */
+/* ---- workers ---- */
 
-static int add_routes(sky_mock *m)
+static int add_routes(mock_worker *w)
 {
     int rc = 0;
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/v1/chat/completions", 0, on_chat, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/chat/completions", 0, on_chat, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/openai/v1/chat/completions", 0, on_chat, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/v1/embeddings", 0, on_embeddings, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/embeddings", 0, on_embeddings, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/openai/v1/embeddings", 0, on_embeddings, m);
-    rc = rc ? rc : sky_server_route(m->srv, "GET", "/v1/models", 0, on_models, m);
-    rc = rc ? rc : sky_server_route(m->srv, "GET", "/models", 0, on_models, m);
-    rc = rc ? rc : sky_server_route(m->srv, NULL, "/openai/deployments/", 1, on_azure, m);
-    rc = rc ? rc : sky_server_route(m->srv, "GET", "/mock/stats", 0, on_stats, m);
-    rc = rc ? rc : sky_server_route(m->srv, "POST", "/mock/reset", 0, on_reset, m);
+    sky_server *s = w->srv;
+    rc = rc ? rc : sky_server_route(s, "POST", "/v1/chat/completions", 0, on_chat, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/chat/completions", 0, on_chat, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/openai/v1/chat/completions", 0, on_chat, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/v1/embeddings", 0, on_embeddings, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/embeddings", 0, on_embeddings, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/openai/v1/embeddings", 0, on_embeddings, w);
+    rc = rc ? rc : sky_server_route(s, "GET", "/v1/models", 0, on_models, w);
+    rc = rc ? rc : sky_server_route(s, "GET", "/models", 0, on_models, w);
+    rc = rc ? rc : sky_server_route(s, NULL, "/openai/deployments/", 1, on_azure, w);
+    rc = rc ? rc : sky_server_route(s, "GET", "/mock/stats", 0, on_stats, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/mock/reset", 0, on_reset, w);
     return rc;
 }
 
-int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock, sky_error *err)
+static int worker_listen(mock_worker *w, int port, sky_error *err)
 {
     sky_server_options so;
-    sky_mock *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    m->loop = loop;
-    m->cfg = *c;
-    m->rng = c->seed;
-    sky__mock_limiter_init(&m->limiter, c->rpm, c->tpm, c->window_ms);
+    const sky_mock_config *c = &w->cfg;
     sky_server_options_init(&so);
     so.host = c->host;
-    so.port = c->port;
+    so.port = port;
     so.tls_cert_file = c->tls_cert_file;
     so.tls_key_file = c->tls_key_file;
     so.max_request_body = c->max_body;
-    int rc = sky_server_new(loop, &so, &m->srv, err);
-    if (rc == 0 && (rc = add_routes(m)) < 0)
+    so.reuse_port = w->owner->n_workers > 1;
+    int rc = sky_server_new(w->loop, &so, &w->srv, err);
+    if (rc == 0 && (rc = add_routes(w)) < 0)
         sky_error_set(err, rc, "cannot add routes");
     if (rc == 0)
-        rc = sky_server_listen(m->srv, err);
-    if (rc < 0) {
-        sky_server_free(m->srv);
+        rc = sky_server_listen(w->srv, err);
+    return rc;
+}
+
+static void on_worker_down(sky_server *s, void *ud)
+{
+    mock_worker *w = ud;
+    (void)s;
+    if (w->has_thread) {
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_stop(w->loop);
+    }
+    /* Wakes coalesce: the count says how many are down. */
+    __atomic_fetch_add(&w->owner->workers_down, 1, __ATOMIC_ACQ_REL);
+    uv_async_send(&w->owner->down);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    mock_worker *w = a->data;
+    sky_server_shutdown(w->srv, w->owner->grace_ms, on_worker_down, w);
+}
+
+static void worker_main(void *arg)
+{
+    mock_worker *w = arg;
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    /* down: free the server on its own loop, and let its handles close */
+    sky_server_free(w->srv);
+    w->srv = NULL;
+    for (int i = 0; i < 8; i++)
+        uv_run(w->loop, UV_RUN_NOWAIT);
+}
+
+static void on_all_down(uv_async_t *a)
+{
+    sky_mock *m = a->data;
+    if (__atomic_load_n(&m->workers_down, __ATOMIC_ACQUIRE) < m->n_workers)
+        return;
+    void (*cb)(sky_mock *, void *) = m->shutdown_cb;
+    m->shutdown_cb = NULL;
+    if (cb)
+        cb(m, m->shutdown_ud);
+}
+
+static void worker_init(sky_mock *m, mock_worker *w, int index)
+{
+    w->owner = m;
+    w->index = index;
+    w->cfg = m->cfg;
+    w->rng = m->cfg.seed + (uint64_t)index * 0x9e3779b97f4a7c15ull;
+}
+
+static int start_threads(sky_mock *m, sky_error *err)
+{
+    int port = sky_server_port(m->workers[0].srv);
+    for (int i = 1; i < m->n_workers; i++) {
+        mock_worker *w = &m->workers[i];
+        if (uv_loop_init(&w->own_loop) != 0)
+            return sky_error_set(err, SKY_EINTERNAL, "cannot make a loop for thread %d", i);
+        w->loop = &w->own_loop;
+        uv_async_init(w->loop, &w->wake, on_wake);
+        w->wake.data = w;
+        int rc = worker_listen(w, port, err);
+        if (rc < 0)
+            return rc;
+        if (uv_thread_create(&w->thread, worker_main, w) != 0)
+            return sky_error_set(err, SKY_EINTERNAL, "cannot start thread %d", i);
+        w->has_thread = 1;
+    }
+    return 0;
+}
+
+int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock,
+                   sky_error *err)
+{
+    int n = c->threads > 0 ? c->threads : 1;
+    sky_mock *m = calloc(1, sizeof(*m));
+    mock_worker *ws = calloc((size_t)n, sizeof(*ws));
+    if (m == NULL || ws == NULL) {
         free(m);
+        free(ws);
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
+    m->loop = loop;
+    m->cfg = *c;
+    m->n_workers = n;
+    m->workers = ws;
+    uv_mutex_init(&m->limiter_lock);
+    sky__mock_limiter_init(&m->limiter, c->rpm, c->tpm, c->window_ms);
+    uv_async_init(loop, &m->down, on_all_down);
+    m->down.data = m;
+    for (int i = 0; i < n; i++)
+        worker_init(m, &ws[i], i);
+    ws[0].loop = loop;
+    int rc = worker_listen(&ws[0], c->port, err);
+    if (rc == 0 && n > 1)
+        rc = start_threads(m, err);
+    if (rc < 0) {
+        sky_mock_free(m);
         return rc;
     }
     *out_mock = m;
@@ -868,15 +1016,7 @@ int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_moc
 
 int sky_mock_port(const sky_mock *m)
 {
-    return sky_server_port(m->srv);
-}
-
-static void on_server_down(sky_server *s, void *ud)
-{
-    sky_mock *m = ud;
-    (void)s;
-    if (m->shutdown_cb)
-        m->shutdown_cb(m, m->shutdown_ud);
+    return sky_server_port(m->workers[0].srv);
 }
 
 void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, void *),
@@ -884,13 +1024,34 @@ void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, vo
 {
     m->shutdown_cb = cb;
     m->shutdown_ud = user_data;
-    sky_server_shutdown(m->srv, grace_ms, on_server_down, m);
+    m->grace_ms = grace_ms;
+    __atomic_store_n(&m->workers_down, 0, __ATOMIC_RELEASE);
+    sky_server_shutdown(m->workers[0].srv, grace_ms, on_worker_down, &m->workers[0]);
+    for (int i = 1; i < m->n_workers; i++)
+        if (m->workers[i].has_thread)
+            uv_async_send(&m->workers[i].wake);
 }
 
 void sky_mock_free(sky_mock *m)
 {
     if (m == NULL)
         return;
-    sky_server_free(m->srv);
+    for (int i = 1; i < m->n_workers; i++) {
+        mock_worker *w = &m->workers[i];
+        if (w->has_thread) {
+            uv_thread_join(&w->thread);
+            uv_loop_close(&w->own_loop);
+        } else if (w->loop) {
+            /* set up but never started: tear down here */
+            sky_server_free(w->srv);
+            uv_close((uv_handle_t *)&w->wake, NULL);
+            uv_run(w->loop, UV_RUN_DEFAULT);
+            uv_loop_close(w->loop);
+        }
+    }
+    sky_server_free(m->workers[0].srv);
+    uv_close((uv_handle_t *)&m->down, NULL);
+    uv_mutex_destroy(&m->limiter_lock);
+    free(m->workers);
     free(m);
 }

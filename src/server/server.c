@@ -10,7 +10,9 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "skyio/buf.h"
 #include "skyio/json.h"
@@ -60,6 +62,8 @@ struct sky_server {
     route *routes;
     size_t n_routes;
     conn *conns;
+    /* Written by this server's loop only; read from any thread, so relaxed
+     * atomics (skyio mock --threads reads every worker's). */
     uint64_t accepted, open_conns, in_flight;
     /* shutdown */
     uv_timer_t *shutdown_timer;
@@ -120,7 +124,7 @@ static void on_req_dispose(void *p)
         r->srv->reqs = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    r->srv->in_flight--;
+    __atomic_fetch_sub(&r->srv->in_flight, 1, __ATOMIC_RELAXED);
 }
 
 static const route *find_route(const sky_server *s, h2o_iovec_t method, sky_span path)
@@ -151,7 +155,7 @@ static int on_h2o_req(h2o_handler_t *self, h2o_req_t *req)
     if (s->reqs)
         s->reqs->prev = r;
     s->reqs = r;
-    s->in_flight++;
+    __atomic_fetch_add(&s->in_flight, 1, __ATOMIC_RELAXED);
     if (rt == NULL) {
         static const char body[] =
             "{\"error\":{\"message\":\"no such route\",\"type\":\"invalid_request_error\","
@@ -485,7 +489,7 @@ static void on_conn_closed(uv_handle_t *h)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    s->open_conns--;
+    __atomic_fetch_sub(&s->open_conns, 1, __ATOMIC_RELAXED);
     free(c);
     if (s->freed && s->open_conns == 0)
         server_release(s);
@@ -510,8 +514,8 @@ static void on_accept(uv_stream_t *listener, int status)
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
-    s->accepted++;
-    s->open_conns++;
+    __atomic_fetch_add(&s->accepted, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->open_conns, 1, __ATOMIC_RELAXED);
     c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
     h2o_accept(&s->accept_ctx, c->sock);
 }
@@ -621,6 +625,29 @@ static int resolve_bind(const char *host, int port, struct sockaddr_storage *ss)
     return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
+/* libuv 1.44 has no SO_REUSEPORT flag: make the socket by hand and give
+ * it to libuv. The kernel then spreads connections over the listeners. */
+static int bind_reuse_port(uv_tcp_t *t, const struct sockaddr_storage *ss)
+{
+    int one = 1;
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int e = errno;
+        close(fd);
+        return uv_translate_sys_error(e);
+    }
+    int rc = uv_tcp_open(t, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
 int sky_server_listen(sky_server *s, sky_error *err)
 {
     struct sockaddr_storage ss;
@@ -635,7 +662,8 @@ int sky_server_listen(sky_server *s, sky_error *err)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     uv_tcp_init(s->loop, s->listener);
     s->listener->data = s;
-    rc = uv_tcp_bind(s->listener, (const struct sockaddr *)&ss, 0);
+    rc = s->opts.reuse_port ? bind_reuse_port(s->listener, &ss) :
+                              uv_tcp_bind(s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)s->listener, s->opts.backlog, on_accept);
     if (rc != 0)
@@ -654,17 +682,17 @@ int sky_server_port(const sky_server *s)
 
 uint64_t sky_server_connections(const sky_server *s)
 {
-    return s->accepted;
+    return __atomic_load_n(&s->accepted, __ATOMIC_RELAXED);
 }
 
 uint64_t sky_server_open_connections(const sky_server *s)
 {
-    return s->open_conns;
+    return __atomic_load_n(&s->open_conns, __ATOMIC_RELAXED);
 }
 
 uint64_t sky_server_requests_in_flight(const sky_server *s)
 {
-    return s->in_flight;
+    return __atomic_load_n(&s->in_flight, __ATOMIC_RELAXED);
 }
 
 /* ---- shutdown ---- */

@@ -491,6 +491,59 @@ static void test_sigterm_with_idle_and_hung_connections(void **state)
     close_fixture(&f);
 }
 
+/* Two loops on one port: the counts add up across them, and both stop. */
+typedef struct counter {
+    int done, ok, all;
+} counter;
+
+static void on_count(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                     void *ud)
+{
+    counter *c = ud;
+    (void)req;
+    c->ok += err == NULL && res->status == 200;
+    c->all = ++c->done == 300;
+}
+
+static void test_threads(void **state)
+{
+    static const char *const args[] = {"--threads", "2", "--ttft-ms", "20", NULL};
+    fixture f;
+    counter c = {0, 0, 0};
+    sky_http_request_options o;
+    char url[256];
+    char lsan[1024];
+    const char *old = getenv("LSAN_OPTIONS");
+    (void)state;
+    /* See the file: h2o's per-thread caches outlive the worker threads. */
+    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
+             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
+    setenv("LSAN_OPTIONS", lsan, 1);
+    open_fixture(&f, args);
+    if (old)
+        setenv("LSAN_OPTIONS", old, 1);
+    else
+        unsetenv("LSAN_OPTIONS");
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_count;
+    o.user_data = &c;
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &c.all, 60000));
+    assert_int_equal(c.ok, 300);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(stats, "threads")), 2);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 300);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.200")), 300);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "tokens.completion")), 1500);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_config_file_and_flag_precedence),
         cmocka_unit_test(test_bad_config_is_a_clear_error),
         cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_sigterm_with_idle_and_hung_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
