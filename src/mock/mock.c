@@ -144,8 +144,8 @@ static void respond_json(mock_worker *m, sky_server_req *r, int status, json_t *
 
 /* The provider's error shape: OpenAI's {"error": {message,type,param,code}},
  * or Azure's {"error": {code, message}}. */
-static void respond_error(mock_worker *m, sky_server_req *r, int azure, int status, const char *type,
-                          const char *code, const char *message)
+static void respond_error(mock_worker *m, sky_server_req *r, int azure, int status,
+                          const char *type, const char *code, const char *message)
 {
     json_t *err = azure ? json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message)
                         : json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type",
@@ -160,26 +160,31 @@ static void respond_error(mock_worker *m, sky_server_req *r, int azure, int stat
 
 /* ---- rate limits ---- */
 
+/* x-ratelimit-{limit,remaining,reset}-@p kind ("requests" or "tokens"). */
+static void add_limit_headers(sky_server_req *r, const char *kind, int64_t limit, int64_t left,
+                              const char *reset)
+{
+    char name[48], num[32];
+    snprintf(name, sizeof(name), "x-ratelimit-limit-%s", kind);
+    snprintf(num, sizeof(num), "%lld", (long long)limit);
+    sky_server_add_header(r, name, sky_span_cstr(num));
+    snprintf(name, sizeof(name), "x-ratelimit-remaining-%s", kind);
+    snprintf(num, sizeof(num), "%lld", (long long)(left < 0 ? 0 : left));
+    sky_server_add_header(r, name, sky_span_cstr(num));
+    snprintf(name, sizeof(name), "x-ratelimit-reset-%s", kind);
+    sky_server_add_header(r, name, sky_span_cstr(reset));
+}
+
 static void add_ratelimit_headers(mock_worker *m, sky_server_req *r, const sky__mock_verdict *v)
 {
-    char num[32], dur[32];
+    char dur[32];
     if (m->cfg.hide_ratelimit_headers || (m->cfg.rpm == 0 && m->cfg.tpm == 0))
         return;
     sky__mock_format_duration(v->reset_ms, dur, sizeof(dur));
-    if (m->cfg.rpm > 0) {
-        snprintf(num, sizeof(num), "%lld", (long long)m->cfg.rpm);
-        sky_server_add_header(r, "x-ratelimit-limit-requests", sky_span_cstr(num));
-        snprintf(num, sizeof(num), "%lld", (long long)(v->req_left < 0 ? 0 : v->req_left));
-        sky_server_add_header(r, "x-ratelimit-remaining-requests", sky_span_cstr(num));
-        sky_server_add_header(r, "x-ratelimit-reset-requests", sky_span_cstr(dur));
-    }
-    if (m->cfg.tpm > 0) {
-        snprintf(num, sizeof(num), "%lld", (long long)m->cfg.tpm);
-        sky_server_add_header(r, "x-ratelimit-limit-tokens", sky_span_cstr(num));
-        snprintf(num, sizeof(num), "%lld", (long long)(v->tok_left < 0 ? 0 : v->tok_left));
-        sky_server_add_header(r, "x-ratelimit-remaining-tokens", sky_span_cstr(num));
-        sky_server_add_header(r, "x-ratelimit-reset-tokens", sky_span_cstr(dur));
-    }
+    if (m->cfg.rpm > 0)
+        add_limit_headers(r, "requests", m->cfg.rpm, v->req_left, dur);
+    if (m->cfg.tpm > 0)
+        add_limit_headers(r, "tokens", m->cfg.tpm, v->tok_left, dur);
 }
 
 static void respond_429(mock_worker *m, sky_server_req *r, const mock_call *c,
@@ -441,6 +446,19 @@ static void send_reply(mock_worker *m, sky_server_req *r, mock_call *c)
 
 /* ---- streamed replies ---- */
 
+/* One SSE event holding @p chunk (consumed, may be NULL after a failed pack). */
+static int send_json_event(sky_server_req *r, json_t *chunk)
+{
+    size_t len = 0;
+    char *text = chunk ? sky_json_dump(chunk, &len) : NULL;
+    json_decref(chunk);
+    if (text == NULL)
+        return SKY_ENOMEM;
+    int rc = sky_server_sse_send(r, sky_span_make(text, len));
+    free(text);
+    return rc;
+}
+
 static int send_chunk(sky_server_req *r, const mock_call *c, const char *content, int role,
                       const char *finish)
 {
@@ -460,14 +478,7 @@ static int send_chunk(sky_server_req *r, const mock_call *c, const char *content
         json_object_set_new(json_array_get(json_object_get(chunk, "choices"), 0), "finish_reason",
                             json_null());
     }
-    size_t len = 0;
-    char *text = sky_json_dump(chunk, &len);
-    json_decref(chunk);
-    if (text == NULL)
-        return SKY_ENOMEM;
-    int rc = sky_server_sse_send(r, sky_span_make(text, len));
-    free(text);
-    return rc;
+    return send_json_event(r, chunk);
 }
 
 static int send_usage_chunk(sky_server_req *r, const mock_call *c)
@@ -477,14 +488,7 @@ static int send_usage_chunk(sky_server_req *r, const mock_call *c)
         "created", (json_int_t)c->created, "model", c->model, "choices", "usage", "prompt_tokens",
         (json_int_t)c->prompt_tokens, "completion_tokens", (json_int_t)c->n_tokens, "total_tokens",
         (json_int_t)(c->prompt_tokens + c->n_tokens));
-    size_t len = 0;
-    char *text = chunk ? sky_json_dump(chunk, &len) : NULL;
-    json_decref(chunk);
-    if (text == NULL)
-        return SKY_ENOMEM;
-    int rc = sky_server_sse_send(r, sky_span_make(text, len));
-    free(text);
-    return rc;
+    return send_json_event(r, chunk);
 }
 
 static void stream_finish(mock_worker *m, sky_server_req *r, mock_call *c)
@@ -833,17 +837,17 @@ json_t *sky_mock_stats(const sky_mock *m)
     }
     for (int i = 0; faults && i < FAULT_COUNT; i++)
         json_object_set_new(faults, fault_names[i], json_integer((json_int_t)st.faults[i]));
-    return json_pack(
-        "{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}", "requests",
-        (json_int_t)st.requests, "responses", status, "rate_limited",
-        (json_int_t)(st.rate_limited_requests + st.rate_limited_tokens), "rate_limited_requests",
-        (json_int_t)st.rate_limited_requests, "rate_limited_tokens",
-        (json_int_t)st.rate_limited_tokens, "faults", faults, "tokens", "prompt",
-        (json_int_t)st.prompt_tokens, "completion", (json_int_t)st.completion_tokens, "endpoints",
-        "chat", (json_int_t)st.chat, "embeddings", (json_int_t)st.embeddings, "models",
-        (json_int_t)st.models, "streams", (json_int_t)st.streams, "auth_failures",
-        (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
-        (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
+    return json_pack("{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}",
+                     "requests", (json_int_t)st.requests, "responses", status, "rate_limited",
+                     (json_int_t)(st.rate_limited_requests + st.rate_limited_tokens),
+                     "rate_limited_requests", (json_int_t)st.rate_limited_requests,
+                     "rate_limited_tokens", (json_int_t)st.rate_limited_tokens, "faults", faults,
+                     "tokens", "prompt", (json_int_t)st.prompt_tokens, "completion",
+                     (json_int_t)st.completion_tokens, "endpoints", "chat", (json_int_t)st.chat,
+                     "embeddings", (json_int_t)st.embeddings, "models", (json_int_t)st.models,
+                     "streams", (json_int_t)st.streams, "auth_failures",
+                     (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
+                     (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
 }
 
 static void on_stats(sky_server_req *r, void *ud)
@@ -981,8 +985,7 @@ static int start_threads(sky_mock *m, sky_error *err)
     return 0;
 }
 
-int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock,
-                   sky_error *err)
+int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock, sky_error *err)
 {
     int n = c->threads > 0 ? c->threads : 1;
     sky_mock *m = calloc(1, sizeof(*m));

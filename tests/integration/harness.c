@@ -274,6 +274,17 @@ void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *meth
     assert_int_equal(out->done, 1);
 }
 
+void sky_test_post_options(sky_http_request_options *o, const char *url, const char *body,
+                           sky_http_done_cb cb, void *user_data)
+{
+    sky_http_request_options_init(o);
+    o->method = "POST";
+    o->url = url;
+    o->body = sky_span_cstr(body);
+    o->on_done = cb;
+    o->user_data = user_data;
+}
+
 json_t *sky_test_mock_stats(const sky_test_mock *m)
 {
     char url[256];

@@ -66,6 +66,10 @@ void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *meth
                       const char *body, const char *const *headers, long timeout_ms,
                       sky_test_result *out);
 
+/* Options for a POST of @p body to @p url, reporting to @p cb with @p user_data. */
+void sky_test_post_options(sky_http_request_options *o, const char *url, const char *body,
+                           sky_http_done_cb cb, void *user_data);
+
 /* GET /mock/stats of @p m as JSON (new reference); aborts the test on failure. */
 json_t *sky_test_mock_stats(const sky_test_mock *m);
 

@@ -127,12 +127,7 @@ static void test_1500_concurrent(void **state)
     sky_http_request_options o;
     (void)state;
     fixture_open(&f, 0, args, "/v1/chat/completions");
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = on_many_done;
-    o.user_data = &m;
+    sky_test_post_options(&o, f.url, chat_body, on_many_done, &m);
     o.timeout_ms = 60000;
     for (int i = 0; i < m.expected; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
@@ -285,12 +280,7 @@ static void test_cancel_one(void **state)
     (void)state;
     memset(&r, 0, sizeof(r));
     fixture_open(&f, 0, args, "/v1/chat/completions");
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = sky_test_on_done;
-    o.user_data = &r;
+    sky_test_post_options(&o, f.url, chat_body, sky_test_on_done, &r);
     assert_int_equal(sky_http_request_send(f.client, &o, &req, NULL), 0);
     uv_timer_init(f.loop, &t);
     t.data = req;
@@ -374,12 +364,7 @@ static void test_free_from_callback(void **state)
     memset(&re, 0, sizeof(re));
     fixture_open(&f, 0, args, "/v1/chat/completions");
     re.client = f.client;
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = on_done_then_free;
-    o.user_data = &re;
+    sky_test_post_options(&o, f.url, chat_body, on_done_then_free, &re);
     for (int i = 0; i < 10; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
     int all = 0;
@@ -584,12 +569,7 @@ static void test_tls_http2_multiplex(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(r.http_version, 2);
     sky_test_result_free(&r);
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = on_many_done;
-    o.user_data = &m;
+    sky_test_post_options(&o, f.url, chat_body, on_many_done, &m);
     for (int i = 0; i < m.expected; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
     assert_true(sky_test_run_until(f.loop, &m.all_done, 60000));
@@ -607,7 +587,7 @@ static void test_tls_refuses_unknown_ca(void **state)
     sky_test_result r;
     (void)state;
     fixture_open(&f, 1, NULL, "/v1/models");
-    /* the system CAs do not know the throwaway CA */
+    /* the system CAs (or $SSL_CERT_FILE's) do not know the throwaway CA */
     sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
     assert_int_equal(r.err_code, SKY_ETLS);
     assert_int_equal(r.status, 0);
@@ -623,9 +603,15 @@ static void test_tls_ssl_cert_file(void **state)
     (void)state;
     fixture_open(&f, 1, NULL, "/v1/models");
     snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
+    const char *had = getenv("SSL_CERT_FILE");
+    char *old = had ? strdup(had) : NULL;
     setenv("SSL_CERT_FILE", ca, 1);
     tls_client(&f, NULL);
-    unsetenv("SSL_CERT_FILE");
+    if (old)
+        setenv("SSL_CERT_FILE", old, 1);
+    else
+        unsetenv("SSL_CERT_FILE");
+    free(old);
     sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
     assert_int_equal(r.err_code, 0);
     assert_int_equal(r.status, 200);

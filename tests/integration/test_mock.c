@@ -412,12 +412,7 @@ static void test_sigterm_drains(void **state)
     memset(&d, 0, sizeof(d));
     open_fixture(&f, args);
     snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = on_drain_done;
-    o.user_data = &d;
+    sky_test_post_options(&o, url, chat_body, on_drain_done, &d);
     for (int i = 0; i < 5; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
     uv_timer_init(f.loop, &t);
@@ -525,12 +520,7 @@ static void test_threads(void **state)
     else
         unsetenv("LSAN_OPTIONS");
     snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = url;
-    o.body = sky_span_cstr(chat_body);
-    o.on_done = on_count;
-    o.user_data = &c;
+    sky_test_post_options(&o, url, chat_body, on_count, &c);
     for (int i = 0; i < 300; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
     assert_true(sky_test_run_until(f.loop, &c.all, 60000));
