@@ -630,8 +630,8 @@ static int resolve_bind(const char *host, int port, struct sockaddr_storage *ss)
 static int bind_reuse_port(uv_tcp_t *t, const struct sockaddr_storage *ss)
 {
     int one = 1;
-    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return uv_translate_sys_error(errno);
@@ -662,8 +662,8 @@ int sky_server_listen(sky_server *s, sky_error *err)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     uv_tcp_init(s->loop, s->listener);
     s->listener->data = s;
-    rc = s->opts.reuse_port ? bind_reuse_port(s->listener, &ss) :
-                              uv_tcp_bind(s->listener, (const struct sockaddr *)&ss, 0);
+    rc = s->opts.reuse_port ? bind_reuse_port(s->listener, &ss)
+                            : uv_tcp_bind(s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)s->listener, s->opts.backlog, on_accept);
     if (rc != 0)
