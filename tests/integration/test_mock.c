@@ -534,6 +534,94 @@ static void test_threads(void **state)
     close_fixture(&f);
 }
 
+/* Latency: time to first token plus time per token, so a long reply takes
+ * longer. Only lower bounds are checked: a slow machine cannot fail them. */
+static void test_latency_model(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "50", "--per-token-ms", "5", "--jitter",
+                                       "0",         NULL};
+    static const char long_body[] =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+        "\"max_tokens\":60}";
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    uint64_t t0 = uv_hrtime();
+    request(&f, "POST", "/v1/chat/completions", long_body, NULL, &r);
+    uint64_t long_ms = (uv_hrtime() - t0) / 1000000u;
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    /* 50 ms + 60 tokens x 5 ms */
+    assert_true(long_ms >= 340);
+    close_fixture(&f);
+}
+
+/* The default window is one second: RPM/60 requests a second, so a burst of
+ * 30 at 600 RPM gets 10 through, or up to 20 if it straddles two windows. */
+static void test_rpm_short_window(void **state)
+{
+    static const char *const args[] = {"--rpm", "600", NULL};
+    fixture f;
+    counter c = {0, 0, 0};
+    sky_http_request_options o;
+    char url[256];
+    (void)state;
+    open_fixture(&f, args);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
+    sky_test_post_options(&o, url, chat_body, on_count, &c);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    int never = 0;
+    for (int i = 0; i < 400 && c.done < 30; i++)
+        sky_test_run_until(f.loop, &never, 25);
+    assert_int_equal(c.done, 30);
+    assert_true(c.ok >= 10 && c.ok <= 20);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(stats, "rate_limited")), 30 - c.ok);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
+/* --help names every knob the issue lists. */
+static void test_help_lists_knobs(void **state)
+{
+    static const char *const knobs[] = {"--key",
+                                        "--config",
+                                        "--ttft-ms",
+                                        "--per-token-ms",
+                                        "--jitter",
+                                        "--rpm",
+                                        "--tpm",
+                                        "--window-ms",
+                                        "--hide-ratelimit-headers",
+                                        "--fault-500",
+                                        "--fault-502",
+                                        "--fault-503",
+                                        "--fault-reset",
+                                        "--fault-hang",
+                                        "--fault-cut",
+                                        "--fault-malformed",
+                                        "--fault-stream-cut",
+                                        "--seed",
+                                        "--tls-cert",
+                                        "--tls-key",
+                                        "--threads",
+                                        "/mock/stats",
+                                        "--port-file"};
+    char cmd[512], text[16384];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "%s mock --help", SKY_TEST_BIN);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(text, 1, sizeof(text) - 1, p);
+    text[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+        if (strstr(text, knobs[i]) == NULL)
+            fail_msg("skyio mock --help does not mention %s", knobs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +638,9 @@ int main(void)
         cmocka_unit_test(test_bad_config_is_a_clear_error),
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_latency_model),
+        cmocka_unit_test(test_rpm_short_window),
+        cmocka_unit_test(test_help_lists_knobs),
         cmocka_unit_test(test_sigterm_with_idle_and_hung_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
