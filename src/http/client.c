@@ -59,6 +59,7 @@ struct sky_http_client {
     size_t n_active;
     CURL **spare; /* easy handles kept for reuse */
     size_t n_spare, cap_spare;
+    int no_proxy_env; /* no proxy variable set: spare curl its getenv calls */
     int in_callback;
     int free_requested;
     int closing;
@@ -467,6 +468,20 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* curl reads these on every transfer; with none set, telling curl "no
+ * proxy" up front saves a scan of the environment per request. */
+static int proxy_env_set(void)
+{
+    static const char *const names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                        "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(names); i++) {
+        const char *v = getenv(names[i]);
+        if (v && v[0])
+            return 1;
+    }
+    return 0;
+}
+
 static int client_copy_options(sky_http_client *c, const sky_http_client_options *o)
 {
     if (o)
@@ -486,6 +501,7 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
         return SKY_ENOMEM;
     if (c->opts.max_response_bytes == 0)
         c->opts.max_response_bytes = SKY_DEFAULT_MAX_RESPONSE;
+    c->no_proxy_env = !proxy_env_set();
     c->opts.ca_file = c->ca_file;
     c->opts.user_agent = c->user_agent;
     return 0;
@@ -684,6 +700,8 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
         c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(o->url, "https:", 6) == 0);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (c->no_proxy_env)
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
     if (c->opts.recv_buffer_size > 0)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->opts.recv_buffer_size);
     /* curl's smallest upload buffer: bodies here are small, and with

@@ -140,11 +140,30 @@ static const route *find_route(const sky_server *s, h2o_iovec_t method, sky_span
     return NULL;
 }
 
+/* The path of the request target without its query. An absolute-form
+ * target ("http://host/path", what a client sends to a proxy) counts by its
+ * path, as RFC 9112 asks servers to accept it. */
+static sky_span target_path(const h2o_req_t *req)
+{
+    size_t end = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    const char *p = req->path.base;
+    if (end > 0 && p[0] != '/') {
+        const char *sep = end > 3 ? memchr(p, ':', end) : NULL;
+        if (sep && (size_t)(sep - p) + 3 <= end && sep[1] == '/' && sep[2] == '/') {
+            const char *host = sep + 3;
+            const char *slash = memchr(host, '/', end - (size_t)(host - p));
+            if (slash == NULL)
+                return sky_span_make("/", 1);
+            return sky_span_make(slash, end - (size_t)(slash - p));
+        }
+    }
+    return sky_span_make(p, end);
+}
+
 static int on_h2o_req(h2o_handler_t *self, h2o_req_t *req)
 {
     sky_server *s = ((handler *)self)->srv;
-    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    const route *rt = find_route(s, req->method, sky_span_make(req->path.base, plen));
+    const route *rt = find_route(s, req->method, target_path(req));
     sky_server_req *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_req_dispose);
     memset(r, 0, sizeof(*r));
     r->req = req;
@@ -176,8 +195,7 @@ sky_span sky_server_req_method(const sky_server_req *r)
 
 sky_span sky_server_req_path(const sky_server_req *r)
 {
-    size_t n = r->req->query_at != SIZE_MAX ? r->req->query_at : r->req->path.len;
-    return sky_span_make(r->req->path.base, n);
+    return target_path(r->req);
 }
 
 sky_span sky_server_req_query(const sky_server_req *r)

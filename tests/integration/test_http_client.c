@@ -619,6 +619,29 @@ static void test_tls_ssl_cert_file(void **state)
     fixture_close(&f);
 }
 
+/* HTTP_PROXY is honoured (libcurl reads it): the mock, on loopback, stands
+ * in as the proxy and answers the absolute-form request for a host that
+ * does not exist, so nothing leaves the machine. */
+static void test_http_proxy_env(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    char proxy[128];
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/models");
+    snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", f.mock.port);
+    setenv("http_proxy", proxy, 1);
+    tls_client(&f, NULL); /* a new client looks at the environment */
+    sky_test_request(f.loop, f.client, "GET", "http://models.skyio.invalid/v1/models", NULL, NULL,
+                     10000, &r);
+    unsetenv("http_proxy");
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "gpt-4o-mini"));
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
 static void test_connect_refused(void **state)
 {
     uv_loop_t *loop = sky_test_loop_new();
@@ -656,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_tls_http2_multiplex),
         cmocka_unit_test(test_tls_refuses_unknown_ca),
         cmocka_unit_test(test_tls_ssl_cert_file),
+        cmocka_unit_test(test_http_proxy_env),
         cmocka_unit_test(test_connect_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
