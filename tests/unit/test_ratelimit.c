@@ -1,0 +1,700 @@
+/* Tests for the rate limiter: pacing, token budgets, learning from headers and from 429s. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/error.h"
+#include "skyio/ratelimit.h"
+
+/* A limiter on a fake clock at t = 0, built from options. */
+typedef struct fixture {
+    sky_fake_clock clock;
+    sky_ratelimit *rl;
+} fixture;
+
+static void fixture_open(fixture *f, const sky_ratelimit_options *o)
+{
+    sky_fake_clock_init(&f->clock, 0, INT64_C(1767225600000));
+    assert_int_equal(sky_ratelimit_new(o, &f->clock.clock, &f->rl), 0);
+    assert_non_null(f->rl);
+}
+
+static void fixture_close(fixture *f)
+{
+    sky_ratelimit_free(f->rl);
+}
+
+static sky_ratelimit_options opts_fixed(double rpm, double tpm, int learn)
+{
+    sky_ratelimit_options o;
+    sky_ratelimit_options_init(&o);
+    o.rpm = rpm;
+    o.tpm = tpm;
+    o.learn = learn;
+    return o;
+}
+
+/* Headers from "name", "value" pairs, ended by NULL. */
+static sky_headers *headers_of(const char *first, ...)
+{
+    sky_headers *h = sky_headers_new();
+    assert_non_null(h);
+    va_list ap;
+    va_start(ap, first);
+    for (const char *n = first; n != NULL; n = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        assert_int_equal(sky_headers_add(h, sky_span_cstr(n), sky_span_cstr(v)), 0);
+    }
+    va_end(ap);
+    return h;
+}
+
+static sky_ratelimit_stats stats_of(const fixture *f)
+{
+    sky_ratelimit_stats st;
+    sky_ratelimit_get_stats(f->rl, &st);
+    return st;
+}
+
+/* Acquire greedily until @p until_ms, advancing the clock by each wait. Returns grants. */
+static int drain_until(fixture *f, uint64_t until_ms, int64_t est_tokens)
+{
+    int grants = 0;
+    while (f->clock.mono_ms < until_ms) {
+        int64_t w = sky_ratelimit_acquire(f->rl, est_tokens);
+        if (w == 0)
+            grants++;
+        else
+            sky_fake_clock_advance(&f->clock, (uint64_t)w);
+    }
+    return grants;
+}
+
+static void test_options_defaults(void **state)
+{
+    (void)state;
+    sky_ratelimit_options o;
+    memset(&o, 0x5a, sizeof(o));
+    sky_ratelimit_options_init(&o);
+    assert_true(o.rpm == 0 && o.tpm == 0);
+    assert_true(o.burst_seconds == 1.0);
+    assert_int_equal(o.learn, 1);
+    assert_true(o.initial_rpm == 60.0);
+    assert_true(o.decrease_factor == 0.5);
+    assert_int_equal(o.decrease_cooldown_ms, 2000);
+    assert_int_equal(o.increase_interval_ms, 5000);
+    assert_true(o.increase_fraction == 0.05);
+    assert_true(o.low_remaining_fraction == 0.1);
+    assert_true(o.min_rpm == 1.0 && o.min_tpm == 100.0);
+}
+
+static void test_new_rejects_bad_options(void **state)
+{
+    (void)state;
+    sky_fake_clock c;
+    sky_fake_clock_init(&c, 0, 0);
+    sky_ratelimit *rl = (sky_ratelimit *)&c; /* must be reset to NULL on failure */
+    sky_ratelimit_options o = opts_fixed(-1, 0, 1);
+    assert_int_equal(sky_ratelimit_new(&o, &c.clock, &rl), SKY_EINVAL);
+    assert_null(rl);
+    o = opts_fixed(60, 0, 1);
+    o.burst_seconds = 0;
+    assert_int_equal(sky_ratelimit_new(&o, &c.clock, &rl), SKY_EINVAL);
+    o = opts_fixed(60, 0, 1);
+    o.decrease_factor = 1.0;
+    assert_int_equal(sky_ratelimit_new(&o, &c.clock, &rl), SKY_EINVAL);
+    o = opts_fixed(60, 0, 1);
+    o.tpm = NAN;
+    assert_int_equal(sky_ratelimit_new(&o, &c.clock, &rl), SKY_EINVAL);
+    assert_int_equal(sky_ratelimit_new(&o, &c.clock, NULL), SKY_EINVAL);
+}
+
+static void test_null_options_and_real_clock(void **state)
+{
+    (void)state;
+    sky_ratelimit *rl = NULL;
+    assert_int_equal(sky_ratelimit_new(NULL, NULL, &rl), 0);
+    assert_true(sky_ratelimit_acquire(rl, 10) == 0);
+    sky_ratelimit_stats st;
+    sky_ratelimit_get_stats(rl, &st);
+    assert_true(st.rpm == 60.0); /* the initial guess while learning */
+    assert_true(st.tpm == 0.0);
+    assert_int_equal(st.granted, 1);
+    sky_ratelimit_free(rl);
+    sky_ratelimit_free(NULL);
+}
+
+static void test_unlimited_without_limits_or_learning(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 0);
+    fixture_open(&f, &o);
+    for (int i = 0; i < 10000; i++)
+        assert_true(sky_ratelimit_acquire(f.rl, 100000) == 0);
+    assert_true(stats_of(&f).rpm == 0 && stats_of(&f).wait_ms == 0);
+    fixture_close(&f);
+}
+
+/*
+ * Greedy acquiring for 10 s at 600 RPM: 10 per second, plus one bucket
+ * (10) saved at the start. No 1-second window holds more than rate + burst,
+ * and after the first second no window holds more than the rate (+1 for
+ * a grant on the window's edge).
+ */
+static void test_pacing_600rpm(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 0);
+    fixture_open(&f, &o);
+    uint64_t times[256];
+    int n = 0;
+    while (f.clock.mono_ms < 10000) {
+        int64_t w = sky_ratelimit_acquire(f.rl, 0);
+        if (w == 0) {
+            assert_true(n < 256);
+            times[n++] = f.clock.mono_ms;
+        } else {
+            assert_true(w > 0 && w <= 100);
+            sky_fake_clock_advance(&f.clock, (uint64_t)w);
+        }
+    }
+    assert_in_range(n, 100, 111);
+    for (uint64_t start = 0; start + 1000 <= 10000; start += 10) {
+        int in = 0;
+        for (int i = 0; i < n; i++)
+            in += times[i] >= start && times[i] < start + 1000;
+        assert_true(in <= 20);
+        if (start >= 1000)
+            assert_true(in <= 11);
+    }
+    /* steady state: exactly one grant every 100 ms */
+    for (int i = 20; i < n; i++)
+        assert_int_equal(times[i] - times[i - 1], 100);
+    fixture_close(&f);
+}
+
+static void test_small_burst_option(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 0);
+    o.burst_seconds = 0.2;
+    fixture_open(&f, &o);
+    int first = 0;
+    while (sky_ratelimit_acquire(f.rl, 0) == 0)
+        first++;
+    assert_int_equal(first, 2); /* 600/60 * 0.2 */
+    fixture_close(&f);
+}
+
+/*
+ * 60000 TPM (1000 per second, bucket 1000) with requests charged 4000 up
+ * front: the first passes on a full bucket and leaves debt, then one every
+ * four seconds. Over a minute: tpm plus the one request's debt, no more.
+ */
+static void test_tpm_limits_big_max_tokens(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 60000, 0);
+    fixture_open(&f, &o);
+    int64_t est = sky_ratelimit_estimate_tokens(0, 4000);
+    assert_true(sky_ratelimit_acquire(f.rl, est) == 0);
+    int64_t w = sky_ratelimit_acquire(f.rl, est);
+    assert_true(w == 4000); /* 3000 debt + 1000 to refill the bucket */
+    int grants = 1 + drain_until(&f, 60000, est);
+    assert_in_range(grants, 15, 16);
+    assert_true((int64_t)grants * est <= 60000 + est);
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.tpm == 60000 && st.rpm == 0);
+    assert_int_equal(st.granted, grants);
+    fixture_close(&f);
+}
+
+static void test_tpm_small_requests_pass_while_budget_lasts(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 6000, 0); /* bucket of 100 tokens */
+    fixture_open(&f, &o);
+    for (int i = 0; i < 4; i++)
+        assert_true(sky_ratelimit_acquire(f.rl, 25) == 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 25) == 250); /* 25 tokens at 100/s */
+    fixture_close(&f);
+}
+
+static void test_usage_correction_refunds(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 6000, 0); /* 100 tokens per second */
+    fixture_open(&f, &o);
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 1000);
+    sky_ratelimit_on_response(f.rl, 200, NULL, 100, 20); /* 80 given back */
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 200);
+    assert_true(stats_of(&f).tokens_corrected == -80);
+    /* a refused request handed back whole */
+    sky_fake_clock_advance(&f.clock, 200);
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 0);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 100, 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 0);
+    fixture_close(&f);
+}
+
+static void test_usage_correction_charges(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 6000, 0);
+    fixture_open(&f, &o);
+    assert_true(sky_ratelimit_acquire(f.rl, 50) == 0);
+    sky_ratelimit_on_response(f.rl, 200, NULL, 50, 350); /* 300 more than charged */
+    /* level 100 - 350 = -250: 350 tokens short of a full bucket, 3.5 s */
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 3500);
+    assert_true(stats_of(&f).tokens_corrected == 300);
+    /* unknown usage changes nothing */
+    sky_ratelimit_on_response(f.rl, 200, NULL, 50, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 100) == 3500);
+    fixture_close(&f);
+}
+
+static void test_estimate_tokens(void **state)
+{
+    (void)state;
+    assert_true(sky_ratelimit_estimate_tokens(400, 100) == 200);
+    assert_true(sky_ratelimit_estimate_tokens(401, 0) == 101); /* partial tokens round up */
+    assert_true(sky_ratelimit_estimate_tokens(0, -5) == 0);
+    assert_true(sky_ratelimit_estimate_tokens(3, 0) == 1);
+    assert_true(sky_ratelimit_estimate_tokens(SIZE_MAX, 0) > 0);
+}
+
+static void test_header_limit_adopted(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    fixture_open(&f, &o);
+    assert_true(stats_of(&f).rpm == 60);
+    sky_headers *h =
+        headers_of("X-RateLimit-Limit-Requests", "600", "x-ratelimit-limit-tokens", "150000", NULL);
+    assert_true(sky_ratelimit_acquire(f.rl, 10) == 0);
+    sky_ratelimit_on_response(f.rl, 200, h, 10, 10);
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.rpm == 600 && st.rpm_ceiling == 600);
+    assert_true(st.tpm == 150000 && st.tpm_ceiling == 150000);
+    /* a tenth of a second later the request bucket has refilled one; the new token bucket is full
+     */
+    sky_fake_clock_advance(&f.clock, 100);
+    assert_true(sky_ratelimit_acquire(f.rl, 2500) == 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 2500) > 0);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_header_limit_never_raises_user_limit(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(100, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *h = headers_of("x-ratelimit-limit-requests", "600", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(stats_of(&f).rpm == 100);
+    sky_headers_free(h);
+    h = headers_of("x-ratelimit-limit-requests", "30", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(stats_of(&f).rpm == 30 && stats_of(&f).rpm_ceiling == 30);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_headers_ignored_without_learning(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 0);
+    fixture_open(&f, &o);
+    sky_headers *h =
+        headers_of("x-ratelimit-limit-requests", "60", "x-ratelimit-remaining-requests", "0",
+                   "x-ratelimit-reset-requests", "30s", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(stats_of(&f).rpm == 600);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+/* 10 requests left of 600 for six minutes: one every 36 s until the reset. */
+static void test_low_remaining_slows_until_reset(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *h =
+        headers_of("x-ratelimit-limit-requests", "600", "x-ratelimit-remaining-requests", "10",
+                   "x-ratelimit-reset-requests", "6m0s", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.rpm > 1.66 && st.rpm < 1.67);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 36000);
+    sky_fake_clock_advance(&f.clock, 360000);
+    assert_true(stats_of(&f).rpm == 600);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_healthy_remaining_lifts_the_slowdown(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *low =
+        headers_of("x-ratelimit-limit-tokens", "100000", "x-ratelimit-remaining-tokens", "5000",
+                   "x-ratelimit-reset-tokens", "1m0s", NULL);
+    sky_headers *ok =
+        headers_of("x-ratelimit-limit-tokens", "100000", "x-ratelimit-remaining-tokens", "90000",
+                   "x-ratelimit-reset-tokens", "6s", NULL);
+    sky_ratelimit_on_response(f.rl, 200, low, 0, -1);
+    assert_true(stats_of(&f).tpm == 5000);
+    sky_ratelimit_on_response(f.rl, 200, ok, 0, -1);
+    assert_true(stats_of(&f).tpm == 100000);
+    sky_headers_free(low);
+    sky_headers_free(ok);
+    fixture_close(&f);
+}
+
+static void test_nothing_remaining_pauses_until_reset(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *h =
+        headers_of("x-ratelimit-remaining-requests", "0", "x-ratelimit-reset-requests", "1s", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(stats_of(&f).paused_ms == 1000);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 1000);
+    sky_fake_clock_advance(&f.clock, 1000);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    sky_headers_free(h);
+    /* milliseconds as OpenAI writes them */
+    h = headers_of("x-ratelimit-remaining-tokens", "0", "x-ratelimit-reset-tokens", "20ms", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 20);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_unreadable_reset_is_ignored(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *h = headers_of("x-ratelimit-remaining-requests", "0", "x-ratelimit-reset-requests",
+                                "soon", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_429_halves_once_per_burst(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    for (int i = 0; i < 5; i++) {
+        sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+        sky_fake_clock_advance(&f.clock, 100);
+    }
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.rpm == 300);
+    assert_int_equal(st.responses_429, 5);
+    assert_int_equal(st.decreases, 1);
+    sky_fake_clock_advance(&f.clock, 2000); /* past the cooldown: a new overload */
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    st = stats_of(&f);
+    assert_true(st.rpm == 150);
+    assert_int_equal(st.decreases, 2);
+    fixture_close(&f);
+}
+
+static void test_429_forfeits_saved_burst(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 200); /* one interval at 300 RPM */
+    fixture_close(&f);
+}
+
+static void test_429_decreases_tokens_too(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 10000, 1);
+    fixture_open(&f, &o);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.tpm == 5000);
+    assert_true(st.rpm == 30); /* the initial guess halved too */
+    fixture_close(&f);
+}
+
+static void test_retry_after_pauses(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_headers *h = headers_of("Retry-After", "3", NULL);
+    sky_ratelimit_on_response(f.rl, 429, h, 0, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 3000);
+    sky_fake_clock_advance(&f.clock, 2500);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 500);
+    sky_fake_clock_advance(&f.clock, 500);
+    /* the bucket did not refill during the pause: pace at the new rate */
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 200);
+    sky_fake_clock_advance(&f.clock, 200);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    assert_true(stats_of(&f).wait_ms == 3200);
+    sky_headers_free(h);
+    /* retry-after-ms wins over Retry-After, and a later shorter pause does not cut it */
+    h = headers_of("retry-after-ms", "1500", "Retry-After", "9", NULL);
+    sky_ratelimit_on_response(f.rl, 429, h, 0, -1);
+    sky_headers_free(h);
+    h = headers_of("retry-after-ms", "10", NULL);
+    sky_ratelimit_on_response(f.rl, 429, h, 0, -1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 1500);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+static void test_retry_after_honoured_without_learning(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 0);
+    fixture_open(&f, &o);
+    sky_headers *h = headers_of("retry-after-ms", "750", NULL);
+    sky_ratelimit_on_response(f.rl, 429, h, 0, -1);
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.rpm == 600);
+    assert_int_equal(st.decreases, 0);
+    assert_int_equal(st.responses_429, 1);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 750);
+    sky_headers_free(h);
+    fixture_close(&f);
+}
+
+/* After a 429 and quiet intervals under demand, the rate climbs back to the ceiling. */
+static void test_recovery_after_quiet_time(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    assert_true(stats_of(&f).rpm == 300);
+    drain_until(&f, 4999, 0);
+    assert_true(stats_of(&f).rpm == 300); /* not before a whole quiet interval */
+    drain_until(&f, 5200, 0);
+    double after_one = stats_of(&f).rpm;
+    assert_true(after_one > 300 && after_one < 600);
+    drain_until(&f, 60000, 0);
+    assert_true(stats_of(&f).rpm == 600); /* never past the given ceiling */
+    fixture_close(&f);
+}
+
+static void test_no_increase_without_demand(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(600, 0, 1);
+    fixture_open(&f, &o);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    for (int i = 0; i < 60; i++) {
+        sky_fake_clock_advance(&f.clock, 1000);
+        assert_true(sky_ratelimit_acquire(f.rl, 0) == 0); /* one a second: never held back */
+    }
+    assert_true(stats_of(&f).rpm == 300);
+    fixture_close(&f);
+}
+
+/* With nothing known, the guess doubles each interval under demand. */
+static void test_slow_start_from_guess(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    fixture_open(&f, &o);
+    drain_until(&f, 5000, 0);
+    drain_until(&f, 5100, 0);
+    assert_true(stats_of(&f).rpm == 120);
+    drain_until(&f, 19999, 0);
+    assert_true(stats_of(&f).rpm == 480);
+    fixture_close(&f);
+}
+
+static void test_wait_time_accounted(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(60, 0, 0); /* bucket of one */
+    fixture_open(&f, &o);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 1000);
+    sky_fake_clock_advance(&f.clock, 400);
+    assert_true(stats_of(&f).wait_ms == 400);           /* an ongoing wait counts */
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 600); /* asking again does not count twice */
+    sky_fake_clock_advance(&f.clock, 600);
+    assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+    sky_fake_clock_advance(&f.clock, 5000); /* idle time is not waiting */
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(st.wait_ms == 1000);
+    assert_int_equal(st.granted, 2);
+    fixture_close(&f);
+}
+
+/*
+ * A provider with a hidden 300 RPM limit, judged like Azure over fixed
+ * one-second windows (5 per second), sending no rate headers, only
+ * retry-after-ms to the window's end on a 429. Replies are instant.
+ */
+typedef struct hidden_provider {
+    uint64_t window;
+    int used;
+    int per_window;
+} hidden_provider;
+
+static int provider_call(hidden_provider *p, uint64_t now, int64_t *out_retry_ms)
+{
+    if (now / 1000 != p->window) {
+        p->window = now / 1000;
+        p->used = 0;
+    }
+    if (p->used < p->per_window) {
+        p->used++;
+        return 200;
+    }
+    *out_retry_ms = (int64_t)(1000 - now % 1000);
+    return 429;
+}
+
+/*
+ * Drive a limiter that knows nothing against the provider for five simulated
+ * minutes; returns the accepted RPM over the last three and counts 429s.
+ */
+static double simulate(int per_window, long *out_429, sky_ratelimit_stats *out_st)
+{
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    fixture_open(&f, &o);
+    hidden_provider p = {0, 0, per_window};
+    long ok_late = 0;
+    const uint64_t end = 300000, late = 120000;
+    *out_429 = 0;
+    while (f.clock.mono_ms < end) {
+        int64_t w = sky_ratelimit_acquire(f.rl, 0);
+        if (w > 0) {
+            sky_fake_clock_advance(&f.clock, (uint64_t)w);
+            continue;
+        }
+        int64_t retry = 0;
+        if (provider_call(&p, f.clock.mono_ms, &retry) == 429) {
+            char v[32];
+            snprintf(v, sizeof(v), "%lld", (long long)retry);
+            sky_headers *h = headers_of("retry-after-ms", v, NULL);
+            sky_ratelimit_on_response(f.rl, 429, h, 0, -1);
+            sky_headers_free(h);
+            (*out_429)++;
+        } else {
+            sky_ratelimit_on_response(f.rl, 200, NULL, 0, -1);
+            ok_late += f.clock.mono_ms >= late;
+        }
+    }
+    sky_ratelimit_get_stats(f.rl, out_st);
+    fixture_close(&f);
+    return (double)ok_late * 60000.0 / (double)(end - late);
+}
+
+static void check_convergence(int per_window, long max_429)
+{
+    long n429;
+    sky_ratelimit_stats st;
+    double limit = per_window * 60.0;
+    double rpm = simulate(per_window, &n429, &st);
+    if (getenv("SKY_RL_VERBOSE"))
+        printf("hidden %.0f RPM: accepted %.1f RPM (%.0f%%) over minutes 2-5, %ld 429s, "
+               "%llu decreases, %.1f RPM at the end, waited %lld ms\n",
+               limit, rpm, 100 * rpm / limit, n429, (unsigned long long)st.decreases, st.rpm,
+               (long long)st.wait_ms);
+    assert_true(rpm >= 0.7 * limit && rpm <= 1.1 * limit);
+    assert_true(n429 <= max_429);
+}
+
+static void test_converges_to_hidden_300rpm(void **state)
+{
+    (void)state;
+    check_convergence(5, 40);
+}
+
+/* Fifty times the initial guess: slow start must find it within the first two minutes. */
+static void test_converges_to_hidden_3000rpm(void **state)
+{
+    (void)state;
+    check_convergence(50, 60);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options_defaults),
+        cmocka_unit_test(test_new_rejects_bad_options),
+        cmocka_unit_test(test_null_options_and_real_clock),
+        cmocka_unit_test(test_unlimited_without_limits_or_learning),
+        cmocka_unit_test(test_pacing_600rpm),
+        cmocka_unit_test(test_small_burst_option),
+        cmocka_unit_test(test_tpm_limits_big_max_tokens),
+        cmocka_unit_test(test_tpm_small_requests_pass_while_budget_lasts),
+        cmocka_unit_test(test_usage_correction_refunds),
+        cmocka_unit_test(test_usage_correction_charges),
+        cmocka_unit_test(test_estimate_tokens),
+        cmocka_unit_test(test_header_limit_adopted),
+        cmocka_unit_test(test_header_limit_never_raises_user_limit),
+        cmocka_unit_test(test_headers_ignored_without_learning),
+        cmocka_unit_test(test_low_remaining_slows_until_reset),
+        cmocka_unit_test(test_healthy_remaining_lifts_the_slowdown),
+        cmocka_unit_test(test_nothing_remaining_pauses_until_reset),
+        cmocka_unit_test(test_unreadable_reset_is_ignored),
+        cmocka_unit_test(test_429_halves_once_per_burst),
+        cmocka_unit_test(test_429_forfeits_saved_burst),
+        cmocka_unit_test(test_429_decreases_tokens_too),
+        cmocka_unit_test(test_retry_after_pauses),
+        cmocka_unit_test(test_retry_after_honoured_without_learning),
+        cmocka_unit_test(test_recovery_after_quiet_time),
+        cmocka_unit_test(test_no_increase_without_demand),
+        cmocka_unit_test(test_slow_start_from_guess),
+        cmocka_unit_test(test_wait_time_accounted),
+        cmocka_unit_test(test_converges_to_hidden_300rpm),
+        cmocka_unit_test(test_converges_to_hidden_3000rpm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
