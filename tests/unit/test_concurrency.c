@@ -1,0 +1,453 @@
+/* Tests for the concurrency limiters (fixed, AIMD, latency gradient), on a fake clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/concurrency.h"
+#include "skyio/error.h"
+
+static sky_limiter *make(sky_fake_clock *fc, sky_limiter_kind kind, int initial, int min, int max)
+{
+    sky_limiter_options o;
+    sky_limiter_options_init(&o);
+    o.kind = kind;
+    o.initial = initial;
+    o.min = min;
+    o.max = max;
+    sky_limiter *lim = NULL;
+    assert_int_equal(sky_limiter_new(&o, &fc->clock, &lim), 0);
+    assert_non_null(lim);
+    return lim;
+}
+
+/* Take every slot the limiter offers; returns how many. */
+static int fill(sky_limiter *lim)
+{
+    int n = 0;
+    while (sky_limiter_try_acquire(lim))
+        n++;
+    return n;
+}
+
+static void release_n(sky_limiter *lim, int n, int outcome, uint64_t rtt_us)
+{
+    for (int i = 0; i < n; i++)
+        sky_limiter_release(lim, outcome, rtt_us);
+}
+
+static void test_options_defaults(void **state)
+{
+    (void)state;
+    sky_limiter_options o;
+    sky_limiter_options_init(&o);
+    assert_int_equal(o.kind, SKY_LIMITER_GRADIENT);
+    assert_int_equal(o.initial, 20);
+    assert_int_equal(o.min, 1);
+    assert_int_equal(o.max, 1000);
+    assert_true(o.backoff_ratio == 0.5);
+    assert_true(o.smoothing == 0.2);
+    assert_int_equal(o.window_min_samples, 10);
+    assert_int_equal(o.window_min_ms, 1000);
+    assert_int_equal(o.probe_interval_ms, 120000);
+
+    sky_limiter *lim = NULL;
+    assert_int_equal(sky_limiter_new(NULL, NULL, &lim), 0);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.kind, SKY_LIMITER_GRADIENT);
+    assert_int_equal(st.estimate, 20);
+    sky_limiter_free(lim);
+    sky_limiter_free(NULL);
+}
+
+static void test_invalid_options(void **state)
+{
+    (void)state;
+    sky_limiter_options o;
+    sky_limiter *lim = (sky_limiter *)(uintptr_t)1; /* must be reset to NULL on failure */
+    sky_limiter_options_init(&o);
+    o.min = 0;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    assert_null(lim);
+    sky_limiter_options_init(&o);
+    o.max = 10;
+    o.initial = 11;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    sky_limiter_options_init(&o);
+    o.backoff_ratio = 0.0;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    sky_limiter_options_init(&o);
+    o.smoothing = 1.5;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    sky_limiter_options_init(&o);
+    o.window_min_samples = 0;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    sky_limiter_options_init(&o);
+    o.kind = (sky_limiter_kind)7;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    sky_limiter_options_init(&o);
+    o.kind = SKY_LIMITER_FIXED;
+    o.initial = 0;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), SKY_EINVAL);
+    /* FIXED ignores min/max: a semaphore of 5000 is fine. */
+    o.initial = 5000;
+    assert_int_equal(sky_limiter_new(&o, NULL, &lim), 0);
+    assert_int_equal(sky_limiter_limit(lim), 5000);
+    sky_limiter_free(lim);
+}
+
+static void test_fixed_never_exceeds_n(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_FIXED, 5, 1, 1000);
+    assert_int_equal(fill(lim), 5);
+    assert_int_equal(sky_limiter_in_flight(lim), 5);
+    assert_int_equal(sky_limiter_try_acquire(lim), 0);
+
+    /* Churn with every outcome: the limit never moves, in flight never passes 5. */
+    static const int outcomes[] = {SKY_LIMIT_SUCCESS, SKY_LIMIT_DROPPED, SKY_LIMIT_IGNORE};
+    for (int i = 0; i < 300; i++) {
+        sky_fake_clock_advance(&fc, 7);
+        release_n(lim, 1 + i % 3, outcomes[i % 3], 7000);
+        fill(lim);
+        assert_int_equal(sky_limiter_in_flight(lim), 5);
+        assert_int_equal(sky_limiter_limit(lim), 5);
+    }
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.decreases, 0);
+    assert_int_equal(st.drops, 200);
+    assert_true(st.rejected >= 300);
+    sky_limiter_free(lim);
+}
+
+static void test_release_without_acquire_is_ignored(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_FIXED, 3, 1, 1000);
+    sky_limiter_release(lim, SKY_LIMIT_SUCCESS, 100);
+    assert_int_equal(sky_limiter_in_flight(lim), 0);
+    assert_int_equal(fill(lim), 3);
+    release_n(lim, 5, SKY_LIMIT_SUCCESS, 100); /* two too many */
+    assert_int_equal(sky_limiter_in_flight(lim), 0);
+    assert_int_equal(fill(lim), 3); /* the extra releases opened no extra slots */
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.unmatched_releases, 3);
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_grows_one_per_window(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 4, 1, 100);
+    for (int expect = 4; expect < 10; expect++) {
+        assert_int_equal(fill(lim), expect);
+        sky_fake_clock_advance(&fc, 10);
+        release_n(lim, expect - 1, SKY_LIMIT_SUCCESS, 10000);
+        assert_int_equal(sky_limiter_limit(lim), expect); /* window not yet complete */
+        sky_limiter_release(lim, SKY_LIMIT_SUCCESS, 10000);
+        assert_int_equal(sky_limiter_limit(lim), expect + 1);
+    }
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_ignore_outcome_counts_nothing(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 4, 1, 100);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(fill(lim), 4);
+        release_n(lim, 4, SKY_LIMIT_IGNORE, 10000);
+    }
+    assert_int_equal(sky_limiter_limit(lim), 4);
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_app_limited_does_not_grow(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 10, 1, 100);
+    /* One request at a time never shows whether 10 is too few. */
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(sky_limiter_try_acquire(lim), 1);
+        sky_fake_clock_advance(&fc, 5);
+        sky_limiter_release(lim, SKY_LIMIT_SUCCESS, 5000);
+    }
+    assert_int_equal(sky_limiter_limit(lim), 10);
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_halves_on_drop_and_respects_min(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 16, 3, 100);
+    static const int expect[] = {8, 4, 3, 3};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(expect); i++) {
+        assert_int_equal(sky_limiter_try_acquire(lim), 1);
+        sky_fake_clock_advance(&fc, 20);
+        /* Sent after the previous cut: a new overload, so it counts. */
+        sky_limiter_release(lim, SKY_LIMIT_DROPPED, 20000);
+        assert_int_equal(sky_limiter_limit(lim), expect[i]);
+    }
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_respects_max(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 5, 1, 6);
+    for (int i = 0; i < 5; i++) {
+        fill(lim);
+        sky_fake_clock_advance(&fc, 10);
+        release_n(lim, sky_limiter_in_flight(lim), SKY_LIMIT_SUCCESS, 10000);
+    }
+    assert_int_equal(sky_limiter_limit(lim), 6);
+    sky_limiter_free(lim);
+}
+
+static void test_aimd_burst_of_drops_cuts_once(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_AIMD, 16, 1, 100);
+    assert_int_equal(fill(lim), 16);
+    sky_fake_clock_advance(&fc, 50);
+    release_n(lim, 16, SKY_LIMIT_DROPPED, 50000); /* all sent together: one overload */
+    assert_int_equal(sky_limiter_limit(lim), 8);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.drops, 16);
+    assert_int_equal(st.decreases, 1);
+
+    /* A request sent after the cut that is dropped too: overload persists, cut again. */
+    assert_int_equal(sky_limiter_try_acquire(lim), 1);
+    sky_fake_clock_advance(&fc, 50);
+    sky_limiter_release(lim, SKY_LIMIT_DROPPED, 50000);
+    assert_int_equal(sky_limiter_limit(lim), 4);
+    sky_limiter_free(lim);
+}
+
+static void test_gradient_probes_first(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_GRADIENT, 100, 1, 1000);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_true(st.probing);
+    assert_int_equal(st.limit, 10); /* sqrt(100) */
+    assert_int_equal(st.estimate, 100);
+    assert_int_equal(fill(lim), 10);
+    sky_fake_clock_advance(&fc, 40);
+    release_n(lim, 9, SKY_LIMIT_SUCCESS, 40000);
+    sky_fake_clock_advance(&fc, 20);
+    sky_limiter_release(lim, SKY_LIMIT_SUCCESS, 60000);
+    sky_limiter_get_stats(lim, &st);
+    assert_false(st.probing);
+    assert_int_equal(st.limit, 100);
+    assert_int_equal(st.long_rtt_us, 42000); /* mean of the probe's samples */
+    sky_limiter_free(lim);
+}
+
+static void test_gradient_drop_cuts(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter *lim = make(&fc, SKY_LIMITER_GRADIENT, 64, 1, 1000);
+    assert_int_equal(sky_limiter_try_acquire(lim), 1);
+    sky_fake_clock_advance(&fc, 30);
+    sky_limiter_release(lim, SKY_LIMIT_DROPPED, 30000);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.estimate, 32);
+    assert_true(st.limit <= 8); /* still probing, at most sqrt(64) */
+    sky_limiter_free(lim);
+}
+
+/*
+ * A simulated server: latency is flat up to `capacity` requests in flight
+ * and grows linearly beyond it (requests queue), with +-10% jitter so
+ * completions do not fall in lockstep. Discrete events on the fake clock:
+ * send whatever the limiter allows, jump to the next completion, release it.
+ */
+#define SIM_SLOTS 2048
+
+typedef struct sim {
+    sky_fake_clock fc;
+    sky_limiter *lim;
+    int capacity;
+    uint64_t base_ms;
+    uint64_t sent_ms[SIM_SLOTS];
+    uint64_t done_ms[SIM_SLOTS];
+    int n;
+    uint32_t rng;
+} sim;
+
+static uint64_t sim_latency_ms(sim *s, int in_flight)
+{
+    s->rng = s->rng * 1103515245u + 12345u;
+    double jitter = 0.9 + 0.2 * ((s->rng >> 16) & 0x7fff) / 32767.0;
+    double load = in_flight <= s->capacity ? 1.0 : (double)in_flight / s->capacity;
+    return (uint64_t)(s->base_ms * load * jitter) + 1;
+}
+
+static void sim_send(sim *s)
+{
+    while (s->n < SIM_SLOTS && sky_limiter_try_acquire(s->lim)) {
+        uint64_t now = s->fc.mono_ms;
+        s->sent_ms[s->n] = now;
+        s->done_ms[s->n] = now + sim_latency_ms(s, sky_limiter_in_flight(s->lim));
+        s->n++;
+    }
+}
+
+static void sim_complete_next(sim *s)
+{
+    int k = 0;
+    for (int i = 1; i < s->n; i++)
+        if (s->done_ms[i] < s->done_ms[k])
+            k = i;
+    if (s->done_ms[k] > s->fc.mono_ms)
+        sky_fake_clock_advance(&s->fc, s->done_ms[k] - s->fc.mono_ms);
+    uint64_t rtt_us = (s->done_ms[k] - s->sent_ms[k]) * 1000u;
+    s->n--;
+    s->sent_ms[k] = s->sent_ms[s->n];
+    s->done_ms[k] = s->done_ms[s->n];
+    sky_limiter_release(s->lim, SKY_LIMIT_SUCCESS, rtt_us);
+}
+
+typedef struct sim_result {
+    int lo, hi;      /* limit range over the second half, probes excluded */
+    double mean;     /* mean limit over the second half, probes excluded */
+    double mean_abs; /* mean |limit - mean| over the second half */
+    int probes;      /* probes started during the run */
+} sim_result;
+
+static sim_result sim_run(int capacity, int initial, uint64_t run_ms)
+{
+    sim *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    sky_fake_clock_init(&s->fc, 1000, 0);
+    s->capacity = capacity;
+    s->base_ms = 100;
+    s->rng = 42;
+    s->lim = make(&s->fc, SKY_LIMITER_GRADIENT, initial, 1, 1000);
+
+    int *samples = calloc(4000000, sizeof(int));
+    assert_non_null(samples);
+    size_t ns = 0;
+    sim_result r = {1 << 30, 0, 0.0, 0.0, 0};
+    int was_probing = 1;
+    uint64_t end = s->fc.mono_ms + run_ms, half = s->fc.mono_ms + run_ms / 2;
+    while (s->fc.mono_ms < end && ns < 4000000) {
+        sim_send(s);
+        sim_complete_next(s);
+        sky_limiter_stats st;
+        sky_limiter_get_stats(s->lim, &st);
+        if (st.probing && !was_probing)
+            r.probes++;
+        was_probing = st.probing;
+        if (s->fc.mono_ms < half || st.probing)
+            continue;
+        samples[ns++] = st.limit;
+        r.lo = st.limit < r.lo ? st.limit : r.lo;
+        r.hi = st.limit > r.hi ? st.limit : r.hi;
+    }
+    assert_true(ns > 0);
+    for (size_t i = 0; i < ns; i++)
+        r.mean += samples[i];
+    r.mean /= (double)ns;
+    for (size_t i = 0; i < ns; i++)
+        r.mean_abs += samples[i] > r.mean ? samples[i] - r.mean : r.mean - samples[i];
+    r.mean_abs /= (double)ns;
+    print_message("capacity %d, initial %d: limit %d..%d, mean %.1f, mean deviation %.1f, "
+                  "%d probes\n",
+                  capacity, initial, r.lo, r.hi, r.mean, r.mean_abs, r.probes);
+    free(samples);
+    sky_limiter_free(s->lim);
+    free(s);
+    return r;
+}
+
+static void assert_settled(sim_result r, int capacity)
+{
+    assert_true(r.lo >= 0.6 * capacity);
+    assert_true(r.hi <= 1.6 * capacity);
+    assert_true(r.mean_abs <= 0.15 * capacity);
+}
+
+static void test_gradient_converges_from_below(void **state)
+{
+    (void)state;
+    sim_result r = sim_run(40, 10, 600000);
+    assert_settled(r, 40);
+    assert_true(r.probes >= 3); /* re-measured every two minutes */
+}
+
+static void test_gradient_comes_down_from_above(void **state)
+{
+    (void)state;
+    assert_settled(sim_run(40, 500, 600000), 40);
+}
+
+static void test_gradient_other_capacities(void **state)
+{
+    (void)state;
+    assert_settled(sim_run(200, 20, 600000), 200);
+    assert_settled(sim_run(10, 100, 600000), 10);
+}
+
+static void test_kind_names(void **state)
+{
+    (void)state;
+    assert_string_equal(sky_limiter_kind_name(SKY_LIMITER_GRADIENT), "gradient");
+    assert_string_equal(sky_limiter_kind_name(SKY_LIMITER_AIMD), "aimd");
+    assert_string_equal(sky_limiter_kind_name(SKY_LIMITER_FIXED), "fixed");
+    assert_string_equal(sky_limiter_kind_name(99), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options_defaults),
+        cmocka_unit_test(test_invalid_options),
+        cmocka_unit_test(test_fixed_never_exceeds_n),
+        cmocka_unit_test(test_release_without_acquire_is_ignored),
+        cmocka_unit_test(test_aimd_grows_one_per_window),
+        cmocka_unit_test(test_aimd_ignore_outcome_counts_nothing),
+        cmocka_unit_test(test_aimd_app_limited_does_not_grow),
+        cmocka_unit_test(test_aimd_halves_on_drop_and_respects_min),
+        cmocka_unit_test(test_aimd_respects_max),
+        cmocka_unit_test(test_aimd_burst_of_drops_cuts_once),
+        cmocka_unit_test(test_gradient_probes_first),
+        cmocka_unit_test(test_gradient_drop_cuts),
+        cmocka_unit_test(test_gradient_converges_from_below),
+        cmocka_unit_test(test_gradient_comes_down_from_above),
+        cmocka_unit_test(test_gradient_other_capacities),
+        cmocka_unit_test(test_kind_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
