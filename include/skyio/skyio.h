@@ -15,6 +15,11 @@
 #include "headers.h"
 #include "sse.h"
 #include "http.h"
+#include "retry.h"
+#include "ratelimit.h"
+#include "concurrency.h"
+#include "breaker.h"
+#include "pipeline.h"
 #include "server.h"
 #include "mock.h"
 

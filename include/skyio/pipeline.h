@@ -1,0 +1,116 @@
+/* skyio — the request pipeline: ordered policies around the HTTP transport. */
+#ifndef SKYIO_PIPELINE_H
+#define SKYIO_PIPELINE_H
+
+#include <uv.h>
+
+#include "breaker.h"
+#include "common.h"
+#include "concurrency.h"
+#include "error.h"
+#include "headers.h"
+#include "http.h"
+#include "ratelimit.h"
+#include "retry.h"
+
+/*
+ * Per call (once per operation): request id, deadline, circuit breaker,
+ * rate limit, concurrency limit. Per try (every attempt): auth headers,
+ * logging, transport. Retry sits between them and sends the operation back
+ * through the per-call admission (rate and concurrency) before each retry,
+ * so retries are paced like first attempts.
+ */
+
+/** Long-lived: the policies shared by every call to one endpoint. */
+typedef struct sky_pipeline sky_pipeline;
+/** One-shot: an operation, over one or more attempts. Valid until its callback returns. */
+typedef struct sky_call sky_call;
+
+/**
+ * Per-try auth: add the credential's headers to @p headers (a copy per
+ * attempt). With @p refresh nonzero the previous attempt got 401: get a new
+ * token first. Returns 0, or a SKY_E code that ends the call (SKY_EAUTH).
+ */
+typedef int (*sky_pipeline_auth_cb)(void *user_data, sky_headers *headers, int refresh);
+
+typedef struct sky_pipeline_options {
+    sky_retry_options retry;
+    long attempt_timeout_ms;         /**< one attempt; default 300000 (azure-core's 300 s) */
+    long operation_timeout_ms;       /**< the whole call, retries included; 0: none (default) */
+    int use_rate_limit;              /**< default 1 */
+    sky_ratelimit_options rate;      /**< learned from replies unless rpm/tpm are given */
+    int use_concurrency;             /**< default 1 */
+    sky_limiter_options concurrency; /**< adaptive by default */
+    int use_breaker;                 /**< default 1 */
+    sky_breaker_options breaker;
+    int breaker_fail_fast;     /**< 1: fail at once while open (library); 0: wait (batch) */
+    sky_pipeline_auth_cb auth; /**< NULL: no auth headers */
+    void *auth_user_data;
+    const sky_clock *clock; /**< NULL: the real clock. Borrowed */
+} sky_pipeline_options;
+
+/** Every default. */
+SKY_EXTERN void sky_pipeline_options_init(sky_pipeline_options *o);
+
+/**
+ * A pipeline on @p loop sending through @p client (borrowed: it must
+ * outlive the pipeline). @p o is copied. Returns 0, SKY_EINVAL, SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client,
+                                const sky_pipeline_options *o, sky_pipeline **out) SKY_NODISCARD;
+/**
+ * Cancel every call (each callback runs now with SKY_ECANCELED) and free the
+ * pipeline; its timers' memory goes when the loop has closed them.
+ */
+SKY_EXTERN void sky_pipeline_free(sky_pipeline *p);
+
+/** What the callback receives. Borrowed: valid until the callback returns. */
+typedef struct sky_call_result {
+    int status;                   /**< the last attempt's status; 0 when none arrived */
+    const sky_headers *headers;   /**< the last reply's headers (NULL when none) */
+    sky_span body;                /**< the last reply's body */
+    const char *request_id;       /**< x-ms-client-request-id sent with every attempt */
+    int attempts;                 /**< attempts made */
+    const sky_retry_state *retry; /**< why each attempt ended and what followed */
+    uint64_t waited_ms;           /**< time held back by the rate and concurrency limits */
+    uint64_t total_ms;            /**< from start to the end */
+} sky_call_result;
+
+/**
+ * The call is over: exactly once. @p err is NULL when the final reply is a
+ * success (2xx); otherwise it says why not: the last status (SKY_EHTTP,
+ * with http_status and the service's code when the body names one), the
+ * transport error, SKY_ETIMEDOUT for the operation deadline, SKY_EBUSY
+ * for an open circuit with breaker_fail_fast, SKY_ECANCELED.
+ */
+typedef void (*sky_call_done_cb)(sky_call *call, const sky_call_result *res, const sky_error *err,
+                                 void *user_data);
+
+typedef struct sky_call_options {
+    const char *method;         /**< default "POST" when a body is given, else "GET" */
+    const char *url;            /**< required; copied */
+    const sky_headers *headers; /**< copied */
+    sky_span body;              /**< copied */
+    int64_t est_tokens;         /**< the rate limiter's estimate; 0 when unknown */
+    sky_call_done_cb on_done;   /**< required */
+    void *user_data;
+} sky_call_options;
+
+SKY_EXTERN void sky_call_options_init(sky_call_options *o);
+
+/**
+ * Start a call. Returns 0 (the callback will run, never from inside this
+ * call), or a SKY_E code with @p err filled (the callback never runs).
+ */
+SKY_EXTERN int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_call,
+                              sky_error *err) SKY_NODISCARD;
+/** Cancel: the callback runs soon with SKY_ECANCELED. */
+SKY_EXTERN void sky_call_cancel(sky_call *call);
+
+/** Calls started and not yet reported. */
+SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
+/** The shared policies, for progress lines and summaries (borrowed; NULL when off). */
+SKY_EXTERN sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p);
+SKY_EXTERN sky_limiter *sky_pipeline_limiter(sky_pipeline *p);
+
+#endif

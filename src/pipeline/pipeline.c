@@ -1,0 +1,672 @@
+/*
+ * The request pipeline. A call goes through admission (breaker, concurrency
+ * slot, rate limit), then an attempt (request id, auth, transport), then the
+ * retry policy, which either ends the call or sends it back to admission
+ * after a wait. Waits are one libuv timer per call.
+ */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/buf.h"
+#include "skyio/json.h"
+#include "skyio/log.h"
+#include "skyio/pipeline.h"
+
+enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE };
+
+struct sky_call {
+    sky_pipeline *p;
+    char *method;
+    char *url;
+    char *body;
+    size_t body_len;
+    sky_headers *headers;
+    int64_t est_tokens;
+    sky_call_done_cb on_done;
+    void *user_data;
+    char request_id[40];
+    sky_retry_state retry;
+    uv_timer_t *timer; /* own allocation: freed by its close callback */
+    int step;
+    int canceled;
+    int orphaned; /* the pipeline went first: report nothing, free on return */
+    int refresh_auth;
+    int have_slot;
+    int breaker_taken;
+    uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms;
+    sky_http_request *req;
+    sky_call *prev, *next; /* in p->calls */
+    sky_call *qnext;       /* in the concurrency queue */
+};
+
+struct sky_pipeline {
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_pipeline_options o;
+    sky_ratelimit *rate;
+    sky_limiter *limiter;
+    sky_breaker breaker;
+    sky_call *calls;
+    sky_call *queue_head, *queue_tail;
+    size_t n_active;
+    size_t n_orphans;
+    int in_callback;
+    int free_requested;
+    int freeing;
+};
+
+static void admit(sky_call *c);
+static void pump_queue(sky_pipeline *p);
+static void pipeline_release(sky_pipeline *p);
+
+static uint64_t now_ms(const sky_pipeline *p)
+{
+    return sky_clock_now_ms(p->o.clock);
+}
+
+/* ---- options ---- */
+
+void sky_pipeline_options_init(sky_pipeline_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    sky_retry_options_init(&o->retry);
+    o->attempt_timeout_ms = 300000;
+    o->use_rate_limit = 1;
+    sky_ratelimit_options_init(&o->rate);
+    o->use_concurrency = 1;
+    sky_limiter_options_init(&o->concurrency);
+    o->use_breaker = 1;
+    sky_breaker_options_init(&o->breaker);
+    o->breaker_fail_fast = 1;
+}
+
+void sky_call_options_init(sky_call_options *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+/* ---- life of a call ---- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void call_free(sky_call *c)
+{
+    if (c->timer)
+        uv_close((uv_handle_t *)c->timer, on_timer_closed);
+    sky_headers_free(c->headers);
+    free(c->method);
+    free(c->url);
+    free(c->body);
+    free(c);
+}
+
+static void unlink_call(sky_pipeline *p, sky_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    p->n_active--;
+}
+
+static void queue_remove(sky_pipeline *p, sky_call *c)
+{
+    sky_call **pp = &p->queue_head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = c->qnext;
+    if (p->queue_tail == c)
+        p->queue_tail = prev;
+    c->qnext = NULL;
+}
+
+static void maybe_free_pipeline(sky_pipeline *p)
+{
+    if (p->free_requested && p->in_callback == 0)
+        sky_pipeline_free(p);
+}
+
+/* Report the outcome once, then forget the call. */
+static void finish(sky_call *c, const sky_http_response *res, const sky_error *err)
+{
+    sky_pipeline *p = c->p;
+    sky_call_result r;
+    memset(&r, 0, sizeof(r));
+    c->step = STEP_DONE;
+    if (c->timer)
+        uv_timer_stop(c->timer);
+    if (res) {
+        r.status = res->status;
+        r.headers = res->headers;
+        r.body = res->body;
+    }
+    r.request_id = c->request_id;
+    r.attempts = c->retry.attempts;
+    r.retry = &c->retry;
+    r.waited_ms = c->waited_ms;
+    r.total_ms = now_ms(p) - c->start_ms;
+    unlink_call(p, c);
+    p->in_callback++;
+    c->on_done(c, &r, err, c->user_data);
+    p->in_callback--;
+    call_free(c);
+}
+
+static void finish_error(sky_call *c, int code, const char *msg)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    sky_error_set(&e, code, "%s", msg);
+    finish(c, NULL, &e);
+}
+
+/* ---- waiting ---- */
+
+static void on_call_timer(uv_timer_t *t)
+{
+    sky_call *c = t->data;
+    sky_pipeline *p = c->p;
+    if (c->step == STEP_QUEUED) {
+        /* the deadline came while waiting for a concurrency slot */
+        queue_remove(p, c);
+        finish_error(c, SKY_ETIMEDOUT, "operation deadline passed waiting for a slot");
+    } else {
+        admit(c);
+    }
+    maybe_free_pipeline(p);
+}
+
+/* Come back to admission after @p ms, unless the deadline comes first. */
+static void wait_then_admit(sky_call *c, uint64_t ms, int counts_as_limit_wait)
+{
+    uint64_t now = now_ms(c->p);
+    if (c->deadline_ms && now + ms >= c->deadline_ms) {
+        finish_error(c, SKY_ETIMEDOUT, "operation deadline would pass before the next attempt");
+        return;
+    }
+    if (counts_as_limit_wait)
+        c->waited_ms += ms;
+    c->step = STEP_WAITING;
+    uv_timer_start(c->timer, on_call_timer, ms, 0);
+}
+
+/* ---- admission: breaker, concurrency slot, rate limit ---- */
+
+static int admit_breaker(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    uint64_t wait = 0;
+    if (!p->o.use_breaker || c->breaker_taken)
+        return 1;
+    if (sky_breaker_allow(&p->breaker, &wait)) {
+        c->breaker_taken = 1;
+        return 1;
+    }
+    if (p->o.breaker_fail_fast)
+        finish_error(c, SKY_EBUSY, "circuit open: the endpoint failed repeatedly");
+    else
+        wait_then_admit(c, wait ? wait : 1, 1);
+    return 0;
+}
+
+static int admit_slot(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (!p->o.use_concurrency || c->have_slot)
+        return 1;
+    if (p->queue_head == NULL && sky_limiter_try_acquire(p->limiter)) {
+        c->have_slot = 1;
+        return 1;
+    }
+    c->step = STEP_QUEUED;
+    c->wait_from_ms = now_ms(p);
+    if (p->queue_tail)
+        p->queue_tail->qnext = c;
+    else
+        p->queue_head = c;
+    p->queue_tail = c;
+    if (c->deadline_ms)
+        uv_timer_start(c->timer, on_call_timer, c->deadline_ms - c->wait_from_ms, 0);
+    return 0;
+}
+
+static int admit_rate(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (!p->o.use_rate_limit)
+        return 1;
+    int64_t wait = sky_ratelimit_acquire(p->rate, c->est_tokens);
+    if (wait <= 0)
+        return 1;
+    wait_then_admit(c, (uint64_t)wait, 1);
+    return 0;
+}
+
+static void send_attempt(sky_call *c);
+
+static void admit(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (c->canceled) {
+        finish_error(c, SKY_ECANCELED, "call canceled");
+        return;
+    }
+    if (c->deadline_ms && now_ms(p) >= c->deadline_ms) {
+        finish_error(c, SKY_ETIMEDOUT, "operation deadline passed");
+        return;
+    }
+    c->step = STEP_ADMIT;
+    if (admit_breaker(c) && admit_slot(c) && admit_rate(c))
+        send_attempt(c);
+}
+
+/* A slot came free: hand it to the longest-waiting call. */
+static void pump_queue(sky_pipeline *p)
+{
+    while (p->queue_head && sky_limiter_try_acquire(p->limiter)) {
+        sky_call *c = p->queue_head;
+        p->queue_head = c->qnext;
+        if (p->queue_head == NULL)
+            p->queue_tail = NULL;
+        c->qnext = NULL;
+        c->have_slot = 1;
+        c->waited_ms += now_ms(p) - c->wait_from_ms;
+        uv_timer_stop(c->timer);
+        admit(c);
+    }
+}
+
+/* ---- the attempt ---- */
+
+static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
+                            const sky_error *err, void *ud);
+
+static int attempt_headers(sky_call *c, sky_headers **out)
+{
+    sky_pipeline *p = c->p;
+    sky_headers *h = sky_headers_new();
+    int rc = h ? 0 : SKY_ENOMEM;
+    for (size_t i = 0; rc == 0 && c->headers && i < sky_headers_count(c->headers); i++) {
+        const char *n, *v;
+        (void)sky_headers_at(c->headers, i, &n, &v);
+        rc = sky_headers_add(h, sky_span_cstr(n), sky_span_cstr(v));
+    }
+    if (rc == 0)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-client-request-id"),
+                             sky_span_cstr(c->request_id));
+    if (rc == 0)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("x-request-id"), sky_span_cstr(c->request_id));
+    if (rc == 0 && p->o.auth)
+        rc = p->o.auth(p->o.auth_user_data, h, c->refresh_auth);
+    c->refresh_auth = 0;
+    if (rc < 0) {
+        sky_headers_free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+static long attempt_timeout(const sky_call *c)
+{
+    long t = c->p->o.attempt_timeout_ms;
+    if (c->deadline_ms) {
+        uint64_t now = now_ms(c->p);
+        long left = c->deadline_ms > now ? (long)(c->deadline_ms - now) : 1;
+        if (t <= 0 || left < t)
+            t = left;
+    }
+    return t;
+}
+
+static void send_attempt(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    sky_http_request_options ro;
+    sky_headers *h = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    int rc = attempt_headers(c, &h);
+    if (rc < 0) {
+        finish_error(c, rc == SKY_ENOMEM ? SKY_ENOMEM : SKY_EAUTH,
+                     "could not prepare the attempt's headers (credential)");
+        return;
+    }
+    sky_http_request_options_init(&ro);
+    ro.method = c->method;
+    ro.url = c->url;
+    ro.headers = h;
+    ro.body = sky_span_make(c->body, c->body_len);
+    ro.timeout_ms = attempt_timeout(c);
+    ro.on_done = on_attempt_done;
+    ro.user_data = c;
+    SKY_DEBUG("pipeline", "%s %s attempt %d id %s", c->method, c->url, c->retry.attempts + 1,
+              c->request_id);
+    rc = sky_http_request_send(p->client, &ro, &c->req, &err);
+    sky_headers_free(h);
+    if (rc < 0) {
+        c->req = NULL;
+        finish(c, NULL, &err);
+        return;
+    }
+    c->step = STEP_SENDING;
+}
+
+/* Tokens the provider says the request used, from a JSON reply's usage. */
+static int64_t reply_tokens(const sky_http_response *res)
+{
+    json_t *j = NULL;
+    if (res->status < 200 || res->status >= 300 || res->body.len == 0 ||
+        sky_json_parse(res->body, &j, NULL) < 0)
+        return -1;
+    json_t *t = sky_json_path(j, "usage.total_tokens");
+    int64_t n = json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
+    json_decref(j);
+    return n;
+}
+
+static int is_overload(int status, const sky_error *err)
+{
+    return status == 429 || status == 503 || (err && err->code == SKY_ETIMEDOUT);
+}
+
+/* Tell the shared policies how the attempt went. */
+static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
+{
+    sky_pipeline *p = c->p;
+    int status = err ? 0 : res->status;
+    if (c->have_slot) {
+        int outcome = SKY_LIMIT_SUCCESS;
+        if (err && err->code == SKY_ECANCELED)
+            outcome = SKY_LIMIT_IGNORE;
+        else if (is_overload(status, err))
+            outcome = SKY_LIMIT_DROPPED;
+        sky_limiter_release(p->limiter, outcome, res->total_us);
+        c->have_slot = 0;
+    }
+    if (p->o.use_rate_limit) {
+        int64_t actual = status == 429 ? 0 : reply_tokens(res);
+        sky_ratelimit_on_response(p->rate, status, err ? NULL : res->headers, c->est_tokens,
+                                  actual);
+    }
+    if (c->breaker_taken) {
+        if (err && err->code == SKY_ECANCELED)
+            sky_breaker_cancel(&p->breaker);
+        else
+            sky_breaker_record(&p->breaker, !err && status < 500);
+        c->breaker_taken = 0;
+    }
+}
+
+/* The final reply was not a success: say so with the service's own words. */
+static void http_error(const sky_http_response *res, sky_error *e)
+{
+    json_t *j = NULL;
+    const char *code = NULL, *msg = NULL;
+    sky_error_clear(e);
+    if (sky_json_parse(res->body, &j, NULL) == 0) {
+        json_t *ec = sky_json_path(j, "error.code");
+        code = json_is_string(ec) ? json_string_value(ec) : NULL;
+        msg = json_string_value(sky_json_path(j, "error.message"));
+    }
+    sky_error_set(e, SKY_EHTTP, "HTTP %d%s%s", res->status, msg ? ": " : "", msg ? msg : "");
+    sky_error_set_service(e, code);
+    e->http_status = res->status;
+    e->retryable = sky_retry_is_retryable(res->status, NULL);
+    json_decref(j);
+}
+
+static void end_with(sky_call *c, const sky_http_response *res, const sky_error *err)
+{
+    sky_error e;
+    if (err) {
+        finish(c, res, err);
+    } else if (res->status >= 200 && res->status < 300) {
+        finish(c, res, NULL);
+    } else {
+        http_error(res, &e);
+        finish(c, res, &e);
+    }
+}
+
+static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
+                            const sky_error *err, void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    sky_retry_decision d;
+    (void)req;
+    c->req = NULL;
+    if (c->orphaned) {
+        call_free(c);
+        if (--p->n_orphans == 0 && p->freeing)
+            pipeline_release(p);
+        return;
+    }
+    report_attempt(c, res, err);
+    pump_queue(p);
+    if (c->canceled) {
+        finish_error(c, SKY_ECANCELED, "call canceled");
+    } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
+                                p->o.clock, c->deadline_ms, NULL, NULL, &d) < 0 ||
+               (d.action != SKY_RETRY_YES && d.action != SKY_RETRY_REFRESH_AUTH)) {
+        end_with(c, res, err);
+    } else {
+        SKY_DEBUG("pipeline", "%s id %s: %s", c->url, c->request_id, d.reason);
+        c->refresh_auth = d.action == SKY_RETRY_REFRESH_AUTH;
+        wait_then_admit(c, d.action == SKY_RETRY_YES ? d.delay_ms : 0, 0);
+    }
+    maybe_free_pipeline(p);
+}
+
+/* ---- starting and cancelling ---- */
+
+static void make_request_id(char out[40])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        uint64_t t = sky_clock_real_ns();
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+static int copy_headers(sky_headers **out, const sky_headers *src)
+{
+    if (src == NULL)
+        return 0;
+    *out = sky_headers_new();
+    if (*out == NULL)
+        return SKY_ENOMEM;
+    for (size_t i = 0; i < sky_headers_count(src); i++) {
+        const char *n, *v;
+        (void)sky_headers_at(src, i, &n, &v);
+        int rc = sky_headers_add(*out, sky_span_cstr(n), sky_span_cstr(v));
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
+{
+    sky_call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->p = p;
+    const char *m = o->method ? o->method : o->body.len ? "POST" : "GET";
+    c->method = strdup(m);
+    c->url = strdup(o->url);
+    c->timer = malloc(sizeof(*c->timer));
+    if (o->body.len) {
+        c->body = malloc(o->body.len);
+        if (c->body)
+            memcpy(c->body, o->body.ptr, o->body.len);
+        c->body_len = o->body.len;
+    }
+    if (c->method == NULL || c->url == NULL || c->timer == NULL ||
+        (o->body.len && c->body == NULL) || copy_headers(&c->headers, o->headers) < 0) {
+        free(c->timer);
+        c->timer = NULL;
+        call_free(c);
+        return NULL;
+    }
+    uv_timer_init(p->loop, c->timer);
+    c->timer->data = c;
+    return c;
+}
+
+int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_call, sky_error *err)
+{
+    if (p == NULL || o == NULL || o->url == NULL || o->on_done == NULL)
+        return sky_error_set(err, SKY_EINVAL, "a call needs a pipeline, a url and on_done");
+    if (p->freeing || p->free_requested)
+        return sky_error_set(err, SKY_ESTATE, "the pipeline is being freed");
+    sky_call *c = call_new(p, o);
+    if (c == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory starting a call");
+    c->est_tokens = o->est_tokens;
+    c->on_done = o->on_done;
+    c->user_data = o->user_data;
+    sky_retry_state_init(&c->retry);
+    make_request_id(c->request_id);
+    c->start_ms = now_ms(p);
+    if (p->o.operation_timeout_ms > 0)
+        c->deadline_ms = c->start_ms + (uint64_t)p->o.operation_timeout_ms;
+    c->next = p->calls;
+    if (p->calls)
+        p->calls->prev = c;
+    p->calls = c;
+    p->n_active++;
+    if (out_call)
+        *out_call = c;
+    /* Admission runs from the loop, so the callback never runs inside this call. */
+    c->step = STEP_WAITING;
+    uv_timer_start(c->timer, on_call_timer, 0, 0);
+    return 0;
+}
+
+void sky_call_cancel(sky_call *c)
+{
+    if (c == NULL || c->canceled || c->step == STEP_DONE)
+        return;
+    c->canceled = 1;
+    if (c->req) {
+        sky_http_request_cancel(c->req);
+        return;
+    }
+    if (c->step == STEP_QUEUED)
+        queue_remove(c->p, c);
+    c->step = STEP_WAITING;
+    uv_timer_start(c->timer, on_call_timer, 0, 0);
+}
+
+/* ---- the pipeline ---- */
+
+int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipeline_options *o,
+                     sky_pipeline **out)
+{
+    if (loop == NULL || client == NULL || out == NULL)
+        return SKY_EINVAL;
+    sky_pipeline *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return SKY_ENOMEM;
+    p->loop = loop;
+    p->client = client;
+    if (o)
+        p->o = *o;
+    else
+        sky_pipeline_options_init(&p->o);
+    int rc = 0;
+    if (p->o.use_rate_limit)
+        rc = sky_ratelimit_new(&p->o.rate, p->o.clock, &p->rate);
+    if (rc == 0 && p->o.use_concurrency)
+        rc = sky_limiter_new(&p->o.concurrency, p->o.clock, &p->limiter);
+    if (rc == 0 && p->o.use_breaker)
+        rc = sky_breaker_init(&p->breaker, &p->o.breaker, p->o.clock);
+    if (rc < 0) {
+        sky_ratelimit_free(p->rate);
+        sky_limiter_free(p->limiter);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+static void pipeline_release(sky_pipeline *p)
+{
+    sky_ratelimit_free(p->rate);
+    sky_limiter_free(p->limiter);
+    free(p);
+}
+
+void sky_pipeline_free(sky_pipeline *p)
+{
+    if (p == NULL || p->freeing)
+        return;
+    if (p->in_callback > 0) {
+        p->free_requested = 1;
+        return;
+    }
+    p->freeing = 1;
+    p->free_requested = 0;
+    p->queue_head = p->queue_tail = NULL;
+    while (p->calls) {
+        sky_call *c = p->calls;
+        sky_http_request *req = c->req;
+        if (req) {
+            /* the transport answers later: the call waits for it, silently */
+            unlink_call(p, c);
+            c->orphaned = 1;
+            p->n_orphans++;
+            p->in_callback++;
+            sky_error e;
+            sky_error_clear(&e);
+            sky_error_set(&e, SKY_ECANCELED, "pipeline freed");
+            sky_call_result r;
+            memset(&r, 0, sizeof(r));
+            r.request_id = c->request_id;
+            r.attempts = c->retry.attempts;
+            r.retry = &c->retry;
+            c->on_done(c, &r, &e, c->user_data);
+            p->in_callback--;
+            sky_http_request_cancel(req);
+            continue;
+        }
+        finish_error(c, SKY_ECANCELED, "pipeline freed");
+    }
+    if (p->n_orphans == 0)
+        pipeline_release(p);
+}
+
+size_t sky_pipeline_active(const sky_pipeline *p)
+{
+    return p->n_active;
+}
+
+sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p)
+{
+    return p->rate;
+}
+
+sky_limiter *sky_pipeline_limiter(sky_pipeline *p)
+{
+    return p->limiter;
+}

@@ -1,0 +1,361 @@
+/* The request pipeline against real `skyio mock` processes: retries, limits, deadlines, breaker. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "skyio/json.h"
+#include "skyio/pipeline.h"
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":5}";
+
+typedef struct outcome {
+    int done;
+    int status;
+    int err_code;
+    int http_status;
+    int attempts;
+    uint64_t total_ms;
+    char service_code[64];
+    char request_id[40];
+    char echoed_id[64];
+    char log[512];
+} outcome;
+
+typedef struct run {
+    sky_test_mock mock;
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_pipeline *pipe;
+    sky_pipeline_options po;
+    char url[256];
+    outcome out[64];
+    int n, finished, all;
+} run;
+
+static void on_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
+{
+    run *r = ud;
+    (void)call;
+    outcome *o = &r->out[r->finished < 64 ? r->finished : 63];
+    o->done++;
+    o->status = res->status;
+    o->err_code = err ? err->code : 0;
+    o->http_status = err ? err->http_status : res->status;
+    o->attempts = res->attempts;
+    o->total_ms = res->total_ms;
+    snprintf(o->service_code, sizeof(o->service_code), "%s", err ? err->service_code : "");
+    snprintf(o->request_id, sizeof(o->request_id), "%s", res->request_id);
+    const char *echo =
+        res->headers ? sky_headers_get(res->headers, "x-ms-client-request-id") : NULL;
+    snprintf(o->echoed_id, sizeof(o->echoed_id), "%s", echo ? echo : "");
+    sky_retry_log_format(res->retry, o->log, sizeof(o->log));
+    r->finished++;
+    r->all = r->finished == r->n;
+}
+
+/* Retries fast enough for tests. */
+static void default_options(sky_pipeline_options *po)
+{
+    sky_pipeline_options_init(po);
+    po->retry.base_ms = 20;
+    po->retry.cap_ms = 200;
+    po->attempt_timeout_ms = 10000;
+    /* The limiter's cautious 60 RPM start (for a provider that announces
+     * nothing) would make these tests slow; they start it higher. */
+    po->rate.initial_rpm = 6000;
+}
+
+static void run_open(run *r, const char *const *mock_args, const sky_pipeline_options *po)
+{
+    memset(r, 0, sizeof(*r));
+    sky_test_mock_start(&r->mock, mock_args);
+    r->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    r->po = *po;
+    assert_int_equal(sky_pipeline_new(r->loop, r->client, &r->po, &r->pipe), 0);
+    snprintf(r->url, sizeof(r->url), "%s/v1/chat/completions", r->mock.base_url);
+}
+
+static void run_close(run *r)
+{
+    sky_pipeline_free(r->pipe);
+    sky_http_client_free(r->client);
+    sky_test_loop_free(r->loop);
+    assert_int_equal(sky_test_mock_stop(&r->mock), 0);
+}
+
+static void start_calls(run *r, int n, const char *body)
+{
+    sky_call_options o;
+    sky_call_options_init(&o);
+    o.url = r->url;
+    o.body = sky_span_cstr(body);
+    o.est_tokens = 11;
+    o.on_done = on_done;
+    o.user_data = r;
+    r->n += n;
+    r->all = 0;
+    for (int i = 0; i < n; i++)
+        assert_int_equal(sky_call_start(r->pipe, &o, NULL, NULL), 0);
+}
+
+static void wait_all(run *r, uint64_t ms)
+{
+    assert_true(sky_test_run_until(r->loop, &r->all, ms));
+    int never = 0;
+    sky_test_run_until(r->loop, &never, 50); /* nothing reports twice */
+    for (int i = 0; i < r->n && i < 64; i++)
+        assert_int_equal(r->out[i].done, 1);
+}
+
+static int64_t mock_stat(const run *r, const char *path)
+{
+    json_t *s = sky_test_mock_stats(&r->mock);
+    json_t *v = sky_json_path(s, path);
+    int64_t n = v ? (int64_t)json_integer_value(v) : -1;
+    json_decref(s);
+    return n;
+}
+
+static void test_retries_5xx_to_success(void **state)
+{
+    static const char *const args[] = {"--fault-503", "0.3", "--fault-500", "0.2",
+                                       "--seed",      "5",   NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.use_breaker = 0;
+    run_open(&r, args, &po);
+    start_calls(&r, 40, chat_body);
+    wait_all(&r, 60000);
+    int retried = 0;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(r.out[i].err_code, 0);
+        assert_int_equal(r.out[i].status, 200);
+        retried += r.out[i].attempts > 1;
+    }
+    assert_true(retried > 0);
+    /* every injected fault was answered by one more attempt */
+    int64_t faults = mock_stat(&r, "faults.http_503") + mock_stat(&r, "faults.http_500");
+    assert_int_equal(mock_stat(&r, "endpoints.chat"), 40 + faults);
+    run_close(&r);
+}
+
+/* Without the pipeline's own pacing, the mock's 429s and their retry-after
+ * carry every call through. */
+static void test_429_retry_after_honoured(void **state)
+{
+    static const char *const args[] = {"--rpm", "600", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.use_rate_limit = 0;
+    po.use_concurrency = 0;
+    run_open(&r, args, &po);
+    start_calls(&r, 25, chat_body);
+    wait_all(&r, 30000);
+    int waited_for_server = 0;
+    for (int i = 0; i < 25; i++) {
+        assert_int_equal(r.out[i].err_code, 0);
+        waited_for_server += strstr(r.out[i].log, "retry-after") != NULL;
+    }
+    assert_true(mock_stat(&r, "rate_limited") >= 5);
+    assert_true(waited_for_server >= 5);
+    run_close(&r);
+}
+
+/* With pacing at the provider's limit, few requests meet a 429. */
+static void test_rate_limit_paces(void **state)
+{
+    static const char *const args[] = {"--rpm", "600", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.rate.rpm = 600;
+    po.rate.burst_seconds = 0.2;
+    run_open(&r, args, &po);
+    start_calls(&r, 30, chat_body);
+    wait_all(&r, 30000);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(r.out[i].err_code, 0);
+    assert_true(mock_stat(&r, "rate_limited") <= 6);
+    run_close(&r);
+}
+
+static void test_deadline(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "1", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.attempt_timeout_ms = 150;
+    po.operation_timeout_ms = 700;
+    po.use_breaker = 0;
+    run_open(&r, args, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].err_code, SKY_ETIMEDOUT);
+    assert_true(r.out[0].attempts >= 2);
+    assert_true(r.out[0].total_ms < 3000);
+    run_close(&r);
+}
+
+static void test_not_retryable_and_request_id(void **state)
+{
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    run_open(&r, NULL, &po);
+    start_calls(&r, 1, "{not json");
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    for (int i = 0; i < 2; i++) {
+        const outcome *o = &r.out[i];
+        assert_int_equal(o->attempts, 1);
+        assert_int_equal(strlen(o->request_id), 36);
+        assert_string_equal(o->echoed_id, o->request_id);
+        if (o->status == 400) {
+            assert_int_equal(o->err_code, SKY_EHTTP);
+            assert_int_equal(o->http_status, 400);
+            assert_string_equal(o->service_code, "invalid_json");
+        } else {
+            assert_int_equal(o->status, 200);
+            assert_int_equal(o->err_code, 0);
+        }
+    }
+    assert_string_not_equal(r.out[0].request_id, r.out[1].request_id);
+    run_close(&r);
+}
+
+static void test_breaker_fails_fast(void **state)
+{
+    static const char *const args[] = {"--fault-500", "1", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.retry.max_retries = 0;
+    po.breaker.failure_threshold = 3;
+    po.use_concurrency = 0;
+    run_open(&r, args, &po);
+    for (int i = 0; i < 5; i++) {
+        start_calls(&r, 1, chat_body);
+        wait_all(&r, 10000);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(r.out[i].http_status, 500);
+    assert_int_equal(r.out[3].err_code, SKY_EBUSY);
+    assert_int_equal(r.out[4].err_code, SKY_EBUSY);
+    assert_int_equal(mock_stat(&r, "endpoints.chat"), 3);
+    run_close(&r);
+}
+
+/* 401, then one retry with a refreshed credential. */
+typedef struct cred {
+    int calls, refreshes;
+} cred;
+
+static int auth_cb(void *ud, sky_headers *h, int refresh)
+{
+    cred *c = ud;
+    c->calls++;
+    c->refreshes += refresh;
+    return sky_headers_add(h, SKY_SPAN_LIT("api-key"),
+                           refresh ? SKY_SPAN_LIT("good") : SKY_SPAN_LIT("stale"));
+}
+
+static void test_auth_refresh_once(void **state)
+{
+    static const char *const args[] = {"--key", "good", NULL};
+    sky_pipeline_options po;
+    cred c = {0, 0};
+    run r;
+    (void)state;
+    default_options(&po);
+    po.auth = auth_cb;
+    po.auth_user_data = &c;
+    run_open(&r, args, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].err_code, 0);
+    assert_int_equal(r.out[0].attempts, 2);
+    assert_int_equal(c.calls, 2);
+    assert_int_equal(c.refreshes, 1);
+    assert_int_equal(mock_stat(&r, "auth_failures"), 1);
+    run_close(&r);
+}
+
+static void on_cancel_tick(uv_timer_t *t)
+{
+    sky_call_cancel(t->data);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_cancel_and_free(void **state)
+{
+    static const char *const args[] = {"--fault-hang", "1", NULL};
+    sky_pipeline_options po;
+    sky_call_options o;
+    sky_call *call = NULL;
+    uv_timer_t t;
+    run r;
+    (void)state;
+    default_options(&po);
+    run_open(&r, args, &po);
+    sky_call_options_init(&o);
+    o.url = r.url;
+    o.body = sky_span_cstr(chat_body);
+    o.on_done = on_done;
+    o.user_data = &r;
+    r.n = 1;
+    assert_int_equal(sky_call_start(r.pipe, &o, &call, NULL), 0);
+    uv_timer_init(r.loop, &t);
+    t.data = call;
+    uv_timer_start(&t, on_cancel_tick, 100, 0);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].err_code, SKY_ECANCELED);
+    /* more calls in flight when the pipeline goes: each reports once, canceled */
+    r.n = 1 + 3;
+    r.all = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
+    int never = 0;
+    sky_test_run_until(r.loop, &never, 200);
+    sky_pipeline_free(r.pipe);
+    r.pipe = NULL;
+    assert_int_equal(r.finished, 4);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(r.out[i].err_code, SKY_ECANCELED);
+    sky_http_client_free(r.client);
+    r.client = NULL;
+    sky_test_run_until(r.loop, &never, 50);
+    run_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retries_5xx_to_success),
+        cmocka_unit_test(test_429_retry_after_honoured),
+        cmocka_unit_test(test_rate_limit_paces),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_not_retryable_and_request_id),
+        cmocka_unit_test(test_breaker_fails_fast),
+        cmocka_unit_test(test_auth_refresh_once),
+        cmocka_unit_test(test_cancel_and_free),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
