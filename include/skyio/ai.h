@@ -1,0 +1,78 @@
+/* skyio — OpenAI and Azure OpenAI endpoints: where requests go, how they authenticate. */
+#ifndef SKYIO_AI_H
+#define SKYIO_AI_H
+
+#include "buf.h"
+#include "common.h"
+#include "error.h"
+#include "headers.h"
+
+typedef enum sky_ai_kind {
+    SKY_AI_OPENAI = 0, /**< OpenAI or any OpenAI-compatible server: bearer key, model in body */
+    SKY_AI_AZURE       /**< Azure OpenAI: deployment in the path, api-version, api-key */
+} sky_ai_kind;
+
+#define SKY_AI_DEFAULT_BASE_URL "https://api.openai.com/v1"
+#define SKY_AI_DEFAULT_API_VERSION "2024-10-21"
+
+/**
+ * An endpoint. Strings are owned (copied in, freed by sky_ai_endpoint_free).
+ * The key is a secret: nothing here logs it or puts it in an error message.
+ */
+typedef struct sky_ai_endpoint {
+    sky_ai_kind kind;
+    char *base_url;    /**< OpenAI: up to and usually including /v1; Azure: the resource URL */
+    char *api_key;     /**< NULL: send no key (a local server, or a token added elsewhere) */
+    char *api_version; /**< Azure only */
+} sky_ai_endpoint;
+
+/**
+ * Fill @p ep from the environment the OpenAI and Azure SDKs read:
+ * AZURE_OPENAI_ENDPOINT (+ AZURE_OPENAI_API_KEY, OPENAI_API_VERSION) makes an
+ * Azure endpoint when set and @p prefer_azure is nonzero or OPENAI_API_KEY is
+ * unset; otherwise OpenAI with OPENAI_BASE_URL (default api.openai.com/v1)
+ * and OPENAI_API_KEY. A missing key is allowed only for a base URL on
+ * loopback; otherwise SKY_EAUTH naming the variable to set.
+ */
+SKY_EXTERN int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure,
+                                        sky_error *err) SKY_NODISCARD;
+
+/** Set @p ep explicitly (strings copied; @p api_version NULL takes the default). */
+SKY_EXTERN int sky_ai_endpoint_set(sky_ai_endpoint *ep, sky_ai_kind kind, const char *base_url,
+                                   const char *api_key, const char *api_version) SKY_NODISCARD;
+
+SKY_EXTERN void sky_ai_endpoint_free(sky_ai_endpoint *ep);
+
+/**
+ * The URL for an OpenAI-style @p path ("/v1/chat/completions", what a batch
+ * line's url says) and @p model, appended to @p out. OpenAI: base + path,
+ * without doubling a /v1 the base already ends with. Azure:
+ * {endpoint}/openai/deployments/{model}/chat/completions?api-version=V (the
+ * model names the deployment; SKY_EINVAL without one).
+ */
+SKY_EXTERN int sky_ai_url(const sky_ai_endpoint *ep, const char *path, const char *model,
+                          sky_buf *out) SKY_NODISCARD;
+
+/** Add the key: "Authorization: Bearer K" (OpenAI) or "api-key: K" (Azure). */
+SKY_EXTERN int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h) SKY_NODISCARD;
+
+/** The same, in the shape of sky_pipeline_auth_cb (@p user_data is the endpoint). */
+SKY_EXTERN int sky_ai_pipeline_auth(void *user_data, sky_headers *h, int refresh);
+
+/** What one streamed chat chunk says (borrowed from the chunk's parse; see below). */
+typedef struct sky_ai_delta {
+    const char *content;       /**< the new text, NULL when none */
+    const char *finish_reason; /**< "stop", "length", ... or NULL */
+    int64_t prompt_tokens;     /**< from a usage chunk; -1 when absent */
+    int64_t completion_tokens; /**< likewise */
+} sky_ai_delta;
+
+/**
+ * Read one `data:` payload of a chat stream (a chat.completion.chunk).
+ * Calls @p cb with the delta while the parsed JSON is alive; returns 0,
+ * SKY_EJSON when the payload is not a chunk, or what @p cb returns.
+ */
+SKY_EXTERN int sky_ai_parse_chunk(sky_span data, int (*cb)(void *ud, const sky_ai_delta *d),
+                                  void *ud) SKY_NODISCARD;
+
+#endif

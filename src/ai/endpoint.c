@@ -1,0 +1,174 @@
+/* OpenAI and Azure OpenAI endpoints: configuration, URLs, keys, stream chunks. */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "skyio/ai.h"
+#include "skyio/json.h"
+
+static char *dup_opt(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+void sky_ai_endpoint_free(sky_ai_endpoint *ep)
+{
+    if (ep == NULL)
+        return;
+    free(ep->base_url);
+    if (ep->api_key) {
+        /* a secret: do not leave it in freed memory */
+        memset(ep->api_key, 0, strlen(ep->api_key));
+        free(ep->api_key);
+    }
+    free(ep->api_version);
+    memset(ep, 0, sizeof(*ep));
+}
+
+int sky_ai_endpoint_set(sky_ai_endpoint *ep, sky_ai_kind kind, const char *base_url,
+                        const char *api_key, const char *api_version)
+{
+    memset(ep, 0, sizeof(*ep));
+    if (base_url == NULL || base_url[0] == '\0')
+        return SKY_EINVAL;
+    ep->kind = kind;
+    ep->base_url = strdup(base_url);
+    ep->api_key = dup_opt(api_key && api_key[0] ? api_key : NULL);
+    ep->api_version =
+        dup_opt(kind == SKY_AI_AZURE
+                    ? (api_version && api_version[0] ? api_version : SKY_AI_DEFAULT_API_VERSION)
+                    : NULL);
+    if (ep->base_url == NULL || (api_key && api_key[0] && ep->api_key == NULL) ||
+        (kind == SKY_AI_AZURE && ep->api_version == NULL)) {
+        sky_ai_endpoint_free(ep);
+        return SKY_ENOMEM;
+    }
+    /* "https://host/v1/" and "https://host/v1" mean the same */
+    size_t n = strlen(ep->base_url);
+    while (n > 0 && ep->base_url[n - 1] == '/')
+        ep->base_url[--n] = '\0';
+    return 0;
+}
+
+/* A local server (the mock, a self-hosted model) often takes no key. */
+static int is_loopback_url(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost", 9) == 0 ||
+           strncmp(host, "[::1]", 5) == 0;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : NULL;
+}
+
+int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure, sky_error *err)
+{
+    const char *azure = env("AZURE_OPENAI_ENDPOINT");
+    const char *openai_key = env("OPENAI_API_KEY");
+    int rc;
+    if (azure && (prefer_azure || openai_key == NULL)) {
+        const char *key = env("AZURE_OPENAI_API_KEY");
+        if (key == NULL && !is_loopback_url(azure))
+            return sky_error_set(err, SKY_EAUTH,
+                                 "AZURE_OPENAI_ENDPOINT is set but AZURE_OPENAI_API_KEY is not");
+        rc = sky_ai_endpoint_set(ep, SKY_AI_AZURE, azure, key, env("OPENAI_API_VERSION"));
+    } else {
+        const char *base = env("OPENAI_BASE_URL");
+        base = base ? base : SKY_AI_DEFAULT_BASE_URL;
+        if (openai_key == NULL && !is_loopback_url(base))
+            return sky_error_set(err, SKY_EAUTH,
+                                 "set OPENAI_API_KEY (or AZURE_OPENAI_ENDPOINT and "
+                                 "AZURE_OPENAI_API_KEY) to call %s",
+                                 base);
+        rc = sky_ai_endpoint_set(ep, SKY_AI_OPENAI, base, openai_key, NULL);
+    }
+    if (rc < 0)
+        return sky_error_set(err, rc, "endpoint configuration: %s", sky_strerror(rc));
+    return 0;
+}
+
+/* ---- URLs ---- */
+
+static int openai_url(const sky_ai_endpoint *ep, const char *path, sky_buf *out)
+{
+    size_t blen = strlen(ep->base_url);
+    /* REFERENCE.md: with a base URL ending in /v1, do not double the /v1 */
+    if (blen >= 3 && strcmp(ep->base_url + blen - 3, "/v1") == 0 && strncmp(path, "/v1/", 4) == 0)
+        path += 3;
+    int rc = sky_buf_append_str(out, ep->base_url);
+    return rc ? rc : sky_buf_append_str(out, path);
+}
+
+static int azure_url(const sky_ai_endpoint *ep, const char *path, const char *model, sky_buf *out)
+{
+    if (model == NULL || model[0] == '\0')
+        return SKY_EINVAL;
+    if (strncmp(path, "/v1/", 4) == 0)
+        path += 3;
+    /* the deployment is a path segment: escape what a name should not hold */
+    char *dep = curl_easy_escape(NULL, model, 0);
+    if (dep == NULL)
+        return SKY_ENOMEM;
+    int rc = sky_buf_printf(out, "%s/openai/deployments/%s%s?api-version=%s", ep->base_url, dep,
+                            path, ep->api_version);
+    curl_free(dep);
+    return rc;
+}
+
+int sky_ai_url(const sky_ai_endpoint *ep, const char *path, const char *model, sky_buf *out)
+{
+    if (ep == NULL || path == NULL || path[0] != '/')
+        return SKY_EINVAL;
+    return ep->kind == SKY_AI_AZURE ? azure_url(ep, path, model, out) : openai_url(ep, path, out);
+}
+
+/* ---- keys ---- */
+
+int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h)
+{
+    if (ep->api_key == NULL)
+        return 0;
+    if (ep->kind == SKY_AI_AZURE)
+        return sky_headers_add(h, SKY_SPAN_LIT("api-key"), sky_span_cstr(ep->api_key));
+    sky_buf v;
+    sky_buf_init(&v, 16384);
+    int rc = sky_buf_printf(&v, "Bearer %s", ep->api_key);
+    if (rc == 0)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_buf_span(&v));
+    if (v.data)
+        memset(v.data, 0, v.len);
+    sky_buf_free(&v);
+    return rc;
+}
+
+int sky_ai_pipeline_auth(void *user_data, sky_headers *h, int refresh)
+{
+    /* a key does not refresh: a 401 after it is final */
+    (void)refresh;
+    return sky_ai_auth_headers(user_data, h);
+}
+
+/* ---- stream chunks ---- */
+
+int sky_ai_parse_chunk(sky_span data, int (*cb)(void *ud, const sky_ai_delta *d), void *ud)
+{
+    json_t *j = NULL;
+    if (sky_json_parse(data, &j, NULL) < 0 || !json_is_object(j)) {
+        json_decref(j);
+        return SKY_EJSON;
+    }
+    sky_ai_delta d;
+    d.content = json_string_value(sky_json_path(j, "choices.0.delta.content"));
+    d.finish_reason = json_string_value(sky_json_path(j, "choices.0.finish_reason"));
+    json_t *pt = sky_json_path(j, "usage.prompt_tokens");
+    json_t *ct = sky_json_path(j, "usage.completion_tokens");
+    d.prompt_tokens = json_is_integer(pt) ? (int64_t)json_integer_value(pt) : -1;
+    d.completion_tokens = json_is_integer(ct) ? (int64_t)json_integer_value(ct) : -1;
+    int rc = cb(ud, &d);
+    json_decref(j);
+    return rc;
+}
