@@ -27,6 +27,9 @@ typedef struct sky_mock_config {
     const char *tls_key_file;
     const char *keys[SKY_MOCK_MAX_KEYS]; /**< accepted keys; none: auth off */
     size_t n_keys;
+    /** Known models (or Azure deployments); none: any name is served. Others get 404. */
+    const char *models[SKY_MOCK_MAX_KEYS];
+    size_t n_models;
     double ttft_ms;                /**< time to first token */
     double per_token_ms;           /**< time per output token */
     double jitter;                 /**< +- fraction applied to latency, default 0.1 */

@@ -86,6 +86,8 @@ static const char usage_head[] =
     "                         keys under \"keys\": [\"k1\", \"k2\"]\n"
     "  --key KEY              accept this API key (Authorization: Bearer KEY or api-key: KEY);\n"
     "                         repeat for several. Without any key, auth is off.\n"
+    "  --model NAME           serve only this model (or Azure deployment); repeat for several.\n"
+    "                         Others get 404 model_not_found. Without any, every name is served.\n"
     "  --port-file FILE       write the port listened on to FILE once ready\n";
 
 static void print_usage(FILE *f)
@@ -199,6 +201,12 @@ static int parse_args(mock_run *run, sky_mock_config *c, int argc, char **argv)
                 return -1;
             }
             c->keys[c->n_keys++] = argv[++i];
+        } else if (strcmp(a, "--model") == 0) {
+            if (c->n_models == SKY_MOCK_MAX_KEYS) {
+                fprintf(stderr, "skyio mock: at most %d models\n", SKY_MOCK_MAX_KEYS);
+                return -1;
+            }
+            c->models[c->n_models++] = argv[++i];
         } else {
             const mock_opt *o = find_opt(a);
             if (o == NULL) {

@@ -63,20 +63,21 @@ static int apply_faults(sky_mock_faults *f, json_t *obj, sky_error *err)
     return 0;
 }
 
-static int apply_keys(sky_mock_config *c, const json_t *arr, sky_error *err)
+/* "keys" and "models": arrays of at most SKY_MOCK_MAX_KEYS strings. */
+static int apply_names(const char *key, const json_t *arr, const char **out, size_t *n,
+                       sky_error *err)
 {
     size_t i;
     json_t *v;
     if (!json_is_array(arr))
-        return sky_error_set(err, SKY_EINVAL, "config key \"keys\": expected an array");
-    c->n_keys = 0;
+        return sky_error_set(err, SKY_EINVAL, "config key \"%s\": expected an array", key);
+    *n = 0;
     json_array_foreach(arr, i, v)
     {
-        if (!json_is_string(v) || c->n_keys == SKY_MOCK_MAX_KEYS)
-            return sky_error_set(err, SKY_EINVAL,
-                                 "config key \"keys\": expected at most %d strings",
-                                 SKY_MOCK_MAX_KEYS);
-        c->keys[c->n_keys++] = json_string_value(v);
+        if (!json_is_string(v) || *n == SKY_MOCK_MAX_KEYS)
+            return sky_error_set(err, SKY_EINVAL, "config key \"%s\": expected at most %d strings",
+                                 key, SKY_MOCK_MAX_KEYS);
+        out[(*n)++] = json_string_value(v);
     }
     return 0;
 }
@@ -142,7 +143,9 @@ int sky_mock_config_apply_json(sky_mock_config *c, json_t *json, sky_error *err)
             else if (strcmp(key, "tls_key") == 0)
                 rc = apply_string(v, key, &c->tls_key_file, err);
             else if (strcmp(key, "keys") == 0)
-                rc = apply_keys(c, v, err);
+                rc = apply_names(key, v, c->keys, &c->n_keys, err);
+            else if (strcmp(key, "models") == 0)
+                rc = apply_names(key, v, c->models, &c->n_models, err);
             else if (strcmp(key, "faults") == 0)
                 rc = apply_faults(&c->faults, v, err);
             else if (strcmp(key, "hide_ratelimit_headers") == 0 && json_is_boolean(v))

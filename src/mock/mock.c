@@ -211,7 +211,17 @@ static void respond_429(mock_worker *m, sky_server_req *r, const mock_call *c,
                   c->azure ? "429" : "rate_limit_exceeded", msg);
 }
 
-/* ---- auth ---- */
+/* ---- auth and models ---- */
+
+static int model_known(const mock_worker *m, const char *model)
+{
+    if (m->cfg.n_models == 0)
+        return 1;
+    for (size_t i = 0; i < m->cfg.n_models; i++)
+        if (strcmp(model, m->cfg.models[i]) == 0)
+            return 1;
+    return 0;
+}
 
 static int key_ok(const mock_worker *m, sky_span key)
 {
@@ -726,6 +736,14 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
     json_decref(req);
     if (problem) {
         respond_error(m, r, azure, 400, "invalid_request_error", "invalid_request", problem);
+        return;
+    }
+    if (!model_known(m, c.model)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "The model `%.128s` does not exist or you do not have access to it.", c.model);
+        respond_error(m, r, azure, 404, "invalid_request_error",
+                      azure ? "DeploymentNotFound" : "model_not_found", msg);
         return;
     }
     if (kind == CALL_CHAT)

@@ -1,0 +1,415 @@
+/* `skyio chat`: one prompt, streamed token by token; several models at once with --model a,b,c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "skyio/ai.h"
+#include "skyio/skyio.h"
+#include "cli.h"
+
+#define MAX_MODELS 16
+
+static const char usage[] =
+    "usage: skyio chat [options] [PROMPT...]\n"
+    "\n"
+    "Ask one prompt and stream the reply token by token. With --model a,b,c the same\n"
+    "prompt goes to every model at once and each answer is printed under its name when it\n"
+    "is complete; one failing does not stop the others. The prompt is the arguments, or\n"
+    "standard input when there are none (or PROMPT is -).\n"
+    "\n"
+    "options:\n"
+    "  -m, --model M[,M...]   model(s), or Azure deployment(s) (default gpt-4o-mini)\n"
+    "  -s, --system TEXT      a system message first\n"
+    "  -t, --temperature T    sampling temperature\n"
+    "  -n, --max-tokens N     longest reply\n"
+    "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
+    "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
+    "      --timeout-ms N     per request (default 300000)\n"
+    "      --cacert FILE      trust the CAs in FILE\n"
+    "      --usage            print token usage on stderr at the end\n"
+    "\n"
+    "environment: OPENAI_API_KEY, OPENAI_BASE_URL; AZURE_OPENAI_ENDPOINT,\n"
+    "AZURE_OPENAI_API_KEY, OPENAI_API_VERSION.\n"
+    "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration.\n";
+
+typedef struct chat_run chat_run;
+
+typedef struct answer {
+    chat_run *run;
+    const char *model;
+    sky_sse_parser parser;
+    sky_buf text; /* the answer (printed at the end when several models run) */
+    sky_buf raw;  /* the body as received, for an error reply's message */
+    int status, saw_done, done, failed;
+    int64_t prompt_tokens, completion_tokens;
+    char error[512];
+} answer;
+
+struct chat_run {
+    sky_loop *loop;
+    sky_http_client *client;
+    sky_ai_endpoint ep;
+    const char *models_arg;
+    char *models_buf;
+    answer answers[MAX_MODELS];
+    int n_answers, finished;
+    const char *system;
+    double temperature;
+    int has_temperature;
+    long long max_tokens;
+    long timeout_ms;
+    const char *base_url;
+    const char *cacert;
+    int prefer_azure, show_usage;
+    char *prompt;
+};
+
+/* ---- the prompt ---- */
+
+static char *read_stdin(void)
+{
+    sky_buf b;
+    char chunk[4096];
+    size_t n;
+    sky_buf_init(&b, 16u * 1024u * 1024u);
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+        if (sky_buf_append(&b, chunk, n) < 0) {
+            sky_buf_free(&b);
+            return NULL;
+        }
+    while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+        b.data[--b.len] = '\0';
+    return sky_buf_detach(&b, NULL);
+}
+
+static char *join_args(int argc, char **argv, int first)
+{
+    sky_buf b;
+    sky_buf_init(&b, 16u * 1024u * 1024u);
+    for (int i = first; i < argc; i++)
+        if ((i > first && sky_buf_append(&b, " ", 1) < 0) || sky_buf_append_str(&b, argv[i]) < 0) {
+            sky_buf_free(&b);
+            return NULL;
+        }
+    return sky_buf_detach(&b, NULL);
+}
+
+/* ---- arguments ---- */
+
+static int value_opt(chat_run *r, const char *a, const char *v)
+{
+    long long n;
+    double d;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        r->models_arg = v;
+    else if (!strcmp(a, "-s") || !strcmp(a, "--system"))
+        r->system = v;
+    else if (!strcmp(a, "-t") || !strcmp(a, "--temperature")) {
+        if (sky_cli_parse_double(v, &d) < 0 || d < 0 || d > 2)
+            return fprintf(stderr, "skyio chat: --temperature is a number from 0 to 2\n"), -1;
+        r->temperature = d;
+        r->has_temperature = 1;
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
+        if (sky_cli_parse_long(v, &n) < 0 || n < 1)
+            return fprintf(stderr, "skyio chat: --max-tokens is a whole number >= 1\n"), -1;
+        r->max_tokens = n;
+    } else if (!strcmp(a, "--timeout-ms")) {
+        if (sky_cli_parse_long(v, &n) < 0 || n < 1)
+            return fprintf(stderr, "skyio chat: --timeout-ms is a whole number >= 1\n"), -1;
+        r->timeout_ms = (long)n;
+    } else if (!strcmp(a, "--base-url"))
+        r->base_url = v;
+    else if (!strcmp(a, "--cacert"))
+        r->cacert = v;
+    else
+        return 1;
+    return 0;
+}
+
+/* Returns the index of the first prompt word, argc when none, -1 usage, -2 help. */
+static int parse_args(chat_run *r, int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return -2;
+        if (!strcmp(a, "--"))
+            return i + 1;
+        if (a[0] != '-' || !strcmp(a, "-"))
+            return i;
+        if (!strcmp(a, "--azure")) {
+            r->prefer_azure = 1;
+            continue;
+        }
+        if (!strcmp(a, "--usage")) {
+            r->show_usage = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "skyio chat: %s needs a value\n", a);
+            return -1;
+        }
+        int rc = value_opt(r, a, argv[i + 1]);
+        if (rc == 1)
+            fprintf(stderr, "skyio chat: unknown option '%s' (see skyio chat --help)\n", a);
+        if (rc != 0)
+            return -1;
+        i++;
+    }
+    return i;
+}
+
+static int split_models(chat_run *r)
+{
+    r->models_buf = strdup(r->models_arg ? r->models_arg : "gpt-4o-mini");
+    if (r->models_buf == NULL)
+        return -1;
+    for (char *save = NULL, *m = strtok_r(r->models_buf, ",", &save); m;
+         m = strtok_r(NULL, ",", &save)) {
+        if (r->n_answers == MAX_MODELS) {
+            fprintf(stderr, "skyio chat: at most %d models at once\n", MAX_MODELS);
+            return -1;
+        }
+        r->answers[r->n_answers++].model = m;
+    }
+    if (r->n_answers == 0) {
+        fprintf(stderr, "skyio chat: --model names no model\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- one request per model ---- */
+
+static int on_delta(void *ud, const sky_ai_delta *d)
+{
+    answer *a = ud;
+    if (d->content && d->content[0]) {
+        if (a->run->n_answers == 1) {
+            fputs(d->content, stdout);
+            fflush(stdout);
+        }
+        if (sky_buf_append_str(&a->text, d->content) < 0)
+            return SKY_ENOMEM;
+    }
+    if (d->prompt_tokens >= 0)
+        a->prompt_tokens = d->prompt_tokens;
+    if (d->completion_tokens >= 0)
+        a->completion_tokens = d->completion_tokens;
+    return 0;
+}
+
+static int on_event(void *ud, const sky_sse_event *ev)
+{
+    answer *a = ud;
+    if (ev->is_done) {
+        a->saw_done = 1;
+        return 0;
+    }
+    return sky_ai_parse_chunk(ev->data, on_delta, a) == SKY_ENOMEM;
+}
+
+static int on_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    answer *a = ud;
+    (void)req;
+    /* keep the start of the body: an error reply's message is in it */
+    size_t room = a->raw.cap - a->raw.len;
+    if (sky_buf_append(&a->raw, data, len < room ? len : room) < 0)
+        return 1;
+    int rc = sky_sse_parser_feed(&a->parser, data, len);
+    return rc < 0 && rc != SKY_ECANCELED;
+}
+
+/* The provider's own message, from an error reply's JSON. */
+static void describe_http_error(answer *a, int status)
+{
+    json_t *j = NULL;
+    const char *msg = NULL;
+    if (sky_json_parse(sky_buf_span(&a->raw), &j, NULL) == 0)
+        msg = json_string_value(sky_json_path(j, "error.message"));
+    snprintf(a->error, sizeof(a->error), "HTTP %d%s%s", status, msg ? ": " : "", msg ? msg : "");
+    json_decref(j);
+}
+
+static void on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                    void *ud)
+{
+    answer *a = ud;
+    (void)req;
+    a->done = 1;
+    a->status = res->status;
+    a->run->finished++;
+    if (err) {
+        a->failed = 1;
+        sky_error_format(err, a->error, sizeof(a->error));
+    } else if (res->status != 200) {
+        a->failed = 1;
+        describe_http_error(a, res->status);
+    } else if (!a->saw_done) {
+        a->failed = 1;
+        snprintf(a->error, sizeof(a->error), "the stream ended before [DONE]: the answer is cut");
+    }
+}
+
+static char *request_body(const chat_run *r, const char *model)
+{
+    json_t *msgs = json_array();
+    if (r->system)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", r->system));
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", r->prompt));
+    json_t *body = json_pack("{s:s,s:o,s:b,s:{s:b}}", "model", model, "messages", msgs, "stream", 1,
+                             "stream_options", "include_usage", 1);
+    if (body && r->has_temperature)
+        json_object_set_new(body, "temperature", json_real(r->temperature));
+    if (body && r->max_tokens > 0)
+        json_object_set_new(body, "max_tokens", json_integer((json_int_t)r->max_tokens));
+    char *text = body ? sky_json_dump(body, NULL) : NULL;
+    json_decref(body);
+    return text;
+}
+
+static int start_one(chat_run *r, answer *a)
+{
+    sky_http_request_options o;
+    sky_buf url;
+    sky_error err;
+    int rc;
+    a->run = r;
+    sky_buf_init(&a->text, 64u * 1024u * 1024u);
+    sky_buf_init(&a->raw, 65536);
+    sky_sse_parser_init(&a->parser, 0, on_event, a);
+    sky_buf_init(&url, 8192);
+    sky_headers *h = sky_headers_new();
+    char *body = request_body(r, a->model);
+    rc = (h && body) ? 0 : SKY_ENOMEM;
+    if (rc == 0)
+        rc = sky_ai_url(&r->ep, "/v1/chat/completions", a->model, &url);
+    if (rc == 0)
+        rc = sky_ai_auth_headers(&r->ep, h);
+    if (rc == 0)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json"));
+    if (rc == 0) {
+        sky_http_request_options_init(&o);
+        sky_error_clear(&err);
+        o.method = "POST";
+        o.url = url.data;
+        o.headers = h;
+        o.body = sky_span_cstr(body);
+        o.timeout_ms = r->timeout_ms;
+        o.on_body = on_body;
+        o.on_done = on_done;
+        o.user_data = a;
+        rc = sky_http_request_send(r->client, &o, NULL, &err);
+    }
+    if (rc < 0) {
+        a->failed = a->done = 1;
+        r->finished++;
+        snprintf(a->error, sizeof(a->error), "could not start: %s", sky_strerror(rc));
+    }
+    sky_headers_free(h);
+    free(body);
+    sky_buf_free(&url);
+    return rc;
+}
+
+/* ---- output ---- */
+
+static int report(const chat_run *r)
+{
+    int failed = 0;
+    for (int i = 0; i < r->n_answers; i++) {
+        const answer *a = &r->answers[i];
+        failed += a->failed;
+        if (r->n_answers == 1) {
+            fputc('\n', stdout);
+            fflush(stdout); /* the answer's line ends before anything on stderr */
+            if (a->failed)
+                fprintf(stderr, "skyio chat: %s: %s\n", a->model, a->error);
+        } else {
+            printf("== %s%s ==\n%s\n", a->model, a->failed ? " (failed)" : "",
+                   a->failed ? a->error : (a->text.data ? a->text.data : ""));
+            if (i + 1 < r->n_answers)
+                fputc('\n', stdout);
+        }
+        fflush(stdout);
+        if (r->show_usage && !a->failed)
+            fprintf(stderr, "%s: prompt %lld tokens, completion %lld tokens\n", a->model,
+                    (long long)a->prompt_tokens, (long long)a->completion_tokens);
+    }
+    return failed ? SKY_EXIT_FAILED : SKY_EXIT_OK;
+}
+
+static void run_free(chat_run *r)
+{
+    for (int i = 0; i < r->n_answers; i++) {
+        sky_buf_free(&r->answers[i].text);
+        sky_buf_free(&r->answers[i].raw);
+        sky_sse_parser_free(&r->answers[i].parser);
+    }
+    sky_http_client_free(r->client);
+    if (r->loop) {
+        sky_loop_run(r->loop);
+        sky_loop_free(r->loop);
+    }
+    sky_ai_endpoint_free(&r->ep);
+    free(r->models_buf);
+    free(r->prompt);
+    free(r);
+}
+
+static int configure(chat_run *r)
+{
+    sky_error err;
+    sky_http_client_options co;
+    sky_error_clear(&err);
+    int rc = r->base_url ? sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, r->base_url,
+                                               getenv("OPENAI_API_KEY"), NULL)
+                         : sky_ai_endpoint_from_env(&r->ep, r->prefer_azure, &err);
+    if (rc < 0) {
+        fprintf(stderr, "skyio chat: %s\n", err.code ? err.message : sky_strerror(rc));
+        return -1;
+    }
+    r->loop = sky_loop_new();
+    sky_http_client_options_init(&co);
+    co.ca_file = r->cacert;
+    if (r->loop == NULL || sky_http_client_new(sky_loop_uv(r->loop), &co, &r->client) < 0) {
+        fprintf(stderr, "skyio chat: cannot start the HTTP client\n");
+        return -1;
+    }
+    return 0;
+}
+
+int sky_cli_chat(int argc, char **argv)
+{
+    chat_run *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return SKY_EXIT_START;
+    r->timeout_ms = 300000;
+    int first = parse_args(r, argc, argv);
+    if (first < 0 || split_models(r) < 0) {
+        if (first == -2)
+            fputs(usage, stdout);
+        run_free(r);
+        return first == -2 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
+    }
+    int from_stdin = first >= argc || (first == argc - 1 && !strcmp(argv[first], "-"));
+    r->prompt = from_stdin ? read_stdin() : join_args(argc, argv, first);
+    if (r->prompt == NULL || r->prompt[0] == '\0') {
+        fprintf(stderr, "skyio chat: no prompt (give it as arguments or on standard input)\n");
+        run_free(r);
+        return SKY_EXIT_USAGE;
+    }
+    if (configure(r) < 0) {
+        run_free(r);
+        return SKY_EXIT_START;
+    }
+    for (int i = 0; i < r->n_answers; i++)
+        (void)start_one(r, &r->answers[i]);
+    sky_loop_run(r->loop);
+    int code = report(r);
+    run_free(r);
+    return code;
+}

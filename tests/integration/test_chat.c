@@ -1,0 +1,120 @@
+/* `skyio chat` as a user runs it, against `skyio mock`. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+/* Run a shell command line, capture stdout (and stderr with 2>&1 in it). */
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int count_words(const char *s)
+{
+    int n = 0, in = 0;
+    for (; *s && *s != '\n'; s++) {
+        if (*s != ' ' && !in)
+            n++;
+        in = *s != ' ';
+    }
+    return n;
+}
+
+static void test_streams_one_answer(void **state)
+{
+    static const char *const args[] = {"--key", "k", "--per-token-ms", "5", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_API_KEY=k OPENAI_BASE_URL=%s/v1 %s chat -n 12 --usage 'say hi' 2>&1",
+             m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(count_words(out), 12);
+    assert_non_null(strstr(out, "completion 12 tokens"));
+    /* the prompt from standard input, and the Azure form */
+    snprintf(cmd, sizeof(cmd),
+             "echo 'say hi' | AZURE_OPENAI_ENDPOINT=%s AZURE_OPENAI_API_KEY=k "
+             "OPENAI_API_KEY= %s chat -m deployment-1 -n 3",
+             m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(count_words(out), 3);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_ensemble_one_failing(void **state)
+{
+    static const char *const args[] = {"--model", "good-a", "--model", "good-b", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -m good-a,missing,good-b -n 4 hi",
+             m.base_url, SKY_TEST_BIN);
+    /* one failed: exit 1, yet both others answered in full */
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
+    char *a = strstr(out, "== good-a ==\n");
+    char *b = strstr(out, "== good-b ==\n");
+    char *x = strstr(out, "== missing (failed) ==\nHTTP 404");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(x);
+    assert_int_equal(count_words(a + strlen("== good-a ==\n")), 4);
+    assert_int_equal(count_words(b + strlen("== good-b ==\n")), 4);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_errors_are_clear(void **state)
+{
+    static const char *const args[] = {"--key", "k", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    /* a wrong key: the provider's message, and never the key itself */
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_API_KEY=sk-wrong-secret OPENAI_BASE_URL=%s/v1 %s chat hi 2>&1", m.base_url,
+             SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "HTTP 401"));
+    assert_null(strstr(out, "sk-wrong-secret"));
+    /* no key for a non-local endpoint: a configuration error */
+    snprintf(cmd, sizeof(cmd),
+             "env -u OPENAI_API_KEY -u AZURE_OPENAI_ENDPOINT "
+             "OPENAI_BASE_URL=https://api.example.invalid/v1 "
+             "%s chat hi 2>&1",
+             SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 3);
+    assert_non_null(strstr(out, "OPENAI_API_KEY"));
+    snprintf(cmd, sizeof(cmd), "%s chat --temperature 9 hi 2>&1", SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 2);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_streams_one_answer),
+        cmocka_unit_test(test_ensemble_one_failing),
+        cmocka_unit_test(test_errors_are_clear),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
