@@ -20,6 +20,10 @@
 #include "concurrency.h"
 #include "breaker.h"
 #include "pipeline.h"
+#include "ai.h"
+#include "idset.h"
+#include "journal.h"
+#include "batchline.h"
 #include "server.h"
 #include "mock.h"
 

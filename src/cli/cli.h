@@ -13,6 +13,7 @@ enum {
 int sky_cli_mock(int argc, char **argv);
 int sky_cli_http(int argc, char **argv);
 int sky_cli_chat(int argc, char **argv);
+int sky_cli_batch(int argc, char **argv);
 
 /* Parse a whole decimal number or fraction; 0 on success. */
 int sky_cli_parse_double(const char *s, double *out);

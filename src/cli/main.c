@@ -14,6 +14,7 @@ static const char usage[] =
     "Rate-limit-aware asynchronous calls to cloud and AI APIs.\n"
     "\n"
     "commands:\n"
+    "  batch     send a whole OpenAI Batch JSONL file at the provider's limit; resumable\n"
     "  chat      ask one prompt, streamed token by token; several models at once\n"
     "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
     "  http      make HTTP requests with skyio's client: one, streamed, or many at once\n"
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
         return sky_cli_mock(argc - 1, argv + 1);
     if (strcmp(cmd, "http") == 0)
         return sky_cli_http(argc - 1, argv + 1);
+    if (strcmp(cmd, "batch") == 0)
+        return sky_cli_batch(argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0)
         return sky_cli_chat(argc - 1, argv + 1);
     fprintf(stderr, "skyio: unknown command '%s'\n\n%s", cmd, usage);

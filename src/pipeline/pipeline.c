@@ -376,9 +376,13 @@ static int64_t reply_tokens(const sky_http_response *res)
     return n;
 }
 
+/* What tells the concurrency limiter "too much": a 429 or an attempt that
+ * timed out. A 5xx is the endpoint failing, not a verdict on our load (at a
+ * steady fault rate it would halve the limit every round trip); the breaker
+ * watches those. */
 static int is_overload(int status, const sky_error *err)
 {
-    return status == 429 || status == 503 || (err && err->code == SKY_ETIMEDOUT);
+    return status == 429 || (err && err->code == SKY_ETIMEDOUT);
 }
 
 /* Tell the shared policies how the attempt went. */

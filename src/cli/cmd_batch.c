@@ -1,0 +1,795 @@
+/*
+ * `skyio batch INPUT [-o OUTPUT]`: every line of an OpenAI Batch JSONL file
+ * (or, with --text, every prompt line) through the pipeline, each result
+ * appended to a durable, resumable output. The input is read in chunks only
+ * as fast as the pipeline drains it, so memory does not grow with the file.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "skyio/ai.h"
+#include "skyio/batchline.h"
+#include "skyio/idset.h"
+#include "skyio/journal.h"
+#include "skyio/skyio.h"
+#include "cli.h"
+
+#define CHUNK (64 * 1024)
+
+static const char usage[] =
+    "usage: skyio batch INPUT [-o OUTPUT] [options]\n"
+    "\n"
+    "Send every request of INPUT (OpenAI Batch JSONL: custom_id, method, url, body) as\n"
+    "fast as the provider allows, and append each result to OUTPUT in the Batch output\n"
+    "format, in completion order. Run the same command again after any stop (even kill\n"
+    "-9) and it skips what OUTPUT already holds, repairs a torn last line, and does the\n"
+    "rest: each custom_id ends up in OUTPUT exactly once.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE      results (default INPUT with .out.jsonl)\n"
+    "      --errors FILE      failed requests and bad input lines go here instead\n"
+    "      --retry-failed     redo the requests OUTPUT records as failed\n"
+    "      --text             INPUT is one prompt per line, sent as chat requests:\n"
+    "      --model M            with this model (required with --text)\n"
+    "      --system TEXT        a system message first\n"
+    "      --temperature T      sampling temperature\n"
+    "      --max-tokens N       longest reply\n"
+    "      --rpm N            the provider's requests per minute (default: learned)\n"
+    "      --tpm N            the provider's tokens per minute (default: learned)\n"
+    "      --concurrency N    a fixed number in flight (default: adaptive)\n"
+    "      --max-retries N    per request (default 10)\n"
+    "      --timeout-ms N     per attempt (default 300000)\n"
+    "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
+    "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
+    "      --cacert FILE      trust the CAs in FILE\n"
+    "      --json             the summary as JSON on stdout\n"
+    "\n"
+    "SIGINT/SIGTERM: stop reading, let requests in flight finish (30 s), write the summary;\n"
+    "a second signal stops at once. Requests not recorded are done by the next run.\n"
+    "exit: 0 all done; 1 finished with some failed; 2 usage or input error; 3 could not\n"
+    "start (auth, network, config).\n";
+
+typedef struct batch batch;
+
+/* One request in flight. */
+typedef struct item {
+    batch *b;
+    char *custom_id;
+    uint64_t line;
+} item;
+
+/* A record the journal could not take yet (over its pending cap). */
+typedef struct held {
+    struct held *next;
+    sky_journal *j;
+    char *id;
+    char *line;
+    size_t len;
+} held;
+
+struct batch {
+    /* options */
+    const char *input, *output, *errors, *base_url, *cacert;
+    int text, retry_failed, prefer_azure, json_out;
+    long long rpm, tpm, concurrency, max_retries, timeout_ms;
+    sky_batch_line_options lo;
+    /* machinery */
+    sky_loop *loop;
+    sky_http_client *client;
+    sky_pipeline *pipe;
+    sky_ai_endpoint ep;
+    sky_journal *out, *err;
+    sky_idset *seen;
+    held *held_head, *held_tail;
+    /* reading */
+    uv_file fd;
+    uv_fs_t read_req;
+    char chunk[CHUNK];
+    int64_t offset;
+    sky_buf partial;
+    uint64_t line_no;
+    int eof, reading, stopping, signals;
+    uint64_t window, in_flight;
+    uv_timer_t progress, grace;
+    /* counts */
+    uint64_t skipped, input_errors, ok, failed, retries, tokens_in, tokens_out;
+    uint64_t start_ms;
+    sky_histogram latency_ms;
+    int closing, journals_open, fatal;
+};
+
+static void read_more(batch *b);
+static void maybe_finish(batch *b);
+
+/* ---- options ---- */
+
+static int num_opt(const char *a, const char *v, long long lo, long long *out)
+{
+    if (sky_cli_parse_long(v, out) < 0 || *out < lo) {
+        fprintf(stderr, "skyio batch: %s: '%s' is not a whole number >= %lld\n", a, v, lo);
+        return -1;
+    }
+    return 0;
+}
+
+static int value_opt(batch *b, const char *a, const char *v)
+{
+    double d;
+    if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+        b->output = v;
+    else if (!strcmp(a, "--errors"))
+        b->errors = v;
+    else if (!strcmp(a, "--model"))
+        b->lo.model = v;
+    else if (!strcmp(a, "--system"))
+        b->lo.system = v;
+    else if (!strcmp(a, "--temperature")) {
+        if (sky_cli_parse_double(v, &d) < 0 || d < 0 || d > 2)
+            return fprintf(stderr, "skyio batch: --temperature is a number from 0 to 2\n"), -1;
+        b->lo.temperature = d;
+        b->lo.has_temperature = 1;
+    } else if (!strcmp(a, "--max-tokens")) {
+        long long n;
+        if (num_opt(a, v, 1, &n) < 0)
+            return -1;
+        b->lo.max_tokens = n;
+    } else if (!strcmp(a, "--rpm"))
+        return num_opt(a, v, 1, &b->rpm);
+    else if (!strcmp(a, "--tpm"))
+        return num_opt(a, v, 1, &b->tpm);
+    else if (!strcmp(a, "--concurrency"))
+        return num_opt(a, v, 1, &b->concurrency);
+    else if (!strcmp(a, "--max-retries"))
+        return num_opt(a, v, 0, &b->max_retries);
+    else if (!strcmp(a, "--timeout-ms"))
+        return num_opt(a, v, 1, &b->timeout_ms);
+    else if (!strcmp(a, "--base-url"))
+        b->base_url = v;
+    else if (!strcmp(a, "--cacert"))
+        b->cacert = v;
+    else
+        return 1;
+    return 0;
+}
+
+static int flag_opt(batch *b, const char *a)
+{
+    if (!strcmp(a, "--text"))
+        b->text = 1;
+    else if (!strcmp(a, "--retry-failed"))
+        b->retry_failed = 1;
+    else if (!strcmp(a, "--azure"))
+        b->prefer_azure = 1;
+    else if (!strcmp(a, "--json"))
+        b->json_out = 1;
+    else
+        return 1;
+    return 0;
+}
+
+/* 0, 1 for --help, -1 on a usage error. */
+static int parse_args(batch *b, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return 1;
+        if (a[0] != '-') {
+            if (b->input)
+                return fprintf(stderr, "skyio batch: more than one INPUT ('%s')\n", a), -1;
+            b->input = a;
+            continue;
+        }
+        int rc = flag_opt(b, a);
+        if (rc == 1) {
+            if (i + 1 >= argc)
+                return fprintf(stderr, "skyio batch: %s needs a value\n", a), -1;
+            rc = value_opt(b, a, argv[++i]);
+            if (rc == 1)
+                fprintf(stderr, "skyio batch: unknown option '%s' (see skyio batch --help)\n", a);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (b->input == NULL)
+        return fprintf(stderr, "skyio batch: INPUT is required (see skyio batch --help)\n"), -1;
+    if (b->text && b->lo.model == NULL)
+        return fprintf(stderr, "skyio batch: --text needs --model\n"), -1;
+    return 0;
+}
+
+/* ---- recording ---- */
+
+static void hold(batch *b, sky_journal *j, const char *id, const char *line, size_t len)
+{
+    held *h = calloc(1, sizeof(*h));
+    if (h)
+        h->line = malloc(len), h->id = strdup(id);
+    if (h == NULL || h->line == NULL || h->id == NULL) {
+        fprintf(stderr, "skyio batch: out of memory holding a result; stopping\n");
+        b->fatal = 1;
+        if (h)
+            free(h->line), free(h->id), free(h);
+        return;
+    }
+    memcpy(h->line, line, len);
+    h->len = len;
+    h->j = j;
+    if (b->held_tail)
+        b->held_tail->next = h;
+    else
+        b->held_head = h;
+    b->held_tail = h;
+}
+
+/* Append one record under @p id to the output, or to --errors when it failed. */
+static void record(batch *b, int failed, const char *id, const sky_buf *line)
+{
+    sky_journal *j = failed && b->err ? b->err : b->out;
+    if (b->held_head) {
+        hold(b, j, id, line->data, line->len);
+        return;
+    }
+    int rc = sky_journal_append_id(j, id, line->data, line->len);
+    if (rc == SKY_EBUSY)
+        hold(b, j, id, line->data, line->len);
+    else if (rc < 0 && rc != SKY_JOURNAL_DUP) {
+        fprintf(stderr, "skyio batch: cannot record %s: %s; stopping\n", id, sky_strerror(rc));
+        b->fatal = 1;
+    }
+}
+
+static void on_drain(sky_journal *j, void *ud)
+{
+    batch *b = ud;
+    (void)j;
+    while (b->held_head) {
+        held *h = b->held_head;
+        int rc = sky_journal_append_id(h->j, h->id, h->line, h->len);
+        if (rc == SKY_EBUSY)
+            return;
+        b->held_head = h->next;
+        if (b->held_head == NULL)
+            b->held_tail = NULL;
+        free(h->line);
+        free(h->id);
+        free(h);
+    }
+    read_more(b);
+}
+
+static void on_journal_error(sky_journal *j, const sky_error *err, void *ud)
+{
+    batch *b = ud;
+    (void)j;
+    fprintf(stderr, "skyio batch: writing results failed: %s; stopping\n", err->message);
+    b->fatal = 1;
+    b->stopping = 1;
+}
+
+/* ---- the input ---- */
+
+static void record_input_error(batch *b, const sky_batch_line_error *le, const char *kind)
+{
+    /* Bad lines get an id of their own, so a rerun knows they are recorded
+     * and the output holds every id once. */
+    char id[64], hex[32];
+    sky_buf line;
+    snprintf(id, sizeof(id), "skyio-%s-line-%llu", kind, (unsigned long long)le->line);
+    if (sky_journal_is_done(b->out, id) || (b->err && sky_journal_is_done(b->err, id)))
+        return;
+    sky_batch_line_error e = *le;
+    e.has_custom_id = 1;
+    e.custom_id_len = strlen(id);
+    memcpy(e.custom_id, id, e.custom_id_len + 1);
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)le->line);
+    sky_buf_init(&line, 1u << 20);
+    if (sky_batch_record_input_error(&line, hex, &e) == 0)
+        record(b, 1, id, &line);
+    sky_buf_free(&line);
+    b->input_errors++;
+}
+
+static int already_done(const batch *b, const char *id)
+{
+    return sky_journal_is_done(b->out, id) || (b->err && sky_journal_is_done(b->err, id));
+}
+
+static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
+                         void *ud);
+
+static void start_request(batch *b, sky_batch_request *req)
+{
+    sky_call_options co;
+    sky_buf url;
+    sky_error err;
+    item *it = calloc(1, sizeof(*it));
+    sky_buf_init(&url, 8192);
+    sky_error_clear(&err);
+    int rc = it ? sky_ai_url(&b->ep, req->url, req->model, &url) : SKY_ENOMEM;
+    if (rc == 0) {
+        it->b = b;
+        it->custom_id = req->custom_id;
+        it->line = req->line;
+        req->custom_id = NULL; /* the item owns it now */
+        sky_call_options_init(&co);
+        co.method = "POST";
+        co.url = url.data;
+        co.body = sky_span_make(req->body, req->body_len);
+        co.est_tokens = (int64_t)req->token_estimate;
+        co.on_done = on_call_done;
+        co.user_data = it;
+        rc = sky_call_start(b->pipe, &co, NULL, &err);
+    }
+    if (rc < 0) {
+        sky_batch_line_error le;
+        memset(&le, 0, sizeof(le));
+        le.line = req->line;
+        sky_error_set(
+            &le.err, SKY_EINVAL, "line %llu: cannot send: %s", (unsigned long long)req->line,
+            rc == SKY_EINVAL ? "Azure needs body.model to name the deployment" : sky_strerror(rc));
+        sky_error_set_service(&le.err, "invalid_request");
+        record_input_error(b, &le, "input");
+        if (it)
+            free(it->custom_id), free(it);
+    } else {
+        b->in_flight++;
+    }
+    sky_buf_free(&url);
+}
+
+static void handle_line(batch *b, sky_span text)
+{
+    sky_batch_request req;
+    sky_batch_line_error le;
+    uint64_t n = ++b->line_no;
+    memset(&req, 0, sizeof(req));
+    int rc = b->text ? sky_batch_text_parse(text, n, &b->lo, &req, &le)
+                     : sky_batch_line_parse(text, n, &b->lo, &req, &le);
+    if (rc == SKY_BATCH_LINE_BLANK)
+        return;
+    if (rc < 0) {
+        if (le.err.code == SKY_ENOMEM)
+            b->fatal = 1;
+        else
+            record_input_error(b, &le, "input");
+        return;
+    }
+    sky_span id = sky_span_cstr(req.custom_id);
+    int added = sky_idset_add(b->seen, id);
+    if (added == 0) {
+        sky_batch_line_error_duplicate(&le, n, 0, id);
+        record_input_error(b, &le, "duplicate");
+    } else if (added < 0) {
+        b->fatal = 1;
+    } else if (already_done(b, req.custom_id)) {
+        b->skipped++;
+    } else {
+        start_request(b, &req);
+    }
+    sky_batch_request_free(&req);
+}
+
+/* Split the chunk into lines; keep a last line without its newline for later. */
+static void handle_chunk(batch *b, const char *p, size_t n)
+{
+    while (n > 0 && !b->fatal) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) + 1 : n;
+        if (sky_buf_append(&b->partial, p, take) < 0) {
+            /* a line over every limit: report it and skip to its end */
+            sky_batch_line_error le;
+            memset(&le, 0, sizeof(le));
+            le.line = b->line_no + 1;
+            sky_error_set(&le.err, SKY_ETOOBIG, "line %llu: longer than the line limit",
+                          (unsigned long long)le.line);
+            sky_error_set_service(&le.err, "line_too_long");
+            if (nl) {
+                b->line_no++;
+                record_input_error(b, &le, "input");
+                sky_buf_reset(&b->partial);
+            }
+        } else if (nl) {
+            handle_line(b, sky_buf_span(&b->partial));
+            sky_buf_reset(&b->partial);
+        }
+        p += take;
+        n -= take;
+    }
+}
+
+static void on_read(uv_fs_t *req)
+{
+    batch *b = req->data;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    b->reading = 0;
+    if (n < 0) {
+        fprintf(stderr, "skyio batch: reading %s: %s\n", b->input, uv_strerror((int)n));
+        b->fatal = 1;
+        b->eof = 1;
+    } else if (n == 0) {
+        if (b->partial.len)
+            handle_line(b, sky_buf_span(&b->partial));
+        sky_buf_reset(&b->partial);
+        b->eof = 1;
+    } else {
+        b->offset += n;
+        handle_chunk(b, b->chunk, (size_t)n);
+    }
+    read_more(b);
+    maybe_finish(b);
+}
+
+/* Read on while the pipeline has room; requests finishing call this again. */
+static void read_more(batch *b)
+{
+    if (b->reading || b->eof || b->stopping || b->fatal || b->held_head ||
+        b->in_flight >= b->window)
+        return;
+    b->reading = 1;
+    b->read_req.data = b;
+    uv_buf_t buf = uv_buf_init(b->chunk, CHUNK);
+    if (uv_fs_read(sky_loop_uv(b->loop), &b->read_req, b->fd, &buf, 1, b->offset, on_read) < 0) {
+        b->reading = 0;
+        b->eof = 1;
+        b->fatal = 1;
+    }
+}
+
+/* ---- results ---- */
+
+static void count_usage(batch *b, sky_span body)
+{
+    json_t *j = NULL;
+    if (sky_json_parse(body, &j, NULL) < 0)
+        return;
+    b->tokens_in += (uint64_t)sky_json_int(json_object_get(j, "usage"), "prompt_tokens", 0);
+    b->tokens_out += (uint64_t)sky_json_int(json_object_get(j, "usage"), "completion_tokens", 0);
+    json_decref(j);
+}
+
+static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
+{
+    item *it = ud;
+    batch *b = it->b;
+    sky_buf line;
+    char hex[40];
+    (void)call;
+    b->in_flight--;
+    b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
+    sky_histogram_record(&b->latency_ms, res->total_ms);
+    /* a canceled request is not recorded: the next run does it */
+    if (!(err && err->code == SKY_ECANCELED)) {
+        sky_batch_response r = {res->status, res->request_id, res->body};
+        snprintf(hex, sizeof(hex), "%.32s", res->request_id);
+        for (char *p = hex; *p; p++)
+            if (*p == '-')
+                memmove(p, p + 1, strlen(p));
+        sky_buf_init(&line, 128u * 1024u * 1024u);
+        int rc;
+        if (err == NULL) {
+            b->ok++;
+            count_usage(b, res->body);
+            rc = sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
+        } else {
+            b->failed++;
+            rc = sky_batch_record_failure(
+                &line, hex, sky_span_cstr(it->custom_id), res->status ? &r : NULL,
+                err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
+        }
+        if (rc == 0)
+            record(b, err != NULL, it->custom_id, &line);
+        sky_buf_free(&line);
+    }
+    free(it->custom_id);
+    free(it);
+    read_more(b);
+    maybe_finish(b);
+}
+
+/* ---- progress and summary ---- */
+
+static void print_progress(batch *b, int final)
+{
+    double secs = (double)(sky_clock_now_ms(NULL) - b->start_ms) / 1000.0;
+    double rps = secs > 0 ? (double)(b->ok + b->failed) / secs : 0;
+    sky_ratelimit_stats rs;
+    memset(&rs, 0, sizeof(rs));
+    if (b->pipe && sky_pipeline_rate_limiter(b->pipe))
+        sky_ratelimit_get_stats(sky_pipeline_rate_limiter(b->pipe), &rs);
+    sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
+    fprintf(stderr,
+            "%s%llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
+            "%llu tok/s in flight %llu limit %d  429s %llu  retries %llu%s",
+            isatty(2) && !final ? "\r" : "", (unsigned long long)(b->ok + b->failed),
+            (unsigned long long)b->ok, (unsigned long long)b->failed,
+            (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
+            (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
+            (unsigned long long)b->in_flight, lim ? sky_limiter_limit(lim) : 0,
+            (unsigned long long)rs.responses_429, (unsigned long long)b->retries,
+            isatty(2) && !final ? "   " : "\n");
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    print_progress(t->data, 0);
+}
+
+static void print_summary(batch *b)
+{
+    double secs = (double)(sky_clock_now_ms(NULL) - b->start_ms) / 1000.0;
+    sky_ratelimit_stats rs;
+    memset(&rs, 0, sizeof(rs));
+    if (b->pipe && sky_pipeline_rate_limiter(b->pipe))
+        sky_ratelimit_get_stats(sky_pipeline_rate_limiter(b->pipe), &rs);
+    json_t *s = json_pack(
+        "{s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:b}", "ok",
+        (json_int_t)b->ok, "failed", (json_int_t)b->failed, "skipped", (json_int_t)b->skipped,
+        "bad_lines", (json_int_t)b->input_errors, "seconds", secs, "requests_per_second",
+        secs > 0 ? (double)(b->ok + b->failed) / secs : 0.0, "tokens", "in",
+        (json_int_t)b->tokens_in, "out", (json_int_t)b->tokens_out, "latency_ms", "p50",
+        (json_int_t)sky_histogram_percentile(&b->latency_ms, 50), "p90",
+        (json_int_t)sky_histogram_percentile(&b->latency_ms, 90), "p99",
+        (json_int_t)sky_histogram_percentile(&b->latency_ms, 99), "retries", (json_int_t)b->retries,
+        "responses_429", (json_int_t)rs.responses_429, "rate_limit_wait_ms", (json_int_t)rs.wait_ms,
+        "interrupted", b->stopping && !b->fatal);
+    if (b->json_out && s) {
+        char *text = sky_json_dump(s, NULL);
+        if (text)
+            puts(text);
+        free(text);
+    } else {
+        print_progress(b, 1);
+        fprintf(stderr, "results in %s%s%s; latency p50/p90/p99 %lld/%lld/%lld ms\n", b->output,
+                b->errors ? ", failures in " : "", b->errors ? b->errors : "",
+                (long long)sky_histogram_percentile(&b->latency_ms, 50),
+                (long long)sky_histogram_percentile(&b->latency_ms, 90),
+                (long long)sky_histogram_percentile(&b->latency_ms, 99));
+    }
+    json_decref(s);
+}
+
+/* ---- the end ---- */
+
+static void on_journal_closed(sky_journal *j, const sky_error *err, void *ud)
+{
+    batch *b = ud;
+    (void)j;
+    if (err && err->code) {
+        fprintf(stderr, "skyio batch: closing results: %s\n", err->message);
+        b->fatal = 1;
+    }
+    if (--b->journals_open == 0)
+        sky_loop_stop(b->loop);
+}
+
+static void maybe_finish(batch *b)
+{
+    if (b->closing || b->in_flight > 0 || b->reading || b->held_head)
+        return;
+    if (!(b->eof || b->stopping || b->fatal))
+        return;
+    b->closing = 1;
+    uv_timer_stop(&b->progress);
+    uv_timer_stop(&b->grace);
+    print_summary(b);
+    b->journals_open = b->err ? 2 : 1;
+    (void)sky_journal_close(b->out, on_journal_closed, b);
+    if (b->err)
+        (void)sky_journal_close(b->err, on_journal_closed, b);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    batch *b = t->data;
+    /* in flight too long after the signal: cancel; the next run redoes them */
+    sky_pipeline_free(b->pipe);
+    b->pipe = NULL;
+    maybe_finish(b);
+}
+
+static void on_signal(sky_loop *loop, int signum, void *ud)
+{
+    batch *b = ud;
+    (void)loop;
+    if (b->signals++ > 0) {
+        fprintf(stderr, "\nskyio batch: second signal: stopping now; rerun to finish\n");
+        _exit(SKY_EXIT_FAILED);
+    }
+    fprintf(stderr, "\nskyio batch: signal %d: finishing %llu requests in flight (30 s)\n", signum,
+            (unsigned long long)b->in_flight);
+    b->stopping = 1;
+    uv_timer_start(&b->grace, on_grace, 30000, 0);
+    maybe_finish(b);
+}
+
+/* ---- set-up ---- */
+
+static char *default_output(const char *input)
+{
+    size_t n = strlen(input);
+    const char *ext = n > 6 && strcmp(input + n - 6, ".jsonl") == 0 ? input + n - 6 : input + n;
+    sky_buf b;
+    sky_buf_init(&b, 8192);
+    if (sky_buf_printf(&b, "%.*s.out.jsonl", (int)(ext - input), input) < 0) {
+        sky_buf_free(&b);
+        return NULL;
+    }
+    return sky_buf_detach(&b, NULL);
+}
+
+static int setup_pipeline(batch *b)
+{
+    sky_pipeline_options po;
+    sky_pipeline_options_init(&po);
+    po.auth = sky_ai_pipeline_auth;
+    po.auth_user_data = &b->ep;
+    po.breaker_fail_fast = 0; /* a batch waits for the endpoint to come back */
+    po.attempt_timeout_ms = (long)b->timeout_ms;
+    po.retry.max_retries = (int)b->max_retries;
+    /* With no limit given or announced, start at 10 requests a second and
+     * double every second while held back: a ceiling of thousands per
+     * minute is found in seconds, and a 429 halves from there. */
+    po.rate.initial_rpm = 600;
+    po.rate.increase_interval_ms = 1000;
+    if (b->rpm)
+        po.rate.rpm = (double)b->rpm;
+    if (b->tpm)
+        po.rate.tpm = (double)b->tpm;
+    if (b->concurrency) {
+        po.concurrency.kind = SKY_LIMITER_FIXED;
+        po.concurrency.initial = (int)b->concurrency;
+        po.concurrency.max = (int)b->concurrency;
+    }
+    return sky_pipeline_new(sky_loop_uv(b->loop), b->client, &po, &b->pipe);
+}
+
+static int open_journal(batch *b, const char *path, sky_journal **out)
+{
+    sky_journal_options jo;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_journal_options_init(&jo);
+    jo.retry_failed = b->retry_failed;
+    jo.on_error = on_journal_error;
+    jo.on_drain = on_drain;
+    jo.user_data = b;
+    if (sky_journal_open(sky_loop_uv(b->loop), path, &jo, out, &err) < 0) {
+        fprintf(stderr, "skyio batch: %s: %s\n", path, err.message);
+        return -1;
+    }
+    sky_journal_stats st;
+    sky_journal_get_stats(*out, &st);
+    if (st.torn_bytes)
+        fprintf(stderr, "skyio batch: %s: repaired a torn last line (%llu bytes)\n", path,
+                (unsigned long long)st.torn_bytes);
+    if (st.done_ok + st.done_failed)
+        fprintf(stderr, "skyio batch: %s: resuming, %llu requests already recorded\n", path,
+                (unsigned long long)(st.done_ok + st.done_failed));
+    return 0;
+}
+
+static int start(batch *b)
+{
+    sky_error err;
+    sky_http_client_options co;
+    sky_error_clear(&err);
+    int rc = b->base_url ? sky_ai_endpoint_set(&b->ep, SKY_AI_OPENAI, b->base_url,
+                                               getenv("OPENAI_API_KEY"), NULL)
+                         : sky_ai_endpoint_from_env(&b->ep, b->prefer_azure, &err);
+    if (rc < 0) {
+        fprintf(stderr, "skyio batch: %s\n", err.code ? err.message : sky_strerror(rc));
+        return SKY_EXIT_START;
+    }
+    uv_fs_t req;
+    b->fd = uv_fs_open(NULL, &req, b->input, O_RDONLY, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    if (b->fd < 0) {
+        fprintf(stderr, "skyio batch: cannot open %s: %s\n", b->input, uv_strerror(b->fd));
+        return SKY_EXIT_USAGE;
+    }
+    b->loop = sky_loop_new();
+    sky_http_client_options_init(&co);
+    co.ca_file = b->cacert;
+    b->seen = sky_idset_new(0);
+    if (b->loop == NULL || b->seen == NULL ||
+        sky_http_client_new(sky_loop_uv(b->loop), &co, &b->client) < 0 || setup_pipeline(b) < 0) {
+        fprintf(stderr, "skyio batch: cannot start the client\n");
+        return SKY_EXIT_START;
+    }
+    if (open_journal(b, b->output, &b->out) < 0 ||
+        (b->errors && open_journal(b, b->errors, &b->err) < 0))
+        return SKY_EXIT_START;
+    return 0;
+}
+
+static void run(batch *b)
+{
+    uv_loop_t *loop = sky_loop_uv(b->loop);
+    b->window = 4096;
+    b->start_ms = sky_clock_now_ms(NULL);
+    sky_histogram_init(&b->latency_ms);
+    uv_timer_init(loop, &b->progress);
+    uv_timer_init(loop, &b->grace);
+    b->progress.data = b->grace.data = b;
+    uv_unref((uv_handle_t *)&b->progress);
+    uv_timer_start(&b->progress, on_progress, isatty(2) ? 500 : 5000, isatty(2) ? 500 : 5000);
+    (void)sky_loop_on_signal(b->loop, on_signal, b);
+    read_more(b);
+    maybe_finish(b);
+    sky_loop_run(b->loop);
+}
+
+static void teardown(batch *b)
+{
+    while (b->held_head) {
+        held *h = b->held_head;
+        b->held_head = h->next;
+        free(h->line), free(h->id), free(h);
+    }
+    if (b->loop) {
+        uv_close((uv_handle_t *)&b->progress, NULL);
+        uv_close((uv_handle_t *)&b->grace, NULL);
+    }
+    sky_pipeline_free(b->pipe);
+    sky_http_client_free(b->client);
+    if (b->loop) {
+        (void)sky_loop_on_signal(b->loop, NULL, NULL);
+        sky_loop_run(b->loop);
+        sky_loop_free(b->loop);
+    }
+    if (b->fd >= 0) {
+        uv_fs_t req;
+        uv_fs_close(NULL, &req, b->fd, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    sky_idset_free(b->seen);
+    sky_buf_free(&b->partial);
+    sky_ai_endpoint_free(&b->ep);
+}
+
+int sky_cli_batch(int argc, char **argv)
+{
+    batch *b = calloc(1, sizeof(*b));
+    char *out_default = NULL;
+    if (b == NULL)
+        return SKY_EXIT_START;
+    b->fd = -1;
+    b->max_retries = 10;
+    b->timeout_ms = 300000;
+    sky_batch_line_options_init(&b->lo);
+    sky_buf_init(&b->partial, 1024u * 1024u + CHUNK);
+    int rc = parse_args(b, argc, argv);
+    if (rc != 0) {
+        if (rc == 1)
+            fputs(usage, stdout);
+        sky_buf_free(&b->partial);
+        free(b);
+        return rc == 1 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
+    }
+    if (b->output == NULL)
+        b->output = out_default = default_output(b->input);
+    int code = b->output ? start(b) : SKY_EXIT_START;
+    if (code == 0) {
+        run(b);
+        code = b->fatal                                                     ? SKY_EXIT_START
+               : (b->failed || b->input_errors || (b->stopping && !b->eof)) ? SKY_EXIT_FAILED
+                                                                            : SKY_EXIT_OK;
+    } else if (b->out || b->err) {
+        /* opened but never ran: close what was opened */
+        b->journals_open = (b->out != NULL) + (b->err != NULL);
+        if (b->out)
+            (void)sky_journal_close(b->out, on_journal_closed, b);
+        if (b->err)
+            (void)sky_journal_close(b->err, on_journal_closed, b);
+        sky_loop_run(b->loop);
+    }
+    teardown(b);
+    free(out_default);
+    free(b);
+    return code;
+}

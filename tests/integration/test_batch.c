@@ -1,0 +1,265 @@
+/* `skyio batch` against `skyio mock`: outcomes, bad input, exactly-once across kill -9. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/json.h"
+
+static void write_input(const char *path, int n, int with_bad)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"question %d\"}],\"max_tokens\":5}}\n",
+                i, i);
+    if (with_bad) {
+        fputs("this is not json\n", f);
+        fputs("{\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n", f);
+        fputs("{\"custom_id\":\"req-3\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+              "\"body\":{}}\n",
+              f);
+        fputs("{\"custom_id\":\"x\",\"method\":\"GET\",\"url\":\"/v1/chat/completions\","
+              "\"body\":{}}\n",
+              f);
+    }
+    fclose(f);
+}
+
+typedef struct tally {
+    int lines, ok, failed, dup_ids, bad_json;
+    json_t *ids; /* custom_id -> count */
+} tally;
+
+static void read_output(const char *path, tally *t)
+{
+    char line[65536];
+    FILE *f = fopen(path, "r");
+    memset(t, 0, sizeof(*t));
+    t->ids = json_object();
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        json_t *j = NULL;
+        t->lines++;
+        if (sky_json_parse(sky_span_cstr(line), &j, NULL) < 0) {
+            t->bad_json++;
+            continue;
+        }
+        const char *id = sky_json_str(j, "custom_id", "");
+        json_t *n = json_object_get(t->ids, id);
+        if (n)
+            t->dup_ids++;
+        json_object_set_new(t->ids, id, json_integer(n ? json_integer_value(n) + 1 : 1));
+        if (json_is_null(json_object_get(j, "error")) &&
+            json_integer_value(sky_json_path(j, "response.status_code")) == 200)
+            t->ok++;
+        else
+            t->failed++;
+        json_decref(j);
+    }
+    fclose(f);
+}
+
+static int run_batch(const sky_test_mock *m, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= %s batch %s 2>/dev/null",
+             m->base_url, SKY_TEST_BIN, args);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_outcomes_and_bad_input(void **state)
+{
+    static const char *const margs[] = {"--fault-503", "0.1", "--seed", "9", NULL};
+    sky_test_mock m;
+    char dir[256], in[512], out[512], args[1200];
+    tally t;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    write_input(in, 120, 1);
+    snprintf(args, sizeof(args), "%s -o %s", in, out);
+    /* some lines were bad: finished, exit 1 */
+    assert_int_equal(run_batch(&m, args), 1);
+    read_output(out, &t);
+    assert_int_equal(t.bad_json, 0);
+    assert_int_equal(t.dup_ids, 0);
+    assert_int_equal(t.ok, 120); /* the 503s were retried */
+    assert_int_equal(t.failed, 4);
+    assert_int_equal(t.lines, 124);
+    for (int i = 0; i < 120; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "req-%d", i);
+        assert_non_null(json_object_get(t.ids, id));
+    }
+    assert_non_null(json_object_get(t.ids, "skyio-input-line-121"));
+    assert_non_null(json_object_get(t.ids, "skyio-duplicate-line-123"));
+    json_decref(t.ids);
+    /* a rerun has nothing left to do and writes nothing */
+    assert_int_equal(run_batch(&m, args), 0);
+    read_output(out, &t);
+    assert_int_equal(t.lines, 124);
+    json_decref(t.ids);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_text_mode_and_torn_line(void **state)
+{
+    sky_test_mock m;
+    char dir[256], in[512], out[512], args[1200];
+    tally t;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/prompts.txt", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    fputs("first prompt\nsecond prompt\r\n\nfourth prompt\n", f);
+    fclose(f);
+    /* an earlier run died mid-line */
+    f = fopen(out, "w");
+    assert_non_null(f);
+    fputs("{\"id\":\"batch_req_1\",\"custom_id\":\"line-1\",\"response\":{\"status_code\":200,"
+          "\"request_id\":\"r\",\"body\":{}},\"error\":null}\n{\"id\":\"batch_req_2\",\"cust",
+          f);
+    fclose(f);
+    snprintf(args, sizeof(args), "--text --model gpt-4o-mini --max-tokens 3 %s -o %s", in, out);
+    assert_int_equal(run_batch(&m, args), 0);
+    read_output(out, &t);
+    assert_int_equal(t.bad_json, 0);
+    assert_int_equal(t.dup_ids, 0);
+    assert_int_equal(t.lines, 3); /* line-1 (kept), line-2, line-4; the blank line 3 is skipped */
+    assert_non_null(json_object_get(t.ids, "line-2"));
+    assert_non_null(json_object_get(t.ids, "line-4"));
+    json_decref(t.ids);
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 2);
+    json_decref(stats);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/* kill -9 at random moments, then run again until done: each custom_id once. */
+static void test_exactly_once_across_kill(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "40", "--jitter", "0.5", NULL};
+    sky_test_mock m;
+    char dir[256], in[512], out[512], cmd[2048];
+    tally t;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    write_input(in, 600, 0);
+    srand((unsigned)time(NULL));
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 2);
+            snprintf(cmd, sizeof(cmd), "%s/v1", m.base_url);
+            setenv("OPENAI_BASE_URL", cmd, 1);
+            unsetenv("OPENAI_API_KEY");
+            execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--concurrency", "40",
+                  (char *)NULL);
+            _exit(127);
+        }
+        struct timespec ts = {0, (long)(100 + rand() % 400) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    snprintf(cmd, sizeof(cmd), "%s -o %s", in, out);
+    assert_int_equal(run_batch(&m, cmd), 0);
+    read_output(out, &t);
+    assert_int_equal(t.bad_json, 0);
+    assert_int_equal(t.dup_ids, 0);
+    assert_int_equal(t.lines, 600);
+    assert_int_equal(t.ok, 600);
+    json_decref(t.ids);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/* SIGINT: stop reading, finish what is in flight, record it; the rest is for the next run. */
+static void test_sigint_drains(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "300", "--jitter", "0", NULL};
+    sky_test_mock m;
+    char dir[256], in[512], out[512], base[1200];
+    tally t;
+    int status;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    write_input(in, 30, 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        snprintf(base, sizeof(base), "%s/v1", m.base_url);
+        setenv("OPENAI_BASE_URL", base, 1);
+        unsetenv("OPENAI_API_KEY");
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--concurrency", "10",
+              (char *)NULL);
+        _exit(127);
+    }
+    struct timespec ts = {0, 150 * 1000000L};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGINT);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    read_output(out, &t);
+    /* what was in flight was answered and recorded, whole */
+    assert_int_equal(t.bad_json, 0);
+    assert_int_equal(t.dup_ids, 0);
+    assert_true(t.lines >= 1 && t.lines == t.ok);
+    json_decref(t.ids);
+    snprintf(base, sizeof(base), "%s -o %s", in, out);
+    assert_int_equal(run_batch(&m, base), 0);
+    read_output(out, &t);
+    assert_int_equal(t.lines, 30);
+    assert_int_equal(t.dup_ids, 0);
+    json_decref(t.ids);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outcomes_and_bad_input),
+        cmocka_unit_test(test_text_mode_and_torn_line),
+        cmocka_unit_test(test_exactly_once_across_kill),
+        cmocka_unit_test(test_sigint_drains),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
