@@ -504,7 +504,7 @@ static void print_progress(batch *b, int final)
     sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
     fprintf(stderr,
             "%s%llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
-            "%llu tok/s in flight %llu limit %d  429s %llu  retries %llu%s",
+            "%llu tok/s  started %llu  concurrency %d  429s %llu  retries %llu%s",
             isatty(2) && !final ? "\r" : "", (unsigned long long)(b->ok + b->failed),
             (unsigned long long)b->ok, (unsigned long long)b->failed,
             (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
