@@ -189,7 +189,8 @@ static void test_rate_limit_paces(void **state)
     wait_all(&r, 30000);
     for (int i = 0; i < 30; i++)
         assert_int_equal(r.out[i].err_code, 0);
-    assert_true(mock_stat(&r, "rate_limited") <= 6);
+    /* unpaced, 20 of the 30 would meet a 429 */
+    assert_true(mock_stat(&r, "rate_limited") <= 10);
     run_close(&r);
 }
 
