@@ -160,6 +160,26 @@ static void test_text_mode_and_torn_line(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* Start `skyio batch IN -o OUT --concurrency C` in a child; returns its pid. */
+static pid_t spawn_batch(const sky_test_mock *m, const char *in, const char *out,
+                         const char *concurrency)
+{
+    char base[300];
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        snprintf(base, sizeof(base), "%s/v1", m->base_url);
+        setenv("OPENAI_BASE_URL", base, 1);
+        unsetenv("OPENAI_API_KEY");
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--concurrency", concurrency,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* kill -9 at random moments, then run again until done: each custom_id once. */
 static void test_exactly_once_across_kill(void **state)
 {
@@ -176,18 +196,7 @@ static void test_exactly_once_across_kill(void **state)
     write_input(in, 600, 0);
     srand((unsigned)time(NULL));
     for (int round = 0; round < 3; round++) {
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_WRONLY);
-            dup2(devnull, 2);
-            snprintf(cmd, sizeof(cmd), "%s/v1", m.base_url);
-            setenv("OPENAI_BASE_URL", cmd, 1);
-            unsetenv("OPENAI_API_KEY");
-            execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--concurrency", "40",
-                  (char *)NULL);
-            _exit(127);
-        }
+        pid_t pid = spawn_batch(&m, in, out, "40");
         struct timespec ts = {0, (long)(100 + rand() % 400) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
@@ -220,18 +229,7 @@ static void test_sigint_drains(void **state)
     snprintf(in, sizeof(in), "%s/in.jsonl", dir);
     snprintf(out, sizeof(out), "%s/out.jsonl", dir);
     write_input(in, 30, 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        snprintf(base, sizeof(base), "%s/v1", m.base_url);
-        setenv("OPENAI_BASE_URL", base, 1);
-        unsetenv("OPENAI_API_KEY");
-        execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--concurrency", "10",
-              (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = spawn_batch(&m, in, out, "10");
     struct timespec ts = {0, 150 * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGINT);
