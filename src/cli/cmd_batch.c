@@ -40,6 +40,8 @@ static const char usage[] =
     "      --rpm N            the provider's requests per minute (default: learned)\n"
     "      --tpm N            the provider's tokens per minute (default: learned)\n"
     "      --concurrency N    a fixed number in flight (default: adaptive)\n"
+    "      --limiter KIND     gradient (default), aimd, or fixed (with --concurrency)\n"
+    "      --no-rate-limit    send as fast as concurrency allows; rely on retries alone\n"
     "      --max-retries N    per request (default 10)\n"
     "      --timeout-ms N     per attempt (default 300000)\n"
     "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
@@ -72,8 +74,8 @@ typedef struct held {
 
 struct batch {
     /* options */
-    const char *input, *output, *errors, *base_url, *cacert;
-    int text, retry_failed, prefer_azure, json_out;
+    const char *input, *output, *errors, *base_url, *cacert, *limiter;
+    int text, retry_failed, prefer_azure, json_out, no_rate_limit;
     long long rpm, tpm, concurrency, max_retries, timeout_ms;
     sky_batch_line_options lo;
     /* machinery */
@@ -150,13 +152,21 @@ static int value_opt(batch *b, const char *a, const char *v)
         b->base_url = v;
     else if (!strcmp(a, "--cacert"))
         b->cacert = v;
-    else
+    else if (!strcmp(a, "--limiter")) {
+        if (strcmp(v, "gradient") && strcmp(v, "aimd") && strcmp(v, "fixed"))
+            return fprintf(stderr, "skyio batch: --limiter is gradient, aimd or fixed\n"), -1;
+        b->limiter = v;
+    } else
         return 1;
     return 0;
 }
 
 static int flag_opt(batch *b, const char *a)
 {
+    if (!strcmp(a, "--no-rate-limit")) {
+        b->no_rate_limit = 1;
+        return 0;
+    }
     if (!strcmp(a, "--text"))
         b->text = 1;
     else if (!strcmp(a, "--retry-failed"))
@@ -640,10 +650,16 @@ static int setup_pipeline(batch *b)
         po.rate.rpm = (double)b->rpm;
     if (b->tpm)
         po.rate.tpm = (double)b->tpm;
-    if (b->concurrency) {
+    po.use_rate_limit = !b->no_rate_limit;
+    if (b->limiter && !strcmp(b->limiter, "aimd"))
+        po.concurrency.kind = SKY_LIMITER_AIMD;
+    if (b->concurrency || (b->limiter && !strcmp(b->limiter, "fixed"))) {
+        int n = b->concurrency ? (int)b->concurrency : po.concurrency.initial;
         po.concurrency.kind = SKY_LIMITER_FIXED;
-        po.concurrency.initial = (int)b->concurrency;
-        po.concurrency.max = (int)b->concurrency;
+        po.concurrency.initial = n;
+        po.concurrency.max = n;
+        if (po.concurrency.min > n)
+            po.concurrency.min = n;
     }
     return sky_pipeline_new(sky_loop_uv(b->loop), b->client, &po, &b->pipe);
 }
