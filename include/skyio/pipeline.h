@@ -74,6 +74,7 @@ typedef struct sky_call_result {
     const sky_retry_state *retry; /**< why each attempt ended and what followed */
     uint64_t waited_ms;           /**< time held back by the rate and concurrency limits */
     uint64_t total_ms;            /**< from start to the end */
+    uint64_t attempt_ms;          /**< the last attempt alone, send to reply; 0 when none */
 } sky_call_result;
 
 /**

@@ -471,7 +471,8 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     (void)call;
     b->in_flight--;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
-    sky_histogram_record(&b->latency_ms, res->total_ms);
+    /* the provider's latency, not the time spent queued behind the limits */
+    sky_histogram_record(&b->latency_ms, res->attempt_ms);
     /* a canceled request is not recorded: the next run does it */
     if (!(err && err->code == SKY_ECANCELED)) {
         sky_batch_response r = {res->status, res->request_id, res->body};

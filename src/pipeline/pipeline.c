@@ -34,7 +34,7 @@ struct sky_call {
     int refresh_auth;
     int have_slot;
     int breaker_taken;
-    uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms;
+    uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
     sky_http_request *req;
     sky_call *prev, *next; /* in p->calls */
     sky_call *qnext;       /* in the concurrency queue */
@@ -156,6 +156,7 @@ static void finish(sky_call *c, const sky_http_response *res, const sky_error *e
     r.retry = &c->retry;
     r.waited_ms = c->waited_ms;
     r.total_ms = now_ms(p) - c->start_ms;
+    r.attempt_ms = c->attempt_ms;
     unlink_call(p, c);
     p->in_callback++;
     c->on_done(c, &r, err, c->user_data);
@@ -452,6 +453,7 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     sky_retry_decision d;
     (void)req;
     c->req = NULL;
+    c->attempt_ms = res->total_us / 1000u;
     if (c->orphaned) {
         call_free(c);
         if (--p->n_orphans == 0 && p->freeing)

@@ -23,6 +23,7 @@ typedef struct outcome {
     int http_status;
     int attempts;
     uint64_t total_ms;
+    uint64_t attempt_ms;
     char service_code[64];
     char request_id[40];
     char echoed_id[64];
@@ -51,6 +52,7 @@ static void on_done(sky_call *call, const sky_call_result *res, const sky_error 
     o->http_status = err ? err->http_status : res->status;
     o->attempts = res->attempts;
     o->total_ms = res->total_ms;
+    o->attempt_ms = res->attempt_ms;
     snprintf(o->service_code, sizeof(o->service_code), "%s", err ? err->service_code : "");
     snprintf(o->request_id, sizeof(o->request_id), "%s", res->request_id);
     const char *echo =
@@ -209,6 +211,8 @@ static void test_deadline(void **state)
     wait_all(&r, 10000);
     assert_int_equal(r.out[0].err_code, SKY_ETIMEDOUT);
     assert_true(r.out[0].attempts >= 2);
+    /* an attempt is cut at its own timeout, well inside the operation's */
+    assert_true(r.out[0].attempt_ms >= 100 && r.out[0].attempt_ms < r.out[0].total_ms);
     assert_true(r.out[0].total_ms < 3000);
     run_close(&r);
 }
