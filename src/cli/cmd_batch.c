@@ -710,6 +710,12 @@ static int start(batch *b)
         return SKY_EXIT_USAGE;
     }
     b->loop = sky_loop_new();
+    if (b->loop) {
+        /* initialized at once: teardown closes them whatever happens next */
+        uv_timer_init(sky_loop_uv(b->loop), &b->progress);
+        uv_timer_init(sky_loop_uv(b->loop), &b->grace);
+        b->progress.data = b->grace.data = b;
+    }
     sky_http_client_options_init(&co);
     co.ca_file = b->cacert;
     b->seen = sky_idset_new(0);
@@ -726,13 +732,9 @@ static int start(batch *b)
 
 static void run(batch *b)
 {
-    uv_loop_t *loop = sky_loop_uv(b->loop);
     b->window = 4096;
     b->start_ms = sky_clock_now_ms(NULL);
     sky_histogram_init(&b->latency_ms);
-    uv_timer_init(loop, &b->progress);
-    uv_timer_init(loop, &b->grace);
-    b->progress.data = b->grace.data = b;
     uv_unref((uv_handle_t *)&b->progress);
     uv_timer_start(&b->progress, on_progress, isatty(2) ? 500 : 5000, isatty(2) ? 500 : 5000);
     (void)sky_loop_on_signal(b->loop, on_signal, b);

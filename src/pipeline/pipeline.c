@@ -204,6 +204,17 @@ static void wait_then_admit(sky_call *c, uint64_t ms, int counts_as_limit_wait)
 
 /* ---- admission: breaker, concurrency slot, rate limit ---- */
 
+static void release_slot_unused(sky_call *c)
+{
+    if (c->have_slot) {
+        sky_limiter_release(c->p->limiter, SKY_LIMIT_IGNORE, 0);
+        c->have_slot = 0;
+        pump_queue(c->p);
+    }
+}
+
+/* Asked right before sending (after the slot), so calls that waited in the
+ * queue meet a breaker that opened meanwhile. */
 static int admit_breaker(sky_call *c)
 {
     sky_pipeline *p = c->p;
@@ -214,6 +225,7 @@ static int admit_breaker(sky_call *c)
         c->breaker_taken = 1;
         return 1;
     }
+    release_slot_unused(c);
     if (p->o.breaker_fail_fast)
         finish_error(c, SKY_EBUSY, "circuit open: the endpoint failed repeatedly");
     else
@@ -268,7 +280,7 @@ static void admit(sky_call *c)
         return;
     }
     c->step = STEP_ADMIT;
-    if (admit_breaker(c) && admit_slot(c) && admit_rate(c))
+    if (admit_slot(c) && admit_breaker(c) && admit_rate(c))
         send_attempt(c);
 }
 
