@@ -91,6 +91,7 @@ struct batch {
     uv_fs_t read_req;
     char chunk[CHUNK];
     int64_t offset;
+    int64_t input_size; /* for the total and ETA estimates */
     sky_buf partial;
     uint64_t line_no;
     int eof, reading, stopping, signals;
@@ -504,19 +505,42 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
 
 /* ---- progress and summary ---- */
 
+/* Lines in the whole input, from the lines read so far and the bytes they took. */
+static uint64_t estimated_total(const batch *b)
+{
+    if (b->eof || b->offset <= 0 || b->input_size <= 0)
+        return b->line_no;
+    return (uint64_t)((double)b->line_no * (double)b->input_size / (double)b->offset);
+}
+
+static void eta_text(const batch *b, double rps, char *out, size_t len)
+{
+    uint64_t done = b->ok + b->failed + b->skipped + b->input_errors;
+    uint64_t total = estimated_total(b);
+    if (rps <= 0 || total <= done) {
+        snprintf(out, len, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
+        return;
+    }
+    double eta = (double)(total - done) / rps;
+    snprintf(out, len, "%llu/%llu ETA %dm%02ds", (unsigned long long)done,
+             (unsigned long long)total, (int)(eta / 60), (int)eta % 60);
+}
+
 static void print_progress(batch *b, int final)
 {
     double secs = (double)(sky_clock_now_ms(NULL) - b->start_ms) / 1000.0;
     double rps = secs > 0 ? (double)(b->ok + b->failed) / secs : 0;
+    char eta[96];
+    eta_text(b, rps, eta, sizeof(eta));
     sky_ratelimit_stats rs;
     memset(&rs, 0, sizeof(rs));
     if (b->pipe && sky_pipeline_rate_limiter(b->pipe))
         sky_ratelimit_get_stats(sky_pipeline_rate_limiter(b->pipe), &rs);
     sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
     fprintf(stderr,
-            "%s%llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
-            "%llu tok/s  started %llu  concurrency %d  429s %llu  retries %llu%s",
-            isatty(2) && !final ? "\r" : "", (unsigned long long)(b->ok + b->failed),
+            "%s%s  %llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
+            "%llu tok/s  in flight %llu  concurrency %d  429s %llu  retries %llu%s",
+            isatty(2) && !final ? "\r" : "", eta, (unsigned long long)(b->ok + b->failed),
             (unsigned long long)b->ok, (unsigned long long)b->failed,
             (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
             (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
@@ -709,6 +733,9 @@ static int start(batch *b)
         fprintf(stderr, "skyio batch: cannot open %s: %s\n", b->input, uv_strerror(b->fd));
         return SKY_EXIT_USAGE;
     }
+    if (uv_fs_fstat(NULL, &req, b->fd, NULL) == 0)
+        b->input_size = (int64_t)req.statbuf.st_size;
+    uv_fs_req_cleanup(&req);
     b->loop = sky_loop_new();
     if (b->loop) {
         /* initialized at once: teardown closes them whatever happens next */
