@@ -389,13 +389,15 @@ static int64_t reply_tokens(const sky_http_response *res)
     return n;
 }
 
-/* What tells the concurrency limiter "too much": a 429 or an attempt that
- * timed out. A 5xx is the endpoint failing, not a verdict on our load (at a
- * steady fault rate it would halve the limit every round trip); the breaker
+/* What tells the concurrency limiter "too much": an attempt that timed out,
+ * or a 429 when no rate limiter is there to take it. A 5xx is the endpoint failing, not a verdict
+ * on our load (at a steady fault rate it would halve the limit every round trip); the breaker
  * watches those. */
-static int is_overload(int status, const sky_error *err)
+static int is_overload(const sky_pipeline *p, int status, const sky_error *err)
 {
-    return status == 429 || (err && err->code == SKY_ETIMEDOUT);
+    /* With a rate limiter, a 429 is its business: the request rate was too
+     * high, not the number in flight, and halving both would halve twice. */
+    return (status == 429 && !p->o.use_rate_limit) || (err && err->code == SKY_ETIMEDOUT);
 }
 
 /* Tell the shared policies how the attempt went. */
@@ -407,7 +409,7 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
         int outcome = SKY_LIMIT_SUCCESS;
         if (err && err->code == SKY_ECANCELED)
             outcome = SKY_LIMIT_IGNORE;
-        else if (is_overload(status, err))
+        else if (is_overload(p, status, err))
             outcome = SKY_LIMIT_DROPPED;
         sky_limiter_release(p->limiter, outcome, res->total_us);
         c->have_slot = 0;
