@@ -26,6 +26,11 @@ SKY_EXTERN int sky_headers_add(sky_headers *h, sky_span name, sky_span value) SK
  * Returns 0, or SKY_EPROTO for a line that is neither.
  */
 SKY_EXTERN int sky_headers_parse_line(sky_headers *h, const char *line, size_t len) SKY_NODISCARD;
+/**
+ * Add every entry of @p src to @p dst, in order (@p src may be NULL).
+ * Returns 0, or the first error of sky_headers_add (entries before it stay).
+ */
+SKY_EXTERN int sky_headers_add_all(sky_headers *dst, const sky_headers *src) SKY_NODISCARD;
 /** The first value for @p name (any case), NUL-terminated; NULL when absent. Borrowed. */
 SKY_EXTERN const char *sky_headers_get(const sky_headers *h, const char *name);
 /** Number of entries (repeats counted). */

@@ -18,6 +18,10 @@ int sky_cli_batch(int argc, char **argv);
 /* Parse a whole decimal number or fraction; 0 on success. */
 int sky_cli_parse_double(const char *s, double *out);
 int sky_cli_parse_long(const char *s, long long *out);
+/* A whole-number option of command @p cmd: parse @p v into *out, at least
+ * @p lo; otherwise say which option and why on stderr. 0 or -1. */
+int sky_cli_number_opt(const char *cmd, const char *opt, const char *v, long long lo,
+                       long long *out);
 /* Read a whole small file (config, request body) into a new string. */
 char *sky_cli_read_file(const char *path, size_t *out_len);
 

@@ -109,15 +109,6 @@ static void maybe_finish(batch *b);
 
 /* ---- options ---- */
 
-static int num_opt(const char *a, const char *v, long long lo, long long *out)
-{
-    if (sky_cli_parse_long(v, out) < 0 || *out < lo) {
-        fprintf(stderr, "skyio batch: %s: '%s' is not a whole number >= %lld\n", a, v, lo);
-        return -1;
-    }
-    return 0;
-}
-
 static int value_opt(batch *b, const char *a, const char *v)
 {
     double d;
@@ -136,19 +127,19 @@ static int value_opt(batch *b, const char *a, const char *v)
         b->lo.has_temperature = 1;
     } else if (!strcmp(a, "--max-tokens")) {
         long long n;
-        if (num_opt(a, v, 1, &n) < 0)
+        if (sky_cli_number_opt("batch", a, v, 1, &n) < 0)
             return -1;
         b->lo.max_tokens = n;
     } else if (!strcmp(a, "--rpm"))
-        return num_opt(a, v, 1, &b->rpm);
+        return sky_cli_number_opt("batch", a, v, 1, &b->rpm);
     else if (!strcmp(a, "--tpm"))
-        return num_opt(a, v, 1, &b->tpm);
+        return sky_cli_number_opt("batch", a, v, 1, &b->tpm);
     else if (!strcmp(a, "--concurrency"))
-        return num_opt(a, v, 1, &b->concurrency);
+        return sky_cli_number_opt("batch", a, v, 1, &b->concurrency);
     else if (!strcmp(a, "--max-retries"))
-        return num_opt(a, v, 0, &b->max_retries);
+        return sky_cli_number_opt("batch", a, v, 0, &b->max_retries);
     else if (!strcmp(a, "--timeout-ms"))
-        return num_opt(a, v, 1, &b->timeout_ms);
+        return sky_cli_number_opt("batch", a, v, 1, &b->timeout_ms);
     else if (!strcmp(a, "--base-url"))
         b->base_url = v;
     else if (!strcmp(a, "--cacert"))
@@ -214,16 +205,25 @@ static int parse_args(batch *b, int argc, char **argv)
 
 /* ---- recording ---- */
 
+static void held_free(held *h)
+{
+    free(h->line);
+    free(h->id);
+    free(h);
+}
+
 static void hold(batch *b, sky_journal *j, const char *id, const char *line, size_t len)
 {
     held *h = calloc(1, sizeof(*h));
-    if (h)
-        h->line = malloc(len), h->id = strdup(id);
+    if (h) {
+        h->line = malloc(len);
+        h->id = strdup(id);
+    }
     if (h == NULL || h->line == NULL || h->id == NULL) {
         fprintf(stderr, "skyio batch: out of memory holding a result; stopping\n");
         b->fatal = 1;
         if (h)
-            free(h->line), free(h->id), free(h);
+            held_free(h);
         return;
     }
     memcpy(h->line, line, len);
@@ -265,9 +265,7 @@ static void on_drain(sky_journal *j, void *ud)
         b->held_head = h->next;
         if (b->held_head == NULL)
             b->held_tail = NULL;
-        free(h->line);
-        free(h->id);
-        free(h);
+        held_free(h);
     }
     read_more(b);
 }
@@ -344,8 +342,10 @@ static void start_request(batch *b, sky_batch_request *req)
             rc == SKY_EINVAL ? "Azure needs body.model to name the deployment" : sky_strerror(rc));
         sky_error_set_service(&le.err, "invalid_request");
         record_input_error(b, &le, "input");
-        if (it)
-            free(it->custom_id), free(it);
+        if (it) {
+            free(it->custom_id);
+            free(it);
+        }
     } else {
         b->in_flight++;
     }
@@ -778,7 +778,7 @@ static void teardown(batch *b)
     while (b->held_head) {
         held *h = b->held_head;
         b->held_head = h->next;
-        free(h->line), free(h->id), free(h);
+        held_free(h);
     }
     if (b->loop) {
         uv_close((uv_handle_t *)&b->progress, NULL);

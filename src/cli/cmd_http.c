@@ -106,15 +106,6 @@ static int set_body(http_run *run, const char *data)
     return 0;
 }
 
-static int parse_number_opt(const char *a, const char *v, long long lo, long long *out)
-{
-    if (sky_cli_parse_long(v, out) < 0 || *out < lo) {
-        fprintf(stderr, "skyio http: %s: '%s' is not a whole number >= %lld\n", a, v, lo);
-        return -1;
-    }
-    return 0;
-}
-
 static int parse_value_opt(http_run *run, const char *a, const char *v)
 {
     long long n;
@@ -125,17 +116,17 @@ static int parse_value_opt(http_run *run, const char *a, const char *v)
     else if (!strcmp(a, "-H") || !strcmp(a, "--header"))
         return add_header_arg(run, v);
     else if (!strcmp(a, "--timeout-ms")) {
-        if (parse_number_opt(a, v, 0, &n) < 0)
+        if (sky_cli_number_opt("http", a, v, 0, &n) < 0)
             return -1;
         run->ropts.timeout_ms = (long)n;
     } else if (!strcmp(a, "--cacert"))
         run->copts.ca_file = v;
     else if (!strcmp(a, "-n") || !strcmp(a, "--requests"))
-        return parse_number_opt(a, v, 1, &run->total);
+        return sky_cli_number_opt("http", a, v, 1, &run->total);
     else if (!strcmp(a, "-c") || !strcmp(a, "--concurrency"))
-        return parse_number_opt(a, v, 1, &run->concurrency);
+        return sky_cli_number_opt("http", a, v, 1, &run->concurrency);
     else if (!strcmp(a, "--max-connections")) {
-        if (parse_number_opt(a, v, 1, &n) < 0)
+        if (sky_cli_number_opt("http", a, v, 1, &n) < 0)
             return -1;
         run->copts.max_host_connections = (long)n;
     } else

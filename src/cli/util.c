@@ -27,6 +27,16 @@ int sky_cli_parse_long(const char *s, long long *out)
     return 0;
 }
 
+int sky_cli_number_opt(const char *cmd, const char *opt, const char *v, long long lo,
+                       long long *out)
+{
+    if (sky_cli_parse_long(v, out) < 0 || *out < lo) {
+        fprintf(stderr, "skyio %s: %s: '%s' is not a whole number >= %lld\n", cmd, opt, v, lo);
+        return -1;
+    }
+    return 0;
+}
+
 /* Start-up reads only (config files, request bodies), before the loop runs. */
 char *sky_cli_read_file(const char *path, size_t *out_len)
 {

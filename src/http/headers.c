@@ -447,3 +447,15 @@ int sky_parse_retry_after_ms(const sky_headers *h, const sky_clock *clock, int64
         return rc;
     return parse_retry_after(v, clock, out_ms);
 }
+
+int sky_headers_add_all(sky_headers *dst, const sky_headers *src)
+{
+    for (size_t i = 0; src && i < sky_headers_count(src); i++) {
+        const char *n, *v;
+        (void)sky_headers_at(src, i, &n, &v);
+        int rc = sky_headers_add(dst, sky_span_cstr(n), sky_span_cstr(v));
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -137,26 +137,31 @@ static void maybe_free_pipeline(sky_pipeline *p)
         sky_pipeline_free(p);
 }
 
+static void fill_result(const sky_call *c, const sky_http_response *res, sky_call_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (res) {
+        r->status = res->status;
+        r->headers = res->headers;
+        r->body = res->body;
+    }
+    r->request_id = c->request_id;
+    r->attempts = c->retry.attempts;
+    r->retry = &c->retry;
+    r->waited_ms = c->waited_ms;
+    r->total_ms = now_ms(c->p) - c->start_ms;
+    r->attempt_ms = c->attempt_ms;
+}
+
 /* Report the outcome once, then forget the call. */
 static void finish(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
     sky_pipeline *p = c->p;
     sky_call_result r;
-    memset(&r, 0, sizeof(r));
     c->step = STEP_DONE;
     if (c->timer)
         uv_timer_stop(c->timer);
-    if (res) {
-        r.status = res->status;
-        r.headers = res->headers;
-        r.body = res->body;
-    }
-    r.request_id = c->request_id;
-    r.attempts = c->retry.attempts;
-    r.retry = &c->retry;
-    r.waited_ms = c->waited_ms;
-    r.total_ms = now_ms(p) - c->start_ms;
-    r.attempt_ms = c->attempt_ms;
+    fill_result(c, res, &r);
     unlink_call(p, c);
     p->in_callback++;
     c->on_done(c, &r, err, c->user_data);
@@ -309,12 +314,7 @@ static int attempt_headers(sky_call *c, sky_headers **out)
 {
     sky_pipeline *p = c->p;
     sky_headers *h = sky_headers_new();
-    int rc = h ? 0 : SKY_ENOMEM;
-    for (size_t i = 0; rc == 0 && c->headers && i < sky_headers_count(c->headers); i++) {
-        const char *n, *v;
-        (void)sky_headers_at(c->headers, i, &n, &v);
-        rc = sky_headers_add(h, sky_span_cstr(n), sky_span_cstr(v));
-    }
+    int rc = h ? sky_headers_add_all(h, c->headers) : SKY_ENOMEM;
     if (rc == 0)
         rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-client-request-id"),
                              sky_span_cstr(c->request_id));
@@ -512,16 +512,7 @@ static int copy_headers(sky_headers **out, const sky_headers *src)
     if (src == NULL)
         return 0;
     *out = sky_headers_new();
-    if (*out == NULL)
-        return SKY_ENOMEM;
-    for (size_t i = 0; i < sky_headers_count(src); i++) {
-        const char *n, *v;
-        (void)sky_headers_at(src, i, &n, &v);
-        int rc = sky_headers_add(*out, sky_span_cstr(n), sky_span_cstr(v));
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return *out ? sky_headers_add_all(*out, src) : SKY_ENOMEM;
 }
 
 static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
@@ -637,6 +628,24 @@ static void pipeline_release(sky_pipeline *p)
     free(p);
 }
 
+/* A call whose attempt is in flight when the pipeline goes: report it now;
+ * the transport answers later, and then the call is freed silently. */
+static void orphan_call(sky_pipeline *p, sky_call *c)
+{
+    sky_error e;
+    sky_call_result r;
+    unlink_call(p, c);
+    c->orphaned = 1;
+    p->n_orphans++;
+    sky_error_clear(&e);
+    sky_error_set(&e, SKY_ECANCELED, "pipeline freed");
+    fill_result(c, NULL, &r);
+    p->in_callback++;
+    c->on_done(c, &r, &e, c->user_data);
+    p->in_callback--;
+    sky_http_request_cancel(c->req);
+}
+
 void sky_pipeline_free(sky_pipeline *p)
 {
     if (p == NULL || p->freeing)
@@ -649,28 +658,10 @@ void sky_pipeline_free(sky_pipeline *p)
     p->free_requested = 0;
     p->queue_head = p->queue_tail = NULL;
     while (p->calls) {
-        sky_call *c = p->calls;
-        sky_http_request *req = c->req;
-        if (req) {
-            /* the transport answers later: the call waits for it, silently */
-            unlink_call(p, c);
-            c->orphaned = 1;
-            p->n_orphans++;
-            p->in_callback++;
-            sky_error e;
-            sky_error_clear(&e);
-            sky_error_set(&e, SKY_ECANCELED, "pipeline freed");
-            sky_call_result r;
-            memset(&r, 0, sizeof(r));
-            r.request_id = c->request_id;
-            r.attempts = c->retry.attempts;
-            r.retry = &c->retry;
-            c->on_done(c, &r, &e, c->user_data);
-            p->in_callback--;
-            sky_http_request_cancel(req);
-            continue;
-        }
-        finish_error(c, SKY_ECANCELED, "pipeline freed");
+        if (p->calls->req)
+            orphan_call(p, p->calls);
+        else
+            finish_error(p->calls, SKY_ECANCELED, "pipeline freed");
     }
     if (p->n_orphans == 0)
         pipeline_release(p);
