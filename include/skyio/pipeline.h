@@ -93,6 +93,10 @@ typedef struct sky_call_options {
     const sky_headers *headers; /**< copied */
     sky_span body;              /**< copied */
     int64_t est_tokens;         /**< the rate limiter's estimate; 0 when unknown */
+    /** A 2xx reply whose body is not JSON is a failed attempt (SKY_EJSON), retried like a
+     *  cut-short body: an AI endpoint always answers JSON, and a garbled answer is worth
+     *  nothing to keep even if it was billed. Default 0 (any body is a success). */
+    int require_json;
     sky_call_done_cb on_done;   /**< required */
     void *user_data;
 } sky_call_options;

@@ -99,6 +99,7 @@ struct batch {
     uv_timer_t progress, grace;
     /* counts */
     uint64_t skipped, input_errors, ok, failed, retries, tokens_in, tokens_out;
+    uint64_t responses_429; /* attempts answered 429, whether a rate limiter runs or not */
     uint64_t start_ms;
     sky_histogram latency_ms;
     int closing, journals_open, fatal;
@@ -329,6 +330,7 @@ static void start_request(batch *b, sky_batch_request *req)
         co.url = url.data;
         co.body = sky_span_make(req->body, req->body_len);
         co.est_tokens = (int64_t)req->token_estimate;
+        co.require_json = 1;
         co.on_done = on_call_done;
         co.user_data = it;
         rc = sky_call_start(b->pipe, &co, NULL, &err);
@@ -463,6 +465,14 @@ static void count_usage(batch *b, sky_span body)
     json_decref(j);
 }
 
+/* From the result's retry log (its last SKY_RETRY_LOG_MAX attempts). */
+static void count_429s(batch *b, const sky_call_result *res)
+{
+    size_t n = res->retry ? sky_retry_log_count(res->retry) : 0;
+    for (size_t i = 0; i < n; i++)
+        b->responses_429 += sky_retry_log_at(res->retry, i)->status == 429;
+}
+
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     item *it = ud;
@@ -472,6 +482,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     (void)call;
     b->in_flight--;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
+    count_429s(b, res);
     /* the provider's latency, not the time spent queued behind the limits */
     sky_histogram_record(&b->latency_ms, res->attempt_ms);
     /* a canceled request is not recorded: the next run does it */
@@ -545,7 +556,7 @@ static void print_progress(batch *b, int final)
             (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
             (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
             (unsigned long long)b->in_flight, lim ? sky_limiter_limit(lim) : 0, rs.rpm,
-            (unsigned long long)rs.responses_429, (unsigned long long)b->retries,
+            (unsigned long long)b->responses_429, (unsigned long long)b->retries,
             isatty(2) && !final ? "   " : "\n");
 }
 
@@ -570,7 +581,7 @@ static void print_summary(batch *b)
         (json_int_t)sky_histogram_percentile(&b->latency_ms, 50), "p90",
         (json_int_t)sky_histogram_percentile(&b->latency_ms, 90), "p99",
         (json_int_t)sky_histogram_percentile(&b->latency_ms, 99), "retries", (json_int_t)b->retries,
-        "responses_429", (json_int_t)rs.responses_429, "rate_limit_wait_ms", (json_int_t)rs.wait_ms,
+        "responses_429", (json_int_t)b->responses_429, "rate_limit_wait_ms", (json_int_t)rs.wait_ms,
         "interrupted", b->stopping && !b->fatal);
     if (b->json_out && s) {
         char *text = sky_json_dump(s, NULL);

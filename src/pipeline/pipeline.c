@@ -23,6 +23,7 @@ struct sky_call {
     size_t body_len;
     sky_headers *headers;
     int64_t est_tokens;
+    int require_json;
     sky_call_done_cb on_done;
     void *user_data;
     char request_id[40];
@@ -459,12 +460,32 @@ static void end_with(sky_call *c, const sky_http_response *res, const sky_error 
     }
 }
 
+/* A 2xx that the caller needs as JSON and is not: a failed attempt with the reply kept. */
+static const sky_error *check_json(const sky_call *c, const sky_http_response *res,
+                                   const sky_error *err, sky_error *out)
+{
+    json_t *j = NULL;
+    if (err || !c->require_json || res->status < 200 || res->status >= 300)
+        return err;
+    if (sky_json_parse(res->body, &j, NULL) == 0) {
+        json_decref(j);
+        return NULL;
+    }
+    sky_error_set(out, SKY_EJSON, "HTTP %d with a body that is not valid JSON (%zu bytes)",
+                  res->status, res->body.len);
+    sky_error_set_service(out, "malformed_response");
+    out->http_status = res->status;
+    out->retryable = 1;
+    return out;
+}
+
 static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
                             const sky_error *err, void *ud)
 {
     sky_call *c = ud;
     sky_pipeline *p = c->p;
     sky_retry_decision d;
+    sky_error bad_json;
     (void)req;
     c->req = NULL;
     c->attempt_ms = res->total_us / 1000u;
@@ -476,6 +497,8 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     }
     report_attempt(c, res, err);
     pump_queue(p);
+    sky_error_clear(&bad_json);
+    err = check_json(c, res, err, &bad_json);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
     } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
@@ -553,6 +576,7 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
     if (c == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory starting a call");
     c->est_tokens = o->est_tokens;
+    c->require_json = o->require_json;
     c->on_done = o->on_done;
     c->user_data = o->user_data;
     sky_retry_state_init(&c->retry);
