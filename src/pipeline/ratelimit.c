@@ -7,6 +7,9 @@
 
 /* Seconds of grants remembered to measure the rate actually sent. */
 #define RL_SLOTS 10
+/* ... of which the last few count: the rate when a 429 came, not a long average
+ * that still holds the slower seconds before it. */
+#define RL_MEASURE_S 3
 /* Slack for floating-point refills: 1e-9 of a request or token is nothing. */
 #define RL_EPS 1e-9
 
@@ -15,14 +18,15 @@
  * The level may go negative: a request bigger than the bucket leaves debt.
  */
 typedef struct rl_bucket {
-    double ceiling;     /* given or learned limit, 0 none */
-    double rate;        /* current learned rate, <= ceiling */
-    double wmax;        /* rate at which the last 429 came, 0 before any */
-    double floor_rate;  /* learning never goes below this */
-    double level;       /* what may be spent now */
-    double cap_rate;    /* temporary cap from a low remaining header */
-    uint64_t cap_until; /* monotonic ms the cap lasts until */
-    int limited;        /* refused a request since the last increase */
+    double ceiling;      /* given or learned limit, 0 none */
+    double rate;         /* current learned rate, <= ceiling */
+    double wmax;         /* rate at which the last 429 came, 0 before any */
+    uint64_t hold_until; /* a limit met twice at the same rate: stay just under it till then */
+    double floor_rate;   /* learning never goes below this */
+    double level;        /* what may be spent now */
+    double cap_rate;     /* temporary cap from a low remaining header */
+    uint64_t cap_until;  /* monotonic ms the cap lasts until */
+    int limited;         /* refused a request since the last increase */
 } rl_bucket;
 
 struct sky_ratelimit {
@@ -137,11 +141,18 @@ static void bucket_set_rate(rl_bucket *b, double rate, uint64_t now, double burs
     bucket_clamp(b, now, burst_s);
 }
 
+/* Just under a limit met twice at about the same rate. */
+#define RL_HOLD_SHARE 0.97
+/* How many increase intervals to hold there before probing past it again. */
+#define RL_HOLD_INTERVALS 10
+
 /*
  * After a quiet interval in which the bucket held requests back: double
  * while no 429 has shown where the limit is (slow start), else close half
  * the gap to the rate of the last 429 (BIC's binary search), and past it
- * probe upward by a small constant step.
+ * probe upward by a small constant step. A limit met twice at the same
+ * rate is a provider's fixed quota: stay just under it for a while instead
+ * of probing past it again at once.
  */
 static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64_t now)
 {
@@ -154,6 +165,8 @@ static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64
         double step = o->increase_fraction * b->wmax;
         double half_gap = (b->wmax - b->rate) / 2;
         r = b->rate + (half_gap > step ? half_gap : step);
+        if (now < b->hold_until && r > RL_HOLD_SHARE * b->wmax)
+            r = b->rate > RL_HOLD_SHARE * b->wmax ? b->rate : RL_HOLD_SHARE * b->wmax;
     }
     bucket_set_rate(b, r, now, o->burst_seconds);
 }
@@ -172,8 +185,14 @@ static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_o
     double base = b->rate;
     if (measured > 0 && measured < base)
         base = measured;
+    double factor = o->decrease_factor;
+    if (b->wmax > 0 && fabs(base - b->wmax) <= 0.1 * b->wmax) {
+        /* the same limit again: a fixed quota, found; back off half as far */
+        factor = 1 - (1 - factor) / 2;
+        b->hold_until = now + RL_HOLD_INTERVALS * (uint64_t)o->increase_interval_ms;
+    }
     b->wmax = base;
-    bucket_set_rate(b, base * o->decrease_factor, now, o->burst_seconds);
+    bucket_set_rate(b, base * factor, now, o->burst_seconds);
     if (b->level > 0)
         b->level = 0;
 }
@@ -256,18 +275,18 @@ static void rl_maybe_increase(sky_ratelimit *rl, uint64_t now)
     rl->last_increase_ms = now;
 }
 
-/* Requests (or tokens) per minute granted over the last RL_SLOTS seconds; 0 if too new. */
+/* Requests (or tokens) per minute granted over the last RL_MEASURE_S seconds; 0 if too new. */
 static double rl_measured(const sky_ratelimit *rl, uint64_t now, int tokens)
 {
     uint64_t sec = now / 1000;
-    uint64_t from = sec >= RL_SLOTS - 1 ? (sec - (RL_SLOTS - 1)) * 1000 : 0;
+    uint64_t from = sec >= RL_MEASURE_S - 1 ? (sec - (RL_MEASURE_S - 1)) * 1000 : 0;
     if (from < rl->created_ms)
         from = rl->created_ms;
     if (now < from + 2000)
         return 0;
     double sum = 0;
     for (int i = 0; i < RL_SLOTS; i++) {
-        if (rl->slot_sec[i] + RL_SLOTS > sec && rl->slot_sec[i] <= sec)
+        if (rl->slot_sec[i] + RL_MEASURE_S > sec && rl->slot_sec[i] <= sec)
             sum += tokens ? (double)rl->slot_tok[i] : (double)rl->slot_req[i];
     }
     return sum * 60000.0 / (double)(now - from);
