@@ -20,6 +20,22 @@ typedef struct slot {
     uint32_t ref;
 } slot;
 
+/*
+ * The ids skyio makes for refused input lines ("skyio-input-line-N",
+ * "skyio-duplicate-line-N") number the lines of the file, so a file of a
+ * million bad lines would fill the arena with them. They are kept as one
+ * bit per line number instead: memory follows the file's line count at an
+ * eighth of a byte a line.
+ */
+#define LINE_KINDS 2
+#define LINE_MAX_NUMBER (1ull << 36) /* beyond this, the string path */
+static const char *const line_prefix[LINE_KINDS] = {"skyio-input-line-", "skyio-duplicate-line-"};
+
+typedef struct line_bits {
+    uint64_t *words;
+    size_t n_words;
+} line_bits;
+
 struct sky_idset {
     slot *slots;
     size_t mask; /* slot count - 1; the count is a power of two */
@@ -27,6 +43,7 @@ struct sky_idset {
     char *arena;
     size_t arena_len;
     size_t arena_alloc;
+    line_bits lines[LINE_KINDS];
 };
 
 /* FNV-1a, then a murmur-style finalizer so the low bits index well. */
@@ -72,7 +89,59 @@ void sky_idset_free(sky_idset *set)
         return;
     free(set->slots);
     free(set->arena);
+    for (int k = 0; k < LINE_KINDS; k++)
+        free(set->lines[k].words);
     free(set);
+}
+
+/* Which line-id kind @p id is, with its number in *out_n; -1 when it is not one. The
+ * number must be written the one way ("7", not "07"), so the set stays exact. */
+static int line_id(sky_span id, uint64_t *out_n)
+{
+    for (int k = 0; k < LINE_KINDS; k++) {
+        size_t plen = strlen(line_prefix[k]);
+        if (id.len <= plen || id.len > plen + 11 || memcmp(id.ptr, line_prefix[k], plen) != 0 ||
+            id.ptr[plen] == '0')
+            continue;
+        uint64_t n = 0;
+        for (size_t i = plen; i < id.len; i++) {
+            if (id.ptr[i] < '0' || id.ptr[i] > '9')
+                return -1;
+            n = n * 10 + (uint64_t)(id.ptr[i] - '0');
+        }
+        if (n >= LINE_MAX_NUMBER)
+            return -1;
+        *out_n = n;
+        return k;
+    }
+    return -1;
+}
+
+static int line_has(const line_bits *b, uint64_t n)
+{
+    size_t w = (size_t)(n / 64);
+    return w < b->n_words && (b->words[w] >> (n % 64) & 1u);
+}
+
+/* Set bit @p n; 1 when it was clear, 0 when set already, or SKY_ENOMEM. */
+static int line_add(line_bits *b, uint64_t n)
+{
+    size_t w = (size_t)(n / 64);
+    if (w >= b->n_words) {
+        size_t want = b->n_words ? b->n_words : 64;
+        while (want <= w)
+            want *= 2;
+        uint64_t *p = realloc(b->words, want * sizeof(*p));
+        if (p == NULL)
+            return SKY_ENOMEM;
+        memset(p + b->n_words, 0, (want - b->n_words) * sizeof(*p));
+        b->words = p;
+        b->n_words = want;
+    }
+    if (b->words[w] >> (n % 64) & 1u)
+        return 0;
+    b->words[w] |= (uint64_t)1 << (n % 64);
+    return 1;
 }
 
 static int entry_equals(const sky_idset *set, uint32_t ref, sky_span id)
@@ -161,6 +230,13 @@ int sky_idset_add(sky_idset *set, sky_span id)
 {
     if (set == NULL || (id.ptr == NULL && id.len))
         return SKY_EINVAL;
+    uint64_t line;
+    int kind = line_id(id, &line);
+    if (kind >= 0) {
+        int added = line_add(&set->lines[kind], line);
+        set->count += added == 1;
+        return added;
+    }
     uint32_t h = hash_id(id);
     if (set->slots[find_slot(set, id, h)].ref != 0)
         return 0;
@@ -185,6 +261,10 @@ int sky_idset_contains(const sky_idset *set, sky_span id)
 {
     if (set == NULL || (id.ptr == NULL && id.len))
         return 0;
+    uint64_t line;
+    int kind = line_id(id, &line);
+    if (kind >= 0)
+        return line_has(&set->lines[kind], line);
     uint32_t h = hash_id(id);
     return set->slots[find_slot(set, id, h)].ref != 0;
 }
@@ -198,5 +278,8 @@ size_t sky_idset_memory(const sky_idset *set)
 {
     if (set == NULL)
         return 0;
-    return sizeof(*set) + (set->mask + 1) * sizeof(slot) + set->arena_alloc;
+    size_t n = sizeof(*set) + (set->mask + 1) * sizeof(slot) + set->arena_alloc;
+    for (int k = 0; k < LINE_KINDS; k++)
+        n += set->lines[k].n_words * sizeof(uint64_t);
+    return n;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -278,9 +279,10 @@ static int64_t stat_of(const json_t *stats, const char *path)
 static void test_fault_storm(void **state)
 {
     static const char *const margs[] = {
-        "--rpm", "3000", "--fault-500", "0.03", "--fault-502", "0.03", "--fault-503", "0.03",
-        "--fault-reset", "0.03", "--fault-hang", "0.02", "--fault-cut", "0.03",
-        "--fault-malformed", "0.03", "--seed", "11", NULL};
+        "--rpm",       "3000", "--fault-500",       "0.03", "--fault-502",  "0.03",
+        "--fault-503", "0.03", "--fault-reset",     "0.03", "--fault-hang", "0.02",
+        "--fault-cut", "0.03", "--fault-malformed", "0.03", "--seed",       "11",
+        NULL};
     static const char *const faults[] = {"http_500", "http_502", "http_503", "reset",
                                          "hang",     "cut",      "malformed"};
     sky_test_mock m;
@@ -296,8 +298,8 @@ static void test_fault_storm(void **state)
     write_input(in, 400, 0);
     /* told a limit three times the real one, the batch meets 429s (with Retry-After) until it
      * has learned; few retries, so a request may run out of them and be recorded as failed */
-    snprintf(args, sizeof(args), "%s -o %s --errors %s --rpm 9000 --timeout-ms 1000 --max-retries 3",
-             in, out, errs);
+    snprintf(args, sizeof(args),
+             "%s -o %s --errors %s --rpm 9000 --timeout-ms 1000 --max-retries 3", in, out, errs);
     int rc = run_batch(&m, args);
     memset(&t, 0, sizeof(t));
     t.ids = json_object();
@@ -336,6 +338,99 @@ static void test_fault_storm(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* @p distinct requests, then duplicates of them up to @p lines lines in all. */
+static void write_repeating_input(const char *path, long lines, int distinct)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (long i = 0; i < lines; i++)
+        fprintf(f,
+                "{\"custom_id\":\"req-%ld\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"question %ld\"}],\"max_tokens\":2}}\n",
+                i % distinct, i);
+    fclose(f);
+}
+
+/* Run `skyio batch IN -o OUT --errors ERRS` to its end; returns its peak RSS in KiB. */
+static long batch_peak_rss_kib(const sky_test_mock *m, const char *in, const char *out,
+                               const char *errs, int *out_status)
+{
+    char base[300];
+    struct rusage ru;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        snprintf(base, sizeof(base), "%s/v1", m->base_url);
+        setenv("OPENAI_BASE_URL", base, 1);
+        unsetenv("OPENAI_API_KEY");
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "batch", in, "-o", out, "--errors", errs, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(wait4(pid, out_status, 0, &ru), pid);
+    return ru.ru_maxrss;
+}
+
+static long count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long n = 0;
+    int c;
+    assert_non_null(f);
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/*
+ * A file of a million lines is read as a stream: the batch's memory is the same as for a
+ * file a hundred times smaller with the same requests. (The lines past the first thousand
+ * repeat a custom_id, so each becomes an error record without a network call; memory grows
+ * only with the number of distinct custom_ids, which the duplicate check must remember.)
+ */
+static void test_million_lines_stream(void **state)
+{
+    sky_test_mock m;
+    char dir[256], in[300], out[300], errs[300];
+    long rss[2];
+#ifdef __SANITIZE_ADDRESS__
+    /* ASan keeps freed memory in quarantine, so RSS says nothing here; the outputs still do */
+    const long sizes[2] = {10000, 200000};
+    const int check_rss = 0;
+#else
+    const long sizes[2] = {10000, 1000000};
+    const int check_rss = 1;
+#endif
+    int status;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    sky_test_tmpdir(dir, sizeof(dir));
+    for (int k = 0; k < 2; k++) {
+        snprintf(in, sizeof(in), "%s/in-%d.jsonl", dir, k);
+        snprintf(out, sizeof(out), "%s/out-%d.jsonl", dir, k);
+        snprintf(errs, sizeof(errs), "%s/errors-%d.jsonl", dir, k);
+        write_repeating_input(in, sizes[k], 1000);
+        rss[k] = batch_peak_rss_kib(&m, in, out, errs, &status);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 1); /* the duplicates are input errors */
+        assert_int_equal(count_lines(out), 1000);
+        assert_int_equal(count_lines(errs), sizes[k] - 1000);
+        unlink(in); /* 170 MB: gone before the next */
+    }
+    if (getenv("SKY_TEST_VERBOSE"))
+        printf("peak RSS: %ld KiB for %ld lines, %ld KiB for %ld lines\n", rss[0], sizes[0], rss[1],
+               sizes[1]);
+    /* a hundred times the lines, the same memory give or take allocator noise */
+    if (check_rss)
+        assert_true(rss[1] < rss[0] + 8 * 1024);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_fault_storm),
+        cmocka_unit_test(test_million_lines_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

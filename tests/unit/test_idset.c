@@ -112,12 +112,44 @@ static void test_presized(void **state)
     sky_idset_free(s);
 }
 
+/* The line ids of refused input lines take a bit each, and stay an exact set of strings. */
+static void test_line_ids_are_compact(void **state)
+{
+    (void)state;
+    char id[64];
+    sky_idset *set = sky_idset_new(0);
+    assert_non_null(set);
+    for (int i = 1; i <= 1000000; i++) {
+        snprintf(id, sizeof(id), "skyio-%s-line-%d", i % 2 ? "input" : "duplicate", i);
+        assert_int_equal(sky_idset_add(set, sky_span_cstr(id)), 1);
+    }
+    assert_int_equal(sky_idset_add(set, sky_span_cstr("skyio-input-line-999999")), 0);
+    assert_int_equal(sky_idset_count(set), 1000000);
+    assert_true(sky_idset_memory(set) < 400 * 1024); /* not ~50 MB of strings */
+    assert_true(sky_idset_contains(set, sky_span_cstr("skyio-duplicate-line-2")));
+    assert_false(sky_idset_contains(set, sky_span_cstr("skyio-duplicate-line-1")));
+    assert_false(sky_idset_contains(set, sky_span_cstr("skyio-input-line-1000001")));
+    /* other spellings are other strings */
+    assert_false(sky_idset_contains(set, sky_span_cstr("skyio-input-line-01")));
+    assert_int_equal(sky_idset_add(set, sky_span_cstr("skyio-input-line-01")), 1);
+    assert_true(sky_idset_contains(set, sky_span_cstr("skyio-input-line-01")));
+    assert_false(sky_idset_contains(set, sky_span_cstr("skyio-input-line-")));
+    assert_int_equal(sky_idset_add(set, sky_span_cstr("skyio-input-line-")), 1);
+    assert_int_equal(sky_idset_add(set, sky_span_cstr("skyio-input-line-12x")), 1);
+    assert_false(sky_idset_contains(set, sky_span_cstr("skyio-input-line-12"))); /* even: dup */
+    assert_int_equal(sky_idset_add(set, sky_span_cstr("skyio-input-line-99999999999")), 1);
+    assert_true(sky_idset_contains(set, sky_span_cstr("skyio-input-line-99999999999")));
+    assert_int_equal(sky_idset_count(set), 1000004);
+    sky_idset_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_and_contains),   cmocka_unit_test(test_duplicates_detected),
-        cmocka_unit_test(test_strings_are_copied), cmocka_unit_test(test_empty_and_binary_ids),
-        cmocka_unit_test(test_grow_to_a_million),  cmocka_unit_test(test_presized),
+        cmocka_unit_test(test_add_and_contains),     cmocka_unit_test(test_duplicates_detected),
+        cmocka_unit_test(test_strings_are_copied),   cmocka_unit_test(test_empty_and_binary_ids),
+        cmocka_unit_test(test_grow_to_a_million),    cmocka_unit_test(test_presized),
+        cmocka_unit_test(test_line_ids_are_compact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
