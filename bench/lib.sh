@@ -117,23 +117,27 @@ wrk_errors() {
   echo "non2xx=${non2xx:-0} ${sock:+sockets($sock)}"
 }
 
-# timed OUTFILE cmd... : run cmd, stdout to OUTFILE; sets TIMED_RC, TIMED_SECS and
-# TIMED_CPU (percent of one core the command used; "?" without GNU time).
+# timed OUTFILE cmd... : run cmd, stdout to OUTFILE; sets TIMED_RC, TIMED_SECS,
+# TIMED_CPU (percent of one core the command used), TIMED_CPU_S (its user+system
+# seconds) and TIMED_RSS_KB (its peak resident KiB); the last three are "?" without
+# GNU time.
 timed() {
   local outfile=$1; shift
   local tf=$BENCH_TMP/time.$$ t0 t1
   t0=$(now_s)
   TIMED_RC=0
   if [ -x /usr/bin/time ]; then
-    /usr/bin/time -f '%U %S' -o "$tf" "$@" >"$outfile" 2>"$outfile.err" || TIMED_RC=$?
+    /usr/bin/time -f '%U %S %M' -o "$tf" "$@" >"$outfile" 2>"$outfile.err" || TIMED_RC=$?
   else
     "$@" >"$outfile" 2>"$outfile.err" || TIMED_RC=$?
   fi
   t1=$(now_s)
   TIMED_SECS=$(elapsed "$t0" "$t1")
-  TIMED_CPU='?'
+  TIMED_CPU='?'; TIMED_CPU_S='?'; TIMED_RSS_KB='?'
   if [ -s "$tf" ]; then
     TIMED_CPU=$(tail -1 "$tf" | awk -v s="$TIMED_SECS" '{ printf "%.0f", 100 * ($1 + $2) / s }')
+    TIMED_CPU_S=$(tail -1 "$tf" | awk '{ printf "%.2f", $1 + $2 }')
+    TIMED_RSS_KB=$(tail -1 "$tf" | awk '{ print $3 }')
   fi
   rm -f "$tf"
 }
@@ -146,6 +150,26 @@ measure() {
   timed "$@"
   m1=$(cpu_ticks "$MOCK_PID")
   MOCK_CPU=$(cpu_pct $((m1 - m0)) "$TIMED_SECS")
+}
+
+# chat_input FILE N [MAX_TOKENS] : N OpenAI Batch JSONL chat requests, custom_id r-1..r-N
+chat_input() {
+  awk -v n="$2" -v mt="${3:-5}" 'BEGIN { for (i = 1; i <= n; i++)
+    printf "{\"custom_id\":\"r-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"question %d\"}],\"max_tokens\":%d}}\n", i, i, mt }' >"$1"
+}
+
+# check_output FILE N : "ok" when FILE holds N lines with N distinct custom_ids, all
+# status 200; otherwise a short description of what is missing, repeated or failed.
+check_output() {
+  local lines=0 ids ok
+  [ ! -f "$1" ] || lines=$(wc -l <"$1")
+  ids=$(grep -o '^{"id":"[^"]*","custom_id":"[^"]*"' "$1" 2>/dev/null | cut -d'"' -f8 | sort -u | wc -l || true)
+  ok=$(grep -c '"response":{"status_code":200,' "$1" 2>/dev/null || true)
+  if [ "$lines" = "$2" ] && [ "$ids" = "$2" ] && [ "$ok" = "$2" ]; then
+    echo ok
+  else
+    echo "lines=$lines distinct_ids=$ids status200=${ok:-0} of $2"
+  fi
 }
 
 # row COL... : print a table row, columns padded
