@@ -15,10 +15,11 @@
  * schedule is reproducible in tests.
  */
 
-/** How many decisions the log of one operation keeps (the most recent). */
-#define SKY_RETRY_LOG_MAX 16
+/** How many decisions the log of one operation keeps (the most recent). The state is
+ *  embedded in every call in flight, so this is memory per request: keep it small. */
+#define SKY_RETRY_LOG_MAX 8
 /** Room for one reason text, NUL included ("429 retry-after-ms=1200"). */
-#define SKY_RETRY_REASON_MAX 80
+#define SKY_RETRY_REASON_MAX 64
 
 /**
  * Settings of the policy. Fill with sky_retry_options_init() and change
@@ -85,6 +86,7 @@ typedef struct sky_retry_state {
     int attempts;       /**< decisions made, i.e. attempts finished */
     int retries;        /**< SKY_RETRY_YES decisions so far (the backoff exponent) */
     int auth_refreshed; /**< nonzero once SKY_RETRY_REFRESH_AUTH was given */
+    int responses_429;  /**< attempts answered 429, all of them (the log keeps the last) */
     uint64_t rng;       /**< splitmix64 state for jitter when no generator is passed */
     sky_retry_log_entry log[SKY_RETRY_LOG_MAX];
 } sky_retry_state;

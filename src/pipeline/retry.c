@@ -322,6 +322,7 @@ static void record(sky_retry_state *s, int status, const sky_error *err,
     e->action = d->action;
     memcpy(e->reason, d->reason, sizeof(e->reason));
     s->retries += d->action == SKY_RETRY_YES;
+    s->responses_429 += status == 429;
     s->auth_refreshed |= d->action == SKY_RETRY_REFRESH_AUTH;
 }
 

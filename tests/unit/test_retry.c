@@ -631,6 +631,21 @@ static void test_log_contents(void **state)
                         "#1 429 retry-after-ms=1200ms; #2 ECONNRESET backoff=523ms; #3 200 done");
 }
 
+/* Every 429 is counted, also those the log has forgotten. */
+static void test_counts_every_429(void **state)
+{
+    fixture *f = *state;
+    f->opts.max_retries = 100;
+    int sent_429 = 0;
+    for (int i = 0; i < SKY_RETRY_LOG_MAX + 3; i++) {
+        sent_429 += i % 3 != 0;
+        assert_int_equal(on_status(f, i % 3 ? 429 : 503), SKY_RETRY_YES);
+    }
+    assert_int_equal(on_status(f, 200), SKY_RETRY_NO);
+    assert_true(sent_429 > SKY_RETRY_LOG_MAX / 2);
+    assert_int_equal(f->state.responses_429, sent_429);
+}
+
 static void test_log_keeps_the_last_entries(void **state)
 {
     fixture *f = *state;
@@ -645,13 +660,16 @@ static void test_log_keeps_the_last_entries(void **state)
     for (size_t i = 1; i < SKY_RETRY_LOG_MAX; i++)
         assert_int_equal(sky_retry_log_at(&f->state, i)->attempt,
                          sky_retry_log_at(&f->state, i - 1)->attempt + 1);
-    assert_int_equal(sky_retry_log_at(&f->state, SKY_RETRY_LOG_MAX - 1)->attempt, 20);
+    assert_int_equal(sky_retry_log_at(&f->state, SKY_RETRY_LOG_MAX - 1)->attempt,
+                     SKY_RETRY_LOG_MAX + 4);
     assert_null(sky_retry_log_at(&f->state, SKY_RETRY_LOG_MAX));
 
     char line[2048];
     sky_retry_log_format(&f->state, line, sizeof(line));
     assert_true(starts_with(line, "(4 earlier) #5 500 backoff="));
-    assert_non_null(strstr(line, "; #20 503 backoff="));
+    char last[32];
+    snprintf(last, sizeof(last), "; #%d 503 backoff=", SKY_RETRY_LOG_MAX + 4);
+    assert_non_null(strstr(line, last));
     assert_null(strstr(line, "#4 "));
 }
 
@@ -753,6 +771,7 @@ int main(void)
         T(test_max_retries_zero_and_negative),
         T(test_default_allows_ten_retries),
         T(test_log_contents),
+        T(test_counts_every_429),
         T(test_log_keeps_the_last_entries),
         T(test_log_format_truncates_safely),
         T(test_log_format_empty),
