@@ -1,5 +1,9 @@
 /* Small helpers over jansson: parse with a located error, typed lookups, paths, dumps. */
 
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "skyio/json.h"
 
 int sky_json_parse(sky_span text, json_t **out_json, sky_error *err)
@@ -97,11 +101,56 @@ json_t *sky_json_path(const json_t *root, const char *path)
     }
 }
 
+/* The fewest significant digits, 15 to 17, that give @p v back exactly. */
+static int real_digits(double v)
+{
+    char text[40];
+    for (int p = 15; p < 17; p++) {
+        snprintf(text, sizeof(text), "%.*g", p, v);
+        if (strtod(text, NULL) == v)
+            return p;
+    }
+    return 17;
+}
+
+/* The digits every real in @p v needs to come back exactly; 0 when it holds none. */
+static int digits_needed(const json_t *v, int depth)
+{
+    int most = 0, d;
+    size_t i;
+    const char *key;
+    json_t *item;
+    if (json_is_real(v))
+        return real_digits(json_real_value(v));
+    if (depth > 64) /* deeper than any request body: jansson's default then */
+        return 17;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if ((d = digits_needed(item, depth + 1)) > most)
+                most = d;
+        }
+    } else if (json_is_object(v)) {
+        json_object_foreach((json_t *)(uintptr_t)v, key, item)
+        {
+            if ((d = digits_needed(item, depth + 1)) > most)
+                most = d;
+        }
+    }
+    return most;
+}
+
 char *sky_json_dump(const json_t *value, size_t *out_len)
 {
     if (value == NULL)
         return NULL;
-    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    /* jansson prints every real with 17 digits (0.2 as 0.20000000000000001); print as few
+     * as give the same number back, so a body passed through keeps the user's numbers. */
+    int digits = digits_needed(value, 0);
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER;
+    if (digits > 0)
+        flags |= JSON_REAL_PRECISION(digits);
+    char *text = json_dumps(value, flags);
     if (text != NULL && out_len != NULL)
         *out_len = strlen(text);
     return text;

@@ -179,6 +179,29 @@ static void test_round_trip(void **state)
     json_decref(again);
 }
 
+/* Reals keep the digits they were written with, and still come back exactly. */
+static void test_dump_reals_shortest(void **state)
+{
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(
+        sky_json_parse(SKY_SPAN_LIT("{\"t\":0.2,\"p\":[1e-7,3.14159],\"n\":5}"), &j, NULL), 0);
+    char *text = sky_json_dump(j, NULL);
+    assert_string_equal(text, "{\"t\":0.2,\"p\":[1e-7,3.14159],\"n\":5}");
+    free(text);
+    json_decref(j);
+    /* a number that needs all 17 digits keeps them */
+    j = json_pack("{s:f}", "x", 0.1 + 0.2);
+    text = sky_json_dump(j, NULL);
+    json_t *back = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr(text), &back, NULL), 0);
+    assert_true(json_real_value(json_object_get(back, "x")) == 0.1 + 0.2);
+    assert_string_equal(text, "{\"x\":0.30000000000000004}");
+    free(text);
+    json_decref(back);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_dump_compact_ordered),
         cmocka_unit_test(test_dump_scalar_and_null),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_dump_reals_shortest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
