@@ -129,12 +129,16 @@ static int digits_needed(const json_t *v, int depth)
         {
             if ((d = digits_needed(item, depth + 1)) > most)
                 most = d;
+            if (most == 17) /* no more to learn: an embedding is not walked to its end */
+                return most;
         }
     } else if (json_is_object(v)) {
         json_object_foreach((json_t *)(uintptr_t)v, key, item)
         {
             if ((d = digits_needed(item, depth + 1)) > most)
                 most = d;
+            if (most == 17)
+                return most;
         }
     }
     return most;
