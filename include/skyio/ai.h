@@ -14,6 +14,8 @@ typedef enum sky_ai_kind {
 
 #define SKY_AI_DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define SKY_AI_DEFAULT_API_VERSION "2024-10-21"
+/** The Entra ID scope of Azure OpenAI (and every Azure AI service). */
+#define SKY_AI_ENTRA_SCOPE "https://cognitiveservices.azure.com/.default"
 
 /**
  * An endpoint. Strings are owned (copied in, freed by sky_ai_endpoint_free).
@@ -24,6 +26,9 @@ typedef struct sky_ai_endpoint {
     char *base_url;    /**< OpenAI: up to and usually including /v1; Azure: the resource URL */
     char *api_key;     /**< NULL: send no key (a local server, or a token added elsewhere) */
     char *api_version; /**< Azure only */
+    /** Azure without a key: authenticate with an Entra ID token for
+     *  SKY_AI_ENTRA_SCOPE (a sky_credential; e.g. the pipeline's credential). */
+    int use_entra_id;
 } sky_ai_endpoint;
 
 /**
@@ -36,6 +41,15 @@ typedef struct sky_ai_endpoint {
  */
 SKY_EXTERN int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure,
                                         sky_error *err) SKY_NODISCARD;
+
+/**
+ * Like sky_ai_endpoint_from_env(), but AZURE_OPENAI_ENDPOINT without
+ * AZURE_OPENAI_API_KEY is accepted: the endpoint gets no key and
+ * use_entra_id = 1, and the caller sends `Authorization: Bearer <token>`
+ * from a credential (sky_credential_default_new) for SKY_AI_ENTRA_SCOPE.
+ */
+SKY_EXTERN int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure,
+                                              sky_error *err) SKY_NODISCARD;
 
 /** Set @p ep explicitly (strings copied; @p api_version NULL takes the default). */
 SKY_EXTERN int sky_ai_endpoint_set(sky_ai_endpoint *ep, sky_ai_kind kind, const char *base_url,

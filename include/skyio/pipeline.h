@@ -2,11 +2,13 @@
 #ifndef SKYIO_PIPELINE_H
 #define SKYIO_PIPELINE_H
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "breaker.h"
 #include "common.h"
 #include "concurrency.h"
+#include "credential.h"
 #include "error.h"
 #include "headers.h"
 #include "http.h"
@@ -47,6 +49,12 @@ typedef struct sky_pipeline_options {
     sky_pipeline_auth_cb auth; /**< NULL: no auth headers */
     void *auth_user_data;
     const sky_clock *clock; /**< NULL: the real clock. Borrowed */
+    /** When set (with scope), every attempt carries `Authorization: Bearer <token>`
+     *  from it, and a 401 forces one refresh and one retry. Borrowed: it must
+     *  outlive the pipeline. Takes the place of `auth`. */
+    sky_credential *credential;
+    /** The token's scope, e.g. "https://management.azure.com/.default"; copied. */
+    const char *scope;
 } sky_pipeline_options;
 
 /** Every default. */
@@ -75,6 +83,9 @@ typedef struct sky_call_result {
     uint64_t waited_ms;           /**< time held back by the rate and concurrency limits */
     uint64_t total_ms;            /**< from start to the end */
     uint64_t attempt_ms;          /**< the last attempt alone, send to reply; 0 when none */
+    /** The last reply's body parsed, when it was a 2xx JSON reply and the call had
+     *  require_json or a rate limiter (which reads usage); else NULL. Borrowed. */
+    const json_t *json;
 } sky_call_result;
 
 /**
@@ -97,7 +108,7 @@ typedef struct sky_call_options {
      *  cut-short body: an AI endpoint always answers JSON, and a garbled answer is worth
      *  nothing to keep even if it was billed. Default 0 (any body is a success). */
     int require_json;
-    sky_call_done_cb on_done;   /**< required */
+    sky_call_done_cb on_done; /**< required */
     void *user_data;
 } sky_call_options;
 
@@ -111,6 +122,15 @@ SKY_EXTERN int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_ca
                               sky_error *err) SKY_NODISCARD;
 /** Cancel: the callback runs soon with SKY_ECANCELED. */
 SKY_EXTERN void sky_call_cancel(sky_call *call);
+
+/**
+ * Cancel every call that is not in the middle of an attempt: queued for a
+ * concurrency slot, held by the rate limiter or the breaker, or waiting to
+ * retry. Each reports SKY_ECANCELED soon, from the loop; calls on the wire
+ * go on. For a graceful stop (SIGINT) that sends nothing new. Returns how
+ * many were canceled.
+ */
+SKY_EXTERN size_t sky_pipeline_cancel_waiting(sky_pipeline *p);
 
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);

@@ -65,17 +65,19 @@ static const char *env(const char *name)
     return v && v[0] ? v : NULL;
 }
 
-int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure, sky_error *err)
+static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_error *err)
 {
     const char *azure = env("AZURE_OPENAI_ENDPOINT");
     const char *openai_key = env("OPENAI_API_KEY");
     int rc;
     if (azure && (prefer_azure || openai_key == NULL)) {
         const char *key = env("AZURE_OPENAI_API_KEY");
-        if (key == NULL && !is_loopback_url(azure))
+        if (key == NULL && !allow_entra && !is_loopback_url(azure))
             return sky_error_set(err, SKY_EAUTH,
                                  "AZURE_OPENAI_ENDPOINT is set but AZURE_OPENAI_API_KEY is not");
         rc = sky_ai_endpoint_set(ep, SKY_AI_AZURE, azure, key, env("OPENAI_API_VERSION"));
+        if (rc == 0)
+            ep->use_entra_id = key == NULL && allow_entra && !is_loopback_url(azure);
     } else {
         const char *base = env("OPENAI_BASE_URL");
         base = base ? base : SKY_AI_DEFAULT_BASE_URL;
@@ -89,6 +91,16 @@ int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure, sky_error *e
     if (rc < 0)
         return sky_error_set(err, rc, "endpoint configuration: %s", sky_strerror(rc));
     return 0;
+}
+
+int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure, sky_error *err)
+{
+    return from_env(ep, prefer_azure, 0, err);
+}
+
+int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure, sky_error *err)
+{
+    return from_env(ep, prefer_azure, 1, err);
 }
 
 /* ---- URLs ---- */

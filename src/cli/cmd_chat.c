@@ -30,7 +30,8 @@ static const char usage[] =
     "      --usage            print token usage on stderr at the end\n"
     "\n"
     "environment: OPENAI_API_KEY, OPENAI_BASE_URL; AZURE_OPENAI_ENDPOINT,\n"
-    "AZURE_OPENAI_API_KEY, OPENAI_API_VERSION.\n"
+    "AZURE_OPENAI_API_KEY, OPENAI_API_VERSION. Azure OpenAI without AZURE_OPENAI_API_KEY\n"
+    "uses an Entra ID token from the credential chain (see `skyio token --help`).\n"
     "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration.\n";
 
 typedef struct chat_run chat_run;
@@ -63,6 +64,9 @@ struct chat_run {
     const char *cacert;
     int prefer_azure, show_usage;
     char *prompt;
+    sky_credential *cred; /* Azure OpenAI without a key: Entra ID */
+    char *bearer;
+    int exit_code;
 };
 
 /* ---- the prompt ---- */
@@ -289,6 +293,15 @@ static int start_one(chat_run *r, answer *a)
         rc = sky_ai_url(&r->ep, "/v1/chat/completions", a->model, &url);
     if (rc == 0)
         rc = sky_ai_auth_headers(&r->ep, h);
+    if (rc == 0 && r->bearer) {
+        sky_buf v;
+        sky_buf_init(&v, 65536);
+        rc = sky_buf_printf(&v, "Bearer %s", r->bearer);
+        rc = rc ? rc : sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_buf_span(&v));
+        if (v.data)
+            memset(v.data, 0, v.len);
+        sky_buf_free(&v);
+    }
     if (rc == 0)
         rc = sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json"));
     if (rc == 0) {
@@ -349,6 +362,11 @@ static void run_free(chat_run *r)
         sky_buf_free(&r->answers[i].raw);
         sky_sse_parser_free(&r->answers[i].parser);
     }
+    sky_credential_free(r->cred);
+    if (r->bearer) {
+        memset(r->bearer, 0, strlen(r->bearer));
+        free(r->bearer);
+    }
     sky_http_client_free(r->client);
     if (r->loop) {
         sky_loop_run(r->loop);
@@ -367,7 +385,7 @@ static int configure(chat_run *r)
     sky_error_clear(&err);
     int rc = r->base_url ? sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, r->base_url,
                                                getenv("OPENAI_API_KEY"), NULL)
-                         : sky_ai_endpoint_from_env(&r->ep, r->prefer_azure, &err);
+                         : sky_ai_endpoint_from_env_entra(&r->ep, r->prefer_azure, &err);
     if (rc < 0) {
         fprintf(stderr, "skyio chat: %s\n", err.code ? err.message : sky_strerror(rc));
         return -1;
@@ -379,6 +397,42 @@ static int configure(chat_run *r)
         fprintf(stderr, "skyio chat: cannot start the HTTP client\n");
         return -1;
     }
+    return 0;
+}
+
+static void on_entra_token(sky_token_request *req, const sky_access_token *tok,
+                           const sky_error *err, void *ud)
+{
+    chat_run *r = ud;
+    (void)req;
+    if (tok == NULL || (r->bearer = strdup(tok->token)) == NULL) {
+        fprintf(stderr,
+                "skyio chat: no Entra ID token for Azure OpenAI (set AZURE_OPENAI_API_KEY "
+                "or sign in): %s\n",
+                err ? err->message : "out of memory");
+        r->exit_code = SKY_EXIT_START;
+        return;
+    }
+    for (int i = 0; i < r->n_answers; i++)
+        (void)start_one(r, &r->answers[i]);
+}
+
+/* Every answer at once; Azure OpenAI without a key first gets an Entra ID token. */
+static int start_all(chat_run *r)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    if (r->ep.use_entra_id) {
+        if (sky_credential_default_new(sky_loop_uv(r->loop), r->client, NULL, &r->cred, &err) < 0 ||
+            sky_credential_get_token(r->cred, SKY_AI_ENTRA_SCOPE, on_entra_token, r, NULL, &err) <
+                0) {
+            fprintf(stderr, "skyio chat: %s\n", err.message);
+            return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < r->n_answers; i++)
+        (void)start_one(r, &r->answers[i]);
     return 0;
 }
 
@@ -402,14 +456,12 @@ int sky_cli_chat(int argc, char **argv)
         run_free(r);
         return SKY_EXIT_USAGE;
     }
-    if (configure(r) < 0) {
+    if (configure(r) < 0 || start_all(r) < 0) {
         run_free(r);
         return SKY_EXIT_START;
     }
-    for (int i = 0; i < r->n_answers; i++)
-        (void)start_one(r, &r->answers[i]);
     sky_loop_run(r->loop);
-    int code = report(r);
+    int code = r->exit_code ? r->exit_code : report(r);
     run_free(r);
     return code;
 }

@@ -24,6 +24,7 @@ struct sky_call {
     sky_headers *headers;
     int64_t est_tokens;
     int require_json;
+    json_t *reply_json; /* the last 2xx reply, parsed once for the limiter and the caller */
     sky_call_done_cb on_done;
     void *user_data;
     char request_id[40];
@@ -37,14 +38,18 @@ struct sky_call {
     int breaker_taken;
     uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
     sky_http_request *req;
-    sky_call *prev, *next; /* in p->calls */
-    sky_call *qnext;       /* in the concurrency queue */
+    sky_token_request *token_req; /* getting the credential's token */
+    char *bearer;                 /* the token for the next attempt */
+    uint64_t bearer_hash;         /* which token the last attempt sent (not the token itself) */
+    sky_call *prev, *next;        /* in p->calls */
+    sky_call *qnext;              /* in the concurrency queue */
 };
 
 struct sky_pipeline {
     uv_loop_t *loop;
     sky_http_client *client;
     sky_pipeline_options o;
+    char *scope; /* o.scope's copy */
     sky_ratelimit *rate;
     sky_limiter *limiter;
     sky_breaker breaker;
@@ -94,11 +99,31 @@ static void on_timer_closed(uv_handle_t *h)
     free(h);
 }
 
+/* FNV-1a: tells tokens apart without keeping one. */
+static uint64_t token_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void forget_bearer(sky_call *c)
+{
+    if (c->bearer) {
+        memset(c->bearer, 0, strlen(c->bearer));
+        free(c->bearer);
+        c->bearer = NULL;
+    }
+}
+
 static void call_free(sky_call *c)
 {
+    forget_bearer(c);
     if (c->timer)
         uv_close((uv_handle_t *)c->timer, on_timer_closed);
     sky_headers_free(c->headers);
+    json_decref(c->reply_json);
     free(c->method);
     free(c->url);
     free(c->body);
@@ -152,6 +177,7 @@ static void fill_result(const sky_call *c, const sky_http_response *res, sky_cal
     r->waited_ms = c->waited_ms;
     r->total_ms = now_ms(c->p) - c->start_ms;
     r->attempt_ms = c->attempt_ms;
+    r->json = res ? c->reply_json : NULL;
 }
 
 /* Report the outcome once, then forget the call. */
@@ -272,7 +298,7 @@ static int admit_rate(sky_call *c)
     return 0;
 }
 
-static void send_attempt(sky_call *c);
+static void authorize(sky_call *c);
 
 static void admit(sky_call *c)
 {
@@ -287,7 +313,7 @@ static void admit(sky_call *c)
     }
     c->step = STEP_ADMIT;
     if (admit_slot(c) && admit_breaker(c) && admit_rate(c))
-        send_attempt(c);
+        authorize(c);
 }
 
 /* A slot came free: hand it to the longest-waiting call. */
@@ -321,6 +347,17 @@ static int attempt_headers(sky_call *c, sky_headers **out)
                              sky_span_cstr(c->request_id));
     if (rc == 0)
         rc = sky_headers_add(h, SKY_SPAN_LIT("x-request-id"), sky_span_cstr(c->request_id));
+    if (rc == 0 && c->bearer) {
+        sky_buf v;
+        sky_buf_init(&v, 64 * 1024);
+        rc = sky_buf_printf(&v, "Bearer %s", c->bearer);
+        c->bearer_hash = token_hash(c->bearer);
+        rc = rc ? rc : sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_buf_span(&v));
+        if (v.data)
+            memset(v.data, 0, v.len);
+        sky_buf_free(&v);
+        forget_bearer(c);
+    }
     if (rc == 0 && p->o.auth)
         rc = p->o.auth(p->o.auth_user_data, h, c->refresh_auth);
     c->refresh_auth = 0;
@@ -377,17 +414,102 @@ static void send_attempt(sky_call *c)
     c->step = STEP_SENDING;
 }
 
-/* Tokens the provider says the request used, from a JSON reply's usage. */
-static int64_t reply_tokens(const sky_http_response *res)
+/* ---- auth: the credential's token, per attempt ---- */
+
+/* Give back what admission took when no attempt will be made. */
+static void release_admission(sky_call *c)
 {
-    json_t *j = NULL;
-    if (res->status < 200 || res->status >= 300 || res->body.len == 0 ||
-        sky_json_parse(res->body, &j, NULL) < 0)
-        return -1;
-    json_t *t = sky_json_path(j, "usage.total_tokens");
-    int64_t n = json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
-    json_decref(j);
-    return n;
+    release_slot_unused(c);
+    if (c->breaker_taken) {
+        sky_breaker_cancel(&c->p->breaker);
+        c->breaker_taken = 0;
+    }
+}
+
+static void on_token(sky_token_request *req, const sky_access_token *tok, const sky_error *err,
+                     void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    (void)req;
+    c->token_req = NULL;
+    if (c->orphaned) {
+        call_free(c);
+        if (--p->n_orphans == 0 && p->freeing)
+            pipeline_release(p);
+        return;
+    }
+    if (tok && !c->canceled && (c->bearer = strdup(tok->token)) != NULL) {
+        send_attempt(c);
+    } else {
+        sky_error e;
+        sky_error_clear(&e);
+        if (c->canceled)
+            sky_error_set(&e, SKY_ECANCELED, "call canceled");
+        else if (err)
+            sky_error_set(&e, err->code == SKY_ECANCELED ? SKY_ECANCELED : SKY_EAUTH,
+                          "credential: %s", err->message);
+        else
+            sky_error_set(&e, SKY_ENOMEM, "out of memory");
+        if (err)
+            e.http_status = err->http_status;
+        release_admission(c);
+        finish(c, NULL, &e);
+    }
+    maybe_free_pipeline(p);
+}
+
+/* Per try: the token first (cached: usually at once), then the attempt.
+ * After a 401 the retry policy asks for a refresh, which skips the cache. */
+static void authorize(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    sky_access_token tok;
+    sky_error err;
+    if (p->o.credential == NULL) {
+        send_attempt(c);
+        return;
+    }
+    /* After a 401, a cached token other than the one refused is already the
+     * refresh (another call's): many 401s at once make one token request. */
+    if (sky_credential_peek_token(p->o.credential, p->scope, &tok) &&
+        (!c->refresh_auth || token_hash(tok.token) != c->bearer_hash)) {
+        if ((c->bearer = strdup(tok.token)) != NULL) {
+            send_attempt(c);
+            return;
+        }
+    }
+    sky_error_clear(&err);
+    int rc = c->refresh_auth ? sky_credential_refresh_token(p->o.credential, p->scope, on_token, c,
+                                                            &c->token_req, &err)
+                             : sky_credential_get_token(p->o.credential, p->scope, on_token, c,
+                                                        &c->token_req, &err);
+    if (rc < 0) {
+        c->token_req = NULL;
+        release_admission(c);
+        finish_error(c, SKY_EAUTH, err.message);
+        return;
+    }
+    c->step = STEP_SENDING;
+}
+
+/* Tokens the provider says the request used, from a JSON reply's usage. */
+static int64_t reply_tokens(const json_t *reply)
+{
+    json_t *t = reply ? sky_json_path(reply, "usage.total_tokens") : NULL;
+    return json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
+}
+
+/* Parse a 2xx reply once, when the rate limiter or the caller wants what it says. */
+static void parse_reply(sky_call *c, const sky_http_response *res, const sky_error *err)
+{
+    json_decref(c->reply_json);
+    c->reply_json = NULL;
+    if (err || res->status < 200 || res->status >= 300 || res->body.len == 0 ||
+        !(c->require_json || c->p->o.use_rate_limit))
+        return;
+    if (sky_json_parse(res->body, &c->reply_json, NULL) < 0)
+        c->reply_json = NULL;
 }
 
 /* What tells the concurrency limiter "too much": an attempt that timed out,
@@ -416,7 +538,7 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
         c->have_slot = 0;
     }
     if (p->o.use_rate_limit) {
-        int64_t actual = status == 429 ? 0 : reply_tokens(res);
+        int64_t actual = status == 429 ? 0 : reply_tokens(c->reply_json);
         sky_ratelimit_on_response(p->rate, status, err ? NULL : res->headers, c->est_tokens,
                                   actual);
     }
@@ -464,13 +586,8 @@ static void end_with(sky_call *c, const sky_http_response *res, const sky_error 
 static const sky_error *check_json(const sky_call *c, const sky_http_response *res,
                                    const sky_error *err, sky_error *out)
 {
-    json_t *j = NULL;
-    if (err || !c->require_json || res->status < 200 || res->status >= 300)
+    if (err || !c->require_json || res->status < 200 || res->status >= 300 || c->reply_json)
         return err;
-    if (sky_json_parse(res->body, &j, NULL) == 0) {
-        json_decref(j);
-        return NULL;
-    }
     sky_error_set(out, SKY_EJSON, "HTTP %d with a body that is not valid JSON (%zu bytes)",
                   res->status, res->body.len);
     sky_error_set_service(out, "malformed_response");
@@ -495,6 +612,7 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
             pipeline_release(p);
         return;
     }
+    parse_reply(c, res, err);
     report_attempt(c, res, err);
     pump_queue(p);
     sky_error_clear(&bad_json);
@@ -606,10 +724,28 @@ void sky_call_cancel(sky_call *c)
         sky_http_request_cancel(c->req);
         return;
     }
+    if (c->token_req) {
+        sky_token_request_cancel(c->token_req);
+        return;
+    }
     if (c->step == STEP_QUEUED)
         queue_remove(c->p, c);
     c->step = STEP_WAITING;
     uv_timer_start(c->timer, on_call_timer, 0, 0);
+}
+
+size_t sky_pipeline_cancel_waiting(sky_pipeline *p)
+{
+    size_t n = 0;
+    if (p == NULL)
+        return 0;
+    for (sky_call *c = p->calls; c != NULL; c = c->next) {
+        if (c->canceled || c->req != NULL || c->step == STEP_SENDING || c->step == STEP_DONE)
+            continue;
+        sky_call_cancel(c); /* a waiting call only arms its timer: the list stays as it is */
+        n++;
+    }
+    return n;
 }
 
 /* ---- the pipeline ---- */
@@ -617,7 +753,8 @@ void sky_call_cancel(sky_call *c)
 int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipeline_options *o,
                      sky_pipeline **out)
 {
-    if (loop == NULL || client == NULL || out == NULL)
+    if (loop == NULL || client == NULL || out == NULL ||
+        (o && o->credential && (o->scope == NULL || *o->scope == '\0')))
         return SKY_EINVAL;
     sky_pipeline *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -629,6 +766,9 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
     else
         sky_pipeline_options_init(&p->o);
     int rc = 0;
+    if (p->o.credential && (p->scope = strdup(p->o.scope)) == NULL)
+        rc = SKY_ENOMEM;
+    p->o.scope = p->scope;
     if (p->o.use_rate_limit)
         rc = sky_ratelimit_new(&p->o.rate, p->o.clock, &p->rate);
     if (rc == 0 && p->o.use_concurrency)
@@ -638,6 +778,7 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
     if (rc < 0) {
         sky_ratelimit_free(p->rate);
         sky_limiter_free(p->limiter);
+        free(p->scope);
         free(p);
         return rc;
     }
@@ -649,6 +790,7 @@ static void pipeline_release(sky_pipeline *p)
 {
     sky_ratelimit_free(p->rate);
     sky_limiter_free(p->limiter);
+    free(p->scope);
     free(p);
 }
 
@@ -667,7 +809,10 @@ static void orphan_call(sky_pipeline *p, sky_call *c)
     p->in_callback++;
     c->on_done(c, &r, &e, c->user_data);
     p->in_callback--;
-    sky_http_request_cancel(c->req);
+    if (c->req)
+        sky_http_request_cancel(c->req);
+    else
+        sky_token_request_cancel(c->token_req);
 }
 
 void sky_pipeline_free(sky_pipeline *p)
@@ -682,7 +827,7 @@ void sky_pipeline_free(sky_pipeline *p)
     p->free_requested = 0;
     p->queue_head = p->queue_tail = NULL;
     while (p->calls) {
-        if (p->calls->req)
+        if (p->calls->req || p->calls->token_req)
             orphan_call(p, p->calls);
         else
             finish_error(p->calls, SKY_ECANCELED, "pipeline freed");

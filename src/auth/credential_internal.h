@@ -1,0 +1,138 @@
+/* Internals of the credentials shared by src/auth/credential*.c. */
+#ifndef SKY_CREDENTIAL_INTERNAL_H
+#define SKY_CREDENTIAL_INTERNAL_H
+
+#include "skyio/buf.h"
+#include "skyio/credential.h"
+
+typedef struct sky__cred_fetch sky__cred_fetch;
+typedef struct sky__cred_entry sky__cred_entry;
+
+/* What makes one kind of credential: how to fetch a token, how to stop. */
+typedef struct sky__cred_ops {
+    const char *kind;
+    /* Start getting a token for f->scope; end, now or later, with
+     * sky__cred_fetch_done() exactly once. */
+    void (*start)(sky__cred_fetch *f);
+    /* Stop a fetch in flight (the credential is going): it still ends with
+     * sky__cred_fetch_done(). */
+    void (*abort)(sky__cred_fetch *f);
+    /* Free the kind's own data (c->impl) when the credential goes. */
+    void (*destroy)(sky_credential *c);
+    /* Optional: the credential is being freed, after its fetches were aborted. */
+    void (*shutdown)(sky_credential *c);
+} sky__cred_ops;
+
+/* Settings, resolved from options and environment; strings owned. */
+typedef struct sky__cred_config {
+    char *authority_host, *tenant_id, *client_id, *client_secret, *token_file;
+    char *imds_endpoint, *identity_endpoint, *identity_header, *az_path, *cli_tenant;
+    long az_timeout_ms, request_timeout_ms, imds_retry_base_ms, imds_probe_timeout_ms;
+    int imds_max_retries;
+    int64_t refresh_margin_s;
+    int exclude[4];
+} sky__cred_config;
+
+/* One token fetch for one scope; waiting requests hang on its entry. */
+struct sky__cred_fetch {
+    sky_credential *c;
+    sky__cred_entry *entry;
+    const char *scope; /* the entry's */
+    int forced;
+    int aborted;
+    void *impl; /* the kind's state while in flight */
+};
+
+struct sky__cred_entry {
+    sky__cred_entry *next;
+    char *scope;
+    char *token;            /* NULL until the first success */
+    int64_t expires_on;     /* Unix seconds */
+    int64_t refresh_at_ms;  /* wall ms: refresh from here on */
+    int64_t next_try_ms;    /* wall ms: after a failed background refresh */
+    const char *source;     /* static string */
+    sky__cred_fetch *fetch; /* in flight, or NULL */
+};
+
+typedef struct sky__token_list {
+    sky_token_request *head, *tail;
+} sky__token_list;
+
+struct sky_credential {
+    const sky__cred_ops *ops;
+    uv_loop_t *loop;
+    sky_http_client *http;
+    const sky_clock *clock;
+    sky__cred_config cfg;
+    void *impl;
+    char *static_token;
+    int64_t static_expires_on;
+    sky__cred_entry *entries;
+    sky__token_list waiting, ready;
+    uv_timer_t kick; /* delivers ready requests from the loop */
+    size_t n_fetches;
+    int succeeded; /* a token came at least once */
+    int in_deliver;
+    int free_requested;
+    int freeing;
+    int closing;
+};
+
+/* Build a credential of @p ops with resolved settings (no network). */
+int sky__cred_new(uv_loop_t *loop, sky_http_client *http, const sky_credential_options *o,
+                  const sky__cred_ops *ops, sky_credential **out, sky_error *err);
+/* End a kind's constructor: with @p missing (what is not configured) the
+ * credential is discarded and SKY_EINVAL returned; else it goes live in *out. */
+int sky__cred_finish_new(sky_credential *c, const char *missing, sky_credential **out,
+                         sky_error *err);
+/* Free the half-built credential of a failed constructor (no handles started). */
+void sky__cred_discard(sky_credential *c);
+
+/*
+ * The fetch is over: a token (copied) valid until @p expires_on with an
+ * optional @p refresh_in_s hint (0: none), or @p err. Wakes every request
+ * waiting on the entry (delivered from the loop) and frees @p f.
+ */
+void sky__cred_fetch_done(sky__cred_fetch *f, const char *token, int64_t expires_on,
+                          int64_t refresh_in_s, const char *source, const sky_error *err);
+
+/* Wall-clock seconds of the credential's clock. */
+int64_t sky__cred_now_s(const sky_credential *c);
+
+/* Append "key=value" form-encoded (with '&' before it unless first). 0 or SKY_E. */
+int sky__form_append(sky_buf *b, const char *key, const char *value);
+
+/*
+ * An error message from a service's reply: the text passed through the
+ * log redaction, and any occurrence of @p secret (may be NULL) masked.
+ */
+void sky__cred_scrub(char *text, const char *secret);
+
+/*
+ * The token out of a JSON reply: "access_token" (or "accessToken"), the
+ * expiry from "expires_on" / "expiresOn" (seconds, as a number or a
+ * string) else now + "expires_in", and "refresh_in". 0 or SKY_EAUTH/EJSON.
+ */
+int sky__cred_parse_token_json(const sky_credential *c, sky_span body, char **out_token,
+                               int64_t *out_expires_on, int64_t *out_refresh_in, sky_error *err);
+
+/* The error for a non-2xx token reply: status, the service's code and first
+ * line of its description, redacted and with @p secret masked. SKY_EAUTH. */
+void sky__cred_reply_error(const sky_http_response *res, const char *secret, sky_error *err);
+/* A transport failure (@p cause) of the token request to @p what. */
+void sky__cred_transport_error(const sky_error *cause, const char *what, sky_error *err);
+
+/* When to refresh a token obtained at @p now_s: margin before expiry, or
+ * half the lifetime of a short one; @p refresh_in_s (when > 0) if earlier. */
+int64_t sky__cred_refresh_at_ms(int64_t now_s, int64_t expires_on, int64_t margin_s,
+                                int64_t refresh_in_s);
+
+/* Static kind strings. */
+const char *sky__cred_source_name(const char *s);
+
+extern const sky__cred_ops sky__cred_client_secret_ops;
+extern const sky__cred_ops sky__cred_workload_ops;
+extern const sky__cred_ops sky__cred_managed_ops;
+extern const sky__cred_ops sky__cred_cli_ops;
+
+#endif
