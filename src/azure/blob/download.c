@@ -1,0 +1,386 @@
+/* File download: HEAD, then ranged GETs in parallel, each written at its offset with uv_fs_write.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct dl_state dl_state;
+
+typedef struct dl_slot {
+    dl_state *d;
+    uint32_t index;
+    int64_t off;
+    size_t len, written;
+    sky_buf data; /* the range's bytes, taken from the request */
+    uv_fs_t fs;
+} dl_slot;
+
+struct dl_state {
+    sky_blob_op *op;
+    char *container, *blob, *path, *etag;
+    size_t block_size;
+    int concurrency;
+    sky_blob_progress_cb on_progress;
+    void *progress_ud;
+    uv_file fd;
+    uv_fs_t ctl;
+    int64_t size;
+    uint32_t nranges, cursor, done;
+    dl_slot *slots;
+    int nslots, active;
+    int ctl_busy, closing, started;
+};
+
+static void dl_free(void *p)
+{
+    dl_state *d = p;
+    if (d == NULL)
+        return;
+    for (int i = 0; i < d->nslots; i++)
+        sky_buf_free(&d->slots[i].data);
+    free(d->slots);
+    free(d->container);
+    free(d->blob);
+    free(d->path);
+    free(d->etag);
+    free(d);
+}
+
+static void dl_check_end(dl_state *d);
+
+static void dl_fail(dl_state *d, int code, const char *what, int uverr)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    if (uverr)
+        sky_error_set(&e, code, "download %s: %s: %s", d->path, what, uv_strerror(uverr));
+    else
+        sky_error_set(&e, code, "download %s: %s", d->path, what);
+    sky__blob_op_fail(d->op, &e);
+}
+
+/* ---- slots: GET a range, write it ---- */
+
+static void dl_next(dl_slot *s);
+static void dl_write_more(dl_slot *s);
+
+static void dl_on_write(uv_fs_t *req)
+{
+    dl_slot *s = req->data;
+    dl_state *d = s->d;
+    sky_blob_op *op = d->op;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    if (n < 0) {
+        dl_fail(d, SKY_EIO, "write", (int)n);
+        dl_next(s);
+    } else if ((s->written += (size_t)n) < s->len && op->err.code == 0) {
+        dl_write_more(s);
+    } else {
+        op->stats.blocks_sent++;
+        op->stats.bytes_done += (int64_t)s->len;
+        d->done++;
+        if (d->on_progress && op->err.code == 0)
+            d->on_progress(op, &op->stats, d->progress_ud);
+        dl_next(s);
+    }
+    sky__blob_op_unref(op);
+}
+
+static void dl_write_more(dl_slot *s)
+{
+    dl_state *d = s->d;
+    uv_buf_t b = uv_buf_init(s->data.data + s->written, (unsigned)(s->len - s->written));
+    s->fs.data = s;
+    d->op->refs++;
+    int rc = uv_fs_write(d->op->c->loop, &s->fs, d->fd, &b, 1, s->off + (int64_t)s->written,
+                         dl_on_write);
+    if (rc != 0) {
+        d->op->refs--;
+        dl_fail(d, SKY_EIO, "write", rc);
+        dl_next(s);
+    }
+}
+
+static void dl_got(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+                   const sky_error *err, void *ud)
+{
+    dl_slot *s = ud;
+    (void)r, (void)status, (void)h;
+    if (err) {
+        sky__blob_op_fail(s->d->op, err);
+        dl_next(s);
+        return;
+    }
+    if (body->len != s->len) {
+        dl_fail(s->d, SKY_EPARTIAL, "a range came back with the wrong length", 0);
+        dl_next(s);
+        return;
+    }
+    /* Take the bytes over: the request's buffer is about to go. */
+    sky_buf_free(&s->data);
+    s->data = *body;
+    sky_buf_init(body, 0);
+    s->written = 0;
+    dl_write_more(s);
+}
+
+static int dl_range_headers(dl_slot *s, sky_headers *h)
+{
+    char range[80];
+    snprintf(range, sizeof(range), "bytes=%" PRId64 "-%" PRId64, s->off,
+             s->off + (int64_t)s->len - 1);
+    int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-range"), sky_span_cstr(range));
+    if (rc == 0 && s->d->etag)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("If-Match"), sky_span_cstr(s->d->etag));
+    return rc;
+}
+
+static void dl_get(dl_slot *s)
+{
+    dl_state *d = s->d;
+    sky_buf url;
+    sky_buf_init(&url, 64 * 1024);
+    sky_headers *h = sky_headers_new();
+    int rc = h ? sky__blob_url(d->op->c, d->container, d->blob, NULL, &url) : SKY_ENOMEM;
+    if (rc == 0)
+        rc = dl_range_headers(s, h);
+    sky_error e;
+    sky_error_clear(&e);
+    if (rc == 0) {
+        sky__blob_req_options o;
+        memset(&o, 0, sizeof(o));
+        o.method = "GET";
+        o.url = url.data;
+        o.headers = h;
+        o.max_body = s->len + 1;
+        o.cb = dl_got;
+        o.user_data = s;
+        rc = sky__blob_req_start(d->op, &o, &e);
+    } else {
+        sky_error_set(&e, SKY_ENOMEM, "out of memory");
+    }
+    sky_headers_free(h);
+    sky_buf_free(&url);
+    if (rc != 0) {
+        sky__blob_op_fail(d->op, &e);
+        dl_next(s);
+    }
+}
+
+static void dl_next(dl_slot *s)
+{
+    dl_state *d = s->d;
+    if (d->op->err.code != 0 || d->cursor >= d->nranges) {
+        d->active--;
+        dl_check_end(d);
+        return;
+    }
+    s->index = d->cursor++;
+    s->off = (int64_t)s->index * (int64_t)d->block_size;
+    int64_t left = d->size - s->off;
+    s->len = left < (int64_t)d->block_size ? (size_t)left : d->block_size;
+    dl_get(s);
+}
+
+static int dl_start_slots(dl_state *d)
+{
+    uint64_t n = ((uint64_t)d->size + d->block_size - 1) / d->block_size;
+    d->nranges = (uint32_t)n;
+    d->op->stats.blocks_total = d->nranges;
+    size_t want = (size_t)d->concurrency < n ? (size_t)d->concurrency : (size_t)n;
+    d->slots = calloc(want ? want : 1, sizeof(*d->slots));
+    if (d->slots == NULL)
+        return SKY_ENOMEM;
+    d->nslots = (int)want;
+    d->active = d->nslots;
+    d->started = 1;
+    for (int i = 0; i < d->nslots; i++) {
+        d->slots[i].d = d;
+        sky_buf_init(&d->slots[i].data, 0);
+    }
+    for (int i = 0; i < d->nslots; i++)
+        dl_next(&d->slots[i]);
+    return 0;
+}
+
+/* ---- control: HEAD, open, close (and unlink on failure) ---- */
+
+static void dl_report(dl_state *d)
+{
+    sky_blob_reply rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.transfer = &d->op->stats;
+    sky__blob_op_report(d->op, &rep, NULL);
+}
+
+static void dl_on_unlink(uv_fs_t *req)
+{
+    dl_state *d = req->data;
+    sky_blob_op *op = d->op;
+    uv_fs_req_cleanup(req);
+    d->ctl_busy = 0;
+    dl_report(d);
+    sky__blob_op_unref(op);
+}
+
+static void dl_on_close(uv_fs_t *req)
+{
+    dl_state *d = req->data;
+    sky_blob_op *op = d->op;
+    uv_fs_req_cleanup(req);
+    d->fd = -1;
+    if (op->err.code != 0 && uv_fs_unlink(op->c->loop, &d->ctl, d->path, dl_on_unlink) == 0)
+        return; /* the close's reference passes to the unlink */
+    d->ctl_busy = 0;
+    dl_report(d);
+    sky__blob_op_unref(op);
+}
+
+static void dl_close(dl_state *d)
+{
+    if (d->closing)
+        return;
+    d->closing = 1;
+    if (d->fd < 0) {
+        dl_report(d);
+        return;
+    }
+    d->ctl_busy = 1;
+    d->ctl.data = d;
+    d->op->refs++;
+    if (uv_fs_close(d->op->c->loop, &d->ctl, d->fd, dl_on_close) != 0) {
+        d->fd = -1;
+        d->ctl_busy = 0;
+        dl_report(d);
+        sky__blob_op_unref(d->op);
+    }
+}
+
+static void dl_check_end(dl_state *d)
+{
+    if (d->active > 0 || d->ctl_busy || d->closing)
+        return;
+    dl_close(d);
+}
+
+static void dl_on_open(uv_fs_t *req)
+{
+    dl_state *d = req->data;
+    sky_blob_op *op = d->op;
+    ssize_t fd = req->result;
+    uv_fs_req_cleanup(req);
+    d->ctl_busy = 0;
+    if (fd < 0) {
+        dl_fail(d, SKY_EIO, "open", (int)fd);
+    } else {
+        d->fd = (uv_file)fd;
+        if (op->err.code == 0 && d->size > 0 && dl_start_slots(d) != 0)
+            dl_fail(d, SKY_ENOMEM, "out of memory", 0);
+    }
+    dl_check_end(d);
+    sky__blob_op_unref(op);
+}
+
+static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+                        const sky_error *err, void *ud)
+{
+    dl_state *d = ud;
+    (void)r, (void)status, (void)body;
+    d->ctl_busy = 0;
+    if (err) {
+        sky__blob_op_fail(d->op, err);
+        dl_check_end(d);
+        return;
+    }
+    const char *etag = sky_headers_get(h, "ETag");
+    if (sky_headers_get_int64(h, "Content-Length", &d->size) != 0 || d->size < 0 ||
+        (etag && (d->etag = strdup(etag)) == NULL)) {
+        dl_fail(d, SKY_EPROTO, "no usable Content-Length in the properties", 0);
+        dl_check_end(d);
+        return;
+    }
+    d->op->stats.bytes_total = d->size;
+    d->ctl.data = d;
+    d->ctl_busy = 1;
+    d->op->refs++;
+    int rc = uv_fs_open(d->op->c->loop, &d->ctl, d->path, O_WRONLY | O_CREAT | O_TRUNC, 0644,
+                        dl_on_open);
+    if (rc != 0) {
+        d->op->refs--;
+        d->ctl_busy = 0;
+        dl_fail(d, SKY_EIO, "open", rc);
+        dl_check_end(d);
+    }
+}
+
+static dl_state *dl_new(sky_blob_client *c, const char *container, const char *blob,
+                        const char *path, const sky_blob_transfer_options *to)
+{
+    dl_state *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    d->fd = -1;
+    d->container = strdup(container);
+    d->blob = strdup(blob);
+    d->path = strdup(path);
+    d->block_size = to && to->block_size ? to->block_size : c->o.block_size;
+    d->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
+    d->on_progress = to ? to->on_progress : NULL;
+    d->progress_ud = to ? to->progress_user_data : NULL;
+    if (!d->container || !d->blob || !d->path) {
+        dl_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+int sky_blob_download_file(sky_blob_client *c, const char *container, const char *blob,
+                           const char *path, const sky_blob_transfer_options *to,
+                           sky_blob_done_cb cb, void *ud, sky_blob_op **out_op, sky_error *err)
+{
+    if (c == NULL || cb == NULL || c->freeing || !container || !container[0] || !blob || !blob[0] ||
+        !path || !path[0])
+        return sky_error_set(err, SKY_EINVAL,
+                             "blob download: client, container, blob, path and callback required");
+    dl_state *d = dl_new(c, container, blob, path, to);
+    sky_blob_op *op = d ? sky__blob_op_new(c, cb, ud) : NULL;
+    sky_buf url;
+    sky_buf_init(&url, 64 * 1024);
+    if (op == NULL || sky__blob_url(c, container, blob, NULL, &url) != 0) {
+        if (op) {
+            op->reported = 1;
+            op->state = d;
+            op->state_free = dl_free;
+            sky__blob_op_unref(op);
+        } else {
+            dl_free(d);
+        }
+        sky_buf_free(&url);
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
+    d->op = op;
+    op->state = d;
+    op->state_free = dl_free;
+    sky__blob_req_options o;
+    memset(&o, 0, sizeof(o));
+    o.method = "HEAD";
+    o.url = url.data;
+    o.cb = dl_got_head;
+    o.user_data = d;
+    d->ctl_busy = 1;
+    int rc = sky__blob_req_start(op, &o, err);
+    sky_buf_free(&url);
+    if (rc != 0) {
+        op->reported = 1;
+        sky__blob_op_unref(op);
+        return rc;
+    }
+    if (out_op)
+        *out_op = op;
+    return 0;
+}

@@ -1,0 +1,107 @@
+/* Blob client internals shared by its files: the client, operations, one request with retries. */
+#ifndef SKY_BLOB_INTERNAL_H
+#define SKY_BLOB_INTERNAL_H
+
+#include "skyio/blob.h"
+
+typedef struct sky__blob_req sky__blob_req;
+
+struct sky_blob_client {
+    uv_loop_t *loop;
+    sky_http_client *http;
+    sky_blob_client_options o; /* strings below are our copies */
+    char *endpoint;
+    char *account_name;
+    char *account_key;
+    char *sas;
+    char *scope;
+    sky_blob_op *ops; /* every op not yet freed */
+    size_t nops;
+    int freeing;
+};
+
+/* What an op does when it is freed, and its kind's state. */
+typedef void (*sky__blob_state_free)(void *state);
+
+struct sky_blob_op {
+    sky_blob_client *c;
+    sky_blob_op *prev, *next; /* in c->ops */
+    sky__blob_req *reqs;      /* requests in flight or waiting to retry */
+    sky_blob_done_cb cb;
+    void *user_data;
+    sky_error err;
+    int refs;     /* one for the report, one per request not yet closed, fs calls */
+    int reported; /* the callback ran */
+    int canceled;
+    sky_blob_transfer_stats stats;
+    void *state;
+    sky__blob_state_free state_free;
+    /* Called on cancel (after the requests are cancelled), for kinds with more to stop. */
+    void (*on_cancel)(sky_blob_op *op);
+};
+
+/*
+ * A request has finished: @p err is NULL for a 2xx reply. Everything is
+ * borrowed for the call; @p body is the buffered reply body.
+ */
+typedef void (*sky__blob_req_cb)(sky__blob_req *r, int status, const sky_headers *headers,
+                                 sky_buf *body, const sky_error *err, void *user_data);
+
+typedef struct sky__blob_req_options {
+    const char *method;
+    const char *url;            /* without the SAS; copied */
+    const sky_headers *headers; /* extra headers; copied */
+    const char *body;           /* borrowed: must live until the callback */
+    size_t body_len;
+    size_t max_body;  /* reply body cap; 0: 16 MiB */
+    int not_found_ok; /* a 404 is reported as success (exists) */
+    sky__blob_req_cb cb;
+    void *user_data;
+} sky__blob_req_options;
+
+/** Make an op (refs 1) linked into the client. NULL on out of memory. */
+sky_blob_op *sky__blob_op_new(sky_blob_client *c, sky_blob_done_cb cb, void *user_data);
+/** Drop one reference; frees the op at zero. */
+void sky__blob_op_unref(sky_blob_op *op);
+/** Report once (@p err NULL for success) and drop the report's reference. */
+void sky__blob_op_report(sky_blob_op *op, const sky_blob_reply *reply, const sky_error *err);
+/** Record the first error and cancel the op's requests in flight. */
+void sky__blob_op_fail(sky_blob_op *op, const sky_error *err);
+
+/** Start one request of @p op. Returns 0 or a SKY_E code with @p err filled. */
+int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky_error *err);
+
+/**
+ * The URL of a container (blob NULL) or blob, names percent-encoded, plus
+ * @p query ("restype=container", may be NULL). Appended to @p out.
+ */
+int sky__blob_url(const sky_blob_client *c, const char *container, const char *blob,
+                  const char *query, sky_buf *out);
+
+/* ---- XML (expat) ---- */
+
+typedef struct sky__blob_list {
+    sky_blob_item *items;
+    size_t count, cap;
+    char *next_marker;
+    int in_prefix; /* inside a BlobPrefix */
+} sky__blob_list;
+
+/** Parse an EnumerationResults body (containers or blobs). 0, SKY_EPROTO, SKY_ENOMEM. */
+int sky__blob_parse_list(sky_span xml, sky__blob_list *out);
+void sky__blob_list_free(sky__blob_list *l);
+
+/** Block names (base64 ids) and sizes from a BlockList body. */
+typedef struct sky__blob_blocks {
+    char **names;
+    int64_t *sizes;
+    size_t count, cap;
+} sky__blob_blocks;
+
+int sky__blob_parse_blocks(sky_span xml, sky__blob_blocks *out);
+void sky__blob_blocks_free(sky__blob_blocks *b);
+
+/** <Error><Code>..</Code><Message>..</Message></Error>: copies into the buffers (may be empty). */
+void sky__blob_parse_error(sky_span xml, char *code, size_t code_len, char *msg, size_t msg_len);
+
+#endif

@@ -1,0 +1,232 @@
+/* Blob Storage XML bodies through expat: listings, block lists, error replies. */
+#include <expat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Called at each element's end with its slash-joined path and its text. */
+typedef int (*xml_end_fn)(void *ud, const char *path, const char *text);
+
+typedef struct xml_walk {
+    XML_Parser p;
+    sky_buf path;
+    sky_buf text;
+    xml_end_fn on_end;
+    void *ud;
+    int rc;
+} xml_walk;
+
+static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+    xml_walk *w = ud;
+    (void)attrs;
+    if (w->rc == 0)
+        w->rc = sky_buf_printf(&w->path, "/%s", name);
+    sky_buf_reset(&w->text);
+}
+
+static void XMLCALL on_end(void *ud, const XML_Char *name)
+{
+    xml_walk *w = ud;
+    if (w->rc == 0 && w->text.data == NULL)
+        w->rc = sky_buf_append(&w->text, "", 0);
+    if (w->rc == 0)
+        w->rc =
+            w->on_end(w->ud, w->path.data ? w->path.data : "", w->text.data ? w->text.data : "");
+    size_t n = strlen(name) + 1;
+    w->path.len = w->path.len >= n ? w->path.len - n : 0;
+    if (w->path.data)
+        w->path.data[w->path.len] = '\0';
+    sky_buf_reset(&w->text);
+    if (w->rc != 0)
+        XML_StopParser(w->p, XML_FALSE);
+}
+
+static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
+{
+    xml_walk *w = ud;
+    if (w->rc == 0 && sky_buf_append(&w->text, s, (size_t)len) != 0)
+        w->rc = SKY_ETOOBIG;
+}
+
+static int xml_walk_run(sky_span xml, xml_end_fn fn, void *ud)
+{
+    xml_walk w;
+    memset(&w, 0, sizeof(w));
+    w.on_end = fn;
+    w.ud = ud;
+    sky_buf_init(&w.path, 4096);
+    sky_buf_init(&w.text, 1 << 20);
+    w.p = XML_ParserCreate("UTF-8");
+    if (w.p == NULL)
+        return SKY_ENOMEM;
+    XML_SetUserData(w.p, &w);
+    XML_SetElementHandler(w.p, on_start, on_end);
+    XML_SetCharacterDataHandler(w.p, on_text);
+    /* Azure bodies may start with a UTF-8 BOM, which expat handles itself. */
+    if (XML_Parse(w.p, xml.ptr ? xml.ptr : "", (int)xml.len, XML_TRUE) == XML_STATUS_ERROR &&
+        w.rc == 0)
+        w.rc = SKY_EPROTO;
+    XML_ParserFree(w.p);
+    sky_buf_free(&w.path);
+    sky_buf_free(&w.text);
+    return w.rc;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* ---- listings ---- */
+
+static int list_add(sky__blob_list *l, const char *name, int is_prefix)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        sky_blob_item *n = realloc(l->items, cap * sizeof(*n));
+        if (n == NULL)
+            return SKY_ENOMEM;
+        l->items = n;
+        l->cap = cap;
+    }
+    sky_blob_item *it = &l->items[l->count];
+    memset(it, 0, sizeof(*it));
+    it->size = -1;
+    it->is_prefix = is_prefix;
+    it->name = strdup(name);
+    if (it->name == NULL)
+        return SKY_ENOMEM;
+    l->count++;
+    return 0;
+}
+
+static int set_str(const char **field, const char *text)
+{
+    free((void *)(uintptr_t)*field);
+    *field = strdup(text);
+    return *field ? 0 : SKY_ENOMEM;
+}
+
+static int list_end(void *ud, const char *path, const char *text)
+{
+    sky__blob_list *l = ud;
+    sky_blob_item *cur = l->count ? &l->items[l->count - 1] : NULL;
+    if (ends_with(path, "/Blobs/Blob/Name") || ends_with(path, "/Containers/Container/Name"))
+        return list_add(l, text, 0);
+    if (ends_with(path, "/Blobs/BlobPrefix/Name"))
+        return list_add(l, text, 1);
+    if (strcmp(path, "/EnumerationResults/NextMarker") == 0) {
+        free(l->next_marker);
+        l->next_marker = text[0] ? strdup(text) : NULL;
+        return text[0] && !l->next_marker ? SKY_ENOMEM : 0;
+    }
+    if (cur == NULL || !strstr(path, "/Properties/"))
+        return 0;
+    if (ends_with(path, "/Properties/Content-Length"))
+        cur->size = strtoll(text, NULL, 10);
+    else if (ends_with(path, "/Properties/Etag"))
+        return set_str(&cur->etag, text);
+    else if (ends_with(path, "/Properties/Content-MD5") && text[0])
+        return set_str(&cur->content_md5, text);
+    else if (ends_with(path, "/Properties/Last-Modified"))
+        return set_str(&cur->last_modified, text);
+    return 0;
+}
+
+int sky__blob_parse_list(sky_span xml, sky__blob_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = xml_walk_run(xml, list_end, out);
+    if (rc != 0)
+        sky__blob_list_free(out);
+    return rc;
+}
+
+void sky__blob_list_free(sky__blob_list *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        free((void *)(uintptr_t)l->items[i].name);
+        free((void *)(uintptr_t)l->items[i].etag);
+        free((void *)(uintptr_t)l->items[i].content_md5);
+        free((void *)(uintptr_t)l->items[i].last_modified);
+    }
+    free(l->items);
+    free(l->next_marker);
+    memset(l, 0, sizeof(*l));
+}
+
+/* ---- block lists ---- */
+
+static int blocks_end(void *ud, const char *path, const char *text)
+{
+    sky__blob_blocks *b = ud;
+    if (ends_with(path, "Blocks/Block/Name")) {
+        if (b->count == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 64;
+            char **n = realloc(b->names, cap * sizeof(*n));
+            if (n == NULL)
+                return SKY_ENOMEM;
+            b->names = n;
+            int64_t *s = realloc(b->sizes, cap * sizeof(*s));
+            if (s == NULL)
+                return SKY_ENOMEM;
+            b->sizes = s;
+            b->cap = cap;
+        }
+        b->names[b->count] = strdup(text);
+        if (b->names[b->count] == NULL)
+            return SKY_ENOMEM;
+        b->sizes[b->count++] = -1;
+    } else if (ends_with(path, "Blocks/Block/Size") && b->count) {
+        b->sizes[b->count - 1] = strtoll(text, NULL, 10);
+    }
+    return 0;
+}
+
+int sky__blob_parse_blocks(sky_span xml, sky__blob_blocks *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = xml_walk_run(xml, blocks_end, out);
+    if (rc != 0)
+        sky__blob_blocks_free(out);
+    return rc;
+}
+
+void sky__blob_blocks_free(sky__blob_blocks *b)
+{
+    for (size_t i = 0; i < b->count; i++)
+        free(b->names[i]);
+    free(b->names);
+    free(b->sizes);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- errors ---- */
+
+typedef struct err_out {
+    char *code, *msg;
+    size_t code_len, msg_len;
+} err_out;
+
+static int error_end(void *ud, const char *path, const char *text)
+{
+    err_out *e = ud;
+    if (strcmp(path, "/Error/Code") == 0)
+        snprintf(e->code, e->code_len, "%s", text);
+    else if (strcmp(path, "/Error/Message") == 0)
+        snprintf(e->msg, e->msg_len, "%.*s", (int)strcspn(text, "\r\n"), text);
+    return 0;
+}
+
+void sky__blob_parse_error(sky_span xml, char *code, size_t code_len, char *msg, size_t msg_len)
+{
+    err_out e = {code, msg, code_len, msg_len};
+    code[0] = '\0';
+    msg[0] = '\0';
+    if (xml.len > 0)
+        (void)xml_walk_run(xml, error_end, &e);
+}

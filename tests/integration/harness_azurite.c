@@ -1,0 +1,132 @@
+/* Integration-test harness: Azurite. See harness_azurite.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_azurite.h"
+
+#ifndef SKY_TEST_SRCDIR
+#define SKY_TEST_SRCDIR "."
+#endif
+
+static void az_redirect(const char *dir, const char *name, int fd)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out >= 0) {
+        dup2(out, fd);
+        close(out);
+    }
+}
+
+/* The port from "successfully listens on http://127.0.0.1:PORT" in the log, or 0. */
+static int az_read_port(const char *dir)
+{
+    char path[512], text[8192];
+    snprintf(path, sizeof(path), "%s/stdout.log", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strstr(text, "listens on http://127.0.0.1:");
+    return p ? atoi(p + strlen("listens on http://127.0.0.1:")) : 0;
+}
+
+static void az_exec(const char *bin, const char *dir)
+{
+    const char *const argv[] = {bin,
+                                "--blobHost",
+                                "127.0.0.1",
+                                "--blobPort",
+                                "0",
+                                "--inMemoryPersistence",
+                                "--extentMemoryLimit",
+                                "512",
+                                "--disableTelemetry",
+                                "--skipApiVersionCheck",
+                                "--loose",
+                                NULL};
+    /* In memory: --location cannot go with --inMemoryPersistence. */
+    if (chdir(dir) != 0)
+        _exit(126);
+    az_redirect(dir, "stdout.log", 1);
+    az_redirect(dir, "stderr.log", 2);
+    execv(bin, (char *const *)(uintptr_t)argv);
+    _exit(127);
+}
+
+void sky_test_azurite_start(sky_test_azurite *a)
+{
+    char bin[512];
+    memset(a, 0, sizeof(*a));
+    snprintf(bin, sizeof(bin), "%s/.deps/azurite/node_modules/.bin/azurite-blob", SKY_TEST_SRCDIR);
+    if (access(bin, X_OK) != 0)
+        fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
+    sky_test_tmpdir(a->dir, sizeof(a->dir));
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0)
+        az_exec(bin, a->dir);
+    a->pid = pid;
+    /* Node takes a moment to start: up to 30 s on a loaded machine. */
+    for (int i = 0; i < 3000 && a->port == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            a->pid = 0;
+            fail_msg("azurite-blob exited at start (status %d); see %s/stderr.log", status, a->dir);
+        }
+        nanosleep(&ts, NULL);
+        a->port = az_read_port(a->dir);
+    }
+    if (a->port == 0) {
+        sky_test_azurite_stop(a);
+        fail_msg("azurite-blob did not start listening within 30 s");
+    }
+    snprintf(a->endpoint, sizeof(a->endpoint), "http://127.0.0.1:%d/devstoreaccount1", a->port);
+    snprintf(a->connstr, sizeof(a->connstr),
+             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
+             "BlobEndpoint=%s;",
+             SKY_TEST_AZURITE_KEY, a->endpoint);
+}
+
+int sky_test_azurite_stop(sky_test_azurite *a)
+{
+    int status = 0;
+    if (a->pid > 0) {
+        status = -1;
+        kill(a->pid, SIGTERM);
+        for (int i = 0; i < 1000; i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            if (waitpid(a->pid, &status, WNOHANG) == a->pid)
+                break;
+            nanosleep(&ts, NULL);
+            status = -1;
+        }
+        if (status == -1) {
+            kill(a->pid, SIGKILL);
+            waitpid(a->pid, &status, 0);
+        }
+        a->pid = 0;
+    }
+    if (a->dir[0])
+        sky_test_rmdir(a->dir);
+    a->dir[0] = '\0';
+    return status;
+}

@@ -1,0 +1,807 @@
+/* Blob client against a real Azurite: auth (Shared Key, SAS), every operation, transfers, errors.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "harness.h"
+#include "harness_azurite.h"
+#include "skyio/blob.h"
+#include "skyio/credential.h"
+#include "skyio/log.h"
+#include "skyio/server.h"
+
+/* One Azurite for the whole file: starting node takes seconds. */
+static sky_test_azurite g_az;
+
+typedef struct fixture {
+    uv_loop_t *loop;
+    sky_http_client *http;
+    sky_blob_client *blob;
+    char dir[256];
+} fixture;
+
+/* What a callback saw, copied. */
+typedef struct outcome {
+    int done;
+    int status;
+    int err_code;
+    int http_status;
+    char service_code[SKY_ERROR_SERVICE_CODE_MAX];
+    char message[SKY_ERROR_MESSAGE_MAX];
+    int exists;
+    char *body;
+    size_t body_len;
+    char names[64][128];
+    int prefixes[64];
+    int64_t sizes[64];
+    size_t count;
+    char next_marker[256];
+    int64_t size;
+    char md5[64];
+    char meta_color[64];
+    sky_blob_transfer_stats stats;
+} outcome;
+
+static void on_done(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
+{
+    outcome *o = ud;
+    (void)op;
+    o->done++;
+    o->status = rep->status;
+    if (err) {
+        o->err_code = err->code;
+        o->http_status = err->http_status;
+        snprintf(o->service_code, sizeof(o->service_code), "%s", err->service_code);
+        snprintf(o->message, sizeof(o->message), "%s", err->message);
+    }
+    o->exists = rep->exists;
+    if (rep->body.len) {
+        o->body = malloc(rep->body.len);
+        memcpy(o->body, rep->body.ptr, rep->body.len);
+        o->body_len = rep->body.len;
+    }
+    if (rep->list) {
+        for (size_t i = 0; i < rep->list->count && o->count < 64; i++, o->count++) {
+            snprintf(o->names[o->count], sizeof(o->names[0]), "%s", rep->list->items[i].name);
+            o->prefixes[o->count] = rep->list->items[i].is_prefix;
+            o->sizes[o->count] = rep->list->items[i].size;
+        }
+        snprintf(o->next_marker, sizeof(o->next_marker), "%s",
+                 rep->list->next_marker ? rep->list->next_marker : "");
+    }
+    if (rep->props) {
+        o->size = rep->props->size;
+        snprintf(o->md5, sizeof(o->md5), "%s",
+                 rep->props->content_md5 ? rep->props->content_md5 : "");
+        const char *c = sky_headers_get(rep->props->metadata, "color");
+        snprintf(o->meta_color, sizeof(o->meta_color), "%s", c ? c : "");
+    }
+    if (rep->transfer)
+        o->stats = *rep->transfer;
+}
+
+static void outcome_wait(fixture *f, outcome *o)
+{
+    assert_true(sky_test_run_until(f->loop, &o->done, 60000));
+    /* Exactly once: let the loop run a little more and look again. */
+    uv_run(f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(o->done, 1);
+}
+
+static void outcome_free(outcome *o)
+{
+    free(o->body);
+    memset(o, 0, sizeof(*o));
+}
+
+static sky_blob_client *client_with(fixture *f, const char *key, const char *sas)
+{
+    sky_blob_client_options o;
+    sky_blob_client_options_init(&o);
+    o.endpoint = g_az.endpoint;
+    o.account_name = "devstoreaccount1";
+    o.account_key = key;
+    o.sas = sas;
+    o.retry.base_ms = 10;
+    o.retry.max_retries = 2;
+    sky_blob_client *c = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_blob_client_new(f->loop, f->http, &o, &c, &err), 0);
+    return c;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    f->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(f->loop, NULL, &f->http), 0);
+    f->blob = client_with(f, SKY_TEST_AZURITE_KEY, NULL);
+    sky_test_tmpdir(f->dir, sizeof(f->dir));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    sky_blob_client_free(f->blob);
+    sky_http_client_free(f->http);
+    sky_test_loop_free(f->loop);
+    sky_test_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    sky_test_azurite_start(&g_az);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sky_test_azurite_stop(&g_az);
+    return 0;
+}
+
+/* ---- small helpers: run one op and wait ---- */
+
+#define RUN(f, o, call)                                                                            \
+    do {                                                                                           \
+        sky_error e_;                                                                              \
+        sky_error_clear(&e_);                                                                      \
+        memset((o), 0, sizeof(*(o)));                                                              \
+        int rc_ = (call);                                                                          \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s: %s", #call, e_.message);                                                 \
+        outcome_wait((f), (o));                                                                    \
+    } while (0)
+
+static void make_container(fixture *f, sky_blob_client *c, const char *name)
+{
+    outcome o;
+    RUN(f, &o, sky_blob_container_create(c, name, on_done, &o, NULL, &e_));
+    if (o.err_code != 0)
+        fail_msg("create %s: %s", name, o.message);
+    outcome_free(&o);
+}
+
+static void put_text(fixture *f, sky_blob_client *c, const char *cont, const char *blob,
+                     const char *text)
+{
+    outcome o;
+    RUN(f, &o,
+        sky_blob_put(c, cont, blob, sky_span_cstr(text), "text/plain", NULL, on_done, &o, NULL,
+                     &e_));
+    if (o.err_code != 0)
+        fail_msg("put %s/%s: %s", cont, blob, o.message);
+    outcome_free(&o);
+}
+
+/* ---- tests ---- */
+
+static void test_container_lifecycle(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    RUN(f, &o, sky_blob_container_exists(f->blob, "life", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.exists, 0);
+    make_container(f, f->blob, "life");
+    RUN(f, &o, sky_blob_container_exists(f->blob, "life", on_done, &o, NULL, &e_));
+    assert_int_equal(o.exists, 1);
+    RUN(f, &o, sky_blob_container_create(f->blob, "life", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 409);
+    assert_string_equal(o.service_code, "ContainerAlreadyExists");
+    make_container(f, f->blob, "life2");
+    sky_blob_list_options lo = {"life", NULL, NULL, 1};
+    RUN(f, &o, sky_blob_container_list(f->blob, &lo, on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.names[0], "life");
+    assert_true(o.next_marker[0] != '\0');
+    lo.marker = o.next_marker;
+    outcome o2;
+    RUN(f, &o2, sky_blob_container_list(f->blob, &lo, on_done, &o2, NULL, &e_));
+    assert_int_equal(o2.count, 1);
+    assert_string_equal(o2.names[0], "life2");
+    assert_string_equal(o2.next_marker, "");
+    RUN(f, &o, sky_blob_container_delete(f->blob, "life", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    RUN(f, &o, sky_blob_container_delete(f->blob, "life", on_done, &o, NULL, &e_));
+    assert_int_equal(o.http_status, 404);
+    assert_string_equal(o.service_code, "ContainerNotFound");
+}
+
+static void test_blob_operations(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    make_container(f, f->blob, "ops");
+    put_text(f, f->blob, "ops", "dir/a b.txt", "hello blob");
+    put_text(f, f->blob, "ops", "dir/sub/ü.txt", "unicode");
+    put_text(f, f->blob, "ops", "top.txt", "top");
+    RUN(f, &o, sky_blob_get(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.body_len, 10);
+    assert_memory_equal(o.body, "hello blob", 10);
+    outcome_free(&o);
+    /* Properties: size and the MD5 the single PUT sent. */
+    RUN(f, &o, sky_blob_properties_get(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.size, 10);
+    assert_string_equal(o.md5, "d7BI/EKi9fb2czjYPjWmqw=="); /* base64(md5("hello blob")) */
+    sky_headers *meta = sky_headers_new();
+    assert_int_equal(sky_headers_add(meta, SKY_SPAN_LIT("color"), SKY_SPAN_LIT("blue")), 0);
+    RUN(f, &o, sky_blob_metadata_set(f->blob, "ops", "dir/a b.txt", meta, on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    sky_headers_free(meta);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_string_equal(o.meta_color, "blue");
+    /* Listing with a delimiter: one prefix and one blob at the top. */
+    sky_blob_list_options lo = {NULL, "/", NULL, 0};
+    RUN(f, &o, sky_blob_list(f->blob, "ops", &lo, on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.count, 2);
+    assert_string_equal(o.names[0], "dir/");
+    assert_int_equal(o.prefixes[0], 1);
+    assert_string_equal(o.names[1], "top.txt");
+    assert_int_equal(o.sizes[1], 3);
+    /* With a prefix, paged one at a time. */
+    sky_blob_list_options lp = {"dir/", NULL, NULL, 1};
+    RUN(f, &o, sky_blob_list(f->blob, "ops", &lp, on_done, &o, NULL, &e_));
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.names[0], "dir/a b.txt");
+    char marker[256];
+    snprintf(marker, sizeof(marker), "%s", o.next_marker);
+    lp.marker = marker;
+    RUN(f, &o, sky_blob_list(f->blob, "ops", &lp, on_done, &o, NULL, &e_));
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.names[0], "dir/sub/ü.txt");
+    /* Delete, then every read says BlobNotFound. */
+    RUN(f, &o, sky_blob_delete(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    RUN(f, &o, sky_blob_get(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 404);
+    assert_string_equal(o.service_code, "BlobNotFound");
+    assert_non_null(strstr(o.message, "GET /devstoreaccount1/ops/dir/a%20b.txt: "));
+    outcome_free(&o);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "ops", "dir/a b.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.http_status, 404);
+    assert_string_equal(o.service_code, "BlobNotFound");
+    RUN(f, &o, sky_blob_get(f->blob, "nosuchcontainer", "x", on_done, &o, NULL, &e_));
+    assert_string_equal(o.service_code, "ContainerNotFound");
+}
+
+static void test_wrong_key_is_refused(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_blob_client *bad = client_with(f, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL);
+    RUN(f, &o, sky_blob_container_create(bad, "neverthere", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 403);
+    assert_string_equal(o.service_code, "AuthorizationFailure");
+    assert_null(strstr(o.message, "AAAAAAAAAAAA"));
+    sky_blob_client_free(bad);
+}
+
+static void make_sas(int account, const char *cont, const char *blob, const char *perm,
+                     sky_buf *out)
+{
+    sky_storage_sas_options so;
+    sky_storage_sas_options_init(&so);
+    so.permissions = perm;
+    so.expiry = (int64_t)time(NULL) + 3600;
+    so.container = cont;
+    so.blob = blob;
+    sky_error err;
+    sky_error_clear(&err);
+    int rc =
+        account ? sky_storage_sas_account("devstoreaccount1", SKY_TEST_AZURITE_KEY, &so, out, &err)
+                : sky_storage_sas_service("devstoreaccount1", SKY_TEST_AZURITE_KEY, &so, out, &err);
+    assert_int_equal(rc, 0);
+}
+
+static void test_sas_account_and_service(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_buf sas;
+    sky_buf_init(&sas, 4096);
+    make_sas(1, NULL, NULL, "rwdlac", &sas);
+    sky_blob_client *ac = client_with(f, NULL, sas.data);
+    make_container(f, ac, "sasacct");
+    put_text(f, ac, "sasacct", "x/y.txt", "via account sas");
+    RUN(f, &o, sky_blob_get(ac, "sasacct", "x/y.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.body_len, 15);
+    outcome_free(&o);
+    sky_blob_client_free(ac);
+    /* A blob service SAS, read only: reading works, writing is refused. */
+    sky_buf_reset(&sas);
+    make_sas(0, "sasacct", "x/y.txt", "r", &sas);
+    sky_blob_client *sc = client_with(f, NULL, sas.data);
+    RUN(f, &o, sky_blob_get(sc, "sasacct", "x/y.txt", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_memory_equal(o.body, "via account sas", 15);
+    outcome_free(&o);
+    RUN(f, &o,
+        sky_blob_put(sc, "sasacct", "x/y.txt", SKY_SPAN_LIT("no"), NULL, NULL, on_done, &o, NULL,
+                     &e_));
+    assert_int_equal(o.http_status, 403);
+    assert_string_equal(o.service_code, "AuthorizationPermissionMismatch");
+    sky_blob_client_free(sc);
+    /* A container SAS with list permission. */
+    sky_buf_reset(&sas);
+    make_sas(0, "sasacct", NULL, "rl", &sas);
+    sky_blob_client *cc = client_with(f, NULL, sas.data);
+    RUN(f, &o, sky_blob_list(cc, "sasacct", NULL, on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.count, 1);
+    sky_blob_client_free(cc);
+    /* A tampered signature is refused with its code. */
+    char *sig = strstr(sas.data, "sig=");
+    assert_non_null(sig);
+    sig[4] = sig[4] == 'A' ? 'B' : 'A';
+    sky_blob_client *tc = client_with(f, NULL, sas.data);
+    RUN(f, &o, sky_blob_list(tc, "sasacct", NULL, on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 403);
+    assert_string_equal(o.service_code, "AuthorizationFailure");
+    assert_null(strstr(o.message, "sig="));
+    sky_blob_client_free(tc);
+    sky_buf_free(&sas);
+}
+
+/* ---- transfers ---- */
+
+/* A file of @p size pseudo-random bytes; its MD5 (hex) into @p md5 when not NULL. */
+static void make_file(const char *path, size_t size, uint32_t seed)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    uint32_t x = seed;
+    char buf[65536];
+    for (size_t done = 0; done < size;) {
+        size_t n = size - done < sizeof(buf) ? size - done : sizeof(buf);
+        for (size_t i = 0; i < n; i++) {
+            x = x * 1664525u + 1013904223u;
+            buf[i] = (char)(x >> 24);
+        }
+        assert_int_equal(fwrite(buf, 1, n, fp), n);
+        done += n;
+    }
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void file_md5(const char *path, char *hex)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        EVP_DigestUpdate(ctx, buf, n);
+    unsigned char md[16];
+    EVP_DigestFinal_ex(ctx, md, NULL);
+    EVP_MD_CTX_free(ctx);
+    fclose(fp);
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static void upload(fixture *f, const char *cont, const char *blob, const char *path,
+                   const sky_blob_transfer_options *to, outcome *o)
+{
+    RUN(f, o, sky_blob_upload_file(f->blob, cont, blob, path, to, on_done, o, NULL, &e_));
+}
+
+static void download(fixture *f, const char *cont, const char *blob, const char *path,
+                     const sky_blob_transfer_options *to, outcome *o)
+{
+    RUN(f, o, sky_blob_download_file(f->blob, cont, blob, path, to, on_done, o, NULL, &e_));
+}
+
+static void test_multi_block_upload_and_ranged_download(void **state)
+{
+    fixture *f = *state;
+    char src[512], dst[512], a[33], b[33];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/big.bin", f->dir);
+    snprintf(dst, sizeof(dst), "%s/big.out", f->dir);
+    make_file(src, 20u * 1024 * 1024 + 12345, 7);
+    make_container(f, f->blob, "big");
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 4u * 1024 * 1024;
+    to.concurrency = 3;
+    upload(f, "big", "data/big.bin", src, &to, &o);
+    if (o.err_code)
+        fail_msg("upload: %s", o.message);
+    assert_int_equal(o.stats.blocks_total, 6);
+    assert_int_equal(o.stats.blocks_sent, 6);
+    assert_int_equal(o.stats.blocks_skipped, 0);
+    assert_int_equal(o.stats.requests, 8); /* block list + 6 blocks + commit */
+    assert_int_equal(o.stats.bytes_done, 20 * 1024 * 1024 + 12345);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "big", "data/big.bin", on_done, &o, NULL, &e_));
+    assert_int_equal(o.size, 20 * 1024 * 1024 + 12345);
+    to.block_size = 3u * 1024 * 1024; /* ranges need not match the blocks */
+    to.concurrency = 4;
+    download(f, "big", "data/big.bin", dst, &to, &o);
+    if (o.err_code)
+        fail_msg("download: %s", o.message);
+    assert_int_equal(o.stats.blocks_total, 7);
+    assert_int_equal(o.stats.blocks_sent, 7);
+    assert_int_equal(o.stats.requests, 8); /* HEAD + 7 ranges */
+    file_md5(src, a);
+    file_md5(dst, b);
+    assert_string_equal(a, b);
+}
+
+static void test_small_file_single_put(void **state)
+{
+    fixture *f = *state;
+    char src[512], dst[512], a[33], b[33];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/small.bin", f->dir);
+    snprintf(dst, sizeof(dst), "%s/small.out", f->dir);
+    make_file(src, 1000, 3);
+    make_container(f, f->blob, "small");
+    upload(f, "small", "s.bin", src, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.stats.requests, 1);
+    assert_int_equal(o.stats.blocks_total, 1);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "small", "s.bin", on_done, &o, NULL, &e_));
+    assert_int_equal(o.size, 1000);
+    assert_true(o.md5[0] != '\0'); /* the single PUT sent Content-MD5 */
+    download(f, "small", "s.bin", dst, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    file_md5(src, a);
+    file_md5(dst, b);
+    assert_string_equal(a, b);
+    /* An empty file both ways. */
+    make_file(src, 0, 1);
+    upload(f, "small", "empty", src, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    download(f, "small", "empty", dst, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    struct stat st;
+    assert_int_equal(stat(dst, &st), 0);
+    assert_int_equal(st.st_size, 0);
+}
+
+static void cancel_after_two(sky_blob_op *op, const sky_blob_transfer_stats *st, void *ud)
+{
+    int *n = ud;
+    if (st->blocks_sent >= 2 && (*n)++ == 0)
+        sky_blob_op_cancel(op);
+}
+
+static void test_resume_sends_only_missing_blocks(void **state)
+{
+    fixture *f = *state;
+    char src[512], dst[512], a[33], b[33];
+    outcome o;
+    int canceled = 0;
+    snprintf(src, sizeof(src), "%s/resume.bin", f->dir);
+    snprintf(dst, sizeof(dst), "%s/resume.out", f->dir);
+    make_file(src, 8u * 1024 * 1024, 11);
+    make_container(f, f->blob, "resume");
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 1024 * 1024;
+    to.concurrency = 2;
+    to.on_progress = cancel_after_two;
+    to.progress_user_data = &canceled;
+    upload(f, "resume", "r.bin", src, &to, &o);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    uint32_t first = o.stats.blocks_sent;
+    assert_true(first >= 2 && first < 8);
+    /* Nothing committed yet. */
+    RUN(f, &o, sky_blob_properties_get(f->blob, "resume", "r.bin", on_done, &o, NULL, &e_));
+    assert_string_equal(o.service_code, "BlobNotFound");
+    to.on_progress = NULL;
+    upload(f, "resume", "r.bin", src, &to, &o);
+    if (o.err_code)
+        fail_msg("resume: %s", o.message);
+    assert_true(o.stats.blocks_skipped >= first);
+    assert_int_equal(o.stats.blocks_sent + o.stats.blocks_skipped, 8);
+    assert_int_equal(o.stats.requests, o.stats.blocks_sent + 2);
+    assert_int_equal(o.stats.bytes_done, 8 * 1024 * 1024);
+    download(f, "resume", "r.bin", dst, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    file_md5(src, a);
+    file_md5(dst, b);
+    assert_string_equal(a, b);
+    /* A third run finds every block committed and only commits again. */
+    upload(f, "resume", "r.bin", src, &to, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.stats.blocks_skipped, 8);
+    assert_int_equal(o.stats.requests, 2);
+}
+
+/* Appends to the file being uploaded, once, after its first block. */
+static void grow_file(sky_blob_op *op, const sky_blob_transfer_stats *st, void *ud)
+{
+    const char *path = ud;
+    (void)op;
+    if (st->blocks_sent == 1) {
+        FILE *fp = fopen(path, "ab");
+        assert_non_null(fp);
+        fputc('!', fp);
+        fclose(fp);
+    }
+}
+
+static void test_file_changed_during_upload(void **state)
+{
+    fixture *f = *state;
+    char src[512];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/grow.bin", f->dir);
+    make_file(src, 3u * 1024 * 1024, 4);
+    make_container(f, f->blob, "grow");
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 1024 * 1024;
+    to.concurrency = 1;
+    to.on_progress = grow_file;
+    to.progress_user_data = src;
+    upload(f, "grow", "g.bin", src, &to, &o);
+    assert_int_equal(o.err_code, SKY_EIO);
+    assert_non_null(strstr(o.message, "changed"));
+    RUN(f, &o, sky_blob_properties_get(f->blob, "grow", "g.bin", on_done, &o, NULL, &e_));
+    assert_string_equal(o.service_code, "BlobNotFound");
+}
+
+static void test_transfer_errors(void **state)
+{
+    fixture *f = *state;
+    char src[512], dst[512];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/none", f->dir);
+    snprintf(dst, sizeof(dst), "%s/out", f->dir);
+    upload(f, "errs", "x", src, NULL, &o);
+    assert_int_equal(o.err_code, SKY_EIO);
+    make_file(src, 100, 1);
+    upload(f, "nosuchcontainer", "x", src, NULL, &o);
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_string_equal(o.service_code, "ContainerNotFound");
+    make_container(f, f->blob, "errs");
+    download(f, "errs", "missing", dst, NULL, &o);
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 404);
+    struct stat st;
+    assert_int_not_equal(stat(dst, &st), 0);
+    /* A bad name is refused at once, and the callback never runs. */
+    sky_error err;
+    sky_error_clear(&err);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sky_blob_upload_file(f->blob, "errs", "", src, NULL, on_done, &o, NULL, &err),
+                     SKY_EINVAL);
+    uv_run(f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(o.done, 0);
+}
+
+static void test_free_client_cancels(void **state)
+{
+    fixture *f = *state;
+    char src[512];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/c.bin", f->dir);
+    make_file(src, 4u * 1024 * 1024, 5);
+    make_container(f, f->blob, "cancel");
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 512 * 1024;
+    memset(&o, 0, sizeof(o));
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(
+        sky_blob_upload_file(f->blob, "cancel", "c", src, &to, on_done, &o, NULL, &err), 0);
+    sky_blob_client_free(f->blob);
+    f->blob = NULL;
+    outcome_wait(f, &o);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+}
+
+/* ---- faults from an in-process server: retries, error codes, bearer auth ---- */
+
+typedef struct script {
+    int fail_left;   /* answer this many requests with fail_status */
+    int fail_status; /* e.g. 503 */
+    const char *fail_code;
+    int ok_status;
+    int count;
+    char auth[4][256]; /* Authorization of the first requests */
+} script;
+
+static void fault_handler(sky_server_req *req, void *ud)
+{
+    script *sc = ud;
+    sky_span auth = {0};
+    if (sky_server_req_header(req, "authorization", &auth) && sc->count < 4)
+        snprintf(sc->auth[sc->count], sizeof(sc->auth[0]), "%.*s", (int)auth.len, auth.ptr);
+    sc->count++;
+    if (sc->fail_left > 0) {
+        sc->fail_left--;
+        char xml[256];
+        snprintf(xml, sizeof(xml),
+                 "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>%s</Code>"
+                 "<Message>simulated\nRequestId:1</Message></Error>",
+                 sc->fail_code);
+        sky_server_add_header(req, "x-ms-error-code", sky_span_cstr(sc->fail_code));
+        sky_server_respond(req, sc->fail_status, "application/xml", sky_span_cstr(xml));
+        return;
+    }
+    sky_server_respond(req, sc->ok_status, "text/plain", SKY_SPAN_LIT(""));
+}
+
+typedef struct fault_fixture {
+    uv_loop_t *loop;
+    sky_http_client *http;
+    sky_server *server;
+    script sc;
+    char endpoint[128];
+} fault_fixture;
+
+static int fault_setup(void **state)
+{
+    fault_fixture *ff = calloc(1, sizeof(*ff));
+    ff->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(ff->loop, NULL, &ff->http), 0);
+    sky_server_options so;
+    sky_server_options_init(&so);
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_server_new(ff->loop, &so, &ff->server, &err), 0);
+    assert_int_equal(sky_server_route(ff->server, NULL, "/", 1, fault_handler, &ff->sc), 0);
+    assert_int_equal(sky_server_listen(ff->server, &err), 0);
+    snprintf(ff->endpoint, sizeof(ff->endpoint), "http://127.0.0.1:%d/acct",
+             sky_server_port(ff->server));
+    ff->sc.ok_status = 201;
+    *state = ff;
+    return 0;
+}
+
+static void on_shutdown(sky_server *s, void *ud)
+{
+    (void)s;
+    *(int *)ud = 1;
+}
+
+static int fault_teardown(void **state)
+{
+    fault_fixture *ff = *state;
+    int down = 0;
+    sky_http_client_free(ff->http);
+    sky_server_shutdown(ff->server, 0, on_shutdown, &down);
+    sky_test_run_until(ff->loop, &down, 5000);
+    sky_server_free(ff->server);
+    sky_test_loop_free(ff->loop);
+    free(ff);
+    return 0;
+}
+
+static sky_blob_client *fault_client(fault_fixture *ff, const char *key, sky_credential *cred)
+{
+    sky_blob_client_options o;
+    sky_blob_client_options_init(&o);
+    o.endpoint = ff->endpoint;
+    o.account_name = "acct";
+    o.account_key = key;
+    o.credential = cred;
+    o.retry.base_ms = 5;
+    o.retry.cap_ms = 20;
+    o.retry.max_retries = 3;
+    sky_blob_client *c = NULL;
+    assert_int_equal(sky_blob_client_new(ff->loop, ff->http, &o, &c, NULL), 0);
+    return c;
+}
+
+static void fault_run(fault_fixture *ff, sky_blob_client *c, outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    sky_error e;
+    sky_error_clear(&e);
+    assert_int_equal(sky_blob_container_create(c, "c", on_done, o, NULL, &e), 0);
+    assert_true(sky_test_run_until(ff->loop, &o->done, 20000));
+    assert_int_equal(o->done, 1);
+}
+
+static void test_server_busy_is_retried(void **state)
+{
+    fault_fixture *ff = *state;
+    outcome o;
+    sky_blob_client *c = fault_client(ff, SKY_TEST_AZURITE_KEY, NULL);
+    ff->sc.fail_left = 2;
+    ff->sc.fail_status = 503;
+    ff->sc.fail_code = "ServerBusy";
+    fault_run(ff, c, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(ff->sc.count, 3);
+    assert_int_equal(strncmp(ff->sc.auth[0], "SharedKey acct:", 15), 0);
+    /* OperationTimedOut forever: 1 + 3 retries, then its code and message. */
+    ff->sc.count = 0;
+    ff->sc.fail_left = 100;
+    ff->sc.fail_status = 500;
+    ff->sc.fail_code = "OperationTimedOut";
+    fault_run(ff, c, &o);
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 500);
+    assert_string_equal(o.service_code, "OperationTimedOut");
+    assert_non_null(strstr(o.message, "simulated"));
+    assert_null(strstr(o.message, "RequestId"));
+    assert_int_equal(ff->sc.count, 4);
+    /* A 409 is final at once. */
+    ff->sc.count = 0;
+    ff->sc.fail_left = 100;
+    ff->sc.fail_status = 409;
+    ff->sc.fail_code = "ContainerAlreadyExists";
+    fault_run(ff, c, &o);
+    assert_string_equal(o.service_code, "ContainerAlreadyExists");
+    assert_int_equal(ff->sc.count, 1);
+    sky_blob_client_free(c);
+}
+
+static void test_bearer_credential_and_refresh(void **state)
+{
+    fault_fixture *ff = *state;
+    outcome o;
+    sky_credential *cred = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_credential_static_new(ff->loop, "tok-123", 0, &cred, &err), 0);
+    sky_blob_client *c = fault_client(ff, NULL, cred);
+    ff->sc.fail_left = 1;
+    ff->sc.fail_status = 401;
+    ff->sc.fail_code = "InvalidAuthenticationInfo";
+    fault_run(ff, c, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(ff->sc.count, 2);
+    assert_string_equal(ff->sc.auth[0], "Bearer tok-123");
+    assert_string_equal(ff->sc.auth[1], "Bearer tok-123");
+    sky_blob_client_free(c);
+    sky_credential_free(cred);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_container_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_operations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_key_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sas_account_and_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_block_upload_and_ranged_download, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_small_file_single_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_sends_only_missing_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_changed_during_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_bearer_credential_and_refresh, fault_setup,
+                                        fault_teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,360 @@
+/* `skyio blob` (the real binary) against a real Azurite: folders, odd names, path guard, failures.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_azurite.h"
+#include "skyio/blob.h"
+
+static sky_test_azurite g_az;
+static int g_trace; /* run the CLI with SKYIO_LOG=trace */
+
+typedef struct cli_out {
+    int code;
+    char out[16384];
+    char err[16384];
+} cli_out;
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Run `skyio blob ARGS...` (NULL-terminated) with the test account; capture its output. */
+static void run_cli(const char *dir, cli_out *r, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = SKY_TEST_BIN;
+    argv[n++] = "blob";
+    va_list ap;
+    va_start(ap, r);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char out[512], err[512];
+    snprintf(out, sizeof(out), "%s/cli.out", dir);
+    snprintf(err, sizeof(err), "%s/cli.err", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
+        if (g_trace)
+            setenv("SKYIO_LOG", "trace", 1);
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    slurp(out, r->out, sizeof(r->out));
+    slurp(err, r->err, sizeof(r->err));
+}
+
+static void write_file(const char *path, size_t size, unsigned seed)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < size; i++)
+        fputc((int)((i * 31 + seed) & 0xff), f);
+    fclose(f);
+}
+
+static void mkdirs(const char *root, const char *rel)
+{
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    for (char *s = p + strlen(root) + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    mkdir(p, 0755);
+}
+
+static int same_files(const char *a, const char *b)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "diff -r '%s' '%s' >/dev/null 2>&1", a, b);
+    return system(cmd) == 0;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    sky_test_azurite_start(&g_az);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sky_test_azurite_stop(&g_az);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    char *dir = malloc(256);
+    sky_test_tmpdir(dir, 256);
+    *state = dir;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    sky_test_rmdir(*state);
+    free(*state);
+    return 0;
+}
+
+/* A tree with spaces, unicode, deep folders and a multi-block file. */
+static void make_tree(const char *src)
+{
+    char p[1024];
+    mkdirs(src, "with space/ünïcödé");
+    mkdirs(src, "a/b/c/d/e/f");
+    snprintf(p, sizeof(p), "%s/top.txt", src);
+    write_file(p, 10, 1);
+    snprintf(p, sizeof(p), "%s/with space/ünïcödé/file name ñ.txt", src);
+    write_file(p, 3000, 2);
+    snprintf(p, sizeof(p), "%s/a/b/c/d/e/f/deep.bin", src);
+    write_file(p, 3 * 1024 * 1024 + 17, 3);
+    snprintf(p, sizeof(p), "%s/empty", src);
+    write_file(p, 0, 0);
+}
+
+static void test_recursive_put_get_and_sync(void **state)
+{
+    const char *dir = *state;
+    char src[512], dst[512];
+    cli_out r;
+    snprintf(src, sizeof(src), "%s/src", dir);
+    snprintf(dst, sizeof(dst), "%s/dst", dir);
+    mkdir(src, 0755);
+    make_tree(src);
+    run_cli(dir, &r, "mb", "tree", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "put", "-r", src, "tree/pre", "--block-size", "1048576", "--json", NULL);
+    if (r.code != 0)
+        fail_msg("put -r: %d %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "\"uploaded\":4,\"skipped\":0,\"failed\":0"));
+    run_cli(dir, &r, "ls", "-r", "tree", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "pre/with space/ünïcödé/file name ñ.txt"));
+    assert_non_null(strstr(r.out, "3145745 pre/a/b/c/d/e/f/deep.bin"));
+    run_cli(dir, &r, "ls", "tree/pre/", NULL);
+    assert_non_null(strstr(r.out, "pre/a/\n"));
+    assert_null(strstr(r.out, "deep.bin"));
+    /* A rerun finds every file unchanged (size and MD5) and sends nothing. */
+    run_cli(dir, &r, "put", "-r", src, "tree/pre", "--block-size", "1048576", "--json", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"uploaded\":0,\"skipped\":4,\"failed\":0"));
+    /* One file changed: only it goes again. */
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/top.txt", src);
+    write_file(p, 10, 9);
+    run_cli(dir, &r, "put", "-r", src, "tree/pre", "--json", NULL);
+    assert_non_null(strstr(r.out, "\"uploaded\":1,\"skipped\":3,\"failed\":0"));
+    run_cli(dir, &r, "get", "-r", "tree/pre", dst, "-j", "2", NULL);
+    if (r.code != 0)
+        fail_msg("get -r: %d %s", r.code, r.err);
+    assert_true(same_files(src, dst));
+    /* Single file both ways. */
+    run_cli(dir, &r, "get", "tree/pre/top.txt", dir, NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(p, sizeof(p), "%s/top.txt", dir);
+    assert_true(exists(p));
+    run_cli(dir, &r, "rm", "-r", "tree/pre/a", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "ls", "-r", "tree", NULL);
+    assert_null(strstr(r.out, "deep.bin"));
+    assert_non_null(strstr(r.out, "top.txt"));
+    run_cli(dir, &r, "rb", "tree", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "ls", "tree", NULL);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "ContainerNotFound"));
+}
+
+static void on_put(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
+{
+    (void)op, (void)rep;
+    assert_null(err);
+    ++*(int *)ud;
+}
+
+/* Blobs whose names would escape a folder, made with the library. */
+static void put_evil(void)
+{
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_http_client *http = NULL;
+    assert_int_equal(sky_http_client_new(loop, NULL, &http), 0);
+    sky_blob_client_options o;
+    sky_blob_client_options_init(&o);
+    o.endpoint = g_az.endpoint;
+    o.account_name = "devstoreaccount1";
+    o.account_key = SKY_TEST_AZURITE_KEY;
+    sky_blob_client *c = NULL;
+    assert_int_equal(sky_blob_client_new(loop, http, &o, &c, NULL), 0);
+    static const char *const names[] = {"in/../../escape.txt", "/abs.txt", "in/ok.txt",
+                                        "in/./dot.txt"};
+    int done = 0;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(names); i++)
+        assert_int_equal(sky_blob_put(c, "guard", names[i], SKY_SPAN_LIT("x"), NULL, NULL, on_put,
+                                      &done, NULL, NULL),
+                         0);
+    while (done < (int)SKY_ARRAY_LEN(names))
+        uv_run(loop, UV_RUN_ONCE);
+    sky_blob_client_free(c);
+    sky_http_client_free(http);
+    sky_test_loop_free(loop);
+}
+
+static void test_path_guard(void **state)
+{
+    const char *dir = *state;
+    char dst[512], p[1024];
+    cli_out r;
+    run_cli(dir, &r, "mb", "guard", NULL);
+    assert_int_equal(r.code, 0);
+    put_evil();
+    snprintf(dst, sizeof(dst), "%s/deep/dst", dir);
+    mkdirs(dir, "deep/dst");
+    run_cli(dir, &r, "get", "-r", "guard", dst, NULL);
+    assert_int_equal(r.code, 1); /* some refused, the rest done */
+    assert_non_null(strstr(r.err, "in/../../escape.txt: refused"));
+    assert_non_null(strstr(r.err, "/abs.txt: refused"));
+    assert_non_null(strstr(r.err, "in/./dot.txt: refused"));
+    snprintf(p, sizeof(p), "%s/deep/dst/in/ok.txt", dir);
+    assert_true(exists(p));
+    snprintf(p, sizeof(p), "%s/deep/escape.txt", dir);
+    assert_false(exists(p));
+    snprintf(p, sizeof(p), "%s/escape.txt", dir);
+    assert_false(exists(p));
+    assert_false(exists("/abs.txt"));
+    /* A symlink inside the destination that points out is not followed. */
+    char link[1024], outside[1024];
+    mkdirs(dir, "dst2");
+    mkdirs(dir, "outside");
+    snprintf(link, sizeof(link), "%s/dst2/in", dir);
+    snprintf(outside, sizeof(outside), "%s/outside", dir);
+    assert_int_equal(symlink(outside, link), 0);
+    snprintf(p, sizeof(p), "%s/dst2", dir);
+    run_cli(dir, &r, "get", "-r", "guard", p, NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "in/ok.txt: refused"));
+    snprintf(p, sizeof(p), "%s/outside/ok.txt", dir);
+    assert_false(exists(p));
+}
+
+static void test_partial_failure_and_rollback(void **state)
+{
+    const char *dir = *state;
+    char src[512], p[1024];
+    cli_out r;
+    run_cli(dir, &r, "mb", "partial", NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(src, sizeof(src), "%s/src", dir);
+    mkdirs(dir, "src/sub");
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof(p), "%s/sub/f%d.txt", src, i);
+        write_file(p, 100, (unsigned)i);
+    }
+    snprintf(p, sizeof(p), "%s/allowed.txt", src);
+    write_file(p, 100, 7);
+    /* A SAS that allows exactly one blob: the others fail, that one succeeds. */
+    sky_storage_sas_options so;
+    sky_storage_sas_options_init(&so);
+    so.permissions = "rcwd";
+    so.expiry = (int64_t)time(NULL) + 3600;
+    so.container = "partial";
+    so.blob = "up/allowed.txt";
+    sky_buf sas;
+    sky_buf_init(&sas, 4096);
+    assert_int_equal(
+        sky_storage_sas_service("devstoreaccount1", SKY_TEST_AZURITE_KEY, &so, &sas, NULL), 0);
+    run_cli(dir, &r, "put", "-r", src, "partial/up", "--no-sync", "--sas", sas.data, "--endpoint",
+            g_az.endpoint, "--json", NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.out, "\"uploaded\":1,\"skipped\":0,\"failed\":5"));
+    assert_non_null(strstr(r.err, "failed: up/sub/f3.txt:"));
+    assert_non_null(strstr(r.err, "AuthorizationFailure"));
+    assert_null(strstr(r.err, "sig="));
+    run_cli(dir, &r, "ls", "-r", "partial", NULL);
+    assert_non_null(strstr(r.out, "up/allowed.txt"));
+    /* With rollback, what this run uploaded is deleted again. */
+    run_cli(dir, &r, "rm", "partial/up/allowed.txt", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "put", "-r", src, "partial/up", "--no-sync", "--sas", sas.data, "--endpoint",
+            g_az.endpoint, "--rollback-on-failure", "--json", NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.out, "\"rolled_back\":1"));
+    run_cli(dir, &r, "ls", "-r", "partial", NULL);
+    assert_null(strstr(r.out, "up/allowed.txt"));
+    sky_buf_free(&sas);
+}
+
+static void test_usage_and_config_errors(void **state)
+{
+    const char *dir = *state;
+    cli_out r;
+    run_cli(dir, &r, "--help", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "put -r DIR"));
+    run_cli(dir, &r, "frobnicate", NULL);
+    assert_int_equal(r.code, 2);
+    run_cli(dir, &r, "put", "onlyone", NULL);
+    assert_int_equal(r.code, 2);
+    run_cli(dir, &r, "ls", "--connection-string", "AccountName=x;AccountKey=SECRET!!", NULL);
+    assert_int_equal(r.code, 3);
+    assert_null(strstr(r.err, "SECRET"));
+    /* A wrong key: the service refuses, exit 3, no key in the output. */
+    run_cli(dir, &r, "ls", "--account-name", "devstoreaccount1", "--account-key",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--endpoint", g_az.endpoint, NULL);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "AuthorizationFailure"));
+    assert_null(strstr(r.err, "AAAAAAAAAAAA"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_recursive_put_get_and_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_failure_and_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
