@@ -20,6 +20,27 @@ typedef struct sky_mock_faults {
     double stream_cut; /**< a stream that ends before its [DONE] */
 } sky_mock_faults;
 
+/** Azure Resource Manager in the mock (src/mock/arm.c); keys under "arm" in --config. */
+typedef struct sky_mock_arm {
+    int polls;          /**< polls an operation answers InProgress before it ends; default 2 */
+    int retry_after_s;  /**< Retry-After on started operations and polls; default 0 */
+    const char *style;  /**< "async" (Azure-AsyncOperation, default), "location", "state" */
+    int page_size;      /**< items per list page; default 100 */
+    int throttle_every; /**< every Nth ARM request gets 429; 0: never (default) */
+    int throttle_retry_after_s; /**< Retry-After of those 429s; default 0 */
+} sky_mock_arm;
+
+/** Entra ID, IMDS and App Service token endpoints (src/mock/identity.c); keys under "identity". */
+typedef struct sky_mock_identity {
+    const char *client_id;       /**< the only client id accepted; NULL: any */
+    const char *client_secret;   /**< the only secret accepted; NULL: any non-empty one */
+    const char *identity_header; /**< X-IDENTITY-HEADER wanted; default "mock-identity-header" */
+    int expires_in;              /**< lifetime of issued tokens in seconds; default 3600 */
+    int fail_status;             /**< nonzero: token requests get this status; default 0 */
+    int fail_count;              /**< with fail_status: only the first N fail; 0: all (default) */
+    int delay_ms;                /**< wait before each token reply; default 0 */
+} sky_mock_identity;
+
 typedef struct sky_mock_config {
     const char *host;          /**< default 127.0.0.1 */
     int port;                  /**< default 0: a free port */
@@ -45,6 +66,8 @@ typedef struct sky_mock_config {
     /** Loops (threads) serving the port; default 1. Each has its own generator
      *  (seed + index): replies stay reproducible per thread, not across them. */
     int threads;
+    sky_mock_arm arm;           /**< ARM state is shared by the threads, under a lock */
+    sky_mock_identity identity; /**< identity endpoints; counters shared by the threads */
 } sky_mock_config;
 
 /** Every default. */

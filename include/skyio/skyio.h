@@ -19,6 +19,7 @@
 #include "ratelimit.h"
 #include "concurrency.h"
 #include "breaker.h"
+#include "credential.h"
 #include "pipeline.h"
 #include "ai.h"
 #include "idset.h"
@@ -26,5 +27,8 @@
 #include "batchline.h"
 #include "server.h"
 #include "mock.h"
+#include "arm.h"
+#include "storage.h"
+#include "blob.h"
 
 #endif

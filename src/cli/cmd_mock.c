@@ -61,6 +61,32 @@ static const mock_opt opts[] = {
     {"--seed", OPT_U64, CFG(seed), "N", "seed of the fault and jitter generator (default 1)"},
     {"--threads", OPT_INT, CFG(threads), "N",
      "serve from N threads, each with its own loop, on the one port (default 1)"},
+    {"--arm-polls", OPT_INT, CFG(arm.polls), "N",
+     "ARM: InProgress polls before an operation ends (default 2)"},
+    {"--arm-retry-after", OPT_INT, CFG(arm.retry_after_s), "S",
+     "ARM: Retry-After seconds on operations and polls (default 0)"},
+    {"--arm-style", OPT_STRING, CFG(arm.style), "STYLE",
+     "ARM: async, location or state polling (default async)"},
+    {"--arm-page-size", OPT_INT, CFG(arm.page_size), "N",
+     "ARM: items per list page before a nextLink (default 100)"},
+    {"--arm-throttle-every", OPT_INT, CFG(arm.throttle_every), "N",
+     "ARM: every Nth ARM request gets 429; 0: never (default 0)"},
+    {"--arm-throttle-retry-after", OPT_INT, CFG(arm.throttle_retry_after_s), "S",
+     "ARM: Retry-After seconds of those 429s (default 0)"},
+    {"--identity-client-id", OPT_STRING, CFG(identity.client_id), "ID",
+     "identity: the only client_id the token endpoint accepts (default: any)"},
+    {"--identity-client-secret", OPT_STRING, CFG(identity.client_secret), "SECRET",
+     "identity: the only client_secret accepted (default: any non-empty one)"},
+    {"--identity-header", OPT_STRING, CFG(identity.identity_header), "VALUE",
+     "identity: the X-IDENTITY-HEADER /msi/token wants (default mock-identity-header)"},
+    {"--identity-expires-in", OPT_INT, CFG(identity.expires_in), "S",
+     "identity: lifetime of issued tokens in seconds (default 3600)"},
+    {"--identity-fail-status", OPT_INT, CFG(identity.fail_status), "CODE",
+     "identity: answer token requests with this HTTP status and an AADSTS error (default 0)"},
+    {"--identity-fail-count", OPT_INT, CFG(identity.fail_count), "N",
+     "identity: only the first N token requests fail; 0: all (default 0)"},
+    {"--identity-delay-ms", OPT_INT, CFG(identity.delay_ms), "MS",
+     "identity: wait before each token reply (default 0)"},
 };
 
 static const char usage_head[] =
@@ -78,6 +104,19 @@ static const char usage_head[] =
     "  POST /openai/deployments/{deployment}/embeddings?api-version=...         (Azure)\n"
     "  GET  /mock/stats                     what the mock received and answered, as JSON\n"
     "  POST /mock/reset                     zero the statistics and the rate-limit window\n"
+    "  /subscriptions/...?api-version=...   Azure Resource Manager: resource groups, any\n"
+    "                                       resource, Microsoft.Compute/virtualMachines; PUT and\n"
+    "                                       DELETE are long-running operations; paged lists;\n"
+    "                                       any Bearer token. Tags on a resource steer it:\n"
+    "                                       skyio-mock-fail=CODE, skyio-mock-cancel=1,\n"
+    "                                       skyio-mock-polls=N, skyio-mock-style=STYLE.\n"
+    "                                       ARM state is shared by all threads (one lock).\n"
+    "  POST /{tenant}/oauth2/v2.0/token     Entra ID client credentials (client_secret or a\n"
+    "                                       jwt-bearer client_assertion); tokens mock-token-N\n"
+    "  GET  /metadata/identity/oauth2/token IMDS managed identity (needs Metadata: true)\n"
+    "  GET  /msi/token                      App Service managed identity (IDENTITY_ENDPOINT;\n"
+    "                                       needs X-IDENTITY-HEADER); counts in /mock/stats\n"
+    "                                       under \"identity\"\n"
     "\n"
     "options (a flag wins over the same key in --config):\n"
     "  --config FILE          JSON object whose keys are the long options without '--' and\n"
@@ -232,6 +271,13 @@ static int check_config(const sky_mock_config *c)
     const double rates[] = {f->http_500, f->http_502, f->http_503,  f->reset,
                             f->hang,     f->cut,      f->malformed, f->stream_cut};
     double total = 0;
+    const sky_mock_identity *id = &c->identity;
+    if (id->expires_in < 1 || id->fail_count < 0 || id->delay_ms < 0 ||
+        (id->fail_status && (id->fail_status < 200 || id->fail_status > 599))) {
+        fprintf(stderr, "skyio mock: --identity-expires-in is at least 1; --identity-fail-status "
+                        "200..599; --identity-fail-count and --identity-delay-ms not negative\n");
+        return -1;
+    }
     for (size_t i = 0; i < SKY_ARRAY_LEN(rates); i++) {
         if (rates[i] > 1) {
             fprintf(stderr, "skyio mock: fault rates are probabilities between 0 and 1\n");
@@ -244,10 +290,13 @@ static int check_config(const sky_mock_config *c)
         return -1;
     }
     if (c->jitter > 1 || c->window_ms <= 0 || c->default_completion_tokens <= 0 ||
-        c->embedding_dim <= 0 || c->port > 65535 || c->threads < 1 || c->threads > 64) {
+        c->embedding_dim <= 0 || c->port > 65535 || c->threads < 1 || c->threads > 64 ||
+        c->arm.page_size < 1 || !c->arm.style ||
+        (strcmp(c->arm.style, "async") && strcmp(c->arm.style, "location") &&
+         strcmp(c->arm.style, "state"))) {
         fprintf(stderr, "skyio mock: --jitter is 0..1; --window-ms, --completion-tokens and "
                         "--embedding-dim must be positive; --port at most 65535; --threads "
-                        "1..64\n");
+                        "1..64; --arm-page-size positive; --arm-style async|location|state\n");
         return -1;
     }
     return 0;

@@ -18,6 +18,11 @@ static const char usage[] =
     "  chat      ask one prompt, streamed token by token; several models at once\n"
     "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
     "  http      make HTTP requests with skyio's client: one, streamed, or many at once\n"
+    "  arm       Azure Resource Manager requests, paged lists, long-running operations\n"
+    "  group     create, list, show, delete Azure resource groups\n"
+    "  vm        create, list, show, delete Azure virtual machines\n"
+    "  blob      Azure Blob Storage: ls, mb, rb, put, get, rm; folders in parallel, resumable\n"
+    "  token     get an Entra ID access token from the credential chain (like az)\n"
     "  version   print the version\n"
     "\n"
     "`skyio <command> --help` explains each command's options.\n"
@@ -55,6 +60,16 @@ int main(int argc, char **argv)
         return sky_cli_batch(argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0)
         return sky_cli_chat(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return sky_cli_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "arm") == 0)
+        return sky_cli_arm(argc - 1, argv + 1);
+    if (strcmp(cmd, "group") == 0)
+        return sky_cli_group(argc - 1, argv + 1);
+    if (strcmp(cmd, "vm") == 0)
+        return sky_cli_vm(argc - 1, argv + 1);
+    if (strcmp(cmd, "blob") == 0)
+        return sky_cli_blob(argc - 1, argv + 1);
     fprintf(stderr, "skyio: unknown command '%s'\n\n%s", cmd, usage);
     return SKY_EXIT_USAGE;
 }

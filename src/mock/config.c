@@ -15,6 +15,8 @@ void sky_mock_config_init(sky_mock_config *c)
     c->max_body = 8u * 1024u * 1024u;
     c->seed = 1;
     c->threads = 1;
+    sky__mock_arm_config_init(&c->arm);
+    sky__mock_identity_config_init(&c->identity);
 }
 
 static int want_number(const json_t *v, const char *key, double lo, double hi, double *out,
@@ -148,6 +150,10 @@ int sky_mock_config_apply_json(sky_mock_config *c, json_t *json, sky_error *err)
                 rc = apply_names(key, v, c->models, &c->n_models, err);
             else if (strcmp(key, "faults") == 0)
                 rc = apply_faults(&c->faults, v, err);
+            else if (strcmp(key, "arm") == 0)
+                rc = sky__mock_arm_apply_json(&c->arm, v, err);
+            else if (strcmp(key, "identity") == 0)
+                rc = sky__mock_identity_apply_json(&c->identity, v, err);
             else if (strcmp(key, "hide_ratelimit_headers") == 0 && json_is_boolean(v))
                 c->hide_ratelimit_headers = json_is_true(v);
             else

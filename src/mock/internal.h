@@ -44,4 +44,29 @@ int64_t sky__mock_estimate_tokens(size_t chars);
 /* Format a duration the way OpenAI's reset headers do ("1s", "250ms", "1m3s"). */
 void sky__mock_format_duration(int64_t ms, char *out, size_t len);
 
+/* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
+typedef struct sky__mock_arm sky__mock_arm;
+struct sky_server;
+/* A new ARM state with the settings of @p c (copied); NULL when out of memory. */
+sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c);
+void sky__mock_arm_free(sky__mock_arm *a);
+/* Route /subscriptions/... of server @p s to @p a. 0 or a SKY_E code. */
+int sky__mock_arm_routes(struct sky_server *s, sky__mock_arm *a);
+/* Defaults, and the "arm" object of a JSON config. */
+void sky__mock_arm_config_init(sky_mock_arm *c);
+int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err);
+
+/* Identity endpoints (src/mock/identity.c): settings and counters shared by every worker. */
+typedef struct sky__mock_identity sky__mock_identity;
+sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c);
+void sky__mock_identity_free(sky__mock_identity *id);
+/* Route the token endpoints of server @p s to @p id. Adds a POST catch-all
+ * for /{tenant}/oauth2/v2.0/token: call it after every other route. */
+int sky__mock_identity_routes(struct sky_server *s, sky__mock_identity *id);
+/* The "identity" object of /mock/stats (new reference), and its reset. */
+json_t *sky__mock_identity_stats(const sky__mock_identity *id);
+void sky__mock_identity_reset(sky__mock_identity *id);
+void sky__mock_identity_config_init(sky_mock_identity *c);
+int sky__mock_identity_apply_json(sky_mock_identity *c, json_t *obj, sky_error *err);
+
 #endif

@@ -71,6 +71,8 @@ struct sky_mock {
     sky_mock_config cfg;
     sky__mock_limiter limiter;
     uv_mutex_t limiter_lock;
+    sky__mock_arm *arm;           /* ARM resources and operations, shared by the workers */
+    sky__mock_identity *identity; /* token endpoints' settings and counters */
     int n_workers;
     mock_worker *workers;
     uv_async_t down; /* workers say they are down */
@@ -855,17 +857,20 @@ json_t *sky_mock_stats(const sky_mock *m)
     }
     for (int i = 0; faults && i < FAULT_COUNT; i++)
         json_object_set_new(faults, fault_names[i], json_integer((json_int_t)st.faults[i]));
-    return json_pack("{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}",
-                     "requests", (json_int_t)st.requests, "responses", status, "rate_limited",
-                     (json_int_t)(st.rate_limited_requests + st.rate_limited_tokens),
-                     "rate_limited_requests", (json_int_t)st.rate_limited_requests,
-                     "rate_limited_tokens", (json_int_t)st.rate_limited_tokens, "faults", faults,
-                     "tokens", "prompt", (json_int_t)st.prompt_tokens, "completion",
-                     (json_int_t)st.completion_tokens, "endpoints", "chat", (json_int_t)st.chat,
-                     "embeddings", (json_int_t)st.embeddings, "models", (json_int_t)st.models,
-                     "streams", (json_int_t)st.streams, "auth_failures",
-                     (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
-                     (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
+    json_t *out = json_pack(
+        "{s:I,s:o,s:I,s:I,s:I,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}", "requests",
+        (json_int_t)st.requests, "responses", status, "rate_limited",
+        (json_int_t)(st.rate_limited_requests + st.rate_limited_tokens), "rate_limited_requests",
+        (json_int_t)st.rate_limited_requests, "rate_limited_tokens",
+        (json_int_t)st.rate_limited_tokens, "faults", faults, "tokens", "prompt",
+        (json_int_t)st.prompt_tokens, "completion", (json_int_t)st.completion_tokens, "endpoints",
+        "chat", (json_int_t)st.chat, "embeddings", (json_int_t)st.embeddings, "models",
+        (json_int_t)st.models, "streams", (json_int_t)st.streams, "auth_failures",
+        (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
+        (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
+    if (out)
+        json_object_set_new(out, "identity", sky__mock_identity_stats(m->identity));
+    return out;
 }
 
 static void on_stats(sky_server_req *r, void *ud)
@@ -892,6 +897,7 @@ static void on_reset(sky_server_req *r, void *ud)
     uv_mutex_lock(&m->limiter_lock);
     sky__mock_limiter_init(&m->limiter, m->cfg.rpm, m->cfg.tpm, m->cfg.window_ms);
     uv_mutex_unlock(&m->limiter_lock);
+    sky__mock_identity_reset(m->identity);
     sky_server_respond(r, 200, "application/json", SKY_SPAN_LIT("{\"reset\":true}"));
 }
 
@@ -912,6 +918,9 @@ static int add_routes(mock_worker *w)
     rc = rc ? rc : sky_server_route(s, NULL, "/openai/deployments/", 1, on_azure, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/mock/stats", 0, on_stats, w);
     rc = rc ? rc : sky_server_route(s, "POST", "/mock/reset", 0, on_reset, w);
+    rc = rc ? rc : sky__mock_arm_routes(s, w->owner->arm);
+    /* last: it holds a POST catch-all for /{tenant}/oauth2/v2.0/token */
+    rc = rc ? rc : sky__mock_identity_routes(s, w->owner->identity);
     return rc;
 }
 
@@ -1017,6 +1026,13 @@ int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_moc
     m->cfg = *c;
     m->n_workers = n;
     m->workers = ws;
+    if ((m->arm = sky__mock_arm_new(&c->arm)) == NULL ||
+        (m->identity = sky__mock_identity_new(&c->identity)) == NULL) {
+        sky__mock_arm_free(m->arm);
+        free(m);
+        free(ws);
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
     uv_mutex_init(&m->limiter_lock);
     sky__mock_limiter_init(&m->limiter, c->rpm, c->tpm, c->window_ms);
     uv_async_init(loop, &m->down, on_all_down);
@@ -1073,6 +1089,8 @@ void sky_mock_free(sky_mock *m)
     sky_server_free(m->workers[0].srv);
     uv_close((uv_handle_t *)&m->down, NULL);
     uv_mutex_destroy(&m->limiter_lock);
+    sky__mock_arm_free(m->arm);
+    sky__mock_identity_free(m->identity);
     free(m->workers);
     free(m);
 }

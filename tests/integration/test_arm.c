@@ -1,0 +1,709 @@
+/* ARM against `skyio mock`: each polling style, failures, cancel, timeout, resume, paging, CLI. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/arm.h"
+#include "skyio/credential.h"
+#include "skyio/json.h"
+
+#define SUB "/subscriptions/sub-1"
+#define RG SUB "/resourceGroups/rg1"
+#define ST RG "/providers/Microsoft.Storage/storageAccounts/"
+#define API "2023-01-01"
+
+/* ---- the library, in this process ---- */
+
+typedef struct env {
+    sky_test_mock mock;
+    uv_loop_t *loop;
+    sky_http_client *http;
+    sky_credential *cred;
+    sky_arm_client *arm;
+} env;
+
+/* What an operation reported (copied). */
+typedef struct outcome {
+    int done;
+    int err_code, http_status;
+    char service_code[64];
+    char message[256];
+    char status[32];
+    int polls, progress_calls;
+    uint64_t last_next_poll_ms;
+    int style;
+    json_t *body;
+    char *token;
+    int cancel_at_progress; /* cancel from the Nth progress call */
+} outcome;
+
+static void env_start(env *e, const char *const *mock_args, uint64_t poll_ms)
+{
+    sky_arm_options o;
+    sky_error err;
+    memset(e, 0, sizeof(*e));
+    sky_error_clear(&err);
+    sky_test_mock_start(&e->mock, mock_args);
+    e->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(e->loop, NULL, &e->http), 0);
+    assert_int_equal(sky_credential_static_new(e->loop, "test-token", 0, &e->cred, &err), 0);
+    sky_arm_options_init(&o);
+    o.endpoint = e->mock.base_url;
+    o.poll_interval_ms = poll_ms;
+    o.pipeline.credential = e->cred;
+    o.pipeline.retry.max_retries = 10;
+    assert_int_equal(sky_arm_client_new(e->loop, e->http, &o, &e->arm, &err), 0);
+}
+
+static void env_stop(env *e)
+{
+    sky_arm_client_free(e->arm);
+    sky_credential_free(e->cred);
+    sky_http_client_free(e->http);
+    sky_test_loop_free(e->loop);
+    assert_int_equal(sky_test_mock_stop(&e->mock), 0);
+}
+
+static void outcome_free(outcome *o)
+{
+    json_decref(o->body);
+    free(o->token);
+    memset(o, 0, sizeof(*o));
+}
+
+static void on_progress(sky_arm_lro *op, const sky_arm_lro_progress *p, void *ud)
+{
+    outcome *o = ud;
+    o->progress_calls++;
+    o->last_next_poll_ms = p->next_poll_ms;
+    assert_non_null(p->resume_token);
+    if (o->cancel_at_progress && o->progress_calls == o->cancel_at_progress)
+        sky_arm_lro_cancel(op);
+}
+
+static void on_done(sky_arm_lro *op, const sky_arm_lro_result *res, const sky_error *err, void *ud)
+{
+    outcome *o = ud;
+    (void)op;
+    o->done++;
+    if (err) {
+        o->err_code = err->code;
+        o->http_status = err->http_status;
+        snprintf(o->service_code, sizeof(o->service_code), "%s", err->service_code);
+        snprintf(o->message, sizeof(o->message), "%s", err->message);
+    }
+    snprintf(o->status, sizeof(o->status), "%s", res->status);
+    o->polls = res->polls;
+    o->style = res->style;
+    if (res->body.len)
+        assert_int_equal(sky_json_parse(res->body, &o->body, NULL), 0);
+    o->token = res->resume_token ? strdup(res->resume_token) : NULL;
+}
+
+/* Start an operation and run the loop until it reports. */
+static void run_op(env *e, const char *method, const char *path, const char *body,
+                   uint64_t timeout_ms, outcome *o)
+{
+    sky_arm_lro_options lo;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_arm_lro_options_init(&lo);
+    lo.method = method;
+    lo.path = path;
+    lo.api_version = API;
+    lo.body = sky_span_cstr(body);
+    lo.timeout_ms = timeout_ms;
+    lo.on_progress = on_progress;
+    lo.on_done = on_done;
+    lo.user_data = o;
+    assert_int_equal(sky_arm_lro_begin(e->arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e->loop, &o->done, 30000), 1);
+    assert_int_equal(o->done, 1);
+}
+
+static void make_group(env *e)
+{
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    run_op(e, "PUT", RG, "{\"location\":\"westeurope\"}", 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_string_equal(o.status, "Succeeded");
+    assert_int_equal(o.style, SKY_ARM_POLL_NONE); /* groups are made at once */
+    outcome_free(&o);
+}
+
+static const char *state_of(const outcome *o)
+{
+    return json_string_value(sky_json_path(o->body, "properties.provisioningState"));
+}
+
+/* Create then delete one resource, expecting @p style and @p polls. */
+static void create_delete(env *e, const char *name, const char *tags, int style, int polls)
+{
+    char path[256], body[512];
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    snprintf(path, sizeof(path), ST "%s", name);
+    snprintf(body, sizeof(body), "{\"location\":\"westeurope\",\"tags\":%s}", tags);
+    run_op(e, "PUT", path, body, 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_string_equal(o.status, "Succeeded");
+    assert_int_equal(o.style, style);
+    assert_int_equal(o.polls, polls);
+    assert_string_equal(state_of(&o), "Succeeded"); /* the resource itself, read at the end */
+    assert_string_equal(sky_json_str(o.body, "name", ""), name);
+    assert_true(o.progress_calls >= polls);
+    outcome_free(&o);
+    run_op(e, "DELETE", path, NULL, 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_string_equal(o.status, "Succeeded");
+    outcome_free(&o);
+    /* gone */
+    run_op(e, "DELETE", path, NULL, 0, &o);
+    assert_int_equal(o.style, SKY_ARM_POLL_NONE);
+    outcome_free(&o);
+}
+
+static void test_poller_styles(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "2", NULL};
+    env e;
+    (void)state;
+    env_start(&e, args, 10);
+    make_group(&e);
+    /* async: 2 InProgress polls, a third says Succeeded, then the resource is read */
+    create_delete(&e, "sta", "{}", SKY_ARM_POLL_ASYNC, 3);
+    create_delete(&e, "stl", "{\"skyio-mock-style\":\"location\"}", SKY_ARM_POLL_LOCATION, 3);
+    create_delete(&e, "sts", "{\"skyio-mock-style\":\"state\"}", SKY_ARM_POLL_STATE, 3);
+    /* POST: the mock names both headers; the status URL is followed, and the final
+     * Location reply is the result */
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    run_op(&e, "PUT", ST "act", "{\"location\":\"w\"}", 0, &o);
+    outcome_free(&o);
+    run_op(&e, "POST", ST "act/regenerateKey", "{}", 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.style, SKY_ARM_POLL_ASYNC);
+    assert_string_equal(sky_json_str(o.body, "action", ""), "regenerateKey");
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+static void test_retry_after_is_honoured(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "1", "--arm-retry-after", "1", NULL};
+    env e;
+    outcome o;
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    env_start(&e, args, 5); /* our own interval is 5 ms: the server's 1 s must win */
+    make_group(&e);
+    run_op(&e, "PUT", ST "ra", "{\"location\":\"westeurope\"}", 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_true(o.progress_calls >= 1);
+    assert_int_equal(o.last_next_poll_ms, 1000);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+static void expect_failure(env *e, const char *name, const char *style)
+{
+    char path[256], body[512];
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    snprintf(path, sizeof(path), ST "%s", name);
+    snprintf(body, sizeof(body),
+             "{\"location\":\"westeurope\",\"tags\":{\"skyio-mock-fail\":\"QuotaExceeded\","
+             "\"skyio-mock-style\":\"%s\"}}",
+             style);
+    run_op(e, "PUT", path, body, 0, &o);
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_string_equal(o.service_code, "QuotaExceeded");
+    assert_non_null(strstr(o.message, "failed"));
+    outcome_free(&o);
+}
+
+static void test_failed_operation(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "1", NULL};
+    env e;
+    (void)state;
+    env_start(&e, args, 10);
+    make_group(&e);
+    expect_failure(&e, "fa", "async");
+    expect_failure(&e, "fl", "location");
+    /* an error at the first reply: a VM without its required fields */
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    run_op(&e, "PUT", RG "/providers/Microsoft.Compute/virtualMachines/vm0",
+           "{\"location\":\"westeurope\"}", 0, &o);
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_int_equal(o.http_status, 400);
+    assert_string_equal(o.service_code, "InvalidParameter");
+    assert_non_null(strstr(o.message, "vmSize"));
+    outcome_free(&o);
+    /* and a resource in a group that does not exist */
+    run_op(&e, "PUT", SUB "/resourceGroups/nope/providers/Microsoft.Storage/storageAccounts/x",
+           "{\"location\":\"westeurope\"}", 0, &o);
+    assert_int_equal(o.http_status, 404);
+    assert_string_equal(o.service_code, "ResourceGroupNotFound");
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+static void test_canceled_operation(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "2", NULL};
+    env e;
+    outcome o;
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    env_start(&e, args, 10);
+    make_group(&e);
+    /* the service cancels it */
+    run_op(&e, "PUT", ST "cx", "{\"location\":\"w\",\"tags\":{\"skyio-mock-cancel\":\"1\"}}", 0,
+           &o);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    assert_string_equal(o.status, "Canceled");
+    assert_string_equal(o.service_code, "OperationCanceled");
+    outcome_free(&o);
+    /* we stop waiting: the callback says so, with a token to pick it up again */
+    memset(&o, 0, sizeof(o));
+    o.cancel_at_progress = 2;
+    run_op(&e, "PUT", ST "cy", "{\"location\":\"w\",\"tags\":{\"skyio-mock-polls\":\"50\"}}", 0,
+           &o);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    assert_string_equal(o.status, "");
+    assert_int_equal(o.progress_calls, 2);
+    assert_non_null(o.token);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+/* Freeing the client ends what waits between polls: once, with ECANCELED. */
+static void test_client_free_cancels(void **state)
+{
+    static const char *const args[] = {"--arm-retry-after", "60", NULL};
+    env e;
+    outcome o;
+    sky_arm_lro_options lo;
+    sky_error err;
+    (void)state;
+    env_start(&e, args, 10);
+    make_group(&e);
+    sky_error_clear(&err);
+    memset(&o, 0, sizeof(o));
+    sky_arm_lro_options_init(&lo);
+    lo.path = ST "cz";
+    lo.api_version = API;
+    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    lo.on_progress = on_progress;
+    lo.on_done = on_done;
+    lo.user_data = &o;
+    assert_int_equal(sky_arm_lro_begin(e.arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e.loop, &o.progress_calls, 10000), 1);
+    assert_int_equal(o.last_next_poll_ms, 60000); /* waiting on the server's Retry-After */
+    assert_int_equal(o.done, 0);
+    sky_arm_client_free(e.arm);
+    e.arm = NULL;
+    assert_int_equal(o.done, 1);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+static void test_timeout(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "100000", NULL};
+    env e;
+    outcome o;
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    env_start(&e, args, 20);
+    make_group(&e);
+    run_op(&e, "PUT", ST "slow", "{\"location\":\"w\"}", 300, &o);
+    assert_int_equal(o.err_code, SKY_ETIMEDOUT);
+    assert_non_null(o.token);
+    assert_true(o.progress_calls >= 1);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+/* ---- paging ---- */
+
+typedef struct tally {
+    int done, err_code;
+    size_t pages, items, seen;
+    json_t *names;
+} tally;
+
+static int on_page(sky_arm_list *l, const json_t *items, void *ud)
+{
+    tally *t = ud;
+    size_t i;
+    json_t *it;
+    (void)l;
+    assert_true(json_array_size(items) <= 4);
+    json_array_foreach(items, i, it)
+    {
+        json_object_set_new(t->names, sky_json_str(it, "name", ""), json_true());
+        t->seen++;
+    }
+    return 0;
+}
+
+static void on_list_done(sky_arm_list *l, size_t pages, size_t items, const sky_error *err,
+                         void *ud)
+{
+    tally *t = ud;
+    (void)l;
+    t->done++;
+    t->pages = pages;
+    t->items = items;
+    t->err_code = err ? err->code : 0;
+}
+
+static void test_paging_many_pages(void **state)
+{
+    char config[512], dir[256];
+    const char *margs[] = {"--config", config, NULL};
+    env e;
+    outcome o;
+    tally t;
+    sky_arm_list_options lo;
+    sky_error err;
+    char path[256], cmd[1024];
+    (void)state;
+    /* the settings come from the config file's "arm" object */
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(config, sizeof(config), "%s/mock.json", dir);
+    FILE *f = fopen(config, "w");
+    assert_non_null(f);
+    fputs("{\"arm\": {\"polls\": 0, \"page_size\": 4}}\n", f);
+    fclose(f);
+    env_start(&e, margs, 10);
+    make_group(&e);
+    for (int i = 0; i < 25; i++) {
+        memset(&o, 0, sizeof(o));
+        snprintf(path, sizeof(path), ST "p%02d", i);
+        run_op(&e, "PUT", path, "{\"location\":\"w\"}", 0, &o);
+        assert_int_equal(o.err_code, 0);
+        outcome_free(&o);
+    }
+    memset(&t, 0, sizeof(t));
+    t.names = json_object();
+    sky_error_clear(&err);
+    sky_arm_list_options_init(&lo);
+    lo.path = RG "/providers/Microsoft.Storage/storageAccounts";
+    lo.api_version = API;
+    lo.on_page = on_page;
+    lo.on_done = on_list_done;
+    lo.user_data = &t;
+    assert_int_equal(sky_arm_list_start(e.arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e.loop, &t.done, 30000), 1);
+    assert_int_equal(t.err_code, 0);
+    assert_int_equal(t.pages, 7);
+    assert_int_equal(t.items, 25);
+    assert_int_equal(t.seen, 25);
+    assert_int_equal(json_object_size(t.names), 25); /* no item twice */
+    json_decref(t.names);
+    /* the command streams the same as JSON lines */
+    snprintf(cmd, sizeof(cmd),
+             "SKYIO_ARM_TOKEN=t %s arm list %s/providers/Microsoft.Storage/storageAccounts "
+             "--api-version " API " --endpoint %s | wc -l",
+             SKY_TEST_BIN, RG, e.mock.base_url);
+    FILE *p = popen(cmd, "r");
+    int lines = 0;
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%d", &lines), 1);
+    assert_int_equal(pclose(p), 0);
+    assert_int_equal(lines, 25);
+    env_stop(&e);
+    sky_test_rmdir(dir);
+}
+
+/* Every 3rd request is refused with 429 + Retry-After: 0; the pipeline retries and the
+ * operation still ends well. */
+static void test_throttling_while_polling(void **state)
+{
+    static const char *const args[] = {
+        "--arm-polls", "5", "--arm-throttle-every", "3", "--arm-throttle-retry-after", "0", NULL};
+    static const char *const auth[] = {"Authorization: Bearer x", NULL};
+    env e;
+    outcome o;
+    sky_test_result r;
+    char url[256];
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    env_start(&e, args, 5);
+    snprintf(url, sizeof(url), "%s" SUB "/resourcegroups?api-version=" API, e.mock.base_url);
+    for (int i = 1; i <= 3; i++) {
+        memset(&r, 0, sizeof(r));
+        sky_test_request(e.loop, e.http, "GET", url, NULL, auth, 5000, &r);
+        assert_int_equal(r.status, i == 3 ? 429 : 200);
+        if (i == 3)
+            assert_string_equal(json_string_value(json_object_get(r.headers, "retry-after")), "0");
+        sky_test_result_free(&r);
+    }
+    make_group(&e);
+    run_op(&e, "PUT", ST "th", "{\"location\":\"w\"}", 0, &o);
+    assert_int_equal(o.err_code, 0);
+    assert_string_equal(o.status, "Succeeded");
+    assert_int_equal(o.polls, 6);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+/* ---- the commands, as a user runs them ---- */
+
+/* Run a shell command; stdout into @p out. Returns the exit status. */
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int cli(const sky_test_mock *m, char *out, size_t cap, const char *fmt, ...)
+    SKY_PRINTF(4, 5);
+
+static int cli(const sky_test_mock *m, char *out, size_t cap, const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd),
+             "SKYIO_ARM_TOKEN=secret-token-123 SKYIO_ARM_ENDPOINT=%s AZURE_SUBSCRIPTION_ID=sub-1 "
+             "%s %s",
+             m->base_url, SKY_TEST_BIN, args);
+    return run_cmd(cmd, out, cap);
+}
+
+static void test_resume_in_new_process(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "3", NULL};
+    sky_test_mock m;
+    char out[65536], token[4096], dir[256], path[512];
+    (void)state;
+    sky_test_mock_start(&m, args);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/body.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"location\":\"westeurope\"}\n", f);
+    fclose(f);
+    assert_int_equal(cli(&m, out, sizeof(out), "group create rg1 -l westeurope 2>/dev/null"), 0);
+    /* started, not waited for: the token is the only line on stdout */
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm put " ST "rs --api-version " API " --body %s 2>/dev/null", path),
+                     0);
+    assert_int_equal(sscanf(out, "%4095s", token), 1);
+    assert_null(strchr(out, '{'));
+    /* another process waits for it */
+    assert_int_equal(cli(&m, out, sizeof(out), "arm wait %s --poll-interval 0.01 2>&1", token), 0);
+    assert_non_null(strstr(out, "\"provisioningState\":\"Succeeded\""));
+    assert_non_null(strstr(out, "\"name\":\"rs\""));
+    assert_null(strstr(out, "secret-token-123"));
+    /* a token that is not one */
+    assert_int_equal(cli(&m, out, sizeof(out), "arm wait not-a-token 2>&1"), 2);
+    assert_non_null(strstr(out, "resume token"));
+    /* PATCH of tags answers at once */
+    FILE *pf = fopen(path, "w");
+    assert_non_null(pf);
+    fputs("{\"tags\":{\"owner\":\"ops\"}}\n", pf);
+    fclose(pf);
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm patch " ST "rs --api-version " API " --body %s 2>/dev/null", path),
+                     0);
+    assert_non_null(strstr(out, "\"owner\":\"ops\""));
+    /* --timeout gives up waiting, says how to go on, and fails */
+    pf = fopen(path, "w");
+    assert_non_null(pf);
+    fputs("{\"location\":\"w\",\"tags\":{\"skyio-mock-polls\":\"1000000\"}}\n", pf);
+    fclose(pf);
+    /* (many progress lines: keep the last ones) */
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm put " ST "slow --api-version " API
+                         " --body %s --wait --timeout 0.3 --poll-interval 0.01 2>%s/err.txt; "
+                         "echo \"exit=$?\"; tail -2 %s/err.txt",
+                         path, dir, dir),
+                     0);
+    assert_non_null(strstr(out, "exit=1"));
+    assert_non_null(strstr(out, "ETIMEDOUT"));
+    assert_non_null(strstr(out, "skyio arm wait "));
+    /* --wait in one go */
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm delete " ST "rs --api-version " API
+                         " --wait --poll-interval 0.01 2>&1"),
+                     0);
+    assert_non_null(strstr(out, "Succeeded"));
+    assert_int_equal(cli(&m, out, sizeof(out), "arm get " ST "rs --api-version " API " 2>&1"), 1);
+    assert_non_null(strstr(out, "ResourceNotFound"));
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_group_and_vm_commands(void **state)
+{
+    /* two threads: the ARM state is shared between them under a lock */
+    static const char *const args[] = {"--arm-polls", "2", "--threads", "2", NULL};
+    sky_test_mock m;
+    char out[65536], dir[256], key[512];
+    char lsan[1024];
+    const char *old = getenv("LSAN_OPTIONS");
+    (void)state;
+    /* h2o's per-thread caches outlive the worker threads: see the suppressions file */
+    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
+             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
+    setenv("LSAN_OPTIONS", lsan, 1);
+    sky_test_mock_start(&m, args);
+    if (old)
+        setenv("LSAN_OPTIONS", old, 1);
+    else
+        unsetenv("LSAN_OPTIONS");
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(key, sizeof(key), "%s/id.pub", dir);
+    FILE *f = fopen(key, "w");
+    assert_non_null(f);
+    fputs("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey user@host\n", f);
+    fclose(f);
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "group create demo -l westeurope --tag env=test "
+                         "2>&1"),
+                     0);
+    assert_non_null(strstr(out, "\"env\":\"test\""));
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "vm create vm1 -g demo -l westeurope --size Standard_B2s --nic " SUB
+                         "/resourceGroups/demo/providers/Microsoft.Network/networkInterfaces/nic1"
+                         " --ssh-key-file %s --poll-interval 0.01 2>&1",
+                         key),
+                     0);
+    assert_non_null(strstr(out, "create vm vm1: InProgress")); /* the progress line */
+    assert_non_null(strstr(out, "\"vmSize\":\"Standard_B2s\""));
+    assert_non_null(strstr(out, "\"provisioningState\":\"Succeeded\""));
+    assert_non_null(strstr(out, "AAAAITestKey"));
+    assert_null(strstr(out, "secret-token-123"));
+    assert_int_equal(cli(&m, out, sizeof(out), "vm show vm1 -g demo 2>&1"), 0);
+    assert_non_null(strstr(out, "\"adminUsername\":\"azureuser\""));
+    /* the token never shows, not even in a trace log */
+    setenv("SKYIO_LOG", "trace", 1);
+    assert_int_equal(cli(&m, out, sizeof(out), "group show demo 2>&1"), 0);
+    unsetenv("SKYIO_LOG");
+    assert_non_null(strstr(out, "GET http"));
+    assert_non_null(strstr(out, "\"name\":\"demo\""));
+    assert_null(strstr(out, "secret-token-123"));
+    assert_int_equal(cli(&m, out, sizeof(out), "vm list -g demo 2>&1"), 0);
+    assert_non_null(strstr(out, "\"name\":\"vm1\""));
+    assert_int_equal(cli(&m, out, sizeof(out), "vm list 2>&1"), 0);
+    assert_non_null(strstr(out, "\"name\":\"vm1\""));
+    assert_int_equal(cli(&m, out, sizeof(out), "group list 2>&1"), 0);
+    assert_non_null(strstr(out, "\"name\":\"demo\""));
+    assert_int_equal(cli(&m, out, sizeof(out), "vm delete vm1 -g demo --poll-interval 0.01 2>&1"),
+                     0);
+    assert_int_equal(cli(&m, out, sizeof(out), "vm show vm1 -g demo 2>&1"), 1);
+    assert_non_null(strstr(out, "ResourceNotFound"));
+    assert_int_equal(cli(&m, out, sizeof(out), "group delete demo --poll-interval 0.01 2>&1"), 0);
+    assert_int_equal(cli(&m, out, sizeof(out), "group show demo 2>&1"), 1);
+    assert_non_null(strstr(out, "ResourceGroupNotFound"));
+    /* usage errors say what is missing */
+    assert_int_equal(cli(&m, out, sizeof(out), "vm create vm2 -g demo 2>&1"), 2);
+    assert_non_null(strstr(out, "--nic"));
+    assert_int_equal(cli(&m, out, sizeof(out), "group create g 2>&1"), 2);
+    assert_non_null(strstr(out, "--location"));
+    assert_int_equal(cli(&m, out, sizeof(out), "vm --help"), 0);
+    assert_non_null(strstr(out, "--ssh-key-file"));
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_put_many_from_file(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "2", NULL};
+    sky_test_mock m;
+    char out[65536], dir[256], input[512];
+    (void)state;
+    sky_test_mock_start(&m, args);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(input, sizeof(input), "%s/ops.jsonl", dir);
+    FILE *f = fopen(input, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "{\"id\":\"" ST "b%d\",\"body\":{\"location\":\"w\",\"tags\":{%s}}}\n", i,
+                i == 4 ? "\"skyio-mock-fail\":\"SkuNotAvailable\"" : "");
+    fclose(f);
+    assert_int_equal(cli(&m, out, sizeof(out), "group create rg1 -l w 2>/dev/null"), 0);
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm put --input %s --api-version " API
+                         " --concurrency 3 --poll-interval 0.01 2>&1",
+                         input),
+                     1);
+    assert_non_null(strstr(out, "6 operations: 5 succeeded, 1 failed"));
+    assert_non_null(strstr(out, "SkuNotAvailable"));
+    assert_non_null(strstr(out, "\"id\":\"" ST "b4\",\"status\":\"Failed\""));
+    /* all good the second time (the failed one is left out) */
+    f = fopen(input, "w");
+    fprintf(f, "{\"id\":\"" ST "b0\",\"body\":{\"location\":\"w\"}}\n");
+    fclose(f);
+    assert_int_equal(cli(&m, out, sizeof(out),
+                         "arm put --input %s --api-version " API " --poll-interval 0.01 2>&1",
+                         input),
+                     0);
+    /* bad input is a usage error naming the line */
+    f = fopen(input, "w");
+    fprintf(f, "{\"id\":\"" ST "b0\",\"body\":{}}\nnot json\n");
+    fclose(f);
+    assert_int_equal(
+        cli(&m, out, sizeof(out), "arm put --input %s --api-version " API " 2>&1", input), 2);
+    assert_non_null(strstr(out, "line 2"));
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_no_token_is_refused(void **state)
+{
+    sky_test_mock m;
+    char cmd[1024], out[4096];
+    (void)state;
+    sky_test_mock_start(&m, NULL);
+    /* no credential at all in the environment: the chain fails, exit 3 */
+    snprintf(cmd, sizeof(cmd),
+             "env -i PATH=/nonexistent HOME=/nonexistent SKYIO_ARM_ENDPOINT=%s "
+             "AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 %s group show g "
+             "--subscription s 2>&1",
+             m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 3);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_poller_styles),
+        cmocka_unit_test(test_retry_after_is_honoured),
+        cmocka_unit_test(test_failed_operation),
+        cmocka_unit_test(test_canceled_operation),
+        cmocka_unit_test(test_client_free_cancels),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_paging_many_pages),
+        cmocka_unit_test(test_throttling_while_polling),
+        cmocka_unit_test(test_resume_in_new_process),
+        cmocka_unit_test(test_group_and_vm_commands),
+        cmocka_unit_test(test_put_many_from_file),
+        cmocka_unit_test(test_no_token_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
