@@ -138,6 +138,16 @@ SKY_EXTERN int sky_batch_record_success(sky_buf *out, const char *id_hex, sky_sp
                                         const sky_batch_response *resp) SKY_NODISCARD;
 
 /**
+ * The same record as sky_batch_record_success, with @p json_body copied as it
+ * came (line ends folded to spaces) instead of parsed and printed again: the
+ * provider's numbers keep their digits, and a large reply costs one copy.
+ * @p json_body must be one valid JSON text, as the caller checked by parsing it.
+ */
+SKY_EXTERN int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span custom_id,
+                                            int status, const char *request_id,
+                                            sky_span json_body) SKY_NODISCARD;
+
+/**
  * {"id","custom_id","response":<last response or null>,"error":{"code","message"}}.
  * @p last_resp may be NULL. @p code and @p message must hold no secret.
  */

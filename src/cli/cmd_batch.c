@@ -82,6 +82,7 @@ struct batch {
     sky_loop *loop;
     sky_http_client *client;
     sky_pipeline *pipe;
+    sky_credential *cred; /* Azure OpenAI without a key: Entra ID tokens */
     sky_ai_endpoint ep;
     sky_journal *out, *err;
     sky_idset *seen;
@@ -455,22 +456,11 @@ static void read_more(batch *b)
 
 /* ---- results ---- */
 
-static void count_usage(batch *b, sky_span body)
+static void count_usage(batch *b, const json_t *reply)
 {
-    json_t *j = NULL;
-    if (sky_json_parse(body, &j, NULL) < 0)
-        return;
-    b->tokens_in += (uint64_t)sky_json_int(json_object_get(j, "usage"), "prompt_tokens", 0);
-    b->tokens_out += (uint64_t)sky_json_int(json_object_get(j, "usage"), "completion_tokens", 0);
-    json_decref(j);
-}
-
-/* From the result's retry log (its last SKY_RETRY_LOG_MAX attempts). */
-static void count_429s(batch *b, const sky_call_result *res)
-{
-    size_t n = res->retry ? sky_retry_log_count(res->retry) : 0;
-    for (size_t i = 0; i < n; i++)
-        b->responses_429 += sky_retry_log_at(res->retry, i)->status == 429;
+    json_t *u = json_object_get(reply, "usage");
+    b->tokens_in += (uint64_t)sky_json_int(u, "prompt_tokens", 0);
+    b->tokens_out += (uint64_t)sky_json_int(u, "completion_tokens", 0);
 }
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
@@ -482,7 +472,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     (void)call;
     b->in_flight--;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
-    count_429s(b, res);
+    b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
     /* the provider's latency, not the time spent queued behind the limits */
     sky_histogram_record(&b->latency_ms, res->attempt_ms);
     /* a canceled request is not recorded: the next run does it */
@@ -496,8 +486,11 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         int rc;
         if (err == NULL) {
             b->ok++;
-            count_usage(b, res->body);
-            rc = sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
+            count_usage(b, res->json);
+            /* require_json: a success always arrives parsed, so its bytes are valid JSON */
+            rc = res->json ? sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id),
+                                                          res->status, res->request_id, res->body)
+                           : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
         } else {
             b->failed++;
             rc = sky_batch_record_failure(
@@ -646,8 +639,12 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
         fprintf(stderr, "\nskyio batch: second signal: stopping now; rerun to finish\n");
         _exit(SKY_EXIT_FAILED);
     }
-    fprintf(stderr, "\nskyio batch: signal %d: finishing %llu requests in flight (30 s)\n", signum,
-            (unsigned long long)b->in_flight);
+    /* what is waiting (for a slot, the rate limit, a retry) is not sent: the next run does it */
+    size_t waiting = b->pipe ? sky_pipeline_cancel_waiting(b->pipe) : 0;
+    fprintf(stderr,
+            "\nskyio batch: signal %d: finishing %llu requests on the wire (30 s); %llu not yet "
+            "sent are left for the next run\n",
+            signum, (unsigned long long)(b->in_flight - waiting), (unsigned long long)waiting);
     b->stopping = 1;
     uv_timer_start(&b->grace, on_grace, 30000, 0);
     maybe_finish(b);
@@ -674,6 +671,17 @@ static int setup_pipeline(batch *b)
     sky_pipeline_options_init(&po);
     po.auth = sky_ai_pipeline_auth;
     po.auth_user_data = &b->ep;
+    if (b->ep.use_entra_id) {
+        /* the credential chain, its token cached and refreshed ahead of expiry */
+        sky_error e;
+        sky_error_clear(&e);
+        if (sky_credential_default_new(sky_loop_uv(b->loop), b->client, NULL, &b->cred, &e) < 0) {
+            fprintf(stderr, "skyio batch: %s\n", e.message);
+            return SKY_EAUTH;
+        }
+        po.credential = b->cred;
+        po.scope = SKY_AI_ENTRA_SCOPE;
+    }
     po.breaker_fail_fast = 0; /* a batch waits for the endpoint to come back */
     po.attempt_timeout_ms = (long)b->timeout_ms;
     po.retry.max_retries = (int)b->max_retries;
@@ -690,6 +698,11 @@ static int setup_pipeline(batch *b)
     if (b->tpm)
         po.rate.tpm = (double)b->tpm;
     po.use_rate_limit = !b->no_rate_limit;
+    /* LLM replies take hundreds of milliseconds, so a provider's limit needs tens of
+     * requests in flight; the rate limiter, not the window, keeps the pace. Start at 32 and
+     * let the gradient judge every quarter second rather than every second. */
+    po.concurrency.initial = 32;
+    po.concurrency.window_min_ms = 250;
     if (b->limiter && !strcmp(b->limiter, "aimd"))
         po.concurrency.kind = SKY_LIMITER_AIMD;
     if (b->concurrency || (b->limiter && !strcmp(b->limiter, "fixed"))) {
@@ -728,6 +741,40 @@ static int open_journal(batch *b, const char *path, sky_journal **out)
     return 0;
 }
 
+typedef struct first_token {
+    int done;
+    sky_error err;
+} first_token;
+
+static void on_first_token(sky_token_request *req, const sky_access_token *tok,
+                           const sky_error *err, void *ud)
+{
+    first_token *ft = ud;
+    (void)req;
+    (void)tok;
+    if (err)
+        ft->err = *err;
+    ft->done = 1;
+}
+
+/* Without a token nothing can be sent: find out now, not once per line (exit 3). */
+static int check_credential(batch *b)
+{
+    first_token ft;
+    memset(&ft, 0, sizeof(ft));
+    if (b->cred == NULL)
+        return 0;
+    if (sky_credential_get_token(b->cred, SKY_AI_ENTRA_SCOPE, on_first_token, &ft, NULL, &ft.err) <
+        0)
+        ft.done = 1;
+    while (!ft.done)
+        uv_run(sky_loop_uv(b->loop), UV_RUN_ONCE);
+    if (ft.err.code == 0)
+        return 0;
+    fprintf(stderr, "skyio batch: no Entra ID token for Azure OpenAI: %s\n", ft.err.message);
+    return -1;
+}
+
 static int start(batch *b)
 {
     sky_error err;
@@ -735,7 +782,7 @@ static int start(batch *b)
     sky_error_clear(&err);
     int rc = b->base_url ? sky_ai_endpoint_set(&b->ep, SKY_AI_OPENAI, b->base_url,
                                                getenv("OPENAI_API_KEY"), NULL)
-                         : sky_ai_endpoint_from_env(&b->ep, b->prefer_azure, &err);
+                         : sky_ai_endpoint_from_env_entra(&b->ep, b->prefer_azure, &err);
     if (rc < 0) {
         fprintf(stderr, "skyio batch: %s\n", err.code ? err.message : sky_strerror(rc));
         return SKY_EXIT_START;
@@ -765,6 +812,8 @@ static int start(batch *b)
         fprintf(stderr, "skyio batch: cannot start the client\n");
         return SKY_EXIT_START;
     }
+    if (check_credential(b) < 0)
+        return SKY_EXIT_START;
     if (open_journal(b, b->output, &b->out) < 0 ||
         (b->errors && open_journal(b, b->errors, &b->err) < 0))
         return SKY_EXIT_START;
@@ -773,7 +822,8 @@ static int start(batch *b)
 
 static void run(batch *b)
 {
-    b->window = 4096;
+    /* read ahead of what may be in flight, so a slot never waits for the file */
+    b->window = b->concurrency + 1024 > 4096 ? (uint64_t)b->concurrency + 1024 : 4096;
     b->start_ms = sky_clock_now_ms(NULL);
     sky_histogram_init(&b->latency_ms);
     uv_unref((uv_handle_t *)&b->progress);
@@ -796,6 +846,7 @@ static void teardown(batch *b)
         uv_close((uv_handle_t *)&b->grace, NULL);
     }
     sky_pipeline_free(b->pipe);
+    sky_credential_free(b->cred);
     sky_http_client_free(b->client);
     if (b->loop) {
         (void)sky_loop_on_signal(b->loop, NULL, NULL);

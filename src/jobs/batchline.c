@@ -668,6 +668,50 @@ int sky_batch_record_success(sky_buf *out, const char *id_hex, sky_span custom_i
     return record_emit(out, record_build(id_hex, cid, response_value(resp), json_null()));
 }
 
+/* Append @p v (consumed) as compact JSON; any value, not only objects. */
+static int emit_value(sky_buf *out, json_t *v)
+{
+    if (v == NULL)
+        return SKY_ENOMEM;
+    dump_ctx ctx = {out, 0};
+    int rc = json_dump_callback(v, dump_cb, &ctx, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    return rc == 0 ? 0 : ctx.rc < 0 ? ctx.rc : SKY_ENOMEM;
+}
+
+/* A JSON text on one line: a raw CR or LF in valid JSON can only be whitespace. */
+static int emit_one_line(sky_buf *out, sky_span body)
+{
+    size_t start = out->len;
+    int rc = sky_buf_append(out, body.ptr, body.len);
+    for (size_t i = start; rc == 0 && i < out->len; i++)
+        if (out->data[i] == '\n' || out->data[i] == '\r')
+            out->data[i] = ' ';
+    return rc;
+}
+
+int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span custom_id, int status,
+                                 const char *request_id, sky_span json_body)
+{
+    if (out == NULL || json_body.len == 0 || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
+        return SKY_EINVAL;
+    size_t mark = out->len;
+    int rc = sky_buf_printf(out, "{\"id\":\"batch_req_%s\",\"custom_id\":", id_hex);
+    rc = rc ? rc : emit_value(out, json_stringn(custom_id.ptr ? custom_id.ptr : "", custom_id.len));
+    rc = rc ? rc : sky_buf_printf(out, ",\"response\":{\"status_code\":%d,\"request_id\":", status);
+    rc = rc ? rc
+            : emit_value(out, request_id ? str_lossy(request_id, strlen(request_id)) : json_null());
+    rc = rc ? rc : sky_buf_append_str(out, ",\"body\":");
+    rc = rc ? rc : emit_one_line(out, json_body);
+    rc = rc ? rc : sky_buf_append_str(out, "},\"error\":null}");
+    if (rc < 0) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = '\0';
+    }
+    return rc;
+}
+
 int sky_batch_record_failure(sky_buf *out, const char *id_hex, sky_span custom_id,
                              const sky_batch_response *last_resp, const char *code,
                              const char *message)

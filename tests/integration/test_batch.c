@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -260,6 +261,12 @@ static void test_sigint_drains(void **state)
     assert_int_equal(t.dup_ids, 0);
     assert_true(t.lines >= 1 && t.lines == t.ok);
     json_decref(t.ids);
+    /* nothing was sent after the signal that is not in the output: the requests that were
+     * waiting for a slot were left for the next run, not sent during the grace period */
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), t.lines);
+    assert_true(t.lines <= 10);
+    json_decref(stats);
     snprintf(base, sizeof(base), "%s -o %s", in, out);
     assert_int_equal(run_batch(&m, base), 0);
     read_output(out, &t);
@@ -278,11 +285,27 @@ static int64_t stat_of(const json_t *stats, const char *path)
 /* Every fault at once, and 429s on top: each request still ends in exactly one outcome. */
 static void test_fault_storm(void **state)
 {
-    static const char *const margs[] = {
-        "--rpm",       "3000", "--fault-500",       "0.03", "--fault-502",  "0.03",
-        "--fault-503", "0.03", "--fault-reset",     "0.03", "--fault-hang", "0.02",
-        "--fault-cut", "0.03", "--fault-malformed", "0.03", "--seed",       "11",
-        NULL};
+    static const char *const margs[] = {"--rpm",
+                                        "3000",
+                                        "--window-ms",
+                                        "200", /* 10 requests each 200 ms */
+                                        "--fault-500",
+                                        "0.03",
+                                        "--fault-502",
+                                        "0.03",
+                                        "--fault-503",
+                                        "0.03",
+                                        "--fault-reset",
+                                        "0.03",
+                                        "--fault-hang",
+                                        "0.02",
+                                        "--fault-cut",
+                                        "0.03",
+                                        "--fault-malformed",
+                                        "0.03",
+                                        "--seed",
+                                        "11",
+                                        NULL};
     static const char *const faults[] = {"http_500", "http_502", "http_503", "reset",
                                          "hang",     "cut",      "malformed"};
     sky_test_mock m;
@@ -296,10 +319,10 @@ static void test_fault_storm(void **state)
     snprintf(out, sizeof(out), "%s/out.jsonl", dir);
     snprintf(errs, sizeof(errs), "%s/errors.jsonl", dir);
     write_input(in, 400, 0);
-    /* told a limit three times the real one, the batch meets 429s (with Retry-After) until it
+    /* told a limit ten times the real one, the batch meets 429s (with Retry-After) until it
      * has learned; few retries, so a request may run out of them and be recorded as failed */
     snprintf(args, sizeof(args),
-             "%s -o %s --errors %s --rpm 9000 --timeout-ms 1000 --max-retries 3", in, out, errs);
+             "%s -o %s --errors %s --rpm 30000 --timeout-ms 1000 --max-retries 3", in, out, errs);
     int rc = run_batch(&m, args);
     memset(&t, 0, sizeof(t));
     t.ids = json_object();
@@ -431,6 +454,53 @@ static void test_million_lines_stream(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* Azure OpenAI without a key: one Entra ID token (from the mock's IMDS) serves the batch. */
+static void test_azure_with_entra_id(void **state)
+{
+    /* the chat endpoint accepts only the first token the mock's IMDS issues */
+    static const char *const margs[] = {"--key", "mock-token-1", NULL};
+    sky_test_mock m;
+    char dir[256], in[300], out[300], cmd[2048];
+    tally t;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    write_input(in, 40, 0);
+    /* 0.0.0.0 reaches the loopback mock without looking like loopback, where a keyless
+     * Azure endpoint is taken for a local server that needs no auth */
+    const char *env = "env -i PATH=/usr/bin:/bin SKYIO_AZ_PATH=/nonexistent/az";
+    snprintf(cmd, sizeof(cmd),
+             "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST=%s "
+             "%s batch %s -o %s 2>/dev/null",
+             env, m.port, m.base_url, SKY_TEST_BIN, in, out);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    read_output(out, &t);
+    assert_int_equal(t.ok, 40);
+    json_decref(t.ids);
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "identity.imds")), 1);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "auth_failures")), 0);
+    json_decref(stats);
+    /* no credential at all: exit 3 before anything is sent or written */
+    unlink(out);
+    snprintf(cmd, sizeof(cmd),
+             "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST="
+             "http://127.0.0.1:1 %s batch %s -o %s 2>/dev/null",
+             env, m.port, SKY_TEST_BIN, in, out);
+    st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 3);
+    struct stat sb;
+    assert_true(stat(out, &sb) != 0 || sb.st_size == 0);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_fault_storm),
         cmocka_unit_test(test_million_lines_stream),
+        cmocka_unit_test(test_azure_with_entra_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

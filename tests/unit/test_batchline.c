@@ -606,6 +606,39 @@ static void test_record_success(void **state)
     sky_buf_free(&b);
 }
 
+/* The raw form keeps the provider's bytes (numbers as sent) on one line. */
+static void test_record_success_raw(void **state)
+{
+    (void)state;
+    sky_buf b;
+    sky_buf_init(&b, 1 << 20);
+    sky_span body =
+        SKY_SPAN_LIT("{\r\n  \"id\": \"chatcmpl-1\",\n  \"p\": 0.1,\n  \"s\": \"a\\nb\"\n}\n");
+    assert_int_equal(
+        sky_batch_record_success_raw(&b, "0123abcdef", SKY_SPAN_LIT("r\"1"), 200, "req_abc", body),
+        0);
+    assert_null(memchr(b.data, '\n', b.len));
+    assert_null(memchr(b.data, '\r', b.len));
+    assert_non_null(strstr(b.data, "\"p\": 0.1,")); /* not 0.10000000000000001 */
+    json_t *j = load(&b);
+    assert_keys(j, k_record_keys, 4);
+    assert_string_equal(sky_json_str(j, "custom_id", ""), "r\"1");
+    json_t *resp = json_object_get(j, "response");
+    assert_keys(resp, k_response_keys, 3);
+    assert_int_equal(sky_json_int(resp, "status_code", 0), 200);
+    assert_string_equal(sky_json_str(resp, "request_id", ""), "req_abc");
+    assert_string_equal(sky_json_str(json_object_get(resp, "body"), "s", ""), "a\nb");
+    assert_true(json_is_null(json_object_get(j, "error")));
+    json_decref(j);
+    /* an argument error leaves the buffer as it was */
+    size_t len = b.len;
+    assert_int_equal(
+        sky_batch_record_success_raw(&b, "bad id!", SKY_SPAN_LIT("x"), 200, NULL, body),
+        SKY_EINVAL);
+    assert_int_equal(b.len, len);
+    sky_buf_free(&b);
+}
+
 static void test_record_body_not_json(void **state)
 {
     (void)state;
@@ -940,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_estimate_max_tokens_forms),
         cmocka_unit_test(test_estimate_direct),
         cmocka_unit_test(test_record_success),
+        cmocka_unit_test(test_record_success_raw),
         cmocka_unit_test(test_record_body_not_json),
         cmocka_unit_test(test_record_failure_without_response),
         cmocka_unit_test(test_record_failure_with_last_response),
