@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -235,7 +236,8 @@ int sky_server_req_header(const sky_server_req *r, const char *name, sky_span *o
     size_t nlen = strlen(name);
     for (size_t i = 0; i < h->size; i++) {
         const h2o_iovec_t *n = h->entries[i].name;
-        if (n->len == nlen && h2o_lcstris(n->base, n->len, name, nlen)) {
+        /* h2o_lcstris wants its second name in lower case; ours may be in any */
+        if (n->len == nlen && strncasecmp(n->base, name, nlen) == 0) {
             *out_value = sky_span_make(h->entries[i].value.base, h->entries[i].value.len);
             return 1;
         }

@@ -640,7 +640,7 @@ static void fault_handler(sky_server_req *req, void *ud)
 {
     script *sc = ud;
     sky_span auth = {0};
-    if (sky_server_req_header(req, "authorization", &auth) && sc->count < 4)
+    if (sky_server_req_header(req, "Authorization", &auth) && sc->count < 4)
         snprintf(sc->auth[sc->count], sizeof(sc->auth[0]), "%.*s", (int)auth.len, auth.ptr);
     sc->count++;
     if (sc->fail_left > 0) {
