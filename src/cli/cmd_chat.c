@@ -26,6 +26,8 @@ static const char usage[] =
     "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
     "      --timeout-ms N     per request (default 300000)\n"
+    "      --max-retries N    retries of a request that failed before its first token: 429,\n"
+    "                         5xx, resets, timeouts, honouring Retry-After (default 5)\n"
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --usage            print token usage on stderr at the end\n"
     "\n"
@@ -45,6 +47,9 @@ typedef struct answer {
     int status, saw_done, done, failed;
     int64_t prompt_tokens, completion_tokens;
     char error[512];
+    sky_retry_state retry;
+    uv_timer_t retry_timer; /* the wait before the next attempt */
+    int timer_open;
 } answer;
 
 struct chat_run {
@@ -60,6 +65,7 @@ struct chat_run {
     int has_temperature;
     long long max_tokens;
     long timeout_ms;
+    long long max_retries;
     const char *base_url;
     const char *cacert;
     int prefer_azure, show_usage;
@@ -122,6 +128,11 @@ static int value_opt(chat_run *r, const char *a, const char *v)
         if (sky_cli_parse_long(v, &n) < 0 || n < 1)
             return fprintf(stderr, "skyio chat: --timeout-ms is a whole number >= 1\n"), -1;
         r->timeout_ms = (long)n;
+    } else if (!strcmp(a, "--max-retries")) {
+        if (sky_cli_parse_long(v, &n) < 0 || n < 0 || n > 100)
+            return fprintf(stderr, "skyio chat: --max-retries is a whole number from 0 to 100\n"),
+                   -1;
+        r->max_retries = n;
     } else if (!strcmp(a, "--base-url"))
         r->base_url = v;
     else if (!strcmp(a, "--cacert"))
@@ -238,11 +249,49 @@ static void describe_http_error(answer *a, int status)
     json_decref(j);
 }
 
+static int send_one(chat_run *r, answer *a);
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    answer *a = t->data;
+    (void)send_one(a->run, a); /* a failure to send is recorded there */
+}
+
+/*
+ * A stream that failed before its first token can be asked again: nothing was shown, and
+ * what failed (a 429, a 5xx, a reset) was not an answer. Once tokens are on the screen, a
+ * failure is reported instead. Returns 1 when another attempt is on its way.
+ */
+static int retry_later(answer *a, const sky_http_response *res, const sky_error *err)
+{
+    sky_retry_options o;
+    sky_retry_decision d;
+    if (a->text.len > 0 || !a->timer_open)
+        return 0;
+    sky_retry_options_init(&o);
+    o.max_retries = (int)a->run->max_retries;
+    int status = err ? 0 : res->status;
+    if (sky_retry_decide(&o, &a->retry, status, err, err ? NULL : res->headers, NULL, 0, NULL, NULL,
+                         &d) < 0 ||
+        d.action != SKY_RETRY_YES)
+        return 0;
+    SKY_INFO("chat", "%s: %s", a->model, d.reason);
+    sky_buf_reset(&a->raw);
+    sky_sse_parser_free(&a->parser);
+    sky_sse_parser_init(&a->parser, 0, on_event, a);
+    a->saw_done = 0;
+    uv_timer_start(&a->retry_timer, on_retry_timer, d.delay_ms, 0);
+    return 1;
+}
+
 static void on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
                     void *ud)
 {
     answer *a = ud;
     (void)req;
+    int failed = err || res->status != 200 || !a->saw_done;
+    if (failed && !(err && err->code == SKY_ECANCELED) && retry_later(a, res, err))
+        return;
     a->done = 1;
     a->status = res->status;
     a->run->finished++;
@@ -275,16 +324,13 @@ static char *request_body(const chat_run *r, const char *model)
     return text;
 }
 
-static int start_one(chat_run *r, answer *a)
+/* Send (or send again) the request of @p a. */
+static int send_one(chat_run *r, answer *a)
 {
     sky_http_request_options o;
     sky_buf url;
     sky_error err;
     int rc;
-    a->run = r;
-    sky_buf_init(&a->text, 64u * 1024u * 1024u);
-    sky_buf_init(&a->raw, 65536);
-    sky_sse_parser_init(&a->parser, 0, on_event, a);
     sky_buf_init(&url, 8192);
     sky_headers *h = sky_headers_new();
     char *body = request_body(r, a->model);
@@ -328,6 +374,18 @@ static int start_one(chat_run *r, answer *a)
     return rc;
 }
 
+static int start_one(chat_run *r, answer *a)
+{
+    a->run = r;
+    sky_buf_init(&a->text, 64u * 1024u * 1024u);
+    sky_buf_init(&a->raw, 65536);
+    sky_sse_parser_init(&a->parser, 0, on_event, a);
+    sky_retry_state_init(&a->retry);
+    a->timer_open = uv_timer_init(sky_loop_uv(r->loop), &a->retry_timer) == 0;
+    a->retry_timer.data = a;
+    return send_one(r, a);
+}
+
 /* ---- output ---- */
 
 static int report(const chat_run *r)
@@ -358,6 +416,8 @@ static int report(const chat_run *r)
 static void run_free(chat_run *r)
 {
     for (int i = 0; i < r->n_answers; i++) {
+        if (r->answers[i].timer_open)
+            uv_close((uv_handle_t *)&r->answers[i].retry_timer, NULL);
         sky_buf_free(&r->answers[i].text);
         sky_buf_free(&r->answers[i].raw);
         sky_sse_parser_free(&r->answers[i].parser);
@@ -442,6 +502,7 @@ int sky_cli_chat(int argc, char **argv)
     if (r == NULL)
         return SKY_EXIT_START;
     r->timeout_ms = 300000;
+    r->max_retries = 5;
     int first = parse_args(r, argc, argv);
     if (first < 0 || split_models(r) < 0) {
         if (first == -2)

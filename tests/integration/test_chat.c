@@ -81,6 +81,38 @@ static void test_ensemble_one_failing(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* A stream that fails before its first token is asked again; with no retries left it fails. */
+static void test_retries_before_first_token(void **state)
+{
+    static const char *const args[] = {"--fault-503", "0.5", "--seed", "3", NULL};
+    static const char *const down[] = {"--fault-503", "1", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 3 --max-retries 10 hi 2>&1",
+             m.base_url, SKY_TEST_BIN);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+        assert_int_equal(count_words(out), 3);
+    }
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_true(json_integer_value(json_object_get(stats, "requests")) > 4); /* some retried */
+    json_decref(stats);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, down);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 3 --max-retries 0 hi 2>&1",
+             m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "HTTP 503"));
+    stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(json_object_get(stats, "requests")), 1);
+    json_decref(stats);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 static void test_errors_are_clear(void **state)
 {
     static const char *const args[] = {"--key", "k", NULL};
@@ -114,6 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_streams_one_answer),
         cmocka_unit_test(test_ensemble_one_failing),
+        cmocka_unit_test(test_retries_before_first_token),
         cmocka_unit_test(test_errors_are_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
