@@ -22,6 +22,7 @@ typedef struct rl_bucket {
     double rate;         /* current learned rate, <= ceiling */
     double wmax;         /* rate at which the last 429 came, 0 before any */
     uint64_t hold_until; /* a limit met twice at the same rate: stay just under it till then */
+    int probes;          /* increases past wmax without a 429: each probe step doubles */
     double floor_rate;   /* learning never goes below this */
     double level;        /* what may be spent now */
     double cap_rate;     /* temporary cap from a low remaining header */
@@ -164,6 +165,12 @@ static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64
     } else {
         double step = o->increase_fraction * b->wmax;
         double half_gap = (b->wmax - b->rate) / 2;
+        if (now >= b->hold_until && b->rate >= b->wmax) {
+            /* past the last 429's rate without a new one: the limit was further; speed up
+             * (BIC's max probing) so an early, low 429 does not cost minutes */
+            step *= (double)(1 << (b->probes < 4 ? b->probes : 4));
+            b->probes++;
+        }
         r = b->rate + (half_gap > step ? half_gap : step);
         if (now < b->hold_until && r > RL_HOLD_SHARE * b->wmax)
             r = b->rate > RL_HOLD_SHARE * b->wmax ? b->rate : RL_HOLD_SHARE * b->wmax;
@@ -192,6 +199,7 @@ static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_o
         b->hold_until = now + RL_HOLD_INTERVALS * (uint64_t)o->increase_interval_ms;
     }
     b->wmax = base;
+    b->probes = 0;
     bucket_set_rate(b, base * factor, now, o->burst_seconds);
     if (b->level > 0)
         b->level = 0;
