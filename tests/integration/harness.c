@@ -130,25 +130,27 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
              m->port);
 }
 
+int sky_test_stop_child(pid_t pid)
+{
+    int status = -1;
+    if (pid <= 0)
+        return 0; /* nothing left to stop */
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return status;
+}
+
 int sky_test_mock_stop(sky_test_mock *m)
 {
-    int status = 0; /* nothing left to stop */
-    if (m->pid > 0) {
-        status = -1;
-        kill(m->pid, SIGTERM);
-        for (int i = 0; i < 1000; i++) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            if (waitpid(m->pid, &status, WNOHANG) == m->pid)
-                break;
-            nanosleep(&ts, NULL);
-            status = -1;
-        }
-        if (status == -1) {
-            kill(m->pid, SIGKILL);
-            waitpid(m->pid, &status, 0);
-        }
-        m->pid = 0;
-    }
+    int status = sky_test_stop_child(m->pid);
+    m->pid = 0;
     sky_test_rmdir(m->dir);
     m->dir[0] = '\0';
     return status;

@@ -23,6 +23,8 @@ typedef struct sky_test_mock {
 void sky_test_mock_start(sky_test_mock *m, const char *const *args);
 /* SIGTERM, wait for the exit (SIGKILL after 10 s). Returns the exit status. */
 int sky_test_mock_stop(sky_test_mock *m);
+/* The same for any child process: its wait status, 0 when @p pid is not a process. */
+int sky_test_stop_child(pid_t pid);
 
 /*
  * Make a throwaway CA and a server certificate for localhost/127.0.0.1 with

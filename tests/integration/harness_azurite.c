@@ -108,23 +108,8 @@ void sky_test_azurite_start(sky_test_azurite *a)
 
 int sky_test_azurite_stop(sky_test_azurite *a)
 {
-    int status = 0;
-    if (a->pid > 0) {
-        status = -1;
-        kill(a->pid, SIGTERM);
-        for (int i = 0; i < 1000; i++) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            if (waitpid(a->pid, &status, WNOHANG) == a->pid)
-                break;
-            nanosleep(&ts, NULL);
-            status = -1;
-        }
-        if (status == -1) {
-            kill(a->pid, SIGKILL);
-            waitpid(a->pid, &status, 0);
-        }
-        a->pid = 0;
-    }
+    int status = sky_test_stop_child(a->pid);
+    a->pid = 0;
     if (a->dir[0])
         sky_test_rmdir(a->dir);
     a->dir[0] = '\0';
