@@ -103,23 +103,41 @@ static int run_batch(const sky_test_mock *m, const char *args)
     return WEXITSTATUS(status);
 }
 
+/* A mock and a temp folder with the usual file names, for one test. */
+typedef struct batch_env {
+    sky_test_mock m;
+    char dir[256], in[300], out[300], errs[300];
+} batch_env;
+
+static void env_open(batch_env *e, const char *const *margs)
+{
+    memset(e, 0, sizeof(*e));
+    sky_test_mock_start(&e->m, margs);
+    sky_test_tmpdir(e->dir, sizeof(e->dir));
+    snprintf(e->in, sizeof(e->in), "%s/in.jsonl", e->dir);
+    snprintf(e->out, sizeof(e->out), "%s/out.jsonl", e->dir);
+    snprintf(e->errs, sizeof(e->errs), "%s/errors.jsonl", e->dir);
+}
+
+static void env_close(batch_env *e)
+{
+    sky_test_rmdir(e->dir);
+    assert_int_equal(sky_test_mock_stop(&e->m), 0);
+}
+
 static void test_outcomes_and_bad_input(void **state)
 {
     static const char *const margs[] = {"--fault-503", "0.1", "--seed", "9", NULL};
-    sky_test_mock m;
-    char dir[256], in[512], out[512], args[1200];
+    batch_env e;
+    char args[1200];
     tally t;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, margs);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    write_input(in, 120, 1);
-    snprintf(args, sizeof(args), "%s -o %s", in, out);
+    env_open(&e, margs);
+    write_input(e.in, 120, 1);
+    snprintf(args, sizeof(args), "%s -o %s", e.in, e.out);
     /* some lines were bad: finished, exit 1 */
-    assert_int_equal(run_batch(&m, args), 1);
-    read_output(out, &t);
+    assert_int_equal(run_batch(&e.m, args), 1);
+    read_output(e.out, &t);
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.ok, 120); /* the 503s were retried */
@@ -134,50 +152,45 @@ static void test_outcomes_and_bad_input(void **state)
     assert_non_null(json_object_get(t.ids, "skyio-duplicate-line-123"));
     json_decref(t.ids);
     /* a rerun has nothing left to do and writes nothing */
-    assert_int_equal(run_batch(&m, args), 0);
-    read_output(out, &t);
+    assert_int_equal(run_batch(&e.m, args), 0);
+    read_output(e.out, &t);
     assert_int_equal(t.lines, 124);
     json_decref(t.ids);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 static void test_text_mode_and_torn_line(void **state)
 {
-    sky_test_mock m;
-    char dir[256], in[512], out[512], args[1200];
+    batch_env e;
+    char args[1200];
     tally t;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, NULL);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/prompts.txt", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    FILE *f = fopen(in, "w");
+    env_open(&e, NULL);
+    snprintf(e.in, sizeof(e.in), "%s/prompts.txt", e.dir);
+    FILE *f = fopen(e.in, "w");
     assert_non_null(f);
     fputs("first prompt\nsecond prompt\r\n\nfourth prompt\n", f);
     fclose(f);
     /* an earlier run died mid-line */
-    f = fopen(out, "w");
+    f = fopen(e.out, "w");
     assert_non_null(f);
     fputs("{\"id\":\"batch_req_1\",\"custom_id\":\"line-1\",\"response\":{\"status_code\":200,"
           "\"request_id\":\"r\",\"body\":{}},\"error\":null}\n{\"id\":\"batch_req_2\",\"cust",
           f);
     fclose(f);
-    snprintf(args, sizeof(args), "--text --model gpt-4o-mini --max-tokens 3 %s -o %s", in, out);
-    assert_int_equal(run_batch(&m, args), 0);
-    read_output(out, &t);
+    snprintf(args, sizeof(args), "--text --model gpt-4o-mini --max-tokens 3 %s -o %s", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, args), 0);
+    read_output(e.out, &t);
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.lines, 3); /* line-1 (kept), line-2, line-4; the blank line 3 is skipped */
     assert_non_null(json_object_get(t.ids, "line-2"));
     assert_non_null(json_object_get(t.ids, "line-4"));
     json_decref(t.ids);
-    json_t *stats = sky_test_mock_stats(&m);
+    json_t *stats = sky_test_mock_stats(&e.m);
     assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 2);
     json_decref(stats);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 /* Start `skyio batch IN -o OUT --concurrency C` in a child; returns its pid. */
@@ -204,58 +217,49 @@ static pid_t spawn_batch(const sky_test_mock *m, const char *in, const char *out
 static void test_exactly_once_across_kill(void **state)
 {
     static const char *const margs[] = {"--ttft-ms", "40", "--jitter", "0.5", NULL};
-    sky_test_mock m;
-    char dir[256], in[512], out[512], cmd[2048];
+    batch_env e;
+    char cmd[2048];
     tally t;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, margs);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    write_input(in, 600, 0);
+    env_open(&e, margs);
+    write_input(e.in, 600, 0);
     srand((unsigned)time(NULL));
     for (int round = 0; round < 3; round++) {
-        pid_t pid = spawn_batch(&m, in, out, "40");
+        pid_t pid = spawn_batch(&e.m, e.in, e.out, "40");
         struct timespec ts = {0, (long)(100 + rand() % 400) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    snprintf(cmd, sizeof(cmd), "%s -o %s", in, out);
-    assert_int_equal(run_batch(&m, cmd), 0);
-    read_output(out, &t);
+    snprintf(cmd, sizeof(cmd), "%s -o %s", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, cmd), 0);
+    read_output(e.out, &t);
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.lines, 600);
     assert_int_equal(t.ok, 600);
     json_decref(t.ids);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 /* SIGINT: stop reading, finish what is in flight, record it; the rest is for the next run. */
 static void test_sigint_drains(void **state)
 {
     static const char *const margs[] = {"--ttft-ms", "300", "--jitter", "0", NULL};
-    sky_test_mock m;
-    char dir[256], in[512], out[512], base[1200];
+    batch_env e;
+    char base[1200];
     tally t;
     int status;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, margs);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    write_input(in, 30, 0);
-    pid_t pid = spawn_batch(&m, in, out, "10");
+    env_open(&e, margs);
+    write_input(e.in, 30, 0);
+    pid_t pid = spawn_batch(&e.m, e.in, e.out, "10");
     struct timespec ts = {0, 150 * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGINT);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
-    read_output(out, &t);
+    read_output(e.out, &t);
     /* what was in flight was answered and recorded, whole */
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
@@ -263,18 +267,17 @@ static void test_sigint_drains(void **state)
     json_decref(t.ids);
     /* nothing was sent after the signal that is not in the output: the requests that were
      * waiting for a slot were left for the next run, not sent during the grace period */
-    json_t *stats = sky_test_mock_stats(&m);
+    json_t *stats = sky_test_mock_stats(&e.m);
     assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), t.lines);
     assert_true(t.lines <= 10);
     json_decref(stats);
-    snprintf(base, sizeof(base), "%s -o %s", in, out);
-    assert_int_equal(run_batch(&m, base), 0);
-    read_output(out, &t);
+    snprintf(base, sizeof(base), "%s -o %s", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, base), 0);
+    read_output(e.out, &t);
     assert_int_equal(t.lines, 30);
     assert_int_equal(t.dup_ids, 0);
     json_decref(t.ids);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 static int64_t stat_of(const json_t *stats, const char *path)
@@ -308,26 +311,22 @@ static void test_fault_storm(void **state)
                                         NULL};
     static const char *const faults[] = {"http_500", "http_502", "http_503", "reset",
                                          "hang",     "cut",      "malformed"};
-    sky_test_mock m;
-    char dir[256], in[300], out[300], errs[300], args[1600];
+    batch_env e;
+    char args[1600];
     tally t;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, margs);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    snprintf(errs, sizeof(errs), "%s/errors.jsonl", dir);
-    write_input(in, 400, 0);
+    env_open(&e, margs);
+    write_input(e.in, 400, 0);
     /* told a limit ten times the real one, the batch meets 429s (with Retry-After) until it
      * has learned; few retries, so a request may run out of them and be recorded as failed */
     snprintf(args, sizeof(args),
-             "%s -o %s --errors %s --rpm 30000 --timeout-ms 1000 --max-retries 3", in, out, errs);
-    int rc = run_batch(&m, args);
+             "%s -o %s --errors %s --rpm 30000 --timeout-ms 1000 --max-retries 3", e.in, e.out,
+             e.errs);
+    int rc = run_batch(&e.m, args);
     memset(&t, 0, sizeof(t));
     t.ids = json_object();
-    add_output(out, &t);
-    add_output(errs, &t);
+    add_output(e.out, &t);
+    add_output(e.errs, &t);
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.lines, 400);
@@ -336,7 +335,7 @@ static void test_fault_storm(void **state)
     assert_int_equal(t.no_code, 0);
     assert_true(t.ok > 300);
     assert_int_equal(rc, t.failed ? 1 : 0);
-    json_t *stats = sky_test_mock_stats(&m);
+    json_t *stats = sky_test_mock_stats(&e.m);
     for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
         char path[64];
         snprintf(path, sizeof(path), "faults.%s", faults[i]);
@@ -347,18 +346,17 @@ static void test_fault_storm(void **state)
     json_decref(stats);
     json_decref(t.ids);
     /* the failed ones can be redone, and the errors file still names each once */
-    snprintf(args, sizeof(args), "%s -o %s --errors %s --retry-failed --timeout-ms 1000", in, out,
-             errs);
-    run_batch(&m, args);
+    snprintf(args, sizeof(args), "%s -o %s --errors %s --retry-failed --timeout-ms 1000", e.in,
+             e.out, e.errs);
+    run_batch(&e.m, args);
     memset(&t, 0, sizeof(t));
     t.ids = json_object();
-    add_output(out, &t);
+    add_output(e.out, &t);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.bad_json, 0);
     assert_true(t.ok > 300);
     json_decref(t.ids);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 /* @p distinct requests, then duplicates of them up to @p lines lines in all. */
@@ -416,8 +414,7 @@ static long count_lines(const char *path)
  */
 static void test_million_lines_stream(void **state)
 {
-    sky_test_mock m;
-    char dir[256], in[300], out[300], errs[300];
+    batch_env e;
     long rss[2];
 #ifdef __SANITIZE_ADDRESS__
     /* ASan keeps freed memory in quarantine, so RSS says nothing here; the outputs still do */
@@ -429,20 +426,18 @@ static void test_million_lines_stream(void **state)
 #endif
     int status;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, NULL);
-    sky_test_tmpdir(dir, sizeof(dir));
+    env_open(&e, NULL);
     for (int k = 0; k < 2; k++) {
-        snprintf(in, sizeof(in), "%s/in-%d.jsonl", dir, k);
-        snprintf(out, sizeof(out), "%s/out-%d.jsonl", dir, k);
-        snprintf(errs, sizeof(errs), "%s/errors-%d.jsonl", dir, k);
-        write_repeating_input(in, sizes[k], 1000);
-        rss[k] = batch_peak_rss_kib(&m, in, out, errs, &status);
+        snprintf(e.in, sizeof(e.in), "%s/in-%d.jsonl", e.dir, k);
+        snprintf(e.out, sizeof(e.out), "%s/out-%d.jsonl", e.dir, k);
+        snprintf(e.errs, sizeof(e.errs), "%s/errors-%d.jsonl", e.dir, k);
+        write_repeating_input(e.in, sizes[k], 1000);
+        rss[k] = batch_peak_rss_kib(&e.m, e.in, e.out, e.errs, &status);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 1); /* the duplicates are input errors */
-        assert_int_equal(count_lines(out), 1000);
-        assert_int_equal(count_lines(errs), sizes[k] - 1000);
-        unlink(in); /* 170 MB: gone before the next */
+        assert_int_equal(count_lines(e.out), 1000);
+        assert_int_equal(count_lines(e.errs), sizes[k] - 1000);
+        unlink(e.in); /* 170 MB: gone before the next */
     }
     if (getenv("SKY_TEST_VERBOSE"))
         printf("peak RSS: %ld KiB for %ld lines, %ld KiB for %ld lines\n", rss[0], sizes[0], rss[1],
@@ -450,8 +445,7 @@ static void test_million_lines_stream(void **state)
     /* a hundred times the lines, the same memory give or take allocator noise */
     if (check_rss)
         assert_true(rss[1] < rss[0] + 8 * 1024);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    env_close(&e);
 }
 
 /* Azure OpenAI without a key: one Entra ID token (from the mock's IMDS) serves the batch. */
@@ -459,46 +453,41 @@ static void test_azure_with_entra_id(void **state)
 {
     /* the chat endpoint accepts only the first token the mock's IMDS issues */
     static const char *const margs[] = {"--key", "mock-token-1", NULL};
-    sky_test_mock m;
-    char dir[256], in[300], out[300], cmd[2048];
+    batch_env e;
+    char cmd[2048];
     tally t;
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, margs);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-    write_input(in, 40, 0);
+    env_open(&e, margs);
+    write_input(e.in, 40, 0);
     /* 0.0.0.0 reaches the loopback mock without looking like loopback, where a keyless
      * Azure endpoint is taken for a local server that needs no auth */
     const char *env = "env -i PATH=/usr/bin:/bin SKYIO_AZ_PATH=/nonexistent/az";
     snprintf(cmd, sizeof(cmd),
              "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST=%s "
              "%s batch %s -o %s 2>/dev/null",
-             env, m.port, m.base_url, SKY_TEST_BIN, in, out);
+             env, e.m.port, e.m.base_url, SKY_TEST_BIN, e.in, e.out);
     int st = system(cmd);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    read_output(out, &t);
+    read_output(e.out, &t);
     assert_int_equal(t.ok, 40);
     json_decref(t.ids);
-    json_t *stats = sky_test_mock_stats(&m);
+    json_t *stats = sky_test_mock_stats(&e.m);
     assert_int_equal(json_integer_value(sky_json_path(stats, "identity.imds")), 1);
     assert_int_equal(json_integer_value(sky_json_path(stats, "auth_failures")), 0);
     json_decref(stats);
     /* no credential at all: exit 3 before anything is sent or written */
-    unlink(out);
+    unlink(e.out);
     snprintf(cmd, sizeof(cmd),
              "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST="
              "http://127.0.0.1:1 %s batch %s -o %s 2>/dev/null",
-             env, m.port, SKY_TEST_BIN, in, out);
+             env, e.m.port, SKY_TEST_BIN, e.in, e.out);
     st = system(cmd);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 3);
     struct stat sb;
-    assert_true(stat(out, &sb) != 0 || sb.st_size == 0);
-    sky_test_rmdir(dir);
-    assert_int_equal(sky_test_mock_stop(&m), 0);
+    assert_true(stat(e.out, &sb) != 0 || sb.st_size == 0);
+    env_close(&e);
 }
 
 int main(void)
