@@ -23,7 +23,12 @@ typedef struct sky_http_client_options {
     long max_host_connections;  /**< 0: no limit (curl's default) */
     long max_total_connections; /**< 0: no limit */
     long recv_buffer_size;      /**< curl's receive buffer per transfer; default 8192 */
-    const char *user_agent;     /**< default "skyio/<version>" */
+    /** Independent curl multi handles the transfers are spread over; default 1. libcurl
+     *  7.88 searches all of a host's connections for each new transfer: with thousands in
+     *  flight, about one shard per 500 keeps that cheap. Connections are reused within a
+     *  shard only. 1..64. */
+    int shards;
+    const char *user_agent; /**< default "skyio/<version>" */
 } sky_http_client_options;
 
 /** Fill @p o with every default. */

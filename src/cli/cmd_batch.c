@@ -806,6 +806,7 @@ static int start(batch *b)
     }
     sky_http_client_options_init(&co);
     co.ca_file = b->cacert;
+    co.shards = sky_cli_shards_for(b->concurrency);
     b->seen = sky_idset_new(0);
     if (b->loop == NULL || b->seen == NULL ||
         sky_http_client_new(sky_loop_uv(b->loop), &co, &b->client) < 0 || setup_pipeline(b) < 0) {

@@ -416,6 +416,7 @@ int sky_cli_http(int argc, char **argv)
     if (rc == 1)
         fputs(usage, stdout);
     if (rc == 0) {
+        run->copts.shards = sky_cli_shards_for(run->concurrency);
         run->loop = sky_loop_new();
         exit_code = run->loop ? run_requests(run) : SKY_EXIT_START;
         sky_http_client_free(run->client);

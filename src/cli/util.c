@@ -70,3 +70,11 @@ char *sky_cli_read_file(const char *path, size_t *out_len)
         *out_len = len;
     return buf;
 }
+
+int sky_cli_shards_for(long long concurrency)
+{
+    if (concurrency <= 2048)
+        return 1;
+    long long n = (concurrency + 511) / 512;
+    return n > 64 ? 64 : (int)n;
+}

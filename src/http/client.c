@@ -17,16 +17,33 @@
 #define SKY_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
 #define SKY_USER_AGENT "skyio/0.1.0"
 
+typedef struct shard shard;
+
 /* A socket curl asked us to watch. Freed in uv_close's callback. */
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
-    sky_http_client *client;
+    shard *shard;
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
+/*
+ * One curl multi handle with its timer and sockets. libcurl 7.88 looks through
+ * every connection to a host when it starts a transfer, so one multi handle
+ * holding 10,000 connections spends most of its time searching; several
+ * shards, each with a share of the transfers, keep those searches short.
+ */
+struct shard {
+    sky_http_client *client;
+    CURLM *multi;
+    uv_timer_t timer; /* curl's timeout */
+    sock_ctx *socks;  /* sockets being watched */
+    size_t n_active;
+};
+
 struct sky_http_request {
     sky_http_client *client;
+    shard *shard;
     CURL *easy;
     struct curl_slist *slist;
     char *body_copy;
@@ -47,15 +64,14 @@ struct sky_http_request {
 
 struct sky_http_client {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;  /* curl's timeout */
+    shard *shards;
+    int n_shards;
     uv_timer_t reaper; /* reports cancelled requests from the loop */
     sky_http_client_options opts;
     char *ca_file;
     char *user_agent;
     sky_http_request *active;   /* transfers in curl's hands */
     sky_http_request *canceled; /* removed from curl, callback pending */
-    sock_ctx *socks;            /* sockets being watched */
     size_t n_active;
     CURL **spare; /* easy handles kept for reuse */
     size_t n_spare, cap_spare;
@@ -66,7 +82,7 @@ struct sky_http_client {
     int pending_closes;
 };
 
-static void check_multi_info(sky_http_client *c);
+static void check_multi_info(shard *s);
 static void client_finish_free(sky_http_client *c);
 static void on_sock_closed(uv_handle_t *h);
 
@@ -102,6 +118,7 @@ void sky_http_client_options_init(sky_http_client_options *o)
     o->verify_peer = 1;
     o->http2 = 1;
     o->recv_buffer_size = 2048;
+    o->shards = 1;
 }
 
 void sky_http_request_options_init(sky_http_request_options *o)
@@ -179,24 +196,24 @@ int sky_http_map_curl_code(int curl_code, int *out_retryable)
 
 /* ---- curl <-> libuv ---- */
 
-static void sock_unwatch(sky_http_client *c, sock_ctx *sc)
+static void sock_unwatch(shard *s, sock_ctx *sc)
 {
     if (sc->prev)
         sc->prev->next = sc->next;
     else
-        c->socks = sc->next;
+        s->socks = sc->next;
     if (sc->next)
         sc->next->prev = sc->prev;
     uv_poll_stop(&sc->poll);
-    if (c->multi)
-        curl_multi_assign(c->multi, sc->fd, NULL);
+    if (s->multi)
+        curl_multi_assign(s->multi, sc->fd, NULL);
     uv_close((uv_handle_t *)&sc->poll, on_sock_closed);
 }
 
 static void on_sock_closed(uv_handle_t *h)
 {
     sock_ctx *sc = h->data;
-    sky_http_client *c = sc->client;
+    sky_http_client *c = sc->shard->client;
     free(sc);
     if (--c->pending_closes == 0 && c->closing)
         client_finish_free(c);
@@ -205,7 +222,7 @@ static void on_sock_closed(uv_handle_t *h)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     sock_ctx *sc = p->data;
-    sky_http_client *c = sc->client;
+    shard *s = sc->shard;
     int flags = 0, running;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -213,37 +230,37 @@ static void on_poll(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(c->multi, sc->fd, flags, &running);
-    check_multi_info(c);
+    curl_multi_socket_action(s->multi, sc->fd, flags, &running);
+    check_multi_info(s);
 }
 
-static int on_curl_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
-    sky_http_client *c = userp;
+    shard *s = userp;
     sock_ctx *sc = socketp;
     (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (sc)
-            sock_unwatch(c, sc);
+            sock_unwatch(s, sc);
         return 0;
     }
     if (sc == NULL) {
         sc = calloc(1, sizeof(*sc));
         if (sc == NULL)
             return -1;
-        if (uv_poll_init_socket(c->loop, &sc->poll, s) != 0) {
+        if (uv_poll_init_socket(s->client->loop, &sc->poll, fd) != 0) {
             free(sc);
             return -1;
         }
-        sc->fd = s;
-        sc->client = c;
+        sc->fd = fd;
+        sc->shard = s;
         sc->poll.data = sc;
-        sc->next = c->socks;
-        if (c->socks)
-            c->socks->prev = sc;
-        c->socks = sc;
-        c->pending_closes++;
-        curl_multi_assign(c->multi, s, sc);
+        sc->next = s->socks;
+        if (s->socks)
+            s->socks->prev = sc;
+        s->socks = sc;
+        s->client->pending_closes++;
+        curl_multi_assign(s->multi, fd, sc);
     }
     int events = 0;
     if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
@@ -256,23 +273,23 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int action, void *userp, 
 
 static void on_timer(uv_timer_t *t)
 {
-    sky_http_client *c = t->data;
+    shard *s = t->data;
     int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi_info(c);
+    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(s);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    sky_http_client *c = userp;
+    shard *s = userp;
     (void)multi;
     if (timeout_ms < 0) {
-        uv_timer_stop(&c->timer);
+        uv_timer_stop(&s->timer);
         return 0;
     }
     /* 0 means "now", but acting from inside curl's callback is not allowed:
      * let the loop call back at once instead. */
-    uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+    uv_timer_start(&s->timer, on_timer, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -420,19 +437,29 @@ static void request_complete(sky_http_request *r, CURLcode cc)
     request_free(r);
 }
 
-static void check_multi_info(sky_http_client *c)
+/* Out of curl's hands: the request is now only in the client's lists. */
+static void request_detach(sky_http_request *r)
 {
+    sky_http_client *c = r->client;
+    curl_multi_remove_handle(r->shard->multi, r->easy);
+    list_remove(&c->active, r);
+    c->n_active--;
+    r->shard->n_active--;
+}
+
+static void check_multi_info(shard *s)
+{
+    sky_http_client *c = s->client;
     CURLMsg *msg;
     int pending;
-    while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL) {
+    /* a done callback may free the client: then the multi handle is gone */
+    while (!c->closing && (msg = curl_multi_info_read(s->multi, &pending)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         sky_http_request *r = NULL;
         CURLcode cc = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        curl_multi_remove_handle(c->multi, msg->easy_handle);
-        list_remove(&c->active, r);
-        c->n_active--;
+        request_detach(r);
         request_complete(r, cc);
     }
     if (c->free_requested && c->in_callback == 0)
@@ -447,9 +474,7 @@ static void on_reap(uv_timer_t *t)
         next = r->next;
         if (!r->canceled)
             continue;
-        curl_multi_remove_handle(c->multi, r->easy);
-        list_remove(&c->active, r);
-        c->n_active--;
+        request_detach(r);
         list_push(&c->canceled, r);
     }
     while (c->canceled) {
@@ -507,27 +532,48 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
     return 0;
 }
 
-static int client_setup_multi(sky_http_client *c)
+static int shard_setup(sky_http_client *c, shard *s)
 {
-    c->multi = curl_multi_init();
-    if (c->multi == NULL)
+    s->client = c;
+    s->multi = curl_multi_init();
+    if (s->multi == NULL)
         return SKY_ENOMEM;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    /* the limits are the client's: each shard takes its share */
+    long n = c->n_shards;
     if (c->opts.max_host_connections > 0)
-        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opts.max_host_connections);
+        curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (c->opts.max_host_connections + n - 1) / n);
     if (c->opts.max_total_connections > 0)
-        curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opts.max_total_connections);
+        curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                          (c->opts.max_total_connections + n - 1) / n);
+    return 0;
+}
+
+static int client_setup_shards(sky_http_client *c)
+{
+    c->n_shards = c->opts.shards < 1 ? 1 : c->opts.shards > 64 ? 64 : c->opts.shards;
+    c->shards = calloc((size_t)c->n_shards, sizeof(*c->shards));
+    if (c->shards == NULL)
+        return SKY_ENOMEM;
+    for (int i = 0; i < c->n_shards; i++) {
+        int rc = shard_setup(c, &c->shards[i]);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
 static void client_release(sky_http_client *c)
 {
-    if (c->multi)
-        curl_multi_cleanup(c->multi);
+    for (int i = 0; c->shards && i < c->n_shards; i++)
+        if (c->shards[i].multi)
+            curl_multi_cleanup(c->shards[i].multi);
+    free(c->shards);
     for (size_t i = 0; i < c->n_spare; i++)
         curl_easy_cleanup(c->spare[i]);
     free(c->spare);
@@ -555,14 +601,16 @@ int sky_http_client_new(uv_loop_t *loop, const sky_http_client_options *options,
     c->spare = calloc(c->cap_spare, sizeof(*c->spare));
     int rc = c->spare ? client_copy_options(c, options) : SKY_ENOMEM;
     if (rc == 0)
-        rc = client_setup_multi(c);
+        rc = client_setup_shards(c);
     if (rc < 0) {
         client_release(c);
         return rc;
     }
-    uv_timer_init(loop, &c->timer);
+    for (int i = 0; i < c->n_shards; i++) {
+        uv_timer_init(loop, &c->shards[i].timer);
+        c->shards[i].timer.data = &c->shards[i];
+    }
     uv_timer_init(loop, &c->reaper);
-    c->timer.data = c;
     c->reaper.data = c;
     *out_client = c;
     return 0;
@@ -578,6 +626,13 @@ static void on_client_handle_closed(uv_handle_t *h)
     sky_http_client *c = h->data;
     if (--c->pending_closes == 0)
         client_finish_free(c);
+}
+
+static void on_shard_timer_closed(uv_handle_t *h)
+{
+    shard *s = h->data;
+    if (--s->client->pending_closes == 0)
+        client_finish_free(s->client);
 }
 
 static void client_finish_free(sky_http_client *c)
@@ -599,9 +654,7 @@ void sky_http_client_free(sky_http_client *c)
     c->in_callback++;
     while (c->active) {
         sky_http_request *r = c->active;
-        list_remove(&c->active, r);
-        c->n_active--;
-        curl_multi_remove_handle(c->multi, r->easy);
+        request_detach(r);
         r->canceled = 1;
         request_complete(r, CURLE_ABORTED_BY_CALLBACK);
     }
@@ -613,12 +666,15 @@ void sky_http_client_free(sky_http_client *c)
     c->in_callback--;
     /* Stop watching curl's sockets before curl closes them, then let curl
      * close its connections; the client goes when the last handle has. */
-    while (c->socks)
-        sock_unwatch(c, c->socks);
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    c->pending_closes += 2;
-    uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
+    c->pending_closes += c->n_shards + 1;
+    for (int i = 0; i < c->n_shards; i++) {
+        shard *s = &c->shards[i];
+        while (s->socks)
+            sock_unwatch(s, s->socks);
+        curl_multi_cleanup(s->multi);
+        s->multi = NULL;
+        uv_close((uv_handle_t *)&s->timer, on_shard_timer_closed);
+    }
     uv_close((uv_handle_t *)&c->reaper, on_client_handle_closed);
 }
 
@@ -742,6 +798,17 @@ static sky_http_request *request_alloc(sky_http_client *c, const sky_http_reques
     return r;
 }
 
+/* The shard with the fewest transfers: connections spread evenly, and with one
+ * shard (the default) nothing changes. */
+static shard *pick_shard(sky_http_client *c)
+{
+    shard *best = &c->shards[0];
+    for (int i = 1; i < c->n_shards; i++)
+        if (c->shards[i].n_active < best->n_active)
+            best = &c->shards[i];
+    return best;
+}
+
 int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
                           sky_http_request **out_req, sky_error *err)
 {
@@ -764,7 +831,8 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
     request_set_transport(r, o);
     request_set_method(r, o);
     r->started_ns = sky_clock_real_ns();
-    CURLMcode mc = curl_multi_add_handle(c->multi, r->easy);
+    r->shard = pick_shard(c);
+    CURLMcode mc = curl_multi_add_handle(r->shard->multi, r->easy);
     if (mc != CURLM_OK) {
         request_free(r);
         return sky_error_set(err, SKY_EINTERNAL, "curl_multi_add_handle: %s",
@@ -772,6 +840,7 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
     }
     list_push(&c->active, r);
     c->n_active++;
+    r->shard->n_active++;
     if (out_req)
         *out_req = r;
     return 0;
@@ -790,9 +859,7 @@ void sky_http_request_cancel(sky_http_request *r)
         uv_timer_start(&c->reaper, on_reap, 0, 0);
         return;
     }
-    curl_multi_remove_handle(c->multi, r->easy);
-    list_remove(&c->active, r);
-    c->n_active--;
+    request_detach(r);
     list_push(&c->canceled, r);
     uv_timer_start(&c->reaper, on_reap, 0, 0);
 }
