@@ -769,7 +769,7 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
     if (p->o.credential && (p->scope = strdup(p->o.scope)) == NULL)
         rc = SKY_ENOMEM;
     p->o.scope = p->scope;
-    if (p->o.use_rate_limit)
+    if (rc == 0 && p->o.use_rate_limit)
         rc = sky_ratelimit_new(&p->o.rate, p->o.clock, &p->rate);
     if (rc == 0 && p->o.use_concurrency)
         rc = sky_limiter_new(&p->o.concurrency, p->o.clock, &p->limiter);
