@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "harness.h"
 #include "skyio/arm.h"
 #include "skyio/credential.h"
@@ -521,6 +523,17 @@ static void test_resume_in_new_process(void **state)
     /* a token that is not one */
     assert_int_equal(cli(&m, out, sizeof(out), "arm wait not-a-token 2>&1"), 2);
     assert_non_null(strstr(out, "resume token"));
+    /* a doctored token whose poll URL is another host never gets the token sent there */
+    const char *doctored = "{\"v\":1,\"m\":\"PUT\",\"s\":\"async\",\"r\":"
+                           "\"http://127.0.0.1:1/x\",\"p\":\"http://127.0.0.1:1/op\"}";
+    unsigned char b64[512];
+    int n = EVP_EncodeBlock(b64, (const unsigned char *)doctored, (int)strlen(doctored));
+    for (int i = 0; i < n; i++)
+        b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+    while (n > 0 && b64[n - 1] == '=')
+        b64[--n] = '\0';
+    assert_true(cli(&m, out, sizeof(out), "arm wait %s --poll-interval 0.01 2>&1", b64) != 0);
+    assert_non_null(strstr(out, "refusing to send the ARM token"));
     /* PATCH of tags answers at once */
     FILE *pf = fopen(path, "w");
     assert_non_null(pf);

@@ -445,9 +445,25 @@ static void test_urls(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The management token goes only to the endpoint's own scheme, host and port. */
+static void test_same_origin_only(void **state)
+{
+    (void)state;
+    const char *ep = "https://management.azure.com";
+    assert_true(sky__arm_same_origin(ep, "https://management.azure.com"));
+    assert_true(sky__arm_same_origin(ep, "https://management.azure.com/subscriptions/s?x=1"));
+    assert_true(sky__arm_same_origin(ep, "HTTPS://Management.Azure.com/operations/1"));
+    assert_false(sky__arm_same_origin(ep, "http://management.azure.com/subscriptions/s"));
+    assert_false(sky__arm_same_origin(ep, "https://management.azure.com.evil.example/x"));
+    assert_false(sky__arm_same_origin(ep, "https://management.azure.com:8443/x"));
+    assert_false(sky__arm_same_origin(ep, "https://evil.example/?https://management.azure.com"));
+    assert_false(sky__arm_same_origin(ep, "https://management.azure.com@evil.example/x"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_origin_only),
         cmocka_unit_test_setup_teardown(test_async_wins_over_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_put_succeeded_fetches_resource, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_delete_final_location, setup, teardown),

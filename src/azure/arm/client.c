@@ -109,6 +109,12 @@ char *sky_arm_url(const sky_arm_client *c, const char *path, const char *api_ver
     return sky_buf_detach(&b, NULL);
 }
 
+int sky__arm_same_origin(const char *endpoint, const char *url)
+{
+    size_t n = strlen(endpoint);
+    return strncasecmp(url, endpoint, n) == 0 && (url[n] == '\0' || url[n] == '/' || url[n] == '?');
+}
+
 /* One call through the pipeline; NULL body for none. */
 static int start_call(sky_arm_client *c, const char *method, const char *url, sky_span body,
                       sky_call_done_cb cb, void *ud, sky_call **out, sky_error *err)
@@ -116,6 +122,13 @@ static int start_call(sky_arm_client *c, const char *method, const char *url, sk
     sky_call_options co;
     if (c->closing)
         return sky_error_set(err, SKY_ESTATE, "the ARM client is being freed");
+    /* Every request carries the management token: a poll URL, a nextLink or a resume
+     * token naming another host (or plain http) must not collect it. */
+    if (!sky__arm_same_origin(c->endpoint, url))
+        return sky_error_set(err, SKY_EPROTO,
+                             "refusing to send the ARM token to a URL outside %s (a poll URL, "
+                             "nextLink or resume token points elsewhere)",
+                             c->endpoint);
     sky_call_options_init(&co);
     co.method = method;
     co.url = url;

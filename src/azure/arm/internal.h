@@ -49,4 +49,8 @@ int sky__arm_token_decode(const char *token, sky__arm_lro_state *s, sky_error *e
 /* Terminal provisioning states and operation statuses (case-insensitive). */
 int sky__arm_status_terminal(const char *status);
 
+/* Nonzero when @p url is @p endpoint itself or a path or query under it (scheme, host
+ * and port the same): the only URLs the ARM token may go to. */
+int sky__arm_same_origin(const char *endpoint, const char *url);
+
 #endif
