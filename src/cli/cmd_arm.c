@@ -212,8 +212,7 @@ int sky_cli_arm_open(sky_cli_arm_ctx *c, const char *cmd, const sky_cli_arm_flag
     if (rc == 0)
         rc = make_credential(c, &err);
     if (rc == 0) {
-        o.pipeline.credential = c->cred;
-        o.pipeline.scope = SKY_ARM_SCOPE;
+        o.pipeline.credential = c->cred; /* scope: the endpoint's own */
         rc = sky_arm_client_new(sky_loop_uv(c->loop), c->http, &o, &c->arm, &err);
     }
     if (rc < 0) {

@@ -405,11 +405,15 @@ static void test_paging_many_pages(void **state)
     sky_error_clear(&err);
     sky_arm_list_options_init(&lo);
     lo.path = RG "/providers/Microsoft.Storage/storageAccounts";
-    lo.api_version = API;
+    /* the options are copied: the caller's strings may go at once (ASan would see a use) */
+    char *api = strdup(API);
+    lo.api_version = api;
     lo.on_page = on_page;
     lo.on_done = on_list_done;
     lo.user_data = &t;
     assert_int_equal(sky_arm_list_start(e.arm, &lo, NULL, &err), 0);
+    memset(api, 'x', strlen(api));
+    free(api);
     assert_int_equal(sky_test_run_until(e.loop, &t.done, 30000), 1);
     assert_int_equal(t.err_code, 0);
     assert_int_equal(t.pages, 7);

@@ -460,10 +460,23 @@ static void test_same_origin_only(void **state)
     assert_false(sky__arm_same_origin(ep, "https://management.azure.com@evil.example/x"));
 }
 
+/* Sovereign clouds: the token's audience follows the endpoint. */
+static void test_default_scope(void **state)
+{
+    (void)state;
+    char *s = sky__arm_default_scope("https://management.azure.com/");
+    assert_string_equal(s, SKY_ARM_SCOPE);
+    free(s);
+    s = sky__arm_default_scope("https://management.chinacloudapi.cn");
+    assert_string_equal(s, "https://management.chinacloudapi.cn/.default");
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_origin_only),
+        cmocka_unit_test(test_default_scope),
         cmocka_unit_test_setup_teardown(test_async_wins_over_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_put_succeeded_fetches_resource, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_delete_final_location, setup, teardown),

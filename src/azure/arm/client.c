@@ -16,6 +16,7 @@ struct sky_arm_client {
     uv_loop_t *loop;
     sky_pipeline *pipe;
     char *endpoint;
+    char *scope; /* the token's audience: the endpoint's own, for sovereign clouds too */
     uint64_t poll_interval_ms;
     const sky_clock *clock;
     sky_headers *json_headers; /* Content-Type for bodies */
@@ -67,8 +68,15 @@ int sky_arm_client_new(uv_loop_t *loop, sky_http_client *http, const sky_arm_opt
     sky_pipeline_options po = o->pipeline;
     if (po.clock == NULL)
         po.clock = o->clock;
-    if (po.credential && po.scope == NULL)
-        po.scope = SKY_ARM_SCOPE;
+    if (po.credential && po.scope == NULL) {
+        /* management.chinacloudapi.cn wants a token for itself, not for azure.com */
+        c->scope = sky__arm_default_scope(c->endpoint);
+        if (c->scope == NULL) {
+            sky_arm_client_free(c);
+            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+        }
+        po.scope = c->scope;
+    }
     int rc = sky_pipeline_new(loop, http, &po, &c->pipe);
     if (rc < 0) {
         sky_arm_client_free(c);
@@ -107,6 +115,19 @@ char *sky_arm_url(const sky_arm_client *c, const char *path, const char *api_ver
         return NULL;
     }
     return sky_buf_detach(&b, NULL);
+}
+
+char *sky__arm_default_scope(const char *endpoint)
+{
+    size_t n = strlen(endpoint);
+    while (n > 0 && endpoint[n - 1] == '/')
+        n--;
+    char *s = malloc(n + sizeof("/.default"));
+    if (s) {
+        memcpy(s, endpoint, n);
+        memcpy(s + n, "/.default", sizeof("/.default"));
+    }
+    return s;
 }
 
 int sky__arm_same_origin(const char *endpoint, const char *url)
@@ -219,6 +240,7 @@ struct sky_arm_list {
     sky_arm_client *c;
     sky_call *call;
     sky_arm_list_options o;
+    char *api_version; /* o.api_version's copy: every page's URL needs it */
     size_t pages, items;
     int canceled;
 };
@@ -231,6 +253,7 @@ void sky_arm_list_options_init(sky_arm_list_options *o)
 static void list_end(sky_arm_list *l, const sky_error *err)
 {
     l->o.on_done(l, l->pages, l->items, err, l->o.user_data);
+    free(l->api_version);
     free(l);
 }
 
@@ -298,9 +321,15 @@ int sky_arm_list_start(sky_arm_client *c, const sky_arm_list_options *o, sky_arm
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     l->c = c;
     l->o = *o;
+    if (o->api_version && (l->api_version = strdup(o->api_version)) == NULL) {
+        free(l);
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
+    l->o.api_version = l->api_version;
     int rc = list_fetch(l, o->path, err);
     l->o.path = NULL; /* copied into the URL; the caller's pointer may die */
     if (rc < 0) {
+        free(l->api_version);
         free(l);
         return rc;
     }
@@ -678,5 +707,6 @@ void sky_arm_client_free(sky_arm_client *c)
     sky_pipeline_free(c->pipe);
     sky_headers_free(c->json_headers);
     free(c->endpoint);
+    free(c->scope);
     free(c);
 }

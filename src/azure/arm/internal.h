@@ -53,4 +53,7 @@ int sky__arm_status_terminal(const char *status);
  * and port the same): the only URLs the ARM token may go to. */
 int sky__arm_same_origin(const char *endpoint, const char *url);
 
+/* The token scope for an ARM endpoint: "<endpoint>/.default" (new string, NULL on OOM). */
+char *sky__arm_default_scope(const char *endpoint);
+
 #endif
