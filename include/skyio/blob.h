@@ -173,9 +173,10 @@ SKY_EXTERN int sky_blob_list(sky_blob_client *c, const char *container,
                              sky_blob_op **out_op, sky_error *err) SKY_NODISCARD;
 
 /**
- * Put @p data as a block blob in one request, with its Content-MD5.
- * @p content_type may be NULL (application/octet-stream); @p metadata
- * (names without the x-ms-meta- prefix) may be NULL. Both are copied.
+ * Put @p data as a block blob in one request, with its Content-MD5 (over
+ * 64 KiB hashed in the thread pool first). @p data, @p content_type (NULL:
+ * application/octet-stream) and @p metadata (names without the x-ms-meta-
+ * prefix; may be NULL) are copied.
  */
 SKY_EXTERN int sky_blob_put(sky_blob_client *c, const char *container, const char *blob,
                             sky_span data, const char *content_type, const sky_headers *metadata,
@@ -228,9 +229,12 @@ SKY_EXTERN int sky_blob_upload_file(sky_blob_client *c, const char *container, c
                                     sky_error *err) SKY_NODISCARD;
 
 /**
- * Download a blob to @p path (created or truncated): HEAD, then one GET or
- * parallel ranged GETs (If-Match the first ETag) written at their offsets
- * with uv_fs_write. On failure the partial file is removed. @p to may be NULL.
+ * Download a blob to @p path: HEAD, then one GET or parallel ranged GETs
+ * (If-Match the first ETag) written at their offsets with uv_fs_write into
+ * "<path>.skyio-partial", which is renamed over @p path only on success (a
+ * symlink at @p path is replaced, never written through). On failure or
+ * cancel the partial file is removed and @p path is left as it was. More
+ * than 2^32 ranges: SKY_EINVAL (use a larger block size). @p to may be NULL.
  */
 SKY_EXTERN int sky_blob_download_file(sky_blob_client *c, const char *container, const char *blob,
                                       const char *path, const sky_blob_transfer_options *to,

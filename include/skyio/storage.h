@@ -102,7 +102,7 @@ typedef struct sky_storage_sas_options {
     int64_t expiry;          /**< se, Unix seconds; required */
     const char *ip;          /**< sip; NULL: none */
     const char *protocol;    /**< spr: "https" or "https,http"; NULL: none */
-    const char *version;     /**< sv; NULL: SKY_STORAGE_VERSION */
+    const char *version;     /**< sv, 2020-12-06 or later; NULL: SKY_STORAGE_VERSION */
     /* Account SAS only. */
     const char *services;       /**< ss; default "b" */
     const char *resource_types; /**< srt; default "sco" */

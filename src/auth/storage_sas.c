@@ -40,6 +40,17 @@ static int add_param(sky_buf *out, const char *name, const char *value)
     return rc ? rc : sky_storage_url_encode(sky_span_cstr(value), 0, out);
 }
 
+/* "YYYY-MM-DD" no older than 2020-12-06, the layout we sign; ISO dates compare as strings. */
+static int version_ok(const char *sv)
+{
+    if (strlen(sv) != 10 || sv[4] != '-' || sv[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (sv[i] < '0' || sv[i] > '9'))
+            return 0;
+    return strcmp(sv, "2020-12-06") >= 0;
+}
+
 static int check_common(const char *account, const char *key_b64, const sky_storage_sas_options *o,
                         sky_error *err)
 {
@@ -49,6 +60,10 @@ static int check_common(const char *account, const char *key_b64, const sky_stor
         return sky_error_set(err, SKY_EINVAL, "SAS: permissions (sp) are required");
     if (o->expiry <= 0)
         return sky_error_set(err, SKY_EINVAL, "SAS: an expiry time (se) is required");
+    if (o->version && !version_ok(o->version))
+        return sky_error_set(err, SKY_EINVAL,
+                             "SAS: version (sv) must be a date 2020-12-06 or later: the "
+                             "string-to-sign of older versions has other fields");
     return 0;
 }
 

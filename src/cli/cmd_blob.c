@@ -101,7 +101,7 @@ struct blob_app {
     size_t njobs, cap, next, running, finished;
     remote *remotes;
     size_t nremotes, rcap;
-    char marker[1024];
+    char *marker; /* the next page's; a copy, as long as the service made it */
     int64_t bytes_total, bytes_done;
     uint64_t t0_ms;
     uv_timer_t tick;
@@ -412,6 +412,10 @@ static void guard_work(uv_work_t *w)
 {
     job *j = w->data;
     j->inside = make_parent_inside(j->app, j->local);
+    /* A symlink at the last component would be followed out of the folder: refuse it. */
+    struct stat st;
+    if (j->inside && lstat(j->local, &st) == 0 && S_ISLNK(st.st_mode))
+        j->inside = 0;
 }
 
 static void download(blob_app *a, job *j)
@@ -504,6 +508,19 @@ static void rollback_start(blob_app *a)
 
 /* ---- listing every page ---- */
 
+/*
+ * The listing matches the prefix as a string; a prefix names a folder, so "dir" must not
+ * take "dirfoo/x". Names that do not start with the prefix at all (a misbehaving server)
+ * stay in the list and are refused one by one in plan_get.
+ */
+static int in_folder(const blob_app *a, const char *name)
+{
+    size_t pl = strlen(a->prefix);
+    if (pl == 0 || a->prefix[pl - 1] == '/' || strncmp(name, a->prefix, pl) != 0)
+        return 1;
+    return name[pl] == '/' || name[pl] == '\0';
+}
+
 static int add_remote(blob_app *a, const sky_blob_item *it)
 {
     if (a->nremotes == a->rcap) {
@@ -526,6 +543,19 @@ static int add_remote(blob_app *a, const sky_blob_item *it)
     return 0;
 }
 
+/* Keep the next page's marker whole: a cut one would list the wrong page. */
+static int set_marker(blob_app *a, const char *marker)
+{
+    char *m = strdup(marker);
+    if (m == NULL) {
+        fprintf(stderr, "skyio blob: out of memory\n");
+        return -1;
+    }
+    free(a->marker);
+    a->marker = m;
+    return 0;
+}
+
 static void list_page(blob_app *a);
 
 static void on_list(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
@@ -540,14 +570,19 @@ static void on_list(sky_blob_op *op, const sky_blob_reply *rep, const sky_error 
         return;
     }
     for (size_t i = 0; i < rep->list->count; i++)
-        if (!rep->list->items[i].is_prefix && add_remote(a, &rep->list->items[i]) != 0) {
+        if (!rep->list->items[i].is_prefix && in_folder(a, rep->list->items[i].name) &&
+            add_remote(a, &rep->list->items[i]) != 0) {
             fprintf(stderr, "skyio blob: out of memory\n");
             a->exit_code = SKY_EXIT_START;
             a->done = 1;
             return;
         }
     if (rep->list->next_marker && !a->stop) {
-        snprintf(a->marker, sizeof(a->marker), "%s", rep->list->next_marker);
+        if (set_marker(a, rep->list->next_marker) != 0) {
+            a->exit_code = SKY_EXIT_START;
+            a->done = 1;
+            return;
+        }
         list_page(a);
         return;
     }
@@ -558,7 +593,7 @@ static void on_list(sky_blob_op *op, const sky_blob_reply *rep, const sky_error 
 
 static void list_page(blob_app *a)
 {
-    sky_blob_list_options lo = {a->prefix, NULL, a->marker[0] ? a->marker : NULL, 0};
+    sky_blob_list_options lo = {a->prefix, NULL, a->marker, 0};
     sky_error err;
     sky_error_clear(&err);
     if (sky_blob_list(a->blob, a->container, &lo, on_list, a, NULL, &err) != 0) {
@@ -606,14 +641,17 @@ static void plan_get(blob_app *a)
     size_t pl = strlen(a->prefix);
     for (size_t i = 0; i < a->nremotes; i++) {
         const char *name = a->remotes[i].name;
-        const char *rel = name + pl;
+        int under = strncmp(name, a->prefix, pl) == 0;
+        const char *rel = under ? name + pl : "";
         if (pl && a->prefix[pl - 1] != '/' && *rel == '/')
             rel++;
-        int safe = rel_is_safe(rel);
+        int safe = under && rel_is_safe(rel);
         if (safe)
             snprintf(path, sizeof(path), "%s/%s", a->root_real, rel);
         job *j = add_job(a, safe ? path : NULL, name, a->remotes[i].size);
-        if (j && !safe)
+        if (j && !under)
+            job_fail(j, "refused: '%s' is not under the prefix that was listed", name);
+        else if (j && !safe)
             job_fail(j, "refused: '%s' would be written outside the destination folder", name);
     }
     start_transfers(a);
@@ -621,8 +659,13 @@ static void plan_get(blob_app *a)
 
 static void plan_rm(blob_app *a)
 {
-    for (size_t i = 0; i < a->nremotes; i++)
-        add_job(a, NULL, a->remotes[i].name, 0);
+    size_t pl = strlen(a->prefix);
+    for (size_t i = 0; i < a->nremotes; i++) {
+        const char *name = a->remotes[i].name;
+        job *j = add_job(a, NULL, name, 0);
+        if (j && strncmp(name, a->prefix, pl) != 0)
+            job_fail(j, "refused: '%s' is not under the prefix that was listed", name);
+    }
     start_transfers(a);
 }
 
@@ -646,7 +689,11 @@ static void on_ls(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *e
             printf("%16" PRId64 " %s\n", it->size, it->name);
     }
     if (rep->list->next_marker && !a->stop) {
-        snprintf(a->marker, sizeof(a->marker), "%s", rep->list->next_marker);
+        if (set_marker(a, rep->list->next_marker) != 0) {
+            a->exit_code = SKY_EXIT_FAILED;
+            a->done = 1;
+            return;
+        }
         sky_blob_list_options lo = {a->prefix, a->recursive ? NULL : "/", a->marker, 0};
         sky_error e2;
         sky_error_clear(&e2);
@@ -742,6 +789,13 @@ static int parse_flags(blob_app *a, blob_flags *f, int argc, char **argv)
 {
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
+        /* "--opt=value": split it, so the value is never echoed (it may be a key or a SAS). */
+        const char *eq = strncmp(o, "--", 2) == 0 ? strchr(o, '=') : NULL;
+        char oname[64];
+        if (eq) {
+            snprintf(oname, sizeof(oname), "%.*s", (int)(eq - o), o);
+            o = oname;
+        }
         const char **str = NULL;
         long long *num = NULL;
         long long lo = 1;
@@ -784,12 +838,17 @@ static int parse_flags(blob_app *a, blob_flags *f, int argc, char **argv)
             fprintf(stderr, "skyio blob: too many arguments\n%s", usage);
             return -1;
         }
+        if (eq && !str && !num) {
+            fprintf(stderr, "skyio blob: %s takes no value\n%s", o, usage);
+            return -1;
+        }
         if (str || num) {
-            if (need_value(i, argc, o) != 0)
+            if (!eq && need_value(i, argc, o) != 0)
                 return -1;
+            const char *v = eq ? eq + 1 : argv[++i];
             if (str)
-                *str = argv[++i];
-            else if (sky_cli_number_opt("blob", o, argv[++i], lo, num) != 0)
+                *str = v;
+            else if (sky_cli_number_opt("blob", o, v, lo, num) != 0)
                 return -1;
         }
     }
@@ -1046,6 +1105,7 @@ static void cleanup(blob_app *a)
     }
     free(a->remotes);
     free(a->prefix);
+    free(a->marker);
     sky_storage_account_free(a->acct);
 }
 

@@ -572,6 +572,15 @@ static void test_file_changed_during_upload(void **state)
     assert_non_null(strstr(o.message, "changed"));
     RUN(f, &o, sky_blob_properties_get(f->blob, "grow", "g.bin", on_done, &o, NULL, &e_));
     assert_string_equal(o.service_code, "BlobNotFound");
+    /* A single put is checked too: never reported done for a file that moved under it. */
+    make_file(src, 100 * 1024, 4);
+    sky_blob_transfer_options_init(&to);
+    to.on_progress = grow_file;
+    to.progress_user_data = src;
+    upload(f, "grow", "s.bin", src, &to, &o);
+    assert_int_equal(o.stats.blocks_total, 1);
+    assert_int_equal(o.err_code, SKY_EIO);
+    assert_non_null(strstr(o.message, "changed"));
 }
 
 static void test_transfer_errors(void **state)
@@ -621,8 +630,123 @@ static void test_free_client_cancels(void **state)
         sky_blob_upload_file(f->blob, "cancel", "c", src, &to, on_done, &o, NULL, &err), 0);
     sky_blob_client_free(f->blob);
     f->blob = NULL;
+    outcome_wait(f, &o); /* asserts the callback ran exactly once */
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    /* Nothing was committed: the blob does not exist. */
+    f->blob = client_with(f, SKY_TEST_AZURITE_KEY, NULL);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "cancel", "c", on_done, &o, NULL, &e_));
+    assert_int_equal(o.http_status, 404);
+}
+
+/* A put of a few MiB hashes in the thread pool and still sends the right Content-MD5. */
+static void test_large_put_md5(void **state)
+{
+    fixture *f = *state;
+    size_t len = 3u * 1024 * 1024 + 7;
+    char *data = malloc(len);
+    assert_non_null(data);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (char)(i * 31u + (i >> 11));
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char want[32];
+    EVP_Digest(data, len, md, &n, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)want, md, (int)n);
+    make_container(f, f->blob, "bigput");
+    outcome o;
+    RUN(f, &o,
+        sky_blob_put(f->blob, "bigput", "p", sky_span_make(data, len), NULL, NULL, on_done, &o,
+                     NULL, &e_));
+    if (o.err_code)
+        fail_msg("put: %s", o.message);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "bigput", "p", on_done, &o, NULL, &e_));
+    assert_int_equal(o.size, (int64_t)len);
+    assert_string_equal(o.md5, want);
+    /* Cancelled while hashing: the callback runs once, canceled, and nothing is written. */
+    sky_blob_op *op = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sky_blob_put(f->blob, "bigput", "q", sky_span_make(data, len), NULL, NULL,
+                                  on_done, &o, &op, &err),
+                     0);
+    free(data); /* the put holds its own copy */
+    sky_blob_op_cancel(op);
     outcome_wait(f, &o);
     assert_int_equal(o.err_code, SKY_ECANCELED);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "bigput", "q", on_done, &o, NULL, &e_));
+    assert_int_equal(o.http_status, 404);
+}
+
+static void read_text(const char *path, char *buf, size_t cap)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, cap - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A failed download leaves the file that was there; a symlink at the path is not followed. */
+static void test_failed_download_keeps_file(void **state)
+{
+    fixture *f = *state;
+    char src[512], dst[512], part[600], link[512], outside[512], buf[64], a[33], b[33];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/k.bin", f->dir);
+    snprintf(dst, sizeof(dst), "%s/k.out", f->dir);
+    snprintf(part, sizeof(part), "%s.skyio-partial", dst);
+    make_file(src, 2u * 1024 * 1024, 9);
+    make_container(f, f->blob, "keep");
+    upload(f, "keep", "k", src, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    write_text(dst, "keep me");
+    download(f, "keep", "missing", dst, NULL, &o);
+    assert_int_equal(o.http_status, 404);
+    read_text(dst, buf, sizeof(buf));
+    assert_string_equal(buf, "keep me");
+    /* Cancelled after two ranges were written. */
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 128 * 1024;
+    to.concurrency = 1;
+    int canceled = 0;
+    to.on_progress = cancel_after_two;
+    to.progress_user_data = &canceled;
+    write_text(part, "stale"); /* a crashed run's leftover does not block the next one */
+    download(f, "keep", "k", dst, &to, &o);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    read_text(dst, buf, sizeof(buf));
+    assert_string_equal(buf, "keep me");
+    struct stat st;
+    assert_int_not_equal(lstat(part, &st), 0);
+    /* A symlink at the path is replaced, never written through. */
+    snprintf(link, sizeof(link), "%s/link.out", f->dir);
+    snprintf(outside, sizeof(outside), "%s/outside.txt", f->dir);
+    write_text(outside, "outside");
+    assert_int_equal(symlink(outside, link), 0);
+    download(f, "keep", "k", link, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    read_text(outside, buf, sizeof(buf));
+    assert_string_equal(buf, "outside");
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    file_md5(src, a);
+    file_md5(link, b);
+    assert_string_equal(a, b);
+    /* Success replaces the old file whole. */
+    download(f, "keep", "k", dst, NULL, &o);
+    assert_int_equal(o.err_code, 0);
+    file_md5(dst, b);
+    assert_string_equal(a, b);
 }
 
 /* ---- faults from an in-process server: retries, error codes, bearer auth ---- */
@@ -799,6 +923,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_changed_during_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_put_md5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_download_keeps_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_bearer_credential_and_refresh, fault_setup,
                                         fault_teardown),

@@ -277,6 +277,50 @@ static void test_path_guard(void **state)
     assert_non_null(strstr(r.err, "in/ok.txt: refused"));
     snprintf(p, sizeof(p), "%s/outside/ok.txt", dir);
     assert_false(exists(p));
+    /* A symlink at the file itself, pointing out: refused, and the outside file is unchanged. */
+    mkdirs(dir, "dst3/in");
+    snprintf(outside, sizeof(outside), "%s/outside/target.txt", dir);
+    write_file(outside, 5, 4);
+    snprintf(link, sizeof(link), "%s/dst3/in/ok.txt", dir);
+    assert_int_equal(symlink(outside, link), 0);
+    snprintf(p, sizeof(p), "%s/dst3", dir);
+    run_cli(dir, &r, "get", "-r", "guard", p, NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "in/ok.txt: refused"));
+    struct stat st;
+    assert_int_equal(stat(outside, &st), 0);
+    assert_int_equal(st.st_size, 5);
+}
+
+/* A prefix names a folder: "dir" takes dir/a.txt, never dirfoo/x.txt. */
+static void test_prefix_is_a_folder(void **state)
+{
+    const char *dir = *state;
+    char src[512], dst[512], p[1024];
+    cli_out r;
+    run_cli(dir, &r, "mb", "pfx", NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(src, sizeof(src), "%s/f.txt", dir);
+    write_file(src, 10, 1);
+    run_cli(dir, &r, "put", src, "pfx/dir/a.txt", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "put", src, "pfx/dirfoo/x.txt", NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(dst, sizeof(dst), "%s/dst", dir);
+    mkdirs(dir, "dst");
+    run_cli(dir, &r, "get", "-r", "pfx/dir", dst, "--json", NULL);
+    if (r.code != 0)
+        fail_msg("get -r: %d %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "\"downloaded\":1,"));
+    snprintf(p, sizeof(p), "%s/a.txt", dst);
+    assert_true(exists(p));
+    snprintf(p, sizeof(p), "%s/foo/x.txt", dst);
+    assert_false(exists(p));
+    run_cli(dir, &r, "rm", "-r", "pfx/dir", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "ls", "-r", "pfx", NULL);
+    assert_null(strstr(r.out, "dir/a.txt"));
+    assert_non_null(strstr(r.out, "dirfoo/x.txt"));
 }
 
 static void test_partial_failure_and_rollback(void **state)
@@ -346,6 +390,25 @@ static void test_usage_and_config_errors(void **state)
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "AuthorizationFailure"));
     assert_null(strstr(r.err, "AAAAAAAAAAAA"));
+    /* A misspelt option with a secret after '=': the value is never echoed. */
+    run_cli(dir, &r, "ls", "--acount-key=SECRETVALUE", NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "unknown option '--acount-key'"));
+    assert_null(strstr(r.err, "SECRETVALUE"));
+    run_cli(dir, &r, "ls", "--sas=sv=2022&sig=SECRETVALUE", "--bogus", NULL);
+    assert_int_equal(r.code, 2);
+    assert_null(strstr(r.err, "SECRETVALUE"));
+    run_cli(dir, &r, "ls", "--json=SECRETVALUE", NULL);
+    assert_int_equal(r.code, 2);
+    assert_null(strstr(r.err, "SECRETVALUE"));
+    /* The --opt=value form works for the value options. */
+    char ep[512];
+    snprintf(ep, sizeof(ep), "--endpoint=%s", g_az.endpoint);
+    run_cli(dir, &r, "ls", "--account-name=devstoreaccount1",
+            "--account-key=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", ep, NULL);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "AuthorizationFailure"));
+    assert_null(strstr(r.err, "AAAAAAAAAAAA"));
 }
 
 int main(void)
@@ -353,6 +416,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_recursive_put_get_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_is_a_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure_and_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
     };

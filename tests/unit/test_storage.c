@@ -260,7 +260,19 @@ static void test_sas_errors(void **state)
     sky_error_clear(&err);
     assert_int_equal(sky_storage_sas_service("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
     assert_non_null(strstr(err.message, "expiry"));
+    /* An sv older than the layout we sign, or not a date, is refused, not signed wrong. */
+    o.expiry = T2030;
+    o.version = "2019-12-12";
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_sas_service("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "version"));
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_sas_account("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
+    o.version = "2021-1-1";
+    assert_int_equal(sky_storage_sas_account("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
     assert_int_equal(out.len, 0);
+    o.version = "2020-12-06";
+    assert_int_equal(sky_storage_sas_service("a", DEV_KEY, &o, &out, &err), 0);
     sky_buf_free(&out);
 }
 

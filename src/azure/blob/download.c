@@ -1,7 +1,11 @@
-/* File download: HEAD, then ranged GETs in parallel, each written at its offset with uv_fs_write.
+/*
+ * File download: HEAD, then ranged GETs in parallel, each written at its offset with uv_fs_write
+ * into "<path>.skyio-partial", renamed over the path only when every byte is in: a failed
+ * download never destroys the file that was there.
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +26,7 @@ typedef struct dl_slot {
 struct dl_state {
     sky_blob_op *op;
     char *container, *blob, *path, *etag;
+    char *tmp; /* path + ".skyio-partial" */
     size_t block_size;
     int concurrency;
     sky_blob_progress_cb on_progress;
@@ -46,6 +51,7 @@ static void dl_free(void *p)
     free(d->container);
     free(d->blob);
     free(d->path);
+    free(d->tmp);
     free(d->etag);
     free(d);
 }
@@ -190,6 +196,8 @@ static void dl_next(dl_slot *s)
 static int dl_start_slots(dl_state *d)
 {
     uint64_t n = ((uint64_t)d->size + d->block_size - 1) / d->block_size;
+    if (n > UINT32_MAX)
+        return SKY_EINVAL; /* the range index is 32 bits: a bigger block size is needed */
     d->nranges = (uint32_t)n;
     d->op->stats.blocks_total = d->nranges;
     size_t want = (size_t)d->concurrency < n ? (size_t)d->concurrency : (size_t)n;
@@ -208,7 +216,7 @@ static int dl_start_slots(dl_state *d)
     return 0;
 }
 
-/* ---- control: HEAD, open, close (and unlink on failure) ---- */
+/* ---- control: HEAD, open, close, then rename into place (or unlink the partial) ---- */
 
 static void dl_report(dl_state *d)
 {
@@ -228,17 +236,48 @@ static void dl_on_unlink(uv_fs_t *req)
     sky__blob_op_unref(op);
 }
 
+/* Drop the partial file; the caller's reference passes to the unlink. */
+static void dl_discard(dl_state *d)
+{
+    if (uv_fs_unlink(d->op->c->loop, &d->ctl, d->tmp, dl_on_unlink) == 0)
+        return;
+    d->ctl_busy = 0;
+    dl_report(d);
+    sky__blob_op_unref(d->op);
+}
+
+static void dl_on_rename(uv_fs_t *req)
+{
+    dl_state *d = req->data;
+    sky_blob_op *op = d->op;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    if (r < 0) {
+        dl_fail(d, SKY_EIO, "rename into place", (int)r);
+        dl_discard(d);
+        return;
+    }
+    d->ctl_busy = 0;
+    dl_report(d);
+    sky__blob_op_unref(op);
+}
+
 static void dl_on_close(uv_fs_t *req)
 {
     dl_state *d = req->data;
     sky_blob_op *op = d->op;
     uv_fs_req_cleanup(req);
     d->fd = -1;
-    if (op->err.code != 0 && uv_fs_unlink(op->c->loop, &d->ctl, d->path, dl_on_unlink) == 0)
-        return; /* the close's reference passes to the unlink */
-    d->ctl_busy = 0;
-    dl_report(d);
-    sky__blob_op_unref(op);
+    if (op->err.code != 0) {
+        dl_discard(d);
+        return;
+    }
+    /* rename() replaces a symlink at the path itself; it never writes through it. */
+    int rc = uv_fs_rename(op->c->loop, &d->ctl, d->tmp, d->path, dl_on_rename);
+    if (rc != 0) {
+        dl_fail(d, SKY_EIO, "rename into place", rc);
+        dl_discard(d);
+    }
 }
 
 static void dl_close(dl_state *d)
@@ -279,11 +318,41 @@ static void dl_on_open(uv_fs_t *req)
         dl_fail(d, SKY_EIO, "open", (int)fd);
     } else {
         d->fd = (uv_file)fd;
-        if (op->err.code == 0 && d->size > 0 && dl_start_slots(d) != 0)
+        int rc = op->err.code == 0 && d->size > 0 ? dl_start_slots(d) : 0;
+        if (rc == SKY_EINVAL)
+            dl_fail(d, rc, "more than 2^32 ranges: use a larger block size", 0);
+        else if (rc != 0)
             dl_fail(d, SKY_ENOMEM, "out of memory", 0);
     }
     dl_check_end(d);
     sky__blob_op_unref(op);
+}
+
+/* Open the partial file; holds the reference the caller took for ctl. */
+static void dl_open(dl_state *d)
+{
+    /* O_EXCL and O_NOFOLLOW: never write through a file or symlink someone left there. */
+    int rc = uv_fs_open(d->op->c->loop, &d->ctl, d->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+                        0644, dl_on_open);
+    if (rc != 0) {
+        d->ctl_busy = 0;
+        dl_fail(d, SKY_EIO, "open", rc);
+        dl_check_end(d);
+        sky__blob_op_unref(d->op);
+    }
+}
+
+static void dl_on_stale_unlink(uv_fs_t *req)
+{
+    dl_state *d = req->data;
+    uv_fs_req_cleanup(req);
+    if (d->op->err.code != 0) {
+        d->ctl_busy = 0;
+        dl_check_end(d);
+        sky__blob_op_unref(d->op);
+        return;
+    }
+    dl_open(d);
 }
 
 static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
@@ -308,14 +377,9 @@ static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_
     d->ctl.data = d;
     d->ctl_busy = 1;
     d->op->refs++;
-    int rc = uv_fs_open(d->op->c->loop, &d->ctl, d->path, O_WRONLY | O_CREAT | O_TRUNC, 0644,
-                        dl_on_open);
-    if (rc != 0) {
-        d->op->refs--;
-        d->ctl_busy = 0;
-        dl_fail(d, SKY_EIO, "open", rc);
-        dl_check_end(d);
-    }
+    /* A partial file a crashed run left behind would make the O_EXCL open fail forever. */
+    if (uv_fs_unlink(d->op->c->loop, &d->ctl, d->tmp, dl_on_stale_unlink) != 0)
+        dl_open(d);
 }
 
 static dl_state *dl_new(sky_blob_client *c, const char *container, const char *blob,
@@ -328,11 +392,15 @@ static dl_state *dl_new(sky_blob_client *c, const char *container, const char *b
     d->container = strdup(container);
     d->blob = strdup(blob);
     d->path = strdup(path);
+    size_t pl = strlen(path);
+    d->tmp = malloc(pl + sizeof(".skyio-partial"));
+    if (d->tmp)
+        memcpy(d->tmp, path, pl), memcpy(d->tmp + pl, ".skyio-partial", sizeof(".skyio-partial"));
     d->block_size = to && to->block_size ? to->block_size : c->o.block_size;
     d->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
     d->on_progress = to ? to->on_progress : NULL;
     d->progress_ud = to ? to->progress_user_data : NULL;
-    if (!d->container || !d->blob || !d->path) {
+    if (!d->container || !d->blob || !d->path || !d->tmp) {
         dl_free(d);
         return NULL;
     }

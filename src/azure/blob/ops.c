@@ -13,13 +13,25 @@ typedef enum simple_kind { K_PLAIN, K_EXISTS, K_LIST, K_GET, K_PROPS } simple_ki
 typedef struct simple_state {
     simple_kind kind;
     char *body; /* a PUT body we own */
+    size_t body_len;
+    /* A large put waits for its hash in the thread pool: the request to send after it. */
+    char *url;
+    sky_headers *headers;
+    sky_blob_op *op; /* for the work's callback */
+    char md5[32];
+    uv_work_t work;
 } simple_state;
+
+/* Above this a put's MD5 is computed in the thread pool, not on the loop (rule 1). */
+#define PUT_INLINE_MD5_MAX (64u * 1024)
 
 static void simple_free(void *p)
 {
     simple_state *s = p;
     if (s) {
         free(s->body);
+        free(s->url);
+        sky_headers_free(s->headers);
         free(s);
     }
 }
@@ -121,10 +133,9 @@ static void simple_done(sky__blob_req *r, int status, const sky_headers *h, sky_
     sky__blob_op_report(op, &rep, NULL);
 }
 
-/* Make the op and start its one request; the op owns @p body_owned (freed on failure too). */
-static int simple_start(sky_blob_client *c, simple_kind kind, const char *method, sky_buf *url,
-                        const sky_headers *h, char *body_owned, size_t body_len,
-                        sky_blob_done_cb cb, void *ud, sky_blob_op **out_op, sky_error *err)
+/* Make an op of @p kind owning @p body_owned (freed on failure too); NULL on out of memory. */
+static sky_blob_op *simple_op_new(sky_blob_client *c, simple_kind kind, char *body_owned,
+                                  size_t body_len, sky_blob_done_cb cb, void *ud)
 {
     sky_blob_op *op = NULL;
     simple_state *s = calloc(1, sizeof(*s));
@@ -133,24 +144,44 @@ static int simple_start(sky_blob_client *c, simple_kind kind, const char *method
     if (op == NULL) {
         free(s);
         free(body_owned);
-        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+        return NULL;
     }
     s->kind = kind;
     s->body = body_owned;
+    s->body_len = body_len;
     op->state = s;
     op->state_free = simple_free;
+    return op;
+}
+
+/* Start the op's one request; the op keeps the body, url and headers are copied. */
+static int simple_send(sky_blob_op *op, const char *method, const char *url, const sky_headers *h,
+                       sky_error *err)
+{
+    simple_state *s = op->state;
     sky__blob_req_options o;
     memset(&o, 0, sizeof(o));
     o.method = method;
-    o.url = url->data;
+    o.url = url;
     o.headers = h;
-    o.body = body_owned;
-    o.body_len = body_len;
-    o.not_found_ok = kind == K_EXISTS;
-    o.max_body = kind == K_GET ? 64u * 1024 * 1024 : 0;
+    o.body = s->body;
+    o.body_len = s->body_len;
+    o.not_found_ok = s->kind == K_EXISTS;
+    o.max_body = s->kind == K_GET ? 64u * 1024 * 1024 : 0;
     o.cb = simple_done;
     o.user_data = op;
-    int rc = sky__blob_req_start(op, &o, err);
+    return sky__blob_req_start(op, &o, err);
+}
+
+/* Make the op and start its one request; the op owns @p body_owned (freed on failure too). */
+static int simple_start(sky_blob_client *c, simple_kind kind, const char *method, sky_buf *url,
+                        const sky_headers *h, char *body_owned, size_t body_len,
+                        sky_blob_done_cb cb, void *ud, sky_blob_op **out_op, sky_error *err)
+{
+    sky_blob_op *op = simple_op_new(c, kind, body_owned, body_len, cb, ud);
+    if (op == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    int rc = simple_send(op, method, url->data, h, err);
     if (rc != 0) {
         op->reported = 1; /* the callback must never run */
         sky__blob_op_unref(op);
@@ -299,19 +330,61 @@ static void md5_b64(sky_span data, char *out)
     EVP_EncodeBlock((unsigned char *)out, md, (int)n);
 }
 
-static int put_headers(sky_headers *h, sky_span data, const char *ctype, const sky_headers *meta)
+static int put_headers(sky_headers *h, const char *ctype, const sky_headers *meta)
 {
-    char md5[32];
-    md5_b64(data, md5);
     int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-blob-type"), SKY_SPAN_LIT("BlockBlob"));
     if (rc == 0)
         rc = sky_headers_add(h, SKY_SPAN_LIT("Content-Type"),
                              sky_span_cstr(ctype ? ctype : "application/octet-stream"));
     if (rc == 0)
-        rc = sky_headers_add(h, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(md5));
-    if (rc == 0)
         rc = add_meta_to(h, meta);
     return rc;
+}
+
+static void put_md5_work(uv_work_t *w)
+{
+    simple_state *s = w->data;
+    md5_b64(sky_span_make(s->body, s->body_len), s->md5);
+}
+
+/* Back on the loop: send the put, or report the cancel that came while hashing. */
+static void put_md5_after(uv_work_t *w, int status)
+{
+    sky_blob_op *op = ((simple_state *)w->data)->op;
+    simple_state *s = op->state;
+    sky_error e;
+    sky_error_clear(&e);
+    if (op->err.code != 0) {
+        sky__blob_op_report(op, NULL, &op->err);
+    } else if (status != 0) {
+        sky_error_set(&e, SKY_EINTERNAL, "blob put: the hash did not run");
+        sky__blob_op_report(op, NULL, &e);
+    } else if (sky_headers_add(s->headers, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(s->md5)) !=
+                   0 ||
+               simple_send(op, "PUT", s->url, s->headers, &e) != 0) {
+        if (e.code == 0)
+            sky_error_set(&e, SKY_ENOMEM, "out of memory");
+        sky__blob_op_report(op, NULL, &e);
+    }
+    sky__blob_op_unref(op);
+}
+
+/* A large put: the op waits for the hash in the thread pool, then sends. Takes @p h. */
+static int put_after_hash(sky_blob_op *op, sky_buf *url, sky_headers *h, sky_error *err)
+{
+    simple_state *s = op->state;
+    s->headers = h;
+    s->url = strdup(url->data);
+    s->op = op;
+    s->work.data = s;
+    op->refs++;
+    if (s->url == NULL || uv_queue_work(op->c->loop, &s->work, put_md5_work, put_md5_after) != 0) {
+        op->refs--;
+        op->reported = 1; /* the callback must never run */
+        sky__blob_op_unref(op);
+        return sky_error_set(err, SKY_ENOMEM, "blob put: cannot queue the hash");
+    }
+    return 0;
 }
 
 int sky_blob_put(sky_blob_client *c, const char *container, const char *blob, sky_span data,
@@ -330,12 +403,31 @@ int sky_blob_put(sky_blob_client *c, const char *container, const char *blob, sk
     char *copy = malloc(data.len ? data.len : 1);
     rc = h && copy ? sky__blob_url(c, container, blob, NULL, &url) : SKY_ENOMEM;
     if (rc == 0)
-        rc = put_headers(h, data, content_type, metadata);
-    if (rc == 0) {
-        if (data.len)
+        rc = put_headers(h, content_type, metadata);
+    if (rc == 0 && data.len > PUT_INLINE_MD5_MAX) {
+        memcpy(copy, data.ptr, data.len);
+        sky_blob_op *op = simple_op_new(c, K_PLAIN, copy, data.len, cb, ud);
+        copy = NULL; /* the op owns it, or freed it */
+        if (op == NULL) {
+            rc = sky_error_set(err, SKY_ENOMEM, "out of memory");
+        } else {
+            rc = put_after_hash(op, &url, h, err);
+            h = NULL; /* the op took it, or freed it with itself */
+        }
+        if (rc == 0 && out_op)
+            *out_op = op;
+    } else if (rc == 0) {
+        char md5[32];
+        md5_b64(data, md5);
+        rc = sky_headers_add(h, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(md5));
+        if (rc == 0 && data.len)
             memcpy(copy, data.ptr, data.len);
-        rc = simple_start(c, K_PLAIN, "PUT", &url, h, copy, data.len, cb, ud, out_op, err);
-        copy = NULL;
+        if (rc == 0) {
+            rc = simple_start(c, K_PLAIN, "PUT", &url, h, copy, data.len, cb, ud, out_op, err);
+            copy = NULL;
+        } else {
+            sky_error_set(err, rc, "blob: cannot build the request");
+        }
     } else {
         sky_error_set(err, rc, "blob: cannot build the request");
     }

@@ -427,7 +427,10 @@ static void up_on_recheck(uv_fs_t *req)
     else if ((int64_t)req->statbuf.st_size != u->size ||
              req->statbuf.st_mtim.tv_sec != u->mtime.tv_sec ||
              req->statbuf.st_mtim.tv_nsec != u->mtime.tv_nsec)
-        up_fail(u, SKY_EIO, "the file changed while uploading; nothing was committed");
+        up_fail(u, SKY_EIO,
+                u->slots && u->slots[0].single
+                    ? "the file changed while uploading; the blob may not match it"
+                    : "the file changed while uploading; nothing was committed");
     uv_fs_req_cleanup(req);
     up_check_end(u);
     sky__blob_op_unref(op);
@@ -459,6 +462,12 @@ static void up_check_end(up_state *u)
             up_commit(u);
         else
             up_recheck(u);
+        return;
+    }
+    /* A single put is sent whole, but its bytes were read over time: check them too. */
+    if (u->op->err.code == 0 && !u->rechecked && u->staged == u->nblocks && u->slots &&
+        u->slots[0].single) {
+        up_recheck(u);
         return;
     }
     up_close(u);
