@@ -195,7 +195,9 @@ SKY_EXTERN int sky_arm_lro_begin(sky_arm_client *c, const sky_arm_lro_options *o
 /**
  * Keep waiting for an operation from its resume token (any process may do
  * it). @p o gives the callbacks and timing; its method, path and body are
- * ignored. Returns 0, or SKY_EINVAL for a malformed token, with @p err.
+ * ignored. Returns 0 (on_done will run, from the loop, never inside this
+ * call), or SKY_EINVAL for a malformed token or one naming a URL outside the
+ * client's endpoint (scheme, host and port), with @p err (on_done never runs).
  */
 SKY_EXTERN int sky_arm_lro_resume(sky_arm_client *c, const char *token,
                                   const sky_arm_lro_options *o, sky_arm_lro **out_op,

@@ -83,7 +83,7 @@ void sky_cli_arm_print_flags(FILE *out, int cmd_mask)
     }
     fputs("\nAuth: $SKYIO_ARM_TOKEN when set (a bearer token, e.g. for tests), otherwise the\n"
           "default credential chain (environment, workload identity, managed identity, Azure\n"
-          "CLI) for scope " SKY_ARM_SCOPE ".\n",
+          "CLI) for scope <endpoint>/.default (" SKY_ARM_SCOPE " on public Azure).\n",
           out);
 }
 

@@ -14,6 +14,7 @@
  *   skyio-mock-cancel: any    its operations end Canceled
  *   skyio-mock-polls: N       polls before its operations end
  *   skyio-mock-style: S       async | location | state
+ *   skyio-mock-link-base: U   its operation URLs start with U (a foreign host, for tests)
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -240,16 +241,16 @@ static const char *tag(const json_t *res, const char *name)
 
 /* ---- operations ---- */
 
-static void op_urls(sky__mock_arm *a, const path *p, const char *op_id, int style, int kind,
-                    reply *rp)
+static void op_urls(sky__mock_arm *a, const path *p, const char *base, const char *op_id, int style,
+                    int kind, reply *rp)
 {
     char async_url[512], loc[512];
     snprintf(async_url, sizeof(async_url),
-             "%s/subscriptions/%s/providers/skyio.mock/operations/%s?api-version=" OP_API, p->base,
+             "%.128s/subscriptions/%s/providers/skyio.mock/operations/%s?api-version=" OP_API, base,
              p->seg[1], op_id);
     snprintf(loc, sizeof(loc),
-             "%s/subscriptions/%s/providers/skyio.mock/operationResults/%s?api-version=" OP_API,
-             p->base, p->seg[1], op_id);
+             "%.128s/subscriptions/%s/providers/skyio.mock/operationResults/%s?api-version=" OP_API,
+             base, p->seg[1], op_id);
     rp->retry_after = a->cfg.retry_after_s;
     if (style == ST_ASYNC) {
         memcpy(rp->async_url, async_url, sizeof(async_url));
@@ -437,7 +438,8 @@ static void start_op(sky__mock_arm *a, const path *p, json_t *res, int kind, int
         json_object_set_new(a->state_ops, p->key, json_string(op_id));
     if (kind == OP_ACTION)
         json_object_set_new(op, "action", json_string(p->seg[p->n - 1]));
-    op_urls(a, p, op_id, style, kind, rp);
+    const char *link_base = tag(res, "skyio-mock-link-base");
+    op_urls(a, p, link_base ? link_base : p->base, op_id, style, kind, rp);
     if (kind == OP_PUT) {
         rp->status = style == ST_LOCATION ? 202 : created ? 201 : 200;
         rp->body = style == ST_LOCATION ? NULL : public_copy(res);
@@ -708,11 +710,14 @@ static void list(sky__mock_arm *a, sky_server_req *r, const path *p, match_fn fn
     rp->body = json_pack("{s:o}", "value", items);
     if (more && rp->body) {
         char next[1200];
-        sky_span ver = SKY_SPAN_LIT("");
+        sky_span ver = SKY_SPAN_LIT(""), stuck;
         sky_server_req_query_param(r, "api-version", &ver);
-        snprintf(next, sizeof(next), "%s%.*s?api-version=%.*s&$skiptoken=%ld", p->base,
+        /* ?skyio-mock-stuck=1: a broken server whose nextLink never moves past page 2 */
+        int is_stuck = sky_server_req_query_param(r, "skyio-mock-stuck", &stuck);
+        snprintf(next, sizeof(next), "%s%.*s?api-version=%.*s&$skiptoken=%ld%s", p->base,
                  (int)sky_server_req_path(r).len, sky_server_req_path(r).ptr, (int)ver.len, ver.ptr,
-                 skip + a->cfg.page_size);
+                 is_stuck ? (long)a->cfg.page_size : skip + a->cfg.page_size,
+                 is_stuck ? "&skyio-mock-stuck=1" : "");
         json_object_set_new(rp->body, "nextLink", json_string(next));
     }
 }

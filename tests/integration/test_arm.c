@@ -421,6 +421,16 @@ static void test_paging_many_pages(void **state)
     assert_int_equal(t.seen, 25);
     assert_int_equal(json_object_size(t.names), 25); /* no item twice */
     json_decref(t.names);
+    /* a nextLink that repeats the last one is a server bug: stop, do not page forever */
+    memset(&t, 0, sizeof(t));
+    t.names = json_object();
+    lo.path = RG "/providers/Microsoft.Storage/storageAccounts?skyio-mock-stuck=1";
+    lo.api_version = API;
+    assert_int_equal(sky_arm_list_start(e.arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e.loop, &t.done, 30000), 1);
+    assert_int_equal(t.err_code, SKY_EPROTO);
+    assert_int_equal(t.pages, 2);
+    json_decref(t.names);
     /* the command streams the same as JSON lines */
     snprintf(cmd, sizeof(cmd),
              "SKYIO_ARM_TOKEN=t %s arm list %s/providers/Microsoft.Storage/storageAccounts "
@@ -706,6 +716,174 @@ static void test_no_token_is_refused(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* Two operations in flight, the client freed from the first one's progress callback:
+ * the second's call is cancelled later (the pipeline's free is deferred), after the
+ * client's memory is gone. Each callback runs once; ASan sees no use after free. */
+typedef struct two_ops {
+    env *e;
+    outcome a, b;
+} two_ops;
+
+static void begin_b(two_ops *t)
+{
+    sky_arm_lro_options lo;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_arm_lro_options_init(&lo);
+    lo.path = ST "fb";
+    lo.api_version = API;
+    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    lo.on_done = on_done;
+    lo.user_data = &t->b;
+    assert_int_equal(sky_arm_lro_begin(t->e->arm, &lo, NULL, &err), 0);
+}
+
+static void on_progress_free(sky_arm_lro *op, const sky_arm_lro_progress *p, void *ud)
+{
+    two_ops *t = ud;
+    (void)op;
+    (void)p;
+    t->a.progress_calls++;
+    begin_b(t); /* its call is surely still out when the client goes */
+    sky_arm_client_free(t->e->arm);
+    t->e->arm = NULL;
+}
+
+static void on_done_a(sky_arm_lro *op, const sky_arm_lro_result *res, const sky_error *err,
+                      void *ud)
+{
+    two_ops *t = ud;
+    on_done(op, res, err, &t->a);
+}
+
+static void test_client_free_from_callback(void **state)
+{
+    static const char *const args[] = {"--arm-retry-after", "60", NULL};
+    env e;
+    two_ops t;
+    sky_arm_lro_options lo;
+    sky_error err;
+    (void)state;
+    env_start(&e, args, 10);
+    make_group(&e);
+    memset(&t, 0, sizeof(t));
+    t.e = &e;
+    sky_error_clear(&err);
+    sky_arm_lro_options_init(&lo);
+    lo.path = ST "fa";
+    lo.api_version = API;
+    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    lo.on_progress = on_progress_free;
+    lo.on_done = on_done_a;
+    lo.user_data = &t;
+    assert_int_equal(sky_arm_lro_begin(e.arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e.loop, &t.b.done, 10000), 1);
+    sky_test_run_until(e.loop, &t.b.progress_calls, 200); /* let anything late show up */
+    assert_int_equal(t.a.progress_calls, 1);
+    assert_int_equal(t.a.done, 1);
+    assert_int_equal(t.a.err_code, SKY_ECANCELED);
+    assert_int_equal(t.b.done, 1);
+    assert_int_equal(t.b.err_code, SKY_ECANCELED);
+    outcome_free(&t.a);
+    outcome_free(&t.b);
+    env_stop(&e);
+}
+
+/* base64url of @p json, as a resume token is written. */
+static void make_token(const char *json, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)json, (int)strlen(json));
+    for (int i = 0; i < n; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    while (n > 0 && out[n - 1] == '=')
+        out[--n] = '\0';
+}
+
+static int resume(env *e, const char *token, outcome *o, sky_error *err)
+{
+    sky_arm_lro_options lo;
+    sky_arm_lro_options_init(&lo);
+    lo.on_progress = on_progress;
+    lo.on_done = on_done;
+    lo.user_data = o;
+    return sky_arm_lro_resume(e->arm, token, &lo, NULL, err);
+}
+
+/* A resume token naming another host is refused before anything is sent; a good one
+ * never calls back from inside sky_arm_lro_resume, and exactly once from the loop. */
+static void test_resume_rules(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "2", NULL};
+    env e;
+    outcome o;
+    sky_arm_lro_options lo;
+    sky_error err;
+    char json[1024], token[2048];
+    (void)state;
+    env_start(&e, args, 10);
+    make_group(&e);
+    memset(&o, 0, sizeof(o));
+    sky_error_clear(&err);
+    /* elsewhere: SKY_EINVAL at once, no callback ever */
+    snprintf(json, sizeof(json),
+             "{\"v\":1,\"m\":\"PUT\",\"s\":\"async\",\"r\":\"%s" ST "x\","
+             "\"p\":\"http://127.0.0.1:1/op\"}",
+             e.mock.base_url);
+    make_token(json, token);
+    assert_int_equal(resume(&e, token, &o, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "resume token"));
+    assert_int_equal(sky_test_run_until(e.loop, &o.done, 200), 0);
+    /* a real token: started, not waited for */
+    sky_arm_lro_options_init(&lo);
+    lo.path = ST "rr";
+    lo.api_version = API;
+    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    lo.no_wait = 1;
+    lo.on_done = on_done;
+    lo.user_data = &o;
+    assert_int_equal(sky_arm_lro_begin(e.arm, &lo, NULL, &err), 0);
+    assert_int_equal(sky_test_run_until(e.loop, &o.done, 10000), 1);
+    assert_non_null(o.token);
+    snprintf(token, sizeof(token), "%s", o.token);
+    outcome_free(&o);
+    assert_int_equal(resume(&e, token, &o, &err), 0);
+    assert_int_equal(o.done, 0); /* not from inside the call */
+    assert_int_equal(sky_test_run_until(e.loop, &o.done, 10000), 1);
+    assert_int_equal(o.err_code, 0);
+    assert_string_equal(o.status, "Succeeded");
+    outcome_free(&o);
+    /* resumed, then the client freed before the loop runs: cancelled, once */
+    assert_int_equal(resume(&e, token, &o, &err), 0);
+    assert_int_equal(o.done, 0);
+    sky_arm_client_free(e.arm);
+    e.arm = NULL;
+    assert_int_equal(o.done, 1);
+    assert_int_equal(o.err_code, SKY_ECANCELED);
+    sky_test_run_until(e.loop, &o.progress_calls, 200);
+    assert_int_equal(o.done, 1);
+    outcome_free(&o);
+    env_stop(&e);
+}
+
+/* An operation URL on another host is refused (SKY_EPROTO, not the connection error a
+ * request to port 1 would give): the token never goes there. */
+static void test_foreign_poll_url_refused(void **state)
+{
+    env e;
+    outcome o;
+    (void)state;
+    env_start(&e, NULL, 10);
+    make_group(&e);
+    memset(&o, 0, sizeof(o));
+    run_op(&e, "PUT", ST "fx",
+           "{\"location\":\"w\",\"tags\":{\"skyio-mock-link-base\":\"http://127.0.0.1:1\"}}", 0,
+           &o);
+    assert_int_equal(o.err_code, SKY_EPROTO);
+    assert_non_null(strstr(o.message, "refusing to send the ARM token"));
+    outcome_free(&o);
+    env_stop(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -721,6 +899,9 @@ int main(void)
         cmocka_unit_test(test_group_and_vm_commands),
         cmocka_unit_test(test_put_many_from_file),
         cmocka_unit_test(test_no_token_is_refused),
+        cmocka_unit_test(test_client_free_from_callback),
+        cmocka_unit_test(test_resume_rules),
+        cmocka_unit_test(test_foreign_poll_url_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

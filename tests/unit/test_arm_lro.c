@@ -261,6 +261,21 @@ static void test_retry_after_date_uses_clock(void **state)
 
 /* ---- resume token ---- */
 
+/* A Retry-After of a day is clamped to 10 minutes; 0 stays "poll again now". */
+static void test_retry_after_clamped(void **state)
+{
+    fixture *f = *state;
+    hdr(f, "Location", LOC);
+    hdr(f, "Retry-After", "86400");
+    assert_int_equal(first(f, "PUT", 202, ""), 0);
+    assert_int_equal(f->d.step, SKY__ARM_POLL);
+    assert_int_equal(f->d.delay_ms, 600000);
+    sky_headers_clear(f->h);
+    hdr(f, "Retry-After", "0");
+    assert_int_equal(next(f, 202, ""), 0);
+    assert_int_equal(f->d.delay_ms, 0);
+}
+
 static void test_token_round_trip(void **state)
 {
     fixture *f = *state;
@@ -493,6 +508,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_done_at_first_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_reply_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_date_uses_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_clamped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_round_trip, setup, teardown),
         cmocka_unit_test(test_token_malformed_rejected),
         cmocka_unit_test(test_error_from_reply),

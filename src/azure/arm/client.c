@@ -241,6 +241,7 @@ struct sky_arm_list {
     sky_call *call;
     sky_arm_list_options o;
     char *api_version; /* o.api_version's copy: every page's URL needs it */
+    char *last_next;   /* the nextLink followed last: one that repeats would loop forever */
     size_t pages, items;
     int canceled;
 };
@@ -254,6 +255,7 @@ static void list_end(sky_arm_list *l, const sky_error *err)
 {
     l->o.on_done(l, l->pages, l->items, err, l->o.user_data);
     free(l->api_version);
+    free(l->last_next);
     free(l);
 }
 
@@ -281,6 +283,18 @@ static int list_page(sky_arm_list *l, sky_span body, const char **next, json_t *
     return 0;
 }
 
+/* A nextLink equal to the last one would page forever (a server bug): stop there. */
+static int next_ok(sky_arm_list *l, const char *next, sky_error *err)
+{
+    if (l->last_next && strcmp(l->last_next, next) == 0)
+        return sky_error_set(err, SKY_EPROTO, "page %zu of the list repeats the previous nextLink",
+                             l->pages);
+    free(l->last_next);
+    if ((l->last_next = strdup(next)) == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    return 0;
+}
+
 static void on_list_page(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     sky_arm_list *l = ud;
@@ -290,7 +304,8 @@ static void on_list_page(sky_call *call, const sky_call_result *res, const sky_e
     (void)call;
     l->call = NULL;
     map_error(res, err, &e);
-    if (err == NULL && list_page(l, res->body, &next, &j, &e) == 0 && next && !l->canceled)
+    if (err == NULL && list_page(l, res->body, &next, &j, &e) == 0 && next && !l->canceled &&
+        next_ok(l, next, &e) == 0)
         list_fetch(l, next, &e);
     json_decref(j);
     if (e.code == 0 && l->canceled)
@@ -374,6 +389,8 @@ void sky_arm_lro_options_init(sky_arm_lro_options *o)
 static void lro_unlink(sky_arm_lro *op)
 {
     sky_arm_client *c = op->c;
+    if (c == NULL)
+        return; /* already unlinked by sky_arm_client_free, whose client may be gone */
     if (op->prev)
         op->prev->next = op->next;
     else if (c->lros == op)
@@ -479,6 +496,11 @@ static void report_progress(sky_arm_lro *op, const sky__arm_decision *d)
 static void lro_wait(sky_arm_lro *op, const sky__arm_decision *d)
 {
     uint64_t delay = d->delay_ms;
+    uint64_t floor = op->o.poll_interval_ms < SKY__ARM_MIN_POLL_WAIT_MS ? op->o.poll_interval_ms
+                                                                        : SKY__ARM_MIN_POLL_WAIT_MS;
+    /* "Retry-After: 0" means poll again now, not poll in a tight loop. */
+    if (delay < floor)
+        delay = floor;
     op->phase = PHASE_WAIT;
     report_progress(op, d);
     if (op->phase != PHASE_WAIT)
@@ -539,8 +561,10 @@ static void on_lro_reply(sky_call *call, const sky_call_result *res, const sky_e
     op->call = NULL;
     uv_timer_stop(&op->timer);
     sky_error_clear(&e);
-    if (op->timed_out || op->canceled || (err && res->status == 0)) {
-        if (op->timed_out)
+    if (op->c == NULL || op->timed_out || op->canceled || (err && res->status == 0)) {
+        if (op->c == NULL)
+            sky_error_set(&e, SKY_ECANCELED, "the ARM client was freed");
+        else if (op->timed_out)
             sky_error_set(&e, SKY_ETIMEDOUT, "gave up waiting for the operation (timeout)");
         else if (op->canceled)
             sky_error_set(&e, SKY_ECANCELED, "stopped waiting for the operation");
@@ -653,6 +677,14 @@ int sky_arm_lro_begin(sky_arm_client *c, const sky_arm_lro_options *o, sky_arm_l
     return 0;
 }
 
+/* Every URL of a resume token must be the client's own: the token is user input. */
+static int token_origin_ok(const sky_arm_client *c, const sky__arm_lro_state *st)
+{
+    return sky__arm_same_origin(c->endpoint, st->resource_url) &&
+           sky__arm_same_origin(c->endpoint, st->poll_url) &&
+           (st->final_url == NULL || sky__arm_same_origin(c->endpoint, st->final_url));
+}
+
 int sky_arm_lro_resume(sky_arm_client *c, const char *token, const sky_arm_lro_options *o,
                        sky_arm_lro **out_op, sky_error *err)
 {
@@ -664,6 +696,13 @@ int sky_arm_lro_resume(sky_arm_client *c, const char *token, const sky_arm_lro_o
     int rc = sky__arm_token_decode(token, &st, err);
     if (rc < 0)
         return rc;
+    if (!token_origin_ok(c, &st)) {
+        sky__arm_lro_state_free(&st);
+        return sky_error_set(err, SKY_EINVAL,
+                             "resume token: refusing to send the ARM token to a URL outside %s "
+                             "(the token names another host)",
+                             c->endpoint);
+    }
     sky_arm_lro *op = lro_new(c, o);
     if (op == NULL) {
         sky__arm_lro_state_free(&st);
@@ -672,8 +711,10 @@ int sky_arm_lro_resume(sky_arm_client *c, const char *token, const sky_arm_lro_o
     op->st = st;
     op->o.method = op->st.method;
     op->o.no_wait = 0;
-    op->polls = 1;
-    lro_get(op, op->st.poll_url, PHASE_POLL);
+    /* The first poll starts from the loop, as sky_call_start does: a poll that cannot
+     * start then ends the operation there, never inside this call. */
+    op->phase = PHASE_WAIT;
+    uv_timer_start(&op->timer, on_lro_timer, 0, 0);
     if (out_op)
         *out_op = op;
     return 0;
@@ -699,7 +740,10 @@ void sky_arm_client_free(sky_arm_client *c)
     while (c->lros) {
         sky_arm_lro *op = c->lros;
         if (op->call) {
-            lro_unlink(op); /* its call's cancel below ends it */
+            /* Its call's cancel below ends it, maybe later (deferred when we are in a
+             * callback) and after c is freed: so it must forget c. */
+            lro_unlink(op);
+            op->c = NULL;
             continue;
         }
         lro_fail(op, SKY_ECANCELED, "the ARM client was freed");

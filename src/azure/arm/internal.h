@@ -26,6 +26,12 @@ typedef struct sky__arm_decision {
     char status[32]; /* what the service says: "InProgress", "Succeeded", a state ... */
 } sky__arm_decision;
 
+/* The longest wait a Retry-After may ask for between polls. */
+#define SKY__ARM_MAX_POLL_WAIT_MS 600000u
+/* The shortest (Retry-After: 0 included) unless the caller's own interval is shorter:
+ * at most about 10 polls a second. */
+#define SKY__ARM_MIN_POLL_WAIT_MS 100u
+
 void sky__arm_lro_state_free(sky__arm_lro_state *s);
 
 /*

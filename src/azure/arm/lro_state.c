@@ -124,8 +124,10 @@ static int is_put_or_patch(const sky__arm_lro_state *s)
 static uint64_t wait_ms(const sky_headers *h, uint64_t interval_ms, const sky_clock *clock)
 {
     int64_t ms;
+    /* A server's (or a proxy's) Retry-After of days must not stall an operation that
+     * could be checked: wait at most 10 minutes between polls. */
     if (h && sky_parse_retry_after_ms(h, clock, &ms) == 0 && ms >= 0)
-        return (uint64_t)ms;
+        return ms > SKY__ARM_MAX_POLL_WAIT_MS ? SKY__ARM_MAX_POLL_WAIT_MS : (uint64_t)ms;
     return interval_ms;
 }
 
