@@ -22,7 +22,11 @@ typedef struct sky_http_client_options {
     int http2_prior_knowledge;  /**< speak HTTP/2 over cleartext (h2c) directly; default 0 */
     long max_host_connections;  /**< 0: no limit (curl's default) */
     long max_total_connections; /**< 0: no limit */
-    long recv_buffer_size;      /**< curl's receive buffer per transfer; default 8192 */
+    long recv_buffer_size;      /**< curl's receive buffer per transfer; default 2048 */
+    /** curl's send buffer per transfer, 16384..2097152; default 16384 (its minimum: with
+     *  thousands of small requests in flight it adds up). Large streamed uploads go
+     *  faster with more (fewer reads and send calls). */
+    long upload_buffer_size;
     /** Independent curl multi handles the transfers are spread over; default 1. libcurl
      *  7.88 searches all of a host's connections for each new transfer: with thousands in
      *  flight, about one shard per 500 keeps that cheap. Connections are reused within a
@@ -65,7 +69,19 @@ typedef struct sky_http_response {
 /** The response's status and headers have arrived (before any body). */
 typedef void (*sky_http_headers_cb)(sky_http_request *req, int status, const sky_headers *headers,
                                     void *user_data);
-/** A chunk of the body. Return 0 to go on, nonzero to cancel the request. */
+/**
+ * Returned by a body reader or a body callback to pause the transfer (in that
+ * direction) until sky_http_request_resume: back-pressure for bodies streamed
+ * from or to slower places, such as files through libuv. A paused body
+ * callback gets the same chunk again after the resume.
+ */
+#define SKY_HTTP_PAUSE (-0x7fff)
+
+/**
+ * A chunk of the body. Return 0 to go on, SKY_HTTP_PAUSE to hold the rest
+ * (this chunk comes again after sky_http_request_resume), any other nonzero
+ * value to cancel the request.
+ */
 typedef int (*sky_http_body_cb)(sky_http_request *req, const char *data, size_t len,
                                 void *user_data);
 /**
@@ -78,7 +94,9 @@ typedef void (*sky_http_done_cb)(sky_http_request *req, const sky_http_response 
                                  const sky_error *err, void *user_data);
 /**
  * Supply up to @p cap bytes of a streamed request body into @p out. Return the
- * count written, 0 at the end, or a negative SKY_E code to fail the request.
+ * count written, 0 at the end, SKY_HTTP_PAUSE when nothing is ready yet (call
+ * sky_http_request_resume once it is), or a negative SKY_E code to fail the
+ * request.
  */
 typedef long (*sky_http_read_cb)(char *out, size_t cap, void *user_data);
 
@@ -115,6 +133,14 @@ SKY_EXTERN int sky_http_request_send(sky_http_client *client, const sky_http_req
  * already finished its transfer but not yet reported is also a cancel.
  */
 SKY_EXTERN void sky_http_request_cancel(sky_http_request *req);
+
+/**
+ * Continue a transfer paused by SKY_HTTP_PAUSE (either direction). Does
+ * nothing for a request that is not paused or was cancelled. The body
+ * callback may run from inside this call with the chunk it held back. Not
+ * allowed after the done callback (the request is gone).
+ */
+SKY_EXTERN void sky_http_request_resume(sky_http_request *req);
 
 /** Map a CURLcode to a SKY_E code and whether a retry could help. */
 SKY_EXTERN int sky_http_map_curl_code(int curl_code, int *out_retryable);

@@ -58,6 +58,8 @@ struct sky_http_request {
     uint64_t started_ns;
     int headers_reported;
     int canceled;
+    int paused;                    /* CURLPAUSE_RECV / CURLPAUSE_SEND bits now held */
+    int was_paused;                /* its easy handle is not recycled: curl may keep pause state */
     sky_http_request *prev, *next; /* in client->active or client->canceled */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -118,6 +120,7 @@ void sky_http_client_options_init(sky_http_client_options *o)
     o->verify_peer = 1;
     o->http2 = 1;
     o->recv_buffer_size = 2048;
+    o->upload_buffer_size = 16384;
     o->shards = 1;
 }
 
@@ -339,6 +342,11 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
         r->client->in_callback++;
         int stop = r->on_body(r, data, len, r->user_data);
         r->client->in_callback--;
+        if (stop == SKY_HTTP_PAUSE && !r->canceled) {
+            r->paused |= CURLPAUSE_RECV;
+            r->was_paused = 1;
+            return CURL_WRITEFUNC_PAUSE;
+        }
         if (stop) {
             sky_error_set(&r->err, SKY_ECANCELED, "canceled by the body callback");
             return 0;
@@ -358,6 +366,11 @@ static size_t on_read(char *out, size_t size, size_t n, void *userp)
 {
     sky_http_request *r = userp;
     long got = r->body_reader(out, size * n, r->user_data);
+    if (got == SKY_HTTP_PAUSE) {
+        r->paused |= CURLPAUSE_SEND;
+        r->was_paused = 1;
+        return CURL_READFUNC_PAUSE;
+    }
     if (got < 0) {
         sky_error_set(&r->err, (int)got, "request body reader failed");
         return CURL_READFUNC_ABORT;
@@ -371,7 +384,7 @@ static void request_free(sky_http_request *r)
 {
     sky_http_client *c = r->client;
     if (r->easy) {
-        if (c->n_spare < c->cap_spare && !c->closing) {
+        if (c->n_spare < c->cap_spare && !c->closing && !r->was_paused) {
             curl_easy_reset(r->easy);
             c->spare[c->n_spare++] = r->easy;
         } else {
@@ -526,6 +539,11 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
         return SKY_ENOMEM;
     if (c->opts.max_response_bytes == 0)
         c->opts.max_response_bytes = SKY_DEFAULT_MAX_RESPONSE;
+    /* curl's own bounds for its upload buffer */
+    if (c->opts.upload_buffer_size < 16384)
+        c->opts.upload_buffer_size = 16384;
+    if (c->opts.upload_buffer_size > 2 * 1024 * 1024)
+        c->opts.upload_buffer_size = 2 * 1024 * 1024;
     c->no_proxy_env = !proxy_env_set();
     c->opts.ca_file = c->ca_file;
     c->opts.user_agent = c->user_agent;
@@ -760,9 +778,9 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
         curl_easy_setopt(e, CURLOPT_PROXY, "");
     if (c->opts.recv_buffer_size > 0)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->opts.recv_buffer_size);
-    /* curl's smallest upload buffer: bodies here are small, and with
+    /* By default curl's smallest upload buffer: bodies here are small, and with
      * thousands of transfers in flight its 64 KiB default adds up. */
-    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, c->opts.upload_buffer_size);
     long ver = CURL_HTTP_VERSION_1_1;
     if (c->opts.http2_prior_knowledge)
         ver = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
@@ -844,6 +862,21 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
     if (out_req)
         *out_req = r;
     return 0;
+}
+
+void sky_http_request_resume(sky_http_request *r)
+{
+    if (r == NULL || r->canceled || r->paused == 0)
+        return;
+    sky_http_client *c = r->client;
+    r->paused = 0;
+    /* curl may hand the held chunk to the body callback from inside the call:
+     * a cancel or a free from there must wait for the loop, as in any callback. */
+    c->in_callback++;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    c->in_callback--;
+    if (c->free_requested && c->in_callback == 0)
+        sky_http_client_free(c);
 }
 
 void sky_http_request_cancel(sky_http_request *r)

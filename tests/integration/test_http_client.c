@@ -540,6 +540,113 @@ static void test_streamed_request_body(void **state)
     fixture_close(&f);
 }
 
+/*
+ * Back-pressure both ways: the reader says "nothing yet" every other call and a timer
+ * resumes it; the body callback holds every third chunk and a timer resumes it, and the
+ * held chunk must come again, byte for byte. The whole body arrives, in order, once.
+ */
+typedef struct paused {
+    reader rd;
+    uv_timer_t timer;
+    sky_http_request *req;
+    int reader_calls, read_pauses, body_calls, body_pauses, redelivered, mismatched;
+    char held[64];
+    size_t held_len;
+    int holding;
+    sky_buf body;
+    sky_test_result r;
+} paused;
+
+static void paused_wake(uv_timer_t *t)
+{
+    paused *p = t->data;
+    sky_http_request_resume(p->req);
+}
+
+static long paused_reader(char *out, size_t cap, void *ud)
+{
+    paused *p = ud;
+    if (p->reader_calls++ % 2 == 0 && p->rd.off < p->rd.len) {
+        p->read_pauses++;
+        uv_timer_start(&p->timer, paused_wake, 1, 0);
+        return SKY_HTTP_PAUSE;
+    }
+    return read_some(out, cap, &p->rd);
+}
+
+static int paused_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    paused *p = ud;
+    (void)req;
+    if (p->holding) {
+        p->holding = 0;
+        p->redelivered++;
+        size_t n = len < sizeof(p->held) ? len : sizeof(p->held);
+        p->mismatched += n != p->held_len || memcmp(p->held, data, n) != 0;
+    } else if (++p->body_calls % 3 == 0) {
+        p->holding = 1;
+        p->body_pauses++;
+        p->held_len = len < sizeof(p->held) ? len : sizeof(p->held);
+        memcpy(p->held, data, p->held_len);
+        uv_timer_start(&p->timer, paused_wake, 2, 0);
+        return SKY_HTTP_PAUSE;
+    }
+    return sky_buf_append(&p->body, data, len) != 0;
+}
+
+static void paused_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                        void *ud)
+{
+    paused *p = ud;
+    uv_timer_stop(&p->timer);
+    sky_test_on_done(req, res, err, &p->r);
+}
+
+static void test_pause_and_resume(void **state)
+{
+    static const char emb[] =
+        "{\"model\":\"text-embedding-3-large\",\"input\":\"pause me\",\"dimensions\":3072}";
+    fixture f;
+    paused p;
+    sky_http_request_options o;
+    json_error_t je;
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    p.rd.data = emb;
+    p.rd.len = strlen(emb);
+    sky_buf_init(&p.body, 1u << 20);
+    fixture_open(&f, 0, NULL, "/v1/embeddings");
+    uv_timer_init(f.loop, &p.timer);
+    p.timer.data = &p;
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = f.url;
+    o.body_reader = paused_reader;
+    o.body_length = (int64_t)p.rd.len;
+    o.on_body = paused_body;
+    o.on_done = paused_done;
+    o.user_data = &p;
+    assert_int_equal(sky_http_request_send(f.client, &o, &p.req, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &p.r.done, 20000));
+    assert_int_equal(p.r.done, 1);
+    assert_int_equal(p.r.err_code, 0);
+    assert_int_equal(p.r.status, 200);
+    /* the request went in pieces of 7 with a pause before each */
+    assert_true(p.read_pauses >= (int)(p.rd.len / 7));
+    /* the reply (3072 numbers) came in many chunks, a third of them held once */
+    assert_true(p.body_pauses >= 3);
+    assert_int_equal(p.redelivered, p.body_pauses);
+    assert_int_equal(p.mismatched, 0);
+    json_t *j = json_loadb(p.body.data, p.body.len, 0, &je);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(sky_json_path(j, "data.0.embedding")), 3072);
+    json_decref(j);
+    uv_close((uv_handle_t *)&p.timer, NULL);
+    sky_buf_free(&p.body);
+    sky_test_result_free(&p.r);
+    fixture_close(&f);
+}
+
 /* ---- TLS and HTTP/2 ---- */
 
 static void tls_client(fixture *f, const char *ca)
@@ -676,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_fault_stream_cut),
         cmocka_unit_test(test_response_cap),
         cmocka_unit_test(test_streamed_request_body),
+        cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_tls_http2_multiplex),
         cmocka_unit_test(test_tls_refuses_unknown_ca),
         cmocka_unit_test(test_tls_ssl_cert_file),
