@@ -25,8 +25,9 @@ Sizes, the same as skyio's --block-size where the SDK allows (--block-size, defa
   max_chunk_get_size   = block size   (ranged GET size; skyio: --block-size)
   max_single_get_size  = block size   (the first GET; skyio asks for ranges of block size)
 The SDK sends no Content-MD5 unless validate_content=True (left off, its default);
-skyio always sends one per block and stores the file's MD5 on the blob, so skyio does
-that hashing on top.
+skyio by default (--checksum md5) sends one per block and stores the file's MD5 on
+the blob; bench/blob runs the big upload with --checksum none for the same work as the
+SDK, and with the default once more to show what the hashing costs.
 
 Prints one JSON object on stdout:
     {"op", "files", "ok", "failed", "bytes", "seconds", "files_per_second", "mib_per_second"}

@@ -207,7 +207,11 @@ typedef struct sky_blob_transfer_options {
     int concurrency;          /**< 0: the client's */
     const char *content_type; /**< upload; NULL: application/octet-stream */
     const char *content_md5;  /**< upload: base64 MD5 of the whole file, stored on the blob
-                                   (x-ms-blob-content-md5) by Put Block List; NULL: none */
+                                   (x-ms-blob-content-md5) by Put Block List, and sent as
+                                   the Content-MD5 of a single put; NULL: none */
+    int no_block_md5;         /**< upload: no transactional Content-MD5 on each block or
+                                   single put, so no hashing (the Python SDK's default);
+                                   0 (default): every PUT carries one */
     sky_blob_progress_cb on_progress;
     void *progress_user_data;
 } sky_blob_transfer_options;
@@ -219,9 +223,10 @@ SKY_EXTERN void sky_blob_transfer_options_init(sky_blob_transfer_options *o);
  * Larger: Get Block List first, then the missing blocks staged in parallel
  * (Put Block with Content-MD5, block ids derived from the file's size,
  * mtime and the block size, so a rerun after an interruption sends only the
- * blocks the service lacks), then Put Block List. File reads go through
- * uv_fs_read, hashing through the thread pool; memory stays about
- * block_size x concurrency. reply->transfer has the counts. @p to may be NULL.
+ * blocks the service lacks), then Put Block List. Blocks stream from the file
+ * (uv_fs_read) through a 512 KiB buffer per block in flight, whatever the
+ * block size; a block's MD5 is computed in the thread pool before it is sent.
+ * reply->transfer has the counts. @p to may be NULL.
  */
 SKY_EXTERN int sky_blob_upload_file(sky_blob_client *c, const char *container, const char *blob,
                                     const char *path, const sky_blob_transfer_options *to,

@@ -46,6 +46,12 @@ static const char usage[] =
     "      --block-size BYTES      block and range size (default 4194304)\n"
     "      --rollback-on-failure   put -r: when any file fails, delete what this run uploaded\n"
     "      --no-sync               put -r: upload every file even when unchanged\n"
+    "      --checksum MODE         put: md5 (default): hash each file and store its MD5 on\n"
+    "                              the blob, and send a Content-MD5 with every block, which\n"
+    "                              the service checks; none: no hashing (the Python SDK's\n"
+    "                              and AzCopy's default; much less CPU for big files). With\n"
+    "                              none, put -r still hashes a file whose blob has the same\n"
+    "                              size and an MD5, to know whether it changed\n"
     "      --json                  print the summary as one JSON object on stdout\n"
     "      --connection-string S   (default $AZURE_STORAGE_CONNECTION_STRING)\n"
     "      --account-name N        with --account-key or --sas\n"
@@ -59,6 +65,9 @@ static const char usage[] =
     "files are listed at the end while the others finish. Ctrl-C cancels what is running.\n"
     "exit: 0 all done; 1 some files failed; 2 usage; 3 could not start (credentials,\n"
     "network, missing container).\n";
+
+/* curl's receive and send buffers per transfer */
+#define HTTP_BUFFER (128 * 1024)
 
 enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
 enum jstate { J_WAIT, J_RUN, J_DONE, J_FAILED, J_SKIPPED };
@@ -91,6 +100,7 @@ struct blob_app {
     sky_credential *cred;
     sky_storage_account *acct;
     int verb, recursive, sync, rollback, json, tty;
+    int checksum; /* put: hash files and blocks (--checksum md5) */
     long long parallel;
     sky_blob_transfer_options to;
     const char *container;
@@ -302,6 +312,8 @@ static void pump(blob_app *a)
 
 /* ---- put ---- */
 
+static void upload(blob_app *a, job *j);
+
 static void md5_work(uv_work_t *w)
 {
     job *j = w->data;
@@ -349,8 +361,31 @@ static void md5_after(uv_work_t *w, int status)
         job_end(j);
         return;
     }
+    upload(a, j);
+}
+
+/* Hash the file first when its MD5 is to be stored, or is the only way to know
+ * whether the blob already holds it. */
+static void start_put(blob_app *a, job *j)
+{
+    const remote *r = a->sync ? find_remote(a, j->name) : NULL;
+    if (!a->checksum && !(r && r->size == j->size && r->md5)) {
+        upload(a, j);
+        return;
+    }
+    j->work.data = j;
+    if (uv_queue_work(sky_loop_uv(a->loop), &j->work, md5_work, md5_after) != 0) {
+        job_fail(j, "%s", "cannot queue the hash");
+        job_end(j);
+    }
+}
+
+static void upload(blob_app *a, job *j)
+{
     sky_blob_transfer_options to = a->to;
-    to.content_md5 = j->md5;
+    /* A hash made for the sync check costs nothing more to store. */
+    to.content_md5 = j->md5[0] ? j->md5 : NULL;
+    to.no_block_md5 = !a->checksum;
     to.on_progress = on_progress;
     to.progress_user_data = j;
     sky_error err;
@@ -465,11 +500,7 @@ static void start_job(blob_app *a, job *j)
     if (a->rolling_back || a->verb == V_RM) {
         rc = sky_blob_delete(a->blob, a->container, j->name, on_job_done, j, NULL, &err);
     } else if (a->verb == V_PUT) {
-        j->work.data = j;
-        if (uv_queue_work(sky_loop_uv(a->loop), &j->work, md5_work, md5_after) != 0) {
-            job_fail(j, "%s", "cannot queue the hash");
-            job_end(j);
-        }
+        start_put(a, j);
         return;
     } else {
         start_get(a, j);
@@ -770,7 +801,7 @@ static void finish(blob_app *a)
 /* ---- options ---- */
 
 typedef struct blob_flags {
-    const char *connstr, *name, *key, *sas, *endpoint;
+    const char *connstr, *name, *key, *sas, *endpoint, *checksum;
     int login;
     long long block_size, concurrency;
     const char *args[3];
@@ -822,6 +853,8 @@ static int parse_flags(blob_app *a, blob_flags *f, int argc, char **argv)
             str = &f->sas;
         } else if (strcmp(o, "--endpoint") == 0) {
             str = &f->endpoint;
+        } else if (strcmp(o, "--checksum") == 0) {
+            str = &f->checksum;
         } else if (strcmp(o, "-j") == 0 || strcmp(o, "--parallel") == 0) {
             num = &a->parallel;
         } else if (strcmp(o, "--concurrency") == 0) {
@@ -983,8 +1016,14 @@ static int setup(blob_app *a, blob_flags *f)
     sky_blob_client_options_init(&o);
     a->loop = sky_loop_new();
     int rc = a->loop ? make_account(a, f, &err) : SKY_ENOMEM;
+    /* Big blocks and ranges move in fewer, larger reads and sends; a transfer in flight
+     * costs these two buffers, and there are at most -j x --concurrency of them. */
+    sky_http_client_options ho;
+    sky_http_client_options_init(&ho);
+    ho.recv_buffer_size = HTTP_BUFFER;
+    ho.upload_buffer_size = HTTP_BUFFER;
     if (rc == 0)
-        rc = sky_http_client_new(sky_loop_uv(a->loop), NULL, &a->http);
+        rc = sky_http_client_new(sky_loop_uv(a->loop), &ho, &a->http);
     if (rc == 0) {
         sky_blob_client_options_from_account(&o, a->acct);
         if (f->block_size > 0)
@@ -1124,6 +1163,7 @@ int sky_cli_blob(int argc, char **argv)
     memset(&f, 0, sizeof(f));
     a.parallel = 8;
     a.sync = 1;
+    a.checksum = 1;
     a.tty = isatty(2);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -1139,6 +1179,11 @@ int sky_cli_blob(int argc, char **argv)
         return rc > 0 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
     if (check_args(&a, &f) != 0)
         return SKY_EXIT_USAGE;
+    if (f.checksum && strcmp(f.checksum, "md5") != 0 && strcmp(f.checksum, "none") != 0) {
+        fprintf(stderr, "skyio blob: --checksum: '%s' is not md5 or none\n", f.checksum);
+        return SKY_EXIT_USAGE;
+    }
+    a.checksum = f.checksum == NULL || strcmp(f.checksum, "md5") == 0;
     char arg0[4096] = "", arg1[4096] = "";
     snprintf(arg0, sizeof(arg0), "%s", f.nargs > 0 ? f.args[0] : "");
     snprintf(arg1, sizeof(arg1), "%s", f.nargs > 1 ? f.args[1] : "");

@@ -758,7 +758,69 @@ typedef struct script {
     int ok_status;
     int count;
     char auth[4][256]; /* Authorization of the first requests */
+    /* uploads: Put Block bodies checked against their Content-MD5 and kept as MD5s */
+    int block_fail_left; /* answer 503 after a whole block body, this many times */
+    int blocks_ok, md5_sent, md5_bad;
+    char block_md5[8][33]; /* hex MD5 of each accepted block */
+    /* downloads: a blob served from memory (HEAD its size, GET its ranges) */
+    const char *data;
+    size_t data_len;
+    int cut_left; /* cut this many range bodies off halfway */
+    int gets;
 } script;
+
+static void md5_hex(const void *p, size_t n, char *hex, char *b64)
+{
+    unsigned char md[16];
+    EVP_Digest(p, n, md, NULL, EVP_md5(), NULL);
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (b64)
+        EVP_EncodeBlock((unsigned char *)b64, md, 16);
+}
+
+static void put_block(script *sc, sky_server_req *req)
+{
+    sky_span body = sky_server_req_body(req), sent = {0};
+    char hex[33], b64[32];
+    md5_hex(body.ptr, body.len, hex, b64);
+    if (sky_server_req_header(req, "Content-MD5", &sent)) {
+        sc->md5_sent++;
+        sc->md5_bad += sent.len != strlen(b64) || memcmp(sent.ptr, b64, sent.len) != 0;
+    }
+    if (sc->block_fail_left > 0) {
+        sc->block_fail_left--;
+        sky_server_respond(req, 503, "application/xml",
+                           SKY_SPAN_LIT("<Error><Code>ServerBusy</Code></Error>"));
+        return;
+    }
+    if (sc->blocks_ok < 8)
+        memcpy(sc->block_md5[sc->blocks_ok], hex, sizeof(hex));
+    sc->blocks_ok++;
+    sky_server_respond(req, 201, "text/plain", SKY_SPAN_LIT(""));
+}
+
+/* A ranged GET of sc->data; the first cut_left answers stop halfway through. */
+static void get_range(script *sc, sky_server_req *req)
+{
+    sky_span range = {0};
+    long long a = 0, b = (long long)sc->data_len - 1;
+    char spec[64] = "";
+    if (sky_server_req_header(req, "x-ms-range", &range))
+        snprintf(spec, sizeof(spec), "%.*s", (int)range.len, range.ptr);
+    if (spec[0] && sscanf(spec, "bytes=%lld-%lld", &a, &b) != 2)
+        fail_msg("bad range %s", spec);
+    sc->gets++;
+    sky_span part = sky_span_make(sc->data + a, (size_t)(b - a + 1));
+    if (sc->cut_left > 0) {
+        sc->cut_left--;
+        sky_server_stream_start(req, 206, "application/octet-stream", (int64_t)part.len);
+        (void)sky_server_stream_write(req, sky_span_make(part.ptr, part.len / 2), 0);
+        sky_server_abort(req);
+        return;
+    }
+    sky_server_respond(req, 206, "application/octet-stream", part);
+}
 
 static void fault_handler(sky_server_req *req, void *ud)
 {
@@ -767,6 +829,22 @@ static void fault_handler(sky_server_req *req, void *ud)
     if (sky_server_req_header(req, "Authorization", &auth) && sc->count < 4)
         snprintf(sc->auth[sc->count], sizeof(sc->auth[0]), "%.*s", (int)auth.len, auth.ptr);
     sc->count++;
+    sky_span method = sky_server_req_method(req), query = sky_server_req_query(req);
+    int is_put = method.len == 3 && memcmp(method.ptr, "PUT", 3) == 0;
+    if (is_put && query.len >= 11 && memcmp(query.ptr, "comp=block&", 11) == 0) {
+        put_block(sc, req);
+        return;
+    }
+    if (sc->data && method.len == 4 && memcmp(method.ptr, "HEAD", 4) == 0) {
+        sky_server_add_header(req, "ETag", SKY_SPAN_LIT("\"e1\""));
+        sky_server_respond(req, 200, "application/octet-stream",
+                           sky_span_make(sc->data, sc->data_len));
+        return;
+    }
+    if (sc->data && method.len == 3 && memcmp(method.ptr, "GET", 3) == 0) {
+        get_range(sc, req);
+        return;
+    }
     if (sc->fail_left > 0) {
         sc->fail_left--;
         char xml[256];
@@ -888,6 +966,128 @@ static void test_server_busy_is_retried(void **state)
     sky_blob_client_free(c);
 }
 
+/* The MD5s (hex) of the pieces of @p data cut at @p block. */
+static size_t slice_md5s(const char *data, size_t len, size_t block, char out[][33])
+{
+    size_t n = 0;
+    for (size_t off = 0; off < len; off += block, n++)
+        md5_hex(data + off, len - off < block ? len - off : block, out[n], NULL);
+    return n;
+}
+
+static int has_md5(const script *sc, const char *hex)
+{
+    for (int i = 0; i < sc->blocks_ok && i < 8; i++)
+        if (strcmp(sc->block_md5[i], hex) == 0)
+            return 1;
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    rewind(fp);
+    char *p = malloc(*len ? *len : 1);
+    assert_int_equal(fread(p, 1, *len, fp), *len);
+    fclose(fp);
+    return p;
+}
+
+/*
+ * Blocks bigger than the upload's buffer stream from the file; a block refused after its
+ * whole body (503) is sent again from its first byte. Each accepted body is exactly its
+ * slice of the file, with a matching Content-MD5, or with none under no_block_md5.
+ */
+static void test_streamed_blocks_retried_whole(void **state)
+{
+    fault_fixture *ff = *state;
+    char dir[] = "/tmp/skyio-stream-XXXXXX", src[256], want[4][33];
+    assert_non_null(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/f.bin", dir);
+    const size_t block = 1536u * 1024, size = 2 * block + 100;
+    make_file(src, size, 21);
+    size_t len;
+    char *data = read_all(src, &len);
+    assert_int_equal(slice_md5s(data, len, block, want), 3);
+    sky_blob_client *c = fault_client(ff, SKY_TEST_AZURITE_KEY, NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        sky_blob_transfer_options to;
+        sky_blob_transfer_options_init(&to);
+        to.block_size = block;
+        to.concurrency = 2;
+        to.no_block_md5 = pass == 1;
+        memset(&ff->sc, 0, sizeof(ff->sc));
+        ff->sc.ok_status = 201;
+        ff->sc.block_fail_left = 2;
+        outcome o;
+        memset(&o, 0, sizeof(o));
+        sky_error e;
+        sky_error_clear(&e);
+        assert_int_equal(sky_blob_upload_file(c, "c", "b", src, &to, on_done, &o, NULL, &e), 0);
+        assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+        if (o.err_code)
+            fail_msg("pass %d: %s", pass, o.message);
+        assert_int_equal(o.stats.blocks_sent, 3);
+        assert_int_equal(o.stats.retries, 2);
+        assert_int_equal(ff->sc.blocks_ok, 3);
+        for (int i = 0; i < 3; i++)
+            assert_true(has_md5(&ff->sc, want[i]));
+        assert_int_equal(ff->sc.md5_sent, pass == 0 ? 5 : 0); /* 3 blocks + 2 resent */
+        assert_int_equal(ff->sc.md5_bad, 0);
+    }
+    sky_blob_client_free(c);
+    free(data);
+    unlink(src);
+    rmdir(dir);
+}
+
+/*
+ * Ranges stream into the file as they arrive; a range cut off halfway is fetched again
+ * from its start, and the file still ends up byte for byte the blob.
+ */
+static void test_download_range_cut_and_retried(void **state)
+{
+    fault_fixture *ff = *state;
+    char dir[] = "/tmp/skyio-dl-XXXXXX", src[256], dst[256], a[33], b[33];
+    assert_non_null(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/src.bin", dir);
+    snprintf(dst, sizeof(dst), "%s/dst.bin", dir);
+    make_file(src, 3u * 1024 * 1024 + 333, 17);
+    size_t len;
+    char *data = read_all(src, &len);
+    memset(&ff->sc, 0, sizeof(ff->sc));
+    ff->sc.data = data;
+    ff->sc.data_len = len;
+    ff->sc.cut_left = 2;
+    sky_blob_client *c = fault_client(ff, SKY_TEST_AZURITE_KEY, NULL);
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 1024u * 1024;
+    to.concurrency = 2;
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    sky_error e;
+    sky_error_clear(&e);
+    assert_int_equal(sky_blob_download_file(c, "c", "b", dst, &to, on_done, &o, NULL, &e), 0);
+    assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+    if (o.err_code)
+        fail_msg("download: %s", o.message);
+    assert_int_equal(o.stats.blocks_sent, 4);
+    assert_int_equal(o.stats.retries, 2);
+    assert_int_equal(ff->sc.gets, 6); /* 4 ranges + 2 cut off */
+    file_md5(src, a);
+    file_md5(dst, b);
+    assert_string_equal(a, b);
+    sky_blob_client_free(c);
+    free(data);
+    unlink(src);
+    unlink(dst);
+    rmdir(dir);
+}
+
 static void test_bearer_credential_and_refresh(void **state)
 {
     fault_fixture *ff = *state;
@@ -926,6 +1126,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_put_md5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_download_keeps_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_streamed_blocks_retried_whole, fault_setup,
+                                        fault_teardown),
+        cmocka_unit_test_setup_teardown(test_download_range_cut_and_retried, fault_setup,
+                                        fault_teardown),
         cmocka_unit_test_setup_teardown(test_bearer_credential_and_refresh, fault_setup,
                                         fault_teardown),
     };

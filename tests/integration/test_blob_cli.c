@@ -370,6 +370,46 @@ static void test_partial_failure_and_rollback(void **state)
     sky_buf_free(&sas);
 }
 
+/*
+ * --checksum none hashes nothing it does not need: blocks go without Content-MD5 and the
+ * big file's blob gets no MD5. A rerun still skips files whose blob has an MD5 (a single
+ * put's, which the service computes) after hashing just those; the big one goes again.
+ */
+static void test_checksum_none(void **state)
+{
+    const char *dir = *state;
+    char src[512], dst[512];
+    cli_out r;
+    snprintf(src, sizeof(src), "%s/src", dir);
+    snprintf(dst, sizeof(dst), "%s/dst", dir);
+    mkdir(src, 0755);
+    make_tree(src);
+    run_cli(dir, &r, "mb", "nosum", NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "put", "-r", src, "nosum/p", "--block-size", "1048576", "--checksum", "none",
+            "--json", NULL);
+    if (r.code != 0)
+        fail_msg("put -r: %d %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "\"uploaded\":4,\"skipped\":0,\"failed\":0"));
+    run_cli(dir, &r, "get", "-r", "nosum/p", dst, NULL);
+    assert_int_equal(r.code, 0);
+    assert_true(same_files(src, dst));
+    run_cli(dir, &r, "put", "-r", src, "nosum/p", "--block-size", "1048576", "--checksum", "none",
+            "--json", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"uploaded\":1,\"skipped\":3,\"failed\":0"));
+    /* The default stores the big file's MD5: from then on everything is skipped. */
+    run_cli(dir, &r, "put", "-r", src, "nosum/p", "--block-size", "1048576", "--json", NULL);
+    assert_non_null(strstr(r.out, "\"uploaded\":1,\"skipped\":3,\"failed\":0"));
+    run_cli(dir, &r, "put", "-r", src, "nosum/p", "--checksum", "none", "--json", NULL);
+    assert_non_null(strstr(r.out, "\"uploaded\":0,\"skipped\":4,\"failed\":0"));
+    run_cli(dir, &r, "put", "-r", src, "nosum/p", "--checksum", "sha1", NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "--checksum: 'sha1' is not md5 or none"));
+    run_cli(dir, &r, "rb", "nosum", NULL);
+    assert_int_equal(r.code, 0);
+}
+
 static void test_usage_and_config_errors(void **state)
 {
     const char *dir = *state;
@@ -418,6 +458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_path_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefix_is_a_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure_and_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checksum_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -19,6 +19,10 @@ struct sky__blob_req {
     sky_headers *extra;
     const char *body;
     size_t body_len, body_off;
+    sky_http_read_cb reader;
+    int (*sink)(void *user_data, const char *data, size_t len);
+    void (*on_attempt)(void *user_data);
+    int status; /* this attempt's, once its headers are in */
     sky_buf resp;
     int not_found_ok;
     sky_retry_state rs;
@@ -305,11 +309,32 @@ static long req_read(char *out, size_t cap, void *ud)
     return (long)n;
 }
 
+static long req_stream(char *out, size_t cap, void *ud)
+{
+    sky__blob_req *r = ud;
+    return r->reader(out, cap, r->user_data);
+}
+
+static void req_on_headers(sky_http_request *h, int status, const sky_headers *hs, void *ud)
+{
+    sky__blob_req *r = ud;
+    (void)h, (void)hs;
+    r->status = status;
+}
+
 static int req_body(sky_http_request *h, const char *data, size_t len, void *ud)
 {
     sky__blob_req *r = ud;
     (void)h;
+    if (r->sink && r->status >= 200 && r->status < 300)
+        return r->sink(r->user_data, data, len);
     return sky_buf_append(&r->resp, data, len) != 0;
+}
+
+void sky__blob_req_resume(sky__blob_req *r)
+{
+    if (r && r->http)
+        sky_http_request_resume(r->http);
 }
 
 static int add_auth(sky__blob_req *r, const char *url, sky_headers *h, int refresh,
@@ -381,14 +406,18 @@ static int req_send(sky__blob_req *r, int refresh, const char *bearer, sky_error
         o.headers = h;
         if (r->body_len > 0) {
             r->body_off = 0;
-            o.body_reader = req_read;
+            o.body_reader = r->reader ? req_stream : req_read;
             o.body_length = (int64_t)r->body_len;
         }
         o.timeout_ms = c->o.attempt_timeout_ms;
+        o.on_headers = req_on_headers;
         o.on_body = req_body;
         o.on_done = req_on_done;
         o.user_data = r;
         sky_buf_reset(&r->resp);
+        r->status = 0;
+        if (r->on_attempt)
+            r->on_attempt(r->user_data);
         rc = sky_http_request_send(c->http, &o, &r->http, err);
         if (rc == 0)
             r->op->stats.requests++;
@@ -526,7 +555,8 @@ static void req_wake(sky__blob_req *r)
     uv_timer_start(&r->timer, req_retry_timer, 0, 0);
 }
 
-int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky_error *err)
+int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky__blob_req **out_req,
+                        sky_error *err)
 {
     sky__blob_req *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -546,6 +576,9 @@ int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky_err
     }
     r->body = o->body;
     r->body_len = o->body_len;
+    r->reader = o->reader;
+    r->sink = o->sink;
+    r->on_attempt = o->on_attempt;
     r->not_found_ok = o->not_found_ok;
     r->cb = o->cb;
     r->user_data = o->user_data;
@@ -565,6 +598,8 @@ int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky_err
             r->next->prev = NULL;
         r->ended = 1;
         uv_close((uv_handle_t *)&r->timer, req_closed);
+    } else if (out_req) {
+        *out_req = r;
     }
     return rc;
 }

@@ -12,14 +12,32 @@
 
 #include "internal.h"
 
+/*
+ * A range is not held whole in memory: its bytes pass through a ring of RING_BYTES per
+ * range in flight and go to the file (uv_fs_write) in pieces of at least WRITE_MIN while
+ * more arrive. When the ring is full the transfer pauses until a write has made room.
+ */
+#define RING_BYTES (512u * 1024)
+#define WRITE_MIN (128u * 1024)
+
 typedef struct dl_state dl_state;
 
 typedef struct dl_slot {
     dl_state *d;
+    sky__blob_req *req; /* the GET in flight */
     uint32_t index;
-    int64_t off;
-    size_t len, written;
-    sky_buf data; /* the range's bytes, taken from the request */
+    int64_t off;    /* the range's first byte in the file */
+    size_t len;     /* the range's length */
+    size_t rx;      /* bytes of this attempt taken from curl */
+    size_t flushed; /* bytes of the range written to the file */
+    char *buf;
+    size_t cap, head, count; /* ring: count bytes at buf[head..] wait for the file */
+    size_t wlen;             /* bytes of the write in flight */
+    int writing;             /* a uv_fs_write is out on fs */
+    int stale;               /* ... of an attempt that is over */
+    int held;                /* curl is paused until a write makes room */
+    int ended;               /* the GET is over (err says how); finish once writes are done */
+    sky_error err;
     uv_fs_t fs;
 } dl_slot;
 
@@ -46,7 +64,7 @@ static void dl_free(void *p)
     if (d == NULL)
         return;
     for (int i = 0; i < d->nslots; i++)
-        sky_buf_free(&d->slots[i].data);
+        free(d->slots[i].buf);
     free(d->slots);
     free(d->container);
     free(d->blob);
@@ -69,70 +87,139 @@ static void dl_fail(dl_state *d, int code, const char *what, int uverr)
     sky__blob_op_fail(d->op, &e);
 }
 
-/* ---- slots: GET a range, write it ---- */
+/* ---- slots: GET a range, write it as it arrives ---- */
 
 static void dl_next(dl_slot *s);
-static void dl_write_more(dl_slot *s);
+static void ring_write(dl_slot *s, int force);
 
-static void dl_on_write(uv_fs_t *req)
+/* The GET is over and nothing is left to write: count the range and take the next. */
+static void range_finish(dl_slot *s)
 {
-    dl_slot *s = req->data;
     dl_state *d = s->d;
     sky_blob_op *op = d->op;
-    ssize_t n = req->result;
-    uv_fs_req_cleanup(req);
-    if (n < 0) {
-        dl_fail(d, SKY_EIO, "write", (int)n);
-        dl_next(s);
-    } else if ((s->written += (size_t)n) < s->len && op->err.code == 0) {
-        dl_write_more(s);
+    if (s->err.code != 0) {
+        sky__blob_op_fail(op, &s->err);
+    } else if (s->flushed != s->len) {
+        dl_fail(d, SKY_EPARTIAL, "a range came back with the wrong length", 0);
     } else {
         op->stats.blocks_sent++;
         op->stats.bytes_done += (int64_t)s->len;
         d->done++;
         if (d->on_progress && op->err.code == 0)
             d->on_progress(op, &op->stats, d->progress_ud);
-        dl_next(s);
+    }
+    dl_next(s);
+}
+
+static void ring_on_write(uv_fs_t *req)
+{
+    dl_slot *s = req->data;
+    dl_state *d = s->d;
+    sky_blob_op *op = d->op;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    s->writing = 0;
+    if (s->stale) {
+        s->stale = 0; /* the bytes were right, but the new attempt writes them again */
+    } else if (n < 0) {
+        dl_fail(d, SKY_EIO, "write", (int)n);
+    } else {
+        /* uv_fs_write writes all or fails, short of a full disk, which fails next time. */
+        s->head = (s->head + (size_t)n) % s->cap;
+        s->count -= (size_t)n;
+        s->flushed += (size_t)n;
+        if (s->count == 0)
+            s->head = 0;
+    }
+    if (s->ended && (s->count == 0 || s->err.code != 0 || op->err.code != 0)) {
+        range_finish(s);
+    } else {
+        ring_write(s, 0);
+        if (s->held && op->err.code == 0) {
+            s->held = 0;
+            sky__blob_req_resume(s->req); /* the held chunk may come in from inside */
+        }
     }
     sky__blob_op_unref(op);
 }
 
-static void dl_write_more(dl_slot *s)
+/* Write what waits, once there is a worthwhile piece, the range is all in, or (@p force)
+ * curl waits for room. */
+static void ring_write(dl_slot *s, int force)
 {
     dl_state *d = s->d;
-    uv_buf_t b = uv_buf_init(s->data.data + s->written, (unsigned)(s->len - s->written));
+    if (s->writing || s->count == 0 || d->op->err.code != 0)
+        return;
+    size_t n = s->cap - s->head < s->count ? s->cap - s->head : s->count;
+    if (!force && n < WRITE_MIN && s->rx < s->len && s->count < s->cap / 2)
+        return;
+    uv_buf_t b = uv_buf_init(s->buf + s->head, (unsigned)n);
     s->fs.data = s;
     d->op->refs++;
-    int rc = uv_fs_write(d->op->c->loop, &s->fs, d->fd, &b, 1, s->off + (int64_t)s->written,
-                         dl_on_write);
+    int rc = uv_fs_write(d->op->c->loop, &s->fs, d->fd, &b, 1, s->off + (int64_t)s->flushed,
+                         ring_on_write);
     if (rc != 0) {
         d->op->refs--;
         dl_fail(d, SKY_EIO, "write", rc);
-        dl_next(s);
+        return;
     }
+    s->writing = 1;
+    s->wlen = n;
+}
+
+/* A chunk of the range from curl: into the ring, or held (SKY_HTTP_PAUSE) while it is full. */
+static int ring_put(void *ud, const char *data, size_t len)
+{
+    dl_slot *s = ud;
+    if (len > s->len - s->rx) {
+        sky_error_set(&s->err, SKY_EPROTO, "download %s: a range came back longer than asked",
+                      s->d->path);
+        return 1; /* the request fails */
+    }
+    if (s->stale || s->cap - s->count < len) {
+        s->held = 1;
+        ring_write(s, 1); /* its end resumes curl */
+        return SKY_HTTP_PAUSE;
+    }
+    size_t tail = (s->head + s->count) % s->cap;
+    size_t first = s->cap - tail < len ? s->cap - tail : len;
+    memcpy(s->buf + tail, data, first);
+    memcpy(s->buf, data + first, len - first);
+    s->count += len;
+    s->rx += len;
+    ring_write(s, 0);
+    return 0;
+}
+
+/* A new attempt brings the range from its first byte: drop what the last one left. */
+static void ring_restart(void *ud)
+{
+    dl_slot *s = ud;
+    s->rx = 0;
+    s->flushed = 0;
+    s->head = s->count = 0;
+    s->held = 0;
+    sky_error_clear(&s->err);
+    if (s->writing)
+        s->stale = 1;
 }
 
 static void dl_got(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
                    const sky_error *err, void *ud)
 {
     dl_slot *s = ud;
-    (void)r, (void)status, (void)h;
-    if (err) {
-        sky__blob_op_fail(s->d->op, err);
-        dl_next(s);
-        return;
-    }
-    if (body->len != s->len) {
-        dl_fail(s->d, SKY_EPARTIAL, "a range came back with the wrong length", 0);
-        dl_next(s);
-        return;
-    }
-    /* Take the bytes over: the request's buffer is about to go. */
-    sky_buf_free(&s->data);
-    s->data = *body;
-    sky_buf_init(body, 0);
-    s->written = 0;
-    dl_write_more(s);
+    (void)r, (void)status, (void)h, (void)body;
+    s->req = NULL;
+    s->ended = 1;
+    if (err && s->err.code == 0)
+        s->err = *err;
+    else if (err == NULL && s->rx != s->len)
+        sky_error_set(&s->err, SKY_EPARTIAL, "download %s: a range came back with the wrong length",
+                      s->d->path);
+    if (s->err.code == 0)
+        ring_write(s, 0); /* the last piece, whatever its size */
+    if (!s->writing)
+        range_finish(s);
 }
 
 static int dl_range_headers(dl_slot *s, sky_headers *h)
@@ -163,10 +250,12 @@ static void dl_get(dl_slot *s)
         o.method = "GET";
         o.url = url.data;
         o.headers = h;
-        o.max_body = s->len + 1;
+        o.max_body = 64 * 1024; /* an error's XML; the bytes themselves go to the sink */
+        o.sink = ring_put;
+        o.on_attempt = ring_restart;
         o.cb = dl_got;
         o.user_data = s;
-        rc = sky__blob_req_start(d->op, &o, &e);
+        rc = sky__blob_req_start(d->op, &o, &s->req, &e);
     } else {
         sky_error_set(&e, SKY_ENOMEM, "out of memory");
     }
@@ -190,6 +279,9 @@ static void dl_next(dl_slot *s)
     s->off = (int64_t)s->index * (int64_t)d->block_size;
     int64_t left = d->size - s->off;
     s->len = left < (int64_t)d->block_size ? (size_t)left : d->block_size;
+    s->rx = s->flushed = s->head = s->count = 0;
+    s->held = s->ended = s->stale = 0;
+    sky_error_clear(&s->err);
     dl_get(s);
 }
 
@@ -207,9 +299,13 @@ static int dl_start_slots(dl_state *d)
     d->nslots = (int)want;
     d->active = d->nslots;
     d->started = 1;
+    /* Whatever the range size: a chunk from curl (its receive buffer, at most 512 KiB)
+     * must always fit an empty ring. */
     for (int i = 0; i < d->nslots; i++) {
         d->slots[i].d = d;
-        sky_buf_init(&d->slots[i].data, 0);
+        d->slots[i].cap = RING_BYTES;
+        if ((d->slots[i].buf = malloc(RING_BYTES)) == NULL)
+            return SKY_ENOMEM;
     }
     for (int i = 0; i < d->nslots; i++)
         dl_next(&d->slots[i]);
@@ -441,7 +537,7 @@ int sky_blob_download_file(sky_blob_client *c, const char *container, const char
     o.cb = dl_got_head;
     o.user_data = d;
     d->ctl_busy = 1;
-    int rc = sky__blob_req_start(op, &o, err);
+    int rc = sky__blob_req_start(op, &o, NULL, err);
     sky_buf_free(&url);
     if (rc != 0) {
         op->reported = 1;

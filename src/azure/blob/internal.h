@@ -52,7 +52,20 @@ typedef struct sky__blob_req_options {
     const char *url;            /* without the SAS; copied */
     const sky_headers *headers; /* extra headers; copied */
     const char *body;           /* borrowed: must live until the callback */
-    size_t body_len;
+    size_t body_len;            /* of body, or of what reader gives */
+    /*
+     * A streamed body instead of `body`: body_len bytes from reader, which may
+     * return SKY_HTTP_PAUSE (then sky__blob_req_resume once it has more).
+     */
+    sky_http_read_cb reader;
+    /*
+     * A 2xx reply's body goes to sink instead of the buffer (error bodies are
+     * still buffered, for their Storage error code): return 0, SKY_HTTP_PAUSE
+     * (then sky__blob_req_resume; the chunk comes again), or nonzero to fail.
+     */
+    int (*sink)(void *user_data, const char *data, size_t len);
+    /* Before every attempt, retries included: a reader or sink starts over. */
+    void (*on_attempt)(void *user_data);
     size_t max_body;  /* reply body cap; 0: 16 MiB */
     int not_found_ok; /* a 404 is reported as success (exists) */
     sky__blob_req_cb cb;
@@ -68,8 +81,15 @@ void sky__blob_op_report(sky_blob_op *op, const sky_blob_reply *reply, const sky
 /** Record the first error and cancel the op's requests in flight. */
 void sky__blob_op_fail(sky_blob_op *op, const sky_error *err);
 
-/** Start one request of @p op. Returns 0 or a SKY_E code with @p err filled. */
-int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky_error *err);
+/**
+ * Start one request of @p op. Returns 0 or a SKY_E code with @p err filled.
+ * With @p out_req the request's handle, valid until its callback returns.
+ */
+int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky__blob_req **out_req,
+                        sky_error *err);
+
+/** Continue a request whose reader or sink said SKY_HTTP_PAUSE (no-op otherwise). */
+void sky__blob_req_resume(sky__blob_req *r);
 
 /**
  * The URL of a container (blob NULL) or blob, names percent-encoded, plus

@@ -170,7 +170,7 @@ static int simple_send(sky_blob_op *op, const char *method, const char *url, con
     o.max_body = s->kind == K_GET ? 64u * 1024 * 1024 : 0;
     o.cb = simple_done;
     o.user_data = op;
-    return sky__blob_req_start(op, &o, err);
+    return sky__blob_req_start(op, &o, NULL, err);
 }
 
 /* Make the op and start its one request; the op owns @p body_owned (freed on failure too). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -12,16 +13,38 @@
 #define MAX_BLOCKS 50000u
 #define ID_RAW_LEN 29 /* "skyio-" + 16 hex + "-" + 6 digits */
 
+/*
+ * A block is not held whole in memory: it streams from the file through a ring of
+ * RING_BYTES per slot, read ahead with uv_fs_read while curl sends what is there.
+ * With a transactional MD5 the block is read once more before, in the thread pool,
+ * to hash it (the header must precede the body). Blocks that fit the ring, and single
+ * puts up to it, are read once into memory and sent from there.
+ */
+#define RING_BYTES (512u * 1024)
+/* No read smaller than this while more of the block is to come (too many syscalls). */
+#define READ_MIN (64u * 1024)
+
 typedef struct up_state up_state;
 
 typedef struct up_slot {
     up_state *u;
+    sky__blob_req *req; /* the PUT in flight, NULL between attempts' ends */
     char *buf;
-    size_t len, got;
+    size_t cap;
+    size_t len;         /* this block's (or the single put's) length */
+    int streamed;       /* len > cap: the ring is in use */
+    size_t head, count; /* ring: data at buf[head..], count bytes of it */
+    size_t read_pos;    /* offset in the block of the next file read */
+    size_t got;         /* whole-block mode: bytes read */
+    int reading;        /* a uv_fs_read is in flight on fs */
+    int stale;          /* ... for an attempt that is over: drop what it brings */
+    int starving;       /* curl is paused until a read brings data */
+    int sent;           /* the PUT has ended; move on once no read is in flight */
     uint32_t index;
     int single; /* the whole file in one PUT */
     uv_fs_t fs;
     uv_work_t work;
+    int hash_failed;
     char md5[32];
 } up_slot;
 
@@ -30,6 +53,7 @@ struct up_state {
     char *container, *blob, *path, *ctype, *md5;
     size_t block_size, single_max;
     int concurrency;
+    int block_md5; /* a transactional Content-MD5 on every PUT */
     sky_blob_progress_cb on_progress;
     void *progress_ud;
     uv_file fd;
@@ -143,6 +167,7 @@ static void id_hash(up_state *u, const uv_stat_t *st)
 /* ---- the slots: read, hash, send ---- */
 
 static void slot_next(up_slot *s);
+static void ring_fill(up_slot *s);
 
 static void slot_sent(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
                       const sky_error *err, void *ud)
@@ -150,6 +175,7 @@ static void slot_sent(sky__blob_req *r, int status, const sky_headers *h, sky_bu
     up_slot *s = ud;
     up_state *u = s->u;
     (void)r, (void)status, (void)h, (void)body;
+    s->req = NULL;
     if (err) {
         sky__blob_op_fail(u->op, err);
     } else {
@@ -160,13 +186,21 @@ static void slot_sent(sky__blob_req *r, int status, const sky_headers *h, sky_bu
             u->committed = 1;
         up_progress(u);
     }
+    /* A read ahead may still be out with our buffer: the slot moves on when it is back. */
+    if (s->reading) {
+        s->stale = 1;
+        s->sent = 1;
+        return;
+    }
     slot_next(s);
 }
 
 static int slot_headers(up_slot *s, sky_headers *h)
 {
     up_state *u = s->u;
-    int rc = sky_headers_add(h, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(s->md5));
+    int rc = 0;
+    if (s->md5[0])
+        rc = sky_headers_add(h, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(s->md5));
     if (rc == 0)
         rc = sky_headers_add(
             h, SKY_SPAN_LIT("Content-Type"),
@@ -174,6 +208,98 @@ static int slot_headers(up_slot *s, sky_headers *h)
     if (rc == 0 && s->single)
         rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-blob-type"), SKY_SPAN_LIT("BlockBlob"));
     return rc;
+}
+
+/* The ring's data handed to curl; SKY_HTTP_PAUSE when a read has not brought it yet. */
+static long ring_take(char *out, size_t cap, void *ud)
+{
+    up_slot *s = ud;
+    if (s->count == 0) {
+        if (s->read_pos >= s->len)
+            return 0;
+        s->starving = 1;
+        ring_fill(s);
+        return SKY_HTTP_PAUSE;
+    }
+    size_t n = s->cap - s->head < s->count ? s->cap - s->head : s->count;
+    if (n > cap)
+        n = cap;
+    memcpy(out, s->buf + s->head, n);
+    s->head = (s->head + n) % s->cap;
+    s->count -= n;
+    if (s->count == 0 && !s->reading)
+        s->head = 0; /* empty: the next read gets the whole ring in one piece */
+    ring_fill(s);
+    return (long)n;
+}
+
+/* A new attempt sends the block from its first byte: forget what was read for the last. */
+static void ring_restart(void *ud)
+{
+    up_slot *s = ud;
+    s->head = s->count = 0;
+    s->read_pos = 0;
+    s->starving = 0;
+    if (s->reading)
+        s->stale = 1;
+    ring_fill(s);
+}
+
+static void ring_on_read(uv_fs_t *req)
+{
+    up_slot *s = req->data;
+    sky_blob_op *op = s->u->op;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    s->reading = 0;
+    if (s->stale) {
+        s->stale = 0;
+        if (s->sent)
+            slot_next(s);
+        else
+            ring_fill(s);
+    } else if (n <= 0) {
+        if (n < 0)
+            up_fail_uv(s->u, "read", n);
+        else
+            up_fail(s->u, SKY_EIO, "the file got shorter while uploading");
+    } else {
+        s->count += (size_t)n;
+        s->read_pos += (size_t)n;
+        ring_fill(s);
+        if (s->starving) {
+            s->starving = 0;
+            sky__blob_req_resume(s->req);
+        }
+    }
+    sky__blob_op_unref(op);
+}
+
+/* Read ahead into the ring's free space, one read at a time. */
+static void ring_fill(up_slot *s)
+{
+    up_state *u = s->u;
+    size_t left = s->len - s->read_pos;
+    if (s->reading || left == 0 || s->count == s->cap || u->op->err.code != 0)
+        return;
+    size_t tail = (s->head + s->count) % s->cap;
+    size_t space = tail >= s->head ? s->cap - tail : s->head - tail;
+    size_t want = space < left ? space : left;
+    /* Free space before the data (tail < head) grows as curl takes more: wait for a
+     * worthwhile piece. The piece up to the ring's end is read whatever its size. */
+    if (tail < s->head && want < READ_MIN && want < left && !s->starving)
+        return;
+    uv_buf_t b = uv_buf_init(s->buf + tail, (unsigned)want);
+    int64_t off = (int64_t)s->index * (int64_t)u->block_size + (int64_t)s->read_pos;
+    s->fs.data = s;
+    u->op->refs++;
+    int rc = uv_fs_read(u->op->c->loop, &s->fs, u->fd, &b, 1, off, ring_on_read);
+    if (rc != 0) {
+        u->op->refs--;
+        up_fail_uv(u, "read", rc);
+        return;
+    }
+    s->reading = 1;
 }
 
 static void slot_send(up_slot *s)
@@ -198,11 +324,15 @@ static void slot_send(up_slot *s)
         o.headers = h;
         o.body = s->buf;
         o.body_len = s->len;
+        if (s->streamed) {
+            o.reader = ring_take;
+            o.on_attempt = ring_restart;
+        }
         o.cb = slot_sent;
         o.user_data = s;
         sky_error e;
         sky_error_clear(&e);
-        if (sky__blob_req_start(u->op, &o, &e) != 0) {
+        if (sky__blob_req_start(u->op, &o, &s->req, &e) != 0) {
             sky__blob_op_fail(u->op, &e);
             slot_next(s);
         }
@@ -215,24 +345,67 @@ static void slot_send(up_slot *s)
     sky_buf_free(&q);
 }
 
+/* In the thread pool: the MD5 of what is in memory, or of the block read from the file. */
 static void md5_work(uv_work_t *w)
 {
     up_slot *s = w->data;
+    up_state *u = s->u;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_Digest(s->buf, s->len, md, &n, EVP_md5(), NULL);
-    EVP_EncodeBlock((unsigned char *)s->md5, md, (int)n);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    if (!s->streamed) {
+        ok = ok && EVP_DigestUpdate(ctx, s->buf, s->len) == 1;
+    } else {
+        off_t base = (off_t)s->index * (off_t)u->block_size;
+        for (size_t done = 0; ok && done < s->len;) {
+            size_t want = s->len - done < s->cap ? s->len - done : s->cap;
+            ssize_t got = pread(u->fd, s->buf, want, base + (off_t)done);
+            ok = got > 0 && EVP_DigestUpdate(ctx, s->buf, (size_t)got) == 1;
+            done += got > 0 ? (size_t)got : 0;
+        }
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
+    EVP_MD_CTX_free(ctx);
+    s->hash_failed = !ok;
+    if (ok)
+        EVP_EncodeBlock((unsigned char *)s->md5, md, (int)n);
 }
 
 static void md5_after(uv_work_t *w, int status)
 {
     up_slot *s = w->data;
     sky_blob_op *op = s->u->op;
+    if (status == 0 && s->hash_failed)
+        up_fail(s->u, SKY_EIO, "cannot read the file to hash a block");
     if (status != 0 || op->err.code != 0)
         slot_next(s);
     else
         slot_send(s);
     sky__blob_op_unref(op);
+}
+
+/* The block's bytes are known (or will stream): hash them when asked, then send. */
+static void slot_ready(up_slot *s)
+{
+    up_state *u = s->u;
+    sky_blob_op *op = u->op;
+    s->md5[0] = '\0';
+    /* A single put of a file whose MD5 the caller gave needs no second hash: the
+     * service refuses the PUT if the bytes do not match it. */
+    if (s->single && u->md5) {
+        snprintf(s->md5, sizeof(s->md5), "%s", u->md5);
+    } else if (u->block_md5) {
+        op->refs++;
+        s->work.data = s;
+        if (uv_queue_work(op->c->loop, &s->work, md5_work, md5_after) != 0) {
+            op->refs--;
+            up_fail(u, SKY_EINTERNAL, "cannot queue the hash");
+            slot_next(s);
+        }
+        return;
+    }
+    slot_send(s);
 }
 
 static void slot_read_more(up_slot *s);
@@ -249,22 +422,16 @@ static void slot_on_read(uv_fs_t *req)
         up_fail(s->u, SKY_EIO, "the file got shorter while uploading");
     else
         s->got += (size_t)n;
-    if (op->err.code != 0) {
+    if (op->err.code != 0)
         slot_next(s);
-    } else if (s->got < s->len) {
+    else if (s->got < s->len)
         slot_read_more(s);
-    } else {
-        op->refs++;
-        s->work.data = s;
-        if (uv_queue_work(op->c->loop, &s->work, md5_work, md5_after) != 0) {
-            op->refs--;
-            up_fail(s->u, SKY_EINTERNAL, "cannot queue the hash");
-            slot_next(s);
-        }
-    }
+    else
+        slot_ready(s);
     sky__blob_op_unref(op);
 }
 
+/* Whole-block mode: read it all into the buffer. */
 static void slot_read_more(up_slot *s)
 {
     up_state *u = s->u;
@@ -293,20 +460,29 @@ static void slot_next(up_slot *s)
     }
     s->index = u->cursor++;
     s->len = s->single ? (size_t)u->size : block_len(u, s->index);
+    s->streamed = s->len > s->cap;
     s->got = 0;
-    slot_read_more(s);
+    s->sent = 0;
+    s->stale = 0;
+    s->head = s->count = s->read_pos = 0;
+    if (s->streamed || s->len == 0)
+        slot_ready(s);
+    else
+        slot_read_more(s);
 }
 
 static int start_slots(up_state *u, int single)
 {
     uint32_t missing = u->nblocks - u->op->stats.blocks_skipped;
     size_t want = (size_t)u->concurrency < missing ? (size_t)u->concurrency : missing;
-    size_t cap = single ? (size_t)u->size : u->block_size;
+    size_t need = single ? (size_t)u->size : u->block_size;
+    size_t cap = need < RING_BYTES ? need : RING_BYTES;
     u->slots = calloc(want ? want : 1, sizeof(*u->slots));
     if (u->slots == NULL)
         return SKY_ENOMEM;
     for (size_t i = 0; i < want; i++) {
-        u->slots[i].buf = malloc(cap ? cap : 1);
+        u->slots[i].cap = cap ? cap : 1;
+        u->slots[i].buf = malloc(u->slots[i].cap);
         if (u->slots[i].buf == NULL)
             return SKY_ENOMEM;
         u->slots[i].u = u;
@@ -403,7 +579,7 @@ static void up_commit(up_state *u)
         sky_error e;
         sky_error_clear(&e);
         u->ctl_busy = 1;
-        if (u->commit_body == NULL || sky__blob_req_start(u->op, &o, &e) != 0) {
+        if (u->commit_body == NULL || sky__blob_req_start(u->op, &o, NULL, &e) != 0) {
             u->ctl_busy = 0;
             sky_error_set(&e, SKY_ENOMEM, "out of memory");
             sky__blob_op_fail(u->op, &e);
@@ -519,7 +695,7 @@ static void get_block_list(up_state *u)
     sky_error e;
     sky_error_clear(&e);
     u->ctl_busy = 1;
-    if (rc != 0 || sky__blob_req_start(u->op, &o, &e) != 0) {
+    if (rc != 0 || sky__blob_req_start(u->op, &o, NULL, &e) != 0) {
         u->ctl_busy = 0;
         sky_error_set(&e, SKY_ENOMEM, "out of memory");
         sky__blob_op_fail(u->op, &e);
@@ -617,6 +793,7 @@ static up_state *up_new(sky_blob_client *c, const char *container, const char *b
                     : to && to->block_size   ? to->block_size
                                              : c->o.single_put_max;
     u->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
+    u->block_md5 = to ? !to->no_block_md5 : 1;
     u->on_progress = to ? to->on_progress : NULL;
     u->progress_ud = to ? to->progress_user_data : NULL;
     if (!u->container || !u->blob || !u->path || (to && to->content_type && !u->ctype) ||
