@@ -212,6 +212,9 @@ typedef struct sky_blob_transfer_options {
     int no_block_md5;         /**< upload: no transactional Content-MD5 on each block or
                                    single put, so no hashing (the Python SDK's default);
                                    0 (default): every PUT carries one */
+    int verify_md5;           /**< download: when the blob has a Content-MD5, hash the file
+                                   once written (thread pool) and keep it only if it
+                                   matches; default 0 */
     sky_blob_progress_cb on_progress;
     void *progress_user_data;
 } sky_blob_transfer_options;
@@ -237,8 +240,9 @@ SKY_EXTERN int sky_blob_upload_file(sky_blob_client *c, const char *container, c
  * Download a blob to @p path: HEAD, then one GET or parallel ranged GETs
  * (If-Match the first ETag) written at their offsets with uv_fs_write into
  * "<path>.skyio-partial", which is renamed over @p path only on success (a
- * symlink at @p path is replaced, never written through). On failure or
- * cancel the partial file is removed and @p path is left as it was. More
+ * symlink at @p path is replaced, never written through). With verify_md5 the
+ * file is first checked against the blob's Content-MD5 (when it has one). On
+ * failure or cancel the partial file is removed and @p path is left as it was. More
  * than 2^32 ranges: SKY_EINVAL (use a larger block size). @p to may be NULL.
  */
 SKY_EXTERN int sky_blob_download_file(sky_blob_client *c, const char *container, const char *blob,

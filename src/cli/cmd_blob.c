@@ -46,12 +46,14 @@ static const char usage[] =
     "      --block-size BYTES      block and range size (default 4194304)\n"
     "      --rollback-on-failure   put -r: when any file fails, delete what this run uploaded\n"
     "      --no-sync               put -r: upload every file even when unchanged\n"
-    "      --checksum MODE         put: md5 (default): hash each file and store its MD5 on\n"
-    "                              the blob, and send a Content-MD5 with every block, which\n"
-    "                              the service checks; none: no hashing (the Python SDK's\n"
-    "                              and AzCopy's default; much less CPU for big files). With\n"
-    "                              none, put -r still hashes a file whose blob has the same\n"
-    "                              size and an MD5, to know whether it changed\n"
+    "      --checksum MODE         md5 (default): put hashes each file and stores its MD5\n"
+    "                              on the blob, and sends a Content-MD5 with every block,\n"
+    "                              which the service checks; get checks the file against\n"
+    "                              the blob's MD5 (when it has one) before keeping it.\n"
+    "                              none: no hashing (the Python SDK's default; much less\n"
+    "                              CPU for big files), except that put -r still hashes a\n"
+    "                              file whose blob has the same size and an MD5, to know\n"
+    "                              whether it changed\n"
     "      --json                  print the summary as one JSON object on stdout\n"
     "      --connection-string S   (default $AZURE_STORAGE_CONNECTION_STRING)\n"
     "      --account-name N        with --account-key or --sas\n"
@@ -456,6 +458,7 @@ static void guard_work(uv_work_t *w)
 static void download(blob_app *a, job *j)
 {
     sky_blob_transfer_options to = a->to;
+    to.verify_md5 = a->checksum;
     to.on_progress = on_progress;
     to.progress_user_data = j;
     sky_error err;

@@ -765,7 +765,8 @@ typedef struct script {
     /* downloads: a blob served from memory (HEAD its size, GET its ranges) */
     const char *data;
     size_t data_len;
-    int cut_left; /* cut this many range bodies off halfway */
+    const char *data_md5; /* HEAD's Content-MD5, when set */
+    int cut_left;         /* cut this many range bodies off halfway */
     int gets;
 } script;
 
@@ -837,6 +838,8 @@ static void fault_handler(sky_server_req *req, void *ud)
     }
     if (sc->data && method.len == 4 && memcmp(method.ptr, "HEAD", 4) == 0) {
         sky_server_add_header(req, "ETag", SKY_SPAN_LIT("\"e1\""));
+        if (sc->data_md5)
+            sky_server_add_header(req, "Content-MD5", sky_span_cstr(sc->data_md5));
         sky_server_respond(req, 200, "application/octet-stream",
                            sky_span_make(sc->data, sc->data_len));
         return;
@@ -1088,6 +1091,55 @@ static void test_download_range_cut_and_retried(void **state)
     rmdir(dir);
 }
 
+/*
+ * verify_md5: the file is kept only when it matches the blob's Content-MD5; a mismatch
+ * (here a blob whose stored MD5 is wrong) leaves no file and says why. Without the
+ * option, or with no MD5 on the blob, nothing is checked.
+ */
+static void test_download_verifies_md5(void **state)
+{
+    fault_fixture *ff = *state;
+    char dir[] = "/tmp/skyio-md5-XXXXXX", dst[256], hex[33], good[32];
+    assert_non_null(mkdtemp(dir));
+    snprintf(dst, sizeof(dst), "%s/dst.bin", dir);
+    static char data[300000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7 + 3);
+    md5_hex(data, sizeof(data), hex, good);
+    sky_blob_client *c = fault_client(ff, SKY_TEST_AZURITE_KEY, NULL);
+    const char *md5s[] = {good, "AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAA==", NULL};
+    const int verify[] = {1, 1, 0, 1}, fails[] = {0, 1, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        memset(&ff->sc, 0, sizeof(ff->sc));
+        ff->sc.data = data;
+        ff->sc.data_len = sizeof(data);
+        ff->sc.data_md5 = md5s[i];
+        sky_blob_transfer_options to;
+        sky_blob_transfer_options_init(&to);
+        to.block_size = 100000;
+        to.verify_md5 = verify[i];
+        outcome o;
+        memset(&o, 0, sizeof(o));
+        sky_error e;
+        sky_error_clear(&e);
+        unlink(dst);
+        assert_int_equal(sky_blob_download_file(c, "c", "b", dst, &to, on_done, &o, NULL, &e), 0);
+        assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+        if (fails[i]) {
+            assert_int_equal(o.err_code, SKY_EIO);
+            assert_non_null(strstr(o.message, "do not match the blob's Content-MD5"));
+            assert_int_not_equal(access(dst, F_OK), 0);
+        } else {
+            if (o.err_code)
+                fail_msg("case %d: %s", i, o.message);
+            assert_int_equal(access(dst, F_OK), 0);
+        }
+    }
+    sky_blob_client_free(c);
+    unlink(dst);
+    rmdir(dir);
+}
+
 static void test_bearer_credential_and_refresh(void **state)
 {
     fault_fixture *ff = *state;
@@ -1130,6 +1182,7 @@ int main(void)
                                         fault_teardown),
         cmocka_unit_test_setup_teardown(test_download_range_cut_and_retried, fault_setup,
                                         fault_teardown),
+        cmocka_unit_test_setup_teardown(test_download_verifies_md5, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_bearer_credential_and_refresh, fault_setup,
                                         fault_teardown),
     };

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <unistd.h>
+
 #include "internal.h"
 
 /*
@@ -56,6 +59,11 @@ struct dl_state {
     dl_slot *slots;
     int nslots, active;
     int ctl_busy, closing, started;
+    int verify;        /* check the file against the blob's Content-MD5 before it is kept */
+    int verified;      /* ... done (or not needed) */
+    char want_md5[32]; /* the blob's Content-MD5 (base64), empty when it has none */
+    char got_md5[32];
+    uv_work_t work;
 };
 
 static void dl_free(void *p)
@@ -396,9 +404,63 @@ static void dl_close(dl_state *d)
     }
 }
 
+/* In the thread pool: the MD5 of the file as written (from the page cache, mostly). */
+static void verify_work(uv_work_t *w)
+{
+    dl_state *d = w->data;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char *buf = malloc(RING_BYTES);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    for (int64_t off = 0; ok && off < d->size;) {
+        ssize_t got = pread(d->fd, buf, RING_BYTES, (off_t)off);
+        ok = got > 0 && EVP_DigestUpdate(ctx, buf, (size_t)got) == 1;
+        off += got > 0 ? got : 0;
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
+    if (ok)
+        EVP_EncodeBlock((unsigned char *)d->got_md5, md, (int)n);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+}
+
+static void verify_after(uv_work_t *w, int status)
+{
+    dl_state *d = w->data;
+    sky_blob_op *op = d->op;
+    d->ctl_busy = 0;
+    if (status != 0 || d->got_md5[0] == '\0')
+        dl_fail(d, SKY_EIO, "cannot read the file back to check its MD5", 0);
+    else if (strcmp(d->got_md5, d->want_md5) != 0)
+        dl_fail(d, SKY_EIO, "the bytes do not match the blob's Content-MD5: not kept", 0);
+    dl_check_end(d);
+    sky__blob_op_unref(op);
+}
+
+/* Every byte is in: check it against the blob's MD5 when asked and the blob has one. */
+static int dl_verify(dl_state *d)
+{
+    d->verified = 1;
+    if (!d->verify || d->want_md5[0] == '\0' || d->fd < 0 || d->op->err.code != 0)
+        return 0;
+    d->work.data = d;
+    d->ctl_busy = 1;
+    d->op->refs++;
+    if (uv_queue_work(d->op->c->loop, &d->work, verify_work, verify_after) != 0) {
+        d->op->refs--;
+        d->ctl_busy = 0;
+        dl_fail(d, SKY_EINTERNAL, "cannot queue the MD5 check", 0);
+        return 0;
+    }
+    return 1;
+}
+
 static void dl_check_end(dl_state *d)
 {
     if (d->active > 0 || d->ctl_busy || d->closing)
+        return;
+    if (!d->verified && dl_verify(d))
         return;
     dl_close(d);
 }
@@ -427,8 +489,9 @@ static void dl_on_open(uv_fs_t *req)
 /* Open the partial file; holds the reference the caller took for ctl. */
 static void dl_open(dl_state *d)
 {
-    /* O_EXCL and O_NOFOLLOW: never write through a file or symlink someone left there. */
-    int rc = uv_fs_open(d->op->c->loop, &d->ctl, d->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+    /* O_EXCL and O_NOFOLLOW: never write through a file or symlink someone left there.
+     * Read too: the MD5 check reads the file back. */
+    int rc = uv_fs_open(d->op->c->loop, &d->ctl, d->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW,
                         0644, dl_on_open);
     if (rc != 0) {
         d->ctl_busy = 0;
@@ -463,6 +526,9 @@ static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_
         return;
     }
     const char *etag = sky_headers_get(h, "ETag");
+    const char *md5 = sky_headers_get(h, "Content-MD5");
+    if (md5 && strlen(md5) < sizeof(d->want_md5))
+        snprintf(d->want_md5, sizeof(d->want_md5), "%s", md5);
     if (sky_headers_get_int64(h, "Content-Length", &d->size) != 0 || d->size < 0 ||
         (etag && (d->etag = strdup(etag)) == NULL)) {
         dl_fail(d, SKY_EPROTO, "no usable Content-Length in the properties", 0);
@@ -494,6 +560,7 @@ static dl_state *dl_new(sky_blob_client *c, const char *container, const char *b
         memcpy(d->tmp, path, pl), memcpy(d->tmp + pl, ".skyio-partial", sizeof(".skyio-partial"));
     d->block_size = to && to->block_size ? to->block_size : c->o.block_size;
     d->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
+    d->verify = to && to->verify_md5;
     d->on_progress = to ? to->on_progress : NULL;
     d->progress_ud = to ? to->progress_user_data : NULL;
     if (!d->container || !d->blob || !d->path || !d->tmp) {
