@@ -155,17 +155,24 @@ static void make_tree(const char *src)
     write_file(p, 0, 0);
 }
 
+/* dir/src holding the tree, dir/dst's name, and an empty container. */
+static void tree_and_container(const char *dir, char *src, char *dst, const char *container)
+{
+    cli_out r;
+    snprintf(src, 512, "%s/src", dir);
+    snprintf(dst, 512, "%s/dst", dir);
+    mkdir(src, 0755);
+    make_tree(src);
+    run_cli(dir, &r, "mb", container, NULL);
+    assert_int_equal(r.code, 0);
+}
+
 static void test_recursive_put_get_and_sync(void **state)
 {
     const char *dir = *state;
     char src[512], dst[512];
     cli_out r;
-    snprintf(src, sizeof(src), "%s/src", dir);
-    snprintf(dst, sizeof(dst), "%s/dst", dir);
-    mkdir(src, 0755);
-    make_tree(src);
-    run_cli(dir, &r, "mb", "tree", NULL);
-    assert_int_equal(r.code, 0);
+    tree_and_container(dir, src, dst, "tree");
     run_cli(dir, &r, "put", "-r", src, "tree/pre", "--block-size", "1048576", "--json", NULL);
     if (r.code != 0)
         fail_msg("put -r: %d %s", r.code, r.err);
@@ -380,12 +387,7 @@ static void test_checksum_none(void **state)
     const char *dir = *state;
     char src[512], dst[512];
     cli_out r;
-    snprintf(src, sizeof(src), "%s/src", dir);
-    snprintf(dst, sizeof(dst), "%s/dst", dir);
-    mkdir(src, 0755);
-    make_tree(src);
-    run_cli(dir, &r, "mb", "nosum", NULL);
-    assert_int_equal(r.code, 0);
+    tree_and_container(dir, src, dst, "nosum");
     run_cli(dir, &r, "put", "-r", src, "nosum/p", "--block-size", "1048576", "--checksum", "none",
             "--json", NULL);
     if (r.code != 0)
