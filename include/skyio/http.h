@@ -109,6 +109,11 @@ typedef struct sky_http_request_options {
     int64_t body_length;          /**< length of the streamed body; -1: chunked */
     long timeout_ms;              /**< whole request; 0: none */
     size_t max_response_bytes;    /**< 0: the client's cap */
+    /** curl's receive and send buffers for this request; 0: the client's. Large bodies
+     *  move with fewer reads, writes and callbacks through larger ones (at most 512 KiB
+     *  and 2 MiB); a request that sets either gets an easy handle of its own. */
+    long recv_buffer_size;
+    long upload_buffer_size;
     sky_http_headers_cb on_headers;
     sky_http_body_cb on_body; /**< when set, the body is streamed, not buffered */
     sky_http_done_cb on_done; /**< required */

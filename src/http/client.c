@@ -59,7 +59,7 @@ struct sky_http_request {
     int headers_reported;
     int canceled;
     int paused;                    /* CURLPAUSE_RECV / CURLPAUSE_SEND bits now held */
-    int was_paused;                /* its easy handle is not recycled: curl may keep pause state */
+    int no_recycle;                /* paused once, or buffers of its own: curl keeps such state */
     sky_http_request *prev, *next; /* in client->active or client->canceled */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -344,7 +344,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
         r->client->in_callback--;
         if (stop == SKY_HTTP_PAUSE && !r->canceled) {
             r->paused |= CURLPAUSE_RECV;
-            r->was_paused = 1;
+            r->no_recycle = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
         if (stop) {
@@ -368,7 +368,7 @@ static size_t on_read(char *out, size_t size, size_t n, void *userp)
     long got = r->body_reader(out, size * n, r->user_data);
     if (got == SKY_HTTP_PAUSE) {
         r->paused |= CURLPAUSE_SEND;
-        r->was_paused = 1;
+        r->no_recycle = 1;
         return CURL_READFUNC_PAUSE;
     }
     if (got < 0) {
@@ -384,7 +384,7 @@ static void request_free(sky_http_request *r)
 {
     sky_http_client *c = r->client;
     if (r->easy) {
-        if (c->n_spare < c->cap_spare && !c->closing && !r->was_paused) {
+        if (c->n_spare < c->cap_spare && !c->closing && !r->no_recycle) {
             curl_easy_reset(r->easy);
             c->spare[c->n_spare++] = r->easy;
         } else {
@@ -776,11 +776,13 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (c->no_proxy_env)
         curl_easy_setopt(e, CURLOPT_PROXY, "");
-    if (c->opts.recv_buffer_size > 0)
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->opts.recv_buffer_size);
+    long rbuf = o->recv_buffer_size > 0 ? o->recv_buffer_size : c->opts.recv_buffer_size;
+    if (rbuf > 0)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rbuf);
     /* By default curl's smallest upload buffer: bodies here are small, and with
      * thousands of transfers in flight its 64 KiB default adds up. */
-    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, c->opts.upload_buffer_size);
+    long ubuf = o->upload_buffer_size > 0 ? o->upload_buffer_size : c->opts.upload_buffer_size;
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, ubuf);
     long ver = CURL_HTTP_VERSION_1_1;
     if (c->opts.http2_prior_knowledge)
         ver = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
@@ -799,7 +801,10 @@ static sky_http_request *request_alloc(sky_http_client *c, const sky_http_reques
     if (r == NULL)
         return NULL;
     r->client = c;
-    r->easy = c->n_spare ? c->spare[--c->n_spare] : curl_easy_init();
+    /* curl sizes its receive buffer once per easy handle: other sizes need a new one,
+     * and it is not kept for reuse. */
+    r->no_recycle = o->recv_buffer_size > 0 || o->upload_buffer_size > 0;
+    r->easy = c->n_spare && !r->no_recycle ? c->spare[--c->n_spare] : curl_easy_init();
     r->resp_headers = sky_headers_new();
     sky_buf_init(&r->resp_body,
                  o->max_response_bytes ? o->max_response_bytes : c->opts.max_response_bytes);
