@@ -68,8 +68,8 @@ static const char usage[] =
     "exit: 0 all done; 1 some files failed; 2 usage; 3 could not start (credentials,\n"
     "network, missing container).\n";
 
-/* curl's receive and send buffers per transfer */
-#define HTTP_BUFFER (128 * 1024)
+/* --block-size's default, and the single put's limit */
+#define CLI_BLOCK_SIZE (4u * 1024 * 1024)
 
 enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
 enum jstate { J_WAIT, J_RUN, J_DONE, J_FAILED, J_SKIPPED };
@@ -102,7 +102,8 @@ struct blob_app {
     sky_credential *cred;
     sky_storage_account *acct;
     int verb, recursive, sync, rollback, json, tty;
-    int checksum; /* put: hash files and blocks (--checksum md5) */
+    int checksum;       /* put: hash files and blocks (--checksum md5) */
+    int64_t single_max; /* files up to this size go in one PUT */
     long long parallel;
     sky_blob_transfer_options to;
     const char *container;
@@ -366,12 +367,16 @@ static void md5_after(uv_work_t *w, int status)
     upload(a, j);
 }
 
-/* Hash the file first when its MD5 is to be stored, or is the only way to know
- * whether the blob already holds it. */
+/*
+ * Hash the file first when that is the only way to know whether the blob already holds
+ * it, or when its MD5 is to be stored with a block upload. A single put needs no hash
+ * here: the upload hashes what it reads, and the service stores that MD5.
+ */
 static void start_put(blob_app *a, job *j)
 {
     const remote *r = a->sync ? find_remote(a, j->name) : NULL;
-    if (!a->checksum && !(r && r->size == j->size && r->md5)) {
+    int sync_check = r && r->size == j->size && r->md5;
+    if (!sync_check && !(a->checksum && j->size > a->single_max)) {
         upload(a, j);
         return;
     }
@@ -1019,18 +1024,13 @@ static int setup(blob_app *a, blob_flags *f)
     sky_blob_client_options_init(&o);
     a->loop = sky_loop_new();
     int rc = a->loop ? make_account(a, f, &err) : SKY_ENOMEM;
-    /* Big blocks and ranges move in fewer, larger reads and sends; a transfer in flight
-     * costs these two buffers, and there are at most -j x --concurrency of them. */
-    sky_http_client_options ho;
-    sky_http_client_options_init(&ho);
-    ho.recv_buffer_size = HTTP_BUFFER;
-    ho.upload_buffer_size = HTTP_BUFFER;
     if (rc == 0)
-        rc = sky_http_client_new(sky_loop_uv(a->loop), &ho, &a->http);
+        rc = sky_http_client_new(sky_loop_uv(a->loop), NULL, &a->http);
     if (rc == 0) {
         sky_blob_client_options_from_account(&o, a->acct);
-        if (f->block_size > 0)
-            o.block_size = (size_t)f->block_size;
+        o.block_size = f->block_size > 0 ? (size_t)f->block_size : CLI_BLOCK_SIZE;
+        o.single_put_max = o.block_size;
+        a->single_max = (int64_t)o.block_size;
         if (f->concurrency > 0)
             o.concurrency = (int)f->concurrency;
         if (f->login)

@@ -572,12 +572,25 @@ static void test_file_changed_during_upload(void **state)
     assert_non_null(strstr(o.message, "changed"));
     RUN(f, &o, sky_blob_properties_get(f->blob, "grow", "g.bin", on_done, &o, NULL, &e_));
     assert_string_equal(o.service_code, "BlobNotFound");
-    /* A single put is checked too: never reported done for a file that moved under it. */
+    /* A small single put is read at once, between two stats that must agree: what it
+     * sends is the file as it was then, and a change after that (here, once the PUT is
+     * done) is a later version, not a torn one. */
     make_file(src, 100 * 1024, 4);
     sky_blob_transfer_options_init(&to);
     to.on_progress = grow_file;
     to.progress_user_data = src;
     upload(f, "grow", "s.bin", src, &to, &o);
+    assert_int_equal(o.stats.blocks_total, 1);
+    assert_int_equal(o.err_code, 0);
+    RUN(f, &o, sky_blob_properties_get(f->blob, "grow", "s.bin", on_done, &o, NULL, &e_));
+    assert_int_equal(o.size, 100 * 1024);
+    /* A bigger single put streams from the file over time, and is checked after. */
+    make_file(src, 700 * 1024, 4);
+    sky_blob_transfer_options_init(&to);
+    to.block_size = 1024 * 1024;
+    to.on_progress = grow_file;
+    to.progress_user_data = src;
+    upload(f, "grow", "m.bin", src, &to, &o);
     assert_int_equal(o.stats.blocks_total, 1);
     assert_int_equal(o.err_code, SKY_EIO);
     assert_non_null(strstr(o.message, "changed"));

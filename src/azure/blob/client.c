@@ -10,6 +10,9 @@
 
 #define DEFAULT_BLOCK (4u * 1024 * 1024)
 #define MAX_BLOCK ((size_t)4000 * 1024 * 1024)
+/* curl's buffers for blocks and ranges; small requests keep the client's small ones,
+ * since a buffer this size is an mmap of its own for every request. */
+#define LARGE_IO_BUFFER (128 * 1024)
 
 struct sky__blob_req {
     sky_blob_op *op;
@@ -23,6 +26,7 @@ struct sky__blob_req {
     int (*sink)(void *user_data, const char *data, size_t len);
     void (*on_attempt)(void *user_data);
     int status; /* this attempt's, once its headers are in */
+    int large;
     sky_buf resp;
     int not_found_ok;
     sky_retry_state rs;
@@ -410,6 +414,8 @@ static int req_send(sky__blob_req *r, int refresh, const char *bearer, sky_error
             o.body_length = (int64_t)r->body_len;
         }
         o.timeout_ms = c->o.attempt_timeout_ms;
+        if (r->large)
+            o.recv_buffer_size = o.upload_buffer_size = LARGE_IO_BUFFER;
         o.on_headers = req_on_headers;
         o.on_body = req_body;
         o.on_done = req_on_done;
@@ -579,6 +585,7 @@ int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky__bl
     r->reader = o->reader;
     r->sink = o->sink;
     r->on_attempt = o->on_attempt;
+    r->large = o->large;
     r->not_found_ok = o->not_found_ok;
     r->cb = o->cb;
     r->user_data = o->user_data;

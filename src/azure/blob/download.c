@@ -261,6 +261,7 @@ static void dl_get(dl_slot *s)
         o.max_body = 64 * 1024; /* an error's XML; the bytes themselves go to the sink */
         o.sink = ring_put;
         o.on_attempt = ring_restart;
+        o.large = s->len >= RING_BYTES / 2;
         o.cb = dl_got;
         o.user_data = s;
         rc = sky__blob_req_start(d->op, &o, &s->req, &e);

@@ -66,6 +66,7 @@ typedef struct sky__blob_req_options {
     int (*sink)(void *user_data, const char *data, size_t len);
     /* Before every attempt, retries included: a reader or sink starts over. */
     void (*on_attempt)(void *user_data);
+    int large;        /* a big body either way: curl's larger buffers (fewer syscalls, callbacks) */
     size_t max_body;  /* reply body cap; 0: 16 MiB */
     int not_found_ok; /* a 404 is reported as success (exists) */
     sky__blob_req_cb cb;

@@ -1,9 +1,11 @@
 /* File upload: one PUT, or blocks staged in parallel with resume, then Put Block List. */
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -59,7 +61,14 @@ struct up_state {
     uv_file fd;
     uv_fs_t ctl;
     int64_t size;
-    uv_timespec_t mtime; /* at the start: the file must not change before the commit */
+    long mtime_s, mtime_ns; /* at the start: the file must not change before the commit */
+    /* the first step, in the thread pool (see prep_work) */
+    uv_work_t prep;
+    int prep_errno;        /* errno of the step that failed, 0 when none */
+    const char *prep_what; /* "open", "read" ...: what failed; with errno -1, the whole
+                              message */
+    char *whole;           /* a small file's bytes, read at once */
+    char whole_md5[32];    /* ... and their MD5, when blocks carry one */
     int rechecked;
     uint64_t id_hash;
     uint32_t nblocks, cursor, staged;
@@ -82,6 +91,7 @@ static void up_free(void *p)
     free(u->slots);
     free(u->present);
     free(u->commit_body);
+    free(u->whole);
     free(u->container);
     free(u->blob);
     free(u->path);
@@ -151,13 +161,13 @@ static size_t block_len(const up_state *u, uint32_t index)
 }
 
 /* The hash in every block id: the same file, unchanged, gives the same ids. */
-static void id_hash(up_state *u, const uv_stat_t *st)
+static void id_hash(up_state *u)
 {
     char text[512];
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     int len = snprintf(text, sizeof(text), "size=%" PRId64 ";mtime=%ld.%09ld;block=%zu", u->size,
-                       (long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec, u->block_size);
+                       u->mtime_s, u->mtime_ns, u->block_size);
     EVP_Digest(text, (size_t)len, md, &n, EVP_sha256(), NULL);
     u->id_hash = 0;
     for (int i = 0; i < 8; i++)
@@ -327,6 +337,7 @@ static void slot_send(up_slot *s)
         if (s->streamed) {
             o.reader = ring_take;
             o.on_attempt = ring_restart;
+            o.large = 1;
         }
         o.cb = slot_sent;
         o.user_data = s;
@@ -601,8 +612,8 @@ static void up_on_recheck(uv_fs_t *req)
     if (req->result < 0)
         up_fail_uv(u, "stat", req->result);
     else if ((int64_t)req->statbuf.st_size != u->size ||
-             req->statbuf.st_mtim.tv_sec != u->mtime.tv_sec ||
-             req->statbuf.st_mtim.tv_nsec != u->mtime.tv_nsec)
+             (long)req->statbuf.st_mtim.tv_sec != u->mtime_s ||
+             (long)req->statbuf.st_mtim.tv_nsec != u->mtime_ns)
         up_fail(u, SKY_EIO,
                 u->slots && u->slots[0].single
                     ? "the file changed while uploading; the blob may not match it"
@@ -726,51 +737,131 @@ static int plan_blocks(up_state *u)
     return 0;
 }
 
-static void up_on_stat(uv_fs_t *req)
+/* A small single put whose bytes were read (and hashed) with the file's stat: send them. */
+static int start_whole(up_state *u)
 {
-    up_state *u = req->data;
-    sky_blob_op *op = u->op;
-    u->ctl_busy = 0;
-    if (req->result < 0) {
-        up_fail_uv(u, "stat", req->result);
-    } else {
-        u->size = (int64_t)req->statbuf.st_size;
-        u->mtime = req->statbuf.st_mtim;
-        id_hash(u, &req->statbuf);
-        if (plan_blocks(u) == 0) {
-            if (u->size <= (int64_t)u->single_max) {
-                if (start_slots(u, 1) != 0)
-                    up_fail(u, SKY_ENOMEM, "out of memory");
-            } else {
-                get_block_list(u);
-            }
-        }
-    }
-    uv_fs_req_cleanup(req);
-    up_check_end(u);
-    sky__blob_op_unref(op);
+    u->slots = calloc(1, sizeof(*u->slots));
+    if (u->slots == NULL)
+        return SKY_ENOMEM;
+    up_slot *s = &u->slots[0];
+    s->u = u;
+    s->single = 1;
+    s->buf = u->whole;
+    s->cap = s->len = (size_t)u->size;
+    u->whole = NULL;
+    u->nslots = u->active = 1;
+    u->cursor = 1;
+    u->rechecked = 1; /* read between two stats that agree, and closed */
+    snprintf(s->md5, sizeof(s->md5), "%s", u->md5 ? u->md5 : u->whole_md5);
+    slot_send(s);
+    return 0;
 }
 
-static void up_on_open(uv_fs_t *req)
+static int prep_failed(up_state *u, const char *what, int fd)
 {
-    up_state *u = req->data;
+    u->prep_errno = errno ? errno : EIO;
+    u->prep_what = what;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* A failure that errno does not describe: @p msg is the whole of it. */
+static int prep_refused(up_state *u, const char *msg, int fd)
+{
+    prep_failed(u, msg, fd);
+    u->prep_errno = -1;
+    return -1;
+}
+
+/* A small file read whole, hashed when the put carries an MD5, and the file checked not
+ * to have changed meanwhile: what the loop would do in five steps through the pool. */
+static int prep_small(up_state *u, int fd)
+{
+    struct stat st;
+    size_t n = (size_t)u->size, got = 0;
+    if ((u->whole = malloc(n ? n : 1)) == NULL)
+        return prep_refused(u, "out of memory", fd);
+    while (got < n) {
+        ssize_t r = pread(fd, u->whole + got, n - got, (off_t)got);
+        if (r < 0)
+            return prep_failed(u, "read", fd);
+        if (r == 0)
+            return prep_refused(u, "the file got shorter while uploading", fd);
+        got += (size_t)r;
+    }
+    if (fstat(fd, &st) != 0)
+        return prep_failed(u, "stat", fd);
+    if ((int64_t)st.st_size != u->size || (long)st.st_mtim.tv_sec != u->mtime_s ||
+        (long)st.st_mtim.tv_nsec != u->mtime_ns)
+        return prep_refused(u, "the file changed while it was read; nothing was sent", fd);
+    close(fd);
+    if (u->block_md5 && u->md5 == NULL) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdn = 0;
+        EVP_Digest(u->whole, n, md, &mdn, EVP_md5(), NULL);
+        EVP_EncodeBlock((unsigned char *)u->whole_md5, md, (int)mdn);
+    }
+    return 0;
+}
+
+/* In the thread pool: open and stat; a small single put is also read and closed here. */
+static void prep_work(uv_work_t *w)
+{
+    up_state *u = w->data;
+    struct stat st;
+    errno = 0;
+    int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        prep_failed(u, "open", -1);
+        return;
+    }
+    if (fstat(fd, &st) != 0) {
+        prep_failed(u, "stat", fd);
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        prep_failed(u, "open", fd);
+        return;
+    }
+    u->size = (int64_t)st.st_size;
+    u->mtime_s = (long)st.st_mtim.tv_sec;
+    u->mtime_ns = (long)st.st_mtim.tv_nsec;
+    if (u->size <= (int64_t)u->single_max && u->size <= (int64_t)RING_BYTES) {
+        if (prep_small(u, fd) != 0) {
+            free(u->whole);
+            u->whole = NULL;
+        }
+        return;
+    }
+    u->fd = fd;
+}
+
+static void prep_after(uv_work_t *w, int status)
+{
+    up_state *u = w->data;
     sky_blob_op *op = u->op;
     u->ctl_busy = 0;
-    ssize_t fd = req->result;
-    uv_fs_req_cleanup(req);
-    if (fd < 0) {
-        up_fail_uv(u, "open", fd);
+    if (status != 0) {
+        up_fail(u, SKY_ECANCELED, "canceled");
+    } else if (u->prep_errno == -1) {
+        up_fail(u, SKY_EIO, u->prep_what);
+    } else if (u->prep_errno) {
+        up_fail_uv(u, u->prep_what, uv_translate_sys_error(u->prep_errno));
     } else if (op->err.code == 0) {
-        u->fd = (uv_file)fd;
-        u->ctl_busy = 1;
-        op->refs++;
-        if (uv_fs_fstat(op->c->loop, &u->ctl, u->fd, up_on_stat) != 0) {
-            op->refs--;
-            u->ctl_busy = 0;
-            up_fail(u, SKY_EIO, "cannot stat");
+        id_hash(u);
+        if (plan_blocks(u) == 0) {
+            int rc = 0;
+            if (u->whole)
+                rc = start_whole(u);
+            else if (u->size <= (int64_t)u->single_max)
+                rc = start_slots(u, 1);
+            else
+                get_block_list(u);
+            if (rc != 0)
+                up_fail(u, SKY_ENOMEM, "out of memory");
         }
-    } else {
-        u->fd = (uv_file)fd;
     }
     up_check_end(u);
     sky__blob_op_unref(op);
@@ -821,15 +912,16 @@ int sky_blob_upload_file(sky_blob_client *c, const char *container, const char *
     u->op = op;
     op->state = u;
     op->state_free = up_free;
-    u->ctl.data = u;
+    u->prep.data = u;
     u->ctl_busy = 1;
     op->refs++;
-    int rc = uv_fs_open(c->loop, &u->ctl, path, O_RDONLY, 0, up_on_open);
+    int rc = uv_queue_work(c->loop, &u->prep, prep_work, prep_after);
     if (rc != 0) {
         op->reported = 1;
         op->refs = 1;
         sky__blob_op_unref(op);
-        return sky_error_set(err, SKY_EIO, "upload %s: open: %s", path, uv_strerror(rc));
+        return sky_error_set(err, SKY_EINTERNAL, "upload %s: cannot queue the first step: %s", path,
+                             uv_strerror(rc));
     }
     if (out_op)
         *out_op = op;
