@@ -22,7 +22,10 @@ typedef struct sky_http_client_options {
     int http2_prior_knowledge;  /**< speak HTTP/2 over cleartext (h2c) directly; default 0 */
     long max_host_connections;  /**< 0: no limit (curl's default) */
     long max_total_connections; /**< 0: no limit */
-    long recv_buffer_size;      /**< curl's receive buffer per transfer; default 2048 */
+    /** curl's receive buffer per transfer; 0 (default): 2048 for HTTP/1.1, and 1024 where
+     *  HTTP/2 may be used, since there it only takes copies from the connection's own
+     *  buffer (more calls, no more system calls) */
+    long recv_buffer_size;
     /** curl's send buffer per transfer, 16384..2097152; default 16384 (its minimum: with
      *  thousands of small requests in flight it adds up). Large streamed uploads go
      *  faster with more (fewer reads and send calls). */
