@@ -49,7 +49,8 @@ struct sky_http_request {
     char *body_copy;
     sky_headers *resp_headers;
     sky_buf resp_body;
-    sky_error err;
+    int stop;      /* STOP_*: why one of our callbacks stopped the transfer */
+    int stop_code; /* ... with this SKY_E code, where it has one */
     sky_http_headers_cb on_headers;
     sky_http_body_cb on_body;
     sky_http_done_cb on_done;
@@ -83,6 +84,10 @@ struct sky_http_client {
     int closing;
     int pending_closes;
 };
+
+/* Why one of our callbacks stopped a transfer. The error itself is built only when the
+ * request ends: most never fail, and a sky_error is a third of a KiB. */
+enum { STOP_NONE, STOP_HEADERS_OOM, STOP_BODY_CB, STOP_BODY_CAP, STOP_READER };
 
 static void check_multi_info(shard *s);
 static void client_finish_free(sky_http_client *c);
@@ -324,7 +329,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
         return len;
     }
     if (sky_headers_parse_line(r->resp_headers, data, len) == SKY_ENOMEM) {
-        sky_error_set(&r->err, SKY_ENOMEM, "out of memory storing response headers");
+        r->stop = STOP_HEADERS_OOM;
         return 0;
     }
     return len;
@@ -347,15 +352,15 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
             return CURL_WRITEFUNC_PAUSE;
         }
         if (stop) {
-            sky_error_set(&r->err, SKY_ECANCELED, "canceled by the body callback");
+            r->stop = STOP_BODY_CB;
             return 0;
         }
         return len;
     }
     int rc = sky_buf_append(&r->resp_body, data, len);
     if (rc < 0) {
-        sky_error_set(&r->err, rc, "response body larger than the %zu-byte limit",
-                      r->resp_body.cap);
+        r->stop = STOP_BODY_CAP;
+        r->stop_code = rc;
         return 0;
     }
     return len;
@@ -371,7 +376,8 @@ static size_t on_read(char *out, size_t size, size_t n, void *userp)
         return CURL_READFUNC_PAUSE;
     }
     if (got < 0) {
-        sky_error_set(&r->err, (int)got, "request body reader failed");
+        r->stop = STOP_READER;
+        r->stop_code = (int)got;
         return CURL_READFUNC_ABORT;
     }
     return (size_t)got;
@@ -414,37 +420,62 @@ static void fill_response(sky_http_request *r, sky_http_response *res)
 
 /* Turn curl's result into our error, keeping curl's own words (redacted:
  * they can quote a URL, and a URL can carry a SAS signature). */
-static void record_curl_error(sky_http_request *r, CURLcode cc)
+static void record_curl_error(const sky_http_request *r, CURLcode cc, sky_error *e)
 {
     int retryable;
     int code = sky_http_map_curl_code(cc, &retryable);
-    if (r->err.code == 0) {
+    if (e->code == 0) {
         sky_buf msg;
         sky_buf_init(&msg, SKY_ERROR_MESSAGE_MAX);
         const char *text = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
         if (sky_redact(sky_span_cstr(text), &msg) < 0)
             sky_buf_reset(&msg);
-        sky_error_set(&r->err, code, "%s", msg.len ? msg.data : curl_easy_strerror(cc));
+        sky_error_set(e, code, "%s", msg.len ? msg.data : curl_easy_strerror(cc));
         sky_buf_free(&msg);
-        r->err.retryable = retryable;
+        e->retryable = retryable;
     }
-    r->err.curl_code = (int)cc;
+    e->curl_code = (int)cc;
+}
+
+/* What our own callback stopped the transfer for: the first cause, before curl's. */
+static void stop_error(const sky_http_request *r, sky_error *e)
+{
+    switch (r->stop) {
+    case STOP_HEADERS_OOM:
+        sky_error_set(e, SKY_ENOMEM, "out of memory storing response headers");
+        break;
+    case STOP_BODY_CB:
+        sky_error_set(e, SKY_ECANCELED, "canceled by the body callback");
+        break;
+    case STOP_BODY_CAP:
+        sky_error_set(e, r->stop_code, "response body larger than the %zu-byte limit",
+                      r->resp_body.cap);
+        break;
+    case STOP_READER:
+        sky_error_set(e, r->stop_code, "request body reader failed");
+        break;
+    default:
+        break;
+    }
 }
 
 static void request_complete(sky_http_request *r, CURLcode cc)
 {
     sky_http_client *c = r->client;
     sky_http_response res;
+    sky_error e;
+    sky_error_clear(&e);
     if (r->canceled) {
-        sky_error_clear(&r->err);
-        sky_error_set(&r->err, SKY_ECANCELED, "request canceled");
-    } else if (cc != CURLE_OK) {
-        record_curl_error(r, cc);
+        sky_error_set(&e, SKY_ECANCELED, "request canceled");
+    } else {
+        stop_error(r, &e);
+        if (cc != CURLE_OK)
+            record_curl_error(r, cc, &e);
     }
     fill_response(r, &res);
-    r->err.http_status = res.status;
+    e.http_status = res.status;
     c->in_callback++;
-    r->on_done(r, &res, r->err.code ? &r->err : NULL, r->user_data);
+    r->on_done(r, &res, e.code ? &e : NULL, r->user_data);
     c->in_callback--;
     request_free(r);
 }
