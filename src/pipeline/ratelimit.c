@@ -5,11 +5,14 @@
 #include "skyio/error.h"
 #include "skyio/ratelimit.h"
 
-/* Seconds of grants remembered to measure the rate actually sent. */
-#define RL_SLOTS 10
-/* ... of which the last few count: the rate when a 429 came, not a long average
- * that still holds the slower seconds before it. */
-#define RL_MEASURE_S 3
+/* Grants are counted in slots of RL_SLOT_MS, RL_SLOTS of them, to measure the rate
+ * actually sent... */
+#define RL_SLOT_MS 100
+#define RL_SLOTS 20
+/* ... over about the last second: the rate when a 429 came, not a longer average
+ * that still holds the slower seconds before it. In slow start the rate doubles
+ * every interval, and a 3 s average was half the rate that met the limit. */
+#define RL_MEASURE_MS 1000
 /* Slack for floating-point refills: 1e-9 of a request or token is nothing. */
 #define RL_EPS 1e-9
 
@@ -23,6 +26,7 @@ typedef struct rl_bucket {
     double wmax;         /* rate at which the last 429 came, 0 before any */
     uint64_t hold_until; /* a limit met twice at the same rate: stay just under it till then */
     int probes;          /* increases past wmax without a 429: each probe step doubles */
+    double clean_rate;   /* slow start: the rate before the last doubling, which drew no 429 */
     double floor_rate;   /* learning never goes below this */
     double level;        /* what may be spent now */
     double cap_rate;     /* temporary cap from a low remaining header */
@@ -44,7 +48,7 @@ struct sky_ratelimit {
     int waiting;
     uint64_t wait_start;
     int64_t wait_ms;
-    uint64_t slot_sec[RL_SLOTS];
+    uint64_t slot_id[RL_SLOTS]; /* now / RL_SLOT_MS of the grants counted in each slot */
     uint32_t slot_req[RL_SLOTS];
     int64_t slot_tok[RL_SLOTS];
     uint64_t granted;
@@ -161,6 +165,7 @@ static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64
         return;
     double r;
     if (b->wmax <= 0) {
+        b->clean_rate = b->rate;
         r = b->rate * 2;
     } else {
         double step = o->increase_fraction * b->wmax;
@@ -183,6 +188,14 @@ static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64
  * less than the allowed rate (the other bucket or the caller's concurrency
  * was binding), so one 429 takes effect at once. The saved burst is
  * forfeited: the provider just said we were too fast.
+ *
+ * The first 429 of slow start comes up to twice the limit (the rate just
+ * doubled), so a gentle decrease_factor would stay over it for several more
+ * intervals of 429s: go at least back to the rate before that doubling,
+ * which a whole interval showed the provider accepts. The limit lies between
+ * that rate and the measured one, which still counts what was sent while the
+ * first 429 was on its way back: search from the middle (BIC's binary search)
+ * rather than climb toward a rate that is surely too high.
  */
 static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_options *o,
                             uint64_t now)
@@ -198,9 +211,15 @@ static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_o
         factor = 1 - (1 - factor) / 2;
         b->hold_until = now + RL_HOLD_INTERVALS * (uint64_t)o->increase_interval_ms;
     }
+    double r = base * factor;
+    if (b->wmax <= 0 && b->clean_rate > 0 && r > b->clean_rate) {
+        r = b->clean_rate;
+        base = (b->clean_rate + base) / 2;
+    }
     b->wmax = base;
     b->probes = 0;
-    bucket_set_rate(b, base * factor, now, o->burst_seconds);
+    b->clean_rate = 0;
+    bucket_set_rate(b, r, now, o->burst_seconds);
     if (b->level > 0)
         b->level = 0;
 }
@@ -283,18 +302,21 @@ static void rl_maybe_increase(sky_ratelimit *rl, uint64_t now)
     rl->last_increase_ms = now;
 }
 
-/* Requests (or tokens) per minute granted over the last RL_MEASURE_S seconds; 0 if too new. */
+/*
+ * Requests (or tokens) per minute granted over the last RL_MEASURE_MS and the
+ * current slot (1.0 to 1.1 s); 0 when the limiter is younger than that.
+ */
 static double rl_measured(const sky_ratelimit *rl, uint64_t now, int tokens)
 {
-    uint64_t sec = now / 1000;
-    uint64_t from = sec >= RL_MEASURE_S - 1 ? (sec - (RL_MEASURE_S - 1)) * 1000 : 0;
+    uint64_t slot = now / RL_SLOT_MS, n = RL_MEASURE_MS / RL_SLOT_MS;
+    if (now < rl->created_ms + RL_MEASURE_MS || slot < n)
+        return 0;
+    uint64_t from = (slot - n) * RL_SLOT_MS;
     if (from < rl->created_ms)
         from = rl->created_ms;
-    if (now < from + 2000)
-        return 0;
     double sum = 0;
     for (int i = 0; i < RL_SLOTS; i++) {
-        if (rl->slot_sec[i] + RL_MEASURE_S > sec && rl->slot_sec[i] <= sec)
+        if (rl->slot_id[i] + n >= slot && rl->slot_id[i] <= slot)
             sum += tokens ? (double)rl->slot_tok[i] : (double)rl->slot_req[i];
     }
     return sum * 60000.0 / (double)(now - from);
@@ -302,10 +324,10 @@ static double rl_measured(const sky_ratelimit *rl, uint64_t now, int tokens)
 
 static void rl_record_grant(sky_ratelimit *rl, uint64_t now, int64_t tokens)
 {
-    uint64_t sec = now / 1000;
-    int i = (int)(sec % RL_SLOTS);
-    if (rl->slot_sec[i] != sec) {
-        rl->slot_sec[i] = sec;
+    uint64_t slot = now / RL_SLOT_MS;
+    int i = (int)(slot % RL_SLOTS);
+    if (rl->slot_id[i] != slot) {
+        rl->slot_id[i] = slot;
         rl->slot_req[i] = 0;
         rl->slot_tok[i] = 0;
     }
@@ -372,6 +394,7 @@ static void adopt_limit(sky_ratelimit *rl, rl_bucket *b, double limit, double us
     double c = user > 0 && user < limit ? user : limit;
     int was_off = b->rate <= 0;
     b->ceiling = c;
+    b->clean_rate = 0; /* the provider said where the limit is: no slow start to undo */
     if (b->wmax > c)
         b->wmax = c;
     bucket_set_rate(b, b->wmax <= 0 || was_off ? c : b->rate, now, rl->o.burst_seconds);

@@ -553,6 +553,64 @@ static void test_slow_start_from_guess(void **state)
     fixture_close(&f);
 }
 
+/* The batch job's tuning (cmd_batch.c). */
+static sky_ratelimit_options batch_options(void)
+{
+    sky_ratelimit_options o = opts_fixed(0, 0, 1);
+    o.initial_rpm = 600;
+    o.increase_interval_ms = 1000;
+    o.decrease_factor = 0.8;
+    return o;
+}
+
+/*
+ * The first 429 in slow start comes just after a doubling: back off at least
+ * to the rate before it, which drew no 429, rather than by decrease_factor
+ * from a rate that may be twice the limit. Later 429s use the factor alone.
+ */
+static void test_slow_start_429_backs_off_to_clean_rate(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = batch_options();
+    fixture_open(&f, &o);
+    drain_until(&f, 3100, 0);
+    assert_true(stats_of(&f).rpm == 4800); /* doubled at 1, 2 and 3 s */
+    drain_until(&f, 3500, 0);
+    /* sent in the last second: about 2,400 then 4,800 RPM; 0.8 of that is still above 2,400 */
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    assert_true(stats_of(&f).rpm == 2400);
+    /* the next overload is not slow start: the factor of the measured rate, 0.8 x 2,400 */
+    drain_until(&f, 7000, 0);
+    double before = stats_of(&f).rpm;
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    double after = stats_of(&f).rpm;
+    assert_true(after < before && after >= 0.8 * 0.9 * before);
+    fixture_close(&f);
+}
+
+/* The rate at a 429 is measured over the last second, not over a longer past. */
+static void test_429_measures_the_last_second(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_fixed(6000, 0, 1);
+    fixture_open(&f, &o);
+    for (int i = 0; i < 5; i++) { /* 5 s at 60 RPM, then 1 s at 600 RPM */
+        assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+        sky_fake_clock_advance(&f.clock, 1000);
+    }
+    for (int i = 0; i < 10; i++) {
+        assert_true(sky_ratelimit_acquire(f.rl, 0) == 0);
+        sky_fake_clock_advance(&f.clock, 100);
+    }
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    /* half of about 600 RPM (10 or 11 grants over 1.0 s); a 3 s average would say 240 */
+    double rpm = stats_of(&f).rpm;
+    assert_true(rpm >= 280 && rpm <= 340);
+    fixture_close(&f);
+}
+
 static void test_wait_time_accounted(void **state)
 {
     (void)state;
@@ -664,16 +722,7 @@ static void check_convergence(int per_window, long max_429)
     check_convergence_with(&o, per_window, max_429);
 }
 
-/* The batch job's tuning (cmd_batch.c): a fixed limit once found is held close. */
-static sky_ratelimit_options batch_options(void)
-{
-    sky_ratelimit_options o = opts_fixed(0, 0, 1);
-    o.initial_rpm = 600;
-    o.increase_interval_ms = 1000;
-    o.decrease_factor = 0.8;
-    return o;
-}
-
+/* The batch job's tuning: a fixed limit once found is held close. */
 static void test_batch_tuning_holds_95_percent(void **state)
 {
     (void)state;
@@ -684,6 +733,84 @@ static void test_batch_tuning_holds_95_percent(void **state)
     /* at 5 requests a one-second window every 429 is a fifth of a window: more of them */
     share = check_convergence_with(&o, 5, (long)(0.04 * 300 * 5));
     assert_true(share >= 0.93);
+}
+
+/*
+ * Closer to bench/rate-efficiency: replies come after @p latency_ms, a 429
+ * carries no Retry-After, the provider's one-second windows start at
+ * @p phase_ms on our clock, and there is always more work. Returns the share
+ * of the limit answered 200 from 10 s to 60 s and the share of requests
+ * answered 429 over the whole minute.
+ */
+typedef struct sim_reply {
+    uint64_t at;
+    int status;
+} sim_reply;
+
+static double simulate_latency(const sky_ratelimit_options *o, int per_window, uint64_t latency_ms,
+                               uint64_t phase_ms, double *out_429_share)
+{
+    enum { MAX_SENT = 20000 };
+    const uint64_t from = 10000, end = 60000;
+    sim_reply *q = calloc(MAX_SENT, sizeof(*q));
+    assert_non_null(q);
+    size_t head = 0, tail = 0;
+    long ok = 0, n429 = 0;
+    hidden_provider p = {UINT64_MAX, 0, per_window};
+    fixture f;
+    fixture_open(&f, o);
+    while (f.clock.mono_ms < end) {
+        uint64_t now = f.clock.mono_ms;
+        for (; head < tail && q[head].at <= now; head++) {
+            sky_ratelimit_on_response(f.rl, q[head].status, NULL, 0, -1);
+            ok += q[head].status == 200 && q[head].at >= from;
+        }
+        int64_t w = sky_ratelimit_acquire(f.rl, 0);
+        if (w == 0) {
+            int64_t retry;
+            assert_true(tail < MAX_SENT);
+            q[tail].status = provider_call(&p, now + phase_ms + latency_ms / 2, &retry);
+            q[tail++].at = now + latency_ms;
+            n429 += q[tail - 1].status == 429;
+            continue;
+        }
+        uint64_t next = now + (uint64_t)w;
+        if (head < tail && q[head].at < next)
+            next = q[head].at;
+        sky_fake_clock_advance(&f.clock, next > now ? next - now : 1);
+    }
+    fixture_close(&f);
+    *out_429_share = tail ? (double)n429 / (double)tail : 0;
+    free(q);
+    return (double)ok * 60000.0 / (double)(end - from) / (per_window * 60.0);
+}
+
+/*
+ * bench/rate-efficiency's target, in simulation: at a hidden 3,000 RPM with
+ * 100 ms replies, the batch tuning must find the limit within the first 10 s
+ * (slow start, then one back-off to the last clean rate) and hold it, whatever
+ * the windows' phase: at least 96% of it from 10 s to 60 s, at most 2% 429s.
+ */
+static void test_batch_tuning_finds_limit_within_10s(void **state)
+{
+    (void)state;
+    sky_ratelimit_options o = batch_options();
+    double sum = 0;
+    for (uint64_t phase = 0; phase < 1000; phase += 50) {
+        double share429;
+        double share = simulate_latency(&o, 50, 100, phase, &share429);
+        if (getenv("SKY_RL_VERBOSE"))
+            printf("phase %3llu ms: %.1f%% of the limit from 10 s, %.2f%% 429s\n",
+                   (unsigned long long)phase, 100 * share, 100 * share429);
+        assert_true(share >= 0.96 && share <= 1.0);
+        assert_true(share429 <= 0.02);
+        sum += share;
+    }
+    assert_true(sum / 20 >= 0.97);
+    /* a slower provider and a lower limit, as in bench/strategies */
+    double share429;
+    assert_true(simulate_latency(&o, 20, 160, 300, &share429) >= 0.96);
+    assert_true(share429 <= 0.03);
 }
 
 static void test_converges_to_hidden_300rpm(void **state)
@@ -728,10 +855,13 @@ int main(void)
         cmocka_unit_test(test_recovery_after_quiet_time),
         cmocka_unit_test(test_no_increase_without_demand),
         cmocka_unit_test(test_slow_start_from_guess),
+        cmocka_unit_test(test_slow_start_429_backs_off_to_clean_rate),
+        cmocka_unit_test(test_429_measures_the_last_second),
         cmocka_unit_test(test_wait_time_accounted),
         cmocka_unit_test(test_converges_to_hidden_300rpm),
         cmocka_unit_test(test_converges_to_hidden_3000rpm),
         cmocka_unit_test(test_batch_tuning_holds_95_percent),
+        cmocka_unit_test(test_batch_tuning_finds_limit_within_10s),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
