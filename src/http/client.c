@@ -396,7 +396,7 @@ static void request_free(sky_http_request *r)
             curl_easy_cleanup(r->easy);
         }
     }
-    curl_slist_free_all(r->slist);
+    free(r->slist); /* one block: see request_build_headers */
     free(r->body_copy);
     sky_headers_free(r->resp_headers);
     sky_buf_free(&r->resp_body);
@@ -728,35 +728,49 @@ void sky_http_client_free(sky_http_client *c)
 
 /* ---- requests ---- */
 
+/* One line of the list: "Name: value", or "Name;" (curl's way to send an empty value). */
+static size_t header_line(char *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    memcpy(out, name, nl);
+    if (vl == 0) {
+        memcpy(out + nl, ";", 2);
+        return nl + 2;
+    }
+    memcpy(out + nl, ": ", 2);
+    memcpy(out + nl + 2, value, vl + 1);
+    return nl + vl + 3;
+}
+
+/*
+ * The request's headers as curl's list, nodes and text in one allocation (curl only
+ * reads the list, and it lives until the request is freed): one malloc where
+ * curl_slist_append makes two a line, for every request in flight.
+ */
 static int request_build_headers(sky_http_request *r, const sky_http_request_options *o)
 {
-    struct curl_slist *l = NULL, *t;
-    sky_buf line;
-    int rc = 0;
-    sky_buf_init(&line, 64 * 1024);
-    size_t n = o->headers ? sky_headers_count(o->headers) : 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const char *name, *value;
+    static const char expect[] = "Expect:"; /* curl would otherwise wait for 100 Continue */
+    size_t n = o->headers ? sky_headers_count(o->headers) : 0, text = sizeof(expect);
+    const char *name, *value;
+    for (size_t i = 0; i < n; i++) {
         (void)sky_headers_at(o->headers, i, &name, &value);
-        sky_buf_reset(&line);
-        /* "Name;" is curl's way to send a header with an empty value. */
-        rc = value[0] ? sky_buf_printf(&line, "%s: %s", name, value)
-                      : sky_buf_printf(&line, "%s;", name);
-        if (rc == 0) {
-            t = curl_slist_append(l, line.data);
-            rc = t ? 0 : SKY_ENOMEM;
-            l = t ? t : l;
-        }
+        text += strlen(name) + strlen(value) + 3;
     }
-    /* curl would otherwise wait for "100 Continue" on larger bodies. */
-    if (rc == 0) {
-        t = curl_slist_append(l, "Expect:");
-        rc = t ? 0 : SKY_ENOMEM;
-        l = t ? t : l;
+    struct curl_slist *l = malloc((n + 1) * sizeof(*l) + text);
+    if (l == NULL)
+        return SKY_ENOMEM;
+    char *p = (char *)(l + n + 1);
+    for (size_t i = 0; i < n; i++) {
+        (void)sky_headers_at(o->headers, i, &name, &value);
+        l[i].data = p;
+        l[i].next = &l[i + 1];
+        p += header_line(p, name, value);
     }
-    sky_buf_free(&line);
+    memcpy(p, expect, sizeof(expect));
+    l[n].data = p;
+    l[n].next = NULL;
     r->slist = l;
-    return rc;
+    return 0;
 }
 
 static void request_set_method(sky_http_request *r, const sky_http_request_options *o)
