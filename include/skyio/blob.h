@@ -212,6 +212,9 @@ typedef struct sky_blob_transfer_options {
     int no_block_md5;         /**< upload: no transactional Content-MD5 on each block or
                                    single put, so no hashing (the Python SDK's default);
                                    0 (default): every PUT carries one */
+    int store_md5;            /**< upload: store the file's MD5 on the blob; for blocks it is
+                                   hashed in the thread pool while they go, and the commit
+                                   waits for it (ignored with content_md5); default 0 */
     int verify_md5;           /**< download: when the blob has a Content-MD5, hash the file
                                    once written (thread pool) and keep it only if it
                                    matches; default 0 */

@@ -68,9 +68,6 @@ static const char usage[] =
     "exit: 0 all done; 1 some files failed; 2 usage; 3 could not start (credentials,\n"
     "network, missing container).\n";
 
-/* --block-size's default, and the single put's limit */
-#define CLI_BLOCK_SIZE (4u * 1024 * 1024)
-
 enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
 enum jstate { J_WAIT, J_RUN, J_DONE, J_FAILED, J_SKIPPED };
 
@@ -102,8 +99,7 @@ struct blob_app {
     sky_credential *cred;
     sky_storage_account *acct;
     int verb, recursive, sync, rollback, json, tty;
-    int checksum;       /* put: hash files and blocks (--checksum md5) */
-    int64_t single_max; /* files up to this size go in one PUT */
+    int checksum; /* hash files and blocks (--checksum md5) */
     long long parallel;
     sky_blob_transfer_options to;
     const char *container;
@@ -368,15 +364,14 @@ static void md5_after(uv_work_t *w, int status)
 }
 
 /*
- * Hash the file first when that is the only way to know whether the blob already holds
- * it, or when its MD5 is to be stored with a block upload. A single put needs no hash
- * here: the upload hashes what it reads, and the service stores that MD5.
+ * Hash the file first only when that is the only way to know whether the blob already
+ * holds it. Otherwise the upload hashes what it needs itself: a single put what it
+ * reads, a block upload the whole file alongside its blocks (store_md5).
  */
 static void start_put(blob_app *a, job *j)
 {
     const remote *r = a->sync ? find_remote(a, j->name) : NULL;
-    int sync_check = r && r->size == j->size && r->md5;
-    if (!sync_check && !(a->checksum && j->size > a->single_max)) {
+    if (!(r && r->size == j->size && r->md5)) {
         upload(a, j);
         return;
     }
@@ -393,6 +388,7 @@ static void upload(blob_app *a, job *j)
     /* A hash made for the sync check costs nothing more to store. */
     to.content_md5 = j->md5[0] ? j->md5 : NULL;
     to.no_block_md5 = !a->checksum;
+    to.store_md5 = a->checksum;
     to.on_progress = on_progress;
     to.progress_user_data = j;
     sky_error err;
@@ -1028,9 +1024,8 @@ static int setup(blob_app *a, blob_flags *f)
         rc = sky_http_client_new(sky_loop_uv(a->loop), NULL, &a->http);
     if (rc == 0) {
         sky_blob_client_options_from_account(&o, a->acct);
-        o.block_size = f->block_size > 0 ? (size_t)f->block_size : CLI_BLOCK_SIZE;
-        o.single_put_max = o.block_size;
-        a->single_max = (int64_t)o.block_size;
+        if (f->block_size > 0)
+            o.block_size = (size_t)f->block_size;
         if (f->concurrency > 0)
             o.concurrency = (int)f->concurrency;
         if (f->login)

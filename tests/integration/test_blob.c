@@ -691,6 +691,49 @@ static void test_large_put_md5(void **state)
     assert_int_equal(o.http_status, 404);
 }
 
+static char *read_all(const char *path, size_t *len);
+
+/* base64 MD5 of the file at @p path */
+static void file_md5_b64(const char *path, char *out)
+{
+    size_t len;
+    char *data = read_all(path, &len);
+    unsigned char md[16];
+    EVP_Digest(data, len, md, NULL, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, md, 16);
+    free(data);
+}
+
+/*
+ * store_md5: the blob ends up with the file's MD5 without the caller hashing anything,
+ * for a block upload (hashed alongside the blocks, stored at the commit) and for a
+ * single put streamed from the file, with or without per-block MD5s.
+ */
+static void test_upload_stores_file_md5(void **state)
+{
+    fixture *f = *state;
+    char src[512], want[32];
+    outcome o;
+    snprintf(src, sizeof(src), "%s/store.bin", f->dir);
+    make_container(f, f->blob, "store");
+    const size_t sizes[] = {5u * 1024 * 1024 + 3, 900 * 1024};
+    for (int i = 0; i < 4; i++) {
+        make_file(src, sizes[i / 2], 30 + (uint32_t)i);
+        file_md5_b64(src, want);
+        sky_blob_transfer_options to;
+        sky_blob_transfer_options_init(&to);
+        to.block_size = 2u * 1024 * 1024;
+        to.store_md5 = 1;
+        to.no_block_md5 = i % 2;
+        upload(f, "store", "s.bin", src, &to, &o);
+        if (o.err_code)
+            fail_msg("case %d: %s", i, o.message);
+        assert_int_equal(o.stats.blocks_total, i < 2 ? 3 : 1);
+        RUN(f, &o, sky_blob_properties_get(f->blob, "store", "s.bin", on_done, &o, NULL, &e_));
+        assert_string_equal(o.md5, want);
+    }
+}
+
 static void read_text(const char *path, char *buf, size_t cap)
 {
     FILE *fp = fopen(path, "rb");
@@ -1189,6 +1232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transfer_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_put_md5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_stores_file_md5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_download_keeps_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_blocks_retried_whole, fault_setup,

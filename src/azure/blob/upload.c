@@ -56,6 +56,7 @@ struct up_state {
     size_t block_size, single_max;
     int concurrency;
     int block_md5; /* a transactional Content-MD5 on every PUT */
+    int store_md5; /* the file's MD5 on the blob, hashed while the blocks go */
     sky_blob_progress_cb on_progress;
     void *progress_ud;
     uv_file fd;
@@ -76,6 +77,9 @@ struct up_state {
     up_slot *slots;
     int nslots, active;
     int ctl_busy; /* a control step (open, stat, block list, commit, close) is in flight */
+    int hashing;  /* the whole file's MD5 is being computed (store_md5) */
+    uv_work_t file_hash;
+    char file_md5[32];
     int committed;
     int closing;
     char *commit_body;
@@ -406,7 +410,7 @@ static void slot_ready(up_slot *s)
      * service refuses the PUT if the bytes do not match it. */
     if (s->single && u->md5) {
         snprintf(s->md5, sizeof(s->md5), "%s", u->md5);
-    } else if (u->block_md5) {
+    } else if (u->block_md5 || (s->single && u->store_md5)) {
         op->refs++;
         s->work.data = s;
         if (uv_queue_work(op->c->loop, &s->work, md5_work, md5_after) != 0) {
@@ -641,7 +645,7 @@ static void up_recheck(up_state *u)
 /* Everything idle: commit when all blocks are there, else close and report. */
 static void up_check_end(up_state *u)
 {
-    if (u->active > 0 || u->ctl_busy || u->closing)
+    if (u->active > 0 || u->ctl_busy || u->closing || u->hashing)
         return;
     if (u->op->err.code == 0 && !u->committed && u->nblocks > 0 &&
         u->staged + u->op->stats.blocks_skipped == u->nblocks && u->slots && !u->slots[0].single) {
@@ -737,6 +741,62 @@ static int plan_blocks(up_state *u)
     return 0;
 }
 
+/* In the thread pool: the whole file's MD5, read in order while the blocks go out of it. */
+static void file_hash_work(uv_work_t *w)
+{
+    up_state *u = w->data;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char *buf = malloc(RING_BYTES);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    for (int64_t off = 0; ok && off < u->size;) {
+        ssize_t got = pread(u->fd, buf, RING_BYTES, (off_t)off);
+        ok = got > 0 && EVP_DigestUpdate(ctx, buf, (size_t)got) == 1;
+        off += got > 0 ? got : 0;
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
+    if (ok)
+        EVP_EncodeBlock((unsigned char *)u->file_md5, md, (int)n);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+}
+
+static void file_hash_after(uv_work_t *w, int status)
+{
+    up_state *u = w->data;
+    sky_blob_op *op = u->op;
+    u->hashing = 0;
+    if (status != 0 || u->file_md5[0] == '\0')
+        up_fail(u, SKY_EIO, "cannot read the file to hash it");
+    else if ((u->md5 = strdup(u->file_md5)) == NULL)
+        up_fail(u, SKY_ENOMEM, "out of memory");
+    up_check_end(u);
+    sky__blob_op_unref(op);
+}
+
+/* A block upload whose file MD5 is to be stored: hash it alongside, for the commit. */
+static void start_file_hash(up_state *u)
+{
+    if (!u->store_md5 || u->md5)
+        return;
+    u->file_hash.data = u;
+    u->op->refs++;
+    if (uv_queue_work(u->op->c->loop, &u->file_hash, file_hash_work, file_hash_after) != 0) {
+        u->op->refs--;
+        up_fail(u, SKY_EINTERNAL, "cannot queue the hash");
+        return;
+    }
+    u->hashing = 1;
+}
+
+/* A block upload: which blocks the service has, and the file's MD5 alongside when wanted. */
+static void start_blocks(up_state *u)
+{
+    get_block_list(u);
+    start_file_hash(u);
+}
+
 /* A small single put whose bytes were read (and hashed) with the file's stat: send them. */
 static int start_whole(up_state *u)
 {
@@ -796,7 +856,7 @@ static int prep_small(up_state *u, int fd)
         (long)st.st_mtim.tv_nsec != u->mtime_ns)
         return prep_refused(u, "the file changed while it was read; nothing was sent", fd);
     close(fd);
-    if (u->block_md5 && u->md5 == NULL) {
+    if ((u->block_md5 || u->store_md5) && u->md5 == NULL) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdn = 0;
         EVP_Digest(u->whole, n, md, &mdn, EVP_md5(), NULL);
@@ -858,7 +918,7 @@ static void prep_after(uv_work_t *w, int status)
             else if (u->size <= (int64_t)u->single_max)
                 rc = start_slots(u, 1);
             else
-                get_block_list(u);
+                start_blocks(u);
             if (rc != 0)
                 up_fail(u, SKY_ENOMEM, "out of memory");
         }
@@ -885,6 +945,7 @@ static up_state *up_new(sky_blob_client *c, const char *container, const char *b
                                              : c->o.single_put_max;
     u->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
     u->block_md5 = to ? !to->no_block_md5 : 1;
+    u->store_md5 = to ? to->store_md5 : 0;
     u->on_progress = to ? to->on_progress : NULL;
     u->progress_ud = to ? to->progress_user_data : NULL;
     if (!u->container || !u->blob || !u->path || (to && to->content_type && !u->ctype) ||
