@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -409,20 +408,9 @@ static void dl_close(dl_state *d)
 static void verify_work(uv_work_t *w)
 {
     dl_state *d = w->data;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
     char *buf = malloc(RING_BYTES);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
-    for (int64_t off = 0; ok && off < d->size;) {
-        ssize_t got = pread(d->fd, buf, RING_BYTES, (off_t)off);
-        ok = got > 0 && EVP_DigestUpdate(ctx, buf, (size_t)got) == 1;
-        off += got > 0 ? got : 0;
-    }
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
-    if (ok)
-        EVP_EncodeBlock((unsigned char *)d->got_md5, md, (int)n);
-    EVP_MD_CTX_free(ctx);
+    if (sky__blob_md5_fd(d->fd, 0, d->size, buf, RING_BYTES, d->got_md5) != 0)
+        d->got_md5[0] = '\0';
     free(buf);
 }
 

@@ -99,6 +99,22 @@ void sky__blob_req_resume(sky__blob_req *r);
 int sky__blob_url(const sky_blob_client *c, const char *container, const char *blob,
                   const char *query, sky_buf *out);
 
+/* ---- MD5 (md5.c) ---- */
+
+/* A base64 MD5 with its NUL. */
+#define SKY__BLOB_MD5_B64 25
+
+/** base64(MD5(@p data)) into @p out. */
+void sky__blob_md5_mem(const void *data, size_t len, char out[SKY__BLOB_MD5_B64]);
+
+/**
+ * base64(MD5) of @p len bytes of @p fd from @p off, read with pread through @p buf
+ * (@p cap bytes). Blocking: for the thread pool. 0, or -1 when the file cannot be read
+ * or is shorter (then @p out is untouched).
+ */
+int sky__blob_md5_fd(int fd, int64_t off, int64_t len, char *buf, size_t cap,
+                     char out[SKY__BLOB_MD5_B64]);
+
 /* ---- XML (expat) ---- */
 
 typedef struct sky__blob_list {

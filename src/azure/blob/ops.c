@@ -4,8 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "internal.h"
 
 typedef enum simple_kind { K_PLAIN, K_EXISTS, K_LIST, K_GET, K_PROPS } simple_kind;
@@ -321,15 +319,6 @@ static int add_meta_to(sky_headers *h, const sky_headers *meta)
     return 0;
 }
 
-/* base64(MD5(data)) into @p out (at least 25 bytes). */
-static void md5_b64(sky_span data, char *out)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(data.ptr ? data.ptr : "", data.len, md, &n, EVP_md5(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, md, (int)n);
-}
-
 static int put_headers(sky_headers *h, const char *ctype, const sky_headers *meta)
 {
     int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-blob-type"), SKY_SPAN_LIT("BlockBlob"));
@@ -344,7 +333,7 @@ static int put_headers(sky_headers *h, const char *ctype, const sky_headers *met
 static void put_md5_work(uv_work_t *w)
 {
     simple_state *s = w->data;
-    md5_b64(sky_span_make(s->body, s->body_len), s->md5);
+    sky__blob_md5_mem(s->body, s->body_len, s->md5);
 }
 
 /* Back on the loop: send the put, or report the cancel that came while hashing. */
@@ -418,7 +407,7 @@ int sky_blob_put(sky_blob_client *c, const char *container, const char *blob, sk
             *out_op = op;
     } else if (rc == 0) {
         char md5[32];
-        md5_b64(data, md5);
+        sky__blob_md5_mem(data.ptr, data.len, md5);
         rc = sky_headers_add(h, SKY_SPAN_LIT("Content-MD5"), sky_span_cstr(md5));
         if (rc == 0 && data.len)
             memcpy(copy, data.ptr, data.len);

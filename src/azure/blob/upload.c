@@ -365,26 +365,12 @@ static void md5_work(uv_work_t *w)
 {
     up_slot *s = w->data;
     up_state *u = s->u;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
-    if (!s->streamed) {
-        ok = ok && EVP_DigestUpdate(ctx, s->buf, s->len) == 1;
-    } else {
-        off_t base = (off_t)s->index * (off_t)u->block_size;
-        for (size_t done = 0; ok && done < s->len;) {
-            size_t want = s->len - done < s->cap ? s->len - done : s->cap;
-            ssize_t got = pread(u->fd, s->buf, want, base + (off_t)done);
-            ok = got > 0 && EVP_DigestUpdate(ctx, s->buf, (size_t)got) == 1;
-            done += got > 0 ? (size_t)got : 0;
-        }
-    }
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
-    EVP_MD_CTX_free(ctx);
-    s->hash_failed = !ok;
-    if (ok)
-        EVP_EncodeBlock((unsigned char *)s->md5, md, (int)n);
+    s->hash_failed = 0;
+    if (!s->streamed)
+        sky__blob_md5_mem(s->buf, s->len, s->md5);
+    else
+        s->hash_failed = sky__blob_md5_fd(u->fd, (int64_t)s->index * (int64_t)u->block_size,
+                                          (int64_t)s->len, s->buf, s->cap, s->md5) != 0;
 }
 
 static void md5_after(uv_work_t *w, int status)
@@ -745,20 +731,9 @@ static int plan_blocks(up_state *u)
 static void file_hash_work(uv_work_t *w)
 {
     up_state *u = w->data;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
     char *buf = malloc(RING_BYTES);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
-    for (int64_t off = 0; ok && off < u->size;) {
-        ssize_t got = pread(u->fd, buf, RING_BYTES, (off_t)off);
-        ok = got > 0 && EVP_DigestUpdate(ctx, buf, (size_t)got) == 1;
-        off += got > 0 ? got : 0;
-    }
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
-    if (ok)
-        EVP_EncodeBlock((unsigned char *)u->file_md5, md, (int)n);
-    EVP_MD_CTX_free(ctx);
+    if (sky__blob_md5_fd(u->fd, 0, u->size, buf, RING_BYTES, u->file_md5) != 0)
+        u->file_md5[0] = '\0';
     free(buf);
 }
 
@@ -856,12 +831,8 @@ static int prep_small(up_state *u, int fd)
         (long)st.st_mtim.tv_nsec != u->mtime_ns)
         return prep_refused(u, "the file changed while it was read; nothing was sent", fd);
     close(fd);
-    if ((u->block_md5 || u->store_md5) && u->md5 == NULL) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdn = 0;
-        EVP_Digest(u->whole, n, md, &mdn, EVP_md5(), NULL);
-        EVP_EncodeBlock((unsigned char *)u->whole_md5, md, (int)mdn);
-    }
+    if ((u->block_md5 || u->store_md5) && u->md5 == NULL)
+        sky__blob_md5_mem(u->whole, n, u->whole_md5);
     return 0;
 }
 

@@ -1,0 +1,35 @@
+/* MD5s for Blob Storage (Content-MD5 is base64): of bytes in memory, or of a file's range. */
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "internal.h"
+
+void sky__blob_md5_mem(const void *data, size_t len, char out[SKY__BLOB_MD5_B64])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(len ? data : "", len, md, &n, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, md, (int)n);
+}
+
+int sky__blob_md5_fd(int fd, int64_t off, int64_t len, char *buf, size_t cap,
+                     char out[SKY__BLOB_MD5_B64])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && buf && cap > 0 && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    for (int64_t done = 0; ok && done < len;) {
+        size_t want = (uint64_t)(len - done) < cap ? (size_t)(len - done) : cap;
+        ssize_t got = pread(fd, buf, want, (off_t)(off + done));
+        ok = got > 0 && EVP_DigestUpdate(ctx, buf, (size_t)got) == 1;
+        done += got > 0 ? got : 0;
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)out, md, (int)n);
+    return 0;
+}
