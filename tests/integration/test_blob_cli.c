@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,94 @@ static void test_checksum_none(void **state)
     assert_int_equal(r.code, 0);
 }
 
+/* How many times @p needle occurs in the file at @p path. */
+static int count_in_file(const char *path, const char *needle)
+{
+    static char buf[1 << 20];
+    slurp(path, buf, sizeof(buf));
+    int n = 0;
+    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* `skyio blob ARGS...` with SKYIO_LOG=trace (every request logged), stderr into @p err. */
+static pid_t spawn_cli(const char *err, const char *const *args)
+{
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = SKY_TEST_BIN;
+    argv[n++] = "blob";
+    for (; *args && n < 15; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fo = open("/dev/null", O_WRONLY);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
+        setenv("SKYIO_LOG", "trace", 1);
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/*
+ * kill -9 in the middle of a block upload, then the same command again: nothing was
+ * committed by the first, the second sends only the blocks the service does not have,
+ * and the blob is the file.
+ */
+static void test_kill_mid_upload_resumes(void **state)
+{
+    const char *dir = *state;
+    char src[512], back[512], err1[512], err2[512];
+    cli_out r;
+    snprintf(src, sizeof(src), "%s/big.bin", dir);
+    snprintf(back, sizeof(back), "%s/back.bin", dir);
+    snprintf(err1, sizeof(err1), "%s/run1.err", dir);
+    snprintf(err2, sizeof(err2), "%s/run2.err", dir);
+    enum { BLOCKS = 64 };
+    write_file(src, BLOCKS * 512 * 1024, 5);
+    run_cli(dir, &r, "mb", "killed", NULL);
+    assert_int_equal(r.code, 0);
+    static const char *const args[] = {
+        "put", NULL, "killed/big.bin", "--block-size", "524288", "--concurrency", "1", NULL};
+    const char *a[8];
+    memcpy(a, args, sizeof(a));
+    a[1] = src;
+    /* With one block at a time, a fifth block started means four are on the service. */
+    pid_t pid = spawn_cli(err1, a);
+    int started = 0, status = 0;
+    for (int i = 0; i < 6000 && started < 5; i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        started = count_in_file(err1, "comp=block&blockid");
+        assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still running */
+    }
+    assert_true(started >= 5);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    run_cli(dir, &r, "ls", "killed", NULL);
+    assert_int_equal(r.code, 0);
+    assert_null(strstr(r.out, "big.bin")); /* never committed */
+    pid = spawn_cli(err2, a);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int sent = count_in_file(err2, "comp=block&blockid");
+    assert_true(sent >= 1 && sent <= BLOCKS - 4);
+    run_cli(dir, &r, "get", "killed/big.bin", back, NULL);
+    assert_int_equal(r.code, 0);
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", src, back);
+    assert_int_equal(system(cmd), 0);
+    run_cli(dir, &r, "rb", "killed", NULL);
+}
+
 static void test_usage_and_config_errors(void **state)
 {
     const char *dir = *state;
@@ -461,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefix_is_a_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_failure_and_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checksum_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_mid_upload_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
