@@ -174,6 +174,15 @@ static void create_delete(env *e, const char *name, const char *tags, int style,
     outcome_free(&o);
 }
 
+/* A PUT of a storage account @p path with the body every test uses. */
+static void put_options(sky_arm_lro_options *lo, const char *path)
+{
+    sky_arm_lro_options_init(lo);
+    lo->path = path;
+    lo->api_version = API;
+    lo->body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+}
+
 static void test_poller_styles(void **state)
 {
     static const char *const args[] = {"--arm-polls", "2", NULL};
@@ -303,10 +312,7 @@ static void test_client_free_cancels(void **state)
     make_group(&e);
     sky_error_clear(&err);
     memset(&o, 0, sizeof(o));
-    sky_arm_lro_options_init(&lo);
-    lo.path = ST "cz";
-    lo.api_version = API;
-    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    put_options(&lo, ST "cz");
     lo.on_progress = on_progress;
     lo.on_done = on_done;
     lo.user_data = &o;
@@ -729,10 +735,7 @@ static void begin_b(two_ops *t)
     sky_arm_lro_options lo;
     sky_error err;
     sky_error_clear(&err);
-    sky_arm_lro_options_init(&lo);
-    lo.path = ST "fb";
-    lo.api_version = API;
-    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    put_options(&lo, ST "fb");
     lo.on_done = on_done;
     lo.user_data = &t->b;
     assert_int_equal(sky_arm_lro_begin(t->e->arm, &lo, NULL, &err), 0);
@@ -769,10 +772,7 @@ static void test_client_free_from_callback(void **state)
     memset(&t, 0, sizeof(t));
     t.e = &e;
     sky_error_clear(&err);
-    sky_arm_lro_options_init(&lo);
-    lo.path = ST "fa";
-    lo.api_version = API;
-    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    put_options(&lo, ST "fa");
     lo.on_progress = on_progress_free;
     lo.on_done = on_done_a;
     lo.user_data = &t;
@@ -834,10 +834,7 @@ static void test_resume_rules(void **state)
     assert_non_null(strstr(err.message, "resume token"));
     assert_int_equal(sky_test_run_until(e.loop, &o.done, 200), 0);
     /* a real token: started, not waited for */
-    sky_arm_lro_options_init(&lo);
-    lo.path = ST "rr";
-    lo.api_version = API;
-    lo.body = SKY_SPAN_LIT("{\"location\":\"w\"}");
+    put_options(&lo, ST "rr");
     lo.no_wait = 1;
     lo.on_done = on_done;
     lo.user_data = &o;

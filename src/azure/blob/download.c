@@ -408,10 +408,8 @@ static void dl_close(dl_state *d)
 static void verify_work(uv_work_t *w)
 {
     dl_state *d = w->data;
-    char *buf = malloc(RING_BYTES);
-    if (sky__blob_md5_fd(d->fd, 0, d->size, buf, RING_BYTES, d->got_md5) != 0)
+    if (sky__blob_md5_file(d->fd, d->size, d->got_md5) != 0)
         d->got_md5[0] = '\0';
-    free(buf);
 }
 
 static void verify_after(uv_work_t *w, int status)

@@ -115,6 +115,9 @@ void sky__blob_md5_mem(const void *data, size_t len, char out[SKY__BLOB_MD5_B64]
 int sky__blob_md5_fd(int fd, int64_t off, int64_t len, char *buf, size_t cap,
                      char out[SKY__BLOB_MD5_B64]);
 
+/** The whole file's MD5 (@p size bytes of @p fd), through a buffer of its own. */
+int sky__blob_md5_file(int fd, int64_t size, char out[SKY__BLOB_MD5_B64]);
+
 /* ---- XML (expat) ---- */
 
 typedef struct sky__blob_list {

@@ -1,4 +1,5 @@
 /* MD5s for Blob Storage (Content-MD5 is base64): of bytes in memory, or of a file's range. */
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -32,4 +33,13 @@ int sky__blob_md5_fd(int fd, int64_t off, int64_t len, char *buf, size_t cap,
         return -1;
     EVP_EncodeBlock((unsigned char *)out, md, (int)n);
     return 0;
+}
+
+int sky__blob_md5_file(int fd, int64_t size, char out[SKY__BLOB_MD5_B64])
+{
+    size_t cap = 512u * 1024;
+    char *buf = malloc(cap);
+    int rc = sky__blob_md5_fd(fd, 0, size, buf, cap, out);
+    free(buf);
+    return rc;
 }

@@ -731,10 +731,8 @@ static int plan_blocks(up_state *u)
 static void file_hash_work(uv_work_t *w)
 {
     up_state *u = w->data;
-    char *buf = malloc(RING_BYTES);
-    if (sky__blob_md5_fd(u->fd, 0, u->size, buf, RING_BYTES, u->file_md5) != 0)
+    if (sky__blob_md5_file(u->fd, u->size, u->file_md5) != 0)
         u->file_md5[0] = '\0';
-    free(buf);
 }
 
 static void file_hash_after(uv_work_t *w, int status)
