@@ -93,7 +93,7 @@ typedef struct sky_retry_state {
 
 /**
  * Start the state of a new operation. The jitter generator is seeded from
- * OpenSSL's RAND_bytes, so processes started together do not retry in step.
+ * sky_rand_u64(), so processes started together do not retry in step.
  */
 SKY_EXTERN void sky_retry_state_init(sky_retry_state *state);
 

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "buf.h"
 #include "clock.h"
+#include "rand.h"
 #include "log.h"
 #include "json.h"
 #include "metrics.h"

@@ -4,7 +4,6 @@
  * retry policy, which either ends the call or sends it back to admission
  * after a wait. Waits are one libuv timer per call.
  */
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,6 +11,7 @@
 #include "skyio/json.h"
 #include "skyio/log.h"
 #include "skyio/pipeline.h"
+#include "skyio/rand.h"
 
 enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE };
 
@@ -27,7 +27,7 @@ struct sky_call {
     json_t *reply_json; /* the last 2xx reply, parsed once for the limiter and the caller */
     sky_call_done_cb on_done;
     void *user_data;
-    char request_id[40];
+    char request_id[SKY_UUID_LEN + 1];
     sky_retry_state retry;
     uv_timer_t *timer; /* own allocation: freed by its close callback */
     int step;
@@ -633,21 +633,6 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
 
 /* ---- starting and cancelling ---- */
 
-static void make_request_id(char out[40])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        uint64_t t = sky_clock_real_ns();
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 static int copy_headers(sky_headers **out, const sky_headers *src)
 {
     if (src == NULL)
@@ -698,7 +683,7 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
     c->on_done = o->on_done;
     c->user_data = o->user_data;
     sky_retry_state_init(&c->retry);
-    make_request_id(c->request_id);
+    sky_rand_uuid(c->request_id);
     c->start_ms = now_ms(p);
     if (p->o.operation_timeout_ms > 0)
         c->deadline_ms = c->start_ms + (uint64_t)p->o.operation_timeout_ms;

@@ -3,9 +3,8 @@
 #include <stdio.h>
 #include <strings.h>
 
-#include <openssl/rand.h>
-
 #include "skyio/retry.h"
+#include "skyio/rand.h"
 
 /* What the lists say about one outcome, before limits are applied. */
 typedef enum verdict {
@@ -38,23 +37,13 @@ void sky_retry_options_init(sky_retry_options *opts)
 
 uint64_t sky_retry_splitmix64(void *ud)
 {
-    uint64_t *s = ud;
-    uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
+    return sky_rand_splitmix64(ud);
 }
 
 void sky_retry_state_init(sky_retry_state *state)
 {
     memset(state, 0, sizeof(*state));
-    unsigned char seed[sizeof(state->rng)];
-    if (RAND_bytes(seed, (int)sizeof(seed)) == 1) {
-        memcpy(&state->rng, seed, sizeof(seed));
-        return;
-    }
-    /* Jitter only needs processes to differ, not secrecy: time and address do. */
-    state->rng = sky_clock_real_ns() ^ (uint64_t)(uintptr_t)state;
+    state->rng = sky_rand_u64();
 }
 
 /* The transport's own failure code, or 0 when the attempt got a response it could read. */

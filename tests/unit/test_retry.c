@@ -132,7 +132,7 @@ static void test_state_init_starts_empty(void **state)
     assert_int_equal(a.auth_refreshed, 0);
     assert_int_equal(sky_retry_log_count(&a), 0);
     assert_null(sky_retry_log_at(&a, 0));
-    /* seeded from RAND_bytes: two operations do not jitter in step */
+    /* seeded from sky_rand_u64: two operations do not jitter in step */
     assert_true(a.rng != b.rng);
 }
 
