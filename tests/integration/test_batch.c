@@ -243,9 +243,27 @@ static void test_exactly_once_across_kill(void **state)
 }
 
 /* SIGINT: stop reading, finish what is in flight, record it; the rest is for the next run. */
+/* Wait (up to 20 s) until the mock has received at least @p n chat requests. */
+static void wait_for_chat_requests(const sky_test_mock *m, int64_t n)
+{
+    for (int i = 0; i < 2000; i++) {
+        json_t *stats = sky_test_mock_stats(m);
+        int64_t got = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
+        json_decref(stats);
+        if (got >= n)
+            return;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("the mock never saw %lld chat requests", (long long)n);
+}
+
 static void test_sigint_drains(void **state)
 {
-    static const char *const margs[] = {"--ttft-ms", "300", "--jitter", "0", NULL};
+    /* Replies take 1 s, so the signal lands while the first ten are in flight even on a
+     * loaded machine: a fixed sleep before it sometimes fired before the batch had started,
+     * or after its first replies had already let more requests in. */
+    static const char *const margs[] = {"--ttft-ms", "1000", "--jitter", "0", NULL};
     batch_env e;
     char base[1200];
     tally t;
@@ -254,8 +272,7 @@ static void test_sigint_drains(void **state)
     env_open(&e, margs);
     write_input(e.in, 30, 0);
     pid_t pid = spawn_batch(&e.m, e.in, e.out, "10");
-    struct timespec ts = {0, 150 * 1000000L};
-    nanosleep(&ts, NULL);
+    wait_for_chat_requests(&e.m, 1);
     kill(pid, SIGINT);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
