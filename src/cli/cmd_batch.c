@@ -387,10 +387,14 @@ static void handle_line(batch *b, sky_span text)
     sky_batch_request_free(&req);
 }
 
-/* Split the chunk into lines; keep a last line without its newline for later. */
+/*
+ * Split the chunk into lines; keep a last line without its newline for later.
+ * A read that was under way when a signal came still arrives: its lines are
+ * left for the next run, like the requests the signal found waiting.
+ */
 static void handle_chunk(batch *b, const char *p, size_t n)
 {
-    while (n > 0 && !b->fatal) {
+    while (n > 0 && !b->fatal && !b->stopping) {
         const char *nl = memchr(p, '\n', n);
         size_t take = nl ? (size_t)(nl - p) + 1 : n;
         if (sky_buf_append(&b->partial, p, take) < 0) {
@@ -426,7 +430,7 @@ static void on_read(uv_fs_t *req)
         b->fatal = 1;
         b->eof = 1;
     } else if (n == 0) {
-        if (b->partial.len)
+        if (b->partial.len && !b->stopping)
             handle_line(b, sky_buf_span(&b->partial));
         sky_buf_reset(&b->partial);
         b->eof = 1;

@@ -243,19 +243,23 @@ static void test_exactly_once_across_kill(void **state)
 }
 
 /* SIGINT: stop reading, finish what is in flight, record it; the rest is for the next run. */
+static int64_t chat_count(const sky_test_mock *m)
+{
+    json_t *stats = sky_test_mock_stats(m);
+    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
+    json_decref(stats);
+    return n;
+}
+
 /* Wait (up to 20 s) until the mock has received at least @p n chat requests. */
 static void wait_for_chat_requests(const sky_test_mock *m, int64_t n)
 {
-    for (int i = 0; i < 2000; i++) {
-        json_t *stats = sky_test_mock_stats(m);
-        int64_t got = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
-        json_decref(stats);
-        if (got >= n)
-            return;
+    for (int i = 0; i < 2000 && chat_count(m) < n; i++) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    fail_msg("the mock never saw %lld chat requests", (long long)n);
+    if (chat_count(m) < n)
+        fail_msg("the mock never saw %lld chat requests", (long long)n);
 }
 
 static void test_sigint_drains(void **state)
@@ -294,6 +298,50 @@ static void test_sigint_drains(void **state)
     assert_int_equal(t.lines, 30);
     assert_int_equal(t.dup_ids, 0);
     json_decref(t.ids);
+    env_close(&e);
+}
+
+/*
+ * SIGINT at the very start, whatever the batch is doing then (setting up, reading its
+ * input, sending the first requests): it either dies before its handler is in place,
+ * having sent nothing, or stops with every request it sent recorded and nothing sent
+ * beyond the first ten in flight. A read under way when the signal came once let the
+ * whole input through.
+ */
+static void test_sigint_at_start(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "1000", "--jitter", "0", NULL};
+    static const long delays_ms[] = {0, 2, 5, 10, 20, 40};
+    batch_env e;
+    tally t;
+    int status;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 30, 0);
+    for (size_t i = 0; i < sizeof(delays_ms) / sizeof(delays_ms[0]); i++) {
+        unlink(e.out);
+        int64_t before = chat_count(&e.m);
+        pid_t pid = spawn_batch(&e.m, e.in, e.out, "10");
+        struct timespec ts = {0, delays_ms[i] * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGINT);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        int64_t sent = chat_count(&e.m) - before;
+        if (WIFSIGNALED(status)) {
+            assert_int_equal(WTERMSIG(status), SIGINT);
+            assert_int_equal(sent, 0);
+            continue;
+        }
+        assert_true(WIFEXITED(status));
+        memset(&t, 0, sizeof(t));
+        if (access(e.out, F_OK) == 0)
+            read_output(e.out, &t);
+        assert_int_equal(t.bad_json, 0);
+        assert_int_equal(t.dup_ids, 0);
+        assert_int_equal(t.lines, sent);
+        assert_true(t.lines <= 10);
+        json_decref(t.ids);
+    }
     env_close(&e);
 }
 
@@ -514,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_text_mode_and_torn_line),
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
+        cmocka_unit_test(test_sigint_at_start),
         cmocka_unit_test(test_fault_storm),
         cmocka_unit_test(test_million_lines_stream),
         cmocka_unit_test(test_azure_with_entra_id),
