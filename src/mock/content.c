@@ -3,7 +3,9 @@
 
 #include "internal.h"
 
-static const char *const vocabulary[] = {
+/* Rows of a fixed width, so the compiler refuses a word too long for the
+ * bound sky__mock_words_max() gives. */
+static const char vocabulary[][8] = {
     "the",    "quick", "brown",  "fox",   "jumps",  "over",    "lazy",  "dog",
     "cloud",  "token", "stream", "limit", "quota",  "retry",   "batch", "model",
     "answer", "is",    "a",      "and",   "of",     "to",      "in",    "that",
@@ -51,6 +53,25 @@ int sky__mock_words(sky_buf *out, uint64_t seed, int n_tokens)
             return rc;
     }
     return 0;
+}
+
+size_t sky__mock_words_max(int n_tokens)
+{
+    return n_tokens > 0 ? (size_t)n_tokens * sizeof(vocabulary[0]) : 0;
+}
+
+size_t sky__mock_words_write(char *out, uint64_t seed, int n_tokens)
+{
+    char *p = out;
+    for (int i = 0; i < n_tokens; i++) {
+        const char *w = sky__mock_word(seed, i);
+        size_t len = strlen(w);
+        if (i > 0)
+            *p++ = ' ';
+        memcpy(p, w, len);
+        p += len;
+    }
+    return (size_t)(p - out);
 }
 
 int64_t sky__mock_estimate_tokens(size_t chars)

@@ -39,10 +39,50 @@ uint64_t sky__mock_hash(const void *p, size_t n, uint64_t h);
 int sky__mock_words(sky_buf *out, uint64_t seed, int n_tokens);
 /* The one word for token @p i of a reply with @p seed (static storage). */
 const char *sky__mock_word(uint64_t seed, int i);
+/* At most how many bytes sky__mock_words_write() writes for @p n_tokens words. */
+size_t sky__mock_words_max(int n_tokens);
+/* Write the words sky__mock_words() appends to @p out (no NUL); returns their length. */
+size_t sky__mock_words_write(char *out, uint64_t seed, int n_tokens);
 /* A token estimate for text: about four characters a token, at least 1. */
 int64_t sky__mock_estimate_tokens(size_t chars);
 /* Format a duration the way OpenAI's reset headers do ("1s", "250ms", "1m3s"). */
 void sky__mock_format_duration(int64_t ms, char *out, size_t len);
+
+/* Reply fragments (src/mock/reply.c). */
+
+/* Write @p prefix, @p worker as two or more hex digits and @p n as fourteen
+ * or more, then a NUL, to @p out (room for strlen(prefix) + 33 bytes).
+ * Returns the length. */
+size_t sky__mock_format_id(char *out, const char *prefix, int worker, uint64_t n);
+
+/* A name and its JSON encoding (quotes included) by jansson, kept for the
+ * next request that names the same model. */
+typedef struct sky__mock_json_name {
+    char *raw;
+    char *json;
+    size_t len;
+} sky__mock_json_name;
+
+/* @p name as a JSON string in @p out, borrowed from @p cache until the next
+ * call. 0, SKY_EINVAL when the name is not UTF-8, or SKY_ENOMEM. */
+int sky__mock_json_name_get(sky__mock_json_name *cache, const char *name, sky_span *out);
+void sky__mock_json_name_free(sky__mock_json_name *cache);
+
+/* What a plain chat completion says; the spans are borrowed. */
+typedef struct sky__mock_chat_reply {
+    sky_span id;         /* ours: letters, digits and '-' */
+    sky_span model_json; /* from sky__mock_json_name_get() */
+    int64_t created;
+    int64_t prompt_tokens;
+    int n_tokens;
+    int has_max; /* finish_reason "length" rather than "stop" */
+    uint64_t seed;
+} sky__mock_chat_reply;
+
+/* At most how many bytes sky__mock_chat_reply_write() writes for @p r. */
+size_t sky__mock_chat_reply_size(const sky__mock_chat_reply *r);
+/* Write the reply's JSON to @p out (no NUL); returns its length. */
+size_t sky__mock_chat_reply_write(const sky__mock_chat_reply *r, char *out);
 
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;

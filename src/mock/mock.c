@@ -63,6 +63,7 @@ typedef struct mock_worker {
     sky_mock_config cfg; /* a copy, read without sharing */
     uint64_t rng;
     uint64_t next_id;
+    sky__mock_json_name model_json; /* the last model named, as JSON */
     mock_stats st;
 } mock_worker;
 
@@ -129,9 +130,9 @@ static void add_request_id(sky_server_req *r, mock_worker *m)
 {
     char id[48];
     sky_span client_id;
-    snprintf(id, sizeof(id), "req_%02x%014llx", m->index, (unsigned long long)++m->next_id);
-    sky_server_add_header(r, "x-request-id", sky_span_cstr(id));
-    sky_server_add_header(r, "apim-request-id", sky_span_cstr(id));
+    size_t len = sky__mock_format_id(id, "req_", m->index, ++m->next_id);
+    sky_server_add_header(r, "x-request-id", sky_span_make(id, len));
+    sky_server_add_header(r, "apim-request-id", sky_span_make(id, len));
     if (sky_server_req_header(r, "x-ms-client-request-id", &client_id))
         sky_server_add_header(r, "x-ms-client-request-id", client_id);
 }
@@ -268,43 +269,6 @@ static json_t *chat_body(const mock_call *c)
     return body;
 }
 
-/* Every byte of @p s can stand in a JSON string as it is. */
-static int json_safe(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x7f)
-            return 0;
-    return 1;
-}
-
-/*
- * The hot path of the benchmarks: a plain chat reply with the same fields
- * chat_body() gives, printed from a template. Only the model name comes from
- * the request, and it is used only when no byte of it needs escaping;
- * otherwise the caller falls back to jansson.
- */
-static int chat_body_fast(const mock_call *c, sky_buf *out)
-{
-    if (!json_safe(c->model))
-        return SKY_EINVAL;
-    int rc = sky_buf_printf(out,
-                            "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,"
-                            "\"model\":\"%s\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
-                            "\"assistant\",\"content\":\"",
-                            c->id, (long long)c->created, c->model);
-    if (rc == 0)
-        rc = sky__mock_words(out, c->seed, c->n_tokens);
-    if (rc == 0)
-        rc = sky_buf_printf(
-            out,
-            "\"},\"logprobs\":null,\"finish_reason\":\"%s\"}],\"usage\":{\"prompt_tokens\":%lld,"
-            "\"completion_tokens\":%d,\"total_tokens\":%lld},\"system_fingerprint\":"
-            "\"fp_skyio_mock\"}",
-            c->has_max ? "length" : "stop", (long long)c->prompt_tokens, c->n_tokens,
-            (long long)(c->prompt_tokens + c->n_tokens));
-    return rc;
-}
-
 static json_t *embed_vector(uint64_t seed, int dim)
 {
     json_t *v = json_array();
@@ -428,25 +392,46 @@ static void send_cut(mock_worker *m, sky_server_req *r, mock_call *c)
 
 /* ---- plain replies ---- */
 
+/*
+ * A chat reply assembled from fragments (src/mock/reply.c), on the stack
+ * when it is small, as it is in the benchmarks. Fails, answering nothing,
+ * when the model name cannot be a JSON string or memory runs out; the
+ * caller then answers through jansson.
+ */
+static int send_chat_fast(mock_worker *m, sky_server_req *r, const mock_call *c)
+{
+    char local[1024];
+    sky__mock_chat_reply reply = {.id = sky_span_cstr(c->id),
+                                  .created = c->created,
+                                  .prompt_tokens = c->prompt_tokens,
+                                  .n_tokens = c->n_tokens,
+                                  .has_max = c->has_max,
+                                  .seed = c->seed};
+    int rc = sky__mock_json_name_get(&m->model_json, c->model, &reply.model_json);
+    if (rc < 0)
+        return rc;
+    size_t size = sky__mock_chat_reply_size(&reply);
+    char *out = size <= sizeof(local) ? local : malloc(size);
+    if (out == NULL)
+        return SKY_ENOMEM;
+    size_t len = sky__mock_chat_reply_write(&reply, out);
+    ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
+    count_status(m, 200);
+    add_request_id(r, m);
+    sky_server_respond(r, 200, "application/json", sky_span_make(out, len));
+    if (out != local)
+        free(out);
+    return 0;
+}
+
 static void send_reply(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     if (c->fault == FAULT_CUT) {
         send_cut(m, r, c);
         return;
     }
-    if (c->kind == CALL_CHAT) {
-        sky_buf fast;
-        sky_buf_init(&fast, 16u * 1024u * 1024u);
-        if (chat_body_fast(c, &fast) == 0) {
-            ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
-            count_status(m, 200);
-            add_request_id(r, m);
-            sky_server_respond(r, 200, "application/json", sky_buf_span(&fast));
-            sky_buf_free(&fast);
-            return;
-        }
-        sky_buf_free(&fast);
-    }
+    if (c->kind == CALL_CHAT && send_chat_fast(m, r, c) == 0)
+        return;
     json_t *body = call_body(c);
     if (body == NULL) {
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
@@ -620,6 +605,14 @@ static const char *parse_embed(mock_call *c, const json_t *req)
     return NULL;
 }
 
+/* snprintf's "%s" with its truncation, without the cost of a format. */
+static void copy_name(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_span deployment)
 {
     memset(c, 0, sizeof(*c));
@@ -631,15 +624,15 @@ static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_spa
     c->dim = m->cfg.embedding_dim;
     c->per_token_ms = m->cfg.per_token_ms;
     c->created = (int64_t)(uv_now(m->loop) / 1000) + 1700000000;
-    snprintf(c->id, sizeof(c->id), "%s%02x%014llx", kind == CALL_CHAT ? "chatcmpl-" : "embd-",
-             m->index, (unsigned long long)++m->next_id);
+    sky__mock_format_id(c->id, kind == CALL_CHAT ? "chatcmpl-" : "embd-", m->index, ++m->next_id);
     if (deployment.len)
         snprintf(c->model, sizeof(c->model), "%.*s", (int)deployment.len, deployment.ptr);
 }
 
 /* ---- the chat and embeddings handler ---- */
 
-static int admit(mock_worker *m, sky_server_req *r, mock_call *c)
+/* Charge @p c to the shared limiter; answers 429 and returns 0 when refused. */
+static int take_limit(mock_worker *m, sky_server_req *r, const mock_call *c)
 {
     sky__mock_verdict v;
     int64_t cost = c->prompt_tokens + (c->kind == CALL_CHAT ? c->n_tokens : 0);
@@ -652,6 +645,16 @@ static int admit(mock_worker *m, sky_server_req *r, mock_call *c)
         return 0;
     }
     add_ratelimit_headers(m, r, &v);
+    return 1;
+}
+
+static int admit(mock_worker *m, sky_server_req *r, mock_call *c)
+{
+    /* Without limits every request passes and no header tells of them: skip
+     * the lock, which the workers of --threads would otherwise pass between them. */
+    int limited = m->cfg.rpm > 0 || m->cfg.tpm > 0;
+    if (limited && !take_limit(m, r, c))
+        return 0;
     ST_ADD(m->st.prompt_tokens, (uint64_t)c->prompt_tokens);
     return 1;
 }
@@ -728,7 +731,7 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
                           "you must provide a model parameter");
             return;
         }
-        snprintf(c.model, sizeof(c.model), "%s", model);
+        copy_name(c.model, sizeof(c.model), model);
     }
     const char *problem = kind == CALL_CHAT ? parse_chat(&c, req) : parse_embed(&c, req);
     if (problem == NULL) {
@@ -1087,6 +1090,8 @@ void sky_mock_free(sky_mock *m)
         }
     }
     sky_server_free(m->workers[0].srv);
+    for (int i = 0; i < m->n_workers; i++)
+        sky__mock_json_name_free(&m->workers[i].model_json);
     uv_close((uv_handle_t *)&m->down, NULL);
     uv_mutex_destroy(&m->limiter_lock);
     sky__mock_arm_free(m->arm);

@@ -123,7 +123,7 @@ static void test_chat_shape_and_determinism(void **state)
     close_fixture(&f);
 }
 
-/* A model name that needs escaping takes the jansson path; the reply is the
+/* A model name that needs escaping is escaped by jansson; the reply is the
  * same shape and still valid JSON. */
 static void test_model_name_escaped(void **state)
 {
@@ -142,6 +142,50 @@ static void test_model_name_escaped(void **state)
     assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "length");
     json_decref(j);
     sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* One chat reply: its model, its number of words, its id and request id. */
+static void check_chat_reply(fixture *f, const char *model, int max_tokens)
+{
+    char body[256];
+    sky_test_result r;
+    snprintf(body, sizeof(body),
+             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+             "\"max_tokens\":%d}",
+             model, max_tokens);
+    request(f, "POST", "/v1/chat/completions", body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "model")), model);
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), max_tokens);
+    const char *content = json_string_value(sky_json_path(j, "choices.0.message.content"));
+    assert_non_null(content);
+    int spaces = 0;
+    for (const char *s = content; *s; s++)
+        spaces += *s == ' ';
+    assert_int_equal(spaces, max_tokens - 1);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    assert_non_null(id);
+    assert_int_equal(strlen(id), strlen("chatcmpl-") + 16);
+    assert_int_equal(strncmp(id, "chatcmpl-", 9), 0);
+    const char *rid = header(&r, "x-request-id");
+    assert_non_null(rid);
+    assert_int_equal(strlen(rid), strlen("req_") + 16);
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+/* The mock keeps the last model's encoding: a change of model must show in
+ * the next reply. A long reply outgrows the small buffer a short one uses. */
+static void test_models_in_turn_and_long_reply(void **state)
+{
+    fixture f;
+    (void)state;
+    open_fixture(&f, NULL);
+    check_chat_reply(&f, "model-a", 3);
+    check_chat_reply(&f, "model-b", 400);
+    check_chat_reply(&f, "model-a", 1);
     close_fixture(&f);
 }
 
@@ -628,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_chat_shape_and_determinism),
         cmocka_unit_test(test_model_name_escaped),
+        cmocka_unit_test(test_models_in_turn_and_long_reply),
         cmocka_unit_test(test_embeddings_and_models),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_rpm_limit_and_headers),
