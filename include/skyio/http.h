@@ -27,8 +27,9 @@ typedef struct sky_http_client_options {
      *  buffer (more calls, no more system calls) */
     long recv_buffer_size;
     /** curl's send buffer per transfer, 16384..2097152; default 16384 (its minimum: with
-     *  thousands of small requests in flight it adds up). Large streamed uploads go
-     *  faster with more (fewer reads and send calls). */
+     *  thousands of small requests in flight it adds up). Released as soon as an in-memory
+     *  body has been sent. Large streamed uploads go faster with more (fewer reads and send
+     *  calls). */
     long upload_buffer_size;
     /** Independent curl multi handles the transfers are spread over; default 1. libcurl
      *  7.88 searches all of a host's connections for each new transfer: with thousands in

@@ -57,6 +57,7 @@ struct sky_http_request {
     sky_http_read_cb body_reader;
     void *user_data;
     uint64_t started_ns;
+    long upload_buffer_size; /* curl's, for this transfer: see on_progress */
     int headers_reported;
     int canceled;
     int paused;                    /* CURLPAUSE_RECV / CURLPAUSE_SEND bits now held */
@@ -71,6 +72,7 @@ struct sky_http_client {
     int n_shards;
     uv_timer_t reaper; /* reports cancelled requests from the loop */
     sky_http_client_options opts;
+    CURLSH *share; /* TLS sessions, for every transfer */
     char *ca_file;
     char *user_agent;
     sky_http_request *active;   /* transfers in curl's hands */
@@ -383,6 +385,30 @@ static size_t on_read(char *out, size_t size, size_t n, void *userp)
     return (size_t)got;
 }
 
+/*
+ * curl 7.88 keeps a transfer's upload buffer (16 KiB at the least) from its first body byte
+ * until the transfer ends, and over HTTP/2 every body goes through it. An in-memory body is
+ * all sent at once, so while thousands of requests wait for their replies these buffers,
+ * mostly untouched yet a page or two resident each, were a third of the client's memory.
+ * Setting the size again makes curl 7.88 free the buffer (and allocate a new one should it
+ * ever need one, for a retry; a curl without the buffer just stores the size). Doing it
+ * from here, as soon as the last byte has gone, lets the next transfer reuse the same
+ * block. curl counts a byte as sent once the connection has taken it, so the buffer holds
+ * nothing by then.
+ */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    sky_http_request *r = userp;
+    (void)dltotal;
+    (void)dlnow;
+    if (ultotal > 0 && ulnow >= ultotal) {
+        curl_easy_setopt(r->easy, CURLOPT_UPLOAD_BUFFERSIZE, r->upload_buffer_size);
+        curl_easy_setopt(r->easy, CURLOPT_NOPROGRESS, 1L);
+    }
+    return 0;
+}
+
 /* ---- completion ---- */
 
 static void request_free(sky_http_request *r)
@@ -602,6 +628,22 @@ static int shard_setup(sky_http_client *c, shard *s)
     return 0;
 }
 
+/*
+ * Without a share, curl 7.88 gives every easy handle a TLS session cache of its own when
+ * its first transfer starts, whatever the scheme: five entries, most of a KiB for each
+ * request in flight. One cache for the client costs that once, and lets a new connection
+ * resume a session another one made.
+ */
+static int client_setup_share(sky_http_client *c)
+{
+    c->share = curl_share_init();
+    if (c->share == NULL)
+        return SKY_ENOMEM;
+    if (curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+        return SKY_EINTERNAL;
+    return 0;
+}
+
 static int client_setup_shards(sky_http_client *c)
 {
     c->n_shards = c->opts.shards < 1 ? 1 : c->opts.shards > 64 ? 64 : c->opts.shards;
@@ -625,6 +667,8 @@ static void client_release(sky_http_client *c)
     for (size_t i = 0; i < c->n_spare; i++)
         curl_easy_cleanup(c->spare[i]);
     free(c->spare);
+    if (c->share)
+        curl_share_cleanup(c->share); /* after every easy handle that used it */
     free(c->ca_file);
     free(c->user_agent);
     free(c);
@@ -648,6 +692,8 @@ int sky_http_client_new(uv_loop_t *loop, const sky_http_client_options *options,
     c->cap_spare = 256;
     c->spare = calloc(c->cap_spare, sizeof(*c->spare));
     int rc = c->spare ? client_copy_options(c, options) : SKY_ENOMEM;
+    if (rc == 0)
+        rc = client_setup_share(c);
     if (rc == 0)
         rc = client_setup_shards(c);
     if (rc < 0) {
@@ -773,6 +819,12 @@ static int request_build_headers(sky_http_request *r, const sky_http_request_opt
     return 0;
 }
 
+/* Whether this request may share a connection as an HTTP/2 stream. */
+static int may_multiplex(const sky_http_client *c, const char *url)
+{
+    return c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(url, "https:", 6) == 0);
+}
+
 static void request_set_method(sky_http_request *r, const sky_http_request_options *o)
 {
     CURL *e = r->easy;
@@ -790,6 +842,13 @@ static void request_set_method(sky_http_request *r, const sky_http_request_optio
     } else if (has_body || strcmp(m, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body_copy ? r->body_copy : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body.len);
+        /* Over HTTP/1.1 a small body goes out with the request's headers, in no upload
+         * buffer, and the progress calls would cost CPU for nothing. */
+        if (r->body_copy && may_multiplex(r->client, o->url)) {
+            curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+            curl_easy_setopt(e, CURLOPT_XFERINFODATA, r);
+            curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+        }
     }
     if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
@@ -803,6 +862,7 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_SHARE, c->share);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -814,9 +874,8 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     /* Waiting for a connection that may multiplex only pays where HTTP/2
      * can be had; on plain HTTP/1.1 it would hold the first wave of
      * requests until the first reply arrives. */
-    int may_multiplex =
-        c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(o->url, "https:", 6) == 0);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L);
+    int multiplex = may_multiplex(c, o->url);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, multiplex ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (c->no_proxy_env)
         curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -825,12 +884,13 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
      * and saves a KiB for every stream in flight. */
     long rbuf = o->recv_buffer_size > 0        ? o->recv_buffer_size
                 : c->opts.recv_buffer_size > 0 ? c->opts.recv_buffer_size
-                : may_multiplex                ? 1024L
+                : multiplex                    ? 1024L
                                                : 2048L;
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rbuf);
     /* By default curl's smallest upload buffer: bodies here are small, and with
      * thousands of transfers in flight its 64 KiB default adds up. */
     long ubuf = o->upload_buffer_size > 0 ? o->upload_buffer_size : c->opts.upload_buffer_size;
+    r->upload_buffer_size = ubuf;
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, ubuf);
     long ver = CURL_HTTP_VERSION_1_1;
     if (c->opts.http2_prior_knowledge)

@@ -688,6 +688,69 @@ static void test_tls_http2_multiplex(void **state)
     fixture_close(&f);
 }
 
+/*
+ * In-memory bodies several times curl's upload buffer, a few at once over one HTTP/2
+ * connection, so that each goes out in many pieces between the others': each must arrive
+ * whole, though the client releases a transfer's upload buffer once its body has gone (the
+ * mock's prompt_tokens counts the characters it read). Each has a length of its own, so
+ * one body's bytes in another's place would show.
+ */
+#define BIG_BODIES 6
+
+static char *big_chat_body(size_t content_len, char fill)
+{
+    static const char head[] = "{\"model\":\"gpt-4o-mini\",\"max_tokens\":1,"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"";
+    static const char tail[] = "\"}]}";
+    char *b = malloc(sizeof(head) + content_len + sizeof(tail));
+    assert_non_null(b);
+    memcpy(b, head, sizeof(head) - 1);
+    memset(b + sizeof(head) - 1, fill, content_len);
+    memcpy(b + sizeof(head) - 1 + content_len, tail, sizeof(tail));
+    return b;
+}
+
+static void test_tls_http2_large_bodies(void **state)
+{
+    fixture f;
+    char ca[512];
+    char *bodies[BIG_BODIES];
+    size_t content_len[BIG_BODIES];
+    sky_test_result r[BIG_BODIES];
+    sky_http_request_options o;
+    (void)state;
+    fixture_open(&f, 1, NULL, "/v1/chat/completions");
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
+    tls_client(&f, ca);
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < BIG_BODIES; i++) {
+        content_len[i] = 100000 + (size_t)i * 7919;
+        bodies[i] = big_chat_body(content_len[i], (char)('a' + i));
+        sky_test_post_options(&o, f.url, bodies[i], sky_test_on_done, &r[i]);
+        o.timeout_ms = 30000;
+        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    }
+    for (int i = 0; i < BIG_BODIES; i++) {
+        assert_true(sky_test_run_until(f.loop, &r[i].done, 30000));
+        assert_int_equal(r[i].err_code, 0);
+        assert_int_equal(r[i].status, 200);
+        assert_int_equal(r[i].http_version, 2);
+        json_t *body = NULL;
+        assert_int_equal(sky_json_parse(sky_span_make(r[i].body, r[i].body_len), &body, NULL), 0);
+        /* the mock's estimate: a token for every 4 characters, and 4 for the message */
+        assert_int_equal(json_integer_value(sky_json_path(body, "usage.prompt_tokens")),
+                         (json_int_t)((content_len[i] + 3) / 4 + 4));
+        json_decref(body);
+        sky_test_result_free(&r[i]);
+        free(bodies[i]);
+    }
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    /* one connection for all of them; the stats request is the second */
+    assert_int_equal(stat_int(stats, "connections"), 2);
+    json_decref(stats);
+    fixture_close(&f);
+}
+
 static void test_tls_refuses_unknown_ca(void **state)
 {
     fixture f;
@@ -785,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_streamed_request_body),
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_tls_http2_multiplex),
+        cmocka_unit_test(test_tls_http2_large_bodies),
         cmocka_unit_test(test_tls_refuses_unknown_ca),
         cmocka_unit_test(test_tls_ssl_cert_file),
         cmocka_unit_test(test_http_proxy_env),
