@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,10 +103,12 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
     for (size_t i = 0; args && args[i] && n < SKY_ARRAY_LEN(argv) - 1; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
+        sky_test_die_with_parent(parent);
         redirect(m->dir, "stdout.log", 1);
         redirect(m->dir, "stderr.log", 2);
         execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
@@ -128,6 +131,13 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
     }
     snprintf(m->base_url, sizeof(m->base_url), "%s://127.0.0.1:%d", m->tls ? "https" : "http",
              m->port);
+}
+
+void sky_test_die_with_parent(pid_t parent)
+{
+    /* A failed assertion skips the test's own stop; the server must not outlive the run. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+        _exit(126);
 }
 
 int sky_test_stop_child(pid_t pid)

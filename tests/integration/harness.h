@@ -25,6 +25,8 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args);
 int sky_test_mock_stop(sky_test_mock *m);
 /* The same for any child process: its wait status, 0 when @p pid is not a process. */
 int sky_test_stop_child(pid_t pid);
+/* In a forked child: get SIGTERM when the test process @p parent ends, however it ends. */
+void sky_test_die_with_parent(pid_t parent);
 
 /*
  * Make a throwaway CA and a server certificate for localhost/127.0.0.1 with

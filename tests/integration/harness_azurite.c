@@ -78,11 +78,14 @@ void sky_test_azurite_start(sky_test_azurite *a)
     if (access(bin, X_OK) != 0)
         fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
     sky_test_tmpdir(a->dir, sizeof(a->dir));
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
-    if (pid == 0)
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
         az_exec(bin, a->dir);
+    }
     a->pid = pid;
     /* Node takes a moment to start: up to 30 s on a loaded machine. */
     for (int i = 0; i < 3000 && a->port == 0; i++) {
