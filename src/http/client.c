@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "skyio/buf.h"
 #include "skyio/clock.h"
@@ -19,11 +21,19 @@
 
 typedef struct shard shard;
 
-/* A socket curl asked us to watch. Freed in uv_close's callback. */
+/*
+ * A socket curl asked us to watch. Freed in uv_close's callback.
+ * A connection's socket is "kept": its watch outlives curl's CURL_POLL_REMOVE,
+ * which curl sends every time the connection goes back to its cache, and ends
+ * only when curl closes the socket through on_close_socket.
+ */
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     shard *shard;
+    int events; /* UV_READABLE / UV_WRITABLE being polled; 0 when stopped */
+    int kept;   /* a connection opened through on_open_socket */
+    int idle;   /* kept, and curl has no transfer on it */
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
@@ -85,6 +95,8 @@ struct sky_http_client {
     int free_requested;
     int closing;
     int pending_closes;
+    sock_ctx **kept; /* kept sockets by descriptor */
+    size_t n_kept;
 };
 
 /* Why one of our callbacks stopped a transfer. The error itself is built only when the
@@ -94,6 +106,7 @@ enum { STOP_NONE, STOP_HEADERS_OOM, STOP_BODY_CB, STOP_BODY_CAP, STOP_READER };
 static void check_multi_info(shard *s);
 static void client_finish_free(sky_http_client *c);
 static void on_sock_closed(uv_handle_t *h);
+static void on_poll(uv_poll_t *p, int status, int events);
 
 /* ---- lists ---- */
 
@@ -213,6 +226,8 @@ static void sock_unwatch(shard *s, sock_ctx *sc)
         s->socks = sc->next;
     if (sc->next)
         sc->next->prev = sc->prev;
+    if (sc->kept && (size_t)sc->fd < s->client->n_kept)
+        s->client->kept[sc->fd] = NULL;
     uv_poll_stop(&sc->poll);
     if (s->multi)
         curl_multi_assign(s->multi, sc->fd, NULL);
@@ -228,11 +243,32 @@ static void on_sock_closed(uv_handle_t *h)
         client_finish_free(c);
 }
 
+/*
+ * Poll for @p events, only when they change: libuv 1.44's uv_poll_start takes the
+ * descriptor out of epoll and puts it back each time, two system calls.
+ */
+static void sock_watch(sock_ctx *sc, int events)
+{
+    if (events == sc->events)
+        return;
+    if (events)
+        uv_poll_start(&sc->poll, events, on_poll);
+    else
+        uv_poll_stop(&sc->poll);
+    sc->events = events;
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     sock_ctx *sc = p->data;
     shard *s = sc->shard;
     int flags = 0, running;
+    if (sc->idle) {
+        /* The peer closed or wrote to a connection at rest. Stop polling it, or a
+         * level-triggered wake would repeat; curl finds out when it next uses it. */
+        sock_watch(sc, 0);
+        return;
+    }
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE)
@@ -243,40 +279,109 @@ static void on_poll(uv_poll_t *p, int status, int events)
     check_multi_info(s);
 }
 
+static sock_ctx *sock_new(shard *s, curl_socket_t fd)
+{
+    sock_ctx *sc = calloc(1, sizeof(*sc));
+    if (sc == NULL)
+        return NULL;
+    if (uv_poll_init_socket(s->client->loop, &sc->poll, fd) != 0) {
+        free(sc);
+        return NULL;
+    }
+    sc->fd = fd;
+    sc->shard = s;
+    sc->poll.data = sc;
+    sc->next = s->socks;
+    if (s->socks)
+        s->socks->prev = sc;
+    s->socks = sc;
+    s->client->pending_closes++;
+    return sc;
+}
+
+static sock_ctx *kept_sock(const sky_http_client *c, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < c->n_kept ? c->kept[fd] : NULL;
+}
+
+static int kept_reserve(sky_http_client *c, curl_socket_t fd)
+{
+    if ((size_t)fd < c->n_kept)
+        return 0;
+    size_t n = c->n_kept ? c->n_kept : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    sock_ctx **v = realloc(c->kept, n * sizeof(*v));
+    if (v == NULL)
+        return SKY_ENOMEM;
+    memset(v + c->n_kept, 0, (n - c->n_kept) * sizeof(*v));
+    c->kept = v;
+    c->n_kept = n;
+    return 0;
+}
+
+/*
+ * curl opens each connection's socket here, so that its watch can be kept for as long as
+ * the connection lives: between two transfers on a connection, stopping and starting the
+ * watch again cost four system calls of the eleven a request made.
+ */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    sky_http_request *r = userp;
+    sky_http_client *c = r->client;
+    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0 || purpose != CURLSOCKTYPE_IPCXN)
+        return fd;
+    sock_ctx *sc = NULL;
+    if (kept_reserve(c, fd) < 0 || (sc = sock_new(r->shard, fd)) == NULL) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    sc->kept = 1;
+    sc->idle = 1; /* until curl asks for events on it */
+    c->kept[fd] = sc;
+    return fd;
+}
+
+/* curl closes every socket it opened through on_open_socket here. */
+static int on_close_socket(void *userp, curl_socket_t fd)
+{
+    sky_http_client *c = userp;
+    sock_ctx *sc = kept_sock(c, fd);
+    if (sc)
+        sock_unwatch(sc->shard, sc); /* before the descriptor can be reused */
+    return close(fd);
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
     shard *s = userp;
-    sock_ctx *sc = socketp;
+    sock_ctx *sc = socketp ? socketp : kept_sock(s->client, fd);
     (void)easy;
     if (action == CURL_POLL_REMOVE) {
-        if (sc)
+        if (sc && sc->kept) {
+            /* Back in curl's cache: keep reading, so a peer's close is seen, never writing,
+             * and let the loop end while only such connections remain. */
+            sc->idle = 1;
+            sock_watch(sc, sc->events & UV_READABLE);
+            uv_unref((uv_handle_t *)&sc->poll);
+        } else if (sc) {
             sock_unwatch(s, sc);
+        }
         return 0;
     }
-    if (sc == NULL) {
-        sc = calloc(1, sizeof(*sc));
-        if (sc == NULL)
-            return -1;
-        if (uv_poll_init_socket(s->client->loop, &sc->poll, fd) != 0) {
-            free(sc);
-            return -1;
-        }
-        sc->fd = fd;
-        sc->shard = s;
-        sc->poll.data = sc;
-        sc->next = s->socks;
-        if (s->socks)
-            s->socks->prev = sc;
-        s->socks = sc;
-        s->client->pending_closes++;
+    if (sc == NULL && (sc = sock_new(s, fd)) == NULL)
+        return -1;
+    if (socketp == NULL)
         curl_multi_assign(s->multi, fd, sc);
-    }
+    sc->idle = 0;
+    uv_ref((uv_handle_t *)&sc->poll);
     int events = 0;
     if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
         events |= UV_READABLE;
     if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&sc->poll, events, on_poll);
+    sock_watch(sc, events);
     return 0;
 }
 
@@ -669,6 +774,7 @@ static void client_release(sky_http_client *c)
     free(c->spare);
     if (c->share)
         curl_share_cleanup(c->share); /* after every easy handle that used it */
+    free(c->kept);
     free(c->ca_file);
     free(c->user_agent);
     free(c);
@@ -863,6 +969,10 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist);
     curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

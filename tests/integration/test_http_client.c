@@ -98,6 +98,49 @@ static void test_keepalive_reuse(void **state)
     fixture_close(&f);
 }
 
+/*
+ * A connection at rest in curl's cache stays watched, so that its socket is not taken out
+ * of epoll and put back for every request. It must not keep the loop running, and when
+ * its server goes away the client must notice, drop it and connect afresh.
+ */
+static void test_idle_connection_watch(void **state)
+{
+    fixture f;
+    sky_test_mock other;
+    sky_test_result r;
+    char other_url[256];
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/models");
+    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    /* only the idle connection is left: the loop ends long before the server's
+     * 10 s keep-alive would close it */
+    uint64_t t0 = uv_hrtime();
+    uv_run(f.loop, UV_RUN_DEFAULT);
+    assert_true(uv_hrtime() - t0 < UINT64_C(5000000000));
+    /* the server goes; while a request to another server runs, the idle socket reads
+     * the close */
+    assert_int_equal(sky_test_mock_stop(&f.mock), 0);
+    memset(&other, 0, sizeof(other));
+    sky_test_mock_start(&other, NULL);
+    snprintf(other_url, sizeof(other_url), "%s/v1/models", other.base_url);
+    for (int i = 0; i < 3; i++) {
+        sky_test_request(f.loop, f.client, "GET", other_url, NULL, NULL, 10000, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.reused, i > 0);
+        sky_test_result_free(&r);
+    }
+    /* the dead connection is not reused: a fresh connect, which nobody answers */
+    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.err_code, SKY_ECONNECT);
+    assert_int_equal(r.reused, 0);
+    sky_test_result_free(&r);
+    sky_http_client_free(f.client);
+    sky_test_loop_free(f.loop);
+    assert_int_equal(sky_test_mock_stop(&other), 0);
+}
+
 /* ---- many at once ---- */
 
 typedef struct many {
@@ -832,6 +875,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_and_headers),
         cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_idle_connection_watch),
         cmocka_unit_test(test_1500_concurrent),
         cmocka_unit_test(test_streaming_arrives_in_pieces),
         cmocka_unit_test(test_cancel_mid_stream),
