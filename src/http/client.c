@@ -332,7 +332,10 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
     curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     if (fd < 0 || purpose != CURLSOCKTYPE_IPCXN)
         return fd;
-    sock_ctx *sc = NULL;
+    sock_ctx *sc = kept_sock(c, fd);
+    if (sc) /* closed without on_close_socket: the descriptor number is a new socket's now */
+        sock_unwatch(sc->shard, sc);
+    sc = NULL;
     if (kept_reserve(c, fd) < 0 || (sc = sock_new(r->shard, fd)) == NULL) {
         close(fd);
         return CURL_SOCKET_BAD;
