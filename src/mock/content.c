@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "skyio/rand.h"
 
 /* Rows of a fixed width, so the compiler refuses a word too long for the
  * bound sky__mock_words_max() gives. */
@@ -14,10 +15,7 @@ static const char vocabulary[][8] = {
 
 uint64_t sky__mock_rand(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return sky_rand_splitmix64(state);
 }
 
 double sky__mock_rand01(uint64_t *state)
