@@ -329,7 +329,11 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 {
     sky_http_request *r = userp;
     sky_http_client *c = r->client;
-    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    int type = a->socktype;
+#ifdef SOCK_CLOEXEC
+    type |= SOCK_CLOEXEC; /* a child skyio spawns (az for a token) must not hold it */
+#endif
+    curl_socket_t fd = socket(a->family, type, a->protocol);
     if (fd < 0 || purpose != CURLSOCKTYPE_IPCXN)
         return fd;
     sock_ctx *sc = kept_sock(c, fd);
