@@ -557,6 +557,19 @@ static void streamed_done(sky_http_request *req, const sky_http_response *res, c
     sky_test_on_done(req, res, err, &((streamed_up *)ud)->r);
 }
 
+/* A POST whose body of @p len bytes comes from @p rd. */
+static void streamed_post_options(sky_http_request_options *o, const char *url, sky_http_read_cb rd,
+                                  size_t len, sky_http_done_cb done, void *ud)
+{
+    sky_http_request_options_init(o);
+    o->method = "POST";
+    o->url = url;
+    o->body_reader = rd;
+    o->body_length = (int64_t)len;
+    o->on_done = done;
+    o->user_data = ud;
+}
+
 static void test_streamed_request_body(void **state)
 {
     fixture f;
@@ -567,13 +580,7 @@ static void test_streamed_request_body(void **state)
     u.rd.data = chat_body;
     u.rd.len = strlen(chat_body);
     fixture_open(&f, 0, NULL, "/v1/chat/completions");
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body_reader = streamed_reader;
-    o.body_length = (int64_t)u.rd.len;
-    o.on_done = streamed_done;
-    o.user_data = &u;
+    streamed_post_options(&o, f.url, streamed_reader, u.rd.len, streamed_done, &u);
     assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
     assert_true(sky_test_run_until(f.loop, &u.r.done, 10000));
     assert_int_equal(u.r.err_code, 0);
@@ -661,14 +668,8 @@ static void test_pause_and_resume(void **state)
     fixture_open(&f, 0, NULL, "/v1/embeddings");
     uv_timer_init(f.loop, &p.timer);
     p.timer.data = &p;
-    sky_http_request_options_init(&o);
-    o.method = "POST";
-    o.url = f.url;
-    o.body_reader = paused_reader;
-    o.body_length = (int64_t)p.rd.len;
+    streamed_post_options(&o, f.url, paused_reader, p.rd.len, paused_done, &p);
     o.on_body = paused_body;
-    o.on_done = paused_done;
-    o.user_data = &p;
     assert_int_equal(sky_http_request_send(f.client, &o, &p.req, NULL), 0);
     assert_true(sky_test_run_until(f.loop, &p.r.done, 20000));
     assert_int_equal(p.r.done, 1);
