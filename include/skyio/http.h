@@ -105,9 +105,11 @@ typedef void (*sky_http_done_cb)(sky_http_request *req, const sky_http_response 
 typedef long (*sky_http_read_cb)(char *out, size_t cap, void *user_data);
 
 typedef struct sky_http_request_options {
-    const char *method;           /**< "GET" when NULL */
-    const char *url;              /**< required */
-    const sky_headers *headers;   /**< request headers; copied at send. May be NULL */
+    const char *method; /**< "GET" when NULL */
+    const char *url;    /**< required */
+    /** Request headers; copied at send. May be NULL. A body goes with the Content-Type
+     *  given here, or with none: never curl's application/x-www-form-urlencoded. */
+    const sky_headers *headers;
     sky_span body;                /**< in-memory body; copied at send */
     sky_http_read_cb body_reader; /**< or a streamed body (then body is ignored) */
     int64_t body_length;          /**< length of the streamed body; -1: chunked */

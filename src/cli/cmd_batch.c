@@ -82,7 +82,8 @@ struct batch {
     sky_loop *loop;
     sky_http_client *client;
     sky_pipeline *pipe;
-    sky_credential *cred; /* Azure OpenAI without a key: Entra ID tokens */
+    sky_headers *json_headers; /* every request's body is JSON */
+    sky_credential *cred;      /* Azure OpenAI without a key: Entra ID tokens */
     sky_ai_endpoint ep;
     sky_journal *out, *err;
     sky_idset *seen;
@@ -329,6 +330,7 @@ static void start_request(batch *b, sky_batch_request *req)
         sky_call_options_init(&co);
         co.method = "POST";
         co.url = url.data;
+        co.headers = b->json_headers;
         co.body = sky_span_make(req->body, req->body_len);
         co.est_tokens = (int64_t)req->token_estimate;
         co.require_json = 1;
@@ -686,6 +688,12 @@ static int setup_pipeline(batch *b)
         po.credential = b->cred;
         po.scope = SKY_AI_ENTRA_SCOPE;
     }
+    /* Without it curl labels a POST body form data, which OpenAI refuses (400
+     * unsupported_content_type) and FastAPI servers such as vLLM do not parse. */
+    b->json_headers = sky_headers_new();
+    if (b->json_headers == NULL || sky_headers_add(b->json_headers, SKY_SPAN_LIT("Content-Type"),
+                                                   SKY_SPAN_LIT("application/json")) < 0)
+        return SKY_ENOMEM;
     po.breaker_fail_fast = 0; /* a batch waits for the endpoint to come back */
     po.attempt_timeout_ms = (long)b->timeout_ms;
     po.retry.max_retries = (int)b->max_retries;
@@ -851,6 +859,7 @@ static void teardown(batch *b)
         uv_close((uv_handle_t *)&b->grace, NULL);
     }
     sky_pipeline_free(b->pipe);
+    sky_headers_free(b->json_headers);
     sky_credential_free(b->cred);
     sky_http_client_free(b->client);
     if (b->loop) {

@@ -901,24 +901,42 @@ static size_t header_line(char *out, const char *name, const char *value)
     return nl + vl + 3;
 }
 
+/* A POST, or any method with a body: what curl sends as HTTPREQ_POST. */
+static int sends_body(const sky_http_request_options *o)
+{
+    const char *m = o->method ? o->method : "GET";
+    return strcmp(m, "HEAD") != 0 &&
+           (o->body_reader != NULL || o->body.len > 0 || strcmp(m, "POST") == 0);
+}
+
 /*
  * The request's headers as curl's list, nodes and text in one allocation (curl only
  * reads the list, and it lives until the request is freed): one malloc where
  * curl_slist_append makes two a line, for every request in flight.
+ *
+ * Two lines turn curl's own headers off: "Expect:" (curl would otherwise wait for
+ * 100 Continue) and, for a body the caller gave no type, "Content-Type:". curl would
+ * label it application/x-www-form-urlencoded, which is never what we send: OpenAI
+ * refuses a JSON body so labelled, and servers built on FastAPI do not parse it.
  */
 static int request_build_headers(sky_http_request *r, const sky_http_request_options *o)
 {
-    static const char expect[] = "Expect:"; /* curl would otherwise wait for 100 Continue */
+    static const char expect[] = "Expect:";
+    static const char no_type[] = "Content-Type:";
     size_t n = o->headers ? sky_headers_count(o->headers) : 0, text = sizeof(expect);
+    int untyped = sends_body(o) && (n == 0 || sky_headers_get(o->headers, "Content-Type") == NULL);
+    size_t extra = untyped ? 2 : 1;
     const char *name, *value;
     for (size_t i = 0; i < n; i++) {
         (void)sky_headers_at(o->headers, i, &name, &value);
         text += strlen(name) + strlen(value) + 3;
     }
-    struct curl_slist *l = malloc((n + 1) * sizeof(*l) + text);
+    if (untyped)
+        text += sizeof(no_type);
+    struct curl_slist *l = malloc((n + extra) * sizeof(*l) + text);
     if (l == NULL)
         return SKY_ENOMEM;
-    char *p = (char *)(l + n + 1);
+    char *p = (char *)(l + n + extra);
     for (size_t i = 0; i < n; i++) {
         (void)sky_headers_at(o->headers, i, &name, &value);
         l[i].data = p;
@@ -928,6 +946,13 @@ static int request_build_headers(sky_http_request *r, const sky_http_request_opt
     memcpy(p, expect, sizeof(expect));
     l[n].data = p;
     l[n].next = NULL;
+    if (untyped) {
+        p += sizeof(expect);
+        memcpy(p, no_type, sizeof(no_type));
+        l[n].next = &l[n + 1];
+        l[n + 1].data = p;
+        l[n + 1].next = NULL;
+    }
     r->slist = l;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "skyio/json.h"
 #include "skyio/log.h"
@@ -692,6 +693,40 @@ static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
 }
 
+/* "application/json" in any case, with or without parameters such as charset. */
+static int json_media_type(sky_span v)
+{
+    static const char want[] = "application/json";
+    size_t n = sizeof(want) - 1;
+    if (v.len < n || strncasecmp(v.ptr, want, n) != 0)
+        return 0;
+    return v.len == n || v.ptr[n] == ';' || v.ptr[n] == ' ' || v.ptr[n] == '\t';
+}
+
+/*
+ * OpenAI answers a body of any other type with 400 unsupported_content_type, and
+ * servers built on FastAPI (vLLM among them) do not read the body as JSON at all:
+ * a client that forgets the header must fail here too, not first in production.
+ */
+static int content_type_ok(mock_worker *m, sky_server_req *r, int azure)
+{
+    sky_span v;
+    if (sky_server_req_header(r, "content-type", &v) && json_media_type(v))
+        return 1;
+    char msg[256];
+    if (sky_server_req_header(r, "content-type", &v))
+        snprintf(msg, sizeof(msg),
+                 "Unsupported content type: '%.*s'. This API method only accepts "
+                 "'application/json' requests.",
+                 (int)(v.len < 100 ? v.len : 100), v.ptr);
+    else
+        snprintf(msg, sizeof(msg),
+                 "No Content-Type header. This API method only accepts "
+                 "'application/json' requests.");
+    respond_error(m, r, azure, 400, "invalid_request_error", "unsupported_content_type", msg);
+    return 0;
+}
+
 static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, sky_span deployment)
 {
     mock_call c;
@@ -715,6 +750,8 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
                       "Resource not found: the api-version query parameter is missing.");
         return;
     }
+    if (!content_type_ok(m, r, azure))
+        return;
     if (sky_json_parse(sky_server_req_body(r), &req, &err) < 0 || !json_is_object(req)) {
         char msg[SKY_ERROR_MESSAGE_MAX + 64];
         snprintf(msg, sizeof(msg), "The request body is not valid JSON: %s",

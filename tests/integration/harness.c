@@ -255,6 +255,27 @@ void sky_test_on_done(sky_http_request *req, const sky_http_response *res, const
     }
 }
 
+static sky_headers *json_headers;
+
+static void free_json_headers(void)
+{
+    sky_headers_free(json_headers);
+    json_headers = NULL;
+}
+
+const sky_headers *sky_test_json_headers(void)
+{
+    if (json_headers == NULL) {
+        json_headers = sky_headers_new();
+        assert_non_null(json_headers);
+        assert_int_equal(sky_headers_add(json_headers, SKY_SPAN_LIT("Content-Type"),
+                                         SKY_SPAN_LIT("application/json")),
+                         0);
+        atexit(free_json_headers);
+    }
+    return json_headers;
+}
+
 void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *method, const char *url,
                       const char *body, const char *const *headers, long timeout_ms,
                       sky_test_result *out)
@@ -270,6 +291,9 @@ void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *meth
                                          sky_span_cstr(colon + 1)),
                          0);
     }
+    if (body && sky_headers_get(h, "Content-Type") == NULL)
+        assert_int_equal(
+            sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
     sky_http_request_options_init(&o);
     sky_error_clear(&err);
     o.method = method;
@@ -292,6 +316,7 @@ void sky_test_post_options(sky_http_request_options *o, const char *url, const c
     sky_http_request_options_init(o);
     o->method = "POST";
     o->url = url;
+    o->headers = sky_test_json_headers();
     o->body = sky_span_cstr(body);
     o->on_done = cb;
     o->user_data = user_data;

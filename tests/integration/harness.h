@@ -70,7 +70,13 @@ void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *meth
                       const char *body, const char *const *headers, long timeout_ms,
                       sky_test_result *out);
 
-/* Options for a POST of @p body to @p url, reporting to @p cb with @p user_data. */
+/* "Content-Type: application/json", for requests with a JSON body (freed at exit). */
+const sky_headers *sky_test_json_headers(void);
+
+/*
+ * Options for a POST of @p body (JSON) to @p url, reporting to @p cb with @p user_data.
+ * sky_test_request labels a body JSON too, unless @p headers give a Content-Type.
+ */
 void sky_test_post_options(sky_http_request_options *o, const char *url, const char *body,
                            sky_http_done_cb cb, void *user_data);
 

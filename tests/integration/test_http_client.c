@@ -78,6 +78,31 @@ static void test_post_and_headers(void **state)
     fixture_close(&f);
 }
 
+/* A body given no type goes without one, not as curl's form data (the mock says which). */
+static void test_untyped_body(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    sky_http_request_options o;
+    json_t *body = NULL;
+    (void)state;
+    fixture_open(&f, 0, NULL, "/v1/chat/completions");
+    memset(&r, 0, sizeof(r));
+    sky_test_post_options(&o, f.url, chat_body, sky_test_on_done, &r);
+    o.headers = NULL;
+    assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f.loop, &r.done, 10000));
+    assert_int_equal(r.status, 400);
+    assert_int_equal(sky_json_parse(sky_span_make(r.body, r.body_len), &body, NULL), 0);
+    assert_string_equal(json_string_value(sky_json_path(body, "error.code")),
+                        "unsupported_content_type");
+    assert_non_null(
+        strstr(json_string_value(sky_json_path(body, "error.message")), "No Content-Type header"));
+    json_decref(body);
+    sky_test_result_free(&r);
+    fixture_close(&f);
+}
+
 static void test_keepalive_reuse(void **state)
 {
     fixture f;
@@ -236,6 +261,7 @@ static void start_stream(fixture *f, stream_state *s)
     sky_http_request_options_init(&o);
     o.method = "POST";
     o.url = f->url;
+    o.headers = sky_test_json_headers();
     o.body = sky_span_cstr(stream_body);
     o.on_body = on_stream_body;
     o.on_done = on_stream_done;
@@ -350,6 +376,7 @@ static void test_free_cancels_all(void **state)
     sky_http_request_options_init(&o);
     o.method = "POST";
     o.url = f.url;
+    o.headers = sky_test_json_headers();
     o.body = sky_span_cstr(chat_body);
     o.on_done = sky_test_on_done;
     for (int i = 0; i < 50; i++) {
@@ -564,6 +591,7 @@ static void streamed_post_options(sky_http_request_options *o, const char *url, 
     sky_http_request_options_init(o);
     o->method = "POST";
     o->url = url;
+    o->headers = sky_test_json_headers();
     o->body_reader = rd;
     o->body_length = (int64_t)len;
     o->on_done = done;
@@ -875,6 +903,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_and_headers),
+        cmocka_unit_test(test_untyped_body),
         cmocka_unit_test(test_keepalive_reuse),
         cmocka_unit_test(test_idle_connection_watch),
         cmocka_unit_test(test_1500_concurrent),

@@ -706,6 +706,7 @@ static void start_chat(env *e, sky_pipeline *p, call_out *o)
     sky_call_options co;
     snprintf(url, sizeof(url), "%s/v1/chat/completions", e->mock.base_url);
     sky_call_options_init(&co);
+    co.headers = sky_test_json_headers();
     co.url = url;
     co.body = sky_span_cstr(body);
     co.on_done = on_call;
@@ -813,6 +814,7 @@ static void test_cancel_and_free_while_fetching(void **state)
     /* a call canceled while its token is on the way */
     snprintf(url, sizeof(url), "%s/v1/models", e.mock.base_url);
     sky_call_options_init(&co);
+    co.headers = sky_test_json_headers();
     co.url = url;
     co.on_done = on_call;
     co.user_data = &a;

@@ -92,6 +92,46 @@ static void test_auth(void **state)
     close_fixture(&f);
 }
 
+/* Like OpenAI: a JSON body labelled anything but application/json is refused. */
+static void test_content_type(void **state)
+{
+    static const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    static const char *const charset[] = {"content-type: Application/JSON; charset=utf-8", NULL};
+    static const char *const near[] = {"Content-Type: application/jsonx", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "POST", "/v1/chat/completions", chat_body, form, &r);
+    assert_int_equal(r.status, 400);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(sky_json_path(j, "error.code")),
+                        "unsupported_content_type");
+    assert_non_null(strstr(json_string_value(sky_json_path(j, "error.message")),
+                           "'application/x-www-form-urlencoded'"));
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/embeddings", "{\"model\":\"m\",\"input\":\"x\"}", near, &r);
+    assert_int_equal(r.status, 400);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/deployments/d1/chat/completions?api-version=2024-10-21", chat_body,
+            form, &r);
+    assert_int_equal(r.status, 400);
+    j = body_json(&r);
+    assert_string_equal(json_string_value(sky_json_path(j, "error.code")),
+                        "unsupported_content_type");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, charset, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    json_t *stats = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.400")), 3);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 1);
+    json_decref(stats);
+    close_fixture(&f);
+}
+
 static void test_chat_shape_and_determinism(void **state)
 {
     fixture f;
@@ -495,6 +535,7 @@ static void test_sigterm_with_idle_and_hung_connections(void **state)
     sky_http_request_options_init(&o);
     o.method = "POST";
     o.url = url;
+    o.headers = sky_test_json_headers();
     o.body = sky_span_cstr(chat_body);
     o.on_done = sky_test_on_done;
     for (int i = 0; i < 6; i++) {
@@ -670,6 +711,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_chat_shape_and_determinism),
         cmocka_unit_test(test_model_name_escaped),
         cmocka_unit_test(test_models_in_turn_and_long_reply),

@@ -98,6 +98,7 @@ static void start_calls(run *r, int n, const char *body)
 {
     sky_call_options o;
     sky_call_options_init(&o);
+    o.headers = sky_test_json_headers();
     o.url = r->url;
     o.body = sky_span_cstr(body);
     o.est_tokens = 11;
@@ -348,6 +349,7 @@ static void test_cancel_and_free(void **state)
     default_options(&po);
     run_open(&r, args, &po);
     sky_call_options_init(&o);
+    o.headers = sky_test_json_headers();
     o.url = r.url;
     o.body = sky_span_cstr(chat_body);
     o.on_done = on_done;
