@@ -22,7 +22,8 @@ SKY_EXTERN void sky_loop_stop(sky_loop *loop);
 /**
  * Watch SIGINT and SIGTERM; @p cb runs on the loop for each. The watchers do
  * not keep the loop alive. Calling again replaces the callback; NULL stops
- * watching. Returns 0 or a SKY_E code.
+ * watching. A SIGINT the process ignores (a background job of a shell without
+ * job control) stays ignored. Returns 0 or a SKY_E code.
  */
 SKY_EXTERN int sky_loop_on_signal(sky_loop *loop, sky_signal_cb cb, void *user_data);
 /**

@@ -97,12 +97,26 @@ static void signals_stop(sky_loop *loop)
         uv_signal_stop(&loop->sigterm);
 }
 
+/*
+ * A shell without job control starts a background job with SIGINT ignored, so that
+ * a Ctrl-C meant for the foreground does not reach it. Such a process keeps ignoring
+ * it, as Unix programs do; libuv would install its handler regardless.
+ */
+static int sigint_ignored(const sky_loop *loop)
+{
+    struct sigaction sa;
+    if (watcher_ready(&loop->sigint) && uv_is_active((const uv_handle_t *)&loop->sigint))
+        return 0; /* ours is installed */
+    return sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
+
 static int signals_start(sky_loop *loop)
 {
+    int watch_int = !sigint_ignored(loop);
     int rc = watcher_init(loop, &loop->sigint);
     if (rc == 0)
         rc = watcher_init(loop, &loop->sigterm);
-    if (rc == 0)
+    if (rc == 0 && watch_int)
         rc = uv_signal_start(&loop->sigint, on_uv_signal, SIGINT);
     if (rc == 0)
         rc = uv_signal_start(&loop->sigterm, on_uv_signal, SIGTERM);

@@ -69,7 +69,38 @@ static void test_sigterm_delivered(void **state)
 static void test_sigint_delivered(void **state)
 {
     (void)state;
+    signal(SIGINT, SIG_DFL); /* whatever the runner left: an ignored one is the next test */
     deliver(SIGINT);
+}
+
+static void count_signal(sky_loop *loop, int signum, void *user_data);
+static void stop_after_tick(uv_timer_t *t);
+
+/* A SIGINT ignored before the watchers start stays ignored; SIGTERM still arrives. */
+static void test_ignored_sigint_stays_ignored(void **state)
+{
+    (void)state;
+    struct sigaction sa;
+    int seen = 0;
+    uv_timer_t tick;
+    signal(SIGINT, SIG_IGN);
+    sky_loop *loop = sky_loop_new();
+    assert_non_null(loop);
+    assert_int_equal(sky_loop_on_signal(loop, count_signal, &seen), 0);
+    assert_int_equal(sigaction(SIGINT, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
+    assert_int_equal(uv_timer_init(sky_loop_uv(loop), &tick), 0);
+    assert_int_equal(uv_timer_start(&tick, stop_after_tick, 200, 0), 0);
+    assert_int_equal(raise(SIGINT), 0);
+    sky_loop_run(loop);
+    assert_int_equal(seen, 0);
+    /* calling again (replacing the callback) does not start watching it either */
+    assert_int_equal(sky_loop_on_signal(loop, count_signal, &seen), 0);
+    assert_int_equal(sigaction(SIGINT, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
+    sky_loop_free(loop);
+    signal(SIGINT, SIG_DFL);
+    deliver(SIGTERM);
 }
 
 static void test_watchers_do_not_keep_loop_alive(void **state)
@@ -224,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigterm_delivered),
         cmocka_unit_test(test_sigint_delivered),
+        cmocka_unit_test(test_ignored_sigint_stays_ignored),
         cmocka_unit_test(test_watchers_do_not_keep_loop_alive),
         cmocka_unit_test(test_replace_callback),
         cmocka_unit_test(test_remove_callback),
