@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 #include "skyio/json.h"
@@ -298,6 +299,29 @@ static void test_bad_requests(void **state)
     close_fixture(&f);
 }
 
+/*
+ * The mock's rate-limit windows are fixed: each starts at a multiple of its length on the
+ * monotonic clock (the mock's uv_now, the clock uv_hrtime reads), not at a test's first
+ * request. A test that counts what one 60 s window lets through failed when its requests
+ * straddled a boundary (the count started again midway; odds: its run time over 60 s).
+ * Wait until the current window is at least 100 ms old (the mock's loop time may lag a
+ * little) and has at least @p need_ms left; at worst that is need_ms + 100 ms.
+ */
+static void wait_for_window_room(uint64_t window_ms, uint64_t need_ms)
+{
+    uint64_t deadline = uv_hrtime() / 1000000u + need_ms + 1000;
+    for (;;) {
+        uint64_t now = uv_hrtime() / 1000000u;
+        uint64_t phase = now % window_ms;
+        if (phase >= 100 && window_ms - phase >= need_ms)
+            return;
+        if (now > deadline)
+            fail_msg("no room in a %llu ms rate-limit window", (unsigned long long)window_ms);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* A 60-second window makes the count exact: 10 RPM means 10 per window. */
 static void test_rpm_limit_and_headers(void **state)
 {
@@ -307,6 +331,7 @@ static void test_rpm_limit_and_headers(void **state)
     int ok = 0, limited = 0;
     (void)state;
     open_fixture(&f, args);
+    wait_for_window_room(60000, 10000); /* every request in one window */
     for (int i = 0; i < 15; i++) {
         request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
         assert_non_null(header(&r, "x-ratelimit-limit-requests"));
@@ -346,6 +371,7 @@ static void test_tpm_limit(void **state)
     int ok = 0;
     (void)state;
     open_fixture(&f, args);
+    wait_for_window_room(60000, 10000); /* every request in one window */
     for (int i = 0; i < 10; i++) {
         request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
         ok += r.status == 200;
@@ -369,6 +395,7 @@ static void test_hidden_headers(void **state)
     sky_test_result r;
     (void)state;
     open_fixture(&f, args);
+    wait_for_window_room(60000, 10000); /* every request in one window */
     request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_null(header(&r, "x-ratelimit-limit-requests"));
@@ -476,20 +503,12 @@ static void on_drain_done(sky_http_request *req, const sky_http_response *res, c
     d->done++;
 }
 
-static void on_term(uv_timer_t *t)
-{
-    sky_test_mock *m = t->data;
-    kill(m->pid, SIGTERM);
-    uv_close((uv_handle_t *)t, NULL);
-}
-
 static void test_sigterm_drains(void **state)
 {
     static const char *const args[] = {"--ttft-ms", "400", "--jitter", "0", NULL};
     fixture f;
     drain d;
     sky_http_request_options o;
-    uv_timer_t t;
     char url[256];
     int all = 0;
     (void)state;
@@ -499,9 +518,16 @@ static void test_sigterm_drains(void **state)
     sky_test_post_options(&o, url, chat_body, on_drain_done, &d);
     for (int i = 0; i < 5; i++)
         assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
-    uv_timer_init(f.loop, &t);
-    t.data = &f.mock;
-    uv_timer_start(&t, on_term, 150, 0);
+    /* the signal comes once the mock has all five, however slow this run is */
+    int64_t received = 0;
+    for (int i = 0; i < 1000 && received < 5; i++) {
+        sky_test_run_until(f.loop, &all, 10);
+        json_t *stats = sky_test_mock_stats(&f.mock);
+        received = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
+        json_decref(stats);
+    }
+    assert_int_equal(received, 5);
+    kill(f.mock.pid, SIGTERM);
     for (int i = 0; i < 400 && d.done < 5; i++)
         sky_test_run_until(f.loop, &all, 25);
     assert_int_equal(d.done, 5);
