@@ -48,6 +48,9 @@ typedef struct sky_pipeline_options {
     int breaker_fail_fast;     /**< 1: fail at once while open (library); 0: wait (batch) */
     sky_pipeline_auth_cb auth; /**< NULL: no auth headers */
     void *auth_user_data;
+    /** 1: @c auth gets a new credential when called with refresh set, so a 401 is worth
+     *  one retry. Default 0: a fixed key, and a 401 after it is final. */
+    int auth_refreshes;
     const sky_clock *clock; /**< NULL: the real clock. Borrowed */
     /** When set (with scope), every attempt carries `Authorization: Bearer <token>`
      *  from it, and a 401 forces one refresh and one retry. Borrowed: it must

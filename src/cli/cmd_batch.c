@@ -51,8 +51,10 @@ static const char usage[] =
     "\n"
     "SIGINT/SIGTERM: stop reading, let requests in flight finish (30 s), write the summary;\n"
     "a second signal stops at once. Requests not recorded are done by the next run.\n"
+    "A 401 (the key or token refused) stops the run the same way, and nothing refused is\n"
+    "recorded: fix the credentials and run again.\n"
     "exit: 0 all done; 1 finished with some failed; 2 usage or input error; 3 could not\n"
-    "start (auth, network, config).\n";
+    "start (auth, network, config) or the credentials were refused.\n";
 
 typedef struct batch batch;
 
@@ -105,6 +107,7 @@ struct batch {
     uint64_t start_ms;
     sky_histogram latency_ms;
     int closing, journals_open, fatal;
+    int refused; /* the provider answered 401: the credentials are wrong for every request */
 };
 
 static void read_more(batch *b);
@@ -469,6 +472,32 @@ static void count_usage(batch *b, const json_t *reply)
     b->tokens_out += (uint64_t)sky_json_int(u, "completion_tokens", 0);
 }
 
+/*
+ * A 401 says the key or token is wrong, for every request alike: recording it for
+ * each line of a large input would fill the output with failures the next run
+ * skips, and keep sending a refused key. Stop instead, as on SIGINT: what is
+ * waiting is not sent, and nothing refused is recorded, so the run after the
+ * credentials are fixed does it all.
+ */
+static void refuse(batch *b, const sky_error *err)
+{
+    if (b->refused++)
+        return;
+    sky_buf msg;
+    sky_buf_init(&msg, 4096);
+    if (sky_redact(sky_span_cstr(err->message), &msg) < 0)
+        sky_buf_free(&msg);
+    fprintf(stderr,
+            "\nskyio batch: the provider refused the credentials (%s%s%s); stopping. Nothing "
+            "it refused is recorded: fix the key or token and run again.\n",
+            err->service_code[0] ? err->service_code : "HTTP 401", msg.len ? ": " : "",
+            msg.len ? msg.data : "");
+    sky_buf_free(&msg);
+    if (b->pipe)
+        (void)sky_pipeline_cancel_waiting(b->pipe);
+    b->stopping = 1;
+}
+
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     item *it = ud;
@@ -481,8 +510,10 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
     /* the provider's latency, not the time spent queued behind the limits */
     sky_histogram_record(&b->latency_ms, res->attempt_ms);
-    /* a canceled request is not recorded: the next run does it */
-    if (!(err && err->code == SKY_ECANCELED)) {
+    if (err && res->status == 401)
+        refuse(b, err);
+    /* a canceled or refused request is not recorded: the next run does it */
+    if (!(err && (err->code == SKY_ECANCELED || res->status == 401))) {
         sky_batch_response r = {res->status, res->request_id, res->body};
         snprintf(hex, sizeof(hex), "%.32s", res->request_id);
         for (char *p = hex; *p; p++)
@@ -582,6 +613,8 @@ static void print_summary(batch *b)
         (json_int_t)sky_histogram_percentile(&b->latency_ms, 99), "retries", (json_int_t)b->retries,
         "responses_429", (json_int_t)b->responses_429, "rate_limit_wait_ms", (json_int_t)rs.wait_ms,
         "interrupted", b->stopping && !b->fatal);
+    if (s && b->refused)
+        json_object_set_new(s, "credentials_refused", json_true());
     if (b->json_out && s) {
         char *text = sky_json_dump(s, NULL);
         if (text)
@@ -901,7 +934,7 @@ int sky_cli_batch(int argc, char **argv)
     int code = b->output ? start(b) : SKY_EXIT_START;
     if (code == 0) {
         run(b);
-        code = b->fatal                                                     ? SKY_EXIT_START
+        code = b->fatal || b->refused                                       ? SKY_EXIT_START
                : (b->failed || b->input_errors || (b->stopping && !b->eof)) ? SKY_EXIT_FAILED
                                                                             : SKY_EXIT_OK;
     } else if (b->out || b->err) {

@@ -596,6 +596,12 @@ static const sky_error *check_json(const sky_call *c, const sky_http_response *r
     return out;
 }
 
+/* A 401 is worth its one retry only when the next attempt can carry a new credential. */
+static int can_refresh(const sky_pipeline *p)
+{
+    return p->o.credential != NULL || (p->o.auth != NULL && p->o.auth_refreshes);
+}
+
 static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
                             const sky_error *err, void *ud)
 {
@@ -621,7 +627,8 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
         finish_error(c, SKY_ECANCELED, "call canceled");
     } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
                                 p->o.clock, c->deadline_ms, NULL, NULL, &d) < 0 ||
-               (d.action != SKY_RETRY_YES && d.action != SKY_RETRY_REFRESH_AUTH)) {
+               (d.action != SKY_RETRY_YES &&
+                !(d.action == SKY_RETRY_REFRESH_AUTH && can_refresh(p)))) {
         end_with(c, res, err);
     } else {
         SKY_DEBUG("pipeline", "%s id %s: %s", c->url, c->request_id, d.reason);

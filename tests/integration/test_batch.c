@@ -193,6 +193,61 @@ static void test_text_mode_and_torn_line(void **state)
     env_close(&e);
 }
 
+/*
+ * A refused key stops the batch at once: exit 3, nothing recorded, a few requests sent
+ * rather than one per line, the key in no message. The run with the right key then
+ * does every request.
+ */
+static void test_refused_key_stops(void **state)
+{
+    static const char *const margs[] = {"--key", "sk-right-1", NULL};
+    batch_env e;
+    char cmd[2048], err_path[300], err_text[4096];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 500, 0);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=sk-wrong-SECRET42 %s batch %s -o %s "
+             "--no-rate-limit 2>%s",
+             e.m.base_url, SKY_TEST_BIN, e.in, e.out, err_path);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    memset(&t, 0, sizeof(t));
+    if (access(e.out, F_OK) == 0)
+        read_output(e.out, &t);
+    assert_int_equal(t.lines, 0);
+    json_decref(t.ids);
+    json_t *stats = sky_test_mock_stats(&e.m);
+    int64_t refused = (int64_t)json_integer_value(json_object_get(stats, "auth_failures"));
+    assert_true(refused >= 1);
+    assert_true(refused <= 100); /* the first wave at most, not 500, and none sent twice */
+    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 0);
+    json_decref(stats);
+    FILE *f = fopen(err_path, "r");
+    assert_non_null(f);
+    size_t n = fread(err_text, 1, sizeof(err_text) - 1, f);
+    fclose(f);
+    err_text[n] = '\0';
+    assert_non_null(strstr(err_text, "refused the credentials"));
+    assert_null(strstr(err_text, "SECRET42"));
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=sk-right-1 %s batch %s -o %s --no-rate-limit "
+             "2>/dev/null",
+             e.m.base_url, SKY_TEST_BIN, e.in, e.out);
+    status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.lines, 500);
+    assert_int_equal(t.ok, 500);
+    assert_int_equal(t.dup_ids, 0);
+    json_decref(t.ids);
+    env_close(&e);
+}
+
 /* Start `skyio batch IN -o OUT --concurrency C` in a child; returns its pid. */
 static pid_t spawn_batch(const sky_test_mock *m, const char *in, const char *out,
                          const char *concurrency)
@@ -575,6 +630,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outcomes_and_bad_input),
         cmocka_unit_test(test_text_mode_and_torn_line),
+        cmocka_unit_test(test_refused_key_stops),
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_sigint_at_start),

@@ -320,6 +320,7 @@ static void test_auth_refresh_once(void **state)
     default_options(&po);
     po.auth = auth_cb;
     po.auth_user_data = &c;
+    po.auth_refreshes = 1;
     run_open(&r, args, &po);
     start_calls(&r, 1, chat_body);
     wait_all(&r, 10000);
@@ -327,6 +328,29 @@ static void test_auth_refresh_once(void **state)
     assert_int_equal(r.out[0].attempts, 2);
     assert_int_equal(c.calls, 2);
     assert_int_equal(c.refreshes, 1);
+    assert_int_equal(mock_stat(&r, "auth_failures"), 1);
+    run_close(&r);
+}
+
+/* A fixed key gets no new credential: its 401 is final, not sent again. */
+static void test_auth_fixed_key_401_final(void **state)
+{
+    static const char *const args[] = {"--key", "good", NULL};
+    sky_pipeline_options po;
+    cred c = {0, 0};
+    run r;
+    (void)state;
+    default_options(&po);
+    po.auth = auth_cb; /* sends "stale" unless asked to refresh, which it will not be */
+    po.auth_user_data = &c;
+    run_open(&r, args, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_not_equal(r.out[0].err_code, 0);
+    assert_int_equal(r.out[0].status, 401);
+    assert_int_equal(r.out[0].attempts, 1);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.refreshes, 0);
     assert_int_equal(mock_stat(&r, "auth_failures"), 1);
     run_close(&r);
 }
@@ -390,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
         cmocka_unit_test(test_auth_refresh_once),
+        cmocka_unit_test(test_auth_fixed_key_401_final),
         cmocka_unit_test(test_cancel_and_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
