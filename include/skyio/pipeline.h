@@ -135,6 +135,19 @@ SKY_EXTERN void sky_call_cancel(sky_call *call);
  */
 SKY_EXTERN size_t sky_pipeline_cancel_waiting(sky_pipeline *p);
 
+/** How the endpoint behind a pipeline is doing, for progress lines and stop rules. */
+typedef struct sky_pipeline_health {
+    sky_breaker_state breaker; /**< CLOSED when the pipeline runs no breaker */
+    uint64_t failed_probes;    /**< half-open probes that failed (the breaker opened again) */
+    uint64_t retry_in_ms;      /**< while OPEN: until the next probe may go */
+    uint64_t answered;         /**< attempts that got an HTTP response, any status */
+    sky_error last_fault;      /**< the last attempt that failed at the endpoint (transport
+                                    error or 5xx); code 0 when none */
+} sky_pipeline_health;
+
+/** Fill @p out (caller's) with the endpoint's health as the pipeline sees it. */
+SKY_EXTERN void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_health *out);
+
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
 /** The shared policies, for progress lines and summaries (borrowed; NULL when off). */

@@ -52,7 +52,9 @@ static const char usage[] =
     "SIGINT/SIGTERM: stop reading, let requests in flight finish (30 s), write the summary;\n"
     "a second signal stops at once. Requests not recorded are done by the next run.\n"
     "A 401 (the key or token refused) stops the run the same way, and nothing refused is\n"
-    "recorded: fix the credentials and run again.\n"
+    "recorded: fix the credentials and run again. So does an endpoint that was never\n"
+    "reached (connection refused, unknown host, TLS failure). One that fails later (5xx,\n"
+    "resets) makes requests wait, and they go again once it answers.\n"
     "exit: 0 all done; 1 finished with some failed; 2 usage or input error; 3 could not\n"
     "start (auth, network, config) or the credentials were refused.\n";
 
@@ -108,6 +110,7 @@ struct batch {
     sky_histogram latency_ms;
     int closing, journals_open, fatal;
     int refused; /* the provider answered 401: the credentials are wrong for every request */
+    int endpoint_down, unreachable; /* the breaker is open; and nothing ever answered */
 };
 
 static void read_more(batch *b);
@@ -590,9 +593,52 @@ static void print_progress(batch *b, int final)
             isatty(2) && !final ? "   " : "\n");
 }
 
+/* Failures that say the endpoint was never reached: the URL, the name or the TLS set-up. */
+static int unreachable_code(int code)
+{
+    return code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS;
+}
+
+/*
+ * Say when the endpoint starts failing (the breaker opens: requests wait) and when it
+ * answers again. If it has never answered and cannot be reached at all, it is a
+ * wrong URL, host or certificate rather than an outage: stop, as on SIGINT.
+ */
+static void watch_endpoint(batch *b)
+{
+    sky_pipeline_health h;
+    if (b->pipe == NULL || b->stopping)
+        return;
+    sky_pipeline_get_health(b->pipe, &h);
+    int down = h.breaker != SKY_BREAKER_CLOSED;
+    if (down && h.answered == 0 && unreachable_code(h.last_fault.code)) {
+        b->unreachable = 1;
+        fprintf(stderr,
+                "\nskyio batch: cannot reach the endpoint (%s: %s); stopping. Nothing was "
+                "recorded: check the URL, the network or --cacert and run again.\n",
+                sky_err_name(h.last_fault.code), h.last_fault.message);
+        /* nothing answered, so nothing on the wire is worth waiting for: cancel it all */
+        b->stopping = 1;
+        sky_pipeline_free(b->pipe);
+        b->pipe = NULL;
+        maybe_finish(b);
+    } else if (down && !b->endpoint_down) {
+        fprintf(stderr,
+                "\nskyio batch: the endpoint is failing (%s: %s); requests wait and go again "
+                "once it answers. Ctrl-C stops; nothing is lost.\n",
+                sky_err_name(h.last_fault.code), h.last_fault.message);
+    } else if (!down && b->endpoint_down) {
+        fprintf(stderr, "\nskyio batch: the endpoint answers again\n");
+    }
+    b->endpoint_down = down;
+}
+
 static void on_progress(uv_timer_t *t)
 {
-    print_progress(t->data, 0);
+    batch *b = t->data;
+    watch_endpoint(b);
+    if (!b->closing)
+        print_progress(b, 0);
 }
 
 static void print_summary(batch *b)
@@ -615,6 +661,8 @@ static void print_summary(batch *b)
         "interrupted", b->stopping && !b->fatal);
     if (s && b->refused)
         json_object_set_new(s, "credentials_refused", json_true());
+    if (s && b->unreachable)
+        json_object_set_new(s, "endpoint_unreachable", json_true());
     if (b->json_out && s) {
         char *text = sky_json_dump(s, NULL);
         if (text)
@@ -934,7 +982,7 @@ int sky_cli_batch(int argc, char **argv)
     int code = b->output ? start(b) : SKY_EXIT_START;
     if (code == 0) {
         run(b);
-        code = b->fatal || b->refused                                       ? SKY_EXIT_START
+        code = b->fatal || b->refused || b->unreachable                     ? SKY_EXIT_START
                : (b->failed || b->input_errors || (b->stopping && !b->eof)) ? SKY_EXIT_FAILED
                                                                             : SKY_EXIT_OK;
     } else if (b->out || b->err) {

@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "skyio/buf.h"
 #include "skyio/json.h"
@@ -60,6 +61,8 @@ struct sky_pipeline {
     int in_callback;
     int free_requested;
     int freeing;
+    uint64_t answered;    /* attempts that got an HTTP response, any status */
+    sky_error last_fault; /* the last attempt the breaker counted as a failure */
 };
 
 static void admit(sky_call *c);
@@ -523,6 +526,24 @@ static int is_overload(const sky_pipeline *p, int status, const sky_error *err)
     return (status == 429 && !p->o.use_rate_limit) || (err && err->code == SKY_ETIMEDOUT);
 }
 
+/* For sky_pipeline_get_health: whether the endpoint answers, and its last failure. */
+static void note_health(sky_pipeline *p, int status, const sky_error *err)
+{
+    if (err && err->code == SKY_ECANCELED)
+        return;
+    if (!err)
+        p->answered++;
+    if (!err && status < 500)
+        return;
+    if (err) {
+        p->last_fault = *err;
+    } else {
+        sky_error_clear(&p->last_fault);
+        sky_error_set(&p->last_fault, SKY_EHTTP, "HTTP %d", status);
+        p->last_fault.http_status = status;
+    }
+}
+
 /* Tell the shared policies how the attempt went. */
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
@@ -549,6 +570,7 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
             sky_breaker_record(&p->breaker, !err && status < 500);
         c->breaker_taken = 0;
     }
+    note_health(p, status, err);
 }
 
 /* The final reply was not a success: say so with the service's own words. */
@@ -841,4 +863,18 @@ sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p)
 sky_limiter *sky_pipeline_limiter(sky_pipeline *p)
 {
     return p->limiter;
+}
+
+void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_health *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->breaker = p->o.use_breaker ? sky_breaker_get_state(&p->breaker) : SKY_BREAKER_CLOSED;
+    if (p->o.use_breaker) {
+        sky_breaker_counters bc;
+        sky_breaker_get_counters(&p->breaker, &bc);
+        out->failed_probes = bc.reopened;
+        out->retry_in_ms = sky_breaker_wait_ms(&p->breaker);
+    }
+    out->answered = p->answered;
+    out->last_fault = p->last_fault;
 }

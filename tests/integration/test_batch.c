@@ -193,6 +193,16 @@ static void test_text_mode_and_torn_line(void **state)
     env_close(&e);
 }
 
+/* The start of file @p path as a string, at most @p cap - 1 bytes. */
+static void read_text(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+}
+
 /*
  * A refused key stops the batch at once: exit 3, nothing recorded, a few requests sent
  * rather than one per line, the key in no message. The run with the right key then
@@ -226,11 +236,7 @@ static void test_refused_key_stops(void **state)
     assert_true(refused <= 100); /* the first wave at most, not 500, and none sent twice */
     assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 0);
     json_decref(stats);
-    FILE *f = fopen(err_path, "r");
-    assert_non_null(f);
-    size_t n = fread(err_text, 1, sizeof(err_text) - 1, f);
-    fclose(f);
-    err_text[n] = '\0';
+    read_text(err_path, err_text, sizeof(err_text));
     assert_non_null(strstr(err_text, "refused the credentials"));
     assert_null(strstr(err_text, "SECRET42"));
     snprintf(cmd, sizeof(cmd),
@@ -245,6 +251,33 @@ static void test_refused_key_stops(void **state)
     assert_int_equal(t.ok, 500);
     assert_int_equal(t.dup_ids, 0);
     json_decref(t.ids);
+    env_close(&e);
+}
+
+/* An endpoint that cannot be reached at all is a wrong URL, not an outage: exit 3 soon. */
+static void test_unreachable_endpoint_stops(void **state)
+{
+    batch_env e;
+    char cmd[2048], err_path[300], err_text[4096];
+    tally t;
+    (void)state;
+    env_open(&e, NULL);
+    write_input(e.in, 40, 0);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    /* nothing listens on port 1 */
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_BASE_URL=http://127.0.0.1:1/v1 OPENAI_API_KEY= %s batch %s -o %s 2>%s",
+             SKY_TEST_BIN, e.in, e.out, err_path);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    memset(&t, 0, sizeof(t));
+    if (access(e.out, F_OK) == 0)
+        read_output(e.out, &t);
+    assert_int_equal(t.lines, 0); /* the next run, at the right URL, does them all */
+    json_decref(t.ids);
+    read_text(err_path, err_text, sizeof(err_text));
+    assert_non_null(strstr(err_text, "cannot reach the endpoint (ECONNECT"));
     env_close(&e);
 }
 
@@ -631,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_outcomes_and_bad_input),
         cmocka_unit_test(test_text_mode_and_torn_line),
         cmocka_unit_test(test_refused_key_stops),
+        cmocka_unit_test(test_unreachable_endpoint_stops),
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_sigint_at_start),
