@@ -138,6 +138,7 @@ SKY_EXTERN size_t sky_pipeline_cancel_waiting(sky_pipeline *p);
 /** How the endpoint behind a pipeline is doing, for progress lines and stop rules. */
 typedef struct sky_pipeline_health {
     sky_breaker_state breaker; /**< CLOSED when the pipeline runs no breaker */
+    uint64_t times_opened;     /**< CLOSED -> OPEN so far: an outage shorter than a poll shows */
     uint64_t failed_probes;    /**< half-open probes that failed (the breaker opened again) */
     uint64_t retry_in_ms;      /**< while OPEN: until the next probe may go */
     uint64_t answered;         /**< attempts that got an HTTP response, any status */

@@ -111,6 +111,7 @@ struct batch {
     int closing, journals_open, fatal;
     int refused; /* the provider answered 401: the credentials are wrong for every request */
     int endpoint_down, unreachable; /* the breaker is open; and nothing ever answered */
+    uint64_t outages_told;          /* breaker openings already reported */
 };
 
 static void read_more(batch *b);
@@ -599,6 +600,26 @@ static int unreachable_code(int code)
     return code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS;
 }
 
+/* A line when the breaker has opened since the last look (even if it is closed again by
+ * now) and when the endpoint answers again. */
+static void report_outages(batch *b, const sky_pipeline_health *h)
+{
+    int down = h->breaker != SKY_BREAKER_CLOSED;
+    if (h->times_opened > b->outages_told) {
+        b->outages_told = h->times_opened;
+        if (!b->endpoint_down)
+            fprintf(stderr,
+                    "\nskyio batch: the endpoint is failing (%s: %s); requests wait and go again "
+                    "once it answers. Ctrl-C stops; nothing is lost.\n",
+                    sky_err_name(h->last_fault.code), h->last_fault.message);
+        b->endpoint_down = 1;
+    }
+    if (!down && b->endpoint_down) {
+        fprintf(stderr, "\nskyio batch: the endpoint answers again\n");
+        b->endpoint_down = 0;
+    }
+}
+
 /*
  * Say when the endpoint starts failing (the breaker opens: requests wait) and when it
  * answers again. If it has never answered and cannot be reached at all, it is a
@@ -622,15 +643,9 @@ static void watch_endpoint(batch *b)
         sky_pipeline_free(b->pipe);
         b->pipe = NULL;
         maybe_finish(b);
-    } else if (down && !b->endpoint_down) {
-        fprintf(stderr,
-                "\nskyio batch: the endpoint is failing (%s: %s); requests wait and go again "
-                "once it answers. Ctrl-C stops; nothing is lost.\n",
-                sky_err_name(h.last_fault.code), h.last_fault.message);
-    } else if (!down && b->endpoint_down) {
-        fprintf(stderr, "\nskyio batch: the endpoint answers again\n");
+        return;
     }
-    b->endpoint_down = down;
+    report_outages(b, &h);
 }
 
 static void on_progress(uv_timer_t *t)
@@ -643,6 +658,11 @@ static void on_progress(uv_timer_t *t)
 
 static void print_summary(batch *b)
 {
+    if (b->pipe) {
+        sky_pipeline_health h;
+        sky_pipeline_get_health(b->pipe, &h);
+        report_outages(b, &h);
+    }
     double secs = (double)(sky_clock_now_ms(NULL) - b->start_ms) / 1000.0;
     sky_ratelimit_stats rs;
     memset(&rs, 0, sizeof(rs));
@@ -776,6 +796,9 @@ static int setup_pipeline(batch *b)
                                                    SKY_SPAN_LIT("application/json")) < 0)
         return SKY_ENOMEM;
     po.breaker_fail_fast = 0; /* a batch waits for the endpoint to come back */
+    /* and looks again soon: a probe after 5 s, then 10, 20, up to a minute while it fails */
+    po.breaker.reset_ms = 5000;
+    po.breaker.max_reset_ms = 60000;
     po.attempt_timeout_ms = (long)b->timeout_ms;
     po.retry.max_retries = (int)b->max_retries;
     /* With no limit given or announced, start at 10 requests a second and

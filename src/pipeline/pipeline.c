@@ -872,6 +872,7 @@ void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_health *out)
     if (p->o.use_breaker) {
         sky_breaker_counters bc;
         sky_breaker_get_counters(&p->breaker, &bc);
+        out->times_opened = bc.opened;
         out->failed_probes = bc.reopened;
         out->retry_in_ms = sky_breaker_wait_ms(&p->breaker);
     }

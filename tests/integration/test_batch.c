@@ -282,8 +282,18 @@ static void test_unreachable_endpoint_stops(void **state)
 }
 
 /* Start `skyio batch IN -o OUT --concurrency C` in a child; returns its pid. */
+static pid_t spawn_batch_to(const sky_test_mock *m, const char *in, const char *out,
+                            const char *concurrency, const char *err_path);
+
 static pid_t spawn_batch(const sky_test_mock *m, const char *in, const char *out,
                          const char *concurrency)
+{
+    return spawn_batch_to(m, in, out, concurrency, NULL);
+}
+
+/* The same, with the batch's stderr going to @p err_path (NULL: nowhere). */
+static pid_t spawn_batch_to(const sky_test_mock *m, const char *in, const char *out,
+                            const char *concurrency, const char *err_path)
 {
     char base[300];
     /* The tests play a Ctrl-C at a foreground batch. A runner that started this process
@@ -294,8 +304,8 @@ static pid_t spawn_batch(const sky_test_mock *m, const char *in, const char *out
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
+        int fd = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
         snprintf(base, sizeof(base), "%s/v1", m->base_url);
         setenv("OPENAI_BASE_URL", base, 1);
         unsetenv("OPENAI_API_KEY");
@@ -353,6 +363,61 @@ static void wait_for_chat_requests(const sky_test_mock *m, int64_t n)
     }
     if (chat_count(m) < n)
         fail_msg("the mock never saw %lld chat requests", (long long)n);
+}
+
+/* Wait up to 60 s for child @p pid; its exit code, or -1 when it did not exit normally. */
+static int wait_exit(pid_t pid)
+{
+    int status;
+    for (int i = 0; i < 6000; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("the batch did not finish within 60 s");
+    return -1;
+}
+
+/*
+ * The provider goes away mid-run and comes back on the same port: the batch says so
+ * both ways, its requests wait instead of failing, and every one ends up recorded once.
+ */
+static void test_outage_waits_and_resumes(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "20", "--jitter", "0", NULL};
+    batch_env e;
+    sky_test_mock back;
+    char err_path[300], err_text[8192], port[16];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 400, 0);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    pid_t pid = spawn_batch_to(&e.m, e.in, e.out, "8", err_path);
+    wait_for_chat_requests(&e.m, 50);
+    snprintf(port, sizeof(port), "%d", e.m.port);
+    kill(e.m.pid, SIGKILL);
+    waitpid(e.m.pid, NULL, 0);
+    e.m.pid = 0;
+    struct timespec outage = {1, 500 * 1000000L};
+    nanosleep(&outage, NULL);
+    const char *const back_args[] = {"--port", port, "--ttft-ms", "20", "--jitter", "0", NULL};
+    memset(&back, 0, sizeof(back));
+    sky_test_mock_start(&back, back_args);
+    assert_int_equal(wait_exit(pid), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.lines, 400);
+    assert_int_equal(t.ok, 400);
+    assert_int_equal(t.dup_ids, 0);
+    json_decref(t.ids);
+    read_text(err_path, err_text, sizeof(err_text));
+    assert_non_null(strstr(err_text, "the endpoint is failing (ECONNECT"));
+    assert_non_null(strstr(err_text, "the endpoint answers again"));
+    assert_int_equal(sky_test_mock_stop(&back), 0);
+    env_close(&e);
 }
 
 static void test_sigint_drains(void **state)
@@ -665,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_text_mode_and_torn_line),
         cmocka_unit_test(test_refused_key_stops),
         cmocka_unit_test(test_unreachable_endpoint_stops),
+        cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_sigint_at_start),
