@@ -582,16 +582,18 @@ static void print_progress(batch *b, int final)
     if (b->pipe && sky_pipeline_rate_limiter(b->pipe))
         sky_ratelimit_get_stats(sky_pipeline_rate_limiter(b->pipe), &rs);
     sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
-    fprintf(stderr,
-            "%s%s  %llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
-            "%llu tok/s  in flight %llu  concurrency %d  rate %.0f/min  429s %llu  retries %llu%s",
-            isatty(2) && !final ? "\r" : "", eta, (unsigned long long)(b->ok + b->failed),
-            (unsigned long long)b->ok, (unsigned long long)b->failed,
-            (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
-            (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
-            (unsigned long long)b->in_flight, lim ? sky_limiter_limit(lim) : 0, rs.rpm,
-            (unsigned long long)b->responses_429, (unsigned long long)b->retries,
-            isatty(2) && !final ? "   " : "\n");
+    fprintf(
+        stderr,
+        "%s%s  %llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
+        "%llu tok/s  in flight %llu  concurrency %d  rate %.0f/min  429s %llu  retries %llu%s%s",
+        isatty(2) && !final ? "\r" : "", eta, (unsigned long long)(b->ok + b->failed),
+        (unsigned long long)b->ok, (unsigned long long)b->failed, (unsigned long long)b->skipped,
+        (unsigned long long)b->input_errors, rps,
+        (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
+        (unsigned long long)b->in_flight, lim ? sky_limiter_limit(lim) : 0, rs.rpm,
+        (unsigned long long)b->responses_429, (unsigned long long)b->retries,
+        b->endpoint_down && !final ? "  ENDPOINT DOWN, waiting" : "",
+        isatty(2) && !final ? "   " : "\n");
 }
 
 /* Failures that say the endpoint was never reached: the URL, the name or the TLS set-up. */

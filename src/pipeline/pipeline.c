@@ -37,6 +37,7 @@ struct sky_call {
     int refresh_auth;
     int have_slot;
     int breaker_taken;
+    int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
     uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
     sky_http_request *req;
     sky_token_request *token_req; /* getting the credential's token */
@@ -213,6 +214,7 @@ static void on_call_timer(uv_timer_t *t)
 {
     sky_call *c = t->data;
     sky_pipeline *p = c->p;
+    c->waits_on_endpoint = 0;
     if (c->step == STEP_QUEUED) {
         /* the deadline came while waiting for a concurrency slot */
         queue_remove(p, c);
@@ -261,10 +263,12 @@ static int admit_breaker(sky_call *c)
         return 1;
     }
     release_slot_unused(c);
-    if (p->o.breaker_fail_fast)
+    if (p->o.breaker_fail_fast) {
         finish_error(c, SKY_EBUSY, "circuit open: the endpoint failed repeatedly");
-    else
+    } else {
+        c->waits_on_endpoint = 1; /* first: the wait may end the call at its deadline */
         wait_then_admit(c, wait ? wait : 1, 1);
+    }
     return 0;
 }
 
@@ -544,6 +548,21 @@ static void note_health(sky_pipeline *p, int status, const sky_error *err)
     }
 }
 
+/*
+ * The endpoint answers again: calls that were held by the open breaker, or backing off
+ * after its failures (up to a minute by then), go now rather than when their timers
+ * end. Admission still paces them through the concurrency and rate limits.
+ */
+static void wake_endpoint_waiters(sky_pipeline *p)
+{
+    for (sky_call *c = p->calls; c; c = c->next) {
+        if (c->waits_on_endpoint && c->step == STEP_WAITING) {
+            c->waits_on_endpoint = 0;
+            uv_timer_start(c->timer, on_call_timer, 0, 0);
+        }
+    }
+}
+
 /* Tell the shared policies how the attempt went. */
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
@@ -564,11 +583,15 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
                                   actual);
     }
     if (c->breaker_taken) {
+        sky_breaker_state before = sky_breaker_get_state(&p->breaker);
         if (err && err->code == SKY_ECANCELED)
             sky_breaker_cancel(&p->breaker);
         else
             sky_breaker_record(&p->breaker, !err && status < 500);
         c->breaker_taken = 0;
+        if (before != SKY_BREAKER_CLOSED &&
+            sky_breaker_get_state(&p->breaker) == SKY_BREAKER_CLOSED)
+            wake_endpoint_waiters(p);
     }
     note_health(p, status, err);
 }
@@ -655,6 +678,8 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     } else {
         SKY_DEBUG("pipeline", "%s id %s: %s", c->url, c->request_id, d.reason);
         c->refresh_auth = d.action == SKY_RETRY_REFRESH_AUTH;
+        /* what the breaker counts as the endpoint failing; not a 429's Retry-After */
+        c->waits_on_endpoint = err != NULL || res->status >= 500;
         wait_then_admit(c, d.action == SKY_RETRY_YES ? d.delay_ms : 0, 0);
     }
     maybe_free_pipeline(p);
