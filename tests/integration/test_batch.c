@@ -93,14 +93,22 @@ static void read_output(const char *path, tally *t)
     add_output(path, t);
 }
 
-static int run_batch(const sky_test_mock *m, const char *args)
+/* `skyio batch ARGS` against @p base_url with @p key, stderr to @p err_path (NULL: nowhere);
+ * its exit code. */
+static int run_batch_at(const char *base_url, const char *key, const char *args,
+                        const char *err_path)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= %s batch %s 2>/dev/null",
-             m->base_url, SKY_TEST_BIN, args);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=%s %s batch %s 2>%s", base_url,
+             key, SKY_TEST_BIN, args, err_path ? err_path : "/dev/null");
     int status = system(cmd);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+static int run_batch(const sky_test_mock *m, const char *args)
+{
+    return run_batch_at(m->base_url, "", args, NULL);
 }
 
 /* A mock and a temp folder with the usual file names, for one test. */
@@ -193,6 +201,17 @@ static void test_text_mode_and_torn_line(void **state)
     env_close(&e);
 }
 
+/* Lines in batch output @p path; 0 when the file is not there. */
+static int recorded_lines(const char *path)
+{
+    tally t;
+    memset(&t, 0, sizeof(t));
+    if (access(path, F_OK) == 0)
+        read_output(path, &t);
+    json_decref(t.ids);
+    return t.lines;
+}
+
 /* The start of file @p path as a string, at most @p cap - 1 bytes. */
 static void read_text(const char *path, char *out, size_t cap)
 {
@@ -212,24 +231,15 @@ static void test_refused_key_stops(void **state)
 {
     static const char *const margs[] = {"--key", "sk-right-1", NULL};
     batch_env e;
-    char cmd[2048], err_path[300], err_text[4096];
+    char args[1200], err_path[300], err_text[4096];
     tally t;
     (void)state;
     env_open(&e, margs);
     write_input(e.in, 500, 0);
     snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
-    snprintf(cmd, sizeof(cmd),
-             "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=sk-wrong-SECRET42 %s batch %s -o %s "
-             "--no-rate-limit 2>%s",
-             e.m.base_url, SKY_TEST_BIN, e.in, e.out, err_path);
-    int status = system(cmd);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 3);
-    memset(&t, 0, sizeof(t));
-    if (access(e.out, F_OK) == 0)
-        read_output(e.out, &t);
-    assert_int_equal(t.lines, 0);
-    json_decref(t.ids);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit", e.in, e.out);
+    assert_int_equal(run_batch_at(e.m.base_url, "sk-wrong-SECRET42", args, err_path), 3);
+    assert_int_equal(recorded_lines(e.out), 0);
     json_t *stats = sky_test_mock_stats(&e.m);
     int64_t refused = (int64_t)json_integer_value(json_object_get(stats, "auth_failures"));
     assert_true(refused >= 1);
@@ -239,13 +249,7 @@ static void test_refused_key_stops(void **state)
     read_text(err_path, err_text, sizeof(err_text));
     assert_non_null(strstr(err_text, "refused the credentials"));
     assert_null(strstr(err_text, "SECRET42"));
-    snprintf(cmd, sizeof(cmd),
-             "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=sk-right-1 %s batch %s -o %s --no-rate-limit "
-             "2>/dev/null",
-             e.m.base_url, SKY_TEST_BIN, e.in, e.out);
-    status = system(cmd);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(run_batch_at(e.m.base_url, "sk-right-1", args, NULL), 0);
     read_output(e.out, &t);
     assert_int_equal(t.lines, 500);
     assert_int_equal(t.ok, 500);
@@ -258,24 +262,15 @@ static void test_refused_key_stops(void **state)
 static void test_unreachable_endpoint_stops(void **state)
 {
     batch_env e;
-    char cmd[2048], err_path[300], err_text[4096];
-    tally t;
+    char args[1200], err_path[300], err_text[4096];
     (void)state;
     env_open(&e, NULL);
     write_input(e.in, 40, 0);
     snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    snprintf(args, sizeof(args), "%s -o %s", e.in, e.out);
     /* nothing listens on port 1 */
-    snprintf(cmd, sizeof(cmd),
-             "OPENAI_BASE_URL=http://127.0.0.1:1/v1 OPENAI_API_KEY= %s batch %s -o %s 2>%s",
-             SKY_TEST_BIN, e.in, e.out, err_path);
-    int status = system(cmd);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 3);
-    memset(&t, 0, sizeof(t));
-    if (access(e.out, F_OK) == 0)
-        read_output(e.out, &t);
-    assert_int_equal(t.lines, 0); /* the next run, at the right URL, does them all */
-    json_decref(t.ids);
+    assert_int_equal(run_batch_at("http://127.0.0.1:1", "", args, err_path), 3);
+    assert_int_equal(recorded_lines(e.out), 0); /* the next run, at the right URL, does all */
     read_text(err_path, err_text, sizeof(err_text));
     assert_non_null(strstr(err_text, "cannot reach the endpoint (ECONNECT"));
     env_close(&e);
