@@ -310,20 +310,26 @@ static int auth_cb(void *ud, sky_headers *h, int refresh)
                            refresh ? SKY_SPAN_LIT("good") : SKY_SPAN_LIT("stale"));
 }
 
-static void test_auth_refresh_once(void **state)
+/* One call against a mock that wants key "good", with auth_cb; @p refreshes as the option. */
+static void call_with_auth_cb(run *r, cred *c, int refreshes)
 {
     static const char *const args[] = {"--key", "good", NULL};
     sky_pipeline_options po;
+    default_options(&po);
+    po.auth = auth_cb; /* "stale" until asked to refresh */
+    po.auth_user_data = c;
+    po.auth_refreshes = refreshes;
+    run_open(r, args, &po);
+    start_calls(r, 1, chat_body);
+    wait_all(r, 10000);
+}
+
+static void test_auth_refresh_once(void **state)
+{
     cred c = {0, 0};
     run r;
     (void)state;
-    default_options(&po);
-    po.auth = auth_cb;
-    po.auth_user_data = &c;
-    po.auth_refreshes = 1;
-    run_open(&r, args, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    call_with_auth_cb(&r, &c, 1);
     assert_int_equal(r.out[0].err_code, 0);
     assert_int_equal(r.out[0].attempts, 2);
     assert_int_equal(c.calls, 2);
@@ -335,17 +341,10 @@ static void test_auth_refresh_once(void **state)
 /* A fixed key gets no new credential: its 401 is final, not sent again. */
 static void test_auth_fixed_key_401_final(void **state)
 {
-    static const char *const args[] = {"--key", "good", NULL};
-    sky_pipeline_options po;
     cred c = {0, 0};
     run r;
     (void)state;
-    default_options(&po);
-    po.auth = auth_cb; /* sends "stale" unless asked to refresh, which it will not be */
-    po.auth_user_data = &c;
-    run_open(&r, args, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    call_with_auth_cb(&r, &c, 0);
     assert_int_not_equal(r.out[0].err_code, 0);
     assert_int_equal(r.out[0].status, 401);
     assert_int_equal(r.out[0].attempts, 1);
