@@ -14,12 +14,14 @@ typedef struct sky_http_client sky_http_client;
 typedef struct sky_http_request sky_http_request;
 
 typedef struct sky_http_client_options {
-    long connect_timeout_ms;    /**< default 300000 (azure-core's 300 s) */
-    size_t max_response_bytes;  /**< cap for buffered bodies; default 64 MiB */
-    const char *ca_file;        /**< PEM bundle to trust; NULL: $SSL_CERT_FILE, else system */
-    int verify_peer;            /**< verify certificates and host names; default 1 */
-    int http2;                  /**< offer HTTP/2 over TLS through ALPN; default 1 */
-    int http2_prior_knowledge;  /**< speak HTTP/2 over cleartext (h2c) directly; default 0 */
+    long connect_timeout_ms;   /**< default 300000 (azure-core's 300 s) */
+    size_t max_response_bytes; /**< cap for buffered bodies; default 64 MiB */
+    const char *ca_file;       /**< PEM bundle to trust; NULL: $SSL_CERT_FILE, else system */
+    int verify_peer;           /**< verify certificates and host names; default 1 */
+    int http2;                 /**< offer HTTP/2 over TLS through ALPN; default 1 */
+    /** speak HTTP/2 over cleartext (h2c) directly; default 0. With libcurl before 8.0,
+     *  which cannot reuse an h2c connection, each request opens a connection of its own. */
+    int http2_prior_knowledge;
     long max_host_connections;  /**< 0: no limit (curl's default) */
     long max_total_connections; /**< 0: no limit */
     /** curl's receive buffer per transfer; 0 (default): 2048 for HTTP/1.1, and 1024 where

@@ -91,6 +91,7 @@ struct sky_http_client {
     CURL **spare; /* easy handles kept for reuse */
     size_t n_spare, cap_spare;
     int no_proxy_env; /* no proxy variable set: spare curl its getenv calls */
+    int h2c_one_use;  /* h2c on a libcurl that cannot reuse such a connection */
     int in_callback;
     int free_requested;
     int closing;
@@ -713,6 +714,11 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
     if (c->opts.upload_buffer_size > 2 * 1024 * 1024)
         c->opts.upload_buffer_size = 2 * 1024 * 1024;
     c->no_proxy_env = !proxy_env_set();
+    /* libcurl before 8.0 fails every transfer after the first on an h2c connection with
+     * "Error in the HTTP2 framing layer" (it stacks a second HTTP/2 layer on reuse; curl
+     * pull request 10643). There, each h2c request gets a connection of its own. */
+    c->h2c_one_use =
+        c->opts.http2_prior_knowledge && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
     c->opts.ca_file = c->ca_file;
     c->opts.user_agent = c->user_agent;
     return 0;
@@ -960,7 +966,9 @@ static int request_build_headers(sky_http_request *r, const sky_http_request_opt
 /* Whether this request may share a connection as an HTTP/2 stream. */
 static int may_multiplex(const sky_http_client *c, const char *url)
 {
-    return c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(url, "https:", 6) == 0);
+    if (c->opts.http2_prior_knowledge)
+        return !c->h2c_one_use;
+    return c->opts.http2 && strncasecmp(url, "https:", 6) == 0;
 }
 
 static void request_set_method(sky_http_request *r, const sky_http_request_options *o)
@@ -1040,6 +1048,10 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     else if (c->opts.http2)
         ver = CURL_HTTP_VERSION_2TLS;
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);
+    if (c->h2c_one_use) { /* a client's spare handles stay with it: no need to clear */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->opts.verify_peer ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->opts.verify_peer ? 2L : 0L);
     if (c->ca_file)
