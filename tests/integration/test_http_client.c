@@ -732,6 +732,28 @@ static void tls_client(fixture *f, const char *ca)
     assert_int_equal(sky_http_client_new(f->loop, &co, &f->client), 0);
 }
 
+/* One chat POST that must come back 200 over HTTP/2. */
+static void post_expect_http2(fixture *f)
+{
+    sky_test_result r;
+    sky_test_request(f->loop, f->client, "POST", f->url, chat_body, NULL, 10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http_version, 2);
+    sky_test_result_free(&r);
+}
+
+/* m->expected chat POSTs at once; every one must come back 200 within @p ms. */
+static void post_many(fixture *f, many *m, uint64_t ms)
+{
+    sky_http_request_options o;
+    sky_test_post_options(&o, f->url, chat_body, on_many_done, m);
+    for (int i = 0; i < m->expected; i++)
+        assert_int_equal(sky_http_request_send(f->client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(f->loop, &m->all_done, ms));
+    assert_int_equal(m->ok, m->expected);
+}
+
 static void test_tls_http2_multiplex(void **state)
 {
     fixture f;
@@ -739,22 +761,12 @@ static void test_tls_http2_multiplex(void **state)
     /* h2o allows 100 concurrent streams a connection; curl opens another
      * connection past that, so 100 at once must share the first one. */
     many m = {0, 0, 0, 100, 0};
-    sky_http_request_options o;
     (void)state;
     fixture_open(&f, 1, NULL, "/v1/chat/completions");
     snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
     tls_client(&f, ca);
-    sky_test_result r;
-    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 10000, &r);
-    assert_int_equal(r.err_code, 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.http_version, 2);
-    sky_test_result_free(&r);
-    sky_test_post_options(&o, f.url, chat_body, on_many_done, &m);
-    for (int i = 0; i < m.expected; i++)
-        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
-    assert_true(sky_test_run_until(f.loop, &m.all_done, 60000));
-    assert_int_equal(m.ok, 100);
+    post_expect_http2(&f);
+    post_many(&f, &m, 60000);
     json_t *stats = sky_test_mock_stats(&f.mock);
     /* all 101 requests shared one connection; the stats request is the second */
     assert_int_equal(stat_int(stats, "connections"), 2);
@@ -771,26 +783,15 @@ static void test_h2c_many_requests(void **state)
     fixture f;
     many m = {0, 0, 0, 16, 0};
     sky_http_client_options co;
-    sky_http_request_options o;
     (void)state;
     fixture_open(&f, 0, NULL, "/v1/chat/completions");
     sky_http_client_free(f.client);
     sky_http_client_options_init(&co);
     co.http2_prior_knowledge = 1;
     assert_int_equal(sky_http_client_new(f.loop, &co, &f.client), 0);
-    for (int i = 0; i < 5; i++) {
-        sky_test_result r;
-        sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 10000, &r);
-        assert_int_equal(r.err_code, 0);
-        assert_int_equal(r.status, 200);
-        assert_int_equal(r.http_version, 2);
-        sky_test_result_free(&r);
-    }
-    sky_test_post_options(&o, f.url, chat_body, on_many_done, &m);
-    for (int i = 0; i < m.expected; i++)
-        assert_int_equal(sky_http_request_send(f.client, &o, NULL, NULL), 0);
-    assert_true(sky_test_run_until(f.loop, &m.all_done, 30000));
-    assert_int_equal(m.ok, 16);
+    for (int i = 0; i < 5; i++)
+        post_expect_http2(&f);
+    post_many(&f, &m, 30000);
     json_t *stats = sky_test_mock_stats(&f.mock);
     assert_int_equal(stat_int(stats, "endpoints.chat"), 21);
     int64_t conns = stat_int(stats, "connections");
