@@ -502,6 +502,19 @@ static void refuse(batch *b, const sky_error *err)
     b->stopping = 1;
 }
 
+/*
+ * The request id the provider gave its reply (OpenAI's x-request-id, which Azure sends as
+ * apim-request-id too): the one its support asks for, and what OpenAI's own batch output
+ * records. Ours, sent as x-ms-client-request-id, when the reply named none.
+ */
+static const char *provider_request_id(const sky_call_result *res)
+{
+    const char *id = res->headers ? sky_headers_get(res->headers, "x-request-id") : NULL;
+    if (id == NULL || id[0] == '\0')
+        id = res->headers ? sky_headers_get(res->headers, "apim-request-id") : NULL;
+    return id && id[0] ? id : res->request_id;
+}
+
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     item *it = ud;
@@ -518,7 +531,8 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         refuse(b, err);
     /* a canceled or refused request is not recorded: the next run does it */
     if (!(err && (err->code == SKY_ECANCELED || res->status == 401))) {
-        sky_batch_response r = {res->status, res->request_id, res->body};
+        const char *rid = provider_request_id(res);
+        sky_batch_response r = {res->status, rid, res->body};
         snprintf(hex, sizeof(hex), "%.32s", res->request_id);
         for (char *p = hex; *p; p++)
             if (*p == '-')
@@ -530,7 +544,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
             count_usage(b, res->json);
             /* require_json: a success always arrives parsed, so its bytes are valid JSON */
             rc = res->json ? sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id),
-                                                          res->status, res->request_id, res->body)
+                                                          res->status, rid, res->body)
                            : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
         } else {
             b->failed++;

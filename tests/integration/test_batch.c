@@ -45,6 +45,7 @@ typedef struct tally {
     int lines, ok, failed, dup_ids, bad_json;
     int odd_success; /* a success whose body is not a JSON object */
     int no_code;     /* a failure without an error code and message */
+    int client_rid;  /* a success recording our request id, not the mock's req_... */
     json_t *ids;     /* custom_id -> count */
 } tally;
 
@@ -55,6 +56,8 @@ static void check_outcome(const json_t *j, tally *t)
     if (json_is_null(err) && json_integer_value(sky_json_path(j, "response.status_code")) == 200) {
         t->ok++;
         t->odd_success += !json_is_object(sky_json_path(j, "response.body"));
+        const char *rid = json_string_value(sky_json_path(j, "response.request_id"));
+        t->client_rid += rid == NULL || strncmp(rid, "req_", 4) != 0;
         return;
     }
     t->failed++;
@@ -149,6 +152,7 @@ static void test_outcomes_and_bad_input(void **state)
     assert_int_equal(t.bad_json, 0);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.ok, 120); /* the 503s were retried */
+    assert_int_equal(t.client_rid, 0);
     assert_int_equal(t.failed, 4);
     assert_int_equal(t.lines, 124);
     for (int i = 0; i < 120; i++) {
