@@ -61,6 +61,11 @@ typedef struct sky_mock_config {
     int default_completion_tokens; /**< reply length without max_tokens; default 16 */
     int embedding_dim;             /**< default 1536 unless the request says "dimensions" */
     size_t max_body;               /**< request body limit; default 8 MiB */
+    /** Refuse every chat and embeddings request (after auth) with this status, as a provider
+     *  does for a whole account: 403 for a missing role, 429 with refuse_code
+     *  "insufficient_quota" for an account out of credit. 0 (default): serve them. */
+    int refuse_status;
+    const char *refuse_code; /**< the error code of those refusals; default per status */
     sky_mock_faults faults;
     uint64_t seed; /**< fault and jitter generator seed; default 1 */
     /** Loops (threads) serving the port; default 1. Each has its own generator

@@ -118,6 +118,13 @@ SKY_EXTERN uint64_t sky_retry_splitmix64(void *ud);
 SKY_EXTERN int sky_retry_is_retryable(int status, const sky_error *err);
 
 /**
+ * Record an attempt that the caller found final by what the lists cannot see (a 429
+ * whose body says the account has no credit left): counted and logged as SKY_RETRY_NO
+ * with the reason "<status> <reason>", in place of sky_retry_decide.
+ */
+SKY_EXTERN void sky_retry_record_final(sky_retry_state *state, int status, const char *reason);
+
+/**
  * Decide what follows an attempt, record the decision in @p state's log
  * and write it to @p out.
  *

@@ -51,12 +51,13 @@ static const char usage[] =
     "\n"
     "SIGINT/SIGTERM: stop reading, let requests in flight finish (30 s), write the summary;\n"
     "a second signal stops at once. Requests not recorded are done by the next run.\n"
-    "A 401 (the key or token refused) stops the run the same way, and nothing refused is\n"
-    "recorded: fix the credentials and run again. So does an endpoint that was never\n"
-    "reached (connection refused, unknown host, TLS failure). One that fails later (5xx,\n"
-    "resets) makes requests wait, and they go again once it answers.\n"
+    "A refusal of the whole account stops the run the same way, and nothing refused is\n"
+    "recorded: a 401 (the key or token), a 403 (no access: a missing role, network rules)\n"
+    "or a 429 insufficient_quota (no credit left). Fix it and run again. So does an\n"
+    "endpoint that was never reached (connection refused, unknown host, TLS failure). One\n"
+    "that fails later (5xx, resets) makes requests wait; they go again once it answers.\n"
     "exit: 0 all done; 1 finished with some failed; 2 usage or input error; 3 could not\n"
-    "start (auth, network, config) or the credentials were refused.\n";
+    "start (auth, network, config) or the provider refused the account.\n";
 
 typedef struct batch batch;
 
@@ -109,7 +110,7 @@ struct batch {
     uint64_t start_ms;
     sky_histogram latency_ms;
     int closing, journals_open, fatal;
-    int refused; /* the provider answered 401: the credentials are wrong for every request */
+    int refused; /* REFUSED_*: the provider refuses the account, whatever the request */
     int endpoint_down, unreachable; /* the breaker is open; and nothing ever answered */
     uint64_t outages_told;          /* breaker openings already reported */
 };
@@ -476,26 +477,52 @@ static void count_usage(batch *b, const json_t *reply)
     b->tokens_out += (uint64_t)sky_json_int(u, "completion_tokens", 0);
 }
 
-/*
- * A 401 says the key or token is wrong, for every request alike: recording it for
- * each line of a large input would fill the output with failures the next run
- * skips, and keep sending a refused key. Stop instead, as on SIGINT: what is
- * waiting is not sent, and nothing refused is recorded, so the run after the
- * credentials are fixed does it all.
- */
-static void refuse(batch *b, const sky_error *err)
+/* Refusals that say nothing about the request and everything about the account. */
+enum { REFUSED_NONE, REFUSED_CREDENTIALS, REFUSED_ACCESS, REFUSED_QUOTA };
+
+static int account_refusal(const sky_call_result *res, const sky_error *err)
 {
-    if (b->refused++)
+    if (err == NULL || err->code != SKY_EHTTP)
+        return REFUSED_NONE;
+    if (res->status == 401)
+        return REFUSED_CREDENTIALS;
+    if (res->status == 403)
+        return REFUSED_ACCESS;
+    if (res->status == 429 && strcmp(err->service_code, "insufficient_quota") == 0)
+        return REFUSED_QUOTA;
+    return REFUSED_NONE;
+}
+
+/*
+ * A 401 (wrong key or token), a 403 (the identity lacks a role, or the network is not
+ * allowed) or a 429 insufficient_quota (no credit left) holds for every request alike:
+ * recording it for each line of a large input would fill the output with failures the
+ * next run skips, and keep sending what is refused. Stop instead, as on SIGINT: what is
+ * waiting is not sent, and nothing refused is recorded, so the run after the account is
+ * fixed does it all.
+ */
+static void refuse(batch *b, int why, const sky_error *err)
+{
+    static const char *const what[] = {"", "refused the credentials", "denied access",
+                                       "says the account is out of quota"};
+    static const char *const fix[] = {
+        "", "fix the key or token",
+        "give the identity access (for Azure OpenAI with Entra ID, the Cognitive Services "
+        "OpenAI User role) or check the network rules",
+        "check the plan and billing"};
+    if (b->refused)
         return;
+    b->refused = why;
     sky_buf msg;
     sky_buf_init(&msg, 4096);
     if (sky_redact(sky_span_cstr(err->message), &msg) < 0)
         sky_buf_free(&msg);
+    /* the message begins "HTTP <status>": the service's code, when there is one, goes first */
     fprintf(stderr,
-            "\nskyio batch: the provider refused the credentials (%s%s%s); stopping. Nothing "
-            "it refused is recorded: fix the key or token and run again.\n",
-            err->service_code[0] ? err->service_code : "HTTP 401", msg.len ? ": " : "",
-            msg.len ? msg.data : "");
+            "\nskyio batch: the provider %s (%s%s%s); stopping. Nothing it refused is "
+            "recorded: %s and run again.\n",
+            what[why], err->service_code, err->service_code[0] ? ": " : "",
+            msg.len ? msg.data : "HTTP error", fix[why]);
     sky_buf_free(&msg);
     if (b->pipe)
         (void)sky_pipeline_cancel_waiting(b->pipe);
@@ -527,10 +554,11 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
     /* the provider's latency, not the time spent queued behind the limits */
     sky_histogram_record(&b->latency_ms, res->attempt_ms);
-    if (err && res->status == 401)
-        refuse(b, err);
+    int refusal = account_refusal(res, err);
+    if (refusal)
+        refuse(b, refusal, err);
     /* a canceled or refused request is not recorded: the next run does it */
-    if (!(err && (err->code == SKY_ECANCELED || res->status == 401))) {
+    if (!(err && err->code == SKY_ECANCELED) && !refusal) {
         const char *rid = provider_request_id(res);
         sky_batch_response r = {res->status, rid, res->body};
         snprintf(hex, sizeof(hex), "%.32s", res->request_id);
@@ -695,8 +723,12 @@ static void print_summary(batch *b)
         (json_int_t)sky_histogram_percentile(&b->latency_ms, 99), "retries", (json_int_t)b->retries,
         "responses_429", (json_int_t)b->responses_429, "rate_limit_wait_ms", (json_int_t)rs.wait_ms,
         "interrupted", b->stopping && !b->fatal);
-    if (s && b->refused)
+    if (s && b->refused == REFUSED_CREDENTIALS)
         json_object_set_new(s, "credentials_refused", json_true());
+    if (s && b->refused == REFUSED_ACCESS)
+        json_object_set_new(s, "access_denied", json_true());
+    if (s && b->refused == REFUSED_QUOTA)
+        json_object_set_new(s, "quota_exhausted", json_true());
     if (s && b->unreachable)
         json_object_set_new(s, "endpoint_unreachable", json_true());
     if (b->json_out && s) {

@@ -45,6 +45,11 @@ static const mock_opt opts[] = {
      "embedding size when the request sets no dimensions (default 1536)"},
     {"--max-body", OPT_SIZE, CFG(max_body), "BYTES",
      "larger request bodies get 413 (default 8 MiB)"},
+    {"--refuse-status", OPT_INT, CFG(refuse_status), "CODE",
+     "refuse every chat and embeddings call with this status, as for a whole account "
+     "(403: no role; 429: no credit); 0: serve them (default 0)"},
+    {"--refuse-code", OPT_STRING, CFG(refuse_code), "CODE",
+     "their error code (default PermissionDenied for 403, insufficient_quota for 429)"},
     {"--fault-500", OPT_DOUBLE, CFG(faults.http_500), "P", "rate of 500 replies with error JSON"},
     {"--fault-502", OPT_DOUBLE, CFG(faults.http_502), "P", "rate of 502 replies"},
     {"--fault-503", OPT_DOUBLE, CFG(faults.http_503), "P", "rate of 503 replies"},

@@ -123,6 +123,8 @@ static int apply_numeric(sky_mock_config *c, const char *key, const json_t *v, s
         c->seed = (uint64_t)d;
     else if (strcmp(key, "threads") == 0 && (rc = want_number(v, key, 1, 64, &d, err)) == 0)
         c->threads = (int)d;
+    else if (strcmp(key, "refuse_status") == 0 && (rc = want_number(v, key, 0, 599, &d, err)) == 0)
+        c->refuse_status = (int)d;
     else if (rc == 0)
         return 1; /* not a numeric key */
     return rc;
@@ -144,6 +146,8 @@ int sky_mock_config_apply_json(sky_mock_config *c, json_t *json, sky_error *err)
                 rc = apply_string(v, key, &c->tls_cert_file, err);
             else if (strcmp(key, "tls_key") == 0)
                 rc = apply_string(v, key, &c->tls_key_file, err);
+            else if (strcmp(key, "refuse_code") == 0)
+                rc = apply_string(v, key, &c->refuse_code, err);
             else if (strcmp(key, "keys") == 0)
                 rc = apply_names(key, v, c->keys, &c->n_keys, err);
             else if (strcmp(key, "models") == 0)

@@ -727,6 +727,29 @@ static int content_type_ok(mock_worker *m, sky_server_req *r, int azure)
     return 0;
 }
 
+/*
+ * --refuse-status: what a provider answers every request of an account it will not serve.
+ * Returns 1 when it answered.
+ */
+static int refuse_account(mock_worker *m, sky_server_req *r, int azure)
+{
+    int status = m->cfg.refuse_status;
+    if (status == 0)
+        return 0;
+    const char *code = m->cfg.refuse_code ? m->cfg.refuse_code
+                       : status == 403    ? "PermissionDenied"
+                       : status == 429    ? "insufficient_quota"
+                                          : "refused";
+    const char *msg = strcmp(code, "insufficient_quota") == 0
+                          ? "You exceeded your current quota, please check your plan and "
+                            "billing details."
+                      : status == 403 ? "The principal lacks the required data action to "
+                                        "perform this operation."
+                                      : "This account is refused (skyio mock --refuse-status).";
+    respond_error(m, r, azure, status, status == 429 ? code : "invalid_request_error", code, msg);
+    return 1;
+}
+
 static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, sky_span deployment)
 {
     mock_call c;
@@ -750,7 +773,7 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
                       "Resource not found: the api-version query parameter is missing.");
         return;
     }
-    if (!content_type_ok(m, r, azure))
+    if (!content_type_ok(m, r, azure) || refuse_account(m, r, azure))
         return;
     if (sky_json_parse(sky_server_req_body(r), &req, &err) < 0 || !json_is_object(req)) {
         char msg[SKY_ERROR_MESSAGE_MAX + 64];

@@ -596,6 +596,23 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
     note_health(p, status, err);
 }
 
+/* OpenAI's 429 insufficient_quota: the account has no credit left, which no wait mends. */
+static int quota_exhausted(const sky_http_response *res, const sky_error *err)
+{
+    json_t *j = NULL;
+    int yes = 0;
+    if (err || res->status != 429 || res->body.len == 0)
+        return 0;
+    if (sky_json_parse(res->body, &j, NULL) == 0) {
+        const char *code = json_string_value(sky_json_path(j, "error.code"));
+        const char *type = json_string_value(sky_json_path(j, "error.type"));
+        yes = (code && strcmp(code, "insufficient_quota") == 0) ||
+              (type && strcmp(type, "insufficient_quota") == 0);
+    }
+    json_decref(j);
+    return yes;
+}
+
 /* The final reply was not a success: say so with the service's own words. */
 static void http_error(const sky_http_response *res, sky_error *e)
 {
@@ -610,7 +627,8 @@ static void http_error(const sky_http_response *res, sky_error *e)
     sky_error_set(e, SKY_EHTTP, "HTTP %d%s%s", res->status, msg ? ": " : "", msg ? msg : "");
     sky_error_set_service(e, code);
     e->http_status = res->status;
-    e->retryable = sky_retry_is_retryable(res->status, NULL);
+    e->retryable = sky_retry_is_retryable(res->status, NULL) &&
+                   !(code && strcmp(code, "insufficient_quota") == 0);
     json_decref(j);
 }
 
@@ -670,6 +688,9 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     err = check_json(c, res, err, &bad_json);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
+    } else if (quota_exhausted(res, err)) {
+        sky_retry_record_final(&c->retry, res->status, "insufficient_quota");
+        end_with(c, res, err);
     } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
                                 p->o.clock, c->deadline_ms, NULL, NULL, &d) < 0 ||
                (d.action != SKY_RETRY_YES &&

@@ -315,6 +315,14 @@ static void record(sky_retry_state *s, int status, const sky_error *err,
     s->auth_refreshed |= d->action == SKY_RETRY_REFRESH_AUTH;
 }
 
+void sky_retry_record_final(sky_retry_state *state, int status, const char *reason)
+{
+    sky_retry_decision d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.reason, sizeof(d.reason), "%d %s", status, reason ? reason : "final");
+    record(state, status, NULL, &d);
+}
+
 static void decide(retry_ctx *c, int status, const sky_error *err, sky_retry_decision *out)
 {
     switch (classify(c, status, err)) {

@@ -262,6 +262,57 @@ static void test_refused_key_stops(void **state)
     env_close(&e);
 }
 
+/*
+ * A provider that refuses the whole account (403: the identity lacks a role; 429
+ * insufficient_quota: no credit left) stops the batch as a refused key does: exit 3,
+ * nothing recorded, the first wave sent at most and none of it twice, the cause named.
+ * A provider that serves the account then gets every request.
+ */
+static void refused_account_case(const char *status, const char *said, const char *flag)
+{
+    const char *const margs[] = {"--refuse-status", status, NULL};
+    batch_env e;
+    sky_test_mock good;
+    char args[1200], err_path[300], err_text[4096], sum_path[300], sum[4096], key[32];
+    tally t;
+    env_open(&e, margs);
+    write_input(e.in, 300, 0);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    snprintf(sum_path, sizeof(sum_path), "%s/summary.json", e.dir);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit --json >%s", e.in, e.out, sum_path);
+    assert_int_equal(run_batch_at(e.m.base_url, "", args, err_path), 3);
+    assert_int_equal(recorded_lines(e.out), 0);
+    json_t *stats = sky_test_mock_stats(&e.m);
+    snprintf(key, sizeof(key), "responses.%s", status);
+    int64_t refused = (int64_t)json_integer_value(sky_json_path(stats, key));
+    assert_true(refused >= 1);
+    assert_true(refused <= 100);
+    assert_int_equal(json_integer_value(json_object_get(stats, "requests")), refused);
+    json_decref(stats);
+    read_text(err_path, err_text, sizeof(err_text));
+    assert_non_null(strstr(err_text, said));
+    read_text(sum_path, sum, sizeof(sum));
+    assert_non_null(strstr(sum, flag));
+    memset(&good, 0, sizeof(good));
+    sky_test_mock_start(&good, NULL);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit", e.in, e.out);
+    assert_int_equal(run_batch_at(good.base_url, "", args, NULL), 0);
+    assert_int_equal(sky_test_mock_stop(&good), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.lines, 300);
+    assert_int_equal(t.ok, 300);
+    assert_int_equal(t.dup_ids, 0);
+    json_decref(t.ids);
+    env_close(&e);
+}
+
+static void test_refused_account_stops(void **state)
+{
+    (void)state;
+    refused_account_case("403", "denied access", "\"access_denied\":true");
+    refused_account_case("429", "out of quota", "\"quota_exhausted\":true");
+}
+
 /* An endpoint that cannot be reached at all is a wrong URL, not an outage: exit 3 soon. */
 static void test_unreachable_endpoint_stops(void **state)
 {
@@ -728,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_outcomes_and_bad_input),
         cmocka_unit_test(test_text_mode_and_torn_line),
         cmocka_unit_test(test_refused_key_stops),
+        cmocka_unit_test(test_refused_account_stops),
         cmocka_unit_test(test_unreachable_endpoint_stops),
         cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),

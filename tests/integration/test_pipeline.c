@@ -246,6 +246,26 @@ static void test_not_retryable_and_request_id(void **state)
     run_close(&r);
 }
 
+/* A 429 insufficient_quota is an account out of credit, not a rate: no wait mends it,
+ * so it is final at once, with the provider's code, while a plain 429 is retried. */
+static void test_quota_exhausted_final(void **state)
+{
+    static const char *const margs[] = {"--refuse-status", "429", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    run_open(&r, margs, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].err_code, SKY_EHTTP);
+    assert_int_equal(r.out[0].http_status, 429);
+    assert_int_equal(r.out[0].attempts, 1);
+    assert_string_equal(r.out[0].service_code, "insufficient_quota");
+    assert_int_equal(mock_stat(&r, "requests"), 1);
+    run_close(&r);
+}
+
 static void test_breaker_fails_fast(void **state)
 {
     static const char *const args[] = {"--fault-500", "1", NULL};
@@ -410,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_paces),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_not_retryable_and_request_id),
+        cmocka_unit_test(test_quota_exhausted_final),
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
         cmocka_unit_test(test_auth_refresh_once),

@@ -726,6 +726,23 @@ static void test_null_clock_uses_real_clock(void **state)
     assert_int_equal(f->d.action, SKY_RETRY_GIVE_UP);
 }
 
+/* A verdict the lists cannot make (a 429 out of credit): counted and logged as final. */
+static void test_record_final(void **state)
+{
+    fixture *f = *state;
+    sky_retry_record_final(&f->state, 429, "insufficient_quota");
+    assert_int_equal(f->state.attempts, 1);
+    assert_int_equal(f->state.retries, 0);
+    assert_int_equal(f->state.responses_429, 1);
+    assert_int_equal(sky_retry_log_count(&f->state), 1);
+    const sky_retry_log_entry *e = sky_retry_log_at(&f->state, 0);
+    assert_int_equal(e->attempt, 1);
+    assert_int_equal(e->status, 429);
+    assert_int_equal(e->action, SKY_RETRY_NO);
+    assert_int_equal(e->delay_ms, 0);
+    assert_string_equal(e->reason, "429 insufficient_quota");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -736,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_splitmix64_known_values),
         cmocka_unit_test(test_401_is_not_a_plain_retry),
         T(test_retryable_statuses),
+        T(test_record_final),
         T(test_never_retried_statuses),
         T(test_success_statuses_are_done),
         T(test_no_response_without_error_is_final),
