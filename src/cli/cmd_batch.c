@@ -292,13 +292,22 @@ static void on_journal_error(sky_journal *j, const sky_error *err, void *ud)
 
 /* ---- the input ---- */
 
+/*
+ * A bad line is recorded under its own custom_id when it has a valid one that no earlier
+ * line took, so a reader can join it to its input. Otherwise (no id, or a duplicate) it
+ * gets an id of its own, "skyio-<kind>-line-N". Either way a rerun knows it is recorded
+ * and the output holds every id once.
+ */
 static void record_input_error(batch *b, const sky_batch_line_error *le, const char *kind)
 {
-    /* Bad lines get an id of their own, so a rerun knows they are recorded
-     * and the output holds every id once. */
-    char id[64], hex[32];
+    char id[SKY_BATCH_CUSTOM_ID_MAX + 1], hex[32];
     sky_buf line;
-    snprintf(id, sizeof(id), "skyio-%s-line-%llu", kind, (unsigned long long)le->line);
+    int own = kind == NULL && le->has_custom_id;
+    if (own)
+        memcpy(id, le->custom_id, le->custom_id_len + 1);
+    else
+        snprintf(id, sizeof(id), "skyio-%s-line-%llu", kind ? kind : "input",
+                 (unsigned long long)le->line);
     if (sky_journal_is_done(b->out, id) || (b->err && sky_journal_is_done(b->err, id)))
         return;
     sky_batch_line_error e = *le;
@@ -311,6 +320,18 @@ static void record_input_error(batch *b, const sky_batch_line_error *le, const c
         record(b, 1, id, &line);
     sky_buf_free(&line);
     b->input_errors++;
+}
+
+/* A line that is not a request: under its custom_id when it has one no line took before. */
+static void record_bad_line(batch *b, const sky_batch_line_error *le)
+{
+    int added = le->has_custom_id
+                    ? sky_idset_add(b->seen, sky_span_make(le->custom_id, le->custom_id_len))
+                    : 0;
+    if (added < 0)
+        b->fatal = 1;
+    else
+        record_input_error(b, le, added ? NULL : "input");
 }
 
 static int already_done(const batch *b, const char *id)
@@ -354,7 +375,12 @@ static void start_request(batch *b, sky_batch_request *req)
             &le.err, SKY_EINVAL, "line %llu: cannot send: %s", (unsigned long long)req->line,
             rc == SKY_EINVAL ? "Azure needs body.model to name the deployment" : sky_strerror(rc));
         sky_error_set_service(&le.err, "invalid_request");
-        record_input_error(b, &le, "input");
+        /* the line's custom_id is valid and taken by this line: the record goes under it */
+        const char *cid = req->custom_id ? req->custom_id : it->custom_id;
+        le.has_custom_id = 1;
+        le.custom_id_len = strlen(cid);
+        memcpy(le.custom_id, cid, le.custom_id_len + 1);
+        record_input_error(b, &le, NULL);
         if (it) {
             free(it->custom_id);
             free(it);
@@ -379,7 +405,7 @@ static void handle_line(batch *b, sky_span text)
         if (le.err.code == SKY_ENOMEM)
             b->fatal = 1;
         else
-            record_input_error(b, &le, "input");
+            record_bad_line(b, &le);
         return;
     }
     sky_span id = sky_span_cstr(req.custom_id);

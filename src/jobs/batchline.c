@@ -369,8 +369,9 @@ static int check_url(const json_t *root, const char **out_url, sky_batch_line_er
     if (rc < 0)
         return rc;
     sky_span url = sky_span_make(json_string_value(v), json_string_length(v));
+    /* Azure OpenAI's batch files name the same paths without the /v1 */
     for (size_t i = 0; i < SKY_ARRAY_LEN(k_urls); i++) {
-        if (sky_span_eq_cstr(url, k_urls[i])) {
+        if (sky_span_eq_cstr(url, k_urls[i]) || sky_span_eq_cstr(url, k_urls[i] + 3)) {
             *out_url = k_urls[i];
             return 0;
         }

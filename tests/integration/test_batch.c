@@ -160,8 +160,10 @@ static void test_outcomes_and_bad_input(void **state)
         snprintf(id, sizeof(id), "req-%d", i);
         assert_non_null(json_object_get(t.ids, id));
     }
-    assert_non_null(json_object_get(t.ids, "skyio-input-line-121"));
+    assert_non_null(json_object_get(t.ids, "skyio-input-line-121")); /* not JSON */
+    assert_non_null(json_object_get(t.ids, "skyio-input-line-122")); /* no custom_id */
     assert_non_null(json_object_get(t.ids, "skyio-duplicate-line-123"));
+    assert_non_null(json_object_get(t.ids, "x")); /* a GET: bad, but its id is its own */
     json_decref(t.ids);
     /* a rerun has nothing left to do and writes nothing */
     assert_int_equal(run_batch(&e.m, args), 0);
@@ -742,6 +744,16 @@ static void test_azure_with_entra_id(void **state)
     (void)state;
     env_open(&e, margs);
     write_input(e.in, 40, 0);
+    /* and 10 lines as Azure's own batch files have them: url without the /v1 */
+    FILE *f = fopen(e.in, "a");
+    assert_non_null(f);
+    for (int i = 0; i < 10; i++)
+        fprintf(f,
+                "{\"custom_id\":\"az-%d\",\"method\":\"POST\",\"url\":\"/chat/completions\","
+                "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+                "\"content\":\"hi\"}]}}\n",
+                i);
+    fclose(f);
     /* 0.0.0.0 reaches the loopback mock without looking like loopback, where a keyless
      * Azure endpoint is taken for a local server that needs no auth */
     const char *env = "env -i PATH=/usr/bin:/bin SKYIO_AZ_PATH=/nonexistent/az";
@@ -753,7 +765,8 @@ static void test_azure_with_entra_id(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     read_output(e.out, &t);
-    assert_int_equal(t.ok, 40);
+    assert_int_equal(t.ok, 50);
+    assert_non_null(json_object_get(t.ids, "az-9"));
     json_decref(t.ids);
     json_t *stats = sky_test_mock_stats(&e.m);
     assert_int_equal(json_integer_value(sky_json_path(stats, "identity.imds")), 1);
