@@ -33,6 +33,9 @@ typedef struct sky_retry_options {
     uint64_t cap_ms;             /**< backoff ceiling never exceeds this; default 60000 */
     uint64_t max_server_wait_ms; /**< cap on the server's requested wait; 0 = none (default) */
     int honour_server_wait;      /**< nonzero: wait as the server asks; default 1 */
+    /** nonzero: also retry 409 and every 5xx (501, the 52x of a CDN in front), as OpenAI's
+     *  SDKs do; default 0: azure-core's list (408, 429, 500, 502, 503, 504) */
+    int openai_statuses;
 } sky_retry_options;
 
 /** Set every field of @p opts to its default. */

@@ -875,6 +875,7 @@ static int setup_pipeline(batch *b)
     po.breaker.max_reset_ms = 60000;
     po.attempt_timeout_ms = (long)b->timeout_ms;
     po.retry.max_retries = (int)b->max_retries;
+    po.retry.openai_statuses = 1;
     /* With no limit given or announced, start at 10 requests a second and
      * double every second while held back: a ceiling of thousands per
      * minute is found in seconds. A provider's limit is fixed, so a 429 cuts

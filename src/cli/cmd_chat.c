@@ -270,6 +270,7 @@ static int retry_later(answer *a, const sky_http_response *res, const sky_error 
         return 0;
     sky_retry_options_init(&o);
     o.max_retries = (int)a->run->max_retries;
+    o.openai_statuses = 1;
     int status = err ? 0 : res->status;
     if (sky_retry_decide(&o, &a->retry, status, err, err ? NULL : res->headers, NULL, 0, NULL, NULL,
                          &d) < 0 ||

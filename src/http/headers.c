@@ -3,6 +3,7 @@
  * rate limits. Responses carry a few dozen headers at most, so the map is a
  * plain array searched linearly, in arrival order.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -407,15 +408,27 @@ static int wait_until(int64_t date_ms, int64_t now_ms, int64_t *out)
     return 0;
 }
 
+/*
+ * Seconds, possibly fractional ("1.5": not in RFC 9110, but some servers send it and
+ * OpenAI's SDKs read it so). Rounded up to the millisecond, as parse_ms does.
+ */
+static int parse_seconds(sky_span t, int64_t *out)
+{
+    const char *s = t.ptr;
+    dec_num num;
+    if (t.len == 0 || !is_digit(t.ptr[0]) || parse_decimal(&s, t.ptr + t.len, &num) < 0 ||
+        s != t.ptr + t.len || num.whole >= (uint64_t)(INT64_MAX / 1000))
+        return SKY_EINVAL;
+    double frac_ms = num.frac > 0 ? ceil((double)num.frac * 1000.0 / (double)num.scale) : 0;
+    *out = (int64_t)num.whole * 1000 + (int64_t)frac_ms;
+    return 0;
+}
+
 /* Retry-After: delta-seconds, or an HTTP-date (RFC 9110 section 10.2.3). */
 static int parse_retry_after(const char *v, const sky_clock *clock, int64_t *out)
 {
-    uint64_t secs;
-    sky_span t = sky_span_cstr(v);
-    if (t.len > 0 && is_digit(t.ptr[0]) && parse_digits(t, INT64_MAX / 1000, &secs) == 0) {
-        *out = (int64_t)secs * 1000;
+    if (parse_seconds(sky_span_cstr(v), out) == 0)
         return 0;
-    }
     /* libcurl's date parser reads all three HTTP-date forms (and is well fuzzed). */
     time_t date = curl_getdate(v, NULL);
     if (date == (time_t)-1 || (int64_t)date > INT64_MAX / 1000 || (int64_t)date < INT64_MIN / 1000)

@@ -33,6 +33,7 @@ void sky_retry_options_init(sky_retry_options *opts)
     opts->cap_ms = 60000;
     opts->max_server_wait_ms = 0;
     opts->honour_server_wait = 1;
+    opts->openai_statuses = 0;
 }
 
 uint64_t sky_retry_splitmix64(void *ud)
@@ -81,11 +82,14 @@ static verdict classify_error(const sky_error *err)
     }
 }
 
-/* azure-core's list. 3xx counts as done: redirects are libcurl's business, not ours. */
-static verdict classify_status(int status)
+/* azure-core's list, or OpenAI's SDKs' wider one. 3xx counts as done: redirects are
+ * libcurl's business, not ours. */
+static verdict classify_status(int status, int openai)
 {
     if (status >= 100 && status < 400)
         return V_DONE;
+    if (openai && (status == 409 || (status >= 500 && status < 600)))
+        return V_RETRY;
     switch (status) {
     case 408:
     case 429:
@@ -105,7 +109,7 @@ int sky_retry_is_retryable(int status, const sky_error *err)
 {
     if (transport_code(err) != 0)
         return classify_error(err) == V_RETRY;
-    return classify_status(effective_status(status, err)) == V_RETRY;
+    return classify_status(effective_status(status, err), 0) == V_RETRY;
 }
 
 /* OpenAI's x-should-retry: 1 for true, 0 for false, -1 when absent or neither. */
@@ -122,7 +126,7 @@ static int should_retry_header(const sky_headers *h)
 /* The verdict for a response, with the server's x-should-retry taking precedence. */
 static verdict classify_response(retry_ctx *c, int status)
 {
-    verdict v = classify_status(status);
+    verdict v = classify_status(status, c->opts->openai_statuses);
     int hint = v == V_DONE ? -1 : should_retry_header(c->headers);
     snprintf(c->what, sizeof(c->what), "%d%s", status,
              hint < 0 ? ""

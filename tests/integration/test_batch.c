@@ -315,6 +315,29 @@ static void test_refused_account_stops(void **state)
     refused_account_case("429", "out of quota", "\"quota_exhausted\":true");
 }
 
+/* The batch retries what OpenAI's SDKs retry beyond azure-core's list: a 409 here, and
+ * every 5xx (a CDN's 52x); each of 3 lines is sent 1 + --max-retries times, then recorded. */
+static void test_openai_retry_statuses(void **state)
+{
+    static const char *const margs[] = {"--refuse-status", "409", NULL};
+    batch_env e;
+    char args[1200];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 3, 0);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit --max-retries 2", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, args), 1);
+    json_t *stats = sky_test_mock_stats(&e.m);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.409")), 9);
+    json_decref(stats);
+    read_output(e.out, &t);
+    assert_int_equal(t.failed, 3);
+    assert_int_equal(t.no_code, 0);
+    json_decref(t.ids);
+    env_close(&e);
+}
+
 /* An endpoint that cannot be reached at all is a wrong URL, not an outage: exit 3 soon. */
 static void test_unreachable_endpoint_stops(void **state)
 {
@@ -793,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_text_mode_and_torn_line),
         cmocka_unit_test(test_refused_key_stops),
         cmocka_unit_test(test_refused_account_stops),
+        cmocka_unit_test(test_openai_retry_statuses),
         cmocka_unit_test(test_unreachable_endpoint_stops),
         cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),

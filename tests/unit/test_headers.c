@@ -358,7 +358,16 @@ static void test_retry_after_seconds(void **state)
     assert_int_equal(line(h, "Retry-After: 120\r\n"), 0);
     assert_int_equal(retry_after(h, DATE_MS, &ms), 0);
     assert_int_equal(ms, 120000);
-    const char *bad[] = {"-1", "1.5", "abc", "", "99999999999999999999"};
+    /* fractional seconds, as some servers send and OpenAI's SDKs read: rounded up */
+    sky_headers_clear(h);
+    assert_int_equal(line(h, "Retry-After: 1.5\r\n"), 0);
+    assert_int_equal(retry_after(h, DATE_MS, &ms), 0);
+    assert_int_equal(ms, 1500);
+    sky_headers_clear(h);
+    assert_int_equal(line(h, "Retry-After: 0.0001\r\n"), 0);
+    assert_int_equal(retry_after(h, DATE_MS, &ms), 0);
+    assert_int_equal(ms, 1);
+    const char *bad[] = {"-1", ".5", "1.5s", "abc", "", "99999999999999999999"};
     for (size_t i = 0; i < SKY_ARRAY_LEN(bad); i++) {
         sky_headers_clear(h);
         assert_int_equal(add(h, "Retry-After", bad[i]), 0);

@@ -118,6 +118,7 @@ static void test_options_defaults(void **state)
     assert_int_equal(o.cap_ms, 60000);
     assert_int_equal(o.max_server_wait_ms, 0);
     assert_int_equal(o.honour_server_wait, 1);
+    assert_int_equal(o.openai_statuses, 0);
 }
 
 static void test_state_init_starts_empty(void **state)
@@ -156,6 +157,25 @@ static void test_retryable_statuses(void **state)
         assert_int_equal(on_status(f, codes[i]), SKY_RETRY_YES);
         assert_true(starts_with(f->d.reason, want));
         assert_int_equal(f->d.limit, SKY_RETRY_LIMIT_NONE);
+    }
+}
+
+/* OpenAI's SDKs also retry 409 and every 5xx; the 4xx that mean the request is wrong stay
+ * final either way. */
+static void test_openai_statuses(void **state)
+{
+    fixture *f = *state;
+    static const int retried[] = {409, 501, 505, 520, 522, 524, 529, 599};
+    static const int final[] = {400, 401, 403, 404, 405, 413, 422};
+    f->opts.openai_statuses = 1;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(retried); i++) {
+        sky_retry_state_init(&f->state);
+        assert_int_equal(on_status(f, retried[i]), SKY_RETRY_YES);
+        assert_int_equal(sky_retry_is_retryable(retried[i], NULL), 0); /* azure-core's list */
+    }
+    for (size_t i = 0; i < SKY_ARRAY_LEN(final); i++) {
+        sky_retry_state_init(&f->state);
+        assert_int_not_equal(on_status(f, final[i]), SKY_RETRY_YES);
     }
 }
 
@@ -754,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_401_is_not_a_plain_retry),
         T(test_retryable_statuses),
         T(test_record_final),
+        T(test_openai_statuses),
         T(test_never_retried_statuses),
         T(test_success_statuses_are_done),
         T(test_no_response_without_error_is_final),
