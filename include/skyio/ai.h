@@ -79,6 +79,9 @@ typedef struct sky_ai_delta {
     const char *finish_reason; /**< "stop", "length", ... or NULL */
     int64_t prompt_tokens;     /**< from a usage chunk; -1 when absent */
     int64_t completion_tokens; /**< likewise */
+    /** A chunk that is an error ({"error": {...}}), as a provider sends when a stream fails
+     *  after it began: its message (or its code when it has none), else NULL */
+    const char *error;
 } sky_ai_delta;
 
 /**

@@ -18,6 +18,11 @@ typedef struct sky_mock_faults {
     double cut;        /**< body announced in full, cut short half-way */
     double malformed;  /**< 200 with a body that is not valid JSON */
     double stream_cut; /**< a stream that ends before its [DONE] */
+    /** a stream that sends an error chunk half-way, {"error": {...}}, and ends there */
+    double stream_error;
+    /** a stream whose answer the content filter stops half-way (finish_reason
+     *  "content_filter", then [DONE]) */
+    double content_filter;
 } sky_mock_faults;
 
 /** Azure Resource Manager in the mock (src/mock/arm.c); keys under "arm" in --config. */

@@ -180,6 +180,12 @@ int sky_ai_parse_chunk(sky_span data, int (*cb)(void *ud, const sky_ai_delta *d)
     json_t *ct = sky_json_path(j, "usage.completion_tokens");
     d.prompt_tokens = json_is_integer(pt) ? (int64_t)json_integer_value(pt) : -1;
     d.completion_tokens = json_is_integer(ct) ? (int64_t)json_integer_value(ct) : -1;
+    json_t *e = json_object_get(j, "error");
+    d.error = json_string_value(json_object_get(e, "message"));
+    if (d.error == NULL)
+        d.error = json_string_value(json_object_get(e, "code"));
+    if (d.error == NULL && e != NULL && !json_is_null(e))
+        d.error = "an error without a message";
     int rc = cb(ud, &d);
     json_decref(j);
     return rc;

@@ -29,7 +29,7 @@ static const char usage[] =
     "      --max-retries N    retries of a request that failed before its first token: 429,\n"
     "                         5xx, resets, timeouts, honouring Retry-After (default 5)\n"
     "      --cacert FILE      trust the CAs in FILE\n"
-    "      --usage            print token usage on stderr at the end\n"
+    "      --usage            ask for token usage (stream_options) and print it on stderr\n"
     "\n"
     "environment: OPENAI_API_KEY, OPENAI_BASE_URL; AZURE_OPENAI_ENDPOINT,\n"
     "AZURE_OPENAI_API_KEY, OPENAI_API_VERSION. Azure OpenAI without AZURE_OPENAI_API_KEY\n"
@@ -46,6 +46,8 @@ typedef struct answer {
     sky_buf raw;  /* the body as received, for an error reply's message */
     int status, saw_done, done, failed;
     int64_t prompt_tokens, completion_tokens;
+    char finish_reason[32]; /* the last one the stream gave */
+    char stream_error[400]; /* an error the provider sent inside the stream */
     char error[512];
     sky_retry_state retry;
     uv_timer_t retry_timer; /* the wait before the next attempt */
@@ -187,7 +189,9 @@ static int split_models(chat_run *r)
             fprintf(stderr, "skyio chat: at most %d models at once\n", MAX_MODELS);
             return -1;
         }
-        r->answers[r->n_answers++].model = m;
+        answer *a = &r->answers[r->n_answers++];
+        a->model = m;
+        a->prompt_tokens = a->completion_tokens = -1; /* until a usage chunk says */
     }
     if (r->n_answers == 0) {
         fprintf(stderr, "skyio chat: --model names no model\n");
@@ -209,6 +213,10 @@ static int on_delta(void *ud, const sky_ai_delta *d)
         if (sky_buf_append_str(&a->text, d->content) < 0)
             return SKY_ENOMEM;
     }
+    if (d->finish_reason)
+        snprintf(a->finish_reason, sizeof(a->finish_reason), "%s", d->finish_reason);
+    if (d->error && a->stream_error[0] == '\0')
+        snprintf(a->stream_error, sizeof(a->stream_error), "%s", d->error);
     if (d->prompt_tokens >= 0)
         a->prompt_tokens = d->prompt_tokens;
     if (d->completion_tokens >= 0)
@@ -223,7 +231,12 @@ static int on_event(void *ud, const sky_sse_event *ev)
         a->saw_done = 1;
         return 0;
     }
-    return sky_ai_parse_chunk(ev->data, on_delta, a) == SKY_ENOMEM;
+    int rc = sky_ai_parse_chunk(ev->data, on_delta, a);
+    /* "event: error" whose data is not an error chunk: its text is the message */
+    if (sky_span_eq_cstr(ev->event, "error") && a->stream_error[0] == '\0')
+        snprintf(a->stream_error, sizeof(a->stream_error), "%.*s",
+                 (int)(ev->data.len < 300 ? ev->data.len : 300), ev->data.ptr ? ev->data.ptr : "");
+    return rc == SKY_ENOMEM;
 }
 
 static int on_body(sky_http_request *req, const char *data, size_t len, void *ud)
@@ -281,6 +294,7 @@ static int retry_later(answer *a, const sky_http_response *res, const sky_error 
     sky_sse_parser_free(&a->parser);
     sky_sse_parser_init(&a->parser, 0, on_event, a);
     a->saw_done = 0;
+    a->finish_reason[0] = a->stream_error[0] = '\0';
     uv_timer_start(&a->retry_timer, on_retry_timer, d.delay_ms, 0);
     return 1;
 }
@@ -302,9 +316,18 @@ static void on_done(sky_http_request *req, const sky_http_response *res, const s
     } else if (res->status != 200) {
         a->failed = 1;
         describe_http_error(a, res->status);
+    } else if (a->stream_error[0]) {
+        a->failed = 1;
+        snprintf(a->error, sizeof(a->error), "the provider stopped the stream with an error: %s",
+                 a->stream_error);
     } else if (!a->saw_done) {
         a->failed = 1;
         snprintf(a->error, sizeof(a->error), "the stream ended before [DONE]: the answer is cut");
+    } else if (strcmp(a->finish_reason, "content_filter") == 0) {
+        a->failed = 1;
+        snprintf(a->error, sizeof(a->error),
+                 "the provider's content filter stopped the answer (finish_reason "
+                 "content_filter): what is shown is not all of it");
     }
 }
 
@@ -314,8 +337,10 @@ static char *request_body(const chat_run *r, const char *model)
     if (r->system)
         json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", r->system));
     json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", r->prompt));
-    json_t *body = json_pack("{s:s,s:o,s:b,s:{s:b}}", "model", model, "messages", msgs, "stream", 1,
-                             "stream_options", "include_usage", 1);
+    json_t *body = json_pack("{s:s,s:o,s:b}", "model", model, "messages", msgs, "stream", 1);
+    /* only when asked: Azure api-versions before 2024-10-21 refuse stream_options (400) */
+    if (body && r->show_usage)
+        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (body && r->has_temperature)
         json_object_set_new(body, "temperature", json_real(r->temperature));
     if (body && r->max_tokens > 0)
@@ -407,9 +432,14 @@ static int report(const chat_run *r)
                 fputc('\n', stdout);
         }
         fflush(stdout);
-        if (r->show_usage && !a->failed)
+        if (!a->failed && strcmp(a->finish_reason, "length") == 0)
+            fprintf(stderr, "skyio chat: %s: the answer reached the token limit and stops there\n",
+                    a->model);
+        if (r->show_usage && !a->failed && a->prompt_tokens >= 0)
             fprintf(stderr, "%s: prompt %lld tokens, completion %lld tokens\n", a->model,
                     (long long)a->prompt_tokens, (long long)a->completion_tokens);
+        else if (r->show_usage && !a->failed)
+            fprintf(stderr, "%s: the provider reported no token usage\n", a->model);
     }
     return failed ? SKY_EXIT_FAILED : SKY_EXIT_OK;
 }

@@ -63,6 +63,10 @@ static const mock_opt opts[] = {
      "rate of 200 replies whose body is not valid JSON"},
     {"--fault-stream-cut", OPT_DOUBLE, CFG(faults.stream_cut), "P",
      "rate of streams that end before data: [DONE]"},
+    {"--fault-stream-error", OPT_DOUBLE, CFG(faults.stream_error), "P",
+     "rate of streams that send an error chunk half-way and end there"},
+    {"--fault-content-filter", OPT_DOUBLE, CFG(faults.content_filter), "P",
+     "rate of streams the content filter stops half-way (finish_reason content_filter)"},
     {"--seed", OPT_U64, CFG(seed), "N", "seed of the fault and jitter generator (default 1)"},
     {"--threads", OPT_INT, CFG(threads), "N",
      "serve from N threads, each with its own loop, on the one port (default 1)"},
@@ -276,8 +280,9 @@ static int parse_args(mock_run *run, sky_mock_config *c, int argc, char **argv)
 static int check_config(const sky_mock_config *c)
 {
     const sky_mock_faults *f = &c->faults;
-    const double rates[] = {f->http_500, f->http_502, f->http_503,  f->reset,
-                            f->hang,     f->cut,      f->malformed, f->stream_cut};
+    const double rates[] = {f->http_500,     f->http_502,      f->http_503,  f->reset,
+                            f->hang,         f->cut,           f->malformed, f->stream_cut,
+                            f->stream_error, f->content_filter};
     double total = 0;
     const sky_mock_identity *id = &c->identity;
     if (id->expires_in < 1 || id->fail_count < 0 || id->delay_ms < 0 ||

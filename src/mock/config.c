@@ -57,6 +57,10 @@ static int apply_faults(sky_mock_faults *f, json_t *obj, sky_error *err)
             slot = &f->malformed;
         else if (strcmp(key, "stream_cut") == 0)
             slot = &f->stream_cut;
+        else if (strcmp(key, "stream_error") == 0)
+            slot = &f->stream_error;
+        else if (strcmp(key, "content_filter") == 0)
+            slot = &f->content_filter;
         else
             return sky_error_set(err, SKY_EINVAL, "config key \"faults.%s\" is unknown", key);
         if (want_number(v, key, 0, 1, slot, err) < 0)

@@ -25,11 +25,14 @@ enum {
     FAULT_CUT,
     FAULT_MALFORMED,
     FAULT_STREAM_CUT,
+    FAULT_STREAM_ERROR,
+    FAULT_CONTENT_FILTER,
     FAULT_COUNT
 };
 
 static const char *const fault_names[FAULT_COUNT] = {
-    "http_500", "http_502", "http_503", "reset", "hang", "cut", "malformed", "stream_cut",
+    "http_500", "http_502",  "http_503",   "reset",        "hang",
+    "cut",      "malformed", "stream_cut", "stream_error", "content_filter",
 };
 
 typedef struct mock_stats {
@@ -40,6 +43,7 @@ typedef struct mock_stats {
     uint64_t faults[FAULT_COUNT];
     uint64_t prompt_tokens, completion_tokens;
     uint64_t chat, embeddings, models, streams;
+    uint64_t streams_with_usage; /* that asked for stream_options.include_usage */
 } mock_stats;
 
 /* Updated by one worker, read by any: relaxed atomics. */
@@ -322,8 +326,9 @@ static json_t *call_body(const mock_call *c)
 static int draw_fault(mock_worker *m, int stream)
 {
     const sky_mock_faults *f = &m->cfg.faults;
-    const double rates[FAULT_COUNT] = {f->http_500, f->http_502, f->http_503,  f->reset,
-                                       f->hang,     f->cut,      f->malformed, f->stream_cut};
+    const double rates[FAULT_COUNT] = {
+        f->http_500, f->http_502,  f->http_503,   f->reset,        f->hang,
+        f->cut,      f->malformed, f->stream_cut, f->stream_error, f->content_filter};
     double total = 0;
     for (int i = 0; i < FAULT_COUNT; i++)
         total += rates[i];
@@ -333,7 +338,8 @@ static int draw_fault(mock_worker *m, int stream)
     for (int i = 0; i < FAULT_COUNT; i++) {
         acc += rates[i];
         if (x < acc) {
-            if (i == FAULT_STREAM_CUT && !stream)
+            if ((i == FAULT_STREAM_CUT || i == FAULT_STREAM_ERROR || i == FAULT_CONTENT_FILTER) &&
+                !stream)
                 return FAULT_NONE;
             if (i == FAULT_MALFORMED && stream)
                 return FAULT_NONE;
@@ -500,6 +506,33 @@ static void stream_finish(mock_worker *m, sky_server_req *r, mock_call *c)
 
 static void stream_step(sky_server_req *r, void *data);
 
+/* Half-way through a stream: the faults that end it early, each in its own way. */
+static void stream_fault(mock_worker *m, sky_server_req *r, mock_call *c)
+{
+    static const char error_event[] =
+        "data: {\"error\":{\"message\":\"The server had an error while processing your "
+        "request. Sorry about that!\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
+        "\n\n";
+    switch (c->fault) {
+    case FAULT_CUT:
+        sky_server_abort(r);
+        break;
+    case FAULT_STREAM_ERROR:
+        (void)sky_server_stream_write(r, sky_span_make(error_event, sizeof(error_event) - 1), 1);
+        break;
+    case FAULT_CONTENT_FILTER:
+        (void)send_chunk(r, c, NULL, 0, "content_filter");
+        if (c->include_usage)
+            (void)send_usage_chunk(r, c);
+        (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
+        ST_ADD(m->st.completion_tokens, (uint64_t)c->sent);
+        break;
+    default: /* FAULT_STREAM_CUT */
+        (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
+        break;
+    }
+}
+
 /* Send the tokens that are due now; schedule the next; end when all are out. */
 static void stream_step(sky_server_req *r, void *data)
 {
@@ -507,11 +540,8 @@ static void stream_step(sky_server_req *r, void *data)
     mock_worker *m = c->m;
     int cut_at = c->n_tokens / 2;
     do {
-        if ((c->fault == FAULT_STREAM_CUT || c->fault == FAULT_CUT) && c->sent >= cut_at) {
-            if (c->fault == FAULT_CUT)
-                sky_server_abort(r);
-            else
-                (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
+        if (c->fault != FAULT_NONE && c->sent >= cut_at) {
+            stream_fault(m, r, c);
             return;
         }
         if (c->sent >= c->n_tokens) {
@@ -684,6 +714,8 @@ static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
     sky_server_req_set_data(r, held, free);
     if (c->stream)
         ST_ADD(m->st.streams, 1);
+    if (c->stream && c->include_usage)
+        ST_ADD(m->st.streams_with_usage, 1);
     void (*next)(sky_server_req *, void *) = c->stream ? stream_begin : delayed_reply;
     if (delay < 0.5 && c->stream) {
         stream_begin(r, held);
@@ -931,8 +963,11 @@ json_t *sky_mock_stats(const sky_mock *m)
         (json_int_t)st.models, "streams", (json_int_t)st.streams, "auth_failures",
         (json_int_t)st.auth_failures, "connections", (json_int_t)conns, "in_flight",
         (json_int_t)(in_flight > 0 ? in_flight - 1 : 0), "threads", m->n_workers);
-    if (out)
+    if (out) {
+        json_object_set_new(out, "streams_with_usage",
+                            json_integer((json_int_t)st.streams_with_usage));
         json_object_set_new(out, "identity", sky__mock_identity_stats(m->identity));
+    }
     return out;
 }
 

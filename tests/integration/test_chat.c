@@ -113,6 +113,44 @@ static void test_retries_before_first_token(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* What a stream says besides its words reaches the user: an error chunk half-way and a
+ * content filter are failures (exit 1) with the provider's reason; a reply cut at the
+ * token limit is a note. Usage is asked for only with --usage: stream_options is a 400
+ * on older Azure api-versions. */
+static void test_stream_trouble_is_reported(void **state)
+{
+    static const char *const err_args[] = {"--fault-stream-error", "1", NULL};
+    static const char *const filter_args[] = {"--fault-content-filter", "1", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, err_args);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 6 hi 2>&1", m.base_url,
+             SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "stopped the stream with an error: The server had an error"));
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, filter_args);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 6 hi 2>&1", m.base_url,
+             SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "content filter stopped the answer"));
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 3 hi 2>&1", m.base_url,
+             SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "reached the token limit"));
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(json_object_get(stats, "streams")), 1);
+    assert_int_equal(json_integer_value(json_object_get(stats, "streams_with_usage")), 0);
+    json_decref(stats);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 static void test_errors_are_clear(void **state)
 {
     static const char *const args[] = {"--key", "k", NULL};
@@ -147,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_streams_one_answer),
         cmocka_unit_test(test_ensemble_one_failing),
         cmocka_unit_test(test_retries_before_first_token),
+        cmocka_unit_test(test_stream_trouble_is_reported),
         cmocka_unit_test(test_errors_are_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

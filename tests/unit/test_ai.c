@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "skyio/ai.h"
@@ -126,6 +127,7 @@ static void test_auth_headers(void **state)
 typedef struct seen {
     char text[256];
     char finish[16];
+    char error[64];
     int64_t prompt, completion;
     int calls;
 } seen;
@@ -142,6 +144,7 @@ static int collect(void *ud, const sky_ai_delta *d)
         s->prompt = d->prompt_tokens;
     if (d->completion_tokens >= 0)
         s->completion = d->completion_tokens;
+    snprintf(s->error, sizeof(s->error), "%s", d->error ? d->error : "");
     return 0;
 }
 
@@ -167,6 +170,19 @@ static void test_parse_chunks(void **state)
     assert_int_equal(sky_ai_parse_chunk(SKY_SPAN_LIT("{not json"), collect, &s), SKY_EJSON);
     assert_int_equal(sky_ai_parse_chunk(SKY_SPAN_LIT("[1]"), collect, &s), SKY_EJSON);
     assert_int_equal(s.calls, 5);
+    assert_string_equal(s.error, "");
+    /* an error chunk, as a provider sends when a stream fails after it began */
+    assert_int_equal(sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":{\"message\":\"overloaded\","
+                                                     "\"type\":\"server_error\"}}"),
+                                        collect, &s),
+                     0);
+    assert_string_equal(s.error, "overloaded");
+    assert_int_equal(
+        sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":{\"code\":\"rate_limit\"}}"), collect, &s), 0);
+    assert_string_equal(s.error, "rate_limit");
+    assert_int_equal(
+        sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":null,\"choices\":[]}"), collect, &s), 0);
+    assert_string_equal(s.error, "");
 }
 
 int main(void)
