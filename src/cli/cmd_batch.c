@@ -43,7 +43,8 @@ static const char usage[] =
     "      --limiter KIND     gradient (default), aimd, or fixed (with --concurrency)\n"
     "      --no-rate-limit    send as fast as concurrency allows; rely on retries alone\n"
     "      --max-retries N    per request (default 10)\n"
-    "      --timeout-ms N     per attempt (default 300000)\n"
+    "      --timeout-ms N     per attempt (default 600000, as OpenAI's SDKs: a long reply\n"
+    "                         cut by a timeout is paid for and then asked again)\n"
     "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
     "      --cacert FILE      trust the CAs in FILE\n"
@@ -1064,7 +1065,9 @@ int sky_cli_batch(int argc, char **argv)
         return SKY_EXIT_START;
     b->fd = -1;
     b->max_retries = 10;
-    b->timeout_ms = 300000;
+    /* OpenAI's SDKs wait 10 minutes: a slow reasoning reply timed out sooner is billed,
+     * then asked (and billed) again */
+    b->timeout_ms = 600000;
     sky_batch_line_options_init(&b->lo);
     sky_buf_init(&b->partial, 1024u * 1024u + CHUNK);
     int rc = parse_args(b, argc, argv);

@@ -25,7 +25,7 @@ static const char usage[] =
     "  -n, --max-tokens N     longest reply\n"
     "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
-    "      --timeout-ms N     per request (default 300000)\n"
+    "      --timeout-ms N     per request (default 600000, as OpenAI's SDKs)\n"
     "      --max-retries N    retries of a request that failed before its first token: 429,\n"
     "                         5xx, resets, timeouts, honouring Retry-After (default 5)\n"
     "      --cacert FILE      trust the CAs in FILE\n"
@@ -532,7 +532,7 @@ int sky_cli_chat(int argc, char **argv)
     chat_run *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return SKY_EXIT_START;
-    r->timeout_ms = 300000;
+    r->timeout_ms = 600000;
     r->max_retries = 5;
     int first = parse_args(r, argc, argv);
     if (first < 0 || split_models(r) < 0) {
