@@ -59,10 +59,14 @@ SKY_EXTERN void sky_ai_endpoint_free(sky_ai_endpoint *ep);
 
 /**
  * The URL for an OpenAI-style @p path ("/v1/chat/completions", what a batch
- * line's url says) and @p model, appended to @p out. OpenAI: base + path,
- * without doubling a /v1 the base already ends with. Azure:
- * {endpoint}/openai/deployments/{model}/chat/completions?api-version=V (the
- * model names the deployment; SKY_EINVAL without one).
+ * line's url says) and @p model, appended to @p out.
+ * - OpenAI: the base is the API root, as OpenAI's SDKs take OPENAI_BASE_URL: base +
+ *   "/chat/completions" (https://api.openai.com/v1/chat/completions). A base that is only
+ *   a server address keeps the /v1 (http://127.0.0.1:8000/v1/chat/completions).
+ * - Azure: {endpoint}/openai/deployments/{model}/chat/completions?api-version=V (the
+ *   model names the deployment; SKY_EINVAL without one). /v1/responses goes to Azure's
+ *   v1 surface, {endpoint}/openai/v1/responses; /v1/moderations, which Azure OpenAI
+ *   does not have, is SKY_ENOTFOUND.
  */
 SKY_EXTERN int sky_ai_url(const sky_ai_endpoint *ep, const char *path, const char *model,
                           sky_buf *out) SKY_NODISCARD;

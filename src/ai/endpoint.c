@@ -105,11 +105,22 @@ int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure, sky_er
 
 /* ---- URLs ---- */
 
+/* Whether @p url names a path after its host ("http://h:8000/v1" does, "http://h:8000" not). */
+static int has_path(const char *url)
+{
+    const char *host = strstr(url, "://");
+    return host != NULL && strchr(host + 3, '/') != NULL;
+}
+
+/*
+ * As OpenAI's SDKs read OPENAI_BASE_URL: the base is the API root, and "/v1/chat/completions"
+ * goes there as "/chat/completions" (https://api.openai.com/v1, Gemini's .../v1beta/openai).
+ * A bare server address keeps the /v1 (http://127.0.0.1:8000 -> .../v1/chat/completions),
+ * where the SDKs would send /chat/completions to a server that answers 404.
+ */
 static int openai_url(const sky_ai_endpoint *ep, const char *path, sky_buf *out)
 {
-    size_t blen = strlen(ep->base_url);
-    /* REFERENCE.md: with a base URL ending in /v1, do not double the /v1 */
-    if (blen >= 3 && strcmp(ep->base_url + blen - 3, "/v1") == 0 && strncmp(path, "/v1/", 4) == 0)
+    if (has_path(ep->base_url) && strncmp(path, "/v1/", 4) == 0)
         path += 3;
     int rc = sky_buf_append_str(out, ep->base_url);
     return rc ? rc : sky_buf_append_str(out, path);
@@ -117,10 +128,15 @@ static int openai_url(const sky_ai_endpoint *ep, const char *path, sky_buf *out)
 
 static int azure_url(const sky_ai_endpoint *ep, const char *path, const char *model, sky_buf *out)
 {
-    if (model == NULL || model[0] == '\0')
-        return SKY_EINVAL;
     if (strncmp(path, "/v1/", 4) == 0)
         path += 3;
+    /* Responses lives only on Azure's v1 surface, the deployment in the body's model */
+    if (strcmp(path, "/responses") == 0)
+        return sky_buf_printf(out, "%s/openai/v1/responses", ep->base_url);
+    if (strcmp(path, "/moderations") == 0)
+        return SKY_ENOTFOUND; /* Azure OpenAI has none */
+    if (model == NULL || model[0] == '\0')
+        return SKY_EINVAL;
     /* the deployment is a path segment: escape what a name should not hold */
     char *dep = curl_easy_escape(NULL, model, 0);
     if (dep == NULL)

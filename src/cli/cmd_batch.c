@@ -45,7 +45,8 @@ static const char usage[] =
     "      --max-retries N    per request (default 10)\n"
     "      --timeout-ms N     per attempt (default 600000, as OpenAI's SDKs: a long reply\n"
     "                         cut by a timeout is paid for and then asked again)\n"
-    "      --base-url URL     an OpenAI-compatible server (instead of $OPENAI_BASE_URL)\n"
+    "      --base-url URL     an OpenAI-compatible server's API root, as OpenAI's SDKs take\n"
+    "                         it (http://host:8000/v1; instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --json             the summary as JSON on stdout\n"
@@ -372,9 +373,11 @@ static void start_request(batch *b, sky_batch_request *req)
         sky_batch_line_error le;
         memset(&le, 0, sizeof(le));
         le.line = req->line;
-        sky_error_set(
-            &le.err, SKY_EINVAL, "line %llu: cannot send: %s", (unsigned long long)req->line,
-            rc == SKY_EINVAL ? "Azure needs body.model to name the deployment" : sky_strerror(rc));
+        sky_error_set(&le.err, SKY_EINVAL, "line %llu: cannot send: %s",
+                      (unsigned long long)req->line,
+                      rc == SKY_EINVAL      ? "Azure needs body.model to name the deployment"
+                      : rc == SKY_ENOTFOUND ? "Azure OpenAI has no such endpoint"
+                                            : sky_strerror(rc));
         sky_error_set_service(&le.err, "invalid_request");
         /* the line's custom_id is valid and taken by this line: the record goes under it */
         const char *cid = req->custom_id ? req->custom_id : it->custom_id;

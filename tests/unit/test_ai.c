@@ -38,11 +38,26 @@ static void test_openai_urls(void **state)
     expect_url(&ep, "/v1/chat/completions", "gpt-4o", "https://api.openai.com/v1/chat/completions");
     expect_url(&ep, "/v1/embeddings", NULL, "https://api.openai.com/v1/embeddings");
     sky_ai_endpoint_free(&ep);
-    /* a compatible server mounted without /v1 keeps the path whole */
+    /* a bare server address keeps the path whole */
     assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, "http://127.0.0.1:8000", NULL, NULL),
                      0);
     expect_url(&ep, "/v1/chat/completions", NULL, "http://127.0.0.1:8000/v1/chat/completions");
     sky_ai_endpoint_free(&ep);
+    /* any other base is the API root, as OpenAI's SDKs read it */
+    static const char *const roots[][2] = {
+        {"https://generativelanguage.googleapis.com/v1beta/openai/",
+         "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"},
+        {"https://res.services.ai.azure.com/models",
+         "https://res.services.ai.azure.com/models/chat/completions"},
+        {"https://res.openai.azure.com/openai/v1",
+         "https://res.openai.azure.com/openai/v1/chat/completions"},
+        {"http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1/chat/completions"},
+    };
+    for (size_t i = 0; i < SKY_ARRAY_LEN(roots); i++) {
+        assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, roots[i][0], NULL, NULL), 0);
+        expect_url(&ep, "/v1/chat/completions", NULL, roots[i][1]);
+        sky_ai_endpoint_free(&ep);
+    }
 }
 
 static void test_azure_urls(void **state)
@@ -58,7 +73,11 @@ static void test_azure_urls(void **state)
     expect_url(&ep, "/v1/embeddings", "emb 1",
                "https://res.openai.azure.com/openai/deployments/emb%201/embeddings"
                "?api-version=2024-10-21");
+    /* Responses on Azure's v1 surface, the deployment in the body; no moderations there */
+    expect_url(&ep, "/v1/responses", "gpt4o-prod",
+               "https://res.openai.azure.com/openai/v1/responses");
     sky_buf_init(&b, 4096);
+    assert_int_equal(sky_ai_url(&ep, "/v1/moderations", "m", &b), SKY_ENOTFOUND);
     assert_int_equal(sky_ai_url(&ep, "/v1/chat/completions", NULL, &b), SKY_EINVAL);
     assert_int_equal(sky_ai_url(&ep, "chat", "m", &b), SKY_EINVAL);
     sky_buf_free(&b);
