@@ -27,8 +27,11 @@ typedef struct sky_ai_endpoint {
     char *api_key;     /**< NULL: send no key (a local server, or a token added elsewhere) */
     char *api_version; /**< Azure only */
     /** Azure without a key: authenticate with an Entra ID token for
-     *  SKY_AI_ENTRA_SCOPE (a sky_credential; e.g. the pipeline's credential). */
+     *  sky_ai_entra_scope() (a sky_credential; e.g. the pipeline's credential). */
     int use_entra_id;
+    char *ad_token;     /**< Azure: a ready Entra ID token (AZURE_OPENAI_AD_TOKEN); NULL: none */
+    char *organization; /**< OpenAI: sent as OpenAI-Organization (OPENAI_ORG_ID); NULL: none */
+    char *project;      /**< OpenAI: sent as OpenAI-Project (OPENAI_PROJECT_ID); NULL: none */
 } sky_ai_endpoint;
 
 /**
@@ -36,8 +39,10 @@ typedef struct sky_ai_endpoint {
  * AZURE_OPENAI_ENDPOINT (+ AZURE_OPENAI_API_KEY, OPENAI_API_VERSION) makes an
  * Azure endpoint when set and @p prefer_azure is nonzero or OPENAI_API_KEY is
  * unset; otherwise OpenAI with OPENAI_BASE_URL (default api.openai.com/v1)
- * and OPENAI_API_KEY. A missing key is allowed only for a base URL on
- * loopback; otherwise SKY_EAUTH naming the variable to set.
+ * and OPENAI_API_KEY (OPENAI_ORG_ID and OPENAI_PROJECT_ID too, as the SDK).
+ * Azure takes AZURE_OPENAI_AD_TOKEN, a ready Entra ID token, when there is no
+ * key. A missing key is allowed only for a base URL on loopback; otherwise
+ * SKY_EAUTH naming the variable to set.
  */
 SKY_EXTERN int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure,
                                         sky_error *err) SKY_NODISCARD;
@@ -71,7 +76,15 @@ SKY_EXTERN void sky_ai_endpoint_free(sky_ai_endpoint *ep);
 SKY_EXTERN int sky_ai_url(const sky_ai_endpoint *ep, const char *path, const char *model,
                           sky_buf *out) SKY_NODISCARD;
 
-/** Add the key: "Authorization: Bearer K" (OpenAI) or "api-key: K" (Azure). */
+/**
+ * The Entra ID scope for the endpoint's cloud, from its host: Azure Government
+ * (*.azure.us) and Azure China (*.azure.cn) have their own; the public cloud's
+ * is SKY_AI_ENTRA_SCOPE. Static string.
+ */
+SKY_EXTERN const char *sky_ai_entra_scope(const sky_ai_endpoint *ep);
+
+/** Add the key: "Authorization: Bearer K" (OpenAI) or "api-key: K" (Azure), or Azure's
+ *  ready token as "Authorization: Bearer T"; and OpenAI-Organization / OpenAI-Project. */
 SKY_EXTERN int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h) SKY_NODISCARD;
 
 /** The same, in the shape of sky_pipeline_auth_cb (@p user_data is the endpoint). */

@@ -11,17 +11,25 @@ static char *dup_opt(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* A secret: do not leave it in freed memory. */
+static void free_secret(char *s)
+{
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
 void sky_ai_endpoint_free(sky_ai_endpoint *ep)
 {
     if (ep == NULL)
         return;
     free(ep->base_url);
-    if (ep->api_key) {
-        /* a secret: do not leave it in freed memory */
-        memset(ep->api_key, 0, strlen(ep->api_key));
-        free(ep->api_key);
-    }
+    free_secret(ep->api_key);
+    free_secret(ep->ad_token);
     free(ep->api_version);
+    free(ep->organization);
+    free(ep->project);
     memset(ep, 0, sizeof(*ep));
 }
 
@@ -65,6 +73,15 @@ static const char *env(const char *name)
     return v && v[0] ? v : NULL;
 }
 
+/* What the SDKs read beside the key: @p name's value copied into @p slot when set. */
+static int env_extra(const char *name, char **slot)
+{
+    const char *v = env(name);
+    if (v && (*slot = strdup(v)) == NULL)
+        return SKY_ENOMEM;
+    return 0;
+}
+
 static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_error *err)
 {
     const char *azure = env("AZURE_OPENAI_ENDPOINT");
@@ -72,12 +89,17 @@ static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_
     int rc;
     if (azure && (prefer_azure || openai_key == NULL)) {
         const char *key = env("AZURE_OPENAI_API_KEY");
-        if (key == NULL && !allow_entra && !is_loopback_url(azure))
+        const char *token = key ? NULL : env("AZURE_OPENAI_AD_TOKEN");
+        if (key == NULL && token == NULL && !allow_entra && !is_loopback_url(azure))
             return sky_error_set(err, SKY_EAUTH,
-                                 "AZURE_OPENAI_ENDPOINT is set but AZURE_OPENAI_API_KEY is not");
+                                 "AZURE_OPENAI_ENDPOINT is set but neither AZURE_OPENAI_API_KEY "
+                                 "nor AZURE_OPENAI_AD_TOKEN is");
         rc = sky_ai_endpoint_set(ep, SKY_AI_AZURE, azure, key, env("OPENAI_API_VERSION"));
+        if (rc == 0 && token && (ep->ad_token = strdup(token)) == NULL)
+            rc = SKY_ENOMEM;
         if (rc == 0)
-            ep->use_entra_id = key == NULL && allow_entra && !is_loopback_url(azure);
+            ep->use_entra_id =
+                key == NULL && token == NULL && allow_entra && !is_loopback_url(azure);
     } else {
         const char *base = env("OPENAI_BASE_URL");
         base = base ? base : SKY_AI_DEFAULT_BASE_URL;
@@ -87,9 +109,15 @@ static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_
                                  "AZURE_OPENAI_API_KEY) to call %s",
                                  base);
         rc = sky_ai_endpoint_set(ep, SKY_AI_OPENAI, base, openai_key, NULL);
+        if (rc == 0)
+            rc = env_extra("OPENAI_ORG_ID", &ep->organization);
+        if (rc == 0)
+            rc = env_extra("OPENAI_PROJECT_ID", &ep->project);
     }
-    if (rc < 0)
+    if (rc < 0) {
+        sky_ai_endpoint_free(ep);
         return sky_error_set(err, rc, "endpoint configuration: %s", sky_strerror(rc));
+    }
     return 0;
 }
 
@@ -156,21 +184,45 @@ int sky_ai_url(const sky_ai_endpoint *ep, const char *path, const char *model, s
 
 /* ---- keys ---- */
 
-int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h)
+static int add_bearer(sky_headers *h, const char *secret)
 {
-    if (ep->api_key == NULL)
-        return 0;
-    if (ep->kind == SKY_AI_AZURE)
-        return sky_headers_add(h, SKY_SPAN_LIT("api-key"), sky_span_cstr(ep->api_key));
     sky_buf v;
     sky_buf_init(&v, 16384);
-    int rc = sky_buf_printf(&v, "Bearer %s", ep->api_key);
+    int rc = sky_buf_printf(&v, "Bearer %s", secret);
     if (rc == 0)
         rc = sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_buf_span(&v));
     if (v.data)
         memset(v.data, 0, v.len);
     sky_buf_free(&v);
     return rc;
+}
+
+int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h)
+{
+    int rc = 0;
+    if (ep->organization)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("OpenAI-Organization"),
+                             sky_span_cstr(ep->organization));
+    if (rc == 0 && ep->project)
+        rc = sky_headers_add(h, SKY_SPAN_LIT("OpenAI-Project"), sky_span_cstr(ep->project));
+    if (rc < 0)
+        return rc;
+    if (ep->kind == SKY_AI_AZURE && ep->api_key)
+        return sky_headers_add(h, SKY_SPAN_LIT("api-key"), sky_span_cstr(ep->api_key));
+    if (ep->kind == SKY_AI_AZURE && ep->ad_token)
+        return add_bearer(h, ep->ad_token);
+    return ep->api_key ? add_bearer(h, ep->api_key) : 0;
+}
+
+const char *sky_ai_entra_scope(const sky_ai_endpoint *ep)
+{
+    const char *host = ep && ep->base_url ? strstr(ep->base_url, "://") : NULL;
+    size_t n = host ? strcspn(host + 3, "/:") : 0;
+    if (n >= 9 && strncasecmp(host + 3 + n - 9, ".azure.us", 9) == 0)
+        return "https://cognitiveservices.azure.us/.default";
+    if (n >= 9 && strncasecmp(host + 3 + n - 9, ".azure.cn", 9) == 0)
+        return "https://cognitiveservices.azure.cn/.default";
+    return SKY_AI_ENTRA_SCOPE;
 }
 
 int sky_ai_pipeline_auth(void *user_data, sky_headers *h, int refresh)

@@ -28,6 +28,10 @@ static const char usage[] =
     "-9) and it skips what OUTPUT already holds, repairs a torn last line, and does the\n"
     "rest: each custom_id ends up in OUTPUT exactly once.\n"
     "\n"
+    "environment (as OpenAI's and Azure's SDKs read it): OPENAI_API_KEY, OPENAI_BASE_URL,\n"
+    "OPENAI_ORG_ID, OPENAI_PROJECT_ID; AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_API_KEY or\n"
+    "AZURE_OPENAI_AD_TOKEN, OPENAI_API_VERSION. Azure OpenAI with neither uses an Entra ID\n"
+    "token from the credential chain (see `skyio token --help`), for the endpoint's cloud.\n"    "\n"
     "options:\n"
     "  -o, --output FILE      results (default INPUT with .out.jsonl)\n"
     "      --errors FILE      failed requests and bad input lines go here instead\n"
@@ -500,11 +504,20 @@ static void read_more(batch *b)
 
 /* ---- results ---- */
 
+/* A usage count under its chat name, or else its Responses API name. */
+static uint64_t usage_tokens(const json_t *counts, const char *chat_key, const char *responses_key)
+{
+    json_t *v = json_object_get(counts, chat_key);
+    if (v == NULL)
+        v = json_object_get(counts, responses_key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
 static void count_usage(batch *b, const json_t *reply)
 {
     json_t *u = json_object_get(reply, "usage");
-    b->tokens_in += (uint64_t)sky_json_int(u, "prompt_tokens", 0);
-    b->tokens_out += (uint64_t)sky_json_int(u, "completion_tokens", 0);
+    b->tokens_in += usage_tokens(u, "prompt_tokens", "input_tokens");
+    b->tokens_out += usage_tokens(u, "completion_tokens", "output_tokens");
 }
 
 /* Refusals that say nothing about the request and everything about the account. */
@@ -865,7 +878,7 @@ static int setup_pipeline(batch *b)
             return SKY_EAUTH;
         }
         po.credential = b->cred;
-        po.scope = SKY_AI_ENTRA_SCOPE;
+        po.scope = sky_ai_entra_scope(&b->ep);
     }
     /* Without it curl labels a POST body form data, which OpenAI refuses (400
      * unsupported_content_type) and FastAPI servers such as vLLM do not parse. */
@@ -959,8 +972,8 @@ static int check_credential(batch *b)
     memset(&ft, 0, sizeof(ft));
     if (b->cred == NULL)
         return 0;
-    if (sky_credential_get_token(b->cred, SKY_AI_ENTRA_SCOPE, on_first_token, &ft, NULL, &ft.err) <
-        0)
+    if (sky_credential_get_token(b->cred, sky_ai_entra_scope(&b->ep), on_first_token, &ft, NULL,
+                                 &ft.err) < 0)
         ft.done = 1;
     while (!ft.done)
         uv_run(sky_loop_uv(b->loop), UV_RUN_ONCE);

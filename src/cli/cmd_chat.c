@@ -32,9 +32,10 @@ static const char usage[] =
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --usage            ask for token usage (stream_options) and print it on stderr\n"
     "\n"
-    "environment: OPENAI_API_KEY, OPENAI_BASE_URL; AZURE_OPENAI_ENDPOINT,\n"
-    "AZURE_OPENAI_API_KEY, OPENAI_API_VERSION. Azure OpenAI without AZURE_OPENAI_API_KEY\n"
-    "uses an Entra ID token from the credential chain (see `skyio token --help`).\n"
+    "environment (as OpenAI's and Azure's SDKs read it): OPENAI_API_KEY, OPENAI_BASE_URL,\n"
+    "OPENAI_ORG_ID, OPENAI_PROJECT_ID; AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_API_KEY or\n"
+    "AZURE_OPENAI_AD_TOKEN, OPENAI_API_VERSION. Azure OpenAI with neither uses an Entra ID\n"
+    "token from the credential chain (see `skyio token --help`), for the endpoint's cloud.\n"
     "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration.\n";
 
 typedef struct chat_run chat_run;
@@ -516,8 +517,8 @@ static int start_all(chat_run *r)
     sky_error_clear(&err);
     if (r->ep.use_entra_id) {
         if (sky_credential_default_new(sky_loop_uv(r->loop), r->client, NULL, &r->cred, &err) < 0 ||
-            sky_credential_get_token(r->cred, SKY_AI_ENTRA_SCOPE, on_entra_token, r, NULL, &err) <
-                0) {
+            sky_credential_get_token(r->cred, sky_ai_entra_scope(&r->ep), on_entra_token, r, NULL,
+                                     &err) < 0) {
             fprintf(stderr, "skyio chat: %s\n", err.message);
             return -1;
         }

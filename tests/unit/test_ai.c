@@ -17,6 +17,9 @@ static void clear_env(void)
     unsetenv("OPENAI_API_KEY");
     unsetenv("OPENAI_BASE_URL");
     unsetenv("OPENAI_API_VERSION");
+    unsetenv("OPENAI_ORG_ID");
+    unsetenv("OPENAI_PROJECT_ID");
+    unsetenv("AZURE_OPENAI_AD_TOKEN");
 }
 
 static void expect_url(const sky_ai_endpoint *ep, const char *path, const char *model,
@@ -122,7 +125,46 @@ static void test_from_env(void **state)
     sky_error_clear(&err);
     assert_int_equal(sky_ai_endpoint_from_env(&ep, 1, &err), SKY_EAUTH);
     assert_null(strstr(err.message, "sk-secret"));
+    /* ... but with a ready token (AZURE_OPENAI_AD_TOKEN), sent as a bearer */
+    setenv("AZURE_OPENAI_AD_TOKEN", "eyJ-token", 1);
+    sky_headers *h = sky_headers_new();
+    assert_int_equal(sky_ai_endpoint_from_env(&ep, 1, NULL), 0);
+    assert_int_equal(ep.use_entra_id, 0);
+    assert_int_equal(sky_ai_auth_headers(&ep, h), 0);
+    assert_string_equal(sky_headers_get(h, "authorization"), "Bearer eyJ-token");
+    assert_null(sky_headers_get(h, "api-key"));
+    sky_ai_endpoint_free(&ep);
+    /* OpenAI's organization and project, as the SDK sends them */
+    sky_headers_clear(h);
+    setenv("OPENAI_ORG_ID", "org-1", 1);
+    setenv("OPENAI_PROJECT_ID", "proj_2", 1);
+    assert_int_equal(sky_ai_endpoint_from_env(&ep, 0, NULL), 0);
+    assert_int_equal(sky_ai_auth_headers(&ep, h), 0);
+    assert_string_equal(sky_headers_get(h, "openai-organization"), "org-1");
+    assert_string_equal(sky_headers_get(h, "openai-project"), "proj_2");
+    assert_string_equal(sky_headers_get(h, "authorization"), "Bearer sk-secret");
+    sky_ai_endpoint_free(&ep);
+    sky_headers_free(h);
     clear_env();
+}
+
+/* The Entra ID scope follows the endpoint's cloud. */
+static void test_entra_scope(void **state)
+{
+    static const char *const cases[][2] = {
+        {"https://res.openai.azure.com", "https://cognitiveservices.azure.com/.default"},
+        {"https://res.openai.azure.us", "https://cognitiveservices.azure.us/.default"},
+        {"https://res.openai.azure.us:443/", "https://cognitiveservices.azure.us/.default"},
+        {"https://res.openai.azure.cn", "https://cognitiveservices.azure.cn/.default"},
+        {"http://127.0.0.1:8080", "https://cognitiveservices.azure.com/.default"},
+    };
+    sky_ai_endpoint ep;
+    (void)state;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(cases); i++) {
+        assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_AZURE, cases[i][0], NULL, NULL), 0);
+        assert_string_equal(sky_ai_entra_scope(&ep), cases[i][1]);
+        sky_ai_endpoint_free(&ep);
+    }
 }
 
 static void test_auth_headers(void **state)
@@ -209,7 +251,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_urls),  cmocka_unit_test(test_azure_urls),
         cmocka_unit_test(test_from_env),     cmocka_unit_test(test_auth_headers),
-        cmocka_unit_test(test_parse_chunks),
+        cmocka_unit_test(test_parse_chunks), cmocka_unit_test(test_entra_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
