@@ -15,13 +15,15 @@
 /** Longest accepted custom_id, in bytes. */
 #define SKY_BATCH_CUSTOM_ID_MAX 512
 /** Default cap on one input line, in bytes (checked before parsing). */
-#define SKY_BATCH_LINE_MAX_DEFAULT ((size_t)1024 * 1024)
+#define SKY_BATCH_LINE_MAX_DEFAULT ((size_t)16 * 1024 * 1024)
 /** Returned by the line parsers for a line of only whitespace: skip it. */
 #define SKY_BATCH_LINE_BLANK 1
 
 /** How input lines are read. Fill with sky_batch_line_options_init, then change fields. */
 typedef struct sky_batch_line_options {
-    size_t max_line_bytes; /**< longer lines are errors; 0 means the default (1 MiB) */
+    /** longer lines are errors; 0 means the default (16 MiB: a request with images inline
+     *  is several MiB; OpenAI sets no limit per line, only 200 MB per file) */
+    size_t max_line_bytes;
     /* Used only by sky_batch_text_parse (the --text mode). Strings are borrowed. */
     const char *model;   /**< body.model; NULL leaves it out */
     const char *system;  /**< system message; NULL leaves it out */

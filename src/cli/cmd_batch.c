@@ -31,7 +31,8 @@ static const char usage[] =
     "environment (as OpenAI's and Azure's SDKs read it): OPENAI_API_KEY, OPENAI_BASE_URL,\n"
     "OPENAI_ORG_ID, OPENAI_PROJECT_ID; AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_API_KEY or\n"
     "AZURE_OPENAI_AD_TOKEN, OPENAI_API_VERSION. Azure OpenAI with neither uses an Entra ID\n"
-    "token from the credential chain (see `skyio token --help`), for the endpoint's cloud.\n"    "\n"
+    "token from the credential chain (see `skyio token --help`), for the endpoint's cloud.\n"
+    "\n"
     "options:\n"
     "  -o, --output FILE      results (default INPUT with .out.jsonl)\n"
     "      --errors FILE      failed requests and bad input lines go here instead\n"
@@ -47,6 +48,7 @@ static const char usage[] =
     "      --limiter KIND     gradient (default), aimd, or fixed (with --concurrency)\n"
     "      --no-rate-limit    send as fast as concurrency allows; rely on retries alone\n"
     "      --max-retries N    per request (default 10)\n"
+    "      --max-line-bytes N longest input line (default 16 MiB); longer ones are bad lines\n"
     "      --timeout-ms N     per attempt (default 600000, as OpenAI's SDKs: a long reply\n"
     "                         cut by a timeout is paid for and then asked again)\n"
     "      --base-url URL     an OpenAI-compatible server's API root, as OpenAI's SDKs take\n"
@@ -87,7 +89,7 @@ struct batch {
     /* options */
     const char *input, *output, *errors, *base_url, *cacert, *limiter;
     int text, retry_failed, prefer_azure, json_out, no_rate_limit;
-    long long rpm, tpm, concurrency, max_retries, timeout_ms;
+    long long rpm, tpm, concurrency, max_retries, timeout_ms, max_line_bytes;
     sky_batch_line_options lo;
     /* machinery */
     sky_loop *loop;
@@ -157,6 +159,8 @@ static int value_opt(batch *b, const char *a, const char *v)
         return sky_cli_number_opt("batch", a, v, 0, &b->max_retries);
     else if (!strcmp(a, "--timeout-ms"))
         return sky_cli_number_opt("batch", a, v, 1, &b->timeout_ms);
+    else if (!strcmp(a, "--max-line-bytes"))
+        return sky_cli_number_opt("batch", a, v, 1024, &b->max_line_bytes);
     else if (!strcmp(a, "--base-url"))
         b->base_url = v;
     else if (!strcmp(a, "--cacert"))
@@ -1085,15 +1089,17 @@ int sky_cli_batch(int argc, char **argv)
      * then asked (and billed) again */
     b->timeout_ms = 600000;
     sky_batch_line_options_init(&b->lo);
-    sky_buf_init(&b->partial, 1024u * 1024u + CHUNK);
     int rc = parse_args(b, argc, argv);
     if (rc != 0) {
         if (rc == 1)
             fputs(usage, stdout);
-        sky_buf_free(&b->partial);
         free(b);
         return rc == 1 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
     }
+    if (b->max_line_bytes > 0)
+        b->lo.max_line_bytes = (size_t)b->max_line_bytes;
+    /* a line is gathered here whole, up to the limit plus one read */
+    sky_buf_init(&b->partial, b->lo.max_line_bytes + CHUNK);
     if (b->output == NULL)
         b->output = out_default = default_output(b->input);
     int code = b->output ? start(b) : SKY_EXIT_START;

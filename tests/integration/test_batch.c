@@ -338,6 +338,44 @@ static void test_openai_retry_statuses(void **state)
     env_close(&e);
 }
 
+/* A request with a large inline payload (an image, say) is one long line: 2 MiB goes by
+ * default; --max-line-bytes sets the limit, and a longer line is a bad line of its own. */
+static void test_long_lines(void **state)
+{
+    batch_env e;
+    char args[1200], text[4096];
+    tally t;
+    (void)state;
+    env_open(&e, NULL);
+    write_input(e.in, 2, 0);
+    FILE *f = fopen(e.in, "a");
+    assert_non_null(f);
+    fputs("{\"custom_id\":\"big\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+          "\"body\":{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\","
+          "\"content\":\"",
+          f);
+    for (int i = 0; i < 2 * 1024 * 1024; i++)
+        fputc('a' + i % 26, f);
+    fputs("\"}]}}\n", f);
+    fclose(f);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit --max-line-bytes 4096", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, args), 1);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 2);
+    assert_int_equal(t.failed, 1);
+    json_decref(t.ids);
+    read_text(e.out, text, sizeof(text));
+    assert_non_null(strstr(text, "longer than 4096 bytes"));
+    unlink(e.out);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, args), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 3);
+    assert_non_null(json_object_get(t.ids, "big"));
+    json_decref(t.ids);
+    env_close(&e);
+}
+
 /* An endpoint that cannot be reached at all is a wrong URL, not an outage: exit 3 soon. */
 static void test_unreachable_endpoint_stops(void **state)
 {
@@ -817,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_refused_key_stops),
         cmocka_unit_test(test_refused_account_stops),
         cmocka_unit_test(test_openai_retry_statuses),
+        cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_unreachable_endpoint_stops),
         cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),

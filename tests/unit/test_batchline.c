@@ -207,7 +207,7 @@ static void test_line_too_long_default(void **state)
     sky_batch_line_error e;
     assert_int_equal(sky_batch_line_parse(sky_span_make(big, n), 12, NULL, &req, &e), SKY_ETOOBIG);
     assert_string_equal(e.err.service_code, "line_too_long");
-    assert_string_equal(e.err.message, "line 12: line is longer than 1048576 bytes");
+    assert_string_equal(e.err.message, "line 12: line is longer than 16777216 bytes");
     assert_int_equal(sky_batch_line_parse(sky_span_make(big, n - 1), 12, NULL, &req, &e),
                      SKY_BATCH_LINE_BLANK);
     free(big);
