@@ -30,9 +30,12 @@ typedef struct sky_batch_line_options {
     int has_temperature; /**< nonzero to send temperature */
     double temperature;
     int64_t max_tokens; /**< sent when > 0 */
+    /** nonzero: send it as max_completion_tokens, which OpenAI's reasoning models (o-series,
+     *  gpt-5) require and which deprecates max_tokens there; 0 (default): max_tokens */
+    int max_completion_tokens;
 } sky_batch_line_options;
 
-/** Set every default: 1 MiB lines, no model, no system prompt, no temperature, no max_tokens. */
+/** Set every default: 16 MiB lines, no model, no system prompt, no temperature, no max_tokens. */
 SKY_EXTERN void sky_batch_line_options_init(sky_batch_line_options *opts);
 
 /**

@@ -42,6 +42,7 @@ static const char usage[] =
     "      --system TEXT        a system message first\n"
     "      --temperature T      sampling temperature\n"
     "      --max-tokens N       longest reply\n"
+    "      --max-completion-tokens N  the same, as reasoning models (o-series, gpt-5) want it\n"
     "      --rpm N            the provider's requests per minute (default: learned)\n"
     "      --tpm N            the provider's tokens per minute (default: learned)\n"
     "      --concurrency N    a fixed number in flight (default: adaptive)\n"
@@ -144,11 +145,12 @@ static int value_opt(batch *b, const char *a, const char *v)
             return fprintf(stderr, "skyio batch: --temperature is a number from 0 to 2\n"), -1;
         b->lo.temperature = d;
         b->lo.has_temperature = 1;
-    } else if (!strcmp(a, "--max-tokens")) {
+    } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "--max-completion-tokens")) {
         long long n;
         if (sky_cli_number_opt("batch", a, v, 1, &n) < 0)
             return -1;
         b->lo.max_tokens = n;
+        b->lo.max_completion_tokens = !strcmp(a, "--max-completion-tokens");
     } else if (!strcmp(a, "--rpm"))
         return sky_cli_number_opt("batch", a, v, 1, &b->rpm);
     else if (!strcmp(a, "--tpm"))

@@ -23,6 +23,7 @@ static const char usage[] =
     "  -s, --system TEXT      a system message first\n"
     "  -t, --temperature T    sampling temperature\n"
     "  -n, --max-tokens N     longest reply\n"
+    "      --max-completion-tokens N  the same, as reasoning models (o-series, gpt-5) want it\n"
     "      --base-url URL     an OpenAI-compatible server's API root, as OpenAI's SDKs take\n"
     "                         it (http://host:8000/v1; instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
@@ -68,6 +69,7 @@ struct chat_run {
     double temperature;
     int has_temperature;
     long long max_tokens;
+    int max_completion_tokens; /* send max_tokens under its new name */
     long timeout_ms;
     long long max_retries;
     const char *base_url;
@@ -124,10 +126,12 @@ static int value_opt(chat_run *r, const char *a, const char *v)
             return fprintf(stderr, "skyio chat: --temperature is a number from 0 to 2\n"), -1;
         r->temperature = d;
         r->has_temperature = 1;
-    } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens") ||
+               !strcmp(a, "--max-completion-tokens")) {
         if (sky_cli_parse_long(v, &n) < 0 || n < 1)
-            return fprintf(stderr, "skyio chat: --max-tokens is a whole number >= 1\n"), -1;
+            return fprintf(stderr, "skyio chat: %s is a whole number >= 1\n", a), -1;
         r->max_tokens = n;
+        r->max_completion_tokens = !strcmp(a, "--max-completion-tokens");
     } else if (!strcmp(a, "--timeout-ms")) {
         if (sky_cli_parse_long(v, &n) < 0 || n < 1)
             return fprintf(stderr, "skyio chat: --timeout-ms is a whole number >= 1\n"), -1;
@@ -346,7 +350,8 @@ static char *request_body(const chat_run *r, const char *model)
     if (body && r->has_temperature)
         json_object_set_new(body, "temperature", json_real(r->temperature));
     if (body && r->max_tokens > 0)
-        json_object_set_new(body, "max_tokens", json_integer((json_int_t)r->max_tokens));
+        json_object_set_new(body, r->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+                            json_integer((json_int_t)r->max_tokens));
     char *text = body ? sky_json_dump(body, NULL) : NULL;
     json_decref(body);
     return text;

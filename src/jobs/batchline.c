@@ -486,7 +486,8 @@ static json_t *text_body_new(sky_span text, const sky_batch_line_options *opts)
     if (!bad && opts && opts->has_temperature)
         bad = obj_put(body, "temperature", json_real(opts->temperature)) < 0;
     if (!bad && opts && opts->max_tokens > 0)
-        bad = obj_put(body, "max_tokens", json_integer((json_int_t)opts->max_tokens)) < 0;
+        bad = obj_put(body, opts->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+                      json_integer((json_int_t)opts->max_tokens)) < 0;
     json_decref(msgs);
     if (bad) {
         json_decref(body);

@@ -192,7 +192,9 @@ static void test_text_mode_and_torn_line(void **state)
           "\"request_id\":\"r\",\"body\":{}},\"error\":null}\n{\"id\":\"batch_req_2\",\"cust",
           f);
     fclose(f);
-    snprintf(args, sizeof(args), "--text --model gpt-4o-mini --max-tokens 3 %s -o %s", e.in, e.out);
+    /* the limit under the name reasoning models want */
+    snprintf(args, sizeof(args), "--text --model gpt-4o-mini --max-completion-tokens 3 %s -o %s",
+             e.in, e.out);
     assert_int_equal(run_batch(&e.m, args), 0);
     read_output(e.out, &t);
     assert_int_equal(t.bad_json, 0);
@@ -203,6 +205,7 @@ static void test_text_mode_and_torn_line(void **state)
     json_decref(t.ids);
     json_t *stats = sky_test_mock_stats(&e.m);
     assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 2);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "tokens.completion")), 6);
     json_decref(stats);
     env_close(&e);
 }

@@ -55,6 +55,12 @@ static void test_streams_one_answer(void **state)
              m.base_url, SKY_TEST_BIN);
     assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
     assert_int_equal(count_words(out), 3);
+    /* the limit under the name reasoning models want */
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_API_KEY=k OPENAI_BASE_URL=%s/v1 %s chat --max-completion-tokens 5 hi",
+             m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(count_words(out), 5);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
