@@ -91,7 +91,10 @@ struct sky_http_client {
     CURL **spare; /* easy handles kept for reuse */
     size_t n_spare, cap_spare;
     int no_proxy_env; /* no proxy variable set: spare curl its getenv calls */
-    int h2c_one_use;  /* h2c on a libcurl that cannot reuse such a connection */
+    /* HTTP_PROXY when http_proxy is unset: libcurl reads only the lower-case name for
+     * http:// URLs (a guard for CGI programs), Python and the SDKs read both */
+    char *http_proxy_upper;
+    int h2c_one_use; /* h2c on a libcurl that cannot reuse such a connection */
     int in_callback;
     int free_requested;
     int closing;
@@ -714,6 +717,9 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
     if (c->opts.upload_buffer_size > 2 * 1024 * 1024)
         c->opts.upload_buffer_size = 2 * 1024 * 1024;
     c->no_proxy_env = !proxy_env_set();
+    const char *upper = getenv("HTTP_PROXY"), *lower = getenv("http_proxy");
+    if (upper && upper[0] && !(lower && lower[0]) && !(c->http_proxy_upper = strdup(upper)))
+        return SKY_ENOMEM;
     /* libcurl before 8.0 fails every transfer after the first on an h2c connection with
      * "Error in the HTTP2 framing layer" (it stacks a second HTTP/2 layer on reuse; curl
      * pull request 10643). There, each h2c request gets a connection of its own. */
@@ -790,6 +796,7 @@ static void client_release(sky_http_client *c)
     free(c->kept);
     free(c->ca_file);
     free(c->user_agent);
+    free(c->http_proxy_upper);
     free(c);
 }
 
@@ -1029,6 +1036,9 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (c->no_proxy_env)
         curl_easy_setopt(e, CURLOPT_PROXY, "");
+    else if (c->http_proxy_upper) /* NULL: curl's own choice from the environment */
+        curl_easy_setopt(e, CURLOPT_PROXY,
+                         strncasecmp(o->url, "http:", 5) == 0 ? c->http_proxy_upper : NULL);
     /* HTTP/1.1 reads the socket into this buffer; HTTP/2 reads it into the connection's
      * and copies each stream's share here, so a smaller one costs calls, not syscalls,
      * and saves a KiB for every stream in flight. */

@@ -924,6 +924,26 @@ static void test_http_proxy_env(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "gpt-4o-mini"));
     sky_test_result_free(&r);
+    /* HTTP_PROXY too, which libcurl alone ignores for http:// URLs; NO_PROXY still wins */
+    setenv("HTTP_PROXY", proxy, 1);
+    tls_client(&f, NULL);
+    sky_test_request(f.loop, f.client, "GET", "http://models.skyio.invalid/v1/models", NULL, NULL,
+                     10000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    /* a proxy nobody listens on, which NO_PROXY keeps out of the way */
+    char direct[128];
+    snprintf(direct, sizeof(direct), "http://localhost:%d/v1/models", f.mock.port);
+    setenv("HTTP_PROXY", "http://127.0.0.1:1", 1);
+    setenv("NO_PROXY", "localhost", 1);
+    tls_client(&f, NULL);
+    sky_test_request(f.loop, f.client, "GET", direct, NULL, NULL, 10000, &r);
+    unsetenv("HTTP_PROXY");
+    unsetenv("NO_PROXY");
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
     fixture_close(&f);
 }
 
