@@ -111,6 +111,10 @@ struct batch {
     sky_buf partial;
     uint64_t line_no;
     int eof, reading, stopping, signals;
+    /* requests that ended unrecorded (canceled, refused, unwritable), and whether lines read
+     * were left unhandled when the run stopped: either leaves work for the next run */
+    uint64_t left_undone;
+    int lines_left;
     uint64_t window, in_flight;
     uv_timer_t progress, grace;
     /* counts */
@@ -259,21 +263,37 @@ static void hold(batch *b, sky_journal *j, const char *id, const char *line, siz
     b->held_tail = h;
 }
 
-/* Append one record under @p id to the output, or to --errors when it failed. */
-static void record(batch *b, int failed, const char *id, const sky_buf *line)
+/*
+ * Results can no longer be written: send nothing more. What is waiting stays for the next
+ * run; the requests already on the wire are answered and, unrecorded, done again then.
+ */
+static void stop_unrecordable(batch *b)
+{
+    if (b->fatal++ == 0 && b->pipe)
+        (void)sky_pipeline_cancel_waiting(b->pipe);
+    b->stopping = 1;
+}
+
+/* Append one record under @p id to the output, or to --errors when it failed. Returns 0
+ * when it is written or queued to be, -1 when it cannot be (and the run stops). */
+static int record(batch *b, int failed, const char *id, const sky_buf *line)
 {
     sky_journal *j = failed && b->err ? b->err : b->out;
+    if (b->fatal)
+        return -1;
     if (b->held_head) {
         hold(b, j, id, line->data, line->len);
-        return;
+        return 0;
     }
     int rc = sky_journal_append_id(j, id, line->data, line->len);
-    if (rc == SKY_EBUSY)
+    if (rc == SKY_EBUSY) {
         hold(b, j, id, line->data, line->len);
-    else if (rc < 0 && rc != SKY_JOURNAL_DUP) {
+    } else if (rc < 0 && rc != SKY_JOURNAL_DUP) {
         fprintf(stderr, "skyio batch: cannot record %s: %s; stopping\n", id, sky_strerror(rc));
-        b->fatal = 1;
+        stop_unrecordable(b);
+        return -1;
     }
+    return 0;
 }
 
 static void on_drain(sky_journal *j, void *ud)
@@ -298,8 +318,7 @@ static void on_journal_error(sky_journal *j, const sky_error *err, void *ud)
     batch *b = ud;
     (void)j;
     fprintf(stderr, "skyio batch: writing results failed: %s; stopping\n", err->message);
-    b->fatal = 1;
-    b->stopping = 1;
+    stop_unrecordable(b);
 }
 
 /* ---- the input ---- */
@@ -467,6 +486,8 @@ static void handle_chunk(batch *b, const char *p, size_t n)
         p += take;
         n -= take;
     }
+    if (n > 0)
+        b->lines_left = 1;
 }
 
 static void on_read(uv_fs_t *req)
@@ -591,12 +612,38 @@ static const char *provider_request_id(const sky_call_result *res)
     return id && id[0] ? id : res->request_id;
 }
 
+/* The result's record, appended to the output (or --errors); 0 once written or queued. */
+static int record_result(batch *b, const item *it, const sky_call_result *res, const sky_error *err)
+{
+    sky_buf line;
+    char hex[40];
+    const char *rid = provider_request_id(res);
+    sky_batch_response r = {res->status, rid, res->body};
+    snprintf(hex, sizeof(hex), "%.32s", res->request_id);
+    for (char *p = hex; *p; p++)
+        if (*p == '-')
+            memmove(p, p + 1, strlen(p));
+    sky_buf_init(&line, 128u * 1024u * 1024u);
+    int rc;
+    if (err == NULL) {
+        /* require_json: a success always arrives parsed, so its bytes are valid JSON */
+        rc = res->json ? sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id),
+                                                      res->status, rid, res->body)
+                       : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
+    } else {
+        rc = sky_batch_record_failure(
+            &line, hex, sky_span_cstr(it->custom_id), res->status ? &r : NULL,
+            err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
+    }
+    rc = rc == 0 ? record(b, err != NULL, it->custom_id, &line) : -1;
+    sky_buf_free(&line);
+    return rc;
+}
+
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     item *it = ud;
     batch *b = it->b;
-    sky_buf line;
-    char hex[40];
     (void)call;
     b->in_flight--;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
@@ -606,32 +653,16 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     int refusal = account_refusal(res, err);
     if (refusal)
         refuse(b, refusal, err);
-    /* a canceled or refused request is not recorded: the next run does it */
-    if (!(err && err->code == SKY_ECANCELED) && !refusal) {
-        const char *rid = provider_request_id(res);
-        sky_batch_response r = {res->status, rid, res->body};
-        snprintf(hex, sizeof(hex), "%.32s", res->request_id);
-        for (char *p = hex; *p; p++)
-            if (*p == '-')
-                memmove(p, p + 1, strlen(p));
-        sky_buf_init(&line, 128u * 1024u * 1024u);
-        int rc;
-        if (err == NULL) {
-            b->ok++;
-            count_usage(b, res->json);
-            /* require_json: a success always arrives parsed, so its bytes are valid JSON */
-            rc = res->json ? sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id),
-                                                          res->status, rid, res->body)
-                           : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
-        } else {
-            b->failed++;
-            rc = sky_batch_record_failure(
-                &line, hex, sky_span_cstr(it->custom_id), res->status ? &r : NULL,
-                err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
-        }
-        if (rc == 0)
-            record(b, err != NULL, it->custom_id, &line);
-        sky_buf_free(&line);
+    /* a canceled or refused request is not recorded: the next run does it; nor is one
+     * that came back after the output could no longer be written. Only what is recorded
+     * is counted. */
+    if ((err && err->code == SKY_ECANCELED) || refusal || record_result(b, it, res, err) < 0) {
+        b->left_undone++;
+    } else if (err == NULL) {
+        b->ok++;
+        count_usage(b, res->json);
+    } else {
+        b->failed++;
     }
     free(it->custom_id);
     free(it);
@@ -749,6 +780,12 @@ static void on_progress(uv_timer_t *t)
         print_progress(b, 0);
 }
 
+/* Whether a stop left work for the next run: 0 means every line is recorded. */
+static int unfinished(const batch *b)
+{
+    return b->stopping && (!b->eof || b->lines_left || b->left_undone > 0);
+}
+
 static void print_summary(batch *b)
 {
     if (b->pipe) {
@@ -780,6 +817,8 @@ static void print_summary(batch *b)
         json_object_set_new(s, "quota_exhausted", json_true());
     if (s && b->unreachable)
         json_object_set_new(s, "endpoint_unreachable", json_true());
+    if (s && unfinished(b))
+        json_object_set_new(s, "unfinished", json_true());
     if (b->json_out && s) {
         char *text = sky_json_dump(s, NULL);
         if (text)
@@ -787,6 +826,8 @@ static void print_summary(batch *b)
         free(text);
     } else {
         print_progress(b, 1);
+        if (unfinished(b))
+            fprintf(stderr, "not finished: run the same command again to do the rest\n");
         fprintf(stderr, "results in %s%s%s; latency p50/p90/p99 %lld/%lld/%lld ms\n", b->output,
                 b->errors ? ", failures in " : "", b->errors ? b->errors : "",
                 (long long)sky_histogram_percentile(&b->latency_ms, 50),
@@ -940,6 +981,8 @@ static int open_journal(batch *b, const char *path, sky_journal **out)
     jo.on_error = on_journal_error;
     jo.on_drain = on_drain;
     jo.user_data = b;
+    /* room for a record around the largest reply the client takes (64 MiB) */
+    jo.max_line_bytes = (size_t)65 << 20;
     if (sky_journal_open(sky_loop_uv(b->loop), path, &jo, out, &err) < 0) {
         fprintf(stderr, "skyio batch: %s: %s\n", path, err.message);
         return -1;
@@ -1107,9 +1150,9 @@ int sky_cli_batch(int argc, char **argv)
     int code = b->output ? start(b) : SKY_EXIT_START;
     if (code == 0) {
         run(b);
-        code = b->fatal || b->refused || b->unreachable                     ? SKY_EXIT_START
-               : (b->failed || b->input_errors || (b->stopping && !b->eof)) ? SKY_EXIT_FAILED
-                                                                            : SKY_EXIT_OK;
+        code = b->fatal || b->refused || b->unreachable          ? SKY_EXIT_START
+               : (b->failed || b->input_errors || unfinished(b)) ? SKY_EXIT_FAILED
+                                                                 : SKY_EXIT_OK;
     } else if (b->out || b->err) {
         /* opened but never ran: close what was opened */
         b->journals_open = (b->out != NULL) + (b->err != NULL);

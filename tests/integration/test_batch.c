@@ -379,6 +379,38 @@ static void test_long_lines(void **state)
     env_close(&e);
 }
 
+static int64_t chat_count(const sky_test_mock *m);
+
+/*
+ * Output that can no longer be written (a full disk; here a file size limit) stops the
+ * batch: nothing more is sent, so at most what was in flight and queued is paid for and
+ * not recorded, not the rest of the input. Exit 3; the file holds whole lines only.
+ */
+static void test_unwritable_output_stops(void **state)
+{
+    batch_env e;
+    char cmd[2048];
+    tally t;
+    (void)state;
+    env_open(&e, NULL);
+    write_input(e.in, 2000, 0);
+    /* writes past 32 KiB fail with EFBIG (SIGXFSZ ignored), as on a disk that filled up */
+    snprintf(cmd, sizeof(cmd),
+             "sh -c \"trap '' XFSZ; ulimit -f 32; OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= exec %s "
+             "batch %s -o %s --concurrency 8 --no-rate-limit\" 2>/dev/null",
+             e.m.base_url, SKY_TEST_BIN, e.in, e.out);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 3);
+    read_output(e.out, &t);
+    assert_int_equal(t.bad_json, 0);
+    assert_true(t.lines > 0);
+    int64_t sent = chat_count(&e.m);
+    assert_true(sent - t.lines <= 64);
+    json_decref(t.ids);
+    env_close(&e);
+}
+
 /* An endpoint that cannot be reached at all is a wrong URL, not an outage: exit 3 soon. */
 static void test_unreachable_endpoint_stops(void **state)
 {
@@ -554,6 +586,8 @@ static void test_sigint_drains(void **state)
     kill(pid, SIGINT);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
+    /* not "all done": the input was read whole, but most of it was left for the next run */
+    assert_int_equal(WEXITSTATUS(status), 1);
     read_output(e.out, &t);
     /* what was in flight was answered and recorded, whole */
     assert_int_equal(t.bad_json, 0);
@@ -859,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_refused_account_stops),
         cmocka_unit_test(test_openai_retry_statuses),
         cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_unwritable_output_stops),
         cmocka_unit_test(test_unreachable_endpoint_stops),
         cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),
