@@ -1032,6 +1032,16 @@ static int check_credential(batch *b)
     return -1;
 }
 
+/* Whether @p path names the file @p st describes (a link to it, say). */
+static int is_same_file(const uv_stat_t *st, const char *path)
+{
+    uv_fs_t req;
+    int same = uv_fs_stat(NULL, &req, path, NULL) == 0 && req.statbuf.st_dev == st->st_dev &&
+               req.statbuf.st_ino == st->st_ino;
+    uv_fs_req_cleanup(&req);
+    return same;
+}
+
 static int start(batch *b)
 {
     sky_error err;
@@ -1053,7 +1063,13 @@ static int start(batch *b)
     }
     if (uv_fs_fstat(NULL, &req, b->fd, NULL) == 0)
         b->input_size = (int64_t)req.statbuf.st_size;
+    uv_stat_t in = req.statbuf;
     uv_fs_req_cleanup(&req);
+    if (is_same_file(&in, b->output) || (b->errors && is_same_file(&in, b->errors))) {
+        fprintf(stderr, "skyio batch: %s is the input file; results need a file of their own\n",
+                is_same_file(&in, b->output) ? b->output : b->errors);
+        return SKY_EXIT_USAGE;
+    }
     b->loop = sky_loop_new();
     if (b->loop) {
         /* initialized at once: teardown closes them whatever happens next */

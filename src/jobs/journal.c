@@ -58,6 +58,9 @@ typedef struct scan {
     drop_range *drops;   /* failed records to remove (retry_failed) */
     size_t ndrops;
     size_t drops_alloc;
+    uint64_t records;  /* lines that are results (a custom_id, and a response or an error) */
+    uint64_t nonblank; /* complete lines that are not blank */
+    int tail_newline;  /* the last line is a whole record without its newline: add one */
 } scan;
 
 void sky_journal_options_init(sky_journal_options *opts)
@@ -194,14 +197,25 @@ static int add_drop(scan *s, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* A result line: its custom_id, and a response or an error (an input line has neither). */
+static const char *record_id(const json_t *root)
+{
+    const char *id = sky_json_str(root, "custom_id", NULL);
+    if (id == NULL ||
+        (json_object_get(root, "response") == NULL && json_object_get(root, "error") == NULL))
+        return NULL;
+    return id;
+}
+
 static int scan_record(scan *s, const json_t *root, uint64_t start, uint64_t total)
 {
     sky_journal_stats *st = &s->j->stats;
-    const char *id = sky_json_str(root, "custom_id", NULL);
+    const char *id = record_id(root);
     if (id == NULL) {
         st->bad_lines++;
         return 0;
     }
+    s->records++;
     int failed = record_failed(root);
     if (failed && s->j->opts.retry_failed) {
         st->removed_failed++;
@@ -240,6 +254,12 @@ static int scan_line(scan *s, uint64_t start, uint64_t total)
     }
     if (is_blank(text))
         return 0;
+    s->nonblank++;
+    /* a byte order mark, as some editors write one */
+    if (start == 0 && text.len >= 3 && memcmp(text.ptr, "\xEF\xBB\xBF", 3) == 0) {
+        text.ptr += 3;
+        text.len -= 3;
+    }
     json_t *root;
     if (sky_json_parse(text, &root, NULL) < 0) {
         s->j->stats.bad_lines++;
@@ -318,14 +338,35 @@ static int scan_file(scan *s, uint64_t *out_size, sky_error *err)
     return rc;
 }
 
+/*
+ * A last line without its newline that is a whole record (the newline alone was lost) is
+ * kept, and gets its newline: cutting it would send its request, paid for, again.
+ */
+static int keep_whole_tail(scan *s, uint64_t size)
+{
+    json_t *root = NULL;
+    if (s->line_len == 0 || s->line_over || sky_json_parse(sky_buf_span(&s->line), &root, NULL) < 0)
+        return 0;
+    int rc = record_id(root) ? scan_record(s, root, s->line_start, s->line_len) : 1;
+    json_decref(root);
+    if (rc == 0) {
+        s->good_end = size;
+        /* unless retry_failed is removing it */
+        s->tail_newline = !(s->ndrops > 0 && s->drops[s->ndrops - 1].off == s->line_start);
+    }
+    return rc < 0 ? rc : 0;
+}
+
 /* The tail to cut: a line without its newline, else a last line that is not JSON. */
-static void scan_tail(scan *s, uint64_t size)
+static int scan_tail(scan *s, uint64_t size)
 {
     if (s->line_len == 0 && s->last_bad_json) {
         s->good_end = s->last_start;
         s->j->stats.bad_lines--;
     }
+    int rc = keep_whole_tail(s, size);
     s->j->stats.torn_bytes = size - s->good_end;
+    return rc;
 }
 
 /* ---- repair ------------------------------------------------------------ */
@@ -427,6 +468,31 @@ static uint64_t kept_size(const scan *s)
     return size;
 }
 
+/* The newline a whole last record lost, added at the end of the (repaired) file. */
+static int add_newline(sky_journal *j, sky_error *err)
+{
+    int rc = sync_write_all(j->loop, j->fd, "\n", 1);
+    if (rc == 0)
+        rc = sync_fsync(j->loop, j->fd);
+    return rc < 0 ? io_error(err, rc, "write", j->path) : 0;
+}
+
+/*
+ * Lines there are, and none is a result: this is not Batch output (the input file given
+ * as the output, say). Resuming would skip its ids, --retry-failed would delete them, and
+ * a repair would cut its last line; refuse instead.
+ */
+static int check_batch_output(const scan *s, sky_error *err)
+{
+    if (s->records > 0 || s->nonblank == 0)
+        return 0;
+    return sky_error_set(err, SKY_EINVAL,
+                         "%s does not look like Batch output: none of its %llu lines is a "
+                         "result (custom_id with response or error). Is it the input? Give "
+                         "another file",
+                         s->j->path, (unsigned long long)s->nonblank);
+}
+
 static int scan_and_repair(sky_journal *j, sky_error *err)
 {
     scan s;
@@ -435,16 +501,21 @@ static int scan_and_repair(sky_journal *j, sky_error *err)
     sky_buf_init(&s.line, j->opts.max_line_bytes);
     uint64_t size = 0;
     int rc = scan_file(&s, &size, err);
+    if (rc == 0)
+        rc = scan_tail(&s, size);
+    if (rc == 0)
+        rc = check_batch_output(&s, err);
     if (rc == 0) {
-        scan_tail(&s, size);
         if (s.ndrops > 0)
             rc = compact(&s, err);
         else if (s.good_end < size)
             rc = truncate_tail(j, s.good_end, err);
     }
+    if (rc == 0 && s.tail_newline)
+        rc = add_newline(j, err);
     if (rc == 0)
         rc = sync_dir(j->loop, j->path, err);
-    j->good_size = kept_size(&s);
+    j->good_size = kept_size(&s) + (uint64_t)s.tail_newline;
     sky_buf_free(&s.line);
     free(s.drops);
     return rc;

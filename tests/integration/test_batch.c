@@ -170,6 +170,21 @@ static void test_outcomes_and_bad_input(void **state)
     read_output(e.out, &t);
     assert_int_equal(t.lines, 124);
     json_decref(t.ids);
+    /* the input given as the output is refused, and left as it is: as the same path, or
+     * as a copy (it holds no result) */
+    struct stat before, after;
+    assert_int_equal(stat(e.in, &before), 0);
+    snprintf(args, sizeof(args), "%s -o %s", e.in, e.in);
+    assert_int_equal(run_batch(&e.m, args), 2);
+    char copy[800];
+    snprintf(copy, sizeof(copy), "cp %s %s.copy", e.in, e.in);
+    assert_int_equal(system(copy), 0);
+    snprintf(args, sizeof(args), "%s -o %s.copy --retry-failed", e.in, e.in);
+    assert_int_equal(run_batch(&e.m, args), 3);
+    snprintf(copy, sizeof(copy), "cmp -s %s %s.copy", e.in, e.in);
+    assert_int_equal(system(copy), 0);
+    assert_int_equal(stat(e.in, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
     env_close(&e);
 }
 

@@ -255,16 +255,61 @@ static void test_torn_tail_cut(void **state)
     assert_int_equal(check_lines(f->path, NULL), 2);
 }
 
-static void test_torn_tail_without_newline_even_if_json(void **state)
+/* Only the newline was lost: the record is whole, so it is kept (cutting it would send its
+ * request, paid for, again) and gets its newline back. */
+static void test_whole_record_without_newline_kept(void **state)
 {
     fx *f = *state;
     write_file(f->path, "{\"custom_id\":\"a\",\"response\":{\"status_code\":200}}\n"
                         "{\"custom_id\":\"b\",\"response\":{\"status_code\":200}}");
     sky_journal *j = open_j(f, NULL);
-    assert_false(sky_journal_is_done(j, "b"));
+    assert_true(sky_journal_is_done(j, "b"));
     assert_true(sky_journal_is_done(j, "a"));
+    assert_int_equal(stats_of(j).torn_bytes, 0);
+    static const char rec[] = "{\"custom_id\":\"c\",\"error\":null}";
+    assert_int_equal(sky_journal_append_id(j, "c", rec, sizeof(rec) - 1), 0);
     close_j(f, j);
-    assert_int_equal(check_lines(f->path, NULL), 1);
+    assert_int_equal(check_lines(f->path, NULL), 3);
+}
+
+/* A file with lines and no result among them is not Batch output: refused, untouched. */
+static void test_foreign_file_refused(void **state)
+{
+    fx *f = *state;
+    static const char *const foreign[] = {
+        /* the input given as the output */
+        "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n"
+        "{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n",
+        /* something else, whose last line a repair would have cut */
+        "name,age\nalice,30\nbob,40",
+    };
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+        sky_journal *j = NULL;
+        sky_error err;
+        sky_error_clear(&err);
+        write_file(f->path, foreign[i]);
+        sky_journal_options o;
+        sky_journal_options_init(&o);
+        o.retry_failed = 1;
+        assert_int_equal(sky_journal_open(&f->loop, f->path, &o, &j, &err), SKY_EINVAL);
+        assert_null(j);
+        assert_non_null(strstr(err.message, "does not look like Batch output"));
+        size_t len;
+        char *after = read_file(f->path, &len);
+        assert_string_equal(after, foreign[i]);
+        free(after);
+    }
+}
+
+/* A byte order mark before the first record does not hide it. */
+static void test_bom_first_record(void **state)
+{
+    fx *f = *state;
+    write_file(f->path, "\xEF\xBB\xBF{\"custom_id\":\"a\",\"response\":{\"status_code\":200}}\n");
+    sky_journal *j = open_j(f, NULL);
+    assert_true(sky_journal_is_done(j, "a"));
+    assert_int_equal(stats_of(j).bad_lines, 0);
+    close_j(f, j);
 }
 
 static void test_bad_json_last_line_cut(void **state)
@@ -877,8 +922,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_creates_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_good_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_torn_tail_without_newline_even_if_json, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_whole_record_without_newline_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bom_first_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_json_last_line_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_only_torn_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_in_middle_kept, setup, teardown),
