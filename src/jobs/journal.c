@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #include "skyio/idset.h"
 #include "skyio/journal.h"
@@ -150,19 +151,54 @@ static int sync_dir(uv_loop_t *loop, const char *path, sky_error *err)
     return rc < 0 ? SKY_EIO : 0;
 }
 
-/* Open for appending and take the file: two journals on one file would write ids twice. */
+/* 1 when @p fd is still the file at @p path (no rename replaced it), 0 when not. */
+static int fd_is_path(uv_loop_t *loop, uv_file fd, const char *path)
+{
+    uv_fs_t a, b;
+    int same = uv_fs_fstat(loop, &a, fd, NULL) == 0 && uv_fs_stat(loop, &b, path, NULL) == 0 &&
+               a.statbuf.st_dev == b.statbuf.st_dev && a.statbuf.st_ino == b.statbuf.st_ino;
+    uv_fs_req_cleanup(&a);
+    uv_fs_req_cleanup(&b);
+    return same;
+}
+
+static int is_regular(uv_loop_t *loop, uv_file fd)
+{
+    uv_fs_t req;
+    int yes = uv_fs_fstat(loop, &req, fd, NULL) == 0 && S_ISREG(req.statbuf.st_mode);
+    uv_fs_req_cleanup(&req);
+    return yes;
+}
+
+/*
+ * Open for appending and take the file: two journals on one file would write ids twice.
+ * A regular file only (a device or a FIFO would spin or swallow the results). The lock is
+ * checked against the path once taken: another run's --retry-failed may have renamed a new
+ * file over the one opened, and a lock on the old one guards nothing.
+ */
 static int open_locked(sky_journal *j, const char *path, sky_error *err)
 {
     int flags = UV_FS_O_RDWR | UV_FS_O_CREAT | UV_FS_O_APPEND;
-    int fd = sync_open(j->loop, path, flags, 0666);
-    if (fd < 0)
-        return io_error(err, fd, "open", path);
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    for (int tries = 0; tries < 5; tries++) {
+        int fd = sync_open(j->loop, path, flags, 0666);
+        if (fd < 0)
+            return io_error(err, fd, "open", path);
+        int rc = 0;
+        if (!is_regular(j->loop, fd))
+            rc = sky_error_set(err, SKY_EINVAL, "%s is not a regular file", path);
+        else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+            rc = errno == EWOULDBLOCK
+                     ? sky_error_set(err, SKY_EBUSY, "%s is in use by another journal", path)
+                     : sky_error_set(err, SKY_EIO, "cannot lock %s: %s", path, strerror(errno));
+        else if (fd_is_path(j->loop, fd, path)) {
+            j->fd = fd;
+            return 0;
+        }
         sync_close(j->loop, fd);
-        return sky_error_set(err, SKY_EBUSY, "%s is in use by another journal", path);
+        if (rc < 0)
+            return rc;
     }
-    j->fd = fd;
-    return 0;
+    return sky_error_set(err, SKY_EBUSY, "%s keeps being replaced by another process", path);
 }
 
 /* ---- scanning ---------------------------------------------------------- */
@@ -404,11 +440,23 @@ static int copy_kept(const scan *s, uv_file dst)
     return rc;
 }
 
-/* Write the kept lines to @p tmp with the original's mode, on disk before we return. */
+static void sync_unlink(uv_loop_t *loop, const char *path)
+{
+    uv_fs_t req;
+    uv_fs_unlink(loop, &req, path, NULL);
+    sync_done(&req);
+}
+
+/*
+ * Write the kept lines to @p tmp with the original's mode, on disk before we return. The
+ * name is created afresh (a stale one, or a link planted there, is removed first, never
+ * followed).
+ */
 static int write_tmp(const scan *s, const char *tmp, sky_error *err)
 {
     uv_loop_t *loop = s->j->loop;
-    int fd = sync_open(loop, tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0666);
+    sync_unlink(loop, tmp);
+    int fd = sync_open(loop, tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0600);
     if (fd < 0)
         return io_error(err, fd, "open", tmp);
     uv_fs_t req;
@@ -442,6 +490,8 @@ static int compact(scan *s, sky_error *err)
         int uvrc = (int)sync_done(&req);
         rc = uvrc < 0 ? io_error(err, uvrc, "rename", tmp) : 0;
     }
+    if (rc < 0) /* a half-written copy must not be left filling the disk */
+        sync_unlink(j->loop, tmp);
     free(tmp);
     if (rc < 0)
         return rc;
@@ -532,6 +582,18 @@ static void journal_free(sky_journal *j)
     free(j);
 }
 
+/*
+ * The file a link names, when it exists: --retry-failed renames its rewrite over the path,
+ * which must be the file itself, not a link that the rename would replace.
+ */
+static char *real_path(uv_loop_t *loop, const char *path)
+{
+    uv_fs_t req;
+    char *out = uv_fs_realpath(loop, &req, path, NULL) == 0 ? strdup(req.ptr) : strdup(path);
+    uv_fs_req_cleanup(&req);
+    return out;
+}
+
 static sky_journal *journal_new(uv_loop_t *loop, const char *path, const sky_journal_options *opts)
 {
     sky_journal *j = calloc(1, sizeof(*j));
@@ -546,7 +608,7 @@ static sky_journal *journal_new(uv_loop_t *loop, const char *path, const sky_jou
     /* The pending cap is enforced by append; the buffers only stop runaway growth. */
     sky_buf_init(&j->queue, SIZE_MAX / 2);
     sky_buf_init(&j->inflight, SIZE_MAX / 2);
-    j->path = strdup(path);
+    j->path = real_path(loop, path);
     j->done = sky_idset_new(j->opts.expected_records);
     if (j->path == NULL || j->done == NULL) {
         journal_free(j);

@@ -433,6 +433,51 @@ static void test_retry_failed_compacts(void **state)
     free(after);
 }
 
+/*
+ * The rewrite of --retry-failed goes to the file a link names, keeping the link, and never
+ * through a link planted at its temporary name. A device is no journal at all.
+ */
+static void test_retry_failed_links_and_devices(void **state)
+{
+    fx *f = *state;
+    const char *ok = "{\"custom_id\":\"ok\",\"response\":{\"status_code\":200},\"error\":null}\n";
+    const char *failed = "{\"custom_id\":\"f\",\"response\":null,\"error\":{\"code\":\"x\"}}\n";
+    char real[160], link_path[160], tmp[170], victim[160], text[512];
+    snprintf(real, sizeof(real), "%s/real.jsonl", f->dir);
+    snprintf(link_path, sizeof(link_path), "%s/link.jsonl", f->dir);
+    snprintf(victim, sizeof(victim), "%s/victim.txt", f->dir);
+    snprintf(text, sizeof(text), "%s%s", ok, failed);
+    write_file(real, text);
+    write_file(victim, "precious\n");
+    assert_int_equal(symlink("real.jsonl", link_path), 0);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", real);
+    assert_int_equal(symlink(victim, tmp), 0);
+    sky_journal_options o;
+    sky_journal_options_init(&o);
+    o.retry_failed = 1;
+    sky_journal *j = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_journal_open(&f->loop, link_path, &o, &j, &err), 0);
+    assert_int_equal(stats_of(j).removed_failed, 1);
+    close_j(f, j);
+    struct stat sb;
+    assert_int_equal(lstat(link_path, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    size_t len;
+    char *after = read_file(real, &len);
+    assert_string_equal(after, ok);
+    free(after);
+    after = read_file(victim, &len);
+    assert_string_equal(after, "precious\n");
+    free(after);
+    assert_false(file_exists(tmp));
+    /* not a regular file: refused before anything is read or written */
+    sky_error_clear(&err);
+    assert_int_equal(sky_journal_open(&f->loop, "/dev/null", NULL, &j, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "not a regular file"));
+}
+
 static void test_retry_failed_nothing_failed_keeps_file(void **state)
 {
     fx *f = *state;
@@ -930,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_in_middle_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlong_line_kept_as_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_failed_compacts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_failed_links_and_devices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_failed_nothing_failed_keeps_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_append_many, setup, teardown),
