@@ -33,4 +33,11 @@ SKY_EXTERN json_t *sky_json_path(const json_t *root, const char *path);
  */
 SKY_EXTERN char *sky_json_dump(const json_t *value, size_t *out_len);
 
+/** Depth of jansson's parser, beyond which it refuses a text (JSON_PARSER_MAX_DEPTH). */
+#define SKY_JSON_MAX_DEPTH 2048
+
+/** 1 when @p value nests objects and arrays more than @p limit deep ({} is 1 deep), else 0.
+ *  Stops looking as soon as it knows. */
+SKY_EXTERN int sky_json_deeper_than(const json_t *value, int limit);
+
 #endif

@@ -631,8 +631,10 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
                                                       res->status, rid, res->body)
                        : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
     } else {
+        /* a reply too large or too deep to record goes without its body */
         rc = sky_batch_record_failure(
-            &line, hex, sky_span_cstr(it->custom_id), res->status ? &r : NULL,
+            &line, hex, sky_span_cstr(it->custom_id),
+            res->status && err->code != SKY_ETOOBIG ? &r : NULL,
             err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
     }
     rc = rc == 0 ? record(b, err != NULL, it->custom_id, &line) : -1;
@@ -640,12 +642,31 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     return rc;
 }
 
+/*
+ * The record nests the reply two deeper: past jansson's depth the journal could not read
+ * it back, and every run would send its request again. Such a reply is a failure.
+ */
+static int too_deep(const sky_call_result *res, sky_error *out)
+{
+    if (res->json == NULL || !sky_json_deeper_than(res->json, SKY_JSON_MAX_DEPTH - 8))
+        return 0;
+    sky_error_clear(out);
+    sky_error_set(out, SKY_ETOOBIG, "the reply nests deeper than %d levels: it cannot be recorded",
+                  SKY_JSON_MAX_DEPTH - 8);
+    sky_error_set_service(out, "response_too_deep");
+    out->http_status = res->status;
+    return 1;
+}
+
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
 {
     item *it = ud;
     batch *b = it->b;
+    sky_error deep;
     (void)call;
     b->in_flight--;
+    if (err == NULL && too_deep(res, &deep))
+        err = &deep;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
     b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
     /* the provider's latency, not the time spent queued behind the limits */

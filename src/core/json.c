@@ -159,3 +159,28 @@ char *sky_json_dump(const json_t *value, size_t *out_len)
         *out_len = strlen(text);
     return text;
 }
+
+int sky_json_deeper_than(const json_t *value, int limit)
+{
+    size_t i;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(value) && !json_is_array(value))
+        return 0;
+    if (limit <= 0)
+        return 1;
+    if (json_is_array(value)) {
+        json_array_foreach(value, i, v)
+        {
+            if (sky_json_deeper_than(v, limit - 1))
+                return 1;
+        }
+        return 0;
+    }
+    json_object_foreach((json_t *)(uintptr_t)value, key, v)
+    {
+        if (sky_json_deeper_than(v, limit - 1))
+            return 1;
+    }
+    return 0;
+}

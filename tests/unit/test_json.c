@@ -166,6 +166,22 @@ static void test_dump_scalar_and_null(void **state)
     assert_null(sky_json_dump(NULL, NULL));
 }
 
+static void test_deeper_than(void **state)
+{
+    static const struct {
+        const char *text;
+        int depth;
+    } cases[] = {{"1", 0}, {"{}", 1}, {"[1,{}]", 2}, {"{\"a\":[[{\"b\":[]}]]}", 5}};
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v;
+        assert_int_equal(sky_json_parse(sky_span_cstr(cases[i].text), &v, NULL), 0);
+        assert_int_equal(sky_json_deeper_than(v, cases[i].depth), 0);
+        assert_int_equal(sky_json_deeper_than(v, cases[i].depth - 1), cases[i].depth > 0);
+        json_decref(v);
+    }
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -218,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_dump_scalar_and_null),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_dump_reals_shortest),
+        cmocka_unit_test(test_deeper_than),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
