@@ -119,6 +119,20 @@ static void test_retries_before_first_token(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* `skyio chat ARGS` against a mock started with @p margs: its exit code must be
+ * @p want_exit and its output hold @p want_text. Returns the mock, still running. */
+static void chat_expect(sky_test_mock *m, const char *const *margs, const char *args, int want_exit,
+                        const char *want_text)
+{
+    char cmd[1024], out[8192];
+    memset(m, 0, sizeof(*m));
+    sky_test_mock_start(m, margs);
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat %s 2>&1", m->base_url, SKY_TEST_BIN,
+             args);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), want_exit);
+    assert_non_null(strstr(out, want_text));
+}
+
 /* What a stream says besides its words reaches the user: an error chunk half-way and a
  * content filter are failures (exit 1) with the provider's reason; a reply cut at the
  * token limit is a note. Usage is asked for only with --usage: stream_options is a 400
@@ -128,28 +142,13 @@ static void test_stream_trouble_is_reported(void **state)
     static const char *const err_args[] = {"--fault-stream-error", "1", NULL};
     static const char *const filter_args[] = {"--fault-content-filter", "1", NULL};
     sky_test_mock m;
-    char cmd[1024], out[8192];
     (void)state;
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, err_args);
-    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 6 hi 2>&1", m.base_url,
-             SKY_TEST_BIN);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "stopped the stream with an error: The server had an error"));
+    chat_expect(&m, err_args, "-n 6 hi", 1,
+                "stopped the stream with an error: The server had an error");
     assert_int_equal(sky_test_mock_stop(&m), 0);
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, filter_args);
-    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 6 hi 2>&1", m.base_url,
-             SKY_TEST_BIN);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "content filter stopped the answer"));
+    chat_expect(&m, filter_args, "-n 6 hi", 1, "content filter stopped the answer");
     assert_int_equal(sky_test_mock_stop(&m), 0);
-    memset(&m, 0, sizeof(m));
-    sky_test_mock_start(&m, NULL);
-    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 %s chat -n 3 hi 2>&1", m.base_url,
-             SKY_TEST_BIN);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "reached the token limit"));
+    chat_expect(&m, NULL, "-n 3 hi", 0, "reached the token limit");
     json_t *stats = sky_test_mock_stats(&m);
     assert_int_equal(json_integer_value(json_object_get(stats, "streams")), 1);
     assert_int_equal(json_integer_value(json_object_get(stats, "streams_with_usage")), 0);
