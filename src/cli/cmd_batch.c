@@ -801,10 +801,26 @@ static void on_progress(uv_timer_t *t)
         print_progress(b, 0);
 }
 
+/* Results accepted for writing that a write error then lost (a full disk). */
+static uint64_t unwritten(const batch *b)
+{
+    sky_journal_stats st;
+    uint64_t n = 0;
+    if (b->out) {
+        sky_journal_get_stats(b->out, &st);
+        n += st.unwritten;
+    }
+    if (b->err) {
+        sky_journal_get_stats(b->err, &st);
+        n += st.unwritten;
+    }
+    return n;
+}
+
 /* Whether a stop left work for the next run: 0 means every line is recorded. */
 static int unfinished(const batch *b)
 {
-    return b->stopping && (!b->eof || b->lines_left || b->left_undone > 0);
+    return (b->stopping && (!b->eof || b->lines_left || b->left_undone > 0)) || unwritten(b) > 0;
 }
 
 static void print_summary(batch *b)
@@ -840,6 +856,8 @@ static void print_summary(batch *b)
         json_object_set_new(s, "endpoint_unreachable", json_true());
     if (s && unfinished(b))
         json_object_set_new(s, "unfinished", json_true());
+    if (s && unwritten(b) > 0)
+        json_object_set_new(s, "unwritten", json_integer((json_int_t)unwritten(b)));
     if (b->json_out && s) {
         char *text = sky_json_dump(s, NULL);
         if (text)
@@ -847,6 +865,9 @@ static void print_summary(batch *b)
         free(text);
     } else {
         print_progress(b, 1);
+        if (unwritten(b) > 0)
+            fprintf(stderr, "%llu results could not be written; ",
+                    (unsigned long long)unwritten(b));
         if (unfinished(b))
             fprintf(stderr, "not finished: run the same command again to do the rest\n");
         fprintf(stderr, "results in %s%s%s; latency p50/p90/p99 %lld/%lld/%lld ms\n", b->output,
@@ -868,8 +889,11 @@ static void on_journal_closed(sky_journal *j, const sky_error *err, void *ud)
         fprintf(stderr, "skyio batch: closing results: %s\n", err->message);
         b->fatal = 1;
     }
-    if (--b->journals_open == 0)
-        sky_loop_stop(b->loop);
+    if (--b->journals_open > 0)
+        return;
+    /* after the close, so the summary knows what reached the disk */
+    print_summary(b);
+    sky_loop_stop(b->loop);
 }
 
 static void maybe_finish(batch *b)
@@ -881,7 +905,6 @@ static void maybe_finish(batch *b)
     b->closing = 1;
     uv_timer_stop(&b->progress);
     uv_timer_stop(&b->grace);
-    print_summary(b);
     b->journals_open = b->err ? 2 : 1;
     (void)sky_journal_close(b->out, on_journal_closed, b);
     if (b->err)

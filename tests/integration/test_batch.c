@@ -412,8 +412,8 @@ static void test_unwritable_output_stops(void **state)
     /* writes past 32 KiB fail with EFBIG (SIGXFSZ ignored), as on a disk that filled up */
     snprintf(cmd, sizeof(cmd),
              "sh -c \"trap '' XFSZ; ulimit -f 32; OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= exec %s "
-             "batch %s -o %s --concurrency 8 --no-rate-limit\" 2>/dev/null",
-             e.m.base_url, SKY_TEST_BIN, e.in, e.out);
+             "batch %s -o %s --concurrency 8 --no-rate-limit --json\" >%s.json 2>/dev/null",
+             e.m.base_url, SKY_TEST_BIN, e.in, e.out, e.out);
     int st = system(cmd);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 3);
@@ -425,6 +425,15 @@ static void test_unwritable_output_stops(void **state)
     /* what was on the wire and queued when the first write failed, not the 2,000: about 30
      * here, more on a loaded machine, whose writes lag further behind */
     assert_true(sent < 1000);
+    /* the summary counts what was lost to the failed writes, and the run as unfinished */
+    char sum_path[320], sum[4096];
+    snprintf(sum_path, sizeof(sum_path), "%s.json", e.out);
+    read_text(sum_path, sum, sizeof(sum));
+    json_t *js = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr(sum), &js, NULL), 0);
+    assert_true(json_is_true(json_object_get(js, "unfinished")));
+    assert_int_equal(sky_json_int(js, "ok", 0) - sky_json_int(js, "unwritten", 0), t.lines);
+    json_decref(js);
     env_close(&e);
 }
 
