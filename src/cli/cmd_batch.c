@@ -115,6 +115,7 @@ struct batch {
      * were left unhandled when the run stopped: either leaves work for the next run */
     uint64_t left_undone;
     int lines_left;
+    uint64_t unwritten_closed; /* results lost to write errors, from journals now closed */
     uint64_t window, in_flight;
     uv_timer_t progress, grace;
     /* counts */
@@ -805,7 +806,7 @@ static void on_progress(uv_timer_t *t)
 static uint64_t unwritten(const batch *b)
 {
     sky_journal_stats st;
-    uint64_t n = 0;
+    uint64_t n = b->unwritten_closed;
     if (b->out) {
         sky_journal_get_stats(b->out, &st);
         n += st.unwritten;
@@ -884,7 +885,14 @@ static void print_summary(batch *b)
 static void on_journal_closed(sky_journal *j, const sky_error *err, void *ud)
 {
     batch *b = ud;
-    (void)j;
+    sky_journal_stats st;
+    /* the journal is freed when this returns: keep what the summary needs of it */
+    sky_journal_get_stats(j, &st);
+    b->unwritten_closed += st.unwritten;
+    if (j == b->out)
+        b->out = NULL;
+    else if (j == b->err)
+        b->err = NULL;
     if (err && err->code) {
         fprintf(stderr, "skyio batch: closing results: %s\n", err->message);
         b->fatal = 1;
@@ -892,8 +900,21 @@ static void on_journal_closed(sky_journal *j, const sky_error *err, void *ud)
     if (--b->journals_open > 0)
         return;
     /* after the close, so the summary knows what reached the disk */
-    print_summary(b);
+    if (b->closing)
+        print_summary(b);
     sky_loop_stop(b->loop);
+}
+
+/* Close the output and the errors file; the last close ends the loop (on_journal_closed,
+ * which also forgets each journal, hence the copies). */
+static void close_journals(batch *b)
+{
+    sky_journal *out = b->out, *err = b->err;
+    b->journals_open = (out != NULL) + (err != NULL);
+    if (out)
+        (void)sky_journal_close(out, on_journal_closed, b);
+    if (err)
+        (void)sky_journal_close(err, on_journal_closed, b);
 }
 
 static void maybe_finish(batch *b)
@@ -905,10 +926,7 @@ static void maybe_finish(batch *b)
     b->closing = 1;
     uv_timer_stop(&b->progress);
     uv_timer_stop(&b->grace);
-    b->journals_open = b->err ? 2 : 1;
-    (void)sky_journal_close(b->out, on_journal_closed, b);
-    if (b->err)
-        (void)sky_journal_close(b->err, on_journal_closed, b);
+    close_journals(b);
 }
 
 static void on_grace(uv_timer_t *t)
@@ -1215,11 +1233,7 @@ int sky_cli_batch(int argc, char **argv)
                                                                  : SKY_EXIT_OK;
     } else if (b->out || b->err) {
         /* opened but never ran: close what was opened */
-        b->journals_open = (b->out != NULL) + (b->err != NULL);
-        if (b->out)
-            (void)sky_journal_close(b->out, on_journal_closed, b);
-        if (b->err)
-            (void)sky_journal_close(b->err, on_journal_closed, b);
+        close_journals(b);
         sky_loop_run(b->loop);
     }
     teardown(b);
