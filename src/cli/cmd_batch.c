@@ -65,8 +65,11 @@ static const char usage[] =
     "or a 429 insufficient_quota (no credit left). Fix it and run again. So does an\n"
     "endpoint that was never reached (connection refused, unknown host, TLS failure). One\n"
     "that fails later (5xx, resets) makes requests wait; they go again once it answers.\n"
-    "exit: 0 all done; 1 finished with some failed; 2 usage or input error; 3 could not\n"
-    "start (auth, network, config) or the provider refused the account.\n";
+    "OUTPUT must be Batch output or new: a file with lines and no result (the input, say)\n"
+    "is refused untouched. If results cannot be written (a full disk), nothing more is sent.\n"
+    "exit: 0 all done; 1 some failed, or a stop left work for the next run; 2 usage or\n"
+    "input error; 3 could not start (auth, network, config, an unusable OUTPUT), the\n"
+    "provider refused the account, or results could not be written.\n";
 
 typedef struct batch batch;
 
