@@ -56,6 +56,10 @@ SKY_EXTERN int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure,
 SKY_EXTERN int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure,
                                               sky_error *err) SKY_NODISCARD;
 
+/** OPENAI_ORG_ID and OPENAI_PROJECT_ID into @p ep, for an endpoint set explicitly (the
+ *  environment functions read them already). 0 or SKY_ENOMEM. */
+SKY_EXTERN int sky_ai_endpoint_read_org_env(sky_ai_endpoint *ep) SKY_NODISCARD;
+
 /** Set @p ep explicitly (strings copied; @p api_version NULL takes the default). */
 SKY_EXTERN int sky_ai_endpoint_set(sky_ai_endpoint *ep, sky_ai_kind kind, const char *base_url,
                                    const char *api_key, const char *api_version) SKY_NODISCARD;

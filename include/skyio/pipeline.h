@@ -149,6 +149,13 @@ typedef struct sky_pipeline_health {
 /** Fill @p out (caller's) with the endpoint's health as the pipeline sees it. */
 SKY_EXTERN void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_health *out);
 
+/**
+ * 1 when a reply is OpenAI's "no credit left": a 429 whose error names insufficient_quota
+ * (as its code or its type). No wait mends it, so the pipeline never retries it; neither
+ * should a caller with a retry loop of its own. @p body is borrowed for the call.
+ */
+SKY_EXTERN int sky_pipeline_quota_exhausted(int status, sky_span body);
+
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
 /** The shared policies, for progress lines and summaries (borrowed; NULL when off). */

@@ -82,6 +82,12 @@ static int env_extra(const char *name, char **slot)
     return 0;
 }
 
+int sky_ai_endpoint_read_org_env(sky_ai_endpoint *ep)
+{
+    int rc = env_extra("OPENAI_ORG_ID", &ep->organization);
+    return rc ? rc : env_extra("OPENAI_PROJECT_ID", &ep->project);
+}
+
 static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_error *err)
 {
     const char *azure = env("AZURE_OPENAI_ENDPOINT");
@@ -110,9 +116,7 @@ static int from_env(sky_ai_endpoint *ep, int prefer_azure, int allow_entra, sky_
                                  base);
         rc = sky_ai_endpoint_set(ep, SKY_AI_OPENAI, base, openai_key, NULL);
         if (rc == 0)
-            rc = env_extra("OPENAI_ORG_ID", &ep->organization);
-        if (rc == 0)
-            rc = env_extra("OPENAI_PROJECT_ID", &ep->project);
+            rc = sky_ai_endpoint_read_org_env(ep);
     }
     if (rc < 0) {
         sky_ai_endpoint_free(ep);
@@ -137,7 +141,7 @@ int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure, sky_er
 static int has_path(const char *url)
 {
     const char *host = strstr(url, "://");
-    return host != NULL && strchr(host + 3, '/') != NULL;
+    return strchr(host ? host + 3 : url, '/') != NULL;
 }
 
 /*
@@ -249,7 +253,8 @@ int sky_ai_parse_chunk(sky_span data, int (*cb)(void *ud, const sky_ai_delta *d)
     d.prompt_tokens = json_is_integer(pt) ? (int64_t)json_integer_value(pt) : -1;
     d.completion_tokens = json_is_integer(ct) ? (int64_t)json_integer_value(ct) : -1;
     json_t *e = json_object_get(j, "error");
-    d.error = json_string_value(json_object_get(e, "message"));
+    d.error =
+        json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "message"));
     if (d.error == NULL)
         d.error = json_string_value(json_object_get(e, "code"));
     if (d.error == NULL && e != NULL && !json_is_null(e))

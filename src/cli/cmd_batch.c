@@ -118,7 +118,8 @@ struct batch {
      * were left unhandled when the run stopped: either leaves work for the next run */
     uint64_t left_undone;
     int lines_left;
-    uint64_t unwritten_closed; /* results lost to write errors, from journals now closed */
+    uint64_t unwritten_closed; /* results lost to write errors (closed journals, held ones) */
+    int unrecordable;          /* the output failed: results can no longer be written */
     uint64_t window, in_flight;
     uv_timer_t progress, grace;
     /* counts */
@@ -273,9 +274,18 @@ static void hold(batch *b, sky_journal *j, const char *id, const char *line, siz
  */
 static void stop_unrecordable(batch *b)
 {
-    if (b->fatal++ == 0 && b->pipe)
+    if (b->unrecordable++ == 0 && b->pipe)
         (void)sky_pipeline_cancel_waiting(b->pipe);
+    b->fatal = 1;
     b->stopping = 1;
+    /* results waiting for room in the journal will not get it: count them as lost */
+    while (b->held_head) {
+        held *h = b->held_head;
+        b->held_head = h->next;
+        held_free(h);
+        b->unwritten_closed++;
+    }
+    b->held_tail = NULL;
 }
 
 /* Append one record under @p id to the output, or to --errors when it failed. Returns 0
@@ -283,7 +293,7 @@ static void stop_unrecordable(batch *b)
 static int record(batch *b, int failed, const char *id, const sky_buf *line)
 {
     sky_journal *j = failed && b->err ? b->err : b->out;
-    if (b->fatal)
+    if (b->unrecordable)
         return -1;
     if (b->held_head) {
         hold(b, j, id, line->data, line->len);
@@ -315,6 +325,7 @@ static void on_drain(sky_journal *j, void *ud)
         held_free(h);
     }
     read_more(b);
+    maybe_finish(b); /* the last results may have been the ones waiting here */
 }
 
 static void on_journal_error(sky_journal *j, const sky_error *err, void *ud)
@@ -507,6 +518,8 @@ static void on_read(uv_fs_t *req)
     } else if (n == 0) {
         if (b->partial.len && !b->stopping)
             handle_line(b, sky_buf_span(&b->partial));
+        else if (b->partial.len)
+            b->lines_left = 1; /* a last line without its newline, left for the next run */
         sky_buf_reset(&b->partial);
         b->eof = 1;
     } else {
@@ -635,10 +648,11 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
                                                       res->status, rid, res->body)
                        : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
     } else {
-        /* a reply too large or too deep to record goes without its body */
+        /* a reply too large or too deep to record goes without its body; so does an error
+         * reply over 1 MiB (as a JSON string, control bytes grow sixfold) */
+        int keep = res->status && err->code != SKY_ETOOBIG && res->body.len <= ((size_t)1 << 20);
         rc = sky_batch_record_failure(
-            &line, hex, sky_span_cstr(it->custom_id),
-            res->status && err->code != SKY_ETOOBIG ? &r : NULL,
+            &line, hex, sky_span_cstr(it->custom_id), keep ? &r : NULL,
             err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
     }
     rc = rc == 0 ? record(b, err != NULL, it->custom_id, &line) : -1;
@@ -652,7 +666,9 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
  */
 static int too_deep(const sky_call_result *res, sky_error *out)
 {
-    if (res->json == NULL || !sky_json_deeper_than(res->json, SKY_JSON_MAX_DEPTH - 8))
+    /* that deep takes two bytes a level: most replies are too short to need the walk */
+    if (res->json == NULL || res->body.len < 2 * (size_t)(SKY_JSON_MAX_DEPTH - 8) ||
+        !sky_json_deeper_than(res->json, SKY_JSON_MAX_DEPTH - 8))
         return 0;
     sky_error_clear(out);
     sky_error_set(out, SKY_ETOOBIG, "the reply nests deeper than %d levels: it cannot be recorded",
@@ -824,7 +840,7 @@ static uint64_t unwritten(const batch *b)
 /* Whether a stop left work for the next run: 0 means every line is recorded. */
 static int unfinished(const batch *b)
 {
-    return (b->stopping && (!b->eof || b->lines_left || b->left_undone > 0)) || unwritten(b) > 0;
+    return (b->stopping && (!b->eof || b->lines_left)) || b->left_undone > 0 || unwritten(b) > 0;
 }
 
 static void print_summary(batch *b)
@@ -1115,6 +1131,8 @@ static int start(batch *b)
     int rc = b->base_url ? sky_ai_endpoint_set(&b->ep, SKY_AI_OPENAI, b->base_url,
                                                getenv("OPENAI_API_KEY"), NULL)
                          : sky_ai_endpoint_from_env_entra(&b->ep, b->prefer_azure, &err);
+    if (rc == 0 && b->base_url)
+        rc = sky_ai_endpoint_read_org_env(&b->ep);
     if (rc < 0) {
         fprintf(stderr, "skyio batch: %s\n", err.code ? err.message : sky_strerror(rc));
         return SKY_EXIT_START;

@@ -291,6 +291,8 @@ static int retry_later(answer *a, const sky_http_response *res, const sky_error 
     o.max_retries = (int)a->run->max_retries;
     o.openai_statuses = 1;
     int status = err ? 0 : res->status;
+    if (!err && sky_pipeline_quota_exhausted(status, sky_buf_span(&a->raw)))
+        return 0; /* no credit left: no wait mends it */
     if (sky_retry_decide(&o, &a->retry, status, err, err ? NULL : res->headers, NULL, 0, NULL, NULL,
                          &d) < 0 ||
         d.action != SKY_RETRY_YES)
@@ -484,6 +486,8 @@ static int configure(chat_run *r)
     int rc = r->base_url ? sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, r->base_url,
                                                getenv("OPENAI_API_KEY"), NULL)
                          : sky_ai_endpoint_from_env_entra(&r->ep, r->prefer_azure, &err);
+    if (rc == 0 && r->base_url)
+        rc = sky_ai_endpoint_read_org_env(&r->ep);
     if (rc < 0) {
         fprintf(stderr, "skyio chat: %s\n", err.code ? err.message : sky_strerror(rc));
         return -1;

@@ -601,14 +601,21 @@ static json_t *record_new(const char *id_hex, json_t *custom_id)
     return rec;
 }
 
-/* The reply body as JSON when it parses, else as a string. */
+/*
+ * The reply body as JSON when it parses, else as a string. So is one nested so deep that
+ * its record, two levels deeper, would be past what jansson reads back.
+ */
 static json_t *body_value(sky_span body)
 {
     json_error_t jerr;
     json_t *v = json_loadb(body.ptr ? body.ptr : "", body.ptr ? body.len : 0,
                            JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (v != NULL || json_error_code(&jerr) == json_error_out_of_memory)
+    if (v != NULL && sky_json_deeper_than(v, SKY_JSON_MAX_DEPTH - 8)) {
+        json_decref(v);
+        v = NULL;
+    } else if (v != NULL || json_error_code(&jerr) == json_error_out_of_memory) {
         return v;
+    }
     return str_lossy(body.ptr ? body.ptr : "", body.ptr ? body.len : 0);
 }
 

@@ -381,8 +381,22 @@ static int scan_file(scan *s, uint64_t *out_size, sky_error *err)
 static int keep_whole_tail(scan *s, uint64_t size)
 {
     json_t *root = NULL;
-    if (s->line_len == 0 || s->line_over || sky_json_parse(sky_buf_span(&s->line), &root, NULL) < 0)
+    sky_span text = sky_buf_span(&s->line);
+    if (s->line_len == 0 || s->line_over || is_blank(text))
         return 0;
+    if (s->line_start == 0 && text.len >= 3 && memcmp(text.ptr, "\xEF\xBB\xBF", 3) == 0) {
+        text.ptr += 3;
+        text.len -= 3;
+    }
+    /* a torn record begins with '{' and does not parse; anything else is foreign */
+    if (text.len == 0 || text.ptr[0] != '{') {
+        s->nonblank++;
+        return 0;
+    }
+    if (sky_json_parse(text, &root, NULL) < 0)
+        return 0;
+    if (record_id(root) == NULL)
+        s->nonblank++;
     int rc = record_id(root) ? scan_record(s, root, s->line_start, s->line_len) : 1;
     json_decref(root);
     if (rc == 0) {

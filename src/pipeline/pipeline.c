@@ -597,20 +597,28 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
 }
 
 /* OpenAI's 429 insufficient_quota: the account has no credit left, which no wait mends. */
-static int quota_exhausted(const sky_http_response *res, const sky_error *err)
+/* Whether an error reply's JSON names insufficient_quota, as its code or its type. */
+static int names_no_quota(const json_t *reply)
+{
+    const char *code = json_string_value(sky_json_path(reply, "error.code"));
+    const char *type = json_string_value(sky_json_path(reply, "error.type"));
+    return (code && strcmp(code, "insufficient_quota") == 0) ||
+           (type && strcmp(type, "insufficient_quota") == 0);
+}
+
+int sky_pipeline_quota_exhausted(int status, sky_span body)
 {
     json_t *j = NULL;
-    int yes = 0;
-    if (err || res->status != 429 || res->body.len == 0)
+    if (status != 429 || body.len == 0 || sky_json_parse(body, &j, NULL) < 0)
         return 0;
-    if (sky_json_parse(res->body, &j, NULL) == 0) {
-        const char *code = json_string_value(sky_json_path(j, "error.code"));
-        const char *type = json_string_value(sky_json_path(j, "error.type"));
-        yes = (code && strcmp(code, "insufficient_quota") == 0) ||
-              (type && strcmp(type, "insufficient_quota") == 0);
-    }
+    int yes = names_no_quota(j);
     json_decref(j);
     return yes;
+}
+
+static int quota_exhausted(const sky_http_response *res, const sky_error *err)
+{
+    return err == NULL && sky_pipeline_quota_exhausted(res->status, res->body);
 }
 
 /* The final reply was not a success: say so with the service's own words. */
@@ -619,16 +627,19 @@ static void http_error(const sky_http_response *res, sky_error *e)
     json_t *j = NULL;
     const char *code = NULL, *msg = NULL;
     sky_error_clear(e);
+    int no_quota = 0;
     if (sky_json_parse(res->body, &j, NULL) == 0) {
         json_t *ec = sky_json_path(j, "error.code");
         code = json_is_string(ec) ? json_string_value(ec) : NULL;
         msg = json_string_value(sky_json_path(j, "error.message"));
+        /* the one code callers act on, whether the reply says it as code or as type */
+        no_quota = res->status == 429 && names_no_quota(j);
+        code = no_quota ? "insufficient_quota" : code;
     }
     sky_error_set(e, SKY_EHTTP, "HTTP %d%s%s", res->status, msg ? ": " : "", msg ? msg : "");
     sky_error_set_service(e, code);
     e->http_status = res->status;
-    e->retryable = sky_retry_is_retryable(res->status, NULL) &&
-                   !(code && strcmp(code, "insufficient_quota") == 0);
+    e->retryable = sky_retry_is_retryable(res->status, NULL) && !no_quota;
     json_decref(j);
 }
 

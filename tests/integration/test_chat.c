@@ -148,6 +148,13 @@ static void test_stream_trouble_is_reported(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
     chat_expect(&m, filter_args, "-n 6 hi", 1, "content filter stopped the answer");
     assert_int_equal(sky_test_mock_stop(&m), 0);
+    /* an account out of credit is not asked again, however many retries are allowed */
+    static const char *const quota_args[] = {"--refuse-status", "429", NULL};
+    chat_expect(&m, quota_args, "--max-retries 3 hi", 1, "exceeded your current quota");
+    json_t *quota = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(json_object_get(quota, "requests")), 1);
+    json_decref(quota);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
     chat_expect(&m, NULL, "-n 3 hi", 0, "reached the token limit");
     json_t *stats = sky_test_mock_stats(&m);
     assert_int_equal(json_integer_value(json_object_get(stats, "streams")), 1);

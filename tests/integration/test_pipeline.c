@@ -264,6 +264,13 @@ static void test_quota_exhausted_final(void **state)
     assert_string_equal(r.out[0].service_code, "insufficient_quota");
     assert_int_equal(mock_stat(&r, "requests"), 1);
     run_close(&r);
+    /* said as the error's type, with no code, it is the same */
+    assert_true(sky_pipeline_quota_exhausted(
+        429, SKY_SPAN_LIT("{\"error\":{\"type\":\"insufficient_quota\",\"code\":null}}")));
+    assert_false(sky_pipeline_quota_exhausted(
+        429, SKY_SPAN_LIT("{\"error\":{\"code\":\"rate_limit_exceeded\"}}")));
+    assert_false(sky_pipeline_quota_exhausted(
+        403, SKY_SPAN_LIT("{\"error\":{\"code\":\"insufficient_quota\"}}")));
 }
 
 static void test_breaker_fails_fast(void **state)

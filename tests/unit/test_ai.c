@@ -55,6 +55,7 @@ static void test_openai_urls(void **state)
         {"https://res.openai.azure.com/openai/v1",
          "https://res.openai.azure.com/openai/v1/chat/completions"},
         {"http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1/chat/completions"},
+        {"localhost:8000/v1", "localhost:8000/v1/chat/completions"},
     };
     for (size_t i = 0; i < SKY_ARRAY_LEN(roots); i++) {
         assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, roots[i][0], NULL, NULL), 0);
@@ -143,6 +144,14 @@ static void test_from_env(void **state)
     assert_string_equal(sky_headers_get(h, "openai-organization"), "org-1");
     assert_string_equal(sky_headers_get(h, "openai-project"), "proj_2");
     assert_string_equal(sky_headers_get(h, "authorization"), "Bearer sk-secret");
+    sky_ai_endpoint_free(&ep);
+    /* the same for an endpoint set explicitly (--base-url) */
+    sky_headers_clear(h);
+    assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, "http://127.0.0.1:9/v1", NULL, NULL),
+                     0);
+    assert_int_equal(sky_ai_endpoint_read_org_env(&ep), 0);
+    assert_int_equal(sky_ai_auth_headers(&ep, h), 0);
+    assert_string_equal(sky_headers_get(h, "openai-project"), "proj_2");
     sky_ai_endpoint_free(&ep);
     sky_headers_free(h);
     clear_env();
@@ -241,6 +250,9 @@ static void test_parse_chunks(void **state)
     assert_int_equal(
         sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":{\"code\":\"rate_limit\"}}"), collect, &s), 0);
     assert_string_equal(s.error, "rate_limit");
+    assert_int_equal(sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":\"upstream gone\"}"), collect, &s),
+                     0);
+    assert_string_equal(s.error, "upstream gone");
     assert_int_equal(
         sky_ai_parse_chunk(SKY_SPAN_LIT("{\"error\":null,\"choices\":[]}"), collect, &s), 0);
     assert_string_equal(s.error, "");

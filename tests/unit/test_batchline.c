@@ -722,6 +722,27 @@ static void test_record_failure_with_last_response(void **state)
     sky_buf_free(&b);
 }
 
+/* An error reply nested too deep for its record to be read back is kept as a string. */
+static void test_record_failure_deep_body(void **state)
+{
+    (void)state;
+    enum { DEPTH = SKY_JSON_MAX_DEPTH - 3 };
+    char *deep = malloc(2 * DEPTH + 1);
+    assert_non_null(deep);
+    memset(deep, '[', DEPTH);
+    memset(deep + DEPTH, ']', DEPTH);
+    deep[2 * DEPTH] = '\0';
+    sky_buf b;
+    sky_buf_init(&b, 1 << 20);
+    sky_batch_response r = {400, "req_d", sky_span_make(deep, 2 * DEPTH)};
+    assert_int_equal(sky_batch_record_failure(&b, "dd", SKY_SPAN_LIT("d"), &r, "x", "deep"), 0);
+    json_t *j = load(&b); /* the record reads back */
+    assert_string_equal(sky_json_str(json_object_get(j, "response"), "body", ""), deep);
+    json_decref(j);
+    sky_buf_free(&b);
+    free(deep);
+}
+
 static void test_record_input_error(void **state)
 {
     (void)state;
@@ -984,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_record_body_not_json),
         cmocka_unit_test(test_record_failure_without_response),
         cmocka_unit_test(test_record_failure_with_last_response),
+        cmocka_unit_test(test_record_failure_deep_body),
         cmocka_unit_test(test_record_input_error),
         cmocka_unit_test(test_record_duplicate),
         cmocka_unit_test(test_record_appends_and_restores),

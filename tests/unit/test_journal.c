@@ -282,6 +282,9 @@ static void test_foreign_file_refused(void **state)
         "{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n",
         /* something else, whose last line a repair would have cut */
         "name,age\nalice,30\nbob,40",
+        /* one line, without its newline: an input line, and a CSV header */
+        "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}",
+        "name,age",
     };
     for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
         sky_journal *j = NULL;
@@ -309,6 +312,12 @@ static void test_bom_first_record(void **state)
     sky_journal *j = open_j(f, NULL);
     assert_true(sky_journal_is_done(j, "a"));
     assert_int_equal(stats_of(j).bad_lines, 0);
+    close_j(f, j);
+    /* and the only record, without its newline */
+    write_file(f->path, "\xEF\xBB\xBF{\"custom_id\":\"b\",\"response\":{\"status_code\":200}}");
+    j = open_j(f, NULL);
+    assert_true(sky_journal_is_done(j, "b"));
+    assert_int_equal(stats_of(j).torn_bytes, 0);
     close_j(f, j);
 }
 
