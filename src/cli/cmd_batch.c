@@ -362,10 +362,9 @@ static void record_input_error(batch *b, const sky_batch_line_error *le, const c
     memcpy(e.custom_id, id, e.custom_id_len + 1);
     snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)le->line);
     sky_buf_init(&line, 1u << 20);
-    if (sky_batch_record_input_error(&line, hex, &e) == 0)
-        record(b, 1, id, &line);
+    if (sky_batch_record_input_error(&line, hex, &e) == 0 && record(b, 1, id, &line) == 0)
+        b->input_errors++;
     sky_buf_free(&line);
-    b->input_errors++;
 }
 
 /* A line that is not a request: under its custom_id when it has one no line took before. */
@@ -397,6 +396,9 @@ static void start_request(batch *b, sky_batch_request *req)
     sky_buf_init(&url, 8192);
     sky_error_clear(&err);
     int rc = it ? sky_ai_url(&b->ep, req->url, req->model, &url) : SKY_ENOMEM;
+    /* only what the line says can make it unsendable; anything else (memory, a pipeline
+     * that will not take the call) is this run's trouble: stop, and the next run sends it */
+    int lines_fault = rc == SKY_EINVAL || rc == SKY_ENOTFOUND;
     if (rc == 0) {
         it->b = b;
         it->custom_id = req->custom_id;
@@ -413,7 +415,17 @@ static void start_request(batch *b, sky_batch_request *req)
         co.user_data = it;
         rc = sky_call_start(b->pipe, &co, NULL, &err);
     }
-    if (rc < 0) {
+    if (rc < 0 && !lines_fault) {
+        fprintf(stderr, "skyio batch: cannot start a request: %s; stopping\n",
+                err.code ? err.message : sky_strerror(rc));
+        b->fatal = 1;
+        b->stopping = 1;
+        b->left_undone++;
+        if (it) {
+            free(it->custom_id);
+            free(it);
+        }
+    } else if (rc < 0) {
         sky_batch_line_error le;
         memset(&le, 0, sizeof(le));
         le.line = req->line;
