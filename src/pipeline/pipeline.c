@@ -622,7 +622,7 @@ static int quota_exhausted(const sky_http_response *res, const sky_error *err)
 }
 
 /* The final reply was not a success: say so with the service's own words. */
-static void http_error(const sky_http_response *res, sky_error *e)
+static void http_error(const sky_http_response *res, int openai_statuses, sky_error *e)
 {
     json_t *j = NULL;
     const char *code = NULL, *msg = NULL;
@@ -639,7 +639,10 @@ static void http_error(const sky_http_response *res, sky_error *e)
     sky_error_set(e, SKY_EHTTP, "HTTP %d%s%s", res->status, msg ? ": " : "", msg ? msg : "");
     sky_error_set_service(e, code);
     e->http_status = res->status;
-    e->retryable = sky_retry_is_retryable(res->status, NULL) && !no_quota;
+    /* by the same lists the retry policy used */
+    int wider =
+        openai_statuses && (res->status == 409 || (res->status >= 500 && res->status < 600));
+    e->retryable = (sky_retry_is_retryable(res->status, NULL) || wider) && !no_quota;
     json_decref(j);
 }
 
@@ -651,7 +654,7 @@ static void end_with(sky_call *c, const sky_http_response *res, const sky_error 
     } else if (res->status >= 200 && res->status < 300) {
         finish(c, res, NULL);
     } else {
-        http_error(res, &e);
+        http_error(res, c->p->o.retry.openai_statuses, &e);
         finish(c, res, &e);
     }
 }

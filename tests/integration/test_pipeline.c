@@ -22,6 +22,7 @@ typedef struct outcome {
     int err_code;
     int http_status;
     int attempts;
+    int retryable;
     uint64_t total_ms;
     uint64_t attempt_ms;
     char service_code[64];
@@ -51,6 +52,7 @@ static void on_done(sky_call *call, const sky_call_result *res, const sky_error 
     o->err_code = err ? err->code : 0;
     o->http_status = err ? err->http_status : res->status;
     o->attempts = res->attempts;
+    o->retryable = err ? err->retryable : 0;
     o->total_ms = res->total_ms;
     o->attempt_ms = res->attempt_ms;
     snprintf(o->service_code, sizeof(o->service_code), "%s", err ? err->service_code : "");
@@ -273,6 +275,27 @@ static void test_quota_exhausted_final(void **state)
         403, SKY_SPAN_LIT("{\"error\":{\"code\":\"insufficient_quota\"}}")));
 }
 
+/* A final 409 says it could be retried when the policy's lists had it (OpenAI's), not when
+ * they did not (azure-core's). */
+static void test_retryable_follows_the_lists(void **state)
+{
+    static const char *const margs[] = {"--refuse-status", "409", NULL};
+    for (int openai = 0; openai <= 1; openai++) {
+        sky_pipeline_options po;
+        run r;
+        (void)state;
+        default_options(&po);
+        po.retry.max_retries = 0;
+        po.retry.openai_statuses = openai;
+        run_open(&r, margs, &po);
+        start_calls(&r, 1, chat_body);
+        wait_all(&r, 10000);
+        assert_int_equal(r.out[0].http_status, 409);
+        assert_int_equal(r.out[0].retryable, openai);
+        run_close(&r);
+    }
+}
+
 static void test_breaker_fails_fast(void **state)
 {
     static const char *const args[] = {"--fault-500", "1", NULL};
@@ -438,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_not_retryable_and_request_id),
         cmocka_unit_test(test_quota_exhausted_final),
+        cmocka_unit_test(test_retryable_follows_the_lists),
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
         cmocka_unit_test(test_auth_refresh_once),
