@@ -96,6 +96,15 @@ static void read_output(const char *path, tally *t)
     add_output(path, t);
 }
 
+/* One count from the mock's /mock/stats ("endpoints.chat", "responses.409"). */
+static int64_t mock_count(const sky_test_mock *m, const char *path)
+{
+    json_t *stats = sky_test_mock_stats(m);
+    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, path));
+    json_decref(stats);
+    return n;
+}
+
 /* `skyio batch ARGS` against @p base_url with @p key, stderr to @p err_path (NULL: nowhere);
  * its exit code. */
 static int run_batch_at(const char *base_url, const char *key, const char *args,
@@ -218,10 +227,8 @@ static void test_text_mode_and_torn_line(void **state)
     assert_non_null(json_object_get(t.ids, "line-2"));
     assert_non_null(json_object_get(t.ids, "line-4"));
     json_decref(t.ids);
-    json_t *stats = sky_test_mock_stats(&e.m);
-    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 2);
-    assert_int_equal(json_integer_value(sky_json_path(stats, "tokens.completion")), 6);
-    json_decref(stats);
+    assert_int_equal(mock_count(&e.m, "endpoints.chat"), 2);
+    assert_int_equal(mock_count(&e.m, "tokens.completion"), 6);
     env_close(&e);
 }
 
@@ -346,9 +353,7 @@ static void test_openai_retry_statuses(void **state)
     write_input(e.in, 3, 0);
     snprintf(args, sizeof(args), "%s -o %s --no-rate-limit --max-retries 2", e.in, e.out);
     assert_int_equal(run_batch(&e.m, args), 1);
-    json_t *stats = sky_test_mock_stats(&e.m);
-    assert_int_equal(json_integer_value(sky_json_path(stats, "responses.409")), 9);
-    json_decref(stats);
+    assert_int_equal(mock_count(&e.m, "responses.409"), 9);
     read_output(e.out, &t);
     assert_int_equal(t.failed, 3);
     assert_int_equal(t.no_code, 0);
@@ -394,8 +399,6 @@ static void test_long_lines(void **state)
     env_close(&e);
 }
 
-static int64_t chat_count(const sky_test_mock *m);
-
 /*
  * Output that can no longer be written (a full disk; here a file size limit) stops the
  * batch: nothing more is sent, so what was in flight and queued is paid for and not
@@ -420,7 +423,7 @@ static void test_unwritable_output_stops(void **state)
     read_output(e.out, &t);
     assert_int_equal(t.bad_json, 0);
     assert_true(t.lines > 0);
-    int64_t sent = chat_count(&e.m);
+    int64_t sent = mock_count(&e.m, "endpoints.chat");
     json_decref(t.ids);
     /* what was on the wire and queued when the first write failed, not the 2,000: about 30
      * here, more on a loaded machine, whose writes lag further behind */
@@ -522,10 +525,7 @@ static void test_exactly_once_across_kill(void **state)
 /* SIGINT: stop reading, finish what is in flight, record it; the rest is for the next run. */
 static int64_t chat_count(const sky_test_mock *m)
 {
-    json_t *stats = sky_test_mock_stats(m);
-    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
-    json_decref(stats);
-    return n;
+    return mock_count(m, "endpoints.chat");
 }
 
 /* Wait (up to 20 s) until the mock has received at least @p n chat requests. */
@@ -622,10 +622,8 @@ static void test_sigint_drains(void **state)
     json_decref(t.ids);
     /* nothing was sent after the signal that is not in the output: the requests that were
      * waiting for a slot were left for the next run, not sent during the grace period */
-    json_t *stats = sky_test_mock_stats(&e.m);
-    assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), t.lines);
+    assert_int_equal(mock_count(&e.m, "endpoints.chat"), t.lines);
     assert_true(t.lines <= 10);
-    json_decref(stats);
     snprintf(base, sizeof(base), "%s -o %s", e.in, e.out);
     assert_int_equal(run_batch(&e.m, base), 0);
     read_output(e.out, &t);
