@@ -72,9 +72,14 @@ static void test_real_clock_is_monotonic(void **state)
 static void test_real_wall_clock_matches_time(void **state)
 {
     (void)state;
-    int64_t before = (int64_t)time(NULL) * 1000;
+    /* time() reads Linux's coarse clock, which can trail CLOCK_REALTIME
+     * by a tick, so bracket with the C11 calendar clock instead. */
+    struct timespec ts;
+    assert_int_equal(timespec_get(&ts, TIME_UTC), TIME_UTC);
+    int64_t before = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     int64_t wall = sky_clock_wall_ms(NULL);
-    int64_t after = ((int64_t)time(NULL) + 1) * 1000;
+    assert_int_equal(timespec_get(&ts, TIME_UTC), TIME_UTC);
+    int64_t after = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     assert_true(wall >= before);
     assert_true(wall <= after);
     assert_true(sky_clock_wall_ms(sky_clock_real()) >= wall);
