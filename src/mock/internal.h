@@ -84,6 +84,27 @@ size_t sky__mock_chat_reply_size(const sky__mock_chat_reply *r);
 /* Write the reply's JSON to @p out (no NUL); returns its length. */
 size_t sky__mock_chat_reply_write(const sky__mock_chat_reply *r, char *out);
 
+/* Responses, Completions and Moderations (src/mock/apis.c). */
+
+/* What such a reply says; the strings are borrowed. */
+typedef struct sky__mock_text {
+    const char *id;
+    const char *model;
+    int64_t created;
+    int64_t prompt_tokens;
+    int n_tokens;
+    int has_max;  /* the request set a token limit: the reply stops at it */
+    int n_inputs; /* moderations: one result per input */
+    uint64_t seed;
+} sky__mock_text;
+
+/* Characters of prompt text in a string, token ids, content parts or input items. */
+int64_t sky__mock_input_chars(const json_t *v);
+/* The reply bodies (new references), NULL when out of memory. */
+json_t *sky__mock_responses_body(const sky__mock_text *t);
+json_t *sky__mock_completion_body(const sky__mock_text *t);
+json_t *sky__mock_moderation_body(const sky__mock_text *t);
+
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;
 struct sky_server;

@@ -13,7 +13,11 @@
 #include "skyio/server.h"
 #include "internal.h"
 
-enum { CALL_CHAT, CALL_EMBED };
+enum { CALL_CHAT, CALL_EMBED, CALL_RESPONSES, CALL_COMPLETION, CALL_MODERATION };
+
+/* The calls whose reply is generated text, which costs time per token and counts as completion. */
+#define GENERATES(kind)                                                                            \
+    ((kind) == CALL_CHAT || (kind) == CALL_RESPONSES || (kind) == CALL_COMPLETION)
 
 enum {
     FAULT_NONE = -1,
@@ -43,6 +47,7 @@ typedef struct mock_stats {
     uint64_t faults[FAULT_COUNT];
     uint64_t prompt_tokens, completion_tokens;
     uint64_t chat, embeddings, models, streams;
+    uint64_t responses, completions, moderations;
     uint64_t streams_with_usage; /* that asked for stream_options.include_usage */
 } mock_stats;
 
@@ -318,7 +323,26 @@ static json_t *embed_body(const mock_call *c)
 
 static json_t *call_body(const mock_call *c)
 {
-    return c->kind == CALL_CHAT ? chat_body(c) : embed_body(c);
+    sky__mock_text t = {.id = c->id,
+                        .model = c->model,
+                        .created = c->created,
+                        .prompt_tokens = c->prompt_tokens,
+                        .n_tokens = c->n_tokens,
+                        .has_max = c->has_max,
+                        .n_inputs = c->n_inputs,
+                        .seed = c->seed};
+    switch (c->kind) {
+    case CALL_CHAT:
+        return chat_body(c);
+    case CALL_EMBED:
+        return embed_body(c);
+    case CALL_RESPONSES:
+        return sky__mock_responses_body(&t);
+    case CALL_COMPLETION:
+        return sky__mock_completion_body(&t);
+    default:
+        return sky__mock_moderation_body(&t);
+    }
 }
 
 /* ---- faults ---- */
@@ -444,7 +468,7 @@ static void send_reply(mock_worker *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
         return;
     }
-    ST_ADD(m->st.completion_tokens, c->kind == CALL_CHAT ? (uint64_t)c->n_tokens : 0);
+    ST_ADD(m->st.completion_tokens, GENERATES(c->kind) ? (uint64_t)c->n_tokens : 0);
     respond_json(m, r, 200, body);
 }
 
@@ -594,6 +618,13 @@ static int64_t count_message_chars(const json_t *messages)
     return (int64_t)chars;
 }
 
+/* The reply is @p max tokens long when the request set a limit (0: it did not). */
+static void set_length(mock_call *c, int64_t max)
+{
+    c->has_max = max > 0;
+    c->n_tokens = max > 0 ? (int)(max > 100000 ? 100000 : max) : c->n_tokens;
+}
+
 /* Read a chat request; returns NULL and answers 400 when it is not one. */
 static const char *parse_chat(mock_call *c, const json_t *req)
 {
@@ -603,8 +634,7 @@ static const char *parse_chat(mock_call *c, const json_t *req)
     int64_t max = sky_json_int(req, "max_completion_tokens", sky_json_int(req, "max_tokens", 0));
     if (max < 0)
         return "'max_tokens' must be positive";
-    c->has_max = max > 0;
-    c->n_tokens = max > 0 ? (int)(max > 100000 ? 100000 : max) : c->n_tokens;
+    set_length(c, max);
     c->stream = sky_json_bool(req, "stream", 0);
     c->include_usage = sky_json_bool(json_object_get(req, "stream_options"), "include_usage", 0);
     c->prompt_tokens = sky__mock_estimate_tokens((size_t)count_message_chars(messages)) +
@@ -636,6 +666,70 @@ static const char *parse_embed(mock_call *c, const json_t *req)
     return NULL;
 }
 
+static const char no_stream[] = "skyio mock streams chat completions only; send \"stream\": false";
+
+static const char *parse_responses(mock_call *c, const json_t *req)
+{
+    const json_t *input = json_object_get(req, "input");
+    if (!json_is_string(input) && !json_is_array(input))
+        return "'input' is required: a string or an array of input items";
+    if (sky_json_bool(req, "stream", 0))
+        return no_stream;
+    int64_t max = sky_json_int(req, "max_output_tokens", 0);
+    if (max < 0)
+        return "'max_output_tokens' must be positive";
+    set_length(c, max);
+    int64_t chars =
+        sky__mock_input_chars(input) + sky__mock_input_chars(json_object_get(req, "instructions"));
+    c->prompt_tokens = sky__mock_estimate_tokens((size_t)chars);
+    return NULL;
+}
+
+static const char *parse_completion(mock_call *c, const json_t *req)
+{
+    const json_t *prompt = json_object_get(req, "prompt");
+    if (!json_is_string(prompt) && !json_is_array(prompt))
+        return "'prompt' is required: a string, an array of strings or of token ids";
+    if (sky_json_bool(req, "stream", 0))
+        return no_stream;
+    int64_t max = sky_json_int(req, "max_tokens", 0);
+    if (max < 0)
+        return "'max_tokens' must be positive";
+    set_length(c, max);
+    c->prompt_tokens = sky__mock_estimate_tokens((size_t)sky__mock_input_chars(prompt));
+    return NULL;
+}
+
+static const char *parse_moderation(mock_call *c, const json_t *req)
+{
+    const json_t *input = json_object_get(req, "input");
+    if (json_is_string(input))
+        c->n_inputs = 1;
+    else if (json_is_array(input) && json_array_size(input) > 0)
+        c->n_inputs = (int)json_array_size(input);
+    else
+        return "'input' is required: a string or a non-empty array";
+    c->prompt_tokens = sky__mock_estimate_tokens((size_t)sky__mock_input_chars(input));
+    return NULL;
+}
+
+/* Read the request of a call of kind c->kind; NULL, or what is wrong with it. */
+static const char *parse_call(mock_call *c, const json_t *req)
+{
+    switch (c->kind) {
+    case CALL_CHAT:
+        return parse_chat(c, req);
+    case CALL_EMBED:
+        return parse_embed(c, req);
+    case CALL_RESPONSES:
+        return parse_responses(c, req);
+    case CALL_COMPLETION:
+        return parse_completion(c, req);
+    default:
+        return parse_moderation(c, req);
+    }
+}
+
 /* snprintf's "%s" with its truncation, without the cost of a format. */
 static void copy_name(char *dst, size_t size, const char *src)
 {
@@ -655,7 +749,8 @@ static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_spa
     c->dim = m->cfg.embedding_dim;
     c->per_token_ms = m->cfg.per_token_ms;
     c->created = (int64_t)(uv_now(m->loop) / 1000) + 1700000000;
-    sky__mock_format_id(c->id, kind == CALL_CHAT ? "chatcmpl-" : "embd-", m->index, ++m->next_id);
+    static const char *const prefixes[] = {"chatcmpl-", "embd-", "resp_", "cmpl-", "modr-"};
+    sky__mock_format_id(c->id, prefixes[kind], m->index, ++m->next_id);
     if (deployment.len)
         snprintf(c->model, sizeof(c->model), "%.*s", (int)deployment.len, deployment.ptr);
 }
@@ -666,7 +761,7 @@ static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_spa
 static int take_limit(mock_worker *m, sky_server_req *r, const mock_call *c)
 {
     sky__mock_verdict v;
-    int64_t cost = c->prompt_tokens + (c->kind == CALL_CHAT ? c->n_tokens : 0);
+    int64_t cost = c->prompt_tokens + (GENERATES(c->kind) ? c->n_tokens : 0);
     sky_mock *owner = m->owner;
     uv_mutex_lock(&owner->limiter_lock);
     sky__mock_limiter_take(&owner->limiter, mock_now_ms(m), cost, &v);
@@ -697,7 +792,7 @@ static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
         ST_ADD(m->st.faults[c->fault], 1);
     if (apply_fault(m, r, c))
         return;
-    double delay = c->kind == CALL_CHAT && !c->stream
+    double delay = GENERATES(c->kind) && !c->stream
                        ? m->cfg.ttft_ms + m->cfg.per_token_ms * c->n_tokens
                        : m->cfg.ttft_ms;
     delay = jittered(m, delay);
@@ -782,6 +877,13 @@ static int refuse_account(mock_worker *m, sky_server_req *r, int azure)
     return 1;
 }
 
+static void count_call(mock_worker *m, int kind)
+{
+    uint64_t *const counters[] = {&m->st.chat, &m->st.embeddings, &m->st.responses,
+                                  &m->st.completions, &m->st.moderations};
+    ST_ADD(*counters[kind], 1);
+}
+
 static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, sky_span deployment)
 {
     mock_call c;
@@ -816,7 +918,9 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
         return;
     }
     if (!azure) {
-        const char *model = sky_json_str(req, "model", NULL);
+        /* moderations alone may leave the model to the provider */
+        const char *model =
+            sky_json_str(req, "model", kind == CALL_MODERATION ? "omni-moderation-latest" : NULL);
         if (model == NULL) {
             json_decref(req);
             respond_error(m, r, 0, 400, "invalid_request_error", "missing_model",
@@ -825,7 +929,7 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
         }
         copy_name(c.model, sizeof(c.model), model);
     }
-    const char *problem = kind == CALL_CHAT ? parse_chat(&c, req) : parse_embed(&c, req);
+    const char *problem = parse_call(&c, req);
     if (problem == NULL) {
         sky_span body = sky_server_req_body(r);
         c.seed = sky__mock_hash(body.ptr, body.len, 0);
@@ -843,29 +947,45 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
                       azure ? "DeploymentNotFound" : "model_not_found", msg);
         return;
     }
-    if (kind == CALL_CHAT)
-        ST_ADD(m->st.chat, 1);
-    else
-        ST_ADD(m->st.embeddings, 1);
+    count_call(m, kind);
     if (admit(m, r, &c))
         dispatch(m, r, &c);
 }
 
-static void on_chat(sky_server_req *r, void *ud)
+/* The OpenAI routes of each kind of call: the model is in the body. */
+static void serve(sky_server_req *r, void *ud, int kind)
 {
     mock_worker *m = ud;
     ST_ADD(m->st.requests, 1);
-    handle_call(m, r, CALL_CHAT, 0, sky_span_make("", 0));
+    handle_call(m, r, kind, 0, sky_span_make("", 0));
+}
+
+static void on_chat(sky_server_req *r, void *ud)
+{
+    serve(r, ud, CALL_CHAT);
 }
 
 static void on_embeddings(sky_server_req *r, void *ud)
 {
-    mock_worker *m = ud;
-    ST_ADD(m->st.requests, 1);
-    handle_call(m, r, CALL_EMBED, 0, sky_span_make("", 0));
+    serve(r, ud, CALL_EMBED);
 }
 
-/* /openai/deployments/{deployment}/chat/completions and .../embeddings */
+static void on_responses(sky_server_req *r, void *ud)
+{
+    serve(r, ud, CALL_RESPONSES);
+}
+
+static void on_completions(sky_server_req *r, void *ud)
+{
+    serve(r, ud, CALL_COMPLETION);
+}
+
+static void on_moderations(sky_server_req *r, void *ud)
+{
+    serve(r, ud, CALL_MODERATION);
+}
+
+/* /openai/deployments/{deployment}/chat/completions, .../embeddings and .../completions */
 static void on_azure(sky_server_req *r, void *ud)
 {
     static const char prefix[] = "/openai/deployments/";
@@ -890,6 +1010,8 @@ static void on_azure(sky_server_req *r, void *ud)
         handle_call(m, r, CALL_CHAT, 1, deployment);
     else if (sky_span_eq_cstr(op, "/embeddings"))
         handle_call(m, r, CALL_EMBED, 1, deployment);
+    else if (sky_span_eq_cstr(op, "/completions"))
+        handle_call(m, r, CALL_COMPLETION, 1, deployment);
     else
         respond_error(m, r, 1, 404, "invalid_request_error", "404", "Resource not found");
 }
@@ -966,6 +1088,10 @@ json_t *sky_mock_stats(const sky_mock *m)
     if (out) {
         json_object_set_new(out, "streams_with_usage",
                             json_integer((json_int_t)st.streams_with_usage));
+        json_t *ep = json_object_get(out, "endpoints");
+        json_object_set_new(ep, "responses", json_integer((json_int_t)st.responses));
+        json_object_set_new(ep, "completions", json_integer((json_int_t)st.completions));
+        json_object_set_new(ep, "moderations", json_integer((json_int_t)st.moderations));
         json_object_set_new(out, "identity", sky__mock_identity_stats(m->identity));
     }
     return out;
@@ -1011,6 +1137,14 @@ static int add_routes(mock_worker *w)
     rc = rc ? rc : sky_server_route(s, "POST", "/v1/embeddings", 0, on_embeddings, w);
     rc = rc ? rc : sky_server_route(s, "POST", "/embeddings", 0, on_embeddings, w);
     rc = rc ? rc : sky_server_route(s, "POST", "/openai/v1/embeddings", 0, on_embeddings, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/v1/responses", 0, on_responses, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/responses", 0, on_responses, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/openai/v1/responses", 0, on_responses, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/v1/completions", 0, on_completions, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/completions", 0, on_completions, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/openai/v1/completions", 0, on_completions, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/v1/moderations", 0, on_moderations, w);
+    rc = rc ? rc : sky_server_route(s, "POST", "/moderations", 0, on_moderations, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/v1/models", 0, on_models, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/models", 0, on_models, w);
     rc = rc ? rc : sky_server_route(s, NULL, "/openai/deployments/", 1, on_azure, w);

@@ -340,6 +340,61 @@ static void test_refused_account_stops(void **state)
     refused_account_case("429", "out of quota", "\"quota_exhausted\":true");
 }
 
+/*
+ * Every url of the OpenAI Batch API runs offline against the mock, and the summary counts
+ * the tokens of each reply's usage, under its chat names or the Responses API's.
+ */
+static void test_every_batch_url(void **state)
+{
+    static const char *const lines[] = {
+        "{\"custom_id\":\"c\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":"
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+        "\"max_tokens\":2}}",
+        "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":"
+        "{\"model\":\"text-embedding-3-small\",\"input\":\"hi\",\"dimensions\":4}}",
+        "{\"custom_id\":\"r\",\"method\":\"POST\",\"url\":\"/v1/responses\",\"body\":"
+        "{\"model\":\"gpt-4.1-mini\",\"input\":\"hi\",\"max_output_tokens\":3}}",
+        "{\"custom_id\":\"l\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":"
+        "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"hi\",\"max_tokens\":4}}",
+        "{\"custom_id\":\"m\",\"method\":\"POST\",\"url\":\"/v1/moderations\",\"body\":"
+        "{\"input\":\"hi\"}}",
+    };
+    batch_env e;
+    char args[1200], sum_path[300], sum[4096];
+    tally t;
+    (void)state;
+    env_open(&e, NULL);
+    FILE *f = fopen(e.in, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(lines); i++)
+        fprintf(f, "%s\n", lines[i]);
+    fclose(f);
+    snprintf(sum_path, sizeof(sum_path), "%s/summary.json", e.dir);
+    snprintf(args, sizeof(args), "%s -o %s --no-rate-limit --json >%s", e.in, e.out, sum_path);
+    assert_int_equal(run_batch(&e.m, args), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 5);
+    assert_int_equal(t.odd_success, 0);
+    json_decref(t.ids);
+    json_t *stats = sky_test_mock_stats(&e.m);
+    static const char *const endpoints[] = {"endpoints.chat", "endpoints.embeddings",
+                                            "endpoints.responses", "endpoints.completions",
+                                            "endpoints.moderations"};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(endpoints); i++)
+        assert_int_equal(json_integer_value(sky_json_path(stats, endpoints[i])), 1);
+    int64_t prompt = (int64_t)json_integer_value(sky_json_path(stats, "tokens.prompt"));
+    json_decref(stats);
+    read_text(sum_path, sum, sizeof(sum));
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr(sum), &j, NULL), 0);
+    /* out: 2 chat + 3 responses + 4 completions; in: every prompt token the mock charged
+     * but the moderation's one ("hi"), as a moderation reply has no usage */
+    assert_int_equal(json_integer_value(sky_json_path(j, "tokens.out")), 2 + 3 + 4);
+    assert_int_equal(json_integer_value(sky_json_path(j, "tokens.in")), prompt - 1);
+    json_decref(j);
+    env_close(&e);
+}
+
 /* The batch retries what OpenAI's SDKs retry beyond azure-core's list: a 409 here, and
  * every 5xx (a CDN's 52x); each of 3 lines is sent 1 + --max-retries times, then recorded. */
 static void test_openai_retry_statuses(void **state)
@@ -916,6 +971,7 @@ int main(void)
         cmocka_unit_test(test_refused_key_stops),
         cmocka_unit_test(test_refused_account_stops),
         cmocka_unit_test(test_openai_retry_statuses),
+        cmocka_unit_test(test_every_batch_url),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_unwritable_output_stops),
         cmocka_unit_test(test_unreachable_endpoint_stops),

@@ -268,6 +268,104 @@ static void test_embeddings_and_models(void **state)
     close_fixture(&f);
 }
 
+/* A POST that must answer 200; its JSON body (json_decref it). */
+static json_t *post_ok(fixture *f, const char *path, const char *body)
+{
+    sky_test_result r;
+    request(f, "POST", path, body, NULL, &r);
+    if (r.status != 200)
+        fail_msg("%s answered %d: %s", path, r.status, r.body ? r.body : "");
+    json_t *j = body_json(&r);
+    sky_test_result_free(&r);
+    return j;
+}
+
+static void test_responses_completions_moderations(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+
+    /* Responses: a token limit makes the reply that long and "incomplete" */
+    json_t *j = post_ok(&f, "/v1/responses",
+                        "{\"model\":\"gpt-4.1-mini\",\"input\":\"hello there\","
+                        "\"max_output_tokens\":4}");
+    assert_string_equal(sky_json_str(j, "object", ""), "response");
+    assert_string_equal(sky_json_str(j, "status", ""), "incomplete");
+    assert_string_equal(json_string_value(sky_json_path(j, "incomplete_details.reason")),
+                        "max_output_tokens");
+    assert_string_equal(json_string_value(sky_json_path(j, "output.0.content.0.type")),
+                        "output_text");
+    const char *text = json_string_value(sky_json_path(j, "output.0.content.0.text"));
+    assert_non_null(text);
+    int words = 1;
+    for (const char *p = text; *p; p++)
+        words += *p == ' ';
+    assert_int_equal(words, 4);
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.output_tokens")), 4);
+    assert_true(json_integer_value(sky_json_path(j, "usage.input_tokens")) >= 1);
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.total_tokens")),
+                     json_integer_value(sky_json_path(j, "usage.input_tokens")) + 4);
+    json_decref(j);
+    /* input items with content parts, on Azure's v1 surface; no limit: "completed" */
+    j = post_ok(&f, "/openai/v1/responses",
+                "{\"model\":\"dep\",\"instructions\":\"be brief\",\"input\":[{\"role\":\"user\","
+                "\"content\":[{\"type\":\"input_text\",\"text\":\"hi\"}]}]}");
+    assert_string_equal(sky_json_str(j, "status", ""), "completed");
+    assert_true(json_is_null(json_object_get(j, "incomplete_details")));
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.output_tokens")), 16);
+    json_decref(j);
+
+    /* legacy completions, OpenAI's and an Azure deployment's */
+    j = post_ok(&f, "/v1/completions",
+                "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":[\"a\",\"b\"],\"max_tokens\":3}");
+    assert_string_equal(sky_json_str(j, "object", ""), "text_completion");
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "length");
+    assert_non_null(json_string_value(sky_json_path(j, "choices.0.text")));
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 3);
+    json_decref(j);
+    j = post_ok(&f, "/openai/deployments/instruct/completions?api-version=2024-10-21",
+                "{\"prompt\":\"hi\"}");
+    assert_string_equal(sky_json_str(j, "model", ""), "instruct");
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "stop");
+    json_decref(j);
+
+    /* moderations: one result per input, the model left to the provider */
+    j = post_ok(&f, "/v1/moderations", "{\"input\":[\"x\",\"y\"]}");
+    assert_string_equal(sky_json_str(j, "model", ""), "omni-moderation-latest");
+    assert_int_equal(json_array_size(json_object_get(j, "results")), 2);
+    assert_true(json_is_false(sky_json_path(j, "results.1.flagged")));
+    assert_true(json_is_real(sky_json_path(j, "results.0.category_scores.violence")));
+    json_decref(j);
+
+    /* what the mock cannot do, and bad requests, say why */
+    request(&f, "POST", "/v1/responses", "{\"model\":\"m\",\"input\":\"x\",\"stream\":true}", NULL,
+            &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "stream"));
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/completions", "{\"model\":\"m\"}", NULL, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "prompt"));
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/moderations", "{\"input\":[]}", NULL, &r);
+    assert_int_equal(r.status, 400);
+    sky_test_result_free(&r);
+
+    /* the calls served, as for chat: the refused ones count only as requests */
+    request(&f, "GET", "/mock/stats", NULL, NULL, &r);
+    j = body_json(&r);
+    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.responses")), 2);
+    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.completions")), 2);
+    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.moderations")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 8);
+    assert_int_equal(json_integer_value(sky_json_path(j, "tokens.completion")), 4 + 16 + 3 + 16);
+    json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 static void test_bad_requests(void **state)
 {
     static const char *const args[] = {"--max-body", "1000", NULL};
@@ -742,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_model_name_escaped),
         cmocka_unit_test(test_models_in_turn_and_long_reply),
         cmocka_unit_test(test_embeddings_and_models),
+        cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_rpm_limit_and_headers),
         cmocka_unit_test(test_tpm_limit),
