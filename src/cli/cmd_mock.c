@@ -46,7 +46,7 @@ static const mock_opt opts[] = {
     {"--max-body", OPT_SIZE, CFG(max_body), "BYTES",
      "larger request bodies get 413 (default 8 MiB)"},
     {"--refuse-status", OPT_INT, CFG(refuse_status), "CODE",
-     "refuse every chat and embeddings call with this status, as for a whole account "
+     "refuse every model call (chat, embeddings, ...) with this status, as for a whole account "
      "(403: no role; 429: no credit); 0: serve them (default 0)"},
     {"--refuse-code", OPT_STRING, CFG(refuse_code), "CODE",
      "their error code (default PermissionDenied for 403, insufficient_quota for 429)"},
