@@ -157,6 +157,9 @@ static void test_chat_shape_and_determinism(void **state)
     for (const char *s = ca; *s; s++)
         spaces += *s == ' ';
     assert_int_equal(spaces, 4);
+    /* "created" is Unix time, as the providers send it (a minute's slack for a slow run) */
+    int64_t created = json_integer_value(json_object_get(ja, "created"));
+    assert_true(llabs(created - (int64_t)time(NULL)) < 60);
     json_decref(ja);
     json_decref(jb);
     sky_test_result_free(&a);
