@@ -1018,25 +1018,77 @@ static void on_azure(sky_server_req *r, void *ud)
         respond_error(m, r, 1, 404, "invalid_request_error", "404", "Resource not found");
 }
 
-static void on_models(sky_server_req *r, void *ud)
+/* GET /v1/models and /v1/models/{id} count as model calls and want a key, as OpenAI's do. */
+static int models_call_ok(mock_worker *m, sky_server_req *r)
 {
-    static const char *const models[] = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini",
-                                         "text-embedding-3-small", "text-embedding-3-large"};
-    mock_worker *m = ud;
     ST_ADD(m->st.requests, 1);
     ST_ADD(m->st.models, 1);
-    if (!authorized(m, r)) {
-        ST_ADD(m->st.auth_failures, 1);
-        respond_error(m, r, 0, 401, "invalid_request_error", "invalid_api_key",
-                      "Incorrect API key provided.");
+    if (authorized(m, r))
+        return 1;
+    ST_ADD(m->st.auth_failures, 1);
+    respond_error(m, r, 0, 401, "invalid_request_error", "invalid_api_key",
+                  "Incorrect API key provided.");
+    return 0;
+}
+
+static json_t *model_object(const char *id)
+{
+    return json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created", 1700000000,
+                     "owned_by", "skyio-mock");
+}
+
+/* The models of --model, or else a few well-known names (every name is served then). */
+static void on_models(sky_server_req *r, void *ud)
+{
+    static const char *const known[] = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini",
+                                        "text-embedding-3-small", "text-embedding-3-large"};
+    mock_worker *m = ud;
+    if (!models_call_ok(m, r))
+        return;
+    size_t n = m->cfg.n_models ? m->cfg.n_models : SKY_ARRAY_LEN(known);
+    json_t *data = json_array();
+    for (size_t i = 0; data && i < n; i++) {
+        const char *id = m->cfg.n_models ? m->cfg.models[i] : known[i];
+        if (json_array_append_new(data, model_object(id)) < 0) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
+    json_t *body = data ? json_pack("{s:s,s:o}", "object", "list", "data", data) : NULL;
+    if (body == NULL) {
+        respond_error(m, r, 0, 500, "server_error", "server_error", "out of memory");
         return;
     }
-    json_t *data = json_array();
-    for (size_t i = 0; data && i < SKY_ARRAY_LEN(models); i++)
-        json_array_append_new(data,
-                              json_pack("{s:s,s:s,s:i,s:s}", "id", models[i], "object", "model",
-                                        "created", 1700000000, "owned_by", "skyio-mock"));
-    json_t *body = data ? json_pack("{s:s,s:o}", "object", "list", "data", data) : NULL;
+    respond_json(m, r, 200, body);
+}
+
+/* GET /v1/models/{id}: the SDKs' models.retrieve, which tools use to check a name. */
+static void on_model(sky_server_req *r, void *ud)
+{
+    static const char v1[] = "/v1/models/", bare[] = "/models/";
+    mock_worker *m = ud;
+    if (!models_call_ok(m, r))
+        return;
+    sky_span path = sky_server_req_path(r);
+    size_t skip = path.len >= sizeof(v1) - 1 && memcmp(path.ptr, v1, sizeof(v1) - 1) == 0
+                      ? sizeof(v1) - 1
+                      : sizeof(bare) - 1;
+    char id[128];
+    size_t n = path.len - skip;
+    if (n == 0 || n >= sizeof(id)) {
+        respond_error(m, r, 0, 404, "invalid_request_error", "model_not_found",
+                      "No model id in the path.");
+        return;
+    }
+    memcpy(id, path.ptr + skip, n);
+    id[n] = '\0';
+    if (!model_known(m, id)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "The model '%.128s' does not exist", id);
+        respond_error(m, r, 0, 404, "invalid_request_error", "model_not_found", msg);
+        return;
+    }
+    json_t *body = model_object(id);
     if (body == NULL) {
         respond_error(m, r, 0, 500, "server_error", "server_error", "out of memory");
         return;
@@ -1149,6 +1201,8 @@ static int add_routes(mock_worker *w)
     rc = rc ? rc : sky_server_route(s, "POST", "/moderations", 0, on_moderations, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/v1/models", 0, on_models, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/models", 0, on_models, w);
+    rc = rc ? rc : sky_server_route(s, "GET", "/v1/models/", 1, on_model, w);
+    rc = rc ? rc : sky_server_route(s, "GET", "/models/", 1, on_model, w);
     rc = rc ? rc : sky_server_route(s, NULL, "/openai/deployments/", 1, on_azure, w);
     rc = rc ? rc : sky_server_route(s, "GET", "/mock/stats", 0, on_stats, w);
     rc = rc ? rc : sky_server_route(s, "POST", "/mock/reset", 0, on_reset, w);

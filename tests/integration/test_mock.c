@@ -271,6 +271,47 @@ static void test_embeddings_and_models(void **state)
     close_fixture(&f);
 }
 
+/* GET /v1/models lists what --model serves; /v1/models/{id} answers for one name. */
+static void test_model_list_and_retrieve(void **state)
+{
+    static const char *const args[] = {"--model", "served-a", "--model", "org/served-b", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    request(&f, "GET", "/v1/models", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 2);
+    assert_string_equal(json_string_value(sky_json_path(j, "data.1.id")), "org/served-b");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models/org/served-b", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "id", ""), "org/served-b");
+    assert_string_equal(sky_json_str(j, "object", ""), "model");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/models/served-a", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models/gpt-4o", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "model_not_found"));
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models/", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+    /* without --model every name is served */
+    open_fixture(&f, NULL);
+    request(&f, "GET", "/v1/models/anything-at-all", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* A POST that must answer 200; its JSON body (json_decref it). */
 static json_t *post_ok(fixture *f, const char *path, const char *body)
 {
@@ -844,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_models_in_turn_and_long_reply),
         cmocka_unit_test(test_embeddings_and_models),
         cmocka_unit_test(test_responses_completions_moderations),
+        cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_rpm_limit_and_headers),
         cmocka_unit_test(test_tpm_limit),
