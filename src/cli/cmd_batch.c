@@ -1085,9 +1085,15 @@ static int open_journal(batch *b, const char *path, sky_journal **out)
     if (st.torn_bytes)
         fprintf(stderr, "skyio batch: %s: repaired a torn last line (%llu bytes)\n", path,
                 (unsigned long long)st.torn_bytes);
-    if (st.done_ok + st.done_failed)
+    if (st.done_failed)
+        fprintf(stderr,
+                "skyio batch: %s: resuming, %llu requests already recorded, %llu of them "
+                "failed (kept as done; --retry-failed sends those again)\n",
+                path, (unsigned long long)(st.done_ok + st.done_failed),
+                (unsigned long long)st.done_failed);
+    else if (st.done_ok)
         fprintf(stderr, "skyio batch: %s: resuming, %llu requests already recorded\n", path,
-                (unsigned long long)(st.done_ok + st.done_failed));
+                (unsigned long long)st.done_ok);
     return 0;
 }
 

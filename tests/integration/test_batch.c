@@ -145,6 +145,16 @@ static void env_close(batch_env *e)
     assert_int_equal(sky_test_mock_stop(&e->m), 0);
 }
 
+/* The start of file @p path as a string, at most @p cap - 1 bytes. */
+static void read_text(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+}
+
 static void test_outcomes_and_bad_input(void **state)
 {
     static const char *const margs[] = {"--fault-503", "0.1", "--seed", "9", NULL};
@@ -174,11 +184,15 @@ static void test_outcomes_and_bad_input(void **state)
     assert_non_null(json_object_get(t.ids, "skyio-duplicate-line-123"));
     assert_non_null(json_object_get(t.ids, "x")); /* a GET: bad, but its id is its own */
     json_decref(t.ids);
-    /* a rerun has nothing left to do and writes nothing */
-    assert_int_equal(run_batch(&e.m, args), 0);
+    /* a rerun has nothing left to do and writes nothing, and says what failed before */
+    char err_path[300], err_text[4096];
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    assert_int_equal(run_batch_at(e.m.base_url, "", args, err_path), 0);
     read_output(e.out, &t);
     assert_int_equal(t.lines, 124);
     json_decref(t.ids);
+    read_text(err_path, err_text, sizeof(err_text));
+    assert_non_null(strstr(err_text, "124 requests already recorded, 4 of them failed"));
     /* the input given as the output is refused, and left as it is: as the same path, or
      * as a copy (it holds no result) */
     struct stat before, after;
@@ -241,16 +255,6 @@ static int recorded_lines(const char *path)
         read_output(path, &t);
     json_decref(t.ids);
     return t.lines;
-}
-
-/* The start of file @p path as a string, at most @p cap - 1 bytes. */
-static void read_text(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    fclose(f);
-    out[n] = '\0';
 }
 
 /*
