@@ -274,7 +274,7 @@ static void start_stream(fixture *f, stream_state *s)
 
 static void test_streaming_arrives_in_pieces(void **state)
 {
-    static const char *const args[] = {"--ttft-ms", "20", "--per-token-ms", "15", NULL};
+    static const char *const args[] = {"--ttft-ms", "20", "--per-token-ms", "40", NULL};
     fixture f;
     stream_state s;
     (void)state;
@@ -288,8 +288,9 @@ static void test_streaming_arrives_in_pieces(void **state)
     /* role chunk + 8 tokens + finish chunk, then [DONE] */
     assert_int_equal(s.events, 10);
     assert_true(s.saw_done);
-    /* paced tokens cannot all arrive in one read */
-    assert_true(s.chunks >= 5);
+    /* tokens 40 ms apart arrive in several reads, not one at the end; the bound leaves
+     * room for a loaded machine that merges a few of them */
+    assert_true(s.chunks >= 4);
     sky_sse_parser_free(&s.parser);
     fixture_close(&f);
 }
@@ -324,7 +325,8 @@ static void test_timeout_on_hang(void **state)
     sky_test_result r;
     (void)state;
     fixture_open(&f, 0, args, "/v1/chat/completions");
-    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 300, &r);
+    /* a second: room to connect and send on a loaded machine, so the mock counts the hang */
+    sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 1000, &r);
     assert_int_equal(r.err_code, SKY_ETIMEDOUT);
     assert_int_equal(r.status, 0);
     sky_test_result_free(&r);
