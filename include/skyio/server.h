@@ -123,6 +123,12 @@ SKY_EXTERN int sky_server_stream_write(sky_server_req *r, sky_span data, int fin
 /** One SSE event "data: <data>\n\n", flushed at once. */
 SKY_EXTERN int sky_server_sse_send(sky_server_req *r, sky_span data);
 /**
+ * One SSE event with a type: "event: <event>\n" (none when @p event is NULL), then
+ * @p data, a "data: " line for each of its lines, then a blank line; flushed at once.
+ * @p event must not hold a line break. Returns 0, SKY_EINVAL, SKY_ESTATE or SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_server_sse_send_event(sky_server_req *r, const char *event, sky_span data);
+/**
  * End the answer abnormally: on HTTP/1 the connection closes (a started body
  * is cut short), on HTTP/2 the stream is reset.
  */

@@ -49,38 +49,154 @@ static int words(sky_buf *text, const sky__mock_text *t)
     return sky__mock_words(text, t->seed, t->n_tokens);
 }
 
+/* ---- Responses ---- */
+
+/* The status a response ends in, and why it is incomplete (NULL when it is not). */
+static const char *final_status(const sky__mock_text *t, const char **out_reason)
+{
+    *out_reason = t->stop_reason ? t->stop_reason : t->has_max ? "max_output_tokens" : NULL;
+    return *out_reason ? "incomplete" : "completed";
+}
+
+/* The message item's id follows the response's: resp_X -> msg_X. */
+static void message_id(const sky__mock_text *t, char *out, size_t size)
+{
+    const char *tail = strchr(t->id, '_');
+    snprintf(out, size, "msg_%s", tail ? tail + 1 : t->id);
+}
+
+static json_t *text_part(const sky_buf *text)
+{
+    return json_pack("{s:s,s:s%,s:[]}", "type", "output_text", "text", text->data ? text->data : "",
+                     text->len, "annotations");
+}
+
+/* The assistant's message; its content is empty until the text is done (@p text NULL). */
+static json_t *message_item(const sky__mock_text *t, const char *status, const sky_buf *text)
+{
+    char id[64];
+    message_id(t, id, sizeof(id));
+    json_t *content = text ? json_pack("[o]", text_part(text)) : json_array();
+    return json_pack("{s:s,s:s,s:s,s:s,s:o}", "type", "message", "id", id, "status", status, "role",
+                     "assistant", "content", content);
+}
+
+/* The response object: while "in_progress" it has no output and no usage yet. */
+static json_t *response_object(const sky__mock_text *t, const char *status, const char *reason,
+                               const sky_buf *text)
+{
+    int done = strcmp(status, "in_progress") != 0;
+    json_t *output = done ? json_pack("[o]", message_item(t, status, text)) : json_array();
+    json_t *usage = done ? json_pack("{s:I,s:{s:i},s:I,s:{s:i},s:I}", "input_tokens",
+                                     (json_int_t)t->prompt_tokens, "input_tokens_details",
+                                     "cached_tokens", 0, "output_tokens", (json_int_t)t->n_tokens,
+                                     "output_tokens_details", "reasoning_tokens", 0, "total_tokens",
+                                     (json_int_t)(t->prompt_tokens + t->n_tokens))
+                         : json_null();
+    json_t *details = reason ? json_pack("{s:s}", "reason", reason) : json_null();
+    return json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:n,s:s,s:o,s:o}", "id", t->id, "object", "response",
+                     "created_at", (json_int_t)t->created, "status", status, "error",
+                     "incomplete_details", details, "instructions", "model", t->model, "output",
+                     output, "usage", usage);
+}
+
 json_t *sky__mock_responses_body(const sky__mock_text *t)
 {
     sky_buf text;
-    char msg_id[64];
+    const char *reason;
     if (words(&text, t) < 0) {
         sky_buf_free(&text);
         return NULL;
     }
-    /* the message item's id follows the response's: resp_X -> msg_X */
-    const char *tail = strchr(t->id, '_');
-    snprintf(msg_id, sizeof(msg_id), "msg_%s", tail ? tail + 1 : t->id);
-    json_t *body = json_pack(
-        "{s:s,s:s,s:I,s:s,s:n,s:n,s:n,s:s,"
-        "s:[{s:s,s:s,s:s,s:s,s:[{s:s,s:s%,s:[]}]}],"
-        "s:{s:I,s:{s:i},s:I,s:{s:i},s:I}}",
-        "id", t->id, "object", "response", "created_at", (json_int_t)t->created, "status",
-        t->has_max ? "incomplete" : "completed", "error", "incomplete_details", "instructions",
-        "model", t->model, "output", "type", "message", "id", msg_id, "status",
-        t->has_max ? "incomplete" : "completed", "role", "assistant", "content", "type",
-        "output_text", "text", text.data ? text.data : "", text.len, "annotations", "usage",
-        "input_tokens", (json_int_t)t->prompt_tokens, "input_tokens_details", "cached_tokens", 0,
-        "output_tokens", (json_int_t)t->n_tokens, "output_tokens_details", "reasoning_tokens", 0,
-        "total_tokens", (json_int_t)(t->prompt_tokens + t->n_tokens));
+    const char *status = final_status(t, &reason);
+    json_t *body = response_object(t, status, reason, &text);
     sky_buf_free(&text);
-    if (body && t->has_max &&
-        json_object_set_new(body, "incomplete_details",
-                            json_pack("{s:s}", "reason", "max_output_tokens")) < 0) {
-        json_decref(body);
-        return NULL;
-    }
     return body;
 }
+
+/* The fields every event on the message's text has. */
+static json_t *text_event(const sky__mock_text *t, const char *type, int seq)
+{
+    char id[64];
+    message_id(t, id, sizeof(id));
+    return json_pack("{s:s,s:i,s:s,s:i,s:i}", "type", type, "sequence_number", seq, "item_id", id,
+                     "output_index", 0, "content_index", 0);
+}
+
+static json_t *responses_event(const sky__mock_text *t, int ev, int seq, const char *delta,
+                               const sky_buf *text, const char **out_type)
+{
+    const char *reason, *status = final_status(t, &reason);
+    json_t *e = NULL;
+    switch (ev) {
+    case SKY__RE_CREATED:
+    case SKY__RE_IN_PROGRESS:
+        *out_type = ev == SKY__RE_CREATED ? "response.created" : "response.in_progress";
+        return json_pack("{s:s,s:i,s:o}", "type", *out_type, "sequence_number", seq, "response",
+                         response_object(t, "in_progress", NULL, NULL));
+    case SKY__RE_ITEM_ADDED:
+    case SKY__RE_ITEM_DONE:
+        *out_type =
+            ev == SKY__RE_ITEM_ADDED ? "response.output_item.added" : "response.output_item.done";
+        return json_pack("{s:s,s:i,s:i,s:o}", "type", *out_type, "sequence_number", seq,
+                         "output_index", 0, "item",
+                         ev == SKY__RE_ITEM_ADDED ? message_item(t, "in_progress", NULL)
+                                                  : message_item(t, status, text));
+    case SKY__RE_PART_ADDED:
+    case SKY__RE_PART_DONE: {
+        sky_buf empty = {0};
+        *out_type =
+            ev == SKY__RE_PART_ADDED ? "response.content_part.added" : "response.content_part.done";
+        e = text_event(t, *out_type, seq);
+        if (e &&
+            json_object_set_new(e, "part", text_part(ev == SKY__RE_PART_ADDED ? &empty : text)) < 0)
+            break;
+        return e;
+    }
+    case SKY__RE_DELTA:
+    case SKY__RE_TEXT_DONE:
+        *out_type =
+            ev == SKY__RE_DELTA ? "response.output_text.delta" : "response.output_text.done";
+        e = text_event(t, *out_type, seq);
+        if (e &&
+            (json_object_set_new(e, ev == SKY__RE_DELTA ? "delta" : "text",
+                                 ev == SKY__RE_DELTA
+                                     ? json_string(delta)
+                                     : json_stringn(text->data ? text->data : "", text->len)) < 0 ||
+             json_object_set_new(e, "logprobs", json_array()) < 0))
+            break;
+        return e;
+    case SKY__RE_END:
+        *out_type = reason ? "response.incomplete" : "response.completed";
+        return json_pack("{s:s,s:i,s:o}", "type", *out_type, "sequence_number", seq, "response",
+                         response_object(t, status, reason, text));
+    default:
+        *out_type = "error";
+        return json_pack("{s:s,s:i,s:s,s:s,s:n}", "type", "error", "sequence_number", seq, "code",
+                         "server_error", "message",
+                         "The server had an error while processing your request.", "param");
+    }
+    json_decref(e);
+    return NULL;
+}
+
+json_t *sky__mock_responses_event(const sky__mock_text *t, int ev, int seq, const char *delta,
+                                  const char **out_type)
+{
+    sky_buf text;
+    sky_buf_init(&text, 16u * 1024u * 1024u);
+    int needs_text = ev == SKY__RE_TEXT_DONE || ev == SKY__RE_PART_DONE ||
+                     ev == SKY__RE_ITEM_DONE || ev == SKY__RE_END;
+    if (needs_text && words(&text, t) < 0) {
+        sky_buf_free(&text);
+        return NULL;
+    }
+    json_t *e = responses_event(t, ev, seq, delta, &text, out_type);
+    sky_buf_free(&text);
+    return e;
+}
+
+/* ---- legacy Completions ---- */
 
 json_t *sky__mock_completion_body(const sky__mock_text *t)
 {
@@ -153,4 +269,21 @@ json_t *sky__mock_moderation_body(const sky__mock_text *t)
     if (results == NULL)
         return NULL;
     return json_pack("{s:s,s:s,s:o}", "id", t->id, "model", t->model, "results", results);
+}
+
+json_t *sky__mock_completion_chunk(const sky__mock_text *t, const char *text, const char *finish)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:s,s:i,s:n,s:o}]}", "id", t->id, "object",
+                     "text_completion", "created", (json_int_t)t->created, "model", t->model,
+                     "choices", "text", text, "index", 0, "logprobs", "finish_reason",
+                     finish ? json_string(finish) : json_null());
+}
+
+json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:[],s:{s:I,s:I,s:I}}", "id", t->id, "object",
+                     "text_completion", "created", (json_int_t)t->created, "model", t->model,
+                     "choices", "usage", "prompt_tokens", (json_int_t)t->prompt_tokens,
+                     "completion_tokens", (json_int_t)t->n_tokens, "total_tokens",
+                     (json_int_t)(t->prompt_tokens + t->n_tokens));
 }

@@ -96,7 +96,22 @@ typedef struct sky__mock_text {
     int has_max;  /* the request set a token limit: the reply stops at it */
     int n_inputs; /* moderations: one result per input */
     uint64_t seed;
+    const char *stop_reason; /* Responses: why a stream stopped early ("content_filter") */
 } sky__mock_text;
+
+/* The events of a streamed response, in the order they are sent. */
+enum {
+    SKY__RE_CREATED,
+    SKY__RE_IN_PROGRESS,
+    SKY__RE_ITEM_ADDED,
+    SKY__RE_PART_ADDED,
+    SKY__RE_DELTA, /* one per token */
+    SKY__RE_TEXT_DONE,
+    SKY__RE_PART_DONE,
+    SKY__RE_ITEM_DONE,
+    SKY__RE_END, /* response.completed, or response.incomplete */
+    SKY__RE_ERROR
+};
 
 /* Characters of prompt text in a string, token ids, content parts or input items. */
 int64_t sky__mock_input_chars(const json_t *v);
@@ -104,6 +119,14 @@ int64_t sky__mock_input_chars(const json_t *v);
 json_t *sky__mock_responses_body(const sky__mock_text *t);
 json_t *sky__mock_completion_body(const sky__mock_text *t);
 json_t *sky__mock_moderation_body(const sky__mock_text *t);
+/* Event @p ev of a streamed response, numbered @p seq, and its type in *out_type (static).
+ * @p delta is the token of SKY__RE_DELTA; the "done" events hold the first t->n_tokens
+ * words. NULL when out of memory. */
+json_t *sky__mock_responses_event(const sky__mock_text *t, int ev, int seq, const char *delta,
+                                  const char **out_type);
+/* A chunk of a streamed legacy completion, and the usage chunk before [DONE]. */
+json_t *sky__mock_completion_chunk(const sky__mock_text *t, const char *text, const char *finish);
+json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;

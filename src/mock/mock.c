@@ -105,6 +105,7 @@ typedef struct mock_call {
     int fault;
     int n_tokens; /* reply length */
     int sent;     /* tokens streamed so far */
+    int seq;      /* Responses: the next event's sequence_number */
     int has_max;  /* the request set max_tokens: finish_reason is "length" */
     int dim;
     int n_inputs;
@@ -323,7 +324,8 @@ static json_t *embed_body(const mock_call *c)
                      (json_int_t)c->prompt_tokens);
 }
 
-static json_t *call_body(const mock_call *c)
+/* What the reply bodies of src/mock/apis.c need to know of @p c. */
+static sky__mock_text call_text(const mock_call *c)
 {
     sky__mock_text t = {.id = c->id,
                         .model = c->model,
@@ -333,6 +335,12 @@ static json_t *call_body(const mock_call *c)
                         .has_max = c->has_max,
                         .n_inputs = c->n_inputs,
                         .seed = c->seed};
+    return t;
+}
+
+static json_t *call_body(const mock_call *c)
+{
+    sky__mock_text t = call_text(c);
     switch (c->kind) {
     case CALL_CHAT:
         return chat_body(c);
@@ -513,6 +521,10 @@ static int send_chunk(sky_server_req *r, const mock_call *c, const char *content
 
 static int send_usage_chunk(sky_server_req *r, const mock_call *c)
 {
+    if (c->kind == CALL_COMPLETION) {
+        sky__mock_text t = call_text(c);
+        return send_json_event(r, sky__mock_completion_usage_chunk(&t));
+    }
     json_t *chunk = json_pack(
         "{s:s,s:s,s:I,s:s,s:[],s:{s:I,s:I,s:I}}", "id", c->id, "object", "chat.completion.chunk",
         "created", (json_int_t)c->created, "model", c->model, "choices", "usage", "prompt_tokens",
@@ -521,13 +533,75 @@ static int send_usage_chunk(sky_server_req *r, const mock_call *c)
     return send_json_event(r, chunk);
 }
 
+/* Event @p ev of a streamed response, with its type; a Responses stream has no [DONE]. */
+static int send_response_event(sky_server_req *r, mock_call *c, int ev, const char *delta,
+                               const char *stop_reason, int tokens)
+{
+    sky__mock_text t = call_text(c);
+    const char *type = NULL;
+    t.n_tokens = tokens;
+    t.stop_reason = stop_reason;
+    json_t *e = sky__mock_responses_event(&t, ev, c->seq++, delta, &type);
+    size_t len = 0;
+    char *text = e ? sky_json_dump(e, &len) : NULL;
+    json_decref(e);
+    if (text == NULL)
+        return SKY_ENOMEM;
+    int rc = sky_server_sse_send_event(r, type, sky_span_make(text, len));
+    free(text);
+    return rc;
+}
+
+/* What a stream sends before its first token. */
+static void stream_open(sky_server_req *r, mock_call *c)
+{
+    if (c->kind == CALL_CHAT) {
+        (void)send_chunk(r, c, NULL, 1, NULL);
+        return;
+    }
+    for (int ev = SKY__RE_CREATED; c->kind == CALL_RESPONSES && ev <= SKY__RE_PART_ADDED; ev++)
+        (void)send_response_event(r, c, ev, NULL, NULL, 0);
+}
+
+static int send_token(sky_server_req *r, mock_call *c, const char *word)
+{
+    if (c->kind == CALL_RESPONSES)
+        return send_response_event(r, c, SKY__RE_DELTA, word, NULL, 0);
+    if (c->kind == CALL_COMPLETION) {
+        sky__mock_text t = call_text(c);
+        return send_json_event(r, sky__mock_completion_chunk(&t, word, NULL));
+    }
+    return send_chunk(r, c, word, 0, NULL);
+}
+
+/*
+ * End a stream after @p tokens tokens for @p finish ("stop", "length" or "content_filter"):
+ * the last chunk, the usage chunk when asked for and [DONE]; for the Responses API the
+ * "done" events and response.completed or response.incomplete.
+ */
+static void stream_close(mock_worker *m, sky_server_req *r, mock_call *c, const char *finish,
+                         int tokens)
+{
+    if (c->kind == CALL_RESPONSES) {
+        const char *stop = strcmp(finish, "content_filter") == 0 ? finish : NULL;
+        for (int ev = SKY__RE_TEXT_DONE; ev <= SKY__RE_END; ev++)
+            (void)send_response_event(r, c, ev, NULL, stop, tokens);
+        (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
+    } else {
+        sky__mock_text t = call_text(c);
+        (void)(c->kind == CALL_COMPLETION
+                   ? send_json_event(r, sky__mock_completion_chunk(&t, "", finish))
+                   : send_chunk(r, c, NULL, 0, finish));
+        if (c->include_usage)
+            (void)send_usage_chunk(r, c);
+        (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
+    }
+    ST_ADD(m->st.completion_tokens, (uint64_t)tokens);
+}
+
 static void stream_finish(mock_worker *m, sky_server_req *r, mock_call *c)
 {
-    (void)send_chunk(r, c, NULL, 0, c->has_max ? "length" : "stop");
-    if (c->include_usage)
-        (void)send_usage_chunk(r, c);
-    (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
-    ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
+    stream_close(m, r, c, c->has_max ? "length" : "stop", c->n_tokens);
 }
 
 static void stream_step(sky_server_req *r, void *data);
@@ -544,14 +618,15 @@ static void stream_fault(mock_worker *m, sky_server_req *r, mock_call *c)
         sky_server_abort(r);
         break;
     case FAULT_STREAM_ERROR:
+        if (c->kind == CALL_RESPONSES) {
+            (void)send_response_event(r, c, SKY__RE_ERROR, NULL, NULL, c->sent);
+            (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
+            break;
+        }
         (void)sky_server_stream_write(r, sky_span_make(error_event, sizeof(error_event) - 1), 1);
         break;
     case FAULT_CONTENT_FILTER:
-        (void)send_chunk(r, c, NULL, 0, "content_filter");
-        if (c->include_usage)
-            (void)send_usage_chunk(r, c);
-        (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
-        ST_ADD(m->st.completion_tokens, (uint64_t)c->sent);
+        stream_close(m, r, c, "content_filter", c->sent);
         break;
     default: /* FAULT_STREAM_CUT */
         (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
@@ -576,7 +651,7 @@ static void stream_step(sky_server_req *r, void *data)
         }
         char word[64];
         snprintf(word, sizeof(word), "%s%s", c->sent ? " " : "", sky__mock_word(c->seed, c->sent));
-        (void)send_chunk(r, c, word, 0, NULL);
+        (void)send_token(r, c, word);
         c->sent++;
     } while (c->per_token_ms <= 0);
     if (sky_server_req_after(r, (uint64_t)jittered(m, c->per_token_ms), stream_step) < 0)
@@ -590,7 +665,7 @@ static void stream_begin(sky_server_req *r, void *data)
     add_request_id(r, c->m);
     sky_server_add_header(r, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_stream_start(r, 200, "text/event-stream", -1);
-    (void)send_chunk(r, c, NULL, 1, NULL);
+    stream_open(r, c);
     stream_step(r, c);
 }
 
@@ -668,15 +743,12 @@ static const char *parse_embed(mock_call *c, const json_t *req)
     return NULL;
 }
 
-static const char no_stream[] = "skyio mock streams chat completions only; send \"stream\": false";
-
 static const char *parse_responses(mock_call *c, const json_t *req)
 {
     const json_t *input = json_object_get(req, "input");
     if (!json_is_string(input) && !json_is_array(input))
         return "'input' is required: a string or an array of input items";
-    if (sky_json_bool(req, "stream", 0))
-        return no_stream;
+    c->stream = sky_json_bool(req, "stream", 0);
     int64_t max = sky_json_int(req, "max_output_tokens", 0);
     if (max < 0)
         return "'max_output_tokens' must be positive";
@@ -692,8 +764,8 @@ static const char *parse_completion(mock_call *c, const json_t *req)
     const json_t *prompt = json_object_get(req, "prompt");
     if (!json_is_string(prompt) && !json_is_array(prompt))
         return "'prompt' is required: a string, an array of strings or of token ids";
-    if (sky_json_bool(req, "stream", 0))
-        return no_stream;
+    c->stream = sky_json_bool(req, "stream", 0);
+    c->include_usage = sky_json_bool(json_object_get(req, "stream_options"), "include_usage", 0);
     int64_t max = sky_json_int(req, "max_tokens", 0);
     if (max < 0)
         return "'max_tokens' must be positive";

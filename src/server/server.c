@@ -454,19 +454,50 @@ int sky_server_stream_write(sky_server_req *r, sky_span data, int final)
     return 0;
 }
 
-int sky_server_sse_send(sky_server_req *r, sky_span data)
+/* "data: <line>\n" for each line of @p data, so a line break cannot end the event early. */
+static int append_data_lines(sky_buf *out, sky_span data)
+{
+    size_t at = 0;
+    int rc = 0;
+    if (data.ptr == NULL)
+        data = sky_span_make("", 0);
+    do {
+        const char *nl = data.len > at ? memchr(data.ptr + at, '\n', data.len - at) : NULL;
+        size_t end = nl ? (size_t)(nl - data.ptr) : data.len;
+        rc = sky_buf_append(out, "data: ", 6);
+        rc = rc ? rc : sky_buf_append(out, data.ptr + at, end - at);
+        rc = rc ? rc : sky_buf_append(out, "\n", 1);
+        at = end + 1;
+    } while (rc == 0 && at <= data.len && data.ptr[at - 1] == '\n');
+    return rc;
+}
+
+int sky_server_sse_send_event(sky_server_req *r, const char *event, sky_span data)
 {
     if (!r->started || r->ended || r->final_queued)
         return SKY_ESTATE;
-    int rc = sky_buf_append(&r->pending, "data: ", 6);
-    if (rc == 0)
-        rc = sky_buf_append(&r->pending, data.ptr, data.len);
-    if (rc == 0)
-        rc = sky_buf_append(&r->pending, "\n\n", 2);
-    if (rc < 0)
+    if (event && (strchr(event, '\n') || strchr(event, '\r')))
+        return SKY_EINVAL;
+    size_t mark = r->pending.len;
+    int rc = 0;
+    if (event) {
+        rc = sky_buf_append(&r->pending, "event: ", 7);
+        rc = rc ? rc : sky_buf_append(&r->pending, event, strlen(event));
+        rc = rc ? rc : sky_buf_append(&r->pending, "\n", 1);
+    }
+    rc = rc ? rc : append_data_lines(&r->pending, data);
+    rc = rc ? rc : sky_buf_append(&r->pending, "\n", 1);
+    if (rc < 0) {
+        r->pending.len = mark; /* no half event on the wire */
         return rc;
+    }
     stream_flush(r);
     return 0;
+}
+
+int sky_server_sse_send(sky_server_req *r, sky_span data)
+{
+    return sky_server_sse_send_event(r, NULL, data);
 }
 
 void sky_server_abort(sky_server_req *r)

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "skyio/json.h"
+#include "skyio/sse.h"
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
@@ -271,6 +272,139 @@ static void test_embeddings_and_models(void **state)
     close_fixture(&f);
 }
 
+/* The events of a whole SSE body: "type|data" lines, kept in order. */
+typedef struct sse_log {
+    json_t *types; /* event types ("" for none), in order */
+    json_t *data;  /* their data parsed as JSON (null for [DONE]) */
+} sse_log;
+
+static int on_sse(void *ud, const sky_sse_event *ev)
+{
+    sse_log *l = ud;
+    json_t *j = NULL;
+    json_array_append_new(l->types, json_stringn(ev->event.ptr, ev->event.len));
+    if (!ev->is_done)
+        assert_int_equal(sky_json_parse(ev->data, &j, NULL), 0);
+    json_array_append_new(l->data, j ? j : json_null());
+    return 0;
+}
+
+static void read_sse(const sky_test_result *r, sse_log *l)
+{
+    sky_sse_parser p;
+    l->types = json_array();
+    l->data = json_array();
+    sky_sse_parser_init(&p, 0, on_sse, l);
+    assert_int_equal(sky_sse_parser_feed(&p, r->body, r->body_len), 0);
+    assert_int_equal(sky_sse_parser_finish(&p), 0);
+    sky_sse_parser_free(&p);
+}
+
+static void sse_log_free(sse_log *l)
+{
+    json_decref(l->types);
+    json_decref(l->data);
+}
+
+/* A streamed response: the events of the API reference, in order, numbered, ending with
+ * the whole response; the deltas add up to the text; no [DONE]. */
+static void test_responses_stream(void **state)
+{
+    static const char *const types[] = {"response.created",           "response.in_progress",
+                                        "response.output_item.added", "response.content_part.added",
+                                        "response.output_text.delta", "response.output_text.delta",
+                                        "response.output_text.delta", "response.output_text.done",
+                                        "response.content_part.done", "response.output_item.done",
+                                        "response.completed"};
+    static const char *const args[] = {"--completion-tokens", "3", NULL};
+    fixture f;
+    sky_test_result r;
+    sse_log l;
+    char text[256] = "";
+    (void)state;
+    open_fixture(&f, args);
+    request(&f, "POST", "/v1/responses",
+            "{\"model\":\"gpt-4.1\",\"input\":\"hello\",\"stream\":true}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "content-type"), "text/event-stream");
+    read_sse(&r, &l);
+    assert_int_equal(json_array_size(l.types), SKY_ARRAY_LEN(types));
+    for (size_t i = 0; i < SKY_ARRAY_LEN(types); i++) {
+        json_t *d = json_array_get(l.data, i);
+        assert_string_equal(json_string_value(json_array_get(l.types, i)), types[i]);
+        assert_string_equal(sky_json_str(d, "type", ""), types[i]);
+        assert_int_equal(json_integer_value(json_object_get(d, "sequence_number")), (json_int_t)i);
+        if (strcmp(types[i], "response.output_text.delta") == 0)
+            strncat(text, sky_json_str(d, "delta", ""), sizeof(text) - strlen(text) - 1);
+    }
+    json_t *last = json_array_get(l.data, SKY_ARRAY_LEN(types) - 1);
+    assert_string_equal(json_string_value(sky_json_path(last, "response.status")), "completed");
+    assert_string_equal(json_string_value(sky_json_path(last, "response.output.0.content.0.text")),
+                        text);
+    assert_int_equal(json_integer_value(sky_json_path(last, "response.usage.output_tokens")), 3);
+    assert_string_equal(json_string_value(sky_json_path(l.data, "1.response.status")),
+                        "in_progress");
+    sse_log_free(&l);
+    sky_test_result_free(&r);
+    /* a content filter stops it half-way: response.incomplete, and the text so far */
+    close_fixture(&f);
+    static const char *const filtered[] = {"--completion-tokens", "4", "--fault-content-filter",
+                                           "1", NULL};
+    open_fixture(&f, filtered);
+    request(&f, "POST", "/v1/responses",
+            "{\"model\":\"gpt-4.1\",\"input\":\"hello\",\"stream\":true}", NULL, &r);
+    read_sse(&r, &l);
+    last = json_array_get(l.data, json_array_size(l.data) - 1);
+    assert_string_equal(sky_json_str(last, "type", ""), "response.incomplete");
+    assert_string_equal(
+        json_string_value(sky_json_path(last, "response.incomplete_details.reason")),
+        "content_filter");
+    assert_int_equal(json_integer_value(sky_json_path(last, "response.usage.output_tokens")), 2);
+    sse_log_free(&l);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+    /* a server error half-way is an "error" event, the stream's last */
+    static const char *const failing[] = {"--completion-tokens", "4", "--fault-stream-error", "1",
+                                          NULL};
+    open_fixture(&f, failing);
+    request(&f, "POST", "/v1/responses",
+            "{\"model\":\"gpt-4.1\",\"input\":\"hello\",\"stream\":true}", NULL, &r);
+    read_sse(&r, &l);
+    last = json_array_get(l.data, json_array_size(l.data) - 1);
+    assert_string_equal(json_string_value(json_array_get(l.types, json_array_size(l.types) - 1)),
+                        "error");
+    assert_string_equal(sky_json_str(last, "code", ""), "server_error");
+    sse_log_free(&l);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* A streamed legacy completion: text chunks, the finish, usage when asked, [DONE]. */
+static void test_completion_stream(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    sse_log l;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "POST", "/v1/completions",
+            "{\"model\":\"i\",\"prompt\":\"hi\",\"max_tokens\":2,\"stream\":true,"
+            "\"stream_options\":{\"include_usage\":true}}",
+            NULL, &r);
+    assert_int_equal(r.status, 200);
+    read_sse(&r, &l);
+    assert_int_equal(json_array_size(l.data), 5); /* 2 tokens, finish, usage, [DONE] */
+    assert_string_equal(json_string_value(sky_json_path(l.data, "0.object")), "text_completion");
+    assert_non_null(json_string_value(sky_json_path(l.data, "1.choices.0.text")));
+    assert_string_equal(json_string_value(sky_json_path(l.data, "2.choices.0.finish_reason")),
+                        "length");
+    assert_int_equal(json_integer_value(sky_json_path(l.data, "3.usage.completion_tokens")), 2);
+    assert_true(json_is_null(json_array_get(l.data, 4)));
+    sse_log_free(&l);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* GET /v1/models lists what --model serves; /v1/models/{id} answers for one name. */
 static void test_model_list_and_retrieve(void **state)
 {
@@ -383,12 +517,7 @@ static void test_responses_completions_moderations(void **state)
     assert_true(json_is_real(sky_json_path(j, "results.0.category_scores.violence")));
     json_decref(j);
 
-    /* what the mock cannot do, and bad requests, say why */
-    request(&f, "POST", "/v1/responses", "{\"model\":\"m\",\"input\":\"x\",\"stream\":true}", NULL,
-            &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body, "stream"));
-    sky_test_result_free(&r);
+    /* bad requests say why */
     request(&f, "POST", "/v1/completions", "{\"model\":\"m\"}", NULL, &r);
     assert_int_equal(r.status, 400);
     assert_non_null(strstr(r.body, "prompt"));
@@ -403,7 +532,7 @@ static void test_responses_completions_moderations(void **state)
     assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.responses")), 2);
     assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.completions")), 2);
     assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.moderations")), 1);
-    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 8);
+    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 7);
     assert_int_equal(json_integer_value(sky_json_path(j, "tokens.completion")), 4 + 16 + 3 + 16);
     json_decref(j);
     sky_test_result_free(&r);
@@ -898,6 +1027,8 @@ int main(void)
         cmocka_unit_test(test_embeddings_and_models),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
+        cmocka_unit_test(test_responses_stream),
+        cmocka_unit_test(test_completion_stream),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_rpm_limit_and_headers),
         cmocka_unit_test(test_tpm_limit),
