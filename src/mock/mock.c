@@ -3,6 +3,7 @@
  * benchmarks and offline demos. Replies have the real shape and are
  * generated from the request, so the same request gets the same words.
  */
+#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1013,7 +1014,10 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
         respond_error(m, r, azure, 400, "invalid_request_error", "invalid_request", problem);
         return;
     }
-    if (!model_known(m, c.model)) {
+    /* the provider's own moderation model is served whatever --model lists */
+    int default_moderation =
+        kind == CALL_MODERATION && strcmp(c.model, "omni-moderation-latest") == 0;
+    if (!default_moderation && !model_known(m, c.model)) {
         char msg[256];
         snprintf(msg, sizeof(msg),
                  "The model `%.128s` does not exist or you do not have access to it.", c.model);
@@ -1134,26 +1138,9 @@ static void on_models(sky_server_req *r, void *ud)
     respond_json(m, r, 200, body);
 }
 
-/* GET /v1/models/{id}: the SDKs' models.retrieve, which tools use to check a name. */
-static void on_model(sky_server_req *r, void *ud)
+/* The model object of @p id, or 404 when --model does not serve it. */
+static void on_model_id(mock_worker *m, sky_server_req *r, const char *id)
 {
-    static const char v1[] = "/v1/models/", bare[] = "/models/";
-    mock_worker *m = ud;
-    if (!models_call_ok(m, r))
-        return;
-    sky_span path = sky_server_req_path(r);
-    size_t skip = path.len >= sizeof(v1) - 1 && memcmp(path.ptr, v1, sizeof(v1) - 1) == 0
-                      ? sizeof(v1) - 1
-                      : sizeof(bare) - 1;
-    char id[128];
-    size_t n = path.len - skip;
-    if (n == 0 || n >= sizeof(id)) {
-        respond_error(m, r, 0, 404, "invalid_request_error", "model_not_found",
-                      "No model id in the path.");
-        return;
-    }
-    memcpy(id, path.ptr + skip, n);
-    id[n] = '\0';
     if (!model_known(m, id)) {
         char msg[256];
         snprintf(msg, sizeof(msg), "The model '%.128s' does not exist", id);
@@ -1166,6 +1153,32 @@ static void on_model(sky_server_req *r, void *ud)
         return;
     }
     respond_json(m, r, 200, body);
+}
+
+/* GET /v1/models/{id}: the SDKs' models.retrieve, which tools use to check a name. */
+static void on_model(sky_server_req *r, void *ud)
+{
+    static const char v1[] = "/v1/models/", bare[] = "/models/";
+    mock_worker *m = ud;
+    if (!models_call_ok(m, r))
+        return;
+    sky_span path = sky_server_req_path(r);
+    size_t skip = path.len >= sizeof(v1) - 1 && memcmp(path.ptr, v1, sizeof(v1) - 1) == 0
+                      ? sizeof(v1) - 1
+                      : sizeof(bare) - 1;
+    /* the SDKs escape the id as a path segment: "org/name" arrives as org%2Fname */
+    int n = 0;
+    char *id = path.len > skip && path.len - skip <= 1024
+                   ? curl_easy_unescape(NULL, path.ptr + skip, (int)(path.len - skip), &n)
+                   : NULL;
+    if (id == NULL || n == 0 || strlen(id) != (size_t)n || n > 256) {
+        curl_free(id);
+        respond_error(m, r, 0, 404, "invalid_request_error", "model_not_found",
+                      "No model id in the path.");
+        return;
+    }
+    on_model_id(m, r, id);
+    curl_free(id);
 }
 
 /* ---- statistics ---- */

@@ -454,21 +454,36 @@ int sky_server_stream_write(sky_server_req *r, sky_span data, int final)
     return 0;
 }
 
-/* "data: <line>\n" for each line of @p data, so a line break cannot end the event early. */
+/* Where the line starting at @p at ends, and where the next one starts (past its CR LF,
+ * CR or LF, the three line ends of SSE); *out_next is past the end when none follows. */
+static size_t line_end(sky_span data, size_t at, size_t *out_next)
+{
+    size_t i = at;
+    while (i < data.len && data.ptr[i] != '\n' && data.ptr[i] != '\r')
+        i++;
+    if (i == data.len)
+        *out_next = data.len + 1;
+    else
+        *out_next =
+            i + (data.ptr[i] == '\r' && i + 1 < data.len && data.ptr[i + 1] == '\n' ? 2 : 1);
+    return i;
+}
+
+/* "data: <line>\n" for each line of @p data, so a line break cannot end the event early
+ * or hide the rest of the data. */
 static int append_data_lines(sky_buf *out, sky_span data)
 {
     size_t at = 0;
     int rc = 0;
     if (data.ptr == NULL)
         data = sky_span_make("", 0);
-    do {
-        const char *nl = data.len > at ? memchr(data.ptr + at, '\n', data.len - at) : NULL;
-        size_t end = nl ? (size_t)(nl - data.ptr) : data.len;
+    while (rc == 0 && at <= data.len) {
+        size_t next, end = line_end(data, at, &next);
         rc = sky_buf_append(out, "data: ", 6);
         rc = rc ? rc : sky_buf_append(out, data.ptr + at, end - at);
         rc = rc ? rc : sky_buf_append(out, "\n", 1);
-        at = end + 1;
-    } while (rc == 0 && at <= data.len && data.ptr[at - 1] == '\n');
+        at = next;
+    }
     return rc;
 }
 

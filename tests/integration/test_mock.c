@@ -430,6 +430,14 @@ static void test_model_list_and_retrieve(void **state)
     request(&f, "GET", "/models/served-a", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     sky_test_result_free(&r);
+    /* as openai-node sends it: the id escaped as one path segment */
+    request(&f, "GET", "/v1/models/org%2Fserved-b", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    /* moderations without a model go to the provider's own, whatever --model lists */
+    request(&f, "POST", "/v1/moderations", "{\"input\":\"hi\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
     request(&f, "GET", "/v1/models/gpt-4o", NULL, NULL, &r);
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "model_not_found"));

@@ -16,10 +16,10 @@ typedef struct fixture {
     sky_server *srv;
     sky_http_client *client;
     char url[128];
-    int send_rc[4];
+    int send_rc[5];
 } fixture;
 
-/* Three events: named with two data lines, unnamed, named with an empty data. */
+/* Events: named with two data lines, unnamed, named with empty data, with CR line ends. */
 static void on_events(sky_server_req *r, void *ud)
 {
     fixture *f = ud;
@@ -27,6 +27,8 @@ static void on_events(sky_server_req *r, void *ud)
     f->send_rc[0] = sky_server_sse_send_event(r, "first.kind", SKY_SPAN_LIT("line one\nline two"));
     f->send_rc[1] = sky_server_sse_send(r, SKY_SPAN_LIT("{\"plain\":true}"));
     f->send_rc[2] = sky_server_sse_send_event(r, "empty", sky_span_make("", 0));
+    /* CR and CR LF end lines too: each becomes a data: line of its own */
+    f->send_rc[4] = sky_server_sse_send_event(r, "breaks", SKY_SPAN_LIT("a\rb\r\nc\n"));
     /* a type holding a line break would forge events: refused, and nothing is sent */
     f->send_rc[3] = sky_server_sse_send_event(r, "bad\nevent: forged", SKY_SPAN_LIT("x"));
     (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
@@ -56,14 +58,14 @@ static void fixture_close(fixture *f)
 
 typedef struct seen {
     int n;
-    char event[4][32];
-    char data[4][64];
+    char event[5][32];
+    char data[5][64];
 } seen;
 
 static int on_sse(void *ud, const sky_sse_event *ev)
 {
     seen *s = ud;
-    if (s->n < 4) {
+    if (s->n < 5) {
         snprintf(s->event[s->n], sizeof(s->event[0]), "%.*s", (int)ev->event.len, ev->event.ptr);
         snprintf(s->data[s->n], sizeof(s->data[0]), "%.*s", (int)ev->data.len, ev->data.ptr);
     }
@@ -91,13 +93,17 @@ static void test_sse_events_with_types_and_lines(void **state)
     assert_int_equal(f.send_rc[1], 0);
     assert_int_equal(f.send_rc[2], 0);
     assert_int_equal(f.send_rc[3], SKY_EINVAL);
-    assert_int_equal(s.n, 3);
+    assert_int_equal(f.send_rc[4], 0);
+    assert_int_equal(s.n, 4);
     assert_string_equal(s.event[0], "first.kind");
     assert_string_equal(s.data[0], "line one\nline two"); /* two data: lines, joined back */
     assert_string_equal(s.event[1], "");
     assert_string_equal(s.data[1], "{\"plain\":true}");
     assert_string_equal(s.event[2], "empty");
     assert_string_equal(s.data[2], "");
+    /* the reader joins data lines with LF, and the trailing break is kept */
+    assert_string_equal(s.event[3], "breaks");
+    assert_string_equal(s.data[3], "a\nb\nc\n");
     assert_null(strstr(r.body, "forged"));
     sky_test_result_free(&r);
     fixture_close(&f);
