@@ -198,22 +198,42 @@ json_t *sky__mock_responses_event(const sky__mock_text *t, int ev, int seq, cons
 
 /* ---- legacy Completions ---- */
 
-json_t *sky__mock_completion_body(const sky__mock_text *t)
+/* The completion's tokens over all its choices: one per prompt. */
+static json_int_t completion_tokens(const sky__mock_text *t)
 {
+    return (json_int_t)t->n_tokens * (t->n_inputs > 0 ? t->n_inputs : 1);
+}
+
+static json_t *completion_choice(const sky__mock_text *t, int index)
+{
+    sky__mock_text one = *t;
     sky_buf text;
-    if (words(&text, t) < 0) {
+    one.seed = t->seed + (uint64_t)index;
+    if (words(&text, &one) < 0) {
         sky_buf_free(&text);
         return NULL;
     }
-    json_t *body =
-        json_pack("{s:s,s:s,s:I,s:s,s:[{s:s%,s:i,s:n,s:s}],s:{s:I,s:I,s:I}}", "id", t->id, "object",
-                  "text_completion", "created", (json_int_t)t->created, "model", t->model,
-                  "choices", "text", text.data ? text.data : "", text.len, "index", 0, "logprobs",
-                  "finish_reason", t->has_max ? "length" : "stop", "usage", "prompt_tokens",
-                  (json_int_t)t->prompt_tokens, "completion_tokens", (json_int_t)t->n_tokens,
-                  "total_tokens", (json_int_t)(t->prompt_tokens + t->n_tokens));
+    json_t *choice =
+        json_pack("{s:s%,s:i,s:n,s:s}", "text", text.data ? text.data : "", text.len, "index",
+                  index, "logprobs", "finish_reason", t->has_max ? "length" : "stop");
     sky_buf_free(&text);
-    return body;
+    return choice;
+}
+
+json_t *sky__mock_completion_body(const sky__mock_text *t)
+{
+    json_t *choices = json_array();
+    for (int i = 0; choices && i < (t->n_inputs > 0 ? t->n_inputs : 1); i++) {
+        if (json_array_append_new(choices, completion_choice(t, i)) < 0) {
+            json_decref(choices);
+            return NULL;
+        }
+    }
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:{s:I,s:I,s:I}}", "id", t->id, "object",
+                     "text_completion", "created", (json_int_t)t->created, "model", t->model,
+                     "choices", choices, "usage", "prompt_tokens", (json_int_t)t->prompt_tokens,
+                     "completion_tokens", completion_tokens(t), "total_tokens",
+                     (json_int_t)t->prompt_tokens + completion_tokens(t));
 }
 
 /* The categories of omni-moderation; the mock flags none. */
@@ -271,11 +291,12 @@ json_t *sky__mock_moderation_body(const sky__mock_text *t)
     return json_pack("{s:s,s:s,s:o}", "id", t->id, "model", t->model, "results", results);
 }
 
-json_t *sky__mock_completion_chunk(const sky__mock_text *t, const char *text, const char *finish)
+json_t *sky__mock_completion_chunk(const sky__mock_text *t, int index, const char *text,
+                                   const char *finish)
 {
     return json_pack("{s:s,s:s,s:I,s:s,s:[{s:s,s:i,s:n,s:o}]}", "id", t->id, "object",
                      "text_completion", "created", (json_int_t)t->created, "model", t->model,
-                     "choices", "text", text, "index", 0, "logprobs", "finish_reason",
+                     "choices", "text", text, "index", index, "logprobs", "finish_reason",
                      finish ? json_string(finish) : json_null());
 }
 
@@ -284,6 +305,6 @@ json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t)
     return json_pack("{s:s,s:s,s:I,s:s,s:[],s:{s:I,s:I,s:I}}", "id", t->id, "object",
                      "text_completion", "created", (json_int_t)t->created, "model", t->model,
                      "choices", "usage", "prompt_tokens", (json_int_t)t->prompt_tokens,
-                     "completion_tokens", (json_int_t)t->n_tokens, "total_tokens",
-                     (json_int_t)(t->prompt_tokens + t->n_tokens));
+                     "completion_tokens", completion_tokens(t), "total_tokens",
+                     (json_int_t)t->prompt_tokens + completion_tokens(t));
 }

@@ -94,7 +94,7 @@ typedef struct sky__mock_text {
     int64_t prompt_tokens;
     int n_tokens;
     int has_max;  /* the request set a token limit: the reply stops at it */
-    int n_inputs; /* moderations: one result per input */
+    int n_inputs; /* moderations: one result per input; completions: one choice per prompt */
     uint64_t seed;
     const char *stop_reason; /* Responses: why a stream stopped early ("content_filter") */
 } sky__mock_text;
@@ -124,8 +124,10 @@ json_t *sky__mock_moderation_body(const sky__mock_text *t);
  * words. NULL when out of memory. */
 json_t *sky__mock_responses_event(const sky__mock_text *t, int ev, int seq, const char *delta,
                                   const char **out_type);
-/* A chunk of a streamed legacy completion, and the usage chunk before [DONE]. */
-json_t *sky__mock_completion_chunk(const sky__mock_text *t, const char *text, const char *finish);
+/* A chunk of choice @p index of a streamed legacy completion (one choice per prompt:
+ * t->n_inputs), and the usage chunk before [DONE]. */
+json_t *sky__mock_completion_chunk(const sky__mock_text *t, int index, const char *text,
+                                   const char *finish);
 json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */

@@ -325,6 +325,12 @@ static json_t *embed_body(const mock_call *c)
                      (json_int_t)c->prompt_tokens);
 }
 
+/* The tokens generated for @p tokens a choice: a legacy completion has one choice per prompt. */
+static int64_t generated(const mock_call *c, int tokens)
+{
+    return (int64_t)tokens * (c->kind == CALL_COMPLETION && c->n_inputs > 1 ? c->n_inputs : 1);
+}
+
 /* What the reply bodies of src/mock/apis.c need to know of @p c. */
 static sky__mock_text call_text(const mock_call *c)
 {
@@ -479,7 +485,7 @@ static void send_reply(mock_worker *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
         return;
     }
-    ST_ADD(m->st.completion_tokens, GENERATES(c->kind) ? (uint64_t)c->n_tokens : 0);
+    ST_ADD(m->st.completion_tokens, GENERATES(c->kind) ? (uint64_t)generated(c, c->n_tokens) : 0);
     respond_json(m, r, 200, body);
 }
 
@@ -568,11 +574,18 @@ static int send_token(sky_server_req *r, mock_call *c, const char *word)
 {
     if (c->kind == CALL_RESPONSES)
         return send_response_event(r, c, SKY__RE_DELTA, word, NULL, 0);
-    if (c->kind == CALL_COMPLETION) {
-        sky__mock_text t = call_text(c);
-        return send_json_event(r, sky__mock_completion_chunk(&t, word, NULL));
+    if (c->kind != CALL_COMPLETION)
+        return send_chunk(r, c, word, 0, NULL);
+    /* a chunk for each prompt's choice, each with words of its own */
+    sky__mock_text t = call_text(c);
+    int rc = send_json_event(r, sky__mock_completion_chunk(&t, 0, word, NULL));
+    for (int i = 1; rc == 0 && i < c->n_inputs; i++) {
+        char own[64];
+        snprintf(own, sizeof(own), "%s%s", c->sent ? " " : "",
+                 sky__mock_word(c->seed + (uint64_t)i, c->sent));
+        rc = send_json_event(r, sky__mock_completion_chunk(&t, i, own, NULL));
     }
-    return send_chunk(r, c, word, 0, NULL);
+    return rc;
 }
 
 /*
@@ -590,14 +603,15 @@ static void stream_close(mock_worker *m, sky_server_req *r, mock_call *c, const 
         (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
     } else {
         sky__mock_text t = call_text(c);
-        (void)(c->kind == CALL_COMPLETION
-                   ? send_json_event(r, sky__mock_completion_chunk(&t, "", finish))
-                   : send_chunk(r, c, NULL, 0, finish));
+        if (c->kind != CALL_COMPLETION)
+            (void)send_chunk(r, c, NULL, 0, finish);
+        for (int i = 0; c->kind == CALL_COMPLETION && i < c->n_inputs; i++)
+            (void)send_json_event(r, sky__mock_completion_chunk(&t, i, "", finish));
         if (c->include_usage)
             (void)send_usage_chunk(r, c);
         (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
     }
-    ST_ADD(m->st.completion_tokens, (uint64_t)tokens);
+    ST_ADD(m->st.completion_tokens, (uint64_t)generated(c, tokens));
 }
 
 static void stream_finish(mock_worker *m, sky_server_req *r, mock_call *c)
@@ -763,7 +777,7 @@ static const char *parse_responses(mock_call *c, const json_t *req)
 static const char *parse_completion(mock_call *c, const json_t *req)
 {
     const json_t *prompt = json_object_get(req, "prompt");
-    if (!json_is_string(prompt) && !json_is_array(prompt))
+    if (!json_is_string(prompt) && (!json_is_array(prompt) || json_array_size(prompt) == 0))
         return "'prompt' is required: a string, an array of strings or of token ids";
     c->stream = sky_json_bool(req, "stream", 0);
     c->include_usage = sky_json_bool(json_object_get(req, "stream_options"), "include_usage", 0);
@@ -772,18 +786,23 @@ static const char *parse_completion(mock_call *c, const json_t *req)
         return "'max_tokens' must be positive";
     set_length(c, max);
     c->prompt_tokens = sky__mock_estimate_tokens((size_t)sky__mock_input_chars(prompt));
+    /* one choice per prompt: a string or token ids are one, a list of them several */
+    const json_t *first = json_array_get(prompt, 0);
+    c->n_inputs = json_is_string(first) || json_is_array(first) ? (int)json_array_size(prompt) : 1;
+    if (c->n_inputs > 128)
+        return "'prompt' may hold at most 128 prompts in one request";
     return NULL;
 }
 
 static const char *parse_moderation(mock_call *c, const json_t *req)
 {
     const json_t *input = json_object_get(req, "input");
-    if (json_is_string(input))
-        c->n_inputs = 1;
-    else if (json_is_array(input) && json_array_size(input) > 0)
-        c->n_inputs = (int)json_array_size(input);
-    else
+    if (!json_is_string(input) && (!json_is_array(input) || json_array_size(input) == 0))
         return "'input' is required: a string or a non-empty array";
+    /* strings are judged one by one; text and image parts together, as one input */
+    c->n_inputs = json_is_string(json_array_get(input, 0)) ? (int)json_array_size(input) : 1;
+    if (c->n_inputs > 2048)
+        return "'input' may hold at most 2048 strings in one request";
     c->prompt_tokens = sky__mock_estimate_tokens((size_t)sky__mock_input_chars(input));
     return NULL;
 }
@@ -836,7 +855,7 @@ static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_spa
 static int take_limit(mock_worker *m, sky_server_req *r, const mock_call *c)
 {
     sky__mock_verdict v;
-    int64_t cost = c->prompt_tokens + (GENERATES(c->kind) ? c->n_tokens : 0);
+    int64_t cost = c->prompt_tokens + (GENERATES(c->kind) ? generated(c, c->n_tokens) : 0);
     sky_mock *owner = m->owner;
     uv_mutex_lock(&owner->limiter_lock);
     sky__mock_limiter_take(&owner->limiter, mock_now_ms(m), cost, &v);

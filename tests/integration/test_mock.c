@@ -395,11 +395,26 @@ static void test_completion_stream(void **state)
     read_sse(&r, &l);
     assert_int_equal(json_array_size(l.data), 5); /* 2 tokens, finish, usage, [DONE] */
     assert_string_equal(json_string_value(sky_json_path(l.data, "0.object")), "text_completion");
-    assert_non_null(json_string_value(sky_json_path(l.data, "1.choices.0.text")));
+    assert_true(strlen(json_string_value(sky_json_path(l.data, "0.choices.0.text"))) > 0);
+    assert_true(strlen(json_string_value(sky_json_path(l.data, "1.choices.0.text"))) > 1);
     assert_string_equal(json_string_value(sky_json_path(l.data, "2.choices.0.finish_reason")),
                         "length");
     assert_int_equal(json_integer_value(sky_json_path(l.data, "3.usage.completion_tokens")), 2);
     assert_true(json_is_null(json_array_get(l.data, 4)));
+    sse_log_free(&l);
+    sky_test_result_free(&r);
+    /* two prompts: each token step has a chunk for each choice, then a finish for each */
+    request(&f, "POST", "/v1/completions",
+            "{\"model\":\"i\",\"prompt\":[\"a\",\"b\"],\"max_tokens\":2,\"stream\":true}", NULL,
+            &r);
+    read_sse(&r, &l);
+    assert_int_equal(json_array_size(l.data), 7);
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(
+            json_integer_value(sky_json_path(json_array_get(l.data, i), "choices.0.index")),
+            (json_int_t)(i % 2));
+    assert_string_equal(json_string_value(sky_json_path(l.data, "5.choices.0.finish_reason")),
+                        "length");
     sse_log_free(&l);
     sky_test_result_free(&r);
     close_fixture(&f);
@@ -504,12 +519,22 @@ static void test_responses_completions_moderations(void **state)
     json_decref(j);
 
     /* legacy completions, OpenAI's and an Azure deployment's */
+    /* two prompts: a choice each, with words of its own */
     j = post_ok(&f, "/v1/completions",
                 "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":[\"a\",\"b\"],\"max_tokens\":3}");
     assert_string_equal(sky_json_str(j, "object", ""), "text_completion");
+    assert_int_equal(json_array_size(json_object_get(j, "choices")), 2);
     assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "length");
+    assert_int_equal(json_integer_value(sky_json_path(j, "choices.1.index")), 1);
     assert_non_null(json_string_value(sky_json_path(j, "choices.0.text")));
-    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 3);
+    assert_string_not_equal(json_string_value(sky_json_path(j, "choices.0.text")),
+                            json_string_value(sky_json_path(j, "choices.1.text")));
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 6);
+    json_decref(j);
+    /* token ids are one prompt */
+    j = post_ok(&f, "/v1/completions",
+                "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":[15,16,17],\"max_tokens\":2}");
+    assert_int_equal(json_array_size(json_object_get(j, "choices")), 1);
     json_decref(j);
     j = post_ok(&f, "/openai/deployments/instruct/completions?api-version=2024-10-21",
                 "{\"prompt\":\"hi\"}");
@@ -523,6 +548,12 @@ static void test_responses_completions_moderations(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "results")), 2);
     assert_true(json_is_false(sky_json_path(j, "results.1.flagged")));
     assert_true(json_is_real(sky_json_path(j, "results.0.category_scores.violence")));
+    json_decref(j);
+    /* text and image parts are one input */
+    j = post_ok(&f, "/v1/moderations",
+                "{\"input\":[{\"type\":\"text\",\"text\":\"x\"},{\"type\":\"image_url\","
+                "\"image_url\":{\"url\":\"data:,\"}}]}");
+    assert_int_equal(json_array_size(json_object_get(j, "results")), 1);
     json_decref(j);
 
     /* bad requests say why */
@@ -538,10 +569,11 @@ static void test_responses_completions_moderations(void **state)
     request(&f, "GET", "/mock/stats", NULL, NULL, &r);
     j = body_json(&r);
     assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.responses")), 2);
-    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.completions")), 2);
-    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.moderations")), 1);
-    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 7);
-    assert_int_equal(json_integer_value(sky_json_path(j, "tokens.completion")), 4 + 16 + 3 + 16);
+    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.completions")), 3);
+    assert_int_equal(json_integer_value(sky_json_path(j, "endpoints.moderations")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 9);
+    assert_int_equal(json_integer_value(sky_json_path(j, "tokens.completion")),
+                     4 + 16 + 2 * 3 + 2 + 16);
     json_decref(j);
     sky_test_result_free(&r);
     close_fixture(&f);
