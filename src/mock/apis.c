@@ -94,10 +94,22 @@ static json_t *response_object(const sky__mock_text *t, const char *status, cons
                                      (json_int_t)(t->prompt_tokens + t->n_tokens))
                          : json_null();
     json_t *details = reason ? json_pack("{s:s}", "reason", reason) : json_null();
-    return json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:n,s:s,s:o,s:o}", "id", t->id, "object", "response",
-                     "created_at", (json_int_t)t->created, "status", status, "error",
-                     "incomplete_details", details, "instructions", "model", t->model, "output",
-                     output, "usage", usage);
+    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:n,s:s,s:o,s:o}", "id", t->id, "object",
+                             "response", "created_at", (json_int_t)t->created, "status", status,
+                             "error", "incomplete_details", details, "instructions", "model",
+                             t->model, "output", output, "usage", usage);
+    /* the settings a reply echoes, as the provider's defaults (SDKs model them as fields) */
+    json_t *settings = json_pack(
+        "{s:o,s:b,s:s,s:[],s:f,s:f,s:{},s:{s:{s:s}},s:s,s:n,s:b}", "max_output_tokens",
+        t->limit > 0 ? json_integer(t->limit) : json_null(), "parallel_tool_calls", 1,
+        "tool_choice", "auto", "tools", "temperature", 1.0, "top_p", 1.0, "metadata", "text",
+        "format", "type", "text", "truncation", "disabled", "previous_response_id", "store", 1);
+    if (body == NULL || settings == NULL || json_object_update(body, settings) < 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    json_decref(settings);
+    return body;
 }
 
 json_t *sky__mock_responses_body(const sky__mock_text *t)

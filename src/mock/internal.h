@@ -94,6 +94,7 @@ typedef struct sky__mock_text {
     int64_t prompt_tokens;
     int n_tokens;
     int has_max;  /* the request set a token limit: the reply stops at it */
+    int limit;    /* that limit (0: none), which a reply echoes */
     int n_inputs; /* moderations: one result per input; completions: one choice per prompt */
     uint64_t seed;
     const char *stop_reason; /* Responses: why a stream stopped early ("content_filter") */

@@ -340,6 +340,7 @@ static sky__mock_text call_text(const mock_call *c)
                         .prompt_tokens = c->prompt_tokens,
                         .n_tokens = c->n_tokens,
                         .has_max = c->has_max,
+                        .limit = c->has_max ? c->n_tokens : 0,
                         .n_inputs = c->n_inputs,
                         .seed = c->seed};
     return t;

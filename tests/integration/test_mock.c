@@ -498,6 +498,10 @@ static void test_responses_completions_moderations(void **state)
                         "max_output_tokens");
     assert_string_equal(json_string_value(sky_json_path(j, "output.0.content.0.type")),
                         "output_text");
+    /* the settings the API echoes */
+    assert_int_equal(json_integer_value(json_object_get(j, "max_output_tokens")), 4);
+    assert_string_equal(sky_json_str(j, "tool_choice", ""), "auto");
+    assert_true(json_is_array(json_object_get(j, "tools")));
     const char *text = json_string_value(sky_json_path(j, "output.0.content.0.text"));
     assert_non_null(text);
     int words = 1;
