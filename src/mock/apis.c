@@ -265,22 +265,26 @@ static const char *const categories[] = {
     "violence/graphic",
 };
 
+/* One input's verdict: nothing flagged, small stable scores, every category judged on text. */
 static json_t *moderation_result(uint64_t seed)
 {
-    json_t *flags = json_object(), *scores = json_object();
-    json_t *result = flags && scores ? json_pack("{s:b,s:O,s:O}", "flagged", 0, "categories", flags,
-                                                 "category_scores", scores)
-                                     : NULL;
+    json_t *flags = json_object(), *scores = json_object(), *applied = json_object();
+    json_t *result =
+        flags && scores && applied
+            ? json_pack("{s:b,s:O,s:O,s:O}", "flagged", 0, "categories", flags, "category_scores",
+                        scores, "category_applied_input_types", applied)
+            : NULL;
     int rc = result ? 0 : -1;
     uint64_t s = seed;
     for (size_t i = 0; rc == 0 && i < SKY_ARRAY_LEN(categories); i++) {
-        /* small and stable: the same input scores the same */
-        double score = sky__mock_rand01(&s) * 0.001;
+        double score = sky__mock_rand01(&s) * 0.001; /* the same input scores the same */
         rc = json_object_set_new(flags, categories[i], json_false());
         rc = rc ? rc : json_object_set_new(scores, categories[i], json_real(score));
+        rc = rc ? rc : json_object_set_new(applied, categories[i], json_pack("[s]", "text"));
     }
     json_decref(flags);
     json_decref(scores);
+    json_decref(applied);
     if (rc != 0) {
         json_decref(result);
         return NULL;

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
-#include "skyio/clock.h"
 #include "skyio/json.h"
 #include "skyio/log.h"
 #include "skyio/server.h"
@@ -91,7 +91,6 @@ struct sky_mock {
     uv_async_t down; /* workers say they are down */
     int workers_down;
     uint64_t grace_ms;
-    int64_t epoch_offset_ms; /* Unix time in ms minus the loops' uv_now() */
     void (*shutdown_cb)(sky_mock *, void *);
     void *shutdown_ud;
 };
@@ -843,7 +842,7 @@ static void call_init(mock_worker *m, mock_call *c, int kind, int azure, sky_spa
     c->n_tokens = m->cfg.default_completion_tokens;
     c->dim = m->cfg.embedding_dim;
     c->per_token_ms = m->cfg.per_token_ms;
-    c->created = ((int64_t)uv_now(m->loop) + m->owner->epoch_offset_ms) / 1000;
+    c->created = (int64_t)time(NULL); /* the vDSO's clock: no system call */
     static const char *const prefixes[] = {"chatcmpl-", "embd-", "resp_", "cmpl-", "modr-"};
     sky__mock_format_id(c->id, prefixes[kind], m->index, ++m->next_id);
     if (deployment.len)
@@ -1418,9 +1417,6 @@ int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_moc
     m->loop = loop;
     m->cfg = *c;
     m->n_workers = n;
-    /* "created" is Unix time, read off the loop's cached clock: every loop's uv_now()
-     * counts on the same monotonic clock as uv_hrtime() */
-    m->epoch_offset_ms = sky_clock_wall_ms(NULL) - (int64_t)(uv_hrtime() / 1000000u);
     m->workers = ws;
     if ((m->arm = sky__mock_arm_new(&c->arm)) == NULL ||
         (m->identity = sky__mock_identity_new(&c->identity)) == NULL) {

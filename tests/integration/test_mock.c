@@ -552,6 +552,9 @@ static void test_responses_completions_moderations(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "results")), 2);
     assert_true(json_is_false(sky_json_path(j, "results.1.flagged")));
     assert_true(json_is_real(sky_json_path(j, "results.0.category_scores.violence")));
+    assert_string_equal(
+        json_string_value(sky_json_path(j, "results.0.category_applied_input_types.violence.0")),
+        "text");
     json_decref(j);
     /* text and image parts are one input */
     j = post_ok(&f, "/v1/moderations",
