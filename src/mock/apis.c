@@ -94,9 +94,10 @@ static json_t *response_object(const sky__mock_text *t, const char *status, cons
                                      (json_int_t)(t->prompt_tokens + t->n_tokens))
                          : json_null();
     json_t *details = reason ? json_pack("{s:s}", "reason", reason) : json_null();
-    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:n,s:s,s:o,s:o}", "id", t->id, "object",
+    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:o,s:s,s:o,s:o}", "id", t->id, "object",
                              "response", "created_at", (json_int_t)t->created, "status", status,
-                             "error", "incomplete_details", details, "instructions", "model",
+                             "error", "incomplete_details", details, "instructions",
+                             t->instructions ? json_string(t->instructions) : json_null(), "model",
                              t->model, "output", output, "usage", usage);
     /* the settings a reply echoes, as the provider's defaults (SDKs model them as fields) */
     json_t *settings = json_pack(

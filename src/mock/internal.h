@@ -97,7 +97,8 @@ typedef struct sky__mock_text {
     int limit;    /* that limit (0: none), which a reply echoes */
     int n_inputs; /* moderations: one result per input; completions: one choice per prompt */
     uint64_t seed;
-    const char *stop_reason; /* Responses: why a stream stopped early ("content_filter") */
+    const char *stop_reason;  /* Responses: why a stream stopped early ("content_filter") */
+    const char *instructions; /* Responses: the request's, echoed (NULL: none) */
 } sky__mock_text;
 
 /* The events of a streamed response, in the order they are sent. */

@@ -115,7 +115,16 @@ typedef struct mock_call {
     double per_token_ms;
     char id[40];
     char model[128];
+    char *instructions; /* Responses: the request's, echoed in the reply (owned, or NULL) */
 } mock_call;
+
+/* The data free of a call held for a later reply. */
+static void call_free(void *p)
+{
+    mock_call *c = p;
+    free(c->instructions);
+    free(c);
+}
 
 /* ---- small helpers ---- */
 
@@ -341,7 +350,8 @@ static sky__mock_text call_text(const mock_call *c)
                         .has_max = c->has_max,
                         .limit = c->has_max ? c->n_tokens : 0,
                         .n_inputs = c->n_inputs,
-                        .seed = c->seed};
+                        .seed = c->seed,
+                        .instructions = c->instructions};
     return t;
 }
 
@@ -768,8 +778,11 @@ static const char *parse_responses(mock_call *c, const json_t *req)
     if (max < 0)
         return "'max_output_tokens' must be positive";
     set_length(c, max);
-    int64_t chars =
-        sky__mock_input_chars(input) + sky__mock_input_chars(json_object_get(req, "instructions"));
+    const json_t *instructions = json_object_get(req, "instructions");
+    int64_t chars = sky__mock_input_chars(input) + sky__mock_input_chars(instructions);
+    if (json_is_string(instructions) &&
+        (c->instructions = strdup(json_string_value(instructions))) == NULL)
+        return "out of memory";
     c->prompt_tokens = sky__mock_estimate_tokens((size_t)chars);
     return NULL;
 }
@@ -900,7 +913,8 @@ static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
         return;
     }
     *held = *c;
-    sky_server_req_set_data(r, held, free);
+    c->instructions = NULL; /* the held copy owns it now */
+    sky_server_req_set_data(r, held, call_free);
     if (c->stream)
         ST_ADD(m->st.streams, 1);
     if (c->stream && c->include_usage)
@@ -978,6 +992,8 @@ static void count_call(mock_worker *m, int kind)
     ST_ADD(*counters[kind], 1);
 }
 
+static void serve_call(mock_worker *m, sky_server_req *r, mock_call *c);
+
 static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, sky_span deployment)
 {
     mock_call c;
@@ -1029,24 +1045,31 @@ static void handle_call(mock_worker *m, sky_server_req *r, int kind, int azure, 
         c.seed = sky__mock_hash(body.ptr, body.len, 0);
     }
     json_decref(req);
-    if (problem) {
+    if (problem)
         respond_error(m, r, azure, 400, "invalid_request_error", "invalid_request", problem);
-        return;
-    }
+    else
+        serve_call(m, r, &c);
+    free(c.instructions);
+}
+
+/* A call read without fault: the model known, the limits passed, it is answered. */
+static void serve_call(mock_worker *m, sky_server_req *r, mock_call *c)
+{
+    int kind = c->kind, azure = c->azure;
     /* the provider's own moderation model is served whatever --model lists */
     int default_moderation =
-        kind == CALL_MODERATION && strcmp(c.model, "omni-moderation-latest") == 0;
-    if (!default_moderation && !model_known(m, c.model)) {
+        kind == CALL_MODERATION && strcmp(c->model, "omni-moderation-latest") == 0;
+    if (!default_moderation && !model_known(m, c->model)) {
         char msg[256];
         snprintf(msg, sizeof(msg),
-                 "The model `%.128s` does not exist or you do not have access to it.", c.model);
+                 "The model `%.128s` does not exist or you do not have access to it.", c->model);
         respond_error(m, r, azure, 404, "invalid_request_error",
                       azure ? "DeploymentNotFound" : "model_not_found", msg);
         return;
     }
     count_call(m, kind);
-    if (admit(m, r, &c))
-        dispatch(m, r, &c);
+    if (admit(m, r, c))
+        dispatch(m, r, c);
 }
 
 /* The OpenAI routes of each kind of call: the model is in the body. */

@@ -324,7 +324,9 @@ static void test_responses_stream(void **state)
     (void)state;
     open_fixture(&f, args);
     request(&f, "POST", "/v1/responses",
-            "{\"model\":\"gpt-4.1\",\"input\":\"hello\",\"stream\":true}", NULL, &r);
+            "{\"model\":\"gpt-4.1\",\"input\":\"hello\",\"instructions\":\"terse\","
+            "\"stream\":true}",
+            NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(header(&r, "content-type"), "text/event-stream");
     read_sse(&r, &l);
@@ -342,6 +344,7 @@ static void test_responses_stream(void **state)
     assert_string_equal(json_string_value(sky_json_path(last, "response.output.0.content.0.text")),
                         text);
     assert_int_equal(json_integer_value(sky_json_path(last, "response.usage.output_tokens")), 3);
+    assert_string_equal(json_string_value(sky_json_path(last, "response.instructions")), "terse");
     assert_string_equal(json_string_value(sky_json_path(l.data, "1.response.status")),
                         "in_progress");
     sse_log_free(&l);
@@ -518,6 +521,7 @@ static void test_responses_completions_moderations(void **state)
                 "{\"model\":\"dep\",\"instructions\":\"be brief\",\"input\":[{\"role\":\"user\","
                 "\"content\":[{\"type\":\"input_text\",\"text\":\"hi\"}]}]}");
     assert_string_equal(sky_json_str(j, "status", ""), "completed");
+    assert_string_equal(sky_json_str(j, "instructions", ""), "be brief");
     assert_true(json_is_null(json_object_get(j, "incomplete_details")));
     assert_int_equal(json_integer_value(sky_json_path(j, "usage.output_tokens")), 16);
     json_decref(j);
