@@ -15,6 +15,9 @@
  *   skyio-mock-polls: N       polls before its operations end
  *   skyio-mock-style: S       async | location | state
  *   skyio-mock-link-base: U   its operation URLs start with U (a foreign host, for tests)
+ *
+ * GET /mock/arm tells tests what the simulator saw: each operation's polls and when
+ * they came, so a test can measure the waits a client really kept.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -27,6 +30,7 @@
 
 #define OP_API "2024-01-01"
 #define MAX_SEGS 16
+#define MAX_POLL_TIMES 32 /* poll times kept per operation; the count goes on */
 
 enum { ST_ASYNC, ST_LOCATION, ST_STATE };
 enum { OP_PUT, OP_DELETE, OP_ACTION };
@@ -261,6 +265,12 @@ static void op_urls(sky__mock_arm *a, const path *p, const char *base, const cha
     }
 }
 
+/* Milliseconds on the monotonic clock, which the test processes read too. */
+static int64_t now_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000u);
+}
+
 /* A new operation on resource @p rid; its id is written to @p op_id. */
 static json_t *op_new(sky__mock_arm *a, const json_t *res, const char *rid, int kind, int style,
                       char *op_id, size_t len)
@@ -271,6 +281,12 @@ static json_t *op_new(sky__mock_arm *a, const json_t *res, const char *rid, int 
         json_pack("{s:i,s:s,s:i,s:i,s:b,s:s?,s:b}", "kind", kind, "rid", rid, "left",
                   polls ? atoi(polls) : a->cfg.polls, "style", style, "done", 0, "fail",
                   tag(res, "skyio-mock-fail"), "cancel", tag(res, "skyio-mock-cancel") != NULL);
+    if (op && (json_object_set_new(op, "started_ms", json_integer(now_ms())) < 0 ||
+               json_object_set_new(op, "polls", json_integer(0)) < 0 ||
+               json_object_set_new(op, "poll_ms", json_array()) < 0)) {
+        json_decref(op);
+        return NULL;
+    }
     if (op && json_object_set_new(a->ops, op_id, op) < 0)
         return NULL;
     return op;
@@ -311,9 +327,19 @@ static void op_complete(sky__mock_arm *a, json_t *op)
                             json_string("Succeeded"));
 }
 
+/* Note when a poll came, for GET /mock/arm. */
+static void note_poll(json_t *op)
+{
+    json_t *times = json_object_get(op, "poll_ms");
+    json_object_set_new(op, "polls", json_integer(sky_json_int(op, "polls", 0) + 1));
+    if (json_array_size(times) < MAX_POLL_TIMES)
+        json_array_append_new(times, json_integer(now_ms()));
+}
+
 /* Count one poll; true when the operation is over (now or before). */
 static int op_poll(sky__mock_arm *a, json_t *op)
 {
+    note_poll(op);
     if (sky_json_bool(op, "done", 0))
         return 1;
     int64_t left = sky_json_int(op, "left", 0);
@@ -850,7 +876,39 @@ static void on_arm(sky_server_req *r, void *ud)
     send_reply(r, &rp);
 }
 
+/* GET /mock/arm: requests seen, and each operation's resource, status and polls. */
+static json_t *arm_stats(sky__mock_arm *a)
+{
+    const char *id;
+    json_t *op;
+    json_t *ops = json_object();
+    json_object_foreach(a->ops, id, op)
+    {
+        json_object_set_new(
+            ops, id,
+            json_pack("{s:s,s:s,s:O,s:O,s:O}", "rid", sky_json_str(op, "rid", ""), "status",
+                      op_status(op), "started_ms", json_object_get(op, "started_ms"), "polls",
+                      json_object_get(op, "polls"), "poll_ms", json_object_get(op, "poll_ms")));
+    }
+    return json_pack("{s:I,s:o}", "requests", (json_int_t)a->requests, "operations", ops);
+}
+
+static void on_arm_stats(sky_server_req *r, void *ud)
+{
+    sky__mock_arm *a = ud;
+    uv_mutex_lock(&a->lock);
+    json_t *st = arm_stats(a);
+    uv_mutex_unlock(&a->lock);
+    if (st == NULL) {
+        sky_server_respond(r, 500, "application/json", SKY_SPAN_LIT("{}"));
+        return;
+    }
+    sky_server_respond_json(r, 200, st);
+    json_decref(st);
+}
+
 int sky__mock_arm_routes(sky_server *s, sky__mock_arm *a)
 {
-    return sky_server_route(s, NULL, "/subscriptions/", 1, on_arm, a);
+    int rc = sky_server_route(s, "GET", "/mock/arm", 0, on_arm_stats, a);
+    return rc ? rc : sky_server_route(s, NULL, "/subscriptions/", 1, on_arm, a);
 }
