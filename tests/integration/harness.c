@@ -324,7 +324,12 @@ void sky_test_post_options(sky_http_request_options *o, const char *url, const c
 
 json_t *sky_test_mock_stats(const sky_test_mock *m)
 {
-    char url[256];
+    return sky_test_mock_get_json(m, "/mock/stats");
+}
+
+json_t *sky_test_mock_get_json(const sky_test_mock *m, const char *path)
+{
+    char url[512];
     sky_test_result r;
     sky_http_client *c;
     sky_http_client_options co;
@@ -332,7 +337,7 @@ json_t *sky_test_mock_stats(const sky_test_mock *m)
     sky_http_client_options_init(&co);
     co.verify_peer = 0; /* the stats endpoint of a TLS mock in tests */
     assert_int_equal(sky_http_client_new(loop, &co, &c), 0);
-    snprintf(url, sizeof(url), "%s/mock/stats", m->base_url);
+    snprintf(url, sizeof(url), "%s%s", m->base_url, path);
     sky_test_request(loop, c, "GET", url, NULL, NULL, 10000, &r);
     assert_int_equal(r.err_code, 0);
     assert_int_equal(r.status, 200);
@@ -342,4 +347,23 @@ json_t *sky_test_mock_stats(const sky_test_mock *m)
     sky_http_client_free(c);
     sky_test_loop_free(loop);
     return stats;
+}
+
+int64_t sky_test_wait_stat(uv_loop_t *loop, const sky_test_mock *m, const char *path, int64_t want,
+                           uint64_t timeout_ms)
+{
+    uint64_t deadline = uv_hrtime() + timeout_ms * UINT64_C(1000000);
+    int never = 0;
+    for (;;) {
+        json_t *stats = sky_test_mock_stats(m);
+        json_t *v = sky_json_path(stats, path);
+        int64_t got = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+        json_decref(stats);
+        if (got >= want || uv_hrtime() >= deadline)
+            return got;
+        if (loop)
+            sky_test_run_until(loop, &never, 10);
+        else
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
 }

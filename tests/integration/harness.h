@@ -83,6 +83,18 @@ void sky_test_post_options(sky_http_request_options *o, const char *url, const c
 /* GET /mock/stats of @p m as JSON (new reference); aborts the test on failure. */
 json_t *sky_test_mock_stats(const sky_test_mock *m);
 
+/* GET @p path of @p m (a 200 with a JSON body) as JSON (new reference); aborts on failure. */
+json_t *sky_test_mock_get_json(const sky_test_mock *m, const char *path);
+
+/*
+ * Wait for something the mock counts: run @p loop (may be NULL) in turns of 10 ms and
+ * read /mock/stats between them, until the integer at @p path (sky_json_path syntax,
+ * "faults.hang") is at least @p want or @p timeout_ms passed. Each read is a new
+ * connection to the mock. Returns the last value read (-1 while @p path is absent).
+ */
+int64_t sky_test_wait_stat(uv_loop_t *loop, const sky_test_mock *m, const char *path, int64_t want,
+                           uint64_t timeout_ms);
+
 /* A loop, a client (options may be NULL) — and their teardown, which checks no leak. */
 uv_loop_t *sky_test_loop_new(void);
 void sky_test_loop_free(uv_loop_t *loop);
