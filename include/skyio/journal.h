@@ -13,7 +13,10 @@
  * custom_id is "done", a torn last line is cut off, and with retry_failed the
  * failed records are removed (atomically) so they are redone. Appends are
  * queued and written in order by libuv fs requests, each record as a whole
- * line; the file is fdatasync'ed at most every flush_interval_ms and on close.
+ * line; the file is fdatasync'ed at most every flush_interval_ms and on close,
+ * with writes going on during a sync. At most max_pending_records wait in
+ * memory (appends past that get SKY_EBUSY): written records survive a kill -9,
+ * queued ones do not.
  * The flush timer does not keep the loop alive; queued writes do, and
  * sky_journal_close always syncs, so close the journal before the loop ends.
  * A second instance serves as the errors file (`--errors`): same API.
@@ -28,7 +31,7 @@ typedef struct sky_journal sky_journal;
  * answer sky_journal_is_done until the journal is reopened; stop the run.
  */
 typedef void (*sky_journal_error_cb)(sky_journal *j, const sky_error *err, void *user_data);
-/** Pending bytes fell under half the cap after an append was refused (SKY_EBUSY). */
+/** Pending bytes and records fell to half their caps after an append was refused (SKY_EBUSY). */
 typedef void (*sky_journal_drain_cb)(sky_journal *j, void *user_data);
 /**
  * The journal is closed. @p err->code is 0 when everything appended is on
@@ -38,9 +41,11 @@ typedef void (*sky_journal_drain_cb)(sky_journal *j, void *user_data);
 typedef void (*sky_journal_close_cb)(sky_journal *j, const sky_error *err, void *user_data);
 
 typedef struct sky_journal_options {
-    int retry_failed;              /**< remove failed records on open, so they are redone */
-    uint64_t flush_interval_ms;    /**< fdatasync at most this often; 0: after every write. 1000 */
-    size_t max_pending_bytes;      /**< queued bytes before appends get SKY_EBUSY. 16 MiB */
+    int retry_failed;           /**< remove failed records on open, so they are redone */
+    uint64_t flush_interval_ms; /**< fdatasync at most this often; 0: after every write. 1000 */
+    size_t max_pending_bytes;   /**< queued bytes before appends get SKY_EBUSY. 16 MiB */
+    /** Queued records before appends get SKY_EBUSY: what a kill -9 can lose. 256 */
+    uint64_t max_pending_records;
     size_t max_line_bytes;         /**< longest record read or written. 64 MiB */
     size_t expected_records;       /**< sizing hint for the done set; 0 is fine */
     sky_journal_error_cb on_error; /**< optional */
@@ -91,7 +96,7 @@ SKY_EXTERN int sky_journal_is_done(const sky_journal *j, const char *custom_id);
  * to find its custom_id; use sky_journal_append_id when the caller knows it.
  * Returns 0 (queued, and its id is done from now on), SKY_JOURNAL_DUP (the id
  * is already done; nothing queued), or an error and nothing queued:
- * SKY_EBUSY (over max_pending_bytes: wait for on_drain or pending bytes to
+ * SKY_EBUSY (over max_pending_bytes or max_pending_records: wait for on_drain or pending to
  * fall), SKY_EINVAL (not such an object, or a newline inside), SKY_ETOOBIG
  * (over max_line_bytes), SKY_ESTATE (closing), SKY_EIO (an earlier write
  * failed), SKY_ENOMEM.
@@ -104,6 +109,9 @@ SKY_EXTERN int sky_journal_append_id(sky_journal *j, const char *custom_id, cons
 
 /** Bytes accepted but not yet written. Stop admitting work when this grows. */
 SKY_EXTERN size_t sky_journal_pending_bytes(const sky_journal *j);
+
+/** Records accepted but not yet written (in memory: a kill -9 loses them). */
+SKY_EXTERN uint64_t sky_journal_pending_records(const sky_journal *j);
 
 /** Copy the counters into @p out. */
 SKY_EXTERN void sky_journal_get_stats(const sky_journal *j, sky_journal_stats *out);

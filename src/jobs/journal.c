@@ -32,10 +32,12 @@ struct sky_journal {
     uint64_t queue_records;
     uint64_t inflight_records;
     uint64_t good_size; /* file size after the last complete write */
-    uv_fs_t req;        /* the one fs request in flight: ops are serialized */
+    uv_fs_t req;        /* the write or truncate in flight: these are serialized */
+    uv_fs_t sync_req;   /* the fdatasync in flight: it runs beside the writes */
     uv_timer_t timer;
     int busy;          /* req is in flight */
-    int dirty;         /* written since the last fdatasync */
+    int syncing;       /* sync_req is in flight */
+    int dirty;         /* written since the last fdatasync began */
     int sync_due;      /* the flush interval passed while dirty */
     int need_truncate; /* a failed write left a torn line to cut */
     int failed;        /* a write or sync failed: no more appends */
@@ -69,6 +71,7 @@ void sky_journal_options_init(sky_journal_options *opts)
     memset(opts, 0, sizeof(*opts));
     opts->flush_interval_ms = 1000;
     opts->max_pending_bytes = (size_t)16 << 20;
+    opts->max_pending_records = 256;
     opts->max_line_bytes = (size_t)64 << 20;
 }
 
@@ -687,6 +690,13 @@ size_t sky_journal_pending_bytes(const sky_journal *j)
     return j->queue.len + (j->inflight.len - j->inflight_off);
 }
 
+static uint64_t pending_records(const sky_journal *j);
+
+uint64_t sky_journal_pending_records(const sky_journal *j)
+{
+    return pending_records(j);
+}
+
 void sky_journal_get_stats(const sky_journal *j, sky_journal_stats *out)
 {
     *out = j->stats;
@@ -765,7 +775,8 @@ static void notify_drain(sky_journal *j)
 {
     if (!j->refused || j->closing || j->failed || j->opts.on_drain == NULL)
         return;
-    if (sky_journal_pending_bytes(j) > j->opts.max_pending_bytes / 2)
+    if (sky_journal_pending_bytes(j) > j->opts.max_pending_bytes / 2 ||
+        pending_records(j) > j->opts.max_pending_records / 2)
         return;
     j->refused = 0;
     j->opts.on_drain(j, j->opts.user_data);
@@ -805,9 +816,7 @@ static void on_sync(uv_fs_t *req)
     sky_journal *j = req->data;
     ssize_t rc = req->result;
     uv_fs_req_cleanup(req);
-    j->busy = 0;
-    j->dirty = 0;
-    j->sync_due = 0;
+    j->syncing = 0;
     if (rc < 0)
         fail(j, (int)rc, "fdatasync");
     else
@@ -815,15 +824,21 @@ static void on_sync(uv_fs_t *req)
     pump(j);
 }
 
+/*
+ * The sync covers every write that finished before it began; a write finishing
+ * meanwhile makes the file dirty again, for the next one. Writes go on during
+ * a sync: a slow disk delays durability, not the queue (which a kill loses).
+ */
 static void start_sync(sky_journal *j)
 {
-    j->req.data = j;
-    int rc = uv_fs_fdatasync(j->loop, &j->req, j->fd, on_sync);
+    j->sync_req.data = j;
+    j->dirty = 0;
+    j->sync_due = 0;
+    int rc = uv_fs_fdatasync(j->loop, &j->sync_req, j->fd, on_sync);
     if (rc == 0) {
-        j->busy = 1;
+        j->syncing = 1;
         return;
     }
-    j->dirty = 0;
     fail(j, rc, "fdatasync");
     pump(j);
 }
@@ -885,24 +900,27 @@ static void start_close(sky_journal *j)
 }
 
 /*
- * Start the next file operation, one at a time: cut a torn line, then a due
- * sync (before more writes, so a steady stream cannot postpone it), then the
- * queued lines, then on close the last sync and the close itself.
+ * Start what is due: a sync as soon as the flush interval passed while dirty,
+ * beside the writes; one write at a time for the queued lines; a torn line cut
+ * only while nothing else runs; on close, the last sync and the close itself.
  */
 static void pump(sky_journal *j)
 {
+    if (j->dirty && j->sync_due && !j->syncing && !j->need_truncate)
+        start_sync(j);
     if (j->busy)
         return;
-    if (j->need_truncate)
-        start_truncate(j);
-    else if (j->dirty && j->sync_due)
-        start_sync(j);
-    else if (j->queue.len > 0)
+    if (j->need_truncate) {
+        if (!j->syncing)
+            start_truncate(j);
+    } else if (j->queue.len > 0) {
         start_write(j);
-    else if (j->closing && j->dirty)
-        start_sync(j);
-    else if (j->closing)
-        start_close(j);
+    } else if (j->closing && !j->syncing) {
+        if (j->dirty)
+            start_sync(j);
+        else
+            start_close(j);
+    }
 }
 
 /* ---- appending --------------------------------------------------------- */
@@ -922,11 +940,20 @@ static int check_line(const sky_journal *j, const char *line, size_t len)
     return 0;
 }
 
-/* Room for one more line? An empty queue takes any line, so a big one cannot stall. */
+static uint64_t pending_records(const sky_journal *j)
+{
+    return j->queue_records + j->inflight_records;
+}
+
+/*
+ * Room for one more line? An empty queue takes any line, so a big one cannot
+ * stall. The record cap bounds what a kill can lose, whatever the lines' size.
+ */
 static int check_room(sky_journal *j, size_t len)
 {
     size_t pending = sky_journal_pending_bytes(j);
-    if (pending == 0 || pending + len + 1 <= j->opts.max_pending_bytes)
+    if (pending == 0 || (pending + len + 1 <= j->opts.max_pending_bytes &&
+                         pending_records(j) < j->opts.max_pending_records))
         return 0;
     j->refused = 1;
     return SKY_EBUSY;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,32 @@
 #include "skyio/idset.h"
 #include "skyio/journal.h"
 #include "skyio/json.h"
+
+/* ---- the system call itself --------------------------------------------- */
+
+/*
+ * libuv's fdatasync reaches this definition, not libc's: the dynamic linker binds
+ * the library's reference to the program's own symbol. So the tests see the system
+ * call being made, not only the journal's count of it, and can make a sync slow.
+ * It runs on libuv's thread pool: the counters are atomic.
+ */
+static _Atomic unsigned g_fdatasyncs;
+static _Atomic unsigned g_sync_delay_ms;
+static _Atomic int g_sync_running;
+
+int fdatasync(int fd)
+{
+    g_sync_running = 1;
+    unsigned ms = g_sync_delay_ms;
+    if (ms) {
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    g_fdatasyncs++;
+    int rc = (int)syscall(SYS_fdatasync, fd);
+    g_sync_running = 0;
+    return rc;
+}
 
 /* ---- fixture: a fresh directory and loop per test ---------------------- */
 
@@ -756,8 +783,10 @@ static void test_close_syncs(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(stats_of(j).written, 1);
     assert_int_equal(stats_of(j).syncs, 0);
+    unsigned before = g_fdatasyncs;
     closed c = close_j(f, j);
     assert_int_equal(c.stats.syncs, 1);
+    assert_int_equal(g_fdatasyncs - before, 1); /* the system call, not only the count */
 }
 
 static void test_no_sync_when_idle(void **state)
@@ -788,12 +817,95 @@ static void test_interval_zero_syncs_every_write(void **state)
     sky_journal *j = open_j(f, &o);
     char line[128];
     int len = make_line(line, sizeof(line), "x", 200, 0);
+    unsigned before = g_fdatasyncs;
     assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(stats_of(j).syncs, 1);
+    assert_int_equal(g_fdatasyncs - before, 1);
     assert_int_equal(stats_of(j).written, 1);
     closed c = close_j(f, j);
     assert_int_equal(c.stats.syncs, 1);
+}
+
+typedef struct during_sync {
+    sky_journal *j;
+    int n;
+    uint64_t written_while_syncing;
+} during_sync;
+
+static void append_during_sync(uv_timer_t *t)
+{
+    during_sync *d = t->data;
+    char line[128], id[32];
+    if (g_sync_running && d->n > 0)
+        d->written_while_syncing = stats_of(d->j).written;
+    if (d->n >= 40) {
+        uv_timer_stop(t);
+        return;
+    }
+    snprintf(id, sizeof(id), "d-%d", d->n++);
+    int len = make_line(line, sizeof(line), id, 200, 0);
+    assert_int_equal(sky_journal_append(d->j, line, (size_t)len), 0);
+}
+
+/*
+ * A slow sync does not hold the queue: records appended while it runs reach the file
+ * (and survive a kill -9) before it ends. Each sync here takes 400 ms.
+ */
+static void test_writes_go_on_during_sync(void **state)
+{
+    fx *f = *state;
+    sky_journal_options o;
+    sky_journal_options_init(&o);
+    o.flush_interval_ms = 0; /* a sync after the first write, then after each write */
+    sky_journal *j = open_j(f, &o);
+    during_sync d = {j, 0, 0};
+    uv_timer_t t;
+    uv_timer_init(&f->loop, &t);
+    t.data = &d;
+    g_sync_delay_ms = 400;
+    uv_timer_start(&t, append_during_sync, 5, 5);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    g_sync_delay_ms = 0;
+    uv_close((uv_handle_t *)&t, NULL);
+    /* 40 appends 5 ms apart all fall within a couple of syncs: most were written while
+     * one ran (serialized behind syncs, at most one a sync would be) */
+    assert_true(d.written_while_syncing >= 10);
+    closed c = close_j(f, j);
+    assert_int_equal(c.stats.written, 40);
+    assert_int_equal(check_lines(f->path, NULL), 40);
+}
+
+/* At most max_pending_records wait in memory, however small they are. */
+static void test_record_cap(void **state)
+{
+    fx *f = *state;
+    drain_state ds = {0};
+    sky_journal_options o;
+    sky_journal_options_init(&o);
+    assert_int_equal(o.max_pending_records, 256);
+    o.max_pending_records = 8;
+    o.on_drain = on_drain;
+    o.user_data = &ds;
+    sky_journal *j = open_j(f, &o);
+    char line[128], id[32];
+    int rc = 0, accepted = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        snprintf(id, sizeof(id), "r-%d", i);
+        int len = make_line(line, sizeof(line), id, 200, 0);
+        rc = sky_journal_append(j, line, (size_t)len);
+        accepted += rc == 0;
+    }
+    assert_int_equal(rc, SKY_EBUSY);
+    assert_int_equal(accepted, 8);
+    assert_int_equal(sky_journal_pending_records(j), 8);
+    while (ds.drains == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(sky_journal_pending_records(j) <= 4);
+    int len = make_line(line, sizeof(line), id, 200, 0);
+    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
+    closed c = close_j(f, j);
+    assert_int_equal(c.stats.written, 9);
 }
 
 /* ---- a full disk, simulated by the file size limit, in a child ------------ */
@@ -1028,6 +1140,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_sync_when_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interval_zero_syncs_every_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_go_on_during_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_and_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_set_matches_file_after_kill, setup, teardown),
