@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -39,8 +40,9 @@ static const char usage[] =
     "  -c, --concurrency C    keep C requests in flight with -n (default 64)\n"
     "      --json             print the -n summary as JSON\n"
     "\n"
-    "exit: 0 all answered 2xx; 1 some failed or got an error status; 2 usage;\n"
-    "      3 could not connect (refused, DNS, TLS).\n";
+    "exit: 0 all answered 2xx; 1 some failed or got an error status; 2 usage or a URL\n"
+    "      that cannot be used; 3 could not connect (refused, DNS, TLS). With -n, 2 or 3\n"
+    "      only when every request failed that way.\n";
 
 typedef struct http_run {
     sky_loop *loop;
@@ -50,6 +52,7 @@ typedef struct http_run {
     sky_headers *headers;
     char *body;
     int include, sse, json_out;
+    int sse_raw; /* --sse, but the reply is no event stream (an error): print it as it is */
     long long total, concurrency, started, done, ok;
     uint64_t start_ns;
     sky_histogram latency_us;
@@ -106,6 +109,18 @@ static int set_body(http_run *run, const char *data)
     if (run->ropts.method == NULL)
         run->ropts.method = "POST";
     return 0;
+}
+
+/* Options followed by a value; anything else starting with '-' is a flag or unknown. */
+static int takes_value(const char *a)
+{
+    static const char names[] = " -X --method -d --data -H --header --timeout-ms --cacert "
+                                "-n --requests -c --concurrency --max-connections ";
+    char key[32];
+    if (strlen(a) + 3 > sizeof(key))
+        return 0;
+    snprintf(key, sizeof(key), " %s ", a);
+    return strstr(names, key) != NULL;
 }
 
 static int parse_value_opt(http_run *run, const char *a, const char *v)
@@ -173,14 +188,15 @@ static int parse_args(http_run *run, int argc, char **argv)
             continue;
         }
         int rc = parse_flag_opt(run, a);
-        if (rc == 1) {
+        if (rc == 1 && takes_value(a)) {
+            /* an unknown option last on the line is unknown, not short of a value */
             if (need(i, argc, a) < 0)
                 return -1;
             rc = parse_value_opt(run, a, argv[++i]);
-            if (rc == 1) {
-                fprintf(stderr, "skyio http: unknown option '%s' (see skyio http --help)\n", a);
-                return -1;
-            }
+        }
+        if (rc == 1) {
+            fprintf(stderr, "skyio http: unknown option '%s' (see skyio http --help)\n", a);
+            return -1;
         }
         if (rc < 0)
             return -1;
@@ -205,10 +221,19 @@ static int on_event(void *ud, const sky_sse_event *ev)
     return 0;
 }
 
+/* Is the reply a text/event-stream (any parameters after it)? */
+static int is_event_stream(const sky_headers *h)
+{
+    const char *type = h ? sky_headers_get(h, "Content-Type") : NULL;
+    return type && strncasecmp(type, "text/event-stream", 17) == 0;
+}
+
 static void on_single_headers(sky_http_request *req, int status, const sky_headers *h, void *ud)
 {
     http_run *run = ud;
     (void)req;
+    /* An error reply to a streaming request is JSON: parsed as events it would vanish. */
+    run->sse_raw = run->sse && !is_event_stream(h);
     if (!run->include)
         return;
     fprintf(stderr, "HTTP %d\n", status);
@@ -224,7 +249,7 @@ static int on_single_body(sky_http_request *req, const char *data, size_t len, v
 {
     http_run *run = ud;
     (void)req;
-    if (!run->sse) {
+    if (!run->sse || run->sse_raw) {
         fwrite(data, 1, len, stdout);
         return 0;
     }
@@ -233,11 +258,25 @@ static int on_single_body(sky_http_request *req, const char *data, size_t len, v
     return rc == SKY_ECANCELED ? 0 : rc;
 }
 
+/* Could not connect: exit 3, as the usage says; a URL curl cannot use: a usage error. */
+static int exit_for_code(int code)
+{
+    if (code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS)
+        return SKY_EXIT_START;
+    if (code == SKY_EINVAL)
+        return SKY_EXIT_USAGE;
+    return SKY_EXIT_FAILED;
+}
+
 static int exit_for_error(const sky_error *err)
 {
-    if (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS)
-        return SKY_EXIT_START;
-    return SKY_EXIT_FAILED;
+    return exit_for_code(err->code);
+}
+
+static int err_index(int code)
+{
+    int idx = code - SKY__ERR_FIRST;
+    return idx > 0 && idx < N_ERR_CODES ? idx : 0;
 }
 
 static void on_single_done(sky_http_request *req, const sky_http_response *res,
@@ -269,8 +308,7 @@ static void on_many_done(sky_http_request *req, const sky_http_response *res, co
     run->done++;
     sky_histogram_record(&run->latency_us, res->total_us);
     if (err) {
-        int idx = err->code - SKY__ERR_FIRST;
-        run->by_error[idx > 0 && idx < N_ERR_CODES ? idx : 0]++;
+        run->by_error[err_index(err->code)]++;
         if (run->first_err.code == 0)
             run->first_err = *err;
     } else {
@@ -290,6 +328,7 @@ static void start_more(http_run *run)
         if (sky_http_request_send(run->client, &run->ropts, NULL, &err) < 0) {
             fprintf(stderr, "skyio http: %s\n", err.message);
             run->total = run->started;
+            run->worst_exit = run->started ? SKY_EXIT_FAILED : SKY_EXIT_USAGE;
             break;
         }
         run->started++;
@@ -363,6 +402,30 @@ static void print_summary(const http_run *run, double secs)
                    (unsigned long long)run->by_error[i]);
 }
 
+/* 0 when every request was answered 2xx. When none got an answer and all failed the
+ * same way, that way's exit, as for one request (3: could not connect; 2: bad URL). */
+static int many_exit(const http_run *run)
+{
+    static const int codes[] = {SKY_ECONNECT, SKY_ERESOLVE, SKY_ETLS, SKY_EINVAL};
+    if (run->worst_exit)
+        return run->worst_exit;
+    if (run->ok == run->done)
+        return SKY_EXIT_OK;
+    long long no_conn = 0, bad_url = 0;
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        uint64_t n = run->by_error[err_index(codes[i])];
+        if (exit_for_code(codes[i]) == SKY_EXIT_START)
+            no_conn += (long long)n;
+        else
+            bad_url += (long long)n;
+    }
+    if (no_conn == run->done)
+        return SKY_EXIT_START;
+    if (bad_url == run->done)
+        return SKY_EXIT_USAGE;
+    return SKY_EXIT_FAILED;
+}
+
 /* ---- main ---- */
 
 static int run_requests(http_run *run)
@@ -400,7 +463,7 @@ static int run_requests(http_run *run)
         fprintf(stderr, "skyio http: first error: %s\n",
                 sky_error_format(&run->first_err, line, sizeof(line)));
     }
-    return run->ok == run->done ? SKY_EXIT_OK : SKY_EXIT_FAILED;
+    return many_exit(run);
 }
 
 int sky_cli_http(int argc, char **argv)
