@@ -10,7 +10,7 @@
 /**
  * Parse @p text as one JSON value. On success *out_json holds a new reference
  * (json_decref it). On failure returns SKY_EJSON and, when @p err is given,
- * records "line L column C: <jansson's text>".
+ * records "line L column C: <jansson's text>"; or SKY_ENOMEM when out of memory.
  */
 SKY_EXTERN int sky_json_parse(sky_span text, json_t **out_json, sky_error *err) SKY_NODISCARD;
 

@@ -15,6 +15,11 @@ int sky_json_parse(sky_span text, json_t **out_json, sky_error *err)
     /* Any value may stand alone ("42", "\"x\""): callers parse fragments too. */
     json_t *value =
         json_loadb(text.ptr ? text.ptr : "", text.ptr ? text.len : 0, JSON_DECODE_ANY, &jerr);
+    /* jansson reports a failed allocation by leaving the text empty (2.14 never sets
+     * json_error_out_of_memory while parsing): that is no fault of the text. */
+    if (value == NULL &&
+        (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory))
+        return sky_error_set(err, SKY_ENOMEM, "out of memory parsing JSON");
     if (value == NULL)
         return sky_error_set(err, SKY_EJSON, "line %d column %d: %s", jerr.line, jerr.column,
                              jerr.text);

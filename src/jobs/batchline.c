@@ -303,6 +303,16 @@ static int line_begin(sky_span *line, uint64_t line_no, const sky_batch_line_opt
     return is_blank(*line) ? SKY_BATCH_LINE_BLANK : 0;
 }
 
+/*
+ * Whether json_loadb failed for want of memory rather than for the text: jansson
+ * leaves the error text empty then (2.14 never sets json_error_out_of_memory while
+ * parsing, and leaves the code byte unset).
+ */
+static int load_out_of_memory(const json_error_t *jerr)
+{
+    return jerr->text[0] == '\0' || json_error_code(jerr) == json_error_out_of_memory;
+}
+
 static int load_line(sky_span line, json_t **out_root, sky_batch_line_error *e)
 {
     json_error_t jerr;
@@ -310,7 +320,7 @@ static int load_line(sky_span line, json_t **out_root, sky_batch_line_error *e)
         json_loadb(line.ptr ? line.ptr : "", line.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (*out_root != NULL)
         return 0;
-    if (json_error_code(&jerr) == json_error_out_of_memory)
+    if (load_out_of_memory(&jerr))
         return lerr_nomem(e);
     /* jansson quotes the offending token after " near "; that is line content. */
     char *near = strstr(jerr.text, " near ");
@@ -613,7 +623,7 @@ static json_t *body_value(sky_span body)
     if (v != NULL && sky_json_deeper_than(v, SKY_JSON_MAX_DEPTH - 8)) {
         json_decref(v);
         v = NULL;
-    } else if (v != NULL || json_error_code(&jerr) == json_error_out_of_memory) {
+    } else if (v != NULL || load_out_of_memory(&jerr)) {
         return v;
     }
     return str_lossy(body.ptr ? body.ptr : "", body.ptr ? body.len : 0);
@@ -788,7 +798,7 @@ int sky_batch_output_parse(sky_span line, char **out_custom_id, int *out_ok)
     json_t *rec =
         json_loadb(line.ptr ? line.ptr : "", line.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (rec == NULL)
-        return json_error_code(&jerr) == json_error_out_of_memory ? SKY_ENOMEM : SKY_EJSON;
+        return load_out_of_memory(&jerr) ? SKY_ENOMEM : SKY_EJSON;
     int rc = json_is_object(rec) ? record_custom_id(rec, out_custom_id) : SKY_EINVAL;
     if (rc == 0)
         *out_ok = record_ok(rec);
