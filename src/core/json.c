@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "skyio/buf.h"
 #include "skyio/json.h"
 
 int sky_json_parse(sky_span text, json_t **out_json, sky_error *err)
@@ -149,6 +150,26 @@ static int digits_needed(const json_t *v, int depth)
     return most;
 }
 
+/* Where sky_json_dump prints: the text so far and the first failure. */
+typedef struct dump_to_buf {
+    sky_buf buf;
+    int rc;
+} dump_to_buf;
+
+/*
+ * jansson goes on printing after an object key failed to print (dump.c ignores
+ * dump_string's result for keys) and then reports success, so json_dumps can hand
+ * back a text with a key missing. Printing through this callback keeps the first
+ * failure and refuses every later chunk.
+ */
+static int dump_chunk(const char *p, size_t n, void *data)
+{
+    dump_to_buf *d = data;
+    if (d->rc == 0)
+        d->rc = sky_buf_append(&d->buf, p, n);
+    return d->rc < 0 ? -1 : 0;
+}
+
 char *sky_json_dump(const json_t *value, size_t *out_len)
 {
     if (value == NULL)
@@ -159,10 +180,14 @@ char *sky_json_dump(const json_t *value, size_t *out_len)
     size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER;
     if (digits > 0)
         flags |= JSON_REAL_PRECISION(digits);
-    char *text = json_dumps(value, flags);
-    if (text != NULL && out_len != NULL)
-        *out_len = strlen(text);
-    return text;
+    dump_to_buf d;
+    sky_buf_init(&d.buf, SIZE_MAX / 2);
+    d.rc = 0;
+    if (json_dump_callback(value, dump_chunk, &d, flags) != 0 || d.rc < 0) {
+        sky_buf_free(&d.buf);
+        return NULL;
+    }
+    return sky_buf_detach(&d.buf, out_len);
 }
 
 int sky_json_deeper_than(const json_t *value, int limit)

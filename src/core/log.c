@@ -8,6 +8,7 @@
 
 #include "skyio/clock.h"
 #include "skyio/error.h"
+#include "skyio/json.h"
 #include "skyio/log.h"
 
 /* A message longer than this is cut: a log line is not the place for a whole body. */
@@ -558,7 +559,8 @@ static int format_json(sky_buf *line, const char *ts, sky_log_level level, const
     json_t *obj = log_object(ts, level, component, msg);
     if (obj == NULL)
         return SKY_ENOMEM;
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* sky_json_dump, not json_dumps: jansson's dump can drop a key it failed to print */
+    char *text = sky_json_dump(obj, NULL);
     json_decref(obj);
     if (text == NULL)
         return SKY_ENOMEM;

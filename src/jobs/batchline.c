@@ -555,10 +555,16 @@ typedef struct dump_ctx {
     int rc;
 } dump_ctx;
 
+/*
+ * jansson goes on printing after an object key failed to print (dump.c ignores
+ * dump_string's result for keys), and then reports success: keep the first failure
+ * and refuse every later chunk, so a record is whole or not written at all.
+ */
 static int dump_cb(const char *p, size_t n, void *data)
 {
     dump_ctx *ctx = data;
-    ctx->rc = sky_buf_append(ctx->out, p, n);
+    if (ctx->rc == 0)
+        ctx->rc = sky_buf_append(ctx->out, p, n);
     return ctx->rc < 0 ? -1 : 0;
 }
 
@@ -570,7 +576,8 @@ static int record_emit(sky_buf *out, json_t *rec)
     size_t mark = out->len;
     dump_ctx ctx = {out, 0};
     int rc = 0;
-    if (json_dump_callback(rec, dump_cb, &ctx, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0) {
+    if (json_dump_callback(rec, dump_cb, &ctx, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+        ctx.rc < 0) {
         rc = ctx.rc < 0 ? ctx.rc : SKY_ENOMEM;
         out->len = mark;
         if (out->data)
@@ -695,7 +702,7 @@ static int emit_value(sky_buf *out, json_t *v)
     dump_ctx ctx = {out, 0};
     int rc = json_dump_callback(v, dump_cb, &ctx, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
-    return rc == 0 ? 0 : ctx.rc < 0 ? ctx.rc : SKY_ENOMEM;
+    return rc == 0 && ctx.rc == 0 ? 0 : ctx.rc < 0 ? ctx.rc : SKY_ENOMEM;
 }
 
 /* A JSON text on one line: a raw CR or LF in valid JSON can only be whitespace. */
