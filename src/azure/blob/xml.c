@@ -47,8 +47,8 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
 {
     xml_walk *w = ud;
-    if (w->rc == 0 && sky_buf_append(&w->text, s, (size_t)len) != 0)
-        w->rc = SKY_ETOOBIG;
+    if (w->rc == 0)
+        w->rc = sky_buf_append(&w->text, s, (size_t)len); /* SKY_ETOOBIG or SKY_ENOMEM */
 }
 
 static int xml_walk_run(sky_span xml, xml_end_fn fn, void *ud)
