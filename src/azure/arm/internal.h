@@ -49,7 +49,7 @@ int sky__arm_lro_next(sky__arm_lro_state *s, int status, const sky_headers *h, s
 
 /* The token: base64url of {"v":1,"m","r","p","s","f"}. New string, NULL when out of memory. */
 char *sky__arm_token_encode(const sky__arm_lro_state *s);
-/* Parse a token into @p s (fresh). 0, or SKY_EINVAL with @p err saying why. */
+/* Parse a token into @p s (fresh). 0, or SKY_EINVAL with @p err saying why, or SKY_ENOMEM. */
 int sky__arm_token_decode(const char *token, sky__arm_lro_state *s, sky_error *err);
 
 /* Terminal provisioning states and operation statuses (case-insensitive). */

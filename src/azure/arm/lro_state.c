@@ -145,20 +145,25 @@ static void poll_again(sky__arm_decision *d, const char *status, const sky_heade
     d->delay_ms = wait_ms(h, interval_ms, clock);
 }
 
-/* The body's properties.provisioningState, NULL when none. Copied into @p out. */
-static const char *provisioning_state(sky_span body, char *out, size_t len)
+/*
+ * The body's properties.provisioningState, copied into @p out; *out_state is NULL
+ * when there is none. Returns 0, or SKY_ENOMEM when the body could not be read for
+ * want of memory: a state not read is not a state absent (absent means finished).
+ */
+static int provisioning_state(sky_span body, char *out, size_t len, const char **out_state)
 {
     json_t *j = NULL;
-    const char *st = NULL;
-    if (body.len && sky_json_parse(body, &j, NULL) == 0) {
-        json_t *v = sky_json_path(j, "properties.provisioningState");
-        if (json_is_string(v)) {
-            snprintf(out, len, "%s", json_string_value(v));
-            st = out;
-        }
+    *out_state = NULL;
+    int rc = body.len ? sky_json_parse(body, &j, NULL) : SKY_EJSON;
+    if (rc == SKY_ENOMEM)
+        return rc;
+    json_t *v = sky_json_path(j, "properties.provisioningState");
+    if (json_is_string(v)) {
+        snprintf(out, len, "%s", json_string_value(v));
+        *out_state = out;
     }
     json_decref(j);
-    return st;
+    return 0;
 }
 
 /* A terminal state that is not success ends the operation with an error. */
@@ -216,7 +221,9 @@ int sky__arm_lro_first(sky__arm_lro_state *s, const char *method, const char *re
         poll_again(d, "Accepted", h, interval_ms, clock);
         return 0;
     }
-    const char *state = provisioning_state(body, st, sizeof(st));
+    const char *state;
+    if (provisioning_state(body, st, sizeof(st), &state) < 0)
+        return SKY_ENOMEM;
     if (is_put_or_patch(s) && (status == 200 || status == 201) && state &&
         !sky__arm_status_terminal(state)) {
         s->style = SKY_ARM_POLL_STATE;
@@ -229,33 +236,37 @@ int sky__arm_lro_first(sky__arm_lro_state *s, const char *method, const char *re
     return 0;
 }
 
-/* Azure-AsyncOperation: {"status": ..., "error": {...}} */
-static void next_async(sky__arm_lro_state *s, const sky_headers *h, sky_span body, int status,
-                       uint64_t interval_ms, const sky_clock *clock, sky__arm_decision *d,
-                       sky_error *err)
+/* Azure-AsyncOperation: {"status": ..., "error": {...}}. 0, or SKY_ENOMEM. */
+static int next_async(sky__arm_lro_state *s, const sky_headers *h, sky_span body, int status,
+                      uint64_t interval_ms, const sky_clock *clock, sky__arm_decision *d,
+                      sky_error *err)
 {
     json_t *j = NULL;
     char st[32] = "";
-    if (body.len && sky_json_parse(body, &j, NULL) == 0)
+    int rc = body.len ? sky_json_parse(body, &j, NULL) : SKY_EJSON;
+    if (rc == SKY_ENOMEM) /* unread is not "no status": that would end the operation */
+        return rc;
+    if (rc == 0)
         snprintf(st, sizeof(st), "%s", sky_json_str(j, "status", ""));
     json_decref(j);
     if (st[0] == '\0') {
         decide(d, SKY__ARM_DONE, "");
         sky_error_set(err, SKY_EPROTO, "the operation status reply has no \"status\"");
         err->http_status = status;
-        return;
+        return 0;
     }
     if (!sky__arm_status_terminal(st)) {
         poll_again(d, st, h, interval_ms, clock);
-        return;
+        return 0;
     }
     if (strcasecmp(st, "Succeeded") != 0) {
         finish_state(d, st, body, status, err);
-        return;
+        return 0;
     }
     const char *final = is_put_or_patch(s) ? s->resource_url : s->final_url;
     decide(d, final ? SKY__ARM_FETCH_FINAL : SKY__ARM_DONE, st);
     d->url = final;
+    return 0;
 }
 
 int sky__arm_lro_next(sky__arm_lro_state *s, int status, const sky_headers *h, sky_span body,
@@ -270,8 +281,7 @@ int sky__arm_lro_next(sky__arm_lro_state *s, int status, const sky_headers *h, s
     }
     switch (s->style) {
     case SKY_ARM_POLL_ASYNC:
-        next_async(s, h, body, status, interval_ms, clock, d, err);
-        return 0;
+        return next_async(s, h, body, status, interval_ms, clock, d, err);
     case SKY_ARM_POLL_LOCATION: {
         const char *loc = h ? sky_headers_get(h, "location") : NULL;
         if (status == 202) {
@@ -285,7 +295,9 @@ int sky__arm_lro_next(sky__arm_lro_state *s, int status, const sky_headers *h, s
         return 0;
     }
     case SKY_ARM_POLL_STATE: {
-        const char *state = provisioning_state(body, st, sizeof(st));
+        const char *state;
+        if (provisioning_state(body, st, sizeof(st), &state) < 0)
+            return SKY_ENOMEM;
         if (state == NULL || sky__arm_status_terminal(state))
             finish_state(d, state ? state : "Succeeded", body, status, err);
         else
@@ -315,19 +327,20 @@ static char *b64url_encode(const char *in, size_t len)
     return out;
 }
 
-/* Returns the decoded bytes (NUL-terminated, free them), NULL when not base64url. */
-static char *b64url_decode(const char *in, size_t *out_len)
+/* The decoded bytes in *out_text (NUL-terminated, free them). 0, SKY_EINVAL when @p in
+ * is not base64url, or SKY_ENOMEM. */
+static int b64url_decode(const char *in, char **out_text, size_t *out_len)
 {
     size_t len = strlen(in);
     if (len == 0 || len % 4 == 1 || len > 64 * 1024)
-        return NULL;
+        return SKY_EINVAL;
     size_t padded = (len + 3) / 4 * 4;
     char *tmp = malloc(padded + 1);
     unsigned char *out = malloc(padded / 4 * 3 + 1);
     if (tmp == NULL || out == NULL) {
         free(tmp);
         free(out);
-        return NULL;
+        return SKY_ENOMEM;
     }
     for (size_t i = 0; i < padded; i++) {
         char ch = i < len ? in[i] : '=';
@@ -345,12 +358,13 @@ static char *b64url_decode(const char *in, size_t *out_len)
     free(tmp);
     if (n < 0) {
         free(out);
-        return NULL;
+        return SKY_EINVAL;
     }
     n -= (int)(padded - len); /* EVP_DecodeBlock counts the padding as zero bytes */
     out[n] = '\0';
     *out_len = (size_t)n;
-    return (char *)out;
+    *out_text = (char *)out;
+    return 0;
 }
 
 char *sky__arm_token_encode(const sky__arm_lro_state *s)
@@ -407,11 +421,17 @@ int sky__arm_token_decode(const char *token, sky__arm_lro_state *s, sky_error *e
     size_t len = 0;
     json_t *j = NULL;
     memset(s, 0, sizeof(*s));
-    char *text = token ? b64url_decode(token, &len) : NULL;
-    if (text == NULL)
+    char *text = NULL;
+    int rc = token ? b64url_decode(token, &text, &len) : SKY_EINVAL;
+    if (rc == 0) {
+        rc = sky_json_parse(sky_span_make(text, len), &j, NULL);
+        free(text);
+    } else if (rc != SKY_ENOMEM) {
         return sky_error_set(err, SKY_EINVAL, "resume token: not base64url");
-    int rc = sky_json_parse(sky_span_make(text, len), &j, NULL);
-    free(text);
+    }
+    /* out of memory says nothing of the token: it must not be called bad */
+    if (rc == SKY_ENOMEM)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory reading the resume token");
     if (rc < 0 || !json_is_object(j)) {
         json_decref(j);
         return sky_error_set(err, SKY_EINVAL, "resume token: not a JSON object");
