@@ -300,12 +300,15 @@ static int scan_line(scan *s, uint64_t start, uint64_t total)
         text.len -= 3;
     }
     json_t *root;
-    if (sky_json_parse(text, &root, NULL) < 0) {
+    int rc = sky_json_parse(text, &root, NULL);
+    if (rc == SKY_ENOMEM) /* unread is not bad: a bad last line is cut, a bad one not done */
+        return rc;
+    if (rc < 0) {
         s->j->stats.bad_lines++;
         s->last_bad_json = 1;
         return 0;
     }
-    int rc = scan_record(s, root, start, total);
+    rc = scan_record(s, root, start, total);
     json_decref(root);
     return rc;
 }
@@ -396,11 +399,12 @@ static int keep_whole_tail(scan *s, uint64_t size)
         s->nonblank++;
         return 0;
     }
-    if (sky_json_parse(text, &root, NULL) < 0)
-        return 0;
+    int rc = sky_json_parse(text, &root, NULL);
+    if (rc < 0) /* torn, so it is cut; unless it could not be read for want of memory */
+        return rc == SKY_ENOMEM ? rc : 0;
     if (record_id(root) == NULL)
         s->nonblank++;
-    int rc = record_id(root) ? scan_record(s, root, s->line_start, s->line_len) : 1;
+    rc = record_id(root) ? scan_record(s, root, s->line_start, s->line_len) : 1;
     json_decref(root);
     if (rc == 0) {
         s->good_end = size;
@@ -487,6 +491,8 @@ static int write_tmp(const scan *s, const char *tmp, sky_error *err)
     if (rc == 0)
         rc = sync_fsync(loop, fd);
     sync_close(loop, fd);
+    if (rc == UV_ENOMEM) /* copy_kept's buffer: no I/O failed */
+        return sky_error_set(err, SKY_ENOMEM, "out of memory rewriting %s", s->j->path);
     return rc < 0 ? io_error(err, rc, "write", tmp) : 0;
 }
 
@@ -568,8 +574,8 @@ static int scan_and_repair(sky_journal *j, sky_error *err)
     sky_buf_init(&s.line, j->opts.max_line_bytes);
     uint64_t size = 0;
     int rc = scan_file(&s, &size, err);
-    if (rc == 0)
-        rc = scan_tail(&s, size);
+    if (rc == 0 && (rc = scan_tail(&s, size)) < 0)
+        sky_error_set(err, rc, "scanning %s: %s", j->path, sky_strerror(rc));
     if (rc == 0)
         rc = check_batch_output(&s, err);
     if (rc == 0) {
@@ -1003,8 +1009,9 @@ int sky_journal_append(sky_journal *j, const char *line, size_t len)
     if (rc < 0)
         return rc;
     json_t *root;
-    if (sky_json_parse(sky_span_make(line, len), &root, NULL) < 0)
-        return SKY_EINVAL;
+    rc = sky_json_parse(sky_span_make(line, len), &root, NULL);
+    if (rc < 0)
+        return rc == SKY_ENOMEM ? rc : SKY_EINVAL;
     const char *id = json_is_object(root) ? sky_json_str(root, "custom_id", NULL) : NULL;
     rc = id != NULL ? sky_journal_append_id(j, id, line, len) : SKY_EINVAL;
     json_decref(root);
