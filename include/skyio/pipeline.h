@@ -156,6 +156,17 @@ SKY_EXTERN void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_heal
  */
 SKY_EXTERN int sky_pipeline_quota_exhausted(int status, sky_span body);
 
+/**
+ * Hold (nonzero) or release (0) the sending of calls: while held, a call that
+ * would start an attempt (a new one, or a retry) waits in the concurrency
+ * queue instead; attempts on the wire go on and report as usual. A caller that
+ * cannot keep up with the results (a journal behind on its writes) holds the
+ * pipeline, so what it has been paid for and not yet kept stays bounded.
+ * Releasing sends the waiting calls through admission at once, in order; their
+ * callbacks may run before this returns (a call whose deadline passed).
+ */
+SKY_EXTERN void sky_pipeline_hold(sky_pipeline *p, int hold);
+
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
 /** The shared policies, for progress lines and summaries (borrowed; NULL when off). */

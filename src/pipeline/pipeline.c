@@ -36,6 +36,7 @@ struct sky_call {
     int orphaned; /* the pipeline went first: report nothing, free on return */
     int refresh_auth;
     int have_slot;
+    int malformed; /* 2xx replies whose body could not be read */
     int breaker_taken;
     int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
     uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
@@ -60,6 +61,7 @@ struct sky_pipeline {
     size_t n_active;
     size_t n_orphans;
     int in_callback;
+    int held; /* sky_pipeline_hold: no call is sent until it is lifted */
     int free_requested;
     int freeing;
     uint64_t answered;    /* attempts that got an HTTP response, any status */
@@ -272,15 +274,25 @@ static int admit_breaker(sky_call *c)
     return 0;
 }
 
+/* A free slot for a call that waits for none: never while held, and first come first served. */
+static int take_slot(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (p->held)
+        return 0;
+    if (!p->o.use_concurrency)
+        return 1;
+    if (p->queue_head != NULL || !sky_limiter_try_acquire(p->limiter))
+        return 0;
+    c->have_slot = 1;
+    return 1;
+}
+
 static int admit_slot(sky_call *c)
 {
     sky_pipeline *p = c->p;
-    if (!p->o.use_concurrency || c->have_slot)
+    if (c->have_slot || take_slot(c))
         return 1;
-    if (p->queue_head == NULL && sky_limiter_try_acquire(p->limiter)) {
-        c->have_slot = 1;
-        return 1;
-    }
     c->step = STEP_QUEUED;
     c->wait_from_ms = now_ms(p);
     if (p->queue_tail)
@@ -323,16 +335,17 @@ static void admit(sky_call *c)
         authorize(c);
 }
 
-/* A slot came free: hand it to the longest-waiting call. */
+/* A slot came free, or the hold was lifted: hand it to the longest-waiting call. */
 static void pump_queue(sky_pipeline *p)
 {
-    while (p->queue_head && sky_limiter_try_acquire(p->limiter)) {
+    while (!p->held && p->queue_head &&
+           (!p->o.use_concurrency || sky_limiter_try_acquire(p->limiter))) {
         sky_call *c = p->queue_head;
         p->queue_head = c->qnext;
         if (p->queue_head == NULL)
             p->queue_tail = NULL;
         c->qnext = NULL;
-        c->have_slot = 1;
+        c->have_slot = p->o.use_concurrency;
         c->waited_ms += now_ms(p) - c->wait_from_ms;
         uv_timer_stop(c->timer);
         admit(c);
@@ -702,6 +715,11 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     err = check_json(c, res, err, &bad_json);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
+    } else if (err == &bad_json && c->malformed++ > 0) {
+        /* a paid reply that could not be read twice will not be read a third time */
+        bad_json.retryable = 0;
+        sky_retry_record_final(&c->retry, res->status, "malformed_response");
+        end_with(c, res, err);
     } else if (quota_exhausted(res, err)) {
         sky_retry_record_final(&c->retry, res->status, "insufficient_quota");
         end_with(c, res, err);
@@ -908,6 +926,15 @@ void sky_pipeline_free(sky_pipeline *p)
     }
     if (p->n_orphans == 0)
         pipeline_release(p);
+}
+
+void sky_pipeline_hold(sky_pipeline *p, int hold)
+{
+    if (p == NULL || p->held == !!hold)
+        return;
+    p->held = !!hold;
+    if (!p->held)
+        pump_queue(p);
 }
 
 size_t sky_pipeline_active(const sky_pipeline *p)
