@@ -396,6 +396,12 @@ static int check_body(const json_t *root, const json_t **out_body, sky_batch_lin
         return lerr_invalid(e, "body", "lacks body");
     if (!json_is_object(*out_body))
         return lerr_invalid(e, "body", "body is not a JSON object");
+    /* The Batch API records whole replies, and so does skyio: a streamed reply would be
+     * paid for and then not readable as one, every time it was retried. */
+    if (json_is_true(json_object_get(*out_body, "stream")))
+        return lerr_invalid(e, "body.stream",
+                            "\"stream\": true is not supported in a batch (each result is "
+                            "recorded whole): remove it or set it to false");
     return 0;
 }
 

@@ -348,6 +348,26 @@ static void test_error_body(void **state)
     expect_error(
         "{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":null}", 43,
         SKY_EINVAL, "invalid_input", "line 43: body is not a JSON object", NULL);
+    /* a streamed reply cannot be recorded whole: refused before it is paid for */
+    expect_error("{\"custom_id\":\"s\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                 "\"body\":{\"model\":\"m\",\"stream\":true}}",
+                 44, SKY_EINVAL, "invalid_input",
+                 "line 44: \"stream\": true is not supported in a batch (each result is "
+                 "recorded whole): remove it or set it to false",
+                 &e);
+    assert_string_equal(e.param, "body.stream");
+    assert_string_equal(e.custom_id, "s");
+}
+
+static void test_stream_false_is_fine(void **state)
+{
+    (void)state;
+    sky_batch_request req;
+    sky_batch_line_error e;
+    const char *line = "{\"custom_id\":\"s\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                       "\"body\":{\"model\":\"m\",\"stream\":false}}";
+    assert_int_equal(sky_batch_line_parse(sky_span_cstr(line), 1, NULL, &req, &e), 0);
+    sky_batch_request_free(&req);
 }
 
 static void test_bad_arguments(void **state)
@@ -988,6 +1008,7 @@ int main(void)
         cmocka_unit_test(test_error_method),
         cmocka_unit_test(test_error_url),
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_stream_false_is_fine),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_text_plain),
         cmocka_unit_test(test_text_all_options),
