@@ -4,10 +4,12 @@
  * appended to a durable, resumable output. The input is read in chunks only
  * as fast as the pipeline drains it, so memory does not grow with the file.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "skyio/ai.h"
@@ -65,6 +67,8 @@ static const char usage[] =
     "or a 429 insufficient_quota (no credit left). Fix it and run again. So does an\n"
     "endpoint that was never reached (connection refused, unknown host, TLS failure). One\n"
     "that fails later (5xx, resets) makes requests wait; they go again once it answers.\n"
+    "INPUT is a regular file, or - for standard input (with -o; a rerun must be given the\n"
+    "same lines to resume). Devices, FIFOs and directories are refused.\n"
     "OUTPUT must be Batch output or new: a file with lines and no result (the input, say)\n"
     "is refused untouched. If results cannot be written (a full disk), nothing more is sent.\n"
     "exit: 0 all done; 1 some failed, or a stop left work for the next run; 2 usage or\n"
@@ -107,6 +111,7 @@ struct batch {
     held *held_head, *held_tail;
     /* reading */
     uv_file fd;
+    int stdin_input; /* INPUT is "-": read as a stream */
     uv_fs_t read_req;
     char chunk[CHUNK];
     int64_t offset;
@@ -135,6 +140,8 @@ struct batch {
 
 static void read_more(batch *b);
 static void maybe_finish(batch *b);
+static int never_reached(const batch *b, const sky_error *err);
+static void stop_unreachable(batch *b, const sky_error *fault);
 
 /* ---- options ---- */
 
@@ -211,7 +218,7 @@ static int parse_args(batch *b, int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
             return 1;
-        if (a[0] != '-') {
+        if (a[0] != '-' || a[1] == '\0') {
             if (b->input)
                 return fprintf(stderr, "skyio batch: more than one INPUT ('%s')\n", a), -1;
             b->input = a;
@@ -230,6 +237,8 @@ static int parse_args(batch *b, int argc, char **argv)
     }
     if (b->input == NULL)
         return fprintf(stderr, "skyio batch: INPUT is required (see skyio batch --help)\n"), -1;
+    if (strcmp(b->input, "-") == 0 && b->output == NULL)
+        return fprintf(stderr, "skyio batch: reading standard input (-) needs -o OUTPUT\n"), -1;
     if (b->text && b->lo.model == NULL)
         return fprintf(stderr, "skyio batch: --text needs --model\n"), -1;
     return 0;
@@ -301,7 +310,10 @@ static int record(batch *b, int failed, const char *id, const sky_buf *line)
     }
     int rc = sky_journal_append_id(j, id, line->data, line->len);
     if (rc == SKY_EBUSY) {
+        /* the journal is behind: send nothing more until it catches up, so what is paid
+         * for and not yet written stays within what is on the wire plus its queue */
         hold(b, j, id, line->data, line->len);
+        sky_pipeline_hold(b->pipe, 1);
     } else if (rc < 0 && rc != SKY_JOURNAL_DUP) {
         fprintf(stderr, "skyio batch: cannot record %s: %s; stopping\n", id, sky_strerror(rc));
         stop_unrecordable(b);
@@ -324,6 +336,7 @@ static void on_drain(sky_journal *j, void *ud)
             b->held_tail = NULL;
         held_free(h);
     }
+    sky_pipeline_hold(b->pipe, 0);
     read_more(b);
     maybe_finish(b); /* the last results may have been the ones waiting here */
 }
@@ -551,7 +564,8 @@ static void read_more(batch *b)
     b->reading = 1;
     b->read_req.data = b;
     uv_buf_t buf = uv_buf_init(b->chunk, CHUNK);
-    if (uv_fs_read(sky_loop_uv(b->loop), &b->read_req, b->fd, &buf, 1, b->offset, on_read) < 0) {
+    int64_t at = b->stdin_input ? -1 : b->offset; /* a pipe has no offsets */
+    if (uv_fs_read(sky_loop_uv(b->loop), &b->read_req, b->fd, &buf, 1, at, on_read) < 0) {
         b->reading = 0;
         b->eof = 1;
         b->fatal = 1;
@@ -706,10 +720,14 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     int refusal = account_refusal(res, err);
     if (refusal)
         refuse(b, refusal, err);
-    /* a canceled or refused request is not recorded: the next run does it; nor is one
-     * that came back after the output could no longer be written. Only what is recorded
-     * is counted. */
-    if ((err && err->code == SKY_ECANCELED) || refusal || record_result(b, it, res, err) < 0) {
+    int unsent = never_reached(b, err) || b->unreachable;
+    if (unsent)
+        stop_unreachable(b, err);
+    /* a canceled, refused or never-sent request is not recorded: the next run does it;
+     * nor is one that came back after the output could no longer be written. Only what is
+     * recorded is counted. */
+    if ((err && err->code == SKY_ECANCELED) || refusal || unsent ||
+        record_result(b, it, res, err) < 0) {
         b->left_undone++;
     } else if (err == NULL) {
         b->ok++;
@@ -798,9 +816,39 @@ static void report_outages(batch *b, const sky_pipeline_health *h)
 }
 
 /*
+ * The endpoint has never answered and cannot be reached at all: a wrong URL, host or
+ * certificate rather than an outage. Stop as on SIGINT, record nothing (a record would make
+ * the next run skip a request that was never sent), and cancel what is on the wire, since
+ * nothing answered is worth waiting for.
+ */
+static void stop_unreachable(batch *b, const sky_error *fault)
+{
+    if (b->unreachable || b->pipe == NULL)
+        return;
+    b->unreachable = 1;
+    fprintf(stderr,
+            "\nskyio batch: cannot reach the endpoint (%s: %s); stopping. Nothing was "
+            "recorded: check the URL, the network or --cacert and run again.\n",
+            sky_err_name(fault->code), fault->message);
+    b->stopping = 1;
+    sky_pipeline_free(b->pipe); /* deferred when called from one of its callbacks */
+    b->pipe = NULL;
+    maybe_finish(b);
+}
+
+/* Whether @p err says the endpoint was never reached, and nothing of it ever answered. */
+static int never_reached(const batch *b, const sky_error *err)
+{
+    sky_pipeline_health h;
+    if (err == NULL || !unreachable_code(err->code) || b->pipe == NULL)
+        return 0;
+    sky_pipeline_get_health(b->pipe, &h);
+    return h.answered == 0;
+}
+
+/*
  * Say when the endpoint starts failing (the breaker opens: requests wait) and when it
- * answers again. If it has never answered and cannot be reached at all, it is a
- * wrong URL, host or certificate rather than an outage: stop, as on SIGINT.
+ * answers again; stop when it has never answered and cannot be reached at all.
  */
 static void watch_endpoint(batch *b)
 {
@@ -810,16 +858,7 @@ static void watch_endpoint(batch *b)
     sky_pipeline_get_health(b->pipe, &h);
     int down = h.breaker != SKY_BREAKER_CLOSED;
     if (down && h.answered == 0 && unreachable_code(h.last_fault.code)) {
-        b->unreachable = 1;
-        fprintf(stderr,
-                "\nskyio batch: cannot reach the endpoint (%s: %s); stopping. Nothing was "
-                "recorded: check the URL, the network or --cacert and run again.\n",
-                sky_err_name(h.last_fault.code), h.last_fault.message);
-        /* nothing answered, so nothing on the wire is worth waiting for: cancel it all */
-        b->stopping = 1;
-        sky_pipeline_free(b->pipe);
-        b->pipe = NULL;
-        maybe_finish(b);
+        stop_unreachable(b, &h.last_fault);
         return;
     }
     report_outages(b, &h);
@@ -1131,6 +1170,16 @@ static int check_credential(batch *b)
     return -1;
 }
 
+static const char *file_kind(uint64_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
 /* Whether @p path names the file @p st describes (a link to it, say). */
 static int is_same_file(const uv_stat_t *st, const char *path)
 {
@@ -1141,35 +1190,69 @@ static int is_same_file(const uv_stat_t *st, const char *path)
     return same;
 }
 
+/*
+ * INPUT is a regular file, read by offset (a rerun finds the same lines at the same places),
+ * or "-", standard input read as a stream. Anything else would never end (/dev/zero), block
+ * at open (a FIFO without a writer) or fail at the first read: refuse it before anything runs.
+ * O_NONBLOCK only keeps the open of a FIFO from blocking; regular files ignore it.
+ */
+static int open_input(batch *b)
+{
+    uv_fs_t req;
+    b->stdin_input = strcmp(b->input, "-") == 0;
+    if (b->stdin_input) {
+        b->fd = dup(0);
+        if (b->fd < 0) {
+            fprintf(stderr, "skyio batch: cannot read standard input: %s\n", strerror(errno));
+            return SKY_EXIT_USAGE;
+        }
+    } else {
+        b->fd = uv_fs_open(NULL, &req, b->input, O_RDONLY | O_NONBLOCK, 0, NULL);
+        uv_fs_req_cleanup(&req);
+        if (b->fd < 0) {
+            fprintf(stderr, "skyio batch: cannot open %s: %s\n", b->input, uv_strerror(b->fd));
+            return SKY_EXIT_USAGE;
+        }
+    }
+    if (uv_fs_fstat(NULL, &req, b->fd, NULL) < 0) {
+        uv_fs_req_cleanup(&req);
+        fprintf(stderr, "skyio batch: cannot read %s\n", b->input);
+        return SKY_EXIT_USAGE;
+    }
+    uv_stat_t in = req.statbuf;
+    uv_fs_req_cleanup(&req);
+    if (!b->stdin_input && !S_ISREG(in.st_mode)) {
+        fprintf(stderr,
+                "skyio batch: %s is %s, not a regular file: INPUT must be a file, or - to read "
+                "standard input\n",
+                b->input, file_kind(in.st_mode));
+        return SKY_EXIT_USAGE;
+    }
+    b->input_size = S_ISREG(in.st_mode) ? (int64_t)in.st_size : 0;
+    if (is_same_file(&in, b->output) || (b->errors && is_same_file(&in, b->errors))) {
+        fprintf(stderr, "skyio batch: %s is the input file; results need a file of their own\n",
+                is_same_file(&in, b->output) ? b->output : b->errors);
+        return SKY_EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int start(batch *b)
 {
     sky_error err;
     sky_http_client_options co;
     sky_error_clear(&err);
-    int rc = b->base_url ? sky_ai_endpoint_set(&b->ep, SKY_AI_OPENAI, b->base_url,
-                                               getenv("OPENAI_API_KEY"), NULL)
-                         : sky_ai_endpoint_from_env_entra(&b->ep, b->prefer_azure, &err);
+    int rc = open_input(b);
+    if (rc != 0)
+        return rc;
+    rc = b->base_url ? sky_ai_endpoint_set(&b->ep, SKY_AI_OPENAI, b->base_url,
+                                           getenv("OPENAI_API_KEY"), NULL)
+                     : sky_ai_endpoint_from_env_entra(&b->ep, b->prefer_azure, &err);
     if (rc == 0 && b->base_url)
         rc = sky_ai_endpoint_read_org_env(&b->ep);
     if (rc < 0) {
         fprintf(stderr, "skyio batch: %s\n", err.code ? err.message : sky_strerror(rc));
         return SKY_EXIT_START;
-    }
-    uv_fs_t req;
-    b->fd = uv_fs_open(NULL, &req, b->input, O_RDONLY, 0, NULL);
-    uv_fs_req_cleanup(&req);
-    if (b->fd < 0) {
-        fprintf(stderr, "skyio batch: cannot open %s: %s\n", b->input, uv_strerror(b->fd));
-        return SKY_EXIT_USAGE;
-    }
-    if (uv_fs_fstat(NULL, &req, b->fd, NULL) == 0)
-        b->input_size = (int64_t)req.statbuf.st_size;
-    uv_stat_t in = req.statbuf;
-    uv_fs_req_cleanup(&req);
-    if (is_same_file(&in, b->output) || (b->errors && is_same_file(&in, b->errors))) {
-        fprintf(stderr, "skyio batch: %s is the input file; results need a file of their own\n",
-                is_same_file(&in, b->output) ? b->output : b->errors);
-        return SKY_EXIT_USAGE;
     }
     b->loop = sky_loop_new();
     if (b->loop) {

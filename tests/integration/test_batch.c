@@ -184,10 +184,13 @@ static void test_outcomes_and_bad_input(void **state)
     assert_non_null(json_object_get(t.ids, "skyio-duplicate-line-123"));
     assert_non_null(json_object_get(t.ids, "x")); /* a GET: bad, but its id is its own */
     json_decref(t.ids);
-    /* a rerun has nothing left to do and writes nothing, and says what failed before */
+    /* a rerun has nothing left to do: it sends nothing, writes nothing, and says what
+     * failed before */
     char err_path[300], err_text[4096];
     snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    int64_t sent = mock_count(&e.m, "requests");
     assert_int_equal(run_batch_at(e.m.base_url, "", args, err_path), 0);
+    assert_int_equal(mock_count(&e.m, "requests"), sent);
     read_output(e.out, &t);
     assert_int_equal(t.lines, 124);
     json_decref(t.ids);
@@ -517,6 +520,128 @@ static void test_unreachable_endpoint_stops(void **state)
     env_close(&e);
 }
 
+/*
+ * A certificate the client does not trust fails every request with ETLS: that endpoint
+ * was never reached either. Nothing is recorded, so the rerun with the right CA sends
+ * every line (before, each failure was recorded and then skipped for good).
+ */
+static void test_untrusted_certificate_records_nothing(void **state)
+{
+    sky_test_mock m;
+    char dir[256], in[300], out[300], args[1200], err_path[300], err_text[4096];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.tls = 1;
+    sky_test_mock_start(&m, NULL);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", dir);
+    write_input(in, 10, 0);
+    snprintf(args, sizeof(args), "%s -o %s", in, out);
+    assert_int_equal(run_batch_at(m.base_url, "", args, err_path), 3);
+    assert_int_equal(recorded_lines(out), 0);
+    read_text(err_path, err_text, sizeof(err_text));
+    assert_non_null(strstr(err_text, "cannot reach the endpoint (ETLS"));
+    snprintf(args, sizeof(args), "%s -o %s --cacert %s/ca.pem", in, out, m.dir);
+    assert_int_equal(run_batch_at(m.base_url, "", args, NULL), 0);
+    assert_int_equal(recorded_lines(out), 10);
+    assert_int_equal(mock_count(&m, "endpoints.chat"), 10);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/*
+ * A line a batch cannot record (a stream) is refused before it is paid for; a 200 whose
+ * body cannot be read is asked for once more, never again.
+ */
+static void test_unreadable_replies_paid_at_most_twice(void **state)
+{
+    static const char *const margs[] = {"--fault-malformed", "1", NULL};
+    batch_env e;
+    char args[1200];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 5, 0);
+    FILE *f = fopen(e.in, "a");
+    assert_non_null(f);
+    fputs("{\"custom_id\":\"streamed\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+          "\"body\":{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[]}}\n",
+          f);
+    fclose(f);
+    snprintf(args, sizeof(args), "%s -o %s --max-retries 10", e.in, e.out);
+    assert_int_equal(run_batch(&e.m, args), 1);
+    read_output(e.out, &t);
+    assert_int_equal(t.lines, 6);
+    assert_int_equal(t.failed, 6);
+    assert_int_equal(t.no_code, 0);
+    json_decref(t.ids);
+    /* five lines, two attempts each; the stream line never went out */
+    assert_int_equal(mock_count(&e.m, "endpoints.chat"), 10);
+    assert_int_equal(mock_count(&e.m, "faults.malformed"), 10);
+    char text[65536];
+    read_text(e.out, text, sizeof(text));
+    assert_non_null(strstr(text, "\"code\":\"malformed_response\""));
+    assert_non_null(strstr(text, "\"param\":\"body.stream\""));
+    env_close(&e);
+}
+
+/* `skyio batch ARGS` with @p input as INPUT, given 5 s; its exit code (-1: it hung). */
+static int run_batch_bounded(const sky_test_mock *m, const char *input, const char *out,
+                             const char *err_path)
+{
+    char args[1200];
+    snprintf(args, sizeof(args), "%s -o %s", input, out);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= timeout 5 %s batch %s 2>%s",
+             m->base_url, SKY_TEST_BIN, args, err_path);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status) == 124 ? -1 : WEXITSTATUS(status);
+}
+
+/*
+ * INPUT is a regular file or standard input: a device never ends, a FIFO without a writer
+ * blocks the open, a directory reads as nothing. Each is refused at once, saying what it is.
+ */
+static void test_input_must_be_a_file(void **state)
+{
+    batch_env e;
+    char fifo[300], err_path[300], text[4096], cmd[2048];
+    tally t;
+    (void)state;
+    env_open(&e, NULL);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", e.dir);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e.dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    static const struct {
+        const char *what;
+        const char *said;
+    } bad[] = {
+        {"/dev/zero", "is a character device"}, {NULL, "is a FIFO"}, {"/", "is a directory"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(run_batch_bounded(&e.m, bad[i].what ? bad[i].what : fifo, e.out, err_path),
+                         2);
+        read_text(err_path, text, sizeof(text));
+        assert_non_null(strstr(text, bad[i].said));
+        assert_non_null(strstr(text, "INPUT must be a file, or - to read standard input"));
+    }
+    assert_int_equal(mock_count(&e.m, "requests"), 0);
+    /* "-": standard input, here a pipe (which has no offsets to read at) */
+    write_input(e.in, 30, 0);
+    snprintf(cmd, sizeof(cmd),
+             "cat %s | OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= %s batch - -o %s 2>%s", e.in,
+             e.m.base_url, SKY_TEST_BIN, e.out, err_path);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 30);
+    json_decref(t.ids);
+    env_close(&e);
+}
+
 /* Start `skyio batch IN -o OUT --concurrency C` in a child; returns its pid. */
 static pid_t spawn_batch_to(const sky_test_mock *m, const char *in, const char *out,
                             const char *concurrency, const char *err_path);
@@ -552,7 +677,30 @@ static pid_t spawn_batch_to(const sky_test_mock *m, const char *in, const char *
     return pid;
 }
 
-/* kill -9 at random moments, then run again until done: each custom_id once. */
+/* Size of file @p path; 0 when it is not there. */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Wait (up to 30 s) until @p path is larger than @p size or child @p pid has exited. */
+static void wait_growth(const char *path, long size, pid_t pid)
+{
+    for (int i = 0; i < 3000 && file_size(path) <= size; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/*
+ * kill -9 at random moments, then run again until done: each custom_id once, and no
+ * request paid for twice beyond what a kill makes unavoidable (what was on the wire, 40
+ * here, and the 256 results the journal may hold in memory). Each kill comes once the
+ * output has grown, after a random delay (the seed is printed, to replay a failure).
+ */
 static void test_exactly_once_across_kill(void **state)
 {
     static const char *const margs[] = {"--ttft-ms", "40", "--jitter", "0.5", NULL};
@@ -562,10 +710,14 @@ static void test_exactly_once_across_kill(void **state)
     (void)state;
     env_open(&e, margs);
     write_input(e.in, 600, 0);
-    srand((unsigned)time(NULL));
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    print_message("kill -9 seed %u\n", seed);
+    srand(seed);
     for (int round = 0; round < 3; round++) {
+        long before = file_size(e.out);
         pid_t pid = spawn_batch(&e.m, e.in, e.out, "40");
-        struct timespec ts = {0, (long)(100 + rand() % 400) * 1000000L};
+        wait_growth(e.out, before, pid);
+        struct timespec ts = {0, (long)(rand() % 300) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -578,6 +730,10 @@ static void test_exactly_once_across_kill(void **state)
     assert_int_equal(t.lines, 600);
     assert_int_equal(t.ok, 600);
     json_decref(t.ids);
+    /* no faults: every request sent was answered 200, so the extra ones are resends */
+    int64_t resent = mock_count(&e.m, "endpoints.chat") - 600;
+    print_message("resent after 3 kills: %lld\n", (long long)resent);
+    assert_true(resent >= 0 && resent <= 3 * (40 + 256));
     env_close(&e);
 }
 
@@ -811,16 +967,25 @@ static void test_fault_storm(void **state)
     assert_true(stat_of(stats, "rate_limited") > 0);
     json_decref(stats);
     json_decref(t.ids);
-    /* the failed ones can be redone, and the errors file still names each once */
+    /* the failed ones are redone (sent again, and no other), and each id is still named
+     * once across the output and the errors file */
+    int failed_before = t.failed, ok_before = t.ok;
+    int64_t chat_before = mock_count(&e.m, "endpoints.chat");
     snprintf(args, sizeof(args), "%s -o %s --errors %s --retry-failed --timeout-ms 1000", e.in,
              e.out, e.errs);
-    run_batch(&e.m, args);
+    rc = run_batch(&e.m, args);
     memset(&t, 0, sizeof(t));
     t.ids = json_object();
     add_output(e.out, &t);
+    add_output(e.errs, &t);
     assert_int_equal(t.dup_ids, 0);
     assert_int_equal(t.bad_json, 0);
-    assert_true(t.ok > 300);
+    assert_int_equal(json_object_size(t.ids), 400);
+    assert_int_equal(rc, t.failed ? 1 : 0);
+    if (failed_before > 0) {
+        assert_true(mock_count(&e.m, "endpoints.chat") - chat_before >= failed_before);
+        assert_true(t.ok > ok_before); /* at 15% faults, most of the redone ones succeed */
+    }
     json_decref(t.ids);
     env_close(&e);
 }
@@ -979,6 +1144,9 @@ int main(void)
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_unwritable_output_stops),
         cmocka_unit_test(test_unreachable_endpoint_stops),
+        cmocka_unit_test(test_untrusted_certificate_records_nothing),
+        cmocka_unit_test(test_unreadable_replies_paid_at_most_twice),
+        cmocka_unit_test(test_input_must_be_a_file),
         cmocka_unit_test(test_outage_waits_and_resumes),
         cmocka_unit_test(test_exactly_once_across_kill),
         cmocka_unit_test(test_sigint_drains),
