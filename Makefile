@@ -8,7 +8,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo bench fuzz install format format-check clean
+.PHONY: all deps build test test-fast test-asan demo bench fuzz fuzz-build fuzz-minimize install format format-check clean
 
 all: build
 
@@ -41,15 +41,23 @@ demo: build
 bench: build
 	@bench/run-all $(BUILD)
 
-fuzz: deps
+# libFuzzer targets (clang; library and harnesses instrumented, ASan + UBSan): each runs
+# FUZZ_SECONDS from its seeds and a work corpus under $(BUILD_FUZZ)/corpus that grows from
+# run to run. FUZZ_TARGETS picks some ("arm sse"); fuzz-minimize folds the work corpus
+# back into the seeds under tests/fuzz/corpus (see tests/fuzz/fuzz.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+fuzz-build: deps
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	  -DSKY_FUZZ=ON -DSKY_SANITIZE=ON
-	cmake --build $(BUILD_FUZZ) -j $(JOBS)
-	@for t in $(BUILD_FUZZ)/fuzz_*; do \
-	  name=$$(basename $$t); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
-	  work=$$(mktemp -d); cp $$corpus/* $$work/ 2>/dev/null; \
-	  echo "== $$name (60 s)"; $$t -max_total_time=60 $$work || exit 1; rm -rf $$work; \
-	done
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/fuzz.sh run $(BUILD_FUZZ) $(FUZZ_TARGETS)
+
+fuzz-minimize: fuzz-build
+	tests/fuzz/fuzz.sh merge $(BUILD_FUZZ) $(FUZZ_TARGETS)
 
 install: build
 	cmake --install $(BUILD)
