@@ -28,7 +28,10 @@ typedef struct slot {
  * eighth of a byte a line.
  */
 #define LINE_KINDS 2
-#define LINE_MAX_NUMBER (1ull << 36) /* beyond this, the string path */
+/* Beyond this, the string path. The bitmap is sized by the largest number in it, so the
+ * cap bounds what one id can cost (32 MiB a kind): any custom_id in an input or output file
+ * may look like a line id, and one of 2^36 would have asked for 8 GiB. */
+#define LINE_MAX_NUMBER (1ull << 28)
 static const char *const line_prefix[LINE_KINDS] = {"skyio-input-line-", "skyio-duplicate-line-"};
 
 typedef struct line_bits {
