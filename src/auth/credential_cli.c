@@ -119,12 +119,12 @@ static int64_t parse_local_time(const char *s)
     return t == (time_t)-1 ? 0 : (int64_t)t;
 }
 
-static int parse_cli_output(cli_fetch *x, char **token, int64_t *expires_on, sky_error *e)
+int sky__cred_parse_cli_output(sky_span out, char **token, int64_t *expires_on, sky_error *e)
 {
     json_t *j = NULL;
-    if (sky_json_parse(sky_buf_span(&x->out_buf), &j, NULL) < 0 || !json_is_object(j)) {
+    if (sky_json_parse(out, &j, NULL) < 0 || !json_is_object(j)) {
         json_decref(j);
-        return sky_error_set(e, SKY_EAUTH, "az printed no JSON object (%zu bytes)", x->out_buf.len);
+        return sky_error_set(e, SKY_EAUTH, "az printed no JSON object (%zu bytes)", out.len);
     }
     const char *tok = sky_json_str(j, "accessToken", NULL);
     json_t *eo = json_object_get(j, "expires_on");
@@ -179,7 +179,7 @@ static void cli_finish(cli_fetch *x)
     else if (x->exit_status != 0 || x->term_signal)
         cli_error(x, &e);
     else
-        parse_cli_output(x, &token, &expires_on, &e);
+        sky__cred_parse_cli_output(sky_buf_span(&x->out_buf), &token, &expires_on, &e);
     if (x->out_buf.data)
         memset(x->out_buf.data, 0, x->out_buf.len);
     sky_buf_free(&x->out_buf);

@@ -116,6 +116,14 @@ void sky__cred_scrub(char *text, const char *secret);
 int sky__cred_parse_token_json(const sky_credential *c, sky_span body, char **out_token,
                                int64_t *out_expires_on, int64_t *out_refresh_in, sky_error *err);
 
+/*
+ * The token out of `az account get-access-token --output json` (@p out, its
+ * stdout): "accessToken", and the expiry from "expires_on" (Unix seconds, a
+ * number or a string) else "expiresOn" (local time, as older CLIs print it).
+ * On success *token is new (free it). 0, SKY_EAUTH or SKY_ENOMEM.
+ */
+int sky__cred_parse_cli_output(sky_span out, char **token, int64_t *expires_on, sky_error *e);
+
 /* The error for a non-2xx token reply: status, the service's code and first
  * line of its description, redacted and with @p secret masked. SKY_EAUTH. */
 void sky__cred_reply_error(const sky_http_response *res, const char *secret, sky_error *err);

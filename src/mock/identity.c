@@ -235,8 +235,7 @@ static int hexval(char ch)
     return -1;
 }
 
-/* The decoded value of @p key in an x-www-form-urlencoded body (malloc'd), or NULL. */
-static char *form_get(sky_span body, const char *key)
+char *sky__mock_form_get(sky_span body, const char *key)
 {
     size_t klen = strlen(key), i = 0;
     while (i < body.len) {
@@ -269,7 +268,7 @@ static char *form_get(sky_span body, const char *key)
 
 static const char token_suffix[] = "/oauth2/v2.0/token";
 
-static int tenant_path_ok(sky_span path)
+int sky__mock_tenant_path_ok(sky_span path)
 {
     size_t sl = sizeof(token_suffix) - 1;
     if (path.len <= sl + 1 || memcmp(path.ptr + path.len - sl, token_suffix, sl) != 0)
@@ -325,7 +324,7 @@ static void answer_entra(sky__mock_identity *id, sky_server_req *r, const char *
 static void on_entra(sky_server_req *r, void *ud)
 {
     sky__mock_identity *id = ud;
-    if (!tenant_path_ok(sky_server_req_path(r))) {
+    if (!sky__mock_tenant_path_ok(sky_server_req_path(r))) {
         sky_server_respond(r, 404, "application/json",
                            SKY_SPAN_LIT("{\"error\":{\"code\":\"NotFound\",\"message\":\"no such "
                                         "path in skyio mock\"}}"));
@@ -335,10 +334,12 @@ static void on_entra(sky_server_req *r, void *ud)
     if (injected_failure(id, r))
         return;
     sky_span body = sky_server_req_body(r);
-    char *grant = form_get(body, "grant_type"), *client_id = form_get(body, "client_id");
-    char *scope = form_get(body, "scope"), *secret = form_get(body, "client_secret");
-    char *atype = form_get(body, "client_assertion_type");
-    char *assertion = form_get(body, "client_assertion");
+    char *grant = sky__mock_form_get(body, "grant_type"),
+         *client_id = sky__mock_form_get(body, "client_id");
+    char *scope = sky__mock_form_get(body, "scope"),
+         *secret = sky__mock_form_get(body, "client_secret");
+    char *atype = sky__mock_form_get(body, "client_assertion_type");
+    char *assertion = sky__mock_form_get(body, "client_assertion");
     int aadsts = 0;
     const char *bad = check_client(id, secret, atype, assertion, &aadsts);
     answer_entra(id, r, client_id, scope, grant, bad, aadsts);

@@ -132,6 +132,36 @@ json_t *sky__mock_completion_chunk(const sky__mock_text *t, int index, const cha
                                    const char *finish);
 json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 
+/* Request parsing (src/mock/mock.c), callable without a server (tests, fuzzing). */
+
+/* The model calls, in the order of mock.c's routes. */
+enum {
+    SKY__MOCK_CHAT,
+    SKY__MOCK_EMBEDDINGS,
+    SKY__MOCK_RESPONSES,
+    SKY__MOCK_COMPLETIONS,
+    SKY__MOCK_MODERATIONS,
+    SKY__MOCK_CALL_KINDS
+};
+
+/* What a request body asks for, as the handler reads it. */
+typedef struct sky__mock_request {
+    int stream;
+    int include_usage;
+    int has_max;  /* it set a token limit */
+    int n_tokens; /* reply length: that limit (at most 100000), else the default */
+    int dim;      /* embeddings */
+    int n_inputs; /* embeddings, completions, moderations */
+    int64_t prompt_tokens;
+} sky__mock_request;
+
+/* Read the JSON body @p req of a call of @p kind as the handler does, with the config's
+ * @p default_tokens and embedding @p dim: NULL, or what is wrong with it (static text). */
+const char *sky__mock_parse_request(int kind, const json_t *req, int default_tokens, int dim,
+                                    sky__mock_request *out);
+/* "application/json" in any case, with or without parameters such as charset. */
+int sky__mock_json_media_type(sky_span content_type);
+
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;
 struct sky_server;
@@ -155,6 +185,10 @@ int sky__mock_identity_routes(struct sky_server *s, sky__mock_identity *id);
 json_t *sky__mock_identity_stats(const sky__mock_identity *id);
 void sky__mock_identity_reset(sky__mock_identity *id);
 void sky__mock_identity_config_init(sky_mock_identity *c);
+/* The decoded value of @p key in an x-www-form-urlencoded body (malloc'd), or NULL. */
+char *sky__mock_form_get(sky_span body, const char *key);
+/* Nonzero when @p path is /{tenant}/oauth2/v2.0/token (one segment of tenant). */
+int sky__mock_tenant_path_ok(sky_span path);
 int sky__mock_identity_apply_json(sky_mock_identity *c, json_t *obj, sky_error *err);
 
 #endif

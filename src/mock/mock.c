@@ -837,6 +837,30 @@ static const char *parse_call(mock_call *c, const json_t *req)
     }
 }
 
+_Static_assert(CALL_MODERATION + 1 == SKY__MOCK_CALL_KINDS, "the call kinds of internal.h");
+
+const char *sky__mock_parse_request(int kind, const json_t *req, int default_tokens, int dim,
+                                    sky__mock_request *out)
+{
+    mock_call c;
+    memset(&c, 0, sizeof(c));
+    c.kind = kind;
+    c.n_tokens = default_tokens;
+    c.dim = dim;
+    const char *problem =
+        kind >= 0 && kind < SKY__MOCK_CALL_KINDS ? parse_call(&c, req) : "unknown kind of call";
+    free(c.instructions);
+    memset(out, 0, sizeof(*out));
+    out->stream = c.stream;
+    out->include_usage = c.include_usage;
+    out->has_max = c.has_max;
+    out->n_tokens = c.n_tokens;
+    out->dim = c.dim;
+    out->n_inputs = c.n_inputs;
+    out->prompt_tokens = c.prompt_tokens;
+    return problem;
+}
+
 /* snprintf's "%s" with its truncation, without the cost of a format. */
 static void copy_name(char *dst, size_t size, const char *src)
 {
@@ -928,8 +952,7 @@ static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
 }
 
-/* "application/json" in any case, with or without parameters such as charset. */
-static int json_media_type(sky_span v)
+int sky__mock_json_media_type(sky_span v)
 {
     static const char want[] = "application/json";
     size_t n = sizeof(want) - 1;
@@ -946,7 +969,7 @@ static int json_media_type(sky_span v)
 static int content_type_ok(mock_worker *m, sky_server_req *r, int azure)
 {
     sky_span v;
-    if (sky_server_req_header(r, "content-type", &v) && json_media_type(v))
+    if (sky_server_req_header(r, "content-type", &v) && sky__mock_json_media_type(v))
         return 1;
     char msg[256];
     if (sky_server_req_header(r, "content-type", &v))
