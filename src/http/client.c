@@ -105,7 +105,7 @@ struct sky_http_client {
 
 /* Why one of our callbacks stopped a transfer. The error itself is built only when the
  * request ends: most never fail, and a sky_error is a third of a KiB. */
-enum { STOP_NONE, STOP_HEADERS_OOM, STOP_BODY_CB, STOP_BODY_CAP, STOP_READER };
+enum { STOP_NONE, STOP_HEADERS_OOM, STOP_SOCKET_OOM, STOP_BODY_CB, STOP_BODY_CAP, STOP_READER };
 
 static void check_multi_info(shard *s);
 static void client_finish_free(sky_http_client *c);
@@ -346,6 +346,7 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
     sc = NULL;
     if (kept_reserve(c, fd) < 0 || (sc = sock_new(r->shard, fd)) == NULL) {
         close(fd);
+        r->stop = STOP_SOCKET_OOM; /* curl will say "could not connect": the cause is ours */
         return CURL_SOCKET_BAD;
     }
     sc->kept = 1;
@@ -368,7 +369,6 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
 {
     shard *s = userp;
     sock_ctx *sc = socketp ? socketp : kept_sock(s->client, fd);
-    (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (sc && sc->kept) {
             /* Back in curl's cache: keep reading, so a peer's close is seen, never writing,
@@ -381,8 +381,15 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
         }
         return 0;
     }
-    if (sc == NULL && (sc = sock_new(s, fd)) == NULL)
+    if (sc == NULL && (sc = sock_new(s, fd)) == NULL) {
+        /* curl fails the transfer (every one of this multi handle) as aborted by a
+         * callback: say why for the one that asked, rather than let it read as canceled */
+        sky_http_request *r = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+        if (r != NULL && r->stop == STOP_NONE)
+            r->stop = STOP_SOCKET_OOM;
         return -1;
+    }
     if (socketp == NULL)
         curl_multi_assign(s->multi, fd, sc);
     sc->idle = 0;
@@ -585,6 +592,9 @@ static void stop_error(const sky_http_request *r, sky_error *e)
     switch (r->stop) {
     case STOP_HEADERS_OOM:
         sky_error_set(e, SKY_ENOMEM, "out of memory storing response headers");
+        break;
+    case STOP_SOCKET_OOM:
+        sky_error_set(e, SKY_ENOMEM, "out of memory watching a connection's socket");
         break;
     case STOP_BODY_CB:
         sky_error_set(e, SKY_ECANCELED, "canceled by the body callback");
