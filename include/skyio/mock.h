@@ -72,6 +72,17 @@ typedef struct sky_mock_config {
     int refuse_status;
     const char *refuse_code; /**< the error code of those refusals; default per status */
     sky_mock_faults faults;
+    /** Requests served at once (per thread), as an inference server serves a batch; the rest
+     *  wait in line and their latency includes the wait. 0 (default): no limit. */
+    int capacity;
+    /** Above this many model calls a second (bursts of overload_burst more pass), answer
+     *  overload_status at once, as nginx's limit_req does. 0 (default): never. */
+    double overload_rps;
+    int overload_burst;  /**< default 5 */
+    int overload_status; /**< 503 (nginx's default, an HTML page) or 529; default 503 */
+    /** Fraction of distinct request bodies answered 500 every time (a request the server
+     *  cannot handle, whatever the retries). 0 (default): none. */
+    double poison;
     uint64_t seed; /**< fault and jitter generator seed; default 1 */
     /** Loops (threads) serving the port; default 1. Each has its own generator
      *  (seed + index): replies stay reproducible per thread, not across them. */

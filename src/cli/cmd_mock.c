@@ -67,6 +67,18 @@ static const mock_opt opts[] = {
      "rate of streams that send an error chunk half-way and end there"},
     {"--fault-content-filter", OPT_DOUBLE, CFG(faults.content_filter), "P",
      "rate of streams the content filter stops half-way (finish_reason content_filter)"},
+    {"--capacity", OPT_INT, CFG(capacity), "N",
+     "serve N model calls at once (per thread), as an inference server does; the rest wait "
+     "in line and their latency includes the wait; 0: no limit (default 0)"},
+    {"--overload-rps", OPT_DOUBLE, CFG(overload_rps), "R",
+     "above R model calls a second (plus a burst), answer --overload-status at once, as "
+     "nginx's limit_req does; 0: never (default 0)"},
+    {"--overload-burst", OPT_INT, CFG(overload_burst), "N",
+     "calls over the rate that still pass in a burst (default 5)"},
+    {"--overload-status", OPT_INT, CFG(overload_status), "CODE",
+     "503 (nginx's HTML page) or 529 (an overloaded_error JSON) (default 503)"},
+    {"--poison", OPT_DOUBLE, CFG(poison), "P",
+     "fraction of distinct request bodies answered 500 every time, retries or not (default 0)"},
     {"--seed", OPT_U64, CFG(seed), "N", "seed of the fault and jitter generator (default 1)"},
     {"--threads", OPT_INT, CFG(threads), "N",
      "serve from N threads, each with its own loop, on the one port (default 1)"},
@@ -320,6 +332,12 @@ static int check_config(const sky_mock_config *c)
         fprintf(stderr, "skyio mock: --jitter is 0..1; --window-ms, --completion-tokens and "
                         "--embedding-dim must be positive; --port at most 65535; --threads "
                         "1..64; --arm-page-size positive; --arm-style async|location|state\n");
+        return -1;
+    }
+    if (c->capacity < 0 || c->overload_rps < 0 || c->overload_burst < 0 || c->poison < 0 ||
+        c->poison > 1 || (c->overload_status != 503 && c->overload_status != 529)) {
+        fprintf(stderr, "skyio mock: --capacity, --overload-rps and --overload-burst are 0 or "
+                        "more; --poison is 0..1; --overload-status is 503 or 529\n");
         return -1;
     }
     return 0;

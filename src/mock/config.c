@@ -15,6 +15,8 @@ void sky_mock_config_init(sky_mock_config *c)
     c->max_body = 8u * 1024u * 1024u;
     c->seed = 1;
     c->threads = 1;
+    c->overload_burst = 5;
+    c->overload_status = 503;
     sky__mock_arm_config_init(&c->arm);
     sky__mock_identity_config_init(&c->identity);
 }
@@ -129,6 +131,17 @@ static int apply_numeric(sky_mock_config *c, const char *key, const json_t *v, s
         c->threads = (int)d;
     else if (strcmp(key, "refuse_status") == 0 && (rc = want_number(v, key, 0, 599, &d, err)) == 0)
         c->refuse_status = (int)d;
+    else if (strcmp(key, "capacity") == 0 && (rc = want_number(v, key, 0, 1e6, &d, err)) == 0)
+        c->capacity = (int)d;
+    else if (strcmp(key, "overload_rps") == 0 && (rc = want_number(v, key, 0, 1e9, &d, err)) == 0)
+        c->overload_rps = d;
+    else if (strcmp(key, "overload_burst") == 0 && (rc = want_number(v, key, 0, 1e6, &d, err)) == 0)
+        c->overload_burst = (int)d;
+    else if (strcmp(key, "overload_status") == 0 &&
+             (rc = want_number(v, key, 500, 599, &d, err)) == 0)
+        c->overload_status = (int)d;
+    else if (strcmp(key, "poison") == 0 && (rc = want_number(v, key, 0, 1, &d, err)) == 0)
+        c->poison = d;
     else if (rc == 0)
         return 1; /* not a numeric key */
     return rc;

@@ -51,6 +51,10 @@ typedef struct mock_stats {
     uint64_t chat, embeddings, models, streams;
     uint64_t responses, completions, moderations;
     uint64_t streams_with_usage; /* that asked for stream_options.include_usage */
+    uint64_t overloaded;         /* refused by --overload-rps */
+    uint64_t poisoned;           /* answered 500 by --poison */
+    uint64_t capacity_waits;     /* calls that waited in line for --capacity */
+    uint64_t capacity_wait_ms;   /* and the time they waited, in all */
 } mock_stats;
 
 /* Updated by one worker, read by any: relaxed atomics. */
@@ -77,13 +81,19 @@ typedef struct mock_worker {
     uint64_t next_id;
     sky__mock_json_name model_json; /* the last model named, as JSON */
     mock_stats st;
+    /* --capacity: calls being served, and those waiting in line (oldest first); the
+     * gauges are read by /mock/stats from any thread */
+    uint64_t busy, queued, peak_queued;
+    struct mock_call *line_head, *line_tail;
 } mock_worker;
 
 struct sky_mock {
     uv_loop_t *loop;
     sky_mock_config cfg;
     sky__mock_limiter limiter;
-    uv_mutex_t limiter_lock;
+    uv_mutex_t limiter_lock;      /* the limiter's, and the overload bucket's */
+    double overload_tokens;       /* --overload-rps: calls that may still pass now */
+    uint64_t overload_at_ms;      /* when the bucket was last filled */
     sky__mock_arm *arm;           /* ARM resources and operations, shared by the workers */
     sky__mock_identity *identity; /* token endpoints' settings and counters */
     int n_workers;
@@ -116,12 +126,25 @@ typedef struct mock_call {
     char id[40];
     char model[128];
     char *instructions; /* Responses: the request's, echoed in the reply (owned, or NULL) */
+    /* --capacity */
+    sky_server_req *req;    /* the request this held call answers */
+    int in_slot;            /* being served: its end frees a slot */
+    int in_line;            /* waiting for a slot */
+    uint64_t in_line_at_ms; /* since when */
+    struct mock_call *next_in_line;
 } mock_call;
 
-/* The data free of a call held for a later reply. */
+static void leave_line(mock_worker *m, mock_call *c);
+static void free_slot(mock_worker *m);
+
+/* The data free of a call held for a later reply: its request is done, answered or left. */
 static void call_free(void *p)
 {
     mock_call *c = p;
+    if (c->in_line)
+        leave_line(c->m, c);
+    else if (c->in_slot)
+        free_slot(c->m);
     free(c->instructions);
     free(c);
 }
@@ -916,40 +939,202 @@ static int admit(mock_worker *m, sky_server_req *r, mock_call *c)
     return 1;
 }
 
-static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
+/* Draw this call's fault and answer with it when it is one answered at once. */
+static int fault_answered(mock_worker *m, sky_server_req *r, mock_call *c)
 {
     c->fault = draw_fault(m, c->stream);
     if (c->fault != FAULT_NONE)
         ST_ADD(m->st.faults[c->fault], 1);
-    if (apply_fault(m, r, c))
-        return;
+    return apply_fault(m, r, c);
+}
+
+/* Time to the reply (to the first token of a stream), jittered. */
+static double reply_delay(mock_worker *m, const mock_call *c)
+{
     double delay = GENERATES(c->kind) && !c->stream
                        ? m->cfg.ttft_ms + m->cfg.per_token_ms * c->n_tokens
                        : m->cfg.ttft_ms;
-    delay = jittered(m, delay);
-    if (!c->stream && delay < 0.5) {
-        send_reply(m, r, c);
-        return;
-    }
+    return jittered(m, delay);
+}
+
+/* A copy of @p c held as @p r's data, for a reply later; NULL (answered 500) without memory. */
+static mock_call *hold_call(mock_worker *m, sky_server_req *r, mock_call *c)
+{
     mock_call *held = malloc(sizeof(*held));
     if (held == NULL) {
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
-        return;
+        return NULL;
     }
     *held = *c;
     c->instructions = NULL; /* the held copy owns it now */
+    held->req = r;
     sky_server_req_set_data(r, held, call_free);
+    return held;
+}
+
+/* Answer the held call @p c after @p delay ms: the whole reply, or a stream's first token. */
+static void answer_after(mock_worker *m, sky_server_req *r, mock_call *c, double delay)
+{
     if (c->stream)
         ST_ADD(m->st.streams, 1);
     if (c->stream && c->include_usage)
         ST_ADD(m->st.streams_with_usage, 1);
-    void (*next)(sky_server_req *, void *) = c->stream ? stream_begin : delayed_reply;
-    if (delay < 0.5 && c->stream) {
-        stream_begin(r, held);
+    if (delay < 0.5) {
+        if (c->stream)
+            stream_begin(r, c);
+        else
+            send_reply(m, r, c);
         return;
     }
-    if (sky_server_req_after(r, (uint64_t)(delay + 0.5), next) < 0)
+    if (sky_server_req_after(r, (uint64_t)(delay + 0.5), c->stream ? stream_begin : delayed_reply) <
+        0)
         respond_error(m, r, c->azure, 500, "server_error", "server_error", "out of memory");
+}
+
+/* A held call's turn has come (at once, or after its wait in line). */
+static void serve_held(sky_server_req *r, void *data)
+{
+    mock_call *c = data;
+    if (!fault_answered(c->m, r, c)) {
+        answer_after(c->m, r, c, reply_delay(c->m, c));
+    } else if (c->fault == FAULT_HANG && c->in_slot) {
+        /* h2o does not see an HTTP/1.1 client leave while its request waits, so a hung
+         * call would hold its slot for good: it gives the slot up at once */
+        c->in_slot = 0;
+        free_slot(c->m);
+    }
+}
+
+/* ---- --capacity: N calls served at once, the rest wait in line ---- */
+
+static void join_line(mock_worker *m, mock_call *c)
+{
+    c->in_line = 1;
+    c->in_line_at_ms = mock_now_ms(m);
+    c->next_in_line = NULL;
+    if (m->line_tail)
+        m->line_tail->next_in_line = c;
+    else
+        m->line_head = c;
+    m->line_tail = c;
+    uint64_t n = ST_ADD(m->queued, 1) + 1;
+    if (n > ST_GET(m->peak_queued))
+        __atomic_store_n(&m->peak_queued, n, __ATOMIC_RELAXED);
+}
+
+/* A call that waited in line is gone (the client left): take it out. */
+static void leave_line(mock_worker *m, mock_call *c)
+{
+    mock_call **pp = &m->line_head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->next_in_line;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = c->next_in_line;
+    if (m->line_tail == c)
+        m->line_tail = prev;
+    c->in_line = 0;
+    __atomic_fetch_sub(&m->queued, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * A served call ended: the slot goes to the oldest in line. Its turn starts from its
+ * own timer, not from here, since this runs while h2o disposes of the ended request.
+ */
+static void free_slot(mock_worker *m)
+{
+    mock_call *next = m->line_head;
+    if (next == NULL) {
+        __atomic_fetch_sub(&m->busy, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    leave_line(m, next);
+    next->in_slot = 1;
+    ST_ADD(m->st.capacity_waits, 1);
+    ST_ADD(m->st.capacity_wait_ms, mock_now_ms(m) - next->in_line_at_ms);
+    if (sky_server_req_after(next->req, 0, serve_held) < 0)
+        respond_error(m, next->req, next->azure, 500, "server_error", "server_error",
+                      "out of memory");
+}
+
+static void dispatch_in_line(mock_worker *m, sky_server_req *r, mock_call *c)
+{
+    mock_call *held = hold_call(m, r, c);
+    if (held == NULL)
+        return;
+    if (ST_GET(m->busy) < (uint64_t)m->cfg.capacity) {
+        ST_ADD(m->busy, 1);
+        held->in_slot = 1;
+        serve_held(r, held);
+    } else {
+        join_line(m, held);
+    }
+}
+
+static void dispatch(mock_worker *m, sky_server_req *r, mock_call *c)
+{
+    if (m->cfg.capacity > 0) {
+        dispatch_in_line(m, r, c);
+        return;
+    }
+    if (fault_answered(m, r, c))
+        return;
+    double delay = reply_delay(m, c);
+    if (!c->stream && delay < 0.5) {
+        send_reply(m, r, c); /* the fast path: nothing held */
+        return;
+    }
+    mock_call *held = hold_call(m, r, c);
+    if (held)
+        answer_after(m, r, held, delay);
+}
+
+/* ---- --overload-rps and --poison ---- */
+
+/* nginx's limit_req without delay: a bucket of burst + 1 calls, refilled at the rate. */
+static int overloaded(mock_worker *m)
+{
+    sky_mock *o = m->owner;
+    double rate = m->cfg.overload_rps, cap = (double)m->cfg.overload_burst + 1.0;
+    uint64_t now = mock_now_ms(m);
+    uv_mutex_lock(&o->limiter_lock);
+    if (o->overload_at_ms == 0)
+        o->overload_tokens = cap;
+    else if (now > o->overload_at_ms)
+        o->overload_tokens += rate * (double)(now - o->overload_at_ms) / 1000.0;
+    if (o->overload_tokens > cap)
+        o->overload_tokens = cap;
+    o->overload_at_ms = now ? now : 1;
+    int refused = o->overload_tokens < 1.0;
+    if (!refused)
+        o->overload_tokens -= 1.0;
+    uv_mutex_unlock(&o->limiter_lock);
+    return refused;
+}
+
+static void respond_overloaded(mock_worker *m, sky_server_req *r)
+{
+    static const char page[] = "<html><body><h1>503 Service Temporarily Unavailable</h1>"
+                               "<p>too many requests (skyio mock --overload-rps)</p></body></html>";
+    static const char anthropic[] = "{\"type\":\"error\",\"error\":{\"type\":"
+                                    "\"overloaded_error\",\"message\":\"Overloaded\"}}";
+    int status = m->cfg.overload_status;
+    ST_ADD(m->st.overloaded, 1);
+    count_status(m, status);
+    if (status == 529)
+        sky_server_respond(r, 529, "application/json",
+                           sky_span_make(anthropic, sizeof(anthropic) - 1));
+    else
+        sky_server_respond(r, status, "text/html", sky_span_make(page, sizeof(page) - 1));
+}
+
+/* Whether the body hashed to @p seed is one of the --poison fraction that always fail. */
+static int poisoned(const mock_worker *m, uint64_t seed)
+{
+    uint64_t h = seed ^ 0x9e3779b97f4a7c15ull;
+    return m->cfg.poison > 0 && (double)(sky__mock_rand(&h) >> 11) * 0x1.0p-53 < m->cfg.poison;
 }
 
 int sky__mock_json_media_type(sky_span v)
@@ -1091,6 +1276,17 @@ static void serve_call(mock_worker *m, sky_server_req *r, mock_call *c)
         return;
     }
     count_call(m, kind);
+    if (m->cfg.overload_rps > 0 && overloaded(m)) {
+        respond_overloaded(m, r);
+        return;
+    }
+    if (poisoned(m, c->seed)) {
+        ST_ADD(m->st.poisoned, 1);
+        respond_error(m, r, azure, 500, "server_error",
+                      azure ? "InternalServerError" : "server_error",
+                      "The server cannot process this request (skyio mock --poison).");
+        return;
+    }
     if (admit(m, r, c))
         dispatch(m, r, c);
 }
@@ -1263,6 +1459,21 @@ static void sum_stats(const sky_mock *m, mock_stats *out, uint64_t *conns, uint6
     }
 }
 
+/* --capacity: the limit, the calls served and waiting now, and the waits so far. */
+static json_t *capacity_stats(const sky_mock *m, const mock_stats *st)
+{
+    uint64_t busy = 0, queued = 0, peak = 0;
+    for (int w = 0; w < m->n_workers; w++) {
+        busy += ST_GET(m->workers[w].busy);
+        queued += ST_GET(m->workers[w].queued);
+        peak += ST_GET(m->workers[w].peak_queued);
+    }
+    return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "limit", m->cfg.capacity * m->n_workers, "busy",
+                     (json_int_t)busy, "queued", (json_int_t)queued, "peak_queued",
+                     (json_int_t)peak, "waits", (json_int_t)st->capacity_waits, "wait_ms",
+                     (json_int_t)st->capacity_wait_ms);
+}
+
 json_t *sky_mock_stats(const sky_mock *m)
 {
     mock_stats st;
@@ -1297,6 +1508,9 @@ json_t *sky_mock_stats(const sky_mock *m)
         json_object_set_new(ep, "completions", json_integer((json_int_t)st.completions));
         json_object_set_new(ep, "moderations", json_integer((json_int_t)st.moderations));
         json_object_set_new(out, "identity", sky__mock_identity_stats(m->identity));
+        json_object_set_new(out, "overloaded", json_integer((json_int_t)st.overloaded));
+        json_object_set_new(out, "poisoned", json_integer((json_int_t)st.poisoned));
+        json_object_set_new(out, "capacity", capacity_stats(m, &st));
     }
     return out;
 }

@@ -1000,6 +1000,190 @@ static void test_latency_model(void **state)
     close_fixture(&f);
 }
 
+/* Requests sent at once, each finishing into its own result. */
+typedef struct burst {
+    int done;
+    int status[64];
+    uint64_t ms[64]; /* from the send to the end of the reply */
+} burst;
+
+typedef struct burst_slot {
+    burst *b;
+    int i;
+} burst_slot;
+
+static void on_burst_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                          void *ud)
+{
+    burst_slot *s = ud;
+    (void)req;
+    s->b->status[s->i] = err ? -1 : res->status;
+    s->b->ms[s->i] = res->total_us / 1000u;
+    s->b->done++;
+}
+
+/* @p n chat requests at once, bodies told apart by @p distinct (else all the same). */
+static void send_burst(fixture *f, int n, int distinct, burst *b)
+{
+    char url[512];
+    static char bodies[64][160];
+    burst_slot slots[64];
+    memset(b, 0, sizeof(*b));
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f->mock.base_url);
+    for (int i = 0; i < n; i++) {
+        sky_http_request_options o;
+        snprintf(bodies[i], sizeof(bodies[i]),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}]}",
+                 distinct ? i : 0);
+        slots[i].b = b;
+        slots[i].i = i;
+        sky_test_post_options(&o, url, bodies[i], on_burst_done, &slots[i]);
+        assert_int_equal(sky_http_request_send(f->client, &o, NULL, NULL), 0);
+    }
+    for (int k = 0; k < 2000 && b->done < n; k++) {
+        int never = 0;
+        sky_test_run_until(f->loop, &never, 10);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * --capacity: 4 served at once, 100 ms each; 12 at once finish in three waves, each
+ * wave's latency holding its wait, and the stats count the waits.
+ */
+static void test_capacity_queues(void **state)
+{
+    static const char *const args[] = {"--capacity", "4", "--ttft-ms", "100",
+                                       "--jitter",   "0", NULL};
+    fixture f;
+    burst b;
+    (void)state;
+    open_fixture(&f, args);
+    send_burst(&f, 12, 1, &b);
+    assert_int_equal(b.done, 12);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(b.status[i], 200);
+    qsort(b.ms, 12, sizeof(b.ms[0]), cmp_u64);
+    /* the fastest four waited for nothing, the slowest for two turns of 100 ms */
+    assert_true(b.ms[0] >= 95 && b.ms[3] < 195);
+    assert_true(b.ms[11] >= 290);
+    json_t *st = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.limit")), 4);
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.waits")), 8);
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.busy")), 0);
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.queued")), 0);
+    assert_true(json_integer_value(sky_json_path(st, "capacity.peak_queued")) >= 8);
+    assert_true(json_integer_value(sky_json_path(st, "capacity.wait_ms")) >= 4 * 95 + 4 * 190);
+    json_decref(st);
+    close_fixture(&f);
+}
+
+/* A call that never answers gives up its slot: the line does not jam behind it. */
+static void test_capacity_hang_frees_slot(void **state)
+{
+    static const char *const args[] = {"--capacity", "1", "--fault-hang", "1", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    char url[512];
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
+    /* each hangs (holding the one slot) until the client's timeout */
+    for (int i = 0; i < 3; i++) {
+        sky_test_request(f.loop, f.client, "POST", url, chat_body, NULL, 300, &r);
+        assert_int_equal(r.err_code, SKY_ETIMEDOUT);
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(sky_test_wait_stat(NULL, &f.mock, "faults.hang", 3, 5000), 3);
+    json_t *st = sky_test_mock_stats(&f.mock);
+    for (int i = 0; i < 100 && json_integer_value(sky_json_path(st, "capacity.busy")) != 0; i++) {
+        json_decref(st);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        st = sky_test_mock_stats(&f.mock);
+    }
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.busy")), 0);
+    assert_int_equal(json_integer_value(sky_json_path(st, "capacity.queued")), 0);
+    json_decref(st);
+    close_fixture(&f);
+}
+
+/* --overload-rps: past the rate and its burst, 503 with nginx's kind of HTML page, or 529. */
+static void test_overload(void **state)
+{
+    static const char *const args[] = {"--overload-rps", "5", "--overload-burst", "3", NULL};
+    static const char *const args529[] = {
+        "--overload-rps", "5", "--overload-burst", "0", "--overload-status", "529", NULL};
+    fixture f;
+    burst b;
+    (void)state;
+    open_fixture(&f, args);
+    send_burst(&f, 20, 1, &b);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 20; i++) {
+        ok += b.status[i] == 200;
+        refused += b.status[i] == 503;
+    }
+    /* the burst of 4, and perhaps one more as the bucket refills meanwhile */
+    assert_true(ok >= 4 && ok <= 6);
+    assert_int_equal(ok + refused, 20);
+    json_t *st = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(st, "overloaded")), refused);
+    json_decref(st);
+    sky_test_result r;
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(header(&r, "content-type"), "text/html"));
+    sky_test_result_free(&r);
+    close_fixture(&f);
+    open_fixture(&f, args529);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 529);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(sky_json_path(j, "error.type")), "overloaded_error");
+    json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* --poison: the same body fails every time; other bodies are served. */
+static void test_poison(void **state)
+{
+    static const char *const args[] = {"--poison", "0.25", NULL};
+    fixture f;
+    burst b;
+    (void)state;
+    open_fixture(&f, args);
+    send_burst(&f, 64, 1, &b);
+    int failed[64], n_failed = 0;
+    for (int i = 0; i < 64; i++) {
+        assert_true(b.status[i] == 200 || b.status[i] == 500);
+        if (b.status[i] == 500)
+            failed[n_failed++] = i;
+    }
+    assert_true(n_failed >= 4 && n_failed <= 32); /* a quarter of 64, give or take */
+    /* again: exactly the same ones fail */
+    send_burst(&f, 64, 1, &b);
+    int again = 0;
+    for (int i = 0; i < 64; i++)
+        again += b.status[i] == 500;
+    assert_int_equal(again, n_failed);
+    for (int k = 0; k < n_failed; k++)
+        assert_int_equal(b.status[failed[k]], 500);
+    json_t *st = sky_test_mock_stats(&f.mock);
+    assert_int_equal(json_integer_value(json_object_get(st, "poisoned")), 2 * n_failed);
+    json_decref(st);
+    close_fixture(&f);
+}
+
 /* The default window is one second: RPM/60 requests a second, so a burst of
  * 30 at 600 RPM gets 10 through, or up to 20 if it straddles two windows. */
 static void test_rpm_short_window(void **state)
@@ -1090,6 +1274,10 @@ int main(void)
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_latency_model),
+        cmocka_unit_test(test_capacity_queues),
+        cmocka_unit_test(test_capacity_hang_frees_slot),
+        cmocka_unit_test(test_overload),
+        cmocka_unit_test(test_poison),
         cmocka_unit_test(test_rpm_short_window),
         cmocka_unit_test(test_help_lists_knobs),
         cmocka_unit_test(test_sigterm_with_idle_and_hung_connections),
