@@ -773,8 +773,9 @@ static int client_setup_share(sky_http_client *c)
     c->share = curl_share_init();
     if (c->share == NULL)
         return SKY_ENOMEM;
-    if (curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
-        return SKY_EINTERNAL;
+    CURLSHcode sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    if (sc != CURLSHE_OK) /* curl makes the session cache here */
+        return sc == CURLSHE_NOMEM ? SKY_ENOMEM : SKY_EINTERNAL;
     return 0;
 }
 
@@ -988,14 +989,25 @@ static int may_multiplex(const sky_http_client *c, const char *url)
     return c->opts.http2 && strncasecmp(url, "https:", 6) == 0;
 }
 
-static void request_set_method(sky_http_request *r, const sky_http_request_options *o)
+/*
+ * Keep the first failure. curl copies string options, so out of memory can fail
+ * one, and the request must not go without it: no URL, GET for a DELETE, the
+ * system's CA bundle for the caller's, no proxy where one was set.
+ */
+static void keep_first(CURLcode *first, CURLcode cc)
+{
+    if (*first == CURLE_OK)
+        *first = cc;
+}
+
+static CURLcode request_set_method(sky_http_request *r, const sky_http_request_options *o)
 {
     CURL *e = r->easy;
     const char *m = o->method ? o->method : "GET";
     int has_body = o->body_reader != NULL || o->body.len > 0 || r->body_copy != NULL;
     if (strcmp(m, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        return;
+        return CURLE_OK;
     }
     if (o->body_reader) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -1014,14 +1026,15 @@ static void request_set_method(sky_http_request *r, const sky_http_request_optio
         }
     }
     if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+        return curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    return CURLE_OK;
 }
 
-static void request_set_transport(sky_http_request *r, const sky_http_request_options *o)
+static CURLcode request_set_transport(sky_http_request *r, const sky_http_request_options *o)
 {
     sky_http_client *c = r->client;
     CURL *e = r->easy;
-    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    CURLcode first = curl_easy_setopt(e, CURLOPT_URL, o->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -1031,7 +1044,7 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+    keep_first(&first, curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent));
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -1045,10 +1058,11 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, multiplex ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (c->no_proxy_env)
-        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        keep_first(&first, curl_easy_setopt(e, CURLOPT_PROXY, ""));
     else if (c->http_proxy_upper) /* NULL: curl's own choice from the environment */
-        curl_easy_setopt(e, CURLOPT_PROXY,
-                         strncasecmp(o->url, "http:", 5) == 0 ? c->http_proxy_upper : NULL);
+        keep_first(&first, curl_easy_setopt(
+                               e, CURLOPT_PROXY,
+                               strncasecmp(o->url, "http:", 5) == 0 ? c->http_proxy_upper : NULL));
     /* HTTP/1.1 reads the socket into this buffer; HTTP/2 reads it into the connection's
      * and copies each stream's share here, so a smaller one costs calls, not syscalls,
      * and saves a KiB for every stream in flight. */
@@ -1075,7 +1089,8 @@ static void request_set_transport(sky_http_request *r, const sky_http_request_op
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->opts.verify_peer ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->opts.verify_peer ? 2L : 0L);
     if (c->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        keep_first(&first, curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file));
+    return first;
 }
 
 static sky_http_request *request_alloc(sky_http_client *c, const sky_http_request_options *o)
@@ -1134,15 +1149,20 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
         request_free(r);
         return sky_error_set(err, SKY_ENOMEM, "out of memory building request headers");
     }
-    request_set_transport(r, o);
-    request_set_method(r, o);
+    CURLcode cc = request_set_transport(r, o);
+    keep_first(&cc, request_set_method(r, o));
+    if (cc != CURLE_OK) {
+        request_free(r);
+        return sky_error_set(err, sky_http_map_curl_code(cc, NULL), "setting up the request: %s",
+                             curl_easy_strerror(cc));
+    }
     r->started_ns = sky_clock_real_ns();
     r->shard = pick_shard(c);
     CURLMcode mc = curl_multi_add_handle(r->shard->multi, r->easy);
     if (mc != CURLM_OK) {
         request_free(r);
-        return sky_error_set(err, SKY_EINTERNAL, "curl_multi_add_handle: %s",
-                             curl_multi_strerror(mc));
+        return sky_error_set(err, mc == CURLM_OUT_OF_MEMORY ? SKY_ENOMEM : SKY_EINTERNAL,
+                             "curl_multi_add_handle: %s", curl_multi_strerror(mc));
     }
     list_push(&c->active, r);
     c->n_active++;
