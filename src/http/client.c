@@ -105,12 +105,22 @@ struct sky_http_client {
 
 /* Why one of our callbacks stopped a transfer. The error itself is built only when the
  * request ends: most never fail, and a sky_error is a third of a KiB. */
-enum { STOP_NONE, STOP_HEADERS_OOM, STOP_SOCKET_OOM, STOP_BODY_CB, STOP_BODY_CAP, STOP_READER };
+enum {
+    STOP_NONE,
+    STOP_HEADERS_OOM,
+    STOP_SOCKET_OOM,
+    STOP_MULTI_OOM,
+    STOP_BODY_CB,
+    STOP_BODY_CAP,
+    STOP_READER
+};
 
 static void check_multi_info(shard *s);
 static void client_finish_free(sky_http_client *c);
 static void on_sock_closed(uv_handle_t *h);
 static void on_poll(uv_poll_t *p, int status, int events);
+static void shard_out_of_memory(shard *s);
+static void on_reap(uv_timer_t *t);
 
 /* ---- lists ---- */
 
@@ -279,8 +289,10 @@ static void on_poll(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(s->multi, sc->fd, flags, &running);
+    CURLMcode mc = curl_multi_socket_action(s->multi, sc->fd, flags, &running);
     check_multi_info(s);
+    if (mc == CURLM_OUT_OF_MEMORY)
+        shard_out_of_memory(s);
 }
 
 static sock_ctx *sock_new(shard *s, curl_socket_t fd)
@@ -407,8 +419,10 @@ static void on_timer(uv_timer_t *t)
 {
     shard *s = t->data;
     int running;
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    CURLMcode mc = curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_multi_info(s);
+    if (mc == CURLM_OUT_OF_MEMORY)
+        shard_out_of_memory(s);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -596,6 +610,9 @@ static void stop_error(const sky_http_request *r, sky_error *e)
     case STOP_SOCKET_OOM:
         sky_error_set(e, SKY_ENOMEM, "out of memory watching a connection's socket");
         break;
+    case STOP_MULTI_OOM:
+        sky_error_set(e, SKY_ENOMEM, "out of memory in curl's bookkeeping of the transfers");
+        break;
     case STOP_BODY_CB:
         sky_error_set(e, SKY_ECANCELED, "canceled by the body callback");
         break;
@@ -659,6 +676,29 @@ static void check_multi_info(shard *s)
     }
     if (c->free_requested && c->in_callback == 0)
         sky_http_client_free(c);
+}
+
+/*
+ * curl_multi_socket_action ran out of memory in its own books (a socket it could not
+ * hash, say): a transfer may now wait on a socket nobody watches, with no timer to end
+ * it, and the loop may even stop with it pending. End the shard's transfers instead:
+ * the reaper reports each with SKY_ENOMEM, from the loop.
+ */
+static void shard_out_of_memory(shard *s)
+{
+    sky_http_client *c = s->client;
+    if (c->closing)
+        return;
+    for (sky_http_request *r = c->active, *next; r != NULL; r = next) {
+        next = r->next;
+        if (r->shard != s || r->canceled)
+            continue;
+        if (r->stop == STOP_NONE)
+            r->stop = STOP_MULTI_OOM;
+        request_detach(r);
+        list_push(&c->canceled, r);
+    }
+    uv_timer_start(&c->reaper, on_reap, 0, 0);
 }
 
 static void on_reap(uv_timer_t *t)
