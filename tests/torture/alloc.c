@@ -1,7 +1,9 @@
 /* The torture allocator: see alloc.h. */
 #define _GNU_SOURCE /* dladdr */
+#include <curl/curl.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -49,6 +51,13 @@ static int should_fail(void)
         return 0;
     int fail = g.mode == TORTURE_ONCE ? g.count == g.fail_at : g.count >= g.fail_at;
     if (fail) {
+        /* TORTURE_TRACE=1: where the first failed allocation was made, for addr2line */
+        if (!g.injected && getenv("TORTURE_TRACE")) {
+            void *frames[16];
+            int n = backtrace(frames, 16);
+            fprintf(stderr, "torture: allocation %lu fails here:\n", g.count);
+            backtrace_symbols_fd(frames, n, 2);
+        }
         g.injected = 1;
         errno = ENOMEM;
     }
@@ -313,4 +322,46 @@ static void json_release(void *p)
 void torture_alloc_init(void)
 {
     json_set_alloc_funcs(json_alloc, json_release);
+}
+
+/* ---- libcurl's own allocations, counted only while torture_count_curl(1) ---- */
+
+static int curl_counted;
+
+static void *curl_alloc(size_t n)
+{
+    return curl_counted && should_fail() ? NULL : __real_malloc(n);
+}
+
+static void *curl_zalloc(size_t n, size_t size)
+{
+    return curl_counted && should_fail() ? NULL : __real_calloc(n, size);
+}
+
+static void *curl_resize(void *p, size_t n)
+{
+    return curl_counted && should_fail() ? NULL : __real_realloc(p, n);
+}
+
+static char *curl_dup(const char *s)
+{
+    return curl_counted && should_fail() ? NULL : __real_strdup(s);
+}
+
+static void curl_release(void *p)
+{
+    __wrap_free(p);
+}
+
+int torture_alloc_init_curl(void)
+{
+    return curl_global_init_mem(CURL_GLOBAL_DEFAULT, curl_alloc, curl_release, curl_resize,
+                                curl_dup, curl_zalloc) == CURLE_OK
+               ? 0
+               : -1;
+}
+
+void torture_count_curl(int on)
+{
+    curl_counted = on;
 }

@@ -20,6 +20,15 @@ typedef enum torture_mode {
 void torture_alloc_init(void);
 
 /*
+ * Route libcurl's allocations here too (curl_global_init_mem): call before any
+ * other curl call. They are counted and failed only while torture_count_curl(1):
+ * curl's own handling of a failed allocation is then tested along with ours.
+ * Not tracked for leaks (LeakSanitizer sees them). Returns 0 or -1.
+ */
+int torture_alloc_init_curl(void);
+void torture_count_curl(int on);
+
+/*
  * Start counting allocations made by this thread from now on. With @p fail_at
  * > 0, the fail_at-th fails (and, with TORTURE_FROM_NTH, every later one).
  * Opens a new generation: blocks allocated from now on belong to this run.

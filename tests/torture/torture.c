@@ -166,7 +166,7 @@ unsigned long torture_run_case(const torture_case *tc)
     double secs = now_s() - t0;
     printf("torture: %-44s K=%-5lu runs=%-5lu %6.2f s", tc->name, k, runs, secs);
     if (degraded)
-        printf("  (%lu lost error detail only)", degraded);
+        printf("  (%lu differed in detail only)", degraded);
     printf("\n");
     fflush(stdout);
     if (n_done < MAX_SUMMARY)

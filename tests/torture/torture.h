@@ -35,7 +35,8 @@ typedef struct torture_case {
  * In a digest, what follows this mark is detail that a failed allocation may cost
  * without being an error: the message and service code of an error that a
  * function reports as it can (sky_arm_error_from_reply has no error of its own to
- * return). A run whose digest differs only there counts as "degraded".
+ * return), or a known flaw outside our files that the case names. A run whose
+ * digest differs only there is counted, and printed with the case's K.
  */
 #define TORTURE_DETAIL "\x1F"
 
