@@ -21,12 +21,16 @@
 #include "skyio/http.h"
 #include "skyio/json.h"
 #include "skyio/pipeline.h"
+#include "skyio/sse.h"
 
 #include "torture.h"
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
     "\"max_tokens\":5}";
+static const char stream_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":5,\"stream\":true}";
 
 #define BODY_MAX 65536
 
@@ -38,6 +42,7 @@ typedef struct seen {
     int err_code;
     int curl_code;
     int attempts;
+    int http_version;
     char content_type[128];
     char body[BODY_MAX];
     size_t body_len;
@@ -54,10 +59,17 @@ typedef struct http_ctx {
     sky_error send_err;
     int sent; /* the send worked: its callback must run */
     seen s;
+    /* how the client is set up and what it asks */
+    const char *ca_file; /* the TLS mock's CA */
+    int stream;          /* a streamed chat, read as SSE from the body callback */
+    sky_sse_parser sse;
+    int sse_rc;    /* the parser's failure, which stopped the request */
+    int finish_rc; /* sky_sse_parser_finish's, after a whole stream */
+    int events, done_marker, chunks;
 } http_ctx;
 
 static http_ctx ctx;
-static sky_test_mock mock;
+static sky_test_mock mock, tls_mock;
 
 static void copy_reply(seen *s, int status, const sky_headers *h, sky_span body)
 {
@@ -68,6 +80,24 @@ static void copy_reply(seen *s, int status, const sky_headers *h, sky_span body)
     if (s->body_len)
         memcpy(s->body, body.ptr, s->body_len);
     s->body[s->body_len] = '\0';
+}
+
+/* One streamed event: the test reads its JSON without counting (or failing) that. */
+static int on_event(void *user_data, const sky_sse_event *ev)
+{
+    http_ctx *c = user_data;
+    c->events++;
+    c->done_marker += ev->is_done;
+    if (ev->is_done)
+        return 0;
+    torture_pause();
+    json_t *j = NULL;
+    if (sky_json_parse(ev->data, &j, NULL) == 0 &&
+        strcmp(sky_json_str(j, "object", ""), "chat.completion.chunk") == 0)
+        c->chunks++;
+    json_decref(j);
+    torture_resume();
+    return 0;
 }
 
 static void http_setup(void *p)
@@ -86,6 +116,8 @@ static void http_setup(void *p)
     c->sent = 0;
     sky_error_clear(&c->send_err);
     memset(&c->s, 0, sizeof(c->s));
+    c->sse_rc = c->finish_rc = c->events = c->done_marker = c->chunks = 0;
+    sky_sse_parser_init(&c->sse, 0, on_event, c);
 }
 
 /* Run the loop until the callback ran (or a minute passed: a callback that never runs). */
@@ -120,6 +152,7 @@ static void http_report(void *p, int rc, sky_buf *d)
     torture_assert_int(uv_loop_close(&c->loop), 0);
     sky_headers_free(c->headers);
     c->headers = NULL;
+    sky_sse_parser_free(&c->sse);
     seen *s = &c->s;
     /* a send that fails (or never happens) calls nothing back; one that works, once */
     torture_assert_int(s->done, c->sent);
@@ -131,12 +164,20 @@ static void http_report(void *p, int rc, sky_buf *d)
         torture_digest(d, "rc=%s (not sent)", sky_err_name(rc));
         return;
     }
-    torture_assert_int(rc, s->err_code);
+    /* a streamed reply's code is the parser's when the parser stopped it */
+    int want = s->err_code;
+    if (c->stream && want == SKY_ECANCELED && c->sse_rc < 0)
+        want = c->sse_rc;
+    else if (c->stream && want == 0)
+        want = c->finish_rc;
+    torture_assert_int(rc, want);
     json_t *j = NULL;
     int parsed = s->body_len ? sky_json_parse(sky_span_make(s->body, s->body_len), &j, NULL) : -1;
-    torture_digest(d, "rc=%s status=%d type=%s json=%d object=%s choices=%zu", sky_err_name(rc),
-                   s->status, s->content_type, parsed == 0, sky_json_str(j, "object", "-"),
-                   json_array_size(json_object_get(j, "choices")));
+    torture_digest(d, "rc=%s status=%d http/%d type=%s json=%d object=%s choices=%zu",
+                   sky_err_name(rc), s->status, s->http_version, s->content_type, parsed == 0,
+                   sky_json_str(j, "object", "-"), json_array_size(json_object_get(j, "choices")));
+    if (c->stream)
+        torture_digest(d, " events=%d done=%d chunks=%d", c->events, c->done_marker, c->chunks);
     json_decref(j);
     /*
      * Detail, not result: the pipeline takes a 2xx reply it could not parse for want of
@@ -168,16 +209,31 @@ static void on_done(sky_http_request *req, const sky_http_response *res, const s
     c->s.done++;
     c->s.err_code = err ? err->code : 0;
     c->s.curl_code = err ? err->curl_code : 0;
+    c->s.http_version = res->http_version;
     if (err && getenv("TORTURE_VERBOSE"))
         fprintf(stderr, "torture: request failed: %s (curl %d): %s\n", sky_err_name(err->code),
                 err->curl_code, err->message);
     copy_reply(&c->s, res->status, res->headers, res->body);
 }
 
+/* A streamed body goes through the SSE parser; its failure stops the request. */
+static int on_body(sky_http_request *req, const char *data, size_t len, void *user_data)
+{
+    http_ctx *c = user_data;
+    (void)req;
+    int rc = sky_sse_parser_feed(&c->sse, data, len);
+    if (rc < 0)
+        c->sse_rc = rc;
+    return rc < 0;
+}
+
 static int client_run(void *p)
 {
     http_ctx *c = p;
-    int rc = sky_http_client_new(&c->loop, NULL, &c->client);
+    sky_http_client_options co;
+    sky_http_client_options_init(&co);
+    co.ca_file = c->ca_file;
+    int rc = sky_http_client_new(&c->loop, &co, &c->client);
     if (rc != 0)
         return rc;
     sky_http_request_options o;
@@ -185,9 +241,11 @@ static int client_run(void *p)
     o.method = "POST";
     o.url = c->url;
     o.headers = c->headers;
-    o.body = sky_span_make(chat_body, sizeof(chat_body) - 1);
+    o.body = c->stream ? sky_span_make(stream_body, sizeof(stream_body) - 1)
+                       : sky_span_make(chat_body, sizeof(chat_body) - 1);
     o.timeout_ms = 30000;
     o.on_headers = on_headers;
+    o.on_body = c->stream ? on_body : NULL;
     o.on_done = on_done;
     o.user_data = c;
     c->send_rc = sky_http_request_send(c->client, &o, NULL, &c->send_err);
@@ -195,13 +253,20 @@ static int client_run(void *p)
     if (c->sent)
         wait_done(c);
     close_all(c);
-    return c->send_rc ? c->send_rc : c->s.err_code;
+    rc = c->send_rc ? c->send_rc : c->s.err_code;
+    if (c->stream && c->sent && rc == SKY_ECANCELED && c->sse_rc < 0)
+        return c->sse_rc; /* our body callback stopped it, for the parser's reason */
+    if (c->stream && rc == 0)
+        return c->finish_rc = sky_sse_parser_finish(&c->sse);
+    return rc;
 }
 
 static void test_http_client(void **state)
 {
     (void)state;
     snprintf(ctx.url, sizeof(ctx.url), "%s/v1/chat/completions", mock.base_url);
+    ctx.stream = 0;
+    ctx.ca_file = NULL;
     const torture_case tc = {.name = "http: one request, client alone",
                              .setup = http_setup,
                              .run = client_run,
@@ -266,6 +331,8 @@ static void test_pipeline_call(void **state)
 {
     (void)state;
     snprintf(ctx.url, sizeof(ctx.url), "%s/v1/chat/completions", mock.base_url);
+    ctx.stream = 0;
+    ctx.ca_file = NULL;
     const torture_case tc = {.name = "http: one call through the pipeline",
                              .setup = http_setup,
                              .run = pipeline_run,
@@ -283,10 +350,44 @@ static int client_run_with_curl(void *p)
     return rc;
 }
 
+static void test_streamed_chat(void **state)
+{
+    (void)state;
+    snprintf(ctx.url, sizeof(ctx.url), "%s/v1/chat/completions", mock.base_url);
+    ctx.stream = 1;
+    ctx.ca_file = NULL;
+    const torture_case tc = {.name = "http: a streamed chat read as SSE",
+                             .setup = http_setup,
+                             .run = client_run,
+                             .report = http_report,
+                             .ctx = &ctx};
+    torture_run_case(&tc);
+    ctx.stream = 0;
+}
+
+static void test_tls_http2(void **state)
+{
+    (void)state;
+    char ca[512];
+    snprintf(ctx.url, sizeof(ctx.url), "%s/v1/chat/completions", tls_mock.base_url);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", tls_mock.dir);
+    ctx.stream = 0;
+    ctx.ca_file = ca;
+    const torture_case tc = {.name = "http: one request over TLS and HTTP/2",
+                             .setup = http_setup,
+                             .run = client_run,
+                             .report = http_report,
+                             .ctx = &ctx};
+    torture_run_case(&tc);
+    ctx.ca_file = NULL;
+}
+
 static void test_http_client_and_curl(void **state)
 {
     (void)state;
     snprintf(ctx.url, sizeof(ctx.url), "%s/v1/chat/completions", mock.base_url);
+    ctx.stream = 0;
+    ctx.ca_file = NULL;
     /* curl reports some of its own failed allocations as other errors: a host name it
      * could not copy "could not be resolved" */
     static const int also[] = {SKY_ERESOLVE, 0};
@@ -303,6 +404,8 @@ static int start_mock(void **state)
 {
     (void)state;
     sky_test_mock_start(&mock, NULL);
+    tls_mock.tls = 1;
+    sky_test_mock_start(&tls_mock, NULL);
     return 0;
 }
 
@@ -315,6 +418,7 @@ static int stop_mock(void **state)
     free(text);
     json_decref(stats);
     sky_test_mock_stop(&mock);
+    sky_test_mock_stop(&tls_mock);
     torture_summary();
     return 0;
 }
@@ -325,8 +429,8 @@ int main(void)
     if (torture_alloc_init_curl() != 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_http_client),
-        cmocka_unit_test(test_pipeline_call),
+        cmocka_unit_test(test_http_client),          cmocka_unit_test(test_pipeline_call),
+        cmocka_unit_test(test_streamed_chat),        cmocka_unit_test(test_tls_http2),
         cmocka_unit_test(test_http_client_and_curl),
     };
     return cmocka_run_group_tests(tests, start_mock, stop_mock);

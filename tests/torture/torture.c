@@ -148,6 +148,8 @@ unsigned long torture_run_case(const torture_case *tc)
     cur.mode = "reference";
     int ref_rc = run_once(tc, 0, TORTURE_ONCE, &ref);
     unsigned long k = torture_count();
+    if (getenv("TORTURE_VERBOSE"))
+        fprintf(stderr, "torture: %s: the reference: %s\n", tc->name, ref.data);
     if (k == 0)
         torture_fail(__FILE__, __LINE__, "no allocation seen: the wrap does not reach the code");
     unsigned long stride = tc->stride > 1 ? tc->stride : 1, runs = 2, only = only_n();
