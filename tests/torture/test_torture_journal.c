@@ -66,7 +66,7 @@ static const append_op appends[] = {
 #define N_APPENDS (sizeof(appends) / sizeof(appends[0]))
 static const char *const ids[] = {"a", "b", "c", "d", "e", "f", LONG_ID};
 #define N_IDS (sizeof(ids) / sizeof(ids[0]))
-#define FILE_MAX 8192
+#define FILE_MAX 65536
 
 /* What the reference run saw, for the runs that failed to compare with. */
 typedef struct journal_ref {
@@ -246,8 +246,8 @@ static void check_against_ref(journal_ctx *c)
         sky_buf_init(&b, 4096);
         digest_stats(&a, &c->open_stats);
         digest_stats(&b, &r->open_stats);
-        torture_fail(__FILE__, __LINE__, "the open saw other records: %s, the reference %s",
-                     a.data, b.data);
+        torture_fail(__FILE__, __LINE__, "the open saw other records: %s, the reference %s", a.data,
+                     b.data);
     }
     if (strcmp(c->after_open, r->after_open) != 0)
         torture_fail(__FILE__, __LINE__, "the open left the file as:\n%s\nthe reference:\n%s",
@@ -339,6 +339,34 @@ static void test_retry_failed(void **state)
     run_journal_case("journal: --retry-failed rewrite, append", torn_fixture, 1);
 }
 
+/* Many records, every other one failed: the done set and the list of lines to drop grow. */
+#define BIG_RECORDS 140
+static char big_fixture[BIG_RECORDS * 200];
+
+static void make_big_fixture(void)
+{
+    size_t off = 0;
+    for (int i = 0; i < BIG_RECORDS; i++) {
+        int n = snprintf(big_fixture + off, sizeof(big_fixture) - off,
+                         i % 2 ? "{\"id\":\"batch_req_%d\",\"custom_id\":\"request-%d\","
+                                 "\"response\":{\"status_code\":429,\"body\":{}},\"error\":{"
+                                 "\"code\":\"rate_limit_exceeded\",\"message\":\"slow down\"}}\n"
+                               : "{\"id\":\"batch_req_%d\",\"custom_id\":\"request-%d\","
+                                 "\"response\":{\"status_code\":200,\"body\":{\"n\":1}},"
+                                 "\"error\":null}\n",
+                         i, i);
+        assert_true(n > 0 && (size_t)n < sizeof(big_fixture) - off);
+        off += (size_t)n;
+    }
+}
+
+static void test_many_records(void **state)
+{
+    (void)state;
+    make_big_fixture();
+    run_journal_case("journal: --retry-failed over 140 records", big_fixture, 1);
+}
+
 static void test_whole_tail(void **state)
 {
     (void)state;
@@ -359,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_scan_and_cut),
         cmocka_unit_test(test_retry_failed),
         cmocka_unit_test(test_whole_tail),
+        cmocka_unit_test(test_many_records),
     };
     return cmocka_run_group_tests(tests, NULL, print_summary);
 }

@@ -46,13 +46,19 @@ void torture_fail(const char *file, int line, const char *fmt, ...)
 
 void torture_digest(sky_buf *digest, const char *fmt, ...)
 {
-    char text[8192];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    torture_assert(n >= 0 && (size_t)n < sizeof(text));
-    torture_assert(sky_buf_append(digest, text, (size_t)n) == 0);
+    torture_assert(n >= 0);
+    char *text = malloc((size_t)n + 1);
+    torture_assert(text != NULL);
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = sky_buf_append(digest, text, (size_t)n);
+    free(text);
+    torture_assert(rc == 0);
 }
 
 static double now_s(void)
