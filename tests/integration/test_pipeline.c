@@ -404,19 +404,12 @@ static void test_auth_fixed_key_401_final(void **state)
     run_close(&r);
 }
 
-static void on_cancel_tick(uv_timer_t *t)
-{
-    sky_call_cancel(t->data);
-    uv_close((uv_handle_t *)t, NULL);
-}
-
 static void test_cancel_and_free(void **state)
 {
     static const char *const args[] = {"--fault-hang", "1", NULL};
     sky_pipeline_options po;
     sky_call_options o;
     sky_call *call = NULL;
-    uv_timer_t t;
     run r;
     (void)state;
     default_options(&po);
@@ -429,9 +422,10 @@ static void test_cancel_and_free(void **state)
     o.user_data = &r;
     r.n = 1;
     assert_int_equal(sky_call_start(r.pipe, &o, &call, NULL), 0);
-    uv_timer_init(r.loop, &t);
-    t.data = call;
-    uv_timer_start(&t, on_cancel_tick, 100, 0);
+    /* cancelled while the mock holds it, not at a guessed moment that may come first */
+    assert_int_equal(sky_test_wait_stat(r.loop, &r.mock, "faults.hang", 1, 10000), 1);
+    assert_int_equal(r.finished, 0);
+    sky_call_cancel(call);
     wait_all(&r, 10000);
     assert_int_equal(r.out[0].err_code, SKY_ECANCELED);
     /* more calls in flight when the pipeline goes: each reports once, canceled */
@@ -439,8 +433,9 @@ static void test_cancel_and_free(void **state)
     r.all = 0;
     for (int i = 0; i < 3; i++)
         assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
-    int never = 0;
-    sky_test_run_until(r.loop, &never, 200);
+    /* all three sent and held by the mock (the first one's hang counted too) */
+    assert_int_equal(sky_test_wait_stat(r.loop, &r.mock, "faults.hang", 4, 10000), 4);
+    assert_int_equal(r.finished, 1);
     sky_pipeline_free(r.pipe);
     r.pipe = NULL;
     assert_int_equal(r.finished, 4);
@@ -448,6 +443,7 @@ static void test_cancel_and_free(void **state)
         assert_int_equal(r.out[i].err_code, SKY_ECANCELED);
     sky_http_client_free(r.client);
     r.client = NULL;
+    int never = 0;
     sky_test_run_until(r.loop, &never, 50);
     run_close(&r);
 }
