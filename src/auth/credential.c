@@ -168,9 +168,23 @@ void sky__cred_scrub(char *text, const char *secret)
         memset(hit, '*', sl);
 }
 
+/* Seconds past 10^12 (the year 33658) mean "never" as well as any larger number; held
+ * there, the sums with the clock and the product in milliseconds cannot overflow, whatever
+ * a token endpoint or az sends. */
+#define MAX_SECONDS INT64_C(1000000000000)
+
+static int64_t clamp_seconds(int64_t s)
+{
+    return s > MAX_SECONDS ? MAX_SECONDS : s < -MAX_SECONDS ? -MAX_SECONDS : s;
+}
+
 int64_t sky__cred_refresh_at_ms(int64_t now_s, int64_t expires_on, int64_t margin_s,
                                 int64_t refresh_in_s)
 {
+    now_s = clamp_seconds(now_s);
+    expires_on = clamp_seconds(expires_on);
+    margin_s = clamp_seconds(margin_s);
+    refresh_in_s = clamp_seconds(refresh_in_s);
     int64_t life = expires_on - now_s;
     int64_t at = life > 2 * margin_s ? expires_on - margin_s : now_s + (life > 0 ? life / 2 : 0);
     if (refresh_in_s > 0 && now_s + refresh_in_s < at)
@@ -183,11 +197,15 @@ static int json_seconds(const json_t *v, int64_t *out)
 {
     char *end = NULL;
     if (json_is_integer(v)) {
-        *out = (int64_t)json_integer_value(v);
+        *out = clamp_seconds((int64_t)json_integer_value(v));
         return 1;
     }
     if (json_is_real(v)) {
-        *out = (int64_t)json_real_value(v);
+        /* clamped before the cast: a double out of int64_t's range does not convert */
+        double d = json_real_value(v);
+        *out = d >= (double)MAX_SECONDS    ? MAX_SECONDS
+               : d <= -(double)MAX_SECONDS ? -MAX_SECONDS
+                                           : (int64_t)d;
         return 1;
     }
     if (!json_is_string(v))
@@ -195,7 +213,7 @@ static int json_seconds(const json_t *v, int64_t *out)
     long long n = strtoll(json_string_value(v), &end, 10);
     if (end == json_string_value(v) || *end != '\0')
         return 0;
-    *out = (int64_t)n;
+    *out = clamp_seconds((int64_t)n);
     return 1;
 }
 
