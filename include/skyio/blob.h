@@ -42,6 +42,14 @@ typedef struct sky_blob_client_options {
     size_t single_put_max;      /**< files up to this go in one PUT; default = block_size */
     int concurrency;            /**< blocks or ranges in flight per transfer; default 4 */
     const sky_clock *clock;     /**< NULL: the real clock. Borrowed */
+    /**
+     * 0 (default): until the endpoint has answered once (any HTTP status), a failure to
+     * connect, resolve its name or complete TLS is final, not retried: the URL, the name or
+     * the certificates are wrong, and ten retries would only take minutes to say so. Once it
+     * has answered, such a failure is an outage and is retried like any other.
+     * 1: retry them from the start (an endpoint that may still be coming up).
+     */
+    int retry_unreached;
 } sky_blob_client_options;
 
 /** Every default; no endpoint and no auth. */
@@ -68,6 +76,13 @@ SKY_EXTERN int sky_blob_client_new(uv_loop_t *loop, sky_http_client *http,
  * SKY_ECANCELED) and free the client once they have reported.
  */
 SKY_EXTERN void sky_blob_client_free(sky_blob_client *c);
+
+/**
+ * Replies (any HTTP status) the endpoint has given this client so far. 0 with a
+ * failure of SKY_ECONNECT, SKY_ERESOLVE or SKY_ETLS means the endpoint was never
+ * reached: a caller running many operations can stop them all (see retry_unreached).
+ */
+SKY_EXTERN uint64_t sky_blob_client_answered(const sky_blob_client *c);
 
 /** One entry of a listing. Borrowed: valid until the callback returns. */
 typedef struct sky_blob_item {
@@ -200,6 +215,36 @@ SKY_EXTERN int sky_blob_metadata_set(sky_blob_client *c, const char *container, 
                                      void *user_data, sky_blob_op **out_op,
                                      sky_error *err) SKY_NODISCARD;
 
+/**
+ * Whether @p blob is a name Azure accepts: 1 to 1,024 characters. Every operation on
+ * a blob checks it first. Returns 0 or SKY_EINVAL with @p err saying why.
+ */
+SKY_EXTERN int sky_blob_name_check(const char *blob, sky_error *err) SKY_NODISCARD;
+
+/*
+ * Folder downloads. A blob name is a path with '/' between its parts; written under a
+ * local folder it must stay there and fit the local file system.
+ */
+
+/**
+ * Whether @p rel (a blob name, or what follows the listed prefix) can be a file's path
+ * relative to a folder: not empty, not absolute, no empty, "." or ".." part, no
+ * trailing '/', no part over NAME_MAX bytes, under PATH_MAX in all. Pure. Returns 0 or
+ * SKY_EINVAL with @p err naming the rule.
+ */
+SKY_EXTERN int sky_blob_relpath_check(const char *rel, sky_error *err) SKY_NODISCARD;
+
+/**
+ * Make the folders of @p rel's parent under the existing folder @p root, one part at a
+ * time (mkdirat, then openat with O_NOFOLLOW), so nothing is ever created or opened
+ * through a symbolic link, whether it points out of @p root or not; the file's own name
+ * must not be a link or a folder either. Checks sky_blob_relpath_check first. Blocking:
+ * run it in the thread pool. Returns 0, SKY_EINVAL (a name, a link or a file in the
+ * way) or SKY_EIO, with @p err saying which part and why.
+ */
+SKY_EXTERN int sky_blob_make_parent_dirs(const char *root, const char *rel,
+                                         sky_error *err) SKY_NODISCARD;
+
 /** Per-transfer settings; fill with sky_blob_transfer_options_init. */
 typedef struct sky_blob_transfer_options {
     size_t block_size;        /**< 0: the client's */
@@ -242,11 +287,14 @@ SKY_EXTERN int sky_blob_upload_file(sky_blob_client *c, const char *container, c
 /**
  * Download a blob to @p path: HEAD, then one GET or parallel ranged GETs
  * (If-Match the first ETag) written at their offsets with uv_fs_write into
- * "<path>.skyio-partial", which is renamed over @p path only on success (a
- * symlink at @p path is replaced, never written through). With verify_md5 the
- * file is first checked against the blob's Content-MD5 (when it has one). On
- * failure or cancel the partial file is removed and @p path is left as it was. More
- * than 2^32 ranges: SKY_EINVAL (use a larger block size). @p to may be NULL.
+ * "<path>.skyio-partial" (".skyio-partial-<hash>" beside it when that name would
+ * pass NAME_MAX), which is renamed over @p path only on success (a symlink at
+ * @p path is replaced, never written through). A @p path over PATH_MAX, or with
+ * a part over NAME_MAX bytes, is refused at once (SKY_EINVAL). With verify_md5
+ * the file is first checked against the blob's Content-MD5 (when it has one).
+ * On failure or cancel the partial file is removed and @p path is left as it
+ * was. More than 2^32 ranges: SKY_EINVAL (use a larger block size). @p to may
+ * be NULL.
  */
 SKY_EXTERN int sky_blob_download_file(sky_blob_client *c, const char *container, const char *blob,
                                       const char *path, const sky_blob_transfer_options *to,

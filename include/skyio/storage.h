@@ -51,8 +51,16 @@ SKY_EXTERN int sky_storage_connstr_from_env(sky_storage_account **out,
 SKY_EXTERN void sky_storage_account_free(sky_storage_account *a);
 
 /**
+ * Whether @p name is a storage account name: 3 to 24 lowercase letters and digits
+ * (Azurite's devstoreaccount1 is one). Returns 0 or SKY_EINVAL with @p err saying
+ * what is wrong. The connection string parser and sky_storage_account_new check it.
+ */
+SKY_EXTERN int sky_storage_account_name_check(const char *name, sky_error *err) SKY_NODISCARD;
+
+/**
  * A new account from its parts (each copied; any may be NULL). Returns 0,
- * SKY_EINVAL when @p account_key is given but not base64, or SKY_ENOMEM.
+ * SKY_EINVAL when @p account_name is not an account name (see
+ * sky_storage_account_name_check) or @p account_key is given but not base64, or SKY_ENOMEM.
  */
 SKY_EXTERN int sky_storage_account_new(const char *account_name, const char *account_key,
                                        const char *blob_endpoint, const char *sas,

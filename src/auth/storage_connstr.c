@@ -1,4 +1,5 @@
 /* Azure Storage connection strings: "Key=value;Key=value", parsed without echoing secrets. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -133,11 +134,32 @@ static int split(sky_span text, connstr_parts *p, sky_error *err)
     return 0;
 }
 
+int sky_storage_account_name_check(const char *name, sky_error *err)
+{
+    size_t n = name ? strlen(name) : 0;
+    size_t ok = name ? strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789") : 0;
+    if (n >= 3 && n <= 24 && ok == n)
+        return 0;
+    /* The name is no secret, but it may be huge: show its start and say what is wrong. */
+    char why[64];
+    if (n < 3 || n > 24)
+        snprintf(why, sizeof(why), "it is %zu character%s long", n, n == 1 ? "" : "s");
+    else
+        snprintf(why, sizeof(why), "'%c' (character %zu) is not a lowercase letter or digit",
+                 name[ok] >= 0x20 && name[ok] < 0x7f ? name[ok] : '?', ok + 1);
+    return sky_error_set(err, SKY_EINVAL,
+                         "AccountName '%.32s%s' is not a storage account name, which is 3 to "
+                         "24 lowercase letters and digits (as %s is): %s",
+                         name ? name : "", n > 32 ? "..." : "", SKY_STORAGE_DEV_ACCOUNT, why);
+}
+
 int sky_storage_account_new(const char *account_name, const char *account_key,
                             const char *blob_endpoint, const char *sas, sky_storage_account **out,
                             sky_error *err)
 {
     *out = NULL;
+    if (account_name && sky_storage_account_name_check(account_name, err) != 0)
+        return SKY_EINVAL;
     if (account_key && !is_base64(account_key))
         return sky_error_set(err, SKY_EINVAL, "AccountKey is not valid base64");
     sky_storage_account *a = calloc(1, sizeof(*a));
@@ -203,6 +225,15 @@ static int build(const connstr_parts *p, sky_storage_account **out, sky_error *e
 {
     if (p->seen[K_KEY] && !p->seen[K_NAME])
         return sky_error_set(err, SKY_EINVAL, "connection string: AccountKey needs AccountName");
+    if (p->seen[K_NAME]) {
+        /* Before the endpoint is made of it: a huge name would not even fit its buffer. */
+        char *name = span_dup(p->v[K_NAME]);
+        int rc = name ? sky_storage_account_name_check(name, err)
+                      : sky_error_set(err, SKY_ENOMEM, "out of memory");
+        free(name);
+        if (rc != 0)
+            return rc;
+    }
     sky_buf ep;
     sky_buf_init(&ep, 4096);
     int rc = make_endpoint(p, &ep, err);

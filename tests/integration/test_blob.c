@@ -1217,6 +1217,84 @@ static void test_bearer_credential_and_refresh(void **state)
     sky_credential_free(cred);
 }
 
+/* A client of @p f's loop on @p endpoint, retrying quickly. */
+static sky_blob_client *client_on(fixture *f, const char *endpoint, int retry_unreached)
+{
+    sky_blob_client_options o;
+    sky_blob_client_options_init(&o);
+    o.endpoint = endpoint;
+    o.account_name = "devstoreaccount1";
+    o.account_key = SKY_TEST_AZURITE_KEY;
+    o.retry.base_ms = 5;
+    o.retry.cap_ms = 20;
+    o.retry.max_retries = 2;
+    o.retry_unreached = retry_unreached;
+    sky_blob_client *c = NULL;
+    assert_int_equal(sky_blob_client_new(f->loop, f->http, &o, &c, NULL), 0);
+    return c;
+}
+
+static void download_with(fixture *f, sky_blob_client *c, const char *dst, outcome *o)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    memset(o, 0, sizeof(*o));
+    assert_int_equal(sky_blob_download_file(c, "cont", "x.bin", dst, NULL, on_done, o, NULL, &e),
+                     0);
+    outcome_wait(f, o);
+}
+
+/*
+ * A connection refused by an endpoint that has never answered is final at once (a wrong URL
+ * is not an outage); with retry_unreached, or once the endpoint has answered, it is retried.
+ */
+static void test_never_reached_is_not_retried(void **state)
+{
+    fixture *f = *state;
+    char dst[512];
+    outcome o;
+    snprintf(dst, sizeof(dst), "%s/x.bin", f->dir);
+    sky_blob_client *c = client_on(f, "http://127.0.0.1:1/devstoreaccount1", 0);
+    download_with(f, c, dst, &o);
+    assert_int_equal(o.err_code, SKY_ECONNECT);
+    assert_int_equal(o.stats.requests, 1);
+    assert_int_equal(o.stats.retries, 0);
+    assert_int_equal(sky_blob_client_answered(c), 0);
+    sky_blob_client_free(c);
+    c = client_on(f, "http://127.0.0.1:1/devstoreaccount1", 1);
+    download_with(f, c, dst, &o);
+    assert_int_equal(o.err_code, SKY_ECONNECT);
+    assert_int_equal(o.stats.retries, 2);
+    sky_blob_client_free(c);
+    /* An endpoint that answered once, then went away: an outage, retried. */
+    script sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.ok_status = 201;
+    sky_server_options so;
+    sky_server_options_init(&so);
+    sky_server *server = NULL;
+    char ep[128];
+    assert_int_equal(sky_server_new(f->loop, &so, &server, NULL), 0);
+    assert_int_equal(sky_server_route(server, NULL, "/", 1, fault_handler, &sc), 0);
+    assert_int_equal(sky_server_listen(server, NULL), 0);
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d/devstoreaccount1", sky_server_port(server));
+    c = client_on(f, ep, 0);
+    memset(&o, 0, sizeof(o));
+    RUN(f, &o, sky_blob_container_create(c, "cont", on_done, &o, NULL, &e_));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(sky_blob_client_answered(c), 1);
+    int down = 0;
+    sky_server_shutdown(server, 0, on_shutdown, &down);
+    assert_true(sky_test_run_until(f->loop, &down, 5000));
+    sky_server_free(server);
+    download_with(f, c, dst, &o);
+    assert_int_not_equal(o.err_code, 0);
+    assert_int_equal(o.stats.retries, 2);
+    sky_blob_client_free(c);
+    struct stat st;
+    assert_int_not_equal(stat(dst, &st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1234,6 +1312,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_put_md5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_stores_file_md5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_download_keeps_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_reached_is_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_blocks_retried_whole, fault_setup,
                                         fault_teardown),

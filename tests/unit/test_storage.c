@@ -5,10 +5,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "skyio/blob.h"
 #include "skyio/storage.h"
 
 /* Azurite's published development key. */
@@ -169,9 +171,9 @@ static void test_connstr_errors(void **state)
         {"", "empty"},
         {"AccountName=a;NoEquals", "position 14"},
         {"AccountName=a;AccountName=b", "AccountName given twice"},
-        {"AccountName=a;AccountKey=SECRETnotb64!", "AccountKey is not valid base64"},
+        {"AccountName=abc;AccountKey=SECRETnotb64!", "AccountKey is not valid base64"},
         {"AccountKey=" DEV_KEY, "AccountKey needs AccountName"},
-        {"AccountName=a;DefaultEndpointsProtocol=ftp", "DefaultEndpointsProtocol"},
+        {"AccountName=abc;DefaultEndpointsProtocol=ftp", "DefaultEndpointsProtocol"},
         {"SharedAccessSignature=sig=SECRET", "AccountName or BlobEndpoint is required"},
         {"BlobEndpoint=ftp://x;SharedAccessSignature=sig=SECRET", "BlobEndpoint must start"},
         {"UseDevelopmentStorage=false", "UseDevelopmentStorage"},
@@ -276,6 +278,126 @@ static void test_sas_errors(void **state)
     sky_buf_free(&out);
 }
 
+/* 3 to 24 lowercase letters and digits; a huge name is EINVAL with the rule, not ENOMEM. */
+static void test_account_name_rules(void **state)
+{
+    (void)state;
+    char huge[5001], line[256];
+    sky_error err;
+    static const char *const good[] = {"devstoreaccount1", "abc", "a1b2c3d4e5f6g7h8i9j0k1l2"};
+    static const char *const bad[] = {
+        "ab", "a1b2c3d4e5f6g7h8i9j0k1l2m", "Bad_Name", "UPPER", "dev-store", "spa ce", ""};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(good); i++)
+        assert_int_equal(sky_storage_account_name_check(good[i], NULL), 0);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(bad); i++) {
+        sky_error_clear(&err);
+        assert_int_equal(sky_storage_account_name_check(bad[i], &err), SKY_EINVAL);
+        assert_non_null(strstr(err.message, "3 to 24 lowercase letters and digits"));
+    }
+    memset(huge, 'a', 5000);
+    huge[5000] = '\0';
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_account_name_check(huge, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "5000 characters long"));
+    /* through a connection string (whose endpoint is made of the name) and account_new */
+    char cs[5200];
+    snprintf(cs, sizeof(cs), "AccountName=%s;AccountKey=" DEV_KEY, huge);
+    sky_storage_account *a = NULL;
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_connstr_parse(sky_span_cstr(cs), &a, &err), SKY_EINVAL);
+    assert_null(a);
+    assert_non_null(strstr(sky_error_format(&err, line, sizeof(line)), "5000 characters long"));
+    assert_null(strstr(err.message, "memory"));
+    sky_error_clear(&err);
+    assert_int_equal(
+        sky_storage_connstr_parse(SKY_SPAN_LIT("AccountName=bad_name;AccountKey=" DEV_KEY
+                                               ";BlobEndpoint=http://127.0.0.1:1/x"),
+                                  &a, &err),
+        SKY_EINVAL);
+    assert_non_null(strstr(err.message, "'_' (character 4) is not a lowercase letter or digit"));
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_account_new(huge, DEV_KEY, "http://127.0.0.1:1/x", NULL, &a, &err),
+                     SKY_EINVAL);
+    assert_non_null(strstr(err.message, "5000 characters long"));
+    assert_int_equal(
+        sky_storage_connstr_parse(SKY_SPAN_LIT("UseDevelopmentStorage=true"), &a, NULL), 0);
+    assert_string_equal(a->account_name, "devstoreaccount1");
+    sky_storage_account_free(a);
+}
+
+/* Azure's limit is 1,024 characters (not bytes). */
+static void test_blob_name_length(void **state)
+{
+    (void)state;
+    char name[2 * 1025 + 1];
+    sky_error err;
+    memset(name, 'a', 1024);
+    name[1024] = '\0';
+    assert_int_equal(sky_blob_name_check(name, NULL), 0);
+    strcat(name, "b");
+    sky_error_clear(&err);
+    assert_int_equal(sky_blob_name_check(name, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "1025 characters long: Azure allows at most 1,024"));
+    for (int i = 0; i < 1024; i++)
+        memcpy(name + 2 * i, "\xc3\xa9", 2); /* e-acute: 2 bytes, 1 character */
+    name[2048] = '\0';
+    assert_int_equal(sky_blob_name_check(name, NULL), 0);
+    assert_int_equal(sky_blob_name_check("", NULL), SKY_EINVAL);
+}
+
+/* What may become a path under a folder; each rule has its own words. */
+static void test_relpath_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *rel;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {"a.txt", NULL},
+        {"dir/sub/a.txt", NULL},
+        {"..a/b..", NULL},
+        {"", "an empty name"},
+        {"/abs.txt", "begins with '/'"},
+        {"..", "has a '..' part"},
+        {"a/../b", "has a '..' part"},
+        {"a/..", "has a '..' part"},
+        {"in/../ok.txt", "has a '..' part"},
+        {".", "has a '.' part"},
+        {"a/./b", "has a '.' part"},
+        {"a//b", "has an empty part"},
+        {"a/", "ends with '/'"},
+    };
+    sky_error err;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(cases); i++) {
+        sky_error_clear(&err);
+        int rc = sky_blob_relpath_check(cases[i].rel, &err);
+        if (cases[i].why == NULL) {
+            assert_int_equal(rc, 0);
+            continue;
+        }
+        assert_int_equal(rc, SKY_EINVAL);
+        if (strstr(err.message, cases[i].why) == NULL)
+            fail_msg("'%s': '%s' lacks '%s'", cases[i].rel, err.message, cases[i].why);
+    }
+    /* NAME_MAX per part, PATH_MAX in all */
+    char rel[PATH_MAX + 8];
+    memset(rel, 'n', NAME_MAX);
+    strcpy(rel + NAME_MAX, "/x");
+    assert_int_equal(sky_blob_relpath_check(rel, NULL), 0);
+    memset(rel, 'n', 304);
+    strcpy(rel + 304, "/x");
+    sky_error_clear(&err);
+    assert_int_equal(sky_blob_relpath_check(rel, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "a part of 304 bytes"));
+    assert_non_null(strstr(err.message, "NAME_MAX"));
+    for (int i = 0; i < PATH_MAX; i += 2)
+        memcpy(rel + i, "d/", 2);
+    strcpy(rel + PATH_MAX, "f");
+    sky_error_clear(&err);
+    assert_int_equal(sky_blob_relpath_check(rel, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "PATH_MAX"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +413,9 @@ int main(void)
         cmocka_unit_test(test_sas_account),
         cmocka_unit_test(test_sas_service_blob),
         cmocka_unit_test(test_sas_errors),
+        cmocka_unit_test(test_account_name_rules),
+        cmocka_unit_test(test_blob_name_length),
+        cmocka_unit_test(test_relpath_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

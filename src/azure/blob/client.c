@@ -93,6 +93,8 @@ static int check_options(const sky_blob_client_options *o, sky_error *err)
         return sky_error_set(err, SKY_EINVAL, "blob: an http(s) endpoint is required");
     if (o->account_key && (o->account_name == NULL || o->account_name[0] == '\0'))
         return sky_error_set(err, SKY_EINVAL, "blob: an account key needs the account name");
+    if (o->account_name && sky_storage_account_name_check(o->account_name, err) != 0)
+        return SKY_EINVAL;
     if (o->block_size > MAX_BLOCK || o->concurrency < 0)
         return sky_error_set(err, SKY_EINVAL, "blob: block size at most 4000 MiB");
     return 0;
@@ -135,6 +137,11 @@ int sky_blob_client_new(uv_loop_t *loop, sky_http_client *http, const sky_blob_c
         c->o.concurrency = 4;
     *out = c;
     return 0;
+}
+
+uint64_t sky_blob_client_answered(const sky_blob_client *c)
+{
+    return c ? c->answered : 0;
 }
 
 void sky_blob_client_free(sky_blob_client *c)
@@ -492,12 +499,28 @@ static int req_begin(sky__blob_req *r, int refresh, sky_error *err)
 
 static void req_retry_timer(uv_timer_t *t);
 
+/*
+ * A failure to connect, resolve or shake hands with an endpoint that has never answered
+ * says the URL, the host or the certificates are wrong: no wait mends that.
+ */
+static int never_reached(const sky_blob_client *c, const sky_error *terr)
+{
+    if (terr == NULL || c->answered > 0 || c->o.retry_unreached)
+        return 0;
+    return terr->code == SKY_ECONNECT || terr->code == SKY_ERESOLVE || terr->code == SKY_ETLS;
+}
+
 /* Decide after a failed attempt; nonzero when a retry was scheduled. */
 static int req_maybe_retry(sky__blob_req *r, int status, const sky_headers *h,
                            const sky_error *terr)
 {
     sky_blob_client *c = r->op->c;
     sky_retry_decision d;
+    if (never_reached(c, terr)) {
+        SKY_INFO("blob", "%s not retried: the endpoint has never answered (%s)", r->method,
+                 sky_err_name(terr->code));
+        return 0;
+    }
     if (r->op->err.code != 0 ||
         sky_retry_decide(&c->o.retry, &r->rs, status, terr, h, c->o.clock, 0, NULL, NULL, &d) != 0)
         return 0;
@@ -520,6 +543,8 @@ static void req_on_done(sky_http_request *h, const sky_http_response *res, const
     r->http = NULL;
     int status = res ? res->status : 0;
     const sky_headers *hs = res ? res->headers : NULL;
+    if (status > 0)
+        r->op->c->answered++;
     if (r->op->err.code != 0) {
         req_end(r, status, hs, &r->op->err);
         return;

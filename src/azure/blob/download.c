@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@
  */
 #define RING_BYTES (512u * 1024)
 #define WRITE_MIN (128u * 1024)
+
+/* The file being written until every byte is in: "<path>" PARTIAL_SUFFIX (see partial_name). */
+#define PARTIAL_SUFFIX ".skyio-partial"
 
 typedef struct dl_state dl_state;
 
@@ -86,11 +90,14 @@ static void dl_check_end(dl_state *d);
 static void dl_fail(dl_state *d, int code, const char *what, int uverr)
 {
     sky_error e;
+    char path[96];
     sky_error_clear(&e);
+    /* A long path is cut, so the message keeps room for why. */
+    sky__blob_short(d->path, strlen(d->path), path, sizeof(path));
     if (uverr)
-        sky_error_set(&e, code, "download %s: %s: %s", d->path, what, uv_strerror(uverr));
+        sky_error_set(&e, code, "download %s: %s: %s", path, what, uv_strerror(uverr));
     else
-        sky_error_set(&e, code, "download %s: %s", d->path, what);
+        sky_error_set(&e, code, "download %s: %s", path, what);
     sky__blob_op_fail(d->op, &e);
 }
 
@@ -531,6 +538,30 @@ static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_
         dl_open(d);
 }
 
+/*
+ * "<path>.skyio-partial", or, when that name would pass NAME_MAX (a file name of 242 bytes
+ * or more is fine itself), ".skyio-partial-<hash of the name>" in the same folder.
+ */
+static char *partial_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path) + 1 : 0, pl = strlen(path);
+    char *tmp = malloc(pl + sizeof(PARTIAL_SUFFIX));
+    if (tmp == NULL)
+        return NULL;
+    if (pl - dir + strlen(PARTIAL_SUFFIX) <= NAME_MAX) {
+        memcpy(tmp, path, pl);
+        memcpy(tmp + pl, PARTIAL_SUFFIX, sizeof(PARTIAL_SUFFIX));
+        return tmp;
+    }
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+    for (const char *p = path + dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    memcpy(tmp, path, dir);
+    snprintf(tmp + dir, pl - dir + sizeof(PARTIAL_SUFFIX), "%s-%016" PRIx64, PARTIAL_SUFFIX, h);
+    return tmp;
+}
+
 static dl_state *dl_new(sky_blob_client *c, const char *container, const char *blob,
                         const char *path, const sky_blob_transfer_options *to)
 {
@@ -541,10 +572,7 @@ static dl_state *dl_new(sky_blob_client *c, const char *container, const char *b
     d->container = strdup(container);
     d->blob = strdup(blob);
     d->path = strdup(path);
-    size_t pl = strlen(path);
-    d->tmp = malloc(pl + sizeof(".skyio-partial"));
-    if (d->tmp)
-        memcpy(d->tmp, path, pl), memcpy(d->tmp + pl, ".skyio-partial", sizeof(".skyio-partial"));
+    d->tmp = partial_name(path);
     d->block_size = to && to->block_size ? to->block_size : c->o.block_size;
     d->concurrency = to && to->concurrency > 0 ? to->concurrency : c->o.concurrency;
     d->verify = to && to->verify_md5;
@@ -565,6 +593,9 @@ int sky_blob_download_file(sky_blob_client *c, const char *container, const char
         !path || !path[0])
         return sky_error_set(err, SKY_EINVAL,
                              "blob download: client, container, blob, path and callback required");
+    if (sky_blob_name_check(blob, err) != 0 ||
+        sky__blob_local_path_check(path, strlen(PARTIAL_SUFFIX), err) != 0)
+        return SKY_EINVAL;
     dl_state *d = dl_new(c, container, blob, path, to);
     sky_blob_op *op = d ? sky__blob_op_new(c, cb, ud) : NULL;
     sky_buf url;

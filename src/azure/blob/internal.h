@@ -17,6 +17,7 @@ struct sky_blob_client {
     char *scope;
     sky_blob_op *ops; /* every op not yet freed */
     size_t nops;
+    uint64_t answered; /* attempts that got an HTTP reply, any status */
     int freeing;
 };
 
@@ -98,6 +99,17 @@ void sky__blob_req_resume(sky__blob_req *r);
  */
 int sky__blob_url(const sky_blob_client *c, const char *container, const char *blob,
                   const char *query, sky_buf *out);
+
+/* ---- names (names.c) ---- */
+
+/** @p len bytes of @p s for a message: whole when short, else cut with its length. */
+const char *sky__blob_short(const char *s, size_t len, char *out, size_t out_len);
+
+/**
+ * Whether a local @p path (plus @p suffix more bytes, a partial file's) fits the file
+ * system's limits: PATH_MAX for the whole, NAME_MAX for each part. 0 or SKY_EINVAL.
+ */
+int sky__blob_local_path_check(const char *path, size_t suffix, sky_error *err);
 
 /* ---- MD5 (md5.c) ---- */
 

@@ -38,7 +38,7 @@ static int name_ok(const char *s, const char *what, sky_error *err)
 {
     if (s == NULL || s[0] == '\0')
         return sky_error_set(err, SKY_EINVAL, "blob: %s name is required", what);
-    return 0;
+    return strcmp(what, "blob") == 0 ? sky_blob_name_check(s, err) : 0;
 }
 
 static void reply_list(sky_blob_op *op, int status, const sky_headers *h, sky_buf *body)

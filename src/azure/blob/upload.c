@@ -933,6 +933,8 @@ int sky_blob_upload_file(sky_blob_client *c, const char *container, const char *
         !path || !path[0])
         return sky_error_set(err, SKY_EINVAL,
                              "blob upload: client, container, blob, path and callback required");
+    if (sky_blob_name_check(blob, err) != 0)
+        return SKY_EINVAL;
     up_state *u = up_new(c, container, blob, path, to);
     sky_blob_op *op = u ? sky__blob_op_new(c, cb, ud) : NULL;
     if (op == NULL) {
