@@ -35,8 +35,12 @@ static const char usage[] =
     "  put -r DIR CONTAINER[/PREFIX] upload every file under DIR; a rerun skips files whose\n"
     "                                size and MD5 match the blob (sync)\n"
     "  get CONTAINER/NAME PATH       download a blob (PATH a folder: into it)\n"
-    "  get -r CONTAINER[/PREFIX] DIR download every blob under PREFIX into DIR; a blob whose\n"
-    "                                name would land outside DIR (.., absolute) is refused\n"
+    "  get -r CONTAINER[/PREFIX] DIR download every blob under PREFIX into DIR (made once\n"
+    "                                the listing worked). Refused, each with its reason: a\n"
+    "                                name that is absolute or has an empty, '.' or '..'\n"
+    "                                part, a part over NAME_MAX (255) bytes, and a path\n"
+    "                                through a symbolic link inside DIR: links there are\n"
+    "                                never followed, even those that stay inside DIR\n"
     "  rm CONTAINER/NAME             delete a blob (-r: every blob under the prefix)\n"
     "\n"
     "options:\n"
@@ -65,11 +69,18 @@ static const char usage[] =
     "\n"
     "Progress (files, bytes, bytes/s, ETA) goes to stderr when it is a terminal; failed\n"
     "files are listed at the end while the others finish. Ctrl-C cancels what is running.\n"
+    "Blob names are at most 1,024 characters (Azure's limit). An endpoint that has never\n"
+    "answered and cannot be reached (connection refused, unknown host, TLS failure) is not\n"
+    "retried: the command stops at once, having transferred nothing.\n"
     "exit: 0 all done; 1 some files failed; 2 usage; 3 could not start (credentials,\n"
-    "network, missing container).\n";
+    "network, unreachable endpoint, missing container).\n";
 
 enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
 enum jstate { J_WAIT, J_RUN, J_DONE, J_FAILED, J_SKIPPED };
+
+/* CONTAINER/NAME or a path, as given: a blob name of 1,024 characters of up to 4 bytes,
+ * with its container, fits, and so does a local path. */
+#define ARG_MAX_BYTES 8192
 
 typedef struct blob_app blob_app;
 
@@ -78,8 +89,9 @@ typedef struct job {
     char *local; /* the file on disk */
     char *name;  /* the blob name */
     int64_t size;
-    int64_t moved; /* bytes so far (from progress) */
-    int inside;    /* get -r: the folder check passed */
+    int64_t moved;   /* bytes so far (from progress) */
+    int guard_rc;    /* get -r: making the file's folders: 0, or SKY_EINVAL (refused), SKY_EIO */
+    char *guard_why; /* ... and why not (from the thread pool; the loop takes it after) */
     int state;
     char md5[32]; /* base64 of the local file (put) */
     char *error;
@@ -106,6 +118,7 @@ struct blob_app {
     char *prefix;
     const char *local_root; /* put -r source, get -r destination */
     char root_real[PATH_MAX];
+    sky_error root_err; /* get -r: why the destination could not be made */
     job *jobs;
     size_t njobs, cap, next, running, finished;
     remote *remotes;
@@ -115,7 +128,8 @@ struct blob_app {
     uint64_t t0_ms;
     uv_timer_t tick;
     int tick_on;
-    int stop;         /* Ctrl-C */
+    int stop;         /* Ctrl-C, or the endpoint cannot be reached */
+    int unreachable;  /* the endpoint never answered: nothing was transferred */
     int exit_code;    /* a fatal error before any file */
     int rolling_back; /* the jobs now are deletes of what we uploaded */
     size_t rolled_back;
@@ -138,6 +152,33 @@ static int exit_for(const sky_error *err)
         strcmp(err->service_code, "ContainerNotFound") == 0)
         return SKY_EXIT_START;
     return SKY_EXIT_FAILED;
+}
+
+/* A failure to connect, resolve or shake hands, and the endpoint has never answered. */
+static int never_reached(const blob_app *a, const sky_error *err)
+{
+    return (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS) &&
+           sky_blob_client_answered(a->blob) == 0;
+}
+
+static void say_unreachable(const sky_error *err)
+{
+    char line[512];
+    fprintf(stderr,
+            "skyio blob: cannot reach the endpoint: %s\n"
+            "skyio blob: stopped; nothing was transferred. Check the endpoint (connection "
+            "string or --endpoint), the network or the TLS certificates, and run again.\n",
+            sky_error_format(err, line, sizeof(line)));
+}
+
+/* A command of one request failed: say why and choose the exit code. */
+static void one_request_failed(blob_app *a, const char *what, const sky_error *err)
+{
+    if (never_reached(a, err))
+        say_unreachable(err);
+    else
+        print_err(what, err);
+    a->exit_code = exit_for(err);
 }
 
 static uint64_t now_ms(void)
@@ -262,10 +303,27 @@ static void on_progress(sky_blob_op *op, const sky_blob_transfer_stats *st, void
     j->moved = st->bytes_done;
 }
 
+/*
+ * The endpoint was never reached: a wrong URL, host or certificate, not an outage. Every
+ * other file would fail the same way, so stop them all (as Ctrl-C does) and report once.
+ */
+static void stop_unreachable(blob_app *a, const sky_error *err)
+{
+    if (a->unreachable)
+        return;
+    a->unreachable = 1;
+    a->stop = 1;
+    say_unreachable(err);
+    sky_blob_client_free(a->blob); /* what still runs reports ECANCELED */
+    a->blob = NULL;
+}
+
 static void on_job_done(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
 {
     job *j = ud;
     (void)op, (void)rep;
+    if (err && !j->app->unreachable && never_reached(j->app, err))
+        stop_unreachable(j->app, err);
     if (err) {
         char line[512];
         job_fail(j, "%s", sky_error_format(err, line, sizeof(line)));
@@ -299,7 +357,7 @@ static void pump(blob_app *a)
             job_fail(&a->jobs[i], "%s", "not started (canceled)");
         a->next = a->njobs;
     }
-    if (a->verb == V_PUT && a->rollback && !a->rolling_back) {
+    if (a->verb == V_PUT && a->rollback && !a->rolling_back && !a->unreachable) {
         for (size_t i = 0; i < a->njobs; i++)
             if (a->jobs[i].state == J_FAILED) {
                 rollback_start(a);
@@ -403,57 +461,19 @@ static void upload(blob_app *a, job *j)
 
 /* ---- get ---- */
 
-/* Nonzero when @p rel is a safe relative path: not absolute, no "..", no empty part. */
-static int rel_is_safe(const char *rel)
-{
-    if (rel[0] == '\0' || rel[0] == '/')
-        return 0;
-    for (const char *p = rel; *p;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0 || (n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.'))
-            return 0;
-        p += n;
-        if (*p == '/' && *++p == '\0')
-            return 0; /* a trailing slash names a folder, not a file */
-    }
-    return 1;
-}
-
-/* mkdir -p the parent of @p path; nonzero when it resolves inside the root. */
-static int make_parent_inside(const blob_app *a, const char *path)
-{
-    char dir[PATH_MAX], real[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + strlen(a->root_real) + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return 0;
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return 0;
-    /* A symlink on the way could still lead out: compare the real path. */
-    if (realpath(dir, real) == NULL)
-        return 0;
-    size_t rl = strlen(a->root_real);
-    return strncmp(real, a->root_real, rl) == 0 && (real[rl] == '\0' || real[rl] == '/');
-}
-
-/* In the thread pool: make the folders and check where they really are. */
+/*
+ * In the thread pool: make the file's folders under the destination one part at a time,
+ * never through a symbolic link (sky_blob_make_parent_dirs).
+ */
 static void guard_work(uv_work_t *w)
 {
     job *j = w->data;
-    j->inside = make_parent_inside(j->app, j->local);
-    /* A symlink at the last component would be followed out of the folder: refuse it. */
-    struct stat st;
-    if (j->inside && lstat(j->local, &st) == 0 && S_ISLNK(st.st_mode))
-        j->inside = 0;
+    const char *rel = j->local + strlen(j->app->root_real) + 1;
+    sky_error e;
+    sky_error_clear(&e);
+    j->guard_rc = sky_blob_make_parent_dirs(j->app->root_real, rel, &e);
+    if (j->guard_rc != 0)
+        j->guard_why = strdup(e.message);
 }
 
 static void download(blob_app *a, job *j)
@@ -475,8 +495,14 @@ static void download(blob_app *a, job *j)
 static void guard_after(uv_work_t *w, int status)
 {
     job *j = w->data;
-    if (status != 0 || !j->inside) {
-        job_fail(j, "refused: %s would be written outside the destination folder", j->name);
+    if (status != 0 || j->guard_rc != 0 || j->app->stop) {
+        const char *why = j->guard_why ? j->guard_why : "cannot make the folders";
+        if (status != 0 || j->app->stop)
+            job_fail(j, "%s", "not started (canceled)");
+        else
+            job_fail(j, "%s%s", j->guard_rc == SKY_EINVAL ? "refused: " : "", why);
+        free(j->guard_why);
+        j->guard_why = NULL;
         job_end(j);
         return;
     }
@@ -599,8 +625,7 @@ static void on_list(sky_blob_op *op, const sky_blob_reply *rep, const sky_error 
     (void)op;
     if (err) {
         /* A sync upload into a container that does not exist yet: nothing to compare. */
-        print_err("list", err);
-        a->exit_code = exit_for(err);
+        one_request_failed(a, "list", err);
         a->done = 1;
         return;
     }
@@ -651,7 +676,7 @@ static int walk_one(const char *path, const struct stat *st, int type, struct FT
     const char *rel = path + strlen(a->local_root);
     while (*rel == '/')
         rel++;
-    char name[4096];
+    char name[ARG_MAX_BYTES + PATH_MAX];
     size_t pl = strlen(a->prefix);
     snprintf(name, sizeof(name), "%s%s%s", a->prefix, pl && a->prefix[pl - 1] != '/' ? "/" : "",
              rel);
@@ -670,26 +695,69 @@ static void start_transfers(blob_app *a)
     pump(a);
 }
 
+/* A listed blob as a job of get -r: its file under the destination, or refused and why. */
+static void plan_one_get(blob_app *a, const remote *r)
+{
+    char path[2 * PATH_MAX];
+    size_t pl = strlen(a->prefix);
+    if (strncmp(r->name, a->prefix, pl) != 0) {
+        job *j = add_job(a, NULL, r->name, r->size);
+        if (j)
+            job_fail(j, "refused: '%s' is not under the prefix that was listed", r->name);
+        return;
+    }
+    const char *rel = r->name + pl;
+    if (pl && a->prefix[pl - 1] != '/' && *rel == '/')
+        rel++;
+    sky_error e;
+    sky_error_clear(&e);
+    int bad = sky_blob_relpath_check(rel, &e) != 0;
+    if (!bad)
+        snprintf(path, sizeof(path), "%s/%s", a->root_real, rel);
+    job *j = add_job(a, bad ? NULL : path, r->name, r->size);
+    if (j && bad)
+        job_fail(j, "refused: %s", e.message);
+}
+
+/* In the thread pool: make the destination (only now that the listing worked) and find
+ * where it really is; every file is checked against that. */
+static void root_work(uv_work_t *w)
+{
+    blob_app *a = w->data;
+    sky_error_clear(&a->root_err);
+    if (mkdir(a->local_root, 0755) != 0 && errno != EEXIST)
+        sky_error_set(&a->root_err, SKY_EIO, "%s: %s", a->local_root, strerror(errno));
+    else if (realpath(a->local_root, a->root_real) == NULL)
+        sky_error_set(&a->root_err, SKY_EIO, "%s: %s", a->local_root, strerror(errno));
+}
+
+static void root_after(uv_work_t *w, int status)
+{
+    blob_app *a = w->data;
+    free(w);
+    if (status != 0 || a->root_err.code != 0 || a->stop) {
+        if (a->root_err.code != 0)
+            fprintf(stderr, "skyio blob: %s\n", a->root_err.message);
+        a->exit_code = a->root_err.code != 0 ? SKY_EXIT_USAGE : SKY_EXIT_FAILED;
+        a->done = 1;
+        return;
+    }
+    for (size_t i = 0; i < a->nremotes; i++)
+        plan_one_get(a, &a->remotes[i]);
+    start_transfers(a);
+}
+
 static void plan_get(blob_app *a)
 {
-    char path[PATH_MAX + 4096];
-    size_t pl = strlen(a->prefix);
-    for (size_t i = 0; i < a->nremotes; i++) {
-        const char *name = a->remotes[i].name;
-        int under = strncmp(name, a->prefix, pl) == 0;
-        const char *rel = under ? name + pl : "";
-        if (pl && a->prefix[pl - 1] != '/' && *rel == '/')
-            rel++;
-        int safe = under && rel_is_safe(rel);
-        if (safe)
-            snprintf(path, sizeof(path), "%s/%s", a->root_real, rel);
-        job *j = add_job(a, safe ? path : NULL, name, a->remotes[i].size);
-        if (j && !under)
-            job_fail(j, "refused: '%s' is not under the prefix that was listed", name);
-        else if (j && !safe)
-            job_fail(j, "refused: '%s' would be written outside the destination folder", name);
+    uv_work_t *w = malloc(sizeof(*w));
+    if (w)
+        w->data = a;
+    if (w == NULL || uv_queue_work(sky_loop_uv(a->loop), w, root_work, root_after) != 0) {
+        free(w);
+        fprintf(stderr, "skyio blob: cannot queue making the destination folder\n");
+        a->exit_code = SKY_EXIT_START;
+        a->done = 1;
     }
-    start_transfers(a);
 }
 
 static void plan_rm(blob_app *a)
@@ -711,8 +779,7 @@ static void on_ls(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *e
     blob_app *a = ud;
     (void)op;
     if (err) {
-        print_err("ls", err);
-        a->exit_code = exit_for(err);
+        one_request_failed(a, "ls", err);
         a->done = 1;
         return;
     }
@@ -746,10 +813,8 @@ static void on_simple(sky_blob_op *op, const sky_blob_reply *rep, const sky_erro
 {
     blob_app *a = ud;
     (void)op, (void)rep;
-    if (err) {
-        print_err(a->verb == V_MB ? "mb" : "rb", err);
-        a->exit_code = exit_for(err);
-    }
+    if (err)
+        one_request_failed(a, a->verb == V_MB ? "mb" : "rb", err);
     a->done = 1;
 }
 
@@ -798,7 +863,10 @@ static void finish(blob_app *a)
         uv_close((uv_handle_t *)&a->tick, NULL);
         a->tick_on = 0;
     }
-    summary(a);
+    if (a->unreachable)
+        a->exit_code = SKY_EXIT_START; /* said once, when it was found: nothing to sum up */
+    else
+        summary(a);
     a->done = 1;
 }
 
@@ -966,12 +1034,29 @@ static int setup_put(blob_app *a, const blob_flags *f, char *target)
         return SKY_EXIT_USAGE;
     }
     const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
-    char name[4096];
+    char name[ARG_MAX_BYTES + NAME_MAX + 1];
     size_t rl = strlen(rest);
     snprintf(name, sizeof(name), "%s%s", rest, rl == 0 || rest[rl - 1] == '/' ? base : "");
+    sky_error e;
+    sky_error_clear(&e);
+    if (sky_blob_name_check(name, &e) != 0) {
+        fprintf(stderr, "skyio blob: %s\n", e.message);
+        return SKY_EXIT_USAGE;
+    }
     a->prefix = strdup("");
     a->sync = 0;
     return add_job(a, src, name, (int64_t)st.st_size) && a->prefix ? 0 : SKY_EXIT_START;
+}
+
+/* get -r DIR: DIR is made only once the listing worked, so a failed start leaves nothing. */
+static int check_get_dir(const char *dst)
+{
+    struct stat st;
+    if (stat(dst, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "skyio blob: %s exists and is not a folder\n", dst);
+        return SKY_EXIT_USAGE;
+    }
+    return 0;
 }
 
 static int setup_get(blob_app *a, const blob_flags *f, char *source)
@@ -983,26 +1068,29 @@ static int setup_get(blob_app *a, const blob_flags *f, char *source)
     if (a->prefix == NULL)
         return SKY_EXIT_START;
     if (a->recursive) {
-        if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
-            fprintf(stderr, "skyio blob: %s: %s\n", dst, strerror(errno));
-            return SKY_EXIT_USAGE;
-        }
-        if (realpath(dst, a->root_real) == NULL) {
-            fprintf(stderr, "skyio blob: %s: %s\n", dst, strerror(errno));
-            return SKY_EXIT_USAGE;
-        }
-        return 0;
+        a->local_root = dst;
+        return check_get_dir(dst);
     }
+    sky_error e;
+    sky_error_clear(&e);
     if (rest[0] == '\0') {
         fprintf(stderr, "skyio blob: get needs CONTAINER/NAME (or -r)\n");
         return SKY_EXIT_USAGE;
     }
+    if (sky_blob_name_check(rest, &e) != 0) {
+        fprintf(stderr, "skyio blob: %s\n", e.message);
+        return SKY_EXIT_USAGE;
+    }
     struct stat st;
-    char path[PATH_MAX];
+    char path[2 * PATH_MAX];
     const char *base = strrchr(rest, '/') ? strrchr(rest, '/') + 1 : rest;
     if (stat(dst, &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (!rel_is_safe(base)) {
-            fprintf(stderr, "skyio blob: refused: blob name '%s' is not a file name\n", rest);
+        /* Into a folder under the blob's own last part: that part must be a file name. */
+        if (sky_blob_relpath_check(base, &e) != 0) {
+            fprintf(stderr,
+                    "skyio blob: refused: blob '%s' cannot be saved into %s under its own name: "
+                    "%s\n",
+                    rest, dst, base[0] ? e.message : "it ends with '/' (a folder: use get -r)");
             return SKY_EXIT_USAGE;
         }
         snprintf(path, sizeof(path), "%s/%s", dst, base);
@@ -1182,7 +1270,15 @@ int sky_cli_blob(int argc, char **argv)
         return SKY_EXIT_USAGE;
     }
     a.checksum = f.checksum == NULL || strcmp(f.checksum, "md5") == 0;
-    char arg0[4096] = "", arg1[4096] = "";
+    /* Room for a container and a blob name of 1,024 characters of 4 bytes each. */
+    char arg0[ARG_MAX_BYTES] = "", arg1[ARG_MAX_BYTES] = "";
+    for (int i = 0; i < f.nargs && i < 2; i++)
+        if (strlen(f.args[i]) >= ARG_MAX_BYTES) {
+            fprintf(stderr,
+                    "skyio blob: argument %d is %zu bytes: too long for a blob name or a path\n",
+                    i + 1, strlen(f.args[i]));
+            return SKY_EXIT_USAGE;
+        }
     snprintf(arg0, sizeof(arg0), "%s", f.nargs > 0 ? f.args[0] : "");
     snprintf(arg1, sizeof(arg1), "%s", f.nargs > 1 ? f.args[1] : "");
     rc = setup(&a, &f);

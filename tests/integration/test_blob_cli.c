@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +67,7 @@ static void run_cli(const char *dir, cli_out *r, ...)
         setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
         if (g_trace)
             setenv("SKYIO_LOG", "trace", 1);
+        alarm(300); /* a hung command fails its test (exit 142) instead of the whole run */
         execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
@@ -237,7 +239,7 @@ static void put_evil(void)
     sky_blob_client *c = NULL;
     assert_int_equal(sky_blob_client_new(loop, http, &o, &c, NULL), 0);
     static const char *const names[] = {"in/../../escape.txt", "/abs.txt", "in/ok.txt",
-                                        "in/./dot.txt"};
+                                        "in/./dot.txt", "in/../ok2.txt"};
     int done = 0;
     for (size_t i = 0; i < SKY_ARRAY_LEN(names); i++)
         assert_int_equal(sky_blob_put(c, "guard", names[i], SKY_SPAN_LIT("x"), NULL, NULL, on_put,
@@ -262,11 +264,19 @@ static void test_path_guard(void **state)
     mkdirs(dir, "deep/dst");
     run_cli(dir, &r, "get", "-r", "guard", dst, NULL);
     assert_int_equal(r.code, 1); /* some refused, the rest done */
-    assert_non_null(strstr(r.err, "in/../../escape.txt: refused"));
-    assert_non_null(strstr(r.err, "/abs.txt: refused"));
-    assert_non_null(strstr(r.err, "in/./dot.txt: refused"));
+    /* Each name rule on its own words, before any folder is made: a '..' is refused even
+     * where it would stay inside (ok2.txt) or where the folder walk would catch it too. */
+    assert_non_null(strstr(
+        r.err,
+        "in/../../escape.txt: refused: 'in/../../escape.txt' has a '..' part, which climbs"));
+    assert_non_null(
+        strstr(r.err, "in/../ok2.txt: refused: 'in/../ok2.txt' has a '..' part, which climbs"));
+    assert_non_null(strstr(r.err, "/abs.txt: refused: '/abs.txt' begins with '/'"));
+    assert_non_null(strstr(r.err, "in/./dot.txt: refused: 'in/./dot.txt' has a '.' part"));
     snprintf(p, sizeof(p), "%s/deep/dst/in/ok.txt", dir);
     assert_true(exists(p));
+    snprintf(p, sizeof(p), "%s/deep/dst/ok2.txt", dir);
+    assert_false(exists(p));
     snprintf(p, sizeof(p), "%s/deep/escape.txt", dir);
     assert_false(exists(p));
     snprintf(p, sizeof(p), "%s/escape.txt", dir);
@@ -282,7 +292,8 @@ static void test_path_guard(void **state)
     snprintf(p, sizeof(p), "%s/dst2", dir);
     run_cli(dir, &r, "get", "-r", "guard", p, NULL);
     assert_int_equal(r.code, 1);
-    assert_non_null(strstr(r.err, "in/ok.txt: refused"));
+    assert_non_null(
+        strstr(r.err, "in/ok.txt: refused: 'in' in the destination is a symbolic link"));
     snprintf(p, sizeof(p), "%s/outside/ok.txt", dir);
     assert_false(exists(p));
     /* A symlink at the file itself, pointing out: refused, and the outside file is unchanged. */
@@ -294,10 +305,255 @@ static void test_path_guard(void **state)
     snprintf(p, sizeof(p), "%s/dst3", dir);
     run_cli(dir, &r, "get", "-r", "guard", p, NULL);
     assert_int_equal(r.code, 1);
-    assert_non_null(strstr(r.err, "in/ok.txt: refused"));
+    assert_non_null(
+        strstr(r.err, "in/ok.txt: refused: 'in/ok.txt' in the destination is a symbolic link"));
     struct stat st;
     assert_int_equal(stat(outside, &st), 0);
     assert_int_equal(st.st_size, 5);
+}
+
+/* How many entries folder @p path holds (-1 when it cannot be read). */
+static int entries(const char *path)
+{
+    char cmd[1200], out[64];
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", path);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL || fgets(out, sizeof(out), p) == NULL) {
+        if (p)
+            pclose(p);
+        return -1;
+    }
+    pclose(p);
+    return atoi(out);
+}
+
+/*
+ * One blob at a time, with a single path: the last part of its name becomes the file's
+ * name in DIR, so it must be one; each refusal says which rule, and nothing is written.
+ */
+static void test_single_get_of_a_non_file_name(void **state)
+{
+    const char *dir = *state;
+    char into[512];
+    cli_out r;
+    snprintf(into, sizeof(into), "%s/into", dir);
+    mkdirs(dir, "into");
+    static const struct {
+        const char *src, *why;
+    } cases[] = {
+        {"guard1/..", "has a '..' part"},
+        {"guard1/in/..", "has a '..' part"},
+        {"guard1/.", "has a '.' part"},
+        {"guard1/in/.", "has a '.' part"},
+        {"guard1/in/", "ends with '/' (a folder: use get -r)"},
+    };
+    for (size_t i = 0; i < SKY_ARRAY_LEN(cases); i++) {
+        run_cli(dir, &r, "get", cases[i].src, into, NULL);
+        if (r.code != 2 || strstr(r.err, "cannot be saved into") == NULL ||
+            strstr(r.err, cases[i].why) == NULL)
+            fail_msg("get %s: exit %d: %s", cases[i].src, r.code, r.err);
+    }
+    assert_int_equal(entries(into), 0);
+    assert_int_equal(entries(dir), 3); /* into, cli.out, cli.err */
+}
+
+/*
+ * Symbolic links planted at each depth of the destination, pointing out of it: no folder or
+ * file is made or written through any of them (the folders are made one part at a time,
+ * never following a link), and each file says why it was refused. A link that stays inside
+ * is refused too (documented), and so is a file where a folder should be.
+ */
+static void test_links_at_each_depth(void **state)
+{
+    const char *dir = *state;
+    char f[512], dest[512], outside[512], p[1024];
+    cli_out r;
+    static const char *const names[] = {
+        "link/x.txt",     "link/deeper/x.txt",     "a/link/deeper/y.txt",
+        "a/b/link/z.txt", "a/b/link/deeper/z.txt", "inner/x.txt",
+        "file/x.txt",     "a/b/fine.txt"};
+    run_cli(dir, &r, "mb", "links", NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(f, sizeof(f), "%s/f.txt", dir);
+    write_file(f, 7, 3);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(names); i++) {
+        snprintf(p, sizeof(p), "links/%s", names[i]);
+        run_cli(dir, &r, "put", f, p, NULL);
+        assert_int_equal(r.code, 0);
+    }
+    snprintf(dest, sizeof(dest), "%s/dest", dir);
+    snprintf(outside, sizeof(outside), "%s/outside", dir);
+    mkdirs(dir, "outside");
+    mkdirs(dir, "dest/a/b");
+    mkdirs(dir, "dest/real");
+    static const char *const at[] = {"link", "a/link", "a/b/link"};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(at); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dest, at[i]);
+        assert_int_equal(symlink(outside, p), 0);
+    }
+    snprintf(p, sizeof(p), "%s/inner", dest);
+    assert_int_equal(symlink("real", p), 0); /* stays inside */
+    snprintf(p, sizeof(p), "%s/file", dest);
+    write_file(p, 1, 1);
+    run_cli(dir, &r, "get", "-r", "links", dest, NULL);
+    assert_int_equal(r.code, 1);
+    static const char *const said[] = {
+        "link/x.txt: refused: 'link' in the destination is a symbolic link",
+        "link/deeper/x.txt: refused: 'link' in the destination is a symbolic link",
+        "a/link/deeper/y.txt: refused: 'a/link' in the destination is a symbolic link",
+        "a/b/link/z.txt: refused: 'a/b/link' in the destination is a symbolic link",
+        "a/b/link/deeper/z.txt: refused: 'a/b/link' in the destination is a symbolic link",
+        "inner/x.txt: refused: 'inner' in the destination is a symbolic link",
+        "file/x.txt: refused: 'file' in the destination is a file, not a folder",
+    };
+    for (size_t i = 0; i < SKY_ARRAY_LEN(said); i++)
+        if (strstr(r.err, said[i]) == NULL)
+            fail_msg("missing '%s' in:\n%s", said[i], r.err);
+    assert_int_equal(entries(outside), 0);
+    snprintf(p, sizeof(p), "%s/real", dest);
+    assert_int_equal(entries(p), 0);
+    snprintf(p, sizeof(p), "%s/a/b/fine.txt", dest);
+    assert_true(exists(p));
+    run_cli(dir, &r, "rb", "links", NULL);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Every command against @p endpoint: exit 3 within seconds, saying why, writing nothing. */
+static void expect_unreachable(const char *dir, const char *endpoint, const char *why)
+{
+    char cs[512], f[512], dest[512], file[512];
+    cli_out r;
+    snprintf(cs, sizeof(cs),
+             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
+             "BlobEndpoint=%s",
+             SKY_TEST_AZURITE_KEY, endpoint);
+    snprintf(f, sizeof(f), "%s/f.txt", dir);
+    write_file(f, 10, 1);
+    snprintf(dest, sizeof(dest), "%s/dest", dir);
+    snprintf(file, sizeof(file), "%s/got.txt", dir);
+    const char *const cmds[][4] = {
+        {"ls", NULL},
+        {"ls", "cont", NULL},
+        {"mb", "cont", NULL},
+        {"put", f, "cont/x.txt", NULL},
+        {"put", "-r", dir, "cont/p"},
+        {"get", "cont/x.txt", file, NULL},
+        {"get", "-r", "cont/p", dest},
+        {"rm", "-r", "cont/p", NULL},
+    };
+    for (size_t i = 0; i < SKY_ARRAY_LEN(cmds); i++) {
+        const char *const *a = cmds[i];
+        double t0 = now_s();
+        /* the variadic list ends at the first NULL of a */
+        run_cli(dir, &r, a[0], "--connection-string", cs, "--json", a[1], a[2], a[3], NULL);
+        double secs = now_s() - t0;
+        if (r.code != 3 || secs > 10 || strstr(r.err, "cannot reach the endpoint") == NULL ||
+            strstr(r.err, why) == NULL)
+            fail_msg("%s %s on %s: exit %d after %.1f s:\n%s", a[0], a[1] ? a[1] : "", endpoint,
+                     r.code, secs, r.err);
+        assert_string_equal(r.out, ""); /* no summary: nothing was done */
+        assert_null(strstr(r.err, SKY_TEST_AZURITE_KEY));
+    }
+    assert_false(exists(dest)); /* get -r makes DIR only once the listing worked */
+    assert_false(exists(file));
+}
+
+/*
+ * An endpoint that never answered and cannot be reached (connection refused, unknown host,
+ * TLS failure) is not retried 10 times over two minutes: the command stops at once, exit 3.
+ */
+static void test_unreachable_endpoint_stops_at_once(void **state)
+{
+    const char *dir = *state;
+    char ep[256];
+    sky_test_mock tls;
+    expect_unreachable(dir, "http://127.0.0.1:1/devstoreaccount1", "ECONNECT");
+    /* a name under .invalid never resolves (RFC 6761) */
+    expect_unreachable(dir, "http://nohost.invalid/devstoreaccount1", "ERESOLVE");
+    /* a TLS server whose certificate no trusted CA signed */
+    memset(&tls, 0, sizeof(tls));
+    tls.tls = 1;
+    sky_test_mock_start(&tls, NULL);
+    snprintf(ep, sizeof(ep), "%s/devstoreaccount1", tls.base_url);
+    expect_unreachable(dir, ep, "ETLS");
+    assert_int_equal(sky_test_mock_stop(&tls), 0);
+}
+
+/*
+ * Names too long, each with its own limit: Azure's 1,024 characters for a blob name, and
+ * the local file system's NAME_MAX per part and PATH_MAX for a download's path.
+ */
+static void test_long_names(void **state)
+{
+    const char *dir = *state;
+    char f[512], into[512], name[1100], target[1200], p[2048];
+    cli_out r;
+    run_cli(dir, &r, "mb", "long", NULL);
+    assert_int_equal(r.code, 0);
+    snprintf(f, sizeof(f), "%s/f.txt", dir);
+    write_file(f, 10, 1);
+    snprintf(into, sizeof(into), "%s/into", dir);
+    mkdirs(dir, "into");
+    /* 1,025 characters: refused before anything is sent */
+    memset(name, 'a', 1025);
+    name[1025] = '\0';
+    snprintf(target, sizeof(target), "long/%s", name);
+    run_cli(dir, &r, "put", f, target, NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "1025 characters long: Azure allows at most 1,024"));
+    run_cli(dir, &r, "get", target, into, NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "Azure allows at most 1,024"));
+    /* 304 bytes: a fine blob name, but no file name here */
+    name[304] = '\0';
+    snprintf(target, sizeof(target), "long/%s", name);
+    run_cli(dir, &r, "put", f, target, NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "get", target, into, NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "a part of 304 bytes"));
+    assert_non_null(strstr(r.err, "NAME_MAX"));
+    assert_null(strstr(r.err, "EIO"));
+    snprintf(p, sizeof(p), "%s/short.txt", into); /* saved under another name: fine */
+    run_cli(dir, &r, "get", target, p, NULL);
+    assert_int_equal(r.code, 0);
+    assert_true(exists(p));
+    /* 250 bytes: a file name, though "<name>.skyio-partial" would not be one */
+    memset(name, 'b', 250);
+    name[250] = '\0';
+    snprintf(target, sizeof(target), "long/%s", name);
+    run_cli(dir, &r, "put", f, target, NULL);
+    assert_int_equal(r.code, 0);
+    run_cli(dir, &r, "get", target, into, NULL);
+    if (r.code != 0)
+        fail_msg("get of a 250-byte name: %d %s", r.code, r.err);
+    snprintf(p, sizeof(p), "%s/%s", into, name);
+    assert_true(exists(p));
+    assert_int_equal(entries(into), 2); /* short.txt and it: no partial file left */
+    /* get -r: each too-long name refused with its reason, the rest downloaded */
+    snprintf(p, sizeof(p), "%s/all", dir);
+    run_cli(dir, &r, "get", "-r", "long", p, NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "refused: 'aaaaaaaaaaaaaaaaaaaaaaaa...aaaaaaaaaaaaaaaaaaaaaaaa "
+                                  "(304 bytes)' has a part of 304 bytes"));
+    snprintf(p, sizeof(p), "%s/all/%s", dir, name);
+    assert_true(exists(p));
+    /* a path over PATH_MAX */
+    static char deep[PATH_MAX + 64];
+    snprintf(deep, sizeof(deep), "%s/", dir);
+    while (strlen(deep) < PATH_MAX)
+        strcat(deep, "d/");
+    strcat(deep, "f.txt");
+    run_cli(dir, &r, "get", "long/short-missing.txt", deep, NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "PATH_MAX"));
+    run_cli(dir, &r, "rb", "long", NULL);
 }
 
 /* A prefix names a folder: "dir" takes dir/a.txt, never dirfoo/x.txt. */
@@ -540,6 +796,22 @@ static void test_usage_and_config_errors(void **state)
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "AuthorizationFailure"));
     assert_null(strstr(r.err, "AAAAAAAAAAAA"));
+    /* account names: 3 to 24 lowercase letters and digits, said as such (not ENOMEM) */
+    static char cs[5300], huge[5001];
+    memset(huge, 'a', 5000);
+    snprintf(cs, sizeof(cs), "AccountName=%s;AccountKey=%s", huge, SKY_TEST_AZURITE_KEY);
+    run_cli(dir, &r, "ls", "--connection-string", cs, NULL);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "it is 5000 characters long"));
+    assert_non_null(strstr(r.err, "3 to 24 lowercase letters and digits"));
+    assert_null(strstr(r.err, "ENOMEM"));
+    run_cli(dir, &r, "ls", "--account-name", huge, "--account-key", SKY_TEST_AZURITE_KEY, NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "it is 5000 characters long"));
+    run_cli(dir, &r, "ls", "--account-name", "Dev_Store", "--account-key", SKY_TEST_AZURITE_KEY,
+            "--endpoint", g_az.endpoint, NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "'D' (character 1) is not a lowercase letter or digit"));
 }
 
 int main(void)
@@ -552,6 +824,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checksum_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_mid_upload_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_get_of_a_non_file_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_at_each_depth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_endpoint_stops_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
