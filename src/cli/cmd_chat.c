@@ -29,7 +29,9 @@ static const char usage[] =
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
     "      --timeout-ms N     per request (default 600000, as OpenAI's SDKs)\n"
     "      --max-retries N    retries of a request that failed before its first token: 429,\n"
-    "                         5xx, resets, timeouts, honouring Retry-After (default 5)\n"
+    "                         5xx, resets, timeouts, honouring Retry-After (default 5). An\n"
+    "                         endpoint that never answered and cannot be reached (refused,\n"
+    "                         unknown host, TLS failure) is not retried: exit 3 at once\n"
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --usage            ask for token usage (stream_options) and print it on stderr\n"
     "\n"
@@ -37,7 +39,8 @@ static const char usage[] =
     "OPENAI_ORG_ID, OPENAI_PROJECT_ID; AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_API_KEY or\n"
     "AZURE_OPENAI_AD_TOKEN, OPENAI_API_VERSION. Azure OpenAI with neither uses an Entra ID\n"
     "token from the credential chain (see `skyio token --help`), for the endpoint's cloud.\n"
-    "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration.\n";
+    "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration, or the endpoint\n"
+    "cannot be reached.\n";
 
 typedef struct chat_run chat_run;
 
@@ -52,6 +55,7 @@ typedef struct answer {
     char finish_reason[32]; /* the last one the stream gave */
     char stream_error[400]; /* an error the provider sent inside the stream */
     char error[512];
+    sky_error unreached; /* the failure, when the endpoint was never reached (code 0: not) */
     sky_retry_state retry;
     uv_timer_t retry_timer; /* the wait before the next attempt */
     int timer_open;
@@ -79,6 +83,7 @@ struct chat_run {
     sky_credential *cred; /* Azure OpenAI without a key: Entra ID */
     char *bearer;
     int exit_code;
+    uint64_t answered; /* attempts the endpoint answered, any status */
 };
 
 /* ---- the prompt ---- */
@@ -270,6 +275,16 @@ static void describe_http_error(answer *a, int status)
 
 static int send_one(chat_run *r, answer *a);
 
+/*
+ * A failure to connect, resolve or shake hands with an endpoint that has never answered:
+ * the URL, the host or the certificates are wrong, and no wait mends that.
+ */
+static int never_reached(const chat_run *r, const sky_error *err)
+{
+    return err && r->answered == 0 &&
+           (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS);
+}
+
 static void on_retry_timer(uv_timer_t *t)
 {
     answer *a = t->data;
@@ -313,7 +328,11 @@ static void on_done(sky_http_request *req, const sky_http_response *res, const s
     answer *a = ud;
     (void)req;
     int failed = err || res->status != 200 || !a->saw_done;
-    if (failed && !(err && err->code == SKY_ECANCELED) && retry_later(a, res, err))
+    if (res->status > 0)
+        a->run->answered++;
+    if (never_reached(a->run, err))
+        a->unreached = *err; /* not retried: see never_reached */
+    else if (failed && !(err && err->code == SKY_ECANCELED) && retry_later(a, res, err))
         return;
     a->done = 1;
     a->status = res->status;
@@ -453,6 +472,23 @@ static int report(const chat_run *r)
     return failed ? SKY_EXIT_FAILED : SKY_EXIT_OK;
 }
 
+/* Every answer failed the same way before anything answered: say it once, exit 3. */
+static int report_unreached(const chat_run *r)
+{
+    char line[512];
+    if (r->answered > 0)
+        return 0;
+    for (int i = 0; i < r->n_answers; i++)
+        if (r->answers[i].unreached.code == 0)
+            return 0;
+    fprintf(stderr,
+            "skyio chat: cannot reach the endpoint: %s\n"
+            "skyio chat: nothing was sent. Check --base-url (or OPENAI_BASE_URL, "
+            "AZURE_OPENAI_ENDPOINT), the network or --cacert, and run again.\n",
+            sky_error_format(&r->answers[0].unreached, line, sizeof(line)));
+    return 1;
+}
+
 static void run_free(chat_run *r)
 {
     for (int i = 0; i < r->n_answers; i++) {
@@ -564,7 +600,7 @@ int sky_cli_chat(int argc, char **argv)
         return SKY_EXIT_START;
     }
     sky_loop_run(r->loop);
-    int code = r->exit_code ? r->exit_code : report(r);
+    int code = r->exit_code ? r->exit_code : report_unreached(r) ? SKY_EXIT_START : report(r);
     run_free(r);
     return code;
 }

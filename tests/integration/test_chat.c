@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -191,6 +192,60 @@ static void test_errors_are_clear(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* `skyio chat` against @p base_url (plus @p extra flags): exit 3 within seconds, saying why. */
+static void expect_unreachable(const char *base_url, const char *extra, const char *why)
+{
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_API_KEY=sk-secret-123 timeout 120 %s chat --base-url %s/v1 -m a,b %s hi 2>&1",
+             SKY_TEST_BIN, base_url, extra);
+    double t0 = now_s();
+    int rc = run_cmd(cmd, out, sizeof(out));
+    double secs = now_s() - t0;
+    if (rc != 3 || secs > 10 || strstr(out, "cannot reach the endpoint") == NULL ||
+        strstr(out, why) == NULL)
+        fail_msg("%s: exit %d after %.1f s:\n%s", cmd, rc, secs, out);
+    assert_null(strstr(out, "sk-secret-123"));
+}
+
+/*
+ * An endpoint that never answered and cannot be reached is not retried (--max-retries is for
+ * an endpoint that answers): connection refused, an unknown host, a certificate that --cacert
+ * does not vouch for.
+ */
+static void test_unreachable_endpoint_stops_at_once(void **state)
+{
+    static const char *const args[] = {"--key", "sk-secret-123", NULL};
+    sky_test_mock m;
+    char dir[256], ca[512];
+    (void)state;
+    expect_unreachable("http://127.0.0.1:1", "", "ECONNECT");
+    expect_unreachable("http://nohost.invalid", "", "ERESOLVE"); /* .invalid never resolves */
+    memset(&m, 0, sizeof(m));
+    m.tls = 1;
+    sky_test_mock_start(&m, args);
+    sky_test_tmpdir(dir, sizeof(dir));
+    assert_int_equal(sky_test_make_certs(dir), 0); /* another CA than the server's */
+    snprintf(ca, sizeof(ca), "--cacert %s/ca.pem", dir);
+    expect_unreachable(m.base_url, ca, "ETLS");
+    /* with the server's own CA it answers */
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_API_KEY=sk-secret-123 %s chat --base-url %s/v1 --cacert %s/ca.pem -n 3 hi "
+             "2>&1",
+             SKY_TEST_BIN, m.base_url, m.dir);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_retries_before_first_token),
         cmocka_unit_test(test_stream_trouble_is_reported),
         cmocka_unit_test(test_errors_are_clear),
+        cmocka_unit_test(test_unreachable_endpoint_stops_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
