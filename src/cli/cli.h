@@ -31,6 +31,10 @@ int sky_cli_number_opt(const char *cmd, const char *opt, const char *v, long lon
  * requests in flight: 1 up to 2,048, then one per 512 (bench/inflight: 0.77x the ideal
  * rate at 10,000 in flight, against 0.39x with one). */
 int sky_cli_shards_for(long long concurrency);
+/* Whether @p path can be read whole as the value of option @p opt of command @p cmd: a
+ * regular file or a pipe (<(...)). A folder reads as an empty file and a device may never
+ * end, so either is refused: 0, or -1 after saying on stderr which option, path and why. */
+int sky_cli_check_input_file(const char *cmd, const char *opt, const char *path);
 /* Read a whole small file (config, request body) into a new string. */
 char *sky_cli_read_file(const char *path, size_t *out_len);
 

@@ -83,7 +83,9 @@ void sky_cli_arm_print_flags(FILE *out, int cmd_mask)
     }
     fputs("\nAuth: $SKYIO_ARM_TOKEN when set (a bearer token, e.g. for tests), otherwise the\n"
           "default credential chain (environment, workload identity, managed identity, Azure\n"
-          "CLI) for scope <endpoint>/.default (" SKY_ARM_SCOPE " on public Azure).\n",
+          "CLI) for scope <endpoint>/.default (" SKY_ARM_SCOPE " on public Azure).\n"
+          "An endpoint that has never answered and cannot be reached (connection refused,\n"
+          "unknown host, TLS failure) is not retried: the command stops at once, exit 3.\n",
           out);
 }
 
@@ -260,6 +262,90 @@ static void print_error(const sky_cli_arm_ctx *c, const char *what, const sky_er
     fprintf(stderr, "skyio %s: %s: %s\n", c->cmd, what, sky_error_format(err, line, sizeof(line)));
 }
 
+/* ---- an endpoint that never answers ---- */
+
+static int unreachable_code(int code)
+{
+    return code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS;
+}
+
+/*
+ * Whether a call that failed with @p err met an endpoint that was never reached: nothing
+ * ever answered, and an attempt failed to connect, resolve or shake hands (a wrong URL,
+ * host or certificate rather than an outage). The failure goes to @p out.
+ */
+static int never_reached(const sky_cli_arm_ctx *c, const sky_error *err, sky_error *out)
+{
+    sky_pipeline_health h;
+    if (err == NULL)
+        return 0;
+    sky_pipeline_get_health(sky_arm_client_pipeline(c->arm), &h);
+    if (h.answered > 0 || !unreachable_code(h.last_fault.code))
+        return 0;
+    *out = h.last_fault;
+    return 1;
+}
+
+static void say_unreachable(const sky_cli_arm_ctx *c, const sky_error *fault)
+{
+    char line[512];
+    fprintf(stderr,
+            "skyio %s: cannot reach the endpoint: %s\n"
+            "skyio %s: stopped; nothing was done. Check --endpoint (or $SKYIO_ARM_ENDPOINT), "
+            "the network or the TLS certificates, and run again.\n",
+            c->cmd, sky_error_format(fault, line, sizeof(line)), c->cmd);
+}
+
+/*
+ * The pipeline retries a failed connection for a minute and more: right for an outage,
+ * wrong for an endpoint that was never there. It has no hook per attempt, so while nothing
+ * has answered, look at its health every WATCH_MS; once an attempt has failed that way,
+ * cancel what waits to retry (a call on the wire waits too once its attempt fails, and is
+ * canceled at the next look). The caller then reports never_reached's failure.
+ */
+#define WATCH_MS 20
+
+typedef struct reach_watch {
+    const sky_cli_arm_ctx *c;
+    uv_timer_t *timer;
+} reach_watch;
+
+static void on_watch(uv_timer_t *t)
+{
+    reach_watch *w = t->data;
+    sky_pipeline *p = sky_arm_client_pipeline(w->c->arm);
+    sky_pipeline_health h;
+    sky_pipeline_get_health(p, &h);
+    if (h.answered > 0)
+        uv_timer_stop(t); /* it answers: from now on a failure is an outage, retried */
+    else if (unreachable_code(h.last_fault.code))
+        (void)sky_pipeline_cancel_waiting(p);
+}
+
+static void watch_start(reach_watch *w, const sky_cli_arm_ctx *c)
+{
+    w->c = c;
+    w->timer = malloc(sizeof(*w->timer));
+    if (w->timer == NULL)
+        return; /* no watch: the pipeline's own retries end it, later */
+    uv_timer_init(sky_loop_uv(c->loop), w->timer);
+    w->timer->data = w;
+    uv_timer_start(w->timer, on_watch, WATCH_MS, WATCH_MS);
+    uv_unref((uv_handle_t *)w->timer); /* never the reason the loop goes on */
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void watch_end(reach_watch *w)
+{
+    if (w->timer)
+        uv_close((uv_handle_t *)w->timer, free_handle);
+    w->timer = NULL;
+}
+
 /* Print a reply body as one line of JSON (when it is JSON), else as it came. */
 static void print_body(sky_span body)
 {
@@ -285,6 +371,7 @@ typedef struct op_run {
     const sky_cli_arm_op *op;
     int done;
     int exit_code;
+    reach_watch watch;
 } op_run;
 
 static void on_op_progress(sky_arm_lro *lro, const sky_arm_lro_progress *p, void *ud)
@@ -307,10 +394,16 @@ static void on_op_done(sky_arm_lro *lro, const sky_arm_lro_result *res, const sk
                        void *ud)
 {
     op_run *run = ud;
+    sky_error fault;
     (void)lro;
     run->done = 1;
     run->c->current = NULL;
     sky_loop_stop(run->c->loop);
+    if (never_reached(run->c, err, &fault)) {
+        say_unreachable(run->c, &fault);
+        run->exit_code = SKY_EXIT_START;
+        return;
+    }
     if (err) {
         print_error(run->c, run->op->what, err);
         if (res->resume_token && (err->code == SKY_ECANCELED || err->code == SKY_ETIMEDOUT) &&
@@ -339,7 +432,7 @@ int sky_cli_arm_run_op(sky_cli_arm_ctx *c, const sky_cli_arm_op *op, const char 
 {
     sky_arm_lro_options o;
     sky_error err;
-    op_run run = {c, op, 0, SKY_EXIT_FAILED};
+    op_run run = {c, op, 0, SKY_EXIT_FAILED, {NULL, NULL}};
     sky_error_clear(&err);
     sky_arm_lro_options_init(&o);
     o.method = op->method;
@@ -357,8 +450,10 @@ int sky_cli_arm_run_op(sky_cli_arm_ctx *c, const sky_cli_arm_op *op, const char 
         print_error(c, op->what, &err);
         return rc == SKY_EINVAL ? SKY_EXIT_USAGE : SKY_EXIT_START;
     }
+    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
+    watch_end(&run.watch);
     return run.exit_code;
 }
 
@@ -369,7 +464,20 @@ typedef struct get_run {
     const char *what;
     int done, exit_code;
     size_t printed;
+    reach_watch watch;
 } get_run;
+
+/* A GET or a list ended with @p err: say why, and the exit code. */
+static int get_failed(const get_run *run, const sky_error *err)
+{
+    sky_error fault;
+    if (never_reached(run->c, err, &fault)) {
+        say_unreachable(run->c, &fault);
+        return SKY_EXIT_START;
+    }
+    print_error(run->c, run->what, err);
+    return sky_cli_arm_exit_for(err);
+}
 
 static void on_get_done(sky_arm_request *req, const sky_arm_response *res, const sky_error *err,
                         void *ud)
@@ -379,8 +487,7 @@ static void on_get_done(sky_arm_request *req, const sky_arm_response *res, const
     run->done = 1;
     sky_loop_stop(run->c->loop);
     if (err) {
-        print_error(run->c, run->what, err);
-        run->exit_code = sky_cli_arm_exit_for(err);
+        run->exit_code = get_failed(run, err);
         return;
     }
     print_body(res->body);
@@ -391,7 +498,7 @@ int sky_cli_arm_run_get(sky_cli_arm_ctx *c, const char *path, const char *api_ve
 {
     sky_arm_request_options o;
     sky_error err;
-    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0};
+    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0, {NULL, NULL}};
     sky_error_clear(&err);
     sky_arm_request_options_init(&o);
     o.path = path;
@@ -402,8 +509,10 @@ int sky_cli_arm_run_get(sky_cli_arm_ctx *c, const char *path, const char *api_ve
         print_error(c, path, &err);
         return SKY_EXIT_START;
     }
+    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
+    watch_end(&run.watch);
     return run.exit_code;
 }
 
@@ -435,8 +544,7 @@ static void on_list_done(sky_arm_list *l, size_t pages, size_t items, const sky_
     run->done = 1;
     sky_loop_stop(run->c->loop);
     if (err) {
-        print_error(run->c, run->what, err);
-        run->exit_code = sky_cli_arm_exit_for(err);
+        run->exit_code = get_failed(run, err);
         return;
     }
     run->exit_code = SKY_EXIT_OK;
@@ -446,7 +554,7 @@ int sky_cli_arm_run_list(sky_cli_arm_ctx *c, const char *path, const char *api_v
 {
     sky_arm_list_options o;
     sky_error err;
-    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0};
+    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0, {NULL, NULL}};
     sky_error_clear(&err);
     sky_arm_list_options_init(&o);
     o.path = path;
@@ -458,8 +566,10 @@ int sky_cli_arm_run_list(sky_cli_arm_ctx *c, const char *path, const char *api_v
         print_error(c, path, &err);
         return SKY_EXIT_START;
     }
+    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
+    watch_end(&run.watch);
     return run.exit_code;
 }
 
@@ -480,8 +590,10 @@ struct batch_run {
     const sky_cli_arm_flags *f;
     batch_item *items;
     size_t n, next, active, ok, failed;
-    json_t *failures; /* [{id, code, message}] */
-    json_t *codes;    /* code -> count */
+    json_t *failures;    /* [{id, code, message}] */
+    json_t *codes;       /* code -> count */
+    sky_error unreached; /* the endpoint was never reached: stop, record nothing */
+    reach_watch watch;
 };
 
 static void batch_start_more(batch_run *b);
@@ -493,6 +605,12 @@ static void on_batch_done(sky_arm_lro *lro, const sky_arm_lro_result *res, const
     batch_run *b = it->run;
     (void)lro;
     b->active--;
+    if (b->unreached.code != 0 || never_reached(b->c, err, &b->unreached)) {
+        /* never sent: no result line, so a rerun of the same file does it */
+        if (b->active == 0)
+            sky_loop_stop(b->c->loop);
+        return;
+    }
     json_t *line = json_pack("{s:s,s:s}", "id", it->id, "status",
                              err ? (res->status[0] ? res->status : "Error") : res->status);
     if (err) {
@@ -520,7 +638,7 @@ static void on_batch_done(sky_arm_lro *lro, const sky_arm_lro_result *res, const
 
 static void batch_start_more(batch_run *b)
 {
-    while (b->active < (size_t)b->f->concurrency && b->next < b->n) {
+    while (b->unreached.code == 0 && b->active < (size_t)b->f->concurrency && b->next < b->n) {
         batch_item *it = &b->items[b->next++];
         sky_arm_lro_options o;
         sky_error err;
@@ -574,6 +692,8 @@ static int batch_parse_line(const char *line, size_t len, int lineno, batch_item
 static int batch_read(const char *path, batch_run *b)
 {
     size_t len = 0, cap = 0;
+    if (sky_cli_check_input_file("arm", "--input", path) < 0)
+        return -1;
     char *text = sky_cli_read_file(path, &len);
     if (text == NULL) {
         fprintf(stderr, "skyio arm: --input %s: cannot read it\n", path);
@@ -673,9 +793,17 @@ static int run_batch(const sky_cli_arm_flags *f)
     }
     b.c = &c;
     batch_start_more(&b);
+    watch_start(&b.watch, &c);
     while (b.active > 0 && !c.signaled)
         sky_loop_run(c.loop);
+    watch_end(&b.watch);
     fflush(stdout);
+    if (b.unreached.code != 0) {
+        say_unreachable(&c, &b.unreached);
+        sky_cli_arm_close(&c);
+        batch_free(&b);
+        return SKY_EXIT_START;
+    }
     batch_summary(&b, f->json);
     size_t unfinished = b.n - b.ok - b.failed;
     rc = b.failed == 0 && unfinished == 0                                    ? SKY_EXIT_OK
@@ -705,7 +833,7 @@ static const char usage[] =
     "concurrency limit, waits for each, prints one result line each and a summary on stderr.\n"
     "\n"
     "Exit: 0 done; 1 the service refused or the operation failed (some failed, for --input);\n"
-    "2 usage or input error; 3 could not start (auth, network).\n"
+    "2 usage or input error; 3 could not start (auth, network, an unreachable endpoint).\n"
     "\n"
     "options:\n";
 
@@ -715,6 +843,8 @@ static int read_body(const char *file, char **out, size_t *len)
     *len = 0;
     if (file == NULL)
         return 0;
+    if (sky_cli_check_input_file("arm", "--body", file) < 0)
+        return -1;
     *out = sky_cli_read_file(file, len);
     if (*out == NULL) {
         fprintf(stderr, "skyio arm: --body %s: cannot read it\n", file);

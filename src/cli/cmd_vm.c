@@ -60,6 +60,8 @@ static json_t *tags_of(const sky_cli_arm_flags *f)
 static char *vm_body(const sky_cli_arm_flags *f, const char *name, size_t *len)
 {
     size_t key_len = 0;
+    if (sky_cli_check_input_file("vm create", "--ssh-key-file", f->ssh_key_file) < 0)
+        return NULL;
     char *key = sky_cli_read_file(f->ssh_key_file, &key_len);
     if (key == NULL) {
         fprintf(stderr, "skyio vm create: --ssh-key-file %s: cannot read it\n", f->ssh_key_file);

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -35,6 +37,22 @@ int sky_cli_number_opt(const char *cmd, const char *opt, const char *v, long lon
         return -1;
     }
     return 0;
+}
+
+int sky_cli_check_input_file(const char *cmd, const char *opt, const char *path)
+{
+    struct stat st;
+    const char *why = NULL;
+    if (stat(path, &st) != 0)
+        why = strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        why = "it is a folder, not a file";
+    else if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+        why = "it is not a regular file (a device or a socket)"; /* empty, or endless */
+    if (why == NULL)
+        return 0;
+    fprintf(stderr, "skyio %s: %s %s: %s\n", cmd, opt, path, why);
+    return -1;
 }
 
 /* Start-up reads only (config files, request bodies), before the loop runs. */

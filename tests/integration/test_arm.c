@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -963,6 +964,92 @@ static void test_foreign_poll_url_refused(void **state)
     env_stop(&e);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * An endpoint that never answered and cannot be reached (connection refused, unknown host,
+ * TLS failure) stops the command at once with exit 3 and says why, instead of retrying for a
+ * minute and ending on "circuit open" (exit 1). `timeout` bounds a regression.
+ */
+static void expect_unreachable(const char *endpoint, const char *args, const char *why)
+{
+    char out[65536], cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "SKYIO_ARM_TOKEN=secret-token-123 SKYIO_ARM_ENDPOINT=%s AZURE_SUBSCRIPTION_ID=sub-1 "
+             "timeout 120 %s %s 2>&1",
+             endpoint, SKY_TEST_BIN, args);
+    double t0 = now_s();
+    int rc = run_cmd(cmd, out, sizeof(out));
+    double secs = now_s() - t0;
+    if (rc != 3 || secs > 10 || strstr(out, "cannot reach the endpoint") == NULL ||
+        strstr(out, why) == NULL)
+        fail_msg("%s: exit %d after %.1f s:\n%s", cmd, rc, secs, out);
+    assert_null(strstr(out, "secret-token-123"));
+    assert_null(strstr(out, "\"status\"")); /* no result line: nothing was done */
+}
+
+static void test_unreachable_endpoint_stops_at_once(void **state)
+{
+    static const char off[] = "http://127.0.0.1:1";
+    sky_test_mock tls;
+    char dir[256], input[512], args[1024];
+    (void)state;
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(input, sizeof(input), "%s/ops.jsonl", dir);
+    FILE *f = fopen(input, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "{\"id\":\"" ST "u%d\",\"body\":{\"location\":\"w\"}}\n", i);
+    fclose(f);
+    expect_unreachable(off, "arm get " RG " --api-version " API, "ECONNECT");
+    expect_unreachable(off, "group create rg1 -l w", "ECONNECT");
+    expect_unreachable(off, "vm list", "ECONNECT");
+    snprintf(args, sizeof(args), "arm put --input %s --api-version " API " --concurrency 4", input);
+    expect_unreachable(off, args, "ECONNECT");
+    /* a name under .invalid never resolves (RFC 6761) */
+    expect_unreachable(off, "group show g --endpoint http://nohost.invalid", "ERESOLVE");
+    /* a TLS server whose certificate no trusted CA signed */
+    memset(&tls, 0, sizeof(tls));
+    tls.tls = 1;
+    sky_test_mock_start(&tls, NULL);
+    expect_unreachable(tls.base_url, "arm list " SUB "/resourcegroups --api-version " API, "ETLS");
+    sky_test_rmdir(dir);
+    assert_int_equal(sky_test_mock_stop(&tls), 0);
+}
+
+/* A folder (or a device) given where a file is read says so, instead of "cannot read it". */
+static void test_folder_given_as_a_file(void **state)
+{
+    sky_test_mock m;
+    char out[8192], dir[256];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    snprintf(m.base_url, sizeof(m.base_url), "http://127.0.0.1:1");
+    sky_test_tmpdir(dir, sizeof(dir));
+    assert_int_equal(
+        cli(&m, out, sizeof(out), "arm put " RG " --api-version " API " --body %s 2>&1", dir), 2);
+    assert_non_null(strstr(out, "--body"));
+    assert_non_null(strstr(out, "it is a folder, not a file"));
+    assert_int_equal(
+        cli(&m, out, sizeof(out), "arm put --input %s --api-version " API " 2>&1", dir), 2);
+    assert_non_null(strstr(out, "--input"));
+    assert_non_null(strstr(out, "it is a folder, not a file"));
+    assert_int_equal(
+        cli(&m, out, sizeof(out), "arm put --input /dev/null --api-version " API " 2>&1"), 2);
+    assert_non_null(strstr(out, "not a regular file"));
+    assert_int_equal(
+        cli(&m, out, sizeof(out), "vm create v -g rg -l w --nic /x --ssh-key-file %s 2>&1", dir),
+        2);
+    assert_non_null(strstr(out, "--ssh-key-file"));
+    assert_non_null(strstr(out, "it is a folder, not a file"));
+    sky_test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -981,6 +1068,8 @@ int main(void)
         cmocka_unit_test(test_client_free_from_callback),
         cmocka_unit_test(test_resume_rules),
         cmocka_unit_test(test_foreign_poll_url_refused),
+        cmocka_unit_test(test_unreachable_endpoint_stops_at_once),
+        cmocka_unit_test(test_folder_given_as_a_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
