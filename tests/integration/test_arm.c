@@ -1011,8 +1011,8 @@ static void test_unreachable_endpoint_stops_at_once(void **state)
     expect_unreachable(off, "vm list", "ECONNECT");
     snprintf(args, sizeof(args), "arm put --input %s --api-version " API " --concurrency 4", input);
     expect_unreachable(off, args, "ECONNECT");
-    /* a name under .invalid never resolves (RFC 6761) */
-    expect_unreachable(off, "group show g --endpoint http://nohost.invalid", "ERESOLVE");
+    /* (an unknown host is the same rule; no test looks one up: a lookup is DNS traffic
+     * off this machine) */
     /* a TLS server whose certificate no trusted CA signed */
     memset(&tls, 0, sizeof(tls));
     tls.tls = 1;

@@ -474,8 +474,8 @@ static void test_unreachable_endpoint_stops_at_once(void **state)
     char ep[256];
     sky_test_mock tls;
     expect_unreachable(dir, "http://127.0.0.1:1/devstoreaccount1", "ECONNECT");
-    /* a name under .invalid never resolves (RFC 6761) */
-    expect_unreachable(dir, "http://nohost.invalid/devstoreaccount1", "ERESOLVE");
+    /* (an unknown host is the same rule; no test looks one up: a lookup is DNS traffic
+     * off this machine) */
     /* a TLS server whose certificate no trusted CA signed */
     memset(&tls, 0, sizeof(tls));
     tls.tls = 1;

@@ -227,7 +227,8 @@ static void test_unreachable_endpoint_stops_at_once(void **state)
     char dir[256], ca[512];
     (void)state;
     expect_unreachable("http://127.0.0.1:1", "", "ECONNECT");
-    expect_unreachable("http://nohost.invalid", "", "ERESOLVE"); /* .invalid never resolves */
+    /* (an unknown host is the same rule; no test looks one up: a lookup is DNS traffic
+     * off this machine) */
     memset(&m, 0, sizeof(m));
     m.tls = 1;
     sky_test_mock_start(&m, args);
