@@ -232,6 +232,8 @@ static int load_config_file(mock_run *run, sky_mock_config *c)
     sky_error err;
     json_error_t jerr;
     sky_error_clear(&err);
+    if (sky_cli_check_input_file("mock", "--config", run->config_file) < 0)
+        return -1; /* a folder would read as an empty file */
     run->config_json = json_load_file(run->config_file, 0, &jerr);
     if (run->config_json == NULL) {
         fprintf(stderr, "skyio mock: %s:%d:%d: %s\n", run->config_file, jerr.line, jerr.column,

@@ -808,6 +808,18 @@ static void test_bad_config_is_a_clear_error(void **state)
     snprintf(cmd, sizeof(cmd), "%s mock --fault-500 1.5 >/dev/null 2>&1", SKY_TEST_BIN);
     status = system(cmd);
     assert_int_equal(WEXITSTATUS(status), 2);
+    /* a folder is not a config file (it read as an empty one, and the mock started) */
+    snprintf(cmd, sizeof(cmd), "%s mock --config '%s' 2>&1", SKY_TEST_BIN, dir);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(line, sizeof(line), p));
+    status = pclose(p);
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_non_null(strstr(line, "it is a folder, not a file"));
+    snprintf(cmd, sizeof(cmd), "%s mock --capacity -1 >/dev/null 2>&1", SKY_TEST_BIN);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof(cmd), "%s mock --overload-status 500 >/dev/null 2>&1", SKY_TEST_BIN);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
     sky_test_rmdir(dir);
 }
 
