@@ -62,7 +62,7 @@ static int error_from_object(int http_status, const json_t *obj, const char *fal
     snprintf(msg, sizeof(msg), "%s", sky_json_str(obj, "message", ""));
     append_details(msg, sizeof(msg), json_object_get(obj, "details"));
     /* the status and the code have their own fields: the message is the service's words */
-    sky_error_set(err, SKY_EHTTP, "%s", msg[0] ? msg : code ? code : "the request failed");
+    sky_error_set(err, SKY_EHTTP, "%s", msg[0] ? msg : code && *code ? code : "the request failed");
     sky_error_set_service(err, code);
     if (http_status && err->http_status == 0)
         err->http_status = http_status;
