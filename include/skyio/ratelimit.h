@@ -35,6 +35,13 @@ typedef struct sky_ratelimit_options {
     int learn;
     /** Starting requests per minute when rpm is unknown and learn is on. Default 60. */
     double initial_rpm;
+    /**
+     * With rpm unknown and learn on: do not pace at all until the provider shows a
+     * limit (x-ratelimit-* headers, which set it, or a first 429, which starts pacing at
+     * the rate of successes just measured, or at initial_rpm when none was). A server
+     * with no limit is then never slowed by this limiter. Default 0 (off).
+     */
+    int unpaced_start;
     /** Multiplier applied to the rates on a 429, in (0, 1). Default 0.5. */
     double decrease_factor;
     /** 429s closer together than this count as one overload. Default 2000 ms. */

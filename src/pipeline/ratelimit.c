@@ -51,6 +51,9 @@ struct sky_ratelimit {
     uint64_t slot_id[RL_SLOTS]; /* now / RL_SLOT_MS of the grants counted in each slot */
     uint32_t slot_req[RL_SLOTS];
     int64_t slot_tok[RL_SLOTS];
+    uint64_t ok_slot_id[RL_SLOTS]; /* the same for 2xx replies: what the provider took */
+    uint32_t ok_slot[RL_SLOTS];
+    uint64_t unpaced; /* unpaced_start, until the first limit shows */
     uint64_t granted;
     uint64_t responses_429;
     uint64_t decreases;
@@ -246,7 +249,9 @@ int sky_ratelimit_new(const sky_ratelimit_options *opts, const sky_clock *clock,
     rl->clock = clock ? clock : sky_clock_real();
     rl->created_ms = rl->last_ms = rl->last_increase_ms = sky_clock_now_ms(rl->clock);
     rl->req.ceiling = opts->rpm;
-    rl->req.rate = opts->rpm > 0 ? opts->rpm : (opts->learn ? opts->initial_rpm : 0);
+    rl->unpaced = opts->unpaced_start && opts->learn && !(opts->rpm > 0);
+    rl->req.rate =
+        opts->rpm > 0 ? opts->rpm : (opts->learn && !rl->unpaced ? opts->initial_rpm : 0);
     rl->req.floor_rate = opts->min_rpm;
     rl->req.level = bucket_capacity(rl->req.rate, opts->burst_seconds);
     rl->tok.ceiling = rl->tok.rate = opts->tpm;
@@ -460,6 +465,63 @@ static void learn_from_headers(sky_ratelimit *rl, const sky_headers *h, uint64_t
     learn_bucket(rl, &rl->tok, h, &tok, rl->o.tpm, now);
 }
 
+/* Count a 2xx reply in its slot, for the rate an unpaced start begins from. */
+static void rl_record_ok(sky_ratelimit *rl, uint64_t now)
+{
+    uint64_t slot = now / RL_SLOT_MS;
+    int i = (int)(slot % RL_SLOTS);
+    if (rl->ok_slot_id[i] != slot) {
+        rl->ok_slot_id[i] = slot;
+        rl->ok_slot[i] = 0;
+    }
+    rl->ok_slot[i]++;
+}
+
+/*
+ * 2xx replies per minute over the last second, or since the start when that is sooner,
+ * counted as if over a whole second: a provider judges its limit over windows of about
+ * a second, so what it took in one is what it allows.
+ */
+static double rl_ok_rate(const sky_ratelimit *rl, uint64_t now)
+{
+    uint64_t slot = now / RL_SLOT_MS, n = RL_MEASURE_MS / RL_SLOT_MS;
+    uint64_t span = now - rl->created_ms;
+    double sum = 0;
+    for (int i = 0; i < RL_SLOTS; i++) {
+        if (rl->ok_slot_id[i] + n >= slot && rl->ok_slot_id[i] <= slot)
+            sum += (double)rl->ok_slot[i];
+    }
+    return sum * 60000.0 /
+           (double)(span > RL_MEASURE_MS + RL_SLOT_MS ? RL_MEASURE_MS + RL_SLOT_MS : RL_MEASURE_MS);
+}
+
+/*
+ * The first 429 of an unpaced start: the provider has a limit after all. Pace from the
+ * rate it just accepted (its search goes on from there), or, when nothing was accepted
+ * yet, from initial_rpm, doubling as a paced start does. What was sent meanwhile is
+ * answered as the same overload (the cooldown starts now).
+ */
+static void start_pacing(sky_ratelimit *rl, uint64_t now)
+{
+    double ok = rl_ok_rate(rl, now);
+    rl->unpaced = 0;
+    if (ok >= rl->o.min_rpm && now - rl->created_ms >= RL_MEASURE_MS) {
+        rl->req.wmax = ok;
+        bucket_set_rate(&rl->req, ok, now, rl->o.burst_seconds);
+    } else {
+        /* less than a second seen: a burst the provider let through says little about its
+         * rate, so search by doubling from there, as a paced start does */
+        bucket_set_rate(&rl->req, ok > rl->o.initial_rpm ? ok : rl->o.initial_rpm, now,
+                        rl->o.burst_seconds);
+    }
+    rl->req.level = 0;
+    rl->has_decreased = 1;
+    rl->last_decrease_ms = now;
+    rl->last_increase_ms = now;
+    rl->req.limited = 0;
+    rl->decreases++;
+}
+
 /*
  * Retry-After is always honoured. The rates drop at most once per cooldown:
  * replies to requests already in flight when the provider overloaded come
@@ -473,6 +535,10 @@ static void on_429(sky_ratelimit *rl, const sky_headers *h, uint64_t now)
         rl_pause_until(rl, now + (uint64_t)ra);
     if (!rl->o.learn)
         return;
+    if (rl->unpaced && rl->req.rate <= 0) {
+        start_pacing(rl, now);
+        return;
+    }
     if (rl->has_decreased && now - rl->last_decrease_ms < (uint64_t)rl->o.decrease_cooldown_ms)
         return;
     bucket_decrease(&rl->req, rl_measured(rl, now, 0), &rl->o, now);
@@ -504,6 +570,8 @@ void sky_ratelimit_on_response(sky_ratelimit *rl, int status, const sky_headers 
     rl_refill(rl, now);
     if (actual_tokens >= 0)
         correct_tokens(rl, est_tokens, actual_tokens, now);
+    if (status >= 200 && status < 300)
+        rl_record_ok(rl, now);
     if (headers != NULL && rl->o.learn)
         learn_from_headers(rl, headers, now);
     if (status == 429)

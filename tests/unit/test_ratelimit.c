@@ -826,9 +826,101 @@ static void test_converges_to_hidden_3000rpm(void **state)
     check_convergence(50, 60);
 }
 
+/* ---- an unpaced start: no limit until one shows ---- */
+
+static sky_ratelimit_options opts_unpaced(void)
+{
+    sky_ratelimit_options o;
+    sky_ratelimit_options_init(&o);
+    o.unpaced_start = 1;
+    o.initial_rpm = 600;
+    return o;
+}
+
+/* A server with no limit is never slowed: 100,000 requests in the same millisecond. */
+static void test_unpaced_start_never_waits(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_unpaced();
+    fixture_open(&f, &o);
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(sky_ratelimit_acquire(f.rl, 10), 0);
+    for (int i = 0; i < 1000; i++)
+        sky_ratelimit_on_response(f.rl, 200, NULL, 10, 12);
+    assert_true(stats_of(&f).rpm == 0); /* unlimited, still */
+    assert_int_equal(stats_of(&f).granted, 100000);
+    fixture_close(&f);
+}
+
+/* A provider that announces its limit is paced from its first reply, as a paced start is. */
+static void test_unpaced_start_paced_by_headers(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_unpaced();
+    fixture_open(&f, &o);
+    sky_headers *h = headers_of("x-ratelimit-limit-requests", "1200", NULL);
+    sky_ratelimit_on_response(f.rl, 200, h, 0, -1);
+    sky_headers_free(h);
+    assert_true(stats_of(&f).rpm == 1200);
+    assert_true(stats_of(&f).rpm_ceiling == 1200);
+    int grants = drain_until(&f, 10000, 0);
+    /* 20 a second for 10 s, and the first second's bucket */
+    assert_true(grants >= 200 && grants <= 221);
+    fixture_close(&f);
+}
+
+/* The first 429 starts pacing at the rate the provider just took: 50 a second here. */
+static void test_unpaced_start_first_429_paces_at_accepted_rate(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_unpaced();
+    fixture_open(&f, &o);
+    /* 200 sent at once; over the next second 50 are taken, then the rest refused */
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(sky_ratelimit_acquire(f.rl, 0), 0);
+    for (int i = 0; i < 200; i++) {
+        sky_fake_clock_advance(&f.clock, 5);
+        sky_ratelimit_on_response(f.rl, i < 50 ? 200 : 429, NULL, 0, -1);
+    }
+    sky_ratelimit_stats st = stats_of(&f);
+    assert_true(fabs(st.rpm - 3000) < 1);
+    assert_int_equal(st.decreases, 1); /* the 149 after the first belong to the same overload */
+    /* paced now: once the saved second is spent, 50 a second, not 200 */
+    drain_until(&f, f.clock.mono_ms + 1000, 0);
+    int grants = drain_until(&f, f.clock.mono_ms + 2000, 0);
+    assert_true(grants >= 98 && grants <= 102);
+    fixture_close(&f);
+}
+
+/* A 429 before anything was accepted: pace from initial_rpm, doubling as a paced start. */
+static void test_unpaced_start_429_first_reply(void **state)
+{
+    (void)state;
+    fixture f;
+    sky_ratelimit_options o = opts_unpaced();
+    fixture_open(&f, &o);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(sky_ratelimit_acquire(f.rl, 0), 0);
+    sky_ratelimit_on_response(f.rl, 429, NULL, 0, -1);
+    assert_true(stats_of(&f).rpm == 600);
+    int grants = drain_until(&f, 1000, 0);
+    assert_true(grants >= 9 && grants <= 11);
+    /* held back for a whole interval and no 429: it doubles, as slow start does */
+    drain_until(&f, 6500, 0);
+    assert_true(stats_of(&f).rpm >= 1200);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unpaced_start_never_waits),
+        cmocka_unit_test(test_unpaced_start_paced_by_headers),
+        cmocka_unit_test(test_unpaced_start_first_429_paces_at_accepted_rate),
+        cmocka_unit_test(test_unpaced_start_429_first_reply),
         cmocka_unit_test(test_options_defaults),
         cmocka_unit_test(test_new_rejects_bad_options),
         cmocka_unit_test(test_null_options_and_real_clock),
