@@ -63,6 +63,14 @@ typedef struct sky_limiter_options {
      * at about sqrt(limit) (0 = never after the first); default 120000.
      */
     uint64_t probe_interval_ms;
+    /**
+     * GRADIENT: start like TCP's slow start instead of with a probe. Every success
+     * while the limit binds adds one slot, doubling the limit each round trip, until
+     * the mean RTT of a round passes 1.5 times the lowest seen (a server's queue has
+     * begun: the limit is scaled back by that ratio), a drop, or max. The lowest round
+     * is the no-load RTT the gradient then keeps to. Default 0 (off).
+     */
+    int slow_start;
 } sky_limiter_options;
 
 /** Set every field of @p opts to its default. */
@@ -119,6 +127,7 @@ typedef struct sky_limiter_stats {
     uint64_t drops;              /**< releases with SKY_LIMIT_DROPPED */
     uint64_t decreases;          /**< times a drop lowered the limit */
     uint64_t unmatched_releases; /**< releases with nothing in flight (ignored) */
+    int slow_start;              /**< nonzero while GRADIENT is still in its slow start */
 } sky_limiter_stats;
 
 /** Fill @p out with the current state. Changes nothing. */

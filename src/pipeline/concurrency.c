@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "skyio/concurrency.h"
 #include "skyio/error.h"
@@ -50,12 +51,15 @@ struct sky_limiter {
     int probe_count;
     double probe_rtt_sum;
     uint64_t last_probe_ms;
+    int slow;            /* in slow start */
+    double slow_min_rtt; /* the lowest round mean of the slow start */
 
     uint64_t acquired, rejected, drops, decreases, unmatched_releases;
 };
 
 void sky_limiter_options_init(sky_limiter_options *opts)
 {
+    memset(opts, 0, sizeof(*opts));
     opts->kind = SKY_LIMITER_GRADIENT;
     opts->initial = 20;
     opts->min = 1;
@@ -157,8 +161,11 @@ int sky_limiter_new(const sky_limiter_options *opts, const sky_clock *clock, sky
     lim->clock = clock;
     lim->estimate = opts->initial;
     window_reset(lim);
-    /* The gradient needs a no-load RTT before it means anything. */
-    if (opts->kind == SKY_LIMITER_GRADIENT)
+    /* The gradient needs a no-load RTT before it means anything: a probe measures it,
+     * or the slow start's quietest round does. */
+    if (opts->kind == SKY_LIMITER_GRADIENT && opts->slow_start)
+        lim->slow = 1;
+    else if (opts->kind == SKY_LIMITER_GRADIENT)
         probe_start(lim);
     *out = lim;
     return 0;
@@ -208,11 +215,15 @@ static void clamp_estimate(sky_limiter *lim)
  * overload, not many: like TCP, cut once per round trip, so only a drop of
  * a request sent after the last cut counts.
  */
+static void slow_exit(sky_limiter *lim, double round_rtt, double round_per_us);
+
 static void on_drop(sky_limiter *lim, uint64_t rtt_us)
 {
     lim->drops++;
     if (lim->opts.kind == SKY_LIMITER_FIXED)
         return;
+    if (lim->slow)
+        slow_exit(lim, 0.0, 0.0);
     if (lim->has_decreased && sent_at_us(lim, rtt_us) < lim->last_decrease_us)
         return;
     lim->estimate = floor(lim->estimate * lim->opts.backoff_ratio);
@@ -288,8 +299,69 @@ static void probe_on_success(sky_limiter *lim, uint64_t rtt_us)
         probe_finish(lim);
 }
 
+/*
+ * The slow start ends: the gradient keeps the quietest round's RTT from here on. When a
+ * queue ended it, the server's rate times that RTT is what it serves at once (BBR's
+ * bandwidth-delay product): the limit goes there, with a queue of its square root.
+ */
+static void slow_exit(sky_limiter *lim, double round_rtt, double round_per_us)
+{
+    lim->slow = 0;
+    if (lim->slow_min_rtt <= 0.0) {
+        probe_start(lim); /* ended before a whole round: measure as a cold start does */
+        return;
+    }
+    lim->long_rtt = lim->slow_min_rtt;
+    lim->last_probe_ms = now_ms(lim);
+    if (round_rtt <= 0.0)
+        return;
+    double bdp = round_per_us * lim->slow_min_rtt;
+    if (bdp <= 0.0) /* no time passed in the round: what a gradient window would do */
+        bdp = lim->estimate * clampd(lim->slow_min_rtt / round_rtt, 0.5, 1.0);
+    if (bdp < lim->estimate)
+        lim->estimate = bdp + sqrt(bdp);
+    clamp_estimate(lim);
+}
+
+/* Latency a round may add over the quietest one before a queue is taken to have formed. */
+#define SLOW_EXIT_RATIO 1.5
+
+/*
+ * Slow start: one more slot per success while the limit binds (doubling each round
+ * trip); every half a limit's worth of samples closes a round, whose mean RTT is
+ * compared with the quietest round so far.
+ */
+static void slow_on_success(sky_limiter *lim, uint64_t rtt_us)
+{
+    lim->window_rtt_sum += (double)rtt_us;
+    lim->window_count++;
+    if (!window_app_limited(lim)) {
+        lim->estimate += 1.0;
+        clamp_estimate(lim);
+    }
+    int round = (int)(lim->estimate / 4);
+    if (lim->window_count <
+        (round > lim->opts.window_min_samples ? round : lim->opts.window_min_samples))
+        return;
+    double mean = lim->window_rtt_sum / lim->window_count;
+    uint64_t took_us = now_us(lim) - lim->window_start_ms * 1000u;
+    double per_us = took_us > 0 ? (double)lim->window_count / (double)took_us : 0.0;
+    lim->short_rtt = mean;
+    window_reset(lim);
+    if (lim->slow_min_rtt <= 0.0 || mean < lim->slow_min_rtt)
+        lim->slow_min_rtt = mean;
+    else if (mean > SLOW_EXIT_RATIO * lim->slow_min_rtt)
+        slow_exit(lim, mean, per_us);
+    if (lim->slow && lim->estimate >= lim->opts.max)
+        slow_exit(lim, 0.0, 0.0); /* at the cap: nothing more to find */
+}
+
 static void gradient_on_success(sky_limiter *lim, uint64_t rtt_us)
 {
+    if (lim->slow) {
+        slow_on_success(lim, rtt_us);
+        return;
+    }
     if (lim->probing) {
         probe_on_success(lim, rtt_us);
         return;
@@ -342,6 +414,7 @@ void sky_limiter_get_stats(const sky_limiter *lim, sky_limiter_stats *out)
     out->drops = lim->drops;
     out->decreases = lim->decreases;
     out->unmatched_releases = lim->unmatched_releases;
+    out->slow_start = lim->slow;
 }
 
 const char *sky_limiter_kind_name(int kind)

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "skyio/concurrency.h"
 #include "skyio/error.h"
@@ -429,9 +430,164 @@ static void test_kind_names(void **state)
     assert_string_equal(sky_limiter_kind_name(99), "unknown");
 }
 
+/* ---- slow start against simulated servers ---- */
+
+/*
+ * A server that serves @c capacity requests at once (0: all of them), each in
+ * @c service_ms, first come first served; the rest wait in its queue. Every
+ * request completes in the order it was sent, so a ring of completion times is
+ * the whole simulation. The client keeps every slot the limiter gives busy.
+ */
+#define FSIM_MAX 4096
+
+typedef struct fsim {
+    sky_fake_clock fc;
+    sky_limiter *lim;
+    int capacity;
+    uint64_t service_ms;
+    uint64_t slot_free[FSIM_MAX]; /* when each of the server's slots is next free */
+    uint64_t sent[FSIM_MAX], done_at[FSIM_MAX];
+    size_t head, tail; /* the ring of requests in flight */
+    uint64_t completed, latency_sum_ms, window_completed, window_latency_ms;
+    int peak_limit;
+} fsim;
+
+static void fsim_open(fsim *s, int capacity, uint64_t service_ms, int initial, int max)
+{
+    memset(s, 0, sizeof(*s));
+    sky_fake_clock_init(&s->fc, 1000, 0);
+    s->capacity = capacity;
+    s->service_ms = service_ms;
+    sky_limiter_options o;
+    sky_limiter_options_init(&o);
+    o.initial = initial;
+    o.max = max;
+    o.window_min_ms = 250;
+    o.slow_start = 1;
+    assert_int_equal(sky_limiter_new(&o, &s->fc.clock, &s->lim), 0);
+}
+
+static void fsim_send(fsim *s)
+{
+    uint64_t now = s->fc.mono_ms, start = now;
+    if (s->capacity > 0) {
+        int best = 0;
+        for (int i = 1; i < s->capacity; i++)
+            if (s->slot_free[i] < s->slot_free[best])
+                best = i;
+        if (s->slot_free[best] > start)
+            start = s->slot_free[best];
+        s->slot_free[best] = start + s->service_ms;
+    }
+    s->sent[s->tail % FSIM_MAX] = now;
+    s->done_at[s->tail % FSIM_MAX] = start + s->service_ms;
+    s->tail++;
+}
+
+/* Run until @p until_ms; count what completes after @p from_ms apart. */
+static void fsim_run(fsim *s, uint64_t until_ms, uint64_t from_ms)
+{
+    s->window_completed = s->window_latency_ms = 0;
+    while (s->fc.mono_ms < until_ms) {
+        while (s->tail - s->head < FSIM_MAX && sky_limiter_try_acquire(s->lim))
+            fsim_send(s);
+        assert_true(s->tail > s->head);
+        size_t i = s->head++ % FSIM_MAX;
+        if (s->done_at[i] > s->fc.mono_ms)
+            sky_fake_clock_advance(&s->fc, s->done_at[i] - s->fc.mono_ms);
+        uint64_t rtt = s->done_at[i] - s->sent[i];
+        sky_limiter_release(s->lim, SKY_LIMIT_SUCCESS, rtt * 1000u);
+        s->completed++;
+        s->latency_sum_ms += rtt;
+        if (s->fc.mono_ms >= from_ms) {
+            s->window_completed++;
+            s->window_latency_ms += rtt;
+        }
+        if (sky_limiter_limit(s->lim) > s->peak_limit)
+            s->peak_limit = sky_limiter_limit(s->lim);
+    }
+}
+
+/* No queue behind the server (latency flat): the limit doubles each round trip to the cap. */
+static void test_slow_start_grows_to_cap(void **state)
+{
+    (void)state;
+    fsim *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    fsim_open(s, 0, 200, 16, 1024);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(s->lim, &st);
+    assert_int_equal(st.slow_start, 1);
+    /* 16 -> 1024 is six doublings: about 1.2 s of 200 ms round trips, and some slack */
+    fsim_run(s, 1000 + 1800, 0);
+    assert_int_equal(sky_limiter_limit(s->lim), 1024);
+    sky_limiter_get_stats(s->lim, &st);
+    assert_int_equal(st.slow_start, 0);
+    /* and it stays there: latency never rose */
+    fsim_run(s, 1000 + 20000, 0);
+    assert_true(sky_limiter_limit(s->lim) >= 1000);
+    sky_limiter_free(s->lim);
+    free(s);
+}
+
+/*
+ * A server that serves 64 at once, 100 ms each, and queues the rest: the limit settles
+ * near the knee, where throughput is the server's best and latency barely above no load.
+ */
+static void test_slow_start_finds_the_knee(void **state)
+{
+    (void)state;
+    fsim *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    fsim_open(s, 64, 100, 16, 1024);
+    fsim_run(s, 1000 + 3000, 0);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(s->lim, &st);
+    assert_int_equal(st.slow_start, 0);
+    assert_true(s->peak_limit < 400); /* it left slow start soon after the knee */
+    /* seconds 10 to 30: the steady state */
+    fsim_run(s, 1000 + 30000, 1000 + 10000);
+    double secs = 20.0;
+    double throughput = (double)s->window_completed / secs;
+    double mean_ms = (double)s->window_latency_ms / (double)s->window_completed;
+    print_message("knee: limit %d, %.0f req/s (best 640), mean latency %.0f ms (unloaded 100)\n",
+                  sky_limiter_limit(s->lim), throughput, mean_ms);
+    assert_true(throughput >= 0.9 * 640);
+    assert_true(mean_ms <= 150);
+    sky_limiter_free(s->lim);
+    free(s);
+}
+
+/* A drop ends the slow start at once, and halves the limit as it always does. */
+static void test_slow_start_ends_on_drop(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_fake_clock_init(&fc, 1000, 0);
+    sky_limiter_options o;
+    sky_limiter_options_init(&o);
+    o.initial = 32;
+    o.slow_start = 1;
+    sky_limiter *lim = NULL;
+    assert_int_equal(sky_limiter_new(&o, &fc.clock, &lim), 0);
+    assert_int_equal(fill(lim), 32);
+    sky_fake_clock_advance(&fc, 50);
+    release_n(lim, 8, SKY_LIMIT_SUCCESS, 50000); /* +8: 40 */
+    assert_int_equal(sky_limiter_limit(lim), 40);
+    sky_limiter_release(lim, SKY_LIMIT_DROPPED, 50000);
+    sky_limiter_stats st;
+    sky_limiter_get_stats(lim, &st);
+    assert_int_equal(st.slow_start, 0);
+    assert_int_equal(st.estimate, 20);
+    sky_limiter_free(lim);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slow_start_grows_to_cap),
+        cmocka_unit_test(test_slow_start_finds_the_knee),
+        cmocka_unit_test(test_slow_start_ends_on_drop),
         cmocka_unit_test(test_options_defaults),
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_fixed_never_exceeds_n),
