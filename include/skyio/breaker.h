@@ -36,6 +36,13 @@ typedef struct sky_breaker_options {
      */
     uint64_t max_reset_ms;
     int half_open_probes; /**< requests let through at a time in HALF_OPEN; default 1 */
+    /**
+     * Open only when the consecutive failures have gone on for this long, with no
+     * success among them: failures among successes (a burst refused by a rate limiter,
+     * a request the endpoint cannot serve) are not an endpoint that is down. 0
+     * (default): the count alone.
+     */
+    uint64_t quiet_ms;
 } sky_breaker_options;
 
 /** What happened so far, for logs and metrics. */
@@ -62,7 +69,8 @@ typedef struct sky_breaker {
     int consecutive_failures;
     int probes_in_flight;
     uint64_t opened_at_ms;
-    uint64_t open_ms; /* how long this opening lasts */
+    uint64_t open_ms;          /* how long this opening lasts */
+    uint64_t failing_since_ms; /* when the current run of consecutive failures began */
     sky_breaker_counters counters;
 } sky_breaker;
 

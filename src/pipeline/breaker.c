@@ -4,6 +4,7 @@
 
 void sky_breaker_options_init(sky_breaker_options *opts)
 {
+    memset(opts, 0, sizeof(*opts));
     opts->failure_threshold = 5;
     opts->reset_ms = 30000;
     opts->max_reset_ms = 0;
@@ -122,7 +123,11 @@ static void record_closed(sky_breaker *b, int success)
         b->consecutive_failures = 0;
         return;
     }
-    if (++b->consecutive_failures >= b->opts.failure_threshold) {
+    uint64_t now = sky_clock_now_ms(b->clock);
+    if (b->consecutive_failures++ == 0)
+        b->failing_since_ms = now;
+    if (b->consecutive_failures >= b->opts.failure_threshold &&
+        now - b->failing_since_ms >= b->opts.quiet_ms) {
         enter_open(b);
         b->counters.opened++;
     }

@@ -262,6 +262,47 @@ static void test_results_while_open_are_ignored(void **state)
     assert_int_equal(c.failures, 3);
 }
 
+/*
+ * With quiet_ms, failures among successes (a limiter's refusals of a burst, a request
+ * the server cannot handle) do not open it; failures with no success for that long do.
+ */
+static void test_quiet_window(void **state)
+{
+    (void)state;
+    sky_fake_clock fc;
+    sky_breaker b;
+    sky_fake_clock_init(&fc, 5000, 0);
+    sky_breaker_options o;
+    sky_breaker_options_init(&o);
+    o.quiet_ms = 2000;
+    assert_int_equal(sky_breaker_init(&b, &o, &fc.clock), 0);
+    /* a burst refused at the start, then the endpoint answers: still closed */
+    fail_n(&b, 10);
+    sky_fake_clock_advance(&fc, 50);
+    assert_int_equal(sky_breaker_allow(&b, NULL), 1);
+    sky_breaker_record(&b, 1);
+    assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_CLOSED);
+    /* failures with a success every so often, for a minute: still closed */
+    for (int i = 0; i < 600; i++) {
+        sky_fake_clock_advance(&fc, 100);
+        fail_n(&b, 1);
+        if (i % 15 == 14) {
+            assert_int_equal(sky_breaker_allow(&b, NULL), 1);
+            sky_breaker_record(&b, 1);
+        }
+    }
+    assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_CLOSED);
+    /* nothing but failures: open once they have gone on for 2 s */
+    for (int i = 0; i < 19; i++) {
+        fail_n(&b, 1);
+        sky_fake_clock_advance(&fc, 100);
+    }
+    assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_CLOSED);
+    sky_fake_clock_advance(&fc, 100);
+    fail_n(&b, 1);
+    assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_OPEN);
+}
+
 static void test_state_names(void **state)
 {
     (void)state;
@@ -274,6 +315,7 @@ static void test_state_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quiet_window),
         cmocka_unit_test(test_defaults_and_invalid_options),
         cmocka_unit_test(test_opens_after_threshold),
         cmocka_unit_test(test_success_resets_count),
