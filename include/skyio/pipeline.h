@@ -45,8 +45,16 @@ typedef struct sky_pipeline_options {
     sky_limiter_options concurrency; /**< adaptive by default */
     int use_breaker;                 /**< default 1 */
     sky_breaker_options breaker;
-    int breaker_fail_fast;     /**< 1: fail at once while open (library); 0: wait (batch) */
-    sky_pipeline_auth_cb auth; /**< NULL: no auth headers */
+    int breaker_fail_fast; /**< 1: fail at once while open (library); 0: wait (batch) */
+    /**
+     * 1: a 503 or 529 within overload_window_ms of a success is the endpoint shedding
+     * load (a proxy's rate limiter, an overloaded server), not failing: the rate and
+     * concurrency limiters take it as they take a 429, and the breaker does not count
+     * it. Apart from successes it still counts as the endpoint failing. Default 0.
+     */
+    int overload_is_rate;
+    uint64_t overload_window_ms; /**< default 2000 */
+    sky_pipeline_auth_cb auth;   /**< NULL: no auth headers */
     void *auth_user_data;
     /** 1: @c auth gets a new credential when called with refresh set, so a 401 is worth
      *  one retry. Default 0: a fixed key, and a 401 after it is final. */

@@ -45,9 +45,12 @@ static const char usage[] =
     "      --temperature T      sampling temperature\n"
     "      --max-tokens N       longest reply\n"
     "      --max-completion-tokens N  the same, as reasoning models (o-series, gpt-5) want it\n"
-    "      --rpm N            the provider's requests per minute (default: learned)\n"
+    "      --rpm N            the provider's requests per minute (default: unpaced until\n"
+    "                         the provider announces or enforces a limit, then learned)\n"
     "      --tpm N            the provider's tokens per minute (default: learned)\n"
-    "      --concurrency N    a fixed number in flight (default: adaptive)\n"
+    "      --concurrency N    a fixed number in flight (default: adaptive: doubles each\n"
+    "                         round trip until the server's latency shows a queue)\n"
+    "      --max-concurrency N  the most the adaptive limit may reach (default 1024)\n"
     "      --limiter KIND     gradient (default), aimd, or fixed (with --concurrency)\n"
     "      --no-rate-limit    send as fast as concurrency allows; rely on retries alone\n"
     "      --max-retries N    per request (default 10)\n"
@@ -97,7 +100,7 @@ struct batch {
     /* options */
     const char *input, *output, *errors, *base_url, *cacert, *limiter;
     int text, retry_failed, prefer_azure, json_out, no_rate_limit;
-    long long rpm, tpm, concurrency, max_retries, timeout_ms, max_line_bytes;
+    long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, max_line_bytes;
     sky_batch_line_options lo;
     /* machinery */
     sky_loop *loop;
@@ -173,6 +176,8 @@ static int value_opt(batch *b, const char *a, const char *v)
         return sky_cli_number_opt("batch", a, v, 1, &b->tpm);
     else if (!strcmp(a, "--concurrency"))
         return sky_cli_number_opt("batch", a, v, 1, &b->concurrency);
+    else if (!strcmp(a, "--max-concurrency"))
+        return sky_cli_number_opt("batch", a, v, 1, &b->max_concurrency);
     else if (!strcmp(a, "--max-retries"))
         return sky_cli_number_opt("batch", a, v, 0, &b->max_retries);
     else if (!strcmp(a, "--timeout-ms"))
@@ -775,18 +780,29 @@ static void print_progress(batch *b, int final)
     if (b->pipe && sky_pipeline_rate_limiter(b->pipe))
         sky_ratelimit_get_stats(sky_pipeline_rate_limiter(b->pipe), &rs);
     sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
-    fprintf(
-        stderr,
-        "%s%s  %llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
-        "%llu tok/s  in flight %llu  concurrency %d  rate %.0f/min  429s %llu  retries %llu%s%s",
-        isatty(2) && !final ? "\r" : "", eta, (unsigned long long)(b->ok + b->failed),
-        (unsigned long long)b->ok, (unsigned long long)b->failed, (unsigned long long)b->skipped,
-        (unsigned long long)b->input_errors, rps,
-        (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
-        (unsigned long long)b->in_flight, lim ? sky_limiter_limit(lim) : 0, rs.rpm,
-        (unsigned long long)b->responses_429, (unsigned long long)b->retries,
-        b->endpoint_down && !final ? "  ENDPOINT DOWN, waiting" : "",
-        isatty(2) && !final ? "   " : "\n");
+    /* on the wire: what holds a concurrency slot; the rest of what was read waits (for a
+     * slot, the rate, a retry or the endpoint) */
+    uint64_t wire = lim ? (uint64_t)sky_limiter_in_flight(lim) : b->in_flight;
+    if (wire > b->in_flight)
+        wire = b->in_flight;
+    char rate[32];
+    if (rs.rpm > 0)
+        snprintf(rate, sizeof(rate), "%.0f/min", rs.rpm);
+    else
+        snprintf(rate, sizeof(rate), "unpaced");
+    fprintf(stderr,
+            "%s%s  %llu done (%llu ok, %llu failed, %llu skipped, %llu bad lines)  %.1f req/s  "
+            "%llu tok/s  sending %llu, waiting %llu  concurrency %d  rate %s  429s %llu  retries "
+            "%llu%s%s",
+            isatty(2) && !final ? "\r" : "", eta, (unsigned long long)(b->ok + b->failed),
+            (unsigned long long)b->ok, (unsigned long long)b->failed,
+            (unsigned long long)b->skipped, (unsigned long long)b->input_errors, rps,
+            (unsigned long long)(secs > 0 ? (double)(b->tokens_in + b->tokens_out) / secs : 0),
+            (unsigned long long)wire, (unsigned long long)(b->in_flight - wire),
+            lim ? sky_limiter_limit(lim) : 0, rate, (unsigned long long)b->responses_429,
+            (unsigned long long)b->retries,
+            b->endpoint_down && !final ? "  ENDPOINT DOWN, waiting" : "",
+            isatty(2) && !final ? "   " : "\n");
 }
 
 /* Failures that say the endpoint was never reached: the URL, the name or the TLS set-up. */
@@ -1066,18 +1082,25 @@ static int setup_pipeline(batch *b)
                                                    SKY_SPAN_LIT("application/json")) < 0)
         return SKY_ENOMEM;
     po.breaker_fail_fast = 0; /* a batch waits for the endpoint to come back */
+    /* and only when nothing succeeds: failures among successes are load being shed or a
+     * request the server cannot handle, which the retries settle */
+    po.breaker.quiet_ms = 2000;
     /* and looks again soon: a probe after 5 s, then 10, 20, up to a minute while it fails */
     po.breaker.reset_ms = 5000;
     po.breaker.max_reset_ms = 60000;
     po.attempt_timeout_ms = (long)b->timeout_ms;
     po.retry.max_retries = (int)b->max_retries;
     po.retry.openai_statuses = 1;
-    /* With no limit given or announced, start at 10 requests a second and
-     * double every second while held back: a ceiling of thousands per
-     * minute is found in seconds. A provider's limit is fixed, so a 429 cuts
-     * the rate by a fifth, not by half: at a hidden 3,000 RPM that held 85%
-     * of it with 1% 429s, against 76% when halving. */
+    /* With no limit given or announced, do not pace at all: a server with none (vLLM, a
+     * provisioned deployment) is never slowed. The first 429 starts pacing at the rate
+     * the provider just took, or at 10 requests a second doubling every second while held
+     * back when it took none. A provider's limit is fixed, so a later 429 cuts the rate by
+     * a fifth, not by half: at a hidden 3,000 RPM that held 85% of it with 1% 429s,
+     * against 76% when halving. A 503 or 529 among successes is a limiter's refusal too
+     * (nginx's limit_req, an overloaded server), not an outage. */
+    po.rate.unpaced_start = 1;
     po.rate.initial_rpm = 600;
+    po.overload_is_rate = 1;
     po.rate.increase_interval_ms = 1000;
     po.rate.decrease_factor = 0.8;
     if (b->rpm)
@@ -1085,16 +1108,24 @@ static int setup_pipeline(batch *b)
     if (b->tpm)
         po.rate.tpm = (double)b->tpm;
     po.use_rate_limit = !b->no_rate_limit;
-    /* LLM replies take hundreds of milliseconds, so a provider's limit needs tens of
-     * requests in flight; the rate limiter, not the window, keeps the pace. Start at 32 and
-     * let the gradient judge every quarter second rather than every second. */
-    po.concurrency.initial = 32;
+    /* LLM replies take hundreds of milliseconds, so a server's capacity needs hundreds of
+     * requests in flight. Start at 16 and double each round trip (slow start) until the
+     * latency shows a queue (the limit goes to the server's rate times the quietest round
+     * trip), a refusal, or the cap; then the gradient judges every quarter second. */
+    po.concurrency.initial = 16;
+    po.concurrency.slow_start = 1;
+    po.concurrency.max = (int)b->max_concurrency;
     po.concurrency.window_min_ms = 250;
-    if (b->limiter && !strcmp(b->limiter, "aimd"))
+    if (b->limiter && !strcmp(b->limiter, "aimd")) {
         po.concurrency.kind = SKY_LIMITER_AIMD;
+        po.concurrency.slow_start = 0;
+    }
+    if (po.concurrency.initial > po.concurrency.max)
+        po.concurrency.initial = po.concurrency.max;
     if (b->concurrency || (b->limiter && !strcmp(b->limiter, "fixed"))) {
         int n = b->concurrency ? (int)b->concurrency : po.concurrency.initial;
         po.concurrency.kind = SKY_LIMITER_FIXED;
+        po.concurrency.slow_start = 0;
         po.concurrency.initial = n;
         po.concurrency.max = n;
         if (po.concurrency.min > n)
@@ -1330,6 +1361,7 @@ int sky_cli_batch(int argc, char **argv)
         return SKY_EXIT_START;
     b->fd = -1;
     b->max_retries = 10;
+    b->max_concurrency = 1024;
     /* OpenAI's SDKs wait 10 minutes: a slow reasoning reply timed out sooner is billed,
      * then asked (and billed) again */
     b->timeout_ms = 600000;

@@ -37,6 +37,7 @@ struct sky_call {
     int refresh_auth;
     int have_slot;
     int malformed; /* 2xx replies whose body could not be read */
+    int failed;    /* an attempt failed: its retries tell the breaker nothing new */
     int breaker_taken;
     int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
     uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
@@ -65,6 +66,7 @@ struct sky_pipeline {
     int free_requested;
     int freeing;
     uint64_t answered;    /* attempts that got an HTTP response, any status */
+    uint64_t last_ok_ms;  /* when a 2xx last came; 0: never */
     sky_error last_fault; /* the last attempt the breaker counted as a failure */
 };
 
@@ -91,6 +93,7 @@ void sky_pipeline_options_init(sky_pipeline_options *o)
     o->use_breaker = 1;
     sky_breaker_options_init(&o->breaker);
     o->breaker_fail_fast = 1;
+    o->overload_window_ms = 2000;
 }
 
 void sky_call_options_init(sky_call_options *o)
@@ -543,6 +546,38 @@ static int is_overload(const sky_pipeline *p, int status, const sky_error *err)
     return (status == 429 && !p->o.use_rate_limit) || (err && err->code == SKY_ETIMEDOUT);
 }
 
+/* What a 503 or 529 says (overload_is_rate). */
+enum { SHED_NO, SHED_SLOW_DOWN, SHED_AMONG_SUCCESSES };
+
+/*
+ * Among successes, the endpoint sheds load: slow down, and it is not failing. Before
+ * any success it may be either: slow down all the same (a limiter refuses a first burst
+ * at once, and every refusal frees a slot for the next request), and let the breaker
+ * count it, whose quiet time leaves room for the first successes to come back.
+ */
+static int sheds_load(const sky_pipeline *p, int status)
+{
+    if (!p->o.overload_is_rate || (status != 503 && status != 529))
+        return SHED_NO;
+    if (p->last_ok_ms == 0)
+        return SHED_SLOW_DOWN;
+    return now_ms(p) - p->last_ok_ms < p->o.overload_window_ms ? SHED_AMONG_SUCCESSES : SHED_NO;
+}
+
+/* How the concurrency limiter takes the attempt. A refusal or failure is no sample of
+ * the latency the limit answers for: only a shed load, a timeout (or a 429 without a
+ * rate limiter) lowers it; other refusals and 5xx free the slot and say nothing. */
+static int limit_outcome(const sky_pipeline *p, int status, const sky_error *err, int shed)
+{
+    if (err && err->code == SKY_ECANCELED)
+        return SKY_LIMIT_IGNORE;
+    if (shed || is_overload(p, status, err))
+        return SKY_LIMIT_DROPPED;
+    if (err || status == 429 || status >= 500)
+        return SKY_LIMIT_IGNORE;
+    return SKY_LIMIT_SUCCESS;
+}
+
 /* For sky_pipeline_get_health: whether the endpoint answers, and its last failure. */
 static void note_health(sky_pipeline *p, int status, const sky_error *err)
 {
@@ -577,35 +612,46 @@ static void wake_endpoint_waiters(sky_pipeline *p)
 }
 
 /* Tell the shared policies how the attempt went. */
+/*
+ * The breaker hears of an endpoint answering with a failure once per call: a retry
+ * answered with a failure again says nothing new (a request the server cannot handle
+ * fails every time while the others succeed), so it is not counted, unless the breaker
+ * is probing. A retry that reaches nothing (refused, reset, timed out) always counts.
+ */
+static void report_breaker(sky_call *c, int status, const sky_error *err, int shed)
+{
+    sky_pipeline *p = c->p;
+    int ok = !err && status < 500;
+    sky_breaker_state before = sky_breaker_get_state(&p->breaker);
+    if ((err && err->code == SKY_ECANCELED) || shed ||
+        (!ok && !err && c->failed && before == SKY_BREAKER_CLOSED))
+        sky_breaker_cancel(&p->breaker);
+    else
+        sky_breaker_record(&p->breaker, ok);
+    c->failed |= !ok;
+    c->breaker_taken = 0;
+    if (before != SKY_BREAKER_CLOSED && sky_breaker_get_state(&p->breaker) == SKY_BREAKER_CLOSED)
+        wake_endpoint_waiters(p);
+}
+
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
     sky_pipeline *p = c->p;
     int status = err ? 0 : res->status;
+    int shed = sheds_load(p, status);
+    if (!err && status >= 200 && status < 300)
+        p->last_ok_ms = now_ms(p);
     if (c->have_slot) {
-        int outcome = SKY_LIMIT_SUCCESS;
-        if (err && err->code == SKY_ECANCELED)
-            outcome = SKY_LIMIT_IGNORE;
-        else if (is_overload(p, status, err))
-            outcome = SKY_LIMIT_DROPPED;
-        sky_limiter_release(p->limiter, outcome, res->total_us);
+        sky_limiter_release(p->limiter, limit_outcome(p, status, err, shed), res->total_us);
         c->have_slot = 0;
     }
     if (p->o.use_rate_limit) {
-        int64_t actual = status == 429 ? 0 : reply_tokens(c->reply_json);
-        sky_ratelimit_on_response(p->rate, status, err ? NULL : res->headers, c->est_tokens,
-                                  actual);
+        int64_t actual = status == 429 || shed ? 0 : reply_tokens(c->reply_json);
+        sky_ratelimit_on_response(p->rate, shed ? 429 : status, err ? NULL : res->headers,
+                                  c->est_tokens, actual);
     }
-    if (c->breaker_taken) {
-        sky_breaker_state before = sky_breaker_get_state(&p->breaker);
-        if (err && err->code == SKY_ECANCELED)
-            sky_breaker_cancel(&p->breaker);
-        else
-            sky_breaker_record(&p->breaker, !err && status < 500);
-        c->breaker_taken = 0;
-        if (before != SKY_BREAKER_CLOSED &&
-            sky_breaker_get_state(&p->breaker) == SKY_BREAKER_CLOSED)
-            wake_endpoint_waiters(p);
-    }
+    if (c->breaker_taken)
+        report_breaker(c, status, err, shed == SHED_AMONG_SUCCESSES);
     note_health(p, status, err);
 }
 

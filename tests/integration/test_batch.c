@@ -791,7 +791,9 @@ static void test_outage_waits_and_resumes(void **state)
     kill(e.m.pid, SIGKILL);
     waitpid(e.m.pid, NULL, 0);
     e.m.pid = 0;
-    struct timespec outage = {1, 500 * 1000000L};
+    /* longer than the breaker's quiet time (2 s of nothing but failures): an outage, not a
+     * blip the retries ride out */
+    struct timespec outage = {3, 0};
     nanosleep(&outage, NULL);
     const char *const back_args[] = {"--port", port, "--ttft-ms", "20", "--jitter", "0", NULL};
     memset(&back, 0, sizeof(back));
