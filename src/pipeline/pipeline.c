@@ -37,6 +37,7 @@ struct sky_call {
     int refresh_auth;
     int have_slot;
     int malformed; /* 2xx replies whose body could not be read */
+    int parse_rc;  /* reading the last 2xx reply: 0, SKY_EJSON or SKY_ENOMEM */
     int failed;    /* an attempt failed: its retries tell the breaker nothing new */
     int breaker_taken;
     int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
@@ -528,10 +529,12 @@ static void parse_reply(sky_call *c, const sky_http_response *res, const sky_err
 {
     json_decref(c->reply_json);
     c->reply_json = NULL;
+    c->parse_rc = 0;
     if (err || res->status < 200 || res->status >= 300 || res->body.len == 0 ||
         !(c->require_json || c->p->o.use_rate_limit))
         return;
-    if (sky_json_parse(res->body, &c->reply_json, NULL) < 0)
+    c->parse_rc = sky_json_parse(res->body, &c->reply_json, NULL);
+    if (c->parse_rc < 0)
         c->reply_json = NULL;
 }
 
@@ -724,6 +727,13 @@ static const sky_error *check_json(const sky_call *c, const sky_http_response *r
 {
     if (err || !c->require_json || res->status < 200 || res->status >= 300 || c->reply_json)
         return err;
+    if (c->parse_rc == SKY_ENOMEM) {
+        /* the reply is fine and paid for: asking again would pay twice */
+        sky_error_set(out, SKY_ENOMEM, "HTTP %d: out of memory reading its body (%zu bytes)",
+                      res->status, res->body.len);
+        out->http_status = res->status;
+        return out;
+    }
     sky_error_set(out, SKY_EJSON, "HTTP %d with a body that is not valid JSON (%zu bytes)",
                   res->status, res->body.len);
     sky_error_set_service(out, "malformed_response");
@@ -761,10 +771,13 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     err = check_json(c, res, err, &bad_json);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
-    } else if (err == &bad_json && c->malformed++ > 0) {
-        /* a paid reply that could not be read twice will not be read a third time */
+    } else if (err == &bad_json && (bad_json.code == SKY_ENOMEM || c->malformed++ > 0)) {
+        /* a paid reply that could not be read twice will not be read a third time; one
+         * that memory ran out reading is fine, and asking again would pay twice */
         bad_json.retryable = 0;
-        sky_retry_record_final(&c->retry, res->status, "malformed_response");
+        sky_retry_record_final(&c->retry, res->status,
+                               bad_json.code == SKY_ENOMEM ? "out_of_memory"
+                                                           : "malformed_response");
         end_with(c, res, err);
     } else if (quota_exhausted(res, err)) {
         sky_retry_record_final(&c->retry, res->status, "insufficient_quota");
