@@ -992,6 +992,115 @@ static void test_fault_storm(void **state)
     env_close(&e);
 }
 
+/* A summary printed with --json into @p path, parsed (new reference). */
+static json_t *read_summary(const char *path)
+{
+    char text[8192];
+    json_t *js = NULL;
+    read_text(path, text, sizeof(text));
+    assert_int_equal(sky_json_parse(sky_span_cstr(text), &js, NULL), 0);
+    return js;
+}
+
+/* Run the batch with defaults and @p extra flags; stderr into err_text, summary parsed. */
+static json_t *run_defaults(batch_env *e, const char *extra, int want_exit, char *err_text,
+                            size_t cap)
+{
+    char cmd[2048], err_path[300], sum_path[300];
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", e->dir);
+    snprintf(sum_path, sizeof(sum_path), "%s/summary.json", e->dir);
+    snprintf(cmd, sizeof(cmd),
+             "OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY= %s batch %s -o %s --json %s >%s 2>%s",
+             e->m.base_url, SKY_TEST_BIN, e->in, e->out, extra, sum_path, err_path);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), want_exit);
+    read_text(err_path, err_text, cap);
+    return read_summary(sum_path);
+}
+
+/*
+ * A limiter in front of the server answers 503 above 40 calls a second (an HTML page, as
+ * nginx's limit_req does): that is "slow down", not an outage. Every request ends well,
+ * the breaker never opens, and few are refused once the pace is learned.
+ */
+static void test_overload_503_is_slow_down(void **state)
+{
+    static const char *const margs[] = {
+        "--overload-rps", "40", "--overload-burst", "5", "--ttft-ms", "20", NULL};
+    batch_env e;
+    char err[8192];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 300, 0);
+    json_t *js = run_defaults(&e, "", 0, err, sizeof(err));
+    json_decref(js);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 300);
+    json_decref(t.ids);
+    assert_null(strstr(err, "the endpoint is failing"));
+    /* without slowing down, every instant refusal freed a slot for the next request:
+     * hundreds of refusals in the first second */
+    int64_t refused = mock_count(&e.m, "overloaded");
+    print_message("refused %lld of %d\n", (long long)refused, 300);
+    assert_true(refused <= 60);
+    env_close(&e);
+}
+
+/*
+ * A server that serves 16 at once and queues the rest: the batch's concurrency stops
+ * near that, rather than filling the server's queue with what it read ahead.
+ */
+static void test_capacity_knee(void **state)
+{
+    static const char *const margs[] = {"--capacity", "16", "--ttft-ms", "50", NULL};
+    batch_env e;
+    char err[8192];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 600, 0);
+    json_t *js = run_defaults(&e, "", 0, err, sizeof(err));
+    json_decref(js);
+    read_output(e.out, &t);
+    assert_int_equal(t.ok, 600);
+    json_decref(t.ids);
+    int64_t peak = mock_count(&e.m, "capacity.peak_queued");
+    print_message("peak queue at the server %lld (capacity 16)\n", (long long)peak);
+    /* the slow start overshoots by up to a round trip's growth before the queue shows;
+     * with nothing to find the knee, all 600 read ahead would wait there */
+    assert_true(peak < 8 * 16);
+    env_close(&e);
+}
+
+/*
+ * A tenth of the requests fail every time (the server cannot handle them) while the rest
+ * succeed: each uses its retries and is recorded failed; the breaker never opens, so the
+ * others never wait behind it.
+ */
+static void test_poison_does_not_hold_the_batch(void **state)
+{
+    static const char *const margs[] = {"--poison", "0.1", "--ttft-ms", "10", NULL};
+    batch_env e;
+    char err[8192];
+    tally t;
+    (void)state;
+    env_open(&e, margs);
+    write_input(e.in, 200, 0);
+    json_t *js = run_defaults(&e, "--max-retries 2", 1, err, sizeof(err));
+    read_output(e.out, &t);
+    int64_t poisoned = mock_count(&e.m, "poisoned");
+    assert_true(t.failed > 0);
+    assert_int_equal(poisoned, 3 * t.failed); /* each failed one was tried 3 times */
+    assert_int_equal(t.ok + t.failed, 200);
+    assert_int_equal(sky_json_int(js, "failed", 0), t.failed);
+    json_decref(js);
+    json_decref(t.ids);
+    assert_null(strstr(err, "the endpoint is failing"));
+    env_close(&e);
+}
+
 /* @p distinct requests, then duplicates of them up to @p lines lines in all. */
 static void write_repeating_input(const char *path, long lines, int distinct)
 {
@@ -1154,6 +1263,9 @@ int main(void)
         cmocka_unit_test(test_sigint_drains),
         cmocka_unit_test(test_sigint_at_start),
         cmocka_unit_test(test_fault_storm),
+        cmocka_unit_test(test_overload_503_is_slow_down),
+        cmocka_unit_test(test_capacity_knee),
+        cmocka_unit_test(test_poison_does_not_hold_the_batch),
         cmocka_unit_test(test_million_lines_stream),
         cmocka_unit_test(test_azure_with_entra_id),
     };
