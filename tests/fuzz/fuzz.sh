@@ -15,8 +15,11 @@
 # FUZZ_ARGS adds libFuzzer flags. Exits nonzero when a target found a crash.
 #
 # merge: libFuzzer's -merge=1 into the seed directory: the seeds stay as they are, and
-# only inputs of the work corpus that reach new features are added. Inputs over
-# FUZZ_MERGE_MAX_LEN bytes (4096) are left out, so the seeds stay small.
+# only inputs of the work corpus that reach new code are added. Inputs over
+# FUZZ_MERGE_MAX_LEN bytes (4096) are left out, and "new" counts edges only
+# (FUZZ_MERGE_ARGS, default -use_counters=0), not hit counts: that keeps a few dozen
+# files where the full feature set would take hundreds. The work corpus keeps them all,
+# so the next run goes on from everything found.
 set -u
 
 mode=${1:-}
@@ -30,6 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${FUZZ_SECONDS:-60}
 niceness=${FUZZ_NICE:-0}
 max_len=${FUZZ_MERGE_MAX_LEN:-4096}
+merge_args=${FUZZ_MERGE_ARGS:--use_counters=0}
 
 names="$*"
 if [ -z "$names" ]; then
@@ -88,7 +92,7 @@ merge_one() {
         return 0
     fi
     before=$(find "$seeds" -type f | wc -l)
-    "$bin" -merge=1 -max_len="$max_len" -timeout=20 "$seeds" "$work" \
+    "$bin" -merge=1 -max_len="$max_len" -timeout=20 $merge_args "$seeds" "$work" \
         >"$build/logs/$name.merge.log" 2>&1 || {
         tail -n 5 "$build/logs/$name.merge.log"
         return 1
