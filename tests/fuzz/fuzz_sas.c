@@ -127,7 +127,10 @@ static void fz_account_and_sign(const char *f[FZ_FIELDS])
                                      &acct, &err);
     if (rc == 0) {
         FZ_CHECK(acct != NULL);
-        FZ_CHECK(acct->sas == NULL || acct->sas[0] != '?');
+        /* the token as given, less one leading '?' */
+        const char *sas = f[FZ_IDENTIFIER];
+        FZ_CHECK((acct->sas == NULL) == (sas == NULL));
+        FZ_CHECK(sas == NULL || strcmp(acct->sas, sas + (sas[0] == '?')) == 0);
         sky_storage_account_free(acct);
     } else {
         FZ_CHECK(acct == NULL && (rc == SKY_EINVAL || rc == SKY_ENOMEM));
