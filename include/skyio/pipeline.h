@@ -47,10 +47,11 @@ typedef struct sky_pipeline_options {
     sky_breaker_options breaker;
     int breaker_fail_fast; /**< 1: fail at once while open (library); 0: wait (batch) */
     /**
-     * 1: a 503 or 529 within overload_window_ms of a success is the endpoint shedding
-     * load (a proxy's rate limiter, an overloaded server), not failing: the rate and
-     * concurrency limiters take it as they take a 429, and the breaker does not count
-     * it. Apart from successes it still counts as the endpoint failing. Default 0.
+     * 1: a 503 or 529 within overload_window_ms of a success, while such refusals are at
+     * least 5% of the last second's replies, is the endpoint shedding load (a proxy's rate
+     * limiter, an overloaded server), not failing: the rate and concurrency limiters take
+     * it as they take a 429, and the breaker does not count it. A stray 503 among many
+     * successes is an ordinary failure, retried. Default 0.
      */
     int overload_is_rate;
     uint64_t overload_window_ms; /**< default 2000 */

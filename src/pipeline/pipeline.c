@@ -16,6 +16,10 @@
 
 enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE };
 
+/* The share of 503s and 529s is counted over SHED_SLOTS slots of SHED_SLOT_MS. */
+#define SHED_SLOTS 10
+#define SHED_SLOT_MS 100
+
 struct sky_call {
     sky_pipeline *p;
     char *method;
@@ -66,8 +70,11 @@ struct sky_pipeline {
     int held; /* sky_pipeline_hold: no call is sent until it is lifted */
     int free_requested;
     int freeing;
-    uint64_t answered;    /* attempts that got an HTTP response, any status */
-    uint64_t last_ok_ms;  /* when a 2xx last came; 0: never */
+    uint64_t answered;   /* attempts that got an HTTP response, any status */
+    uint64_t last_ok_ms; /* when a 2xx last came; 0: never */
+    /* HTTP replies, and 503s and 529s among them, over about the last second */
+    uint64_t reply_slot[SHED_SLOTS]; /* now / SHED_SLOT_MS of each slot's counts */
+    uint32_t replies[SHED_SLOTS], refusals[SHED_SLOTS];
     sky_error last_fault; /* the last attempt the breaker counted as a failure */
 };
 
@@ -553,17 +560,69 @@ static int is_overload(const sky_pipeline *p, int status, const sky_error *err)
 enum { SHED_NO, SHED_SLOW_DOWN, SHED_AMONG_SUCCESSES };
 
 /*
- * Among successes, the endpoint sheds load: slow down, and it is not failing. Before
- * any success it may be either: slow down all the same (a limiter refuses a first burst
- * at once, and every refusal frees a slot for the next request), and let the breaker
- * count it, whose quiet time leaves room for the first successes to come back.
+ * A 503 or 529 that says "slow down" rather than "failed": a 529 (overloaded), a 503
+ * with Retry-After, or one that is not the API's JSON error (a proxy's page: nginx's
+ * limit_req, a gateway's overflow). An API's own JSON 503 is an ordinary failure unless
+ * it comes as a large share of the replies, which stray failures do not.
  */
-static int sheds_load(const sky_pipeline *p, int status)
+#define SHED_JSON_SHARE 0.2
+#define SHED_JSON_MIN 5
+/* Fewer refusals than this in a second, before any success, are stray failures. */
+#define SHED_FIRST_BURST 3
+
+static void count_reply(sky_pipeline *p, int status)
 {
-    if (!p->o.overload_is_rate || (status != 503 && status != 529))
+    uint64_t slot = now_ms(p) / SHED_SLOT_MS;
+    int i = (int)(slot % SHED_SLOTS);
+    if (p->reply_slot[i] != slot) {
+        p->reply_slot[i] = slot;
+        p->replies[i] = p->refusals[i] = 0;
+    }
+    p->replies[i]++;
+    p->refusals[i] += status == 503 || status == 529;
+}
+
+/* Replies and refusals over the last second. */
+static void recent_replies(const sky_pipeline *p, uint32_t *replies, uint32_t *refusals)
+{
+    uint64_t slot = now_ms(p) / SHED_SLOT_MS;
+    *replies = *refusals = 0;
+    for (int i = 0; i < SHED_SLOTS; i++) {
+        if (p->reply_slot[i] + SHED_SLOTS > slot && p->reply_slot[i] <= slot) {
+            *replies += p->replies[i];
+            *refusals += p->refusals[i];
+        }
+    }
+}
+
+static int says_slow_down(const sky_pipeline *p, int status, const sky_headers *h)
+{
+    uint32_t replies, refusals;
+    if (status == 529 || (h && sky_headers_get(h, "retry-after")))
+        return 1;
+    const char *type = h ? sky_headers_get(h, "content-type") : NULL;
+    if (type == NULL || strstr(type, "json") == NULL)
+        return 1;
+    recent_replies(p, &replies, &refusals);
+    return refusals >= SHED_JSON_MIN && (double)refusals >= SHED_JSON_SHARE * (double)replies;
+}
+
+/*
+ * Among successes, a refusal that says "slow down" is the endpoint shedding load: slow
+ * down, and it is not failing. Before any success, several of them are a first burst
+ * refused at once (every instant refusal frees a slot for the next request): slow down
+ * all the same, and let the breaker count them, whose quiet time leaves room for the
+ * first successes to come back.
+ */
+static int sheds_load(const sky_pipeline *p, int status, const sky_headers *h)
+{
+    uint32_t replies, refusals;
+    if (!p->o.overload_is_rate || (status != 503 && status != 529) || !says_slow_down(p, status, h))
         return SHED_NO;
-    if (p->last_ok_ms == 0)
-        return SHED_SLOW_DOWN;
+    if (p->last_ok_ms == 0) {
+        recent_replies(p, &replies, &refusals);
+        return refusals >= SHED_FIRST_BURST ? SHED_SLOW_DOWN : SHED_NO;
+    }
     return now_ms(p) - p->last_ok_ms < p->o.overload_window_ms ? SHED_AMONG_SUCCESSES : SHED_NO;
 }
 
@@ -641,7 +700,9 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
 {
     sky_pipeline *p = c->p;
     int status = err ? 0 : res->status;
-    int shed = sheds_load(p, status);
+    if (status > 0)
+        count_reply(p, status);
+    int shed = sheds_load(p, status, err ? NULL : res->headers);
     if (!err && status >= 200 && status < 300)
         p->last_ok_ms = now_ms(p);
     if (c->have_slot) {
