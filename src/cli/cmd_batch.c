@@ -625,8 +625,8 @@ static void refuse(batch *b, int why, const sky_error *err)
                                        "says the account is out of quota"};
     static const char *const fix[] = {
         "", "fix the key or token",
-        "give the identity access (for Azure OpenAI with Entra ID, the Cognitive Services "
-        "OpenAI User role) or check the network rules",
+        ("give the identity access (for Azure OpenAI with Entra ID, the Cognitive Services "
+         "OpenAI User role) or check the network rules"),
         "check the plan and billing"};
     if (b->refused)
         return;

@@ -221,8 +221,8 @@ static int collect(void *ud, const sky_ai_delta *d)
 static void test_parse_chunks(void **state)
 {
     static const char *const chunks[] = {
-        "{\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
-        "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
+        ("{\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+         "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}"),
         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}",
         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}",
         "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}",
