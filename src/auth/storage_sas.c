@@ -12,6 +12,9 @@ void sky_storage_sas_options_init(sky_storage_sas_options *o)
     memset(o, 0, sizeof(*o));
 }
 
+/* 9999-12-31T23:59:59Z: a SAS time has four digits of year (and gmtime_r fails far past). */
+#define SAS_TIME_MAX INT64_C(253402300799)
+
 /* ISO 8601 UTC without fractions, as SAS tokens carry it ("2030-01-02T03:04:05Z"). */
 static void iso_time(int64_t t, char *out, size_t len)
 {
@@ -60,6 +63,9 @@ static int check_common(const char *account, const char *key_b64, const sky_stor
         return sky_error_set(err, SKY_EINVAL, "SAS: permissions (sp) are required");
     if (o->expiry <= 0)
         return sky_error_set(err, SKY_EINVAL, "SAS: an expiry time (se) is required");
+    if (o->expiry > SAS_TIME_MAX || o->start > SAS_TIME_MAX)
+        return sky_error_set(err, SKY_EINVAL,
+                             "SAS: start and expiry times must be before the year 10000");
     if (o->version && !version_ok(o->version))
         return sky_error_set(err, SKY_EINVAL,
                              "SAS: version (sv) must be a date 2020-12-06 or later: the "

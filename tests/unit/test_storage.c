@@ -262,6 +262,13 @@ static void test_sas_errors(void **state)
     sky_error_clear(&err);
     assert_int_equal(sky_storage_sas_service("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
     assert_non_null(strstr(err.message, "expiry"));
+    /* a time past the year 9999 has no four-digit form (and gmtime_r fails far past it) */
+    o.expiry = INT64_C(253402300800);
+    sky_error_clear(&err);
+    assert_int_equal(sky_storage_sas_service("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "year 10000"));
+    o.expiry = INT64_MAX;
+    assert_int_equal(sky_storage_sas_account("a", DEV_KEY, &o, &out, &err), SKY_EINVAL);
     /* An sv older than the layout we sign, or not a date, is refused, not signed wrong. */
     o.expiry = T2030;
     o.version = "2019-12-12";
