@@ -64,11 +64,12 @@ typedef struct sky_limiter_options {
      */
     uint64_t probe_interval_ms;
     /**
-     * GRADIENT: start like TCP's slow start instead of with a probe. Every success
-     * while the limit binds adds one slot, doubling the limit each round trip, until
-     * the mean RTT of a round passes 1.5 times the lowest seen (a server's queue has
-     * begun: the limit is scaled back by that ratio), a drop, or max. The lowest round
-     * is the no-load RTT the gradient then keeps to. Default 0 (off).
+     * GRADIENT: start like TCP's slow start instead of with a probe. Successes while the
+     * limit binds add slots: two each (tripling the limit each round trip) while the
+     * last round showed no queue, then one each (doubling), until the mean RTT of a round
+     * passes 1.5 times the lowest seen (a server's queue has begun: the limit goes to the
+     * server's rate times that lowest RTT, plus its square root), a drop, or max. The
+     * lowest round is the no-load RTT the gradient then keeps to. Default 0 (off).
      */
     int slow_start;
 } sky_limiter_options;

@@ -51,8 +51,9 @@ struct sky_limiter {
     int probe_count;
     double probe_rtt_sum;
     uint64_t last_probe_ms;
-    int slow;            /* in slow start */
-    double slow_min_rtt; /* the lowest round mean of the slow start */
+    int slow;             /* in slow start */
+    uint64_t slow_end_us; /* when it ended: samples of requests sent before are stale */
+    double slow_min_rtt;  /* the lowest round mean of the slow start */
 
     uint64_t acquired, rejected, drops, decreases, unmatched_releases;
 };
@@ -307,6 +308,7 @@ static void probe_on_success(sky_limiter *lim, uint64_t rtt_us)
 static void slow_exit(sky_limiter *lim, double round_rtt, double round_per_us)
 {
     lim->slow = 0;
+    lim->slow_end_us = now_us(lim);
     if (lim->slow_min_rtt <= 0.0) {
         probe_start(lim); /* ended before a whole round: measure as a cold start does */
         return;
@@ -323,20 +325,30 @@ static void slow_exit(sky_limiter *lim, double round_rtt, double round_per_us)
     clamp_estimate(lim);
 }
 
+/* Slots added per success in slow start while the last round showed no queue at all
+ * (within SLOW_CLEAR_RATIO of the quietest): the limit triples each round trip, so 16
+ * reach a thousand in four round trips rather than six. Once latency creeps up, one slot
+ * a success (doubling), so the knee is not overshot by much. */
+#define SLOW_GROWTH 2.0
+#define SLOW_CLEAR_RATIO 1.2
+
 /* Latency a round may add over the quietest one before a queue is taken to have formed. */
 #define SLOW_EXIT_RATIO 1.5
 
 /*
- * Slow start: one more slot per success while the limit binds (doubling each round
- * trip); every half a limit's worth of samples closes a round, whose mean RTT is
- * compared with the quietest round so far.
+ * Slow start: more slots per success while the limit binds (see SLOW_GROWTH); every
+ * quarter of a limit's worth of samples closes a round, whose mean RTT is compared with
+ * the quietest round so far.
  */
 static void slow_on_success(sky_limiter *lim, uint64_t rtt_us)
 {
     lim->window_rtt_sum += (double)rtt_us;
     lim->window_count++;
     if (!window_app_limited(lim)) {
-        lim->estimate += 1.0;
+        lim->estimate += lim->slow_min_rtt > 0.0 && lim->short_rtt > 0.0 &&
+                                 lim->short_rtt <= SLOW_CLEAR_RATIO * lim->slow_min_rtt
+                             ? SLOW_GROWTH
+                             : 1.0;
         clamp_estimate(lim);
     }
     int round = (int)(lim->estimate / 4);
@@ -366,6 +378,10 @@ static void gradient_on_success(sky_limiter *lim, uint64_t rtt_us)
         probe_on_success(lim, rtt_us);
         return;
     }
+    /* sent before the slow start ended: it waited in the queue that ended it, which the
+     * new limit is already draining; counting it would cut the limit twice */
+    if (sent_at_us(lim, rtt_us) < lim->slow_end_us)
+        return;
     lim->window_rtt_sum += (double)rtt_us;
     lim->window_count++;
     if (lim->window_count >= lim->opts.window_min_samples &&
