@@ -673,7 +673,6 @@ static void wake_endpoint_waiters(sky_pipeline *p)
     }
 }
 
-/* Tell the shared policies how the attempt went. */
 /*
  * The breaker hears of an endpoint answering with a failure once per call: a retry
  * answered with a failure again says nothing new (a request the server cannot handle
@@ -696,6 +695,7 @@ static void report_breaker(sky_call *c, int status, const sky_error *err, int sh
         wake_endpoint_waiters(p);
 }
 
+/* Tell the shared policies how the attempt went. */
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
     sky_pipeline *p = c->p;
