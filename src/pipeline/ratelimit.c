@@ -53,7 +53,7 @@ struct sky_ratelimit {
     int64_t slot_tok[RL_SLOTS];
     uint64_t ok_slot_id[RL_SLOTS]; /* the same for 2xx replies: what the provider took */
     uint32_t ok_slot[RL_SLOTS];
-    uint64_t unpaced; /* unpaced_start, until the first limit shows */
+    int unpaced; /* unpaced_start, until the first limit shows */
     uint64_t granted;
     uint64_t responses_429;
     uint64_t decreases;
