@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_fields.h"
 #include "skyio/ai.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,24 +38,6 @@ enum { FZ_KIND, FZ_BASE, FZ_KEY, FZ_VERSION, FZ_PATH, FZ_MODEL, FZ_FIELDS };
 static const char *const fz_env_names[] = {
     "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "OPENAI_API_KEY",
     "OPENAI_BASE_URL",       "OPENAI_API_VERSION",   "OPENAI_ORG_ID",         "OPENAI_PROJECT_ID"};
-
-/* The input cut at '\n' into NUL-terminated fields (in @p copy); absent ones NULL. */
-static void fz_fields(char *copy, size_t n, const char *out[FZ_FIELDS])
-{
-    char *p = copy;
-    char *end = copy + n;
-    for (int i = 0; i < FZ_FIELDS; i++) {
-        if (p > end) {
-            out[i] = NULL;
-            continue;
-        }
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *stop = nl ? nl : end;
-        *stop = '\0';
-        out[i] = p;
-        p = stop + 1;
-    }
-}
 
 static int fz_starts(const char *s, const char *prefix)
 {
@@ -199,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(copy, data, size);
     copy[size] = '\0';
     const char *f[FZ_FIELDS];
-    fz_fields(copy, size, f);
+    fz_split_fields(copy, size, f, FZ_FIELDS);
     int azure = f[FZ_KIND] && strcmp(f[FZ_KIND], "azure") == 0;
     sky_ai_endpoint ep;
     rc = sky_ai_endpoint_set(&ep, azure ? SKY_AI_AZURE : SKY_AI_OPENAI, f[FZ_BASE], f[FZ_KEY],

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_fields.h"
 #include "skyio/storage.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -43,24 +44,6 @@ enum {
     FZ_EXPIRY,
     FZ_FIELDS
 };
-
-/* The input cut at '\n' into NUL-terminated fields (in @p copy); absent ones NULL. */
-static void fz_fields(char *copy, size_t n, const char *out[FZ_FIELDS])
-{
-    char *p = copy;
-    char *end = copy + n;
-    for (int i = 0; i < FZ_FIELDS; i++) {
-        if (p > end) {
-            out[i] = NULL;
-            continue;
-        }
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *stop = nl ? nl : end;
-        *stop = '\0';
-        out[i] = p;
-        p = stop + 1;
-    }
-}
 
 /* A time field: Unix seconds, within what gmtime and a four-digit year take. */
 static int64_t fz_time(const char *s)
@@ -164,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(copy, data, size);
     copy[size] = '\0';
     const char *f[FZ_FIELDS];
-    fz_fields(copy, size, f);
+    fz_split_fields(copy, size, f, FZ_FIELDS);
     sky_storage_sas_options o;
     sky_storage_sas_options_init(&o);
     o.permissions = f[FZ_PERMISSIONS];
