@@ -111,9 +111,9 @@ static void on_done(sky_arm_lro *op, const sky_arm_lro_result *res, const sky_er
     o->token = res->resume_token ? strdup(res->resume_token) : NULL;
 }
 
-/* Start an operation and run the loop until it reports. */
-static void run_op(env *e, const char *method, const char *path, const char *body,
-                   uint64_t timeout_ms, outcome *o)
+/* Start an operation (@p timeout_ms: 0 for none); it reports to @p o from the loop. */
+static void begin_op(env *e, const char *method, const char *path, const char *body,
+                     uint64_t timeout_ms, outcome *o)
 {
     sky_arm_lro_options lo;
     sky_error err;
@@ -128,6 +128,13 @@ static void run_op(env *e, const char *method, const char *path, const char *bod
     lo.on_done = on_done;
     lo.user_data = o;
     assert_int_equal(sky_arm_lro_begin(e->arm, &lo, NULL, &err), 0);
+}
+
+/* Start an operation and run the loop until it reports. */
+static void run_op(env *e, const char *method, const char *path, const char *body,
+                   uint64_t timeout_ms, outcome *o)
+{
+    begin_op(e, method, path, body, timeout_ms, o);
     assert_int_equal(sky_test_run_until(e->loop, &o->done, 30000), 1);
     assert_int_equal(o->done, 1);
 }
@@ -209,23 +216,6 @@ static void test_poller_styles(void **state)
     env_stop(&e);
 }
 
-/* Start an operation; it reports to @p o from the loop. */
-static void begin_op(env *e, const char *method, const char *path, const char *body, outcome *o)
-{
-    sky_arm_lro_options lo;
-    sky_error err;
-    sky_error_clear(&err);
-    sky_arm_lro_options_init(&lo);
-    lo.method = method;
-    lo.path = path;
-    lo.api_version = API;
-    lo.body = sky_span_cstr(body);
-    lo.on_progress = on_progress;
-    lo.on_done = on_done;
-    lo.user_data = o;
-    assert_int_equal(sky_arm_lro_begin(e->arm, &lo, NULL, &err), 0);
-}
-
 /* What GET /mock/arm says of the operation on resource @p path (borrowed from @p arm). */
 static json_t *mock_op_for(json_t *arm, const char *path)
 {
@@ -273,7 +263,7 @@ static void test_retry_after_is_honoured(void **state)
         snprintf(path[i], sizeof(path[i]), ST "ra%s", styles[i]);
         snprintf(body, sizeof(body), "{\"location\":\"w\",\"tags\":{\"skyio-mock-style\":\"%s\"}}",
                  styles[i]);
-        begin_op(&e, "PUT", path[i], body, &o[i]);
+        begin_op(&e, "PUT", path[i], body, 0, &o[i]);
     }
     for (int i = 0; i < 3; i++) {
         assert_int_equal(sky_test_run_until(e.loop, &o[i].done, 30000), 1);
