@@ -23,9 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "azure/arm/internal.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A token either decodes to a usable state that encodes back, or is refused cleanly. */
 static void fz_token(const char *s)
@@ -68,12 +67,6 @@ static void fz_bodies(const char *s, size_t n)
     }
     sky__arm_lro_state_free(&st);
 }
-
-#define FZ_CHECK(cond)                                                                             \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 #define FZ_RESOURCE                                                                                \
     "https://management.azure.com/subscriptions/s/resourceGroups/g/providers/"                     \

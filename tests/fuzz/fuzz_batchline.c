@@ -11,16 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "skyio/batchline.h"
 #include "skyio/json.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FZ_CHECK(cond)                                                                             \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 static const char *const fz_urls[] = {"/v1/chat/completions", "/v1/embeddings", "/v1/completions",
                                       "/v1/responses", "/v1/moderations"};

@@ -21,16 +21,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz_common.h"
 #include "mock/internal.h"
 #include "skyio/json.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FZ_CHECK(cond)                                                                             \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 #define FZ_DEFAULT_TOKENS 16
 #define FZ_DIM 1536

@@ -17,16 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_fields.h"
+#include "fuzz_common.h"
 #include "skyio/storage.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FZ_CHECK(cond)                                                                             \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 enum {
     FZ_ACCOUNT,
