@@ -373,13 +373,6 @@ static void test_whole_tail(void **state)
     run_journal_case("journal: BOM, a last record without newline", tail_fixture, 0);
 }
 
-static int print_summary(void **state)
-{
-    (void)state;
-    torture_summary();
-    return 0;
-}
-
 int main(void)
 {
     torture_alloc_init();
@@ -389,5 +382,5 @@ int main(void)
         cmocka_unit_test(test_whole_tail),
         cmocka_unit_test(test_many_records),
     };
-    return cmocka_run_group_tests(tests, NULL, print_summary);
+    return cmocka_run_group_tests(tests, NULL, torture_summary_teardown);
 }

@@ -972,13 +972,6 @@ static void test_json(void **state)
         torture_run_case(&cases[i]);
 }
 
-static int print_summary(void **state)
-{
-    (void)state;
-    torture_summary();
-    return 0;
-}
-
 int main(void)
 {
     torture_alloc_init();
@@ -995,5 +988,5 @@ int main(void)
         cmocka_unit_test(test_idset),
         cmocka_unit_test(test_json),
     };
-    return cmocka_run_group_tests(tests, NULL, print_summary);
+    return cmocka_run_group_tests(tests, NULL, torture_summary_teardown);
 }

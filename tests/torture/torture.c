@@ -192,3 +192,10 @@ void torture_summary(void)
         total += done_cases[i].seconds;
     printf("torture: %zu cases, %.2f s\n", n_done, total);
 }
+
+int torture_summary_teardown(void **state)
+{
+    (void)state;
+    torture_summary();
+    return 0;
+}

@@ -65,5 +65,7 @@ void torture_fail(const char *file, int line, const char *fmt, ...) SKY_PRINTF(3
 
 /* Print the K and the time of every case run so far (at the end of a program). */
 void torture_summary(void);
+/* torture_summary as a cmocka group teardown. */
+int torture_summary_teardown(void **state);
 
 #endif
