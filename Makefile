@@ -62,10 +62,11 @@ fuzz-minimize: fuzz-build
 install: build
 	cmake --install $(BUILD)
 
-format:
+# clang-format comes from scripts/install-deps, as the compilers do.
+format: deps
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-format-check:
+format-check: deps
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
