@@ -27,7 +27,6 @@
 #include "journal.h"
 #include "batchline.h"
 #include "server.h"
-#include "mock.h"
 #include "arm.h"
 #include "storage.h"
 #include "blob.h"

@@ -6,6 +6,7 @@
 
 #include "skyio/skyio.h"
 #include "cli.h"
+#include "mock/mock.h"
 
 enum opt_kind { OPT_DOUBLE, OPT_INT64, OPT_INT, OPT_SIZE, OPT_U64, OPT_FLAG, OPT_STRING };
 

@@ -3,7 +3,7 @@
 #define SKY_MOCK_INTERNAL_H
 
 #include "skyio/buf.h"
-#include "skyio/mock.h"
+#include "mock.h"
 
 /* Fixed-window limiter: per window, rpm*window/60000 requests and as many
  * tokens; like Azure OpenAI, which judges RPM over one-second windows. */

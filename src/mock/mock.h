@@ -1,12 +1,16 @@
-/* skyio — `skyio mock`: a local OpenAI / Azure OpenAI simulator with latency, limits and faults. */
-#ifndef SKYIO_MOCK_H
-#define SKYIO_MOCK_H
+/*
+ * `skyio mock`: a local OpenAI / Azure OpenAI simulator with latency, limits and faults.
+ * Internal: the skyio_mock library, linked into the `skyio` binary and the tests that
+ * need it, never into libskyio nor installed.
+ */
+#ifndef SKY_MOCK_MOCK_H
+#define SKY_MOCK_MOCK_H
 
 #include <jansson.h>
 #include <uv.h>
 
-#include "common.h"
-#include "error.h"
+#include "skyio/common.h"
+#include "skyio/error.h"
 
 #define SKY_MOCK_MAX_KEYS 16
 
@@ -92,27 +96,26 @@ typedef struct sky_mock_config {
 } sky_mock_config;
 
 /** Every default. */
-SKY_EXTERN void sky_mock_config_init(sky_mock_config *c);
+void sky_mock_config_init(sky_mock_config *c);
 /**
  * Apply a JSON config object (keys as in `skyio mock --help`, e.g. "rpm",
  * "faults": {"http_503": 0.1}). Strings are borrowed from @p json: keep it
  * alive as long as the config. Unknown keys are an error naming the key.
  */
-SKY_EXTERN int sky_mock_config_apply_json(sky_mock_config *c, json_t *json,
-                                          sky_error *err) SKY_NODISCARD;
+int sky_mock_config_apply_json(sky_mock_config *c, json_t *json, sky_error *err) SKY_NODISCARD;
 
 typedef struct sky_mock sky_mock;
 
 /** Create and start listening. Returns 0, or a SKY_E code with @p err filled. */
-SKY_EXTERN int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock,
-                              sky_error *err) SKY_NODISCARD;
+int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_mock,
+                   sky_error *err) SKY_NODISCARD;
 /** The port listened on. */
-SKY_EXTERN int sky_mock_port(const sky_mock *m);
+int sky_mock_port(const sky_mock *m);
 /** The statistics as served at GET /mock/stats (new reference). */
-SKY_EXTERN json_t *sky_mock_stats(const sky_mock *m);
+json_t *sky_mock_stats(const sky_mock *m);
 /** Stop accepting and let requests in flight end (up to @p grace_ms); then @p cb. */
-SKY_EXTERN void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, void *),
-                                  void *user_data);
-SKY_EXTERN void sky_mock_free(sky_mock *m);
+void sky_mock_shutdown(sky_mock *m, uint64_t grace_ms, void (*cb)(sky_mock *, void *),
+                       void *user_data);
+void sky_mock_free(sky_mock *m);
 
 #endif
