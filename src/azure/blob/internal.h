@@ -130,6 +130,9 @@ int sky__blob_md5_fd(int fd, int64_t off, int64_t len, char *buf, size_t cap,
 /** The whole file's MD5 (@p size bytes of @p fd), through a buffer of its own. */
 int sky__blob_md5_file(int fd, int64_t size, char out[SKY__BLOB_MD5_B64]);
 
+/** The MD5 of the file at @p path, as long as it is when opened. Blocking: 0, or -1. */
+int sky__blob_md5_path(const char *path, char out[SKY__BLOB_MD5_B64]);
+
 /* ---- XML (expat) ---- */
 
 typedef struct sky__blob_list {

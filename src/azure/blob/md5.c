@@ -1,5 +1,7 @@
-/* MD5s for Blob Storage (Content-MD5 is base64): of bytes in memory, or of a file's range. */
+/* MD5s for Blob Storage (Content-MD5 is base64): of bytes in memory, a file's range, a file. */
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -41,5 +43,16 @@ int sky__blob_md5_file(int fd, int64_t size, char out[SKY__BLOB_MD5_B64])
     char *buf = malloc(cap);
     int rc = sky__blob_md5_fd(fd, 0, size, buf, cap, out);
     free(buf);
+    return rc;
+}
+
+int sky__blob_md5_path(const char *path, char out[SKY__BLOB_MD5_B64])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int rc = fstat(fd, &st) == 0 ? sky__blob_md5_file(fd, (int64_t)st.st_size, out) : -1;
+    close(fd);
     return rc;
 }
