@@ -67,6 +67,13 @@ typedef struct sky_pipeline_options {
     sky_credential *credential;
     /** The token's scope, e.g. "https://management.azure.com/.default"; copied. */
     const char *scope;
+    /**
+     * 1: an attempt that could not reach an endpoint that has never answered (could not
+     * connect, resolve or complete TLS) ends the call at once, unretried: the address or the
+     * certificates are wrong, and no wait mends that. For a user waiting at a terminal.
+     * Default 0 (retried as any transport failure).
+     */
+    int fail_unreached;
 } sky_pipeline_options;
 
 /** Every default. */
@@ -96,7 +103,8 @@ typedef struct sky_call_result {
     uint64_t total_ms;            /**< from start to the end */
     uint64_t attempt_ms;          /**< the last attempt alone, send to reply; 0 when none */
     /** The last reply's body parsed, when it was a 2xx JSON reply and the call had
-     *  require_json or a rate limiter (which reads usage); else NULL. Borrowed. */
+     *  require_json or a rate limiter (which reads usage); else NULL (always NULL
+     *  for a streamed body). Borrowed. */
     const json_t *json;
 } sky_call_result;
 
@@ -110,6 +118,42 @@ typedef struct sky_call_result {
 typedef void (*sky_call_done_cb)(sky_call *call, const sky_call_result *res, const sky_error *err,
                                  void *user_data);
 
+/*
+ * Streaming. A call may take its request body from a reader and hand its reply's body to
+ * the caller as it arrives, instead of holding either whole in memory. The rule: the
+ * pipeline retries an attempt only until the reply has begun to reach the caller, that
+ * is until on_headers has run for a 2xx being streamed (when on_headers is set) or the
+ * first byte of its body has gone to on_body. After that a failure (a reset, a timeout,
+ * a body cut short) ends the call with its error: bytes the caller has consumed cannot
+ * be taken back, and only the caller knows whether to start again. Replies other than
+ * 2xx are never streamed: their bodies are held (the first 1 MiB) for the classifier and
+ * the retry policy, and reach the caller through on_done as before. Streamed calls go
+ * through the same admission (breaker, concurrency, rate limit) as any other.
+ *
+ * Each streaming callback gets the call and the call's user_data; what it is given is
+ * borrowed until it returns. It may cancel the call (sky_call_cancel) or free the
+ * pipeline; the call then reports through on_done as usual.
+ */
+
+/** A 2xx reply's status and headers, before its body. */
+typedef void (*sky_call_headers_cb)(sky_call *call, int status, const sky_headers *headers,
+                                    void *user_data);
+/**
+ * The next bytes of a 2xx reply's body. Return 0 to go on, SKY_HTTP_PAUSE to hold the
+ * transfer until sky_call_resume (this chunk then comes again), any other nonzero value
+ * to cancel the call (SKY_ECANCELED).
+ */
+typedef int (*sky_call_body_cb)(sky_call *call, const char *data, size_t len, void *user_data);
+/**
+ * Supply up to @p cap bytes of the request body into @p out: the count, 0 at the end,
+ * SKY_HTTP_PAUSE when none is ready yet (then call sky_call_resume once it is), or a
+ * negative SKY_E code that ends the call with it (not retried).
+ */
+typedef long (*sky_call_read_cb)(sky_call *call, char *out, size_t cap, void *user_data);
+/** Start the request body again from its first byte, for another attempt: 0, or a
+ *  SKY_E code that ends the call. */
+typedef int (*sky_call_rewind_cb)(sky_call *call, void *user_data);
+
 typedef struct sky_call_options {
     const char *method;         /**< default "POST" when a body is given, else "GET" */
     const char *url;            /**< required; copied */
@@ -122,8 +166,18 @@ typedef struct sky_call_options {
     int require_json;
     sky_call_done_cb on_done; /**< required */
     void *user_data;
+    /* Streaming (see above); all optional. With none set, the call buffers as always. */
+    sky_call_headers_cb on_headers; /**< a 2xx reply's status and headers */
+    /** a 2xx reply's body as it arrives, instead of in the result (not with require_json) */
+    sky_call_body_cb on_body;
+    sky_call_read_cb body_reader; /**< the request body from a reader (then body is ignored) */
+    int64_t body_length;          /**< the reader's total length; -1 (default): chunked */
+    /** Needed for more than one attempt with a reader: without it a call whose body came
+     *  from a reader is not retried. */
+    sky_call_rewind_cb body_rewind;
 } sky_call_options;
 
+/** Every default: no body, buffered reply, body_length -1. */
 SKY_EXTERN void sky_call_options_init(sky_call_options *o);
 
 /**
@@ -134,6 +188,17 @@ SKY_EXTERN int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_ca
                               sky_error *err) SKY_NODISCARD;
 /** Cancel: the callback runs soon with SKY_ECANCELED. */
 SKY_EXTERN void sky_call_cancel(sky_call *call);
+
+/** Continue a transfer that a streaming callback paused with SKY_HTTP_PAUSE (either
+ *  direction). Nothing for a call that is not paused. Not after on_done. */
+SKY_EXTERN void sky_call_resume(sky_call *call);
+
+/**
+ * Tell the rate limiter what the current attempt used, in tokens, when the reply says so
+ * where the pipeline cannot read it (a streamed reply's last chunk). Call it from a
+ * streaming callback; the attempt's own report then uses it.
+ */
+SKY_EXTERN void sky_call_set_usage(sky_call *call, int64_t tokens);
 
 /**
  * Cancel every call that is not in the middle of an attempt: queued for a

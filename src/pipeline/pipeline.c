@@ -16,6 +16,9 @@
 
 enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE };
 
+/* A streamed call holds at most this much of a reply it does not stream (an error's body). */
+#define HELD_BODY_MAX (1024u * 1024u)
+
 /* The share of 503s and 529s is counted over SHED_SLOTS slots of SHED_SLOT_MS. */
 #define SHED_SLOTS 10
 #define SHED_SLOT_MS 100
@@ -32,6 +35,16 @@ struct sky_call {
     json_t *reply_json; /* the last 2xx reply, parsed once for the limiter and the caller */
     sky_call_done_cb on_done;
     void *user_data;
+    sky_call_headers_cb on_headers; /* streaming: see sky_call_options */
+    sky_call_body_cb on_body;
+    sky_call_read_cb body_reader;
+    sky_call_rewind_cb body_rewind;
+    int64_t body_length;
+    int streaming;                /* this attempt's reply is a 2xx going to on_body */
+    int committed;                /* a streamed reply began to reach the caller: no more retries */
+    sky_buf held;                 /* a streamed call's reply that is not streamed (an error) */
+    int64_t reported_tokens;      /* sky_call_set_usage for this attempt; -1: none */
+    uint64_t sent_ns, headers_ns; /* real time, as the transport's own total_us */
     char request_id[SKY_UUID_LEN + 1];
     sky_retry_state retry;
     uv_timer_t *timer; /* own allocation: freed by its close callback */
@@ -80,6 +93,7 @@ struct sky_pipeline {
 
 static void admit(sky_call *c);
 static void pump_queue(sky_pipeline *p);
+static void release_admission(sky_call *c);
 static void pipeline_release(sky_pipeline *p);
 
 static uint64_t now_ms(const sky_pipeline *p)
@@ -107,6 +121,7 @@ void sky_pipeline_options_init(sky_pipeline_options *o)
 void sky_call_options_init(sky_call_options *o)
 {
     memset(o, 0, sizeof(*o));
+    o->body_length = -1;
 }
 
 /* ---- life of a call ---- */
@@ -140,6 +155,7 @@ static void call_free(sky_call *c)
     if (c->timer)
         uv_close((uv_handle_t *)c->timer, on_timer_closed);
     sky_headers_free(c->headers);
+    sky_buf_free(&c->held);
     json_decref(c->reply_json);
     free(c->method);
     free(c->url);
@@ -412,6 +428,105 @@ static long attempt_timeout(const sky_call *c)
     return t;
 }
 
+/* ---- streaming: the reply's body to the caller as it arrives, the request's from a reader ---- */
+
+static int is_2xx(int status)
+{
+    return status >= 200 && status < 300;
+}
+
+/* Whether the caller may be handed what the transport gives: not once it has gone. */
+static int call_listens(const sky_call *c)
+{
+    return !c->orphaned && !c->canceled && c->step != STEP_DONE;
+}
+
+static void on_reply_headers(sky_http_request *req, int status, const sky_headers *headers,
+                             void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    (void)req;
+    c->headers_ns = sky_clock_real_ns();
+    c->streaming = c->on_body != NULL && is_2xx(status);
+    if (!call_listens(c) || !is_2xx(status) || c->on_headers == NULL)
+        return;
+    /* headers of a streamed reply are the caller's first news of it: no retry after */
+    c->committed |= c->streaming;
+    p->in_callback++;
+    c->on_headers(c, status, headers, c->user_data);
+    p->in_callback--;
+    maybe_free_pipeline(p);
+}
+
+/* A reply that is not streamed is held, its start at least, for the classifier. */
+static int hold_body(sky_call *c, const char *data, size_t len)
+{
+    size_t room = c->held.cap - c->held.len;
+    return sky_buf_append(&c->held, data, len < room ? len : room) < 0;
+}
+
+static int on_reply_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    (void)req;
+    if (!call_listens(c))
+        return 1;
+    if (!c->streaming)
+        return hold_body(c, data, len);
+    c->committed = 1;
+    p->in_callback++;
+    int rc = c->on_body(c, data, len, c->user_data);
+    p->in_callback--;
+    if (rc != 0 && rc != SKY_HTTP_PAUSE)
+        c->canceled = 1; /* the transfer stops with SKY_ECANCELED: the caller asked */
+    maybe_free_pipeline(p);
+    return call_listens(c) ? rc : 1;
+}
+
+static long read_body(char *out, size_t cap, void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    if (!call_listens(c))
+        return SKY_ECANCELED;
+    p->in_callback++;
+    long n = c->body_reader(c, out, cap, c->user_data);
+    p->in_callback--;
+    maybe_free_pipeline(p);
+    return call_listens(c) ? n : SKY_ECANCELED;
+}
+
+/* Another attempt with a body from a reader starts it again from its first byte. */
+static int rewind_body(sky_call *c)
+{
+    if (c->body_reader == NULL || c->retry.attempts == 0)
+        return 0;
+    sky_pipeline *p = c->p;
+    p->in_callback++;
+    int rc = c->body_rewind ? c->body_rewind(c, c->user_data) : SKY_ESTATE;
+    p->in_callback--;
+    return rc < 0 ? rc : 0;
+}
+
+/* The transport's side of a streamed call: our callbacks stand between it and the caller's. */
+static void stream_options(sky_call *c, sky_http_request_options *ro)
+{
+    c->streaming = 0;
+    c->headers_ns = 0;
+    c->reported_tokens = -1;
+    sky_buf_reset(&c->held);
+    if (c->on_body || c->on_headers)
+        ro->on_headers = on_reply_headers;
+    if (c->on_body)
+        ro->on_body = on_reply_body;
+    if (c->body_reader) {
+        ro->body_reader = read_body;
+        ro->body_length = c->body_length;
+    }
+}
+
 static void send_attempt(sky_call *c)
 {
     sky_pipeline *p = c->p;
@@ -419,8 +534,15 @@ static void send_attempt(sky_call *c)
     sky_headers *h = NULL;
     sky_error err;
     sky_error_clear(&err);
-    int rc = attempt_headers(c, &h);
+    int rc = rewind_body(c);
     if (rc < 0) {
+        release_admission(c);
+        finish_error(c, rc, "could not start the request body again");
+        return;
+    }
+    rc = attempt_headers(c, &h);
+    if (rc < 0) {
+        release_admission(c);
         finish_error(c, rc == SKY_ENOMEM ? SKY_ENOMEM : SKY_EAUTH,
                      "could not prepare the attempt's headers (credential)");
         return;
@@ -433,12 +555,15 @@ static void send_attempt(sky_call *c)
     ro.timeout_ms = attempt_timeout(c);
     ro.on_done = on_attempt_done;
     ro.user_data = c;
+    stream_options(c, &ro);
+    c->sent_ns = sky_clock_real_ns();
     SKY_DEBUG("pipeline", "%s %s attempt %d id %s", c->method, c->url, c->retry.attempts + 1,
               c->request_id);
     rc = sky_http_request_send(p->client, &ro, &c->req, &err);
     sky_headers_free(h);
     if (rc < 0) {
         c->req = NULL;
+        release_admission(c);
         finish(c, NULL, &err);
         return;
     }
@@ -695,6 +820,18 @@ static void report_breaker(sky_call *c, int status, const sky_error *err, int sh
         wake_endpoint_waiters(p);
 }
 
+/*
+ * The latency the concurrency limiter judges the load by. A streamed reply lasts as long
+ * as its producer takes (a chat answer token by token): the time to its headers is what
+ * the endpoint's load shows in.
+ */
+static uint64_t latency_us(const sky_call *c, const sky_http_response *res)
+{
+    if (c->streaming && c->headers_ns >= c->sent_ns)
+        return (c->headers_ns - c->sent_ns) / 1000u;
+    return res->total_us;
+}
+
 /* Tell the shared policies how the attempt went. */
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
@@ -706,11 +843,13 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
     if (!err && status >= 200 && status < 300)
         p->last_ok_ms = now_ms(p);
     if (c->have_slot) {
-        sky_limiter_release(p->limiter, limit_outcome(p, status, err, shed), res->total_us);
+        sky_limiter_release(p->limiter, limit_outcome(p, status, err, shed), latency_us(c, res));
         c->have_slot = 0;
     }
     if (p->o.use_rate_limit) {
-        int64_t actual = status == 429 || shed ? 0 : reply_tokens(c->reply_json);
+        int64_t actual = status == 429 || shed     ? 0
+                         : c->reported_tokens >= 0 ? c->reported_tokens
+                                                   : reply_tokens(c->reply_json);
         sky_ratelimit_on_response(p->rate, shed ? 429 : status, err ? NULL : res->headers,
                                   c->est_tokens, actual);
     }
@@ -809,39 +948,50 @@ static int can_refresh(const sky_pipeline *p)
     return p->o.credential != NULL || (p->o.auth != NULL && p->o.auth_refreshes);
 }
 
-static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
-                            const sky_error *err, void *ud)
+/* An endpoint that never answered and cannot be reached: its address or certificates are wrong. */
+static int unreachable(const sky_pipeline *p, const sky_error *err)
 {
-    sky_call *c = ud;
+    return p->o.fail_unreached && err && p->answered == 0 &&
+           (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS);
+}
+
+/*
+ * Why this failed attempt must be the last though the retry lists might allow another;
+ * NULL when nothing forbids a retry. @p bad_json is the attempt's unreadable 2xx, if any.
+ */
+static const char *final_reason(sky_call *c, const sky_http_response *res, const sky_error *err,
+                                sky_error *bad_json)
+{
+    if (err == bad_json && (bad_json->code == SKY_ENOMEM || c->malformed++ > 0)) {
+        /* a paid reply that could not be read twice will not be read a third time; one
+         * that memory ran out reading is fine, and asking again would pay twice */
+        bad_json->retryable = 0;
+        return bad_json->code == SKY_ENOMEM ? "out_of_memory" : "malformed_response";
+    }
+    if (quota_exhausted(res, err))
+        return "insufficient_quota";
+    if (err && c->committed)
+        return "after the first byte"; /* the caller has consumed part of the reply */
+    if (unreachable(c->p, err))
+        return "unreachable";
+    if ((err || !is_2xx(res->status)) && c->body_reader && c->body_rewind == NULL)
+        return "body read once";
+    return NULL;
+}
+
+/* After an attempt: the end of the call, or another attempt after a wait. */
+static void settle(sky_call *c, const sky_http_response *res, const sky_error *err)
+{
     sky_pipeline *p = c->p;
     sky_retry_decision d;
     sky_error bad_json;
-    (void)req;
-    c->req = NULL;
-    c->attempt_ms = res->total_us / 1000u;
-    if (c->orphaned) {
-        call_free(c);
-        if (--p->n_orphans == 0 && p->freeing)
-            pipeline_release(p);
-        return;
-    }
-    parse_reply(c, res, err);
-    report_attempt(c, res, err);
-    pump_queue(p);
     sky_error_clear(&bad_json);
     err = check_json(c, res, err, &bad_json);
+    const char *final = c->canceled ? NULL : final_reason(c, res, err, &bad_json);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
-    } else if (err == &bad_json && (bad_json.code == SKY_ENOMEM || c->malformed++ > 0)) {
-        /* a paid reply that could not be read twice will not be read a third time; one
-         * that memory ran out reading is fine, and asking again would pay twice */
-        bad_json.retryable = 0;
-        sky_retry_record_final(&c->retry, res->status,
-                               bad_json.code == SKY_ENOMEM ? "out_of_memory"
-                                                           : "malformed_response");
-        end_with(c, res, err);
-    } else if (quota_exhausted(res, err)) {
-        sky_retry_record_final(&c->retry, res->status, "insufficient_quota");
+    } else if (final) {
+        sky_retry_record_final(&c->retry, res->status, final);
         end_with(c, res, err);
     } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
                                 p->o.clock, c->deadline_ms, NULL, NULL, &d) < 0 ||
@@ -855,6 +1005,30 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
         c->waits_on_endpoint = err != NULL || res->status >= 500;
         wait_then_admit(c, d.action == SKY_RETRY_YES ? d.delay_ms : 0, 0);
     }
+}
+
+static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
+                            const sky_error *err, void *ud)
+{
+    sky_call *c = ud;
+    sky_pipeline *p = c->p;
+    (void)req;
+    c->req = NULL;
+    c->attempt_ms = res->total_us / 1000u;
+    if (c->orphaned) {
+        call_free(c);
+        if (--p->n_orphans == 0 && p->freeing)
+            pipeline_release(p);
+        return;
+    }
+    /* a streamed call's reply that was not streamed was held here, not by the transport */
+    sky_http_response reply = *res;
+    if (c->on_body)
+        reply.body = sky_buf_span(&c->held);
+    parse_reply(c, &reply, err);
+    report_attempt(c, &reply, err);
+    pump_queue(p);
+    settle(c, &reply, err);
     maybe_free_pipeline(p);
 }
 
@@ -874,18 +1048,19 @@ static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
     if (c == NULL)
         return NULL;
     c->p = p;
-    const char *m = o->method ? o->method : o->body.len ? "POST" : "GET";
+    const char *m = o->method ? o->method : o->body.len || o->body_reader ? "POST" : "GET";
     c->method = strdup(m);
     c->url = strdup(o->url);
     c->timer = malloc(sizeof(*c->timer));
-    if (o->body.len) {
+    sky_buf_init(&c->held, HELD_BODY_MAX);
+    if (o->body.len && o->body_reader == NULL) {
         c->body = malloc(o->body.len);
         if (c->body)
             memcpy(c->body, o->body.ptr, o->body.len);
         c->body_len = o->body.len;
     }
     if (c->method == NULL || c->url == NULL || c->timer == NULL ||
-        (o->body.len && c->body == NULL) || copy_headers(&c->headers, o->headers) < 0) {
+        (c->body_len && c->body == NULL) || copy_headers(&c->headers, o->headers) < 0) {
         free(c->timer);
         c->timer = NULL;
         call_free(c);
@@ -900,6 +1075,8 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
 {
     if (p == NULL || o == NULL || o->url == NULL || o->on_done == NULL)
         return sky_error_set(err, SKY_EINVAL, "a call needs a pipeline, a url and on_done");
+    if (o->on_body && o->require_json)
+        return sky_error_set(err, SKY_EINVAL, "a streamed reply body cannot be required as JSON");
     if (p->freeing || p->free_requested)
         return sky_error_set(err, SKY_ESTATE, "the pipeline is being freed");
     sky_call *c = call_new(p, o);
@@ -909,6 +1086,12 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
     c->require_json = o->require_json;
     c->on_done = o->on_done;
     c->user_data = o->user_data;
+    c->on_headers = o->on_headers;
+    c->on_body = o->on_body;
+    c->body_reader = o->body_reader;
+    c->body_rewind = o->body_rewind;
+    c->body_length = o->body_reader ? o->body_length : 0;
+    c->reported_tokens = -1;
     sky_retry_state_init(&c->retry);
     sky_rand_uuid(c->request_id);
     c->start_ms = now_ms(p);
@@ -944,6 +1127,18 @@ void sky_call_cancel(sky_call *c)
         queue_remove(c->p, c);
     c->step = STEP_WAITING;
     uv_timer_start(c->timer, on_call_timer, 0, 0);
+}
+
+void sky_call_resume(sky_call *c)
+{
+    if (c && c->req && c->step != STEP_DONE)
+        sky_http_request_resume(c->req);
+}
+
+void sky_call_set_usage(sky_call *c, int64_t tokens)
+{
+    if (c && tokens >= 0)
+        c->reported_tokens = tokens;
 }
 
 size_t sky_pipeline_cancel_waiting(sky_pipeline *p)

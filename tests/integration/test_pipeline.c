@@ -23,6 +23,7 @@ typedef struct outcome {
     int http_status;
     int attempts;
     int retryable;
+    uint64_t waited_ms;
     uint64_t total_ms;
     uint64_t attempt_ms;
     char service_code[64];
@@ -52,6 +53,7 @@ static void on_done(sky_call *call, const sky_call_result *res, const sky_error 
     o->err_code = err ? err->code : 0;
     o->http_status = err ? err->http_status : res->status;
     o->attempts = res->attempts;
+    o->waited_ms = res->waited_ms;
     o->retryable = err ? err->retryable : 0;
     o->total_ms = res->total_ms;
     o->attempt_ms = res->attempt_ms;
@@ -448,6 +450,266 @@ static void test_cancel_and_free(void **state)
     run_close(&r);
 }
 
+/* ---- streaming ---- */
+
+static const char stream_body[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+    "\"max_tokens\":6,\"stream\":true}";
+
+/* One streamed call: what reached the caller, and when. */
+typedef struct stream {
+    run *r;
+    size_t bytes;
+    char got[8192]; /* the bytes streamed, NUL-terminated */
+    int headers, saw_done;
+    int *live; /* calls between their headers and their end, and the most at once */
+    const char *body;
+    size_t body_at; /* the reader's position in body */
+    int rewinds;
+} stream;
+
+static void stream_on_headers(sky_call *call, int status, const sky_headers *h, void *ud)
+{
+    stream *s = ud;
+    (void)call;
+    (void)h;
+    assert_int_equal(status, 200);
+    s->headers++;
+    if (s->live && ++s->live[0] > s->live[1])
+        s->live[1] = s->live[0];
+}
+
+static int stream_on_body(sky_call *call, const char *data, size_t len, void *ud)
+{
+    stream *s = ud;
+    (void)call;
+    size_t room = sizeof(s->got) - 1 - s->bytes;
+    memcpy(s->got + s->bytes, data, len < room ? len : room);
+    s->bytes += len < room ? len : room;
+    s->saw_done = strstr(s->got, "data: [DONE]") != NULL;
+    return 0;
+}
+
+static void stream_on_done(sky_call *call, const sky_call_result *res, const sky_error *err,
+                           void *ud)
+{
+    stream *s = ud;
+    if (s->live && s->headers)
+        s->live[0]--;
+    on_done(call, res, err, s->r);
+}
+
+/* A request body in pieces of 7 bytes, as a file read block by block would give it. */
+static long stream_read(sky_call *call, char *out, size_t cap, void *ud)
+{
+    stream *s = ud;
+    (void)call;
+    size_t left = strlen(s->body) - s->body_at;
+    size_t n = left < 7 ? left : 7;
+    n = n < cap ? n : cap;
+    memcpy(out, s->body + s->body_at, n);
+    s->body_at += n;
+    return (long)n;
+}
+
+static int stream_rewind(sky_call *call, void *ud)
+{
+    stream *s = ud;
+    (void)call;
+    s->body_at = 0;
+    s->rewinds++;
+    return 0;
+}
+
+static void start_streams(run *r, stream *s, int n, int with_headers)
+{
+    sky_call_options o;
+    sky_call_options_init(&o);
+    o.headers = sky_test_json_headers();
+    o.url = r->url;
+    o.body = sky_span_cstr(stream_body);
+    o.est_tokens = 11;
+    o.on_done = stream_on_done;
+    o.on_body = stream_on_body;
+    o.on_headers = with_headers ? stream_on_headers : NULL;
+    r->n += n;
+    r->all = 0;
+    for (int i = 0; i < n; i++) {
+        s[i].r = r;
+        o.user_data = &s[i];
+        assert_int_equal(sky_call_start(r->pipe, &o, NULL, NULL), 0);
+    }
+}
+
+/*
+ * A stream that fails before its first byte is sent again, then streams: a 503, whose
+ * headers are not a 2xx's and never reach on_headers; a reset, which the mock may send
+ * after a 200's headers (taken back by the retry while no body byte was handed over, and
+ * with no on_headers to have shown them).
+ */
+static void test_stream_retried_before_first_byte(void **state)
+{
+    static const char *const e503[] = {"--fault-503", "0.5", "--seed", "4", NULL};
+    static const char *const reset[] = {"--fault-reset", "0.5", "--seed", "4", NULL};
+    sky_pipeline_options po;
+    stream s[20];
+    run r;
+    (void)state;
+    default_options(&po);
+    po.use_breaker = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        memset(s, 0, sizeof(s));
+        run_open(&r, pass == 0 ? e503 : reset, &po);
+        start_streams(&r, s, 20, pass == 0);
+        wait_all(&r, 60000);
+        int retried = 0;
+        for (int i = 0; i < 20; i++) {
+            assert_int_equal(r.out[i].err_code, 0);
+            assert_int_equal(r.out[i].status, 200);
+            assert_int_equal(s[i].headers, pass == 0); /* only the reply that streamed */
+            assert_true(s[i].saw_done);
+            retried += r.out[i].attempts > 1;
+        }
+        assert_true(retried > 0);
+        int64_t faults = mock_stat(&r, pass == 0 ? "faults.http_503" : "faults.reset");
+        assert_int_equal(mock_stat(&r, "endpoints.chat"), 20 + faults);
+        run_close(&r);
+    }
+}
+
+/* Cut half-way, after its first bytes reached the caller: the call ends with the error. */
+static void test_stream_cut_after_first_byte_not_retried(void **state)
+{
+    static const char *const args[] = {"--fault-cut", "1", NULL};
+    sky_pipeline_options po;
+    stream s[1];
+    run r;
+    (void)state;
+    memset(s, 0, sizeof(s));
+    default_options(&po);
+    run_open(&r, args, &po);
+    start_streams(&r, s, 1, 0);
+    wait_all(&r, 10000);
+    assert_int_not_equal(r.out[0].err_code, 0);
+    assert_int_equal(r.out[0].status, 200);
+    assert_int_equal(r.out[0].attempts, 1);
+    assert_true(s[0].bytes > 0);
+    assert_false(s[0].saw_done);
+    assert_non_null(strstr(r.out[0].log, "after the first byte"));
+    assert_int_equal(mock_stat(&r, "endpoints.chat"), 1);
+    run_close(&r);
+}
+
+/* Streamed calls are paced by the rate limiter like any other: few meet the mock's 429. */
+static void test_streams_paced_by_rate_limit(void **state)
+{
+    static const char *const args[] = {"--rpm", "600", NULL};
+    sky_pipeline_options po;
+    stream s[30];
+    run r;
+    (void)state;
+    memset(s, 0, sizeof(s));
+    default_options(&po);
+    po.rate.rpm = 600;
+    po.rate.burst_seconds = 0.2;
+    run_open(&r, args, &po);
+    start_streams(&r, s, 30, 0);
+    wait_all(&r, 30000);
+    uint64_t waited = 0;
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(r.out[i].err_code, 0);
+        assert_true(s[i].saw_done);
+        waited += r.out[i].waited_ms;
+    }
+    assert_true(waited > 0); /* held back by the limiter, not sent to meet a 429 */
+    /* unpaced, 20 of the 30 would meet a 429 */
+    assert_true(mock_stat(&r, "rate_limited") <= 10);
+    run_close(&r);
+}
+
+/* Streamed calls take a concurrency slot for as long as they stream. */
+static void test_streams_admitted_by_concurrency_limit(void **state)
+{
+    static const char *const args[] = {"--per-token-ms", "15", NULL};
+    sky_pipeline_options po;
+    stream s[6];
+    int live[2] = {0, 0};
+    run r;
+    (void)state;
+    memset(s, 0, sizeof(s));
+    default_options(&po);
+    po.concurrency.kind = SKY_LIMITER_FIXED;
+    po.concurrency.initial = po.concurrency.max = 2;
+    po.concurrency.min = 1;
+    run_open(&r, args, &po);
+    for (int i = 0; i < 6; i++)
+        s[i].live = live;
+    start_streams(&r, s, 6, 1);
+    wait_all(&r, 30000);
+    uint64_t waited = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r.out[i].err_code, 0);
+        assert_true(s[i].saw_done);
+        waited += r.out[i].waited_ms;
+    }
+    assert_int_equal(live[0], 0);
+    assert_int_equal(live[1], 2); /* never more streams at once than slots */
+    assert_true(waited > 0);      /* the others waited for one */
+    run_close(&r);
+}
+
+/* A request body from a reader is read again from its start for each attempt; without a
+ * way to start it again, the call makes one attempt. */
+static void test_body_from_reader(void **state)
+{
+    static const char *const args[] = {"--fault-503", "0.5", "--seed", "2", NULL};
+    static const char *const down[] = {"--fault-503", "1", NULL};
+    sky_pipeline_options po;
+    sky_call_options o;
+    stream s[8];
+    run r;
+    (void)state;
+    memset(s, 0, sizeof(s));
+    default_options(&po);
+    po.use_breaker = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        run_open(&r, pass == 0 ? args : down, &po);
+        sky_call_options_init(&o);
+        o.headers = sky_test_json_headers();
+        o.url = r.url;
+        o.body_reader = stream_read;
+        o.body_rewind = pass == 0 ? stream_rewind : NULL;
+        o.on_done = stream_on_done;
+        r.n = pass == 0 ? 8 : 1;
+        for (int i = 0; i < r.n; i++) {
+            memset(&s[i], 0, sizeof(s[i]));
+            s[i].r = &r;
+            s[i].body = chat_body;
+            o.user_data = &s[i];
+            assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
+        }
+        wait_all(&r, 30000);
+        for (int i = 0; pass == 0 && i < 8; i++) {
+            assert_int_equal(r.out[i].err_code, 0);
+            assert_int_equal(r.out[i].status, 200);
+        }
+        int rewinds = 0, retries = 0;
+        for (int i = 0; pass == 0 && i < 8; i++) {
+            rewinds += s[i].rewinds;
+            retries += r.out[i].attempts - 1;
+        }
+        assert_int_equal(rewinds, retries);
+        if (pass == 0) {
+            assert_true(retries > 0);
+        } else {
+            assert_int_equal(r.out[0].http_status, 503);
+            assert_int_equal(r.out[0].attempts, 1);
+            assert_non_null(strstr(r.out[0].log, "body read once"));
+        }
+        run_close(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +725,11 @@ int main(void)
         cmocka_unit_test(test_auth_refresh_once),
         cmocka_unit_test(test_auth_fixed_key_401_final),
         cmocka_unit_test(test_cancel_and_free),
+        cmocka_unit_test(test_stream_retried_before_first_byte),
+        cmocka_unit_test(test_stream_cut_after_first_byte_not_retried),
+        cmocka_unit_test(test_streams_paced_by_rate_limit),
+        cmocka_unit_test(test_streams_admitted_by_concurrency_limit),
+        cmocka_unit_test(test_body_from_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
