@@ -622,12 +622,10 @@ static int start_verb(blob_app *a, char *arg0, char *arg1)
         return put(a, a->f.args[0], arg1);
     if (a->verb == V_GET)
         return get(a, arg0, a->f.args[1]);
-    if (arg0) { /* ls without one lists the containers */
-        a->container = arg0;
-        a->prefix = strdup(split_target(arg0));
-        if (a->prefix == NULL)
-            return SKY_EXIT_START;
-    }
+    a->container = arg0; /* ls without one lists the containers */
+    if (arg0 && (a->verb == V_LS || a->verb == V_RM) &&
+        (a->prefix = strdup(split_target(arg0))) == NULL)
+        return SKY_EXIT_START;
     if (a->verb == V_RM)
         return transfer(a, SKY_BLOB_FOLDER_DELETE, NULL, a->f.recursive ? NULL : a->prefix, 0);
     if (a->verb == V_LS)
