@@ -102,6 +102,7 @@ typedef struct blob_app {
     int stop;     /* Ctrl-C */
     int exit_code;
     int done;
+    uv_prepare_t watch; /* stops the loop once done */
 } blob_app;
 
 /* ---- saying what failed ---- */
@@ -669,15 +670,14 @@ static void on_idle_check(uv_prepare_t *p)
 /* Run the command on the loop until it is done: its exit code. */
 static int run_verb(blob_app *a, char *arg0, char *arg1)
 {
-    uv_prepare_t watch;
-    uv_prepare_init(sky_loop_uv(a->loop), &watch);
-    watch.data = a;
-    uv_prepare_start(&watch, on_idle_check);
+    uv_prepare_init(sky_loop_uv(a->loop), &a->watch);
+    a->watch.data = a;
+    uv_prepare_start(&a->watch, on_idle_check);
     (void)sky_loop_on_signal(a->loop, on_signal, a);
     int rc = start_verb(a, a->f.nargs > 0 ? arg0 : NULL, arg1);
     if (rc == 0 && !a->done)
         sky_loop_run(a->loop);
-    uv_close((uv_handle_t *)&watch, NULL);
+    uv_close((uv_handle_t *)&a->watch, NULL); /* closed by cleanup's last run */
     return rc == 0 ? a->exit_code : rc;
 }
 
