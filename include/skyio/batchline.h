@@ -46,7 +46,7 @@ SKY_EXTERN void sky_batch_line_options_init(sky_batch_line_options *opts);
 typedef struct sky_batch_request {
     char *custom_id;         /**< non-empty, at most SKY_BATCH_CUSTOM_ID_MAX bytes, valid UTF-8 */
     const char *url;         /**< static: "/v1/chat/completions", "/v1/embeddings", ... */
-    char *body;              /**< the body as compact JSON, ready to send */
+    char *body;              /**< the body's JSON text, ready to send (NUL-terminated) */
     size_t body_len;         /**< strlen(body) */
     char *model;             /**< body.model, or NULL when absent or not a string */
     uint64_t line;           /**< 1-based input line number */

@@ -40,4 +40,48 @@ SKY_EXTERN char *sky_json_dump(const json_t *value, size_t *out_len);
  *  Stops looking as soon as it knows. */
 SKY_EXTERN int sky_json_deeper_than(const json_t *value, int limit);
 
+/* ---- scanning without a tree ---------------------------------------------------------- */
+
+/** The kinds of value sky_json_scan reports. */
+typedef enum sky_json_kind {
+    SKY_JSON_NULL,
+    SKY_JSON_FALSE,
+    SKY_JSON_TRUE,
+    SKY_JSON_INTEGER, /**< a number with no fraction or exponent, as jansson reads one */
+    SKY_JSON_REAL,
+    SKY_JSON_STRING,
+    SKY_JSON_OBJECT,
+    SKY_JSON_ARRAY
+} sky_json_kind;
+
+/**
+ * What a scan tells its caller, in document order. A value's depth counts the objects and
+ * arrays around it: the root value is 0 deep, a member of the root object 1. Each callback
+ * may be NULL; one that returns nonzero stops the scan, and sky_json_scan returns that
+ * value (use positive ones). Spans are borrowed until the callback returns.
+ */
+typedef struct sky_json_visitor {
+    /** An object member's key; the member's value, @p depth deep, comes next. */
+    int (*key)(void *user_data, int depth, sky_span key);
+    /** A scalar: strings unescaped, numbers as written. */
+    int (*scalar)(void *user_data, int depth, sky_json_kind kind, sky_span value);
+    /** An object or array opens; @p at is the offset of its '{' or '[' in the text. */
+    int (*open)(void *user_data, int depth, sky_json_kind kind, size_t at);
+    /** It closes; @p end is the offset just past its '}' or ']'. */
+    int (*close)(void *user_data, int depth, sky_json_kind kind, size_t end);
+} sky_json_visitor;
+
+/**
+ * Walk @p text, one JSON value, with a streaming parser (yajl): no tree is built and nothing
+ * is printed again, so a caller can pick out a few members and hand on the bytes of the
+ * rest. Returns 0 when jansson would read the text too (json_loadb with JSON_DECODE_ANY |
+ * JSON_ALLOW_NUL), so what passes here can be written where jansson reads it back.
+ * SKY_EJSON when the text is not JSON, or when the scan cannot promise that: a \u0000 or
+ * surrogate escape, a number out of jansson's range, nesting deeper than @p max_depth (at
+ * most SKY_JSON_MAX_DEPTH). Parse with jansson then, for the verdict and its message; the
+ * visitor may have seen part of the text. SKY_ENOMEM; or what a callback returned.
+ */
+SKY_EXTERN int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
+                             void *user_data) SKY_NODISCARD;
+
 #endif

@@ -10,13 +10,13 @@
 
 #include "skyio/batchline.h"
 #include "skyio/json.h"
+#include "skyio/utf8.h"
+#include "batchline_internal.h"
 
 #define ID_HEX_MAX 64
 #define ID_PREFIX "batch_req_"
-/* Prompt text sits at most this deep: input[] -> item -> content[] -> part. */
-#define ESTIMATE_DEPTH_MAX 4
-/* A token id in an input array costs one token: four characters. */
-#define CHARS_PER_TOKEN 4
+#define ESTIMATE_DEPTH_MAX SKY__ESTIMATE_DEPTH_MAX
+#define CHARS_PER_TOKEN SKY__CHARS_PER_TOKEN
 
 static const char *const k_urls[] = {
     "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations",
@@ -43,55 +43,10 @@ void sky_batch_request_free(sky_batch_request *req)
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at @p s (as jansson judges it:
- * no overlongs, no surrogates, nothing past U+10FFFF), or 0 when there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (len == 0 || c > 0xF4 || len > n)
-        return 0;
-    uint32_t cp = c & (0x3Fu >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-/* Offset of the first byte that is not well-formed UTF-8, or @p n when all are. */
-static size_t utf8_invalid_at(const char *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = utf8_seq_len(s + i, n - i);
-        if (k == 0)
-            return i;
-        i += k;
-    }
-    return n;
-}
-
-/* Characters (code points) in well-formed UTF-8. */
-static uint64_t utf8_chars(const char *p, size_t n)
-{
-    uint64_t count = 0;
-    for (size_t i = 0; i < n; i++)
-        count += ((unsigned char)p[i] & 0xC0) != 0x80;
-    return count;
-}
-
 /* A JSON string of @p p, with U+FFFD for each byte that is not UTF-8. NULL on OOM. */
 static json_t *str_lossy(const char *p, size_t n)
 {
-    size_t bad = utf8_invalid_at(p, n);
+    size_t bad = sky_utf8_invalid_at(p, n);
     if (bad == n)
         return json_stringn(p, n);
     if (n > (SIZE_MAX - 1) / 3)
@@ -101,7 +56,7 @@ static json_t *str_lossy(const char *p, size_t n)
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq_len((const unsigned char *)p + i, n - i);
+        size_t k = sky_utf8_seq_len((const unsigned char *)p + i, n - i);
         if (k == 0) {
             memcpy(fixed + o, "\xEF\xBF\xBD", 3);
             o += 3;
@@ -122,7 +77,7 @@ static int custom_id_ok(sky_span s)
 {
     return (s.ptr != NULL || s.len == 0) && s.len <= SKY_BATCH_CUSTOM_ID_MAX &&
            (s.len == 0 || memchr(s.ptr, '\0', s.len) == NULL) &&
-           utf8_invalid_at(s.ptr, s.len) == s.len;
+           sky_utf8_invalid_at(s.ptr, s.len) == s.len;
 }
 
 /* ---- line errors ---------------------------------------------------------- */
@@ -201,7 +156,7 @@ static uint64_t text_chars(const json_t *v, int depth)
     if (v == NULL || depth > ESTIMATE_DEPTH_MAX)
         return 0;
     if (json_is_string(v))
-        return utf8_chars(json_string_value(v), json_string_length(v));
+        return sky_utf8_chars(json_string_value(v), json_string_length(v));
     if (json_is_integer(v))
         return CHARS_PER_TOKEN;
     uint64_t sum = 0;
@@ -263,10 +218,14 @@ static int request_fill_body(sky_batch_request *req, const json_t *body, sky_bat
             return lerr_nomem(e);
     }
     sky_batch_body_estimate(body, &req->prompt_chars, &req->max_tokens);
-    uint64_t prompt_tokens =
-        req->prompt_chars / CHARS_PER_TOKEN + (req->prompt_chars % CHARS_PER_TOKEN != 0);
-    req->token_estimate = sat_add(prompt_tokens, req->max_tokens);
+    req->token_estimate = sky__batch_token_estimate(req->prompt_chars, req->max_tokens);
     return 0;
+}
+
+uint64_t sky__batch_token_estimate(uint64_t prompt_chars, uint64_t max_tokens)
+{
+    uint64_t prompt_tokens = prompt_chars / CHARS_PER_TOKEN + (prompt_chars % CHARS_PER_TOKEN != 0);
+    return sat_add(prompt_tokens, max_tokens);
 }
 
 static size_t line_cap(const sky_batch_line_options *opts)
@@ -378,15 +337,19 @@ static int check_url(const json_t *root, const char **out_url, sky_batch_line_er
     int rc = need_string(root, "url", &v, e);
     if (rc < 0)
         return rc;
-    sky_span url = sky_span_make(json_string_value(v), json_string_length(v));
+    *out_url = sky__batch_url(sky_span_make(json_string_value(v), json_string_length(v)));
+    return *out_url ? 0 : lerr_invalid(e, "url", "unsupported url");
+}
+
+const char *sky__batch_url(sky_span url)
+{
     /* Azure OpenAI's batch files name the same paths without the /v1 */
     for (size_t i = 0; i < SKY_ARRAY_LEN(k_urls); i++) {
-        if (sky_span_eq_cstr(url, k_urls[i]) || sky_span_eq_cstr(url, k_urls[i] + 3)) {
-            *out_url = k_urls[i];
-            return 0;
-        }
+        size_t n = strlen(k_urls[i]), skip = url.len + 3 == n ? 3 : 0;
+        if (url.len + skip == n && memcmp(url.ptr, k_urls[i] + skip, url.len) == 0)
+            return k_urls[i];
     }
-    return lerr_invalid(e, "url", "unsupported url");
+    return NULL;
 }
 
 static int check_body(const json_t *root, const json_t **out_body, sky_batch_line_error *e)
@@ -425,14 +388,12 @@ static int request_from_json(const json_t *root, sky_batch_request *req, sky_bat
     return request_fill_body(req, body, e);
 }
 
-int sky_batch_line_parse(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
-                         sky_batch_request *out_req, sky_batch_line_error *out_err)
+/* The full reader: every line, with jansson's tree, and every error's message. */
+static int line_from_tree(sky_span line, uint64_t line_no, sky_batch_request *out_req,
+                          sky_batch_line_error *out_err)
 {
-    int rc = line_begin(&line, line_no, opts, out_req, out_err);
-    if (rc != 0)
-        return rc;
     json_t *root;
-    rc = load_line(line, &root, out_err);
+    int rc = load_line(line, &root, out_err);
     if (rc < 0)
         return rc;
     out_req->line = line_no;
@@ -441,6 +402,30 @@ int sky_batch_line_parse(sky_span line, uint64_t line_no, const sky_batch_line_o
     if (rc < 0)
         sky_batch_request_free(out_req);
     return rc;
+}
+
+int sky__batch_line_parse_tree(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
+                               sky_batch_request *out_req, sky_batch_line_error *out_err)
+{
+    int rc = line_begin(&line, line_no, opts, out_req, out_err);
+    return rc != 0 ? rc : line_from_tree(line, line_no, out_req, out_err);
+}
+
+int sky_batch_line_parse(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
+                         sky_batch_request *out_req, sky_batch_line_error *out_err)
+{
+    int rc = line_begin(&line, line_no, opts, out_req, out_err);
+    if (rc != 0)
+        return rc;
+    /* most lines are well formed: read those without a tree, the rest with jansson */
+    rc = sky__batch_line_scan(line, out_req);
+    if (rc == SKY_ENOMEM)
+        return lerr_nomem(out_err);
+    if (rc == 0) {
+        out_req->line = line_no;
+        return 0;
+    }
+    return line_from_tree(line, line_no, out_req, out_err);
 }
 
 /* ---- the --text mode ------------------------------------------------------ */
@@ -476,9 +461,10 @@ static int check_text_options(const sky_batch_line_options *opts, sky_batch_line
 {
     if (opts == NULL)
         return 0;
-    if (opts->model && utf8_invalid_at(opts->model, strlen(opts->model)) != strlen(opts->model))
+    if (opts->model && sky_utf8_invalid_at(opts->model, strlen(opts->model)) != strlen(opts->model))
         return lerr_invalid(e, NULL, "the model option is not valid UTF-8");
-    if (opts->system && utf8_invalid_at(opts->system, strlen(opts->system)) != strlen(opts->system))
+    if (opts->system &&
+        sky_utf8_invalid_at(opts->system, strlen(opts->system)) != strlen(opts->system))
         return lerr_invalid(e, NULL, "the system option is not valid UTF-8");
     if (opts->has_temperature && !(opts->temperature - opts->temperature == 0.0))
         return lerr_invalid(e, NULL, "the temperature option is not a finite number");
@@ -515,7 +501,7 @@ static json_t *text_body_new(sky_span text, const sky_batch_line_options *opts)
 static int text_request(sky_span text, const sky_batch_line_options *opts, sky_batch_request *req,
                         sky_batch_line_error *e)
 {
-    size_t bad = utf8_invalid_at(text.ptr, text.len);
+    size_t bad = sky_utf8_invalid_at(text.ptr, text.len);
     if (bad != text.len)
         return lerr_set(e, SKY_EINVAL, "invalid_input", NULL, "not valid UTF-8 text (byte %zu)",
                         bad + 1);
@@ -711,6 +697,26 @@ static int emit_value(sky_buf *out, json_t *v)
     return rc == 0 && ctx.rc == 0 ? 0 : ctx.rc < 0 ? ctx.rc : SKY_ENOMEM;
 }
 
+/* Whether @p p is a JSON string's content as it stands: printable ASCII, no quote or
+ * backslash. Such ids are the rule; anything else is escaped by jansson. */
+static int plain_ascii(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7E || p[i] == '"' || p[i] == '\\')
+            return 0;
+    return 1;
+}
+
+/* Append @p s as a JSON string; bytes that are not UTF-8 become U+FFFD. */
+static int emit_string(sky_buf *out, sky_span s)
+{
+    if (!plain_ascii(s.ptr, s.len))
+        return emit_value(out, str_lossy(s.ptr, s.len));
+    int rc = sky_buf_append(out, "\"", 1);
+    rc = rc ? rc : sky_buf_append(out, s.ptr, s.len);
+    return rc ? rc : sky_buf_append(out, "\"", 1);
+}
+
 /* A JSON text on one line: a raw CR or LF in valid JSON can only be whitespace. */
 static int emit_one_line(sky_buf *out, sky_span body)
 {
@@ -728,11 +734,20 @@ int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span cust
     if (out == NULL || json_body.len == 0 || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
         return SKY_EINVAL;
     size_t mark = out->len;
-    int rc = sky_buf_printf(out, "{\"id\":\"batch_req_%s\",\"custom_id\":", id_hex);
-    rc = rc ? rc : emit_value(out, json_stringn(custom_id.ptr ? custom_id.ptr : "", custom_id.len));
-    rc = rc ? rc : sky_buf_printf(out, ",\"response\":{\"status_code\":%d,\"request_id\":", status);
+    char status_text[16];
+    snprintf(status_text, sizeof status_text, "%d", status);
+    int rc = sky_buf_append_str(out, "{\"id\":\"batch_req_");
+    rc = rc ? rc : sky_buf_append_str(out, id_hex);
+    rc = rc ? rc : sky_buf_append_str(out, "\",\"custom_id\":");
+    /* a custom_id is UTF-8 (checked above): emit_string keeps it as it is */
     rc = rc ? rc
-            : emit_value(out, request_id ? str_lossy(request_id, strlen(request_id)) : json_null());
+            : emit_string(out, sky_span_make(custom_id.ptr ? custom_id.ptr : "", custom_id.len));
+    rc = rc ? rc : sky_buf_append_str(out, ",\"response\":{\"status_code\":");
+    rc = rc ? rc : sky_buf_append_str(out, status_text);
+    rc = rc ? rc : sky_buf_append_str(out, ",\"request_id\":");
+    rc = rc           ? rc
+         : request_id ? emit_string(out, sky_span_cstr(request_id))
+                      : sky_buf_append_str(out, "null");
     rc = rc ? rc : sky_buf_append_str(out, ",\"body\":");
     rc = rc ? rc : emit_one_line(out, json_body);
     rc = rc ? rc : sky_buf_append_str(out, "},\"error\":null}");

@@ -11,6 +11,7 @@
 
 #include "skyio/batchline.h"
 #include "skyio/json.h"
+#include "jobs/batchline_internal.h"
 
 #define CHAT_BODY                                                                                  \
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
@@ -93,16 +94,137 @@ static void test_parse_chat_line(void **state)
     sky_batch_request_free(&req); /* twice is harmless */
 }
 
-static void test_parse_compacts_body_and_keeps_order(void **state)
+static void test_parse_sends_the_body_as_written(void **state)
 {
     (void)state;
     sky_batch_request req;
     parse_ok("{ \"body\" : { \"z\" : 1 , \"a\" : [ 1 , 2 ] , \"input\" : \"x\" } , \"url\" : "
              "\"/v1/embeddings\" , \"method\" : \"POST\" , \"custom_id\" : \"e\" , \"extra\": 1 }",
              1, &req);
-    assert_string_equal(req.body, "{\"z\":1,\"a\":[1,2],\"input\":\"x\"}");
+    /* the line's own bytes, not a tree printed again: nothing re-encoded, nothing lost */
+    assert_string_equal(req.body, "{ \"z\" : 1 , \"a\" : [ 1 , 2 ] , \"input\" : \"x\" }");
+    assert_int_equal(req.body_len, strlen(req.body));
     assert_string_equal(req.url, "/v1/embeddings");
     assert_null(req.model);
+    sky_batch_request_free(&req);
+}
+
+/* Both readers on @p line: the same verdict and request; bodies the same JSON value. */
+static void expect_same_as_tree(const char *line)
+{
+    sky_batch_request fast, tree;
+    sky_batch_line_error fe, te;
+    int frc = sky_batch_line_parse(sky_span_cstr(line), 2, NULL, &fast, &fe);
+    int trc = sky__batch_line_parse_tree(sky_span_cstr(line), 2, NULL, &tree, &te);
+    if (frc != trc)
+        fail_msg("%s: fast %d, tree %d", line, frc, trc);
+    if (frc != 0) {
+        assert_string_equal(fe.err.message, te.err.message);
+        return;
+    }
+    assert_string_equal(fast.custom_id, tree.custom_id);
+    assert_ptr_equal(fast.url, tree.url);
+    if (fast.model || tree.model)
+        assert_string_equal(fast.model ? fast.model : "(null)", tree.model ? tree.model : "(null)");
+    if (fast.prompt_chars != tree.prompt_chars || fast.max_tokens != tree.max_tokens)
+        fail_msg("%s: chars %llu/%llu, max_tokens %llu/%llu", line,
+                 (unsigned long long)fast.prompt_chars, (unsigned long long)tree.prompt_chars,
+                 (unsigned long long)fast.max_tokens, (unsigned long long)tree.max_tokens);
+    assert_int_equal(fast.token_estimate, tree.token_estimate);
+    json_t *a = json_loads(fast.body, JSON_ALLOW_NUL, NULL);
+    json_t *b = json_loads(tree.body, JSON_ALLOW_NUL, NULL);
+    assert_true(a && b && json_equal(a, b));
+    json_decref(a);
+    json_decref(b);
+    sky_batch_request_free(&fast);
+    sky_batch_request_free(&tree);
+}
+
+#define LINE(body)                                                                                 \
+    "{\"custom_id\":\"c\",\"method\":\"POST\",\"url\":\"/v1/responses\",\"body\":" body "}"
+
+static void test_fast_reader_agrees_with_jansson(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        CHAT_LINE,
+        /* the estimate: parts, items, depth limits, integers as tokens, reals not */
+        LINE("{\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\","
+             "\"text\":\"h\u00e9llo\"},{\"text\":[\"not\",\"counted\"]}]}]}"),
+        LINE("{\"input\":[[[[[\"five deep\"]]]],[[[\"four\"]]],1,2.5,true,null]}"),
+        LINE("{\"messages\":[{\"content\":{\"content\":{\"content\":{\"content\":{\"text\":\"x\"}}}"
+             "}}]}"),
+        LINE("{\"prompt\":\"abc\",\"instructions\":\"be brief\",\"max_output_tokens\":7}"),
+        LINE("{\"instructions\":[\"not a string\"],\"prompt\":[1,2,3]}"),
+        LINE("{\"max_completion_tokens\":9,\"max_tokens\":-1,\"max_output_tokens\":3}"),
+        LINE("{\"max_tokens\":2.0,\"max_completion_tokens\":12}"),
+        LINE("{\"model\":\"m\\\"q\\u00e9\",\"stream\":false,\"temperature\":0.1,\"n\":1e300}"),
+        /* escapes: a surrogate pair is one character to both; the rest go to jansson */
+        LINE("{\"input\":\"\\ud83d\\ude00 smile\"}"),
+        LINE("{\"input\":\"\\ud83d alone\"}"),
+        LINE("{\"input\":\"\\ude00 alone\"}"),
+        LINE("{\"input\":\"nul \\u0000 inside\"}"),
+        LINE("{\"input\":\"\\\\u0000 is text\"}"),
+        /* what the full reader decides: duplicates (the last wins), errors */
+        LINE("{\"model\":\"a\",\"model\":\"b\"}"),
+        LINE("{\"messages\":[{\"content\":\"aa\",\"content\":\"bbbb\"}]}"),
+        "{\"custom_id\":\"a\",\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/"
+        "embeddings\",\"body\":{}}",
+        LINE("{\"stream\":true}"),
+        LINE("[]"),
+        LINE("{\"n\":99999999999999999999}"),
+        LINE("{\"n\":1e999}"),
+        LINE("{\"a\":1}\v"),
+        LINE("{\"s\":\"\xC0\x80 overlong\"}"),
+        LINE("{\"s\":\"\xED\xA0\x80 surrogate\"}"),
+        LINE("{\"a\":1} trailing"),
+        "{\"custom_id\":\"\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}",
+        "{\"custom_id\":\"x\",\"method\":\"GET\",\"url\":\"/v1/embeddings\",\"body\":{}}",
+        "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v2/x\",\"body\":{}}",
+        "{\"custom_id\":7,\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}",
+        "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"embeddings\"}",
+        "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/embeddings\",\"body\":{}}",
+        "\"just a string\"",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        expect_same_as_tree(lines[i]);
+}
+
+/* sky__batch_line_scan's verdict on @p line: 0 read it, 1 left it to the full reader. */
+static int scan_verdict(const char *line)
+{
+    sky_batch_request req;
+    int rc = sky__batch_line_scan(sky_span_cstr(line), &req);
+    if (rc == 0)
+        sky_batch_request_free(&req);
+    else
+        assert_null(req.custom_id);
+    return rc;
+}
+
+static void test_fast_reader_takes_and_leaves(void **state)
+{
+    (void)state;
+    assert_int_equal(scan_verdict(CHAT_LINE), 0);
+    assert_int_equal(scan_verdict(LINE("{\"input\":\"\\ud83d\\ude00 \\n\\\"\",\"t\":0.7}")), 0);
+    assert_int_equal(scan_verdict(LINE("{\"input\":\"\\ud83d alone\"}")), 1);
+    assert_int_equal(scan_verdict(LINE("{\"input\":\"\\u0000\"}")), 1);
+    assert_int_equal(scan_verdict(LINE("{\"model\":\"a\",\"model\":\"b\"}")), 1);
+    assert_int_equal(scan_verdict(LINE("{\"stream\":true}")), 1);
+    assert_int_equal(scan_verdict(LINE("{\"n\":1e999}")), 1);
+    assert_int_equal(scan_verdict(LINE("{\"a\":1} x")), 1);
+}
+
+static void test_fast_reader_counts_what_jansson_counts(void **state)
+{
+    (void)state;
+    sky_batch_request req;
+    /* "héllo" is 5 characters; [[[[["five deep"]]]]] is past the estimate's depth */
+    parse_ok(LINE("{\"input\":[\"h\u00e9llo\",[[[[\"five deep\"]]]],1],\"max_tokens\":10}"), 2,
+             &req);
+    assert_int_equal(req.prompt_chars, 5 + 4);
+    assert_int_equal(req.max_tokens, 10);
+    assert_int_equal(req.token_estimate, 3 + 10);
     sky_batch_request_free(&req);
 }
 
@@ -993,7 +1115,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_chat_line),
-        cmocka_unit_test(test_parse_compacts_body_and_keeps_order),
+        cmocka_unit_test(test_parse_sends_the_body_as_written),
+        cmocka_unit_test(test_fast_reader_agrees_with_jansson),
+        cmocka_unit_test(test_fast_reader_counts_what_jansson_counts),
+        cmocka_unit_test(test_fast_reader_takes_and_leaves),
         cmocka_unit_test(test_parse_every_url),
         cmocka_unit_test(test_parse_custom_id_at_limit),
         cmocka_unit_test(test_parse_bom_only_on_line_one),

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,144 @@ static void test_deeper_than(void **state)
     }
 }
 
+/* ---- sky_json_scan ---- */
+
+/* Writes what the scan reports as one line of events, to compare with the expected. */
+typedef struct trace {
+    char text[512];
+    size_t len;
+} trace;
+
+static void trace_add(trace *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->text + t->len, sizeof t->text - t->len, fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof t->text - t->len);
+    t->len += (size_t)n;
+}
+
+static int tr_key(void *ud, int depth, sky_span key)
+{
+    trace_add(ud, "k%d:%.*s ", depth, (int)key.len, key.ptr);
+    return 0;
+}
+
+static int tr_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
+{
+    static const char *const names[] = {"null", "false", "true", "int", "real", "str"};
+    trace_add(ud, "%s%d:%.*s ", names[kind], depth, (int)v.len, v.ptr);
+    return 0;
+}
+
+static int tr_open(void *ud, int depth, sky_json_kind kind, size_t at)
+{
+    trace_add(ud, "%c%d@%zu ", kind == SKY_JSON_OBJECT ? '{' : '[', depth, at);
+    return 0;
+}
+
+static int tr_close(void *ud, int depth, sky_json_kind kind, size_t end)
+{
+    trace_add(ud, "%c%d@%zu ", kind == SKY_JSON_OBJECT ? '}' : ']', depth, end);
+    return 0;
+}
+
+static const sky_json_visitor k_trace = {tr_key, tr_scalar, tr_open, tr_close};
+
+static void test_scan_reports_in_order(void **state)
+{
+    (void)state;
+    trace t = {{0}, 0};
+    const char *text = " {\"a\" : [1, -2.5e3, \"x\\u00e9\\n\", true, null, {}], \"b\":false} ";
+    assert_int_equal(sky_json_scan(sky_span_cstr(text), 0, &k_trace, &t), 0);
+    assert_string_equal(t.text, "{0@1 k1:a [1@8 int2:1 real2:-2.5e3 str2:x\xC3\xA9\n true2:true "
+                                "null2:null {2@45 }2@47 ]1@48 k1:b false1:false }0@60 ");
+    /* the offsets frame the members' own bytes */
+    assert_memory_equal(text + 8, "[1,", 3);
+    assert_int_equal(text[59], '}');
+}
+
+static void test_scan_stops_when_asked(void **state)
+{
+    (void)state;
+    trace t = {{0}, 0};
+    sky_json_visitor v = k_trace;
+    v.scalar = NULL;
+    assert_int_equal(sky_json_scan(sky_span_cstr("[1,[2]]"), 0, &v, &t), 0);
+    assert_string_equal(t.text, "[0@0 [1@3 ]1@6 ]0@7 ");
+    assert_int_equal(sky_json_scan(sky_span_cstr("42"), 0, NULL, NULL), 0);
+}
+
+static int stop_at_b(void *ud, int depth, sky_span key)
+{
+    (void)ud;
+    (void)depth;
+    return sky_span_eq_cstr(key, "b") ? 7 : 0;
+}
+
+static void test_scan_callback_result(void **state)
+{
+    (void)state;
+    sky_json_visitor v = {stop_at_b, NULL, NULL, NULL};
+    assert_int_equal(sky_json_scan(sky_span_cstr("{\"a\":1,\"b\":2}"), 0, &v, NULL), 7);
+}
+
+/* Every text the scan takes, jansson takes; the ones it leaves are left whole. */
+static void test_scan_leaves_to_jansson(void **state)
+{
+    static const char *const leave[] = {
+        "",
+        "{",
+        "{} x",
+        "[1,]",
+        "\"\\u0000\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\ud800\\u0041\"",
+        "1e999",
+        "-1e999",
+        "99999999999999999999",
+        "-9223372036854775809",
+        "\"\xC0\x80\"",
+        "\"\xED\xA0\x80\"",
+        "[1]\v",
+        "\f[1]",
+        "\"\xF4\x90\x80\x80\"",
+        "01",
+        "[1.]",
+    };
+    static const char *const take[] = {
+        "\"\\ud83d\\ude00\"",
+        "1e-999",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "\"\\\\u0000\"",
+        "\"\xF4\x8F\xBF\xBF\"",
+        " [ ] ",
+        "0.5",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof leave / sizeof leave[0]; i++) {
+        if (sky_json_scan(sky_span_cstr(leave[i]), 0, NULL, NULL) != SKY_EJSON)
+            fail_msg("scan took %s", leave[i]);
+    }
+    for (size_t i = 0; i < sizeof take / sizeof take[0]; i++) {
+        json_error_t jerr;
+        json_t *j = json_loads(take[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (j == NULL || sky_json_scan(sky_span_cstr(take[i]), 0, NULL, NULL) != 0)
+            fail_msg("%s: jansson %s, scan refused or not", take[i], j ? "took it" : jerr.text);
+        json_decref(j);
+    }
+}
+
+static void test_scan_depth(void **state)
+{
+    (void)state;
+    assert_int_equal(sky_json_scan(sky_span_cstr("[[[1]]]"), 3, NULL, NULL), 0);
+    assert_int_equal(sky_json_scan(sky_span_cstr("[[[[1]]]]"), 3, NULL, NULL), SKY_EJSON);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -235,6 +374,11 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_dump_reals_shortest),
         cmocka_unit_test(test_deeper_than),
+        cmocka_unit_test(test_scan_reports_in_order),
+        cmocka_unit_test(test_scan_stops_when_asked),
+        cmocka_unit_test(test_scan_callback_result),
+        cmocka_unit_test(test_scan_leaves_to_jansson),
+        cmocka_unit_test(test_scan_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

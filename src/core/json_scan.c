@@ -1,0 +1,241 @@
+/*
+ * A JSON walk without a tree, on yajl's streaming parser. jansson stays the judge: the
+ * scan says yes only to texts jansson reads too, and leaves anything it cannot promise
+ * (escapes yajl decodes differently, numbers out of range, deep nesting) to jansson.
+ */
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "skyio/json.h"
+#include "skyio/utf8.h"
+
+/* A number longer than this is left to jansson: no real number needs it. */
+#define NUMBER_TEXT_MAX 64
+
+typedef struct scan {
+    yajl_handle yajl;
+    const sky_json_visitor *v;
+    void *ud;
+    int depth; /* containers open around the next value */
+    int max_depth;
+    int result; /* why a callback stopped the parse: a caller's value or SKY_EJSON */
+} scan;
+
+/* ---- what yajl and jansson read alike ---------------------------------------------- */
+
+/* The value of the four hex digits at @p p, or -1. */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/*
+ * The length of the escape at @p p (a backslash) when both parsers decode it alike, or 0:
+ * yajl turns \u0000 and a lone surrogate into other bytes than jansson, which refuses them.
+ * A surrogate pair is one character to both.
+ */
+static size_t escape_len(const char *p, size_t n)
+{
+    if (n < 2 || p[1] != 'u')
+        return 2;
+    long cp = n >= 6 ? hex4(p + 2) : -1;
+    if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
+        return cp < 0 ? 2 : 0; /* bad hex: both refuse it */
+    if (cp < 0xD800 || cp > 0xDBFF)
+        return 6;
+    long low = n >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+    return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+}
+
+/*
+ * The bytes of @p text that the two parsers take differently: UTF-8 that yajl lets by and
+ * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above.
+ */
+static int text_differs(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80) {
+            size_t k = sky_utf8_seq_len((const unsigned char *)p + i, n - i);
+            if (k == 0)
+                return 1;
+            i += k - 1;
+        } else if (c == '\v' || c == '\f') {
+            return 1;
+        } else if (c == '\\') {
+            size_t k = escape_len(p + i, n - i);
+            if (k == 0)
+                return 1;
+            i += k - 1; /* past the escape */
+        }
+    }
+    return 0;
+}
+
+/* jansson refuses an integer past int64 and a real that overflows a double. */
+static int number_in_range(const char *p, size_t n, sky_json_kind kind)
+{
+    char buf[NUMBER_TEXT_MAX + 1];
+    if (n > NUMBER_TEXT_MAX)
+        return 0;
+    if (kind == SKY_JSON_INTEGER && n < 18)
+        return 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    errno = 0;
+    if (kind == SKY_JSON_INTEGER) {
+        (void)strtoll(buf, NULL, 10);
+        return errno != ERANGE;
+    }
+    double d = strtod(buf, NULL);
+    return !(errno == ERANGE && isinf(d));
+}
+
+/* ---- yajl's callbacks ---------------------------------------------------------------- */
+
+static int stop(scan *s, int rc)
+{
+    s->result = rc;
+    return 0; /* yajl: cancel */
+}
+
+static int emit_scalar(scan *s, sky_json_kind kind, const char *p, size_t n)
+{
+    int rc = s->v->scalar ? s->v->scalar(s->ud, s->depth, kind, sky_span_make(p, n)) : 0;
+    return rc ? stop(s, rc) : 1;
+}
+
+static int on_null(void *ctx)
+{
+    return emit_scalar(ctx, SKY_JSON_NULL, "null", 4);
+}
+
+static int on_boolean(void *ctx, int value)
+{
+    return value ? emit_scalar(ctx, SKY_JSON_TRUE, "true", 4)
+                 : emit_scalar(ctx, SKY_JSON_FALSE, "false", 5);
+}
+
+static int on_number(void *ctx, const char *p, size_t n)
+{
+    scan *s = ctx;
+    sky_json_kind kind = memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n)
+                             ? SKY_JSON_REAL
+                             : SKY_JSON_INTEGER;
+    if (!number_in_range(p, n, kind))
+        return stop(s, SKY_EJSON);
+    return emit_scalar(s, kind, p, n);
+}
+
+static int on_string(void *ctx, const unsigned char *p, size_t n)
+{
+    return emit_scalar(ctx, SKY_JSON_STRING, (const char *)p, n);
+}
+
+static int on_key(void *ctx, const unsigned char *p, size_t n)
+{
+    scan *s = ctx;
+    int rc = s->v->key ? s->v->key(s->ud, s->depth, sky_span_make((const char *)p, n)) : 0;
+    return rc ? stop(s, rc) : 1;
+}
+
+static int open_container(scan *s, sky_json_kind kind)
+{
+    if (s->depth >= s->max_depth)
+        return stop(s, SKY_EJSON);
+    /* yajl has just consumed the '{' or '[' */
+    size_t at = yajl_get_bytes_consumed(s->yajl) - 1;
+    int rc = s->v->open ? s->v->open(s->ud, s->depth, kind, at) : 0;
+    if (rc)
+        return stop(s, rc);
+    s->depth++;
+    return 1;
+}
+
+static int close_container(scan *s, sky_json_kind kind)
+{
+    s->depth--;
+    size_t end = yajl_get_bytes_consumed(s->yajl);
+    int rc = s->v->close ? s->v->close(s->ud, s->depth, kind, end) : 0;
+    return rc ? stop(s, rc) : 1;
+}
+
+static int on_start_map(void *ctx)
+{
+    return open_container(ctx, SKY_JSON_OBJECT);
+}
+
+static int on_end_map(void *ctx)
+{
+    return close_container(ctx, SKY_JSON_OBJECT);
+}
+
+static int on_start_array(void *ctx)
+{
+    return open_container(ctx, SKY_JSON_ARRAY);
+}
+
+static int on_end_array(void *ctx)
+{
+    return close_container(ctx, SKY_JSON_ARRAY);
+}
+
+static const yajl_callbacks k_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = on_end_map,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_array,
+};
+
+/* ---- the scan ------------------------------------------------------------------------ */
+
+static int verdict(scan *s, yajl_status st)
+{
+    if (st == yajl_status_ok)
+        return 0;
+    if (st == yajl_status_client_canceled)
+        return s->result;
+    return SKY_EJSON;
+}
+
+int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor, void *user_data)
+{
+    static const sky_json_visitor none = {0};
+    if (text.ptr == NULL || text.len == 0)
+        return SKY_EJSON;
+    if (text_differs(text.ptr, text.len))
+        return SKY_EJSON;
+    scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0};
+    if (s.max_depth <= 0 || s.max_depth > SKY_JSON_MAX_DEPTH)
+        s.max_depth = SKY_JSON_MAX_DEPTH;
+    s.yajl = yajl_alloc(&k_callbacks, NULL, &s);
+    if (s.yajl == NULL)
+        return SKY_ENOMEM;
+    yajl_status st = yajl_parse(s.yajl, (const unsigned char *)text.ptr, text.len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(s.yajl);
+    int rc = verdict(&s, st);
+    yajl_free(s.yajl);
+    return rc;
+}
