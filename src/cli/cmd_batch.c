@@ -667,10 +667,12 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     char hex[40];
     const char *rid = provider_request_id(res);
     sky_batch_response r = {res->status, rid, res->body};
-    snprintf(hex, sizeof(hex), "%.32s", res->request_id);
-    for (char *p = hex; *p; p++)
-        if (*p == '-')
-            memmove(p, p + 1, strlen(p));
+    /* the record's id: our request id's hex digits, without the dashes */
+    size_t n = 0;
+    for (size_t i = 0; i < 32 && res->request_id[i]; i++)
+        if (res->request_id[i] != '-')
+            hex[n++] = res->request_id[i];
+    hex[n] = '\0';
     sky_buf_init(&line, 128u * 1024u * 1024u);
     int rc;
     if (err == NULL) {
