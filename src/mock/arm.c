@@ -26,7 +26,7 @@
 
 #include "skyio/json.h"
 #include "skyio/server.h"
-#include "internal.h"
+#include "worker.h"
 
 #define OP_API "2024-01-01"
 #define MAX_SEGS 16
@@ -858,7 +858,7 @@ static void base_url(sky_server_req *r, char *out, size_t len)
         snprintf(out, len, "http://127.0.0.1:%d", sky_server_port(sky_server_req_server(r)));
 }
 
-static void on_arm(sky_server_req *r, void *ud)
+void sky__mock_on_arm(sky_server_req *r, void *ud)
 {
     sky__mock_arm *a = ud;
     path p;
@@ -893,7 +893,7 @@ static json_t *arm_stats(sky__mock_arm *a)
     return json_pack("{s:I,s:o}", "requests", (json_int_t)a->requests, "operations", ops);
 }
 
-static void on_arm_stats(sky_server_req *r, void *ud)
+void sky__mock_on_arm_stats(sky_server_req *r, void *ud)
 {
     sky__mock_arm *a = ud;
     uv_mutex_lock(&a->lock);
@@ -905,10 +905,4 @@ static void on_arm_stats(sky_server_req *r, void *ud)
     }
     sky_server_respond_json(r, 200, st);
     json_decref(st);
-}
-
-int sky__mock_arm_routes(sky_server *s, sky__mock_arm *a)
-{
-    int rc = sky_server_route(s, "GET", "/mock/arm", 0, on_arm_stats, a);
-    return rc ? rc : sky_server_route(s, NULL, "/subscriptions/", 1, on_arm, a);
 }

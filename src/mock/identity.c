@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "internal.h"
+#include "worker.h"
 #include "skyio/json.h"
 #include "skyio/server.h"
 
@@ -321,7 +321,7 @@ static void answer_entra(sky__mock_identity *id, sky_server_req *r, const char *
     }
 }
 
-static void on_entra(sky_server_req *r, void *ud)
+void sky__mock_on_entra(sky_server_req *r, void *ud)
 {
     sky__mock_identity *id = ud;
     if (!sky__mock_tenant_path_ok(sky_server_req_path(r))) {
@@ -398,20 +398,12 @@ static void on_managed(sky_server_req *r, sky__mock_identity *id, int ep, const 
     }
 }
 
-static void on_imds(sky_server_req *r, void *ud)
+void sky__mock_on_imds(sky_server_req *r, void *ud)
 {
     on_managed(r, ud, EP_IMDS, "2018-02-01");
 }
 
-static void on_app_service(sky_server_req *r, void *ud)
+void sky__mock_on_app_service(sky_server_req *r, void *ud)
 {
     on_managed(r, ud, EP_APP, "2019-08-01");
-}
-
-int sky__mock_identity_routes(struct sky_server *s, sky__mock_identity *id)
-{
-    int rc = sky_server_route(s, "GET", "/metadata/identity/oauth2/token", 0, on_imds, id);
-    rc = rc ? rc : sky_server_route(s, "GET", "/msi/token", 0, on_app_service, id);
-    rc = rc ? rc : sky_server_route(s, "POST", "/", 1, on_entra, id);
-    return rc;
 }

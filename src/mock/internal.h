@@ -132,9 +132,9 @@ json_t *sky__mock_completion_chunk(const sky__mock_text *t, int index, const cha
                                    const char *finish);
 json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 
-/* Request parsing (src/mock/mock.c), callable without a server (tests, fuzzing). */
+/* Request parsing (src/mock/parse.c), callable without a server (tests, fuzzing). */
 
-/* The model calls, in the order of mock.c's routes. */
+/* The model calls. */
 enum {
     SKY__MOCK_CHAT,
     SKY__MOCK_EMBEDDINGS,
@@ -159,17 +159,19 @@ typedef struct sky__mock_request {
  * @p default_tokens and embedding @p dim: NULL, or what is wrong with it (static text). */
 const char *sky__mock_parse_request(int kind, const json_t *req, int default_tokens, int dim,
                                     sky__mock_request *out);
+/* The handler's reading: @p q holds the defaults (n_tokens, dim, the rest 0) and gets what
+ * the body asks; a Responses call's instructions go to *out_instructions (malloc'd, the
+ * caller frees; NULL: none), even when the body is refused. */
+const char *sky__mock_parse_call(int kind, const json_t *req, sky__mock_request *q,
+                                 char **out_instructions);
 /* "application/json" in any case, with or without parameters such as charset. */
 int sky__mock_json_media_type(sky_span content_type);
 
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;
-struct sky_server;
 /* A new ARM state with the settings of @p c (copied); NULL when out of memory. */
 sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c);
 void sky__mock_arm_free(sky__mock_arm *a);
-/* Route /subscriptions/... of server @p s to @p a. 0 or a SKY_E code. */
-int sky__mock_arm_routes(struct sky_server *s, sky__mock_arm *a);
 /* Defaults, and the "arm" object of a JSON config. */
 void sky__mock_arm_config_init(sky_mock_arm *c);
 int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err);
@@ -178,9 +180,6 @@ int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err);
 typedef struct sky__mock_identity sky__mock_identity;
 sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c);
 void sky__mock_identity_free(sky__mock_identity *id);
-/* Route the token endpoints of server @p s to @p id. Adds a POST catch-all
- * for /{tenant}/oauth2/v2.0/token: call it after every other route. */
-int sky__mock_identity_routes(struct sky_server *s, sky__mock_identity *id);
 /* The "identity" object of /mock/stats (new reference), and its reset. */
 json_t *sky__mock_identity_stats(const sky__mock_identity *id);
 void sky__mock_identity_reset(sky__mock_identity *id);

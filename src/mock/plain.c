@@ -1,0 +1,168 @@
+/*
+ * Whole replies: the JSON body of each model call, and how it is sent. A chat
+ * reply is written from fragments (reply.c) on the fast path; the other bodies,
+ * and chat when that fails, are built with jansson (apis.c for Responses,
+ * Completions and Moderations).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "skyio/json.h"
+#include "worker.h"
+
+static json_t *chat_body(const sky__mock_call *c)
+{
+    sky_buf text;
+    sky_buf_init(&text, 16u * 1024u * 1024u);
+    if (sky__mock_words(&text, c->seed, c->n_tokens) < 0) {
+        sky_buf_free(&text);
+        return NULL;
+    }
+    json_t *body = json_pack(
+        "{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s%},s:n,s:s}],s:{s:I,s:I,s:I},s:s}", "id", c->id,
+        "object", "chat.completion", "created", (json_int_t)c->created, "model", c->model,
+        "choices", "index", 0, "message", "role", "assistant", "content",
+        text.data ? text.data : "", text.len, "logprobs", "finish_reason",
+        c->has_max ? "length" : "stop", "usage", "prompt_tokens", (json_int_t)c->prompt_tokens,
+        "completion_tokens", (json_int_t)c->n_tokens, "total_tokens",
+        (json_int_t)(c->prompt_tokens + c->n_tokens), "system_fingerprint", "fp_skyio_mock");
+    sky_buf_free(&text);
+    return body;
+}
+
+static json_t *embed_vector(uint64_t seed, int dim)
+{
+    json_t *v = json_array();
+    double norm = 0;
+    uint64_t s = seed;
+    double *tmp = malloc(sizeof(double) * (size_t)dim);
+    if (v == NULL || tmp == NULL) {
+        free(tmp);
+        json_decref(v);
+        return NULL;
+    }
+    for (int i = 0; i < dim; i++) {
+        tmp[i] = sky__mock_rand01(&s) * 2.0 - 1.0;
+        norm += tmp[i] * tmp[i];
+    }
+    norm = norm > 0 ? sqrt(norm) : 1;
+    for (int i = 0; i < dim; i++)
+        json_array_append_new(v, json_real(tmp[i] / norm));
+    free(tmp);
+    return v;
+}
+
+static json_t *embed_body(const sky__mock_call *c)
+{
+    json_t *data = json_array();
+    for (int i = 0; data && i < c->n_inputs; i++) {
+        json_t *vec = embed_vector(c->seed + (uint64_t)i, c->dim);
+        json_t *item =
+            vec ? json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", vec)
+                : NULL;
+        if (item == NULL || json_array_append_new(data, item) < 0) {
+            json_decref(data);
+            return NULL;
+        }
+    }
+    if (data == NULL)
+        return NULL;
+    return json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model", c->model,
+                     "usage", "prompt_tokens", (json_int_t)c->prompt_tokens, "total_tokens",
+                     (json_int_t)c->prompt_tokens);
+}
+
+int64_t sky__mock_generated(const sky__mock_call *c, int tokens)
+{
+    return (int64_t)tokens *
+           (c->kind == SKY__MOCK_COMPLETIONS && c->n_inputs > 1 ? c->n_inputs : 1);
+}
+
+sky__mock_text sky__mock_call_text(const sky__mock_call *c)
+{
+    sky__mock_text t = {.id = c->id,
+                        .model = c->model,
+                        .created = c->created,
+                        .prompt_tokens = c->prompt_tokens,
+                        .n_tokens = c->n_tokens,
+                        .has_max = c->has_max,
+                        .limit = c->has_max ? c->n_tokens : 0,
+                        .n_inputs = c->n_inputs,
+                        .seed = c->seed,
+                        .instructions = c->instructions};
+    return t;
+}
+
+json_t *sky__mock_call_body(const sky__mock_call *c)
+{
+    sky__mock_text t = sky__mock_call_text(c);
+    switch (c->kind) {
+    case SKY__MOCK_CHAT:
+        return chat_body(c);
+    case SKY__MOCK_EMBEDDINGS:
+        return embed_body(c);
+    case SKY__MOCK_RESPONSES:
+        return sky__mock_responses_body(&t);
+    case SKY__MOCK_COMPLETIONS:
+        return sky__mock_completion_body(&t);
+    default:
+        return sky__mock_moderation_body(&t);
+    }
+}
+
+/*
+ * A chat reply assembled from fragments (src/mock/reply.c), on the stack
+ * when it is small, as it is in the benchmarks. Fails, answering nothing,
+ * when the model name cannot be a JSON string or memory runs out; the
+ * caller then answers through jansson.
+ */
+static int send_chat_fast(sky__mock_worker *m, sky_server_req *r, const sky__mock_call *c)
+{
+    char local[1024];
+    sky__mock_chat_reply reply = {.id = sky_span_cstr(c->id),
+                                  .created = c->created,
+                                  .prompt_tokens = c->prompt_tokens,
+                                  .n_tokens = c->n_tokens,
+                                  .has_max = c->has_max,
+                                  .seed = c->seed};
+    int rc = sky__mock_json_name_get(&m->model_json, c->model, &reply.model_json);
+    if (rc < 0)
+        return rc;
+    size_t size = sky__mock_chat_reply_size(&reply);
+    char *out = size <= sizeof(local) ? local : malloc(size);
+    if (out == NULL)
+        return SKY_ENOMEM;
+    size_t len = sky__mock_chat_reply_write(&reply, out);
+    ST_ADD(m->st.completion_tokens, (uint64_t)c->n_tokens);
+    sky__mock_count_status(m, 200);
+    sky__mock_add_request_id(r, m);
+    sky_server_respond(r, 200, "application/json", sky_span_make(out, len));
+    if (out != local)
+        free(out);
+    return 0;
+}
+
+void sky__mock_send_reply(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c)
+{
+    if (c->fault == SKY__FAULT_CUT) {
+        sky__mock_send_cut(m, r, c);
+        return;
+    }
+    if (c->kind == SKY__MOCK_CHAT && send_chat_fast(m, r, c) == 0)
+        return;
+    json_t *body = sky__mock_call_body(c);
+    if (body == NULL) {
+        sky__mock_respond_error(m, r, c->azure, 500, "server_error", "server_error",
+                                "out of memory");
+        return;
+    }
+    ST_ADD(m->st.completion_tokens,
+           sky__mock_generates(c->kind) ? (uint64_t)sky__mock_generated(c, c->n_tokens) : 0);
+    sky__mock_respond_json(m, r, 200, body);
+}
+
+void sky__mock_delayed_reply(sky_server_req *r, void *data)
+{
+    sky__mock_call *c = data;
+    sky__mock_send_reply(c->m, r, c);
+}
