@@ -30,5 +30,6 @@
 #include "arm.h"
 #include "storage.h"
 #include "blob.h"
+#include "blob_transfer.h"
 
 #endif
