@@ -23,6 +23,9 @@ SKY_EXTERN void sky_buf_init(sky_buf *b, size_t cap);
 SKY_EXTERN void sky_buf_free(sky_buf *b);
 /** Forget the content, keep the storage. */
 SKY_EXTERN void sky_buf_reset(sky_buf *b);
+/** Make room for @p extra more bytes in one allocation, for a writer that knows its size
+ *  ahead. Returns 0, SKY_ETOOBIG past the cap, or SKY_ENOMEM. */
+SKY_EXTERN int sky_buf_reserve(sky_buf *b, size_t extra) SKY_NODISCARD;
 /** Append bytes. Returns 0, SKY_ETOOBIG past the cap, or SKY_ENOMEM. */
 SKY_EXTERN int sky_buf_append(sky_buf *b, const void *p, size_t n) SKY_NODISCARD;
 /** Append a NUL-terminated string. */

@@ -52,6 +52,11 @@ static int buf_reserve(sky_buf *b, size_t extra)
     return 0;
 }
 
+int sky_buf_reserve(sky_buf *b, size_t extra)
+{
+    return buf_reserve(b, extra);
+}
+
 int sky_buf_append(sky_buf *b, const void *p, size_t n)
 {
     int rc = buf_reserve(b, n);

@@ -734,9 +734,11 @@ int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span cust
     if (out == NULL || json_body.len == 0 || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
         return SKY_EINVAL;
     size_t mark = out->len;
+    /* the record is the body, the ids and some 120 bytes of names: one allocation */
+    int rc = sky_buf_reserve(out, json_body.len + custom_id.len + 256);
     char status_text[16];
     snprintf(status_text, sizeof status_text, "%d", status);
-    int rc = sky_buf_append_str(out, "{\"id\":\"batch_req_");
+    rc = rc ? rc : sky_buf_append_str(out, "{\"id\":\"batch_req_");
     rc = rc ? rc : sky_buf_append_str(out, id_hex);
     rc = rc ? rc : sky_buf_append_str(out, "\",\"custom_id\":");
     /* a custom_id is UTF-8 (checked above): emit_string keeps it as it is */

@@ -44,6 +44,24 @@ static void test_append_grows_and_terminates(void **state)
     assert_int_equal(b.len, 0);
 }
 
+static void test_reserve_allocates_once(void **state)
+{
+    (void)state;
+    sky_buf b;
+    sky_buf_init(&b, 100);
+    assert_int_equal(sky_buf_reserve(&b, 90), 0);
+    size_t alloc = b.alloc;
+    char *data = b.data;
+    assert_true(alloc >= 91);
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(sky_buf_append(&b, "0123456789", 10), 0);
+    assert_ptr_equal(b.data, data); /* no reallocation on the way */
+    assert_int_equal(b.alloc, alloc);
+    assert_int_equal(sky_buf_reserve(&b, 11), SKY_ETOOBIG); /* 101 > the cap */
+    assert_int_equal(sky_buf_reserve(&b, 10), 0);
+    sky_buf_free(&b);
+}
+
 static void test_binary_content(void **state)
 {
     (void)state;
@@ -206,6 +224,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_is_empty),
         cmocka_unit_test(test_append_grows_and_terminates),
+        cmocka_unit_test(test_reserve_allocates_once),
         cmocka_unit_test(test_binary_content),
         cmocka_unit_test(test_cap_exact_fits),
         cmocka_unit_test(test_cap_enforced_content_intact),
