@@ -6,6 +6,7 @@
 #include "common.h"
 #include "error.h"
 #include "headers.h"
+#include "pipeline.h"
 
 typedef enum sky_ai_kind {
     SKY_AI_OPENAI = 0, /**< OpenAI or any OpenAI-compatible server: bearer key, model in body */
@@ -93,6 +94,31 @@ SKY_EXTERN int sky_ai_auth_headers(const sky_ai_endpoint *ep, sky_headers *h) SK
 
 /** The same, in the shape of sky_pipeline_auth_cb (@p user_data is the endpoint). */
 SKY_EXTERN int sky_ai_pipeline_auth(void *user_data, sky_headers *h, int refresh);
+
+/* ---- OpenAI's reply rules, for the pipeline ---- */
+
+/**
+ * OpenAI's reply rules as a pipeline classifier: usage.total_tokens of a reply feeds the
+ * rate limiter's token bucket; an error reply is described by its
+ * {"error": {"message", "code"}} ("HTTP 429: You exceeded your current quota...", service
+ * code "insufficient_quota"); a 429 insufficient_quota (as code or type), an account out
+ * of credit, is final. Azure OpenAI and OpenAI-compatible servers answer alike.
+ * Set it with `po.classifier = &sky_ai_classifier;` or use sky_ai_pipeline_options_init.
+ */
+extern SKY_EXTERN const sky_reply_classifier sky_ai_classifier;
+
+/**
+ * sky_pipeline_options_init, then what an AI caller wants: sky_ai_classifier, OpenAI's
+ * retry list (409 and every 5xx, as its SDKs) and a rate limiter that paces only once the
+ * provider shows a limit (rate.unpaced_start).
+ */
+SKY_EXTERN void sky_ai_pipeline_options_init(sky_pipeline_options *o);
+
+/**
+ * 1 when a reply is OpenAI's "no credit left": a 429 whose error names insufficient_quota
+ * (as its code or its type). No wait mends it. @p body is borrowed for the call.
+ */
+SKY_EXTERN int sky_ai_quota_exhausted(int status, sky_span body);
 
 /** What one streamed chat chunk says (borrowed from the chunk's parse; see below). */
 typedef struct sky_ai_delta {

@@ -35,6 +35,33 @@ typedef struct sky_call sky_call;
  */
 typedef int (*sky_pipeline_auth_cb)(void *user_data, sky_headers *headers, int refresh);
 
+/** One reply as a service's classifier sees it. Borrowed: valid during the classifier's call. */
+typedef struct sky_reply {
+    int status;
+    const sky_headers *headers;
+    sky_span body;      /**< the body; a streamed success's is empty (it went to the caller) */
+    const json_t *json; /**< a 2xx body parsed (see sky_call_result.json); else NULL */
+} sky_reply;
+
+/**
+ * A service's reply rules, which the generic pipeline does not know: what a reply says it
+ * used, and what a failed reply means. Every member may be NULL. Borrowed by the pipeline
+ * (a const global is usual: sky_ai_classifier in skyio/ai.h).
+ */
+typedef struct sky_reply_classifier {
+    /** Tokens a 2xx reply says it used, for the rate limiter's token bucket; -1 unknown.
+     *  When set, 2xx JSON replies are parsed for it while the pipeline rate-limits. */
+    int64_t (*reply_tokens)(void *user_data, const sky_reply *reply);
+    /**
+     * A reply that is not a 2xx, in the service's words: set @p err with
+     * sky_error_set(err, SKY_EHTTP, "HTTP %d: <its message>", ...) and its service code,
+     * or leave it clear for the pipeline's plain "HTTP n". Return 1 when no wait mends the
+     * reply (OpenAI's insufficient_quota): the call then ends with it, unretried.
+     */
+    int (*describe_error)(void *user_data, const sky_reply *reply, sky_error *err);
+    void *user_data;
+} sky_reply_classifier;
+
 typedef struct sky_pipeline_options {
     sky_retry_options retry;
     long attempt_timeout_ms;         /**< one attempt; default 300000 (azure-core's 300 s) */
@@ -67,6 +94,14 @@ typedef struct sky_pipeline_options {
     sky_credential *credential;
     /** The token's scope, e.g. "https://management.azure.com/.default"; copied. */
     const char *scope;
+    /**
+     * The service's reply rules (borrowed: must outlive the pipeline). NULL: none, the
+     * status alone decides. Default, for now: &sky_ai_classifier (OpenAI's rules, as the
+     * pipeline applied them itself before this hook), so that callers written before the
+     * hook keep their behaviour; callers that want OpenAI's rules should set it
+     * explicitly, since the default is to become NULL.
+     */
+    const sky_reply_classifier *classifier;
     /**
      * 1: an attempt that could not reach an endpoint that has never answered (could not
      * connect, resolve or complete TLS) ends the call at once, unretried: the address or the
@@ -103,8 +138,8 @@ typedef struct sky_call_result {
     uint64_t total_ms;            /**< from start to the end */
     uint64_t attempt_ms;          /**< the last attempt alone, send to reply; 0 when none */
     /** The last reply's body parsed, when it was a 2xx JSON reply and the call had
-     *  require_json or a rate limiter (which reads usage); else NULL (always NULL
-     *  for a streamed body). Borrowed. */
+     *  require_json, or a rate limiter and a classifier that reads usage; else NULL
+     *  (always NULL for a streamed body). Borrowed. */
     const json_t *json;
 } sky_call_result;
 
@@ -225,8 +260,9 @@ SKY_EXTERN void sky_pipeline_get_health(const sky_pipeline *p, sky_pipeline_heal
 
 /**
  * 1 when a reply is OpenAI's "no credit left": a 429 whose error names insufficient_quota
- * (as its code or its type). No wait mends it, so the pipeline never retries it; neither
- * should a caller with a retry loop of its own. @p body is borrowed for the call.
+ * (as its code or its type). Kept for the callers written before the classifier hook: a
+ * thin wrapper of sky_ai_quota_exhausted (skyio/ai.h), where OpenAI's rules now live.
+ * @p body is borrowed for the call.
  */
 SKY_EXTERN int sky_pipeline_quota_exhausted(int status, sky_span body);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "skyio/ai.h"
 #include "skyio/buf.h"
 #include "skyio/json.h"
 #include "skyio/log.h"
@@ -116,6 +117,9 @@ void sky_pipeline_options_init(sky_pipeline_options *o)
     sky_breaker_options_init(&o->breaker);
     o->breaker_fail_fast = 1;
     o->overload_window_ms = 2000;
+    /* For now: callers written before the classifier hook (the batch engine, ARM) keep
+     * the rules the pipeline used to apply itself. To become NULL once they set theirs. */
+    o->classifier = &sky_ai_classifier;
 }
 
 void sky_call_options_init(sky_call_options *o)
@@ -649,11 +653,22 @@ static void authorize(sky_call *c)
     c->step = STEP_SENDING;
 }
 
-/* Tokens the provider says the request used, from a JSON reply's usage. */
-static int64_t reply_tokens(const json_t *reply)
+/* Tokens the reply says the attempt used, by the service's rules; -1 when unknown. */
+static int64_t reply_tokens(const sky_call *c, const sky_http_response *res)
 {
-    json_t *t = reply ? sky_json_path(reply, "usage.total_tokens") : NULL;
-    return json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
+    const sky_reply_classifier *k = c->p->o.classifier;
+    if (c->reported_tokens >= 0)
+        return c->reported_tokens;
+    if (k == NULL || k->reply_tokens == NULL || c->reply_json == NULL)
+        return -1;
+    sky_reply r = {res->status, res->headers, res->body, c->reply_json};
+    return k->reply_tokens(k->user_data, &r);
+}
+
+/* Whether the rate limiter gets a reply's tokens from its parsed body. */
+static int reads_usage(const sky_pipeline *p)
+{
+    return p->o.use_rate_limit && p->o.classifier && p->o.classifier->reply_tokens;
 }
 
 /* Parse a 2xx reply once, when the rate limiter or the caller wants what it says. */
@@ -663,7 +678,7 @@ static void parse_reply(sky_call *c, const sky_http_response *res, const sky_err
     c->reply_json = NULL;
     c->parse_rc = 0;
     if (err || res->status < 200 || res->status >= 300 || res->body.len == 0 ||
-        !(c->require_json || c->p->o.use_rate_limit))
+        !(c->require_json || reads_usage(c->p)))
         return;
     c->parse_rc = sky_json_parse(res->body, &c->reply_json, NULL);
     if (c->parse_rc < 0)
@@ -847,9 +862,7 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
         c->have_slot = 0;
     }
     if (p->o.use_rate_limit) {
-        int64_t actual = status == 429 || shed     ? 0
-                         : c->reported_tokens >= 0 ? c->reported_tokens
-                                                   : reply_tokens(c->reply_json);
+        int64_t actual = status == 429 || shed ? 0 : reply_tokens(c, res);
         sky_ratelimit_on_response(p->rate, shed ? 429 : status, err ? NULL : res->headers,
                                   c->est_tokens, actual);
     }
@@ -858,67 +871,23 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
     note_health(p, status, err);
 }
 
-/* OpenAI's 429 insufficient_quota: the account has no credit left, which no wait mends. */
-/* Whether an error reply's JSON names insufficient_quota, as its code or its type. */
-static int names_no_quota(const json_t *reply)
+/*
+ * A reply that is not a success, in the service's own words (its classifier's), else as
+ * "HTTP n". Returns 1 when the service says no wait mends it.
+ */
+static int describe_reply(const sky_call *c, const sky_http_response *res, sky_error *e)
 {
-    const char *code = json_string_value(sky_json_path(reply, "error.code"));
-    const char *type = json_string_value(sky_json_path(reply, "error.type"));
-    return (code && strcmp(code, "insufficient_quota") == 0) ||
-           (type && strcmp(type, "insufficient_quota") == 0);
-}
-
-int sky_pipeline_quota_exhausted(int status, sky_span body)
-{
-    json_t *j = NULL;
-    if (status != 429 || body.len == 0 || sky_json_parse(body, &j, NULL) < 0)
-        return 0;
-    int yes = names_no_quota(j);
-    json_decref(j);
-    return yes;
-}
-
-static int quota_exhausted(const sky_http_response *res, const sky_error *err)
-{
-    return err == NULL && sky_pipeline_quota_exhausted(res->status, res->body);
-}
-
-/* The final reply was not a success: say so with the service's own words. */
-static void http_error(const sky_http_response *res, int openai_statuses, sky_error *e)
-{
-    json_t *j = NULL;
-    const char *code = NULL, *msg = NULL;
+    const sky_reply_classifier *k = c->p->o.classifier;
+    sky_reply r = {res->status, res->headers, res->body, NULL};
     sky_error_clear(e);
-    int no_quota = 0;
-    if (sky_json_parse(res->body, &j, NULL) == 0) {
-        json_t *ec = sky_json_path(j, "error.code");
-        code = json_is_string(ec) ? json_string_value(ec) : NULL;
-        msg = json_string_value(sky_json_path(j, "error.message"));
-        /* the one code callers act on, whether the reply says it as code or as type */
-        no_quota = res->status == 429 && names_no_quota(j);
-        code = no_quota ? "insufficient_quota" : code;
-    }
-    sky_error_set(e, SKY_EHTTP, "HTTP %d%s%s", res->status, msg ? ": " : "", msg ? msg : "");
-    sky_error_set_service(e, code);
+    int final = k && k->describe_error ? k->describe_error(k->user_data, &r, e) : 0;
+    sky_error_set(e, SKY_EHTTP, "HTTP %d", res->status); /* when the classifier said nothing */
     e->http_status = res->status;
-    /* by the same lists the retry policy used */
-    int wider =
-        openai_statuses && (res->status == 409 || (res->status >= 500 && res->status < 600));
-    e->retryable = (sky_retry_is_retryable(res->status, NULL) || wider) && !no_quota;
-    json_decref(j);
-}
-
-static void end_with(sky_call *c, const sky_http_response *res, const sky_error *err)
-{
-    sky_error e;
-    if (err) {
-        finish(c, res, err);
-    } else if (res->status >= 200 && res->status < 300) {
-        finish(c, res, NULL);
-    } else {
-        http_error(res, c->p->o.retry.openai_statuses, &e);
-        finish(c, res, &e);
-    }
+    /* by the same lists the retry policy uses */
+    int wider = c->p->o.retry.openai_statuses &&
+                (res->status == 409 || (res->status >= 500 && res->status < 600));
+    e->retryable = !final && (sky_retry_is_retryable(res->status, NULL) || wider);
+    return final;
 }
 
 /* A 2xx that the caller needs as JSON and is not: a failed attempt with the reply kept. */
@@ -957,10 +926,11 @@ static int unreachable(const sky_pipeline *p, const sky_error *err)
 
 /*
  * Why this failed attempt must be the last though the retry lists might allow another;
- * NULL when nothing forbids a retry. @p bad_json is the attempt's unreadable 2xx, if any.
+ * NULL when nothing forbids a retry. @p bad_json is the attempt's unreadable 2xx, if any;
+ * @p refused says the service found the reply final.
  */
 static const char *final_reason(sky_call *c, const sky_http_response *res, const sky_error *err,
-                                sky_error *bad_json)
+                                sky_error *bad_json, int refused, const sky_error *refusal)
 {
     if (err == bad_json && (bad_json->code == SKY_ENOMEM || c->malformed++ > 0)) {
         /* a paid reply that could not be read twice will not be read a third time; one
@@ -968,8 +938,8 @@ static const char *final_reason(sky_call *c, const sky_http_response *res, const
         bad_json->retryable = 0;
         return bad_json->code == SKY_ENOMEM ? "out_of_memory" : "malformed_response";
     }
-    if (quota_exhausted(res, err))
-        return "insufficient_quota";
+    if (refused)
+        return refusal->service_code[0] ? refusal->service_code : "final";
     if (err && c->committed)
         return "after the first byte"; /* the caller has consumed part of the reply */
     if (unreachable(c->p, err))
@@ -984,20 +954,25 @@ static void settle(sky_call *c, const sky_http_response *res, const sky_error *e
 {
     sky_pipeline *p = c->p;
     sky_retry_decision d;
-    sky_error bad_json;
+    sky_error bad_json, refusal;
     sky_error_clear(&bad_json);
+    sky_error_clear(&refusal);
     err = check_json(c, res, err, &bad_json);
-    const char *final = c->canceled ? NULL : final_reason(c, res, err, &bad_json);
+    int refused = !err && !is_2xx(res->status) && describe_reply(c, res, &refusal);
+    /* what the call ends with, should it end here */
+    const sky_error *outcome = err ? err : is_2xx(res->status) ? NULL : &refusal;
+    const char *final =
+        c->canceled ? NULL : final_reason(c, res, err, &bad_json, refused, &refusal);
     if (c->canceled) {
         finish_error(c, SKY_ECANCELED, "call canceled");
     } else if (final) {
         sky_retry_record_final(&c->retry, res->status, final);
-        end_with(c, res, err);
+        finish(c, res, outcome);
     } else if (sky_retry_decide(&p->o.retry, &c->retry, err ? 0 : res->status, err, res->headers,
                                 p->o.clock, c->deadline_ms, NULL, NULL, &d) < 0 ||
                (d.action != SKY_RETRY_YES &&
                 !(d.action == SKY_RETRY_REFRESH_AUTH && can_refresh(p)))) {
-        end_with(c, res, err);
+        finish(c, res, outcome);
     } else {
         SKY_DEBUG("pipeline", "%s id %s: %s", c->url, c->request_id, d.reason);
         c->refresh_auth = d.action == SKY_RETRY_REFRESH_AUTH;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "skyio/ai.h"
 #include "skyio/json.h"
 #include "skyio/pipeline.h"
 
@@ -275,6 +276,54 @@ static void test_quota_exhausted_final(void **state)
         429, SKY_SPAN_LIT("{\"error\":{\"code\":\"rate_limit_exceeded\"}}")));
     assert_false(sky_pipeline_quota_exhausted(
         403, SKY_SPAN_LIT("{\"error\":{\"code\":\"insufficient_quota\"}}")));
+}
+
+/* A service's rules reach the pipeline only through its classifier. */
+static int refuse_503(void *ud, const sky_reply *reply, sky_error *err)
+{
+    int *calls = ud;
+    ++*calls;
+    sky_error_set(err, SKY_EHTTP, "HTTP %d: in the service's words", reply->status);
+    sky_error_set_service(err, "service_says_final");
+    return reply->status == 503;
+}
+
+static void test_classifier_hook(void **state)
+{
+    static const char *const down[] = {"--fault-503", "1", NULL};
+    static const char *const quota[] = {"--refuse-status", "429", NULL};
+    int calls = 0;
+    sky_reply_classifier k = {NULL, refuse_503, &calls};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.classifier = &k;
+    run_open(&r, down, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].attempts, 1);
+    assert_int_equal(calls, 1);
+    assert_string_equal(r.out[0].service_code, "service_says_final");
+    assert_false(r.out[0].retryable);
+    assert_non_null(strstr(r.out[0].log, "service_says_final"));
+    run_close(&r);
+    /* no classifier: no service's rules, so even OpenAI's out-of-credit 429 is retried */
+    default_options(&po);
+    po.classifier = NULL;
+    po.retry.max_retries = 1;
+    po.use_rate_limit = 0; /* its 429 pause would only slow the test */
+    run_open(&r, quota, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].attempts, 2);
+    assert_int_equal(r.out[0].http_status, 429);
+    assert_string_equal(r.out[0].service_code, "");
+    run_close(&r);
+    /* the AI caller's one line gets OpenAI's rules back */
+    sky_ai_pipeline_options_init(&po);
+    assert_ptr_equal(po.classifier, &sky_ai_classifier);
+    assert_int_equal(po.retry.openai_statuses, 1);
 }
 
 /* A final 409 says it could be retried when the policy's lists had it (OpenAI's), not when
@@ -720,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_not_retryable_and_request_id),
         cmocka_unit_test(test_quota_exhausted_final),
         cmocka_unit_test(test_retryable_follows_the_lists),
+        cmocka_unit_test(test_classifier_hook),
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
         cmocka_unit_test(test_auth_refresh_once),

@@ -258,12 +258,53 @@ static void test_parse_chunks(void **state)
     assert_string_equal(s.error, "");
 }
 
+/* OpenAI's reply rules, as the pipeline's classifier applies them. */
+static int describe(int status, const char *body, sky_error *e)
+{
+    sky_reply r = {status, NULL, sky_span_cstr(body), NULL};
+    sky_error_clear(e);
+    return sky_ai_classifier.describe_error(NULL, &r, e);
+}
+
+static void test_classifier(void **state)
+{
+    sky_error e;
+    json_t *reply = json_pack("{s:{s:i}}", "usage", "total_tokens", 42);
+    sky_reply ok = {200, NULL, SKY_SPAN_LIT(""), reply};
+    (void)state;
+    assert_int_equal(sky_ai_classifier.reply_tokens(NULL, &ok), 42);
+    ok.json = NULL;
+    assert_int_equal(sky_ai_classifier.reply_tokens(NULL, &ok), -1);
+    json_decref(reply);
+    /* the provider's words; out of credit is final, as code or as type */
+    assert_int_equal(describe(429,
+                              "{\"error\":{\"message\":\"no credit\","
+                              "\"type\":\"insufficient_quota\",\"code\":null}}",
+                              &e),
+                     1);
+    assert_string_equal(e.message, "HTTP 429: no credit");
+    assert_string_equal(e.service_code, "insufficient_quota");
+    assert_int_equal(describe(429, "{\"error\":{\"code\":\"rate_limit_exceeded\"}}", &e), 0);
+    assert_string_equal(e.service_code, "rate_limit_exceeded");
+    assert_int_equal(describe(403, "{\"error\":{\"code\":\"insufficient_quota\"}}", &e), 0);
+    /* not JSON: nothing said, the pipeline's "HTTP n" stands */
+    assert_int_equal(describe(502, "<html>bad gateway</html>", &e), 0);
+    assert_int_equal(e.code, 0);
+    assert_true(
+        sky_ai_quota_exhausted(429, SKY_SPAN_LIT("{\"error\":{\"code\":\"insufficient_quota\"}}")));
+    assert_true(
+        sky_pipeline_quota_exhausted(/* the old name */
+                                     429, SKY_SPAN_LIT(
+                                              "{\"error\":{\"type\":\"insufficient_quota\"}}")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_urls),  cmocka_unit_test(test_azure_urls),
         cmocka_unit_test(test_from_env),     cmocka_unit_test(test_auth_headers),
         cmocka_unit_test(test_parse_chunks), cmocka_unit_test(test_entra_scope),
+        cmocka_unit_test(test_classifier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
