@@ -2,6 +2,9 @@
 #ifndef SKYIO_AI_H
 #define SKYIO_AI_H
 
+#include <jansson.h>
+#include <uv.h>
+
 #include "buf.h"
 #include "common.h"
 #include "error.h"
@@ -138,5 +141,170 @@ typedef struct sky_ai_delta {
  */
 SKY_EXTERN int sky_ai_parse_chunk(sky_span data, int (*cb)(void *ud, const sky_ai_delta *d),
                                   void *ud) SKY_NODISCARD;
+
+/* ---- the AI service as a client: typed operations over the pipeline ---- */
+
+/*
+ * Every operation goes through the client's pipeline: retries (a stream only until its
+ * first byte has reached the client), the rate and concurrency limits, the breaker, the
+ * credential's tokens. Each takes an options struct with an _init, returns a handle that
+ * can be canceled, and reports through its done callback exactly once (a fan-out: once
+ * per model), never from inside the start call: success, error or SKY_ECANCELED. What a
+ * callback is given is borrowed until it returns. Freeing the client (allowed from a
+ * callback, then done when it returns) reports every pending operation as canceled.
+ */
+
+/** Long-lived: an endpoint and the pipeline its calls share. */
+typedef struct sky_ai_client sky_ai_client;
+/** One-shot: an operation in flight. Valid until its last done callback returns. */
+typedef struct sky_ai_request sky_ai_request;
+
+typedef struct sky_ai_client_options {
+    /** Where to send; copied. NULL: from the environment, as sky_ai_endpoint_from_env_entra
+     *  reads it (Azure without a key then needs pipeline.credential). */
+    const sky_ai_endpoint *endpoint;
+    /** The pipeline's policies; sky_ai_client_options_init fills them with
+     *  sky_ai_pipeline_options_init. auth is the client's own (the endpoint's key); set
+     *  pipeline.credential (borrowed) for Entra ID: its scope is the endpoint's cloud's. */
+    sky_pipeline_options pipeline;
+} sky_ai_client_options;
+
+/** Every default. */
+SKY_EXTERN void sky_ai_client_options_init(sky_ai_client_options *o);
+
+/**
+ * A client on @p loop sending through @p http (borrowed: it must outlive the client).
+ * Returns 0, or SKY_EINVAL / SKY_ENOMEM / SKY_EAUTH (from the environment) with @p err.
+ */
+SKY_EXTERN int sky_ai_client_new(uv_loop_t *loop, sky_http_client *http,
+                                 const sky_ai_client_options *o, sky_ai_client **out,
+                                 sky_error *err) SKY_NODISCARD;
+/** Cancel every operation (each reports SKY_ECANCELED) and free the client. */
+SKY_EXTERN void sky_ai_client_free(sky_ai_client *c);
+/** The client's pipeline, for its health and limiters (borrowed: lives with the client). */
+SKY_EXTERN sky_pipeline *sky_ai_client_pipeline(sky_ai_client *c);
+/** The client's copy of its endpoint (borrowed: lives with the client). */
+SKY_EXTERN const sky_ai_endpoint *sky_ai_client_endpoint(const sky_ai_client *c);
+
+/** Cancel: each pending done callback runs soon with SKY_ECANCELED. */
+SKY_EXTERN void sky_ai_request_cancel(sky_ai_request *r);
+
+/* ---- chat completions ---- */
+
+/** One answer. Borrowed: valid until the callback returns. */
+typedef struct sky_ai_chat_result {
+    const char *model;
+    size_t index;              /**< the model's place in a fan-out; 0 for one model */
+    const char *content;       /**< the answer, whole (a stream's deltas joined); "" when none */
+    const char *finish_reason; /**< "stop", "length", "content_filter", ...; NULL when none */
+    int64_t prompt_tokens;     /**< from usage; -1 when the reply gave none */
+    int64_t completion_tokens;
+    const json_t *reply;         /**< the whole reply when not streamed; else NULL */
+    const sky_call_result *call; /**< attempts, status, request id, timings */
+} sky_ai_chat_result;
+
+/** A streamed chunk of model @p index. Return 0 to go on, nonzero to cancel that answer. */
+typedef int (*sky_ai_chat_delta_cb)(sky_ai_request *req, size_t index, const sky_ai_delta *d,
+                                    void *user_data);
+/**
+ * One model's answer is over. @p err is NULL for a whole answer; else why not: the
+ * pipeline's error (SKY_EHTTP with the provider's message and code, a transport error,
+ * SKY_ETIMEDOUT, ...), or SKY_EPARTIAL for an answer that did not end well: a stream cut
+ * before [DONE], an error sent inside the stream (service code its code or "stream_error"),
+ * a content filter (service code "content_filter"). @p res is always given; its content
+ * is what arrived.
+ */
+typedef void (*sky_ai_chat_done_cb)(sky_ai_request *req, const sky_ai_chat_result *res,
+                                    const sky_error *err, void *user_data);
+
+typedef struct sky_ai_chat_options {
+    const char *model; /**< the model, or Azure's deployment; required unless models is set */
+    /** Fan-out: the same request to each of these models at once, each answer reported on
+     *  its own (one failing does not stop the others). Borrowed for the start call. */
+    const char *const *models;
+    size_t n_models;
+    const char *system;     /**< a system message first; NULL: none */
+    const char *prompt;     /**< the user's message */
+    const json_t *messages; /**< or the whole conversation (then system and prompt are
+                                 ignored); borrowed for the start call */
+    /** More request fields (temperature, max_tokens, tools, ...), merged into the body;
+     *  borrowed for the start call. NULL: none. */
+    const json_t *params;
+    int stream;        /**< 1: stream the answer (deltas to on_delta as they come) */
+    int include_usage; /**< stream: ask for the usage chunk (stream_options.include_usage;
+                            older Azure api-versions refuse it) */
+    sky_ai_chat_delta_cb on_delta; /**< stream: each chunk; may be NULL */
+    sky_ai_chat_done_cb on_done;   /**< required */
+    void *user_data;
+} sky_ai_chat_options;
+
+SKY_EXTERN void sky_ai_chat_options_init(sky_ai_chat_options *o);
+/**
+ * Start a chat completion (or one per model). Returns 0 and, when @p out is not NULL, the
+ * handle; or a SKY_E code with @p err, and no callback runs.
+ */
+SKY_EXTERN int sky_ai_chat_start(sky_ai_client *c, const sky_ai_chat_options *o,
+                                 sky_ai_request **out, sky_error *err) SKY_NODISCARD;
+
+/* ---- embeddings ---- */
+
+/** The vectors, in input order. Borrowed: valid until the callback returns. */
+typedef struct sky_ai_embed_result {
+    size_t count;                /**< vectors */
+    size_t dim;                  /**< numbers in each */
+    const double *vectors;       /**< count * dim: vector i starts at vectors + i * dim */
+    int64_t prompt_tokens;       /**< -1 when the reply gave none */
+    const json_t *reply;         /**< the whole reply; NULL on error */
+    const sky_call_result *call; /**< attempts, status, request id, timings */
+} sky_ai_embed_result;
+
+typedef void (*sky_ai_embed_done_cb)(sky_ai_request *req, const sky_ai_embed_result *res,
+                                     const sky_error *err, void *user_data);
+
+typedef struct sky_ai_embed_options {
+    const char *model;         /**< required */
+    const char *const *inputs; /**< texts to embed; borrowed for the start call */
+    size_t n_inputs;           /**< at least 1 */
+    int dimensions;            /**< 0: the model's own */
+    sky_ai_embed_done_cb on_done;
+    void *user_data;
+} sky_ai_embed_options;
+
+SKY_EXTERN void sky_ai_embed_options_init(sky_ai_embed_options *o);
+/** Start an embeddings request: as sky_ai_chat_start. A reply whose vectors are not
+ *  all numbers of one size is SKY_EJSON. */
+SKY_EXTERN int sky_ai_embed_start(sky_ai_client *c, const sky_ai_embed_options *o,
+                                  sky_ai_request **out, sky_error *err) SKY_NODISCARD;
+
+/* ---- responses ---- */
+
+/** Borrowed: valid until the callback returns. */
+typedef struct sky_ai_respond_result {
+    const char *id;          /**< the response's id (for previous_response_id); NULL on error */
+    const char *output_text; /**< the output_text parts joined; "" when none */
+    const char *status;      /**< "completed", "incomplete", ...; NULL when absent */
+    int64_t input_tokens;    /**< -1 when the reply gave none */
+    int64_t output_tokens;
+    const json_t *reply;
+    const sky_call_result *call;
+} sky_ai_respond_result;
+
+typedef void (*sky_ai_respond_done_cb)(sky_ai_request *req, const sky_ai_respond_result *res,
+                                       const sky_error *err, void *user_data);
+
+typedef struct sky_ai_respond_options {
+    const char *model;                /**< required */
+    const char *input;                /**< the user's text; required */
+    const char *instructions;         /**< NULL: none */
+    const char *previous_response_id; /**< continue that conversation; NULL: none */
+    const json_t *params; /**< more request fields, merged in; borrowed for the start call */
+    sky_ai_respond_done_cb on_done;
+    void *user_data;
+} sky_ai_respond_options;
+
+SKY_EXTERN void sky_ai_respond_options_init(sky_ai_respond_options *o);
+/** Start a Responses API request (not streamed): as sky_ai_chat_start. */
+SKY_EXTERN int sky_ai_respond_start(sky_ai_client *c, const sky_ai_respond_options *o,
+                                    sky_ai_request **out, sky_error *err) SKY_NODISCARD;
 
 #endif
