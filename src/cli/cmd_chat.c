@@ -42,33 +42,26 @@ static const char usage[] =
     "exit: 0 every answer complete; 1 some failed; 2 usage; 3 configuration, or the endpoint\n"
     "cannot be reached.\n";
 
-typedef struct chat_run chat_run;
-
 typedef struct answer {
-    chat_run *run;
     const char *model;
-    sky_sse_parser parser;
-    sky_buf text; /* the answer (printed at the end when several models run) */
-    sky_buf raw;  /* the body as received, for an error reply's message */
-    int status, saw_done, done, failed;
+    char *text; /* the answer (printed at the end when several models run) */
+    int done, failed;
     int64_t prompt_tokens, completion_tokens;
-    char finish_reason[32]; /* the last one the stream gave */
-    char stream_error[400]; /* an error the provider sent inside the stream */
+    char finish_reason[32];
     char error[512];
     sky_error unreached; /* the failure, when the endpoint was never reached (code 0: not) */
-    sky_retry_state retry;
-    uv_timer_t retry_timer; /* the wait before the next attempt */
-    int timer_open;
 } answer;
 
-struct chat_run {
+typedef struct chat_run {
     sky_loop *loop;
     sky_http_client *client;
+    sky_ai_client *ai;
     sky_ai_endpoint ep;
     const char *models_arg;
     char *models_buf;
+    const char *models[MAX_MODELS];
     answer answers[MAX_MODELS];
-    int n_answers, finished;
+    int n_answers;
     const char *system;
     double temperature;
     int has_temperature;
@@ -81,10 +74,8 @@ struct chat_run {
     int prefer_azure, show_usage;
     char *prompt;
     sky_credential *cred; /* Azure OpenAI without a key: Entra ID */
-    char *bearer;
     int exit_code;
-    uint64_t answered; /* attempts the endpoint answered, any status */
-};
+} chat_run;
 
 /* ---- the prompt ---- */
 
@@ -200,6 +191,7 @@ static int split_models(chat_run *r)
             fprintf(stderr, "skyio chat: at most %d models at once\n", MAX_MODELS);
             return -1;
         }
+        r->models[r->n_answers] = m;
         answer *a = &r->answers[r->n_answers++];
         a->model = m;
         a->prompt_tokens = a->completion_tokens = -1; /* until a usage chunk says */
@@ -211,233 +203,100 @@ static int split_models(chat_run *r)
     return 0;
 }
 
-/* ---- one request per model ---- */
+/* ---- one answer per model, through the AI client ---- */
 
-static int on_delta(void *ud, const sky_ai_delta *d)
+static int on_delta(sky_ai_request *req, size_t index, const sky_ai_delta *d, void *ud)
 {
-    answer *a = ud;
-    if (d->content && d->content[0]) {
-        if (a->run->n_answers == 1) {
-            fputs(d->content, stdout);
-            fflush(stdout);
-        }
-        if (sky_buf_append_str(&a->text, d->content) < 0)
-            return SKY_ENOMEM;
+    chat_run *r = ud;
+    (void)req;
+    (void)index;
+    if (r->n_answers == 1 && d->content && d->content[0]) {
+        fputs(d->content, stdout);
+        fflush(stdout);
     }
-    if (d->finish_reason)
-        snprintf(a->finish_reason, sizeof(a->finish_reason), "%s", d->finish_reason);
-    if (d->error && a->stream_error[0] == '\0')
-        snprintf(a->stream_error, sizeof(a->stream_error), "%s", d->error);
-    if (d->prompt_tokens >= 0)
-        a->prompt_tokens = d->prompt_tokens;
-    if (d->completion_tokens >= 0)
-        a->completion_tokens = d->completion_tokens;
     return 0;
 }
 
-static int on_event(void *ud, const sky_sse_event *ev)
-{
-    answer *a = ud;
-    if (ev->is_done) {
-        a->saw_done = 1;
-        return 0;
-    }
-    int rc = sky_ai_parse_chunk(ev->data, on_delta, a);
-    /* "event: error" whose data is not an error chunk: its text is the message */
-    if (sky_span_eq_cstr(ev->event, "error") && a->stream_error[0] == '\0')
-        snprintf(a->stream_error, sizeof(a->stream_error), "%.*s",
-                 (int)(ev->data.len < 300 ? ev->data.len : 300), ev->data.ptr ? ev->data.ptr : "");
-    return rc == SKY_ENOMEM;
-}
-
-static int on_body(sky_http_request *req, const char *data, size_t len, void *ud)
-{
-    answer *a = ud;
-    (void)req;
-    /* keep the start of the body: an error reply's message is in it */
-    size_t room = a->raw.cap - a->raw.len;
-    if (sky_buf_append(&a->raw, data, len < room ? len : room) < 0)
-        return 1;
-    int rc = sky_sse_parser_feed(&a->parser, data, len);
-    return rc < 0 && rc != SKY_ECANCELED;
-}
-
-/* The provider's own message, from an error reply's JSON. */
-static void describe_http_error(answer *a, int status)
-{
-    json_t *j = NULL;
-    const char *msg = NULL;
-    if (sky_json_parse(sky_buf_span(&a->raw), &j, NULL) == 0)
-        msg = json_string_value(sky_json_path(j, "error.message"));
-    snprintf(a->error, sizeof(a->error), "HTTP %d%s%s", status, msg ? ": " : "", msg ? msg : "");
-    json_decref(j);
-}
-
-static int send_one(chat_run *r, answer *a);
-
 /*
  * A failure to connect, resolve or shake hands with an endpoint that has never answered:
- * the URL, the host or the certificates are wrong, and no wait mends that.
+ * the URL, the host or the certificates are wrong (the pipeline did not retry it).
  */
 static int never_reached(const chat_run *r, const sky_error *err)
 {
-    return err && r->answered == 0 &&
+    sky_pipeline_health h;
+    sky_pipeline_get_health(sky_ai_client_pipeline(r->ai), &h);
+    return err && h.answered == 0 &&
            (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS);
 }
 
-static void on_retry_timer(uv_timer_t *t)
+/* The provider's words for what the client read from it; the error's name for the rest. */
+static void describe(answer *a, const sky_error *err)
 {
-    answer *a = t->data;
-    (void)send_one(a->run, a); /* a failure to send is recorded there */
+    if (err->code == SKY_EHTTP || err->code == SKY_EPARTIAL)
+        snprintf(a->error, sizeof(a->error), "%s", err->message);
+    else
+        sky_error_format(err, a->error, sizeof(a->error));
 }
 
-/*
- * A stream that failed before its first token can be asked again: nothing was shown, and
- * what failed (a 429, a 5xx, a reset) was not an answer. Once tokens are on the screen, a
- * failure is reported instead. Returns 1 when another attempt is on its way.
- */
-static int retry_later(answer *a, const sky_http_response *res, const sky_error *err)
+static void on_answer(sky_ai_request *req, const sky_ai_chat_result *res, const sky_error *err,
+                      void *ud)
 {
-    sky_retry_options o;
-    sky_retry_decision d;
-    if (a->text.len > 0 || !a->timer_open)
-        return 0;
-    sky_retry_options_init(&o);
-    o.max_retries = (int)a->run->max_retries;
-    o.openai_statuses = 1;
-    int status = err ? 0 : res->status;
-    if (!err && sky_pipeline_quota_exhausted(status, sky_buf_span(&a->raw)))
-        return 0; /* no credit left: no wait mends it */
-    if (sky_retry_decide(&o, &a->retry, status, err, err ? NULL : res->headers, NULL, 0, NULL, NULL,
-                         &d) < 0 ||
-        d.action != SKY_RETRY_YES)
-        return 0;
-    SKY_INFO("chat", "%s: %s", a->model, d.reason);
-    sky_buf_reset(&a->raw);
-    sky_sse_parser_free(&a->parser);
-    sky_sse_parser_init(&a->parser, 0, on_event, a);
-    a->saw_done = 0;
-    a->finish_reason[0] = a->stream_error[0] = '\0';
-    uv_timer_start(&a->retry_timer, on_retry_timer, d.delay_ms, 0);
-    return 1;
-}
-
-static void on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
-                    void *ud)
-{
-    answer *a = ud;
+    chat_run *r = ud;
+    answer *a = &r->answers[res->index];
     (void)req;
-    int failed = err || res->status != 200 || !a->saw_done;
-    if (res->status > 0)
-        a->run->answered++;
-    if (never_reached(a->run, err))
-        a->unreached = *err; /* not retried: see never_reached */
-    else if (failed && !(err && err->code == SKY_ECANCELED) && retry_later(a, res, err))
-        return;
     a->done = 1;
-    a->status = res->status;
-    a->run->finished++;
+    a->text = strdup(res->content);
+    a->prompt_tokens = res->prompt_tokens;
+    a->completion_tokens = res->completion_tokens;
+    snprintf(a->finish_reason, sizeof(a->finish_reason), "%s",
+             res->finish_reason ? res->finish_reason : "");
+    if (never_reached(r, err))
+        a->unreached = *err;
     if (err) {
         a->failed = 1;
-        sky_error_format(err, a->error, sizeof(a->error));
-    } else if (res->status != 200) {
-        a->failed = 1;
-        describe_http_error(a, res->status);
-    } else if (a->stream_error[0]) {
-        a->failed = 1;
-        snprintf(a->error, sizeof(a->error), "the provider stopped the stream with an error: %s",
-                 a->stream_error);
-    } else if (!a->saw_done) {
-        a->failed = 1;
-        snprintf(a->error, sizeof(a->error), "the stream ended before [DONE]: the answer is cut");
-    } else if (strcmp(a->finish_reason, "content_filter") == 0) {
-        a->failed = 1;
-        snprintf(a->error, sizeof(a->error),
-                 "the provider's content filter stopped the answer (finish_reason "
-                 "content_filter): what is shown is not all of it");
+        describe(a, err);
     }
 }
 
-static char *request_body(const chat_run *r, const char *model)
+/* temperature and the token limit, under the name the model wants */
+static json_t *chat_params(const chat_run *r)
 {
-    json_t *msgs = json_array();
-    if (r->system)
-        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", r->system));
-    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", r->prompt));
-    json_t *body = json_pack("{s:s,s:o,s:b}", "model", model, "messages", msgs, "stream", 1);
-    /* only when asked: Azure api-versions before 2024-10-21 refuse stream_options (400) */
-    if (body && r->show_usage)
-        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    if (body && r->has_temperature)
-        json_object_set_new(body, "temperature", json_real(r->temperature));
-    if (body && r->max_tokens > 0)
-        json_object_set_new(body, r->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+    json_t *params = json_object();
+    if (params && r->has_temperature)
+        json_object_set_new(params, "temperature", json_real(r->temperature));
+    if (params && r->max_tokens > 0)
+        json_object_set_new(params,
+                            r->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
                             json_integer((json_int_t)r->max_tokens));
-    char *text = body ? sky_json_dump(body, NULL) : NULL;
-    json_decref(body);
-    return text;
+    return params;
 }
 
-/* Send (or send again) the request of @p a. */
-static int send_one(chat_run *r, answer *a)
+/* The prompt to every model at once. */
+static int start_chat(chat_run *r)
 {
-    sky_http_request_options o;
-    sky_buf url;
+    sky_ai_chat_options o;
     sky_error err;
-    int rc;
-    sky_buf_init(&url, 8192);
-    sky_headers *h = sky_headers_new();
-    char *body = request_body(r, a->model);
-    rc = (h && body) ? 0 : SKY_ENOMEM;
-    if (rc == 0)
-        rc = sky_ai_url(&r->ep, "/v1/chat/completions", a->model, &url);
-    if (rc == 0)
-        rc = sky_ai_auth_headers(&r->ep, h);
-    if (rc == 0 && r->bearer) {
-        sky_buf v;
-        sky_buf_init(&v, 65536);
-        rc = sky_buf_printf(&v, "Bearer %s", r->bearer);
-        rc = rc ? rc : sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_buf_span(&v));
-        if (v.data)
-            memset(v.data, 0, v.len);
-        sky_buf_free(&v);
-    }
-    if (rc == 0)
-        rc = sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json"));
-    if (rc == 0) {
-        sky_http_request_options_init(&o);
-        sky_error_clear(&err);
-        o.method = "POST";
-        o.url = url.data;
-        o.headers = h;
-        o.body = sky_span_cstr(body);
-        o.timeout_ms = r->timeout_ms;
-        o.on_body = on_body;
-        o.on_done = on_done;
-        o.user_data = a;
-        rc = sky_http_request_send(r->client, &o, NULL, &err);
-    }
+    sky_error_clear(&err);
+    sky_ai_chat_options_init(&o);
+    o.models = r->models;
+    o.n_models = (size_t)r->n_answers;
+    o.system = r->system;
+    o.prompt = r->prompt;
+    json_t *params = chat_params(r);
+    o.params = params;
+    o.stream = 1;
+    o.include_usage = r->show_usage;
+    o.on_delta = on_delta;
+    o.on_done = on_answer;
+    o.user_data = r;
+    int rc = params ? sky_ai_chat_start(r->ai, &o, NULL, &err) : SKY_ENOMEM;
+    json_decref(params);
     if (rc < 0) {
-        a->failed = a->done = 1;
-        r->finished++;
-        snprintf(a->error, sizeof(a->error), "could not start: %s", sky_strerror(rc));
+        fprintf(stderr, "skyio chat: could not start: %s\n",
+                err.code ? err.message : sky_strerror(rc));
+        r->exit_code = SKY_EXIT_START;
     }
-    sky_headers_free(h);
-    free(body);
-    sky_buf_free(&url);
     return rc;
-}
-
-static int start_one(chat_run *r, answer *a)
-{
-    a->run = r;
-    sky_buf_init(&a->text, 64u * 1024u * 1024u);
-    sky_buf_init(&a->raw, 65536);
-    sky_sse_parser_init(&a->parser, 0, on_event, a);
-    sky_retry_state_init(&a->retry);
-    a->timer_open = uv_timer_init(sky_loop_uv(r->loop), &a->retry_timer) == 0;
-    a->retry_timer.data = a;
-    return send_one(r, a);
 }
 
 /* ---- output ---- */
@@ -455,7 +314,7 @@ static int report(const chat_run *r)
                 fprintf(stderr, "skyio chat: %s: %s\n", a->model, a->error);
         } else {
             printf("== %s%s ==\n%s\n", a->model, a->failed ? " (failed)" : "",
-                   a->failed ? a->error : (a->text.data ? a->text.data : ""));
+                   a->failed ? a->error : (a->text ? a->text : ""));
             if (i + 1 < r->n_answers)
                 fputc('\n', stdout);
         }
@@ -476,7 +335,11 @@ static int report(const chat_run *r)
 static int report_unreached(const chat_run *r)
 {
     char line[512];
-    if (r->answered > 0)
+    sky_pipeline_health h;
+    if (r->ai == NULL)
+        return 0;
+    sky_pipeline_get_health(sky_ai_client_pipeline(r->ai), &h);
+    if (h.answered > 0)
         return 0;
     for (int i = 0; i < r->n_answers; i++)
         if (r->answers[i].unreached.code == 0)
@@ -491,18 +354,10 @@ static int report_unreached(const chat_run *r)
 
 static void run_free(chat_run *r)
 {
-    for (int i = 0; i < r->n_answers; i++) {
-        if (r->answers[i].timer_open)
-            uv_close((uv_handle_t *)&r->answers[i].retry_timer, NULL);
-        sky_buf_free(&r->answers[i].text);
-        sky_buf_free(&r->answers[i].raw);
-        sky_sse_parser_free(&r->answers[i].parser);
-    }
+    for (int i = 0; i < r->n_answers; i++)
+        free(r->answers[i].text);
+    sky_ai_client_free(r->ai);
     sky_credential_free(r->cred);
-    if (r->bearer) {
-        memset(r->bearer, 0, strlen(r->bearer));
-        free(r->bearer);
-    }
     sky_http_client_free(r->client);
     if (r->loop) {
         sky_loop_run(r->loop);
@@ -538,12 +393,33 @@ static int configure(chat_run *r)
     return 0;
 }
 
+/* The AI client: its pipeline retries, paces and refreshes the token of every attempt. */
+static int make_client(chat_run *r)
+{
+    sky_ai_client_options o;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_ai_client_options_init(&o);
+    o.endpoint = &r->ep;
+    o.pipeline.attempt_timeout_ms = r->timeout_ms;
+    o.pipeline.retry.max_retries = (int)r->max_retries;
+    o.pipeline.fail_unreached = 1; /* a wrong address is said at once, not retried */
+    o.pipeline.credential = r->cred;
+    if (sky_ai_client_new(sky_loop_uv(r->loop), r->client, &o, &r->ai, &err) < 0) {
+        fprintf(stderr, "skyio chat: %s\n", err.message);
+        r->exit_code = SKY_EXIT_START;
+        return -1;
+    }
+    return 0;
+}
+
+/* The token is asked for first, so a sign-in problem is said once, as a configuration error. */
 static void on_entra_token(sky_token_request *req, const sky_access_token *tok,
                            const sky_error *err, void *ud)
 {
     chat_run *r = ud;
     (void)req;
-    if (tok == NULL || (r->bearer = strdup(tok->token)) == NULL) {
+    if (tok == NULL) {
         fprintf(stderr,
                 "skyio chat: no Entra ID token for Azure OpenAI (set AZURE_OPENAI_API_KEY "
                 "or sign in): %s\n",
@@ -551,8 +427,8 @@ static void on_entra_token(sky_token_request *req, const sky_access_token *tok,
         r->exit_code = SKY_EXIT_START;
         return;
     }
-    for (int i = 0; i < r->n_answers; i++)
-        (void)start_one(r, &r->answers[i]);
+    if (make_client(r) == 0)
+        (void)start_chat(r);
 }
 
 /* Every answer at once; Azure OpenAI without a key first gets an Entra ID token. */
@@ -569,9 +445,7 @@ static int start_all(chat_run *r)
         }
         return 0;
     }
-    for (int i = 0; i < r->n_answers; i++)
-        (void)start_one(r, &r->answers[i]);
-    return 0;
+    return make_client(r) < 0 || start_chat(r) < 0 ? -1 : 0;
 }
 
 int sky_cli_chat(int argc, char **argv)
