@@ -121,8 +121,8 @@ SKY_EXTERN void sky_blob_folder_options_init(sky_blob_folder_options *o);
 
 /**
  * A new folder transfer through @p c (borrowed: it must outlive the transfer), on the
- * client's loop. @p o is copied, strings included. Returns 0, or SKY_EINVAL / SKY_ENOMEM
- * with @p err filled.
+ * client's loop. @p o is copied, strings included. Returns 0 and @p *out (the caller's,
+ * to free with sky_blob_folder_free), or SKY_EINVAL / SKY_ENOMEM with @p err filled.
  */
 SKY_EXTERN int sky_blob_folder_new(sky_blob_client *c, const sky_blob_folder_options *o,
                                    sky_blob_folder **out, sky_error *err) SKY_NODISCARD;
@@ -131,7 +131,8 @@ SKY_EXTERN int sky_blob_folder_new(sky_blob_client *c, const sky_blob_folder_opt
  * Add one file by hand, before the run: @p local (NULL for a delete) and @p name are
  * copied and used as given (no folder is made, the caller chose the path); @p size is
  * for the counts (0 when not known). Not allowed while a plan or a run is in progress,
- * or once the run began (SKY_ESTATE). Returns 0, or SKY_ESTATE / SKY_ENOMEM.
+ * or once the run began. Returns 0, or SKY_ESTATE, SKY_EINVAL (no name) or SKY_ENOMEM with
+ * @p err filled.
  */
 SKY_EXTERN int sky_blob_folder_add(sky_blob_folder *f, const char *local, const char *name,
                                    int64_t size, sky_error *err) SKY_NODISCARD;
@@ -142,7 +143,8 @@ SKY_EXTERN int sky_blob_folder_add(sky_blob_folder *f, const char *local, const 
  * blob as a file under it, refusing with its reason a name that is not under the prefix
  * or not a safe relative path (sky_blob_relpath_check); a delete lists the prefix. At
  * most once, before the run. @p cb runs exactly once, never from inside the call.
- * Returns 0, or SKY_ESTATE with @p err filled (and @p cb never runs).
+ * Returns 0, or SKY_ESTATE, or SKY_EINVAL (an upload or download without `local`), with
+ * @p err filled (and @p cb never runs).
  */
 SKY_EXTERN int sky_blob_folder_plan(sky_blob_folder *f, sky_blob_folder_plan_cb cb, void *user_data,
                                     sky_error *err) SKY_NODISCARD;
