@@ -9,8 +9,11 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "skyio/ai.h"
+#include "skyio/json.h"
 
 /* Run a shell command line, capture stdout (and stderr with 2>&1 in it). */
 static int run_cmd(const char *cmd, char *out, size_t cap)
@@ -247,6 +250,202 @@ static void test_unreachable_endpoint_stops_at_once(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/* The example program, built beside the skyio binary. */
+static void example_path(char *out, size_t len)
+{
+    snprintf(out, len, "%s", SKY_TEST_BIN);
+    char *slash = strrchr(out, '/');
+    snprintf(slash ? slash + 1 : out, len - (size_t)(slash ? slash + 1 - out : 0), "%s",
+             "example_chat_stream");
+}
+
+/* examples/chat_stream.c streams an answer through libskyio; a 503 before the first byte is
+ * retried by the client's pipeline. */
+static void test_example_streams_with_retries(void **state)
+{
+    static const char *const args[] = {"--fault-503", "0.5", "--seed", "3", NULL};
+    sky_test_mock m;
+    char cmd[1024], out[8192], bin[512];
+    int retried = 0;
+    (void)state;
+    example_path(bin, sizeof(bin));
+    if (access(bin, X_OK) != 0)
+        fail_msg("%s is not built (the examples are part of the default build)", bin);
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    snprintf(cmd, sizeof(cmd),
+             "env -u AZURE_OPENAI_ENDPOINT OPENAI_API_KEY=k OPENAI_BASE_URL=%s/v1 %s 'say hi' 2>&1",
+             m.base_url, bin);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+        assert_int_equal(count_words(out), 16); /* the mock's answer when no limit is set */
+        retried += strstr(out, "(1 attempt)") == NULL;
+    }
+    assert_true(retried > 0);
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_true(json_integer_value(sky_json_path(stats, "faults.http_503")) > 0);
+    json_decref(stats);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/* ---- the AI client in the library ---- */
+
+typedef struct ai_run {
+    int answers, failed, retried, all;
+    uint64_t waited_ms;
+    size_t want;
+} ai_run;
+
+static void on_answer(sky_ai_request *req, const sky_ai_chat_result *res, const sky_error *err,
+                      void *ud)
+{
+    ai_run *a = ud;
+    (void)req;
+    a->answers++;
+    a->failed += err != NULL;
+    a->retried += res->call->attempts > 1;
+    a->waited_ms += res->call->waited_ms;
+    assert_int_equal(count_words(res->content), 4);
+    a->all = (size_t)a->answers == a->want;
+}
+
+/*
+ * A chat stream goes through the pipeline: a fan-out of 20 streamed answers is paced by the
+ * rate limiter (few meet the mock's 429s) and each 503 before the first byte is retried.
+ */
+static void test_client_streams_retried_and_paced(void **state)
+{
+    static const char *const args[] = {"--rpm", "600", "--fault-503", "0.3", "--seed", "9", NULL};
+    static const char *models[20];
+    sky_test_mock m;
+    sky_http_client *http = NULL;
+    sky_ai_client *ai = NULL;
+    sky_ai_client_options co;
+    sky_ai_chat_options o;
+    sky_ai_endpoint ep;
+    char base[256];
+    ai_run a = {0};
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    uv_loop_t *loop = sky_test_loop_new();
+    snprintf(base, sizeof(base), "%s/v1", m.base_url);
+    assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, base, "k", NULL), 0);
+    assert_int_equal(sky_http_client_new(loop, NULL, &http), 0);
+    sky_ai_client_options_init(&co);
+    co.endpoint = &ep;
+    co.pipeline.rate.rpm = 600;
+    co.pipeline.rate.burst_seconds = 0.2;
+    co.pipeline.retry.base_ms = 20;
+    co.pipeline.use_breaker = 0;
+    assert_int_equal(sky_ai_client_new(loop, http, &co, &ai, NULL), 0);
+    sky_ai_endpoint_free(&ep); /* the client keeps its own copy */
+    for (int i = 0; i < 20; i++)
+        models[i] = "gpt-4o-mini";
+    json_t *params = json_pack("{s:i}", "max_tokens", 4);
+    sky_ai_chat_options_init(&o);
+    o.models = models;
+    o.n_models = 20;
+    o.prompt = "hello";
+    o.params = params;
+    o.stream = 1;
+    o.on_done = on_answer;
+    o.user_data = &a;
+    a.want = 20;
+    assert_int_equal(sky_ai_chat_start(ai, &o, NULL, NULL), 0);
+    json_decref(params);
+    assert_true(sky_test_run_until(loop, &a.all, 60000));
+    assert_int_equal(a.failed, 0);
+    assert_true(a.retried > 0);   /* 503s before the first byte, sent again */
+    assert_true(a.waited_ms > 0); /* held back by the limiter */
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_true(json_integer_value(json_object_get(stats, "rate_limited")) <= 5);
+    json_decref(stats);
+    sky_ai_client_free(ai);
+    sky_http_client_free(http);
+    sky_test_loop_free(loop);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+typedef struct other_run {
+    int done, both;
+    size_t count, dim;
+    char id[128], text[256];
+} other_run;
+
+static void on_embed(sky_ai_request *req, const sky_ai_embed_result *res, const sky_error *err,
+                     void *ud)
+{
+    other_run *o = ud;
+    (void)req;
+    if (err)
+        fail_msg("embeddings: %s", err->message);
+    o->count = res->count;
+    o->dim = res->dim;
+    o->both = ++o->done == 2;
+}
+
+static void on_respond(sky_ai_request *req, const sky_ai_respond_result *res, const sky_error *err,
+                       void *ud)
+{
+    other_run *o = ud;
+    (void)req;
+    assert_null(err);
+    snprintf(o->id, sizeof(o->id), "%s", res->id ? res->id : "");
+    snprintf(o->text, sizeof(o->text), "%s", res->output_text);
+    o->both = ++o->done == 2;
+}
+
+/* Embeddings and the Responses API, read into typed results. */
+static void test_client_embeddings_and_responses(void **state)
+{
+    static const char *const inputs[] = {"one", "two", "three"};
+    sky_test_mock m;
+    sky_http_client *http = NULL;
+    sky_ai_client *ai = NULL;
+    sky_ai_client_options co;
+    sky_ai_embed_options eo;
+    sky_ai_respond_options ro;
+    sky_ai_endpoint ep;
+    char base[256];
+    other_run o;
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    uv_loop_t *loop = sky_test_loop_new();
+    snprintf(base, sizeof(base), "%s/v1", m.base_url);
+    assert_int_equal(sky_ai_endpoint_set(&ep, SKY_AI_OPENAI, base, NULL, NULL), 0);
+    assert_int_equal(sky_http_client_new(loop, NULL, &http), 0);
+    sky_ai_client_options_init(&co);
+    co.endpoint = &ep;
+    assert_int_equal(sky_ai_client_new(loop, http, &co, &ai, NULL), 0);
+    sky_ai_embed_options_init(&eo);
+    eo.model = "text-embedding-3-small";
+    eo.inputs = inputs;
+    eo.n_inputs = 3;
+    eo.dimensions = 8;
+    eo.on_done = on_embed;
+    eo.user_data = &o;
+    assert_int_equal(sky_ai_embed_start(ai, &eo, NULL, NULL), 0);
+    sky_ai_respond_options_init(&ro);
+    ro.model = "gpt-4o-mini";
+    ro.input = "hello";
+    ro.on_done = on_respond;
+    ro.user_data = &o;
+    assert_int_equal(sky_ai_respond_start(ai, &ro, NULL, NULL), 0);
+    assert_true(sky_test_run_until(loop, &o.both, 10000));
+    assert_int_equal(o.count, 3);
+    assert_int_equal(o.dim, 8);
+    assert_true(strlen(o.id) > 0);
+    assert_true(strlen(o.text) > 0);
+    sky_ai_client_free(ai);
+    sky_http_client_free(http);
+    sky_test_loop_free(loop);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+    sky_ai_endpoint_free(&ep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +455,9 @@ int main(void)
         cmocka_unit_test(test_stream_trouble_is_reported),
         cmocka_unit_test(test_errors_are_clear),
         cmocka_unit_test(test_unreachable_endpoint_stops_at_once),
+        cmocka_unit_test(test_example_streams_with_retries),
+        cmocka_unit_test(test_client_streams_retried_and_paced),
+        cmocka_unit_test(test_client_embeddings_and_responses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
