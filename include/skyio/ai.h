@@ -106,9 +106,10 @@ SKY_EXTERN int sky_ai_pipeline_auth(void *user_data, sky_headers *h, int refresh
  * {"error": {"message", "code"}} ("HTTP 429: You exceeded your current quota...", service
  * code "insufficient_quota"); a 429 insufficient_quota (as code or type), an account out
  * of credit, is final. Azure OpenAI and OpenAI-compatible servers answer alike.
- * Set it with `po.classifier = &sky_ai_classifier;` or use sky_ai_pipeline_options_init.
+ * Set it with `po.classifier = sky_ai_classifier();` or use sky_ai_pipeline_options_init.
+ * A function, not an exported object: its address is the library's, static, never freed.
  */
-extern SKY_EXTERN const sky_reply_classifier sky_ai_classifier;
+SKY_EXTERN const sky_reply_classifier *sky_ai_classifier(void);
 
 /**
  * sky_pipeline_options_init, then what an AI caller wants: sky_ai_classifier, OpenAI's

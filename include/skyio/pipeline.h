@@ -46,7 +46,7 @@ typedef struct sky_reply {
 /**
  * A service's reply rules, which the generic pipeline does not know: what a reply says it
  * used, and what a failed reply means. Every member may be NULL. Borrowed by the pipeline
- * (a const global is usual: sky_ai_classifier in skyio/ai.h).
+ * (a static one is usual: sky_ai_classifier() in skyio/ai.h).
  */
 typedef struct sky_reply_classifier {
     /** Tokens a 2xx reply says it used, for the rate limiter's token bucket; -1 unknown.
@@ -96,7 +96,7 @@ typedef struct sky_pipeline_options {
     const char *scope;
     /**
      * The service's reply rules (borrowed: must outlive the pipeline). NULL: none, the
-     * status alone decides. Default, for now: &sky_ai_classifier (OpenAI's rules, as the
+     * status alone decides. Default, for now: sky_ai_classifier() (OpenAI's rules, as the
      * pipeline applied them itself before this hook), so that callers written before the
      * hook keep their behaviour; callers that want OpenAI's rules should set it
      * explicitly, since the default is to become NULL.

@@ -59,12 +59,17 @@ static int describe_error(void *ud, const sky_reply *r, sky_error *e)
     return no_quota;
 }
 
-const sky_reply_classifier sky_ai_classifier = {reply_tokens, describe_error, NULL};
+static const sky_reply_classifier openai_rules = {reply_tokens, describe_error, NULL};
+
+const sky_reply_classifier *sky_ai_classifier(void)
+{
+    return &openai_rules;
+}
 
 void sky_ai_pipeline_options_init(sky_pipeline_options *o)
 {
     sky_pipeline_options_init(o);
-    o->classifier = &sky_ai_classifier;
+    o->classifier = sky_ai_classifier();
     o->retry.openai_statuses = 1;
     /* a server that shows no limit is never slowed; one that does is paced at it */
     o->rate.unpaced_start = 1;

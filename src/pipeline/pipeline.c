@@ -119,7 +119,7 @@ void sky_pipeline_options_init(sky_pipeline_options *o)
     o->overload_window_ms = 2000;
     /* For now: callers written before the classifier hook (the batch engine, ARM) keep
      * the rules the pipeline used to apply itself. To become NULL once they set theirs. */
-    o->classifier = &sky_ai_classifier;
+    o->classifier = sky_ai_classifier();
 }
 
 void sky_call_options_init(sky_call_options *o)

@@ -322,7 +322,7 @@ static void test_classifier_hook(void **state)
     run_close(&r);
     /* the AI caller's one line gets OpenAI's rules back */
     sky_ai_pipeline_options_init(&po);
-    assert_ptr_equal(po.classifier, &sky_ai_classifier);
+    assert_ptr_equal(po.classifier, sky_ai_classifier());
     assert_int_equal(po.retry.openai_statuses, 1);
 }
 

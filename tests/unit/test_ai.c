@@ -263,7 +263,7 @@ static int describe(int status, const char *body, sky_error *e)
 {
     sky_reply r = {status, NULL, sky_span_cstr(body), NULL};
     sky_error_clear(e);
-    return sky_ai_classifier.describe_error(NULL, &r, e);
+    return sky_ai_classifier()->describe_error(NULL, &r, e);
 }
 
 static void test_classifier(void **state)
@@ -272,9 +272,9 @@ static void test_classifier(void **state)
     json_t *reply = json_pack("{s:{s:i}}", "usage", "total_tokens", 42);
     sky_reply ok = {200, NULL, SKY_SPAN_LIT(""), reply};
     (void)state;
-    assert_int_equal(sky_ai_classifier.reply_tokens(NULL, &ok), 42);
+    assert_int_equal(sky_ai_classifier()->reply_tokens(NULL, &ok), 42);
     ok.json = NULL;
-    assert_int_equal(sky_ai_classifier.reply_tokens(NULL, &ok), -1);
+    assert_int_equal(sky_ai_classifier()->reply_tokens(NULL, &ok), -1);
     json_decref(reply);
     /* the provider's words; out of credit is final, as code or as type */
     assert_int_equal(describe(429,
