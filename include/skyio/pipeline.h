@@ -138,10 +138,20 @@ typedef struct sky_call_result {
     uint64_t total_ms;            /**< from start to the end */
     uint64_t attempt_ms;          /**< the last attempt alone, send to reply; 0 when none */
     /** The last reply's body parsed, when it was a 2xx JSON reply and the call had
-     *  require_json, or a rate limiter and a classifier that reads usage; else NULL
-     *  (always NULL for a streamed body). Borrowed. */
+     *  want_json; else NULL (always NULL for a streamed body). Borrowed. */
     const json_t *json;
 } sky_call_result;
+
+/**
+ * A caller's own reading of a 2xx reply held whole, before the pipeline decides on the
+ * attempt (it takes the place of require_json's check). Return 0 to take the reply;
+ * SKY_EJSON when it is not what the caller can use: a failed attempt, asked for once more
+ * and then final, like a body that is not JSON; SKY_ENOMEM when memory ran out reading
+ * it: the call ends with it, since asking again would pay twice. It may call
+ * sky_call_set_usage with what the reply says it used. @p reply is borrowed until it
+ * returns; what it reads it keeps in the call's user_data.
+ */
+typedef int (*sky_call_check_cb)(sky_call *call, const struct sky_reply *reply, void *user_data);
 
 /**
  * The call is over: exactly once. @p err is NULL when the final reply is a
@@ -199,6 +209,12 @@ typedef struct sky_call_options {
      *  cut-short body: an AI endpoint always answers JSON, and a garbled answer is worth
      *  nothing to keep even if it was billed. Default 0 (any body is a success). */
     int require_json;
+    /** 1: the result carries the 2xx reply parsed as a tree (sky_call_result.json). Checking
+     *  (require_json) or reading (check_reply) a reply builds no tree. Default 0. */
+    int want_json;
+    /** A 2xx reply read by the caller before the pipeline decides on it (see the type);
+     *  NULL: none. Not with a streamed body. */
+    sky_call_check_cb check_reply;
     sky_call_done_cb on_done; /**< required */
     void *user_data;
     /* Streaming (see above); all optional. With none set, the call buffers as always. */

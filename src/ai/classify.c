@@ -7,6 +7,7 @@
 
 #include "skyio/ai.h"
 #include "skyio/json.h"
+#include "usage.h"
 
 /* Whether an error reply's JSON names insufficient_quota, as its code or its type. */
 static int names_no_quota(const json_t *reply)
@@ -33,12 +34,28 @@ int sky_pipeline_quota_exhausted(int status, sky_span body)
     return sky_ai_quota_exhausted(status, body);
 }
 
-/* usage.total_tokens of a chat, completion, embeddings or responses reply. */
+/* usage.total_tokens of a chat, completion, embeddings or responses reply: from the tree
+ * when the caller had one built, else read from the bytes without one. */
+static int64_t tree_tokens(const json_t *reply)
+{
+    json_t *t = sky_json_path(reply, "usage.total_tokens");
+    return json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
+}
+
 static int64_t reply_tokens(void *ud, const sky_reply *r)
 {
     (void)ud;
-    json_t *t = r->json ? sky_json_path(r->json, "usage.total_tokens") : NULL;
-    return json_is_integer(t) ? (int64_t)json_integer_value(t) : -1;
+    if (r->json)
+        return tree_tokens(r->json);
+    sky__ai_usage u;
+    int rc = sky__ai_reply_usage(r->body, 0, &u);
+    if (rc != SKY_EJSON)
+        return rc == 0 ? u.total_tokens : -1;
+    /* a reply the scan leaves to jansson (a rare escape, a long number) */
+    json_t *j = NULL;
+    int64_t n = sky_json_parse(r->body, &j, NULL) == 0 ? tree_tokens(j) : -1;
+    json_decref(j);
+    return n;
 }
 
 /* {"error": {"message", "type", "param", "code"}}: the provider's message and code. */

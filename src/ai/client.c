@@ -229,6 +229,7 @@ static int leg_start(ai_leg *leg, const char *path, json_t *body, int64_t est_to
         o.body = sky_span_cstr(text);
         o.est_tokens = est_tokens;
         o.require_json = !r->stream; /* an AI endpoint answers JSON, and garble is worthless */
+        o.want_json = !r->stream;    /* the typed result is read from the tree */
         o.on_body = r->stream ? sky__ai_chat_on_body : NULL;
         o.on_done = on_leg_done;
         o.user_data = leg;

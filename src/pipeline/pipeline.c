@@ -33,7 +33,9 @@ struct sky_call {
     sky_headers *headers;
     int64_t est_tokens;
     int require_json;
-    json_t *reply_json; /* the last 2xx reply, parsed once for the limiter and the caller */
+    int want_json;
+    sky_call_check_cb check_reply;
+    json_t *reply_json; /* the last 2xx reply as a tree, for a caller with want_json */
     sky_call_done_cb on_done;
     void *user_data;
     sky_call_headers_cb on_headers; /* streaming: see sky_call_options */
@@ -659,30 +661,43 @@ static int64_t reply_tokens(const sky_call *c, const sky_http_response *res)
     const sky_reply_classifier *k = c->p->o.classifier;
     if (c->reported_tokens >= 0)
         return c->reported_tokens;
-    if (k == NULL || k->reply_tokens == NULL || c->reply_json == NULL)
+    if (k == NULL || k->reply_tokens == NULL)
         return -1;
     sky_reply r = {res->status, res->headers, res->body, c->reply_json};
     return k->reply_tokens(k->user_data, &r);
 }
 
-/* Whether the rate limiter gets a reply's tokens from its parsed body. */
-static int reads_usage(const sky_pipeline *p)
+/* Whether @p body is JSON, as jansson judges: a scan answers for nearly every reply, jansson
+ * for the few the scan leaves to it (a rare escape, a long number, deep nesting). */
+static int json_valid(sky_span body)
 {
-    return p->o.use_rate_limit && p->o.classifier && p->o.classifier->reply_tokens;
+    int rc = sky_json_scan(body, 0, NULL, NULL);
+    if (rc != SKY_EJSON)
+        return rc;
+    json_t *j = NULL;
+    rc = sky_json_parse(body, &j, NULL);
+    json_decref(j);
+    return rc;
 }
 
-/* Parse a 2xx reply once, when the rate limiter or the caller wants what it says. */
+/* Read a held 2xx reply once: by the caller's check, as a tree, or only checked as JSON. */
 static void parse_reply(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
     json_decref(c->reply_json);
     c->reply_json = NULL;
     c->parse_rc = 0;
-    if (err || res->status < 200 || res->status >= 300 || res->body.len == 0 ||
-        !(c->require_json || reads_usage(c->p)))
+    if (err || !is_2xx(res->status) || c->streaming)
         return;
-    c->parse_rc = sky_json_parse(res->body, &c->reply_json, NULL);
-    if (c->parse_rc < 0)
-        c->reply_json = NULL;
+    if (c->check_reply) {
+        sky_reply r = {res->status, res->headers, res->body, NULL};
+        c->parse_rc = c->check_reply(c, &r, c->user_data);
+    } else if (c->want_json) {
+        c->parse_rc = sky_json_parse(res->body, &c->reply_json, NULL);
+        if (c->parse_rc < 0)
+            c->reply_json = NULL;
+    } else if (c->require_json) {
+        c->parse_rc = json_valid(res->body);
+    }
 }
 
 /* What tells the concurrency limiter "too much": an attempt that timed out,
@@ -894,7 +909,8 @@ static int describe_reply(const sky_call *c, const sky_http_response *res, sky_e
 static const sky_error *check_json(const sky_call *c, const sky_http_response *res,
                                    const sky_error *err, sky_error *out)
 {
-    if (err || !c->require_json || res->status < 200 || res->status >= 300 || c->reply_json)
+    if (err || !(c->require_json || c->check_reply) || !is_2xx(res->status) || c->streaming ||
+        c->parse_rc == 0)
         return err;
     if (c->parse_rc == SKY_ENOMEM) {
         /* the reply is fine and paid for: asking again would pay twice */
@@ -1050,8 +1066,8 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
 {
     if (p == NULL || o == NULL || o->url == NULL || o->on_done == NULL)
         return sky_error_set(err, SKY_EINVAL, "a call needs a pipeline, a url and on_done");
-    if (o->on_body && o->require_json)
-        return sky_error_set(err, SKY_EINVAL, "a streamed reply body cannot be required as JSON");
+    if (o->on_body && (o->require_json || o->want_json || o->check_reply))
+        return sky_error_set(err, SKY_EINVAL, "a streamed reply body cannot be read as JSON");
     if (p->freeing || p->free_requested)
         return sky_error_set(err, SKY_ESTATE, "the pipeline is being freed");
     sky_call *c = call_new(p, o);
@@ -1059,6 +1075,8 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
         return sky_error_set(err, SKY_ENOMEM, "out of memory starting a call");
     c->est_tokens = o->est_tokens;
     c->require_json = o->require_json;
+    c->want_json = o->want_json;
+    c->check_reply = o->check_reply;
     c->on_done = o->on_done;
     c->user_data = o->user_data;
     c->on_headers = o->on_headers;
