@@ -17,6 +17,7 @@
 #include "skyio/idset.h"
 #include "skyio/journal.h"
 #include "skyio/skyio.h"
+#include "ai/usage.h"
 #include "cli.h"
 
 #define CHUNK (64 * 1024)
@@ -85,6 +86,8 @@ typedef struct item {
     batch *b;
     char *custom_id;
     uint64_t line;
+    sky__ai_usage usage; /* what the last 2xx reply said it used */
+    int too_deep;        /* ... and whether it nests too deep to be recorded */
 } item;
 
 /* A record the journal could not take yet (over its pending cap). */
@@ -404,6 +407,7 @@ static int already_done(const batch *b, const char *id)
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
                          void *ud);
+static int check_reply(sky_call *call, const sky_reply *reply, void *ud);
 
 static void start_request(batch *b, sky_batch_request *req)
 {
@@ -428,7 +432,7 @@ static void start_request(batch *b, sky_batch_request *req)
         co.headers = b->json_headers;
         co.body = sky_span_make(req->body, req->body_len);
         co.est_tokens = (int64_t)req->token_estimate;
-        co.require_json = 1;
+        co.check_reply = check_reply;
         co.on_done = on_call_done;
         co.user_data = it;
         rc = sky_call_start(b->pipe, &co, NULL, &err);
@@ -579,20 +583,53 @@ static void read_more(batch *b)
 
 /* ---- results ---- */
 
-/* A usage count under its chat name, or else its Responses API name. */
-static uint64_t usage_tokens(const json_t *counts, const char *chat_key, const char *responses_key)
+/* A usage count under its chat name, or else its Responses API name; -1 when neither. */
+static int64_t usage_tokens(const json_t *counts, const char *chat_key, const char *responses_key)
 {
     json_t *v = json_object_get(counts, chat_key);
     if (v == NULL)
         v = json_object_get(counts, responses_key);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
 }
 
-static void count_usage(batch *b, const json_t *reply)
+/* The few replies the scan leaves to jansson (a rare escape, a long number, deep nesting). */
+static int check_by_tree(const sky_reply *r, item *it)
 {
-    json_t *u = json_object_get(reply, "usage");
-    b->tokens_in += usage_tokens(u, "prompt_tokens", "input_tokens");
-    b->tokens_out += usage_tokens(u, "completion_tokens", "output_tokens");
+    json_t *j = NULL;
+    int rc = sky_json_parse(r->body, &j, NULL);
+    if (rc < 0)
+        return rc;
+    json_t *u = json_object_get(j, "usage");
+    it->usage.prompt_tokens = usage_tokens(u, "prompt_tokens", "input_tokens");
+    it->usage.completion_tokens = usage_tokens(u, "completion_tokens", "output_tokens");
+    it->usage.total_tokens = usage_tokens(u, "total_tokens", "total_tokens");
+    it->too_deep = sky_json_deeper_than(j, SKY_JSON_MAX_DEPTH - 8);
+    json_decref(j);
+    return 0;
+}
+
+/*
+ * A 2xx reply, read once before the pipeline decides on it: whether it is JSON (a reply that
+ * is not is asked for once more), what it used (for the rate limiter and the summary), and
+ * whether it nests too deep to record. One scan, no tree: the record takes its bytes.
+ */
+static int check_reply(sky_call *call, const sky_reply *reply, void *ud)
+{
+    item *it = ud;
+    it->too_deep = 0;
+    /* the record nests the reply two deeper, and the journal reads it back with jansson */
+    int rc = sky__ai_reply_usage(reply->body, SKY_JSON_MAX_DEPTH - 8, &it->usage);
+    if (rc == SKY_EJSON)
+        rc = check_by_tree(reply, it);
+    if (rc == 0 && it->usage.total_tokens >= 0)
+        sky_call_set_usage(call, it->usage.total_tokens);
+    return rc;
+}
+
+static void count_usage(batch *b, const item *it)
+{
+    b->tokens_in += it->usage.prompt_tokens > 0 ? (uint64_t)it->usage.prompt_tokens : 0;
+    b->tokens_out += it->usage.completion_tokens > 0 ? (uint64_t)it->usage.completion_tokens : 0;
 }
 
 /* Refusals that say nothing about the request and everything about the account. */
@@ -676,10 +713,9 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     sky_buf_init(&line, 128u * 1024u * 1024u);
     int rc;
     if (err == NULL) {
-        /* require_json: a success always arrives parsed, so its bytes are valid JSON */
-        rc = res->json ? sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id),
-                                                      res->status, rid, res->body)
-                       : sky_batch_record_success(&line, hex, sky_span_cstr(it->custom_id), &r);
+        /* check_reply has read a success: its bytes are JSON that jansson reads back */
+        rc = sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id), res->status,
+                                          rid, res->body);
     } else {
         /* a reply too large or too deep to record goes without its body; so does an error
          * reply over 1 MiB (as a JSON string, control bytes grow sixfold) */
@@ -693,15 +729,10 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     return rc;
 }
 
-/*
- * The record nests the reply two deeper: past jansson's depth the journal could not read
- * it back, and every run would send its request again. Such a reply is a failure.
- */
-static int too_deep(const sky_call_result *res, sky_error *out)
+/* A reply that nests too deep to record (check_reply found it) is a failure. */
+static int too_deep(const item *it, const sky_call_result *res, sky_error *out)
 {
-    /* that deep takes two bytes a level: most replies are too short to need the walk */
-    if (res->json == NULL || res->body.len < 2 * (size_t)(SKY_JSON_MAX_DEPTH - 8) ||
-        !sky_json_deeper_than(res->json, SKY_JSON_MAX_DEPTH - 8))
+    if (!it->too_deep)
         return 0;
     sky_error_clear(out);
     sky_error_set(out, SKY_ETOOBIG, "the reply nests deeper than %d levels: it cannot be recorded",
@@ -718,7 +749,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     sky_error deep;
     (void)call;
     b->in_flight--;
-    if (err == NULL && too_deep(res, &deep))
+    if (err == NULL && too_deep(it, res, &deep))
         err = &deep;
     b->retries += res->attempts > 1 ? (uint64_t)(res->attempts - 1) : 0;
     b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
@@ -738,7 +769,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         b->left_undone++;
     } else if (err == NULL) {
         b->ok++;
-        count_usage(b, res->json);
+        count_usage(b, it);
     } else {
         b->failed++;
     }
