@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -12,16 +13,35 @@
 #include "skyio/headers.h"
 #include "skyio/error.h"
 
-/* One header; value points into the same allocation as name. */
+/* One header; name and value lie side by side in the map's pool. */
 typedef struct hdr_entry {
     char *name;
     char *value;
 } hdr_entry;
 
+/*
+ * A map holds its first entries and their bytes inside itself, so a typical request's or
+ * reply's headers cost one allocation, not one per header. Past that, blocks are chained,
+ * never moved: a name or value handed out stays where it is until the map is cleared.
+ */
+#define INLINE_ENTRIES 16
+#define INLINE_BYTES 1024
+#define BLOCK_BYTES 2048
+
+typedef struct pool_block {
+    struct pool_block *next;
+    size_t used, size;
+    char mem[];
+} pool_block;
+
 struct sky_headers {
     hdr_entry *v;
     size_t n;
     size_t alloc;
+    pool_block *blocks; /* the newest first */
+    size_t used;        /* of inline_bytes */
+    hdr_entry inline_v[INLINE_ENTRIES];
+    char inline_bytes[INLINE_BYTES];
 };
 
 #define NS_PER_MS INT64_C(1000000)
@@ -29,15 +49,27 @@ struct sky_headers {
 
 sky_headers *sky_headers_new(void)
 {
-    return calloc(1, sizeof(sky_headers));
+    sky_headers *h = malloc(sizeof(sky_headers));
+    if (h == NULL)
+        return NULL;
+    h->v = h->inline_v;
+    h->n = 0;
+    h->alloc = INLINE_ENTRIES;
+    h->blocks = NULL;
+    h->used = 0;
+    return h;
 }
 
 void sky_headers_clear(sky_headers *h)
 {
     if (h == NULL)
         return;
-    for (size_t i = 0; i < h->n; i++)
-        free(h->v[i].name);
+    while (h->blocks) {
+        pool_block *b = h->blocks;
+        h->blocks = b->next;
+        free(b);
+    }
+    h->used = 0;
     h->n = 0;
 }
 
@@ -46,8 +78,35 @@ void sky_headers_free(sky_headers *h)
     if (h == NULL)
         return;
     sky_headers_clear(h);
-    free(h->v);
+    if (h->v != h->inline_v)
+        free(h->v);
     free(h);
+}
+
+/* @p n bytes from the map's pool, or NULL when memory is out. */
+static char *pool_take(sky_headers *h, size_t n)
+{
+    if (n <= INLINE_BYTES - h->used) {
+        char *p = h->inline_bytes + h->used;
+        h->used += n;
+        return p;
+    }
+    pool_block *b = h->blocks;
+    if (b == NULL || n > b->size - b->used) {
+        size_t size = n > BLOCK_BYTES ? n : BLOCK_BYTES;
+        if (size > SIZE_MAX - sizeof(pool_block))
+            return NULL;
+        b = malloc(sizeof(pool_block) + size);
+        if (b == NULL)
+            return NULL;
+        b->next = h->blocks;
+        b->used = 0;
+        b->size = size;
+        h->blocks = b;
+    }
+    char *p = b->mem + b->used;
+    b->used += n;
+    return p;
 }
 
 /* RFC 9110 tchar, without ctype so the locale cannot change the answer. */
@@ -123,12 +182,15 @@ static int grow(sky_headers *h)
 {
     if (h->n < h->alloc)
         return 0;
-    size_t n = h->alloc ? h->alloc * 2 : 16;
+    size_t n = h->alloc * 2;
     if (n > SIZE_MAX / sizeof(hdr_entry))
         return SKY_ENOMEM;
-    hdr_entry *v = realloc(h->v, n * sizeof(hdr_entry));
+    int first = h->v == h->inline_v;
+    hdr_entry *v = realloc(first ? NULL : h->v, n * sizeof(hdr_entry));
     if (v == NULL)
         return SKY_ENOMEM;
+    if (first)
+        memcpy(v, h->inline_v, h->n * sizeof(hdr_entry));
     h->v = v;
     h->alloc = n;
     return 0;
@@ -141,7 +203,7 @@ int sky_headers_add(sky_headers *h, sky_span name, sky_span value)
     value = trim_value(value);
     if (grow(h) < 0 || value.len > SIZE_MAX - name.len - 2)
         return SKY_ENOMEM;
-    char *p = malloc(name.len + value.len + 2);
+    char *p = pool_take(h, name.len + value.len + 2);
     if (p == NULL)
         return SKY_ENOMEM;
     memcpy(p, name.ptr, name.len);
@@ -171,9 +233,11 @@ static int unfold(sky_headers *h, sky_span cont)
     size_t sep = vlen ? 1 : 0;
     if (cont.len > SIZE_MAX - nlen - vlen - 3)
         return SKY_ENOMEM;
-    char *p = realloc(e->name, nlen + 1 + vlen + sep + cont.len + 1);
+    /* the joined header is written anew; the old bytes stay in the pool until a clear */
+    char *p = pool_take(h, nlen + 1 + vlen + sep + cont.len + 1);
     if (p == NULL)
         return SKY_ENOMEM;
+    memcpy(p, e->name, nlen + 1 + vlen + 1);
     e->name = p;
     e->value = p + nlen + 1;
     if (sep)
