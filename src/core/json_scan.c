@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,9 +68,32 @@ static size_t escape_len(const char *p, size_t n)
  * The bytes of @p text that the two parsers take differently: UTF-8 that yajl lets by and
  * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above.
  */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Whether a byte of @p w is @p c (the classic test for a zero byte in w ^ c's). */
+static int has_byte(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (ONES * c);
+    return ((x - ONES) & ~x & HIGHS) != 0;
+}
+
+/* Whether the 8 bytes at @p p are plain ASCII that needs no look, word at a time: most
+ * of a text is, and a byte at a time costs more than yajl's own pass. */
+static int plain8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return (w & HIGHS) == 0 && !has_byte(w, '\\') && !has_byte(w, '\v') && !has_byte(w, '\f');
+}
+
 static int text_differs(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        while (i + 8 <= n && plain8(p + i))
+            i += 8;
+        if (i >= n)
+            break;
         unsigned char c = (unsigned char)p[i];
         if (c >= 0x80) {
             size_t k = sky_utf8_seq_len((const unsigned char *)p + i, n - i);
@@ -208,6 +232,59 @@ static const yajl_callbacks k_callbacks = {
     .yajl_end_array = on_end_array,
 };
 
+/* ---- yajl's memory -------------------------------------------------------------------- */
+
+/*
+ * yajl allocates its handle, lexer and stacks anew for every text. A scan's arena on the
+ * stack takes them, so a scan of a reply costs no malloc; what does not fit goes to the
+ * heap. A block keeps its size just before it, for realloc.
+ */
+#define ARENA_BYTES 4096
+#define ARENA_ALIGN 16
+
+typedef struct arena {
+    _Alignas(ARENA_ALIGN) unsigned char mem[ARENA_BYTES];
+    size_t used;
+} arena;
+
+static int in_arena(const arena *a, const void *p)
+{
+    const unsigned char *b = p;
+    return b >= a->mem && b < a->mem + ARENA_BYTES;
+}
+
+static void *arena_malloc(void *ctx, size_t n)
+{
+    arena *a = ctx;
+    size_t need = ARENA_ALIGN + ((n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1));
+    if (n > ARENA_BYTES || need > ARENA_BYTES - a->used)
+        return malloc(n);
+    unsigned char *p = a->mem + a->used + ARENA_ALIGN;
+    memcpy(p - sizeof n, &n, sizeof n);
+    a->used += need;
+    return p;
+}
+
+static void arena_free(void *ctx, void *p)
+{
+    if (p != NULL && !in_arena(ctx, p))
+        free(p);
+}
+
+static void *arena_realloc(void *ctx, void *p, size_t n)
+{
+    if (p == NULL)
+        return arena_malloc(ctx, n);
+    if (!in_arena(ctx, p))
+        return realloc(p, n);
+    size_t old;
+    memcpy(&old, (unsigned char *)p - sizeof old, sizeof old);
+    void *q = arena_malloc(ctx, n);
+    if (q != NULL)
+        memcpy(q, p, old < n ? old : n);
+    return q;
+}
+
 /* ---- the scan ------------------------------------------------------------------------ */
 
 static int verdict(scan *s, yajl_status st)
@@ -229,9 +306,14 @@ int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
     scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0};
     if (s.max_depth <= 0 || s.max_depth > SKY_JSON_MAX_DEPTH)
         s.max_depth = SKY_JSON_MAX_DEPTH;
-    s.yajl = yajl_alloc(&k_callbacks, NULL, &s);
+    arena mem;
+    mem.used = 0;
+    yajl_alloc_funcs funcs = {arena_malloc, arena_realloc, arena_free, &mem};
+    s.yajl = yajl_alloc(&k_callbacks, &funcs, &s);
     if (s.yajl == NULL)
         return SKY_ENOMEM;
+    /* text_differs has checked the UTF-8, by jansson's stricter rules */
+    yajl_config(s.yajl, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(s.yajl, (const unsigned char *)text.ptr, text.len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(s.yajl);

@@ -285,6 +285,9 @@ static void test_scan_leaves_to_jansson(void **state)
         "\"\xC0\x80\"",
         "\"\xED\xA0\x80\"",
         "[1]\v",
+        "\"a\x01b\"",
+        "\"tab\there\"",
+        "\"\x7F\xFF\"",
         "\f[1]",
         "\"\xF4\x90\x80\x80\"",
         "01",
@@ -312,6 +315,30 @@ static void test_scan_leaves_to_jansson(void **state)
             fail_msg("%s: jansson %s, scan refused or not", take[i], j ? "took it" : jerr.text);
         json_decref(j);
     }
+}
+
+/* Texts whose parse outgrows the scan's arena: a long escaped string, deep nesting. */
+static void test_scan_outgrows_its_arena(void **state)
+{
+    (void)state;
+    size_t n = 20000;
+    char *text = malloc(n * 2 + 3);
+    assert_non_null(text);
+    text[0] = '"';
+    for (size_t i = 0; i < n; i++)
+        memcpy(text + 1 + 2 * i, "\\n", 2);
+    memcpy(text + 1 + 2 * n, "\"", 2);
+    trace t = {{0}, 0};
+    sky_json_visitor v = {NULL, NULL, tr_open, NULL};
+    assert_int_equal(sky_json_scan(sky_span_cstr(text), 0, &v, &t), 0);
+    for (size_t i = 0; i < 1500; i++)
+        text[i] = '[';
+    for (size_t i = 0; i < 1500; i++)
+        text[1500 + i] = ']';
+    text[3000] = '\0';
+    assert_int_equal(sky_json_scan(sky_span_cstr(text), 0, NULL, NULL), 0);
+    assert_int_equal(sky_json_scan(sky_span_cstr(text), 1499, NULL, NULL), SKY_EJSON);
+    free(text);
 }
 
 static void test_scan_depth(void **state)
@@ -379,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_scan_callback_result),
         cmocka_unit_test(test_scan_leaves_to_jansson),
         cmocka_unit_test(test_scan_depth),
+        cmocka_unit_test(test_scan_outgrows_its_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
