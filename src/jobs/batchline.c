@@ -722,6 +722,10 @@ static int emit_one_line(sky_buf *out, sky_span body)
 {
     size_t start = out->len;
     int rc = sky_buf_append(out, body.ptr, body.len);
+    /* nearly every reply is on one line already: memchr looks faster than a loop */
+    if (rc == 0 && memchr(body.ptr, '\n', body.len) == NULL &&
+        memchr(body.ptr, '\r', body.len) == NULL)
+        return 0;
     for (size_t i = start; rc == 0 && i < out->len; i++)
         if (out->data[i] == '\n' || out->data[i] == '\r')
             out->data[i] = ' ';
