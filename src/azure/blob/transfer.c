@@ -124,35 +124,49 @@ int sky_blob_folder_new(sky_blob_client *c, const sky_blob_folder_options *o, sk
 
 /* ---- jobs and remotes ---- */
 
-sky__folder_job *sky__folder_add_job(sky_blob_folder *f, const char *local, const char *name,
-                                     int64_t size)
+static int grow_jobs(sky_blob_folder *f)
 {
-    if (f->njobs == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 64;
-        sky__folder_job **n = realloc(f->jobs, cap * sizeof(*n));
-        if (n == NULL)
-            return NULL;
-        f->jobs = n;
-        f->cap = cap;
-    }
-    sky__folder_job *j = calloc(1, sizeof(*j));
-    if (j == NULL)
+    if (f->njobs < f->cap)
+        return 0;
+    size_t cap = f->cap ? f->cap * 2 : 64;
+    sky__folder_job **n = realloc(f->jobs, cap * sizeof(*n));
+    if (n == NULL)
+        return -1;
+    f->jobs = n;
+    f->cap = cap;
+    return 0;
+}
+
+sky__folder_job *sky__folder_take_job(sky_blob_folder *f, char *local, char *name, int64_t size)
+{
+    sky__folder_job *j = grow_jobs(f) == 0 ? calloc(1, sizeof(*j)) : NULL;
+    if (j == NULL) {
+        free(local);
+        free(name);
         return NULL;
+    }
     j->f = f;
-    j->local = local ? strdup(local) : NULL;
-    j->name = strdup(name);
-    if ((local && !j->local) || !j->name) {
-        free(j->local);
-        free(j->name);
-        free(j);
-        return NULL;
-    }
-    j->item.name = j->name;
-    j->item.local = j->local;
+    j->local = local;
+    j->name = name;
+    j->item.name = name;
+    j->item.local = local;
     j->item.size = size;
     f->jobs[f->njobs++] = j;
     f->bytes_total += size > 0 ? size : 0;
     return j;
+}
+
+sky__folder_job *sky__folder_add_job(sky_blob_folder *f, const char *local, const char *name,
+                                     int64_t size)
+{
+    char *l = local ? strdup(local) : NULL;
+    char *n = strdup(name);
+    if ((local && l == NULL) || n == NULL) {
+        free(l);
+        free(n);
+        return NULL;
+    }
+    return sky__folder_take_job(f, l, n, size);
 }
 
 void sky__folder_job_fail(sky__folder_job *j, int code, const char *fmt, ...)

@@ -76,7 +76,10 @@ struct sky_blob_folder {
 void sky__folder_ref(sky_blob_folder *f);
 /** Drop it, last thing a handler does: frees @p f once freed by its user and idle. */
 void sky__folder_unref(sky_blob_folder *f);
-/** A new job (copies the strings); NULL when out of memory. */
+/** A new job that takes @p local (may be NULL) and @p name, malloc'd: freed here when it
+ *  cannot be made (NULL, out of memory). */
+sky__folder_job *sky__folder_take_job(sky_blob_folder *f, char *local, char *name, int64_t size);
+/** A new job with copies of the strings; NULL when out of memory. */
 sky__folder_job *sky__folder_add_job(sky_blob_folder *f, const char *local, const char *name,
                                      int64_t size);
 /** Mark @p j failed with @p code and why (replacing an earlier reason). */

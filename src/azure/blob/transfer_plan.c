@@ -166,20 +166,13 @@ static void list_start(sky_blob_folder *f);
 /* The walk's files become jobs; their strings move, not copy. */
 static int walk_take(sky_blob_folder *f, walk *w)
 {
-    for (size_t i = 0; i < w->n; i++) {
-        sky__folder_job *j = sky__folder_add_job(f, NULL, "", w->files[i].size);
-        if (j == NULL) {
-            walk_free(w, i);
-            return -1;
-        }
-        free(j->name);
-        j->name = w->files[i].name;
-        j->local = w->files[i].local;
-        j->item.name = j->name;
-        j->item.local = j->local;
-    }
-    walk_free(w, w->n);
-    return 0;
+    size_t i = 0;
+    while (i < w->n &&
+           sky__folder_take_job(f, w->files[i].local, w->files[i].name, w->files[i].size) != NULL)
+        i++;
+    int rc = i < w->n ? -1 : 0;
+    walk_free(w, i < w->n ? i + 1 : i); /* a job not made freed its strings */
+    return rc;
 }
 
 static void walk_after(uv_work_t *req, int status)
