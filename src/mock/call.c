@@ -149,6 +149,7 @@ static const char *read_request(sky__mock_call *c, const json_t *req)
     c->has_max = q.has_max;
     c->n_tokens = q.n_tokens;
     c->dim = q.dim;
+    c->base64 = q.base64;
     c->n_inputs = q.n_inputs;
     c->prompt_tokens = q.prompt_tokens;
     return NULL;

@@ -151,6 +151,7 @@ typedef struct sky__mock_request {
     int has_max;  /* it set a token limit */
     int n_tokens; /* reply length: that limit (at most 100000), else the default */
     int dim;      /* embeddings */
+    int base64;   /* embeddings: encoding_format "base64" */
     int n_inputs; /* embeddings, completions, moderations */
     int64_t prompt_tokens;
 } sky__mock_request;

@@ -4,6 +4,7 @@
  * fuzz target calls these directly.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "skyio/json.h"
@@ -70,6 +71,10 @@ static const char *parse_embed(sky__mock_request *q, const json_t *req)
     if (dim <= 0 || dim > 65536)
         return "'dimensions' must be between 1 and 65536";
     q->dim = (int)dim;
+    const char *format = sky_json_str(req, "encoding_format", "float");
+    if (strcmp(format, "float") != 0 && strcmp(format, "base64") != 0)
+        return "'encoding_format' must be 'float' or 'base64'";
+    q->base64 = strcmp(format, "base64") == 0;
     q->prompt_tokens = sky__mock_estimate_tokens(chars);
     return NULL;
 }

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <openssl/evp.h>
+
 #include "skyio/json.h"
 #include "worker.h"
 
@@ -30,33 +32,71 @@ static json_t *chat_body(const sky__mock_call *c)
     return body;
 }
 
-static json_t *embed_vector(uint64_t seed, int dim)
+/* A unit vector of @p dim values drawn from @p seed, malloc'd; NULL without memory. */
+static float *unit_vector(uint64_t seed, int dim)
 {
-    json_t *v = json_array();
     double norm = 0;
     uint64_t s = seed;
-    double *tmp = malloc(sizeof(double) * (size_t)dim);
-    if (v == NULL || tmp == NULL) {
-        free(tmp);
-        json_decref(v);
+    float *v = malloc(sizeof(float) * (size_t)dim);
+    if (v == NULL)
         return NULL;
-    }
     for (int i = 0; i < dim; i++) {
-        tmp[i] = sky__mock_rand01(&s) * 2.0 - 1.0;
-        norm += tmp[i] * tmp[i];
+        v[i] = (float)(sky__mock_rand01(&s) * 2.0 - 1.0);
+        norm += (double)v[i] * v[i];
     }
     norm = norm > 0 ? sqrt(norm) : 1;
     for (int i = 0; i < dim; i++)
-        json_array_append_new(v, json_real(tmp[i] / norm));
-    free(tmp);
+        v[i] = (float)(v[i] / norm);
     return v;
+}
+
+static json_t *float_array(const float *v, int dim)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < dim; i++) {
+        if (json_array_append_new(a, json_real(v[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* What the SDKs ask for by default: the float32s in little-endian order, in base64. */
+static json_t *base64_floats(const float *v, int dim)
+{
+    size_t n = (size_t)dim * 4;
+    unsigned char *raw = malloc(n);
+    char *text = malloc(4 * ((n + 2) / 3) + 1);
+    json_t *out = NULL;
+    if (raw && text) {
+        for (int i = 0; i < dim; i++) {
+            uint32_t bits;
+            memcpy(&bits, &v[i], 4);
+            for (int b = 0; b < 4; b++)
+                raw[4 * i + b] = (unsigned char)(bits >> (8 * b));
+        }
+        int len = EVP_EncodeBlock((unsigned char *)text, raw, (int)n);
+        out = json_stringn(text, (size_t)len);
+    }
+    free(raw);
+    free(text);
+    return out;
+}
+
+static json_t *embed_vector(uint64_t seed, int dim, int base64)
+{
+    float *v = unit_vector(seed, dim);
+    json_t *out = v == NULL ? NULL : base64 ? base64_floats(v, dim) : float_array(v, dim);
+    free(v);
+    return out;
 }
 
 static json_t *embed_body(const sky__mock_call *c)
 {
     json_t *data = json_array();
     for (int i = 0; data && i < c->n_inputs; i++) {
-        json_t *vec = embed_vector(c->seed + (uint64_t)i, c->dim);
+        json_t *vec = embed_vector(c->seed + (uint64_t)i, c->dim, c->base64);
         json_t *item =
             vec ? json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", vec)
                 : NULL;

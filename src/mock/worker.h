@@ -111,6 +111,7 @@ typedef struct sky__mock_call {
     int seq;      /* Responses: the next event's sequence_number */
     int has_max;  /* the request set max_tokens: finish_reason is "length" */
     int dim;
+    int base64; /* embeddings as base64 of little-endian float32s */
     int n_inputs;
     int64_t prompt_tokens;
     uint64_t seed;

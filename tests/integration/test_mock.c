@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "harness.h"
 #include "skyio/json.h"
 #include "skyio/sse.h"
@@ -268,6 +270,60 @@ static void test_embeddings_and_models(void **state)
     j = body_json(&r);
     assert_true(json_array_size(json_object_get(j, "data")) >= 3);
     json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* The base64 of one embedding decoded as little-endian float32s: their count, and the sum
+ * of their squares in *out_norm. */
+static int decode_base64_floats(const char *text, double *out_norm)
+{
+    size_t len = strlen(text);
+    unsigned char *raw = malloc(len);
+    assert_non_null(raw);
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)len);
+    assert_true(n >= 0);
+    n -= len >= 2 && text[len - 1] == '=' ? (text[len - 2] == '=' ? 2 : 1) : 0;
+    assert_int_equal(n % 4, 0);
+    *out_norm = 0;
+    for (int i = 0; i < n / 4; i++) {
+        uint32_t bits = (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
+                        (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
+        float v;
+        memcpy(&v, &bits, 4);
+        *out_norm += (double)v * v;
+    }
+    free(raw);
+    return n / 4;
+}
+
+/* encoding_format "base64", the SDKs' default, on both routes: float32s, unit length. */
+static void test_embeddings_base64(void **state)
+{
+    static const char *const paths[] = {
+        "/v1/embeddings", "/openai/deployments/emb/embeddings?api-version=2024-10-21"};
+    fixture f;
+    sky_test_result r;
+    double norm;
+    (void)state;
+    open_fixture(&f, NULL);
+    for (int i = 0; i < 2; i++) {
+        request(&f, "POST", paths[i],
+                "{\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\"],"
+                "\"encoding_format\":\"base64\"}",
+                NULL, &r);
+        assert_int_equal(r.status, 200);
+        json_t *j = body_json(&r);
+        const char *b64 = json_string_value(sky_json_path(j, "data.1.embedding"));
+        assert_non_null(b64);
+        assert_int_equal(decode_base64_floats(b64, &norm), 1536);
+        assert_true(norm > 0.999 && norm < 1.001);
+        json_decref(j);
+        sky_test_result_free(&r);
+    }
+    request(&f, "POST", "/v1/embeddings",
+            "{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"int8\"}", NULL, &r);
+    assert_int_equal(r.status, 400);
     sky_test_result_free(&r);
     close_fixture(&f);
 }
@@ -1272,6 +1328,7 @@ int main(void)
         cmocka_unit_test(test_model_name_escaped),
         cmocka_unit_test(test_models_in_turn_and_long_reply),
         cmocka_unit_test(test_embeddings_and_models),
+        cmocka_unit_test(test_embeddings_base64),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
