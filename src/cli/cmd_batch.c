@@ -104,7 +104,7 @@ struct batch {
     const char *input, *output, *errors, *base_url, *cacert, *limiter;
     int text, retry_failed, prefer_azure, json_out, no_rate_limit;
     long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, max_line_bytes;
-    sky_batch_line_options lo;
+    sky_batchline_options lo;
     /* machinery */
     sky_loop *loop;
     sky_http_client *client;
@@ -365,9 +365,9 @@ static void on_journal_error(sky_journal *j, const sky_error *err, void *ud)
  * gets an id of its own, "skyio-<kind>-line-N". Either way a rerun knows it is recorded
  * and the output holds every id once.
  */
-static void record_input_error(batch *b, const sky_batch_line_error *le, const char *kind)
+static void record_input_error(batch *b, const sky_batchline_error *le, const char *kind)
 {
-    char id[SKY_BATCH_CUSTOM_ID_MAX + 1], hex[32];
+    char id[SKY_BATCHLINE_CUSTOM_ID_MAX + 1], hex[32];
     sky_buf line;
     int own = kind == NULL && le->has_custom_id;
     if (own)
@@ -377,19 +377,19 @@ static void record_input_error(batch *b, const sky_batch_line_error *le, const c
                  (unsigned long long)le->line);
     if (sky_journal_is_done(b->out, id) || (b->err && sky_journal_is_done(b->err, id)))
         return;
-    sky_batch_line_error e = *le;
+    sky_batchline_error e = *le;
     e.has_custom_id = 1;
     e.custom_id_len = strlen(id);
     memcpy(e.custom_id, id, e.custom_id_len + 1);
     snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)le->line);
     sky_buf_init(&line, 1u << 20);
-    if (sky_batch_record_input_error(&line, hex, &e) == 0 && record(b, 1, id, &line) == 0)
+    if (sky_batchline_record_input_error(&line, hex, &e) == 0 && record(b, 1, id, &line) == 0)
         b->input_errors++;
     sky_buf_free(&line);
 }
 
 /* A line that is not a request: under its custom_id when it has one no line took before. */
-static void record_bad_line(batch *b, const sky_batch_line_error *le)
+static void record_bad_line(batch *b, const sky_batchline_error *le)
 {
     int added = le->has_custom_id
                     ? sky_idset_add(b->seen, sky_span_make(le->custom_id, le->custom_id_len))
@@ -409,7 +409,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
                          void *ud);
 static int check_reply(sky_call *call, const sky_reply *reply, void *ud);
 
-static void start_request(batch *b, sky_batch_request *req)
+static void start_request(batch *b, sky_batchline_request *req)
 {
     sky_call_options co;
     sky_buf url;
@@ -448,7 +448,7 @@ static void start_request(batch *b, sky_batch_request *req)
             free(it);
         }
     } else if (rc < 0) {
-        sky_batch_line_error le;
+        sky_batchline_error le;
         memset(&le, 0, sizeof(le));
         le.line = req->line;
         sky_error_set(&le.err, SKY_EINVAL, "line %llu: cannot send: %s",
@@ -475,13 +475,13 @@ static void start_request(batch *b, sky_batch_request *req)
 
 static void handle_line(batch *b, sky_span text)
 {
-    sky_batch_request req;
-    sky_batch_line_error le;
+    sky_batchline_request req;
+    sky_batchline_error le;
     uint64_t n = ++b->line_no;
     memset(&req, 0, sizeof(req));
-    int rc = b->text ? sky_batch_text_parse(text, n, &b->lo, &req, &le)
-                     : sky_batch_line_parse(text, n, &b->lo, &req, &le);
-    if (rc == SKY_BATCH_LINE_BLANK)
+    int rc = b->text ? sky_batchline_text_parse(text, n, &b->lo, &req, &le)
+                     : sky_batchline_parse(text, n, &b->lo, &req, &le);
+    if (rc == SKY_BATCHLINE_BLANK)
         return;
     if (rc < 0) {
         if (le.err.code == SKY_ENOMEM)
@@ -493,7 +493,7 @@ static void handle_line(batch *b, sky_span text)
     sky_span id = sky_span_cstr(req.custom_id);
     int added = sky_idset_add(b->seen, id);
     if (added == 0) {
-        sky_batch_line_error_duplicate(&le, n, 0, id);
+        sky_batchline_error_duplicate(&le, n, 0, id);
         record_input_error(b, &le, "duplicate");
     } else if (added < 0) {
         b->fatal = 1;
@@ -502,7 +502,7 @@ static void handle_line(batch *b, sky_span text)
     } else {
         start_request(b, &req);
     }
-    sky_batch_request_free(&req);
+    sky_batchline_request_free(&req);
 }
 
 /*
@@ -517,7 +517,7 @@ static void handle_chunk(batch *b, const char *p, size_t n)
         size_t take = nl ? (size_t)(nl - p) + 1 : n;
         if (sky_buf_append(&b->partial, p, take) < 0) {
             /* a line over every limit: report it and skip to its end */
-            sky_batch_line_error le;
+            sky_batchline_error le;
             memset(&le, 0, sizeof(le));
             le.line = b->line_no + 1;
             sky_error_set(&le.err, SKY_ETOOBIG, "line %llu: longer than the line limit",
@@ -703,7 +703,7 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     sky_buf line;
     char hex[40];
     const char *rid = provider_request_id(res);
-    sky_batch_response r = {res->status, rid, res->body};
+    sky_batchline_response r = {res->status, rid, res->body};
     /* the record's id: our request id's hex digits, without the dashes */
     size_t n = 0;
     for (size_t i = 0; i < 32 && res->request_id[i]; i++)
@@ -714,13 +714,13 @@ static int record_result(batch *b, const item *it, const sky_call_result *res, c
     int rc;
     if (err == NULL) {
         /* check_reply has read a success: its bytes are JSON that jansson reads back */
-        rc = sky_batch_record_success_raw(&line, hex, sky_span_cstr(it->custom_id), res->status,
-                                          rid, res->body);
+        rc = sky_batchline_record_success_raw(&line, hex, sky_span_cstr(it->custom_id), res->status,
+                                              rid, res->body);
     } else {
         /* a reply too large or too deep to record goes without its body; so does an error
          * reply over 1 MiB (as a JSON string, control bytes grow sixfold) */
         int keep = res->status && err->code != SKY_ETOOBIG && res->body.len <= ((size_t)1 << 20);
-        rc = sky_batch_record_failure(
+        rc = sky_batchline_record_failure(
             &line, hex, sky_span_cstr(it->custom_id), keep ? &r : NULL,
             err->service_code[0] ? err->service_code : sky_err_name(err->code), err->message);
     }
@@ -1398,7 +1398,7 @@ int sky_cli_batch(int argc, char **argv)
     /* OpenAI's SDKs wait 10 minutes: a slow reasoning reply timed out sooner is billed,
      * then asked (and billed) again */
     b->timeout_ms = 600000;
-    sky_batch_line_options_init(&b->lo);
+    sky_batchline_options_init(&b->lo);
     int rc = parse_args(b, argc, argv);
     if (rc != 0) {
         if (rc == 1)

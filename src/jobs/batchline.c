@@ -24,14 +24,14 @@ static const char *const k_urls[] = {
 
 static const char k_chat_url[] = "/v1/chat/completions";
 
-void sky_batch_line_options_init(sky_batch_line_options *opts)
+void sky_batchline_options_init(sky_batchline_options *opts)
 {
     memset(opts, 0, sizeof *opts);
-    opts->max_line_bytes = SKY_BATCH_LINE_MAX_DEFAULT;
+    opts->max_line_bytes = SKY_BATCHLINE_MAX_DEFAULT;
     opts->temperature = 1.0;
 }
 
-void sky_batch_request_free(sky_batch_request *req)
+void sky_batchline_request_free(sky_batchline_request *req)
 {
     if (req == NULL)
         return;
@@ -75,14 +75,14 @@ static json_t *str_lossy(const char *p, size_t n)
 /* Nonzero when @p s may be a custom_id in a record: UTF-8, no NUL, not too long. */
 static int custom_id_ok(sky_span s)
 {
-    return (s.ptr != NULL || s.len == 0) && s.len <= SKY_BATCH_CUSTOM_ID_MAX &&
+    return (s.ptr != NULL || s.len == 0) && s.len <= SKY_BATCHLINE_CUSTOM_ID_MAX &&
            (s.len == 0 || memchr(s.ptr, '\0', s.len) == NULL) &&
            sky_utf8_invalid_at(s.ptr, s.len) == s.len;
 }
 
 /* ---- line errors ---------------------------------------------------------- */
 
-static void lerr_init(sky_batch_line_error *e, uint64_t line_no)
+static void lerr_init(sky_batchline_error *e, uint64_t line_no)
 {
     sky_error_clear(&e->err);
     e->line = line_no;
@@ -92,7 +92,7 @@ static void lerr_init(sky_batch_line_error *e, uint64_t line_no)
     e->custom_id[0] = '\0';
 }
 
-static void lerr_custom_id(sky_batch_line_error *e, sky_span id)
+static void lerr_custom_id(sky_batchline_error *e, sky_span id)
 {
     if (!custom_id_ok(id))
         return;
@@ -104,10 +104,10 @@ static void lerr_custom_id(sky_batch_line_error *e, sky_span id)
 }
 
 /* Record "line N: <reason>"; the reason names fields, never the line's bytes. */
-static int lerr_set(sky_batch_line_error *e, int code, const char *record_code, const char *param,
+static int lerr_set(sky_batchline_error *e, int code, const char *record_code, const char *param,
                     const char *fmt, ...) SKY_PRINTF(5, 6);
 
-static int lerr_set(sky_batch_line_error *e, int code, const char *record_code, const char *param,
+static int lerr_set(sky_batchline_error *e, int code, const char *record_code, const char *param,
                     const char *fmt, ...)
 {
     char reason[SKY_ERROR_MESSAGE_MAX];
@@ -121,18 +121,18 @@ static int lerr_set(sky_batch_line_error *e, int code, const char *record_code, 
     return code;
 }
 
-static int lerr_invalid(sky_batch_line_error *e, const char *param, const char *reason)
+static int lerr_invalid(sky_batchline_error *e, const char *param, const char *reason)
 {
     return lerr_set(e, SKY_EINVAL, "invalid_input", param, "%s", reason);
 }
 
-static int lerr_nomem(sky_batch_line_error *e)
+static int lerr_nomem(sky_batchline_error *e)
 {
     return lerr_set(e, SKY_ENOMEM, "internal_error", NULL, "out of memory");
 }
 
-void sky_batch_line_error_duplicate(sky_batch_line_error *out_err, uint64_t line_no,
-                                    uint64_t first_line, sky_span custom_id)
+void sky_batchline_error_duplicate(sky_batchline_error *out_err, uint64_t line_no,
+                                   uint64_t first_line, sky_span custom_id)
 {
     lerr_init(out_err, line_no);
     lerr_custom_id(out_err, custom_id);
@@ -185,8 +185,8 @@ static uint64_t max_tokens_of(const json_t *body)
     return 0;
 }
 
-void sky_batch_body_estimate(const json_t *body, uint64_t *out_prompt_chars,
-                             uint64_t *out_max_tokens)
+void sky_batchline_body_estimate(const json_t *body, uint64_t *out_prompt_chars,
+                                 uint64_t *out_max_tokens)
 {
     uint64_t chars = 0;
     if (json_is_object(body)) {
@@ -206,7 +206,7 @@ void sky_batch_body_estimate(const json_t *body, uint64_t *out_prompt_chars,
 /* ---- requests ------------------------------------------------------------- */
 
 /* Fill the parts every request shares from its body: JSON text, model, estimate. */
-static int request_fill_body(sky_batch_request *req, const json_t *body, sky_batch_line_error *e)
+static int request_fill_body(sky_batchline_request *req, const json_t *body, sky_batchline_error *e)
 {
     req->body = sky_json_dump(body, &req->body_len);
     if (req->body == NULL)
@@ -217,20 +217,20 @@ static int request_fill_body(sky_batch_request *req, const json_t *body, sky_bat
         if (req->model == NULL)
             return lerr_nomem(e);
     }
-    sky_batch_body_estimate(body, &req->prompt_chars, &req->max_tokens);
-    req->token_estimate = sky__batch_token_estimate(req->prompt_chars, req->max_tokens);
+    sky_batchline_body_estimate(body, &req->prompt_chars, &req->max_tokens);
+    req->token_estimate = sky__batchline_token_estimate(req->prompt_chars, req->max_tokens);
     return 0;
 }
 
-uint64_t sky__batch_token_estimate(uint64_t prompt_chars, uint64_t max_tokens)
+uint64_t sky__batchline_token_estimate(uint64_t prompt_chars, uint64_t max_tokens)
 {
     uint64_t prompt_tokens = prompt_chars / CHARS_PER_TOKEN + (prompt_chars % CHARS_PER_TOKEN != 0);
     return sat_add(prompt_tokens, max_tokens);
 }
 
-static size_t line_cap(const sky_batch_line_options *opts)
+static size_t line_cap(const sky_batchline_options *opts)
 {
-    return opts && opts->max_line_bytes ? opts->max_line_bytes : SKY_BATCH_LINE_MAX_DEFAULT;
+    return opts && opts->max_line_bytes ? opts->max_line_bytes : SKY_BATCHLINE_MAX_DEFAULT;
 }
 
 static int is_blank(sky_span s)
@@ -242,8 +242,8 @@ static int is_blank(sky_span s)
 }
 
 /* Checks shared by both line kinds: arguments, size, BOM, blank. */
-static int line_begin(sky_span *line, uint64_t line_no, const sky_batch_line_options *opts,
-                      sky_batch_request *out_req, sky_batch_line_error *out_err)
+static int line_begin(sky_span *line, uint64_t line_no, const sky_batchline_options *opts,
+                      sky_batchline_request *out_req, sky_batchline_error *out_err)
 {
     if (out_req == NULL || out_err == NULL)
         return SKY_EINVAL;
@@ -259,7 +259,7 @@ static int line_begin(sky_span *line, uint64_t line_no, const sky_batch_line_opt
         line->ptr += 3;
         line->len -= 3;
     }
-    return is_blank(*line) ? SKY_BATCH_LINE_BLANK : 0;
+    return is_blank(*line) ? SKY_BATCHLINE_BLANK : 0;
 }
 
 /*
@@ -272,7 +272,7 @@ static int load_out_of_memory(const json_error_t *jerr)
     return jerr->text[0] == '\0' || json_error_code(jerr) == json_error_out_of_memory;
 }
 
-static int load_line(sky_span line, json_t **out_root, sky_batch_line_error *e)
+static int load_line(sky_span line, json_t **out_root, sky_batchline_error *e)
 {
     json_error_t jerr;
     *out_root =
@@ -291,7 +291,7 @@ static int load_line(sky_span line, json_t **out_root, sky_batch_line_error *e)
 
 /* The string member @p key, or an error naming it. */
 static int need_string(const json_t *root, const char *key, const json_t **out,
-                       sky_batch_line_error *e)
+                       sky_batchline_error *e)
 {
     *out = json_object_get(root, key);
     if (*out == NULL)
@@ -301,7 +301,7 @@ static int need_string(const json_t *root, const char *key, const json_t **out,
     return 0;
 }
 
-static int check_custom_id(const json_t *root, sky_batch_line_error *e)
+static int check_custom_id(const json_t *root, sky_batchline_error *e)
 {
     const json_t *v;
     int rc = need_string(root, "custom_id", &v, e);
@@ -310,16 +310,16 @@ static int check_custom_id(const json_t *root, sky_batch_line_error *e)
     sky_span id = sky_span_make(json_string_value(v), json_string_length(v));
     if (id.len == 0)
         return lerr_invalid(e, "custom_id", "custom_id is empty");
-    if (id.len > SKY_BATCH_CUSTOM_ID_MAX)
+    if (id.len > SKY_BATCHLINE_CUSTOM_ID_MAX)
         return lerr_set(e, SKY_EINVAL, "invalid_input", "custom_id",
-                        "custom_id is longer than %d bytes", SKY_BATCH_CUSTOM_ID_MAX);
+                        "custom_id is longer than %d bytes", SKY_BATCHLINE_CUSTOM_ID_MAX);
     if (memchr(id.ptr, '\0', id.len) != NULL)
         return lerr_invalid(e, "custom_id", "custom_id holds a NUL character");
     lerr_custom_id(e, id);
     return 0;
 }
 
-static int check_method(const json_t *root, sky_batch_line_error *e)
+static int check_method(const json_t *root, sky_batchline_error *e)
 {
     const json_t *v;
     int rc = need_string(root, "method", &v, e);
@@ -331,17 +331,17 @@ static int check_method(const json_t *root, sky_batch_line_error *e)
     return 0;
 }
 
-static int check_url(const json_t *root, const char **out_url, sky_batch_line_error *e)
+static int check_url(const json_t *root, const char **out_url, sky_batchline_error *e)
 {
     const json_t *v;
     int rc = need_string(root, "url", &v, e);
     if (rc < 0)
         return rc;
-    *out_url = sky__batch_url(sky_span_make(json_string_value(v), json_string_length(v)));
+    *out_url = sky__batchline_url(sky_span_make(json_string_value(v), json_string_length(v)));
     return *out_url ? 0 : lerr_invalid(e, "url", "unsupported url");
 }
 
-const char *sky__batch_url(sky_span url)
+const char *sky__batchline_url(sky_span url)
 {
     /* Azure OpenAI's batch files name the same paths without the /v1 */
     for (size_t i = 0; i < SKY_ARRAY_LEN(k_urls); i++) {
@@ -352,7 +352,7 @@ const char *sky__batch_url(sky_span url)
     return NULL;
 }
 
-static int check_body(const json_t *root, const json_t **out_body, sky_batch_line_error *e)
+static int check_body(const json_t *root, const json_t **out_body, sky_batchline_error *e)
 {
     *out_body = json_object_get(root, "body");
     if (*out_body == NULL)
@@ -368,7 +368,7 @@ static int check_body(const json_t *root, const json_t **out_body, sky_batch_lin
     return 0;
 }
 
-static int request_from_json(const json_t *root, sky_batch_request *req, sky_batch_line_error *e)
+static int request_from_json(const json_t *root, sky_batchline_request *req, sky_batchline_error *e)
 {
     if (!json_is_object(root))
         return lerr_invalid(e, NULL, "not a JSON object");
@@ -389,8 +389,8 @@ static int request_from_json(const json_t *root, sky_batch_request *req, sky_bat
 }
 
 /* The full reader: every line, with jansson's tree, and every error's message. */
-static int line_from_tree(sky_span line, uint64_t line_no, sky_batch_request *out_req,
-                          sky_batch_line_error *out_err)
+static int line_from_tree(sky_span line, uint64_t line_no, sky_batchline_request *out_req,
+                          sky_batchline_error *out_err)
 {
     json_t *root;
     int rc = load_line(line, &root, out_err);
@@ -400,25 +400,25 @@ static int line_from_tree(sky_span line, uint64_t line_no, sky_batch_request *ou
     rc = request_from_json(root, out_req, out_err);
     json_decref(root);
     if (rc < 0)
-        sky_batch_request_free(out_req);
+        sky_batchline_request_free(out_req);
     return rc;
 }
 
-int sky__batch_line_parse_tree(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
-                               sky_batch_request *out_req, sky_batch_line_error *out_err)
+int sky__batchline_parse_tree(sky_span line, uint64_t line_no, const sky_batchline_options *opts,
+                              sky_batchline_request *out_req, sky_batchline_error *out_err)
 {
     int rc = line_begin(&line, line_no, opts, out_req, out_err);
     return rc != 0 ? rc : line_from_tree(line, line_no, out_req, out_err);
 }
 
-int sky_batch_line_parse(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
-                         sky_batch_request *out_req, sky_batch_line_error *out_err)
+int sky_batchline_parse(sky_span line, uint64_t line_no, const sky_batchline_options *opts,
+                        sky_batchline_request *out_req, sky_batchline_error *out_err)
 {
     int rc = line_begin(&line, line_no, opts, out_req, out_err);
     if (rc != 0)
         return rc;
     /* most lines are well formed: read those without a tree, the rest with jansson */
-    rc = sky__batch_line_scan(line, out_req);
+    rc = sky__batchline_scan(line, out_req);
     if (rc == SKY_ENOMEM)
         return lerr_nomem(out_err);
     if (rc == 0) {
@@ -457,7 +457,7 @@ static json_t *message_new(const char *role, json_t *content)
 }
 
 /* Options a user typed must be sendable; say which one is not. */
-static int check_text_options(const sky_batch_line_options *opts, sky_batch_line_error *e)
+static int check_text_options(const sky_batchline_options *opts, sky_batchline_error *e)
 {
     if (opts == NULL)
         return 0;
@@ -472,7 +472,7 @@ static int check_text_options(const sky_batch_line_options *opts, sky_batch_line
 }
 
 /* {"model", "messages":[system?, user], "temperature"?, "max_tokens"?}; NULL on OOM. */
-static json_t *text_body_new(sky_span text, const sky_batch_line_options *opts)
+static json_t *text_body_new(sky_span text, const sky_batchline_options *opts)
 {
     json_t *body = json_object();
     json_t *msgs = json_array();
@@ -498,8 +498,8 @@ static json_t *text_body_new(sky_span text, const sky_batch_line_options *opts)
     return body;
 }
 
-static int text_request(sky_span text, const sky_batch_line_options *opts, sky_batch_request *req,
-                        sky_batch_line_error *e)
+static int text_request(sky_span text, const sky_batchline_options *opts,
+                        sky_batchline_request *req, sky_batchline_error *e)
 {
     size_t bad = sky_utf8_invalid_at(text.ptr, text.len);
     if (bad != text.len)
@@ -520,8 +520,8 @@ static int text_request(sky_span text, const sky_batch_line_options *opts, sky_b
     return rc;
 }
 
-int sky_batch_text_parse(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
-                         sky_batch_request *out_req, sky_batch_line_error *out_err)
+int sky_batchline_text_parse(sky_span line, uint64_t line_no, const sky_batchline_options *opts,
+                             sky_batchline_request *out_req, sky_batchline_error *out_err)
 {
     if (line.len && line.ptr && line.ptr[line.len - 1] == '\n')
         line.len--;
@@ -536,7 +536,7 @@ int sky_batch_text_parse(sky_span line, uint64_t line_no, const sky_batch_line_o
     out_req->line = line_no;
     rc = text_request(line, opts, out_req, out_err);
     if (rc < 0)
-        sky_batch_request_free(out_req);
+        sky_batchline_request_free(out_req);
     return rc;
 }
 
@@ -629,7 +629,7 @@ static json_t *body_value(sky_span body)
 }
 
 /* {"status_code","request_id","body"}, or JSON null when there is no response. */
-static json_t *response_value(const sky_batch_response *r)
+static json_t *response_value(const sky_batchline_response *r)
 {
     if (r == NULL)
         return json_null();
@@ -677,8 +677,8 @@ static json_t *record_build(const char *id_hex, json_t *custom_id, json_t *respo
     return rec;
 }
 
-int sky_batch_record_success(sky_buf *out, const char *id_hex, sky_span custom_id,
-                             const sky_batch_response *resp)
+int sky_batchline_record_success(sky_buf *out, const char *id_hex, sky_span custom_id,
+                                 const sky_batchline_response *resp)
 {
     if (out == NULL || resp == NULL || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
         return SKY_EINVAL;
@@ -732,8 +732,8 @@ static int emit_one_line(sky_buf *out, sky_span body)
     return rc;
 }
 
-int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span custom_id, int status,
-                                 const char *request_id, sky_span json_body)
+int sky_batchline_record_success_raw(sky_buf *out, const char *id_hex, sky_span custom_id,
+                                     int status, const char *request_id, sky_span json_body)
 {
     if (out == NULL || json_body.len == 0 || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
         return SKY_EINVAL;
@@ -765,9 +765,9 @@ int sky_batch_record_success_raw(sky_buf *out, const char *id_hex, sky_span cust
     return rc;
 }
 
-int sky_batch_record_failure(sky_buf *out, const char *id_hex, sky_span custom_id,
-                             const sky_batch_response *last_resp, const char *code,
-                             const char *message)
+int sky_batchline_record_failure(sky_buf *out, const char *id_hex, sky_span custom_id,
+                                 const sky_batchline_response *last_resp, const char *code,
+                                 const char *message)
 {
     if (out == NULL || code == NULL || !id_hex_ok(id_hex) || !custom_id_ok(custom_id))
         return SKY_EINVAL;
@@ -776,7 +776,7 @@ int sky_batch_record_failure(sky_buf *out, const char *id_hex, sky_span custom_i
     return record_emit(out, record_build(id_hex, cid, response_value(last_resp), err));
 }
 
-static json_t *input_error_value(const sky_batch_line_error *e)
+static json_t *input_error_value(const sky_batchline_error *e)
 {
     const char *code = e->err.service_code[0] ? e->err.service_code : "invalid_input";
     json_t *o = error_value(code, e->err.message);
@@ -789,11 +789,11 @@ static json_t *input_error_value(const sky_batch_line_error *e)
     return o;
 }
 
-int sky_batch_record_input_error(sky_buf *out, const char *id_hex,
-                                 const sky_batch_line_error *line_err)
+int sky_batchline_record_input_error(sky_buf *out, const char *id_hex,
+                                     const sky_batchline_error *line_err)
 {
     if (out == NULL || line_err == NULL || !id_hex_ok(id_hex) ||
-        line_err->custom_id_len > SKY_BATCH_CUSTOM_ID_MAX)
+        line_err->custom_id_len > SKY_BATCHLINE_CUSTOM_ID_MAX)
         return SKY_EINVAL;
     sky_span id = sky_span_make(line_err->custom_id, line_err->custom_id_len);
     json_t *cid =
@@ -822,7 +822,7 @@ static int record_custom_id(const json_t *rec, char **out_custom_id)
     return *out_custom_id ? 0 : SKY_ENOMEM;
 }
 
-int sky_batch_output_parse(sky_span line, char **out_custom_id, int *out_ok)
+int sky_batchline_output_parse(sky_span line, char **out_custom_id, int *out_ok)
 {
     if (out_custom_id == NULL || out_ok == NULL || (line.ptr == NULL && line.len != 0))
         return SKY_EINVAL;

@@ -10,19 +10,19 @@
 #define SKY__CHARS_PER_TOKEN 4
 
 /* The canonical path for a line's url ("/v1/..."; Azure's form without /v1 too), or NULL. */
-const char *sky__batch_url(sky_span url);
+const char *sky__batchline_url(sky_span url);
 /* ceil(prompt chars / 4) + max_tokens, saturating. */
-uint64_t sky__batch_token_estimate(uint64_t prompt_chars, uint64_t max_tokens);
+uint64_t sky__batchline_token_estimate(uint64_t prompt_chars, uint64_t max_tokens);
 
 /*
  * The fast reader: fill @p req from a well-formed line without building a tree; its body is
  * the line's own bytes. Returns 0 when it did; 1 when the line needs the full reader (any
  * error, anything the scan cannot vouch for), with @p req left empty; SKY_ENOMEM.
  */
-int sky__batch_line_scan(sky_span line, sky_batch_request *req);
+int sky__batchline_scan(sky_span line, sky_batchline_request *req);
 
-/* sky_batch_line_parse without the fast reader: for tests that hold the two side by side. */
-int sky__batch_line_parse_tree(sky_span line, uint64_t line_no, const sky_batch_line_options *opts,
-                               sky_batch_request *out_req, sky_batch_line_error *out_err);
+/* sky_batchline_parse without the fast reader: for tests that hold the two side by side. */
+int sky__batchline_parse_tree(sky_span line, uint64_t line_no, const sky_batchline_options *opts,
+                              sky_batchline_request *out_req, sky_batchline_error *out_err);
 
 #endif

@@ -51,7 +51,7 @@ typedef struct frame {
 } frame;
 
 typedef struct line_scan {
-    sky_batch_request *req;
+    sky_batchline_request *req;
     unsigned top_seen, body_seen;
     int top_key, body_key; /* whose value comes next, at depth 1 and 2 */
     int method_ok;
@@ -121,7 +121,7 @@ static int value_td(const line_scan *s, int depth, sky_json_kind kind)
 
 static int body_scalar(line_scan *s, sky_json_kind kind, sky_span v)
 {
-    sky_batch_request *req = s->req;
+    sky_batchline_request *req = s->req;
     if (s->body_key == BODY_STREAM && kind == SKY_JSON_TRUE)
         return FALL_BACK; /* refused, with its message, by the full reader */
     if (s->body_key == BODY_MODEL && kind == SKY_JSON_STRING) {
@@ -145,7 +145,7 @@ static int top_scalar(line_scan *s, sky_json_kind kind, sky_span v)
     switch (s->top_key) {
     case TOP_CUSTOM_ID:
         /* the whole line is UTF-8 and holds no \u0000: only the length is left to check */
-        if (v.len == 0 || v.len > SKY_BATCH_CUSTOM_ID_MAX)
+        if (v.len == 0 || v.len > SKY_BATCHLINE_CUSTOM_ID_MAX)
             return FALL_BACK;
         s->req->custom_id = malloc(v.len + 1);
         if (s->req->custom_id == NULL)
@@ -157,7 +157,7 @@ static int top_scalar(line_scan *s, sky_json_kind kind, sky_span v)
         s->method_ok = sky_span_eq_cstr(v, "POST");
         return s->method_ok ? 0 : FALL_BACK;
     case TOP_URL:
-        s->req->url = sky__batch_url(v);
+        s->req->url = sky__batchline_url(v);
         return s->req->url ? 0 : FALL_BACK;
     case TOP_BODY:
         return FALL_BACK;
@@ -216,7 +216,7 @@ static const sky_json_visitor k_visitor = {on_key, on_scalar, on_open, on_close}
 
 static int take_body(line_scan *s, sky_span line)
 {
-    sky_batch_request *req = s->req;
+    sky_batchline_request *req = s->req;
     size_t n = s->body_end - s->body_at;
     req->body = malloc(n + 1);
     if (req->body == NULL)
@@ -231,11 +231,11 @@ static int take_body(line_scan *s, sky_span line)
         }
     }
     req->prompt_chars = s->chars;
-    req->token_estimate = sky__batch_token_estimate(req->prompt_chars, req->max_tokens);
+    req->token_estimate = sky__batchline_token_estimate(req->prompt_chars, req->max_tokens);
     return 0;
 }
 
-int sky__batch_line_scan(sky_span line, sky_batch_request *req)
+int sky__batchline_scan(sky_span line, sky_batchline_request *req)
 {
     line_scan s;
     memset(&s, 0, sizeof s);
@@ -251,7 +251,7 @@ int sky__batch_line_scan(sky_span line, sky_batch_request *req)
     if (rc == 0)
         rc = take_body(&s, line);
     if (rc != 0) {
-        sky_batch_request_free(req);
+        sky_batchline_request_free(req);
         return rc == SKY_ENOMEM ? SKY_ENOMEM : FALL_BACK;
     }
     return 0;

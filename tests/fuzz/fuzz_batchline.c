@@ -32,7 +32,7 @@ static json_t *fz_check_record(const sky_buf *b, const char *custom_id, int want
     FZ_CHECK(json_object_get(rec, "response") && json_object_get(rec, "error"));
     char *id = NULL;
     int ok = -1;
-    FZ_CHECK(sky_batch_output_parse(sky_buf_span(b), &id, &ok) == 0);
+    FZ_CHECK(sky_batchline_output_parse(sky_buf_span(b), &id, &ok) == 0);
     FZ_CHECK(ok == want_ok);
     FZ_CHECK((id == NULL) == (custom_id == NULL));
     FZ_CHECK(id == NULL || strcmp(id, custom_id) == 0);
@@ -41,7 +41,7 @@ static json_t *fz_check_record(const sky_buf *b, const char *custom_id, int want
 }
 
 /* An error message is "line N: ..." in printable ASCII, and quotes nothing. */
-static void fz_check_error(const sky_batch_line_error *e, int rc, uint64_t line_no)
+static void fz_check_error(const sky_batchline_error *e, int rc, uint64_t line_no)
 {
     char prefix[32];
     snprintf(prefix, sizeof prefix, "line %llu: ", (unsigned long long)line_no);
@@ -55,7 +55,7 @@ static void fz_check_error(const sky_batch_line_error *e, int rc, uint64_t line_
 
     sky_buf b;
     sky_buf_init(&b, 1 << 16);
-    FZ_CHECK(sky_batch_record_input_error(&b, "ff00", e) == 0);
+    FZ_CHECK(sky_batchline_record_input_error(&b, "ff00", e) == 0);
     json_t *rec = fz_check_record(&b, e->has_custom_id ? e->custom_id : NULL, 0);
     json_t *err = json_object_get(rec, "error");
     FZ_CHECK(strcmp(sky_json_str(err, "message", ""), e->err.message) == 0);
@@ -72,11 +72,11 @@ static int fz_url_known(const char *url)
     return 0;
 }
 
-static void fz_check_request(const sky_batch_request *req, uint64_t line_no, int text_mode)
+static void fz_check_request(const sky_batchline_request *req, uint64_t line_no, int text_mode)
 {
     FZ_CHECK(req->custom_id && req->body && req->url && req->line == line_no);
     size_t id_len = strlen(req->custom_id);
-    FZ_CHECK(id_len > 0 && id_len <= SKY_BATCH_CUSTOM_ID_MAX);
+    FZ_CHECK(id_len > 0 && id_len <= SKY_BATCHLINE_CUSTOM_ID_MAX);
     FZ_CHECK(fz_url_known(req->url));
     FZ_CHECK(strlen(req->body) == req->body_len);
     FZ_CHECK(req->token_estimate >= req->max_tokens);
@@ -101,17 +101,17 @@ static void fz_check_request(const sky_batch_request *req, uint64_t line_no, int
  * its tree). The fast reader only ever accepts; every error comes from the full one.
  */
 static void fz_check_same_as_tree(const char *s, size_t n, uint64_t line_no,
-                                  const sky_batch_line_options *opts, int rc,
-                                  const sky_batch_request *req)
+                                  const sky_batchline_options *opts, int rc,
+                                  const sky_batchline_request *req)
 {
-    sky_batch_request tree;
-    sky_batch_line_error te;
-    int trc = sky__batch_line_parse_tree(sky_span_make(s, n), line_no, opts, &tree, &te);
+    sky_batchline_request tree;
+    sky_batchline_error te;
+    int trc = sky__batchline_parse_tree(sky_span_make(s, n), line_no, opts, &tree, &te);
     if (trc == SKY_ENOMEM || rc == SKY_ENOMEM)
         return;
     FZ_CHECK(trc == rc);
     if (rc != 0) {
-        sky_batch_request_free(&tree);
+        sky_batchline_request_free(&tree);
         return;
     }
     FZ_CHECK(strcmp(tree.custom_id, req->custom_id) == 0 && tree.url == req->url);
@@ -125,16 +125,16 @@ static void fz_check_same_as_tree(const char *s, size_t n, uint64_t line_no,
     FZ_CHECK(a && b && json_equal(a, b));
     json_decref(a);
     json_decref(b);
-    sky_batch_request_free(&tree);
+    sky_batchline_request_free(&tree);
 }
 
 /* Records for an accepted request: success with the input as the reply, and failure. */
-static void fz_check_records(const sky_batch_request *req, const char *s, size_t n, int status)
+static void fz_check_records(const sky_batchline_request *req, const char *s, size_t n, int status)
 {
     sky_buf b;
     sky_buf_init(&b, (size_t)1 << 24);
-    sky_batch_response resp = {status, n ? "req_fuzz" : NULL, sky_span_make(s, n)};
-    FZ_CHECK(sky_batch_record_success(&b, "abc123", sky_span_cstr(req->custom_id), &resp) == 0);
+    sky_batchline_response resp = {status, n ? "req_fuzz" : NULL, sky_span_make(s, n)};
+    FZ_CHECK(sky_batchline_record_success(&b, "abc123", sky_span_cstr(req->custom_id), &resp) == 0);
     json_t *rec = fz_check_record(&b, req->custom_id, status >= 200 && status <= 299);
     json_t *body = sky_json_path(rec, "response.body");
     json_error_t jerr;
@@ -149,8 +149,8 @@ static void fz_check_records(const sky_batch_request *req, const char *s, size_t
     size_t k = n < sizeof text - 1 ? n : sizeof text - 1;
     memcpy(text, s, k);
     text[k] = '\0';
-    FZ_CHECK(sky_batch_record_failure(&b, "abc124", sky_span_cstr(req->custom_id),
-                                      (status & 1) ? &resp : NULL, text, text) == 0);
+    FZ_CHECK(sky_batchline_record_failure(&b, "abc124", sky_span_cstr(req->custom_id),
+                                          (status & 1) ? &resp : NULL, text, text) == 0);
     json_decref(fz_check_record(&b, req->custom_id, 0));
     sky_buf_free(&b);
 }
@@ -158,9 +158,9 @@ static void fz_check_records(const sky_batch_request *req, const char *s, size_t
 /* The caller's duplicate check, with the line's first bytes as the custom_id. */
 static void fz_check_duplicate(const char *s, size_t n, uint64_t line_no)
 {
-    sky_batch_line_error e;
+    sky_batchline_error e;
     size_t k = n < 600 ? n : 600;
-    sky_batch_line_error_duplicate(&e, line_no, line_no > 1 ? line_no - 1 : 0, sky_span_make(s, k));
+    sky_batchline_error_duplicate(&e, line_no, line_no > 1 ? line_no - 1 : 0, sky_span_make(s, k));
     FZ_CHECK(strcmp(e.err.service_code, "duplicate_custom_id") == 0);
     fz_check_error(&e, SKY_EINVAL, line_no);
 }
@@ -177,8 +177,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const int statuses[] = {200, 201, 429, 500};
     int status = statuses[(cfg >> 3) & 3];
 
-    sky_batch_line_options opts;
-    sky_batch_line_options_init(&opts);
+    sky_batchline_options opts;
+    sky_batchline_options_init(&opts);
     if (cfg & 0x20)
         opts.max_line_bytes = 64;
     if (cfg & 0x40) {
@@ -188,17 +188,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         opts.temperature = 0.25;
         opts.max_tokens = 32;
     }
-    sky_batch_request req;
-    sky_batch_line_error e;
-    int rc = text_mode ? sky_batch_text_parse(sky_span_make(s, n), line_no, &opts, &req, &e)
-                       : sky_batch_line_parse(sky_span_make(s, n), line_no, &opts, &req, &e);
+    sky_batchline_request req;
+    sky_batchline_error e;
+    int rc = text_mode ? sky_batchline_text_parse(sky_span_make(s, n), line_no, &opts, &req, &e)
+                       : sky_batchline_parse(sky_span_make(s, n), line_no, &opts, &req, &e);
     if (!text_mode)
         fz_check_same_as_tree(s, n, line_no, &opts, rc, &req);
     if (rc == 0) {
         fz_check_request(&req, line_no, text_mode);
         fz_check_records(&req, s, n, status);
-        sky_batch_request_free(&req);
-    } else if (rc == SKY_BATCH_LINE_BLANK) {
+        sky_batchline_request_free(&req);
+    } else if (rc == SKY_BATCHLINE_BLANK) {
         FZ_CHECK(req.custom_id == NULL && e.err.code == 0);
     } else {
         FZ_CHECK(rc == SKY_EJSON || rc == SKY_EINVAL || rc == SKY_ETOOBIG || rc == SKY_ENOMEM);

@@ -48,23 +48,23 @@ static void digest_error(sky_buf *d, const sky_error *e)
 typedef struct line_ctx {
     const char *line;
     int text_mode;
-    const sky_batch_line_options *opts;
-    sky_batch_request req;
-    sky_batch_line_error err;
+    const sky_batchline_options *opts;
+    sky_batchline_request req;
+    sky_batchline_error err;
 } line_ctx;
 
 static int line_run(void *p)
 {
     line_ctx *c = p;
     sky_span s = sky_span_cstr(c->line);
-    return c->text_mode ? sky_batch_text_parse(s, 1, c->opts, &c->req, &c->err)
-                        : sky_batch_line_parse(s, 1, c->opts, &c->req, &c->err);
+    return c->text_mode ? sky_batchline_text_parse(s, 1, c->opts, &c->req, &c->err)
+                        : sky_batchline_parse(s, 1, c->opts, &c->req, &c->err);
 }
 
 static void line_report(void *p, int rc, sky_buf *d)
 {
     line_ctx *c = p;
-    const sky_batch_request *r = &c->req;
+    const sky_batchline_request *r = &c->req;
     torture_digest(d, "rc=%s", sky_err_name(rc));
     if (rc == 0) {
         torture_digest(d,
@@ -83,14 +83,14 @@ static void line_report(void *p, int rc, sky_buf *d)
         torture_digest(d, " line=%" PRIu64 " param=%s id=%d:%s", c->err.line, str_or(c->err.param),
                        c->err.has_custom_id, c->err.custom_id);
     }
-    sky_batch_request_free(&c->req);
+    sky_batchline_request_free(&c->req);
 }
 
 static void test_batch_lines(void **state)
 {
     (void)state;
-    sky_batch_line_options text_opts;
-    sky_batch_line_options_init(&text_opts);
+    sky_batchline_options text_opts;
+    sky_batchline_options_init(&text_opts);
     text_opts.model = "gpt-4o-mini";
     text_opts.system = "Be brief.";
     text_opts.has_temperature = 1;
@@ -127,8 +127,8 @@ static void test_batch_lines(void **state)
 
 typedef struct record_ctx {
     int kind;
-    sky_batch_response resp;
-    sky_batch_line_error line_err;
+    sky_batchline_response resp;
+    sky_batchline_error line_err;
     sky_buf out;
 } record_ctx;
 
@@ -147,14 +147,15 @@ static int record_run(void *p)
     sky_span id = SKY_SPAN_LIT("req-\xC3\xA9-1");
     switch (c->kind) {
     case 0:
-        return sky_batch_record_success(&c->out, "0af3", id, &c->resp);
+        return sky_batchline_record_success(&c->out, "0af3", id, &c->resp);
     case 1:
-        return sky_batch_record_success_raw(&c->out, "0af3", id, 200, "req_xyz\xFF", c->resp.body);
+        return sky_batchline_record_success_raw(&c->out, "0af3", id, 200, "req_xyz\xFF",
+                                                c->resp.body);
     case 2:
-        return sky_batch_record_failure(&c->out, "0af3", id, &c->resp, "rate_limit",
-                                        "too many requests \xC3(");
+        return sky_batchline_record_failure(&c->out, "0af3", id, &c->resp, "rate_limit",
+                                            "too many requests \xC3(");
     default:
-        return sky_batch_record_input_error(&c->out, "0af3", &c->line_err);
+        return sky_batchline_record_input_error(&c->out, "0af3", &c->line_err);
     }
 }
 
@@ -173,13 +174,13 @@ static void test_batch_records(void **state)
     const char *body = "{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
                        "\"assistant\",\"content\":\"Hi\\nthere\"}}],\r\n\"usage\":{\"total_tokens\""
                        ":12.50}}";
-    sky_batch_response ok = {200, "req_abc", sky_span_cstr(body)};
-    sky_batch_response busy = {429, NULL, SKY_SPAN_LIT("<html>busy \xFE</html>")};
+    sky_batchline_response ok = {200, "req_abc", sky_span_cstr(body)};
+    sky_batchline_response busy = {429, NULL, SKY_SPAN_LIT("<html>busy \xFE</html>")};
     record_ctx success = {.kind = 0, .resp = ok};
     record_ctx raw = {.kind = 1, .resp = ok};
     record_ctx failure = {.kind = 2, .resp = busy};
     record_ctx input = {.kind = 3};
-    sky_batch_line_error_duplicate(&input.line_err, 7, 3, SKY_SPAN_LIT("dup-id"));
+    sky_batchline_error_duplicate(&input.line_err, 7, 3, SKY_SPAN_LIT("dup-id"));
     const torture_case cases[] = {
         {.name = "batchline: success record",
          .setup = record_setup,
@@ -215,7 +216,7 @@ typedef struct output_ctx {
 static int output_run(void *p)
 {
     output_ctx *c = p;
-    return sky_batch_output_parse(sky_span_cstr(c->line), &c->id, &c->ok);
+    return sky_batchline_output_parse(sky_span_cstr(c->line), &c->id, &c->ok);
 }
 
 static void output_report(void *p, int rc, sky_buf *d)
