@@ -83,6 +83,9 @@ SKY_EXTERN sky_span sky_server_req_body(const sky_server_req *r);
 /** The first value of header @p name (any case); 1 when found, else 0. */
 SKY_EXTERN int sky_server_req_header(const sky_server_req *r, const char *name,
                                      sky_span *out_value);
+/** The host the client named: HTTP/1's Host header or HTTP/2's :authority (h2o keeps
+ *  neither among the headers). Empty when none. Valid as long as the request. */
+SKY_EXTERN sky_span sky_server_req_authority(const sky_server_req *r);
 /** 1 for HTTP/1.x, 2 for HTTP/2. */
 SKY_EXTERN int sky_server_req_http_version(const sky_server_req *r);
 /** The server this request came to. */

@@ -39,6 +39,8 @@ struct sky__mock_arm {
     uv_mutex_t lock;
     sky_mock_arm cfg;
     char style[16];
+    int tls;           /* links are https:// */
+    char host[128];    /* the listen address, for a request that names no host */
     json_t *resources; /* lower-case id -> resource (insertion order kept) */
     json_t *ops;       /* operation id -> {kind, rid, left, style, fail, cancel, done, ...} */
     json_t *state_ops; /* lower-case id -> operation id, for provisioningState polling */
@@ -105,12 +107,14 @@ int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err)
     return 0;
 }
 
-sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c)
+sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c, int tls, const char *host)
 {
     sky__mock_arm *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return NULL;
     a->cfg = *c;
+    a->tls = tls;
+    snprintf(a->host, sizeof(a->host), "%s", host ? host : "127.0.0.1");
     snprintf(a->style, sizeof(a->style), "%s", c->style ? c->style : "async");
     a->cfg.style = a->style;
     if (a->cfg.page_size <= 0)
@@ -849,13 +853,22 @@ static void route(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp)
                     "The path '%s' names no resource the mock serves.", p->key);
 }
 
-static void base_url(sky_server_req *r, char *out, size_t len)
+/*
+ * scheme://host of the links the mock writes: the scheme it serves and the host the
+ * client named (behind a proxy, the proxy's), so that a client, which sends its token
+ * only to the host it started from and only over https, follows them.
+ */
+static void base_url(const sky__mock_arm *a, sky_server_req *r, char *out, size_t len)
 {
-    sky_span host;
-    if (sky_server_req_header(r, "host", &host) && host.len > 0 && host.len < 100)
-        snprintf(out, len, "http://%.*s", (int)host.len, host.ptr);
+    const char *scheme = a->tls ? "https" : "http";
+    sky_span host = sky_server_req_authority(r);
+    int port = sky_server_port(sky_server_req_server(r));
+    if (host.len > 0 && host.len < 100 && !memchr(host.ptr, '/', host.len))
+        snprintf(out, len, "%s://%.*s", scheme, (int)host.len, host.ptr);
+    else if (strchr(a->host, ':')) /* an IPv6 address */
+        snprintf(out, len, "%s://[%.64s]:%d", scheme, a->host, port);
     else
-        snprintf(out, len, "http://127.0.0.1:%d", sky_server_port(sky_server_req_server(r)));
+        snprintf(out, len, "%s://%.64s:%d", scheme, a->host, port);
 }
 
 void sky__mock_on_arm(sky_server_req *r, void *ud)
@@ -869,7 +882,7 @@ void sky__mock_on_arm(sky_server_req *r, void *ud)
         send_reply(r, &rp);
         return;
     }
-    base_url(r, p.base, sizeof(p.base));
+    base_url(a, r, p.base, sizeof(p.base));
     uv_mutex_lock(&a->lock);
     route(a, r, &p, &rp);
     uv_mutex_unlock(&a->lock);

@@ -170,8 +170,9 @@ int sky__mock_json_media_type(sky_span content_type);
 
 /* ARM (src/mock/arm.c): one state for every worker, guarded by its own lock. */
 typedef struct sky__mock_arm sky__mock_arm;
-/* A new ARM state with the settings of @p c (copied); NULL when out of memory. */
-sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c);
+/* A new ARM state with the settings of @p c (copied); its links use https when @p tls and
+ * name @p host (copied) when a request names none. NULL when out of memory. */
+sky__mock_arm *sky__mock_arm_new(const sky_mock_arm *c, int tls, const char *host);
 void sky__mock_arm_free(sky__mock_arm *a);
 /* Defaults, and the "arm" object of a JSON config. */
 void sky__mock_arm_config_init(sky_mock_arm *c);

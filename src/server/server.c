@@ -247,6 +247,11 @@ int sky_server_req_header(const sky_server_req *r, const char *name, sky_span *o
     return 0;
 }
 
+sky_span sky_server_req_authority(const sky_server_req *r)
+{
+    return sky_span_make(r->req->input.authority.base, r->req->input.authority.len);
+}
+
 int sky_server_req_http_version(const sky_server_req *r)
 {
     return r->req->version >= 0x200 ? 2 : 1;

@@ -152,7 +152,7 @@ static void fz_config(json_t *json)
     FZ_CHECK(c.embedding_dim >= 1 && c.embedding_dim <= 65536);
     FZ_CHECK(c.n_keys <= SKY_MOCK_MAX_KEYS && c.n_models <= SKY_MOCK_MAX_KEYS);
     FZ_CHECK(c.arm.polls >= 0 && c.arm.style != NULL);
-    sky__mock_arm *a = sky__mock_arm_new(&c.arm);
+    sky__mock_arm *a = sky__mock_arm_new(&c.arm, 0, "127.0.0.1");
     sky__mock_arm_free(a);
     sky__mock_identity *id = sky__mock_identity_new(&c.identity);
     sky__mock_identity_free(id);

@@ -328,6 +328,66 @@ static void test_embeddings_base64(void **state)
     close_fixture(&f);
 }
 
+/* PUT a resource whose operation is polled (--arm-polls 1) and list a group's resources one
+ * a page, sending @p headers: the Azure-AsyncOperation and the nextLink. */
+static void arm_links(fixture *f, const char *const *headers, char *out_async, char *out_next)
+{
+    static const char sub[] = "/subscriptions/s1/resourcegroups/g1";
+    static const char api[] = "?api-version=2021-04-01";
+    char path[256];
+    sky_test_result r;
+    snprintf(path, sizeof(path), "%s%s", sub, api);
+    request(f, "PUT", path, "{\"location\":\"westus\"}", headers, &r);
+    assert_int_equal(r.status, 201);
+    sky_test_result_free(&r);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/providers/Microsoft.Storage/things/t%d%s", sub, i, api);
+        request(f, "PUT", path, "{\"location\":\"westus\"}", headers, &r);
+        assert_true(r.status == 201 || r.status == 200);
+        snprintf(out_async, 512, "%s", header(&r, "azure-asyncoperation"));
+        sky_test_result_free(&r);
+    }
+    snprintf(path, sizeof(path), "%s/resources%s", sub, api);
+    request(f, "GET", path, NULL, headers, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    snprintf(out_next, 512, "%s", json_string_value(json_object_get(j, "nextLink")));
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+/* With --tls-cert the links the mock writes are https; behind a proxy they name the
+ * Host the client sent, so the client follows them with its token. */
+static void test_arm_links_scheme_and_host(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "1", "--arm-page-size", "1", NULL};
+    static const char *const bearer[] = {"Authorization: Bearer t", NULL};
+    static const char *const proxied[] = {"Authorization: Bearer t", "Host: arm.example:8443",
+                                          NULL};
+    char async_url[512], next[512], want[128], ca[300];
+    fixture f;
+    sky_http_client_options o;
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    f.mock.tls = 1;
+    sky_test_mock_start(&f.mock, args);
+    f.loop = sky_test_loop_new();
+    sky_http_client_options_init(&o);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
+    o.ca_file = ca;
+    assert_int_equal(sky_http_client_new(f.loop, &o, &f.client), 0);
+    arm_links(&f, bearer, async_url, next);
+    snprintf(want, sizeof(want), "https://127.0.0.1:%d/subscriptions/s1/", f.mock.port);
+    assert_memory_equal(async_url, want, strlen(want));
+    assert_memory_equal(next, want, strlen(want));
+    close_fixture(&f);
+    open_fixture(&f, args);
+    arm_links(&f, proxied, async_url, next);
+    assert_non_null(strstr(async_url, "http://arm.example:8443/subscriptions/s1/"));
+    assert_non_null(strstr(next, "http://arm.example:8443/subscriptions/s1/"));
+    close_fixture(&f);
+}
+
 /* The events of a whole SSE body: "type|data" lines, kept in order. */
 typedef struct sse_log {
     json_t *types; /* event types ("" for none), in order */
@@ -1329,6 +1389,7 @@ int main(void)
         cmocka_unit_test(test_models_in_turn_and_long_reply),
         cmocka_unit_test(test_embeddings_and_models),
         cmocka_unit_test(test_embeddings_base64),
+        cmocka_unit_test(test_arm_links_scheme_and_host),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
