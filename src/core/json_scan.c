@@ -25,6 +25,10 @@ typedef struct scan {
     int depth; /* containers open around the next value */
     int max_depth;
     int result; /* why a callback stopped the parse: a caller's value or SKY_EJSON */
+    sky_span text;
+    int finishing;   /* in yajl_complete_parse: offsets no longer point into the text */
+    int root_done;   /* the root value has ended ... */
+    size_t root_end; /* ... here */
 } scan;
 
 /* ---- what yajl and jansson read alike ---------------------------------------------- */
@@ -139,8 +143,40 @@ static int stop(scan *s, int rc)
     return 0; /* yajl: cancel */
 }
 
+static int is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Where the root value ends. yajl takes a partial token after a complete value for
+ * "more to come" and then lets the text end there ({} "abc passes), so the scan itself
+ * checks that only whitespace follows the root. A root number is only known to end at the
+ * end of the text (yajl reports it from its final flush): the text less its whitespace
+ * must be that number.
+ */
+static int note_root_end(scan *s, sky_span number)
+{
+    if (!s->finishing) {
+        s->root_end = yajl_get_bytes_consumed(s->yajl);
+    } else {
+        size_t a = 0, b = s->text.len;
+        while (a < b && is_json_space(s->text.ptr[a]))
+            a++;
+        while (b > a && is_json_space(s->text.ptr[b - 1]))
+            b--;
+        if (b - a != number.len || memcmp(s->text.ptr + a, number.ptr, number.len) != 0)
+            return 0;
+        s->root_end = b;
+    }
+    s->root_done = 1;
+    return 1;
+}
+
 static int emit_scalar(scan *s, sky_json_kind kind, const char *p, size_t n)
 {
+    if (s->depth == 0 && !note_root_end(s, sky_span_make(p, n)))
+        return stop(s, SKY_EJSON);
     int rc = s->v->scalar ? s->v->scalar(s->ud, s->depth, kind, sky_span_make(p, n)) : 0;
     return rc ? stop(s, rc) : 1;
 }
@@ -196,6 +232,8 @@ static int close_container(scan *s, sky_json_kind kind)
 {
     s->depth--;
     size_t end = yajl_get_bytes_consumed(s->yajl);
+    if (s->depth == 0)
+        (void)note_root_end(s, sky_span_make(NULL, 0)); /* never while finishing */
     int rc = s->v->close ? s->v->close(s->ud, s->depth, kind, end) : 0;
     return rc ? stop(s, rc) : 1;
 }
@@ -287,10 +325,21 @@ static void *arena_realloc(void *ctx, void *p, size_t n)
 
 /* ---- the scan ------------------------------------------------------------------------ */
 
+/* Only whitespace may follow the root value. */
+static int ends_clean(const scan *s)
+{
+    if (!s->root_done)
+        return 0;
+    for (size_t i = s->root_end; i < s->text.len; i++)
+        if (!is_json_space(s->text.ptr[i]))
+            return 0;
+    return 1;
+}
+
 static int verdict(scan *s, yajl_status st)
 {
     if (st == yajl_status_ok)
-        return 0;
+        return ends_clean(s) ? 0 : SKY_EJSON;
     if (st == yajl_status_client_canceled)
         return s->result;
     return SKY_EJSON;
@@ -303,7 +352,7 @@ int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
         return SKY_EJSON;
     if (text_differs(text.ptr, text.len))
         return SKY_EJSON;
-    scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0};
+    scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0, text, 0, 0, 0};
     if (s.max_depth <= 0 || s.max_depth > SKY_JSON_MAX_DEPTH)
         s.max_depth = SKY_JSON_MAX_DEPTH;
     arena mem;
@@ -315,8 +364,10 @@ int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
     /* text_differs has checked the UTF-8, by jansson's stricter rules */
     yajl_config(s.yajl, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(s.yajl, (const unsigned char *)text.ptr, text.len);
-    if (st == yajl_status_ok)
+    if (st == yajl_status_ok) {
+        s.finishing = 1;
         st = yajl_complete_parse(s.yajl);
+    }
     int rc = verdict(&s, st);
     yajl_free(s.yajl);
     return rc;

@@ -185,6 +185,8 @@ static void test_fast_reader_agrees_with_jansson(void **state)
         "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"embeddings\"}",
         "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/embeddings\",\"body\":{}}",
         "\"just a string\"",
+        CHAT_LINE " \"an unterminated tail",
+        CHAT_LINE " tru",
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         expect_same_as_tree(lines[i]);

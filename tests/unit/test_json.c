@@ -273,6 +273,13 @@ static void test_scan_leaves_to_jansson(void **state)
         "",
         "{",
         "{} x",
+        "{} \"abc",
+        "null\"]w[[[pY]",
+        "[1] tru",
+        "1 2",
+        "\"a\" \"b",
+        "{}]",
+        "[1]\"",
         "[1,]",
         "\"\\u0000\"",
         "\"\\ud800\"",
@@ -302,6 +309,11 @@ static void test_scan_leaves_to_jansson(void **state)
         "\"\xF4\x8F\xBF\xBF\"",
         " [ ] ",
         "0.5",
+        " 12 ",
+        "\n-0.5\r\n",
+        "\"x\" ",
+        "true",
+        " null\t",
     };
     (void)state;
     for (size_t i = 0; i < sizeof leave / sizeof leave[0]; i++) {
