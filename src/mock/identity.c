@@ -5,6 +5,8 @@
  *   GET  /metadata/identity/oauth2/token    IMDS (needs `Metadata: true`)
  *   GET  /msi/token                         App Service / Container Apps
  *        (needs X-IDENTITY-HEADER; point IDENTITY_ENDPOINT here)
+ *   GET  /{tenant}/v2.0/.well-known/openid-configuration and
+ *        /common/discovery/instance   the discovery MSAL does first
  * Tokens are "mock-token-N", N counting up from 1 across the endpoints, so
  * a test can tell a refreshed token from the first. Settings and counters
  * are shared by every worker thread (counters are atomic).
@@ -22,6 +24,7 @@ enum { EP_ENTRA, EP_IMDS, EP_APP, EP_COUNT };
 
 struct sky__mock_identity {
     sky_mock_identity cfg;
+    int tls; /* discovery documents name https:// endpoints */
     char *client_id, *client_secret, *identity_header; /* the cfg strings' copies */
     uint64_t issued;                                   /* tokens handed out */
     uint64_t requests[EP_COUNT];
@@ -94,13 +97,14 @@ static char *dup_or_null(const char *s, int *oom)
     return d;
 }
 
-sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c)
+sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c, int tls)
 {
     int oom = 0;
     sky__mock_identity *id = calloc(1, sizeof(*id));
     if (id == NULL)
         return NULL;
     id->cfg = *c;
+    id->tls = tls;
     id->client_id = dup_or_null(c->client_id, &oom);
     id->client_secret = dup_or_null(c->client_secret, &oom);
     id->identity_header = dup_or_null(c->identity_header, &oom);
@@ -321,15 +325,8 @@ static void answer_entra(sky__mock_identity *id, sky_server_req *r, const char *
     }
 }
 
-void sky__mock_on_entra(sky_server_req *r, void *ud)
+static void on_token(sky__mock_identity *id, sky_server_req *r)
 {
-    sky__mock_identity *id = ud;
-    if (!sky__mock_tenant_path_ok(sky_server_req_path(r))) {
-        sky_server_respond(r, 404, "application/json",
-                           SKY_SPAN_LIT("{\"error\":{\"code\":\"NotFound\",\"message\":\"no such "
-                                        "path in skyio mock\"}}"));
-        return;
-    }
     ID_ADD(id->requests[EP_ENTRA]);
     if (injected_failure(id, r))
         return;
@@ -349,6 +346,135 @@ void sky__mock_on_entra(sky_server_req *r, void *ud)
     free(secret);
     free(atype);
     free(assertion);
+}
+
+/* ---- discovery: what MSAL reads before it asks for a token ---- */
+
+/* scheme://host the client reached us at, as MSAL wants the issuer: the same origin as
+ * the authority it was given. */
+static void origin(const sky__mock_identity *id, sky_server_req *r, char *out, size_t len)
+{
+    sky_span host = sky_server_req_authority(r);
+    if (host.len == 0 || host.len > 200)
+        host = sky_span_cstr("127.0.0.1");
+    snprintf(out, len, "%s://%.*s", id->tls ? "https" : "http", (int)host.len, host.ptr);
+}
+
+/* The path's first segment (the tenant) into @p out; 0 when it is empty or too long. */
+static int first_segment(sky_span path, char *out, size_t len)
+{
+    const char *p = path.ptr + 1, *end = path.ptr + path.len;
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    size_t n = (size_t)((slash ? slash : end) - p);
+    if (n == 0 || n >= len)
+        return 0;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 1;
+}
+
+/* GET /{tenant}/v2.0/.well-known/openid-configuration, Entra ID's document, with every
+ * endpoint on the mock. */
+static void on_openid_configuration(sky__mock_identity *id, sky_server_req *r, const char *tenant)
+{
+    char o[256], base[600], url[7][700];
+    static const char *const tails[] = {
+        "/oauth2/v2.0/token",   "/oauth2/v2.0/authorize",  "/v2.0",
+        "/discovery/v2.0/keys", "/oauth2/v2.0/devicecode", "/oauth2/v2.0/logout",
+        "/openid/userinfo"};
+    origin(id, r, o, sizeof(o));
+    snprintf(base, sizeof(base), "%s/%s", o, tenant);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(tails); i++)
+        snprintf(url[i], sizeof(url[i]), "%s%s", base, tails[i]);
+    reply(id, r, 200,
+          json_pack("{s:s,s:[sss],s:s,s:[s],s:s,s:[s],s:[ssss],s:[ssss],s:s,s:s,s:s,s:s,s:s,"
+                    "s:b,s:b,s:n,s:s,s:s,s:s}",
+                    "token_endpoint", url[0], "token_endpoint_auth_methods_supported",
+                    "client_secret_post", "private_key_jwt", "client_secret_basic", "jwks_uri",
+                    url[3], "subject_types_supported", "pairwise", "issuer", url[2],
+                    "id_token_signing_alg_values_supported", "RS256", "response_types_supported",
+                    "code", "id_token", "code id_token", "id_token token", "scopes_supported",
+                    "openid", "profile", "email", "offline_access", "authorization_endpoint",
+                    url[1], "device_authorization_endpoint", url[4], "end_session_endpoint", url[5],
+                    "userinfo_endpoint", url[6], "cloud_instance_name", "microsoftonline.com",
+                    "http_logout_supported", 1, "frontchannel_logout_supported", 1,
+                    "tenant_region_scope", "cloud_graph_host_name", "graph.windows.net",
+                    "msgraph_host", "graph.microsoft.com", "rbac_url", "https://pas.windows.net"));
+}
+
+/* GET /common/discovery/instance?api-version=1.1&authorization_endpoint=...: the mock is
+ * its own cloud, one host with no aliases. */
+static void on_instance_discovery(sky__mock_identity *id, sky_server_req *r)
+{
+    char o[256], tde[400];
+    sky_span ver;
+    if (!sky_server_req_query_param(r, "api-version", &ver) || ver.len == 0) {
+        reply_aad_error(id, r, 400, "invalid_request", 900561,
+                        "The endpoint only accepts requests with an api-version.");
+        return;
+    }
+    origin(id, r, o, sizeof(o));
+    const char *host = strstr(o, "://") + 3;
+    snprintf(tde, sizeof(tde), "%s/{tenant}/v2.0/.well-known/openid-configuration", o);
+    reply(id, r, 200,
+          json_pack("{s:s,s:s,s:[{s:s,s:s,s:[s]}]}", "tenant_discovery_endpoint", tde,
+                    "api-version", "1.1", "metadata", "preferred_network", host, "preferred_cache",
+                    host, "aliases", host));
+}
+
+static int path_ends(sky_span path, const char *tail)
+{
+    size_t n = strlen(tail);
+    return path.len > n && memcmp(path.ptr + path.len - n, tail, n) == 0;
+}
+
+/* Nonzero when @p path is /{tenant}@p tail, one segment of tenant. */
+static int tenant_path(sky_span path, const char *tail)
+{
+    size_t n = strlen(tail);
+    return path_ends(path, tail) && path.len > n + 1 &&
+           memchr(path.ptr + 1, '/', path.len - n - 1) == NULL;
+}
+
+static void not_found(sky_server_req *r)
+{
+    /* the body the server answers for a path no route serves */
+    sky_server_respond(r, 404, "application/json",
+                       SKY_SPAN_LIT("{\"error\":{\"message\":\"no such route\",\"type\":"
+                                    "\"invalid_request_error\",\"param\":null,\"code\":"
+                                    "\"not_found\"}}"));
+}
+
+static void on_entra_get(sky__mock_identity *id, sky_server_req *r, sky_span path)
+{
+    char tenant[128];
+    if (tenant_path(path, "/v2.0/.well-known/openid-configuration") &&
+        first_segment(path, tenant, sizeof(tenant)))
+        on_openid_configuration(id, r, tenant);
+    else if (tenant_path(path, "/discovery/instance"))
+        on_instance_discovery(id, r);
+    else if (tenant_path(path, "/discovery/v2.0/keys"))
+        reply(id, r, 200, json_pack("{s:[]}", "keys"));
+    else
+        not_found(r);
+}
+
+void sky__mock_on_entra(sky_server_req *r, void *ud)
+{
+    sky__mock_identity *id = ud;
+    sky_span path = sky_server_req_path(r);
+    while (path.len > 1 && path.ptr[path.len - 1] == '/')
+        path.len--;
+    if (sky_span_eq_cstr(sky_server_req_method(r), "GET"))
+        on_entra_get(id, r, path);
+    else if (!sky_span_eq_cstr(sky_server_req_method(r), "POST"))
+        not_found(r);
+    else if (sky__mock_tenant_path_ok(path))
+        on_token(id, r);
+    else
+        sky_server_respond(r, 404, "application/json",
+                           SKY_SPAN_LIT("{\"error\":{\"code\":\"NotFound\",\"message\":\"no "
+                                        "such path in skyio mock\"}}"));
 }
 
 /* ---- GET /metadata/identity/oauth2/token and GET /msi/token ---- */

@@ -180,7 +180,8 @@ int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err);
 
 /* Identity endpoints (src/mock/identity.c): settings and counters shared by every worker. */
 typedef struct sky__mock_identity sky__mock_identity;
-sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c);
+/* With @p tls, discovery documents name https:// endpoints. */
+sky__mock_identity *sky__mock_identity_new(const sky_mock_identity *c, int tls);
 void sky__mock_identity_free(sky__mock_identity *id);
 /* The "identity" object of /mock/stats (new reference), and its reset. */
 json_t *sky__mock_identity_stats(const sky__mock_identity *id);

@@ -114,7 +114,7 @@ int sky_mock_start(uv_loop_t *loop, const sky_mock_config *c, sky_mock **out_moc
     m->n_workers = n;
     m->workers = ws;
     if ((m->arm = sky__mock_arm_new(&c->arm, c->tls_cert_file != NULL, c->host)) == NULL ||
-        (m->identity = sky__mock_identity_new(&c->identity)) == NULL) {
+        (m->identity = sky__mock_identity_new(&c->identity, c->tls_cert_file != NULL)) == NULL) {
         sky__mock_arm_free(m->arm);
         free(m);
         free(ws);

@@ -48,8 +48,9 @@ static const mock_route routes[] = {
     /* tokens: IMDS, App Service managed identity, Entra ID */
     {"GET", "/metadata/identity/oauth2/token", 0, sky__mock_on_imds, FOR_IDENTITY},
     {"GET", "/msi/token", 0, sky__mock_on_app_service, FOR_IDENTITY},
-    /* last: POST /{tenant}/oauth2/v2.0/token, a catch-all the handler checks */
-    {"POST", "/", 1, sky__mock_on_entra, FOR_IDENTITY},
+    /* last, a catch-all the handler checks: Entra ID's POST /{tenant}/oauth2/v2.0/token,
+     * GET /{tenant}/v2.0/.well-known/openid-configuration, /common/discovery/instance */
+    {NULL, "/", 1, sky__mock_on_entra, FOR_IDENTITY},
 };
 
 int sky__mock_routes_add(sky__mock_worker *w)

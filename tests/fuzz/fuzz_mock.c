@@ -154,7 +154,7 @@ static void fz_config(json_t *json)
     FZ_CHECK(c.arm.polls >= 0 && c.arm.style != NULL);
     sky__mock_arm *a = sky__mock_arm_new(&c.arm, 0, "127.0.0.1");
     sky__mock_arm_free(a);
-    sky__mock_identity *id = sky__mock_identity_new(&c.identity);
+    sky__mock_identity *id = sky__mock_identity_new(&c.identity, 0);
     sky__mock_identity_free(id);
 }
 

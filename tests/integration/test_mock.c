@@ -388,6 +388,49 @@ static void test_arm_links_scheme_and_host(void **state)
     close_fixture(&f);
 }
 
+/* What MSAL fetches before a token: the tenant's OpenID configuration, whose endpoints are
+ * on the mock and whose issuer has the authority's origin, and instance discovery. */
+static void test_entra_discovery(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    char want[256];
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "GET", "/tenant-1/v2.0/.well-known/openid-configuration", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    snprintf(want, sizeof(want), "%s/tenant-1/oauth2/v2.0/token", f.mock.base_url);
+    assert_string_equal(sky_json_str(j, "token_endpoint", ""), want);
+    snprintf(want, sizeof(want), "%s/tenant-1/oauth2/v2.0/authorize", f.mock.base_url);
+    assert_string_equal(sky_json_str(j, "authorization_endpoint", ""), want);
+    snprintf(want, sizeof(want), "%s/tenant-1/v2.0", f.mock.base_url);
+    assert_string_equal(sky_json_str(j, "issuer", ""), want);
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "GET",
+            "/common/discovery/instance?api-version=1.1&authorization_endpoint=https%3A%2F%2Fx"
+            "%2Ft%2Foauth2%2Fv2.0%2Fauthorize",
+            NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    snprintf(want, sizeof(want), "%s/{tenant}/v2.0/.well-known/openid-configuration",
+             f.mock.base_url);
+    assert_string_equal(sky_json_str(j, "tenant_discovery_endpoint", ""), want);
+    assert_string_equal(json_string_value(sky_json_path(j, "metadata.0.aliases.0")),
+                        f.mock.base_url + strlen("http://"));
+    json_decref(j);
+    sky_test_result_free(&r);
+    /* the token endpoint as before; a path the mock does not serve is still a 404 */
+    request(&f, "GET", "/v1/no-such-thing", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    j = body_json(&r);
+    assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "not_found");
+    json_decref(j);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* The events of a whole SSE body: "type|data" lines, kept in order. */
 typedef struct sse_log {
     json_t *types; /* event types ("" for none), in order */
@@ -1390,6 +1433,7 @@ int main(void)
         cmocka_unit_test(test_embeddings_and_models),
         cmocka_unit_test(test_embeddings_base64),
         cmocka_unit_test(test_arm_links_scheme_and_host),
+        cmocka_unit_test(test_entra_discovery),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
