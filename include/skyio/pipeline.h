@@ -35,6 +35,18 @@ typedef struct sky_call sky_call;
  */
 typedef int (*sky_pipeline_auth_cb)(void *user_data, sky_headers *headers, int refresh);
 
+/**
+ * Per-try signing, for a scheme that signs the request itself (Storage's Shared Key signs
+ * the verb, the URL and every x-ms-* header). Called last before each attempt is sent,
+ * after every header the pipeline adds (x-ms-client-request-id, the bearer token, auth's),
+ * with the attempt's @p method, @p url and @p headers (the attempt's own copy: what it adds
+ * goes with this attempt only). It may add headers (a fresh x-ms-date) and adds its
+ * signature over them. Returns 0, or a SKY_E code with @p err filled that ends the call
+ * (never a secret in the message). Everything is borrowed for the call.
+ */
+typedef int (*sky_pipeline_sign_cb)(void *user_data, const char *method, const char *url,
+                                    sky_headers *headers, sky_error *err);
+
 /** One reply as a service's classifier sees it. Borrowed: valid during the classifier's call. */
 typedef struct sky_reply {
     int status;
@@ -109,6 +121,10 @@ typedef struct sky_pipeline_options {
      * Default 0 (retried as any transport failure).
      */
     int fail_unreached;
+    /** Signs each attempt over its final headers (see the type); NULL: none. It runs after
+     *  `auth` and the credential's bearer, which it leaves as they are. */
+    sky_pipeline_sign_cb sign;
+    void *sign_user_data;
 } sky_pipeline_options;
 
 /** Every default. */
@@ -170,7 +186,10 @@ typedef void (*sky_call_done_cb)(sky_call *call, const sky_call_result *res, con
  * is until on_headers has run for a 2xx being streamed (when on_headers is set) or the
  * first byte of its body has gone to on_body. After that a failure (a reset, a timeout,
  * a body cut short) ends the call with its error: bytes the caller has consumed cannot
- * be taken back, and only the caller knows whether to start again. Replies other than
+ * be taken back, and only the caller knows whether to start again. A caller that can
+ * (a ranged download written at fixed offsets) sets body_restart: then such a failure is
+ * retried like one before the first byte, and the next attempt's reply (its on_headers,
+ * its body from the first byte) follows a call of body_restart. Replies other than
  * 2xx are never streamed: their bodies are held (the first 1 MiB) for the classifier and
  * the retry policy, and reach the caller through on_done as before. Streamed calls go
  * through the same admission (breaker, concurrency, rate limit) as any other.
@@ -198,6 +217,9 @@ typedef long (*sky_call_read_cb)(sky_call *call, char *out, size_t cap, void *us
 /** Start the request body again from its first byte, for another attempt: 0, or a
  *  SKY_E code that ends the call. */
 typedef int (*sky_call_rewind_cb)(sky_call *call, void *user_data);
+/** Forget what the last attempt's streamed reply handed over (reset the sink), since the
+ *  next attempt's reply comes from its first byte: 0, or a SKY_E code that ends the call. */
+typedef int (*sky_call_restart_cb)(sky_call *call, void *user_data);
 
 typedef struct sky_call_options {
     const char *method;         /**< default "POST" when a body is given, else "GET" */
@@ -226,6 +248,18 @@ typedef struct sky_call_options {
     /** Needed for more than one attempt with a reader: without it a call whose body came
      *  from a reader is not retried. */
     sky_call_rewind_cb body_rewind;
+    /** Makes a streamed reply restartable: a failure after it began to reach the caller is
+     *  retried, with a call of this first (see above). NULL (default): such a failure is
+     *  final. */
+    sky_call_restart_cb body_restart;
+    /** curl's receive and send buffers for this call's attempts; 0 (default): the HTTP
+     *  client's. Large bodies move with fewer system calls and callbacks through larger
+     *  ones (see sky_http_request_options). */
+    long recv_buffer_size;
+    long upload_buffer_size;
+    /** The most of a reply the transport holds for the call; 0 (default): the HTTP
+     *  client's cap. A longer reply fails its attempt. */
+    size_t max_response_bytes;
 } sky_call_options;
 
 /** Every default: no body, buffered reply, body_length -1. */

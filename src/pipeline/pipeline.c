@@ -42,9 +42,13 @@ struct sky_call {
     sky_call_body_cb on_body;
     sky_call_read_cb body_reader;
     sky_call_rewind_cb body_rewind;
+    sky_call_restart_cb body_restart;
     int64_t body_length;
-    int streaming;                /* this attempt's reply is a 2xx going to on_body */
-    int committed;                /* a streamed reply began to reach the caller: no more retries */
+    long recv_buffer_size, upload_buffer_size; /* curl's, per attempt; 0: the client's */
+    size_t max_response_bytes;
+    int streaming; /* this attempt's reply is a 2xx going to on_body */
+    /* a streamed reply began to reach the caller: no more retries, unless body_restart */
+    int committed;
     sky_buf held;                 /* a streamed call's reply that is not streamed (an error) */
     int64_t reported_tokens;      /* sky_call_set_usage for this attempt; -1: none */
     uint64_t sent_ns, headers_ns; /* real time, as the transport's own total_us */
@@ -390,7 +394,21 @@ static void pump_queue(sky_pipeline *p)
 static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
                             const sky_error *err, void *ud);
 
-static int attempt_headers(sky_call *c, sky_headers **out)
+/* Last before the attempt goes: its signature over everything it carries. */
+static int sign_attempt(sky_call *c, sky_headers *h, sky_error *err)
+{
+    sky_pipeline *p = c->p;
+    if (p->o.sign == NULL)
+        return 0;
+    p->in_callback++;
+    int rc = p->o.sign(p->o.sign_user_data, c->method, c->url, h, err);
+    p->in_callback--;
+    if (rc < 0 && err->code == 0)
+        sky_error_set(err, rc, "could not sign the attempt (%s)", sky_err_name(rc));
+    return rc < 0 ? rc : 0;
+}
+
+static int attempt_headers(sky_call *c, sky_headers **out, sky_error *err)
 {
     sky_pipeline *p = c->p;
     sky_headers *h = sky_headers_new();
@@ -414,6 +432,11 @@ static int attempt_headers(sky_call *c, sky_headers **out)
     if (rc == 0 && p->o.auth)
         rc = p->o.auth(p->o.auth_user_data, h, c->refresh_auth);
     c->refresh_auth = 0;
+    if (rc < 0)
+        sky_error_set(err, rc == SKY_ENOMEM ? SKY_ENOMEM : SKY_EAUTH,
+                      "could not prepare the attempt's headers (credential)");
+    else
+        rc = sign_attempt(c, h, err);
     if (rc < 0) {
         sky_headers_free(h);
         return rc;
@@ -516,6 +539,20 @@ static int rewind_body(sky_call *c)
     return rc < 0 ? rc : 0;
 }
 
+/* Another attempt after a streamed reply that had begun to reach the caller: its sink
+ * starts again (only a call with body_restart is retried after that). */
+static int restart_reply(sky_call *c)
+{
+    if (!c->committed || c->body_restart == NULL)
+        return 0;
+    sky_pipeline *p = c->p;
+    c->committed = 0;
+    p->in_callback++;
+    int rc = c->body_restart(c, c->user_data);
+    p->in_callback--;
+    return rc < 0 ? rc : 0;
+}
+
 /* The transport's side of a streamed call: our callbacks stand between it and the caller's. */
 static void stream_options(sky_call *c, sky_http_request_options *ro)
 {
@@ -546,11 +583,16 @@ static void send_attempt(sky_call *c)
         finish_error(c, rc, "could not start the request body again");
         return;
     }
-    rc = attempt_headers(c, &h);
+    rc = restart_reply(c);
     if (rc < 0) {
         release_admission(c);
-        finish_error(c, rc == SKY_ENOMEM ? SKY_ENOMEM : SKY_EAUTH,
-                     "could not prepare the attempt's headers (credential)");
+        finish_error(c, rc, "could not start the reply's body again");
+        return;
+    }
+    rc = attempt_headers(c, &h, &err);
+    if (rc < 0) {
+        release_admission(c);
+        finish(c, NULL, &err);
         return;
     }
     sky_http_request_options_init(&ro);
@@ -559,6 +601,9 @@ static void send_attempt(sky_call *c)
     ro.headers = h;
     ro.body = sky_span_make(c->body, c->body_len);
     ro.timeout_ms = attempt_timeout(c);
+    ro.recv_buffer_size = c->recv_buffer_size;
+    ro.upload_buffer_size = c->upload_buffer_size;
+    ro.max_response_bytes = c->max_response_bytes;
     ro.on_done = on_attempt_done;
     ro.user_data = c;
     stream_options(c, &ro);
@@ -956,7 +1001,7 @@ static const char *final_reason(sky_call *c, const sky_http_response *res, const
     }
     if (refused)
         return refusal->service_code[0] ? refusal->service_code : "final";
-    if (err && c->committed)
+    if (err && c->committed && c->body_restart == NULL)
         return "after the first byte"; /* the caller has consumed part of the reply */
     if (unreachable(c->p, err))
         return "unreachable";
@@ -1083,6 +1128,10 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
     c->on_body = o->on_body;
     c->body_reader = o->body_reader;
     c->body_rewind = o->body_rewind;
+    c->body_restart = o->body_restart;
+    c->recv_buffer_size = o->recv_buffer_size;
+    c->upload_buffer_size = o->upload_buffer_size;
+    c->max_response_bytes = o->max_response_bytes;
     c->body_length = o->body_reader ? o->body_length : 0;
     c->reported_tokens = -1;
     sky_retry_state_init(&c->retry);

@@ -12,6 +12,7 @@
 #include "skyio/ai.h"
 #include "skyio/json.h"
 #include "skyio/pipeline.h"
+#include "skyio/server.h"
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
@@ -515,6 +516,7 @@ typedef struct stream {
     const char *body;
     size_t body_at; /* the reader's position in body */
     int rewinds;
+    int restarts;
 } stream;
 
 static void stream_on_headers(sky_call *call, int status, const sky_headers *h, void *ud)
@@ -759,6 +761,210 @@ static void test_body_from_reader(void **state)
     }
 }
 
+/* body_restart: the reply starts again, and what reached the caller before is forgotten. */
+static int stream_restart(sky_call *call, void *ud)
+{
+    stream *s = ud;
+    (void)call;
+    s->bytes = 0;
+    s->got[0] = '\0';
+    s->saw_done = 0;
+    s->restarts++;
+    return 0;
+}
+
+/*
+ * With body_restart, a stream cut after its first bytes reached the caller is sent again
+ * (after a call of body_restart) rather than ended: each caller ends with one whole
+ * stream. The per-call receive buffer goes with every attempt.
+ */
+static void test_stream_restarted_after_first_byte(void **state)
+{
+    static const char *const args[] = {"--fault-cut", "0.5", "--seed", "3", NULL};
+    sky_pipeline_options po;
+    sky_call_options o;
+    stream s[10];
+    run r;
+    (void)state;
+    memset(s, 0, sizeof(s));
+    default_options(&po);
+    po.use_breaker = 0;
+    run_open(&r, args, &po);
+    sky_call_options_init(&o);
+    o.headers = sky_test_json_headers();
+    o.url = r.url;
+    o.body = sky_span_cstr(stream_body);
+    o.on_done = stream_on_done;
+    o.on_body = stream_on_body;
+    o.body_restart = stream_restart;
+    o.recv_buffer_size = 64 * 1024;
+    r.n = 10;
+    for (int i = 0; i < 10; i++) {
+        s[i].r = &r;
+        o.user_data = &s[i];
+        assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
+    }
+    wait_all(&r, 60000);
+    int restarts = 0, retries = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(r.out[i].err_code, 0);
+        assert_int_equal(r.out[i].status, 200);
+        assert_true(s[i].saw_done);
+        assert_int_equal(strncmp(s[i].got, "data: ", 6), 0); /* one stream, from its start */
+        const char *done = strstr(s[i].got, "data: [DONE]");
+        assert_null(strstr(done + 1, "data: [DONE]"));
+        restarts += s[i].restarts;
+        retries += r.out[i].attempts - 1;
+    }
+    assert_true(restarts > 0);
+    assert_true(restarts <= retries); /* a cut before any byte reached the caller needs none */
+    int64_t cut = mock_stat(&r, "faults.cut");
+    assert_int_equal(retries, cut);
+    assert_int_equal(mock_stat(&r, "endpoints.chat"), 10 + cut);
+    run_close(&r);
+}
+
+/* ---- per-attempt signing ---- */
+
+/* A server that takes a request only when "Sig <method>|<url>|<request id>|<x-ms-date>" signs
+ * it, and answers the first `busy` good ones 503. */
+typedef struct signed_server {
+    int busy, good, bad;
+    char dates[8][32];
+} signed_server;
+
+static int header_is(const sky_server_req *req, const char *name, sky_span *v)
+{
+    return sky_server_req_header(req, name, v) && v->len > 0;
+}
+
+static void signed_handler(sky_server_req *req, void *ud)
+{
+    signed_server *ss = ud;
+    sky_span id, date, auth, m = sky_server_req_method(req), path = sky_server_req_path(req);
+    sky_span host = sky_server_req_authority(req), q = sky_server_req_query(req);
+    char want[512] = "", got[512] = "";
+    if (header_is(req, "x-ms-client-request-id", &id) && header_is(req, "x-ms-date", &date) &&
+        header_is(req, "authorization", &auth)) {
+        snprintf(want, sizeof(want), "Sig %.*s|http://%.*s%.*s%s%.*s|%.*s|%.*s", (int)m.len, m.ptr,
+                 (int)host.len, host.ptr, (int)path.len, path.ptr, q.len ? "?" : "", (int)q.len,
+                 q.ptr, (int)id.len, id.ptr, (int)date.len, date.ptr);
+        snprintf(got, sizeof(got), "%.*s", (int)auth.len, auth.ptr);
+    }
+    if (want[0] == '\0' || strcmp(want, got) != 0) {
+        ss->bad++;
+        sky_server_respond(req, 403, "text/plain", SKY_SPAN_LIT("bad signature"));
+        return;
+    }
+    if (ss->good < 8)
+        snprintf(ss->dates[ss->good], sizeof(ss->dates[0]), "%.*s", (int)date.len, date.ptr);
+    if (ss->good++ < ss->busy) {
+        sky_server_respond(req, 503, "text/plain", SKY_SPAN_LIT("busy"));
+        return;
+    }
+    sky_server_respond(req, 201, "text/plain", SKY_SPAN_LIT(""));
+}
+
+typedef struct signer {
+    int calls, saw_auth, fail;
+} signer;
+
+/* Adds a fresh x-ms-date, then signs over the method, the URL and the final headers. */
+static int sign_cb(void *ud, const char *method, const char *url, sky_headers *h, sky_error *err)
+{
+    signer *sg = ud;
+    char date[32], sig[512];
+    if (sg->fail)
+        return sky_error_set(err, SKY_EAUTH, "signing refused");
+    snprintf(date, sizeof(date), "date-%d", ++sg->calls);
+    sg->saw_auth += sky_headers_get(h, "api-key") != NULL; /* auth ran first */
+    const char *id = sky_headers_get(h, "x-ms-client-request-id");
+    assert_non_null(id);
+    snprintf(sig, sizeof(sig), "Sig %s|%s|%s|%s", method, url, id, date);
+    int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-date"), sky_span_cstr(date));
+    return rc ? rc : sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(sig));
+}
+
+static int fixed_key(void *ud, sky_headers *h, int refresh)
+{
+    (void)ud, (void)refresh;
+    return sky_headers_add(h, SKY_SPAN_LIT("api-key"), SKY_SPAN_LIT("k"));
+}
+
+static void on_server_down(sky_server *s, void *ud)
+{
+    (void)s;
+    *(int *)ud = 1;
+}
+
+/*
+ * The sign callback signs every attempt over what that attempt carries: the pipeline's
+ * request id, the auth callback's header and a date of its own, fresh each time; a
+ * refusal to sign ends the call with its error and sends nothing.
+ */
+static void test_sign_each_attempt(void **state)
+{
+    signed_server ss = {.busy = 2};
+    signer sg = {0, 0, 0};
+    sky_pipeline_options po;
+    sky_server_options so;
+    sky_server *server = NULL;
+    run r;
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(r.loop, NULL, &r.client), 0);
+    sky_server_options_init(&so);
+    assert_int_equal(sky_server_new(r.loop, &so, &server, NULL), 0);
+    assert_int_equal(sky_server_route(server, NULL, "/", 1, signed_handler, &ss), 0);
+    assert_int_equal(sky_server_listen(server, NULL), 0);
+    default_options(&po);
+    po.auth = fixed_key;
+    po.sign = sign_cb;
+    po.sign_user_data = &sg;
+    assert_int_equal(sky_pipeline_new(r.loop, r.client, &po, &r.pipe), 0);
+    snprintf(r.url, sizeof(r.url), "http://127.0.0.1:%d/acct/c?restype=container",
+             sky_server_port(server));
+    sky_call_options o;
+    sky_call_options_init(&o);
+    o.method = "PUT";
+    o.url = r.url;
+    o.on_done = on_done;
+    o.user_data = &r;
+    for (int pass = 0; pass < 2; pass++) {
+        r.n = pass + 1;
+        r.all = 0;
+        assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
+        assert_true(sky_test_run_until(r.loop, &r.all, 10000));
+    }
+    assert_int_equal(r.out[0].err_code, 0);
+    assert_int_equal(r.out[0].status, 201);
+    assert_int_equal(r.out[0].attempts, 3);
+    assert_int_equal(sg.calls, 4); /* once per attempt, for both calls */
+    assert_int_equal(sg.saw_auth, 4);
+    assert_int_equal(ss.good, 4); /* the first call's three, the second's one */
+    assert_int_equal(ss.bad, 0);
+    assert_string_not_equal(ss.dates[0], ss.dates[1]);
+    assert_string_not_equal(ss.dates[1], ss.dates[2]);
+    assert_int_equal(r.out[1].err_code, 0);
+    /* a signer that refuses: the call ends with its words, nothing sent */
+    sg.fail = 1;
+    r.n = 3;
+    r.all = 0;
+    assert_int_equal(sky_call_start(r.pipe, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(r.loop, &r.all, 10000));
+    assert_int_equal(r.out[2].err_code, SKY_EAUTH);
+    assert_int_equal(r.out[2].attempts, 0);
+    assert_int_equal(ss.good + ss.bad, 4);
+    sky_pipeline_free(r.pipe);
+    sky_http_client_free(r.client);
+    int down = 0;
+    sky_server_shutdown(server, 0, on_server_down, &down);
+    assert_true(sky_test_run_until(r.loop, &down, 5000));
+    sky_server_free(server);
+    sky_test_loop_free(r.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -780,6 +986,8 @@ int main(void)
         cmocka_unit_test(test_streams_paced_by_rate_limit),
         cmocka_unit_test(test_streams_admitted_by_concurrency_limit),
         cmocka_unit_test(test_body_from_reader),
+        cmocka_unit_test(test_stream_restarted_after_first_byte),
+        cmocka_unit_test(test_sign_each_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
