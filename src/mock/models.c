@@ -73,6 +73,8 @@ void sky__mock_on_model(sky_server_req *r, void *worker)
     if (!models_call_ok(m, r))
         return;
     sky_span path = sky_server_req_path(r);
+    if (path.len > 1 && path.ptr[path.len - 1] == '/')
+        path.len--; /* /v1/models/{id}/ names the same model */
     size_t skip = path.len >= sizeof(v1) - 1 && memcmp(path.ptr, v1, sizeof(v1) - 1) == 0
                       ? sizeof(v1) - 1
                       : sizeof(bare) - 1;

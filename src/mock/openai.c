@@ -56,6 +56,8 @@ void sky__mock_on_azure(sky_server_req *r, void *worker)
     static const char prefix[] = "/openai/deployments/";
     sky__mock_worker *m = worker;
     sky_span path = sky_server_req_path(r);
+    while (path.len > sizeof(prefix) && path.ptr[path.len - 1] == '/')
+        path.len--; /* .../chat/completions/ is .../chat/completions */
     const char *dep = path.ptr + sizeof(prefix) - 1;
     size_t rest = path.len - (sizeof(prefix) - 1);
     const char *slash = memchr(dep, '/', rest);

@@ -1,8 +1,10 @@
 /*
  * Every route of `skyio mock`, in the order the server tries them (the first that
  * matches serves the request): the API's index. A prefix route serves every path
- * that starts with its path.
+ * that starts with its path; an exact one its path with a trailing slash too.
  */
+#include <stdio.h>
+
 #include "worker.h"
 
 /* Whose state a route's handler gets as its user data. */
@@ -53,14 +55,25 @@ static const mock_route routes[] = {
     {NULL, "/", 1, sky__mock_on_entra, FOR_IDENTITY},
 };
 
+/* An exact route also serves its path with a trailing slash, as the services do: MSAL adds
+ * one to the managed identity endpoints (/metadata/identity/oauth2/token/). Prefix routes
+ * trim theirs in the handler. */
+static int add_route(sky_server *srv, const mock_route *rt, void *state)
+{
+    char slashed[128];
+    int rc = sky_server_route(srv, rt->method, rt->path, rt->prefix, rt->handler, state);
+    if (rc != 0 || rt->prefix)
+        return rc;
+    snprintf(slashed, sizeof(slashed), "%s/", rt->path);
+    return sky_server_route(srv, rt->method, slashed, 0, rt->handler, state);
+}
+
 int sky__mock_routes_add(sky__mock_worker *w)
 {
     void *const state[] = {
         [FOR_WORKER] = w, [FOR_ARM] = w->owner->arm, [FOR_IDENTITY] = w->owner->identity};
     for (size_t i = 0; i < SKY_ARRAY_LEN(routes); i++) {
-        const mock_route *rt = &routes[i];
-        int rc = sky_server_route(w->srv, rt->method, rt->path, rt->prefix, rt->handler,
-                                  state[rt->state]);
+        int rc = add_route(w->srv, &routes[i], state[routes[i].state]);
         if (rc != 0)
             return rc;
     }

@@ -431,6 +431,37 @@ static void test_entra_discovery(void **state)
     close_fixture(&f);
 }
 
+/* A route with a trailing slash answers as without: MSAL sends one to managed identity. */
+static void test_trailing_slash(void **state)
+{
+    static const char *const imds[] = {"Metadata: true", NULL};
+    static const char *const app[] = {"X-IDENTITY-HEADER: mock-identity-header", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+    request(&f, "GET", "/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=https://x",
+            NULL, imds, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "mock-token-"));
+    sky_test_result_free(&r);
+    request(&f, "GET", "/msi/token/?api-version=2019-08-01&resource=https://x", NULL, app, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions/", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/deployments/d1/chat/completions/?api-version=2024-10-21",
+            chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models/gpt-4o-mini/", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"gpt-4o-mini\""));
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* The events of a whole SSE body: "type|data" lines, kept in order. */
 typedef struct sse_log {
     json_t *types; /* event types ("" for none), in order */
@@ -619,7 +650,12 @@ static void test_model_list_and_retrieve(void **state)
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "model_not_found"));
     sky_test_result_free(&r);
+    /* a trailing slash is the list's path, as every route's (issue 16) */
     request(&f, "GET", "/v1/models/", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"list\""));
+    sky_test_result_free(&r);
+    request(&f, "GET", "/v1/models//", NULL, NULL, &r);
     assert_int_equal(r.status, 404);
     sky_test_result_free(&r);
     close_fixture(&f);
@@ -1434,6 +1470,7 @@ int main(void)
         cmocka_unit_test(test_embeddings_base64),
         cmocka_unit_test(test_arm_links_scheme_and_host),
         cmocka_unit_test(test_entra_discovery),
+        cmocka_unit_test(test_trailing_slash),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
