@@ -207,6 +207,15 @@ typedef struct path {
     char base[128]; /* scheme://host:port, for absolute URLs */
 } path;
 
+/* Ids carry ARM's own casing of "resourceGroups", whatever the client sent, as ARM
+ * answers them. */
+static void canonical_case(path *p)
+{
+    static const char rg[] = "resourceGroups";
+    if (p->n >= 3 && strcasecmp(p->seg[2], rg) == 0)
+        memcpy(p->id + (p->seg[2] - p->buf), rg, sizeof(rg) - 1);
+}
+
 static int split_path(sky_span p, path *out)
 {
     if (p.len == 0 || p.len >= sizeof(out->buf))
@@ -226,6 +235,7 @@ static int split_path(sky_span p, path *out)
             return -1;
         out->seg[out->n++] = s;
     }
+    canonical_case(out);
     return 0;
 }
 
@@ -616,6 +626,10 @@ static void handle_item(sky__mock_arm *a, sky_server_req *r, path *p, sky_span m
                     p->seg[3]);
         return;
     }
+    if (is_group && sky_span_eq_cstr(method, "HEAD")) {
+        rp->status = res ? 204 : 404; /* checkExistence: the status alone */
+        return;
+    }
     if (sky_span_eq_cstr(method, "PUT")) {
         if (is_group)
             put_group(a, r, p, rp);
@@ -701,6 +715,14 @@ static int match_in_group(const char *key, const json_t *res, const void *arg)
     return strncmp(key, prefix, strlen(prefix)) == 0;
 }
 
+static int match_in_subscription(const char *key, const json_t *res, const void *arg)
+{
+    const char *prefix = arg; /* /subscriptions/{s}/resourcegroups/ */
+    size_t n = strlen(prefix);
+    (void)res;
+    return strncmp(key, prefix, n) == 0 && strstr(key + n, "/providers/") != NULL;
+}
+
 static int match_type(const char *key, const json_t *res, const void *arg)
 {
     const char *const *want = arg; /* {subscription prefix, type} */
@@ -757,6 +779,13 @@ static void handle_list(sky__mock_arm *a, sky_server_req *r, const path *p, repl
     char prefix[1024];
     if (seg_is(p, 2, "resourcegroups") && p->n == 3) {
         list(a, r, p, match_groups, p->key, rp);
+        return;
+    }
+    if (p->n == 3 && seg_is(p, 2, "resources")) {
+        snprintf(prefix, sizeof(prefix), "/subscriptions/%s/resourcegroups/", p->seg[1]);
+        for (char *k = prefix; *k; k++)
+            *k = (char)tolower((unsigned char)*k);
+        list(a, r, p, match_in_subscription, prefix, rp);
         return;
     }
     if (seg_is(p, 2, "resourcegroups") && p->n == 5 && seg_is(p, 4, "resources")) {
@@ -842,7 +871,7 @@ static void route(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp)
              sky_span_eq_cstr(method, "POST"))
         handle_action(a, p, method, rp);
     else if (sky_span_eq_cstr(method, "GET") &&
-             ((n == 3 && seg_is(p, 2, "resourcegroups")) ||
+             ((n == 3 && (seg_is(p, 2, "resourcegroups") || seg_is(p, 2, "resources"))) ||
               (n == 5 && seg_is(p, 2, "resourcegroups") && seg_is(p, 4, "resources")) ||
               (n >= 7 && n % 2 == 1 && seg_is(p, 2, "resourcegroups") &&
                seg_is(p, 4, "providers")) ||

@@ -129,7 +129,7 @@ static int take_model(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c,
     const char *model = sky_json_str(
         req, "model", c->kind == SKY__MOCK_MODERATIONS ? "omni-moderation-latest" : NULL);
     if (model == NULL) {
-        sky__mock_respond_error(m, r, 0, 400, "invalid_request_error", "missing_model",
+        sky__mock_respond_error(m, r, c->azure, 400, "invalid_request_error", "missing_model",
                                 "you must provide a model parameter");
         return 0;
     }
@@ -309,7 +309,7 @@ void sky__mock_handle_call(sky__mock_worker *m, sky_server_req *r, int kind, int
     json_t *req = read_body(m, r, azure);
     if (req == NULL)
         return;
-    if (!azure && !take_model(m, r, &c, req)) {
+    if (deployment.len == 0 && !take_model(m, r, &c, req)) {
         json_decref(req);
         return;
     }

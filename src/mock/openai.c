@@ -38,6 +38,15 @@ void sky__mock_on_moderations(sky_server_req *r, void *worker)
     serve(r, worker, SKY__MOCK_MODERATIONS);
 }
 
+/* POST /openai/responses?api-version=...: the AzureOpenAI class's path, the deployment in
+ * the body's "model". */
+void sky__mock_on_azure_responses(sky_server_req *r, void *worker)
+{
+    sky__mock_worker *m = worker;
+    ST_ADD(m->st.requests, 1);
+    sky__mock_handle_call(m, r, SKY__MOCK_RESPONSES, 1, sky_span_make("", 0));
+}
+
 /* The call an Azure deployment's operation is, or -1. */
 static int azure_kind(sky_span op)
 {

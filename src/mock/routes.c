@@ -41,6 +41,10 @@ static const mock_route routes[] = {
     /* Azure OpenAI: /openai/deployments/{deployment}/chat/completions, .../embeddings,
      * .../completions */
     {NULL, "/openai/deployments/", 1, sky__mock_on_azure, FOR_WORKER},
+    /* Azure OpenAI without a deployment in the path: the body names it */
+    {"POST", "/openai/responses", 0, sky__mock_on_azure_responses, FOR_WORKER},
+    {"GET", "/openai/models", 0, sky__mock_on_models, FOR_WORKER},
+    {"GET", "/openai/v1/models", 0, sky__mock_on_models, FOR_WORKER},
     /* the mock's own */
     {"GET", "/mock/stats", 0, sky__mock_on_stats, FOR_WORKER},
     {"POST", "/mock/reset", 0, sky__mock_on_reset, FOR_WORKER},

@@ -170,7 +170,8 @@ void sky__mock_respond_429(sky__mock_worker *m, sky_server_req *r, const sky__mo
 int sky__mock_authorized(const sky__mock_worker *m, const sky_server_req *r);
 int sky__mock_model_known(const sky__mock_worker *m, const char *model);
 
-/* A model call from request to reply (call.c). */
+/* A model call from request to reply (call.c): an Azure one when @p azure, whose model is
+ * @p deployment, or the body's when that is empty. */
 void sky__mock_handle_call(sky__mock_worker *m, sky_server_req *r, int kind, int azure,
                            sky_span deployment);
 /* A copy of @p c held as @p r's data, for a reply later; NULL (answered 500) without memory. */
@@ -212,20 +213,21 @@ void sky__mock_delayed_reply(sky_server_req *r, void *data);
 void sky__mock_stream_begin(sky_server_req *r, void *data);
 
 /* The handlers the route table names. */
-void sky__mock_on_chat(sky_server_req *r, void *worker);          /* openai.c */
-void sky__mock_on_embeddings(sky_server_req *r, void *worker);    /* openai.c */
-void sky__mock_on_responses(sky_server_req *r, void *worker);     /* openai.c */
-void sky__mock_on_completions(sky_server_req *r, void *worker);   /* openai.c */
-void sky__mock_on_moderations(sky_server_req *r, void *worker);   /* openai.c */
-void sky__mock_on_azure(sky_server_req *r, void *worker);         /* openai.c */
-void sky__mock_on_models(sky_server_req *r, void *worker);        /* models.c */
-void sky__mock_on_model(sky_server_req *r, void *worker);         /* models.c */
-void sky__mock_on_stats(sky_server_req *r, void *worker);         /* stats.c */
-void sky__mock_on_reset(sky_server_req *r, void *worker);         /* stats.c */
-void sky__mock_on_arm(sky_server_req *r, void *arm);              /* arm.c */
-void sky__mock_on_arm_stats(sky_server_req *r, void *arm);        /* arm.c */
-void sky__mock_on_imds(sky_server_req *r, void *identity);        /* identity.c */
-void sky__mock_on_app_service(sky_server_req *r, void *identity); /* identity.c */
-void sky__mock_on_entra(sky_server_req *r, void *identity);       /* identity.c */
+void sky__mock_on_chat(sky_server_req *r, void *worker);            /* openai.c */
+void sky__mock_on_embeddings(sky_server_req *r, void *worker);      /* openai.c */
+void sky__mock_on_responses(sky_server_req *r, void *worker);       /* openai.c */
+void sky__mock_on_completions(sky_server_req *r, void *worker);     /* openai.c */
+void sky__mock_on_moderations(sky_server_req *r, void *worker);     /* openai.c */
+void sky__mock_on_azure(sky_server_req *r, void *worker);           /* openai.c */
+void sky__mock_on_azure_responses(sky_server_req *r, void *worker); /* openai.c */
+void sky__mock_on_models(sky_server_req *r, void *worker);          /* models.c */
+void sky__mock_on_model(sky_server_req *r, void *worker);           /* models.c */
+void sky__mock_on_stats(sky_server_req *r, void *worker);           /* stats.c */
+void sky__mock_on_reset(sky_server_req *r, void *worker);           /* stats.c */
+void sky__mock_on_arm(sky_server_req *r, void *arm);                /* arm.c */
+void sky__mock_on_arm_stats(sky_server_req *r, void *arm);          /* arm.c */
+void sky__mock_on_imds(sky_server_req *r, void *identity);          /* identity.c */
+void sky__mock_on_app_service(sky_server_req *r, void *identity);   /* identity.c */
+void sky__mock_on_entra(sky_server_req *r, void *identity);         /* identity.c */
 
 #endif

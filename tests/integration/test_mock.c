@@ -462,6 +462,60 @@ static void test_trailing_slash(void **state)
     close_fixture(&f);
 }
 
+/* Routes the SDKs call that the mock lacked: checkExistence (HEAD on a group), a
+ * subscription's resources, Azure's /openai/responses and /openai/models. */
+static void test_sdk_routes(void **state)
+{
+    static const char *const bearer[] = {"Authorization: Bearer t", NULL};
+    static const char sub[] = "/subscriptions/s1";
+    static const char api[] = "?api-version=2021-04-01";
+    char path[256];
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, NULL);
+    snprintf(path, sizeof(path), "%s/resourcegroups/g1%s", sub, api);
+    request(&f, "HEAD", path, NULL, bearer, &r);
+    assert_int_equal(r.status, 404);
+    sky_test_result_free(&r);
+    request(&f, "PUT", path, "{\"location\":\"westus\"}", bearer, &r);
+    assert_int_equal(r.status, 201);
+    json_t *j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "id", ""), "/subscriptions/s1/resourceGroups/g1");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "HEAD", path, NULL, bearer, &r);
+    assert_int_equal(r.status, 204);
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s/resourcegroups/g1/providers/A.B/things/t1%s", sub, api);
+    request(&f, "PUT", path, "{\"location\":\"westus\"}", bearer, &r);
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s/resources%s", sub, api);
+    request(&f, "GET", path, NULL, bearer, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "value")), 1);
+    assert_string_equal(json_string_value(sky_json_path(j, "value.0.name")), "t1");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/responses?api-version=2025-03-01-preview",
+            "{\"model\":\"dep1\",\"input\":\"hi\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "model", ""), "dep1");
+    assert_string_equal(sky_json_str(j, "object", ""), "response");
+    json_decref(j);
+    sky_test_result_free(&r);
+    request(&f, "POST", "/openai/responses", "{\"model\":\"dep1\",\"input\":\"hi\"}", NULL, &r);
+    assert_int_equal(r.status, 404); /* Azure wants its api-version */
+    sky_test_result_free(&r);
+    request(&f, "GET", "/openai/models?api-version=2024-10-21", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"list\""));
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* The events of a whole SSE body: "type|data" lines, kept in order. */
 typedef struct sse_log {
     json_t *types; /* event types ("" for none), in order */
@@ -1471,6 +1525,7 @@ int main(void)
         cmocka_unit_test(test_arm_links_scheme_and_host),
         cmocka_unit_test(test_entra_discovery),
         cmocka_unit_test(test_trailing_slash),
+        cmocka_unit_test(test_sdk_routes),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
