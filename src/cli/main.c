@@ -16,6 +16,7 @@ static const char usage[] =
     "commands:\n"
     "  batch     send a whole OpenAI Batch JSONL file at the provider's limit; resumable\n"
     "  chat      ask one prompt, streamed token by token; several models at once\n"
+    "  serve     an OpenAI-compatible gateway in front of many deployments, with failover\n"
     "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
     "  http      make HTTP requests with skyio's client: one, streamed, or many at once\n"
     "  arm       Azure Resource Manager requests, paged lists, long-running operations\n"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "mock") == 0)
         return sky_cli_mock(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return sky_cli_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "http") == 0)
         return sky_cli_http(argc - 1, argv + 1);
     if (strcmp(cmd, "batch") == 0)

@@ -1,0 +1,130 @@
+/* skyio — an OpenAI-compatible gateway in front of many deployments (`skyio serve`). */
+#ifndef SKYIO_GATEWAY_H
+#define SKYIO_GATEWAY_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common.h"
+#include "error.h"
+
+/*
+ * The gateway answers OpenAI's API (POST /v1/chat/completions, plain and streamed,
+ * POST /v1/embeddings, GET /v1/models, GET /healthz) and sends each model call to one
+ * of the model's deployments, each with a pipeline of its own (learned rate limit,
+ * adaptive concurrency, circuit breaker). A failure before the first byte has reached
+ * the client moves the request to another deployment of the model; after it, the error
+ * is passed on. A client that leaves cancels its upstream call.
+ */
+
+/** Long-lived: a listening gateway on a loop. */
+typedef struct sky_gateway sky_gateway;
+
+typedef enum sky_gateway_kind {
+    SKY_GATEWAY_OPENAI = 0, /**< api.openai.com or alike: bearer key, model in the body */
+    SKY_GATEWAY_AZURE,      /**< Azure OpenAI: deployment in the path, api-version, api-key */
+    SKY_GATEWAY_COMPATIBLE  /**< any OpenAI-compatible server (vLLM, llama.cpp, a mock) */
+} sky_gateway_kind;
+
+/** One upstream deployment of a model. Every string is borrowed until sky_gateway_new
+ *  returns (the gateway copies what it keeps). */
+typedef struct sky_gateway_deployment {
+    const char *model; /**< the name clients ask for; required */
+    sky_gateway_kind kind;
+    const char *base_url;    /**< OpenAI: the API root (…/v1); Azure: the resource URL */
+    const char *api_key;     /**< the key itself (a secret: never logged); NULL: none */
+    const char *api_version; /**< Azure; NULL: SKY_AI_DEFAULT_API_VERSION */
+    /** Azure: the deployment's name; others: the model name upstream, when it differs
+     *  from @c model (the body's "model" is rewritten). NULL: @c model. */
+    const char *deployment;
+    double weight; /**< share of the model's requests; default 1, 0 = only when others fail */
+    double rpm;    /**< known limits; 0: learned from the replies */
+    double tpm;
+} sky_gateway_deployment;
+
+/** Every default (weight 1, kind OpenAI). */
+SKY_EXTERN void sky_gateway_deployment_init(sky_gateway_deployment *d);
+
+#define SKY_GATEWAY_SHA256_LEN 32
+
+/** A key the gateway's clients present (Authorization: Bearer K, or api-key: K). Only its
+ *  SHA-256 is kept; keys are compared in constant time. Strings borrowed as above. */
+typedef struct sky_gateway_client_key {
+    const char *name; /**< for logs; required */
+    unsigned char sha256[SKY_GATEWAY_SHA256_LEN];
+    const char *const *models; /**< the models it may use; NULL (n_models 0): every model */
+    size_t n_models;
+} sky_gateway_client_key;
+
+/**
+ * A gateway's routing and keys read from JSON (`--config gateway.json`):
+ *
+ *     {"models": {"gpt-4o": [{"kind": "azure", "base_url": "https://x.openai.azure.com",
+ *                             "key_env": "AZURE_KEY_1", "deployment": "gpt4o-east",
+ *                             "api_version": "2024-10-21", "weight": 2, "rpm": 600}]},
+ *      "keys": [{"name": "team-a", "key_sha256": "<64 hex>", "models": ["gpt-4o"]},
+ *               {"name": "ci", "key_env": "GATEWAY_CI_KEY"}]}
+ *
+ * A deployment's key comes from the environment variable key_env names (never from the
+ * file); a client key from its SHA-256 in hex, or from an environment variable. The
+ * config owns everything it points at: free it with sky_gateway_config_free.
+ */
+typedef struct sky_gateway_config {
+    sky_gateway_deployment *deployments;
+    size_t n_deployments;
+    sky_gateway_client_key *keys;
+    size_t n_keys;
+    void *priv; /**< owned strings; do not touch */
+} sky_gateway_config;
+
+/**
+ * Read @p doc (borrowed) into @p out (caller's; zeroed first). Returns 0, or SKY_EINVAL
+ * with @p err saying which entry and why (an unknown kind, a key_env that is not set, a
+ * key_sha256 that is not 64 hex digits, ...; never a key's value), or SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_gateway_config_parse(const json_t *doc, sky_gateway_config *out,
+                                        sky_error *err) SKY_NODISCARD;
+/** Free what sky_gateway_config_parse filled in (the keys are wiped first). */
+SKY_EXTERN void sky_gateway_config_free(sky_gateway_config *c);
+
+/** SHA-256 of @p key into @p out (for sky_gateway_client_key.sha256). 0 or SKY_EINTERNAL. */
+SKY_EXTERN int sky_gateway_key_hash(sky_span key,
+                                    unsigned char out[SKY_GATEWAY_SHA256_LEN]) SKY_NODISCARD;
+
+typedef struct sky_gateway_options {
+    const char *host;                          /**< default "127.0.0.1" */
+    int port;                                  /**< 0 picks a free one (see sky_gateway_port) */
+    size_t max_body;                           /**< larger request bodies get 413; default 16 MiB */
+    const sky_gateway_deployment *deployments; /**< borrowed until sky_gateway_new returns */
+    size_t n_deployments;
+    /** NULL (n_keys 0): no key is asked for (fine on loopback, said at start otherwise) */
+    const sky_gateway_client_key *keys;
+    size_t n_keys;
+    long upstream_timeout_ms; /**< one upstream attempt, a whole stream included; 300000 */
+} sky_gateway_options;
+
+/** Every default. */
+SKY_EXTERN void sky_gateway_options_init(sky_gateway_options *o);
+
+/**
+ * A gateway on @p loop, listening when this returns. @p o and what it points at are
+ * borrowed for the call. Returns 0 and *out, or a SKY_E code with @p err filled (no
+ * deployment, a bad URL, the port taken, ...).
+ */
+SKY_EXTERN int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
+                               sky_error *err) SKY_NODISCARD;
+/** The port listened on. */
+SKY_EXTERN int sky_gateway_port(const sky_gateway *g);
+
+typedef void (*sky_gateway_shutdown_cb)(sky_gateway *g, void *user_data);
+/**
+ * Stop accepting and let requests in flight (streams too) finish for up to @p grace_ms;
+ * then those left are ended (their upstream calls canceled) and @p cb runs, once.
+ */
+SKY_EXTERN void sky_gateway_shutdown(sky_gateway *g, uint64_t grace_ms, sky_gateway_shutdown_cb cb,
+                                     void *user_data);
+/** Cancel every upstream call, answer what is still waiting, and free the gateway. Not
+ *  from inside one of its callbacks. */
+SKY_EXTERN void sky_gateway_free(sky_gateway *g);
+
+#endif

@@ -1,0 +1,259 @@
+/* `skyio serve`: flags and the config file in, a running gateway (skyio/gateway.h) out. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skyio/skyio.h"
+#include "skyio/gateway.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: skyio serve --config FILE [options]\n"
+    "\n"
+    "An OpenAI-compatible gateway in front of OpenAI, Azure OpenAI and OpenAI-compatible\n"
+    "deployments. Each deployment has its own rate limit (learned from its replies),\n"
+    "concurrency limit and circuit breaker; a request goes to one of its model's\n"
+    "deployments by weight, and a failure before the first byte of the answer (429, 5xx,\n"
+    "a reset, a timeout, an open breaker) moves it to another. Streams pass through chunk\n"
+    "by chunk. A client that leaves cancels its upstream call. It prints \"listening URL\"\n"
+    "on stdout once ready, and stops on SIGINT/SIGTERM after the requests in flight end.\n"
+    "\n"
+    "endpoints:\n"
+    "  POST /v1/chat/completions   chat; \"stream\": true streams server-sent events\n"
+    "  POST /v1/embeddings         embeddings\n"
+    "  GET  /v1/models             the configured models the key may use\n"
+    "  GET  /healthz               200 while the gateway runs (no key needed)\n"
+    "Clients send their key as 'Authorization: Bearer KEY' (OpenAI SDKs) or 'api-key: KEY'.\n"
+    "Errors are OpenAI's JSON: 400 malformed body, 401 invalid_api_key, 403 a model the\n"
+    "key may not use, 404 model_not_found, 413 a body over --max-body, 429 every\n"
+    "deployment rate limited, 502/504 no deployment could answer.\n"
+    "\n"
+    "options (a flag wins over the same key at the top of the config):\n"
+    "  --config FILE             the models, their deployments and the clients' keys (below)\n"
+    "  --host ADDR               address to listen on (default 127.0.0.1; \"host\")\n"
+    "  --port N                  port; 0 picks a free one (default 8080; \"port\")\n"
+    "  --port-file FILE          write the port listened on to FILE once ready\n"
+    "  --max-body BYTES          larger request bodies get 413 (default 16 MiB; \"max_body\")\n"
+    "  --upstream-timeout-ms MS  one upstream attempt, a whole stream included (default\n"
+    "                            300000; \"upstream_timeout_ms\")\n"
+    "  --grace-ms MS             on SIGTERM, how long requests in flight may go on (default\n"
+    "                            10000)\n"
+    "\n"
+    "config (JSON):\n"
+    "  {\n"
+    "    \"port\": 8080,\n"
+    "    \"models\": {\n"
+    "      \"gpt-4o\": [\n"
+    "        {\"kind\": \"azure\", \"base_url\": \"https://east.openai.azure.com\",\n"
+    "         \"deployment\": \"gpt4o\", \"api_version\": \"2024-10-21\",\n"
+    "         \"key_env\": \"AZURE_EAST_KEY\", \"weight\": 2, \"rpm\": 600, \"tpm\": 100000},\n"
+    "        {\"kind\": \"openai\", \"base_url\": \"https://api.openai.com/v1\",\n"
+    "         \"key_env\": \"OPENAI_API_KEY\", \"weight\": 1}\n"
+    "      ],\n"
+    "      \"llama\": [{\"kind\": \"compatible\", \"base_url\": \"http://10.0.0.5:8000/v1\",\n"
+    "                 \"deployment\": \"meta-llama/Llama-3.1-8B-Instruct\"}]\n"
+    "    },\n"
+    "    \"keys\": [\n"
+    "      {\"name\": \"team-a\", \"key_sha256\": \"<sha256 of the key, 64 hex digits>\",\n"
+    "       \"models\": [\"gpt-4o\"]},\n"
+    "      {\"name\": \"ci\", \"key_env\": \"GATEWAY_CI_KEY\"}\n"
+    "    ]\n"
+    "  }\n"
+    "\n"
+    "  kind         openai (default), azure or compatible\n"
+    "  key_env      the NAME of the environment variable holding the deployment's key; keys\n"
+    "               never go in the file (one there is refused). None: no key is sent.\n"
+    "  deployment   azure: the deployment's name; others: the model's name upstream, when\n"
+    "               it differs from the name clients use\n"
+    "  weight       the deployment's share of its model's requests (default 1; 0: only\n"
+    "               when the others fail)\n"
+    "  rpm, tpm     the deployment's limits when known; otherwise learned from its replies\n"
+    "  keys         the gateway's own keys, by SHA-256 (`printf %s KEY | sha256sum`) or\n"
+    "               from an environment variable; \"models\" limits what a key may use.\n"
+    "               Without any key the gateway asks for none.\n";
+
+typedef struct serve_run {
+    sky_loop *loop;
+    sky_gateway *gw;
+    sky_gateway_options opts;
+    sky_gateway_config cfg;
+    json_t *doc;
+    const char *config_file;
+    const char *port_file;
+    long long grace_ms;
+    int signals;
+} serve_run;
+
+static int load_config(serve_run *run)
+{
+    json_error_t jerr;
+    sky_error err;
+    sky_error_clear(&err);
+    if (sky_cli_check_input_file("serve", "--config", run->config_file) < 0)
+        return -1;
+    run->doc = json_load_file(run->config_file, 0, &jerr);
+    if (run->doc == NULL) {
+        fprintf(stderr, "skyio serve: %s:%d:%d: %s\n", run->config_file, jerr.line, jerr.column,
+                jerr.text);
+        return -1;
+    }
+    if (sky_gateway_config_parse(run->doc, &run->cfg, &err) < 0) {
+        fprintf(stderr, "skyio serve: %s: %s\n", run->config_file, err.message);
+        return -1;
+    }
+    sky_gateway_options *o = &run->opts;
+    o->host = sky_json_str(run->doc, "host", o->host);
+    o->port = (int)sky_json_int(run->doc, "port", o->port);
+    o->max_body = (size_t)sky_json_int(run->doc, "max_body", (int64_t)o->max_body);
+    o->upstream_timeout_ms =
+        (long)sky_json_int(run->doc, "upstream_timeout_ms", o->upstream_timeout_ms);
+    return 0;
+}
+
+/* One flag with a value; 0, or -1 after saying why on stderr. */
+static int set_flag(serve_run *run, const char *flag, const char *v)
+{
+    long long n;
+    sky_gateway_options *o = &run->opts;
+    if (strcmp(flag, "--host") == 0)
+        o->host = v;
+    else if (strcmp(flag, "--port-file") == 0)
+        run->port_file = v;
+    else if (strcmp(flag, "--port") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 0, &n) < 0 || n > 65535)
+            return -1;
+        o->port = (int)n;
+    } else if (strcmp(flag, "--max-body") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0)
+            return -1;
+        o->max_body = (size_t)n;
+    } else if (strcmp(flag, "--upstream-timeout-ms") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0)
+            return -1;
+        o->upstream_timeout_ms = (long)n;
+    } else if (strcmp(flag, "--grace-ms") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 0, &run->grace_ms) < 0)
+            return -1;
+    } else if (strcmp(flag, "--config") != 0) {
+        fprintf(stderr, "skyio serve: unknown option '%s' (see skyio serve --help)\n", flag);
+        return -1;
+    }
+    return 0;
+}
+
+/* The config first, then the flags over it. Returns 0, 1 for --help, -1. */
+static int parse_args(serve_run *run, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            run->config_file = argv[i + 1];
+    }
+    if (run->config_file == NULL) {
+        fprintf(stderr, "skyio serve: --config FILE is required (see skyio serve --help)\n");
+        return -1;
+    }
+    if (load_config(run) < 0)
+        return -1;
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "skyio serve: %s needs a value\n", argv[i]);
+            return -1;
+        }
+        if (set_flag(run, argv[i], argv[i + 1]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void on_down(sky_gateway *g, void *ud)
+{
+    serve_run *run = ud;
+    (void)g;
+    sky_loop_stop(run->loop);
+}
+
+static void on_signal(sky_loop *loop, int signum, void *ud)
+{
+    serve_run *run = ud;
+    (void)loop;
+    if (run->signals++ > 0) {
+        fprintf(stderr, "skyio serve: second signal, stopping now\n");
+        exit(SKY_EXIT_OK);
+    }
+    fprintf(stderr, "skyio serve: signal %d, finishing requests in flight\n", signum);
+    sky_gateway_shutdown(run->gw, (uint64_t)run->grace_ms, on_down, run);
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path); /* a reader never sees half a file */
+}
+
+static int is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+static int start(serve_run *run)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    run->opts.deployments = run->cfg.deployments;
+    run->opts.n_deployments = run->cfg.n_deployments;
+    run->opts.keys = run->cfg.keys;
+    run->opts.n_keys = run->cfg.n_keys;
+    run->loop = sky_loop_new();
+    if (run->loop == NULL ||
+        sky_gateway_new(sky_loop_uv(run->loop), &run->opts, &run->gw, &err) < 0) {
+        fprintf(stderr, "skyio serve: cannot start: %s\n",
+                err.code ? err.message : "out of memory");
+        return -1;
+    }
+    if (run->cfg.n_keys == 0 && !is_loopback(run->opts.host))
+        fprintf(stderr,
+                "skyio serve: warning: no keys configured: anyone who reaches %s may "
+                "use every model\n",
+                run->opts.host);
+    int port = sky_gateway_port(run->gw);
+    if (run->port_file && write_port_file(run->port_file, port) < 0)
+        fprintf(stderr, "skyio serve: cannot write %s\n", run->port_file);
+    printf("listening http://%s:%d\n", run->opts.host, port);
+    fflush(stdout);
+    return 0;
+}
+
+int sky_cli_serve(int argc, char **argv)
+{
+    serve_run run;
+    memset(&run, 0, sizeof(run));
+    sky_gateway_options_init(&run.opts);
+    run.opts.port = 8080;
+    run.grace_ms = 10000;
+    int rc = parse_args(&run, argc, argv);
+    int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
+    if (rc == 1)
+        fputs(usage, stdout);
+    if (rc == 0 && start(&run) < 0)
+        code = SKY_EXIT_START;
+    else if (rc == 0) {
+        (void)sky_loop_on_signal(run.loop, on_signal, &run);
+        sky_loop_run(run.loop);
+    }
+    sky_gateway_free(run.gw);
+    sky_loop_free(run.loop);
+    sky_gateway_config_free(&run.cfg);
+    json_decref(run.doc);
+    return code;
+}

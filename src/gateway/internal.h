@@ -1,0 +1,132 @@
+/* The gateway's parts, shared by its files (not installed). */
+#ifndef SKY_GATEWAY_INTERNAL_H
+#define SKY_GATEWAY_INTERNAL_H
+
+#include "skyio/ai.h"
+#include "skyio/buf.h"
+#include "skyio/gateway.h"
+#include "skyio/http.h"
+#include "skyio/pipeline.h"
+#include "skyio/server.h"
+
+/* The upstream operations a deployment serves, each with its URL. */
+typedef enum gw_op { GW_OP_CHAT = 0, GW_OP_EMBEDDINGS, GW_OP_COUNT } gw_op;
+
+/* One deployment: its endpoint (the key inside), its pipeline, its URLs. Owned by the
+ * gateway. */
+typedef struct gw_deployment {
+    char *model;    /* the name clients use */
+    char *upstream; /* the body's model upstream, when it must be rewritten; else NULL */
+    char *label;    /* "model#i" for logs: never a URL with a key or a secret */
+    double weight;
+    sky_ai_endpoint ep;
+    sky_pipeline *pipe;
+    char *url[GW_OP_COUNT];
+} gw_deployment;
+
+/* A model and the indexes of its deployments in the gateway's list. */
+typedef struct gw_model {
+    const char *name; /* borrowed from its first deployment */
+    size_t *deps;
+    size_t n_deps;
+} gw_model;
+
+/* A client key as kept: name, hash and allowed models, all owned. */
+typedef struct gw_key {
+    char *name;
+    unsigned char sha256[SKY_GATEWAY_SHA256_LEN];
+    char **models;
+    size_t n_models;
+} gw_key;
+
+struct sky_gateway {
+    uv_loop_t *loop;
+    sky_server *srv;
+    sky_http_client *http;
+    sky_headers *json_headers; /* Content-Type: application/json, for every upstream call */
+    gw_deployment *deps;
+    size_t n_deps;
+    gw_model *models;
+    size_t n_models;
+    gw_key *keys;
+    size_t n_keys;
+    size_t max_body;
+    uint64_t rng;            /* the weighted choice's generator (not for secrets) */
+    struct gw_request *live; /* requests with an upstream call or a client, for free */
+    sky_gateway_shutdown_cb shutdown_cb;
+    void *shutdown_ud;
+};
+
+/* What the gateway reads of a request body: a few fields, no tree. */
+typedef struct gw_body {
+    char model[256]; /* NUL-terminated; a longer name is cut (and so matches no model) */
+    int has_model;   /* a string "model" */
+    int stream;      /* "stream": true */
+    int64_t max_tokens;
+} gw_body;
+
+/* One client request through the gateway: alive while the client is there or an upstream
+ * call is in flight, whichever ends last (see proxy.c). */
+typedef struct gw_request {
+    sky_gateway *g;
+    sky_server_req *sr; /* NULL once the client is gone */
+    sky_call *call;     /* the upstream call in flight, NULL between calls */
+    const gw_model *model;
+    gw_op op;
+    int stream;
+    int64_t est_tokens;
+    sky_span body;   /* the client's body (the server's, valid while sr is) */
+    char *rewritten; /* the body with the upstream's model name, when one differs */
+    uint64_t tried;  /* bit i: deployment i of the model was tried */
+    size_t dep;      /* the deployment of the call in flight */
+    int streaming;   /* the client's answer has begun: no failover any more */
+    char tail[2];    /* the last two bytes sent, to know an SSE event boundary */
+    struct gw_request *prev, *next;
+} gw_request;
+
+/* ---- body.c ---- */
+/* Read @p body's model, stream and max_tokens. 0, or SKY_EJSON with @p err (the parser's
+ * words) when it is not a JSON object. */
+int sky__gw_body_read(sky_span body, gw_body *out, sky_error *err);
+/* @p body with its root "model" set to @p model: a new string (free it), NULL on error. */
+char *sky__gw_body_set_model(sky_span body, const char *model, size_t *out_len);
+
+/* ---- keys.c ---- */
+/* The key the request presents (Bearer or api-key) checked against the gateway's: 0 with
+ * *out_key (NULL when the gateway asks for none), or -1 after answering 401. */
+int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, const gw_key **out_key);
+/* Whether @p key (NULL: any) may use @p model. */
+int sky__gw_key_allows(const gw_key *key, const char *model);
+
+/* ---- errors.c ---- */
+/* Answer OpenAI's {"error": {"message", "type", "param", "code"}}; @p param and @p code may
+ * be NULL (JSON null). */
+void sky__gw_error(sky_server_req *r, int status, const char *type, const char *param,
+                   const char *code, const char *fmt, ...) SKY_PRINTF(6, 7);
+/* The same as one SSE event, for an error after a stream began. */
+int sky__gw_error_event(sky_server_req *r, const char *type, const char *code, const char *msg);
+
+/* ---- route.c ---- */
+/* The model named @p name, or NULL. */
+const gw_model *sky__gw_model_find(const sky_gateway *g, sky_span name);
+/* The next deployment of @p m to try, by weight among those not yet tried (@p tried) whose
+ * breaker is not open; one with an open breaker only when no other is left. Its index in
+ * m->deps, or -1 when every one was tried. */
+int sky__gw_pick(sky_gateway *g, const gw_model *m, uint64_t tried);
+
+/* ---- proxy.c ---- */
+/* Take a client's model call (body read, key and model checked) to an upstream. */
+void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op,
+                   const gw_body *b);
+/* Cancel every upstream call; requests still waiting get 503. */
+void sky__gw_proxy_end_all(sky_gateway *g);
+
+/* ---- the handlers: one a file ---- */
+void sky__gw_on_chat(sky_server_req *r, void *gateway);
+void sky__gw_on_embeddings(sky_server_req *r, void *gateway);
+void sky__gw_on_models(sky_server_req *r, void *gateway);
+void sky__gw_on_healthz(sky_server_req *r, void *gateway);
+/* What chat and embeddings share: key, body, model, then the proxy. */
+void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op);
+
+#endif

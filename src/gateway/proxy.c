@@ -1,0 +1,286 @@
+/*
+ * A client's model call taken to an upstream deployment and its answer brought back.
+ *
+ * Lifetime of a gw_request: it lives while the client waits (the server request) or an
+ * upstream call is in flight, whichever ends last. The client leaving cancels the call
+ * (sky_call_cancel), whose done callback then frees it; a call that ends while the client
+ * waits answers it, and the request's disposal (on_client_gone) frees it.
+ *
+ * Failover: until the first byte of the answer has gone to the client, a failure that
+ * another deployment could mend (429, 5xx, 401/403, a reset, a timeout, an open breaker)
+ * sends the request to the next deployment of the model. Once the answer has begun, an
+ * error is passed on: as an error event at an event boundary, else by cutting the stream,
+ * as the upstream did.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/log.h"
+#include "internal.h"
+
+static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
+                         void *ud);
+
+static void request_free(gw_request *q)
+{
+    sky_gateway *g = q->g;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        g->live = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    free(q);
+}
+
+static void on_client_gone(void *data)
+{
+    gw_request *q = data;
+    q->sr = NULL;
+    if (q->call)
+        sky_call_cancel(q->call); /* its done callback frees q */
+    else
+        request_free(q);
+}
+
+/* ---- the streamed answer ---- */
+
+static void note_tail(gw_request *q, const char *data, size_t len)
+{
+    if (len >= 2) {
+        q->tail[0] = data[len - 2];
+        q->tail[1] = data[len - 1];
+    } else if (len == 1) {
+        q->tail[0] = q->tail[1];
+        q->tail[1] = data[0];
+    }
+}
+
+static void on_stream_headers(sky_call *call, int status, const sky_headers *h, void *ud)
+{
+    gw_request *q = ud;
+    (void)call;
+    (void)status;
+    (void)h;
+    if (q->sr == NULL)
+        return;
+    q->streaming = 1;
+    sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
+    sky_server_add_header(q->sr, "x-accel-buffering", SKY_SPAN_LIT("no"));
+    sky_server_stream_start(q->sr, 200, "text/event-stream", -1);
+}
+
+/* Each upstream chunk goes to the client as it came: no parsing, no holding. */
+static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud)
+{
+    gw_request *q = ud;
+    (void)call;
+    if (q->sr == NULL || sky_server_stream_write(q->sr, sky_span_make(data, len), 0) < 0)
+        return 1; /* the client is gone: cancel */
+    note_tail(q, data, len);
+    return 0;
+}
+
+static void end_stream(gw_request *q, const sky_error *err)
+{
+    if (err == NULL) {
+        (void)sky_server_stream_write(q->sr, sky_span_make("", 0), 1);
+        return;
+    }
+    SKY_WARN("gateway", "%s: stream failed after it began: %s", q->model->name,
+             sky_err_name(err->code));
+    if (q->tail[0] == '\n' && q->tail[1] == '\n' &&
+        sky__gw_error_event(q->sr, "server_error", "upstream_error",
+                            "The upstream stream failed before its end.") == 0) {
+        (void)sky_server_stream_write(q->sr, sky_span_make("", 0), 1);
+        return;
+    }
+    sky_server_abort(q->sr);
+}
+
+/* ---- starting a call on a deployment ---- */
+
+static int start_on(gw_request *q, size_t dep, sky_error *err)
+{
+    gw_deployment *d = &q->g->deps[dep];
+    sky_call_options o;
+    sky_call_options_init(&o);
+    o.method = "POST";
+    o.url = d->url[q->op];
+    o.headers = q->g->json_headers;
+    o.body = q->body;
+    o.est_tokens = q->est_tokens;
+    o.require_json = !q->stream; /* a garbled answer is worth another deployment */
+    o.on_done = on_call_done;
+    o.user_data = q;
+    if (q->stream) {
+        o.on_headers = on_stream_headers;
+        o.on_body = on_stream_body;
+    }
+    char *rewritten = NULL;
+    if (d->upstream) {
+        size_t len = 0;
+        rewritten = sky__gw_body_set_model(q->body, d->upstream, &len);
+        if (rewritten == NULL)
+            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+        o.body = sky_span_make(rewritten, len);
+    }
+    q->dep = dep;
+    int rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body */
+    free(rewritten);
+    return rc;
+}
+
+/* Start on the next deployment not yet tried: 0, or -1 when none is left. */
+static int start_next(gw_request *q)
+{
+    for (;;) {
+        int i = sky__gw_pick(q->g, q->model, q->tried);
+        if (i < 0)
+            return -1;
+        q->tried |= UINT64_C(1) << i;
+        sky_error err;
+        sky_error_clear(&err);
+        if (start_on(q, q->model->deps[i], &err) == 0)
+            return 0;
+        SKY_WARN("gateway", "%s: cannot start: %s", q->g->deps[q->model->deps[i]].label,
+                 sky_err_name(err.code));
+    }
+}
+
+/* ---- the outcome ---- */
+
+/* Whether another deployment could answer what this one could not. */
+static int worth_another(int status, const sky_error *err)
+{
+    if (err && err->code != SKY_EHTTP)
+        return err->code != SKY_ECANCELED && err->code != SKY_ENOMEM && err->code != SKY_EINVAL;
+    return status == 401 || status == 403 || status == 408 || status == 409 || status == 429 ||
+           status >= 500;
+}
+
+static void copy_header(sky_server_req *r, const sky_headers *h, const char *name)
+{
+    const char *v = h ? sky_headers_get(h, name) : NULL;
+    if (v)
+        sky_server_add_header(r, name, sky_span_cstr(v));
+}
+
+/* Whether @p hay holds @p needle (glibc's memmem needs _GNU_SOURCE). */
+static int holds(sky_span hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; n > 0 && i + n <= hay.len; i++)
+        if (hay.ptr[i] == needle[0] && memcmp(hay.ptr + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The upstream's own words for the client's mistakes (400, 404, 422, ...), unless they
+ * hold the deployment's key: an upstream may quote a key back. */
+static int pass_on(gw_request *q, const sky_call_result *res)
+{
+    const char *key = q->g->deps[q->dep].ep.api_key;
+    if (res->status < 400 || res->status >= 500 || worth_another(res->status, NULL))
+        return 0;
+    if (key && holds(res->body, key))
+        return 0;
+    sky_server_respond(q->sr, res->status, "application/json", res->body);
+    return 1;
+}
+
+static void fail(gw_request *q, const sky_call_result *res, const sky_error *err)
+{
+    sky_server_req *r = q->sr;
+    const char *name = q->model->name;
+    if (pass_on(q, res))
+        return;
+    if (res->status == 429) {
+        copy_header(r, res->headers, "retry-after");
+        copy_header(r, res->headers, "retry-after-ms");
+        sky__gw_error(r, 429, "requests", NULL, "rate_limit_exceeded",
+                      "Every deployment of model '%s' is over its rate limit. Retry later.", name);
+    } else if (err && err->code == SKY_ECANCELED) {
+        sky__gw_error(r, 503, "server_error", NULL, "shutting_down",
+                      "The gateway is shutting down.");
+    } else if (err && err->code == SKY_ETIMEDOUT) {
+        sky__gw_error(r, 504, "server_error", NULL, "upstream_timeout",
+                      "No deployment of model '%s' answered in time.", name);
+    } else {
+        /* the status or the error's name: never the upstream's message, which may quote
+         * a key or an internal address */
+        char why[48];
+        if (err && err->code != SKY_EHTTP)
+            snprintf(why, sizeof(why), "%s", sky_err_name(err->code));
+        else
+            snprintf(why, sizeof(why), "HTTP %d", res->status);
+        sky__gw_error(r, 502, "server_error", NULL, "upstream_error",
+                      "No deployment of model '%s' could answer (last: %s).", name, why);
+    }
+}
+
+static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
+{
+    gw_request *q = ud;
+    (void)call;
+    q->call = NULL;
+    if (q->sr == NULL) {
+        request_free(q);
+        return;
+    }
+    /* From here the server request owns q: answering it may dispose it (and free q). */
+    if (q->streaming) {
+        end_stream(q, err);
+        return;
+    }
+    if (err == NULL) {
+        sky_server_respond(q->sr, res->status, "application/json", res->body);
+        return;
+    }
+    if (worth_another(res->status, err)) {
+        SKY_INFO("gateway", "%s: %s (HTTP %d), trying another deployment", q->g->deps[q->dep].label,
+                 sky_err_name(err->code), res->status);
+        if (start_next(q) == 0)
+            return;
+    }
+    fail(q, res, err);
+}
+
+void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op, const gw_body *b)
+{
+    gw_request *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        sky__gw_error(r, 500, "server_error", NULL, NULL, "out of memory");
+        return;
+    }
+    q->g = g;
+    q->sr = r;
+    q->model = m;
+    q->op = op;
+    q->stream = op == GW_OP_CHAT && b->stream;
+    q->body = sky_server_req_body(r);
+    /* the rate limiter's charge: about 4 bytes a token, plus what the answer may use */
+    q->est_tokens = (int64_t)(q->body.len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
+    q->tail[0] = q->tail[1] = '\n'; /* nothing sent yet is a boundary */
+    q->next = g->live;
+    if (g->live)
+        g->live->prev = q;
+    g->live = q;
+    sky_server_req_set_data(r, q, on_client_gone);
+    if (start_next(q) < 0)
+        sky__gw_error(r, 503, "server_error", NULL, "no_deployment",
+                      "No deployment of model '%s' can take the request.", m->name);
+}
+
+void sky__gw_proxy_end_all(sky_gateway *g)
+{
+    /* The pipelines are freed first (their calls' callbacks have run): what is left is
+     * requests whose clients are still there. Forget them, so their disposal, later,
+     * does not reach a freed gateway. */
+    while (g->live) {
+        gw_request *q = g->live;
+        if (q->sr)
+            sky_server_req_set_data(q->sr, NULL, NULL);
+        request_free(q);
+    }
+}

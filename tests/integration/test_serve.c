@@ -1,0 +1,523 @@
+/*
+ * `skyio serve` as a real process in front of real `skyio mock` processes on loopback:
+ * plain and streamed chat, embeddings, models, failover before the first byte, every
+ * bad-input answer, a client leaving mid-stream, and no upstream key in any reply or log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/buf.h"
+#include "skyio/gateway.h"
+#include "skyio/json.h"
+
+#define UPSTREAM_KEY "sk-upstream-canary-7f3a9c51"
+#define CLIENT_KEY "sk-client-full-0001"
+#define LIMITED_KEY "sk-client-limited-0002"
+#define MAX_BODY 65536
+
+typedef struct serve_env {
+    sky_test_mock fast, fast2, broken, slow;
+    pid_t serve_pid;
+    int port;
+    char dir[256];
+    char base[128];
+    uv_loop_t *loop;
+    sky_http_client *client;
+} serve_env;
+
+static serve_env env;
+
+/* ---- starting serve ---- */
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", in[i]);
+}
+
+static void write_config(const char *path, int closed_port)
+{
+    unsigned char h[SKY_GATEWAY_SHA256_LEN];
+    char hx[2 * SKY_GATEWAY_SHA256_LEN + 1];
+    assert_int_equal(sky_gateway_key_hash(sky_span_cstr(CLIENT_KEY), h), 0);
+    hex(h, sizeof(h), hx);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {"
+            " \"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"key_env\": "
+            "\"SKY_TEST_UPSTREAM_KEY\"},"
+            "              {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"key_env\": "
+            "\"SKY_TEST_UPSTREAM_KEY\"}],"
+            " \"text-embedding-3-small\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", "
+            "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
+            " \"slow\": [{\"kind\": \"azure\", \"base_url\": \"%s\", \"deployment\": \"slow-dep\", "
+            "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
+            " \"flaky\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+            "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 10},"
+            "             {\"kind\": \"compatible\", \"base_url\": \"http://127.0.0.1:%d\", "
+            "\"weight\": 10},"
+            "             {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+            "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}]},"
+            " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
+            "          {\"name\": \"limited\", \"key_env\": \"SKY_TEST_LIMITED_KEY\", "
+            "\"models\": [\"text-embedding-3-small\"]}]}\n",
+            env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
+            env.broken.base_url, closed_port, env.fast2.base_url, hx);
+    fclose(f);
+}
+
+/* A port nothing listens on: bound, then closed. */
+static int closed_port(void)
+{
+    uv_loop_t *loop = sky_test_loop_new();
+    uv_tcp_t t;
+    struct sockaddr_in a;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    uv_tcp_init(loop, &t);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(&t, (const struct sockaddr *)&a, 0), 0);
+    uv_tcp_getsockname(&t, (struct sockaddr *)&ss, &len);
+    int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    sky_test_loop_free(loop);
+    return port;
+}
+
+static int read_port(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int port = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%d", &port) != 1)
+        port = 0;
+    fclose(f);
+    return port;
+}
+
+static void redirect(const char *name, int fd)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out >= 0) {
+        dup2(out, fd);
+        close(out);
+    }
+}
+
+static void start_serve(void)
+{
+    char config[512], port_file[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
+    write_config(config, closed_port());
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
+        redirect("stdout.log", 1);
+        redirect("stderr.log", 2);
+        setenv("SKY_TEST_UPSTREAM_KEY", UPSTREAM_KEY, 1);
+        setenv("SKY_TEST_LIMITED_KEY", LIMITED_KEY, 1);
+        setenv("SKYIO_LOG", "debug", 1); /* every log line the gateway has, for the canary */
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", config, "--port", "0", "--port-file",
+              port_file, "--max-body", "65536", "--grace-ms", "2000", (char *)NULL);
+        _exit(127);
+    }
+    env.serve_pid = pid;
+    for (int i = 0; i < 1000 && env.port == 0; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        env.port = read_port(port_file);
+    }
+    if (env.port == 0)
+        fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
+    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", env.port);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
+    static const char *const broken[] = {"--key", UPSTREAM_KEY, "--fault-503", "1.0", NULL};
+    static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
+    memset(&env, 0, sizeof(env));
+    sky_test_mock_start(&env.fast, healthy);
+    sky_test_mock_start(&env.fast2, healthy);
+    sky_test_mock_start(&env.broken, broken);
+    sky_test_mock_start(&env.slow, slow);
+    sky_test_tmpdir(env.dir, sizeof(env.dir));
+    start_serve();
+    env.loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    return 0;
+}
+
+/* Whether the file @p name of the serve folder holds @p needle. */
+static int log_holds(const char *name, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strstr(text, needle) != NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sky_http_client_free(env.client);
+    sky_test_loop_free(env.loop);
+    int status = sky_test_stop_child(env.serve_pid);
+    /* the secrets canary, over everything serve wrote, its shutdown included */
+    int leaked = log_holds("stderr.log", UPSTREAM_KEY) || log_holds("stdout.log", UPSTREAM_KEY);
+    int logged = log_holds("stderr.log", "gateway");
+    sky_test_mock_stop(&env.fast);
+    sky_test_mock_stop(&env.fast2);
+    sky_test_mock_stop(&env.broken);
+    sky_test_mock_stop(&env.slow);
+    sky_test_rmdir(env.dir);
+    assert_false(leaked);
+    assert_true(logged); /* the canary looked at a log that says something */
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static void call(const char *method, const char *path, const char *body, const char *key,
+                 sky_test_result *out)
+{
+    char url[256], auth[128];
+    const char *headers[] = {NULL, NULL};
+    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    if (key) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+        headers[0] = auth;
+    }
+    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
+    assert_int_equal(out->err_code, 0);
+    assert_null(strstr(out->body, UPSTREAM_KEY));
+}
+
+static json_t *body_json(const sky_test_result *r)
+{
+    json_t *j = NULL;
+    assert_int_equal(sky_json_parse(sky_span_make(r->body, r->body_len), &j, NULL), 0);
+    return j;
+}
+
+/* An OpenAI error of @p status, @p type and @p code (NULL: JSON null). */
+static void expect_error(const sky_test_result *r, int status, const char *type, const char *code)
+{
+    assert_int_equal(r->status, status);
+    json_t *j = body_json(r);
+    json_t *e = json_object_get(j, "error");
+    assert_true(json_is_object(e));
+    assert_true(json_is_string(json_object_get(e, "message")));
+    assert_string_equal(sky_json_str(e, "type", ""), type);
+    assert_non_null(json_object_get(e, "param"));
+    if (code)
+        assert_string_equal(sky_json_str(e, "code", ""), code);
+    else
+        assert_true(json_is_null(json_object_get(e, "code")));
+    json_decref(j);
+}
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+
+static void test_plain_chat(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    call("POST", "/v1/chat/completions", chat_body, CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "object", ""), "chat.completion");
+    assert_true(json_is_string(sky_json_path(j, "choices.0.message.content")));
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+static void test_embeddings(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    call("POST", "/v1/embeddings",
+         "{\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\"],\"dimensions\":8}",
+         LIMITED_KEY, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 2);
+    assert_int_equal(json_array_size(sky_json_path(j, "data.0.embedding")), 8);
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+static void test_models(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    call("GET", "/v1/models", NULL, CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "object", ""), "list");
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 4);
+    assert_string_equal(sky_json_str(sky_json_path(j, "data.0"), "id", ""), "gpt-4o");
+    json_decref(j);
+    sky_test_result_free(&r);
+    /* a key limited to some models sees only those */
+    call("GET", "/v1/models", NULL, LIMITED_KEY, &r);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+    json_decref(j);
+    sky_test_result_free(&r);
+    call("GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+}
+
+/* ---- streams ---- */
+
+typedef struct stream_rec {
+    int done, status, err_code, chunks, cancel_after;
+    sky_buf body;
+    sky_http_request *req;
+    char content_type[64], cache[32], accel[16];
+} stream_rec;
+
+static void on_stream_headers(sky_http_request *req, int status, const sky_headers *h, void *ud)
+{
+    stream_rec *s = ud;
+    (void)req;
+    s->status = status;
+    snprintf(s->content_type, sizeof(s->content_type), "%s",
+             sky_headers_get(h, "content-type") ? sky_headers_get(h, "content-type") : "");
+    snprintf(s->cache, sizeof(s->cache), "%s",
+             sky_headers_get(h, "cache-control") ? sky_headers_get(h, "cache-control") : "");
+    snprintf(s->accel, sizeof(s->accel), "%s",
+             sky_headers_get(h, "x-accel-buffering") ? sky_headers_get(h, "x-accel-buffering")
+                                                     : "");
+}
+
+static int on_stream_body(sky_http_request *req, const char *data, size_t len, void *ud)
+{
+    stream_rec *s = ud;
+    (void)req;
+    assert_int_equal(sky_buf_append(&s->body, data, len), 0);
+    if (++s->chunks == s->cancel_after)
+        sky_http_request_cancel(s->req);
+    return 0;
+}
+
+static void on_stream_done(sky_http_request *req, const sky_http_response *res,
+                           const sky_error *err, void *ud)
+{
+    stream_rec *s = ud;
+    (void)req;
+    (void)res;
+    s->done++;
+    s->err_code = err ? err->code : 0;
+}
+
+static void stream(const char *body, int cancel_after, stream_rec *s)
+{
+    char url[256], auth[128];
+    sky_http_request_options o;
+    sky_headers *h = sky_headers_new();
+    memset(s, 0, sizeof(*s));
+    sky_buf_init(&s->body, 1 << 20);
+    s->cancel_after = cancel_after;
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(auth, sizeof(auth), "Bearer %s", CLIENT_KEY);
+    assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(auth)), 0);
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    sky_http_request_options_init(&o);
+    o.method = "POST";
+    o.url = url;
+    o.headers = h;
+    o.body = sky_span_cstr(body);
+    o.timeout_ms = 20000;
+    o.on_headers = on_stream_headers;
+    o.on_body = on_stream_body;
+    o.on_done = on_stream_done;
+    o.user_data = s;
+    assert_int_equal(sky_http_request_send(env.client, &o, &s->req, NULL), 0);
+    sky_headers_free(h);
+    sky_test_run_until(env.loop, &s->done, 25000);
+    assert_int_equal(s->done, 1);
+    assert_null(strstr(s->body.data ? s->body.data : "", UPSTREAM_KEY));
+}
+
+static void test_stream_chat(void **state)
+{
+    (void)state;
+    stream_rec s;
+    stream("{\"model\":\"slow\",\"stream\":true,\"max_tokens\":12,"
+           "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+           0, &s);
+    assert_int_equal(s.err_code, 0);
+    assert_int_equal(s.status, 200);
+    assert_string_equal(s.content_type, "text/event-stream");
+    assert_string_equal(s.cache, "no-cache");
+    assert_string_equal(s.accel, "no");
+    /* tokens 20 ms apart arrive as they come, not in one piece at the end */
+    assert_true(s.chunks >= 5);
+    const char *end = "data: [DONE]\n\n";
+    assert_true(s.body.len > strlen(end));
+    assert_string_equal(s.body.data + s.body.len - strlen(end), end);
+    assert_non_null(strstr(s.body.data, "chat.completion.chunk"));
+    sky_buf_free(&s.body);
+}
+
+static void test_disconnect_cancels_upstream(void **state)
+{
+    (void)state;
+    stream_rec s;
+    json_t *before = sky_test_mock_stats(&env.slow);
+    int64_t streams0 = json_integer_value(json_object_get(before, "streams"));
+    int64_t tokens0 = json_integer_value(sky_json_path(before, "tokens.completion"));
+    json_decref(before);
+    /* 200 tokens 20 ms apart: 4 s of stream; the client leaves after 3 chunks */
+    stream("{\"model\":\"slow\",\"stream\":true,\"max_tokens\":200,"
+           "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+           3, &s);
+    assert_int_equal(s.err_code, SKY_ECANCELED);
+    sky_buf_free(&s.body);
+    /* the mock's request ends well before the stream would have: in_flight back to 0
+     * (the stats request itself is not counted) */
+    uint64_t t0 = uv_hrtime();
+    int64_t in_flight = 1;
+    while (in_flight > 0 && uv_hrtime() - t0 < UINT64_C(1500) * 1000000) {
+        json_t *st = sky_test_mock_stats(&env.slow);
+        in_flight = json_integer_value(json_object_get(st, "in_flight"));
+        json_decref(st);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    assert_int_equal(in_flight, 0);
+    json_t *after = sky_test_mock_stats(&env.slow);
+    assert_int_equal(json_integer_value(json_object_get(after, "streams")), streams0 + 1);
+    /* a stream counts its tokens when it completes: this one never did */
+    assert_int_equal(json_integer_value(sky_json_path(after, "tokens.completion")), tokens0);
+    json_decref(after);
+}
+
+/* ---- failover ---- */
+
+static void test_failover_before_first_byte(void **state)
+{
+    (void)state;
+    json_t *before = sky_test_mock_stats(&env.fast2);
+    int64_t ok0 = json_integer_value(sky_json_path(before, "responses.200"));
+    json_decref(before);
+    const int n = 12;
+    for (int i = 0; i < n; i++) {
+        sky_test_result r;
+        call("POST", "/v1/chat/completions",
+             i % 2 ? "{\"model\":\"flaky\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"
+                   : "{\"model\":\"flaky\",\"stream\":true,"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+             CLIENT_KEY, &r);
+        assert_int_equal(r.status, 200);
+        /* the standby's upstream name went in the body: the mock echoes it */
+        assert_non_null(strstr(r.body, "gpt-4o-mini"));
+        sky_test_result_free(&r);
+    }
+    /* every request was answered by the healthy deployment... */
+    json_t *ok = sky_test_mock_stats(&env.fast2);
+    assert_int_equal(json_integer_value(sky_json_path(ok, "responses.200")), ok0 + n);
+    json_decref(ok);
+    /* ...after the broken one refused some, until its breaker opened */
+    json_t *bad = sky_test_mock_stats(&env.broken);
+    int64_t refused = json_integer_value(sky_json_path(bad, "responses.503"));
+    json_decref(bad);
+    assert_true(refused >= 1 && refused < n);
+}
+
+/* ---- bad input ---- */
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    call("POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 401, "invalid_request_error", "invalid_api_key");
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", chat_body, "sk-wrong", &r);
+    expect_error(&r, 401, "invalid_request_error", "invalid_api_key");
+    assert_null(strstr(r.body, "sk-wrong"));
+    sky_test_result_free(&r);
+    call("GET", "/v1/models", NULL, "sk-wrong", &r);
+    expect_error(&r, 401, "invalid_request_error", "invalid_api_key");
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", "{\"model\":\"gpt-4o\",", CLIENT_KEY, &r);
+    expect_error(&r, 400, "invalid_request_error", NULL);
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", "[1,2]", CLIENT_KEY, &r);
+    expect_error(&r, 400, "invalid_request_error", NULL);
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", "{\"messages\":[]}", CLIENT_KEY, &r);
+    expect_error(&r, 400, "invalid_request_error", NULL);
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", "{\"model\":\"gpt-5-imaginary\",\"messages\":[]}",
+         CLIENT_KEY, &r);
+    expect_error(&r, 404, "invalid_request_error", "model_not_found");
+    sky_test_result_free(&r);
+    call("POST", "/v1/chat/completions", chat_body, LIMITED_KEY, &r);
+    expect_error(&r, 403, "invalid_request_error", "model_not_allowed");
+    sky_test_result_free(&r);
+}
+
+static void test_body_too_large(void **state)
+{
+    (void)state;
+    size_t n = MAX_BODY + 1000;
+    char *big = malloc(n + 64);
+    assert_non_null(big);
+    int at = sprintf(big, "{\"model\":\"gpt-4o\",\"messages\":[],\"pad\":\"");
+    memset(big + at, 'x', n - (size_t)at);
+    strcpy(big + n, "\"}");
+    sky_test_result r;
+    call("POST", "/v1/chat/completions", big, CLIENT_KEY, &r);
+    expect_error(&r, 413, "invalid_request_error", "request_too_large");
+    sky_test_result_free(&r);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_chat),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_models),
+        cmocka_unit_test(test_stream_chat),
+        cmocka_unit_test(test_disconnect_cancels_upstream),
+        cmocka_unit_test(test_failover_before_first_byte),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_body_too_large),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
