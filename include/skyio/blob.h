@@ -11,8 +11,15 @@
 #include "error.h"
 #include "headers.h"
 #include "http.h"
+#include "pipeline.h"
 #include "retry.h"
 #include "storage.h"
+
+/*
+ * Every request of a client goes through its own pipeline (skyio/pipeline.h): retries,
+ * deadlines, the rate limit, the circuit breaker and the credential's token refresh apply
+ * to each one, with Storage's reply rules (sky_blob_classifier) naming its failures.
+ */
 
 /** Long-lived: one per account endpoint. */
 typedef struct sky_blob_client sky_blob_client;
@@ -36,7 +43,8 @@ typedef struct sky_blob_client_options {
     void *token_user_data;
     sky_credential *credential; /**< Entra ID bearer auth (when no key); borrowed, outlives us */
     const char *scope;          /**< default "https://storage.azure.com/.default" */
-    sky_retry_options retry;    /**< default: azure-core's (10 retries, 800 ms .. 60 s) */
+    sky_retry_options retry;    /**< the pipeline's; default: azure-core's (10 retries, 800 ms
+                                     .. 60 s); Storage's busy codes (503, 500) are retried */
     long attempt_timeout_ms;    /**< one attempt; default 300000; 0: none */
     size_t block_size;          /**< block and range size; default 4 MiB, at most 4000 MiB */
     size_t single_put_max;      /**< files up to this go in one PUT; default = block_size */
@@ -50,10 +58,30 @@ typedef struct sky_blob_client_options {
      * 1: retry them from the start (an endpoint that may still be coming up).
      */
     int retry_unreached;
+    /**
+     * The client's pipeline: its rate limit (rate.rpm), breaker, operation deadline
+     * (operation_timeout_ms) and the rest, filled by sky_blob_pipeline_options_init. The
+     * fields above decide its retry, attempt_timeout_ms, clock and fail_unreached (!
+     * retry_unreached), and the client sets its auth, credential, scope and sign itself.
+     */
+    sky_pipeline_options pipeline;
 } sky_blob_client_options;
 
 /** Every default; no endpoint and no auth. */
 SKY_EXTERN void sky_blob_client_options_init(sky_blob_client_options *o);
+
+/**
+ * Storage's reply rules as a pipeline classifier: a failure named by its Storage error code
+ * (x-ms-error-code, or the error XML's Code) and message. Static: never freed.
+ */
+SKY_EXTERN const sky_reply_classifier *sky_blob_classifier(void);
+
+/**
+ * sky_pipeline_options_init, then what a Blob client wants: sky_blob_classifier, no
+ * concurrency limit (a transfer keeps `concurrency` blocks in flight itself), and a rate
+ * limit that paces nothing until a limit shows (Storage announces none) or rate.rpm is set.
+ */
+SKY_EXTERN void sky_blob_pipeline_options_init(sky_pipeline_options *o);
 
 /**
  * Point @p o at @p a's endpoint, name, key and SAS. The strings are
@@ -83,6 +111,9 @@ SKY_EXTERN void sky_blob_client_free(sky_blob_client *c);
  * reached: a caller running many operations can stop them all (see retry_unreached).
  */
 SKY_EXTERN uint64_t sky_blob_client_answered(const sky_blob_client *c);
+
+/** The client's pipeline, for its health and limiters (borrowed: lives with the client). */
+SKY_EXTERN sky_pipeline *sky_blob_client_pipeline(sky_blob_client *c);
 
 /** One entry of a listing. Borrowed: valid until the callback returns. */
 typedef struct sky_blob_item {

@@ -1104,6 +1104,64 @@ static void test_streamed_blocks_retried_whole(void **state)
 }
 
 /*
+ * Every Blob request goes through the client's pipeline: blocks refused busy (503
+ * ServerBusy) are sent again by its retry policy, and every attempt, retries included, is
+ * admitted by its rate limiter, which holds them to the rate given (10 a second).
+ */
+static void test_blocks_retried_and_paced_by_pipeline(void **state)
+{
+    fault_fixture *ff = *state;
+    char dir[] = "/tmp/skyio-paced-XXXXXX", src[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/f.bin", dir);
+    const size_t block = 64u * 1024;
+    make_file(src, 6 * block, 5);
+    sky_blob_client_options co;
+    sky_blob_client_options_init(&co);
+    co.endpoint = ff->endpoint;
+    co.account_name = "acct";
+    co.account_key = SKY_TEST_AZURITE_KEY;
+    co.retry.base_ms = 5;
+    co.retry.cap_ms = 20;
+    co.retry.max_retries = 3;
+    co.pipeline.rate.rpm = 600;
+    co.pipeline.rate.burst_seconds = 0.1;
+    sky_blob_client *c = NULL;
+    assert_int_equal(sky_blob_client_new(ff->loop, ff->http, &co, &c, NULL), 0);
+    memset(&ff->sc, 0, sizeof(ff->sc));
+    ff->sc.ok_status = 201;
+    ff->sc.block_fail_left = 2;
+    sky_blob_transfer_options to;
+    sky_blob_transfer_options_init(&to);
+    to.block_size = block;
+    to.concurrency = 3;
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    sky_error e;
+    sky_error_clear(&e);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(sky_blob_upload_file(c, "c", "b", src, &to, on_done, &o, NULL, &e), 0);
+    assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+    uint64_t took_ms = (uv_hrtime() - t0) / 1000000u;
+    if (o.err_code)
+        fail_msg("upload: %s", o.message);
+    assert_int_equal(o.stats.blocks_sent, 6);
+    assert_int_equal(o.stats.retries, 2);
+    assert_int_equal(ff->sc.blocks_ok, 6);
+    /* block list + 6 blocks + 2 sent again + commit, each let through by the limiter */
+    sky_ratelimit_stats rs;
+    sky_ratelimit_get_stats(sky_pipeline_rate_limiter(sky_blob_client_pipeline(c)), &rs);
+    assert_int_equal(ff->sc.count, 10);
+    assert_int_equal(o.stats.requests, 10);
+    assert_int_equal(rs.granted, 10);
+    assert_true(rs.wait_ms > 0);
+    assert_true(took_ms >= 700); /* 10 a second, and a burst of one */
+    sky_blob_client_free(c);
+    unlink(src);
+    rmdir(dir);
+}
+
+/*
  * Ranges stream into the file as they arrive; a range cut off halfway is fetched again
  * from its start, and the file still ends up byte for byte the blob.
  */
@@ -1315,6 +1373,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_never_reached_is_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_is_retried, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_blocks_retried_whole, fault_setup,
+                                        fault_teardown),
+        cmocka_unit_test_setup_teardown(test_blocks_retried_and_paced_by_pipeline, fault_setup,
                                         fault_teardown),
         cmocka_unit_test_setup_teardown(test_download_range_cut_and_retried, fault_setup,
                                         fault_teardown),

@@ -218,7 +218,7 @@ static void ring_restart(void *ud)
         s->stale = 1;
 }
 
-static void dl_got(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void dl_got(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                    const sky_error *err, void *ud)
 {
     dl_slot *s = ud;
@@ -508,7 +508,7 @@ static void dl_on_stale_unlink(uv_fs_t *req)
     dl_open(d);
 }
 
-static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void dl_got_head(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                         const sky_error *err, void *ud)
 {
     dl_state *d = ud;

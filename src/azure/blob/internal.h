@@ -1,14 +1,16 @@
-/* Blob client internals shared by its files: the client, operations, one request with retries. */
+/* Blob client internals shared by its files: the client, operations, one request. */
 #ifndef SKY_BLOB_INTERNAL_H
 #define SKY_BLOB_INTERNAL_H
 
 #include "skyio/blob.h"
+#include "skyio/pipeline.h"
 
 typedef struct sky__blob_req sky__blob_req;
 
 struct sky_blob_client {
     uv_loop_t *loop;
     sky_http_client *http;
+    sky_pipeline *pipe;        /* every request goes through it: retries, limits, breaker */
     sky_blob_client_options o; /* strings below are our copies */
     char *endpoint;
     char *account_name;
@@ -17,7 +19,6 @@ struct sky_blob_client {
     char *scope;
     sky_blob_op *ops; /* every op not yet freed */
     size_t nops;
-    uint64_t answered; /* attempts that got an HTTP reply, any status */
     int freeing;
 };
 
@@ -27,7 +28,7 @@ typedef void (*sky__blob_state_free)(void *state);
 struct sky_blob_op {
     sky_blob_client *c;
     sky_blob_op *prev, *next; /* in c->ops */
-    sky__blob_req *reqs;      /* requests in flight or waiting to retry */
+    sky__blob_req *reqs;      /* requests not yet reported (in the pipeline) */
     sky_blob_done_cb cb;
     void *user_data;
     sky_error err;
@@ -42,11 +43,11 @@ struct sky_blob_op {
 };
 
 /*
- * A request has finished: @p err is NULL for a 2xx reply. Everything is
- * borrowed for the call; @p body is the buffered reply body.
+ * A request has finished: @p err is NULL for a 2xx reply (and a 404 with not_found_ok).
+ * Everything is borrowed for the call; @p body is the buffered reply body.
  */
 typedef void (*sky__blob_req_cb)(sky__blob_req *r, int status, const sky_headers *headers,
-                                 sky_buf *body, const sky_error *err, void *user_data);
+                                 sky_span body, const sky_error *err, void *user_data);
 
 typedef struct sky__blob_req_options {
     const char *method;
@@ -65,7 +66,8 @@ typedef struct sky__blob_req_options {
      * (then sky__blob_req_resume; the chunk comes again), or nonzero to fail.
      */
     int (*sink)(void *user_data, const char *data, size_t len);
-    /* Before every attempt, retries included: a reader or sink starts over. */
+    /* Before the first attempt, and before another once a reader or sink has been used: the
+     * reader or sink starts over. */
     void (*on_attempt)(void *user_data);
     int large;        /* a big body either way: curl's larger buffers (fewer syscalls, callbacks) */
     size_t max_body;  /* reply body cap; 0: 16 MiB */
@@ -84,14 +86,26 @@ void sky__blob_op_report(sky_blob_op *op, const sky_blob_reply *reply, const sky
 void sky__blob_op_fail(sky_blob_op *op, const sky_error *err);
 
 /**
- * Start one request of @p op. Returns 0 or a SKY_E code with @p err filled.
- * With @p out_req the request's handle, valid until its callback returns.
+ * Start one request of @p op through the client's pipeline. Returns 0 or a SKY_E code with
+ * @p err filled (then the callback never runs). With @p out_req the request's handle,
+ * valid until its callback returns.
  */
 int sky__blob_req_start(sky_blob_op *op, const sky__blob_req_options *o, sky__blob_req **out_req,
                         sky_error *err);
 
 /** Continue a request whose reader or sink said SKY_HTTP_PAUSE (no-op otherwise). */
 void sky__blob_req_resume(sky__blob_req *r);
+
+/** Cancel every request of @p op: each callback runs soon, from the loop, with the op's error. */
+void sky__blob_req_cancel_all(sky_blob_op *op);
+
+/**
+ * A Storage error reply in the client's words: SKY_EHTTP, "<method> <path>: <message>"
+ * (the URL's query left out), http_status and the Storage error code (the
+ * x-ms-error-code header's over the XML body's). Into @p e, cleared by the caller.
+ */
+void sky__blob_describe_error(const char *method, const char *url, int status, const sky_headers *h,
+                              sky_span body, sky_error *e);
 
 /**
  * The URL of a container (blob NULL) or blob, names percent-encoded, plus

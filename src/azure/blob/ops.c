@@ -41,12 +41,12 @@ static int name_ok(const char *s, const char *what, sky_error *err)
     return strcmp(what, "blob") == 0 ? sky_blob_name_check(s, err) : 0;
 }
 
-static void reply_list(sky_blob_op *op, int status, const sky_headers *h, sky_buf *body)
+static void reply_list(sky_blob_op *op, int status, const sky_headers *h, sky_span body)
 {
     sky__blob_list l;
     sky_error e;
     sky_error_clear(&e);
-    int rc = sky__blob_parse_list(sky_buf_span(body), &l);
+    int rc = sky__blob_parse_list(body, &l);
     if (rc != 0) {
         sky_error_set(&e, rc, "blob: listing reply is not valid XML (%s)", sky_err_name(rc));
         sky__blob_op_report(op, NULL, &e);
@@ -103,7 +103,7 @@ static void reply_props(sky_blob_op *op, int status, const sky_headers *h)
     sky_headers_free(meta);
 }
 
-static void simple_done(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void simple_done(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                         const sky_error *err, void *ud)
 {
     sky_blob_op *op = ud;
@@ -127,7 +127,7 @@ static void simple_done(sky__blob_req *r, int status, const sky_headers *h, sky_
     rep.headers = h;
     rep.exists = status >= 200 && status < 300;
     if (s->kind == K_GET)
-        rep.body = sky_buf_span(body);
+        rep.body = body;
     sky__blob_op_report(op, &rep, NULL);
 }
 

@@ -183,7 +183,7 @@ static void id_hash(up_state *u)
 static void slot_next(up_slot *s);
 static void ring_fill(up_slot *s);
 
-static void slot_sent(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void slot_sent(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                       const sky_error *err, void *ud)
 {
     up_slot *s = ud;
@@ -525,7 +525,7 @@ static void up_close(up_state *u)
     }
 }
 
-static void committed(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void committed(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                       const sky_error *err, void *ud)
 {
     up_state *u = ud;
@@ -650,7 +650,7 @@ static void up_check_end(up_state *u)
     up_close(u);
 }
 
-static void got_block_list(sky__blob_req *r, int status, const sky_headers *h, sky_buf *body,
+static void got_block_list(sky__blob_req *r, int status, const sky_headers *h, sky_span body,
                            const sky_error *err, void *ud)
 {
     up_state *u = ud;
@@ -662,7 +662,7 @@ static void got_block_list(sky__blob_req *r, int status, const sky_headers *h, s
         return;
     }
     sky__blob_blocks b;
-    if (status == 200 && sky__blob_parse_blocks(sky_buf_span(body), &b) == 0) {
+    if (status == 200 && sky__blob_parse_blocks(body, &b) == 0) {
         for (size_t i = 0; i < b.count; i++) {
             long idx = block_index(u, b.names[i]);
             if (idx >= 0 && !u->present[idx] &&
