@@ -507,6 +507,30 @@ static void test_body_too_large(void **state)
     free(big);
 }
 
+/* ---- the official OpenAI Node SDK as the client ---- */
+
+static void test_openai_node_sdk(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    const char *sdk = SKY_TEST_SRCDIR "/.deps/bench-node";
+    snprintf(cmd, sizeof(cmd), "%s/node_modules/openai/package.json", sdk);
+    if (access(cmd, R_OK) != 0 || system("node --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "skipped: node or the openai package (scripts/install-deps) missing\n");
+        skip();
+    }
+    snprintf(cmd, sizeof(cmd),
+             "node '%s/tests/integration/serve_openai_sdk.mjs' '%s' '%s' '%s' > '%s/sdk.log' 2>&1",
+             SKY_TEST_SRCDIR, sdk, env.base, CLIENT_KEY, env.dir);
+    int rc = system(cmd);
+    if (rc != 0) {
+        snprintf(cmd, sizeof(cmd), "cat '%s/sdk.log' >&2", env.dir);
+        (void)system(cmd);
+    }
+    assert_int_equal(rc, 0);
+    assert_false(log_holds("sdk.log", UPSTREAM_KEY));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_failover_before_first_byte),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_openai_node_sdk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
