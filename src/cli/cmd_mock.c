@@ -42,6 +42,12 @@ static const mock_opt opts[] = {
      "send no x-ratelimit-*, retry-after or retry-after-ms headers"},
     {"--completion-tokens", OPT_INT, CFG(default_completion_tokens), "N",
      "reply length when the request sets no max_tokens (default 16)"},
+    {"--reply-median-tokens", OPT_INT, CFG(reply_median_tokens), "N",
+     "with max_tokens, a reply's natural length is drawn log-normal around N tokens and the "
+     "limit cuts it (finish_reason \"length\"); most replies end \"stop\" before it. 0: every "
+     "reply uses its whole max_tokens (default 200)"},
+    {"--reply-min-tokens", OPT_INT, CFG(reply_min_tokens), "N",
+     "no natural reply is shorter than N tokens, unless max_tokens is (default 64)"},
     {"--embedding-dim", OPT_INT, CFG(embedding_dim), "N",
      "embedding size when the request sets no dimensions (default 1536)"},
     {"--max-body", OPT_SIZE, CFG(max_body), "BYTES",
@@ -328,12 +334,13 @@ static int check_config(const sky_mock_config *c)
         return -1;
     }
     if (c->jitter > 1 || c->window_ms <= 0 || c->default_completion_tokens <= 0 ||
-        c->embedding_dim <= 0 || c->port > 65535 || c->threads < 1 || c->threads > 64 ||
-        c->arm.page_size < 1 || !c->arm.style ||
+        c->reply_min_tokens <= 0 || c->embedding_dim <= 0 || c->port > 65535 || c->threads < 1 ||
+        c->threads > 64 || c->arm.page_size < 1 || !c->arm.style ||
         (strcmp(c->arm.style, "async") && strcmp(c->arm.style, "location") &&
          strcmp(c->arm.style, "state"))) {
-        fprintf(stderr, "skyio mock: --jitter is 0..1; --window-ms, --completion-tokens and "
-                        "--embedding-dim must be positive; --port at most 65535; --threads "
+        fprintf(stderr, "skyio mock: --jitter is 0..1; --window-ms, --completion-tokens, "
+                        "--reply-min-tokens and --embedding-dim must be positive; --port at most "
+                        "65535; --threads "
                         "1..64; --arm-page-size positive; --arm-style async|location|state\n");
         return -1;
     }

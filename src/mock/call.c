@@ -4,6 +4,8 @@
  * the model; then overload, poison, the rate limit, a drawn fault, and the reply
  * now, later, token by token or after a wait in line.
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -20,6 +22,8 @@ static void call_free(void *p)
     else if (c->in_slot)
         sky__mock_free_slot(c->m);
     free(c->instructions);
+    json_decref(c->schema);
+    json_decref(c->tool);
     free(c);
 }
 
@@ -152,7 +156,36 @@ static const char *read_request(sky__mock_call *c, const json_t *req)
     c->base64 = q.base64;
     c->n_inputs = q.n_inputs;
     c->prompt_tokens = q.prompt_tokens;
+    c->max_tokens = q.has_max ? q.n_tokens : 0;
+    c->n_choices = q.n_choices > 0 ? q.n_choices : 1;
+    c->format = q.format;
+    c->schema = json_incref((json_t *)(uintptr_t)q.schema);
+    c->tool = json_incref((json_t *)(uintptr_t)q.tool);
     return NULL;
+}
+
+/*
+ * How long the reply is: a model stops when its answer is done, which is most often
+ * before the request's limit. The natural length is drawn from the body's hash
+ * (log-normal around --reply-median-tokens, at least --reply-min-tokens); the limit cuts
+ * it ("length"). Without a limit the reply is --completion-tokens long, as before.
+ */
+static void draw_length(const sky__mock_worker *m, sky__mock_call *c)
+{
+    if (!c->has_max || m->cfg.reply_median_tokens <= 0 || !sky__mock_generates(c->kind))
+        return;
+    uint64_t s = c->seed ^ 0x9e3779b97f4a7c15u;
+    /* a normal deviate from the sum of four uniforms, then e^(0.8 z): a long right tail */
+    double z = (sky__mock_rand01(&s) + sky__mock_rand01(&s) + sky__mock_rand01(&s) +
+                sky__mock_rand01(&s) - 2.0) *
+               1.7320508;
+    double natural = m->cfg.reply_median_tokens * exp(0.8 * z);
+    if (natural < m->cfg.reply_min_tokens)
+        natural = m->cfg.reply_min_tokens;
+    if (natural < c->n_tokens) {
+        c->n_tokens = natural < 1 ? 1 : (int)natural;
+        c->has_max = 0; /* it stopped on its own: "stop" */
+    }
 }
 
 /* ---- after the body: limits, then the reply ---- */
@@ -161,8 +194,10 @@ static const char *read_request(sky__mock_call *c, const json_t *req)
 static int take_limit(sky__mock_worker *m, sky_server_req *r, const sky__mock_call *c)
 {
     sky__mock_verdict v;
+    /* charged up front on the limit, as Azure does, whatever the reply turns out to be */
+    int charged = c->max_tokens > 0 ? c->max_tokens : c->n_tokens;
     int64_t cost =
-        c->prompt_tokens + (sky__mock_generates(c->kind) ? sky__mock_generated(c, c->n_tokens) : 0);
+        c->prompt_tokens + (sky__mock_generates(c->kind) ? sky__mock_generated(c, charged) : 0);
     sky_mock *owner = m->owner;
     uv_mutex_lock(&owner->limiter_lock);
     sky__mock_limiter_take(&owner->limiter, sky__mock_now_ms(m), cost, &v);
@@ -204,7 +239,10 @@ sky__mock_call *sky__mock_hold_call(sky__mock_worker *m, sky_server_req *r, sky_
         return NULL;
     }
     *held = *c;
-    c->instructions = NULL; /* the held copy owns it now */
+    /* the held copy owns them now */
+    c->instructions = NULL;
+    c->schema = NULL;
+    c->tool = NULL;
     held->req = r;
     sky_server_req_set_data(r, held, call_free);
     return held;
@@ -321,7 +359,10 @@ void sky__mock_handle_call(sky__mock_worker *m, sky_server_req *r, int kind, int
     } else {
         sky_span body = sky_server_req_body(r);
         c.seed = sky__mock_hash(body.ptr, body.len, 0);
+        draw_length(m, &c);
         serve_call(m, r, &c);
     }
     free(c.instructions);
+    json_decref(c.schema);
+    json_decref(c.tool);
 }

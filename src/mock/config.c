@@ -11,6 +11,8 @@ void sky_mock_config_init(sky_mock_config *c)
     c->jitter = 0.1;
     c->window_ms = 1000;
     c->default_completion_tokens = 16;
+    c->reply_median_tokens = 200;
+    c->reply_min_tokens = 64;
     c->embedding_dim = 1536;
     c->max_body = 8u * 1024u * 1024u;
     c->seed = 1;
@@ -120,6 +122,12 @@ static int apply_numeric(sky_mock_config *c, const char *key, const json_t *v, s
     else if (strcmp(key, "default_completion_tokens") == 0 &&
              (rc = want_number(v, key, 1, 1e5, &d, err)) == 0)
         c->default_completion_tokens = (int)d;
+    else if (strcmp(key, "reply_median_tokens") == 0 &&
+             (rc = want_number(v, key, 0, 1e5, &d, err)) == 0)
+        c->reply_median_tokens = (int)d;
+    else if (strcmp(key, "reply_min_tokens") == 0 &&
+             (rc = want_number(v, key, 1, 1e5, &d, err)) == 0)
+        c->reply_min_tokens = (int)d;
     else if (strcmp(key, "embedding_dim") == 0 &&
              (rc = want_number(v, key, 1, 65536, &d, err)) == 0)
         c->embedding_dim = (int)d;

@@ -132,6 +132,10 @@ json_t *sky__mock_completion_chunk(const sky__mock_text *t, int index, const cha
                                    const char *finish);
 json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 
+/* A value that validates against JSON Schema @p schema, drawn from @p seed (src/mock/schema.c):
+ * a new reference, NULL when out of memory. */
+json_t *sky__mock_from_schema(const json_t *schema, uint64_t seed);
+
 /* Request parsing (src/mock/parse.c), callable without a server (tests, fuzzing). */
 
 /* The model calls. */
@@ -144,6 +148,9 @@ enum {
     SKY__MOCK_CALL_KINDS
 };
 
+/* The reply a chat request asks for: prose, or JSON (response_format). */
+enum { SKY__FORMAT_TEXT, SKY__FORMAT_JSON, SKY__FORMAT_SCHEMA };
+
 /* What a request body asks for, as the handler reads it. */
 typedef struct sky__mock_request {
     int stream;
@@ -154,6 +161,10 @@ typedef struct sky__mock_request {
     int base64;   /* embeddings: encoding_format "base64" */
     int n_inputs; /* embeddings, completions, moderations */
     int64_t prompt_tokens;
+    int n_choices;        /* chat: "n" */
+    int format;           /* chat: SKY__FORMAT_* */
+    const json_t *schema; /* chat: json_schema's schema (borrowed from the body) */
+    const json_t *tool;   /* chat: the function tool_choice makes it call (borrowed), or NULL */
 } sky__mock_request;
 
 /* Read the JSON body @p req of a call of @p kind as the handler does, with the config's

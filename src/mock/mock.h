@@ -68,8 +68,13 @@ typedef struct sky_mock_config {
     int64_t window_ms;             /**< enforcement window, default 1000 (RPM/60 per second) */
     int hide_ratelimit_headers;    /**< send no x-ratelimit-* / retry-after headers */
     int default_completion_tokens; /**< reply length without max_tokens; default 16 */
-    int embedding_dim;             /**< default 1536 unless the request says "dimensions" */
-    size_t max_body;               /**< request body limit; default 8 MiB */
+    /** With max_tokens, a reply's natural length is drawn log-normal around this median and
+     *  the limit cuts it ("length"); most replies end "stop" before it. 0: every reply uses
+     *  its whole max_tokens. Default 200. */
+    int reply_median_tokens;
+    int reply_min_tokens; /**< no natural reply is shorter; default 64 */
+    int embedding_dim;    /**< default 1536 unless the request says "dimensions" */
+    size_t max_body;      /**< request body limit; default 8 MiB */
     /** Refuse every chat and embeddings request (after auth) with this status, as a provider
      *  does for a whole account: 403 for a missing role, 429 with refuse_code
      *  "insufficient_quota" for an account out of credit. 0 (default): serve them. */

@@ -35,6 +35,54 @@ static void set_length(sky__mock_request *q, int64_t max)
     q->n_tokens = max > 0 ? (int)(max > 100000 ? 100000 : max) : q->n_tokens;
 }
 
+/* The function of tools[] named @p name, or the first when @p name is NULL. */
+static const json_t *find_tool(const json_t *tools, const char *name)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const json_t *fn = json_object_get(t, "function");
+        const char *fn_name = sky_json_str(fn, "name", NULL);
+        if (fn_name && (name == NULL || strcmp(fn_name, name) == 0))
+            return fn;
+    }
+    return NULL;
+}
+
+/* tool_choice "required" or a named function: the function the reply calls. "auto"
+ * (the default) and "none" answer in prose. */
+static const char *parse_tools(sky__mock_request *q, const json_t *req)
+{
+    const json_t *tools = json_object_get(req, "tools");
+    const json_t *choice = json_object_get(req, "tool_choice");
+    const char *named = sky_json_str(json_object_get(choice, "function"), "name", NULL);
+    if (tools && !json_is_array(tools))
+        return "'tools' must be an array";
+    int required = json_is_string(choice) && strcmp(json_string_value(choice), "required") == 0;
+    if (!required && named == NULL)
+        return NULL;
+    q->tool = find_tool(tools, named); /* "required": the first */
+    return q->tool ? NULL : "'tool_choice' names no function of 'tools'";
+}
+
+static const char *parse_format(sky__mock_request *q, const json_t *req)
+{
+    const json_t *rf = json_object_get(req, "response_format");
+    const char *type = sky_json_str(rf, "type", "text");
+    if (strcmp(type, "json_object") == 0) {
+        q->format = SKY__FORMAT_JSON;
+    } else if (strcmp(type, "json_schema") == 0) {
+        q->format = SKY__FORMAT_SCHEMA;
+        q->schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        if (!json_is_object(q->schema))
+            return "'response_format.json_schema.schema' must be an object";
+    } else if (strcmp(type, "text") != 0) {
+        return "'response_format.type' must be 'text', 'json_object' or 'json_schema'";
+    }
+    return NULL;
+}
+
 static const char *parse_chat(sky__mock_request *q, const json_t *req)
 {
     const json_t *messages = json_object_get(req, "messages");
@@ -44,6 +92,13 @@ static const char *parse_chat(sky__mock_request *q, const json_t *req)
     if (max < 0)
         return "'max_tokens' must be positive";
     set_length(q, max);
+    int64_t n = sky_json_int(req, "n", 1);
+    if (n < 1 || n > 128)
+        return "'n' must be between 1 and 128";
+    q->n_choices = (int)n;
+    const char *problem = parse_format(q, req);
+    if (problem || (problem = parse_tools(q, req)) != NULL)
+        return problem;
     q->stream = sky_json_bool(req, "stream", 0);
     q->include_usage = sky_json_bool(json_object_get(req, "stream_options"), "include_usage", 0);
     q->prompt_tokens = sky__mock_estimate_tokens((size_t)count_message_chars(messages)) +

@@ -12,26 +12,6 @@
 #include "skyio/json.h"
 #include "worker.h"
 
-static json_t *chat_body(const sky__mock_call *c)
-{
-    sky_buf text;
-    sky_buf_init(&text, 16u * 1024u * 1024u);
-    if (sky__mock_words(&text, c->seed, c->n_tokens) < 0) {
-        sky_buf_free(&text);
-        return NULL;
-    }
-    json_t *body = json_pack(
-        "{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s%},s:n,s:s}],s:{s:I,s:I,s:I},s:s}", "id", c->id,
-        "object", "chat.completion", "created", (json_int_t)c->created, "model", c->model,
-        "choices", "index", 0, "message", "role", "assistant", "content",
-        text.data ? text.data : "", text.len, "logprobs", "finish_reason",
-        c->has_max ? "length" : "stop", "usage", "prompt_tokens", (json_int_t)c->prompt_tokens,
-        "completion_tokens", (json_int_t)c->n_tokens, "total_tokens",
-        (json_int_t)(c->prompt_tokens + c->n_tokens), "system_fingerprint", "fp_skyio_mock");
-    sky_buf_free(&text);
-    return body;
-}
-
 /* A unit vector of @p dim values drawn from @p seed, malloc'd; NULL without memory. */
 static float *unit_vector(uint64_t seed, int dim)
 {
@@ -126,7 +106,7 @@ sky__mock_text sky__mock_call_text(const sky__mock_call *c)
                         .prompt_tokens = c->prompt_tokens,
                         .n_tokens = c->n_tokens,
                         .has_max = c->has_max,
-                        .limit = c->has_max ? c->n_tokens : 0,
+                        .limit = c->max_tokens,
                         .n_inputs = c->n_inputs,
                         .seed = c->seed,
                         .instructions = c->instructions};
@@ -138,7 +118,7 @@ json_t *sky__mock_call_body(const sky__mock_call *c)
     sky__mock_text t = sky__mock_call_text(c);
     switch (c->kind) {
     case SKY__MOCK_CHAT:
-        return chat_body(c);
+        return sky__mock_chat_body(c);
     case SKY__MOCK_EMBEDDINGS:
         return embed_body(c);
     case SKY__MOCK_RESPONSES:
@@ -188,7 +168,7 @@ void sky__mock_send_reply(sky__mock_worker *m, sky_server_req *r, sky__mock_call
         sky__mock_send_cut(m, r, c);
         return;
     }
-    if (c->kind == SKY__MOCK_CHAT && send_chat_fast(m, r, c) == 0)
+    if (c->kind == SKY__MOCK_CHAT && sky__mock_chat_is_plain(c) && send_chat_fast(m, r, c) == 0)
         return;
     json_t *body = sky__mock_call_body(c);
     if (body == NULL) {

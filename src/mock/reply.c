@@ -17,11 +17,15 @@
 #define F_CREATED "\",\"object\":\"chat.completion\",\"created\":"
 #define F_MODEL ",\"model\":"
 #define F_CONTENT ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\""
-#define F_FINISH "\"},\"logprobs\":null,\"finish_reason\":\""
+#define F_FINISH "\",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\""
 #define F_PROMPT "\"}],\"usage\":{\"prompt_tokens\":"
 #define F_COMPLETION ",\"completion_tokens\":"
 #define F_TOTAL ",\"total_tokens\":"
-#define F_END "},\"system_fingerprint\":\"fp_skyio_mock\"}"
+#define F_END                                                                                      \
+    ",\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},"                         \
+    "\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,"                    \
+    "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}},"                         \
+    "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_skyio_mock\"}"
 
 /* The longest decimal int64, sign included. */
 enum { MAX_DIGITS = 20 };

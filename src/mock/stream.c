@@ -81,6 +81,9 @@ static int send_response_event(sky_server_req *r, sky__mock_call *c, int ev, con
 static void stream_open(sky_server_req *r, sky__mock_call *c)
 {
     if (c->kind == SKY__MOCK_CHAT) {
+        /* Azure's stream opens with a chunk of no choices, only its prompt filter's verdict */
+        if (c->azure)
+            (void)send_json_event(r, sky__mock_prompt_filter_chunk());
         (void)send_chunk(r, c, NULL, 1, NULL);
         return;
     }
@@ -189,6 +192,84 @@ static void stream_step(sky_server_req *r, void *data)
         sky_server_abort(r);
 }
 
+/* A chunk of choice @p index whose delta is @p delta (consumed). */
+static int send_delta(sky_server_req *r, const sky__mock_call *c, int index, json_t *delta,
+                      const char *finish)
+{
+    json_t *chunk =
+        delta ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:o}]}", "id", c->id, "object",
+                          "chat.completion.chunk", "created", (json_int_t)c->created, "model",
+                          c->model, "system_fingerprint", "fp_skyio_mock", "choices", "index",
+                          index, "delta", delta, "logprobs", "finish_reason",
+                          finish ? json_string(finish) : json_null())
+              : NULL;
+    return send_json_event(r, chunk);
+}
+
+/* @p text in pieces of about eight bytes, never inside a UTF-8 character, each as @p key of
+ * a delta: "content", or a tool call's arguments. */
+static void send_pieces(sky_server_req *r, const sky__mock_call *c, int index, const char *text,
+                        int tool)
+{
+    size_t len = strlen(text), at = 0;
+    while (at < len) {
+        size_t n = len - at < 8 ? len - at : 8;
+        while (at + n < len && ((unsigned char)text[at + n] & 0xC0) == 0x80)
+            n++;
+        json_t *piece = json_stringn(text + at, n);
+        json_t *delta = tool ? json_pack("{s:[{s:i,s:{s:o}}]}", "tool_calls", "index", 0,
+                                         "function", "arguments", piece)
+                             : json_pack("{s:o}", "content", piece);
+        (void)send_delta(r, c, index, delta, NULL);
+        at += n;
+    }
+}
+
+/* One choice of a reply that is more than prose: its role, its JSON or tool call, its end. */
+static int send_whole_choice(sky_server_req *r, const sky__mock_call *c, int index)
+{
+    json_t *text, *call;
+    int tokens = 0;
+    const char *finish;
+    sky__mock_chat_choice(c, index, &text, &call, &tokens, &finish);
+    (void)send_delta(r, c, index,
+                     json_pack("{s:s,s:s,s:n}", "role", "assistant", "content", "", "refusal"),
+                     NULL);
+    if (call) {
+        const json_t *fn = json_object_get(call, "function");
+        (void)send_delta(r, c, index,
+                         json_pack("{s:[{s:i,s:O,s:s,s:{s:O,s:s}}]}", "tool_calls", "index", 0,
+                                   "id", json_object_get(call, "id"), "type", "function",
+                                   "function", "name", json_object_get(fn, "name"), "arguments",
+                                   ""),
+                         NULL);
+        send_pieces(r, c, index, sky_json_str(fn, "arguments", ""), 1);
+    } else if (text) {
+        send_pieces(r, c, index, json_string_value(text), 0);
+    }
+    (void)send_delta(r, c, index, json_object(), finish);
+    json_decref(text);
+    json_decref(call);
+    return tokens;
+}
+
+/* A chat stream of n choices, JSON or a tool call: each choice whole, at once, then the usage
+ * chunk and [DONE]. */
+static void stream_whole(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c)
+{
+    int tokens = 0;
+    if (c->azure)
+        (void)send_json_event(r, sky__mock_prompt_filter_chunk());
+    for (int i = 0; i < c->n_choices; i++)
+        tokens += send_whole_choice(r, c, i);
+    if (c->include_usage) {
+        c->n_tokens = tokens;
+        (void)send_usage_chunk(r, c);
+    }
+    (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
+    ST_ADD(m->st.completion_tokens, (uint64_t)tokens);
+}
+
 void sky__mock_stream_begin(sky_server_req *r, void *data)
 {
     sky__mock_call *c = data;
@@ -196,6 +277,10 @@ void sky__mock_stream_begin(sky_server_req *r, void *data)
     sky__mock_add_request_id(r, c->m);
     sky_server_add_header(r, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_stream_start(r, 200, "text/event-stream", -1);
+    if (c->kind == SKY__MOCK_CHAT && (c->n_choices > 1 || c->format || c->tool)) {
+        stream_whole(c->m, r, c);
+        return;
+    }
     stream_open(r, c);
     stream_step(r, c);
 }

@@ -114,6 +114,11 @@ typedef struct sky__mock_call {
     int base64; /* embeddings as base64 of little-endian float32s */
     int n_inputs;
     int64_t prompt_tokens;
+    int max_tokens; /* the request's token limit, 0: none */
+    int n_choices;  /* chat: "n" */
+    int format;     /* chat: SKY__FORMAT_* */
+    json_t *schema; /* chat: the json_schema (owned), or NULL */
+    json_t *tool;   /* chat: the function it must call (owned), or NULL */
     uint64_t seed;
     int64_t created;
     double per_token_ms;
@@ -196,6 +201,17 @@ void sky__mock_respond_overloaded(sky__mock_worker *m, sky_server_req *r);
 int sky__mock_poisoned(const sky__mock_worker *m, uint64_t seed);
 /* --refuse-status: answers as a provider refuses an account; returns 1 when it answered. */
 int sky__mock_refuse_account(sky__mock_worker *m, sky_server_req *r, int azure);
+
+/* Chat replies (chat.c). */
+/* Nonzero when @p c's reply is the plain one reply.c writes fast. */
+int sky__mock_chat_is_plain(const sky__mock_call *c);
+json_t *sky__mock_chat_body(const sky__mock_call *c);
+/* Azure's first stream chunk: no choices, the prompt's filter results. */
+json_t *sky__mock_prompt_filter_chunk(void);
+/* Choice @p index's message: its text (prose or JSON) in *out_text, or its tool call in
+ * *out_tool_call; its length in tokens and finish_reason. New references, or NULL. */
+void sky__mock_chat_choice(const sky__mock_call *c, int index, json_t **out_text,
+                           json_t **out_tool_call, int *out_tokens, const char **out_finish);
 
 /* Whole replies (plain.c). */
 /* The tokens generated for @p tokens a choice: a legacy completion has one choice per prompt. */

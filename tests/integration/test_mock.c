@@ -227,9 +227,11 @@ static void check_chat_reply(fixture *f, const char *model, int max_tokens)
  * the next reply. A long reply outgrows the small buffer a short one uses. */
 static void test_models_in_turn_and_long_reply(void **state)
 {
+    /* every reply as long as its max_tokens, the mock's length before issue 16 */
+    static const char *const args[] = {"--reply-median-tokens", "0", NULL};
     fixture f;
     (void)state;
-    open_fixture(&f, NULL);
+    open_fixture(&f, args);
     check_chat_reply(&f, "model-a", 3);
     check_chat_reply(&f, "model-b", 400);
     check_chat_reply(&f, "model-a", 1);
@@ -548,6 +550,214 @@ static void sse_log_free(sse_log *l)
 {
     json_decref(l->types);
     json_decref(l->data);
+}
+
+static json_t *chat(fixture *f, const char *path, const char *body)
+{
+    sky_test_result r;
+    request(f, "POST", path, body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    sky_test_result_free(&r);
+    return j;
+}
+
+#define USER "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+#define PERSON                                                                                     \
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},"        \
+    "\"age\":{\"type\":\"integer\",\"minimum\":18,\"maximum\":30},\"color\":{\"enum\":[\"red\","   \
+    "\"green\"]},\"tags\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/tag\"}},"              \
+    "\"pet\":{\"anyOf\":[{\"type\":\"null\"},{\"type\":\"boolean\"}]}},\"required\":[\"name\","    \
+    "\"age\",\"color\",\"tags\",\"pet\"],\"additionalProperties\":false,\"$defs\":{\"tag\":"       \
+    "{\"type\":\"string\",\"enum\":[\"a\",\"b\"]}}}"
+
+/* A value made for PERSON: every property, of its type, within its bounds. */
+static void check_person(const char *text)
+{
+    json_t *p = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr(text), &p, NULL), 0);
+    assert_int_equal(json_object_size(p), 5);
+    assert_true(json_is_string(json_object_get(p, "name")));
+    assert_true(strlen(sky_json_str(p, "name", "")) <= 12);
+    int64_t age = sky_json_int(p, "age", -1);
+    assert_true(json_is_integer(json_object_get(p, "age")) && age >= 18 && age <= 30);
+    const char *color = sky_json_str(p, "color", "");
+    assert_true(strcmp(color, "red") == 0 || strcmp(color, "green") == 0);
+    const char *tag = json_string_value(sky_json_path(p, "tags.0"));
+    assert_true(tag && (strcmp(tag, "a") == 0 || strcmp(tag, "b") == 0));
+    assert_true(json_is_boolean(json_object_get(p, "pet")));
+    json_decref(p);
+}
+
+/* n choices, JSON under response_format, tool calls under tool_choice, and the fields the
+ * SDKs model: replies the SDKs' helpers (chat.completions.parse, runTools) can read. */
+static void test_chat_follows_request(void **state)
+{
+    static const char tools[] =
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":"
+        "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"unit\":{\"enum\":"
+        "[\"c\",\"f\"]}},\"required\":[\"city\",\"unit\"]}}},{\"type\":\"function\",\"function\":"
+        "{\"name\":\"noop\"}}]";
+    fixture f;
+    char body[2048];
+    (void)state;
+    open_fixture(&f, NULL);
+    json_t *j = chat(&f, "/v1/chat/completions", "{\"model\":\"m\"," USER ",\"n\":3}");
+    assert_int_equal(json_array_size(json_object_get(j, "choices")), 3);
+    assert_int_equal(json_integer_value(sky_json_path(j, "choices.2.index")), 2);
+    assert_string_not_equal(json_string_value(sky_json_path(j, "choices.0.message.content")),
+                            json_string_value(sky_json_path(j, "choices.1.message.content")));
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 3 * 16);
+    json_decref(j);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\"," USER ",\"response_format\":{\"type\":\"json_schema\","
+             "\"json_schema\":{\"name\":\"person\",\"strict\":true,\"schema\":%s}}}",
+             PERSON);
+    j = chat(&f, "/v1/chat/completions", body);
+    check_person(json_string_value(sky_json_path(j, "choices.0.message.content")));
+    json_decref(j);
+    j = chat(&f, "/v1/chat/completions",
+             "{\"model\":\"m\"," USER ",\"response_format\":{\"type\":\"json_object\"}}");
+    json_t *obj = NULL;
+    assert_int_equal(sky_json_parse(sky_span_cstr(json_string_value(
+                                        sky_json_path(j, "choices.0.message.content"))),
+                                    &obj, NULL),
+                     0);
+    assert_true(json_is_object(obj));
+    json_decref(obj);
+    json_decref(j);
+    snprintf(body, sizeof(body), "{\"model\":\"m\"," USER ",%s,\"tool_choice\":\"required\"}",
+             tools);
+    j = chat(&f, "/v1/chat/completions", body);
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")),
+                        "tool_calls");
+    assert_true(json_is_null(sky_json_path(j, "choices.0.message.content")));
+    json_t *call = sky_json_path(j, "choices.0.message.tool_calls.0");
+    assert_string_equal(json_string_value(sky_json_path(call, "function.name")), "get_weather");
+    assert_string_equal(sky_json_str(call, "type", ""), "function");
+    json_t *args = NULL;
+    assert_int_equal(
+        sky_json_parse(sky_span_cstr(json_string_value(sky_json_path(call, "function.arguments"))),
+                       &args, NULL),
+        0);
+    assert_true(json_is_string(json_object_get(args, "city")));
+    assert_true(strchr("cf", sky_json_str(args, "unit", "x")[0]) != NULL);
+    json_decref(args);
+    json_decref(j);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\"," USER ",%s,\"tool_choice\":{\"type\":\"function\",\"function\":"
+             "{\"name\":\"noop\"}}}",
+             tools);
+    j = chat(&f, "/v1/chat/completions", body);
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.message.tool_calls.0."
+                                                           "function.name")),
+                        "noop");
+    json_decref(j);
+    /* the plain reply (written by hand) has the fields the SDKs model */
+    j = chat(&f, "/v1/chat/completions", chat_body);
+    assert_true(json_is_null(sky_json_path(j, "choices.0.message.refusal")));
+    assert_true(json_is_array(sky_json_path(j, "choices.0.message.annotations")));
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.prompt_tokens_details."
+                                                         "cached_tokens")),
+                     0);
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens_details."
+                                                         "reasoning_tokens")),
+                     0);
+    assert_string_equal(sky_json_str(j, "service_tier", ""), "default");
+    assert_string_equal(sky_json_str(j, "system_fingerprint", ""), "fp_skyio_mock");
+    json_decref(j);
+    close_fixture(&f);
+}
+
+/* Azure's replies carry its content filter's results; its streams open with a chunk of no
+ * choices that holds the prompt's. */
+static void test_azure_filter_results(void **state)
+{
+    static const char path[] = "/openai/deployments/d1/chat/completions?api-version=2024-10-21";
+    fixture f;
+    sky_test_result r;
+    sse_log log;
+    (void)state;
+    open_fixture(&f, NULL);
+    json_t *j = chat(&f, path, chat_body);
+    assert_false(json_is_true(sky_json_path(j, "prompt_filter_results.0.content_filter_results."
+                                               "hate.filtered")));
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.content_filter_results."
+                                                           "violence.severity")),
+                        "safe");
+    json_decref(j);
+    request(&f, "POST", path,
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}", NULL, &r);
+    read_sse(&r, &log);
+    json_t *first = json_array_get(log.data, 0);
+    assert_int_equal(json_array_size(json_object_get(first, "choices")), 0);
+    assert_non_null(sky_json_path(first, "prompt_filter_results.0.content_filter_results"));
+    assert_int_equal(json_array_size(sky_json_path(json_array_get(log.data, 1), "choices")), 1);
+    sse_log_free(&log);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* A streamed JSON reply: its content deltas add up to a value of the schema. */
+static void test_chat_stream_json(void **state)
+{
+    fixture f;
+    sky_test_result r;
+    sse_log log;
+    char body[2048];
+    (void)state;
+    open_fixture(&f, NULL);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\"," USER ",\"stream\":true,\"response_format\":{\"type\":"
+             "\"json_schema\",\"json_schema\":{\"name\":\"p\",\"schema\":%s}}}",
+             PERSON);
+    request(&f, "POST", "/v1/chat/completions", body, NULL, &r);
+    read_sse(&r, &log);
+    sky_buf text;
+    sky_buf_init(&text, 1 << 20);
+    size_t i;
+    json_t *chunk;
+    json_array_foreach(log.data, i, chunk)
+    {
+        const char *piece = json_string_value(sky_json_path(chunk, "choices.0.delta.content"));
+        if (piece)
+            assert_int_equal(sky_buf_append_str(&text, piece), 0);
+    }
+    assert_int_equal(sky_buf_append(&text, "", 1), 0);
+    check_person(text.data);
+    sky_buf_free(&text);
+    sse_log_free(&log);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* With a generous max_tokens most replies end on their own ("stop"), shorter than it; a
+ * small one still cuts them ("length"). */
+static void test_reply_length_distribution(void **state)
+{
+    fixture f;
+    char body[256];
+    int stops = 0;
+    (void)state;
+    open_fixture(&f, NULL);
+    for (int i = 0; i < 40; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}],"
+                 "\"max_tokens\":4096}",
+                 i);
+        json_t *j = chat(&f, "/v1/chat/completions", body);
+        int64_t n = json_integer_value(sky_json_path(j, "usage.completion_tokens"));
+        int stop = strcmp(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "stop");
+        assert_true(n >= 64 && n <= 4096);
+        stops += stop == 0 && n < 4096;
+        json_decref(j);
+    }
+    assert_true(stops >= 36);
+    json_t *j = chat(&f, "/v1/chat/completions", chat_body); /* max_tokens 5 */
+    assert_string_equal(json_string_value(sky_json_path(j, "choices.0.finish_reason")), "length");
+    assert_int_equal(json_integer_value(sky_json_path(j, "usage.completion_tokens")), 5);
+    json_decref(j);
+    close_fixture(&f);
 }
 
 /* A streamed response: the events of the API reference, in order, numbered, ending with
@@ -1526,6 +1736,10 @@ int main(void)
         cmocka_unit_test(test_entra_discovery),
         cmocka_unit_test(test_trailing_slash),
         cmocka_unit_test(test_sdk_routes),
+        cmocka_unit_test(test_chat_follows_request),
+        cmocka_unit_test(test_azure_filter_results),
+        cmocka_unit_test(test_chat_stream_json),
+        cmocka_unit_test(test_reply_length_distribution),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
         cmocka_unit_test(test_responses_stream),
