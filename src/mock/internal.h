@@ -6,13 +6,17 @@
 #include "mock.h"
 
 /* Fixed-window limiter: per window, rpm*window/60000 requests and as many
- * tokens; like Azure OpenAI, which judges RPM over one-second windows. */
+ * tokens; like Azure OpenAI, which judges RPM over one-second windows. What passed
+ * in the last minute is kept a second at a time too, for the headers, which tell of
+ * the minute as the providers' do. */
 typedef struct sky__mock_limiter {
     int64_t window_ms;
     int64_t req_allow, tok_allow; /* per window; 0: unlimited */
     int64_t rpm, tpm;
     uint64_t window_start;
     int64_t req_used, tok_used;
+    uint64_t sec_at[60]; /* the second (since the clock's epoch) each slot holds */
+    int64_t sec_req[60], sec_tok[60];
 } sky__mock_limiter;
 
 typedef struct sky__mock_verdict {
@@ -21,6 +25,9 @@ typedef struct sky__mock_verdict {
     int64_t retry_ms; /* when refused: until the window turns */
     int64_t reset_ms; /* until the window turns */
     int64_t req_left, tok_left;
+    /* in the last minute: what is left of rpm and tpm, and when the oldest of it leaves */
+    int64_t minute_req_left, minute_tok_left;
+    int64_t minute_reset_ms;
 } sky__mock_verdict;
 
 void sky__mock_limiter_init(sky__mock_limiter *l, int64_t rpm, int64_t tpm, int64_t window_ms);

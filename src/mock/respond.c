@@ -62,17 +62,23 @@ static void add_limit_headers(sky_server_req *r, const char *kind, int64_t limit
     sky_server_add_header(r, name, sky_span_cstr(reset));
 }
 
+/*
+ * The headers tell of the minute, as OpenAI's and Azure's do (limit 60 and remaining 59
+ * after one request under --rpm 60), while the short windows are what refuses: a
+ * client may see requests left and still get a 429, as it does from Azure.
+ */
 void sky__mock_add_ratelimit_headers(sky__mock_worker *m, sky_server_req *r,
                                      const sky__mock_verdict *v)
 {
     char dur[32];
     if (m->cfg.hide_ratelimit_headers || (m->cfg.rpm == 0 && m->cfg.tpm == 0))
         return;
-    sky__mock_format_duration(v->reset_ms, dur, sizeof(dur));
+    sky__mock_format_duration(v->minute_reset_ms > 0 ? v->minute_reset_ms : v->reset_ms, dur,
+                              sizeof(dur));
     if (m->cfg.rpm > 0)
-        add_limit_headers(r, "requests", m->cfg.rpm, v->req_left, dur);
+        add_limit_headers(r, "requests", m->cfg.rpm, v->minute_req_left, dur);
     if (m->cfg.tpm > 0)
-        add_limit_headers(r, "tokens", m->cfg.tpm, v->tok_left, dur);
+        add_limit_headers(r, "tokens", m->cfg.tpm, v->minute_tok_left, dur);
 }
 
 void sky__mock_respond_429(sky__mock_worker *m, sky_server_req *r, const sky__mock_call *c,

@@ -1683,6 +1683,32 @@ static void test_rpm_short_window(void **state)
     close_fixture(&f);
 }
 
+/* Under --rpm 60 the headers tell of the minute (59 left after one request), as the
+ * providers' do, while the one-second window still refuses the second request at once. */
+static void test_ratelimit_headers_per_minute(void **state)
+{
+    static const char *const args[] = {"--rpm", "60", "--tpm", "6000", NULL};
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    wait_for_window_room(1000, 700);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "x-ratelimit-limit-requests"), "60");
+    assert_string_equal(header(&r, "x-ratelimit-remaining-requests"), "59");
+    assert_string_equal(header(&r, "x-ratelimit-limit-tokens"), "6000");
+    assert_string_equal(header(&r, "x-ratelimit-remaining-tokens"), "5989"); /* 11 charged */
+    assert_non_null(strchr(header(&r, "x-ratelimit-reset-requests"), 's'));
+    sky_test_result_free(&r);
+    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(header(&r, "x-ratelimit-remaining-requests"), "59");
+    assert_true(atol(header(&r, "retry-after-ms")) <= 1000);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
 /* --help names every knob the issue lists. */
 static void test_help_lists_knobs(void **state)
 {
@@ -1759,6 +1785,7 @@ int main(void)
         cmocka_unit_test(test_overload),
         cmocka_unit_test(test_poison),
         cmocka_unit_test(test_rpm_short_window),
+        cmocka_unit_test(test_ratelimit_headers_per_minute),
         cmocka_unit_test(test_help_lists_knobs),
         cmocka_unit_test(test_sigterm_with_idle_and_hung_connections),
     };
