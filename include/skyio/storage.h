@@ -66,6 +66,30 @@ SKY_EXTERN int sky_storage_account_new(const char *account_name, const char *acc
                                        const char *blob_endpoint, const char *sas,
                                        sky_storage_account **out, sky_error *err) SKY_NODISCARD;
 
+/** Where a program's account comes from, as a command line names it. Every field is
+ *  optional and borrowed for the call; fill with sky_storage_account_options_init. */
+typedef struct sky_storage_account_options {
+    const char *connection_string; /**< decides alone when given */
+    const char *account_name;      /**< "mystorage" */
+    const char *account_key;       /**< base64 (a secret); with account_name */
+    const char *sas;               /**< a SAS token (a secret), with or without '?' */
+    const char *blob_endpoint;     /**< default https://{account_name}.blob.core.windows.net */
+} sky_storage_account_options;
+
+/** Every field NULL. */
+SKY_EXTERN void sky_storage_account_options_init(sky_storage_account_options *o);
+
+/**
+ * The account @p o names, in the order a command line takes them: its connection string;
+ * else, when it gives an account name, a SAS or an endpoint, an account of those parts (a
+ * name or an endpoint is required; a key alone names nothing); else
+ * $AZURE_STORAGE_CONNECTION_STRING. Returns 0 and a new account in *out (free with
+ * sky_storage_account_free), SKY_ENOTFOUND when nothing names one, or SKY_EINVAL /
+ * SKY_ENOMEM with @p err saying why (never with a secret in it).
+ */
+SKY_EXTERN int sky_storage_account_resolve(const sky_storage_account_options *o,
+                                           sky_storage_account **out, sky_error *err) SKY_NODISCARD;
+
 /**
  * Build the Shared Key string-to-sign of a request into @p out (appended):
  * the verb, the standard headers of @p h (Content-Length empty when 0), the

@@ -279,3 +279,32 @@ int sky_storage_connstr_from_env(sky_storage_account **out, sky_error *err)
         return sky_error_set(err, SKY_ENOTFOUND, "AZURE_STORAGE_CONNECTION_STRING is not set");
     return sky_storage_connstr_parse(sky_span_cstr(s), out, err);
 }
+
+void sky_storage_account_options_init(sky_storage_account_options *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+/* An account from its parts: the endpoint given, or the public cloud's for the name. */
+static int account_from_parts(const sky_storage_account_options *o, sky_storage_account **out,
+                              sky_error *err)
+{
+    char ep[128];
+    if (o->blob_endpoint == NULL && o->account_name == NULL)
+        return sky_error_set(err, SKY_EINVAL, "an account name or a Blob endpoint is required");
+    if (o->blob_endpoint == NULL)
+        snprintf(ep, sizeof(ep), "https://%s.blob.core.windows.net", o->account_name);
+    return sky_storage_account_new(o->account_name, o->account_key,
+                                   o->blob_endpoint ? o->blob_endpoint : ep, o->sas, out, err);
+}
+
+int sky_storage_account_resolve(const sky_storage_account_options *o, sky_storage_account **out,
+                                sky_error *err)
+{
+    *out = NULL;
+    if (o->connection_string)
+        return sky_storage_connstr_parse(sky_span_cstr(o->connection_string), out, err);
+    if (o->account_name || o->sas || o->blob_endpoint)
+        return account_from_parts(o, out, err);
+    return sky_storage_connstr_from_env(out, err);
+}

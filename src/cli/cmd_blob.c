@@ -1,7 +1,7 @@
 /*
  * `skyio blob`: list, make and remove containers; put, get and rm blobs and whole folders.
- * The transfers are the library's (skyio/blob_transfer.h): this file parses the flags,
- * prints what the library reports and wires Ctrl-C.
+ * The transfers are the library's (skyio/blob_transfer.h): this file runs the verbs and
+ * wires Ctrl-C; the flags are in blob_flags.c, what it prints in blob_report.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,130 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "skyio/blob.h"
-#include "skyio/blob_transfer.h"
-#include "skyio/skyio.h"
-#include "skyio/storage.h"
 #include "cli.h"
-
-static const char usage[] =
-    "usage: skyio blob <command> [options] ARGS\n"
-    "\n"
-    "Azure Blob Storage from the command line, many files in parallel.\n"
-    "\n"
-    "commands:\n"
-    "  ls [CONTAINER[/PREFIX]]       list containers, or blobs one level deep (-r: all)\n"
-    "  mb CONTAINER                  make a container\n"
-    "  rb CONTAINER                  remove a container and everything in it\n"
-    "  put FILE CONTAINER[/NAME]     upload a file (NAME ending in / or absent: FILE's name)\n"
-    "  put -r DIR CONTAINER[/PREFIX] upload every file under DIR; a rerun skips files whose\n"
-    "                                size and MD5 match the blob (sync)\n"
-    "  get CONTAINER/NAME PATH       download a blob (PATH a folder: into it)\n"
-    "  get -r CONTAINER[/PREFIX] DIR download every blob under PREFIX into DIR (made once\n"
-    "                                the listing worked). Refused, each with its reason: a\n"
-    "                                name that is absolute or has an empty, '.' or '..'\n"
-    "                                part, a part over NAME_MAX (255) bytes, and a path\n"
-    "                                through a symbolic link inside DIR: links there are\n"
-    "                                never followed, even those that stay inside DIR\n"
-    "  rm CONTAINER/NAME             delete a blob (-r: every blob under the prefix)\n"
-    "\n"
-    "options:\n"
-    "  -r, --recursive             folders and prefixes, as above\n"
-    "  -j, --parallel N            files at once (default 8)\n"
-    "      --concurrency N         blocks or ranges in flight per file (default 4)\n"
-    "      --block-size BYTES      block and range size (default 4194304)\n"
-    "      --rollback-on-failure   put -r: when any file fails, delete what this run uploaded\n"
-    "      --no-sync               put -r: upload every file even when unchanged\n"
-    "      --checksum MODE         md5 (default): put hashes each file and stores its MD5\n"
-    "                              on the blob, and sends a Content-MD5 with every block,\n"
-    "                              which the service checks; get checks the file against\n"
-    "                              the blob's MD5 (when it has one) before keeping it.\n"
-    "                              none: no hashing (the Python SDK's default; much less\n"
-    "                              CPU for big files), except that put -r still hashes a\n"
-    "                              file whose blob has the same size and an MD5, to know\n"
-    "                              whether it changed\n"
-    "      --json                  print the summary as one JSON object on stdout\n"
-    "      --connection-string S   (default $AZURE_STORAGE_CONNECTION_STRING)\n"
-    "      --account-name N        with --account-key or --sas\n"
-    "      --account-key KEY       Shared Key\n"
-    "      --sas TOKEN             a SAS token (account or container)\n"
-    "      --endpoint URL          Blob endpoint (default https://N.blob.core.windows.net)\n"
-    "      --login                 Entra ID: a token from the credential chain (environment,\n"
-    "                              workload identity, managed identity, Azure CLI)\n"
-    "\n"
-    "Progress (files, bytes, bytes/s, ETA) goes to stderr when it is a terminal; failed\n"
-    "files are listed at the end while the others finish. Ctrl-C cancels what is running.\n"
-    "Blob names are at most 1,024 characters (Azure's limit). An endpoint that has never\n"
-    "answered and cannot be reached (connection refused, unknown host, TLS failure) is not\n"
-    "retried: the command stops at once, having transferred nothing.\n"
-    "exit: 0 all done; 1 some files failed; 2 usage; 3 could not start (credentials,\n"
-    "network, unreachable endpoint, missing container).\n";
-
-enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
-
-/* CONTAINER/NAME or a path, as given: a blob name of 1,024 characters of up to 4 bytes,
- * with its container, fits, and so does a local path. */
-#define ARG_MAX_BYTES 8192
-
-typedef struct blob_flags {
-    int recursive, rollback, no_sync, login, json;
-    const char *connstr, *name, *key, *sas, *endpoint, *checksum;
-    long long parallel, block_size, concurrency;
-    const char *args[3];
-    int nargs;
-} blob_flags;
-
-typedef struct blob_app {
-    sky_loop *loop;
-    sky_http_client *http;
-    sky_blob_client *blob;
-    sky_credential *cred;
-    sky_storage_account *acct;
-    sky_blob_folder *folder; /* put, get and rm */
-    sky_blob_folder_options fo;
-    blob_flags f;
-    int verb, tty;
-    const char *container;
-    char *prefix;
-    char *marker; /* ls: the next page's; a copy, as long as the service made it */
-    int stop;     /* Ctrl-C */
-    int exit_code;
-    int done;
-    uv_prepare_t watch; /* stops the loop once done */
-} blob_app;
-
-/* ---- saying what failed ---- */
-
-static void print_err(const char *what, const sky_error *err)
-{
-    char line[512];
-    fprintf(stderr, "skyio blob: %s: %s\n", what, sky_error_format(err, line, sizeof(line)));
-}
-
-static void say_unreachable(const sky_error *err)
-{
-    char line[512];
-    fprintf(stderr,
-            "skyio blob: cannot reach the endpoint: %s\n"
-            "skyio blob: stopped; nothing was transferred. Check the endpoint (connection "
-            "string or --endpoint), the network or the TLS certificates, and run again.\n",
-            sky_error_format(err, line, sizeof(line)));
-}
-
-/* A command of one request failed: say why and choose the exit code. */
-static void one_request_failed(blob_app *a, const char *what, const sky_error *err)
-{
-    int code = err->code;
-    if ((code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS) &&
-        sky_blob_client_answered(a->blob) == 0)
-        say_unreachable(err); /* never reached: the URL, the host or the certificates */
-    else
-        print_err(what, err);
-    int start = code == SKY_EAUTH || code == SKY_ECONNECT || code == SKY_ERESOLVE ||
-                code == SKY_ETLS || err->http_status == 401 || err->http_status == 403 ||
-                strcmp(err->service_code, "ContainerNotFound") == 0;
-    a->exit_code = start ? SKY_EXIT_START : SKY_EXIT_FAILED;
-}
+#include "cmd_blob.h"
 
 /* "container/rest" into the container (in place) and the rest (may be ""). */
 static char *split_target(char *arg)
@@ -148,85 +26,28 @@ static char *split_target(char *arg)
     return slash + 1;
 }
 
-/* ---- progress and summary ---- */
-
-static void human(double v, char *out, size_t len)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (v >= 1024 && u < 4)
-        v /= 1024, u++;
-    snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
-static void on_progress(sky_blob_folder *fo, const sky_blob_folder_stats *st, void *ud)
-{
-    (void)fo, (void)ud;
-    if (st->files_total == 0)
-        return;
-    double secs = (double)st->elapsed_ms / 1000.0;
-    double rate = secs > 0 ? (double)st->bytes_done / secs : 0;
-    char hb[32], ht[32], hr[32], eta[32] = "-";
-    human((double)st->bytes_done, hb, sizeof(hb));
-    human((double)st->bytes_total, ht, sizeof(ht));
-    human(rate, hr, sizeof(hr));
-    if (rate > 0 && st->bytes_total > st->bytes_done)
-        snprintf(eta, sizeof(eta), "%.0fs", (double)(st->bytes_total - st->bytes_done) / rate);
-    fprintf(stderr, "\r\033[K%zu/%zu files  %s / %s  %s/s  ETA %s", st->files_finished,
-            st->files_total, hb, ht, hr, eta);
-    fflush(stderr);
-}
-
-static void summary(blob_app *a, const sky_blob_folder_stats *st)
-{
-    double secs = (double)st->elapsed_ms / 1000.0;
-    if (a->tty)
-        fprintf(stderr, "\r\033[K");
-    for (size_t i = 0; i < sky_blob_folder_count(a->folder); i++) {
-        const sky_blob_folder_item *it = sky_blob_folder_item_at(a->folder, i);
-        if (it->state == SKY_BLOB_ITEM_FAILED)
-            fprintf(stderr, "failed: %s: %s\n", it->name, it->error);
-    }
-    const char *what = a->verb == V_PUT ? "uploaded" : a->verb == V_GET ? "downloaded" : "deleted";
-    if (a->f.json) {
-        printf("{\"%s\":%zu,\"skipped\":%zu,\"failed\":%zu,\"rolled_back\":%zu,\"bytes\":%" PRId64
-               ",\"seconds\":%.3f}\n",
-               what, st->done, st->skipped, st->failed, st->rolled_back, st->bytes_done, secs);
-    } else {
-        char hb[32];
-        human((double)st->bytes_done, hb, sizeof(hb));
-        fprintf(stderr, "%s %zu file(s), %s in %.1fs; %zu unchanged, %zu failed", what, st->done,
-                hb, secs, st->skipped, st->failed);
-        if (st->rollback)
-            fprintf(stderr, "; rolled back %zu", st->rolled_back);
-        fputc('\n', stderr);
-    }
-    if (st->failed > 0)
-        a->exit_code = SKY_EXIT_FAILED;
-}
-
 /* ---- put, get and rm: a folder transfer of the library ---- */
 
 static void on_run_done(sky_blob_folder *fo, const sky_blob_folder_stats *st, const sky_error *err,
                         void *ud)
 {
-    blob_app *a = ud;
+    sky_cli_blob_app *a = ud;
     (void)fo;
     if (err && err->code != SKY_ECANCELED) { /* the endpoint was never reached */
-        say_unreachable(err);
+        sky_cli_blob_say_unreachable(err);
         a->exit_code = SKY_EXIT_START;
     } else {
-        summary(a, st);
+        sky_cli_blob_summary(a, st);
     }
     a->done = 1;
 }
 
-static void run(blob_app *a)
+static void run(sky_cli_blob_app *a)
 {
     sky_error err;
     sky_error_clear(&err);
     if (sky_blob_folder_run(a->folder, on_run_done, a, &err) != 0) {
-        print_err("start", &err);
+        sky_cli_blob_print_err("start", &err);
         a->exit_code = SKY_EXIT_START;
         a->done = 1;
     }
@@ -235,7 +56,7 @@ static void run(blob_app *a)
 /* The plan failed: say so as each step always has, and choose the exit code. */
 static void on_planned(sky_blob_folder *fo, int step, const sky_error *err, void *ud)
 {
-    blob_app *a = ud;
+    sky_cli_blob_app *a = ud;
     (void)fo;
     if (err == NULL) {
         run(a);
@@ -248,7 +69,7 @@ static void on_planned(sky_blob_folder *fo, int step, const sky_error *err, void
         a->exit_code = SKY_EXIT_START;
     } else if (step == SKY_BLOB_FOLDER_STEP_LIST) {
         /* A sync upload into a container that does not exist yet: nothing to compare. */
-        one_request_failed(a, "list", err);
+        sky_cli_blob_one_request_failed(a, "list", err);
     } else if (step == SKY_BLOB_FOLDER_STEP_WALK && !canceled) {
         fprintf(stderr, "skyio blob: cannot walk %s\n", a->f.args[0]);
     } else if (!canceled) { /* the destination folder */
@@ -258,7 +79,8 @@ static void on_planned(sky_blob_folder *fo, int step, const sky_error *err, void
 }
 
 /* A folder (@p name NULL: planned, then run) or one file or blob named on the command line. */
-static int transfer(blob_app *a, int kind, const char *local, const char *name, int64_t size)
+static int transfer(sky_cli_blob_app *a, int kind, const char *local, const char *name,
+                    int64_t size)
 {
     sky_error err;
     sky_error_clear(&err);
@@ -266,14 +88,14 @@ static int transfer(blob_app *a, int kind, const char *local, const char *name, 
     a->fo.container = a->container;
     a->fo.prefix = a->prefix;
     a->fo.local = name ? NULL : local;
-    a->fo.on_progress = a->tty ? on_progress : NULL;
+    a->fo.on_progress = a->tty ? sky_cli_blob_on_progress : NULL;
     int rc = sky_blob_folder_new(a->blob, &a->fo, &a->folder, &err);
     if (rc == 0 && name == NULL)
         rc = sky_blob_folder_plan(a->folder, on_planned, a, &err);
     else if (rc == 0)
         rc = sky_blob_folder_add(a->folder, local, name, size, &err);
     if (rc != 0) {
-        print_err("start", &err);
+        sky_cli_blob_print_err("start", &err);
         return SKY_EXIT_START;
     }
     if (name)
@@ -285,7 +107,7 @@ static int transfer(blob_app *a, int kind, const char *local, const char *name, 
 
 static void on_ls(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud);
 
-static int ls_page(blob_app *a, sky_error *err)
+static int ls_page(sky_cli_blob_app *a, sky_error *err)
 {
     sky_blob_list_options lo = {a->prefix, a->f.recursive ? NULL : "/", a->marker, 0};
     return a->container
@@ -294,7 +116,7 @@ static int ls_page(blob_app *a, sky_error *err)
 }
 
 /* The next page, when there is one; its marker kept whole (a cut one lists the wrong page). */
-static int ls_next(blob_app *a, const char *marker)
+static int ls_next(sky_cli_blob_app *a, const char *marker)
 {
     sky_error err;
     sky_error_clear(&err);
@@ -307,16 +129,16 @@ static int ls_next(blob_app *a, const char *marker)
     a->marker = m;
     if (ls_page(a, &err) == 0)
         return 0;
-    print_err("ls", &err);
+    sky_cli_blob_print_err("ls", &err);
     return -1;
 }
 
 static void on_ls(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
 {
-    blob_app *a = ud;
+    sky_cli_blob_app *a = ud;
     (void)op;
     if (err) {
-        one_request_failed(a, "ls", err);
+        sky_cli_blob_one_request_failed(a, "ls", err);
         a->done = 1;
         return;
     }
@@ -337,151 +159,28 @@ static void on_ls(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *e
 
 static void on_simple(sky_blob_op *op, const sky_blob_reply *rep, const sky_error *err, void *ud)
 {
-    blob_app *a = ud;
+    sky_cli_blob_app *a = ud;
     (void)op, (void)rep;
     if (err)
-        one_request_failed(a, a->verb == V_MB ? "mb" : "rb", err);
+        sky_cli_blob_one_request_failed(a, a->verb == V_MB ? "mb" : "rb", err);
     a->done = 1;
-}
-
-/* ---- flags ---- */
-
-enum { FLAG_SWITCH, FLAG_STRING, FLAG_NUMBER };
-
-static const struct flag_def {
-    const char *name, *alias;
-    int kind;
-    size_t off;    /* of the field in blob_flags */
-    long long min; /* a number's least value */
-} flag_defs[] = {
-    {"--recursive", "-r", FLAG_SWITCH, offsetof(blob_flags, recursive), 0},
-    {"--rollback-on-failure", NULL, FLAG_SWITCH, offsetof(blob_flags, rollback), 0},
-    {"--no-sync", NULL, FLAG_SWITCH, offsetof(blob_flags, no_sync), 0},
-    {"--login", NULL, FLAG_SWITCH, offsetof(blob_flags, login), 0},
-    {"--json", NULL, FLAG_SWITCH, offsetof(blob_flags, json), 0},
-    {"--connection-string", NULL, FLAG_STRING, offsetof(blob_flags, connstr), 0},
-    {"--account-name", NULL, FLAG_STRING, offsetof(blob_flags, name), 0},
-    {"--account-key", NULL, FLAG_STRING, offsetof(blob_flags, key), 0},
-    {"--sas", NULL, FLAG_STRING, offsetof(blob_flags, sas), 0},
-    {"--endpoint", NULL, FLAG_STRING, offsetof(blob_flags, endpoint), 0},
-    {"--checksum", NULL, FLAG_STRING, offsetof(blob_flags, checksum), 0},
-    {"--parallel", "-j", FLAG_NUMBER, offsetof(blob_flags, parallel), 1},
-    {"--concurrency", NULL, FLAG_NUMBER, offsetof(blob_flags, concurrency), 1},
-    {"--block-size", NULL, FLAG_NUMBER, offsetof(blob_flags, block_size), 1024},
-};
-
-static const struct flag_def *flag_find(const char *o)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(flag_defs); i++)
-        if (strcmp(o, flag_defs[i].name) == 0 ||
-            (flag_defs[i].alias && strcmp(o, flag_defs[i].alias) == 0))
-            return &flag_defs[i];
-    return NULL;
-}
-
-/* Option @p o, with its value after '=' (@p eq) or in the next argument. 0 or -1. */
-static int flag_set(blob_flags *f, const struct flag_def *d, const char *o, const char *eq,
-                    int argc, char **argv, int *i)
-{
-    char *field = (char *)f + d->off;
-    if (d->kind == FLAG_SWITCH && eq) {
-        fprintf(stderr, "skyio blob: %s takes no value\n%s", o, usage);
-        return -1;
-    }
-    if (d->kind == FLAG_SWITCH) {
-        *(int *)(void *)field = 1;
-        return 0;
-    }
-    if (!eq && *i + 1 >= argc) {
-        fprintf(stderr, "skyio blob: %s needs a value\n%s", o, usage);
-        return -1;
-    }
-    const char *v = eq ? eq + 1 : argv[++*i];
-    if (d->kind == FLAG_STRING) {
-        *(const char **)(void *)field = v;
-        return 0;
-    }
-    return sky_cli_number_opt("blob", o, v, d->min, (long long *)(void *)field);
-}
-
-/* 0, 1 after --help, or -1 after saying what is wrong. */
-static int parse_flags(blob_flags *f, int argc, char **argv)
-{
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        /* "--opt=value": split it, so the value is never echoed (it may be a key or a SAS). */
-        const char *eq = strncmp(o, "--", 2) == 0 ? strchr(o, '=') : NULL;
-        char oname[64];
-        if (eq) {
-            snprintf(oname, sizeof(oname), "%.*s", (int)(eq - o), o);
-            o = oname;
-        }
-        const struct flag_def *d = flag_find(o);
-        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
-            fputs(usage, stdout);
-            return 1;
-        } else if (d && flag_set(f, d, o, eq, argc, argv, &i) != 0) {
-            return -1;
-        } else if (d == NULL && o[0] == '-' && o[1] != '\0') {
-            fprintf(stderr, "skyio blob: unknown option '%s'\n%s", o, usage);
-            return -1;
-        } else if (d == NULL && f->nargs < 3) {
-            f->args[f->nargs++] = o;
-        } else if (d == NULL) {
-            fprintf(stderr, "skyio blob: too many arguments\n%s", usage);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int verb_of(const char *s)
-{
-    static const char *const names[] = {"ls", "mb", "rb", "put", "get", "rm"};
-    for (int i = 0; i < 6; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return -1;
-}
-
-/* The number of arguments, --checksum and the arguments' lengths: 0 or an exit code. */
-static int check_args(const blob_app *a, const blob_flags *f)
-{
-    static const int want_min[] = {0, 1, 1, 2, 2, 1}, want_max[] = {1, 1, 1, 2, 2, 1};
-    if (f->nargs < want_min[a->verb] || f->nargs > want_max[a->verb]) {
-        fprintf(stderr, "skyio blob: wrong number of arguments\n%s", usage);
-        return SKY_EXIT_USAGE;
-    }
-    if (f->checksum && strcmp(f->checksum, "md5") != 0 && strcmp(f->checksum, "none") != 0) {
-        fprintf(stderr, "skyio blob: --checksum: '%s' is not md5 or none\n", f->checksum);
-        return SKY_EXIT_USAGE;
-    }
-    for (int i = 0; i < f->nargs && i < 2; i++)
-        if (strlen(f->args[i]) >= ARG_MAX_BYTES) {
-            fprintf(stderr,
-                    "skyio blob: argument %d is %zu bytes: too long for a blob name or a path\n",
-                    i + 1, strlen(f->args[i]));
-            return SKY_EXIT_USAGE;
-        }
-    return 0;
 }
 
 /* ---- the account and the client ---- */
 
-static int make_account(blob_app *a, const blob_flags *f, sky_error *err)
+/* The account the flags name (the library's rules), in the flags' words when they name none. */
+static int make_account(sky_cli_blob_app *a, const sky_cli_blob_flags *f, sky_error *err)
 {
-    if (f->connstr)
-        return sky_storage_connstr_parse(sky_span_cstr(f->connstr), &a->acct, err);
-    if (f->name || f->sas || f->endpoint) {
-        char ep[512];
-        if (f->endpoint == NULL && f->name == NULL)
-            return sky_error_set(err, SKY_EINVAL, "--account-name or --endpoint is required");
-        snprintf(ep, sizeof(ep), "%s", f->endpoint ? f->endpoint : "");
-        if (f->endpoint == NULL)
-            snprintf(ep, sizeof(ep), "https://%s.blob.core.windows.net", f->name);
-        return sky_storage_account_new(f->name, f->key, ep, f->sas, &a->acct, err);
-    }
-    int rc = sky_storage_connstr_from_env(&a->acct, err);
+    sky_storage_account_options ao;
+    sky_storage_account_options_init(&ao);
+    ao.connection_string = f->connstr;
+    ao.account_name = f->name;
+    ao.account_key = f->key;
+    ao.sas = f->sas;
+    ao.blob_endpoint = f->endpoint;
+    if (f->connstr == NULL && f->sas && f->name == NULL && f->endpoint == NULL)
+        return sky_error_set(err, SKY_EINVAL, "--account-name or --endpoint is required");
+    int rc = sky_storage_account_resolve(&ao, &a->acct, err);
     if (rc == SKY_ENOTFOUND) {
         sky_error_clear(err);
         return sky_error_set(err, SKY_EINVAL,
@@ -491,7 +190,7 @@ static int make_account(blob_app *a, const blob_flags *f, sky_error *err)
     return rc;
 }
 
-static int setup(blob_app *a, blob_flags *f)
+static int setup(sky_cli_blob_app *a, sky_cli_blob_flags *f)
 {
     sky_error err;
     sky_error_clear(&err);
@@ -516,7 +215,7 @@ static int setup(blob_app *a, blob_flags *f)
     if (rc != 0) {
         if (err.code == 0)
             sky_error_set(&err, rc, "cannot set up the client");
-        print_err("setup", &err);
+        sky_cli_blob_print_err("setup", &err);
         return rc == SKY_EINVAL && f->connstr == NULL && a->acct == NULL ? SKY_EXIT_USAGE
                                                                          : SKY_EXIT_START;
     }
@@ -525,7 +224,7 @@ static int setup(blob_app *a, blob_flags *f)
 
 /* ---- each command ---- */
 
-static int put(blob_app *a, const char *src, char *target)
+static int put(sky_cli_blob_app *a, const char *src, char *target)
 {
     char *rest = split_target(target);
     struct stat st;
@@ -584,7 +283,7 @@ static int get_path(const char *dst, const char *rest, char *path, size_t len)
     return 0;
 }
 
-static int get(blob_app *a, char *source, const char *dst)
+static int get(sky_cli_blob_app *a, char *source, const char *dst)
 {
     char *rest = split_target(source);
     struct stat st;
@@ -614,7 +313,7 @@ static int get(blob_app *a, char *source, const char *dst)
     return rc ? rc : transfer(a, SKY_BLOB_FOLDER_DOWNLOAD, path, rest, 0);
 }
 
-static int start_verb(blob_app *a, char *arg0, char *arg1)
+static int start_verb(sky_cli_blob_app *a, char *arg0, char *arg1)
 {
     sky_error err;
     sky_error_clear(&err);
@@ -636,7 +335,7 @@ static int start_verb(blob_app *a, char *arg0, char *arg1)
     else
         rc = sky_blob_container_delete(a->blob, a->container, on_simple, a, NULL, &err);
     if (rc != 0) {
-        print_err("start", &err);
+        sky_cli_blob_print_err("start", &err);
         return SKY_EXIT_USAGE;
     }
     return 0;
@@ -646,7 +345,7 @@ static int start_verb(blob_app *a, char *arg0, char *arg1)
 
 static void on_signal(sky_loop *loop, int signum, void *ud)
 {
-    blob_app *a = ud;
+    sky_cli_blob_app *a = ud;
     (void)loop, (void)signum;
     if (a->stop)
         return;
@@ -662,13 +361,13 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
 
 static void on_idle_check(uv_prepare_t *p)
 {
-    blob_app *a = p->data;
+    sky_cli_blob_app *a = p->data;
     if (a->done)
         sky_loop_stop(a->loop);
 }
 
 /* Run the command on the loop until it is done: its exit code. */
-static int run_verb(blob_app *a, char *arg0, char *arg1)
+static int run_verb(sky_cli_blob_app *a, char *arg0, char *arg1)
 {
     uv_prepare_init(sky_loop_uv(a->loop), &a->watch);
     a->watch.data = a;
@@ -681,7 +380,7 @@ static int run_verb(blob_app *a, char *arg0, char *arg1)
     return rc == 0 ? a->exit_code : rc;
 }
 
-static void cleanup(blob_app *a)
+static void cleanup(sky_cli_blob_app *a)
 {
     sky_blob_folder_free(a->folder);
     sky_blob_client_free(a->blob);
@@ -700,21 +399,21 @@ static void cleanup(blob_app *a)
 
 int sky_cli_blob(int argc, char **argv)
 {
-    blob_app a;
+    sky_cli_blob_app a;
     memset(&a, 0, sizeof(a));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        fputs(sky_cli_blob_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     }
-    a.verb = verb_of(argv[1]);
+    a.verb = sky_cli_blob_verb_of(argv[1]);
     if (a.verb < 0) {
-        fprintf(stderr, "skyio blob: unknown command '%s'\n%s", argv[1], usage);
+        fprintf(stderr, "skyio blob: unknown command '%s'\n%s", argv[1], sky_cli_blob_usage);
         return SKY_EXIT_USAGE;
     }
-    int rc = parse_flags(&a.f, argc, argv);
+    int rc = sky_cli_blob_parse_flags(&a.f, argc, argv);
     if (rc != 0)
         return rc > 0 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
-    rc = check_args(&a, &a.f);
+    rc = sky_cli_blob_check_args(a.verb, &a.f);
     if (rc != 0)
         return rc;
     sky_blob_folder_options_init(&a.fo);

@@ -805,6 +805,60 @@ static void test_failed_download_keeps_file(void **state)
     assert_string_equal(a, b);
 }
 
+/*
+ * The account a command line names: a connection string alone decides; else its parts
+ * (the endpoint defaulting to the public cloud's for the name); else the environment's
+ * connection string; nothing: SKY_ENOTFOUND. A SAS with neither name nor endpoint, or a
+ * bad key, is refused with the reason and never the secret.
+ */
+static void test_account_resolve(void **state)
+{
+    sky_storage_account_options ao;
+    sky_storage_account *a = NULL;
+    sky_error e;
+    (void)state;
+    sky_error_clear(&e);
+    sky_storage_account_options_init(&ao);
+    ao.connection_string = "UseDevelopmentStorage=true";
+    ao.account_name = "ignored";
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), 0);
+    assert_string_equal(a->account_name, SKY_STORAGE_DEV_ACCOUNT);
+    assert_string_equal(a->blob_endpoint, SKY_STORAGE_DEV_BLOB_ENDPOINT);
+    sky_storage_account_free(a);
+    sky_storage_account_options_init(&ao);
+    ao.account_name = "acct1";
+    ao.sas = "?sv=1&sig=secret";
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), 0);
+    assert_string_equal(a->blob_endpoint, "https://acct1.blob.core.windows.net");
+    assert_string_equal(a->sas, "sv=1&sig=secret");
+    sky_storage_account_free(a);
+    ao.account_name = NULL;
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), SKY_EINVAL);
+    assert_null(a);
+    assert_null(strstr(e.message, "secret"));
+    sky_error_clear(&e);
+    ao.sas = NULL;
+    ao.blob_endpoint = "http://127.0.0.1:10000/devstoreaccount1/";
+    ao.account_name = SKY_STORAGE_DEV_ACCOUNT;
+    ao.account_key = "not base64!";
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), SKY_EINVAL);
+    assert_null(strstr(e.message, "not base64!"));
+    sky_error_clear(&e);
+    ao.account_key = SKY_TEST_AZURITE_KEY;
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), 0);
+    assert_string_equal(a->blob_endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+    sky_storage_account_free(a);
+    sky_storage_account_options_init(&ao);
+    ao.account_key = SKY_TEST_AZURITE_KEY; /* a key alone names no account */
+    setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true", 1);
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), 0);
+    assert_string_equal(a->account_name, SKY_STORAGE_DEV_ACCOUNT);
+    sky_storage_account_free(a);
+    unsetenv("AZURE_STORAGE_CONNECTION_STRING");
+    assert_int_equal(sky_storage_account_resolve(&ao, &a, &e), SKY_ENOTFOUND);
+    assert_null(a);
+}
+
 /* ---- faults from an in-process server: retries, error codes, bearer auth ---- */
 
 typedef struct script {
@@ -1356,6 +1410,7 @@ static void test_never_reached_is_not_retried(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_account_resolve),
         cmocka_unit_test_setup_teardown(test_container_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_operations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_key_is_refused, setup, teardown),
