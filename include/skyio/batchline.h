@@ -113,6 +113,13 @@ SKY_EXTERN void sky_batchline_error_duplicate(sky_batchline_error *out_err, uint
                                               uint64_t first_line, sky_span custom_id);
 
 /**
+ * Fill @p out_err for a line longer than the limit of @p opts (may be NULL: the default),
+ * which the caller did not gather whole: the error sky_batchline_parse gives such a line.
+ */
+SKY_EXTERN void sky_batchline_error_too_long(sky_batchline_error *out_err, uint64_t line_no,
+                                             const sky_batchline_options *opts);
+
+/**
  * The token estimate of a request body: characters (Unicode code points) of
  * messages[].content (strings, or {"type":"text","text"} parts), input
  * (string, strings, token arrays at 4 characters a token, or message items),

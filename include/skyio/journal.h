@@ -87,6 +87,13 @@ SKY_EXTERN void sky_journal_options_init(sky_journal_options *opts);
 SKY_EXTERN int sky_journal_open(uv_loop_t *loop, const char *path, const sky_journal_options *opts,
                                 sky_journal **out, sky_error *err) SKY_NODISCARD;
 
+/**
+ * Replace the options' on_error, on_drain and user_data: for a journal opened by one part of
+ * a program and written by another (the batch engine's journal store). Either may be NULL.
+ */
+SKY_EXTERN void sky_journal_set_handlers(sky_journal *j, sky_journal_error_cb on_error,
+                                         sky_journal_drain_cb on_drain, void *user_data);
+
 /** Nonzero when a record for @p custom_id is in the file or queued. */
 SKY_EXTERN int sky_journal_is_done(const sky_journal *j, const char *custom_id);
 

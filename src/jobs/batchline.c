@@ -121,6 +121,8 @@ static int lerr_set(sky_batchline_error *e, int code, const char *record_code, c
     return code;
 }
 
+static size_t line_cap(const sky_batchline_options *opts);
+
 static int lerr_invalid(sky_batchline_error *e, const char *param, const char *reason)
 {
     return lerr_set(e, SKY_EINVAL, "invalid_input", param, "%s", reason);
@@ -141,6 +143,14 @@ void sky_batchline_error_duplicate(sky_batchline_error *out_err, uint64_t line_n
                  "duplicate custom_id (first on line %" PRIu64 ")", first_line);
     else
         lerr_set(out_err, SKY_EINVAL, "duplicate_custom_id", "custom_id", "duplicate custom_id");
+}
+
+void sky_batchline_error_too_long(sky_batchline_error *out_err, uint64_t line_no,
+                                  const sky_batchline_options *opts)
+{
+    lerr_init(out_err, line_no);
+    lerr_set(out_err, SKY_ETOOBIG, "line_too_long", NULL, "line is longer than %zu bytes",
+             line_cap(opts));
 }
 
 /* ---- token estimate ------------------------------------------------------- */

@@ -1018,6 +1018,14 @@ int sky_journal_append(sky_journal *j, const char *line, size_t len)
     return rc;
 }
 
+void sky_journal_set_handlers(sky_journal *j, sky_journal_error_cb on_error,
+                              sky_journal_drain_cb on_drain, void *user_data)
+{
+    j->opts.on_error = on_error;
+    j->opts.on_drain = on_drain;
+    j->opts.user_data = user_data;
+}
+
 int sky_journal_close(sky_journal *j, sky_journal_close_cb cb, void *user_data)
 {
     if (j == NULL)
