@@ -26,6 +26,7 @@
 #include "idset.h"
 #include "journal.h"
 #include "batchline.h"
+#include "batch.h"
 #include "server.h"
 #include "gateway.h"
 #include "arm.h"

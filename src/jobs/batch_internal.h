@@ -1,0 +1,72 @@
+/* The batch engine's parts: the handle (batch.c), requests (batch_request.c), recording
+ * (batch_record.c) and reports (batch_report.c) share this. */
+#ifndef SKY_JOBS_BATCH_INTERNAL_H
+#define SKY_JOBS_BATCH_INTERNAL_H
+
+#include "skyio/batch.h"
+#include "skyio/idset.h"
+#include "skyio/metrics.h"
+
+/* A record the store could not take yet (it said SKY_EBUSY). */
+typedef struct sky__batch_held {
+    struct sky__batch_held *next;
+    char *id;
+    char *line;
+    size_t len;
+    int failed;
+} sky__batch_held;
+
+struct sky_batch {
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_batch_options o;
+    sky_batch_source *src;
+    sky_batch_store *store;
+    sky_pipeline *pipe;
+    sky_headers *json_headers; /* every request's body is JSON */
+    sky_idset *seen;           /* custom_ids of this input, for duplicates */
+    sky__batch_held *held_head, *held_tail;
+    uint64_t window; /* lines read and not finished, at most */
+    /* where the run stands */
+    int started, eof, stopping, fatal, closing, finished;
+    int pumping, paused, store_closing, store_open, src_open;
+    int unrecordable;               /* the store failed: results can no longer be written */
+    int refused;                    /* sky_batch_refusal */
+    int endpoint_down, unreachable; /* the breaker is open; and nothing ever answered */
+    uint64_t outages_told;          /* breaker openings already reported */
+    int in_event, free_pending, handles_open;
+    uint64_t line_no, in_flight;
+    /* requests that ended unrecorded (canceled, refused, unwritable) */
+    uint64_t left_undone;
+    uint64_t unwritten; /* results lost: held ones dropped, and what the store lost */
+    /* counts */
+    uint64_t skipped, input_errors, ok, failed, retries, tokens_in, tokens_out, responses_429;
+    uint64_t start_ms;
+    sky_histogram latency_ms;
+    uv_timer_t watch, progress, grace, defer;
+};
+
+/* batch.c */
+void sky__batch_emit(sky_batch *b, sky_batch_event *ev);
+void sky__batch_fault(sky_batch *b, int fault, const sky_error *err, const char *custom_id);
+void sky__batch_pump(sky_batch *b);
+void sky__batch_maybe_finish(sky_batch *b);
+void sky__batch_stop_now(sky_batch *b);
+
+/* batch_request.c: one line into a request, a request's end into a record */
+void sky__batch_handle_line(sky_batch *b, const sky_batch_source_line *line);
+
+/* batch_record.c: records into the store, held while it is behind */
+int sky__batch_record(sky_batch *b, int failed, const char *id, const sky_buf *line);
+void sky__batch_on_store_drain(void *engine);
+void sky__batch_on_store_fail(void *engine, const sky_error *err);
+void sky__batch_drop_held(sky_batch *b);
+
+/* batch_report.c: the endpoint's watch, progress and the summary */
+void sky__batch_watch_endpoint(sky_batch *b);
+void sky__batch_report_outages(sky_batch *b);
+int sky__batch_never_reached(const sky_batch *b, const sky_error *err);
+void sky__batch_stop_unreachable(sky_batch *b, const sky_error *fault);
+void sky__batch_summary(const sky_batch *b, sky_batch_summary *out);
+
+#endif

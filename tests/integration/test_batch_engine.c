@@ -1,0 +1,288 @@
+/*
+ * The batch engine through its C API (skyio/batch.h), with the memory source and store,
+ * against `skyio mock` on loopback: every line done once, a rerun skipping what the store
+ * holds, a refused key, a graceful stop, an endpoint never reached. Each test counts what
+ * the mock received and what the store kept.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/batch.h"
+#include "skyio/json.h"
+
+/* One engine run: its parts, and what it reported. */
+typedef struct run {
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_ai_endpoint ep;
+    sky_batch_source *src;
+    sky_batch_store *store;
+    sky_batch *batch;
+    int started;
+    int finished;     /* FINISHED events: must end at exactly 1 */
+    int refused;      /* REFUSED events */
+    int refusal;      /* ... and the last one's kind */
+    int unreachable;  /* UNREACHABLE events */
+    int faults;       /* FAULT events */
+    int events_after; /* any event after FINISHED: must stay 0 */
+    sky_batch_summary summary;
+} run;
+
+static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
+{
+    run *r = ud;
+    (void)b;
+    r->events_after += r->finished > 0;
+    if (ev->kind == SKY_BATCH_EVENT_REFUSED) {
+        r->refused++;
+        r->refusal = ev->refusal;
+    } else if (ev->kind == SKY_BATCH_EVENT_UNREACHABLE) {
+        r->unreachable++;
+    } else if (ev->kind == SKY_BATCH_EVENT_FAULT) {
+        r->faults++;
+    } else if (ev->kind == SKY_BATCH_EVENT_FINISHED) {
+        r->finished++;
+        r->summary = *ev->summary;
+    }
+}
+
+static void add_lines(sky_batch_source *src, int n)
+{
+    char line[512];
+    for (int i = 0; i < n; i++) {
+        snprintf(line, sizeof(line),
+                 "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                 "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"question %d\"}],\"max_tokens\":5}}",
+                 i, i);
+        assert_int_equal(sky_batch_memory_source_add(src, sky_span_cstr(line)), 0);
+    }
+    sky_batch_memory_source_end(src);
+}
+
+/* A run of @p n lines against @p base_url with @p key; @p concurrency 0 is adaptive. */
+static void run_open(run *r, const char *base_url, const char *key, int n, int concurrency)
+{
+    sky_batch_options o;
+    sky_error err;
+    char url[200];
+    memset(r, 0, sizeof(*r));
+    sky_error_clear(&err);
+    r->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    snprintf(url, sizeof(url), "%s/v1", base_url);
+    assert_int_equal(sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, url, key, NULL), 0);
+    r->src = sky_batch_memory_source_new();
+    r->store = sky_batch_memory_store_new();
+    assert_non_null(r->src);
+    assert_non_null(r->store);
+    add_lines(r->src, n);
+    sky_batch_options_init(&o);
+    o.endpoint = &r->ep;
+    o.concurrency = concurrency;
+    o.pipeline.use_rate_limit = 0;
+    o.on_event = on_event;
+    o.user_data = r;
+    assert_int_equal(sky_batch_new(r->loop, r->client, &o, r->src, r->store, &r->batch, &err), 0);
+}
+
+/* Start, and run the loop until FINISHED (at most @p timeout_ms). */
+static void run_to_end(run *r, uint64_t timeout_ms)
+{
+    if (!r->started)
+        assert_int_equal(sky_batch_start(r->batch), 0);
+    r->started = 1;
+    assert_true(sky_test_run_until(r->loop, &r->finished, timeout_ms));
+}
+
+static void run_close(run *r)
+{
+    sky_batch_free(r->batch);
+    sky_http_client_free(r->client);
+    sky_test_loop_free(r->loop); /* runs the loop until every handle is closed */
+    assert_int_equal(r->finished, 1);
+    assert_int_equal(r->events_after, 0);
+    sky_batch_memory_source_free(r->src);
+    sky_batch_memory_store_free(r->store);
+    sky_ai_endpoint_free(&r->ep);
+}
+
+static int64_t stat_int(const sky_test_mock *m, const char *path)
+{
+    json_t *stats = sky_test_mock_stats(m);
+    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, path));
+    json_decref(stats);
+    return n;
+}
+
+/* The store's records: each custom_id once, how many succeeded. */
+static size_t count_ok(const sky_batch_store *st)
+{
+    sky_batch_record rec;
+    json_t *seen = json_object();
+    size_t ok = 0;
+    for (size_t i = 0; i < sky_batch_memory_store_count(st); i++) {
+        assert_int_equal(sky_batch_memory_store_get(st, i, &rec), 0);
+        assert_null(json_object_get(seen, rec.custom_id));
+        json_object_set_new(seen, rec.custom_id, json_true());
+        ok += !rec.failed;
+    }
+    json_decref(seen);
+    return ok;
+}
+
+static void test_every_line_once(void **state)
+{
+    sky_test_mock m;
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    run_open(&r, m.base_url, NULL, 50, 0);
+    run_to_end(&r, 60000);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 50);
+    assert_int_equal(count_ok(r.store), 50);
+    assert_int_equal(stat_int(&m, "endpoints.chat"), 50);
+    assert_int_equal(r.summary.progress.ok, 50);
+    assert_int_equal(r.summary.progress.failed, 0);
+    assert_int_equal(r.summary.unfinished, 0);
+    assert_int_equal(r.summary.fatal, 0);
+    assert_true(r.summary.progress.tokens_in > 0);
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_rerun_skips_what_the_store_holds(void **state)
+{
+    sky_test_mock m;
+    char id[32];
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, NULL);
+    run_open(&r, m.base_url, NULL, 30, 0);
+    for (int i = 0; i < 30; i += 3) {
+        snprintf(id, sizeof(id), "req-%d", i);
+        assert_int_equal(sky_batch_memory_store_mark_done(r.store, id), 0);
+    }
+    run_to_end(&r, 60000);
+    assert_int_equal(r.summary.progress.skipped, 10);
+    assert_int_equal(r.summary.progress.ok, 20);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 20);
+    assert_int_equal(stat_int(&m, "endpoints.chat"), 20);
+    for (size_t i = 0; i < sky_batch_memory_store_count(r.store); i++) {
+        sky_batch_record rec;
+        assert_int_equal(sky_batch_memory_store_get(r.store, i, &rec), 0);
+        assert_int_not_equal(atoi(rec.custom_id + 4) % 3, 0); /* none of the done ones */
+    }
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+static void test_refused_key_stops_and_records_nothing(void **state)
+{
+    static const char *const margs[] = {"--key", "sk-right-1", NULL};
+    sky_test_mock m;
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    run_open(&r, m.base_url, "sk-wrong-2", 300, 0);
+    run_to_end(&r, 60000);
+    assert_int_equal(r.refused, 1);
+    assert_int_equal(r.refusal, SKY_BATCH_REFUSED_CREDENTIALS);
+    assert_int_equal(r.summary.refusal, SKY_BATCH_REFUSED_CREDENTIALS);
+    assert_true(r.summary.unfinished);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 0);
+    int64_t refused = stat_int(&m, "auth_failures");
+    assert_true(refused >= 1 && refused <= 100); /* the first wave at most, not 300 */
+    assert_int_equal(stat_int(&m, "endpoints.chat"), 0);
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/*
+ * A graceful stop while the first requests are on the wire (replies take a second): nothing
+ * is sent after it, and every request the mock received ends recorded.
+ */
+static void test_graceful_stop_records_what_was_sent(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "1000", "--jitter", "0", NULL};
+    sky_test_mock m;
+    sky_batch_stop_info info;
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    run_open(&r, m.base_url, NULL, 40, 4);
+    assert_int_equal(sky_batch_start(r.batch), 0);
+    r.started = 1;
+    assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 1, 20000) >= 1);
+    assert_int_equal(sky_batch_stop(r.batch, SKY_BATCH_STOP_GRACEFUL, &info), 0);
+    assert_true(info.on_wire >= 1 && info.on_wire <= 4);
+    run_to_end(&r, 60000);
+    int64_t sent = stat_int(&m, "endpoints.chat");
+    assert_true(sent >= 1 && sent <= 4);
+    assert_int_equal((int64_t)sky_batch_memory_store_count(r.store), sent);
+    assert_int_equal((int64_t)count_ok(r.store), sent);
+    assert_true(r.summary.stopped);
+    assert_true(r.summary.unfinished);
+    assert_int_equal(r.summary.fatal, 0);
+    assert_int_equal(sky_batch_stop(r.batch, SKY_BATCH_STOP_GRACEFUL, NULL), SKY_ESTATE);
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
+/* A loopback port that nothing listens on: bound, read, closed. */
+static int closed_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_unreachable_endpoint_records_nothing(void **state)
+{
+    char base[64];
+    run r;
+    (void)state;
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", closed_port());
+    run_open(&r, base, NULL, 40, 0);
+    run_to_end(&r, 60000);
+    assert_int_equal(r.unreachable, 1);
+    assert_true(r.summary.unreachable);
+    assert_true(r.summary.unfinished);
+    assert_int_equal(r.summary.progress.ok + r.summary.progress.failed, 0);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 0);
+    run_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_line_once),
+        cmocka_unit_test(test_rerun_skips_what_the_store_holds),
+        cmocka_unit_test(test_refused_key_stops_and_records_nothing),
+        cmocka_unit_test(test_graceful_stop_records_what_was_sent),
+        cmocka_unit_test(test_unreachable_endpoint_records_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
