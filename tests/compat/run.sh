@@ -1,0 +1,70 @@
+#!/bin/sh
+# The official SDKs against `skyio mock`: starts one mock over TLS on a free loopback
+# port (MSAL and the Azure SDKs send tokens over https only), then runs each program of
+# this folder with the SDKs that scripts/install-deps put in .deps/compat-node.
+# Usage: run.sh SKYIO_BINARY SOURCE_DIR. Exit 0 when every program passed, 77 (skipped)
+# when the SDKs are not installed.
+set -eu
+skyio=$1
+src=$2
+modules="$src/.deps/compat-node/node_modules"
+if [ ! -f "$modules/openai/package.json" ] || ! command -v node >/dev/null 2>&1; then
+  echo "compat: the SDKs are not installed (scripts/install-deps); skipped" >&2
+  exit 77
+fi
+dir=$(mktemp -d "${TMPDIR:-/tmp}/skyio-compat.XXXXXX")
+# ESM resolves imports from the importing file's folder up: the programs run from a
+# folder of their own beside the installed modules
+rundir="$src/.deps/compat-node/run.$$"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  rm -rf "$dir" "$rundir"
+}
+trap cleanup EXIT INT TERM
+
+# A throwaway CA and a certificate for 127.0.0.1, which node trusts through NODE_EXTRA_CA_CERTS.
+(
+  cd "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+    -subj /CN=skyio-compat-ca >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+    -subj /CN=127.0.0.1 >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+    -days 2 -extfile ext.cnf >/dev/null 2>&1
+)
+
+"$skyio" mock --port 0 --port-file "$dir/port" --tls-cert "$dir/server.pem" \
+  --tls-key "$dir/server.key" --key sk-compat --arm-polls 1 --arm-page-size 2 \
+  --identity-client-secret compat-secret >"$dir/mock.log" 2>&1 &
+pid=$!
+i=0
+while [ ! -s "$dir/port" ]; do
+  i=$((i + 1))
+  if [ $i -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "compat: skyio mock did not start" >&2
+    cat "$dir/mock.log" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+port=$(cat "$dir/port")
+
+export MOCK_URL="https://127.0.0.1:$port"
+export NODE_EXTRA_CA_CERTS="$dir/ca.pem"
+mkdir -p "$rundir"
+cp "$src"/tests/compat/*.mjs "$rundir/"
+failed=0
+for prog in "$src"/tests/compat/[a-z]*.mjs; do
+  case "$prog" in */check.mjs) continue ;; esac
+  name=$(basename "$prog")
+  start=$(date +%s%N)
+  if node "$rundir/$name"; then
+    echo "compat: $name passed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  else
+    echo "compat: $name FAILED" >&2
+    failed=1
+  fi
+done
+exit $failed
