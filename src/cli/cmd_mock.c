@@ -117,47 +117,74 @@ static const mock_opt opts[] = {
      "identity: wait before each token reply (default 0)"},
 };
 
-static const char usage_head[] =
+/* In parts: C99 promises string literals of 4095 bytes only. */
+static const char *const usage_head[] = {
     "usage: skyio mock [options]\n"
     "\n"
     "A local OpenAI- and Azure-OpenAI-compatible server for tests, benchmarks and offline\n"
     "demos. It prints \"listening URL\" on stdout once ready, and stops on SIGINT/SIGTERM\n"
     "after the requests in flight are answered.\n"
     "\n"
-    "endpoints:\n"
-    "  POST /v1/chat/completions            chat; \"stream\": true streams SSE chunks\n"
-    "  POST /v1/embeddings                  embeddings of \"input\" (string or array)\n"
+    "endpoints (a trailing slash on any path answers as without):\n"
+    "  POST /v1/chat/completions            chat; \"stream\": true streams SSE chunks; \"n\"\n"
+    "                                       choices; response_format json_object or\n"
+    "                                       json_schema answers JSON (of the schema's types,\n"
+    "                                       properties, enums, bounds); tool_choice \"required\"\n"
+    "                                       or a named function answers a tool call whose\n"
+    "                                       arguments fit its parameters\n"
+    "  POST /v1/embeddings                  embeddings of \"input\" (string or array);\n"
+    "                                       encoding_format \"base64\" (the SDKs' default) or\n"
+    "                                       \"float\"\n"
     "  POST /v1/responses                   the Responses API; \"stream\": true sends its typed\n"
-    "                                       events; Azure's /openai/v1/responses too\n"
+    "                                       events; Azure's /openai/v1/responses and\n"
+    "                                       /openai/responses?api-version=... too\n"
     "  POST /v1/completions                 legacy completions of \"prompt\", streamed too\n"
     "  POST /v1/moderations                 one result per input, nothing flagged\n"
     "                                       (with chat and embeddings: every url a batch\n"
     "                                       file may name; a token limit in the request\n"
-    "                                       sets the reply's length)\n"
-    "  GET  /v1/models                      the models of --model (or a few known names)\n"
+    "                                       cuts the reply, see --reply-median-tokens)\n"
+    "  GET  /v1/models                      the models of --model (or a few known names);\n"
+    "                                       Azure's /openai/models too\n"
     "  GET  /v1/models/{id}                 one model; 404 model_not_found for a name\n"
-    "                                       --model does not list\n"
+    "                                       --model does not list\n",
     "  POST /openai/deployments/{deployment}/chat/completions?api-version=...   (Azure)\n"
     "  POST /openai/deployments/{deployment}/embeddings?api-version=...         (Azure)\n"
     "  POST /openai/deployments/{deployment}/completions?api-version=...        (Azure)\n"
     "                                       (like OpenAI, these POSTs want Content-Type:\n"
     "                                       application/json; any other is a 400\n"
-    "                                       unsupported_content_type)\n"
+    "                                       unsupported_content_type). Azure replies carry\n"
+    "                                       content_filter_results; its streams open with a\n"
+    "                                       chunk of no choices and prompt_filter_results\n"
     "  GET  /mock/stats                     what the mock received and answered, as JSON\n"
-    "  POST /mock/reset                     zero the statistics and the rate-limit window\n"
-    "  /subscriptions/...?api-version=...   Azure Resource Manager: resource groups, any\n"
-    "                                       resource, Microsoft.Compute/virtualMachines; PUT and\n"
-    "                                       DELETE are long-running operations; paged lists;\n"
-    "                                       any Bearer token. Tags on a resource steer it:\n"
+    "  POST /mock/reset                     zero the statistics and the rate-limit window\n",
+    "  /subscriptions/...?api-version=...   Azure Resource Manager: resource groups (HEAD\n"
+    "                                       for checkExistence), any resource,\n"
+    "                                       Microsoft.Compute/virtualMachines, a subscription's\n"
+    "                                       resources; PUT and DELETE are long-running\n"
+    "                                       operations; paged lists; any Bearer token. Links\n"
+    "                                       use the scheme served and the Host the client\n"
+    "                                       sent. Tags on a resource steer it:\n"
     "                                       skyio-mock-fail=CODE, skyio-mock-cancel=1,\n"
     "                                       skyio-mock-polls=N, skyio-mock-style=STYLE.\n"
     "                                       ARM state is shared by all threads (one lock).\n"
     "  POST /{tenant}/oauth2/v2.0/token     Entra ID client credentials (client_secret or a\n"
     "                                       jwt-bearer client_assertion); tokens mock-token-N\n"
+    "  GET  /{tenant}/v2.0/.well-known/openid-configuration, /common/discovery/instance\n"
+    "                                       what MSAL reads first (endpoints on the mock)\n"
     "  GET  /metadata/identity/oauth2/token IMDS managed identity (needs Metadata: true)\n"
     "  GET  /msi/token                      App Service managed identity (IDENTITY_ENDPOINT;\n"
     "                                       needs X-IDENTITY-HEADER); counts in /mock/stats\n"
     "                                       under \"identity\"\n"
+    "\n",
+    "rate limits: --rpm and --tpm are enforced over short windows (--window-ms), as Azure\n"
+    "does; the x-ratelimit-* headers tell of the last minute, as the providers' do.\n"
+    "\n"
+    "known gaps: replies are generated words, not answers; tool_choice \"auto\" answers in\n"
+    "prose; JSON Schema \"pattern\" is not followed; streams with n > 1, JSON or a tool call\n"
+    "arrive whole at once, not token by token; ARM serves generic resources, not each\n"
+    "provider's rules; MSAL's instance discovery asks login.microsoftonline.com whatever the\n"
+    "authority host (set disableInstanceDiscovery); no Files, Batches, Assistants, images or\n"
+    "audio APIs; no Blob Storage (use Azurite).\n"
     "\n"
     "options (a flag wins over the same key in --config):\n"
     "  --config FILE          JSON object whose keys are the long options without '--' and\n"
@@ -168,11 +195,12 @@ static const char usage_head[] =
     "                         repeat for several. Without any key, auth is off.\n"
     "  --model NAME           serve only this model (or Azure deployment); repeat for several.\n"
     "                         Others get 404 model_not_found. Without any, every name is served.\n"
-    "  --port-file FILE       write the port listened on to FILE once ready\n";
+    "  --port-file FILE       write the port listened on to FILE once ready\n"};
 
 static void print_usage(FILE *f)
 {
-    fputs(usage_head, f);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(usage_head); i++)
+        fputs(usage_head[i], f);
     for (size_t i = 0; i < SKY_ARRAY_LEN(opts); i++) {
         char left[64];
         snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",

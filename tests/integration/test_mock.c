@@ -1734,8 +1734,11 @@ static void test_help_lists_knobs(void **state)
                                         "--tls-key",
                                         "--threads",
                                         "/mock/stats",
-                                        "--port-file"};
-    char cmd[512], text[16384];
+                                        "--port-file",
+                                        "--reply-median-tokens",
+                                        "openid-configuration",
+                                        "known gaps:"};
+    char cmd[512], text[32768];
     (void)state;
     snprintf(cmd, sizeof(cmd), "%s mock --help", SKY_TEST_BIN);
     FILE *p = popen(cmd, "r");
