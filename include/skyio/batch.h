@@ -402,6 +402,13 @@ SKY_EXTERN int sky_batch_progress_text(const sky_batch_progress *p, int running,
                                        sky_buf *out) SKY_NODISCARD;
 
 /**
+ * Where a batch of @p input writes its results unless told: @p input with ".jsonl" replaced
+ * by ".out.jsonl" (or ".out.jsonl" added), so that a rerun finds them. A new string (free
+ * it), NULL on out of memory.
+ */
+SKY_EXTERN char *sky_batch_default_output(const char *input);
+
+/**
  * The summary as the JSON `skyio batch --json` prints (new reference; NULL on out of
  * memory): ok, failed, skipped, bad_lines, seconds, requests_per_second, tokens {in, out},
  * latency_ms {p50, p90, p99}, retries, responses_429, rate_limit_wait_ms, interrupted, and

@@ -330,6 +330,8 @@ void sky__batch_pump(sky_batch *b)
     if (b->pumping || !b->started || b->closing)
         return;
     b->pumping = 1;
+    if (has_room(b))
+        set_paused(b, 0);
     while (!b->eof && !b->stopping && !b->fatal && has_room(b) && read_one(b))
         ;
     set_paused(b, !b->eof && !b->stopping && !b->fatal && !has_room(b));
@@ -364,9 +366,10 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void release(sky_batch *b)
 {
+    sky_pipeline *p = b->pipe;
     sky__batch_drop_held(b);
-    sky_pipeline_free(b->pipe);
     b->pipe = NULL;
+    sky_pipeline_free(p);
     sky_headers_free(b->json_headers);
     sky_idset_free(b->seen);
     close_parts(b->src_open ? b->src : NULL, b->store_open ? b->store : NULL);
@@ -444,10 +447,12 @@ void sky__batch_maybe_finish(sky_batch *b)
 
 void sky__batch_stop_now(sky_batch *b)
 {
+    sky_pipeline *p = b->pipe;
     b->stopping = 1;
-    /* every call ends now, canceled: none is recorded, the next run does them */
-    sky_pipeline_free(b->pipe); /* deferred when called from one of its callbacks */
+    /* every call ends now, canceled: none is recorded, the next run does them. Their
+     * callbacks, which may run inside the free, find no pipeline to ask. */
     b->pipe = NULL;
+    sky_pipeline_free(p); /* deferred when called from one of its callbacks */
     sky__batch_maybe_finish(b);
 }
 

@@ -3,6 +3,7 @@
  * when there is one. A custom_id is done when either holds it.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "skyio/batch.h"
 
@@ -142,4 +143,17 @@ int sky_batch_journal_store_scan(const sky_batch_store *st, int errors, sky_jour
         return SKY_EINVAL;
     sky_journal_get_stats(j, out);
     return 0;
+}
+
+char *sky_batch_default_output(const char *input)
+{
+    size_t n = strlen(input);
+    const char *ext = n > 6 && strcmp(input + n - 6, ".jsonl") == 0 ? input + n - 6 : input + n;
+    sky_buf b;
+    sky_buf_init(&b, 8192);
+    if (sky_buf_printf(&b, "%.*s.out.jsonl", (int)(ext - input), input) < 0) {
+        sky_buf_free(&b);
+        return NULL;
+    }
+    return sky_buf_detach(&b, NULL);
 }
