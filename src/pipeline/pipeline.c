@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "skyio/ai.h"
 #include "skyio/buf.h"
 #include "skyio/json.h"
@@ -168,6 +170,9 @@ static void call_free(sky_call *c)
     sky_buf_free(&c->held);
     json_decref(c->reply_json);
     free(c->method);
+    /* a URL may carry a SAS signature: it does not outlive the call in freed memory */
+    if (c->url)
+        OPENSSL_cleanse(c->url, strlen(c->url));
     free(c->url);
     free(c->body);
     free(c);
