@@ -16,6 +16,9 @@
 #include "skyio/http.h"
 #include "skyio/log.h"
 
+/* idle connections a client keeps open for reuse, when max_total_connections sets none */
+#define IDLE_KEEP 1024
+
 #define SKY_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
 #define SKY_USER_AGENT "skyio/0.1.0"
 
@@ -793,6 +796,12 @@ static int shard_setup(sky_http_client *c, shard *s)
     curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     /* the limits are the client's: each shard takes its share */
     long n = c->n_shards;
+    /* curl keeps 4 idle connections per transfer running at the moment: when the count dips
+     * between waves (a batch adding work as results are written) it closes connections the
+     * next wave opens again. Keep them: an idle connection costs a socket, a reconnect a
+     * handshake on both sides. */
+    long keep = c->opts.max_total_connections > 0 ? c->opts.max_total_connections : IDLE_KEEP;
+    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (keep + n - 1) / n);
     if (c->opts.max_host_connections > 0)
         curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                           (c->opts.max_host_connections + n - 1) / n);
