@@ -53,7 +53,7 @@ int sky_test_make_certs(const char *dir)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static int read_port(const char *path)
+int sky_test_read_port(const char *path)
 {
     FILE *f = fopen(path, "r");
     int port = 0;
@@ -123,7 +123,7 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
             fail_msg("skyio mock exited at start (status %d); see %s/stderr.log", status, m->dir);
         }
         nanosleep(&ts, NULL);
-        m->port = read_port(port_file);
+        m->port = sky_test_read_port(port_file);
     }
     if (m->port == 0) {
         sky_test_mock_stop(m);

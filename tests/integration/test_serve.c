@@ -98,18 +98,6 @@ static int closed_port(void)
     return port;
 }
 
-static int read_port(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int port = 0;
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%d", &port) != 1)
-        port = 0;
-    fclose(f);
-    return port;
-}
-
 static void redirect(const char *name, int fd)
 {
     char path[512];
@@ -144,7 +132,7 @@ static void start_serve(void)
     env.serve_pid = pid;
     for (int i = 0; i < 1000 && env.port == 0; i++) {
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        env.port = read_port(port_file);
+        env.port = sky_test_read_port(port_file);
     }
     if (env.port == 0)
         fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
