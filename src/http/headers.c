@@ -24,9 +24,9 @@ typedef struct hdr_entry {
  * reply's headers cost one allocation, not one per header. Past that, blocks are chained,
  * never moved: a name or value handed out stays where it is until the map is cleared.
  */
-#define INLINE_ENTRIES 16
-#define INLINE_BYTES 1024
-#define BLOCK_BYTES 2048
+#define INLINE_ENTRIES 12
+#define INLINE_BYTES 512
+#define BLOCK_BYTES 1024
 
 typedef struct pool_block {
     struct pool_block *next;
