@@ -205,4 +205,66 @@ SKY_EXTERN int sky_arm_lro_resume(sky_arm_client *c, const char *token,
 /** Stop waiting (the operation itself goes on in Azure): on_done runs soon with SKY_ECANCELED. */
 SKY_EXTERN void sky_arm_lro_cancel(sky_arm_lro *op);
 
+/* ---- many operations at once ---- */
+
+/** One batch of operations run under a concurrency limit. Long-lived: free it. */
+typedef struct sky_arm_bulk sky_arm_bulk;
+
+/**
+ * One operation ended, exactly once each: @p index is its place in the order of
+ * sky_arm_bulk_add (from 0), @p path its resource id. @p res is NULL when it could
+ * not start (then this may run from inside sky_arm_bulk_run); @p err is NULL for
+ * success. Everything is borrowed until the callback returns.
+ */
+typedef void (*sky_arm_bulk_op_cb)(sky_arm_bulk *b, size_t index, const char *path,
+                                   const sky_arm_lro_result *res, const sky_error *err,
+                                   void *user_data);
+
+/** The tally: total = succeeded + failed + unfinished (never started or stopped). */
+typedef struct sky_arm_bulk_counts {
+    size_t total, succeeded, failed, unfinished;
+} sky_arm_bulk_counts;
+
+/** Every operation started has ended. Exactly once after a successful sky_arm_bulk_run. */
+typedef void (*sky_arm_bulk_done_cb)(sky_arm_bulk *b, const sky_arm_bulk_counts *counts,
+                                     void *user_data);
+
+typedef struct sky_arm_bulk_options {
+    size_t concurrency;  /**< operations at once; default 8 */
+    uint64_t timeout_ms; /**< each operation's whole wait; 0: none */
+    sky_arm_bulk_op_cb on_op;
+    sky_arm_bulk_done_cb on_done;
+    void *user_data;
+} sky_arm_bulk_options;
+
+/** Every default. */
+SKY_EXTERN void sky_arm_bulk_options_init(sky_arm_bulk_options *o);
+/**
+ * A batch on @p c (borrowed: it must outlive the batch). @p o is copied.
+ * Returns 0, SKY_EINVAL (concurrency 0), SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_arm_bulk_new(sky_arm_client *c, const sky_arm_bulk_options *o,
+                                sky_arm_bulk **out) SKY_NODISCARD;
+/**
+ * Add one long-running operation (@p method NULL: "PUT"); every argument is copied.
+ * Returns 0, SKY_EINVAL (no path), SKY_ESTATE (already running), SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_arm_bulk_add(sky_arm_bulk *b, const char *method, const char *path,
+                                const char *api_version, sky_span body) SKY_NODISCARD;
+/**
+ * Start the first operations; each end starts the next. Returns 0 (on_done will
+ * run; from inside this call when none could start), SKY_EINVAL (nothing added),
+ * SKY_ESTATE (run twice).
+ */
+SKY_EXTERN int sky_arm_bulk_run(sky_arm_bulk *b) SKY_NODISCARD;
+/** Start no more operations; those in flight go on to their end. */
+SKY_EXTERN void sky_arm_bulk_stop(sky_arm_bulk *b);
+/** The tally so far. */
+SKY_EXTERN void sky_arm_bulk_get_counts(const sky_arm_bulk *b, sky_arm_bulk_counts *out);
+/**
+ * Stop, cancel what is in flight (on_op runs for each with SKY_ECANCELED, then
+ * on_done) and free the batch once they have ended. Allowed from a callback.
+ */
+SKY_EXTERN void sky_arm_bulk_free(sky_arm_bulk *b);
+
 #endif

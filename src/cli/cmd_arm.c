@@ -1,9 +1,9 @@
 /*
  * `skyio arm`: requests on any ARM resource id, paged lists as JSON lines,
  * long-running operations (wait here, or print a resume token and wait
- * later with `skyio arm wait`), and many PUTs at once from a JSONL file.
- * The flag parser and the runners here are shared with `skyio group` and
- * `skyio vm`.
+ * later with `skyio arm wait`), and many PUTs at once from a JSONL file
+ * (arm_bulk.c). The flags (arm_flags.c) and the runners here are shared with
+ * `skyio group` and `skyio vm`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,165 +15,6 @@
 #include "skyio/credential.h"
 #include "cli.h"
 #include "cmd_arm.h"
-
-/* ---- flags ---- */
-
-enum { F_STR, F_FLAG, F_SECONDS, F_COUNT, F_TAG };
-
-typedef struct arm_flag {
-    const char *name;
-    const char *alias;
-    int kind;
-    size_t offset;
-    int mask;
-    const char *arg;
-    const char *help;
-} arm_flag;
-
-#define FO(field) offsetof(sky_cli_arm_flags, field)
-
-static const arm_flag flags[] = {
-    {"--subscription", "-s", F_STR, FO(subscription), ARMF_GROUP | ARMF_VM, "ID",
-     "subscription id (default $AZURE_SUBSCRIPTION_ID)"},
-    {"--resource-group", "-g", F_STR, FO(group), ARMF_VM, "NAME", "the VM's resource group"},
-    {"--location", "-l", F_STR, FO(location), ARMF_GROUP | ARMF_VM, "REGION",
-     "Azure region, e.g. westeurope (required by create)"},
-    {"--tag", NULL, F_TAG, FO(tags), ARMF_GROUP | ARMF_VM, "K=V", "a tag; repeat for several"},
-    {"--size", NULL, F_STR, FO(size), ARMF_VM, "SIZE", "VM size (default Standard_B1s)"},
-    {"--image", NULL, F_STR, FO(image), ARMF_VM, "P:O:S:V",
-     "publisher:offer:sku:version (default\n"
-     "                             Canonical:ubuntu-24_04-lts:server:latest)"},
-    {"--admin-user", NULL, F_STR, FO(admin_user), ARMF_VM, "NAME",
-     "admin user (default azureuser)"},
-    {"--ssh-key-file", NULL, F_STR, FO(ssh_key_file), ARMF_VM, "FILE",
-     "public SSH key for the admin user (required by create)"},
-    {"--nic", NULL, F_STR, FO(nic), ARMF_VM, "ID",
-     "resource id of an existing network interface (required by create)"},
-    {"--api-version", NULL, F_STR, FO(api_version), ARMF_ALL, "V",
-     "api-version (required for arm; group, vm: defaults)"},
-    {"--body", NULL, F_STR, FO(body_file), ARMF_ARM, "FILE", "JSON request body"},
-    {"--input", NULL, F_STR, FO(input), ARMF_ARM, "FILE.jsonl",
-     "arm put: one {\"id\", \"body\"} per line"},
-    {"--concurrency", NULL, F_COUNT, FO(concurrency), ARMF_ARM, "N",
-     "arm put --input: operations at once (default 8)"},
-    {"--wait", NULL, F_FLAG, FO(wait), ARMF_ARM, NULL,
-     "wait for the operation to end (default: print its token)"},
-    {"--no-wait", NULL, F_FLAG, FO(no_wait), ARMF_GROUP | ARMF_VM, NULL,
-     "print the resume token once started instead of waiting"},
-    {"--timeout", NULL, F_SECONDS, FO(timeout_s), ARMF_ALL, "S",
-     "give up waiting after S seconds (default: no limit)"},
-    {"--poll-interval", NULL, F_SECONDS, FO(poll_interval_s), ARMF_ALL, "S",
-     "between polls without Retry-After (default 30)"},
-    {"--endpoint", NULL, F_STR, FO(endpoint), ARMF_ALL, "URL",
-     "ARM endpoint (default $SKYIO_ARM_ENDPOINT, else\n"
-     "                             https://management.azure.com)"},
-    {"--json", NULL, F_FLAG, FO(json), ARMF_ARM, NULL, "arm put --input: summary as JSON"},
-};
-
-void sky_cli_arm_print_flags(FILE *out, int cmd_mask)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(flags); i++) {
-        char left[64];
-        if (!(flags[i].mask & cmd_mask))
-            continue;
-        snprintf(left, sizeof(left), "%s%s%s%s%s", flags[i].alias ? flags[i].alias : "",
-                 flags[i].alias ? ", " : "", flags[i].name, flags[i].arg ? " " : "",
-                 flags[i].arg ? flags[i].arg : "");
-        fprintf(out, "  %-26s %s\n", left, flags[i].help);
-    }
-    fputs("\nAuth: $SKYIO_ARM_TOKEN when set (a bearer token, e.g. for tests), otherwise the\n"
-          "default credential chain (environment, workload identity, managed identity, Azure\n"
-          "CLI) for scope <endpoint>/.default (" SKY_ARM_SCOPE " on public Azure).\n"
-          "An endpoint that has never answered and cannot be reached (connection refused,\n"
-          "unknown host, TLS failure) is not retried: the command stops at once, exit 3.\n",
-          out);
-}
-
-static const arm_flag *find_flag(const char *a, int mask)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(flags); i++)
-        if ((flags[i].mask & mask) &&
-            (strcmp(a, flags[i].name) == 0 || (flags[i].alias && strcmp(a, flags[i].alias) == 0)))
-            return &flags[i];
-    return NULL;
-}
-
-static int set_flag(const char *cmd, const arm_flag *fl, const char *v, sky_cli_arm_flags *f)
-{
-    char *base = (char *)f;
-    switch (fl->kind) {
-    case F_FLAG:
-        *(int *)(base + fl->offset) = 1;
-        return 0;
-    case F_STR:
-        *(const char **)(base + fl->offset) = v;
-        return 0;
-    case F_TAG:
-        if (f->n_tags == SKY_CLI_ARM_MAX_TAGS || strchr(v, '=') == NULL) {
-            fprintf(stderr, "skyio %s: --tag: '%s' is not KEY=VALUE (at most %d tags)\n", cmd, v,
-                    SKY_CLI_ARM_MAX_TAGS);
-            return -1;
-        }
-        f->tags[f->n_tags++] = v;
-        return 0;
-    case F_COUNT:
-        return sky_cli_number_opt(cmd, fl->name, v, 1, (long long *)(base + fl->offset));
-    default:
-        if (sky_cli_parse_double(v, (double *)(base + fl->offset)) < 0 ||
-            *(double *)(base + fl->offset) < 0) {
-            fprintf(stderr, "skyio %s: %s: '%s' is not a number of seconds >= 0\n", cmd, fl->name,
-                    v);
-            return -1;
-        }
-        return 0;
-    }
-}
-
-int sky_cli_arm_parse(const char *cmd, int cmd_mask, int argc, char **argv, sky_cli_arm_flags *f)
-{
-    memset(f, 0, sizeof(*f));
-    f->concurrency = 8;
-    f->poll_interval_s = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            f->help = 1;
-            return 0;
-        }
-        if (a[0] != '-' || strcmp(a, "-") == 0) {
-            if (f->n_pos == SKY_CLI_ARM_MAX_POS) {
-                fprintf(stderr, "skyio %s: too many arguments ('%s')\n", cmd, a);
-                return -1;
-            }
-            f->pos[f->n_pos++] = a;
-            continue;
-        }
-        const arm_flag *fl = find_flag(a, cmd_mask);
-        if (fl == NULL) {
-            fprintf(stderr, "skyio %s: unknown option '%s' (see skyio %s --help)\n", cmd, a, cmd);
-            return -1;
-        }
-        if (fl->kind != F_FLAG && i + 1 >= argc) {
-            fprintf(stderr, "skyio %s: %s needs a value\n", cmd, a);
-            return -1;
-        }
-        if (set_flag(cmd, fl, fl->kind == F_FLAG ? NULL : argv[++i], f) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-const char *sky_cli_arm_subscription(const char *cmd, const sky_cli_arm_flags *f)
-{
-    const char *s = f->subscription ? f->subscription : getenv("AZURE_SUBSCRIPTION_ID");
-    if (s == NULL || *s == '\0' || strchr(s, '/') || strchr(s, '?')) {
-        fprintf(stderr,
-                "skyio %s: no subscription: give --subscription ID or set AZURE_SUBSCRIPTION_ID\n",
-                cmd);
-        return NULL;
-    }
-    return s;
-}
 
 /* ---- the client ---- */
 
@@ -215,6 +56,7 @@ int sky_cli_arm_open(sky_cli_arm_ctx *c, const char *cmd, const sky_cli_arm_flag
         rc = make_credential(c, &err);
     if (rc == 0) {
         o.pipeline.credential = c->cred; /* scope: the endpoint's own */
+        o.pipeline.fail_unreached = 1;   /* a wrong address is said at once, not retried */
         rc = sky_arm_client_new(sky_loop_uv(c->loop), c->http, &o, &c->arm, &err);
     }
     if (rc < 0) {
@@ -264,29 +106,25 @@ static void print_error(const sky_cli_arm_ctx *c, const char *what, const sky_er
 
 /* ---- an endpoint that never answers ---- */
 
-static int unreachable_code(int code)
-{
-    return code == SKY_ECONNECT || code == SKY_ERESOLVE || code == SKY_ETLS;
-}
-
 /*
- * Whether a call that failed with @p err met an endpoint that was never reached: nothing
- * ever answered, and an attempt failed to connect, resolve or shake hands (a wrong URL,
- * host or certificate rather than an outage). The failure goes to @p out.
+ * The client's pipeline has fail_unreached set: an attempt that cannot connect, resolve or
+ * shake hands with an endpoint that never answered ends the call at once. Whether @p err
+ * is such an end; the failure goes to @p out.
  */
-static int never_reached(const sky_cli_arm_ctx *c, const sky_error *err, sky_error *out)
+int sky_cli_arm_never_reached(const sky_cli_arm_ctx *c, const sky_error *err, sky_error *out)
 {
     sky_pipeline_health h;
     if (err == NULL)
         return 0;
     sky_pipeline_get_health(sky_arm_client_pipeline(c->arm), &h);
-    if (h.answered > 0 || !unreachable_code(h.last_fault.code))
+    if (h.answered > 0 || !(h.last_fault.code == SKY_ECONNECT ||
+                            h.last_fault.code == SKY_ERESOLVE || h.last_fault.code == SKY_ETLS))
         return 0;
     *out = h.last_fault;
     return 1;
 }
 
-static void say_unreachable(const sky_cli_arm_ctx *c, const sky_error *fault)
+void sky_cli_arm_say_unreachable(const sky_cli_arm_ctx *c, const sky_error *fault)
 {
     char line[512];
     fprintf(stderr,
@@ -294,56 +132,6 @@ static void say_unreachable(const sky_cli_arm_ctx *c, const sky_error *fault)
             "skyio %s: stopped; nothing was done. Check --endpoint (or $SKYIO_ARM_ENDPOINT), "
             "the network or the TLS certificates, and run again.\n",
             c->cmd, sky_error_format(fault, line, sizeof(line)), c->cmd);
-}
-
-/*
- * The pipeline retries a failed connection for a minute and more: right for an outage,
- * wrong for an endpoint that was never there. It has no hook per attempt, so while nothing
- * has answered, look at its health every WATCH_MS; once an attempt has failed that way,
- * cancel what waits to retry (a call on the wire waits too once its attempt fails, and is
- * canceled at the next look). The caller then reports never_reached's failure.
- */
-#define WATCH_MS 20
-
-typedef struct reach_watch {
-    const sky_cli_arm_ctx *c;
-    uv_timer_t *timer;
-} reach_watch;
-
-static void on_watch(uv_timer_t *t)
-{
-    reach_watch *w = t->data;
-    sky_pipeline *p = sky_arm_client_pipeline(w->c->arm);
-    sky_pipeline_health h;
-    sky_pipeline_get_health(p, &h);
-    if (h.answered > 0)
-        uv_timer_stop(t); /* it answers: from now on a failure is an outage, retried */
-    else if (unreachable_code(h.last_fault.code))
-        (void)sky_pipeline_cancel_waiting(p);
-}
-
-static void watch_start(reach_watch *w, const sky_cli_arm_ctx *c)
-{
-    w->c = c;
-    w->timer = malloc(sizeof(*w->timer));
-    if (w->timer == NULL)
-        return; /* no watch: the pipeline's own retries end it, later */
-    uv_timer_init(sky_loop_uv(c->loop), w->timer);
-    w->timer->data = w;
-    uv_timer_start(w->timer, on_watch, WATCH_MS, WATCH_MS);
-    uv_unref((uv_handle_t *)w->timer); /* never the reason the loop goes on */
-}
-
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void watch_end(reach_watch *w)
-{
-    if (w->timer)
-        uv_close((uv_handle_t *)w->timer, free_handle);
-    w->timer = NULL;
 }
 
 /* Print a reply body as one line of JSON (when it is JSON), else as it came. */
@@ -371,7 +159,6 @@ typedef struct op_run {
     const sky_cli_arm_op *op;
     int done;
     int exit_code;
-    reach_watch watch;
 } op_run;
 
 static void on_op_progress(sky_arm_lro *lro, const sky_arm_lro_progress *p, void *ud)
@@ -399,8 +186,8 @@ static void on_op_done(sky_arm_lro *lro, const sky_arm_lro_result *res, const sk
     run->done = 1;
     run->c->current = NULL;
     sky_loop_stop(run->c->loop);
-    if (never_reached(run->c, err, &fault)) {
-        say_unreachable(run->c, &fault);
+    if (sky_cli_arm_never_reached(run->c, err, &fault)) {
+        sky_cli_arm_say_unreachable(run->c, &fault);
         run->exit_code = SKY_EXIT_START;
         return;
     }
@@ -432,7 +219,7 @@ int sky_cli_arm_run_op(sky_cli_arm_ctx *c, const sky_cli_arm_op *op, const char 
 {
     sky_arm_lro_options o;
     sky_error err;
-    op_run run = {c, op, 0, SKY_EXIT_FAILED, {NULL, NULL}};
+    op_run run = {c, op, 0, SKY_EXIT_FAILED};
     sky_error_clear(&err);
     sky_arm_lro_options_init(&o);
     o.method = op->method;
@@ -450,10 +237,8 @@ int sky_cli_arm_run_op(sky_cli_arm_ctx *c, const sky_cli_arm_op *op, const char 
         print_error(c, op->what, &err);
         return rc == SKY_EINVAL ? SKY_EXIT_USAGE : SKY_EXIT_START;
     }
-    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
-    watch_end(&run.watch);
     return run.exit_code;
 }
 
@@ -464,15 +249,14 @@ typedef struct get_run {
     const char *what;
     int done, exit_code;
     size_t printed;
-    reach_watch watch;
 } get_run;
 
 /* A GET or a list ended with @p err: say why, and the exit code. */
 static int get_failed(const get_run *run, const sky_error *err)
 {
     sky_error fault;
-    if (never_reached(run->c, err, &fault)) {
-        say_unreachable(run->c, &fault);
+    if (sky_cli_arm_never_reached(run->c, err, &fault)) {
+        sky_cli_arm_say_unreachable(run->c, &fault);
         return SKY_EXIT_START;
     }
     print_error(run->c, run->what, err);
@@ -498,7 +282,7 @@ int sky_cli_arm_run_get(sky_cli_arm_ctx *c, const char *path, const char *api_ve
 {
     sky_arm_request_options o;
     sky_error err;
-    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0, {NULL, NULL}};
+    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0};
     sky_error_clear(&err);
     sky_arm_request_options_init(&o);
     o.path = path;
@@ -509,10 +293,8 @@ int sky_cli_arm_run_get(sky_cli_arm_ctx *c, const char *path, const char *api_ve
         print_error(c, path, &err);
         return SKY_EXIT_START;
     }
-    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
-    watch_end(&run.watch);
     return run.exit_code;
 }
 
@@ -554,7 +336,7 @@ int sky_cli_arm_run_list(sky_cli_arm_ctx *c, const char *path, const char *api_v
 {
     sky_arm_list_options o;
     sky_error err;
-    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0, {NULL, NULL}};
+    get_run run = {c, path, 0, SKY_EXIT_FAILED, 0};
     sky_error_clear(&err);
     sky_arm_list_options_init(&o);
     o.path = path;
@@ -566,252 +348,9 @@ int sky_cli_arm_run_list(sky_cli_arm_ctx *c, const char *path, const char *api_v
         print_error(c, path, &err);
         return SKY_EXIT_START;
     }
-    watch_start(&run.watch, c);
     while (!run.done)
         sky_loop_run(c->loop);
-    watch_end(&run.watch);
     return run.exit_code;
-}
-
-/* ---- many PUTs from a JSONL file ---- */
-
-typedef struct batch_run batch_run;
-
-typedef struct batch_item {
-    batch_run *run;
-    char *id;
-    char *body;
-    size_t body_len;
-    int line;
-} batch_item;
-
-struct batch_run {
-    sky_cli_arm_ctx *c;
-    const sky_cli_arm_flags *f;
-    batch_item *items;
-    size_t n, next, active, ok, failed;
-    json_t *failures;    /* [{id, code, message}] */
-    json_t *codes;       /* code -> count */
-    sky_error unreached; /* the endpoint was never reached: stop, record nothing */
-    reach_watch watch;
-};
-
-static void batch_start_more(batch_run *b);
-
-static void on_batch_done(sky_arm_lro *lro, const sky_arm_lro_result *res, const sky_error *err,
-                          void *ud)
-{
-    batch_item *it = ud;
-    batch_run *b = it->run;
-    (void)lro;
-    b->active--;
-    if (b->unreached.code != 0 || never_reached(b->c, err, &b->unreached)) {
-        /* never sent: no result line, so a rerun of the same file does it */
-        if (b->active == 0)
-            sky_loop_stop(b->c->loop);
-        return;
-    }
-    json_t *line = json_pack("{s:s,s:s}", "id", it->id, "status",
-                             err ? (res->status[0] ? res->status : "Error") : res->status);
-    if (err) {
-        const char *code = err->service_code[0] ? err->service_code : sky_err_name(err->code);
-        b->failed++;
-        json_object_set_new(b->codes, code,
-                            json_integer(json_integer_value(json_object_get(b->codes, code)) + 1));
-        json_array_append_new(b->failures, json_pack("{s:s,s:s,s:s}", "id", it->id, "code", code,
-                                                     "message", err->message));
-        if (line)
-            json_object_set_new(line, "error",
-                                json_pack("{s:s,s:s}", "code", code, "message", err->message));
-    } else {
-        b->ok++;
-    }
-    char *s = line ? sky_json_dump(line, NULL) : NULL;
-    if (s)
-        printf("%s\n", s);
-    free(s);
-    json_decref(line);
-    batch_start_more(b);
-    if (b->active == 0 && b->next == b->n)
-        sky_loop_stop(b->c->loop);
-}
-
-static void batch_start_more(batch_run *b)
-{
-    while (b->unreached.code == 0 && b->active < (size_t)b->f->concurrency && b->next < b->n) {
-        batch_item *it = &b->items[b->next++];
-        sky_arm_lro_options o;
-        sky_error err;
-        sky_error_clear(&err);
-        sky_arm_lro_options_init(&o);
-        o.method = "PUT";
-        o.path = it->id;
-        o.api_version = b->f->api_version;
-        o.body = sky_span_make(it->body, it->body_len);
-        o.timeout_ms = (uint64_t)(b->f->timeout_s * 1000.0 + 0.5);
-        o.on_done = on_batch_done;
-        o.user_data = it;
-        if (sky_arm_lro_begin(b->c->arm, &o, NULL, &err) < 0) {
-            b->failed++;
-            json_array_append_new(b->failures,
-                                  json_pack("{s:s,s:s,s:s}", "id", it->id, "code",
-                                            sky_err_name(err.code), "message", err.message));
-            continue;
-        }
-        b->active++;
-    }
-}
-
-/* One input line: {"id": "/subscriptions/...", "body": {...}}. */
-static int batch_parse_line(const char *line, size_t len, int lineno, batch_item *it)
-{
-    json_t *j = NULL;
-    sky_error err;
-    sky_error_clear(&err);
-    if (sky_json_parse(sky_span_make(line, len), &j, &err) < 0) {
-        fprintf(stderr, "skyio arm: --input line %d: %s\n", lineno, err.message);
-        return -1;
-    }
-    const char *id = sky_json_str(j, "id", NULL);
-    json_t *body = json_object_get(j, "body");
-    if (id == NULL || *id != '/' || !json_is_object(body)) {
-        fprintf(stderr,
-                "skyio arm: --input line %d: needs \"id\" (a resource id) and \"body\" "
-                "(an object)\n",
-                lineno);
-        json_decref(j);
-        return -1;
-    }
-    it->id = strdup(id);
-    it->body = sky_json_dump(body, &it->body_len);
-    it->line = lineno;
-    json_decref(j);
-    return it->id && it->body ? 0 : -1;
-}
-
-static int batch_read(const char *path, batch_run *b)
-{
-    size_t len = 0, cap = 0;
-    if (sky_cli_check_input_file("arm", "--input", path) < 0)
-        return -1;
-    char *text = sky_cli_read_file(path, &len);
-    if (text == NULL) {
-        fprintf(stderr, "skyio arm: --input %s: cannot read it\n", path);
-        return -1;
-    }
-    int lineno = 0, rc = 0;
-    for (char *p = text; rc == 0 && p < text + len;) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        lineno++;
-        if (n > 0 && strspn(p, " \t\r") < n) {
-            if (b->n == cap) {
-                cap = cap ? cap * 2 : 16;
-                batch_item *bigger = realloc(b->items, cap * sizeof(*bigger));
-                if (bigger == NULL) {
-                    rc = -1;
-                    break;
-                }
-                b->items = bigger;
-            }
-            memset(&b->items[b->n], 0, sizeof(batch_item));
-            b->items[b->n].run = b;
-            rc = batch_parse_line(p, n, lineno, &b->items[b->n]);
-            b->n++;
-        }
-        p += n + 1;
-    }
-    free(text);
-    if (rc == 0 && b->n == 0) {
-        fprintf(stderr, "skyio arm: --input %s: no operations in it\n", path);
-        rc = -1;
-    }
-    return rc;
-}
-
-static void batch_summary(const batch_run *b, int as_json)
-{
-    if (as_json) {
-        json_t *j = json_pack("{s:I,s:I,s:I,s:O,s:O}", "total", (json_int_t)b->n, "succeeded",
-                              (json_int_t)b->ok, "failed", (json_int_t)b->failed, "codes", b->codes,
-                              "failures", b->failures);
-        char *s = j ? sky_json_dump(j, NULL) : NULL;
-        if (s)
-            fprintf(stderr, "%s\n", s);
-        free(s);
-        json_decref(j);
-        return;
-    }
-    size_t i;
-    json_t *f;
-    const char *code;
-    json_t *count;
-    fprintf(stderr, "skyio arm: %zu operations: %zu succeeded, %zu failed\n", b->n, b->ok,
-            b->failed);
-    json_object_foreach(b->codes, code, count)
-    {
-        fprintf(stderr, "  %-28s %lld\n", code, (long long)json_integer_value(count));
-    }
-    json_array_foreach(b->failures, i, f)
-    {
-        if (i == 20) {
-            fprintf(stderr, "  ... %zu more\n", json_array_size(b->failures) - 20);
-            break;
-        }
-        fprintf(stderr, "  failed %s: %s: %s\n", sky_json_str(f, "id", ""),
-                sky_json_str(f, "code", ""), sky_json_str(f, "message", ""));
-    }
-}
-
-static void batch_free(batch_run *b)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->items[i].id);
-        free(b->items[i].body);
-    }
-    free(b->items);
-    json_decref(b->failures);
-    json_decref(b->codes);
-}
-
-static int run_batch(const sky_cli_arm_flags *f)
-{
-    batch_run b;
-    sky_cli_arm_ctx c;
-    memset(&b, 0, sizeof(b));
-    b.f = f;
-    b.failures = json_array();
-    b.codes = json_object();
-    if (b.failures == NULL || b.codes == NULL || batch_read(f->input, &b) < 0) {
-        batch_free(&b);
-        return SKY_EXIT_USAGE;
-    }
-    int rc = sky_cli_arm_open(&c, "arm", f);
-    if (rc != 0) {
-        batch_free(&b);
-        return rc;
-    }
-    b.c = &c;
-    batch_start_more(&b);
-    watch_start(&b.watch, &c);
-    while (b.active > 0 && !c.signaled)
-        sky_loop_run(c.loop);
-    watch_end(&b.watch);
-    fflush(stdout);
-    if (b.unreached.code != 0) {
-        say_unreachable(&c, &b.unreached);
-        sky_cli_arm_close(&c);
-        batch_free(&b);
-        return SKY_EXIT_START;
-    }
-    batch_summary(&b, f->json);
-    size_t unfinished = b.n - b.ok - b.failed;
-    rc = b.failed == 0 && unfinished == 0                                    ? SKY_EXIT_OK
-         : b.ok == 0 && b.failed == b.n && json_object_get(b.codes, "EAUTH") ? SKY_EXIT_START
-                                                                             : SKY_EXIT_FAILED;
-    sky_cli_arm_close(&c);
-    batch_free(&b);
-    return rc;
 }
 
 /* ---- the command ---- */
@@ -919,7 +458,7 @@ int sky_cli_arm(int argc, char **argv)
     if (check_args(&f) < 0)
         return SKY_EXIT_USAGE;
     if (f.input)
-        return run_batch(&f);
+        return sky_cli_arm_run_bulk(&f);
     const char *verb = f.pos[0];
     char *body = NULL;
     size_t body_len = 0;

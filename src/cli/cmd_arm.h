@@ -68,4 +68,12 @@ int sky_cli_arm_run_list(sky_cli_arm_ctx *c, const char *path, const char *api_v
 /* The exit code for an error: 3 when the service could not be reached or auth failed, else 1. */
 int sky_cli_arm_exit_for(const sky_error *err);
 
+/* Whether @p err ended a call on an endpoint never reached; the failure goes to @p out. */
+int sky_cli_arm_never_reached(const sky_cli_arm_ctx *c, const sky_error *err, sky_error *out);
+/* Say the endpoint cannot be reached and nothing was done. */
+void sky_cli_arm_say_unreachable(const sky_cli_arm_ctx *c, const sky_error *fault);
+/* `skyio arm put --input FILE.jsonl`: every line's PUT, a result line each, a summary; exit code.
+ */
+int sky_cli_arm_run_bulk(const sky_cli_arm_flags *f);
+
 #endif

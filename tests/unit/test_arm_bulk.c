@@ -1,0 +1,189 @@
+/* Tests for sky_arm_bulk: arguments, callbacks exactly once, the tally, free in flight. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skyio/arm.h"
+
+#define API "2021-04-01"
+#define REFUSED "http://127.0.0.1:9" /* discard: nothing listens */
+
+typedef struct fixture {
+    uv_loop_t loop;
+    sky_http_client *http;
+    sky_arm_client *arm;
+    int ops[8];      /* on_op calls per index */
+    int not_started; /* on_op calls with no result */
+    int last_code;   /* of the last on_op error */
+    int done;        /* on_done calls */
+    sky_arm_bulk_counts counts;
+    int free_in_done; /* free the batch from on_done */
+} fixture;
+
+static void open_client(fixture *f, int fail_unreached)
+{
+    sky_arm_options o;
+    sky_error err;
+    sky_error_clear(&err);
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(sky_http_client_new(&f->loop, NULL, &f->http), 0);
+    sky_arm_options_init(&o);
+    o.endpoint = REFUSED;
+    o.pipeline.fail_unreached = fail_unreached;
+    assert_int_equal(sky_arm_client_new(&f->loop, f->http, &o, &f->arm, &err), 0);
+}
+
+static void close_client(fixture *f)
+{
+    sky_arm_client_free(f->arm);
+    sky_http_client_free(f->http);
+    while (uv_run(&f->loop, UV_RUN_NOWAIT))
+        ;
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static void on_op(sky_arm_bulk *b, size_t index, const char *path, const sky_arm_lro_result *res,
+                  const sky_error *err, void *ud)
+{
+    fixture *f = ud;
+    (void)b;
+    assert_non_null(path);
+    assert_true(index < 8);
+    f->ops[index]++;
+    f->not_started += res == NULL;
+    f->last_code = err ? err->code : 0;
+}
+
+static void on_done(sky_arm_bulk *b, const sky_arm_bulk_counts *counts, void *ud)
+{
+    fixture *f = ud;
+    f->done++;
+    f->counts = *counts;
+    if (f->free_in_done)
+        sky_arm_bulk_free(b);
+}
+
+static sky_arm_bulk *make(fixture *f, const char *method, size_t n, size_t concurrency)
+{
+    sky_arm_bulk_options o;
+    sky_arm_bulk *b = NULL;
+    sky_arm_bulk_options_init(&o);
+    assert_int_equal(o.concurrency, 8);
+    o.concurrency = concurrency;
+    o.on_op = on_op;
+    o.on_done = on_done;
+    o.user_data = f;
+    assert_int_equal(sky_arm_bulk_new(f->arm, &o, &b), 0);
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/subscriptions/s/resourceGroups/rg%zu", i);
+        assert_int_equal(sky_arm_bulk_add(b, method, path, API, SKY_SPAN_LIT("{}")), 0);
+    }
+    return b;
+}
+
+static void test_arguments(void **state)
+{
+    fixture f;
+    sky_arm_bulk_options o;
+    sky_arm_bulk *b = NULL;
+    (void)state;
+    open_client(&f, 1);
+    sky_arm_bulk_options_init(&o);
+    o.concurrency = 0;
+    assert_int_equal(sky_arm_bulk_new(f.arm, &o, &b), SKY_EINVAL);
+    assert_null(b);
+    b = make(&f, "PUT", 0, 2);
+    assert_int_equal(sky_arm_bulk_add(b, "PUT", NULL, API, SKY_SPAN_LIT("")), SKY_EINVAL);
+    assert_int_equal(sky_arm_bulk_run(b), SKY_EINVAL); /* nothing to run */
+    sky_arm_bulk_free(b);
+    assert_int_equal(f.done, 0); /* never run: no on_done */
+    sky_arm_bulk_free(NULL);
+    close_client(&f);
+}
+
+/* Operations that cannot start end inside run, each once, and on_done follows. */
+static void test_none_can_start(void **state)
+{
+    fixture f;
+    sky_arm_bulk_counts n;
+    (void)state;
+    open_client(&f, 1);
+    sky_arm_bulk *b = make(&f, "GET", 3, 2); /* GET starts no operation */
+    assert_int_equal(sky_arm_bulk_run(b), 0);
+    assert_int_equal(sky_arm_bulk_run(b), SKY_ESTATE);
+    assert_int_equal(sky_arm_bulk_add(b, "PUT", "/x", API, SKY_SPAN_LIT("")), SKY_ESTATE);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f.ops[i], 1);
+    assert_int_equal(f.not_started, 3);
+    assert_int_equal(f.last_code, SKY_EINVAL);
+    assert_int_equal(f.done, 1);
+    assert_int_equal(f.counts.total, 3);
+    assert_int_equal(f.counts.failed, 3);
+    sky_arm_bulk_get_counts(b, &n);
+    assert_int_equal(n.unfinished, 0);
+    sky_arm_bulk_free(b);
+    close_client(&f);
+}
+
+/* Every operation ends (here refused), under the limit, each once; free from on_done. */
+static void test_all_end_once(void **state)
+{
+    fixture f;
+    (void)state;
+    open_client(&f, 1);
+    f.free_in_done = 1;
+    sky_arm_bulk *b = make(&f, "PUT", 5, 2);
+    assert_int_equal(sky_arm_bulk_run(b), 0);
+    while (f.done == 0 && uv_run(&f.loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(f.done, 1);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(f.ops[i], 1);
+    assert_int_equal(f.not_started, 0);
+    assert_int_equal(f.last_code, SKY_ECONNECT);
+    assert_int_equal(f.counts.total, 5);
+    assert_int_equal(f.counts.succeeded, 0);
+    assert_int_equal(f.counts.failed, 5);
+    assert_int_equal(f.counts.unfinished, 0);
+    close_client(&f);
+}
+
+/* Stop: what is in flight ends, nothing more starts. Free in flight: canceled, then done. */
+static void test_stop_and_free_in_flight(void **state)
+{
+    fixture f;
+    (void)state;
+    open_client(&f, 0); /* refused is retried: the operations stay in flight */
+    sky_arm_bulk *b = make(&f, "PUT", 5, 2);
+    assert_int_equal(sky_arm_bulk_run(b), 0);
+    sky_arm_bulk_stop(b);
+    sky_arm_bulk_free(b);
+    while (f.done == 0 && uv_run(&f.loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(f.done, 1);
+    assert_int_equal(f.ops[0] + f.ops[1], 2);
+    assert_int_equal(f.ops[2] + f.ops[3] + f.ops[4], 0);
+    assert_int_equal(f.last_code, SKY_ECANCELED);
+    assert_int_equal(f.counts.failed, 2);
+    assert_int_equal(f.counts.unfinished, 3);
+    close_client(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arguments),
+        cmocka_unit_test(test_none_can_start),
+        cmocka_unit_test(test_all_end_once),
+        cmocka_unit_test(test_stop_and_free_in_flight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
