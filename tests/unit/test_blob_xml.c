@@ -59,6 +59,28 @@ static void test_list_containers_last_page(void **state)
     sky__blob_list_free(&l);
 }
 
+/* Elements named like a listing's, nested where no listing has them, are not items. */
+static void test_list_nested_names_are_not_items(void **state)
+{
+    (void)state;
+    const char *xml = "<?xml version=\"1.0\"?><EnumerationResults><Blobs><Blob><Name>a</Name>"
+                      "<Properties><Content-Length>3</Content-Length><Content-MD5>"
+                      "<Blobs><BlobPrefix><Name>p/</Name></BlobPrefix></Blobs>"
+                      "</Content-MD5></Properties></Blob>"
+                      "<BlobPrefix><Name>q/</Name></BlobPrefix>"
+                      "<Blob><Name>b</Name></Blob></Blobs></EnumerationResults>";
+    sky__blob_list l;
+    assert_int_equal(sky__blob_parse_list(sky_span_cstr(xml), &l), 0);
+    assert_int_equal(l.count, 3);
+    assert_string_equal(l.items[0].name, "a");
+    assert_int_equal(l.items[0].size, 3);
+    assert_string_equal(l.items[1].name, "q/");
+    assert_true(l.items[1].is_prefix);
+    assert_int_equal(l.items[1].size, -1);
+    assert_string_equal(l.items[2].name, "b");
+    sky__blob_list_free(&l);
+}
+
 static void test_bad_xml(void **state)
 {
     (void)state;
@@ -113,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_blobs_with_prefixes),
         cmocka_unit_test(test_list_containers_last_page),
+        cmocka_unit_test(test_list_nested_names_are_not_items),
         cmocka_unit_test(test_bad_xml),
         cmocka_unit_test(test_block_list),
         cmocka_unit_test(test_error_body),

@@ -111,30 +111,56 @@ static int set_str(const char **field, const char *text)
     return *field ? 0 : SKY_ENOMEM;
 }
 
+#define LIST_BLOB "/EnumerationResults/Blobs/Blob/"
+#define LIST_CONTAINER "/EnumerationResults/Containers/Container/"
+
+/* The field of a blob's or a container's Properties that @p path names, or NULL. Paths are
+ * matched from the root: an element of the same name nested anywhere else is not it. */
+static const char *property_of(const char *path)
+{
+    static const char prop[] = "Properties/";
+    const char *rest = NULL;
+    if (strncmp(path, LIST_BLOB, sizeof(LIST_BLOB) - 1) == 0)
+        rest = path + sizeof(LIST_BLOB) - 1;
+    else if (strncmp(path, LIST_CONTAINER, sizeof(LIST_CONTAINER) - 1) == 0)
+        rest = path + sizeof(LIST_CONTAINER) - 1;
+    if (rest == NULL || strncmp(rest, prop, sizeof(prop) - 1) != 0)
+        return NULL;
+    rest += sizeof(prop) - 1;
+    return strchr(rest, '/') ? NULL : rest;
+}
+
+static int set_property(sky_blob_item *cur, const char *field, const char *text)
+{
+    if (strcmp(field, "Content-Length") == 0)
+        cur->size = strtoll(text, NULL, 10);
+    else if (strcmp(field, "Etag") == 0)
+        return set_str(&cur->etag, text);
+    else if (strcmp(field, "Content-MD5") == 0 && text[0])
+        return set_str(&cur->content_md5, text);
+    else if (strcmp(field, "Last-Modified") == 0)
+        return set_str(&cur->last_modified, text);
+    return 0;
+}
+
 static int list_end(void *ud, const char *path, const char *text)
 {
     sky__blob_list *l = ud;
     sky_blob_item *cur = l->count ? &l->items[l->count - 1] : NULL;
-    if (ends_with(path, "/Blobs/Blob/Name") || ends_with(path, "/Containers/Container/Name"))
+    if (strcmp(path, LIST_BLOB "Name") == 0 || strcmp(path, LIST_CONTAINER "Name") == 0)
         return list_add(l, text, 0);
-    if (ends_with(path, "/Blobs/BlobPrefix/Name"))
+    if (strcmp(path, "/EnumerationResults/Blobs/BlobPrefix/Name") == 0)
         return list_add(l, text, 1);
     if (strcmp(path, "/EnumerationResults/NextMarker") == 0) {
         free(l->next_marker);
         l->next_marker = text[0] ? strdup(text) : NULL;
         return text[0] && !l->next_marker ? SKY_ENOMEM : 0;
     }
-    if (cur == NULL || !strstr(path, "/Properties/"))
+    const char *field = property_of(path);
+    /* a prefix has no properties: what follows one belongs to no item */
+    if (cur == NULL || cur->is_prefix || field == NULL)
         return 0;
-    if (ends_with(path, "/Properties/Content-Length"))
-        cur->size = strtoll(text, NULL, 10);
-    else if (ends_with(path, "/Properties/Etag"))
-        return set_str(&cur->etag, text);
-    else if (ends_with(path, "/Properties/Content-MD5") && text[0])
-        return set_str(&cur->content_md5, text);
-    else if (ends_with(path, "/Properties/Last-Modified"))
-        return set_str(&cur->last_modified, text);
-    return 0;
+    return set_property(cur, field, text);
 }
 
 int sky__blob_parse_list(sky_span xml, sky__blob_list *out)
