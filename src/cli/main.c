@@ -26,7 +26,8 @@ static const char usage[] =
     "  token     get an Entra ID access token from the credential chain (like az)\n"
     "  version   print the version\n"
     "\n"
-    "`skyio <command> --help` explains each command's options.\n"
+    "`skyio help <command>` (or `skyio <command> --help`) explains each command's options;\n"
+    "`man skyio-<command>` shows the same text once installed.\n"
     "Logging: SKYIO_LOG=trace|debug|info|warn|error (secrets are always redacted).\n";
 
 /* Many connections at once (10,000 in flight) need many descriptors. */
@@ -41,6 +42,14 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+    /* `skyio help COMMAND` is `skyio COMMAND --help`. */
+    static char help_flag[] = "--help";
+    char *help_argv[] = {argv[0], NULL, help_flag, NULL};
+    if (argc == 3 && strcmp(argv[1], "help") == 0) {
+        help_argv[1] = argv[2];
+        argv = help_argv;
+        argc = 3;
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);

@@ -29,6 +29,10 @@ done
 [ -e "$prefix/$libdir/libskyio.so" ] || fail "no $libdir/libskyio.so installed"
 [ -e "$prefix/$libdir/libskyio.a" ] || fail "no $libdir/libskyio.a installed"
 [ -x "$prefix/bin/skyio" ] || fail "no bin/skyio installed"
+[ -e "$prefix/share/bash-completion/completions/skyio" ] || fail "no bash completion installed"
+if command -v help2man >/dev/null 2>&1; then
+    [ -e "$prefix/share/man/man1/skyio-batch.1" ] || fail "no man page skyio-batch.1 installed"
+fi
 
 export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig"
 cflags=$(pkg-config --cflags skyio)
