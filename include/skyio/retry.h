@@ -36,6 +36,10 @@ typedef struct sky_retry_options {
     /** nonzero: also retry 409 and every 5xx (501, the 52x of a CDN in front), as OpenAI's
      *  SDKs do; default 0: azure-core's list (408, 429, 500, 502, 503, 504) */
     int openai_statuses;
+    /** A service's own additions to the lists: nonzero for a failed status worth another
+     *  try though the lists above say no (IMDS answers 404 and 410 while an identity is
+     *  being assigned). A pure function of the status. NULL (default): none. */
+    int (*also_retry)(int status);
 } sky_retry_options;
 
 /** Set every field of @p opts to its default. */

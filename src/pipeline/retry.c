@@ -34,6 +34,7 @@ void sky_retry_options_init(sky_retry_options *opts)
     opts->max_server_wait_ms = 0;
     opts->honour_server_wait = 1;
     opts->openai_statuses = 0;
+    opts->also_retry = NULL;
 }
 
 uint64_t sky_retry_splitmix64(void *ud)
@@ -127,6 +128,8 @@ static int should_retry_header(const sky_headers *h)
 static verdict classify_response(retry_ctx *c, int status)
 {
     verdict v = classify_status(status, c->opts->openai_statuses);
+    if (v == V_NEVER && c->opts->also_retry && c->opts->also_retry(status))
+        v = V_RETRY;
     int hint = v == V_DONE ? -1 : should_retry_header(c->headers);
     snprintf(c->what, sizeof(c->what), "%d%s", status,
              hint < 0 ? ""

@@ -119,6 +119,7 @@ static void test_options_defaults(void **state)
     assert_int_equal(o.max_server_wait_ms, 0);
     assert_int_equal(o.honour_server_wait, 1);
     assert_int_equal(o.openai_statuses, 0);
+    assert_null(o.also_retry);
 }
 
 static void test_state_init_starts_empty(void **state)
@@ -177,6 +178,24 @@ static void test_openai_statuses(void **state)
         sky_retry_state_init(&f->state);
         assert_int_not_equal(on_status(f, final[i]), SKY_RETRY_YES);
     }
+}
+
+static int imds_also(int status)
+{
+    return status == 404 || status == 410;
+}
+
+/* A service's own additions (IMDS's 404 and 410) are retried; the rest of the lists stand. */
+static void test_also_retry(void **state)
+{
+    fixture *f = *state;
+    f->opts.also_retry = imds_also;
+    assert_int_equal(on_status(f, 410), SKY_RETRY_YES);
+    assert_int_equal(on_status(f, 404), SKY_RETRY_YES);
+    assert_int_equal(on_status(f, 503), SKY_RETRY_YES);
+    assert_int_equal(on_status(f, 400), SKY_RETRY_NO);
+    assert_int_equal(on_status(f, 200), SKY_RETRY_NO);
+    assert_int_equal(f->state.retries, 3);
 }
 
 static void test_never_retried_statuses(void **state)
@@ -775,6 +794,7 @@ int main(void)
         T(test_retryable_statuses),
         T(test_record_final),
         T(test_openai_statuses),
+        T(test_also_retry),
         T(test_never_retried_statuses),
         T(test_success_statuses_are_done),
         T(test_no_response_without_error_is_final),
