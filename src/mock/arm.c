@@ -170,7 +170,16 @@ static void reply_error(reply *rp, int status, const char *code, const char *fmt
 /* A copy of a stored resource without the mock's bookkeeping. */
 static json_t *public_copy(const json_t *res)
 {
-    return json_deep_copy(res);
+    const char *key;
+    json_t *v;
+    void *tmp;
+    json_t *copy = json_deep_copy(res);
+    json_object_foreach_safe(copy, tmp, key, v)
+    {
+        if (strncmp(key, SKY__MOCK_ARM_PRIVATE, sizeof(SKY__MOCK_ARM_PRIVATE) - 1) == 0)
+            json_object_del(copy, key);
+    }
+    return copy;
 }
 
 static void send_reply(sky_server_req *r, reply *rp)
@@ -339,6 +348,8 @@ static void op_complete(sky__mock_arm *a, json_t *op)
     else if (res && kind == OP_PUT)
         json_object_set_new(json_object_get(res, "properties"), "provisioningState",
                             json_string("Succeeded"));
+    else if (res && kind == OP_ACTION && sky__mock_vm_is(sky_json_str(res, "type", "")))
+        sky__mock_vm_action_done(res, sky_json_str(op, "action", ""));
 }
 
 /* Note when a poll came, for GET /mock/arm. */
@@ -462,6 +473,8 @@ static void start_op(sky__mock_arm *a, const path *p, json_t *res, int kind, int
         reply_error(rp, 500, "InternalServerError", "out of memory");
         return;
     }
+    if (kind == OP_ACTION)
+        json_object_set_new(op, "action", json_string(p->seg[p->n - 1]));
     if (sky_json_int(op, "left", 0) == 0 && style != ST_STATE) {
         /* no polls wanted: the work is done before we answer */
         op_complete(a, op);
@@ -476,8 +489,6 @@ static void start_op(sky__mock_arm *a, const path *p, json_t *res, int kind, int
     }
     if (style == ST_STATE)
         json_object_set_new(a->state_ops, p->key, json_string(op_id));
-    if (kind == OP_ACTION)
-        json_object_set_new(op, "action", json_string(p->seg[p->n - 1]));
     const char *link_base = tag(res, "skyio-mock-link-base");
     op_urls(a, p, link_base ? link_base : p->base, op_id, style, kind, rp);
     if (kind == OP_PUT) {
@@ -504,19 +515,6 @@ static json_t *make_resource(const path *p, json_t *req, const char *type, const
     json_object_set_new(json_object_get(res, "properties"), "provisioningState",
                         json_string(is_group ? "Succeeded" : "Creating"));
     return res;
-}
-
-static const char *vm_problem(const json_t *req)
-{
-    if (!json_is_string(sky_json_path(req, "properties.hardwareProfile.vmSize")))
-        return "properties.hardwareProfile.vmSize";
-    if (!json_is_object(sky_json_path(req, "properties.storageProfile.imageReference")))
-        return "properties.storageProfile.imageReference";
-    if (!json_is_string(sky_json_path(req, "properties.osProfile.adminUsername")))
-        return "properties.osProfile.adminUsername";
-    if (!json_is_string(sky_json_path(req, "properties.networkProfile.networkInterfaces.0.id")))
-        return "properties.networkProfile.networkInterfaces[0].id";
-    return NULL;
 }
 
 static json_t *parse_body(sky_server_req *r, reply *rp)
@@ -578,8 +576,7 @@ static void put_resource(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp
         size_t used = strlen(type);
         snprintf(type + used, sizeof(type) - used, "/%s", p->seg[i]);
     }
-    const char *problem =
-        strcasecmp(type, "Microsoft.Compute/virtualMachines") == 0 ? vm_problem(req) : NULL;
+    const char *problem = sky__mock_vm_is(type) ? sky__mock_vm_problem(req) : NULL;
     if (problem) {
         json_decref(req);
         reply_error(rp, 400, "InvalidParameter", "Required parameter '%s' is missing (null).",
@@ -589,12 +586,8 @@ static void put_resource(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp
     json_t *old = json_object_get(a->resources, p->key);
     json_t *res = make_resource(p, req, type, p->seg[p->n - 1], 0);
     json_decref(req);
-    if (res && strcasecmp(type, "Microsoft.Compute/virtualMachines") == 0) {
-        char vm_id[64];
-        snprintf(vm_id, sizeof(vm_id), "00000000-0000-4000-8000-%012llx",
-                 (unsigned long long)a->next_op + 1);
-        json_object_set_new(json_object_get(res, "properties"), "vmId", json_string(vm_id));
-    }
+    if (res && sky__mock_vm_is(type))
+        sky__mock_vm_created(res, a->next_op + 1);
     if (res == NULL || json_object_set_new(a->resources, p->key, res) < 0) {
         reply_error(rp, 500, "InternalServerError", "out of memory");
         return;
@@ -602,7 +595,20 @@ static void put_resource(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp
     start_op(a, p, res, OP_PUT, old == NULL, rp);
 }
 
-static void get_resource(sky__mock_arm *a, const path *p, json_t *res, reply *rp)
+/* ?$expand=instanceView on a virtual machine: its power state inside the answer. The SDKs
+ * write the name percent-encoded. */
+static void expand_instance_view(sky_server_req *r, const json_t *res, json_t *body)
+{
+    sky_span v;
+    if (body && sky__mock_vm_is(sky_json_str(res, "type", "")) &&
+        (sky_server_req_query_param(r, "$expand", &v) ||
+         sky_server_req_query_param(r, "%24expand", &v)) &&
+        sky_span_eq_cstr(v, "instanceView"))
+        json_object_set_new(json_object_get(body, "properties"), "instanceView",
+                            sky__mock_vm_instance_view(res));
+}
+
+static void get_resource(sky__mock_arm *a, sky_server_req *r, const path *p, json_t *res, reply *rp)
 {
     json_t *op_id = json_object_get(a->state_ops, p->key);
     json_t *op = op_id ? json_object_get(a->ops, json_string_value(op_id)) : NULL;
@@ -610,6 +616,7 @@ static void get_resource(sky__mock_arm *a, const path *p, json_t *res, reply *rp
         op_poll(a, op); /* provisioningState style: each read moves it on */
     rp->status = 200;
     rp->body = public_copy(res);
+    expand_instance_view(r, res, rp->body);
     if (op && !sky_json_bool(op, "done", 0))
         rp->retry_after = a->cfg.retry_after_s;
 }
@@ -652,7 +659,7 @@ static void handle_item(sky__mock_arm *a, sky_server_req *r, path *p, sky_span m
         return;
     }
     if (sky_span_eq_cstr(method, "GET")) {
-        get_resource(a, p, res, rp);
+        get_resource(a, r, p, res, rp);
     } else if (sky_span_eq_cstr(method, "DELETE")) {
         json_object_set_new(json_object_get(res, "properties"), "provisioningState",
                             json_string("Deleting"));
@@ -688,6 +695,24 @@ static void handle_action(sky__mock_arm *a, path *p, sky_span method, reply *rp)
     path target = *p;
     snprintf(target.key, sizeof(target.key), "%s", item);
     start_op(a, &target, res, OP_ACTION, 0, rp);
+}
+
+/* GET {virtual machine}/instanceView. */
+static void handle_instance_view(sky__mock_arm *a, const path *p, reply *rp)
+{
+    char item[1024];
+    snprintf(item, sizeof(item), "%s", p->key);
+    char *slash = strrchr(item, '/');
+    if (slash)
+        *slash = '\0';
+    json_t *res = json_object_get(a->resources, item);
+    if (res == NULL || !sky__mock_vm_is(sky_json_str(res, "type", ""))) {
+        reply_error(rp, 404, "ResourceNotFound", "The virtual machine '%s' was not found.",
+                    p->seg[p->n - 2]);
+        return;
+    }
+    rp->status = 200;
+    rp->body = sky__mock_vm_instance_view(res);
 }
 
 /* ---- lists ---- */
@@ -870,6 +895,8 @@ static void route(sky__mock_arm *a, sky_server_req *r, path *p, reply *rp)
     else if (n >= 9 && n % 2 == 1 && seg_is(p, 2, "resourcegroups") && seg_is(p, 4, "providers") &&
              sky_span_eq_cstr(method, "POST"))
         handle_action(a, p, method, rp);
+    else if (n == 9 && sky_span_eq_cstr(method, "GET") && seg_is(p, 8, "instanceView"))
+        handle_instance_view(a, p, rp);
     else if (sky_span_eq_cstr(method, "GET") &&
              ((n == 3 && (seg_is(p, 2, "resourcegroups") || seg_is(p, 2, "resources"))) ||
               (n == 5 && seg_is(p, 2, "resourcegroups") && seg_is(p, 4, "resources")) ||

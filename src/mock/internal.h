@@ -196,6 +196,20 @@ void sky__mock_arm_free(sky__mock_arm *a);
 void sky__mock_arm_config_init(sky_mock_arm *c);
 int sky__mock_arm_apply_json(sky_mock_arm *c, json_t *obj, sky_error *err);
 
+/* Virtual machines (src/mock/arm_compute.c), under the ARM state's lock. Top-level keys of a
+ * stored resource that start with SKY__MOCK_ARM_PRIVATE are the mock's, never answered. */
+#define SKY__MOCK_ARM_PRIVATE "skyio-mock-"
+/* Nonzero when @p type is Microsoft.Compute/virtualMachines (any case). */
+int sky__mock_vm_is(const char *type);
+/* The first required field a create body @p req lacks (static text), or NULL. */
+const char *sky__mock_vm_problem(const json_t *req);
+/* A stored VM @p res as ARM keeps it: secrets dropped, a vmId from @p serial, running. */
+void sky__mock_vm_created(json_t *res, uint64_t serial);
+/* The effect of a finished POST @p action (powerOff, deallocate, start, restart) on @p res. */
+void sky__mock_vm_action_done(json_t *res, const char *action);
+/* The instanceView of @p res (new reference): provisioning and power states. */
+json_t *sky__mock_vm_instance_view(const json_t *res);
+
 /* Identity endpoints (src/mock/identity.c): settings and counters shared by every worker. */
 typedef struct sky__mock_identity sky__mock_identity;
 /* With @p tls, discovery documents name https:// endpoints. */

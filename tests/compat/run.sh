@@ -2,11 +2,12 @@
 # The official SDKs against `skyio mock`: starts one mock over TLS on a free loopback
 # port (MSAL and the Azure SDKs send tokens over https only), then runs each program of
 # this folder with the SDKs that scripts/install-deps put in .deps/compat-node.
-# Usage: run.sh SKYIO_BINARY SOURCE_DIR. Exit 0 when every program passed, 77 (skipped)
+# Usage: run.sh SKYIO_BINARY SOURCE_DIR [PROGRAM.mjs...] (default: every program). Exit 0 when every program passed, 77 (skipped)
 # when the SDKs are not installed.
 set -eu
 skyio=$1
 src=$2
+shift 2
 modules="$src/.deps/compat-node/node_modules"
 if [ ! -f "$modules/openai/package.json" ] || ! command -v node >/dev/null 2>&1; then
   echo "compat: the SDKs are not installed (scripts/install-deps); skipped" >&2
@@ -56,9 +57,10 @@ export NODE_EXTRA_CA_CERTS="$dir/ca.pem"
 mkdir -p "$rundir"
 cp "$src"/tests/compat/*.mjs "$rundir/"
 failed=0
-for prog in "$src"/tests/compat/[a-z]*.mjs; do
-  case "$prog" in */check.mjs) continue ;; esac
+[ $# -gt 0 ] || set -- "$src"/tests/compat/[a-z]*.mjs
+for prog in "$@"; do
   name=$(basename "$prog")
+  case "$name" in check.mjs) continue ;; esac
   start=$(date +%s%N)
   if node "$rundir/$name"; then
     echo "compat: $name passed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
