@@ -1,12 +1,15 @@
 #!/bin/sh
 # The official SDKs against `skyio mock`: starts one mock over TLS on a free loopback
-# port (MSAL and the Azure SDKs send tokens over https only), then runs each program of
-# this folder with the SDKs that scripts/install-deps put in .deps/compat-node.
+# port (MSAL and the Azure SDKs send tokens over https only), and Azurite (Blob, Queue,
+# Table; in memory, loopback, free ports) as the reference for skyio's own storage
+# clients, then runs each program of this folder with the SDKs that scripts/install-deps
+# put in .deps/compat-node. The programs read MOCK_URL, SKYIO (the binary),
+# AZURITE_CONNECTION_STRING, AZURITE_BLOB_URL and AZURITE_QUEUE_URL.
 # Usage: run.sh SKYIO_BINARY SOURCE_DIR [PROGRAM.mjs...] (default: every program). Exit 0 when every program passed, 77 (skipped)
 # when the SDKs are not installed.
 set -eu
 skyio=$1
-src=$2
+src=$(cd "$2" && pwd)
 shift 2
 modules="$src/.deps/compat-node/node_modules"
 if [ ! -f "$modules/openai/package.json" ] || ! command -v node >/dev/null 2>&1; then
@@ -18,11 +21,24 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/skyio-compat.XXXXXX")
 # folder of their own beside the installed modules
 rundir="$src/.deps/compat-node/run.$$"
 pid=
+azpid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ -n "$azpid" ] && kill "$azpid" 2>/dev/null && wait "$azpid" 2>/dev/null || true
   rm -rf "$dir" "$rundir"
 }
 trap cleanup EXIT INT TERM
+
+# Azurite starts first: node takes the longest to listen.
+azurite="$src/.deps/azurite/node_modules/.bin/azurite"
+if [ -x "$azurite" ]; then
+  mkdir -p "$dir/azurite"
+  (cd "$dir/azurite" && exec "$azurite" --blobHost 127.0.0.1 --blobPort 0 \
+    --queueHost 127.0.0.1 --queuePort 0 --tableHost 127.0.0.1 --tablePort 0 \
+    --inMemoryPersistence --extentMemoryLimit 512 --disableTelemetry \
+    --skipApiVersionCheck --loose >"$dir/azurite.log" 2>&1) &
+  azpid=$!
+fi
 
 # A throwaway CA and a certificate for 127.0.0.1, which node trusts through NODE_EXTRA_CA_CERTS.
 (
@@ -51,6 +67,30 @@ while [ ! -s "$dir/port" ]; do
   sleep 0.05
 done
 port=$(cat "$dir/port")
+
+# "Azurite Blob service is successfully listening at http://127.0.0.1:PORT"
+azurite_port() {
+  sed -n "s|^Azurite $1 service is successfully listening at http://127.0.0.1:\([0-9]*\).*|\1|p" \
+    "$dir/azurite.log" 2>/dev/null
+}
+if [ -n "$azpid" ]; then
+  i=0
+  while [ -z "$(azurite_port Table)" ]; do
+    i=$((i + 1))
+    if [ $i -gt 600 ] || ! kill -0 "$azpid" 2>/dev/null; then
+      echo "compat: Azurite did not start" >&2
+      cat "$dir/azurite.log" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  # Azurite's well-known development account (its documentation's, not a secret)
+  key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+  export AZURITE_BLOB_URL="http://127.0.0.1:$(azurite_port Blob)/devstoreaccount1"
+  export AZURITE_QUEUE_URL="http://127.0.0.1:$(azurite_port Queue)/devstoreaccount1"
+  export AZURITE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=$AZURITE_BLOB_URL;QueueEndpoint=$AZURITE_QUEUE_URL;"
+fi
+export SKYIO="$(cd "$(dirname "$skyio")" && pwd)/$(basename "$skyio")"
 
 export MOCK_URL="https://127.0.0.1:$port"
 export NODE_EXTRA_CA_CERTS="$dir/ca.pem"
