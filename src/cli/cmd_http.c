@@ -4,14 +4,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include "skyio/skyio.h"
 #include "cli.h"
+#include "cmd_http.h"
 
 #define MAX_HEADERS 64
-#define N_ERR_CODES 32
 
 static const char usage[] =
     "usage: skyio http [options] URL\n"
@@ -37,33 +34,19 @@ static const char usage[] =
     "      --max-connections N  at most N connections to the host (default: no limit;\n"
     "                         with HTTP/2, requests beyond them share connections)\n"
     "  -n, --requests N       send N requests (default 1)\n"
-    "  -c, --concurrency C    keep C requests in flight with -n (default 64)\n"
+    "  -c, --concurrency C    keep C requests in flight with -n (default 64); with --rate,\n"
+    "                         at most C in flight (default 1000): a request due beyond\n"
+    "                         them waits, and its wait counts in its latency\n"
+    "      --rate R           open loop: send R requests per second on a fixed schedule,\n"
+    "                         each one's latency counted from when it was due to go (no\n"
+    "                         coordinated omission, as wrk2 and vegeta); the summary\n"
+    "                         gives p50/p90/p99/p99.9 in microseconds and the rate reached\n"
+    "      --duration S       with --rate: send for S seconds (default 10, or until -n)\n"
     "      --json             print the -n summary as JSON\n"
     "\n"
     "exit: 0 all answered 2xx; 1 some failed or got an error status; 2 usage or a URL\n"
     "      that cannot be used; 3 could not connect (refused, DNS, TLS). With -n, 2 or 3\n"
     "      only when every request failed that way.\n";
-
-typedef struct http_run {
-    sky_loop *loop;
-    sky_http_client *client;
-    sky_http_client_options copts;
-    sky_http_request_options ropts;
-    sky_headers *headers;
-    char *body;
-    int include, sse, json_out;
-    int sse_raw; /* --sse, but the reply is no event stream (an error): print it as it is */
-    long long total, concurrency, started, done, ok;
-    uint64_t start_ns;
-    sky_histogram latency_us;
-    uint64_t by_status[600];
-    uint64_t by_error[N_ERR_CODES];
-    int worst_exit;
-    long rss_start_kb;
-    long long max_in_flight;
-    sky_sse_parser parser;
-    sky_error first_err;
-} http_run;
 
 /* ---- argument parsing ---- */
 
@@ -114,8 +97,9 @@ static int set_body(http_run *run, const char *data)
 /* Options followed by a value; anything else starting with '-' is a flag or unknown. */
 static int takes_value(const char *a)
 {
-    static const char names[] = " -X --method -d --data -H --header --timeout-ms --cacert "
-                                "-n --requests -c --concurrency --max-connections ";
+    static const char names[] =
+        " -X --method -d --data -H --header --timeout-ms --cacert "
+        "-n --requests -c --concurrency --max-connections --rate --duration ";
     char key[32];
     if (strlen(a) + 3 > sizeof(key))
         return 0;
@@ -138,16 +122,17 @@ static int parse_value_opt(http_run *run, const char *a, const char *v)
         run->ropts.timeout_ms = (long)n;
     } else if (!strcmp(a, "--cacert"))
         run->copts.ca_file = v;
-    else if (!strcmp(a, "-n") || !strcmp(a, "--requests"))
+    else if (!strcmp(a, "-n") || !strcmp(a, "--requests")) {
+        run->total_set = 1;
         return sky_cli_number_opt("http", a, v, 1, &run->total);
-    else if (!strcmp(a, "-c") || !strcmp(a, "--concurrency"))
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--concurrency"))
         return sky_cli_number_opt("http", a, v, 1, &run->concurrency);
     else if (!strcmp(a, "--max-connections")) {
         if (sky_cli_number_opt("http", a, v, 1, &n) < 0)
             return -1;
         run->copts.max_host_connections = (long)n;
     } else
-        return 1;
+        return sky_cli_http_rate_opt(run, a, v);
     return 0;
 }
 
@@ -205,7 +190,7 @@ static int parse_args(http_run *run, int argc, char **argv)
         fprintf(stderr, "skyio http: a URL is required (see skyio http --help)\n");
         return -1;
     }
-    return 0;
+    return sky_cli_http_rate_check(run);
 }
 
 /* ---- one request ---- */
@@ -276,7 +261,7 @@ static int exit_for_error(const sky_error *err)
 static int err_index(int code)
 {
     int idx = code - SKY__ERR_FIRST;
-    return idx > 0 && idx < N_ERR_CODES ? idx : 0;
+    return idx > 0 && idx < HTTP_N_ERR_CODES ? idx : 0;
 }
 
 static void on_single_done(sky_http_request *req, const sky_http_response *res,
@@ -305,8 +290,14 @@ static void on_many_done(sky_http_request *req, const sky_http_response *res, co
 {
     http_run *run = ud;
     (void)req;
-    run->done++;
     sky_histogram_record(&run->latency_us, res->total_us);
+    sky_cli_http_count(run, res, err);
+    start_more(run);
+}
+
+void sky_cli_http_count(http_run *run, const sky_http_response *res, const sky_error *err)
+{
+    run->done++;
     if (err) {
         run->by_error[err_index(err->code)]++;
         if (run->first_err.code == 0)
@@ -316,7 +307,6 @@ static void on_many_done(sky_http_request *req, const sky_http_response *res, co
         if (res->status >= 200 && res->status < 300)
             run->ok++;
     }
-    start_more(run);
 }
 
 static void start_more(http_run *run)
@@ -338,73 +328,9 @@ static void start_more(http_run *run)
         run->max_in_flight = active;
 }
 
-/* Resident memory now, from /proc (Linux); 0 when unknown. */
-static long rss_now_kb(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static long peak_rss_kb(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
-}
-
-static void print_summary(const http_run *run, double secs)
-{
-    const sky_histogram *h = &run->latency_us;
-    double p50 = (double)sky_histogram_percentile(h, 50) / 1000.0;
-    double p90 = (double)sky_histogram_percentile(h, 90) / 1000.0;
-    double p99 = (double)sky_histogram_percentile(h, 99) / 1000.0;
-    double rps = secs > 0 ? (double)run->done / secs : 0;
-    if (run->json_out) {
-        printf("{\"requests\":%lld,\"ok\":%lld,\"failed\":%lld,\"seconds\":%.3f,"
-               "\"requests_per_second\":%.1f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
-               "\"p99\":%.3f},\"max_in_flight\":%lld,\"rss_start_kb\":%ld,"
-               "\"peak_rss_kb\":%ld,\"status\":{",
-               run->done, run->ok, run->done - run->ok, secs, rps, p50, p90, p99,
-               run->max_in_flight, run->rss_start_kb, peak_rss_kb());
-        const char *sep = "";
-        for (int i = 0; i < 600; i++)
-            if (run->by_status[i]) {
-                printf("%s\"%d\":%llu", sep, i, (unsigned long long)run->by_status[i]);
-                sep = ",";
-            }
-        printf("},\"errors\":{");
-        sep = "";
-        for (int i = 0; i < N_ERR_CODES; i++)
-            if (run->by_error[i]) {
-                printf("%s\"%s\":%llu", sep, sky_err_name(SKY__ERR_FIRST + i),
-                       (unsigned long long)run->by_error[i]);
-                sep = ",";
-            }
-        printf("}}\n");
-        return;
-    }
-    printf("requests: %lld  ok: %lld  failed: %lld\n", run->done, run->ok, run->done - run->ok);
-    printf("time: %.3f s  rate: %.1f requests/s\n", secs, rps);
-    printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f\n", p50, p90, p99);
-    printf("in flight at most: %lld  memory: %ld KiB at start, %ld KiB at peak\n",
-           run->max_in_flight, run->rss_start_kb, peak_rss_kb());
-    for (int i = 0; i < 600; i++)
-        if (run->by_status[i])
-            printf("  HTTP %d: %llu\n", i, (unsigned long long)run->by_status[i]);
-    for (int i = 0; i < N_ERR_CODES; i++)
-        if (run->by_error[i])
-            printf("  %s: %llu\n", sky_err_name(SKY__ERR_FIRST + i),
-                   (unsigned long long)run->by_error[i]);
-}
-
 /* 0 when every request was answered 2xx. When none got an answer and all failed the
  * same way, that way's exit, as for one request (3: could not connect; 2: bad URL). */
-static int many_exit(const http_run *run)
+int sky_cli_http_many_exit(const http_run *run)
 {
     static const int codes[] = {SKY_ECONNECT, SKY_ERESOLVE, SKY_ETLS, SKY_EINVAL};
     if (run->worst_exit)
@@ -438,7 +364,7 @@ static int run_requests(http_run *run)
     }
     run->ropts.headers = run->headers;
     run->ropts.user_data = run;
-    if (run->total <= 1) {
+    if (run->total <= 1 && run->rate <= 0) {
         run->ropts.on_headers = on_single_headers;
         run->ropts.on_body = on_single_body;
         run->ropts.on_done = on_single_done;
@@ -451,19 +377,17 @@ static int run_requests(http_run *run)
         sky_sse_parser_free(&run->parser);
         return run->worst_exit;
     }
+    if (run->rate > 0)
+        return sky_cli_http_run_rate(run);
     run->ropts.on_done = on_many_done;
     sky_histogram_init(&run->latency_us);
-    run->rss_start_kb = rss_now_kb();
+    run->rss_start_kb = sky_cli_rss_now_kb();
     run->start_ns = sky_clock_real_ns();
     start_more(run);
     sky_loop_run(run->loop);
-    print_summary(run, (double)(sky_clock_real_ns() - run->start_ns) / 1e9);
-    if (run->first_err.code) {
-        char line[512];
-        fprintf(stderr, "skyio http: first error: %s\n",
-                sky_error_format(&run->first_err, line, sizeof(line)));
-    }
-    return many_exit(run);
+    sky_cli_http_print_summary(run, (double)(sky_clock_real_ns() - run->start_ns) / 1e9);
+    sky_cli_http_print_first_error(run);
+    return sky_cli_http_many_exit(run);
 }
 
 int sky_cli_http(int argc, char **argv)
@@ -473,7 +397,7 @@ int sky_cli_http(int argc, char **argv)
         return SKY_EXIT_START;
     sky_http_client_options_init(&run->copts);
     sky_http_request_options_init(&run->ropts);
-    run->concurrency = 64;
+    run->concurrency = 0; /* unset: 64, or 1000 with --rate (sky_cli_http_rate_check) */
     run->total = 1;
     run->headers = sky_headers_new();
     int rc = run->headers ? parse_args(run, argc, argv) : -1;

@@ -185,7 +185,8 @@ static void test_help(void **state)
     static const char *const options[] = {
         "-X, --method",  "-d, --data",        "-H, --header",   "--json-body",       "--sse",
         "-i, --include", "--timeout-ms",      "--cacert",       "-k, --insecure",    "--http1.1",
-        "--h2c",         "--max-connections", "-n, --requests", "-c, --concurrency", "--json"};
+        "--h2c",         "--max-connections", "-n, --requests", "-c, --concurrency", "--json",
+        "--rate",        "--duration"};
     run r, h;
     (void)state;
     http_cli(&r, "--help");
@@ -199,8 +200,8 @@ static void test_help(void **state)
     http_cli(&h, "-h");
     assert_int_equal(h.code, 0);
     assert_string_equal(h.out, r.out);
-    /* 22 spellings in 15 lines: the help and the parser agree on every one */
-    assert_int_equal(try_each_documented_option(r.out), 22);
+    /* 24 spellings in 17 lines: the help and the parser agree on every one */
+    assert_int_equal(try_each_documented_option(r.out), 24);
 }
 
 /* ---- one request ---- */
