@@ -1,0 +1,106 @@
+/* The stores' insides: the backend table, the shared handle, deferred completions. */
+#ifndef SKY_STORE_INTERNAL_H
+#define SKY_STORE_INTERNAL_H
+
+#include "store.h"
+
+/*
+ * One backend. The generic layer (store.c) checks caps, queues and batches usage, and
+ * defers early failures; a backend runs the operations. Each operation must call its
+ * callback exactly once, never from inside the call (use sky__store_fail for early errors).
+ */
+typedef struct sky__store_vt {
+    const char *name;
+    unsigned caps;
+    /** Connect / open / migrate; call sky__store_opened(s, err) once, never from inside. */
+    int (*open)(sky__store *s, sky_error *err);
+    void (*cache_get)(sky__store *s, const char *key, sky__store_value_cb cb, void *ud);
+    void (*cache_put)(sky__store *s, const char *key, sky_span value, uint64_t ttl_ms,
+                      sky__store_done_cb cb, void *ud);
+    /** Write @p n records (borrowed until cb) in one batch, all or none. */
+    void (*usage_write)(sky__store *s, const sky__store_usage *recs, size_t n,
+                        sky__store_done_cb cb, void *ud);
+    void (*usage_totals)(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud);
+    void (*doc_put)(sky__store *s, const char *scope, const char *id, sky_span doc,
+                    sky__store_done_cb cb, void *ud);
+    void (*doc_get)(sky__store *s, const char *scope, const char *id, sky__store_value_cb cb,
+                    void *ud);
+    void (*doc_delete)(sky__store *s, const char *scope, const char *id, sky__store_done_cb cb,
+                       void *ud);
+    void (*key_put)(sky__store *s, const sky__store_key *key, sky__store_done_cb cb, void *ud);
+    void (*key_list)(sky__store *s, sky__store_keys_cb cb, void *ud);
+    void (*key_revoke)(sky__store *s, const char *name, sky__store_done_cb cb, void *ud);
+    void (*counter_add)(sky__store *s, const char *name, int64_t delta, uint64_t ttl_ms,
+                        sky__store_count_cb cb, void *ud);
+    /** Fail every pending call with SKY_ECANCELED, release everything, then call
+     *  sky__store_backend_closed(s) once (possibly later, after handles close). */
+    void (*close)(sky__store *s);
+} sky__store_vt;
+
+typedef struct sky__usage_node sky__usage_node;
+typedef struct sky__deferred sky__deferred;
+typedef struct sky__flush_waiter sky__flush_waiter;
+
+struct sky__store {
+    const sky__store_vt *vt;
+    uv_loop_t *loop;
+    sky__store_options opts;
+    char *url;          /* copy of opts.url (may hold a password: never printed) */
+    char safe_url[256]; /* scrubbed, for messages */
+    void *impl;         /* the backend's state */
+
+    sky__store_open_cb open_cb;
+    void *open_ud;
+    sky_error open_err;
+
+    /* Usage records waiting, oldest first; `batch` is the one being written. */
+    sky__usage_node *q_head, *q_tail;
+    sky__usage_node **batch;
+    sky__store_usage *batch_recs;
+    size_t batch_n;
+    int writing;
+    uv_timer_t flush_timer;
+    sky__flush_waiter *waiters;
+    sky__store_stats stats;
+
+    /* Completions of calls that failed before reaching the backend. */
+    sky__deferred *deferred_head, *deferred_tail;
+    uv_timer_t defer_timer;
+    int handles_open;
+
+    int closing;
+    sky__store_done_cb close_cb;
+    void *close_ud;
+    sky_error close_err;
+};
+
+extern const sky__store_vt sky__store_sqlite_vt;
+extern const sky__store_vt sky__store_redis_vt;
+extern const sky__store_vt sky__store_postgres_vt;
+
+/** The backend finished opening (err NULL or code 0: success). */
+void sky__store_opened(sky__store *s, const sky_error *err);
+/** The backend has released everything; the store may be freed. */
+void sky__store_backend_closed(sky__store *s);
+
+/* Call a callback of the given shape later from the loop, with @p err and empty results. */
+void sky__store_fail_done(sky__store *s, sky__store_done_cb cb, void *ud, const sky_error *err);
+void sky__store_fail_value(sky__store *s, sky__store_value_cb cb, void *ud, const sky_error *err);
+void sky__store_fail_count(sky__store *s, sky__store_count_cb cb, void *ud, const sky_error *err);
+void sky__store_fail_totals(sky__store *s, sky__store_totals_cb cb, void *ud, const sky_error *err);
+void sky__store_fail_keys(sky__store *s, sky__store_keys_cb cb, void *ud, const sky_error *err);
+
+/* The usage queue (usage_queue.c) and the deferred list (deferred.c), for store.c. */
+int sky__store_usage_start(sky__store *s);
+void sky__store_usage_close(sky__store *s);
+void sky__store_usage_closed(sky__store *s, const sky_error *err);
+void sky__store_usage_free(sky__store *s);
+void sky__store_run_deferred(sky__store *s);
+
+/** Unix time in milliseconds (wall clock: records, expiries). */
+int64_t sky__store_now_ms(void);
+
+/** The path of a "sqlite:PATH" or plain-path URL (borrowed from @p url). */
+const char *sky__store_sqlite_path(const char *url);
+
+#endif

@@ -1,0 +1,623 @@
+/*
+ * The gateway's stores against real backends: the same contract cases run on SQLite (a file
+ * in a temp dir), Redis (redis-server on a free loopback port) and PostgreSQL (initdb +
+ * pg_ctl in a temp dir), each case checking only what the backend keeps and SKY_ESTATE for
+ * the rest; then the faults: a corrupt or locked SQLite file, Redis killed mid-run,
+ * PostgreSQL down at start and restarted mid-run with usage intact.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "harness.h"
+#include "store/store.h"
+
+/* ---- one running backend */
+
+typedef struct backend {
+    const char *name;
+    unsigned caps;                   /* what its store must keep */
+    int (*start)(struct backend *b); /* 0, or 1 to skip (binaries missing) */
+    void (*stop)(struct backend *b);
+    char dir[256];
+    char url[512];
+    int started, skipped;
+    void *server;
+} backend;
+
+/* ---- waiting for callbacks */
+
+typedef struct result {
+    int done;
+    int calls;
+    sky_error err;
+    char *value;
+    size_t len;
+    int64_t count;
+    size_t n;
+    sky__store_usage_total totals[16];
+    char strs[16][3][64];
+    sky__store_key keys[8];
+    char kstrs[8][3][128];
+    sky__store *store;
+} result;
+
+static void reset(result *r)
+{
+    free(r->value);
+    memset(r, 0, sizeof(*r));
+}
+
+static void on_done(const sky_error *err, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+}
+
+static void on_value(const sky_error *err, sky_span v, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    if (!err->code) {
+        r->value = malloc(v.len + 1);
+        memcpy(r->value, v.len ? v.ptr : "", v.len);
+        r->value[v.len] = '\0';
+        r->len = v.len;
+    }
+}
+
+static void on_count(const sky_error *err, int64_t v, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    r->count = v;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src, const char **out)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+    *out = dst;
+}
+
+static void on_totals(const sky_error *err, const sky__store_usage_total *rows, size_t n, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 16; i++) {
+        r->totals[i] = rows[i];
+        copy_str(r->strs[i][0], 64, rows[i].day, &r->totals[i].day);
+        copy_str(r->strs[i][1], 64, rows[i].key_name, &r->totals[i].key_name);
+        copy_str(r->strs[i][2], 64, rows[i].model, &r->totals[i].model);
+    }
+}
+
+static void on_keys(const sky_error *err, const sky__store_key *keys, size_t n, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        r->keys[i] = keys[i];
+        copy_str(r->kstrs[i][0], 128, keys[i].name, &r->keys[i].name);
+        copy_str(r->kstrs[i][1], 128, keys[i].hash, &r->keys[i].hash);
+        copy_str(r->kstrs[i][2], 128, keys[i].config, &r->keys[i].config);
+    }
+}
+
+static void on_open(sky__store *s, const sky_error *err, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    r->store = s;
+}
+
+/* Run the loop until the call reported; it must report exactly once. */
+static void wait_for(uv_loop_t *loop, result *r)
+{
+    assert_int_equal(r->done, 0); /* never from inside the call */
+    sky_test_run_until(loop, &r->done, 30000);
+    assert_int_equal(r->done, 1);
+    assert_int_equal(r->calls, 1);
+}
+
+static void sleep_ms(uv_loop_t *loop, uint64_t ms)
+{
+    int never = 0;
+    sky_test_run_until(loop, &never, ms);
+}
+
+/* ---- one test's fixture: a loop and a store open on the backend */
+
+typedef struct fixture {
+    backend *b;
+    uv_loop_t *loop;
+    sky__store *store;
+} fixture;
+
+static sky__store *open_store_opts(uv_loop_t *loop, const sky__store_options *o, sky_error *err)
+{
+    result r = {0};
+    assert_int_equal(sky__store_open(loop, o, on_open, &r), 0);
+    wait_for(loop, &r);
+    *err = r.err;
+    return r.store;
+}
+
+static sky__store *open_store(uv_loop_t *loop, const char *url)
+{
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = url;
+    o.cache_max_bytes = 4096;
+    o.usage_flush_ms = 20;
+    sky_error err;
+    sky__store *s = open_store_opts(loop, &o, &err);
+    if (!s)
+        fail_msg("open %s: %s", url, err.message);
+    return s;
+}
+
+static void close_store(uv_loop_t *loop, sky__store *s)
+{
+    result r = {0};
+    sky__store_close(s, on_done, &r);
+    sky_test_run_until(loop, &r.done, 30000);
+    assert_int_equal(r.calls, 1);
+}
+
+static int fixture_setup(void **state)
+{
+    backend *b = *state;
+    if (!b->started && !b->skipped) {
+        if (b->start(b) != 0)
+            b->skipped = 1;
+        else
+            b->started = 1;
+    }
+    if (b->skipped) {
+        print_message("%s: the server's binaries are not installed; skipped\n", b->name);
+        skip();
+    }
+    fixture *f = calloc(1, sizeof(*f));
+    f->b = b;
+    f->loop = sky_test_loop_new();
+    f->store = open_store(f->loop, b->url);
+    assert_string_equal(sky__store_backend(f->store), b->name);
+    assert_int_equal(sky__store_caps(f->store), b->caps);
+    *state = f;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    fixture *f = *state;
+    if (!f || f == (void *)f->b)
+        return 0;
+    backend *b = f->b;
+    close_store(f->loop, f->store);
+    sky_test_loop_free(f->loop);
+    free(f);
+    *state = b;
+    return 0;
+}
+
+/* ---- store calls, waited for */
+
+static void cache_put(fixture *f, const char *key, const char *v, uint64_t ttl, result *r)
+{
+    reset(r);
+    sky__store_cache_put(f->store, key, sky_span_cstr(v), ttl, on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void cache_get(fixture *f, const char *key, result *r)
+{
+    reset(r);
+    sky__store_cache_get(f->store, key, on_value, r);
+    wait_for(f->loop, r);
+}
+
+static void flush_usage(fixture *f, result *r)
+{
+    reset(r);
+    sky__store_usage_flush(f->store, on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void totals(fixture *f, const char *key, result *r)
+{
+    reset(r);
+    sky__store_usage_totals(f->store, key, on_totals, r);
+    wait_for(f->loop, r);
+}
+
+static void doc_put(fixture *f, const char *scope, const char *id, const char *doc, result *r)
+{
+    reset(r);
+    sky__store_doc_put(f->store, scope, id, sky_span_cstr(doc), on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void doc_get(fixture *f, const char *scope, const char *id, result *r)
+{
+    reset(r);
+    sky__store_doc_get(f->store, scope, id, on_value, r);
+    wait_for(f->loop, r);
+}
+
+static void doc_delete(fixture *f, const char *scope, const char *id, result *r)
+{
+    reset(r);
+    sky__store_doc_delete(f->store, scope, id, on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void key_put(fixture *f, const char *name, const char *hash, result *r)
+{
+    sky__store_key k = {name, hash, "{\"models\":[\"gpt-4o\"]}", 1700000000000, 0};
+    reset(r);
+    sky__store_key_put(f->store, &k, on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void key_list(fixture *f, result *r)
+{
+    reset(r);
+    sky__store_key_list(f->store, on_keys, r);
+    wait_for(f->loop, r);
+}
+
+static void key_revoke(fixture *f, const char *name, result *r)
+{
+    reset(r);
+    sky__store_key_revoke(f->store, name, on_done, r);
+    wait_for(f->loop, r);
+}
+
+static void counter_add(fixture *f, const char *name, int64_t d, uint64_t ttl, result *r)
+{
+    reset(r);
+    sky__store_counter_add(f->store, name, d, ttl, on_count, r);
+    wait_for(f->loop, r);
+}
+
+/* A case for something the backend does not keep: it must say so, through the callback. */
+static int refused(fixture *f, unsigned cap, result *r)
+{
+    if (f->b->caps & cap)
+        return 0;
+    assert_int_equal(r->err.code, SKY_ESTATE);
+    return 1;
+}
+
+/* ---- the contract */
+
+static void contract_cache(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    cache_put(f, "k1", "{\"answer\":42}", 0, &r);
+    if (refused(f, SKY__STORE_CACHE, &r))
+        return;
+    assert_int_equal(r.err.code, 0);
+    cache_get(f, "k1", &r);
+    assert_int_equal(r.err.code, 0);
+    assert_string_equal(r.value, "{\"answer\":42}");
+    cache_get(f, "absent", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    cache_put(f, "k1", "replaced", 0, &r);
+    cache_get(f, "k1", &r);
+    assert_string_equal(r.value, "replaced");
+    /* A TTL: gone once it has passed. */
+    cache_put(f, "short", "v", 1, &r);
+    assert_int_equal(r.err.code, 0);
+    sleep_ms(f->loop, 20);
+    cache_get(f, "short", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    /* Bounded: 4 KiB holds three of these, so the oldest go and the newest stay. */
+    char big[1201];
+    memset(big, 'x', 1200);
+    big[1200] = '\0';
+    char key[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof(key), "big%d", i);
+        cache_put(f, key, big, 0, &r);
+        assert_int_equal(r.err.code, 0);
+    }
+    cache_get(f, "big0", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    cache_get(f, "big7", &r);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, 1200);
+    reset(&r);
+}
+
+static const char *const days_ms[] = {"2026-12-05", "2026-12-06"};
+
+static void append_usage(fixture *f, const char *key, const char *model, int64_t ms, int status)
+{
+    sky__store_usage u = {ms, key, model, "dep-a", status, 10, 5, 1234, 0.25};
+    assert_int_equal(sky__store_usage_append(f->store, &u), 0);
+}
+
+static void contract_usage(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    if (!(f->b->caps & SKY__STORE_USAGE)) {
+        sky__store_usage u = {0};
+        assert_int_equal(sky__store_usage_append(f->store, &u), SKY_ESTATE);
+        totals(f, NULL, &r);
+        assert_int_equal(r.err.code, SKY_ESTATE);
+        return;
+    }
+    const int64_t day1 = 1796428800000; /* 2026-12-05T00:00:00Z */
+    const int64_t day2 = day1 + 86400000;
+    for (int i = 0; i < 3; i++)
+        append_usage(f, "team-a", "gpt-4o", day1 + i * 1000, 200);
+    append_usage(f, "team-a", "gpt-4o", day1 + 5000, 429);
+    append_usage(f, "team-a", "gpt-4o-mini", day2 + 10, 200);
+    append_usage(f, "team-b", "gpt-4o", day2 + 20, 200);
+    flush_usage(f, &r);
+    assert_int_equal(r.err.code, 0);
+    totals(f, NULL, &r);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.totals[0].day, days_ms[0]);
+    assert_string_equal(r.totals[0].key_name, "team-a");
+    assert_string_equal(r.totals[0].model, "gpt-4o");
+    assert_int_equal(r.totals[0].requests, 4);
+    assert_int_equal(r.totals[0].errors, 1);
+    assert_int_equal(r.totals[0].tokens_in, 40);
+    assert_int_equal(r.totals[0].tokens_out, 20);
+    assert_true(r.totals[0].cost > 0.99 && r.totals[0].cost < 1.01);
+    assert_string_equal(r.totals[1].day, days_ms[1]);
+    assert_string_equal(r.totals[1].model, "gpt-4o-mini");
+    assert_string_equal(r.totals[2].key_name, "team-b");
+    totals(f, "team-b", &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.totals[0].requests, 1);
+    sky__store_stats st;
+    sky__store_get_stats(f->store, &st);
+    assert_int_equal(st.usage_written, 6);
+    assert_int_equal(st.usage_lost, 0);
+}
+
+static void contract_docs(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    doc_put(f, "key-a", "resp_1", "{\"turn\":1}", &r);
+    if (refused(f, SKY__STORE_CONV, &r))
+        return;
+    assert_int_equal(r.err.code, 0);
+    doc_get(f, "key-a", "resp_1", &r);
+    assert_int_equal(r.err.code, 0);
+    assert_string_equal(r.value, "{\"turn\":1}");
+    /* One key never reads another's. */
+    doc_get(f, "key-b", "resp_1", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    doc_delete(f, "key-b", "resp_1", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    doc_put(f, "key-a", "resp_1", "{\"turn\":2}", &r);
+    doc_get(f, "key-a", "resp_1", &r);
+    assert_string_equal(r.value, "{\"turn\":2}");
+    doc_delete(f, "key-a", "resp_1", &r);
+    assert_int_equal(r.err.code, 0);
+    doc_get(f, "key-a", "resp_1", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    reset(&r);
+}
+
+static void contract_keys(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    key_put(f, "alpha", "aa11", &r);
+    if (refused(f, SKY__STORE_KEYS, &r)) {
+        key_list(f, &r);
+        assert_int_equal(r.err.code, SKY_ESTATE);
+        return;
+    }
+    assert_int_equal(r.err.code, 0);
+    key_put(f, "beta", "bb22", &r);
+    key_list(f, &r);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.keys[0].name, "alpha");
+    assert_string_equal(r.keys[0].hash, "aa11");
+    assert_string_equal(r.keys[0].config, "{\"models\":[\"gpt-4o\"]}");
+    assert_int_equal(r.keys[0].created_ms, 1700000000000);
+    assert_int_equal(r.keys[0].revoked, 0);
+    key_revoke(f, "alpha", &r);
+    assert_int_equal(r.err.code, 0);
+    key_revoke(f, "nobody", &r);
+    assert_int_equal(r.err.code, SKY_ENOTFOUND);
+    key_list(f, &r);
+    assert_int_equal(r.keys[0].revoked, 1);
+    assert_int_equal(r.keys[1].revoked, 0);
+    /* Put again: a new key of that name, not revoked. */
+    key_put(f, "alpha", "cc33", &r);
+    key_list(f, &r);
+    assert_int_equal(r.keys[0].revoked, 0);
+    assert_string_equal(r.keys[0].hash, "cc33");
+}
+
+static void contract_counters(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    counter_add(f, "budget:a", 5, 0, &r);
+    if (refused(f, SKY__STORE_COUNTERS, &r))
+        return;
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.count, 5);
+    counter_add(f, "budget:a", 3, 0, &r);
+    assert_int_equal(r.count, 8);
+    counter_add(f, "budget:day", 7, 1, &r);
+    assert_int_equal(r.count, 7);
+    sleep_ms(f->loop, 20);
+    counter_add(f, "budget:day", 1, 1, &r);
+    assert_int_equal(r.count, 1);
+}
+
+/* ---- SQLite */
+
+static int sqlite_start(backend *b)
+{
+    sky_test_tmpdir(b->dir, sizeof(b->dir));
+    snprintf(b->url, sizeof(b->url), "%s/state.db", b->dir);
+    return 0;
+}
+
+static void sqlite_stop(backend *b)
+{
+    sky_test_rmdir(b->dir);
+}
+
+static backend sqlite_backend = {
+    .name = "sqlite",
+    .caps = SKY__STORE_CACHE | SKY__STORE_USAGE | SKY__STORE_CONV | SKY__STORE_KEYS |
+            SKY__STORE_COUNTERS,
+    .start = sqlite_start,
+    .stop = sqlite_stop,
+};
+
+/* Closed and opened again: what was kept is there, and the schema is not migrated twice. */
+static void sqlite_reopen_keeps_state(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    key_put(f, "persist", "dd44", &r);
+    doc_put(f, "key-a", "conv_1", "{}", &r);
+    close_store(f->loop, f->store);
+    f->store = open_store(f->loop, f->b->url);
+    key_list(f, &r);
+    int found = 0;
+    for (size_t i = 0; i < r.n; i++)
+        found += strcmp(r.keys[i].name, "persist") == 0;
+    assert_int_equal(found, 1);
+    doc_get(f, "key-a", "conv_1", &r);
+    assert_int_equal(r.err.code, 0);
+    reset(&r);
+}
+
+static void expect_open_error(uv_loop_t *loop, const char *url, int code, const char *words)
+{
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = url;
+    sky_error err;
+    sky__store *s = open_store_opts(loop, &o, &err);
+    assert_null(s);
+    assert_int_equal(err.code, code);
+    if (!strstr(err.message, words))
+        fail_msg("error \"%s\" lacks \"%s\"", err.message, words);
+}
+
+static void sqlite_corrupt_file_is_named(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/broken.db", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 512; i++)
+        fputs("this is not a database ", fp);
+    fclose(fp);
+    uv_loop_t *loop = sky_test_loop_new();
+    expect_open_error(loop, path, SKY_EIO, path);
+    expect_open_error(loop, path, SKY_EIO, "not a SQLite database, or corrupt");
+    sky_test_loop_free(loop);
+    sky_test_rmdir(dir);
+}
+
+static void sqlite_locked_file_is_named(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/locked.db", dir);
+    sqlite3 *holder = NULL;
+    assert_int_equal(sqlite3_open(path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder,
+                                  "PRAGMA locking_mode = EXCLUSIVE; CREATE TABLE t(x);"
+                                  " BEGIN EXCLUSIVE; INSERT INTO t VALUES(1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    uv_loop_t *loop = sky_test_loop_new();
+    expect_open_error(loop, path, SKY_EBUSY, "locked by another process");
+    expect_open_error(loop, path, SKY_EBUSY, path);
+    sky_test_loop_free(loop);
+    sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(holder);
+    sky_test_rmdir(dir);
+}
+
+static void url_scrub_hides_passwords(void **state)
+{
+    (void)state;
+    char out[256];
+    sky__store_url_scrub("postgresql://skyio:s3cret@127.0.0.1:5432/db", out, sizeof(out));
+    assert_string_equal(out, "postgresql://skyio:***@127.0.0.1:5432/db");
+    sky__store_url_scrub("redis://:pw@127.0.0.1:6379/0", out, sizeof(out));
+    assert_string_equal(out, "redis://:***@127.0.0.1:6379/0");
+    sky__store_url_scrub("postgresql:///db?host=/tmp&password=hush&user=x", out, sizeof(out));
+    assert_string_equal(out, "postgresql:///db?host=/tmp&password=***&user=x");
+    sky__store_url_scrub("host=/tmp password=hush user=x", out, sizeof(out));
+    assert_string_equal(out, "host=/tmp password=*** user=x");
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    backend *all[] = {&sqlite_backend};
+    for (size_t i = 0; i < SKY_ARRAY_LEN(all); i++)
+        if (all[i]->started)
+            all[i]->stop(all[i]);
+    return 0;
+}
+
+#define CONTRACT(b)                                                                                \
+    cmocka_unit_test_prestate_setup_teardown(contract_cache, fixture_setup, fixture_teardown, &b), \
+        cmocka_unit_test_prestate_setup_teardown(contract_usage, fixture_setup, fixture_teardown,  \
+                                                 &b),                                              \
+        cmocka_unit_test_prestate_setup_teardown(contract_docs, fixture_setup, fixture_teardown,   \
+                                                 &b),                                              \
+        cmocka_unit_test_prestate_setup_teardown(contract_keys, fixture_setup, fixture_teardown,   \
+                                                 &b),                                              \
+        cmocka_unit_test_prestate_setup_teardown(contract_counters, fixture_setup,                 \
+                                                 fixture_teardown, &b)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(url_scrub_hides_passwords),
+        CONTRACT(sqlite_backend),
+        cmocka_unit_test_prestate_setup_teardown(sqlite_reopen_keeps_state, fixture_setup,
+                                                 fixture_teardown, &sqlite_backend),
+        cmocka_unit_test(sqlite_corrupt_file_is_named),
+        cmocka_unit_test(sqlite_locked_file_is_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, group_teardown);
+}
