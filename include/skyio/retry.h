@@ -94,6 +94,7 @@ typedef struct sky_retry_state {
     int retries;        /**< SKY_RETRY_YES decisions so far (the backoff exponent) */
     int auth_refreshed; /**< nonzero once SKY_RETRY_REFRESH_AUTH was given */
     int responses_429;  /**< attempts answered 429, all of them (the log keeps the last) */
+    int held;           /**< retries held back unsent (sky_retry_decide_held), in `retries` */
     uint64_t rng;       /**< splitmix64 state for jitter when no generator is passed */
     sky_retry_log_entry log[SKY_RETRY_LOG_MAX];
 } sky_retry_state;
@@ -157,6 +158,20 @@ SKY_EXTERN int sky_retry_decide(const sky_retry_options *opts, sky_retry_state *
                                 const sky_error *transport_err, const sky_headers *resp_headers,
                                 const sky_clock *clock, uint64_t deadline_ms, sky_rand64_fn rand64,
                                 void *rand_ud, sky_retry_decision *out) SKY_NODISCARD;
+
+/**
+ * A retry that could not be sent: something in front of the endpoint (an open circuit
+ * breaker) held it back. It counts as one of the operation's retries, so max_retries bounds
+ * the time an operation can take however long the hold lasts: SKY_RETRY_YES with a wait of
+ * the smaller of this retry's backoff ceiling and @p hold_ms (when the hold may end), or
+ * SKY_RETRY_GIVE_UP at max_retries or the deadline. @p what names the hold in the reason
+ * ("circuit-open"). Not logged as an attempt: `attempts` counts attempts made.
+ *
+ * Returns 0, or SKY_EINVAL when @p opts, @p state, @p what or @p out is NULL.
+ */
+SKY_EXTERN int sky_retry_decide_held(const sky_retry_options *opts, sky_retry_state *state,
+                                     const char *what, uint64_t hold_ms, const sky_clock *clock,
+                                     uint64_t deadline_ms, sky_retry_decision *out) SKY_NODISCARD;
 
 /** Decisions kept in the log: min(attempts, SKY_RETRY_LOG_MAX). */
 SKY_EXTERN size_t sky_retry_log_count(const sky_retry_state *state);

@@ -56,6 +56,7 @@ struct sky_call {
     uint64_t sent_ns, headers_ns; /* real time, as the transport's own total_us */
     char request_id[SKY_UUID_LEN + 1];
     sky_retry_state retry;
+    sky_error *fault;  /* while retrying: the last attempt's failure (own allocation) */
     uv_timer_t *timer; /* own allocation: freed by its close callback */
     int step;
     int canceled;
@@ -168,6 +169,7 @@ static void call_free(sky_call *c)
         uv_close((uv_handle_t *)c->timer, on_timer_closed);
     sky_headers_free(c->headers);
     sky_buf_free(&c->held);
+    free(c->fault);
     json_decref(c->reply_json);
     free(c->method);
     /* a URL may carry a SAS signature: it does not outlive the call in freed memory */
@@ -296,6 +298,44 @@ static void release_slot_unused(sky_call *c)
     }
 }
 
+/* A call held back by the open breaker ends with the failure that sent it to retry. */
+static void finish_held(sky_call *c, const sky_retry_decision *d)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    if (c->fault == NULL) {
+        sky_error_set(&e, SKY_EBUSY, "circuit open: the endpoint failed repeatedly (%s)",
+                      d->reason);
+        finish(c, NULL, &e);
+        return;
+    }
+    e = *c->fault;
+    snprintf(e.message, sizeof(e.message), "%.150s; then held back by the open circuit (%.60s)",
+             c->fault->message, d->reason);
+    finish(c, NULL, &e);
+}
+
+/*
+ * A retry held back by the open breaker counts as one, and waits no longer than its share of
+ * the schedule: --max-retries bounds the time a call takes, even behind an endpoint that
+ * stays down. A call not yet tried waits for the endpoint instead (a batch rides out an
+ * outage).
+ */
+static void hold_retry(sky_call *c, uint64_t breaker_wait)
+{
+    sky_pipeline *p = c->p;
+    sky_retry_decision d;
+    if (sky_retry_decide_held(&p->o.retry, &c->retry, "circuit-open",
+                              breaker_wait ? breaker_wait : 1, p->o.clock, c->deadline_ms,
+                              &d) < 0 ||
+        d.action != SKY_RETRY_YES) {
+        finish_held(c, &d);
+        return;
+    }
+    c->waits_on_endpoint = 1;
+    wait_then_admit(c, d.delay_ms, 1);
+}
+
 /* Asked right before sending (after the slot), so calls that waited in the
  * queue meet a breaker that opened meanwhile. */
 static int admit_breaker(sky_call *c)
@@ -311,6 +351,8 @@ static int admit_breaker(sky_call *c)
     release_slot_unused(c);
     if (p->o.breaker_fail_fast) {
         finish_error(c, SKY_EBUSY, "circuit open: the endpoint failed repeatedly");
+    } else if (c->retry.attempts > 0) {
+        hold_retry(c, wait);
     } else {
         c->waits_on_endpoint = 1; /* first: the wait may end the call at its deadline */
         wait_then_admit(c, wait ? wait : 1, 1);
@@ -1019,6 +1061,14 @@ static const char *final_reason(sky_call *c, const sky_http_response *res, const
     return NULL;
 }
 
+/* A retried call keeps its last failure, to end with should the breaker hold it back. */
+static void keep_fault(sky_call *c, const sky_error *outcome)
+{
+    if (outcome == NULL || (c->fault == NULL && (c->fault = malloc(sizeof(*c->fault))) == NULL))
+        return;
+    *c->fault = *outcome;
+}
+
 /* After an attempt: the end of the call, or another attempt after a wait. */
 static void settle(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
@@ -1046,6 +1096,7 @@ static void settle(sky_call *c, const sky_http_response *res, const sky_error *e
     } else {
         SKY_DEBUG("pipeline", "%s id %s: %s", c->url, c->request_id, d.reason);
         c->refresh_auth = d.action == SKY_RETRY_REFRESH_AUTH;
+        keep_fault(c, outcome);
         /* what the breaker counts as the endpoint failing; not a 429's Retry-After */
         c->waits_on_endpoint = err != NULL || res->status >= 500;
         wait_then_admit(c, d.action == SKY_RETRY_YES ? d.delay_ms : 0, 0);

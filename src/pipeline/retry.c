@@ -364,6 +364,37 @@ int sky_retry_decide(const sky_retry_options *opts, sky_retry_state *state, int 
     return 0;
 }
 
+int sky_retry_decide_held(const sky_retry_options *opts, sky_retry_state *state, const char *what,
+                          uint64_t hold_ms, const sky_clock *clock, uint64_t deadline_ms,
+                          sky_retry_decision *out)
+{
+    if (opts == NULL || state == NULL || what == NULL || out == NULL)
+        return SKY_EINVAL;
+    retry_ctx c = {opts, state, NULL, clock, deadline_ms, NULL, NULL, {0}};
+    int max = opts->max_retries < 0 ? 0 : opts->max_retries;
+    memset(out, 0, sizeof(*out));
+    snprintf(c.what, sizeof(c.what), "%s", what);
+    if (state->retries >= max) {
+        set_reason(out, "max-retries=%d: %s", max, c.what);
+        decide_final(out, SKY_RETRY_GIVE_UP, SKY_RETRY_LIMIT_MAX_RETRIES);
+        return 0;
+    }
+    /* the ceiling, not a draw: a retry held back waits its share of the schedule, or until
+     * the hold may end, and no longer */
+    uint64_t ceiling = backoff_ceiling(opts, state->retries);
+    uint64_t wait = hold_ms < ceiling ? hold_ms : ceiling;
+    set_reason(out, "%s wait=%llums", c.what, (unsigned long long)wait);
+    if (passes_deadline(&c, wait)) {
+        give_up(out, SKY_RETRY_LIMIT_DEADLINE, "deadline");
+        return 0;
+    }
+    out->action = SKY_RETRY_YES;
+    out->delay_ms = wait;
+    state->retries++;
+    state->held++;
+    return 0;
+}
+
 size_t sky_retry_log_count(const sky_retry_state *state)
 {
     size_t n = (size_t)state->attempts;

@@ -29,6 +29,7 @@ typedef struct outcome {
     uint64_t total_ms;
     uint64_t attempt_ms;
     char service_code[64];
+    char message[256];
     char request_id[40];
     char echoed_id[64];
     char log[512];
@@ -60,6 +61,7 @@ static void on_done(sky_call *call, const sky_call_result *res, const sky_error 
     o->total_ms = res->total_ms;
     o->attempt_ms = res->attempt_ms;
     snprintf(o->service_code, sizeof(o->service_code), "%s", err ? err->service_code : "");
+    snprintf(o->message, sizeof(o->message), "%s", err ? err->message : "");
     snprintf(o->request_id, sizeof(o->request_id), "%s", res->request_id);
     const char *echo =
         res->headers ? sky_headers_get(res->headers, "x-ms-client-request-id") : NULL;
@@ -395,6 +397,49 @@ static void test_breaker_checked_after_queue(void **state)
     int64_t sent = mock_stat(&r, "endpoints.chat");
     assert_true(sent >= 3 && sent <= 4);
     assert_int_equal(busy, 12 - sent);
+    run_close(&r);
+}
+
+/*
+ * Behind a breaker that stays open a minute, retries held back count as retries: each call
+ * ends within its own retry schedule with the failure it met, not when the breaker lets it
+ * go. A call never tried waits for the endpoint.
+ */
+static void test_breaker_holds_retries_within_their_schedule(void **state)
+{
+    static const char *const args[] = {"--fault-500", "1", NULL};
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.retry.max_retries = 3;
+    po.breaker_fail_fast = 0;
+    po.breaker.failure_threshold = 3;
+    po.breaker.reset_ms = po.breaker.max_reset_ms = 60000;
+    po.use_concurrency = 0;
+    run_open(&r, args, &po);
+    start_calls(&r, 6, chat_body);
+    wait_all(&r, 20000); /* a third of the breaker's open time */
+    int held = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r.out[i].err_code, SKY_EHTTP);
+        assert_int_equal(r.out[i].http_status, 500);
+        assert_true(r.out[i].attempts >= 1 && r.out[i].attempts <= 4);
+        held += strstr(r.out[i].message, "held back by the open circuit") != NULL;
+    }
+    assert_true(held >= 3); /* those failed after the third failure opened it, at least */
+    int64_t sent = mock_stat(&r, "endpoints.chat");
+    assert_true(sent >= 6 && sent < 6 * 4);
+    /* a new call waits for the endpoint to come back, until the pipeline goes */
+    int never = 0;
+    start_calls(&r, 1, chat_body);
+    sky_test_run_until(r.loop, &never, 300);
+    assert_int_equal(r.out[6].done, 0);
+    assert_int_equal(mock_stat(&r, "endpoints.chat"), sent);
+    sky_pipeline_free(r.pipe);
+    assert_int_equal(r.out[6].done, 1);
+    assert_int_equal(r.out[6].err_code, SKY_ECANCELED);
+    r.pipe = NULL;
     run_close(&r);
 }
 
@@ -978,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_classifier_hook),
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
+        cmocka_unit_test(test_breaker_holds_retries_within_their_schedule),
         cmocka_unit_test(test_auth_refresh_once),
         cmocka_unit_test(test_auth_fixed_key_401_final),
         cmocka_unit_test(test_cancel_and_free),

@@ -782,6 +782,49 @@ static void test_record_final(void **state)
     assert_string_equal(e->reason, "429 insufficient_quota");
 }
 
+/* Retries held back unsent count against max_retries, each waiting at most its backoff
+ * ceiling or the hold's end, whichever is sooner; attempts count only what was sent. */
+static void test_held_retries_count(void **state)
+{
+    fixture *f = *state;
+    f->opts.max_retries = 3;
+    f->opts.base_ms = 800;
+    assert_int_equal(on_status(f, 500), SKY_RETRY_YES); /* retry 1 of 3 */
+    assert_int_equal(sky_retry_decide_held(&f->opts, &f->state, "circuit-open", 60000,
+                                           &f->clock.clock, 0, &f->d),
+                     0);
+    assert_int_equal(f->d.action, SKY_RETRY_YES);
+    assert_int_equal(f->d.delay_ms, 1600); /* retry 2's ceiling, not the breaker's minute */
+    assert_string_equal(f->d.reason, "circuit-open wait=1600ms");
+    assert_int_equal(
+        sky_retry_decide_held(&f->opts, &f->state, "circuit-open", 500, &f->clock.clock, 0, &f->d),
+        0);
+    assert_int_equal(f->d.action, SKY_RETRY_YES);
+    assert_int_equal(f->d.delay_ms, 500); /* the hold ends sooner */
+    assert_int_equal(sky_retry_decide_held(&f->opts, &f->state, "circuit-open", 60000,
+                                           &f->clock.clock, 0, &f->d),
+                     0);
+    assert_int_equal(f->d.action, SKY_RETRY_GIVE_UP);
+    assert_int_equal(f->d.limit, SKY_RETRY_LIMIT_MAX_RETRIES);
+    assert_string_equal(f->d.reason, "max-retries=3: circuit-open");
+    assert_int_equal(f->state.retries, 3);
+    assert_int_equal(f->state.held, 2);
+    assert_int_equal(f->state.attempts, 1);
+}
+
+static void test_held_retry_meets_deadline(void **state)
+{
+    fixture *f = *state;
+    uint64_t now = sky_clock_now_ms(&f->clock.clock);
+    assert_int_equal(sky_retry_decide_held(&f->opts, &f->state, "circuit-open", 5000,
+                                           &f->clock.clock, now + 100, &f->d),
+                     0);
+    assert_int_equal(f->d.action, SKY_RETRY_GIVE_UP);
+    assert_int_equal(f->d.limit, SKY_RETRY_LIMIT_DEADLINE);
+    assert_int_equal(f->state.retries, 0);
+    assert_int_equal(sky_retry_decide_held(NULL, &f->state, "x", 1, NULL, 0, &f->d), SKY_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -828,6 +871,8 @@ int main(void)
         T(test_deadline_already_passed),
         T(test_max_retries_exhausted),
         T(test_max_retries_zero_and_negative),
+        T(test_held_retries_count),
+        T(test_held_retry_meets_deadline),
         T(test_default_allows_ten_retries),
         T(test_log_contents),
         T(test_counts_every_429),
