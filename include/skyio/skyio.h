@@ -33,5 +33,6 @@
 #include "storage.h"
 #include "blob.h"
 #include "blob_transfer.h"
+#include "queue.h"
 
 #endif

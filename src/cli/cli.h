@@ -19,6 +19,8 @@ int sky_cli_arm(int argc, char **argv);
 int sky_cli_group(int argc, char **argv);
 int sky_cli_vm(int argc, char **argv);
 int sky_cli_blob(int argc, char **argv);
+int sky_cli_queue(int argc, char **argv);
+int sky_cli_secret(int argc, char **argv);
 int sky_cli_serve(int argc, char **argv);
 
 /* Parse a whole decimal number or fraction; 0 on success. */

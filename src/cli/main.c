@@ -23,6 +23,8 @@ static const char usage[] =
     "  group     create, list, show, delete Azure resource groups\n"
     "  vm        create, list, show, delete Azure virtual machines\n"
     "  blob      Azure Blob Storage: ls, mb, rb, put, get, rm; folders in parallel, resumable\n"
+    "  queue     Azure Storage Queues: put, get, peek, delete, clear; get --process CMD\n"
+    "  secret    Azure Key Vault secrets: get, set, ls, rm\n"
     "  token     get an Entra ID access token from the credential chain (like az)\n"
     "  version   print the version\n"
     "\n"
@@ -82,6 +84,10 @@ int main(int argc, char **argv)
         return sky_cli_vm(argc - 1, argv + 1);
     if (strcmp(cmd, "blob") == 0)
         return sky_cli_blob(argc - 1, argv + 1);
+    if (strcmp(cmd, "queue") == 0)
+        return sky_cli_queue(argc - 1, argv + 1);
+    if (strcmp(cmd, "secret") == 0)
+        return sky_cli_secret(argc - 1, argv + 1);
     fprintf(stderr, "skyio: unknown command '%s'\n\n%s", cmd, usage);
     return SKY_EXIT_USAGE;
 }
