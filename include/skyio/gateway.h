@@ -9,8 +9,10 @@
 #include "error.h"
 
 /*
- * The gateway answers OpenAI's API (POST /v1/chat/completions, plain and streamed,
- * POST /v1/embeddings, GET /v1/models, GET /healthz) and sends each model call to one
+ * The gateway answers OpenAI's API (POST /v1/chat/completions, /v1/responses and
+ * /v1/completions, plain and streamed, POST /v1/embeddings, GET /v1/models, GET /healthz),
+ * and Azure OpenAI's (/openai/deployments/{model}/..., /openai/responses, /openai/v1/...)
+ * so Azure SDK clients can point at it too. It sends each model call to one
  * of the model's deployments, each with a pipeline of its own (learned rate limit,
  * adaptive concurrency, circuit breaker). A failure before the first byte has reached
  * the client moves the request to another deployment of the model; after it, the error

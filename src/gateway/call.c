@@ -5,8 +5,9 @@
  */
 #include "internal.h"
 
-/* The body checked and read into @p b: 0, or -1 after answering why not. */
-static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b)
+/* The body checked and read into @p b: 0, or -1 after answering why not. A body without a
+ * model is fine when the path names it (@p need_model 0). */
+static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b, int need_model)
 {
     sky_span body = sky_server_req_body(r);
     sky_error err;
@@ -22,7 +23,7 @@ static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b)
                       "We could not parse the JSON body of your request: %s", err.message);
         return -1;
     }
-    if (!b->has_model) {
+    if (need_model && !b->has_model) {
         sky__gw_error(r, 400, "invalid_request_error", "model", NULL,
                       "You must provide a model parameter.");
         return -1;
@@ -30,16 +31,19 @@ static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b)
     return 0;
 }
 
-void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op)
+void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
 {
     const gw_key *key;
     gw_body b;
-    if (sky__gw_authenticate(g, r, &key) < 0 || read_body(g, r, &b) < 0)
+    int by_path = path_model.len > 0;
+    if (sky__gw_authenticate(g, r, &key) < 0 || read_body(g, r, &b, !by_path) < 0)
         return;
-    const gw_model *m = sky__gw_model_find(g, sky_span_cstr(b.model));
+    sky_span name = by_path ? path_model : sky_span_cstr(b.model);
+    const gw_model *m = sky__gw_model_find(g, name);
     if (m == NULL) {
         sky__gw_error(r, 404, "invalid_request_error", "model", "model_not_found",
-                      "The model '%s' does not exist or you do not have access to it.", b.model);
+                      "The model '%.*s' does not exist or you do not have access to it.",
+                      (int)(name.len > 256 ? 256 : name.len), name.ptr);
         return;
     }
     if (!sky__gw_key_allows(key, m->name)) {

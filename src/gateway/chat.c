@@ -3,5 +3,5 @@
 
 void sky__gw_on_chat(sky_server_req *r, void *gateway)
 {
-    sky__gw_model_call(gateway, r, GW_OP_CHAT);
+    sky__gw_model_call(gateway, r, GW_OP_CHAT, sky_span_make("", 0));
 }

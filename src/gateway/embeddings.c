@@ -4,5 +4,5 @@
 
 void sky__gw_on_embeddings(sky_server_req *r, void *gateway)
 {
-    sky__gw_model_call(gateway, r, GW_OP_EMBEDDINGS);
+    sky__gw_model_call(gateway, r, GW_OP_EMBEDDINGS, sky_span_make("", 0));
 }

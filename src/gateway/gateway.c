@@ -17,15 +17,34 @@
 static const struct {
     const char *method;
     const char *path;
+    int prefix;
     sky_server_handler_cb handler;
 } routes[] = {
-    {"POST", "/v1/chat/completions", sky__gw_on_chat},
-    {"POST", "/v1/embeddings", sky__gw_on_embeddings},
-    {"GET", "/v1/models", sky__gw_on_models},
-    {"GET", "/healthz", sky__gw_on_healthz},
+    /* OpenAI's: the body names the model */
+    {"POST", "/v1/chat/completions", 0, sky__gw_on_chat},
+    {"POST", "/v1/embeddings", 0, sky__gw_on_embeddings},
+    {"POST", "/v1/responses", 0, sky__gw_on_responses},
+    {"POST", "/v1/completions", 0, sky__gw_on_completions},
+    {"GET", "/v1/models", 0, sky__gw_on_models},
+    /* Azure OpenAI's v1 surface: the same, under /openai */
+    {"POST", "/openai/v1/chat/completions", 0, sky__gw_on_chat},
+    {"POST", "/openai/v1/embeddings", 0, sky__gw_on_embeddings},
+    {"POST", "/openai/v1/responses", 0, sky__gw_on_responses},
+    {"POST", "/openai/v1/completions", 0, sky__gw_on_completions},
+    {"GET", "/openai/v1/models", 0, sky__gw_on_models},
+    /* Azure OpenAI's: the path names the deployment (a model of the gateway's) */
+    {"POST", "/openai/deployments/", 1, sky__gw_on_azure},
+    {"POST", "/openai/responses", 0, sky__gw_on_responses},
+    /* operations: no key */
+    {"GET", "/healthz", 0, sky__gw_on_healthz},
 };
 
-static const char *const op_paths[GW_OP_COUNT] = {"/v1/chat/completions", "/v1/embeddings"};
+static const char *const op_paths[GW_OP_COUNT] = {
+    [GW_OP_CHAT] = "/v1/chat/completions",
+    [GW_OP_EMBEDDINGS] = "/v1/embeddings",
+    [GW_OP_RESPONSES] = "/v1/responses",
+    [GW_OP_COMPLETIONS] = "/v1/completions",
+};
 
 void sky_gateway_deployment_init(sky_gateway_deployment *d)
 {
@@ -94,10 +113,12 @@ static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deploym
     d->label = strdup(label);
     d->model = strdup(in->model);
     int azure = in->kind == SKY_GATEWAY_AZURE;
-    if (!azure && in->deployment && strcmp(in->deployment, in->model) != 0)
+    int renamed = in->deployment && (azure || strcmp(in->deployment, in->model) != 0);
+    if (renamed)
         d->upstream = strdup(in->deployment);
+    d->azure = azure;
     d->weight = in->weight;
-    if (d->label == NULL || d->model == NULL || (!azure && in->deployment && !d->upstream))
+    if (d->label == NULL || d->model == NULL || (renamed && !d->upstream))
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     if (sky_ai_endpoint_set(&d->ep, azure ? SKY_AI_AZURE : SKY_AI_OPENAI, in->base_url, in->api_key,
                             in->api_version) < 0)
@@ -190,7 +211,8 @@ static int setup_server(sky_gateway *g, const sky_gateway_options *o, sky_error 
     so.max_request_body = g->max_body <= SIZE_MAX / 2 ? g->max_body * 2 : g->max_body;
     int rc = sky_server_new(g->loop, &so, &g->srv, err);
     for (size_t i = 0; rc == 0 && i < SKY_ARRAY_LEN(routes); i++)
-        rc = sky_server_route(g->srv, routes[i].method, routes[i].path, 0, routes[i].handler, g);
+        rc = sky_server_route(g->srv, routes[i].method, routes[i].path, routes[i].prefix,
+                              routes[i].handler, g);
     if (rc == SKY_ENOMEM)
         sky_error_set(err, rc, "out of memory");
     return rc < 0 ? rc : sky_server_listen(g->srv, err);

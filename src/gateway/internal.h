@@ -10,14 +10,23 @@
 #include "skyio/server.h"
 
 /* The upstream operations a deployment serves, each with its URL. */
-typedef enum gw_op { GW_OP_CHAT = 0, GW_OP_EMBEDDINGS, GW_OP_COUNT } gw_op;
+typedef enum gw_op {
+    GW_OP_CHAT = 0,
+    GW_OP_EMBEDDINGS,
+    GW_OP_RESPONSES,
+    GW_OP_COMPLETIONS,
+    GW_OP_COUNT
+} gw_op;
 
 /* One deployment: its endpoint (the key inside), its pipeline, its URLs. Owned by the
  * gateway. */
 typedef struct gw_deployment {
-    char *model;    /* the name clients use */
-    char *upstream; /* the body's model upstream, when it must be rewritten; else NULL */
-    char *label;    /* "model#i" for logs: never a URL with a key or a secret */
+    char *model; /* the name clients use */
+    /* OpenAI and compatible: the body's model upstream when it differs from model, else
+     * NULL; Azure: the deployment's name (the body's model on its v1 Responses path) */
+    char *upstream;
+    int azure;
+    char *label; /* "model#i" for logs: never a URL with a key or a secret */
     double weight;
     sky_ai_endpoint ep;
     sky_pipeline *pipe;
@@ -75,12 +84,14 @@ typedef struct gw_request {
     gw_op op;
     int stream;
     int64_t est_tokens;
-    sky_span body;   /* the client's body (the server's, valid while sr is) */
-    char *rewritten; /* the body with the upstream's model name, when one differs */
-    uint64_t tried;  /* bit i: deployment i of the model was tried */
-    size_t dep;      /* the deployment of the call in flight */
-    int streaming;   /* the client's answer has begun: no failover any more */
-    char tail[2];    /* the last two bytes sent, to know an SSE event boundary */
+    sky_span body; /* the client's body (the server's, valid while sr is) */
+    /* the model the body names when it is a configured one (its name), else NULL: an Azure
+     * path names the model, and the body may name another or none */
+    const char *body_model;
+    uint64_t tried; /* bit i: deployment i of the model was tried */
+    size_t dep;     /* the deployment of the call in flight */
+    int streaming;  /* the client's answer has begun: no failover any more */
+    char tail[2];   /* the last two bytes sent, to know an SSE event boundary */
     struct gw_request *prev, *next;
 } gw_request;
 
@@ -126,7 +137,12 @@ void sky__gw_on_chat(sky_server_req *r, void *gateway);
 void sky__gw_on_embeddings(sky_server_req *r, void *gateway);
 void sky__gw_on_models(sky_server_req *r, void *gateway);
 void sky__gw_on_healthz(sky_server_req *r, void *gateway);
-/* What chat and embeddings share: key, body, model, then the proxy. */
-void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op);
+void sky__gw_on_responses(sky_server_req *r, void *gateway);
+void sky__gw_on_completions(sky_server_req *r, void *gateway);
+void sky__gw_on_azure(sky_server_req *r, void *gateway);
+/* What every model call shares: key, body, model, then the proxy. The model is the one
+ * @p path_model names (Azure's /openai/deployments/{name}/...), or when it is empty the
+ * body's "model". */
+void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model);
 
 #endif

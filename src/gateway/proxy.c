@@ -100,6 +100,17 @@ static void end_stream(gw_request *q, const sky_error *err)
 
 /* ---- starting a call on a deployment ---- */
 
+/* The model name the upstream must read in the body, or NULL when the body may go as it
+ * came. Azure reads the deployment from the path, but on its v1 Responses path. */
+static const char *body_model_for(const gw_request *q, const gw_deployment *d)
+{
+    const char *want = d->azure ? (q->op == GW_OP_RESPONSES ? d->upstream : NULL)
+                                : (d->upstream ? d->upstream : d->model);
+    if (want == NULL || (q->body_model && strcmp(q->body_model, want) == 0))
+        return NULL;
+    return want;
+}
+
 static int start_on(gw_request *q, size_t dep, sky_error *err)
 {
     gw_deployment *d = &q->g->deps[dep];
@@ -118,9 +129,10 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
         o.on_body = on_stream_body;
     }
     char *rewritten = NULL;
-    if (d->upstream) {
+    const char *model = body_model_for(q, d);
+    if (model) {
         size_t len = 0;
-        rewritten = sky__gw_body_set_model(q->body, d->upstream, &len);
+        rewritten = sky__gw_body_set_model(q->body, model, &len);
         if (rewritten == NULL)
             return sky_error_set(err, SKY_ENOMEM, "out of memory");
         o.body = sky_span_make(rewritten, len);
@@ -257,7 +269,8 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     q->sr = r;
     q->model = m;
     q->op = op;
-    q->stream = op == GW_OP_CHAT && b->stream;
+    q->stream = op != GW_OP_EMBEDDINGS && b->stream;
+    q->body_model = b->has_model && strcmp(b->model, m->name) == 0 ? m->name : NULL;
     q->body = sky_server_req_body(r);
     /* the rate limiter's charge: about 4 bytes a token, plus what the answer may use */
     q->est_tokens = (int64_t)(q->body.len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);

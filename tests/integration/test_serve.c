@@ -194,19 +194,25 @@ static int teardown(void **state)
 
 /* ---- requests ---- */
 
-static void call(const char *method, const char *path, const char *body, const char *key,
-                 sky_test_result *out)
+/* One request with @p header ("Name: value", or NULL) and the answer's checks that hold
+ * for every request: it came, and it quotes no upstream key. */
+static void call_with(const char *method, const char *path, const char *body, const char *header,
+                      sky_test_result *out)
 {
-    char url[256], auth[128];
-    const char *headers[] = {NULL, NULL};
+    char url[256];
+    const char *headers[] = {header, NULL};
     snprintf(url, sizeof(url), "%s%s", env.base, path);
-    if (key) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-        headers[0] = auth;
-    }
     sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
     assert_int_equal(out->err_code, 0);
     assert_null(strstr(out->body, UPSTREAM_KEY));
+}
+
+static void call(const char *method, const char *path, const char *body, const char *key,
+                 sky_test_result *out)
+{
+    char auth[128];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key ? key : "");
+    call_with(method, path, body, key ? auth : NULL, out);
 }
 
 static json_t *body_json(const sky_test_result *r)
@@ -287,6 +293,80 @@ static void test_models(void **state)
     sky_test_result_free(&r);
 }
 
+static void test_responses_and_completions(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    call("POST", "/v1/responses", "{\"model\":\"gpt-4o\",\"input\":\"hi\"}", CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "object", ""), "response");
+    assert_true(json_is_array(json_object_get(j, "output")));
+    json_decref(j);
+    sky_test_result_free(&r);
+    /* to an Azure deployment: its v1 Responses path, the deployment's name in the body */
+    call("POST", "/v1/responses", "{\"model\":\"slow\",\"input\":\"hi\",\"max_output_tokens\":3}",
+         CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "model", ""), "slow-dep");
+    json_decref(j);
+    sky_test_result_free(&r);
+    call("POST", "/v1/completions", "{\"model\":\"gpt-4o\",\"prompt\":\"once upon\"}", CLIENT_KEY,
+         &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "object", ""), "text_completion");
+    assert_true(json_is_string(sky_json_path(j, "choices.0.text")));
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+/* Azure's paths, with Azure's api-key header: the path names the model, the body need not */
+static void test_azure_routes(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    const char *key = "api-key: " CLIENT_KEY;
+    call_with("POST", "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+              "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", key, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "object", ""), "chat.completion");
+    /* an OpenAI-kind upstream needs the model in the body: the gateway put it there */
+    assert_string_equal(sky_json_str(j, "model", ""), "gpt-4o");
+    json_decref(j);
+    sky_test_result_free(&r);
+    call_with("POST",
+              "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+              "{\"input\":\"a\",\"dimensions\":4}", key, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(sky_json_path(j, "data.0.embedding")), 4);
+    json_decref(j);
+    sky_test_result_free(&r);
+    call_with("POST", "/openai/deployments/slow/completions?api-version=2024-10-21",
+              "{\"prompt\":\"x\",\"max_tokens\":2}", key, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    call_with("POST", "/openai/responses?api-version=2025-04-01-preview",
+              "{\"model\":\"gpt-4o\",\"input\":\"hi\"}", key, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    call_with("POST", "/openai/deployments/nope/chat/completions?api-version=2024-10-21",
+              "{\"messages\":[]}", key, &r);
+    expect_error(&r, 404, "invalid_request_error", "model_not_found");
+    sky_test_result_free(&r);
+    call_with("POST", "/openai/deployments/gpt-4o/images/generations?api-version=2024-10-21", "{}",
+              key, &r);
+    assert_int_equal(r.status, 404);
+    sky_test_result_free(&r);
+    call_with("POST", "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+              "{\"messages\":[]}", "api-key: sk-wrong", &r);
+    expect_error(&r, 401, "invalid_request_error", "invalid_api_key");
+    sky_test_result_free(&r);
+}
+
 /* ---- streams ---- */
 
 typedef struct stream_rec {
@@ -330,7 +410,7 @@ static void on_stream_done(sky_http_request *req, const sky_http_response *res,
     s->err_code = err ? err->code : 0;
 }
 
-static void stream(const char *body, int cancel_after, stream_rec *s)
+static void stream_to(const char *path, const char *body, int cancel_after, stream_rec *s)
 {
     char url[256], auth[128];
     sky_http_request_options o;
@@ -338,7 +418,7 @@ static void stream(const char *body, int cancel_after, stream_rec *s)
     memset(s, 0, sizeof(*s));
     sky_buf_init(&s->body, 1 << 20);
     s->cancel_after = cancel_after;
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(url, sizeof(url), "%s%s", env.base, path);
     snprintf(auth, sizeof(auth), "Bearer %s", CLIENT_KEY);
     assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(auth)), 0);
     assert_int_equal(
@@ -360,6 +440,11 @@ static void stream(const char *body, int cancel_after, stream_rec *s)
     assert_null(strstr(s->body.data ? s->body.data : "", UPSTREAM_KEY));
 }
 
+static void stream(const char *body, int cancel_after, stream_rec *s)
+{
+    stream_to("/v1/chat/completions", body, cancel_after, s);
+}
+
 static void test_stream_chat(void **state)
 {
     (void)state;
@@ -378,6 +463,32 @@ static void test_stream_chat(void **state)
     assert_true(s.body.len > strlen(end));
     assert_string_equal(s.body.data + s.body.len - strlen(end), end);
     assert_non_null(strstr(s.body.data, "chat.completion.chunk"));
+    sky_buf_free(&s.body);
+}
+
+/* The Responses API's typed events, through the Azure deployment, as they come */
+static void test_stream_responses(void **state)
+{
+    (void)state;
+    stream_rec s;
+    stream_to("/v1/responses",
+              "{\"model\":\"slow\",\"stream\":true,\"max_output_tokens\":8,\"input\":\"hi\"}", 0,
+              &s);
+    assert_int_equal(s.err_code, 0);
+    assert_int_equal(s.status, 200);
+    assert_string_equal(s.content_type, "text/event-stream");
+    assert_true(s.chunks >= 5);
+    assert_non_null(strstr(s.body.data, "event: response.output_text.delta"));
+    assert_non_null(strstr(s.body.data, "event: response.output_text.done"));
+    assert_null(strstr(s.body.data, "[DONE]"));
+    sky_buf_free(&s.body);
+    /* and a streamed legacy completion */
+    stream_to("/v1/completions",
+              "{\"model\":\"slow\",\"stream\":true,\"max_tokens\":6,\"prompt\":\"hi\"}", 0, &s);
+    assert_int_equal(s.err_code, 0);
+    assert_true(s.chunks >= 3);
+    assert_non_null(strstr(s.body.data, "text_completion"));
+    assert_non_null(strstr(s.body.data, "data: [DONE]"));
     sky_buf_free(&s.body);
 }
 
@@ -501,7 +612,7 @@ static void test_openai_node_sdk(void **state)
 {
     (void)state;
     char cmd[2048];
-    const char *sdk = SKY_TEST_SRCDIR "/.deps/bench-node";
+    const char *sdk = SKY_TEST_SRCDIR "/.deps/compat-node";
     snprintf(cmd, sizeof(cmd), "%s/node_modules/openai/package.json", sdk);
     if (access(cmd, R_OK) != 0 || system("node --version >/dev/null 2>&1") != 0) {
         fprintf(stderr, "skipped: node or the openai package (scripts/install-deps) missing\n");
@@ -525,7 +636,10 @@ int main(void)
         cmocka_unit_test(test_plain_chat),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_models),
+        cmocka_unit_test(test_responses_and_completions),
+        cmocka_unit_test(test_azure_routes),
         cmocka_unit_test(test_stream_chat),
+        cmocka_unit_test(test_stream_responses),
         cmocka_unit_test(test_disconnect_cancels_upstream),
         cmocka_unit_test(test_failover_before_first_byte),
         cmocka_unit_test(test_bad_input),
