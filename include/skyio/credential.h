@@ -58,8 +58,10 @@ typedef struct sky_credential_options {
     const char *az_path;           /**< Azure CLI program; NULL: $SKYIO_AZ_PATH, else "az" */
     long az_timeout_ms;            /**< the az process; default 15000 */
     long request_timeout_ms;       /**< one token HTTP request; default 30000 */
-    int imds_max_retries;          /**< IMDS 429/5xx/transport retries; default 3 */
-    long imds_retry_base_ms;       /**< first backoff, doubled each retry; default 500 */
+    int imds_max_retries;          /**< IMDS 404/410/429/5xx/transport retries; default 3 */
+    long imds_retry_base_ms;       /**< first backoff ceiling, doubled each retry; default 500 */
+    int entra_max_retries;         /**< Entra ID 429/5xx/transport retries; default 3 */
+    long entra_retry_base_ms;      /**< first backoff ceiling, doubled each retry; default 800 */
     int64_t refresh_margin_s;      /**< refresh this early; default 300 (half a short lifetime) */
     /* DefaultAzureCredential's chain: each source can be left out. */
     int exclude_environment;

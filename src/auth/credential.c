@@ -35,6 +35,8 @@ void sky_credential_options_init(sky_credential_options *o)
     o->request_timeout_ms = 30000;
     o->imds_max_retries = 3;
     o->imds_retry_base_ms = 500;
+    o->entra_max_retries = 3;
+    o->entra_retry_base_ms = 800;
     o->refresh_margin_s = 300;
 }
 
@@ -100,6 +102,8 @@ static int resolve_config(sky__cred_config *k, const sky_credential_options *o)
     k->imds_retry_base_ms = o->imds_retry_base_ms > 0 ? o->imds_retry_base_ms : 500;
     k->imds_probe_timeout_ms = 0; /* the chain sets it on its managed identity link */
     k->imds_max_retries = o->imds_max_retries >= 0 ? o->imds_max_retries : 0;
+    k->entra_retry_base_ms = o->entra_retry_base_ms > 0 ? o->entra_retry_base_ms : 800;
+    k->entra_max_retries = o->entra_max_retries >= 0 ? o->entra_max_retries : 0;
     k->refresh_margin_s = o->refresh_margin_s > 0 ? o->refresh_margin_s : 300;
     k->exclude[0] = o->exclude_environment;
     k->exclude[1] = o->exclude_workload_identity;
@@ -651,6 +655,9 @@ void sky__cred_discard(sky_credential *c)
     free_entries(c);
     if (c->ops->destroy)
         c->ops->destroy(c);
+    /* every fetch has ended by now: the pipelines hold no call */
+    sky_pipeline_free(c->pipe);
+    sky_pipeline_free(c->probe_pipe);
     free_config(&c->cfg);
     secure_free(c->static_token);
     free(c);

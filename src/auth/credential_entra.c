@@ -3,7 +3,9 @@
  * ({authority}/{tenant}/oauth2/v2.0/token), with a client secret
  * (EnvironmentCredential) or a federated assertion read from a file on
  * every refresh (WorkloadIdentityCredential; the file is rotated by the
- * platform). The file is read with uv_fs calls, never blocking the loop.
+ * platform). The file is read with uv_fs calls, never blocking the loop. The
+ * request goes through the credential's pipeline (credential_http.c), which
+ * retries 429, 5xx and transport failures.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,7 +18,7 @@
 
 typedef struct entra_fetch {
     sky__cred_fetch *f;
-    sky_http_request *req;
+    sky_call *call;
     uv_fs_t fs;
     uv_file fd;
     sky_buf assertion;
@@ -44,25 +46,27 @@ static void entra_fail(entra_fetch *x, int code, const char *msg)
     entra_end(x, NULL, 0, 0, &e);
 }
 
-static void on_token_reply(sky_http_request *req, const sky_http_response *res,
-                           const sky_error *err, void *ud)
+/* Entra's list beyond the pipeline's: every 5xx. */
+static int any_5xx(int status)
+{
+    return status >= 500 && status < 600;
+}
+
+static void on_token_reply(sky_call *call, const sky_call_result *res, const sky_error *err,
+                           void *ud)
 {
     entra_fetch *x = ud;
     sky_credential *c = x->f->c;
     sky_error e;
     char *token = NULL;
     int64_t expires_on = 0, refresh_in = 0;
-    (void)req;
-    x->req = NULL;
-    sky_error_clear(&e);
-    if (err) {
-        sky__cred_transport_error(err, "token request failed", &e);
-    } else if (res->status != 200) {
-        const char *secret = x->assertion.len ? x->assertion.data : c->cfg.client_secret;
-        sky__cred_reply_error(res, secret, &e);
-    } else {
-        sky__cred_parse_token_json(c, res->body, &token, &expires_on, &refresh_in, &e);
-    }
+    const char *secret = x->assertion.len ? x->assertion.data : c->cfg.client_secret;
+    (void)call;
+    x->call = NULL;
+    if (res->attempts > 1)
+        SKY_INFO("auth", "token request: %d attempts, the last %d", res->attempts, res->status);
+    sky__cred_read_reply(c, res, err, "token request failed", secret, &token, &expires_on,
+                         &refresh_in, &e);
     entra_end(x, token, expires_on, refresh_in, e.code ? &e : NULL);
     if (token) {
         memset(token, 0, strlen(token));
@@ -90,7 +94,6 @@ static int token_body(entra_fetch *x, sky_buf *body)
 static void post_token_request(entra_fetch *x)
 {
     sky_credential *c = x->f->c;
-    sky_http_request_options ro;
     sky_buf url, body;
     sky_error err;
     sky_headers *h = sky_headers_new();
@@ -106,25 +109,16 @@ static void post_token_request(entra_fetch *x)
             : sky_headers_add(h, SKY_SPAN_LIT("Content-Type"),
                               SKY_SPAN_LIT("application/x-www-form-urlencoded"));
     rc = rc ? rc : sky_headers_add(h, SKY_SPAN_LIT("Accept"), SKY_SPAN_LIT("application/json"));
-    if (rc == 0) {
-        sky_http_request_options_init(&ro);
-        ro.method = "POST";
-        ro.url = url.data;
-        ro.headers = h;
-        ro.body = sky_buf_span(&body);
-        ro.timeout_ms = c->cfg.request_timeout_ms;
-        ro.max_response_bytes = 1u << 20;
-        ro.on_done = on_token_reply;
-        ro.user_data = x;
-        rc = sky_http_request_send(c->http, &ro, &x->req, &err);
-    }
+    if (rc == 0)
+        rc = sky__cred_call(c->pipe, url.data, h, sky_buf_span(&body), on_token_reply, x, &x->call,
+                            &err);
     if (body.data)
         memset(body.data, 0, body.len);
     sky_buf_free(&body);
     sky_buf_free(&url);
     sky_headers_free(h);
     if (rc < 0) {
-        x->req = NULL;
+        x->call = NULL;
         if (err.code == 0)
             sky_error_set(&err, rc, "cannot start the token request");
         entra_end(x, NULL, 0, 0, &err);
@@ -236,8 +230,8 @@ static void entra_start(sky__cred_fetch *f)
 static void entra_abort(sky__cred_fetch *f)
 {
     entra_fetch *x = f->impl;
-    if (x && x->req)
-        sky_http_request_cancel(x->req);
+    if (x && x->call)
+        sky_call_cancel(x->call);
 }
 
 const sky__cred_ops sky__cred_client_secret_ops = {"environment", entra_start, entra_abort, NULL,
@@ -285,6 +279,14 @@ static const char *entra_missing(const sky_credential *c, int workload, char *bu
     return NULL;
 }
 
+static int entra_finish_new(sky_credential *c, const char *missing, sky_credential **out,
+                            sky_error *err)
+{
+    sky__token_policy tp = {c->cfg.entra_max_retries, c->cfg.entra_retry_base_ms,
+                            c->cfg.request_timeout_ms, any_5xx};
+    return sky__cred_finish_new_http(c, missing, &tp, out, err);
+}
+
 int sky_credential_client_secret_new(uv_loop_t *loop, sky_http_client *client,
                                      const sky_credential_options *o, sky_credential **out,
                                      sky_error *err)
@@ -292,7 +294,7 @@ int sky_credential_client_secret_new(uv_loop_t *loop, sky_http_client *client,
     sky_credential *c = NULL;
     char why[SKY_ERROR_MESSAGE_MAX];
     int rc = sky__cred_new(loop, client, o, &sky__cred_client_secret_ops, &c, err);
-    return rc < 0 ? rc : sky__cred_finish_new(c, entra_missing(c, 0, why, sizeof(why)), out, err);
+    return rc < 0 ? rc : entra_finish_new(c, entra_missing(c, 0, why, sizeof(why)), out, err);
 }
 
 int sky_credential_workload_identity_new(uv_loop_t *loop, sky_http_client *client,
@@ -302,5 +304,5 @@ int sky_credential_workload_identity_new(uv_loop_t *loop, sky_http_client *clien
     sky_credential *c = NULL;
     char why[SKY_ERROR_MESSAGE_MAX];
     int rc = sky__cred_new(loop, client, o, &sky__cred_workload_ops, &c, err);
-    return rc < 0 ? rc : sky__cred_finish_new(c, entra_missing(c, 1, why, sizeof(why)), out, err);
+    return rc < 0 ? rc : entra_finish_new(c, entra_missing(c, 1, why, sizeof(why)), out, err);
 }

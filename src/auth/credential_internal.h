@@ -4,6 +4,7 @@
 
 #include "skyio/buf.h"
 #include "skyio/credential.h"
+#include "skyio/pipeline.h"
 
 typedef struct sky__cred_fetch sky__cred_fetch;
 typedef struct sky__cred_entry sky__cred_entry;
@@ -28,7 +29,8 @@ typedef struct sky__cred_config {
     char *authority_host, *tenant_id, *client_id, *client_secret, *token_file;
     char *imds_endpoint, *identity_endpoint, *identity_header, *az_path, *cli_tenant;
     long az_timeout_ms, request_timeout_ms, imds_retry_base_ms, imds_probe_timeout_ms;
-    int imds_max_retries;
+    long entra_retry_base_ms;
+    int imds_max_retries, entra_max_retries;
     int64_t refresh_margin_s;
     int exclude[4];
 } sky__cred_config;
@@ -62,6 +64,8 @@ struct sky_credential {
     const sky__cred_ops *ops;
     uv_loop_t *loop;
     sky_http_client *http;
+    sky_pipeline *pipe;       /* token requests (credential_http.c); NULL for kinds without */
+    sky_pipeline *probe_pipe; /* managed identity's quick first probe in a chain */
     const sky_clock *clock;
     sky__cred_config cfg;
     void *impl;
@@ -134,6 +138,38 @@ void sky__cred_transport_error(const sky_error *cause, const char *what, sky_err
  * half the lifetime of a short one; @p refresh_in_s (when > 0) if earlier. */
 int64_t sky__cred_refresh_at_ms(int64_t now_s, int64_t expires_on, int64_t margin_s,
                                 int64_t refresh_in_s);
+
+/* ---- token requests over a pipeline (credential_http.c) ---- */
+
+/* How a kind's token requests are tried. */
+typedef struct sky__token_policy {
+    int max_retries;
+    long retry_base_ms;
+    long attempt_timeout_ms;
+    int (*also_retry)(int status); /* the service's statuses beyond the pipeline's lists */
+} sky__token_policy;
+
+/* A pipeline for token requests alone, retrying by @p tp: no auth, no limits, no breaker,
+ * no classifier. 0, or a SKY_E code with @p err filled. */
+int sky__cred_pipeline_new(sky_credential *c, const sky__token_policy *tp, sky_pipeline **out,
+                           sky_error *err);
+
+/* sky__cred_finish_new for a kind that sends token requests: with nothing @p missing, its
+ * pipeline (c->pipe) is built by @p tp first. */
+int sky__cred_finish_new_http(sky_credential *c, const char *missing, const sky__token_policy *tp,
+                              sky_credential **out, sky_error *err);
+
+/* Start a token request (GET, or POST with @p body) on @p p: the call options filled
+ * for a token reply (at most 1 MiB). 0, or a SKY_E code with @p err filled. */
+int sky__cred_call(sky_pipeline *p, const char *url, const sky_headers *h, sky_span body,
+                   sky_call_done_cb on_done, void *ud, sky_call **out, sky_error *err);
+
+/* A token call's outcome: the token (new: free it) and its expiry into the out
+ * parameters, or @p e: the transport failure prefixed with @p what, or the reply's error
+ * with @p secret masked. */
+void sky__cred_read_reply(const sky_credential *c, const sky_call_result *res, const sky_error *err,
+                          const char *what, const char *secret, char **token, int64_t *expires_on,
+                          int64_t *refresh_in, sky_error *e);
 
 /* Static kind strings. */
 const char *sky__cred_source_name(const char *s);

@@ -299,33 +299,44 @@ static void test_short_lived_tokens_refresh(void **state)
     env_close(&e);
 }
 
+/* Entra's token requests ride the pipeline's retry: a 503 once is retried, one always
+ * failing ends with its status after the retries allowed, and so does a timeout. */
 static void test_token_endpoint_failure_and_timeout(void **state)
 {
     env e;
-    got a = {0}, b = {0};
+    got a = {0}, b = {0}, c = {0};
     sky_error err;
     sky_credential *slow = NULL;
     (void)state;
-    const char *args[] = {"--identity-fail-status",
-                          "503",
-                          "--identity-fail-count",
-                          "1",
-                          "--identity-delay-ms",
-                          "400",
-                          NULL};
+    const char *args[] = {"--identity-fail-status", "503", "--identity-fail-count", "1", NULL};
     env_open(&e, args);
     e.o.client_secret = SECRET;
+    e.o.entra_retry_base_ms = 10;
     sky_error_clear(&err);
     assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
     get(&e, &a);
     wait_for(&e, &a, 1);
-    assert_int_equal(a.code, SKY_EAUTH);
-    assert_int_equal(a.http_status, 503);
+    assert_int_equal(a.code, 0);
+    assert_int_equal(identity_stat(&e, "entra"), 2);
+    sky_credential_free(e.cred);
+    e.cred = NULL;
+    assert_int_equal(sky_test_mock_stop(&e.mock), 0);
+    const char *args2[] = {"--identity-fail-status", "503", "--identity-delay-ms", "400", NULL};
+    sky_test_mock_start(&e.mock, args2);
+    e.o.authority_host = e.mock.base_url;
+    e.o.entra_max_retries = 1;
+    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    get(&e, &b);
+    wait_for(&e, &b, 1);
+    assert_int_equal(b.code, SKY_EAUTH);
+    assert_int_equal(b.http_status, 503);
+    assert_int_equal(identity_stat(&e, "entra"), 2);
     e.o.request_timeout_ms = 100;
     assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &slow, &err), 0);
-    assert_int_equal(sky_credential_get_token(slow, MGMT, on_tok, &b, NULL, &err), 0);
-    wait_for(&e, &b, 1);
-    assert_int_equal(b.code, SKY_ETIMEDOUT);
+    assert_int_equal(sky_credential_get_token(slow, MGMT, on_tok, &c, NULL, &err), 0);
+    wait_for(&e, &c, 1);
+    assert_int_equal(c.code, SKY_ETIMEDOUT);
+    assert_non_null(strstr(c.msg, "token request failed"));
     sky_credential_free(slow);
     env_close(&e);
 }
@@ -411,6 +422,45 @@ static void test_imds_retries_throttling(void **state)
     wait_for(&e, &b, 1);
     assert_int_equal(b.code, SKY_EAUTH);
     assert_int_equal(b.http_status, 500);
+    assert_int_equal(identity_stat(&e, "imds"), 2);
+    env_close(&e);
+}
+
+/* IMDS's token requests ride the pipeline's retry with IMDS's own list: 410 (IMDS being
+ * upgraded) is retried, each decision the pipeline's. In a chain the quick probe, answered
+ * 404 (an identity being assigned), is followed by a request that retries. */
+static void test_imds_retried_by_pipeline(void **state)
+{
+    env e;
+    got a = {0}, b = {0};
+    sky_error err;
+    static log_capture cap;
+    (void)state;
+    const char *args[] = {"--identity-fail-status", "410", "--identity-fail-count", "2", NULL};
+    env_open(&e, args);
+    capture_start(&cap);
+    sky_error_clear(&err);
+    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    get(&e, &a);
+    wait_for(&e, &a, 1);
+    capture_stop();
+    assert_int_equal(a.code, 0);
+    assert_string_equal(a.token, "mock-token-1");
+    assert_int_equal(identity_stat(&e, "imds"), 3);
+    assert_non_null(strstr(cap.text, "410 backoff="));
+    assert_non_null(strstr(cap.text, "attempt 3"));
+    sky_credential_free(e.cred);
+    e.cred = NULL;
+    assert_int_equal(sky_test_mock_stop(&e.mock), 0);
+    const char *args2[] = {"--identity-fail-status", "404", "--identity-fail-count", "1", NULL};
+    sky_test_mock_start(&e.mock, args2);
+    e.o.imds_endpoint = e.mock.base_url;
+    e.o.authority_host = e.mock.base_url;
+    assert_int_equal(sky_credential_default_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    get(&e, &b);
+    wait_for(&e, &b, 1);
+    assert_int_equal(b.code, 0);
+    assert_string_equal(b.source, "managed_identity");
     assert_int_equal(identity_stat(&e, "imds"), 2);
     env_close(&e);
 }
@@ -869,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_workload_identity_rereads_file),
         cmocka_unit_test(test_imds),
         cmocka_unit_test(test_imds_retries_throttling),
+        cmocka_unit_test(test_imds_retried_by_pipeline),
         cmocka_unit_test(test_app_service),
         cmocka_unit_test(test_mock_identity_config_file),
         cmocka_unit_test(test_azure_cli),
