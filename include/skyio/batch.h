@@ -225,12 +225,14 @@ typedef enum sky_batch_refusal {
 /** What went wrong in the run itself, for SKY_BATCH_EVENT_FAULT. Each stops the run. */
 typedef enum sky_batch_fault {
     SKY_BATCH_FAULT_NONE = 0,
-    SKY_BATCH_FAULT_SOURCE,     /**< reading the source failed */
-    SKY_BATCH_FAULT_START,      /**< a request could not be started (memory, the pipeline) */
-    SKY_BATCH_FAULT_RECORD,     /**< the store refused a record (custom_id names it) */
-    SKY_BATCH_FAULT_HOLD,       /**< no memory to keep a record while the store is behind */
-    SKY_BATCH_FAULT_STORE,      /**< the store failed writing (sky_batch_store_failed) */
-    SKY_BATCH_FAULT_STORE_CLOSE /**< closing the store failed */
+    SKY_BATCH_FAULT_SOURCE,      /**< reading the source failed */
+    SKY_BATCH_FAULT_START,       /**< a request could not be started (memory, the pipeline) */
+    SKY_BATCH_FAULT_RECORD,      /**< the store refused a record (custom_id names it) */
+    SKY_BATCH_FAULT_HOLD,        /**< no memory to keep a record while the store is behind */
+    SKY_BATCH_FAULT_STORE,       /**< the store failed writing (sky_batch_store_failed) */
+    SKY_BATCH_FAULT_STORE_CLOSE, /**< closing the store failed */
+    /** the pipeline's credential gave no token at the start: nothing was sent */
+    SKY_BATCH_FAULT_CREDENTIAL
 } sky_batch_fault;
 
 /** Where the run stands. */
@@ -313,7 +315,8 @@ typedef struct sky_batch_options {
      * or 529 among successes is load shed (overload_is_rate); OpenAI's reply rules. Each
      * reply is read once, by the engine (its usage, and whether it is JSON). Auth comes
      * from the endpoint; set credential (and scope, default the endpoint's Entra ID scope)
-     * for an Azure endpoint without a key.
+     * for an Azure endpoint without a key: the engine then gets a token before it reads a
+     * line, and stops with SKY_BATCH_FAULT_CREDENTIAL when there is none.
      */
     sky_pipeline_options pipeline;
     /** A fixed number of requests in flight; 0 (default): the limiter's adaptive limit. */

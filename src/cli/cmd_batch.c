@@ -343,40 +343,6 @@ static int open_client(cli_batch *c)
     return 0;
 }
 
-typedef struct first_token {
-    int done;
-    sky_error err;
-} first_token;
-
-static void on_first_token(sky_token_request *req, const sky_access_token *tok,
-                           const sky_error *err, void *ud)
-{
-    first_token *ft = ud;
-    (void)req;
-    (void)tok;
-    if (err)
-        ft->err = *err;
-    ft->done = 1;
-}
-
-/* Without a token nothing can be sent: find out now, not once per line (exit 3). */
-static int check_credential(cli_batch *c)
-{
-    first_token ft;
-    memset(&ft, 0, sizeof(ft));
-    if (c->cred == NULL)
-        return 0;
-    if (sky_credential_get_token(c->cred, sky_ai_entra_scope(&c->ep), on_first_token, &ft, NULL,
-                                 &ft.err) < 0)
-        ft.done = 1;
-    while (!ft.done)
-        uv_run(sky_loop_uv(c->loop), UV_RUN_ONCE);
-    if (ft.err.code == 0)
-        return 0;
-    fprintf(stderr, "skyio batch: no Entra ID token for Azure OpenAI: %s\n", ft.err.message);
-    return -1;
-}
-
 /* What opening a results file found: a torn line repaired, records kept from a run before. */
 static void say_resuming(const char *path, const sky_journal_stats *st)
 {
@@ -447,7 +413,7 @@ static int start(cli_batch *c)
         return SKY_EXIT_START;
     if (open_client(c) < 0)
         return fprintf(stderr, "skyio batch: cannot start the client\n"), SKY_EXIT_START;
-    return check_credential(c) < 0 ? SKY_EXIT_START : open_batch(c);
+    return open_batch(c); /* which checks the credential's first token: a FAULT, exit 3 */
 }
 
 static int run(cli_batch *c)

@@ -327,7 +327,7 @@ static int read_one(sky_batch *b)
  * this again. */
 void sky__batch_pump(sky_batch *b)
 {
-    if (b->pumping || !b->started || b->closing)
+    if (b->pumping || !b->started || b->closing || b->first_token)
         return;
     b->pumping = 1;
     if (has_room(b))
@@ -350,6 +350,7 @@ int sky_batch_start(sky_batch *b)
     if (b->o.progress_interval_ms)
         uv_timer_start(&b->progress, on_progress, b->o.progress_interval_ms,
                        b->o.progress_interval_ms);
+    sky__batch_first_token(b); /* the pump waits for it */
     sky__batch_pump(b);
     sky__batch_maybe_finish(b);
     return 0;
@@ -367,6 +368,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void release(sky_batch *b)
 {
     sky_pipeline *p = b->pipe;
+    sky__batch_first_token_drop(b);
     sky__batch_drop_held(b);
     b->pipe = NULL;
     sky_pipeline_free(p);

@@ -7,6 +7,8 @@
 #include "skyio/idset.h"
 #include "skyio/metrics.h"
 
+typedef struct sky__batch_token sky__batch_token;
+
 /* A record the store could not take yet (it said SKY_EBUSY). */
 typedef struct sky__batch_held {
     struct sky__batch_held *next;
@@ -43,6 +45,7 @@ struct sky_batch {
     uint64_t skipped, input_errors, ok, failed, retries, tokens_in, tokens_out, responses_429;
     uint64_t start_ms;
     sky_histogram latency_ms;
+    sky__batch_token *first_token; /* asked before the first line is read */
     uv_timer_t watch, progress, grace, defer;
 };
 
@@ -68,5 +71,9 @@ void sky__batch_report_outages(sky_batch *b);
 int sky__batch_never_reached(const sky_batch *b, const sky_error *err);
 void sky__batch_stop_unreachable(sky_batch *b, const sky_error *fault);
 void sky__batch_summary(const sky_batch *b, sky_batch_summary *out);
+
+/* batch_credential.c: the credential's first token, before any line is read */
+void sky__batch_first_token(sky_batch *b);
+void sky__batch_first_token_drop(sky_batch *b);
 
 #endif

@@ -28,12 +28,14 @@ typedef struct run {
     sky_batch_source *src;
     sky_batch_store *store;
     sky_batch *batch;
+    sky_credential *cred; /* when the run's pipeline has one */
     int started;
     int finished;     /* FINISHED events: must end at exactly 1 */
     int refused;      /* REFUSED events */
     int refusal;      /* ... and the last one's kind */
     int unreachable;  /* UNREACHABLE events */
     int faults;       /* FAULT events */
+    int fault;        /* ... and the last one's kind */
     int events_after; /* any event after FINISHED: must stay 0 */
     sky_batch_summary summary;
 } run;
@@ -50,6 +52,7 @@ static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
         r->unreachable++;
     } else if (ev->kind == SKY_BATCH_EVENT_FAULT) {
         r->faults++;
+        r->fault = ev->fault;
     } else if (ev->kind == SKY_BATCH_EVENT_FINISHED) {
         r->finished++;
         r->summary = *ev->summary;
@@ -70,8 +73,10 @@ static void add_lines(sky_batch_source *src, int n)
     sky_batch_memory_source_end(src);
 }
 
-/* A run of @p n lines against @p base_url with @p key; @p concurrency 0 is adaptive. */
-static void run_open(run *r, const char *base_url, const char *key, int n, int concurrency)
+/* A run of @p n lines against @p base_url with @p key; @p concurrency 0 is adaptive; with
+ * @p co, a managed identity credential of those options on the pipeline. */
+static void run_open_with(run *r, const char *base_url, const char *key, int n, int concurrency,
+                          const sky_credential_options *co)
 {
     sky_batch_options o;
     sky_error err;
@@ -80,6 +85,9 @@ static void run_open(run *r, const char *base_url, const char *key, int n, int c
     sky_error_clear(&err);
     r->loop = sky_test_loop_new();
     assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    if (co)
+        assert_int_equal(
+            sky_credential_managed_identity_new(r->loop, r->client, co, &r->cred, &err), 0);
     snprintf(url, sizeof(url), "%s/v1", base_url);
     assert_int_equal(sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, url, key, NULL), 0);
     r->src = sky_batch_memory_source_new();
@@ -91,9 +99,15 @@ static void run_open(run *r, const char *base_url, const char *key, int n, int c
     o.endpoint = &r->ep;
     o.concurrency = concurrency;
     o.pipeline.use_rate_limit = 0;
+    o.pipeline.credential = r->cred;
     o.on_event = on_event;
     o.user_data = r;
     assert_int_equal(sky_batch_new(r->loop, r->client, &o, r->src, r->store, &r->batch, &err), 0);
+}
+
+static void run_open(run *r, const char *base_url, const char *key, int n, int concurrency)
+{
+    run_open_with(r, base_url, key, n, concurrency, NULL);
 }
 
 /* Start, and run the loop until FINISHED (at most @p timeout_ms). */
@@ -108,6 +122,7 @@ static void run_to_end(run *r, uint64_t timeout_ms)
 static void run_close(run *r)
 {
     sky_batch_free(r->batch);
+    sky_credential_free(r->cred); /* after the batch's pipeline, before the client */
     sky_http_client_free(r->client);
     sky_test_loop_free(r->loop); /* runs the loop until every handle is closed */
     assert_int_equal(r->finished, 1);
@@ -275,6 +290,44 @@ static void test_unreachable_endpoint_records_nothing(void **state)
     run_close(&r);
 }
 
+/*
+ * With a credential, the engine gets a token before it reads a line: the mock's IMDS token
+ * serves every request; a credential that gives none stops the run with a FAULT before
+ * anything is sent or recorded.
+ */
+static void test_credential_token_before_the_first_line(void **state)
+{
+    static const char *const margs[] = {"--key", "mock-token-1", NULL};
+    sky_credential_options co;
+    sky_test_mock m;
+    char closed[64];
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    sky_credential_options_init(&co);
+    co.imds_endpoint = m.base_url;
+    co.imds_max_retries = 0;
+    run_open_with(&r, m.base_url, NULL, 20, 0, &co);
+    run_to_end(&r, 60000);
+    assert_int_equal(r.faults, 0);
+    assert_int_equal(r.summary.progress.ok, 20);
+    assert_int_equal(stat_int(&m, "identity.imds"), 1);
+    run_close(&r);
+    snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", closed_port());
+    co.imds_endpoint = closed;
+    run_open_with(&r, m.base_url, NULL, 20, 0, &co);
+    run_to_end(&r, 60000);
+    assert_int_equal(r.faults, 1);
+    assert_int_equal(r.fault, SKY_BATCH_FAULT_CREDENTIAL);
+    assert_true(r.summary.fatal);
+    assert_true(r.summary.unfinished);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 0);
+    assert_int_equal(stat_int(&m, "endpoints.chat"), 20);
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_refused_key_stops_and_records_nothing),
         cmocka_unit_test(test_graceful_stop_records_what_was_sent),
         cmocka_unit_test(test_unreachable_endpoint_records_nothing),
+        cmocka_unit_test(test_credential_token_before_the_first_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
