@@ -47,6 +47,14 @@ typedef struct sky_gateway_deployment {
 /** Every default (weight 1, kind OpenAI). */
 SKY_EXTERN void sky_gateway_deployment_init(sky_gateway_deployment *d);
 
+/** Where a model's requests go when every deployment of it refused before the first byte:
+ *  the deployments of each model of @c to, in order. Strings borrowed as above. */
+typedef struct sky_gateway_fallback {
+    const char *model;
+    const char *const *to;
+    size_t n_to;
+} sky_gateway_fallback;
+
 #define SKY_GATEWAY_SHA256_LEN 32
 
 /** A key the gateway's clients present (Authorization: Bearer K, or api-key: K). Only its
@@ -63,7 +71,9 @@ typedef struct sky_gateway_client_key {
  *
  *     {"models": {"gpt-4o": [{"kind": "azure", "base_url": "https://x.openai.azure.com",
  *                             "key_env": "AZURE_KEY_1", "deployment": "gpt4o-east",
- *                             "api_version": "2024-10-21", "weight": 2, "rpm": 600}]},
+ *                             "api_version": "2024-10-21", "weight": 2, "rpm": 600}],
+ *                 "gpt-4o-mini": [...]},
+ *      "fallbacks": {"gpt-4o": ["gpt-4o-mini"]},
  *      "keys": [{"name": "team-a", "key_sha256": "<64 hex>", "models": ["gpt-4o"]},
  *               {"name": "ci", "key_env": "GATEWAY_CI_KEY"}]}
  *
@@ -74,6 +84,8 @@ typedef struct sky_gateway_client_key {
 typedef struct sky_gateway_config {
     sky_gateway_deployment *deployments;
     size_t n_deployments;
+    sky_gateway_fallback *fallbacks;
+    size_t n_fallbacks;
     sky_gateway_client_key *keys;
     size_t n_keys;
     void *priv; /**< owned strings; do not touch */
@@ -99,6 +111,9 @@ typedef struct sky_gateway_options {
     size_t max_body;                           /**< larger request bodies get 413; default 16 MiB */
     const sky_gateway_deployment *deployments; /**< borrowed until sky_gateway_new returns */
     size_t n_deployments;
+    /** Each names configured models only (else sky_gateway_new fails); borrowed as above. */
+    const sky_gateway_fallback *fallbacks;
+    size_t n_fallbacks;
     /** NULL (n_keys 0): no key is asked for (fine on loopback, said at start otherwise) */
     const sky_gateway_client_key *keys;
     size_t n_keys;

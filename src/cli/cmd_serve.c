@@ -45,7 +45,10 @@ static const char usage[] =
     "                            300000; \"upstream_timeout_ms\")\n"
     "  --grace-ms MS             on SIGTERM, how long requests in flight may go on (default\n"
     "                            10000)\n"
-    "\n"
+    "\n";
+
+/* The config's part of --help (a string literal has a size limit in C) */
+static const char usage_config[] =
     "config (JSON):\n"
     "  {\n"
     "    \"port\": 8080,\n"
@@ -60,6 +63,7 @@ static const char usage[] =
     "      \"llama\": [{\"kind\": \"compatible\", \"base_url\": \"http://10.0.0.5:8000/v1\",\n"
     "                 \"deployment\": \"meta-llama/Llama-3.1-8B-Instruct\"}]\n"
     "    },\n"
+    "    \"fallbacks\": {\"gpt-4o\": [\"llama\"]},\n"
     "    \"keys\": [\n"
     "      {\"name\": \"team-a\", \"key_sha256\": \"<sha256 of the key, 64 hex digits>\",\n"
     "       \"models\": [\"gpt-4o\"]},\n"
@@ -75,6 +79,10 @@ static const char usage[] =
     "  weight       the deployment's share of its model's requests (default 1; 0: only\n"
     "               when the others fail)\n"
     "  rpm, tpm     the deployment's limits when known; otherwise learned from its replies\n"
+    "  fallbacks    when every deployment of a model refused before the first byte of the\n"
+    "               answer (429, 5xx, a reset, a timeout, an open breaker), the request\n"
+    "               goes to the deployments of these models, in order (the body's \"model\"\n"
+    "               rewritten); errors of the request itself (400, 404) do not fall back\n"
     "  keys         the gateway's own keys, by SHA-256 (`printf %s KEY | sha256sum`) or\n"
     "               from an environment variable; \"models\" limits what a key may use.\n"
     "               Without any key the gateway asks for none.\n";
@@ -218,6 +226,8 @@ static int start(serve_run *run)
     sky_error_clear(&err);
     run->opts.deployments = run->cfg.deployments;
     run->opts.n_deployments = run->cfg.n_deployments;
+    run->opts.fallbacks = run->cfg.fallbacks;
+    run->opts.n_fallbacks = run->cfg.n_fallbacks;
     run->opts.keys = run->cfg.keys;
     run->opts.n_keys = run->cfg.n_keys;
     run->loop = sky_loop_new();
@@ -250,7 +260,7 @@ int sky_cli_serve(int argc, char **argv)
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fputs(usage, stdout);
+        fprintf(stdout, "%s%s", usage, usage_config);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {

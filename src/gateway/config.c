@@ -17,7 +17,8 @@ typedef struct config_priv {
     json_t *doc;
     char **secrets;
     size_t n_secrets;
-    const char **names; /* every key's model names, one array */
+    const char **names;    /* every key's model names, one array */
+    const char **fb_names; /* every fallback's model names, one array */
 } config_priv;
 
 static int parse_kind(const char *s, sky_gateway_kind *out)
@@ -219,6 +220,48 @@ static int parse_keys(config_priv *p, const json_t *keys, sky_gateway_config *c,
     return 0;
 }
 
+static size_t count_fallback_names(json_t *fallbacks)
+{
+    const char *name;
+    json_t *v;
+    size_t n = 0;
+    json_object_foreach(fallbacks, name, v) n += json_is_array(v) ? json_array_size(v) : 1;
+    (void)name;
+    return n;
+}
+
+/* "fallbacks": {"gpt-4o": ["gpt-4o-mini", ...]} (one name may stand alone) */
+static int parse_fallbacks(config_priv *p, json_t *fallbacks, sky_gateway_config *c, sky_error *err)
+{
+    const char *model;
+    json_t *v;
+    size_t used = 0;
+    if (fallbacks == NULL)
+        return 0;
+    if (!json_is_object(fallbacks))
+        return sky_error_set(err, SKY_EINVAL, "\"fallbacks\" maps a model to a list of models");
+    c->fallbacks = calloc(json_object_size(fallbacks) + 1, sizeof(*c->fallbacks));
+    p->fb_names = calloc(count_fallback_names(fallbacks) + 1, sizeof(*p->fb_names));
+    if (c->fallbacks == NULL || p->fb_names == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    json_object_foreach(fallbacks, model, v)
+    {
+        sky_gateway_fallback *f = &c->fallbacks[c->n_fallbacks++];
+        size_t k = json_is_array(v) ? json_array_size(v) : 1;
+        f->model = model;
+        f->to = p->fb_names + used;
+        for (size_t i = 0; i < k; i++) {
+            const char *to = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
+            if (to == NULL)
+                return sky_error_set(err, SKY_EINVAL, "fallbacks of %s: a list of model names",
+                                     model);
+            p->fb_names[used++] = to;
+            f->n_to++;
+        }
+    }
+    return 0;
+}
+
 int sky_gateway_config_parse(const json_t *doc, sky_gateway_config *out, sky_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -239,6 +282,7 @@ int sky_gateway_config_parse(const json_t *doc, sky_gateway_config *out, sky_err
         rc = sky_error_set(err, SKY_EINVAL, "\"keys\" is a list");
     rc = rc < 0 ? rc : parse_models(p, models, out, err);
     rc = rc < 0 ? rc : parse_keys(p, keys, out, err);
+    rc = rc < 0 ? rc : parse_fallbacks(p, json_object_get(p->doc, "fallbacks"), out, err);
     if (rc < 0)
         sky_gateway_config_free(out);
     return rc;
@@ -254,12 +298,14 @@ void sky_gateway_config_free(sky_gateway_config *c)
         }
         free(p->secrets);
         free(p->names);
+        free(p->fb_names);
         json_decref(p->doc);
         free(p);
     }
     if (c) {
         OPENSSL_cleanse(c->keys, c->n_keys * sizeof(*c->keys));
         free(c->deployments);
+        free(c->fallbacks);
         free(c->keys);
         memset(c, 0, sizeof(*c));
     }

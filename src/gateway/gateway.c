@@ -170,6 +170,42 @@ static int group_models(sky_gateway *g, sky_error *err)
     return 0;
 }
 
+static gw_model *model_named(sky_gateway *g, const char *name)
+{
+    const gw_model *m = sky__gw_model_find(g, sky_span_cstr(name));
+    return m ? &g->models[m - g->models] : NULL;
+}
+
+static int add_fallbacks(sky_gateway *g, const sky_gateway_fallback *f, sky_error *err)
+{
+    gw_model *m = model_named(g, f->model ? f->model : "");
+    if (m == NULL)
+        return sky_error_set(err, SKY_EINVAL, "fallbacks: no model %s", f->model);
+    if (m->n_fallbacks > 0)
+        return sky_error_set(err, SKY_EINVAL, "fallbacks: model %s twice", m->name);
+    m->fallbacks = calloc(f->n_to + 1, sizeof(*m->fallbacks));
+    if (m->fallbacks == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n_to; i++) {
+        gw_model *to = model_named(g, f->to[i] ? f->to[i] : "");
+        if (to == NULL || to == m)
+            return sky_error_set(err, SKY_EINVAL, "fallbacks of %s: %s is not another model",
+                                 m->name, f->to[i] ? f->to[i] : "(null)");
+        m->fallbacks[m->n_fallbacks++] = (size_t)(to - g->models);
+    }
+    return 0;
+}
+
+static int setup_fallbacks(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
+{
+    for (size_t i = 0; i < o->n_fallbacks; i++) {
+        int rc = add_fallbacks(g, &o->fallbacks[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- clients' keys ---- */
 
 static int key_copy(gw_key *k, const sky_gateway_client_key *in)
@@ -265,6 +301,7 @@ int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway *
     g->max_body = o->max_body ? o->max_body : GW_DEFAULT_MAX_BODY;
     g->rng = sky_rand_u64();
     int rc = setup_upstreams(g, o, err);
+    rc = rc < 0 ? rc : setup_fallbacks(g, o, err);
     rc = rc < 0 ? rc : setup_keys(g, o, err);
     rc = rc < 0 ? rc : setup_server(g, o, err);
     if (rc < 0) {
@@ -314,8 +351,10 @@ void sky_gateway_free(sky_gateway *g)
     sky_headers_free(g->json_headers);
     for (size_t i = 0; i < g->n_deps; i++)
         dep_free(&g->deps[i]);
-    for (size_t i = 0; i < g->n_models; i++)
+    for (size_t i = 0; i < g->n_models; i++) {
         free(g->models[i].deps);
+        free(g->models[i].fallbacks);
+    }
     free(g->models);
     free(g->deps);
     keys_free(g);

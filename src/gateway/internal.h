@@ -33,11 +33,14 @@ typedef struct gw_deployment {
     char *url[GW_OP_COUNT];
 } gw_deployment;
 
-/* A model and the indexes of its deployments in the gateway's list. */
+/* A model, the indexes of its deployments in the gateway's list, and of the models its
+ * requests fall back to in the gateway's models. */
 typedef struct gw_model {
     const char *name; /* borrowed from its first deployment */
     size_t *deps;
     size_t n_deps;
+    size_t *fallbacks;
+    size_t n_fallbacks;
 } gw_model;
 
 /* A client key as kept: name, hash and allowed models, all owned. */
@@ -78,9 +81,11 @@ typedef struct gw_body {
  * call is in flight, whichever ends last (see proxy.c). */
 typedef struct gw_request {
     sky_gateway *g;
-    sky_server_req *sr; /* NULL once the client is gone */
-    sky_call *call;     /* the upstream call in flight, NULL between calls */
-    const gw_model *model;
+    sky_server_req *sr;    /* NULL once the client is gone */
+    sky_call *call;        /* the upstream call in flight, NULL between calls */
+    const gw_model *asked; /* the model the client asked for */
+    const gw_model *model; /* the one being tried: asked, then its fallbacks */
+    size_t fell;           /* fallbacks of asked tried so far */
     gw_op op;
     int stream;
     int64_t est_tokens;

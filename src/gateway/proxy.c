@@ -143,11 +143,29 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     return rc;
 }
 
-/* Start on the next deployment not yet tried: 0, or -1 when none is left. */
+/* Every deployment of the model tried: on to the next model of the fallback list. 0, or -1
+ * when none is left. */
+static int next_model(gw_request *q)
+{
+    const gw_model *a = q->asked;
+    if (q->fell >= a->n_fallbacks)
+        return -1;
+    const gw_model *m = &q->g->models[a->fallbacks[q->fell++]];
+    SKY_INFO("gateway", "%s: no deployment could answer, falling back to %s", q->model->name,
+             m->name);
+    q->model = m;
+    q->tried = 0;
+    return 0;
+}
+
+/* Start on the next deployment not yet tried, of the model or of its fallbacks: 0, or -1
+ * when none is left. */
 static int start_next(gw_request *q)
 {
     for (;;) {
         int i = sky__gw_pick(q->g, q->model, q->tried);
+        if (i < 0 && next_model(q) == 0)
+            continue;
         if (i < 0)
             return -1;
         q->tried |= UINT64_C(1) << i;
@@ -204,7 +222,7 @@ static int pass_on(gw_request *q, const sky_call_result *res)
 static void fail(gw_request *q, const sky_call_result *res, const sky_error *err)
 {
     sky_server_req *r = q->sr;
-    const char *name = q->model->name;
+    const char *name = q->asked->name;
     if (pass_on(q, res))
         return;
     if (res->status == 429) {
@@ -267,7 +285,7 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     }
     q->g = g;
     q->sr = r;
-    q->model = m;
+    q->asked = q->model = m;
     q->op = op;
     q->stream = op != GW_OP_EMBEDDINGS && b->stream;
     q->body_model = b->has_model && strcmp(b->model, m->name) == 0 ? m->name : NULL;

@@ -71,12 +71,15 @@ static void write_config(const char *path, int closed_port)
             "             {\"kind\": \"compatible\", \"base_url\": \"http://127.0.0.1:%d\", "
             "\"weight\": 10},"
             "             {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}]},"
+            "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}],"
+            " \"fallen\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+            "\"SKY_TEST_UPSTREAM_KEY\"}]},"
+            " \"fallbacks\": {\"fallen\": [\"gpt-4o\"]},"
             " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
             "          {\"name\": \"limited\", \"key_env\": \"SKY_TEST_LIMITED_KEY\", "
             "\"models\": [\"text-embedding-3-small\"]}]}\n",
             env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
-            env.broken.base_url, closed_port, env.fast2.base_url, hx);
+            env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url, hx);
     fclose(f);
 }
 
@@ -278,7 +281,7 @@ static void test_models(void **state)
     assert_int_equal(r.status, 200);
     json_t *j = body_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "list");
-    assert_int_equal(json_array_size(json_object_get(j, "data")), 4);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 5);
     assert_string_equal(sky_json_str(sky_json_path(j, "data.0"), "id", ""), "gpt-4o");
     json_decref(j);
     sky_test_result_free(&r);
@@ -556,6 +559,37 @@ static void test_failover_before_first_byte(void **state)
     assert_true(refused >= 1 && refused < n);
 }
 
+/* Every deployment of "fallen" refuses (503): its requests go to gpt-4o's */
+static void test_fallback_model(void **state)
+{
+    (void)state;
+    json_t *st = sky_test_mock_stats(&env.fast);
+    json_t *st2 = sky_test_mock_stats(&env.fast2);
+    int64_t ok0 = json_integer_value(sky_json_path(st, "responses.200")) +
+                  json_integer_value(sky_json_path(st2, "responses.200"));
+    json_decref(st);
+    json_decref(st2);
+    for (int i = 0; i < 4; i++) {
+        sky_test_result r;
+        call("POST", "/v1/chat/completions",
+             i % 2 ? "{\"model\":\"fallen\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"
+                   : "{\"model\":\"fallen\",\"stream\":true,"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+             CLIENT_KEY, &r);
+        assert_int_equal(r.status, 200);
+        /* the fallback's name went upstream in the body: the mock echoes it */
+        assert_non_null(strstr(r.body, "\"model\":\"gpt-4o\""));
+        sky_test_result_free(&r);
+    }
+    st = sky_test_mock_stats(&env.fast);
+    st2 = sky_test_mock_stats(&env.fast2);
+    assert_int_equal(json_integer_value(sky_json_path(st, "responses.200")) +
+                         json_integer_value(sky_json_path(st2, "responses.200")),
+                     ok0 + 4);
+    json_decref(st);
+    json_decref(st2);
+}
+
 /* ---- bad input ---- */
 
 static void test_bad_input(void **state)
@@ -642,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_stream_responses),
         cmocka_unit_test(test_disconnect_cancels_upstream),
         cmocka_unit_test(test_failover_before_first_byte),
+        cmocka_unit_test(test_fallback_model),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_openai_node_sdk),
