@@ -47,8 +47,7 @@ void sky_queue_op_cancel(sky_queue_op *op)
 static const char *hint_of(const char *code)
 {
     if (strcmp(code, "PopReceiptMismatch") == 0 || strcmp(code, "MessageNotFound") == 0)
-        return " (the pop receipt is stale: the visibility timeout ran out, or another reader "
-               "got the message since; get it again and use its new receipt)";
+        return " (stale pop receipt: get the message again and use its new receipt)";
     if (strcmp(code, "QueueNotFound") == 0)
         return " (make it first: skyio queue mk NAME)";
     if (strcmp(code, "QueueBeingDeleted") == 0)
@@ -59,8 +58,9 @@ static const char *hint_of(const char *code)
 static void describe(const sky_queue_op *op, const sky_error *err, sky_error *out)
 {
     const char *msg = err->message;
-    if (strncmp(msg, "HTTP ", 5) == 0 && strchr(msg, ':')) /* the classifier's "HTTP n: " */
-        msg = strchr(msg, ':') + 2 <= msg + strlen(msg) ? strchr(msg, ':') + 2 : msg;
+    const char *colon = strncmp(msg, "HTTP ", 5) == 0 ? strstr(msg, ": ") : NULL;
+    if (colon) /* the classifier's "HTTP n: ", which the code says already */
+        msg = colon + 2;
     sky_error_set(out, err->code, "%s: %s%s", op->what, msg, hint_of(err->service_code));
     out->http_status = err->http_status;
     out->curl_code = err->curl_code;

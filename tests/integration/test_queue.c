@@ -1,0 +1,602 @@
+/*
+ * Storage Queues against a real Azurite queue service: the library's every operation,
+ * names and sizes refused before any request, the CLI (get --process included), and a
+ * cross-check with the official SDK (@azure/storage-queue): what skyio puts, it reads,
+ * and back.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_azurite.h"
+#include "skyio/queue.h"
+
+/* One Azurite queue service for the whole file: starting node takes seconds. */
+static struct {
+    pid_t pid;
+    int port;
+    char dir[256];
+    char endpoint[128];
+    char connstr[512];
+} g_az;
+
+/* ---- Azurite's queue service ---- */
+
+static int read_listen_port(const char *dir)
+{
+    char path[512], text[8192];
+    snprintf(path, sizeof(path), "%s/stdout.log", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strstr(text, "listens on http://127.0.0.1:");
+    return p ? atoi(p + strlen("listens on http://127.0.0.1:")) : 0;
+}
+
+static void exec_azurite(const char *bin, const char *dir)
+{
+    const char *const argv[] = {bin,
+                                "--queueHost",
+                                "127.0.0.1",
+                                "--queuePort",
+                                "0",
+                                "--inMemoryPersistence",
+                                "--disableTelemetry",
+                                "--skipApiVersionCheck",
+                                "--loose",
+                                NULL};
+    char path[512];
+    if (chdir(dir) != 0)
+        _exit(126);
+    snprintf(path, sizeof(path), "%s/stdout.log", dir);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    snprintf(path, sizeof(path), "%s/stderr.log", dir);
+    int err = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    execv(bin, (char *const *)(uintptr_t)argv);
+    _exit(127);
+}
+
+static int group_setup(void **state)
+{
+    char bin[512];
+    (void)state;
+    snprintf(bin, sizeof(bin), "%s/.deps/azurite/node_modules/.bin/azurite-queue", SKY_TEST_SRCDIR);
+    if (access(bin, X_OK) != 0)
+        fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
+    sky_test_tmpdir(g_az.dir, sizeof(g_az.dir));
+    pid_t parent = getpid();
+    g_az.pid = fork();
+    assert_true(g_az.pid >= 0);
+    if (g_az.pid == 0) {
+        sky_test_die_with_parent(parent);
+        exec_azurite(bin, g_az.dir);
+    }
+    for (int i = 0; i < 3000 && g_az.port == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        g_az.port = read_listen_port(g_az.dir);
+    }
+    if (g_az.port == 0)
+        fail_msg("azurite-queue did not start listening within 30 s; see %s", g_az.dir);
+    snprintf(g_az.endpoint, sizeof(g_az.endpoint), "http://127.0.0.1:%d/devstoreaccount1",
+             g_az.port);
+    snprintf(g_az.connstr, sizeof(g_az.connstr),
+             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
+             "QueueEndpoint=%s;",
+             SKY_TEST_AZURITE_KEY, g_az.endpoint);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sky_test_stop_child(g_az.pid);
+    sky_test_rmdir(g_az.dir);
+    return 0;
+}
+
+/* ---- the library ---- */
+
+typedef struct fixture {
+    uv_loop_t *loop;
+    sky_http_client *http;
+    sky_queue_client *q;
+} fixture;
+
+typedef struct outcome {
+    int done;
+    int err_code;
+    int http_status;
+    char service_code[SKY_ERROR_SERVICE_CODE_MAX];
+    char message[SKY_ERROR_MESSAGE_MAX];
+    size_t count;
+    char ids[32][64];
+    char receipts[32][128];
+    char texts[32][256];
+    size_t text_lens[32];
+    int64_t dequeue[32];
+    int not_base64[32];
+    size_t nqueues;
+    char queues[16][64];
+    int64_t approx;
+    char meta_color[32];
+} outcome;
+
+static void on_done(sky_queue_op *op, const sky_queue_reply *rep, const sky_error *err, void *ud)
+{
+    outcome *o = ud;
+    (void)op;
+    memset(o, 0, sizeof(*o));
+    o->done = 1;
+    if (err) {
+        o->err_code = err->code;
+        o->http_status = err->http_status;
+        snprintf(o->service_code, sizeof(o->service_code), "%s", err->service_code);
+        snprintf(o->message, sizeof(o->message), "%s", err->message);
+    }
+    for (size_t i = 0; i < rep->count && i < 32; i++, o->count++) {
+        const sky_queue_message *m = &rep->messages[i];
+        snprintf(o->ids[i], sizeof(o->ids[i]), "%s", m->id ? m->id : "");
+        snprintf(o->receipts[i], sizeof(o->receipts[i]), "%s",
+                 m->pop_receipt ? m->pop_receipt : "");
+        size_t n = m->text.len < 255 ? m->text.len : 255;
+        if (n)
+            memcpy(o->texts[i], m->text.ptr, n);
+        o->text_lens[i] = m->text.len;
+        o->dequeue[i] = m->dequeue_count;
+        o->not_base64[i] = m->not_base64;
+    }
+    for (size_t i = 0; i < rep->nqueues && i < 16; i++, o->nqueues++)
+        snprintf(o->queues[i], sizeof(o->queues[i]), "%s", rep->queues[i]);
+    o->approx = rep->approximate_count;
+    const char *c = rep->metadata ? sky_headers_get(rep->metadata, "color") : NULL;
+    snprintf(o->meta_color, sizeof(o->meta_color), "%s", c ? c : "");
+}
+
+static void wait_for(fixture *f, outcome *o)
+{
+    assert_true(sky_test_run_until(f->loop, &o->done, 30000));
+}
+
+static void client_new(fixture *f, int raw)
+{
+    sky_queue_client_options o;
+    sky_error err;
+    sky_error_clear(&err);
+    sky_queue_client_options_init(&o);
+    o.endpoint = g_az.endpoint;
+    o.account_name = "devstoreaccount1";
+    o.account_key = SKY_TEST_AZURITE_KEY;
+    o.raw = raw;
+    o.retry.max_retries = 2;
+    assert_int_equal(sky_queue_client_new(f->loop, f->http, &o, &f->q, &err), 0);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    f->loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(f->loop, NULL, &f->http), 0);
+    client_new(f, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    sky_queue_client_free(f->q);
+    sky_http_client_free(f->http);
+    sky_test_loop_free(f->loop);
+    free(f);
+    return 0;
+}
+
+#define START(call)                                                                                \
+    do {                                                                                           \
+        sky_error e_;                                                                              \
+        sky_error_clear(&e_);                                                                      \
+        memset(&o, 0, sizeof(o));                                                                  \
+        sky_error *err = &e_;                                                                      \
+        int rc_ = (call);                                                                          \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s", e_.message);                                                            \
+        wait_for(f, &o);                                                                           \
+    } while (0)
+
+static void test_messages_lifecycle(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_span text = SKY_SPAN_LIT("hello, queue <&> \xc3\xa9t\xc3\xa9");
+    START(sky_queue_create(f->q, "lifecycle", NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_put(f->q, "lifecycle", text, NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.count, 1);
+    assert_true(o.ids[0][0] && o.receipts[0][0]);
+    START(sky_queue_peek(f->q, "lifecycle", 32, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.receipts[0], ""); /* a peek has none */
+    assert_memory_equal(o.texts[0], text.ptr, text.len);
+    START(sky_queue_get(f->q, "lifecycle", 5, 60, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 1);
+    assert_int_equal(o.dequeue[0], 1);
+    assert_int_equal(o.text_lens[0], text.len);
+    char id[64], old_receipt[128];
+    snprintf(id, sizeof(id), "%s", o.ids[0]);
+    snprintf(old_receipt, sizeof(old_receipt), "%s", o.receipts[0]);
+    /* hidden now: another get sees nothing */
+    START(sky_queue_get(f->q, "lifecycle", 1, 0, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 0);
+    sky_span changed = SKY_SPAN_LIT("changed");
+    START(
+        sky_queue_update(f->q, "lifecycle", id, old_receipt, 0, &changed, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    char new_receipt[128];
+    snprintf(new_receipt, sizeof(new_receipt), "%s", o.receipts[0]);
+    assert_true(new_receipt[0] && strcmp(new_receipt, old_receipt) != 0);
+    /* visible again at once, with the new content */
+    START(sky_queue_peek(f->q, "lifecycle", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.texts[0], "changed");
+    /* the old receipt is stale: the service's code, and what to do */
+    START(sky_queue_delete_message(f->q, "lifecycle", id, old_receipt, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_true(strcmp(o.service_code, "PopReceiptMismatch") == 0 ||
+                strcmp(o.service_code, "MessageNotFound") == 0);
+    assert_non_null(strstr(o.message, "new receipt"));
+    START(sky_queue_delete_message(f->q, "lifecycle", id, new_receipt, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_peek(f->q, "lifecycle", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 0);
+    START(sky_queue_delete(f->q, "lifecycle", on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+}
+
+static void test_properties_list_clear(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_headers *meta = sky_headers_new();
+    assert_int_equal(sky_headers_add(meta, SKY_SPAN_LIT("color"), SKY_SPAN_LIT("blue")), 0);
+    START(sky_queue_create(f->q, "props-a", meta, on_done, &o, NULL, err));
+    START(sky_queue_create(f->q, "props-b", NULL, on_done, &o, NULL, err));
+    START(sky_queue_create(f->q, "other-c", NULL, on_done, &o, NULL, err));
+    for (int i = 0; i < 3; i++)
+        START(sky_queue_put(f->q, "props-a", SKY_SPAN_LIT("x"), NULL, on_done, &o, NULL, err));
+    START(sky_queue_properties(f->q, "props-a", on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(o.approx, 3);
+    assert_string_equal(o.meta_color, "blue");
+    sky_headers_clear(meta);
+    assert_int_equal(sky_headers_add(meta, SKY_SPAN_LIT("color"), SKY_SPAN_LIT("red")), 0);
+    START(sky_queue_metadata_set(f->q, "props-a", meta, on_done, &o, NULL, err));
+    START(sky_queue_properties(f->q, "props-a", on_done, &o, NULL, err));
+    assert_string_equal(o.meta_color, "red");
+    sky_headers_free(meta);
+    START(sky_queue_list(f->q, "props-", NULL, 0, on_done, &o, NULL, err));
+    assert_int_equal(o.nqueues, 2);
+    assert_string_equal(o.queues[0], "props-a");
+    assert_string_equal(o.queues[1], "props-b");
+    /* paging: one per page, the marker leads on */
+    START(sky_queue_list(f->q, "props-", NULL, 1, on_done, &o, NULL, err));
+    assert_int_equal(o.nqueues, 1);
+    START(sky_queue_clear(f->q, "props-a", on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_properties(f->q, "props-a", on_done, &o, NULL, err));
+    assert_int_equal(o.approx, 0);
+    START(sky_queue_properties(f->q, "no-such-queue", on_done, &o, NULL, err));
+    assert_int_equal(o.http_status, 404);
+    assert_string_equal(o.service_code, "QueueNotFound");
+}
+
+static void test_delay_and_ttl(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_queue_put_options po;
+    sky_queue_put_options_init(&po);
+    START(sky_queue_create(f->q, "delayed", NULL, on_done, &o, NULL, err));
+    po.visibility_delay = 60;
+    START(sky_queue_put(f->q, "delayed", SKY_SPAN_LIT("later"), &po, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_get(f->q, "delayed", 1, 0, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 0); /* not visible for a minute */
+    po.visibility_delay = 0;
+    po.ttl = -1;
+    START(sky_queue_put(f->q, "delayed", SKY_SPAN_LIT("forever"), &po, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_peek(f->q, "delayed", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.count, 1);
+    assert_string_equal(o.texts[0], "forever");
+}
+
+static void test_raw_text(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_queue_client_free(f->q);
+    client_new(f, 1);
+    sky_span text = SKY_SPAN_LIT("<raw attr=\"1\"> & 'text'\n");
+    START(sky_queue_create(f->q, "rawq", NULL, on_done, &o, NULL, err));
+    START(sky_queue_put(f->q, "rawq", text, NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_peek(f->q, "rawq", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.text_lens[0], text.len);
+    assert_memory_equal(o.texts[0], text.ptr, text.len);
+    /* a decoding client sees text that is not base64 as it is, marked */
+    sky_queue_client_free(f->q);
+    client_new(f, 0);
+    START(sky_queue_peek(f->q, "rawq", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.not_base64[0], 1);
+    assert_memory_equal(o.texts[0], text.ptr, text.len);
+}
+
+static void test_refused_before_any_request(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_error e;
+    const char *bad[] = {"ab",
+                         "Upper",
+                         "two--hyphens",
+                         "-lead",
+                         "trail-",
+                         "under_score",
+                         "a234567890123456789012345678901234567890123456789012345678901234"};
+    memset(&o, 0, sizeof(o));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sky_error_clear(&e);
+        assert_int_equal(sky_queue_create(f->q, bad[i], NULL, on_done, &o, NULL, &e), SKY_EINVAL);
+        assert_non_null(strstr(e.message, "lower-case letters, digits and single hyphens"));
+    }
+    assert_int_equal(sky_queue_name_check("ok-name-1", &e), 0);
+    /* 64 KiB as sent: 49152 bytes of text make 65536 of base64, one more is too many */
+    char *big = calloc(1, 49153);
+    memset(big, 'a', 49153);
+    sky_span s = {big, 49153};
+    sky_error_clear(&e);
+    assert_int_equal(sky_queue_put(f->q, "fine", s, NULL, on_done, &o, NULL, &e), SKY_ETOOBIG);
+    assert_non_null(strstr(e.message, "65540 bytes"));
+    s.len = 49152;
+    START(sky_queue_create(f->q, "fine", NULL, on_done, &o, NULL, err));
+    START(sky_queue_put(f->q, "fine", s, NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    free(big);
+    sky_error_clear(&e);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sky_queue_get(f->q, "fine", 33, 0, on_done, &o, NULL, &e), SKY_EINVAL);
+    assert_int_equal(o.done, 0); /* no callback for a refusal */
+}
+
+static void test_free_client_cancels(void **state)
+{
+    fixture *f = *state;
+    outcome a, b;
+    sky_error err;
+    sky_error_clear(&err);
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(sky_queue_peek(f->q, "anything", 1, on_done, &a, NULL, &err), 0);
+    assert_int_equal(sky_queue_list(f->q, NULL, NULL, 0, on_done, &b, NULL, &err), 0);
+    sky_queue_client_free(f->q);
+    f->q = NULL;
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.err_code, SKY_ECANCELED);
+    assert_int_equal(b.err_code, SKY_ECANCELED);
+    client_new(f, 0);
+}
+
+/* ---- the command ---- */
+
+typedef struct cli_out {
+    int code;
+    char out[16384];
+    char err[16384];
+} cli_out;
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Run @p argv (NULL-terminated; argv[0] the program) with @p input on stdin. */
+static void run(const char *const *argv, const char *input, cli_out *r)
+{
+    char dir[256], in[300], out[300], err[300];
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(in, sizeof(in), "%s/in", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(err, sizeof(err), "%s/err", dir);
+    FILE *f = fopen(in, "w");
+    fputs(input ? input : "", f);
+    fclose(f);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fi = open(in, O_RDONLY), fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600),
+            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
+        alarm(120);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    slurp(out, r->out, sizeof(r->out));
+    slurp(err, r->err, sizeof(r->err));
+    sky_test_rmdir(dir);
+}
+
+#define SKYIO(...)                                                                                 \
+    do {                                                                                           \
+        const char *const argv_[] = {SKY_TEST_BIN, "queue", __VA_ARGS__, NULL};                    \
+        run(argv_, NULL, &r);                                                                      \
+    } while (0)
+
+static void test_cli(void **state)
+{
+    cli_out r;
+    (void)state;
+    SKYIO("mk", "cli-q");
+    assert_int_equal(r.code, 0);
+    SKYIO("put", "cli-q", "first message");
+    assert_int_equal(r.code, 0);
+    assert_int_equal(strlen(r.out), 37); /* a GUID and its newline */
+    const char *const from_stdin[] = {SKY_TEST_BIN, "queue", "put", "cli-q", NULL};
+    run(from_stdin, "second\n", &r);
+    assert_int_equal(r.code, 0);
+    SKYIO("info", "cli-q", "--json");
+    assert_non_null(strstr(r.out, "\"approximate_messages\":2"));
+    SKYIO("peek", "cli-q", "-n", "5");
+    assert_string_equal(r.out, "first message\nsecond\n\n");
+    SKYIO("get", "cli-q", "--json", "--visibility", "60");
+    json_t *m = json_loads(r.out, 0, NULL);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "text")), "first message");
+    assert_int_equal(json_integer_value(json_object_get(m, "dequeue_count")), 1);
+    SKYIO("delete", "cli-q", json_string_value(json_object_get(m, "id")),
+          json_string_value(json_object_get(m, "pop_receipt")));
+    assert_int_equal(r.code, 0);
+    json_decref(m);
+    SKYIO("clear", "cli-q");
+    assert_int_equal(r.code, 0);
+    SKYIO("ls", "cli-");
+    assert_string_equal(r.out, "cli-q\n");
+    SKYIO("mk", "Bad_Name");
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "single hyphens"));
+    SKYIO("get", "no-such-q");
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "QueueNotFound"));
+    SKYIO("rm", "cli-q");
+    assert_int_equal(r.code, 0);
+}
+
+/* get --process: each message to the command; deleted only on exit 0; extended meanwhile. */
+static void test_cli_process(void **state)
+{
+    cli_out r;
+    (void)state;
+    SKYIO("mk", "work");
+    SKYIO("put", "work", "ok one");
+    SKYIO("put", "work", "fail two");
+    SKYIO("put", "work", "ok three");
+    /* the first command outlives the 2 s visibility timeout: kept hidden by updates */
+    SKYIO("get", "work", "--visibility", "2", "--json", "--process",
+          "read t; echo \"[$t] $SKYIO_QUEUE_DEQUEUE_COUNT\" >&2; "
+          "case \"$t\" in fail*) exit 5;; \"ok one\") sleep 3;; esac");
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "[ok one] 1"));
+    assert_non_null(strstr(r.err, "[fail two] 1"));
+    assert_non_null(strstr(r.err, "[ok three] 1"));
+    assert_null(strstr(r.err, "[ok one] 2")); /* never seen twice */
+    assert_non_null(strstr(r.err, "2 messages processed, 1 failed"));
+    assert_non_null(strstr(r.out, "\"exit\":5,\"deleted\":false"));
+    /* the failed one is still there, hidden, and comes back */
+    SKYIO("info", "work", "--json");
+    assert_non_null(strstr(r.out, "\"approximate_messages\":1"));
+    sleep(3);
+    SKYIO("get", "work", "--process", "cat >/dev/null", "--max", "1");
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.err, "1 message processed, 0 failed"));
+    SKYIO("peek", "work");
+    assert_string_equal(r.out, "");
+}
+
+/* ---- the official SDK ---- */
+
+/* Run tests/compat/queue.mjs with @p mode from a folder beside the installed SDKs. */
+static int sdk(const char *mode, const char *queue, const char *text, cli_out *r)
+{
+    char modules[512], rundir[600], script[700], cmd[1600];
+    snprintf(modules, sizeof(modules), "%s/.deps/compat-node/node_modules/@azure/storage-queue",
+             SKY_TEST_SRCDIR);
+    if (access(modules, R_OK) != 0 || system("command -v node >/dev/null 2>&1") != 0)
+        return -1;
+    snprintf(rundir, sizeof(rundir), "%s/.deps/compat-node/run.queue.%d", SKY_TEST_SRCDIR,
+             (int)getpid());
+    snprintf(script, sizeof(script), "%s/queue.mjs", rundir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && cp '%s/tests/compat/queue.mjs' '%s'", rundir,
+             SKY_TEST_SRCDIR, script);
+    assert_int_equal(system(cmd), 0);
+    const char *const argv[] = {"node", script, mode, queue, text, NULL};
+    run(argv, NULL, r);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rundir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static void test_sdk_cross_check(void **state)
+{
+    cli_out r, s;
+    (void)state;
+    const char *text = "from skyio: \xc3\xa9t\xc3\xa9 <b>&amp;</b>";
+    SKYIO("mk", "cross");
+    SKYIO("put", "cross", text);
+    assert_int_equal(r.code, 0);
+    if (sdk("receive", "cross", text, &s) != 0) {
+        print_message("the SDKs are not installed (scripts/install-deps): skipped\n");
+        skip();
+    }
+    assert_int_equal(s.code, 0);
+    assert_non_null(strstr(s.out, "ok"));
+    assert_int_equal(sdk("send", "cross", "from the SDK: \xe2\x9c\x93 <xml>", &s), 0);
+    assert_int_equal(s.code, 0);
+    SKYIO("get", "cross", "--json");
+    json_t *m = json_loads(r.out, 0, NULL);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "text")),
+                        "from the SDK: \xe2\x9c\x93 <xml>");
+    json_decref(m);
+    /* raw text both ways */
+    SKYIO("put", "cross", "--raw", "raw from skyio");
+    assert_int_equal(sdk("receive-raw", "cross", "raw from skyio", &s), 0);
+    assert_int_equal(s.code, 0);
+    assert_int_equal(sdk("send-raw", "cross", "raw <from> the SDK", &s), 0);
+    SKYIO("get", "cross", "--raw");
+    assert_string_equal(r.out, "raw <from> the SDK\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_messages_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_properties_list_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delay_and_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_before_any_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
+        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_cli_process),
+        cmocka_unit_test(test_sdk_cross_check),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
