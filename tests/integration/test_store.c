@@ -11,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "harness_redis.h"
+#include "skyio/log.h"
 #include "store/store.h"
 
 /* ---- one running backend */
@@ -588,10 +591,102 @@ static void url_scrub_hides_passwords(void **state)
     assert_string_equal(out, "host=/tmp password=*** user=x");
 }
 
+/* ---- Redis */
+
+static sky_test_redis redis_server;
+
+static int redis_start(backend *b)
+{
+    if (access(getenv("SKY_TEST_REDIS_SERVER") ? getenv("SKY_TEST_REDIS_SERVER")
+                                               : "/usr/bin/redis-server",
+               X_OK) != 0)
+        return 1;
+    sky_test_redis_options o;
+    sky_test_redis_options_init(&o);
+    o.requirepass = "redis-canary-pw"; /* AUTH on each connection; never in a message */
+    sky_test_redis_start(&redis_server, &o);
+    snprintf(b->url, sizeof(b->url), "%s", redis_server.url);
+    return 0;
+}
+
+static void redis_stop(backend *b)
+{
+    (void)b;
+    sky_test_redis_free(&redis_server);
+}
+
+static backend redis_backend = {
+    .name = "redis",
+    .caps = SKY__STORE_CACHE | SKY__STORE_COUNTERS,
+    .start = redis_start,
+    .stop = redis_stop,
+};
+
+/* What the store logs, kept to check for warnings and secrets. */
+static char log_text[8192];
+
+static void log_sink(void *ud, sky_log_level level, const char *line, size_t len)
+{
+    (void)ud;
+    (void)level;
+    size_t have = strlen(log_text);
+    if (have + len + 2 < sizeof(log_text)) {
+        memcpy(log_text + have, line, len);
+        log_text[have + len] = '\n';
+        log_text[have + len + 1] = '\0';
+    }
+}
+
+/* Redis killed mid-run: calls fail at once (the cache is bypassed) with one warning, and
+ * the cache is used again once Redis is back. */
+static void redis_killed_mid_run(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    log_text[0] = '\0';
+    sky_log_set_sink(log_sink, NULL);
+    cache_put(f, "before", "v1", 0, &r);
+    assert_int_equal(r.err.code, 0);
+    sky_test_redis_kill(&redis_server);
+    for (int i = 0; i < 3; i++) {
+        cache_get(f, "before", &r);
+        assert_int_equal(r.err.code, SKY_ECONNECT);
+        cache_put(f, "during", "v2", 0, &r);
+        assert_int_equal(r.err.code, SKY_ECONNECT);
+    }
+    assert_non_null(strstr(log_text, "unreachable"));
+    assert_non_null(strstr(log_text, "the cache is bypassed"));
+    assert_null(strstr(log_text, "redis-canary-pw"));
+    assert_null(strstr(r.err.message, "redis-canary-pw"));
+    sky_test_redis_restart(&redis_server, 1);
+    sleep_ms(f->loop, 600); /* the reconnect interval */
+    cache_put(f, "after", "v3", 0, &r);
+    assert_int_equal(r.err.code, 0);
+    cache_get(f, "after", &r);
+    assert_int_equal(r.err.code, 0);
+    assert_string_equal(r.value, "v3");
+    reset(&r);
+    sky_log_set_sink(NULL, NULL);
+}
+
+/* Unreachable at start: the store opens all the same (requests are served without it). */
+static void redis_down_at_start_opens(void **state)
+{
+    (void)state;
+    uv_loop_t *loop = sky_test_loop_new();
+    sky__store *s = open_store(loop, "redis://127.0.0.1:1/0");
+    result r = {0};
+    sky__store_cache_get(s, "k", on_value, &r);
+    wait_for(loop, &r);
+    assert_int_equal(r.err.code, SKY_ECONNECT);
+    close_store(loop, s);
+    sky_test_loop_free(loop);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
-    backend *all[] = {&sqlite_backend};
+    backend *all[] = {&sqlite_backend, &redis_backend};
     for (size_t i = 0; i < SKY_ARRAY_LEN(all); i++)
         if (all[i]->started)
             all[i]->stop(all[i]);
@@ -616,6 +711,10 @@ int main(void)
         CONTRACT(sqlite_backend),
         cmocka_unit_test_prestate_setup_teardown(sqlite_reopen_keeps_state, fixture_setup,
                                                  fixture_teardown, &sqlite_backend),
+        CONTRACT(redis_backend),
+        cmocka_unit_test_prestate_setup_teardown(redis_killed_mid_run, fixture_setup,
+                                                 fixture_teardown, &redis_backend),
+        cmocka_unit_test(redis_down_at_start_opens),
         cmocka_unit_test(sqlite_corrupt_file_is_named),
         cmocka_unit_test(sqlite_locked_file_is_named),
     };
