@@ -24,6 +24,7 @@ static void call_free(void *p)
     free(c->instructions);
     json_decref(c->schema);
     json_decref(c->tool);
+    json_decref(c->plan);
     free(c);
 }
 
@@ -144,7 +145,7 @@ static int take_model(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c,
 /* What the body asks, into @p c: NULL, or what is wrong with it. */
 static const char *read_request(sky__mock_call *c, const json_t *req)
 {
-    sky__mock_request q = {.n_tokens = c->n_tokens, .dim = c->dim};
+    sky__mock_request q = {.n_tokens = c->n_tokens, .dim = c->dim, .seed = c->seed};
     const char *problem = sky__mock_parse_call(c->kind, req, &q, &c->instructions);
     if (problem)
         return problem;
@@ -351,14 +352,14 @@ void sky__mock_handle_call(sky__mock_worker *m, sky_server_req *r, int kind, int
         json_decref(req);
         return;
     }
+    sky_span body = sky_server_req_body(r);
+    c.seed = sky__mock_hash(body.ptr, body.len, 0);
     const char *problem = read_request(&c, req);
     json_decref(req);
     if (problem) {
         sky__mock_respond_error(m, r, azure, 400, "invalid_request_error", "invalid_request",
                                 problem);
     } else {
-        sky_span body = sky_server_req_body(r);
-        c.seed = sky__mock_hash(body.ptr, body.len, 0);
         draw_length(m, &c);
         serve_call(m, r, &c);
     }

@@ -3,7 +3,9 @@
  * JSON under response_format (json_object, or a value of the json_schema), a tool call
  * under tool_choice "required" or a named function, and the fields the SDKs model.
  * Azure's replies carry its content filter results. The plain reply, the one the
- * benchmarks ask for, is written by hand in reply.c with the same fields.
+ * benchmarks ask for, is written by hand in reply.c with the same fields. A stream of such
+ * a reply follows a plan made here: each choice's text or tool arguments cut into the
+ * pieces its chunks carry, one piece per token tick.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +149,65 @@ json_t *sky__mock_chat_body(const sky__mock_call *c)
     if (body && c->azure)
         json_object_set_new(body, "prompt_filter_results", prompt_filter_results());
     return body;
+}
+
+/* The pieces a stream sends of @p text: words with their leading space for prose, about
+ * four bytes (a token's worth, never inside a UTF-8 character) for JSON. */
+static json_t *pieces_of(const char *text, int prose)
+{
+    json_t *out = json_array();
+    size_t len = strlen(text), at = 0;
+    while (out && at < len) {
+        size_t n = 1;
+        if (prose)
+            while (at + n < len && text[at + n] != ' ')
+                n++;
+        else
+            n = len - at < 4 ? len - at : 4;
+        while (at + n < len && ((unsigned char)text[at + n] & 0xC0) == 0x80)
+            n++;
+        if (json_array_append_new(out, json_stringn(text + at, n)) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+        at += n;
+    }
+    return out;
+}
+
+/* Choice @p index of a plan: {pieces, call (its id and name, or null), finish, tokens}. */
+static json_t *plan_choice(const sky__mock_call *c, int index)
+{
+    json_t *text, *call;
+    int tokens = 0;
+    const char *finish;
+    sky__mock_chat_choice(c, index, &text, &call, &tokens, &finish);
+    const char *body = call ? sky_json_str(json_object_get(call, "function"), "arguments", "")
+                            : json_string_value(text);
+    json_t *pieces = body ? pieces_of(body, c->format == SKY__FORMAT_TEXT && !call) : NULL;
+    json_t *out = pieces ? json_pack("{s:o,s:O?,s:s,s:i}", "pieces", pieces, "call", call, "finish",
+                                     finish, "tokens", tokens)
+                         : NULL;
+    json_decref(text);
+    json_decref(call);
+    return out;
+}
+
+json_t *sky__mock_chat_plan(const sky__mock_call *c, int *out_steps, int *out_tokens)
+{
+    json_t *plan = json_array();
+    int most = 0, tokens = 0; /* @p out_tokens may be c's own: set at the end */
+    for (int i = 0; plan && i < (c->n_choices > 0 ? c->n_choices : 1); i++) {
+        json_t *ch = plan_choice(c, i);
+        if (ch == NULL || json_array_append_new(plan, ch) < 0) {
+            json_decref(plan);
+            return NULL;
+        }
+        int steps = (int)json_array_size(json_object_get(ch, "pieces"));
+        most = steps > most ? steps : most;
+        tokens += (int)sky_json_int(ch, "tokens", 0);
+    }
+    *out_steps = most;
+    *out_tokens = tokens;
+    return plan;
 }

@@ -142,6 +142,11 @@ json_t *sky__mock_completion_usage_chunk(const sky__mock_text *t);
 /* A value that validates against JSON Schema @p schema, drawn from @p seed (src/mock/schema.c):
  * a new reference, NULL when out of memory. */
 json_t *sky__mock_from_schema(const json_t *schema, uint64_t seed);
+/* Append to @p out a string that the JSON Schema @p pattern (NUL-terminated) matches, drawn
+ * from @p rng (src/mock/pattern.c). SKY_EINVAL, with @p out as it was, when the pattern uses
+ * what the generator does not know (lookaround, backreferences, \b, \p, \u) or is
+ * malformed; SKY_ENOMEM. */
+int sky__mock_pattern_string(const char *pattern, uint64_t *rng, sky_buf *out);
 
 /* Request parsing (src/mock/parse.c), callable without a server (tests, fuzzing). */
 
@@ -172,6 +177,7 @@ typedef struct sky__mock_request {
     int format;           /* chat: SKY__FORMAT_* */
     const json_t *schema; /* chat: json_schema's schema (borrowed from the body) */
     const json_t *tool;   /* chat: the function tool_choice makes it call (borrowed), or NULL */
+    uint64_t seed;        /* in: the body's hash, which decides what tool_choice "auto" does */
 } sky__mock_request;
 
 /* Read the JSON body @p req of a call of @p kind as the handler does, with the config's

@@ -50,8 +50,31 @@ static const json_t *find_tool(const json_t *tools, const char *name)
     return NULL;
 }
 
-/* tool_choice "required" or a named function: the function the reply calls. "auto"
- * (the default) and "none" answer in prose. */
+/* Function @p k (modulo their number) of tools[]; NULL when it has none. */
+static const json_t *nth_tool(const json_t *tools, uint64_t k)
+{
+    size_t i, n = 0;
+    json_t *t;
+    json_array_foreach(tools, i, t) n +=
+        sky_json_str(json_object_get(t, "function"), "name", NULL) != NULL;
+    if (n == 0)
+        return NULL;
+    k %= n;
+    json_array_foreach(tools, i, t)
+    {
+        const json_t *fn = json_object_get(t, "function");
+        if (sky_json_str(fn, "name", NULL) && k-- == 0)
+            return fn;
+    }
+    return NULL;
+}
+
+/*
+ * The function the reply calls: under tool_choice "required" the first, under a named
+ * function that one. Under "auto" (the default when tools are given) the seed decides, as
+ * a model would: about half the bodies get prose, the others a call of one of the tools.
+ * "none" answers in prose.
+ */
 static const char *parse_tools(sky__mock_request *q, const json_t *req)
 {
     const json_t *tools = json_object_get(req, "tools");
@@ -60,6 +83,14 @@ static const char *parse_tools(sky__mock_request *q, const json_t *req)
     if (tools && !json_is_array(tools))
         return "'tools' must be an array";
     int required = json_is_string(choice) && strcmp(json_string_value(choice), "required") == 0;
+    int is_auto = choice == NULL || json_is_null(choice) ||
+                  (json_is_string(choice) && strcmp(json_string_value(choice), "auto") == 0);
+    if (is_auto) {
+        uint64_t s = q->seed ^ 0x5bd1e9955bd1e995u;
+        uint64_t draw = sky__mock_rand(&s);
+        q->tool = (draw & 1) ? nth_tool(tools, draw >> 1) : NULL;
+        return NULL;
+    }
     if (!required && named == NULL)
         return NULL;
     q->tool = find_tool(tools, named); /* "required": the first */

@@ -3,8 +3,9 @@
  * answers under response_format json_schema, and the arguments of the tool calls it
  * makes. It follows the keywords Structured Outputs allows (type, properties, required,
  * items, enum, const, anyOf, $ref to $defs or definitions) and the bounds a generator can
- * meet without search (minimum/maximum, minItems/maxItems, minLength/maxLength, format);
- * it does not attempt "pattern".
+ * meet without search (minimum/maximum, minItems/maxItems, minLength/maxLength, format),
+ * and "pattern" in the shapes pattern.c knows; another pattern gets words, which may not
+ * match it (a documented gap), and a pattern wins over the length bounds.
  */
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +105,14 @@ static json_t *string_of(gen *g, const json_t *schema)
     int64_t lo = sky_json_int(schema, "minLength", 0), hi = sky_json_int(schema, "maxLength", 64);
     sky_buf b;
     sky_buf_init(&b, 1u << 20);
+    const char *pattern = sky_json_str(schema, "pattern", NULL);
+    if (pattern) {
+        int prc = sky__mock_pattern_string(pattern, &g->rng, &b);
+        json_t *fit = prc == 0 ? json_stringn(b.data ? b.data : "", b.len) : NULL;
+        sky_buf_free(&b);
+        if (fit || prc == SKY_ENOMEM)
+            return fit;
+    }
     int rc = sky__mock_words(&b, sky__mock_rand(&g->rng), 3);
     while (rc == 0 && (int64_t)b.len < lo)
         rc = sky_buf_append(&b, " mock", 5);

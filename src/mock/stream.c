@@ -77,6 +77,76 @@ static int send_response_event(sky_server_req *r, sky__mock_call *c, int ev, con
     return rc;
 }
 
+/* A chunk of choice @p index whose delta is @p delta (consumed). */
+static int send_delta(sky_server_req *r, const sky__mock_call *c, int index, json_t *delta,
+                      const char *finish)
+{
+    json_t *chunk =
+        delta ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:o}]}", "id", c->id, "object",
+                          "chat.completion.chunk", "created", (json_int_t)c->created, "model",
+                          c->model, "system_fingerprint", "fp_skyio_mock", "choices", "index",
+                          index, "delta", delta, "logprobs", "finish_reason",
+                          finish ? json_string(finish) : json_null())
+              : NULL;
+    return send_json_event(r, chunk);
+}
+
+/* A planned stream's opening: each choice's role, and its tool call's id and name. */
+static void plan_open(sky_server_req *r, const sky__mock_call *c)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(c->plan, i, ch)
+    {
+        (void)send_delta(r, c, (int)i,
+                         json_pack("{s:s,s:s,s:n}", "role", "assistant", "content", "", "refusal"),
+                         NULL);
+        const json_t *call = json_object_get(ch, "call");
+        if (json_is_object(call))
+            (void)send_delta(r, c, (int)i,
+                             json_pack("{s:[{s:i,s:O,s:s,s:{s:O,s:s}}]}", "tool_calls", "index", 0,
+                                       "id", json_object_get(call, "id"), "type", "function",
+                                       "function", "name", sky_json_path(call, "function.name"),
+                                       "arguments", ""),
+                             NULL);
+    }
+}
+
+/* Tick @p step of a planned stream: the next piece of every choice that has one. */
+static int plan_send_step(sky_server_req *r, const sky__mock_call *c, int step)
+{
+    size_t i;
+    json_t *ch;
+    int rc = 0;
+    json_array_foreach(c->plan, i, ch)
+    {
+        json_t *piece = json_array_get(json_object_get(ch, "pieces"), (size_t)step);
+        if (piece == NULL)
+            continue;
+        json_t *delta = json_is_object(json_object_get(ch, "call"))
+                            ? json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index", 0, "function",
+                                        "arguments", piece)
+                            : json_pack("{s:O}", "content", piece);
+        if (rc == 0)
+            rc = send_delta(r, c, (int)i, delta, NULL);
+        else
+            json_decref(delta);
+    }
+    return rc;
+}
+
+/* Each choice's last chunk: its own finish_reason, or @p finish for all when not NULL. */
+static void plan_close(sky_server_req *r, const sky__mock_call *c, const char *finish)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(c->plan, i, ch)
+    {
+        (void)send_delta(r, c, (int)i, json_object(),
+                         finish ? finish : sky_json_str(ch, "finish", "stop"));
+    }
+}
+
 /* What a stream sends before its first token. */
 static void stream_open(sky_server_req *r, sky__mock_call *c)
 {
@@ -84,7 +154,10 @@ static void stream_open(sky_server_req *r, sky__mock_call *c)
         /* Azure's stream opens with a chunk of no choices, only its prompt filter's verdict */
         if (c->azure)
             (void)send_json_event(r, sky__mock_prompt_filter_chunk());
-        (void)send_chunk(r, c, NULL, 1, NULL);
+        if (c->plan)
+            plan_open(r, c);
+        else
+            (void)send_chunk(r, c, NULL, 1, NULL);
         return;
     }
     for (int ev = SKY__RE_CREATED; c->kind == SKY__MOCK_RESPONSES && ev <= SKY__RE_PART_ADDED; ev++)
@@ -93,6 +166,8 @@ static void stream_open(sky_server_req *r, sky__mock_call *c)
 
 static int send_token(sky_server_req *r, sky__mock_call *c, const char *word)
 {
+    if (c->plan)
+        return plan_send_step(r, c, c->sent);
     if (c->kind == SKY__MOCK_RESPONSES)
         return send_response_event(r, c, SKY__RE_DELTA, word, NULL, 0);
     if (c->kind != SKY__MOCK_COMPLETIONS)
@@ -110,7 +185,8 @@ static int send_token(sky_server_req *r, sky__mock_call *c, const char *word)
 }
 
 /*
- * End a stream after @p tokens tokens for @p finish ("stop", "length" or "content_filter"):
+ * End a stream after @p tokens tokens for @p finish ("stop", "length" or "content_filter"; NULL
+ * for a planned stream: each choice's own):
  * the last chunk, the usage chunk when asked for and [DONE]; for the Responses API the
  * "done" events and response.completed or response.incomplete.
  */
@@ -118,13 +194,15 @@ static void stream_close(sky__mock_worker *m, sky_server_req *r, sky__mock_call 
                          const char *finish, int tokens)
 {
     if (c->kind == SKY__MOCK_RESPONSES) {
-        const char *stop = strcmp(finish, "content_filter") == 0 ? finish : NULL;
+        const char *stop = finish && strcmp(finish, "content_filter") == 0 ? finish : NULL;
         for (int ev = SKY__RE_TEXT_DONE; ev <= SKY__RE_END; ev++)
             (void)send_response_event(r, c, ev, NULL, stop, tokens);
         (void)sky_server_stream_write(r, sky_span_make("", 0), 1);
     } else {
         sky__mock_text t = sky__mock_call_text(c);
-        if (c->kind != SKY__MOCK_COMPLETIONS)
+        if (c->plan)
+            plan_close(r, c, finish);
+        else if (c->kind != SKY__MOCK_COMPLETIONS)
             (void)send_chunk(r, c, NULL, 0, finish);
         for (int i = 0; c->kind == SKY__MOCK_COMPLETIONS && i < c->n_inputs; i++)
             (void)send_json_event(r, sky__mock_completion_chunk(&t, i, "", finish));
@@ -137,7 +215,10 @@ static void stream_close(sky__mock_worker *m, sky_server_req *r, sky__mock_call 
 
 static void stream_finish(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c)
 {
-    stream_close(m, r, c, c->has_max ? "length" : "stop", c->n_tokens);
+    if (c->plan) /* each choice ends for its own reason */
+        stream_close(m, r, c, NULL, c->n_tokens);
+    else
+        stream_close(m, r, c, c->has_max ? "length" : "stop", c->n_tokens);
 }
 
 /* Half-way through a stream: the faults that end it early, each in its own way. */
@@ -173,101 +254,26 @@ static void stream_step(sky_server_req *r, void *data)
 {
     sky__mock_call *c = data;
     sky__mock_worker *m = c->m;
-    int cut_at = c->n_tokens / 2;
+    int ticks = c->plan ? c->plan_steps : c->n_tokens;
+    int cut_at = ticks / 2;
     do {
         if (c->fault != SKY__FAULT_NONE && c->sent >= cut_at) {
             stream_fault(m, r, c);
             return;
         }
-        if (c->sent >= c->n_tokens) {
+        if (c->sent >= ticks) {
             stream_finish(m, r, c);
             return;
         }
-        char word[64];
-        snprintf(word, sizeof(word), "%s%s", c->sent ? " " : "", sky__mock_word(c->seed, c->sent));
+        char word[64] = "";
+        if (c->plan == NULL)
+            snprintf(word, sizeof(word), "%s%s", c->sent ? " " : "",
+                     sky__mock_word(c->seed, c->sent));
         (void)send_token(r, c, word);
         c->sent++;
     } while (c->per_token_ms <= 0);
     if (sky_server_req_after(r, (uint64_t)sky__mock_jittered(m, c->per_token_ms), stream_step) < 0)
         sky_server_abort(r);
-}
-
-/* A chunk of choice @p index whose delta is @p delta (consumed). */
-static int send_delta(sky_server_req *r, const sky__mock_call *c, int index, json_t *delta,
-                      const char *finish)
-{
-    json_t *chunk =
-        delta ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:o}]}", "id", c->id, "object",
-                          "chat.completion.chunk", "created", (json_int_t)c->created, "model",
-                          c->model, "system_fingerprint", "fp_skyio_mock", "choices", "index",
-                          index, "delta", delta, "logprobs", "finish_reason",
-                          finish ? json_string(finish) : json_null())
-              : NULL;
-    return send_json_event(r, chunk);
-}
-
-/* @p text in pieces of about eight bytes, never inside a UTF-8 character, each as @p key of
- * a delta: "content", or a tool call's arguments. */
-static void send_pieces(sky_server_req *r, const sky__mock_call *c, int index, const char *text,
-                        int tool)
-{
-    size_t len = strlen(text), at = 0;
-    while (at < len) {
-        size_t n = len - at < 8 ? len - at : 8;
-        while (at + n < len && ((unsigned char)text[at + n] & 0xC0) == 0x80)
-            n++;
-        json_t *piece = json_stringn(text + at, n);
-        json_t *delta = tool ? json_pack("{s:[{s:i,s:{s:o}}]}", "tool_calls", "index", 0,
-                                         "function", "arguments", piece)
-                             : json_pack("{s:o}", "content", piece);
-        (void)send_delta(r, c, index, delta, NULL);
-        at += n;
-    }
-}
-
-/* One choice of a reply that is more than prose: its role, its JSON or tool call, its end. */
-static int send_whole_choice(sky_server_req *r, const sky__mock_call *c, int index)
-{
-    json_t *text, *call;
-    int tokens = 0;
-    const char *finish;
-    sky__mock_chat_choice(c, index, &text, &call, &tokens, &finish);
-    (void)send_delta(r, c, index,
-                     json_pack("{s:s,s:s,s:n}", "role", "assistant", "content", "", "refusal"),
-                     NULL);
-    if (call) {
-        const json_t *fn = json_object_get(call, "function");
-        (void)send_delta(r, c, index,
-                         json_pack("{s:[{s:i,s:O,s:s,s:{s:O,s:s}}]}", "tool_calls", "index", 0,
-                                   "id", json_object_get(call, "id"), "type", "function",
-                                   "function", "name", json_object_get(fn, "name"), "arguments",
-                                   ""),
-                         NULL);
-        send_pieces(r, c, index, sky_json_str(fn, "arguments", ""), 1);
-    } else if (text) {
-        send_pieces(r, c, index, json_string_value(text), 0);
-    }
-    (void)send_delta(r, c, index, json_object(), finish);
-    json_decref(text);
-    json_decref(call);
-    return tokens;
-}
-
-/* A chat stream of n choices, JSON or a tool call: each choice whole, at once, then the usage
- * chunk and [DONE]. */
-static void stream_whole(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c)
-{
-    int tokens = 0;
-    if (c->azure)
-        (void)send_json_event(r, sky__mock_prompt_filter_chunk());
-    for (int i = 0; i < c->n_choices; i++)
-        tokens += send_whole_choice(r, c, i);
-    if (c->include_usage) {
-        c->n_tokens = tokens;
-        (void)send_usage_chunk(r, c);
-    }
-    (void)sky_server_stream_write(r, SKY_SPAN_LIT("data: [DONE]\n\n"), 1);
-    ST_ADD(m->st.completion_tokens, (uint64_t)tokens);
 }
 
 void sky__mock_stream_begin(sky_server_req *r, void *data)
@@ -278,8 +284,12 @@ void sky__mock_stream_begin(sky_server_req *r, void *data)
     sky_server_add_header(r, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_stream_start(r, 200, "text/event-stream", -1);
     if (c->kind == SKY__MOCK_CHAT && (c->n_choices > 1 || c->format || c->tool)) {
-        stream_whole(c->m, r, c);
-        return;
+        /* each choice's text or tool arguments, token by token, the choices side by side */
+        c->plan = sky__mock_chat_plan(c, &c->plan_steps, &c->n_tokens);
+        if (c->plan == NULL) {
+            sky_server_abort(r);
+            return;
+        }
     }
     stream_open(r, c);
     stream_step(r, c);

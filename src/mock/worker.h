@@ -119,6 +119,8 @@ typedef struct sky__mock_call {
     int format;     /* chat: SKY__FORMAT_* */
     json_t *schema; /* chat: the json_schema (owned), or NULL */
     json_t *tool;   /* chat: the function it must call (owned), or NULL */
+    json_t *plan;   /* chat stream of more than prose: sky__mock_chat_plan() (owned), or NULL */
+    int plan_steps; /* its ticks: the most pieces of a choice */
     uint64_t seed;
     int64_t created;
     double per_token_ms;
@@ -212,6 +214,10 @@ json_t *sky__mock_prompt_filter_chunk(void);
  * *out_tool_call; its length in tokens and finish_reason. New references, or NULL. */
 void sky__mock_chat_choice(const sky__mock_call *c, int index, json_t **out_text,
                            json_t **out_tool_call, int *out_tokens, const char **out_finish);
+/* How a stream sends @p c's choices (new reference, NULL when out of memory): per choice
+ * {"pieces": [text, one per tick], "call": its tool call or null, "finish", "tokens"}; the
+ * ticks it takes in *out_steps, the tokens of every choice in *out_tokens. */
+json_t *sky__mock_chat_plan(const sky__mock_call *c, int *out_steps, int *out_tokens);
 
 /* Whole replies (plain.c). */
 /* The tokens generated for @p tokens a choice: a legacy completion has one choice per prompt. */
