@@ -99,11 +99,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 # json_num JSON KEY -> first numeric value of "KEY": in the flat summary of `skyio http --json`
 json_num() {
-  printf '%s' "$1" | grep -o "\"$2\":[-0-9.eE+]*" | head -1 | cut -d: -f2
+  printf '%s' "$1" | { grep -o "\"$2\":[-0-9.eE+]*" || true; } | head -1 | cut -d: -f2
 }
 # json_obj JSON KEY -> the {...} object under KEY (no nesting inside)
 json_obj() {
-  printf '%s' "$1" | grep -o "\"$2\":{[^}]*}" | head -1 | cut -d: -f2-
+  printf '%s' "$1" | { grep -o "\"$2\":{[^}]*}" || true; } | head -1 | cut -d: -f2-
 }
 
 # wrk_rps OUTPUT -> Requests/sec
@@ -174,3 +174,72 @@ check_output() {
 
 # row COL... : print a table row, columns padded
 row() { printf '%-14s' "$@"; printf '\n'; }
+
+# start_gateway NAME CONFIG [serve options...] -> sets GW_PID, GW_PORT, GW_LOG: `skyio serve`
+# on a free port of 127.0.0.1, stopped on exit like the mocks (stop_mock works on it).
+start_gateway() {
+  local name=$1 config=$2; shift 2
+  local pf=$BENCH_TMP/$name.port
+  GW_LOG=$BENCH_TMP/$name.log
+  rm -f "$pf"
+  "$SKYIO" serve --config "$config" --host 127.0.0.1 --port 0 --port-file "$pf" "$@" >"$GW_LOG" 2>&1 &
+  GW_PID=$!
+  MOCK_PIDS+=("$GW_PID")
+  local i
+  for i in $(seq 1 100); do
+    if [ -s "$pf" ] && grep -q '^listening ' "$GW_LOG"; then
+      GW_PORT=$(cat "$pf")
+      return 0
+    fi
+    kill -0 "$GW_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench: gateway '$name' did not start:" >&2
+  cat "$GW_LOG" >&2
+  exit 3
+}
+
+# ---- what every script reports (issue 20): cases alternate, at least 3 runs, the median
+# of the runs without errors (runs with errors are listed and left out), and at the end one
+# line per target:
+#   VERDICT <name>: <value> target <op> <target>: met|NOT met
+# bench/run-all gathers these lines into bench/figures.md.
+
+# verdict NAME VALUE OP TARGET [UNIT] : print the line; VALUE n/a (no valid run) is never met.
+verdict() {
+  local name=$1 value=$2 op=$3 target=$4 unit=${5:-} met
+  met=$(awk -v v="$value" -v op="$op" -v t="$target" 'BEGIN {
+    if (v !~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) { print "NOT met"; exit }
+    v += 0; t += 0
+    ok = (op == ">=") ? v >= t : (op == "<=") ? v <= t : (op == "==") ? v == t : (op == ">") ? v > t : v < t
+    print ok ? "met" : "NOT met" }')
+  if [ "$met" = met ] || [[ "$value" =~ ^-?[0-9.]+$ ]]; then value=$value$unit; else value=n/a; fi
+  echo "VERDICT $name: $value target $op $target$unit: $met"
+}
+
+# median_or_na VALUES... : the median, or n/a when there is none (every run had errors)
+median_or_na() {
+  if [ $# -eq 0 ]; then echo n/a; else median "$@"; fi
+}
+
+# diff_or_na A B : A - B with 1 decimal, or n/a when either is n/a
+diff_or_na() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else printf "%.1f", a - b }'
+}
+
+# ratio_or_na A B : ratio A/B, or n/a when either is n/a
+ratio_or_na() {
+  if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else ratio "$1" "$2"; fi
+}
+
+# excluded LABEL WHY : note a run left out of the medians (printed again before the verdicts)
+EXCLUDED=()
+excluded() { EXCLUDED+=("$1: $2"); }
+report_excluded() {
+  if [ ${#EXCLUDED[@]} -eq 0 ]; then
+    echo "runs left out for errors: none"
+  else
+    echo "runs left out for errors (${#EXCLUDED[@]}):"
+    printf '  %s\n' "${EXCLUDED[@]}"
+  fi
+}

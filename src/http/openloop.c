@@ -111,6 +111,7 @@ struct sky_openloop {
     sky_openloop_schedule sched;
     sky_openloop_stats stats;
     uint64_t max_in_flight, in_flight;
+    uint64_t armed_ns; /* the wake-up set last, so it is not set again */
     sky_error send_err;
     int over, closing;
 #ifdef __linux__
@@ -184,6 +185,9 @@ static int tick_init(sky_openloop *ol, uv_loop_t *loop)
 static void tick_at(sky_openloop *ol, uint64_t at_ns)
 {
     struct itimerspec its;
+    if (at_ns == ol->armed_ns)
+        return;
+    ol->armed_ns = at_ns;
     memset(&its, 0, sizeof(its));
     its.it_value.tv_sec = (time_t)(at_ns / 1000000000u);
     its.it_value.tv_nsec = (long)(at_ns % 1000000000u);
