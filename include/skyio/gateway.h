@@ -64,6 +64,10 @@ typedef struct sky_gateway_client_key {
     unsigned char sha256[SKY_GATEWAY_SHA256_LEN];
     const char *const *models; /**< the models it may use; NULL (n_models 0): every model */
     size_t n_models;
+    /** Its budget, requests and tokens a minute (tokens charged up front from the body's
+     *  size and max_tokens, settled by the reply's usage); over it, 429 as OpenAI answers.
+     *  0: no limit. */
+    double rpm, tpm;
 } sky_gateway_client_key;
 
 /**
@@ -75,7 +79,7 @@ typedef struct sky_gateway_client_key {
  *                 "gpt-4o-mini": [...]},
  *      "fallbacks": {"gpt-4o": ["gpt-4o-mini"]},
  *      "keys": [{"name": "team-a", "key_sha256": "<64 hex>", "models": ["gpt-4o"]},
- *               {"name": "ci", "key_env": "GATEWAY_CI_KEY"}]}
+ *               {"name": "ci", "key_env": "GATEWAY_CI_KEY", "rpm": 600, "tpm": 90000}]}
  *
  * A deployment's key comes from the environment variable key_env names (never from the
  * file); a client key from its SHA-256 in hex, or from an environment variable. The

@@ -67,7 +67,7 @@ static const char usage_config[] =
     "    \"keys\": [\n"
     "      {\"name\": \"team-a\", \"key_sha256\": \"<sha256 of the key, 64 hex digits>\",\n"
     "       \"models\": [\"gpt-4o\"]},\n"
-    "      {\"name\": \"ci\", \"key_env\": \"GATEWAY_CI_KEY\"}\n"
+    "      {\"name\": \"ci\", \"key_env\": \"GATEWAY_CI_KEY\", \"rpm\": 600, \"tpm\": 90000}\n"
     "    ]\n"
     "  }\n"
     "\n"
@@ -85,7 +85,14 @@ static const char usage_config[] =
     "               rewritten); errors of the request itself (400, 404) do not fall back\n"
     "  keys         the gateway's own keys, by SHA-256 (`printf %s KEY | sha256sum`) or\n"
     "               from an environment variable; \"models\" limits what a key may use.\n"
-    "               Without any key the gateway asks for none.\n";
+    "               Without any key the gateway asks for none. Keys are kept hashed and\n"
+    "               compared in constant time.\n"
+    "  rpm, tpm     (of a key) its budget, requests and tokens a minute, refilled\n"
+    "               continuously; tokens are charged up front (the body's size / 4 plus\n"
+    "               max_tokens) and settled by the reply's usage. Over it: 429 with\n"
+    "               retry-after, retry-after-ms and x-ratelimit-{limit,remaining,reset}-\n"
+    "               {requests,tokens} as OpenAI sends them; those headers come with every\n"
+    "               answer of a key that has a budget.\n";
 
 typedef struct serve_run {
     sky_loop *loop;

@@ -1,7 +1,7 @@
 /*
  * What every model call checks before it goes upstream, in OpenAI's order: the key
  * (401), the body's size (413) and shape (400), the model (404), the key's right to it
- * (403).
+ * (403), the key's budget (429).
  */
 #include "internal.h"
 
@@ -31,9 +31,25 @@ static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b, int need_mod
     return 0;
 }
 
+/* The key's budget charged for the call: 0, or -1 after answering 429. */
+static int admit(sky_gateway *g, sky_server_req *r, gw_key *key, const gw_body *b, gw_admission *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->key = key;
+    /* the rate limiters' charge: about 4 bytes a token, plus what the answer may use */
+    a->est_tokens =
+        (int64_t)(sky_server_req_body(r).len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
+    if (key == NULL || (key->budget.rpm <= 0 && key->budget.tpm <= 0))
+        return 0;
+    if (sky__gw_budget_take(&key->budget, uv_now(g->loop), a->est_tokens, &a->rl) == 0)
+        return 0;
+    sky__gw_budget_refuse(r, key, &a->rl);
+    return -1;
+}
+
 void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
 {
-    const gw_key *key;
+    gw_key *key;
     gw_body b;
     int by_path = path_model.len > 0;
     if (sky__gw_authenticate(g, r, &key) < 0 || read_body(g, r, &b, !by_path) < 0)
@@ -51,5 +67,8 @@ void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span pa
                       "The key '%s' may not use the model '%s'.", key->name, m->name);
         return;
     }
-    sky__gw_proxy(g, r, m, op, &b);
+    gw_admission a;
+    if (admit(g, r, key, &b, &a) < 0)
+        return;
+    sky__gw_proxy(g, r, m, op, &b, &a);
 }

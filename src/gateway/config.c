@@ -211,6 +211,10 @@ static int parse_keys(config_priv *p, const json_t *keys, sky_gateway_config *c,
         if (has_inline_key(o))
             return sky_error_set(err, SKY_EINVAL,
                                  "key %s: give its key_sha256 or key_env, not the key", k->name);
+        k->rpm = sky_json_num(o, "rpm", 0);
+        k->tpm = sky_json_num(o, "tpm", 0);
+        if (k->rpm < 0 || k->tpm < 0)
+            return sky_error_set(err, SKY_EINVAL, "key %s: rpm and tpm are 0 or more", k->name);
         int rc = key_hash(o, k, err);
         rc = rc < 0 ? rc : key_models(o, k, p->names, &used, err);
         if (rc < 0)

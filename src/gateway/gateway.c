@@ -208,8 +208,9 @@ static int setup_fallbacks(sky_gateway *g, const sky_gateway_options *o, sky_err
 
 /* ---- clients' keys ---- */
 
-static int key_copy(gw_key *k, const sky_gateway_client_key *in)
+static int key_copy(gw_key *k, const sky_gateway_client_key *in, uint64_t now_ms)
 {
+    sky__gw_budget_init(&k->budget, in->rpm, in->tpm, now_ms);
     k->name = strdup(in->name ? in->name : "");
     memcpy(k->sha256, in->sha256, sizeof(k->sha256));
     k->models = in->n_models ? calloc(in->n_models, sizeof(*k->models)) : NULL;
@@ -283,7 +284,7 @@ static int setup_keys(sky_gateway *g, const sky_gateway_options *o, sky_error *e
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     for (size_t i = 0; i < o->n_keys; i++) {
         g->n_keys++;
-        if (key_copy(&g->keys[i], &o->keys[i]) < 0)
+        if (key_copy(&g->keys[i], &o->keys[i], uv_now(g->loop)) < 0)
             return sky_error_set(err, SKY_ENOMEM, "out of memory");
     }
     return 0;

@@ -43,12 +43,32 @@ typedef struct gw_model {
     size_t n_fallbacks;
 } gw_model;
 
-/* A client key as kept: name, hash and allowed models, all owned. */
+/* A key's budget: requests and tokens a minute, as buckets (see budget.c); 0: none. */
+typedef struct gw_budget {
+    double rpm, tpm;
+    double reqs, toks; /* what is left in each bucket */
+    uint64_t at_ms;    /* when they were last refilled */
+} gw_budget;
+
+enum { GW_BUDGET_REQUESTS = 1, GW_BUDGET_TOKENS };
+
+/* A budget as one request saw it: what its x-ratelimit-* headers say. */
+typedef struct gw_budget_view {
+    double rpm, tpm;
+    int64_t reqs_left, toks_left;
+    uint64_t reqs_reset_ms, toks_reset_ms; /* until each bucket is full again */
+    int refused;                           /* 0, GW_BUDGET_REQUESTS or GW_BUDGET_TOKENS */
+    uint64_t retry_ms;                     /* refused: when it would fit */
+    int64_t charged;                       /* taken: the tokens charged up front */
+} gw_budget_view;
+
+/* A client key as kept: name, hash, allowed models and budget, all owned. */
 typedef struct gw_key {
     char *name;
     unsigned char sha256[SKY_GATEWAY_SHA256_LEN];
     char **models;
     size_t n_models;
+    gw_budget budget;
 } gw_key;
 
 struct sky_gateway {
@@ -77,6 +97,11 @@ typedef struct gw_body {
     int64_t max_tokens;
 } gw_body;
 
+/* Tokens a reply says it used; -1: it did not say. */
+typedef struct gw_tokens {
+    int64_t prompt, completion, total;
+} gw_tokens;
+
 /* One client request through the gateway: alive while the client is there or an upstream
  * call is in flight, whichever ends last (see proxy.c). */
 typedef struct gw_request {
@@ -89,13 +114,17 @@ typedef struct gw_request {
     gw_op op;
     int stream;
     int64_t est_tokens;
-    sky_span body; /* the client's body (the server's, valid while sr is) */
+    sky_span body;     /* the client's body (the server's, valid while sr is) */
+    gw_key *key;       /* the client's key, NULL when the gateway asks for none */
+    gw_budget_view rl; /* the key's budget as admission saw it (rl.charged: taken) */
+    gw_tokens used;    /* what the answer says it used */
     /* the model the body names when it is a configured one (its name), else NULL: an Azure
      * path names the model, and the body may name another or none */
     const char *body_model;
     uint64_t tried; /* bit i: deployment i of the model was tried */
     size_t dep;     /* the deployment of the call in flight */
     int streaming;  /* the client's answer has begun: no failover any more */
+    int status;     /* the status answered; 0 while none */
     char tail[2];   /* the last two bytes sent, to know an SSE event boundary */
     struct gw_request *prev, *next;
 } gw_request;
@@ -110,9 +139,31 @@ char *sky__gw_body_set_model(sky_span body, const char *model, size_t *out_len);
 /* ---- keys.c ---- */
 /* The key the request presents (Bearer or api-key) checked against the gateway's: 0 with
  * *out_key (NULL when the gateway asks for none), or -1 after answering 401. */
-int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, const gw_key **out_key);
+int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key);
 /* Whether @p key (NULL: any) may use @p model. */
 int sky__gw_key_allows(const gw_key *key, const char *model);
+
+/* ---- tokens.c ---- */
+/* The "usage" of a reply's JSON (at the root, or one level in): fills what it names. */
+void sky__gw_tokens_read(sky_span json, gw_tokens *out);
+/* The same from a stream chunk, when it holds a whole event line naming "usage". */
+void sky__gw_tokens_from_chunk(sky_span chunk, gw_tokens *out);
+
+/* ---- budget.c ---- */
+/* Full buckets of @p rpm requests and @p tpm tokens a minute (0: no limit of that kind). */
+void sky__gw_budget_init(gw_budget *b, double rpm, double tpm, uint64_t now_ms);
+/* Charge one request of @p tokens (estimated) at @p now_ms: 0, or -1 when it does not fit
+ * (nothing charged). @p out says what the headers say, either way. */
+int sky__gw_budget_take(gw_budget *b, uint64_t now_ms, int64_t tokens, gw_budget_view *out);
+/* The reply said @p used tokens of the @p charged taken up front: give back the rest (or
+ * take what was missing). @p used < 0: unknown, the charge stands. */
+void sky__gw_budget_settle(gw_budget *b, int64_t charged, int64_t used);
+/* @p ms as OpenAI writes durations: "20ms", "1s", "1.500s", "6m0s", "1h2m3s". */
+void sky__gw_format_duration(uint64_t ms, char *out, size_t len);
+/* Add the x-ratelimit-* headers of @p v (the limits a key has) to the answer. */
+void sky__gw_budget_headers(sky_server_req *r, const gw_budget_view *v);
+/* Answer 429 as OpenAI does: retry-after, retry-after-ms, x-ratelimit-*, the error JSON. */
+void sky__gw_budget_refuse(sky_server_req *r, const gw_key *key, const gw_budget_view *v);
 
 /* ---- errors.c ---- */
 /* Answer OpenAI's {"error": {"message", "type", "param", "code"}}; @p param and @p code may
@@ -131,9 +182,16 @@ const gw_model *sky__gw_model_find(const sky_gateway *g, sky_span name);
 int sky__gw_pick(sky_gateway *g, const gw_model *m, uint64_t tried);
 
 /* ---- proxy.c ---- */
-/* Take a client's model call (body read, key and model checked) to an upstream. */
-void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op,
-                   const gw_body *b);
+/* What admission decided of a model call: its key, the key's budget, the estimate. */
+typedef struct gw_admission {
+    gw_key *key;
+    gw_budget_view rl;
+    int64_t est_tokens;
+} gw_admission;
+
+/* Take a client's model call (body read, key, model and budget checked) to an upstream. */
+void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op, const gw_body *b,
+                   const gw_admission *a);
 /* Cancel every upstream call; requests still waiting get 503. */
 void sky__gw_proxy_end_all(sky_gateway *g);
 

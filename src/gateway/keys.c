@@ -38,9 +38,9 @@ static int presented_key(sky_server_req *r, sky_span *out)
     return 0;
 }
 
-static const gw_key *match_key(const sky_gateway *g, const unsigned char *hash)
+static gw_key *match_key(sky_gateway *g, const unsigned char *hash)
 {
-    const gw_key *found = NULL;
+    gw_key *found = NULL;
     for (size_t i = 0; i < g->n_keys; i++) {
         int same = CRYPTO_memcmp(g->keys[i].sha256, hash, SKY_GATEWAY_SHA256_LEN) == 0;
         if (same && found == NULL)
@@ -49,7 +49,7 @@ static const gw_key *match_key(const sky_gateway *g, const unsigned char *hash)
     return found;
 }
 
-int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, const gw_key **out_key)
+int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key)
 {
     sky_span key;
     unsigned char hash[SKY_GATEWAY_SHA256_LEN];

@@ -10,7 +10,7 @@ static json_t *model_entry(const char *name)
 void sky__gw_on_models(sky_server_req *r, void *gateway)
 {
     sky_gateway *g = gateway;
-    const gw_key *key;
+    gw_key *key;
     if (sky__gw_authenticate(g, r, &key) < 0)
         return;
     json_t *data = json_array();

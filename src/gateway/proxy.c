@@ -21,9 +21,24 @@
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
                          void *ud);
 
+/* The key's budget settled by what the answer used: all of the estimate back when no
+ * answer came, the difference when the reply said, the estimate when it did not. */
+static void settle(gw_request *q)
+{
+    if (q->key == NULL || q->rl.charged <= 0)
+        return;
+    int answered = q->status >= 200 && q->status < 300;
+    sky__gw_budget_settle(&q->key->budget, q->rl.charged,
+                          q->used.total >= 0 ? q->used.total
+                          : answered         ? -1
+                                             : 0);
+}
+
+/* The request's end, once: what it used is settled, then it is freed. */
 static void request_free(gw_request *q)
 {
     sky_gateway *g = q->g;
+    settle(q);
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -56,6 +71,13 @@ static void note_tail(gw_request *q, const char *data, size_t len)
     }
 }
 
+/* What every answer of an admitted request carries: the key's budget as it stands. */
+static void answer_headers(gw_request *q)
+{
+    if (q->rl.rpm > 0 || q->rl.tpm > 0)
+        sky__gw_budget_headers(q->sr, &q->rl);
+}
+
 static void on_stream_headers(sky_call *call, int status, const sky_headers *h, void *ud)
 {
     gw_request *q = ud;
@@ -65,6 +87,8 @@ static void on_stream_headers(sky_call *call, int status, const sky_headers *h, 
     if (q->sr == NULL)
         return;
     q->streaming = 1;
+    q->status = 200;
+    answer_headers(q);
     sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_add_header(q->sr, "x-accel-buffering", SKY_SPAN_LIT("no"));
     sky_server_stream_start(q->sr, 200, "text/event-stream", -1);
@@ -74,10 +98,13 @@ static void on_stream_headers(sky_call *call, int status, const sky_headers *h, 
 static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud)
 {
     gw_request *q = ud;
-    (void)call;
     if (q->sr == NULL || sky_server_stream_write(q->sr, sky_span_make(data, len), 0) < 0)
         return 1; /* the client is gone: cancel */
     note_tail(q, data, len);
+    int64_t had = q->used.total;
+    sky__gw_tokens_from_chunk(sky_span_make(data, len), &q->used);
+    if (q->used.total >= 0 && q->used.total != had)
+        sky_call_set_usage(call, q->used.total); /* the deployment's limiter learns it too */
     return 0;
 }
 
@@ -215,6 +242,8 @@ static int pass_on(gw_request *q, const sky_call_result *res)
         return 0;
     if (key && holds(res->body, key))
         return 0;
+    q->status = res->status;
+    answer_headers(q);
     sky_server_respond(q->sr, res->status, "application/json", res->body);
     return 1;
 }
@@ -226,14 +255,17 @@ static void fail(gw_request *q, const sky_call_result *res, const sky_error *err
     if (pass_on(q, res))
         return;
     if (res->status == 429) {
+        q->status = 429;
         copy_header(r, res->headers, "retry-after");
         copy_header(r, res->headers, "retry-after-ms");
         sky__gw_error(r, 429, "requests", NULL, "rate_limit_exceeded",
                       "Every deployment of model '%s' is over its rate limit. Retry later.", name);
     } else if (err && err->code == SKY_ECANCELED) {
+        q->status = 503;
         sky__gw_error(r, 503, "server_error", NULL, "shutting_down",
                       "The gateway is shutting down.");
     } else if (err && err->code == SKY_ETIMEDOUT) {
+        q->status = 504;
         sky__gw_error(r, 504, "server_error", NULL, "upstream_timeout",
                       "No deployment of model '%s' answered in time.", name);
     } else {
@@ -244,9 +276,18 @@ static void fail(gw_request *q, const sky_call_result *res, const sky_error *err
             snprintf(why, sizeof(why), "%s", sky_err_name(err->code));
         else
             snprintf(why, sizeof(why), "HTTP %d", res->status);
+        q->status = 502;
         sky__gw_error(r, 502, "server_error", NULL, "upstream_error",
                       "No deployment of model '%s' could answer (last: %s).", name, why);
     }
+}
+
+static void respond(gw_request *q, const sky_call_result *res)
+{
+    sky__gw_tokens_read(res->body, &q->used);
+    q->status = res->status;
+    answer_headers(q);
+    sky_server_respond(q->sr, res->status, "application/json", res->body);
 }
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
@@ -264,7 +305,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         return;
     }
     if (err == NULL) {
-        sky_server_respond(q->sr, res->status, "application/json", res->body);
+        respond(q, res);
         return;
     }
     if (worth_another(res->status, err)) {
@@ -276,7 +317,8 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     fail(q, res, err);
 }
 
-void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op, const gw_body *b)
+void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op, const gw_body *b,
+                   const gw_admission *a)
 {
     gw_request *q = calloc(1, sizeof(*q));
     if (q == NULL) {
@@ -290,17 +332,21 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     q->stream = op != GW_OP_EMBEDDINGS && b->stream;
     q->body_model = b->has_model && strcmp(b->model, m->name) == 0 ? m->name : NULL;
     q->body = sky_server_req_body(r);
-    /* the rate limiter's charge: about 4 bytes a token, plus what the answer may use */
-    q->est_tokens = (int64_t)(q->body.len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
+    q->est_tokens = a->est_tokens;
+    q->key = a->key;
+    q->rl = a->rl;
+    q->used = (gw_tokens){-1, -1, -1};
     q->tail[0] = q->tail[1] = '\n'; /* nothing sent yet is a boundary */
     q->next = g->live;
     if (g->live)
         g->live->prev = q;
     g->live = q;
     sky_server_req_set_data(r, q, on_client_gone);
-    if (start_next(q) < 0)
+    if (start_next(q) < 0) {
+        q->status = 503;
         sky__gw_error(r, 503, "server_error", NULL, "no_deployment",
                       "No deployment of model '%s' can take the request.", m->name);
+    }
 }
 
 void sky__gw_proxy_end_all(sky_gateway *g)

@@ -21,11 +21,14 @@
 #include "harness.h"
 #include "skyio/buf.h"
 #include "skyio/gateway.h"
+#include "skyio/headers.h"
 #include "skyio/json.h"
 
 #define UPSTREAM_KEY "sk-upstream-canary-7f3a9c51"
 #define CLIENT_KEY "sk-client-full-0001"
 #define LIMITED_KEY "sk-client-limited-0002"
+#define METERED_KEY "sk-client-metered-0003"
+#define TOKENS_KEY "sk-client-tokens-0004"
 #define MAX_BODY 65536
 
 typedef struct serve_env {
@@ -56,30 +59,33 @@ static void write_config(const char *path, int closed_port)
     hex(h, sizeof(h), hx);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {"
-            " \"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\"},"
-            "              {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\"}],"
-            " \"text-embedding-3-small\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", "
-            "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
-            " \"slow\": [{\"kind\": \"azure\", \"base_url\": \"%s\", \"deployment\": \"slow-dep\", "
-            "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
-            " \"flaky\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 10},"
-            "             {\"kind\": \"compatible\", \"base_url\": \"http://127.0.0.1:%d\", "
-            "\"weight\": 10},"
-            "             {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}],"
-            " \"fallen\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
-            "\"SKY_TEST_UPSTREAM_KEY\"}]},"
-            " \"fallbacks\": {\"fallen\": [\"gpt-4o\"]},"
-            " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
-            "          {\"name\": \"limited\", \"key_env\": \"SKY_TEST_LIMITED_KEY\", "
-            "\"models\": [\"text-embedding-3-small\"]}]}\n",
-            env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
-            env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url, hx);
+    fprintf(
+        f,
+        "{\"models\": {"
+        " \"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\"},"
+        "              {\"kind\": \"openai\", \"base_url\": \"%s/v1\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\"}],"
+        " \"text-embedding-3-small\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", "
+        "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
+        " \"slow\": [{\"kind\": \"azure\", \"base_url\": \"%s\", \"deployment\": \"slow-dep\", "
+        "\"key_env\": \"SKY_TEST_UPSTREAM_KEY\"}],"
+        " \"flaky\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 10},"
+        "             {\"kind\": \"compatible\", \"base_url\": \"http://127.0.0.1:%d\", "
+        "\"weight\": 10},"
+        "             {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}],"
+        " \"fallen\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\"}]},"
+        " \"fallbacks\": {\"fallen\": [\"gpt-4o\"]},"
+        " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
+        "          {\"name\": \"limited\", \"key_env\": \"SKY_TEST_LIMITED_KEY\", "
+        "\"models\": [\"text-embedding-3-small\"]},"
+        "          {\"name\": \"metered\", \"key_env\": \"SKY_TEST_METERED_KEY\", \"rpm\": 3},"
+        "          {\"name\": \"tokens\", \"key_env\": \"SKY_TEST_TOKENS_KEY\", \"tpm\": 100}]}\n",
+        env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
+        env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url, hx);
     fclose(f);
 }
 
@@ -127,6 +133,8 @@ static void start_serve(void)
         redirect("stderr.log", 2);
         setenv("SKY_TEST_UPSTREAM_KEY", UPSTREAM_KEY, 1);
         setenv("SKY_TEST_LIMITED_KEY", LIMITED_KEY, 1);
+        setenv("SKY_TEST_METERED_KEY", METERED_KEY, 1);
+        setenv("SKY_TEST_TOKENS_KEY", TOKENS_KEY, 1);
         setenv("SKYIO_LOG", "debug", 1); /* every log line the gateway has, for the canary */
         execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", config, "--port", "0", "--port-file",
               port_file, "--max-body", "65536", "--grace-ms", "2000", (char *)NULL);
@@ -590,6 +598,74 @@ static void test_fallback_model(void **state)
     json_decref(st2);
 }
 
+/* ---- clients' budgets ---- */
+
+static const char *header(const sky_test_result *r, const char *name)
+{
+    const char *v = json_string_value(json_object_get(r->headers, name));
+    assert_non_null(v);
+    return v;
+}
+
+/* 3 requests a minute: the fourth is refused as OpenAI refuses, headers and all */
+static void test_key_request_budget(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    for (int i = 0; i < 3; i++) {
+        call("POST", "/v1/chat/completions", chat_body, METERED_KEY, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(header(&r, "x-ratelimit-limit-requests"), "3");
+        assert_int_equal(atoi(header(&r, "x-ratelimit-remaining-requests")), 2 - i);
+        assert_non_null(header(&r, "x-ratelimit-reset-requests"));
+        sky_test_result_free(&r);
+    }
+    call("POST", "/v1/chat/completions", chat_body, METERED_KEY, &r);
+    expect_error(&r, 429, "requests", "rate_limit_exceeded");
+    /* one request comes back in 20 s (3 a minute): retry-after says so, in seconds */
+    int after = atoi(header(&r, "retry-after"));
+    assert_true(after >= 19 && after <= 20);
+    assert_true(atoi(header(&r, "retry-after-ms")) > 19000);
+    assert_string_equal(header(&r, "x-ratelimit-remaining-requests"), "0");
+    int64_t reset = 0;
+    assert_int_equal(
+        sky_parse_duration_ms(sky_span_cstr(header(&r, "x-ratelimit-reset-requests")), &reset), 0);
+    assert_true(reset > 50000 && reset <= 60000);
+    assert_null(strstr(r.body, METERED_KEY));
+    sky_test_result_free(&r);
+    /* another key's budget is its own */
+    call("POST", "/v1/chat/completions", chat_body, CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(json_object_get(r.headers, "x-ratelimit-limit-requests"));
+    sky_test_result_free(&r);
+}
+
+/* 100 tokens a minute, charged up front (max_tokens counts) and settled by the usage */
+static void test_key_token_budget(void **state)
+{
+    (void)state;
+    const char *big = "{\"model\":\"gpt-4o\",\"max_tokens\":5000,"
+                      "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    sky_test_result r;
+    call("POST", "/v1/chat/completions", big, TOKENS_KEY, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "x-ratelimit-limit-tokens"), "100");
+    /* the whole minute was charged up front: the estimate is over the limit */
+    assert_string_equal(header(&r, "x-ratelimit-remaining-tokens"), "0");
+    json_t *j = body_json(&r);
+    int64_t used = json_integer_value(sky_json_path(j, "usage.total_tokens"));
+    json_decref(j);
+    assert_true(used > 0 && used < 100);
+    sky_test_result_free(&r);
+    /* the reply said it used fewer: those came back, but not the 100 a request asks */
+    call("POST", "/v1/chat/completions", big, TOKENS_KEY, &r);
+    expect_error(&r, 429, "tokens", "rate_limit_exceeded");
+    int64_t left = atoll(header(&r, "x-ratelimit-remaining-tokens"));
+    assert_true(left >= 100 - used && left < 100);
+    assert_true(atoi(header(&r, "retry-after")) >= 1);
+    sky_test_result_free(&r);
+}
+
 /* ---- bad input ---- */
 
 static void test_bad_input(void **state)
@@ -677,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_disconnect_cancels_upstream),
         cmocka_unit_test(test_failover_before_first_byte),
         cmocka_unit_test(test_fallback_model),
+        cmocka_unit_test(test_key_request_budget),
+        cmocka_unit_test(test_key_token_budget),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_openai_node_sdk),

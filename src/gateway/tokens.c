@@ -1,0 +1,122 @@
+/*
+ * The tokens a reply says it used: its "usage" object (chat, completions and embeddings at
+ * the root; the Responses API's inside "response" of its last event), read by a scan that
+ * builds no tree. A stream's usage comes in one of its last events: only a chunk that
+ * names "usage" is looked at, one event line of it.
+ */
+#include <stdlib.h>
+
+#include "skyio/json.h"
+#include "internal.h"
+
+#define TOKENS_MAX_DEPTH 16
+
+enum { T_NONE, T_PROMPT, T_COMPLETION, T_TOTAL };
+
+typedef struct tokens_scan {
+    gw_tokens *out;
+    int pending_usage; /* the last key was "usage": its value comes next */
+    int pending_depth;
+    int want; /* the member of a usage object whose number comes next */
+    unsigned char in_usage[TOKENS_MAX_DEPTH + 1];
+} tokens_scan;
+
+static int which(sky_span k)
+{
+    if (sky_span_eq_cstr(k, "prompt_tokens") || sky_span_eq_cstr(k, "input_tokens"))
+        return T_PROMPT;
+    if (sky_span_eq_cstr(k, "completion_tokens") || sky_span_eq_cstr(k, "output_tokens"))
+        return T_COMPLETION;
+    return sky_span_eq_cstr(k, "total_tokens") ? T_TOTAL : T_NONE;
+}
+
+static int on_key(void *ud, int depth, sky_span key)
+{
+    tokens_scan *s = ud;
+    s->pending_usage = sky_span_eq_cstr(key, "usage");
+    s->pending_depth = depth;
+    s->want =
+        depth >= 1 && depth <= TOKENS_MAX_DEPTH && s->in_usage[depth - 1] ? which(key) : T_NONE;
+    return 0;
+}
+
+static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
+{
+    tokens_scan *s = ud;
+    (void)depth;
+    if (s->want != T_NONE && kind == SKY_JSON_INTEGER && v.len < 19) {
+        int64_t n = strtoll(v.ptr, NULL, 10);
+        if (s->want == T_PROMPT)
+            s->out->prompt = n;
+        else if (s->want == T_COMPLETION)
+            s->out->completion = n;
+        else
+            s->out->total = n;
+    }
+    s->pending_usage = 0;
+    s->want = T_NONE;
+    return 0;
+}
+
+static int on_open(void *ud, int depth, sky_json_kind kind, size_t at)
+{
+    tokens_scan *s = ud;
+    (void)at;
+    if (depth >= 0 && depth <= TOKENS_MAX_DEPTH)
+        s->in_usage[depth] =
+            kind == SKY_JSON_OBJECT && s->pending_usage && s->pending_depth == depth;
+    s->pending_usage = 0;
+    s->want = T_NONE;
+    return 0;
+}
+
+static int on_close(void *ud, int depth, sky_json_kind kind, size_t end)
+{
+    tokens_scan *s = ud;
+    (void)kind;
+    (void)end;
+    if (depth >= 0 && depth <= TOKENS_MAX_DEPTH)
+        s->in_usage[depth] = 0;
+    return 0;
+}
+
+void sky__gw_tokens_read(sky_span json, gw_tokens *out)
+{
+    static const sky_json_visitor visitor = {on_key, on_scalar, on_open, on_close};
+    tokens_scan s;
+    memset(&s, 0, sizeof(s));
+    s.out = out;
+    if (sky_json_scan(json, SKY_JSON_MAX_DEPTH, &visitor, &s) < 0) {
+        *out = (gw_tokens){-1, -1, -1}; /* a reply that is not JSON says nothing */
+        return;
+    }
+    if (out->total < 0 && out->prompt >= 0)
+        out->total = out->prompt + (out->completion > 0 ? out->completion : 0);
+}
+
+/* Where @p needle first is in @p hay, or NULL. */
+static const char *find(sky_span hay, const char *needle, size_t n)
+{
+    for (size_t i = 0; i + n <= hay.len; i++)
+        if (hay.ptr[i] == needle[0] && memcmp(hay.ptr + i, needle, n) == 0)
+            return hay.ptr + i;
+    return NULL;
+}
+
+void sky__gw_tokens_from_chunk(sky_span chunk, gw_tokens *out)
+{
+    const char *u = find(chunk, "\"usage\"", 7);
+    if (u == NULL)
+        return;
+    /* the "data: " line that holds it, whole in this chunk, or nothing */
+    const char *start = u;
+    while (start > chunk.ptr && start[-1] != '\n')
+        start--;
+    const char *end = memchr(u, '\n', (size_t)(chunk.ptr + chunk.len - u));
+    if (end == NULL || end - start < 6 || memcmp(start, "data: ", 6) != 0)
+        return;
+    gw_tokens t = {-1, -1, -1};
+    sky__gw_tokens_read(sky_span_make(start + 6, (size_t)(end - start - 6)), &t);
+    if (t.total >= 0)
+        *out = t;
+}
