@@ -60,6 +60,15 @@ SKY_EXTERN int sky_ai_endpoint_from_env(sky_ai_endpoint *ep, int prefer_azure,
 SKY_EXTERN int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure,
                                               sky_error *err) SKY_NODISCARD;
 
+/**
+ * The endpoint a front end was told of, flag before environment: with @p base_url (an
+ * OpenAI-compatible server's API root, as a --base-url flag gives it; borrowed) an OpenAI
+ * endpoint there, with OPENAI_API_KEY, OPENAI_ORG_ID and OPENAI_PROJECT_ID; without it,
+ * sky_ai_endpoint_from_env_entra(). 0, or a SKY_E code with @p err filled.
+ */
+SKY_EXTERN int sky_ai_endpoint_resolve(sky_ai_endpoint *ep, const char *base_url, int prefer_azure,
+                                       sky_error *err) SKY_NODISCARD;
+
 /** OPENAI_ORG_ID and OPENAI_PROJECT_ID into @p ep, for an endpoint set explicitly (the
  *  environment functions read them already). 0 or SKY_ENOMEM. */
 SKY_EXTERN int sky_ai_endpoint_read_org_env(sky_ai_endpoint *ep) SKY_NODISCARD;

@@ -135,6 +135,19 @@ int sky_ai_endpoint_from_env_entra(sky_ai_endpoint *ep, int prefer_azure, sky_er
     return from_env(ep, prefer_azure, 1, err);
 }
 
+int sky_ai_endpoint_resolve(sky_ai_endpoint *ep, const char *base_url, int prefer_azure,
+                            sky_error *err)
+{
+    int rc = base_url
+                 ? sky_ai_endpoint_set(ep, SKY_AI_OPENAI, base_url, getenv("OPENAI_API_KEY"), NULL)
+                 : sky_ai_endpoint_from_env_entra(ep, prefer_azure, err);
+    if (rc == 0 && base_url)
+        rc = sky_ai_endpoint_read_org_env(ep);
+    if (rc < 0 && err && err->code == 0)
+        sky_error_set(err, rc, "%s", sky_strerror(rc));
+    return rc;
+}
+
 /* ---- URLs ---- */
 
 /* Whether @p url names a path after its host ("http://h:8000/v1" does, "http://h:8000" not). */

@@ -374,13 +374,8 @@ static int configure(chat_run *r)
     sky_error err;
     sky_http_client_options co;
     sky_error_clear(&err);
-    int rc = r->base_url ? sky_ai_endpoint_set(&r->ep, SKY_AI_OPENAI, r->base_url,
-                                               getenv("OPENAI_API_KEY"), NULL)
-                         : sky_ai_endpoint_from_env_entra(&r->ep, r->prefer_azure, &err);
-    if (rc == 0 && r->base_url)
-        rc = sky_ai_endpoint_read_org_env(&r->ep);
-    if (rc < 0) {
-        fprintf(stderr, "skyio chat: %s\n", err.code ? err.message : sky_strerror(rc));
+    if (sky_ai_endpoint_resolve(&r->ep, r->base_url, r->prefer_azure, &err) < 0) {
+        fprintf(stderr, "skyio chat: %s\n", err.message);
         return -1;
     }
     r->loop = sky_loop_new();
