@@ -333,6 +333,13 @@ typedef struct sky_batch_options {
      *  1024 when that is more. */
     uint64_t max_pending;
     uint64_t progress_interval_ms; /**< PROGRESS events this often; 0 (default): none */
+    /**
+     * When set, a line a second of what the run did (requests and tokens a second, on the
+     * wire and waiting, the limits, 429s, failures by kind, latency percentiles, the slowest
+     * calls) is appended to this file (a journal: a rerun goes on after the last run's
+     * time), for `skyio report`. Borrowed for sky_batch_new. NULL (default): none.
+     */
+    const char *timeline_path;
     /** A graceful stop waits this long for what is on the wire, then stops at once;
      *  0: no limit. Default 30000. */
     uint64_t stop_grace_ms;

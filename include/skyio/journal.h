@@ -46,8 +46,11 @@ typedef struct sky_journal_options {
     size_t max_pending_bytes;   /**< queued bytes before appends get SKY_EBUSY. 16 MiB */
     /** Queued records before appends get SKY_EBUSY: what a kill -9 can lose. 256 */
     uint64_t max_pending_records;
-    size_t max_line_bytes;         /**< longest record read or written. 64 MiB */
-    size_t expected_records;       /**< sizing hint for the done set; 0 is fine */
+    size_t max_line_bytes;   /**< longest record read or written. 64 MiB */
+    size_t expected_records; /**< sizing hint for the done set; 0 is fine */
+    /** 1: the file holds JSON lines of another kind (a batch's timeline), so a file
+     *  without Batch records is not refused as "not Batch output". Default 0. */
+    int any_lines;
     sky_journal_error_cb on_error; /**< optional */
     sky_journal_drain_cb on_drain; /**< optional */
     void *user_data;               /**< given to on_error, on_drain */

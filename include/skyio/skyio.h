@@ -27,6 +27,7 @@
 #include "journal.h"
 #include "batchline.h"
 #include "batch.h"
+#include "report.h"
 #include "server.h"
 #include "gateway.h"
 #include "arm.h"

@@ -22,6 +22,12 @@ int sky_cli_blob(int argc, char **argv);
 int sky_cli_queue(int argc, char **argv);
 int sky_cli_secret(int argc, char **argv);
 int sky_cli_serve(int argc, char **argv);
+int sky_cli_report(int argc, char **argv);
+
+/* Write the report of @p o to @p path ("-": stdout) for command @p cmd, saying where on
+ * stderr: SKY_EXIT_OK, or SKY_EXIT_START after saying why not. */
+struct sky_report_options;
+int sky_cli_report_write(const char *cmd, const struct sky_report_options *o, const char *path);
 
 /* Parse a whole decimal number or fraction; 0 on success. */
 int sky_cli_parse_double(const char *s, double *out);

@@ -53,7 +53,12 @@ static const char usage[] =
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --json             the summary as JSON on stdout\n"
-    "\n"
+    "      --report FILE      at the end, the run's HTML report (see skyio report --help)\n"
+    "      --no-timeline      keep no OUTPUT.timeline.jsonl (a line a second; the report's\n"
+    "                         charts are drawn from it)\n"
+    "\n";
+/* (two strings: C compilers need not take one over 4,095 bytes) */
+static const char usage_end[] =
     "SIGINT/SIGTERM: stop reading, let requests in flight finish (30 s), write the summary;\n"
     "a second signal stops at once. Requests not recorded are done by the next run.\n"
     "A refusal of the whole account stops the run the same way, and nothing refused is\n"
@@ -72,8 +77,9 @@ static const char usage[] =
 typedef struct cli_batch {
     /* options: the engine's as the flags set them, and the command's own */
     sky_batch_options o;
-    const char *input, *output, *errors, *base_url, *cacert;
-    int retry_failed, prefer_azure, json_out;
+    const char *input, *output, *errors, *base_url, *cacert, *report;
+    char *timeline;
+    int retry_failed, prefer_azure, json_out, no_timeline;
     long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, max_line_bytes;
     /* what runs */
     sky_loop *loop;
@@ -94,6 +100,8 @@ static int value_opt(cli_batch *c, const char *a, const char *v)
         c->output = v;
     else if (!strcmp(a, "--errors"))
         c->errors = v;
+    else if (!strcmp(a, "--report"))
+        c->report = v;
     else if (!strcmp(a, "--model"))
         c->o.line.model = v;
     else if (!strcmp(a, "--system"))
@@ -150,6 +158,8 @@ static int flag_opt(cli_batch *c, const char *a)
         c->prefer_azure = 1;
     else if (!strcmp(a, "--json"))
         c->json_out = 1;
+    else if (!strcmp(a, "--no-timeline"))
+        c->no_timeline = 1;
     else
         return 1;
     return 0;
@@ -392,12 +402,14 @@ static int open_batch(cli_batch *c)
     o->concurrency = (int)c->concurrency;
     o->endpoint = &c->ep;
     o->progress_interval_ms = c->tty ? 500 : 5000;
+    if (!c->no_timeline)
+        o->timeline_path = c->timeline = sky_report_timeline_path(c->output);
     o->on_event = on_event;
     o->user_data = c;
     int rc = sky_batch_new(sky_loop_uv(c->loop), c->client, o, c->src, store, &c->batch, &err);
     c->src = NULL;
     if (rc < 0)
-        fprintf(stderr, "skyio batch: cannot start the client\n");
+        fprintf(stderr, "skyio batch: %s\n", err.message[0] ? err.message : "cannot start");
     return rc < 0 ? SKY_EXIT_START : 0;
 }
 
@@ -441,6 +453,17 @@ static void teardown(cli_batch *c)
     sky_ai_endpoint_free(&c->ep);
 }
 
+/* --report: after the journals are closed, so the report sees every record. */
+static int write_report(const cli_batch *c)
+{
+    sky_report_options ro;
+    sky_report_options_init(&ro);
+    ro.output = c->output;
+    ro.errors = c->errors;
+    ro.timeline = c->timeline;
+    return sky_cli_report_write("batch", &ro, c->report);
+}
+
 int sky_cli_batch(int argc, char **argv)
 {
     cli_batch *c = calloc(1, sizeof(*c));
@@ -455,7 +478,7 @@ int sky_cli_batch(int argc, char **argv)
     int rc = parse_args(c, argc, argv);
     if (rc != 0) {
         if (rc == 1)
-            fputs(usage, stdout);
+            fputs(usage, stdout), fputs(usage_end, stdout);
         free(c);
         return rc == 1 ? SKY_EXIT_OK : SKY_EXIT_USAGE;
     }
@@ -467,6 +490,9 @@ int sky_cli_batch(int argc, char **argv)
     if (code == 0)
         code = run(c);
     teardown(c);
+    if (c->report && code != SKY_EXIT_START && code != SKY_EXIT_USAGE)
+        code = write_report(c) == SKY_EXIT_OK ? code : SKY_EXIT_START;
+    free(c->timeline);
     free(out_default);
     free(c);
     return code;

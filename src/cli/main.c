@@ -15,6 +15,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  batch     send a whole OpenAI Batch JSONL file at the provider's limit; resumable\n"
+    "  report    a batch run's report: one HTML file with charts over the run's time\n"
     "  chat      ask one prompt, streamed token by token; several models at once\n"
     "  serve     an OpenAI-compatible gateway in front of many deployments, with failover\n"
     "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         return sky_cli_http(argc - 1, argv + 1);
     if (strcmp(cmd, "batch") == 0)
         return sky_cli_batch(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0)
+        return sky_cli_report(argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0)
         return sky_cli_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)

@@ -157,7 +157,10 @@ static int setup(sky_batch *b, sky_error *err)
                         SKY_SPAN_LIT("application/json")) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     b->window = b->o.max_pending ? b->o.max_pending : default_window(&b->o);
-    return make_pipeline(b, err);
+    int rc = make_pipeline(b, err);
+    if (rc == 0 && b->o.timeline_path)
+        rc = sky__batch_timeline_open(b, b->o.timeline_path, &b->timeline, err);
+    return rc;
 }
 
 static void ignore_closed(sky_batch_store *st, const sky_error *err, uint64_t unwritten, void *ud)
@@ -345,6 +348,7 @@ int sky_batch_start(sky_batch *b)
     b->started = 1;
     b->start_ms = sky_clock_now_ms(NULL);
     sky_histogram_init(&b->latency_ms);
+    sky__batch_timeline_start(b->timeline);
     b->src->on_ready = on_source_ready;
     uv_timer_start(&b->watch, on_watch, WATCH_MS, WATCH_MS);
     if (b->o.progress_interval_ms)
@@ -369,6 +373,8 @@ static void release(sky_batch *b)
 {
     sky_pipeline *p = b->pipe;
     sky__batch_first_token_drop(b);
+    sky__batch_timeline_close(b->timeline);
+    b->timeline = NULL;
     sky__batch_drop_held(b);
     b->pipe = NULL;
     sky_pipeline_free(p);
@@ -388,6 +394,8 @@ static void finish(sky_batch *b)
     /* the last look, so that an outage shorter than the watch's period is told too */
     sky__batch_report_outages(b);
     sky__batch_summary(b, &s);
+    sky__batch_timeline_close(b->timeline);
+    b->timeline = NULL;
     b->finished = 1;
     memset(&ev, 0, sizeof(ev));
     ev.kind = SKY_BATCH_EVENT_FINISHED;

@@ -7,6 +7,7 @@
 #include "skyio/idset.h"
 #include "skyio/metrics.h"
 
+typedef struct sky__batch_timeline sky__batch_timeline;
 typedef struct sky__batch_token sky__batch_token;
 
 /* A record the store could not take yet (it said SKY_EBUSY). */
@@ -45,6 +46,7 @@ struct sky_batch {
     uint64_t skipped, input_errors, ok, failed, retries, tokens_in, tokens_out, responses_429;
     uint64_t start_ms;
     sky_histogram latency_ms;
+    sky__batch_timeline *timeline; /* options' timeline_path, when set */
     sky__batch_token *first_token; /* asked before the first line is read */
     uv_timer_t watch, progress, grace, defer;
 };
@@ -75,5 +77,13 @@ void sky__batch_summary(const sky_batch *b, sky_batch_summary *out);
 /* batch_credential.c: the credential's first token, before any line is read */
 void sky__batch_first_token(sky_batch *b);
 void sky__batch_first_token_drop(sky_batch *b);
+
+/* batch_timeline.c: a line a second into options' timeline_path */
+int sky__batch_timeline_open(sky_batch *b, const char *path, sky__batch_timeline **out,
+                             sky_error *err);
+void sky__batch_timeline_start(sky__batch_timeline *tl);
+void sky__batch_timeline_result(sky__batch_timeline *tl, const char *custom_id,
+                                const sky_call_result *res, const sky_error *err);
+void sky__batch_timeline_close(sky__batch_timeline *tl);
 
 #endif

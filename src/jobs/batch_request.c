@@ -385,6 +385,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     b->responses_429 += res->retry ? (uint64_t)res->retry->responses_429 : 0;
     /* the provider's latency, not the time spent queued behind the limits */
     sky_histogram_record(&b->latency_ms, res->attempt_ms);
+    sky__batch_timeline_result(b->timeline, it->custom_id, res, err);
     int refusal = account_refusal(res, err);
     if (refusal)
         refuse(b, refusal, err);

@@ -557,7 +557,7 @@ static int add_newline(sky_journal *j, sky_error *err)
  */
 static int check_batch_output(const scan *s, sky_error *err)
 {
-    if (s->records > 0 || s->nonblank == 0)
+    if (s->records > 0 || s->nonblank == 0 || s->j->opts.any_lines)
         return 0;
     return sky_error_set(err, SKY_EINVAL,
                          "%s does not look like Batch output: none of its %llu lines is a "
