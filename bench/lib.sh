@@ -243,3 +243,21 @@ report_excluded() {
     printf '  %s\n' "${EXCLUDED[@]}"
   fi
 }
+
+# For scripts whose one run is a whole experiment (rate-efficiency, inflight): the outer
+# call runs the script itself RUNS times with BENCH_INNER=1, shows each run's output
+# indented, and keeps the last "RESULT key=value ..." line each run printed in
+# INNER_RESULTS (an empty string for a run that printed none).
+inner_runs() {
+  local script=$1 r out
+  INNER_RESULTS=()
+  for r in $(seq 1 "$RUNS"); do
+    echo "---- run $r of $RUNS"
+    out=$(BENCH_INNER=1 "$script" "$BUILD" 2>&1) || true
+    printf '%s\n' "$out" | grep -v '^RESULT ' | sed 's/^/  /'
+    INNER_RESULTS+=("$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1 || true)")
+  done
+}
+
+# result_field LINE KEY -> the value of KEY=value in a RESULT line (empty when absent)
+result_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
