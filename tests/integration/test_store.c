@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "harness_postgres.h"
 #include "harness_redis.h"
 #include "skyio/log.h"
 #include "store/store.h"
@@ -683,10 +684,128 @@ static void redis_down_at_start_opens(void **state)
     sky_test_loop_free(loop);
 }
 
+/* ---- PostgreSQL */
+
+static sky_test_pg pg_server;
+
+static int pg_start(backend *b)
+{
+    if (!sky_test_pg_available())
+        return 1;
+    sky_test_pg_start(&pg_server);
+    snprintf(b->url, sizeof(b->url), "%s", pg_server.url);
+    return 0;
+}
+
+static void pg_stop(backend *b)
+{
+    (void)b;
+    sky_test_pg_free(&pg_server);
+}
+
+static backend pg_backend = {
+    .name = "postgres",
+    .caps = SKY__STORE_USAGE | SKY__STORE_CONV | SKY__STORE_KEYS | SKY__STORE_COUNTERS,
+    .start = pg_start,
+    .stop = pg_stop,
+};
+
+/* Down at start: the open fails (the gateway exits 3) naming the server, not its password. */
+static void pg_down_at_start_fails(void **state)
+{
+    (void)state;
+    uv_loop_t *loop = sky_test_loop_new();
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = "postgresql://skyio:pg-canary-pw@127.0.0.1:1/postgres?connect_timeout=5";
+    sky_error err;
+    assert_null(open_store_opts(loop, &o, &err));
+    assert_int_equal(err.code, SKY_ECONNECT);
+    assert_non_null(strstr(err.message, "postgresql://skyio:***@127.0.0.1:1/postgres"));
+    assert_null(strstr(err.message, "pg-canary-pw"));
+    sky_test_loop_free(loop);
+}
+
+static int64_t stats_written(fixture *f)
+{
+    sky__store_stats st;
+    sky__store_get_stats(f->store, &st);
+    return (int64_t)st.usage_written;
+}
+
+/* Restarted mid-run: records appended while it is down wait in the queue and are written
+ * when it is back; nothing is lost and the totals hold every record. */
+static void pg_restarted_mid_run(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    const int64_t t0 = 1796428800000 + 3600000;
+    for (int i = 0; i < 5; i++)
+        append_usage(f, "restart", "gpt-4o", t0 + i, 200);
+    flush_usage(f, &r);
+    assert_int_equal(r.err.code, 0);
+    sky_test_pg_stop(&pg_server);
+    for (int i = 0; i < 7; i++)
+        append_usage(f, "restart", "gpt-4o", t0 + 100 + i, 200);
+    flush_usage(f, &r); /* the server is away: the flush fails, the records stay */
+    assert_int_equal(r.err.code, SKY_ECONNECT);
+    sky__store_stats st;
+    sky__store_get_stats(f->store, &st);
+    assert_int_equal(st.usage_queued, 7);
+    assert_int_equal(st.usage_lost, 0);
+    doc_get(f, "key-a", "x", &r);
+    assert_int_equal(r.err.code, SKY_ECONNECT);
+    sky_test_pg_restart(&pg_server);
+    for (int i = 0; i < 500 && stats_written(f) < 12; i++)
+        sleep_ms(f->loop, 20);
+    sky__store_get_stats(f->store, &st);
+    assert_int_equal(st.usage_written, 12);
+    assert_int_equal(st.usage_queued, 0);
+    assert_int_equal(st.usage_lost, 0);
+    assert_true(st.write_errors >= 1);
+    totals(f, "restart", &r);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.totals[0].requests, 12);
+}
+
+/* Past the bound, records are refused and counted, not queued without end. */
+static void pg_queue_bound_counts_loss(void **state)
+{
+    (void)state;
+    backend *b = &pg_backend;
+    uv_loop_t *loop = sky_test_loop_new();
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = b->url;
+    o.usage_queue_max = 4;
+    o.usage_flush_ms = 60000; /* nothing written meanwhile */
+    sky_error err;
+    fixture f = {b, loop, open_store_opts(loop, &o, &err)};
+    assert_non_null(f.store);
+    for (int i = 0; i < 4; i++)
+        append_usage(&f, "bound", "m", 1796428800000 + i, 200);
+    sky__store_usage u = {1796428800000, "bound", "m", "", 200, 1, 1, 1, 0};
+    assert_int_equal(sky__store_usage_append(f.store, &u), SKY_EBUSY);
+    assert_int_equal(sky__store_usage_append(f.store, &u), SKY_EBUSY);
+    sky__store_stats st;
+    sky__store_get_stats(f.store, &st);
+    assert_int_equal(st.usage_lost, 2);
+    assert_int_equal(st.usage_queued, 4);
+    close_store(loop, f.store); /* close writes what is queued */
+    f.store = open_store(loop, b->url);
+    result r = {0};
+    totals(&f, "bound", &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.totals[0].requests, 4);
+    close_store(loop, f.store);
+    sky_test_loop_free(loop);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
-    backend *all[] = {&sqlite_backend, &redis_backend};
+    backend *all[] = {&sqlite_backend, &redis_backend, &pg_backend};
     for (size_t i = 0; i < SKY_ARRAY_LEN(all); i++)
         if (all[i]->started)
             all[i]->stop(all[i]);
@@ -715,6 +834,11 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(redis_killed_mid_run, fixture_setup,
                                                  fixture_teardown, &redis_backend),
         cmocka_unit_test(redis_down_at_start_opens),
+        CONTRACT(pg_backend),
+        cmocka_unit_test_prestate_setup_teardown(pg_restarted_mid_run, fixture_setup,
+                                                 fixture_teardown, &pg_backend),
+        cmocka_unit_test_prestate(pg_queue_bound_counts_loss, &pg_backend),
+        cmocka_unit_test(pg_down_at_start_fails),
         cmocka_unit_test(sqlite_corrupt_file_is_named),
         cmocka_unit_test(sqlite_locked_file_is_named),
     };

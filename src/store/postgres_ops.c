@@ -1,0 +1,393 @@
+/*
+ * The PostgreSQL store's statements and operations: the schema (versioned, migrated at
+ * open under an advisory lock so two gateways starting together do not race), the SQL of
+ * each prepared statement, and each operation's parameters and results. A usage batch is one
+ * statement: the records as a JSON array (built by jansson) bound to $1 and expanded by
+ * json_to_recordset, so the batch is atomic and takes one round trip.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "postgres_internal.h"
+
+/* Version 1; a later version appends "IF v < 2 THEN ... END IF;" and raises the check. */
+static const char migrate_sql[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(727165);"
+    "CREATE TABLE IF NOT EXISTS skyio_schema(version integer NOT NULL);"
+    "INSERT INTO skyio_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM skyio_schema);"
+    "DO $$ DECLARE v integer; BEGIN"
+    " SELECT version INTO v FROM skyio_schema;"
+    " IF v > 1 THEN RAISE EXCEPTION 'schema version % is newer than this skyio''s (1)', v;"
+    " END IF;"
+    " IF v < 1 THEN"
+    "  CREATE TABLE skyio_usage(id bigserial PRIMARY KEY, time_ms bigint NOT NULL,"
+    "   day text NOT NULL, key_name text NOT NULL, model text NOT NULL,"
+    "   deployment text NOT NULL, status integer NOT NULL, tokens_in bigint NOT NULL,"
+    "   tokens_out bigint NOT NULL, latency_us bigint NOT NULL,"
+    "   cost double precision NOT NULL);"
+    "  CREATE INDEX skyio_usage_by_day ON skyio_usage(day, key_name, model);"
+    "  CREATE TABLE skyio_docs(scope text NOT NULL, id text NOT NULL, doc text NOT NULL,"
+    "   updated_ms bigint NOT NULL, PRIMARY KEY(scope, id));"
+    "  CREATE TABLE skyio_keys(name text PRIMARY KEY, hash text NOT NULL,"
+    "   config text NOT NULL, created_ms bigint NOT NULL,"
+    "   revoked boolean NOT NULL DEFAULT false);"
+    "  CREATE TABLE skyio_counters(name text PRIMARY KEY, value bigint NOT NULL,"
+    "   expires_ms bigint NOT NULL);"
+    "  UPDATE skyio_schema SET version = 1;"
+    " END IF; END $$;"
+    "COMMIT;";
+
+static const struct {
+    const char *name;
+    int nparams;
+    const char *sql;
+} stmts[PQ__COUNT] = {
+    [PQ_USAGE_INSERT] = {"skyio_usage_insert", 1,
+                         "INSERT INTO skyio_usage(time_ms, day, key_name, model, deployment,"
+                         " status, tokens_in, tokens_out, latency_us, cost)"
+                         " SELECT time_ms, day, key_name, model, deployment, status, tokens_in,"
+                         " tokens_out, latency_us, cost FROM json_to_recordset($1::json) AS"
+                         " r(time_ms bigint, day text, key_name text, model text,"
+                         " deployment text, status integer, tokens_in bigint, tokens_out bigint,"
+                         " latency_us bigint, cost double precision)"},
+    [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 1,
+                         "SELECT day, key_name, model, count(*),"
+                         " count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
+                         " sum(tokens_out), sum(cost) FROM skyio_usage"
+                         " WHERE $1::text IS NULL OR key_name = $1::text"
+                         " GROUP BY day, key_name, model ORDER BY day, key_name, model"},
+    [PQ_DOC_PUT] = {"skyio_doc_put", 4,
+                    "INSERT INTO skyio_docs(scope, id, doc, updated_ms) VALUES($1, $2, $3, $4)"
+                    " ON CONFLICT(scope, id) DO UPDATE SET doc = EXCLUDED.doc,"
+                    " updated_ms = EXCLUDED.updated_ms"},
+    [PQ_DOC_GET] = {"skyio_doc_get", 2, "SELECT doc FROM skyio_docs WHERE scope = $1 AND id = $2"},
+    [PQ_DOC_DELETE] = {"skyio_doc_delete", 2,
+                       "DELETE FROM skyio_docs WHERE scope = $1 AND id = $2"},
+    [PQ_KEY_PUT] = {"skyio_key_put", 4,
+                    "INSERT INTO skyio_keys(name, hash, config, created_ms, revoked)"
+                    " VALUES($1, $2, $3, $4, false) ON CONFLICT(name) DO UPDATE SET"
+                    " hash = EXCLUDED.hash, config = EXCLUDED.config,"
+                    " created_ms = EXCLUDED.created_ms, revoked = false"},
+    [PQ_KEY_LIST] = {"skyio_key_list", 0,
+                     "SELECT name, hash, config, created_ms, revoked FROM skyio_keys"
+                     " ORDER BY name"},
+    [PQ_KEY_REVOKE] = {"skyio_key_revoke", 1,
+                       "UPDATE skyio_keys SET revoked = true WHERE name = $1"},
+    [PQ_COUNTER_ADD] = {"skyio_counter_add", 4,
+                        "INSERT INTO skyio_counters AS c(name, value, expires_ms)"
+                        " VALUES($1, $2, $3) ON CONFLICT(name) DO UPDATE SET"
+                        " value = CASE WHEN c.expires_ms > 0 AND c.expires_ms <= $4"
+                        " THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,"
+                        " expires_ms = CASE WHEN c.expires_ms > 0 AND c.expires_ms <= $4"
+                        " THEN EXCLUDED.expires_ms ELSE c.expires_ms END RETURNING value"},
+};
+
+const char *sky__pg_sql(sky__pg_stmt id)
+{
+    return id == PQ_MIGRATE ? migrate_sql : stmts[id].sql;
+}
+
+const char *sky__pg_name(sky__pg_stmt id)
+{
+    return stmts[id].name;
+}
+
+int sky__pg_nparams(sky__pg_stmt id)
+{
+    return stmts[id].nparams;
+}
+
+/* ---- ops */
+
+sky__pg_op *sky__pg_op_new(sky__pg_stmt stmt, pg_op_kind kind, void *ud)
+{
+    sky__pg_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->stmt = stmt;
+    op->kind = kind;
+    op->ud = ud;
+    op->nparams = stmt == PQ_MIGRATE ? 0 : stmts[stmt].nparams;
+    return op;
+}
+
+void sky__pg_op_free(sky__pg_op *op)
+{
+    if (!op)
+        return;
+    for (int i = 0; i < SKY__PG_MAX_PARAMS; i++)
+        free(op->params[i]);
+    free(op);
+}
+
+int sky__pg_param(sky__pg_op *op, int i, const char *v)
+{
+    if (v && !(op->params[i] = strdup(v)))
+        return SKY_ENOMEM;
+    return 0;
+}
+
+int sky__pg_param_int(sky__pg_op *op, int i, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRId64, v);
+    return sky__pg_param(op, i, buf);
+}
+
+/* ---- results */
+
+static void deliver_totals(sky__pg_op *op, const PGresult *res, const sky_error *err)
+{
+    size_t n = res ? (size_t)PQntuples(res) : 0;
+    sky__store_usage_total *rows = n ? calloc(n, sizeof(*rows)) : NULL;
+    sky_error e = *err;
+    if (n && !rows) {
+        sky_error_set(&e, SKY_ENOMEM, "out of memory");
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int r = (int)i;
+        rows[i].day = PQgetvalue(res, r, 0);
+        rows[i].key_name = PQgetvalue(res, r, 1);
+        rows[i].model = PQgetvalue(res, r, 2);
+        rows[i].requests = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+        rows[i].errors = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+        rows[i].tokens_in = strtoll(PQgetvalue(res, r, 5), NULL, 10);
+        rows[i].tokens_out = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+        rows[i].cost = strtod(PQgetvalue(res, r, 7), NULL);
+    }
+    op->cb.totals(&e, rows, n, op->ud);
+    free(rows);
+}
+
+static void deliver_keys(sky__pg_op *op, const PGresult *res, const sky_error *err)
+{
+    size_t n = res ? (size_t)PQntuples(res) : 0;
+    sky__store_key *keys = n ? calloc(n, sizeof(*keys)) : NULL;
+    sky_error e = *err;
+    if (n && !keys) {
+        sky_error_set(&e, SKY_ENOMEM, "out of memory");
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int r = (int)i;
+        keys[i].name = PQgetvalue(res, r, 0);
+        keys[i].hash = PQgetvalue(res, r, 1);
+        keys[i].config = PQgetvalue(res, r, 2);
+        keys[i].created_ms = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+        keys[i].revoked = PQgetvalue(res, r, 4)[0] == 't';
+    }
+    op->cb.keys(&e, keys, n, op->ud);
+    free(keys);
+}
+
+static void deliver_value(sky__pg_op *op, const PGresult *res, const sky_error *err)
+{
+    sky_error e = *err;
+    if (!e.code && PQntuples(res) == 0)
+        sky_error_set(&e, SKY_ENOTFOUND, "no such entry");
+    sky_span v = sky_span_make(NULL, 0);
+    if (!e.code)
+        v = sky_span_make(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    op->cb.value(&e, v, op->ud);
+}
+
+static void deliver_done(sky__pg_op *op, const PGresult *res, const sky_error *err)
+{
+    sky_error e = *err;
+    if (!e.code && op->must_change &&
+        strtol(PQcmdTuples((PGresult *)(uintptr_t)res), NULL, 10) == 0)
+        sky_error_set(&e, SKY_ENOTFOUND, "no such entry");
+    if (op->cb.done)
+        op->cb.done(&e, op->ud);
+}
+
+void sky__pg_deliver(sky__pg *pg, sky__pg_op *op, const PGresult *res, const sky_error *err)
+{
+    switch (op->kind) {
+    case PG_OP_OPEN:
+        sky__pg_opened(pg, err);
+        break;
+    case PG_OP_DONE:
+        deliver_done(op, res, err);
+        break;
+    case PG_OP_VALUE:
+        deliver_value(op, res, err);
+        break;
+    case PG_OP_COUNT:
+        op->cb.count(err, err->code ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10), op->ud);
+        break;
+    case PG_OP_TOTALS:
+        deliver_totals(op, res, err);
+        break;
+    case PG_OP_KEYS:
+        deliver_keys(op, res, err);
+        break;
+    }
+    sky__pg_op_free(op);
+}
+
+static void open_failed_later(const sky_error *err, void *ud)
+{
+    sky__pg_op *op = ud;
+    sky__pg *pg = op->ud;
+    sky__pg_op_free(op);
+    sky__pg_opened(pg, err);
+}
+
+void sky__pg_fail_later(sky__pg *pg, sky__pg_op *op, const sky_error *err)
+{
+    sky__store *s = pg->store;
+    switch (op->kind) {
+    case PG_OP_OPEN:
+        op->ud = pg;
+        sky__store_fail_done(s, open_failed_later, op, err);
+        return;
+    case PG_OP_DONE:
+        sky__store_fail_done(s, op->cb.done, op->ud, err);
+        break;
+    case PG_OP_VALUE:
+        sky__store_fail_value(s, op->cb.value, op->ud, err);
+        break;
+    case PG_OP_COUNT:
+        sky__store_fail_count(s, op->cb.count, op->ud, err);
+        break;
+    case PG_OP_TOTALS:
+        sky__store_fail_totals(s, op->cb.totals, op->ud, err);
+        break;
+    case PG_OP_KEYS:
+        sky__store_fail_keys(s, op->cb.keys, op->ud, err);
+        break;
+    }
+    sky__pg_op_free(op);
+}
+
+/* ---- the operations: parameters in, submitted */
+
+/* Submit @p op when its parameters were copied (@p rc 0); otherwise fail it later. */
+static void submit(sky__store *s, sky__pg_op *op, int rc)
+{
+    if (rc == 0) {
+        sky__pg_submit(s->impl, op);
+        return;
+    }
+    sky_error e;
+    sky_error_clear(&e);
+    sky_error_set(&e, SKY_ENOMEM, "out of memory");
+    sky__pg_fail_later(s->impl, op, &e);
+}
+
+/* A new op carrying @p cb, or the call failed (later) and the function returns. */
+#define OP_OR_OOM(op, s, stmt, kind, member, cb, ud, failfn)                                       \
+    sky__pg_op *op = sky__pg_op_new(stmt, kind, ud);                                               \
+    if (!op) {                                                                                     \
+        sky_error e_;                                                                              \
+        sky_error_clear(&e_);                                                                      \
+        sky_error_set(&e_, SKY_ENOMEM, "out of memory");                                           \
+        failfn(s, cb, ud, &e_);                                                                    \
+        return;                                                                                    \
+    }                                                                                              \
+    op->cb.member = cb
+
+static json_t *usage_json(const sky__store_usage *recs, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        const sky__store_usage *r = &recs[i];
+        char day[11];
+        sky__store_day(r->time_ms, day);
+        json_t *o = json_pack("{sI ss ss ss ss si sI sI sI sf}", "time_ms", (json_int_t)r->time_ms,
+                              "day", day, "key_name", r->key_name, "model", r->model, "deployment",
+                              r->deployment, "status", r->status, "tokens_in",
+                              (json_int_t)r->tokens_in, "tokens_out", (json_int_t)r->tokens_out,
+                              "latency_us", (json_int_t)r->latency_us, "cost", r->cost);
+        if (!o || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
+                         sky__store_done_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_USAGE_INSERT, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
+    json_t *a = usage_json(recs, n);
+    op->params[0] = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    submit(s, op, op->params[0] ? 0 : SKY_ENOMEM);
+}
+
+void sky__pg_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_USAGE_TOTALS, PG_OP_TOTALS, totals, cb, ud, sky__store_fail_totals);
+    submit(s, op, sky__pg_param(op, 0, key_name));
+}
+
+void sky__pg_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,
+                     sky__store_done_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_DOC_PUT, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
+    int rc = sky__pg_param(op, 0, scope) | sky__pg_param(op, 1, id) |
+             sky__pg_param_int(op, 3, sky__store_now_ms());
+    op->params[2] = malloc(doc.len + 1);
+    if (op->params[2]) {
+        if (doc.len)
+            memcpy(op->params[2], doc.ptr, doc.len);
+        op->params[2][doc.len] = '\0';
+    }
+    submit(s, op, rc || !op->params[2] ? SKY_ENOMEM : 0);
+}
+
+void sky__pg_doc_get(sky__store *s, const char *scope, const char *id, sky__store_value_cb cb,
+                     void *ud)
+{
+    OP_OR_OOM(op, s, PQ_DOC_GET, PG_OP_VALUE, value, cb, ud, sky__store_fail_value);
+    submit(s, op, sky__pg_param(op, 0, scope) | sky__pg_param(op, 1, id));
+}
+
+void sky__pg_doc_delete(sky__store *s, const char *scope, const char *id, sky__store_done_cb cb,
+                        void *ud)
+{
+    OP_OR_OOM(op, s, PQ_DOC_DELETE, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
+    op->must_change = 1;
+    submit(s, op, sky__pg_param(op, 0, scope) | sky__pg_param(op, 1, id));
+}
+
+void sky__pg_key_put(sky__store *s, const sky__store_key *key, sky__store_done_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_KEY_PUT, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
+    submit(s, op,
+           sky__pg_param(op, 0, key->name ? key->name : "") |
+               sky__pg_param(op, 1, key->hash ? key->hash : "") |
+               sky__pg_param(op, 2, key->config ? key->config : "{}") |
+               sky__pg_param_int(op, 3, key->created_ms));
+}
+
+void sky__pg_key_list(sky__store *s, sky__store_keys_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_KEY_LIST, PG_OP_KEYS, keys, cb, ud, sky__store_fail_keys);
+    submit(s, op, 0);
+}
+
+void sky__pg_key_revoke(sky__store *s, const char *name, sky__store_done_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_KEY_REVOKE, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
+    op->must_change = 1;
+    submit(s, op, sky__pg_param(op, 0, name));
+}
+
+void sky__pg_counter_add(sky__store *s, const char *name, int64_t delta, uint64_t ttl_ms,
+                         sky__store_count_cb cb, void *ud)
+{
+    OP_OR_OOM(op, s, PQ_COUNTER_ADD, PG_OP_COUNT, count, cb, ud, sky__store_fail_count);
+    int64_t now = sky__store_now_ms();
+    submit(s, op,
+           sky__pg_param(op, 0, name) | sky__pg_param_int(op, 1, delta) |
+               sky__pg_param_int(op, 2, ttl_ms ? now + (int64_t)ttl_ms : 0) |
+               sky__pg_param_int(op, 3, now));
+}
