@@ -192,12 +192,19 @@ static int on_boolean(void *ctx, int value)
                  : emit_scalar(ctx, SKY_JSON_FALSE, "false", 5);
 }
 
+/* A number's text is a few bytes: one pass over them, not a library call per mark. */
+static sky_json_kind number_kind(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+            return SKY_JSON_REAL;
+    return SKY_JSON_INTEGER;
+}
+
 static int on_number(void *ctx, const char *p, size_t n)
 {
     scan *s = ctx;
-    sky_json_kind kind = memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n)
-                             ? SKY_JSON_REAL
-                             : SKY_JSON_INTEGER;
+    sky_json_kind kind = number_kind(p, n);
     if (!number_in_range(p, n, kind))
         return stop(s, SKY_EJSON);
     return emit_scalar(s, kind, p, n);

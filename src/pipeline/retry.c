@@ -124,6 +124,19 @@ static int should_retry_header(const sky_headers *h)
     return -1;
 }
 
+/* A status as text without printf, which every attempt's log entry would pay for. */
+static void status_text(char *out, size_t cap, int status)
+{
+    if (status < 100 || status > 999) {
+        snprintf(out, cap, "%d", status);
+        return;
+    }
+    out[0] = (char)('0' + status / 100);
+    out[1] = (char)('0' + status / 10 % 10);
+    out[2] = (char)('0' + status % 10);
+    out[3] = '\0';
+}
+
 /* The verdict for a response, with the server's x-should-retry taking precedence. */
 static verdict classify_response(retry_ctx *c, int status)
 {
@@ -131,6 +144,10 @@ static verdict classify_response(retry_ctx *c, int status)
     if (v == V_NEVER && c->opts->also_retry && c->opts->also_retry(status))
         v = V_RETRY;
     int hint = v == V_DONE ? -1 : should_retry_header(c->headers);
+    if (hint < 0) {
+        status_text(c->what, sizeof(c->what), status);
+        return v;
+    }
     snprintf(c->what, sizeof(c->what), "%d%s", status,
              hint < 0 ? ""
              : hint   ? " x-should-retry=true"
@@ -165,6 +182,18 @@ static void set_reason(sky_retry_decision *out, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
     va_end(ap);
+}
+
+/* "<what><tail>" without printf, for the decision every successful attempt makes. */
+static void reason_join(sky_retry_decision *out, const char *what, const char *tail)
+{
+    size_t a = strlen(what), b = strlen(tail);
+    if (a + b >= sizeof(out->reason)) {
+        set_reason(out, "%s%s", what, tail);
+        return;
+    }
+    memcpy(out->reason, what, a);
+    memcpy(out->reason + a, tail, b + 1);
 }
 
 static void decide_final(sky_retry_decision *out, sky_retry_action action, sky_retry_limit limit)
@@ -334,7 +363,7 @@ static void decide(retry_ctx *c, int status, const sky_error *err, sky_retry_dec
 {
     switch (classify(c, status, err)) {
     case V_DONE:
-        set_reason(out, "%s done", c->what);
+        reason_join(out, c->what, " done");
         decide_final(out, SKY_RETRY_NO, SKY_RETRY_LIMIT_NONE);
         break;
     case V_NEVER:
