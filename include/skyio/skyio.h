@@ -35,5 +35,6 @@
 #include "blob.h"
 #include "blob_transfer.h"
 #include "queue.h"
+#include "keyvault.h"
 
 #endif

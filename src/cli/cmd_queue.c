@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "cli.h"
 #include "cmd_queue.h"
-#include "secret_ref.h"
 
 /* ---- printing ---- */
 
@@ -136,7 +134,7 @@ static int make_account(sky_cli_queue_app *a, const sky_cli_queue_flags *f, sky_
     sky_storage_account_options_init(&ao);
     ao.connection_string = f->connstr;
     ao.account_name = f->name;
-    ao.account_key = a->account_key ? a->account_key : f->key;
+    ao.account_key = f->key; /* a keyvault:// reference was read by main */
     ao.sas = f->sas;
     ao.blob_endpoint = f->endpoint; /* only to name the account: the queue endpoint is below */
     int rc = sky_storage_account_resolve(&ao, &a->acct, err);
@@ -180,8 +178,6 @@ static int setup(sky_cli_queue_app *a)
     sky_error_clear(&err);
     a->loop = sky_loop_new();
     if (a->loop == NULL)
-        return SKY_EXIT_START;
-    if (sky_cli_secret_ref_resolve_opt("queue", "--account-key", a->f.key, &a->account_key) != 0)
         return SKY_EXIT_START;
     int rc = make_account(a, &a->f, &err);
     int usage_err = rc == SKY_EINVAL;
@@ -319,10 +315,6 @@ static void cleanup(sky_cli_queue_app *a)
         sky_loop_run(a->loop); /* the handles' close callbacks */
         sky_cli_queue_process_free(a);
         sky_loop_free(a->loop);
-    }
-    if (a->account_key) {
-        OPENSSL_cleanse(a->account_key, strlen(a->account_key));
-        free(a->account_key);
     }
     free(a->endpoint);
     free(a->marker);

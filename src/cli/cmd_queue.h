@@ -22,7 +22,6 @@ typedef struct sky_cli_queue_app {
     sky_credential *cred;
     sky_storage_account *acct;
     char *endpoint;
-    char *account_key; /* a keyvault:// reference's value, held only here (wiped) */
     sky_cli_queue_flags f;
     const char *verb;
     const char *queue;

@@ -7,6 +7,7 @@
 
 #include "skyio/skyio.h"
 #include "cli.h"
+#include "secret_ref.h"
 
 static const char usage[] =
     "usage: skyio <command> [options]\n"
@@ -65,6 +66,9 @@ int main(int argc, char **argv)
         printf("skyio %s\n", SKYIO_VERSION);
         return SKY_EXIT_OK;
     }
+    /* keyvault:// references where a command reads a key: fetched once, before it runs */
+    if (sky_cli_secret_refs_resolve(cmd, argc - 1, argv + 1) != 0)
+        return SKY_EXIT_START;
     if (strcmp(cmd, "mock") == 0)
         return sky_cli_mock(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)

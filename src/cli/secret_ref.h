@@ -1,21 +1,20 @@
-/* Secret references (keyvault://VAULT/NAME) in the values the commands read, resolved once. */
+/* Secret references (keyvault://VAULT/NAME) where the commands read a key, resolved once. */
 #ifndef SKY_CLI_SECRET_REF_H
 #define SKY_CLI_SECRET_REF_H
 
 /**
- * When @p value is a keyvault:// reference, fetch the secret through the credential chain
- * (once, at start, on a loop of its own) into a new string in *out (wipe and free it);
- * otherwise *out is NULL and @p value is to be used as it is. Returns 0, or -1 after saying
- * on stderr which reference of option @p what of command @p cmd could not be read and why,
- * never with the secret. The caller exits 3 then.
+ * Before command @p cmd runs: every keyvault:// reference where it reads a key is fetched
+ * through the credential chain, once, on a loop of its own, and put in the reference's
+ * place in this process's memory only: the value of --account-key (blob, queue) in
+ * @p argv, and $OPENAI_API_KEY and $AZURE_OPENAI_API_KEY (batch, chat, serve). The values
+ * are wiped at exit; /proc's copies of the command line and environment keep the
+ * reference. Returns 0, or -1 after saying on stderr which reference could not be read
+ * and why (never a secret): the command then exits 3.
  */
-int sky_cli_secret_ref_resolve_opt(const char *cmd, const char *what, const char *value,
-                                   char **out);
+int sky_cli_secret_refs_resolve(const char *cmd, int argc, char **argv);
 
-/**
- * The same for environment variable @p var: when it holds a reference, it is replaced in
- * the environment by the secret (held only in this process's memory). 0 or -1.
- */
-int sky_cli_secret_ref_resolve_env(const char *cmd, const char *var);
+/** Fetch one reference's value into a new string (wipe and free it): 0, or -1 after saying
+ *  on stderr, for @p what, why not. */
+int sky_cli_secret_ref_fetch(const char *cmd, const char *what, const char *ref, char **out);
 
 #endif

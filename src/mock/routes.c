@@ -18,6 +18,8 @@ typedef struct mock_route {
     int state;
 } mock_route;
 
+void sky__mock_on_keyvault(sky_server_req *req, void *user_data); /* keyvault.c */
+
 static const mock_route routes[] = {
     /* OpenAI: the body names the model */
     {"POST", "/v1/chat/completions", 0, sky__mock_on_chat, FOR_WORKER},
@@ -51,6 +53,9 @@ static const mock_route routes[] = {
     {"GET", "/mock/arm", 0, sky__mock_on_arm_stats, FOR_ARM},
     /* Azure Resource Manager: /subscriptions/{id}/resourceGroups/..., operations, lists */
     {NULL, "/subscriptions/", 1, sky__mock_on_arm, FOR_ARM},
+    /* Key Vault secrets (keyvault.c) */
+    {NULL, "/secrets", 1, sky__mock_on_keyvault, FOR_WORKER},
+    {NULL, "/deletedsecrets", 1, sky__mock_on_keyvault, FOR_WORKER},
     /* tokens: IMDS, App Service managed identity, Entra ID */
     {"GET", "/metadata/identity/oauth2/token", 0, sky__mock_on_imds, FOR_IDENTITY},
     {"GET", "/msi/token", 0, sky__mock_on_app_service, FOR_IDENTITY},
