@@ -22,6 +22,7 @@ int sky_cli_blob(int argc, char **argv);
 int sky_cli_queue(int argc, char **argv);
 int sky_cli_secret(int argc, char **argv);
 int sky_cli_serve(int argc, char **argv);
+int sky_cli_usage(int argc, char **argv);
 int sky_cli_report(int argc, char **argv);
 
 /* Write the report of @p o to @p path ("-": stdout) for command @p cmd, saying where on

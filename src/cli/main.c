@@ -19,6 +19,7 @@ static const char usage[] =
     "  report    a batch run's report: one HTML file with charts over the run's time\n"
     "  chat      ask one prompt, streamed token by token; several models at once\n"
     "  serve     an OpenAI-compatible gateway in front of many deployments, with failover\n"
+    "  usage     the gateway's usage: totals by day, key and model (serve --state/--postgres)\n"
     "  mock      run the local OpenAI / Azure OpenAI simulator (latency, rate limits, faults)\n"
     "  http      make HTTP requests with skyio's client: one, streamed, or many at once\n"
     "  arm       Azure Resource Manager requests, paged lists, long-running operations\n"
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
         return sky_cli_mock(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return sky_cli_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "usage") == 0)
+        return sky_cli_usage(argc - 1, argv + 1);
     if (strcmp(cmd, "http") == 0)
         return sky_cli_http(argc - 1, argv + 1);
     if (strcmp(cmd, "batch") == 0)

@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "harness.h"
@@ -802,6 +804,87 @@ static void pg_queue_bound_counts_loss(void **state)
     sky_test_loop_free(loop);
 }
 
+/* ---- skyio usage */
+
+/* Run `skyio usage ARGS`; its stdout in @p out (malloc'd); returns the exit status. */
+static int run_usage_cli(const char *args, char **out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s usage %s 2>/dev/null", SKY_TEST_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 65536, n = 0;
+    *out = calloc(1, cap);
+    n = fread(*out, 1, cap - 1, p);
+    (*out)[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void usage_cli_reads_sqlite(void **state)
+{
+    (void)state;
+    char dir[256], path[300], args[512];
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/gw.db", dir);
+    fixture f = {&sqlite_backend, sky_test_loop_new(), NULL};
+    f.store = open_store(f.loop, path);
+    append_usage(&f, "cli-key", "gpt-4o", 1796428800000, 200);
+    append_usage(&f, "cli-key", "gpt-4o", 1796428800000 + 5, 500);
+    append_usage(&f, "other", "gpt-4o-mini", 1796428800000 + 9, 200);
+    close_store(f.loop, f.store); /* close writes the queue */
+    sky_test_loop_free(f.loop);
+
+    char *text = NULL;
+    snprintf(args, sizeof(args), "--state %s --json", path);
+    assert_int_equal(run_usage_cli(args, &text), 0);
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    assert_non_null(doc);
+    json_t *rows = json_object_get(doc, "totals");
+    assert_int_equal(json_array_size(rows), 2);
+    json_t *first = json_array_get(rows, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "day")), "2026-12-05");
+    assert_string_equal(json_string_value(json_object_get(first, "key")), "cli-key");
+    assert_int_equal(json_integer_value(json_object_get(first, "requests")), 2);
+    assert_int_equal(json_integer_value(json_object_get(first, "errors")), 1);
+    assert_int_equal(json_integer_value(json_object_get(first, "tokens_in")), 20);
+    json_decref(doc);
+    free(text);
+
+    snprintf(args, sizeof(args), "--state %s --key other", path);
+    assert_int_equal(run_usage_cli(args, &text), 0);
+    assert_non_null(strstr(text, "gpt-4o-mini"));
+    assert_null(strstr(text, "cli-key"));
+    free(text);
+
+    snprintf(args, sizeof(args), "--state %s/absent.db", dir);
+    assert_int_equal(run_usage_cli(args, &text), 2);
+    free(text);
+    sky_test_rmdir(dir);
+}
+
+static void usage_cli_reads_postgres(void **state)
+{
+    backend *b = *state;
+    if (!b->started) {
+        print_message("postgres: not running; skipped\n");
+        skip();
+    }
+    char args[600], *text = NULL;
+    snprintf(args, sizeof(args), "--postgres %s --key restart --json", b->url);
+    assert_int_equal(run_usage_cli(args, &text), 0);
+    json_t *doc = json_loads(text, 0, NULL);
+    assert_non_null(doc);
+    json_t *first = json_array_get(json_object_get(doc, "totals"), 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "requests")), 12);
+    json_decref(doc);
+    free(text);
+    /* Down: exit 3. */
+    assert_int_equal(run_usage_cli("--postgres postgresql://skyio@127.0.0.1:1/postgres", &text), 3);
+    free(text);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
@@ -839,6 +922,8 @@ int main(void)
                                                  fixture_teardown, &pg_backend),
         cmocka_unit_test_prestate(pg_queue_bound_counts_loss, &pg_backend),
         cmocka_unit_test(pg_down_at_start_fails),
+        cmocka_unit_test(usage_cli_reads_sqlite),
+        cmocka_unit_test_prestate(usage_cli_reads_postgres, &pg_backend),
         cmocka_unit_test(sqlite_corrupt_file_is_named),
         cmocka_unit_test(sqlite_locked_file_is_named),
     };
