@@ -231,7 +231,8 @@ typedef enum sky_batch_fault {
     SKY_BATCH_FAULT_HOLD,        /**< no memory to keep a record while the store is behind */
     SKY_BATCH_FAULT_STORE,       /**< the store failed writing (sky_batch_store_failed) */
     SKY_BATCH_FAULT_STORE_CLOSE, /**< closing the store failed */
-    /** the pipeline's credential gave no token at the start: nothing was sent */
+    /** the pipeline's credential gave no token at the start: nothing was sent; the error is
+     *  the credential's own */
     SKY_BATCH_FAULT_CREDENTIAL
 } sky_batch_fault;
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "skyio/skyio.h"
+#include "batch_print.h"
 #include "cli.h"
 
 static const char usage[] =
@@ -198,83 +199,20 @@ static int parse_args(cli_batch *c, int argc, char **argv)
     return 0;
 }
 
-/* ---- printing what the engine reports ---- */
-
-static void print_progress(const cli_batch *c, const sky_batch_progress *p, int final)
-{
-    sky_buf line;
-    sky_buf_init(&line, 4096);
-    if (sky_batch_progress_text(p, !final, &line) == 0)
-        fprintf(stderr, "%s%s%s", c->tty && !final ? "\r" : "", line.data,
-                c->tty && !final ? "   " : "\n");
-    sky_buf_free(&line);
-}
-
-static void print_summary(const cli_batch *c, const sky_batch_summary *s)
-{
-    json_t *js = c->json_out ? sky_batch_summary_json(s) : NULL;
-    if (js) {
-        char *text = sky_json_dump(js, NULL);
-        if (text)
-            puts(text);
-        free(text);
-        json_decref(js);
-        return;
-    }
-    print_progress(c, &s->progress, 1);
-    if (s->unwritten > 0)
-        fprintf(stderr, "%llu results could not be written; ", (unsigned long long)s->unwritten);
-    if (s->unfinished)
-        fprintf(stderr, "not finished: run the same command again to do the rest\n");
-    fprintf(stderr, "results in %s%s%s; latency p50/p90/p99 %lld/%lld/%lld ms\n", c->output,
-            c->errors ? ", failures in " : "", c->errors ? c->errors : "",
-            (long long)s->latency_p50_ms, (long long)s->latency_p90_ms,
-            (long long)s->latency_p99_ms);
-}
-
-/* 3 when it could not run (a fault, the account refused, the endpoint never reached), 1 when
- * something failed or is left for the next run, else 0. */
-static int exit_code(const sky_batch_summary *s)
-{
-    const sky_batch_progress *p = &s->progress;
-    return s->fatal || s->refusal || s->unreachable     ? SKY_EXIT_START
-           : p->failed || p->bad_lines || s->unfinished ? SKY_EXIT_FAILED
-                                                        : SKY_EXIT_OK;
-}
+/* ---- printing what the engine reports (batch_print.c) ---- */
 
 static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
 {
     cli_batch *c = ud;
-    const sky_error *e = ev->error;
+    sky_cli_batch_out o = {c->tty, c->json_out, c->output, c->errors};
     (void)b;
-    if (ev->kind == SKY_BATCH_EVENT_PROGRESS) {
-        print_progress(c, ev->progress, 0);
-    } else if (ev->kind == SKY_BATCH_EVENT_REFUSED) {
-        /* the message begins "HTTP <status>": the service's code, when there is one, first */
-        fprintf(stderr,
-                "\nskyio batch: the provider %s (%s%s%s); stopping. Nothing it refused is "
-                "recorded: %s and run again.\n",
-                ev->said, e->service_code, e->service_code[0] ? ": " : "",
-                e->message[0] ? e->message : "HTTP error", ev->advice);
-    } else if (ev->kind == SKY_BATCH_EVENT_ENDPOINT_DOWN) {
-        fprintf(stderr,
-                "\nskyio batch: the endpoint is failing (%s: %s); requests wait and go again "
-                "once it answers. Ctrl-C stops; nothing is lost.\n",
-                sky_err_name(e->code), e->message);
-    } else if (ev->kind == SKY_BATCH_EVENT_ENDPOINT_UP) {
-        fprintf(stderr, "\nskyio batch: the endpoint answers again\n");
-    } else if (ev->kind == SKY_BATCH_EVENT_UNREACHABLE) {
-        fprintf(stderr,
-                "\nskyio batch: cannot reach the endpoint (%s: %s); stopping. Nothing was "
-                "recorded: check the URL, the network or --cacert and run again.\n",
-                sky_err_name(e->code), e->message);
-    } else if (ev->kind == SKY_BATCH_EVENT_FAULT) {
-        fprintf(stderr, "skyio batch: %s\n", e->message);
-    } else if (ev->kind == SKY_BATCH_EVENT_FINISHED) {
-        print_summary(c, ev->summary);
-        c->exit_code = exit_code(ev->summary);
-        sky_loop_stop(c->loop);
+    if (ev->kind != SKY_BATCH_EVENT_FINISHED) {
+        sky_cli_batch_print_event(&o, ev);
+        return;
     }
+    sky_cli_batch_print_summary(&o, ev->summary);
+    c->exit_code = sky_cli_batch_exit_code(ev->summary);
+    sky_loop_stop(c->loop);
 }
 
 /* ---- signals ---- */
@@ -324,13 +262,9 @@ static int open_endpoint(cli_batch *c)
 {
     sky_error err;
     sky_error_clear(&err);
-    int rc = c->base_url ? sky_ai_endpoint_set(&c->ep, SKY_AI_OPENAI, c->base_url,
-                                               getenv("OPENAI_API_KEY"), NULL)
-                         : sky_ai_endpoint_from_env_entra(&c->ep, c->prefer_azure, &err);
-    if (rc == 0 && c->base_url)
-        rc = sky_ai_endpoint_read_org_env(&c->ep);
+    int rc = sky_ai_endpoint_resolve(&c->ep, c->base_url, c->prefer_azure, &err);
     if (rc < 0)
-        fprintf(stderr, "skyio batch: %s\n", err.code ? err.message : sky_strerror(rc));
+        fprintf(stderr, "skyio batch: %s\n", err.message);
     return rc;
 }
 
@@ -353,23 +287,6 @@ static int open_client(cli_batch *c)
     return 0;
 }
 
-/* What opening a results file found: a torn line repaired, records kept from a run before. */
-static void say_resuming(const char *path, const sky_journal_stats *st)
-{
-    if (st->torn_bytes)
-        fprintf(stderr, "skyio batch: %s: repaired a torn last line (%llu bytes)\n", path,
-                (unsigned long long)st->torn_bytes);
-    if (st->done_failed)
-        fprintf(stderr,
-                "skyio batch: %s: resuming, %llu requests already recorded, %llu of them "
-                "failed (kept as done; --retry-failed sends those again)\n",
-                path, (unsigned long long)(st->done_ok + st->done_failed),
-                (unsigned long long)st->done_failed);
-    else if (st->done_ok)
-        fprintf(stderr, "skyio batch: %s: resuming, %llu requests already recorded\n", path,
-                (unsigned long long)st->done_ok);
-}
-
 static int open_store(cli_batch *c, sky_batch_store **out)
 {
     sky_journal_stats st;
@@ -380,7 +297,7 @@ static int open_store(cli_batch *c, sky_batch_store **out)
         return fprintf(stderr, "skyio batch: %s\n", err.message), -1;
     for (int i = 0; i < 2; i++)
         if (sky_batch_journal_store_scan(*out, i, &st) == 0)
-            say_resuming(i ? c->errors : c->output, &st);
+            sky_cli_batch_say_resuming(i ? c->errors : c->output, &st);
     return 0;
 }
 

@@ -27,15 +27,10 @@ static void on_first_token(sky_token_request *req, const sky_access_token *tok,
         return;
     b->first_token = NULL;
     if (err && !b->closing && !b->stopping) {
-        sky_error e;
-        sky_error_clear(&e);
-        sky_error_set(&e, err->code, "no token for the endpoint from the credential: %s; stopping",
-                      err->message);
-        e.http_status = err->http_status;
-        sky_error_set_service(&e, err->service_code);
         b->fatal = 1;
         b->stopping = 1; /* the lines are left unread for the next run */
-        sky__batch_fault(b, SKY_BATCH_FAULT_CREDENTIAL, &e, NULL);
+        /* the credential's own words: a chain's name every link, and need the room */
+        sky__batch_fault(b, SKY_BATCH_FAULT_CREDENTIAL, err, NULL);
     }
     sky__batch_pump(b);
     sky__batch_maybe_finish(b);
