@@ -48,4 +48,12 @@ int sky_cli_check_input_file(const char *cmd, const char *opt, const char *path)
 /* Read a whole small file (config, request body) into a new string. */
 char *sky_cli_read_file(const char *path, size_t *out_len);
 
+/* A batch on Redis (batch_redis.c): `skyio batch --redis` (@p loader 1: load INPUT and
+ * collect OUTPUT too) and `skyio worker` (0). */
+int sky_cli_redis_run(int argc, char **argv, int loader);
+int sky_cli_worker(int argc, char **argv);
+int sky_cli_job(int argc, char **argv);
+/* Overwrite the password of every --redis URL in argv, so `ps` does not show it. */
+void sky_cli_redis_scrub_argv(int argc, char **argv);
+
 #endif

@@ -31,6 +31,8 @@ static const char usage[] =
     "  -o, --output FILE      results (default INPUT with .out.jsonl)\n"
     "      --errors FILE      failed requests and bad input lines go here instead\n"
     "      --retry-failed     redo the requests OUTPUT records as failed\n"
+    "      --redis URL --job NAME  one batch over many machines: load INPUT into a job in\n"
+    "                         Redis, work on it, collect OUTPUT (see skyio worker --help)\n"
     "      --text             INPUT is one prompt per line, sent as chat requests:\n"
     "      --model M            with this model (required with --text)\n"
     "      --system TEXT        a system message first\n"
@@ -383,6 +385,9 @@ static int write_report(const cli_batch *c)
 
 int sky_cli_batch(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--redis"))
+            return sky_cli_redis_run(argc, argv, 1); /* batch_redis.c */
     cli_batch *c = calloc(1, sizeof(*c));
     char *out_default = NULL;
     if (c == NULL)

@@ -29,6 +29,8 @@ static const char usage[] =
     "  queue     Azure Storage Queues: put, get, peek, delete, clear; get --process CMD\n"
     "  secret    Azure Key Vault secrets: get, set, ls, rm\n"
     "  token     get an Entra ID access token from the credential chain (like az)\n"
+    "  worker    work on a batch job kept in Redis (batch --redis); any number, any machine\n"
+    "  job       a Redis batch job's status, cancel, delete\n"
     "  version   print the version\n"
     "\n"
     "`skyio help <command>` (or `skyio <command> --help`) explains each command's options;\n"
@@ -98,6 +100,10 @@ int main(int argc, char **argv)
         return sky_cli_queue(argc - 1, argv + 1);
     if (strcmp(cmd, "secret") == 0)
         return sky_cli_secret(argc - 1, argv + 1);
+    if (strcmp(cmd, "worker") == 0)
+        return sky_cli_worker(argc - 1, argv + 1);
+    if (strcmp(cmd, "job") == 0)
+        return sky_cli_job(argc - 1, argv + 1);
     fprintf(stderr, "skyio: unknown command '%s'\n\n%s", cmd, usage);
     return SKY_EXIT_USAGE;
 }

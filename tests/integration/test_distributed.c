@@ -1,4 +1,11 @@
-/* Distributed batch on Redis Streams: a real redis-server, real skyio processes, skyio mock. */
+/*
+ * One batch, many machines: `skyio batch --redis` and `skyio worker` against a real
+ * redis-server and `skyio mock`, every one a real process on loopback. The faults: a worker
+ * killed with -9, Redis stopped for 10 s (with its append-only file), Redis back empty, and
+ * a Redis URL that cannot work.
+ */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,13 +14,167 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "harness.h"
 #include "harness_redis.h"
+#include "skyio/json.h"
 
-/* The harness itself: AOF survives a stop, a wiped restart is empty, a password is asked. */
+typedef struct dist_env {
+    sky_test_mock m;
+    sky_test_redis r;
+    char dir[256], in[320], out[320];
+} dist_env;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void write_input(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+                "\"content\":\"hello %d\"}]}}\n",
+                i, i);
+    fclose(f);
+}
+
+static void env_open(dist_env *e, int n, const char *ttft_ms, int appendonly)
+{
+    const char *args[] = {"--ttft-ms", ttft_ms, NULL};
+    sky_test_redis_options o;
+    memset(e, 0, sizeof(*e));
+    sky_test_redis_options_init(&o);
+    o.appendonly = appendonly;
+    sky_test_mock_start(&e->m, args);
+    sky_test_redis_start(&e->r, &o);
+    sky_test_tmpdir(e->dir, sizeof(e->dir));
+    if (getenv("SKY_TEST_KEEP"))
+        fprintf(stderr, "test files in %s\n", e->dir);
+    snprintf(e->in, sizeof(e->in), "%s/in.jsonl", e->dir);
+    snprintf(e->out, sizeof(e->out), "%s/out.jsonl", e->dir);
+    write_input(e->in, n);
+}
+
+static void env_close(dist_env *e)
+{
+    sky_test_redis_free(&e->r);
+    if (getenv("SKY_TEST_KEEP") == NULL)
+        sky_test_rmdir(e->dir);
+    assert_int_equal(sky_test_mock_stop(&e->m), 0);
+}
+
+/* `skyio ARGS...` (NULL-terminated) against the mock, stderr into DIR/NAME.log. */
+static pid_t spawn(const dist_env *e, const char *name, const char *const *args)
+{
+    char base[200], log[400];
+    const char *argv[32];
+    int n = 0;
+    snprintf(base, sizeof(base), "%s/v1", e->m.base_url);
+    snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
+    argv[n++] = SKY_TEST_BIN;
+    while (*args && n < 31)
+        argv[n++] = *args++;
+    argv[n] = NULL;
+    pid_t parent = getpid(), pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        setenv("OPENAI_API_KEY", "test-key", 1);
+        setenv("OPENAI_BASE_URL", base, 1);
+        unsetenv("REDIS_PASSWORD");
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The exit code of @p pid, waiting up to @p timeout_ms (then kill -9: -1). */
+static int wait_exit(pid_t pid, long timeout_ms)
+{
+    int status;
+    for (long t = 0; t < timeout_ms; t += 20) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        sleep_ms(20);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static void read_text(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
+    out[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+static void read_log(const dist_env *e, const char *name, char *out, size_t cap)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s.log", e->dir, name);
+    read_text(path, out, cap);
+}
+
+/* Every req-0..n-1 exactly once in OUTPUT, each a success; nothing else. */
+static void assert_output_once(const char *path, int n)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int lines = 0;
+    json_t *seen = json_object();
+    assert_non_null(f);
+    while (getline(&line, &cap, f) > 0) {
+        json_t *rec = json_loads(line, 0, NULL);
+        assert_non_null(rec);
+        const char *id = json_string_value(json_object_get(rec, "custom_id"));
+        assert_non_null(id);
+        assert_null(json_object_get(seen, id)); /* never twice */
+        json_object_set_new(seen, id, json_true());
+        assert_int_equal(json_integer_value(sky_json_path(rec, "response.status_code")), 200);
+        json_decref(rec);
+        lines++;
+    }
+    free(line);
+    fclose(f);
+    assert_int_equal(lines, n);
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "req-%d", i);
+        assert_non_null(json_object_get(seen, id));
+    }
+    json_decref(seen);
+}
+
+static int64_t mock_chats(const sky_test_mock *m)
+{
+    json_t *stats = sky_test_mock_stats(m);
+    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, "endpoints.chat"));
+    json_decref(stats);
+    return n;
+}
+
+/* ---- the harness ---- */
+
+/* AOF survives a stop, a wiped restart is empty, a password is asked. */
 static void test_redis_harness(void **state)
 {
     (void)state;
@@ -34,10 +195,198 @@ static void test_redis_harness(void **state)
     sky_test_redis_free(&r);
 }
 
+/* ---- the faults ---- */
+
+/*
+ * A loader and three workers; one worker is killed with -9 mid-job. Its requests are claimed
+ * by the others after --claim-idle: every custom_id is in OUTPUT exactly once, and what was
+ * sent twice is bounded by what the dead worker held (its window: 2 x concurrency).
+ */
+static void test_kill9_worker(void **state)
+{
+    (void)state;
+    dist_env e;
+    const int n = 600;
+    env_open(&e, n, "100", 0);
+    const char *const wargs[] = {"worker",        "--redis", e.r.url,        "--job", "k9",
+                                 "--concurrency", "8",       "--claim-idle", "3000",  NULL};
+    pid_t w[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "worker%d", i);
+        w[i] = spawn(&e, name, wargs);
+    }
+    const char *const bargs[] = {"batch",        e.in,    "-o", e.out,           "--redis",
+                                 e.r.url,        "--job", "k9", "--concurrency", "8",
+                                 "--claim-idle", "3000",  NULL};
+    pid_t loader = spawn(&e, "loader", bargs);
+    assert_true(sky_test_wait_stat(NULL, &e.m, "endpoints.chat", 150, 30000) >= 150);
+    kill(w[0], SIGKILL);
+    assert_int_equal(wait_exit(w[0], 5000), 128 + SIGKILL);
+    assert_int_equal(wait_exit(loader, 60000), 0);
+    for (int i = 1; i < 3; i++)
+        assert_int_equal(wait_exit(w[i], 20000), 0);
+    assert_output_once(e.out, n);
+    int64_t sent = mock_chats(&e.m);
+    assert_true(sent >= n);
+    assert_true(sent <= n + 2 * 8 + 64); /* the dead worker's window and read-ahead */
+    env_close(&e);
+}
+
+/*
+ * Redis stopped for 10 s mid-job and started again from its append-only file: the worker
+ * finishes what is in flight, keeps the results, reconnects and hands them over; the loader
+ * collects everything. Nothing is lost or written twice.
+ */
+static void test_redis_outage(void **state)
+{
+    (void)state;
+    dist_env e;
+    const int n = 400;
+    env_open(&e, n, "50", 1);
+    const char *const wargs[] = {"worker", "--redis",       e.r.url, "--job",
+                                 "out",    "--concurrency", "8",     NULL};
+    const char *const bargs[] = {
+        "batch", e.in, "-o", e.out, "--redis", e.r.url, "--job", "out", "--concurrency", "8", NULL};
+    pid_t loader = spawn(&e, "loader", bargs);
+    pid_t worker = spawn(&e, "worker", wargs);
+    assert_true(sky_test_wait_stat(NULL, &e.m, "endpoints.chat", 100, 30000) >= 100);
+    sky_test_redis_stop(&e.r);
+    int64_t during = mock_chats(&e.m);
+    sleep_ms(10000);
+    /* no new work was taken while Redis was away: at most what was in hand */
+    assert_true(mock_chats(&e.m) <= during + 2 * (2 * 8 + 64));
+    sky_test_redis_restart(&e.r, 0);
+    assert_int_equal(wait_exit(loader, 60000), 0);
+    assert_int_equal(wait_exit(worker, 20000), 0);
+    assert_output_once(e.out, n);
+    assert_int_equal(mock_chats(&e.m), n); /* nothing sent twice */
+    env_close(&e);
+}
+
+/*
+ * Redis back empty (the job's state gone): the loader and the worker stop with a clear
+ * error (exit 3), and nothing more is sent.
+ */
+static void test_redis_back_empty(void **state)
+{
+    (void)state;
+    dist_env e;
+    char log[8192];
+    env_open(&e, 400, "50", 0);
+    const char *const wargs[] = {"worker", "--redis",       e.r.url, "--job",
+                                 "gone",   "--concurrency", "4",     NULL};
+    const char *const bargs[] = {"batch",         e.in,    "-o",    e.out,
+                                 "--redis",       e.r.url, "--job", "gone",
+                                 "--concurrency", "4",     NULL};
+    pid_t loader = spawn(&e, "loader", bargs);
+    pid_t worker = spawn(&e, "worker", wargs);
+    assert_true(sky_test_wait_stat(NULL, &e.m, "endpoints.chat", 50, 30000) >= 50);
+    sky_test_redis_kill(&e.r);
+    sky_test_redis_restart(&e.r, 1);
+    assert_int_equal(wait_exit(loader, 30000), 3);
+    assert_int_equal(wait_exit(worker, 30000), 3);
+    int64_t sent = mock_chats(&e.m);
+    assert_true(sent < 400);
+    read_log(&e, "worker", log, sizeof(log));
+    assert_non_null(strstr(log, "state is gone"));
+    read_log(&e, "loader", log, sizeof(log));
+    assert_non_null(strstr(log, "state is gone"));
+    /* the job was not made again behind the user's back */
+    assert_int_equal(sky_test_redis_int(&e.r, "DBSIZE"), 0);
+    sleep_ms(300);
+    assert_int_equal(mock_chats(&e.m), sent);
+    env_close(&e);
+}
+
+/* A URL that cannot work: exit 3 with the cause, and never the password. */
+static void test_bad_redis(void **state)
+{
+    (void)state;
+    dist_env e;
+    char url[256], log[4096];
+    sky_test_redis pw;
+    sky_test_redis_options o;
+    env_open(&e, 1, "0", 0);
+    sky_test_redis_options_init(&o);
+    o.requirepass = "right-pass";
+    sky_test_redis_start(&pw, &o);
+    struct {
+        const char *name, *pre, *post, *want;
+        int port;
+    } cases[] = {
+        {"badurl", "http://127.0.0.1:", "/0", "bad Redis URL", e.r.port},
+        {"badport", "redis://127.0.0.1:", "0000/0", "bad Redis URL", e.r.port},
+        {"wrongpw", "redis://:wrong-secret-pw@127.0.0.1:", "/0", "refused the credentials",
+         pw.port},
+        {"nopw", "redis://127.0.0.1:", "/0", "NOAUTH", pw.port},
+        {"notredis", "redis://127.0.0.1:", "/0", "not a Redis server", e.m.port},
+        {"refused", "redis://127.0.0.1:", "/0", "cannot connect", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(url, sizeof(url), "%s%d%s", cases[i].pre, cases[i].port, cases[i].post);
+        const char *const args[] = {"worker", "--redis", url, "--job", "x", NULL};
+        assert_int_equal(wait_exit(spawn(&e, cases[i].name, args), 20000), 3);
+        read_log(&e, cases[i].name, log, sizeof(log));
+        if (strstr(log, cases[i].want) == NULL)
+            fail_msg("%s: want '%s' in: %s", cases[i].name, cases[i].want, log);
+        assert_null(strstr(log, "wrong-secret-pw"));
+    }
+    sky_test_redis_free(&pw);
+    env_close(&e);
+}
+
+/* The password is scrubbed from argv (what `ps` shows); job status and delete. */
+static void test_argv_and_job_commands(void **state)
+{
+    (void)state;
+    dist_env e;
+    char url[256], path[64], cmdline[4096], log[4096];
+    sky_test_redis_options o;
+    sky_test_redis_options_init(&o);
+    o.requirepass = "pw-in-url";
+    env_open(&e, 20, "0", 0);
+    sky_test_redis_free(&e.r);
+    sky_test_redis_start(&e.r, &o);
+    snprintf(url, sizeof(url), "redis://:pw-in-url@127.0.0.1:%d/0", e.r.port);
+    const char *const wargs[] = {"worker", "--redis", url, "--job", "st", NULL};
+    pid_t worker = spawn(&e, "worker", wargs);
+    sleep_ms(500); /* it waits for the job: read what ps would show */
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)worker);
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(cmdline, 1, sizeof(cmdline) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    for (size_t i = 0; i < got; i++)
+        cmdline[i] = cmdline[i] ? cmdline[i] : ' '; /* arguments end in NULs */
+    cmdline[got] = '\0';
+    assert_non_null(strstr(cmdline, "worker"));
+    assert_null(strstr(cmdline, "pw-in-url"));
+    const char *const bargs[] = {"batch", e.in, "-o", e.out, "--redis", url, "--job", "st", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "loader", bargs), 30000), 0);
+    assert_int_equal(wait_exit(worker, 20000), 0);
+    assert_output_once(e.out, 20);
+    const char *const sargs[] = {"job", "status", "--redis", url, "--job", "st", "--json", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "status", sargs), 10000), 0);
+    read_log(&e, "status", log, sizeof(log));
+    json_t *st = json_loads(log, 0, NULL);
+    assert_non_null(st);
+    assert_int_equal(json_integer_value(json_object_get(st, "done")), 20);
+    assert_int_equal(json_integer_value(json_object_get(st, "queued")), 0);
+    assert_true(json_is_true(json_object_get(st, "load_done")));
+    json_decref(st);
+    const char *const dargs[] = {"job", "delete", "--redis", url, "--job", "st", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "delete", dargs), 10000), 0);
+    assert_int_equal(wait_exit(spawn(&e, "status2", sargs), 10000), 2);
+    env_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redis_harness),
+        cmocka_unit_test(test_redis_harness),         cmocka_unit_test(test_bad_redis),
+        cmocka_unit_test(test_argv_and_job_commands), cmocka_unit_test(test_kill9_worker),
+        cmocka_unit_test(test_redis_back_empty),      cmocka_unit_test(test_redis_outage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,94 @@
+/* The Redis job's parts: the connection and the job (redis_job.c), its scripts
+ * (redis_scripts.c), the source, store, loader, collector and status share this. */
+#ifndef SKY_JOBS_REDIS_INTERNAL_H
+#define SKY_JOBS_REDIS_INTERNAL_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "skyio/batch_redis.h"
+
+/* The scripts, loaded at each connection (SCRIPT LOAD) and run by EVALSHA. */
+enum { SKY__RS_CREATE, SKY__RS_LOAD, SKY__RS_ACCEPT, SKY__RS_RATE, SKY__RS_COUNT };
+extern const char *const sky__redis_scripts[SKY__RS_COUNT];
+
+/* The keys of a job, in the order the scripts take them. */
+enum {
+    SKY__RK_META,
+    SKY__RK_IDS,
+    SKY__RK_STREAM,
+    SKY__RK_DONE,
+    SKY__RK_OUT,
+    SKY__RK_WORKERS,
+    SKY__RK_RATE,
+    SKY__RK_COUNT
+};
+
+#define SKY__REDIS_GROUP "workers"
+
+/* A part of the job told of the connection's changes. */
+typedef struct sky__redis_part {
+    struct sky__redis_part *next;
+    void (*on_up)(struct sky__redis_part *p);   /* connected again, job still there */
+    void (*on_lost)(struct sky__redis_part *p); /* the job's state is gone */
+} sky__redis_part;
+
+struct sky_redis_job {
+    uv_loop_t *loop;
+    sky_redis_job_options o;
+    sky_redis_url url;
+    char name[208];
+    char consumer[128];
+    char keys[SKY__RK_COUNT][240];
+    char token[40]; /* the job's identity, from its meta; "" until known */
+    char sha[SKY__RS_COUNT][41];
+    redisAsyncContext *ac;
+    int up;        /* connected, authenticated, scripts loaded, job checked */
+    int ever_up;   /* the first open succeeded: later losses are retried */
+    int closing;   /* sky_redis_job_close was called */
+    int lost;      /* the job's state is gone */
+    int opened;    /* the open callback has run */
+    int handshake; /* commands of the handshake still to answer */
+    uint64_t backoff_ms;
+    sky_error lost_err;
+    sky_error hs_err; /* the first error of the handshake */
+    sky_redis_job_cb open_cb;
+    void *open_ud;
+    sky__redis_part *parts;
+    uv_timer_t timer; /* connect timeout, reconnect backoff, waiting for the job */
+    int timer_open;
+    /* the parts made from it */
+    sky_batch_source *source;
+    sky_batch_store *store;
+    void *loader, *collector;
+    sky_redis_collect_stats cstats;
+    /* cid -> stream entry id of what the source handed out and the store has not acked */
+    struct json_t *entries;
+};
+
+/* Send one command (argv with lengths; lens NULL: NUL-terminated). 0, or SKY_ECONNECT when
+ * not connected (nothing sent; @p cb not called). @p cb gets a NULL reply when the
+ * connection drops first. */
+int sky__redis_send(sky_redis_job *j, redisCallbackFn *cb, void *ud, int argc, const char **argv,
+                    const size_t *lens);
+/* EVALSHA of script @p which with the job's keys @p keys (indexes into j->keys, count
+ * @p nkeys) and @p nargs arguments. */
+int sky__redis_eval(sky_redis_job *j, int which, const int *keys, int nkeys, int nargs,
+                    const char **args, const size_t *lens, redisCallbackFn *cb, void *ud);
+void sky__redis_add_part(sky_redis_job *j, sky__redis_part *p);
+void sky__redis_remove_part(sky_redis_job *j, sky__redis_part *p);
+/* The job's state is gone (a script said NOJOB, the token changed): tell every part. */
+void sky__redis_mark_lost(sky_redis_job *j, const char *why);
+/* A reply's error text into @p err as @p code, with @p what before it. */
+void sky__redis_reply_error(sky_error *err, int code, const char *what, const redisReply *r);
+/* Whether @p r is an error whose text starts with @p prefix. */
+int sky__redis_is_error(const redisReply *r, const char *prefix);
+/* The job closes: the loader and the collector stop (their callbacks get SKY_ECANCELED). */
+void sky__redis_loader_cancel(void *loader);
+void sky__redis_collector_cancel(void *collector);
+/* Drive @p ac from @p loop (redis_uv.c). 0, SKY_ENOMEM, SKY_EIO. */
+int sky__redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+/* Milliseconds since the epoch (heartbeats). */
+uint64_t sky__redis_now_ms(void);
+
+#endif

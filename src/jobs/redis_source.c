@@ -1,0 +1,446 @@
+/*
+ * A worker's source: the job's stream through the consumer group. One poll is one pipelined
+ * round trip: the job's meta (still there? loaded? canceled?), the group's pending summary,
+ * new entries (XREADGROUP) and, every claim_idle/2, entries a dead consumer left
+ * (XAUTOCLAIM), and a heartbeat. The meta is read before the stream, so when the load is
+ * done and the read finds nothing, nothing more can come.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "skyio/idset.h"
+#include "redis_internal.h"
+
+typedef struct entry {
+    struct entry *next;
+    char *id, *cid, *line;
+    size_t line_len;
+    uint64_t n;
+} entry;
+
+typedef struct rsrc {
+    sky_batch_source base;
+    sky__redis_part part;
+    sky_redis_job *j;
+    entry *head, *tail, *cur;
+    size_t queued;
+    sky_idset *handed; /* custom_ids given to the engine in this run */
+    uint64_t handed_count;
+    int outstanding; /* replies of the poll in flight */
+    int waiting;     /* next said WAIT: call ready when something changes */
+    int paused, closing, ended, timer_open;
+    sky_error err; /* the run stops with it */
+    uv_timer_t timer;
+    uint64_t backoff_ms, last_claim_ms, last_beat_ms, beat_count;
+    /* what the poll in flight found */
+    int got, load_done, canceled, bad;
+    long long pending_total, pending_mine;
+} rsrc;
+
+static void poll_now(rsrc *s);
+
+static void entry_free(entry *e)
+{
+    if (e == NULL)
+        return;
+    free(e->id);
+    free(e->cid);
+    free(e->line);
+    free(e);
+}
+
+static void wake(rsrc *s)
+{
+    if (s->waiting && !s->closing) {
+        s->waiting = 0;
+        sky_batch_source_ready(&s->base);
+    }
+}
+
+static void fail(rsrc *s, const sky_error *err)
+{
+    if (s->err.code == 0)
+        s->err = *err;
+    wake(s);
+}
+
+/* ---- entries ---- */
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; fields && i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+            return fields->element[i + 1];
+    }
+    return NULL;
+}
+
+static char *dup_str(const redisReply *r)
+{
+    char *p = r && r->type == REDIS_REPLY_STRING ? malloc(r->len + 1) : NULL;
+    if (p) {
+        memcpy(p, r->str, r->len);
+        p[r->len] = '\0';
+    }
+    return p;
+}
+
+/* One [id, [field, value...]] into the queue, unless this run has had its custom_id. */
+static void enqueue(rsrc *s, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return; /* deleted meanwhile */
+    const redisReply *f = e->element[1], *c = field(f, "c"), *l = field(f, "l"), *n = field(f, "n");
+    if (c == NULL || l == NULL || n == NULL || c->type != REDIS_REPLY_STRING)
+        return;
+    if (sky_idset_contains(s->handed, sky_span_make(c->str, c->len)))
+        return; /* in flight here, or handed back: not twice in one engine */
+    entry *q = calloc(1, sizeof(*q));
+    if (q == NULL || (q->id = dup_str(e->element[0])) == NULL || (q->cid = dup_str(c)) == NULL ||
+        (q->line = dup_str(l)) == NULL) {
+        entry_free(q);
+        s->bad = 1;
+        return;
+    }
+    q->line_len = l->len;
+    q->n = n->type == REDIS_REPLY_STRING ? strtoull(n->str, NULL, 10) : 0;
+    if (s->tail)
+        s->tail->next = q;
+    else
+        s->head = q;
+    s->tail = q;
+    s->queued++;
+    s->got++;
+}
+
+static void enqueue_all(rsrc *s, const redisReply *list)
+{
+    for (size_t i = 0; list && list->type == REDIS_REPLY_ARRAY && i < list->elements; i++)
+        enqueue(s, list->element[i]);
+}
+
+/* ---- the poll ---- */
+
+static void destroy(rsrc *s);
+
+static void on_tick(uv_timer_t *t)
+{
+    poll_now(t->data);
+}
+
+static void schedule(rsrc *s, uint64_t ms)
+{
+    if (!s->closing && !s->paused && s->err.code == 0 && !s->ended)
+        uv_timer_start(&s->timer, on_tick, ms, 0);
+}
+
+/* Every reply of the poll is in: what it means. */
+static void poll_done(rsrc *s)
+{
+    if (s->closing) {
+        destroy(s);
+        return;
+    }
+    if (s->bad) {
+        sky_error e;
+        sky_error_clear(&e);
+        sky_error_set(&e, SKY_ENOMEM, "out of memory reading the job's stream");
+        fail(s, &e);
+        return;
+    }
+    if (s->got) {
+        s->backoff_ms = 0;
+        wake(s);
+        return;
+    }
+    if (s->canceled ||
+        (s->load_done && s->pending_total >= 0 && s->pending_total <= s->pending_mine)) {
+        s->ended = 1;
+        wake(s);
+        return;
+    }
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 25;
+    if (s->backoff_ms > 500)
+        s->backoff_ms = 500;
+    schedule(s, s->backoff_ms);
+}
+
+static void reply_done(rsrc *s)
+{
+    if (--s->outstanding == 0)
+        poll_done(s);
+}
+
+static int check_reply(rsrc *s, const redisReply *r, const char *what)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    if (s->closing)
+        return -1;
+    if (r == NULL)
+        return -1; /* the connection went: the next one polls again (on_up) */
+    if (sky__redis_is_error(r, "NOGROUP")) {
+        sky__redis_mark_lost(s->j, "its stream and group are gone from Redis");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        sky__redis_reply_error(&e, SKY_EPROTO, what, r);
+        fail(s, &e);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_meta(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rsrc *s = ud;
+    redisReply *r = reply;
+    (void)ac;
+    if (check_reply(s, r, "reading the job") == 0 && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == 3) {
+        const redisReply *tok = r->element[0];
+        if (tok->type != REDIS_REPLY_STRING || strcmp(tok->str, s->j->token) != 0)
+            sky__redis_mark_lost(s->j, "its state is gone from Redis (restarted without its "
+                                       "data, or the job deleted)");
+        s->load_done = r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->str[0] == '1';
+        s->canceled = r->element[2]->type == REDIS_REPLY_STRING && r->element[2]->str[0] == '1';
+    }
+    reply_done(s);
+}
+
+static void on_pending(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rsrc *s = ud;
+    redisReply *r = reply;
+    (void)ac;
+    s->pending_total = s->pending_mine = -1; /* unknown: never "ended" */
+    if (check_reply(s, r, "reading the pending entries") == 0 && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == 4 && r->element[0]->type == REDIS_REPLY_INTEGER) {
+        s->pending_total = r->element[0]->integer;
+        s->pending_mine = 0;
+        const redisReply *c = r->element[3];
+        for (size_t i = 0; c->type == REDIS_REPLY_ARRAY && i < c->elements; i++) {
+            const redisReply *p = c->element[i];
+            if (p->elements == 2 && strcmp(p->element[0]->str, s->j->consumer) == 0)
+                s->pending_mine = strtoll(p->element[1]->str, NULL, 10);
+        }
+    }
+    reply_done(s);
+}
+
+static void on_read(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rsrc *s = ud;
+    redisReply *r = reply;
+    (void)ac;
+    if (check_reply(s, r, "reading the job's stream") == 0 && r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->elements == 2)
+                enqueue_all(s, r->element[i]->element[1]);
+    reply_done(s);
+}
+
+static void on_claim(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rsrc *s = ud;
+    redisReply *r = reply;
+    (void)ac;
+    if (check_reply(s, r, "claiming idle entries") == 0 && r->type == REDIS_REPLY_ARRAY &&
+        r->elements >= 2)
+        enqueue_all(s, r->element[1]);
+    reply_done(s);
+}
+
+static void on_beat(redisAsyncContext *ac, void *reply, void *ud)
+{
+    (void)ac;
+    (void)reply;
+    reply_done(ud);
+}
+
+static void send_one(rsrc *s, redisCallbackFn *cb, int argc, const char **argv)
+{
+    if (sky__redis_send(s->j, cb, s, argc, argv, NULL) == 0)
+        s->outstanding++;
+}
+
+static void send_claim(rsrc *s, uint64_t now)
+{
+    sky_redis_job *j = s->j;
+    char idle[32], count[16];
+    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)j->o.claim_idle_ms);
+    snprintf(count, sizeof(count), "%u", j->o.read_count);
+    const char *claim[] = {
+        "XAUTOCLAIM", j->keys[SKY__RK_STREAM], SKY__REDIS_GROUP, j->consumer, idle, "0-0", "COUNT",
+        count};
+    send_one(s, on_claim, 8, claim);
+    s->last_claim_ms = now;
+}
+
+static void send_beat(rsrc *s, uint64_t now)
+{
+    char beat[96];
+    uint64_t secs = now - s->last_beat_ms;
+    double rpm = s->last_beat_ms ? (double)(s->handed_count - s->beat_count) * 60000.0 /
+                                       (double)(secs ? secs : 1)
+                                 : 0;
+    snprintf(beat, sizeof(beat), "%llu %llu %.1f", (unsigned long long)now,
+             (unsigned long long)s->handed_count, rpm);
+    const char *hset[] = {"HSET", s->j->keys[SKY__RK_WORKERS], s->j->consumer, beat};
+    send_one(s, on_beat, 4, hset);
+    s->last_beat_ms = now;
+    s->beat_count = s->handed_count;
+}
+
+static void poll_now(rsrc *s)
+{
+    sky_redis_job *j = s->j;
+    char count[16];
+    uint64_t now = sky__redis_now_ms();
+    if (s->outstanding || s->closing || s->paused || s->ended || s->err.code || j->lost)
+        return;
+    if (!j->up)
+        return; /* on_up polls again */
+    uv_timer_stop(&s->timer);
+    s->got = s->bad = 0;
+    s->load_done = s->canceled = 0;
+    uint32_t room = j->o.read_count > s->queued ? j->o.read_count - (uint32_t)s->queued : 0;
+    snprintf(count, sizeof(count), "%u", room ? room : 1);
+    const char *meta[] = {"HMGET", j->keys[SKY__RK_META], "token", "load_done", "canceled"};
+    const char *pend[] = {"XPENDING", j->keys[SKY__RK_STREAM], SKY__REDIS_GROUP};
+    const char *read[] = {"XREADGROUP", "GROUP",   SKY__REDIS_GROUP,        j->consumer, "COUNT",
+                          count,        "STREAMS", j->keys[SKY__RK_STREAM], ">"};
+    send_one(s, on_meta, 5, meta);
+    send_one(s, on_pending, 3, pend);
+    send_one(s, on_read, 9, read);
+    if (now - s->last_claim_ms >= j->o.claim_idle_ms / 2)
+        send_claim(s, now);
+    if (now - s->last_beat_ms >= 2000)
+        send_beat(s, now);
+}
+
+/* ---- the source's functions ---- */
+
+static int src_next(sky_batch_source *src, sky_batch_source_line *out, sky_error *err)
+{
+    rsrc *s = (rsrc *)src;
+    entry_free(s->cur);
+    s->cur = NULL;
+    if (s->err.code || s->j->lost) {
+        *err = s->err.code ? s->err : s->j->lost_err;
+        return err->code;
+    }
+    if (s->head == NULL) {
+        if (s->ended)
+            return SKY_BATCH_SOURCE_END;
+        s->waiting = 1;
+        poll_now(s);
+        return SKY_BATCH_SOURCE_WAIT;
+    }
+    entry *e = s->head;
+    s->head = e->next;
+    if (s->head == NULL)
+        s->tail = NULL;
+    s->queued--;
+    s->cur = e;
+    json_t *id = json_string(e->id);
+    if (id == NULL || json_object_set_new(s->j->entries, e->cid, id) != 0 ||
+        sky_idset_add(s->handed, sky_span_cstr(e->cid)) < 0) {
+        sky_error_set(err, SKY_ENOMEM, "out of memory");
+        return SKY_ENOMEM;
+    }
+    s->handed_count++;
+    memset(out, 0, sizeof(*out));
+    out->text = sky_span_make(e->line, e->line_len);
+    out->number = e->n;
+    if (s->queued < s->j->o.read_count / 4)
+        poll_now(s);
+    return 0;
+}
+
+static void src_pause(sky_batch_source *src)
+{
+    rsrc *s = (rsrc *)src;
+    s->paused = 1;
+    uv_timer_stop(&s->timer);
+}
+
+static void src_resume(sky_batch_source *src)
+{
+    rsrc *s = (rsrc *)src;
+    s->paused = 0;
+    if (s->queued < s->j->o.read_count / 4)
+        poll_now(s);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void destroy(rsrc *s)
+{
+    entry_free(s->cur);
+    for (entry *e = s->head, *next; e; e = next) {
+        next = e->next;
+        entry_free(e);
+    }
+    sky_idset_free(s->handed);
+    s->head = s->cur = NULL;
+    s->handed = NULL;
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+static void src_close(sky_batch_source *src)
+{
+    rsrc *s = (rsrc *)src;
+    s->closing = 1;
+    uv_timer_stop(&s->timer);
+    sky__redis_remove_part(s->j, &s->part);
+    if (s->j->source == src)
+        s->j->source = NULL;
+    if (s->outstanding == 0)
+        destroy(s);
+}
+
+static void on_up(sky__redis_part *p)
+{
+    rsrc *s = (rsrc *)((char *)p - offsetof(rsrc, part));
+    poll_now(s);
+}
+
+static void on_lost(sky__redis_part *p)
+{
+    rsrc *s = (rsrc *)((char *)p - offsetof(rsrc, part));
+    fail(s, &s->j->lost_err);
+}
+
+int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
+{
+    rsrc *s = calloc(1, sizeof(*s));
+    *out = NULL;
+    if (s == NULL || (s->handed = sky_idset_new(0)) == NULL ||
+        uv_timer_init(j->loop, &s->timer) != 0) {
+        if (s)
+            sky_idset_free(s->handed);
+        free(s);
+        return SKY_ENOMEM;
+    }
+    s->timer.data = s;
+    s->j = j;
+    s->base.next = src_next;
+    s->base.pause = src_pause;
+    s->base.resume = src_resume;
+    s->base.close = src_close;
+    s->part.on_up = on_up;
+    s->part.on_lost = on_lost;
+    sky__redis_add_part(j, &s->part);
+    j->source = &s->base;
+    *out = &s->base;
+    return 0;
+}

@@ -1,0 +1,316 @@
+/*
+ * A worker's store: results handed back to the job. Results queue in memory and go in
+ * batches, one script per batch (it keeps the first result of each custom_id and
+ * acknowledges the entries), one batch in flight. While Redis is away the queue waits; a
+ * batch whose reply was lost goes again (the script is idempotent).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "redis_internal.h"
+
+#define BATCH_MAX 256
+/* A batch goes once it has this many results, or FLUSH_MS after its first: one script
+ * for many results, at a cost of a few milliseconds. */
+#define BATCH_SOON 64
+#define FLUSH_MS 10
+
+typedef struct result {
+    struct result *next;
+    char *cid, *id, *line;
+    size_t line_len;
+    int failed;
+} result;
+
+typedef struct rstore {
+    sky_batch_store base;
+    sky__redis_part part;
+    sky_redis_job *j;
+    result *head, *tail; /* waiting to go */
+    result *sending;     /* the batch in flight */
+    size_t queued;
+    int flushing, busy_said, closing, finished;
+    sky_error failure;
+    sky_batch_store_closed_cb close_cb;
+    void *close_ud;
+    uv_timer_t timer;
+} rstore;
+
+static void flush(rstore *s);
+
+static void result_free(result *r)
+{
+    free(r->cid);
+    free(r->id);
+    free(r->line);
+    free(r);
+}
+
+static void free_list(result *r)
+{
+    for (result *next; r; r = next) {
+        next = r->next;
+        result_free(r);
+    }
+}
+
+static uint64_t count_list(const result *r)
+{
+    uint64_t n = 0;
+    for (; r; r = r->next)
+        n++;
+    return n;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void finish(rstore *s)
+{
+    if (s->finished)
+        return;
+    s->finished = 1;
+    uint64_t unwritten = count_list(s->head) + count_list(s->sending);
+    sky__redis_remove_part(s->j, &s->part);
+    if (s->j->store == &s->base)
+        s->j->store = NULL;
+    if (s->close_cb)
+        s->close_cb(&s->base, s->failure.code ? &s->failure : NULL, unwritten, s->close_ud);
+    free_list(s->head);
+    free_list(s->sending);
+    s->head = s->sending = NULL;
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+static void fail(rstore *s, const sky_error *err)
+{
+    if (s->failure.code == 0)
+        s->failure = *err;
+    if (s->closing) {
+        if (!s->flushing)
+            finish(s); /* else when the batch in flight returns */
+    } else {
+        sky_batch_store_failed(&s->base, err);
+    }
+}
+
+/* The batch in flight goes back to the front of the queue. */
+static void requeue(rstore *s)
+{
+    result *last = s->sending;
+    if (last == NULL)
+        return;
+    while (last->next)
+        last = last->next;
+    last->next = s->head;
+    if (s->head == NULL)
+        s->tail = last;
+    s->head = s->sending;
+    s->queued += count_list(s->sending);
+    s->sending = NULL;
+}
+
+static void after_batch(rstore *s)
+{
+    free_list(s->sending);
+    s->sending = NULL;
+    if (s->busy_said && s->queued <= s->j->o.max_unsent / 2) {
+        s->busy_said = 0;
+        sky_batch_store_drained(&s->base);
+    }
+    if (s->closing && s->queued == 0)
+        finish(s);
+    else
+        flush(s);
+}
+
+static void on_accepted(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rstore *s = ud;
+    redisReply *r = reply;
+    sky_error e;
+    sky_error_clear(&e);
+    (void)ac;
+    s->flushing = 0;
+    if (s->closing && s->failure.code) {
+        requeue(s);
+        finish(s);
+        return;
+    }
+    if (r == NULL) {
+        requeue(s); /* the connection went: this batch goes again on the next */
+        return;
+    }
+    if (sky__redis_is_error(r, "NOJOB")) {
+        requeue(s);
+        sky__redis_mark_lost(s->j, "its state is gone from Redis (restarted without its data, "
+                                   "or the job deleted)");
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        requeue(s);
+        sky__redis_reply_error(&e, SKY_EPROTO, "handing results back", r);
+        fail(s, &e);
+        return;
+    }
+    after_batch(s);
+}
+
+/* Up to BATCH_MAX results from the queue into one script's arguments. */
+static int send_batch(rstore *s)
+{
+    size_t n = 0;
+    for (result *r = s->head; r && n < BATCH_MAX; r = r->next)
+        n++;
+    const char **args = malloc(sizeof(*args) * (2 + 4 * n));
+    size_t *lens = malloc(sizeof(*lens) * (2 + 4 * n));
+    static const int keys[] = {SKY__RK_META, SKY__RK_STREAM, SKY__RK_DONE, SKY__RK_OUT};
+    int rc = SKY_ENOMEM;
+    if (args && lens) {
+        args[0] = s->j->token;
+        args[1] = SKY__REDIS_GROUP;
+        lens[0] = strlen(args[0]);
+        lens[1] = strlen(args[1]);
+        size_t k = 2;
+        for (result *r = s->head; k < 2 + 4 * n; r = r->next) {
+            args[k] = r->cid;
+            lens[k++] = strlen(r->cid);
+            args[k] = r->failed ? "1" : "0";
+            lens[k++] = 1;
+            args[k] = r->line;
+            lens[k++] = r->line_len;
+            args[k] = r->id;
+            lens[k++] = strlen(r->id);
+        }
+        rc = sky__redis_eval(s->j, SKY__RS_ACCEPT, keys, 4, (int)k, args, lens, on_accepted, s);
+    }
+    free(args);
+    free(lens);
+    if (rc == 0) {
+        /* the first n results are the batch in flight */
+        result *last = s->head;
+        for (size_t i = 1; i < n; i++)
+            last = last->next;
+        s->sending = s->head;
+        s->head = last->next;
+        last->next = NULL;
+        if (s->head == NULL)
+            s->tail = NULL;
+        s->queued -= n;
+        s->flushing = 1;
+    }
+    return rc;
+}
+
+static void flush(rstore *s)
+{
+    if (s->flushing || s->head == NULL || !s->j->up || s->j->lost)
+        return;
+    uv_timer_stop(&s->timer);
+    if (send_batch(s) == SKY_ENOMEM) {
+        sky_error e;
+        sky_error_clear(&e);
+        sky_error_set(&e, SKY_ENOMEM, "out of memory handing results back");
+        fail(s, &e);
+    }
+}
+
+static void on_flush_tick(uv_timer_t *t)
+{
+    flush(t->data);
+}
+
+static int st_is_done(const sky_batch_store *st, const char *custom_id)
+{
+    (void)st;
+    (void)custom_id;
+    return 0; /* the script decides, atomically, at hand-back */
+}
+
+static int st_append(sky_batch_store *st, const sky_batch_record *rec)
+{
+    rstore *s = (rstore *)st;
+    if (s->j->lost)
+        return SKY_ENOTFOUND;
+    if (s->queued >= s->j->o.max_unsent) {
+        s->busy_said = 1;
+        return SKY_EBUSY;
+    }
+    json_t *id = json_object_get(s->j->entries, rec->custom_id);
+    result *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->cid = strdup(rec->custom_id)) == NULL ||
+        (r->id = strdup(json_is_string(id) ? json_string_value(id) : "")) == NULL ||
+        (r->line = malloc(rec->line.len + 1)) == NULL) {
+        if (r)
+            result_free(r);
+        return SKY_ENOMEM;
+    }
+    memcpy(r->line, rec->line.ptr, rec->line.len);
+    r->line[rec->line.len] = '\0';
+    r->line_len = rec->line.len;
+    r->failed = rec->failed;
+    (void)json_object_del(s->j->entries, rec->custom_id);
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->queued++;
+    if (s->queued >= BATCH_SOON)
+        flush(s);
+    else if (!uv_is_active((uv_handle_t *)&s->timer))
+        uv_timer_start(&s->timer, on_flush_tick, FLUSH_MS, 0);
+    return 0;
+}
+
+static void st_close(sky_batch_store *st, sky_batch_store_closed_cb cb, void *ud)
+{
+    rstore *s = (rstore *)st;
+    s->closing = 1;
+    s->close_cb = cb;
+    s->close_ud = ud;
+    if (s->j->lost)
+        fail(s, &s->j->lost_err);
+    else if (s->queued == 0 && !s->flushing)
+        finish(s);
+    else
+        flush(s);
+}
+
+static void on_up(sky__redis_part *p)
+{
+    flush((rstore *)((char *)p - offsetof(rstore, part)));
+}
+
+static void on_lost(sky__redis_part *p)
+{
+    rstore *s = (rstore *)((char *)p - offsetof(rstore, part));
+    fail(s, &s->j->lost_err);
+}
+
+int sky_redis_job_store_new(sky_redis_job *j, sky_batch_store **out)
+{
+    rstore *s = calloc(1, sizeof(*s));
+    *out = NULL;
+    if (s == NULL || uv_timer_init(j->loop, &s->timer) != 0) {
+        free(s);
+        return SKY_ENOMEM;
+    }
+    s->timer.data = s;
+    s->j = j;
+    s->base.is_done = st_is_done;
+    s->base.append = st_append;
+    s->base.close = st_close;
+    s->part.on_up = on_up;
+    s->part.on_lost = on_lost;
+    sky__redis_add_part(j, &s->part);
+    j->store = &s->base;
+    *out = &s->base;
+    return 0;
+}
