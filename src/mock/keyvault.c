@@ -339,7 +339,11 @@ void sky__mock_on_keyvault(sky_server_req *req, void *user_data)
     }
     if (challenged(req))
         return;
-    if (!sky_server_req_query_param(req, "api-version", &v) || v.len == 0) {
+    /* the JavaScript SDK writes the name percent-encoded */
+    if ((!sky_server_req_query_param(req, "api-version", &v) &&
+         !sky_server_req_query_param(req, "api%2Dversion", &v) &&
+         !sky_server_req_query_param(req, "api%2dversion", &v)) ||
+        v.len == 0) {
         kv_error(req, 400, "MissingApiVersionParameter",
                  "The api-version query parameter (?api-version=) is required for all "
                  "requests.");
