@@ -42,9 +42,7 @@ static size_t class_end(const char *p, size_t at, size_t to)
     size_t i = at + 1;
     if (i < to && p[i] == '^')
         i++;
-    if (i < to && p[i] == ']') /* a ']' first is a member */
-        i++;
-    for (; i < to; i++) {
+    for (; i < to; i++) { /* ECMAScript: "[]" is empty, "[^]" any character */
         if (p[i] == '\\')
             i++;
         else if (p[i] == ']')
@@ -125,8 +123,6 @@ static int class_of(walk *w, size_t at, size_t end)
     int negated = w->p[i] == '^';
     if (negated)
         i++;
-    if (w->p[i] == ']') /* a ']' first is a member */
-        set[(unsigned char)w->p[i++]] = 1;
     while (i < end) {
         int rc = class_item(w->p, &i, end, set);
         if (rc < 0)
@@ -169,6 +165,28 @@ static int escape_of(walk *w, size_t at)
     return emit(w, w->p + at, 1);
 }
 
+/* A decimal number at *at, or -1. */
+static long number_at(const char *p, size_t *at, size_t to)
+{
+    long v = -1;
+    while (*at < to && p[*at] >= '0' && p[*at] <= '9' && v < 100000)
+        v = (v < 0 ? 0 : v * 10) + (p[(*at)++] - '0');
+    return v;
+}
+
+/* Nonzero when a braced quantifier {n}, {n,} or {n,m} starts at @p at. */
+static int braced_quantifier(const char *p, size_t at, size_t to)
+{
+    size_t j = at + 1;
+    if (at >= to || p[at] != '{' || number_at(p, &j, to) < 0)
+        return 0;
+    if (j < to && p[j] == ',') {
+        j++;
+        (void)number_at(p, &j, to);
+    }
+    return j < to && p[j] == '}';
+}
+
 /* The atom at *at: its extent in *out_end (one past it). 0 or SKY_EINVAL. */
 static int atom_end(const walk *w, size_t at, size_t to, size_t *out_end)
 {
@@ -190,8 +208,8 @@ static int atom_end(const walk *w, size_t at, size_t to, size_t *out_end)
     } else if ((unsigned char)p[at] >= 0xC0) {
         while (end < to && ((unsigned char)p[end] & 0xC0) == 0x80)
             end++; /* a UTF-8 character is one atom */
-    } else if (strchr(")*+?|", p[at])) {
-        return SKY_EINVAL;
+    } else if (strchr(")*+?|", p[at]) || braced_quantifier(p, at, to)) {
+        return SKY_EINVAL; /* nothing to repeat */
     }
     if (end > to)
         return SKY_EINVAL;
@@ -214,15 +232,6 @@ static int atom_once(walk *w, size_t at, size_t end, int depth)
     if (p[at] == '.')
         return pick(w, "abcdefghijklmnopqrstuvwxyz");
     return emit(w, p + at, end - at);
-}
-
-/* A decimal number at *at, or -1. */
-static long number_at(const char *p, size_t *at, size_t to)
-{
-    long v = -1;
-    while (*at < to && p[*at] >= '0' && p[*at] <= '9' && v < 100000)
-        v = (v < 0 ? 0 : v * 10) + (p[(*at)++] - '0');
-    return v;
 }
 
 /* The quantifier at *at (moved past it): how many times, drawn within its bounds. */
@@ -258,12 +267,13 @@ static long repeats(walk *w, size_t *at, size_t to)
     return lo + (long)(sky__mock_rand(w->rng) % (uint64_t)(hi - lo + 1));
 }
 
-/* One alternative: atoms and their quantifiers, '^' first and '$' last. */
+/* One alternative: atoms and their quantifiers; at the top, '^' first and '$' last (an
+ * anchor inside a group is refused: it may match nothing). */
 static int sequence(walk *w, size_t at, size_t to, int depth)
 {
-    if (at < to && w->p[at] == '^')
+    if (depth == 0 && at < to && w->p[at] == '^')
         at++;
-    if (to > at && w->p[to - 1] == '$' && (to - 1 == at || w->p[to - 2] != '\\'))
+    if (depth == 0 && to > at && w->p[to - 1] == '$' && (to - 1 == at || w->p[to - 2] != '\\'))
         to--;
     while (at < to) {
         size_t end;
@@ -300,12 +310,16 @@ static int alternatives(walk *w, size_t from, size_t to, int depth)
                 return SKY_EINVAL;
         } else if (ch == '(' || ch == ')') {
             group += ch == '(' ? 1 : -1;
+            if (group < 0)
+                return SKY_EINVAL; /* a ')' that closes nothing */
         } else if (ch == '|' && group == 0) {
             if (n == 32)
                 return SKY_EINVAL;
             cuts[n++] = i + 1;
         }
     }
+    if (group != 0)
+        return SKY_EINVAL;
     size_t k = (size_t)(sky__mock_rand(w->rng) % n);
     size_t end = k + 1 < n ? cuts[k + 1] - 1 : to;
     return sequence(w, cuts[k], end, depth);

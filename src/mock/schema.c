@@ -7,6 +7,7 @@
  * and "pattern" in the shapes pattern.c knows; another pattern gets words, which may not
  * match it (a documented gap), and a pattern wins over the length bounds.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,10 +15,14 @@
 #include "internal.h"
 
 #define MAX_DEPTH 12
+#define MAX_STRING 4096 /* minLength beyond this is not met */
+#define MAX_VALUES                                                                                 \
+    4096 /* values in one answer; past them, nulls (a schema asking more is hostile) */
 
 typedef struct gen {
     const json_t *root; /* for $ref */
     uint64_t rng;
+    int values; /* written so far */
 } gen;
 
 static json_t *value_of(gen *g, const json_t *schema, int depth);
@@ -103,6 +108,7 @@ static json_t *string_of(gen *g, const json_t *schema)
         if (strcmp(format, formats[i][0]) == 0)
             return json_string(formats[i][1]);
     int64_t lo = sky_json_int(schema, "minLength", 0), hi = sky_json_int(schema, "maxLength", 64);
+    lo = lo < 0 ? 0 : lo > MAX_STRING ? MAX_STRING : lo;
     sky_buf b;
     sky_buf_init(&b, 1u << 20);
     const char *pattern = sky_json_str(schema, "pattern", NULL);
@@ -124,17 +130,23 @@ static json_t *string_of(gen *g, const json_t *schema)
     return out;
 }
 
+/* Bounds are met within +-2^53, where every integer is a double too; a range with no
+ * integer in it gets its lower end. */
 static json_t *number_of(gen *g, const json_t *schema, int integer)
 {
+    const double limit = 9007199254740992.0;
     const json_t *lo = json_object_get(schema, "minimum"), *hi = json_object_get(schema, "maximum");
     double a = json_is_number(lo) ? json_number_value(lo) : 0;
+    a = a < -limit ? -limit : a > limit ? limit : a;
     double b = json_is_number(hi) ? json_number_value(hi) : a + 100;
-    double v = a + (b - a) * sky__mock_rand01(&g->rng);
+    b = b < a ? a : b > limit ? limit : b;
+    double u = sky__mock_rand01(&g->rng);
     if (integer) {
-        int64_t i = (int64_t)v;
-        return json_integer(i < a ? i + 1 : i);
+        double first = ceil(a), last = floor(b);
+        double i = last < first ? first : first + floor((last - first + 1) * u);
+        return json_integer((json_int_t)(i > last && last >= first ? last : i));
     }
-    return json_real(v);
+    return json_real(a + (b - a) * u);
 }
 
 static json_t *choice_of(gen *g, const json_t *options)
@@ -155,7 +167,7 @@ static const json_t *first_option(const json_t *options)
 static json_t *value_of(gen *g, const json_t *schema, int depth)
 {
     const json_t *target = resolve(g, schema);
-    if (depth > MAX_DEPTH || !json_is_object(schema))
+    if (depth > MAX_DEPTH || !json_is_object(schema) || ++g->values > MAX_VALUES)
         return json_null();
     if (target)
         return value_of(g, target, depth + 1);
