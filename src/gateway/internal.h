@@ -86,6 +86,8 @@ struct sky_gateway {
     uint64_t rng;            /* the weighted choice's generator (not for secrets) */
     struct gw_request *live; /* requests with an upstream call or a client, for free */
     sky_gateway_shutdown_cb shutdown_cb;
+    struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
+    uint64_t cache_ttl_ms;
     void *shutdown_ud;
 };
 
@@ -101,6 +103,11 @@ typedef struct gw_body {
 typedef struct gw_tokens {
     int64_t prompt, completion, total;
 } gw_tokens;
+
+/* The response cache (cache.c): what a request asks of it; its key's length. */
+enum { GW_CACHE_NONE = 0, GW_CACHE_USE, GW_CACHE_REFRESH };
+#define GW_CACHE_KEY_LEN 64
+typedef struct gw_cache_lookup gw_cache_lookup;
 
 /* One client request through the gateway: alive while the client is there or an upstream
  * call is in flight, whichever ends last (see proxy.c). */
@@ -126,6 +133,9 @@ typedef struct gw_request {
     int streaming;  /* the client's answer has begun: no failover any more */
     int status;     /* the status answered; 0 while none */
     char tail[2];   /* the last two bytes sent, to know an SSE event boundary */
+    int cache_mode;                       /* GW_CACHE_*: what it asked of the cache */
+    gw_cache_lookup *lookup;              /* a cache lookup under way, or NULL */
+    char cache_key[GW_CACHE_KEY_LEN + 1]; /* hex SHA-256 of the request */
     struct gw_request *prev, *next;
 } gw_request;
 
@@ -207,5 +217,17 @@ void sky__gw_on_azure(sky_server_req *r, void *gateway);
  * @p path_model names (Azure's /openai/deployments/{name}/...), or when it is empty the
  * body's "model". */
 void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model);
+
+/* ---- cache.c (sky__gw_set_cache: gateway/cache.h) ---- */
+/* Look the request up when it asks for the cache: 1 when the cache took it (it
+ * answers, or calls sky__gw_proxy_miss), 0 to go upstream now. */
+int sky__gw_cache_begin(gw_request *q);
+/* An upstream answer of a request that asked for the cache: the status header, and the
+ * answer kept when it is a 200. */
+void sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
+/* The request ends: a lookup under way is dropped. */
+void sky__gw_cache_forget(gw_request *q);
+/* proxy.c: the cache missed; on to the deployments. */
+void sky__gw_proxy_miss(gw_request *q);
 
 #endif

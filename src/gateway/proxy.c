@@ -38,6 +38,7 @@ static void settle(gw_request *q)
 static void request_free(gw_request *q)
 {
     sky_gateway *g = q->g;
+    sky__gw_cache_forget(q);
     settle(q);
     if (q->prev)
         q->prev->next = q->next;
@@ -285,6 +286,7 @@ static void fail(gw_request *q, const sky_call_result *res, const sky_error *err
 static void respond(gw_request *q, const sky_call_result *res)
 {
     sky__gw_tokens_read(res->body, &q->used);
+    sky__gw_cache_answered(q, res);
     q->status = res->status;
     answer_headers(q);
     sky_server_respond(q->sr, res->status, "application/json", res->body);
@@ -342,10 +344,21 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
         g->live->prev = q;
     g->live = q;
     sky_server_req_set_data(r, q, on_client_gone);
+    if (sky__gw_cache_begin(q))
+        return; /* answered from the cache, or sky__gw_proxy_miss later */
     if (start_next(q) < 0) {
         q->status = 503;
         sky__gw_error(r, 503, "server_error", NULL, "no_deployment",
                       "No deployment of model '%s' can take the request.", m->name);
+    }
+}
+
+void sky__gw_proxy_miss(gw_request *q)
+{
+    if (start_next(q) < 0) {
+        q->status = 503;
+        sky__gw_error(q->sr, 503, "server_error", NULL, "no_deployment",
+                      "No deployment of model '%s' can take the request.", q->asked->name);
     }
 }
 

@@ -93,6 +93,52 @@ int sky__store_open(uv_loop_t *loop, const sky__store_options *opts, sky__store_
     return rc;
 }
 
+typedef struct sync_wait {
+    int done;
+    sky__store *store;
+    sky_error err;
+} sync_wait;
+
+static void on_sync_open(sky__store *s, const sky_error *err, void *ud)
+{
+    sync_wait *w = ud;
+    w->done = 1;
+    w->store = s;
+    w->err = *err;
+}
+
+int sky__store_open_sync(uv_loop_t *loop, const sky__store_options *opts, sky__store **out,
+                         sky_error *err)
+{
+    sync_wait w;
+    memset(&w, 0, sizeof(w));
+    int rc = sky__store_open(loop, opts, on_sync_open, &w);
+    if (rc != 0)
+        return sky_error_set(err, rc, "cannot open the store: %s", sky_strerror(rc));
+    while (!w.done)
+        uv_run(loop, UV_RUN_ONCE);
+    if (!w.store) {
+        *err = w.err;
+        return w.err.code ? w.err.code : SKY_EINTERNAL;
+    }
+    *out = w.store;
+    return 0;
+}
+
+static void on_sync_close(const sky_error *err, void *ud)
+{
+    (void)err;
+    *(int *)ud = 1;
+}
+
+void sky__store_close_sync(uv_loop_t *loop, sky__store *s)
+{
+    int done = 0;
+    sky__store_close(s, on_sync_close, &done);
+    while (!done)
+        uv_run(loop, UV_RUN_ONCE);
+}
+
 void sky__store_opened(sky__store *s, const sky_error *err)
 {
     if (err && err->code) {

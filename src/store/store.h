@@ -14,6 +14,9 @@
  * only users today, and its shapes will move while the gateway grows; a C user gets the
  * gateway, not its tables.
  *
+ * An open Redis or PostgreSQL store keeps its loop alive (its sockets are watched): close
+ * it before the loop is expected to end.
+ *
  * Every asynchronous call takes a callback and user data and calls it exactly once, never
  * from inside the call: success, an error, or SKY_ECANCELED when the store closes first.
  * Everything a callback receives is borrowed and lives until it returns. Strings given to
@@ -70,6 +73,15 @@ typedef void (*sky__store_count_cb)(const sky_error *err, int64_t value, void *u
  */
 int sky__store_open(uv_loop_t *loop, const sky__store_options *opts, sky__store_open_cb cb,
                     void *user_data) SKY_NODISCARD;
+
+/**
+ * sky__store_open, running @p loop until the store is open: for start-up, before the loop
+ * serves anything else. 0 with *out, or the error (naming the file or the scrubbed URL).
+ */
+int sky__store_open_sync(uv_loop_t *loop, const sky__store_options *opts, sky__store **out,
+                         sky_error *err) SKY_NODISCARD;
+/** sky__store_close, running @p loop until it is closed (at exit, outside the loop). */
+void sky__store_close_sync(uv_loop_t *loop, sky__store *s);
 
 /** The backend's name ("sqlite", "redis", "postgres") and what it keeps (SKY__STORE_*). */
 const char *sky__store_backend(const sky__store *s);
