@@ -267,4 +267,36 @@ SKY_EXTERN void sky_arm_bulk_get_counts(const sky_arm_bulk *b, sky_arm_bulk_coun
  */
 SKY_EXTERN void sky_arm_bulk_free(sky_arm_bulk *b);
 
+/* ---- resource bodies ---- */
+
+/** The Microsoft.Compute/virtualMachines api-version sky_arm_vm_body writes for. */
+#define SKY_ARM_VM_API_VERSION "2024-03-01"
+
+/**
+ * A Linux virtual machine on an existing network interface, with SSH key login only (the
+ * common case `skyio vm create` serves). Fill with sky_arm_vm_spec_init; every string is
+ * borrowed for the call that reads the spec.
+ */
+typedef struct sky_arm_vm_spec {
+    const char *location;       /**< the region; required */
+    const char *nic_id;         /**< the network interface's resource id; required */
+    const char *ssh_public_key; /**< the public key's text; its trailing newline is dropped */
+    const char *size;           /**< default "Standard_B1s" */
+    const char *image;          /**< "PUBLISHER:OFFER:SKU:VERSION"; default Ubuntu 24.04 LTS */
+    const char *admin_user;     /**< default "azureuser" */
+    const char *const *tags;    /**< "KEY=VALUE" each; n_tags of them */
+    size_t n_tags;
+} sky_arm_vm_spec;
+
+/** Every default; the required fields NULL. */
+SKY_EXTERN void sky_arm_vm_spec_init(sky_arm_vm_spec *s);
+
+/**
+ * The PUT body for the VM @p name as JSON: a new string (free it) with its length in
+ * @p out_len (may be NULL), or NULL with @p err filled: SKY_EINVAL (a required field
+ * missing, an image not PUBLISHER:OFFER:SKU:VERSION, a tag not KEY=VALUE), SKY_ENOMEM.
+ */
+SKY_EXTERN char *sky_arm_vm_body(const sky_arm_vm_spec *s, const char *name, size_t *out_len,
+                                 sky_error *err) SKY_NODISCARD;
+
 #endif

@@ -7,7 +7,7 @@
 #include "cli.h"
 #include "cmd_arm.h"
 
-#define VM_API "2024-03-01"
+#define VM_API SKY_ARM_VM_API_VERSION
 #define VM_TYPE "providers/Microsoft.Compute/virtualMachines"
 
 static const char usage[] =
@@ -28,37 +28,11 @@ static const char usage[] =
     "\n"
     "options:\n";
 
-static json_t *image_ref(const char *image)
-{
-    char parts[4][128];
-    const char *p = image;
-    for (int i = 0; i < 4; i++) {
-        size_t n = strcspn(p, ":");
-        if (n == 0 || n >= sizeof(parts[i]) || (i < 3 && p[n] != ':') || (i == 3 && p[n]))
-            return NULL;
-        memcpy(parts[i], p, n);
-        parts[i][n] = '\0';
-        p += n + (i < 3);
-    }
-    return json_pack("{s:s,s:s,s:s,s:s}", "publisher", parts[0], "offer", parts[1], "sku", parts[2],
-                     "version", parts[3]);
-}
-
-static json_t *tags_of(const sky_cli_arm_flags *f)
-{
-    json_t *tags = json_object();
-    for (int i = 0; tags && i < f->n_tags; i++) {
-        const char *eq = strchr(f->tags[i], '=');
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - f->tags[i]), f->tags[i]);
-        json_object_set_new(tags, key, json_string(eq + 1));
-    }
-    return tags;
-}
-
-/* The VM body: size, image, admin user with the SSH key, the NIC. */
+/* The VM body (the library's sky_arm_vm_body) from the flags and the key file. */
 static char *vm_body(const sky_cli_arm_flags *f, const char *name, size_t *len)
 {
+    sky_arm_vm_spec spec;
+    sky_error err;
     size_t key_len = 0;
     if (sky_cli_check_input_file("vm create", "--ssh-key-file", f->ssh_key_file) < 0)
         return NULL;
@@ -67,32 +41,21 @@ static char *vm_body(const sky_cli_arm_flags *f, const char *name, size_t *len)
         fprintf(stderr, "skyio vm create: --ssh-key-file %s: cannot read it\n", f->ssh_key_file);
         return NULL;
     }
-    while (key_len > 0 && (key[key_len - 1] == '\n' || key[key_len - 1] == '\r'))
-        key[--key_len] = '\0';
-    const char *image = f->image ? f->image : "Canonical:ubuntu-24_04-lts:server:latest";
-    const char *user = f->admin_user ? f->admin_user : "azureuser";
-    json_t *img = image_ref(image);
-    if (img == NULL) {
-        fprintf(stderr, "skyio vm create: --image '%s' is not PUBLISHER:OFFER:SKU:VERSION\n",
-                image);
-        free(key);
-        return NULL;
-    }
-    char key_path[300];
-    snprintf(key_path, sizeof(key_path), "/home/%s/.ssh/authorized_keys", user);
-    json_t *j = json_pack(
-        "{s:s,s:o,s:{s:{s:s},s:{s:o,s:{s:s,s:{s:s}}},s:{s:s,s:s,s:{s:b,s:{s:[{s:s,s:s}]}}},"
-        "s:{s:[{s:s}]}}}",
-        "location", f->location, "tags", tags_of(f), "properties", "hardwareProfile", "vmSize",
-        f->size ? f->size : "Standard_B1s", "storageProfile", "imageReference", img, "osDisk",
-        "createOption", "FromImage", "managedDisk", "storageAccountType", "Standard_LRS",
-        "osProfile", "computerName", name, "adminUsername", user, "linuxConfiguration",
-        "disablePasswordAuthentication", 1, "ssh", "publicKeys", "path", key_path, "keyData", key,
-        "networkProfile", "networkInterfaces", "id", f->nic);
+    sky_arm_vm_spec_init(&spec);
+    spec.location = f->location;
+    spec.nic_id = f->nic;
+    spec.ssh_public_key = key;
+    spec.size = f->size ? f->size : spec.size;
+    spec.image = f->image ? f->image : spec.image;
+    spec.admin_user = f->admin_user ? f->admin_user : spec.admin_user;
+    spec.tags = f->tags;
+    spec.n_tags = (size_t)f->n_tags;
+    sky_error_clear(&err);
+    char *body = sky_arm_vm_body(&spec, name, len, &err);
+    if (body == NULL)
+        fprintf(stderr, "skyio vm create: %s\n", err.message);
     free(key);
-    char *s = j ? sky_json_dump(j, len) : NULL;
-    json_decref(j);
-    return s;
+    return body;
 }
 
 static int check(const sky_cli_arm_flags *f, const char *verb)
