@@ -122,6 +122,9 @@ typedef struct sky_gateway_options {
     const sky_gateway_client_key *keys;
     size_t n_keys;
     long upstream_timeout_ms; /**< one upstream attempt, a whole stream included; 300000 */
+    /** A JSON line per model call appended to this file ("-": stderr); NULL: none.
+     *  Borrowed for sky_gateway_new. */
+    const char *access_log;
 } sky_gateway_options;
 
 /** Every default. */
@@ -134,6 +137,17 @@ SKY_EXTERN void sky_gateway_options_init(sky_gateway_options *o);
  */
 SKY_EXTERN int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
                                sky_error *err) SKY_NODISCARD;
+/**
+ * Replace the routing (deployments, fallbacks, keys) with @p o's, without dropping a
+ * connection or a request: requests under way finish on the routing they began with. The
+ * listening options (host, port, max_body) stay as they were. Each deployment starts
+ * with a fresh pipeline (its limits learned again); a key of the same name and budget
+ * keeps its budget's state. Returns 0, or a SKY_E code with @p err filled and the old
+ * routing still in place. @p o is borrowed for the call. Not from inside a callback.
+ */
+SKY_EXTERN int sky_gateway_reload(sky_gateway *g, const sky_gateway_options *o,
+                                  sky_error *err) SKY_NODISCARD;
+
 /** The port listened on. */
 SKY_EXTERN int sky_gateway_port(const sky_gateway *g);
 

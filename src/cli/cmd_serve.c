@@ -20,6 +20,9 @@ static const char usage[] =
     "a reset, a timeout, an open breaker) moves it to another. Streams pass through chunk\n"
     "by chunk. A client that leaves cancels its upstream call. It prints \"listening URL\"\n"
     "on stdout once ready, and stops on SIGINT/SIGTERM after the requests in flight end.\n"
+    "SIGHUP reads --config again and swaps in its models, deployments, fallbacks and keys\n"
+    "without dropping a connection: requests under way finish on the old routing (the\n"
+    "listening options stay; a config that does not parse changes nothing).\n"
     "\n"
     "endpoints:\n"
     "  POST /v1/chat/completions   chat; \"stream\": true streams server-sent events\n"
@@ -32,6 +35,16 @@ static const char usage[] =
     "  POST /openai/responses?api-version=V   (the model in the body)\n"
     "       where MODEL is one of the gateway's model names; the api-version is not read\n"
     "  GET  /healthz               200 while the gateway runs (no key needed)\n"
+    "  GET  /readyz                200 when every model has a deployment whose breaker lets\n"
+    "                              calls in, else 503 naming those that have none (no key)\n"
+    "  GET  /metrics               Prometheus text (no key): skyio_gateway_requests_total\n"
+    "                              {route,model,deployment,status}, request and added\n"
+    "                              _duration_seconds histograms by route, tokens_total\n"
+    "                              {model,kind}, each deployment's in_flight,\n"
+    "                              concurrency_limit, rate_limit_rpm/tpm, breaker_state\n"
+    "                              (0 closed, 1 open, 2 half open), loop_lag_seconds\n"
+    "Every model call's answer carries x-request-id: the client's own (up to 128 of\n"
+    "A-Z a-z 0-9 -_.:/+=) or a new one; it is sent upstream as x-request-id too.\n"
     "Clients send their key as 'Authorization: Bearer KEY' (OpenAI SDKs) or 'api-key: KEY'.\n"
     "Errors are OpenAI's JSON: 400 malformed body, 401 invalid_api_key, 403 a model the\n"
     "key may not use, 404 model_not_found, 413 a body over --max-body, 429 every\n"
@@ -45,6 +58,10 @@ static const char usage[] =
     "  --max-body BYTES          larger request bodies get 413 (default 16 MiB; \"max_body\")\n"
     "  --upstream-timeout-ms MS  one upstream attempt, a whole stream included (default\n"
     "                            300000; \"upstream_timeout_ms\")\n"
+    "  --access-log FILE         a JSON line per model call appended to FILE (\"-\": stderr):\n"
+    "                            request_id, key (its name, never the key), route, model,\n"
+    "                            deployment, status, latency_ms, added_ms, stream, tokens\n"
+    "                            (\"access_log\"; default none)\n"
     "  --grace-ms MS             on SIGTERM, how long requests in flight may go on (default\n"
     "                            10000)\n"
     "\n";
@@ -112,8 +129,10 @@ typedef struct serve_run {
     sky_loop *loop;
     sky_gateway *gw;
     sky_gateway_options opts;
-    sky_gateway_config cfg;
-    json_t *doc;
+    sky_gateway_config cfg; /* the routing running now (the first, or the last reloaded) */
+    json_t *doc;            /* the first config: the listening options point into it */
+    uv_signal_t hup;
+    int hup_on;
     const char *config_file;
     const char *port_file;
     long long grace_ms;
@@ -123,29 +142,40 @@ typedef struct serve_run {
     int signals;
 } serve_run;
 
-static int load_config(serve_run *run)
+/* The config file read and parsed: its document (new reference) and *cfg, or NULL after
+ * saying why on stderr. */
+static json_t *read_config(const char *path, sky_gateway_config *cfg)
 {
     json_error_t jerr;
     sky_error err;
     sky_error_clear(&err);
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (doc == NULL) {
+        fprintf(stderr, "skyio serve: %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+    if (sky_gateway_config_parse(doc, cfg, &err) < 0) {
+        fprintf(stderr, "skyio serve: %s: %s\n", path, err.message);
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static int load_config(serve_run *run)
+{
     if (sky_cli_check_input_file("serve", "--config", run->config_file) < 0)
         return -1;
-    run->doc = json_load_file(run->config_file, 0, &jerr);
-    if (run->doc == NULL) {
-        fprintf(stderr, "skyio serve: %s:%d:%d: %s\n", run->config_file, jerr.line, jerr.column,
-                jerr.text);
+    run->doc = read_config(run->config_file, &run->cfg);
+    if (run->doc == NULL)
         return -1;
-    }
-    if (sky_gateway_config_parse(run->doc, &run->cfg, &err) < 0) {
-        fprintf(stderr, "skyio serve: %s: %s\n", run->config_file, err.message);
-        return -1;
-    }
     sky_gateway_options *o = &run->opts;
     o->host = sky_json_str(run->doc, "host", o->host);
     o->port = (int)sky_json_int(run->doc, "port", o->port);
     o->max_body = (size_t)sky_json_int(run->doc, "max_body", (int64_t)o->max_body);
     o->upstream_timeout_ms =
         (long)sky_json_int(run->doc, "upstream_timeout_ms", o->upstream_timeout_ms);
+    o->access_log = sky_json_str(run->doc, "access_log", o->access_log);
     return 0;
 }
 
@@ -158,6 +188,8 @@ static int set_flag(serve_run *run, const char *flag, const char *v)
         o->host = v;
     else if (strcmp(flag, "--port-file") == 0)
         run->port_file = v;
+    else if (strcmp(flag, "--access-log") == 0)
+        o->access_log = v;
     else if (strcmp(flag, "--port") == 0) {
         if (sky_cli_number_opt("serve", flag, v, 0, &n) < 0 || n > 65535)
             return -1;
@@ -230,6 +262,59 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
     sky_gateway_shutdown(run->gw, (uint64_t)run->grace_ms, on_down, run);
 }
 
+static void use_config(serve_run *run, const sky_gateway_config *cfg)
+{
+    run->opts.deployments = cfg->deployments;
+    run->opts.n_deployments = cfg->n_deployments;
+    run->opts.fallbacks = cfg->fallbacks;
+    run->opts.n_fallbacks = cfg->n_fallbacks;
+    run->opts.keys = cfg->keys;
+    run->opts.n_keys = cfg->n_keys;
+}
+
+/*
+ * SIGHUP: the config file read again and its routing (models, deployments, fallbacks,
+ * keys) swapped in; requests under way finish on the old one, no connection is dropped.
+ * The listening options stay. A config that does not parse changes nothing.
+ */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    serve_run *run = h->data;
+    sky_gateway_config cfg;
+    sky_error err;
+    sky_error_clear(&err);
+    (void)signum;
+    json_t *doc = read_config(run->config_file, &cfg);
+    if (doc == NULL) {
+        fprintf(stderr, "skyio serve: reload refused, the running config stays\n");
+        return;
+    }
+    use_config(run, &cfg);
+    if (sky_gateway_reload(run->gw, &run->opts, &err) < 0) {
+        fprintf(stderr, "skyio serve: reload refused, the running config stays: %s\n", err.message);
+        sky_gateway_config_free(&cfg);
+    } else {
+        sky_gateway_config_free(&run->cfg); /* the gateway copied what it keeps */
+        run->cfg = cfg;
+        fprintf(stderr, "skyio serve: reloaded %s: %zu deployments, %zu keys\n", run->config_file,
+                cfg.n_deployments, cfg.n_keys);
+    }
+    use_config(run, &run->cfg);
+    json_decref(doc);
+}
+
+static void watch_hup(serve_run *run)
+{
+    uv_loop_t *loop = sky_loop_uv(run->loop);
+    run->hup.data = run;
+    if (uv_signal_init(loop, &run->hup) != 0)
+        return;
+    run->hup_on = 1;
+    if (uv_signal_start(&run->hup, on_hup, SIGHUP) != 0)
+        fprintf(stderr, "skyio serve: cannot watch SIGHUP: no reloads\n");
+    uv_unref((uv_handle_t *)&run->hup);
+}
+
 static int write_port_file(const char *path, int port)
 {
     char tmp[4096];
@@ -269,12 +354,7 @@ static int start(serve_run *run)
 {
     sky_error err;
     sky_error_clear(&err);
-    run->opts.deployments = run->cfg.deployments;
-    run->opts.n_deployments = run->cfg.n_deployments;
-    run->opts.fallbacks = run->cfg.fallbacks;
-    run->opts.n_fallbacks = run->cfg.n_fallbacks;
-    run->opts.keys = run->cfg.keys;
-    run->opts.n_keys = run->cfg.n_keys;
+    use_config(run, &run->cfg);
     run->loop = sky_loop_new();
     if (run->loop == NULL ||
         sky_gateway_new(sky_loop_uv(run->loop), &run->opts, &run->gw, &err) < 0) {
@@ -313,8 +393,11 @@ int sky_cli_serve(int argc, char **argv)
         code = SKY_EXIT_START;
     else if (rc == 0) {
         (void)sky_loop_on_signal(run.loop, on_signal, &run);
+        watch_hup(&run);
         sky_loop_run(run.loop);
     }
+    if (run.hup_on)
+        uv_close((uv_handle_t *)&run.hup, NULL); /* sky_loop_free runs the close */
     sky_gateway_free(run.gw);
     if (run.cache) /* after the gateway, which borrows it */
         sky__store_close_sync(sky_loop_uv(run.loop), run.cache);

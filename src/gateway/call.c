@@ -1,12 +1,15 @@
 /*
  * What every model call checks before it goes upstream, in OpenAI's order: the key
  * (401), the body's size (413) and shape (400), the model (404), the key's right to it
- * (403), the key's budget (429).
+ * (403), the key's budget (429). A refusal is recorded (metrics, access log) as any
+ * answer is.
  */
+#include <stdio.h>
+
 #include "internal.h"
 
-/* The body checked and read into @p b: 0, or -1 after answering why not. A body without a
- * model is fine when the path names it (@p need_model 0). */
+/* The body checked and read into @p b: 0, or the status answered (413, 400). A body
+ * without a model is fine when the path names it (@p need_model 0). */
 static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b, int need_model)
 {
     sky_span body = sky_server_req_body(r);
@@ -16,26 +19,25 @@ static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b, int need_mod
         sky__gw_error(r, 413, "invalid_request_error", NULL, "request_too_large",
                       "The request body is %zu bytes, more than the gateway's limit of %zu.",
                       body.len, g->max_body);
-        return -1;
+        return 413;
     }
     if (sky__gw_body_read(body, b, &err) < 0) {
         sky__gw_error(r, 400, "invalid_request_error", NULL, NULL,
                       "We could not parse the JSON body of your request: %s", err.message);
-        return -1;
+        return 400;
     }
     if (need_model && !b->has_model) {
         sky__gw_error(r, 400, "invalid_request_error", "model", NULL,
                       "You must provide a model parameter.");
-        return -1;
+        return 400;
     }
     return 0;
 }
 
-/* The key's budget charged for the call: 0, or -1 after answering 429. */
-static int admit(sky_gateway *g, sky_server_req *r, gw_key *key, const gw_body *b, gw_admission *a)
+/* The key's budget charged for the call: 0, or 429 after answering it. */
+static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admission *a)
 {
-    memset(a, 0, sizeof(*a));
-    a->key = key;
+    gw_key *key = a->key;
     /* the rate limiters' charge: about 4 bytes a token, plus what the answer may use */
     a->est_tokens =
         (int64_t)(sky_server_req_body(r).len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
@@ -44,31 +46,63 @@ static int admit(sky_gateway *g, sky_server_req *r, gw_key *key, const gw_body *
     if (sky__gw_budget_take(&key->budget, uv_now(g->loop), a->est_tokens, &a->rl) == 0)
         return 0;
     sky__gw_budget_refuse(r, key, &a->rl);
-    return -1;
+    return 429;
 }
 
-void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
+/* The model: 0, or the status answered (404, 403). */
+static int check_model(sky_server_req *r, const gw_key *key, const gw_model *m, sky_span name)
 {
-    gw_key *key;
-    gw_body b;
-    int by_path = path_model.len > 0;
-    if (sky__gw_authenticate(g, r, &key) < 0 || read_body(g, r, &b, !by_path) < 0)
-        return;
-    sky_span name = by_path ? path_model : sky_span_cstr(b.model);
-    const gw_model *m = sky__gw_model_find(g, name);
     if (m == NULL) {
         sky__gw_error(r, 404, "invalid_request_error", "model", "model_not_found",
                       "The model '%.*s' does not exist or you do not have access to it.",
                       (int)(name.len > 256 ? 256 : name.len), name.ptr);
-        return;
+        return 404;
     }
     if (!sky__gw_key_allows(key, m->name)) {
         sky__gw_error(r, 403, "invalid_request_error", "model", "model_not_allowed",
                       "The key '%s' may not use the model '%s'.", key->name, m->name);
+        return 403;
+    }
+    return 0;
+}
+
+static void record_refusal(sky_gateway *g, const gw_admission *a, gw_op op, const gw_model *m,
+                           const char *asked, int status)
+{
+    gw_record rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.request_id = a->request_id;
+    rec.key = a->key ? a->key->name : NULL;
+    rec.op = op;
+    rec.model = m ? m->name : NULL;
+    rec.asked = asked;
+    rec.status = status;
+    rec.total_ns = uv_hrtime() - a->t0_ns;
+    rec.used = (gw_tokens){-1, -1, -1};
+    sky__gw_record(g, &rec);
+}
+
+void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
+{
+    gw_admission a;
+    gw_body b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.t0_ns = uv_hrtime();
+    a.t = g->table;
+    sky__gw_request_id(r, a.request_id);
+    int by_path = path_model.len > 0;
+    int status = sky__gw_authenticate(g, r, &a.key) < 0 ? 401 : read_body(g, r, &b, !by_path);
+    sky_span name = by_path ? path_model : sky_span_cstr(b.model);
+    const gw_model *m = status ? NULL : sky__gw_model_find(a.t, name);
+    status = status ? status : check_model(r, a.key, m, name);
+    status = status ? status : admit(g, r, &b, &a);
+    if (status) {
+        char asked[257];
+        snprintf(asked, sizeof(asked), "%.*s", (int)(name.len > 256 ? 256 : name.len),
+                 name.ptr ? name.ptr : "");
+        record_refusal(g, &a, op, m, asked, status);
         return;
     }
-    gw_admission a;
-    if (admit(g, r, key, &b, &a) < 0)
-        return;
     sky__gw_proxy(g, r, m, op, &b, &a);
 }

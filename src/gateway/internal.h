@@ -71,17 +71,44 @@ typedef struct gw_key {
     gw_budget budget;
 } gw_key;
 
-struct sky_gateway {
-    uv_loop_t *loop;
-    sky_server *srv;
-    sky_http_client *http;
-    sky_headers *json_headers; /* Content-Type: application/json, for every upstream call */
+/* The longest x-request-id taken from a client (a longer one is replaced). */
+#define GW_REQUEST_ID_MAX 128
+
+/* A latency histogram with Prometheus's fixed buckets (seconds; see metrics.c). */
+#define GW_LAT_BUCKETS 20
+typedef struct gw_latency {
+    uint64_t count;
+    double sum;
+    uint64_t buckets[GW_LAT_BUCKETS]; /* not cumulative */
+} gw_latency;
+
+typedef struct gw_metrics gw_metrics;
+typedef struct gw_access_log gw_access_log;
+
+/* The routing: deployments, models, keys, as one config made them (table.c). Held by the
+ * gateway while current and by each request that began on it. */
+typedef struct gw_table {
+    sky_gateway *g;
+    int refs;
     gw_deployment *deps;
     size_t n_deps;
     gw_model *models;
     size_t n_models;
     gw_key *keys;
     size_t n_keys;
+    struct gw_table *prev, *next; /* the gateway's tables: current and those still held */
+} gw_table;
+
+struct sky_gateway {
+    uv_loop_t *loop;
+    sky_server *srv;
+    sky_http_client *http;
+    sky_headers *json_headers; /* Content-Type: application/json, for every upstream call */
+    gw_table *table;           /* the current one */
+    gw_table *tables;          /* every one still alive */
+    int closing;               /* sky_gateway_free under way: it frees the tables */
+    gw_metrics *metrics;
+    gw_access_log *access_log; /* NULL: none */
     size_t max_body;
     uint64_t rng;            /* the weighted choice's generator (not for secrets) */
     struct gw_request *live; /* requests with an upstream call or a client, for free */
@@ -113,6 +140,7 @@ typedef struct gw_cache_lookup gw_cache_lookup;
  * call is in flight, whichever ends last (see proxy.c). */
 typedef struct gw_request {
     sky_gateway *g;
+    gw_table *t;           /* the table it began on (held) */
     sky_server_req *sr;    /* NULL once the client is gone */
     sky_call *call;        /* the upstream call in flight, NULL between calls */
     const gw_model *asked; /* the model the client asked for */
@@ -121,10 +149,14 @@ typedef struct gw_request {
     gw_op op;
     int stream;
     int64_t est_tokens;
-    sky_span body;     /* the client's body (the server's, valid while sr is) */
-    gw_key *key;       /* the client's key, NULL when the gateway asks for none */
-    gw_budget_view rl; /* the key's budget as admission saw it (rl.charged: taken) */
-    gw_tokens used;    /* what the answer says it used */
+    sky_span body;        /* the client's body (the server's, valid while sr is) */
+    gw_key *key;          /* the client's key, NULL when the gateway asks for none */
+    gw_budget_view rl;    /* the key's budget as admission saw it (rl.charged: taken) */
+    gw_tokens used;       /* what the answer says it used */
+    uint64_t t0_ns;       /* when the request was read */
+    uint64_t call_t0_ns;  /* when the call in flight started */
+    uint64_t upstream_ns; /* the calls' time so far */
+    char request_id[GW_REQUEST_ID_MAX + 1];
     /* the model the body names when it is a configured one (its name), else NULL: an Azure
      * path names the model, and the body may name another or none */
     const char *body_model;
@@ -152,6 +184,43 @@ char *sky__gw_body_set_model(sky_span body, const char *model, size_t *out_len);
 int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key);
 /* Whether @p key (NULL: any) may use @p model. */
 int sky__gw_key_allows(const gw_key *key, const char *model);
+
+/* ---- record.c ---- */
+
+/* One model call's outcome, as the metrics and the access log take it. Borrowed. */
+typedef struct gw_record {
+    const char *request_id;
+    const char *key; /* the key's name; NULL when none */
+    gw_op op;
+    const char *model;      /* the configured model asked for; NULL when none matched */
+    const char *asked;      /* what the client named, for the log only (never a label) */
+    const char *deployment; /* the last deployment tried (its label); NULL when none */
+    int status;             /* answered; 499 when the client left first */
+    uint64_t total_ns;      /* from the request read to the answer's end */
+    uint64_t upstream_ns;   /* of which upstream calls took */
+    gw_tokens used;
+    int stream;
+} gw_record;
+
+/* Count @p r in the metrics and write its access log line. */
+void sky__gw_record(sky_gateway *g, const gw_record *r);
+/* The request's id into @p out (the client's x-request-id if sane, else a new one), and
+ * the same as the answer's x-request-id header. */
+void sky__gw_request_id(sky_server_req *r, char out[GW_REQUEST_ID_MAX + 1]);
+
+/* ---- metrics.c ---- */
+/* The counters and the loop lag's timer on @p loop; NULL on out of memory. */
+gw_metrics *sky__gw_metrics_new(uv_loop_t *loop);
+void sky__gw_metrics_free(gw_metrics *m);
+void sky__gw_metrics_count(gw_metrics *m, const gw_record *r);
+void sky__gw_metrics_reloaded(gw_metrics *m);
+
+/* ---- access_log.c ---- */
+/* A log to @p path, appended ("-" or NULL: stderr): 0, or SKY_EIO / SKY_ENOMEM with @p err. */
+int sky__gw_access_log_open(uv_loop_t *loop, const char *path, gw_access_log **out, sky_error *err);
+void sky__gw_access_log_write(gw_access_log *l, const gw_record *r);
+/* Write what is left and close (after the loop has run the last write, if one is under way). */
+void sky__gw_access_log_close(gw_access_log *l);
 
 /* ---- tokens.c ---- */
 /* The "usage" of a reply's JSON (at the root, or one level in): fills what it names. */
@@ -183,17 +252,35 @@ void sky__gw_error(sky_server_req *r, int status, const char *type, const char *
 /* The same as one SSE event, for an error after a stream began. */
 int sky__gw_error_event(sky_server_req *r, const char *type, const char *code, const char *msg);
 
+/* ---- table.c ---- */
+/* A table from @p o (borrowed), held once by the caller: 0, or a SKY_E code with @p err. */
+int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **out, sky_error *err);
+gw_table *sky__gw_table_ref(gw_table *t);
+/* Release a hold; the last frees the table (not while the gateway closes). */
+void sky__gw_table_unref(gw_table *t);
+/* End every call on the table's pipelines (their callbacks run now). */
+void sky__gw_table_close(gw_table *t);
+void sky__gw_table_free(gw_table *t);
+/* "/v1/chat/completions", ...: the operation's path on OpenAI's API. */
+const char *sky__gw_op_path(gw_op op);
+
 /* ---- route.c ---- */
 /* The model named @p name, or NULL. */
-const gw_model *sky__gw_model_find(const sky_gateway *g, sky_span name);
+const gw_model *sky__gw_model_find(const gw_table *t, sky_span name);
+/* Whether @p d would take a call now (its breaker is not refusing). */
+int sky__gw_usable(const gw_deployment *d);
 /* The next deployment of @p m to try, by weight among those not yet tried (@p tried) whose
  * breaker is not open; one with an open breaker only when no other is left. Its index in
  * m->deps, or -1 when every one was tried. */
-int sky__gw_pick(sky_gateway *g, const gw_model *m, uint64_t tried);
+int sky__gw_pick(sky_gateway *g, const gw_table *t, const gw_model *m, uint64_t tried);
 
 /* ---- proxy.c ---- */
-/* What admission decided of a model call: its key, the key's budget, the estimate. */
+/* What admission decided of a model call: its table, key, the key's budget, the estimate,
+ * and when it came with which id. */
 typedef struct gw_admission {
+    gw_table *t;
+    uint64_t t0_ns;
+    char request_id[GW_REQUEST_ID_MAX + 1];
     gw_key *key;
     gw_budget_view rl;
     int64_t est_tokens;
@@ -210,6 +297,8 @@ void sky__gw_on_chat(sky_server_req *r, void *gateway);
 void sky__gw_on_embeddings(sky_server_req *r, void *gateway);
 void sky__gw_on_models(sky_server_req *r, void *gateway);
 void sky__gw_on_healthz(sky_server_req *r, void *gateway);
+void sky__gw_on_readyz(sky_server_req *r, void *gateway);
+void sky__gw_on_metrics(sky_server_req *r, void *gateway);
 void sky__gw_on_responses(sky_server_req *r, void *gateway);
 void sky__gw_on_completions(sky_server_req *r, void *gateway);
 void sky__gw_on_azure(sky_server_req *r, void *gateway);

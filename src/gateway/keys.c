@@ -38,13 +38,13 @@ static int presented_key(sky_server_req *r, sky_span *out)
     return 0;
 }
 
-static gw_key *match_key(sky_gateway *g, const unsigned char *hash)
+static gw_key *match_key(gw_table *t, const unsigned char *hash)
 {
     gw_key *found = NULL;
-    for (size_t i = 0; i < g->n_keys; i++) {
-        int same = CRYPTO_memcmp(g->keys[i].sha256, hash, SKY_GATEWAY_SHA256_LEN) == 0;
+    for (size_t i = 0; i < t->n_keys; i++) {
+        int same = CRYPTO_memcmp(t->keys[i].sha256, hash, SKY_GATEWAY_SHA256_LEN) == 0;
         if (same && found == NULL)
-            found = &g->keys[i];
+            found = &t->keys[i];
     }
     return found;
 }
@@ -54,7 +54,7 @@ int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key)
     sky_span key;
     unsigned char hash[SKY_GATEWAY_SHA256_LEN];
     *out_key = NULL;
-    if (g->n_keys == 0)
+    if (g->table->n_keys == 0)
         return 0;
     if (!presented_key(r, &key)) {
         sky__gw_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
@@ -63,7 +63,7 @@ int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key)
         return -1;
     }
     if (sky_gateway_key_hash(key, hash) == 0)
-        *out_key = match_key(g, hash);
+        *out_key = match_key(g->table, hash);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (*out_key == NULL) {
         /* never the key itself, not even a part of it: the reply may be logged anywhere */

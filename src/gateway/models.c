@@ -14,9 +14,10 @@ void sky__gw_on_models(sky_server_req *r, void *gateway)
     if (sky__gw_authenticate(g, r, &key) < 0)
         return;
     json_t *data = json_array();
-    for (size_t i = 0; data && i < g->n_models; i++)
-        if (sky__gw_key_allows(key, g->models[i].name) &&
-            json_array_append_new(data, model_entry(g->models[i].name)) < 0) {
+    const gw_table *t = g->table;
+    for (size_t i = 0; data && i < t->n_models; i++)
+        if (sky__gw_key_allows(key, t->models[i].name) &&
+            json_array_append_new(data, model_entry(t->models[i].name)) < 0) {
             json_decref(data);
             data = NULL;
         }

@@ -34,12 +34,33 @@ static void settle(gw_request *q)
                                              : 0);
 }
 
-/* The request's end, once: what it used is settled, then it is freed. */
+/* The outcome, in the metrics and the access log. */
+static void record(gw_request *q)
+{
+    gw_record rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.request_id = q->request_id;
+    rec.key = q->key ? q->key->name : NULL;
+    rec.op = q->op;
+    rec.model = q->asked->name;
+    rec.deployment = q->tried ? q->t->deps[q->dep].label : NULL;
+    rec.status = q->status ? q->status : 499;
+    rec.total_ns = uv_hrtime() - q->t0_ns;
+    rec.upstream_ns = q->upstream_ns;
+    rec.used = q->used;
+    rec.stream = q->stream;
+    sky__gw_record(q->g, &rec);
+}
+
+/* The request's end, once: recorded, what it used settled, then freed. */
 static void request_free(gw_request *q)
 {
     sky_gateway *g = q->g;
     sky__gw_cache_forget(q);
+    if (!g->closing)
+        record(q);
     settle(q);
+    sky__gw_table_unref(q->t);
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -139,14 +160,25 @@ static const char *body_model_for(const gw_request *q, const gw_deployment *d)
     return want;
 }
 
+/* The upstream call's headers: JSON, and the request's id for the upstream's logs. */
+static sky_headers *call_headers(const gw_request *q)
+{
+    sky_headers *h = sky_headers_new();
+    if (h == NULL || sky_headers_add_all(h, q->g->json_headers) < 0 ||
+        sky_headers_add(h, SKY_SPAN_LIT("x-request-id"), sky_span_cstr(q->request_id)) < 0) {
+        sky_headers_free(h);
+        return NULL;
+    }
+    return h;
+}
+
 static int start_on(gw_request *q, size_t dep, sky_error *err)
 {
-    gw_deployment *d = &q->g->deps[dep];
+    gw_deployment *d = &q->t->deps[dep];
     sky_call_options o;
     sky_call_options_init(&o);
     o.method = "POST";
     o.url = d->url[q->op];
-    o.headers = q->g->json_headers;
     o.body = q->body;
     o.est_tokens = q->est_tokens;
     o.require_json = !q->stream; /* a garbled answer is worth another deployment */
@@ -158,16 +190,20 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     }
     char *rewritten = NULL;
     const char *model = body_model_for(q, d);
-    if (model) {
-        size_t len = 0;
-        rewritten = sky__gw_body_set_model(q->body, model, &len);
-        if (rewritten == NULL)
-            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    size_t len = 0;
+    if (model && (rewritten = sky__gw_body_set_model(q->body, model, &len)) != NULL)
         o.body = sky_span_make(rewritten, len);
-    }
+    sky_headers *h = call_headers(q);
+    int rc = SKY_ENOMEM;
+    o.headers = h;
     q->dep = dep;
-    int rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body */
+    q->call_t0_ns = uv_hrtime();
+    if (h && (model == NULL || rewritten))
+        rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
+    else
+        sky_error_set(err, rc, "out of memory");
     free(rewritten);
+    sky_headers_free(h);
     return rc;
 }
 
@@ -178,7 +214,7 @@ static int next_model(gw_request *q)
     const gw_model *a = q->asked;
     if (q->fell >= a->n_fallbacks)
         return -1;
-    const gw_model *m = &q->g->models[a->fallbacks[q->fell++]];
+    const gw_model *m = &q->t->models[a->fallbacks[q->fell++]];
     SKY_INFO("gateway", "%s: no deployment could answer, falling back to %s", q->model->name,
              m->name);
     q->model = m;
@@ -191,7 +227,7 @@ static int next_model(gw_request *q)
 static int start_next(gw_request *q)
 {
     for (;;) {
-        int i = sky__gw_pick(q->g, q->model, q->tried);
+        int i = sky__gw_pick(q->g, q->t, q->model, q->tried);
         if (i < 0 && next_model(q) == 0)
             continue;
         if (i < 0)
@@ -201,7 +237,7 @@ static int start_next(gw_request *q)
         sky_error_clear(&err);
         if (start_on(q, q->model->deps[i], &err) == 0)
             return 0;
-        SKY_WARN("gateway", "%s: cannot start: %s", q->g->deps[q->model->deps[i]].label,
+        SKY_WARN("gateway", "%s: cannot start: %s", q->t->deps[q->model->deps[i]].label,
                  sky_err_name(err.code));
     }
 }
@@ -238,7 +274,7 @@ static int holds(sky_span hay, const char *needle)
  * hold the deployment's key: an upstream may quote a key back. */
 static int pass_on(gw_request *q, const sky_call_result *res)
 {
-    const char *key = q->g->deps[q->dep].ep.api_key;
+    const char *key = q->t->deps[q->dep].ep.api_key;
     if (res->status < 400 || res->status >= 500 || worth_another(res->status, NULL))
         return 0;
     if (key && holds(res->body, key))
@@ -297,6 +333,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     gw_request *q = ud;
     (void)call;
     q->call = NULL;
+    q->upstream_ns += uv_hrtime() - q->call_t0_ns;
     if (q->sr == NULL) {
         request_free(q);
         return;
@@ -311,7 +348,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         return;
     }
     if (worth_another(res->status, err)) {
-        SKY_INFO("gateway", "%s: %s (HTTP %d), trying another deployment", q->g->deps[q->dep].label,
+        SKY_INFO("gateway", "%s: %s (HTTP %d), trying another deployment", q->t->deps[q->dep].label,
                  sky_err_name(err->code), res->status);
         if (start_next(q) == 0)
             return;
@@ -334,6 +371,9 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     q->stream = op != GW_OP_EMBEDDINGS && b->stream;
     q->body_model = b->has_model && strcmp(b->model, m->name) == 0 ? m->name : NULL;
     q->body = sky_server_req_body(r);
+    q->t = sky__gw_table_ref(a->t);
+    q->t0_ns = a->t0_ns;
+    memcpy(q->request_id, a->request_id, sizeof(q->request_id));
     q->est_tokens = a->est_tokens;
     q->key = a->key;
     q->rl = a->rl;

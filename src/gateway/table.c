@@ -1,0 +1,313 @@
+/*
+ * A gateway's routing table: its deployments (an endpoint, a pipeline and URLs each), its
+ * models with their fallbacks, its clients' keys. Built whole from the options, never
+ * changed after; a reload builds another and swaps it in. Each request holds the table it
+ * began with, so a reload drops nothing: the old table goes with its last request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "skyio/log.h"
+#include "internal.h"
+
+#define GW_MAX_DEPLOYMENTS_PER_MODEL 64
+
+static const char *const op_paths[GW_OP_COUNT] = {
+    [GW_OP_CHAT] = "/v1/chat/completions",
+    [GW_OP_EMBEDDINGS] = "/v1/embeddings",
+    [GW_OP_RESPONSES] = "/v1/responses",
+    [GW_OP_COMPLETIONS] = "/v1/completions",
+};
+
+const char *sky__gw_op_path(gw_op op)
+{
+    return op_paths[op];
+}
+
+/* ---- deployments ---- */
+
+static int dep_urls(gw_deployment *d, const char *url_model, sky_error *err)
+{
+    for (int op = 0; op < GW_OP_COUNT; op++) {
+        sky_buf b;
+        sky_buf_init(&b, 8192);
+        int rc = sky_ai_url(&d->ep, op_paths[op], url_model, &b);
+        if (rc < 0) {
+            sky_buf_free(&b);
+            return sky_error_set(err, rc, "%s: cannot make its %s URL", d->label, op_paths[op]);
+        }
+        d->url[op] = sky_buf_detach(&b, NULL);
+        if (d->url[op] == NULL)
+            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/*
+ * The deployment's own pipeline: its limits and breaker learn from it alone. No retry in
+ * it: a failure goes back to the gateway, which tries another deployment at once rather
+ * than wait on one that is throttled or down; an open breaker refuses at once for the same
+ * reason.
+ */
+static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_deployment *in,
+                        long timeout_ms, sky_error *err)
+{
+    sky_pipeline_options po;
+    sky_ai_pipeline_options_init(&po);
+    po.retry.max_retries = 0;
+    po.breaker_fail_fast = 1;
+    po.attempt_timeout_ms = timeout_ms;
+    po.auth = sky_ai_pipeline_auth;
+    po.auth_user_data = &d->ep;
+    po.rate.rpm = in->rpm;
+    po.rate.tpm = in->tpm;
+    int rc = sky_pipeline_new(g->loop, g->http, &po, &d->pipe);
+    return rc < 0 ? sky_error_set(err, rc, "%s: cannot make its pipeline", d->label) : 0;
+}
+
+static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deployment *in, size_t nth,
+                     long timeout_ms, sky_error *err)
+{
+    char label[320];
+    if (in->model == NULL || in->model[0] == '\0' || in->base_url == NULL || in->weight < 0)
+        return sky_error_set(err, SKY_EINVAL,
+                             "deployment %zu: a model, a base_url and a weight of 0 or more", nth);
+    snprintf(label, sizeof(label), "%.255s#%zu", in->model, nth);
+    d->label = strdup(label);
+    d->model = strdup(in->model);
+    int azure = in->kind == SKY_GATEWAY_AZURE;
+    int renamed = in->deployment && (azure || strcmp(in->deployment, in->model) != 0);
+    if (renamed)
+        d->upstream = strdup(in->deployment);
+    d->azure = azure;
+    d->weight = in->weight;
+    if (d->label == NULL || d->model == NULL || (renamed && !d->upstream))
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    if (sky_ai_endpoint_set(&d->ep, azure ? SKY_AI_AZURE : SKY_AI_OPENAI, in->base_url, in->api_key,
+                            in->api_version) < 0)
+        return sky_error_set(err, SKY_EINVAL, "%s: bad endpoint", d->label);
+    int rc = dep_urls(d, in->deployment ? in->deployment : in->model, err);
+    return rc < 0 ? rc : dep_pipeline(g, d, in, timeout_ms, err);
+}
+
+static void dep_free(gw_deployment *d)
+{
+    sky_ai_endpoint_free(&d->ep); /* wipes the key */
+    for (int op = 0; op < GW_OP_COUNT; op++)
+        free(d->url[op]);
+    free(d->model);
+    free(d->upstream);
+    free(d->label);
+}
+
+/* ---- models: the deployments grouped by the name clients use ---- */
+
+static gw_model *model_for(gw_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_models; i++)
+        if (strcmp(t->models[i].name, name) == 0)
+            return &t->models[i];
+    gw_model *m = &t->models[t->n_models];
+    m->deps = calloc(t->n_deps, sizeof(*m->deps));
+    if (m->deps == NULL)
+        return NULL;
+    m->name = name;
+    t->n_models++;
+    return m;
+}
+
+static int group_models(gw_table *t, sky_error *err)
+{
+    t->models = calloc(t->n_deps, sizeof(*t->models));
+    if (t->models == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n_deps; i++) {
+        gw_model *m = model_for(t, t->deps[i].model);
+        if (m == NULL)
+            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+        if (m->n_deps == GW_MAX_DEPLOYMENTS_PER_MODEL)
+            return sky_error_set(err, SKY_EINVAL, "model %s: more than %d deployments", m->name,
+                                 GW_MAX_DEPLOYMENTS_PER_MODEL);
+        m->deps[m->n_deps++] = i;
+    }
+    return 0;
+}
+
+static gw_model *model_named(gw_table *t, const char *name)
+{
+    const gw_model *m = sky__gw_model_find(t, sky_span_cstr(name));
+    return m ? &t->models[m - t->models] : NULL;
+}
+
+static int add_fallbacks(gw_table *t, const sky_gateway_fallback *f, sky_error *err)
+{
+    gw_model *m = model_named(t, f->model ? f->model : "");
+    if (m == NULL)
+        return sky_error_set(err, SKY_EINVAL, "fallbacks: no model %s", f->model);
+    if (m->n_fallbacks > 0)
+        return sky_error_set(err, SKY_EINVAL, "fallbacks: model %s twice", m->name);
+    m->fallbacks = calloc(f->n_to + 1, sizeof(*m->fallbacks));
+    if (m->fallbacks == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n_to; i++) {
+        gw_model *to = model_named(t, f->to[i] ? f->to[i] : "");
+        if (to == NULL || to == m)
+            return sky_error_set(err, SKY_EINVAL, "fallbacks of %s: %s is not another model",
+                                 m->name, f->to[i] ? f->to[i] : "(null)");
+        m->fallbacks[m->n_fallbacks++] = (size_t)(to - t->models);
+    }
+    return 0;
+}
+
+static int setup_fallbacks(gw_table *t, const sky_gateway_options *o, sky_error *err)
+{
+    for (size_t i = 0; i < o->n_fallbacks; i++) {
+        int rc = add_fallbacks(t, &o->fallbacks[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- clients' keys ---- */
+
+static int key_copy(gw_key *k, const sky_gateway_client_key *in, uint64_t now_ms)
+{
+    sky__gw_budget_init(&k->budget, in->rpm, in->tpm, now_ms);
+    k->name = strdup(in->name ? in->name : "");
+    memcpy(k->sha256, in->sha256, sizeof(k->sha256));
+    k->models = in->n_models ? calloc(in->n_models, sizeof(*k->models)) : NULL;
+    if (k->name == NULL || (in->n_models && k->models == NULL))
+        return SKY_ENOMEM;
+    for (size_t i = 0; i < in->n_models; i++) {
+        if ((k->models[i] = strdup(in->models[i])) == NULL)
+            return SKY_ENOMEM;
+        k->n_models++;
+    }
+    return 0;
+}
+
+static void keys_free(gw_table *t)
+{
+    for (size_t i = 0; i < t->n_keys; i++) {
+        for (size_t j = 0; j < t->keys[i].n_models; j++)
+            free(t->keys[i].models[j]);
+        free(t->keys[i].models);
+        free(t->keys[i].name);
+    }
+    free(t->keys);
+}
+
+/* A key of the table before a reload, of the same name and budget, passes its budget's
+ * state on: a reload is no way around a budget. */
+static void key_budget_from(gw_key *k, const gw_table *old)
+{
+    for (size_t i = 0; old && i < old->n_keys; i++) {
+        const gw_budget *b = &old->keys[i].budget;
+        if (strcmp(old->keys[i].name, k->name) == 0 && b->rpm == k->budget.rpm &&
+            b->tpm == k->budget.tpm) {
+            k->budget = *b;
+            return;
+        }
+    }
+}
+
+static int setup_keys(sky_gateway *g, gw_table *t, const sky_gateway_options *o, sky_error *err)
+{
+    t->keys = o->n_keys ? calloc(o->n_keys, sizeof(*t->keys)) : NULL;
+    if (o->n_keys && t->keys == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < o->n_keys; i++) {
+        t->n_keys++;
+        if (key_copy(&t->keys[i], &o->keys[i], uv_now(g->loop)) < 0)
+            return sky_error_set(err, SKY_ENOMEM, "out of memory");
+        key_budget_from(&t->keys[i], g->table);
+    }
+    return 0;
+}
+
+/* ---- the table ---- */
+
+static int setup_upstreams(sky_gateway *g, gw_table *t, const sky_gateway_options *o,
+                           sky_error *err)
+{
+    t->deps = calloc(o->n_deployments, sizeof(*t->deps));
+    if (t->deps == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < o->n_deployments; i++) {
+        t->n_deps++;
+        int rc = dep_setup(g, &t->deps[i], &o->deployments[i], i, o->upstream_timeout_ms, err);
+        if (rc < 0)
+            return rc;
+    }
+    return group_models(t, err);
+}
+
+int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **out, sky_error *err)
+{
+    if (o == NULL || o->n_deployments == 0)
+        return sky_error_set(err, SKY_EINVAL, "the gateway needs at least one deployment");
+    gw_table *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    t->g = g;
+    t->refs = 1;
+    t->next = g->tables;
+    if (g->tables)
+        g->tables->prev = t;
+    g->tables = t;
+    int rc = setup_upstreams(g, t, o, err);
+    rc = rc < 0 ? rc : setup_fallbacks(t, o, err);
+    rc = rc < 0 ? rc : setup_keys(g, t, o, err);
+    if (rc < 0) {
+        sky__gw_table_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void sky__gw_table_close(gw_table *t)
+{
+    for (size_t i = 0; i < t->n_deps; i++) {
+        sky_pipeline_free(t->deps[i].pipe);
+        t->deps[i].pipe = NULL;
+    }
+}
+
+void sky__gw_table_free(gw_table *t)
+{
+    if (t == NULL)
+        return;
+    sky_gateway *g = t->g;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        g->tables = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    sky__gw_table_close(t);
+    for (size_t i = 0; i < t->n_deps; i++)
+        dep_free(&t->deps[i]);
+    for (size_t i = 0; i < t->n_models; i++) {
+        free(t->models[i].deps);
+        free(t->models[i].fallbacks);
+    }
+    free(t->models);
+    free(t->deps);
+    keys_free(t);
+    free(t);
+}
+
+gw_table *sky__gw_table_ref(gw_table *t)
+{
+    t->refs++;
+    return t;
+}
+
+void sky__gw_table_unref(gw_table *t)
+{
+    /* while the gateway closes, it frees every table itself */
+    if (--t->refs == 0 && !t->g->closing)
+        sky__gw_table_free(t);
+}
