@@ -124,9 +124,13 @@ static void run_batch(sky__sqlite *q, sky__sqlite_job *list)
             run_job(q, j);
         return;
     }
+    /* A batch of reads only (cache lookups) takes no write lock. */
+    int writes = 0;
+    for (sky__sqlite_job *j = list; j; j = j->next)
+        writes |= j->writes;
     sky_error why;
     sky_error_clear(&why);
-    int rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = sqlite3_exec(q->db, writes ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         sky__sqlite_fail(q, &why, rc, "starting a transaction");
         fail_batch(list, &why);
