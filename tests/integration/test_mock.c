@@ -1737,7 +1737,9 @@ static void test_help_lists_knobs(void **state)
                                         "--port-file",
                                         "--reply-median-tokens",
                                         "openid-configuration",
-                                        "known gaps:"};
+                                        "instanceView",
+                                        "\"auto\"",
+                                        "known gaps (docs/mock.md):"};
     char cmd[512], text[32768];
     (void)state;
     snprintf(cmd, sizeof(cmd), "%s mock --help", SKY_TEST_BIN);
