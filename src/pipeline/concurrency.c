@@ -2,8 +2,9 @@
  * Concurrency limiters: FIXED, AIMD and a latency-gradient limiter.
  *
  * The gradient limiter follows Netflix concurrency-limits' Gradient2: RTT
- * samples are gathered into windows; each window's mean is the short-term
- * RTT, a slow exponential average of those means is the long-term RTT, and
+ * samples are gathered into windows; each window's lower quartile is the
+ * short-term RTT (see window_short_rtt), a slow exponential average of those
+ * is the long-term RTT, and
  *
  *     gradient  = clamp(long / short, 0.5, 1.0)
  *     new_limit = limit * gradient + sqrt(limit)
@@ -25,6 +26,9 @@
 #include "skyio/concurrency.h"
 #include "skyio/error.h"
 
+/* RTTs kept per gradient window (a reservoir sample beyond that) for its quantile. */
+#define WINDOW_SAMPLES_MAX 256
+
 struct sky_limiter {
     sky_limiter_options opts;
     const sky_clock *clock;
@@ -39,6 +43,9 @@ struct sky_limiter {
     int window_count;
     int window_peak; /* most slots taken at once during the window */
     double window_rtt_sum;
+    double window_samples[WINDOW_SAMPLES_MAX]; /* GRADIENT: the window's RTTs, or a sample */
+    int window_nsamples;
+    uint64_t window_seen, rng;
     uint64_t window_start_ms;
 
     /* GRADIENT */
@@ -51,9 +58,11 @@ struct sky_limiter {
     int probe_count;
     double probe_rtt_sum;
     uint64_t last_probe_ms;
-    int slow;             /* in slow start */
-    uint64_t slow_end_us; /* when it ended: samples of requests sent before are stale */
-    double slow_min_rtt;  /* the lowest round mean of the slow start */
+    int slow;              /* in slow start */
+    uint64_t slow_end_us;  /* when it ended: samples of requests sent before are stale */
+    double slow_min_rtt;   /* the lowest round mean of the slow start */
+    double slow_best_rate; /* completions per microsecond of the round that last grew it */
+    int slow_stalls;       /* rounds since the rate last grew by SLOW_RATE_GROWTH */
 
     uint64_t acquired, rejected, drops, decreases, unmatched_releases;
 };
@@ -112,6 +121,8 @@ static void window_reset(sky_limiter *lim)
     lim->window_count = 0;
     lim->window_peak = lim->in_flight;
     lim->window_rtt_sum = 0.0;
+    lim->window_nsamples = 0;
+    lim->window_seen = 0;
     lim->window_start_ms = now_ms(lim);
 }
 
@@ -273,9 +284,46 @@ static void gradient_update_long(sky_limiter *lim, double short_rtt)
         lim->long_rtt *= 0.95;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Keep @p rtt in the window's sample: all of them up to WINDOW_SAMPLES_MAX, then each
+ * with an equal chance (reservoir sampling). */
+static void window_keep(sky_limiter *lim, double rtt)
+{
+    uint64_t seen = lim->window_seen++;
+    if (lim->window_nsamples < WINDOW_SAMPLES_MAX) {
+        lim->window_samples[lim->window_nsamples++] = rtt;
+        return;
+    }
+    lim->rng = lim->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    uint64_t j = (lim->rng >> 11) % (seen + 1);
+    if (j < WINDOW_SAMPLES_MAX)
+        lim->window_samples[j] = rtt;
+}
+
+/*
+ * The window's short-term RTT: its lower quartile, not its mean. An LLM's replies take
+ * longer the longer they are, and within requests sent together the short ones end first:
+ * after the limit drops, the windows that follow hold mostly long replies and their mean
+ * rises with no queue at all, which would cut the limit again (and again). A queue delays
+ * every request, the quick ones too, so the lower quartile still sees it.
+ */
+static double window_short_rtt(sky_limiter *lim)
+{
+    int n = lim->window_nsamples;
+    if (n == 0)
+        return lim->window_rtt_sum / lim->window_count;
+    qsort(lim->window_samples, (size_t)n, sizeof(double), cmp_double);
+    return lim->window_samples[(n + 1) / 4]; /* the quartile, rounded: (n - 1) / 4 + 1/2 */
+}
+
 static void gradient_close_window(sky_limiter *lim)
 {
-    double short_rtt = lim->window_rtt_sum / lim->window_count;
+    double short_rtt = window_short_rtt(lim);
     lim->short_rtt = short_rtt;
     gradient_update_long(lim, short_rtt);
     if (!window_app_limited(lim) && short_rtt > 0.0) {
@@ -334,11 +382,17 @@ static void slow_exit(sky_limiter *lim, double round_rtt, double round_per_us)
 
 /* Latency a round may add over the quietest one before a queue is taken to have formed. */
 #define SLOW_EXIT_RATIO 1.5
+/* A round whose delivery rate is not this much over the best before it has stalled. */
+#define SLOW_RATE_GROWTH 1.25
 
 /*
- * Slow start: more slots per success while the limit binds (see SLOW_GROWTH); every
- * quarter of a limit's worth of samples closes a round, whose mean RTT is compared with
- * the quietest round so far.
+ * Slow start: more slots per success while the limit binds (see SLOW_GROWTH); a round
+ * closes after a quarter of a limit's worth of samples and at least one round trip (the
+ * quietest round's), so its rate is not one cohort's burst of replies. It ends at the
+ * knee: when a round's mean RTT is SLOW_EXIT_RATIO over the quietest AND its rate stopped
+ * growing (BBR's full pipe). Latency alone misleads when replies vary in length: within
+ * requests sent together the short ones end first, so later rounds look slower with no
+ * queue at all, while the rate still grows with the limit.
  */
 static void slow_on_success(sky_limiter *lim, uint64_t rtt_us)
 {
@@ -352,17 +406,23 @@ static void slow_on_success(sky_limiter *lim, uint64_t rtt_us)
         clamp_estimate(lim);
     }
     int round = (int)(lim->estimate / 4);
+    uint64_t took_us = now_us(lim) - lim->window_start_ms * 1000u;
     if (lim->window_count <
-        (round > lim->opts.window_min_samples ? round : lim->opts.window_min_samples))
+            (round > lim->opts.window_min_samples ? round : lim->opts.window_min_samples) ||
+        (double)took_us < lim->slow_min_rtt)
         return;
     double mean = lim->window_rtt_sum / lim->window_count;
-    uint64_t took_us = now_us(lim) - lim->window_start_ms * 1000u;
     double per_us = took_us > 0 ? (double)lim->window_count / (double)took_us : 0.0;
     lim->short_rtt = mean;
     window_reset(lim);
+    if (per_us >= SLOW_RATE_GROWTH * lim->slow_best_rate) {
+        lim->slow_best_rate = per_us;
+        lim->slow_stalls = 0;
+    } else
+        lim->slow_stalls++;
     if (lim->slow_min_rtt <= 0.0 || mean < lim->slow_min_rtt)
         lim->slow_min_rtt = mean;
-    else if (mean > SLOW_EXIT_RATIO * lim->slow_min_rtt)
+    else if (mean > SLOW_EXIT_RATIO * lim->slow_min_rtt && lim->slow_stalls > 0)
         slow_exit(lim, mean, per_us);
     if (lim->slow && lim->estimate >= lim->opts.max)
         slow_exit(lim, 0.0, 0.0); /* at the cap: nothing more to find */
@@ -384,6 +444,7 @@ static void gradient_on_success(sky_limiter *lim, uint64_t rtt_us)
         return;
     lim->window_rtt_sum += (double)rtt_us;
     lim->window_count++;
+    window_keep(lim, (double)rtt_us);
     if (lim->window_count >= lim->opts.window_min_samples &&
         now_ms(lim) - lim->window_start_ms >= lim->opts.window_min_ms)
         gradient_close_window(lim);
