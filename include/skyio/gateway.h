@@ -125,6 +125,10 @@ typedef struct sky_gateway_options {
     /** A JSON line per model call appended to this file ("-": stderr); NULL: none.
      *  Borrowed for sky_gateway_new. */
     const char *access_log;
+    /** PEM certificate chain and key: HTTPS, with HTTP/2 offered through ALPN (HTTP/1.1
+     *  too). NULL (both): plain HTTP/1.1. Borrowed for sky_gateway_new. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
 } sky_gateway_options;
 
 /** Every default. */

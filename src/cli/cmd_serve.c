@@ -58,6 +58,9 @@ static const char usage[] =
     "  --max-body BYTES          larger request bodies get 413 (default 16 MiB; \"max_body\")\n"
     "  --upstream-timeout-ms MS  one upstream attempt, a whole stream included (default\n"
     "                            300000; \"upstream_timeout_ms\")\n"
+    "  --tls-cert FILE           PEM certificate chain: HTTPS, HTTP/2 offered by ALPN and\n"
+    "                            HTTP/1.1 too (\"tls_cert\"; default plain HTTP/1.1)\n"
+    "  --tls-key FILE            its PEM private key (\"tls_key\")\n"
     "  --access-log FILE         a JSON line per model call appended to FILE (\"-\": stderr):\n"
     "                            request_id, key (its name, never the key), route, model,\n"
     "                            deployment, status, latency_ms, added_ms, stream, tokens\n"
@@ -176,6 +179,8 @@ static int load_config(serve_run *run)
     o->upstream_timeout_ms =
         (long)sky_json_int(run->doc, "upstream_timeout_ms", o->upstream_timeout_ms);
     o->access_log = sky_json_str(run->doc, "access_log", o->access_log);
+    o->tls_cert_file = sky_json_str(run->doc, "tls_cert", o->tls_cert_file);
+    o->tls_key_file = sky_json_str(run->doc, "tls_key", o->tls_key_file);
     return 0;
 }
 
@@ -190,6 +195,10 @@ static int set_flag(serve_run *run, const char *flag, const char *v)
         run->port_file = v;
     else if (strcmp(flag, "--access-log") == 0)
         o->access_log = v;
+    else if (strcmp(flag, "--tls-cert") == 0)
+        o->tls_cert_file = v;
+    else if (strcmp(flag, "--tls-key") == 0)
+        o->tls_key_file = v;
     else if (strcmp(flag, "--port") == 0) {
         if (sky_cli_number_opt("serve", flag, v, 0, &n) < 0 || n > 65535)
             return -1;
@@ -239,6 +248,10 @@ static int parse_args(serve_run *run, int argc, char **argv)
         }
         if (set_flag(run, argv[i], argv[i + 1]) < 0)
             return -1;
+    }
+    if (!run->opts.tls_cert_file != !run->opts.tls_key_file) {
+        fprintf(stderr, "skyio serve: --tls-cert and --tls-key go together\n");
+        return -1;
     }
     return 0;
 }
@@ -372,7 +385,8 @@ static int start(serve_run *run)
     int port = sky_gateway_port(run->gw);
     if (run->port_file && write_port_file(run->port_file, port) < 0)
         fprintf(stderr, "skyio serve: cannot write %s\n", run->port_file);
-    printf("listening http://%s:%d\n", run->opts.host, port);
+    printf("listening %s://%s:%d\n", run->opts.tls_cert_file ? "https" : "http", run->opts.host,
+           port);
     fflush(stdout);
     return 0;
 }

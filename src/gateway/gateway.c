@@ -63,6 +63,8 @@ static int setup_server(sky_gateway *g, const sky_gateway_options *o, sky_error 
     sky_server_options_init(&so);
     so.host = o->host ? o->host : "127.0.0.1";
     so.port = o->port;
+    so.tls_cert_file = o->tls_cert_file;
+    so.tls_key_file = o->tls_key_file;
     /* h2o refuses bodies over its limit itself, in plain text; up to twice --max-body the
      * gateway reads them and answers 413 in OpenAI's JSON */
     so.max_request_body = g->max_body <= SIZE_MAX / 2 ? g->max_body * 2 : g->max_body;

@@ -698,6 +698,13 @@ static void test_bad_input(void **state)
     call("POST", "/v1/chat/completions", chat_body, LIMITED_KEY, &r);
     expect_error(&r, 403, "invalid_request_error", "model_not_allowed");
     sky_test_result_free(&r);
+    /* the canary in the metrics and the readiness too: call() looks at every reply */
+    call("GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, CLIENT_KEY));
+    sky_test_result_free(&r);
+    call("GET", "/readyz", NULL, NULL, &r);
+    sky_test_result_free(&r);
 }
 
 static void test_body_too_large(void **state)

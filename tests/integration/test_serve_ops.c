@@ -347,6 +347,74 @@ static void test_readyz_when_a_model_is_down(void **state)
     sky_test_result_free(&r);
 }
 
+/* ---- TLS and HTTP/2 ---- */
+
+static pid_t spawn_tls_serve(const char *certs, const char *port_file)
+{
+    char cert[512], key[512];
+    snprintf(cert, sizeof(cert), "%s/server.pem", certs);
+    snprintf(key, sizeof(key), "%s/server.key", certs);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
+        redirect("tls-stderr.log", 2);
+        redirect("tls-stdout.log", 1);
+        setenv("UPK", UPSTREAM_KEY, 1);
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", env.config, "--port", "0",
+              "--port-file", port_file, "--tls-cert", cert, "--tls-key", key, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* HTTPS with HTTP/2 by ALPN: a plain and a streamed call, each on h2 */
+static void test_tls_and_http2(void **state)
+{
+    (void)state;
+    char certs[256], port_file[512], ca[512], url[256];
+    sky_test_tmpdir(certs, sizeof(certs));
+    assert_int_equal(sky_test_make_certs(certs), 0);
+    snprintf(port_file, sizeof(port_file), "%s/port", certs);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    pid_t pid = spawn_tls_serve(certs, port_file);
+    int port = 0;
+    for (int i = 0; i < 1000 && port == 0; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        port = sky_test_read_port(port_file);
+    }
+    assert_true(port > 0);
+    sky_http_client_options co;
+    sky_http_client *client;
+    sky_http_client_options_init(&co);
+    co.ca_file = ca;
+    assert_int_equal(sky_http_client_new(env.loop, &co, &client), 0);
+    const char *headers[] = {"Authorization: Bearer " CLIENT_KEY, NULL};
+    sky_test_result r;
+    snprintf(url, sizeof(url), "https://localhost:%d/v1/chat/completions", port);
+    sky_test_request(env.loop, client, "POST", url, chat_body, headers, 20000, &r);
+    assert_int_equal(r.err_code, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http_version, 2);
+    assert_non_null(strstr(r.body, "chat.completion"));
+    sky_test_result_free(&r);
+    sky_test_request(env.loop, client, "POST", url,
+                     "{\"model\":\"slow\",\"stream\":true,\"max_tokens\":5,"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                     headers, 20000, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http_version, 2);
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    sky_test_result_free(&r);
+    sky_http_client_free(client);
+    int status = sky_test_stop_child(pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_false(file_holds("tls-stderr.log", UPSTREAM_KEY));
+    assert_true(file_holds("tls-stdout.log", "listening https://"));
+    sky_test_rmdir(certs);
+}
+
 /* ---- reloads under load ---- */
 
 typedef struct load {
@@ -476,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_request_id_and_access_log),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_readyz_when_a_model_is_down),
+        cmocka_unit_test(test_tls_and_http2),
         cmocka_unit_test(test_reload_under_load_loses_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
