@@ -7,8 +7,7 @@
 #include "skyio/skyio.h"
 #include "skyio/gateway.h"
 #include "cli.h"
-#include "gateway/cache.h"
-#include "store/store.h"
+#include "serve_stores.h"
 
 static const char usage[] =
     "usage: skyio serve --config FILE [options]\n"
@@ -69,18 +68,6 @@ static const char usage[] =
     "                            10000)\n"
     "\n";
 
-/* The response cache's part of --help. */
-static const char usage_cache[] =
-    "cache (answers kept and served again):\n"
-    "  --cache URL               a store for the response cache: redis://HOST:PORT/DB\n"
-    "                            or a SQLite file. A request asks for it with the\n"
-    "                            header x-skyio-cache: on (look up, keep on a miss),\n"
-    "                            refresh (go upstream, keep) or off (the default); the\n"
-    "                            answer says x-skyio-cache-status: hit|miss|refresh.\n"
-    "                            Whole 200 answers only; Redis away: served upstream.\n"
-    "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
-    "\n";
-
 /* The config's part of --help (a string literal has a size limit in C) */
 static const char usage_config[] =
     "config (JSON):\n"
@@ -139,9 +126,7 @@ typedef struct serve_run {
     const char *config_file;
     const char *port_file;
     long long grace_ms;
-    const char *cache_url;
-    long long cache_ttl_s;
-    sky__store *cache;
+    sky_cli_stores stores; /* --cache, --state, --postgres */
     int signals;
 } serve_run;
 
@@ -211,10 +196,8 @@ static int set_flag(serve_run *run, const char *flag, const char *v)
         if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0)
             return -1;
         o->upstream_timeout_ms = (long)n;
-    } else if (strcmp(flag, "--cache") == 0) {
-        run->cache_url = v;
-    } else if (strcmp(flag, "--cache-ttl-s") == 0) {
-        if (sky_cli_number_opt("serve", flag, v, 1, &run->cache_ttl_s) < 0)
+    } else if ((n = sky_cli_stores_flag(&run->stores, flag, v)) != 0) {
+        if (n < 0)
             return -1;
     } else if (strcmp(flag, "--grace-ms") == 0) {
         if (sky_cli_number_opt("serve", flag, v, 0, &run->grace_ms) < 0)
@@ -347,22 +330,6 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
-/* The cache's store, open before the first request; the gateway borrows it. */
-static int open_cache(serve_run *run)
-{
-    sky__store_options so;
-    sky__store_options_init(&so);
-    so.url = run->cache_url;
-    sky_error err;
-    sky_error_clear(&err);
-    if (sky__store_open_sync(sky_loop_uv(run->loop), &so, &run->cache, &err) < 0) {
-        fprintf(stderr, "skyio serve: cannot open the cache: %s\n", err.message);
-        return -1;
-    }
-    sky__gw_set_cache(run->gw, run->cache, (uint64_t)run->cache_ttl_s * 1000);
-    return 0;
-}
-
 static int start(serve_run *run)
 {
     sky_error err;
@@ -375,7 +342,7 @@ static int start(serve_run *run)
                 err.code ? err.message : "out of memory");
         return -1;
     }
-    if (run->cache_url && open_cache(run) < 0)
+    if (sky_cli_stores_open(&run->stores, sky_loop_uv(run->loop), run->gw) < 0)
         return -1;
     if (run->cfg.n_keys == 0 && !is_loopback(run->opts.host))
         fprintf(stderr,
@@ -398,11 +365,11 @@ int sky_cli_serve(int argc, char **argv)
     sky_gateway_options_init(&run.opts);
     run.opts.port = 8080;
     run.grace_ms = 10000;
-    run.cache_ttl_s = 3600;
+    sky_cli_stores_init(&run.stores);
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fprintf(stdout, "%s%s%s", usage, usage_cache, usage_config);
+        fprintf(stdout, "%s%s%s", usage, sky_cli_stores_usage, usage_config);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {
@@ -413,8 +380,7 @@ int sky_cli_serve(int argc, char **argv)
     if (run.hup_on)
         uv_close((uv_handle_t *)&run.hup, NULL); /* sky_loop_free runs the close */
     sky_gateway_free(run.gw);
-    if (run.cache) /* after the gateway, which borrows it */
-        sky__store_close_sync(sky_loop_uv(run.loop), run.cache);
+    sky_cli_stores_close(&run.stores, sky_loop_uv(run.loop)); /* after the gateway */
     sky_loop_free(run.loop);
     sky_gateway_config_free(&run.cfg);
     json_decref(run.doc);

@@ -17,148 +17,154 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#include "cache.h"
+#include "stores.h"
 #include "internal.h"
 #include "skyio/log.h"
 #include "store/store.h"
 
 struct gw_cache_lookup {
-  gw_request *q; /* NULL once the request ended: the answer is dropped */
+    gw_request *q; /* NULL once the request ended: the answer is dropped */
 };
 
-void sky__gw_set_cache(sky_gateway *g, sky__store *store, uint64_t ttl_ms) {
-  g->cache = store;
-  g->cache_ttl_ms = ttl_ms;
+void sky__gw_set_cache(sky_gateway *g, sky__store *store, uint64_t ttl_ms)
+{
+    g->cache = store;
+    g->cache_ttl_ms = ttl_ms;
 }
 
-static int header_is(sky_span v, const char *word) {
-  return v.len == strlen(word) && strncasecmp(v.ptr, word, v.len) == 0;
+static int header_is(sky_span v, const char *word)
+{
+    return v.len == strlen(word) && strncasecmp(v.ptr, word, v.len) == 0;
 }
 
-static int mode_of(const gw_request *q) {
-  sky_span v;
-  if (!q->g->cache || q->stream ||
-      !sky_server_req_header(q->sr, "x-skyio-cache", &v))
+static int mode_of(const gw_request *q)
+{
+    sky_span v;
+    if (!q->g->cache || q->stream || !sky_server_req_header(q->sr, "x-skyio-cache", &v))
+        return GW_CACHE_NONE;
+    if (header_is(v, "on"))
+        return GW_CACHE_USE;
+    if (header_is(v, "refresh"))
+        return GW_CACHE_REFRESH;
     return GW_CACHE_NONE;
-  if (header_is(v, "on"))
-    return GW_CACHE_USE;
-  if (header_is(v, "refresh"))
-    return GW_CACHE_REFRESH;
-  return GW_CACHE_NONE;
 }
 
-static void to_hex(const unsigned char *md, unsigned n, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (unsigned i = 0; i < n; i++) {
-    out[2 * i] = digits[md[i] >> 4];
-    out[2 * i + 1] = digits[md[i] & 15];
-  }
-  out[2 * n] = '\0';
+static void to_hex(const unsigned char *md, unsigned n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
 }
 
-static const char *op_name(gw_op op) {
-  switch (op) {
-  case GW_OP_CHAT:
-    return "chat";
-  case GW_OP_EMBEDDINGS:
-    return "embeddings";
-  case GW_OP_RESPONSES:
-    return "responses";
-  default:
-    return "completions";
-  }
+static const char *op_name(gw_op op)
+{
+    switch (op) {
+    case GW_OP_CHAT:
+        return "chat";
+    case GW_OP_EMBEDDINGS:
+        return "embeddings";
+    case GW_OP_RESPONSES:
+        return "responses";
+    default:
+        return "completions";
+    }
 }
 
-static int digest(const gw_request *q, const char *canon,
-                  char out[GW_CACHE_KEY_LEN + 1]) {
-  const char *path = op_name(q->op);
-  const char *model = q->asked->name;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-           EVP_DigestUpdate(ctx, path, strlen(path) + 1) == 1 &&
-           EVP_DigestUpdate(ctx, model, strlen(model) + 1) == 1 &&
-           EVP_DigestUpdate(ctx, canon, strlen(canon)) == 1 &&
-           EVP_DigestFinal_ex(ctx, md, &n) == 1 && n * 2 == GW_CACHE_KEY_LEN;
-  EVP_MD_CTX_free(ctx);
-  if (ok)
-    to_hex(md, n, out);
-  return ok ? 0 : -1;
+static int digest(const gw_request *q, const char *canon, char out[GW_CACHE_KEY_LEN + 1])
+{
+    const char *path = op_name(q->op);
+    const char *model = q->asked->name;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, path, strlen(path) + 1) == 1 &&
+             EVP_DigestUpdate(ctx, model, strlen(model) + 1) == 1 &&
+             EVP_DigestUpdate(ctx, canon, strlen(canon)) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, &n) == 1 && n * 2 == GW_CACHE_KEY_LEN;
+    EVP_MD_CTX_free(ctx);
+    if (ok)
+        to_hex(md, n, out);
+    return ok ? 0 : -1;
 }
 
-static int make_key(gw_request *q) {
-  json_t *doc = json_loadb(q->body.ptr, q->body.len, 0, NULL);
-  char *canon = NULL;
-  if (json_is_object(doc)) {
-    json_object_del(doc, "user");
-    canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
-  }
-  json_decref(doc);
-  int rc = canon ? digest(q, canon, q->cache_key) : -1;
-  free(canon);
-  return rc;
+static int make_key(gw_request *q)
+{
+    json_t *doc = json_loadb(q->body.ptr, q->body.len, 0, NULL);
+    char *canon = NULL;
+    if (json_is_object(doc)) {
+        json_object_del(doc, "user");
+        canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
+    }
+    json_decref(doc);
+    int rc = canon ? digest(q, canon, q->cache_key) : -1;
+    free(canon);
+    return rc;
 }
 
-static void answer_hit(gw_request *q, sky_span v) {
-  q->status = 200;
-  q->used = (gw_tokens){
-      0, 0, 0}; /* nothing upstream: the key's budget gets it back */
-  sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
-  sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
+static void answer_hit(gw_request *q, sky_span v)
+{
+    q->status = 200;
+    q->used = (gw_tokens){0, 0, 0}; /* nothing upstream: the key's budget gets it back */
+    sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
+    sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
 }
 
-static void on_lookup(const sky_error *err, sky_span value, void *ud) {
-  gw_cache_lookup *l = ud;
-  gw_request *q = l->q;
-  free(l);
-  if (q == NULL)
-    return;
-  q->lookup = NULL;
-  if (err->code == 0) {
-    answer_hit(q, value);
-    return;
-  }
-  if (err->code != SKY_ENOTFOUND)
-    SKY_DEBUG("gateway", "cache lookup failed (%s): going upstream",
-              sky_err_name(err->code));
-  sky__gw_proxy_miss(q);
-}
-
-int sky__gw_cache_begin(gw_request *q) {
-  q->cache_mode = mode_of(q);
-  if (q->cache_mode == GW_CACHE_NONE)
-    return 0;
-  if (make_key(q) < 0) {
-    q->cache_mode = GW_CACHE_NONE;
-    return 0;
-  }
-  if (q->cache_mode == GW_CACHE_REFRESH)
-    return 0;
-  gw_cache_lookup *l = calloc(1, sizeof(*l));
-  if (l == NULL)
-    return 0; /* no lookup: upstream, and the answer is kept */
-  l->q = q;
-  q->lookup = l;
-  sky__store_cache_get(q->g->cache, q->cache_key, on_lookup, l);
-  return 1;
-}
-
-void sky__gw_cache_answered(gw_request *q, const sky_call_result *res) {
-  if (q->cache_mode == GW_CACHE_NONE || q->sr == NULL)
-    return;
-  sky_server_add_header(q->sr, "x-skyio-cache-status",
-                        q->cache_mode == GW_CACHE_REFRESH
-                            ? SKY_SPAN_LIT("refresh")
-                            : SKY_SPAN_LIT("miss"));
-  if (res->status == 200)
-    sky__store_cache_put(q->g->cache, q->cache_key, res->body,
-                         q->g->cache_ttl_ms, NULL, NULL);
-}
-
-void sky__gw_cache_forget(gw_request *q) {
-  if (q->lookup) {
-    q->lookup->q = NULL;
+static void on_lookup(const sky_error *err, sky_span value, void *ud)
+{
+    gw_cache_lookup *l = ud;
+    gw_request *q = l->q;
+    free(l);
+    if (q == NULL)
+        return;
     q->lookup = NULL;
-  }
+    if (err->code == 0) {
+        answer_hit(q, value);
+        return;
+    }
+    if (err->code != SKY_ENOTFOUND)
+        SKY_DEBUG("gateway", "cache lookup failed (%s): going upstream", sky_err_name(err->code));
+    sky__gw_proxy_miss(q);
+}
+
+int sky__gw_cache_begin(gw_request *q)
+{
+    q->cache_mode = mode_of(q);
+    if (q->cache_mode == GW_CACHE_NONE)
+        return 0;
+    if (make_key(q) < 0) {
+        q->cache_mode = GW_CACHE_NONE;
+        return 0;
+    }
+    if (q->cache_mode == GW_CACHE_REFRESH)
+        return 0;
+    gw_cache_lookup *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return 0; /* no lookup: upstream, and the answer is kept */
+    l->q = q;
+    q->lookup = l;
+    sky__store_cache_get(q->g->cache, q->cache_key, on_lookup, l);
+    return 1;
+}
+
+void sky__gw_cache_answered(gw_request *q, const sky_call_result *res)
+{
+    if (q->cache_mode == GW_CACHE_NONE || q->sr == NULL)
+        return;
+    sky_server_add_header(q->sr, "x-skyio-cache-status",
+                          q->cache_mode == GW_CACHE_REFRESH ? SKY_SPAN_LIT("refresh")
+                                                            : SKY_SPAN_LIT("miss"));
+    if (res->status == 200)
+        sky__store_cache_put(q->g->cache, q->cache_key, res->body, q->g->cache_ttl_ms, NULL, NULL);
+}
+
+void sky__gw_cache_forget(gw_request *q)
+{
+    if (q->lookup) {
+        q->lookup->q = NULL;
+        q->lookup = NULL;
+    }
 }

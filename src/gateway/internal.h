@@ -115,6 +115,7 @@ struct sky_gateway {
     sky_gateway_shutdown_cb shutdown_cb;
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
     uint64_t cache_ttl_ms;
+    struct sky__store *usage; /* usage records (usage_store.c); NULL: none; not owned */
     void *shutdown_ud;
 };
 
@@ -307,7 +308,7 @@ void sky__gw_on_azure(sky_server_req *r, void *gateway);
  * body's "model". */
 void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model);
 
-/* ---- cache.c (sky__gw_set_cache: gateway/cache.h) ---- */
+/* ---- cache.c and usage_store.c (their setters: gateway/stores.h) ---- */
 /* Look the request up when it asks for the cache: 1 when the cache took it (it
  * answers, or calls sky__gw_proxy_miss), 0 to go upstream now. */
 int sky__gw_cache_begin(gw_request *q);
@@ -316,6 +317,8 @@ int sky__gw_cache_begin(gw_request *q);
 void sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
 /* The request ends: a lookup under way is dropped. */
 void sky__gw_cache_forget(gw_request *q);
+/* One model call's usage record, to the usage store (when there is one). */
+void sky__gw_usage_record(sky_gateway *g, const gw_record *r);
 /* proxy.c: the cache missed; on to the deployments. */
 void sky__gw_proxy_miss(gw_request *q);
 

@@ -10,6 +10,7 @@
 void sky__gw_record(sky_gateway *g, const gw_record *r)
 {
     sky__gw_metrics_count(g->metrics, r);
+    sky__gw_usage_record(g, r);
     if (g->access_log)
         sky__gw_access_log_write(g->access_log, r);
 }

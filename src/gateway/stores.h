@@ -1,7 +1,7 @@
-/* The gateway's response cache, as the `skyio serve` command sets it up (see
- * cache.c). */
-#ifndef SKY_GATEWAY_CACHE_H
-#define SKY_GATEWAY_CACHE_H
+/* The stores `skyio serve` gives the gateway: the response cache (cache.c) and the usage
+ * records (usage_store.c). Both are borrowed: close them after sky_gateway_free. */
+#ifndef SKY_GATEWAY_STORES_H
+#define SKY_GATEWAY_STORES_H
 
 #include <stdint.h>
 
@@ -10,11 +10,15 @@
 struct sky__store;
 
 /*
- * Answer requests that ask for it (x-skyio-cache: on|refresh) from @p store
- * (open, keeping a cache), keeping answers @p ttl_ms. The store is borrowed:
- * close it after sky_gateway_free. NULL turns the cache off.
+ * Answer requests that ask for it (x-skyio-cache: on|refresh) from @p store (open, keeping
+ * a cache), keeping answers @p ttl_ms. NULL turns the cache off.
  */
-void sky__gw_set_cache(sky_gateway *g, struct sky__store *store,
-                       uint64_t ttl_ms);
+void sky__gw_set_cache(sky_gateway *g, struct sky__store *store, uint64_t ttl_ms);
+
+/*
+ * Append one usage record per model call (time, key, model, deployment, status, tokens,
+ * latency) to @p store, which writes them in batches off the request path. NULL: none.
+ */
+void sky__gw_set_usage_store(sky_gateway *g, struct sky__store *store);
 
 #endif

@@ -97,9 +97,6 @@ void sky__store_usage_closed(sky__store *s, const sky_error *err);
 void sky__store_usage_free(sky__store *s);
 void sky__store_run_deferred(sky__store *s);
 
-/** Unix time in milliseconds (wall clock: records, expiries). */
-int64_t sky__store_now_ms(void);
-
 /** The path of a "sqlite:PATH" or plain-path URL (borrowed from @p url). */
 const char *sky__store_sqlite_path(const char *url);
 

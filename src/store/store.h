@@ -202,6 +202,9 @@ void sky__store_counter_add(sky__store *s, const char *name, int64_t delta, uint
 /** @p url with any password replaced by "***" (PostgreSQL / Redis URLs, key=value strings). */
 void sky__store_url_scrub(const char *url, char *out, size_t out_len);
 
+/** Unix time in milliseconds (wall clock: records, expiries). */
+int64_t sky__store_now_ms(void);
+
 /** "YYYY-MM-DD" of Unix milliseconds @p ms in UTC. */
 void sky__store_day(int64_t ms, char out[11]);
 

@@ -11,213 +11,348 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "harness_postgres.h"
 #include "harness_redis.h"
 #include "skyio/json.h"
 
 typedef struct serve {
-  pid_t pid;
-  int port;
-  char base[64];
+    pid_t pid;
+    int port;
+    char base[64];
 } serve;
 
 static struct {
-  sky_test_mock mock;
-  sky_test_redis redis;
-  int have_redis;
-  char dir[256];
-  serve on_sqlite, on_redis;
-  uv_loop_t *loop;
-  sky_http_client *client;
+    sky_test_mock mock;
+    sky_test_redis redis;
+    int have_redis;
+    char dir[256];
+    serve on_sqlite, on_redis;
+    uv_loop_t *loop;
+    sky_http_client *client;
 } env;
 
-static void write_config(const char *path) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
-          "\"%s/v1\"}],"
-          " \"text-embedding-3-small\": [{\"kind\": \"compatible\", "
-          "\"base_url\": \"%s/v1\"}]}}\n",
-          env.mock.base_url, env.mock.base_url);
-  fclose(f);
+static void write_config(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
+            "\"%s/v1\"}],"
+            " \"text-embedding-3-small\": [{\"kind\": \"compatible\", "
+            "\"base_url\": \"%s/v1\"}]}}\n",
+            env.mock.base_url, env.mock.base_url);
+    fclose(f);
 }
 
-static void start_serve(serve *s, const char *name, const char *cache) {
-  char config[512], port_file[512], log[512];
-  snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-  snprintf(port_file, sizeof(port_file), "%s/%s.port", env.dir, name);
-  snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    sky_test_die_with_parent(parent);
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-      close(fd);
+/* Start `skyio serve` with the config and @p args (NULL-terminated). */
+static void start_serve_args(serve *s, const char *name, const char *const *args)
+{
+    char config[512], port_file[512], log[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    snprintf(port_file, sizeof(port_file), "%s/%s.port", env.dir, name);
+    snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        const char *argv[32] = {SKY_TEST_BIN, "serve",       "--config", config,       "--port",
+                                "0",          "--port-file", port_file,  "--grace-ms", "1000"};
+        size_t n = 10;
+        for (size_t i = 0; args[i] && n < 31; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
     }
-    execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", config, "--port",
-          "0", "--port-file", port_file, "--grace-ms", "1000", "--cache", cache,
-          (char *)NULL);
-    _exit(127);
-  }
-  s->pid = pid;
-  for (int i = 0; i < 1000 && s->port == 0; i++) {
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-    s->port = sky_test_read_port(port_file);
-  }
-  if (s->port == 0)
-    fail_msg("skyio serve did not start; see %s", log);
-  snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+    s->pid = pid;
+    for (int i = 0; i < 1000 && s->port == 0; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        s->port = sky_test_read_port(port_file);
+    }
+    if (s->port == 0)
+        fail_msg("skyio serve did not start; see %s", log);
+    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
 }
 
-static int setup(void **state) {
-  (void)state;
-  sky_test_tmpdir(env.dir, sizeof(env.dir));
-  sky_test_mock_start(&env.mock, NULL);
-  char config[512], db[512];
-  snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-  write_config(config);
-  snprintf(db, sizeof(db), "%s/cache.db", env.dir);
-  start_serve(&env.on_sqlite, "sqlite", db);
-  env.have_redis = access("/usr/bin/redis-server", X_OK) == 0;
-  if (env.have_redis) {
-    sky_test_redis_start(&env.redis, NULL);
-    start_serve(&env.on_redis, "redis", env.redis.url);
-  }
-  env.loop = sky_test_loop_new();
-  assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
-  return 0;
+static void start_serve(serve *s, const char *name, const char *cache)
+{
+    const char *args[] = {"--cache", cache, NULL};
+    start_serve_args(s, name, args);
 }
 
-static int teardown(void **state) {
-  (void)state;
-  sky_http_client_free(env.client);
-  sky_test_loop_free(env.loop);
-  sky_test_stop_child(env.on_sqlite.pid);
-  if (env.have_redis) {
-    sky_test_stop_child(env.on_redis.pid);
-    sky_test_redis_free(&env.redis);
-  }
-  sky_test_mock_stop(&env.mock);
-  sky_test_rmdir(env.dir);
-  return 0;
+static int stop_serve(serve *s)
+{
+    int st = sky_test_stop_child(s->pid);
+    s->pid = 0;
+    return st;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    sky_test_tmpdir(env.dir, sizeof(env.dir));
+    sky_test_mock_start(&env.mock, NULL);
+    char config[512], db[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    write_config(config);
+    snprintf(db, sizeof(db), "%s/cache.db", env.dir);
+    start_serve(&env.on_sqlite, "sqlite", db);
+    env.have_redis = access("/usr/bin/redis-server", X_OK) == 0;
+    if (env.have_redis) {
+        sky_test_redis_start(&env.redis, NULL);
+        start_serve(&env.on_redis, "redis", env.redis.url);
+    }
+    env.loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sky_http_client_free(env.client);
+    sky_test_loop_free(env.loop);
+    sky_test_stop_child(env.on_sqlite.pid);
+    if (env.have_redis) {
+        sky_test_stop_child(env.on_redis.pid);
+        sky_test_redis_free(&env.redis);
+    }
+    sky_test_mock_stop(&env.mock);
+    sky_test_rmdir(env.dir);
+    return 0;
 }
 
 /* Answers the mock gave so far. */
-static int64_t upstream_calls(void) {
-  json_t *st = sky_test_mock_stats(&env.mock);
-  int64_t n = json_integer_value(sky_json_path(st, "responses.200"));
-  json_decref(st);
-  return n;
+static int64_t upstream_calls(void)
+{
+    json_t *st = sky_test_mock_stats(&env.mock);
+    int64_t n = json_integer_value(sky_json_path(st, "responses.200"));
+    json_decref(st);
+    return n;
 }
 
-static void post(const serve *s, const char *path, const char *body,
-                 const char *cache, sky_test_result *out) {
-  char url[256], header[64];
-  snprintf(url, sizeof(url), "%s%s", s->base, path);
-  snprintf(header, sizeof(header), "x-skyio-cache: %s", cache ? cache : "");
-  const char *headers[] = {cache ? header : NULL, NULL};
-  sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000,
-                   out);
-  assert_int_equal(out->err_code, 0);
-  assert_int_equal(out->status, 200);
+static void post(const serve *s, const char *path, const char *body, const char *cache,
+                 sky_test_result *out)
+{
+    char url[256], header[64];
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    snprintf(header, sizeof(header), "x-skyio-cache: %s", cache ? cache : "");
+    const char *headers[] = {cache ? header : NULL, NULL};
+    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, out);
+    assert_int_equal(out->err_code, 0);
+    assert_int_equal(out->status, 200);
 }
 
-static const char *cache_status(const sky_test_result *r) {
-  return json_string_value(json_object_get(r->headers, "x-skyio-cache-status"));
+static const char *cache_status(const sky_test_result *r)
+{
+    return json_string_value(json_object_get(r->headers, "x-skyio-cache-status"));
 }
 
-static void cache_contract(const serve *s, const char *topic) {
-  char a[256], b[256];
-  snprintf(a, sizeof(a),
-           "{\"model\":\"gpt-4o\",\"temperature\":0,"
-           "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
-           topic);
-  /* The same request, its keys in another order and spaced out. */
-  snprintf(b, sizeof(b),
-           "{ \"messages\": [ {\"content\": \"%s\", \"role\": \"user\"} ],"
-           "  \"temperature\": 0, \"model\": \"gpt-4o\" }",
-           topic);
-  sky_test_result first, again, plain, fresh;
-  int64_t calls0 = upstream_calls();
-  post(s, "/v1/chat/completions", a, "on", &first);
-  assert_string_equal(cache_status(&first), "miss");
-  assert_int_equal(upstream_calls(), calls0 + 1);
+static void cache_contract(const serve *s, const char *topic)
+{
+    char a[256], b[256];
+    snprintf(a, sizeof(a),
+             "{\"model\":\"gpt-4o\",\"temperature\":0,"
+             "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+             topic);
+    /* The same request, its keys in another order and spaced out. */
+    snprintf(b, sizeof(b),
+             "{ \"messages\": [ {\"content\": \"%s\", \"role\": \"user\"} ],"
+             "  \"temperature\": 0, \"model\": \"gpt-4o\" }",
+             topic);
+    sky_test_result first, again, plain, fresh;
+    int64_t calls0 = upstream_calls();
+    post(s, "/v1/chat/completions", a, "on", &first);
+    assert_string_equal(cache_status(&first), "miss");
+    assert_int_equal(upstream_calls(), calls0 + 1);
 
-  post(s, "/v1/chat/completions", b, "on", &again);
-  assert_string_equal(cache_status(&again), "hit");
-  assert_int_equal(again.body_len, first.body_len);
-  assert_memory_equal(again.body, first.body, first.body_len);
-  assert_int_equal(upstream_calls(), calls0 + 1); /* nothing went upstream */
+    post(s, "/v1/chat/completions", b, "on", &again);
+    assert_string_equal(cache_status(&again), "hit");
+    assert_int_equal(again.body_len, first.body_len);
+    assert_memory_equal(again.body, first.body, first.body_len);
+    assert_int_equal(upstream_calls(), calls0 + 1); /* nothing went upstream */
 
-  post(s, "/v1/chat/completions", a, NULL, &plain); /* no header: no cache */
-  assert_null(cache_status(&plain));
-  assert_int_equal(upstream_calls(), calls0 + 2);
+    post(s, "/v1/chat/completions", a, NULL, &plain); /* no header: no cache */
+    assert_null(cache_status(&plain));
+    assert_int_equal(upstream_calls(), calls0 + 2);
 
-  post(s, "/v1/chat/completions", a, "refresh", &fresh);
-  assert_string_equal(cache_status(&fresh), "refresh");
-  assert_int_equal(upstream_calls(), calls0 + 3);
-  sky_test_result_free(&first);
-  sky_test_result_free(&again);
-  sky_test_result_free(&plain);
-  sky_test_result_free(&fresh);
+    post(s, "/v1/chat/completions", a, "refresh", &fresh);
+    assert_string_equal(cache_status(&fresh), "refresh");
+    assert_int_equal(upstream_calls(), calls0 + 3);
+    sky_test_result_free(&first);
+    sky_test_result_free(&again);
+    sky_test_result_free(&plain);
+    sky_test_result_free(&fresh);
 }
 
-static void cache_on_sqlite(void **state) {
-  (void)state;
-  cache_contract(&env.on_sqlite, "sqlite: the capital of France?");
+static void cache_on_sqlite(void **state)
+{
+    (void)state;
+    cache_contract(&env.on_sqlite, "sqlite: the capital of France?");
 }
 
-static void cache_on_redis(void **state) {
-  (void)state;
-  if (!env.have_redis) {
-    print_message("redis-server is not installed; skipped\n");
-    skip();
-  }
-  cache_contract(&env.on_redis, "redis: the capital of Spain?");
+static void cache_on_redis(void **state)
+{
+    (void)state;
+    if (!env.have_redis) {
+        print_message("redis-server is not installed; skipped\n");
+        skip();
+    }
+    cache_contract(&env.on_redis, "redis: the capital of Spain?");
 }
 
 /* Redis killed mid-run: requests that ask for the cache are still served
  * (upstream). */
-static void redis_killed_requests_served(void **state) {
-  (void)state;
-  if (!env.have_redis) {
-    print_message("redis-server is not installed; skipped\n");
-    skip();
-  }
-  const char *body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"k\"}]}";
-  sky_test_result r;
-  post(&env.on_redis, "/v1/chat/completions", body, "on", &r);
-  sky_test_result_free(&r);
-  sky_test_redis_kill(&env.redis);
-  int64_t calls0 = upstream_calls();
-  for (int i = 0; i < 3; i++) {
+static void redis_killed_requests_served(void **state)
+{
+    (void)state;
+    if (!env.have_redis) {
+        print_message("redis-server is not installed; skipped\n");
+        skip();
+    }
+    const char *body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\","
+                       "\"content\":\"k\"}]}";
+    sky_test_result r;
     post(&env.on_redis, "/v1/chat/completions", body, "on", &r);
-    assert_string_equal(cache_status(&r), "miss");
     sky_test_result_free(&r);
-  }
-  assert_int_equal(upstream_calls(), calls0 + 3);
-  sky_test_redis_restart(&env.redis, 1);
+    sky_test_redis_kill(&env.redis);
+    int64_t calls0 = upstream_calls();
+    for (int i = 0; i < 3; i++) {
+        post(&env.on_redis, "/v1/chat/completions", body, "on", &r);
+        assert_string_equal(cache_status(&r), "miss");
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(upstream_calls(), calls0 + 3);
+    sky_test_redis_restart(&env.redis, 1);
 }
 
-int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(cache_on_sqlite),
-      cmocka_unit_test(cache_on_redis),
-      cmocka_unit_test(redis_killed_requests_served),
-  };
-  return cmocka_run_group_tests(tests, setup, teardown);
+/* Run `skyio usage ARGS --json`; the totals' first row of model gpt-4o, or NULL. */
+static json_t *usage_row(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s usage %s --json", SKY_TEST_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    json_t *doc = json_loadf(p, 0, NULL);
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(doc);
+    json_t *row = NULL, *r;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "totals"), i, r)
+    {
+        if (strcmp(json_string_value(json_object_get(r, "model")), "gpt-4o") == 0)
+            row = json_incref(r);
+    }
+    json_decref(doc);
+    return row;
+}
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"usage\"}]}";
+
+/* serve --state FILE: one usage record per call, written off the request path, totalled
+ * by `skyio usage`; the state file keeps the cache too. */
+static void usage_through_serve_state(void **state)
+{
+    (void)state;
+    char db[512], args[600];
+    snprintf(db, sizeof(db), "%s/state.db", env.dir);
+    serve s = {0};
+    const char *flags[] = {"--state", db, NULL};
+    start_serve_args(&s, "state", flags);
+    sky_test_result r;
+    for (int i = 0; i < 3; i++) {
+        post(&s, "/v1/chat/completions", chat_body, i ? "on" : NULL, &r);
+        sky_test_result_free(&r);
+    }
+    post(&s, "/v1/chat/completions", chat_body, "on", &r);
+    assert_string_equal(cache_status(&r), "hit");
+    sky_test_result_free(&r);
+    assert_int_equal(stop_serve(&s), 0); /* SIGTERM: the queue is written on the way out */
+    snprintf(args, sizeof(args), "--state %s", db);
+    json_t *row = usage_row(args);
+    assert_non_null(row);
+    assert_int_equal(json_integer_value(json_object_get(row, "requests")), 4);
+    assert_int_equal(json_integer_value(json_object_get(row, "errors")), 0);
+    assert_true(json_integer_value(json_object_get(row, "tokens_in")) > 0);
+    json_decref(row);
+}
+
+/* serve --postgres: down at start, exit 3; up, usage lands there, and a password given in
+ * the URL is not left in the process's command line. */
+static void usage_through_serve_postgres(void **state)
+{
+    (void)state;
+    if (!sky_test_pg_available()) {
+        print_message("PostgreSQL is not installed; skipped\n");
+        skip();
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s serve --config %s/gateway.json --port 0 --postgres "
+             "postgresql://skyio@127.0.0.1:1/postgres >/dev/null 2>&1",
+             SKY_TEST_BIN, env.dir);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 3);
+
+    sky_test_pg pg;
+    sky_test_pg_start(&pg);
+    char url[512];
+    snprintf(url, sizeof(url), "postgresql://skyio:pg-canary-pw@127.0.0.1:%d/postgres", pg.port);
+    serve s = {0};
+    const char *flags[] = {"--postgres", url, NULL};
+    start_serve_args(&s, "postgres", flags);
+    char path[64], line[1024] = {0};
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)s.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        line[i] = line[i] ? line[i] : ' ';
+    assert_null(strstr(line, "pg-canary-pw"));
+    sky_test_result r;
+    for (int i = 0; i < 2; i++) {
+        post(&s, "/v1/chat/completions", chat_body, NULL, &r);
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(stop_serve(&s), 0);
+    char args[600];
+    snprintf(args, sizeof(args), "--postgres %s", pg.url);
+    json_t *row = usage_row(args);
+    assert_non_null(row);
+    assert_int_equal(json_integer_value(json_object_get(row, "requests")), 2);
+    json_decref(row);
+    sky_test_pg_free(&pg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cache_on_sqlite),
+        cmocka_unit_test(cache_on_redis),
+        cmocka_unit_test(redis_killed_requests_served),
+        cmocka_unit_test(usage_through_serve_state),
+        cmocka_unit_test(usage_through_serve_postgres),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

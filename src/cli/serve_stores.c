@@ -1,0 +1,109 @@
+/* `skyio serve --cache / --state / --postgres`: the stores the gateway keeps things in. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gateway/stores.h"
+#include "serve_stores.h"
+
+const char sky_cli_stores_usage[] =
+    "stores (what the gateway keeps):\n"
+    "  --state FILE              a SQLite file (created; WAL) for the usage records, and\n"
+    "                            the cache unless --cache names another store\n"
+    "  --postgres URL            postgresql://USER@HOST:PORT/DB for the usage records (the\n"
+    "                            password from PGPASSWORD or ~/.pgpass, not the URL);\n"
+    "                            down at start: exit 3; down later: records wait in a\n"
+    "                            bounded queue and are written when it is back\n"
+    "  --cache URL               the response cache: redis://HOST:PORT/DB or a SQLite file.\n"
+    "                            A request asks for it with the header x-skyio-cache: on\n"
+    "                            (look up, keep on a miss), refresh (go upstream, keep) or\n"
+    "                            off (the default); the answer says x-skyio-cache-status:\n"
+    "                            hit|miss|refresh. Whole 200 answers only; Redis away:\n"
+    "                            served upstream, with a warning\n"
+    "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
+    "  `skyio usage --state FILE | --postgres URL` prints the usage totals.\n"
+    "\n";
+
+void sky_cli_stores_init(sky_cli_stores *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->cache_ttl_s = 3600;
+}
+
+/* A password in the URL is wiped from argv (its memory), so `ps` does not show it. */
+static int take_postgres(sky_cli_stores *st, const char *v)
+{
+    free(st->postgres);
+    st->postgres = strdup(v);
+    if (!st->postgres)
+        return -1;
+    char safe[512];
+    sky__store_url_scrub(v, safe, sizeof(safe));
+    size_t n = strlen(v);
+    if (strcmp(safe, v) != 0 && strlen(safe) <= n) {
+        char *w = (char *)(uintptr_t)v; /* argv's own storage */
+        memset(w, ' ', n);
+        memcpy(w, safe, strlen(safe));
+    }
+    return 1;
+}
+
+int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
+{
+    if (strcmp(flag, "--cache") == 0)
+        st->cache_url = v;
+    else if (strcmp(flag, "--state") == 0)
+        st->state = v;
+    else if (strcmp(flag, "--postgres") == 0)
+        return take_postgres(st, v);
+    else if (strcmp(flag, "--cache-ttl-s") == 0)
+        return sky_cli_number_opt("serve", flag, v, 1, &st->cache_ttl_s) < 0 ? -1 : 1;
+    else
+        return 0;
+    return 1;
+}
+
+static int open_one(uv_loop_t *loop, const char *url, const char *what, sky__store **out)
+{
+    sky__store_options so;
+    sky__store_options_init(&so);
+    so.url = url;
+    sky_error err;
+    sky_error_clear(&err);
+    if (sky__store_open_sync(loop, &so, out, &err) == 0)
+        return 0;
+    fprintf(stderr, "skyio serve: cannot open the %s store: %s\n", what, err.message);
+    return -1;
+}
+
+int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
+{
+    if (st->state && st->postgres) {
+        fprintf(stderr, "skyio serve: --state and --postgres both keep usage: give one\n");
+        return -1;
+    }
+    const char *usage_url = st->postgres ? st->postgres : st->state;
+    if (usage_url && open_one(loop, usage_url, "usage", &st->usage) < 0)
+        return -1;
+    if (st->cache_url && open_one(loop, st->cache_url, "cache", &st->cache) < 0)
+        return -1;
+    sky__gw_set_usage_store(gw, st->usage);
+    if (st->cache)
+        sky__gw_set_cache(gw, st->cache, (uint64_t)st->cache_ttl_s * 1000);
+    else if (st->state) /* the state file keeps the cache too */
+        sky__gw_set_cache(gw, st->usage, (uint64_t)st->cache_ttl_s * 1000);
+    return 0;
+}
+
+void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)
+{
+    if (st->cache)
+        sky__store_close_sync(loop, st->cache);
+    if (st->usage)
+        sky__store_close_sync(loop, st->usage); /* writes what is queued */
+    if (st->postgres)
+        memset(st->postgres, 0, strlen(st->postgres));
+    free(st->postgres);
+    memset(st, 0, sizeof(*st));
+}

@@ -1,0 +1,30 @@
+/* `skyio serve`'s stores: the flags that name them, and their opening and closing. */
+#ifndef SKY_CLI_SERVE_STORES_H
+#define SKY_CLI_SERVE_STORES_H
+
+#include <uv.h>
+
+#include "skyio/gateway.h"
+#include "store/store.h"
+
+typedef struct sky_cli_stores {
+    const char *cache_url; /* --cache */
+    const char *state;     /* --state FILE: usage (and the cache, without --cache) */
+    char *postgres;        /* --postgres URL (a copy: argv's password is wiped) */
+    long long cache_ttl_s; /* --cache-ttl-s */
+    sky__store *cache, *usage;
+} sky_cli_stores;
+
+/* The --help text of these flags. */
+extern const char sky_cli_stores_usage[];
+
+void sky_cli_stores_init(sky_cli_stores *st);
+/* A flag of these: 1 when taken, 0 when not one of them, -1 after saying why on stderr. */
+int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v);
+/* Open what the flags name and give it to @p gw: 0, or -1 after saying why on stderr (the
+ * caller exits 3: PostgreSQL down, a corrupt or locked SQLite file). */
+int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw);
+/* After sky_gateway_free: write what is queued and close (running @p loop). */
+void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop);
+
+#endif
