@@ -166,9 +166,10 @@ typedef struct gw_request {
     int streaming;  /* the client's answer has begun: no failover any more */
     int status;     /* the status answered; 0 while none */
     char tail[2];   /* the last two bytes sent, to know an SSE event boundary */
-    int cache_mode;                       /* GW_CACHE_*: what it asked of the cache */
-    gw_cache_lookup *lookup;              /* a cache lookup under way, or NULL */
-    char cache_key[GW_CACHE_KEY_LEN + 1]; /* hex SHA-256 of the request */
+    /* the response cache (cache.c): GW_CACHE_* asked, a lookup under way, hex SHA-256 */
+    int cache_mode;
+    gw_cache_lookup *lookup;
+    char cache_key[GW_CACHE_KEY_LEN + 1];
     struct gw_request *prev, *next;
 } gw_request;
 
