@@ -23,6 +23,7 @@
 #include "harness.h"
 #include "harness_azurite.h"
 #include "skyio/queue.h"
+#include "skyio/server.h"
 
 /* One Azurite queue service for the whole file: starting node takes seconds. */
 static struct {
@@ -406,6 +407,117 @@ static void test_free_client_cancels(void **state)
     client_new(f, 0);
 }
 
+/* ---- Storage's busy replies and bearer auth, from a scripted server ---- */
+
+typedef struct busy_script {
+    int requests;
+    int busy_left;
+    char auth[256];
+} busy_script;
+
+static void busy_handler(sky_server_req *req, void *ud)
+{
+    busy_script *sc = ud;
+    sky_span auth = {0};
+    sc->requests++;
+    if (sky_server_req_header(req, "Authorization", &auth))
+        snprintf(sc->auth, sizeof(sc->auth), "%.*s", (int)auth.len, auth.ptr);
+    if (sc->busy_left > 0) {
+        sc->busy_left--;
+        sky_server_add_header(req, "x-ms-error-code", SKY_SPAN_LIT("ServerBusy"));
+        sky_server_respond(req, 503, "application/xml",
+                           SKY_SPAN_LIT("<?xml version=\"1.0\" encoding=\"utf-8\"?><Error>"
+                                        "<Code>ServerBusy</Code><Message>busy</Message></Error>"));
+        return;
+    }
+    /* "aGk=" is "hi" in base64 */
+    sky_server_respond(req, 200, "application/xml",
+                       SKY_SPAN_LIT("<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                                    "<QueueMessagesList><QueueMessage><MessageId>m1</MessageId>"
+                                    "<PopReceipt>r1</PopReceipt><DequeueCount>1</DequeueCount>"
+                                    "<MessageText>aGk=</MessageText></QueueMessage>"
+                                    "</QueueMessagesList>"));
+}
+
+static void on_server_down(sky_server *s, void *ud)
+{
+    (void)s;
+    *(int *)ud = 1;
+}
+
+static void test_server_busy_retried_with_bearer(void **state)
+{
+    fixture *f = *state;
+    busy_script sc = {0, 2, ""};
+    sky_server *srv = NULL;
+    sky_server_options so;
+    sky_credential *cred = NULL;
+    sky_queue_client *q = NULL;
+    sky_queue_client_options qo;
+    sky_error e;
+    outcome o;
+    char endpoint[128];
+    sky_error_clear(&e);
+    sky_server_options_init(&so);
+    assert_int_equal(sky_server_new(f->loop, &so, &srv, &e), 0);
+    assert_int_equal(sky_server_route(srv, NULL, "/", 1, busy_handler, &sc), 0);
+    assert_int_equal(sky_server_listen(srv, &e), 0);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/acct", sky_server_port(srv));
+    assert_int_equal(sky_credential_static_new(f->loop, "entra-token", 0, &cred, &e), 0);
+    sky_queue_client_options_init(&qo);
+    qo.endpoint = endpoint;
+    qo.credential = cred;
+    qo.retry.base_ms = 10;
+    assert_int_equal(sky_queue_client_new(f->loop, f->http, &qo, &q, &e), 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sky_queue_get(q, "busy", 1, 30, on_done, &o, NULL, &e), 0);
+    assert_true(sky_test_run_until(f->loop, &o.done, 30000));
+    assert_int_equal(o.err_code, 0);
+    assert_int_equal(sc.requests, 3); /* two ServerBusy, then the answer */
+    assert_string_equal(o.texts[0], "hi");
+    assert_string_equal(o.receipts[0], "r1");
+    assert_string_equal(sc.auth, "Bearer entra-token");
+    sky_queue_client_free(q);
+    sky_credential_free(cred);
+    int down = 0;
+    sky_server_shutdown(srv, 0, on_server_down, &down);
+    sky_test_run_until(f->loop, &down, 5000);
+    sky_server_free(srv);
+}
+
+/* The Queue endpoint from a connection string's QueueEndpoint, or the Blob endpoint's twin. */
+static void test_endpoint_of(void **state)
+{
+    sky_storage_account *a = NULL;
+    sky_error e;
+    char *ep = NULL;
+    (void)state;
+    sky_error_clear(&e);
+    assert_int_equal(
+        sky_storage_account_new("acct", NULL, "https://acct.blob.core.windows.net", NULL, &a, &e),
+        0);
+    assert_int_equal(sky_queue_endpoint_of(a, NULL, &ep, &e), 0);
+    assert_string_equal(ep, "https://acct.queue.core.windows.net");
+    free(ep);
+    assert_int_equal(
+        sky_queue_endpoint_of(a, "AccountName=acct;QueueEndpoint=http://q:1/acct;", &ep, &e), 0);
+    assert_string_equal(ep, "http://q:1/acct");
+    free(ep);
+    sky_storage_account_free(a);
+    assert_int_equal(sky_storage_account_new("devstoreaccount1", NULL,
+                                             "http://127.0.0.1:10000/devstoreaccount1", NULL, &a,
+                                             &e),
+                     0);
+    assert_int_equal(sky_queue_endpoint_of(a, NULL, &ep, &e), 0);
+    assert_string_equal(ep, "http://127.0.0.1:10001/devstoreaccount1");
+    free(ep);
+    sky_storage_account_free(a);
+    assert_int_equal(
+        sky_storage_account_new("acct", NULL, "https://cdn.example/acct", NULL, &a, &e), 0);
+    assert_int_equal(sky_queue_endpoint_of(a, NULL, &ep, &e), SKY_EINVAL);
+    sky_storage_account_free(a);
+}
+
 /* ---- the command ---- */
 
 typedef struct cli_out {
@@ -594,6 +706,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_raw_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_any_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_busy_retried_with_bearer, setup, teardown),
+        cmocka_unit_test(test_endpoint_of),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cli_process),
         cmocka_unit_test(test_sdk_cross_check),
