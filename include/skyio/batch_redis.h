@@ -170,12 +170,20 @@ SKY_EXTERN int sky_redis_job_cancel(sky_redis_job *j, int delete_keys, sky_redis
                                     void *user_data) SKY_NODISCARD;
 
 /**
- * The shared rate limit. Workers lease tokens of a token bucket kept in Redis (one per
- * @p deployment of the job) in chunks, so a request costs a fraction of a round trip; a 429
- * lowers the shared rate for all (sky_redis_job_rate_refused). @p rpm 0: unlimited until a
- * worker learns a limit. 0 or SKY_ENOMEM.
+ * The shared rate limit: before a worker's source hands out a request, it takes a token
+ * from a bucket kept in Redis for @p deployment (a name the job's workers agree on, such
+ * as the endpoint's URL), leased in chunks of about a tenth of a second's worth so that a
+ * request costs a fraction of a round trip. @p rpm > 0 sets the ceiling (all workers share
+ * it); 0 leaves the rate to be learned: unlimited until the first 429, then the rate
+ * granted lately, less a fifth. Call before sky_batch_start. 0, or SKY_EINVAL.
  */
 SKY_EXTERN int sky_redis_job_rate_configure(sky_redis_job *j, const char *deployment,
                                             double rpm) SKY_NODISCARD;
+
+/**
+ * Share what @p b (borrowed; NULL stops) learns: each rise of its count of 429 replies
+ * lowers the shared rate by a fifth for every worker. Stop it (NULL) before freeing @p b.
+ */
+SKY_EXTERN void sky_redis_job_rate_watch(sky_redis_job *j, sky_batch *b);
 
 #endif

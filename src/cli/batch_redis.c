@@ -32,6 +32,7 @@ typedef struct cli_dist {
     sky_batch_summary summary;
     int opened, batch_done, load_done, collect_done, local_closed, stopping, signals, tty;
     int failed_hard; /* a fault, a lost job: exit 3 */
+    int tearing_down;
     sky_error open_err;
 } cli_dist;
 
@@ -152,6 +153,8 @@ static int parse_url(cli_dist *c)
 
 static void maybe_stop_loop(cli_dist *c)
 {
+    if (c->tearing_down)
+        return; /* the loop runs on until everything has closed */
     int loader_done = !c->loader || c->stopping || (c->load_done && c->collect_done);
     if (c->batch_done && loader_done)
         sky_loop_stop(c->loop);
@@ -325,6 +328,19 @@ static int open_endpoint(cli_dist *c)
     return 0;
 }
 
+/* One rate limit for the endpoint, shared by every worker of the job (unless
+ * --no-rate-limit): the ceiling from --rpm, else learned from the first 429. */
+static int share_rate(cli_dist *c)
+{
+    if (!c->o.pipeline.use_rate_limit)
+        return 0;
+    if (sky_redis_job_rate_configure(c->job, c->ep.base_url, (double)c->rpm) < 0)
+        return fprintf(stderr, "skyio %s: the endpoint's URL is too long\n", c->cmd),
+               SKY_EXIT_START;
+    sky_redis_job_rate_watch(c->job, c->batch);
+    return 0;
+}
+
 static int open_batch(cli_dist *c)
 {
     sky_batch_options *o = &c->o;
@@ -353,7 +369,7 @@ static int open_batch(cli_dist *c)
     o->user_data = c;
     if (sky_batch_new(sky_loop_uv(c->loop), c->client, o, src, store, &c->batch, &err) < 0)
         return fprintf(stderr, "skyio %s: %s\n", c->cmd, err.message), SKY_EXIT_START;
-    return 0;
+    return share_rate(c);
 }
 
 static int start(cli_dist *c)
@@ -442,6 +458,9 @@ static int run(cli_dist *c)
 
 static void teardown(cli_dist *c)
 {
+    c->tearing_down = 1;
+    if (c->job)
+        sky_redis_job_rate_watch(c->job, NULL);
     sky_batch_free(c->batch); /* its pipeline first: it borrows the client and credential */
     c->batch = NULL;
     sky_redis_job_close(c->job); /* the loader and collector stop; queued commands go */

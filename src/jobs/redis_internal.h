@@ -64,7 +64,22 @@ struct sky_redis_job {
     sky_redis_collect_stats cstats;
     /* cid -> stream entry id of what the source handed out and the store has not acked */
     struct json_t *entries;
+    /* the shared rate limit (redis_rate.c) */
+    char rate_dep[256]; /* "" when there is none */
+    double rate_ceiling;
+    int rate_set_done;
+    void *rate_watch;
 };
+
+/* A lease of up to @p want tokens has come back: @p granted (-1: the connection went),
+ * @p wait_ms until the next, @p rpm the shared rate ("0": none known). */
+typedef void (*sky__redis_lease_cb)(void *ud, long long granted, long long wait_ms, double rpm);
+/* Lease tokens of the shared rate limit; 0 or SKY_ECONNECT (not connected; no callback). */
+int sky__redis_rate_lease(sky_redis_job *j, long long want, sky__redis_lease_cb cb, void *ud);
+/* The job (re)connected: the ceiling goes to Redis once. */
+void sky__redis_rate_on_up(sky_redis_job *j);
+/* The job closes: stop the watch. */
+void sky__redis_rate_stop(sky_redis_job *j);
 
 /* Send one command (argv with lengths; lens NULL: NUL-terminated). 0, or SKY_ECONNECT when
  * not connected (nothing sent; @p cb not called). @p cb gets a NULL reply when the

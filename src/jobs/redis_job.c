@@ -228,6 +228,7 @@ static void hs_job(sky_redis_job *j, const redisReply *r)
     j->up = 1;
     j->ever_up = 1;
     j->backoff_ms = 0;
+    sky__redis_rate_on_up(j);
     if (!j->opened)
         open_done(j, NULL);
     else
@@ -270,6 +271,7 @@ static void on_hs_reply(redisAsyncContext *ac, void *reply, void *ud)
 
 static void hs_create_send(sky_redis_job *j)
 {
+    j->rate_set_done = 0; /* a new connection: send the ceiling again */
     char token[SKY_UUID_LEN + 1];
     sky_rand_uuid(token);
     const char *argv[] = {"EVALSHA",
@@ -507,6 +509,7 @@ void sky_redis_job_close(sky_redis_job *j)
 {
     if (j == NULL)
         return;
+    sky__redis_rate_stop(j);
     if (j->loader)
         sky__redis_loader_cancel(j->loader);
     if (j->collector)

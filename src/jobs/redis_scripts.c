@@ -92,42 +92,64 @@ static const char accept_lua[] =
 
 /*
  * The shared rate limit: a token bucket per deployment in one hash (KEYS rate), refilled
- * at rpm/60000 a millisecond, holding at most one second's worth. ARGV deployment, op,
- * value. op "lease": up to value tokens; returns {granted, ms until the next token, rpm}
- * (rpm 0: unlimited, all granted). op "refused": a 429 somewhere: the rate drops by a
- * fifth (once a second at most; from value, a worker's learned rate, when none is set).
- * op "set": the ceiling and the rate. Without a 429 for 10 s the rate climbs back 5% a
- * step towards the ceiling.
+ * at rpm/60000 a millisecond, holding at most a fifth of a second's worth. ARGV deployment,
+ * op, value. "lease": up to value tokens; returns {granted, ms until the next token, rpm}
+ * (rpm "0": no limit known, all granted). "done": value more requests answered, counted in
+ * windows of 5 s: the rate the deployment really serves. "refused": a 429 somewhere: the
+ * rate becomes nine tenths of the lower of itself and the rate served (which, while
+ * refusals come, is the provider's limit), at most once in 2 s. Not while the rate served
+ * is well below the shared rate: those 429s are retries and bursts, which the workers' own
+ * limiters pace, and cutting for them would ratchet the rate down. With nothing served
+ * yet (the first second) the workers' own limiters act alone. "set": the ceiling (--rpm), and
+ * the rate when that is higher or unset. Every 5 s without a 429 the rate climbs 5% (up to
+ * the ceiling when there is one): the limit is probed again, as the one-process limiter does.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local h = redis.call('HMGET', KEYS[1], d..':rpm', d..':tokens', d..':ts', d..':cut',\n"
-    "                     d..':max')\n"
+    "local f = {d..':rpm', d..':tokens', d..':ts', d..':cut', d..':max', d..':win',\n"
+    "           d..':count', d..':served'}\n"
+    "local h = redis.call('HMGET', KEYS[1], unpack(f))\n"
     "local rpm, tok = tonumber(h[1] or '0'), tonumber(h[2] or '0')\n"
     "local ts, cut, max = tonumber(h[3] or now), tonumber(h[4] or '0'), tonumber(h[5] or '0')\n"
+    "local win, count = tonumber(h[6] or now), tonumber(h[7] or '0')\n"
+    "local served = tonumber(h[8] or '0')\n"
     "if op == 'set' then\n"
-    "  redis.call('HSET', KEYS[1], d..':rpm', v, d..':max', v, d..':ts', now)\n"
-    "  return {0, 0, tostring(v)}\n"
+    "  if rpm == 0 or rpm > v then rpm = v end\n"
+    "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now)\n"
+    "  return {0, 0, tostring(rpm)}\n"
+    "end\n"
+    "if op == 'done' then\n"
+    "  if now - win >= 5000 then\n"
+    "    served = count * 60000 / (now - win); win = now; count = 0\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], f[6], win, f[7], count + v, f[8], served)\n"
+    "  return {0, 0, tostring(rpm)}\n"
     "end\n"
     "if op == 'refused' then\n"
-    "  if now - cut < 1000 then return {0, 0, tostring(rpm)} end\n"
-    "  if rpm == 0 then rpm = v end\n"
-    "  rpm = math.max(1, rpm * 0.8)\n"
-    "  redis.call('HSET', KEYS[1], d..':rpm', rpm, d..':cut', now)\n"
+    "  if now - cut < 2000 then return {0, 0, tostring(rpm)} end\n"
+    "  local base = served\n"
+    "  if now - win >= 1000 then base = math.max(base, count * 60000 / (now - win)) end\n"
+    "  if base == 0 then return {0, 0, tostring(rpm)} end\n"
+    "  if rpm > 0 and base < 0.8 * rpm then return {0, 0, tostring(rpm)} end\n"
+    "  if rpm > 0 and rpm < base then base = rpm end\n"
+    "  rpm = math.max(1, base * 0.9)\n"
+    "  redis.call('HSET', KEYS[1], f[1], rpm, f[4], now, f[2], 0, f[3], now)\n"
     "  return {0, 0, tostring(rpm)}\n"
     "end\n"
     "if rpm == 0 then return {v, 0, '0'} end\n"
-    "if max > rpm and now - cut > 10000 then\n"
-    "  rpm = math.min(max, rpm * 1.05)\n"
-    "  redis.call('HSET', KEYS[1], d..':rpm', rpm, d..':cut', now - 5000)\n"
+    "if now - cut > 5000 and (max == 0 or rpm < max) then\n"
+    "  rpm = rpm * 1.05\n"
+    "  if max > 0 then rpm = math.min(max, rpm) end\n"
+    "  cut = now\n"
+    "  redis.call('HSET', KEYS[1], f[1], rpm, f[4], cut)\n"
     "end\n"
-    "local burst = math.max(1, rpm / 60)\n"
+    "local burst = math.max(1, rpm / 300)\n"
     "tok = math.min(burst, tok + (now - ts) * rpm / 60000)\n"
     "local g = math.min(v, math.floor(tok))\n"
     "tok = tok - g\n"
-    "redis.call('HSET', KEYS[1], d..':tokens', tostring(tok), d..':ts', now)\n"
+    "redis.call('HSET', KEYS[1], f[2], tostring(tok), f[3], now)\n"
     "local wait = 0\n"
     "if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
     "return {g, wait, tostring(rpm)}\n";

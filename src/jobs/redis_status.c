@@ -171,11 +171,3 @@ int sky_redis_job_cancel(sky_redis_job *j, int delete_keys, sky_redis_job_done_c
         free(c);
     return rc < 0 ? SKY_ESTATE : 0;
 }
-
-int sky_redis_job_rate_configure(sky_redis_job *j, const char *deployment, double rpm)
-{
-    (void)j;
-    (void)deployment;
-    (void)rpm;
-    return 0;
-}
