@@ -643,6 +643,25 @@ static void test_cli_process(void **state)
     assert_string_equal(r.out, "");
 }
 
+/* While the command runs past the visibility timeout, the message stays hidden: a peek from
+ * inside the command sees nothing. */
+static void test_cli_process_keeps_hidden(void **state)
+{
+    cli_out r;
+    char cmd[1024];
+    (void)state;
+    SKYIO("mk", "slow");
+    SKYIO("put", "slow", "long job");
+    snprintf(cmd, sizeof(cmd),
+             "cat >/dev/null; sleep 6; test -z \"$('%s' queue peek slow)\" || exit 9",
+             SKY_TEST_BIN);
+    SKYIO("get", "slow", "--visibility", "4", "--process", cmd);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.err, "1 message processed, 0 failed"));
+    SKYIO("info", "slow", "--json");
+    assert_non_null(strstr(r.out, "\"approximate_messages\":0"));
+}
+
 /* ---- the official SDK ---- */
 
 /* Run tests/compat/queue.mjs with @p mode from a folder beside the installed SDKs. */
@@ -710,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_endpoint_of),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cli_process),
+        cmocka_unit_test(test_cli_process_keeps_hidden),
         cmocka_unit_test(test_sdk_cross_check),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
