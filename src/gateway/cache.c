@@ -14,6 +14,8 @@
  */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -40,11 +42,13 @@ static int header_is(sky_span v, const char *word)
 static int mode_of(const gw_request *q)
 {
     sky_span v;
-    if (!q->g->cache || q->stream || !sky_server_req_header(q->sr, "x-skyio-cache", &v))
+    /* a streamed chat is replayed from a whole answer; other streams pass by */
+    if (!q->g->cache || (q->stream && q->op != GW_OP_CHAT) ||
+        !sky_server_req_header(q->sr, "x-skyio-cache", &v))
         return GW_CACHE_NONE;
     if (header_is(v, "on"))
         return GW_CACHE_USE;
-    if (header_is(v, "refresh"))
+    if (header_is(v, "refresh") && !q->stream)
         return GW_CACHE_REFRESH;
     return GW_CACHE_NONE;
 }
@@ -97,6 +101,8 @@ static int make_key(gw_request *q)
     char *canon = NULL;
     if (json_is_object(doc)) {
         json_object_del(doc, "user");
+        json_object_del(doc, "stream"); /* a stream hits the whole answer, replayed */
+        json_object_del(doc, "stream_options");
         canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
     }
     json_decref(doc);
@@ -105,12 +111,93 @@ static int make_key(gw_request *q)
     return rc;
 }
 
+/* "data: CHUNK\n\n" for a copy of @p base with @p choices (stolen) and @p usage (or NULL). */
+static void put_event(FILE *f, const json_t *base, json_t *choices, json_t *usage)
+{
+    json_t *chunk = json_copy((json_t *)(uintptr_t)base);
+    char *text = NULL;
+    if (chunk && json_object_set_new(chunk, "choices", choices) == 0 &&
+        (!usage || json_object_set(chunk, "usage", usage) == 0))
+        text = json_dumps(chunk, JSON_COMPACT);
+    else if (!chunk)
+        json_decref(choices);
+    if (text)
+        fprintf(f, "data: %s\n\n", text);
+    free(text);
+    json_decref(chunk);
+}
+
+/* The chunk's fields of a kept chat answer: id, created, model. */
+static json_t *chunk_base(const json_t *doc)
+{
+    json_t *base = json_object();
+    const char *keys[] = {"id", "created", "model", "system_fingerprint"};
+    for (size_t i = 0; base && i < SKY_ARRAY_LEN(keys); i++) {
+        json_t *v = json_object_get(doc, keys[i]);
+        if (v)
+            json_object_set(base, keys[i], v);
+    }
+    if (base)
+        json_object_set_new(base, "object", json_string("chat.completion.chunk"));
+    return base;
+}
+
+/* A kept chat answer as the stream the client asked for: a chunk with each choice's whole
+ * message, one with its finish_reason, one with the usage, then [DONE]. NULL when the
+ * answer is not a chat completion. */
+static char *replay_stream(sky_span whole, size_t *out_len)
+{
+    json_t *doc = json_loadb(whole.ptr, whole.len, 0, NULL);
+    json_t *choices = json_object_get(doc, "choices");
+    json_t *base = json_is_array(choices) ? chunk_base(doc) : NULL;
+    char *text = NULL;
+    FILE *f = base ? open_memstream(&text, out_len) : NULL;
+    if (f) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(choices, i, c)
+        {
+            json_t *msg = json_object_get(c, "message");
+            json_t *delta = msg ? json_incref(msg) : json_object();
+            put_event(
+                f, base,
+                json_pack("[{sI so sn}]", "index", (json_int_t)i, "delta", delta, "finish_reason"),
+                NULL);
+            put_event(f, base,
+                      json_pack("[{sI s{} sO?}]", "index", (json_int_t)i, "delta", "finish_reason",
+                                json_object_get(c, "finish_reason")),
+                      NULL);
+        }
+        json_t *usage = json_object_get(doc, "usage");
+        if (usage)
+            put_event(f, base, json_array(), usage);
+        fputs("data: [DONE]\n\n", f);
+        fclose(f);
+    }
+    json_decref(base);
+    json_decref(doc);
+    return text;
+}
+
 static void answer_hit(gw_request *q, sky_span v)
 {
+    size_t len = 0;
+    char *sse = q->stream ? replay_stream(v, &len) : NULL;
+    if (q->stream && sse == NULL) {
+        sky__gw_proxy_miss(q); /* not a chat answer: ask upstream */
+        return;
+    }
     q->status = 200;
     q->used = (gw_tokens){0, 0, 0}; /* nothing upstream: the key's budget gets it back */
     sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
-    sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
+    if (!q->stream) {
+        sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
+        return;
+    }
+    sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
+    sky_server_stream_start(q->sr, 200, "text/event-stream", (int64_t)len);
+    (void)sky_server_stream_write(q->sr, sky_span_make(sse, len), 1); /* may free q */
+    free(sse);
 }
 
 static void on_lookup(const sky_error *err, sky_span value, void *ud)

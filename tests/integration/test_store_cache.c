@@ -190,6 +190,28 @@ static void cache_contract(const serve *s, const char *topic)
     assert_memory_equal(again.body, first.body, first.body_len);
     assert_int_equal(upstream_calls(), calls0 + 1); /* nothing went upstream */
 
+    /* Streamed, it hits too: the kept answer replayed as chunks, then [DONE]. */
+    char streamed[300];
+    snprintf(streamed, sizeof(streamed),
+             "{\"model\":\"gpt-4o\",\"stream\":true,\"temperature\":0,"
+             "\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+             topic);
+    sky_test_result replay;
+    post(s, "/v1/chat/completions", streamed, "on", &replay);
+    assert_string_equal(cache_status(&replay), "hit");
+    assert_non_null(strstr(json_string_value(json_object_get(replay.headers, "content-type")),
+                           "text/event-stream"));
+    assert_non_null(strstr(replay.body, "\"object\":\"chat.completion.chunk\""));
+    assert_non_null(strstr(replay.body, "data: [DONE]\n\n"));
+    json_t *whole = json_loadb(first.body, first.body_len, 0, NULL);
+    const char *content = json_string_value(
+        sky_json_path(json_array_get(json_object_get(whole, "choices"), 0), "message.content"));
+    assert_non_null(content);
+    assert_non_null(strstr(replay.body, content));
+    json_decref(whole);
+    sky_test_result_free(&replay);
+    assert_int_equal(upstream_calls(), calls0 + 1);
+
     post(s, "/v1/chat/completions", a, NULL, &plain); /* no header: no cache */
     assert_null(cache_status(&plain));
     assert_int_equal(upstream_calls(), calls0 + 2);
