@@ -38,8 +38,9 @@ static const char usage[] =
     "      --content-type T     set: the secret's content type\n"
     "      --json               one JSON object per line (get: with the value)\n"
     "\n"
-    "Elsewhere, keyvault://VAULT/NAME[/VERSION] in place of a key (OPENAI_API_KEY,\n"
-    "AZURE_OPENAI_API_KEY, blob and queue --account-key) is read once at start.\n"
+    "Elsewhere, keyvault://VAULT/NAME[/VERSION] in place of a key is read once at start:\n"
+    "blob and queue --account-key, and for batch, chat and serve any environment variable\n"
+    "(OPENAI_API_KEY, AZURE_OPENAI_API_KEY, a gateway config's key_env).\n"
     "exit: 0 done; 1 the vault refused (not found, conflict); 2 usage; 3 could not start\n"
     "(credentials, network, TLS).\n";
 

@@ -9,8 +9,11 @@
 #include "skyio/keyvault.h"
 #include "skyio/skyio.h"
 
+extern char **environ;
+
 /* The values put in place, wiped at exit. */
-static char *resolved[8];
+#define MAX_RESOLVED 32
+static char *resolved[MAX_RESOLVED];
 static int nresolved;
 
 static void wipe_resolved(void)
@@ -105,7 +108,7 @@ int sky_cli_secret_ref_fetch(const char *cmd, const char *what, const char *ref,
 /* Replace a reference in @p slot (an argv entry or an environment variable's value). */
 static int resolve_one(const char *cmd, const char *what, const char *ref, char **out)
 {
-    if (nresolved == (int)(sizeof(resolved) / sizeof(resolved[0])))
+    if (nresolved >= MAX_RESOLVED - 1)
         return -1;
     if (sky_cli_secret_ref_fetch(cmd, what, ref, out) != 0)
         return -1;
@@ -124,7 +127,7 @@ static int resolve_argv(const char *cmd, int argc, char **argv)
             if (resolve_one(cmd, "--account-key", a + 14, &v) != 0)
                 return -1;
             size_t n = strlen(v) + 15; /* "--account-key=" + value, in memory of ours */
-            char *both = nresolved < 8 ? malloc(n) : NULL;
+            char *both = nresolved < MAX_RESOLVED ? malloc(n) : NULL;
             if (both == NULL)
                 return -1;
             snprintf(both, n, "--account-key=%s", v);
@@ -151,14 +154,28 @@ static int resolve_env(const char *cmd, const char *var)
     return setenv(var, v, 1) == 0 ? 0 : -1; /* setenv's copy is the C library's */
 }
 
+/* Every environment variable holding a reference: the keys batch and chat read, and the
+ * variables a gateway config names with key_env. */
+static int resolve_all_env(const char *cmd)
+{
+    char names[MAX_RESOLVED][128];
+    int n = 0;
+    for (char **e = environ; *e && n < MAX_RESOLVED; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq && sky_keyvault_is_ref(eq + 1) && (size_t)(eq - *e) < sizeof(names[0]))
+            snprintf(names[n++], sizeof(names[0]), "%.*s", (int)(eq - *e), *e);
+    }
+    for (int i = 0; i < n; i++) /* setenv may move environ: names were copied first */
+        if (resolve_env(cmd, names[i]) != 0)
+            return -1;
+    return 0;
+}
+
 int sky_cli_secret_refs_resolve(const char *cmd, int argc, char **argv)
 {
     if (strcmp(cmd, "blob") == 0 || strcmp(cmd, "queue") == 0)
         return resolve_argv(cmd, argc, argv);
-    if (strcmp(cmd, "batch") == 0 || strcmp(cmd, "chat") == 0 || strcmp(cmd, "serve") == 0) {
-        if (resolve_env(cmd, "OPENAI_API_KEY") != 0 ||
-            resolve_env(cmd, "AZURE_OPENAI_API_KEY") != 0)
-            return -1;
-    }
+    if (strcmp(cmd, "batch") == 0 || strcmp(cmd, "chat") == 0 || strcmp(cmd, "serve") == 0)
+        return resolve_all_env(cmd);
     return 0;
 }

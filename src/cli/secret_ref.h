@@ -6,7 +6,8 @@
  * Before command @p cmd runs: every keyvault:// reference where it reads a key is fetched
  * through the credential chain, once, on a loop of its own, and put in the reference's
  * place in this process's memory only: the value of --account-key (blob, queue) in
- * @p argv, and $OPENAI_API_KEY and $AZURE_OPENAI_API_KEY (batch, chat, serve). The values
+ * @p argv, and for batch, chat and serve every environment variable that holds one
+ * ($OPENAI_API_KEY, $AZURE_OPENAI_API_KEY, those a gateway config names with key_env). The values
  * are wiped at exit; /proc's copies of the command line and environment keep the
  * reference. Returns 0, or -1 after saying on stderr which reference could not be read
  * and why (never a secret): the command then exits 3.

@@ -536,6 +536,52 @@ static void test_reference_resolved_and_canary(void **state)
     assert_null(strstr(r.out, CANARY));
 }
 
+/* skyio serve: the upstream key named by a gateway config's key_env is a reference. */
+static void test_serve_key_env_reference(void **state)
+{
+    char dir[256], cfg[300], port_file[300], ref[256], body[512], url[128];
+    cli_out r;
+    int in;
+    (void)state;
+    SECRET(CANARY, "set", g_host, "upstream-key");
+    assert_int_equal(r.code, 0);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(cfg, sizeof(cfg), "%s/gateway.json", dir);
+    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    snprintf(body, sizeof(body),
+             "{\"models\": {\"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": "
+             "\"%s/v1\", \"key_env\": \"UPSTREAM_KEY\"}]}}",
+             g_vault);
+    FILE *f = fopen(cfg, "w");
+    fputs(body, f);
+    fclose(f);
+    snprintf(ref, sizeof(ref), "keyvault://%s/upstream-key", g_host);
+    setenv("UPSTREAM_KEY", ref, 1);
+    const char *const serve[] = {SKY_TEST_BIN, "serve",       "--config", cfg, "--port",
+                                 "0",          "--port-file", port_file,  NULL};
+    pid_t pid = spawn(serve, dir, &in);
+    int port = 0;
+    for (int i = 0; i < 1000 && port == 0; i++) {
+        usleep(10000);
+        port = sky_test_read_port(port_file);
+    }
+    unsetenv("UPSTREAM_KEY");
+    assert_true(port > 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", port);
+    const char *const chat[] = {SKY_TEST_BIN, "chat",        "--base-url", url,
+                                "--model",    "gpt-4o-mini", "hello",      NULL};
+    run(chat, NULL, &r);
+    assert_int_equal(r.code, 0); /* the upstream took the key: it was the secret's value */
+    assert_null(strstr(r.out, CANARY));
+    close(in);
+    kill(pid, SIGTERM);
+    cli_out s;
+    finish(pid, dir, &s);
+    assert_null(strstr(s.out, CANARY));
+    assert_null(strstr(s.err, CANARY)); /* the gateway's trace log too */
+    sky_test_rmdir(dir);
+}
+
 /* ---- the official SDK against the mock ---- */
 
 static void test_sdk_cross_check(void **state)
@@ -584,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_references),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_reference_resolved_and_canary),
+        cmocka_unit_test(test_serve_key_env_reference),
         cmocka_unit_test(test_sdk_cross_check),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
