@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <openssl/evp.h>
+#include <regex.h>
 
 #include "harness.h"
 #include "skyio/json.h"
@@ -727,6 +728,188 @@ static void test_chat_stream_json(void **state)
     check_person(text.data);
     sky_buf_free(&text);
     sse_log_free(&log);
+    sky_test_result_free(&r);
+    close_fixture(&f);
+}
+
+/* Content (or tool argument) pieces of choice @p index in a chat stream, and its finish. */
+static int stream_pieces(const sse_log *log, int index, int tool, sky_buf *text,
+                         const char **out_finish)
+{
+    size_t i;
+    json_t *chunk;
+    int n = 0;
+    json_array_foreach(log->data, i, chunk)
+    {
+        const json_t *ch = sky_json_path(chunk, "choices.0");
+        if (ch == NULL || sky_json_int(ch, "index", -1) != index)
+            continue;
+        const char *piece =
+            json_string_value(tool ? sky_json_path(ch, "delta.tool_calls.0.function.arguments")
+                                   : sky_json_path(ch, "delta.content"));
+        if (piece && piece[0]) {
+            assert_int_equal(sky_buf_append_str(text, piece), 0);
+            n++;
+        }
+        if (json_is_string(json_object_get(ch, "finish_reason")))
+            *out_finish = json_string_value(json_object_get(ch, "finish_reason"));
+    }
+    return n;
+}
+
+/* Streams of n choices, JSON and tool calls go token by token, the choices side by side,
+ * as plain text does. */
+static void test_stream_shapes_token_by_token(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"model\":\"m\"," USER ",\"stream\":true,\"n\":2}",
+        "{\"model\":\"m\"," USER ",\"stream\":true,\"response_format\":{\"type\":\"json_object\"}}",
+        "{\"model\":\"m\"," USER ",\"stream\":true,\"tool_choice\":\"required\",\"tools\":[{"
+        "\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"city\":{\"type\":\"string\"}}}}}]}"};
+    fixture f;
+    (void)state;
+    open_fixture(&f, NULL);
+    for (size_t b = 0; b < 3; b++) {
+        sky_test_result r;
+        sse_log log;
+        request(&f, "POST", "/v1/chat/completions", bodies[b], NULL, &r);
+        read_sse(&r, &log);
+        for (int index = 0; index < (b == 0 ? 2 : 1); index++) {
+            sky_buf text;
+            const char *finish = NULL;
+            sky_buf_init(&text, 1 << 20);
+            int pieces = stream_pieces(&log, index, b == 2, &text, &finish);
+            assert_int_equal(sky_buf_append(&text, "", 1), 0);
+            if (b == 0)
+                assert_int_equal(pieces, 16); /* a word a chunk */
+            else
+                assert_true(pieces >= 4);
+            json_t *parsed = NULL;
+            if (b > 0) /* the pieces add up to JSON */
+                assert_int_equal(sky_json_parse(sky_span_cstr(text.data), &parsed, NULL), 0);
+            assert_true(b == 0 || json_is_object(parsed));
+            json_decref(parsed);
+            assert_string_equal(finish, b == 2 ? "tool_calls" : "stop");
+            sky_buf_free(&text);
+        }
+        if (b == 0) /* choice 1's first word comes before choice 0's second */
+            assert_int_equal(
+                sky_json_int(sky_json_path(json_array_get(log.data, 3), "choices.0"), "index", -1),
+                1);
+        sse_log_free(&log);
+        sky_test_result_free(&r);
+    }
+    close_fixture(&f);
+}
+
+/* tool_choice "auto": prose for some bodies, a call for others, the same for the same body. */
+static void test_tool_choice_auto(void **state)
+{
+    fixture f;
+    char body[512];
+    int calls = 0;
+    (void)state;
+    open_fixture(&f, NULL);
+    for (int i = 0; i < 16; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q%d\"}],"
+                 "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+                 i);
+        json_t *a = chat(&f, "/v1/chat/completions", body);
+        json_t *b = chat(&f, "/v1/chat/completions", body);
+        const json_t *call = sky_json_path(a, "choices.0.message.tool_calls");
+        assert_int_equal(call != NULL, sky_json_path(b, "choices.0.message.tool_calls") != NULL);
+        assert_string_equal(sky_json_str(sky_json_path(a, "choices.0"), "finish_reason", ""),
+                            call ? "tool_calls" : "stop");
+        calls += call != NULL;
+        json_decref(a);
+        json_decref(b);
+    }
+    assert_true(calls >= 3 && calls <= 13);
+    close_fixture(&f);
+}
+
+/* A schema's "pattern" is followed where the generator knows its parts. */
+static void test_schema_pattern(void **state)
+{
+    fixture f;
+    regex_t re;
+    (void)state;
+    open_fixture(&f, NULL);
+    assert_int_equal(regcomp(&re, "^[A-Z]{3}-[0-9]{4}(-x)?$", REG_EXTENDED | REG_NOSUB), 0);
+    for (int i = 0; i < 8; i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"p%d\"}],"
+                 "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"s\","
+                 "\"schema\":{\"type\":\"object\",\"properties\":{\"sku\":{\"type\":\"string\","
+                 "\"pattern\":\"^[A-Z]{3}-\\\\d{4}(?:-x)?$\"},\"odd\":{\"type\":\"string\","
+                 "\"pattern\":\"(?=a)b\"}}}}}}",
+                 i);
+        json_t *r = chat(&f, "/v1/chat/completions", body);
+        json_t *v = NULL;
+        assert_int_equal(sky_json_parse(sky_span_cstr(json_string_value(
+                                            sky_json_path(r, "choices.0.message.content"))),
+                                        &v, NULL),
+                         0);
+        assert_int_equal(regexec(&re, sky_json_str(v, "sku", ""), 0, NULL, 0), 0);
+        assert_true(json_is_string(json_object_get(v, "odd"))); /* a gap: words */
+        json_decref(v);
+        json_decref(r);
+    }
+    regfree(&re);
+    close_fixture(&f);
+}
+
+/* A virtual machine as ARM keeps it: no password in answers, power actions that move the
+ * instance view's PowerState. */
+static void test_arm_virtual_machine(void **state)
+{
+    static const char *const args[] = {"--arm-polls", "0", NULL};
+    static const char *const bearer[] = {"Authorization: Bearer t", NULL};
+    static const char vm[] = "/subscriptions/s1/resourceGroups/g1/providers/"
+                             "Microsoft.Compute/virtualMachines/vm1";
+    static const char api[] = "api-version=2024-07-01";
+    char path[512];
+    fixture f;
+    sky_test_result r;
+    (void)state;
+    open_fixture(&f, args);
+    snprintf(path, sizeof(path), "/subscriptions/s1/resourceGroups/g1?%s", api);
+    request(&f, "PUT", path, "{\"location\":\"westus\"}", bearer, &r);
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s?%s", vm, api);
+    request(&f, "PUT", path,
+            "{\"location\":\"westus\",\"properties\":{\"hardwareProfile\":{\"vmSize\":\"B1s\"},"
+            "\"storageProfile\":{\"imageReference\":{\"offer\":\"o\"}},\"osProfile\":{"
+            "\"adminUsername\":\"u\",\"adminPassword\":\"secret-pw\"},\"networkProfile\":{"
+            "\"networkInterfaces\":[{\"id\":\"/nic\"}]}}}",
+            bearer, &r);
+    assert_int_equal(r.status, 201);
+    assert_null(strstr(r.body, "secret-pw"));
+    assert_non_null(strstr(r.body, "\"vmId\""));
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s/powerOff?%s", vm, api);
+    request(&f, "POST", path, "", bearer, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s/instanceView?%s", vm, api);
+    request(&f, "GET", path, NULL, bearer, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "PowerState/stopped"));
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s/start?%s", vm, api);
+    request(&f, "POST", path, "", bearer, &r);
+    sky_test_result_free(&r);
+    snprintf(path, sizeof(path), "%s?%s&$expand=instanceView", vm, api);
+    request(&f, "GET", path, NULL, bearer, &r);
+    json_t *j = body_json(&r);
+    assert_non_null(strstr(r.body, "PowerState/running"));
+    assert_non_null(sky_json_path(j, "properties.instanceView.statuses"));
+    assert_null(strstr(r.body, "secret-pw"));
+    assert_null(strstr(r.body, "skyio-mock-")); /* the mock's bookkeeping stays inside */
+    json_decref(j);
     sky_test_result_free(&r);
     close_fixture(&f);
 }
@@ -1770,6 +1953,10 @@ int main(void)
         cmocka_unit_test(test_chat_follows_request),
         cmocka_unit_test(test_azure_filter_results),
         cmocka_unit_test(test_chat_stream_json),
+        cmocka_unit_test(test_stream_shapes_token_by_token),
+        cmocka_unit_test(test_tool_choice_auto),
+        cmocka_unit_test(test_schema_pattern),
+        cmocka_unit_test(test_arm_virtual_machine),
         cmocka_unit_test(test_reply_length_distribution),
         cmocka_unit_test(test_responses_completions_moderations),
         cmocka_unit_test(test_model_list_and_retrieve),
