@@ -20,13 +20,9 @@
 #include <strings.h>
 
 #include "stores.h"
-#include "internal.h"
+#include "cache_internal.h"
 #include "skyio/log.h"
 #include "store/store.h"
-
-struct gw_cache_lookup {
-    gw_request *q; /* NULL once the request ended: the answer is dropped */
-};
 
 void sky__gw_set_cache(sky_gateway *g, sky__store *store, uint64_t ttl_ms)
 {
@@ -77,7 +73,7 @@ static const char *op_name(gw_op op)
     }
 }
 
-static int digest(const gw_request *q, const char *canon, char out[GW_CACHE_KEY_LEN + 1])
+int sky__gw_cache_digest(const gw_request *q, const char *canon, char out[GW_CACHE_KEY_LEN + 1])
 {
     const char *path = op_name(q->op);
     const char *model = q->asked->name;
@@ -106,7 +102,7 @@ static int make_key(gw_request *q)
         canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
     }
     json_decref(doc);
-    int rc = canon ? digest(q, canon, q->cache_key) : -1;
+    int rc = canon ? sky__gw_cache_digest(q, canon, q->cache_key) : -1;
     free(canon);
     return rc;
 }
@@ -200,11 +196,21 @@ static void answer_hit(gw_request *q, sky_span v)
     free(sse);
 }
 
+void sky__gw_lookup_release(gw_cache_lookup *l)
+{
+    if (l->q || l->pending)
+        return;
+    sky__gw_embed_free(l->e);
+    free(l);
+}
+
 static void on_lookup(const sky_error *err, sky_span value, void *ud)
 {
     gw_cache_lookup *l = ud;
     gw_request *q = l->q;
-    free(l);
+    l->pending = 0;
+    l->q = NULL;
+    sky__gw_lookup_release(l);
     if (q == NULL)
         return;
     q->lookup = NULL;
@@ -222,36 +228,47 @@ int sky__gw_cache_begin(gw_request *q)
     q->cache_mode = mode_of(q);
     if (q->cache_mode == GW_CACHE_NONE)
         return 0;
-    if (make_key(q) < 0) {
+    gw_cache_lookup *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
         q->cache_mode = GW_CACHE_NONE;
         return 0;
     }
-    if (q->cache_mode == GW_CACHE_REFRESH)
-        return 0;
-    gw_cache_lookup *l = calloc(1, sizeof(*l));
-    if (l == NULL)
-        return 0; /* no lookup: upstream, and the answer is kept */
     l->q = q;
     q->lookup = l;
+    if (q->op == GW_OP_EMBEDDINGS && q->cache_mode == GW_CACHE_USE && sky__gw_embed_begin(q, l))
+        return 1;
+    int keyed = make_key(q) == 0;
+    if (!keyed)
+        q->cache_mode = GW_CACHE_NONE;
+    if (!keyed || q->cache_mode == GW_CACHE_REFRESH) {
+        sky__gw_cache_forget(q); /* nothing to look up */
+        return 0;
+    }
+    l->pending = 1;
     sky__store_cache_get(q->g->cache, q->cache_key, on_lookup, l);
     return 1;
 }
 
-void sky__gw_cache_answered(gw_request *q, const sky_call_result *res)
+sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res)
 {
     if (q->cache_mode == GW_CACHE_NONE || q->sr == NULL)
-        return;
+        return res->body;
+    if (q->lookup && q->lookup->e)
+        return sky__gw_embed_answered(q, q->lookup, res);
     sky_server_add_header(q->sr, "x-skyio-cache-status",
                           q->cache_mode == GW_CACHE_REFRESH ? SKY_SPAN_LIT("refresh")
                                                             : SKY_SPAN_LIT("miss"));
     if (res->status == 200)
         sky__store_cache_put(q->g->cache, q->cache_key, res->body, q->g->cache_ttl_ms, NULL, NULL);
+    return res->body;
 }
 
 void sky__gw_cache_forget(gw_request *q)
 {
-    if (q->lookup) {
-        q->lookup->q = NULL;
-        q->lookup = NULL;
+    gw_cache_lookup *l = q->lookup;
+    q->lookup = NULL;
+    if (l) {
+        l->q = NULL;
+        sky__gw_lookup_release(l);
     }
 }

@@ -313,9 +313,10 @@ void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span pa
 /* Look the request up when it asks for the cache: 1 when the cache took it (it
  * answers, or calls sky__gw_proxy_miss), 0 to go upstream now. */
 int sky__gw_cache_begin(gw_request *q);
-/* An upstream answer of a request that asked for the cache: the status header, and the
- * answer kept when it is a 200. */
-void sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
+/* An upstream answer of a request that asked for the cache: the status header, the answer
+ * kept when it is a 200; returns the body to give (res->body, or the cache's merge of it:
+ * embeddings cached per input, valid until the request ends). */
+sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
 /* The request ends: a lookup under way is dropped. */
 void sky__gw_cache_forget(gw_request *q);
 /* One model call's usage record, to the usage store (when there is one). */

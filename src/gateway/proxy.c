@@ -322,10 +322,10 @@ static void fail(gw_request *q, const sky_call_result *res, const sky_error *err
 static void respond(gw_request *q, const sky_call_result *res)
 {
     sky__gw_tokens_read(res->body, &q->used);
-    sky__gw_cache_answered(q, res);
+    sky_span body = sky__gw_cache_answered(q, res); /* res->body, or the cache's merge of it */
     q->status = res->status;
     answer_headers(q);
-    sky_server_respond(q->sr, res->status, "application/json", res->body);
+    sky_server_respond(q->sr, res->status, "application/json", body);
 }
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)

@@ -241,6 +241,55 @@ static void cache_on_redis(void **state)
     cache_contract(&env.on_redis, "redis: the capital of Spain?");
 }
 
+static json_t *embedding_of(const sky_test_result *r, size_t i)
+{
+    json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
+    assert_non_null(doc);
+    json_t *item = json_array_get(json_object_get(doc, "data"), i);
+    assert_non_null(item);
+    assert_int_equal(json_integer_value(json_object_get(item, "index")), (json_int_t)i);
+    json_t *v = json_incref(json_object_get(item, "embedding"));
+    json_decref(doc);
+    assert_non_null(v);
+    return v;
+}
+
+/* Embeddings cached per input: a list sharing inputs with an earlier one sends only the new
+ * inputs upstream, and the answer puts each in its place; a list of known inputs sends none. */
+static void embeddings_per_input(void **state)
+{
+    (void)state;
+    const serve *s = &env.on_sqlite;
+    sky_test_result one, two, again;
+    int64_t calls0 = upstream_calls();
+    post(s, "/v1/embeddings", "{\"model\":\"text-embedding-3-small\",\"input\":[\"alpha\"]}", "on",
+         &one);
+    assert_string_equal(cache_status(&one), "miss");
+    post(s, "/v1/embeddings",
+         "{\"model\":\"text-embedding-3-small\",\"input\":[\"beta\",\"alpha\"]}", "on", &two);
+    assert_string_equal(cache_status(&two), "partial");
+    assert_int_equal(upstream_calls(), calls0 + 2);
+    json_t *alpha1 = embedding_of(&one, 0), *alpha2 = embedding_of(&two, 1);
+    assert_true(json_equal(alpha1, alpha2)); /* alpha from the cache, in its place */
+    json_t *beta = embedding_of(&two, 0);
+    assert_false(json_equal(alpha1, beta));
+    post(s, "/v1/embeddings",
+         "{\"model\":\"text-embedding-3-small\",\"input\":[\"alpha\",\"beta\"]}", "on", &again);
+    assert_string_equal(cache_status(&again), "hit");
+    assert_int_equal(upstream_calls(), calls0 + 2); /* nothing went upstream */
+    json_t *a3 = embedding_of(&again, 0), *b3 = embedding_of(&again, 1);
+    assert_true(json_equal(a3, alpha1));
+    assert_true(json_equal(b3, beta));
+    json_decref(alpha1);
+    json_decref(alpha2);
+    json_decref(beta);
+    json_decref(a3);
+    json_decref(b3);
+    sky_test_result_free(&one);
+    sky_test_result_free(&two);
+    sky_test_result_free(&again);
+}
+
 /* Redis killed mid-run: requests that ask for the cache are still served
  * (upstream). */
 static void redis_killed_requests_served(void **state)
@@ -373,6 +422,7 @@ int main(void)
         cmocka_unit_test(cache_on_sqlite),
         cmocka_unit_test(cache_on_redis),
         cmocka_unit_test(redis_killed_requests_served),
+        cmocka_unit_test(embeddings_per_input),
         cmocka_unit_test(usage_through_serve_state),
         cmocka_unit_test(usage_through_serve_postgres),
     };
