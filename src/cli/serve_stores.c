@@ -19,8 +19,10 @@ const char sky_cli_stores_usage[] =
     "                            A request asks for it with the header x-skyio-cache: on\n"
     "                            (look up, keep on a miss), refresh (go upstream, keep) or\n"
     "                            off (the default); the answer says x-skyio-cache-status:\n"
-    "                            hit|miss|refresh. Whole 200 answers only; Redis away:\n"
-    "                            served upstream, with a warning\n"
+    "                            hit|miss|refresh. Whole 200 answers are kept; a streamed\n"
+    "                            chat that hits is replayed as a stream; embeddings are\n"
+    "                            kept per input (only new inputs go upstream: partial).\n"
+    "                            Redis away: served upstream, with a warning\n"
     "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
     "  `skyio usage --state FILE | --postgres URL` prints the usage totals.\n"
     "\n";

@@ -1,16 +1,15 @@
 /*
- * The gateway's response cache, on a store (src/store: Redis, or a SQLite
- * file). A client asks for it per request with `x-skyio-cache: on` (look up,
- * and keep the answer on a miss), `refresh` (go upstream, keep the new answer)
- * or `off` (the default); the answer says `x-skyio-cache-status: hit | miss |
- * refresh`. Only whole (non-streamed) answers of status 200 are kept, for the
- * store's TTL.
+ * The gateway's response cache, on a store (src/store: Redis, or a SQLite file). A client
+ * asks for it per request with `x-skyio-cache: on` (look up, and keep the answer on a miss),
+ * `refresh` (go upstream, keep the new answer) or `off` (the default); the answer says
+ * `x-skyio-cache-status: hit | miss | refresh` (and `partial`: cache_embeddings.c). Whole
+ * answers of status 200 are kept, for the store's TTL; a streamed chat request that hits
+ * gets the kept answer replayed as a stream (a streamed miss passes through, not kept).
  *
- * The key is the SHA-256 of the operation, the model asked for and the body as
- * canonical JSON (keys sorted, no spaces), so the same request written
- * differently hits; "user" is left out, as it says who asks, not what. A store
- * that fails (Redis away) is a miss: the request goes upstream as if there were
- * no cache.
+ * The key is the SHA-256 of the operation, the model asked for and the body as canonical
+ * JSON (keys sorted, no spaces, without "stream"), so the same request written differently
+ * hits; "user" is left out, as it says who asks, not what. A store that fails (Redis away)
+ * is a miss: the request goes upstream as if there were no cache.
  */
 #include <jansson.h>
 #include <openssl/evp.h>
