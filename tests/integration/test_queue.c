@@ -389,6 +389,45 @@ static void test_refused_before_any_request(void **state)
     assert_int_equal(o.done, 0); /* no callback for a refusal */
 }
 
+/* An account SAS for the Queue service instead of the key. */
+static void test_sas(void **state)
+{
+    fixture *f = *state;
+    outcome o;
+    sky_storage_sas_options so;
+    sky_buf sas;
+    sky_error e;
+    sky_error_clear(&e);
+    sky_storage_sas_options_init(&so);
+    so.permissions = "racwdlup";
+    so.expiry = (int64_t)time(NULL) + 3600;
+    so.services = "q";
+    so.resource_types = "sco";
+    sky_buf_init(&sas, 4096);
+    assert_int_equal(
+        sky_storage_sas_account("devstoreaccount1", SKY_TEST_AZURITE_KEY, &so, &sas, &e), 0);
+    sky_queue_client_free(f->q);
+    sky_queue_client_options qo;
+    sky_queue_client_options_init(&qo);
+    qo.endpoint = g_az.endpoint;
+    qo.sas = sas.data;
+    assert_int_equal(sky_queue_client_new(f->loop, f->http, &qo, &f->q, &e), 0);
+    sky_buf_free(&sas);
+    START(sky_queue_create(f->q, "with-sas", NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_put(f->q, "with-sas", SKY_SPAN_LIT("signed"), NULL, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, 0);
+    START(sky_queue_get(f->q, "with-sas", 1, 0, on_done, &o, NULL, err));
+    assert_string_equal(o.texts[0], "signed");
+    /* without any auth the service refuses */
+    sky_queue_client_free(f->q);
+    qo.sas = NULL;
+    assert_int_equal(sky_queue_client_new(f->loop, f->http, &qo, &f->q, &e), 0);
+    START(sky_queue_peek(f->q, "with-sas", 1, on_done, &o, NULL, err));
+    assert_int_equal(o.err_code, SKY_EHTTP);
+    assert_true(o.http_status == 401 || o.http_status == 403);
+}
+
 static void test_free_client_cancels(void **state)
 {
     fixture *f = *state;
@@ -724,6 +763,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delay_and_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_any_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_retried_with_bearer, setup, teardown),
         cmocka_unit_test(test_endpoint_of),
