@@ -15,8 +15,12 @@
  * so Azure SDK clients can point at it too. It sends each model call to one
  * of the model's deployments, each with a pipeline of its own (learned rate limit,
  * adaptive concurrency, circuit breaker). A failure before the first byte has reached
- * the client moves the request to another deployment of the model; after it, the error
- * is passed on. A client that leaves cancels its upstream call.
+ * the client moves the request to another deployment of the model, then to the model's
+ * fallbacks; after it, the error is passed on. A client that leaves cancels its upstream
+ * call. Each client key may have a budget (RPM/TPM, 429 as OpenAI answers). Operations:
+ * GET /metrics (Prometheus), /readyz, an access log of JSON lines, x-request-id both
+ * ways; sky_gateway_reload swaps the routing without dropping a request; several loops
+ * on threads of their own share one port (sky_gateway_options.threads).
  */
 
 /** Long-lived: a listening gateway on a loop. */
@@ -129,6 +133,11 @@ typedef struct sky_gateway_options {
      *  too). NULL (both): plain HTTP/1.1. Borrowed for sky_gateway_new. */
     const char *tls_cert_file;
     const char *tls_key_file;
+    /** Loops on threads of their own, all on one port (SO_REUSEPORT): the caller's loop
+     *  and threads - 1 more. The clients' key budgets and the metrics are shared by them;
+     *  each deployment's known rpm/tpm is split evenly between them, and each loop learns
+     *  its own share of the limits. Default 1; at most 64. */
+    int threads;
 } sky_gateway_options;
 
 /** Every default. */

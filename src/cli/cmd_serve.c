@@ -48,7 +48,10 @@ static const char usage[] =
     "Errors are OpenAI's JSON: 400 malformed body, 401 invalid_api_key, 403 a model the\n"
     "key may not use, 404 model_not_found, 413 a body over --max-body, 429 every\n"
     "deployment rate limited, 502/504 no deployment could answer.\n"
-    "\n"
+    "\n";
+
+/* The flags' part of --help */
+static const char usage_options[] =
     "options (a flag wins over the same key at the top of the config):\n"
     "  --config FILE             the models, their deployments and the clients' keys (below)\n"
     "  --host ADDR               address to listen on (default 127.0.0.1; \"host\")\n"
@@ -60,6 +63,10 @@ static const char usage[] =
     "  --tls-cert FILE           PEM certificate chain: HTTPS, HTTP/2 offered by ALPN and\n"
     "                            HTTP/1.1 too (\"tls_cert\"; default plain HTTP/1.1)\n"
     "  --tls-key FILE            its PEM private key (\"tls_key\")\n"
+    "  --threads N               N event loops on threads of their own, one port\n"
+    "                            (SO_REUSEPORT); key budgets and metrics are shared, a\n"
+    "                            deployment's rpm/tpm is split evenly between the loops\n"
+    "                            (\"threads\"; default 1, at most 64)\n"
     "  --access-log FILE         a JSON line per model call appended to FILE (\"-\": stderr):\n"
     "                            request_id, key (its name, never the key), route, model,\n"
     "                            deployment, status, latency_ms, added_ms, stream, tokens\n"
@@ -164,6 +171,7 @@ static int load_config(serve_run *run)
     o->upstream_timeout_ms =
         (long)sky_json_int(run->doc, "upstream_timeout_ms", o->upstream_timeout_ms);
     o->access_log = sky_json_str(run->doc, "access_log", o->access_log);
+    o->threads = (int)sky_json_int(run->doc, "threads", o->threads);
     o->tls_cert_file = sky_json_str(run->doc, "tls_cert", o->tls_cert_file);
     o->tls_key_file = sky_json_str(run->doc, "tls_key", o->tls_key_file);
     return 0;
@@ -199,6 +207,10 @@ static int set_flag(serve_run *run, const char *flag, const char *v)
     } else if ((n = sky_cli_stores_flag(&run->stores, flag, v)) != 0) {
         if (n < 0)
             return -1;
+    } else if (strcmp(flag, "--threads") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0 || n > 64)
+            return -1;
+        o->threads = (int)n;
     } else if (strcmp(flag, "--grace-ms") == 0) {
         if (sky_cli_number_opt("serve", flag, v, 0, &run->grace_ms) < 0)
             return -1;
@@ -231,6 +243,14 @@ static int parse_args(serve_run *run, int argc, char **argv)
         }
         if (set_flag(run, argv[i], argv[i + 1]) < 0)
             return -1;
+    }
+    /* the stores are driven by one loop: the others' calls would go uncached and
+     * unrecorded */
+    if (run->opts.threads > 1 &&
+        (run->stores.cache_url || run->stores.state || run->stores.postgres)) {
+        fprintf(stderr, "skyio serve: --threads above 1 does not go with --cache, --state or "
+                        "--postgres yet\n");
+        return -1;
     }
     if (!run->opts.tls_cert_file != !run->opts.tls_key_file) {
         fprintf(stderr, "skyio serve: --tls-cert and --tls-key go together\n");
@@ -369,7 +389,7 @@ int sky_cli_serve(int argc, char **argv)
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fprintf(stdout, "%s%s%s", usage, sky_cli_stores_usage, usage_config);
+        fprintf(stdout, "%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_config);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {

@@ -41,9 +41,13 @@ static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admissi
     /* the rate limiters' charge: about 4 bytes a token, plus what the answer may use */
     a->est_tokens =
         (int64_t)(sky_server_req_body(r).len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
-    if (key == NULL || (key->budget.rpm <= 0 && key->budget.tpm <= 0))
+    if (key == NULL || key->budget == NULL)
         return 0;
-    if (sky__gw_budget_take(&key->budget, uv_now(g->loop), a->est_tokens, &a->rl) == 0)
+    /* the loops share a key's budget (one without limits takes nothing) */
+    sky__gw_shared_lock(g->shared);
+    int rc = sky__gw_budget_take(key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
+    sky__gw_shared_unlock(g->shared);
+    if (rc == 0)
         return 0;
     sky__gw_budget_refuse(r, key, &a->rl);
     return 429;

@@ -57,14 +57,15 @@ void sky_gateway_options_init(sky_gateway_options *o)
 
 /* ---- the handle ---- */
 
-static int setup_server(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
+static int setup_server(sky_gateway *g, const sky_gateway_options *o, int port, sky_error *err)
 {
     sky_server_options so;
     sky_server_options_init(&so);
     so.host = o->host ? o->host : "127.0.0.1";
-    so.port = o->port;
+    so.port = port;
     so.tls_cert_file = o->tls_cert_file;
     so.tls_key_file = o->tls_key_file;
+    so.reuse_port = g->n_loops > 1;
     /* h2o refuses bodies over its limit itself, in plain text; up to twice --max-body the
      * gateway reads them and answers 413 in OpenAI's JSON */
     so.max_request_body = g->max_body <= SIZE_MAX / 2 ? g->max_body * 2 : g->max_body;
@@ -92,19 +93,45 @@ static int setup_client(sky_gateway *g, sky_error *err)
 
 static int setup_ops(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
-    g->metrics = sky__gw_metrics_new(g->loop);
-    if (g->metrics == NULL)
+    if (sky__gw_monitor_start(g) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     return o->access_log ? sky__gw_access_log_open(g->loop, o->access_log, &g->access_log, err) : 0;
 }
 
-static int setup_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
+int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
     gw_table *t = NULL;
     int rc = sky__gw_table_new(g, o, &t, err);
     if (rc < 0)
         return rc;
+    gw_table *old = g->table;
     g->table = t;
+    if (old)
+        sky__gw_table_unref(old); /* freed now, or with the last request that holds it */
+    return 0;
+}
+
+int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *sh, int index,
+                     int port, sky_gateway **out, sky_error *err)
+{
+    sky_gateway *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    g->loop = loop;
+    g->shared = sh;
+    g->index = index;
+    g->n_loops = sky__gw_shared_loops(sh);
+    g->max_body = o->max_body ? o->max_body : GW_DEFAULT_MAX_BODY;
+    g->rng = sky_rand_u64();
+    int rc = setup_client(g, err);
+    rc = rc < 0 ? rc : setup_ops(g, o, err);
+    rc = rc < 0 ? rc : sky__gw_swap_table(g, o, err);
+    rc = rc < 0 ? rc : setup_server(g, o, port, err);
+    if (rc < 0) {
+        sky__gw_loop_free(g);
+        return rc;
+    }
+    *out = g;
     return 0;
 }
 
@@ -113,17 +140,19 @@ int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway *
 {
     if (o == NULL || o->n_deployments == 0)
         return sky_error_set(err, SKY_EINVAL, "the gateway needs at least one deployment");
-    sky_gateway *g = calloc(1, sizeof(*g));
-    if (g == NULL)
+    int n = o->threads > 0 ? o->threads : 1;
+    if (n > GW_MAX_LOOPS)
+        return sky_error_set(err, SKY_EINVAL, "at most %d threads", GW_MAX_LOOPS);
+    gw_shared *sh = sky__gw_shared_new(n);
+    if (sh == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    g->loop = loop;
-    g->max_body = o->max_body ? o->max_body : GW_DEFAULT_MAX_BODY;
-    g->rng = sky_rand_u64();
-    int rc = setup_client(g, err);
-    rc = rc < 0 ? rc : setup_ops(g, o, err);
-    rc = rc < 0 ? rc : setup_table(g, o, err);
-    rc = rc < 0 ? rc : setup_server(g, o, err);
+    sky_gateway *g = NULL;
+    int rc = sky__gw_loop_new(loop, o, sh, 0, o->port, &g, err);
     if (rc < 0) {
+        sky__gw_shared_free(sh);
+        return rc;
+    }
+    if (n > 1 && (rc = sky__gw_loops_start(g, o, err)) < 0) {
         sky_gateway_free(g);
         return rc;
     }
@@ -133,14 +162,14 @@ int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway *
 
 int sky_gateway_reload(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
-    gw_table *t = NULL;
-    int rc = sky__gw_table_new(g, o, &t, err);
+    int rc = sky__gw_swap_table(g, o, err);
     if (rc < 0)
         return rc;
-    gw_table *old = g->table;
-    g->table = t;
-    sky__gw_table_unref(old); /* freed now, or with the last request that holds it */
-    sky__gw_metrics_reloaded(g->metrics);
+    if (g->group)
+        sky__gw_loops_reload(g, o); /* what loop 0 could build, each other loop builds */
+    sky__gw_shared_lock(g->shared);
+    sky__gw_metrics_reloaded(sky__gw_shared_metrics(g->shared));
+    sky__gw_shared_unlock(g->shared);
     return 0;
 }
 
@@ -162,12 +191,16 @@ static void on_server_down(sky_server *s, void *ud)
 void sky_gateway_shutdown(sky_gateway *g, uint64_t grace_ms, sky_gateway_shutdown_cb cb,
                           void *user_data)
 {
+    if (g->group) {
+        sky__gw_loops_shutdown(g, grace_ms, cb, user_data);
+        return;
+    }
     g->shutdown_cb = cb;
     g->shutdown_ud = user_data;
     sky_server_shutdown(g->srv, grace_ms, on_server_down, g);
 }
 
-void sky_gateway_free(sky_gateway *g)
+void sky__gw_loop_free(sky_gateway *g)
 {
     if (g == NULL)
         return;
@@ -182,7 +215,18 @@ void sky_gateway_free(sky_gateway *g)
         sky__gw_table_free(g->tables);
     sky_http_client_free(g->http);
     sky_headers_free(g->json_headers);
-    sky__gw_metrics_free(g->metrics);
+    sky__gw_monitor_stop(g);
     sky__gw_access_log_close(g->access_log);
     free(g);
+}
+
+void sky_gateway_free(sky_gateway *g)
+{
+    if (g == NULL)
+        return;
+    gw_shared *sh = g->shared;
+    if (g->group)
+        sky__gw_loops_free(g); /* the other loops first: they use the shared state */
+    sky__gw_loop_free(g);
+    sky__gw_shared_free(sh);
 }

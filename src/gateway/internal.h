@@ -68,7 +68,7 @@ typedef struct gw_key {
     unsigned char sha256[SKY_GATEWAY_SHA256_LEN];
     char **models;
     size_t n_models;
-    gw_budget budget;
+    gw_budget *budget; /* the key's, shared by the loops (shared.c); NULL when out of memory */
 } gw_key;
 
 /* The longest x-request-id taken from a client (a longer one is replaced). */
@@ -84,6 +84,19 @@ typedef struct gw_latency {
 
 typedef struct gw_metrics gw_metrics;
 typedef struct gw_access_log gw_access_log;
+typedef struct gw_shared gw_shared;
+typedef struct gw_group gw_group;
+typedef struct gw_routing_copy gw_routing_copy;
+
+/* A deployment as one loop saw it last, for /metrics (monitor.c). */
+typedef struct gw_dep_gauges {
+    char model[256];
+    char label[320];
+    double in_flight, concurrency, rpm, tpm, breaker;
+} gw_dep_gauges;
+
+/* The most loops (--threads) a gateway runs. */
+#define GW_MAX_LOOPS 64
 
 /* The routing: deployments, models, keys, as one config made them (table.c). Held by the
  * gateway while current and by each request that began on it. */
@@ -107,7 +120,12 @@ struct sky_gateway {
     gw_table *table;           /* the current one */
     gw_table *tables;          /* every one still alive */
     int closing;               /* sky_gateway_free under way: it frees the tables */
-    gw_metrics *metrics;
+    gw_shared *shared;         /* with the other loops: budgets, metrics (shared.c) */
+    int index;                 /* this loop's, 0 for the caller's */
+    int n_loops;
+    gw_group *group;     /* loop 0 of several: the others (loops.c); else NULL */
+    uv_timer_t *monitor; /* monitor.c */
+    uint64_t monitor_due_ns;
     gw_access_log *access_log; /* NULL: none */
     size_t max_body;
     uint64_t rng;            /* the weighted choice's generator (not for secrets) */
@@ -210,12 +228,61 @@ void sky__gw_record(sky_gateway *g, const gw_record *r);
  * the same as the answer's x-request-id header. */
 void sky__gw_request_id(sky_server_req *r, char out[GW_REQUEST_ID_MAX + 1]);
 
-/* ---- metrics.c ---- */
-/* The counters and the loop lag's timer on @p loop; NULL on out of memory. */
-gw_metrics *sky__gw_metrics_new(uv_loop_t *loop);
+/* ---- metrics.c (read and changed under the shared lock) ---- */
+/* Empty counters; NULL on out of memory. */
+gw_metrics *sky__gw_metrics_new(void);
+void sky__gw_metrics_lag(gw_metrics *m, double seconds);
 void sky__gw_metrics_free(gw_metrics *m);
 void sky__gw_metrics_count(gw_metrics *m, const gw_record *r);
 void sky__gw_metrics_reloaded(gw_metrics *m);
+
+/* ---- shared.c ---- */
+gw_shared *sky__gw_shared_new(int n_loops);
+void sky__gw_shared_free(gw_shared *s);
+void sky__gw_shared_lock(gw_shared *s);
+void sky__gw_shared_unlock(gw_shared *s);
+/* The metrics (touch them under the lock). */
+gw_metrics *sky__gw_shared_metrics(gw_shared *s);
+/* The budget of the key named @p name, made full on first use or when its limits changed;
+ * the same one for every loop and table. Take and settle it under the lock. NULL: OOM. */
+gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
+                                 uint64_t now_ms);
+/* Loop @p loop's deployments as it sees them now (@p v malloc'd, taken over). */
+void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n);
+/* Under the lock: loop @p loop's last view. */
+size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **out);
+int sky__gw_shared_loops(const gw_shared *s);
+
+/* ---- monitor.c ---- */
+/* The loop's 100 ms timer: its lag into the metrics, its deployments' view refreshed. */
+int sky__gw_monitor_start(sky_gateway *g);
+void sky__gw_monitor_stop(sky_gateway *g);
+/* Leave this loop's view of its deployments in the shared state now. */
+void sky__gw_monitor_refresh(sky_gateway *g);
+
+/* ---- routing_copy.c ---- */
+/* A deep copy of @p o's routing (deployments, fallbacks, keys); NULL on out of memory. */
+gw_routing_copy *sky__gw_routing_copy(const sky_gateway_options *o);
+const sky_gateway_options *sky__gw_routing_options(const gw_routing_copy *c);
+/* Free it, every string wiped. */
+void sky__gw_routing_free(gw_routing_copy *c);
+
+/* ---- gateway.c and loops.c: the loops of --threads ---- */
+/* One loop's gateway: its server (on @p port, shared by SO_REUSEPORT with the others
+ * when there are several), client, table, access log, monitor. */
+int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *sh, int index,
+                     int port, sky_gateway **out, sky_error *err);
+void sky__gw_loop_free(sky_gateway *g);
+/* Build a table from @p o and make it the current one. */
+int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
+/* Start loops 1..n-1 on threads of their own, each listening on loop 0's port. */
+int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
+/* Each other loop builds @p o's table (copied) on its thread. */
+void sky__gw_loops_reload(sky_gateway *g, const sky_gateway_options *o);
+void sky__gw_loops_shutdown(sky_gateway *g, uint64_t grace_ms, sky_gateway_shutdown_cb cb,
+                            void *user_data);
+/* Free the other loops (their threads joined). */
+void sky__gw_loops_free(sky_gateway *g);
 
 /* ---- access_log.c ---- */
 /* A log to @p path, appended ("-" or NULL: stderr): 0, or SKY_EIO / SKY_ENOMEM with @p err. */

@@ -2,11 +2,13 @@
  * What the gateway counts, and GET /metrics in Prometheus's text format (0.0.4): requests
  * by route, model, deployment and status; latency, total and added by the gateway, as
  * histograms by route; tokens by model; each deployment's pipeline as it stands (learned
- * limits, in flight, breaker); the event loop's lag. Series are kept by their labels'
+ * limits, in flight, breaker, added up over the loops); the event loops' lag. Counters are
+ * shared by the loops (shared.c) and read under their lock. Series are kept by their labels'
  * text, so a reload, which makes new deployments, does not reset them. Labels hold only
  * configured names: never what a client sent (an unknown model is counted as "").
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,7 +17,6 @@
 
 #define GW_SERIES_BUCKETS 256
 #define GW_METRICS_MAX (8u << 20)
-#define GW_LAG_EVERY_MS 100
 
 /* Upper bounds of the latency buckets, in seconds (+Inf after them). */
 static const double bounds[GW_LAT_BUCKETS] = {
@@ -42,8 +43,6 @@ struct gw_metrics {
     gw_latency total[GW_OP_COUNT], added[GW_OP_COUNT];
     gw_latency lag;
     uint64_t reloads;
-    uv_timer_t *lag_timer;
-    uint64_t lag_due_ns;
 };
 
 static void latency_record(gw_latency *h, double s)
@@ -57,43 +56,15 @@ static void latency_record(gw_latency *h, double s)
         }
 }
 
-/* ---- the loop's lag: how late a 100 ms timer fires ---- */
-
-static void on_lag_tick(uv_timer_t *t)
+gw_metrics *sky__gw_metrics_new(void)
 {
-    gw_metrics *m = t->data;
-    uint64_t now = uv_hrtime();
-    latency_record(&m->lag, now > m->lag_due_ns ? (double)(now - m->lag_due_ns) / 1e9 : 0);
-    m->lag_due_ns = now + GW_LAG_EVERY_MS * UINT64_C(1000000);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-gw_metrics *sky__gw_metrics_new(uv_loop_t *loop)
-{
-    gw_metrics *m = calloc(1, sizeof(*m));
-    uv_timer_t *t = malloc(sizeof(*t));
-    if (m == NULL || t == NULL || uv_timer_init(loop, t) != 0) {
-        free(m);
-        free(t);
-        return NULL;
-    }
-    t->data = m;
-    m->lag_timer = t;
-    m->lag_due_ns = uv_hrtime() + GW_LAG_EVERY_MS * UINT64_C(1000000);
-    (void)uv_timer_start(t, on_lag_tick, GW_LAG_EVERY_MS, GW_LAG_EVERY_MS);
-    uv_unref((uv_handle_t *)t); /* the gauge keeps no loop alive */
-    return m;
+    return calloc(1, sizeof(gw_metrics));
 }
 
 void sky__gw_metrics_free(gw_metrics *m)
 {
     if (m == NULL)
         return;
-    uv_close((uv_handle_t *)m->lag_timer, on_timer_closed);
     for (size_t i = 0; i < GW_SERIES_BUCKETS; i++)
         while (m->series[i]) {
             gw_series *s = m->series[i];
@@ -178,6 +149,11 @@ void sky__gw_metrics_count(gw_metrics *m, const gw_record *r)
 void sky__gw_metrics_reloaded(gw_metrics *m)
 {
     m->reloads++;
+}
+
+void sky__gw_metrics_lag(gw_metrics *m, double seconds)
+{
+    latency_record(&m->lag, seconds);
 }
 
 /* ---- the exposition ---- */
@@ -271,83 +247,72 @@ static int write_tokens(sky_buf *b, const gw_metrics *m)
     return rc;
 }
 
-/* One gauge line per deployment of the current table. */
-typedef double (*dep_value_fn)(const gw_deployment *d);
-
-static double dep_in_flight(const gw_deployment *d)
+/* A deployment's gauges added up over every loop (those that know it by that label). */
+static gw_dep_gauges sum_over_loops(const gw_shared *sh, const gw_dep_gauges *d)
 {
-    return (double)sky_pipeline_active(d->pipe);
+    gw_dep_gauges sum = *d;
+    for (int l = 1; l < sky__gw_shared_loops(sh); l++) {
+        const gw_dep_gauges *v;
+        size_t n = sky__gw_shared_view(sh, l, &v);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(v[i].label, d->label) == 0) {
+                sum.in_flight += v[i].in_flight;
+                sum.concurrency += v[i].concurrency;
+                sum.rpm += v[i].rpm;
+                sum.tpm += v[i].tpm;
+                sum.breaker = fmax(sum.breaker, v[i].breaker);
+            }
+    }
+    return sum;
 }
 
-static double dep_concurrency(const gw_deployment *d)
-{
-    sky_limiter *l = sky_pipeline_limiter(d->pipe);
-    return l ? sky_limiter_limit(l) : 0;
-}
+static const struct {
+    const char *name, *help;
+    size_t at; /* the value's offset in gw_dep_gauges */
+} dep_gauges[] = {
+    {"skyio_gateway_deployment_in_flight", "Calls under way on the deployment.",
+     offsetof(gw_dep_gauges, in_flight)},
+    {"skyio_gateway_deployment_concurrency_limit",
+     "The deployment's concurrency limit as learned (added up over the loops).",
+     offsetof(gw_dep_gauges, concurrency)},
+    {"skyio_gateway_deployment_rate_limit_rpm",
+     "Requests a minute the deployment's limiter allows now (given or learned; 0: no limit "
+     "known).",
+     offsetof(gw_dep_gauges, rpm)},
+    {"skyio_gateway_deployment_rate_limit_tpm",
+     "Tokens a minute the deployment's limiter allows now (0: no limit known).",
+     offsetof(gw_dep_gauges, tpm)},
+    {"skyio_gateway_deployment_breaker_state",
+     "The deployment's circuit breaker: 0 closed, 1 open, 2 half open (the worst of the "
+     "loops).",
+     offsetof(gw_dep_gauges, breaker)},
+};
 
-static double dep_rpm(const gw_deployment *d)
+static int write_dep_gauge(sky_buf *b, const gw_shared *sh, size_t k)
 {
-    sky_ratelimit_stats st;
-    sky_ratelimit *rl = sky_pipeline_rate_limiter(d->pipe);
-    if (rl == NULL)
-        return 0;
-    sky_ratelimit_get_stats(rl, &st);
-    return st.rpm;
-}
-
-static double dep_tpm(const gw_deployment *d)
-{
-    sky_ratelimit_stats st;
-    sky_ratelimit *rl = sky_pipeline_rate_limiter(d->pipe);
-    if (rl == NULL)
-        return 0;
-    sky_ratelimit_get_stats(rl, &st);
-    return st.tpm;
-}
-
-static double dep_breaker(const gw_deployment *d)
-{
-    sky_pipeline_health h;
-    sky_pipeline_get_health(d->pipe, &h);
-    return (double)h.breaker;
-}
-
-static int write_dep_gauge(sky_buf *b, const gw_table *t, const char *name, const char *help,
-                           dep_value_fn fn)
-{
-    int rc = head(b, name, "gauge", help);
-    for (size_t i = 0; rc == 0 && i < t->n_deps; i++) {
-        const gw_deployment *d = &t->deps[i];
+    const gw_dep_gauges *v;
+    size_t n = sky__gw_shared_view(sh, 0, &v);
+    const char *name = dep_gauges[k].name;
+    int rc = head(b, name, "gauge", dep_gauges[k].help);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        gw_dep_gauges sum = sum_over_loops(sh, &v[i]);
+        double value;
+        memcpy(&value, (const char *)&sum + dep_gauges[k].at, sizeof(value));
         rc = sky_buf_printf(b, "%s{model=\"", name);
-        rc = rc ? rc : label(b, d->model);
+        rc = rc ? rc : label(b, sum.model);
         rc = rc ? rc : sky_buf_append_str(b, "\",deployment=\"");
-        rc = rc ? rc : label(b, d->label);
-        rc = rc ? rc : sky_buf_printf(b, "\"} %.17g\n", d->pipe ? fn(d) : 0);
+        rc = rc ? rc : label(b, sum.label);
+        rc = rc ? rc : sky_buf_printf(b, "\"} %.17g\n", value);
     }
     return rc;
 }
 
-static int write_deployments(sky_buf *b, const gw_table *t)
+static int write_deployments(sky_buf *b, const gw_shared *sh)
 {
-    int rc = write_dep_gauge(b, t, "skyio_gateway_deployment_in_flight",
-                             "Calls under way on the deployment.", dep_in_flight);
-    rc = rc ? rc
-            : write_dep_gauge(b, t, "skyio_gateway_deployment_concurrency_limit",
-                              "The deployment's concurrency limit as learned.", dep_concurrency);
-    rc = rc ? rc
-            : write_dep_gauge(b, t, "skyio_gateway_deployment_rate_limit_rpm",
-                              "Requests a minute the deployment's limiter allows now (given or "
-                              "learned; 0: no limit known).",
-                              dep_rpm);
-    rc = rc ? rc
-            : write_dep_gauge(b, t, "skyio_gateway_deployment_rate_limit_tpm",
-                              "Tokens a minute the deployment's limiter allows now (0: no "
-                              "limit known).",
-                              dep_tpm);
-    return rc ? rc
-              : write_dep_gauge(b, t, "skyio_gateway_deployment_breaker_state",
-                                "The deployment's circuit breaker: 0 closed, 1 open, 2 half open.",
-                                dep_breaker);
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < SKY_ARRAY_LEN(dep_gauges); k++)
+        rc = write_dep_gauge(b, sh, k);
+    return rc;
 }
 
 static int write_process(sky_buf *b, const sky_gateway *g, const gw_metrics *m)
@@ -355,7 +320,9 @@ static int write_process(sky_buf *b, const sky_gateway *g, const gw_metrics *m)
     int rc = head(b, "skyio_gateway_loop_lag_seconds", "histogram",
                   "How late a 100 ms timer of the event loop fires: the loop's lag.");
     rc = rc ? rc : write_histogram(b, "skyio_gateway_loop_lag_seconds", "", &m->lag);
-    rc = rc ? rc : head(b, "skyio_gateway_connections_open", "gauge", "Client connections open.");
+    rc = rc ? rc
+            : head(b, "skyio_gateway_connections_open", "gauge",
+                   "Client connections open on the loop that answered this scrape.");
     rc = rc ? rc
             : sky_buf_printf(b, "skyio_gateway_connections_open %llu\n",
                              (unsigned long long)sky_server_open_connections(g->srv));
@@ -372,11 +339,15 @@ void sky__gw_on_metrics(sky_server_req *r, void *gateway)
     sky_gateway *g = gateway;
     sky_buf b;
     sky_buf_init(&b, GW_METRICS_MAX);
-    int rc = write_requests(&b, g->metrics);
-    rc = rc ? rc : write_latency(&b, g->metrics);
-    rc = rc ? rc : write_tokens(&b, g->metrics);
-    rc = rc ? rc : write_deployments(&b, g->table);
-    rc = rc ? rc : write_process(&b, g, g->metrics);
+    sky__gw_monitor_refresh(g); /* this loop's deployments as they are now */
+    sky__gw_shared_lock(g->shared);
+    const gw_metrics *m = sky__gw_shared_metrics(g->shared);
+    int rc = write_requests(&b, m);
+    rc = rc ? rc : write_latency(&b, m);
+    rc = rc ? rc : write_tokens(&b, m);
+    rc = rc ? rc : write_deployments(&b, g->shared);
+    rc = rc ? rc : write_process(&b, g, m);
+    sky__gw_shared_unlock(g->shared);
     if (rc < 0)
         sky__gw_error(r, 500, "server_error", NULL, NULL, "cannot write the metrics: %s",
                       sky_err_name(rc));

@@ -25,13 +25,13 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
  * answer came, the difference when the reply said, the estimate when it did not. */
 static void settle(gw_request *q)
 {
-    if (q->key == NULL || q->rl.charged <= 0)
+    if (q->key == NULL || q->key->budget == NULL || q->rl.charged <= 0)
         return;
     int answered = q->status >= 200 && q->status < 300;
-    sky__gw_budget_settle(&q->key->budget, q->rl.charged,
-                          q->used.total >= 0 ? q->used.total
-                          : answered         ? -1
-                                             : 0);
+    int64_t used = q->used.total >= 0 ? q->used.total : answered ? -1 : 0;
+    sky__gw_shared_lock(q->g->shared); /* the loops share a key's budget */
+    sky__gw_budget_settle(q->key->budget, q->rl.charged, used);
+    sky__gw_shared_unlock(q->g->shared);
 }
 
 /* The outcome, in the metrics and the access log. */

@@ -9,7 +9,9 @@
 
 void sky__gw_record(sky_gateway *g, const gw_record *r)
 {
-    sky__gw_metrics_count(g->metrics, r);
+    sky__gw_shared_lock(g->shared);
+    sky__gw_metrics_count(sky__gw_shared_metrics(g->shared), r);
+    sky__gw_shared_unlock(g->shared);
     sky__gw_usage_record(g, r);
     if (g->access_log)
         sky__gw_access_log_write(g->access_log, r);

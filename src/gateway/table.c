@@ -59,8 +59,9 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     po.attempt_timeout_ms = timeout_ms;
     po.auth = sky_ai_pipeline_auth;
     po.auth_user_data = &d->ep;
-    po.rate.rpm = in->rpm;
-    po.rate.tpm = in->tpm;
+    /* each loop has its pipeline: a known limit is split evenly between them */
+    po.rate.rpm = in->rpm / g->n_loops;
+    po.rate.tpm = in->tpm / g->n_loops;
     int rc = sky_pipeline_new(g->loop, g->http, &po, &d->pipe);
     return rc < 0 ? sky_error_set(err, rc, "%s: cannot make its pipeline", d->label) : 0;
 }
@@ -171,10 +172,16 @@ static int setup_fallbacks(gw_table *t, const sky_gateway_options *o, sky_error 
 
 /* ---- clients' keys ---- */
 
-static int key_copy(gw_key *k, const sky_gateway_client_key *in, uint64_t now_ms)
+/* The key as kept; its budget is the gateway's for that name (shared.c), so a reload or
+ * another loop finds it as it stands. */
+static int key_copy(sky_gateway *g, gw_key *k, const sky_gateway_client_key *in)
 {
-    sky__gw_budget_init(&k->budget, in->rpm, in->tpm, now_ms);
     k->name = strdup(in->name ? in->name : "");
+    k->budget = k->name
+                    ? sky__gw_shared_budget(g->shared, k->name, in->rpm, in->tpm, uv_now(g->loop))
+                    : NULL;
+    if (k->budget == NULL)
+        return SKY_ENOMEM;
     memcpy(k->sha256, in->sha256, sizeof(k->sha256));
     k->models = in->n_models ? calloc(in->n_models, sizeof(*k->models)) : NULL;
     if (k->name == NULL || (in->n_models && k->models == NULL))
@@ -198,20 +205,6 @@ static void keys_free(gw_table *t)
     free(t->keys);
 }
 
-/* A key of the table before a reload, of the same name and budget, passes its budget's
- * state on: a reload is no way around a budget. */
-static void key_budget_from(gw_key *k, const gw_table *old)
-{
-    for (size_t i = 0; old && i < old->n_keys; i++) {
-        const gw_budget *b = &old->keys[i].budget;
-        if (strcmp(old->keys[i].name, k->name) == 0 && b->rpm == k->budget.rpm &&
-            b->tpm == k->budget.tpm) {
-            k->budget = *b;
-            return;
-        }
-    }
-}
-
 static int setup_keys(sky_gateway *g, gw_table *t, const sky_gateway_options *o, sky_error *err)
 {
     t->keys = o->n_keys ? calloc(o->n_keys, sizeof(*t->keys)) : NULL;
@@ -219,9 +212,8 @@ static int setup_keys(sky_gateway *g, gw_table *t, const sky_gateway_options *o,
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     for (size_t i = 0; i < o->n_keys; i++) {
         t->n_keys++;
-        if (key_copy(&t->keys[i], &o->keys[i], uv_now(g->loop)) < 0)
+        if (key_copy(g, &t->keys[i], &o->keys[i]) < 0)
             return sky_error_set(err, SKY_ENOMEM, "out of memory");
-        key_budget_from(&t->keys[i], g->table);
     }
     return 0;
 }

@@ -1,0 +1,124 @@
+/*
+ * What the loops of one gateway (`--threads N`) share, behind one lock: the clients' key
+ * budgets, found by the key's name, so a key's RPM and TPM hold for the whole gateway
+ * whichever loop a connection lands on (and across reloads); the metrics; and each loop's
+ * last view of its deployments, which /metrics adds up. With one loop the lock is never
+ * contended.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+typedef struct budget_slot {
+    struct budget_slot *next;
+    char *name;
+    gw_budget budget;
+} budget_slot;
+
+struct gw_shared {
+    uv_mutex_t lock;
+    gw_metrics *metrics;
+    budget_slot *budgets;
+    int n_loops;
+    gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
+    size_t *n_views;
+};
+
+gw_shared *sky__gw_shared_new(int n_loops)
+{
+    gw_shared *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->n_loops = n_loops;
+    s->metrics = sky__gw_metrics_new();
+    s->views = calloc((size_t)n_loops, sizeof(*s->views));
+    s->n_views = calloc((size_t)n_loops, sizeof(*s->n_views));
+    if (s->metrics == NULL || s->views == NULL || s->n_views == NULL ||
+        uv_mutex_init(&s->lock) != 0) {
+        sky__gw_metrics_free(s->metrics);
+        free(s->views);
+        free(s->n_views);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sky__gw_shared_free(gw_shared *s)
+{
+    if (s == NULL)
+        return;
+    while (s->budgets) {
+        budget_slot *b = s->budgets;
+        s->budgets = b->next;
+        free(b->name);
+        free(b);
+    }
+    for (int i = 0; i < s->n_loops; i++)
+        free(s->views[i]);
+    free(s->views);
+    free(s->n_views);
+    sky__gw_metrics_free(s->metrics);
+    uv_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void sky__gw_shared_lock(gw_shared *s)
+{
+    uv_mutex_lock(&s->lock);
+}
+
+void sky__gw_shared_unlock(gw_shared *s)
+{
+    uv_mutex_unlock(&s->lock);
+}
+
+gw_metrics *sky__gw_shared_metrics(gw_shared *s)
+{
+    return s->metrics;
+}
+
+gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
+                                 uint64_t now_ms)
+{
+    budget_slot *b;
+    uv_mutex_lock(&s->lock);
+    for (b = s->budgets; b && strcmp(b->name, name) != 0; b = b->next)
+        ;
+    if (b == NULL && (b = calloc(1, sizeof(*b))) != NULL) {
+        if ((b->name = strdup(name)) == NULL) {
+            free(b);
+            b = NULL;
+        } else {
+            sky__gw_budget_init(&b->budget, rpm, tpm, now_ms);
+            b->next = s->budgets;
+            s->budgets = b;
+        }
+    }
+    /* a key whose limits changed starts over on the new ones */
+    if (b && (b->budget.rpm != (rpm > 0 ? rpm : 0) || b->budget.tpm != (tpm > 0 ? tpm : 0)))
+        sky__gw_budget_init(&b->budget, rpm, tpm, now_ms);
+    uv_mutex_unlock(&s->lock);
+    return b ? &b->budget : NULL;
+}
+
+void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n)
+{
+    uv_mutex_lock(&s->lock);
+    gw_dep_gauges *old = s->views[loop];
+    s->views[loop] = v;
+    s->n_views[loop] = n;
+    uv_mutex_unlock(&s->lock);
+    free(old);
+}
+
+size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **out)
+{
+    *out = s->views[loop];
+    return s->n_views[loop];
+}
+
+int sky__gw_shared_loops(const gw_shared *s)
+{
+    return s->n_loops;
+}

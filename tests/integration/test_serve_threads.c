@@ -1,0 +1,236 @@
+/*
+ * `skyio serve --threads 2`: two loops on one port. Each connection lands on one of them;
+ * a key's budget holds for the whole gateway, the metrics add the loops up, a reload
+ * reaches every loop, and SIGTERM ends them all.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "skyio/gateway.h"
+#include "skyio/json.h"
+
+#define UPSTREAM_KEY "sk-upstream-canary-threads-91c4"
+#define CLIENT_KEY "sk-client-threads-0001"
+#define METERED_KEY "sk-client-threads-metered-0002"
+
+static struct {
+    sky_test_mock fast;
+    pid_t serve_pid;
+    char dir[256], base[128], config[512];
+    uv_loop_t *loop;
+} env;
+
+static void hash_hex(const char *key, char *out)
+{
+    unsigned char h[SKY_GATEWAY_SHA256_LEN];
+    assert_int_equal(sky_gateway_key_hash(sky_span_cstr(key), h), 0);
+    for (size_t i = 0; i < sizeof(h); i++)
+        sprintf(out + 2 * i, "%02x", h[i]);
+}
+
+static void write_config(const char *extra_model)
+{
+    char full[65], metered[65], tmp[600], extra[400] = "";
+    hash_hex(CLIENT_KEY, full);
+    hash_hex(METERED_KEY, metered);
+    if (extra_model)
+        snprintf(extra, sizeof(extra),
+                 ", \"%s\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+                 "\"UPK\"}]",
+                 extra_model, env.fast.base_url);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", env.config);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", "
+            "\"key_env\": \"UPK\", \"rpm\": 6000}]%s},"
+            " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
+            "            {\"name\": \"metered\", \"key_sha256\": \"%s\", \"rpm\": 5}]}\n",
+            env.fast.base_url, extra, full, metered);
+    fclose(f);
+    assert_int_equal(rename(tmp, env.config), 0);
+}
+
+static void redirect(const char *name, int fd)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out >= 0) {
+        dup2(out, fd);
+        close(out);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
+    char port_file[512];
+    memset(&env, 0, sizeof(env));
+    sky_test_mock_start(&env.fast, healthy);
+    sky_test_tmpdir(env.dir, sizeof(env.dir));
+    snprintf(env.config, sizeof(env.config), "%s/gateway.json", env.dir);
+    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
+    write_config(NULL);
+    pid_t parent = getpid();
+    env.serve_pid = fork();
+    assert_true(env.serve_pid >= 0);
+    if (env.serve_pid == 0) {
+        sky_test_die_with_parent(parent);
+        redirect("stdout.log", 1);
+        redirect("stderr.log", 2);
+        setenv("UPK", UPSTREAM_KEY, 1);
+        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", env.config, "--port", "0",
+              "--port-file", port_file, "--threads", "2", "--grace-ms", "2000", (char *)NULL);
+        _exit(127);
+    }
+    int port = 0;
+    for (int i = 0; i < 1000 && port == 0; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        port = sky_test_read_port(port_file);
+    }
+    if (port == 0)
+        fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
+    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", port);
+    env.loop = sky_test_loop_new();
+    return 0;
+}
+
+static int file_holds(const char *name, const char *needle)
+{
+    char path[512];
+    static char text[1 << 20];
+    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strstr(text, needle) != NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sky_test_loop_free(env.loop);
+    int status = sky_test_stop_child(env.serve_pid);
+    int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stdout.log", UPSTREAM_KEY);
+    sky_test_mock_stop(&env.fast);
+    sky_test_rmdir(env.dir);
+    assert_false(leaked);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return 0;
+}
+
+/* One request on a connection of its own, so the kernel picks a loop for each. */
+static void call_fresh(const char *method, const char *path, const char *body, const char *key,
+                       sky_test_result *out)
+{
+    char url[256], auth[128];
+    const char *headers[] = {auth, NULL};
+    sky_http_client *client;
+    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    assert_int_equal(sky_http_client_new(env.loop, NULL, &client), 0);
+    sky_test_request(env.loop, client, method, url, body, headers, 20000, out);
+    sky_http_client_free(client);
+    assert_int_equal(out->err_code, 0);
+    assert_null(strstr(out->body, UPSTREAM_KEY));
+}
+
+static const char chat_body[] =
+    "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+
+static double sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = strstr(text, series); p; p = strstr(p + 1, series))
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static void test_both_loops_answer_and_report(void **state)
+{
+    (void)state;
+    sky_test_result r;
+    for (int i = 0; i < 30; i++) {
+        call_fresh("POST", "/v1/chat/completions", chat_body, CLIENT_KEY, &r);
+        assert_int_equal(r.status, 200);
+        sky_test_result_free(&r);
+    }
+    /* every call counted once, whichever loop took it; the deployment's 6000 rpm split in
+     * two pipelines that /metrics adds up again: both loops report */
+    double rpm = 0, total = 0;
+    for (int i = 0; i < 50 && rpm != 6000; i++) {
+        call_fresh("GET", "/metrics", NULL, CLIENT_KEY, &r);
+        total = sample(r.body, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
+                               "model=\"gpt-4o\",deployment=\"gpt-4o#0\",status=\"200\"}");
+        rpm = sample(r.body, "skyio_gateway_deployment_rate_limit_rpm{model=\"gpt-4o\","
+                             "deployment=\"gpt-4o#0\"}");
+        sky_test_result_free(&r);
+        if (rpm != 6000)
+            nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    assert_true(total == 30);
+    assert_true(rpm == 6000);
+}
+
+/* 5 requests a minute for the key, whichever loop each connection lands on */
+static void test_key_budget_shared_by_the_loops(void **state)
+{
+    (void)state;
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        sky_test_result r;
+        call_fresh("POST", "/v1/chat/completions", chat_body, METERED_KEY, &r);
+        ok += r.status == 200;
+        refused += r.status == 429;
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(ok, 5);
+    assert_int_equal(refused, 7);
+}
+
+static void test_reload_reaches_every_loop(void **state)
+{
+    (void)state;
+    write_config("added");
+    assert_int_equal(kill(env.serve_pid, SIGHUP), 0);
+    /* every loop builds the new routing on its own thread: soon, 20 fresh connections in a
+     * row all find the new model */
+    int streak = 0;
+    for (int i = 0; i < 400 && streak < 20; i++) {
+        sky_test_result r;
+        call_fresh("POST", "/v1/chat/completions",
+                   "{\"model\":\"added\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                   CLIENT_KEY, &r);
+        streak = r.status == 200 ? streak + 1 : 0;
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(streak, 20);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_both_loops_answer_and_report),
+        cmocka_unit_test(test_key_budget_shared_by_the_loops),
+        cmocka_unit_test(test_reload_reaches_every_loop),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
