@@ -185,10 +185,10 @@ static int send_token(sky_server_req *r, sky__mock_call *c, const char *word)
 }
 
 /*
- * End a stream after @p tokens tokens for @p finish ("stop", "length" or "content_filter"; NULL
- * for a planned stream: each choice's own):
- * the last chunk, the usage chunk when asked for and [DONE]; for the Responses API the
- * "done" events and response.completed or response.incomplete.
+ * End a stream after @p tokens tokens for @p finish ("stop", "length" or "content_filter";
+ * NULL: each planned choice's own): the last chunk, the usage chunk when asked for and
+ * [DONE]; for the Responses API the "done" events and response.completed or
+ * response.incomplete.
  */
 static void stream_close(sky__mock_worker *m, sky_server_req *r, sky__mock_call *c,
                          const char *finish, int tokens)
