@@ -96,13 +96,15 @@ static const char accept_lua[] =
  * op, value. "lease": up to value tokens; returns {granted, ms until the next token, rpm}
  * (rpm "0": no limit known, all granted). "done": value more requests answered, counted in
  * windows of 5 s: the rate the deployment really serves. "refused": a 429 somewhere: the
- * rate becomes nine tenths of the lower of itself and the rate served (which, while
- * refusals come, is the provider's limit), at most once in 2 s. Not while the rate served
+ * rate becomes 95% of the rate served (which, while refusals come, is the provider's
+ * limit), at most once in 5 s, so that the shared bucket, not the provider, is what holds
+ * the workers back (their own limiters then see no 429s to fight over). Not while the rate served
  * is well below the shared rate: those 429s are retries and bursts, which the workers' own
  * limiters pace, and cutting for them would ratchet the rate down. With nothing served
  * yet (the first second) the workers' own limiters act alone. "set": the ceiling (--rpm), and
  * the rate when that is higher or unset. Every 5 s without a 429 the rate climbs 5% (up to
- * the ceiling when there is one): the limit is probed again, as the one-process limiter does.
+ * the ceiling when there is one), while the workers use it all: the limit is probed again,
+ * as the one-process limiter does.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
@@ -128,18 +130,17 @@ static const char rate_lua[] =
     "  return {0, 0, tostring(rpm)}\n"
     "end\n"
     "if op == 'refused' then\n"
-    "  if now - cut < 2000 then return {0, 0, tostring(rpm)} end\n"
+    "  if now - cut < 5000 then return {0, 0, tostring(rpm)} end\n"
     "  local base = served\n"
-    "  if now - win >= 1000 then base = math.max(base, count * 60000 / (now - win)) end\n"
+    "  if now - win >= 2000 then base = math.max(base, count * 60000 / (now - win)) end\n"
     "  if base == 0 then return {0, 0, tostring(rpm)} end\n"
     "  if rpm > 0 and base < 0.8 * rpm then return {0, 0, tostring(rpm)} end\n"
-    "  if rpm > 0 and rpm < base then base = rpm end\n"
-    "  rpm = math.max(1, base * 0.9)\n"
+    "  rpm = math.max(1, base * 0.95)\n"
     "  redis.call('HSET', KEYS[1], f[1], rpm, f[4], now, f[2], 0, f[3], now)\n"
     "  return {0, 0, tostring(rpm)}\n"
     "end\n"
     "if rpm == 0 then return {v, 0, '0'} end\n"
-    "if now - cut > 5000 and (max == 0 or rpm < max) then\n"
+    "if now - cut > 5000 and (max == 0 or rpm < max) and served >= 0.9 * rpm then\n"
     "  rpm = rpm * 1.05\n"
     "  if max > 0 then rpm = math.min(max, rpm) end\n"
     "  cut = now\n"
