@@ -37,8 +37,10 @@ typedef enum sky_gateway_kind {
 typedef struct sky_gateway_deployment {
     const char *model; /**< the name clients ask for; required */
     sky_gateway_kind kind;
-    const char *base_url;    /**< OpenAI: the API root (…/v1); Azure: the resource URL */
-    const char *api_key;     /**< the key itself (a secret: never logged); NULL: none */
+    const char *base_url; /**< OpenAI: the API root (…/v1); Azure: the resource URL */
+    /** The key itself (a secret: never logged). NULL: none; for Azure, Entra ID tokens
+     *  from the credential chain (as sky_credential_default_new), one per loop. */
+    const char *api_key;
     const char *api_version; /**< Azure; NULL: SKY_AI_DEFAULT_API_VERSION */
     /** Azure: the deployment's name; others: the model name upstream, when it differs
      *  from @c model (the body's "model" is rewritten). NULL: @c model. */

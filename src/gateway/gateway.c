@@ -98,6 +98,14 @@ static int setup_ops(sky_gateway *g, const sky_gateway_options *o, sky_error *er
     return o->access_log ? sky__gw_access_log_open(g->loop, o->access_log, &g->access_log, err) : 0;
 }
 
+sky_credential *sky__gw_credential(sky_gateway *g, sky_error *err)
+{
+    if (g->credential == NULL &&
+        sky_credential_default_new(g->loop, g->http, NULL, &g->credential, err) < 0)
+        return NULL;
+    return g->credential;
+}
+
 int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
     gw_table *t = NULL;
@@ -213,6 +221,7 @@ void sky__gw_loop_free(sky_gateway *g)
     sky_server_free(g->srv);
     while (g->tables)
         sky__gw_table_free(g->tables);
+    sky_credential_free(g->credential); /* after the pipelines that borrow it */
     sky_http_client_free(g->http);
     sky_headers_free(g->json_headers);
     sky__gw_monitor_stop(g);

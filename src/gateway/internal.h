@@ -4,6 +4,7 @@
 
 #include "skyio/ai.h"
 #include "skyio/buf.h"
+#include "skyio/credential.h"
 #include "skyio/gateway.h"
 #include "skyio/http.h"
 #include "skyio/pipeline.h"
@@ -123,8 +124,9 @@ struct sky_gateway {
     gw_shared *shared;         /* with the other loops: budgets, metrics (shared.c) */
     int index;                 /* this loop's, 0 for the caller's */
     int n_loops;
-    gw_group *group;     /* loop 0 of several: the others (loops.c); else NULL */
-    uv_timer_t *monitor; /* monitor.c */
+    gw_group *group;            /* loop 0 of several: the others (loops.c); else NULL */
+    sky_credential *credential; /* Entra ID for Azure deployments without a key; NULL: none */
+    uv_timer_t *monitor;        /* monitor.c */
     uint64_t monitor_due_ns;
     gw_access_log *access_log; /* NULL: none */
     size_t max_body;
@@ -273,6 +275,9 @@ void sky__gw_routing_free(gw_routing_copy *c);
 int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *sh, int index,
                      int port, sky_gateway **out, sky_error *err);
 void sky__gw_loop_free(sky_gateway *g);
+/* The loop's Entra ID credential chain, made on first need (it outlives the tables);
+ * NULL with @p err filled when it cannot be made. */
+sky_credential *sky__gw_credential(sky_gateway *g, sky_error *err);
 /* Build a table from @p o and make it the current one. */
 int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
 /* Start loops 1..n-1 on threads of their own, each listening on loop 0's port. */

@@ -57,8 +57,17 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     po.retry.max_retries = 0;
     po.breaker_fail_fast = 1;
     po.attempt_timeout_ms = timeout_ms;
-    po.auth = sky_ai_pipeline_auth;
-    po.auth_user_data = &d->ep;
+    if (d->azure && in->api_key == NULL) {
+        /* Azure without a key: Entra ID tokens from the loop's credential chain, shared
+         * by its deployments (one token a scope, one refresh at a time) */
+        po.credential = sky__gw_credential(g, err);
+        if (po.credential == NULL)
+            return -1;
+        po.scope = sky_ai_entra_scope(&d->ep);
+    } else {
+        po.auth = sky_ai_pipeline_auth;
+        po.auth_user_data = &d->ep;
+    }
     /* each loop has its pipeline: a known limit is split evenly between them */
     po.rate.rpm = in->rpm / g->n_loops;
     po.rate.tpm = in->tpm / g->n_loops;

@@ -27,7 +27,7 @@
 #define CLIENT_KEY "sk-client-ops-0001"
 
 typedef struct ops_env {
-    sky_test_mock fast, broken, slow;
+    sky_test_mock fast, broken, slow, entra;
     pid_t serve_pid;
     int port;
     char dir[256];
@@ -67,10 +67,13 @@ static void write_config(int with_added)
         dep_json(d, sizeof(d), env.fast.base_url);
         snprintf(added, sizeof(added), ", \"added\": [%s]", d);
     }
+    /* Azure without a key_env: Entra ID tokens, here from the mock's IMDS */
     fprintf(f,
-            "{\"models\": {\"gpt-4o\": [%s], \"down\": [%s], \"slow\": [%s]%s},"
+            "{\"models\": {\"gpt-4o\": [%s], \"down\": [%s], \"slow\": [%s]%s,"
+            " \"az-entra\": [{\"kind\": \"azure\", \"base_url\": \"%s\", \"deployment\": "
+            "\"gpt-4o\"}]},"
             " \"keys\": [{\"name\": \"ops\", \"key_sha256\": \"%s\"}]}\n",
-            gpt, down, slow, added, hx);
+            gpt, down, slow, added, env.entra.base_url, hx);
     fclose(f);
     assert_int_equal(rename(tmp, env.config), 0);
 }
@@ -84,6 +87,18 @@ static void redirect(const char *name, int fd)
         dup2(out, fd);
         close(out);
     }
+}
+
+/* The credential chain of the serve process: only managed identity, at the mock's IMDS */
+static void entra_env(void)
+{
+    static const char *const unset[] = {"AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
+                                        "AZURE_CLIENT_ID",     "AZURE_FEDERATED_TOKEN_FILE",
+                                        "IDENTITY_ENDPOINT",   "IDENTITY_HEADER"};
+    for (size_t i = 0; i < sizeof(unset) / sizeof(unset[0]); i++)
+        unsetenv(unset[i]);
+    setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", env.entra.base_url, 1);
+    setenv("SKYIO_AZ_PATH", "/nonexistent/az", 1);
 }
 
 static void start_serve(void)
@@ -102,6 +117,7 @@ static void start_serve(void)
         redirect("stderr.log", 2);
         setenv("UPK", UPSTREAM_KEY, 1);
         setenv("SKYIO_LOG", "debug", 1);
+        entra_env();
         execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", env.config, "--port", "0",
               "--port-file", port_file, "--access-log", access, "--grace-ms", "2000", (char *)NULL);
         _exit(127);
@@ -122,10 +138,13 @@ static int setup(void **state)
     static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
     static const char *const broken[] = {"--key", UPSTREAM_KEY, "--fault-503", "1.0", NULL};
     static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
+    /* its chat accepts only the first token its IMDS issues */
+    static const char *const entra[] = {"--key", "mock-token-1", NULL};
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.fast, healthy);
     sky_test_mock_start(&env.broken, broken);
     sky_test_mock_start(&env.slow, slow);
+    sky_test_mock_start(&env.entra, entra);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     start_serve();
     env.loop = sky_test_loop_new();
@@ -164,13 +183,15 @@ static int teardown(void **state)
     sky_test_loop_free(env.loop);
     int status = sky_test_stop_child(env.serve_pid);
     /* the secrets canary over everything serve wrote, its shutdown included */
-    int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stdout.log", UPSTREAM_KEY) ||
+    int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stderr.log", "mock-token") ||
+                 file_holds("access.log", "mock-token") || file_holds("stdout.log", UPSTREAM_KEY) ||
                  file_holds("access.log", UPSTREAM_KEY) || file_holds("access.log", CLIENT_KEY) ||
                  file_holds("stderr.log", CLIENT_KEY);
     int logged = file_holds("access.log", "\"request_id\"");
     sky_test_mock_stop(&env.fast);
     sky_test_mock_stop(&env.broken);
     sky_test_mock_stop(&env.slow);
+    sky_test_mock_stop(&env.entra);
     sky_test_rmdir(env.dir);
     assert_false(leaked);
     assert_true(logged);
@@ -345,6 +366,30 @@ static void test_readyz_when_a_model_is_down(void **state)
     assert_true(sample(r.body, "skyio_gateway_deployment_breaker_state{model=\"down\","
                                "deployment=\"down#1\"}") == 1);
     sky_test_result_free(&r);
+}
+
+/* ---- Entra ID ---- */
+
+/* An Azure deployment without a key: one token from the credential chain serves its calls */
+static void test_azure_deployment_with_entra_id(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        sky_test_result r;
+        call_with("POST", "/v1/chat/completions",
+                  i == 1 ? "{\"model\":\"az-entra\",\"stream\":true,\"messages\":[{\"role\":"
+                           "\"user\",\"content\":\"x\"}]}"
+                         : "{\"model\":\"az-entra\",\"messages\":[{\"role\":\"user\","
+                           "\"content\":\"x\"}]}",
+                  NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_null(strstr(r.body, "mock-token"));
+        sky_test_result_free(&r);
+    }
+    json_t *st = sky_test_mock_stats(&env.entra);
+    assert_int_equal(json_integer_value(sky_json_path(st, "identity.imds")), 1);
+    assert_int_equal(json_integer_value(sky_json_path(st, "auth_failures")), 0);
+    json_decref(st);
 }
 
 /* ---- TLS and HTTP/2 ---- */
@@ -544,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_request_id_and_access_log),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_readyz_when_a_model_is_down),
+        cmocka_unit_test(test_azure_deployment_with_entra_id),
         cmocka_unit_test(test_tls_and_http2),
         cmocka_unit_test(test_reload_under_load_loses_nothing),
     };
