@@ -110,6 +110,20 @@ SKY_EXTERN int sky_credential_azure_cli_new(uv_loop_t *loop, sky_http_client *cl
                                             const sky_credential_options *o, sky_credential **out,
                                             sky_error *err) SKY_NODISCARD;
 /**
+ * A credential by the name its kind goes by (sky_credential_kind): "environment",
+ * "workload_identity", "managed_identity" or "azure_cli" for that one alone, "default" or
+ * NULL for the chain; the rest as the constructors above. SKY_EINVAL for another name.
+ */
+SKY_EXTERN int sky_credential_new_named(uv_loop_t *loop, sky_http_client *client, const char *kind,
+                                        const sky_credential_options *o, sky_credential **out,
+                                        sky_error *err) SKY_NODISCARD;
+
+/** Leave the chain's link named @p kind ("environment", ...) out of @p o: 0, or SKY_EINVAL
+ *  when no link goes by that name. */
+SKY_EXTERN int sky_credential_options_exclude(sky_credential_options *o,
+                                              const char *kind) SKY_NODISCARD;
+
+/**
  * A fixed token (copied) that expires at @p expires_on (Unix seconds; 0:
  * never), for tests and for keys. Source "static".
  */

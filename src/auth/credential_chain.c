@@ -14,6 +14,12 @@
 static const char *const link_names[N_LINKS] = {"environment", "workload_identity",
                                                 "managed_identity", "azure_cli"};
 
+typedef int (*link_ctor)(uv_loop_t *, sky_http_client *, const sky_credential_options *,
+                         sky_credential **, sky_error *);
+static const link_ctor link_ctors[N_LINKS] = {
+    sky_credential_client_secret_new, sky_credential_workload_identity_new,
+    sky_credential_managed_identity_new, sky_credential_azure_cli_new};
+
 typedef struct chain {
     sky_credential *child[N_LINKS];
     char why[N_LINKS][SKY_ERROR_MESSAGE_MAX]; /* why a link could not be built */
@@ -173,11 +179,6 @@ static void chain_destroy(sky_credential *c)
 static int build_links(chain *ch, uv_loop_t *loop, sky_http_client *client,
                        const sky_credential_options *o)
 {
-    typedef int (*ctor)(uv_loop_t *, sky_http_client *, const sky_credential_options *,
-                        sky_credential **, sky_error *);
-    static const ctor ctors[N_LINKS] = {
-        sky_credential_client_secret_new, sky_credential_workload_identity_new,
-        sky_credential_managed_identity_new, sky_credential_azure_cli_new};
     const int excluded[N_LINKS] = {o->exclude_environment, o->exclude_workload_identity,
                                    o->exclude_managed_identity, o->exclude_azure_cli};
     for (int i = 0; i < N_LINKS; i++) {
@@ -185,7 +186,7 @@ static int build_links(chain *ch, uv_loop_t *loop, sky_http_client *client,
         sky_error_clear(&err);
         if (excluded[i])
             continue;
-        int rc = ctors[i](loop, client, o, &ch->child[i], &err);
+        int rc = link_ctors[i](loop, client, o, &ch->child[i], &err);
         if (rc == SKY_ENOMEM)
             return rc;
         if (rc < 0)
@@ -243,4 +244,38 @@ int sky_credential_default_new(uv_loop_t *loop, sky_http_client *client,
     }
     ch->winner = -1;
     return sky__cred_finish_new(c, NULL, out, err);
+}
+
+/* The link named @p kind, or -1. */
+static int link_index(const char *kind)
+{
+    for (int i = 0; kind && i < N_LINKS; i++)
+        if (strcmp(kind, link_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int sky_credential_new_named(uv_loop_t *loop, sky_http_client *client, const char *kind,
+                             const sky_credential_options *o, sky_credential **out, sky_error *err)
+{
+    int i = link_index(kind);
+    if (kind == NULL || strcmp(kind, "default") == 0)
+        return sky_credential_default_new(loop, client, o, out, err);
+    if (i < 0) {
+        if (out)
+            *out = NULL;
+        return sky_error_set(err, SKY_EINVAL, "unknown credential '%s'", kind);
+    }
+    return link_ctors[i](loop, client, o, out, err);
+}
+
+int sky_credential_options_exclude(sky_credential_options *o, const char *kind)
+{
+    int *flags[N_LINKS] = {&o->exclude_environment, &o->exclude_workload_identity,
+                           &o->exclude_managed_identity, &o->exclude_azure_cli};
+    int i = link_index(kind);
+    if (i < 0)
+        return SKY_EINVAL;
+    *flags[i] = 1;
+    return 0;
 }

@@ -43,9 +43,6 @@ static const char usage[] =
     "exit: 0 a token was printed; 2 usage; 3 no credential worked (the reason of each on\n"
     "stderr, without secrets).\n";
 
-static const char *const kinds[] = {"environment", "workload_identity", "managed_identity",
-                                    "azure_cli"};
-
 typedef struct token_run {
     sky_loop *loop;
     sky_credential_options o;
@@ -54,25 +51,12 @@ typedef struct token_run {
     int done, exit_code;
 } token_run;
 
-static int kind_index(const char *k)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(kinds); i++)
-        if (strcmp(k, kinds[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
 static int exclude(token_run *r, const char *k)
 {
-    int *flags[] = {&r->o.exclude_environment, &r->o.exclude_workload_identity,
-                    &r->o.exclude_managed_identity, &r->o.exclude_azure_cli};
-    int i = kind_index(k);
-    if (i < 0) {
-        fprintf(stderr, "skyio token: unknown credential '%s'\n", k);
-        return -1;
-    }
-    *flags[i] = 1;
-    return 0;
+    if (sky_credential_options_exclude(&r->o, k) == 0)
+        return 0;
+    fprintf(stderr, "skyio token: unknown credential '%s'\n", k);
+    return -1;
 }
 
 static int take_option(token_run *r, const char *a, const char *v)
@@ -133,7 +117,10 @@ static int parse_args(token_run *r, int argc, char **argv)
         fprintf(stderr, "skyio token: --scope (or --resource) is required\n");
         return -1;
     }
-    if (r->only && kind_index(r->only) < 0) {
+    /* the name is checked now, so that a wrong one is a usage error: a link of the chain */
+    sky_credential_options names;
+    sky_credential_options_init(&names);
+    if (r->only && sky_credential_options_exclude(&names, r->only) < 0) {
         fprintf(stderr, "skyio token: unknown credential '%s'\n", r->only);
         return -1;
     }
@@ -177,20 +164,6 @@ static void on_token(sky_token_request *req, const sky_access_token *tok, const 
     sky_loop_stop(r->loop);
 }
 
-static int make_credential(token_run *r, sky_http_client *client, sky_credential **out,
-                           sky_error *err)
-{
-    typedef int (*ctor)(uv_loop_t *, sky_http_client *, const sky_credential_options *,
-                        sky_credential **, sky_error *);
-    static const ctor ctors[] = {sky_credential_client_secret_new,
-                                 sky_credential_workload_identity_new,
-                                 sky_credential_managed_identity_new, sky_credential_azure_cli_new};
-    uv_loop_t *uv = sky_loop_uv(r->loop);
-    if (r->only)
-        return ctors[kind_index(r->only)](uv, client, &r->o, out, err);
-    return sky_credential_default_new(uv, client, &r->o, out, err);
-}
-
 static int run(token_run *r)
 {
     sky_http_client_options co;
@@ -208,7 +181,7 @@ static int run(token_run *r)
         return SKY_EXIT_START;
     }
     r->exit_code = SKY_EXIT_START;
-    if (make_credential(r, client, &cred, &err) < 0 ||
+    if (sky_credential_new_named(sky_loop_uv(r->loop), client, r->only, &r->o, &cred, &err) < 0 ||
         sky_credential_get_token(cred, r->scope, on_token, r, NULL, &err) < 0)
         fprintf(stderr, "skyio token: %s\n", err.message);
     else

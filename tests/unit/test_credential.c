@@ -576,6 +576,36 @@ static void test_constructors_say_what_is_missing(void **state)
     spin(f);
 }
 
+/* Credentials by name, as `skyio token --credential` and `--exclude` take them. */
+static void test_named_credentials(void **state)
+{
+    fixture *f = *state;
+    sky_credential_options o;
+    sky_credential *c = NULL;
+    sky_error err;
+    clear_env();
+    sky_credential_options_init(&o);
+    assert_int_equal(sky_credential_options_exclude(&o, "managed_identity"), 0);
+    assert_true(o.exclude_managed_identity);
+    assert_int_equal(sky_credential_options_exclude(&o, "workload_identity"), 0);
+    assert_true(o.exclude_workload_identity);
+    assert_int_equal(sky_credential_options_exclude(&o, "default"), SKY_EINVAL);
+    assert_int_equal(sky_credential_options_exclude(&o, "nope"), SKY_EINVAL);
+    o.az_path = "/nonexistent/az";
+    sky_error_clear(&err);
+    assert_int_equal(sky_credential_new_named(&f->loop, NULL, "azure_cli", &o, &c, &err), 0);
+    assert_string_equal(sky_credential_kind(c), "azure_cli");
+    sky_credential_free(c);
+    assert_int_equal(sky_credential_new_named(&f->loop, NULL, NULL, &o, &c, &err), 0);
+    assert_string_equal(sky_credential_kind(c), "default");
+    sky_credential_free(c);
+    c = (sky_credential *)1;
+    assert_int_equal(sky_credential_new_named(&f->loop, NULL, "nope", &o, &c, &err), SKY_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "unknown credential 'nope'"));
+    spin(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +626,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_everything_excluded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_token_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constructors_say_what_is_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_credentials, setup, teardown),
         cmocka_unit_test(test_refresh_math),
         cmocka_unit_test(test_form_encoding),
         cmocka_unit_test(test_scrub_masks_secret),
