@@ -113,6 +113,11 @@ static int make_pipeline(sky_batch *b, sky_error *err)
     sky_pipeline_options po = b->o.pipeline;
     po.auth = sky_ai_pipeline_auth;
     po.auth_user_data = b->o.endpoint;
+    /* OpenAI and the servers that speak its API read no client request id (theirs comes back
+     * as x-request-id, and the record keeps it): sent, the header and its echo would cost
+     * every request some 10,000 instructions in curl for nothing */
+    if (b->o.endpoint->kind == SKY_AI_OPENAI)
+        po.send_request_id = 0;
     if (po.credential && po.scope == NULL)
         po.scope = sky_ai_entra_scope(b->o.endpoint);
     apply_limiter(&b->o, &po);

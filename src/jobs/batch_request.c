@@ -301,7 +301,7 @@ static void refuse(sky_batch *b, int why, const sky_error *err)
 /*
  * The request id the provider gave its reply (OpenAI's x-request-id, which Azure sends as
  * apim-request-id too): the one its support asks for, and what OpenAI's own batch output
- * records. Ours, sent as x-ms-client-request-id, when the reply named none.
+ * records. Ours (sent to Azure as x-ms-client-request-id) when the reply named none.
  */
 static const char *provider_request_id(const sky_call_result *res)
 {

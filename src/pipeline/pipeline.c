@@ -126,6 +126,7 @@ void sky_pipeline_options_init(sky_pipeline_options *o)
     sky_breaker_options_init(&o->breaker);
     o->breaker_fail_fast = 1;
     o->overload_window_ms = 2000;
+    o->send_request_id = 1;
     /* For now: callers written before the classifier hook (the batch engine, ARM) keep
      * the rules the pipeline used to apply itself. To become NULL once they set theirs. */
     o->classifier = sky_ai_classifier();
@@ -1152,7 +1153,7 @@ static int call_headers(sky_call *c, const sky_headers *src)
     if (rc == 0 && src)
         rc = sky_headers_add_all(c->headers, src);
     sky_rand_uuid(c->request_id);
-    if (rc == 0)
+    if (rc == 0 && c->p->o.send_request_id)
         rc = sky_headers_add(c->headers, SKY_SPAN_LIT("x-ms-client-request-id"),
                              sky_span_cstr(c->request_id));
     return rc;

@@ -254,6 +254,23 @@ static void test_not_retryable_and_request_id(void **state)
     run_close(&r);
 }
 
+/* send_request_id 0: the call still has its id, and no attempt carries it. */
+static void test_request_id_not_sent(void **state)
+{
+    sky_pipeline_options po;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.send_request_id = 0;
+    run_open(&r, NULL, &po);
+    start_calls(&r, 1, chat_body);
+    wait_all(&r, 10000);
+    assert_int_equal(r.out[0].status, 200);
+    assert_int_equal(strlen(r.out[0].request_id), 36);
+    assert_string_equal(r.out[0].echoed_id, ""); /* the mock echoes the header when it comes */
+    run_close(&r);
+}
+
 /* A 429 insufficient_quota is an account out of credit, not a rate: no wait mends it,
  * so it is final at once, with the provider's code, while a plain 429 is retried. */
 static void test_quota_exhausted_final(void **state)
@@ -1018,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_paces),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_not_retryable_and_request_id),
+        cmocka_unit_test(test_request_id_not_sent),
         cmocka_unit_test(test_quota_exhausted_final),
         cmocka_unit_test(test_retryable_follows_the_lists),
         cmocka_unit_test(test_classifier_hook),
