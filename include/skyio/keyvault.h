@@ -68,7 +68,8 @@ SKY_EXTERN int sky_keyvault_client_new(uv_loop_t *loop, sky_http_client *http,
                                        const sky_keyvault_client_options *o,
                                        sky_keyvault_client **out, sky_error *err) SKY_NODISCARD;
 
-/** Cancel every operation (each callback runs with SKY_ECANCELED) and free the client. */
+/** Cancel every operation (each callback runs now, before this returns, with SKY_ECANCELED)
+ *  and free the client. Allowed from inside an operation's callback. */
 SKY_EXTERN void sky_keyvault_client_free(sky_keyvault_client *c);
 
 /**

@@ -82,8 +82,8 @@ SKY_EXTERN int sky_queue_client_new(uv_loop_t *loop, sky_http_client *http,
                                     sky_error *err) SKY_NODISCARD;
 
 /**
- * Cancel every operation (each callback runs with SKY_ECANCELED, now or, when called from
- * a callback, once it returns) and free the client.
+ * Cancel every operation (each callback runs now, before this returns, with SKY_ECANCELED)
+ * and free the client. Allowed from inside an operation's callback.
  */
 SKY_EXTERN void sky_queue_client_free(sky_queue_client *c);
 

@@ -524,6 +524,72 @@ static void test_server_busy_retried_with_bearer(void **state)
     sky_server_free(srv);
 }
 
+/* Freeing the client from an operation's callback: the others report ECANCELED at once. */
+typedef struct free_in_cb {
+    sky_queue_client *q;
+    outcome *other;
+    int calls;
+    int other_done_then;
+} free_in_cb;
+
+static void on_done_free(sky_queue_op *op, const sky_queue_reply *rep, const sky_error *err,
+                         void *ud)
+{
+    free_in_cb *x = ud;
+    (void)op, (void)rep, (void)err;
+    x->calls++;
+    sky_queue_client_free(x->q);
+    x->other_done_then = x->other->done;
+}
+
+/* Answers a listing at once and never answers anything about queue "slow". */
+static void slow_handler(sky_server_req *req, void *ud)
+{
+    sky_span path = sky_server_req_path(req);
+    (void)ud;
+    if (path.len >= 5 && memcmp(path.ptr + path.len - 5, "/slow", 5) == 0)
+        return; /* left hanging until the server goes */
+    sky_server_respond(req, 200, "application/xml",
+                       SKY_SPAN_LIT("<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                                    "<EnumerationResults><Queues/></EnumerationResults>"));
+}
+
+static void test_free_client_in_callback(void **state)
+{
+    fixture *f = *state;
+    sky_server *srv = NULL;
+    sky_server_options so;
+    sky_queue_client_options qo;
+    outcome other;
+    free_in_cb x;
+    sky_error e;
+    char endpoint[128];
+    sky_error_clear(&e);
+    memset(&other, 0, sizeof(other));
+    memset(&x, 0, sizeof(x));
+    x.other = &other;
+    sky_server_options_init(&so);
+    assert_int_equal(sky_server_new(f->loop, &so, &srv, &e), 0);
+    assert_int_equal(sky_server_route(srv, NULL, "/", 1, slow_handler, NULL), 0);
+    assert_int_equal(sky_server_listen(srv, &e), 0);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/acct", sky_server_port(srv));
+    sky_queue_client_options_init(&qo);
+    qo.endpoint = endpoint;
+    assert_int_equal(sky_queue_client_new(f->loop, f->http, &qo, &x.q, &e), 0);
+    assert_int_equal(sky_queue_properties(x.q, "slow", on_done, &other, NULL, &e), 0);
+    assert_int_equal(sky_queue_list(x.q, NULL, NULL, 0, on_done_free, &x, NULL, &e), 0);
+    assert_true(sky_test_run_until(f->loop, &x.calls, 30000));
+    assert_int_equal(x.other_done_then, 1); /* reported from inside the free */
+    assert_int_equal(other.err_code, SKY_ECANCELED);
+    uv_run(f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(other.done, 1);
+    int down = 0;
+    sky_server_shutdown(srv, 0, on_server_down, &down);
+    sky_test_run_until(f->loop, &down, 5000);
+    sky_server_free(srv);
+}
+
 /* The Queue endpoint from a connection string's QueueEndpoint, or the Blob endpoint's twin. */
 static void test_endpoint_of(void **state)
 {
@@ -765,6 +831,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_before_any_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_client_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_client_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_busy_retried_with_bearer, setup, teardown),
         cmocka_unit_test(test_endpoint_of),
         cmocka_unit_test(test_cli),
