@@ -171,7 +171,7 @@ static void poll_done(rcoll *c)
     }
     if (c->got) {
         /* a full page: read on at once; else let results gather for a moment */
-        c->backoff_ms = c->got >= PAGE ? 0 : 20;
+        c->backoff_ms = c->got >= PAGE ? 0 : 100;
         if (drain(c) == 0)
             uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
         return;
