@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "harness_redis.h"
+#include "skyio/batch_redis.h"
 #include "skyio/json.h"
 
 typedef struct dist_env {
@@ -193,6 +194,78 @@ static void test_redis_harness(void **state)
     sky_test_redis_restart(&r, 1);
     assert_int_equal(sky_test_redis_int(&r, "DBSIZE"), 0);
     sky_test_redis_free(&r);
+}
+
+/* The URL's parts; the password from REDIS_PASSWORD when the URL has none; errors never
+ * name the password. */
+static void test_redis_url(void **state)
+{
+    (void)state;
+    sky_redis_url u;
+    sky_error err;
+    sky_error_clear(&err);
+    unsetenv("REDIS_PASSWORD");
+    assert_int_equal(sky_redis_url_parse("redis://h.example:6380/3", &u, &err), 0);
+    assert_string_equal(u.host, "h.example");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.password, "");
+    assert_int_equal(sky_redis_url_parse("redis://alice:p%40ss:w@127.0.0.1", &u, &err), 0);
+    assert_string_equal(u.user, "alice");
+    assert_string_equal(u.password, "p%40ss:w");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
+    setenv("REDIS_PASSWORD", "from-env", 1);
+    assert_int_equal(sky_redis_url_parse("redis://localhost:1/0", &u, &err), 0);
+    assert_string_equal(u.password, "from-env");
+    assert_int_equal(sky_redis_url_parse("redis://:in-url@localhost/0", &u, &err), 0);
+    assert_string_equal(u.password, "in-url");
+    sky_redis_url_wipe(&u);
+    assert_string_equal(u.password, "");
+    unsetenv("REDIS_PASSWORD");
+    const char *bad[] = {"http://h:1/0",
+                         "redis://:pw@:1/0",
+                         "redis://:secret-x@h:99999",
+                         "redis://:secret-x@h:1/x",
+                         "redis://h:port/0",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        sky_error_clear(&err);
+        assert_int_equal(sky_redis_url_parse(bad[i], &u, &err), SKY_EINVAL);
+        assert_non_null(strstr(err.message, "bad Redis URL"));
+        assert_null(strstr(err.message, "secret-x"));
+    }
+}
+
+/* Bad lines and duplicates become their records at load; a rerun sends nothing again. */
+static void test_loader_records_and_rerun(void **state)
+{
+    (void)state;
+    dist_env e;
+    char log[4096];
+    env_open(&e, 5, "0", 0);
+    FILE *f = fopen(e.in, "a");
+    assert_non_null(f);
+    fputs("not json\n", f);
+    fputs("{\"custom_id\":\"req-2\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+          "\"body\":{\"model\":\"m\",\"messages\":[]}}\n",
+          f);
+    fclose(f);
+    const char *const bargs[] = {"batch", e.in,    "-o", e.out, "--redis",
+                                 e.r.url, "--job", "rr", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "run1", bargs), 30000), 1); /* two failed records */
+    assert_int_equal(mock_chats(&e.m), 5);
+    read_text(e.out, log, sizeof(log));
+    assert_non_null(strstr(log, "\"custom_id\":\"skyio-input-line-6\""));
+    assert_non_null(strstr(log, "\"custom_id\":\"skyio-duplicate-line-7\""));
+    /* the same command again: nothing loaded twice, nothing sent, OUTPUT as it was */
+    assert_int_equal(wait_exit(spawn(&e, "run2", bargs), 30000), 0);
+    assert_int_equal(mock_chats(&e.m), 5);
+    read_log(&e, "run2", log, sizeof(log));
+    assert_non_null(strstr(log, "0 results written"));
+    assert_int_equal(sky_test_redis_int(&e.r, "HLEN {skyio:rr}:ids"), 7);
+    assert_int_equal(sky_test_redis_int(&e.r, "XLEN {skyio:rr}:stream"), 5);
+    env_close(&e);
 }
 
 /* ---- the faults ---- */
@@ -384,9 +457,14 @@ static void test_argv_and_job_commands(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redis_harness),         cmocka_unit_test(test_bad_redis),
-        cmocka_unit_test(test_argv_and_job_commands), cmocka_unit_test(test_kill9_worker),
-        cmocka_unit_test(test_redis_back_empty),      cmocka_unit_test(test_redis_outage),
+        cmocka_unit_test(test_redis_harness),
+        cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_loader_records_and_rerun),
+        cmocka_unit_test(test_bad_redis),
+        cmocka_unit_test(test_argv_and_job_commands),
+        cmocka_unit_test(test_kill9_worker),
+        cmocka_unit_test(test_redis_back_empty),
+        cmocka_unit_test(test_redis_outage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
