@@ -336,6 +336,9 @@ SKY_EXTERN void sky_pipeline_hold(sky_pipeline *p, int hold);
 
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
+/** Attempts on the wire: sent and not yet answered. The rest of the active calls wait (for
+ *  a slot, the rate limiter, a retry's backoff, the breaker or a token). */
+SKY_EXTERN size_t sky_pipeline_on_wire(const sky_pipeline *p);
 /** The shared policies, for progress lines and summaries (borrowed; NULL when off). */
 SKY_EXTERN sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p);
 SKY_EXTERN sky_limiter *sky_pipeline_limiter(sky_pipeline *p);

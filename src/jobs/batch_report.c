@@ -118,9 +118,10 @@ static void pipeline_progress(const sky_batch *b, sky_batch_progress *out)
         out->rpm = rs.rpm > 0 ? rs.rpm : 0;
         out->rate_limit_wait_ms = rs.wait_ms;
     }
-    /* on the wire: what holds a concurrency slot; the rest of what was read waits (for a
-     * slot, the rate, a retry or the endpoint) */
-    uint64_t wire = lim ? (uint64_t)sky_limiter_in_flight(lim) : b->in_flight;
+    /* on the wire: attempts sent and not answered; the rest of what was read waits (for a
+     * slot, the rate, a retry or the endpoint). A concurrency slot is not the wire: a call
+     * holds its slot while it waits for the rate limiter. */
+    uint64_t wire = b->pipe ? (uint64_t)sky_pipeline_on_wire(b->pipe) : 0;
     if (wire > b->in_flight)
         wire = b->in_flight;
     out->sending = wire;

@@ -88,6 +88,7 @@ struct sky_pipeline {
     sky_call *calls;
     sky_call *queue_head, *queue_tail;
     size_t n_active;
+    size_t n_on_wire; /* attempts sent and not yet answered */
     size_t n_orphans;
     int in_callback;
     int held; /* sky_pipeline_hold: no call is sent until it is lifted */
@@ -678,6 +679,7 @@ static void send_attempt(sky_call *c)
         finish(c, NULL, &err);
         return;
     }
+    p->n_on_wire++;
     c->step = STEP_SENDING;
 }
 
@@ -1121,6 +1123,7 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
     sky_pipeline *p = c->p;
     (void)req;
     c->req = NULL;
+    p->n_on_wire--;
     c->attempt_ms = res->total_us / 1000u;
     if (c->orphaned) {
         call_free(c);
@@ -1377,6 +1380,11 @@ void sky_pipeline_hold(sky_pipeline *p, int hold)
 size_t sky_pipeline_active(const sky_pipeline *p)
 {
     return p->n_active;
+}
+
+size_t sky_pipeline_on_wire(const sky_pipeline *p)
+{
+    return p->n_on_wire;
 }
 
 sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p)
