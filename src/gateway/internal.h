@@ -29,6 +29,8 @@ typedef struct gw_deployment {
     int azure;
     char *label; /* "model#i" for logs: never a URL with a key or a secret */
     double weight;
+    double shadow;         /* the gateway's shadow of its request bucket (route.c) */
+    uint64_t shadow_at_ms; /* 0: not seen yet */
     sky_ai_endpoint ep;
     sky_pipeline *pipe;
     char *url[GW_OP_COUNT];
@@ -343,10 +345,13 @@ const char *sky__gw_op_path(gw_op op);
 const gw_model *sky__gw_model_find(const gw_table *t, sky_span name);
 /* Whether @p d would take a call now (its breaker is not refusing). */
 int sky__gw_usable(const gw_deployment *d);
-/* The next deployment of @p m to try, by weight among those not yet tried (@p tried) whose
- * breaker is not open; one with an open breaker only when no other is left. Its index in
- * m->deps, or -1 when every one was tried. */
-int sky__gw_pick(sky_gateway *g, const gw_table *t, const gw_model *m, uint64_t tried);
+/* The next deployment of @p m to try among those not yet tried (@p tried): by weight times
+ * headroom among those with room now; by weight among the full ones when none has; one
+ * with an open breaker only when no other is left. Its index in m->deps, or -1 when every
+ * one was tried. */
+int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried);
+/* A call started on @p d: its shadow request bucket is charged. */
+void sky__gw_charge(gw_deployment *d);
 
 /* ---- proxy.c ---- */
 /* What admission decided of a model call: its table, key, the key's budget, the estimate,

@@ -198,9 +198,11 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     o.headers = h;
     q->dep = dep;
     q->call_t0_ns = uv_hrtime();
-    if (h && (model == NULL || rewritten))
+    if (h && (model == NULL || rewritten)) {
         rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
-    else
+        if (rc == 0)
+            sky__gw_charge(d);
+    } else
         sky_error_set(err, rc, "out of memory");
     free(rewritten);
     sky_headers_free(h);

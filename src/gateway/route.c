@@ -1,4 +1,10 @@
-/* Which deployment serves a request: by weight, among those whose breaker lets calls in. */
+/*
+ * Which deployment serves a request: among those whose breaker lets calls in, those with
+ * room now (their rate limiter and concurrency limit would not hold the call), drawn by
+ * weight times headroom; when none has room, by weight among the full ones.
+ */
+#include <math.h>
+
 #include "skyio/rand.h"
 #include "internal.h"
 
@@ -26,42 +32,106 @@ int sky__gw_usable(const gw_deployment *d)
     return d->pipe != NULL && !refuses(d);
 }
 
-/* A weighted draw among @p cand (indexes into m->deps) of positive weight; -1 when none
- * has any weight. */
-static int draw(sky_gateway *g, const gw_table *t, const gw_model *m, const int *cand, size_t n)
+/* ---- headroom ---- */
+
+/*
+ * How much of one second's requests the deployment's limiter would let through now, in
+ * [0, 1]: the gateway's shadow of its request bucket, at the rate the limiter allows now
+ * (given or learned), one second deep as the limiter's own, charged by each call the
+ * gateway starts there. A request sent where the bucket is empty would wait in the
+ * pipeline while another deployment might take it at once. 1 when no limit is known; 0
+ * while a Retry-After pause lasts.
+ */
+static double rate_headroom(gw_deployment *d, uint64_t now_ms)
+{
+    sky_ratelimit_stats st;
+    sky_ratelimit *rl = sky_pipeline_rate_limiter(d->pipe);
+    if (rl == NULL)
+        return 1;
+    sky_ratelimit_get_stats(rl, &st);
+    if (st.paused_ms > 0)
+        return 0;
+    if (st.rpm <= 0)
+        return 1;
+    double cap = fmax(1, st.rpm / 60);
+    if (d->shadow_at_ms == 0)
+        d->shadow = cap;
+    else if (now_ms > d->shadow_at_ms)
+        d->shadow = fmin(cap, d->shadow + (double)(now_ms - d->shadow_at_ms) * st.rpm / 60000);
+    d->shadow_at_ms = now_ms;
+    return d->shadow >= 1 ? d->shadow / cap : 0;
+}
+
+/* The share of the deployment's concurrency limit still free, in [0, 1]. */
+static double slot_headroom(const gw_deployment *d)
+{
+    sky_limiter *l = sky_pipeline_limiter(d->pipe);
+    int limit = l ? sky_limiter_limit(l) : 0;
+    if (limit <= 0)
+        return 1;
+    int used = sky_limiter_in_flight(l);
+    return used >= limit ? 0 : (double)(limit - used) / limit;
+}
+
+void sky__gw_charge(gw_deployment *d)
+{
+    if (d->shadow_at_ms != 0)
+        d->shadow -= 1;
+}
+
+/* A draw among @p cand (indexes into m->deps) by @p score; -1 when no score is positive. */
+static int draw(sky_gateway *g, const int *cand, const double *score, size_t n)
 {
     double total = 0;
     for (size_t i = 0; i < n; i++)
-        total += t->deps[m->deps[cand[i]]].weight;
+        total += score[i];
     if (total <= 0)
         return -1;
     double at = (double)(sky_rand_splitmix64(&g->rng) >> 11) / 9007199254740992.0 * total;
     for (size_t i = 0; i < n; i++) {
-        double w = t->deps[m->deps[cand[i]]].weight;
-        if (w > 0 && at < w)
+        if (score[i] > 0 && at < score[i])
             return cand[i];
-        at -= w;
+        at -= score[i];
     }
     return cand[n - 1];
 }
 
-int sky__gw_pick(sky_gateway *g, const gw_table *t, const gw_model *m, uint64_t tried)
+typedef struct tier {
+    int cand[GW_MAX_DEPLOYMENTS];
+    double score[GW_MAX_DEPLOYMENTS];
+    size_t n;
+} tier;
+
+static void add(tier *t, int i, double score)
 {
-    int open[GW_MAX_DEPLOYMENTS], ready[GW_MAX_DEPLOYMENTS];
-    size_t n_open = 0, n_ready = 0;
+    t->cand[t->n] = i;
+    t->score[t->n++] = score;
+}
+
+/* From the best tier that has one: a weighted draw, or its first (a standby of weight 0). */
+static int from(sky_gateway *g, const tier *t)
+{
+    int i = draw(g, t->cand, t->score, t->n);
+    return i >= 0 ? i : t->n > 0 ? t->cand[0] : -1;
+}
+
+int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried)
+{
+    tier ready = {.n = 0}, full = {.n = 0}, open = {.n = 0};
+    uint64_t now = uv_now(g->loop);
     for (size_t i = 0; i < m->n_deps && i < GW_MAX_DEPLOYMENTS; i++) {
+        gw_deployment *d = &t->deps[m->deps[i]];
         if (tried & (UINT64_C(1) << i))
             continue;
-        if (refuses(&t->deps[m->deps[i]]))
-            open[n_open++] = (int)i;
+        double room = refuses(d) ? -1 : fmin(rate_headroom(d, now), slot_headroom(d));
+        if (room < 0)
+            add(&open, (int)i, 0);
+        else if (room > 0)
+            add(&ready, (int)i, d->weight * room); /* the most headroom, by weight */
         else
-            ready[n_ready++] = (int)i;
+            add(&full, (int)i, d->weight);
     }
-    if (n_ready > 0) {
-        int i = draw(g, t, m, ready, n_ready);
-        /* weight 0: a standby, used when every weighted one has been tried */
-        return i >= 0 ? i : ready[0];
-    }
-    /* Every one left is open: try one anyway, so the client hears why it failed. */
-    return n_open > 0 ? open[0] : -1;
+    /* every one full: the call waits in a pipeline; every one open: try one anyway, so the
+     * client hears why it failed */
+    return ready.n ? from(g, &ready) : full.n ? from(g, &full) : from(g, &open);
 }

@@ -32,7 +32,7 @@
 #define MAX_BODY 65536
 
 typedef struct serve_env {
-    sky_test_mock fast, fast2, broken, slow;
+    sky_test_mock fast, fast2, broken, slow, throttled;
     pid_t serve_pid;
     int port;
     char dir[256];
@@ -77,7 +77,10 @@ static void write_config(const char *path, int closed_port)
         "             {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
         "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}],"
         " \"fallen\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
-        "\"SKY_TEST_UPSTREAM_KEY\"}]},"
+        "\"SKY_TEST_UPSTREAM_KEY\"}],"
+        " \"busy\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"weight\": 10},"
+        "           {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 1}]},"
         " \"fallbacks\": {\"fallen\": [\"gpt-4o\"]},"
         " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
         "          {\"name\": \"limited\", \"key_env\": \"SKY_TEST_LIMITED_KEY\", "
@@ -85,7 +88,8 @@ static void write_config(const char *path, int closed_port)
         "          {\"name\": \"metered\", \"key_env\": \"SKY_TEST_METERED_KEY\", \"rpm\": 3},"
         "          {\"name\": \"tokens\", \"key_env\": \"SKY_TEST_TOKENS_KEY\", \"tpm\": 100}]}\n",
         env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
-        env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url, hx);
+        env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url,
+        env.throttled.base_url, env.fast.base_url, hx);
     fclose(f);
 }
 
@@ -156,11 +160,14 @@ static int setup(void **state)
     static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
     static const char *const broken[] = {"--key", UPSTREAM_KEY, "--fault-503", "1.0", NULL};
     static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
+    /* one request a second, 429 with retry-after over it */
+    static const char *const throttled[] = {"--rpm", "60", NULL};
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.fast, healthy);
     sky_test_mock_start(&env.fast2, healthy);
     sky_test_mock_start(&env.broken, broken);
     sky_test_mock_start(&env.slow, slow);
+    sky_test_mock_start(&env.throttled, throttled);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     start_serve();
     env.loop = sky_test_loop_new();
@@ -196,6 +203,7 @@ static int teardown(void **state)
     sky_test_mock_stop(&env.fast2);
     sky_test_mock_stop(&env.broken);
     sky_test_mock_stop(&env.slow);
+    sky_test_mock_stop(&env.throttled);
     sky_test_rmdir(env.dir);
     assert_false(leaked);
     assert_true(logged); /* the canary looked at a log that says something */
@@ -289,7 +297,7 @@ static void test_models(void **state)
     assert_int_equal(r.status, 200);
     json_t *j = body_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "list");
-    assert_int_equal(json_array_size(json_object_get(j, "data")), 5);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 6);
     assert_string_equal(sky_json_str(sky_json_path(j, "data.0"), "id", ""), "gpt-4o");
     json_decref(j);
     sky_test_result_free(&r);
@@ -666,6 +674,60 @@ static void test_key_token_budget(void **state)
     sky_test_result_free(&r);
 }
 
+/* A deployment at its limit holds calls in its pipeline: the gateway sends them where
+ * there is room now, though the throttled one has ten times the weight */
+static void test_headroom_beats_weight(void **state)
+{
+    (void)state;
+    enum { N = 40, AT_ONCE = 8 };
+    static sky_test_result r[N];
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    sky_headers *h = sky_headers_new();
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    json_t *st = sky_test_mock_stats(&env.fast);
+    int64_t fast0 = json_integer_value(sky_json_path(st, "responses.200"));
+    json_decref(st);
+    int sent = 0, done = 0;
+    memset(r, 0, sizeof(r));
+    while (done < N) {
+        while (sent < N && sent - done < AT_ONCE) {
+            sky_http_request_options o;
+            sky_http_request_options_init(&o);
+            o.method = "POST";
+            o.url = url;
+            o.headers = h;
+            o.body = SKY_SPAN_LIT(
+                "{\"model\":\"busy\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+            o.timeout_ms = 20000;
+            o.on_done = sky_test_on_done;
+            o.user_data = &r[sent++];
+            assert_int_equal(sky_http_request_send(env.client, &o, NULL, NULL), 0);
+        }
+        int one = 0;
+        (void)sky_test_run_until(env.loop, &one, 5);
+        done = 0;
+        for (int i = 0; i < sent; i++)
+            done += r[i].done;
+    }
+    sky_headers_free(h);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].status, 200);
+        sky_test_result_free(&r[i]);
+    }
+    st = sky_test_mock_stats(&env.fast);
+    int64_t fast = json_integer_value(sky_json_path(st, "responses.200")) - fast0;
+    json_decref(st);
+    st = sky_test_mock_stats(&env.throttled);
+    int64_t slowed = json_integer_value(sky_json_path(st, "responses.200"));
+    json_decref(st);
+    assert_int_equal(fast + slowed, N);
+    assert_true(fast >= N / 2);
+}
+
 /* ---- bad input ---- */
 
 static void test_bad_input(void **state)
@@ -760,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_disconnect_cancels_upstream),
         cmocka_unit_test(test_failover_before_first_byte),
         cmocka_unit_test(test_fallback_model),
+        cmocka_unit_test(test_headroom_beats_weight),
         cmocka_unit_test(test_key_request_budget),
         cmocka_unit_test(test_key_token_budget),
         cmocka_unit_test(test_bad_input),
