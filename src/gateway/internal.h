@@ -185,6 +185,7 @@ typedef struct gw_request {
     const char *body_model;
     uint64_t tried; /* bit i: deployment i of the model was tried */
     size_t dep;     /* the deployment of the call in flight */
+    int started;    /* a call went to a deployment (dep says which, the last) */
     int streaming;  /* the client's answer has begun: no failover any more */
     int status;     /* the status answered; 0 while none */
     char tail[2];   /* the last two bytes sent, to know an SSE event boundary */

@@ -43,7 +43,7 @@ static void record(gw_request *q)
     rec.key = q->key ? q->key->name : NULL;
     rec.op = q->op;
     rec.model = q->asked->name;
-    rec.deployment = q->tried ? q->t->deps[q->dep].label : NULL;
+    rec.deployment = q->started ? q->t->deps[q->dep].label : NULL;
     rec.status = q->status ? q->status : 499;
     rec.total_ns = uv_hrtime() - q->t0_ns;
     rec.upstream_ns = q->upstream_ns;
@@ -197,6 +197,7 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     int rc = SKY_ENOMEM;
     o.headers = h;
     q->dep = dep;
+    q->started = 1;
     q->call_t0_ns = uv_hrtime();
     if (h && (model == NULL || rewritten)) {
         rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
