@@ -324,6 +324,14 @@ static void send_op(redis_store *r, redis_op *op, int argc, const char **argv, c
     sky_error err;
     sky_error_clear(&err);
     redisAsyncContext *ac = usable(r, &err);
+    /* While a new connection is being made (the server may be away: a refused connect is
+     * only seen by the watchdog), calls do not wait for it: the cache is bypassed. The
+     * first connection's PING waits, as the open does. */
+    if (ac && !r->connected && op->kind != OP_OPEN) {
+        sky_error_set(&err, SKY_ECONNECT, "redis at %s:%d: connecting; the cache is bypassed",
+                      r->host, r->port);
+        ac = NULL;
+    }
     if (ac && redisAsyncCommandArgv(ac, on_reply, op, argc, argv, lens) == REDIS_OK) {
         if (r->inflight++ == 0)
             r->last_progress = uv_now(r->store->loop);
