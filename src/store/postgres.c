@@ -46,12 +46,22 @@ static void release(sky__pg *pg)
     sky__store_backend_closed(s);
 }
 
+static void handle_gone(sky__pg *pg)
+{
+    if (--pg->handles == 0 && pg->closing)
+        release(pg);
+}
+
 static void on_poll_closed(uv_handle_t *h)
 {
     sky__pg *pg = h->data;
     free(h);
-    if (--pg->handles == 0 && pg->closing)
-        release(pg);
+    handle_gone(pg);
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
 }
 
 static void stop_poll(sky__pg_conn *c)
@@ -351,6 +361,21 @@ void sky__pg_submit(sky__pg *pg, sky__pg_op *op)
 
 /* ---- open and close */
 
+/* libpq leaves a connect's time limit to the caller in its asynchronous API: a server
+ * that never answers (a black-holed address) is given up after this long. */
+#define PG_CONNECT_TIMEOUT_MS 5000
+
+static void on_watch(uv_timer_t *t)
+{
+    sky__pg *pg = t->data;
+    uint64_t now = uv_now(pg->store->loop);
+    for (size_t i = 0; i < pg->nconns && !pg->closing; i++) {
+        sky__pg_conn *c = &pg->conns[i];
+        if (c->state == PG_CONNECTING && now - c->last_attempt >= PG_CONNECT_TIMEOUT_MS)
+            conn_lost(c, "connect timed out");
+    }
+}
+
 static int pg_open(sky__store *s, sky_error *err)
 {
     sky__pg *pg = calloc(1, sizeof(*pg));
@@ -368,6 +393,11 @@ static int pg_open(sky__store *s, sky_error *err)
     for (size_t i = 0; i < pg->nconns; i++)
         pg->conns[i].pg = pg;
     s->impl = pg;
+    uv_timer_init(s->loop, &pg->watch);
+    pg->watch.data = pg;
+    pg->handles++;
+    uv_timer_start(&pg->watch, on_watch, 500, 500);
+    uv_unref((uv_handle_t *)&pg->watch);
     sky__pg_submit(pg, op);
     return 0;
 }
@@ -386,8 +416,7 @@ static void pg_close(sky__store *s)
     free(pg->conns);
     pg->conns = NULL;
     pg->nconns = 0;
-    if (pg->handles == 0)
-        release(pg);
+    uv_close((uv_handle_t *)&pg->watch, on_watch_closed); /* the last handle frees pg */
 }
 
 void sky__pg_opened(sky__pg *pg, const sky_error *err)

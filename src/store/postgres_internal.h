@@ -74,7 +74,8 @@ struct sky__pg {
     sky__pg_op *q_head, *q_tail; /* waiting for a connection */
     int opened;                  /* the schema is migrated */
     int closing;
-    int handles; /* poll handles not yet closed */
+    int handles;      /* handles not yet closed (the polls, the watchdog) */
+    uv_timer_t watch; /* gives up on a connect that does not end */
 };
 
 /* postgres_ops.c */

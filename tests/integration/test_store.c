@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -735,6 +738,35 @@ static void pg_down_at_start_fails(void **state)
     sky_test_loop_free(loop);
 }
 
+/* A server that takes the connection and never answers: the open gives up (connect timed
+ * out) instead of waiting for ever. */
+static void pg_silent_server_times_out(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 8), 0); /* never accepted, never answered */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "postgresql://skyio@127.0.0.1:%d/postgres", ntohs(a.sin_port));
+    uv_loop_t *loop = sky_test_loop_new();
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = url;
+    sky_error err;
+    assert_null(open_store_opts(loop, &o, &err));
+    assert_int_equal(err.code, SKY_ECONNECT);
+    assert_non_null(strstr(err.message, "connect timed out"));
+    sky_test_loop_free(loop);
+    close(fd);
+}
+
 static int64_t stats_written(fixture *f)
 {
     sky__store_stats st;
@@ -929,6 +961,7 @@ int main(void)
                                                  fixture_teardown, &pg_backend),
         cmocka_unit_test_prestate(pg_queue_bound_counts_loss, &pg_backend),
         cmocka_unit_test(pg_down_at_start_fails),
+        cmocka_unit_test(pg_silent_server_times_out),
         cmocka_unit_test(usage_cli_reads_sqlite),
         cmocka_unit_test_prestate(usage_cli_reads_postgres, &pg_backend),
         cmocka_unit_test(sqlite_corrupt_file_is_named),
