@@ -26,7 +26,7 @@
 #define METERED_KEY "sk-client-threads-metered-0002"
 
 static struct {
-    sky_test_mock fast;
+    sky_test_mock fast, slow;
     pid_t serve_pid;
     char dir[256], base[128], config[512];
     uv_loop_t *loop;
@@ -55,10 +55,12 @@ static void write_config(const char *extra_model)
     assert_non_null(f);
     fprintf(f,
             "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", "
-            "\"key_env\": \"UPK\", \"rpm\": 6000}]%s},"
+            "\"key_env\": \"UPK\", \"rpm\": 6000}],"
+            " \"slow\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+            "\"UPK\"}]%s},"
             " \"keys\": [{\"name\": \"full\", \"key_sha256\": \"%s\"},"
             "            {\"name\": \"metered\", \"key_sha256\": \"%s\", \"rpm\": 5}]}\n",
-            env.fast.base_url, extra, full, metered);
+            env.fast.base_url, env.slow.base_url, extra, full, metered);
     fclose(f);
     assert_int_equal(rename(tmp, env.config), 0);
 }
@@ -78,9 +80,11 @@ static int setup(void **state)
 {
     (void)state;
     static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
+    static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
     char port_file[512];
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.fast, healthy);
+    sky_test_mock_start(&env.slow, slow);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     snprintf(env.config, sizeof(env.config), "%s/gateway.json", env.dir);
     snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
@@ -130,6 +134,7 @@ static int teardown(void **state)
     int status = sky_test_stop_child(env.serve_pid);
     int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stdout.log", UPSTREAM_KEY);
     sky_test_mock_stop(&env.fast);
+    sky_test_mock_stop(&env.slow);
     sky_test_rmdir(env.dir);
     assert_false(leaked);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -225,12 +230,70 @@ static void test_reload_reaches_every_loop(void **state)
     assert_int_equal(streak, 20);
 }
 
+/* SIGTERM while streams run on both loops: no new connection is taken, the streams end
+ * whole within the grace period, and the process exits 0 */
+typedef struct streams {
+    int done, complete, ok;
+    sky_test_result r[6];
+} streams;
+
+static void test_sigterm_lets_streams_finish(void **state)
+{
+    (void)state;
+    static streams st;
+    sky_http_client *clients[6];
+    char url[256];
+    memset(&st, 0, sizeof(st));
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    sky_headers *h = sky_headers_new();
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    for (int i = 0; i < 6; i++) { /* a connection each: both loops get some */
+        sky_http_request_options o;
+        assert_int_equal(sky_http_client_new(env.loop, NULL, &clients[i]), 0);
+        sky_http_request_options_init(&o);
+        o.method = "POST";
+        o.url = url;
+        o.headers = h;
+        o.body = SKY_SPAN_LIT("{\"model\":\"slow\",\"stream\":true,\"max_tokens\":25,"
+                              "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+        o.timeout_ms = 20000;
+        o.on_done = sky_test_on_done;
+        o.user_data = &st.r[i];
+        assert_int_equal(sky_http_request_send(clients[i], &o, NULL, NULL), 0);
+    }
+    int never = 0;
+    (void)sky_test_run_until(env.loop, &never, 150); /* the streams have begun */
+    assert_int_equal(kill(env.serve_pid, SIGTERM), 0);
+    for (int turn = 0; turn < 400 && st.done < 6; turn++) {
+        (void)sky_test_run_until(env.loop, &never, 25);
+        st.done = 0;
+        for (int i = 0; i < 6; i++)
+            st.done += st.r[i].done;
+    }
+    for (int i = 0; i < 6; i++) {
+        const char *end = "data: [DONE]\n\n";
+        assert_int_equal(st.r[i].status, 200);
+        assert_true(st.r[i].body_len > strlen(end));
+        assert_string_equal(st.r[i].body + st.r[i].body_len - strlen(end), end);
+        sky_test_result_free(&st.r[i]);
+        sky_http_client_free(clients[i]);
+    }
+    sky_headers_free(h);
+    int status = sky_test_stop_child(env.serve_pid); /* it is ending by itself */
+    env.serve_pid = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_both_loops_answer_and_report),
         cmocka_unit_test(test_key_budget_shared_by_the_loops),
         cmocka_unit_test(test_reload_reaches_every_loop),
+        cmocka_unit_test(test_sigterm_lets_streams_finish),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
