@@ -32,13 +32,14 @@ typedef struct rsrc {
     uint64_t handed_count;
     int outstanding; /* replies of the poll in flight */
     int waiting;     /* next said WAIT: call ready when something changes */
-    int paused, closing, ended, timer_open;
+    int paused, closing, ended, timer_open, destroyed;
     sky_error err; /* the run stops with it */
     uv_timer_t timer;
-    uint64_t backoff_ms, last_claim_ms, last_beat_ms, beat_count;
+    uint64_t backoff_ms, last_claim_ms, last_beat_ms, beat_count, last_refresh_ms;
     /* the shared rate limit: tokens leased, or no limit known until unlimited_until */
     long long tokens, chunk;
-    int leasing, handles_open;
+    int leasing, handles_open, bg_outstanding;
+    uv_timer_t bg_timer;
     uint64_t unlimited_until;
     uv_timer_t rate_timer;
     /* what the poll in flight found */
@@ -262,11 +263,19 @@ static void on_claim(redisAsyncContext *ac, void *reply, void *ud)
     reply_done(s);
 }
 
-static void on_beat(redisAsyncContext *ac, void *reply, void *ud)
+static void on_bg_reply(redisAsyncContext *ac, void *reply, void *ud)
 {
+    rsrc *s = ud;
     (void)ac;
     (void)reply;
-    reply_done(ud);
+    s->bg_outstanding--;
+    maybe_destroy(s);
+}
+
+static void send_bg(rsrc *s, int argc, const char **argv)
+{
+    if (sky__redis_send(s->j, on_bg_reply, s, argc, argv, NULL) == 0)
+        s->bg_outstanding++;
 }
 
 static void send_one(rsrc *s, redisCallbackFn *cb, int argc, const char **argv)
@@ -298,9 +307,38 @@ static void send_beat(rsrc *s, uint64_t now)
     snprintf(beat, sizeof(beat), "%llu %llu %.1f", (unsigned long long)now,
              (unsigned long long)s->handed_count, rpm);
     const char *hset[] = {"HSET", s->j->keys[SKY__RK_WORKERS], s->j->consumer, beat};
-    send_one(s, on_beat, 4, hset);
+    send_bg(s, 4, hset);
     s->last_beat_ms = now;
     s->beat_count = s->handed_count;
+}
+
+/*
+ * What this worker holds (read ahead, or in the engine until handed back) is claimed again
+ * by it now and then (XCLAIM ... JUSTID: the idle time starts over, the delivery count
+ * stays), so that a request waiting here for the rate or a slot is not taken by another
+ * worker after claim_idle and paid for twice.
+ */
+static void send_refresh(rsrc *s, uint64_t now)
+{
+    sky_redis_job *j = s->j;
+    size_t n = s->queued + json_object_size(j->entries), k = 0;
+    const char **argv = n ? malloc(sizeof(*argv) * (n + 6)) : NULL;
+    const char *cid;
+    json_t *id;
+    s->last_refresh_ms = now;
+    if (argv == NULL)
+        return;
+    argv[k++] = "XCLAIM";
+    argv[k++] = j->keys[SKY__RK_STREAM];
+    argv[k++] = SKY__REDIS_GROUP;
+    argv[k++] = j->consumer;
+    argv[k++] = "0";
+    for (entry *e = s->head; e; e = e->next)
+        argv[k++] = e->id;
+    json_object_foreach(j->entries, cid, id) argv[k++] = json_string_value(id);
+    argv[k++] = "JUSTID";
+    send_bg(s, (int)k, argv);
+    free(argv);
 }
 
 static void poll_now(rsrc *s)
@@ -326,8 +364,6 @@ static void poll_now(rsrc *s)
     send_one(s, on_read, 9, read);
     if (now - s->last_claim_ms >= j->o.claim_idle_ms / 2)
         send_claim(s, now);
-    if (now - s->last_beat_ms >= 2000)
-        send_beat(s, now);
 }
 
 /* ---- the shared rate limit ---- */
@@ -374,6 +410,20 @@ static int rate_take(rsrc *s)
         sky__redis_rate_lease(j, s->chunk, on_leased, s) == 0)
         s->leasing = 1;
     return 0;
+}
+
+/* Every second: the heartbeat (every 2 s) and the refresh of what is held (claim_idle/3),
+ * whether or not the engine is asking for lines. */
+static void on_bg_tick(uv_timer_t *t)
+{
+    rsrc *s = t->data;
+    uint64_t now = sky__redis_now_ms();
+    if (s->closing || !s->j->up || s->j->lost)
+        return;
+    if (now - s->last_beat_ms >= 2000)
+        send_beat(s, now);
+    if (now - s->last_refresh_ms >= s->j->o.claim_idle_ms / 3)
+        send_refresh(s, now);
 }
 
 /* ---- the source's functions ---- */
@@ -453,12 +503,16 @@ static void destroy(rsrc *s)
     s->handed = NULL;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->rate_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&s->bg_timer, on_timer_closed);
 }
 
 static void maybe_destroy(rsrc *s)
 {
-    if (s->closing && s->outstanding == 0 && !s->leasing)
+    if (s->closing && s->outstanding == 0 && !s->leasing && s->bg_outstanding == 0 &&
+        !s->destroyed) {
+        s->destroyed = 1;
         destroy(s);
+    }
 }
 
 static void src_close(sky_batch_source *src)
@@ -466,6 +520,7 @@ static void src_close(sky_batch_source *src)
     rsrc *s = (rsrc *)src;
     s->closing = 1;
     uv_timer_stop(&s->timer);
+    uv_timer_stop(&s->bg_timer);
     sky__redis_remove_part(s->j, &s->part);
     if (s->j->source == src)
         s->j->source = NULL;
@@ -490,7 +545,8 @@ int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
     rsrc *s = calloc(1, sizeof(*s));
     *out = NULL;
     if (s == NULL || (s->handed = sky_idset_new(0)) == NULL ||
-        uv_timer_init(j->loop, &s->timer) != 0 || uv_timer_init(j->loop, &s->rate_timer) != 0) {
+        uv_timer_init(j->loop, &s->timer) != 0 || uv_timer_init(j->loop, &s->rate_timer) != 0 ||
+        uv_timer_init(j->loop, &s->bg_timer) != 0) {
         if (s)
             sky_idset_free(s->handed);
         free(s);
@@ -498,7 +554,8 @@ int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
     }
     s->timer.data = s;
     s->rate_timer.data = s;
-    s->handles_open = 2;
+    s->bg_timer.data = s;
+    s->handles_open = 3;
     s->chunk = 8;
     s->j = j;
     s->base.next = src_next;
@@ -508,6 +565,7 @@ int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
     s->part.on_up = on_up;
     s->part.on_lost = on_lost;
     sky__redis_add_part(j, &s->part);
+    uv_timer_start(&s->bg_timer, on_bg_tick, 1000, 1000);
     j->source = &s->base;
     *out = &s->base;
     return 0;
