@@ -25,12 +25,14 @@ static const struct {
     {"POST", "/v1/responses", 0, sky__gw_on_responses},
     {"POST", "/v1/completions", 0, sky__gw_on_completions},
     {"GET", "/v1/models", 0, sky__gw_on_models},
+    {"GET", "/v1/models/", 1, sky__gw_on_model},
     /* Azure OpenAI's v1 surface: the same, under /openai */
     {"POST", "/openai/v1/chat/completions", 0, sky__gw_on_chat},
     {"POST", "/openai/v1/embeddings", 0, sky__gw_on_embeddings},
     {"POST", "/openai/v1/responses", 0, sky__gw_on_responses},
     {"POST", "/openai/v1/completions", 0, sky__gw_on_completions},
     {"GET", "/openai/v1/models", 0, sky__gw_on_models},
+    {"GET", "/openai/v1/models/", 1, sky__gw_on_model},
     /* Azure OpenAI's: the path names the deployment (a model of the gateway's) */
     {"POST", "/openai/deployments/", 1, sky__gw_on_azure},
     {"POST", "/openai/responses", 0, sky__gw_on_responses},

@@ -376,6 +376,7 @@ void sky__gw_proxy_end_all(sky_gateway *g);
 void sky__gw_on_chat(sky_server_req *r, void *gateway);
 void sky__gw_on_embeddings(sky_server_req *r, void *gateway);
 void sky__gw_on_models(sky_server_req *r, void *gateway);
+void sky__gw_on_model(sky_server_req *r, void *gateway);
 void sky__gw_on_healthz(sky_server_req *r, void *gateway);
 void sky__gw_on_readyz(sky_server_req *r, void *gateway);
 void sky__gw_on_metrics(sky_server_req *r, void *gateway);

@@ -1,4 +1,5 @@
-/* GET /v1/models: the configured model names, those the key may use, as OpenAI lists. */
+/* GET /v1/models: the configured model names, those the key may use, as OpenAI lists; GET
+ * /v1/models/{model}: one of them (the SDKs' models.retrieve). */
 #include "internal.h"
 
 static json_t *model_entry(const char *name)
@@ -28,4 +29,28 @@ void sky__gw_on_models(sky_server_req *r, void *gateway)
     }
     sky_server_respond_json(r, 200, list);
     json_decref(list);
+}
+
+void sky__gw_on_model(sky_server_req *r, void *gateway)
+{
+    static const char prefix[] = "/v1/models/";
+    sky_gateway *g = gateway;
+    gw_key *key;
+    if (sky__gw_authenticate(g, r, &key) < 0)
+        return;
+    sky_span path = sky_server_req_path(r);
+    size_t skip = sizeof(prefix) - 1;
+    if (path.len >= 7 && memcmp(path.ptr, "/openai", 7) == 0)
+        skip += 7; /* /openai/v1/models/{model} */
+    sky_span name = sky_span_make(path.ptr + skip, path.len > skip ? path.len - skip : 0);
+    const gw_model *m = sky__gw_model_find(g->table, name);
+    json_t *entry = m && sky__gw_key_allows(key, m->name) ? model_entry(m->name) : NULL;
+    if (entry == NULL) {
+        sky__gw_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                      "The model '%.*s' does not exist or you do not have access to it.",
+                      (int)(name.len > 256 ? 256 : name.len), name.ptr);
+        return;
+    }
+    sky_server_respond_json(r, 200, entry);
+    json_decref(entry);
 }

@@ -42,6 +42,8 @@ await assert.rejects(stranger.models.list(),
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 assert.ok(models.includes('gpt-4o'));
+const one = await client.models.retrieve('gpt-4o');
+assert.equal(one.id, 'gpt-4o');
 const resp = await client.responses.create({ model: 'gpt-4o', input: 'hello' });
 assert.equal(resp.object, 'response');
 assert.ok(resp.output_text.length > 0);

@@ -310,6 +310,20 @@ static void test_models(void **state)
     call("GET", "/healthz", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     sky_test_result_free(&r);
+    /* one model, as the SDKs' models.retrieve asks */
+    call("GET", "/v1/models/gpt-4o", NULL, CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(sky_json_str(j, "id", ""), "gpt-4o");
+    assert_string_equal(sky_json_str(j, "object", ""), "model");
+    json_decref(j);
+    sky_test_result_free(&r);
+    call("GET", "/v1/models/gpt-4o", NULL, LIMITED_KEY, &r);
+    expect_error(&r, 404, "invalid_request_error", "model_not_found");
+    sky_test_result_free(&r);
+    call("GET", "/openai/v1/models/no-such", NULL, CLIENT_KEY, &r);
+    expect_error(&r, 404, "invalid_request_error", "model_not_found");
+    sky_test_result_free(&r);
 }
 
 static void test_responses_and_completions(void **state)
