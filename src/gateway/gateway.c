@@ -40,6 +40,9 @@ static const struct {
     {"GET", "/healthz", 0, sky__gw_on_healthz},
     {"GET", "/readyz", 0, sky__gw_on_readyz},
     {"GET", "/metrics", 0, sky__gw_on_metrics},
+    /* the live page and its JSON (status.c, page.c): no key either */
+    {"GET", "/status.json", 0, sky__gw_on_status},
+    {"GET", "/", 0, sky__gw_on_page},
 };
 
 void sky_gateway_deployment_init(sky_gateway_deployment *d)

@@ -9,6 +9,7 @@
 #include "skyio/http.h"
 #include "skyio/pipeline.h"
 #include "skyio/server.h"
+#include "status.h"
 
 /* The upstream operations a deployment serves, each with its URL. */
 typedef enum gw_op {

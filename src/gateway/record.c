@@ -11,6 +11,7 @@ void sky__gw_record(sky_gateway *g, const gw_record *r)
 {
     sky__gw_shared_lock(g->shared);
     sky__gw_metrics_count(sky__gw_shared_metrics(g->shared), r);
+    sky__gw_history_count(sky__gw_shared_history(g->shared), r, uv_hrtime() / 1000000);
     sky__gw_shared_unlock(g->shared);
     sky__gw_usage_record(g, r);
     if (g->access_log)

@@ -18,6 +18,7 @@ typedef struct budget_slot {
 struct gw_shared {
     uv_mutex_t lock;
     gw_metrics *metrics;
+    gw_history *history; /* the live page's (status_history.c) */
     budget_slot *budgets;
     int n_loops;
     gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
@@ -31,11 +32,13 @@ gw_shared *sky__gw_shared_new(int n_loops)
         return NULL;
     s->n_loops = n_loops;
     s->metrics = sky__gw_metrics_new();
+    s->history = sky__gw_history_new();
     s->views = calloc((size_t)n_loops, sizeof(*s->views));
     s->n_views = calloc((size_t)n_loops, sizeof(*s->n_views));
-    if (s->metrics == NULL || s->views == NULL || s->n_views == NULL ||
+    if (s->metrics == NULL || s->history == NULL || s->views == NULL || s->n_views == NULL ||
         uv_mutex_init(&s->lock) != 0) {
         sky__gw_metrics_free(s->metrics);
+        sky__gw_history_free(s->history);
         free(s->views);
         free(s->n_views);
         free(s);
@@ -59,6 +62,7 @@ void sky__gw_shared_free(gw_shared *s)
     free(s->views);
     free(s->n_views);
     sky__gw_metrics_free(s->metrics);
+    sky__gw_history_free(s->history);
     uv_mutex_destroy(&s->lock);
     free(s);
 }
@@ -76,6 +80,11 @@ void sky__gw_shared_unlock(gw_shared *s)
 gw_metrics *sky__gw_shared_metrics(gw_shared *s)
 {
     return s->metrics;
+}
+
+gw_history *sky__gw_shared_history(gw_shared *s)
+{
+    return s->history;
 }
 
 gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
