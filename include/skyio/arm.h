@@ -267,6 +267,27 @@ SKY_EXTERN void sky_arm_bulk_get_counts(const sky_arm_bulk *b, sky_arm_bulk_coun
  */
 SKY_EXTERN void sky_arm_bulk_free(sky_arm_bulk *b);
 
+/*
+ * A bulk input file: JSON Lines, one operation a line,
+ *   {"id": "/subscriptions/.../resourceGroups/rg1", "body": {...}}
+ * (the resource id, starting with '/', and the request body, an object); blank lines are
+ * skipped. An error names the line from 1: "line 2: ..." (SKY_EJSON: not JSON; SKY_EINVAL:
+ * no "id" or no object "body").
+ */
+
+/**
+ * Check @p text (borrowed for the call) without a batch, e.g. before any client is made.
+ * Returns the number of operations it holds (0 for none), or a SKY_E code with @p err.
+ */
+SKY_EXTERN long sky_arm_bulk_check_jsonl(sky_span text, sky_error *err) SKY_NODISCARD;
+/**
+ * Add one operation per line of @p text (borrowed for the call) to @p b, each with @p method
+ * (NULL: "PUT") and @p api_version, as sky_arm_bulk_add. Returns the number added, or a
+ * SKY_E code with @p err (lines before the bad one stay added).
+ */
+SKY_EXTERN long sky_arm_bulk_add_jsonl(sky_arm_bulk *b, sky_span text, const char *method,
+                                       const char *api_version, sky_error *err) SKY_NODISCARD;
+
 /* ---- resource bodies ---- */
 
 /** The Microsoft.Compute/virtualMachines api-version sky_arm_vm_body writes for. */

@@ -1,5 +1,5 @@
 /*
- * `skyio arm put --input FILE.jsonl`: read the file, hand one PUT per line to
+ * `skyio arm put --input FILE.jsonl`: read the file, hand its lines (one PUT each) to
  * the library's sky_arm_bulk, print a result line for each and the summary.
  */
 #include <stdio.h>
@@ -11,90 +11,34 @@
 #include "cli.h"
 #include "cmd_arm.h"
 
-typedef struct bulk_line {
-    char *id;
-    char *body;
-    size_t body_len;
-} bulk_line;
-
 typedef struct bulk_cli {
     sky_cli_arm_ctx *c;
-    bulk_line *lines;
-    size_t n;
+    char *text; /* the input file, checked before the client is made */
+    size_t len;
     int finished;
     json_t *failures;    /* [{id, code, message}] */
     json_t *codes;       /* code -> count */
     sky_error unreached; /* the endpoint was never reached: stop, record nothing */
 } bulk_cli;
 
-/* One input line: {"id": "/subscriptions/...", "body": {...}}. */
-static int parse_line(const char *line, size_t len, int lineno, bulk_line *out)
-{
-    json_t *j = NULL;
-    sky_error err;
-    sky_error_clear(&err);
-    if (sky_json_parse(sky_span_make(line, len), &j, &err) < 0) {
-        fprintf(stderr, "skyio arm: --input line %d: %s\n", lineno, err.message);
-        return -1;
-    }
-    const char *id = sky_json_str(j, "id", NULL);
-    json_t *body = json_object_get(j, "body");
-    if (id == NULL || *id != '/' || !json_is_object(body)) {
-        fprintf(stderr,
-                "skyio arm: --input line %d: needs \"id\" (a resource id) and \"body\" "
-                "(an object)\n",
-                lineno);
-        json_decref(j);
-        return -1;
-    }
-    out->id = strdup(id);
-    out->body = sky_json_dump(body, &out->body_len);
-    json_decref(j);
-    return out->id && out->body ? 0 : -1;
-}
-
-/* Room for one more line; NULL when out of memory. */
-static bulk_line *next_line(bulk_cli *b, size_t *cap)
-{
-    if (b->n == *cap) {
-        size_t bigger_cap = *cap ? *cap * 2 : 16;
-        bulk_line *bigger = realloc(b->lines, bigger_cap * sizeof(*bigger));
-        if (bigger == NULL)
-            return NULL;
-        b->lines = bigger;
-        *cap = bigger_cap;
-    }
-    memset(&b->lines[b->n], 0, sizeof(bulk_line));
-    return &b->lines[b->n++];
-}
-
+/* Read the input and check every line (the library's rules), before any client is made. */
 static int read_input(const char *path, bulk_cli *b)
 {
-    size_t len = 0, cap = 0;
+    sky_error err;
+    sky_error_clear(&err);
     if (sky_cli_check_input_file("arm", "--input", path) < 0)
         return -1;
-    char *text = sky_cli_read_file(path, &len);
-    if (text == NULL) {
+    b->text = sky_cli_read_file(path, &b->len);
+    if (b->text == NULL) {
         fprintf(stderr, "skyio arm: --input %s: cannot read it\n", path);
         return -1;
     }
-    int lineno = 0, rc = 0;
-    for (char *p = text; rc == 0 && p < text + len;) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        lineno++;
-        if (n > 0 && strspn(p, " \t\r") < n) {
-            bulk_line *l = next_line(b, &cap);
-            rc = l ? parse_line(p, n, lineno, l) : -1;
-        }
-        p += n + 1;
-    }
-    free(text);
-    if (rc == 0 && b->n == 0) {
+    long n = sky_arm_bulk_check_jsonl(sky_span_make(b->text, b->len), &err);
+    if (n < 0)
+        fprintf(stderr, "skyio arm: --input %s\n", err.message);
+    else if (n == 0)
         fprintf(stderr, "skyio arm: --input %s: no operations in it\n", path);
-        rc = -1;
-    }
-    return rc;
+    return n > 0 ? 0 : -1;
 }
 
 static void record_failure(bulk_cli *b, const char *id, const char *code, const char *message)
@@ -182,13 +126,9 @@ static void print_summary(const bulk_cli *b, const sky_arm_bulk_counts *n, int a
     }
 }
 
-static void free_lines(bulk_cli *b)
+static void free_input(bulk_cli *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->lines[i].id);
-        free(b->lines[i].body);
-    }
-    free(b->lines);
+    free(b->text);
     json_decref(b->failures);
     json_decref(b->codes);
 }
@@ -198,6 +138,8 @@ static sky_arm_bulk *make_bulk(bulk_cli *b, const sky_cli_arm_flags *f)
 {
     sky_arm_bulk_options o;
     sky_arm_bulk *bulk = NULL;
+    sky_error err;
+    sky_error_clear(&err);
     sky_arm_bulk_options_init(&o);
     o.concurrency = (size_t)f->concurrency;
     o.timeout_ms = (uint64_t)(f->timeout_s * 1000.0 + 0.5);
@@ -205,9 +147,11 @@ static sky_arm_bulk *make_bulk(bulk_cli *b, const sky_cli_arm_flags *f)
     o.on_done = on_done;
     o.user_data = b;
     int rc = sky_arm_bulk_new(b->c->arm, &o, &bulk);
-    for (size_t i = 0; rc == 0 && i < b->n; i++)
-        rc = sky_arm_bulk_add(bulk, "PUT", b->lines[i].id, f->api_version,
-                              sky_span_make(b->lines[i].body, b->lines[i].body_len));
+    if (rc == 0) {
+        long n = sky_arm_bulk_add_jsonl(bulk, sky_span_make(b->text, b->len), "PUT", f->api_version,
+                                        &err);
+        rc = n < 0 ? (int)n : 0;
+    }
     if (rc == 0)
         rc = sky_arm_bulk_run(bulk);
     if (rc != 0) {
@@ -236,12 +180,12 @@ int sky_cli_arm_run_bulk(const sky_cli_arm_flags *f)
     b.failures = json_array();
     b.codes = json_object();
     if (b.failures == NULL || b.codes == NULL || read_input(f->input, &b) < 0) {
-        free_lines(&b);
+        free_input(&b);
         return SKY_EXIT_USAGE;
     }
     int rc = sky_cli_arm_open(&c, "arm", f);
     if (rc != 0) {
-        free_lines(&b);
+        free_input(&b);
         return rc;
     }
     b.c = &c;
@@ -261,6 +205,6 @@ int sky_cli_arm_run_bulk(const sky_cli_arm_flags *f)
     }
     sky_arm_bulk_free(bulk); /* what a signal left running ends while the client closes */
     sky_cli_arm_close(&c);
-    free_lines(&b);
+    free_input(&b);
     return rc;
 }

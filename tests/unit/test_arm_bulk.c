@@ -1,4 +1,5 @@
-/* Tests for sky_arm_bulk: arguments, callbacks exactly once, the tally, free in flight. */
+/* Tests for sky_arm_bulk: arguments, callbacks exactly once, the tally, free in flight; the
+ * JSON Lines input file (checked, and read into operations). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,7 +24,8 @@ typedef struct fixture {
     int last_code;   /* of the last on_op error */
     int done;        /* on_done calls */
     sky_arm_bulk_counts counts;
-    int free_in_done; /* free the batch from on_done */
+    int free_in_done;  /* free the batch from on_done */
+    char paths[8][64]; /* each operation's resource id, as on_op saw it */
 } fixture;
 
 static void open_client(fixture *f, int fail_unreached)
@@ -57,6 +59,7 @@ static void on_op(sky_arm_bulk *b, size_t index, const char *path, const sky_arm
     assert_non_null(path);
     assert_true(index < 8);
     f->ops[index]++;
+    snprintf(f->paths[index], sizeof(f->paths[index]), "%s", path);
     f->not_started += res == NULL;
     f->last_code = err ? err->code : 0;
 }
@@ -177,13 +180,56 @@ static void test_stop_and_free_in_flight(void **state)
     close_client(&f);
 }
 
+/* An input file's lines: checked (each error names its line), then added as operations. */
+static void test_jsonl_input(void **state)
+{
+    fixture f;
+    sky_error err;
+    (void)state;
+    const char *good = "{\"id\":\"/subscriptions/s/resourceGroups/a\",\"body\":{\"x\":1}}\n"
+                       " \t\r\n\n"
+                       "{\"id\":\"/subscriptions/s/resourceGroups/b\",\"body\":{}}";
+    sky_error_clear(&err);
+    assert_int_equal(sky_arm_bulk_check_jsonl(sky_span_cstr(good), &err), 2);
+    assert_int_equal(sky_arm_bulk_check_jsonl(SKY_SPAN_LIT("\n  \n"), &err), 0);
+    assert_int_equal(
+        sky_arm_bulk_check_jsonl(SKY_SPAN_LIT("{\"id\":\"/a\",\"body\":{}}\nnot json\n"), &err),
+        SKY_EJSON);
+    assert_non_null(strstr(err.message, "line 2: "));
+    const char *bad[] = {"{\"body\":{}}", "{\"id\":\"rg\",\"body\":{}}",
+                         "{\"id\":\"/a\",\"body\":[]}", "{\"id\":\"/a\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sky_error_clear(&err);
+        assert_int_equal(sky_arm_bulk_check_jsonl(sky_span_cstr(bad[i]), &err), SKY_EINVAL);
+        assert_string_equal(err.message,
+                            "line 1: needs \"id\" (a resource id) and \"body\" (an object)");
+    }
+    /* read into a batch: one operation a line, in order, each ending once */
+    open_client(&f, 1);
+    sky_arm_bulk *b = make(&f, "PUT", 0, 2);
+    sky_error_clear(&err);
+    assert_int_equal(sky_arm_bulk_add_jsonl(NULL, sky_span_cstr(good), NULL, API, &err),
+                     SKY_EINVAL);
+    assert_int_equal(sky_arm_bulk_add_jsonl(b, sky_span_cstr(good), NULL, API, &err), 2);
+    assert_int_equal(sky_arm_bulk_run(b), 0);
+    assert_int_equal(sky_arm_bulk_add_jsonl(b, sky_span_cstr(good), NULL, API, &err),
+                     SKY_ESTATE); /* running: no more */
+    while (f.done == 0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(f.counts.total, 2);
+    assert_int_equal(f.ops[0] + f.ops[1], 2);
+    assert_string_equal(f.paths[0], "/subscriptions/s/resourceGroups/a");
+    assert_string_equal(f.paths[1], "/subscriptions/s/resourceGroups/b");
+    sky_arm_bulk_free(b);
+    close_client(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arguments),
-        cmocka_unit_test(test_none_can_start),
-        cmocka_unit_test(test_all_end_once),
-        cmocka_unit_test(test_stop_and_free_in_flight),
+        cmocka_unit_test(test_arguments),    cmocka_unit_test(test_none_can_start),
+        cmocka_unit_test(test_all_end_once), cmocka_unit_test(test_stop_and_free_in_flight),
+        cmocka_unit_test(test_jsonl_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
