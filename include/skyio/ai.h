@@ -199,6 +199,32 @@ SKY_EXTERN const sky_ai_endpoint *sky_ai_client_endpoint(const sky_ai_client *c)
 /** Cancel: each pending done callback runs soon with SKY_ECANCELED. */
 SKY_EXTERN void sky_ai_request_cancel(sky_ai_request *r);
 
+/**
+ * 1 when @p err (may be NULL: 0) ended a call because the client's endpoint cannot be
+ * reached: a failure to connect, resolve its name or shake hands (SKY_ECONNECT,
+ * SKY_ERESOLVE, SKY_ETLS) while nothing of it has ever answered, so its address or
+ * certificates are wrong rather than the service down. With pipeline.fail_unreached set
+ * such a call is not retried, and a front end can stop at once instead of going on.
+ */
+SKY_EXTERN int sky_ai_client_unreachable(const sky_ai_client *c, const sky_error *err);
+
+/** The outcome of sky_ai_client_first_token: @p err NULL when the credential gave a token;
+ *  else the credential's own error, or SKY_ECANCELED when the client was freed first.
+ *  Borrowed until the callback returns. */
+typedef void (*sky_ai_token_cb)(sky_ai_client *c, const sky_error *err, void *user_data);
+
+/**
+ * Ask the client's credential (pipeline.credential) for its token before any request, so
+ * that a sign-in problem is said once rather than by every request (each would fail alike,
+ * after its retries). The token is the one the credential caches for the first calls.
+ * @p cb runs exactly once, from the loop, never inside this call; freeing the client runs
+ * it with SKY_ECANCELED. Returns 0, or SKY_EINVAL (no credential; no cb), SKY_ESTATE (one
+ * is pending already), SKY_ENOMEM, or the credential's error, with @p err; then @p cb
+ * never runs.
+ */
+SKY_EXTERN int sky_ai_client_first_token(sky_ai_client *c, sky_ai_token_cb cb, void *user_data,
+                                         sky_error *err) SKY_NODISCARD;
+
 /* ---- chat completions ---- */
 
 /** One answer. Borrowed: valid until the callback returns. */

@@ -80,6 +80,9 @@ static int client_pipeline(sky_ai_client *c, uv_loop_t *loop, sky_http_client *h
     po.auth_user_data = &c->ep;
     if (po.credential && po.scope == NULL)
         po.scope = sky_ai_entra_scope(&c->ep);
+    c->cred = po.credential;
+    if (po.credential && (c->scope = strdup(po.scope)) == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
     int rc = sky_pipeline_new(loop, http, &po, &c->pipe);
     return rc < 0 ? sky_error_set(err, rc, "could not make the pipeline") : 0;
 }
@@ -116,6 +119,7 @@ static void client_release(sky_ai_client *c)
 {
     sky_headers_free(c->json_headers);
     sky_ai_endpoint_free(&c->ep);
+    free(c->scope);
     free(c);
 }
 
@@ -128,6 +132,7 @@ void sky_ai_client_free(sky_ai_client *c)
         return;
     }
     c->closing = 1;
+    sky__ai_first_token_drop(c);
     /* every call reports now, canceled, and with it every request */
     sky_pipeline_free(c->pipe);
     client_release(c);

@@ -39,9 +39,15 @@ struct sky_ai_request {
     ai_leg legs[];
 };
 
+/* A pending sky_ai_client_first_token (first_token.c). */
+typedef struct ai_first_token ai_first_token;
+
 struct sky_ai_client {
     sky_pipeline *pipe;
     sky_ai_endpoint ep;
+    sky_credential *cred;        /* pipeline.credential (borrowed); NULL: none */
+    char *scope;                 /* its scope's copy */
+    ai_first_token *first_token; /* pending; NULL: none */
     sky_headers *json_headers;
     int in_callback;
     int free_requested;
@@ -63,6 +69,9 @@ int sky__ai_request_start(sky_ai_request *r, const char *path, json_t *body, int
 /* Run a user's callback: freeing the client from inside it waits until it returns. */
 void sky__ai_enter(sky_ai_client *c);
 void sky__ai_leave(sky_ai_client *c);
+
+/* The pending first token's callback, with SKY_ECANCELED: the client is being freed. */
+void sky__ai_first_token_drop(sky_ai_client *c);
 
 /* Per kind: a leg's call is over; report it to the user (inside sky__ai_enter/leave). */
 void sky__ai_chat_done(ai_leg *leg, const sky_call_result *res, const sky_error *err);

@@ -217,18 +217,6 @@ static int on_delta(sky_ai_request *req, size_t index, const sky_ai_delta *d, vo
     return 0;
 }
 
-/*
- * A failure to connect, resolve or shake hands with an endpoint that has never answered:
- * the URL, the host or the certificates are wrong (the pipeline did not retry it).
- */
-static int never_reached(const chat_run *r, const sky_error *err)
-{
-    sky_pipeline_health h;
-    sky_pipeline_get_health(sky_ai_client_pipeline(r->ai), &h);
-    return err && h.answered == 0 &&
-           (err->code == SKY_ECONNECT || err->code == SKY_ERESOLVE || err->code == SKY_ETLS);
-}
-
 /* The provider's words for what the client read from it; the error's name for the rest. */
 static void describe(answer *a, const sky_error *err)
 {
@@ -250,7 +238,7 @@ static void on_answer(sky_ai_request *req, const sky_ai_chat_result *res, const 
     a->completion_tokens = res->completion_tokens;
     snprintf(a->finish_reason, sizeof(a->finish_reason), "%s",
              res->finish_reason ? res->finish_reason : "");
-    if (never_reached(r, err))
+    if (sky_ai_client_unreachable(r->ai, err)) /* nothing of it ever answered */
         a->unreached = *err;
     if (err) {
         a->failed = 1;
@@ -335,14 +323,10 @@ static int report(const chat_run *r)
 static int report_unreached(const chat_run *r)
 {
     char line[512];
-    sky_pipeline_health h;
     if (r->ai == NULL)
         return 0;
-    sky_pipeline_get_health(sky_ai_client_pipeline(r->ai), &h);
-    if (h.answered > 0)
-        return 0;
-    for (int i = 0; i < r->n_answers; i++)
-        if (r->answers[i].unreached.code == 0)
+    for (int i = 0; i < r->n_answers; i++) /* and nothing answered since */
+        if (!sky_ai_client_unreachable(r->ai, &r->answers[i].unreached))
             return 0;
     fprintf(stderr,
             "skyio chat: cannot reach the endpoint: %s\n"
@@ -409,21 +393,19 @@ static int make_client(chat_run *r)
 }
 
 /* The token is asked for first, so a sign-in problem is said once, as a configuration error. */
-static void on_entra_token(sky_token_request *req, const sky_access_token *tok,
-                           const sky_error *err, void *ud)
+static void on_first_token(sky_ai_client *ai, const sky_error *err, void *ud)
 {
     chat_run *r = ud;
-    (void)req;
-    if (tok == NULL) {
+    (void)ai;
+    if (err) {
         fprintf(stderr,
                 "skyio chat: no Entra ID token for Azure OpenAI (set AZURE_OPENAI_API_KEY "
                 "or sign in): %s\n",
-                err ? err->message : "out of memory");
+                err->message);
         r->exit_code = SKY_EXIT_START;
         return;
     }
-    if (make_client(r) == 0)
-        (void)start_chat(r);
+    (void)start_chat(r);
 }
 
 /* Every answer at once; Azure OpenAI without a key first gets an Entra ID token. */
@@ -431,16 +413,20 @@ static int start_all(chat_run *r)
 {
     sky_error err;
     sky_error_clear(&err);
-    if (r->ep.use_entra_id) {
-        if (sky_credential_default_new(sky_loop_uv(r->loop), r->client, NULL, &r->cred, &err) < 0 ||
-            sky_credential_get_token(r->cred, sky_ai_entra_scope(&r->ep), on_entra_token, r, NULL,
-                                     &err) < 0) {
-            fprintf(stderr, "skyio chat: %s\n", err.message);
-            return -1;
-        }
-        return 0;
+    if (r->ep.use_entra_id &&
+        sky_credential_default_new(sky_loop_uv(r->loop), r->client, NULL, &r->cred, &err) < 0) {
+        fprintf(stderr, "skyio chat: %s\n", err.message);
+        return -1;
     }
-    return make_client(r) < 0 || start_chat(r) < 0 ? -1 : 0;
+    if (make_client(r) < 0)
+        return -1;
+    if (r->cred == NULL)
+        return start_chat(r) < 0 ? -1 : 0;
+    if (sky_ai_client_first_token(r->ai, on_first_token, r, &err) < 0) {
+        fprintf(stderr, "skyio chat: %s\n", err.message);
+        return -1;
+    }
+    return 0;
 }
 
 int sky_cli_chat(int argc, char **argv)

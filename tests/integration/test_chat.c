@@ -250,6 +250,47 @@ static void test_unreachable_endpoint_stops_at_once(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/*
+ * Azure OpenAI without a key: the Entra ID token (from the mock's IMDS) is asked for first and
+ * serves the chat; with no credential at all, one message and exit 3, and nothing is sent.
+ */
+static void test_azure_with_entra_id(void **state)
+{
+    /* the chat endpoint accepts only the first token the mock's IMDS issues */
+    static const char *const args[] = {"--key", "mock-token-1", NULL};
+    sky_test_mock m;
+    char cmd[2048], out[8192];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    /* 0.0.0.0 reaches the loopback mock without looking like loopback, where a keyless
+     * Azure endpoint is taken for a local server that needs no auth */
+    const char *env = "env -i PATH=/usr/bin:/bin SKYIO_AZ_PATH=/nonexistent/az";
+    snprintf(cmd, sizeof(cmd),
+             "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST=%s "
+             "%s chat -m deployment-1 -n 4 hi 2>&1",
+             env, m.port, m.base_url, SKY_TEST_BIN);
+    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(count_words(out), 4);
+    json_t *stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "identity.imds")), 1);
+    assert_int_equal(json_integer_value(sky_json_path(stats, "auth_failures")), 0);
+    long long sent = json_integer_value(json_object_get(stats, "requests"));
+    json_decref(stats);
+    snprintf(cmd, sizeof(cmd),
+             "%s AZURE_OPENAI_ENDPOINT=http://0.0.0.0:%d AZURE_POD_IDENTITY_AUTHORITY_HOST="
+             "http://127.0.0.1:1 %s chat -m a,b hi 2>&1",
+             env, m.port, SKY_TEST_BIN);
+    int rc = run_cmd(cmd, out, sizeof(out));
+    const char *said = strstr(out, "skyio chat: no Entra ID token for Azure OpenAI");
+    if (rc != 3 || said == NULL || strstr(said + 20, "no Entra ID token") != NULL)
+        fail_msg("%s: exit %d, said once? \n%s", cmd, rc, out); /* once, for both models */
+    stats = sky_test_mock_stats(&m);
+    assert_int_equal(json_integer_value(json_object_get(stats, "requests")), sent);
+    json_decref(stats);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 /* The example program, built beside the skyio binary. */
 static void example_path(char *out, size_t len)
 {
@@ -455,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_stream_trouble_is_reported),
         cmocka_unit_test(test_errors_are_clear),
         cmocka_unit_test(test_unreachable_endpoint_stops_at_once),
+        cmocka_unit_test(test_azure_with_entra_id),
         cmocka_unit_test(test_example_streams_with_retries),
         cmocka_unit_test(test_client_streams_retried_and_paced),
         cmocka_unit_test(test_client_embeddings_and_responses),
