@@ -57,7 +57,8 @@ cat >gateway.json <<JSON
 JSON
 LIVE_UPSTREAM_KEY=$upstream_key LIVE_CLIENT_KEY=$client_key \
   "$bin" serve --config gateway.json --port 0 --port-file serve.port >serve.log 2>&1 &
-pids+=($!)
+serve_pid=$!
+pids+=($serve_pid)
 port=$(wait_port serve.port)
 [ -n "$port" ] || { echo "FAIL: skyio serve did not start: $(tail -3 serve.log)"; exit 1; }
 base="http://127.0.0.1:$port"
@@ -162,6 +163,13 @@ PY
 chrome --screenshot="$tmp/shot.png" --window-size=1400,900 "$base/" >/dev/null 2>&1
 python3 "$src/tests/report/png_nonblank.py" shot.png 100 >png.log 2>&1 && ok ||
   fail "the screenshot is blank or has no coloured lines: $(tail -1 png.log)"
+
+# SIGTERM: the gateway stops cleanly (under the sanitizers: no report on the way out).
+kill -TERM "$serve_pid"
+wait "$serve_pid"
+rc=$?
+[ "$rc" = 0 ] && ok || fail "serve exited $rc on SIGTERM: $(tail -5 serve.log)"
+grep -q "Sanitizer\|runtime error" serve.log && fail "sanitizer: $(grep -m3 'Sanitizer\|runtime error' serve.log)" || ok
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
