@@ -401,6 +401,10 @@ sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
 void sky__gw_cache_forget(gw_request *q);
 /* One model call's usage record, to the usage store (when there is one). */
 void sky__gw_usage_record(sky_gateway *g, const gw_record *r);
+/* responses_store.c: a Responses API answer kept (unless "store": false) in the usage
+ * store, under its id and the key's name; GET and DELETE /v1/responses/{id}. */
+void sky__gw_docs_answered(gw_request *q, const sky_call_result *res);
+void sky__gw_on_response_doc(sky_server_req *r, void *gateway);
 /* proxy.c: the cache missed; on to the deployments. */
 void sky__gw_proxy_miss(gw_request *q);
 

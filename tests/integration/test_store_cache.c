@@ -67,6 +67,8 @@ static void start_serve_args(serve *s, const char *name, const char *const *args
     assert_true(pid >= 0);
     if (pid == 0) {
         sky_test_die_with_parent(parent);
+        setenv("SKY_TEST_KEY_A", "sk-test-alice", 1);
+        setenv("SKY_TEST_KEY_B", "sk-test-bob", 1);
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -290,6 +292,74 @@ static void embeddings_per_input(void **state)
     sky_test_result_free(&again);
 }
 
+/* @p method @p path on @p s with key @p key (and @p body when not NULL). */
+static void keyed(const serve *s, const char *method, const char *path, const char *key,
+                  const char *body, sky_test_result *out)
+{
+    char url[256], auth[96];
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *headers[] = {auth, NULL};
+    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
+    assert_int_equal(out->err_code, 0);
+}
+
+/* The Responses API's state kept by the gateway (serve --state): GET and DELETE
+ * /v1/responses/{id} of a kept answer, for its key only. */
+static void stored_responses(void **state)
+{
+    (void)state;
+    char config[512], db[512];
+    snprintf(config, sizeof(config), "%s/keys.json", env.dir);
+    snprintf(db, sizeof(db), "%s/responses.db", env.dir);
+    FILE *f = fopen(config, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
+            " \"keys\": [{\"name\": \"alice\", \"key_env\": \"SKY_TEST_KEY_A\"},"
+            "           {\"name\": \"bob\", \"key_env\": \"SKY_TEST_KEY_B\"}]}\n",
+            env.mock.base_url);
+    fclose(f);
+    serve s = {0};
+    const char *flags[] = {"--config", config, "--state", db, NULL};
+    start_serve_args(&s, "responses", flags);
+
+    sky_test_result made, got, other, del;
+    keyed(&s, "POST", "/v1/responses", "sk-test-alice", "{\"model\":\"gpt-4o\",\"input\":\"hi\"}",
+          &made);
+    assert_int_equal(made.status, 200);
+    json_t *doc = json_loadb(made.body, made.body_len, 0, NULL);
+    char id[128], path[200];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(doc, "id")));
+    json_decref(doc);
+    assert_true(id[0] != '\0');
+    snprintf(path, sizeof(path), "/v1/responses/%s", id);
+    sky_test_result_free(&made);
+
+    keyed(&s, "GET", path, "sk-test-alice", NULL, &got);
+    assert_int_equal(got.status, 200);
+    doc = json_loadb(got.body, got.body_len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(doc, "id")), id);
+    json_decref(doc);
+    sky_test_result_free(&got);
+
+    keyed(&s, "GET", path, "sk-test-bob", NULL, &other); /* another key: not there */
+    assert_int_equal(other.status, 404);
+    sky_test_result_free(&other);
+    keyed(&s, "DELETE", path, "sk-test-bob", NULL, &del);
+    assert_int_equal(del.status, 404);
+    sky_test_result_free(&del);
+
+    keyed(&s, "DELETE", path, "sk-test-alice", NULL, &del);
+    assert_int_equal(del.status, 200);
+    assert_non_null(strstr(del.body, "\"deleted\":true"));
+    sky_test_result_free(&del);
+    keyed(&s, "GET", path, "sk-test-alice", NULL, &got);
+    assert_int_equal(got.status, 404);
+    sky_test_result_free(&got);
+    assert_int_equal(stop_serve(&s), 0);
+}
+
 /* Redis killed mid-run: requests that ask for the cache are still served
  * (upstream). */
 static void redis_killed_requests_served(void **state)
@@ -423,6 +493,7 @@ int main(void)
         cmocka_unit_test(cache_on_redis),
         cmocka_unit_test(redis_killed_requests_served),
         cmocka_unit_test(embeddings_per_input),
+        cmocka_unit_test(stored_responses),
         cmocka_unit_test(usage_through_serve_state),
         cmocka_unit_test(usage_through_serve_postgres),
     };
