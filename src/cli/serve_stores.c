@@ -9,10 +9,12 @@
 
 const char sky_cli_stores_usage[] =
     "stores (what the gateway keeps):\n"
-    "  --state FILE              a SQLite file (created; WAL) for the usage records, and\n"
-    "                            the cache unless --cache names another store\n"
-    "  --postgres URL            postgresql://USER@HOST:PORT/DB for the usage records (the\n"
-    "                            password from PGPASSWORD or ~/.pgpass, not the URL);\n"
+    "  --state FILE              a SQLite file (created; WAL) for the usage records, the\n"
+    "                            Responses API's kept answers (GET/DELETE /v1/responses/ID,\n"
+    "                            per key), and the cache unless --cache names another store\n"
+    "  --postgres URL            postgresql://USER@HOST:PORT/DB for the usage records and\n"
+    "                            the kept answers (the password from PGPASSWORD or\n"
+    "                            ~/.pgpass, not the URL);\n"
     "                            down at start: exit 3; down later: records wait in a\n"
     "                            bounded queue and are written when it is back\n"
     "  --cache URL               the response cache: redis://HOST:PORT/DB or a SQLite file.\n"
