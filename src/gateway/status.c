@@ -65,11 +65,11 @@ static json_t *counts(const gw_history_slot *s, size_t at)
 
 /* {"requests": [...], "throttled": [...], "errors": [...], "p50_ms": [...], "p90_ms": [...]},
  * a number a slot, oldest first; a latency with no calls is null. */
-static json_t *history_json(const sky_gateway *g, const char *model, const char *label)
+static json_t *history_json(const sky_gateway *g, const char *model, const char *label,
+                            uint64_t now_ms)
 {
     gw_history_slot s[GW_HISTORY_SLOTS];
-    sky__gw_history_collect(sky__gw_shared_history(g->shared), model, label, uv_hrtime() / 1000000,
-                            s);
+    sky__gw_history_collect(sky__gw_shared_history(g->shared), model, label, now_ms, s);
     return json_pack("{s:o,s:o,s:o,s:o,s:o}", "requests",
                      counts(s, offsetof(gw_history_slot, requests)), "throttled",
                      counts(s, offsetof(gw_history_slot, throttled)), "errors",
@@ -77,7 +77,7 @@ static json_t *history_json(const sky_gateway *g, const char *model, const char 
                      "p90_ms", quantiles(s, 0.9));
 }
 
-static json_t *deployment_json(const sky_gateway *g, const gw_deployment *d)
+static json_t *deployment_json(const sky_gateway *g, const gw_deployment *d, uint64_t now_ms)
 {
     gw_dep_gauges gs;
     int seen = gauges_for(g->shared, d->label, &gs);
@@ -89,7 +89,7 @@ static json_t *deployment_json(const sky_gateway *g, const gw_deployment *d)
                           !seen             ? "unknown"
                           : b >= 0 && b < 3 ? breaker_names[b]
                                             : "unknown");
-    if (o && json_object_set_new(o, "history", history_json(g, d->model, d->label)) < 0) {
+    if (o && json_object_set_new(o, "history", history_json(g, d->model, d->label, now_ms)) < 0) {
         json_decref(o);
         o = NULL;
     }
@@ -104,11 +104,12 @@ static int model_ready(const gw_table *t, const gw_model *m)
     return 0;
 }
 
-static json_t *model_json(const sky_gateway *g, const gw_table *t, const gw_model *m)
+static json_t *model_json(const sky_gateway *g, const gw_table *t, const gw_model *m,
+                          uint64_t now_ms)
 {
     json_t *deps = json_array(), *fallbacks = json_array();
     for (size_t i = 0; deps && i < m->n_deps; i++)
-        if (json_array_append_new(deps, deployment_json(g, &t->deps[m->deps[i]])) < 0) {
+        if (json_array_append_new(deps, deployment_json(g, &t->deps[m->deps[i]], now_ms)) < 0) {
             json_decref(deps);
             deps = NULL;
         }
@@ -119,16 +120,17 @@ static json_t *model_json(const sky_gateway *g, const gw_table *t, const gw_mode
         }
     return json_pack("{s:s,s:b,s:o,s:o,s:o}", "name", m->name, "ready", model_ready(t, m),
                      "fallbacks", fallbacks, "deployments", deps, "history",
-                     history_json(g, m->name, NULL));
+                     history_json(g, m->name, NULL, now_ms));
 }
 
 /* The snapshot; NULL when out of memory. Read under the shared lock. */
 static json_t *status_json(const sky_gateway *g)
 {
     const gw_table *t = g->table;
+    uint64_t now_ms = uv_hrtime() / 1000000; /* one time for every history: slots align */
     json_t *models = json_array();
     for (size_t i = 0; models && i < t->n_models; i++)
-        if (json_array_append_new(models, model_json(g, t, &t->models[i])) < 0) {
+        if (json_array_append_new(models, model_json(g, t, &t->models[i], now_ms)) < 0) {
             json_decref(models);
             models = NULL;
         }
