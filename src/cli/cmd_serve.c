@@ -30,7 +30,7 @@ static const char usage[] =
     "  POST /v1/embeddings         embeddings\n"
     "  POST /v1/responses          the Responses API; \"stream\": true streams its events\n"
     "  POST /v1/completions        legacy text completions, plain or streamed\n"
-    "  GET  /v1/models             the configured models the key may use\n"
+    "  GET  /v1/models[/MODEL]     the configured models the key may use (or one of them)\n"
     "  the same under /openai/v1/..., and Azure OpenAI's form for Azure SDK clients:\n"
     "  POST /openai/deployments/MODEL/chat/completions|embeddings|completions?api-version=V\n"
     "  POST /openai/responses?api-version=V   (the model in the body)\n"

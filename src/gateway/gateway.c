@@ -40,6 +40,8 @@ static const struct {
     /* Azure OpenAI's: the path names the deployment (a model of the gateway's) */
     {"POST", "/openai/deployments/", 1, sky__gw_on_azure},
     {"POST", "/openai/responses", 0, sky__gw_on_responses},
+    {"GET", "/openai/models", 0, sky__gw_on_models},
+    {"GET", "/openai/models/", 1, sky__gw_on_model},
     /* operations: no key */
     {"GET", "/healthz", 0, sky__gw_on_healthz},
     {"GET", "/readyz", 0, sky__gw_on_readyz},

@@ -33,16 +33,18 @@ void sky__gw_on_models(sky_server_req *r, void *gateway)
 
 void sky__gw_on_model(sky_server_req *r, void *gateway)
 {
-    static const char prefix[] = "/v1/models/";
     sky_gateway *g = gateway;
     gw_key *key;
     if (sky__gw_authenticate(g, r, &key) < 0)
         return;
+    /* the name after the first "/models/": /v1/models/{model}, /openai/v1/models/{model},
+     * /openai/models/{model}; a name may hold slashes (meta-llama/...) */
     sky_span path = sky_server_req_path(r);
-    size_t skip = sizeof(prefix) - 1;
-    if (path.len >= 7 && memcmp(path.ptr, "/openai", 7) == 0)
-        skip += 7; /* /openai/v1/models/{model} */
-    sky_span name = sky_span_make(path.ptr + skip, path.len > skip ? path.len - skip : 0);
+    size_t skip = 0;
+    while (skip + 8 <= path.len && memcmp(path.ptr + skip, "/models/", 8) != 0)
+        skip++;
+    skip = skip + 8 <= path.len ? skip + 8 : path.len;
+    sky_span name = sky_span_make(path.ptr + skip, path.len - skip);
     const gw_model *m = sky__gw_model_find(g->table, name);
     json_t *entry = m && sky__gw_key_allows(key, m->name) ? model_entry(m->name) : NULL;
     if (entry == NULL) {

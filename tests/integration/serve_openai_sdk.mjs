@@ -77,6 +77,9 @@ assert.ok(achunks >= 2, `only ${achunks} chunks`);
 const aemb = await azure.embeddings.create({ model: 'text-embedding-3-small', input: 'a' });
 assert.equal(aemb.data.length, 1);
 const aresp = await azure.responses.create({ model: 'gpt-4o', input: 'hi' });
+const amodels = [];
+for await (const m of azure.models.list()) amodels.push(m.id);
+assert.ok(amodels.includes('gpt-4o'));
 assert.ok(aresp.output_text.length > 0);
 await assert.rejects(azure.chat.completions.create({ model: 'no-such-model', messages }),
   (e) => e instanceof OpenAI.NotFoundError);

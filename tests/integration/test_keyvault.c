@@ -490,14 +490,16 @@ static void test_reference_resolved_and_canary(void **state)
     int in;
     pid_t pid = spawn(argv, dir, &in);
     sleep(2);
-    /* ps and /proc show the reference, never the value */
+    /* ps and /proc show the command's reference, never the value (only its own line: the
+     * mock of this test takes the value as its --key) */
     snprintf(path, sizeof(path),
-             "ps -eww -o args e > %s/ps.txt 2>&1; cat /proc/%d/cmdline "
+             "ps -ww -o args e -p %d > %s/ps.txt 2>&1; cat /proc/%d/cmdline "
              "/proc/%d/environ >> %s/ps.txt 2>/dev/null",
-             dir, (int)pid, (int)pid, dir);
+             (int)pid, dir, (int)pid, (int)pid, dir);
     assert_int_equal(system(path), 0);
     snprintf(path, sizeof(path), "%s/ps.txt", dir);
     slurp(path, text, sizeof(text));
+    assert_non_null(strstr(text, "keyvault://")); /* it saw the command's environment */
     assert_null(strstr(text, CANARY));
     assert_int_equal(write(in, "hello", 5), 5);
     close(in);

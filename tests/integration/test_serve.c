@@ -321,6 +321,9 @@ static void test_models(void **state)
     call("GET", "/v1/models/gpt-4o", NULL, LIMITED_KEY, &r);
     expect_error(&r, 404, "invalid_request_error", "model_not_found");
     sky_test_result_free(&r);
+    call("GET", "/openai/models/gpt-4o?api-version=2024-10-21", NULL, CLIENT_KEY, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
     call("GET", "/openai/v1/models/no-such", NULL, CLIENT_KEY, &r);
     expect_error(&r, 404, "invalid_request_error", "model_not_found");
     sky_test_result_free(&r);
