@@ -20,6 +20,12 @@ typedef enum gw_op {
     GW_OP_COUNT
 } gw_op;
 
+/* The gateway's shadow of one of a deployment's rate buckets (route.c). */
+typedef struct gw_shadow {
+    double level;
+    uint64_t at_ms; /* 0: not seen yet */
+} gw_shadow;
+
 /* One deployment: its endpoint (the key inside), its pipeline, its URLs. Owned by the
  * gateway. */
 typedef struct gw_deployment {
@@ -30,8 +36,7 @@ typedef struct gw_deployment {
     int azure;
     char *label; /* "model#i" for logs: never a URL with a key or a secret */
     double weight;
-    double shadow;         /* the gateway's shadow of its request bucket (route.c) */
-    uint64_t shadow_at_ms; /* 0: not seen yet */
+    gw_shadow shadow_req, shadow_tok; /* the gateway's shadows of its buckets (route.c) */
     sky_ai_endpoint ep;
     sky_pipeline *pipe;
     char *url[GW_OP_COUNT];
@@ -351,9 +356,10 @@ int sky__gw_usable(const gw_deployment *d);
  * headroom among those with room now; by weight among the full ones when none has; one
  * with an open breaker only when no other is left. Its index in m->deps, or -1 when every
  * one was tried. */
-int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried);
-/* A call started on @p d: its shadow request bucket is charged. */
-void sky__gw_charge(gw_deployment *d);
+int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried,
+                 int64_t est_tokens);
+/* A call of @p est_tokens started on @p d: its shadow buckets are charged. */
+void sky__gw_charge(gw_deployment *d, int64_t est_tokens);
 
 /* ---- proxy.c ---- */
 /* What admission decided of a model call: its table, key, the key's budget, the estimate,

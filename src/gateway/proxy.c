@@ -202,7 +202,7 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     if (h && (model == NULL || rewritten)) {
         rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
         if (rc == 0)
-            sky__gw_charge(d);
+            sky__gw_charge(d, q->est_tokens);
     } else
         sky_error_set(err, rc, "out of memory");
     free(rewritten);
@@ -230,7 +230,7 @@ static int next_model(gw_request *q)
 static int start_next(gw_request *q)
 {
     for (;;) {
-        int i = sky__gw_pick(q->g, q->t, q->model, q->tried);
+        int i = sky__gw_pick(q->g, q->t, q->model, q->tried, q->est_tokens);
         if (i < 0 && next_model(q) == 0)
             continue;
         if (i < 0)

@@ -34,15 +34,28 @@ int sky__gw_usable(const gw_deployment *d)
 
 /* ---- headroom ---- */
 
+/* Bring the shadow bucket @p b, refilled at @p per_minute and one second deep, to @p now_ms;
+ * its depth. Full when first seen. */
+static double refill(gw_shadow *b, double per_minute, uint64_t now_ms)
+{
+    double cap = fmax(1, per_minute / 60);
+    if (b->at_ms == 0)
+        b->level = cap;
+    else if (now_ms > b->at_ms)
+        b->level = fmin(cap, b->level + (double)(now_ms - b->at_ms) * per_minute / 60000);
+    b->at_ms = now_ms;
+    return cap;
+}
+
 /*
- * How much of one second's requests the deployment's limiter would let through now, in
- * [0, 1]: the gateway's shadow of its request bucket, at the rate the limiter allows now
- * (given or learned), one second deep as the limiter's own, charged by each call the
- * gateway starts there. A request sent where the bucket is empty would wait in the
+ * How much of one second's requests and tokens the deployment's limiter would let through
+ * now, in [0, 1]: the gateway's shadows of its two buckets, at the rates the limiter allows
+ * now (given or learned), one second deep as the limiter's own, charged by each call the
+ * gateway starts there. A request sent where a bucket cannot pay for it would wait in the
  * pipeline while another deployment might take it at once. 1 when no limit is known; 0
  * while a Retry-After pause lasts.
  */
-static double rate_headroom(gw_deployment *d, uint64_t now_ms)
+static double rate_headroom(gw_deployment *d, uint64_t now_ms, int64_t est_tokens)
 {
     sky_ratelimit_stats st;
     sky_ratelimit *rl = sky_pipeline_rate_limiter(d->pipe);
@@ -51,15 +64,18 @@ static double rate_headroom(gw_deployment *d, uint64_t now_ms)
     sky_ratelimit_get_stats(rl, &st);
     if (st.paused_ms > 0)
         return 0;
-    if (st.rpm <= 0)
-        return 1;
-    double cap = fmax(1, st.rpm / 60);
-    if (d->shadow_at_ms == 0)
-        d->shadow = cap;
-    else if (now_ms > d->shadow_at_ms)
-        d->shadow = fmin(cap, d->shadow + (double)(now_ms - d->shadow_at_ms) * st.rpm / 60000);
-    d->shadow_at_ms = now_ms;
-    return d->shadow >= 1 ? d->shadow / cap : 0;
+    double room = 1;
+    if (st.rpm > 0) {
+        double cap = refill(&d->shadow_req, st.rpm, now_ms);
+        room = d->shadow_req.level >= 1 ? d->shadow_req.level / cap : 0;
+    }
+    if (st.tpm > 0 && est_tokens > 0) {
+        double cap = refill(&d->shadow_tok, st.tpm, now_ms);
+        /* one larger than the bucket goes when it is full, as the limiter lets it */
+        double need = fmin((double)est_tokens, cap);
+        room = fmin(room, d->shadow_tok.level >= need ? d->shadow_tok.level / cap : 0);
+    }
+    return room;
 }
 
 /* The share of the deployment's concurrency limit still free, in [0, 1]. */
@@ -73,10 +89,12 @@ static double slot_headroom(const gw_deployment *d)
     return used >= limit ? 0 : (double)(limit - used) / limit;
 }
 
-void sky__gw_charge(gw_deployment *d)
+void sky__gw_charge(gw_deployment *d, int64_t est_tokens)
 {
-    if (d->shadow_at_ms != 0)
-        d->shadow -= 1;
+    if (d->shadow_req.at_ms != 0)
+        d->shadow_req.level -= 1;
+    if (d->shadow_tok.at_ms != 0)
+        d->shadow_tok.level -= (double)(est_tokens > 0 ? est_tokens : 0);
 }
 
 /* A draw among @p cand (indexes into m->deps) by @p score; -1 when no score is positive. */
@@ -115,7 +133,7 @@ static int from(sky_gateway *g, const tier *t)
     return i >= 0 ? i : t->n > 0 ? t->cand[0] : -1;
 }
 
-int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried)
+int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried, int64_t est_tokens)
 {
     tier ready = {.n = 0}, full = {.n = 0}, open = {.n = 0};
     uint64_t now = uv_now(g->loop);
@@ -123,7 +141,7 @@ int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried)
         gw_deployment *d = &t->deps[m->deps[i]];
         if (tried & (UINT64_C(1) << i))
             continue;
-        double room = refuses(d) ? -1 : fmin(rate_headroom(d, now), slot_headroom(d));
+        double room = refuses(d) ? -1 : fmin(rate_headroom(d, now, est_tokens), slot_headroom(d));
         if (room < 0)
             add(&open, (int)i, 0);
         else if (room > 0)
