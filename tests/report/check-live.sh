@@ -51,7 +51,8 @@ cat >gateway.json <<JSON
   "gpt-4o": [{"kind": "openai", "base_url": "http://127.0.0.1:$fast/v1", "key_env": "LIVE_UPSTREAM_KEY", "weight": 2},
              {"kind": "compatible", "base_url": "http://127.0.0.1:$slow/v1", "key_env": "LIVE_UPSTREAM_KEY"}],
   "<img src=x onerror=alert(1)>": [{"kind": "compatible", "base_url": "http://127.0.0.1:$fast/v1",
-             "key_env": "LIVE_UPSTREAM_KEY", "deployment": "gpt-4o-mini"}]},
+             "key_env": "LIVE_UPSTREAM_KEY", "deployment": "gpt-4o-mini"}],
+  "down": [{"kind": "compatible", "base_url": "http://127.0.0.1:1/v1", "key_env": "LIVE_UPSTREAM_KEY"}]},
  "fallbacks": {"<img src=x onerror=alert(1)>": ["gpt-4o"]},
  "keys": [{"name": "team-live", "key_env": "LIVE_CLIENT_KEY"}]}
 JSON
@@ -83,11 +84,12 @@ def call(model):
 with ThreadPoolExecutor(30) as pool:
     codes = list(pool.map(call, ["gpt-4o"] * n))
 codes += [call("<img src=x onerror=alert(1)>") for _ in range(odd)]
+codes += [call("down") for _ in range(odd and 4)]  # nothing listens there: 502
 print("\n".join(map(str, codes)))
 PY
 }
 traffic 30 5 >codes.txt
-[ "$(grep -c '^200$' codes.txt)" -ge 30 ] && ok || fail "calls: $(sort codes.txt | uniq -c | tr '\n' ' ')"
+[ "$(grep -c '^200$' codes.txt)" -ge 30 ] && [ "$(grep -c '^502$' codes.txt)" = 4 ] && ok || fail "calls: $(sort codes.txt | uniq -c | tr '\n' ' ')"
 
 # GET PATH into FILE, its headers into FILE.head.
 get() {
@@ -104,7 +106,7 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["slot_seconds"] > 0 and s["slots"] >= 12 and s["loops"] == 1, s
 names = [m["name"] for m in s["models"]]
-assert sorted(names) == sorted(["gpt-4o", "<img src=x onerror=alert(1)>"]), names
+assert sorted(names) == sorted(["gpt-4o", "<img src=x onerror=alert(1)>", "down"]), names
 m = {m["name"]: m for m in s["models"]}["gpt-4o"]
 assert m["ready"] is True and m["fallbacks"] == [], m
 assert [d["label"] for d in m["deployments"]] == ["gpt-4o#0", "gpt-4o#1"], m["deployments"]
@@ -124,6 +126,9 @@ assert last and last[-1] > 0, h["p50_ms"]
 assert all(a <= b for a, b in zip(h["p50_ms"], h["p90_ms"]) if a is not None), h
 odd = {m["name"]: m for m in s["models"]}["<img src=x onerror=alert(1)>"]
 assert odd["fallbacks"] == ["gpt-4o"] and sum(odd["history"]["requests"]) == 5, odd
+down = {m["name"]: m for m in s["models"]}["down"]
+assert sum(down["history"]["errors"]) == 4 and sum(h["errors"]) == 0, down["history"]
+assert sum(down["deployments"][0]["history"]["errors"]) == 4, down["deployments"]
 PY
 grep -qi '^content-type: application/json' status.json.head && ok || fail "status.json content type"
 cat status.json serve.log >all.txt
@@ -173,7 +178,8 @@ assert "<img src=x onerror=alert(1)>" in "".join(p.text), "the odd name is not s
 deps = [r for r in p.rows if r["class"] == "deployment"]
 names = [r["cells"][0] for r in deps]
 assert names[:2] == ["gpt-4o#0", "gpt-4o#1"] and names[2].startswith("<img src=x"), names
-assert len([r for r in p.rows if r["class"] == "model"]) == 2
+assert names[3] == "down#3", names
+assert len([r for r in p.rows if r["class"] == "model"]) == 3
 for r in p.rows:
     rate = [n for c, n in r["paths"] if "rate" in c]
     assert rate and rate[0] >= 12, (r["text"][:30], r["paths"])
@@ -181,6 +187,9 @@ busy = [r for r in p.rows if r["cells"][0] == "all of gpt-4o"][0]
 lat = [n for c, n in busy["paths"] if "p50" in c or "p90" in c]
 assert len(lat) == 2 and min(lat) >= 1, busy["paths"]
 assert deps[0]["cells"][2] == "closed", deps[0]["cells"]
+down = [r for r in p.rows if r["cells"][0] == "all of down"][0]
+assert down["cells"][-1] == "0 / 4", down["cells"]
+assert [n for c, n in down["paths"] if "fail" in c][0] >= 12, down["paths"]
 PY
 chrome --screenshot="$tmp/shot.png" --window-size=1400,900 "$base/" >/dev/null 2>&1
 python3 "$src/tests/report/png_nonblank.py" shot.png 100 >png.log 2>&1 && ok ||
