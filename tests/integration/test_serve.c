@@ -32,7 +32,7 @@
 #define MAX_BODY 65536
 
 typedef struct serve_env {
-    sky_test_mock fast, fast2, broken, slow, throttled;
+    sky_test_mock fast, fast2, broken, slow, throttled, wordy;
     pid_t serve_pid;
     int port;
     char dir[256];
@@ -78,6 +78,9 @@ static void write_config(const char *path, int closed_port)
         "\"SKY_TEST_UPSTREAM_KEY\", \"deployment\": \"gpt-4o-mini\", \"weight\": 1}],"
         " \"fallen\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
         "\"SKY_TEST_UPSTREAM_KEY\"}],"
+        " \"wordy\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"weight\": 10},"
+        "            {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
+        "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 1}],"
         " \"busy\": [{\"kind\": \"compatible\", \"base_url\": \"%s\", \"weight\": 10},"
         "           {\"kind\": \"compatible\", \"base_url\": \"%s\", \"key_env\": "
         "\"SKY_TEST_UPSTREAM_KEY\", \"weight\": 1}]},"
@@ -89,7 +92,7 @@ static void write_config(const char *path, int closed_port)
         "          {\"name\": \"tokens\", \"key_env\": \"SKY_TEST_TOKENS_KEY\", \"tpm\": 100}]}\n",
         env.fast.base_url, env.fast2.base_url, env.fast.base_url, env.slow.base_url,
         env.broken.base_url, closed_port, env.fast2.base_url, env.broken.base_url,
-        env.throttled.base_url, env.fast.base_url, hx);
+        env.wordy.base_url, env.fast.base_url, env.throttled.base_url, env.fast.base_url, hx);
     fclose(f);
 }
 
@@ -162,12 +165,15 @@ static int setup(void **state)
     static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
     /* one request a second, 429 with retry-after over it */
     static const char *const throttled[] = {"--rpm", "60", NULL};
+    /* 100 tokens a second */
+    static const char *const wordy[] = {"--tpm", "6000", NULL};
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.fast, healthy);
     sky_test_mock_start(&env.fast2, healthy);
     sky_test_mock_start(&env.broken, broken);
     sky_test_mock_start(&env.slow, slow);
     sky_test_mock_start(&env.throttled, throttled);
+    sky_test_mock_start(&env.wordy, wordy);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     start_serve();
     env.loop = sky_test_loop_new();
@@ -204,6 +210,7 @@ static int teardown(void **state)
     sky_test_mock_stop(&env.broken);
     sky_test_mock_stop(&env.slow);
     sky_test_mock_stop(&env.throttled);
+    sky_test_mock_stop(&env.wordy);
     sky_test_rmdir(env.dir);
     assert_false(leaked);
     assert_true(logged); /* the canary looked at a log that says something */
@@ -297,7 +304,7 @@ static void test_models(void **state)
     assert_int_equal(r.status, 200);
     json_t *j = body_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "list");
-    assert_int_equal(json_array_size(json_object_get(j, "data")), 6);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 7);
     assert_string_equal(sky_json_str(sky_json_path(j, "data.0"), "id", ""), "gpt-4o");
     json_decref(j);
     sky_test_result_free(&r);
@@ -692,10 +699,9 @@ static void test_key_token_budget(void **state)
 }
 
 /* A deployment at its limit holds calls in its pipeline: the gateway sends them where
- * there is room now, though the throttled one has ten times the weight */
-static void test_headroom_beats_weight(void **state)
+ * there is room now, though the one at its limit (@p bound) has ten times the weight */
+static void headroom_run(const char *body, const sky_test_mock *bound)
 {
-    (void)state;
     enum { N = 40, AT_ONCE = 8 };
     static sky_test_result r[N];
     char url[256];
@@ -717,8 +723,7 @@ static void test_headroom_beats_weight(void **state)
             o.method = "POST";
             o.url = url;
             o.headers = h;
-            o.body = SKY_SPAN_LIT(
-                "{\"model\":\"busy\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+            o.body = sky_span_cstr(body);
             o.timeout_ms = 20000;
             o.on_done = sky_test_on_done;
             o.user_data = &r[sent++];
@@ -738,11 +743,28 @@ static void test_headroom_beats_weight(void **state)
     st = sky_test_mock_stats(&env.fast);
     int64_t fast = json_integer_value(sky_json_path(st, "responses.200")) - fast0;
     json_decref(st);
-    st = sky_test_mock_stats(&env.throttled);
+    st = sky_test_mock_stats(bound);
     int64_t slowed = json_integer_value(sky_json_path(st, "responses.200"));
     json_decref(st);
     assert_int_equal(fast + slowed, N);
     assert_true(fast >= N / 2);
+}
+
+/* one request a second */
+static void test_headroom_beats_weight(void **state)
+{
+    (void)state;
+    headroom_run("{\"model\":\"busy\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                 &env.throttled);
+}
+
+/* 100 tokens a second, each call 50 and more */
+static void test_token_headroom_beats_weight(void **state)
+{
+    (void)state;
+    headroom_run("{\"model\":\"wordy\",\"max_tokens\":50,"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                 &env.wordy);
 }
 
 /* ---- bad input ---- */
@@ -840,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_failover_before_first_byte),
         cmocka_unit_test(test_fallback_model),
         cmocka_unit_test(test_headroom_beats_weight),
+        cmocka_unit_test(test_token_headroom_beats_weight),
         cmocka_unit_test(test_key_request_budget),
         cmocka_unit_test(test_key_token_budget),
         cmocka_unit_test(test_bad_input),
