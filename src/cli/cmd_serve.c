@@ -415,7 +415,8 @@ int sky_cli_serve(int argc, char **argv)
     if (run.hup_on)
         uv_close((uv_handle_t *)&run.hup, NULL); /* sky_loop_free runs the close */
     sky_gateway_free(run.gw);
-    sky_cli_stores_close(&run.stores, sky_loop_uv(run.loop)); /* after the gateway */
+    if (run.loop) /* none after --help or a usage error */
+        sky_cli_stores_close(&run.stores, sky_loop_uv(run.loop)); /* after the gateway */
     sky_loop_free(run.loop);
     sky_gateway_config_free(&run.cfg);
     json_decref(run.doc);

@@ -7,7 +7,8 @@
  */
 #include "internal.h"
 
-static const char prefix[] = "/openai/deployments/";
+/* The length of "/openai/deployments/", which the route table matched. */
+#define PREFIX_LEN (sizeof("/openai/deployments/") - 1)
 
 /* The operation a path's tail names, or -1. */
 static int op_of(sky_span tail)
@@ -24,10 +25,10 @@ static int op_of(sky_span tail)
 void sky__gw_on_azure(sky_server_req *r, void *gateway)
 {
     sky_span path = sky_server_req_path(r);
-    while (path.len > sizeof(prefix) && path.ptr[path.len - 1] == '/')
+    while (path.len > PREFIX_LEN + 1 && path.ptr[path.len - 1] == '/')
         path.len--; /* .../chat/completions/ is .../chat/completions */
-    const char *name = path.ptr + sizeof(prefix) - 1;
-    size_t rest = path.len - (sizeof(prefix) - 1);
+    const char *name = path.ptr + PREFIX_LEN;
+    size_t rest = path.len - PREFIX_LEN;
     const char *slash = memchr(name, '/', rest);
     int op =
         slash && slash > name ? op_of(sky_span_make(slash, rest - (size_t)(slash - name))) : -1;
