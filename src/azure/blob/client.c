@@ -34,40 +34,25 @@ void sky_blob_transfer_options_init(sky_blob_transfer_options *o)
     memset(o, 0, sizeof(*o));
 }
 
-static char *dup_or_null(const char *s, int *bad)
-{
-    char *p = s ? strdup(s) : NULL;
-    *bad |= s != NULL && p == NULL;
-    return p;
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
 static void client_release(sky_blob_client *c)
 {
     sky_pipeline_free(c->pipe); /* no call is left: every op has reported and gone */
-    free(c->endpoint);
-    free(c->account_name);
-    wipe_free(c->account_key);
-    wipe_free(c->sas);
-    free(c->scope);
+    sky__storage_conn_release(&c->s);
     free(c);
+}
+
+static sky__storage_auth auth_of(const sky_blob_client_options *o)
+{
+    sky__storage_auth a = {o->endpoint, o->account_name, o->account_key, o->sas, o->scope};
+    return a;
 }
 
 static int check_options(const sky_blob_client_options *o, sky_error *err)
 {
-    if (o == NULL || o->endpoint == NULL ||
-        (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0))
+    if (o == NULL)
         return sky_error_set(err, SKY_EINVAL, "blob: an http(s) endpoint is required");
-    if (o->account_key && (o->account_name == NULL || o->account_name[0] == '\0'))
-        return sky_error_set(err, SKY_EINVAL, "blob: an account key needs the account name");
-    if (o->account_name && sky_storage_account_name_check(o->account_name, err) != 0)
+    sky__storage_auth a = auth_of(o);
+    if (sky__storage_auth_check("blob", &a, err) != 0)
         return SKY_EINVAL;
     if (o->block_size > MAX_BLOCK || o->concurrency < 0)
         return sky_error_set(err, SKY_EINVAL, "blob: block size at most 4000 MiB");
@@ -75,24 +60,6 @@ static int check_options(const sky_blob_client_options *o, sky_error *err)
 }
 
 /* ---- auth per attempt, through the pipeline ---- */
-
-/*
- * Last before each attempt: a fresh x-ms-date, then with a key the Shared Key signature
- * over everything the attempt carries (the pipeline's x-ms-client-request-id included).
- */
-static int sign_attempt(void *ud, const char *method, const char *url, sky_headers *h,
-                        sky_error *err)
-{
-    sky_blob_client *c = ud;
-    char date[64];
-    sky_storage_date_now(date, sizeof(date));
-    int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-date"), sky_span_cstr(date));
-    if (rc != 0)
-        return sky_error_set(err, rc, "blob: cannot build the request headers");
-    if (c->account_key == NULL)
-        return 0;
-    return sky_storage_authorize(c->account_name, c->account_key, method, url, h, err);
-}
 
 /* Bearer auth from the caller's token source; a 401 asks it for a fresh token. */
 static int token_auth(void *ud, sky_headers *h, int refresh)
@@ -120,25 +87,15 @@ static int token_auth(void *ud, sky_headers *h, int refresh)
  */
 static int client_pipeline(sky_blob_client *c)
 {
-    sky_pipeline_options po = c->o.pipeline;
-    po.retry = c->o.retry;
-    po.attempt_timeout_ms = c->o.attempt_timeout_ms;
-    po.clock = c->o.clock;
-    po.fail_unreached = !c->o.retry_unreached;
-    po.auth = NULL;
-    po.auth_refreshes = 0;
-    po.credential = NULL;
-    po.scope = NULL;
-    if (c->account_key == NULL && c->o.credential) {
-        po.credential = c->o.credential;
-        po.scope = c->scope;
-    } else if (c->account_key == NULL && c->o.token_cb) {
+    sky__storage_pipe_options spo = {c->o.pipeline, c->o.retry,           c->o.attempt_timeout_ms,
+                                     c->o.clock,    c->o.retry_unreached, c->o.credential};
+    sky_pipeline_options po;
+    sky__storage_pipeline_options(&po, &spo, &c->s);
+    if (c->s.account_key == NULL && po.credential == NULL && c->o.token_cb) {
         po.auth = token_auth;
         po.auth_user_data = c;
         po.auth_refreshes = 1;
     }
-    po.sign = sign_attempt;
-    po.sign_user_data = c;
     return sky_pipeline_new(c->loop, c->http, &po, &c->pipe);
 }
 
@@ -157,17 +114,8 @@ int sky_blob_client_new(uv_loop_t *loop, sky_http_client *http, const sky_blob_c
     c->loop = loop;
     c->http = http;
     c->o = *o;
-    int bad = 0;
-    size_t elen = strlen(o->endpoint);
-    while (elen > 0 && o->endpoint[elen - 1] == '/')
-        elen--;
-    c->endpoint = strndup(o->endpoint, elen);
-    bad |= c->endpoint == NULL;
-    c->account_name = dup_or_null(o->account_name, &bad);
-    c->account_key = dup_or_null(o->account_key, &bad);
-    c->sas = dup_or_null(o->sas && o->sas[0] == '?' ? o->sas + 1 : o->sas, &bad);
-    c->scope = dup_or_null(o->scope ? o->scope : "https://storage.azure.com/.default", &bad);
-    if (bad) {
+    sky__storage_auth a = auth_of(o);
+    if (sky__storage_conn_copy(&c->s, "blob", &a) != 0) {
         client_release(c);
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     }
@@ -310,7 +258,7 @@ static int encode_blob_name(const char *blob, sky_buf *out)
 int sky__blob_url(const sky_blob_client *c, const char *container, const char *blob,
                   const char *query, sky_buf *out)
 {
-    int rc = sky_buf_append_str(out, c->endpoint);
+    int rc = sky_buf_append_str(out, c->s.endpoint);
     if (rc == 0 && container) {
         rc = sky_buf_append(out, "/", 1);
         if (rc == 0)

@@ -5,6 +5,8 @@
 #include "skyio/blob.h"
 #include "skyio/pipeline.h"
 
+#include "../storage_client.h"
+
 typedef struct sky__blob_req sky__blob_req;
 
 struct sky_blob_client {
@@ -12,12 +14,8 @@ struct sky_blob_client {
     sky_http_client *http;
     sky_pipeline *pipe;        /* every request goes through it: retries, limits, breaker */
     sky_blob_client_options o; /* strings below are our copies */
-    char *endpoint;
-    char *account_name;
-    char *account_key;
-    char *sas;
-    char *scope;
-    sky_blob_op *ops; /* every op not yet freed */
+    sky__storage_conn s;       /* endpoint and auth, copied */
+    sky_blob_op *ops;          /* every op not yet freed */
     size_t nops;
     int freeing;
 };

@@ -149,8 +149,8 @@ static int req_headers(const sky__blob_req_options *o, sky_headers *h)
 static int sent_url(const sky_blob_client *c, const char *url, sky_buf *out)
 {
     int rc = sky_buf_append_str(out, url);
-    if (rc == 0 && c->sas)
-        rc = sky_buf_printf(out, "%s%s", strchr(url, '?') ? "&" : "?", c->sas);
+    if (rc == 0 && c->s.sas)
+        rc = sky_buf_printf(out, "%s%s", strchr(url, '?') ? "&" : "?", c->s.sas);
     return rc;
 }
 

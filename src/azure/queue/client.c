@@ -5,12 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "internal.h"
 #include "skyio/blob.h"
-
-#define DEFAULT_SCOPE "https://storage.azure.com/.default"
 
 void sky_queue_client_options_init(sky_queue_client_options *o)
 {
@@ -109,90 +105,42 @@ int sky_queue_name_check(const char *name, sky_error *err)
 
 /* ---- the client ---- */
 
-static char *dup_or_null(const char *s, int *bad)
-{
-    char *p = s ? strdup(s) : NULL;
-    *bad |= s != NULL && p == NULL;
-    return p;
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
 static void client_release(sky_queue_client *c)
 {
-    free(c->endpoint);
-    free(c->account_name);
-    wipe_free(c->account_key);
-    wipe_free(c->sas);
-    free(c->scope);
+    sky__storage_conn_release(&c->s);
     free(c);
+}
+
+static sky__storage_auth auth_of(const sky_queue_client_options *o)
+{
+    sky__storage_auth a = {o->endpoint, o->account_name, o->account_key, o->sas, o->scope};
+    return a;
 }
 
 static int check_options(const sky_queue_client_options *o, sky_error *err)
 {
-    if (o == NULL || o->endpoint == NULL ||
-        (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0))
+    if (o == NULL)
         return sky_error_set(err, SKY_EINVAL, "queue: an http(s) endpoint is required");
-    if (o->account_key && (o->account_name == NULL || o->account_name[0] == '\0'))
-        return sky_error_set(err, SKY_EINVAL, "queue: an account key needs the account name");
-    if (o->account_name && sky_storage_account_name_check(o->account_name, err) != 0)
-        return SKY_EINVAL;
-    return 0;
-}
-
-/* Last before each attempt: a fresh x-ms-date, then with a key the Shared Key signature. */
-static int sign_attempt(void *ud, const char *method, const char *url, sky_headers *h,
-                        sky_error *err)
-{
-    sky_queue_client *c = ud;
-    char date[64];
-    sky_storage_date_now(date, sizeof(date));
-    int rc = sky_headers_add(h, SKY_SPAN_LIT("x-ms-date"), sky_span_cstr(date));
-    if (rc != 0)
-        return sky_error_set(err, rc, "queue: cannot build the request headers");
-    if (c->account_key == NULL)
-        return 0;
-    return sky_storage_authorize(c->account_name, c->account_key, method, url, h, err);
+    sky__storage_auth a = auth_of(o);
+    return sky__storage_auth_check("queue", &a, err) != 0 ? SKY_EINVAL : 0;
 }
 
 /* The caller's policies with the client's retries, clock and auth: a key signs each
  * attempt; without one, a credential gives a bearer token (a SAS needs neither). */
 static int client_pipeline(sky_queue_client *c)
 {
-    sky_pipeline_options po = c->o.pipeline;
-    po.retry = c->o.retry;
-    po.attempt_timeout_ms = c->o.attempt_timeout_ms;
-    po.clock = c->o.clock;
-    po.fail_unreached = !c->o.retry_unreached;
-    po.auth = NULL;
-    po.auth_refreshes = 0;
-    po.credential = c->account_key == NULL ? c->o.credential : NULL;
-    po.scope = po.credential ? c->scope : NULL;
-    po.sign = sign_attempt;
-    po.sign_user_data = c;
+    sky__storage_pipe_options spo = {c->o.pipeline, c->o.retry,           c->o.attempt_timeout_ms,
+                                     c->o.clock,    c->o.retry_unreached, c->o.credential};
+    sky_pipeline_options po;
+    sky__storage_pipeline_options(&po, &spo, &c->s);
     return sky_pipeline_new(c->loop, c->http, &po, &c->pipe);
 }
 
 static int client_copy(sky_queue_client *c, const sky_queue_client_options *o)
 {
-    int bad = 0;
-    size_t elen = strlen(o->endpoint);
-    while (elen > 0 && o->endpoint[elen - 1] == '/')
-        elen--;
     c->o = *o;
-    c->endpoint = strndup(o->endpoint, elen);
-    bad |= c->endpoint == NULL;
-    c->account_name = dup_or_null(o->account_name, &bad);
-    c->account_key = dup_or_null(o->account_key, &bad);
-    c->sas = dup_or_null(o->sas && o->sas[0] == '?' ? o->sas + 1 : o->sas, &bad);
-    c->scope = dup_or_null(o->scope ? o->scope : DEFAULT_SCOPE, &bad);
-    return bad ? SKY_ENOMEM : 0;
+    sky__storage_auth a = auth_of(o);
+    return sky__storage_conn_copy(&c->s, "queue", &a);
 }
 
 int sky_queue_client_new(uv_loop_t *loop, sky_http_client *http, const sky_queue_client_options *o,

@@ -6,17 +6,15 @@
 #include "skyio/pipeline.h"
 #include "skyio/queue.h"
 
+#include "../storage_client.h"
+
 struct sky_queue_client {
     uv_loop_t *loop;
     sky_http_client *http;
     sky_pipeline *pipe;         /* every request goes through it */
     sky_queue_client_options o; /* strings below are our copies */
-    char *endpoint;
-    char *account_name;
-    char *account_key;
-    char *sas;
-    char *scope;
-    sky_queue_op *ops; /* every op not yet reported */
+    sky__storage_conn s;        /* endpoint and auth, copied */
+    sky_queue_op *ops;          /* every op not yet reported */
 };
 
 /* What an operation's reply holds, and so how it is read. */

@@ -163,12 +163,12 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
 
 static int build_url(const sky_queue_client *c, const sky__queue_req *q, sky_buf *url)
 {
-    int rc = sky_buf_printf(url, "%s/%s%s", c->endpoint, q->queue ? q->queue : "",
+    int rc = sky_buf_printf(url, "%s/%s%s", c->s.endpoint, q->queue ? q->queue : "",
                             q->path_rest ? q->path_rest : "");
     if (rc == 0 && q->query && q->query[0])
         rc = sky_buf_printf(url, "?%s", q->query);
-    if (rc == 0 && c->sas)
-        rc = sky_buf_printf(url, "%s%s", q->query && q->query[0] ? "&" : "?", c->sas);
+    if (rc == 0 && c->s.sas)
+        rc = sky_buf_printf(url, "%s%s", q->query && q->query[0] ? "&" : "?", c->s.sas);
     return rc;
 }
 
