@@ -52,6 +52,7 @@ static void on_tick(uv_timer_t *timer)
     g->monitor_due_ns = now + GW_MONITOR_EVERY_MS * UINT64_C(1000000);
     sky__gw_shared_lock(g->shared);
     sky__gw_metrics_lag(sky__gw_shared_metrics(g->shared), late);
+    sky__gw_history_lag(sky__gw_shared_history(g->shared), late, now / 1000000);
     sky__gw_shared_unlock(g->shared);
     sky__gw_monitor_refresh(g);
 }

@@ -3,7 +3,8 @@
  * model of the current routing, its fallbacks and whether it is ready; for each of its
  * deployments, by label, its kind, weight, the pipeline as it stands (limits as learned,
  * in flight, breaker; added up over the loops as /metrics does) and its recent history;
- * the model's own history adds up its deployments' and its calls that reached none.
+ * the model's own history adds up its deployments' and its calls that reached none. And
+ * the event loops' worst lag per slot, and the connections open on the loop that answers.
  * Only configured names: never a URL, an upstream key or a client's key. No key asked,
  * like /metrics.
  */
@@ -35,18 +36,32 @@ static int gauges_for(const gw_shared *sh, const char *label, gw_dep_gauges *sum
     return found;
 }
 
-static json_t *quantiles(const gw_history_slot *s, double q)
+/* Milliseconds a slot, to the microsecond; null where there is none (< 0). */
+static json_t *ms_array(const double v[GW_HISTORY_SLOTS])
 {
     json_t *a = json_array();
-    for (int i = 0; a && i < GW_HISTORY_SLOTS; i++) {
-        double v = sky__gw_history_quantile(&s[i], q);
-        v = v < 0 ? v : round(v * 1000) / 1000;
-        if (json_array_append_new(a, v < 0 ? json_null() : json_real(v)) < 0) {
+    for (int i = 0; a && i < GW_HISTORY_SLOTS; i++)
+        if (json_array_append_new(a, v[i] < 0 ? json_null()
+                                              : json_real(round(v[i] * 1000) / 1000)) < 0) {
             json_decref(a);
             a = NULL;
         }
-    }
     return a;
+}
+
+static json_t *quantiles(const gw_history_slot *s, double q)
+{
+    double v[GW_HISTORY_SLOTS];
+    for (int i = 0; i < GW_HISTORY_SLOTS; i++)
+        v[i] = sky__gw_history_quantile(&s[i], q);
+    return ms_array(v);
+}
+
+static json_t *lag_json(const sky_gateway *g, uint64_t now_ms)
+{
+    double v[GW_HISTORY_SLOTS];
+    sky__gw_history_lag_collect(sky__gw_shared_history(g->shared), now_ms, v);
+    return ms_array(v);
 }
 
 static json_t *counts(const gw_history_slot *s, size_t at)
@@ -134,8 +149,10 @@ static json_t *status_json(const sky_gateway *g)
             json_decref(models);
             models = NULL;
         }
-    return json_pack("{s:i,s:i,s:i,s:o}", "slot_seconds", GW_HISTORY_SLOT_MS / 1000, "slots",
-                     GW_HISTORY_SLOTS, "loops", g->n_loops, "models", models);
+    return json_pack("{s:i,s:i,s:i,s:I,s:o,s:o}", "slot_seconds", GW_HISTORY_SLOT_MS / 1000,
+                     "slots", GW_HISTORY_SLOTS, "loops", g->n_loops, "connections_open",
+                     (json_int_t)sky_server_open_connections(g->srv), "loop_lag_ms",
+                     lag_json(g, now_ms), "models", models);
 }
 
 void sky__gw_on_status(sky_server_req *r, void *gateway)

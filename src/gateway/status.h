@@ -38,6 +38,12 @@ void sky__gw_history_count(gw_history *h, const struct gw_record *r, uint64_t no
  * deployment labelled @p label (NULL: all of them, and its calls that reached none). */
 void sky__gw_history_collect(const gw_history *h, const char *model, const char *label,
                              uint64_t now_ms, gw_history_slot out[GW_HISTORY_SLOTS]);
+/* The event loops' lag (@p seconds late, a 100 ms tick of one loop) at monotonic @p now_ms:
+ * the worst of each slot is kept. */
+void sky__gw_history_lag(gw_history *h, double seconds, uint64_t now_ms);
+/* The worst lag of each slot up to @p now_ms's, in ms, oldest first; -1 when none. */
+void sky__gw_history_lag_collect(const gw_history *h, uint64_t now_ms,
+                                 double out[GW_HISTORY_SLOTS]);
 /* The latency in ms under which @p q (0..1) of the slot's calls ended; -1 when none. */
 double sky__gw_history_quantile(const gw_history_slot *s, double q);
 

@@ -18,9 +18,15 @@ typedef struct gw_history_series {
     gw_history_slot ring[GW_HISTORY_SLOTS];
 } gw_history_series;
 
+typedef struct gw_lag_slot {
+    uint64_t slot;
+    double worst_ms;
+} gw_lag_slot;
+
 struct gw_history {
     gw_history_series *series;
     size_t n;
+    gw_lag_slot lag[GW_HISTORY_SLOTS];
 };
 
 gw_history *sky__gw_history_new(void)
@@ -127,4 +133,29 @@ double sky__gw_history_quantile(const gw_history_slot *s, double q)
         seen += s->lat[i];
     }
     return low;
+}
+
+void sky__gw_history_lag(gw_history *h, double seconds, uint64_t now_ms)
+{
+    if (h == NULL)
+        return;
+    uint64_t n = now_ms / GW_HISTORY_SLOT_MS;
+    gw_lag_slot *slot = &h->lag[n % GW_HISTORY_SLOTS];
+    double ms = seconds * 1000;
+    if (slot->slot != n) {
+        slot->slot = n;
+        slot->worst_ms = ms;
+    } else if (ms > slot->worst_ms) {
+        slot->worst_ms = ms;
+    }
+}
+
+void sky__gw_history_lag_collect(const gw_history *h, uint64_t now_ms, double out[GW_HISTORY_SLOTS])
+{
+    uint64_t last = now_ms / GW_HISTORY_SLOT_MS;
+    for (int i = 0; i < GW_HISTORY_SLOTS; i++) {
+        uint64_t n = last + 1 + (uint64_t)i - GW_HISTORY_SLOTS;
+        const gw_lag_slot *slot = h ? &h->lag[n % GW_HISTORY_SLOTS] : NULL;
+        out[i] = slot && slot->slot == n && n != 0 ? slot->worst_ms : -1;
+    }
 }

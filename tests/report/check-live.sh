@@ -105,6 +105,8 @@ python3 - status.json <<'PY' && ok || fail "status.json: $(head -c 400 status.js
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["slot_seconds"] > 0 and s["slots"] >= 12 and s["loops"] == 1, s
+assert len(s["loop_lag_ms"]) == s["slots"] and s["loop_lag_ms"][-1] >= 0, s["loop_lag_ms"]
+assert s["connections_open"] >= 1, s["connections_open"]
 names = [m["name"] for m in s["models"]]
 assert sorted(names) == sorted(["gpt-4o", "<img src=x onerror=alert(1)>", "down"]), names
 m = {m["name"]: m for m in s["models"]}["gpt-4o"]
@@ -155,6 +157,7 @@ from html.parser import HTMLParser
 class P(HTMLParser):
     def __init__(self):
         super().__init__(); self.rows = []; self.row = None; self.paths = []; self.imgs = 0
+        self.lag = 0
         self.text = []
     def handle_starttag(self, tag, a):
         a = dict(a)
@@ -163,6 +166,8 @@ class P(HTMLParser):
             self.row = {"class": a["class"], "text": "", "cells": [], "paths": []}
             self.rows.append(self.row)
         if tag == "td" and self.row is not None: self.row["cells"].append("")
+        if tag == "path" and "lag" in (a.get("class") or ""):
+            self.lag = len(re.findall(r"[ML]", a.get("d", "")))
         if tag == "path" and "spark" in (a.get("class") or "") and self.row is not None:
             self.row["paths"].append((a["class"], len(re.findall(r"[ML]", a.get("d", "")))))
     def handle_endtag(self, tag):
@@ -174,6 +179,7 @@ class P(HTMLParser):
             if self.row["cells"]: self.row["cells"][-1] += d
 p = P(); p.feed(open(sys.argv[1]).read())
 assert p.imgs == 0, "a name with markup became an element"
+assert p.lag >= 1, "no loop lag line"
 assert "<img src=x onerror=alert(1)>" in "".join(p.text), "the odd name is not shown as text"
 deps = [r for r in p.rows if r["class"] == "deployment"]
 names = [r["cells"][0] for r in deps]

@@ -1,5 +1,6 @@
 /* Tests for the live page's history (time given as an argument): calls land in their
- * 5-second slot, a model adds up its deployments, old slots age out, latency quantiles. */
+ * 5-second slot, a model adds up its deployments, old slots age out, latency quantiles,
+ * the loops' worst lag per slot. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,12 +81,29 @@ static void test_latency_quantiles(void **state)
     sky__gw_history_free(h);
 }
 
+static void test_loop_lag_worst_per_slot(void **state)
+{
+    (void)state;
+    gw_history *h = sky__gw_history_new();
+    double v[GW_HISTORY_SLOTS];
+    sky__gw_history_lag(h, 0.002, T0);
+    sky__gw_history_lag(h, 0.010, T0 + 100);
+    sky__gw_history_lag(h, 0.001, T0 + 200);
+    sky__gw_history_lag(h, 0.003, T0 + GW_HISTORY_SLOT_MS);
+    sky__gw_history_lag_collect(h, T0 + GW_HISTORY_SLOT_MS, v);
+    assert_true(v[GW_HISTORY_SLOTS - 2] > 9.99 && v[GW_HISTORY_SLOTS - 2] < 10.01);
+    assert_true(v[GW_HISTORY_SLOTS - 1] > 2.99 && v[GW_HISTORY_SLOTS - 1] < 3.01);
+    assert_true(v[0] < 0); /* no tick then */
+    sky__gw_history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls_land_in_their_slot),
         cmocka_unit_test(test_old_slots_age_out),
         cmocka_unit_test(test_latency_quantiles),
+        cmocka_unit_test(test_loop_lag_worst_per_slot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
