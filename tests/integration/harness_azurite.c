@@ -47,20 +47,33 @@ static int az_read_port(const char *dir)
     return p ? atoi(p + strlen("listens on http://127.0.0.1:")) : 0;
 }
 
-static void az_exec(const char *bin, const char *dir)
+/* One of Azurite's services: its program and the flags that differ. */
+typedef struct az_service {
+    const char *program;      /* "azurite-blob" */
+    const char *host_flag;    /* "--blobHost" */
+    const char *port_flag;    /* "--blobPort" */
+    const char *endpoint_key; /* "BlobEndpoint" */
+    int extent_limit;         /* the blob store's --extentMemoryLimit 512 */
+} az_service;
+
+static void az_exec(const az_service *s, const char *bin, const char *dir)
 {
-    const char *const argv[] = {bin,
-                                "--blobHost",
-                                "127.0.0.1",
-                                "--blobPort",
-                                "0",
-                                "--inMemoryPersistence",
-                                "--extentMemoryLimit",
-                                "512",
-                                "--disableTelemetry",
-                                "--skipApiVersionCheck",
-                                "--loose",
-                                NULL};
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = s->host_flag;
+    argv[n++] = "127.0.0.1";
+    argv[n++] = s->port_flag;
+    argv[n++] = "0";
+    argv[n++] = "--inMemoryPersistence";
+    if (s->extent_limit) {
+        argv[n++] = "--extentMemoryLimit";
+        argv[n++] = "512";
+    }
+    argv[n++] = "--disableTelemetry";
+    argv[n++] = "--skipApiVersionCheck";
+    argv[n++] = "--loose";
+    argv[n] = NULL;
     /* In memory: --location cannot go with --inMemoryPersistence. */
     if (chdir(dir) != 0)
         _exit(126);
@@ -70,11 +83,12 @@ static void az_exec(const char *bin, const char *dir)
     _exit(127);
 }
 
-void sky_test_azurite_start(sky_test_azurite *a)
+static void az_start(sky_test_azurite *a, const az_service *s)
 {
     char bin[512];
     memset(a, 0, sizeof(*a));
-    snprintf(bin, sizeof(bin), "%s/.deps/azurite/node_modules/.bin/azurite-blob", SKY_TEST_SRCDIR);
+    snprintf(bin, sizeof(bin), "%s/.deps/azurite/node_modules/.bin/%s", SKY_TEST_SRCDIR,
+             s->program);
     if (access(bin, X_OK) != 0)
         fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
     sky_test_tmpdir(a->dir, sizeof(a->dir));
@@ -84,7 +98,7 @@ void sky_test_azurite_start(sky_test_azurite *a)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
         sky_test_die_with_parent(parent);
-        az_exec(bin, a->dir);
+        az_exec(s, bin, a->dir);
     }
     a->pid = pid;
     /* Node takes a moment to start: up to 30 s on a loaded machine. */
@@ -93,20 +107,34 @@ void sky_test_azurite_start(sky_test_azurite *a)
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             a->pid = 0;
-            fail_msg("azurite-blob exited at start (status %d); see %s/stderr.log", status, a->dir);
+            fail_msg("%s exited at start (status %d); see %s/stderr.log", s->program, status,
+                     a->dir);
         }
         nanosleep(&ts, NULL);
         a->port = az_read_port(a->dir);
     }
     if (a->port == 0) {
         sky_test_azurite_stop(a);
-        fail_msg("azurite-blob did not start listening within 30 s");
+        fail_msg("%s did not start listening within 30 s", s->program);
     }
     snprintf(a->endpoint, sizeof(a->endpoint), "http://127.0.0.1:%d/devstoreaccount1", a->port);
     snprintf(a->connstr, sizeof(a->connstr),
              "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
-             "BlobEndpoint=%s;",
-             SKY_TEST_AZURITE_KEY, a->endpoint);
+             "%s=%s;",
+             SKY_TEST_AZURITE_KEY, s->endpoint_key, a->endpoint);
+}
+
+void sky_test_azurite_start(sky_test_azurite *a)
+{
+    static const az_service blob = {"azurite-blob", "--blobHost", "--blobPort", "BlobEndpoint", 1};
+    az_start(a, &blob);
+}
+
+void sky_test_azurite_start_queue(sky_test_azurite *a)
+{
+    static const az_service queue = {"azurite-queue", "--queueHost", "--queuePort", "QueueEndpoint",
+                                     0};
+    az_start(a, &queue);
 }
 
 int sky_test_azurite_stop(sky_test_azurite *a)

@@ -1,4 +1,4 @@
-/* Integration-test harness: a real Azurite Blob emulator on a free loopback port. */
+/* Integration-test harness: a real Azurite Blob or Queue emulator on a free loopback port. */
 #ifndef SKY_TEST_HARNESS_AZURITE_H
 #define SKY_TEST_HARNESS_AZURITE_H
 
@@ -23,6 +23,8 @@ typedef struct sky_test_azurite {
  * run scripts/install-deps) when Azurite is not installed.
  */
 void sky_test_azurite_start(sky_test_azurite *a);
+/* The same with azurite-queue: endpoint and connstr (QueueEndpoint=) of its queue service. */
+void sky_test_azurite_start_queue(sky_test_azurite *a);
 /* SIGTERM, then SIGKILL after 10 s; removes the temp folder. Returns the exit status. */
 int sky_test_azurite_stop(sky_test_azurite *a);
 

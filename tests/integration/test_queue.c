@@ -26,91 +26,19 @@
 #include "skyio/server.h"
 
 /* One Azurite queue service for the whole file: starting node takes seconds. */
-static struct {
-    pid_t pid;
-    int port;
-    char dir[256];
-    char endpoint[128];
-    char connstr[512];
-} g_az;
-
-/* ---- Azurite's queue service ---- */
-
-static int read_listen_port(const char *dir)
-{
-    char path[512], text[8192];
-    snprintf(path, sizeof(path), "%s/stdout.log", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    const char *p = strstr(text, "listens on http://127.0.0.1:");
-    return p ? atoi(p + strlen("listens on http://127.0.0.1:")) : 0;
-}
-
-static void exec_azurite(const char *bin, const char *dir)
-{
-    const char *const argv[] = {bin,
-                                "--queueHost",
-                                "127.0.0.1",
-                                "--queuePort",
-                                "0",
-                                "--inMemoryPersistence",
-                                "--disableTelemetry",
-                                "--skipApiVersionCheck",
-                                "--loose",
-                                NULL};
-    char path[512];
-    if (chdir(dir) != 0)
-        _exit(126);
-    snprintf(path, sizeof(path), "%s/stdout.log", dir);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    snprintf(path, sizeof(path), "%s/stderr.log", dir);
-    int err = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    execv(bin, (char *const *)(uintptr_t)argv);
-    _exit(127);
-}
+static sky_test_azurite g_az;
 
 static int group_setup(void **state)
 {
-    char bin[512];
     (void)state;
-    snprintf(bin, sizeof(bin), "%s/.deps/azurite/node_modules/.bin/azurite-queue", SKY_TEST_SRCDIR);
-    if (access(bin, X_OK) != 0)
-        fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
-    sky_test_tmpdir(g_az.dir, sizeof(g_az.dir));
-    pid_t parent = getpid();
-    g_az.pid = fork();
-    assert_true(g_az.pid >= 0);
-    if (g_az.pid == 0) {
-        sky_test_die_with_parent(parent);
-        exec_azurite(bin, g_az.dir);
-    }
-    for (int i = 0; i < 3000 && g_az.port == 0; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        g_az.port = read_listen_port(g_az.dir);
-    }
-    if (g_az.port == 0)
-        fail_msg("azurite-queue did not start listening within 30 s; see %s", g_az.dir);
-    snprintf(g_az.endpoint, sizeof(g_az.endpoint), "http://127.0.0.1:%d/devstoreaccount1",
-             g_az.port);
-    snprintf(g_az.connstr, sizeof(g_az.connstr),
-             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
-             "QueueEndpoint=%s;",
-             SKY_TEST_AZURITE_KEY, g_az.endpoint);
+    sky_test_azurite_start_queue(&g_az);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    sky_test_stop_child(g_az.pid);
-    sky_test_rmdir(g_az.dir);
+    sky_test_azurite_stop(&g_az);
     return 0;
 }
 
