@@ -20,28 +20,22 @@
 
 #include "harness.h"
 #include "harness_azurite.h"
+#include "harness_cli.h"
 #include "skyio/blob.h"
 
 static sky_test_azurite g_az;
 static int g_trace; /* run the CLI with SKYIO_LOG=trace */
 
-typedef struct cli_out {
-    int code;
-    char out[16384];
-    char err[16384];
-} cli_out;
-
-static void slurp(const char *path, char *buf, size_t len)
+/* The environment of every command: the test account, and the trace log when asked. */
+static void child_env(void)
 {
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
+    setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
+    if (g_trace)
+        setenv("SKYIO_LOG", "trace", 1);
 }
 
 /* Run `skyio blob ARGS...` (NULL-terminated) with the test account; capture its output. */
-static void run_cli(const char *dir, cli_out *r, ...)
+static void run_cli(const char *dir, sky_test_cli_out *r, ...)
 {
     const char *argv[32];
     int n = 0;
@@ -54,28 +48,11 @@ static void run_cli(const char *dir, cli_out *r, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    char out[512], err[512];
-    snprintf(out, sizeof(out), "%s/cli.out", dir);
-    snprintf(err, sizeof(err), "%s/cli.err", dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
-        if (g_trace)
-            setenv("SKYIO_LOG", "trace", 1);
-        alarm(300); /* a hung command fails its test (exit 142) instead of the whole run */
-        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    slurp(out, r->out, sizeof(r->out));
-    slurp(err, r->err, sizeof(r->err));
+    int in;
+    /* a hung command fails its test (exit 142) instead of the whole run */
+    pid_t pid = sky_test_cli_spawn(argv, dir, child_env, 300, &in);
+    close(in);
+    sky_test_cli_finish(pid, dir, r);
 }
 
 static void write_file(const char *path, size_t size, unsigned seed)
@@ -161,7 +138,7 @@ static void make_tree(const char *src)
 /* dir/src holding the tree, dir/dst's name, and an empty container. */
 static void tree_and_container(const char *dir, char *src, char *dst, const char *container)
 {
-    cli_out r;
+    sky_test_cli_out r;
     snprintf(src, 512, "%s/src", dir);
     snprintf(dst, 512, "%s/dst", dir);
     mkdir(src, 0755);
@@ -174,7 +151,7 @@ static void test_recursive_put_get_and_sync(void **state)
 {
     const char *dir = *state;
     char src[512], dst[512];
-    cli_out r;
+    sky_test_cli_out r;
     tree_and_container(dir, src, dst, "tree");
     run_cli(dir, &r, "put", "-r", src, "tree/pre", "--block-size", "1048576", "--json", NULL);
     if (r.code != 0)
@@ -256,7 +233,7 @@ static void test_path_guard(void **state)
 {
     const char *dir = *state;
     char dst[512], p[1024];
-    cli_out r;
+    sky_test_cli_out r;
     run_cli(dir, &r, "mb", "guard", NULL);
     assert_int_equal(r.code, 0);
     put_evil();
@@ -335,7 +312,7 @@ static void test_single_get_of_a_non_file_name(void **state)
 {
     const char *dir = *state;
     char into[512];
-    cli_out r;
+    sky_test_cli_out r;
     snprintf(into, sizeof(into), "%s/into", dir);
     mkdirs(dir, "into");
     static const struct {
@@ -354,7 +331,7 @@ static void test_single_get_of_a_non_file_name(void **state)
             fail_msg("get %s: exit %d: %s", cases[i].src, r.code, r.err);
     }
     assert_int_equal(entries(into), 0);
-    assert_int_equal(entries(dir), 3); /* into, cli.out, cli.err */
+    assert_int_equal(entries(dir), 3); /* into, out, err */
 }
 
 /*
@@ -367,7 +344,7 @@ static void test_links_at_each_depth(void **state)
 {
     const char *dir = *state;
     char f[512], dest[512], outside[512], p[1024];
-    cli_out r;
+    sky_test_cli_out r;
     static const char *const names[] = {
         "link/x.txt",     "link/deeper/x.txt",     "a/link/deeper/y.txt",
         "a/b/link/z.txt", "a/b/link/deeper/z.txt", "inner/x.txt",
@@ -428,7 +405,7 @@ static double now_s(void)
 static void expect_unreachable(const char *dir, const char *endpoint, const char *why)
 {
     char cs[512], f[512], dest[512], file[512];
-    cli_out r;
+    sky_test_cli_out r;
     snprintf(cs, sizeof(cs),
              "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;"
              "BlobEndpoint=%s",
@@ -493,7 +470,7 @@ static void test_long_names(void **state)
 {
     const char *dir = *state;
     char f[512], into[512], name[1100], target[1200], p[2048];
-    cli_out r;
+    sky_test_cli_out r;
     run_cli(dir, &r, "mb", "long", NULL);
     assert_int_equal(r.code, 0);
     snprintf(f, sizeof(f), "%s/f.txt", dir);
@@ -561,7 +538,7 @@ static void test_prefix_is_a_folder(void **state)
 {
     const char *dir = *state;
     char src[512], dst[512], p[1024];
-    cli_out r;
+    sky_test_cli_out r;
     run_cli(dir, &r, "mb", "pfx", NULL);
     assert_int_equal(r.code, 0);
     snprintf(src, sizeof(src), "%s/f.txt", dir);
@@ -591,7 +568,7 @@ static void test_partial_failure_and_rollback(void **state)
 {
     const char *dir = *state;
     char src[512], p[1024];
-    cli_out r;
+    sky_test_cli_out r;
     run_cli(dir, &r, "mb", "partial", NULL);
     assert_int_equal(r.code, 0);
     snprintf(src, sizeof(src), "%s/src", dir);
@@ -643,7 +620,7 @@ static void test_checksum_none(void **state)
 {
     const char *dir = *state;
     char src[512], dst[512];
-    cli_out r;
+    sky_test_cli_out r;
     tree_and_container(dir, src, dst, "nosum");
     run_cli(dir, &r, "put", "-r", src, "nosum/p", "--block-size", "1048576", "--checksum", "none",
             "--json", NULL);
@@ -673,7 +650,7 @@ static void test_checksum_none(void **state)
 static int count_in_file(const char *path, const char *needle)
 {
     static char buf[1 << 20];
-    slurp(path, buf, sizeof(buf));
+    sky_test_slurp(path, buf, sizeof(buf));
     int n = 0;
     for (const char *p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
         n++;
@@ -714,7 +691,7 @@ static void test_kill_mid_upload_resumes(void **state)
 {
     const char *dir = *state;
     char src[512], back[512], err1[512], err2[512];
-    cli_out r;
+    sky_test_cli_out r;
     snprintf(src, sizeof(src), "%s/big.bin", dir);
     snprintf(back, sizeof(back), "%s/back.bin", dir);
     snprintf(err1, sizeof(err1), "%s/run1.err", dir);
@@ -760,7 +737,7 @@ static void test_kill_mid_upload_resumes(void **state)
 static void test_usage_and_config_errors(void **state)
 {
     const char *dir = *state;
-    cli_out r;
+    sky_test_cli_out r;
     run_cli(dir, &r, "--help", NULL);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "put -r DIR"));

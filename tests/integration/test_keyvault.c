@@ -20,6 +20,7 @@
 
 #include "azure/keyvault/internal.h"
 #include "harness.h"
+#include "harness_cli.h"
 #include "skyio/keyvault.h"
 
 /* The value no log, error or process listing may ever show. */
@@ -352,21 +353,6 @@ static void test_free_client_cancels(void **state)
 
 /* ---- the command, references and the canary ---- */
 
-typedef struct cli_out {
-    int code;
-    char out[16384];
-    char err[16384];
-} cli_out;
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-}
-
 /* The environment of every command: the credential chain's client secret, against the
  * mock's Entra ID, trusting its CA; every log line on. */
 static void child_env(void)
@@ -382,67 +368,15 @@ static void child_env(void)
     unsetenv("AZURE_STORAGE_CONNECTION_STRING");
 }
 
-/* Start @p argv with a pipe on its stdin (write end in *in_fd), output to files in @p dir. */
-static pid_t spawn(const char *const *argv, const char *dir, int *in_fd)
-{
-    char out[300], err[300];
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    snprintf(out, sizeof(out), "%s/out", dir);
-    snprintf(err, sizeof(err), "%s/err", dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(p[0], 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        close(p[1]);
-        child_env();
-        alarm(60);
-        execv(argv[0], (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(p[0]);
-    *in_fd = p[1];
-    return pid;
-}
-
-static void finish(pid_t pid, const char *dir, cli_out *r)
-{
-    char path[300];
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    snprintf(path, sizeof(path), "%s/out", dir);
-    slurp(path, r->out, sizeof(r->out));
-    snprintf(path, sizeof(path), "%s/err", dir);
-    slurp(path, r->err, sizeof(r->err));
-}
-
-static void run(const char *const *argv, const char *input, cli_out *r)
-{
-    char dir[256];
-    int in;
-    sky_test_tmpdir(dir, sizeof(dir));
-    pid_t pid = spawn(argv, dir, &in);
-    if (input)
-        assert_int_equal(write(in, input, strlen(input)), (ssize_t)strlen(input));
-    close(in);
-    finish(pid, dir, r);
-    sky_test_rmdir(dir);
-}
-
 #define SECRET(input, ...)                                                                         \
     do {                                                                                           \
         const char *const argv_[] = {SKY_TEST_BIN, "secret", __VA_ARGS__, NULL};                   \
-        run(argv_, input, &r);                                                                     \
+        sky_test_run_cli(argv_, input, child_env, 60, &r);                                         \
     } while (0)
 
 static void test_cli(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     (void)state;
     SECRET("first-value\n", "set", g_host, "cli-secret");
     assert_int_equal(r.code, 0);
@@ -473,7 +407,7 @@ static void test_cli(void **state)
 /* `skyio chat` with OPENAI_API_KEY=keyvault://...: the mock takes only the canary as key. */
 static void test_reference_resolved_and_canary(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     char ref[256], base[160], dir[256], path[1200], text[8192];
     (void)state;
     SECRET(CANARY, "set", g_host, "openai-key");
@@ -488,7 +422,7 @@ static void test_reference_resolved_and_canary(void **state)
     const char *const argv[] = {SKY_TEST_BIN, "chat", "--model", "gpt-4o-mini", NULL};
     sky_test_tmpdir(dir, sizeof(dir));
     int in;
-    pid_t pid = spawn(argv, dir, &in);
+    pid_t pid = sky_test_cli_spawn(argv, dir, child_env, 60, &in);
     sleep(2);
     /* ps and /proc show the command's reference, never the value (only its own line: the
      * mock of this test takes the value as its --key) */
@@ -498,12 +432,12 @@ static void test_reference_resolved_and_canary(void **state)
              (int)pid, dir, (int)pid, (int)pid, dir);
     assert_int_equal(system(path), 0);
     snprintf(path, sizeof(path), "%s/ps.txt", dir);
-    slurp(path, text, sizeof(text));
+    sky_test_slurp(path, text, sizeof(text));
     assert_non_null(strstr(text, "keyvault://")); /* it saw the command's environment */
     assert_null(strstr(text, CANARY));
     assert_int_equal(write(in, "hello", 5), 5);
     close(in);
-    finish(pid, dir, &r);
+    sky_test_cli_finish(pid, dir, &r);
     sky_test_rmdir(dir);
     assert_int_equal(r.code, 0); /* the mock took the key: it was the secret's value */
     assert_true(strlen(r.out) > 0);
@@ -513,7 +447,7 @@ static void test_reference_resolved_and_canary(void **state)
     snprintf(ref, sizeof(ref), "keyvault://%s/missing-key", g_host);
     setenv("OPENAI_API_KEY", ref, 1);
     const char *const argv2[] = {SKY_TEST_BIN, "chat", "--model", "gpt-4o-mini", "hi", NULL};
-    run(argv2, NULL, &r);
+    sky_test_run_cli(argv2, NULL, child_env, 60, &r);
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, ref));
     assert_non_null(strstr(r.err, "SecretNotFound"));
@@ -523,7 +457,7 @@ static void test_reference_resolved_and_canary(void **state)
     const char *const argv3[] = {
         SKY_TEST_BIN,    "blob", "ls",         "--account-name",       "devstoreaccount1",
         "--account-key", ref,    "--endpoint", "http://127.0.0.1:9/a", NULL};
-    run(argv3, NULL, &r);
+    sky_test_run_cli(argv3, NULL, child_env, 60, &r);
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "--account-key"));
     assert_non_null(strstr(r.err, ref));
@@ -532,7 +466,7 @@ static void test_reference_resolved_and_canary(void **state)
     const char *const argv4[] = {
         SKY_TEST_BIN,    "queue", "ls",         "--account-name",       "devstoreaccount1",
         "--account-key", ref,     "--endpoint", "http://127.0.0.1:9/a", NULL};
-    run(argv4, NULL, &r);
+    sky_test_run_cli(argv4, NULL, child_env, 60, &r);
     assert_int_not_equal(r.code, 0);
     assert_null(strstr(r.err, CANARY));
     assert_null(strstr(r.out, CANARY));
@@ -542,7 +476,7 @@ static void test_reference_resolved_and_canary(void **state)
 static void test_serve_key_env_reference(void **state)
 {
     char dir[256], cfg[300], port_file[300], ref[256], body[512], url[128];
-    cli_out r;
+    sky_test_cli_out r;
     int in;
     (void)state;
     SECRET(CANARY, "set", g_host, "upstream-key");
@@ -561,7 +495,7 @@ static void test_serve_key_env_reference(void **state)
     setenv("UPSTREAM_KEY", ref, 1);
     const char *const serve[] = {SKY_TEST_BIN, "serve",       "--config", cfg, "--port",
                                  "0",          "--port-file", port_file,  NULL};
-    pid_t pid = spawn(serve, dir, &in);
+    pid_t pid = sky_test_cli_spawn(serve, dir, child_env, 60, &in);
     int port = 0;
     for (int i = 0; i < 1000 && port == 0; i++) {
         usleep(10000);
@@ -572,13 +506,13 @@ static void test_serve_key_env_reference(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", port);
     const char *const chat[] = {SKY_TEST_BIN, "chat",        "--base-url", url,
                                 "--model",    "gpt-4o-mini", "hello",      NULL};
-    run(chat, NULL, &r);
+    sky_test_run_cli(chat, NULL, child_env, 60, &r);
     assert_int_equal(r.code, 0); /* the upstream took the key: it was the secret's value */
     assert_null(strstr(r.out, CANARY));
     close(in);
     kill(pid, SIGTERM);
-    cli_out s;
-    finish(pid, dir, &s);
+    sky_test_cli_out s;
+    sky_test_cli_finish(pid, dir, &s);
     assert_null(strstr(s.out, CANARY));
     assert_null(strstr(s.err, CANARY)); /* the gateway's trace log too */
     sky_test_rmdir(dir);
@@ -588,7 +522,7 @@ static void test_serve_key_env_reference(void **state)
 
 static void test_sdk_cross_check(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     char modules[512], rundir[600], script[700], cmd[1600];
     (void)state;
     snprintf(modules, sizeof(modules), "%s/.deps/compat-node/node_modules/@azure/keyvault-secrets",
@@ -607,7 +541,7 @@ static void test_sdk_cross_check(void **state)
     assert_int_equal(system(cmd), 0);
     setenv("NODE_EXTRA_CA_CERTS", g_ca, 1);
     const char *const argv[] = {"/usr/bin/env", "node", script, g_vault, NULL};
-    run(argv, NULL, &r);
+    sky_test_run_cli(argv, NULL, child_env, 60, &r);
     unsetenv("NODE_EXTRA_CA_CERTS");
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rundir);
     assert_int_equal(system(cmd), 0);

@@ -22,6 +22,7 @@
 
 #include "harness.h"
 #include "harness_azurite.h"
+#include "harness_cli.h"
 #include "skyio/queue.h"
 #include "skyio/server.h"
 
@@ -553,51 +554,16 @@ static void test_endpoint_of(void **state)
 
 /* ---- the command ---- */
 
-typedef struct cli_out {
-    int code;
-    char out[16384];
-    char err[16384];
-} cli_out;
-
-static void slurp(const char *path, char *buf, size_t len)
+/* The environment of every command: the Azurite account. */
+static void child_env(void)
 {
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
+    setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
 }
 
 /* Run @p argv (NULL-terminated; argv[0] the program) with @p input on stdin. */
-static void run(const char *const *argv, const char *input, cli_out *r)
+static void run(const char *const *argv, const char *input, sky_test_cli_out *r)
 {
-    char dir[256], in[300], out[300], err[300];
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(in, sizeof(in), "%s/in", dir);
-    snprintf(out, sizeof(out), "%s/out", dir);
-    snprintf(err, sizeof(err), "%s/err", dir);
-    FILE *f = fopen(in, "w");
-    fputs(input ? input : "", f);
-    fclose(f);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fi = open(in, O_RDONLY), fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fi, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        setenv("AZURE_STORAGE_CONNECTION_STRING", g_az.connstr, 1);
-        alarm(120);
-        execvp(argv[0], (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    slurp(out, r->out, sizeof(r->out));
-    slurp(err, r->err, sizeof(r->err));
-    sky_test_rmdir(dir);
+    sky_test_run_cli(argv, input, child_env, 120, r);
 }
 
 #define SKYIO(...)                                                                                 \
@@ -608,7 +574,7 @@ static void run(const char *const *argv, const char *input, cli_out *r)
 
 static void test_cli(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     (void)state;
     SKYIO("mk", "cli-q");
     assert_int_equal(r.code, 0);
@@ -648,7 +614,7 @@ static void test_cli(void **state)
 /* get --process: each message to the command; deleted only on exit 0; extended meanwhile. */
 static void test_cli_process(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     (void)state;
     SKYIO("mk", "work");
     SKYIO("put", "work", "ok one");
@@ -680,7 +646,7 @@ static void test_cli_process(void **state)
  * inside the command sees nothing. */
 static void test_cli_process_keeps_hidden(void **state)
 {
-    cli_out r;
+    sky_test_cli_out r;
     char cmd[1024];
     (void)state;
     SKYIO("mk", "slow");
@@ -698,7 +664,7 @@ static void test_cli_process_keeps_hidden(void **state)
 /* ---- the official SDK ---- */
 
 /* Run tests/compat/queue.mjs with @p mode from a folder beside the installed SDKs. */
-static int sdk(const char *mode, const char *queue, const char *text, cli_out *r)
+static int sdk(const char *mode, const char *queue, const char *text, sky_test_cli_out *r)
 {
     char modules[512], rundir[600], script[700], cmd[1600];
     snprintf(modules, sizeof(modules), "%s/.deps/compat-node/node_modules/@azure/storage-queue",
@@ -720,7 +686,7 @@ static int sdk(const char *mode, const char *queue, const char *text, cli_out *r
 
 static void test_sdk_cross_check(void **state)
 {
-    cli_out r, s;
+    sky_test_cli_out r, s;
     (void)state;
     const char *text = "from skyio: \xc3\xa9t\xc3\xa9 <b>&amp;</b>";
     SKYIO("mk", "cross");

@@ -1,0 +1,77 @@
+/* Integration-test harness: running a command. See harness_cli.h. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_cli.h"
+
+void sky_test_slurp(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+pid_t sky_test_cli_spawn(const char *const *argv, const char *dir, void (*child_env)(void),
+                         unsigned alarm_s, int *in_fd)
+{
+    char out[300], err[300];
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(err, sizeof(err), "%s/err", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600),
+            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(p[0], 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        close(p[1]);
+        if (child_env)
+            child_env();
+        alarm(alarm_s);
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(p[0]);
+    *in_fd = p[1];
+    return pid;
+}
+
+void sky_test_cli_finish(pid_t pid, const char *dir, sky_test_cli_out *r)
+{
+    char path[300];
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    snprintf(path, sizeof(path), "%s/out", dir);
+    sky_test_slurp(path, r->out, sizeof(r->out));
+    snprintf(path, sizeof(path), "%s/err", dir);
+    sky_test_slurp(path, r->err, sizeof(r->err));
+}
+
+void sky_test_run_cli(const char *const *argv, const char *input, void (*child_env)(void),
+                      unsigned alarm_s, sky_test_cli_out *r)
+{
+    char dir[256];
+    int in;
+    sky_test_tmpdir(dir, sizeof(dir));
+    pid_t pid = sky_test_cli_spawn(argv, dir, child_env, alarm_s, &in);
+    if (input)
+        assert_int_equal(write(in, input, strlen(input)), (ssize_t)strlen(input));
+    close(in);
+    sky_test_cli_finish(pid, dir, r);
+    sky_test_rmdir(dir);
+}

@@ -1,0 +1,34 @@
+/* Integration-test harness: running a command (the skyio binary) and capturing its output. */
+#ifndef SKY_TEST_HARNESS_CLI_H
+#define SKY_TEST_HARNESS_CLI_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* What a finished command gave: its exit code (128 + the signal when killed), its output. */
+typedef struct sky_test_cli_out {
+    int code;
+    char out[16384];
+    char err[16384];
+} sky_test_cli_out;
+
+/* Up to @p len - 1 bytes of the file @p path into @p buf, NUL-terminated ("" when missing). */
+void sky_test_slurp(const char *path, char *buf, size_t len);
+
+/*
+ * Start @p argv (NULL-terminated; argv[0] a path) with a pipe on its stdin (the write end
+ * into *in_fd) and its stdout and stderr into the files out and err in @p dir. In the
+ * child, @p child_env (may be NULL) runs first, then alarm(@p alarm_s): a hung command
+ * ends with exit code 142 instead of hanging the test.
+ */
+pid_t sky_test_cli_spawn(const char *const *argv, const char *dir, void (*child_env)(void),
+                         unsigned alarm_s, int *in_fd);
+
+/* Wait for @p pid and fill @p r from its exit status and @p dir's out and err. */
+void sky_test_cli_finish(pid_t pid, const char *dir, sky_test_cli_out *r);
+
+/* Spawn @p argv in a fresh temp folder, give it @p input (NULL: none) and wait for it. */
+void sky_test_run_cli(const char *const *argv, const char *input, void (*child_env)(void),
+                      unsigned alarm_s, sky_test_cli_out *r);
+
+#endif
