@@ -214,9 +214,11 @@ static void on_lookup(const sky_error *err, sky_span value, void *ud)
         return;
     q->lookup = NULL;
     if (err->code == 0) {
+        q->g->cache_counts[GW_CACHE_HIT]++;
         answer_hit(q, value);
         return;
     }
+    q->g->cache_counts[err->code == SKY_ENOTFOUND ? GW_CACHE_MISSED : GW_CACHE_BYPASSED]++;
     if (err->code != SKY_ENOTFOUND)
         SKY_DEBUG("gateway", "cache lookup failed (%s): going upstream", sky_err_name(err->code));
     sky__gw_proxy_miss(q);

@@ -21,8 +21,9 @@ struct gw_embed_cache {
     json_t **items; /* each input's embedding object, once known */
     size_t *miss;   /* the inputs sent upstream, in order */
     size_t n_miss;
-    char *body;   /* the body sent upstream (owned: the request's body points at it) */
-    char *merged; /* the answer given */
+    size_t errors; /* lookups the store could not answer */
+    char *body;    /* the body sent upstream (owned: the request's body points at it) */
+    char *merged;  /* the answer given */
 };
 
 typedef struct embed_slot {
@@ -150,6 +151,10 @@ static void decide(gw_request *q, gw_embed_cache *e)
     for (size_t i = 0; i < e->n; i++)
         if (e->items[i] == NULL)
             e->miss[e->n_miss++] = i;
+    q->g->cache_counts[e->errors          ? GW_CACHE_BYPASSED
+                       : e->n_miss == 0   ? GW_CACHE_HIT
+                       : e->n_miss < e->n ? GW_CACHE_PARTIAL
+                                          : GW_CACHE_MISSED]++;
     if (e->n_miss == 0) {
         answer_all(q, e);
         return;
@@ -170,6 +175,8 @@ static void on_input(const sky_error *err, sky_span value, void *ud)
         sky__gw_lookup_release(l);
         return;
     }
+    if (err->code != 0 && err->code != SKY_ENOTFOUND)
+        l->e->errors++;
     if (err->code == 0) {
         json_t *item = json_loadb(value.ptr, value.len, 0, NULL);
         if (json_is_object(item))

@@ -121,6 +121,9 @@ typedef struct gw_table {
     struct gw_table *prev, *next; /* the gateway's tables: current and those still held */
 } gw_table;
 
+/* The response cache's lookups by outcome (cache.c, store_metrics.c). */
+enum { GW_CACHE_HIT, GW_CACHE_MISSED, GW_CACHE_PARTIAL, GW_CACHE_BYPASSED, GW_CACHE_COUNTS };
+
 struct sky_gateway {
     uv_loop_t *loop;
     sky_server *srv;
@@ -143,6 +146,7 @@ struct sky_gateway {
     sky_gateway_shutdown_cb shutdown_cb;
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
     uint64_t cache_ttl_ms;
+    uint64_t cache_counts[GW_CACHE_COUNTS]; /* lookups by outcome (GW_CACHE_HIT, ...) */
     struct sky__store *usage; /* usage records (usage_store.c); NULL: none; not owned */
     void *shutdown_ud;
 };
@@ -411,6 +415,8 @@ void sky__gw_usage_record(sky_gateway *g, const gw_record *r);
  * store, under its id and the key's name; GET and DELETE /v1/responses/{id}. */
 void sky__gw_docs_answered(gw_request *q, const sky_call_result *res);
 void sky__gw_on_response_doc(sky_server_req *r, void *gateway);
+/* store_metrics.c: the cache's lookups and the usage store's records, for /metrics. */
+int sky__gw_stores_metrics(sky_buf *b, const sky_gateway *g);
 /* proxy.c: the cache missed; on to the deployments. */
 void sky__gw_proxy_miss(gw_request *q);
 

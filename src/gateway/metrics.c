@@ -347,6 +347,7 @@ void sky__gw_on_metrics(sky_server_req *r, void *gateway)
     rc = rc ? rc : write_tokens(&b, m);
     rc = rc ? rc : write_deployments(&b, g->shared);
     rc = rc ? rc : write_process(&b, g, m);
+    rc = rc ? rc : sky__gw_stores_metrics(&b, g); /* store_metrics.c */
     sky__gw_shared_unlock(g->shared);
     if (rc < 0)
         sky__gw_error(r, 500, "server_error", NULL, NULL, "cannot write the metrics: %s",

@@ -360,6 +360,20 @@ static void stored_responses(void **state)
     assert_int_equal(stop_serve(&s), 0);
 }
 
+/* The value of the metric line starting with @p series in @p s's /metrics, or -1. */
+static long long metric(const serve *s, const char *series)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/metrics", s->base);
+    sky_test_result r;
+    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
+    assert_int_equal(r.status, 200);
+    const char *at = strstr(r.body, series);
+    long long v = at ? strtoll(at + strlen(series), NULL, 10) : -1;
+    sky_test_result_free(&r);
+    return v;
+}
+
 /* Redis killed mid-run: requests that ask for the cache are still served
  * (upstream). */
 static void redis_killed_requests_served(void **state)
@@ -382,6 +396,9 @@ static void redis_killed_requests_served(void **state)
         sky_test_result_free(&r);
     }
     assert_int_equal(upstream_calls(), calls0 + 3);
+    /* the bypass is counted in the metrics */
+    assert_true(metric(&env.on_redis, "skyio_gateway_cache_lookups_total{result=\"bypassed\"} ") >=
+                3);
     sky_test_redis_restart(&env.redis, 1);
 }
 
@@ -427,6 +444,9 @@ static void usage_through_serve_state(void **state)
     post(&s, "/v1/chat/completions", chat_body, "on", &r);
     assert_string_equal(cache_status(&r), "hit");
     sky_test_result_free(&r);
+    assert_int_equal(metric(&s, "skyio_gateway_cache_lookups_total{result=\"miss\"} "), 1);
+    assert_int_equal(metric(&s, "skyio_gateway_cache_lookups_total{result=\"hit\"} "), 2);
+    assert_int_equal(metric(&s, "skyio_gateway_usage_records_total{state=\"lost\"} "), 0);
     assert_int_equal(stop_serve(&s), 0); /* SIGTERM: the queue is written on the way out */
     snprintf(args, sizeof(args), "--state %s", db);
     json_t *row = usage_row(args);
