@@ -42,7 +42,7 @@ pid_t sky_test_cli_spawn(const char *const *argv, const char *dir, void (*child_
         if (child_env)
             child_env();
         alarm(alarm_s);
-        execv(argv[0], (char *const *)(uintptr_t)argv);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
         _exit(127);
     }
     close(p[0]);

@@ -16,8 +16,8 @@ typedef struct sky_test_cli_out {
 void sky_test_slurp(const char *path, char *buf, size_t len);
 
 /*
- * Start @p argv (NULL-terminated; argv[0] a path) with a pipe on its stdin (the write end
- * into *in_fd) and its stdout and stderr into the files out and err in @p dir. In the
+ * Start @p argv (NULL-terminated; argv[0] a path, or a name on PATH) with a pipe on its stdin (the
+ * write end into *in_fd) and its stdout and stderr into the files out and err in @p dir. In the
  * child, @p child_env (may be NULL) runs first, then alarm(@p alarm_s): a hung command
  * ends with exit code 142 instead of hanging the test.
  */
