@@ -48,6 +48,13 @@ typedef struct sky_gateway_deployment {
     double weight; /**< share of the model's requests; default 1, 0 = only when others fail */
     double rpm;    /**< known limits; 0: learned from the replies */
     double tpm;
+    /** Calls in flight to it at most: an adaptive limit (slow start from 16, or from this
+     *  when lower) that never passes this. 0 (default): no concurrency limit, the
+     *  clients' concurrency goes through; its rate limit and breaker still hold. */
+    int max_concurrency;
+    /** A fixed number of calls in flight at most; 0: none. Not with max_concurrency. Both
+     *  are split evenly between the loops (rounded up). */
+    int concurrency;
 } sky_gateway_deployment;
 
 /** Every default (weight 1, kind OpenAI). */

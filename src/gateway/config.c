@@ -54,6 +54,26 @@ static int has_inline_key(const json_t *o)
     return json_object_get(o, "key") || json_object_get(o, "api_key");
 }
 
+#define GW_MAX_CONCURRENCY 1000000
+
+/* "max_concurrency" (an adaptive limit's cap) or "concurrency" (a fixed one); neither: none. */
+static int parse_concurrency(const char *model, json_t *o, sky_gateway_deployment *d,
+                             sky_error *err)
+{
+    json_t *vm = json_object_get(o, "max_concurrency"), *vf = json_object_get(o, "concurrency");
+    int64_t max = sky_json_int(o, "max_concurrency", -1);
+    int64_t fixed = sky_json_int(o, "concurrency", -1);
+    if ((vm && max < 0) || (vf && fixed < 0) || (max > 0 && fixed > 0) ||
+        max > GW_MAX_CONCURRENCY || fixed > GW_MAX_CONCURRENCY)
+        return sky_error_set(err, SKY_EINVAL,
+                             "model %s: max_concurrency or concurrency (not both) is a whole "
+                             "number from 0 to %d",
+                             model, GW_MAX_CONCURRENCY);
+    d->max_concurrency = max > 0 ? (int)max : 0;
+    d->concurrency = fixed > 0 ? (int)fixed : 0;
+    return 0;
+}
+
 static int parse_deployment(config_priv *p, const char *model, json_t *o, sky_gateway_deployment *d,
                             sky_error *err)
 {
@@ -81,6 +101,8 @@ static int parse_deployment(config_priv *p, const char *model, json_t *o, sky_ga
                              "model %s: a deployment needs a base_url; weight, rpm and tpm are "
                              "0 or more",
                              model);
+    if (parse_concurrency(model, o, d, err) < 0)
+        return -1;
     if (d->kind == SKY_GATEWAY_AZURE && d->deployment == NULL)
         return sky_error_set(err, SKY_EINVAL, "model %s: an azure deployment needs \"deployment\"",
                              model);

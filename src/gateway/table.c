@@ -44,6 +44,34 @@ static int dep_urls(gw_deployment *d, const char *url_model, sky_error *err)
 }
 
 /*
+ * How many calls may be in flight to the deployment. None unless the config says so: a
+ * gateway passes its clients' concurrency through, as a proxy does; what protects the
+ * upstream is its own answer (429s and rate headers teach the rate limiter, failures open
+ * the breaker), not a guess of ours. An adaptive limiter by default held 10,000 streams to
+ * about 20 at a time, queued inside the gateway, whenever the first token was slow. Each
+ * loop gets its share of a configured limit, rounded up.
+ */
+static void dep_concurrency(sky_pipeline_options *po, const sky_gateway_deployment *in, int n_loops)
+{
+    int n = in->concurrency > 0 ? in->concurrency : in->max_concurrency;
+    po->use_concurrency = n > 0;
+    if (n <= 0)
+        return;
+    n = (n + n_loops - 1) / n_loops;
+    po->concurrency.max = n;
+    if (in->concurrency > 0) {
+        po->concurrency.kind = SKY_LIMITER_FIXED;
+        po->concurrency.initial = n;
+        return;
+    }
+    /* adaptive under the cap, starting as a batch does: from 16, doubling or more each
+     * round trip while the round trip does not grow */
+    po->concurrency.initial = n < 16 ? n : 16;
+    po->concurrency.slow_start = 1;
+    po->concurrency.window_min_ms = 250;
+}
+
+/*
  * The deployment's own pipeline: its limits and breaker learn from it alone. No retry in
  * it: a failure goes back to the gateway, which tries another deployment at once rather
  * than wait on one that is throttled or down; an open breaker refuses at once for the same
@@ -71,6 +99,7 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     /* each loop has its pipeline: a known limit is split evenly between them */
     po.rate.rpm = in->rpm / g->n_loops;
     po.rate.tpm = in->tpm / g->n_loops;
+    dep_concurrency(&po, in, g->n_loops);
     int rc = sky_pipeline_new(g->loop, g->http, &po, &d->pipe);
     return rc < 0 ? sky_error_set(err, rc, "%s: cannot make its pipeline", d->label) : 0;
 }

@@ -332,8 +332,9 @@ static void test_metrics(void **state)
                           "deployment=\"down#1\"}") == 0);
     assert_true(sample(t, "skyio_gateway_deployment_in_flight{model=\"slow\","
                           "deployment=\"slow#2\"}") == 0);
+    /* no concurrency limit unless the config sets one: the gauge says 0 */
     assert_true(sample(t, "skyio_gateway_deployment_concurrency_limit{model=\"gpt-4o\","
-                          "deployment=\"gpt-4o#0\"}") > 0);
+                          "deployment=\"gpt-4o#0\"}") == 0);
     assert_true(sample(t, "skyio_gateway_loop_lag_seconds_count{}") >= 0);
     assert_true(sample(t, "skyio_gateway_config_reloads_total") == 0);
     sky_test_result_free(&r);
