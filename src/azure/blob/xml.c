@@ -1,79 +1,10 @@
 /* Blob Storage XML bodies through expat: listings, block lists, error replies. */
-#include <expat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../storage_xml.h"
 #include "internal.h"
-
-/* Called at each element's end with its slash-joined path and its text. */
-typedef int (*xml_end_fn)(void *ud, const char *path, const char *text);
-
-typedef struct xml_walk {
-    XML_Parser p;
-    sky_buf path;
-    sky_buf text;
-    xml_end_fn on_end;
-    void *ud;
-    int rc;
-} xml_walk;
-
-static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
-{
-    xml_walk *w = ud;
-    (void)attrs;
-    if (w->rc == 0)
-        w->rc = sky_buf_printf(&w->path, "/%s", name);
-    sky_buf_reset(&w->text);
-}
-
-static void XMLCALL on_end(void *ud, const XML_Char *name)
-{
-    xml_walk *w = ud;
-    if (w->rc == 0 && w->text.data == NULL)
-        w->rc = sky_buf_append(&w->text, "", 0);
-    if (w->rc == 0)
-        w->rc =
-            w->on_end(w->ud, w->path.data ? w->path.data : "", w->text.data ? w->text.data : "");
-    size_t n = strlen(name) + 1;
-    w->path.len = w->path.len >= n ? w->path.len - n : 0;
-    if (w->path.data)
-        w->path.data[w->path.len] = '\0';
-    sky_buf_reset(&w->text);
-    if (w->rc != 0)
-        XML_StopParser(w->p, XML_FALSE);
-}
-
-static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
-{
-    xml_walk *w = ud;
-    if (w->rc == 0)
-        w->rc = sky_buf_append(&w->text, s, (size_t)len); /* SKY_ETOOBIG or SKY_ENOMEM */
-}
-
-static int xml_walk_run(sky_span xml, xml_end_fn fn, void *ud)
-{
-    xml_walk w;
-    memset(&w, 0, sizeof(w));
-    w.on_end = fn;
-    w.ud = ud;
-    sky_buf_init(&w.path, 4096);
-    sky_buf_init(&w.text, 1 << 20);
-    w.p = XML_ParserCreate("UTF-8");
-    if (w.p == NULL)
-        return SKY_ENOMEM;
-    XML_SetUserData(w.p, &w);
-    XML_SetElementHandler(w.p, on_start, on_end);
-    XML_SetCharacterDataHandler(w.p, on_text);
-    /* Azure bodies may start with a UTF-8 BOM, which expat handles itself. */
-    if (XML_Parse(w.p, xml.ptr ? xml.ptr : "", (int)xml.len, XML_TRUE) == XML_STATUS_ERROR &&
-        w.rc == 0)
-        w.rc = SKY_EPROTO;
-    XML_ParserFree(w.p);
-    sky_buf_free(&w.path);
-    sky_buf_free(&w.text);
-    return w.rc;
-}
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -166,7 +97,7 @@ static int list_end(void *ud, const char *path, const char *text)
 int sky__blob_parse_list(sky_span xml, sky__blob_list *out)
 {
     memset(out, 0, sizeof(*out));
-    int rc = xml_walk_run(xml, list_end, out);
+    int rc = sky__xml_walk(xml, NULL, list_end, out);
     if (rc != 0)
         sky__blob_list_free(out);
     return rc;
@@ -216,7 +147,7 @@ static int blocks_end(void *ud, const char *path, const char *text)
 int sky__blob_parse_blocks(sky_span xml, sky__blob_blocks *out)
 {
     memset(out, 0, sizeof(*out));
-    int rc = xml_walk_run(xml, blocks_end, out);
+    int rc = sky__xml_walk(xml, NULL, blocks_end, out);
     if (rc != 0)
         sky__blob_blocks_free(out);
     return rc;
@@ -254,5 +185,5 @@ void sky__blob_parse_error(sky_span xml, char *code, size_t code_len, char *msg,
     code[0] = '\0';
     msg[0] = '\0';
     if (xml.len > 0)
-        (void)xml_walk_run(xml, error_end, &e);
+        (void)sky__xml_walk(xml, NULL, error_end, &e);
 }

@@ -1,18 +1,10 @@
 /* Queue Storage XML bodies through expat: message lists and queue listings. */
-#include <expat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../storage_xml.h"
 #include "internal.h"
-
-typedef struct walk {
-    XML_Parser p;
-    sky__queue_parsed *out;
-    sky_buf text;
-    int depth;
-    int rc;
-} walk;
 
 static int add_message(sky__queue_parsed *o)
 {
@@ -83,14 +75,17 @@ static int message_field(sky__queue_parsed *o, const char *name, const char *tex
     return 0;
 }
 
-static int element_end(walk *w, const char *name, const char *text)
+/* An element's end: its depth says what it is (the names of the levels above are not checked). */
+static int element_end(void *ud, const char *path, const char *text)
 {
-    sky__queue_parsed *o = w->out;
-    if (w->depth == 3 && o->count > 0)
+    sky__queue_parsed *o = ud;
+    int depth = sky__xml_depth(path);
+    const char *name = sky__xml_name(path);
+    if (depth == 3 && o->count > 0)
         return message_field(o, name, text);
-    if (w->depth == 4 && strcmp(name, "Name") == 0)
+    if (depth == 4 && strcmp(name, "Name") == 0)
         return add_queue(o, text);
-    if (w->depth == 2 && strcmp(name, "NextMarker") == 0 && text[0]) {
+    if (depth == 2 && strcmp(name, "NextMarker") == 0 && text[0]) {
         free(o->next_marker);
         o->next_marker = strdup(text);
         return o->next_marker ? 0 : SKY_ENOMEM;
@@ -98,53 +93,19 @@ static int element_end(walk *w, const char *name, const char *text)
     return 0;
 }
 
-static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+static int element_start(void *ud, const char *path)
 {
-    walk *w = ud;
-    (void)attrs;
-    w->depth++;
-    sky_buf_reset(&w->text);
-    if (w->rc == 0 && w->depth == 2 && strcmp(name, "QueueMessage") == 0)
-        w->rc = add_message(w->out);
-}
-
-static void XMLCALL on_end(void *ud, const XML_Char *name)
-{
-    walk *w = ud;
-    if (w->rc == 0)
-        w->rc = element_end(w, name, w->text.data ? w->text.data : "");
-    sky_buf_reset(&w->text);
-    w->depth--;
-    if (w->rc != 0)
-        XML_StopParser(w->p, XML_FALSE);
-}
-
-static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
-{
-    walk *w = ud;
-    if (w->rc == 0)
-        w->rc = sky_buf_append(&w->text, s, (size_t)len);
+    if (sky__xml_depth(path) == 2 && strcmp(sky__xml_name(path), "QueueMessage") == 0)
+        return add_message(ud);
+    return 0;
 }
 
 int sky__queue_parse(sky_span xml, sky__queue_parsed *out)
 {
-    walk w;
-    memset(&w, 0, sizeof(w));
     memset(out, 0, sizeof(*out));
-    w.out = out;
-    sky_buf_init(&w.text, 1 << 20);
-    w.p = XML_ParserCreate("UTF-8");
-    if (w.p == NULL)
-        return SKY_ENOMEM;
-    XML_SetUserData(w.p, &w);
-    XML_SetElementHandler(w.p, on_start, on_end);
-    XML_SetCharacterDataHandler(w.p, on_text);
-    if (xml.len > 0 && XML_Parse(w.p, xml.ptr, (int)xml.len, XML_TRUE) == XML_STATUS_ERROR &&
-        w.rc == 0)
-        w.rc = SKY_EPROTO;
-    XML_ParserFree(w.p);
-    sky_buf_free(&w.text);
-    return w.rc;
+    if (xml.len == 0) /* no body: nothing in it */
+        return 0;
+    return sky__xml_walk(xml, element_start, element_end, out);
 }
 
 void sky__queue_parsed_free(sky__queue_parsed *p)
