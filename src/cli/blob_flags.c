@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "cmd_blob.h"
+#include "storage_flags.h"
 
 const char sky_cli_blob_usage[] =
     "usage: skyio blob <command> [options] ARGS\n"
@@ -61,93 +62,29 @@ const char sky_cli_blob_usage[] =
 
 /* ---- flags ---- */
 
-enum { FLAG_SWITCH, FLAG_STRING, FLAG_NUMBER };
-
-static const struct flag_def {
-    const char *name, *alias;
-    int kind;
-    size_t off;    /* of the field in sky_cli_blob_flags */
-    long long min; /* a number's least value */
-} flag_defs[] = {
-    {"--recursive", "-r", FLAG_SWITCH, offsetof(sky_cli_blob_flags, recursive), 0},
-    {"--rollback-on-failure", NULL, FLAG_SWITCH, offsetof(sky_cli_blob_flags, rollback), 0},
-    {"--no-sync", NULL, FLAG_SWITCH, offsetof(sky_cli_blob_flags, no_sync), 0},
-    {"--login", NULL, FLAG_SWITCH, offsetof(sky_cli_blob_flags, login), 0},
-    {"--json", NULL, FLAG_SWITCH, offsetof(sky_cli_blob_flags, json), 0},
-    {"--connection-string", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, connstr), 0},
-    {"--account-name", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, name), 0},
-    {"--account-key", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, key), 0},
-    {"--sas", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, sas), 0},
-    {"--endpoint", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, endpoint), 0},
-    {"--checksum", NULL, FLAG_STRING, offsetof(sky_cli_blob_flags, checksum), 0},
-    {"--parallel", "-j", FLAG_NUMBER, offsetof(sky_cli_blob_flags, parallel), 1},
-    {"--concurrency", NULL, FLAG_NUMBER, offsetof(sky_cli_blob_flags, concurrency), 1},
-    {"--block-size", NULL, FLAG_NUMBER, offsetof(sky_cli_blob_flags, block_size), 1024},
+static const sky_cli_flag_def flag_defs[] = {
+    {"--recursive", "-r", SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_blob_flags, recursive), 0},
+    {"--rollback-on-failure", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_blob_flags, rollback), 0},
+    {"--no-sync", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_blob_flags, no_sync), 0},
+    {"--login", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_blob_flags, login), 0},
+    {"--json", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_blob_flags, json), 0},
+    {"--connection-string", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, connstr), 0},
+    {"--account-name", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, name), 0},
+    {"--account-key", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, key), 0},
+    {"--sas", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, sas), 0},
+    {"--endpoint", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, endpoint), 0},
+    {"--checksum", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_blob_flags, checksum), 0},
+    {"--parallel", "-j", SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_blob_flags, parallel), 1},
+    {"--concurrency", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_blob_flags, concurrency), 1},
+    {"--block-size", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_blob_flags, block_size), 1024},
 };
-
-static const struct flag_def *flag_find(const char *o)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(flag_defs); i++)
-        if (strcmp(o, flag_defs[i].name) == 0 ||
-            (flag_defs[i].alias && strcmp(o, flag_defs[i].alias) == 0))
-            return &flag_defs[i];
-    return NULL;
-}
-
-/* Option @p o, with its value after '=' (@p eq) or in the next argument. 0 or -1. */
-static int flag_set(sky_cli_blob_flags *f, const struct flag_def *d, const char *o, const char *eq,
-                    int argc, char **argv, int *i)
-{
-    char *field = (char *)f + d->off;
-    if (d->kind == FLAG_SWITCH && eq) {
-        fprintf(stderr, "skyio blob: %s takes no value\n%s", o, sky_cli_blob_usage);
-        return -1;
-    }
-    if (d->kind == FLAG_SWITCH) {
-        *(int *)(void *)field = 1;
-        return 0;
-    }
-    if (!eq && *i + 1 >= argc) {
-        fprintf(stderr, "skyio blob: %s needs a value\n%s", o, sky_cli_blob_usage);
-        return -1;
-    }
-    const char *v = eq ? eq + 1 : argv[++*i];
-    if (d->kind == FLAG_STRING) {
-        *(const char **)(void *)field = v;
-        return 0;
-    }
-    return sky_cli_number_opt("blob", o, v, d->min, (long long *)(void *)field);
-}
 
 /* 0, 1 after --help, or -1 after saying what is wrong. */
 int sky_cli_blob_parse_flags(sky_cli_blob_flags *f, int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        /* "--opt=value": split it, so the value is never echoed (it may be a key or a SAS). */
-        const char *eq = strncmp(o, "--", 2) == 0 ? strchr(o, '=') : NULL;
-        char oname[64];
-        if (eq) {
-            snprintf(oname, sizeof(oname), "%.*s", (int)(eq - o), o);
-            o = oname;
-        }
-        const struct flag_def *d = flag_find(o);
-        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
-            fputs(sky_cli_blob_usage, stdout);
-            return 1;
-        } else if (d && flag_set(f, d, o, eq, argc, argv, &i) != 0) {
-            return -1;
-        } else if (d == NULL && o[0] == '-' && o[1] != '\0') {
-            fprintf(stderr, "skyio blob: unknown option '%s'\n%s", o, sky_cli_blob_usage);
-            return -1;
-        } else if (d == NULL && f->nargs < 3) {
-            f->args[f->nargs++] = o;
-        } else if (d == NULL) {
-            fprintf(stderr, "skyio blob: too many arguments\n%s", sky_cli_blob_usage);
-            return -1;
-        }
-    }
-    return 0;
+    static const sky_cli_flag_table table = {"blob", sky_cli_blob_usage, 1, flag_defs,
+                                             SKY_ARRAY_LEN(flag_defs)};
+    return sky_cli_storage_parse_flags(&table, f, f->args, &f->nargs, argc, argv);
 }
 
 int sky_cli_blob_verb_of(const char *s)

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "cmd_blob.h"
+#include "storage_flags.h"
 
 /* "container/rest" into the container (in place) and the rest (may be ""). */
 static char *split_target(char *arg)
@@ -171,23 +172,10 @@ static void on_simple(sky_blob_op *op, const sky_blob_reply *rep, const sky_erro
 /* The account the flags name (the library's rules), in the flags' words when they name none. */
 static int make_account(sky_cli_blob_app *a, const sky_cli_blob_flags *f, sky_error *err)
 {
-    sky_storage_account_options ao;
-    sky_storage_account_options_init(&ao);
-    ao.connection_string = f->connstr;
-    ao.account_name = f->name;
-    ao.account_key = f->key;
-    ao.sas = f->sas;
-    ao.blob_endpoint = f->endpoint;
     if (f->connstr == NULL && f->sas && f->name == NULL && f->endpoint == NULL)
         return sky_error_set(err, SKY_EINVAL, "--account-name or --endpoint is required");
-    int rc = sky_storage_account_resolve(&ao, &a->acct, err);
-    if (rc == SKY_ENOTFOUND) {
-        sky_error_clear(err);
-        return sky_error_set(err, SKY_EINVAL,
-                             "no account: give --connection-string, --account-name with "
-                             "--account-key or --sas, or set AZURE_STORAGE_CONNECTION_STRING");
-    }
-    return rc;
+    sky_cli_storage_creds c = {f->connstr, f->name, f->key, f->sas, f->endpoint};
+    return sky_cli_storage_account(&c, &a->acct, err);
 }
 
 static int setup(sky_cli_blob_app *a, sky_cli_blob_flags *f)

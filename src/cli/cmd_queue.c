@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "cmd_queue.h"
+#include "storage_flags.h"
 
 /* ---- printing ---- */
 
@@ -130,20 +131,9 @@ static void on_reply(sky_queue_op *op, const sky_queue_reply *rep, const sky_err
 
 static int make_account(sky_cli_queue_app *a, const sky_cli_queue_flags *f, sky_error *err)
 {
-    sky_storage_account_options ao;
-    sky_storage_account_options_init(&ao);
-    ao.connection_string = f->connstr;
-    ao.account_name = f->name;
-    ao.account_key = f->key; /* a keyvault:// reference was read by main */
-    ao.sas = f->sas;
-    ao.blob_endpoint = f->endpoint; /* only to name the account: the queue endpoint is below */
-    int rc = sky_storage_account_resolve(&ao, &a->acct, err);
-    if (rc == SKY_ENOTFOUND) {
-        sky_error_clear(err);
-        return sky_error_set(err, SKY_EINVAL,
-                             "no account: give --connection-string, --account-name with "
-                             "--account-key or --sas, or set AZURE_STORAGE_CONNECTION_STRING");
-    }
+    /* the endpoint only names the account: the queue endpoint is below */
+    sky_cli_storage_creds cr = {f->connstr, f->name, f->key, f->sas, f->endpoint};
+    int rc = sky_cli_storage_account(&cr, &a->acct, err);
     if (rc != 0)
         return rc;
     if (f->endpoint)

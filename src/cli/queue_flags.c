@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "cmd_queue.h"
+#include "storage_flags.h"
 
 const char sky_cli_queue_usage[] =
     "usage: skyio queue <command> [options] ARGS\n"
@@ -56,89 +57,31 @@ const char sky_cli_queue_usage[] =
 
 /* ---- flags ---- */
 
-enum { F_SWITCH, F_STRING, F_NUMBER };
-
-static const struct flag_def {
-    const char *name, *alias;
-    int kind;
-    size_t off;
-    long long min;
-} flag_defs[] = {
-    {"--json", NULL, F_SWITCH, offsetof(sky_cli_queue_flags, json), 0},
-    {"--raw", NULL, F_SWITCH, offsetof(sky_cli_queue_flags, raw), 0},
-    {"--login", NULL, F_SWITCH, offsetof(sky_cli_queue_flags, login), 0},
-    {"--wait", NULL, F_SWITCH, offsetof(sky_cli_queue_flags, wait), 0},
-    {"--connection-string", NULL, F_STRING, offsetof(sky_cli_queue_flags, connstr), 0},
-    {"--account-name", NULL, F_STRING, offsetof(sky_cli_queue_flags, name), 0},
-    {"--account-key", NULL, F_STRING, offsetof(sky_cli_queue_flags, key), 0},
-    {"--sas", NULL, F_STRING, offsetof(sky_cli_queue_flags, sas), 0},
-    {"--endpoint", NULL, F_STRING, offsetof(sky_cli_queue_flags, endpoint), 0},
-    {"--process", NULL, F_STRING, offsetof(sky_cli_queue_flags, process), 0},
-    {"--file", NULL, F_STRING, offsetof(sky_cli_queue_flags, file), 0},
-    {"--count", "-n", F_NUMBER, offsetof(sky_cli_queue_flags, count), 1},
-    {"--visibility", NULL, F_NUMBER, offsetof(sky_cli_queue_flags, visibility), 0},
-    {"--delay", NULL, F_NUMBER, offsetof(sky_cli_queue_flags, delay), 0},
-    {"--ttl", NULL, F_NUMBER, offsetof(sky_cli_queue_flags, ttl), -1},
-    {"--max", NULL, F_NUMBER, offsetof(sky_cli_queue_flags, max), 1},
+static const sky_cli_flag_def flag_defs[] = {
+    {"--json", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_queue_flags, json), 0},
+    {"--raw", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_queue_flags, raw), 0},
+    {"--login", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_queue_flags, login), 0},
+    {"--wait", NULL, SKY_CLI_FLAG_SWITCH, offsetof(sky_cli_queue_flags, wait), 0},
+    {"--connection-string", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, connstr), 0},
+    {"--account-name", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, name), 0},
+    {"--account-key", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, key), 0},
+    {"--sas", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, sas), 0},
+    {"--endpoint", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, endpoint), 0},
+    {"--process", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, process), 0},
+    {"--file", NULL, SKY_CLI_FLAG_STRING, offsetof(sky_cli_queue_flags, file), 0},
+    {"--count", "-n", SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_queue_flags, count), 1},
+    {"--visibility", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_queue_flags, visibility), 0},
+    {"--delay", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_queue_flags, delay), 0},
+    {"--ttl", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_queue_flags, ttl), -1},
+    {"--max", NULL, SKY_CLI_FLAG_NUMBER, offsetof(sky_cli_queue_flags, max), 1},
 };
-
-static const struct flag_def *flag_find(const char *o)
-{
-    for (size_t i = 0; i < SKY_ARRAY_LEN(flag_defs); i++)
-        if (strcmp(o, flag_defs[i].name) == 0 ||
-            (flag_defs[i].alias && strcmp(o, flag_defs[i].alias) == 0))
-            return &flag_defs[i];
-    return NULL;
-}
-
-static int flag_set(sky_cli_queue_flags *f, const struct flag_def *d, const char *o, const char *eq,
-                    int argc, char **argv, int *i)
-{
-    char *field = (char *)f + d->off;
-    if (d->kind == F_SWITCH) {
-        *(int *)(void *)field = 1;
-        return eq ? -1 : 0;
-    }
-    if (!eq && *i + 1 >= argc) {
-        fprintf(stderr, "skyio queue: %s needs a value\n", o);
-        return -1;
-    }
-    const char *v = eq ? eq + 1 : argv[++*i];
-    if (d->kind == F_STRING) {
-        *(const char **)(void *)field = v;
-        return 0;
-    }
-    return sky_cli_number_opt("queue", o, v, d->min, (long long *)(void *)field);
-}
 
 /* 0, 1 after --help, or -1 after saying what is wrong. */
 int sky_cli_queue_parse_flags(sky_cli_queue_flags *f, int argc, char **argv)
 {
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        const char *eq = strncmp(o, "--", 2) == 0 ? strchr(o, '=') : NULL;
-        char oname[64];
-        if (eq) { /* the value is never echoed: it may be a key */
-            snprintf(oname, sizeof(oname), "%.*s", (int)(eq - o), o);
-            o = oname;
-        }
-        const struct flag_def *d = flag_find(o);
-        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
-            fputs(sky_cli_queue_usage, stdout);
-            return 1;
-        } else if (d && flag_set(f, d, o, eq, argc, argv, &i) != 0) {
-            return -1;
-        } else if (d == NULL && o[0] == '-' && o[1] != '\0') {
-            fprintf(stderr, "skyio queue: unknown option '%s'\n", o);
-            return -1;
-        } else if (d == NULL && f->nargs < 3) {
-            f->args[f->nargs++] = o;
-        } else if (d == NULL) {
-            fprintf(stderr, "skyio queue: too many arguments\n");
-            return -1;
-        }
-    }
-    return 0;
+    static const sky_cli_flag_table table = {"queue", sky_cli_queue_usage, 0, flag_defs,
+                                             SKY_ARRAY_LEN(flag_defs)};
+    return sky_cli_storage_parse_flags(&table, f, f->args, &f->nargs, argc, argv);
 }
 
 int sky_cli_queue_check_args(const char *verb, const sky_cli_queue_flags *f)
