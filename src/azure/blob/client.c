@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "internal.h"
+#include "../op_list.h"
 #include "skyio/log.h"
 
 #define DEFAULT_BLOCK (4u * 1024 * 1024)
@@ -172,10 +173,7 @@ sky_blob_op *sky__blob_op_new(sky_blob_client *c, sky_blob_done_cb cb, void *use
     op->cb = cb;
     op->user_data = user_data;
     op->refs = 1;
-    op->next = c->ops;
-    if (c->ops)
-        c->ops->prev = op;
-    c->ops = op;
+    SKY__OP_LIST_PUSH(c->ops, op);
     c->nops++;
     return op;
 }
@@ -185,12 +183,7 @@ void sky__blob_op_unref(sky_blob_op *op)
     if (--op->refs > 0)
         return;
     sky_blob_client *c = op->c;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        c->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    SKY__OP_LIST_REMOVE(c->ops, op);
     c->nops--;
     if (op->state_free)
         op->state_free(op->state);

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "internal.h"
+#include "../op_list.h"
 
 #define MAX_REPLY (4u * 1024 * 1024)
 
@@ -35,12 +36,7 @@ static void op_free(sky_keyvault_op *op)
 static void op_unlink(sky_keyvault_op *op)
 {
     sky_keyvault_client *c = op->c;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        c->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    SKY__OP_LIST_REMOVE(c->ops, op);
 }
 
 /* The op is over: report once, then free it (the reply's value is wiped with it). */
@@ -237,10 +233,7 @@ int sky__kv_start(sky_keyvault_client *c, int kind, const char *method, const ch
         op_free(op);
         return rc;
     }
-    op->next = c->ops;
-    if (c->ops)
-        c->ops->prev = op;
-    c->ops = op;
+    SKY__OP_LIST_PUSH(c->ops, op);
     if (out_op)
         *out_op = op;
     return 0;

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "internal.h"
+#include "../op_list.h"
 
 /* A listing or 32 messages of 64 KiB each fit with room to spare. */
 #define MAX_REPLY (8u * 1024 * 1024)
@@ -27,12 +28,7 @@ static void op_unlink(sky_queue_op *op)
     sky_queue_client *c = op->c;
     if (c == NULL)
         return;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        c->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    SKY__OP_LIST_REMOVE(c->ops, op);
 }
 
 void sky_queue_op_cancel(sky_queue_op *op)
@@ -214,10 +210,7 @@ static sky_queue_op *op_new(sky_queue_client *c, const sky__queue_req *q, sky_qu
 
 static void op_link(sky_queue_client *c, sky_queue_op *op)
 {
-    op->next = c->ops;
-    if (c->ops)
-        c->ops->prev = op;
-    c->ops = op;
+    SKY__OP_LIST_PUSH(c->ops, op);
 }
 
 int sky__queue_start(sky_queue_client *c, const sky__queue_req *q, sky_queue_done_cb cb,
