@@ -175,7 +175,7 @@ static int make_account(sky_cli_blob_app *a, const sky_cli_blob_flags *f, sky_er
     if (f->connstr == NULL && f->sas && f->name == NULL && f->endpoint == NULL)
         return sky_error_set(err, SKY_EINVAL, "--account-name or --endpoint is required");
     sky_cli_storage_creds c = {f->connstr, f->name, f->key, f->sas, f->endpoint};
-    return sky_cli_storage_account(&c, &a->acct, err);
+    return sky_cli_storage_account(&c, &a->env.acct, err);
 }
 
 static int setup(sky_cli_blob_app *a, sky_cli_blob_flags *f)
@@ -184,28 +184,25 @@ static int setup(sky_cli_blob_app *a, sky_cli_blob_flags *f)
     sky_error_clear(&err);
     sky_blob_client_options o;
     sky_blob_client_options_init(&o);
-    a->loop = sky_loop_new();
-    int rc = a->loop ? make_account(a, f, &err) : SKY_ENOMEM;
+    a->env.loop = sky_loop_new();
+    int rc = a->env.loop ? make_account(a, f, &err) : SKY_ENOMEM;
     if (rc == 0)
-        rc = sky_http_client_new(sky_loop_uv(a->loop), NULL, &a->http);
+        rc = sky_cli_storage_connect(&a->env, f->login, &err);
     if (rc == 0) {
-        sky_blob_client_options_from_account(&o, a->acct);
+        sky_blob_client_options_from_account(&o, a->env.acct);
         if (f->block_size > 0)
             o.block_size = (size_t)f->block_size;
         if (f->concurrency > 0)
             o.concurrency = (int)f->concurrency;
-        if (f->login)
-            rc = sky_credential_default_new(sky_loop_uv(a->loop), a->http, NULL, &a->cred, &err);
-        o.credential = a->cred;
-        if (rc == 0)
-            rc = sky_blob_client_new(sky_loop_uv(a->loop), a->http, &o, &a->blob, &err);
+        o.credential = a->env.cred;
+        rc = sky_blob_client_new(sky_loop_uv(a->env.loop), a->env.http, &o, &a->blob, &err);
     }
     if (rc != 0) {
         if (err.code == 0)
             sky_error_set(&err, rc, "cannot set up the client");
         sky_cli_blob_print_err("setup", &err);
-        return rc == SKY_EINVAL && f->connstr == NULL && a->acct == NULL ? SKY_EXIT_USAGE
-                                                                         : SKY_EXIT_START;
+        return rc == SKY_EINVAL && f->connstr == NULL && a->env.acct == NULL ? SKY_EXIT_USAGE
+                                                                             : SKY_EXIT_START;
     }
     return 0;
 }
@@ -347,24 +344,15 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
     a->blob = NULL;
 }
 
-static void on_idle_check(uv_prepare_t *p)
-{
-    sky_cli_blob_app *a = p->data;
-    if (a->done)
-        sky_loop_stop(a->loop);
-}
-
 /* Run the command on the loop until it is done: its exit code. */
 static int run_verb(sky_cli_blob_app *a, char *arg0, char *arg1)
 {
-    uv_prepare_init(sky_loop_uv(a->loop), &a->watch);
-    a->watch.data = a;
-    uv_prepare_start(&a->watch, on_idle_check);
-    (void)sky_loop_on_signal(a->loop, on_signal, a);
+    sky_cli_storage_watch_start(&a->env, &a->done);
+    (void)sky_loop_on_signal(a->env.loop, on_signal, a);
     int rc = start_verb(a, a->f.nargs > 0 ? arg0 : NULL, arg1);
     if (rc == 0 && !a->done)
-        sky_loop_run(a->loop);
-    uv_close((uv_handle_t *)&a->watch, NULL); /* closed by cleanup's last run */
+        sky_loop_run(a->env.loop);
+    sky_cli_storage_watch_stop(&a->env);
     return rc == 0 ? a->exit_code : rc;
 }
 
@@ -372,17 +360,10 @@ static void cleanup(sky_cli_blob_app *a)
 {
     sky_blob_folder_free(a->folder);
     sky_blob_client_free(a->blob);
-    sky_credential_free(a->cred);
-    if (a->http)
-        sky_http_client_free(a->http);
-    if (a->loop) {
-        (void)sky_loop_on_signal(a->loop, NULL, NULL);
-        sky_loop_run(a->loop);
-        sky_loop_free(a->loop);
-    }
+    sky_cli_storage_env_drain(&a->env);
+    sky_cli_storage_env_free(&a->env);
     free(a->prefix);
     free(a->marker);
-    sky_storage_account_free(a->acct);
 }
 
 int sky_cli_blob(int argc, char **argv)

@@ -7,6 +7,8 @@
 #include "skyio/blob.h"
 #include "skyio/blob_transfer.h"
 #include "skyio/skyio.h"
+
+#include "storage_flags.h"
 #include "skyio/storage.h"
 
 enum verb { V_LS, V_MB, V_RB, V_PUT, V_GET, V_RM };
@@ -24,11 +26,8 @@ typedef struct sky_cli_blob_flags {
 } sky_cli_blob_flags;
 
 typedef struct sky_cli_blob_app {
-    sky_loop *loop;
-    sky_http_client *http;
+    sky_cli_storage_env env; /* loop, HTTP client, credential, account */
     sky_blob_client *blob;
-    sky_credential *cred;
-    sky_storage_account *acct;
     sky_blob_folder *folder; /* put, get and rm */
     sky_blob_folder_options fo;
     sky_cli_blob_flags f;
@@ -39,7 +38,6 @@ typedef struct sky_cli_blob_app {
     int stop;     /* Ctrl-C */
     int exit_code;
     int done;
-    uv_prepare_t watch; /* stops the loop once done */
 } sky_cli_blob_app;
 
 /* ---- flags (blob_flags.c) ---- */

@@ -133,13 +133,13 @@ static int make_account(sky_cli_queue_app *a, const sky_cli_queue_flags *f, sky_
 {
     /* the endpoint only names the account: the queue endpoint is below */
     sky_cli_storage_creds cr = {f->connstr, f->name, f->key, f->sas, f->endpoint};
-    int rc = sky_cli_storage_account(&cr, &a->acct, err);
+    int rc = sky_cli_storage_account(&cr, &a->env.acct, err);
     if (rc != 0)
         return rc;
     if (f->endpoint)
         a->endpoint = strdup(f->endpoint);
     else
-        rc = sky_queue_endpoint_of(a->acct,
+        rc = sky_queue_endpoint_of(a->env.acct,
                                    f->connstr          ? f->connstr
                                    : f->name || f->sas ? NULL
                                                        : getenv("AZURE_STORAGE_CONNECTION_STRING"),
@@ -151,14 +151,12 @@ static int make_client(sky_cli_queue_app *a, sky_error *err)
 {
     sky_queue_client_options o;
     sky_queue_client_options_init(&o);
-    sky_queue_client_options_from_account(&o, a->acct, a->endpoint);
+    sky_queue_client_options_from_account(&o, a->env.acct, a->endpoint);
     o.raw = a->f.raw;
-    int rc = sky_http_client_new(sky_loop_uv(a->loop), NULL, &a->http);
-    if (rc == 0 && a->f.login)
-        rc = sky_credential_default_new(sky_loop_uv(a->loop), a->http, NULL, &a->cred, err);
-    o.credential = a->cred;
+    int rc = sky_cli_storage_connect(&a->env, a->f.login, err);
+    o.credential = a->env.cred;
     if (rc == 0)
-        rc = sky_queue_client_new(sky_loop_uv(a->loop), a->http, &o, &a->q, err);
+        rc = sky_queue_client_new(sky_loop_uv(a->env.loop), a->env.http, &o, &a->q, err);
     return rc;
 }
 
@@ -166,8 +164,8 @@ static int setup(sky_cli_queue_app *a)
 {
     sky_error err;
     sky_error_clear(&err);
-    a->loop = sky_loop_new();
-    if (a->loop == NULL)
+    a->env.loop = sky_loop_new();
+    if (a->env.loop == NULL)
         return SKY_EXIT_START;
     int rc = make_account(a, &a->f, &err);
     int usage_err = rc == SKY_EINVAL;
@@ -264,21 +262,12 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
     a->done = 1;
 }
 
-static void on_idle_check(uv_prepare_t *p)
-{
-    sky_cli_queue_app *a = p->data;
-    if (a->done)
-        sky_loop_stop(a->loop);
-}
-
 static int run(sky_cli_queue_app *a)
 {
     sky_error err;
     sky_error_clear(&err);
-    uv_prepare_init(sky_loop_uv(a->loop), &a->watch);
-    a->watch.data = a;
-    uv_prepare_start(&a->watch, on_idle_check);
-    (void)sky_loop_on_signal(a->loop, on_signal, a);
+    sky_cli_storage_watch_start(&a->env, &a->done);
+    (void)sky_loop_on_signal(a->env.loop, on_signal, a);
     int rc = start_verb(a, &err);
     if (rc <= SKY__ERR_FIRST + 100) { /* a SKY_E code: refused before any request */
         char line[512];
@@ -288,28 +277,21 @@ static int run(sky_cli_queue_app *a)
     } else if (rc < 0) {
         rc = -rc;
     } else if (!a->done) {
-        sky_loop_run(a->loop);
+        sky_loop_run(a->env.loop);
     }
-    uv_close((uv_handle_t *)&a->watch, NULL);
+    sky_cli_storage_watch_stop(&a->env);
     return rc ? rc : a->exit_code;
 }
 
 static void cleanup(sky_cli_queue_app *a)
 {
     sky_queue_client_free(a->q);
-    sky_credential_free(a->cred);
-    if (a->http)
-        sky_http_client_free(a->http);
-    if (a->loop) {
-        (void)sky_loop_on_signal(a->loop, NULL, NULL);
-        sky_loop_run(a->loop); /* the handles' close callbacks */
-        sky_cli_queue_process_free(a);
-        sky_loop_free(a->loop);
-    }
+    sky_cli_storage_env_drain(&a->env);
+    sky_cli_queue_process_free(a); /* after the drain: its timers are closed */
+    sky_cli_storage_env_free(&a->env);
     free(a->endpoint);
     free(a->marker);
     free(a->text);
-    sky_storage_account_free(a->acct);
 }
 
 int sky_cli_queue(int argc, char **argv)

@@ -7,6 +7,8 @@
 #include "skyio/queue.h"
 #include "skyio/skyio.h"
 
+#include "storage_flags.h"
+
 typedef struct sky_cli_queue_flags {
     int json, raw, login, wait;
     const char *connstr, *name, *key, *sas, *endpoint, *process, *file;
@@ -16,11 +18,8 @@ typedef struct sky_cli_queue_flags {
 } sky_cli_queue_flags;
 
 typedef struct sky_cli_queue_app {
-    sky_loop *loop;
-    sky_http_client *http;
+    sky_cli_storage_env env; /* loop, HTTP client, credential, account */
     sky_queue_client *q;
-    sky_credential *cred;
-    sky_storage_account *acct;
     char *endpoint;
     sky_cli_queue_flags f;
     const char *verb;
@@ -32,7 +31,6 @@ typedef struct sky_cli_queue_app {
     int stop;   /* Ctrl-C */
     int exit_code;
     int done;
-    uv_prepare_t watch;
 } sky_cli_queue_app;
 
 /** The usage text. */

@@ -207,7 +207,7 @@ static char **child_env(const proc *p, char *id_var, size_t id_len, char *count_
 
 static int spawn(proc *p)
 {
-    uv_loop_t *loop = sky_loop_uv(p->a->loop);
+    uv_loop_t *loop = sky_loop_uv(p->a->env.loop);
     char id_var[1200], count_var[64];
     static char sh[] = "/bin/sh", dash_c[] = "-c";
     char *args[] = {sh, dash_c, (char *)(uintptr_t)p->a->f.process, NULL};
@@ -309,8 +309,8 @@ int sky_cli_queue_process_start(sky_cli_queue_app *a)
     p->a = a;
     p->visibility =
         a->f.visibility > 0 ? (int)(a->f.visibility > 604800 ? 604800 : a->f.visibility) : 30;
-    uv_timer_init(sky_loop_uv(a->loop), &p->extend);
-    uv_timer_init(sky_loop_uv(a->loop), &p->poll);
+    uv_timer_init(sky_loop_uv(a->env.loop), &p->extend);
+    uv_timer_init(sky_loop_uv(a->env.loop), &p->poll);
     p->extend.data = p->poll.data = p;
     a->proc = p;
     fetch(p);

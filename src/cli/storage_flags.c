@@ -96,3 +96,53 @@ int sky_cli_storage_account(const sky_cli_storage_creds *c, sky_storage_account 
     }
     return rc;
 }
+
+int sky_cli_storage_connect(sky_cli_storage_env *e, int login, sky_error *err)
+{
+    int rc = sky_http_client_new(sky_loop_uv(e->loop), NULL, &e->http);
+    if (rc == 0 && login)
+        rc = sky_credential_default_new(sky_loop_uv(e->loop), e->http, NULL, &e->cred, err);
+    return rc;
+}
+
+static void on_idle_check(uv_prepare_t *p)
+{
+    sky_cli_storage_env *e = p->data;
+    if (*e->done)
+        sky_loop_stop(e->loop);
+}
+
+void sky_cli_storage_watch_start(sky_cli_storage_env *e, const int *done)
+{
+    e->done = done;
+    uv_prepare_init(sky_loop_uv(e->loop), &e->watch);
+    e->watch.data = e;
+    uv_prepare_start(&e->watch, on_idle_check);
+}
+
+void sky_cli_storage_watch_stop(sky_cli_storage_env *e)
+{
+    uv_close((uv_handle_t *)&e->watch, NULL); /* closed by the drain's run */
+}
+
+void sky_cli_storage_env_drain(sky_cli_storage_env *e)
+{
+    sky_credential_free(e->cred);
+    e->cred = NULL;
+    if (e->http)
+        sky_http_client_free(e->http);
+    e->http = NULL;
+    if (e->loop) {
+        (void)sky_loop_on_signal(e->loop, NULL, NULL);
+        sky_loop_run(e->loop); /* the handles' close callbacks */
+    }
+}
+
+void sky_cli_storage_env_free(sky_cli_storage_env *e)
+{
+    if (e->loop)
+        sky_loop_free(e->loop);
+    e->loop = NULL;
+    sky_storage_account_free(e->acct);
+    e->acct = NULL;
+}

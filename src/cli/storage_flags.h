@@ -4,7 +4,10 @@
 
 #include <stddef.h>
 
+#include <uv.h>
+
 #include "skyio/error.h"
+#include "skyio/skyio.h"
 #include "skyio/storage.h"
 
 enum { SKY_CLI_FLAG_SWITCH, SKY_CLI_FLAG_STRING, SKY_CLI_FLAG_NUMBER };
@@ -46,5 +49,26 @@ typedef struct sky_cli_storage_creds {
  */
 int sky_cli_storage_account(const sky_cli_storage_creds *c, sky_storage_account **out,
                             sky_error *err);
+
+/* What a storage command runs on. */
+typedef struct sky_cli_storage_env {
+    sky_loop *loop;
+    sky_http_client *http;
+    sky_credential *cred; /* --login's */
+    sky_storage_account *acct;
+    uv_prepare_t watch; /* stops the loop once *done */
+    const int *done;
+} sky_cli_storage_env;
+
+/* The HTTP client on e->loop and, with @p login, the default credential chain. 0 or a code. */
+int sky_cli_storage_connect(sky_cli_storage_env *e, int login, sky_error *err);
+/* Stop the loop once *@p done is set, checked before each wait; then ..._watch_stop. */
+void sky_cli_storage_watch_start(sky_cli_storage_env *e, const int *done);
+void sky_cli_storage_watch_stop(sky_cli_storage_env *e);
+/* Free the credential and the HTTP client, then run the loop until every handle is closed
+ * (the signal handler off). The clients on the loop are to be freed first. */
+void sky_cli_storage_env_drain(sky_cli_storage_env *e);
+/* After ..._drain: free the loop and the account. */
+void sky_cli_storage_env_free(sky_cli_storage_env *e);
 
 #endif
