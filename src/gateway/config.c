@@ -101,13 +101,14 @@ static int parse_deployment(config_priv *p, const char *model, json_t *o, sky_ga
                              "model %s: a deployment needs a base_url; weight, rpm and tpm are "
                              "0 or more",
                              model);
-    if (parse_concurrency(model, o, d, err) < 0)
-        return -1;
+    int rc = parse_concurrency(model, o, d, err);
+    if (rc < 0)
+        return rc;
     if (d->kind == SKY_GATEWAY_AZURE && d->deployment == NULL)
         return sky_error_set(err, SKY_EINVAL, "model %s: an azure deployment needs \"deployment\"",
                              model);
     const char *env = sky_json_str(o, "key_env", NULL);
-    int rc = env ? env_secret(p, env, &d->api_key) : 0;
+    rc = env ? env_secret(p, env, &d->api_key) : 0;
     if (rc == SKY_ENOTFOUND)
         return sky_error_set(err, SKY_EINVAL, "model %s: the environment variable %s is not set",
                              model, env);
