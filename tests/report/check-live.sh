@@ -48,8 +48,10 @@ slow=$(wait_port slow.port)
 
 cat >gateway.json <<JSON
 {"models": {
-  "gpt-4o": [{"kind": "openai", "base_url": "http://127.0.0.1:$fast/v1", "key_env": "LIVE_UPSTREAM_KEY", "weight": 2},
-             {"kind": "compatible", "base_url": "http://127.0.0.1:$slow/v1", "key_env": "LIVE_UPSTREAM_KEY"}],
+  "gpt-4o": [{"kind": "openai", "base_url": "http://127.0.0.1:$fast/v1", "key_env": "LIVE_UPSTREAM_KEY", "weight": 2,
+              "max_concurrency": 64},
+             {"kind": "compatible", "base_url": "http://127.0.0.1:$slow/v1", "key_env": "LIVE_UPSTREAM_KEY",
+              "concurrency": 8}],
   "<img src=x onerror=alert(1)>": [{"kind": "compatible", "base_url": "http://127.0.0.1:$fast/v1",
              "key_env": "LIVE_UPSTREAM_KEY", "deployment": "gpt-4o-mini"}],
   "down": [{"kind": "compatible", "base_url": "http://127.0.0.1:1/v1", "key_env": "LIVE_UPSTREAM_KEY"}]},
