@@ -53,6 +53,23 @@ static sky_error oom_error(void)
     return e;
 }
 
+/* A write whose end is told to @p cb: the job, or NULL once @p cb has had the out-of-memory
+ * error. */
+static sky__sqlite_job *write_job(sky__store *s, sky__sqlite_run_fn run, sky__store_done_cb cb,
+                                  void *ud, const char *s1, const char *s2, const char *s3,
+                                  sky_span blob)
+{
+    sky__sqlite_job *job = make_job(s, run, sky__sqlite_deliver_done, ud, s1, s2, s3, blob);
+    if (!job) {
+        sky_error e = oom_error();
+        sky__store_fail_done(s, cb, ud, &e);
+        return NULL;
+    }
+    job->writes = 1;
+    job->cb.done = cb;
+    return job;
+}
+
 static const sky_span no_blob = {NULL, 0};
 
 /* ---- thread side helpers */
@@ -201,17 +218,11 @@ static int run_cache_put(sky__sqlite *q, sky__sqlite_job *job)
 void sky__sqlite_cache_put(sky__store *s, const char *key, sky_span value, uint64_t ttl_ms,
                            sky__store_done_cb cb, void *ud)
 {
-    sky__sqlite_job *job =
-        make_job(s, run_cache_put, sky__sqlite_deliver_done, ud, key, NULL, NULL, value);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
+    sky__sqlite_job *job = write_job(s, run_cache_put, cb, ud, key, NULL, NULL, value);
+    if (job) {
+        job->i1 = (int64_t)ttl_ms;
+        sky__sqlite_submit(s, job);
     }
-    job->writes = 1;
-    job->i1 = (int64_t)ttl_ms;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
 }
 
 /* ---- (b) usage */
@@ -249,18 +260,12 @@ static int run_usage_write(sky__sqlite *q, sky__sqlite_job *job)
 void sky__sqlite_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
                              sky__store_done_cb cb, void *ud)
 {
-    sky__sqlite_job *job =
-        make_job(s, run_usage_write, sky__sqlite_deliver_done, ud, NULL, NULL, NULL, no_blob);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
+    sky__sqlite_job *job = write_job(s, run_usage_write, cb, ud, NULL, NULL, NULL, no_blob);
+    if (job) {
+        job->recs = recs;
+        job->nrecs = n;
+        sky__sqlite_submit(s, job);
     }
-    job->writes = 1;
-    job->recs = recs;
-    job->nrecs = n;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
 }
 
 /* Totals rows are kept in one block: the row array, then their strings. */
@@ -353,16 +358,9 @@ static int run_doc_put(sky__sqlite *q, sky__sqlite_job *job)
 void sky__sqlite_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,
                          sky__store_done_cb cb, void *ud)
 {
-    sky__sqlite_job *job =
-        make_job(s, run_doc_put, sky__sqlite_deliver_done, ud, scope, id, NULL, doc);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
-    }
-    job->writes = 1;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
+    sky__sqlite_job *job = write_job(s, run_doc_put, cb, ud, scope, id, NULL, doc);
+    if (job)
+        sky__sqlite_submit(s, job);
 }
 
 static int run_doc_get(sky__sqlite *q, sky__sqlite_job *job)
@@ -410,16 +408,9 @@ static int run_doc_delete(sky__sqlite *q, sky__sqlite_job *job)
 void sky__sqlite_doc_delete(sky__store *s, const char *scope, const char *id, sky__store_done_cb cb,
                             void *ud)
 {
-    sky__sqlite_job *job =
-        make_job(s, run_doc_delete, sky__sqlite_deliver_done, ud, scope, id, NULL, no_blob);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
-    }
-    job->writes = 1;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
+    sky__sqlite_job *job = write_job(s, run_doc_delete, cb, ud, scope, id, NULL, no_blob);
+    if (job)
+        sky__sqlite_submit(s, job);
 }
 
 /* ---- (d) keys */
@@ -438,17 +429,12 @@ static int run_key_put(sky__sqlite *q, sky__sqlite_job *job)
 
 void sky__sqlite_key_put(sky__store *s, const sky__store_key *key, sky__store_done_cb cb, void *ud)
 {
-    sky__sqlite_job *job = make_job(s, run_key_put, sky__sqlite_deliver_done, ud, key->name,
-                                    key->hash, key->config ? key->config : "{}", no_blob);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
+    sky__sqlite_job *job = write_job(s, run_key_put, cb, ud, key->name, key->hash,
+                                     key->config ? key->config : "{}", no_blob);
+    if (job) {
+        job->i1 = key->created_ms;
+        sky__sqlite_submit(s, job);
     }
-    job->writes = 1;
-    job->i1 = key->created_ms;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
 }
 
 /* One row of the key list, its strings in one allocation (freed through .name). */
@@ -530,16 +516,9 @@ static int run_key_revoke(sky__sqlite *q, sky__sqlite_job *job)
 
 void sky__sqlite_key_revoke(sky__store *s, const char *name, sky__store_done_cb cb, void *ud)
 {
-    sky__sqlite_job *job =
-        make_job(s, run_key_revoke, sky__sqlite_deliver_done, ud, name, NULL, NULL, no_blob);
-    if (!job) {
-        sky_error e = oom_error();
-        sky__store_fail_done(s, cb, ud, &e);
-        return;
-    }
-    job->writes = 1;
-    job->cb.done = cb;
-    sky__sqlite_submit(s, job);
+    sky__sqlite_job *job = write_job(s, run_key_revoke, cb, ud, name, NULL, NULL, no_blob);
+    if (job)
+        sky__sqlite_submit(s, job);
 }
 
 /* ---- counters */
