@@ -75,3 +75,17 @@ void sky_test_run_cli(const char *const *argv, const char *input, void (*child_e
     sky_test_cli_finish(pid, dir, r);
     sky_test_rmdir(dir);
 }
+
+void sky_test_run_skyio(sky_test_cli_out *r, const char *sub, const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "exec %s %s %s", SKY_TEST_BIN, sub, args);
+    const char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+    sky_test_run_cli(argv, NULL, NULL, 120, r);
+    if (r->code >= 128)
+        fail_msg("skyio %s %s: no normal exit (code %d); stderr:\n%s", sub, args, r->code, r->err);
+}

@@ -5,10 +5,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "harness.h"
+
 /* What a finished command gave: its exit code (128 + the signal when killed), its output. */
 typedef struct sky_test_cli_out {
     int code;
-    char out[16384];
+    char out[65536];
     char err[16384];
 } sky_test_cli_out;
 
@@ -30,5 +32,13 @@ void sky_test_cli_finish(pid_t pid, const char *dir, sky_test_cli_out *r);
 /* Spawn @p argv in a fresh temp folder, give it @p input (NULL: none) and wait for it. */
 void sky_test_run_cli(const char *const *argv, const char *input, void (*child_env)(void),
                       unsigned alarm_s, sky_test_cli_out *r);
+
+/*
+ * Run `skyio SUB ARGS` (the binary under test; ARGS from @p fmt, split as a shell would) with
+ * nothing on stdin and wait for it (120 s at most). The exit must be a normal one: a crash,
+ * a sanitizer's abort or the alarm fails the test.
+ */
+void sky_test_run_skyio(sky_test_cli_out *r, const char *sub, const char *fmt, ...)
+    SKY_PRINTF(3, 4);
 
 #endif

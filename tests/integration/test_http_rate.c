@@ -16,52 +16,18 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "harness_cli.h"
 #include "skyio/json.h"
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
     "\"max_tokens\":5}";
 
-typedef struct run {
-    int code;
-    char out[16384];
-    char err[16384];
-} run;
+/* What one run of the binary left: its exit code, stdout and stderr. */
+typedef sky_test_cli_out run;
 
-static void read_file(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, cap - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-}
-
-/* Run `skyio http ARGS` and wait; a crash or a sanitizer's abort fails the test. */
-static void http_cli(run *r, const char *fmt, ...) SKY_PRINTF(2, 3);
-
-static void http_cli(run *r, const char *fmt, ...)
-{
-    char dir[256], args[4096], cmd[8192], path[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(cmd, sizeof(cmd), "%s http %s </dev/null >'%s/out' 2>'%s/err'", SKY_TEST_BIN, args,
-             dir, dir);
-    int status = system(cmd);
-    snprintf(path, sizeof(path), "%s/out", dir);
-    read_file(path, r->out, sizeof(r->out));
-    snprintf(path, sizeof(path), "%s/err", dir);
-    read_file(path, r->err, sizeof(r->err));
-    sky_test_rmdir(dir);
-    if (!WIFEXITED(status))
-        fail_msg("skyio http %s: no normal exit (status %d); stderr:\n%s", args, status, r->err);
-    r->code = WEXITSTATUS(status);
-}
+/* Run `skyio http ARGS` (split as a shell would) and wait; a crash fails the test. */
+#define http_cli(r, ...) sky_test_run_skyio((r), "http", __VA_ARGS__)
 
 static json_t *out_json(const run *r)
 {
