@@ -65,6 +65,35 @@ int sky_test_read_port(const char *path)
     return port;
 }
 
+int sky_test_wait_ready(pid_t *pid, int (*ready)(const void *arg), const void *arg,
+                        unsigned timeout_ms, const char *what, const char *dir, const char *log)
+{
+    for (unsigned waited = 0; waited < timeout_ms; waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int status, got;
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = 0;
+            fail_msg("%s exited at start (status %d); see %s/%s", what, status, dir, log);
+        }
+        if ((got = ready(arg)) != 0)
+            return got;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static int port_file_ready(const void *path)
+{
+    return sky_test_read_port(path);
+}
+
+int sky_test_wait_port_file(pid_t *pid, const char *port_file, unsigned timeout_ms,
+                            const char *what, const char *dir)
+{
+    return sky_test_wait_ready(pid, port_file_ready, port_file, timeout_ms, what, dir,
+                               "stderr.log");
+}
+
 static void redirect(const char *dir, const char *name, int fd)
 {
     char path[512];
@@ -115,16 +144,7 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
         _exit(127);
     }
     m->pid = pid;
-    for (int i = 0; i < 1000 && m->port == 0; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            m->pid = 0;
-            fail_msg("skyio mock exited at start (status %d); see %s/stderr.log", status, m->dir);
-        }
-        nanosleep(&ts, NULL);
-        m->port = sky_test_read_port(port_file);
-    }
+    m->port = sky_test_wait_port_file(&m->pid, port_file, 10000, "skyio mock", m->dir);
     if (m->port == 0) {
         sky_test_mock_stop(m);
         fail_msg("skyio mock did not start listening within 10 s");

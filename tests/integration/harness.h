@@ -40,6 +40,17 @@ void sky_test_tmpdir(char *out, size_t len);
 
 /* The port a server wrote to its --port-file, or 0 when it is not there yet. */
 int sky_test_read_port(const char *path);
+/*
+ * Wait for the child *@p pid (just forked) to get ready: every 10 ms, up to @p timeout_ms, call
+ * @p ready(@p arg) until it gives nonzero, and return that. When the child exits first, *@p pid
+ * becomes 0 and the test fails, naming @p what and the log @p dir/@p log. Returns 0 when the
+ * time ran out (the caller stops the child and fails).
+ */
+int sky_test_wait_ready(pid_t *pid, int (*ready)(const void *arg), const void *arg,
+                        unsigned timeout_ms, const char *what, const char *dir, const char *log);
+/* sky_test_wait_ready for the port a child writes to @p port_file (0: none in time). */
+int sky_test_wait_port_file(pid_t *pid, const char *port_file, unsigned timeout_ms,
+                            const char *what, const char *dir);
 /* rm -rf @p dir. */
 void sky_test_rmdir(const char *dir);
 

@@ -33,8 +33,9 @@ static void az_redirect(const char *dir, const char *name, int fd)
 }
 
 /* The port from "successfully listens on http://127.0.0.1:PORT" in the log, or 0. */
-static int az_read_port(const char *dir)
+static int az_read_port(const void *arg)
 {
+    const char *dir = arg;
     char path[512], text[8192];
     snprintf(path, sizeof(path), "%s/stdout.log", dir);
     FILE *f = fopen(path, "r");
@@ -102,17 +103,8 @@ static void az_start(sky_test_azurite *a, const az_service *s)
     }
     a->pid = pid;
     /* Node takes a moment to start: up to 30 s on a loaded machine. */
-    for (int i = 0; i < 3000 && a->port == 0; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            a->pid = 0;
-            fail_msg("%s exited at start (status %d); see %s/stderr.log", s->program, status,
-                     a->dir);
-        }
-        nanosleep(&ts, NULL);
-        a->port = az_read_port(a->dir);
-    }
+    a->port =
+        sky_test_wait_ready(&a->pid, az_read_port, a->dir, 30000, s->program, a->dir, "stderr.log");
     if (a->port == 0) {
         sky_test_azurite_stop(a);
         fail_msg("%s did not start listening within 30 s", s->program);

@@ -89,9 +89,9 @@ static redisContext *rd_connect(const sky_test_redis *r)
     return c;
 }
 
-static int rd_pings(const sky_test_redis *r)
+static int rd_pings(const void *arg)
 {
-    redisReply *rep = sky_test_redis_command(r, "PING");
+    redisReply *rep = sky_test_redis_command(arg, "PING");
     int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
     if (rep)
         freeReplyObject(rep);
@@ -115,17 +115,8 @@ static void rd_spawn(sky_test_redis *r)
         _exit(127);
     }
     r->pid = pid;
-    for (int i = 0; i < 1000; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            r->pid = 0;
-            fail_msg("redis-server exited at start (status %d); see %s/redis.log", status, r->dir);
-        }
-        if (rd_pings(r))
-            return;
-        nanosleep(&ts, NULL);
-    }
+    if (sky_test_wait_ready(&r->pid, rd_pings, r, 10000, "redis-server", r->dir, "redis.log"))
+        return;
     sky_test_redis_kill(r);
     fail_msg("redis-server did not answer PING within 10 s; see %s/redis.log", r->dir);
 }
