@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_serve.h"
 #include "skyio/buf.h"
 #include "skyio/gateway.h"
 #include "skyio/headers.h"
@@ -33,10 +34,8 @@
 
 typedef struct serve_env {
     sky_test_mock fast, fast2, broken, slow, throttled, wordy;
-    pid_t serve_pid;
-    int port;
+    sky_test_serve serve;
     char dir[256];
-    char base[128];
     uv_loop_t *loop;
     sky_http_client *client;
 } serve_env;
@@ -114,47 +113,23 @@ static int closed_port(void)
     return port;
 }
 
-static void redirect(const char *name, int fd)
+static void serve_child_env(void)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out >= 0) {
-        dup2(out, fd);
-        close(out);
-    }
+    setenv("SKY_TEST_UPSTREAM_KEY", UPSTREAM_KEY, 1);
+    setenv("SKY_TEST_LIMITED_KEY", LIMITED_KEY, 1);
+    setenv("SKY_TEST_METERED_KEY", METERED_KEY, 1);
+    setenv("SKY_TEST_TOKENS_KEY", TOKENS_KEY, 1);
+    setenv("SKYIO_LOG", "debug", 1); /* every log line the gateway has, for the canary */
 }
 
 static void start_serve(void)
 {
-    char config[512], port_file[512];
+    char config[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
     write_config(config, closed_port());
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        redirect("stdout.log", 1);
-        redirect("stderr.log", 2);
-        setenv("SKY_TEST_UPSTREAM_KEY", UPSTREAM_KEY, 1);
-        setenv("SKY_TEST_LIMITED_KEY", LIMITED_KEY, 1);
-        setenv("SKY_TEST_METERED_KEY", METERED_KEY, 1);
-        setenv("SKY_TEST_TOKENS_KEY", TOKENS_KEY, 1);
-        setenv("SKYIO_LOG", "debug", 1); /* every log line the gateway has, for the canary */
-        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", config, "--port", "0", "--port-file",
-              port_file, "--max-body", "65536", "--grace-ms", "2000", (char *)NULL);
-        _exit(127);
-    }
-    env.serve_pid = pid;
-    for (int i = 0; i < 1000 && env.port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        env.port = sky_test_read_port(port_file);
-    }
-    if (env.port == 0)
-        fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
-    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", env.port);
+    const char *const args[] = {"--config",   config, "--max-body", "65536",
+                                "--grace-ms", "2000", NULL};
+    sky_test_serve_start(&env.serve, env.dir, args, serve_child_env);
 }
 
 static int setup(void **state)
@@ -184,16 +159,7 @@ static int setup(void **state)
 /* Whether the file @p name of the serve folder holds @p needle. */
 static int log_holds(const char *name, const char *needle)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    return strstr(text, needle) != NULL;
+    return sky_test_file_holds(env.dir, name, needle);
 }
 
 static int teardown(void **state)
@@ -201,7 +167,7 @@ static int teardown(void **state)
     (void)state;
     sky_http_client_free(env.client);
     sky_test_loop_free(env.loop);
-    int status = sky_test_stop_child(env.serve_pid);
+    int status = sky_test_stop_child(env.serve.pid);
     /* the secrets canary, over everything serve wrote, its shutdown included */
     int leaked = log_holds("stderr.log", UPSTREAM_KEY) || log_holds("stdout.log", UPSTREAM_KEY);
     int logged = log_holds("stderr.log", "gateway");
@@ -227,7 +193,7 @@ static void call_with(const char *method, const char *path, const char *body, co
 {
     char url[256];
     const char *headers[] = {header, NULL};
-    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    snprintf(url, sizeof(url), "%s%s", env.serve.base, path);
     sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
     assert_int_equal(out->err_code, 0);
     assert_null(strstr(out->body, UPSTREAM_KEY));
@@ -461,7 +427,7 @@ static void stream_to(const char *path, const char *body, int cancel_after, stre
     memset(s, 0, sizeof(*s));
     sky_buf_init(&s->body, 1 << 20);
     s->cancel_after = cancel_after;
-    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    snprintf(url, sizeof(url), "%s%s", env.serve.base, path);
     snprintf(auth, sizeof(auth), "Bearer %s", CLIENT_KEY);
     assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(auth)), 0);
     assert_int_equal(
@@ -705,7 +671,7 @@ static void headroom_run(const char *body, const sky_test_mock *bound)
     enum { N = 40, AT_ONCE = 8 };
     static sky_test_result r[N];
     char url[256];
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
     sky_headers *h = sky_headers_new();
     assert_int_equal(
         sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
@@ -838,7 +804,7 @@ static void test_openai_node_sdk(void **state)
     }
     snprintf(cmd, sizeof(cmd),
              "node '%s/tests/integration/serve_openai_sdk.mjs' '%s' '%s' '%s' > '%s/sdk.log' 2>&1",
-             SKY_TEST_SRCDIR, sdk, env.base, CLIENT_KEY, env.dir);
+             SKY_TEST_SRCDIR, sdk, env.serve.base, CLIENT_KEY, env.dir);
     int rc = system(cmd);
     if (rc != 0) {
         snprintf(cmd, sizeof(cmd), "cat '%s/sdk.log' >&2", env.dir);

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "harness.h"
+#include "harness_serve.h"
 #include "skyio/buf.h"
 #include "skyio/gateway.h"
 #include "skyio/json.h"
@@ -32,10 +33,8 @@
 
 typedef struct ops_env {
     sky_test_mock fast, broken, slow, entra;
-    pid_t serve_pid;
-    int port;
+    sky_test_serve serve;
     char dir[256];
-    char base[128];
     char config[512];
     uv_loop_t *loop;
     sky_http_client *client;
@@ -84,13 +83,7 @@ static void write_config(int with_added)
 
 static void redirect(const char *name, int fd)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out >= 0) {
-        dup2(out, fd);
-        close(out);
-    }
+    sky_test_redirect(env.dir, name, fd);
 }
 
 /* The credential chain of the serve process: only managed identity, at the mock's IMDS */
@@ -105,35 +98,22 @@ static void entra_env(void)
     setenv("SKYIO_AZ_PATH", "/nonexistent/az", 1);
 }
 
+static void serve_env(void)
+{
+    setenv("UPK", UPSTREAM_KEY, 1);
+    setenv("SKYIO_LOG", "debug", 1);
+    entra_env();
+}
+
 static void start_serve(void)
 {
-    char port_file[512], access[512];
+    char access[512];
     snprintf(env.config, sizeof(env.config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
     snprintf(access, sizeof(access), "%s/access.log", env.dir);
     write_config(0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        redirect("stdout.log", 1);
-        redirect("stderr.log", 2);
-        setenv("UPK", UPSTREAM_KEY, 1);
-        setenv("SKYIO_LOG", "debug", 1);
-        entra_env();
-        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", env.config, "--port", "0",
-              "--port-file", port_file, "--access-log", access, "--grace-ms", "2000", (char *)NULL);
-        _exit(127);
-    }
-    env.serve_pid = pid;
-    for (int i = 0; i < 1000 && env.port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        env.port = sky_test_read_port(port_file);
-    }
-    if (env.port == 0)
-        fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
-    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", env.port);
+    const char *const args[] = {"--config", env.config, "--access-log", access, "--grace-ms",
+                                "2000",     NULL};
+    sky_test_serve_start(&env.serve, env.dir, args, serve_env);
 }
 
 static int setup(void **state)
@@ -185,7 +165,7 @@ static int teardown(void **state)
     (void)state;
     sky_http_client_free(env.client);
     sky_test_loop_free(env.loop);
-    int status = sky_test_stop_child(env.serve_pid);
+    int status = sky_test_stop_child(env.serve.pid);
     /* the secrets canary over everything serve wrote, its shutdown included */
     int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stderr.log", "mock-token") ||
                  file_holds("access.log", "mock-token") || file_holds("stdout.log", UPSTREAM_KEY) ||
@@ -210,7 +190,7 @@ static void call_with(const char *method, const char *path, const char *body, co
 {
     char url[256];
     const char *headers[] = {"Authorization: Bearer " CLIENT_KEY, extra, NULL};
-    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    snprintf(url, sizeof(url), "%s%s", env.serve.base, path);
     sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
     assert_int_equal(out->err_code, 0);
     assert_null(strstr(out->body, UPSTREAM_KEY));
@@ -296,16 +276,6 @@ static void test_request_id_and_access_log(void **state)
     json_decref(j);
 }
 
-/* The value of the sample @p series (its whole text up to the value) in @p text; -1: none. */
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = strstr(text, series); p; p = strstr(p + 1, series))
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
-}
-
 static void test_metrics(void **state)
 {
     (void)state;
@@ -316,27 +286,29 @@ static void test_metrics(void **state)
                            "text/plain; version=0.0.4"));
     const char *t = r.body;
     assert_non_null(strstr(t, "# TYPE skyio_gateway_requests_total counter\n"));
-    assert_true(sample(t, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
-                          "model=\"gpt-4o\",deployment=\"gpt-4o#0\",status=\"200\"}") >= 2);
+    assert_true(sky_test_sample(t,
+                                "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
+                                "model=\"gpt-4o\",deployment=\"gpt-4o#0\",status=\"200\"}") >= 2);
     /* an unknown model is counted, but its name is not a label */
-    assert_true(sample(t, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
-                          "model=\"\",deployment=\"\",status=\"404\"}") == 1);
+    assert_true(sky_test_sample(t, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
+                                   "model=\"\",deployment=\"\",status=\"404\"}") == 1);
     assert_null(strstr(t, "no-such"));
     assert_non_null(strstr(t, "# TYPE skyio_gateway_request_duration_seconds histogram\n"));
-    assert_true(sample(t, "skyio_gateway_request_duration_seconds_count{route=\"/v1/chat/"
-                          "completions\"}") >= 3);
-    assert_true(sample(t, "skyio_gateway_added_duration_seconds_bucket{route=\"/v1/chat/"
-                          "completions\",le=\"+Inf\"}") >= 3);
-    assert_true(sample(t, "skyio_gateway_tokens_total{model=\"gpt-4o\",kind=\"prompt\"}") > 0);
-    assert_true(sample(t, "skyio_gateway_deployment_breaker_state{model=\"down\","
-                          "deployment=\"down#1\"}") == 0);
-    assert_true(sample(t, "skyio_gateway_deployment_in_flight{model=\"slow\","
-                          "deployment=\"slow#2\"}") == 0);
+    assert_true(sky_test_sample(t, "skyio_gateway_request_duration_seconds_count{route=\"/v1/chat/"
+                                   "completions\"}") >= 3);
+    assert_true(sky_test_sample(t, "skyio_gateway_added_duration_seconds_bucket{route=\"/v1/chat/"
+                                   "completions\",le=\"+Inf\"}") >= 3);
+    assert_true(sky_test_sample(t, "skyio_gateway_tokens_total{model=\"gpt-4o\",kind=\"prompt\"}") >
+                0);
+    assert_true(sky_test_sample(t, "skyio_gateway_deployment_breaker_state{model=\"down\","
+                                   "deployment=\"down#1\"}") == 0);
+    assert_true(sky_test_sample(t, "skyio_gateway_deployment_in_flight{model=\"slow\","
+                                   "deployment=\"slow#2\"}") == 0);
     /* no concurrency limit unless the config sets one: the gauge says 0 */
-    assert_true(sample(t, "skyio_gateway_deployment_concurrency_limit{model=\"gpt-4o\","
-                          "deployment=\"gpt-4o#0\"}") == 0);
-    assert_true(sample(t, "skyio_gateway_loop_lag_seconds_count{}") >= 0);
-    assert_true(sample(t, "skyio_gateway_config_reloads_total") == 0);
+    assert_true(sky_test_sample(t, "skyio_gateway_deployment_concurrency_limit{model=\"gpt-4o\","
+                                   "deployment=\"gpt-4o#0\"}") == 0);
+    assert_true(sky_test_sample(t, "skyio_gateway_loop_lag_seconds_count{}") >= 0);
+    assert_true(sky_test_sample(t, "skyio_gateway_config_reloads_total") == 0);
     sky_test_result_free(&r);
 }
 
@@ -368,8 +340,8 @@ static void test_readyz_when_a_model_is_down(void **state)
     }
     assert_int_equal(status, 503);
     call_with("GET", "/metrics", NULL, NULL, &r);
-    assert_true(sample(r.body, "skyio_gateway_deployment_breaker_state{model=\"down\","
-                               "deployment=\"down#1\"}") == 1);
+    assert_true(sky_test_sample(r.body, "skyio_gateway_deployment_breaker_state{model=\"down\","
+                                        "deployment=\"down#1\"}") == 1);
     sky_test_result_free(&r);
 }
 
@@ -380,7 +352,7 @@ static int raw_connect(void)
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)env.port);
+    a.sin_port = htons((uint16_t)env.serve.port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -494,11 +466,7 @@ static void test_tls_and_http2(void **state)
     snprintf(port_file, sizeof(port_file), "%s/port", certs);
     snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
     pid_t pid = spawn_tls_serve(certs, port_file);
-    int port = 0;
-    for (int i = 0; i < 1000 && port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        port = sky_test_read_port(port_file);
-    }
+    int port = sky_test_wait_port_file(&pid, port_file, 10000, "skyio serve", certs);
     assert_true(port > 0);
     sky_http_client_options co;
     sky_http_client *client;
@@ -572,7 +540,7 @@ static void on_load_done(sky_http_request *req, const sky_http_response *res, co
 static void load_start(load *l, int from, int n, sky_headers *h)
 {
     char url[256];
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
     for (int i = from; i < from + n; i++) {
         sky_http_request_options o;
         sky_http_request_options_init(&o);
@@ -614,17 +582,17 @@ static void test_reload_under_load_loses_nothing(void **state)
     load_start(&l, 0, 40, h);
     spin(60);
     write_config(1);
-    assert_int_equal(kill(env.serve_pid, SIGHUP), 0);
+    assert_int_equal(kill(env.serve.pid, SIGHUP), 0);
     spin(40);
     load_start(&l, 40, 40, h);
     spin(40);
-    assert_int_equal(kill(env.serve_pid, SIGHUP), 0);
+    assert_int_equal(kill(env.serve.pid, SIGHUP), 0);
     spin(40);
     FILE *f = fopen(env.config, "w");
     assert_non_null(f);
     fputs("{\"models\": {", f); /* cut short */
     fclose(f);
-    assert_int_equal(kill(env.serve_pid, SIGHUP), 0);
+    assert_int_equal(kill(env.serve.pid, SIGHUP), 0);
     (void)sky_test_run_until(env.loop, &l.done, 1); /* turn once */
     for (int i = 0; i < 400 && l.done < l.started; i++)
         spin(50);
@@ -646,7 +614,7 @@ static void test_reload_under_load_loses_nothing(void **state)
     assert_int_equal(r.status, 200);
     sky_test_result_free(&r);
     call_with("GET", "/metrics", NULL, NULL, &r);
-    assert_true(sample(r.body, "skyio_gateway_config_reloads_total") == 2);
+    assert_true(sky_test_sample(r.body, "skyio_gateway_config_reloads_total") == 2);
     sky_test_result_free(&r);
     assert_true(file_holds("stderr.log", "reload refused"));
     write_config(1); /* a sane file again, for whoever reads the folder */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_serve.h"
 #include "skyio/gateway.h"
 #include "skyio/json.h"
 
@@ -27,8 +28,8 @@
 
 static struct {
     sky_test_mock fast, slow;
-    pid_t serve_pid;
-    char dir[256], base[128], config[512];
+    sky_test_serve serve;
+    char dir[256], config[512];
     uv_loop_t *loop;
 } env;
 
@@ -65,15 +66,9 @@ static void write_config(const char *extra_model)
     assert_int_equal(rename(tmp, env.config), 0);
 }
 
-static void redirect(const char *name, int fd)
+static void serve_env(void)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out >= 0) {
-        dup2(out, fd);
-        close(out);
-    }
+    setenv("UPK", UPSTREAM_KEY, 1);
 }
 
 static int setup(void **state)
@@ -81,57 +76,29 @@ static int setup(void **state)
     (void)state;
     static const char *const healthy[] = {"--key", UPSTREAM_KEY, NULL};
     static const char *const slow[] = {"--key", UPSTREAM_KEY, "--per-token-ms", "20", NULL};
-    char port_file[512];
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.fast, healthy);
     sky_test_mock_start(&env.slow, slow);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     snprintf(env.config, sizeof(env.config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
     write_config(NULL);
-    pid_t parent = getpid();
-    env.serve_pid = fork();
-    assert_true(env.serve_pid >= 0);
-    if (env.serve_pid == 0) {
-        sky_test_die_with_parent(parent);
-        redirect("stdout.log", 1);
-        redirect("stderr.log", 2);
-        setenv("UPK", UPSTREAM_KEY, 1);
-        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", env.config, "--port", "0",
-              "--port-file", port_file, "--threads", "2", "--grace-ms", "2000", (char *)NULL);
-        _exit(127);
-    }
-    int port = 0;
-    for (int i = 0; i < 1000 && port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        port = sky_test_read_port(port_file);
-    }
-    if (port == 0)
-        fail_msg("skyio serve did not start; see %s/stderr.log", env.dir);
-    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", port);
+    const char *const args[] = {"--config",   env.config, "--threads", "2",
+                                "--grace-ms", "2000",     NULL};
+    sky_test_serve_start(&env.serve, env.dir, args, serve_env);
     env.loop = sky_test_loop_new();
     return 0;
 }
 
 static int file_holds(const char *name, const char *needle)
 {
-    char path[512];
-    static char text[1 << 20];
-    snprintf(path, sizeof(path), "%s/%s", env.dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    return strstr(text, needle) != NULL;
+    return sky_test_file_holds(env.dir, name, needle);
 }
 
 static int teardown(void **state)
 {
     (void)state;
     sky_test_loop_free(env.loop);
-    int status = sky_test_stop_child(env.serve_pid);
+    int status = sky_test_stop_child(env.serve.pid);
     int leaked = file_holds("stderr.log", UPSTREAM_KEY) || file_holds("stdout.log", UPSTREAM_KEY);
     sky_test_mock_stop(&env.fast);
     sky_test_mock_stop(&env.slow);
@@ -148,7 +115,7 @@ static void call_fresh(const char *method, const char *path, const char *body, c
     char url[256], auth[128];
     const char *headers[] = {auth, NULL};
     sky_http_client *client;
-    snprintf(url, sizeof(url), "%s%s", env.base, path);
+    snprintf(url, sizeof(url), "%s%s", env.serve.base, path);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
     assert_int_equal(sky_http_client_new(env.loop, NULL, &client), 0);
     sky_test_request(env.loop, client, method, url, body, headers, 20000, out);
@@ -159,15 +126,6 @@ static void call_fresh(const char *method, const char *path, const char *body, c
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = strstr(text, series); p; p = strstr(p + 1, series))
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
-}
 
 static void test_both_loops_answer_and_report(void **state)
 {
@@ -183,10 +141,11 @@ static void test_both_loops_answer_and_report(void **state)
     double rpm = 0, total = 0;
     for (int i = 0; i < 50 && rpm != 6000; i++) {
         call_fresh("GET", "/metrics", NULL, CLIENT_KEY, &r);
-        total = sample(r.body, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
-                               "model=\"gpt-4o\",deployment=\"gpt-4o#0\",status=\"200\"}");
-        rpm = sample(r.body, "skyio_gateway_deployment_rate_limit_rpm{model=\"gpt-4o\","
-                             "deployment=\"gpt-4o#0\"}");
+        total =
+            sky_test_sample(r.body, "skyio_gateway_requests_total{route=\"/v1/chat/completions\","
+                                    "model=\"gpt-4o\",deployment=\"gpt-4o#0\",status=\"200\"}");
+        rpm = sky_test_sample(r.body, "skyio_gateway_deployment_rate_limit_rpm{model=\"gpt-4o\","
+                                      "deployment=\"gpt-4o#0\"}");
         sky_test_result_free(&r);
         if (rpm != 6000)
             nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
@@ -215,7 +174,7 @@ static void test_reload_reaches_every_loop(void **state)
 {
     (void)state;
     write_config("added");
-    assert_int_equal(kill(env.serve_pid, SIGHUP), 0);
+    assert_int_equal(kill(env.serve.pid, SIGHUP), 0);
     /* every loop builds the new routing on its own thread: soon, 20 fresh connections in a
      * row all find the new model */
     int streak = 0;
@@ -244,7 +203,7 @@ static void test_sigterm_lets_streams_finish(void **state)
     sky_http_client *clients[6];
     char url[256];
     memset(&st, 0, sizeof(st));
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
     sky_headers *h = sky_headers_new();
     assert_int_equal(
         sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
@@ -266,7 +225,7 @@ static void test_sigterm_lets_streams_finish(void **state)
     }
     int never = 0;
     (void)sky_test_run_until(env.loop, &never, 150); /* the streams have begun */
-    assert_int_equal(kill(env.serve_pid, SIGTERM), 0);
+    assert_int_equal(kill(env.serve.pid, SIGTERM), 0);
     for (int turn = 0; turn < 400 && st.done < 6; turn++) {
         (void)sky_test_run_until(env.loop, &never, 25);
         st.done = 0;
@@ -282,8 +241,8 @@ static void test_sigterm_lets_streams_finish(void **state)
         sky_http_client_free(clients[i]);
     }
     sky_headers_free(h);
-    int status = sky_test_stop_child(env.serve_pid); /* it is ending by itself */
-    env.serve_pid = 0;
+    int status = sky_test_stop_child(env.serve.pid); /* it is ending by itself */
+    env.serve.pid = 0;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
