@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gateway/admin.h"
 #include "gateway/stores.h"
 #include "serve_stores.h"
 
@@ -26,6 +27,11 @@ const char sky_cli_stores_usage[] =
     "                            kept per input (only new inputs go upstream: partial).\n"
     "                            Redis away: served upstream, with a warning\n"
     "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
+    "  --admin-key-env NAME      the admin API on, with the master key in the environment\n"
+    "                            variable NAME (never on the command line): POST /admin/keys\n"
+    "                            {\"name\", \"models\", \"rpm\", \"tpm\"} answers a new key once\n"
+    "                            (kept hashed in --state or --postgres; a restart keeps it),\n"
+    "                            GET /admin/keys lists them, DELETE /admin/keys/NAME revokes\n"
     "  `skyio usage --state FILE | --postgres URL` prints the usage totals.\n"
     "\n";
 
@@ -61,6 +67,8 @@ int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
         st->state = v;
     else if (strcmp(flag, "--postgres") == 0)
         return take_postgres(st, v);
+    else if (strcmp(flag, "--admin-key-env") == 0)
+        st->admin_env = v;
     else if (strcmp(flag, "--cache-ttl-s") == 0)
         return sky_cli_number_opt("serve", flag, v, 1, &st->cache_ttl_s) < 0 ? -1 : 1;
     else
@@ -81,8 +89,34 @@ static int open_one(uv_loop_t *loop, const char *url, const char *what, sky__sto
     return -1;
 }
 
+/* --admin-key-env: the master key's hash to the gateway, with the store's keys. */
+static int open_admin(const sky_cli_stores *st, sky_gateway *gw)
+{
+    const char *master = getenv(st->admin_env);
+    if (master == NULL || master[0] == '\0') {
+        fprintf(stderr, "skyio serve: --admin-key-env: the environment variable %s is not set\n",
+                st->admin_env);
+        return -1;
+    }
+    unsigned char hash[SKY_GATEWAY_SHA256_LEN];
+    sky_error err;
+    sky_error_clear(&err);
+    int rc = sky_gateway_key_hash(sky_span_cstr(master), hash);
+    rc = rc < 0 ? sky_error_set(&err, rc, "cannot hash the master key")
+                : sky__gw_set_admin(gw, st->usage, hash, &err);
+    memset(hash, 0, sizeof(hash));
+    if (rc < 0)
+        fprintf(stderr, "skyio serve: --admin-key-env: %s\n", err.message);
+    return rc < 0 ? -1 : 0;
+}
+
 int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
 {
+    if (st->admin_env && !st->state && !st->postgres) {
+        fprintf(stderr, "skyio serve: --admin-key-env keeps keys in --state or --postgres: give "
+                        "one\n");
+        return -1;
+    }
     if (st->state && st->postgres) {
         fprintf(stderr, "skyio serve: --state and --postgres both keep usage: give one\n");
         return -1;
@@ -97,7 +131,7 @@ int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
         sky__gw_set_cache(gw, st->cache, (uint64_t)st->cache_ttl_s * 1000);
     else if (st->state) /* the state file keeps the cache too */
         sky__gw_set_cache(gw, st->usage, (uint64_t)st->cache_ttl_s * 1000);
-    return 0;
+    return st->admin_env ? open_admin(st, gw) : 0;
 }
 
 void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)

@@ -12,6 +12,7 @@ typedef struct sky_cli_stores {
     const char *state;     /* --state FILE: usage (and the cache, without --cache) */
     char *postgres;        /* --postgres URL (a copy: argv's password is wiped) */
     long long cache_ttl_s; /* --cache-ttl-s */
+    const char *admin_env; /* --admin-key-env NAME: the variable holding the master key */
     sky__store *cache, *usage;
 } sky_cli_stores;
 

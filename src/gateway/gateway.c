@@ -48,6 +48,10 @@ static const struct {
     {"GET", "/metrics", 0, sky__gw_on_metrics},
     /* the live page and its JSON (status.c, page.c): no key either */
     {"GET", "/status.json", 0, sky__gw_on_status},
+    /* the admin API (admin.c): the master key, or 404 when there is none */
+    {"POST", "/admin/keys", 0, sky__gw_on_admin_keys},
+    {"GET", "/admin/keys", 0, sky__gw_on_admin_keys},
+    {"DELETE", "/admin/keys/", 1, sky__gw_on_admin_key},
     {"GET", "/", 0, sky__gw_on_page},
 };
 
@@ -230,6 +234,7 @@ void sky__gw_loop_free(sky_gateway *g)
         sky__gw_table_close(t);
     sky__gw_proxy_end_all(g);
     sky_server_free(g->srv);
+    sky__gw_admin_free(g->admin); /* after the requests that hold its keys */
     while (g->tables)
         sky__gw_table_free(g->tables);
     sky_credential_free(g->credential); /* after the pipelines that borrow it */

@@ -96,6 +96,7 @@ typedef struct gw_access_log gw_access_log;
 typedef struct gw_shared gw_shared;
 typedef struct gw_group gw_group;
 typedef struct gw_routing_copy gw_routing_copy;
+typedef struct gw_admin gw_admin;
 
 /* A deployment as one loop saw it last, for /metrics (monitor.c). */
 typedef struct gw_dep_gauges {
@@ -148,6 +149,7 @@ struct sky_gateway {
     uint64_t cache_ttl_ms;
     uint64_t cache_counts[GW_CACHE_COUNTS]; /* lookups by outcome (GW_CACHE_HIT, ...) */
     struct sky__store *usage; /* usage records (usage_store.c); NULL: none; not owned */
+    gw_admin *admin;          /* the admin API and its keys (admin.c); NULL: off */
     void *shutdown_ud;
 };
 
@@ -219,6 +221,19 @@ char *sky__gw_body_set_model(sky_span body, const char *model, size_t *out_len);
 int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key);
 /* Whether @p key (NULL: any) may use @p model. */
 int sky__gw_key_allows(const gw_key *key, const char *model);
+/* The key the request presents (Bearer or api-key) into @p out (borrowed): 1, or 0. */
+int sky__gw_presented_key(sky_server_req *r, sky_span *out);
+
+/* ---- admin.c: keys made through the admin API (setter: admin.h) ---- */
+/* Whether the admin API is on (and so every model call needs a key). */
+int sky__gw_admin_on(const sky_gateway *g);
+/* The live admin key whose hash is @p hash, compared in constant time with each; or NULL. */
+gw_key *sky__gw_admin_match(sky_gateway *g, const unsigned char *hash);
+/* With the gateway: its keys are freed once the store's calls in flight have answered. */
+void sky__gw_admin_free(gw_admin *a);
+/* POST and GET /admin/keys; DELETE /admin/keys/{name}. */
+void sky__gw_on_admin_keys(sky_server_req *r, void *gateway);
+void sky__gw_on_admin_key(sky_server_req *r, void *gateway);
 
 /* ---- record.c ---- */
 

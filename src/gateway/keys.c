@@ -20,7 +20,7 @@ int sky_gateway_key_hash(sky_span key, unsigned char out[SKY_GATEWAY_SHA256_LEN]
 }
 
 /* The key of "Authorization: Bearer K" (OpenAI's SDKs) or "api-key: K" (Azure's). */
-static int presented_key(sky_server_req *r, sky_span *out)
+int sky__gw_presented_key(sky_server_req *r, sky_span *out)
 {
     sky_span v;
     if (sky_server_req_header(r, "authorization", &v)) {
@@ -54,16 +54,19 @@ int sky__gw_authenticate(sky_gateway *g, sky_server_req *r, gw_key **out_key)
     sky_span key;
     unsigned char hash[SKY_GATEWAY_SHA256_LEN];
     *out_key = NULL;
-    if (g->table->n_keys == 0)
+    if (g->table->n_keys == 0 && !sky__gw_admin_on(g))
         return 0;
-    if (!presented_key(r, &key)) {
+    if (!sky__gw_presented_key(r, &key)) {
         sky__gw_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
                       "or 'api-key: KEY'.");
         return -1;
     }
-    if (sky_gateway_key_hash(key, hash) == 0)
+    if (sky_gateway_key_hash(key, hash) == 0) {
+        gw_key *made = sky__gw_admin_match(g, hash); /* both looked at: no early exit */
         *out_key = match_key(g->table, hash);
+        *out_key = *out_key ? *out_key : made;
+    }
     OPENSSL_cleanse(hash, sizeof(hash));
     if (*out_key == NULL) {
         /* never the key itself, not even a part of it: the reply may be logged anywhere */

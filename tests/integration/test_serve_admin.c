@@ -1,0 +1,297 @@
+/*
+ * The admin API end to end: `skyio serve --state FILE --admin-key-env NAME` in front of
+ * `skyio mock`. A key made with the master key is answered once, works for a chat, is
+ * listed without any secret, is refused once revoked, and outlives a restart on the same
+ * state file. A wrong or missing master key changes nothing; without --admin-key-env the
+ * routes are 404. Neither the master key nor a made key appears in serve's output.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "harness_cli.h"
+#include "skyio/json.h"
+
+#define MASTER_KEY "sk-master-canary-5d1e80b2"
+
+typedef struct serve {
+    pid_t pid;
+    int port;
+    char base[64];
+} serve;
+
+static struct {
+    sky_test_mock mock;
+    char dir[256];
+    uv_loop_t *loop;
+    sky_http_client *client;
+} env;
+
+static void write_config(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+            " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+            env.mock.base_url, env.mock.base_url);
+    fclose(f);
+}
+
+/* Start serve on the state file, logging to @p name.log; @p admin: with the master key. */
+static void start_serve(serve *s, const char *name, int admin)
+{
+    char config[512], port_file[512], log[512], db[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    snprintf(port_file, sizeof(port_file), "%s/%s.port", env.dir, name);
+    snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
+    snprintf(db, sizeof(db), "%s/state.db", env.dir);
+    memset(s, 0, sizeof(*s));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sky_test_die_with_parent(parent);
+        setenv("SKY_TEST_MASTER", MASTER_KEY, 1);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        const char *argv[] = {SKY_TEST_BIN,
+                              "serve",
+                              "--config",
+                              config,
+                              "--port",
+                              "0",
+                              "--port-file",
+                              port_file,
+                              "--state",
+                              db,
+                              "--access-log",
+                              "-",
+                              admin ? "--admin-key-env" : NULL,
+                              "SKY_TEST_MASTER",
+                              NULL};
+        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    for (int i = 0; i < 1000 && s->port == 0; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        s->port = sky_test_read_port(port_file);
+    }
+    if (s->port == 0)
+        fail_msg("skyio serve did not start; see %s", log);
+    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+}
+
+static void stop_serve(serve *s)
+{
+    int st = sky_test_stop_child(s->pid);
+    s->pid = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    sky_test_tmpdir(env.dir, sizeof(env.dir));
+    sky_test_mock_start(&env.mock, NULL);
+    char config[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    write_config(config);
+    env.loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sky_http_client_free(env.client);
+    sky_test_loop_free(env.loop);
+    sky_test_mock_stop(&env.mock);
+    sky_test_rmdir(env.dir);
+    return 0;
+}
+
+/* @p method @p path on @p s with "Authorization: Bearer @p key" (NULL: none). */
+static void call(const serve *s, const char *method, const char *path, const char *key,
+                 const char *body, sky_test_result *out)
+{
+    char url[256], auth[160];
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key ? key : "");
+    const char *headers[] = {key ? auth : NULL, NULL};
+    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
+    assert_int_equal(out->err_code, 0);
+}
+
+static int status_of(const serve *s, const char *method, const char *path, const char *key,
+                     const char *body)
+{
+    sky_test_result r;
+    call(s, method, path, key, body, &r);
+    int st = r.status;
+    if (st >= 400) { /* every error is OpenAI's shape */
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        assert_non_null(json_string_value(sky_json_path(j, "error.message")));
+        json_decref(j);
+    }
+    sky_test_result_free(&r);
+    return st;
+}
+
+static int chat(const serve *s, const char *key, const char *model)
+{
+    char body[160];
+    snprintf(body, sizeof(body),
+             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", model);
+    return status_of(s, "POST", "/v1/chat/completions", key, body);
+}
+
+/* POST /admin/keys as the master: the new key into @p key_out. */
+static void create(const serve *s, const char *body, char *key_out, size_t len)
+{
+    sky_test_result r;
+    call(s, "POST", "/admin/keys", MASTER_KEY, body, &r);
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    const char *key = json_string_value(json_object_get(j, "key"));
+    assert_non_null(key);
+    assert_int_equal(strlen(key), strlen("sk-skyio-") + 32);
+    assert_memory_equal(key, "sk-skyio-", 9);
+    snprintf(key_out, len, "%s", key);
+    json_decref(j);
+    sky_test_result_free(&r);
+}
+
+/* GET /admin/keys: its body (free it); no key or hash in it. */
+static json_t *listing(const serve *s, const char *const *secrets)
+{
+    sky_test_result r;
+    call(s, "GET", "/admin/keys", MASTER_KEY, NULL, &r);
+    assert_int_equal(r.status, 200);
+    for (size_t i = 0; secrets[i]; i++)
+        assert_null(strstr(r.body, secrets[i]));
+    assert_null(strstr(r.body, "\"key\""));
+    assert_null(strstr(r.body, "hash"));
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    assert_non_null(j);
+    sky_test_result_free(&r);
+    return j;
+}
+
+static const json_t *listed(const json_t *list, const char *name)
+{
+    const json_t *data = json_object_get(list, "data");
+    for (size_t i = 0; i < json_array_size(data); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(data, i), "name")), name) == 0)
+            return json_array_get(data, i);
+    return NULL;
+}
+
+static void assert_log_clean(const char *name, const char *const *secrets)
+{
+    char path[512];
+    static char log[65536];
+    snprintf(path, sizeof(path), "%s/%s.log", env.dir, name);
+    sky_test_slurp(path, log, sizeof(log));
+    for (size_t i = 0; secrets[i]; i++)
+        assert_null(strstr(log, secrets[i]));
+    assert_null(strstr(log, MASTER_KEY));
+}
+
+static void admin_keys_lifecycle(void **state)
+{
+    (void)state;
+    serve s;
+    char team[80], ci[80];
+    start_serve(&s, "first", 1);
+
+    /* no master key, a wrong one, or a made key: refused, and nothing is made */
+    const char *body = "{\"name\":\"team-a\",\"models\":[\"gpt-4o\"],\"rpm\":600,\"tpm\":90000}";
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", NULL, body), 401);
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", "sk-master-wrong", body), 401);
+    assert_int_equal(status_of(&s, "GET", "/admin/keys", "sk-master-wrong", NULL), 401);
+    const char *none[] = {NULL};
+    json_t *l = listing(&s, none);
+    assert_int_equal(json_array_size(json_object_get(l, "data")), 0);
+    json_decref(l);
+    /* the gateway asks for a key now that it can make them */
+    assert_int_equal(chat(&s, NULL, "gpt-4o"), 401);
+
+    create(&s, body, team, sizeof(team));
+    create(&s, "{\"name\":\"ci\"}", ci, sizeof(ci));
+    assert_string_not_equal(team, ci);
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, body), 409);
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, "{\"name\":\"a b\"}"), 400);
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", team, "{\"name\":\"x\"}"), 401);
+
+    assert_int_equal(chat(&s, team, "gpt-4o"), 200);
+    assert_int_equal(chat(&s, team, "gpt-4o-mini"), 403); /* not among its models */
+    assert_int_equal(chat(&s, ci, "gpt-4o-mini"), 200);
+    assert_int_equal(chat(&s, "sk-skyio-00000000000000000000000000000000", "gpt-4o"), 401);
+
+    const char *secrets[] = {team, ci, NULL};
+    l = listing(&s, secrets);
+    const json_t *t = listed(l, "team-a");
+    assert_non_null(t);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(t, "models"), 0)),
+                        "gpt-4o");
+    assert_int_equal((int)json_number_value(json_object_get(t, "rpm")), 600);
+    assert_int_equal((int)json_number_value(json_object_get(t, "tpm")), 90000);
+    assert_true(json_integer_value(json_object_get(t, "created")) > 1700000000);
+    assert_non_null(listed(l, "ci"));
+    json_decref(l);
+
+    /* revoked: refused at once; a wrong master key revokes nothing */
+    assert_int_equal(status_of(&s, "DELETE", "/admin/keys/ci", "sk-master-wrong", NULL), 401);
+    assert_int_equal(chat(&s, ci, "gpt-4o"), 200);
+    assert_int_equal(status_of(&s, "DELETE", "/admin/keys/ci", MASTER_KEY, NULL), 200);
+    assert_int_equal(status_of(&s, "DELETE", "/admin/keys/ci", MASTER_KEY, NULL), 404);
+    assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
+    assert_int_equal(chat(&s, team, "gpt-4o"), 200);
+    stop_serve(&s);
+    assert_log_clean("first", secrets);
+
+    /* a restart on the same state: the made key works, the revoked one does not */
+    start_serve(&s, "second", 1);
+    assert_int_equal(chat(&s, team, "gpt-4o"), 200);
+    assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
+    l = listing(&s, secrets);
+    assert_non_null(listed(l, "team-a"));
+    assert_null(listed(l, "ci"));
+    json_decref(l);
+    stop_serve(&s);
+    assert_log_clean("second", secrets);
+
+    /* without --admin-key-env: no admin API, whatever key is presented */
+    start_serve(&s, "plain", 0);
+    assert_int_equal(status_of(&s, "GET", "/admin/keys", MASTER_KEY, NULL), 404);
+    assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, body), 404);
+    stop_serve(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(admin_keys_lifecycle),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
