@@ -5,32 +5,26 @@
  * state file. A wrong or missing master key changes nothing; without --admin-key-env the
  * routes are 404. Neither the master key nor a made key appears in serve's output.
  */
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
-#include "harness_cli.h"
+#include "harness_serve.h"
 #include "skyio/json.h"
 
 #define MASTER_KEY "sk-master-canary-5d1e80b2"
 
-typedef struct serve {
-    pid_t pid;
-    int port;
-    char base[64];
-} serve;
+typedef sky_test_serve serve;
 
 static struct {
     sky_test_mock mock;
@@ -50,53 +44,30 @@ static void write_config(const char *path)
     fclose(f);
 }
 
-/* Start serve on the state file, logging to @p name.log; @p admin: with the master key. */
+static void master_in_env(void)
+{
+    setenv("SKY_TEST_MASTER", MASTER_KEY, 1);
+}
+
+/* Start serve on the state file, its logs in the folder @p name; @p admin: the admin API. */
 static void start_serve(serve *s, const char *name, int admin)
 {
-    char config[512], port_file[512], log[512], db[512];
+    char config[512], dir[512], db[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/%s.port", env.dir, name);
-    snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
+    snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
     snprintf(db, sizeof(db), "%s/state.db", env.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    const char *args[] = {"--config",
+                          config,
+                          "--state",
+                          db,
+                          "--access-log",
+                          "-",
+                          admin ? "--admin-key-env" : NULL,
+                          "SKY_TEST_MASTER",
+                          NULL};
     memset(s, 0, sizeof(*s));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        setenv("SKY_TEST_MASTER", MASTER_KEY, 1);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        const char *argv[] = {SKY_TEST_BIN,
-                              "serve",
-                              "--config",
-                              config,
-                              "--port",
-                              "0",
-                              "--port-file",
-                              port_file,
-                              "--state",
-                              db,
-                              "--access-log",
-                              "-",
-                              admin ? "--admin-key-env" : NULL,
-                              "SKY_TEST_MASTER",
-                              NULL};
-        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int i = 0; i < 1000 && s->port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        s->port = sky_test_read_port(port_file);
-    }
-    if (s->port == 0)
-        fail_msg("skyio serve did not start; see %s", log);
-    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+    sky_test_serve_start(s, dir, args, master_in_env);
 }
 
 static void stop_serve(serve *s)
@@ -206,15 +177,19 @@ static const json_t *listed(const json_t *list, const char *name)
     return NULL;
 }
 
+/* No secret in what serve wrote (its access log is on stderr). */
 static void assert_log_clean(const char *name, const char *const *secrets)
 {
-    char path[512];
-    static char log[65536];
-    snprintf(path, sizeof(path), "%s/%s.log", env.dir, name);
-    sky_test_slurp(path, log, sizeof(log));
-    for (size_t i = 0; secrets[i]; i++)
-        assert_null(strstr(log, secrets[i]));
-    assert_null(strstr(log, MASTER_KEY));
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
+    assert_true(sky_test_file_holds(dir, "stdout.log", "listening"));
+    assert_true(sky_test_file_holds(dir, "stderr.log", "gpt-4o")); /* the access log */
+    for (size_t i = 0; secrets[i]; i++) {
+        assert_false(sky_test_file_holds(dir, "stderr.log", secrets[i]));
+        assert_false(sky_test_file_holds(dir, "stdout.log", secrets[i]));
+    }
+    assert_false(sky_test_file_holds(dir, "stderr.log", MASTER_KEY));
+    assert_false(sky_test_file_holds(dir, "stdout.log", MASTER_KEY));
 }
 
 static void admin_keys_lifecycle(void **state)
