@@ -94,7 +94,7 @@ int sky_test_wait_port_file(pid_t *pid, const char *port_file, unsigned timeout_
                                "stderr.log");
 }
 
-static void redirect(const char *dir, const char *name, int fd)
+void sky_test_redirect(const char *dir, const char *name, int fd)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -132,14 +132,10 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
     for (size_t i = 0; args && args[i] && n < SKY_ARRAY_LEN(argv) - 1; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
+    pid_t pid = sky_test_fork();
     if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        redirect(m->dir, "stdout.log", 1);
-        redirect(m->dir, "stderr.log", 2);
+        sky_test_redirect(m->dir, "stdout.log", 1);
+        sky_test_redirect(m->dir, "stderr.log", 2);
         execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
@@ -151,6 +147,17 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args)
     }
     snprintf(m->base_url, sizeof(m->base_url), "%s://127.0.0.1:%d", m->tls ? "https" : "http",
              m->port);
+}
+
+pid_t sky_test_fork(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0)
+        sky_test_die_with_parent(parent);
+    return pid;
 }
 
 void sky_test_die_with_parent(pid_t parent)

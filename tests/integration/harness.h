@@ -25,6 +25,10 @@ void sky_test_mock_start(sky_test_mock *m, const char *const *args);
 int sky_test_mock_stop(sky_test_mock *m);
 /* The same for any child process: its wait status, 0 when @p pid is not a process. */
 int sky_test_stop_child(pid_t pid);
+/* fork(), failing the test when it cannot; the child (0 returned) dies with this process. */
+pid_t sky_test_fork(void);
+/* In a forked child: @p fd into the file @p dir/@p name (created, truncated). */
+void sky_test_redirect(const char *dir, const char *name, int fd);
 /* In a forked child: get SIGTERM when the test process @p parent ends, however it ends. */
 void sky_test_die_with_parent(pid_t parent);
 

@@ -21,17 +21,6 @@
 #define SKY_TEST_SRCDIR "."
 #endif
 
-static void az_redirect(const char *dir, const char *name, int fd)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out >= 0) {
-        dup2(out, fd);
-        close(out);
-    }
-}
-
 /* The port from "successfully listens on http://127.0.0.1:PORT" in the log, or 0. */
 static int az_read_port(const void *arg)
 {
@@ -78,8 +67,8 @@ static void az_exec(const az_service *s, const char *bin, const char *dir)
     /* In memory: --location cannot go with --inMemoryPersistence. */
     if (chdir(dir) != 0)
         _exit(126);
-    az_redirect(dir, "stdout.log", 1);
-    az_redirect(dir, "stderr.log", 2);
+    sky_test_redirect(dir, "stdout.log", 1);
+    sky_test_redirect(dir, "stderr.log", 2);
     execv(bin, (char *const *)(uintptr_t)argv);
     _exit(127);
 }
@@ -93,12 +82,8 @@ static void az_start(sky_test_azurite *a, const az_service *s)
     if (access(bin, X_OK) != 0)
         fail_msg("Azurite is not installed (%s missing): run scripts/install-deps", bin);
     sky_test_tmpdir(a->dir, sizeof(a->dir));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
+    pid_t pid = sky_test_fork();
     if (pid == 0) {
-        sky_test_die_with_parent(parent);
         az_exec(s, bin, a->dir);
     }
     a->pid = pid;

@@ -105,12 +105,8 @@ static void rd_spawn(sky_test_redis *r)
     if (access(bin, X_OK) != 0)
         fail_msg("redis-server is not installed (%s missing): run scripts/install-deps", bin);
     snprintf(conf, sizeof(conf), "%s/redis.conf", r->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
+    pid_t pid = sky_test_fork();
     if (pid == 0) {
-        sky_test_die_with_parent(parent);
         execl(bin, bin, conf, (char *)NULL);
         _exit(127);
     }

@@ -13,17 +13,6 @@
 #include "harness.h"
 #include "harness_serve.h"
 
-void sky_test_redirect(const char *dir, const char *name, int fd)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out >= 0) {
-        dup2(out, fd);
-        close(out);
-    }
-}
-
 static void serve_exec(const char *dir, const char *port_file, const char *const *args)
 {
     const char *argv[40] = {SKY_TEST_BIN, "serve", "--port", "0", "--port-file", port_file};
@@ -43,11 +32,8 @@ void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const 
     char port_file[512];
     snprintf(port_file, sizeof(port_file), "%s/port", dir);
     memset(s, 0, sizeof(*s));
-    pid_t parent = getpid();
-    s->pid = fork();
-    assert_true(s->pid >= 0);
+    s->pid = sky_test_fork();
     if (s->pid == 0) {
-        sky_test_die_with_parent(parent);
         if (child_env)
             child_env();
         serve_exec(dir, port_file, args);

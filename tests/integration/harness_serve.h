@@ -19,14 +19,10 @@ typedef struct sky_test_serve {
 void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const *args,
                           void (*child_env)(void));
 
-/* In a forked child: @p fd into the file @p dir/@p name (created, truncated). */
-void sky_test_redirect(const char *dir, const char *name, int fd);
-
 /* Whether the file @p dir/@p name holds @p needle (0 when it is missing). */
 int sky_test_file_holds(const char *dir, const char *name, const char *needle);
 
-/* The value of the metrics sample @p series (its whole text up to the value) in @p text; -1: none.
- */
+/* The value of the metrics sample @p series (its text up to the value) in @p text; -1: none. */
 double sky_test_sample(const char *text, const char *series);
 
 #endif
