@@ -13,37 +13,65 @@
 #include "harness.h"
 #include "harness_serve.h"
 
-static void serve_exec(const char *dir, const char *port_file, const char *const *args)
+/* In the child: exec serve with stdout and stderr in @p out and @p err of @p dir (err NULL: out).
+ */
+static void serve_exec(const char *dir, const char *port_file, const char *out, const char *err,
+                       const char *const *args)
 {
     const char *argv[40] = {SKY_TEST_BIN, "serve", "--port", "0", "--port-file", port_file};
     size_t n = 6;
     for (size_t i = 0; args && args[i] && n < SKY_ARRAY_LEN(argv) - 1; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    sky_test_redirect(dir, "stdout.log", 1);
-    sky_test_redirect(dir, "stderr.log", 2);
+    sky_test_redirect(dir, out, 1);
+    if (err)
+        sky_test_redirect(dir, err, 2);
+    else
+        dup2(1, 2);
     execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
     _exit(127);
 }
 
-void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const *args,
-                          void (*child_env)(void))
+static int port_ready(const void *port_file)
+{
+    return sky_test_read_port(port_file);
+}
+
+/* Fork serve (see serve_exec) and wait up to 10 s for @p port_name in @p dir. */
+static void serve_spawn(sky_test_serve *s, const char *dir, const char *port_name, const char *out,
+                        const char *err, const char *const *args, void (*child_env)(void))
 {
     char port_file[512];
-    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    const char *log = err ? err : out;
+    snprintf(port_file, sizeof(port_file), "%s/%s", dir, port_name);
     memset(s, 0, sizeof(*s));
     s->pid = sky_test_fork();
     if (s->pid == 0) {
         if (child_env)
             child_env();
-        serve_exec(dir, port_file, args);
+        serve_exec(dir, port_file, out, err, args);
     }
-    s->port = sky_test_wait_port_file(&s->pid, port_file, 10000, "skyio serve", dir);
+    s->port = sky_test_wait_ready(&s->pid, port_ready, port_file, 10000, "skyio serve", dir, log);
     if (s->port == 0) {
         sky_test_stop_child(s->pid);
-        fail_msg("skyio serve did not start within 10 s; see %s/stderr.log", dir);
+        fail_msg("skyio serve did not start within 10 s; see %s/%s", dir, log);
     }
     snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+}
+
+void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const *args,
+                          void (*child_env)(void))
+{
+    serve_spawn(s, dir, "port", "stdout.log", "stderr.log", args, child_env);
+}
+
+void sky_test_serve_start_named(sky_test_serve *s, const char *dir, const char *name,
+                                const char *const *args, void (*child_env)(void))
+{
+    char port_name[128], log[128];
+    snprintf(port_name, sizeof(port_name), "%s.port", name);
+    snprintf(log, sizeof(log), "%s.log", name);
+    serve_spawn(s, dir, port_name, log, NULL, args, child_env);
 }
 
 int sky_test_file_holds(const char *dir, const char *name, const char *needle)

@@ -19,6 +19,13 @@ typedef struct sky_test_serve {
 void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const *args,
                           void (*child_env)(void));
 
+/*
+ * The same for one of several serves in @p dir: the port in @p dir/@p name.port, stdout and
+ * stderr both in @p dir/@p name.log.
+ */
+void sky_test_serve_start_named(sky_test_serve *s, const char *dir, const char *name,
+                                const char *const *args, void (*child_env)(void));
+
 /* Whether the file @p dir/@p name holds @p needle (0 when it is missing). */
 int sky_test_file_holds(const char *dir, const char *name, const char *needle);
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_serve.h"
 
 #define STREAMS 300
 #define CAPPED_CALLS 40
@@ -29,9 +30,8 @@
 
 typedef struct conc_env {
     sky_test_mock open, capped; /* behind a deployment without a limit, and one of CAP */
-    pid_t serve_pid;
+    sky_test_serve serve;
     char dir[256];
-    char base[128];
     uv_loop_t *loop;
     sky_http_client *client;
 } conc_env;
@@ -55,35 +55,11 @@ static void write_config(const char *path)
 
 static void start_serve(void)
 {
-    char config[512], port_file[512], log[512];
+    char config[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/port", env.dir);
-    snprintf(log, sizeof(log), "%s/serve.log", env.dir);
     write_config(config);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (out >= 0) {
-            dup2(out, 1);
-            dup2(out, 2);
-            close(out);
-        }
-        execl(SKY_TEST_BIN, SKY_TEST_BIN, "serve", "--config", config, "--port", "0", "--port-file",
-              port_file, "--grace-ms", "2000", (char *)NULL);
-        _exit(127);
-    }
-    env.serve_pid = pid;
-    int port = 0;
-    for (int i = 0; i < 1000 && port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        port = sky_test_read_port(port_file);
-    }
-    if (port == 0)
-        fail_msg("skyio serve did not start; see %s", log);
-    snprintf(env.base, sizeof(env.base), "http://127.0.0.1:%d", port);
+    const char *const args[] = {"--config", config, "--grace-ms", "2000", NULL};
+    sky_test_serve_start_named(&env.serve, env.dir, "serve", args, NULL);
 }
 
 static int setup(void **state)
@@ -107,7 +83,7 @@ static int teardown(void **state)
     (void)state;
     sky_http_client_free(env.client);
     sky_test_loop_free(env.loop);
-    int status = sky_test_stop_child(env.serve_pid);
+    int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.open);
     sky_test_mock_stop(&env.capped);
     sky_test_rmdir(env.dir);
@@ -147,7 +123,7 @@ static void send_burst(const char *model, int n, burst *b, char *body, size_t bo
     sky_http_request_options o;
     memset(b, 0, sizeof(*b));
     b->n = n;
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.base);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
     snprintf(body, body_len, STREAM_BODY, model);
     sky_test_post_options(&o, url, body, on_done, b);
     o.timeout_ms = 30000;

@@ -24,13 +24,10 @@
 #include "harness.h"
 #include "harness_postgres.h"
 #include "harness_redis.h"
+#include "harness_serve.h"
 #include "skyio/json.h"
 
-typedef struct serve {
-    pid_t pid;
-    int port;
-    char base[64];
-} serve;
+typedef sky_test_serve serve;
 
 static struct {
     sky_test_mock mock;
@@ -56,42 +53,21 @@ static void write_config(const char *path)
 }
 
 /* Start `skyio serve` with the config and @p args (NULL-terminated). */
+static void serve_keys_env(void)
+{
+    setenv("SKY_TEST_KEY_A", "sk-test-alice", 1);
+    setenv("SKY_TEST_KEY_B", "sk-test-bob", 1);
+}
+
 static void start_serve_args(serve *s, const char *name, const char *const *args)
 {
-    char config[512], port_file[512], log[512];
+    char config[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(port_file, sizeof(port_file), "%s/%s.port", env.dir, name);
-    snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sky_test_die_with_parent(parent);
-        setenv("SKY_TEST_KEY_A", "sk-test-alice", 1);
-        setenv("SKY_TEST_KEY_B", "sk-test-bob", 1);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        const char *argv[32] = {SKY_TEST_BIN, "serve",       "--config", config,       "--port",
-                                "0",          "--port-file", port_file,  "--grace-ms", "1000"};
-        size_t n = 10;
-        for (size_t i = 0; args[i] && n < 31; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int i = 0; i < 1000 && s->port == 0; i++) {
-        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        s->port = sky_test_read_port(port_file);
-    }
-    if (s->port == 0)
-        fail_msg("skyio serve did not start; see %s", log);
-    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+    const char *all[32] = {"--config", config, "--grace-ms", "1000"};
+    size_t n = 4;
+    for (size_t i = 0; args[i] && n < SKY_ARRAY_LEN(all) - 1; i++)
+        all[n++] = args[i];
+    sky_test_serve_start_named(s, env.dir, name, all, serve_keys_env);
 }
 
 static void start_serve(serve *s, const char *name, const char *cache)
@@ -363,7 +339,7 @@ static void stored_responses(void **state)
 /* The value of the metric line starting with @p series in @p s's /metrics, or -1. */
 static long long metric(const serve *s, const char *series)
 {
-    char url[128];
+    char url[256];
     snprintf(url, sizeof(url), "%s/metrics", s->base);
     sky_test_result r;
     sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
