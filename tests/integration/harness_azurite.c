@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "harness_azurite.h"
+#include "harness_cli.h"
 
 #ifndef SKY_TEST_SRCDIR
 #define SKY_TEST_SRCDIR "."
@@ -27,12 +28,7 @@ static int az_read_port(const void *arg)
     const char *dir = arg;
     char path[512], text[8192];
     snprintf(path, sizeof(path), "%s/stdout.log", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    sky_test_slurp(path, text, sizeof(text));
     const char *p = strstr(text, "listens on http://127.0.0.1:");
     return p ? atoi(p + strlen("listens on http://127.0.0.1:")) : 0;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_cli.h"
 #include "harness_serve.h"
 
 /* In the child: exec serve with stdout and stderr in @p out and @p err of @p dir (err NULL: out).
@@ -79,12 +80,7 @@ int sky_test_file_holds(const char *dir, const char *name, const char *needle)
     char path[512];
     static char text[1 << 20];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    sky_test_slurp(path, text, sizeof(text));
     return strstr(text, needle) != NULL;
 }
 
