@@ -354,6 +354,17 @@ json_t *sky_test_mock_stats(const sky_test_mock *m)
     return sky_test_mock_get_json(m, "/mock/stats");
 }
 
+int64_t sky_test_mock_stat(const sky_test_mock *m, const char *path)
+{
+    json_t *s = sky_test_mock_stats(m);
+    json_t *v = sky_json_path(s, path);
+    if (!json_is_integer(v))
+        fail_msg("no integer at %s of the mock's stats", path);
+    int64_t n = (int64_t)json_integer_value(v);
+    json_decref(s);
+    return n;
+}
+
 json_t *sky_test_mock_get_json(const sky_test_mock *m, const char *path)
 {
     char url[512];

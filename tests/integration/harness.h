@@ -101,6 +101,9 @@ void sky_test_post_options(sky_http_request_options *o, const char *url, const c
 /* GET /mock/stats of @p m as JSON (new reference); aborts the test on failure. */
 json_t *sky_test_mock_stats(const sky_test_mock *m);
 
+/* The integer at @p path (sky_json_path syntax) of @p m's /mock/stats; fails when there is none. */
+int64_t sky_test_mock_stat(const sky_test_mock *m, const char *path);
+
 /* GET @p path of @p m (a 200 with a JSON body) as JSON (new reference); aborts on failure. */
 json_t *sky_test_mock_get_json(const sky_test_mock *m, const char *path);
 

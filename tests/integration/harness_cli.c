@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "harness_cli.h"
+#include "skyio/json.h"
 
 void sky_test_slurp(const char *path, char *buf, size_t len)
 {
@@ -88,4 +89,12 @@ void sky_test_run_skyio(sky_test_cli_out *r, const char *sub, const char *fmt, .
     sky_test_run_cli(argv, NULL, NULL, 120, r);
     if (r->code >= 128)
         fail_msg("skyio %s %s: no normal exit (code %d); stderr:\n%s", sub, args, r->code, r->err);
+}
+
+json_t *sky_test_cli_json(const sky_test_cli_out *r)
+{
+    json_t *j = NULL;
+    if (sky_json_parse(sky_span_cstr(r->out), &j, NULL) < 0)
+        fail_msg("stdout is not JSON:\n%s\nstderr:\n%s", r->out, r->err);
+    return j;
 }

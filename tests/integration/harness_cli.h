@@ -41,4 +41,8 @@ void sky_test_run_cli(const char *const *argv, const char *input, void (*child_e
 void sky_test_run_skyio(sky_test_cli_out *r, const char *sub, const char *fmt, ...)
     SKY_PRINTF(3, 4);
 
+/* The stdout of @p r as JSON (new reference); fails the test, showing both outputs, when it is not.
+ */
+json_t *sky_test_cli_json(const sky_test_cli_out *r);
+
 #endif

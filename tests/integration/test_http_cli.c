@@ -31,25 +31,6 @@ typedef sky_test_cli_out run;
 /* Run `skyio http ARGS` (split as a shell would) and wait; a crash fails the test. */
 #define http_cli(r, ...) sky_test_run_skyio((r), "http", __VA_ARGS__)
 
-/* The run's stdout as JSON (new reference); fails the test when it is not. */
-static json_t *out_json(const run *r)
-{
-    json_t *j = NULL;
-    if (sky_json_parse(sky_span_cstr(r->out), &j, NULL) < 0)
-        fail_msg("stdout is not JSON:\n%s\nstderr:\n%s", r->out, r->err);
-    return j;
-}
-
-static int64_t stat_of(const sky_test_mock *m, const char *path)
-{
-    json_t *s = sky_test_mock_stats(m);
-    json_t *v = sky_json_path(s, path);
-    assert_true(json_is_integer(v));
-    int64_t n = (int64_t)json_integer_value(v);
-    json_decref(s);
-    return n;
-}
-
 static int64_t json_int_at(const json_t *j, const char *path)
 {
     json_t *v = sky_json_path(j, path);
@@ -179,16 +160,16 @@ static void test_get_prints_the_body(void **state)
     assert_int_equal(r.code, 0);
     assert_string_equal(r.err, "");
     /* stdout is the body and nothing else */
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "list");
     assert_string_equal(json_string_value(sky_json_path(j, "data.0.id")), "gpt-4o-mini");
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.models"), 1);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 1);
     /* an error status: exit 1, the status on stderr, the error body still on stdout */
     http_cli(&r, "%s/v1/no-such-thing", m.base_url);
     assert_int_equal(r.code, 1);
     assert_non_null(strstr(r.err, "HTTP 404"));
-    j = out_json(&r);
+    j = sky_test_cli_json(&r);
     assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "not_found");
     json_decref(j);
     assert_int_equal(sky_test_mock_stop(&m), 0);
@@ -206,7 +187,7 @@ static void test_post_data(void **state)
     /* -d makes it a POST (chat takes nothing else); --json-body labels it */
     http_cli(&r, "-d '%s' --json-body %s/v1/chat/completions", chat_body, m.base_url);
     assert_int_equal(r.code, 0);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "chat.completion");
     assert_int_equal(json_int_at(j, "usage.completion_tokens"), 5);
     int64_t prompt = json_int_at(j, "usage.prompt_tokens");
@@ -216,25 +197,25 @@ static void test_post_data(void **state)
     http_cli(&r, "-d @%s -H 'Content-Type: application/json' %s/v1/chat/completions", file,
              m.base_url);
     assert_int_equal(r.code, 0);
-    j = out_json(&r);
+    j = sky_test_cli_json(&r);
     assert_int_equal(json_int_at(j, "usage.prompt_tokens"), prompt);
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 2);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 2);
     /* no Content-Type unless asked for: the mock refuses it, and says why on stdout */
     http_cli(&r, "-d '%s' %s/v1/chat/completions", chat_body, m.base_url);
     assert_int_equal(r.code, 1);
     assert_non_null(strstr(r.err, "HTTP 400"));
-    j = out_json(&r);
+    j = sky_test_cli_json(&r);
     assert_string_equal(json_string_value(sky_json_path(j, "error.code")),
                         "unsupported_content_type");
     json_decref(j);
     /* a file that is not there: a usage error, and nothing sent */
-    int64_t before = stat_of(&m, "requests");
+    int64_t before = sky_test_mock_stat(&m, "requests");
     http_cli(&r, "-d @%s/missing.json --json-body %s/v1/chat/completions", dir, m.base_url);
     assert_int_equal(r.code, 2);
     assert_non_null(strstr(r.err, "cannot read"));
     assert_non_null(strstr(r.err, "missing.json"));
-    assert_int_equal(stat_of(&m, "requests"), before);
+    assert_int_equal(sky_test_mock_stat(&m, "requests"), before);
     sky_test_rmdir(dir);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
@@ -253,25 +234,25 @@ static void test_method_headers_and_include(void **state)
     assert_true(strncmp(r.err, "HTTP 200\n", 9) == 0);
     assert_true(has_nocase(r.err, "\nx-ms-client-request-id: abc-123\n"));
     assert_true(has_nocase(r.err, "\ncontent-type: application/json"));
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_string_equal(sky_json_str(j, "object", ""), "list");
     json_decref(j);
     /* without -i, stderr stays empty */
     http_cli(&r, "-H 'X-Ms-Client-Request-Id: abc-123' %s/v1/models", m.base_url);
     assert_int_equal(r.code, 0);
     assert_string_equal(r.err, "");
-    assert_int_equal(stat_of(&m, "endpoints.models"), 2);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 2);
     /* -X: the mock's counters are zeroed only by a POST to /mock/reset */
     http_cli(&r, "--method POST %s/mock/reset", m.base_url);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "\"reset\":true"));
-    assert_int_equal(stat_of(&m, "endpoints.models"), 0);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 0);
     /* and a header that is not 'Name: value' is a usage error */
     http_cli(&r, "-H NoColon %s/v1/models", m.base_url);
     assert_int_equal(r.code, 2);
     assert_non_null(strstr(r.err, "'NoColon' is not 'Name: value'"));
     assert_string_equal(r.out, "");
-    assert_int_equal(stat_of(&m, "endpoints.models"), 0);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 0);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -300,12 +281,12 @@ static void test_sse(void **state)
         chunks++;
     }
     assert_int_equal(chunks, 10);
-    assert_int_equal(stat_of(&m, "streams"), 1);
+    assert_int_equal(sky_test_mock_stat(&m, "streams"), 1);
     /* a reply that is no event stream (the mock's JSON error) is shown as it came */
     http_cli(&r, "--sse --json-body -d '{\"model\":' %s/v1/chat/completions", m.base_url);
     assert_int_equal(r.code, 1);
     assert_non_null(strstr(r.err, "HTTP 400"));
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "invalid_json");
     json_decref(j);
     assert_int_equal(sky_test_mock_stop(&m), 0);
@@ -329,7 +310,8 @@ static void test_timeout(void **state)
     assert_non_null(strstr(r.err, "ETIMEDOUT"));
     assert_string_equal(r.out, "");
     assert_true(ms >= 700);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 1); /* the request did reach the mock */
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"),
+                     1); /* the request did reach the mock */
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -346,7 +328,7 @@ static void test_many_json_summary(void **state)
     http_cli(&r, "-n 40 -c 8 --json --json-body -d '%s' %s/v1/chat/completions", chat_body,
              m.base_url);
     assert_int_equal(r.code, 0);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_int_equal(json_int_at(j, "requests"), 40);
     assert_int_equal(json_int_at(j, "ok"), 40);
     assert_int_equal(json_int_at(j, "failed"), 0);
@@ -358,15 +340,15 @@ static void test_many_json_summary(void **state)
     /* 40 replies of 20 ms, 8 at a time: at least 5 rounds */
     assert_true(json_real_value(json_object_get(j, "seconds")) >= 0.1);
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 40);
-    assert_int_equal(stat_of(&m, "responses.200"), 40);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 40);
+    assert_int_equal(sky_test_mock_stat(&m, "responses.200"), 40);
     /* the text summary says the same */
     http_cli(&r, "--requests 5 --concurrency 2 %s/v1/models", m.base_url);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "requests: 5  ok: 5  failed: 0\n"));
     assert_non_null(strstr(r.out, "in flight at most: 2 "));
     assert_non_null(strstr(r.out, "  HTTP 200: 5\n"));
-    assert_int_equal(stat_of(&m, "endpoints.models"), 5);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 5);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -382,16 +364,16 @@ static void test_many_with_failures(void **state)
     http_cli(&r, "-n 30 -c 4 --json --json-body -d '%s' %s/v1/chat/completions", chat_body,
              m.base_url);
     assert_int_equal(r.code, 1);
-    json_t *j = out_json(&r);
-    int64_t faults = stat_of(&m, "faults.http_500");
+    json_t *j = sky_test_cli_json(&r);
+    int64_t faults = sky_test_mock_stat(&m, "faults.http_500");
     assert_true(faults > 0 && faults < 30);
     assert_int_equal(json_int_at(j, "requests"), 30);
     assert_int_equal(json_int_at(j, "status.500"), faults);
-    assert_int_equal(json_int_at(j, "status.200"), stat_of(&m, "responses.200"));
+    assert_int_equal(json_int_at(j, "status.200"), sky_test_mock_stat(&m, "responses.200"));
     assert_int_equal(json_int_at(j, "ok"), 30 - faults);
     assert_int_equal(json_int_at(j, "failed"), faults);
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 30);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 30);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -400,9 +382,9 @@ static void test_many_with_failures(void **state)
 /* Connections the mock accepted for one run of the binary (the stats reads' own left out). */
 static int64_t conns_for(const sky_test_mock *m, run *r, const char *args)
 {
-    int64_t before = stat_of(m, "connections");
+    int64_t before = sky_test_mock_stat(m, "connections");
     http_cli(r, "%s", args);
-    return stat_of(m, "connections") - before - 1;
+    return sky_test_mock_stat(m, "connections") - before - 1;
 }
 
 /* h2o sends HTTP/1.1's "Connection: keep-alive"; HTTP/2 forbids such a header. */
@@ -439,7 +421,7 @@ static void test_tls_and_connections(void **state)
     http_cli(&r, "--insecure --http1.1 -i %s/v1/models", m.base_url);
     assert_int_equal(r.code, 0);
     assert_true(spoke_http1(&r));
-    assert_int_equal(stat_of(&m, "endpoints.models"), 3);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 3);
     /* 20 at once: one HTTP/2 connection; over HTTP/1.1 one each, or --max-connections */
     snprintf(common, sizeof(common), "-n 20 -c 20 --json --cacert %s --json-body -d '%s' %s", ca,
              chat_body, m.base_url);
@@ -455,7 +437,7 @@ static void test_tls_and_connections(void **state)
     assert_int_equal(conns_for(&m, &r, cmd), 2);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "\"ok\":20,"));
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 60);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 60);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -476,10 +458,10 @@ static void test_h2c(void **state)
     http_cli(&r, "--h2c -n 10 -c 10 --json --json-body -d '%s' %s/v1/chat/completions", chat_body,
              m.base_url);
     assert_int_equal(r.code, 0);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_int_equal(json_int_at(j, "ok"), 10);
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 10);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 10);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -519,8 +501,8 @@ static void test_usage_errors(void **state)
     http_cli(&r, "--timeout-ms -5 %s/v1/models", m.base_url);
     expect_usage(&r, "'-5' is not a whole number >= 0");
     /* none of them sent anything */
-    assert_int_equal(stat_of(&m, "requests"), 0);
-    assert_int_equal(stat_of(&m, "endpoints.models"), 0);
+    assert_int_equal(sky_test_mock_stat(&m, "requests"), 0);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 0);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -545,7 +527,7 @@ static void test_bad_url_and_unreachable(void **state)
     /* the same for every one of -n */
     http_cli(&r, "-n 3 --json http://127.0.0.1:1/");
     assert_int_equal(r.code, 3);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_int_equal(json_int_at(j, "failed"), 3);
     assert_int_equal(json_int_at(j, "errors.ECONNECT"), 3);
     json_decref(j);

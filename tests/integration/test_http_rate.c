@@ -29,30 +29,12 @@ typedef sky_test_cli_out run;
 /* Run `skyio http ARGS` (split as a shell would) and wait; a crash fails the test. */
 #define http_cli(r, ...) sky_test_run_skyio((r), "http", __VA_ARGS__)
 
-static json_t *out_json(const run *r)
-{
-    json_t *j = NULL;
-    if (sky_json_parse(sky_span_cstr(r->out), &j, NULL) < 0)
-        fail_msg("stdout is not JSON:\n%s\nstderr:\n%s", r->out, r->err);
-    return j;
-}
-
 static double num_at(const json_t *j, const char *path)
 {
     json_t *v = sky_json_path(j, path);
     if (!json_is_number(v))
         fail_msg("no number at %s", path);
     return json_number_value(v);
-}
-
-static int64_t stat_of(const sky_test_mock *m, const char *path)
-{
-    json_t *s = sky_test_mock_stats(m);
-    json_t *v = sky_json_path(s, path);
-    assert_true(json_is_integer(v));
-    int64_t n = (int64_t)json_integer_value(v);
-    json_decref(s);
-    return n;
 }
 
 /* Percentiles in order, service never above latency (each request's service time is
@@ -85,7 +67,7 @@ static void test_rate_for_a_duration(void **state)
              chat_body, m.base_url);
     if (r.code != 0)
         fail_msg("exit %d:\n%s\n%s", r.code, r.out, r.err);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_true(num_at(j, "requests") == 200);
     assert_true(num_at(j, "ok") == 200);
     assert_true(num_at(j, "failed") == 0);
@@ -97,7 +79,7 @@ static void test_rate_for_a_duration(void **state)
     assert_true(num_at(j, "max_in_flight") >= 1);
     check_percentiles(j);
     json_decref(j);
-    assert_int_equal(stat_of(&m, "endpoints.chat"), 200);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.chat"), 200);
     /* the text summary names what it measured */
     http_cli(&r, "--rate 100 -n 5 %s/v1/models", m.base_url);
     assert_int_equal(r.code, 0);
@@ -105,7 +87,7 @@ static void test_rate_for_a_duration(void **state)
     assert_non_null(strstr(r.out, "100.0 requests/s asked"));
     assert_non_null(strstr(r.out, "from each request's due time"));
     assert_non_null(strstr(r.out, "p99.9"));
-    assert_int_equal(stat_of(&m, "endpoints.models"), 5);
+    assert_int_equal(sky_test_mock_stat(&m, "endpoints.models"), 5);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -127,7 +109,7 @@ static void test_held_back_sender_counts_the_wait(void **state)
              chat_body, m.base_url);
     if (r.code != 0)
         fail_msg("exit %d:\n%s\n%s", r.code, r.out, r.err);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_true(num_at(j, "requests") == 20);
     assert_true(num_at(j, "ok") == 20);
     assert_true(num_at(j, "max_in_flight") == 1);
@@ -163,7 +145,7 @@ static void test_bad_rates_and_unreachable(void **state)
     /* nobody listens on port 1: every request fails to connect, exit 3, as with -n */
     http_cli(&r, "--rate 100 -n 4 --json http://127.0.0.1:1/");
     assert_int_equal(r.code, 3);
-    json_t *j = out_json(&r);
+    json_t *j = sky_test_cli_json(&r);
     assert_true(num_at(j, "requests") == 4);
     assert_true(num_at(j, "errors.ECONNECT") == 4);
     json_decref(j);
