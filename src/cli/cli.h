@@ -45,6 +45,10 @@ int sky_cli_shards_for(long long concurrency);
  * regular file or a pipe (<(...)). A folder reads as an empty file and a device may never
  * end, so either is refused: 0, or -1 after saying on stderr which option, path and why. */
 int sky_cli_check_input_file(const char *cmd, const char *opt, const char *path);
+/* A server command's SIGINT/SIGTERM, counted in *count: the first says the requests in
+ * flight are being finished and returns (the caller starts its graceful stop); the second
+ * ends the process at once, exit 0. */
+void sky_cli_signal_graceful(const char *cmd, int *count, int signum);
 /* Read a whole small file (config, request body) into a new string. */
 char *sky_cli_read_file(const char *path, size_t *out_len);
 

@@ -402,11 +402,7 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
 {
     mock_run *run = ud;
     (void)loop;
-    if (run->signals++ > 0) {
-        fprintf(stderr, "skyio mock: second signal, stopping now\n");
-        exit(0);
-    }
-    fprintf(stderr, "skyio mock: signal %d, finishing requests in flight\n", signum);
+    sky_cli_signal_graceful("mock", &run->signals, signum);
     sky_mock_shutdown(run->mock, 5000, on_down, run);
 }
 

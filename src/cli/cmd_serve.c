@@ -290,11 +290,7 @@ static void on_signal(sky_loop *loop, int signum, void *ud)
 {
     serve_run *run = ud;
     (void)loop;
-    if (run->signals++ > 0) {
-        fprintf(stderr, "skyio serve: second signal, stopping now\n");
-        exit(SKY_EXIT_OK);
-    }
-    fprintf(stderr, "skyio serve: signal %d, finishing requests in flight\n", signum);
+    sky_cli_signal_graceful("serve", &run->signals, signum);
     sky_gateway_shutdown(run->gw, (uint64_t)run->grace_ms, on_down, run);
 }
 

@@ -1,4 +1,4 @@
-/* Small parsing helpers shared by the subcommands. */
+/* Small helpers shared by the subcommands: parsing, input files, signals. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,4 +95,13 @@ int sky_cli_shards_for(long long concurrency)
         return 1;
     long long n = (concurrency + 511) / 512;
     return n > 64 ? 64 : (int)n;
+}
+
+void sky_cli_signal_graceful(const char *cmd, int *count, int signum)
+{
+    if ((*count)++ > 0) {
+        fprintf(stderr, "skyio %s: second signal, stopping now\n", cmd);
+        exit(SKY_EXIT_OK);
+    }
+    fprintf(stderr, "skyio %s: signal %d, finishing requests in flight\n", cmd, signum);
 }
