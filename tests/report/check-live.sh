@@ -8,34 +8,9 @@
 # Usage: check-live.sh SKYIO_BINARY SOURCE_DIR
 set -uo pipefail
 
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-src=$(cd "$2" && pwd)
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $*"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/report/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-chromium_bin=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$chromium_bin" ]; then
-  echo "FAIL: no chromium (scripts/install-deps installs Debian's chromium)"
-  exit 1
-fi
-
-cd "$tmp" || exit 1
-wait_port() {
-  for _ in $(seq 200); do [ -s "$1" ] && break; sleep 0.05; done
-  cat "$1"
-}
 upstream_key=sk-live-upstream-canary-4f1d
 client_key=sk-live-client-canary-9a2e
 "$bin" mock --port-file fast.port --key "$upstream_key" --ttft-ms 5 >fast.log 2>&1 &
@@ -235,5 +210,4 @@ rc=$?
 [ "$rc" = 0 ] && ok || fail "serve --threads 2 exited $rc on SIGTERM: $(tail -5 serve2.log)"
 grep -q "Sanitizer\|runtime error" serve2.log && fail "sanitizer: $(grep -m3 'Sanitizer\|runtime error' serve2.log)" || ok
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -6,34 +6,12 @@
 # Usage: check-report.sh SKYIO_BINARY SOURCE_DIR
 set -uo pipefail
 
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-src=$(cd "$2" && pwd)
-tmp=$(mktemp -d)
-mock_pid=
-cleanup() {
-  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $*"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/report/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-chromium_bin=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$chromium_bin" ]; then
-  echo "FAIL: no chromium (scripts/install-deps installs Debian's chromium)"
-  exit 1
-fi
-
-cd "$tmp" || exit 1
 "$bin" mock --port-file port --ttft-ms 20 --poison 0.05 --seed 3 >mock.log 2>&1 &
-mock_pid=$!
-for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
-port=$(cat port)
+pids+=($!)
+port=$(wait_port port)
 
 # 400 requests and one bad line whose custom_id carries markup.
 lines() {
@@ -115,5 +93,4 @@ chrome --screenshot="$tmp/shot.png" --window-size=1000,1400 "file://$tmp/report.
 python3 "$src/tests/report/png_nonblank.py" shot.png 200 >png.log 2>&1 && ok ||
   fail "the screenshot is blank or has no coloured lines: $(cat png.log)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
