@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "route.h"
 
 /*
  * The gateway answers OpenAI's API (POST /v1/chat/completions, /v1/responses and
@@ -26,47 +27,28 @@
 /** Long-lived: a listening gateway on a loop. */
 typedef struct sky_gateway sky_gateway;
 
-typedef enum sky_gateway_kind {
-    SKY_GATEWAY_OPENAI = 0, /**< api.openai.com or alike: bearer key, model in the body */
-    SKY_GATEWAY_AZURE,      /**< Azure OpenAI: deployment in the path, api-version, api-key */
-    SKY_GATEWAY_COMPATIBLE  /**< any OpenAI-compatible server (vLLM, llama.cpp, a mock) */
-} sky_gateway_kind;
+/* A deployment, its kind and a model's fallbacks are the routing module's (skyio/route.h),
+ * which `skyio batch --config` shares; these names stay for the gateway's callers. */
+typedef sky_route_kind sky_gateway_kind;
+#define SKY_GATEWAY_OPENAI SKY_ROUTE_OPENAI
+#define SKY_GATEWAY_AZURE SKY_ROUTE_AZURE
+#define SKY_GATEWAY_COMPATIBLE SKY_ROUTE_COMPATIBLE
 
-/** One upstream deployment of a model. Every string is borrowed until sky_gateway_new
- *  returns (the gateway copies what it keeps). */
-typedef struct sky_gateway_deployment {
-    const char *model; /**< the name clients ask for; required */
-    sky_gateway_kind kind;
-    const char *base_url; /**< OpenAI: the API root (…/v1); Azure: the resource URL */
-    /** The key itself (a secret: never logged). NULL: none; for Azure, Entra ID tokens
-     *  from the credential chain (as sky_credential_default_new), one per loop. */
-    const char *api_key;
-    const char *api_version; /**< Azure; NULL: SKY_AI_DEFAULT_API_VERSION */
-    /** Azure: the deployment's name; others: the model name upstream, when it differs
-     *  from @c model (the body's "model" is rewritten). NULL: @c model. */
-    const char *deployment;
-    double weight; /**< share of the model's requests; default 1, 0 = only when others fail */
-    double rpm;    /**< known limits; 0: learned from the replies */
-    double tpm;
-    /** Calls in flight to it at most: an adaptive limit (slow start from 16, or from this
-     *  when lower) that never passes this. 0 (default): no concurrency limit, the
-     *  clients' concurrency goes through; its rate limit and breaker still hold. */
-    int max_concurrency;
-    /** A fixed number of calls in flight at most; 0: none. Not with max_concurrency. Both
-     *  are split evenly between the loops (rounded up). */
-    int concurrency;
-} sky_gateway_deployment;
+/** One upstream deployment of a model (see sky_route_deployment). Every string is borrowed
+ *  until sky_gateway_new returns (the gateway copies what it keeps). For Azure without a
+ *  key: Entra ID tokens from the credential chain (as sky_credential_default_new), one per
+ *  loop. max_concurrency 0 (default): no concurrency limit, the clients' concurrency goes
+ *  through (its rate limit and breaker still hold); with max_concurrency, an adaptive limit
+ *  (slow start from 16, or from it when lower). Both limits are split evenly between the
+ *  loops (rounded up). */
+typedef sky_route_deployment sky_gateway_deployment;
 
-/** Every default (weight 1, kind OpenAI). */
+/** Every default (weight 1, kind OpenAI): sky_route_deployment_init. */
 SKY_EXTERN void sky_gateway_deployment_init(sky_gateway_deployment *d);
 
-/** Where a model's requests go when every deployment of it refused before the first byte:
- *  the deployments of each model of @c to, in order. Strings borrowed as above. */
-typedef struct sky_gateway_fallback {
-    const char *model;
-    const char *const *to;
-    size_t n_to;
-} sky_gateway_fallback;
+/** Where a model's requests go when every deployment of it refused before the first byte
+ *  (see sky_route_fallback). Strings borrowed as above. */
+typedef sky_route_fallback sky_gateway_fallback;
 
 #define SKY_GATEWAY_SHA256_LEN 32
 

@@ -23,6 +23,7 @@
 #include "credential.h"
 #include "pipeline.h"
 #include "ai.h"
+#include "route.h"
 #include "idset.h"
 #include "journal.h"
 #include "batchline.h"

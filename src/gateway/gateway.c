@@ -57,9 +57,7 @@ static const struct {
 
 void sky_gateway_deployment_init(sky_gateway_deployment *d)
 {
-    memset(d, 0, sizeof(*d));
-    d->kind = SKY_GATEWAY_OPENAI;
-    d->weight = 1;
+    sky_route_deployment_init(d);
 }
 
 void sky_gateway_options_init(sky_gateway_options *o)

@@ -8,6 +8,7 @@
 #include "skyio/gateway.h"
 #include "skyio/http.h"
 #include "skyio/pipeline.h"
+#include "skyio/route.h"
 #include "skyio/server.h"
 #include "status.h"
 
@@ -20,37 +21,24 @@ typedef enum gw_op {
     GW_OP_COUNT
 } gw_op;
 
-/* The gateway's shadow of one of a deployment's rate buckets (route.c). */
-typedef struct gw_shadow {
-    double level;
-    uint64_t at_ms; /* 0: not seen yet */
-} gw_shadow;
-
-/* One deployment: its endpoint (the key inside), its pipeline, its URLs. Owned by the
- * gateway. */
+/* One deployment: its endpoint (the key inside), its pipeline, its URLs, and the router's
+ * view of it (skyio/route.h). Owned by the gateway. */
 typedef struct gw_deployment {
     char *model; /* the name clients use */
     /* OpenAI and compatible: the body's model upstream when it differs from model, else
      * NULL; Azure: the deployment's name (the body's model on its v1 Responses path) */
     char *upstream;
     int azure;
-    char *label; /* "model#i" for logs: never a URL with a key or a secret */
-    double weight;
-    gw_shadow shadow_req, shadow_tok; /* the gateway's shadows of its buckets (route.c) */
+    char *label;         /* "model#i" for logs: never a URL with a key or a secret */
+    sky_route_target rt; /* its pipeline (the same as pipe), weight and shadows */
     sky_ai_endpoint ep;
     sky_pipeline *pipe;
     char *url[GW_OP_COUNT];
 } gw_deployment;
 
 /* A model, the indexes of its deployments in the gateway's list, and of the models its
- * requests fall back to in the gateway's models. */
-typedef struct gw_model {
-    const char *name; /* borrowed from its first deployment */
-    size_t *deps;
-    size_t n_deps;
-    size_t *fallbacks;
-    size_t n_fallbacks;
-} gw_model;
+ * requests fall back to in the gateway's models (the routing module's). */
+typedef sky_route_model gw_model;
 
 /* A key's budget: requests and tokens a minute, as buckets (see budget.c); 0: none. */
 typedef struct gw_budget {
@@ -366,19 +354,15 @@ void sky__gw_table_free(gw_table *t);
 /* "/v1/chat/completions", ...: the operation's path on OpenAI's API. */
 const char *sky__gw_op_path(gw_op op);
 
-/* ---- route.c ---- */
+/* ---- route.c: the routing module (skyio/route.h) over a table ---- */
 /* The model named @p name, or NULL. */
 const gw_model *sky__gw_model_find(const gw_table *t, sky_span name);
 /* Whether @p d would take a call now (its breaker is not refusing). */
 int sky__gw_usable(const gw_deployment *d);
-/* The next deployment of @p m to try among those not yet tried (@p tried): by weight times
- * headroom among those with room now; by weight among the full ones when none has; one
- * with an open breaker only when no other is left. Its index in m->deps, or -1 when every
- * one was tried. */
+/* The next deployment of @p m to try among those not yet tried (@p tried), by
+ * sky_route_pick: its index in m->deps, or -1 when every one was tried. */
 int sky__gw_pick(sky_gateway *g, gw_table *t, const gw_model *m, uint64_t tried,
                  int64_t est_tokens);
-/* A call of @p est_tokens started on @p d: its shadow buckets are charged. */
-void sky__gw_charge(gw_deployment *d, int64_t est_tokens);
 
 /* ---- proxy.c ---- */
 /* What admission decided of a model call: its table, key, the key's budget, the estimate,

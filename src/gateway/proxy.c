@@ -202,7 +202,7 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     if (h && (model == NULL || rewritten)) {
         rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
         if (rc == 0)
-            sky__gw_charge(d, q->est_tokens);
+            sky_route_charge(&d->rt, q->est_tokens);
     } else
         sky_error_set(err, rc, "out of memory");
     free(rewritten);
@@ -247,15 +247,6 @@ static int start_next(gw_request *q)
 
 /* ---- the outcome ---- */
 
-/* Whether another deployment could answer what this one could not. */
-static int worth_another(int status, const sky_error *err)
-{
-    if (err && err->code != SKY_EHTTP)
-        return err->code != SKY_ECANCELED && err->code != SKY_ENOMEM && err->code != SKY_EINVAL;
-    return status == 401 || status == 403 || status == 408 || status == 409 || status == 429 ||
-           status >= 500;
-}
-
 static void copy_header(sky_server_req *r, const sky_headers *h, const char *name)
 {
     const char *v = h ? sky_headers_get(h, name) : NULL;
@@ -278,7 +269,7 @@ static int holds(sky_span hay, const char *needle)
 static int pass_on(gw_request *q, const sky_call_result *res)
 {
     const char *key = q->t->deps[q->dep].ep.api_key;
-    if (res->status < 400 || res->status >= 500 || worth_another(res->status, NULL))
+    if (res->status < 400 || res->status >= 500 || sky_route_worth_another(res->status, NULL))
         return 0;
     if (key && holds(res->body, key))
         return 0;
@@ -350,7 +341,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         respond(q, res);
         return;
     }
-    if (worth_another(res->status, err)) {
+    if (sky_route_worth_another(res->status, err)) {
         SKY_INFO("gateway", "%s: %s (HTTP %d), trying another deployment", q->t->deps[q->dep].label,
                  sky_err_name(err->code), res->status);
         if (start_next(q) == 0)

@@ -98,7 +98,7 @@ static json_t *deployment_json(const sky_gateway *g, const gw_deployment *d, uin
     int seen = gauges_for(g->shared, d->label, &gs);
     int b = (int)gs.breaker;
     json_t *o = json_pack("{s:s,s:s,s:f,s:b,s:f,s:f,s:f,s:f,s:s}", "label", d->label, "kind",
-                          d->azure ? "azure" : "openai", "weight", d->weight, "usable",
+                          d->azure ? "azure" : "openai", "weight", d->rt.weight, "usable",
                           sky__gw_usable(d), "in_flight", gs.in_flight, "concurrency_limit",
                           gs.concurrency, "rpm", gs.rpm, "tpm", gs.tpm, "breaker",
                           !seen             ? "unknown"

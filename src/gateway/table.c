@@ -10,8 +10,6 @@
 #include "skyio/log.h"
 #include "internal.h"
 
-#define GW_MAX_DEPLOYMENTS_PER_MODEL 64
-
 static const char *const op_paths[GW_OP_COUNT] = {
     [GW_OP_CHAT] = "/v1/chat/completions",
     [GW_OP_EMBEDDINGS] = "/v1/embeddings",
@@ -101,6 +99,7 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     po.rate.tpm = in->tpm / g->n_loops;
     dep_concurrency(&po, in, g->n_loops);
     int rc = sky_pipeline_new(g->loop, g->http, &po, &d->pipe);
+    d->rt.pipe = d->pipe;
     return rc < 0 ? sky_error_set(err, rc, "%s: cannot make its pipeline", d->label) : 0;
 }
 
@@ -119,7 +118,7 @@ static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deploym
     if (renamed)
         d->upstream = strdup(in->deployment);
     d->azure = azure;
-    d->weight = in->weight;
+    d->rt.weight = in->weight;
     if (d->label == NULL || d->model == NULL || (renamed && !d->upstream))
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     if (sky_ai_endpoint_set(&d->ep, azure ? SKY_AI_AZURE : SKY_AI_OPENAI, in->base_url, in->api_key,
@@ -139,73 +138,21 @@ static void dep_free(gw_deployment *d)
     free(d->label);
 }
 
-/* ---- models: the deployments grouped by the name clients use ---- */
+/* ---- models: the deployments grouped by the name clients use (skyio/route.h) ---- */
 
-static gw_model *model_for(gw_table *t, const char *name)
+static int setup_models(gw_table *t, const sky_gateway_options *o, sky_error *err)
 {
-    for (size_t i = 0; i < t->n_models; i++)
-        if (strcmp(t->models[i].name, name) == 0)
-            return &t->models[i];
-    gw_model *m = &t->models[t->n_models];
-    m->deps = calloc(t->n_deps, sizeof(*m->deps));
-    if (m->deps == NULL)
-        return NULL;
-    m->name = name;
-    t->n_models++;
-    return m;
-}
-
-static int group_models(gw_table *t, sky_error *err)
-{
-    t->models = calloc(t->n_deps, sizeof(*t->models));
-    if (t->models == NULL)
+    sky_route_models m;
+    const char **names = calloc(t->n_deps ? t->n_deps : 1, sizeof(*names));
+    if (names == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    for (size_t i = 0; i < t->n_deps; i++) {
-        gw_model *m = model_for(t, t->deps[i].model);
-        if (m == NULL)
-            return sky_error_set(err, SKY_ENOMEM, "out of memory");
-        if (m->n_deps == GW_MAX_DEPLOYMENTS_PER_MODEL)
-            return sky_error_set(err, SKY_EINVAL, "model %s: more than %d deployments", m->name,
-                                 GW_MAX_DEPLOYMENTS_PER_MODEL);
-        m->deps[m->n_deps++] = i;
-    }
-    return 0;
-}
-
-static gw_model *model_named(gw_table *t, const char *name)
-{
-    const gw_model *m = sky__gw_model_find(t, sky_span_cstr(name));
-    return m ? &t->models[m - t->models] : NULL;
-}
-
-static int add_fallbacks(gw_table *t, const sky_gateway_fallback *f, sky_error *err)
-{
-    gw_model *m = model_named(t, f->model ? f->model : "");
-    if (m == NULL)
-        return sky_error_set(err, SKY_EINVAL, "fallbacks: no model %s", f->model);
-    if (m->n_fallbacks > 0)
-        return sky_error_set(err, SKY_EINVAL, "fallbacks: model %s twice", m->name);
-    m->fallbacks = calloc(f->n_to + 1, sizeof(*m->fallbacks));
-    if (m->fallbacks == NULL)
-        return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    for (size_t i = 0; i < f->n_to; i++) {
-        gw_model *to = model_named(t, f->to[i] ? f->to[i] : "");
-        if (to == NULL || to == m)
-            return sky_error_set(err, SKY_EINVAL, "fallbacks of %s: %s is not another model",
-                                 m->name, f->to[i] ? f->to[i] : "(null)");
-        m->fallbacks[m->n_fallbacks++] = (size_t)(to - t->models);
-    }
-    return 0;
-}
-
-static int setup_fallbacks(gw_table *t, const sky_gateway_options *o, sky_error *err)
-{
-    for (size_t i = 0; i < o->n_fallbacks; i++) {
-        int rc = add_fallbacks(t, &o->fallbacks[i], err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    for (size_t i = 0; i < t->n_deps; i++)
+        names[i] = t->deps[i].model;
+    int rc = sky_route_models_new(names, t->n_deps, o->fallbacks, o->n_fallbacks, &m, err);
+    free(names);
+    t->models = m.models; /* the table frees them, on failure too */
+    t->n_models = m.n_models;
+    return rc;
 }
 
 /* ---- clients' keys ---- */
@@ -270,7 +217,7 @@ static int setup_upstreams(sky_gateway *g, gw_table *t, const sky_gateway_option
         if (rc < 0)
             return rc;
     }
-    return group_models(t, err);
+    return setup_models(t, o, err);
 }
 
 int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **out, sky_error *err)
@@ -287,7 +234,6 @@ int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **o
         g->tables->prev = t;
     g->tables = t;
     int rc = setup_upstreams(g, t, o, err);
-    rc = rc < 0 ? rc : setup_fallbacks(t, o, err);
     rc = rc < 0 ? rc : setup_keys(g, t, o, err);
     if (rc < 0) {
         sky__gw_table_free(t);
@@ -301,7 +247,7 @@ void sky__gw_table_close(gw_table *t)
 {
     for (size_t i = 0; i < t->n_deps; i++) {
         sky_pipeline_free(t->deps[i].pipe);
-        t->deps[i].pipe = NULL;
+        t->deps[i].pipe = t->deps[i].rt.pipe = NULL;
     }
 }
 
@@ -319,11 +265,8 @@ void sky__gw_table_free(gw_table *t)
     sky__gw_table_close(t);
     for (size_t i = 0; i < t->n_deps; i++)
         dep_free(&t->deps[i]);
-    for (size_t i = 0; i < t->n_models; i++) {
-        free(t->models[i].deps);
-        free(t->models[i].fallbacks);
-    }
-    free(t->models);
+    sky_route_models models = {t->models, t->n_models};
+    sky_route_models_free(&models);
     free(t->deps);
     keys_free(t);
     free(t);
