@@ -63,7 +63,21 @@ typedef struct sky_gateway_client_key {
      *  size and max_tokens, settled by the reply's usage); over it, 429 as OpenAI answers.
      *  0: no limit. */
     double rpm, tpm;
+    /** Its daily caps: tokens (in and out) and cost (see sky_gateway_price) a UTC day, from
+     *  what its calls used; once reached, 429 until midnight UTC. 0: no cap. */
+    double daily_tokens, daily_cost;
 } sky_gateway_client_key;
+
+/** A model's price, per million tokens, for the cost kept with each usage record and the
+ *  keys' daily_cost caps. A model without one costs 0 (and is counted in /metrics).
+ *  Strings borrowed as above. */
+typedef struct sky_gateway_price {
+    const char *model; /**< a configured model's name (others are ignored) */
+    double input_per_1m;
+    double output_per_1m;
+    /** input tokens the upstream served from its prompt cache; < 0: input_per_1m */
+    double cached_input_per_1m;
+} sky_gateway_price;
 
 /**
  * A gateway's routing and keys read from JSON (`--config gateway.json`):
@@ -74,7 +88,10 @@ typedef struct sky_gateway_client_key {
  *                 "gpt-4o-mini": [...]},
  *      "fallbacks": {"gpt-4o": ["gpt-4o-mini"]},
  *      "keys": [{"name": "team-a", "key_sha256": "<64 hex>", "models": ["gpt-4o"]},
- *               {"name": "ci", "key_env": "GATEWAY_CI_KEY", "rpm": 600, "tpm": 90000}]}
+ *               {"name": "ci", "key_env": "GATEWAY_CI_KEY", "rpm": 600, "tpm": 90000,
+ *                "daily_tokens": 2000000, "daily_cost": 25}],
+ *      "prices": {"gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10,
+ *                            "cached_input_per_1m": 1.25}}}
  *
  * A deployment's key comes from the environment variable key_env names (never from the
  * file); a client key from its SHA-256 in hex, or from an environment variable. The
@@ -87,6 +104,8 @@ typedef struct sky_gateway_config {
     size_t n_fallbacks;
     sky_gateway_client_key *keys;
     size_t n_keys;
+    sky_gateway_price *prices;
+    size_t n_prices;
     void *priv; /**< owned strings; do not touch */
 } sky_gateway_config;
 
@@ -116,6 +135,9 @@ typedef struct sky_gateway_options {
     /** NULL (n_keys 0): no key is asked for (fine on loopback, said at start otherwise) */
     const sky_gateway_client_key *keys;
     size_t n_keys;
+    /** The models' prices (borrowed as above); NULL (n_prices 0): every call costs 0. */
+    const sky_gateway_price *prices;
+    size_t n_prices;
     long upstream_timeout_ms; /**< one upstream attempt, a whole stream included; 300000 */
     /** A JSON line per model call appended to this file ("-": stderr); NULL: none.
      *  Borrowed for sky_gateway_new. */
@@ -142,7 +164,7 @@ SKY_EXTERN void sky_gateway_options_init(sky_gateway_options *o);
 SKY_EXTERN int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
                                sky_error *err) SKY_NODISCARD;
 /**
- * Replace the routing (deployments, fallbacks, keys) with @p o's, without dropping a
+ * Replace the routing (deployments, fallbacks, keys, prices) with @p o's, without dropping a
  * connection or a request: requests under way finish on the routing they began with. The
  * listening options (host, port, max_body) stay as they were. Each deployment starts
  * with a fresh pipeline (its limits learned again); a key of the same name and budget

@@ -108,8 +108,11 @@ static const char usage_config[] =
     "    \"keys\": [\n"
     "      {\"name\": \"team-a\", \"key_sha256\": \"<sha256 of the key, 64 hex digits>\",\n"
     "       \"models\": [\"gpt-4o\"]},\n"
-    "      {\"name\": \"ci\", \"key_env\": \"GATEWAY_CI_KEY\", \"rpm\": 600, \"tpm\": 90000}\n"
-    "    ]\n"
+    "      {\"name\": \"ci\", \"key_env\": \"GATEWAY_CI_KEY\", \"rpm\": 600, \"tpm\": 90000,\n"
+    "       \"daily_tokens\": 2000000, \"daily_cost\": 25}\n"
+    "    ],\n"
+    "    \"prices\": {\"gpt-4o\": {\"input_per_1m\": 2.5, \"output_per_1m\": 10,\n"
+    "                          \"cached_input_per_1m\": 1.25}}\n"
     "  }\n"
     "\n"
     "  kind         openai (default), azure or compatible\n"
@@ -140,7 +143,16 @@ static const char usage_config[] =
     "               max_tokens) and settled by the reply's usage. Over it: 429 with\n"
     "               retry-after, retry-after-ms and x-ratelimit-{limit,remaining,reset}-\n"
     "               {requests,tokens} as OpenAI sends them; those headers come with every\n"
-    "               answer of a key that has a budget.\n";
+    "               answer of a key that has a budget.\n"
+    "  daily_tokens, daily_cost  (of a key) caps a UTC day on the tokens (in and out) and\n"
+    "               the cost its calls used; once reached, 429 until midnight UTC\n"
+    "               (retry-after: the seconds until then). The day's use is read from\n"
+    "               --state / --postgres at start, and shared with the gateways beside\n"
+    "               this one through a Redis --cache (else through --postgres)\n"
+    "  prices       per model, per million tokens: each usage record's cost (`skyio\n"
+    "               usage`) and the daily_cost caps; cached_input_per_1m prices the\n"
+    "               prompt tokens the upstream served from its cache (default: the input\n"
+    "               price). A model without a price costs 0 (counted in /metrics)\n";
 
 typedef struct serve_run {
     sky_loop *loop;
@@ -302,6 +314,8 @@ static void use_config(serve_run *run, const sky_gateway_config *cfg)
     run->opts.n_fallbacks = cfg->n_fallbacks;
     run->opts.keys = cfg->keys;
     run->opts.n_keys = cfg->n_keys;
+    run->opts.prices = cfg->prices;
+    run->opts.n_prices = cfg->n_prices;
 }
 
 /*

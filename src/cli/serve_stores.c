@@ -29,7 +29,8 @@ const char sky_cli_stores_usage[] =
     "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
     "  --admin-key-env NAME      the admin API on, with the master key in the environment\n"
     "                            variable NAME (never on the command line): POST /admin/keys\n"
-    "                            {\"name\", \"models\", \"rpm\", \"tpm\"} answers a new key once\n"
+    "                            {\"name\", \"models\", \"rpm\", \"tpm\", \"daily_tokens\",\n"
+    "                            \"daily_cost\"} answers a new key once\n"
     "                            (kept hashed in --state or --postgres; a restart keeps it),\n"
     "                            GET /admin/keys lists them, DELETE /admin/keys/NAME revokes\n"
     "  `skyio usage --state FILE | --postgres URL` prints the usage totals.\n"
@@ -110,6 +111,17 @@ static int open_admin(const sky_cli_stores *st, sky_gateway *gw)
     return rc < 0 ? -1 : 0;
 }
 
+/* The keys' use today from the usage records, for their daily caps. */
+static int load_today(sky_gateway *gw)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    if (sky__gw_usage_load_today(gw, &err) == 0)
+        return 0;
+    fprintf(stderr, "skyio serve: %s\n", err.message);
+    return -1;
+}
+
 int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
 {
     if (st->admin_env && !st->state && !st->postgres) {
@@ -127,6 +139,14 @@ int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
     if (st->cache_url && open_one(loop, st->cache_url, "cache", &st->cache) < 0)
         return -1;
     sky__gw_set_usage_store(gw, st->usage);
+    if (load_today(gw) < 0)
+        return -1;
+    /* the keys' daily use, shared with the gateways beside this one: on Redis, else on
+     * PostgreSQL (a SQLite file is this gateway's own) */
+    if (st->cache && strcmp(sky__store_backend(st->cache), "redis") == 0)
+        sky__gw_set_counters(gw, st->cache);
+    else if (st->usage && strcmp(sky__store_backend(st->usage), "postgres") == 0)
+        sky__gw_set_counters(gw, st->usage);
     if (st->cache)
         sky__gw_set_cache(gw, st->cache, (uint64_t)st->cache_ttl_s * 1000);
     else if (st->state) /* the state file keeps the cache too */

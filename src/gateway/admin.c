@@ -1,8 +1,9 @@
 /*
  * The admin API: gateway keys made, listed and revoked over HTTP with a master key.
  *
- *   POST   /admin/keys          {"name", "models": [...], "rpm", "tpm"} -> 201 with the new
- *                               key, given this once ("sk-skyio-" + 32 hex digits)
+ *   POST   /admin/keys          {"name", "models": [...], "rpm", "tpm", "daily_tokens",
+ *                               "daily_cost"} -> 201 with the new key, given this once
+ *                               ("sk-skyio-" + 32 hex digits)
  *   GET    /admin/keys          names, models, budgets and creation times; never a key
  *   DELETE /admin/keys/{name}   revoked: the key is refused from then on
  *
@@ -152,6 +153,8 @@ static admin_key *key_new(gw_admin *a, const char *name, const json_t *config)
     }
     k->rpm = json_number_value(json_object_get(config, "rpm"));
     k->tpm = json_number_value(json_object_get(config, "tpm"));
+    k->k.daily_tokens = json_number_value(json_object_get(config, "daily_tokens"));
+    k->k.daily_cost = json_number_value(json_object_get(config, "daily_cost"));
     k->k.budget =
         sky__gw_shared_budget(a->g->shared, k->k.name, k->rpm, k->tpm, uv_now(a->g->loop));
     if (k->k.budget == NULL)
@@ -335,8 +338,9 @@ static json_t *key_json(const admin_key *k, const char *secret)
     json_t *models = json_array();
     for (size_t i = 0; models && i < k->k.n_models; i++)
         json_array_append_new(models, json_string(k->k.models[i]));
-    json_t *o = json_pack("{s:s,s:s,s:o,s:f,s:f,s:I}", "object", "gateway.key", "name", k->k.name,
-                          "models", models ? models : json_array(), "rpm", k->rpm, "tpm", k->tpm,
+    json_t *o = json_pack("{s:s,s:s,s:o,s:f,s:f,s:f,s:f,s:I}", "object", "gateway.key", "name",
+                          k->k.name, "models", models ? models : json_array(), "rpm", k->rpm, "tpm",
+                          k->tpm, "daily_tokens", k->k.daily_tokens, "daily_cost", k->k.daily_cost,
                           "created", (json_int_t)(k->created_ms / 1000));
     if (o && secret)
         json_object_set_new(o, "key", json_string(secret));
@@ -370,27 +374,41 @@ static void on_put(const sky_error *err, void *ud)
     OPENSSL_cleanse(c->secret, sizeof(c->secret));
 }
 
+/* The body's limits: each absent (0) or a number of 0 or more. */
+static const char *const limits[] = {"rpm", "tpm", "daily_tokens", "daily_cost"};
+
+static int limits_ok(const json_t *body)
+{
+    for (size_t i = 0; i < SKY_ARRAY_LEN(limits); i++) {
+        const json_t *v = json_object_get(body, limits[i]);
+        if (v && !(json_is_number(v) && json_number_value(v) >= 0))
+            return 0;
+    }
+    return 1;
+}
+
 /* The body's name and config, checked: 0, or -1 after answering 400. */
 static int read_request(sky_server_req *r, json_t *body, const char **name, json_t **config)
 {
     *name = json_string_value(json_object_get(body, "name"));
     const json_t *models = json_object_get(body, "models");
-    const json_t *rpm = json_object_get(body, "rpm"), *tpm = json_object_get(body, "tpm");
     int ok = json_is_object(body) && valid_name(*name) && (!models || json_is_array(models)) &&
-             (!rpm || (json_is_number(rpm) && json_number_value(rpm) >= 0)) &&
-             (!tpm || (json_is_number(tpm) && json_number_value(tpm) >= 0));
+             limits_ok(body);
     for (size_t i = 0; ok && i < json_array_size(models); i++)
         ok = json_is_string(json_array_get(models, i));
     if (!ok) {
         sky__gw_error(r, 400, "invalid_request_error", NULL, NULL,
                       "Give {\"name\": letters, digits, '-', '_' or '.' (at most %d), "
-                      "\"models\": [names], \"rpm\": n, \"tpm\": n}.",
+                      "\"models\": [names], \"rpm\": n, \"tpm\": n, \"daily_tokens\": n, "
+                      "\"daily_cost\": n}.",
                       ADMIN_NAME_MAX);
         return -1;
     }
     json_t *list = models ? json_incref((json_t *)(uintptr_t)models) : json_array();
-    *config = json_pack("{s:o,s:f,s:f}", "models", list, "rpm", rpm ? json_number_value(rpm) : 0.0,
-                        "tpm", tpm ? json_number_value(tpm) : 0.0);
+    *config = json_pack("{s:o}", "models", list);
+    for (size_t i = 0; *config && i < SKY_ARRAY_LEN(limits); i++)
+        json_object_set_new(*config, limits[i],
+                            json_real(json_number_value(json_object_get(body, limits[i]))));
     if (*config == NULL)
         sky__gw_error(r, 500, "server_error", NULL, NULL, "out of memory");
     return *config ? 0 : -1;

@@ -183,7 +183,7 @@ static void answer_hit(gw_request *q, sky_span v)
         return;
     }
     q->status = 200;
-    q->used = (gw_tokens){0, 0, 0}; /* nothing upstream: the key's budget gets it back */
+    q->used = (gw_tokens){0, 0, 0, 0}; /* nothing upstream: the key's budget gets it back */
     sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
     if (!q->stream) {
         sky_server_respond(q->sr, 200, "application/json", v); /* may free q */

@@ -122,7 +122,7 @@ static void answer_all(gw_request *q, gw_embed_cache *e)
         return;
     }
     q->status = 200;
-    q->used = (gw_tokens){0, 0, 0};
+    q->used = (gw_tokens){0, 0, 0, 0};
     sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
     sky_server_respond(q->sr, 200, "application/json", sky_span_cstr(e->merged)); /* may free q */
 }

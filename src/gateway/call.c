@@ -1,12 +1,13 @@
 /*
  * What every model call checks before it goes upstream, in OpenAI's order: the key
  * (401), the body's size (413) and shape (400), the model (404), the key's right to it
- * (403), the key's budget (429). A refusal is recorded (metrics, access log) as any
+ * (403), the key's daily caps and budget (429). A refusal is recorded (metrics, access log) as any
  * answer is.
  */
 #include <stdio.h>
 
 #include "internal.h"
+#include "store/store.h"
 
 /* The body checked and read into @p b: 0, or the status answered (413, 400). A body
  * without a model is fine when the path names it (@p need_model 0). */
@@ -43,13 +44,23 @@ static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admissi
         (int64_t)(sky_server_req_body(r).len / 4) + (b->max_tokens > 0 ? b->max_tokens : 0);
     if (key == NULL || key->budget == NULL)
         return 0;
-    /* the loops share a key's budget (one without limits takes nothing) */
+    /* the loops share a key's budget (one without limits takes nothing); a key over its
+     * daily cap takes nothing from its minute budget */
+    gw_daily_view day;
     sky__gw_shared_lock(g->shared);
-    int rc = sky__gw_budget_take(key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
+    int over = sky__gw_daily_check(key->budget, key, sky__store_now_ms(), &day);
+    int rc = over ? -1 : sky__gw_budget_take(key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
+    if (over)
+        sky__gw_shared_usage_counts(g->shared)->daily_refused[day.refused]++;
     sky__gw_shared_unlock(g->shared);
+    if (key->daily_tokens > 0 || key->daily_cost > 0)
+        sky__gw_usage_sync(g, key); /* what the gateways beside this one used */
     if (rc == 0)
         return 0;
-    sky__gw_budget_refuse(r, key, &a->rl);
+    if (over)
+        sky__gw_daily_refuse(r, key, &day);
+    else
+        sky__gw_budget_refuse(r, key, &a->rl);
     return 429;
 }
 
@@ -82,7 +93,7 @@ static void record_refusal(sky_gateway *g, const gw_admission *a, gw_op op, cons
     rec.asked = asked;
     rec.status = status;
     rec.total_ns = uv_hrtime() - a->t0_ns;
-    rec.used = (gw_tokens){-1, -1, -1};
+    rec.used = (gw_tokens){-1, -1, -1, -1};
     sky__gw_record(g, &rec);
 }
 

@@ -236,8 +236,12 @@ static int parse_keys(config_priv *p, const json_t *keys, sky_gateway_config *c,
                                  "key %s: give its key_sha256 or key_env, not the key", k->name);
         k->rpm = sky_json_num(o, "rpm", 0);
         k->tpm = sky_json_num(o, "tpm", 0);
-        if (k->rpm < 0 || k->tpm < 0)
-            return sky_error_set(err, SKY_EINVAL, "key %s: rpm and tpm are 0 or more", k->name);
+        k->daily_tokens = sky_json_num(o, "daily_tokens", 0);
+        k->daily_cost = sky_json_num(o, "daily_cost", 0);
+        if (k->rpm < 0 || k->tpm < 0 || k->daily_tokens < 0 || k->daily_cost < 0)
+            return sky_error_set(err, SKY_EINVAL,
+                                 "key %s: rpm, tpm, daily_tokens and daily_cost are 0 or more",
+                                 k->name);
         int rc = key_hash(o, k, err);
         rc = rc < 0 ? rc : key_models(o, k, p->names, &used, err);
         if (rc < 0)
@@ -289,6 +293,49 @@ static int parse_fallbacks(config_priv *p, json_t *fallbacks, sky_gateway_config
     return 0;
 }
 
+/* One price: {"input_per_1m", "output_per_1m", "cached_input_per_1m"}, numbers >= 0. */
+static int parse_price(const char *model, json_t *o, sky_gateway_price *p, sky_error *err)
+{
+    static const char *const fields[] = {"input_per_1m", "output_per_1m", "cached_input_per_1m"};
+    int ok = json_is_object(o);
+    for (size_t i = 0; ok && i < SKY_ARRAY_LEN(fields); i++) {
+        json_t *v = json_object_get(o, fields[i]);
+        ok = v == NULL || (json_is_number(v) && json_number_value(v) >= 0);
+    }
+    if (!ok)
+        return sky_error_set(err, SKY_EINVAL,
+                             "prices of %s: {\"input_per_1m\", \"output_per_1m\", "
+                             "\"cached_input_per_1m\"}, each a number of 0 or more",
+                             model);
+    p->model = model;
+    p->input_per_1m = sky_json_num(o, "input_per_1m", 0);
+    p->output_per_1m = sky_json_num(o, "output_per_1m", 0);
+    p->cached_input_per_1m = sky_json_num(o, "cached_input_per_1m", -1);
+    return 0;
+}
+
+/* "prices": {"gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10}} (dollars, or any unit) */
+static int parse_prices(json_t *prices, sky_gateway_config *c, sky_error *err)
+{
+    const char *model;
+    json_t *v;
+    if (prices == NULL)
+        return 0;
+    if (!json_is_object(prices))
+        return sky_error_set(err, SKY_EINVAL, "\"prices\" maps a model to its price");
+    c->prices = calloc(json_object_size(prices) + 1, sizeof(*c->prices));
+    if (c->prices == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    json_object_foreach(prices, model, v)
+    {
+        int rc = parse_price(model, v, &c->prices[c->n_prices], err);
+        if (rc < 0)
+            return rc;
+        c->n_prices++;
+    }
+    return 0;
+}
+
 int sky_gateway_config_parse(const json_t *doc, sky_gateway_config *out, sky_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -310,6 +357,7 @@ int sky_gateway_config_parse(const json_t *doc, sky_gateway_config *out, sky_err
     rc = rc < 0 ? rc : parse_models(p, models, out, err);
     rc = rc < 0 ? rc : parse_keys(p, keys, out, err);
     rc = rc < 0 ? rc : parse_fallbacks(p, json_object_get(p->doc, "fallbacks"), out, err);
+    rc = rc < 0 ? rc : parse_prices(json_object_get(p->doc, "prices"), out, err);
     if (rc < 0)
         sky_gateway_config_free(out);
     return rc;
@@ -334,6 +382,7 @@ void sky_gateway_config_free(sky_gateway_config *c)
         free(c->deployments);
         free(c->fallbacks);
         free(c->keys);
+        free(c->prices);
         memset(c, 0, sizeof(*c));
     }
 }

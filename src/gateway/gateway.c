@@ -233,6 +233,7 @@ void sky__gw_loop_free(sky_gateway *g)
     sky__gw_proxy_end_all(g);
     sky_server_free(g->srv);
     sky__gw_admin_free(g->admin); /* after the requests that hold its keys */
+    sky__gw_counters_free(g->counters);
     while (g->tables)
         sky__gw_table_free(g->tables);
     sky_credential_free(g->credential); /* after the pipelines that borrow it */

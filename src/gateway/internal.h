@@ -45,6 +45,11 @@ typedef struct gw_budget {
     double rpm, tpm;
     double reqs, toks; /* what is left in each bucket */
     uint64_t at_ms;    /* when they were last refilled */
+    /* the key's use today, for its daily caps (daily.c); kept when the limits change */
+    int64_t day; /* UTC days since the epoch the totals are of */
+    int64_t day_tokens;
+    double day_cost;
+    int64_t synced_ms; /* when the shared counters were last asked (0: never) */
 } gw_budget;
 
 enum { GW_BUDGET_REQUESTS = 1, GW_BUDGET_TOKENS };
@@ -66,6 +71,7 @@ typedef struct gw_key {
     char **models;
     size_t n_models;
     gw_budget *budget; /* the key's, shared by the loops (shared.c); NULL when out of memory */
+    double daily_tokens, daily_cost; /* caps a UTC day (daily.c); 0: none */
 } gw_key;
 
 /* The longest x-request-id taken from a client (a longer one is replaced). */
@@ -107,6 +113,7 @@ typedef struct gw_table {
     size_t n_models;
     gw_key *keys;
     size_t n_keys;
+    struct gw_price *prices;      /* per model, in models' order (prices.c); NULL: none */
     struct gw_table *prev, *next; /* the gateway's tables: current and those still held */
 } gw_table;
 
@@ -136,8 +143,9 @@ struct sky_gateway {
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
     uint64_t cache_ttl_ms;
     uint64_t cache_counts[GW_CACHE_COUNTS]; /* lookups by outcome (GW_CACHE_HIT, ...) */
-    struct sky__store *usage; /* usage records (usage_store.c); NULL: none; not owned */
-    gw_admin *admin;          /* the admin API and its keys (admin.c); NULL: off */
+    struct sky__store *usage;     /* usage records (usage_store.c); NULL: none; not owned */
+    struct gw_counters *counters; /* keys' daily use shared with other gateways; NULL: none */
+    gw_admin *admin;              /* the admin API and its keys (admin.c); NULL: off */
     void *shutdown_ud;
 };
 
@@ -149,9 +157,10 @@ typedef struct gw_body {
     int64_t max_tokens;
 } gw_body;
 
-/* Tokens a reply says it used; -1: it did not say. */
+/* Tokens a reply says it used; -1: it did not say. cached: of prompt, those the upstream
+ * served from its prompt cache (-1 or 0 when it did not say). */
 typedef struct gw_tokens {
-    int64_t prompt, completion, total;
+    int64_t prompt, completion, total, cached;
 } gw_tokens;
 
 /* The response cache (cache.c): what a request asks of it; its key's length. */
@@ -238,6 +247,10 @@ typedef struct gw_record {
     uint64_t upstream_ns;   /* of which upstream calls took */
     gw_tokens used;
     int stream;
+    double cost;       /* of the tokens used, at the model's price (prices.c) */
+    int priced;        /* the model has a price */
+    gw_budget *budget; /* the key's, for its use today (daily.c); NULL when none */
+    int capped;        /* the key has daily caps: its use is shared (usage_store.c) */
 } gw_record;
 
 /* Count @p r in the metrics and write its access log line. */
@@ -265,6 +278,15 @@ gw_metrics *sky__gw_shared_metrics(gw_shared *s);
  * the same one for every loop and table. Take and settle it under the lock. NULL: OOM. */
 gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
                                  uint64_t now_ms);
+/* The budget of the key named @p name as it stands (made, without limits, when there is
+ * none yet: a key's use today may be known before its key is); NULL: OOM. Takes the lock. */
+gw_budget *sky__gw_shared_budget_of(gw_shared *s, const char *name);
+/* Usage counts for /metrics (daily.c, record.c; under the lock). */
+typedef struct gw_usage_counts {
+    uint64_t unpriced;         /* calls of a model without a price (cost 0) */
+    uint64_t daily_refused[3]; /* by GW_DAILY_TOKENS, GW_DAILY_COST */
+} gw_usage_counts;
+gw_usage_counts *sky__gw_shared_usage_counts(gw_shared *s);
 /* Loop @p loop's deployments as it sees them now (@p v malloc'd, taken over). */
 void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n);
 /* Under the lock: loop @p loop's last view. */
@@ -333,6 +355,36 @@ void sky__gw_format_duration(uint64_t ms, char *out, size_t len);
 void sky__gw_budget_headers(sky_server_req *r, const gw_budget_view *v);
 /* Answer 429 as OpenAI does: retry-after, retry-after-ms, x-ratelimit-*, the error JSON. */
 void sky__gw_budget_refuse(sky_server_req *r, const gw_key *key, const gw_budget_view *v);
+
+/* ---- daily.c: a key's daily caps (under the shared lock; time: Unix ms, UTC) ---- */
+enum { GW_DAILY_TOKENS = 1, GW_DAILY_COST };
+typedef struct gw_daily_view {
+    int refused; /* 0, GW_DAILY_TOKENS or GW_DAILY_COST */
+    double limit, used;
+    uint64_t reset_ms; /* until midnight UTC */
+} gw_daily_view;
+/* Whether key @p k (its use today in @p b) may make a call at @p now_ms: 0, or -1 with
+ * @p out saying which cap it reached. */
+int sky__gw_daily_check(gw_budget *b, const gw_key *k, int64_t now_ms, gw_daily_view *out);
+/* A call of @p tokens and @p cost ended at @p now_ms. */
+void sky__gw_daily_add(gw_budget *b, int64_t now_ms, int64_t tokens, double cost);
+/* Day @p day's use as counted elsewhere (the records, the gateways' shared counters): kept
+ * where it is more than this gateway's. */
+void sky__gw_daily_seen(gw_budget *b, int64_t day, int64_t tokens, double cost);
+/* Answer 429: which cap, its limit and use, retry-after the seconds to midnight UTC. */
+void sky__gw_daily_refuse(sky_server_req *r, const gw_key *key, const gw_daily_view *v);
+
+/* ---- prices.c ---- */
+/* A model's price per million tokens; priced 0: none, its calls cost 0. */
+typedef struct gw_price {
+    int priced;
+    double in, out, cached_in;
+} gw_price;
+/* Give @p t's models their prices (models not in @p t are skipped): 0, or SKY_ENOMEM. */
+int sky__gw_prices_set(gw_table *t, const sky_gateway_price *prices, size_t n, sky_error *err);
+/* What @p used cost at the price of @p m (one of @p t's models, or NULL); *out_priced 0
+ * (cost 0) when it has none. */
+double sky__gw_cost(const gw_table *t, const gw_model *m, const gw_tokens *used, int *out_priced);
 
 /* ---- errors.c ---- */
 /* Answer OpenAI's {"error": {"message", "type", "param", "code"}}; @p param and @p code may
@@ -408,8 +460,15 @@ int sky__gw_cache_begin(gw_request *q);
 sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
 /* The request ends: a lookup under way is dropped. */
 void sky__gw_cache_forget(gw_request *q);
-/* One model call's usage record, to the usage store (when there is one). */
+/* One model call's usage record, to the usage store (when there is one), and its tokens
+ * and cost to the shared counters of the key's day (when there are). */
 void sky__gw_usage_record(sky_gateway *g, const gw_record *r);
+/* The key's use today asked of the shared counters, when they were not asked lately. */
+void sky__gw_usage_sync(sky_gateway *g, const gw_key *key);
+/* With the gateway (usage_store.c): freed once the counters' calls have answered. */
+void sky__gw_counters_free(struct gw_counters *c);
+/* The usage counts (unpriced calls, daily refusals) in /metrics; under the lock. */
+int sky__gw_usage_metrics(sky_buf *b, const sky_gateway *g);
 /* responses_store.c: a Responses API answer kept (unless "store": false) in the usage
  * store, under its id and the key's name; GET and DELETE /v1/responses/{id}. */
 void sky__gw_docs_answered(gw_request *q, const sky_call_result *res);

@@ -49,6 +49,9 @@ static void record(gw_request *q)
     rec.upstream_ns = q->upstream_ns;
     rec.used = q->used;
     rec.stream = q->stream;
+    rec.cost = sky__gw_cost(q->t, q->asked, &q->used, &rec.priced); /* prices.c */
+    rec.budget = q->key ? q->key->budget : NULL;
+    rec.capped = q->key && (q->key->daily_tokens > 0 || q->key->daily_cost > 0);
     sky__gw_record(q->g, &rec);
 }
 
@@ -371,7 +374,7 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     q->est_tokens = a->est_tokens;
     q->key = a->key;
     q->rl = a->rl;
-    q->used = (gw_tokens){-1, -1, -1};
+    q->used = (gw_tokens){-1, -1, -1, -1};
     q->tail[0] = q->tail[1] = '\n'; /* nothing sent yet is a boundary */
     q->next = g->live;
     if (g->live)

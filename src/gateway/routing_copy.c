@@ -1,5 +1,5 @@
 /*
- * A deep copy of a gateway's routing options (deployments, fallbacks, keys), for the
+ * A deep copy of a gateway's routing options (deployments, fallbacks, keys, prices), for the
  * loops of `--threads N` that build their table of a reload later, on their own thread,
  * after the caller's options are gone. Every string is wiped when the copy is freed: the
  * deployments' keys are among them.
@@ -14,6 +14,7 @@ struct gw_routing_copy {
     sky_gateway_deployment *deps;
     sky_gateway_fallback *fbs;
     sky_gateway_client_key *keys;
+    sky_gateway_price *prices;
     char **strings;
     size_t n_strings, cap;
     const char ***arrays; /* the name lists */
@@ -54,7 +55,7 @@ static const char *const *dup_names(gw_routing_copy *c, const char *const *names
 
 static size_t count_strings(const sky_gateway_options *o)
 {
-    size_t n = 5 * o->n_deployments + o->n_fallbacks + o->n_keys;
+    size_t n = 5 * o->n_deployments + o->n_fallbacks + o->n_keys + o->n_prices;
     for (size_t i = 0; i < o->n_fallbacks; i++)
         n += o->fallbacks[i].n_to;
     for (size_t i = 0; i < o->n_keys; i++)
@@ -87,6 +88,10 @@ static void copy_fallbacks_and_keys(gw_routing_copy *c, const sky_gateway_option
         c->keys[i].name = dup(c, c->keys[i].name);
         c->keys[i].models = dup_names(c, c->keys[i].models, c->keys[i].n_models);
     }
+    for (size_t i = 0; i < o->n_prices; i++) {
+        c->prices[i] = o->prices[i];
+        c->prices[i].model = dup(c, c->prices[i].model);
+    }
 }
 
 gw_routing_copy *sky__gw_routing_copy(const sky_gateway_options *o)
@@ -100,8 +105,9 @@ gw_routing_copy *sky__gw_routing_copy(const sky_gateway_options *o)
     c->deps = calloc(o->n_deployments + 1, sizeof(*c->deps));
     c->fbs = calloc(o->n_fallbacks + 1, sizeof(*c->fbs));
     c->keys = calloc(o->n_keys + 1, sizeof(*c->keys));
+    c->prices = calloc(o->n_prices + 1, sizeof(*c->prices));
     c->arrays = calloc(o->n_fallbacks + o->n_keys + 1, sizeof(*c->arrays));
-    c->failed = !c->strings || !c->deps || !c->fbs || !c->keys || !c->arrays;
+    c->failed = !c->strings || !c->deps || !c->fbs || !c->keys || !c->prices || !c->arrays;
     if (!c->failed) {
         copy_deployments(c, o);
         copy_fallbacks_and_keys(c, o);
@@ -112,6 +118,7 @@ gw_routing_copy *sky__gw_routing_copy(const sky_gateway_options *o)
     c->o.deployments = c->deps;
     c->o.fallbacks = c->fbs;
     c->o.keys = c->keys;
+    c->o.prices = c->prices;
     if (c->failed) {
         sky__gw_routing_free(c);
         return NULL;
@@ -139,5 +146,6 @@ void sky__gw_routing_free(gw_routing_copy *c)
     free(c->deps);
     free(c->fbs);
     free(c->keys);
+    free(c->prices);
     free(c);
 }

@@ -20,6 +20,7 @@ struct gw_shared {
     gw_metrics *metrics;
     gw_history *history; /* the live page's (status_history.c) */
     budget_slot *budgets;
+    gw_usage_counts usage_counts;
     int n_loops;
     gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
     size_t *n_views;
@@ -87,11 +88,10 @@ gw_history *sky__gw_shared_history(gw_shared *s)
     return s->history;
 }
 
-gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
-                                 uint64_t now_ms)
+/* The slot of @p name, made with @p rpm and @p tpm when there is none; under the lock. */
+static budget_slot *slot_of(gw_shared *s, const char *name, double rpm, double tpm, uint64_t now_ms)
 {
     budget_slot *b;
-    uv_mutex_lock(&s->lock);
     for (b = s->budgets; b && strcmp(b->name, name) != 0; b = b->next)
         ;
     if (b == NULL && (b = calloc(1, sizeof(*b))) != NULL) {
@@ -104,6 +104,27 @@ gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, dou
             s->budgets = b;
         }
     }
+    return b;
+}
+
+gw_budget *sky__gw_shared_budget_of(gw_shared *s, const char *name)
+{
+    uv_mutex_lock(&s->lock);
+    budget_slot *b = slot_of(s, name, 0, 0, 0);
+    uv_mutex_unlock(&s->lock);
+    return b ? &b->budget : NULL;
+}
+
+gw_usage_counts *sky__gw_shared_usage_counts(gw_shared *s)
+{
+    return &s->usage_counts;
+}
+
+gw_budget *sky__gw_shared_budget(gw_shared *s, const char *name, double rpm, double tpm,
+                                 uint64_t now_ms)
+{
+    uv_mutex_lock(&s->lock);
+    budget_slot *b = slot_of(s, name, rpm, tpm, now_ms);
     /* a key whose limits changed starts over on the new ones */
     if (b && (b->budget.rpm != (rpm > 0 ? rpm : 0) || b->budget.tpm != (tpm > 0 ? tpm : 0)))
         sky__gw_budget_init(&b->budget, rpm, tpm, now_ms);

@@ -43,5 +43,6 @@ static int write_usage(sky_buf *b, const sky__store *s)
 int sky__gw_stores_metrics(sky_buf *b, const sky_gateway *g)
 {
     int rc = g->cache ? write_cache(b, g) : 0;
+    rc = rc ? rc : sky__gw_usage_metrics(b, g); /* usage_store.c */
     return rc ? rc : g->usage ? write_usage(b, g->usage) : 0;
 }

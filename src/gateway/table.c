@@ -167,6 +167,8 @@ static int key_copy(sky_gateway *g, gw_key *k, const sky_gateway_client_key *in)
                     : NULL;
     if (k->budget == NULL)
         return SKY_ENOMEM;
+    k->daily_tokens = in->daily_tokens > 0 ? in->daily_tokens : 0;
+    k->daily_cost = in->daily_cost > 0 ? in->daily_cost : 0;
     memcpy(k->sha256, in->sha256, sizeof(k->sha256));
     k->models = in->n_models ? calloc(in->n_models, sizeof(*k->models)) : NULL;
     if (k->name == NULL || (in->n_models && k->models == NULL))
@@ -235,6 +237,7 @@ int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **o
     g->tables = t;
     int rc = setup_upstreams(g, t, o, err);
     rc = rc < 0 ? rc : setup_keys(g, t, o, err);
+    rc = rc < 0 ? rc : sky__gw_prices_set(t, o->prices, o->n_prices, err); /* prices.c */
     if (rc < 0) {
         sky__gw_table_free(t);
         return rc;
@@ -268,6 +271,7 @@ void sky__gw_table_free(gw_table *t)
     sky_route_models models = {t->models, t->n_models};
     sky_route_models_free(&models);
     free(t->deps);
+    free(t->prices);
     keys_free(t);
     free(t);
 }

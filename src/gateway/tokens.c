@@ -2,7 +2,9 @@
  * The tokens a reply says it used: its "usage" object (chat, completions and embeddings at
  * the root; the Responses API's inside "response" of its last event), read by a scan that
  * builds no tree. A stream's usage comes in one of its last events: only a chunk that
- * names "usage" is looked at, one event line of it.
+ * names "usage" is looked at, one event line of it. The prompt's tokens served from the
+ * upstream's prompt cache are in the usage's prompt_tokens_details (input_tokens_details
+ * on the Responses API) as cached_tokens: they are priced apart.
  */
 #include <stdlib.h>
 
@@ -11,7 +13,7 @@
 
 #define TOKENS_MAX_DEPTH 16
 
-enum { T_NONE, T_PROMPT, T_COMPLETION, T_TOTAL };
+enum { T_NONE, T_PROMPT, T_COMPLETION, T_TOTAL, T_CACHED, T_DETAILS };
 
 typedef struct tokens_scan {
     gw_tokens *out;
@@ -19,6 +21,7 @@ typedef struct tokens_scan {
     int pending_depth;
     int want; /* the member of a usage object whose number comes next */
     unsigned char in_usage[TOKENS_MAX_DEPTH + 1];
+    unsigned char in_details[TOKENS_MAX_DEPTH + 1]; /* a usage's *_tokens_details */
 } tokens_scan;
 
 static int which(sky_span k)
@@ -27,6 +30,8 @@ static int which(sky_span k)
         return T_PROMPT;
     if (sky_span_eq_cstr(k, "completion_tokens") || sky_span_eq_cstr(k, "output_tokens"))
         return T_COMPLETION;
+    if (sky_span_eq_cstr(k, "prompt_tokens_details") || sky_span_eq_cstr(k, "input_tokens_details"))
+        return T_DETAILS;
     return sky_span_eq_cstr(k, "total_tokens") ? T_TOTAL : T_NONE;
 }
 
@@ -35,8 +40,10 @@ static int on_key(void *ud, int depth, sky_span key)
     tokens_scan *s = ud;
     s->pending_usage = sky_span_eq_cstr(key, "usage");
     s->pending_depth = depth;
-    s->want =
-        depth >= 1 && depth <= TOKENS_MAX_DEPTH && s->in_usage[depth - 1] ? which(key) : T_NONE;
+    int inside = depth >= 1 && depth <= TOKENS_MAX_DEPTH;
+    s->want = inside && s->in_usage[depth - 1] ? which(key) : T_NONE;
+    if (inside && s->in_details[depth - 1] && sky_span_eq_cstr(key, "cached_tokens"))
+        s->want = T_CACHED;
     return 0;
 }
 
@@ -50,7 +57,9 @@ static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
             s->out->prompt = n;
         else if (s->want == T_COMPLETION)
             s->out->completion = n;
-        else
+        else if (s->want == T_CACHED)
+            s->out->cached = n;
+        else if (s->want == T_TOTAL)
             s->out->total = n;
     }
     s->pending_usage = 0;
@@ -62,9 +71,11 @@ static int on_open(void *ud, int depth, sky_json_kind kind, size_t at)
 {
     tokens_scan *s = ud;
     (void)at;
-    if (depth >= 0 && depth <= TOKENS_MAX_DEPTH)
+    if (depth >= 0 && depth <= TOKENS_MAX_DEPTH) {
         s->in_usage[depth] =
             kind == SKY_JSON_OBJECT && s->pending_usage && s->pending_depth == depth;
+        s->in_details[depth] = kind == SKY_JSON_OBJECT && s->want == T_DETAILS;
+    }
     s->pending_usage = 0;
     s->want = T_NONE;
     return 0;
@@ -76,7 +87,7 @@ static int on_close(void *ud, int depth, sky_json_kind kind, size_t end)
     (void)kind;
     (void)end;
     if (depth >= 0 && depth <= TOKENS_MAX_DEPTH)
-        s->in_usage[depth] = 0;
+        s->in_usage[depth] = s->in_details[depth] = 0;
     return 0;
 }
 
@@ -87,7 +98,7 @@ void sky__gw_tokens_read(sky_span json, gw_tokens *out)
     memset(&s, 0, sizeof(s));
     s.out = out;
     if (sky_json_scan(json, SKY_JSON_MAX_DEPTH, &visitor, &s) < 0) {
-        *out = (gw_tokens){-1, -1, -1}; /* a reply that is not JSON says nothing */
+        *out = (gw_tokens){-1, -1, -1, -1}; /* a reply that is not JSON says nothing */
         return;
     }
     if (out->total < 0 && out->prompt >= 0)
@@ -115,7 +126,7 @@ void sky__gw_tokens_from_chunk(sky_span chunk, gw_tokens *out)
     const char *end = memchr(u, '\n', (size_t)(chunk.ptr + chunk.len - u));
     if (end == NULL || end - start < 6 || memcmp(start, "data: ", 6) != 0)
         return;
-    gw_tokens t = {-1, -1, -1};
+    gw_tokens t = {-1, -1, -1, -1};
     sky__gw_tokens_read(sky_span_make(start + 6, (size_t)(end - start - 6)), &t);
     if (t.total >= 0)
         *out = t;

@@ -3,7 +3,8 @@
  * `skyio mock`. A key made with the master key is answered once, works for a chat, is
  * listed without any secret, is refused once revoked, and outlives a restart on the same
  * state file. A wrong or missing master key changes nothing; without --admin-key-env the
- * routes are 404. Neither the master key nor a made key appears in serve's output.
+ * routes are 404. Neither the master key nor a made key appears in serve's output. The same
+ * story runs on `--postgres` against a real PostgreSQL (initdb + pg_ctl in a temp folder).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "harness_postgres.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
 
@@ -26,8 +28,16 @@
 
 typedef sky_test_serve serve;
 
+/* Where serve keeps its keys: "--state FILE" or "--postgres URL". */
+typedef struct store_arg {
+    const char *name; /* prefix of the run's log folders */
+    const char *flag;
+    char value[512];
+} store_arg;
+
 static struct {
     sky_test_mock mock;
+    sky_test_pg pg;
     char dir[256];
     uv_loop_t *loop;
     sky_http_client *client;
@@ -49,18 +59,17 @@ static void master_in_env(void)
     setenv("SKY_TEST_MASTER", MASTER_KEY, 1);
 }
 
-/* Start serve on the state file, its logs in the folder @p name; @p admin: the admin API. */
-static void start_serve(serve *s, const char *name, int admin)
+/* Start serve on the store, its logs in the folder @p name; @p admin: the admin API. */
+static void start_serve(serve *s, const store_arg *st, const char *name, int admin)
 {
-    char config[512], dir[512], db[512];
+    char config[512], dir[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
     snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
-    snprintf(db, sizeof(db), "%s/state.db", env.dir);
     assert_int_equal(mkdir(dir, 0700), 0);
     const char *args[] = {"--config",
                           config,
-                          "--state",
-                          db,
+                          st->flag,
+                          st->value,
                           "--access-log",
                           "-",
                           admin ? "--admin-key-env" : NULL,
@@ -94,6 +103,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (env.pg.running)
+        sky_test_pg_free(&env.pg);
     sky_http_client_free(env.client);
     sky_test_loop_free(env.loop);
     sky_test_mock_stop(&env.mock);
@@ -192,15 +203,25 @@ static void assert_log_clean(const char *name, const char *const *secrets)
     assert_false(sky_test_file_holds(dir, "stdout.log", MASTER_KEY));
 }
 
-static void admin_keys_lifecycle(void **state)
+/* The folder of run @p what on store @p st. */
+static const char *run_dir(const store_arg *st, const char *what, char *out, size_t len)
 {
-    (void)state;
+    snprintf(out, len, "%s-%s", st->name, what);
+    return out;
+}
+
+static void keys_lifecycle(const store_arg *st)
+{
     serve s;
-    char team[80], ci[80];
-    start_serve(&s, "first", 1);
+    char team[80], ci[80], first[64], second[64], plain[64];
+    run_dir(st, "first", first, sizeof(first));
+    run_dir(st, "second", second, sizeof(second));
+    run_dir(st, "plain", plain, sizeof(plain));
+    start_serve(&s, st, first, 1);
 
     /* no master key, a wrong one, or a made key: refused, and nothing is made */
-    const char *body = "{\"name\":\"team-a\",\"models\":[\"gpt-4o\"],\"rpm\":600,\"tpm\":90000}";
+    const char *body = "{\"name\":\"team-a\",\"models\":[\"gpt-4o\"],\"rpm\":600,\"tpm\":90000,"
+                       "\"daily_tokens\":500000,\"daily_cost\":12.5}";
     assert_int_equal(status_of(&s, "POST", "/admin/keys", NULL, body), 401);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", "sk-master-wrong", body), 401);
     assert_int_equal(status_of(&s, "GET", "/admin/keys", "sk-master-wrong", NULL), 401);
@@ -216,6 +237,9 @@ static void admin_keys_lifecycle(void **state)
     assert_string_not_equal(team, ci);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, body), 409);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, "{\"name\":\"a b\"}"), 400);
+    assert_int_equal(
+        status_of(&s, "POST", "/admin/keys", MASTER_KEY, "{\"name\":\"x\",\"daily_cost\":-1}"),
+        400);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", team, "{\"name\":\"x\"}"), 401);
 
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
@@ -231,6 +255,8 @@ static void admin_keys_lifecycle(void **state)
                         "gpt-4o");
     assert_int_equal((int)json_number_value(json_object_get(t, "rpm")), 600);
     assert_int_equal((int)json_number_value(json_object_get(t, "tpm")), 90000);
+    assert_int_equal((int)json_number_value(json_object_get(t, "daily_tokens")), 500000);
+    assert_true(json_number_value(json_object_get(t, "daily_cost")) == 12.5);
     assert_true(json_integer_value(json_object_get(t, "created")) > 1700000000);
     assert_non_null(listed(l, "ci"));
     json_decref(l);
@@ -243,10 +269,10 @@ static void admin_keys_lifecycle(void **state)
     assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
     stop_serve(&s);
-    assert_log_clean("first", secrets);
+    assert_log_clean(first, secrets);
 
-    /* a restart on the same state: the made key works, the revoked one does not */
-    start_serve(&s, "second", 1);
+    /* a restart on the same store: the made key works, the revoked one does not */
+    start_serve(&s, st, second, 1);
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
     assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
     l = listing(&s, secrets);
@@ -254,19 +280,41 @@ static void admin_keys_lifecycle(void **state)
     assert_null(listed(l, "ci"));
     json_decref(l);
     stop_serve(&s);
-    assert_log_clean("second", secrets);
+    assert_log_clean(second, secrets);
 
     /* without --admin-key-env: no admin API, whatever key is presented */
-    start_serve(&s, "plain", 0);
+    start_serve(&s, st, plain, 0);
     assert_int_equal(status_of(&s, "GET", "/admin/keys", MASTER_KEY, NULL), 404);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, body), 404);
     stop_serve(&s);
 }
 
+static void admin_keys_on_sqlite(void **state)
+{
+    (void)state;
+    store_arg st = {.name = "sqlite", .flag = "--state"};
+    snprintf(st.value, sizeof(st.value), "%s/state.db", env.dir);
+    keys_lifecycle(&st);
+}
+
+static void admin_keys_on_postgres(void **state)
+{
+    (void)state;
+    if (!sky_test_pg_available()) {
+        print_message("postgres: initdb and pg_ctl not installed; skipped\n");
+        skip();
+    }
+    sky_test_pg_start(&env.pg);
+    store_arg st = {.name = "postgres", .flag = "--postgres"};
+    snprintf(st.value, sizeof(st.value), "%s", env.pg.url);
+    keys_lifecycle(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(admin_keys_lifecycle),
+        cmocka_unit_test(admin_keys_on_sqlite),
+        cmocka_unit_test(admin_keys_on_postgres),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -82,7 +82,7 @@ static void test_durations_read_back(void **state)
 static void test_tokens_of_replies(void **state)
 {
     (void)state;
-    gw_tokens t = {-1, -1, -1};
+    gw_tokens t = {-1, -1, -1, -1};
     sky__gw_tokens_read(sky_span_cstr("{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":"
                                       "\"hi\"},\"usage\":{\"total_tokens\":999}}],"
                                       "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,"
@@ -92,13 +92,13 @@ static void test_tokens_of_replies(void **state)
     assert_int_equal(t.completion, 3);
     assert_int_equal(t.total, 10);
     /* the Responses API's names, one level in; no total: the sum */
-    t = (gw_tokens){-1, -1, -1};
+    t = (gw_tokens){-1, -1, -1, -1};
     sky__gw_tokens_read(sky_span_cstr("{\"type\":\"response.completed\",\"response\":{"
                                       "\"usage\":{\"input_tokens\":5,\"output_tokens\":4}}}"),
                         &t);
     assert_int_equal(t.total, 9);
     /* a key named usage that is no object, a total outside any usage: nothing */
-    t = (gw_tokens){-1, -1, -1};
+    t = (gw_tokens){-1, -1, -1, -1};
     sky__gw_tokens_read(
         sky_span_cstr("{\"usage\":3,\"total_tokens\":4,\"a\":[{\"total_tokens\":5}]}"), &t);
     assert_int_equal(t.total, -1);
@@ -109,7 +109,7 @@ static void test_tokens_of_replies(void **state)
 static void test_tokens_of_stream_chunks(void **state)
 {
     (void)state;
-    gw_tokens t = {-1, -1, -1};
+    gw_tokens t = {-1, -1, -1, -1};
     sky__gw_tokens_from_chunk(sky_span_cstr("data: {\"choices\":[{\"delta\":{}}]}\n\n"), &t);
     assert_int_equal(t.total, -1);
     sky__gw_tokens_from_chunk(

@@ -1,0 +1,297 @@
+/*
+ * Usage in `skyio serve` end to end, in front of `skyio mock`: each call's cost from the
+ * config's price table (`skyio usage` prints it; a model without a price costs 0 and is
+ * counted), and the keys' daily caps: a key past its daily tokens gets 429 with the seconds
+ * to midnight UTC, counted in /metrics, still after a restart on the same state file; and
+ * two gateways side by side on one Redis share a key's use, so what one let through counts
+ * on the other.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "harness_redis.h"
+#include "harness_serve.h"
+#include "skyio/json.h"
+
+#define CAPPED_KEY "sk-capped-7f3a"
+#define FREE_KEY "sk-free-19c2"
+#define DAILY_TOKENS 60
+
+typedef sky_test_serve serve;
+
+static struct {
+    sky_test_mock mock;
+    sky_test_redis redis;
+    char dir[256];
+    uv_loop_t *loop;
+    sky_http_client *client;
+} env;
+
+static void keys_in_env(void)
+{
+    setenv("SKY_TEST_CAPPED_KEY", CAPPED_KEY, 1);
+    setenv("SKY_TEST_FREE_KEY", FREE_KEY, 1);
+}
+
+static void write_config(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/gateway.json", env.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+            " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
+            " \"keys\": [{\"name\": \"capped\", \"key_env\": \"SKY_TEST_CAPPED_KEY\","
+            "             \"daily_tokens\": %d},"
+            "            {\"name\": \"free\", \"key_env\": \"SKY_TEST_FREE_KEY\"}],"
+            " \"prices\": {\"gpt-4o\": {\"input_per_1m\": 2500, \"output_per_1m\": 10000},"
+            "              \"absent-model\": {\"input_per_1m\": 1}}}\n",
+            env.mock.base_url, env.mock.base_url, DAILY_TOKENS);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    sky_test_tmpdir(env.dir, sizeof(env.dir));
+    sky_test_mock_start(&env.mock, NULL);
+    write_config();
+    env.loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (env.redis.pid)
+        sky_test_redis_free(&env.redis);
+    sky_http_client_free(env.client);
+    sky_test_loop_free(env.loop);
+    sky_test_mock_stop(&env.mock);
+    sky_test_rmdir(env.dir);
+    return 0;
+}
+
+/* Start serve with @p a and @p b (a store flag and its value; NULL: none), its logs in the
+ * folder @p name. */
+static void start_serve(serve *s, const char *name, const char *a, const char *b)
+{
+    char config[512], dir[512];
+    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    const char *args[] = {"--config", config, a, b, NULL};
+    memset(s, 0, sizeof(*s));
+    sky_test_serve_start(s, dir, args, keys_in_env);
+}
+
+static void stop_serve(serve *s)
+{
+    int st = sky_test_stop_child(s->pid);
+    s->pid = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A chat to @p model with @p key; the answer in @p out (free it). */
+static void chat(const serve *s, const char *key, const char *model, sky_test_result *out)
+{
+    char url[256], auth[160], body[160];
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", s->base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", model);
+    const char *headers[] = {auth, NULL};
+    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, out);
+    assert_int_equal(out->err_code, 0);
+}
+
+static int chat_status(const serve *s, const char *key, const char *model)
+{
+    sky_test_result r;
+    chat(s, key, model, &r);
+    int st = r.status;
+    sky_test_result_free(&r);
+    return st;
+}
+
+/* A metrics sample of @p s; -1: none. */
+static double metric(const serve *s, const char *series)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/metrics", s->base);
+    sky_test_result r;
+    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
+    assert_int_equal(r.status, 200);
+    double v = sky_test_sample(r.body, series);
+    sky_test_result_free(&r);
+    return v;
+}
+
+/* Chats of the capped key until it is refused: how many went through (fails past 50). */
+static int use_up(const serve *s)
+{
+    for (int n = 0; n < 50; n++) {
+        sky_test_result r;
+        chat(s, CAPPED_KEY, "gpt-4o", &r);
+        int st = r.status;
+        sky_test_result_free(&r);
+        if (st == 429)
+            return n;
+        assert_int_equal(st, 200);
+    }
+    fail_msg("the capped key was never refused");
+    return -1;
+}
+
+/* The refusal: OpenAI's shape, the cap named, retry-after the seconds to midnight UTC. */
+static void assert_refused_until_midnight(const serve *s)
+{
+    sky_test_result r;
+    chat(s, CAPPED_KEY, "gpt-4o", &r);
+    assert_int_equal(r.status, 429);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    const char *msg = json_string_value(sky_json_path(j, "error.message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "Daily token budget reached for key 'capped'"));
+    assert_non_null(strstr(msg, "midnight UTC"));
+    assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "daily_budget_exceeded");
+    json_decref(j);
+    const char *ra = json_string_value(json_object_get(r.headers, "retry-after"));
+    assert_non_null(ra);
+    long long to_midnight = 86400 - (long long)(time(NULL) % 86400);
+    long long secs = atoll(ra);
+    assert_true(secs >= 1 && secs <= 86400);
+    assert_true(llabs(secs - to_midnight) <= 120); /* the same midnight, not a minute's wait */
+    sky_test_result_free(&r);
+}
+
+/* `skyio usage --state FILE --json`'s rows (new reference). */
+static json_t *usage_rows(const char *db)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s usage --state %s --json", SKY_TEST_BIN, db);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    static char out[65536];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    assert_non_null(doc);
+    json_t *rows = json_incref(json_object_get(doc, "totals"));
+    json_decref(doc);
+    return rows;
+}
+
+static const json_t *row_of(const json_t *rows, const char *key, const char *model)
+{
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const json_t *r = json_array_get(rows, i);
+        if (!strcmp(json_string_value(json_object_get(r, "key")), key) &&
+            !strcmp(json_string_value(json_object_get(r, "model")), model))
+            return r;
+    }
+    return NULL;
+}
+
+static void cost_and_daily_cap_on_sqlite(void **state)
+{
+    (void)state;
+    char db[512];
+    snprintf(db, sizeof(db), "%s/state.db", env.dir);
+    serve s;
+    start_serve(&s, "first", "--state", db);
+    assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200);
+    assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o-mini"), 200); /* no price */
+    assert_true(metric(&s, "skyio_gateway_usage_unpriced_total") >= 1);
+    int through = use_up(&s);
+    assert_true(through >= 1);
+    assert_refused_until_midnight(&s);
+    assert_true(metric(&s, "skyio_gateway_key_daily_refused_total{cap=\"tokens\"}") >= 2);
+    assert_int_equal(metric(&s, "skyio_gateway_key_daily_refused_total{cap=\"cost\"}"), 0);
+    assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200); /* another key: not capped */
+    stop_serve(&s);
+
+    /* the cost at the model's price; none for the unpriced model */
+    json_t *rows = usage_rows(db);
+    const json_t *priced = row_of(rows, "free", "gpt-4o");
+    const json_t *unpriced = row_of(rows, "free", "gpt-4o-mini");
+    assert_non_null(priced);
+    assert_non_null(unpriced);
+    double in = (double)json_integer_value(json_object_get(priced, "tokens_in"));
+    double out = (double)json_integer_value(json_object_get(priced, "tokens_out"));
+    assert_true(in > 0 && out > 0);
+    assert_float_equal(json_number_value(json_object_get(priced, "cost")),
+                       (in * 2500 + out * 10000) / 1e6, 1e-9);
+    assert_float_equal(json_number_value(json_object_get(unpriced, "cost")), 0, 0);
+    const json_t *capped = row_of(rows, "capped", "gpt-4o");
+    assert_non_null(capped);
+    assert_true(json_integer_value(json_object_get(capped, "tokens_in")) +
+                    json_integer_value(json_object_get(capped, "tokens_out")) >=
+                DAILY_TOKENS);
+    json_decref(rows);
+
+    /* a restart on the same state: the day's use is read back, the key stays refused */
+    start_serve(&s, "second", "--state", db);
+    assert_refused_until_midnight(&s);
+    assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200);
+    stop_serve(&s);
+}
+
+static void daily_cap_shared_through_redis(void **state)
+{
+    (void)state;
+    sky_test_redis_start(&env.redis, NULL);
+    serve a, b;
+    start_serve(&a, "side-a", "--cache", env.redis.url);
+    start_serve(&b, "side-b", "--cache", env.redis.url);
+    int through = use_up(&a);
+    assert_true(through >= 1);
+    /* b let nothing through itself: the use a counted refuses the key on b too, once b has
+     * heard of it (its first call asks; no more than a few go through meanwhile) */
+    int refused = 0;
+    for (int i = 0; i < 20 && !refused; i++) {
+        refused = chat_status(&b, CAPPED_KEY, "gpt-4o") == 429;
+        if (!refused)
+            usleep(100000);
+    }
+    assert_true(refused);
+    assert_refused_until_midnight(&b);
+    /* the shared counter of the key's day holds the use of both */
+    char day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    long long counted =
+        sky_test_redis_int(&env.redis, "INCRBY skyio:counter:daily:%s:tokens:capped 0", day);
+    assert_true(counted >= DAILY_TOKENS);
+    assert_true(sky_test_redis_int(&env.redis, "TTL skyio:counter:daily:%s:tokens:capped", day) >
+                0);
+    stop_serve(&a);
+    stop_serve(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cost_and_daily_cap_on_sqlite),
+        cmocka_unit_test(daily_cap_shared_through_redis),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
