@@ -74,6 +74,33 @@ typedef struct sky_reply_classifier {
     void *user_data;
 } sky_reply_classifier;
 
+/**
+ * A rate limit kept outside the pipeline and shared with other processes (a bucket in
+ * Redis, say): asked before every attempt, first tries and retries alike, once the
+ * pipeline's own breaker and concurrency slot let it go, and told how each attempt it let
+ * through ended. Borrowed by the pipeline (it must outlive it); every callback runs on the
+ * pipeline's loop and must not free the pipeline.
+ */
+typedef struct sky_rate_admitter {
+    /**
+     * May an attempt costing @p est_tokens go now? 0: yes (the admitter has counted it);
+     * > 0: not yet: the pipeline asks again after at most that many milliseconds, or sooner
+     * once the admitter calls sky_pipeline_admitter_wake(@p p) (tokens it asked for came).
+     */
+    int64_t (*acquire)(void *user_data, sky_pipeline *p, int64_t est_tokens);
+    /**
+     * An attempt it let through has ended: @p status (429 also for a 503 the pipeline took
+     * for load being shed; 0: no reply), the reply's @p headers (borrowed for the call; NULL
+     * without a reply) and @p rpm, the rate the pipeline's own limiter allows now (0:
+     * unpaced, or no limiter). May be NULL.
+     */
+    void (*on_reply)(void *user_data, sky_pipeline *p, int status, const sky_headers *headers,
+                     double rpm);
+    /** @p p is being freed: forget it (no wake after this returns). May be NULL. */
+    void (*on_free)(void *user_data, sky_pipeline *p);
+    void *user_data;
+} sky_rate_admitter;
+
 typedef struct sky_pipeline_options {
     sky_retry_options retry;
     long attempt_timeout_ms;         /**< one attempt; default 300000 (azure-core's 300 s) */
@@ -132,6 +159,8 @@ typedef struct sky_pipeline_options {
      * instructions a request.
      */
     int send_request_id;
+    /** A shared rate limit asked before every attempt (see the type); NULL (default): none. */
+    const sky_rate_admitter *admitter;
 } sky_pipeline_options;
 
 /** Every default. */
@@ -333,6 +362,10 @@ SKY_EXTERN int sky_pipeline_quota_exhausted(int status, sky_span body);
  * callbacks may run before this returns (a call whose deadline passed).
  */
 SKY_EXTERN void sky_pipeline_hold(sky_pipeline *p, int hold);
+
+/** Calls waiting for the pipeline's admitter ask it again now (from the loop, not from
+ *  inside this call). For the admitter, when tokens it waited for have come. */
+SKY_EXTERN void sky_pipeline_admitter_wake(sky_pipeline *p);
 
 /** Calls started and not yet reported. */
 SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);

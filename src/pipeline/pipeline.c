@@ -68,6 +68,8 @@ struct sky_call {
     int failed;    /* an attempt failed: its retries tell the breaker nothing new */
     int breaker_taken;
     int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
+    int waits_on_admitter; /* waiting for the admitter's tokens: woken by it */
+    int admitted;          /* the admitter let the next attempt go: told how it ends */
     uint64_t start_ms, deadline_ms, wait_from_ms, waited_ms, attempt_ms;
     sky_http_request *req;
     sky_token_request *token_req; /* getting the credential's token */
@@ -265,6 +267,7 @@ static void on_call_timer(uv_timer_t *t)
     sky_call *c = t->data;
     sky_pipeline *p = c->p;
     c->waits_on_endpoint = 0;
+    c->waits_on_admitter = 0;
     if (c->step == STEP_QUEUED) {
         /* the deadline came while waiting for a concurrency slot */
         queue_remove(p, c);
@@ -405,6 +408,22 @@ static int admit_rate(sky_call *c)
     return 0;
 }
 
+/* The shared limit outside the pipeline, asked once per attempt (a wait keeps its grant). */
+static int admit_shared(sky_call *c)
+{
+    const sky_rate_admitter *a = c->p->o.admitter;
+    if (a == NULL || a->acquire == NULL || c->admitted)
+        return 1;
+    int64_t wait = a->acquire(a->user_data, c->p, c->est_tokens);
+    if (wait <= 0) {
+        c->admitted = 1;
+        return 1;
+    }
+    c->waits_on_admitter = 1;
+    wait_then_admit(c, (uint64_t)wait, 1);
+    return 0;
+}
+
 static void authorize(sky_call *c);
 
 static void admit(sky_call *c)
@@ -419,7 +438,7 @@ static void admit(sky_call *c)
         return;
     }
     c->step = STEP_ADMIT;
-    if (admit_slot(c) && admit_breaker(c) && admit_rate(c))
+    if (admit_slot(c) && admit_breaker(c) && admit_shared(c) && admit_rate(c))
         authorize(c);
 }
 
@@ -969,6 +988,20 @@ static uint64_t latency_us(const sky_call *c, const sky_http_response *res)
     return res->total_us;
 }
 
+/* The admitter hears how the attempt it let through ended, with the local limiter's rate. */
+static void report_admitter(sky_call *c, int status, const sky_headers *h)
+{
+    const sky_rate_admitter *a = c->p->o.admitter;
+    sky_ratelimit_stats rs;
+    c->admitted = 0;
+    if (a->on_reply == NULL)
+        return;
+    rs.rpm = 0;
+    if (c->p->rate)
+        sky_ratelimit_get_stats(c->p->rate, &rs);
+    a->on_reply(a->user_data, c->p, status, h, rs.rpm);
+}
+
 /* Tell the shared policies how the attempt went. */
 static void report_attempt(sky_call *c, const sky_http_response *res, const sky_error *err)
 {
@@ -988,6 +1021,8 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
         sky_ratelimit_on_response(p->rate, shed ? 429 : status, err ? NULL : res->headers,
                                   c->est_tokens, actual);
     }
+    if (c->admitted)
+        report_admitter(c, shed ? 429 : status, err ? NULL : res->headers);
     if (c->breaker_taken)
         report_breaker(c, status, err, shed == SHED_AMONG_SUCCESSES);
     note_health(p, status, err);
@@ -1320,6 +1355,8 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
 
 static void pipeline_release(sky_pipeline *p)
 {
+    if (p->o.admitter && p->o.admitter->on_free)
+        p->o.admitter->on_free(p->o.admitter->user_data, p);
     sky_ratelimit_free(p->rate);
     sky_limiter_free(p->limiter);
     free(p->scope);
@@ -1375,6 +1412,16 @@ void sky_pipeline_hold(sky_pipeline *p, int hold)
     p->held = !!hold;
     if (!p->held)
         pump_queue(p);
+}
+
+void sky_pipeline_admitter_wake(sky_pipeline *p)
+{
+    for (sky_call *c = p ? p->calls : NULL; c; c = c->next) {
+        if (c->waits_on_admitter && c->step == STEP_WAITING) {
+            c->waits_on_admitter = 0;
+            uv_timer_start(c->timer, on_call_timer, 0, 0);
+        }
+    }
 }
 
 size_t sky_pipeline_active(const sky_pipeline *p)
