@@ -18,6 +18,12 @@ const char sky_cli_stores_usage[] =
     "                            ~/.pgpass, not the URL);\n"
     "                            down at start: exit 3; down later: records wait in a\n"
     "                            bounded queue and are written when it is back\n"
+    "  --usage-queue-max N       usage records held in memory while the store is away\n"
+    "                            (default 100000); past it they go to --usage-spill, else\n"
+    "                            they are lost (counted in /metrics)\n"
+    "  --usage-spill FILE        a local SQLite file for the records past that bound while\n"
+    "                            PostgreSQL is away (10,000,000 at most); written to it when\n"
+    "                            it is back, also after a restart\n"
     "  --cache URL               the response cache: redis://HOST:PORT/DB or a SQLite file.\n"
     "                            A request asks for it with the header x-skyio-cache: on\n"
     "                            (look up, keep on a miss), refresh (go upstream, keep) or\n"
@@ -70,6 +76,10 @@ int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
         return take_postgres(st, v);
     else if (strcmp(flag, "--admin-key-env") == 0)
         st->admin_env = v;
+    else if (strcmp(flag, "--usage-spill") == 0)
+        st->usage_spill = v;
+    else if (strcmp(flag, "--usage-queue-max") == 0)
+        return sky_cli_number_opt("serve", flag, v, 1, &st->usage_queue_max) < 0 ? -1 : 1;
     else if (strcmp(flag, "--cache-ttl-s") == 0)
         return sky_cli_number_opt("serve", flag, v, 1, &st->cache_ttl_s) < 0 ? -1 : 1;
     else
@@ -77,11 +87,17 @@ int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
     return 1;
 }
 
-static int open_one(uv_loop_t *loop, const char *url, const char *what, sky__store **out)
+static int open_one(const sky_cli_stores *st, uv_loop_t *loop, const char *url, const char *what,
+                    sky__store **out)
 {
     sky__store_options so;
     sky__store_options_init(&so);
     so.url = url;
+    if (strcmp(what, "usage") == 0) {
+        so.usage_spill_path = st->usage_spill;
+        if (st->usage_queue_max > 0)
+            so.usage_queue_max = (uint32_t)st->usage_queue_max;
+    }
     sky_error err;
     sky_error_clear(&err);
     if (sky__store_open_sync(loop, &so, out, &err) == 0)
@@ -129,14 +145,19 @@ int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
                         "one\n");
         return -1;
     }
+    if (st->usage_spill && !st->postgres) {
+        fprintf(stderr, "skyio serve: --usage-spill keeps --postgres's records while it is "
+                        "away: give --postgres\n");
+        return -1;
+    }
     if (st->state && st->postgres) {
         fprintf(stderr, "skyio serve: --state and --postgres both keep usage: give one\n");
         return -1;
     }
     const char *usage_url = st->postgres ? st->postgres : st->state;
-    if (usage_url && open_one(loop, usage_url, "usage", &st->usage) < 0)
+    if (usage_url && open_one(st, loop, usage_url, "usage", &st->usage) < 0)
         return -1;
-    if (st->cache_url && open_one(loop, st->cache_url, "cache", &st->cache) < 0)
+    if (st->cache_url && open_one(st, loop, st->cache_url, "cache", &st->cache) < 0)
         return -1;
     sky__gw_set_usage_store(gw, st->usage);
     if (load_today(gw) < 0)

@@ -8,11 +8,13 @@
 #include "store/store.h"
 
 typedef struct sky_cli_stores {
-    const char *cache_url; /* --cache */
-    const char *state;     /* --state FILE: usage (and the cache, without --cache) */
-    char *postgres;        /* --postgres URL (a copy: argv's password is wiped) */
-    long long cache_ttl_s; /* --cache-ttl-s */
-    const char *admin_env; /* --admin-key-env NAME: the variable holding the master key */
+    const char *cache_url;     /* --cache */
+    const char *state;         /* --state FILE: usage (and the cache, without --cache) */
+    char *postgres;            /* --postgres URL (a copy: argv's password is wiped) */
+    long long cache_ttl_s;     /* --cache-ttl-s */
+    const char *admin_env;     /* --admin-key-env NAME: the variable holding the master key */
+    const char *usage_spill;   /* --usage-spill FILE: records past the queue's bound */
+    long long usage_queue_max; /* --usage-queue-max N (0: the store's default) */
     sky__store *cache, *usage;
 } sky_cli_stores;
 

@@ -1,7 +1,7 @@
 /*
  * The stores in /metrics: the response cache's lookups by outcome (a "bypassed" lookup is
  * one the store could not answer: Redis away), and the usage records written, waiting and
- * lost (refused over the queue's bound, or unwritten at exit).
+ * lost (refused over the queue's bound, or unwritten at exit), and those on the spill file.
  */
 #include "internal.h"
 #include "store/store.h"
@@ -35,9 +35,14 @@ static int write_usage(sky_buf *b, const sky__store *s)
         "# HELP skyio_gateway_usage_write_errors_total Batches of usage records that failed "
         "(kept and tried again).\n"
         "# TYPE skyio_gateway_usage_write_errors_total counter\n"
-        "skyio_gateway_usage_write_errors_total %llu\n",
+        "skyio_gateway_usage_write_errors_total %llu\n"
+        "# HELP skyio_gateway_usage_records_spilled Usage records waiting on the local spill "
+        "file (past the memory bound while the store cannot write).\n"
+        "# TYPE skyio_gateway_usage_records_spilled gauge\n"
+        "skyio_gateway_usage_records_spilled %llu\n",
         (unsigned long long)st.usage_written, (unsigned long long)st.usage_lost,
-        (unsigned long long)st.usage_queued, (unsigned long long)st.write_errors);
+        (unsigned long long)st.usage_queued, (unsigned long long)st.write_errors,
+        (unsigned long long)st.usage_spilled);
 }
 
 int sky__gw_stores_metrics(sky_buf *b, const sky_gateway *g)

@@ -38,6 +38,7 @@ typedef struct sky__store_vt {
 } sky__store_vt;
 
 typedef struct sky__usage_node sky__usage_node;
+typedef struct sky__usage_spill sky__usage_spill;
 typedef struct sky__deferred sky__deferred;
 typedef struct sky__flush_waiter sky__flush_waiter;
 
@@ -62,6 +63,8 @@ struct sky__store {
     uv_timer_t flush_timer;
     sky__flush_waiter *waiters;
     sky__store_stats stats;
+    sky__usage_spill *spill; /* usage_spill.c; NULL: none */
+    char spill_path[512];    /* copy of opts.usage_spill_path */
 
     /* Completions of calls that failed before reaching the backend. */
     sky__deferred *deferred_head, *deferred_tail;
@@ -96,6 +99,33 @@ void sky__store_usage_close(sky__store *s);
 void sky__store_usage_closed(sky__store *s, const sky_error *err);
 void sky__store_usage_free(sky__store *s);
 void sky__store_run_deferred(sky__store *s);
+
+/* One queued usage record, its strings with it. */
+struct sky__usage_node {
+    sky__usage_node *next;
+    sky__store_usage rec; /* strings point into `strings` */
+    char strings[];
+};
+/* A copy of @p r (its strings too), or NULL. */
+sky__usage_node *sky__usage_node_new(const sky__store_usage *r);
+/* Records back from the spill, to the queue's tail (written as any). */
+void sky__store_usage_take(sky__store *s, sky__usage_node *head, size_t n);
+/* Closing: settle the queue when nothing is under way any more. */
+void sky__store_usage_close_step(sky__store *s);
+
+/* The spill file (usage_spill.c): records past the memory bound while the store cannot
+ * write. Open: at the store's open (a file that cannot be used fails it, named). */
+int sky__spill_open(sky__store *s, sky_error *err);
+/* Anything on the spill (the file, or on its way there). */
+int sky__spill_active(const sky__store *s);
+/* A job on the thread pool. */
+int sky__spill_busy(const sky__store *s);
+/* Take @p n (0), or -1 past usage_spill_max (the caller frees it and counts it lost). */
+int sky__spill_add(sky__store *s, sky__usage_node *n);
+/* Save what waits, or bring rows back when the queue is empty; a no-op without a spill. */
+void sky__spill_tick(sky__store *s);
+/* Memory's records to the file (on the loop: at close only), and the file closed. */
+void sky__spill_close(sky__store *s);
 
 /** The path of a "sqlite:PATH" or plain-path URL (borrowed from @p url). */
 const char *sky__store_sqlite_path(const char *url);

@@ -2,6 +2,7 @@
  * The store handle: choosing the backend from the URL, opening and closing, and the calls,
  * which check that the backend keeps what is asked before handing it over.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,6 +18,7 @@ void sky__store_options_init(sky__store_options *opts)
     opts->usage_flush_ms = 200;
     opts->pool_size = 2;
     opts->reconnect_interval_ms = 500;
+    opts->usage_spill_max = 10000000;
 }
 
 int64_t sky__store_now_ms(void)
@@ -55,6 +57,8 @@ static void fix_options(sky__store_options *o)
         o->pool_size = 1;
     if (o->reconnect_interval_ms == 0)
         o->reconnect_interval_ms = 500;
+    if (o->usage_spill_max == 0)
+        o->usage_spill_max = 10000000;
 }
 
 int sky__store_open(uv_loop_t *loop, const sky__store_options *opts, sky__store_open_cb cb,
@@ -70,6 +74,9 @@ int sky__store_open(uv_loop_t *loop, const sky__store_options *opts, sky__store_
     s->loop = loop;
     s->opts = *opts;
     s->opts.url = s->url;
+    snprintf(s->spill_path, sizeof(s->spill_path), "%s",
+             opts->usage_spill_path ? opts->usage_spill_path : "");
+    s->opts.usage_spill_path = opts->usage_spill_path ? s->spill_path : NULL;
     fix_options(&s->opts);
     s->vt = backend_for(s->url);
     sky__store_url_scrub(s->url, s->safe_url, sizeof(s->safe_url));
@@ -141,6 +148,11 @@ void sky__store_close_sync(uv_loop_t *loop, sky__store *s)
 
 void sky__store_opened(sky__store *s, const sky_error *err)
 {
+    sky_error spill_err;
+    sky_error_clear(&spill_err);
+    if (!(err && err->code) && s->opts.usage_spill_path && (s->vt->caps & SKY__STORE_USAGE) &&
+        sky__spill_open(s, &spill_err) < 0)
+        err = &spill_err; /* a spill file that cannot be used fails the open, named */
     if (err && err->code) {
         s->open_err = *err;
         s->closing = 1;

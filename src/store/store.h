@@ -52,6 +52,10 @@ typedef struct sky__store_options {
     uint64_t usage_flush_ms;        /**< queued records are written at least this often. 200 */
     uint32_t pool_size;             /**< PostgreSQL connections. 2 */
     uint64_t reconnect_interval_ms; /**< network stores: retry a lost server this often. 500 */
+    /** A local SQLite file for the usage records past usage_queue_max while the store cannot
+     *  write them (they are written when it can, also after a restart); NULL: none. */
+    const char *usage_spill_path;
+    uint64_t usage_spill_max; /**< records kept on that file at most. 10,000,000 */
 } sky__store_options;
 
 void sky__store_options_init(sky__store_options *opts);
@@ -119,8 +123,9 @@ typedef struct sky__store_usage {
 /**
  * Queue one record (copied). It is written in a batch within usage_flush_ms, off the
  * request path. While the store cannot write (server away) records stay queued and are
- * written when it returns; past usage_queue_max the record is refused, counted in
- * usage_lost, and SKY_EBUSY returned. Otherwise 0.
+ * written when it returns; past usage_queue_max the record goes to the spill file (when
+ * there is one, up to usage_spill_max), else it is refused, counted in usage_lost, and
+ * SKY_EBUSY returned. Otherwise 0.
  */
 int sky__store_usage_append(sky__store *s, const sky__store_usage *rec);
 
@@ -151,9 +156,10 @@ void sky__store_usage_flush(sky__store *s, sky__store_done_cb cb, void *user_dat
 typedef struct sky__store_stats {
     uint64_t usage_appended; /**< accepted by sky__store_usage_append */
     uint64_t usage_written;
-    uint64_t usage_queued; /**< waiting now */
-    uint64_t usage_lost;   /**< refused over the bound, or unwritten at close */
-    uint64_t write_errors; /**< batches that failed and were kept for a retry */
+    uint64_t usage_queued;  /**< waiting now */
+    uint64_t usage_lost;    /**< refused over the bound, or unwritten at close */
+    uint64_t write_errors;  /**< batches that failed and were kept for a retry */
+    uint64_t usage_spilled; /**< on the spill file now, or on their way there */
 } sky__store_stats;
 
 void sky__store_get_stats(const sky__store *s, sky__store_stats *out);

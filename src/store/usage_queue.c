@@ -3,18 +3,13 @@
  * into a bounded queue; a timer writes the queue in batches, one batch in flight at a time.
  * A batch that fails goes back to the head of the queue, in order, and is tried again on
  * the next tick: a server that is away loses nothing below the bound, and what is refused
- * above it is counted.
+ * above it is counted. With a spill file (usage_spill.c), records past the memory bound
+ * wait there instead, up to a bound of their own.
  */
 #include <stdlib.h>
 #include <time.h>
 
 #include "internal.h"
-
-struct sky__usage_node {
-    sky__usage_node *next;
-    sky__store_usage rec; /* strings point into `strings` */
-    char strings[];
-};
 
 struct sky__flush_waiter {
     sky__flush_waiter *next;
@@ -25,7 +20,7 @@ struct sky__flush_waiter {
 
 static void write_batch(sky__store *s);
 
-static sky__usage_node *node_new(const sky__store_usage *r)
+sky__usage_node *sky__usage_node_new(const sky__store_usage *r)
 {
     const char *k = r->key_name ? r->key_name : "";
     const char *m = r->model ? r->model : "";
@@ -45,13 +40,29 @@ static sky__usage_node *node_new(const sky__store_usage *r)
     return n;
 }
 
+/* Past the memory bound, or behind records already there: to the spill file. */
+static int spill(sky__store *s, const sky__store_usage *rec)
+{
+    sky__usage_node *n = sky__usage_node_new(rec);
+    if (!n || sky__spill_add(s, n) < 0) {
+        free(n);
+        s->stats.usage_lost++;
+        return SKY_EBUSY;
+    }
+    s->stats.usage_appended++;
+    return 0;
+}
+
 int sky__store_usage_append(sky__store *s, const sky__store_usage *rec)
 {
     if (!(s->vt->caps & SKY__STORE_USAGE) || s->closing)
         return SKY_ESTATE;
     sky__usage_node *n = NULL;
-    if (s->stats.usage_queued + s->batch_n < s->opts.usage_queue_max)
-        n = node_new(rec);
+    int full = s->stats.usage_queued + s->batch_n >= s->opts.usage_queue_max;
+    if (s->spill && (full || sky__spill_active(s)))
+        return spill(s, rec);
+    if (!full)
+        n = sky__usage_node_new(rec);
     if (!n) {
         s->stats.usage_lost++;
         return SKY_EBUSY;
@@ -99,6 +110,32 @@ static void requeue_batch(sky__store *s)
     s->stats.usage_queued += s->batch_n;
 }
 
+/* Closing: once no batch and no spill job is under way, the queue is settled. */
+static void close_step(sky__store *s, const sky_error *err)
+{
+    if (!s->writing && !sky__spill_busy(s))
+        sky__store_usage_closed(s, err);
+}
+
+void sky__store_usage_close_step(sky__store *s)
+{
+    close_step(s, NULL);
+}
+
+void sky__store_usage_take(sky__store *s, sky__usage_node *head, size_t n)
+{
+    if (s->q_tail)
+        s->q_tail->next = head;
+    else
+        s->q_head = head;
+    while (head->next)
+        head = head->next;
+    s->q_tail = head;
+    s->stats.usage_queued += n;
+    if (!s->writing)
+        write_batch(s);
+}
+
 static void on_batch_written(const sky_error *err, void *ud)
 {
     sky__store *s = ud;
@@ -119,9 +156,11 @@ static void on_batch_written(const sky_error *err, void *ud)
         if (s->q_head &&
             (s->stats.usage_queued >= s->opts.usage_batch_max || s->waiters || s->closing))
             write_batch(s);
+        else if (!s->q_head)
+            sky__spill_tick(s); /* the store keeps up: what waits on the spill comes back */
     }
-    if (s->closing && !s->writing)
-        sky__store_usage_closed(s, err);
+    if (s->closing)
+        close_step(s, err);
 }
 
 static void write_batch(sky__store *s)
@@ -150,6 +189,7 @@ static void on_flush_timer(uv_timer_t *t)
     sky__store *s = t->data;
     if (!s->writing && s->q_head)
         write_batch(s);
+    sky__spill_tick(s);
 }
 
 int sky__store_usage_start(sky__store *s)
@@ -203,12 +243,14 @@ void sky__store_usage_close(sky__store *s)
         write_batch(s);
         return;
     }
-    sky__store_usage_closed(s, NULL);
+    close_step(s, NULL);
 }
 
-/* Records never written are lost; count them and free them. */
+/* Records never written are lost (kept on the spill file when there is one); count them
+ * and free them. */
 void sky__store_usage_free(sky__store *s)
 {
+    sky__spill_close(s);
     while (s->q_head) {
         sky__usage_node *n = s->q_head;
         s->q_head = n->next;
