@@ -108,6 +108,19 @@ SKY_EXTERN int sky_limiter_try_acquire(sky_limiter *lim) SKY_NODISCARD;
  */
 SKY_EXTERN void sky_limiter_release(sky_limiter *lim, int outcome, uint64_t rtt_us);
 
+/**
+ * A slot taken by sky_limiter_try_acquire whose request waits for something else
+ * before it goes (a rate limiter's pacing): it still counts against the limit, but
+ * not as use of it. While slots are parked and those in use never reach the limit,
+ * the limit does not grow: the other limit decides what is in flight, and more
+ * slots would only park more requests. Call sky_limiter_unpark when the request
+ * goes (or before releasing the slot). More parks than slots taken are ignored.
+ */
+SKY_EXTERN void sky_limiter_park(sky_limiter *lim);
+
+/** The parked slot's request goes now (see sky_limiter_park). Ignored when none is parked. */
+SKY_EXTERN void sky_limiter_unpark(sky_limiter *lim);
+
 /** The limit try_acquire enforces now (lower than the estimate while probing). */
 SKY_EXTERN int sky_limiter_limit(const sky_limiter *lim);
 
@@ -120,6 +133,7 @@ typedef struct sky_limiter_stats {
     int limit;                   /**< enforced now (sky_limiter_limit) */
     int estimate;                /**< the algorithm's limit, probes aside */
     int in_flight;               /**< slots taken */
+    int parked;                  /**< of those, parked (sky_limiter_park) */
     int probing;                 /**< nonzero while GRADIENT re-measures the no-load RTT */
     uint64_t long_rtt_us;        /**< GRADIENT: long-term RTT (0 before the first probe) */
     uint64_t short_rtt_us;       /**< GRADIENT: mean RTT of the last closed window */

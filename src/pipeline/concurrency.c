@@ -33,6 +33,7 @@ struct sky_limiter {
     sky_limiter_options opts;
     const sky_clock *clock;
     int in_flight;
+    int parked;      /* slots taken whose requests wait for something else (sky_limiter_park) */
     double estimate; /* the algorithm's limit, probes aside */
 
     /* Once-per-round-trip rule for drops. */
@@ -41,7 +42,8 @@ struct sky_limiter {
 
     /* The current window (AIMD counts successes, GRADIENT also sums RTTs). */
     int window_count;
-    int window_peak; /* most slots taken at once during the window */
+    int window_peak;   /* most slots in use at once during the window (parked ones aside) */
+    int window_parked; /* a slot was parked during the window */
     double window_rtt_sum;
     double window_samples[WINDOW_SAMPLES_MAX]; /* GRADIENT: the window's RTTs, or a sample */
     int window_nsamples;
@@ -119,7 +121,8 @@ static uint64_t sent_at_us(const sky_limiter *lim, uint64_t rtt_us)
 static void window_reset(sky_limiter *lim)
 {
     lim->window_count = 0;
-    lim->window_peak = lim->in_flight;
+    lim->window_peak = lim->in_flight - lim->parked;
+    lim->window_parked = lim->parked > 0;
     lim->window_rtt_sum = 0.0;
     lim->window_nsamples = 0;
     lim->window_seen = 0;
@@ -209,9 +212,26 @@ int sky_limiter_try_acquire(sky_limiter *lim)
     }
     lim->in_flight++;
     lim->acquired++;
-    if (lim->in_flight > lim->window_peak)
-        lim->window_peak = lim->in_flight;
+    if (lim->in_flight - lim->parked > lim->window_peak)
+        lim->window_peak = lim->in_flight - lim->parked;
     return 1;
+}
+
+void sky_limiter_park(sky_limiter *lim)
+{
+    if (lim->parked >= lim->in_flight)
+        return;
+    lim->parked++;
+    lim->window_parked = 1;
+}
+
+void sky_limiter_unpark(sky_limiter *lim)
+{
+    if (lim->parked <= 0)
+        return;
+    lim->parked--;
+    if (lim->in_flight - lim->parked > lim->window_peak)
+        lim->window_peak = lim->in_flight - lim->parked;
 }
 
 static void clamp_estimate(sky_limiter *lim)
@@ -252,9 +272,17 @@ static void on_drop(sky_limiter *lim, uint64_t rtt_us)
  * A window that never had half the limit in use says nothing about the
  * limit (the caller had too little work): growing on it would let an idle
  * limiter creep to max and then flood the server when work arrives.
+ *
+ * Nor does one in which slots were parked (their requests waited for a rate
+ * limiter) and the slots in use never reached the limit: the rate, not the
+ * limit, set what was in flight, and growing on it would raise the limit with
+ * no evidence for as long as the rate binds (TCP's rule: grow only when the
+ * window is full). The limit then stays near the rate times the latency.
  */
 static int window_app_limited(const sky_limiter *lim)
 {
+    if (lim->window_parked && lim->window_peak < (int)lim->estimate)
+        return 1;
     return lim->window_peak * 2 < (int)lim->estimate;
 }
 
@@ -466,6 +494,8 @@ void sky_limiter_release(sky_limiter *lim, int outcome, uint64_t rtt_us)
         return;
     }
     lim->in_flight--;
+    if (lim->parked > lim->in_flight)
+        lim->parked = lim->in_flight; /* a parked slot released without sky_limiter_unpark */
     if (outcome == SKY_LIMIT_DROPPED) {
         on_drop(lim, rtt_us);
     } else if (outcome == SKY_LIMIT_SUCCESS) {
@@ -483,6 +513,7 @@ void sky_limiter_get_stats(const sky_limiter *lim, sky_limiter_stats *out)
     out->limit = sky_limiter_limit(lim);
     out->estimate = (int)lim->estimate;
     out->in_flight = lim->in_flight;
+    out->parked = lim->parked;
     out->probing = lim->probing;
     out->long_rtt_us = (uint64_t)lim->long_rtt;
     out->short_rtt_us = (uint64_t)lim->short_rtt;

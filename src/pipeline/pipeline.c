@@ -63,6 +63,7 @@ struct sky_call {
     int orphaned; /* the pipeline went first: report nothing, free on return */
     int refresh_auth;
     int have_slot;
+    int parked;    /* its slot waits for the rate limiter (sky_limiter_park) */
     int malformed; /* 2xx replies whose body could not be read */
     int parse_rc;  /* reading the last 2xx reply: 0, SKY_EJSON or SKY_ENOMEM */
     int failed;    /* an attempt failed: its retries tell the breaker nothing new */
@@ -241,6 +242,8 @@ static void finish(sky_call *c, const sky_http_response *res, const sky_error *e
 {
     sky_pipeline *p = c->p;
     sky_call_result r;
+    /* canceled or out of time while it waited for the rate: its slot and breaker turn */
+    release_admission(c);
     c->step = STEP_DONE;
     if (c->timer)
         uv_timer_stop(c->timer);
@@ -294,8 +297,21 @@ static void wait_then_admit(sky_call *c, uint64_t ms, int counts_as_limit_wait)
 
 /* ---- admission: breaker, concurrency slot, rate limit ---- */
 
+/* A call with a slot waits for the rate limiter, or goes: the limiter tells the two apart. */
+static void park_slot(sky_call *c, int parked)
+{
+    if (!c->have_slot || c->parked == parked)
+        return;
+    c->parked = parked;
+    if (parked)
+        sky_limiter_park(c->p->limiter);
+    else
+        sky_limiter_unpark(c->p->limiter);
+}
+
 static void release_slot_unused(sky_call *c)
 {
+    park_slot(c, 0);
     if (c->have_slot) {
         sky_limiter_release(c->p->limiter, SKY_LIMIT_IGNORE, 0);
         c->have_slot = 0;
@@ -402,6 +418,7 @@ static int admit_rate(sky_call *c)
     if (!p->o.use_rate_limit)
         return 1;
     int64_t wait = sky_ratelimit_acquire(p->rate, c->est_tokens);
+    park_slot(c, wait > 0);
     if (wait <= 0)
         return 1;
     wait_then_admit(c, (uint64_t)wait, 1);

@@ -631,6 +631,115 @@ static void test_slow_start_finds_the_knee(void **state)
     free(s);
 }
 
+/*
+ * A rate limiter binds before the concurrency limit does: a client that paces its
+ * requests at @c rate a second (a bucket of @c burst tokens), taking each request's slot
+ * first and parking it while the request waits for a token, against a server that
+ * answers in @c latency_ms whatever the load. What is on the wire is the rate times the
+ * latency; the limit must not climb far above it (the parked slots are no evidence that
+ * more would help).
+ */
+typedef struct rsim {
+    sky_fake_clock fc;
+    sky_limiter *lim;
+    double rate, burst, tokens;
+    uint64_t refilled_ms, latency_ms;
+    uint64_t sent[FSIM_MAX], done_at[FSIM_MAX];
+    size_t n;
+    int parked, peak_limit;
+    uint64_t completed;
+} rsim;
+
+static void rsim_refill(rsim *s)
+{
+    s->tokens += (double)(s->fc.mono_ms - s->refilled_ms) * s->rate / 1000.0;
+    if (s->tokens > s->burst)
+        s->tokens = s->burst;
+    s->refilled_ms = s->fc.mono_ms;
+}
+
+/* Slots first, then a token each: a slot without a token is parked until one comes. */
+static void rsim_admit(rsim *s)
+{
+    while (s->n + (size_t)s->parked < FSIM_MAX && sky_limiter_try_acquire(s->lim)) {
+        sky_limiter_park(s->lim);
+        s->parked++;
+    }
+    rsim_refill(s);
+    while (s->parked > 0 && s->tokens >= 1.0) {
+        s->tokens -= 1.0;
+        sky_limiter_unpark(s->lim);
+        s->parked--;
+        s->sent[s->n] = s->fc.mono_ms;
+        s->done_at[s->n] = s->fc.mono_ms + s->latency_ms;
+        s->n++;
+    }
+}
+
+static void rsim_run(rsim *s, uint64_t until_ms)
+{
+    while (s->fc.mono_ms < until_ms) {
+        rsim_admit(s);
+        /* the next event: a completion, or the next token for a parked slot */
+        uint64_t next = until_ms;
+        if (s->parked > 0)
+            next = s->fc.mono_ms + (uint64_t)((1.0 - s->tokens) * 1000.0 / s->rate) + 1;
+        size_t k = 0;
+        for (size_t i = 1; i < s->n; i++)
+            if (s->done_at[i] < s->done_at[k])
+                k = i;
+        int completes = s->n > 0 && s->done_at[k] <= next;
+        if (completes)
+            next = s->done_at[k];
+        if (next > s->fc.mono_ms)
+            sky_fake_clock_advance(&s->fc, next - s->fc.mono_ms);
+        if (completes) {
+            uint64_t rtt = s->done_at[k] - s->sent[k];
+            s->n--;
+            s->sent[k] = s->sent[s->n];
+            s->done_at[k] = s->done_at[s->n];
+            sky_limiter_release(s->lim, SKY_LIMIT_SUCCESS, rtt * 1000u);
+            s->completed++;
+        }
+        if (sky_limiter_limit(s->lim) > s->peak_limit)
+            s->peak_limit = sky_limiter_limit(s->lim);
+    }
+}
+
+static void test_limit_stays_near_rate_times_latency(void **state)
+{
+    (void)state;
+    rsim *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    sky_fake_clock_init(&s->fc, 1000, 0);
+    s->refilled_ms = s->fc.mono_ms;
+    s->rate = 100.0; /* a second, 200 ms each: 20 on the wire */
+    s->burst = s->tokens = 10.0;
+    s->latency_ms = 200;
+    sky_limiter_options o;
+    sky_limiter_options_init(&o);
+    o.initial = 16;
+    o.max = 1024;
+    o.slow_start = 1;
+    assert_int_equal(sky_limiter_new(&o, &s->fc.clock, &s->lim), 0);
+    rsim_run(s, 1000 + 60000);
+    print_message("rate-bound: peak limit %d, limit %d, %.1f req/s (rate 100, 20 on the wire)\n",
+                  s->peak_limit, sky_limiter_limit(s->lim), (double)s->completed / 60.0);
+    assert_true(s->peak_limit <= 40);
+    assert_true(s->completed >= 0.95 * 100 * 60); /* the limit never held the rate back */
+    /* the rate rises (the rate limiter learned more room): the limit follows it up */
+    s->rate = 400.0; /* 80 on the wire */
+    uint64_t before = s->completed;
+    rsim_run(s, 1000 + 120000);
+    print_message("rate 400: peak limit %d, limit %d, %.1f req/s\n", s->peak_limit,
+                  sky_limiter_limit(s->lim), (double)(s->completed - before) / 60.0);
+    assert_true(sky_limiter_limit(s->lim) >= 80);
+    assert_true(s->peak_limit <= 160);
+    assert_true(s->completed - before >= 0.9 * 400 * 60);
+    sky_limiter_free(s->lim);
+    free(s);
+}
+
 /* A drop ends the slow start at once, and halves the limit as it always does. */
 static void test_slow_start_ends_on_drop(void **state)
 {
@@ -663,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_slow_start_ignores_reply_lengths),
         cmocka_unit_test(test_slow_start_finds_the_knee_through_noise),
         cmocka_unit_test(test_slow_start_ends_on_drop),
+        cmocka_unit_test(test_limit_stays_near_rate_times_latency),
         cmocka_unit_test(test_options_defaults),
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_fixed_never_exceeds_n),
