@@ -496,23 +496,23 @@ static double rl_ok_rate(const sky_ratelimit *rl, uint64_t now)
 }
 
 /*
- * The first 429 of an unpaced start: the provider has a limit after all. Pace from the
- * rate it just accepted (its search goes on from there), or, when nothing was accepted
- * yet, from initial_rpm, doubling as a paced start does. What was sent meanwhile is
+ * The first 429 of an unpaced start: the provider has a limit after all, and it met it
+ * at the rate it just accepted. Pace from that rate, and take it as where the limit was
+ * met (the search goes on below it): even from less than a second of replies, the first
+ * refusal says the rate was reached, and doubling past it (as a paced start from a guess
+ * does) sent nearly twice the limit for the next seconds. With nothing accepted yet,
+ * pace from initial_rpm, doubling as a paced start does. What was sent meanwhile is
  * answered as the same overload (the cooldown starts now).
  */
 static void start_pacing(sky_ratelimit *rl, uint64_t now)
 {
     double ok = rl_ok_rate(rl, now);
     rl->unpaced = 0;
-    if (ok >= rl->o.min_rpm && now - rl->created_ms >= RL_MEASURE_MS) {
+    if (ok >= rl->o.initial_rpm) {
         rl->req.wmax = ok;
         bucket_set_rate(&rl->req, ok, now, rl->o.burst_seconds);
     } else {
-        /* less than a second seen: a burst the provider let through says little about its
-         * rate, so search by doubling from there, as a paced start does */
-        bucket_set_rate(&rl->req, ok > rl->o.initial_rpm ? ok : rl->o.initial_rpm, now,
-                        rl->o.burst_seconds);
+        bucket_set_rate(&rl->req, rl->o.initial_rpm, now, rl->o.burst_seconds);
     }
     rl->req.level = 0;
     rl->has_decreased = 1;
