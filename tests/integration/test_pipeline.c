@@ -205,6 +205,38 @@ static void test_rate_limit_paces(void **state)
     run_close(&r);
 }
 
+/*
+ * Calls waiting for the rate limiter hold their concurrency slots, parked (no evidence for
+ * a higher limit); canceled there, they give them back.
+ */
+static void test_rate_wait_parks_and_cancel_frees_slot(void **state)
+{
+    sky_pipeline_options po;
+    sky_limiter_stats st;
+    run r;
+    (void)state;
+    default_options(&po);
+    po.rate.rpm = 60; /* one a second, a bucket of one */
+    run_open(&r, NULL, &po);
+    start_calls(&r, 4, chat_body);
+    r.n = 1; /* until the first, unpaced by the full bucket, is done */
+    assert_true(sky_test_run_until(r.loop, &r.all, 10000));
+    sky_limiter_get_stats(sky_pipeline_limiter(r.pipe), &st);
+    assert_int_equal(st.in_flight, 3);
+    assert_int_equal(st.parked, 3);
+    assert_int_equal(sky_pipeline_on_wire(r.pipe), 0);
+    r.n = 4;
+    r.all = 0;
+    assert_int_equal(sky_pipeline_cancel_waiting(r.pipe), 3);
+    wait_all(&r, 10000);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(r.out[i].err_code, SKY_ECANCELED);
+    sky_limiter_get_stats(sky_pipeline_limiter(r.pipe), &st);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.parked, 0);
+    run_close(&r);
+}
+
 static void test_deadline(void **state)
 {
     static const char *const args[] = {"--fault-hang", "1", NULL};
@@ -1033,6 +1065,7 @@ int main(void)
         cmocka_unit_test(test_retries_5xx_to_success),
         cmocka_unit_test(test_429_retry_after_honoured),
         cmocka_unit_test(test_rate_limit_paces),
+        cmocka_unit_test(test_rate_wait_parks_and_cancel_frees_slot),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_not_retryable_and_request_id),
         cmocka_unit_test(test_request_id_not_sent),
