@@ -297,7 +297,8 @@ static void wait_then_admit(sky_call *c, uint64_t ms, int counts_as_limit_wait)
 
 /* ---- admission: breaker, concurrency slot, rate limit ---- */
 
-/* A call with a slot waits for the rate limiter, or goes: the limiter tells the two apart. */
+/* A call with a slot waits for a rate (the local one or the admitter's), or goes: the
+ * limiter tells the two apart. */
 static void park_slot(sky_call *c, int parked)
 {
     if (!c->have_slot || c->parked == parked)
@@ -418,9 +419,9 @@ static int admit_rate(sky_call *c)
     if (!p->o.use_rate_limit)
         return 1;
     int64_t wait = sky_ratelimit_acquire(p->rate, c->est_tokens);
-    park_slot(c, wait > 0);
     if (wait <= 0)
         return 1;
+    park_slot(c, 1);
     wait_then_admit(c, (uint64_t)wait, 1);
     return 0;
 }
@@ -437,6 +438,7 @@ static int admit_shared(sky_call *c)
         return 1;
     }
     c->waits_on_admitter = 1;
+    park_slot(c, 1);
     wait_then_admit(c, (uint64_t)wait, 1);
     return 0;
 }
@@ -455,8 +457,10 @@ static void admit(sky_call *c)
         return;
     }
     c->step = STEP_ADMIT;
-    if (admit_slot(c) && admit_breaker(c) && admit_shared(c) && admit_rate(c))
+    if (admit_slot(c) && admit_breaker(c) && admit_shared(c) && admit_rate(c)) {
+        park_slot(c, 0);
         authorize(c);
+    }
 }
 
 /* A slot came free, or the hold was lifted: hand it to the longest-waiting call. */
