@@ -47,6 +47,10 @@ typedef struct sky_route_deployment {
     int max_concurrency;
     /** A fixed number of calls in flight at most; 0: none. Not with max_concurrency. */
     int concurrency;
+    /** It speaks chat completions only (vLLM, older Azure api-versions; config "api":
+     *  "chat"): the gateway sends it a Responses API call as a chat completion and gives
+     *  the answer (or stream) back as the Responses API's. 0 (default): it speaks both. */
+    int chat_only;
 } sky_route_deployment;
 
 /** Every default (weight 1, kind OpenAI). */

@@ -74,6 +74,16 @@ static int parse_concurrency(const char *model, json_t *o, sky_gateway_deploymen
     return 0;
 }
 
+/* "api": "chat" (chat completions only: Responses calls are translated) or "all" (default). */
+static int parse_api(const char *model, const json_t *o, sky_gateway_deployment *d, sky_error *err)
+{
+    const char *api = sky_json_str(o, "api", "all");
+    if (strcmp(api, "chat") && strcmp(api, "all"))
+        return sky_error_set(err, SKY_EINVAL, "model %s: api is \"chat\" or \"all\"", model);
+    d->chat_only = strcmp(api, "chat") == 0;
+    return 0;
+}
+
 static int parse_deployment(config_priv *p, const char *model, json_t *o, sky_gateway_deployment *d,
                             sky_error *err)
 {
@@ -102,7 +112,7 @@ static int parse_deployment(config_priv *p, const char *model, json_t *o, sky_ga
                              "0 or more",
                              model);
     int rc = parse_concurrency(model, o, d, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = parse_api(model, o, d, err)) < 0)
         return rc;
     if (d->kind == SKY_GATEWAY_AZURE && d->deployment == NULL)
         return sky_error_set(err, SKY_EINVAL, "model %s: an azure deployment needs \"deployment\"",

@@ -8,7 +8,7 @@
 
 #include "skyio/log.h"
 #include "skyio/rand.h"
-#include "internal.h"
+#include "responses_turn.h"
 
 #define GW_DEFAULT_MAX_BODY (16u * 1024u * 1024u)
 
@@ -26,6 +26,10 @@ static const struct {
     {"GET", "/v1/responses/", 1, sky__gw_on_response_doc},
     {"DELETE", "/v1/responses/", 1, sky__gw_on_response_doc},
     {"POST", "/v1/completions", 0, sky__gw_on_completions},
+    {"POST", "/v1/conversations", 0, sky__gw_on_conversations},
+    {"GET", "/v1/conversations/", 1, sky__gw_on_conversation},
+    {"POST", "/v1/conversations/", 1, sky__gw_on_conversation},
+    {"DELETE", "/v1/conversations/", 1, sky__gw_on_conversation},
     {"GET", "/v1/models", 0, sky__gw_on_models},
     {"GET", "/v1/models/", 1, sky__gw_on_model},
     /* Azure OpenAI's v1 surface: the same, under /openai */
@@ -35,6 +39,10 @@ static const struct {
     {"GET", "/openai/v1/responses/", 1, sky__gw_on_response_doc},
     {"DELETE", "/openai/v1/responses/", 1, sky__gw_on_response_doc},
     {"POST", "/openai/v1/completions", 0, sky__gw_on_completions},
+    {"POST", "/openai/v1/conversations", 0, sky__gw_on_conversations},
+    {"GET", "/openai/v1/conversations/", 1, sky__gw_on_conversation},
+    {"POST", "/openai/v1/conversations/", 1, sky__gw_on_conversation},
+    {"DELETE", "/openai/v1/conversations/", 1, sky__gw_on_conversation},
     {"GET", "/openai/v1/models", 0, sky__gw_on_models},
     {"GET", "/openai/v1/models/", 1, sky__gw_on_model},
     /* Azure OpenAI's: the path names the deployment (a model of the gateway's) */

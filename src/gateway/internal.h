@@ -31,6 +31,7 @@ typedef struct gw_deployment {
     int azure;
     char *label;         /* "model#i" for logs: never a URL with a key or a secret */
     sky_route_target rt; /* its pipeline (the same as pipe), weight and shadows */
+    int chat_only;       /* speaks chat completions only: a Responses call is translated */
     sky_ai_endpoint ep;
     sky_pipeline *pipe;
     char *url[GW_OP_COUNT];
@@ -202,6 +203,15 @@ typedef struct gw_request {
     int cache_mode;
     gw_cache_lookup *lookup;
     char cache_key[GW_CACHE_KEY_LEN + 1];
+    /* the Responses API (responses_turn.h): the body rebuilt with the earlier turns (q->body
+     * points at it; NULL: the client's), the turn kept after the answer, whether the call
+     * in flight is translated to chat and its stream's translator, why a translation was
+     * refused (the client's mistake: 400) */
+    char *own_body;
+    struct gw_turn *turn;
+    int xlate;
+    struct gw_rc_stream *rcs;
+    char refusal[256];
     struct gw_request *prev, *next;
 } gw_request;
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 #include "skyio/log.h"
-#include "internal.h"
+#include "responses_turn.h"
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
                          void *ud);
@@ -60,6 +60,9 @@ static void request_free(gw_request *q)
 {
     sky_gateway *g = q->g;
     sky__gw_cache_forget(q);
+    sky__gw_turn_forget(q);
+    sky__gw_rc_stream_free(q->rcs);
+    free(q->own_body);
     if (!g->closing)
         record(q);
     settle(q);
@@ -117,12 +120,26 @@ static void on_stream_headers(sky_call *call, int status, const sky_headers *h, 
     sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_add_header(q->sr, "x-accel-buffering", SKY_SPAN_LIT("no"));
     sky_server_stream_start(q->sr, 200, "text/event-stream", -1);
+    if (q->xlate)
+        q->rcs = sky__gw_responses_stream_begin(q);
+}
+
+/* The translator's events so far to the client: 0, or -1 when it cannot take them. */
+static int send_translated(gw_request *q)
+{
+    sky_buf *out = sky__gw_rc_stream_out(q->rcs);
+    int rc = out->len ? sky_server_stream_write(q->sr, sky_buf_span(out), 0) : 0;
+    sky_buf_reset(out);
+    return rc;
 }
 
 /* Each upstream chunk goes to the client as it came: no parsing, no holding. */
 static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud)
 {
     gw_request *q = ud;
+    if (q->sr && q->xlate)
+        return q->rcs == NULL || sky__gw_rc_stream_feed(q->rcs, data, len) < 0 ||
+               send_translated(q) < 0;
     if (q->sr == NULL || sky_server_stream_write(q->sr, sky_span_make(data, len), 0) < 0)
         return 1; /* the client is gone: cancel */
     note_tail(q, data, len);
@@ -133,8 +150,30 @@ static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud
     return 0;
 }
 
+static void end_kept(gw_request *q, sky_span body)
+{
+    (void)body;
+    (void)sky_server_stream_write(q->sr, sky_span_make("", 0), 1);
+}
+
+/* A translated stream's last events; the end once the store keeps the answer. */
+static void end_translated(gw_request *q)
+{
+    if (q->rcs == NULL || sky__gw_rc_stream_finish(q->rcs) < 0 || send_translated(q) < 0) {
+        sky_server_abort(q->sr);
+        return;
+    }
+    sky__gw_rc_stream_tokens(q->rcs, &q->used);
+    if (!sky__gw_turn_answered(q, sky__gw_rc_stream_final(q->rcs), sky_span_make("", 0), end_kept))
+        end_kept(q, sky_span_make("", 0));
+}
+
 static void end_stream(gw_request *q, const sky_error *err)
 {
+    if (err == NULL && q->xlate) {
+        end_translated(q);
+        return;
+    }
     if (err == NULL) {
         (void)sky_server_stream_write(q->sr, sky_span_make("", 0), 1);
         return;
@@ -175,6 +214,38 @@ static sky_headers *call_headers(const gw_request *q)
     return h;
 }
 
+/* The call on @p d with headers, its shadow buckets charged when it starts. */
+static int start_call(gw_request *q, gw_deployment *d, sky_call_options *o, sky_error *err)
+{
+    sky_headers *h = call_headers(q);
+    if (h == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    o->headers = h;
+    q->call_t0_ns = uv_hrtime();
+    int rc = sky_call_start(d->pipe, o, &q->call, err); /* copies the body and headers */
+    if (rc == 0)
+        sky_route_charge(&d->rt, q->est_tokens);
+    sky_headers_free(h);
+    return rc;
+}
+
+/* A Responses request to a chat-only deployment: its chat translation, on its chat URL.
+ * SKY_EINVAL when the request asks what chat cannot say (q->refusal says what). */
+static int start_translated(gw_request *q, gw_deployment *d, sky_call_options *o, sky_error *err)
+{
+    size_t len = 0;
+    const char *model = d->azure ? NULL : d->upstream ? d->upstream : d->model;
+    char *chat = sky__gw_responses_to_chat(q, model, &len);
+    if (chat == NULL)
+        return sky_error_set(err, q->refusal[0] ? SKY_EINVAL : SKY_ENOMEM, "%s",
+                             q->refusal[0] ? q->refusal : "out of memory");
+    o->url = d->url[GW_OP_CHAT];
+    o->body = sky_span_make(chat, len);
+    int rc = start_call(q, d, o, err);
+    free(chat);
+    return rc;
+}
+
 static int start_on(gw_request *q, size_t dep, sky_error *err)
 {
     gw_deployment *d = &q->t->deps[dep];
@@ -191,25 +262,19 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
         o.on_headers = on_stream_headers;
         o.on_body = on_stream_body;
     }
+    q->dep = dep;
+    q->started = 1;
+    q->xlate = q->op == GW_OP_RESPONSES && d->chat_only;
+    if (q->xlate)
+        return start_translated(q, d, &o, err);
     char *rewritten = NULL;
     const char *model = body_model_for(q, d);
     size_t len = 0;
     if (model && (rewritten = sky__gw_body_set_model(q->body, model, &len)) != NULL)
         o.body = sky_span_make(rewritten, len);
-    sky_headers *h = call_headers(q);
-    int rc = SKY_ENOMEM;
-    o.headers = h;
-    q->dep = dep;
-    q->started = 1;
-    q->call_t0_ns = uv_hrtime();
-    if (h && (model == NULL || rewritten)) {
-        rc = sky_call_start(d->pipe, &o, &q->call, err); /* copies the body and headers */
-        if (rc == 0)
-            sky_route_charge(&d->rt, q->est_tokens);
-    } else
-        sky_error_set(err, rc, "out of memory");
+    int rc = model == NULL || rewritten ? start_call(q, d, &o, err)
+                                        : sky_error_set(err, SKY_ENOMEM, "out of memory");
     free(rewritten);
-    sky_headers_free(h);
     return rc;
 }
 
@@ -243,6 +308,8 @@ static int start_next(gw_request *q)
         sky_error_clear(&err);
         if (start_on(q, q->model->deps[i], &err) == 0)
             return 0;
+        if (q->refusal[0])
+            return -1; /* the request asks what the deployment cannot say: the client's to mend */
         SKY_WARN("gateway", "%s: cannot start: %s", q->t->deps[q->model->deps[i]].label,
                  sky_err_name(err.code));
     }
@@ -316,13 +383,47 @@ static void fail(gw_request *q, const sky_call_result *res, const sky_error *err
     }
 }
 
+static void send_kept(gw_request *q, sky_span body)
+{
+    sky_server_respond(q->sr, 200, "application/json", body);
+}
+
 static void respond(gw_request *q, const sky_call_result *res)
 {
-    sky__gw_tokens_read(res->body, &q->used);
-    sky_span body = sky__gw_cache_answered(q, res); /* res->body, or the cache's merge of it */
+    sky_call_result mine = *res;
+    json_t *resp = NULL; /* a Responses answer, translated or patched (responses_turn.h) */
+    char *text = NULL;
+    if (q->op == GW_OP_RESPONSES && res->status == 200 &&
+        sky__gw_responses_answer(q, res->body, &resp, &text) < 0) {
+        q->status = 502;
+        sky__gw_error(q->sr, 502, "server_error", NULL, "upstream_error",
+                      "The answer of model '%s' could not be read as a chat completion.",
+                      q->asked->name);
+        return;
+    }
+    if (text)
+        mine.body = sky_span_cstr(text);
+    sky__gw_tokens_read(mine.body, &q->used);
+    sky_span body = sky__gw_cache_answered(q, &mine); /* the body, or the cache's merge of it */
     q->status = res->status;
     answer_headers(q);
-    sky_server_respond(q->sr, res->status, "application/json", body);
+    if (!sky__gw_turn_answered(q, resp, body, send_kept))
+        sky_server_respond(q->sr, res->status, "application/json", body);
+    json_decref(resp);
+    free(text);
+}
+
+/* No deployment took the request: 400 when a translation refused it, else 503. */
+static void no_deployment(gw_request *q)
+{
+    if (q->refusal[0]) {
+        q->status = 400;
+        sky__gw_error(q->sr, 400, "invalid_request_error", NULL, NULL, "%s", q->refusal);
+        return;
+    }
+    q->status = 503;
+    sky__gw_error(q->sr, 503, "server_error", NULL, "no_deployment",
+                  "No deployment of model '%s' can take the request.", q->asked->name);
 }
 
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
@@ -349,6 +450,10 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
                  sky_err_name(err->code), res->status);
         if (start_next(q) == 0)
             return;
+        if (q->refusal[0]) {
+            no_deployment(q);
+            return;
+        }
     }
     fail(q, res, err);
 }
@@ -381,22 +486,23 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
         g->live->prev = q;
     g->live = q;
     sky_server_req_set_data(r, q, on_client_gone);
+    if (q->op == GW_OP_RESPONSES && sky__gw_turn_begin(q))
+        return; /* answered, or sky__gw_proxy_go once the earlier turns are read */
+    sky__gw_proxy_go(q);
+}
+
+void sky__gw_proxy_go(gw_request *q)
+{
     if (sky__gw_cache_begin(q))
         return; /* answered from the cache, or sky__gw_proxy_miss later */
-    if (start_next(q) < 0) {
-        q->status = 503;
-        sky__gw_error(r, 503, "server_error", NULL, "no_deployment",
-                      "No deployment of model '%s' can take the request.", m->name);
-    }
+    if (start_next(q) < 0)
+        no_deployment(q);
 }
 
 void sky__gw_proxy_miss(gw_request *q)
 {
-    if (start_next(q) < 0) {
-        q->status = 503;
-        sky__gw_error(q->sr, 503, "server_error", NULL, "no_deployment",
-                      "No deployment of model '%s' can take the request.", q->asked->name);
-    }
+    if (start_next(q) < 0)
+        no_deployment(q);
 }
 
 void sky__gw_proxy_end_all(sky_gateway *g)

@@ -1,9 +1,10 @@
 /*
  * The Responses API's state kept by the gateway: an answer of POST /v1/responses is kept
  * (unless "store": false) in the store that keeps usage (serve --state or --postgres),
- * under the id the answer gives and the client key's name, so one key never reads another's;
- * GET /v1/responses/{id} returns it and DELETE /v1/responses/{id} removes it, whatever the
- * upstream keeps.
+ * under the id the answer gives and the client key's name, so one key never reads another's
+ * (responses_turn.c keeps it, with the input items it answered);
+ * GET /v1/responses/{id} returns it, GET /v1/responses/{id}/input_items the items it
+ * answered, and DELETE /v1/responses/{id} removes it, whatever the upstream keeps.
  */
 #include <stdlib.h>
 
@@ -14,6 +15,7 @@
 typedef struct doc_call {
     sky_server_req *r; /* NULL once the request is disposed */
     int pending;       /* the store has not answered */
+    int input_items;   /* GET .../{id}/input_items */
     char id[128];
 } doc_call;
 
@@ -29,18 +31,9 @@ static const char *scope_of(const gw_key *key)
 
 void sky__gw_docs_answered(gw_request *q, const sky_call_result *res)
 {
-    sky__store *st = doc_store(q->g);
-    if (q->op != GW_OP_RESPONSES || res->status != 200 || st == NULL || q->stream)
-        return;
-    json_t *doc = json_loadb(res->body.ptr, res->body.len, 0, NULL);
-    json_t *asked = json_loadb(q->body.ptr, q->body.len, 0, NULL);
-    const char *id = json_string_value(json_object_get(doc, "id"));
-    int keep = !json_is_false(json_object_get(doc, "store")) &&
-               !json_is_false(json_object_get(asked, "store"));
-    if (id && keep)
-        sky__store_doc_put(st, scope_of(q->key), id, res->body, NULL, NULL);
-    json_decref(asked);
-    json_decref(doc);
+    /* kept by responses_turn.c before the client gets the answer, with its input */
+    (void)q;
+    (void)res;
 }
 
 static void on_gone(void *data)
@@ -77,11 +70,39 @@ static int settle(doc_call *c, const sky_error *err)
     return 0;
 }
 
+/* The input items of a kept response, as a list page (newest first, as OpenAI's default). */
+static json_t *input_items(const json_t *kept)
+{
+    json_t *data = json_array();
+    const json_t *items = json_object_get(kept, "context");
+    for (size_t n = json_array_size(items); n > 0; n--)
+        json_array_append(data, json_array_get(items, n - 1));
+    size_t n = json_array_size(data);
+    json_t *first = json_object_get(json_array_get(data, 0), "id");
+    json_t *last = json_object_get(json_array_get(data, n ? n - 1 : 0), "id");
+    return json_pack("{ss so sO sO sb}", "object", "list", "data", data, "first_id",
+                     first ? first : json_null(), "last_id", last ? last : json_null(), "has_more",
+                     0);
+}
+
 static void on_got(const sky_error *err, sky_span doc, void *ud)
 {
     doc_call *c = ud;
-    if (settle(c, err) == 0)
+    if (settle(c, err) < 0)
+        return;
+    json_t *kept = json_loadb(doc.ptr, doc.len, 0, NULL);
+    const json_t *resp = json_object_get(kept, "response"); /* NULL: kept whole, before */
+    json_t *page = c->input_items ? input_items(kept) : NULL;
+    if (page)
+        sky_server_respond_json(c->r, 200, page);
+    else if (resp && !c->input_items)
+        sky_server_respond_json(c->r, 200, resp);
+    else if (!c->input_items)
         sky_server_respond(c->r, 200, "application/json", doc);
+    else
+        not_found(c);
+    json_decref(page);
+    json_decref(kept);
 }
 
 static void on_deleted(const sky_error *err, void *ud)
@@ -94,18 +115,25 @@ static void on_deleted(const sky_error *err, void *ud)
     json_decref(ok);
 }
 
-/* The {id} of /v1/responses/{id} (or /openai/v1/...): 0, or -1 when there is none. */
-static int response_id(sky_server_req *r, char *out, size_t len)
+/* The {id} of /v1/responses/{id} (or /openai/v1/...), and whether /input_items follows:
+ * 0, or -1 when there is none. */
+static int response_id(sky_server_req *r, doc_call *c)
 {
-    static const char prefix[] = "/v1/responses/";
+    static const char prefix[] = "/v1/responses/", tail[] = "/input_items";
     sky_span path = sky_server_req_path(r);
-    size_t skip = sizeof(prefix) - 1;
+    size_t skip = sizeof(prefix) - 1, tl = sizeof(tail) - 1;
     if (path.len >= 7 && memcmp(path.ptr, "/openai", 7) == 0)
         skip += 7;
-    if (path.len <= skip || path.len - skip >= len || memchr(path.ptr + skip, '/', path.len - skip))
+    if (path.len > skip + tl && memcmp(path.ptr + path.len - tl, tail, tl) == 0 &&
+        sky_span_eq_cstr(sky_server_req_method(r), "GET")) {
+        c->input_items = 1;
+        path.len -= tl;
+    }
+    if (path.len <= skip || path.len - skip >= sizeof(c->id) ||
+        memchr(path.ptr + skip, '/', path.len - skip))
         return -1;
-    memcpy(out, path.ptr + skip, path.len - skip);
-    out[path.len - skip] = '\0';
+    memcpy(c->id, path.ptr + skip, path.len - skip);
+    c->id[path.len - skip] = '\0';
     return 0;
 }
 
@@ -123,7 +151,7 @@ void sky__gw_on_response_doc(sky_server_req *r, void *gateway)
     c->r = r;
     sky_server_req_set_data(r, c, on_gone);
     sky__store *st = doc_store(g);
-    if (response_id(r, c->id, sizeof(c->id)) < 0 || st == NULL) {
+    if (response_id(r, c) < 0 || st == NULL) {
         not_found(c); /* no store: nothing was kept (serve --state or --postgres keeps them) */
         return;
     }

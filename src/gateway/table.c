@@ -118,6 +118,7 @@ static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deploym
     if (renamed)
         d->upstream = strdup(in->deployment);
     d->azure = azure;
+    d->chat_only = in->chat_only;
     d->rt.weight = in->weight;
     if (d->label == NULL || d->model == NULL || (renamed && !d->upstream))
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
