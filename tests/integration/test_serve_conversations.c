@@ -9,7 +9,8 @@
  * gateway rebuilt: instructions, the three inputs and the two answers. The second turn is
  * streamed (Responses events from chat chunks) and still kept. The Conversations API:
  * create, read, update, items added, listed, read and deleted, a response appended to a
- * conversation, and another key sees none of it (404).
+ * conversation, and another key sees none of it (404). Then the same through the official
+ * OpenAI Node SDK (serve_conversations_sdk.mjs).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -378,12 +380,40 @@ static void without_store(void **state)
     assert_int_equal(sky_test_stop_child(s.pid), 0);
 }
 
+/* The official OpenAI Node SDK as the client (serve_conversations_sdk.mjs), on SQLite. */
+static void node_sdk(void **state)
+{
+    (void)state;
+    char cmd[2048], db[512];
+    const char *sdk = SKY_TEST_SRCDIR "/.deps/compat-node";
+    snprintf(cmd, sizeof(cmd), "%s/node_modules/openai/package.json", sdk);
+    if (access(cmd, R_OK) != 0 || system("node --version >/dev/null 2>&1") != 0) {
+        print_message("node or the openai package (scripts/install-deps) missing; skipped\n");
+        skip();
+    }
+    snprintf(db, sizeof(db), "%s/sdk.db", env.dir);
+    serve s = {0};
+    start(&s, "sdk", "--state", db);
+    snprintf(cmd, sizeof(cmd),
+             "node '%s/tests/integration/serve_conversations_sdk.mjs' '%s' '%s' sk-test-alice "
+             "sk-test-bob > '%s/sdk.log' 2>&1",
+             SKY_TEST_SRCDIR, sdk, s.base, env.dir);
+    int rc = system(cmd);
+    if (rc != 0) {
+        snprintf(cmd, sizeof(cmd), "cat '%s/sdk.log' >&2", env.dir);
+        (void)system(cmd);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(sky_test_stop_child(s.pid), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(on_sqlite),
         cmocka_unit_test(on_postgres),
         cmocka_unit_test(without_store),
+        cmocka_unit_test(node_sdk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
