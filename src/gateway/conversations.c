@@ -481,7 +481,7 @@ static int parse_path(sky_server_req *r, cv_call *c)
         *slash = '\0';
     if (strlen(rest) >= sizeof(c->id) || rest[0] == '\0')
         return -1;
-    snprintf(c->id, sizeof(c->id), "%s", rest);
+    memcpy(c->id, rest, strlen(rest) + 1);
     sky_span m = sky_server_req_method(r);
     int get = sky_span_eq_cstr(m, "GET"), post = sky_span_eq_cstr(m, "POST");
     if (!slash)
@@ -492,7 +492,7 @@ static int parse_path(sky_server_req *r, cv_call *c)
     if (strncmp(tail, "items/", 6) || tail[6] == '\0' || strchr(tail + 6, '/') ||
         strlen(tail + 6) >= sizeof(c->item) || post)
         return -1;
-    snprintf(c->item, sizeof(c->item), "%s", tail + 6);
+    memcpy(c->item, tail + 6, strlen(tail + 6) + 1);
     return get ? CV_ITEM_GET : CV_ITEM_DELETE;
 }
 
