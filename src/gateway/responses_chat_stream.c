@@ -136,6 +136,8 @@ static int on_chunk(gw_rc_stream *s, const json_t *chunk)
         s->tokens.prompt = sky_json_int(usage, "input_tokens", -1);
         s->tokens.completion = sky_json_int(usage, "output_tokens", -1);
         s->tokens.total = sky_json_int(usage, "total_tokens", -1);
+        s->tokens.cached =
+            sky_json_int(json_object_get(usage, "input_tokens_details"), "cached_tokens", -1);
     }
     const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
     const json_t *delta = json_object_get(choice, "delta");
@@ -173,7 +175,7 @@ gw_rc_stream *sky__gw_rc_stream_new(json_t *req, const char *id)
     sky_buf_init(&s->out, RC_MAX_OUT);
     sky_buf_init(&s->text, RC_MAX_OUT);
     s->calls = json_array();
-    s->tokens = (gw_tokens){-1, -1, -1};
+    s->tokens = (gw_tokens){-1, -1, -1, -1};
     if (s->calls == NULL) {
         sky__gw_rc_stream_free(s);
         return NULL;
