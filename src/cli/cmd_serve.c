@@ -29,6 +29,10 @@ static const char usage[] =
     "  POST /v1/chat/completions   chat; \"stream\": true streams server-sent events\n"
     "  POST /v1/embeddings         embeddings\n"
     "  POST /v1/responses          the Responses API; \"stream\": true streams its events\n"
+    "  GET|DELETE /v1/responses/ID, GET /v1/responses/ID/input_items   a kept answer\n"
+    "  POST /v1/conversations, GET|POST|DELETE /v1/conversations/ID,\n"
+    "  GET|POST /v1/conversations/ID/items, GET|DELETE .../items/ITEM   OpenAI's\n"
+    "                              Conversations API (needs --state or --postgres)\n"
     "  POST /v1/completions        legacy text completions, plain or streamed\n"
     "  GET  /v1/models[/MODEL]     the configured models the key may use (or one of them)\n"
     "  the same under /openai/v1/..., and Azure OpenAI's form for Azure SDK clients:\n"
@@ -88,6 +92,16 @@ static const char usage_options[] =
     "                            10000)\n"
     "\n";
 
+/* What the stores mean for the Responses API (after the stores' part of --help) */
+static const char usage_state[] =
+    "previous_response_id and conversation (on /v1/responses) are resolved by the gateway\n"
+    "when it has --state or --postgres: the earlier turns it kept for the same key are sent\n"
+    "upstream as input items (an id kept for another key: 404), whatever the deployment\n"
+    "speaks, and the new turn is kept and added to its conversation before the answer goes\n"
+    "out. Without a store they go to the upstream as they came (refused for a chat-only\n"
+    "deployment). See docs/gateway-state.md.\n"
+    "\n";
+
 /* The config's part of --help (a string literal has a size limit in C) */
 static const char usage_config[] =
     "config (JSON):\n"
@@ -130,10 +144,19 @@ static const char usage_config[] =
     "               from 16); \"concurrency\": a fixed number instead. Default neither:\n"
     "               the clients' concurrency goes through, the upstream's 429s and rate\n"
     "               headers and the breaker protect it (split between --threads loops)\n"
+    "  api          \"chat\": the deployment speaks chat completions only (vLLM, older\n"
+    "               Azure api-versions): /v1/responses calls to it are translated to\n"
+    "               chat and answered (or streamed) as the Responses API; parameters\n"
+    "               chat cannot carry (built-in tools, include, ...) get a 400. \"all\":\n"
+    "               the default\n"
     "  fallbacks    when every deployment of a model refused before the first byte of the\n"
     "               answer (429, 5xx, a reset, a timeout, an open breaker), the request\n"
     "               goes to the deployments of these models, in order (the body's \"model\"\n"
     "               rewritten); errors of the request itself (400, 404) do not fall back\n"
+    "";
+
+/* The config's keys and prices (a string literal has a size limit in C) */
+static const char usage_config_keys[] =
     "  keys         the gateway's own keys, by SHA-256 (`printf %s KEY | sha256sum`) or\n"
     "               from an environment variable; \"models\" limits what a key may use.\n"
     "               Without any key the gateway asks for none. Keys are kept hashed and\n"
@@ -419,7 +442,8 @@ int sky_cli_serve(int argc, char **argv)
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fprintf(stdout, "%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_config);
+        fprintf(stdout, "%s%s%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_state,
+                usage_config, usage_config_keys);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {

@@ -479,9 +479,11 @@ static int parse_path(sky_server_req *r, cv_call *c)
     char *slash = strchr(rest, '/');
     if (slash)
         *slash = '\0';
-    if (strlen(rest) >= sizeof(c->id) || rest[0] == '\0')
+    if (strlen(rest) >= sizeof(c->id))
         return -1;
     memcpy(c->id, rest, strlen(rest) + 1);
+    if (strncmp(rest, "conv_", 5) != 0)
+        return -2; /* the gateway's ids: a kept response (same table) is not a conversation */
     sky_span m = sky_server_req_method(r);
     int get = sky_span_eq_cstr(m, "GET"), post = sky_span_eq_cstr(m, "POST");
     if (!slash)
@@ -565,6 +567,12 @@ void sky__gw_on_conversation(sky_server_req *r, void *gateway)
     if (c == NULL)
         return;
     int kind = parse_path(r, c);
+    if (kind == -2) {
+        sky_error nf;
+        sky_error_set(&nf, SKY_ENOTFOUND, "not found");
+        store_error(c, &nf);
+        return;
+    }
     if (kind < 0) {
         answer_error(c, 404, NULL, "No such route.");
         return;

@@ -151,7 +151,7 @@ void sky__gw_on_response_doc(sky_server_req *r, void *gateway)
     c->r = r;
     sky_server_req_set_data(r, c, on_gone);
     sky__store *st = doc_store(g);
-    if (response_id(r, c) < 0 || st == NULL) {
+    if (response_id(r, c) < 0 || st == NULL || strncmp(c->id, "conv_", 5) == 0) {
         not_found(c); /* no store: nothing was kept (serve --state or --postgres keeps them) */
         return;
     }
