@@ -20,11 +20,11 @@ static json_t *parts_of(const char *role, const json_t *content)
 static json_t *kept_item(const json_t *in, int with_ids)
 {
     json_t *item = json_deep_copy(in);
-    const char *type = sky_json_str(item, "type", NULL);
+    const char *type = sky_json_str(in, "type", NULL); /* item's is replaced */
     if (item == NULL)
         return NULL;
     if (type == NULL || strcmp(type, "message") == 0) {
-        const char *role = sky_json_str(item, "role", "user");
+        const char *role = sky_json_str(in, "role", "user"); /* item's is replaced */
         json_object_set_new(item, "type", json_string("message"));
         json_object_set_new(item, "role", json_string(role));
         json_object_set_new(item, "content", parts_of(role, json_object_get(in, "content")));
