@@ -4,7 +4,9 @@
  * counted), and the keys' daily caps: a key past its daily tokens gets 429 with the seconds
  * to midnight UTC, counted in /metrics, still after a restart on the same state file; and
  * two gateways side by side on one Redis share a key's use, so what one let through counts
- * on the other.
+ * on the other. On PostgreSQL, restarted mid-run: the records past the memory bound wait
+ * on the spill file and are all written once it is back, with their cost, and the
+ * gateways beside each other share the key's use through it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "harness_postgres.h"
 #include "harness_redis.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
@@ -34,6 +37,7 @@ typedef sky_test_serve serve;
 static struct {
     sky_test_mock mock;
     sky_test_redis redis;
+    sky_test_pg pg;
     char dir[256];
     uv_loop_t *loop;
     sky_http_client *client;
@@ -79,6 +83,8 @@ static int teardown(void **state)
     (void)state;
     if (env.redis.pid)
         sky_test_redis_free(&env.redis);
+    if (env.pg.running)
+        sky_test_pg_free(&env.pg);
     sky_http_client_free(env.client);
     sky_test_loop_free(env.loop);
     sky_test_mock_stop(&env.mock);
@@ -86,17 +92,26 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Start serve with @p a and @p b (a store flag and its value; NULL: none), its logs in the
- * folder @p name. */
-static void start_serve(serve *s, const char *name, const char *a, const char *b)
+/* Start serve with @p extra (NULL-terminated flags and values after the config), its
+ * logs in the folder @p name. */
+static void start_serve_args(serve *s, const char *name, const char *const *extra)
 {
     char config[512], dir[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
     snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
     assert_int_equal(mkdir(dir, 0700), 0);
-    const char *args[] = {"--config", config, a, b, NULL};
+    const char *args[16] = {"--config", config};
+    for (size_t i = 0; extra[i] && i < 13; i++)
+        args[i + 2] = extra[i];
     memset(s, 0, sizeof(*s));
     sky_test_serve_start(s, dir, args, keys_in_env);
+}
+
+/* The same with one store flag @p a and its value @p b. */
+static void start_serve(serve *s, const char *name, const char *a, const char *b)
+{
+    const char *extra[] = {a, b, NULL};
+    start_serve_args(s, name, extra);
 }
 
 static void stop_serve(serve *s)
@@ -180,11 +195,12 @@ static void assert_refused_until_midnight(const serve *s)
     sky_test_result_free(&r);
 }
 
-/* `skyio usage --state FILE --json`'s rows (new reference). */
-static json_t *usage_rows(const char *db)
+/* `skyio usage --state FILE --json`'s rows (new reference); @p flag: "--state" or
+ * "--postgres". */
+static json_t *usage_rows_of(const char *flag, const char *store)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s usage --state %s --json", SKY_TEST_BIN, db);
+    snprintf(cmd, sizeof(cmd), "%s usage %s %s --json", SKY_TEST_BIN, flag, store);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     static char out[65536];
@@ -196,6 +212,11 @@ static json_t *usage_rows(const char *db)
     json_t *rows = json_incref(json_object_get(doc, "totals"));
     json_decref(doc);
     return rows;
+}
+
+static json_t *usage_rows(const char *db)
+{
+    return usage_rows_of("--state", db);
 }
 
 static const json_t *row_of(const json_t *rows, const char *key, const char *model)
@@ -287,11 +308,73 @@ static void daily_cap_shared_through_redis(void **state)
     stop_serve(&b);
 }
 
+/* Poll @p s's metrics until @p series is @p want (10 s at most); its last value. */
+static double wait_metric(const serve *s, const char *series, double want)
+{
+    double v = -1;
+    for (int i = 0; i < 200 && (v = metric(s, series)) != want; i++)
+        usleep(50000);
+    return v;
+}
+
+static void spill_and_shared_caps_on_postgres(void **state)
+{
+    (void)state;
+    if (!sky_test_pg_available()) {
+        print_message("postgres: initdb and pg_ctl not installed; skipped\n");
+        skip();
+    }
+    sky_test_pg_start(&env.pg);
+    char spill[512];
+    snprintf(spill, sizeof(spill), "%s/spill.db", env.dir);
+    const char *args[] = {"--postgres", env.pg.url, "--usage-queue-max", "2", "--usage-spill",
+                          spill,        NULL};
+    serve s, side;
+    start_serve_args(&s, "pg", args);
+    assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200);
+    assert_int_equal(wait_metric(&s, "skyio_gateway_usage_records_total{state=\"written\"}", 1), 1);
+    sky_test_pg_stop(&env.pg);
+    for (int i = 0; i < 8; i++) /* served while PostgreSQL is away */
+        assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200);
+    assert_true(metric(&s, "skyio_gateway_usage_records_spilled") >= 6);
+    assert_int_equal(metric(&s, "skyio_gateway_usage_records_total{state=\"lost\"}"), 0);
+    sky_test_pg_restart(&env.pg);
+    assert_int_equal(wait_metric(&s, "skyio_gateway_usage_records_total{state=\"written\"}", 9), 9);
+    assert_int_equal(metric(&s, "skyio_gateway_usage_records_spilled"), 0);
+    assert_int_equal(metric(&s, "skyio_gateway_usage_records_total{state=\"lost\"}"), 0);
+
+    /* a second gateway on the same PostgreSQL: the key's use is shared through it */
+    const char *side_args[] = {"--postgres", env.pg.url, NULL};
+    start_serve_args(&side, "pg-side", side_args);
+    assert_true(use_up(&s) >= 1);
+    int refused = 0;
+    for (int i = 0; i < 20 && !refused; i++) {
+        refused = chat_status(&side, CAPPED_KEY, "gpt-4o") == 429;
+        if (!refused)
+            usleep(100000);
+    }
+    assert_true(refused);
+    stop_serve(&s);
+    stop_serve(&side);
+
+    /* every record is there, with its cost */
+    json_t *rows = usage_rows_of("--postgres", env.pg.url);
+    const json_t *r = row_of(rows, "free", "gpt-4o");
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "requests")), 9);
+    double in = (double)json_integer_value(json_object_get(r, "tokens_in"));
+    double out = (double)json_integer_value(json_object_get(r, "tokens_out"));
+    assert_float_equal(json_number_value(json_object_get(r, "cost")),
+                       (in * 2500 + out * 10000) / 1e6, 1e-6);
+    json_decref(rows);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cost_and_daily_cap_on_sqlite),
         cmocka_unit_test(daily_cap_shared_through_redis),
+        cmocka_unit_test(spill_and_shared_caps_on_postgres),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
