@@ -133,16 +133,29 @@ static int send_translated(gw_request *q)
     return rc;
 }
 
-/* Each upstream chunk goes to the client as it came: no parsing, no holding. */
+/* A chat stream told as Responses events: 0, or 1 to cancel (garbled, or the client gone). */
+static int on_translated_body(gw_request *q, sky_call *call, const char *data, size_t len)
+{
+    if (q->rcs == NULL || sky__gw_rc_stream_feed(q->rcs, data, len) < 0 || send_translated(q) < 0)
+        return 1;
+    int64_t had = q->used.total;
+    sky__gw_rc_stream_tokens(q->rcs, &q->used);
+    if (q->used.total >= 0 && q->used.total != had)
+        sky_call_set_usage(call, q->used.total);
+    return 0;
+}
+
+/* Each upstream chunk goes to the client as it came: no holding (a Responses stream whose
+ * turn is kept is read on the side, for its last response). */
 static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud)
 {
     gw_request *q = ud;
     if (q->sr && q->xlate)
-        return q->rcs == NULL || sky__gw_rc_stream_feed(q->rcs, data, len) < 0 ||
-               send_translated(q) < 0;
+        return on_translated_body(q, call, data, len);
     if (q->sr == NULL || sky_server_stream_write(q->sr, sky_span_make(data, len), 0) < 0)
         return 1; /* the client is gone: cancel */
     note_tail(q, data, len);
+    sky__gw_turn_watch(q, data, len); /* a Responses stream with a turn to keep */
     int64_t had = q->used.total;
     sky__gw_tokens_from_chunk(sky_span_make(data, len), &q->used);
     if (q->used.total >= 0 && q->used.total != had)
@@ -175,7 +188,8 @@ static void end_stream(gw_request *q, const sky_error *err)
         return;
     }
     if (err == NULL) {
-        (void)sky_server_stream_write(q->sr, sky_span_make("", 0), 1);
+        if (!sky__gw_turn_answered(q, sky__gw_turn_streamed(q), sky_span_make("", 0), end_kept))
+            end_kept(q, sky_span_make("", 0));
         return;
     }
     SKY_WARN("gateway", "%s: stream failed after it began: %s", q->model->name,

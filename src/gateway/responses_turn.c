@@ -23,7 +23,9 @@
 #include "responses_turn.h"
 
 struct gw_turn {
-    gw_request *q; /* NULL once the request ended */
+    gw_request *q;         /* NULL once the request ended */
+    sky_sse_parser *watch; /* a passed-through stream's events, for its last response */
+    json_t *streamed;      /* that response (response.completed or .incomplete) */
     sky__store *st;
     int pending;     /* store calls under way */
     json_t *req;     /* the client's request */
@@ -47,6 +49,11 @@ static const char *scope_of(const gw_request *q)
 
 static void turn_free(gw_turn *t)
 {
+    if (t->watch) {
+        sky_sse_parser_free(t->watch);
+        free(t->watch);
+    }
+    json_decref(t->streamed);
     json_decref(t->req);
     json_decref(t->context);
     free(t->body);
@@ -202,6 +209,51 @@ void sky__gw_turn_patch(const gw_request *q, json_t *response)
         json_object_set_new(response, "previous_response_id", json_string(prev));
     if (t && t->is_conv)
         json_object_set_new(response, "conversation", json_pack("{ss}", "id", t->ref));
+}
+
+/* ---- a passed-through stream: its final response, to keep ---- */
+
+#define TURN_MAX_EVENT (16u * 1024u * 1024u)
+
+static int on_watched(void *ud, const sky_sse_event *ev)
+{
+    gw_turn *t = ud;
+    if (!sky_span_eq_cstr(ev->event, "response.completed") &&
+        !sky_span_eq_cstr(ev->event, "response.incomplete"))
+        return 0;
+    json_t *doc = json_loadb(ev->data.ptr, ev->data.len, 0, NULL);
+    json_t *resp = json_object_get(doc, "response");
+    if (json_is_object(resp)) {
+        json_decref(t->streamed);
+        t->streamed = json_incref(resp);
+    }
+    json_decref(doc);
+    return 0;
+}
+
+void sky__gw_turn_watch(gw_request *q, const char *data, size_t len)
+{
+    gw_turn *t = q->turn;
+    if (t == NULL)
+        return;
+    if (t->watch == NULL && (t->watch = calloc(1, sizeof(*t->watch))) != NULL)
+        sky_sse_parser_init(t->watch, TURN_MAX_EVENT, on_watched, t);
+    if (t->watch && sky_sse_parser_feed(t->watch, data, len) < 0) {
+        sky_sse_parser_free(t->watch); /* too big or garbled: nothing to keep */
+        free(t->watch);
+        t->watch = NULL;
+        json_decref(t->streamed);
+        t->streamed = NULL;
+    }
+}
+
+json_t *sky__gw_turn_streamed(gw_request *q)
+{
+    gw_turn *t = q->turn;
+    if (t == NULL || t->watch == NULL || sky_sse_parser_finish(t->watch) < 0 || t->streamed == NULL)
+        return NULL;
+    sky__gw_turn_patch(q, t->streamed); /* the upstream did not see what the gateway took */
+    return t->streamed;
 }
 
 /* ---- keeping the answer ---- */

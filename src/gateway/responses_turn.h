@@ -99,6 +99,11 @@ int sky__gw_turn_begin(gw_request *q);
  */
 int sky__gw_turn_answered(gw_request *q, json_t *response, sky_span body,
                           void (*send)(gw_request *q, sky_span body));
+/* A passed-through stream's next bytes (a Responses upstream): its final response is kept
+ * at the end. */
+void sky__gw_turn_watch(gw_request *q, const char *data, size_t len);
+/* That response once the stream ended (borrowed, patched as sky__gw_turn_patch), or NULL. */
+json_t *sky__gw_turn_streamed(gw_request *q);
 /* The request ends: forget it (a store call under way answers into nothing). */
 void sky__gw_turn_forget(gw_request *q);
 /* The answer patched with what the client asked (previous_response_id, conversation),

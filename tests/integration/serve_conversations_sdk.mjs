@@ -65,11 +65,15 @@ const added = await client.conversations.items.create(conv.id, {
 });
 assert.equal(added.data.length, 2);
 
+// two changes at once to one conversation: both land (the gateway makes them in turn)
+await Promise.all(['three', 'four'].map((content) => client.conversations.items.create(conv.id, {
+  items: [{ type: 'message', role: 'user', content }],
+})));
 const all = [];
 for await (const item of client.conversations.items.list(conv.id, { limit: 2, order: 'asc' })) {
   all.push(item);
 }
-assert.equal(all.length, 5); // remembered, asked, answered, one, two (pages of two)
+assert.equal(all.length, 7); // remembered, asked, answered, one, two, three, four (pages of two)
 assert.equal(all[2].role, 'assistant');
 assert.equal(all[2].content[0].text, turn.output_text);
 

@@ -271,10 +271,23 @@ static void conversation_api_on(const serve *s)
     size_t chars = strlen("I like ships.") + strlen("Which do I like?");
     assert_int_equal(sky_json_int(json_object_get(r, "usage"), "input_tokens", -1),
                      prompt_tokens(chars, 2));
-    /* and one through the Responses-speaking deployment, in the same conversation */
+    /* and one streamed through the Responses-speaking deployment, in the same conversation:
+     * passed through, and kept at its end (a next turn finds it) */
     snprintf(body, sizeof(body),
-             "{\"model\":\"gpt-4o\",\"input\":\"More?\",\"conversation\":\"%s\"}", id);
-    json_decref(respond(s, body));
+             "{\"model\":\"gpt-4o\",\"input\":\"More?\",\"conversation\":\"%s\","
+             "\"stream\":true}",
+             id);
+    json_t *streamed = streamed_response(s, body);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"chatty\",\"input\":\"x\",\"previous_response_id\":\"%s\"}",
+             sky_json_str(streamed, "id", ""));
+    json_t *after = respond(s, body);
+    assert_int_equal(sky_json_int(json_object_get(after, "usage"), "input_tokens", -1),
+                     prompt_tokens(chars + strlen(out_text(r)) + strlen("More?") +
+                                       strlen(out_text(streamed)) + 1,
+                                   6));
+    json_decref(after);
+    json_decref(streamed);
 
     json_t *page = items(s, id, "?order=asc", "sk-test-alice", 200);
     json_t *data = json_object_get(page, "data");
