@@ -347,6 +347,9 @@ void sky__gw_access_log_close(gw_access_log *l);
 /* ---- tokens.c ---- */
 /* The "usage" of a reply's JSON (at the root, or one level in): fills what it names. */
 void sky__gw_tokens_read(sky_span json, gw_tokens *out);
+/* The same, and whether @p json is JSON as jansson reads it: 0, SKY_EJSON (@p out then says
+ * nothing) or SKY_ENOMEM. One pass serves the pipeline's check of a held answer. */
+int sky__gw_tokens_check(sky_span json, gw_tokens *out);
 /* The same from a stream chunk, when it holds a whole event line naming "usage". */
 void sky__gw_tokens_from_chunk(sky_span chunk, gw_tokens *out);
 

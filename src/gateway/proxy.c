@@ -205,6 +205,18 @@ static void end_stream(gw_request *q, const sky_error *err)
 
 /* ---- starting a call on a deployment ---- */
 
+/* A held answer read once, before the pipeline decides on it: checked as JSON (a garbled
+ * answer is worth another deployment) and its usage taken, for the access log, the key's
+ * budget and the deployment's limiter alike (which then read it no more). */
+static int check_answer(sky_call *call, const sky_reply *reply, void *ud)
+{
+    gw_request *q = ud;
+    int rc = sky__gw_tokens_check(reply->body, &q->used);
+    if (rc == 0)
+        sky_call_set_usage(call, q->used.total); /* ignored when the reply said none */
+    return rc;
+}
+
 /* The model name the upstream must read in the body, or NULL when the body may go as it
  * came. Azure reads the deployment from the path, but on its v1 Responses path. */
 static const char *body_model_for(const gw_request *q, const gw_deployment *d)
@@ -269,7 +281,7 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     o.url = d->url[q->op];
     o.body = q->body;
     o.est_tokens = q->est_tokens;
-    o.require_json = !q->stream; /* a garbled answer is worth another deployment */
+    o.check_reply = q->stream ? NULL : check_answer;
     o.on_done = on_call_done;
     o.user_data = q;
     if (q->stream) {
@@ -415,9 +427,11 @@ static void respond(gw_request *q, const sky_call_result *res)
                       q->asked->name);
         return;
     }
-    if (text)
+    /* q->used: read by check_answer, unless the answer was translated */
+    if (text) {
         mine.body = sky_span_cstr(text);
-    sky__gw_tokens_read(mine.body, &q->used);
+        sky__gw_tokens_read(mine.body, &q->used);
+    }
     sky_span body = sky__gw_cache_answered(q, &mine); /* the body, or the cache's merge of it */
     q->status = res->status;
     answer_headers(q);

@@ -91,18 +91,65 @@ static int on_close(void *ud, int depth, sky_json_kind kind, size_t end)
     return 0;
 }
 
-void sky__gw_tokens_read(sky_span json, gw_tokens *out)
+/* An integer member of @p obj under one of two names, into @p slot when there is one. */
+static void tree_count(const json_t *obj, const char *name, const char *alt, int64_t *slot)
+{
+    const json_t *n = json_object_get(obj, name);
+    if (!json_is_integer(n))
+        n = json_object_get(obj, alt);
+    if (json_is_integer(n))
+        *slot = (int64_t)json_integer_value(n);
+}
+
+/* A usage object's counts from a tree (the root's, or the Responses event's "response"). */
+static void tree_tokens(const json_t *doc, gw_tokens *out)
+{
+    const json_t *u = json_object_get(doc, "usage");
+    if (!json_is_object(u))
+        u = sky_json_path(doc, "response.usage");
+    if (!json_is_object(u))
+        return;
+    tree_count(u, "prompt_tokens", "input_tokens", &out->prompt);
+    tree_count(u, "completion_tokens", "output_tokens", &out->completion);
+    tree_count(u, "total_tokens", "total_tokens", &out->total);
+    const json_t *d = json_object_get(u, "prompt_tokens_details");
+    if (!json_is_object(d))
+        d = json_object_get(u, "input_tokens_details");
+    if (json_is_object(d))
+        tree_count(d, "cached_tokens", "cached_tokens", &out->cached);
+}
+
+int sky__gw_tokens_check(sky_span json, gw_tokens *out)
 {
     static const sky_json_visitor visitor = {on_key, on_scalar, on_open, on_close};
+    static const gw_tokens none = {-1, -1, -1, -1};
     tokens_scan s;
     memset(&s, 0, sizeof(s));
     s.out = out;
-    if (sky_json_scan(json, SKY_JSON_MAX_DEPTH, &visitor, &s) < 0) {
-        *out = (gw_tokens){-1, -1, -1, -1}; /* a reply that is not JSON says nothing */
-        return;
+    *out = none;
+    int rc = sky_json_scan(json, SKY_JSON_MAX_DEPTH, &visitor, &s);
+    if (rc == SKY_EJSON) {
+        /* not JSON, or a text the scan cannot vouch for (a rare escape, a long number):
+         * jansson decides, as the pipeline's own check would */
+        json_t *doc = NULL;
+        *out = none;
+        rc = sky_json_parse(json, &doc, NULL);
+        if (rc == 0)
+            tree_tokens(doc, out);
+        json_decref(doc);
+    }
+    if (rc < 0) {
+        *out = none; /* a reply that is not JSON says nothing */
+        return rc;
     }
     if (out->total < 0 && out->prompt >= 0)
         out->total = out->prompt + (out->completion > 0 ? out->completion : 0);
+    return 0;
+}
+
+void sky__gw_tokens_read(sky_span json, gw_tokens *out)
+{
+    (void)sky__gw_tokens_check(json, out);
 }
 
 /* Where @p needle first is in @p hay, or NULL. */
