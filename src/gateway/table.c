@@ -83,6 +83,10 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     po.retry.max_retries = 0;
     po.breaker_fail_fast = 1;
     po.attempt_timeout_ms = timeout_ms;
+    /* the client's request id goes as x-request-id (proxy.c); only Azure reads a second one,
+     * x-ms-client-request-id: to the others it and its echo cost curl some 10,000
+     * instructions a request for nothing */
+    po.send_request_id = d->azure;
     if (d->azure && in->api_key == NULL) {
         /* Azure without a key: Entra ID tokens from the loop's credential chain, shared
          * by its deployments (one token a scope, one refresh at a time) */
