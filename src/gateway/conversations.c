@@ -133,10 +133,31 @@ static void cv_free(cv_call *c)
     free(c);
 }
 
+/* @p c, waiting behind another change, leaves the queue: 1, or 0 when it is not waiting. */
+static int cv_unwait(cv_call *c)
+{
+    for (cv_busy *b = busy_list; b; b = b->next) {
+        if (b->head == c)
+            return 0; /* under way */
+        for (cv_call *p = b->head; p->next_waiting; p = p->next_waiting) {
+            if (p->next_waiting != c)
+                continue;
+            p->next_waiting = c->next_waiting;
+            if (b->tail == c)
+                b->tail = p;
+            c->queued = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void on_gone(void *data)
 {
     cv_call *c = data;
     c->r = NULL;
+    if (c->queued && !c->pending)
+        cv_unwait(c); /* the client left (or the gateway closes) before its turn came */
     if (!c->pending && !c->queued)
         cv_free(c);
 }

@@ -249,6 +249,29 @@ static void items_kept_and_sent_again(void **state)
     json_decref(in);
 }
 
+/* A deployment's "api": "chat" marks it chat-only; "all" or none: not; anything else refused. */
+static void config_api_key(void **state)
+{
+    (void)state;
+    json_t *doc = load("{\"models\": {\"m\": [{\"kind\": \"compatible\", \"base_url\": "
+                       "\"http://127.0.0.1:1/v1\", \"api\": \"chat\"}, {\"kind\": \"compatible\", "
+                       "\"base_url\": \"http://127.0.0.1:2/v1\"}]}}");
+    sky_gateway_config c;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky_gateway_config_parse(doc, &c, &err), 0);
+    assert_int_equal(c.n_deployments, 2);
+    assert_int_equal(c.deployments[0].chat_only, 1);
+    assert_int_equal(c.deployments[1].chat_only, 0);
+    sky_gateway_config_free(&c);
+    json_decref(doc);
+    doc = load("{\"models\": {\"m\": [{\"kind\": \"compatible\", \"base_url\": "
+               "\"http://127.0.0.1:1/v1\", \"api\": \"responses-only\"}]}}");
+    assert_int_equal(sky_gateway_config_parse(doc, &c, &err), SKY_EINVAL);
+    assert_non_null(strstr(err.message, "api"));
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +282,7 @@ int main(void)
         cmocka_unit_test(stream_becomes_events),
         cmocka_unit_test(stream_tool_calls_become_items),
         cmocka_unit_test(items_kept_and_sent_again),
+        cmocka_unit_test(config_api_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
