@@ -175,7 +175,14 @@ static const char usage_config_keys[] =
     "  prices       per model, per million tokens: each usage record's cost (`skyio\n"
     "               usage`) and the daily_cost caps; cached_input_per_1m prices the\n"
     "               prompt tokens the upstream served from its cache (default: the input\n"
-    "               price). A model without a price costs 0 (counted in /metrics)\n";
+    "               price). A model without a price costs 0 (counted in /metrics)\n"
+    "  cache        when the response cache (--cache or --state) answers a request that\n"
+    "               has no x-skyio-cache header: {\"models\": {\"gpt-4o\": true,\n"
+    "               \"gpt-4o-mini\": false, \"text-embedding-3-small\": {\"ttl_s\": 86400}},\n"
+    "               \"ttl_s\": 3600, \"max_entry_bytes\": 1048576, \"temperature_zero\": true}:\n"
+    "               a model listed true (or with its own ttl_s) always, false never; any\n"
+    "               other when its body says \"temperature\": 0 (unless temperature_zero is\n"
+    "               false). The header (on, refresh, off) always wins.\n";
 
 typedef struct serve_run {
     sky_loop *loop;
@@ -217,7 +224,7 @@ static int load_config(serve_run *run)
     if (sky_cli_check_input_file("serve", "--config", run->config_file) < 0)
         return -1;
     run->doc = read_config(run->config_file, &run->cfg);
-    if (run->doc == NULL)
+    if (run->doc == NULL || sky_cli_stores_config(&run->stores, run->doc) < 0)
         return -1;
     sky_gateway_options *o = &run->opts;
     o->host = sky_json_str(run->doc, "host", o->host);
@@ -354,8 +361,11 @@ static void on_hup(uv_signal_t *h, int signum)
     sky_error_clear(&err);
     (void)signum;
     json_t *doc = read_config(run->config_file, &cfg);
-    if (doc == NULL) {
+    if (doc == NULL || sky_cli_stores_config(&run->stores, doc) < 0) {
         fprintf(stderr, "skyio serve: reload refused, the running config stays\n");
+        if (doc)
+            sky_gateway_config_free(&cfg);
+        json_decref(doc);
         return;
     }
     use_config(run, &cfg);

@@ -26,14 +26,20 @@ const char sky_cli_stores_usage[] =
     "                            PostgreSQL is away (10,000,000 at most); written to it when\n"
     "                            it is back, also after a restart\n"
     "  --cache URL               the response cache: redis://HOST:PORT/DB or a SQLite file.\n"
-    "                            A request asks for it with the header x-skyio-cache: on\n"
-    "                            (look up, keep on a miss), refresh (go upstream, keep) or\n"
-    "                            off (the default); the answer says x-skyio-cache-status:\n"
-    "                            hit|miss|refresh. Whole 200 answers are kept; a streamed\n"
-    "                            chat that hits is replayed as a stream; embeddings are\n"
-    "                            kept per input (only new inputs go upstream: partial).\n"
+    "                            With a cache (--cache, or --state's file), a request uses\n"
+    "                            it when its header x-skyio-cache says on (look up, keep on\n"
+    "                            a miss) or refresh (go upstream, keep); off: never. Without\n"
+    "                            the header: when the config's \"cache\".models lists its\n"
+    "                            model true, never when false, else when its body says\n"
+    "                            \"temperature\": 0. The answer says x-skyio-cache-status:\n"
+    "                            hit|miss|refresh. 200 answers are kept, streams too once\n"
+    "                            they ended with [DONE] (a stream hit is replayed as a\n"
+    "                            stream; a whole request never gets a kept stream), up to\n"
+    "                            \"cache\".max_entry_bytes each (default 1 MiB); embeddings\n"
+    "                            are kept per input (only new inputs go upstream: partial).\n"
     "                            Redis away: served upstream, with a warning\n"
-    "  --cache-ttl-s S           how long a cached answer lives (default 3600)\n"
+    "  --cache-ttl-s S           how long a cached answer lives (default: the config's\n"
+    "                            \"cache\".ttl_s, else 3600; a model's own ttl_s wins)\n"
     "  --admin-key-env NAME      the admin API on, with the master key in the environment\n"
     "                            variable NAME (never on the command line): POST /admin/keys\n"
     "                            {\"name\", \"models\", \"rpm\", \"tpm\", \"daily_tokens\",\n"
@@ -46,7 +52,23 @@ const char sky_cli_stores_usage[] =
 void sky_cli_stores_init(sky_cli_stores *st)
 {
     memset(st, 0, sizeof(*st));
-    st->cache_ttl_s = 3600;
+}
+
+int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc)
+{
+    gw_cache_conf *conf = NULL;
+    sky_error err;
+    sky_error_clear(&err);
+    if (sky__gw_cache_conf_parse(json_object_get(doc, "cache"), &conf, &err) < 0) {
+        fprintf(stderr, "skyio serve: the config's %s\n", err.message);
+        return -1;
+    }
+    sky__gw_cache_conf_set_ttl(conf, (uint64_t)st->cache_ttl_s * 1000);
+    if (st->gw) /* a reload: the gateway takes the new one before the old goes */
+        sky__gw_set_cache(st->gw, st->cache ? st->cache : st->state ? st->usage : NULL, conf);
+    sky__gw_cache_conf_free(st->cache_conf);
+    st->cache_conf = conf;
+    return 0;
 }
 
 /* A password in the URL is wiped from argv (its memory), so `ps` does not show it. */
@@ -169,10 +191,12 @@ int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
         sky__gw_set_counters(gw, st->cache);
     else if (st->usage && strcmp(sky__store_backend(st->usage), "postgres") == 0)
         sky__gw_set_counters(gw, st->usage);
+    sky__gw_cache_conf_set_ttl(st->cache_conf, (uint64_t)st->cache_ttl_s * 1000); /* flag wins */
     if (st->cache)
-        sky__gw_set_cache(gw, st->cache, (uint64_t)st->cache_ttl_s * 1000);
+        sky__gw_set_cache(gw, st->cache, st->cache_conf);
     else if (st->state) /* the state file keeps the cache too */
-        sky__gw_set_cache(gw, st->usage, (uint64_t)st->cache_ttl_s * 1000);
+        sky__gw_set_cache(gw, st->usage, st->cache_conf);
+    st->gw = gw;
     return st->admin_env ? open_admin(st, gw) : 0;
 }
 
@@ -185,5 +209,6 @@ void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)
     if (st->postgres)
         memset(st->postgres, 0, strlen(st->postgres));
     free(st->postgres);
+    sky__gw_cache_conf_free(st->cache_conf);
     memset(st, 0, sizeof(*st));
 }

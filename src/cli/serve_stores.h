@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "gateway/stores.h"
 #include "skyio/gateway.h"
 #include "store/store.h"
 
@@ -11,11 +12,13 @@ typedef struct sky_cli_stores {
     const char *cache_url;     /* --cache */
     const char *state;         /* --state FILE: usage (and the cache, without --cache) */
     char *postgres;            /* --postgres URL (a copy: argv's password is wiped) */
-    long long cache_ttl_s;     /* --cache-ttl-s */
+    long long cache_ttl_s;     /* --cache-ttl-s; 0: the config's */
     const char *admin_env;     /* --admin-key-env NAME: the variable holding the master key */
     const char *usage_spill;   /* --usage-spill FILE: records past the queue's bound */
     long long usage_queue_max; /* --usage-queue-max N (0: the store's default) */
     sky__store *cache, *usage;
+    gw_cache_conf *cache_conf; /* the config's "cache" (the gateway borrows it) */
+    sky_gateway *gw;           /* once the stores are open */
 } sky_cli_stores;
 
 /* The --help text of these flags. */
@@ -24,6 +27,10 @@ extern const char sky_cli_stores_usage[];
 void sky_cli_stores_init(sky_cli_stores *st);
 /* A flag of these: 1 when taken, 0 when not one of them, -1 after saying why on stderr. */
 int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v);
+/* The config's "cache" (of @p doc, the whole config) taken: 0, or -1 after saying why on
+ * stderr (the running one stays). Once the stores are open the gateway gets it at once:
+ * call it again on a reload. */
+int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc);
 /* Open what the flags name and give it to @p gw: 0, or -1 after saying why on stderr (the
  * caller exits 3: PostgreSQL down, a corrupt or locked SQLite file). */
 int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw);

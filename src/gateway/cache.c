@@ -23,10 +23,17 @@
 #include "skyio/log.h"
 #include "store/store.h"
 
-void sky__gw_set_cache(sky_gateway *g, sky__store *store, uint64_t ttl_ms)
+void sky__gw_set_cache(sky_gateway *g, sky__store *store, const gw_cache_conf *conf)
 {
     g->cache = store;
-    g->cache_ttl_ms = ttl_ms;
+    g->cache_conf = conf;
+}
+
+void sky__gw_cache_hit_headers(gw_request *q)
+{
+    q->status = 200;
+    q->used = (gw_tokens){0, 0, 0, 0}; /* nothing upstream: the key's budget gets it back */
+    sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
 }
 
 static int header_is(sky_span v, const char *word)
@@ -34,16 +41,18 @@ static int header_is(sky_span v, const char *word)
     return v.len == strlen(word) && strncasecmp(v.ptr, word, v.len) == 0;
 }
 
+/* The header wins; without it, the config's rule (per model, temperature 0). Streams are
+ * kept for chat and completions; the Responses API's streams pass by. */
 static int mode_of(const gw_request *q)
 {
     sky_span v;
-    /* a streamed chat is replayed from a whole answer; other streams pass by */
-    if (!q->g->cache || (q->stream && q->op != GW_OP_CHAT) ||
-        !sky_server_req_header(q->sr, "x-skyio-cache", &v))
+    if (!q->g->cache || (q->stream && q->op != GW_OP_CHAT && q->op != GW_OP_COMPLETIONS))
         return GW_CACHE_NONE;
+    if (!sky_server_req_header(q->sr, "x-skyio-cache", &v))
+        return sky__gw_cache_by_default(q) ? GW_CACHE_USE : GW_CACHE_NONE;
     if (header_is(v, "on"))
         return GW_CACHE_USE;
-    if (header_is(v, "refresh") && !q->stream)
+    if (header_is(v, "refresh"))
         return GW_CACHE_REFRESH;
     return GW_CACHE_NONE;
 }
@@ -106,93 +115,17 @@ static int make_key(gw_request *q)
     return rc;
 }
 
-/* "data: CHUNK\n\n" for a copy of @p base with @p choices (stolen) and @p usage (or NULL). */
-static void put_event(FILE *f, const json_t *base, json_t *choices, json_t *usage)
+/* 1 when @p v answers @p q; 0 when it cannot (a kept stream for a whole request, a whole
+ * answer that is no chat for a stream): a miss, the upstream's answer replaces it. */
+static int answer_hit(gw_request *q, sky_span v)
 {
-    json_t *chunk = json_copy((json_t *)(uintptr_t)base);
-    char *text = NULL;
-    if (chunk && json_object_set_new(chunk, "choices", choices) == 0 &&
-        (!usage || json_object_set(chunk, "usage", usage) == 0))
-        text = json_dumps(chunk, JSON_COMPACT);
-    else if (!chunk)
-        json_decref(choices);
-    if (text)
-        fprintf(f, "data: %s\n\n", text);
-    free(text);
-    json_decref(chunk);
-}
-
-/* The chunk's fields of a kept chat answer: id, created, model. */
-static json_t *chunk_base(const json_t *doc)
-{
-    json_t *base = json_object();
-    const char *keys[] = {"id", "created", "model", "system_fingerprint"};
-    for (size_t i = 0; base && i < SKY_ARRAY_LEN(keys); i++) {
-        json_t *v = json_object_get(doc, keys[i]);
-        if (v)
-            json_object_set(base, keys[i], v);
-    }
-    if (base)
-        json_object_set_new(base, "object", json_string("chat.completion.chunk"));
-    return base;
-}
-
-/* A kept chat answer as the stream the client asked for: a chunk with each choice's whole
- * message, one with its finish_reason, one with the usage, then [DONE]. NULL when the
- * answer is not a chat completion. */
-static char *replay_stream(sky_span whole, size_t *out_len)
-{
-    json_t *doc = json_loadb(whole.ptr, whole.len, 0, NULL);
-    json_t *choices = json_object_get(doc, "choices");
-    json_t *base = json_is_array(choices) ? chunk_base(doc) : NULL;
-    char *text = NULL;
-    FILE *f = base ? open_memstream(&text, out_len) : NULL;
-    if (f) {
-        size_t i;
-        json_t *c;
-        json_array_foreach(choices, i, c)
-        {
-            json_t *msg = json_object_get(c, "message");
-            json_t *delta = msg ? json_incref(msg) : json_object();
-            put_event(
-                f, base,
-                json_pack("[{sI so sn}]", "index", (json_int_t)i, "delta", delta, "finish_reason"),
-                NULL);
-            put_event(f, base,
-                      json_pack("[{sI s{} sO?}]", "index", (json_int_t)i, "delta", "finish_reason",
-                                json_object_get(c, "finish_reason")),
-                      NULL);
-        }
-        json_t *usage = json_object_get(doc, "usage");
-        if (usage)
-            put_event(f, base, json_array(), usage);
-        fputs("data: [DONE]\n\n", f);
-        fclose(f);
-    }
-    json_decref(base);
-    json_decref(doc);
-    return text;
-}
-
-static void answer_hit(gw_request *q, sky_span v)
-{
-    size_t len = 0;
-    char *sse = q->stream ? replay_stream(v, &len) : NULL;
-    if (q->stream && sse == NULL) {
-        sky__gw_proxy_miss(q); /* not a chat answer: ask upstream */
-        return;
-    }
-    q->status = 200;
-    q->used = (gw_tokens){0, 0, 0, 0}; /* nothing upstream: the key's budget gets it back */
-    sky_server_add_header(q->sr, "x-skyio-cache-status", SKY_SPAN_LIT("hit"));
-    if (!q->stream) {
-        sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
-        return;
-    }
-    sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
-    sky_server_stream_start(q->sr, 200, "text/event-stream", (int64_t)len);
-    (void)sky_server_stream_write(q->sr, sky_span_make(sse, len), 1); /* may free q */
-    free(sse);
+    if (q->stream)
+        return sky__gw_cache_replay(q, v) == 0; /* may free q */
+    if (sky__gw_cache_is_sse(v))
+        return 0;
+    sky__gw_cache_hit_headers(q);
+    sky_server_respond(q->sr, 200, "application/json", v); /* may free q */
+    return 1;
 }
 
 void sky__gw_lookup_release(gw_cache_lookup *l)
@@ -200,26 +133,29 @@ void sky__gw_lookup_release(gw_cache_lookup *l)
     if (l->q || l->pending)
         return;
     sky__gw_embed_free(l->e);
+    sky_buf_free(&l->sse);
     free(l);
 }
 
+/* The lookup stays with its request until it ends (sky__gw_cache_forget): a streamed miss
+ * collects its copy there. */
 static void on_lookup(const sky_error *err, sky_span value, void *ud)
 {
     gw_cache_lookup *l = ud;
     gw_request *q = l->q;
     l->pending = 0;
-    l->q = NULL;
-    sky__gw_lookup_release(l);
-    if (q == NULL)
-        return;
-    q->lookup = NULL;
-    if (err->code == 0) {
-        q->g->cache_counts[GW_CACHE_HIT]++;
-        answer_hit(q, value);
+    if (q == NULL) {
+        sky__gw_lookup_release(l);
         return;
     }
-    q->g->cache_counts[err->code == SKY_ENOTFOUND ? GW_CACHE_MISSED : GW_CACHE_BYPASSED]++;
-    if (err->code != SKY_ENOTFOUND)
+    sky_gateway *g = q->g;
+    if (err->code == 0 && answer_hit(q, value)) {
+        g->cache_counts[GW_CACHE_HIT]++; /* q may be gone */
+        return;
+    }
+    int missed = err->code == 0 || err->code == SKY_ENOTFOUND;
+    g->cache_counts[missed ? GW_CACHE_MISSED : GW_CACHE_BYPASSED]++;
+    if (!missed)
         SKY_DEBUG("gateway", "cache lookup failed (%s): going upstream", sky_err_name(err->code));
     sky__gw_proxy_miss(q);
 }
@@ -241,10 +177,10 @@ int sky__gw_cache_begin(gw_request *q)
     int keyed = make_key(q) == 0;
     if (!keyed)
         q->cache_mode = GW_CACHE_NONE;
-    if (!keyed || q->cache_mode == GW_CACHE_REFRESH) {
-        sky__gw_cache_forget(q); /* nothing to look up */
-        return 0;
-    }
+    if (!keyed)
+        sky__gw_cache_forget(q);
+    if (!keyed || q->cache_mode == GW_CACHE_REFRESH)
+        return 0; /* nothing to look up */
     l->pending = 1;
     sky__store_cache_get(q->g->cache, q->cache_key, on_lookup, l);
     return 1;
@@ -260,8 +196,9 @@ sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res)
     sky_server_add_header(q->sr, "x-skyio-cache-status",
                           q->cache_mode == GW_CACHE_REFRESH ? SKY_SPAN_LIT("refresh")
                                                             : SKY_SPAN_LIT("miss"));
-    if (res->status == 200)
-        sky__store_cache_put(q->g->cache, q->cache_key, res->body, q->g->cache_ttl_ms, NULL, NULL);
+    if (res->status == 200 && res->body.len <= sky__gw_cache_max_entry(q->g))
+        sky__store_cache_put(q->g->cache, q->cache_key, res->body,
+                             sky__gw_cache_ttl(q->g, q->asked->name), NULL, NULL);
     return res->body;
 }
 

@@ -7,6 +7,7 @@
  * miss when none hit). Usage counts what went upstream.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "cache_internal.h"
 #include "skyio/log.h"
@@ -227,9 +228,9 @@ static int take_answer(gw_request *q, gw_embed_cache *e, json_t *data)
         json_t *kept = json_copy(item);
         json_object_del(kept, "index");
         char *text = kept ? json_dumps(kept, JSON_COMPACT) : NULL;
-        if (text)
-            sky__store_cache_put(q->g->cache, e->keys[i], sky_span_cstr(text), q->g->cache_ttl_ms,
-                                 NULL, NULL);
+        if (text && strlen(text) <= sky__gw_cache_max_entry(q->g))
+            sky__store_cache_put(q->g->cache, e->keys[i], sky_span_cstr(text),
+                                 sky__gw_cache_ttl(q->g, q->asked->name), NULL, NULL);
         free(text);
         json_decref(e->items[i]);
         e->items[i] = kept;

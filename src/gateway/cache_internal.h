@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 
+#include "skyio/buf.h"
 #include "internal.h"
 
 typedef struct gw_embed_cache gw_embed_cache;
@@ -15,12 +16,31 @@ struct gw_cache_lookup {
     gw_request *q;     /* NULL once the request ended */
     size_t pending;    /* lookups whose answer has not come */
     gw_embed_cache *e; /* per-input embeddings, or NULL */
+    /* a streamed miss: its events as they went to the client, kept once it ended well */
+    sky_buf sse;
+    int sse_on; /* collecting (dropped, with sse freed, past the entry cap) */
 };
 
 /* Free @p l when its request has ended and no lookup is pending. */
 void sky__gw_lookup_release(gw_cache_lookup *l);
 /* The key of @p canon (canonical JSON) for @p q's operation and model, hex into @p out. */
 int sky__gw_cache_digest(const gw_request *q, const char *canon, char out[GW_CACHE_KEY_LEN + 1]);
+
+/* A hit's status, its tokens (none upstream) and its x-skyio-cache-status header. */
+void sky__gw_cache_hit_headers(gw_request *q);
+
+/* cache_conf.c: the TTL of @p model's answers; the largest answer kept; whether the
+ * config (or temperature 0) asks for the cache when the request's header does not say. */
+uint64_t sky__gw_cache_ttl(const sky_gateway *g, const char *model);
+size_t sky__gw_cache_max_entry(const sky_gateway *g);
+int sky__gw_cache_by_default(const gw_request *q);
+
+/* cache_stream.c: a kept stream (SSE text, as the upstream sent it) tells itself from a
+ * kept whole answer (JSON) by its first byte. */
+int sky__gw_cache_is_sse(sky_span value);
+/* Answer the streamed @p q from @p value (a kept stream, or a whole chat answer made into
+ * one): 0 (q may be gone), or -1 when @p value cannot be a stream (nothing sent). */
+int sky__gw_cache_replay(gw_request *q, sky_span value);
 
 /* cache_embeddings.c: an embeddings request with a list of inputs, each input looked up
  * (and kept) on its own; only the misses go upstream. 1 when it took the request, 0 when

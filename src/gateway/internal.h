@@ -142,7 +142,7 @@ struct sky_gateway {
     struct gw_request *live; /* requests with an upstream call or a client, for free */
     sky_gateway_shutdown_cb shutdown_cb;
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
-    uint64_t cache_ttl_ms;
+    const struct gw_cache_conf *cache_conf; /* when it answers (cache_conf.c); not owned */
     uint64_t cache_counts[GW_CACHE_COUNTS]; /* lookups by outcome (GW_CACHE_HIT, ...) */
     struct sky__store *usage;     /* usage records (usage_store.c); NULL: none; not owned */
     struct gw_counters *counters; /* keys' daily use shared with other gateways; NULL: none */
@@ -473,6 +473,12 @@ int sky__gw_cache_begin(gw_request *q);
 sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res);
 /* The request ends: a lookup under way is dropped. */
 void sky__gw_cache_forget(gw_request *q);
+/* A streamed answer of a request that uses the cache (cache_stream.c): its headers are
+ * about to go (the status header added), each chunk as it went to the client, and its
+ * good end (the copy kept, unless it grew past the entry cap). */
+void sky__gw_cache_stream_begun(gw_request *q);
+void sky__gw_cache_stream_chunk(gw_request *q, const char *data, size_t len);
+void sky__gw_cache_stream_ended(gw_request *q);
 /* One model call's usage record, to the usage store (when there is one), and its tokens
  * and cost to the shared counters of the key's day (when there are). */
 void sky__gw_usage_record(sky_gateway *g, const gw_record *r);

@@ -119,6 +119,7 @@ static void on_stream_headers(sky_call *call, int status, const sky_headers *h, 
     answer_headers(q);
     sky_server_add_header(q->sr, "cache-control", SKY_SPAN_LIT("no-cache"));
     sky_server_add_header(q->sr, "x-accel-buffering", SKY_SPAN_LIT("no"));
+    sky__gw_cache_stream_begun(q);
     sky_server_stream_start(q->sr, 200, "text/event-stream", -1);
     if (q->xlate)
         q->rcs = sky__gw_responses_stream_begin(q);
@@ -156,6 +157,7 @@ static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud
         return 1; /* the client is gone: cancel */
     note_tail(q, data, len);
     sky__gw_turn_watch(q, data, len); /* a Responses stream with a turn to keep */
+    sky__gw_cache_stream_chunk(q, data, len);
     int64_t had = q->used.total;
     sky__gw_tokens_from_chunk(sky_span_make(data, len), &q->used);
     if (q->used.total >= 0 && q->used.total != had)
@@ -188,6 +190,7 @@ static void end_stream(gw_request *q, const sky_error *err)
         return;
     }
     if (err == NULL) {
+        sky__gw_cache_stream_ended(q);
         if (!sky__gw_turn_answered(q, sky__gw_turn_streamed(q), sky_span_make("", 0), end_kept))
             end_kept(q, sky_span_make("", 0));
         return;

@@ -10,11 +10,24 @@
 
 struct sky__store;
 
+/* When the cache answers a request that does not ask (the config's "cache": per model,
+ * temperature 0), how long it keeps answers, and its largest answer kept (cache_conf.c). */
+typedef struct gw_cache_conf gw_cache_conf;
+
+/* The config's "cache" object (NULL: the defaults) into *out (free it with
+ * sky__gw_cache_conf_free): 0, or SKY_EINVAL / SKY_ENOMEM with @p err saying which member. */
+int sky__gw_cache_conf_parse(const json_t *cache, gw_cache_conf **out, sky_error *err);
+/* A TTL that wins over the config's (the --cache-ttl-s flag); 0 changes nothing. */
+void sky__gw_cache_conf_set_ttl(gw_cache_conf *c, uint64_t ttl_ms);
+void sky__gw_cache_conf_free(gw_cache_conf *c);
+
 /*
- * Answer requests that ask for it (x-skyio-cache: on|refresh) from @p store (open, keeping
- * a cache), keeping answers @p ttl_ms. NULL turns the cache off.
+ * Answer requests from @p store (open, keeping a cache): those that ask for it
+ * (x-skyio-cache: on|refresh) and those @p conf says (borrowed until it is replaced by
+ * another call or the gateway is freed; NULL: the defaults). @p store NULL turns the cache
+ * off. Calls may replace @p conf at any time on the gateway's loop (a config reload).
  */
-void sky__gw_set_cache(sky_gateway *g, struct sky__store *store, uint64_t ttl_ms);
+void sky__gw_set_cache(sky_gateway *g, struct sky__store *store, const gw_cache_conf *conf);
 
 /*
  * Append one usage record per model call (time, key, model, deployment, status, tokens,

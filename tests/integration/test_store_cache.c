@@ -190,8 +190,12 @@ static void cache_contract(const serve *s, const char *topic)
     sky_test_result_free(&replay);
     assert_int_equal(upstream_calls(), calls0 + 1);
 
-    post(s, "/v1/chat/completions", a, NULL, &plain); /* no header: no cache */
+    post(s, "/v1/chat/completions", a, "off", &plain); /* off: no cache */
     assert_null(cache_status(&plain));
+    assert_int_equal(upstream_calls(), calls0 + 2);
+    sky_test_result_free(&plain);
+    post(s, "/v1/chat/completions", a, NULL, &plain); /* no header at temperature 0: cached */
+    assert_string_equal(cache_status(&plain), "hit");
     assert_int_equal(upstream_calls(), calls0 + 2);
 
     post(s, "/v1/chat/completions", a, "refresh", &fresh);
