@@ -175,14 +175,7 @@ static const char usage_config_keys[] =
     "  prices       per model, per million tokens: each usage record's cost (`skyio\n"
     "               usage`) and the daily_cost caps; cached_input_per_1m prices the\n"
     "               prompt tokens the upstream served from its cache (default: the input\n"
-    "               price). A model without a price costs 0 (counted in /metrics)\n"
-    "  cache        when the response cache (--cache or --state) answers a request that\n"
-    "               has no x-skyio-cache header: {\"models\": {\"gpt-4o\": true,\n"
-    "               \"gpt-4o-mini\": false, \"text-embedding-3-small\": {\"ttl_s\": 86400}},\n"
-    "               \"ttl_s\": 3600, \"max_entry_bytes\": 1048576, \"temperature_zero\": true}:\n"
-    "               a model listed true (or with its own ttl_s) always, false never; any\n"
-    "               other when its body says \"temperature\": 0 (unless temperature_zero is\n"
-    "               false). The header (on, refresh, off) always wins.\n";
+    "               price). A model without a price costs 0 (counted in /metrics)\n";
 
 typedef struct serve_run {
     sky_loop *loop;
@@ -452,8 +445,8 @@ int sky_cli_serve(int argc, char **argv)
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fprintf(stdout, "%s%s%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_state,
-                usage_config, usage_config_keys);
+        fprintf(stdout, "%s%s%s%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_state,
+                usage_config, usage_config_keys, sky_cli_stores_config_usage);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {

@@ -49,6 +49,15 @@ const char sky_cli_stores_usage[] =
     "  `skyio usage --state FILE | --postgres URL` prints the usage totals.\n"
     "\n";
 
+const char sky_cli_stores_config_usage[] =
+    "  cache        when the response cache (--cache or --state) answers a request that\n"
+    "               has no x-skyio-cache header: {\"models\": {\"gpt-4o\": true,\n"
+    "               \"gpt-4o-mini\": false, \"text-embedding-3-small\": {\"ttl_s\": 86400}},\n"
+    "               \"ttl_s\": 3600, \"max_entry_bytes\": 1048576, \"temperature_zero\": true}:\n"
+    "               a model listed true (or with its own ttl_s) always, false never; any\n"
+    "               other when its body says \"temperature\": 0 (unless temperature_zero is\n"
+    "               false). The header (on, refresh, off) always wins.\n";
+
 void sky_cli_stores_init(sky_cli_stores *st)
 {
     memset(st, 0, sizeof(*st));

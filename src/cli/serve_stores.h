@@ -23,6 +23,8 @@ typedef struct sky_cli_stores {
 
 /* The --help text of these flags. */
 extern const char sky_cli_stores_usage[];
+/* The config's "cache" member, for the config's part of --help. */
+extern const char sky_cli_stores_config_usage[];
 
 void sky_cli_stores_init(sky_cli_stores *st);
 /* A flag of these: 1 when taken, 0 when not one of them, -1 after saying why on stderr. */
