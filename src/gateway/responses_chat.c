@@ -410,6 +410,11 @@ json_t *sky__gw_rc_response(const json_t *req, const char *id, const char *model
                         echo(req, "text", json_pack("{s{ss}}", "format", "type", "text")));
     json_object_set_new(r, "store", echo(req, "store", json_true()));
     json_object_set_new(r, "metadata", echo(req, "metadata", json_object()));
+    const json_t *conv = json_object_get(req, "conversation");
+    if (json_is_string(conv))
+        json_object_set_new(r, "conversation", json_pack("{sO}", "id", conv));
+    else if (json_is_object(conv))
+        json_object_set_new(r, "conversation", json_deep_copy(conv));
     return r;
 }
 

@@ -159,7 +159,8 @@ static void event_types(const sky_buf *sse, char *out, size_t len)
 static void stream_becomes_events(void **state)
 {
     (void)state;
-    json_t *req = load("{\"model\":\"m\",\"input\":\"x\",\"stream\":true}");
+    json_t *req =
+        load("{\"model\":\"m\",\"input\":\"x\",\"stream\":true,\"conversation\":\"conv_1\"}");
     gw_rc_stream *s = sky__gw_rc_stream_new(req, "resp_s");
     assert_non_null(s);
     assert_int_equal(sky__gw_rc_stream_begin(s), 0);
@@ -189,6 +190,7 @@ static void stream_becomes_events(void **state)
         json_object_get(json_array_get(json_object_get(final, "output"), 0), "content"), 0);
     assert_string_equal(sky_json_str(text, "text", ""), "Hello");
     assert_string_equal(sky_json_str(final, "status", ""), "completed");
+    assert_string_equal(sky_json_str(json_object_get(final, "conversation"), "id", ""), "conv_1");
     gw_tokens t;
     sky__gw_rc_stream_tokens(s, &t);
     assert_int_equal(t.prompt, 4);
