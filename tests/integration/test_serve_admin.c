@@ -244,10 +244,16 @@ static void keys_lifecycle(const store_arg *st)
 
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
     assert_int_equal(chat(&s, team, "gpt-4o-mini"), 403); /* not among its models */
+    /* a key made with a daily cap is held to it: the first call takes it past, the next is
+     * refused until midnight UTC */
+    char tiny[80];
+    create(&s, "{\"name\":\"tiny\",\"daily_tokens\":1}", tiny, sizeof(tiny));
+    assert_int_equal(chat(&s, tiny, "gpt-4o"), 200);
+    assert_int_equal(chat(&s, tiny, "gpt-4o"), 429);
     assert_int_equal(chat(&s, ci, "gpt-4o-mini"), 200);
     assert_int_equal(chat(&s, "sk-skyio-00000000000000000000000000000000", "gpt-4o"), 401);
 
-    const char *secrets[] = {team, ci, NULL};
+    const char *secrets[] = {team, ci, tiny, NULL};
     l = listing(&s, secrets);
     const json_t *t = listed(l, "team-a");
     assert_non_null(t);
@@ -274,6 +280,7 @@ static void keys_lifecycle(const store_arg *st)
     /* a restart on the same store: the made key works, the revoked one does not */
     start_serve(&s, st, second, 1);
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
+    assert_int_equal(chat(&s, tiny, "gpt-4o"), 429); /* its use today was read back */
     assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
     l = listing(&s, secrets);
     assert_non_null(listed(l, "team-a"));
