@@ -10,7 +10,7 @@
 #include "store/store.h"
 
 static const char usage[] =
-    "usage: skyio usage (--state FILE | --postgres URL) [--key NAME] [--json]\n"
+    "usage: skyio usage (--state FILE | --postgres URL) [--key NAME] [--since DAY] [--json]\n"
     "\n"
     "Print what `skyio serve` recorded: requests, errors (status >= 400), tokens in and\n"
     "out and cost, totalled by UTC day, gateway key and model.\n"
@@ -21,6 +21,7 @@ static const char usage[] =
     "                         password out of the URL: libpq reads PGPASSWORD and ~/.pgpass.\n"
     "                         Default: $SKYIO_POSTGRES_URL\n"
     "      --key NAME         only this gateway key\n"
+    "      --since DAY        only the UTC days from DAY (YYYY-MM-DD) on\n"
     "      --json             {\"totals\": [{\"day\", \"key\", \"model\", \"requests\", "
     "\"errors\",\n"
     "                         \"tokens_in\", \"tokens_out\", \"cost\"}, ...]}\n"
@@ -29,7 +30,7 @@ static const char usage[] =
 
 typedef struct usage_run {
     uv_loop_t loop;
-    const char *state, *postgres, *key;
+    const char *state, *postgres, *key, *since;
     int json;
     sky__store *store;
     int done, exit_code;
@@ -47,6 +48,17 @@ static void scrub_arg(char *url)
     memcpy(url, safe, strlen(safe) < n ? strlen(safe) : n);
 }
 
+/* "YYYY-MM-DD" in shape (the days compare as text) */
+static int is_day(const char *v)
+{
+    if (strlen(v) != 10 || v[4] != '-' || v[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9'))
+            return 0;
+    return 1;
+}
+
 static int take_option(usage_run *r, const char *a, char *v)
 {
     if (!strcmp(a, "--state"))
@@ -55,7 +67,12 @@ static int take_option(usage_run *r, const char *a, char *v)
         r->postgres = v;
     else if (!strcmp(a, "--key"))
         r->key = v;
-    else {
+    else if (!strcmp(a, "--since") && is_day(v))
+        r->since = v;
+    else if (!strcmp(a, "--since")) {
+        fprintf(stderr, "skyio usage: --since takes a UTC day, YYYY-MM-DD\n");
+        return -1;
+    } else {
         fprintf(stderr, "skyio usage: unknown option '%s'\n", a);
         return -1;
     }
@@ -162,7 +179,7 @@ static void on_open(sky__store *s, const sky_error *err, void *ud)
         return;
     }
     r->store = s;
-    sky__store_usage_totals(s, r->key, on_totals, r);
+    sky__store_usage_totals_since(s, r->key, r->since, on_totals, r);
 }
 
 static int run(usage_run *r)

@@ -202,7 +202,7 @@ int sky__gw_usage_load_today(sky_gateway *g, sky_error *err)
     load_state ls = {.g = g};
     sky_error_clear(&ls.err);
     sky__store_day(sky__store_now_ms(), ls.today);
-    sky__store_usage_totals(g->usage, NULL, on_totals, &ls);
+    sky__store_usage_totals_since(g->usage, NULL, ls.today, on_totals, &ls);
     while (!ls.done)
         uv_run(g->loop, UV_RUN_ONCE);
     if (ls.err.code)

@@ -20,7 +20,9 @@ typedef struct sky__store_vt {
     /** Write @p n records (borrowed until cb) in one batch, all or none. */
     void (*usage_write)(sky__store *s, const sky__store_usage *recs, size_t n,
                         sky__store_done_cb cb, void *ud);
-    void (*usage_totals)(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud);
+    /** @p key_name, @p since_day: NULL for every key, every day. */
+    void (*usage_totals)(sky__store *s, const char *key_name, const char *since_day,
+                         sky__store_totals_cb cb, void *ud);
     void (*doc_put)(sky__store *s, const char *scope, const char *id, sky_span doc,
                     sky__store_done_cb cb, void *ud);
     void (*doc_get)(sky__store *s, const char *scope, const char *id, sky__store_value_cb cb,

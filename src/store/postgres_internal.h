@@ -100,7 +100,8 @@ void sky__pg_opened(sky__pg *pg, const sky_error *err);
 /* postgres_ops.c: the backend's operations. */
 void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
                          sky__store_done_cb cb, void *ud);
-void sky__pg_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud);
+void sky__pg_usage_totals(sky__store *s, const char *key_name, const char *since_day,
+                          sky__store_totals_cb cb, void *ud);
 void sky__pg_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,
                      sky__store_done_cb cb, void *ud);
 void sky__pg_doc_get(sky__store *s, const char *scope, const char *id, sky__store_value_cb cb,

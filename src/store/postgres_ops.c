@@ -53,11 +53,12 @@ static const struct {
                          " r(time_ms bigint, day text, key_name text, model text,"
                          " deployment text, status integer, tokens_in bigint, tokens_out bigint,"
                          " latency_us bigint, cost double precision)"},
-    [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 1,
+    [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
                          "SELECT day, key_name, model, count(*),"
                          " count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
                          " sum(tokens_out), sum(cost) FROM skyio_usage"
-                         " WHERE $1::text IS NULL OR key_name = $1::text"
+                         " WHERE ($1::text IS NULL OR key_name = $1::text)"
+                         " AND ($2::text IS NULL OR day >= $2::text)"
                          " GROUP BY day, key_name, model ORDER BY day, key_name, model"},
     [PQ_DOC_PUT] = {"skyio_doc_put", 4,
                     "INSERT INTO skyio_docs(scope, id, doc, updated_ms) VALUES($1, $2, $3, $4)"
@@ -322,10 +323,12 @@ void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
     submit(s, op, op->params[0] ? 0 : SKY_ENOMEM);
 }
 
-void sky__pg_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud)
+void sky__pg_usage_totals(sky__store *s, const char *key_name, const char *since_day,
+                          sky__store_totals_cb cb, void *ud)
 {
     OP_OR_OOM(op, s, PQ_USAGE_TOTALS, PG_OP_TOTALS, totals, cb, ud, sky__store_fail_totals);
-    submit(s, op, sky__pg_param(op, 0, key_name));
+    int rc = sky__pg_param(op, 0, key_name);
+    submit(s, op, rc ? rc : sky__pg_param(op, 1, since_day));
 }
 
 void sky__pg_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,

@@ -106,8 +106,8 @@ void sky__sqlite_cache_put(sky__store *s, const char *key, sky_span value, uint6
                            sky__store_done_cb cb, void *ud);
 void sky__sqlite_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
                              sky__store_done_cb cb, void *ud);
-void sky__sqlite_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb,
-                              void *ud);
+void sky__sqlite_usage_totals(sky__store *s, const char *key_name, const char *since_day,
+                              sky__store_totals_cb cb, void *ud);
 void sky__sqlite_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,
                          sky__store_done_cb cb, void *ud);
 void sky__sqlite_doc_get(sky__store *s, const char *scope, const char *id, sky__store_value_cb cb,

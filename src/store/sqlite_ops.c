@@ -276,6 +276,8 @@ static int run_usage_totals(sky__sqlite *q, sky__sqlite_job *job)
         return SQLITE_ERROR;
     if (job->s1)
         bind_text(st, 1, job->s1);
+    if (job->s2)
+        bind_text(st, 2, job->s2);
     int rc;
     size_t cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -327,11 +329,11 @@ static void deliver_totals(sky__sqlite_job *job)
         free((void *)(uintptr_t)rows[i].day);
 }
 
-void sky__sqlite_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb,
-                              void *ud)
+void sky__sqlite_usage_totals(sky__store *s, const char *key_name, const char *since_day,
+                              sky__store_totals_cb cb, void *ud)
 {
     sky__sqlite_job *job =
-        make_job(s, run_usage_totals, deliver_totals, ud, key_name, NULL, NULL, no_blob);
+        make_job(s, run_usage_totals, deliver_totals, ud, key_name, since_day, NULL, no_blob);
     if (!job) {
         sky_error e = oom_error();
         sky__store_fail_totals(s, cb, ud, &e);

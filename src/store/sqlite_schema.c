@@ -42,7 +42,7 @@ static const char *const sql[Q__COUNT] = {
                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [Q_USAGE_TOTALS] = "SELECT day, key_name, model, COUNT(*), SUM(status >= 400), SUM(tokens_in),"
                        " SUM(tokens_out), SUM(cost) FROM usage"
-                       " WHERE ?1 IS NULL OR key_name = ?1"
+                       " WHERE (?1 IS NULL OR key_name = ?1) AND (?2 IS NULL OR day >= ?2)"
                        " GROUP BY day, key_name, model ORDER BY day, key_name, model",
     [Q_DOC_PUT] = "INSERT INTO docs(scope, id, doc, updated_ms) VALUES(?1, ?2, ?3, ?4)"
                   " ON CONFLICT(scope, id) DO UPDATE SET doc = excluded.doc,"

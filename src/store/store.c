@@ -250,11 +250,17 @@ void sky__store_cache_put(sky__store *s, const char *key, sky_span value, uint64
 
 void sky__store_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb, void *ud)
 {
+    sky__store_usage_totals_since(s, key_name, NULL, cb, ud);
+}
+
+void sky__store_usage_totals_since(sky__store *s, const char *key_name, const char *since_day,
+                                   sky__store_totals_cb cb, void *ud)
+{
     sky_error err;
     if (refuse(s, SKY__STORE_USAGE, &err))
         sky__store_fail_totals(s, cb, ud, &err);
     else
-        s->vt->usage_totals(s, key_name, cb, ud);
+        s->vt->usage_totals(s, key_name, since_day, cb, ud);
 }
 
 void sky__store_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,

@@ -149,6 +149,9 @@ typedef void (*sky__store_totals_cb)(const sky_error *err, const sky__store_usag
  *  first with sky__store_usage_flush when they must count. */
 void sky__store_usage_totals(sky__store *s, const char *key_name, sky__store_totals_cb cb,
                              void *user_data);
+/** The same, of the UTC days from @p since_day ("YYYY-MM-DD") on when non-NULL. */
+void sky__store_usage_totals_since(sky__store *s, const char *key_name, const char *since_day,
+                                   sky__store_totals_cb cb, void *user_data);
 
 /** Write every queued record now; @p cb when they are written (or the write failed). */
 void sky__store_usage_flush(sky__store *s, sky__store_done_cb cb, void *user_data);

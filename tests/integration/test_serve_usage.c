@@ -195,23 +195,37 @@ static void assert_refused_until_midnight(const serve *s)
     sky_test_result_free(&r);
 }
 
-/* `skyio usage --state FILE --json`'s rows (new reference); @p flag: "--state" or
- * "--postgres". */
-static json_t *usage_rows_of(const char *flag, const char *store)
+/* `skyio usage @p args`: its exit status, its stdout in @p out (@p len bytes at most). */
+static int run_usage(const char *args, char *out, size_t len)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s usage %s %s --json", SKY_TEST_BIN, flag, store);
+    snprintf(cmd, sizeof(cmd), "%s usage %s 2>/dev/null", SKY_TEST_BIN, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
-    static char out[65536];
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    size_t n = fread(out, 1, len - 1, p);
     out[n] = '\0';
-    assert_int_equal(pclose(p), 0);
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `skyio usage --state FILE --json`'s rows (new reference); @p flag: "--state" or
+ * "--postgres"; @p more: further flags ("" for none). */
+static json_t *usage_rows_more(const char *flag, const char *store, const char *more)
+{
+    char args[1024];
+    static char out[65536];
+    snprintf(args, sizeof(args), "%s %s %s --json", flag, store, more);
+    assert_int_equal(run_usage(args, out, sizeof(out)), 0);
     json_t *doc = json_loads(out, 0, NULL);
     assert_non_null(doc);
     json_t *rows = json_incref(json_object_get(doc, "totals"));
     json_decref(doc);
     return rows;
+}
+
+static json_t *usage_rows_of(const char *flag, const char *store)
+{
+    return usage_rows_more(flag, store, "");
 }
 
 static json_t *usage_rows(const char *db)
@@ -266,6 +280,26 @@ static void cost_and_daily_cap_on_sqlite(void **state)
                     json_integer_value(json_object_get(capped, "tokens_out")) >=
                 DAILY_TOKENS);
     json_decref(rows);
+
+    /* --since: the days from that one on; a day that is no day is refused (exit 2) */
+    char day[16], since[32], text[4096], args[700];
+    time_t now = time(NULL) + 86400;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    snprintf(since, sizeof(since), "--since %s", day);
+    rows = usage_rows_more("--state", db, since);
+    assert_int_equal(json_array_size(rows), 0); /* nothing from tomorrow on */
+    json_decref(rows);
+    now -= 86400;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    snprintf(since, sizeof(since), "--since %s", day);
+    rows = usage_rows_more("--state", db, since);
+    assert_non_null(row_of(rows, "free", "gpt-4o"));
+    json_decref(rows);
+    snprintf(args, sizeof(args), "--state %s --since 12/06/2026", db);
+    assert_int_equal(run_usage(args, text, sizeof(text)), 2);
 
     /* a restart on the same state: the day's use is read back, the key stays refused */
     start_serve(&s, "second", "--state", db);
