@@ -78,7 +78,7 @@ metric() {
 
 # usage_wrk RUN CASE URL PID ARRAY: one wrk run; its req/s appended to ARRAY when clean
 usage_wrk() {
-  local -n into=$5
+  local -n rps_list=$5
   local g0 g1 out rps errs
   g0=$(cpu_ticks "$4")
   measure "$BENCH_TMP/wrk.out" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/wrk-chat.lua" "$3"
@@ -88,7 +88,7 @@ usage_wrk() {
   errs=$(wrk_errors "$out")
   [ -n "$rps" ] || errs="no wrk summary (rc $TIMED_RC)"
   printf '%-4s %-9s %-10s %-9s %s\n' "$1" "$2" "${rps:-?}" "$(cpu_pct $((g1 - g0)) "$TIMED_SECS")%" "$errs"
-  if [ "$errs" != 0 ]; then excluded "usage run $1 ($2)" "$errs"; else into+=("$rps"); fi
+  if [ "$errs" != 0 ]; then excluded "usage run $1 ($2)" "$errs"; else rps_list+=("$rps"); fi
 }
 
 # usage_written URL NAME: the records the gateway wrote, lost and still queued
@@ -146,7 +146,7 @@ mock_requests() { "$SKYIO" http "$MOCK_URL/mock/stats" 2>/dev/null | jq -r '.req
 
 # hit_rate RUN CASE URL ARRAY: one open-loop run at CACHE_RATE; its p50 appended when clean
 hit_rate() {
-  local -n into=$4
+  local -n p50s=$4
   local js failed errs p50 before after
   before=$(mock_requests)
   timed "$BENCH_TMP/hit.json" "$SKYIO" http --rate "$CACHE_RATE" --duration "$RATE_DURATION" --json \
@@ -165,7 +165,7 @@ hit_rate() {
   p50=$(printf '%s' "$js" | jq -r '.latency_us.p50 // "?"' 2>/dev/null || echo '?')
   printf '%-4s %-7s %-9s %-8s %-8s %-8s %s\n' "$1" "$2" "$(json_num "$js" achieved_rate)" "$p50" \
     "$(printf '%s' "$js" | jq -r '.latency_us.p99 // "?"' 2>/dev/null)" "$((after - before))" "$errs"
-  if [ "$errs" != 0 ]; then excluded "cache run $1 ($2)" "$errs"; else into+=("$p50"); fi
+  if [ "$errs" != 0 ]; then excluded "cache run $1 ($2)" "$errs"; else p50s+=("$p50"); fi
 }
 
 # hit_primed URL: the answer kept (a miss), then a hit
