@@ -11,6 +11,7 @@
 #include "error.h"
 #include "journal.h"
 #include "pipeline.h"
+#include "route.h"
 
 /*
  * A batch job. Every line of a *source* becomes a request (an OpenAI Batch JSONL line, or in
@@ -328,8 +329,27 @@ typedef struct sky_batch_options {
     int limiter;
     sky_batchline_options line; /**< line limit; text mode's model, system, temperature... */
     int text;                   /**< 1: each line is a prompt (sky_batchline_text_parse) */
-    /** Required; borrowed, must outlive the batch: URLs and auth headers. Only read. */
+    /** The endpoint, or else deployments (one of the two); borrowed, must outlive the batch:
+     *  URLs and auth headers. Only read. */
     sky_ai_endpoint *endpoint;
+    /**
+     * Several deployments instead of one endpoint (`skyio batch --config gateway.json`; see
+     * skyio/route.h), copied by sky_batch_new. Each gets its own pipeline of the profile
+     * above (its own learned limits, concurrency limit and breaker; a deployment's rpm, tpm,
+     * concurrency or max_concurrency over the profile's), without retries of its own. A line
+     * goes to the model its body names (or the only model) and there to the deployment with
+     * the most headroom, by weight; a failure another deployment could mend (429, overload,
+     * 5xx, timeout, reset) moves it to another one, then to the model's fallbacks; when
+     * every one failed it waits its backoff (a Retry-After honoured) and goes round again.
+     * pipeline.retry.max_retries bounds its attempts over all of them. A line whose model no
+     * deployment serves is recorded as a bad line. Azure deployments without a key take
+     * tokens from pipeline.credential. Records are in the same Batch format (the reply's body
+     * says which model answered).
+     */
+    const sky_route_deployment *deployments;
+    size_t n_deployments;
+    const sky_route_fallback *fallbacks; /**< borrowed for sky_batch_new */
+    size_t n_fallbacks;
     /** Lines read and not yet finished, at most; 0 (default): 4096, or concurrency plus
      *  1024 when that is more. */
     uint64_t max_pending;
@@ -356,7 +376,8 @@ SKY_EXTERN void sky_batch_options_init(sky_batch_options *o);
  * @p o is copied (its pointers stay borrowed). The batch takes @p source and @p store
  * whatever this returns: it closes them when the run ends, in sky_batch_free when it never
  * ran, or here on failure (a store's close may need the loop to run to finish). Returns 0
- * and *out (free it with sky_batch_free), or SKY_EINVAL (no endpoint, source or store),
+ * and *out (free it with sky_batch_free), or SKY_EINVAL (no endpoint or deployments, both, a
+ * bad deployment, no source or store),
  * SKY_ENOMEM or the pipeline's code, with @p err filled.
  */
 SKY_EXTERN int sky_batch_new(uv_loop_t *loop, sky_http_client *client, const sky_batch_options *o,

@@ -11,6 +11,7 @@
 
 #include "skyio/skyio.h"
 #include "batch_print.h"
+#include "batch_routes.h"
 #include "cli.h"
 
 static const char usage[] =
@@ -54,6 +55,13 @@ static const char usage[] =
     "      --base-url URL     an OpenAI-compatible server's API root, as OpenAI's SDKs take\n"
     "                         it (http://host:8000/v1; instead of $OPENAI_BASE_URL)\n"
     "      --azure            use $AZURE_OPENAI_ENDPOINT even when $OPENAI_API_KEY is set\n"
+    "      --config FILE      spread the job over the deployments of skyio serve's config\n"
+    "                         (its models and fallbacks): each line to its body's model (or\n"
+    "                         the only one), to the deployment with the most headroom, and\n"
+    "                         to another when one is throttled or down (--max-retries bounds\n"
+    "                         the attempts over all); each learns its own limits\n"
+    "      --deployments URL,URL,...  the same over OpenAI-compatible API roots serving\n"
+    "                         the same model, with $OPENAI_API_KEY\n"
     "      --cacert FILE      trust the CAs in FILE\n"
     "      --json             the summary as JSON on stdout\n"
     "      --report FILE      at the end, the run's HTML report (see skyio report --help)\n"
@@ -80,7 +88,7 @@ static const char usage_end[] =
 typedef struct cli_batch {
     /* options: the engine's as the flags set them, and the command's own */
     sky_batch_options o;
-    const char *input, *output, *errors, *base_url, *cacert, *report;
+    const char *input, *output, *errors, *base_url, *cacert, *report, *config, *deployments;
     char *timeline;
     int retry_failed, prefer_azure, json_out, no_timeline;
     long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, max_line_bytes;
@@ -89,7 +97,8 @@ typedef struct cli_batch {
     sky_http_client *client;
     sky_credential *cred; /* Azure OpenAI without a key: Entra ID tokens */
     sky_ai_endpoint ep;
-    sky_batch_source *src; /* until the batch takes it */
+    sky_cli_batch_routes routes; /* --config or --deployments */
+    sky_batch_source *src;       /* until the batch takes it */
     sky_batch *batch;
     int tty, signals, exit_code;
 } cli_batch;
@@ -138,6 +147,10 @@ static int value_opt(cli_batch *c, const char *a, const char *v)
         c->base_url = v;
     else if (!strcmp(a, "--cacert"))
         c->cacert = v;
+    else if (!strcmp(a, "--config"))
+        c->config = v;
+    else if (!strcmp(a, "--deployments"))
+        c->deployments = v;
     else if (!strcmp(a, "--limiter")) {
         c->o.limiter = !strcmp(v, "aimd")    ? SKY_LIMITER_AIMD
                        : !strcmp(v, "fixed") ? SKY_LIMITER_FIXED
@@ -264,6 +277,8 @@ static int open_endpoint(cli_batch *c)
 {
     sky_error err;
     sky_error_clear(&err);
+    if (c->config || c->deployments)
+        return sky_cli_batch_routes_load(&c->routes, c->config, c->deployments);
     int rc = sky_ai_endpoint_resolve(&c->ep, c->base_url, c->prefer_azure, &err);
     if (rc < 0)
         fprintf(stderr, "skyio batch: %s\n", err.message);
@@ -281,7 +296,7 @@ static int open_client(cli_batch *c)
     if (sky_http_client_new(sky_loop_uv(c->loop), &co, &c->client) < 0)
         return -1;
     /* Azure OpenAI without a key: the credential chain, its token cached and refreshed */
-    if (c->ep.use_entra_id &&
+    if ((c->ep.use_entra_id || c->routes.azure_without_key) &&
         sky_credential_default_new(sky_loop_uv(c->loop), c->client, NULL, &c->cred, &e) < 0) {
         fprintf(stderr, "skyio batch: %s\n", e.message);
         return -1;
@@ -319,7 +334,11 @@ static int open_batch(cli_batch *c)
     o->pipeline.concurrency.max = (int)c->max_concurrency;
     o->pipeline.credential = c->cred;
     o->concurrency = (int)c->concurrency;
-    o->endpoint = &c->ep;
+    o->endpoint = c->routes.n_deps ? NULL : &c->ep;
+    o->deployments = c->routes.deps;
+    o->n_deployments = c->routes.n_deps;
+    o->fallbacks = c->routes.fallbacks;
+    o->n_fallbacks = c->routes.n_fallbacks;
     o->progress_interval_ms = c->tty ? 500 : 5000;
     if (!c->no_timeline)
         o->timeline_path = c->timeline = sky_report_timeline_path(c->output);
@@ -370,6 +389,7 @@ static void teardown(cli_batch *c)
         sky_loop_free(c->loop);
     }
     sky_ai_endpoint_free(&c->ep);
+    sky_cli_batch_routes_free(&c->routes);
 }
 
 /* --report: after the journals are closed, so the report sees every record. */

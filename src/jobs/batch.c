@@ -89,7 +89,7 @@ static uint64_t default_window(const sky_batch_options *o)
 }
 
 /* An AIMD or a fixed limiter over the profile's adaptive one. */
-static void apply_limiter(const sky_batch_options *o, sky_pipeline_options *po)
+void sky__batch_apply_limiter(const sky_batch_options *o, sky_pipeline_options *po)
 {
     if (o->limiter == SKY_LIMITER_AIMD) {
         po->concurrency.kind = SKY_LIMITER_AIMD;
@@ -120,7 +120,7 @@ static int make_pipeline(sky_batch *b, sky_error *err)
         po.send_request_id = 0;
     if (po.credential && po.scope == NULL)
         po.scope = sky_ai_entra_scope(b->o.endpoint);
-    apply_limiter(&b->o, &po);
+    sky__batch_apply_limiter(&b->o, &po);
     int rc = sky_pipeline_new(b->loop, b->client, &po, &b->pipe);
     if (rc < 0)
         sky_error_set(err, rc, "cannot make the pipeline: %s", sky_strerror(rc));
@@ -162,7 +162,7 @@ static int setup(sky_batch *b, sky_error *err)
                         SKY_SPAN_LIT("application/json")) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     b->window = b->o.max_pending ? b->o.max_pending : default_window(&b->o);
-    int rc = make_pipeline(b, err);
+    int rc = b->o.deployments ? sky__batch_routes_new(b, err) : make_pipeline(b, err);
     if (rc == 0 && b->o.timeline_path)
         rc = sky__batch_timeline_open(b, b->o.timeline_path, &b->timeline, err);
     return rc;
@@ -188,12 +188,13 @@ int sky_batch_new(uv_loop_t *loop, sky_http_client *client, const sky_batch_opti
                   sky_batch_source *source, sky_batch_store *store, sky_batch **out, sky_error *err)
 {
     *out = NULL;
-    if (loop == NULL || client == NULL || o == NULL || o->endpoint == NULL || source == NULL ||
-        store == NULL) {
+    if (loop == NULL || client == NULL || o == NULL ||
+        (o->endpoint == NULL) == (o->n_deployments == 0 || o->deployments == NULL) ||
+        source == NULL || store == NULL) {
         close_parts(source, store);
         return sky_error_set(err, SKY_EINVAL,
-                             "a batch needs a loop, a client, an endpoint, a "
-                             "source and a store");
+                             "a batch needs a loop, a client, an endpoint or deployments (not "
+                             "both), a source and a store");
     }
     sky_batch *b = calloc(1, sizeof(*b));
     if (b == NULL) {
@@ -383,6 +384,7 @@ static void release(sky_batch *b)
     sky__batch_drop_held(b);
     b->pipe = NULL;
     sky_pipeline_free(p);
+    sky__batch_routes_free(b);
     sky_headers_free(b->json_headers);
     sky_idset_free(b->seen);
     close_parts(b->src_open ? b->src : NULL, b->store_open ? b->store : NULL);
@@ -458,6 +460,28 @@ void sky__batch_maybe_finish(sky_batch *b)
     b->store_closing = 0;
 }
 
+/* ---- the sending side: one endpoint's pipeline, or the deployments' ---- */
+
+int sky__batch_live(const sky_batch *b)
+{
+    return b->pipe != NULL || sky__batch_routes_live(b);
+}
+
+size_t sky__batch_cancel_waiting(sky_batch *b)
+{
+    if (b->routes)
+        return sky__batch_routes_cancel_waiting(b);
+    return b->pipe ? sky_pipeline_cancel_waiting(b->pipe) : 0;
+}
+
+void sky__batch_hold(sky_batch *b, int hold)
+{
+    if (b->routes)
+        sky__batch_routes_hold(b, hold);
+    else if (b->pipe)
+        sky_pipeline_hold(b->pipe, hold);
+}
+
 /* ---- stopping ---- */
 
 void sky__batch_stop_now(sky_batch *b)
@@ -468,6 +492,7 @@ void sky__batch_stop_now(sky_batch *b)
      * callbacks, which may run inside the free, find no pipeline to ask. */
     b->pipe = NULL;
     sky_pipeline_free(p); /* deferred when called from one of its callbacks */
+    sky__batch_routes_close(b);
     sky__batch_maybe_finish(b);
 }
 
@@ -488,7 +513,7 @@ int sky_batch_stop(sky_batch *b, int mode, sky_batch_stop_info *out)
         return 0;
     }
     /* what is waiting (for a slot, the rate limit, a retry) is not sent: the next run does it */
-    size_t waiting = b->pipe ? sky_pipeline_cancel_waiting(b->pipe) : 0;
+    size_t waiting = sky__batch_cancel_waiting(b);
     if (out) {
         out->canceled = waiting;
         out->on_wire = b->in_flight - waiting;

@@ -41,8 +41,8 @@ void sky__batch_first_token(sky_batch *b)
     sky_credential *c = b->o.pipeline.credential;
     const char *scope = b->o.pipeline.scope;
     sky_error err;
-    if (c == NULL)
-        return;
+    if (c == NULL || b->o.endpoint == NULL)
+        return; /* with deployments, each asks with its first call */
     sky__batch_token *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return; /* the pipeline asks for the token with the first request, as without a check */

@@ -6,9 +6,22 @@
 #include "skyio/batch.h"
 #include "skyio/idset.h"
 #include "skyio/metrics.h"
+#include "skyio/route.h"
+#include "ai/usage.h"
 
 typedef struct sky__batch_timeline sky__batch_timeline;
 typedef struct sky__batch_token sky__batch_token;
+typedef struct sky__batch_routes sky__batch_routes;
+typedef struct sky__batch_routed sky__batch_routed;
+
+/* One request in flight (batch_request.c). */
+typedef struct sky__batch_item {
+    sky_batch *b;
+    char *custom_id;
+    sky__ai_usage usage;       /* what the last 2xx reply said it used */
+    int too_deep;              /* ... and whether it nests too deep to be recorded */
+    sky__batch_routed *routed; /* with deployments: where it goes (batch_route.c); else NULL */
+} sky__batch_item;
 
 /* A record the store could not take yet (it said SKY_EBUSY). */
 typedef struct sky__batch_held {
@@ -25,7 +38,8 @@ struct sky_batch {
     sky_batch_options o;
     sky_batch_source *src;
     sky_batch_store *store;
-    sky_pipeline *pipe;
+    sky_pipeline *pipe;        /* one endpoint's; NULL with deployments, and once stopped */
+    sky__batch_routes *routes; /* with deployments (batch_route.c); else NULL */
     sky_headers *json_headers; /* every request's body is JSON */
     sky_idset *seen;           /* custom_ids of this input, for duplicates */
     sky__batch_held *held_head, *held_tail;
@@ -52,6 +66,7 @@ struct sky_batch {
 };
 
 /* batch.c */
+void sky__batch_apply_limiter(const sky_batch_options *o, sky_pipeline_options *po);
 void sky__batch_emit(sky_batch *b, sky_batch_event *ev);
 void sky__batch_fault(sky_batch *b, int fault, const sky_error *err, const char *custom_id);
 void sky__batch_pump(sky_batch *b);
@@ -60,6 +75,39 @@ void sky__batch_stop_now(sky_batch *b);
 
 /* batch_request.c: one line into a request, a request's end into a record */
 void sky__batch_handle_line(sky_batch *b, const sky_batch_source_line *line);
+/* A call's end, as the pipeline reports it (the route's calls end here too). */
+void sky__batch_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
+                          void *ud);
+int sky__batch_check_reply(sky_call *call, const sky_reply *reply, void *ud);
+/* An item that ends without a call's end (a wait canceled): unrecorded, left for the next run. */
+void sky__batch_item_unsent(sky__batch_item *it);
+
+/* The sending side, one endpoint's pipeline or the deployments' (batch.c) */
+/* Whether requests can still be sent (not stopped at once). */
+int sky__batch_live(const sky_batch *b);
+/* Cancel what waits (a slot, the rate, a retry, the breaker): how many. */
+size_t sky__batch_cancel_waiting(sky_batch *b);
+void sky__batch_hold(sky_batch *b, int hold);
+
+/* batch_route.c: a job spread over several deployments (skyio/route.h) */
+int sky__batch_routes_new(sky_batch *b, sky_error *err);
+/* End every call now (canceled) and every wait; the deployments stay for the summary. */
+void sky__batch_routes_close(sky_batch *b);
+int sky__batch_routes_live(const sky_batch *b);
+void sky__batch_routes_free(sky_batch *b);
+/* Send @p req (its body and model taken over) on the deployment with the most headroom: 0;
+ * SKY_ENOTFOUND when no deployment serves its model (the line's fault); else this run's. */
+int sky__batch_route_start(sky__batch_item *it, sky_batchline_request *req, sky_error *err);
+/* A call of @p it ended: 1 when it went on elsewhere (another deployment, or a wait), 0 when
+ * the outcome is final. */
+int sky__batch_route_again(sky__batch_item *it, const sky_call_result *res, const sky_error *err);
+void sky__batch_routed_free(sky__batch_routed *r);
+size_t sky__batch_routes_cancel_waiting(sky_batch *b);
+void sky__batch_routes_hold(sky_batch *b, int hold);
+/* The deployments' health as one: OPEN when none is CLOSED; what each answered, summed. */
+void sky__batch_routes_health(const sky_batch *b, sky_pipeline_health *out);
+/* Their limits and calls on the wire, summed. */
+void sky__batch_routes_progress(const sky_batch *b, sky_batch_progress *out);
 
 /* batch_record.c: records into the store, held while it is behind */
 int sky__batch_record(sky_batch *b, int failed, const char *id, const sky_buf *line);

@@ -68,8 +68,8 @@ void sky__batch_drop_held(sky_batch *b)
  */
 static void stop_unrecordable(sky_batch *b)
 {
-    if (b->unrecordable++ == 0 && b->pipe)
-        (void)sky_pipeline_cancel_waiting(b->pipe);
+    if (b->unrecordable++ == 0)
+        (void)sky__batch_cancel_waiting(b);
     b->fatal = 1;
     b->stopping = 1;
     sky__batch_drop_held(b);
@@ -100,7 +100,7 @@ int sky__batch_record(sky_batch *b, int failed, const char *id, const sky_buf *l
         /* the store is behind: send nothing more until it catches up, so what is paid for
          * and not yet written stays within what is on the wire plus its queue */
         hold(b, &rec);
-        sky_pipeline_hold(b->pipe, 1);
+        sky__batch_hold(b, 1);
     } else if (rc < 0 && rc != SKY_BATCH_STORE_DUP) {
         cannot_record(b, id, rc);
         return -1;
@@ -122,7 +122,7 @@ void sky__batch_on_store_drain(void *engine)
             b->held_tail = NULL;
         held_free(h);
     }
-    sky_pipeline_hold(b->pipe, 0);
+    sky__batch_hold(b, 0);
     sky__batch_pump(b);
     sky__batch_maybe_finish(b); /* the last results may have been the ones waiting here */
 }

@@ -42,13 +42,24 @@ static void report_health(sky_batch *b, const sky_pipeline_health *h)
     }
 }
 
+/* The endpoint's health, or the deployments' as one (down when every one is): 0, or -1
+ * when nothing is sending any more. */
+static int health(const sky_batch *b, sky_pipeline_health *out)
+{
+    if (b->pipe)
+        sky_pipeline_get_health(b->pipe, out);
+    else if (sky__batch_routes_live(b))
+        sky__batch_routes_health(b, out);
+    else
+        return -1;
+    return 0;
+}
+
 void sky__batch_report_outages(sky_batch *b)
 {
     sky_pipeline_health h;
-    if (b->pipe == NULL)
-        return;
-    sky_pipeline_get_health(b->pipe, &h);
-    report_health(b, &h);
+    if (health(b, &h) == 0)
+        report_health(b, &h);
 }
 
 /*
@@ -59,7 +70,7 @@ void sky__batch_report_outages(sky_batch *b)
  */
 void sky__batch_stop_unreachable(sky_batch *b, const sky_error *fault)
 {
-    if (b->unreachable || b->pipe == NULL)
+    if (b->unreachable || !sky__batch_live(b))
         return;
     b->unreachable = 1;
     emit_endpoint(b, SKY_BATCH_EVENT_UNREACHABLE, fault);
@@ -70,9 +81,8 @@ void sky__batch_stop_unreachable(sky_batch *b, const sky_error *fault)
 int sky__batch_never_reached(const sky_batch *b, const sky_error *err)
 {
     sky_pipeline_health h;
-    if (err == NULL || !unreachable_code(err->code) || b->pipe == NULL)
+    if (err == NULL || !unreachable_code(err->code) || health(b, &h) < 0)
         return 0;
-    sky_pipeline_get_health(b->pipe, &h);
     return h.answered == 0;
 }
 
@@ -84,9 +94,8 @@ int sky__batch_never_reached(const sky_batch *b, const sky_error *err)
 void sky__batch_watch_endpoint(sky_batch *b)
 {
     sky_pipeline_health h;
-    if (b->pipe == NULL || b->stopping)
+    if (b->stopping || health(b, &h) < 0)
         return;
-    sky_pipeline_get_health(b->pipe, &h);
     int down = h.breaker != SKY_BREAKER_CLOSED;
     if (down && h.answered == 0 && unreachable_code(h.last_fault.code)) {
         sky__batch_stop_unreachable(b, &h.last_fault);
@@ -110,6 +119,12 @@ static uint64_t estimated_total(const sky_batch *b)
 
 static void pipeline_progress(const sky_batch *b, sky_batch_progress *out)
 {
+    if (b->routes) {
+        sky__batch_routes_progress(b, out); /* the deployments' limits and wire, summed */
+        out->sending = out->sending < b->in_flight ? out->sending : b->in_flight;
+        out->waiting = b->in_flight - out->sending;
+        return;
+    }
     sky_ratelimit *rl = b->pipe ? sky_pipeline_rate_limiter(b->pipe) : NULL;
     sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
     if (rl) {

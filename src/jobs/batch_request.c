@@ -10,16 +10,9 @@
 #include "skyio/ai.h"
 #include "skyio/json.h"
 #include "skyio/log.h"
-#include "ai/usage.h"
 #include "batch_internal.h"
 
-/* One request in flight. */
-typedef struct item {
-    sky_batch *b;
-    char *custom_id;
-    sky__ai_usage usage; /* what the last 2xx reply said it used */
-    int too_deep;        /* ... and whether it nests too deep to be recorded */
-} item;
+typedef sky__batch_item item;
 
 /* ---- bad lines ---- */
 
@@ -83,10 +76,15 @@ static void record_unsendable(sky_batch *b, const sky_batchline_request *req, in
     sky_batchline_error le;
     memset(&le, 0, sizeof(le));
     le.line = req->line;
-    sky_error_set(&le.err, SKY_EINVAL, "line %llu: cannot send: %s", (unsigned long long)req->line,
-                  rc == SKY_EINVAL      ? "Azure needs body.model to name the deployment"
-                  : rc == SKY_ENOTFOUND ? "Azure OpenAI has no such endpoint"
-                                        : sky_strerror(rc));
+    if (b->routes)
+        sky_error_set(&le.err, SKY_EINVAL, "line %llu: cannot send: no deployment takes model '%s'",
+                      (unsigned long long)req->line, req->model ? req->model : "(none)");
+    else
+        sky_error_set(&le.err, SKY_EINVAL, "line %llu: cannot send: %s",
+                      (unsigned long long)req->line,
+                      rc == SKY_EINVAL      ? "Azure needs body.model to name the deployment"
+                      : rc == SKY_ENOTFOUND ? "Azure OpenAI has no such endpoint"
+                                            : sky_strerror(rc));
     sky_error_set_service(&le.err, "invalid_request");
     /* the line's custom_id is valid and taken by this line: the record goes under it */
     le.has_custom_id = 1;
@@ -96,10 +94,6 @@ static void record_unsendable(sky_batch *b, const sky_batchline_request *req, in
 }
 
 /* ---- starting ---- */
-
-static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
-                         void *ud);
-static int check_reply(sky_call *call, const sky_reply *reply, void *ud);
 
 static int start_call(sky_batch *b, const sky_batchline_request *req, const sky_buf *url, item *it,
                       sky_error *err)
@@ -111,8 +105,8 @@ static int start_call(sky_batch *b, const sky_batchline_request *req, const sky_
     co.headers = b->json_headers;
     co.body = sky_span_make(req->body, req->body_len);
     co.est_tokens = (int64_t)req->token_estimate;
-    co.check_reply = check_reply;
-    co.on_done = on_call_done;
+    co.check_reply = sky__batch_check_reply;
+    co.on_done = sky__batch_call_done;
     co.user_data = it;
     return sky_call_start(b->pipe, &co, NULL, err);
 }
@@ -133,11 +127,42 @@ static void cannot_start(sky_batch *b, int rc, const sky_error *err)
     b->left_undone++;
 }
 
+static void item_free(item *it)
+{
+    sky__batch_routed_free(it->routed);
+    free(it->custom_id);
+    free(it);
+}
+
+/* With deployments: the route sends it (batch_route.c). */
+static void start_routed(sky_batch *b, sky_batchline_request *req, item *it)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    it->b = b;
+    int rc = b->routes ? sky__batch_route_start(it, req, &err) : SKY_ESTATE;
+    if (rc == 0) {
+        it->custom_id = req->custom_id; /* the item owns it now */
+        req->custom_id = NULL;
+        b->in_flight++;
+        return;
+    }
+    free(it);
+    if (rc == SKY_ENOTFOUND)
+        record_unsendable(b, req, rc);
+    else
+        cannot_start(b, rc, &err);
+}
+
 static void start_request(sky_batch *b, sky_batchline_request *req)
 {
     sky_buf url;
     sky_error err;
     item *it = calloc(1, sizeof(*it));
+    if (it && b->o.deployments) {
+        start_routed(b, req, it);
+        return;
+    }
     sky_buf_init(&url, 8192);
     sky_error_clear(&err);
     int rc = it ? sky_ai_url(b->o.endpoint, req->url, req->model, &url) : SKY_ENOMEM;
@@ -230,7 +255,7 @@ static int check_by_tree(const sky_reply *r, item *it)
  * is not is asked for once more), what it used (for the rate limiter and the summary), and
  * whether it nests too deep to record. One scan, no tree: the record takes its bytes.
  */
-static int check_reply(sky_call *call, const sky_reply *reply, void *ud)
+int sky__batch_check_reply(sky_call *call, const sky_reply *reply, void *ud)
 {
     item *it = ud;
     it->too_deep = 0;
@@ -293,8 +318,7 @@ static void refuse(sky_batch *b, int why, const sky_error *err)
     ev.advice = advice[why];
     ev.error = &e;
     sky__batch_emit(b, &ev);
-    if (b->pipe)
-        (void)sky_pipeline_cancel_waiting(b->pipe);
+    (void)sky__batch_cancel_waiting(b);
     b->stopping = 1;
 }
 
@@ -372,12 +396,25 @@ static void count_result(sky_batch *b, const item *it, int ok)
     b->tokens_out += it->usage.completion_tokens > 0 ? (uint64_t)it->usage.completion_tokens : 0;
 }
 
-static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err, void *ud)
+void sky__batch_item_unsent(item *it)
+{
+    sky_batch *b = it->b;
+    b->in_flight--;
+    b->left_undone++;
+    item_free(it);
+    sky__batch_pump(b);
+    sky__batch_maybe_finish(b);
+}
+
+void sky__batch_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
+                          void *ud)
 {
     item *it = ud;
     sky_batch *b = it->b;
     sky_error deep;
     (void)call;
+    if (it->routed && sky__batch_route_again(it, res, err))
+        return; /* on another deployment, or waiting for the next round */
     b->in_flight--;
     if (err == NULL && too_deep(it, res, &deep))
         err = &deep;
@@ -400,8 +437,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         b->left_undone++;
     else
         count_result(b, it, err == NULL);
-    free(it->custom_id);
-    free(it);
+    item_free(it);
     sky__batch_pump(b);
     sky__batch_maybe_finish(b);
 }

@@ -86,6 +86,29 @@ void sky_route_charge(sky_route_target *t, int64_t est_tokens)
         t->shadow_tok.level -= (double)(est_tokens > 0 ? est_tokens : 0);
 }
 
+/*
+ * When every deployment is full, the call waits in one pipeline: in the one where it would
+ * wait the least, the calls already waiting there over the rate it lets through (by weight),
+ * plus a Retry-After pause. Drawn by weight alone, a job's calls would queue evenly and the
+ * deployment with the smallest quota would set the pace of all; this way each one's queue
+ * drains as fast as the others', and a job gets the sum of their rates.
+ */
+static double expected_wait(const sky_route_target *t)
+{
+    sky_ratelimit_stats st = {0};
+    sky_ratelimit *rl = sky_pipeline_rate_limiter(t->pipe);
+    sky_limiter *l = sky_pipeline_limiter(t->pipe);
+    if (rl)
+        sky_ratelimit_get_stats(rl, &st);
+    /* a rate known: requests a second; else (unpaced) the concurrency limit stands for it */
+    double rate = st.rpm > 0                      ? st.rpm / 60
+                  : l && sky_limiter_limit(l) > 0 ? sky_limiter_limit(l)
+                                                  : 1;
+    double queued = (double)(sky_pipeline_active(t->pipe) - sky_pipeline_on_wire(t->pipe)) + 1;
+    double paused = st.paused_ms > 0 ? (double)st.paused_ms / 1000 : 0;
+    return t->weight > 0 ? paused + queued / (rate * t->weight) : HUGE_VAL;
+}
+
 /* ---- the draw ---- */
 
 typedef struct tier {
@@ -117,6 +140,21 @@ static int draw(const tier *t, uint64_t *rng)
     return t->cand[t->n - 1];
 }
 
+/* The full deployment with the shortest expected wait (ties to the first; the candidates
+ * come in a random rotation, so ties spread); -1 when there is none. */
+static int least_wait(const tier *t, uint64_t *rng)
+{
+    if (t->n == 0)
+        return -1;
+    size_t start = (size_t)(sky_rand_splitmix64(rng) % t->n), best = start;
+    for (size_t k = 1; k < t->n; k++) {
+        size_t i = (start + k) % t->n;
+        if (t->score[i] < t->score[best])
+            best = i;
+    }
+    return t->cand[best];
+}
+
 /* From the best tier that has one: a weighted draw, or its first (a standby of weight 0). */
 static int from(const tier *t, uint64_t *rng)
 {
@@ -139,9 +177,9 @@ int sky_route_pick(sky_route_target *const *targets, size_t n, uint64_t tried, i
         else if (room > 0)
             add(&ready, (int)i, t->weight * room); /* the most headroom, by weight */
         else
-            add(&full, (int)i, t->weight);
+            add(&full, (int)i, expected_wait(t));
     }
-    /* every one full: the call waits in a pipeline; every one open: try one anyway, so the
-     * caller hears why it failed */
-    return ready.n ? from(&ready, rng) : full.n ? from(&full, rng) : from(&open, rng);
+    /* every one full: the call waits in the pipeline where it waits the least; every one
+     * open: try one anyway, so the caller hears why it failed */
+    return ready.n ? from(&ready, rng) : full.n ? least_wait(&full, rng) : from(&open, rng);
 }
