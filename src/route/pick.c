@@ -104,7 +104,8 @@ static double expected_wait(const sky_route_target *t)
     double rate = st.rpm > 0                      ? st.rpm / 60
                   : l && sky_limiter_limit(l) > 0 ? sky_limiter_limit(l)
                                                   : 1;
-    double queued = (double)(sky_pipeline_active(t->pipe) - sky_pipeline_on_wire(t->pipe)) + 1;
+    size_t active = sky_pipeline_active(t->pipe), wire = sky_pipeline_on_wire(t->pipe);
+    double queued = (double)(active > wire ? active - wire : 0) + 1;
     double paused = st.paused_ms > 0 ? (double)st.paused_ms / 1000 : 0;
     return t->weight > 0 ? paused + queued / (rate * t->weight) : HUGE_VAL;
 }
