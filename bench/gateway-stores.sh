@@ -2,8 +2,8 @@
 # bench/gateway's sections 4 and 5: what the stores cost the gateway (issue 18). Sourced by
 # bench/gateway after its sections 1 and 2, with its direct mock (MOCK_URL) and its plain
 # gateway (GW_URL, GW_PID: no store, "usage off") running; sets usage_sqlite, usage_pg,
-# hit_sqlite and hit_redis. The servers it starts (PostgreSQL, Redis, gateways) listen on
-# 127.0.0.1 only and are stopped on exit.
+# cpu_sqlite, cpu_pg, hit_sqlite and hit_redis. The servers it starts (PostgreSQL, Redis,
+# gateways) listen on 127.0.0.1 only and are stopped on exit.
 
 STORES_PG_DIR=
 STORES_PG_BIN=
@@ -78,8 +78,8 @@ metric() {
 
 # usage_wrk RUN CASE URL PID ARRAY: one wrk run; its req/s appended to ARRAY when clean
 usage_wrk() {
-  local -n rps_list=$5
-  local g0 g1 out rps errs
+  local -n rps_list=$5 cpu_list=$6
+  local g0 g1 out rps errs us
   g0=$(cpu_ticks "$4")
   measure "$BENCH_TMP/wrk.out" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/wrk-chat.lua" "$3"
   g1=$(cpu_ticks "$4")
@@ -87,8 +87,11 @@ usage_wrk() {
   rps=$(wrk_rps "$out")
   errs=$(wrk_errors "$out")
   [ -n "$rps" ] || errs="no wrk summary (rc $TIMED_RC)"
-  printf '%-4s %-9s %-10s %-9s %s\n' "$1" "$2" "${rps:-?}" "$(cpu_pct $((g1 - g0)) "$TIMED_SECS")%" "$errs"
-  if [ "$errs" != 0 ]; then excluded "usage run $1 ($2)" "$errs"; else rps_list+=("$rps"); fi
+  # the gateway's CPU (all its threads: the SQLite writer's too) per request answered
+  us=$(awk -v t=$((g1 - g0)) -v hz="$CLK_TCK" -v r="${rps:-0}" -v s="$TIMED_SECS" \
+    'BEGIN { if (r > 0) printf "%.1f", t / hz * 1e6 / (r * s); else print "?" }')
+  printf '%-4s %-9s %-10s %-9s %-11s %s\n' "$1" "$2" "${rps:-?}" "$(cpu_pct $((g1 - g0)) "$TIMED_SECS")%" "$us" "$errs"
+  if [ "$errs" != 0 ]; then excluded "usage run $1 ($2)" "$errs"; else rps_list+=("$rps"); cpu_list+=("$us"); fi
 }
 
 # usage_written URL NAME: the records the gateway wrote, lost and still queued
@@ -103,7 +106,7 @@ usage_written() {
 
 usage_section() {
   local off_url=$GW_URL off_pid=$GW_PID sq_url sq_pid pg_url="" pg_pid="" r
-  local t_off=() t_sq=() t_pg=()
+  local t_off=() t_sq=() t_pg=() c_off=() c_sq=() c_pg=()
   echo
   echo "-- 4. usage records: wrk -t1 -c$CONNS -d${DURATION}s through a gateway writing one usage record a"
   echo "   request to SQLite (--state), to PostgreSQL (--postgres, default durability), and to none"
@@ -118,11 +121,11 @@ usage_section() {
   for u in "$sq_url" $pg_url; do
     wrk -t1 -c"$CONNS" -d2s -s "$BENCH_DIR/wrk-chat.lua" "$u" >/dev/null 2>&1
   done
-  printf '%-4s %-9s %-10s %-9s %s\n' run usage req/s gw_cpu errors
+  printf '%-4s %-9s %-10s %-9s %-11s %s\n' run usage req/s gw_cpu cpu_us/req errors
   for r in $(seq 1 "$RUNS"); do
-    usage_wrk "$r" off "$off_url" "$off_pid" t_off
-    usage_wrk "$r" sqlite "$sq_url" "$sq_pid" t_sq
-    [ -z "$pg_url" ] || usage_wrk "$r" postgres "$pg_url" "$pg_pid" t_pg
+    usage_wrk "$r" off "$off_url" "$off_pid" t_off c_off
+    usage_wrk "$r" sqlite "$sq_url" "$sq_pid" t_sq c_sq
+    [ -z "$pg_url" ] || usage_wrk "$r" postgres "$pg_url" "$pg_pid" t_pg c_pg
   done
   sleep 1 # the last batches written
   local m_off m_sq m_pg
@@ -133,6 +136,12 @@ usage_section() {
   fi
   usage_sqlite=$(ratio_or_na "$m_sq" "$m_off"); usage_pg=$(ratio_or_na "$m_pg" "$m_off")
   echo "median req/s: usage off $m_off, on SQLite $m_sq ($usage_sqlite x), on PostgreSQL $m_pg ($usage_pg x)"
+  local u_off u_sq u_pg
+  u_off=$(median_or_na "${c_off[@]}"); u_sq=$(median_or_na "${c_sq[@]}"); u_pg=$(median_or_na "${c_pg[@]}")
+  echo "median gateway CPU per request: usage off $u_off us, on SQLite $u_sq us, on PostgreSQL $u_pg us"
+  cpu_sqlite=$(ratio_or_na "$u_off" "$u_sq"); cpu_pg=$(ratio_or_na "$u_off" "$u_pg")
+  echo "  (off/on: SQLite $cpu_sqlite, PostgreSQL $cpu_pg: the"
+  echo "  throughput ratio a gateway bound by its own CPU would see; the PostgreSQL server's is apart)"
   stop_mock "$sq_pid"
   [ -z "$pg_pid" ] || stop_mock "$pg_pid"
   GW_URL=$off_url GW_PID=$off_pid
