@@ -139,6 +139,9 @@ typedef struct sky_gateway_options {
     const sky_gateway_price *prices;
     size_t n_prices;
     long upstream_timeout_ms; /**< one upstream attempt, a whole stream included; 300000 */
+    /** A client's request (head and body) must arrive within this: the first of a plain
+     *  connection gets 408 in OpenAI's JSON after it, a later one is closed. 10000 */
+    long client_timeout_ms;
     /** A JSON line per model call appended to this file ("-": stderr); NULL: none.
      *  Borrowed for sky_gateway_new. */
     const char *access_log;

@@ -25,6 +25,9 @@ typedef struct sky_server_options {
     size_t max_request_body; /**< larger bodies get 413; default 8 MiB */
     int backlog;             /**< listen backlog; default 4096 */
     int reuse_port;          /**< SO_REUSEPORT: several servers (threads) share one port */
+    /** A request (head and body) must arrive within this, else 408 (the first request of
+     *  a plain-HTTP connection) or the connection is closed; default 10000 */
+    uint64_t request_timeout_ms;
 } sky_server_options;
 
 SKY_EXTERN void sky_server_options_init(sky_server_options *o);

@@ -64,7 +64,11 @@ static const char usage[] =
     "Clients send their key as 'Authorization: Bearer KEY' (OpenAI SDKs) or 'api-key: KEY'.\n"
     "Errors are OpenAI's JSON: 400 malformed body, 401 invalid_api_key, 403 a model the\n"
     "key may not use, 404 model_not_found, 413 a body over --max-body, 429 every\n"
-    "deployment rate limited, 502/504 no deployment could answer.\n"
+    "deployment rate limited, 502/504 no deployment could answer. Plain HTTP/1.1 clients\n"
+    "get it for a bad first request on a connection too: 431 a header flood (over 100\n"
+    "headers or 64 KiB), 414 a request line over 16 KiB, 408 a request not whole within\n"
+    "--client-timeout-ms (later requests on a keep-alive connection, and TLS ones, get the\n"
+    "HTTP library's own plain-text 400 or a close).\n"
     "\n";
 
 /* The flags' part of --help */
@@ -77,6 +81,8 @@ static const char usage_options[] =
     "  --max-body BYTES          larger request bodies get 413 (default 16 MiB; \"max_body\")\n"
     "  --upstream-timeout-ms MS  one upstream attempt, a whole stream included (default\n"
     "                            300000; \"upstream_timeout_ms\")\n"
+    "  --client-timeout-ms MS    a client's request must arrive whole within MS, else 408\n"
+    "                            (default 10000; \"client_timeout_ms\")\n"
     "  --tls-cert FILE           PEM certificate chain: HTTPS, HTTP/2 offered by ALPN and\n"
     "                            HTTP/1.1 too (\"tls_cert\"; default plain HTTP/1.1)\n"
     "  --tls-key FILE            its PEM private key (\"tls_key\")\n"
@@ -225,6 +231,7 @@ static int load_config(serve_run *run)
     o->max_body = (size_t)sky_json_int(run->doc, "max_body", (int64_t)o->max_body);
     o->upstream_timeout_ms =
         (long)sky_json_int(run->doc, "upstream_timeout_ms", o->upstream_timeout_ms);
+    o->client_timeout_ms = (long)sky_json_int(run->doc, "client_timeout_ms", o->client_timeout_ms);
     o->access_log = sky_json_str(run->doc, "access_log", o->access_log);
     o->threads = (int)sky_json_int(run->doc, "threads", o->threads);
     o->tls_cert_file = sky_json_str(run->doc, "tls_cert", o->tls_cert_file);
@@ -259,6 +266,10 @@ static int set_flag(serve_run *run, const char *flag, const char *v)
         if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0)
             return -1;
         o->upstream_timeout_ms = (long)n;
+    } else if (strcmp(flag, "--client-timeout-ms") == 0) {
+        if (sky_cli_number_opt("serve", flag, v, 1, &n) < 0)
+            return -1;
+        o->client_timeout_ms = (long)n;
     } else if ((n = sky_cli_stores_flag(&run->stores, flag, v)) != 0) {
         if (n < 0)
             return -1;

@@ -74,6 +74,7 @@ void sky_gateway_options_init(sky_gateway_options *o)
     o->host = "127.0.0.1";
     o->max_body = GW_DEFAULT_MAX_BODY;
     o->upstream_timeout_ms = 300000;
+    o->client_timeout_ms = 10000;
 }
 
 /* ---- the handle ---- */
@@ -87,6 +88,7 @@ static int setup_server(sky_gateway *g, const sky_gateway_options *o, int port, 
     so.tls_cert_file = o->tls_cert_file;
     so.tls_key_file = o->tls_key_file;
     so.reuse_port = g->n_loops > 1;
+    so.request_timeout_ms = o->client_timeout_ms > 0 ? (uint64_t)o->client_timeout_ms : 0;
     /* h2o refuses bodies over its limit itself, in plain text; up to twice --max-body the
      * gateway reads them and answers 413 in OpenAI's JSON */
     so.max_request_body = g->max_body <= SIZE_MAX / 2 ? g->max_body * 2 : g->max_body;

@@ -19,6 +19,7 @@
 #include "skyio/json.h"
 #include "skyio/log.h"
 #include "skyio/server.h"
+#include "first_request.h"
 
 #define SKY_STREAM_CAP (64u * 1024u * 1024u)
 /* How many idle socket input buffers each loop thread keeps for reuse. */
@@ -38,6 +39,7 @@ typedef struct conn {
     uv_tcp_t tcp; /* first: the close callback gets this pointer */
     sky_server *srv;
     h2o_socket_t *sock;
+    sky__first *first; /* its first request, read before h2o has the socket (plain HTTP) */
     struct conn *prev, *next;
 } conn;
 
@@ -101,6 +103,7 @@ void sky_server_options_init(sky_server_options *o)
     o->host = "127.0.0.1";
     o->max_request_body = 8u * 1024u * 1024u;
     o->backlog = 4096;
+    o->request_timeout_ms = 10000;
 }
 
 /* ---- request state ---- */
@@ -594,6 +597,32 @@ static void keep_input_buffers(void)
         h2o_socket_buffer_prototype.allocator.max = SKY_RECYCLED_INPUT_BUFFERS;
 }
 
+/* The connection to h2o, with what was read of it already (@p data, @p len). */
+static void to_h2o(conn *c, const char *data, size_t len)
+{
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    if (len > 0) {
+        h2o_iovec_t room = h2o_buffer_reserve(&c->sock->input, len);
+        if (room.base == NULL) {
+            h2o_socket_close(c->sock);
+            return;
+        }
+        memcpy(room.base, data, len);
+        c->sock->input->size += len;
+    }
+    h2o_accept(&c->srv->accept_ctx, c->sock);
+}
+
+static void on_first_request(void *ud, const char *data, size_t len, int refused)
+{
+    conn *c = ud;
+    c->first = NULL;
+    if (refused)
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    else
+        to_h2o(c, data, len);
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     sky_server *s = listener->data;
@@ -616,8 +645,11 @@ static void on_accept(uv_stream_t *listener, int status)
     s->conns = c;
     __atomic_fetch_add(&s->accepted, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->open_conns, 1, __ATOMIC_RELAXED);
-    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(&s->accept_ctx, c->sock);
+    if (s->ssl_ctx == NULL &&
+        (c->first = sky__first_start(&c->tcp, s->opts.max_request_body, s->opts.request_timeout_ms,
+                                     on_first_request, c)) != NULL)
+        return;
+    to_h2o(c, NULL, 0);
 }
 
 /* ---- set-up ---- */
@@ -645,6 +677,7 @@ static void setup_h2o(sky_server *s)
 {
     h2o_config_init(&s->config);
     s->config.max_request_entity_size = s->opts.max_request_body;
+    s->config.http1.req_timeout = s->opts.request_timeout_ms;
     /* No "server: h2o/x.y.z" header: it tells clients nothing they use, and
      * h2o formats it with sprintf for every response. */
     s->config.server_name = h2o_iovec_init(H2O_STRLIT(""));
@@ -681,6 +714,8 @@ int sky_server_new(uv_loop_t *loop, const sky_server_options *o, sky_server **ou
     }
     if (s->opts.max_request_body == 0)
         s->opts.max_request_body = 8u * 1024u * 1024u;
+    if (s->opts.request_timeout_ms == 0)
+        s->opts.request_timeout_ms = 10000;
     if (o->tls_cert_file) {
         int rc = setup_tls(s, o, err);
         if (rc < 0) {
@@ -931,6 +966,11 @@ void sky_server_free(sky_server *s)
     /* The owners of the routes' user data may go right after this call:
      * from now on every request gets 404. */
     free_routes(s);
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->first)
+            sky__first_cancel(c->first); /* no request yet: closed now */
+    }
     if (s->open_conns > 0) {
         /* h2o still serves these connections from s->ctx: keep it alive
          * until the last one closes. */

@@ -17,10 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 
 #include "harness.h"
 #include "harness_serve.h"
@@ -345,71 +341,6 @@ static void test_readyz_when_a_model_is_down(void **state)
     sky_test_result_free(&r);
 }
 
-/* ---- bad clients ---- */
-
-static int raw_connect(void)
-{
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)env.serve.port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-/* What the server says within 5 s: the first bytes of its answer, "" when it closed. */
-static void raw_answer(int fd, char *out, size_t len)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    out[0] = '\0';
-    if (poll(&p, 1, 5000) == 1) {
-        ssize_t n = read(fd, out, len - 1);
-        out[n > 0 ? n : 0] = '\0';
-    }
-}
-
-/* A client that sends half a request and waits, another that floods its headers: neither
- * stalls the loop for the others, and the flood is refused. */
-static void test_bad_clients_stall_nothing(void **state)
-{
-    (void)state;
-    int slow = raw_connect();
-    const char half[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        "Content-Length: 400\r\n\r\n{\"model\":\"gp";
-    assert_int_equal(write(slow, half, sizeof(half) - 1), (ssize_t)(sizeof(half) - 1));
-    int flood = raw_connect();
-    size_t cap = 256 * 1024, at = 0;
-    char *req = malloc(cap);
-    assert_non_null(req);
-    at += (size_t)snprintf(req, cap, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (int i = 0; at + 200 < cap; i++)
-        at += (size_t)snprintf(req + at, cap - at, "X-Flood-%d: %0120d\r\n", i, i);
-    at += (size_t)snprintf(req + at, cap - at, "\r\n");
-    ssize_t sent = 0;
-    while ((size_t)sent < at) {
-        ssize_t n = write(flood, req + sent, at - (size_t)sent);
-        if (n <= 0)
-            break; /* the server may close on us before the end: that is a refusal too */
-        sent += n;
-    }
-    free(req);
-    for (int i = 0; i < 5; i++) {
-        sky_test_result r;
-        call_with("POST", "/v1/chat/completions", chat_body, NULL, &r);
-        assert_int_equal(r.status, 200);
-        sky_test_result_free(&r);
-    }
-    char answer[256];
-    raw_answer(flood, answer, sizeof(answer));
-    /* a 4xx, or the connection closed */
-    assert_true(answer[0] == '\0' || strncmp(answer, "HTTP/1.1 4", 10) == 0);
-    close(flood);
-    close(slow);
-}
-
 /* ---- Entra ID ---- */
 
 /* An Azure deployment without a key: one token from the credential chain serves its calls */
@@ -627,7 +558,6 @@ int main(void)
         cmocka_unit_test(test_request_id_and_access_log),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_readyz_when_a_model_is_down),
-        cmocka_unit_test(test_bad_clients_stall_nothing),
         cmocka_unit_test(test_azure_deployment_with_entra_id),
         cmocka_unit_test(test_tls_and_http2),
         cmocka_unit_test(test_reload_under_load_loses_nothing),
