@@ -177,6 +177,31 @@ SKY_EXTERN int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sk
 SKY_EXTERN int sky_gateway_reload(sky_gateway *g, const sky_gateway_options *o,
                                   sky_error *err) SKY_NODISCARD;
 
+/** What sky_gateway_reload_file calls back, on the loop. */
+typedef struct sky_gateway_reload_hooks {
+    /** After the file parsed, before the swap: the caller takes what else it keeps in the
+     *  config (@p doc, borrowed for the call); < 0 with @p err filled refuses the reload.
+     *  NULL: none. */
+    int (*check)(sky_gateway *g, const json_t *doc, sky_error *err, void *user_data);
+    /** Once: @p err NULL when the new routing took effect, else why the old one stays. */
+    void (*done)(sky_gateway *g, const sky_error *err, void *user_data);
+    void *user_data;
+} sky_gateway_reload_hooks;
+
+/**
+ * sky_gateway_reload from a config file, without stalling the loop: @p path (as
+ * sky_gateway_config_parse reads it) is read and parsed on the loop's thread pool, then its
+ * routing and prices are swapped in on the loop; @p o gives the rest (copied; its routing
+ * is not read). @p hooks (copied; may be NULL) hear of it. A refused reload (the file does
+ * not read, parse or build, or the check refused it) leaves the old routing running and
+ * counts in /metrics (skyio_gateway_config_reload_failures_total). Asked for while one is
+ * under way, the file is read once more after it, with the first one's hooks. Returns 0,
+ * or SKY_ENOMEM.
+ */
+SKY_EXTERN int sky_gateway_reload_file(sky_gateway *g, const char *path,
+                                       const sky_gateway_options *o,
+                                       const sky_gateway_reload_hooks *hooks) SKY_NODISCARD;
+
 /** The port listened on. */
 SKY_EXTERN int sky_gateway_port(const sky_gateway *g);
 

@@ -23,7 +23,8 @@ static const char usage[] =
     "requests in flight end.\n"
     "SIGHUP reads --config again and swaps in its models, deployments, fallbacks and keys\n"
     "without dropping a connection: requests under way finish on the old routing (the\n"
-    "listening options stay; a config that does not parse changes nothing).\n"
+    "listening options stay; a config that does not parse changes nothing and counts in\n"
+    "skyio_gateway_config_reload_failures_total). The file is read off the event loop.\n"
     "\n"
     "endpoints:\n"
     "  POST /v1/chat/completions   chat; \"stream\": true streams server-sent events\n"
@@ -58,7 +59,10 @@ static const char usage[] =
     "                              history of 60 slots of slot_seconds (5): requests,\n"
     "                              throttled, errors, p50_ms, p90_ms; loop_lag_ms (the\n"
     "                              loops' worst per slot), connections_open; names only,\n"
-    "                              no URL or key\n"
+    "                              no URL or key\n";
+
+/* What every answer carries, and the errors (a string literal has a size limit in C) */
+static const char usage_answers[] =
     "Every model call's answer carries x-request-id: the client's own (up to 128 of\n"
     "A-Z a-z 0-9 -_.:/+=) or a new one; it is sent upstream as x-request-id too.\n"
     "Clients send their key as 'Authorization: Bearer KEY' (OpenAI SDKs) or 'api-key: KEY'.\n"
@@ -187,7 +191,7 @@ typedef struct serve_run {
     sky_loop *loop;
     sky_gateway *gw;
     sky_gateway_options opts;
-    sky_gateway_config cfg; /* the routing running now (the first, or the last reloaded) */
+    sky_gateway_config cfg; /* the first config's routing (a reload's is the gateway's) */
     json_t *doc;            /* the first config: the listening options point into it */
     uv_signal_t hup;
     int hup_on;
@@ -352,38 +356,39 @@ static void use_config(serve_run *run, const sky_gateway_config *cfg)
     run->opts.n_prices = cfg->n_prices;
 }
 
+/* A reload's config, before its routing is swapped in: its "cache" part taken. */
+static int reload_check(sky_gateway *g, const json_t *doc, sky_error *err, void *ud)
+{
+    serve_run *run = ud;
+    (void)g;
+    if (sky_cli_stores_config(&run->stores, doc) < 0) /* it said why */
+        return sky_error_set(err, SKY_EINVAL, "its cache part is refused");
+    return 0;
+}
+
+static void on_reloaded(sky_gateway *g, const sky_error *err, void *ud)
+{
+    serve_run *run = ud;
+    (void)g;
+    if (err)
+        fprintf(stderr, "skyio serve: reload refused, the running config stays: %s\n",
+                err->message);
+    else
+        fprintf(stderr, "skyio serve: reloaded %s\n", run->config_file);
+}
+
 /*
- * SIGHUP: the config file read again and its routing (models, deployments, fallbacks,
- * keys) swapped in; requests under way finish on the old one, no connection is dropped.
- * The listening options stay. A config that does not parse changes nothing.
+ * SIGHUP: the config file read again (off the loop) and its routing (models, deployments,
+ * fallbacks, keys) swapped in; requests under way finish on the old one, no connection is
+ * dropped. The listening options stay. A config that does not parse changes nothing.
  */
 static void on_hup(uv_signal_t *h, int signum)
 {
     serve_run *run = h->data;
-    sky_gateway_config cfg;
-    sky_error err;
-    sky_error_clear(&err);
     (void)signum;
-    json_t *doc = read_config(run->config_file, &cfg);
-    if (doc == NULL || sky_cli_stores_config(&run->stores, doc) < 0) {
-        fprintf(stderr, "skyio serve: reload refused, the running config stays\n");
-        if (doc)
-            sky_gateway_config_free(&cfg);
-        json_decref(doc);
-        return;
-    }
-    use_config(run, &cfg);
-    if (sky_gateway_reload(run->gw, &run->opts, &err) < 0) {
-        fprintf(stderr, "skyio serve: reload refused, the running config stays: %s\n", err.message);
-        sky_gateway_config_free(&cfg);
-    } else {
-        sky_gateway_config_free(&run->cfg); /* the gateway copied what it keeps */
-        run->cfg = cfg;
-        fprintf(stderr, "skyio serve: reloaded %s: %zu deployments, %zu keys\n", run->config_file,
-                cfg.n_deployments, cfg.n_keys);
-    }
-    use_config(run, &run->cfg);
-    json_decref(doc);
+    sky_gateway_reload_hooks hk = {reload_check, on_reloaded, run};
+    if (sky_gateway_reload_file(run->gw, run->config_file, &run->opts, &hk) < 0)
+        fprintf(stderr, "skyio serve: reload refused, the running config stays: out of memory\n");
 }
 
 static void watch_hup(serve_run *run)
@@ -456,8 +461,9 @@ int sky_cli_serve(int argc, char **argv)
     int rc = parse_args(&run, argc, argv);
     int code = rc == 1 ? SKY_EXIT_OK : rc < 0 ? SKY_EXIT_USAGE : SKY_EXIT_OK;
     if (rc == 1)
-        fprintf(stdout, "%s%s%s%s%s%s%s", usage, usage_options, sky_cli_stores_usage, usage_state,
-                usage_config, usage_config_keys, sky_cli_stores_config_usage);
+        fprintf(stdout, "%s%s%s%s%s%s%s%s", usage, usage_answers, usage_options,
+                sky_cli_stores_usage, usage_state, usage_config, usage_config_keys,
+                sky_cli_stores_config_usage);
     if (rc == 0 && start(&run) < 0)
         code = SKY_EXIT_START;
     else if (rc == 0) {

@@ -238,6 +238,7 @@ void sky__gw_loop_free(sky_gateway *g)
     /* Pipelines first: their calls end now, answering clients still there (503), while
      * the server can still answer them. No table is freed until every one is closed. */
     g->closing = 1;
+    sky__gw_reload_forget(g);
     for (gw_table *t = g->tables; t; t = t->next)
         sky__gw_table_close(t);
     sky__gw_proxy_end_all(g);

@@ -147,6 +147,8 @@ struct sky_gateway {
     struct sky__store *usage;     /* usage records (usage_store.c); NULL: none; not owned */
     struct gw_counters *counters; /* keys' daily use shared with other gateways; NULL: none */
     gw_admin *admin;              /* the admin API and its keys (admin.c); NULL: off */
+    struct gw_reload_job *reload; /* a reload from the file under way (reload_file.c) */
+    int reload_again;             /* asked for again meanwhile */
     void *shutdown_ud;
 };
 
@@ -276,6 +278,12 @@ void sky__gw_metrics_lag(gw_metrics *m, double seconds);
 void sky__gw_metrics_free(gw_metrics *m);
 void sky__gw_metrics_count(gw_metrics *m, const gw_record *r);
 void sky__gw_metrics_reloaded(gw_metrics *m);
+void sky__gw_metrics_reload_failed(gw_metrics *m);
+
+/* ---- reload_file.c ---- */
+typedef struct gw_reload_job gw_reload_job;
+/* The gateway goes: a reload under way is dropped when it comes back. */
+void sky__gw_reload_forget(sky_gateway *g);
 
 /* ---- shared.c ---- */
 gw_shared *sky__gw_shared_new(int n_loops);

@@ -42,7 +42,7 @@ struct gw_metrics {
     gw_token_series *tokens;
     gw_latency total[GW_OP_COUNT], added[GW_OP_COUNT];
     gw_latency lag;
-    uint64_t reloads;
+    uint64_t reloads, reload_failures;
 };
 
 static void latency_record(gw_latency *h, double s)
@@ -149,6 +149,11 @@ void sky__gw_metrics_count(gw_metrics *m, const gw_record *r)
 void sky__gw_metrics_reloaded(gw_metrics *m)
 {
     m->reloads++;
+}
+
+void sky__gw_metrics_reload_failed(gw_metrics *m)
+{
+    m->reload_failures++;
 }
 
 void sky__gw_metrics_lag(gw_metrics *m, double seconds)
@@ -329,9 +334,16 @@ static int write_process(sky_buf *b, const sky_gateway *g, const gw_metrics *m)
     rc = rc ? rc
             : head(b, "skyio_gateway_config_reloads_total", "counter",
                    "Routing reloads that took effect.");
+    rc = rc ? rc
+            : sky_buf_printf(b, "skyio_gateway_config_reloads_total %llu\n",
+                             (unsigned long long)m->reloads);
+    rc = rc ? rc
+            : head(b, "skyio_gateway_config_reload_failures_total", "counter",
+                   "Reloads refused (the file did not read, parse or build): the routing "
+                   "running stayed.");
     return rc ? rc
-              : sky_buf_printf(b, "skyio_gateway_config_reloads_total %llu\n",
-                               (unsigned long long)m->reloads);
+              : sky_buf_printf(b, "skyio_gateway_config_reload_failures_total %llu\n",
+                               (unsigned long long)m->reload_failures);
 }
 
 void sky__gw_on_metrics(sky_server_req *r, void *gateway)

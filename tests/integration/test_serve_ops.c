@@ -546,6 +546,7 @@ static void test_reload_under_load_loses_nothing(void **state)
     sky_test_result_free(&r);
     call_with("GET", "/metrics", NULL, NULL, &r);
     assert_true(sky_test_sample(r.body, "skyio_gateway_config_reloads_total") == 2);
+    assert_true(sky_test_sample(r.body, "skyio_gateway_config_reload_failures_total") == 1);
     sky_test_result_free(&r);
     assert_true(file_holds("stderr.log", "reload refused"));
     write_config(1); /* a sane file again, for whoever reads the folder */
