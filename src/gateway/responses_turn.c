@@ -282,19 +282,17 @@ static void on_appended(int ok, void *ud)
     step_done(t);
 }
 
-/* What the answer answered: the earlier turns and this input, as kept. */
-static json_t *answered_items(const gw_turn *t)
+/* What the answer answered: the earlier turns and this input (@p now), as kept. */
+static json_t *answered_items(const gw_turn *t, json_t *now)
 {
     json_t *items = t->context ? json_deep_copy(t->context) : json_array();
-    json_t *now = sky__gw_items_of_input(json_object_get(t->req, "input"), 1);
     json_array_extend(items, now);
-    json_decref(now);
     return items;
 }
 
-static void keep_response(gw_turn *t, const char *scope, json_t *response)
+static void keep_response(gw_turn *t, const char *scope, json_t *response, json_t *now)
 {
-    json_t *doc = json_pack("{sO so}", "response", response, "context", answered_items(t));
+    json_t *doc = json_pack("{sO so}", "response", response, "context", answered_items(t, now));
     size_t len = 0;
     char *text = doc ? sky_json_dump(doc, &len) : NULL;
     json_decref(doc);
@@ -310,9 +308,9 @@ static void keep_response(gw_turn *t, const char *scope, json_t *response)
     free(text);
 }
 
-static void append_turn(gw_turn *t, const char *scope, json_t *response)
+static void append_turn(gw_turn *t, const char *scope, json_t *response, json_t *now)
 {
-    json_t *items = sky__gw_items_of_input(json_object_get(t->req, "input"), 1);
+    json_t *items = json_deep_copy(now);
     json_t *out = sky__gw_items_of_output(response);
     json_array_extend(items, out);
     json_decref(out);
@@ -337,10 +335,15 @@ int sky__gw_turn_answered(gw_request *q, json_t *response, sky_span body,
     t->body_len = body.len;
     t->send = send;
     t->pending++; /* until both steps have begun: a step answering at once sends nothing */
+    /* this turn's input as kept, with the same ids in the response and the conversation */
+    json_t *now = sky__gw_items_of_input(json_object_get(t->req, "input"), 1);
+    if (now == NULL)
+        now = json_array();
     if (keep)
-        keep_response(t, scope_of(q), response);
+        keep_response(t, scope_of(q), response, now);
     if (t->is_conv)
-        append_turn(t, scope_of(q), response);
+        append_turn(t, scope_of(q), response, now);
+    json_decref(now);
     step_done(t);
     return 1;
 }

@@ -300,6 +300,12 @@ static void conversation_api_on(const serve *s)
     char second[128];
     snprintf(second, sizeof(second), "%s", sky_json_str(json_array_get(data, 1), "id", ""));
     json_decref(page);
+    /* the turn's input has one id, in the conversation and in what the response answered */
+    char rpath[256];
+    snprintf(rpath, sizeof(rpath), "/v1/responses/%s/input_items", sky_json_str(r, "id", ""));
+    assert_int_equal(call(s, "GET", rpath, "sk-test-alice", NULL, &page), 200);
+    assert_string_equal(sky_json_str(page, "first_id", ""), second);
+    json_decref(page);
     json_decref(r);
 
     /* added by hand; a page of two, newest first, then the next page */
