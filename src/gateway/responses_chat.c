@@ -105,17 +105,9 @@ static json_t *chat_content(const json_t *content, char *why, size_t len)
     }
     if (!all_text)
         return parts;
-    sky_buf b;
-    sky_buf_init(&b, SIZE_MAX / 2);
-    json_array_foreach(parts, i, p)
-    {
-        if (sky_buf_append_str(&b, sky_json_str(p, "text", "")) < 0)
-            break;
-    }
-    json_t *s = json_stringn(b.len ? (const char *)b.data : "", b.len);
-    sky_buf_free(&b);
+    json_t *joined = sky__gw_items_text(parts);
     json_decref(parts);
-    return s;
+    return joined;
 }
 
 static json_t *message_of(const json_t *item, char *why, size_t len)

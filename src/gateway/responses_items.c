@@ -65,8 +65,7 @@ bad:
     return NULL;
 }
 
-/* An assistant message's text parts as one string. */
-static json_t *joined_text(const json_t *content)
+json_t *sky__gw_items_text(const json_t *content)
 {
     if (json_is_string(content))
         return json_deep_copy(content);
@@ -94,7 +93,7 @@ static json_t *upstream_item(const json_t *item)
     json_object_del(out, "status");
     if (strcmp(type, "message") == 0 && strcmp(sky_json_str(item, "role", ""), "assistant") == 0) {
         json_object_del(out, "type");
-        json_object_set_new(out, "content", joined_text(json_object_get(item, "content")));
+        json_object_set_new(out, "content", sky__gw_items_text(json_object_get(item, "content")));
     }
     return out;
 }

@@ -77,6 +77,8 @@ json_t *sky__gw_items_of_input(const json_t *input, int with_ids);
  * their ids and statuses (an assistant's as one string), calls and their outputs, no
  * reasoning items. A new array. */
 json_t *sky__gw_items_for_upstream(const json_t *items);
+/* A message's content as one string: a string as it is, the parts' "text" joined. */
+json_t *sky__gw_items_text(const json_t *content);
 /* The output items of a Responses object as they are kept (a new array). */
 json_t *sky__gw_items_of_output(const json_t *response);
 
