@@ -56,7 +56,8 @@ const char sky_cli_stores_config_usage[] =
     "               \"ttl_s\": 3600, \"max_entry_bytes\": 1048576, \"temperature_zero\": true}:\n"
     "               a model listed true (or with its own ttl_s) always, false never; any\n"
     "               other when its body says \"temperature\": 0 (unless temperature_zero is\n"
-    "               false). The header (on, refresh, off) always wins.\n";
+    "               false). The Responses API only when its header asks (its answers\n"
+    "               are state). The header (on, refresh, off) always wins.\n";
 
 void sky_cli_stores_init(sky_cli_stores *st)
 {

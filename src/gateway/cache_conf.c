@@ -9,6 +9,8 @@
  * A model listed true (or with an object) is cached whatever its temperature, false never
  * unless a request asks; a model not listed is cached when the body says "temperature": 0
  * (an answer that is meant to be the same each time), unless temperature_zero is false.
+ * The Responses API is left out of both: its answers are state (an id each, a turn of a
+ * conversation), so only a request that asks (x-skyio-cache: on) gets a kept one.
  * Every member is optional; no "cache" at all is the defaults.
  */
 #include <stdlib.h>
@@ -209,6 +211,8 @@ static int temperature_zero(sky_span body)
 int sky__gw_cache_by_default(const gw_request *q)
 {
     const gw_cache_conf *c = conf_of(q->g);
+    if (q->op == GW_OP_RESPONSES)
+        return 0; /* its answers are state (ids, conversations): only when a request asks */
     const conf_model *m = find(c, q->asked->name);
     if (m)
         return m->on;

@@ -157,6 +157,27 @@ static void per_model_config(void **state)
     expect(never, "on", "hit", 0);
 }
 
+/* The Responses API is cached only when a request asks: its answers are state. */
+static void responses_only_when_asked(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/responses", env.serve.base);
+    const char *bodies[] = {"{\"model\":\"gpt-4o\",\"temperature\":0,\"input\":\"state\"}",
+                            "{\"model\":\"always\",\"input\":\"state\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        for (int n = 0; n < 2; n++) {
+            sky_test_result r;
+            int64_t calls0 = upstream_calls();
+            sky_test_request(env.loop, env.client, "POST", url, bodies[i], NULL, 20000, &r);
+            assert_int_equal(r.status, 200);
+            assert_null(header(&r, "x-skyio-cache-status"));
+            assert_int_equal(upstream_calls(), calls0 + 1);
+            sky_test_result_free(&r);
+        }
+    }
+}
+
 static char *stream_body(const char *content, int max_tokens, int stream)
 {
     char *text = malloc(512);
@@ -249,7 +270,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(temperature_zero_by_default), cmocka_unit_test(per_model_config),
         cmocka_unit_test(streamed_miss_kept),          cmocka_unit_test(stream_over_cap_not_kept),
-        cmocka_unit_test(bad_cache_config_refused),
+        cmocka_unit_test(responses_only_when_asked),   cmocka_unit_test(bad_cache_config_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
