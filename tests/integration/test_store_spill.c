@@ -52,9 +52,9 @@ static int teardown(void **state)
     (void)state;
     if (env.loop == NULL)
         return 0;
-    sky_test_loop_free(env.loop);
-    sky_test_pg_free(&env.pg);
+    sky_test_pg_free(&env.pg); /* first: the loop's check may fail the teardown */
     sky_test_rmdir(env.dir);
+    sky_test_loop_free(env.loop);
     return 0;
 }
 
