@@ -33,7 +33,8 @@ typedef struct gw_deployment {
     sky_route_target rt; /* its pipeline (the same as pipe), weight and shadows */
     int chat_only;       /* speaks chat completions only: a Responses call is translated */
     sky_ai_endpoint ep;
-    sky_pipeline *pipe;
+    sky_pipeline *pipe;   /* held's, borrowed */
+    struct gw_pipe *held; /* its pipeline, maybe shared with an older table (carry.c) */
     char *url[GW_OP_COUNT];
 } gw_deployment;
 
@@ -414,6 +415,23 @@ void sky__gw_error(sky_server_req *r, int status, const char *type, const char *
                    const char *code, const char *fmt, ...) SKY_PRINTF(6, 7);
 /* The same as one SSE event, for an error after a stream began. */
 int sky__gw_error_event(sky_server_req *r, const char *type, const char *code, const char *msg);
+
+/* ---- carry.c: a reload keeps an unchanged deployment's pipeline ---- */
+typedef struct gw_pipe gw_pipe;
+/* The fingerprint of what shapes @p in's pipeline (the key among it): 0, or SKY_ENOMEM. */
+int sky__gw_dep_print(const sky_gateway_deployment *in, long timeout_ms,
+                      unsigned char out[SKY_GATEWAY_SHA256_LEN]);
+/* A holder for a new pipeline of that fingerprint (held once); NULL: out of memory. */
+gw_pipe *sky__gw_pipe_new(const unsigned char print[SKY_GATEWAY_SHA256_LEN]);
+/* Its endpoint (the pipeline's auth reads it) and where its pipeline goes. */
+sky_ai_endpoint *sky__gw_pipe_endpoint(gw_pipe *p);
+sky_pipeline **sky__gw_pipe_slot(gw_pipe *p);
+/* One hold less; the last frees the pipeline (its calls end now) and the endpoint. */
+void sky__gw_pipe_release(gw_pipe *p);
+/* @p d takes the pipeline and shadows of a deployment of @p prev (may be NULL) with the
+ * same fingerprint and not @p taken yet (marked now): 1, or 0 when there is none. */
+int sky__gw_carry(gw_table *prev, unsigned char *taken, gw_deployment *d,
+                  const unsigned char print[SKY_GATEWAY_SHA256_LEN]);
 
 /* ---- table.c ---- */
 /* A table from @p o (borrowed), held once by the caller: 0, or a SKY_E code with @p err. */

@@ -78,6 +78,11 @@ static void dep_concurrency(sky_pipeline_options *po, const sky_gateway_deployme
 static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_deployment *in,
                         long timeout_ms, sky_error *err)
 {
+    /* the endpoint its auth reads is the holder's: the pipeline may outlive this table */
+    sky_ai_endpoint *ep = sky__gw_pipe_endpoint(d->held);
+    if (sky_ai_endpoint_set(ep, d->azure ? SKY_AI_AZURE : SKY_AI_OPENAI, in->base_url, in->api_key,
+                            in->api_version) < 0)
+        return sky_error_set(err, SKY_EINVAL, "%s: bad endpoint", d->label);
     sky_pipeline_options po;
     sky_ai_pipeline_options_init(&po);
     po.retry.max_retries = 0;
@@ -93,22 +98,38 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
         po.credential = sky__gw_credential(g, err);
         if (po.credential == NULL)
             return -1;
-        po.scope = sky_ai_entra_scope(&d->ep);
+        po.scope = sky_ai_entra_scope(ep);
     } else {
         po.auth = sky_ai_pipeline_auth;
-        po.auth_user_data = &d->ep;
+        po.auth_user_data = ep;
     }
     /* each loop has its pipeline: a known limit is split evenly between them */
     po.rate.rpm = in->rpm / g->n_loops;
     po.rate.tpm = in->tpm / g->n_loops;
     dep_concurrency(&po, in, g->n_loops);
-    int rc = sky_pipeline_new(g->loop, g->http, &po, &d->pipe);
-    d->rt.pipe = d->pipe;
+    sky_pipeline **slot = sky__gw_pipe_slot(d->held);
+    int rc = sky_pipeline_new(g->loop, g->http, &po, slot);
+    d->pipe = d->rt.pipe = *slot;
     return rc < 0 ? sky_error_set(err, rc, "%s: cannot make its pipeline", d->label) : 0;
 }
 
+/* Its pipeline: the one an unchanged deployment of @p prev had (learned state and all), or
+ * a new one. */
+static int dep_pipe(sky_gateway *g, gw_deployment *d, const sky_gateway_deployment *in,
+                    long timeout_ms, gw_table *prev, unsigned char *taken, sky_error *err)
+{
+    unsigned char print[SKY_GATEWAY_SHA256_LEN];
+    if (sky__gw_dep_print(in, timeout_ms, print) < 0)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    if (sky__gw_carry(prev, taken, d, print))
+        return 0;
+    if ((d->held = sky__gw_pipe_new(print)) == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    return dep_pipeline(g, d, in, timeout_ms, err);
+}
+
 static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deployment *in, size_t nth,
-                     long timeout_ms, sky_error *err)
+                     long timeout_ms, gw_table *prev, unsigned char *taken, sky_error *err)
 {
     char label[320];
     if (in->model == NULL || in->model[0] == '\0' || in->base_url == NULL || in->weight < 0)
@@ -130,7 +151,7 @@ static int dep_setup(sky_gateway *g, gw_deployment *d, const sky_gateway_deploym
                             in->api_version) < 0)
         return sky_error_set(err, SKY_EINVAL, "%s: bad endpoint", d->label);
     int rc = dep_urls(d, in->deployment ? in->deployment : in->model, err);
-    return rc < 0 ? rc : dep_pipeline(g, d, in, timeout_ms, err);
+    return rc < 0 ? rc : dep_pipe(g, d, in, timeout_ms, prev, taken, err);
 }
 
 static void dep_free(gw_deployment *d)
@@ -215,16 +236,22 @@ static int setup_keys(sky_gateway *g, gw_table *t, const sky_gateway_options *o,
 static int setup_upstreams(sky_gateway *g, gw_table *t, const sky_gateway_options *o,
                            sky_error *err)
 {
+    /* the routing running now, whose unchanged deployments keep what they learned */
+    gw_table *prev = g->table;
+    unsigned char *taken = prev ? calloc(prev->n_deps, 1) : NULL;
     t->deps = calloc(o->n_deployments, sizeof(*t->deps));
-    if (t->deps == NULL)
+    if (t->deps == NULL || (prev && taken == NULL)) {
+        free(taken);
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    for (size_t i = 0; i < o->n_deployments; i++) {
-        t->n_deps++;
-        int rc = dep_setup(g, &t->deps[i], &o->deployments[i], i, o->upstream_timeout_ms, err);
-        if (rc < 0)
-            return rc;
     }
-    return setup_models(t, o, err);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < o->n_deployments; i++) {
+        t->n_deps++;
+        rc = dep_setup(g, &t->deps[i], &o->deployments[i], i, o->upstream_timeout_ms, prev, taken,
+                       err);
+    }
+    free(taken);
+    return rc < 0 ? rc : setup_models(t, o, err);
 }
 
 int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **out, sky_error *err)
@@ -254,7 +281,8 @@ int sky__gw_table_new(sky_gateway *g, const sky_gateway_options *o, gw_table **o
 void sky__gw_table_close(gw_table *t)
 {
     for (size_t i = 0; i < t->n_deps; i++) {
-        sky_pipeline_free(t->deps[i].pipe);
+        sky__gw_pipe_release(t->deps[i].held); /* freed with the last table that holds it */
+        t->deps[i].held = NULL;
         t->deps[i].pipe = t->deps[i].rt.pipe = NULL;
     }
 }
