@@ -170,20 +170,27 @@ SKY_EXTERN int sky_redis_job_cancel(sky_redis_job *j, int delete_keys, sky_redis
                                     void *user_data) SKY_NODISCARD;
 
 /**
- * The shared rate limit: before a worker's source hands out a request, it takes a token
- * from a bucket kept in Redis for @p deployment (a name the job's workers agree on, such
- * as the endpoint's URL), leased in chunks of about a tenth of a second's worth so that a
- * request costs a fraction of a round trip. @p rpm > 0 sets the ceiling (all workers share
- * it); 0 leaves the rate to be learned: unlimited until the first 429, then the rate
- * granted lately, less a fifth. Call before sky_batch_start. 0, or SKY_EINVAL.
+ * The shared rate limit: every attempt of every worker (first tries and retries) takes a
+ * token from a bucket kept in Redis for @p deployment (a name the job's workers agree on,
+ * such as the endpoint's URL), leased in chunks of about a fifth of a second's worth so
+ * that a request costs a fraction of a round trip. @p rpm > 0 sets the ceiling (all
+ * workers share it); 0 leaves the rate to be learned: unpaced until the first 429
+ * anywhere, then 95% of the rate the deployment served, probing 5% higher every 5 s (see
+ * sky_redis_job_rate_admitter). Call once, before sky_redis_job_rate_admitter. 0, or
+ * SKY_EINVAL.
  */
 SKY_EXTERN int sky_redis_job_rate_configure(sky_redis_job *j, const char *deployment,
                                             double rpm) SKY_NODISCARD;
 
 /**
- * Share what @p b (borrowed; NULL stops) learns: each rise of its count of 429 replies
- * lowers the shared rate by a fifth for every worker. Stop it (NULL) before freeing @p b.
+ * The shared limit as the pipeline's admitter (sky_pipeline_options.admitter, for the
+ * batch's pipeline): asked before every attempt, it hands out leased tokens, and the 2xx
+ * replies and 429s it hears go to Redis with its next lease (a 429 at once), so one
+ * worker's 429 sets every worker's rate. NULL before sky_redis_job_rate_configure (or out
+ * of memory). Owned by the job: valid until sky_redis_job_close, which must come after the
+ * pipeline (the batch) is freed. The worker's own limiter should then not learn from 429s
+ * (pipeline.rate.learn = 0): the shared bucket does, for everyone.
  */
-SKY_EXTERN void sky_redis_job_rate_watch(sky_redis_job *j, sky_batch *b);
+SKY_EXTERN const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j);
 
 #endif

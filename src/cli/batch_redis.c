@@ -329,7 +329,9 @@ static int open_endpoint(cli_dist *c)
 }
 
 /* One rate limit for the endpoint, shared by every worker of the job (unless
- * --no-rate-limit): the ceiling from --rpm, else learned from the first 429. */
+ * --no-rate-limit) and asked before every attempt: the ceiling from --rpm, else learned
+ * from the first 429 anywhere. This worker's own limiter keeps --rpm and Retry-After but
+ * leaves the learning to the shared one. */
 static int share_rate(cli_dist *c)
 {
     if (!c->o.pipeline.use_rate_limit)
@@ -337,7 +339,10 @@ static int share_rate(cli_dist *c)
     if (sky_redis_job_rate_configure(c->job, c->ep.base_url, (double)c->rpm) < 0)
         return fprintf(stderr, "skyio %s: the endpoint's URL is too long\n", c->cmd),
                SKY_EXIT_START;
-    sky_redis_job_rate_watch(c->job, c->batch);
+    c->o.pipeline.admitter = sky_redis_job_rate_admitter(c->job);
+    if (c->o.pipeline.admitter == NULL)
+        return fprintf(stderr, "skyio %s: out of memory\n", c->cmd), SKY_EXIT_START;
+    c->o.pipeline.rate.learn = 0;
     return 0;
 }
 
@@ -348,6 +353,9 @@ static int open_batch(cli_dist *c)
     sky_batch_store *store;
     sky_error err;
     sky_error_clear(&err);
+    int rc = share_rate(c);
+    if (rc != 0)
+        return rc;
     if (sky_redis_job_source_new(c->job, &src) < 0)
         return SKY_EXIT_START;
     if (sky_redis_job_store_new(c->job, &store) < 0) {
@@ -369,7 +377,7 @@ static int open_batch(cli_dist *c)
     o->user_data = c;
     if (sky_batch_new(sky_loop_uv(c->loop), c->client, o, src, store, &c->batch, &err) < 0)
         return fprintf(stderr, "skyio %s: %s\n", c->cmd, err.message), SKY_EXIT_START;
-    return share_rate(c);
+    return 0;
 }
 
 static int start(cli_dist *c)
@@ -459,8 +467,6 @@ static int run(cli_dist *c)
 static void teardown(cli_dist *c)
 {
     c->tearing_down = 1;
-    if (c->job)
-        sky_redis_job_rate_watch(c->job, NULL);
     sky_batch_free(c->batch); /* its pipeline first: it borrows the client and credential */
     c->batch = NULL;
     sky_redis_job_close(c->job); /* the loader and collector stop; queued commands go */

@@ -68,17 +68,12 @@ struct sky_redis_job {
     char rate_dep[256]; /* "" when there is none */
     double rate_ceiling;
     int rate_set_done;
-    void *rate_watch;
+    void *rate_admit; /* the pipeline's admitter, once asked for */
 };
 
-/* A lease of up to @p want tokens has come back: @p granted (-1: the connection went),
- * @p wait_ms until the next, @p rpm the shared rate ("0": none known). */
-typedef void (*sky__redis_lease_cb)(void *ud, long long granted, long long wait_ms, double rpm);
-/* Lease tokens of the shared rate limit; 0 or SKY_ECONNECT (not connected; no callback). */
-int sky__redis_rate_lease(sky_redis_job *j, long long want, sky__redis_lease_cb cb, void *ud);
-/* The job (re)connected: the ceiling goes to Redis once. */
+/* The job (re)connected: the ceiling goes to Redis once, waiting attempts ask again. */
 void sky__redis_rate_on_up(sky_redis_job *j);
-/* The job closes: stop the watch. */
+/* The job closes: the admitter goes (once its lease has answered). */
 void sky__redis_rate_stop(sky_redis_job *j);
 
 /* Send one command (argv with lengths; lens NULL: NUL-terminated). 0, or SKY_ECONNECT when

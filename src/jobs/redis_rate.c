@@ -1,6 +1,8 @@
 /*
- * The shared rate limit's client side: leases from the bucket script, the ceiling sent
- * once per connection, and a watch on the engine's 429s that lowers the shared rate.
+ * The shared rate limit's client side: the pipeline's admitter (skyio/pipeline.h) for every
+ * attempt of a worker, first tries and retries alike, with tokens leased from the bucket
+ * script in chunks; the 2xx replies and 429s it hears go to Redis with the next lease, so
+ * one worker's 429 sets everyone's rate. The ceiling goes once per connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,21 +10,25 @@
 
 #include "redis_internal.h"
 
-/* 429s are looked for every WATCH_MS; the requests answered go to Redis every fourth look. */
-#define WATCH_MS 250
-#define DONE_EVERY 4
+/* With no shared limit known, attempts go unpaced and the admitter looks (and reports what
+ * it heard) every LOOK_MS; a 429 makes it look at once. */
+#define LOOK_MS 500
+/* While a lease is on its way, an attempt asks again after at most this long (the lease's
+ * answer wakes it sooner); while Redis is away, after DOWN_MS. */
+#define LEASE_WAIT_MS 100
+#define DOWN_MS 250
 
-typedef struct lease {
-    sky__redis_lease_cb cb;
-    void *ud;
-} lease;
-
-typedef struct watch {
+typedef struct admitter {
+    sky_rate_admitter hook;
     sky_redis_job *j;
-    sky_batch *b;
-    uint64_t seen_429, seen_done, ticks;
-    uv_timer_t timer;
-} watch;
+    sky_pipeline *p;         /* the pipeline asking, to wake; NULL once it is freed */
+    long long tokens, chunk; /* leased and not yet used; the next lease's size */
+    double rpm;              /* the shared rate at the last lease; 0: none known */
+    uint64_t next_ms;        /* no lease before this (the bucket said wait, or the next look) */
+    long long ok, refused;   /* replies heard since the last lease went */
+    long long sent_ok, sent_refused; /* what the lease on its way carries */
+    int leasing, closing;
+} admitter;
 
 static void on_ignore(redisAsyncContext *ac, void *reply, void *ud)
 {
@@ -31,12 +37,10 @@ static void on_ignore(redisAsyncContext *ac, void *reply, void *ud)
     (void)ud;
 }
 
-static int rate_op(sky_redis_job *j, const char *op, const char *value, redisCallbackFn *cb,
-                   void *ud)
+static int rate_op(sky_redis_job *j, int nargs, const char **args, redisCallbackFn *cb, void *ud)
 {
     static const int keys[] = {SKY__RK_RATE};
-    const char *args[] = {j->rate_dep, op, value};
-    return sky__redis_eval(j, SKY__RS_RATE, keys, 1, 3, args, NULL, cb, ud);
+    return sky__redis_eval(j, SKY__RS_RATE, keys, 1, nargs, args, NULL, cb, ud);
 }
 
 static double reply_double(const redisReply *r)
@@ -46,47 +50,144 @@ static double reply_double(const redisReply *r)
                                             : 0;
 }
 
-static void on_lease(redisAsyncContext *ac, void *reply, void *ud)
+static void admitter_wake(admitter *a)
 {
-    lease *l = ud;
-    redisReply *r = reply;
-    (void)ac;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3)
-        l->cb(l->ud, r->element[0]->integer, r->element[1]->integer, reply_double(r->element[2]));
-    else
-        l->cb(l->ud, -1, 0, 0);
-    free(l);
+    if (a->p)
+        sky_pipeline_admitter_wake(a->p);
 }
 
-int sky__redis_rate_lease(sky_redis_job *j, long long want, sky__redis_lease_cb cb, void *ud)
+/* What a lease's answer means: tokens, the rate, when to ask again. */
+static void lease_answer(admitter *a, long long granted, long long wait_ms, double rpm)
 {
-    char v[32];
-    lease *l = malloc(sizeof(*l));
-    if (l == NULL)
-        return SKY_ENOMEM;
-    l->cb = cb;
-    l->ud = ud;
-    snprintf(v, sizeof(v), "%lld", want);
-    int rc = rate_op(j, "lease", v, on_lease, l);
-    if (rc < 0)
-        free(l);
-    return rc;
+    uint64_t now = uv_now(a->j->loop);
+    a->rpm = rpm;
+    if (rpm <= 0) {
+        a->tokens = 0; /* nothing to count: unpaced until the next look */
+        a->next_ms = now + LOOK_MS;
+        return;
+    }
+    a->tokens += granted;
+    a->chunk = (long long)(rpm / 300); /* a fifth of a second of the shared rate */
+    a->chunk = a->chunk < 1 ? 1 : a->chunk > 32 ? 32 : a->chunk;
+    a->next_ms = granted == 0 ? now + (uint64_t)(wait_ms > 1 ? wait_ms : 1) : 0;
+}
+
+static void on_lease(redisAsyncContext *ac, void *reply, void *ud)
+{
+    admitter *a = ud;
+    redisReply *r = reply;
+    (void)ac;
+    a->leasing = 0;
+    if (a->closing) {
+        free(a);
+        return;
+    }
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+        lease_answer(a, r->element[0]->integer, r->element[1]->integer,
+                     reply_double(r->element[2]));
+    } else {
+        a->ok += a->sent_ok; /* not counted there: they go with the next lease */
+        a->refused += a->sent_refused;
+        a->next_ms = uv_now(a->j->loop) + DOWN_MS;
+    }
+    admitter_wake(a);
+}
+
+/* A lease of @p want tokens, carrying what was heard since the last one. */
+static void lease(admitter *a, long long want)
+{
+    char v[3][32];
+    const char *args[] = {a->j->rate_dep, "lease", v[0], v[1], v[2]};
+    if (a->leasing || !a->j->up || a->j->lost)
+        return;
+    snprintf(v[0], sizeof(v[0]), "%lld", want);
+    snprintf(v[1], sizeof(v[1]), "%lld", a->ok);
+    snprintf(v[2], sizeof(v[2]), "%lld", a->refused);
+    if (rate_op(a->j, 5, args, on_lease, a) != 0)
+        return;
+    a->leasing = 1;
+    a->sent_ok = a->ok;
+    a->sent_refused = a->refused;
+    a->ok = a->refused = 0;
+}
+
+static int64_t admit_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
+{
+    admitter *a = ud;
+    uint64_t now = uv_now(a->j->loop);
+    (void)est_tokens;
+    a->p = p;
+    if (a->tokens > 0) {
+        a->tokens--;
+        return 0;
+    }
+    if (now >= a->next_ms)
+        lease(a, a->rpm > 0 ? a->chunk : 0);
+    if (a->rpm <= 0)
+        return 0; /* no limit known: the look above goes on its own */
+    if (a->leasing)
+        return LEASE_WAIT_MS;
+    if (!a->j->up || a->j->lost)
+        return DOWN_MS;
+    return a->next_ms > now ? (int64_t)(a->next_ms - now) : 1;
+}
+
+static void admit_reply(void *ud, sky_pipeline *p, int status, const sky_headers *h, double rpm)
+{
+    admitter *a = ud;
+    (void)p;
+    (void)h;
+    (void)rpm;
+    if (status >= 200 && status < 300)
+        a->ok++;
+    if (status != 429)
+        return;
+    a->refused++;
+    a->tokens = 0; /* the bucket's rate is about to change: lease afresh */
+    lease(a, a->rpm > 0 ? a->chunk : 0);
+}
+
+static void admit_free(void *ud, sky_pipeline *p)
+{
+    admitter *a = ud;
+    if (a->p == p)
+        a->p = NULL;
+}
+
+const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j)
+{
+    admitter *a = j->rate_admit;
+    if (a)
+        return &a->hook;
+    if (j->rate_dep[0] == '\0' || (a = calloc(1, sizeof(*a))) == NULL)
+        return NULL;
+    a->j = j;
+    a->chunk = 8;
+    a->hook.acquire = admit_acquire;
+    a->hook.on_reply = admit_reply;
+    a->hook.on_free = admit_free;
+    a->hook.user_data = a;
+    j->rate_admit = a;
+    return &a->hook;
 }
 
 void sky__redis_rate_on_up(sky_redis_job *j)
 {
     char v[32];
+    const char *args[] = {j->rate_dep, "set", v};
+    if (j->rate_admit)
+        admitter_wake(j->rate_admit); /* a lease may have been lost with the connection */
     if (j->rate_dep[0] == '\0' || j->rate_ceiling <= 0 || j->rate_set_done)
         return;
     snprintf(v, sizeof(v), "%.3f", j->rate_ceiling);
-    if (rate_op(j, "set", v, on_ignore, NULL) == 0)
+    if (rate_op(j, 3, args, on_ignore, NULL) == 0)
         j->rate_set_done = 1;
 }
 
 int sky_redis_job_rate_configure(sky_redis_job *j, const char *deployment, double rpm)
 {
     if (deployment == NULL || deployment[0] == '\0' || strlen(deployment) >= sizeof(j->rate_dep) ||
-        rpm < 0)
+        rpm < 0 || j->rate_admit)
         return SKY_EINVAL;
     snprintf(j->rate_dep, sizeof(j->rate_dep), "%s", deployment);
     j->rate_ceiling = rpm;
@@ -96,53 +197,15 @@ int sky_redis_job_rate_configure(sky_redis_job *j, const char *deployment, doubl
     return 0;
 }
 
-static void on_watch_tick(uv_timer_t *t)
-{
-    watch *w = t->data;
-    sky_batch_progress p;
-    char v[32];
-    sky_batch_get_progress(w->b, &p);
-    uint64_t done = p.ok + p.failed;
-    if (++w->ticks % DONE_EVERY == 0 && done > w->seen_done) {
-        snprintf(v, sizeof(v), "%llu", (unsigned long long)(done - w->seen_done));
-        if (rate_op(w->j, "done", v, on_ignore, NULL) == 0)
-            w->seen_done = done;
-    }
-    if (p.responses_429 <= w->seen_429)
-        return;
-    w->seen_429 = p.responses_429;
-    snprintf(v, sizeof(v), "%.3f", p.rpm > 0 ? p.rpm : 60.0);
-    (void)rate_op(w->j, "refused", v, on_ignore, NULL);
-}
-
-static void on_watch_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 void sky__redis_rate_stop(sky_redis_job *j)
 {
-    watch *w = j->rate_watch;
-    if (w == NULL)
+    admitter *a = j->rate_admit;
+    if (a == NULL)
         return;
-    j->rate_watch = NULL;
-    uv_close((uv_handle_t *)&w->timer, on_watch_closed);
-}
-
-void sky_redis_job_rate_watch(sky_redis_job *j, sky_batch *b)
-{
-    sky__redis_rate_stop(j);
-    if (b == NULL || j->rate_dep[0] == '\0')
-        return;
-    watch *w = calloc(1, sizeof(*w));
-    if (w == NULL || uv_timer_init(j->loop, &w->timer) != 0) {
-        free(w);
-        return;
-    }
-    w->j = j;
-    w->b = b;
-    w->timer.data = w;
-    uv_timer_start(&w->timer, on_watch_tick, WATCH_MS, WATCH_MS);
-    uv_unref((uv_handle_t *)&w->timer);
-    j->rate_watch = w;
+    j->rate_admit = NULL;
+    a->p = NULL;
+    if (a->leasing)
+        a->closing = 1; /* freed when the lease answers (or the connection's end says so) */
+    else
+        free(a);
 }

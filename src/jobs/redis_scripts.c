@@ -93,66 +93,64 @@ static const char accept_lua[] =
 /*
  * The shared rate limit: a token bucket per deployment in one hash (KEYS rate), refilled
  * at rpm/60000 a millisecond, holding at most a fifth of a second's worth. ARGV deployment,
- * op, value. "lease": up to value tokens; returns {granted, ms until the next token, rpm}
- * (rpm "0": no limit known, all granted). "done": value more requests answered, counted in
- * windows of 5 s: the rate the deployment really serves. "refused": a 429 somewhere: the
- * rate becomes 95% of the rate served (which, while refusals come, is the provider's
- * limit), at most once in 5 s, so that the shared bucket, not the provider, is what holds
- * the workers back (their own limiters then see no 429s to fight over). Not while the rate served
- * is well below the shared rate: those 429s are retries and bursts, which the workers' own
- * limiters pace, and cutting for them would ratchet the rate down. With nothing served
- * yet (the first second) the workers' own limiters act alone. "set": the ceiling (--rpm), and
- * the rate when that is higher or unset. Every 5 s without a 429 the rate climbs 5% (up to
- * the ceiling when there is one), while the workers use it all: the limit is probed again,
- * as the one-process limiter does.
+ * op, value, then for "lease" ok and refused: the 2xx replies and the 429s the worker has
+ * had since its last lease. Every attempt of every worker takes a token (the pipeline asks
+ * before each, retries too), so the bucket, not the provider, holds the workers back.
+ * "lease": up to value tokens; returns {granted, ms until the next token, rpm} (rpm "0": no
+ * limit known, all granted). The oks are counted in windows of a second: the rate the
+ * deployment serves. A 429 sets the rate to 95% of that (the provider's limit, while it
+ * refuses; before a whole window, what it took so far spread over a second), at most once
+ * in 2 s and not while the rate served is well below the shared rate (stray refusals of a
+ * burst already sent). A 429 before any success is known starts at 600 RPM and doubles
+ * each second while all of it is used (slow start), until a rate served is known. Every
+ * 5 s without a 429 the rate climbs 5% (up to the ceiling when there is one) while the
+ * workers use it all: the limit is probed again, as the one-process limiter does. "set":
+ * the ceiling (--rpm), and the rate when that is higher or unset.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local ok, refused = tonumber(ARGV[4] or '0'), tonumber(ARGV[5] or '0')\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local f = {d..':rpm', d..':tokens', d..':ts', d..':cut', d..':max', d..':win',\n"
-    "           d..':count', d..':served'}\n"
+    "           d..':count', d..':served', d..':slow'}\n"
     "local h = redis.call('HMGET', KEYS[1], unpack(f))\n"
     "local rpm, tok = tonumber(h[1] or '0'), tonumber(h[2] or '0')\n"
     "local ts, cut, max = tonumber(h[3] or now), tonumber(h[4] or '0'), tonumber(h[5] or '0')\n"
     "local win, count = tonumber(h[6] or now), tonumber(h[7] or '0')\n"
-    "local served = tonumber(h[8] or '0')\n"
+    "local served, slow = tonumber(h[8] or '0'), h[9] == '1'\n"
     "if op == 'set' then\n"
     "  if rpm == 0 or rpm > v then rpm = v end\n"
-    "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now)\n"
+    "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now, f[9], 0)\n"
     "  return {0, 0, tostring(rpm)}\n"
     "end\n"
-    "if op == 'done' then\n"
-    "  if now - win >= 5000 then\n"
-    "    served = count * 60000 / (now - win); win = now; count = 0\n"
+    "if now - win >= 1000 then\n"
+    "  served = count * 60000 / (now - win); win = now; count = 0\n"
+    "end\n"
+    "count = count + ok\n"
+    "local base = math.max(served, count * 60000 / math.max(now - win, 1000))\n"
+    "if refused > 0 and (slow or now - cut >= 2000) then\n"
+    "  if base > 0 and (rpm == 0 or slow or base >= 0.8 * rpm) then\n"
+    "    rpm = math.max(1, base * 0.95); slow = false; cut = now; tok = 0; ts = now\n"
+    "  elseif rpm == 0 then\n"
+    "    rpm = 600; slow = true; cut = now; tok = 0; ts = now\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[1], f[6], win, f[7], count + v, f[8], served)\n"
-    "  return {0, 0, tostring(rpm)}\n"
     "end\n"
-    "if op == 'refused' then\n"
-    "  if now - cut < 5000 then return {0, 0, tostring(rpm)} end\n"
-    "  local base = served\n"
-    "  if now - win >= 2000 then base = math.max(base, count * 60000 / (now - win)) end\n"
-    "  if base == 0 then return {0, 0, tostring(rpm)} end\n"
-    "  if rpm > 0 and base < 0.8 * rpm then return {0, 0, tostring(rpm)} end\n"
-    "  rpm = math.max(1, base * 0.95)\n"
-    "  redis.call('HSET', KEYS[1], f[1], rpm, f[4], now, f[2], 0, f[3], now)\n"
-    "  return {0, 0, tostring(rpm)}\n"
-    "end\n"
-    "if rpm == 0 then return {v, 0, '0'} end\n"
-    "if now - cut > 5000 and (max == 0 or rpm < max) and served >= 0.9 * rpm then\n"
-    "  rpm = rpm * 1.05\n"
+    "if rpm > 0 and (max == 0 or rpm < max) and served >= 0.9 * rpm and\n"
+    "   now - cut > (slow and 1000 or 5000) then\n"
+    "  rpm = rpm * (slow and 2 or 1.05)\n"
     "  if max > 0 then rpm = math.min(max, rpm) end\n"
     "  cut = now\n"
-    "  redis.call('HSET', KEYS[1], f[1], rpm, f[4], cut)\n"
     "end\n"
-    "local burst = math.max(1, rpm / 300)\n"
-    "tok = math.min(burst, tok + (now - ts) * rpm / 60000)\n"
-    "local g = math.min(v, math.floor(tok))\n"
-    "tok = tok - g\n"
-    "redis.call('HSET', KEYS[1], f[2], tostring(tok), f[3], now)\n"
-    "local wait = 0\n"
-    "if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
+    "local g, wait = v, 0\n"
+    "if rpm > 0 then\n"
+    "  tok = math.min(math.max(1, rpm / 300), tok + (now - ts) * rpm / 60000)\n"
+    "  g = math.min(v, math.floor(tok))\n"
+    "  tok = tok - g\n"
+    "  if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], f[1], rpm, f[2], tostring(tok), f[3], now, f[4], cut,\n"
+    "           f[6], win, f[7], count, f[8], served, f[9], slow and 1 or 0)\n"
     "return {g, wait, tostring(rpm)}\n";
 
 const char *const sky__redis_scripts[SKY__RS_COUNT] = {create_lua, load_lua, accept_lua, rate_lua};

@@ -36,12 +36,8 @@ typedef struct rsrc {
     sky_error err; /* the run stops with it */
     uv_timer_t timer;
     uint64_t backoff_ms, last_claim_ms, last_beat_ms, beat_count, last_refresh_ms;
-    /* the shared rate limit: tokens leased, or no limit known until unlimited_until */
-    long long tokens, chunk;
-    int leasing, handles_open, bg_outstanding;
+    int handles_open, bg_outstanding;
     uv_timer_t bg_timer;
-    uint64_t unlimited_until;
-    uv_timer_t rate_timer;
     /* what the poll in flight found */
     int got, load_done, canceled, bad;
     long long pending_total, pending_mine;
@@ -366,52 +362,6 @@ static void poll_now(rsrc *s)
         send_claim(s, now);
 }
 
-/* ---- the shared rate limit ---- */
-
-static void on_rate_tick(uv_timer_t *t)
-{
-    wake(t->data); /* the engine asks again, and the lease goes */
-}
-
-static void on_leased(void *ud, long long granted, long long wait_ms, double rpm)
-{
-    rsrc *s = ud;
-    s->leasing = 0;
-    if (s->closing) {
-        maybe_destroy(s);
-        return;
-    }
-    if (granted < 0)
-        return; /* the connection went: on_up wakes the engine */
-    if (rpm <= 0) {
-        s->unlimited_until = uv_now(s->j->loop) + 1000; /* look again in a second */
-    } else {
-        s->tokens += granted;
-        s->chunk = (long long)(rpm / 300); /* a fifth of a second of the shared rate */
-        s->chunk = s->chunk < 1 ? 1 : s->chunk > 32 ? 32 : s->chunk;
-    }
-    if (granted == 0 && rpm > 0)
-        uv_timer_start(&s->rate_timer, on_rate_tick, wait_ms > 1 ? (uint64_t)wait_ms : 1, 0);
-    else
-        wake(s);
-}
-
-/* 1: a request may go now; 0: wait for tokens (a lease or its timer wakes the engine). */
-static int rate_take(rsrc *s)
-{
-    sky_redis_job *j = s->j;
-    if (j->rate_dep[0] == '\0' || uv_now(j->loop) < s->unlimited_until)
-        return 1;
-    if (s->tokens > 0) {
-        s->tokens--;
-        return 1;
-    }
-    if (!s->leasing && !uv_is_active((uv_handle_t *)&s->rate_timer) &&
-        sky__redis_rate_lease(j, s->chunk, on_leased, s) == 0)
-        s->leasing = 1;
-    return 0;
-}
-
 /* Every second: the heartbeat (every 2 s) and the refresh of what is held (claim_idle/3),
  * whether or not the engine is asking for lines. */
 static void on_bg_tick(uv_timer_t *t)
@@ -442,10 +392,6 @@ static int src_next(sky_batch_source *src, sky_batch_source_line *out, sky_error
             return SKY_BATCH_SOURCE_END;
         s->waiting = 1;
         poll_now(s);
-        return SKY_BATCH_SOURCE_WAIT;
-    }
-    if (!rate_take(s)) {
-        s->waiting = 1;
         return SKY_BATCH_SOURCE_WAIT;
     }
     entry *e = s->head;
@@ -502,14 +448,12 @@ static void destroy(rsrc *s)
     s->head = s->cur = NULL;
     s->handed = NULL;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
-    uv_close((uv_handle_t *)&s->rate_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->bg_timer, on_timer_closed);
 }
 
 static void maybe_destroy(rsrc *s)
 {
-    if (s->closing && s->outstanding == 0 && !s->leasing && s->bg_outstanding == 0 &&
-        !s->destroyed) {
+    if (s->closing && s->outstanding == 0 && s->bg_outstanding == 0 && !s->destroyed) {
         s->destroyed = 1;
         destroy(s);
     }
@@ -531,7 +475,6 @@ static void on_up(sky__redis_part *p)
 {
     rsrc *s = (rsrc *)((char *)p - offsetof(rsrc, part));
     poll_now(s);
-    wake(s); /* a lease may have been lost with the connection */
 }
 
 static void on_lost(sky__redis_part *p)
@@ -545,18 +488,15 @@ int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
     rsrc *s = calloc(1, sizeof(*s));
     *out = NULL;
     if (s == NULL || (s->handed = sky_idset_new(0)) == NULL ||
-        uv_timer_init(j->loop, &s->timer) != 0 || uv_timer_init(j->loop, &s->rate_timer) != 0 ||
-        uv_timer_init(j->loop, &s->bg_timer) != 0) {
+        uv_timer_init(j->loop, &s->timer) != 0 || uv_timer_init(j->loop, &s->bg_timer) != 0) {
         if (s)
             sky_idset_free(s->handed);
         free(s);
         return SKY_ENOMEM;
     }
     s->timer.data = s;
-    s->rate_timer.data = s;
     s->bg_timer.data = s;
-    s->handles_open = 3;
-    s->chunk = 8;
+    s->handles_open = 2;
     s->j = j;
     s->base.next = src_next;
     s->base.pause = src_pause;
