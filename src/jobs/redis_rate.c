@@ -23,9 +23,9 @@ typedef struct admitter {
     sky_redis_job *j;
     sky_pipeline *p;         /* the pipeline asking, to wake; NULL once it is freed */
     long long tokens, chunk; /* leased and not yet used; the next lease's size */
-    double rpm;              /* the shared rate at the last lease; 0: none known */
-    uint64_t next_ms;        /* no lease before this (the bucket said wait, or the next look) */
-    long long ok, refused;   /* replies heard since the last lease went */
+    double rpm;       /* the shared rate at the last lease; 0: no limit known; -1: not asked yet */
+    uint64_t next_ms; /* no lease before this (the bucket said wait, or the next look) */
+    long long ok, refused;           /* replies heard since the last lease went */
     long long sent_ok, sent_refused; /* what the lease on its way carries */
     int leasing, closing;
 } admitter;
@@ -122,8 +122,8 @@ static int64_t admit_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
         return 0;
     }
     if (now >= a->next_ms)
-        lease(a, a->rpm > 0 ? a->chunk : 0);
-    if (a->rpm <= 0)
+        lease(a, a->rpm != 0 ? a->chunk : 0);
+    if (a->rpm == 0)
         return 0; /* no limit known: the look above goes on its own */
     if (a->leasing)
         return LEASE_WAIT_MS;
@@ -144,7 +144,9 @@ static void admit_reply(void *ud, sky_pipeline *p, int status, const sky_headers
         return;
     a->refused++;
     a->tokens = 0; /* the bucket's rate is about to change: lease afresh */
-    lease(a, a->rpm > 0 ? a->chunk : 0);
+    if (a->rpm == 0)
+        a->rpm = -1; /* unpaced until now: hold every attempt until the bucket answers */
+    lease(a, a->chunk);
 }
 
 static void admit_free(void *ud, sky_pipeline *p)
@@ -163,6 +165,7 @@ const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j)
         return NULL;
     a->j = j;
     a->chunk = 8;
+    a->rpm = -1; /* the first attempts wait for the first lease: there may be a limit */
     a->hook.acquire = admit_acquire;
     a->hook.on_reply = admit_reply;
     a->hook.on_free = admit_free;

@@ -98,14 +98,18 @@ static const char accept_lua[] =
  * before each, retries too), so the bucket, not the provider, holds the workers back.
  * "lease": up to value tokens; returns {granted, ms until the next token, rpm} (rpm "0": no
  * limit known, all granted). The oks are counted in windows of a second: the rate the
- * deployment serves. A 429 sets the rate to 95% of that (the provider's limit, while it
- * refuses; before a whole window, what it took so far spread over a second), at most once
- * in 2 s and not while the rate served is well below the shared rate (stray refusals of a
- * burst already sent). A 429 before any success is known starts at 600 RPM and doubles
- * each second while all of it is used (slow start), until a rate served is known. Every
- * 5 s without a 429 the rate climbs 5% (up to the ceiling when there is one) while the
- * workers use it all: the limit is probed again, as the one-process limiter does. "set":
- * the ceiling (--rpm), and the rate when that is higher or unset.
+ * deployment serves. The rate is learned as the one-process limiter learns it (BIC): a
+ * 429 takes it to 85% of the rate served then (the limit, while the provider refuses), or
+ * 93% when that is the limit met last time, which is then held (at most 97% of it) for
+ * 10 s; at most once in 2 s, and not while the rate served is well below the shared rate
+ * (stray refusals of a burst already sent). Each second in which the workers use it all,
+ * the rate closes half the gap to that limit (at least 5% of it), and past it probes 5%
+ * higher. Until a first limit is known only whole windows count (the first replies of a
+ * burst would say far too little): the first 429 starts at 600 RPM, doubling each second
+ * while all of it is used (slow start), or going to 80% of a whole window's rate served
+ * when that is more (the limit is taken to be that rate), until a 429 comes once a whole
+ * window's rate served is known (at once, without the 2 s).
+ * "set": the ceiling (--rpm), which becomes the limit met and the rate.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
@@ -113,15 +117,18 @@ static const char rate_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local f = {d..':rpm', d..':tokens', d..':ts', d..':cut', d..':max', d..':win',\n"
-    "           d..':count', d..':served', d..':slow'}\n"
+    "           d..':count', d..':served', d..':slow', d..':wmax', d..':hold', d..':inc'}\n"
     "local h = redis.call('HMGET', KEYS[1], unpack(f))\n"
     "local rpm, tok = tonumber(h[1] or '0'), tonumber(h[2] or '0')\n"
     "local ts, cut, max = tonumber(h[3] or now), tonumber(h[4] or '0'), tonumber(h[5] or '0')\n"
     "local win, count = tonumber(h[6] or now), tonumber(h[7] or '0')\n"
     "local served, slow = tonumber(h[8] or '0'), h[9] == '1'\n"
+    "local wmax, hold, inc = tonumber(h[10] or '0'), tonumber(h[11] or '0'), tonumber(h[12] or "
+    "'0')\n"
     "if op == 'set' then\n"
     "  if rpm == 0 or rpm > v then rpm = v end\n"
-    "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now, f[9], 0)\n"
+    "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now, f[9], 0, f[10], v,\n"
+    "             f[11], now + 10000)\n"
     "  return {0, 0, tostring(rpm)}\n"
     "end\n"
     "if now - win >= 1000 then\n"
@@ -129,18 +136,31 @@ static const char rate_lua[] =
     "end\n"
     "count = count + ok\n"
     "local base = math.max(served, count * 60000 / math.max(now - win, 1000))\n"
+    "if rpm == 0 or slow then base = served end\n"
     "if refused > 0 and (slow or now - cut >= 2000) then\n"
     "  if base > 0 and (rpm == 0 or slow or base >= 0.8 * rpm) then\n"
-    "    rpm = math.max(1, base * 0.95); slow = false; cut = now; tok = 0; ts = now\n"
+    "    local factor = 0.85\n"
+    "    if wmax > 0 and math.abs(base - wmax) <= 0.1 * wmax then\n"
+    "      factor = 0.93; hold = now + 10000\n"
+    "    end\n"
+    "    wmax = base; rpm = math.max(1, base * factor); slow = false\n"
+    "    cut = now; tok = 0; ts = now\n"
     "  elseif rpm == 0 then\n"
     "    rpm = 600; slow = true; cut = now; tok = 0; ts = now\n"
     "  end\n"
-    "end\n"
-    "if rpm > 0 and (max == 0 or rpm < max) and served >= 0.9 * rpm and\n"
-    "   now - cut > (slow and 1000 or 5000) then\n"
-    "  rpm = rpm * (slow and 2 or 1.05)\n"
+    "elseif rpm > 0 and (max == 0 or rpm < max) and served >= 0.9 * rpm and\n"
+    "       now - cut >= 1000 and now - inc >= 1000 then\n"
+    "  if slow and served > 2 * rpm then\n"
+    "    wmax = served; rpm = 0.8 * served; slow = false\n"
+    "  elseif slow or wmax == 0 then\n"
+    "    rpm = rpm * 2\n"
+    "  else\n"
+    "    local r = rpm + math.max((wmax - rpm) / 2, 0.05 * wmax)\n"
+    "    if now < hold and r > 0.97 * wmax then r = math.max(rpm, 0.97 * wmax) end\n"
+    "    rpm = r\n"
+    "  end\n"
     "  if max > 0 then rpm = math.min(max, rpm) end\n"
-    "  cut = now\n"
+    "  inc = now\n"
     "end\n"
     "local g, wait = v, 0\n"
     "if rpm > 0 then\n"
@@ -150,7 +170,8 @@ static const char rate_lua[] =
     "  if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], f[1], rpm, f[2], tostring(tok), f[3], now, f[4], cut,\n"
-    "           f[6], win, f[7], count, f[8], served, f[9], slow and 1 or 0)\n"
+    "           f[6], win, f[7], count, f[8], served, f[9], slow and 1 or 0, f[10], wmax,\n"
+    "           f[11], hold, f[12], inc)\n"
     "return {g, wait, tostring(rpm)}\n";
 
 const char *const sky__redis_scripts[SKY__RS_COUNT] = {create_lua, load_lua, accept_lua, rate_lua};
