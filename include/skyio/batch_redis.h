@@ -116,6 +116,22 @@ SKY_EXTERN int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out
  */
 SKY_EXTERN int sky_redis_job_store_new(sky_redis_job *j, sky_batch_store **out) SKY_NODISCARD;
 
+/**
+ * A worker's store as sky_redis_job_store_new's, with a local journal: while Redis is away
+ * the results waiting in memory are also written (and synced) to the file @p journal, so a
+ * worker that dies during the outage loses none of them; the journal is read at open and
+ * what it holds is handed over first, before the worker reads any request (a worker
+ * restarted with the same journal acknowledges the dead one's entries, and nobody sends
+ * them again). Results of an earlier job of the same name are left out. @p journal NULL:
+ * the first free (not held by a live worker) of $XDG_STATE_HOME/skyio/redis/JOB-K.jsonl
+ * (~/.local/state when XDG_STATE_HOME is unset), K = 0..15. The file goes once a close
+ * finds everything handed over. Reads the file at once (blocking): call at start-up, once
+ * the job is open. 0, or SKY_EIO / SKY_EBUSY (held by another worker) / SKY_ENOMEM with
+ * @p err.
+ */
+SKY_EXTERN int sky_redis_job_store_open(sky_redis_job *j, const char *journal,
+                                        sky_batch_store **out, sky_error *err) SKY_NODISCARD;
+
 /** The load or the collection has ended: @p err NULL when complete. Borrowed arguments. */
 typedef void (*sky_redis_job_done_cb)(sky_redis_job *j, const sky_error *err, void *user_data);
 

@@ -17,7 +17,7 @@ typedef struct cli_dist {
     sky_batch_options o;
     const char *cmd; /* "batch" or "worker" */
     int loader;      /* batch: load INPUT, collect into OUTPUT */
-    const char *input, *output, *errors, *url_text, *job_name, *base_url, *cacert;
+    const char *input, *output, *errors, *url_text, *job_name, *base_url, *cacert, *journal;
     int prefer_azure, json_out, retry_failed;
     long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, claim_idle;
     sky_redis_url url;
@@ -69,6 +69,8 @@ static int value_opt(cli_dist *c, const char *a, const char *v)
         c->base_url = v;
     else if (!strcmp(a, "--cacert"))
         c->cacert = v;
+    else if (!strcmp(a, "--journal"))
+        c->journal = v;
     else
         return 1;
     return 0;
@@ -358,7 +360,8 @@ static int open_batch(cli_dist *c)
         return rc;
     if (sky_redis_job_source_new(c->job, &src) < 0)
         return SKY_EXIT_START;
-    if (sky_redis_job_store_new(c->job, &store) < 0) {
+    if (sky_redis_job_store_open(c->job, c->journal, &store, &err) < 0) {
+        fprintf(stderr, "skyio %s: the journal: %s\n", c->cmd, err.message);
         src->close(src);
         return SKY_EXIT_START;
     }

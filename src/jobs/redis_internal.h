@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "skyio/batch_redis.h"
+#include "skyio/journal.h"
 
 /* The scripts, loaded at each connection (SCRIPT LOAD) and run by EVALSHA. */
 enum { SKY__RS_CREATE, SKY__RS_LOAD, SKY__RS_ACCEPT, SKY__RS_RATE, SKY__RS_COUNT };
@@ -75,6 +76,23 @@ struct sky_redis_job {
 void sky__redis_rate_on_up(sky_redis_job *j);
 /* The job closes: the admitter goes (once its lease has answered). */
 void sky__redis_rate_stop(sky_redis_job *j);
+
+/* The worker's local journal (redis_journal.c). Open @p path, or with NULL the first free
+ * default file for @p job; *out_path gets the path (the caller frees it). NULL with @p err. */
+sky_journal *sky__redis_journal_open(uv_loop_t *loop, const char *path, const char *job,
+                                     char **out_path, sky_error *err);
+/* Append one result (a custom_id already there is not written twice): 0 or sky_journal_append's
+ * error (SKY_EBUSY: wait for its on_drain). */
+int sky__redis_journal_put(sky_journal *jr, const char *job, const char *cid, const char *entry,
+                           int failed, const char *line, size_t len);
+/* Each result of the file at @p path (borrowed strings; @p job the token of the job it is
+ * for); a nonzero return stops the read. */
+typedef int (*sky__redis_journal_each_cb)(void *ud, const char *job, const char *cid,
+                                          const char *entry, int failed, const char *line,
+                                          size_t len);
+/* Read the results back (at start-up: blocking reads). 0, or the error with @p err. */
+int sky__redis_journal_read(const char *path, sky__redis_journal_each_cb each, void *ud,
+                            sky_error *err);
 
 /* Send one command (argv with lengths; lens NULL: NUL-terminated). 0, or SKY_ECONNECT when
  * not connected (nothing sent; @p cb not called). @p cb gets a NULL reply when the

@@ -1,8 +1,10 @@
 /*
  * A worker's store: results handed back to the job. Results queue in memory and go in
  * batches, one script per batch (it keeps the first result of each custom_id and
- * acknowledges the entries), one batch in flight. While Redis is away the queue waits; a
- * batch whose reply was lost goes again (the script is idempotent).
+ * acknowledges the entries), one batch in flight. While Redis is away the queue waits, and
+ * with a journal (redis_journal.c) what waits is written there too, so a worker that dies
+ * during an outage loses nothing: the next worker to open that journal hands it over first.
+ * A batch whose reply was lost goes again (the script is idempotent).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "skyio/log.h"
 #include "redis_internal.h"
 
 #define BATCH_MAX 256
@@ -24,6 +27,7 @@ typedef struct result {
     char *cid, *id, *line;
     size_t line_len;
     int failed;
+    int journaled; /* in the journal file, or queued for it */
 } result;
 
 typedef struct rstore {
@@ -38,6 +42,11 @@ typedef struct rstore {
     sky_batch_store_closed_cb close_cb;
     void *close_ud;
     uv_timer_t timer;
+    sky_journal *jr; /* NULL: none, or closed */
+    char *jr_path;
+    int jr_broken; /* a write failed: the journal is no longer counted on */
+    int gone;      /* of the timer and the journal, those closed */
+    uint64_t unwritten;
 } rstore;
 
 static void flush(rstore *s);
@@ -66,9 +75,39 @@ static uint64_t count_list(const result *r)
     return n;
 }
 
+static void store_free(rstore *s)
+{
+    free(s->jr_path);
+    free(s);
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    rstore *s = h->data;
+    if (++s->gone == 2)
+        store_free(s);
+}
+
+static void report_closed(rstore *s)
+{
+    if (s->close_cb)
+        s->close_cb(&s->base, s->failure.code ? &s->failure : NULL, s->unwritten, s->close_ud);
+    if (++s->gone == 2)
+        store_free(s);
+}
+
+/* Everything it held is in Redis: the journal has nothing left to keep. */
+static void on_journal_closed(sky_journal *jr, const sky_error *err, void *ud)
+{
+    rstore *s = ud;
+    uv_fs_t req;
+    (void)jr;
+    if (s->unwritten == 0 && s->failure.code == 0 && (err == NULL || err->code == 0) &&
+        !s->jr_broken) {
+        (void)uv_fs_unlink(NULL, &req, s->jr_path, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    report_closed(s);
 }
 
 static void finish(rstore *s)
@@ -76,16 +115,43 @@ static void finish(rstore *s)
     if (s->finished)
         return;
     s->finished = 1;
-    uint64_t unwritten = count_list(s->head) + count_list(s->sending);
+    s->unwritten = count_list(s->head) + count_list(s->sending);
     sky__redis_remove_part(s->j, &s->part);
     if (s->j->store == &s->base)
         s->j->store = NULL;
-    if (s->close_cb)
-        s->close_cb(&s->base, s->failure.code ? &s->failure : NULL, unwritten, s->close_ud);
     free_list(s->head);
     free_list(s->sending);
     s->head = s->sending = NULL;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    sky_journal *jr = s->jr;
+    s->jr = NULL;
+    if (jr == NULL || sky_journal_close(jr, on_journal_closed, s) != 0)
+        report_closed(s);
+}
+
+/*
+ * While Redis is away, what waits here goes to the journal too (once each): a crash then
+ * loses nothing. Stops at SKY_EBUSY, and the journal's on_drain calls again.
+ */
+static void journal_queue(rstore *s)
+{
+    if (s->jr == NULL || s->jr_broken || s->j->up)
+        return;
+    for (result *r = s->head; r; r = r->next) {
+        if (r->journaled)
+            continue;
+        int rc = sky__redis_journal_put(s->jr, s->j->token, r->cid, r->id, r->failed, r->line,
+                                        r->line_len);
+        if (rc == SKY_EBUSY)
+            return;
+        if (rc < 0) {
+            SKY_WARN("redis", "the worker's journal %s: %s; results wait in memory only",
+                     s->jr_path, sky_strerror(rc));
+            s->jr_broken = 1;
+            return;
+        }
+        r->journaled = 1;
+    }
 }
 
 static void fail(rstore *s, const sky_error *err)
@@ -145,6 +211,7 @@ static void on_accepted(redisAsyncContext *ac, void *reply, void *ud)
     }
     if (r == NULL) {
         requeue(s); /* the connection went: this batch goes again on the next */
+        journal_queue(s);
         return;
     }
     if (sky__redis_is_error(r, "NOJOB")) {
@@ -210,6 +277,8 @@ static int send_batch(rstore *s)
 
 static void flush(rstore *s)
 {
+    if (!s->j->up)
+        journal_queue(s);
     if (s->flushing || s->head == NULL || !s->j->up || s->j->lost)
         return;
     uv_timer_stop(&s->timer);
@@ -262,7 +331,7 @@ static int st_append(sky_batch_store *st, const sky_batch_record *rec)
         s->head = r;
     s->tail = r;
     s->queued++;
-    if (s->queued >= BATCH_SOON)
+    if (s->queued >= BATCH_SOON || !s->j->up)
         flush(s);
     else if (!uv_is_active((uv_handle_t *)&s->timer))
         uv_timer_start(&s->timer, on_flush_tick, FLUSH_MS, 0);
@@ -294,13 +363,76 @@ static void on_lost(sky__redis_part *p)
     fail(s, &s->j->lost_err);
 }
 
-int sky_redis_job_store_new(sky_redis_job *j, sky_batch_store **out)
+static void enqueue(rstore *s, result *r)
+{
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->queued++;
+}
+
+/* A result the journal kept (a crash during an outage): handed over before anything else. */
+static int recover_one(void *ud, const char *job, const char *cid, const char *entry, int failed,
+                       const char *line, size_t len)
+{
+    rstore *s = ud;
+    if (strcmp(job, s->j->token) != 0) {
+        s->unwritten++; /* of a job since deleted: nowhere to go */
+        return 0;
+    }
+    result *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->cid = strdup(cid)) == NULL || (r->id = strdup(entry)) == NULL ||
+        (r->line = malloc(len + 1)) == NULL) {
+        if (r)
+            result_free(r);
+        return SKY_ENOMEM;
+    }
+    memcpy(r->line, line, len);
+    r->line[len] = '\0';
+    r->line_len = len;
+    r->failed = failed;
+    r->journaled = 1;
+    enqueue(s, r);
+    return 0;
+}
+
+static void on_journal_drain(sky_journal *jr, void *ud)
+{
+    (void)jr;
+    journal_queue(ud);
+}
+
+static void on_journal_error(sky_journal *jr, const sky_error *err, void *ud)
+{
+    rstore *s = ud;
+    (void)jr;
+    SKY_WARN("redis", "the worker's journal: %s; results wait in memory only", err->message);
+    s->jr_broken = 1;
+}
+
+/* Open the journal and take back what it holds (blocking reads: at start-up). */
+static int open_journal(rstore *s, const char *path, sky_error *err)
+{
+    s->jr = sky__redis_journal_open(s->j->loop, path, s->j->name, &s->jr_path, err);
+    if (s->jr == NULL)
+        return err->code ? err->code : SKY_EIO;
+    sky_journal_set_handlers(s->jr, on_journal_error, on_journal_drain, s);
+    int rc = sky__redis_journal_read(s->jr_path, recover_one, s, err);
+    if (rc == 0 && s->unwritten)
+        SKY_WARN("redis", "%s: %llu results of an earlier job of this name left out", s->jr_path,
+                 (unsigned long long)s->unwritten);
+    s->unwritten = 0;
+    return rc;
+}
+
+static rstore *store_new(sky_redis_job *j)
 {
     rstore *s = calloc(1, sizeof(*s));
-    *out = NULL;
     if (s == NULL || uv_timer_init(j->loop, &s->timer) != 0) {
         free(s);
-        return SKY_ENOMEM;
+        return NULL;
     }
     s->timer.data = s;
     s->j = j;
@@ -309,8 +441,53 @@ int sky_redis_job_store_new(sky_redis_job *j, sky_batch_store **out)
     s->base.close = st_close;
     s->part.on_up = on_up;
     s->part.on_lost = on_lost;
+    return s;
+}
+
+int sky_redis_job_store_new(sky_redis_job *j, sky_batch_store **out)
+{
+    rstore *s = store_new(j);
+    *out = NULL;
+    if (s == NULL)
+        return SKY_ENOMEM;
     sky__redis_add_part(j, &s->part);
     j->store = &s->base;
     *out = &s->base;
+    return 0;
+}
+
+/* A store that fails to open goes without having been anyone's: its timer, then it. */
+static void on_unused_closed(uv_handle_t *h)
+{
+    rstore *s = h->data;
+    free_list(s->head);
+    store_free(s);
+}
+
+static void on_unused_journal_closed(sky_journal *jr, const sky_error *err, void *ud)
+{
+    rstore *s = ud;
+    (void)jr;
+    (void)err;
+    uv_close((uv_handle_t *)&s->timer, on_unused_closed);
+}
+
+int sky_redis_job_store_open(sky_redis_job *j, const char *journal, sky_batch_store **out,
+                             sky_error *err)
+{
+    rstore *s = store_new(j);
+    *out = NULL;
+    if (s == NULL)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    int rc = open_journal(s, journal, err);
+    if (rc != 0) {
+        if (s->jr == NULL || sky_journal_close(s->jr, on_unused_journal_closed, s) != 0)
+            uv_close((uv_handle_t *)&s->timer, on_unused_closed);
+        return rc;
+    }
+    sky__redis_add_part(j, &s->part);
+    j->store = &s->base;
+    *out = &s->base;
+    flush(s); /* what the journal held goes first, before this worker reads anything */
     return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * One batch, many machines: `skyio batch --redis` and `skyio worker` against a real
  * redis-server and `skyio mock`, every one a real process on loopback. The faults: a worker
- * killed with -9, Redis stopped for 10 s (with its append-only file), Redis back empty, and
- * a Redis URL that cannot work.
+ * killed with -9, Redis stopped for 10 s (with its append-only file), a worker killed
+ * during such an outage and started again on its journal, Redis back empty, and a Redis
+ * URL that cannot work. Workers keep their journals in the test's folder.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -97,6 +98,7 @@ static pid_t spawn(const dist_env *e, const char *name, const char *const *args)
         dup2(fd, 1);
         setenv("OPENAI_API_KEY", "test-key", 1);
         setenv("OPENAI_BASE_URL", base, 1);
+        setenv("XDG_STATE_HOME", e->dir, 1);
         unsetenv("REDIS_PASSWORD");
         execv(SKY_TEST_BIN, (char *const *)(uintptr_t)argv);
         _exit(127);
@@ -337,6 +339,65 @@ static void test_redis_outage(void **state)
     env_close(&e);
 }
 
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = getc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Redis is away: wait until the worker's journal holds results and nothing more is sent. */
+static int wait_journaled(const dist_env *e, const char *journal)
+{
+    int64_t before = -1;
+    for (int t = 0; t < 150; t++) {
+        int64_t now = mock_chats(&e->m);
+        if (count_lines(journal) > 0 && now == before)
+            return count_lines(journal);
+        before = now;
+        sleep_ms(t < 5 ? 200 : 1000);
+    }
+    return 0;
+}
+
+/*
+ * A worker killed with -9 during an outage keeps what it had done in its journal; started
+ * again on the same journal once Redis is back, it hands those results over before it reads
+ * anything, so nobody sends them again: every request was sent exactly once.
+ */
+static void test_outage_journal(void **state)
+{
+    (void)state;
+    dist_env e;
+    const int n = 300;
+    char journal[400];
+    env_open(&e, n, "50", 1);
+    snprintf(journal, sizeof(journal), "%s/worker.journal", e.dir);
+    const char *const wargs[] = {"worker",        "--redis", e.r.url,     "--job", "oj",
+                                 "--concurrency", "8",       "--journal", journal, NULL};
+    const char *const bargs[] = {
+        "batch", e.in, "-o", e.out, "--redis", e.r.url, "--job", "oj", "--concurrency", "8", NULL};
+    pid_t loader = spawn(&e, "loader", bargs);
+    pid_t worker = spawn(&e, "worker", wargs);
+    assert_true(sky_test_wait_stat(NULL, &e.m, "endpoints.chat", 80, 30000) >= 80);
+    sky_test_redis_stop(&e.r);
+    assert_true(wait_journaled(&e, journal) > 0);
+    kill(worker, SIGKILL);
+    assert_int_equal(wait_exit(worker, 5000), 128 + SIGKILL);
+    sky_test_redis_restart(&e.r, 0);
+    worker = spawn(&e, "worker2", wargs);
+    assert_int_equal(wait_exit(loader, 60000), 0);
+    assert_int_equal(wait_exit(worker, 20000), 0);
+    assert_output_once(e.out, n);
+    assert_int_equal(mock_chats(&e.m), n);       /* the journaled ones were not sent again */
+    assert_int_equal(access(journal, F_OK), -1); /* all handed over: the journal is gone */
+    env_close(&e);
+}
+
 /*
  * Redis back empty (the job's state gone): the loader and the worker stop with a clear
  * error (exit 3), and nothing more is sent.
@@ -465,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_kill9_worker),
         cmocka_unit_test(test_redis_back_empty),
         cmocka_unit_test(test_redis_outage),
+        cmocka_unit_test(test_outage_journal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
