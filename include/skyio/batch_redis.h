@@ -139,11 +139,14 @@ typedef void (*sky_redis_job_done_cb)(sky_redis_job *j, const sky_error *err, vo
  * The loader: every line of @p lines (borrowed; the caller closes it after @p cb) into the
  * job, each custom_id once, bad lines and duplicates as error records; lines @p local
  * (borrowed, may be NULL) already holds are left out. Lines below the job's load cursor are
- * read but not sent again. When all are in, load_done is set and @p cb runs.
+ * read but not sent again. When all are in, load_done is set and @p cb runs. With @p text,
+ * each line is a prompt (sky_batchline_text_parse with @p line_opts' model, system...): the
+ * job gets the chat request made of it, custom_id line-N, so workers send it as any other.
  */
 SKY_EXTERN int sky_redis_job_load(sky_redis_job *j, sky_batch_source *lines,
-                                  const sky_batchline_options *line_opts, sky_batch_store *local,
-                                  sky_redis_job_done_cb cb, void *user_data) SKY_NODISCARD;
+                                  const sky_batchline_options *line_opts, int text,
+                                  sky_batch_store *local, sky_redis_job_done_cb cb,
+                                  void *user_data) SKY_NODISCARD;
 
 /** What the collector has written. */
 typedef struct sky_redis_collect_stats {

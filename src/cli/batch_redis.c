@@ -19,6 +19,7 @@ typedef struct cli_dist {
     int loader;      /* batch: load INPUT, collect into OUTPUT */
     const char *input, *output, *errors, *url_text, *job_name, *base_url, *cacert, *journal;
     int prefer_azure, json_out, retry_failed;
+    int text; /* batch: INPUT's lines are prompts; the job holds the requests made of them */
     long long rpm, tpm, concurrency, max_concurrency, max_retries, timeout_ms, claim_idle;
     sky_redis_url url;
     sky_loop *loop;
@@ -72,7 +73,7 @@ static int value_opt(cli_dist *c, const char *a, const char *v)
     else if (!strcmp(a, "--journal"))
         c->journal = v;
     else
-        return 1;
+        return c->loader ? sky_cli_redis_text_opt(&c->o, a, v) : 1;
     return 0;
 }
 
@@ -86,6 +87,8 @@ static int flag_opt(cli_dist *c, const char *a)
         c->json_out = 1;
     else if (!strcmp(a, "--retry-failed"))
         c->retry_failed = 1;
+    else if (!strcmp(a, "--text") && c->loader)
+        c->text = 1;
     else
         return 1;
     return 0;
@@ -123,21 +126,9 @@ static int parse_args(cli_dist *c, int argc, char **argv)
         return fprintf(stderr, "skyio batch: INPUT is required\n"), -1;
     if (c->loader && strcmp(c->input, "-") == 0)
         return fprintf(stderr, "skyio batch: --redis loads a file, not standard input\n"), -1;
+    if (c->text && c->o.line.model == NULL)
+        return fprintf(stderr, "skyio batch: --text needs --model\n"), -1;
     return 0;
-}
-
-/* The password must not stay readable in `ps`: overwrite the URL's userinfo in argv. */
-void sky_cli_redis_scrub_argv(int argc, char **argv)
-{
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--redis") != 0)
-            continue;
-        char *v = argv[i + 1], *at = strrchr(v, '@'), *start = strstr(v, "://");
-        if (at == NULL || start == NULL || at < start)
-            continue;
-        for (char *p = start + 3; p < at; p++)
-            *p = '*';
-    }
 }
 
 /* A bad URL cannot start anything: exit 3, with the cause (never the password). */
@@ -300,7 +291,7 @@ static int open_files(cli_dist *c)
 
 static int start_loader(cli_dist *c)
 {
-    if (sky_redis_job_load(c->job, c->lines, &c->o.line, c->local, on_loaded, c) < 0 ||
+    if (sky_redis_job_load(c->job, c->lines, &c->o.line, c->text, c->local, on_loaded, c) < 0 ||
         sky_redis_job_collect(c->job, c->local, on_collected, c) < 0)
         return fprintf(stderr, "skyio batch: out of memory\n"), SKY_EXIT_START;
     return 0;

@@ -59,5 +59,9 @@ int sky_cli_worker(int argc, char **argv);
 int sky_cli_job(int argc, char **argv);
 /* Overwrite the password of every --redis URL in argv, so `ps` does not show it. */
 void sky_cli_redis_scrub_argv(int argc, char **argv);
+/* The --text mode's flags (--model, --system...) with --redis (batch_redis_args.c): 0, -1
+ * (said why), or 1 when @p a is not one of them. */
+struct sky_batch_options;
+int sky_cli_redis_text_opt(struct sky_batch_options *o, const char *a, const char *v);
 
 #endif

@@ -22,6 +22,7 @@ typedef struct rload {
     sky_redis_job *j;
     sky_batch_source *lines;
     sky_batchline_options lo;
+    int text; /* each line a prompt: the job gets the chat request made of it */
     sky_batch_store *local;
     sky_redis_job_done_cb cb;
     void *ud;
@@ -143,10 +144,33 @@ static sky_span trim_eol(sky_span s)
     return s;
 }
 
-static int add_request(rload *l, const sky_batch_source_line *line, const char *cid)
+/*
+ * In text mode the job holds the request made of the prompt, a Batch input line like any
+ * other, so workers need no --text or --model of their own. The custom_id is line-N and
+ * the url a static path: neither needs escaping; the body is the JSON text made for it.
+ */
+static int add_text_request(rload *l, const sky_batchline_request *req, uint64_t n)
 {
+    static const char fmt[] =
+        "{\"custom_id\":\"%s\",\"method\":\"POST\",\"url\":\"%s\",\"body\":%s}";
+    size_t cap = sizeof(fmt) + strlen(req->custom_id) + strlen(req->url) + req->body_len;
+    char *line = malloc(cap);
+    if (line == NULL)
+        return SKY_ENOMEM;
+    int len = snprintf(line, cap, fmt, req->custom_id, req->url, req->body);
+    int rc = chunk_add(l, "r", sky_span_cstr(req->custom_id), n, sky_span_make(line, (size_t)len));
+    free(line);
+    return rc;
+}
+
+static int add_request(rload *l, const sky_batch_source_line *line,
+                       const sky_batchline_request *req)
+{
+    const char *cid = req->custom_id;
     if (line->number <= l->cursor || (l->local && l->local->is_done(l->local, cid)))
         return 0;
+    if (l->text)
+        return add_text_request(l, req, line->number);
     return chunk_add(l, "r", sky_span_cstr(cid), line->number, trim_eol(line->text));
 }
 
@@ -159,7 +183,8 @@ static int add_line(rload *l, const sky_batch_source_line *line)
         return add_bad(l, &le, "input");
     }
     memset(&req, 0, sizeof(req));
-    int rc = sky_batchline_parse(line->text, line->number, &l->lo, &req, &le);
+    int rc = l->text ? sky_batchline_text_parse(line->text, line->number, &l->lo, &req, &le)
+                     : sky_batchline_parse(line->text, line->number, &l->lo, &req, &le);
     if (rc == SKY_BATCHLINE_BLANK)
         return 0;
     if (rc < 0) {
@@ -176,7 +201,7 @@ static int add_line(rload *l, const sky_batch_source_line *line)
         sky_batchline_error_duplicate(&le, line->number, 0, id);
         rc = add_bad(l, &le, "duplicate");
     } else {
-        rc = added < 0 ? added : add_request(l, line, req.custom_id);
+        rc = added < 0 ? added : add_request(l, line, &req);
     }
     sky_batchline_request_free(&req);
     return rc;
@@ -313,7 +338,7 @@ static void on_lost(sky__redis_part *p)
 }
 
 int sky_redis_job_load(sky_redis_job *j, sky_batch_source *lines,
-                       const sky_batchline_options *line_opts, sky_batch_store *local,
+                       const sky_batchline_options *line_opts, int text, sky_batch_store *local,
                        sky_redis_job_done_cb cb, void *user_data)
 {
     rload *l = calloc(1, sizeof(*l));
@@ -327,6 +352,7 @@ int sky_redis_job_load(sky_redis_job *j, sky_batch_source *lines,
         l->lo = *line_opts;
     else
         sky_batchline_options_init(&l->lo);
+    l->text = text;
     l->local = local;
     l->cb = cb;
     l->ud = user_data;

@@ -136,8 +136,8 @@ static void read_log(const dist_env *e, const char *name, char *out, size_t cap)
     read_text(path, out, cap);
 }
 
-/* Every req-0..n-1 exactly once in OUTPUT, each a success; nothing else. */
-static void assert_output_once(const char *path, int n)
+/* Every custom_id @p prefix + first..first+n-1 exactly once in OUTPUT, each a success. */
+static void assert_output_ids(const char *path, int n, const char *prefix, int first)
 {
     FILE *f = fopen(path, "r");
     char *line = NULL;
@@ -159,12 +159,18 @@ static void assert_output_once(const char *path, int n)
     free(line);
     fclose(f);
     assert_int_equal(lines, n);
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < first + n; i++) {
         char id[32];
-        snprintf(id, sizeof(id), "req-%d", i);
+        snprintf(id, sizeof(id), "%s%d", prefix, i);
         assert_non_null(json_object_get(seen, id));
     }
     json_decref(seen);
+}
+
+/* Every req-0..n-1 exactly once in OUTPUT, each a success; nothing else. */
+static void assert_output_once(const char *path, int n)
+{
+    assert_output_ids(path, n, "req-", 0);
 }
 
 static int64_t mock_chats(const sky_test_mock *m)
@@ -399,6 +405,36 @@ static void test_outage_journal(void **state)
 }
 
 /*
+ * --text with --redis: the loader makes a chat request of each prompt line (custom_id
+ * line-N), so a worker started without --text or --model sends them as any other.
+ */
+static void test_text_mode(void **state)
+{
+    (void)state;
+    dist_env e;
+    const int n = 40;
+    env_open(&e, 0, "10", 0);
+    FILE *f = fopen(e.in, "w");
+    assert_non_null(f);
+    for (int i = 1; i <= n; i++)
+        fprintf(f, "Say \"%d\" in words, please.\n", i);
+    fclose(f);
+    const char *const wargs[] = {"worker", "--redis", e.r.url, "--job", "txt", NULL};
+    const char *const bargs[] = {"batch",       e.in,       "-o",        e.out,    "--redis",
+                                 e.r.url,       "--job",    "txt",       "--text", "--model",
+                                 "gpt-4o-mini", "--system", "Be brief.", NULL};
+    pid_t worker = spawn(&e, "worker", wargs);
+    pid_t loader = spawn(&e, "loader", bargs);
+    assert_int_equal(wait_exit(loader, 30000), 0);
+    assert_int_equal(wait_exit(worker, 20000), 0);
+    assert_output_ids(e.out, n, "line-", 1);
+    assert_int_equal(mock_chats(&e.m), n);
+    const char *const bad[] = {"batch", e.in, "--redis", e.r.url, "--job", "t2", "--text", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "nomodel", bad), 10000), 2); /* --text needs --model */
+    env_close(&e);
+}
+
+/*
  * Redis back empty (the job's state gone): the loader and the worker stop with a clear
  * error (exit 3), and nothing more is sent.
  */
@@ -527,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_redis_back_empty),
         cmocka_unit_test(test_redis_outage),
         cmocka_unit_test(test_outage_journal),
+        cmocka_unit_test(test_text_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
