@@ -9,8 +9,8 @@
  *   valgrind --tool=callgrind --collect-atstart=no bench_h1client ...
  * only the other 90% are counted (CALLGRIND_TOGGLE_COLLECT), so the totals divided by the
  * requests counted are instructions per request. Prints: mode, requests, errors, statuses
- * other than 200, requests counted, sockets the pool holds at the end, the last reply's body bytes and header
- * count in the first slot.
+ * other than 200, requests counted, sockets the pool holds at the end, the last reply's body bytes
+ * and header count in the first slot.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -30,8 +30,9 @@
 #define CALLGRIND_TOGGLE_COLLECT
 #endif
 
-static const char BODY[] = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "\"hello\"}],\"max_tokens\":5}";
+static const char BODY[] =
+    "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
+    "\"hello\"}],\"max_tokens\":5}";
 
 typedef struct bench bench;
 
@@ -234,8 +235,8 @@ static void curl_on_headers(sky_http_request *req, int status, const sky_headers
         s->status = -1;
 }
 
-static void curl_on_done(sky_http_request *req, const sky_http_response *res,
-                         const sky_error *err, void *ud)
+static void curl_on_done(sky_http_request *req, const sky_http_response *res, const sky_error *err,
+                         void *ud)
 {
     (void)req, (void)res;
     slot *s = ud;
