@@ -1,6 +1,7 @@
 /*
- * The few fields the gateway reads of a request body (model, stream, max_tokens), by a
- * scan that builds no tree: the body itself goes upstream as it came.
+ * The few fields the gateway reads of a request body (model, stream, max_tokens, whether
+ * "temperature" is 0), by a scan that builds no tree: the body itself goes upstream as it
+ * came.
  */
 #include <stdlib.h>
 
@@ -10,7 +11,7 @@
 /* The body's nesting the gateway accepts; deeper is refused as malformed. */
 #define GW_BODY_MAX_DEPTH 64
 
-enum { FIELD_NONE, FIELD_MODEL, FIELD_STREAM, FIELD_MAX_TOKENS };
+enum { FIELD_NONE, FIELD_MODEL, FIELD_STREAM, FIELD_MAX_TOKENS, FIELD_TEMPERATURE };
 
 typedef struct body_scan {
     gw_body *out;
@@ -27,6 +28,7 @@ static int on_key(void *ud, int depth, sky_span key)
                : sky_span_eq_cstr(key, "stream")                ? FIELD_STREAM
                : sky_span_eq_cstr(key, "max_tokens")            ? FIELD_MAX_TOKENS
                : sky_span_eq_cstr(key, "max_completion_tokens") ? FIELD_MAX_TOKENS
+               : sky_span_eq_cstr(key, "temperature")           ? FIELD_TEMPERATURE
                                                                 : FIELD_NONE;
     return 0;
 }
@@ -37,6 +39,17 @@ static void set_model(gw_body *b, const char *p, size_t len)
     memcpy(b->model, p, n);
     b->model[n] = '\0';
     b->has_model = 1;
+}
+
+/* A number as written equal to 0 ("0", "0.0", "-0", "0e5"). */
+static int number_is_zero(sky_json_kind kind, sky_span value)
+{
+    char text[32];
+    if ((kind != SKY_JSON_INTEGER && kind != SKY_JSON_REAL) || value.len >= sizeof(text))
+        return 0;
+    memcpy(text, value.ptr, value.len);
+    text[value.len] = '\0';
+    return strtod(text, NULL) == 0.0;
 }
 
 static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span value)
@@ -50,6 +63,8 @@ static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span value)
         s->out->stream = kind == SKY_JSON_TRUE;
     else if (s->field == FIELD_MAX_TOKENS && kind == SKY_JSON_INTEGER && value.len < 19)
         s->out->max_tokens = strtoll(value.ptr, NULL, 10);
+    else if (s->field == FIELD_TEMPERATURE)
+        s->out->temperature_zero = number_is_zero(kind, value);
     s->field = FIELD_NONE;
     return 0;
 }
@@ -82,6 +97,8 @@ static int read_tree(sky_span body, gw_body *out, sky_error *err)
     out->stream = sky_json_bool(doc, "stream", 0);
     out->max_tokens =
         sky_json_int(doc, "max_tokens", sky_json_int(doc, "max_completion_tokens", 0));
+    json_t *t = json_object_get(doc, "temperature");
+    out->temperature_zero = json_is_number(t) && json_number_value(t) == 0.0;
     json_decref(doc);
     return 0;
 }

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "skyio/json.h"
 #include "cache_internal.h"
 #include "stores.h"
 
@@ -172,42 +171,6 @@ size_t sky__gw_cache_max_entry(const sky_gateway *g)
     return conf_of(g)->max_entry;
 }
 
-/* The root member "temperature" is a number equal to 0. */
-typedef struct temp_scan {
-    int at_temperature;
-    int zero;
-} temp_scan;
-
-static int on_key(void *ud, int depth, sky_span key)
-{
-    temp_scan *s = ud;
-    s->at_temperature = depth == 1 && sky_span_eq_cstr(key, "temperature");
-    return 0;
-}
-
-static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span value)
-{
-    temp_scan *s = ud;
-    if (depth != 1 || !s->at_temperature)
-        return 0;
-    char text[32];
-    int number = kind == SKY_JSON_INTEGER || kind == SKY_JSON_REAL;
-    if (number && value.len < sizeof(text)) {
-        memcpy(text, value.ptr, value.len);
-        text[value.len] = '\0';
-        s->zero = strtod(text, NULL) == 0.0;
-    }
-    return 1; /* the member was found: nothing more to read */
-}
-
-static int temperature_zero(sky_span body)
-{
-    static const sky_json_visitor visitor = {on_key, on_scalar, NULL, NULL};
-    temp_scan s = {0, 0};
-    /* 1 when the member was found; a body deeper than 64 is refused upstream anyway */
-    return sky_json_scan(body, 64, &visitor, &s) == 1 && s.zero;
-}
-
 int sky__gw_cache_by_default(const gw_request *q)
 {
     const gw_cache_conf *c = conf_of(q->g);
@@ -216,5 +179,5 @@ int sky__gw_cache_by_default(const gw_request *q)
     const conf_model *m = find(c, q->asked->name);
     if (m)
         return m->on;
-    return c->temperature_zero && q->op != GW_OP_EMBEDDINGS && temperature_zero(q->body);
+    return c->temperature_zero && q->op != GW_OP_EMBEDDINGS && q->temperature_zero;
 }

@@ -159,6 +159,7 @@ typedef struct gw_body {
     int has_model;   /* a string "model" */
     int stream;      /* "stream": true */
     int64_t max_tokens;
+    int temperature_zero; /* "temperature": a number equal to 0 (the cache's default rule) */
 } gw_body;
 
 /* Tokens a reply says it used; -1: it did not say. cached: of prompt, those the upstream
@@ -204,6 +205,7 @@ typedef struct gw_request {
     char tail[2];   /* the last two bytes sent, to know an SSE event boundary */
     /* the response cache (cache.c): GW_CACHE_* asked, a lookup under way, hex SHA-256 */
     int cache_mode;
+    int temperature_zero; /* the body's (gw_body) */
     gw_cache_lookup *lookup;
     char cache_key[GW_CACHE_KEY_LEN + 1];
     /* the Responses API (responses_turn.h): the body rebuilt with the earlier turns (q->body

@@ -502,6 +502,7 @@ void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op o
     q->asked = q->model = m;
     q->op = op;
     q->stream = op != GW_OP_EMBEDDINGS && b->stream;
+    q->temperature_zero = b->temperature_zero;
     q->body_model = b->has_model && strcmp(b->model, m->name) == 0 ? m->name : NULL;
     q->body = sky_server_req_body(r);
     q->t = sky__gw_table_ref(a->t);

@@ -85,7 +85,8 @@ static void test_refused(void **state)
     refused("{\"temperature_zero\": \"yes\"}", "temperature_zero");
 }
 
-/* Whether a request of @p op for @p model with @p body is cached without a header. */
+/* Whether a request of @p op for @p model with @p body is cached without a header (the
+ * body read as the gateway reads it: body.c). */
 static int by_default(const gw_cache_conf *c, gw_op op, const char *model, const char *body)
 {
     sky_gateway g;
@@ -99,7 +100,11 @@ static int by_default(const gw_cache_conf *c, gw_op op, const char *model, const
     q.g = &g;
     q.asked = &m;
     q.op = op;
-    q.body = sky_span_cstr(body);
+    gw_body b;
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(sky__gw_body_read(sky_span_cstr(body), &b, &err), 0);
+    q.temperature_zero = b.temperature_zero;
     return sky__gw_cache_by_default(&q);
 }
 
