@@ -1,4 +1,4 @@
-// The official OpenAI Node SDK as a client of `skyio serve` (run by test_serve.c):
+// The official OpenAI Node SDK as a client of `skyio serve` (run by test_serve_routes.c):
 // chat, a streamed chat, embeddings (the SDK's default base64 encoding), responses plain
 // and streamed, the errors the SDK turns into its own classes, and its AzureOpenAI class
 // through the gateway's Azure routes.
