@@ -94,5 +94,6 @@ int main(void)
         cmocka_unit_test(test_key_request_budget),
         cmocka_unit_test(test_key_token_budget),
     };
-    return cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    return failed ? failed : sky_fleet.teardown_failed;
 }

@@ -162,5 +162,6 @@ int main(void)
         cmocka_unit_test(test_headroom_beats_weight),
         cmocka_unit_test(test_token_headroom_beats_weight),
     };
-    return cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    return failed ? failed : sky_fleet.teardown_failed;
 }

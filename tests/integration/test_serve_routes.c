@@ -258,5 +258,6 @@ int main(void)
         cmocka_unit_test(test_azure_routes),   cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_body_too_large), cmocka_unit_test(test_openai_node_sdk),
     };
-    return cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    return failed ? failed : sky_fleet.teardown_failed;
 }

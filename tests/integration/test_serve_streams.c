@@ -184,5 +184,6 @@ int main(void)
         cmocka_unit_test(test_stream_responses),
         cmocka_unit_test(test_disconnect_cancels_upstream),
     };
-    return cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
+    return failed ? failed : sky_fleet.teardown_failed;
 }
