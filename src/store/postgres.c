@@ -249,11 +249,13 @@ static void connect_poll(sky__pg_conn *c)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     sky__pg_conn *c = h->data;
-    if (status < 0) {
+    if (status < 0 && c->state != PG_CONNECTING) {
         conn_lost(c, uv_strerror(status));
         return;
     }
     if (c->state == PG_CONNECTING) {
+        /* an error too (libuv's EBADF for POLLERR): libpq reads the socket's own (refused)
+         * into its message, or tries the host's next address */
         connect_poll(c);
         return;
     }
