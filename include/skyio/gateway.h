@@ -173,8 +173,9 @@ SKY_EXTERN int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sk
  * routing leaves unchanged (model, kind, base URL, deployment name, api-version, key,
  * rpm/tpm, concurrency and the upstream timeout all the same; its weight may change) keeps
  * its pipeline: the rate limit it learned, its concurrency limit, its breaker; any other
- * starts afresh. A key of the same name and budget keeps its budget's state. Returns 0, or a SKY_E code with @p err filled and the old
- * routing still in place. @p o is borrowed for the call. Not from inside a callback.
+ * starts afresh. A key of the same name and budget keeps its budget's state. Returns 0, or a SKY_E
+ * code with @p err filled and the old routing still in place. @p o is borrowed for the call. Not
+ * from inside a callback.
  */
 SKY_EXTERN int sky_gateway_reload(sky_gateway *g, const sky_gateway_options *o,
                                   sky_error *err) SKY_NODISCARD;
