@@ -188,7 +188,6 @@ int sky__gw_cache_begin(gw_request *q)
 
 sky_span sky__gw_cache_answered(gw_request *q, const sky_call_result *res)
 {
-    sky__gw_docs_answered(q, res); /* a Responses API answer is kept (responses_store.c) */
     if (q->cache_mode == GW_CACHE_NONE || q->sr == NULL)
         return res->body;
     if (q->lookup && q->lookup->e)

@@ -516,9 +516,8 @@ void sky__gw_usage_sync(sky_gateway *g, const gw_key *key);
 void sky__gw_counters_free(struct gw_counters *c);
 /* The usage counts (unpriced calls, daily refusals) in /metrics; under the lock. */
 int sky__gw_usage_metrics(sky_buf *b, const sky_gateway *g);
-/* responses_store.c: a Responses API answer kept (unless "store": false) in the usage
- * store, under its id and the key's name; GET and DELETE /v1/responses/{id}. */
-void sky__gw_docs_answered(gw_request *q, const sky_call_result *res);
+/* responses_store.c: GET and DELETE /v1/responses/{id}, a Responses API answer kept (unless
+ * "store": false, by responses_turn.c) in the usage store under its id and the key's name. */
 void sky__gw_on_response_doc(sky_server_req *r, void *gateway);
 /* store_metrics.c: the cache's lookups and the usage store's records, for /metrics. */
 int sky__gw_stores_metrics(sky_buf *b, const sky_gateway *g);

@@ -29,13 +29,6 @@ static const char *scope_of(const gw_key *key)
     return key ? key->name : "";
 }
 
-void sky__gw_docs_answered(gw_request *q, const sky_call_result *res)
-{
-    /* kept by responses_turn.c before the client gets the answer, with its input */
-    (void)q;
-    (void)res;
-}
-
 static void on_gone(void *data)
 {
     doc_call *c = data;
