@@ -88,6 +88,13 @@ SKY_EXTERN void sky_ratelimit_free(sky_ratelimit *rl);
 SKY_EXTERN int64_t sky_ratelimit_acquire(sky_ratelimit *rl, int64_t est_tokens);
 
 /**
+ * What acquire() would say now, without charging or changing anything: 0 when a request of
+ * @p est_tokens would go at once, else the milliseconds it would wait (a Retry-After pause
+ * included). For a router choosing among several limiters (skyio/route.h).
+ */
+SKY_EXTERN int64_t sky_ratelimit_peek(const sky_ratelimit *rl, int64_t est_tokens);
+
+/**
  * Report the reply to a request that acquire() let through.
  * @p status is the HTTP status (0 when there was no reply); @p headers are
  * the reply's headers, borrowed for the call (NULL when none).

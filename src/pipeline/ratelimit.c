@@ -601,3 +601,20 @@ void sky_ratelimit_get_stats(const sky_ratelimit *rl, sky_ratelimit_stats *out)
     out->decreases = rl->decreases;
     out->tokens_corrected = rl->tokens_corrected;
 }
+
+int64_t sky_ratelimit_peek(const sky_ratelimit *rl, int64_t est_tokens)
+{
+    uint64_t now = rl_now(rl);
+    double burst = rl->o.burst_seconds;
+    if (rl->paused_until > now)
+        return (int64_t)(rl->paused_until - now);
+    /* acquire's refill, on copies of the buckets */
+    rl_bucket req = rl->req, tok = rl->tok;
+    uint64_t from = rl->last_ms > rl->paused_until ? rl->last_ms : rl->paused_until;
+    uint64_t elapsed = now > from ? now - from : 0;
+    bucket_refill(&req, now, elapsed, burst);
+    bucket_refill(&tok, now, elapsed, burst);
+    int64_t wr = bucket_wait_ms(&req, now, 1, burst);
+    int64_t wt = bucket_wait_ms(&tok, now, (double)(est_tokens > 0 ? est_tokens : 0), burst);
+    return wr > wt ? wr : wt;
+}

@@ -51,8 +51,8 @@ static double rate_headroom(sky_route_target *t, uint64_t now_ms, int64_t est_to
     if (rl == NULL)
         return 1;
     sky_ratelimit_get_stats(rl, &st);
-    if (st.paused_ms > 0)
-        return 0;
+    if (st.paused_ms > 0 || sky_ratelimit_peek(rl, est_tokens) > 0)
+        return 0; /* the limiter itself would hold a call now */
     double room = 1;
     if (st.rpm > 0) {
         double cap = refill(&t->shadow_req, st.rpm, now_ms);
@@ -65,6 +65,16 @@ static double rate_headroom(sky_route_target *t, uint64_t now_ms, int64_t est_to
         room = fmin(room, t->shadow_tok.level >= need ? t->shadow_tok.level / cap : 0);
     }
     return room;
+}
+
+/* Calls started there and not on the wire: waiting for admission, a slot or the rate. A
+ * call sent there now would wait behind them, whatever the shadows say (they are the
+ * router's guess; a limit learned in the middle of a burst can leave the limiter's own
+ * bucket emptier). */
+static size_t waiting(const sky_route_target *t)
+{
+    size_t active = sky_pipeline_active(t->pipe), wire = sky_pipeline_on_wire(t->pipe);
+    return active > wire ? active - wire : 0;
 }
 
 /* The share of the deployment's concurrency limit still free, in [0, 1]. */
@@ -88,26 +98,33 @@ void sky_route_charge(sky_route_target *t, int64_t est_tokens)
 
 /*
  * When every deployment is full, the call waits in one pipeline: in the one where it would
- * wait the least, the calls already waiting there over the rate it lets through (by weight),
- * plus a Retry-After pause. Drawn by weight alone, a job's calls would queue evenly and the
- * deployment with the smallest quota would set the pace of all; this way each one's queue
- * drains as fast as the others', and a job gets the sum of their rates.
+ * wait the least, by weight. Its wait there is the calls already waiting (and itself) over
+ * the rate its limiter lets through, or over what its concurrency limit lets through (the
+ * limit over the round trip), whichever is slower, plus a Retry-After pause. Drawn by
+ * weight alone, a job's calls would queue evenly and the deployment with the smallest
+ * quota would set the pace of all; this way each one's queue drains as fast as the
+ * others', a job gets the sum of their rates, and a burst does not wait a second behind a
+ * throttled deployment while its peer answers in milliseconds.
  */
+#define ROUTE_RTT_UNKNOWN_S 0.1 /* a round trip not measured yet: an LLM call's order */
+
 static double expected_wait(const sky_route_target *t)
 {
     sky_ratelimit_stats st = {0};
+    sky_limiter_stats ls = {0};
     sky_ratelimit *rl = sky_pipeline_rate_limiter(t->pipe);
     sky_limiter *l = sky_pipeline_limiter(t->pipe);
     if (rl)
         sky_ratelimit_get_stats(rl, &st);
-    /* a rate known: requests a second; else (unpaced) the concurrency limit stands for it */
-    double rate = st.rpm > 0                      ? st.rpm / 60
-                  : l && sky_limiter_limit(l) > 0 ? sky_limiter_limit(l)
-                                                  : 1;
-    size_t active = sky_pipeline_active(t->pipe), wire = sky_pipeline_on_wire(t->pipe);
-    double queued = (double)(active > wire ? active - wire : 0) + 1;
+    if (l)
+        sky_limiter_get_stats(l, &ls);
+    double queued = (double)waiting(t) + 1;
+    double by_rate = st.rpm > 0 ? queued / (st.rpm / 60) : 0;
+    uint64_t rtt_us = ls.short_rtt_us ? ls.short_rtt_us : ls.long_rtt_us;
+    double rtt = rtt_us ? (double)rtt_us / 1e6 : ROUTE_RTT_UNKNOWN_S;
+    double by_slots = ls.limit > 0 ? queued * rtt / ls.limit : 0;
     double paused = st.paused_ms > 0 ? (double)st.paused_ms / 1000 : 0;
-    return t->weight > 0 ? paused + queued / (rate * t->weight) : HUGE_VAL;
+    return t->weight > 0 ? (paused + fmax(by_rate, by_slots)) / t->weight : HUGE_VAL;
 }
 
 /* ---- the draw ---- */
@@ -171,8 +188,10 @@ int sky_route_pick(sky_route_target *const *targets, size_t n, uint64_t tried, i
         sky_route_target *t = targets[i];
         if ((tried & (UINT64_C(1) << i)) || t->pipe == NULL)
             continue;
-        double room =
-            refuses(t) ? -1 : fmin(rate_headroom(t, now_ms, est_tokens), slot_headroom(t));
+        double room = refuses(t) ? -1
+                      : waiting(t) > 0
+                          ? 0
+                          : fmin(rate_headroom(t, now_ms, est_tokens), slot_headroom(t));
         if (room < 0)
             add(&open, (int)i, 0);
         else if (room > 0)

@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "skyio/clock.h"
 #include "skyio/route.h"
 
 static void test_models_grouped_in_order(void **state)
@@ -189,6 +190,29 @@ static void test_pick_skips_tried_and_keeps_standby(void **state)
     fixture_free(&f);
 }
 
+/* The router reads a limiter without charging it: peek says what acquire would. */
+static void test_peek_says_what_acquire_would(void **state)
+{
+    (void)state;
+    sky_fake_clock clk;
+    sky_ratelimit *rl;
+    sky_ratelimit_options o;
+    sky_fake_clock_init(&clk, 0, INT64_C(1767225600000));
+    sky_ratelimit_options_init(&o);
+    o.rpm = 60;
+    o.learn = 0;
+    assert_int_equal(sky_ratelimit_new(&o, &clk.clock, &rl), 0);
+    assert_int_equal(sky_ratelimit_peek(rl, 0), 0);
+    assert_int_equal(sky_ratelimit_peek(rl, 0), 0); /* peeking charged nothing */
+    assert_int_equal(sky_ratelimit_acquire(rl, 0), 0);
+    int64_t w = sky_ratelimit_peek(rl, 0);
+    assert_true(w > 0 && w <= 1000);
+    assert_int_equal(sky_ratelimit_acquire(rl, 0), w);
+    sky_fake_clock_advance(&clk, (uint64_t)w);
+    assert_int_equal(sky_ratelimit_peek(rl, 0), 0);
+    sky_ratelimit_free(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_pick_goes_where_the_rate_has_room),
         cmocka_unit_test(test_pick_goes_where_a_slot_is_free),
         cmocka_unit_test(test_pick_skips_tried_and_keeps_standby),
+        cmocka_unit_test(test_peek_says_what_acquire_would),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
