@@ -150,9 +150,10 @@ typedef struct sky_gateway_options {
     const char *tls_cert_file;
     const char *tls_key_file;
     /** Loops on threads of their own, all on one port (SO_REUSEPORT): the caller's loop
-     *  and threads - 1 more. The clients' key budgets and the metrics are shared by them;
-     *  each deployment's known rpm/tpm is split evenly between them, and each loop learns
-     *  its own share of the limits. Default 1; at most 64. */
+     *  and threads - 1 more. The clients' key budgets and the metrics are shared by them,
+     *  and so is each deployment's rate limit, known or learned from every loop's replies
+     *  (each loop's pipeline asks it too); a concurrency limit is split evenly between
+     *  them. Default 1; at most 64. */
     int threads;
 } sky_gateway_options;
 

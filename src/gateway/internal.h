@@ -313,6 +313,12 @@ void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n)
 /* Under the lock: loop @p loop's last view. */
 size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **out);
 int sky__gw_shared_loops(const gw_shared *s);
+/* With several loops: the admitter of the deployment of @p key (its label and URL), one
+ * rate limiter of options @p o learned from every loop's replies, made on first use (again
+ * when its rpm or tpm changed); the same for every loop and table. Valid until the shared
+ * state is freed. NULL: out of memory. */
+const sky_rate_admitter *sky__gw_shared_rate(gw_shared *s, const char *key,
+                                             const sky_ratelimit_options *o);
 
 /* ---- monitor.c ---- */
 /* The loop's 100 ms timer: its lag into the metrics, its deployments' view refreshed. */

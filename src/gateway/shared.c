@@ -2,8 +2,10 @@
  * What the loops of one gateway (`--threads N`) share, behind one lock: the clients' key
  * budgets, found by the key's name, so a key's RPM and TPM hold for the whole gateway
  * whichever loop a connection lands on (and across reloads); the metrics; and each loop's
- * last view of its deployments, which /metrics adds up. With one loop the lock is never
- * contended.
+ * last view of its deployments, which /metrics adds up; and with several loops, each
+ * deployment's rate limit, learned from every loop's replies (a pipeline admitter), so the
+ * loops together keep to one limit whichever loop the traffic lands on. With one loop the
+ * lock is never contended.
  */
 #include <stdlib.h>
 
@@ -15,11 +17,22 @@ typedef struct budget_slot {
     gw_budget budget;
 } budget_slot;
 
+/* A deployment's rate limit as the loops share it, found by the deployment's key. */
+typedef struct rate_slot {
+    struct rate_slot *next;
+    char *key;
+    double rpm, tpm; /* as configured when made */
+    sky_ratelimit *rl;
+    gw_shared *s;
+    sky_rate_admitter admitter;
+} rate_slot;
+
 struct gw_shared {
     uv_mutex_t lock;
     gw_metrics *metrics;
     gw_history *history; /* the live page's (status_history.c) */
     budget_slot *budgets;
+    rate_slot *rates; /* with several loops: the deployments' rate limits */
     gw_usage_counts usage_counts;
     int n_loops;
     gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
@@ -57,6 +70,13 @@ void sky__gw_shared_free(gw_shared *s)
         s->budgets = b->next;
         free(b->name);
         free(b);
+    }
+    while (s->rates) {
+        rate_slot *r = s->rates;
+        s->rates = r->next;
+        sky_ratelimit_free(r->rl);
+        free(r->key);
+        free(r);
     }
     for (int i = 0; i < s->n_loops; i++)
         free(s->views[i]);
@@ -151,4 +171,65 @@ size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **o
 int sky__gw_shared_loops(const gw_shared *s)
 {
     return s->n_loops;
+}
+
+/* ---- the deployments' rate limits, shared by the loops ---- */
+
+static int64_t rate_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
+{
+    rate_slot *r = ud;
+    (void)p;
+    uv_mutex_lock(&r->s->lock);
+    int64_t wait = sky_ratelimit_acquire(r->rl, est_tokens);
+    uv_mutex_unlock(&r->s->lock);
+    return wait;
+}
+
+/* Every loop's replies teach the one limiter: the headers' limits, the 429s. */
+static void rate_on_reply(void *ud, sky_pipeline *p, int status, const sky_headers *headers,
+                          double rpm)
+{
+    rate_slot *r = ud;
+    (void)p;
+    (void)rpm;
+    uv_mutex_lock(&r->s->lock);
+    sky_ratelimit_on_response(r->rl, status, headers, 0, -1);
+    uv_mutex_unlock(&r->s->lock);
+}
+
+static rate_slot *rate_slot_new(gw_shared *s, const char *key, const sky_ratelimit_options *o)
+{
+    rate_slot *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->key = strdup(key)) == NULL || sky_ratelimit_new(o, NULL, &r->rl) < 0) {
+        if (r)
+            free(r->key);
+        free(r);
+        return NULL;
+    }
+    r->s = s;
+    r->rpm = o->rpm;
+    r->tpm = o->tpm;
+    r->admitter.acquire = rate_acquire;
+    r->admitter.on_reply = rate_on_reply;
+    r->admitter.user_data = r;
+    return r;
+}
+
+const sky_rate_admitter *sky__gw_shared_rate(gw_shared *s, const char *key,
+                                             const sky_ratelimit_options *o)
+{
+    rate_slot *r;
+    uv_mutex_lock(&s->lock);
+    for (r = s->rates; r && strcmp(r->key, key) != 0; r = r->next)
+        ;
+    /* a deployment whose limits changed starts over on the new ones (the old slot stays
+     * for the pipelines of tables still in use) */
+    if (r && (r->rpm != o->rpm || r->tpm != o->tpm))
+        r = NULL;
+    if (r == NULL && (r = rate_slot_new(s, key, o)) != NULL) {
+        r->next = s->rates;
+        s->rates = r;
+    }
+    uv_mutex_unlock(&s->lock);
+    return r ? &r->admitter : NULL;
 }

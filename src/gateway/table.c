@@ -70,6 +70,22 @@ static void dep_concurrency(sky_pipeline_options *po, const sky_gateway_deployme
 }
 
 /*
+ * Several loops: each loop's pipeline keeps its own limiter (the whole known limit, what
+ * that loop has learned), and every one asks the deployment's shared limiter too, which
+ * learns from the replies of all of them: the loops together keep to one limit, known or
+ * learned, however the connections spread over them.
+ */
+static int dep_shared_rate(sky_gateway *g, const gw_deployment *d, const sky_gateway_deployment *in,
+                           sky_pipeline_options *po)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s %s %s", d->label, in->base_url,
+             in->deployment ? in->deployment : "");
+    po->admitter = sky__gw_shared_rate(g->shared, key, &po->rate);
+    return po->admitter ? 0 : -1;
+}
+
+/*
  * The deployment's own pipeline: its limits and breaker learn from it alone. No retry in
  * it: a failure goes back to the gateway, which tries another deployment at once rather
  * than wait on one that is throttled or down; an open breaker refuses at once for the same
@@ -103,9 +119,10 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
         po.auth = sky_ai_pipeline_auth;
         po.auth_user_data = ep;
     }
-    /* each loop has its pipeline: a known limit is split evenly between them */
-    po.rate.rpm = in->rpm / g->n_loops;
-    po.rate.tpm = in->tpm / g->n_loops;
+    po.rate.rpm = in->rpm;
+    po.rate.tpm = in->tpm;
+    if (g->n_loops > 1 && dep_shared_rate(g, d, in, &po) < 0)
+        return sky_error_set(err, SKY_ENOMEM, "out of memory");
     dep_concurrency(&po, in, g->n_loops);
     sky_pipeline **slot = sky__gw_pipe_slot(d->held);
     int rc = sky_pipeline_new(g->loop, g->http, &po, slot);
