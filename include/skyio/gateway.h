@@ -152,8 +152,8 @@ typedef struct sky_gateway_options {
     /** Loops on threads of their own, all on one port (SO_REUSEPORT): the caller's loop
      *  and threads - 1 more. The clients' key budgets and the metrics are shared by them,
      *  and so is each deployment's rate limit, known or learned from every loop's replies
-     *  (each loop's pipeline asks it too); a concurrency limit is split evenly between
-     *  them. Default 1; at most 64. */
+     *  (each loop's pipeline asks it, beside its own limiter with an even share of a known
+     *  limit); a concurrency limit is split evenly between them. Default 1; at most 64. */
     int threads;
 } sky_gateway_options;
 

@@ -70,10 +70,10 @@ static void dep_concurrency(sky_pipeline_options *po, const sky_gateway_deployme
 }
 
 /*
- * Several loops: each loop's pipeline keeps its own limiter (the whole known limit, what
- * that loop has learned), and every one asks the deployment's shared limiter too, which
- * learns from the replies of all of them: the loops together keep to one limit, known or
- * learned, however the connections spread over them.
+ * Several loops: each loop's pipeline keeps its own limiter (an even share of a known
+ * limit, and what that loop has learned), and every one asks the deployment's shared
+ * limiter too (the whole known limit), which learns from the replies of all of them: the
+ * loops together keep to one limit, known or learned.
  */
 static int dep_shared_rate(sky_gateway *g, const gw_deployment *d, const sky_gateway_deployment *in,
                            sky_pipeline_options *po)
@@ -123,6 +123,9 @@ static int dep_pipeline(sky_gateway *g, gw_deployment *d, const sky_gateway_depl
     po.rate.tpm = in->tpm;
     if (g->n_loops > 1 && dep_shared_rate(g, d, in, &po) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    /* each loop's own limiter: its even share of a known limit */
+    po.rate.rpm = in->rpm / g->n_loops;
+    po.rate.tpm = in->tpm / g->n_loops;
     dep_concurrency(&po, in, g->n_loops);
     sky_pipeline **slot = sky__gw_pipe_slot(d->held);
     int rc = sky_pipeline_new(g->loop, g->http, &po, slot);
