@@ -349,6 +349,17 @@ void sky_test_post_options(sky_http_request_options *o, const char *url, const c
     o->user_data = user_data;
 }
 
+void sky_test_call_options(sky_call_options *o, const char *url, const char *body,
+                           sky_call_done_cb cb, void *user_data)
+{
+    sky_call_options_init(o);
+    o->headers = sky_test_json_headers();
+    o->url = url;
+    o->body = sky_span_cstr(body);
+    o->on_done = cb;
+    o->user_data = user_data;
+}
+
 json_t *sky_test_mock_stats(const sky_test_mock *m)
 {
     return sky_test_mock_get_json(m, "/mock/stats");
@@ -361,6 +372,15 @@ int64_t sky_test_mock_stat(const sky_test_mock *m, const char *path)
     if (!json_is_integer(v))
         fail_msg("no integer at %s of the mock's stats", path);
     int64_t n = (int64_t)json_integer_value(v);
+    json_decref(s);
+    return n;
+}
+
+int64_t sky_test_mock_stat_or(const sky_test_mock *m, const char *path, int64_t none)
+{
+    json_t *s = sky_test_mock_stats(m);
+    json_t *v = sky_json_path(s, path);
+    int64_t n = v ? (int64_t)json_integer_value(v) : none;
     json_decref(s);
     return n;
 }
@@ -404,4 +424,21 @@ int64_t sky_test_wait_stat(uv_loop_t *loop, const sky_test_mock *m, const char *
         else
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
+}
+
+void sky_test_client_open(uv_loop_t **loop, sky_http_client **client)
+{
+    *loop = sky_test_loop_new();
+    assert_int_equal(sky_http_client_new(*loop, NULL, client), 0);
+}
+
+void sky_test_client_close(uv_loop_t *loop, sky_http_client *client)
+{
+    sky_http_client_free(client);
+    sky_test_loop_free(loop);
+}
+
+int sky_test_exited_ok(int status)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }

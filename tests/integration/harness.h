@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "skyio/http.h"
+#include "skyio/pipeline.h"
 
 typedef struct sky_test_mock {
     pid_t pid;
@@ -98,11 +99,17 @@ const sky_headers *sky_test_json_headers(void);
 void sky_test_post_options(sky_http_request_options *o, const char *url, const char *body,
                            sky_http_done_cb cb, void *user_data);
 
+/* Pipeline call options for a POST of @p body (JSON) to @p url, reporting to @p cb. */
+void sky_test_call_options(sky_call_options *o, const char *url, const char *body,
+                           sky_call_done_cb cb, void *user_data);
+
 /* GET /mock/stats of @p m as JSON (new reference); aborts the test on failure. */
 json_t *sky_test_mock_stats(const sky_test_mock *m);
 
 /* The integer at @p path (sky_json_path syntax) of @p m's /mock/stats; fails when there is none. */
 int64_t sky_test_mock_stat(const sky_test_mock *m, const char *path);
+/* The same, @p none when there is nothing at @p path. */
+int64_t sky_test_mock_stat_or(const sky_test_mock *m, const char *path, int64_t none);
 
 /* GET @p path of @p m (a 200 with a JSON body) as JSON (new reference); aborts on failure. */
 json_t *sky_test_mock_get_json(const sky_test_mock *m, const char *path);
@@ -119,5 +126,13 @@ int64_t sky_test_wait_stat(uv_loop_t *loop, const sky_test_mock *m, const char *
 /* A loop, a client (options may be NULL) — and their teardown, which checks no leak. */
 uv_loop_t *sky_test_loop_new(void);
 void sky_test_loop_free(uv_loop_t *loop);
+
+/* A new loop and an HTTP client on it (default options); fails the test when it cannot. */
+void sky_test_client_open(uv_loop_t **loop, sky_http_client **client);
+/* Free what sky_test_client_open made (the loop's teardown checks nothing leaked). */
+void sky_test_client_close(uv_loop_t *loop, sky_http_client *client);
+
+/* Whether @p status, from sky_test_stop_child, is an exit with code 0. */
+int sky_test_exited_ok(int status);
 
 #endif

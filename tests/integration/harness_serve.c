@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -75,6 +77,23 @@ void sky_test_serve_start_named(sky_test_serve *s, const char *dir, const char *
     serve_spawn(s, dir, port_name, log, NULL, args, child_env);
 }
 
+void sky_test_serve_start_in(sky_test_serve *s, const char *dir, const char *sub,
+                             const char *const *args, void (*child_env)(void))
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, sub);
+    assert_int_equal(mkdir(path, 0700), 0);
+    sky_test_serve_start(s, path, args, child_env);
+}
+
+void sky_test_serve_stop_ok(sky_test_serve *s)
+{
+    int status = sky_test_stop_child(s->pid);
+    s->pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int sky_test_file_holds(const char *dir, const char *name, const char *needle)
 {
     char path[512];
@@ -91,4 +110,40 @@ double sky_test_sample(const char *text, const char *series)
         if ((p == text || p[-1] == '\n') && p[n] == ' ')
             return strtod(p + n + 1, NULL);
     return -1;
+}
+
+void sky_test_gateway_config(char *path, size_t len, const char *dir, const char *fmt, ...)
+{
+    snprintf(path, len, "%s/gateway.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    assert_int_equal(fclose(f), 0);
+}
+
+void sky_test_serve_call(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                         const char *method, const char *path, const char *body, const char *key,
+                         const char *header, sky_test_result *out)
+{
+    char url[1024], auth[256];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    if (key) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+        headers[n++] = auth;
+    }
+    if (header)
+        headers[n++] = header;
+    sky_test_request(loop, client, method, url, body, headers, 20000, out);
+}
+
+void sky_test_serve_metrics(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                            sky_test_result *out)
+{
+    sky_test_serve_call(s, loop, client, "GET", "/metrics", NULL, NULL, NULL, out);
+    assert_int_equal(out->status, 200);
 }

@@ -2,7 +2,10 @@
 #ifndef SKY_TEST_HARNESS_SERVE_H
 #define SKY_TEST_HARNESS_SERVE_H
 
+#include <stddef.h>
 #include <sys/types.h>
+
+#include "harness.h"
 
 typedef struct sky_test_serve {
     pid_t pid;
@@ -26,10 +29,34 @@ void sky_test_serve_start(sky_test_serve *s, const char *dir, const char *const 
 void sky_test_serve_start_named(sky_test_serve *s, const char *dir, const char *name,
                                 const char *const *args, void (*child_env)(void));
 
+/* sky_test_serve_start with @p dir/@p sub (made here, 0700) as the serve's folder. */
+void sky_test_serve_start_in(sky_test_serve *s, const char *dir, const char *sub,
+                             const char *const *args, void (*child_env)(void));
+
+/* Stop @p s (its pid 0 after); fails the test unless it exited with 0. */
+void sky_test_serve_stop_ok(sky_test_serve *s);
+
 /* Whether the file @p dir/@p name holds @p needle (0 when it is missing). */
 int sky_test_file_holds(const char *dir, const char *name, const char *needle);
 
 /* The value of the metrics sample @p series (its text up to the value) in @p text; -1: none. */
 double sky_test_sample(const char *text, const char *series);
+
+/* Write @p dir/gateway.json from printf-style @p fmt; its path in @p path (@p len bytes). */
+void sky_test_gateway_config(char *path, size_t len, const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * @p method of @p path under @p s->base with @p body (NULL: none), "Authorization: Bearer
+ * @p key" (NULL: none) and @p header ("Name: value", NULL: none), waiting 20 s at most;
+ * the answer in @p out (free with sky_test_result_free).
+ */
+void sky_test_serve_call(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                         const char *method, const char *path, const char *body, const char *key,
+                         const char *header, sky_test_result *out);
+
+/* GET /metrics of @p s into @p out; fails the test unless it is a 200. */
+void sky_test_serve_metrics(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                            sky_test_result *out);
 
 #endif

@@ -43,44 +43,35 @@ static void write_file(const char *name, const char *text)
     fclose(f);
 }
 
-static void write_config(void)
-{
-    char text[1024];
-    const char *u = env.mock.base_url;
-    snprintf(text, sizeof(text),
-             "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
-             " \"always\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
-             "              \"deployment\": \"gpt-4o\"}],"
-             " \"never\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
-             "             \"deployment\": \"gpt-4o\"}]},"
-             " \"cache\": {\"max_entry_bytes\": %d, \"ttl_s\": 600,"
-             "            \"models\": {\"always\": {\"ttl_s\": 60}, \"never\": false}}}\n",
-             u, u, u, ENTRY_CAP);
-    write_file("gateway.json", text);
-}
-
 static int setup(void **state)
 {
     (void)state;
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
-    write_config();
     char config[512], db[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
+    const char *u = env.mock.base_url;
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+        " \"always\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
+        "              \"deployment\": \"gpt-4o\"}],"
+        " \"never\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
+        "             \"deployment\": \"gpt-4o\"}]},"
+        " \"cache\": {\"max_entry_bytes\": %d, \"ttl_s\": 600,"
+        "            \"models\": {\"always\": {\"ttl_s\": 60}, \"never\": false}}}\n",
+        u, u, u, ENTRY_CAP);
     snprintf(db, sizeof(db), "%s/state.db", env.dir);
     const char *args[] = {"--config", config, "--state", db, "--grace-ms", "1000", NULL};
     sky_test_serve_start_named(&env.serve, env.dir, "serve", args, NULL);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
-    assert_int_equal(sky_test_stop_child(env.serve.pid), 0);
+    sky_test_client_close(env.loop, env.client);
+    sky_test_serve_stop_ok(&env.serve);
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
     return 0;
@@ -94,11 +85,10 @@ static int64_t upstream_calls(void)
 /* POST a chat body, with `x-skyio-cache: @p cache` unless NULL. */
 static void chat(const char *body, const char *cache, sky_test_result *out)
 {
-    char url[256], header[64];
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
+    char header[64];
     snprintf(header, sizeof(header), "x-skyio-cache: %s", cache ? cache : "");
-    const char *headers[] = {cache ? header : NULL, NULL};
-    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, out);
+    sky_test_serve_call(&env.serve, env.loop, env.client, "POST", "/v1/chat/completions", body,
+                        NULL, cache ? header : NULL, out);
     assert_int_equal(out->err_code, 0);
     assert_int_equal(out->status, 200);
 }
@@ -161,15 +151,14 @@ static void per_model_config(void **state)
 static void responses_only_when_asked(void **state)
 {
     (void)state;
-    char url[256];
-    snprintf(url, sizeof(url), "%s/v1/responses", env.serve.base);
     const char *bodies[] = {"{\"model\":\"gpt-4o\",\"temperature\":0,\"input\":\"state\"}",
                             "{\"model\":\"always\",\"input\":\"state\"}"};
     for (size_t i = 0; i < 2; i++) {
         for (int n = 0; n < 2; n++) {
             sky_test_result r;
             int64_t calls0 = upstream_calls();
-            sky_test_request(env.loop, env.client, "POST", url, bodies[i], NULL, 20000, &r);
+            sky_test_serve_call(&env.serve, env.loop, env.client, "POST", "/v1/responses",
+                                bodies[i], NULL, NULL, &r);
             assert_int_equal(r.status, 200);
             assert_null(header(&r, "x-skyio-cache-status"));
             assert_int_equal(upstream_calls(), calls0 + 1);

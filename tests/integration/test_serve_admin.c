@@ -13,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,17 +41,6 @@ static struct {
     sky_http_client *client;
 } env;
 
-static void write_config(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
-            " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
-            env.mock.base_url, env.mock.base_url);
-    fclose(f);
-}
-
 static void master_in_env(void)
 {
     setenv("SKY_TEST_MASTER", MASTER_KEY, 1);
@@ -62,10 +49,8 @@ static void master_in_env(void)
 /* Start serve on the store, its logs in the folder @p name; @p admin: the admin API. */
 static void start_serve(serve *s, const store_arg *st, const char *name, int admin)
 {
-    char config[512], dir[512];
+    char config[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
-    assert_int_equal(mkdir(dir, 0700), 0);
     const char *args[] = {"--config",
                           config,
                           st->flag,
@@ -75,16 +60,7 @@ static void start_serve(serve *s, const store_arg *st, const char *name, int adm
                           admin ? "--admin-key-env" : NULL,
                           "SKY_TEST_MASTER",
                           NULL};
-    memset(s, 0, sizeof(*s));
-    sky_test_serve_start(s, dir, args, master_in_env);
-}
-
-static void stop_serve(serve *s)
-{
-    int st = sky_test_stop_child(s->pid);
-    s->pid = 0;
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    sky_test_serve_start_in(s, env.dir, name, args, master_in_env);
 }
 
 static int setup(void **state)
@@ -93,10 +69,12 @@ static int setup(void **state)
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
     char config[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    write_config(config);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+        " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+        env.mock.base_url, env.mock.base_url);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
@@ -105,8 +83,7 @@ static int teardown(void **state)
     (void)state;
     if (env.pg.running)
         sky_test_pg_free(&env.pg);
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
     return 0;
@@ -116,11 +93,7 @@ static int teardown(void **state)
 static void call(const serve *s, const char *method, const char *path, const char *key,
                  const char *body, sky_test_result *out)
 {
-    char url[256], auth[160];
-    snprintf(url, sizeof(url), "%s%s", s->base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key ? key : "");
-    const char *headers[] = {key ? auth : NULL, NULL};
-    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
+    sky_test_serve_call(s, env.loop, env.client, method, path, body, key, NULL, out);
     assert_int_equal(out->err_code, 0);
 }
 
@@ -274,7 +247,7 @@ static void keys_lifecycle(const store_arg *st)
     assert_int_equal(status_of(&s, "DELETE", "/admin/keys/ci", MASTER_KEY, NULL), 404);
     assert_int_equal(chat(&s, ci, "gpt-4o"), 401);
     assert_int_equal(chat(&s, team, "gpt-4o"), 200);
-    stop_serve(&s);
+    sky_test_serve_stop_ok(&s);
     assert_log_clean(first, secrets);
 
     /* a restart on the same store: the made key works, the revoked one does not */
@@ -286,14 +259,14 @@ static void keys_lifecycle(const store_arg *st)
     assert_non_null(listed(l, "team-a"));
     assert_null(listed(l, "ci"));
     json_decref(l);
-    stop_serve(&s);
+    sky_test_serve_stop_ok(&s);
     assert_log_clean(second, secrets);
 
     /* without --admin-key-env: no admin API, whatever key is presented */
     start_serve(&s, st, plain, 0);
     assert_int_equal(status_of(&s, "GET", "/admin/keys", MASTER_KEY, NULL), 404);
     assert_int_equal(status_of(&s, "POST", "/admin/keys", MASTER_KEY, body), 404);
-    stop_serve(&s);
+    sky_test_serve_stop_ok(&s);
 }
 
 static void admin_keys_on_sqlite(void **state)

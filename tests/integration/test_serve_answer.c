@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "harness.h"
 #include "harness_serve.h"
@@ -40,47 +39,40 @@ static int setup(void **state)
     sky_test_mock_start(&env.good, NULL);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     char config[512], access[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
     snprintf(access, sizeof(access), "%s/access.log", env.dir);
-    FILE *f = fopen(config, "w");
-    assert_non_null(f);
     /* the garbled deployment weighs most: the picks start there nearly always */
-    fprintf(f,
-            "{\"models\": {\"m\": ["
-            "{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"weight\": 50},"
-            "{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"weight\": 1}]}}\n",
-            env.garbled.base_url, env.good.base_url);
-    fclose(f);
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"m\": ["
+        "{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"weight\": 50},"
+        "{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", \"weight\": 1}]}}\n",
+        env.garbled.base_url, env.good.base_url);
     const char *const args[] = {"--config", config, "--access-log", access, NULL};
     sky_test_serve_start(&env.serve, env.dir, args, NULL);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.garbled);
     sky_test_mock_stop(&env.good);
     sky_test_rmdir(env.dir);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 
 /* A chat through the gateway: its answer's prompt tokens (it must be a 200 of JSON). */
 static int64_t chat(void)
 {
-    char url[256];
     sky_test_result r;
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
-    sky_test_request(env.loop, env.client, "POST", url,
-                     "{\"model\":\"m\",\"max_tokens\":5,"
-                     "\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}",
-                     NULL, 20000, &r);
+    sky_test_serve_call(&env.serve, env.loop, env.client, "POST", "/v1/chat/completions",
+                        "{\"model\":\"m\",\"max_tokens\":5,"
+                        "\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}",
+                        NULL, NULL, &r);
     assert_int_equal(r.err_code, 0);
     assert_int_equal(r.status, 200);
     json_t *j = NULL;
@@ -102,11 +94,8 @@ static void test_garbled_answer_goes_elsewhere_usage_counted(void **state)
      * call was answered by the good one */
     assert_true(sky_test_mock_stat(&env.garbled, "faults.malformed") >= 2);
     assert_int_equal(sky_test_mock_stat(&env.good, "endpoints.chat"), CALLS);
-    char url[256];
     sky_test_result r;
-    snprintf(url, sizeof(url), "%s/metrics", env.serve.base);
-    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
-    assert_int_equal(r.status, 200);
+    sky_test_serve_metrics(&env.serve, env.loop, env.client, &r);
     /* the one read of each answer gave its usage to the metrics */
     assert_int_equal(
         (int64_t)sky_test_sample(r.body, "skyio_gateway_tokens_total{model=\"m\",kind=\"prompt\"}"),

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,24 +39,15 @@ static conc_env env;
 
 /* ---- starting serve ---- */
 
-static void write_config(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {"
-            " \"open\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
-            " \"capped\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", "
-            "\"max_concurrency\": %d}]}}\n",
-            env.open.base_url, env.capped.base_url, CAP);
-    fclose(f);
-}
-
 static void start_serve(void)
 {
     char config[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    write_config(config);
+    sky_test_gateway_config(config, sizeof(config), env.dir,
+                            "{\"models\": {"
+                            " \"open\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+                            " \"capped\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\", "
+                            "\"max_concurrency\": %d}]}}\n",
+                            env.open.base_url, env.capped.base_url, CAP);
     const char *const args[] = {"--config", config, "--grace-ms", "2000", NULL};
     sky_test_serve_start_named(&env.serve, env.dir, "serve", args, NULL);
 }
@@ -73,21 +63,19 @@ static int setup(void **state)
     sky_test_mock_start(&env.capped, slow);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     start_serve();
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.open);
     sky_test_mock_stop(&env.capped);
     sky_test_rmdir(env.dir);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 

@@ -57,27 +57,22 @@ static int setup(void **state)
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
     char config[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    FILE *f = fopen(config, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"chatty\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
-            " \"deployment\": \"gpt-4o\", \"api\": \"chat\"}],"
-            " \"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
-            " \"keys\": [{\"name\": \"alice\", \"key_env\": \"SKY_TEST_KEY_A\"},"
-            "           {\"name\": \"bob\", \"key_env\": \"SKY_TEST_KEY_B\"}]}\n",
-            env.mock.base_url, env.mock.base_url);
-    fclose(f);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"chatty\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\","
+        " \"deployment\": \"gpt-4o\", \"api\": \"chat\"}],"
+        " \"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
+        " \"keys\": [{\"name\": \"alice\", \"key_env\": \"SKY_TEST_KEY_A\"},"
+        "           {\"name\": \"bob\", \"key_env\": \"SKY_TEST_KEY_B\"}]}\n",
+        env.mock.base_url, env.mock.base_url);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
     return 0;
@@ -88,12 +83,8 @@ static int teardown(void **state)
 static int call(const serve *s, const char *method, const char *path, const char *key,
                 const char *body, json_t **out)
 {
-    char url[1024], auth[96];
-    snprintf(url, sizeof(url), "%s%s", s->base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-    const char *headers[] = {auth, NULL};
     sky_test_result r;
-    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, &r);
+    sky_test_serve_call(s, env.loop, env.client, method, path, body, key, NULL, &r);
     assert_int_equal(r.err_code, 0);
     int status = r.status;
     if (out)
@@ -120,12 +111,9 @@ static const char *out_text(const json_t *resp)
 /* The response of a Responses stream's response.completed (or .incomplete) event. */
 static json_t *streamed_response(const serve *s, const char *body)
 {
-    char url[256], auth[96];
-    snprintf(url, sizeof(url), "%s/v1/responses", s->base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", "sk-test-alice");
-    const char *headers[] = {auth, NULL};
     sky_test_result r;
-    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, &r);
+    sky_test_serve_call(s, env.loop, env.client, "POST", "/v1/responses", body, "sk-test-alice",
+                        NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "event: response.created\n"));
     assert_non_null(strstr(r.body, "event: response.output_text.delta\n"));
@@ -356,7 +344,7 @@ static void on_sqlite(void **state)
     start(&s, "sqlite", "--state", db);
     three_turns_on(&s);
     conversation_api_on(&s);
-    assert_int_equal(sky_test_stop_child(s.pid), 0);
+    sky_test_serve_stop_ok(&s);
 }
 
 static void on_postgres(void **state)
@@ -372,7 +360,7 @@ static void on_postgres(void **state)
     start(&s, "postgres", "--postgres", pg.url);
     three_turns_on(&s);
     conversation_api_on(&s);
-    assert_int_equal(sky_test_stop_child(s.pid), 0);
+    sky_test_serve_stop_ok(&s);
     sky_test_pg_free(&pg);
 }
 
@@ -396,7 +384,7 @@ static void without_store(void **state)
                           &err),
                      400);
     json_decref(err);
-    assert_int_equal(sky_test_stop_child(s.pid), 0);
+    sky_test_serve_stop_ok(&s);
 }
 
 /* The official OpenAI Node SDK as the client (serve_conversations_sdk.mjs), on SQLite. */
@@ -423,7 +411,7 @@ static void node_sdk(void **state)
         (void)system(cmd);
     }
     assert_int_equal(rc, 0);
-    assert_int_equal(sky_test_stop_child(s.pid), 0);
+    sky_test_serve_stop_ok(&s);
 }
 
 int main(void)

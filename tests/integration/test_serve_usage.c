@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,32 +48,23 @@ static void keys_in_env(void)
     setenv("SKY_TEST_FREE_KEY", FREE_KEY, 1);
 }
 
-static void write_config(void)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/gateway.json", env.dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
-            " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
-            " \"keys\": [{\"name\": \"capped\", \"key_env\": \"SKY_TEST_CAPPED_KEY\","
-            "             \"daily_tokens\": %d},"
-            "            {\"name\": \"free\", \"key_env\": \"SKY_TEST_FREE_KEY\"}],"
-            " \"prices\": {\"gpt-4o\": {\"input_per_1m\": 2500, \"output_per_1m\": 10000},"
-            "              \"absent-model\": {\"input_per_1m\": 1}}}\n",
-            env.mock.base_url, env.mock.base_url, DAILY_TOKENS);
-    fclose(f);
-}
-
 static int setup(void **state)
 {
     (void)state;
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
-    write_config();
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    char config[512];
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}],"
+        " \"gpt-4o-mini\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
+        " \"keys\": [{\"name\": \"capped\", \"key_env\": \"SKY_TEST_CAPPED_KEY\","
+        "             \"daily_tokens\": %d},"
+        "            {\"name\": \"free\", \"key_env\": \"SKY_TEST_FREE_KEY\"}],"
+        " \"prices\": {\"gpt-4o\": {\"input_per_1m\": 2500, \"output_per_1m\": 10000},"
+        "              \"absent-model\": {\"input_per_1m\": 1}}}\n",
+        env.mock.base_url, env.mock.base_url, DAILY_TOKENS);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
@@ -85,8 +75,7 @@ static int teardown(void **state)
         sky_test_redis_free(&env.redis);
     if (env.pg.running)
         sky_test_pg_free(&env.pg);
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
     return 0;
@@ -96,15 +85,12 @@ static int teardown(void **state)
  * logs in the folder @p name. */
 static void start_serve_args(serve *s, const char *name, const char *const *extra)
 {
-    char config[512], dir[512];
+    char config[512];
     snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    snprintf(dir, sizeof(dir), "%s/%s", env.dir, name);
-    assert_int_equal(mkdir(dir, 0700), 0);
     const char *args[16] = {"--config", config};
     for (size_t i = 0; extra[i] && i < 13; i++)
         args[i + 2] = extra[i];
-    memset(s, 0, sizeof(*s));
-    sky_test_serve_start(s, dir, args, keys_in_env);
+    sky_test_serve_start_in(s, env.dir, name, args, keys_in_env);
 }
 
 /* The same with one store flag @p a and its value @p b. */
@@ -114,24 +100,14 @@ static void start_serve(serve *s, const char *name, const char *a, const char *b
     start_serve_args(s, name, extra);
 }
 
-static void stop_serve(serve *s)
-{
-    int st = sky_test_stop_child(s->pid);
-    s->pid = 0;
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-}
-
 /* A chat to @p model with @p key; the answer in @p out (free it). */
 static void chat(const serve *s, const char *key, const char *model, sky_test_result *out)
 {
-    char url[256], auth[160], body[160];
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", s->base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    char body[160];
     snprintf(body, sizeof(body),
              "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", model);
-    const char *headers[] = {auth, NULL};
-    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, out);
+    sky_test_serve_call(s, env.loop, env.client, "POST", "/v1/chat/completions", body, key, NULL,
+                        out);
     assert_int_equal(out->err_code, 0);
 }
 
@@ -147,11 +123,8 @@ static int chat_status(const serve *s, const char *key, const char *model)
 /* A metrics sample of @p s; -1: none. */
 static double metric(const serve *s, const char *series)
 {
-    char url[256];
-    snprintf(url, sizeof(url), "%s/metrics", s->base);
     sky_test_result r;
-    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
-    assert_int_equal(r.status, 200);
+    sky_test_serve_metrics(s, env.loop, env.client, &r);
     double v = sky_test_sample(r.body, series);
     sky_test_result_free(&r);
     return v;
@@ -260,7 +233,7 @@ static void cost_and_daily_cap_on_sqlite(void **state)
     assert_true(metric(&s, "skyio_gateway_key_daily_refused_total{cap=\"tokens\"}") >= 2);
     assert_int_equal(metric(&s, "skyio_gateway_key_daily_refused_total{cap=\"cost\"}"), 0);
     assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200); /* another key: not capped */
-    stop_serve(&s);
+    sky_test_serve_stop_ok(&s);
 
     /* the cost at the model's price; none for the unpriced model */
     json_t *rows = usage_rows(db);
@@ -305,7 +278,7 @@ static void cost_and_daily_cap_on_sqlite(void **state)
     start_serve(&s, "second", "--state", db);
     assert_refused_until_midnight(&s);
     assert_int_equal(chat_status(&s, FREE_KEY, "gpt-4o"), 200);
-    stop_serve(&s);
+    sky_test_serve_stop_ok(&s);
 }
 
 static void daily_cap_shared_through_redis(void **state)
@@ -338,8 +311,8 @@ static void daily_cap_shared_through_redis(void **state)
     assert_true(counted >= DAILY_TOKENS);
     assert_true(sky_test_redis_int(&env.redis, "TTL skyio:counter:daily:%s:tokens:capped", day) >
                 0);
-    stop_serve(&a);
-    stop_serve(&b);
+    sky_test_serve_stop_ok(&a);
+    sky_test_serve_stop_ok(&b);
 }
 
 /* Poll @p s's metrics until @p series is @p want (10 s at most); its last value. */
@@ -388,8 +361,8 @@ static void spill_and_shared_caps_on_postgres(void **state)
             usleep(100000);
     }
     assert_true(refused);
-    stop_serve(&s);
-    stop_serve(&side);
+    sky_test_serve_stop_ok(&s);
+    sky_test_serve_stop_ok(&side);
 
     /* every record is there, with its cost */
     json_t *rows = usage_rows_of("--postgres", env.pg.url);

@@ -39,26 +39,13 @@ static struct {
     sky_http_client *client;
 } env;
 
-static void write_config(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
-            "\"%s/v1\"}],"
-            " \"text-embedding-3-small\": [{\"kind\": \"compatible\", "
-            "\"base_url\": \"%s/v1\"}]}}\n",
-            env.mock.base_url, env.mock.base_url);
-    fclose(f);
-}
-
-/* Start `skyio serve` with the config and @p args (NULL-terminated). */
 static void serve_keys_env(void)
 {
     setenv("SKY_TEST_KEY_A", "sk-test-alice", 1);
     setenv("SKY_TEST_KEY_B", "sk-test-bob", 1);
 }
 
+/* Start `skyio serve` with the config and @p args (NULL-terminated). */
 static void start_serve_args(serve *s, const char *name, const char *const *args)
 {
     char config[512];
@@ -76,21 +63,18 @@ static void start_serve(serve *s, const char *name, const char *cache)
     start_serve_args(s, name, args);
 }
 
-static int stop_serve(serve *s)
-{
-    int st = sky_test_stop_child(s->pid);
-    s->pid = 0;
-    return st;
-}
-
 static int setup(void **state)
 {
     (void)state;
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
     char config[512], db[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    write_config(config);
+    sky_test_gateway_config(config, sizeof(config), env.dir,
+                            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
+                            "\"%s/v1\"}],"
+                            " \"text-embedding-3-small\": [{\"kind\": \"compatible\", "
+                            "\"base_url\": \"%s/v1\"}]}}\n",
+                            env.mock.base_url, env.mock.base_url);
     snprintf(db, sizeof(db), "%s/cache.db", env.dir);
     start_serve(&env.on_sqlite, "sqlite", db);
     env.have_redis = access("/usr/bin/redis-server", X_OK) == 0;
@@ -98,16 +82,14 @@ static int setup(void **state)
         sky_test_redis_start(&env.redis, NULL);
         start_serve(&env.on_redis, "redis", env.redis.url);
     }
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     sky_test_stop_child(env.on_sqlite.pid);
     if (env.have_redis) {
         sky_test_stop_child(env.on_redis.pid);
@@ -130,11 +112,10 @@ static int64_t upstream_calls(void)
 static void post(const serve *s, const char *path, const char *body, const char *cache,
                  sky_test_result *out)
 {
-    char url[256], header[64];
-    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    char header[64];
     snprintf(header, sizeof(header), "x-skyio-cache: %s", cache ? cache : "");
-    const char *headers[] = {cache ? header : NULL, NULL};
-    sky_test_request(env.loop, env.client, "POST", url, body, headers, 20000, out);
+    sky_test_serve_call(s, env.loop, env.client, "POST", path, body, NULL, cache ? header : NULL,
+                        out);
     assert_int_equal(out->err_code, 0);
     assert_int_equal(out->status, 200);
 }
@@ -276,11 +257,7 @@ static void embeddings_per_input(void **state)
 static void keyed(const serve *s, const char *method, const char *path, const char *key,
                   const char *body, sky_test_result *out)
 {
-    char url[256], auth[96];
-    snprintf(url, sizeof(url), "%s%s", s->base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-    const char *headers[] = {auth, NULL};
-    sky_test_request(env.loop, env.client, method, url, body, headers, 20000, out);
+    sky_test_serve_call(s, env.loop, env.client, method, path, body, key, NULL, out);
     assert_int_equal(out->err_code, 0);
 }
 
@@ -337,17 +314,14 @@ static void stored_responses(void **state)
     keyed(&s, "GET", path, "sk-test-alice", NULL, &got);
     assert_int_equal(got.status, 404);
     sky_test_result_free(&got);
-    assert_int_equal(stop_serve(&s), 0);
+    sky_test_serve_stop_ok(&s);
 }
 
 /* The value of the metric line starting with @p series in @p s's /metrics, or -1. */
 static long long metric(const serve *s, const char *series)
 {
-    char url[256];
-    snprintf(url, sizeof(url), "%s/metrics", s->base);
     sky_test_result r;
-    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 20000, &r);
-    assert_int_equal(r.status, 200);
+    sky_test_serve_metrics(s, env.loop, env.client, &r);
     const char *at = strstr(r.body, series);
     long long v = at ? strtoll(at + strlen(series), NULL, 10) : -1;
     sky_test_result_free(&r);
@@ -427,7 +401,7 @@ static void usage_through_serve_state(void **state)
     assert_int_equal(metric(&s, "skyio_gateway_cache_lookups_total{result=\"miss\"} "), 1);
     assert_int_equal(metric(&s, "skyio_gateway_cache_lookups_total{result=\"hit\"} "), 2);
     assert_int_equal(metric(&s, "skyio_gateway_usage_records_total{state=\"lost\"} "), 0);
-    assert_int_equal(stop_serve(&s), 0); /* SIGTERM: the queue is written on the way out */
+    sky_test_serve_stop_ok(&s); /* SIGTERM: the queue is written on the way out */
     snprintf(args, sizeof(args), "--state %s", db);
     json_t *row = usage_row(args);
     assert_non_null(row);
@@ -476,7 +450,7 @@ static void usage_through_serve_postgres(void **state)
         post(&s, "/v1/chat/completions", chat_body, NULL, &r);
         sky_test_result_free(&r);
     }
-    assert_int_equal(stop_serve(&s), 0);
+    sky_test_serve_stop_ok(&s);
     char args[600];
     snprintf(args, sizeof(args), "--postgres %s", pg.url);
     json_t *row = usage_row(args);
