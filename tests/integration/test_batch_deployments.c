@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_batch.h"
 #include "harness_cli.h"
 #include "skyio/batch.h"
 #include "skyio/json.h"
@@ -45,25 +46,6 @@ static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
     }
 }
 
-/* @p n chat lines naming @p model (the i-th of them "m-i"); NULL: every other one "b". */
-static void add_lines(sky_batch_source *src, int n, const char *model)
-{
-    char line[512];
-    for (int i = 0; i < n; i++) {
-        snprintf(line, sizeof(line),
-                 "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-                 "\"body\":{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
-                 "\"content\":\"question %d\"}],\"max_tokens\":5}}",
-                 i,
-                 model   ? model
-                 : i % 2 ? "b"
-                         : "a",
-                 i);
-        assert_int_equal(sky_batch_memory_source_add(src, sky_span_cstr(line)), 0);
-    }
-    sky_batch_memory_source_end(src);
-}
-
 /* A run of @p n lines over @p n_deps deployments of @p mocks (model @p models[i], NULL: "a"). */
 static void run_open(run *r, const sky_test_mock *mocks, size_t n_deps, const char *const *models,
                      int n, const char *line_model)
@@ -73,8 +55,7 @@ static void run_open(run *r, const sky_test_mock *mocks, size_t n_deps, const ch
     sky_error err;
     memset(r, 0, sizeof(*r));
     sky_error_clear(&err);
-    r->loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    sky_test_client_open(&r->loop, &r->client);
     for (size_t i = 0; i < n_deps; i++) {
         snprintf(r->urls[i], sizeof(r->urls[i]), "%s/v1", mocks[i].base_url);
         sky_route_deployment_init(&deps[i]);
@@ -84,7 +65,8 @@ static void run_open(run *r, const sky_test_mock *mocks, size_t n_deps, const ch
     }
     r->src = sky_batch_memory_source_new();
     r->store = sky_batch_memory_store_new();
-    add_lines(r->src, n, line_model);
+    /* NULL: every other line "b", the rest "a" */
+    sky_test_batch_add_lines(r->src, n, line_model ? line_model : "a", line_model ? NULL : "b");
     sky_batch_options_init(&o);
     o.deployments = deps;
     o.n_deployments = n_deps;
@@ -102,22 +84,6 @@ static void run_close(run *r)
     assert_int_equal(r->finished, 1);
     sky_batch_memory_source_free(r->src);
     sky_batch_memory_store_free(r->store);
-}
-
-/* Records that succeeded, each custom_id once. */
-static size_t count_ok(const sky_batch_store *st)
-{
-    sky_batch_record rec;
-    json_t *seen = json_object();
-    size_t ok = 0;
-    for (size_t i = 0; i < sky_batch_memory_store_count(st); i++) {
-        assert_int_equal(sky_batch_memory_store_get(st, i, &rec), 0);
-        assert_null(json_object_get(seen, rec.custom_id));
-        json_object_set_new(seen, rec.custom_id, json_true());
-        ok += !rec.failed;
-    }
-    json_decref(seen);
-    return ok;
 }
 
 static void start_mocks(sky_test_mock *m, int n, const char *const *rpm)
@@ -145,7 +111,7 @@ static void test_every_deployment_serves_a_share(void **state)
     start_mocks(m, N_MOCKS, rpm);
     run_open(&r, m, N_MOCKS, NULL, 240, "a");
     assert_true(sky_test_run_until(r.loop, &r.finished, 60000));
-    assert_int_equal(count_ok(r.store), 240);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 240);
     assert_int_equal(r.summary.progress.failed, 0);
     int64_t served = 0, limited = 0;
     for (int i = 0; i < N_MOCKS; i++) {
@@ -183,7 +149,7 @@ static void test_a_deployment_down_is_avoided(void **state)
     (void)sky_test_mock_stop(&m[1]); /* and another killed during the run */
     m[1].pid = 0;
     assert_true(sky_test_run_until(r.loop, &r.finished, 60000));
-    assert_int_equal(count_ok(r.store), 300);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 300);
     assert_int_equal(r.summary.progress.failed, 0);
     assert_false(r.summary.unreachable);
     assert_true(sky_test_mock_stat(&m[0], "responses.200") > 0);
@@ -201,14 +167,14 @@ static void test_lines_go_to_their_model(void **state)
     start_mocks(m, 2, rpm);
     run_open(&r, m, 2, models, 40, NULL);
     assert_true(sky_test_run_until(r.loop, &r.finished, 30000));
-    assert_int_equal(count_ok(r.store), 40);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 40);
     assert_int_equal(sky_test_mock_stat(&m[0], "responses.200"), 20);
     assert_int_equal(sky_test_mock_stat(&m[1], "responses.200"), 20);
     run_close(&r);
     /* a model no deployment serves, among several: a bad line, nothing sent */
     run_open(&r, m, 2, models, 3, "c");
     assert_true(sky_test_run_until(r.loop, &r.finished, 30000));
-    assert_int_equal(count_ok(r.store), 0);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 0);
     assert_int_equal(r.summary.progress.bad_lines, 3);
     run_close(&r);
     stop_mocks(m, 2);

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_batch.h"
 #include "skyio/batch.h"
-#include "skyio/json.h"
 
 /* One engine run: its parts, and what it reported. */
 typedef struct run {
@@ -59,20 +59,6 @@ static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
     }
 }
 
-static void add_lines(sky_batch_source *src, int n)
-{
-    char line[512];
-    for (int i = 0; i < n; i++) {
-        snprintf(line, sizeof(line),
-                 "{\"custom_id\":\"req-%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-                 "\"body\":{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
-                 "\"content\":\"question %d\"}],\"max_tokens\":5}}",
-                 i, i);
-        assert_int_equal(sky_batch_memory_source_add(src, sky_span_cstr(line)), 0);
-    }
-    sky_batch_memory_source_end(src);
-}
-
 /* A run of @p n lines against @p base_url with @p key; @p concurrency 0 is adaptive; with
  * @p co, a managed identity credential of those options on the pipeline. */
 static void run_open_with(run *r, const char *base_url, const char *key, int n, int concurrency,
@@ -83,8 +69,7 @@ static void run_open_with(run *r, const char *base_url, const char *key, int n, 
     char url[200];
     memset(r, 0, sizeof(*r));
     sky_error_clear(&err);
-    r->loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    sky_test_client_open(&r->loop, &r->client);
     if (co)
         assert_int_equal(
             sky_credential_managed_identity_new(r->loop, r->client, co, &r->cred, &err), 0);
@@ -94,7 +79,7 @@ static void run_open_with(run *r, const char *base_url, const char *key, int n, 
     r->store = sky_batch_memory_store_new();
     assert_non_null(r->src);
     assert_non_null(r->store);
-    add_lines(r->src, n);
+    sky_test_batch_add_lines(r->src, n, "gpt-4o-mini", NULL);
     sky_batch_options_init(&o);
     o.endpoint = &r->ep;
     o.concurrency = concurrency;
@@ -134,26 +119,7 @@ static void run_close(run *r)
 
 static int64_t stat_int(const sky_test_mock *m, const char *path)
 {
-    json_t *stats = sky_test_mock_stats(m);
-    int64_t n = (int64_t)json_integer_value(sky_json_path(stats, path));
-    json_decref(stats);
-    return n;
-}
-
-/* The store's records: each custom_id once, how many succeeded. */
-static size_t count_ok(const sky_batch_store *st)
-{
-    sky_batch_record rec;
-    json_t *seen = json_object();
-    size_t ok = 0;
-    for (size_t i = 0; i < sky_batch_memory_store_count(st); i++) {
-        assert_int_equal(sky_batch_memory_store_get(st, i, &rec), 0);
-        assert_null(json_object_get(seen, rec.custom_id));
-        json_object_set_new(seen, rec.custom_id, json_true());
-        ok += !rec.failed;
-    }
-    json_decref(seen);
-    return ok;
+    return sky_test_mock_stat_or(m, path, 0);
 }
 
 static void test_every_line_once(void **state)
@@ -166,7 +132,7 @@ static void test_every_line_once(void **state)
     run_open(&r, m.base_url, NULL, 50, 0);
     run_to_end(&r, 60000);
     assert_int_equal(sky_batch_memory_store_count(r.store), 50);
-    assert_int_equal(count_ok(r.store), 50);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 50);
     assert_int_equal(stat_int(&m, "endpoints.chat"), 50);
     assert_int_equal(r.summary.progress.ok, 50);
     assert_int_equal(r.summary.progress.failed, 0);
@@ -249,7 +215,7 @@ static void test_graceful_stop_records_what_was_sent(void **state)
     int64_t sent = stat_int(&m, "endpoints.chat");
     assert_true(sent >= 1 && sent <= 4);
     assert_int_equal((int64_t)sky_batch_memory_store_count(r.store), sent);
-    assert_int_equal((int64_t)count_ok(r.store), sent);
+    assert_int_equal((int64_t)sky_test_batch_count_ok(r.store), sent);
     assert_true(r.summary.stopped);
     assert_true(r.summary.unfinished);
     assert_int_equal(r.summary.fatal, 0);

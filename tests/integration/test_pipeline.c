@@ -87,8 +87,7 @@ static void run_open(run *r, const char *const *mock_args, const sky_pipeline_op
 {
     memset(r, 0, sizeof(*r));
     sky_test_mock_start(&r->mock, mock_args);
-    r->loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    sky_test_client_open(&r->loop, &r->client);
     r->po = *po;
     assert_int_equal(sky_pipeline_new(r->loop, r->client, &r->po, &r->pipe), 0);
     snprintf(r->url, sizeof(r->url), "%s/v1/chat/completions", r->mock.base_url);
@@ -97,21 +96,15 @@ static void run_open(run *r, const char *const *mock_args, const sky_pipeline_op
 static void run_close(run *r)
 {
     sky_pipeline_free(r->pipe);
-    sky_http_client_free(r->client);
-    sky_test_loop_free(r->loop);
+    sky_test_client_close(r->loop, r->client);
     assert_int_equal(sky_test_mock_stop(&r->mock), 0);
 }
 
 static void start_calls(run *r, int n, const char *body)
 {
     sky_call_options o;
-    sky_call_options_init(&o);
-    o.headers = sky_test_json_headers();
-    o.url = r->url;
-    o.body = sky_span_cstr(body);
+    sky_test_call_options(&o, r->url, body, on_done, r);
     o.est_tokens = 11;
-    o.on_done = on_done;
-    o.user_data = r;
     r->n += n;
     r->all = 0;
     for (int i = 0; i < n; i++)
@@ -129,11 +122,7 @@ static void wait_all(run *r, uint64_t ms)
 
 static int64_t mock_stat(const run *r, const char *path)
 {
-    json_t *s = sky_test_mock_stats(&r->mock);
-    json_t *v = sky_json_path(s, path);
-    int64_t n = v ? (int64_t)json_integer_value(v) : -1;
-    json_decref(s);
-    return n;
+    return sky_test_mock_stat_or(&r->mock, path, -1);
 }
 
 static void test_retries_5xx_to_success(void **state)

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "harness.h"
-#include "skyio/json.h"
 #include "skyio/pipeline.h"
 
 static const char chat_body[] =
@@ -93,8 +92,7 @@ static void run_open(run *r, const char *const *mock_args)
 {
     memset(r, 0, sizeof(*r));
     sky_test_mock_start(&r->mock, mock_args);
-    r->loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(r->loop, NULL, &r->client), 0);
+    sky_test_client_open(&r->loop, &r->client);
     sky_pipeline_options_init(&r->po);
     r->po.retry.base_ms = 20;
     r->po.retry.cap_ms = 200;
@@ -114,13 +112,8 @@ static void run_calls(run *r, int n)
 {
     sky_call_options o;
     assert_int_equal(sky_pipeline_new(r->loop, r->client, &r->po, &r->a.p), 0);
-    sky_call_options_init(&o);
-    o.headers = sky_test_json_headers();
-    o.url = r->url;
-    o.body = sky_span_cstr(chat_body);
+    sky_test_call_options(&o, r->url, chat_body, on_done, r);
     o.est_tokens = 11;
-    o.on_done = on_done;
-    o.user_data = r;
     r->n = n;
     for (int i = 0; i < n; i++)
         assert_int_equal(sky_call_start(r->a.p, &o, NULL, NULL), 0);
@@ -129,11 +122,7 @@ static void run_calls(run *r, int n)
 
 static int64_t mock_stat(const run *r, const char *path)
 {
-    json_t *s = sky_test_mock_stats(&r->mock);
-    json_t *v = sky_json_path(s, path);
-    int64_t n = v ? (int64_t)json_integer_value(v) : -1;
-    json_decref(s);
-    return n;
+    return sky_test_mock_stat_or(&r->mock, path, -1);
 }
 
 static void run_close(run *r)
@@ -142,8 +131,7 @@ static void run_close(run *r)
     sky_pipeline_free(p);
     assert_int_equal(r->a.freed, 1); /* told once, before it went */
     assert_null(r->a.p);
-    sky_http_client_free(r->client);
-    sky_test_loop_free(r->loop);
+    sky_test_client_close(r->loop, r->client);
     assert_int_equal(sky_test_mock_stop(&r->mock), 0);
 }
 
