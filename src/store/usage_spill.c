@@ -97,16 +97,28 @@ int sky__spill_busy(const sky__store *s)
 
 /* ---- on the thread pool ---- */
 
+/* Open a write transaction and prepare @p sql in it (*st NULL when either failed). */
+static int txn_begin(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    *st = NULL;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? sqlite3_prepare_v2(db, sql, -1, st, NULL) : rc;
+}
+
+/* Commit when @p rc is SQLITE_OK, else roll back; the first failure. */
+static int txn_end(sqlite3 *db, int rc)
+{
+    int end = sqlite3_exec(db, rc == SQLITE_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? end : rc;
+}
+
 static int insert_all(sqlite3 *db, sky__usage_node *head)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    rc = rc == SQLITE_OK ? sqlite3_prepare_v2(db,
-                                              "INSERT INTO spilled_usage (time_ms, key_name, "
-                                              "model, deployment, status, tokens_in, tokens_out, "
-                                              "latency_us, cost) VALUES (?,?,?,?,?,?,?,?,?)",
-                                              -1, &st, NULL)
-                         : rc;
+    sqlite3_stmt *st;
+    int rc = txn_begin(db,
+                       "INSERT INTO spilled_usage (time_ms, key_name, model, deployment, status, "
+                       "tokens_in, tokens_out, latency_us, cost) VALUES (?,?,?,?,?,?,?,?,?)",
+                       &st);
     for (sky__usage_node *n = head; rc == SQLITE_OK && n; n = n->next) {
         const sky__store_usage *u = &n->rec;
         sqlite3_bind_int64(st, 1, u->time_ms);
@@ -122,8 +134,7 @@ static int insert_all(sqlite3 *db, sky__usage_node *head)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    int end = sqlite3_exec(db, rc == SQLITE_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-    return rc == SQLITE_OK ? end : rc;
+    return txn_end(db, rc);
 }
 
 static sky__usage_node *row_node(sqlite3_stmt *st)
@@ -154,16 +165,13 @@ static void free_list(sky__usage_node *n)
 /* The oldest @p j->want rows, taken off the file in one transaction. */
 static int take_rows(sqlite3 *db, spill_job *j)
 {
-    sqlite3_stmt *st = NULL, *del = NULL;
+    sqlite3_stmt *st, *del = NULL;
     sky__usage_node **tail = &j->head;
     int64_t last = 0;
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    rc = rc == SQLITE_OK ? sqlite3_prepare_v2(db,
-                                              "SELECT id, time_ms, key_name, model, deployment, "
-                                              "status, tokens_in, tokens_out, latency_us, cost "
-                                              "FROM spilled_usage ORDER BY id LIMIT ?",
-                                              -1, &st, NULL)
-                         : rc;
+    int rc = txn_begin(db,
+                       "SELECT id, time_ms, key_name, model, deployment, status, tokens_in, "
+                       "tokens_out, latency_us, cost FROM spilled_usage ORDER BY id LIMIT ?",
+                       &st);
     if (rc == SQLITE_OK)
         sqlite3_bind_int64(st, 1, (sqlite3_int64)j->want);
     while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
@@ -183,8 +191,7 @@ static int take_rows(sqlite3 *db, spill_job *j)
         rc = sqlite3_step(del) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     }
     sqlite3_finalize(del);
-    int end = sqlite3_exec(db, rc == SQLITE_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-    rc = rc == SQLITE_OK ? end : rc;
+    rc = txn_end(db, rc);
     if (rc != SQLITE_OK) {
         free_list(j->head);
         j->head = NULL;
