@@ -302,6 +302,17 @@ static int st_is_done(const sky_batch_store *st, const char *custom_id)
     return 0; /* the script decides, atomically, at hand-back */
 }
 
+/* @p r at the end of the results waiting to be handed back. */
+static void enqueue(rstore *s, result *r)
+{
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->queued++;
+}
+
 static int st_append(sky_batch_store *st, const sky_batch_record *rec)
 {
     rstore *s = (rstore *)st;
@@ -325,12 +336,7 @@ static int st_append(sky_batch_store *st, const sky_batch_record *rec)
     r->line_len = rec->line.len;
     r->failed = rec->failed;
     (void)json_object_del(s->j->entries, rec->custom_id);
-    if (s->tail)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    s->queued++;
+    enqueue(s, r);
     if (s->queued >= BATCH_SOON || !s->j->up)
         flush(s);
     else if (!uv_is_active((uv_handle_t *)&s->timer))
@@ -361,16 +367,6 @@ static void on_lost(sky__redis_part *p)
 {
     rstore *s = (rstore *)((char *)p - offsetof(rstore, part));
     fail(s, &s->j->lost_err);
-}
-
-static void enqueue(rstore *s, result *r)
-{
-    if (s->tail)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    s->queued++;
 }
 
 /* A result the journal kept (a crash during an outage): handed over before anything else. */
