@@ -27,6 +27,7 @@ typedef struct admitter {
     uint64_t next_ms; /* no lease before this (the bucket said wait, or the next look) */
     long long ok, refused;           /* replies heard since the last lease went */
     long long sent_ok, sent_refused; /* what the lease on its way carries */
+    double announced;                /* the provider's x-ratelimit-limit-requests, as sent */
     int leasing, closing;
 } admitter;
 
@@ -132,12 +133,33 @@ static int64_t admit_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
     return a->next_ms > now ? (int64_t)(a->next_ms - now) : 1;
 }
 
+/*
+ * A limit the provider announces (x-ratelimit-limit-requests, per minute, for everyone on
+ * the key) becomes the shared ceiling, unless --rpm asked for less: learned once by
+ * whichever worker reads it, for all.
+ */
+static void share_announced(admitter *a, const sky_headers *h)
+{
+    const char *v = h ? sky_headers_get(h, "x-ratelimit-limit-requests") : NULL;
+    char *end;
+    double limit = v ? strtod(v, &end) : 0;
+    sky_redis_job *j = a->j;
+    if (v == NULL || end == v || !(limit >= 1) || limit == a->announced ||
+        (j->rate_ceiling > 0 && limit >= j->rate_ceiling))
+        return;
+    char num[32];
+    const char *args[] = {j->rate_dep, "set", num};
+    snprintf(num, sizeof(num), "%.3f", limit);
+    if (rate_op(j, 3, args, on_ignore, NULL) == 0)
+        a->announced = limit;
+}
+
 static void admit_reply(void *ud, sky_pipeline *p, int status, const sky_headers *h, double rpm)
 {
     admitter *a = ud;
     (void)p;
-    (void)h;
     (void)rpm;
+    share_announced(a, h);
     if (status >= 200 && status < 300)
         a->ok++;
     if (status != 429)

@@ -33,6 +33,7 @@ typedef struct rsrc {
     int outstanding; /* replies of the poll in flight */
     int waiting;     /* next said WAIT: call ready when something changes */
     int paused, closing, ended, timer_open, destroyed;
+    int reread;    /* connected again: read this consumer's own pending entries first */
     sky_error err; /* the run stops with it */
     uv_timer_t timer;
     uint64_t backoff_ms, last_claim_ms, last_beat_ms, beat_count, last_refresh_ms;
@@ -92,6 +93,15 @@ static char *dup_str(const redisReply *r)
     return p;
 }
 
+/* A reread of this consumer's own pending entries meets those read ahead too. */
+static int queued_already(const rsrc *s, const redisReply *cid)
+{
+    for (const entry *e = s->head; e; e = e->next)
+        if (strcmp(e->cid, cid->str) == 0)
+            return 1;
+    return 0;
+}
+
 /* One [id, [field, value...]] into the queue, unless this run has had its custom_id. */
 static void enqueue(rsrc *s, const redisReply *e)
 {
@@ -100,8 +110,8 @@ static void enqueue(rsrc *s, const redisReply *e)
     const redisReply *f = e->element[1], *c = field(f, "c"), *l = field(f, "l"), *n = field(f, "n");
     if (c == NULL || l == NULL || n == NULL || c->type != REDIS_REPLY_STRING)
         return;
-    if (sky_idset_contains(s->handed, sky_span_make(c->str, c->len)))
-        return; /* in flight here, or handed back: not twice in one engine */
+    if (sky_idset_contains(s->handed, sky_span_make(c->str, c->len)) || queued_already(s, c))
+        return; /* in flight here, or handed back, or read ahead: not twice in one engine */
     entry *q = calloc(1, sizeof(*q));
     if (q == NULL || (q->id = dup_str(e->element[0])) == NULL || (q->cid = dup_str(c)) == NULL ||
         (q->line = dup_str(l)) == NULL) {
@@ -350,14 +360,16 @@ static void poll_now(rsrc *s)
     s->got = s->bad = 0;
     s->load_done = s->canceled = 0;
     uint32_t room = j->o.read_count > s->queued ? j->o.read_count - (uint32_t)s->queued : 0;
-    snprintf(count, sizeof(count), "%u", room ? room : 1);
+    snprintf(count, sizeof(count), "%u", s->reread ? 100000 : room ? room : 1);
     const char *meta[] = {"HMGET", j->keys[SKY__RK_META], "token", "load_done", "canceled"};
     const char *pend[] = {"XPENDING", j->keys[SKY__RK_STREAM], SKY__REDIS_GROUP};
-    const char *read[] = {"XREADGROUP", "GROUP",   SKY__REDIS_GROUP,        j->consumer, "COUNT",
-                          count,        "STREAMS", j->keys[SKY__RK_STREAM], ">"};
+    const char *read[] = {
+        "XREADGROUP", "GROUP",   SKY__REDIS_GROUP,        j->consumer,          "COUNT",
+        count,        "STREAMS", j->keys[SKY__RK_STREAM], s->reread ? "0" : ">"};
     send_one(s, on_meta, 5, meta);
     send_one(s, on_pending, 3, pend);
     send_one(s, on_read, 9, read);
+    s->reread = 0;
     if (now - s->last_claim_ms >= j->o.claim_idle_ms / 2)
         send_claim(s, now);
 }
@@ -471,10 +483,18 @@ static void src_close(sky_batch_source *src)
     maybe_destroy(s);
 }
 
+/*
+ * Connected again. A read whose reply the lost connection took was done all the same: its
+ * entries are pending for this consumer, which never saw them, and they would count as its
+ * own (it would end without them, and the others wait claim_idle for them). So the next
+ * read takes this consumer's own pending entries (ID 0) first; those it holds are skipped.
+ */
 static void on_up(sky__redis_part *p)
 {
     rsrc *s = (rsrc *)((char *)p - offsetof(rsrc, part));
+    s->reread = 1;
     poll_now(s);
+    wake(s);
 }
 
 static void on_lost(sky__redis_part *p)

@@ -52,9 +52,8 @@ static void write_input(const char *path, int n)
     fclose(f);
 }
 
-static void env_open(dist_env *e, int n, const char *ttft_ms, int appendonly)
+static void env_open_mock(dist_env *e, int n, const char *const *args, int appendonly)
 {
-    const char *args[] = {"--ttft-ms", ttft_ms, NULL};
     sky_test_redis_options o;
     memset(e, 0, sizeof(*e));
     sky_test_redis_options_init(&o);
@@ -67,6 +66,12 @@ static void env_open(dist_env *e, int n, const char *ttft_ms, int appendonly)
     snprintf(e->in, sizeof(e->in), "%s/in.jsonl", e->dir);
     snprintf(e->out, sizeof(e->out), "%s/out.jsonl", e->dir);
     write_input(e->in, n);
+}
+
+static void env_open(dist_env *e, int n, const char *ttft_ms, int appendonly)
+{
+    const char *args[] = {"--ttft-ms", ttft_ms, NULL};
+    env_open_mock(e, n, args, appendonly);
 }
 
 static void env_close(dist_env *e)
@@ -435,6 +440,37 @@ static void test_text_mode(void **state)
 }
 
 /*
+ * A limit the provider announces (x-ratelimit-limit-requests) becomes the shared bucket's
+ * ceiling, for every worker; a lower --rpm stays the ceiling.
+ */
+static void test_announced_limit_shared(void **state)
+{
+    (void)state;
+    dist_env e;
+    const char *const margs[] = {"--ttft-ms", "10", "--rpm", "1200", NULL};
+    char field[300];
+    env_open_mock(&e, 20, margs, 0);
+    snprintf(field, sizeof(field), "%s/v1:max", e.m.base_url);
+    const char *const bargs[] = {"batch", e.in,    "-o", e.out, "--redis",
+                                 e.r.url, "--job", "hd", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "loader", bargs), 30000), 0);
+    assert_output_once(e.out, 20);
+    redisReply *r = sky_test_redis_command(&e.r, "HGET {skyio:hd}:rate %s", field);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_true(strtod(r->str, NULL) == 1200.0);
+    freeReplyObject(r);
+    const char *const given[] = {"batch", e.in,  "-o",    e.out, "--redis", e.r.url,
+                                 "--job", "hd2", "--rpm", "900", NULL};
+    assert_int_equal(wait_exit(spawn(&e, "loader2", given), 30000), 0);
+    r = sky_test_redis_command(&e.r, "HGET {skyio:hd2}:rate %s", field);
+    assert_non_null(r);
+    assert_true(r->type == REDIS_REPLY_STRING && strtod(r->str, NULL) == 900.0);
+    freeReplyObject(r);
+    env_close(&e);
+}
+
+/*
  * Redis back empty (the job's state gone): the loader and the worker stop with a clear
  * error (exit 3), and nothing more is sent.
  */
@@ -564,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_redis_outage),
         cmocka_unit_test(test_outage_journal),
         cmocka_unit_test(test_text_mode),
+        cmocka_unit_test(test_announced_limit_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
