@@ -206,10 +206,12 @@ SKY_EXTERN int sky_redis_job_rate_configure(sky_redis_job *j, const char *deploy
  * The shared limit as the pipeline's admitter (sky_pipeline_options.admitter, for the
  * batch's pipeline): asked before every attempt, it hands out leased tokens, and the 2xx
  * replies and 429s it hears go to Redis with its next lease (a 429 at once), so one
- * worker's 429 sets every worker's rate. NULL before sky_redis_job_rate_configure (or out
- * of memory). Owned by the job: valid until sky_redis_job_close, which must come after the
- * pipeline (the batch) is freed. The worker's own limiter should then not learn from 429s
- * (pipeline.rate.learn = 0): the shared bucket does, for everyone.
+ * worker's 429 sets every worker's rate; a limit a reply announces (x-ratelimit-limit-
+ * requests) becomes the shared ceiling, unless the configured one is lower. NULL before
+ * sky_redis_job_rate_configure (or out of memory). Owned by the job: valid until
+ * sky_redis_job_close, which must come after the pipeline (the batch) is freed. The
+ * worker's own limiter should then not learn from 429s (pipeline.rate.learn = 0): the
+ * shared bucket does, for everyone.
  */
 SKY_EXTERN const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j);
 
