@@ -269,21 +269,26 @@ static void on_drop(sky_limiter *lim, uint64_t rtt_us)
 }
 
 /*
+ * A window in which slots were parked (their requests waited for a rate limiter) and the
+ * slots in use never reached the limit: the rate, not the limit, set what was in flight.
+ */
+static int window_rate_bound(const sky_limiter *lim)
+{
+    return lim->window_parked && lim->window_peak < (int)lim->estimate;
+}
+
+/*
  * A window that never had half the limit in use says nothing about the
  * limit (the caller had too little work): growing on it would let an idle
  * limiter creep to max and then flood the server when work arrives.
  *
- * Nor does one in which slots were parked (their requests waited for a rate
- * limiter) and the slots in use never reached the limit: the rate, not the
- * limit, set what was in flight, and growing on it would raise the limit with
- * no evidence for as long as the rate binds (TCP's rule: grow only when the
- * window is full). The limit then stays near the rate times the latency.
+ * Nor does a rate-bound one: growing on it would raise the limit with no evidence
+ * for as long as the rate binds (TCP's rule: grow only when the window is full).
+ * The limit then stays near the rate times the latency.
  */
 static int window_app_limited(const sky_limiter *lim)
 {
-    if (lim->window_parked && lim->window_peak < (int)lim->estimate)
-        return 1;
-    return lim->window_peak * 2 < (int)lim->estimate;
+    return window_rate_bound(lim) || lim->window_peak * 2 < (int)lim->estimate;
 }
 
 /* AIMD: one window is `limit` successes, about one round trip of traffic. */
@@ -441,8 +446,17 @@ static void slow_on_success(sky_limiter *lim, uint64_t rtt_us)
         return;
     double mean = lim->window_rtt_sum / lim->window_count;
     double per_us = took_us > 0 ? (double)lim->window_count / (double)took_us : 0.0;
+    int rate_bound = window_rate_bound(lim);
     lim->short_rtt = mean;
     window_reset(lim);
+    if (rate_bound) {
+        /* its delivery rate is the rate limiter's: no sign of the server's knee (ending
+         * here set the limit to that rate times the RTT, far under what the server takes
+         * once the rate rises); the slow start goes on when the limit binds again */
+        if (lim->slow_min_rtt <= 0.0 || mean < lim->slow_min_rtt)
+            lim->slow_min_rtt = mean;
+        return;
+    }
     if (per_us >= SLOW_RATE_GROWTH * lim->slow_best_rate) {
         lim->slow_best_rate = per_us;
         lim->slow_stalls = 0;
