@@ -32,6 +32,7 @@ typedef struct rl_bucket {
     double cap_rate;     /* temporary cap from a low remaining header */
     uint64_t cap_until;  /* monotonic ms the cap lasts until */
     int limited;         /* refused a request since the last increase */
+    int raised;          /* the rate went up since the last decrease */
 } rl_bucket;
 
 struct sky_ratelimit {
@@ -44,6 +45,7 @@ struct sky_ratelimit {
     uint64_t paused_until;
     uint64_t last_increase_ms;
     uint64_t last_decrease_ms;
+    uint64_t last_429_ms;
     int has_decreased;
     int waiting;
     uint64_t wait_start;
@@ -183,6 +185,7 @@ static void bucket_increase(rl_bucket *b, const sky_ratelimit_options *o, uint64
         if (now < b->hold_until && r > RL_HOLD_SHARE * b->wmax)
             r = b->rate > RL_HOLD_SHARE * b->wmax ? b->rate : RL_HOLD_SHARE * b->wmax;
     }
+    b->raised |= r > b->rate;
     bucket_set_rate(b, r, now, o->burst_seconds);
 }
 
@@ -209,8 +212,9 @@ static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_o
     if (measured > 0 && measured < base)
         base = measured;
     double factor = o->decrease_factor;
-    if (b->wmax > 0 && fabs(base - b->wmax) <= 0.1 * b->wmax) {
-        /* the same limit again: a fixed quota, found; back off half as far */
+    if (b->wmax > 0 && b->raised && fabs(base - b->wmax) <= 0.1 * b->wmax) {
+        /* the same limit again, climbed back to: a fixed quota, found; back off half as
+         * far (429s that never stopped since the last cut say the cut was too small) */
         factor = 1 - (1 - factor) / 2;
         b->hold_until = now + RL_HOLD_INTERVALS * (uint64_t)o->increase_interval_ms;
     }
@@ -220,6 +224,7 @@ static void bucket_decrease(rl_bucket *b, double measured, const sky_ratelimit_o
         base = (b->clean_rate + base) / 2;
     }
     b->wmax = base;
+    b->raised = 0;
     b->probes = 0;
     b->clean_rate = 0;
     bucket_set_rate(b, r, now, o->burst_seconds);
@@ -298,6 +303,9 @@ static void rl_maybe_increase(sky_ratelimit *rl, uint64_t now)
     if (!rl->o.learn || now - rl->last_increase_ms < every)
         return;
     if (rl->has_decreased && now - rl->last_decrease_ms < every)
+        return;
+    /* nor while 429s still come, though the cooldown counts them as the last overload */
+    if (rl->responses_429 > 0 && now - rl->last_429_ms < every)
         return;
     if (rl->req.limited)
         bucket_increase(&rl->req, &rl->o, now);
@@ -496,24 +504,22 @@ static double rl_ok_rate(const sky_ratelimit *rl, uint64_t now)
 }
 
 /*
- * The first 429 of an unpaced start: the provider has a limit after all, and it met it
- * at the rate it just accepted. Pace from that rate, and take it as where the limit was
- * met (the search goes on below it): even from less than a second of replies, the first
- * refusal says the rate was reached, and doubling past it (as a paced start from a guess
- * does) sent nearly twice the limit for the next seconds. With nothing accepted yet,
- * pace from initial_rpm, doubling as a paced start does. What was sent meanwhile is
- * answered as the same overload (the cooldown starts now).
+ * The first 429 of an unpaced start: the provider has a limit after all. Pace from the
+ * rate it just accepted, or from initial_rpm when it accepted less, and search upward
+ * from there by doubling, as a paced start does: that rate is counted from the replies
+ * already in, while those to the last requests the provider took before refusing are
+ * still on their way (a refusal comes back at once), so the limit may be well above it
+ * (twice it in `make demo`). The doubling waits for a whole interval without a 429
+ * (rl_maybe_increase): when the rate was already over the limit, the next 429s cut it
+ * instead. What was sent meanwhile is answered as the same overload (the cooldown
+ * starts now).
  */
 static void start_pacing(sky_ratelimit *rl, uint64_t now)
 {
     double ok = rl_ok_rate(rl, now);
     rl->unpaced = 0;
-    if (ok >= rl->o.initial_rpm) {
-        rl->req.wmax = ok;
-        bucket_set_rate(&rl->req, ok, now, rl->o.burst_seconds);
-    } else {
-        bucket_set_rate(&rl->req, rl->o.initial_rpm, now, rl->o.burst_seconds);
-    }
+    bucket_set_rate(&rl->req, ok > rl->o.initial_rpm ? ok : rl->o.initial_rpm, now,
+                    rl->o.burst_seconds);
     rl->req.level = 0;
     rl->has_decreased = 1;
     rl->last_decrease_ms = now;
@@ -531,6 +537,7 @@ static void on_429(sky_ratelimit *rl, const sky_headers *h, uint64_t now)
 {
     int64_t ra;
     rl->responses_429++;
+    rl->last_429_ms = now;
     if (h != NULL && sky_parse_retry_after_ms(h, rl->clock, &ra) == 0 && ra > 0)
         rl_pause_until(rl, now + (uint64_t)ra);
     if (!rl->o.learn)
