@@ -22,6 +22,7 @@
 #include "skyio/credential.h"
 #include "skyio/log.h"
 #include "skyio/server.h"
+#include "harness_group.h"
 
 /* One Azurite for the whole file: starting node takes seconds. */
 static sky_test_azurite g_az;
@@ -1437,5 +1438,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bearer_credential_and_refresh, fault_setup,
                                         fault_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return sky_test_run_group(tests, group_setup, group_teardown);
 }

@@ -22,6 +22,7 @@
 #include "harness_azurite.h"
 #include "harness_cli.h"
 #include "skyio/blob.h"
+#include "harness_group.h"
 
 static sky_test_azurite g_az;
 static int g_trace; /* run the CLI with SKYIO_LOG=trace */
@@ -806,5 +807,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreachable_endpoint_stops_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return sky_test_run_group(tests, group_setup, group_teardown);
 }

@@ -15,6 +15,7 @@
 #include "harness_azurite.h"
 #include "skyio/blob.h"
 #include "skyio/blob_transfer.h"
+#include "harness_group.h"
 
 /* One Azurite for the whole file: starting node takes seconds. */
 static sky_test_azurite g_az;
@@ -489,5 +490,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_and_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_added_files, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return sky_test_run_group(tests, group_setup, group_teardown);
 }

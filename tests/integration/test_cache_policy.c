@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "harness_serve.h"
+#include "harness_group.h"
 
 /* The entry cap of the test's config: a short stream fits, a long one does not. */
 #define ENTRY_CAP 6000
@@ -261,5 +262,5 @@ int main(void)
         cmocka_unit_test(streamed_miss_kept),          cmocka_unit_test(stream_over_cap_not_kept),
         cmocka_unit_test(responses_only_when_asked),   cmocka_unit_test(bad_cache_config_refused),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "harness_cli.h"
 #include "skyio/keyvault.h"
+#include "harness_group.h"
 
 /* The value no log, error or process listing may ever show. */
 #define CANARY "CANARY-5b1e0c-value-Zq9"
@@ -569,5 +570,5 @@ int main(void)
         cmocka_unit_test(test_serve_key_env_reference),
         cmocka_unit_test(test_sdk_cross_check),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return sky_test_run_group(tests, group_setup, group_teardown);
 }

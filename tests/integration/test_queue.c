@@ -25,6 +25,7 @@
 #include "harness_cli.h"
 #include "skyio/queue.h"
 #include "skyio/server.h"
+#include "harness_group.h"
 
 /* One Azurite queue service for the whole file: starting node takes seconds. */
 static sky_test_azurite g_az;
@@ -733,5 +734,5 @@ int main(void)
         cmocka_unit_test(test_cli_process_keeps_hidden),
         cmocka_unit_test(test_sdk_cross_check),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return sky_test_run_group(tests, group_setup, group_teardown);
 }

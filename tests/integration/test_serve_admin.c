@@ -21,6 +21,7 @@
 #include "harness_postgres.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 #define MASTER_KEY "sk-master-canary-5d1e80b2"
 
@@ -296,5 +297,5 @@ int main(void)
         cmocka_unit_test(admin_keys_on_sqlite),
         cmocka_unit_test(admin_keys_on_postgres),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -18,6 +18,7 @@
 #include "harness_serve_fleet.h"
 #include "skyio/common.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 /* ---- clients' budgets ---- */
 
@@ -94,6 +95,5 @@ int main(void)
         cmocka_unit_test(test_key_request_budget),
         cmocka_unit_test(test_key_token_budget),
     };
-    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
-    return failed ? failed : sky_fleet.teardown_failed;
+    return sky_test_run_group(tests, sky_fleet_setup, sky_fleet_teardown);
 }

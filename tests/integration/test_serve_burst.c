@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "harness_serve.h"
+#include "harness_group.h"
 
 #define CALLS 30
 #define BODY                                                                                       \
@@ -129,5 +130,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_not_held_by_the_throttled_deployment),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "harness_serve.h"
+#include "harness_group.h"
 
 #define STREAMS 300
 #define CAPPED_CALLS 40
@@ -171,5 +172,5 @@ int main(void)
         cmocka_unit_test(test_streams_go_upstream_together),
         cmocka_unit_test(test_max_concurrency_holds),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -27,6 +27,7 @@
 #include "harness_postgres.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 typedef sky_test_serve serve;
 
@@ -422,5 +423,5 @@ int main(void)
         cmocka_unit_test(without_store),
         cmocka_unit_test(node_sdk),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -18,6 +18,7 @@
 #include "harness_serve_fleet.h"
 #include "skyio/headers.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 /* ---- failover ---- */
 
@@ -162,6 +163,5 @@ int main(void)
         cmocka_unit_test(test_headroom_beats_weight),
         cmocka_unit_test(test_token_headroom_beats_weight),
     };
-    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
-    return failed ? failed : sky_fleet.teardown_failed;
+    return sky_test_run_group(tests, sky_fleet_setup, sky_fleet_teardown);
 }

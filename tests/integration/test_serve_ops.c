@@ -23,6 +23,7 @@
 #include "skyio/buf.h"
 #include "skyio/gateway.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 #define UPSTREAM_KEY "sk-upstream-canary-ops-5d2e"
 #define CLIENT_KEY "sk-client-ops-0001"
@@ -582,5 +583,5 @@ int main(void)
         cmocka_unit_test(test_tls_and_http2),
         cmocka_unit_test(test_reload_under_load_loses_nothing),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

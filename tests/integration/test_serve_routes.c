@@ -18,6 +18,7 @@
 
 #include "harness_serve_fleet.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 static void test_plain_chat(void **state)
 {
@@ -258,6 +259,5 @@ int main(void)
         cmocka_unit_test(test_azure_routes),   cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_body_too_large), cmocka_unit_test(test_openai_node_sdk),
     };
-    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
-    return failed ? failed : sky_fleet.teardown_failed;
+    return sky_test_run_group(tests, sky_fleet_setup, sky_fleet_teardown);
 }

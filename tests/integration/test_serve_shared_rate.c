@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "harness_serve.h"
+#include "harness_group.h"
 
 #define CALLS 10
 #define BODY                                                                                       \
@@ -129,5 +130,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loops_keep_to_one_learned_limit),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

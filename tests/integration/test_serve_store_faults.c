@@ -24,6 +24,7 @@
 #include "harness.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 static struct {
     sky_test_mock mock;
@@ -223,5 +224,5 @@ int main(void)
         cmocka_unit_test(postgres_down_at_start_says_why),
         cmocka_unit_test(redis_unreachable_at_start_serves),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -19,6 +19,7 @@
 #include "skyio/buf.h"
 #include "skyio/headers.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 /* ---- streams ---- */
 
@@ -184,6 +185,5 @@ int main(void)
         cmocka_unit_test(test_stream_responses),
         cmocka_unit_test(test_disconnect_cancels_upstream),
     };
-    int failed = cmocka_run_group_tests(tests, sky_fleet_setup, sky_fleet_teardown);
-    return failed ? failed : sky_fleet.teardown_failed;
+    return sky_test_run_group(tests, sky_fleet_setup, sky_fleet_teardown);
 }

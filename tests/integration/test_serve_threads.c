@@ -21,6 +21,7 @@
 #include "harness_serve.h"
 #include "skyio/gateway.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 #define UPSTREAM_KEY "sk-upstream-canary-threads-91c4"
 #define CLIENT_KEY "sk-client-threads-0001"
@@ -260,5 +261,5 @@ int main(void)
         cmocka_unit_test(test_reload_reaches_every_loop),
         cmocka_unit_test(test_sigterm_lets_streams_finish),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

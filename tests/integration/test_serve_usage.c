@@ -26,6 +26,7 @@
 #include "harness_redis.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 #define CAPPED_KEY "sk-capped-7f3a"
 #define FREE_KEY "sk-free-19c2"
@@ -383,5 +384,5 @@ int main(void)
         cmocka_unit_test(daily_cap_shared_through_redis),
         cmocka_unit_test(spill_and_shared_caps_on_postgres),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

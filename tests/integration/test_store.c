@@ -26,6 +26,7 @@
 #include "harness_redis.h"
 #include "skyio/log.h"
 #include "store/store.h"
+#include "harness_group.h"
 
 /* ---- one running backend */
 
@@ -967,5 +968,5 @@ int main(void)
         cmocka_unit_test(sqlite_corrupt_file_is_named),
         cmocka_unit_test(sqlite_locked_file_is_named),
     };
-    return cmocka_run_group_tests(tests, NULL, group_teardown);
+    return sky_test_run_group(tests, NULL, group_teardown);
 }

@@ -26,6 +26,7 @@
 #include "harness_redis.h"
 #include "harness_serve.h"
 #include "skyio/json.h"
+#include "harness_group.h"
 
 typedef sky_test_serve serve;
 
@@ -471,5 +472,5 @@ int main(void)
         cmocka_unit_test(usage_through_serve_state),
         cmocka_unit_test(usage_through_serve_postgres),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "harness_postgres.h"
 #include "store/store.h"
+#include "harness_group.h"
 
 static struct {
     sky_test_pg pg;
@@ -245,5 +246,5 @@ int main(void)
         cmocka_unit_test(spill_outlives_a_restart),
         cmocka_unit_test(unusable_spill_file_is_named),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sky_test_run_group(tests, setup, teardown);
 }

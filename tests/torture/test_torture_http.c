@@ -24,6 +24,7 @@
 #include "skyio/sse.h"
 
 #include "torture.h"
+#include "harness_group.h"
 
 static const char chat_body[] =
     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
@@ -433,5 +434,5 @@ int main(void)
         cmocka_unit_test(test_streamed_chat),        cmocka_unit_test(test_tls_http2),
         cmocka_unit_test(test_http_client_and_curl),
     };
-    return cmocka_run_group_tests(tests, start_mock, stop_mock);
+    return sky_test_run_group(tests, start_mock, stop_mock);
 }

@@ -22,6 +22,7 @@
 #include "skyio/journal.h"
 
 #include "torture.h"
+#include "harness_group.h"
 
 #define REC_OK(id, n)                                                                              \
     "{\"id\":\"batch_req_" n "\",\"custom_id\":\"" id "\",\"response\":{\"status_code\":200,"      \
@@ -382,5 +383,5 @@ int main(void)
         cmocka_unit_test(test_whole_tail),
         cmocka_unit_test(test_many_records),
     };
-    return cmocka_run_group_tests(tests, NULL, torture_summary_teardown);
+    return sky_test_run_group(tests, NULL, torture_summary_teardown);
 }

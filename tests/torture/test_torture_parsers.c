@@ -26,6 +26,7 @@
 #include "skyio/storage.h"
 
 #include "torture.h"
+#include "harness_group.h"
 
 #define CASE(n, r, p, c)                                                                           \
     {                                                                                              \
@@ -989,5 +990,5 @@ int main(void)
         cmocka_unit_test(test_idset),
         cmocka_unit_test(test_json),
     };
-    return cmocka_run_group_tests(tests, NULL, torture_summary_teardown);
+    return sky_test_run_group(tests, NULL, torture_summary_teardown);
 }
