@@ -290,6 +290,18 @@ static void free_json_headers(void)
     json_headers = NULL;
 }
 
+sky_headers *sky_test_bearer_json_headers(const char *key)
+{
+    char auth[256];
+    sky_headers *h = sky_headers_new();
+    assert_non_null(h);
+    snprintf(auth, sizeof(auth), "Bearer %s", key);
+    assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(auth)), 0);
+    assert_int_equal(
+        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    return h;
+}
+
 const sky_headers *sky_test_json_headers(void)
 {
     if (json_headers == NULL) {

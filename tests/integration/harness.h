@@ -89,6 +89,10 @@ void sky_test_request(uv_loop_t *loop, sky_http_client *client, const char *meth
                       const char *body, const char *const *headers, long timeout_ms,
                       sky_test_result *out);
 
+/* New headers "Authorization: Bearer @p key" and "Content-Type: application/json" (free
+ * them with sky_headers_free); fails the test when it cannot. */
+sky_headers *sky_test_bearer_json_headers(const char *key);
+
 /* "Content-Type: application/json", for requests with a JSON body (freed at exit). */
 const sky_headers *sky_test_json_headers(void);
 

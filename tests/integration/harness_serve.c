@@ -94,6 +94,15 @@ void sky_test_serve_stop_ok(sky_test_serve *s)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+void sky_test_serve_lsan_threads(void)
+{
+    char lsan[1024];
+    const char *old = getenv("LSAN_OPTIONS");
+    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
+             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
+    setenv("LSAN_OPTIONS", lsan, 1);
+}
+
 int sky_test_file_holds(const char *dir, const char *name, const char *needle)
 {
     char path[512];

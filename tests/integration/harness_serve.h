@@ -36,6 +36,10 @@ void sky_test_serve_start_in(sky_test_serve *s, const char *dir, const char *sub
 /* Stop @p s (its pid 0 after); fails the test unless it exited with 0. */
 void sky_test_serve_stop_ok(sky_test_serve *s);
 
+/* For a serve child with --threads: h2o's per-thread caches outlive its loops' threads, so
+ * add lsan-h2o-threads.supp to this process's LSAN_OPTIONS (a child_env runs it). */
+void sky_test_serve_lsan_threads(void);
+
 /* Whether the file @p dir/@p name holds @p needle (0 when it is missing). */
 int sky_test_file_holds(const char *dir, const char *name, const char *needle);
 

@@ -171,10 +171,8 @@ int sky_fleet_teardown(void **state)
 void sky_fleet_call_with(const char *method, const char *path, const char *body, const char *header,
                          sky_test_result *out)
 {
-    char url[256];
-    const char *headers[] = {header, NULL};
-    snprintf(url, sizeof(url), "%s%s", sky_fleet.serve.base, path);
-    sky_test_request(sky_fleet.loop, sky_fleet.client, method, url, body, headers, 20000, out);
+    sky_test_serve_call(&sky_fleet.serve, sky_fleet.loop, sky_fleet.client, method, path, body,
+                        NULL, header, out);
     assert_int_equal(out->err_code, 0);
     assert_null(strstr(out->body, SKY_FLEET_UPSTREAM_KEY));
 }

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -47,31 +46,26 @@ static int setup(void **state)
     sky_test_mock_start(&env.mock, NULL);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     char config[512];
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    FILE *f = fopen(config, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
-            env.mock.base_url);
-    fclose(f);
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+        env.mock.base_url);
     const char *const args[] = {"--config",        config,       "--client-timeout-ms",
                                 CLIENT_TIMEOUT_MS, "--max-body", MAX_BODY,
                                 "--grace-ms",      "1000",       NULL};
     sky_test_serve_start(&env.serve, env.dir, args, NULL);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 
@@ -79,12 +73,11 @@ static int teardown(void **state)
 
 static void chat_ok(void)
 {
-    char url[256];
     sky_test_result r;
-    snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
-    sky_test_request(env.loop, env.client, "POST", url,
-                     "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-                     NULL, 20000, &r);
+    sky_test_serve_call(
+        &env.serve, env.loop, env.client, "POST", "/v1/chat/completions",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL, NULL,
+        &r);
     assert_int_equal(r.err_code, 0);
     assert_int_equal(r.status, 200);
     sky_test_result_free(&r);

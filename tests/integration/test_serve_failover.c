@@ -93,12 +93,7 @@ static void headroom_run(const char *body, const sky_test_mock *bound)
     static sky_test_result r[N];
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/chat/completions", sky_fleet.serve.base);
-    sky_headers *h = sky_headers_new();
-    assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"),
-                                     SKY_SPAN_LIT("Bearer " SKY_FLEET_CLIENT_KEY)),
-                     0);
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    sky_headers *h = sky_test_bearer_json_headers(SKY_FLEET_CLIENT_KEY);
     json_t *st = sky_test_mock_stats(&sky_fleet.fast);
     int64_t fast0 = json_integer_value(sky_json_path(st, "responses.200"));
     json_decref(st);

@@ -521,11 +521,7 @@ static void test_reload_under_load_loses_nothing(void **state)
     (void)state;
     static load l;
     memset(&l, 0, sizeof(l));
-    sky_headers *h = sky_headers_new();
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    sky_headers *h = sky_test_bearer_json_headers(CLIENT_KEY);
     /* 40 streams of 10 tokens 20 ms apart are under way when the config changes, three
      * times, the last one to a file that does not parse; 40 more start between */
     load_start(&l, 0, 40, h);

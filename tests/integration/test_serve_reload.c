@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,21 +69,19 @@ static int setup(void **state)
     write_config("/v1", 1, 0);
     const char *const args[] = {"--config", env.config, "--grace-ms", "2000", NULL};
     sky_test_serve_start(&env.serve, env.dir, args, NULL);
-    env.loop = sky_test_loop_new();
-    assert_int_equal(sky_http_client_new(env.loop, NULL, &env.client), 0);
+    sky_test_client_open(&env.loop, &env.client);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sky_http_client_free(env.client);
-    sky_test_loop_free(env.loop);
+    sky_test_client_close(env.loop, env.client);
     int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.hidden);
     sky_test_mock_stop(&env.slow);
     sky_test_rmdir(env.dir);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 
@@ -138,11 +135,8 @@ static void run_burst(burst *b)
 /* A sample of the gateway's /metrics; -1 when it has none. */
 static double metric(const char *series)
 {
-    char url[256];
     sky_test_result r;
-    snprintf(url, sizeof(url), "%s/metrics", env.serve.base);
-    sky_test_request(env.loop, env.client, "GET", url, NULL, NULL, 10000, &r);
-    assert_int_equal(r.status, 200);
+    sky_test_serve_metrics(&env.serve, env.loop, env.client, &r);
     double v = sky_test_sample(r.body, series);
     sky_test_result_free(&r);
     return v;

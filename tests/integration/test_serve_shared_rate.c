@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -36,16 +35,6 @@ typedef struct rate_env {
 
 static rate_env env;
 
-static void serve_env(void)
-{
-    /* h2o's per-thread caches outlive the loops' threads when serve ends (see the file) */
-    char lsan[1024];
-    const char *old = getenv("LSAN_OPTIONS");
-    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
-             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
-    setenv("LSAN_OPTIONS", lsan, 1);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -54,15 +43,12 @@ static int setup(void **state)
     memset(&env, 0, sizeof(env));
     sky_test_mock_start(&env.upstream, limited);
     sky_test_tmpdir(env.dir, sizeof(env.dir));
-    snprintf(config, sizeof(config), "%s/gateway.json", env.dir);
-    FILE *f = fopen(config, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
-            env.upstream.base_url);
-    fclose(f);
+    sky_test_gateway_config(
+        config, sizeof(config), env.dir,
+        "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+        env.upstream.base_url);
     const char *const args[] = {"--config", config, "--threads", "2", "--grace-ms", "2000", NULL};
-    sky_test_serve_start(&env.serve, env.dir, args, serve_env);
+    sky_test_serve_start(&env.serve, env.dir, args, sky_test_serve_lsan_threads);
     env.loop = sky_test_loop_new();
     for (int i = 0; i < CALLS; i++)
         assert_int_equal(sky_http_client_new(env.loop, NULL, &env.clients[i]), 0);
@@ -78,7 +64,7 @@ static int teardown(void **state)
     int status = sky_test_stop_child(env.serve.pid);
     sky_test_mock_stop(&env.upstream);
     sky_test_rmdir(env.dir);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 

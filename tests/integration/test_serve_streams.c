@@ -66,17 +66,13 @@ static void on_stream_done(sky_http_request *req, const sky_http_response *res,
 
 static void stream_to(const char *path, const char *body, int cancel_after, stream_rec *s)
 {
-    char url[256], auth[128];
+    char url[256];
     sky_http_request_options o;
-    sky_headers *h = sky_headers_new();
+    sky_headers *h = sky_test_bearer_json_headers(SKY_FLEET_CLIENT_KEY);
     memset(s, 0, sizeof(*s));
     sky_buf_init(&s->body, 1 << 20);
     s->cancel_after = cancel_after;
     snprintf(url, sizeof(url), "%s%s", sky_fleet.serve.base, path);
-    snprintf(auth, sizeof(auth), "Bearer %s", SKY_FLEET_CLIENT_KEY);
-    assert_int_equal(sky_headers_add(h, SKY_SPAN_LIT("Authorization"), sky_span_cstr(auth)), 0);
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
     sky_http_request_options_init(&o);
     o.method = "POST";
     o.url = url;

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,12 +68,7 @@ static void write_config(const char *extra_model)
 
 static void serve_env(void)
 {
-    /* h2o's per-thread caches outlive the loops' threads when serve ends: see the file */
-    char lsan[1024];
-    const char *old = getenv("LSAN_OPTIONS");
-    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
-             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
-    setenv("LSAN_OPTIONS", lsan, 1);
+    sky_test_serve_lsan_threads();
     setenv("UPK", UPSTREAM_KEY, 1);
 }
 
@@ -111,7 +105,7 @@ static int teardown(void **state)
     sky_test_mock_stop(&env.slow);
     sky_test_rmdir(env.dir);
     assert_false(leaked);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
     return 0;
 }
 
@@ -211,11 +205,7 @@ static void test_sigterm_lets_streams_finish(void **state)
     char url[256];
     memset(&st, 0, sizeof(st));
     snprintf(url, sizeof(url), "%s/v1/chat/completions", env.serve.base);
-    sky_headers *h = sky_headers_new();
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Authorization"), SKY_SPAN_LIT("Bearer " CLIENT_KEY)), 0);
-    assert_int_equal(
-        sky_headers_add(h, SKY_SPAN_LIT("Content-Type"), SKY_SPAN_LIT("application/json")), 0);
+    sky_headers *h = sky_test_bearer_json_headers(CLIENT_KEY);
     for (int i = 0; i < 6; i++) { /* a connection each: both loops get some */
         sky_http_request_options o;
         assert_int_equal(sky_http_client_new(env.loop, NULL, &clients[i]), 0);
@@ -250,7 +240,7 @@ static void test_sigterm_lets_streams_finish(void **state)
     sky_headers_free(h);
     int status = sky_test_stop_child(env.serve.pid); /* it is ending by itself */
     env.serve.pid = 0;
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(sky_test_exited_ok(status));
 }
 
 int main(void)
