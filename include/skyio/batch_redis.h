@@ -215,4 +215,8 @@ SKY_EXTERN int sky_redis_job_rate_configure(sky_redis_job *j, const char *deploy
  */
 SKY_EXTERN const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j);
 
+/** The shared rate (requests a minute) at this worker's last lease, for progress lines; 0
+ *  while none is known (unpaced) or without a shared limit. */
+SKY_EXTERN double sky_redis_job_rate_now(const sky_redis_job *j);
+
 #endif

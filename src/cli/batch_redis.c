@@ -155,12 +155,7 @@ static void maybe_stop_loop(cli_dist *c)
 
 static void print_progress(const cli_dist *c, const sky_batch_progress *p, int final)
 {
-    sky_buf line;
-    sky_buf_init(&line, 4096);
-    if (sky_batch_progress_text(p, !final, &line) == 0)
-        fprintf(stderr, "%s%s%s", c->tty && !final ? "\r" : "", line.data,
-                c->tty && !final ? "   " : "\n");
-    sky_buf_free(&line);
+    sky_cli_redis_progress(c->job, p, c->tty, final);
 }
 
 static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)

@@ -1,12 +1,29 @@
 /*
  * `skyio batch --redis` and `skyio worker`: the flags they share with plain `skyio batch`
- * beyond the job's own (the --text mode's), and argv's scrubbing of the Redis password.
+ * beyond the job's own (the --text mode's), argv's scrubbing of the Redis password, and the
+ * progress line with the shared pace.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "skyio/batch.h"
+#include "skyio/batch_redis.h"
+#include "skyio/buf.h"
 #include "cli.h"
+
+/* The pace shown is the shared bucket's: this worker's own limiter does not learn. */
+void sky_cli_redis_progress(const sky_redis_job *j, const sky_batch_progress *p, int tty, int final)
+{
+    sky_buf line;
+    sky_batch_progress shown = *p;
+    double shared = j ? sky_redis_job_rate_now(j) : 0;
+    if (shared > 0 && (shown.rpm <= 0 || shared < shown.rpm))
+        shown.rpm = shared;
+    sky_buf_init(&line, 4096);
+    if (sky_batch_progress_text(&shown, !final, &line) == 0)
+        fprintf(stderr, "%s%s%s", tty && !final ? "\r" : "", line.data,
+                tty && !final ? "   " : "\n");
+    sky_buf_free(&line);
+}
 
 /* --text's flags into @p o, as plain `skyio batch` reads them: 0, -1 (said why), 1 not one. */
 int sky_cli_redis_text_opt(sky_batch_options *o, const char *a, const char *v)

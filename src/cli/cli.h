@@ -63,5 +63,10 @@ void sky_cli_redis_scrub_argv(int argc, char **argv);
  * (said why), or 1 when @p a is not one of them. */
 struct sky_batch_options;
 int sky_cli_redis_text_opt(struct sky_batch_options *o, const char *a, const char *v);
+/* A progress line of a batch on Redis, its pace the shared bucket's when it has one. */
+struct sky_redis_job;
+struct sky_batch_progress;
+void sky_cli_redis_progress(const struct sky_redis_job *j, const struct sky_batch_progress *p,
+                            int tty, int final);
 
 #endif

@@ -196,6 +196,12 @@ const sky_rate_admitter *sky_redis_job_rate_admitter(sky_redis_job *j)
     return &a->hook;
 }
 
+double sky_redis_job_rate_now(const sky_redis_job *j)
+{
+    const admitter *a = j->rate_admit;
+    return a && a->rpm > 0 ? a->rpm : 0;
+}
+
 void sky__redis_rate_on_up(sky_redis_job *j)
 {
     char v[32];
