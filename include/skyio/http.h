@@ -26,7 +26,9 @@ typedef struct sky_http_client_options {
     long max_total_connections; /**< 0: no limit */
     /** curl's receive buffer per transfer; 0 (default): 2048 for HTTP/1.1, and 1024 where
      *  HTTP/2 may be used, since there it only takes copies from the connection's own
-     *  buffer (more calls, no more system calls) */
+     *  buffer (more calls, no more system calls). With libcurl before 8.0, HTTP/2 gets at
+     *  least 32768 whatever is set: a smaller one could hold a stream's end until the
+     *  server's idle timeout */
     long recv_buffer_size;
     /** curl's send buffer per transfer, 16384..2097152; default 16384 (its minimum: with
      *  thousands of small requests in flight it adds up). Released as soon as an in-memory
@@ -119,7 +121,8 @@ typedef struct sky_http_request_options {
     size_t max_response_bytes;    /**< 0: the client's cap */
     /** curl's receive and send buffers for this request; 0: the client's. Large bodies
      *  move with fewer reads, writes and callbacks through larger ones (at most 512 KiB
-     *  and 2 MiB); a request that sets either gets an easy handle of its own. */
+     *  and 2 MiB); a request that sets either gets an easy handle of its own. Over HTTP/2
+     *  with libcurl before 8.0 the receive buffer is at least 32768 (see the client's). */
     long recv_buffer_size;
     long upload_buffer_size;
     sky_http_headers_cb on_headers;

@@ -18,6 +18,8 @@
 
 /* idle connections a client keeps open for reuse, when max_total_connections sets none */
 #define IDLE_KEEP 1024
+/* what libcurl 7.x's HTTP/2 layer reads from a connection at once (its H2_BUFSIZE) */
+#define H2_CONN_READ 32768L
 
 #define SKY_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
 #define SKY_USER_AGENT "skyio/0.1.0"
@@ -97,7 +99,8 @@ struct sky_http_client {
     /* HTTP_PROXY when http_proxy is unset: libcurl reads only the lower-case name for
      * http:// URLs (a guard for CGI programs), Python and the SDKs read both */
     char *http_proxy_upper;
-    int h2c_one_use; /* h2c on a libcurl that cannot reuse such a connection */
+    int h2c_one_use;      /* h2c on a libcurl that cannot reuse such a connection */
+    int h2_pauses_at_end; /* libcurl before 8.0: see recv_buffer_size */
     int in_callback;
     int free_requested;
     int closing;
@@ -778,6 +781,7 @@ static int client_copy_options(sky_http_client *c, const sky_http_client_options
      * pull request 10643). There, each h2c request gets a connection of its own. */
     c->h2c_one_use =
         c->opts.http2_prior_knowledge && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+    c->h2_pauses_at_end = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
     c->opts.ca_file = c->ca_file;
     c->opts.user_agent = c->user_agent;
     return 0;
@@ -1039,6 +1043,31 @@ static int may_multiplex(const sky_http_client *c, const char *url)
 }
 
 /*
+ * curl's receive buffer for a transfer. HTTP/1.1 reads the socket into it. HTTP/2 reads the
+ * socket into the connection's buffer and copies each stream's share here, so there a
+ * small one costs calls, not system calls, and saves memory for every stream in flight:
+ * except that libcurl before 8.0, when one read of the connection holds more for a stream
+ * than this buffer can take, pauses nghttp2 inside that DATA frame and later hands out
+ * the rest of the frame without giving nghttp2 another turn, so the frame's END_STREAM
+ * waits for the peer's next bytes. A streamed answer then ended only at the server's idle
+ * timeout (h2o's GOAWAY, 10 s later). A buffer as large as that read (curl's 32 KiB) is
+ * never overrun by one read, so there HTTP/2 gets at least that much.
+ */
+static long recv_buffer_size(const sky_http_client *c, const sky_http_request_options *o)
+{
+    int multiplex = may_multiplex(c, o->url);
+    long n = o->recv_buffer_size > 0        ? o->recv_buffer_size
+             : c->opts.recv_buffer_size > 0 ? c->opts.recv_buffer_size
+             : multiplex                    ? 1024L
+                                            : 2048L;
+    int h2 =
+        c->opts.http2_prior_knowledge || (c->opts.http2 && strncasecmp(o->url, "https:", 6) == 0);
+    if (h2 && c->h2_pauses_at_end && n < H2_CONN_READ)
+        n = H2_CONN_READ;
+    return n;
+}
+
+/*
  * Keep the first failure. curl copies string options, so out of memory can fail
  * one, and the request must not go without it: no URL, GET for a DELETE, the
  * system's CA bundle for the caller's, no proxy where one was set.
@@ -1112,14 +1141,7 @@ static CURLcode request_set_transport(sky_http_request *r, const sky_http_reques
         keep_first(&first, curl_easy_setopt(
                                e, CURLOPT_PROXY,
                                strncasecmp(o->url, "http:", 5) == 0 ? c->http_proxy_upper : NULL));
-    /* HTTP/1.1 reads the socket into this buffer; HTTP/2 reads it into the connection's
-     * and copies each stream's share here, so a smaller one costs calls, not syscalls,
-     * and saves a KiB for every stream in flight. */
-    long rbuf = o->recv_buffer_size > 0        ? o->recv_buffer_size
-                : c->opts.recv_buffer_size > 0 ? c->opts.recv_buffer_size
-                : multiplex                    ? 1024L
-                                               : 2048L;
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rbuf);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buffer_size(c, o));
     /* By default curl's smallest upload buffer: bodies here are small, and with
      * thousands of transfers in flight its 64 KiB default adds up. */
     long ubuf = o->upload_buffer_size > 0 ? o->upload_buffer_size : c->opts.upload_buffer_size;
