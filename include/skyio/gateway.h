@@ -155,6 +155,11 @@ typedef struct sky_gateway_options {
      *  (each loop's pipeline asks it, beside its own limiter with an even share of a known
      *  limit); a concurrency limit is split evenly between them. Default 1; at most 64. */
     int threads;
+    /** The upstream calls' transport (sky_http_client_options.transport):
+     *  SKY_HTTP_TRANSPORT_CURL (default) or SKY_HTTP_TRANSPORT_H2O, h2o's HTTP/1.1 client
+     *  for plain http:// deployments on an IP literal or localhost (TLS, HTTP/2 and host
+     *  names stay on curl). */
+    int upstream_transport;
 } sky_gateway_options;
 
 /** Every default. */

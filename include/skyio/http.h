@@ -41,7 +41,16 @@ typedef struct sky_http_client_options {
      *  shard only. 1..64. */
     int shards;
     const char *user_agent; /**< default "skyio/<version>" */
+    /** SKY_HTTP_TRANSPORT_CURL (default) or SKY_HTTP_TRANSPORT_H2O: plain http:// requests
+     *  to an IP literal or localhost with an in-memory body then go through h2o's HTTP/1.1
+     *  client (a tenth of curl's instructions a request); the rest still through curl.
+     *  On that transport a body callback cannot pause (SKY_HTTP_PAUSE fails the request),
+     *  connect_timeout_ms is not applied (the request's timeout_ms is), reused_connection
+     *  is always 0, and only max_response_bytes of the other options applies. */
+    int transport;
 } sky_http_client_options;
+
+enum { SKY_HTTP_TRANSPORT_CURL = 0, SKY_HTTP_TRANSPORT_H2O = 1 };
 
 /** Fill @p o with every default. */
 SKY_EXTERN void sky_http_client_options_init(sky_http_client_options *o);

@@ -101,10 +101,11 @@ static int setup_server(sky_gateway *g, const sky_gateway_options *o, int port, 
     return rc < 0 ? rc : sky_server_listen(g->srv, err);
 }
 
-static int setup_client(sky_gateway *g, sky_error *err)
+static int setup_client(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
     sky_http_client_options co;
     sky_http_client_options_init(&co);
+    co.transport = o->upstream_transport;
     co.connect_timeout_ms = 10000; /* a deployment that does not answer is failed over */
     if (sky_http_client_new(g->loop, &co, &g->http) < 0 ||
         (g->json_headers = sky_headers_new()) == NULL ||
@@ -154,7 +155,7 @@ int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *s
     g->n_loops = sky__gw_shared_loops(sh);
     g->max_body = o->max_body ? o->max_body : GW_DEFAULT_MAX_BODY;
     g->rng = sky_rand_u64();
-    int rc = setup_client(g, err);
+    int rc = setup_client(g, o, err);
     rc = rc < 0 ? rc : setup_ops(g, o, err);
     rc = rc < 0 ? rc : sky__gw_swap_table(g, o, err);
     rc = rc < 0 ? rc : setup_server(g, o, port, err);

@@ -16,6 +16,8 @@
 #include "skyio/http.h"
 #include "skyio/log.h"
 
+#include "h1.h"
+
 /* idle connections a client keeps open for reuse, when max_total_connections sets none */
 #define IDLE_KEEP 1024
 /* what libcurl 7.x's HTTP/2 layer reads from a connection at once (its H2_BUFSIZE) */
@@ -57,6 +59,7 @@ struct shard {
 };
 
 struct sky_http_request {
+    int kind; /* SKY__HTTP_KIND_CURL; first, as in h1.c's requests */
     sky_http_client *client;
     shard *shard;
     CURL *easy;
@@ -107,6 +110,7 @@ struct sky_http_client {
     int pending_closes;
     sock_ctx **kept; /* kept sockets by descriptor */
     size_t n_kept;
+    sky__h1 *h1; /* the h2o transport, with SKY_HTTP_TRANSPORT_H2O */
 };
 
 /* Why one of our callbacks stopped a transfer. The error itself is built only when the
@@ -896,13 +900,34 @@ int sky_http_client_new(uv_loop_t *loop, const sky_http_client_options *options,
     }
     uv_timer_init(loop, &c->reaper);
     c->reaper.data = c;
+    if (c->opts.transport == SKY_HTTP_TRANSPORT_H2O && sky__h1_new(c, loop, &c->opts, &c->h1) < 0) {
+        sky_http_client_free(c);
+        return SKY_ENOMEM;
+    }
     *out_client = c;
     return 0;
 }
 
 size_t sky_http_client_active(const sky_http_client *c)
 {
-    return c->n_active;
+    return c->n_active + sky__h1_active(c->h1);
+}
+
+void sky__http_enter(sky_http_client *c)
+{
+    c->in_callback++;
+}
+
+int sky__http_leave(sky_http_client *c)
+{
+    c->in_callback--;
+    return c->free_requested && c->in_callback == 0;
+}
+
+void sky__http_maybe_free(sky_http_client *c)
+{
+    if (c->free_requested && c->in_callback == 0)
+        sky_http_client_free(c);
 }
 
 static void on_client_handle_closed(uv_handle_t *h)
@@ -936,6 +961,8 @@ void sky_http_client_free(sky_http_client *c)
     c->closing = 1;
     c->free_requested = 0;
     c->in_callback++;
+    sky__h1_free(c->h1);
+    c->h1 = NULL;
     while (c->active) {
         sky_http_request *r = c->active;
         request_detach(r);
@@ -1208,6 +1235,8 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
         return sky_error_set(err, SKY_EINVAL, "request needs a client, a url and on_done");
     if (c->closing || c->free_requested)
         return sky_error_set(err, SKY_ESTATE, "the client is being freed");
+    if (c->h1 && sky__h1_takes(c->h1, o))
+        return sky__h1_send(c->h1, o, out_req, err);
     sky_http_request *r = request_alloc(c, o);
     if (r == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory starting a request");
@@ -1245,7 +1274,7 @@ int sky_http_request_send(sky_http_client *c, const sky_http_request_options *o,
 
 void sky_http_request_resume(sky_http_request *r)
 {
-    if (r == NULL || r->canceled || r->paused == 0)
+    if (r == NULL || r->kind == SKY__HTTP_KIND_H1 || r->canceled || r->paused == 0)
         return;
     sky_http_client *c = r->client;
     r->paused = 0;
@@ -1261,6 +1290,10 @@ void sky_http_request_resume(sky_http_request *r)
 void sky_http_request_cancel(sky_http_request *r)
 {
     sky_http_client *c;
+    if (r && r->kind == SKY__HTTP_KIND_H1) {
+        sky__h1_cancel(r);
+        return;
+    }
     if (r == NULL || r->canceled)
         return;
     c = r->client;

@@ -23,6 +23,12 @@ static void serve_exec(const char *dir, const char *port_file, const char *out, 
 {
     const char *argv[40] = {SKY_TEST_BIN, "serve", "--port", "0", "--port-file", port_file};
     size_t n = 6;
+    /* SKY_TEST_UPSTREAM_TRANSPORT=h2o runs the gateway's tests on h2o's upstream client */
+    const char *transport = getenv("SKY_TEST_UPSTREAM_TRANSPORT");
+    if (transport && transport[0]) {
+        argv[n++] = "--upstream-transport";
+        argv[n++] = transport;
+    }
     for (size_t i = 0; args && args[i] && n < SKY_ARRAY_LEN(argv) - 1; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
