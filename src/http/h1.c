@@ -69,6 +69,7 @@ struct sky__h1 {
     h1req *ended;  /* over, done callback pending (from the reaper) */
     size_t n_active;
     uv_timer_t reaper;
+    uv_check_t check; /* reports whole replies once h2o has pooled their sockets */
 };
 
 /* ---- lists ---- */
@@ -105,6 +106,7 @@ static void on_req_closed(uv_handle_t *t)
 }
 
 static void on_reap(uv_timer_t *t);
+static void on_check(uv_check_t *t);
 
 /* The done callback; returns nonzero when the client asked to be freed from it. */
 static int report(h1req *r)
@@ -131,8 +133,11 @@ static int report(h1req *r)
     return sky__http_leave(c);
 }
 
-/* Out of h2o's hands: report now (from a callback of h2o's or the loop's), or from the
- * reaper when inside sky_http_request_send or a cancel. */
+enum { DEFER_NONE, DEFER_TIMER, DEFER_CHECK };
+
+/* Out of h2o's hands: report now (from a callback of h2o's or the loop's), from the
+ * reaper (a 0 ms timer) when inside sky_http_request_send or a cancel, or from the check
+ * handle (see whole). */
 static void end(h1req *r, int defer)
 {
     sky__h1 *h = r->h;
@@ -142,7 +147,10 @@ static void end(h1req *r, int defer)
     h->n_active--;
     if (defer) {
         list_push(&h->ended, r);
-        uv_timer_start(&h->reaper, on_reap, 0, 0);
+        if (defer == DEFER_CHECK)
+            uv_check_start(&h->check, on_check);
+        else
+            uv_timer_start(&h->reaper, on_reap, 0, 0);
     } else if (report(r)) {
         uv_timer_start(&h->reaper, on_reap, 0, 0); /* the client's free, from the loop */
     }
@@ -158,9 +166,18 @@ static void fail(h1req *r, int code, const char *what, int retryable)
     end(r, r->sending);
 }
 
-static void on_reap(uv_timer_t *t)
+/*
+ * A whole reply: reported after this turn's I/O callbacks, once h2o has put the socket
+ * back in the pool, so a request the done callback sends (the next call a concurrency
+ * limit let through, say) reuses the connection instead of opening one beside it.
+ */
+static void whole(h1req *r)
 {
-    sky__h1 *h = t->data;
+    end(r, DEFER_CHECK);
+}
+
+static void report_ended(sky__h1 *h)
+{
     sky_http_client *c = h->client;
     while (h->ended) {
         h1req *r = h->ended;
@@ -168,6 +185,17 @@ static void on_reap(uv_timer_t *t)
         report(r);
     }
     sky__http_maybe_free(c);
+}
+
+static void on_reap(uv_timer_t *t)
+{
+    report_ended(t->data);
+}
+
+static void on_check(uv_check_t *t)
+{
+    uv_check_stop(t);
+    report_ended(t->data);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -227,7 +255,7 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     if (stop)
         end(r, 0);
     else if (errstr == h2o_http1client_error_is_eos)
-        end(r, 0);
+        whole(r);
     else
         fail(r, SKY_EPARTIAL, errstr, 1);
     return -1;
@@ -276,7 +304,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     }
     if (errstr == h2o_http1client_error_is_eos) {
         r->client = NULL;
-        end(r, 0);
+        whole(r);
         return NULL;
     }
     return on_body;
@@ -404,6 +432,8 @@ int sky__h1_new(sky_http_client *c, uv_loop_t *loop, const sky_http_client_optio
     h->ctx.io_timeout = &h->io_timeout;
     uv_timer_init(loop, &h->reaper);
     h->reaper.data = h;
+    uv_check_init(loop, &h->check);
+    h->check.data = h;
     *out = h;
     return 0;
 }
@@ -515,7 +545,7 @@ void sky__h1_cancel(sky_http_request *req)
     if (r->client)
         h2o_http1client_cancel(r->client);
     r->client = NULL;
-    end(r, 1);
+    end(r, DEFER_TIMER);
 }
 
 static void on_h1_closed(uv_handle_t *t)
@@ -555,6 +585,7 @@ void sky__h1_free(sky__h1 *h)
     /* libuv finishes closes in the reverse order of the uv_close calls: the reaper, closed
      * first, goes last, after the pools' and the timeout's timers (inside this memory). */
     uv_close((uv_handle_t *)&h->reaper, on_h1_closed);
+    uv_close((uv_handle_t *)&h->check, NULL);
     for (origin *o = h->origins; o; o = o->next)
         h2o_socketpool_dispose(&o->pool);
     h2o_timeout_dispose(h->loop, &h->io_timeout);
