@@ -43,6 +43,9 @@ int sky_test_make_certs(const char *dir);
 /* A new temp directory under $TMPDIR (or /tmp); the path is written to @p out. */
 void sky_test_tmpdir(char *out, size_t len);
 
+/* A loopback port nothing listens on (bound, read, closed): a connect there is refused. */
+int sky_test_closed_port(void);
+
 /* The port a server wrote to its --port-file, or 0 when it is not there yet. */
 int sky_test_read_port(const char *path);
 /*

@@ -71,24 +71,6 @@ static void write_config(const char *path, int closed_port)
     fclose(f);
 }
 
-/* A port nothing listens on: bound, then closed. */
-static int closed_port(void)
-{
-    uv_loop_t *loop = sky_test_loop_new();
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    uv_tcp_init(loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_bind(&t, (const struct sockaddr *)&a, 0), 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&ss, &len);
-    int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    sky_test_loop_free(loop);
-    return port;
-}
-
 static void serve_child_env(void)
 {
     setenv("SKY_TEST_UPSTREAM_KEY", SKY_FLEET_UPSTREAM_KEY, 1);
@@ -104,7 +86,7 @@ static void start_serve(void)
     snprintf(config, sizeof(config), "%s/gateway.json", sky_fleet.dir);
     snprintf(access, sizeof(access), "%s/access.log", sky_fleet.dir);
     snprintf(max_body, sizeof(max_body), "%d", SKY_FLEET_MAX_BODY);
-    write_config(config, closed_port());
+    write_config(config, sky_test_closed_port());
     const char *const args[] = {"--config", config,         "--max-body", max_body, "--grace-ms",
                                 "2000",     "--access-log", access,       NULL};
     sky_test_serve_start(&sky_fleet.serve, sky_fleet.dir, args, serve_child_env);

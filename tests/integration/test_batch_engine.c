@@ -9,11 +9,9 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -224,28 +222,12 @@ static void test_graceful_stop_records_what_was_sent(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
-/* A loopback port that nothing listens on: bound, read, closed. */
-static int closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_unreachable_endpoint_records_nothing(void **state)
 {
     char base[64];
     run r;
     (void)state;
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", closed_port());
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", sky_test_closed_port());
     run_open(&r, base, NULL, 40, 0);
     run_to_end(&r, 60000);
     assert_int_equal(r.unreachable, 1);
@@ -280,7 +262,7 @@ static void test_credential_token_before_the_first_line(void **state)
     assert_int_equal(r.summary.progress.ok, 20);
     assert_int_equal(stat_int(&m, "identity.imds"), 1);
     run_close(&r);
-    snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", closed_port());
+    snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", sky_test_closed_port());
     co.imds_endpoint = closed;
     run_open_with(&r, m.base_url, NULL, 20, 0, &co);
     run_to_end(&r, 60000);

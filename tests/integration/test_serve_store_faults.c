@@ -12,9 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,19 +50,6 @@ static int teardown(void **state)
     sky_test_mock_stop(&env.mock);
     sky_test_rmdir(env.dir);
     return 0;
-}
-
-/* A loopback port nothing listens on (bound, read, closed). */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* Run `skyio serve --config ... --port 0 FLAGS` to its exit; its stderr in @p err (cap).
@@ -132,7 +116,7 @@ static void postgres_down_at_start_says_why(void **state)
 {
     (void)state;
     char flags[512], err[4096], where[64];
-    int port = closed_port();
+    int port = sky_test_closed_port();
     snprintf(flags, sizeof(flags), "--postgres postgresql://skyio:pg-canary-pw@127.0.0.1:%d/skyio",
              port);
     assert_int_equal(serve_until_exit(flags, err, sizeof(err)), 3);
@@ -176,7 +160,7 @@ static void redis_unreachable_at_start_serves(void **state)
 {
     (void)state;
     char url[128], log[400], where[64];
-    int port = closed_port();
+    int port = sky_test_closed_port();
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
     snprintf(where, sizeof(where), "redis at 127.0.0.1:%d unreachable", port);
     const char *args[] = {"--config", env.config, "--cache", url, NULL};

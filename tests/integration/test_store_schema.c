@@ -14,9 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -316,25 +313,12 @@ static void sqlite_values_stay_values(void **state)
     sky_test_rmdir(dir);
 }
 
-/* A loopback port nothing listens on (bound, read, closed). */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* libpq tries the next host when the first refuses (the refusal must not end the open). */
 static void postgres_next_host(int port)
 {
     char url[256];
     snprintf(url, sizeof(url), "postgresql://skyio@127.0.0.1:%d,127.0.0.1:%d/postgres",
-             closed_port(), port);
+             sky_test_closed_port(), port);
     uv_loop_t *loop = sky_test_loop_new();
     sky__store *s = open_url(loop, url);
     waiter w = {0};
