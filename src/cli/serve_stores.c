@@ -38,6 +38,7 @@ const char sky_cli_stores_usage[] =
     "                            \"cache\".max_entry_bytes each (default 1 MiB); embeddings\n"
     "                            are kept per input (only new inputs go upstream: partial).\n"
     "                            Redis away: served upstream, with a warning\n"
+    "  --redis URL               the same as --cache with a redis:// URL\n"
     "  --cache-ttl-s S           how long a cached answer lives (default: the config's\n"
     "                            \"cache\".ttl_s, else 3600; a model's own ttl_s wins)\n"
     "  --admin-key-env NAME      the admin API on, with the master key in the environment\n"
@@ -81,12 +82,15 @@ int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc)
     return 0;
 }
 
-/* A password in the URL is wiped from argv (its memory), so `ps` does not show it. */
-static int take_postgres(sky_cli_stores *st, const char *v)
+/* A store's URL, copied into @p slot; a password in it is wiped from argv (its memory), so
+ * `ps` does not show it. */
+static int take_url(char **slot, const char *v)
 {
-    free(st->postgres);
-    st->postgres = strdup(v);
-    if (!st->postgres)
+    if (*slot)
+        memset(*slot, 0, strlen(*slot));
+    free(*slot);
+    *slot = strdup(v);
+    if (!*slot)
         return -1;
     char safe[512];
     sky__store_url_scrub(v, safe, sizeof(safe));
@@ -99,14 +103,26 @@ static int take_postgres(sky_cli_stores *st, const char *v)
     return 1;
 }
 
+/* --redis URL: the cache (and the shared daily caps) on Redis, as --cache redis://... */
+static int take_redis(sky_cli_stores *st, const char *v)
+{
+    if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "rediss://", 9) != 0) {
+        fprintf(stderr, "skyio serve: --redis takes a redis://HOST:PORT/DB URL\n");
+        return -1;
+    }
+    return take_url(&st->cache_url, v);
+}
+
 int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
 {
     if (strcmp(flag, "--cache") == 0)
-        st->cache_url = v;
+        return take_url(&st->cache_url, v);
+    else if (strcmp(flag, "--redis") == 0)
+        return take_redis(st, v);
     else if (strcmp(flag, "--state") == 0)
         st->state = v;
     else if (strcmp(flag, "--postgres") == 0)
-        return take_postgres(st, v);
+        return take_url(&st->postgres, v);
     else if (strcmp(flag, "--admin-key-env") == 0)
         st->admin_env = v;
     else if (strcmp(flag, "--usage-spill") == 0)
@@ -216,9 +232,12 @@ void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)
         sky__store_close_sync(loop, st->cache);
     if (st->usage)
         sky__store_close_sync(loop, st->usage); /* writes what is queued */
-    if (st->postgres)
-        memset(st->postgres, 0, strlen(st->postgres));
-    free(st->postgres);
+    char **urls[] = {&st->postgres, &st->cache_url};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        if (*urls[i])
+            memset(*urls[i], 0, strlen(*urls[i]));
+        free(*urls[i]);
+    }
     sky__gw_cache_conf_free(st->cache_conf);
     memset(st, 0, sizeof(*st));
 }

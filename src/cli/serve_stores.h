@@ -9,7 +9,7 @@
 #include "store/store.h"
 
 typedef struct sky_cli_stores {
-    const char *cache_url;     /* --cache */
+    char *cache_url;           /* --cache or --redis URL (a copy: argv's password is wiped) */
     const char *state;         /* --state FILE: usage (and the cache, without --cache) */
     char *postgres;            /* --postgres URL (a copy: argv's password is wiped) */
     long long cache_ttl_s;     /* --cache-ttl-s; 0: the config's */

@@ -156,16 +156,31 @@ static char *read_file(const char *path)
     return buf;
 }
 
+#define REDIS_CANARY "redis-pw-canary-51c3"
+
 static void redis_unreachable_at_start_serves(void **state)
 {
     (void)state;
     char url[128], log[400], where[64];
     int port = sky_test_closed_port();
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
+    /* --redis is --cache with a redis:// URL; its password leaves argv (ps) at once */
+    snprintf(url, sizeof(url), "redis://:" REDIS_CANARY "@127.0.0.1:%d/0", port);
     snprintf(where, sizeof(where), "redis at 127.0.0.1:%d unreachable", port);
-    const char *args[] = {"--config", env.config, "--cache", url, NULL};
+    const char *args[] = {"--config", env.config, "--redis", url, NULL};
     sky_test_serve s;
     sky_test_serve_start_named(&s, env.dir, "redis-away", args, NULL);
+    char cmdline_path[64];
+    snprintf(cmdline_path, sizeof(cmdline_path), "/proc/%d/cmdline", (int)s.pid);
+    FILE *cf = fopen(cmdline_path, "rb");
+    assert_non_null(cf);
+    char cmdline[8192];
+    size_t cn = fread(cmdline, 1, sizeof(cmdline) - 1, cf);
+    fclose(cf);
+    for (size_t i = 0; i < cn; i++)
+        cmdline[i] = cmdline[i] ? cmdline[i] : ' ';
+    cmdline[cn] = '\0';
+    assert_non_null(strstr(cmdline, "--redis"));
+    assert_null(strstr(cmdline, REDIS_CANARY));
     uv_loop_t *loop = sky_test_loop_new();
     sky_http_client *client = NULL;
     assert_int_equal(sky_http_client_new(loop, NULL, &client), 0);
@@ -198,6 +213,7 @@ static void redis_unreachable_at_start_serves(void **state)
     const char *text = read_file(log);
     assert_int_equal(count_lines(text, "the cache is bypassed"), 1); /* once per outage */
     expect_in(text, where);
+    assert_null(strstr(text, REDIS_CANARY));
 }
 
 int main(void)
