@@ -296,7 +296,8 @@ void sky_batch_source_ready(sky_batch_source *src)
 /* Whether to read on: a line read now could be started (or recorded) now. */
 static int has_room(const sky_batch *b)
 {
-    return b->in_flight < b->window && b->held_head == NULL;
+    return b->in_flight < b->window && b->held_head == NULL &&
+           (b->routes == NULL || sky__batch_routes_room(b));
 }
 
 static void set_paused(sky_batch *b, int pause)

@@ -106,6 +106,8 @@ size_t sky__batch_routes_cancel_waiting(sky_batch *b);
 void sky__batch_routes_hold(sky_batch *b, int hold);
 /* The deployments' health as one: OPEN when none is CLOSED; what each answered, summed. */
 void sky__batch_routes_health(const sky_batch *b, sky_pipeline_health *out);
+/* Whether a line read now should be sent now (see batch_route.c). */
+int sky__batch_routes_room(const sky_batch *b);
 /* Their limits and calls on the wire, summed. */
 void sky__batch_routes_progress(const sky_batch *b, sky_batch_progress *out);
 

@@ -432,6 +432,24 @@ void sky__batch_routes_hold(sky_batch *b, int hold)
             sky_pipeline_hold(rs->deps[i].pipe, hold);
 }
 
+/*
+ * Lines are read only while the deployments can take them soon: at most twice their
+ * concurrency limits in flight (16 more to start). A line sent waits in the pipeline it was
+ * given, whatever is learned after; read later, it goes where the limits learned by then
+ * say. Read 4,096 at once at the start, before any limit is known, a job split them
+ * evenly and a slow deployment then held a third of them for minutes.
+ */
+int sky__batch_routes_room(const sky_batch *b)
+{
+    const sky__batch_routes *rs = b->routes;
+    uint64_t cap = 16;
+    for (size_t i = 0; i < rs->n; i++) {
+        sky_limiter *l = rs->deps[i].pipe ? sky_pipeline_limiter(rs->deps[i].pipe) : NULL;
+        cap += l ? 2 * (uint64_t)sky_limiter_limit(l) : 64;
+    }
+    return b->in_flight < cap;
+}
+
 /* ---- what they report ---- */
 
 void sky__batch_routes_health(const sky_batch *b, sky_pipeline_health *out)
