@@ -120,12 +120,12 @@ SKY_EXTERN int sky_route_usable(const sky_route_target *t);
  * The target to try next among @p targets[0..n) (a model's, in its order) that are not in
  * @p tried (bit i: targets[i] was tried): drawn by weight times headroom (the share of a
  * second's requests and @p est_tokens its rate limiter would let through now, and of its
- * concurrency limit that is free) among those with room now; when none has room, the one
- * where the call would wait the least (the calls waiting there over the rate it lets
- * through, by weight, plus a Retry-After pause), so a saturated model's queues drain at the
- * sum of the deployments' rates; one with an open breaker only when no other is left. @p now_ms is
- * the loop's time, @p rng the draw's generator state. Returns the index, or -1 when every one was
- * tried.
+ * concurrency limit that is free) among those with room now (none where calls already
+ * wait, or where the limiter would hold a call now: sky_ratelimit_peek); when none has room, the
+ * one where the call would wait the least (the calls waiting there over the rate it lets through,
+ * by weight, plus a Retry-After pause), so a saturated model's queues drain at the sum of the
+ * deployments' rates; one with an open breaker only when no other is left. @p now_ms is the loop's
+ * time, @p rng the draw's generator state. Returns the index, or -1 when every one was tried.
  */
 SKY_EXTERN int sky_route_pick(sky_route_target *const *targets, size_t n, uint64_t tried,
                               int64_t est_tokens, uint64_t now_ms, uint64_t *rng);
