@@ -130,12 +130,13 @@ static void finish(rstore *s)
 }
 
 /*
- * While Redis is away, what waits here goes to the journal too (once each): a crash then
- * loses nothing. Stops at SKY_EBUSY, and the journal's on_drain calls again.
+ * While Redis is away (or @p lost: its connection has just gone), what waits here goes to
+ * the journal too (once each): a crash then loses nothing. Stops at SKY_EBUSY, and the
+ * journal's on_drain calls again.
  */
-static void journal_queue(rstore *s)
+static void journal_queue(rstore *s, int lost)
 {
-    if (s->jr == NULL || s->jr_broken || s->j->up)
+    if (s->jr == NULL || s->jr_broken || (s->j->up && !lost))
         return;
     for (result *r = s->head; r; r = r->next) {
         if (r->journaled)
@@ -166,19 +167,21 @@ static void fail(rstore *s, const sky_error *err)
     }
 }
 
-/* The batch in flight goes back to the front of the queue. */
+/* The batch in flight goes back to the front of the queue. Counted before it is linked to
+ * what waits: counted after, the queue would be counted twice, and a store whose count
+ * never comes back to 0 never closes (the process that has every result never ends). */
 static void requeue(rstore *s)
 {
     result *last = s->sending;
     if (last == NULL)
         return;
+    s->queued += count_list(s->sending);
     while (last->next)
         last = last->next;
     last->next = s->head;
     if (s->head == NULL)
         s->tail = last;
     s->head = s->sending;
-    s->queued += count_list(s->sending);
     s->sending = NULL;
 }
 
@@ -210,8 +213,10 @@ static void on_accepted(redisAsyncContext *ac, void *reply, void *ud)
         return;
     }
     if (r == NULL) {
-        requeue(s); /* the connection went: this batch goes again on the next */
-        journal_queue(s);
+        /* the connection went: this batch goes again on the next, and to the journal now
+         * (the job is not marked down until every reply of the connection has been told) */
+        requeue(s);
+        journal_queue(s, 1);
         return;
     }
     if (sky__redis_is_error(r, "NOJOB")) {
@@ -278,7 +283,7 @@ static int send_batch(rstore *s)
 static void flush(rstore *s)
 {
     if (!s->j->up)
-        journal_queue(s);
+        journal_queue(s, 0);
     if (s->flushing || s->head == NULL || !s->j->up || s->j->lost)
         return;
     uv_timer_stop(&s->timer);
@@ -397,7 +402,7 @@ static int recover_one(void *ud, const char *job, const char *cid, const char *e
 static void on_journal_drain(sky_journal *jr, void *ud)
 {
     (void)jr;
-    journal_queue(ud);
+    journal_queue(ud, 0);
 }
 
 static void on_journal_error(sky_journal *jr, const sky_error *err, void *ud)
