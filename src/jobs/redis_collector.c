@@ -31,6 +31,7 @@ typedef struct rcoll {
     pending_rec *head, *tail; /* a page not yet taken by the store (it said busy) */
     int outstanding, finished, busy, got, bad, timer_open;
     int load_done, canceled;
+    int lost_reply; /* a reply of the poll went with the connection: it proves nothing */
     long long ids, done;
     uint64_t backoff_ms;
     uv_timer_t timer;
@@ -176,6 +177,8 @@ static void poll_done(rcoll *c)
             uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
         return;
     }
+    if (c->lost_reply)
+        return; /* the page may have been lost: on_up polls again */
     if (c->canceled || (c->load_done && c->ids >= 0 && c->done >= c->ids)) {
         finish(c, NULL);
         return;
@@ -190,6 +193,8 @@ static int reply_ok(rcoll *c, const redisReply *r)
 {
     sky_error e;
     sky_error_clear(&e);
+    if (r == NULL)
+        c->lost_reply = 1;
     if (r == NULL || c->finished)
         return 0;
     if (r->type != REDIS_REPLY_ERROR)
@@ -254,7 +259,7 @@ static void poll_now(rcoll *c)
     if (c->outstanding || c->finished || c->busy || !j->up || j->lost)
         return;
     uv_timer_stop(&c->timer);
-    c->got = c->bad = c->load_done = c->canceled = 0;
+    c->got = c->bad = c->load_done = c->canceled = c->lost_reply = 0;
     c->ids = c->done = -1;
     const char *meta[] = {"HMGET", j->keys[SKY__RK_META], "token", "load_done", "canceled"};
     const char *ids[] = {"HLEN", j->keys[SKY__RK_IDS]};

@@ -41,6 +41,7 @@ typedef struct rsrc {
     uv_timer_t bg_timer;
     /* what the poll in flight found */
     int got, load_done, canceled, bad;
+    int lost_reply; /* a reply went with the connection: the poll proves nothing */
     long long pending_total, pending_mine;
 } rsrc;
 
@@ -171,6 +172,8 @@ static void poll_done(rsrc *s)
         wake(s);
         return;
     }
+    if (s->lost_reply)
+        return; /* the read may have taken entries unseen: on_up reads them (reread) */
     if (s->canceled ||
         (s->load_done && s->pending_total >= 0 && s->pending_total <= s->pending_mine)) {
         s->ended = 1;
@@ -195,8 +198,10 @@ static int check_reply(rsrc *s, const redisReply *r, const char *what)
     sky_error_clear(&e);
     if (s->closing)
         return -1;
-    if (r == NULL)
+    if (r == NULL) {
+        s->lost_reply = 1;
         return -1; /* the connection went: the next one polls again (on_up) */
+    }
     if (sky__redis_is_error(r, "NOGROUP")) {
         sky__redis_mark_lost(s->j, "its stream and group are gone from Redis");
         return -1;
@@ -357,7 +362,7 @@ static void poll_now(rsrc *s)
     if (!j->up)
         return; /* on_up polls again */
     uv_timer_stop(&s->timer);
-    s->got = s->bad = 0;
+    s->got = s->bad = s->lost_reply = 0;
     s->load_done = s->canceled = 0;
     uint32_t room = j->o.read_count > s->queued ? j->o.read_count - (uint32_t)s->queued : 0;
     snprintf(count, sizeof(count), "%u", s->reread ? 100000 : room ? room : 1);
