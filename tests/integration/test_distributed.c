@@ -460,6 +460,34 @@ static int count_lines(const char *path)
     return n;
 }
 
+/* Until the worker @p pid (consumer hostname-pid) holds entries of job @p job: 1, or 0. */
+static int wait_worker_holds(const dist_env *e, const char *job, pid_t pid)
+{
+    char host[64], consumer[96];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "worker");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(consumer, sizeof(consumer), "%s-%ld", host, (long)pid);
+    for (int t = 0; t < 600; t++) {
+        redisReply *r = sky_test_redis_command(&e->r, "XPENDING {skyio:%s}:stream workers", job);
+        int held = 0;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+            r->element[3]->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < r->element[3]->elements; i++) {
+                const redisReply *c = r->element[3]->element[i];
+                if (c->type == REDIS_REPLY_ARRAY && c->elements == 2 &&
+                    strcmp(c->element[0]->str, consumer) == 0)
+                    held = 1;
+            }
+        if (r)
+            freeReplyObject(r);
+        if (held)
+            return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
 /* Redis is away: wait until the worker's journal holds results and nothing more is sent. */
 static int wait_journaled(const dist_env *e, const char *journal)
 {
@@ -494,6 +522,8 @@ static void test_outage_journal(void **state)
     pid_t loader = spawn(&e, "loader", bargs);
     pid_t worker = spawn(&e, "worker", wargs);
     assert_true(sky_test_wait_stat(NULL, &e.m, "endpoints.chat", 80, 30000) >= 80);
+    /* under load the loader may do the first 80 alone: the worker must hold some too */
+    assert_true(wait_worker_holds(&e, "oj", worker));
     sky_test_redis_stop(&e.r);
     assert_true(wait_journaled(&e, journal) > 0);
     kill(worker, SIGKILL);
