@@ -98,10 +98,15 @@ static const char usage_options[] =
     "                            (SO_REUSEPORT); key budgets, metrics and each\n"
     "                            deployment's rate limit (known or learned) are shared;\n"
     "                            each loop also keeps an even share of a known rpm/tpm\n"
-    "                            (\"threads\"; default 1, at most 64)\n"
+    "                            (\"threads\"; default 1, at most 64). With the stores\n"
+    "                            below each loop has its own connections (PostgreSQL's\n"
+    "                            pool split between them, one each at least; SQLite one\n"
+    "                            per loop on the same file): every loop caches, keeps\n"
+    "                            answers and records usage, admin keys hold on all\n"
     "  --access-log FILE         a JSON line per model call appended to FILE (\"-\": stderr):\n"
     "                            request_id, key (its name, never the key), route, model,\n"
-    "                            deployment, status, latency_ms, added_ms, stream, tokens\n"
+    "                            deployment, status, latency_ms, added_ms, stream, tokens,\n"
+    "                            loop (with --threads: 0..N-1)\n"
     "                            (\"access_log\"; default none)\n"
     "  --grace-ms MS             on SIGTERM, how long requests in flight may go on (default\n"
     "                            10000)\n"
@@ -335,14 +340,6 @@ static int parse_args(serve_run *run, int argc, char **argv)
         if (set_flag(run, argv[i], argv[i + 1]) < 0)
             return -1;
     }
-    /* the stores are driven by one loop: the others' calls would go uncached and
-     * unrecorded */
-    if (run->opts.threads > 1 &&
-        (run->stores.cache_url || run->stores.state || run->stores.postgres)) {
-        fprintf(stderr, "skyio serve: --threads above 1 does not go with --cache, --state or "
-                        "--postgres yet\n");
-        return -1;
-    }
     if (!run->opts.tls_cert_file != !run->opts.tls_key_file) {
         fprintf(stderr, "skyio serve: --tls-cert and --tls-key go together\n");
         return -1;
@@ -449,14 +446,19 @@ static int start(serve_run *run)
     sky_error_clear(&err);
     use_config(run, &run->cfg);
     run->loop = sky_loop_new();
+    /* the other loops run once each has its stores */
     if (run->loop == NULL ||
-        sky_gateway_new(sky_loop_uv(run->loop), &run->opts, &run->gw, &err) < 0) {
+        sky__gw_new_held(sky_loop_uv(run->loop), &run->opts, &run->gw, &err) < 0) {
         fprintf(stderr, "skyio serve: cannot start: %s\n",
                 err.code ? err.message : "out of memory");
         return -1;
     }
-    if (sky_cli_stores_open(&run->stores, sky_loop_uv(run->loop), run->gw) < 0)
+    if (sky_cli_stores_open(&run->stores, run->gw, run->opts.threads) < 0)
         return -1;
+    if (sky__gw_start_loops(run->gw, &err) < 0) {
+        fprintf(stderr, "skyio serve: cannot start: %s\n", err.message);
+        return -1;
+    }
     if (run->cfg.n_keys == 0 && !is_loopback(run->opts.host))
         fprintf(stderr,
                 "skyio serve: warning: no keys configured: anyone who reaches %s may "

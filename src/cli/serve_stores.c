@@ -1,4 +1,15 @@
-/* `skyio serve --cache / --state / --postgres`: the stores the gateway keeps things in. */
+/*
+ * `skyio serve --cache / --state / --postgres`: the stores the gateway keeps things in.
+ *
+ * With --threads N every loop has stores of its own, opened on it before its thread runs
+ * and closed on it when it ends, so no hiredis or libpq object is touched from two threads:
+ * a Redis connection per loop, PostgreSQL's pool divided between the loops (one each at
+ * least), and a SQLite connection per loop on the same file (WAL: one writer at a time,
+ * readers beside it; each loop's writer thread hands its results back to its own loop, as
+ * with one loop, so src/store needs nothing new). What a request keeps is committed before
+ * another reads it whatever loop either is on; the day's use and the admin keys are shared
+ * in memory (gateway/shared.c), read from the store once.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +87,15 @@ int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc)
     }
     sky__gw_cache_conf_set_ttl(conf, (uint64_t)st->cache_ttl_s * 1000);
     if (st->gw) /* a reload: the gateway takes the new one before the old goes */
-        sky__gw_set_cache(st->gw, st->cache ? st->cache : st->state ? st->usage : NULL, conf);
-    sky__gw_cache_conf_free(st->cache_conf);
+        sky__gw_set_cache_conf(st->gw, conf);
+    gw_cache_conf **r = NULL;
+    if (st->gw && st->n_loops > 0) { /* another loop may read the old one right now */
+        r = realloc(st->retired, (st->n_retired + 1) * sizeof(*r));
+        if (r)
+            (st->retired = r)[st->n_retired++] = st->cache_conf;
+    }
+    if (r == NULL)
+        sky__gw_cache_conf_free(st->cache_conf);
     st->cache_conf = conf;
     return 0;
 }
@@ -136,12 +154,26 @@ int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
     return 1;
 }
 
+/* A loop's own connections: loop 0's in st->cache and st->usage, the others' here. */
+typedef struct sky_cli_loop_stores {
+    sky__store *cache, *usage;
+    int closing;             /* closes under way */
+    void (*done)(void *arg); /* then this, on the loop */
+    void *done_arg;
+} sky_cli_loop_stores;
+
 static int open_one(const sky_cli_stores *st, uv_loop_t *loop, const char *url, const char *what,
                     sky__store **out)
 {
     sky__store_options so;
     sky__store_options_init(&so);
     so.url = url;
+    int n = st->n_loops + 1;
+    if (so.pool_size / (uint32_t)n >= 1) /* PostgreSQL's pool divided between the loops */
+        so.pool_size /= (uint32_t)n;
+    else
+        so.pool_size = 1;
+    so.cache_max_bytes /= (uint64_t)n; /* each SQLite connection evicts by its own count */
     if (strcmp(what, "usage") == 0) {
         so.usage_spill_path = st->usage_spill;
         if (st->usage_queue_max > 0)
@@ -156,7 +188,7 @@ static int open_one(const sky_cli_stores *st, uv_loop_t *loop, const char *url, 
 }
 
 /* --admin-key-env: the master key's hash to the gateway, with the store's keys. */
-static int open_admin(const sky_cli_stores *st, sky_gateway *gw)
+static int open_admin(const sky_cli_stores *st, sky_gateway *gw, sky__store *usage)
 {
     const char *master = getenv(st->admin_env);
     if (master == NULL || master[0] == '\0') {
@@ -169,7 +201,7 @@ static int open_admin(const sky_cli_stores *st, sky_gateway *gw)
     sky_error_clear(&err);
     int rc = sky_gateway_key_hash(sky_span_cstr(master), hash);
     rc = rc < 0 ? sky_error_set(&err, rc, "cannot hash the master key")
-                : sky__gw_set_admin(gw, st->usage, hash, &err);
+                : sky__gw_set_admin(gw, usage, hash, &err);
     memset(hash, 0, sizeof(hash));
     if (rc < 0)
         fprintf(stderr, "skyio serve: --admin-key-env: %s\n", err.message);
@@ -187,7 +219,7 @@ static int load_today(sky_gateway *gw)
     return -1;
 }
 
-int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
+static int check_flags(const sky_cli_stores *st)
 {
     if (st->admin_env && !st->state && !st->postgres) {
         fprintf(stderr, "skyio serve: --admin-key-env keeps keys in --state or --postgres: give "
@@ -199,31 +231,86 @@ int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw)
                         "away: give --postgres\n");
         return -1;
     }
+    if (st->usage_spill && st->n_loops > 0) {
+        /* several loops draining one spill file would write its records twice */
+        fprintf(stderr, "skyio serve: --usage-spill does not go with --threads above 1\n");
+        return -1;
+    }
     if (st->state && st->postgres) {
         fprintf(stderr, "skyio serve: --state and --postgres both keep usage: give one\n");
         return -1;
     }
+    return 0;
+}
+
+/* Loop @p index's stores given to its gateway @p lg (on @p loop, not running yet). */
+static int open_loop(sky_gateway *lg, uv_loop_t *loop, int index, void *ud)
+{
+    sky_cli_stores *st = ud;
+    sky__store **usage = index ? &st->loops[index - 1].usage : &st->usage;
+    sky__store **cache = index ? &st->loops[index - 1].cache : &st->cache;
     const char *usage_url = st->postgres ? st->postgres : st->state;
-    if (usage_url && open_one(st, loop, usage_url, "usage", &st->usage) < 0)
+    if (usage_url && open_one(st, loop, usage_url, "usage", usage) < 0)
         return -1;
-    if (st->cache_url && open_one(st, loop, st->cache_url, "cache", &st->cache) < 0)
+    if (st->cache_url && open_one(st, loop, st->cache_url, "cache", cache) < 0)
         return -1;
-    sky__gw_set_usage_store(gw, st->usage);
-    if (load_today(gw) < 0)
+    sky__gw_set_usage_store(lg, *usage);
+    if (index == 0 && load_today(lg) < 0) /* the loops share the keys' day */
         return -1;
     /* the keys' daily use, shared with the gateways beside this one: on Redis, else on
      * PostgreSQL (a SQLite file is this gateway's own) */
-    if (st->cache && strcmp(sky__store_backend(st->cache), "redis") == 0)
-        sky__gw_set_counters(gw, st->cache);
-    else if (st->usage && strcmp(sky__store_backend(st->usage), "postgres") == 0)
-        sky__gw_set_counters(gw, st->usage);
-    sky__gw_cache_conf_set_ttl(st->cache_conf, (uint64_t)st->cache_ttl_s * 1000); /* flag wins */
-    if (st->cache)
-        sky__gw_set_cache(gw, st->cache, st->cache_conf);
+    if (*cache && strcmp(sky__store_backend(*cache), "redis") == 0)
+        sky__gw_set_counters(lg, *cache);
+    else if (*usage && strcmp(sky__store_backend(*usage), "postgres") == 0)
+        sky__gw_set_counters(lg, *usage);
+    if (*cache)
+        sky__gw_set_cache(lg, *cache, st->cache_conf);
     else if (st->state) /* the state file keeps the cache too */
-        sky__gw_set_cache(gw, st->usage, st->cache_conf);
+        sky__gw_set_cache(lg, *usage, st->cache_conf);
+    return st->admin_env ? open_admin(st, lg, *usage) : 0;
+}
+
+static void on_loop_closed(const sky_error *err, void *ud)
+{
+    sky_cli_loop_stores *ls = ud;
+    (void)err; /* the store logged it; records it could not write are counted */
+    if (--ls->closing == 0)
+        ls->done(ls->done_arg);
+}
+
+/* Loop @p index ends: its stores write what they queued and close, on it. */
+static void close_loop(uv_loop_t *loop, int index, void *ud, void (*done)(void *), void *arg)
+{
+    sky_cli_stores *st = ud;
+    sky_cli_loop_stores *ls = &st->loops[index - 1];
+    (void)loop;
+    ls->done = done;
+    ls->done_arg = arg;
+    ls->closing = 1; /* until both are asked */
+    sky__store *both[] = {ls->cache, ls->usage};
+    ls->cache = ls->usage = NULL;
+    for (size_t i = 0; i < 2; i++) {
+        if (both[i]) {
+            ls->closing++;
+            sky__store_close(both[i], on_loop_closed, ls);
+        }
+    }
+    on_loop_closed(NULL, ls);
+}
+
+int sky_cli_stores_open(sky_cli_stores *st, sky_gateway *gw, int threads)
+{
+    st->n_loops = threads > 1 ? threads - 1 : 0;
+    if (check_flags(st) < 0)
+        return -1;
+    if (st->n_loops && (st->loops = calloc((size_t)st->n_loops, sizeof(*st->loops))) == NULL) {
+        fprintf(stderr, "skyio serve: out of memory\n");
+        return -1;
+    }
+    sky__gw_on_loop_end(gw, close_loop, st);
+    sky__gw_cache_conf_set_ttl(st->cache_conf, (uint64_t)st->cache_ttl_s * 1000); /* flag wins */
     st->gw = gw;
-    return st->admin_env ? open_admin(st, gw) : 0;
+    return sky__gw_each_loop(gw, open_loop, st) == 0 ? 0 : -1;
 }
 
 void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)
@@ -239,5 +326,9 @@ void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop)
         free(*urls[i]);
     }
     sky__gw_cache_conf_free(st->cache_conf);
+    for (size_t i = 0; i < st->n_retired; i++)
+        sky__gw_cache_conf_free(st->retired[i]);
+    free(st->retired);
+    free(st->loops); /* each loop closed its own as it ended */
     memset(st, 0, sizeof(*st));
 }

@@ -16,9 +16,14 @@ typedef struct sky_cli_stores {
     const char *admin_env;     /* --admin-key-env NAME: the variable holding the master key */
     const char *usage_spill;   /* --usage-spill FILE: records past the queue's bound */
     long long usage_queue_max; /* --usage-queue-max N (0: the store's default) */
-    sky__store *cache, *usage;
+    sky__store *cache, *usage; /* loop 0's */
     gw_cache_conf *cache_conf; /* the config's "cache" (the gateway borrows it) */
     sky_gateway *gw;           /* once the stores are open */
+    /* --threads N: loops 1..N-1's own stores (index i-1), each opened and closed on its loop */
+    struct sky_cli_loop_stores *loops;
+    int n_loops;
+    gw_cache_conf **retired; /* replaced by reloads while other loops may still read them */
+    size_t n_retired;
 } sky_cli_stores;
 
 /* The --help text of these flags. */
@@ -33,10 +38,13 @@ int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v);
  * stderr (the running one stays). Once the stores are open the gateway gets it at once:
  * call it again on a reload. */
 int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc);
-/* Open what the flags name and give it to @p gw: 0, or -1 after saying why on stderr (the
- * caller exits 3: PostgreSQL down, a corrupt or locked SQLite file). */
-int sky_cli_stores_open(sky_cli_stores *st, uv_loop_t *loop, sky_gateway *gw);
-/* After sky_gateway_free: write what is queued and close (running @p loop). */
+/* Open what the flags name and give it to each of the @p threads loops of @p gw (made by
+ * sky__gw_new_held, its loops not run yet; each loop gets its own connections, opened on it): 0, or
+ * -1 after saying why on stderr (the caller exits 3: PostgreSQL down, a corrupt or locked SQLite
+ * file). Each other loop closes its own as it ends (in sky_gateway_free). */
+int sky_cli_stores_open(sky_cli_stores *st, sky_gateway *gw, int threads);
+/* After sky_gateway_free: write what loop 0's stores queued and close them (running
+ * @p loop). */
 void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop);
 
 #endif

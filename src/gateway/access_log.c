@@ -3,7 +3,8 @@
  * deployment, status, latency, tokens), written through libuv's file calls so the loop
  * never waits on a disk. Lines gather in one buffer while the previous batch is being
  * written; a log that cannot keep up drops lines past its cap and counts them, rather than
- * grow without bound. Nothing secret goes in: a key's name, never the key.
+ * grow without bound. Nothing secret goes in: a key's name, never the key. With --threads
+ * each line says which loop served it ("loop": 0..N-1).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct gw_access_log {
     int busy;
     int orphan; /* its gateway is gone: free it after the write in flight */
     uint64_t dropped;
+    int loop_index; /* in each line with several loops; -1: not said */
 };
 
 int sky__gw_access_log_open(uv_loop_t *loop, const char *path, gw_access_log **out, sky_error *err)
@@ -33,6 +35,7 @@ int sky__gw_access_log_open(uv_loop_t *loop, const char *path, gw_access_log **o
     if (l == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
     l->loop = loop;
+    l->loop_index = -1;
     sky_buf_init(&l->pending, LOG_PENDING_MAX);
     sky_buf_init(&l->writing, LOG_PENDING_MAX);
     if (path == NULL || strcmp(path, "-") == 0) {
@@ -96,7 +99,12 @@ static void flush(gw_access_log *l)
         sky_buf_reset(&l->writing);
 }
 
-static json_t *line_json(const gw_record *r)
+void sky__gw_access_log_set_loop(gw_access_log *l, int index)
+{
+    l->loop_index = index;
+}
+
+static json_t *line_json(const gw_access_log *l, const gw_record *r)
 {
     json_t *o = json_pack(
         "{s:s,s:s?,s:s,s:s?,s:s?,s:i,s:f,s:f,s:b}", "request_id", r->request_id, "key", r->key,
@@ -109,13 +117,15 @@ static json_t *line_json(const gw_record *r)
                             json_pack("{s:I,s:I,s:I}", "prompt", (json_int_t)r->used.prompt,
                                       "completion", (json_int_t)r->used.completion, "total",
                                       (json_int_t)r->used.total));
+    if (o && l->loop_index >= 0)
+        json_object_set_new(o, "loop", json_integer(l->loop_index));
     return o;
 }
 
 void sky__gw_access_log_write(gw_access_log *l, const gw_record *r)
 {
     char line[2048];
-    json_t *o = line_json(r);
+    json_t *o = line_json(l, r);
     size_t n = o ? json_dumpb(o, line, sizeof(line) - 1, JSON_COMPACT) : 0;
     json_decref(o);
     if (n == 0 || n >= sizeof(line) - 1) {

@@ -11,7 +11,9 @@
  * restart keeps the keys. The master key is compared by hash in constant time; without
  * one set, the routes answer 404 as any unknown path does. Keys live in memory beside the
  * config's; a revoked one stays (flagged) until the gateway ends, so a request that holds
- * it keeps a valid pointer.
+ * it keeps a valid pointer. With --threads the loops share one ring of keys (under its
+ * lock), so a key made or revoked on one loop is at once made or revoked on all; each loop
+ * talks to its own store connection.
  */
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -36,11 +38,19 @@ typedef struct admin_key {
     struct admin_key *next;
 } admin_key;
 
+/* The keys, shared by the loops' admins; freed with the last of them and the shared state. */
+struct gw_admin_ring {
+    uv_mutex_t lock;
+    admin_key *keys; /* and their live and pending flags: under the lock */
+    int refs;        /* atomic */
+    int loaded;      /* the store's keys are in (by the first loop, at start) */
+};
+
 struct gw_admin {
     sky_gateway *g; /* NULL once the gateway is gone */
     sky__store *store;
     unsigned char master[SKY_GATEWAY_SHA256_LEN];
-    admin_key *keys;
+    gw_admin_ring *ring;
     int calls;  /* store calls in flight */
     int closed; /* freed by the gateway: the last call frees it */
 };
@@ -63,13 +73,47 @@ static void key_free(admin_key *k)
     free(k);
 }
 
-static void admin_destroy(gw_admin *a)
+/* ---- the ring ---- */
+
+gw_admin_ring *sky__gw_admin_ring_new(void)
 {
-    while (a->keys) {
-        admin_key *k = a->keys;
-        a->keys = k->next;
+    gw_admin_ring *r = calloc(1, sizeof(*r));
+    if (r && uv_mutex_init(&r->lock) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (r)
+        r->refs = 1;
+    return r;
+}
+
+void sky__gw_admin_ring_ref(gw_admin_ring *r)
+{
+    __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+void sky__gw_admin_ring_unref(gw_admin_ring *r)
+{
+    if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    while (r->keys) {
+        admin_key *k = r->keys;
+        r->keys = k->next;
         key_free(k);
     }
+    uv_mutex_destroy(&r->lock);
+    free(r);
+}
+
+static void ring_add(gw_admin_ring *r, admin_key *k)
+{
+    k->next = r->keys;
+    r->keys = k;
+}
+
+static void admin_destroy(gw_admin *a)
+{
+    sky__gw_admin_ring_unref(a->ring);
     OPENSSL_cleanse(a->master, sizeof(a->master));
     free(a);
 }
@@ -92,11 +136,15 @@ int sky__gw_admin_on(const sky_gateway *g)
 gw_key *sky__gw_admin_match(sky_gateway *g, const unsigned char *hash)
 {
     gw_key *found = NULL;
-    for (admin_key *k = g->admin ? g->admin->keys : NULL; k; k = k->next) {
+    if (g->admin == NULL)
+        return NULL;
+    uv_mutex_lock(&g->admin->ring->lock);
+    for (admin_key *k = g->admin->ring->keys; k; k = k->next) {
         int same = CRYPTO_memcmp(k->k.sha256, hash, SKY_GATEWAY_SHA256_LEN) == 0;
         if (same && k->live && found == NULL)
             found = &k->k;
     }
+    uv_mutex_unlock(&g->admin->ring->lock);
     return found;
 }
 
@@ -113,10 +161,11 @@ static int valid_name(const char *s)
     return 1;
 }
 
-/* A key called @p name: a live or pending admin key, or one of the config's. */
+/* A key called @p name: a live or pending admin key, or one of the config's (under the
+ * ring's lock). */
 static int name_taken(const gw_admin *a, const char *name)
 {
-    for (const admin_key *k = a->keys; k; k = k->next)
+    for (const admin_key *k = a->ring->keys; k; k = k->next)
         if ((k->live || k->pending) && strcmp(k->k.name, name) == 0)
             return 1;
     const gw_table *t = a->g->table;
@@ -126,9 +175,10 @@ static int name_taken(const gw_admin *a, const char *name)
     return 0;
 }
 
+/* Under the ring's lock. */
 static admin_key *live_key(gw_admin *a, const char *name)
 {
-    for (admin_key *k = a->keys; k; k = k->next)
+    for (admin_key *k = a->ring->keys; k; k = k->next)
         if (k->live && strcmp(k->k.name, name) == 0)
             return k;
     return NULL;
@@ -220,9 +270,21 @@ static void on_listed(const sky_error *err, const sky__store_key *keys, size_t n
         memcpy(k->k.sha256, h, sizeof(h));
         k->created_ms = keys[i].created_ms;
         k->live = 1;
-        k->next = ls->a->keys;
-        ls->a->keys = k;
+        ring_add(ls->a->ring, k);
     }
+}
+
+/* The store's keys into the ring, unless another loop did it: 0, or the store's error in
+ * @p ls. The loops are given their admin one after the other, before they run. */
+static void load_keys(gw_admin *a, load_state *ls)
+{
+    sky_error_clear(&ls->err);
+    if (a->ring->loaded)
+        return;
+    sky__store_key_list(a->store, on_listed, ls);
+    while (!ls->done)
+        uv_run(a->g->loop, UV_RUN_ONCE);
+    a->ring->loaded = ls->err.code == 0;
 }
 
 int sky__gw_set_admin(sky_gateway *g, struct sky__store *store,
@@ -231,16 +293,15 @@ int sky__gw_set_admin(sky_gateway *g, struct sky__store *store,
     if (store == NULL || !(sky__store_caps(store) & SKY__STORE_KEYS))
         return sky_error_set(err, SKY_EINVAL, "the admin API needs a store that keeps keys");
     gw_admin *a = calloc(1, sizeof(*a));
-    if (a == NULL)
+    if (a == NULL || (a->ring = sky__gw_shared_admin_ring(g->shared)) == NULL) {
+        free(a);
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
     a->g = g;
     a->store = store;
     memcpy(a->master, master_sha256, sizeof(a->master));
     load_state ls = {.a = a};
-    sky_error_clear(&ls.err);
-    sky__store_key_list(store, on_listed, &ls);
-    while (!ls.done)
-        uv_run(g->loop, UV_RUN_ONCE);
+    load_keys(a, &ls);
     if (ls.err.code) {
         admin_destroy(a);
         return sky_error_set(err, ls.err.code, "cannot read the gateway's keys: %s",
@@ -365,8 +426,10 @@ static void on_put(const sky_error *err, void *ud)
     admin_call *c = ud;
     admin_key *k = c->key;
     if (k && !c->a->closed) {
+        uv_mutex_lock(&c->a->ring->lock);
         k->pending = 0;
         k->live = err->code == 0; /* kept even when the client left: the store has it */
+        uv_mutex_unlock(&c->a->ring->lock);
     }
     if (call_end(c, err) < 0)
         return;
@@ -428,13 +491,27 @@ static int make_secret(char out[ADMIN_KEY_LEN + 1], unsigned char hash[SKY_GATEW
     return sky_gateway_key_hash(sky_span_cstr(out), hash) == 0 ? 0 : -1;
 }
 
-static void create_key(gw_admin *a, sky_server_req *r, const char *name, json_t *config)
+/* @p name taken, under the ring's lock; with @p k, k in the ring as pending when it is not.
+ * Taken: 409 answered, -1. */
+static int claim_name(gw_admin *a, sky_server_req *r, const char *name, admin_key *k)
 {
-    if (name_taken(a, name)) {
+    uv_mutex_lock(&a->ring->lock);
+    int taken = name_taken(a, name);
+    if (!taken && k) {
+        k->pending = 1;
+        ring_add(a->ring, k);
+    }
+    uv_mutex_unlock(&a->ring->lock);
+    if (taken)
         sky__gw_error(r, 409, "invalid_request_error", "name", "key_exists",
                       "A key named '%s' exists already.", name);
-        return;
-    }
+    return taken ? -1 : 0;
+}
+
+static void create_key(gw_admin *a, sky_server_req *r, const char *name, json_t *config)
+{
+    if (claim_name(a, r, name, NULL) < 0)
+        return; /* before its budget is made; checked again (another loop) once it is */
     admin_key *k = key_new(a, name, config);
     char *text = k ? json_dumps(config, JSON_COMPACT) : NULL;
     char secret[ADMIN_KEY_LEN + 1];
@@ -442,16 +519,17 @@ static void create_key(gw_admin *a, sky_server_req *r, const char *name, json_t 
         sky__gw_error(r, 500, "server_error", NULL, NULL, "cannot make a key now");
         goto out;
     }
+    k->created_ms = sky__store_now_ms();
     admin_call *c = call_new(a, r);
     if (c == NULL)
         goto out;
+    if (claim_name(a, r, name, k) < 0) {
+        OPENSSL_cleanse(c->secret, sizeof(c->secret));
+        goto out; /* c goes with the request */
+    }
     memcpy(c->secret, secret, sizeof(secret));
     char hex[2 * SKY_GATEWAY_SHA256_LEN + 1];
     to_hex(k->k.sha256, SKY_GATEWAY_SHA256_LEN, hex);
-    k->created_ms = sky__store_now_ms();
-    k->pending = 1;
-    k->next = a->keys;
-    a->keys = k;
     c->key = k;
     k = NULL;
     sky__store_key key = {
@@ -472,9 +550,11 @@ void sky__gw_on_admin_keys(sky_server_req *r, void *gateway)
         return;
     if (sky_span_eq_cstr(sky_server_req_method(r), "GET")) {
         json_t *data = json_array();
-        for (const admin_key *k = g->admin->keys; data && k; k = k->next)
+        uv_mutex_lock(&g->admin->ring->lock);
+        for (const admin_key *k = g->admin->ring->keys; data && k; k = k->next)
             if (k->live)
                 json_array_append_new(data, key_json(k, NULL));
+        uv_mutex_unlock(&g->admin->ring->lock);
         json_t *o = data ? json_pack("{s:s,s:o}", "object", "list", "data", data) : NULL;
         if (o == NULL) {
             sky__gw_error(r, 500, "server_error", NULL, NULL, "out of memory");
@@ -503,8 +583,11 @@ static void on_revoked(const sky_error *err, void *ud)
     sky_error ok;
     sky_error_clear(&ok);
     int gone = err->code == 0 || err->code == SKY_ENOTFOUND; /* not kept either way */
-    if (k && !c->a->closed && !gone)
+    if (k && !c->a->closed && !gone) {
+        uv_mutex_lock(&c->a->ring->lock);
         k->live = 1; /* not revoked after all */
+        uv_mutex_unlock(&c->a->ring->lock);
+    }
     if (call_end(c, gone ? &ok : err) < 0)
         return;
     json_t *o =
@@ -527,19 +610,26 @@ void sky__gw_on_admin_key(sky_server_req *r, void *gateway)
     char name[ADMIN_NAME_MAX + 1];
     size_t n = path.len - (sizeof(prefix) - 1);
     admin_key *k = NULL;
+    uv_mutex_lock(&g->admin->ring->lock);
     if (n > 0 && n <= ADMIN_NAME_MAX) {
         memcpy(name, path.ptr + sizeof(prefix) - 1, n);
         name[n] = '\0';
         k = live_key(g->admin, name);
     }
+    if (k)
+        k->live = 0; /* refused from now on, on every loop */
+    uv_mutex_unlock(&g->admin->ring->lock);
     if (k == NULL) {
         sky__gw_error(r, 404, "invalid_request_error", NULL, "key_not_found", "No such key.");
         return;
     }
     admin_call *c = call_new(g->admin, r);
-    if (c == NULL)
+    if (c == NULL) {
+        uv_mutex_lock(&g->admin->ring->lock);
+        k->live = 1; /* not revoked: the store was not asked */
+        uv_mutex_unlock(&g->admin->ring->lock);
         return;
-    k->live = 0; /* refused from now on */
+    }
     c->key = k;
     call_start(c);
     sky__store_key_revoke(g->admin->store, k->k.name, on_revoked, c);

@@ -26,7 +26,16 @@
 void sky__gw_set_cache(sky_gateway *g, sky__store *store, const gw_cache_conf *conf)
 {
     g->cache = store;
-    g->cache_conf = conf;
+    __atomic_store_n(&g->cache_conf, conf, __ATOMIC_RELEASE);
+}
+
+void sky__gw_set_cache_conf(sky_gateway *g, const gw_cache_conf *conf)
+{
+    for (int i = 0; i < g->n_loops; i++) {
+        sky_gateway *l = sky__gw_loop_at(g, i);
+        if (l)
+            __atomic_store_n(&l->cache_conf, conf, __ATOMIC_RELEASE);
+    }
 }
 
 void sky__gw_cache_hit_headers(gw_request *q)

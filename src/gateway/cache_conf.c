@@ -156,7 +156,8 @@ static const conf_model *find(const gw_cache_conf *c, const char *model)
 
 static const gw_cache_conf *conf_of(const sky_gateway *g)
 {
-    return g->cache_conf ? g->cache_conf : &conf_default;
+    const gw_cache_conf *c = __atomic_load_n(&g->cache_conf, __ATOMIC_ACQUIRE);
+    return c ? c : &conf_default;
 }
 
 uint64_t sky__gw_cache_ttl(const sky_gateway *g, const char *model)

@@ -9,6 +9,7 @@
 #include "skyio/log.h"
 #include "skyio/rand.h"
 #include "responses_turn.h"
+#include "stores.h"
 
 #define GW_DEFAULT_MAX_BODY (16u * 1024u * 1024u)
 
@@ -119,7 +120,12 @@ static int setup_ops(sky_gateway *g, const sky_gateway_options *o, sky_error *er
 {
     if (sky__gw_monitor_start(g) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    return o->access_log ? sky__gw_access_log_open(g->loop, o->access_log, &g->access_log, err) : 0;
+    if (o->access_log == NULL)
+        return 0;
+    int rc = sky__gw_access_log_open(g->loop, o->access_log, &g->access_log, err);
+    if (rc == 0 && g->n_loops > 1)
+        sky__gw_access_log_set_loop(g->access_log, g->index);
+    return rc;
 }
 
 sky_credential *sky__gw_credential(sky_gateway *g, sky_error *err)
@@ -170,6 +176,17 @@ int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *s
 int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
                     sky_error *err)
 {
+    int rc = sky__gw_new_held(loop, o, out, err);
+    if (rc == 0 && (rc = sky__gw_start_loops(*out, err)) < 0) {
+        sky_gateway_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int sky__gw_new_held(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
+                     sky_error *err)
+{
     if (o == NULL || o->n_deployments == 0)
         return sky_error_set(err, SKY_EINVAL, "the gateway needs at least one deployment");
     int n = o->threads > 0 ? o->threads : 1;
@@ -184,7 +201,7 @@ int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway *
         sky__gw_shared_free(sh);
         return rc;
     }
-    if (n > 1 && (rc = sky__gw_loops_start(g, o, err)) < 0) {
+    if (n > 1 && (rc = sky__gw_loops_start(g, o, 1, err)) < 0) {
         sky_gateway_free(g);
         return rc;
     }

@@ -143,7 +143,8 @@ struct sky_gateway {
     struct gw_request *live; /* requests with an upstream call or a client, for free */
     sky_gateway_shutdown_cb shutdown_cb;
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
-    const struct gw_cache_conf *cache_conf; /* when it answers (cache_conf.c); not owned */
+    /* when it answers (cache_conf.c); not owned; atomic: a reload on loop 0 sets every loop's */
+    const struct gw_cache_conf *cache_conf;
     uint64_t cache_counts[GW_CACHE_COUNTS]; /* lookups by outcome (GW_CACHE_HIT, ...) */
     struct sky__store *usage;     /* usage records (usage_store.c); NULL: none; not owned */
     struct gw_counters *counters; /* keys' daily use shared with other gateways; NULL: none */
@@ -237,6 +238,13 @@ int sky__gw_key_allows(const gw_key *key, const char *model);
 int sky__gw_presented_key(sky_server_req *r, sky_span *out);
 
 /* ---- admin.c: keys made through the admin API (setter: admin.h) ---- */
+/* The admin keys the loops share (a ring: new holds one reference; unref frees at 0). */
+typedef struct gw_admin_ring gw_admin_ring;
+gw_admin_ring *sky__gw_admin_ring_new(void);
+void sky__gw_admin_ring_ref(gw_admin_ring *r);
+void sky__gw_admin_ring_unref(gw_admin_ring *r);
+/* The shared state's ring (made on first use), with a reference for the caller; NULL: OOM. */
+gw_admin_ring *sky__gw_shared_admin_ring(gw_shared *s);
 /* Whether the admin API is on (and so every model call needs a key). */
 int sky__gw_admin_on(const sky_gateway *g);
 /* The live admin key whose hash is @p hash, compared in constant time with each; or NULL. */
@@ -345,8 +353,12 @@ void sky__gw_loop_free(sky_gateway *g);
 sky_credential *sky__gw_credential(sky_gateway *g, sky_error *err);
 /* Build a table from @p o and make it the current one. */
 int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
-/* Start loops 1..n-1 on threads of their own, each listening on loop 0's port. */
-int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
+/* Make loops 1..n-1, each listening on loop 0's port, and run them on threads of their
+ * own (unless @p hold: sky__gw_start_loops runs them). */
+int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, int hold, sky_error *err);
+/* Loop @p index's gateway (0: @p g), NULL when there is none. Its fields belong to its
+ * thread once it runs. */
+sky_gateway *sky__gw_loop_at(sky_gateway *g, int index);
 /* Each other loop builds @p o's table (copied) on its thread. */
 void sky__gw_loops_reload(sky_gateway *g, const sky_gateway_options *o);
 void sky__gw_loops_shutdown(sky_gateway *g, uint64_t grace_ms, sky_gateway_shutdown_cb cb,
@@ -358,6 +370,8 @@ void sky__gw_loops_free(sky_gateway *g);
 /* A log to @p path, appended ("-" or NULL: stderr): 0, or SKY_EIO / SKY_ENOMEM with @p err. */
 int sky__gw_access_log_open(uv_loop_t *loop, const char *path, gw_access_log **out, sky_error *err);
 void sky__gw_access_log_write(gw_access_log *l, const gw_record *r);
+/* Say loop @p index in each line (a gateway of several loops). */
+void sky__gw_access_log_set_loop(gw_access_log *l, int index);
 /* Write what is left and close (after the loop has run the last write, if one is under way). */
 void sky__gw_access_log_close(gw_access_log *l);
 

@@ -4,12 +4,18 @@
  * SO_REUSEPORT, so the kernel spreads connections between them. What they share is in
  * shared.c. Loop 0 talks to the others only through their async handles: shut down,
  * reload (a deep copy of the routing, built on the loop's own thread), stop.
+ *
+ * Stores (`serve --state/--cache/--postgres`) are opened per loop, on that loop, before its
+ * thread runs (sky__gw_new_held, sky__gw_each_loop, sky__gw_start_loops), so no hiredis or
+ * libpq object is ever touched from two threads; at the end each loop closes its own on its
+ * thread (the end hook) before the handles left over are closed.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "skyio/log.h"
 #include "internal.h"
+#include "stores.h"
 
 typedef struct gw_loop_thread {
     gw_group *group;
@@ -28,8 +34,10 @@ struct gw_group {
     int n; /* the loops beside loop 0 */
     gw_loop_thread *th;
     uv_mutex_t lock;
-    uv_async_t down; /* on loop 0: a loop is done with its shutdown */
-    int down_count;  /* atomic */
+    uv_async_t down;            /* on loop 0: a loop is done with its shutdown */
+    sky__gw_loop_end_fn end_fn; /* each other loop's stores closed on its thread */
+    void *end_ud;
+    int down_count; /* atomic */
     uint64_t grace_ms;
     sky_gateway_shutdown_cb cb;
     void *cb_data;
@@ -77,14 +85,31 @@ static void close_any(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void on_stop(uv_async_t *a)
+/* what is left (connections h2o keeps until they close, the asyncs) closes now, so the
+ * loop runs out of work and the thread ends */
+static void close_rest(void *arg)
 {
-    gw_loop_thread *t = a->data;
+    gw_loop_thread *t = arg;
+    if (t->handles_ready)
+        uv_walk(&t->loop, close_any, NULL);
+}
+
+/* The loop's gateway freed, then its stores closed (writing what is queued) while the
+ * loop still runs them, then the rest. */
+static void end_loop(gw_loop_thread *t)
+{
     sky__gw_loop_free(t->g);
     t->g = NULL;
-    /* what is left (connections h2o keeps until they close, the asyncs) closes now, so
-     * the loop runs out of work and the thread ends */
-    uv_walk(&t->loop, close_any, NULL);
+    gw_group *grp = t->group;
+    if (grp->end_fn)
+        grp->end_fn(&t->loop, (int)(t - grp->th) + 1, grp->end_ud, close_rest, t);
+    else
+        close_rest(t);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    end_loop(a->data);
 }
 
 static void thread_main(void *arg)
@@ -124,8 +149,17 @@ static int thread_handles(gw_loop_thread *t)
     return 0;
 }
 
-/* Loop @p i: made here, then run on its thread. */
-static int start_one(gw_group *grp, int i, const sky_gateway_options *o, int port, sky_error *err)
+static int run_one(gw_loop_thread *t, int i, sky_error *err)
+{
+    if (uv_thread_create(&t->thread, thread_main, t) != 0)
+        return sky_error_set(err, SKY_EINTERNAL, "cannot start thread %d", i + 1);
+    t->running = 1;
+    return 0;
+}
+
+/* Loop @p i: made here, then run on its thread (unless @p hold). */
+static int start_one(gw_group *grp, int i, const sky_gateway_options *o, int port, int hold,
+                     sky_error *err)
 {
     gw_loop_thread *t = &grp->th[i];
     t->group = grp;
@@ -137,13 +171,10 @@ static int start_one(gw_group *grp, int i, const sky_gateway_options *o, int por
     int rc = sky__gw_loop_new(&t->loop, o, grp->g0->shared, i + 1, port, &t->g, err);
     if (rc < 0)
         return rc;
-    if (uv_thread_create(&t->thread, thread_main, t) != 0)
-        return sky_error_set(err, SKY_EINTERNAL, "cannot start thread %d", i + 1);
-    t->running = 1;
-    return 0;
+    return hold ? 0 : run_one(t, i, err);
 }
 
-int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
+int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, int hold, sky_error *err)
 {
     gw_group *grp = calloc(1, sizeof(*grp));
     if (grp == NULL)
@@ -162,11 +193,51 @@ int sky__gw_loops_start(sky_gateway *g, const sky_gateway_options *o, sky_error 
     g->group = grp;
     int port = sky_gateway_port(g);
     for (int i = 0; i < grp->n; i++) {
-        int rc = start_one(grp, i, o, port, err);
+        int rc = start_one(grp, i, o, port, hold, err);
         if (rc < 0)
             return rc; /* sky_gateway_free undoes what was made */
     }
     return 0;
+}
+
+int sky__gw_each_loop(sky_gateway *g, sky__gw_loop_fn fn, void *ud)
+{
+    int rc = fn(g, g->loop, 0, ud);
+    gw_group *grp = g->group;
+    for (int i = 0; rc == 0 && grp && i < grp->n; i++) {
+        gw_loop_thread *t = &grp->th[i];
+        if (t->running)
+            return SKY_ESTATE; /* its thread owns it now */
+        rc = fn(t->g, &t->loop, i + 1, ud);
+    }
+    return rc;
+}
+
+void sky__gw_on_loop_end(sky_gateway *g, sky__gw_loop_end_fn fn, void *ud)
+{
+    if (g->group) {
+        g->group->end_fn = fn;
+        g->group->end_ud = ud;
+    }
+}
+
+int sky__gw_start_loops(sky_gateway *g, sky_error *err)
+{
+    gw_group *grp = g->group;
+    for (int i = 0; grp && i < grp->n; i++) {
+        gw_loop_thread *t = &grp->th[i];
+        if (!t->running && t->g && run_one(t, i, err) < 0)
+            return err->code;
+    }
+    return 0;
+}
+
+sky_gateway *sky__gw_loop_at(sky_gateway *g, int index)
+{
+    if (index == 0)
+        return g;
+    gw_group *grp = g->group;
+    return grp && index - 1 < grp->n ? grp->th[index - 1].g : NULL;
 }
 
 void sky__gw_loops_reload(sky_gateway *g, const sky_gateway_options *o)
@@ -224,10 +295,7 @@ static void on_group_closed(uv_handle_t *h)
 /* A loop made but never run: torn down here, on the caller's thread. */
 static void free_unstarted(gw_loop_thread *t)
 {
-    sky__gw_loop_free(t->g);
-    t->g = NULL;
-    if (t->handles_ready)
-        uv_walk(&t->loop, close_any, NULL);
+    end_loop(t);
     uv_run(&t->loop, UV_RUN_DEFAULT);
 }
 

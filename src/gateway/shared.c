@@ -4,8 +4,8 @@
  * whichever loop a connection lands on (and across reloads); the metrics; and each loop's
  * last view of its deployments, which /metrics adds up; and with several loops, each
  * deployment's rate limit, learned from every loop's replies (a pipeline admitter), so the
- * loops together keep to one limit whichever loop the traffic lands on. With one loop the
- * lock is never contended.
+ * loops together keep to one limit whichever loop the traffic lands on; and the keys of
+ * the admin API. With one loop the lock is never contended.
  */
 #include <stdlib.h>
 
@@ -37,6 +37,7 @@ struct gw_shared {
     int n_loops;
     gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
     size_t *n_views;
+    gw_admin_ring *admin_ring; /* the admin API's keys, one set for every loop (admin.c) */
 };
 
 gw_shared *sky__gw_shared_new(int n_loops)
@@ -78,6 +79,7 @@ void sky__gw_shared_free(gw_shared *s)
         free(r->key);
         free(r);
     }
+    sky__gw_admin_ring_unref(s->admin_ring); /* the admins may hold it a little longer */
     for (int i = 0; i < s->n_loops; i++)
         free(s->views[i]);
     free(s->views);
@@ -133,6 +135,18 @@ gw_budget *sky__gw_shared_budget_of(gw_shared *s, const char *name)
     budget_slot *b = slot_of(s, name, 0, 0, 0);
     uv_mutex_unlock(&s->lock);
     return b ? &b->budget : NULL;
+}
+
+gw_admin_ring *sky__gw_shared_admin_ring(gw_shared *s)
+{
+    uv_mutex_lock(&s->lock);
+    if (s->admin_ring == NULL)
+        s->admin_ring = sky__gw_admin_ring_new();
+    gw_admin_ring *r = s->admin_ring;
+    if (r)
+        sky__gw_admin_ring_ref(r);
+    uv_mutex_unlock(&s->lock);
+    return r;
 }
 
 gw_usage_counts *sky__gw_shared_usage_counts(gw_shared *s)

@@ -48,4 +48,32 @@ int sky__gw_usage_load_today(sky_gateway *g, sky_error *err);
  */
 void sky__gw_set_counters(sky_gateway *g, struct sky__store *store);
 
+/* ---- --threads N with stores: each loop opens its own (loops.c) ---- */
+
+/* A loop's gateway, its libuv loop and its index (0: the caller's); 0 or a SKY_E code. */
+typedef int (*sky__gw_loop_fn)(sky_gateway *loop_gw, uv_loop_t *loop, int index, void *ud);
+/* Loop @p index (1..N-1) is ending on its own thread, its gateway freed: close what was
+ * opened for it on @p loop (which runs until then), then call @p done(@p done_arg) there. */
+typedef void (*sky__gw_loop_end_fn)(uv_loop_t *loop, int index, void *ud, void (*done)(void *arg),
+                                    void *done_arg);
+
+/*
+ * sky_gateway_new, but loops 1..N-1 are made (listening: the kernel queues their
+ * connections) and not yet run: give each its stores with sky__gw_each_loop, then run them
+ * with sky__gw_start_loops. sky_gateway_free frees it either way.
+ */
+int sky__gw_new_held(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
+                     sky_error *err);
+/* @p fn on each loop in turn, loop 0 first, on the caller's thread (which may run each
+ * loop: none runs yet); stops at the first nonzero return and gives it. SKY_ESTATE once
+ * the loops run. */
+int sky__gw_each_loop(sky_gateway *g, sky__gw_loop_fn fn, void *ud);
+/* Run loops 1..N-1 on their threads (nothing with one loop): 0, or a SKY_E code with @p err. */
+int sky__gw_start_loops(sky_gateway *g, sky_error *err);
+/* @p fn when each loop 1..N-1 ends (its thread, or the caller's for a loop never run).
+ * Loop 0's are the caller's to close after sky_gateway_free. */
+void sky__gw_on_loop_end(sky_gateway *g, sky__gw_loop_end_fn fn, void *ud);
+/* @p conf (as sky__gw_set_cache's) to every loop's cache, from loop 0's thread. */
+void sky__gw_set_cache_conf(sky_gateway *g, const gw_cache_conf *conf);
+
 #endif
