@@ -455,7 +455,7 @@ static int start(serve_run *run)
     }
     if (sky_cli_stores_open(&run->stores, run->gw, run->opts.threads) < 0)
         return -1;
-    if (sky__gw_start_loops(run->gw, &err) < 0) {
+    if (sky__gw_start_loops(run->gw, &run->opts, &err) < 0) {
         fprintf(stderr, "skyio serve: cannot start: %s\n", err.message);
         return -1;
     }

@@ -14,7 +14,7 @@
  *
  * A conversation is one document: its fields and its items. A change reads it, changes it
  * and writes it back; changes to one conversation are made one at a time, in the order
- * they came, by a queue per conversation in the gateway (one loop keeps a store).
+ * they came, by a queue per conversation in each loop of the gateway.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +60,16 @@ static sky__store *conv_store(const sky_gateway *g)
 
 /* ---- one change at a time per conversation ----
  * A list of conversations with a change under way, each with the calls waiting behind it.
- * Kept per store (the loop that owns it is the only one that touches it). */
+ * Kept per store, and per thread: with --threads each loop has its own store and list, so
+ * changes are one at a time per loop (two loops changing one conversation at the same
+ * moment are not ordered: docs/gateway-state.md). */
 typedef struct cv_busy {
     sky__store *st;
     cv_call *head, *tail; /* head: the call under way */
     struct cv_busy *next;
 } cv_busy;
 
-static cv_busy *busy_list;
+static _Thread_local cv_busy *busy_list;
 
 static cv_busy *busy_find(const cv_call *c)
 {

@@ -149,6 +149,11 @@ int sky__gw_swap_table(sky_gateway *g, const sky_gateway_options *o, sky_error *
     return 0;
 }
 
+int sky__gw_loop_listen(sky_gateway *g, const sky_gateway_options *o, int port, sky_error *err)
+{
+    return setup_server(g, o, port, err);
+}
+
 int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *sh, int index,
                      int port, sky_gateway **out, sky_error *err)
 {
@@ -164,7 +169,8 @@ int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *s
     int rc = setup_client(g, o, err);
     rc = rc < 0 ? rc : setup_ops(g, o, err);
     rc = rc < 0 ? rc : sky__gw_swap_table(g, o, err);
-    rc = rc < 0 ? rc : setup_server(g, o, port, err);
+    if (port >= 0) /* else sky__gw_loop_listen, later */
+        rc = rc < 0 ? rc : setup_server(g, o, port, err);
     if (rc < 0) {
         sky__gw_loop_free(g);
         return rc;
@@ -177,7 +183,7 @@ int sky_gateway_new(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway *
                     sky_error *err)
 {
     int rc = sky__gw_new_held(loop, o, out, err);
-    if (rc == 0 && (rc = sky__gw_start_loops(*out, err)) < 0) {
+    if (rc == 0 && (rc = sky__gw_start_loops(*out, o, err)) < 0) {
         sky_gateway_free(*out);
         *out = NULL;
     }

@@ -344,10 +344,12 @@ void sky__gw_routing_free(gw_routing_copy *c);
 
 /* ---- gateway.c and loops.c: the loops of --threads ---- */
 /* One loop's gateway: its server (on @p port, shared by SO_REUSEPORT with the others
- * when there are several), client, table, access log, monitor. */
+ * when there are several; -1: none yet), client, table, access log, monitor. */
 int sky__gw_loop_new(uv_loop_t *loop, const sky_gateway_options *o, gw_shared *sh, int index,
                      int port, sky_gateway **out, sky_error *err);
 void sky__gw_loop_free(sky_gateway *g);
+/* The server of a gateway made with port -1, listening on @p port. */
+int sky__gw_loop_listen(sky_gateway *g, const sky_gateway_options *o, int port, sky_error *err);
 /* The loop's Entra ID credential chain, made on first need (it outlives the tables);
  * NULL with @p err filled when it cannot be made. */
 sky_credential *sky__gw_credential(sky_gateway *g, sky_error *err);

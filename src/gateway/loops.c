@@ -6,8 +6,9 @@
  * reload (a deep copy of the routing, built on the loop's own thread), stop.
  *
  * Stores (`serve --state/--cache/--postgres`) are opened per loop, on that loop, before its
- * thread runs (sky__gw_new_held, sky__gw_each_loop, sky__gw_start_loops), so no hiredis or
- * libpq object is ever touched from two threads; at the end each loop closes its own on its
+ * thread runs and before it listens (sky__gw_new_held, sky__gw_each_loop,
+ * sky__gw_start_loops), so no hiredis or libpq object is ever touched from two threads and
+ * no request is served without its stores; at the end each loop closes its own on its
  * thread (the end hook) before the handles left over are closed.
  */
 #include <stdio.h>
@@ -168,7 +169,9 @@ static int start_one(gw_group *grp, int i, const sky_gateway_options *o, int por
     t->loop_ready = 1;
     if (thread_handles(t) < 0)
         return sky_error_set(err, SKY_EINTERNAL, "cannot make the handles of thread %d", i + 1);
-    int rc = sky__gw_loop_new(&t->loop, o, grp->g0->shared, i + 1, port, &t->g, err);
+    /* held: no server until it runs, so no connection is taken on this thread (h2o's
+     * memory is per thread) nor before its stores are given */
+    int rc = sky__gw_loop_new(&t->loop, o, grp->g0->shared, i + 1, hold ? -1 : port, &t->g, err);
     if (rc < 0)
         return rc;
     return hold ? 0 : run_one(t, i, err);
@@ -221,13 +224,17 @@ void sky__gw_on_loop_end(sky_gateway *g, sky__gw_loop_end_fn fn, void *ud)
     }
 }
 
-int sky__gw_start_loops(sky_gateway *g, sky_error *err)
+int sky__gw_start_loops(sky_gateway *g, const sky_gateway_options *o, sky_error *err)
 {
     gw_group *grp = g->group;
+    int port = sky_gateway_port(g);
     for (int i = 0; grp && i < grp->n; i++) {
         gw_loop_thread *t = &grp->th[i];
-        if (!t->running && t->g && run_one(t, i, err) < 0)
-            return err->code;
+        if (t->running || t->g == NULL)
+            continue;
+        int rc = t->g->srv ? 0 : sky__gw_loop_listen(t->g, o, port, err);
+        if (rc < 0 || (rc = run_one(t, i, err)) < 0)
+            return rc;
     }
     return 0;
 }

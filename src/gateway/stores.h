@@ -58,9 +58,9 @@ typedef void (*sky__gw_loop_end_fn)(uv_loop_t *loop, int index, void *ud, void (
                                     void *done_arg);
 
 /*
- * sky_gateway_new, but loops 1..N-1 are made (listening: the kernel queues their
- * connections) and not yet run: give each its stores with sky__gw_each_loop, then run them
- * with sky__gw_start_loops. sky_gateway_free frees it either way.
+ * sky_gateway_new, but loops 1..N-1 are made without their servers and not yet run: give
+ * each its stores with sky__gw_each_loop, then start them with sky__gw_start_loops.
+ * sky_gateway_free frees it either way.
  */
 int sky__gw_new_held(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway **out,
                      sky_error *err);
@@ -68,8 +68,9 @@ int sky__gw_new_held(uv_loop_t *loop, const sky_gateway_options *o, sky_gateway 
  * loop: none runs yet); stops at the first nonzero return and gives it. SKY_ESTATE once
  * the loops run. */
 int sky__gw_each_loop(sky_gateway *g, sky__gw_loop_fn fn, void *ud);
-/* Run loops 1..N-1 on their threads (nothing with one loop): 0, or a SKY_E code with @p err. */
-int sky__gw_start_loops(sky_gateway *g, sky_error *err);
+/* Loops 1..N-1 listening on loop 0's port and running on their threads (nothing with one
+ * loop), with @p o the options given to sky__gw_new_held: 0, or a SKY_E code with @p err. */
+int sky__gw_start_loops(sky_gateway *g, const sky_gateway_options *o, sky_error *err);
 /* @p fn when each loop 1..N-1 ends (its thread, or the caller's for a loop never run).
  * Loop 0's are the caller's to close after sky_gateway_free. */
 void sky__gw_on_loop_end(sky_gateway *g, sky__gw_loop_end_fn fn, void *ud);
