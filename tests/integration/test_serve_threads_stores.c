@@ -4,7 +4,9 @@
  * loop a connection lands on (the access log's "loop" says which), an admin key made on one
  * works on all and, once revoked, on none; a cached answer is a hit; a response kept on one
  * connection is read and continued (previous_response_id) from others; and after SIGTERM
- * every model call has its usage record, those of the last moment included.
+ * every model call has its usage record, those of the last moment included. On SQLite too:
+ * a SIGHUP's cache rule reaches every loop, and a key's daily cap reached through some
+ * loops refuses on all.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -35,7 +37,8 @@ static struct {
     sky_test_serve serve;
     char dir[256], config[512], log[512], db[512];
     uv_loop_t *loop;
-    int calls; /* model calls sent: each one a usage record and an access log line */
+    int calls;       /* model calls sent: each one a usage record and an access log line */
+    int with_reload; /* check_reload and check_daily_cap too */
     int next_id;
 } env;
 
@@ -77,16 +80,25 @@ static void start_serve(const char *const *store_args)
     sky_test_serve_start(&env.serve, env.dir, args, serve_env);
 }
 
+/* The config, with @p cache_models as its "cache"'s "models" ("": no "cache") */
+static void write_config(const char *cache_models)
+{
+    char cache[256] = "";
+    if (cache_models[0])
+        snprintf(cache, sizeof(cache), ", \"cache\": {\"models\": %s}", cache_models);
+    sky_test_gateway_config(env.config, sizeof(env.config), env.dir,
+                            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
+                            "\"%s\", \"key_env\": \"UPK\"}]}%s}",
+                            env.mock.base_url, cache);
+}
+
 static void make_dir(void)
 {
     env.calls = 0;
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     snprintf(env.log, sizeof(env.log), "%s/access.log", env.dir);
     snprintf(env.db, sizeof(env.db), "%s/state.db", env.dir);
-    sky_test_gateway_config(env.config, sizeof(env.config), env.dir,
-                            "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": "
-                            "\"%s\", \"key_env\": \"UPK\"}]}}",
-                            env.mock.base_url);
+    write_config("");
 }
 
 /*
@@ -150,13 +162,12 @@ static unsigned loops_of(const char *tag, int *lines)
     return seen;
 }
 
-/* A key made with the master key on one loop: its secret into @p out. */
-static void make_key(char out[128])
+/* A key made with the master key on one loop, its JSON @p body: its secret into @p out. */
+static void make_key_as(const char *body, char out[128])
 {
     char id[64];
     sky_test_result r;
-    call_fresh("POST", "/admin/keys", "{\"name\":\"team\",\"models\":[\"gpt-4o\"]}", MASTER_KEY,
-               NULL, "admin", id, &r);
+    call_fresh("POST", "/admin/keys", body, MASTER_KEY, NULL, "admin", id, &r);
     assert_int_equal(r.status, 201);
     json_t *o = json_loads(r.body, 0, NULL);
     assert_non_null(o);
@@ -164,6 +175,11 @@ static void make_key(char out[128])
     assert_int_equal(strncmp(out, "sk-skyio-", 9), 0);
     json_decref(o);
     sky_test_result_free(&r);
+}
+
+static void make_key(char out[128])
+{
+    make_key_as("{\"name\":\"team\",\"models\":[\"gpt-4o\"]}", out);
 }
 
 static void revoke_key(void)
@@ -228,6 +244,49 @@ static void check_responses(const char *key)
     }
 }
 
+/* SIGHUP with a config whose cache takes gpt-4o: soon FRESH fresh connections in a row
+ * (both loops) answer from the cache without asking for it. */
+static void check_reload(const char *key)
+{
+    write_config("{\"gpt-4o\": true}");
+    assert_int_equal(kill(env.serve.pid, SIGHUP), 0);
+    int streak = 0;
+    for (int i = 0; i < 400 && streak < FRESH; i++) {
+        char id[64];
+        sky_test_result r;
+        call_fresh("POST", "/v1/chat/completions", chat_body, key, NULL, streak ? "rule" : "before",
+                   id, &r);
+        env.calls++;
+        assert_int_equal(r.status, 200);
+        streak = strcmp(sky_json_str(r.headers, "x-skyio-cache-status", ""), "hit") == 0
+                     ? streak + 1
+                     : 0;
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(streak, FRESH);
+}
+
+/* A key of 30 tokens a day (a chat uses 21): once refused, refused on every loop. */
+static void check_daily_cap(void)
+{
+    const char *off = "x-skyio-cache: off";
+    char key[128], id[64];
+    make_key_as("{\"name\":\"capped\",\"daily_tokens\":30}", key);
+    int refused = 0;
+    for (int i = 0; i < 10 && !refused; i++) {
+        sky_test_result r;
+        call_fresh("POST", "/v1/chat/completions", chat_body, key, off, "spend", id, &r);
+        env.calls++;
+        assert_true(r.status == 200 || r.status == 429);
+        refused = r.status == 429;
+        assert_true(i >= 1 || !refused);
+        sky_test_result_free(&r);
+    }
+    assert_true(refused);
+    for (int i = 0; i < FRESH; i++)
+        chat(key, off, "capped", 429, NULL);
+}
+
 /* The exit of a serve told to stop (10 s at most, then sky_test_stop_child). */
 static int stop_serve(void)
 {
@@ -280,6 +339,10 @@ static void run_all(const char *const *store_args, const char *usage_flag, const
         chat(key, NULL, "key", 200, NULL);
     check_cache(key);
     check_responses(key);
+    if (env.with_reload) {
+        check_reload(key);
+        check_daily_cap();
+    }
     revoke_key();
     for (int i = 0; i < FRESH; i++) /* the last calls, just before SIGTERM */
         chat(key, NULL, "revoked", 401, NULL);
@@ -288,8 +351,8 @@ static void run_all(const char *const *store_args, const char *usage_flag, const
         show_stderr();
     assert_true(sky_test_exited_ok(status));
     int lines;
-    const char *tags[] = {"key", "hit", "next", "revoked"};
-    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+    const char *tags[] = {"key", "hit", "next", "revoked", "rule", "capped"};
+    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]) - 2 * !env.with_reload; i++)
         assert_int_equal(loops_of(tags[i], &lines), 3); /* both loops, each check */
     assert_int_equal(lines, env.calls);
     assert_int_equal(usage_requests(usage_flag, usage_where), env.calls);
@@ -304,7 +367,9 @@ static void test_sqlite_state(void **state)
     (void)state;
     make_dir();
     const char *const args[] = {"--state", env.db, NULL};
+    env.with_reload = 1;
     run_all(args, "--state", env.db);
+    env.with_reload = 0;
     sky_test_rmdir(env.dir);
 }
 
