@@ -446,17 +446,15 @@ static int start(serve_run *run)
     sky_error_clear(&err);
     use_config(run, &run->cfg);
     run->loop = sky_loop_new();
-    /* the other loops run once each has its stores */
-    if (run->loop == NULL ||
-        sky__gw_new_held(sky_loop_uv(run->loop), &run->opts, &run->gw, &err) < 0) {
+    /* the other loops listen once each has its stores */
+    int rc = run->loop == NULL
+                 ? SKY_ENOMEM
+                 : sky__gw_new_held(sky_loop_uv(run->loop), &run->opts, &run->gw, &err);
+    if (rc == 0 && sky_cli_stores_open(&run->stores, run->gw, run->opts.threads) < 0)
+        return -1; /* it said why */
+    if (rc < 0 || (rc = sky__gw_start_loops(run->gw, &run->opts, &err)) < 0) {
         fprintf(stderr, "skyio serve: cannot start: %s\n",
                 err.code ? err.message : "out of memory");
-        return -1;
-    }
-    if (sky_cli_stores_open(&run->stores, run->gw, run->opts.threads) < 0)
-        return -1;
-    if (sky__gw_start_loops(run->gw, &run->opts, &err) < 0) {
-        fprintf(stderr, "skyio serve: cannot start: %s\n", err.message);
         return -1;
     }
     if (run->cfg.n_keys == 0 && !is_loopback(run->opts.host))

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "gateway/admin.h"
@@ -31,8 +32,9 @@ const char sky_cli_stores_usage[] =
     "                            down at start: exit 3; down later: records wait in a\n"
     "                            bounded queue and are written when it is back\n"
     "  --usage-queue-max N       usage records held in memory while the store is away\n"
-    "                            (default 100000); past it they go to --usage-spill, else\n"
-    "                            they are lost (counted in /metrics)\n"
+    "                            (default 100000, split between --threads loops); past it\n"
+    "                            they go to --usage-spill, else they are lost (counted\n"
+    "                            in /metrics)\n"
     "  --usage-spill FILE        a local SQLite file for the records past that bound while\n"
     "                            PostgreSQL is away (10,000,000 at most); written to it when\n"
     "                            it is back, also after a restart\n"
@@ -162,23 +164,39 @@ typedef struct sky_cli_loop_stores {
     void *done_arg;
 } sky_cli_loop_stores;
 
+/* A Redis or PostgreSQL URL (else a SQLite file) */
+static int is_network(const char *url)
+{
+    static const char *const schemes[] = {"redis://", "rediss://", "postgresql://", "postgres://"};
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strncasecmp(url, schemes[i], strlen(schemes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* One of @p n loops' options: the bounds of the whole gateway divided between them (one
+ * each at least), PostgreSQL's pool, the usage queue, and a SQLite file's cache (each
+ * connection evicts by the bytes it wrote; Redis's bound is the server's). */
+static void share_options(sky__store_options *so, uint32_t n)
+{
+    so->pool_size = so->pool_size / n >= 1 ? so->pool_size / n : 1;
+    so->usage_queue_max = so->usage_queue_max / n >= 1 ? so->usage_queue_max / n : 1;
+    if (!is_network(so->url))
+        so->cache_max_bytes /= n;
+}
+
 static int open_one(const sky_cli_stores *st, uv_loop_t *loop, const char *url, const char *what,
                     sky__store **out)
 {
     sky__store_options so;
     sky__store_options_init(&so);
     so.url = url;
-    int n = st->n_loops + 1;
-    if (so.pool_size / (uint32_t)n >= 1) /* PostgreSQL's pool divided between the loops */
-        so.pool_size /= (uint32_t)n;
-    else
-        so.pool_size = 1;
-    so.cache_max_bytes /= (uint64_t)n; /* each SQLite connection evicts by its own count */
     if (strcmp(what, "usage") == 0) {
         so.usage_spill_path = st->usage_spill;
         if (st->usage_queue_max > 0)
             so.usage_queue_max = (uint32_t)st->usage_queue_max;
     }
+    share_options(&so, (uint32_t)st->n_loops + 1);
     sky_error err;
     sky_error_clear(&err);
     if (sky__store_open_sync(loop, &so, out, &err) == 0)
