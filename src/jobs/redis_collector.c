@@ -2,17 +2,26 @@
  * The collector: the job's accepted results into a local store (the output journal). One
  * poll is one pipelined round trip: the meta and the counts first, then a page of results
  * after the last one seen. When the load is done and every custom_id loaded has a result,
- * and the page read after that finds nothing new, every result is here.
+ * and the page read after that is not full, every result is here. Between polls it lets
+ * results gather for a moment; with nothing new, it waits on a second connection for the
+ * next one (redis_block.c).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "skyio/log.h"
 #include "redis_internal.h"
 
 #define PAGE 64
 #define PAGE_TEXT "64"
+/* After a page: let results gather this long (one poll for several workers' batches). */
+#define GATHER_MS 100
+/* A wait for the next result lasts this long at most (a cancel seen late); the timer's
+ * backoff, without the blocker, goes up to BACKOFF_MS. */
+#define WAIT_MS 1000
+#define BACKOFF_MS 500
 
 typedef struct pending_rec {
     struct pending_rec *next;
@@ -27,7 +36,10 @@ typedef struct rcoll {
     sky_batch_store *local;
     sky_redis_job_done_cb cb;
     void *ud;
-    char last[64];            /* the last results entry read: the next page starts after it */
+    char last[64];    /* the last results entry read: the next page starts after it */
+    char last_id[64]; /* the same as a stream id ("0-0" before the first) */
+    sky__redis_blocker *blocker;
+    int blocked;              /* waiting on the blocker: it polls again */
     pending_rec *head, *tail; /* a page not yet taken by the store (it said busy) */
     int outstanding, finished, busy, got, bad, timer_open;
     int load_done, canceled;
@@ -53,6 +65,8 @@ static void destroy(rcoll *c)
         free(p);
     }
     sky__redis_remove_part(c->j, &c->part);
+    sky__redis_blocker_free(c->blocker);
+    c->blocker = NULL;
     if (c->j->collector == c)
         c->j->collector = NULL;
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
@@ -145,6 +159,7 @@ static void take_page(rcoll *c, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
             continue;
         snprintf(c->last, sizeof(c->last), "(%s", e->element[0]->str);
+        snprintf(c->last_id, sizeof(c->last_id), "%s", e->element[0]->str);
         const redisReply *f = e->element[1];
         for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2)
             hold(c, f->element[k], f->element[k + 1]);
@@ -155,6 +170,37 @@ static void take_page(rcoll *c, const redisReply *r)
 static void on_tick(uv_timer_t *t)
 {
     poll_now(t->data);
+}
+
+static void on_woken(void *ud, int woke)
+{
+    rcoll *c = ud;
+    (void)woke; /* the poll says what came */
+    c->blocked = 0;
+    poll_now(c);
+}
+
+/* Nothing new: wait for the next result on the blocker, else by the timer's backoff. */
+static void wait_for_results(rcoll *c)
+{
+    static const int keys[] = {SKY__RK_OUT};
+    const char *ids[] = {c->last_id};
+    if (sky__redis_block(c->blocker, 1, keys, ids, WAIT_MS, on_woken, c) == 0) {
+        c->blocked = 1;
+        c->backoff_ms = 0;
+        return;
+    }
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 25;
+    if (c->backoff_ms > BACKOFF_MS)
+        c->backoff_ms = BACKOFF_MS;
+    uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
+}
+
+/* The counts (read before the page) say every result loaded is accepted: a page that is not
+ * full holds the last of them. */
+static int complete(const rcoll *c)
+{
+    return c->load_done && c->ids >= 0 && c->done >= c->ids && c->got < PAGE;
 }
 
 static void poll_done(rcoll *c)
@@ -170,23 +216,26 @@ static void poll_done(rcoll *c)
         finish(c, &e);
         return;
     }
+    SKY_DEBUG("redis", "job %s: collected %d entries; %lld of %lld done, load done %d", c->j->name,
+              c->got, c->done, c->ids, c->load_done);
     if (c->got) {
         /* a full page: read on at once; else let results gather for a moment */
-        c->backoff_ms = c->got >= PAGE ? 0 : 100;
-        if (drain(c) == 0)
-            uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
+        c->backoff_ms = 0;
+        if (drain(c) != 0)
+            return; /* the store's on_drain polls again */
+        if (complete(c))
+            finish(c, NULL);
+        else
+            uv_timer_start(&c->timer, on_tick, c->got >= PAGE ? 0 : GATHER_MS, 0);
         return;
     }
     if (c->lost_reply)
         return; /* the page may have been lost: on_up polls again */
-    if (c->canceled || (c->load_done && c->ids >= 0 && c->done >= c->ids)) {
+    if (c->canceled || complete(c)) {
         finish(c, NULL);
         return;
     }
-    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 25;
-    if (c->backoff_ms > 500)
-        c->backoff_ms = 500;
-    uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
+    wait_for_results(c);
 }
 
 static int reply_ok(rcoll *c, const redisReply *r)
@@ -256,8 +305,8 @@ static void send_one(rcoll *c, redisCallbackFn *cb, int argc, const char **argv)
 static void poll_now(rcoll *c)
 {
     sky_redis_job *j = c->j;
-    if (c->outstanding || c->finished || c->busy || !j->up || j->lost)
-        return;
+    if (c->outstanding || c->finished || c->busy || c->blocked || !j->up || j->lost)
+        return; /* a wait on the blocker polls when it ends */
     uv_timer_stop(&c->timer);
     c->got = c->bad = c->load_done = c->canceled = c->lost_reply = 0;
     c->ids = c->done = -1;
@@ -273,7 +322,9 @@ static void poll_now(rcoll *c)
 
 static void on_up(sky__redis_part *p)
 {
-    poll_now((rcoll *)((char *)p - offsetof(rcoll, part)));
+    rcoll *c = (rcoll *)((char *)p - offsetof(rcoll, part));
+    c->blocked = 0; /* a wait in flight may outlive the connection it was for: poll now */
+    poll_now(c);
 }
 
 static void on_lost(sky__redis_part *p)
@@ -286,7 +337,10 @@ int sky_redis_job_collect(sky_redis_job *j, sky_batch_store *local, sky_redis_jo
                           void *user_data)
 {
     rcoll *c = calloc(1, sizeof(*c));
-    if (c == NULL || uv_timer_init(j->loop, &c->timer) != 0) {
+    if (c == NULL || (c->blocker = sky__redis_blocker_new(j)) == NULL ||
+        uv_timer_init(j->loop, &c->timer) != 0) {
+        if (c)
+            sky__redis_blocker_free(c->blocker);
         free(c);
         return SKY_ENOMEM;
     }
@@ -296,6 +350,7 @@ int sky_redis_job_collect(sky_redis_job *j, sky_batch_store *local, sky_redis_jo
     c->cb = cb;
     c->ud = user_data;
     snprintf(c->last, sizeof(c->last), "-");
+    snprintf(c->last_id, sizeof(c->last_id), "0-0");
     local->on_drain = on_local_drain;
     local->on_fail = on_local_fail;
     local->engine = c;

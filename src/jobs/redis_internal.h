@@ -44,12 +44,13 @@ struct sky_redis_job {
     char token[40]; /* the job's identity, from its meta; "" until known */
     char sha[SKY__RS_COUNT][41];
     redisAsyncContext *ac;
-    int up;        /* connected, authenticated, scripts loaded, job checked */
-    int ever_up;   /* the first open succeeded: later losses are retried */
-    int closing;   /* sky_redis_job_close was called */
-    int lost;      /* the job's state is gone */
-    int opened;    /* the open callback has run */
-    int handshake; /* commands of the handshake still to answer */
+    int up;               /* connected, authenticated, scripts loaded, job checked */
+    int ever_up;          /* the first open succeeded: later losses are retried */
+    int closing;          /* sky_redis_job_close was called */
+    int lost;             /* the job's state is gone */
+    int opened;           /* the open callback has run */
+    int handshake;        /* commands of the handshake still to answer */
+    int wait_had_entries; /* waiting for the job, its stream had entries: wait by the timer */
     uint64_t backoff_ms;
     sky_error lost_err;
     sky_error hs_err; /* the first error of the handshake */
@@ -114,6 +115,20 @@ int sky__redis_is_error(const redisReply *r, const char *prefix);
 /* The job closes: the loader and the collector stop (their callbacks get SKY_ECANCELED). */
 void sky__redis_loader_cancel(void *loader);
 void sky__redis_collector_cancel(void *collector);
+/* A second connection for blocking reads (redis_block.c): a waiter told once when one of the
+ * job's streams has an entry past the id given, or the wait's time is up, or it went wrong
+ * (@p woke 0: look again, nothing is known). Long-lived, one wait at a time. */
+typedef struct sky__redis_blocker sky__redis_blocker;
+typedef void (*sky__redis_block_cb)(void *ud, int woke);
+/* NULL when out of memory. */
+sky__redis_blocker *sky__redis_blocker_new(sky_redis_job *j);
+/* XREAD BLOCK @p ms on the @p n (1 or 2) streams @p keys (indexes into j->keys), each past its
+ * id in @p ids (borrowed for the call). 0: @p cb runs once (unless the blocker is freed first);
+ * SKY_EBUSY: a wait is in flight; SKY_ECONNECT: no connection now (use a timer). */
+int sky__redis_block(sky__redis_blocker *b, int n, const int *keys, const char *const *ids,
+                     uint64_t ms, sky__redis_block_cb cb, void *ud);
+/* Close it: a wait in flight ends without its callback. NULL is a no-op. */
+void sky__redis_blocker_free(sky__redis_blocker *b);
 /* Drive @p ac from @p loop (redis_uv.c). 0, SKY_ENOMEM, SKY_EIO. */
 int sky__redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 /* Milliseconds since the epoch (heartbeats). */

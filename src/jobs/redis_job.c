@@ -13,10 +13,14 @@
 
 #include <jansson.h>
 
+#include "skyio/log.h"
 #include "skyio/rand.h"
 #include "redis_internal.h"
 
 enum { HS_AUTH = 1, HS_SELECT, HS_SCRIPT, HS_CREATE };
+
+/* A worker waiting for its job looks again at least this often. */
+#define WAIT_JOB_MS 500
 
 static const char *const key_names[SKY__RK_COUNT] = {"meta", "ids",     "stream", "done",
                                                      "out",  "workers", "rate"};
@@ -168,6 +172,7 @@ static void open_done(sky_redis_job *j, const sky_error *err)
         return;
     j->opened = 1;
     uv_timer_stop(&j->timer);
+    SKY_DEBUG("redis", "job %s: %s", j->name, err ? err->message : "open");
     if (j->open_cb)
         j->open_cb(j, err, j->open_ud);
 }
@@ -195,6 +200,35 @@ static void on_wait_tick(uv_timer_t *t)
         hs_create_send(j);
 }
 
+/* The stream got its first entry (the loader's first chunk), or the wait is up: look again.
+ * Entries there for a job that is not (a stream left behind) would end every wait at once:
+ * the next wait is the timer's then. */
+static void on_wait_read(redisAsyncContext *ac, void *reply, void *ud)
+{
+    sky_redis_job *j = ac->data;
+    redisReply *r = reply;
+    (void)ud;
+    if (r == NULL || j == NULL || j->closing)
+        return; /* the connection went: its callbacks say why */
+    j->wait_had_entries = r->type == REDIS_REPLY_ARRAY;
+    hs_create_send(j);
+}
+
+/* A worker started before its loader waits for the job's stream to get an entry (nothing
+ * else is sent on the connection until the job is open, so it may block there). */
+static void wait_for_job(sky_redis_job *j)
+{
+    char ms[16];
+    snprintf(ms, sizeof(ms), "%d", WAIT_JOB_MS);
+    const char *argv[] = {"XREAD", "COUNT", "1", "BLOCK", ms, "STREAMS", j->keys[SKY__RK_STREAM],
+                          "0-0"};
+    SKY_DEBUG("redis", "job %s: not there yet: waiting for it", j->name);
+    uv_timer_stop(&j->timer); /* no connect timeout while waiting */
+    if (j->wait_had_entries ||
+        redisAsyncCommandArgv(j->ac, on_wait_read, NULL, 8, argv, NULL) != REDIS_OK)
+        uv_timer_start(&j->timer, on_wait_tick, WAIT_JOB_MS, 0);
+}
+
 /* The job was found (its token), or is not there. */
 static void hs_job(sky_redis_job *j, const redisReply *r)
 {
@@ -210,8 +244,7 @@ static void hs_job(sky_redis_job *j, const redisReply *r)
             hs_fail(j);
             return;
         }
-        uv_timer_stop(&j->timer);                        /* no connect timeout while waiting */
-        uv_timer_start(&j->timer, on_wait_tick, 500, 0); /* a worker waits for its loader */
+        wait_for_job(j); /* a worker waits for its loader */
         return;
     }
     if (r->type != REDIS_REPLY_STRING) {

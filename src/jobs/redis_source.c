@@ -1,9 +1,12 @@
 /*
  * A worker's source: the job's stream through the consumer group. One poll is one pipelined
- * round trip: the job's meta (still there? loaded? canceled?), the group's pending summary,
- * new entries (XREADGROUP) and, every claim_idle/2, entries a dead consumer left
- * (XAUTOCLAIM), and a heartbeat. The meta is read before the stream, so when the load is
- * done and the read finds nothing, nothing more can come.
+ * round trip: new entries (XREADGROUP) and, every claim_idle/2, entries a dead consumer left
+ * (XAUTOCLAIM). A read that finds nothing is followed by a check, the same read behind the
+ * server's TIME, the job's meta (still there? loaded? canceled?) and the group's pending
+ * summary. The meta is read before the stream, so when the load is done and the read finds
+ * nothing, nothing more can come; and when others still hold entries, the worker waits on a
+ * second connection (redis_block.c) for the stream or the results to change after that
+ * TIME: new entries, or another worker's results (its last ones end the job).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <jansson.h>
 
 #include "skyio/idset.h"
+#include "skyio/log.h"
 #include "redis_internal.h"
 
 typedef struct entry {
@@ -30,8 +34,13 @@ typedef struct rsrc {
     size_t queued;
     sky_idset *handed; /* custom_ids given to the engine in this run */
     uint64_t handed_count;
-    int outstanding; /* replies of the poll in flight */
-    int waiting;     /* next said WAIT: call ready when something changes */
+    int outstanding;          /* replies of the poll in flight */
+    int checking, check_next; /* the poll in flight is, the next poll will be, a check */
+    int read_new;             /* the poll in flight reads new entries (not a reread) */
+    int blocked;              /* waiting on the blocker: it polls again */
+    sky__redis_blocker *blocker;
+    char since[48]; /* the check's TIME as a stream id: what came after it wakes the wait */
+    int waiting;    /* next said WAIT: call ready when something changes */
     int paused, closing, ended, timer_open, destroyed;
     int reread;    /* connected again: read this consumer's own pending entries first */
     sky_error err; /* the run stops with it */
@@ -46,6 +55,11 @@ typedef struct rsrc {
 } rsrc;
 
 static void poll_now(rsrc *s);
+
+/* A wait on the blocker lasts this long at most (a cancel or load_done seen late, a dead
+ * consumer's entries to claim); the timers' backoff, without it, goes up to BACKOFF_MS. */
+#define WAIT_MS 1000
+#define BACKOFF_MS 500
 
 static void entry_free(entry *e)
 {
@@ -153,6 +167,41 @@ static void schedule(rsrc *s, uint64_t ms)
         uv_timer_start(&s->timer, on_tick, ms, 0);
 }
 
+static void on_woken(void *ud, int woke)
+{
+    rsrc *s = ud;
+    (void)woke; /* woken or not, the check says what changed */
+    s->blocked = 0;
+    s->check_next = 1;
+    if (s->closing)
+        maybe_destroy(s);
+    else
+        poll_now(s);
+}
+
+/* Nothing to read and the job not over: wait for the stream or the results to change after
+ * the check's TIME, at most WAIT_MS and no later than the next claim is due; without the
+ * blocker, the timer's backoff. */
+static void wait_for_change(rsrc *s)
+{
+    static const int keys[] = {SKY__RK_STREAM, SKY__RK_OUT};
+    const char *ids[] = {s->since, s->since};
+    uint64_t now = sky__redis_now_ms(), next_claim = s->last_claim_ms + s->j->o.claim_idle_ms / 2;
+    uint64_t ms = next_claim > now + WAIT_MS ? WAIT_MS
+                  : next_claim > now + 10    ? next_claim - now
+                                             : 10;
+    if (s->since[0] && !s->paused && s->err.code == 0 && !s->ended &&
+        sky__redis_block(s->blocker, 2, keys, ids, ms, on_woken, s) == 0) {
+        s->blocked = 1;
+        s->backoff_ms = 0;
+        return;
+    }
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 25;
+    if (s->backoff_ms > BACKOFF_MS)
+        s->backoff_ms = BACKOFF_MS;
+    schedule(s, s->backoff_ms);
+}
+
 /* Every reply of the poll is in: what it means. */
 static void poll_done(rsrc *s)
 {
@@ -169,21 +218,28 @@ static void poll_done(rsrc *s)
     }
     if (s->got) {
         s->backoff_ms = 0;
+        s->check_next = 0;
         wake(s);
         return;
     }
     if (s->lost_reply)
         return; /* the read may have taken entries unseen: on_up reads them (reread) */
+    if (!s->checking || !s->read_new) {
+        s->check_next = 1; /* the stream looks empty: look at the whole job */
+        poll_now(s);
+        return;
+    }
     if (s->canceled ||
         (s->load_done && s->pending_total >= 0 && s->pending_total <= s->pending_mine)) {
+        SKY_DEBUG("redis", "job %s: nothing left for this worker (load done %d, canceled %d)",
+                  s->j->name, s->load_done, s->canceled);
         s->ended = 1;
         wake(s);
         return;
     }
-    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 25;
-    if (s->backoff_ms > 500)
-        s->backoff_ms = 500;
-    schedule(s, s->backoff_ms);
+    SKY_DEBUG("redis", "job %s: stream empty (load done %d, pending %lld, mine %lld): waiting",
+              s->j->name, s->load_done, s->pending_total, s->pending_mine);
+    wait_for_change(s);
 }
 
 static void reply_done(rsrc *s)
@@ -227,6 +283,24 @@ static void on_meta(redisAsyncContext *ac, void *reply, void *ud)
                                        "data, or the job deleted)");
         s->load_done = r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->str[0] == '1';
         s->canceled = r->element[2]->type == REDIS_REPLY_STRING && r->element[2]->str[0] == '1';
+    }
+    reply_done(s);
+}
+
+/* TIME as the stream id just before that millisecond: entries added after it are past it. */
+static void on_time(redisAsyncContext *ac, void *reply, void *ud)
+{
+    rsrc *s = ud;
+    redisReply *r = reply;
+    (void)ac;
+    s->since[0] = '\0';
+    if (check_reply(s, r, "reading the time") == 0 && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        unsigned long long ms = strtoull(r->element[0]->str, NULL, 10) * 1000 +
+                                strtoull(r->element[1]->str, NULL, 10) / 1000;
+        if (ms > 0)
+            snprintf(s->since, sizeof(s->since), "%llu-18446744073709551615", ms - 1);
     }
     reply_done(s);
 }
@@ -357,13 +431,16 @@ static void poll_now(rsrc *s)
     sky_redis_job *j = s->j;
     char count[16];
     uint64_t now = sky__redis_now_ms();
-    if (s->outstanding || s->closing || s->paused || s->ended || s->err.code || j->lost)
-        return;
+    if (s->outstanding || s->closing || s->paused || s->ended || s->err.code || j->lost ||
+        s->blocked)
+        return; /* a wait on the blocker polls when it ends */
     if (!j->up)
         return; /* on_up polls again */
     uv_timer_stop(&s->timer);
     s->got = s->bad = s->lost_reply = 0;
     s->load_done = s->canceled = 0;
+    s->checking = s->check_next;
+    s->read_new = !s->reread;
     uint32_t room = j->o.read_count > s->queued ? j->o.read_count - (uint32_t)s->queued : 0;
     snprintf(count, sizeof(count), "%u", s->reread ? 100000 : room ? room : 1);
     const char *meta[] = {"HMGET", j->keys[SKY__RK_META], "token", "load_done", "canceled"};
@@ -371,8 +448,12 @@ static void poll_now(rsrc *s)
     const char *read[] = {
         "XREADGROUP", "GROUP",   SKY__REDIS_GROUP,        j->consumer,          "COUNT",
         count,        "STREAMS", j->keys[SKY__RK_STREAM], s->reread ? "0" : ">"};
-    send_one(s, on_meta, 5, meta);
-    send_one(s, on_pending, 3, pend);
+    const char *time[] = {"TIME"};
+    if (s->checking) {
+        send_one(s, on_time, 1, time);
+        send_one(s, on_meta, 5, meta);
+        send_one(s, on_pending, 3, pend);
+    }
     send_one(s, on_read, 9, read);
     s->reread = 0;
     if (now - s->last_claim_ms >= j->o.claim_idle_ms / 2)
@@ -462,6 +543,8 @@ static void destroy(rsrc *s)
         entry_free(e);
     }
     sky_idset_free(s->handed);
+    sky__redis_blocker_free(s->blocker);
+    s->blocker = NULL;
     s->head = s->cur = NULL;
     s->handed = NULL;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
@@ -482,6 +565,9 @@ static void src_close(sky_batch_source *src)
     s->closing = 1;
     uv_timer_stop(&s->timer);
     uv_timer_stop(&s->bg_timer);
+    sky__redis_blocker_free(s->blocker); /* a wait in flight ends unheard */
+    s->blocker = NULL;
+    s->blocked = 0;
     sky__redis_remove_part(s->j, &s->part);
     if (s->j->source == src)
         s->j->source = NULL;
@@ -498,6 +584,8 @@ static void on_up(sky__redis_part *p)
 {
     rsrc *s = (rsrc *)((char *)p - offsetof(rsrc, part));
     s->reread = 1;
+    s->blocked = 0; /* a wait in flight may outlive the connection it was for: poll now */
+    s->check_next = 1;
     poll_now(s);
     wake(s);
 }
@@ -513,9 +601,12 @@ int sky_redis_job_source_new(sky_redis_job *j, sky_batch_source **out)
     rsrc *s = calloc(1, sizeof(*s));
     *out = NULL;
     if (s == NULL || (s->handed = sky_idset_new(0)) == NULL ||
+        (s->blocker = sky__redis_blocker_new(j)) == NULL ||
         uv_timer_init(j->loop, &s->timer) != 0 || uv_timer_init(j->loop, &s->bg_timer) != 0) {
-        if (s)
+        if (s) {
             sky_idset_free(s->handed);
+            sky__redis_blocker_free(s->blocker);
+        }
         free(s);
         return SKY_ENOMEM;
     }

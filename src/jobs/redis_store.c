@@ -231,6 +231,7 @@ static void on_accepted(redisAsyncContext *ac, void *reply, void *ud)
         fail(s, &e);
         return;
     }
+    SKY_DEBUG("redis", "job %s: results handed back", s->j->name);
     after_batch(s);
 }
 
