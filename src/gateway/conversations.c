@@ -60,16 +60,21 @@ static sky__store *conv_store(const sky_gateway *g)
 
 /* ---- one change at a time per conversation ----
  * A list of conversations with a change under way, each with the calls waiting behind it.
- * Kept per store, and per thread: with --threads each loop has its own store and list, so
- * changes are one at a time per loop (two loops changing one conversation at the same
- * moment are not ordered: docs/gateway-state.md). */
+ * Kept per store, and per thread: with --threads each loop has its own store and list.
+ * Across the loops, the head of a conversation's queue takes the conversation in the
+ * shared state (shared.c) before it starts; when another loop has it, this loop tries
+ * again every millisecond (a timer per loop), so two loops never change one at once. */
 typedef struct cv_busy {
     sky__store *st;
-    cv_call *head, *tail; /* head: the call under way */
+    cv_call *head, *tail; /* head: the call under way (or waiting for the other loops) */
+    gw_shared *sh;        /* with several loops, until the gateway closes; else NULL */
+    int held;             /* head has the conversation in sh */
+    int waiting;          /* head waits for another loop to give it back */
     struct cv_busy *next;
 } cv_busy;
 
 static _Thread_local cv_busy *busy_list;
+static _Thread_local uv_timer_t *retry_timer; /* this loop's, while one waits */
 
 static cv_busy *busy_find(const cv_call *c)
 {
@@ -81,25 +86,73 @@ static cv_busy *busy_find(const cv_call *c)
 }
 
 static void cv_start(cv_call *c);
+static void arm_retry(uv_loop_t *loop);
 
-/* Whether @p c may go now (else it waits its turn and starts later). */
-static int cv_enter(cv_call *c)
+/* The head of @p b takes its conversation from the other loops: 1 when it may start. */
+static int take(cv_busy *b)
+{
+    if (b->sh == NULL)
+        return 1;
+    int rc = sky__gw_shared_conv_take(b->sh, b->head->scope, b->head->id);
+    b->held = rc == 1;
+    return rc != 0; /* out of memory: go unserialized rather than fail */
+}
+
+/* The head of @p b starts now, or once the other loops let it. */
+static void cv_begin(cv_busy *b)
+{
+    b->waiting = !take(b);
+    if (b->waiting)
+        arm_retry(b->head->g->loop);
+    else
+        cv_start(b->head);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    int left = 0;
+    for (cv_busy *b = busy_list; b; b = b->next) {
+        if (b->waiting && take(b)) {
+            b->waiting = 0;
+            cv_start(b->head); /* its store answers later, never from inside the call */
+        }
+        left += b->waiting;
+    }
+    if (!left)
+        uv_timer_stop(t);
+}
+
+static void arm_retry(uv_loop_t *loop)
+{
+    if (retry_timer == NULL && (retry_timer = malloc(sizeof(*retry_timer))) != NULL)
+        uv_timer_init(loop, retry_timer);
+    if (retry_timer && !uv_is_active((uv_handle_t *)retry_timer))
+        uv_timer_start(retry_timer, on_retry, 1, 1);
+}
+
+/* @p c queued behind the change under way on its conversation, or started (now, or once
+ * the other loops let it). */
+static void cv_enter(cv_call *c)
 {
     cv_busy *b = busy_find(c);
     c->queued = 1;
     if (b) {
         b->tail->next_waiting = c;
         b->tail = c;
-        return 0;
+        return;
     }
     b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        return (c->queued = 0), 1; /* out of memory: go unserialized rather than fail */
+    if (b == NULL) {
+        c->queued = 0; /* out of memory: go unserialized rather than fail */
+        cv_start(c);
+        return;
+    }
     b->st = c->st;
+    b->sh = sky__gw_shared_loops(c->g->shared) > 1 ? c->g->shared : NULL;
     b->head = b->tail = c;
     b->next = busy_list;
     busy_list = b;
-    return 1;
+    cv_begin(b);
 }
 
 /* @p c is done with its conversation: the next waiting one starts. */
@@ -114,10 +167,13 @@ static void cv_leave(cv_call *c)
     cv_busy *b = *pp;
     if (b == NULL)
         return;
+    if (b->held)
+        sky__gw_shared_conv_give(b->sh, c->scope, c->id);
+    b->held = b->waiting = 0;
     cv_call *next = c->next_waiting;
     if (next) {
         b->head = next;
-        cv_start(next);
+        cv_begin(b);
         return;
     }
     *pp = b->next;
@@ -139,6 +195,10 @@ static void cv_free(cv_call *c)
 static int cv_unwait(cv_call *c)
 {
     for (cv_busy *b = busy_list; b; b = b->next) {
+        if (b->head == c && b->waiting) { /* for the other loops: it goes, the next comes */
+            cv_leave(c);
+            return 1;
+        }
         if (b->head == c)
             return 0; /* under way */
         for (cv_call *p = b->head; p->next_waiting; p = p->next_waiting) {
@@ -455,8 +515,30 @@ static void cv_go(cv_call *c)
         return;
     }
     int changes = c->kind != CV_GET && c->kind != CV_ITEMS_LIST && c->kind != CV_ITEM_GET;
-    if (!changes || cv_enter(c))
+    if (changes)
+        cv_enter(c);
+    else
         cv_start(c);
+}
+
+void sky__gw_conv_close(sky_gateway *g)
+{
+    for (cv_busy *b = busy_list; b; b = b->next) {
+        if (b->head->g != g)
+            continue;
+        if (b->held)
+            sky__gw_shared_conv_give(b->sh, b->head->scope, b->head->id);
+        b->held = 0;
+        b->sh = NULL; /* the shared state goes with the gateway: the rest go unserialized */
+        if (b->waiting) {
+            b->waiting = 0;
+            cv_start(b->head); /* ends as those under way do: when the store answers */
+        }
+    }
+    if (retry_timer) {
+        uv_close((uv_handle_t *)retry_timer, (uv_close_cb)free);
+        retry_timer = NULL;
+    }
 }
 
 void sky__gw_conv_append(sky_gateway *g, const char *scope, const char *id, json_t *items,

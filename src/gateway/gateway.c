@@ -267,6 +267,7 @@ void sky__gw_loop_free(sky_gateway *g)
         sky__gw_table_close(t);
     sky__gw_proxy_end_all(g);
     sky_server_free(g->srv);
+    sky__gw_conv_close(g);        /* after the requests that wait for a conversation */
     sky__gw_admin_free(g->admin); /* after the requests that hold its keys */
     sky__gw_counters_free(g->counters);
     while (g->tables)

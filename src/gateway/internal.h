@@ -321,6 +321,10 @@ void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n)
 /* Under the lock: loop @p loop's last view. */
 size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **out);
 int sky__gw_shared_loops(const gw_shared *s);
+/* Conversation (@p scope, @p id) taken for a change by the caller's loop: 1, 0 when a loop
+ * has it already (try again later), -1 when out of memory. Give it back when done. */
+int sky__gw_shared_conv_take(gw_shared *s, const char *scope, const char *id);
+void sky__gw_shared_conv_give(gw_shared *s, const char *scope, const char *id);
 /* With several loops: the admitter of the deployment of @p key (its label and URL), one
  * rate limiter of options @p o learned from every loop's replies, made on first use (again
  * when its rpm or tpm changed); the same for every loop and table. Valid until the shared

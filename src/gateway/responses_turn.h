@@ -137,5 +137,8 @@ void sky__gw_on_conversation(sky_server_req *r, void *gateway);
 /* Append @p items (stolen) to conversation @p id of @p scope: then @p cb (may be NULL). */
 void sky__gw_conv_append(sky_gateway *g, const char *scope, const char *id, json_t *items,
                          void (*cb)(int ok, void *ud), void *ud);
+/* The gateway (one loop of it) closes, its requests gone: its conversations' changes no
+ * longer wait for the other loops, and give back what they hold (on the loop's thread). */
+void sky__gw_conv_close(sky_gateway *g);
 
 #endif

@@ -17,6 +17,12 @@ typedef struct budget_slot {
     gw_budget budget;
 } budget_slot;
 
+/* A conversation a loop is changing (conversations.c): the others wait for it. */
+typedef struct conv_hold {
+    struct conv_hold *next;
+    char *scope, *id;
+} conv_hold;
+
 /* A deployment's rate limit as the loops share it, found by the deployment's key. */
 typedef struct rate_slot {
     struct rate_slot *next;
@@ -38,6 +44,7 @@ struct gw_shared {
     gw_dep_gauges **views; /* per loop: its deployments, as it last saw them */
     size_t *n_views;
     gw_admin_ring *admin_ring; /* the admin API's keys, one set for every loop (admin.c) */
+    conv_hold *holds;          /* conversations being changed, by any loop */
 };
 
 gw_shared *sky__gw_shared_new(int n_loops)
@@ -80,6 +87,12 @@ void sky__gw_shared_free(gw_shared *s)
         free(r);
     }
     sky__gw_admin_ring_unref(s->admin_ring); /* the admins may hold it a little longer */
+    while (s->holds) {
+        conv_hold *h = s->holds;
+        s->holds = h->next;
+        free(h->scope);
+        free(h);
+    }
     for (int i = 0; i < s->n_loops; i++)
         free(s->views[i]);
     free(s->views);
@@ -246,4 +259,46 @@ const sky_rate_admitter *sky__gw_shared_rate(gw_shared *s, const char *key,
     }
     uv_mutex_unlock(&s->lock);
     return r ? &r->admitter : NULL;
+}
+
+/* ---- the conversations being changed ---- */
+
+static conv_hold **hold_of(gw_shared *s, const char *scope, const char *id)
+{
+    conv_hold **pp = &s->holds;
+    while (*pp && (strcmp((*pp)->id, id) != 0 || strcmp((*pp)->scope, scope) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+int sky__gw_shared_conv_take(gw_shared *s, const char *scope, const char *id)
+{
+    size_t ns = strlen(scope) + 1, ni = strlen(id) + 1;
+    uv_mutex_lock(&s->lock);
+    int rc = *hold_of(s, scope, id) ? 0 : 1;
+    conv_hold *h = rc ? malloc(sizeof(*h)) : NULL;
+    if (h && (h->scope = malloc(ns + ni)) != NULL) {
+        h->id = h->scope + ns;
+        memcpy(h->scope, scope, ns);
+        memcpy(h->id, id, ni);
+        h->next = s->holds;
+        s->holds = h;
+    } else if (rc) {
+        free(h);
+        rc = -1;
+    }
+    uv_mutex_unlock(&s->lock);
+    return rc;
+}
+
+void sky__gw_shared_conv_give(gw_shared *s, const char *scope, const char *id)
+{
+    uv_mutex_lock(&s->lock);
+    conv_hold **pp = hold_of(s, scope, id), *h = *pp;
+    if (h)
+        *pp = h->next;
+    uv_mutex_unlock(&s->lock);
+    if (h)
+        free(h->scope);
+    free(h);
 }

@@ -287,6 +287,61 @@ static void check_daily_cap(void)
         chat(key, off, "capped", 429, NULL);
 }
 
+/* @p n items added to one conversation at once, each on a connection of its own (both
+ * loops): every one is kept, none lost to another's write. */
+#define ADDS 24
+static void check_concurrent_adds(const char *key)
+{
+    char id[64], conv[96], url[256], body[ADDS][96];
+    sky_test_result r, res[ADDS];
+    sky_http_client *clients[ADDS];
+    call_fresh("POST", "/v1/conversations", "{}", key, NULL, "conv", id, &r);
+    assert_int_equal(r.status, 200);
+    json_t *o = json_loads(r.body, 0, NULL);
+    snprintf(conv, sizeof(conv), "%s", sky_json_str(o, "id", ""));
+    json_decref(o);
+    sky_test_result_free(&r);
+    snprintf(url, sizeof(url), "%s/v1/conversations/%s/items", env.serve.base, conv);
+    sky_headers *h = sky_test_bearer_json_headers(key);
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < ADDS; i++) {
+        sky_http_request_options ro;
+        snprintf(body[i], sizeof(body[i]), "{\"items\":[{\"role\":\"user\",\"content\":\"n%d\"}]}",
+                 i);
+        assert_int_equal(sky_http_client_new(env.loop, NULL, &clients[i]), 0);
+        sky_http_request_options_init(&ro);
+        ro.method = "POST";
+        ro.url = url;
+        ro.headers = h;
+        ro.body = sky_span_cstr(body[i]);
+        ro.timeout_ms = 20000;
+        ro.on_done = sky_test_on_done;
+        ro.user_data = &res[i];
+        assert_int_equal(sky_http_request_send(clients[i], &ro, NULL, NULL), 0);
+    }
+    int done = 0, never = 0;
+    for (int turn = 0; turn < 800 && done < ADDS; turn++) {
+        (void)sky_test_run_until(env.loop, &never, 25);
+        done = 0;
+        for (int i = 0; i < ADDS; i++)
+            done += res[i].done;
+    }
+    for (int i = 0; i < ADDS; i++) {
+        assert_int_equal(res[i].status, 200);
+        sky_test_result_free(&res[i]);
+        sky_http_client_free(clients[i]);
+    }
+    sky_headers_free(h);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/conversations/%s/items?limit=100", conv);
+    call_fresh("GET", path, NULL, key, NULL, "items", id, &r);
+    assert_int_equal(r.status, 200);
+    o = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(o, "data")), ADDS);
+    json_decref(o);
+    sky_test_result_free(&r);
+}
+
 /* The exit of a serve told to stop (10 s at most, then sky_test_stop_child). */
 static int stop_serve(void)
 {
@@ -339,6 +394,7 @@ static void run_all(const char *const *store_args, const char *usage_flag, const
         chat(key, NULL, "key", 200, NULL);
     check_cache(key);
     check_responses(key);
+    check_concurrent_adds(key);
     if (env.with_reload) {
         check_reload(key);
         check_daily_cap();
