@@ -22,10 +22,10 @@
  *   sky_batch_new -> sky_batch_start -> events ... -> SKY_BATCH_EVENT_FINISHED -> sky_batch_free
  *
  * The rules the engine keeps:
- * - Reading follows sending: at most max_pending lines are read ahead of their results, and
- *   nothing is read or sent while the store is behind (its append said SKY_EBUSY): the
- *   pipeline is held until the store drains, so what is paid for and not yet written stays
- *   bounded.
+ * - Reading follows sending: at most max_pending lines are read ahead of their results (and
+ *   at most twice the concurrency limit in force, 16 more), and nothing is read or sent
+ *   while the store is behind (its append said SKY_EBUSY): the pipeline is held until the
+ *   store drains, so what is paid for and not yet written stays bounded.
  * - A refusal of the whole account (401, 403, 429 insufficient_quota) stops the run: what
  *   waits is not sent, and nothing refused is recorded, so the run after the fix does it.
  * - An endpoint that has never answered and cannot be reached (connect, resolve, TLS) stops
@@ -351,7 +351,7 @@ typedef struct sky_batch_options {
     const sky_route_fallback *fallbacks; /**< borrowed for sky_batch_new */
     size_t n_fallbacks;
     /** Lines read and not yet finished, at most; 0 (default): 4096, or concurrency plus
-     *  1024 when that is more. */
+     *  1024 when that is more. Fewer while the concurrency limit is low: twice it, 16 more. */
     uint64_t max_pending;
     uint64_t progress_interval_ms; /**< PROGRESS events this often; 0 (default): none */
     /**

@@ -222,6 +222,36 @@ static void test_graceful_stop_records_what_was_sent(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/*
+ * Lines are read only as the concurrency limit can take them soon (twice it, 16 more): a
+ * line read is a call held in memory until a slot takes it, and 4,096 of them read ahead
+ * of 4 slots went cold before they were sent.
+ */
+static void test_reads_follow_the_concurrency_limit(void **state)
+{
+    static const char *const margs[] = {"--ttft-ms", "300", "--jitter", "0", NULL};
+    sky_test_mock m;
+    sky_batch_progress p;
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    run_open(&r, m.base_url, NULL, 200, 4);
+    assert_int_equal(sky_batch_start(r.batch), 0);
+    r.started = 1;
+    assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 4, 20000) >= 4);
+    sky_batch_get_progress(r.batch, &p);
+    print_message("sending %llu, waiting %llu of 200 lines, 4 slots\n",
+                  (unsigned long long)p.sending, (unsigned long long)p.waiting);
+    assert_int_equal(p.sending, 4);
+    assert_true(p.sending + p.waiting <= 2 * 4 + 16);
+    run_to_end(&r, 60000);
+    assert_int_equal(sky_batch_memory_store_count(r.store), 200);
+    assert_int_equal(sky_test_batch_count_ok(r.store), 200);
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 static void test_unreachable_endpoint_records_nothing(void **state)
 {
     char base[64];
@@ -283,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_rerun_skips_what_the_store_holds),
         cmocka_unit_test(test_refused_key_stops_and_records_nothing),
         cmocka_unit_test(test_graceful_stop_records_what_was_sent),
+        cmocka_unit_test(test_reads_follow_the_concurrency_limit),
         cmocka_unit_test(test_unreachable_endpoint_records_nothing),
         cmocka_unit_test(test_credential_token_before_the_first_line),
     };
