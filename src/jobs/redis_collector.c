@@ -196,6 +196,14 @@ static void wait_for_results(rcoll *c)
     uv_timer_start(&c->timer, on_tick, c->backoff_ms, 0);
 }
 
+/* In the last tenth of a job the collector takes each batch as it lands (a poll a batch, for
+ * a tenth of the job at most), so the loader ends with the last result, not up to a gather
+ * later. */
+static int near_end(const rcoll *c)
+{
+    return c->load_done && c->ids >= 0 && c->done >= 0 && (c->ids - c->done) * 10 <= c->ids;
+}
+
 /* The counts (read before the page) say every result loaded is accepted: a page that is not
  * full holds the last of them. */
 static int complete(const rcoll *c)
@@ -225,6 +233,8 @@ static void poll_done(rcoll *c)
             return; /* the store's on_drain polls again */
         if (complete(c))
             finish(c, NULL);
+        else if (c->got < PAGE && near_end(c))
+            wait_for_results(c);
         else
             uv_timer_start(&c->timer, on_tick, c->got >= PAGE ? 0 : GATHER_MS, 0);
         return;

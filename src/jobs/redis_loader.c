@@ -32,7 +32,7 @@ typedef struct rload {
     /* the chunk: kind, custom_id, line number, payload per line */
     char *args[2 + 4 * CHUNK_LINES];
     size_t lens[2 + 4 * CHUNK_LINES];
-    char cursor_arg[24];
+    char cursor_arg[32];
     int nlines;
     size_t bytes;
     int sending, eof, done_sent, finished, started;
@@ -248,10 +248,12 @@ static void send_chunk(rload *l)
     const char *args[2 + 4 * CHUNK_LINES];
     if (l->sending || !l->j->up)
         return;
-    l->done_sent = l->eof && l->nlines == 0;
-    snprintf(l->cursor_arg, sizeof(l->cursor_arg), "%llu", (unsigned long long)l->last_line);
+    /* the last chunk sets load_done with its entries: a worker that reads them knows */
+    l->done_sent = l->eof;
+    snprintf(l->cursor_arg, sizeof(l->cursor_arg), "%llu%s", (unsigned long long)l->last_line,
+             l->eof ? ":done" : "");
     args[0] = l->j->token;
-    args[1] = l->done_sent ? "done" : l->cursor_arg;
+    args[1] = l->done_sent && l->nlines == 0 ? "done" : l->cursor_arg;
     l->lens[0] = strlen(args[0]);
     l->lens[1] = strlen(args[1]);
     for (int i = 2; i < 2 + 4 * l->nlines; i++)

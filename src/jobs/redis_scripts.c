@@ -17,7 +17,8 @@ static const char create_lua[] =
     "return ARGV[2]\n";
 
 /*
- * KEYS meta, ids, stream, done, out; ARGV token, cursor (or "done"), then per line: kind
+ * KEYS meta, ids, stream, done, out; ARGV token, cursor ("N", or "N:done" for the last
+ * chunk, or "done" alone), then per line: kind
  * ("r" a request, "b" a bad line's record), custom_id, line number, the line or record.
  * A custom_id is taken once (one HMGET and one HSET of ids for the chunk); a request goes
  * to the stream, a record straight to the results. Chunks come in order, one at a time,
@@ -27,6 +28,7 @@ static const char load_lua[] =
     "if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then\n"
     "  return redis.error_reply('NOJOB the job is gone') end\n"
     "if ARGV[2] == 'done' then redis.call('HSET', KEYS[1], 'load_done', 1) return 0 end\n"
+    "local cursor = string.match(ARGV[2], '^(%d+):done$')\n"
     "local cids = {}\n"
     "for i = 3, #ARGV, 4 do cids[#cids+1] = ARGV[i+1] end\n"
     "local added, fields, ids, seen = 0, {}, {}, {}\n"
@@ -53,7 +55,8 @@ static const char load_lua[] =
     "  redis.call('XADD', KEYS[5], '*', unpack(fields))\n"
     "  redis.call('HINCRBY', KEYS[1], 'failed', #fields / 2)\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'cursor', ARGV[2])\n"
+    "if cursor then redis.call('HSET', KEYS[1], 'cursor', cursor, 'load_done', 1)\n"
+    "else redis.call('HSET', KEYS[1], 'cursor', ARGV[2]) end\n"
     "return added\n";
 
 /*

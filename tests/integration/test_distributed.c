@@ -672,6 +672,26 @@ static void test_bad_redis(void **state)
 }
 
 /* The password is scrubbed from argv (what `ps` shows); job status and delete. */
+/* One figure of INFO commandstats: @p what ("calls", "rejected_calls") of @p cmd; 0 when the
+ * command was never called. */
+static long long cmdstat(const dist_env *e, const char *cmd, const char *what)
+{
+    char key[64], field[64];
+    long long v = 0;
+    redisReply *r = sky_test_redis_command(&e->r, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(key, sizeof(key), "cmdstat_%s:", cmd);
+    snprintf(field, sizeof(field), "%s=", what);
+    const char *line = strstr(r->str, key);
+    const char *end = line ? strchr(line, '\n') : NULL;
+    const char *at = line ? strstr(line, field) : NULL;
+    if (at && (end == NULL || at < end) && (at == line + strlen(key) || at[-1] == ','))
+        v = strtoll(at + strlen(field), NULL, 10);
+    freeReplyObject(r);
+    return v;
+}
+
 static void test_argv_and_job_commands(void **state)
 {
     (void)state;
@@ -701,6 +721,12 @@ static void test_argv_and_job_commands(void **state)
     assert_int_equal(wait_exit(spawn(&e, "loader", bargs), 30000), 0);
     assert_int_equal(wait_exit(worker, 20000), 0);
     assert_output_once(e.out, 20);
+    /* The worker's wait for its job and the collector's for its first result (its first page
+     * is read before the first chunk is loaded) were blocking reads, and the second
+     * connection they use authenticated as the first: none refused. */
+    assert_true(cmdstat(&e, "xread", "calls") >= 2);
+    assert_int_equal(cmdstat(&e, "xread", "rejected_calls"), 0);
+    assert_int_equal(cmdstat(&e, "xread", "failed_calls"), 0);
     const char *const sargs[] = {"job", "status", "--redis", url, "--job", "st", "--json", NULL};
     assert_int_equal(wait_exit(spawn(&e, "status", sargs), 10000), 0);
     read_log(&e, "status", log, sizeof(log));
