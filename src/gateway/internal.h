@@ -321,6 +321,16 @@ void sky__gw_shared_set_view(gw_shared *s, int loop, gw_dep_gauges *v, size_t n)
 /* Under the lock: loop @p loop's last view. */
 size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **out);
 int sky__gw_shared_loops(const gw_shared *s);
+/* A loop's stores as /metrics shows them (store_metrics.c), left in the shared state by each
+ * loop (its monitor's tick) so that /metrics adds the loops up. */
+typedef struct gw_store_view {
+    int has_cache, has_usage;
+    uint64_t cache[GW_CACHE_COUNTS];
+    uint64_t usage_written, usage_lost, usage_queued, write_errors, usage_spilled;
+} gw_store_view;
+/* Under the lock: loop @p loop's view kept; every loop's last view added up into *out. */
+void sky__gw_shared_set_stores(gw_shared *s, int loop, const gw_store_view *v);
+void sky__gw_shared_stores(gw_shared *s, gw_store_view *out);
 /* Conversation (@p scope, @p id) taken for a change by the caller's loop: 1, 0 when a loop
  * has it already (try again later), -1 when out of memory. Give it back when done. */
 int sky__gw_shared_conv_take(gw_shared *s, const char *scope, const char *id);
@@ -545,7 +555,10 @@ int sky__gw_usage_metrics(sky_buf *b, const sky_gateway *g);
 /* responses_store.c: GET and DELETE /v1/responses/{id}, a Responses API answer kept (unless
  * "store": false, by responses_turn.c) in the usage store under its id and the key's name. */
 void sky__gw_on_response_doc(sky_server_req *r, void *gateway);
-/* store_metrics.c: the cache's lookups and the usage store's records, for /metrics. */
+/* store_metrics.c: the cache's lookups and the usage store's records, for /metrics (under
+ * the shared lock; with several loops, their sum); and this loop's left in the shared state
+ * (monitor's tick; takes the lock). */
+void sky__gw_stores_publish(const sky_gateway *g);
 int sky__gw_stores_metrics(sky_buf *b, const sky_gateway *g);
 /* proxy.c: the cache missed; on to the deployments. */
 void sky__gw_proxy_miss(gw_request *q);

@@ -55,6 +55,7 @@ static void on_tick(uv_timer_t *timer)
     sky__gw_history_lag(sky__gw_shared_history(g->shared), late, now / 1000000);
     sky__gw_shared_unlock(g->shared);
     sky__gw_monitor_refresh(g);
+    sky__gw_stores_publish(g); /* with several loops, for /metrics (store_metrics.c) */
 }
 
 int sky__gw_monitor_start(sky_gateway *g)

@@ -45,6 +45,7 @@ struct gw_shared {
     size_t *n_views;
     gw_admin_ring *admin_ring; /* the admin API's keys, one set for every loop (admin.c) */
     conv_hold *holds;          /* conversations being changed, by any loop */
+    gw_store_view *stores;     /* per loop: its stores, as it last saw them */
 };
 
 gw_shared *sky__gw_shared_new(int n_loops)
@@ -57,8 +58,10 @@ gw_shared *sky__gw_shared_new(int n_loops)
     s->history = sky__gw_history_new();
     s->views = calloc((size_t)n_loops, sizeof(*s->views));
     s->n_views = calloc((size_t)n_loops, sizeof(*s->n_views));
+    s->stores = calloc((size_t)n_loops, sizeof(*s->stores));
     if (s->metrics == NULL || s->history == NULL || s->views == NULL || s->n_views == NULL ||
-        uv_mutex_init(&s->lock) != 0) {
+        s->stores == NULL || uv_mutex_init(&s->lock) != 0) {
+        free(s->stores);
         sky__gw_metrics_free(s->metrics);
         sky__gw_history_free(s->history);
         free(s->views);
@@ -97,6 +100,7 @@ void sky__gw_shared_free(gw_shared *s)
         free(s->views[i]);
     free(s->views);
     free(s->n_views);
+    free(s->stores);
     sky__gw_metrics_free(s->metrics);
     sky__gw_history_free(s->history);
     uv_mutex_destroy(&s->lock);
@@ -193,6 +197,28 @@ size_t sky__gw_shared_view(const gw_shared *s, int loop, const gw_dep_gauges **o
 {
     *out = s->views[loop];
     return s->n_views[loop];
+}
+
+void sky__gw_shared_set_stores(gw_shared *s, int loop, const gw_store_view *v)
+{
+    s->stores[loop] = *v;
+}
+
+void sky__gw_shared_stores(gw_shared *s, gw_store_view *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < s->n_loops; i++) {
+        const gw_store_view *v = &s->stores[i];
+        out->has_cache |= v->has_cache;
+        out->has_usage |= v->has_usage;
+        for (size_t k = 0; k < sizeof(v->cache) / sizeof(v->cache[0]); k++)
+            out->cache[k] += v->cache[k];
+        out->usage_written += v->usage_written;
+        out->usage_lost += v->usage_lost;
+        out->usage_queued += v->usage_queued;
+        out->write_errors += v->write_errors;
+        out->usage_spilled += v->usage_spilled;
+    }
 }
 
 int sky__gw_shared_loops(const gw_shared *s)

@@ -39,6 +39,7 @@ static struct {
     uv_loop_t *loop;
     int calls;       /* model calls sent: each one a usage record and an access log line */
     int with_reload; /* check_reload and check_daily_cap too */
+    int hits;        /* answers that said x-skyio-cache-status: hit */
     int next_id;
 } env;
 
@@ -94,7 +95,7 @@ static void write_config(const char *cache_models)
 
 static void make_dir(void)
 {
-    env.calls = 0;
+    env.calls = env.hits = 0;
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     snprintf(env.log, sizeof(env.log), "%s/access.log", env.dir);
     snprintf(env.db, sizeof(env.db), "%s/state.db", env.dir);
@@ -118,6 +119,8 @@ static void call_fresh(const char *method, const char *path, const char *body, c
     assert_int_equal(sky_http_client_new(env.loop, NULL, &client), 0);
     sky_test_request(env.loop, client, method, url, body, headers, 20000, out);
     sky_http_client_free(client);
+    if (out->err_code)
+        fprintf(stderr, "%s %s (%s): %s\n", method, path, id, sky_err_name(out->err_code));
     assert_int_equal(out->err_code, 0);
     assert_null(strstr(out->body, UPSTREAM_KEY));
 }
@@ -136,6 +139,7 @@ static void chat(const char *key, const char *header, const char *tag, int want,
     assert_int_equal(r.status, want);
     if (cache_status)
         assert_string_equal(sky_json_str(r.headers, "x-skyio-cache-status", ""), cache_status);
+    env.hits += strcmp(sky_json_str(r.headers, "x-skyio-cache-status", ""), "hit") == 0;
     sky_test_result_free(&r);
 }
 
@@ -203,6 +207,7 @@ static void check_cache(const char *key)
         env.calls++;
         assert_int_equal(r.status, 200);
         hit = strcmp(sky_json_str(r.headers, "x-skyio-cache-status", ""), "hit") == 0;
+        env.hits += hit;
         sky_test_result_free(&r);
         if (!hit)
             nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
@@ -258,9 +263,9 @@ static void check_reload(const char *key)
                    id, &r);
         env.calls++;
         assert_int_equal(r.status, 200);
-        streak = strcmp(sky_json_str(r.headers, "x-skyio-cache-status", ""), "hit") == 0
-                     ? streak + 1
-                     : 0;
+        int hit = strcmp(sky_json_str(r.headers, "x-skyio-cache-status", ""), "hit") == 0;
+        env.hits += hit;
+        streak = hit ? streak + 1 : 0;
         sky_test_result_free(&r);
     }
     assert_int_equal(streak, FRESH);
@@ -342,6 +347,25 @@ static void check_concurrent_adds(const char *key)
     sky_test_result_free(&r);
 }
 
+/* /metrics adds the loops' stores up (each loop's as of its last 100 ms tick): soon every
+ * hit and every usage record of either loop is there. */
+static void check_metrics(void)
+{
+    double hits = -1, written = -1;
+    for (int i = 0; i < 100 && (hits != env.hits || written != env.calls); i++) {
+        char id[64];
+        sky_test_result r;
+        call_fresh("GET", "/metrics", NULL, MASTER_KEY, NULL, "metrics", id, &r);
+        assert_int_equal(r.status, 200);
+        hits = sky_test_sample(r.body, "skyio_gateway_cache_lookups_total{result=\"hit\"}");
+        written = sky_test_sample(r.body, "skyio_gateway_usage_records_total{state=\"written\"}");
+        sky_test_result_free(&r);
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    assert_true(hits == env.hits);
+    assert_true(written == env.calls);
+}
+
 /* The exit of a serve told to stop (10 s at most, then sky_test_stop_child). */
 static int stop_serve(void)
 {
@@ -399,6 +423,7 @@ static void run_all(const char *const *store_args, const char *usage_flag, const
         check_reload(key);
         check_daily_cap();
     }
+    check_metrics();
     revoke_key();
     for (int i = 0; i < FRESH; i++) /* the last calls, just before SIGTERM */
         chat(key, NULL, "revoked", 401, NULL);
