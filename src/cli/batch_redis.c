@@ -13,6 +13,9 @@
 #include "skyio/skyio.h"
 #include "cli.h"
 
+/* Entries a worker reads at a time, and holds beyond its requests in flight. */
+#define READ_AHEAD 64
+
 typedef struct cli_dist {
     sky_batch_options o;
     const char *cmd; /* "batch" or "worker" */
@@ -246,7 +249,7 @@ static int open_job(cli_dist *c)
     jo.wait = !c->loader;
     if (c->claim_idle)
         jo.claim_idle_ms = (uint64_t)c->claim_idle;
-    jo.read_count = 64;
+    jo.read_count = READ_AHEAD;
     int rc = sky_redis_job_open(sky_loop_uv(c->loop), &jo, on_job_open, c, &c->job, &err);
     sky_redis_url_wipe(&c->url);
     if (rc < 0)
@@ -358,8 +361,9 @@ static int open_batch(cli_dist *c)
     o->pipeline.concurrency.max = (int)c->max_concurrency;
     o->pipeline.credential = c->cred;
     o->concurrency = (int)c->concurrency;
-    /* Take from the job only what this worker will soon send: the rest stays for others. */
-    o->max_pending = c->concurrency ? 2 * (uint64_t)c->concurrency : 256;
+    /* Take from the job only what this worker will soon send: the rest stays for others, and
+     * at the job's end no worker sits on a queue while the others have nothing to do. */
+    o->max_pending = c->concurrency ? (uint64_t)c->concurrency + READ_AHEAD : 256;
     o->endpoint = &c->ep;
     o->progress_interval_ms = c->tty ? 500 : 5000;
     o->on_event = on_event;

@@ -17,8 +17,9 @@
 #include "redis_internal.h"
 
 #define BATCH_MAX 256
-/* A batch goes once it has this many results, or FLUSH_MS after its first: one script
- * for many results (Redis commands per request) at a cost of 50 ms. */
+/* A batch goes once it has this many results, or FLUSH_MS after its first (or after the
+ * batch before it returned, for what came meanwhile): one script for many results (Redis
+ * commands per request) at a cost of 50 ms. */
 #define BATCH_SOON 128
 #define FLUSH_MS 50
 
@@ -50,6 +51,7 @@ typedef struct rstore {
 } rstore;
 
 static void flush(rstore *s);
+static void on_flush_tick(uv_timer_t *t);
 
 static void result_free(result *r)
 {
@@ -195,8 +197,10 @@ static void after_batch(rstore *s)
     }
     if (s->closing && s->queued == 0)
         finish(s);
-    else
+    else if (s->closing || s->queued >= BATCH_SOON || !s->j->up)
         flush(s);
+    else if (s->head && !uv_is_active((uv_handle_t *)&s->timer))
+        uv_timer_start(&s->timer, on_flush_tick, FLUSH_MS, 0); /* what came meanwhile gathers */
 }
 
 static void on_accepted(redisAsyncContext *ac, void *reply, void *ud)
