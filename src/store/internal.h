@@ -110,6 +110,13 @@ struct sky__usage_node {
 };
 /* A copy of @p r (its strings too), or NULL. */
 sky__usage_node *sky__usage_node_new(const sky__store_usage *r);
+/* The UTC day ("YYYY-MM-DD") of a record's time, worked out once per day a batch spans
+ * (gmtime and strftime per record cost more than the rest of writing it). Zero it first. */
+typedef struct sky__store_day_cache {
+    int64_t from_ms, to_ms; /* the day's bounds: [from, to) */
+    char day[11];
+} sky__store_day_cache;
+const char *sky__store_day_of(sky__store_day_cache *c, int64_t ms);
 /* Records back from the spill, to the queue's tail (written as any). */
 void sky__store_usage_take(sky__store *s, sky__usage_node *head, size_t n);
 /* Closing: settle the queue when nothing is under way any more. */

@@ -30,7 +30,7 @@ typedef enum {
     PG_OP_KEYS
 } pg_op_kind;
 
-#define SKY__PG_MAX_PARAMS 6
+#define SKY__PG_MAX_PARAMS 10
 
 typedef struct sky__pg_op sky__pg_op;
 struct sky__pg_op {
@@ -97,9 +97,10 @@ void sky__pg_submit(sky__pg *pg, sky__pg_op *op);
 /* The schema is migrated (err->code 0) or could not be. */
 void sky__pg_opened(sky__pg *pg, const sky_error *err);
 
-/* postgres_ops.c: the backend's operations. */
+/* postgres_usage.c */
 void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
                          sky__store_done_cb cb, void *ud);
+/* postgres_ops.c: the backend's other operations. */
 void sky__pg_usage_totals(sky__store *s, const char *key_name, const char *since_day,
                           sky__store_totals_cb cb, void *ud);
 void sky__pg_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,

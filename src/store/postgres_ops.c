@@ -2,11 +2,9 @@
  * The PostgreSQL store's statements and operations: the schema (versioned, migrated at
  * open under an advisory lock so two gateways starting together do not race), the SQL of
  * each prepared statement, and each operation's parameters and results. A usage batch is one
- * statement: the records as a JSON array (built by jansson) bound to $1 and expanded by
- * json_to_recordset, so the batch is atomic and takes one round trip.
+ * statement whose parameters are the batch's columns as arrays (postgres_usage.c).
  */
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -45,14 +43,12 @@ static const struct {
     int nparams;
     const char *sql;
 } stmts[PQ__COUNT] = {
-    [PQ_USAGE_INSERT] = {"skyio_usage_insert", 1,
+    [PQ_USAGE_INSERT] = {"skyio_usage_insert", 10,
                          "INSERT INTO skyio_usage(time_ms, day, key_name, model, deployment,"
                          " status, tokens_in, tokens_out, latency_us, cost)"
-                         " SELECT time_ms, day, key_name, model, deployment, status, tokens_in,"
-                         " tokens_out, latency_us, cost FROM json_to_recordset($1::json) AS"
-                         " r(time_ms bigint, day text, key_name text, model text,"
-                         " deployment text, status integer, tokens_in bigint, tokens_out bigint,"
-                         " latency_us bigint, cost double precision)"},
+                         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                         " $4::text[], $5::text[], $6::integer[], $7::bigint[], $8::bigint[],"
+                         " $9::bigint[], $10::double precision[])"},
     [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
                          "SELECT day, key_name, model, count(*),"
                          " count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
@@ -292,36 +288,6 @@ static void submit(sky__store *s, sky__pg_op *op, int rc)
         return;                                                                                    \
     }                                                                                              \
     op->cb.member = cb
-
-static json_t *usage_json(const sky__store_usage *recs, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) {
-        const sky__store_usage *r = &recs[i];
-        char day[11];
-        sky__store_day(r->time_ms, day);
-        json_t *o = json_pack("{sI ss ss ss ss si sI sI sI sf}", "time_ms", (json_int_t)r->time_ms,
-                              "day", day, "key_name", r->key_name, "model", r->model, "deployment",
-                              r->deployment, "status", r->status, "tokens_in",
-                              (json_int_t)r->tokens_in, "tokens_out", (json_int_t)r->tokens_out,
-                              "latency_us", (json_int_t)r->latency_us, "cost", r->cost);
-        if (!o || json_array_append_new(a, o) != 0) {
-            json_decref(a);
-            return NULL;
-        }
-    }
-    return a;
-}
-
-void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
-                         sky__store_done_cb cb, void *ud)
-{
-    OP_OR_OOM(op, s, PQ_USAGE_INSERT, PG_OP_DONE, done, cb, ud, sky__store_fail_done);
-    json_t *a = usage_json(recs, n);
-    op->params[0] = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    json_decref(a);
-    submit(s, op, op->params[0] ? 0 : SKY_ENOMEM);
-}
 
 void sky__pg_usage_totals(sky__store *s, const char *key_name, const char *since_day,
                           sky__store_totals_cb cb, void *ud)

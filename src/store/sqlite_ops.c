@@ -227,10 +227,9 @@ void sky__sqlite_cache_put(sky__store *s, const char *key, sky_span value, uint6
 
 /* ---- (b) usage */
 
-static int insert_usage(sky__sqlite *q, sqlite3_stmt *st, const sky__store_usage *r, sky_error *err)
+static int insert_usage(sky__sqlite *q, sqlite3_stmt *st, const sky__store_usage *r,
+                        const char *day, sky_error *err)
 {
-    char day[11];
-    sky__store_day(r->time_ms, day);
     sqlite3_bind_int64(st, 1, r->time_ms);
     bind_text(st, 2, day);
     bind_text(st, 3, r->key_name);
@@ -246,11 +245,13 @@ static int insert_usage(sky__sqlite *q, sqlite3_stmt *st, const sky__store_usage
 
 static int run_usage_write(sky__sqlite *q, sky__sqlite_job *job)
 {
+    sky__store_day_cache days = {0};
     for (size_t i = 0; i < job->nrecs; i++) {
+        const sky__store_usage *r = &job->recs[i];
         sqlite3_stmt *st = sky__sqlite_stmt(q, Q_USAGE_INSERT, &job->err);
         if (!st)
             return SQLITE_ERROR;
-        int rc = insert_usage(q, st, &job->recs[i], &job->err);
+        int rc = insert_usage(q, st, r, sky__store_day_of(&days, r->time_ms), &job->err);
         if (rc != SQLITE_OK)
             return rc;
     }

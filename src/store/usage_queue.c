@@ -281,3 +281,15 @@ void sky__store_day(int64_t ms, char out[11])
     gmtime_r(&t, &tm);
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
+
+const char *sky__store_day_of(sky__store_day_cache *c, int64_t ms)
+{
+    if (ms >= c->from_ms && ms < c->to_ms)
+        return c->day;
+    const int64_t day_ms = 86400000;
+    int64_t d = ms >= 0 ? ms / day_ms : (ms - day_ms + 1) / day_ms; /* floor */
+    c->from_ms = d * day_ms;
+    c->to_ms = c->from_ms + day_ms;
+    sky__store_day(ms, c->day);
+    return c->day;
+}

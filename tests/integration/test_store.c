@@ -412,6 +412,45 @@ static void contract_usage(void **state)
     assert_int_equal(st.usage_lost, 0);
 }
 
+/* Names with what a store's quoting must keep (PostgreSQL's array literals: quotes,
+ * backslashes, commas, braces, the word NULL, an empty name), a cost that needs all 17
+ * digits, and more records than one batch holds. */
+static const char *const odd_names[] = {"q\"uote", "back\\slash",     "a,b}{c", "NULL",
+                                        "",        "\xc3\xa9 \\\"'\t"};
+
+static void contract_usage_strings(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    if (!(f->b->caps & SKY__STORE_USAGE))
+        return;
+    const int64_t t = 1577836800000; /* 2020-01-01T00:00:00Z */
+    const double cost = 0.1 + 0.2;   /* 0.30000000000000004 */
+    for (size_t i = 0; i < SKY_ARRAY_LEN(odd_names); i++) {
+        sky__store_usage u = {t, odd_names[i], odd_names[i], "d\"{,}", 200, 3, 4, 5, cost};
+        assert_int_equal(sky__store_usage_append(f->store, &u), 0);
+    }
+    for (int i = 0; i < 1300; i++) /* batches of 512 */
+        append_usage(f, "bulk", "gpt-4o", t + i, 200);
+    flush_usage(f, &r);
+    assert_int_equal(r.err.code, 0);
+    for (size_t i = 0; i < SKY_ARRAY_LEN(odd_names); i++) {
+        totals(f, odd_names[i], &r);
+        assert_int_equal(r.err.code, 0);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.totals[0].day, "2020-01-01");
+        assert_string_equal(r.totals[0].key_name, odd_names[i]);
+        assert_string_equal(r.totals[0].model, odd_names[i]);
+        assert_int_equal(r.totals[0].requests, 1);
+        assert_int_equal(r.totals[0].tokens_in, 3);
+        assert_true(r.totals[0].cost == cost);
+    }
+    totals(f, "bulk", &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.totals[0].requests, 1300);
+    assert_int_equal(r.totals[0].tokens_out, 1300 * 5);
+}
+
 static void contract_docs(void **state)
 {
     fixture *f = *state;
@@ -939,6 +978,8 @@ static int group_teardown(void **state)
     cmocka_unit_test_prestate_setup_teardown(contract_cache, fixture_setup, fixture_teardown, &b), \
         cmocka_unit_test_prestate_setup_teardown(contract_usage, fixture_setup, fixture_teardown,  \
                                                  &b),                                              \
+        cmocka_unit_test_prestate_setup_teardown(contract_usage_strings, fixture_setup,            \
+                                                 fixture_teardown, &b),                            \
         cmocka_unit_test_prestate_setup_teardown(contract_docs, fixture_setup, fixture_teardown,   \
                                                  &b),                                              \
         cmocka_unit_test_prestate_setup_teardown(contract_keys, fixture_setup, fixture_teardown,   \
