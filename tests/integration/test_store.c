@@ -414,7 +414,7 @@ static void contract_usage(void **state)
 
 /* Names with what a store's quoting must keep (PostgreSQL's array literals: quotes,
  * backslashes, commas, braces, the word NULL, an empty name), a cost that needs all 17
- * digits, and more records than one batch holds. */
+ * digits, a token count past 32 bits, zeros, and more records than one batch holds. */
 static const char *const odd_names[] = {"q\"uote", "back\\slash",     "a,b}{c", "NULL",
                                         "",        "\xc3\xa9 \\\"'\t"};
 
@@ -430,6 +430,8 @@ static void contract_usage_strings(void **state)
         sky__store_usage u = {t, odd_names[i], odd_names[i], "d\"{,}", 200, 3, 4, 5, cost};
         assert_int_equal(sky__store_usage_append(f->store, &u), 0);
     }
+    sky__store_usage big = {t, "big", "m", "d", 0, 9000000000000, 0, -1, 0};
+    assert_int_equal(sky__store_usage_append(f->store, &big), 0);
     for (int i = 0; i < 1300; i++) /* batches of 512 */
         append_usage(f, "bulk", "gpt-4o", t + i, 200);
     flush_usage(f, &r);
@@ -445,6 +447,11 @@ static void contract_usage_strings(void **state)
         assert_int_equal(r.totals[0].tokens_in, 3);
         assert_true(r.totals[0].cost == cost);
     }
+    totals(f, "big", &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.totals[0].tokens_in, 9000000000000);
+    assert_int_equal(r.totals[0].tokens_out, 0);
+    assert_true(r.totals[0].cost == 0);
     totals(f, "bulk", &r);
     assert_int_equal(r.n, 1);
     assert_int_equal(r.totals[0].requests, 1300);
