@@ -75,23 +75,59 @@ metric() {
 }
 
 # ---- 4. throughput with usage records on SQLite, on PostgreSQL, and off ----
+# The machine's load sways every case's req/s by more than a record costs (usage off alone
+# ranged 22.7-27.3k req/s on a quiet machine), so the target's ratio is taken within each
+# round, where the cases ran seconds apart: a round runs off, SQLite, PostgreSQL (every
+# other round in the reverse order, so neither side always runs first), its ratios are
+# on/off of that round, and the verdict is the median of the rounds' ratios. The medians
+# of req/s are printed too, and each case's CPU per request: the gateway's (all its
+# threads) and the PostgreSQL server's (all its processes), which share the same cores.
 
-# usage_wrk RUN CASE URL PID ARRAY: one wrk run; its req/s appended to ARRAY when clean
+# pg_ticks: the CPU ticks of the bench's PostgreSQL server, all its processes (0 without)
+pg_ticks() {
+  local pm t=0 p
+  if [ -z "$STORES_PG_DIR" ] || [ ! -r "$STORES_PG_DIR/data/postmaster.pid" ]; then
+    echo 0
+    return
+  fi
+  pm=$(head -1 "$STORES_PG_DIR/data/postmaster.pid")
+  for p in "$pm" $(pgrep -P "$pm" 2>/dev/null); do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+
+# usage_wrk RUN CASE URL PID: one wrk run; sets U_RPS (empty when it had errors), and
+# appends its CPU per request to the case's lists when clean
 usage_wrk() {
-  local -n rps_list=$5 cpu_list=$6
-  local g0 g1 out rps errs us
-  g0=$(cpu_ticks "$4")
+  local g0 g1 p0 p1 out rps errs us pus
+  g0=$(cpu_ticks "$4"); p0=$(pg_ticks)
   measure "$BENCH_TMP/wrk.out" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/wrk-chat.lua" "$3"
-  g1=$(cpu_ticks "$4")
+  g1=$(cpu_ticks "$4"); p1=$(pg_ticks)
   out=$(cat "$BENCH_TMP/wrk.out" "$BENCH_TMP/wrk.out.err")
   rps=$(wrk_rps "$out")
   errs=$(wrk_errors "$out")
   [ -n "$rps" ] || errs="no wrk summary (rc $TIMED_RC)"
-  # the gateway's CPU (all its threads: the SQLite writer's too) per request answered
-  us=$(awk -v t=$((g1 - g0)) -v hz="$CLK_TCK" -v r="${rps:-0}" -v s="$TIMED_SECS" \
-    'BEGIN { if (r > 0) printf "%.1f", t / hz * 1e6 / (r * s); else print "?" }')
-  printf '%-4s %-9s %-10s %-9s %-11s %s\n' "$1" "$2" "${rps:-?}" "$(cpu_pct $((g1 - g0)) "$TIMED_SECS")%" "$us" "$errs"
-  if [ "$errs" != 0 ]; then excluded "usage run $1 ($2)" "$errs"; else rps_list+=("$rps"); cpu_list+=("$us"); fi
+  us=$(per_req $((g1 - g0)) "$rps")
+  pus=-
+  [ "$2" != postgres ] || pus=$(per_req $((p1 - p0)) "$rps")
+  printf '%-4s %-9s %-10s %-9s %-11s %-11s %s\n' "$1" "$2" "${rps:-?}" \
+    "$(cpu_pct $((g1 - g0)) "$TIMED_SECS")%" "$us" "$pus" "$errs"
+  U_RPS=
+  if [ "$errs" != 0 ]; then
+    excluded "usage run $1 ($2)" "$errs"
+    return
+  fi
+  U_RPS=$rps
+  case $2 in
+  off) c_off+=("$us") ;;
+  sqlite) c_sq+=("$us") ;;
+  postgres) c_pg+=("$us"); c_pgsrv+=("$pus") ;;
+  esac
+}
+
+# per_req TICKS RPS: microseconds of CPU per request answered in the last timed run
+per_req() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v r="${2:-0}" -v s="$TIMED_SECS" \
+    'BEGIN { if (r > 0) printf "%.1f", t / hz * 1e6 / (r * s); else print "?" }'
 }
 
 # usage_written URL NAME: the records the gateway wrote, lost and still queued
@@ -104,12 +140,35 @@ usage_written() {
   [ "$w" -gt 0 ] && [ "$l" = 0 ]
 }
 
+# usage_round RUN: the three cases, in turn (reversed on even runs); each on/off ratio of
+# this round appended to r_sq / r_pg, and each req/s to t_*
+usage_round() {
+  local order=(off sqlite postgres) c off="" sq="" pg=""
+  [ $(($1 % 2)) = 1 ] || order=(postgres sqlite off)
+  for c in "${order[@]}"; do
+    case $c in
+    off) usage_wrk "$1" off "$off_url" "$off_pid"; off=$U_RPS ;;
+    sqlite) usage_wrk "$1" sqlite "$sq_url" "$sq_pid"; sq=$U_RPS ;;
+    postgres) [ -z "$pg_url" ] || { usage_wrk "$1" postgres "$pg_url" "$pg_pid"; pg=$U_RPS; } ;;
+    esac
+  done
+  [ -z "$off" ] || t_off+=("$off")
+  [ -z "$sq" ] || t_sq+=("$sq")
+  [ -z "$pg" ] || t_pg+=("$pg")
+  [ -z "$off" ] || [ -z "$sq" ] || r_sq+=("$(ratio "$sq" "$off")")
+  [ -z "$off" ] || [ -z "$pg" ] || r_pg+=("$(ratio "$pg" "$off")")
+}
+
 usage_section() {
   local off_url=$GW_URL off_pid=$GW_PID sq_url sq_pid pg_url="" pg_pid="" r
-  local t_off=() t_sq=() t_pg=() c_off=() c_sq=() c_pg=()
+  local t_off=() t_sq=() t_pg=() c_off=() c_sq=() c_pg=() c_pgsrv=() r_sq=() r_pg=()
+  local rounds=${USAGE_RUNS:-5}
+  [ "$rounds" -ge "${RUNS:-3}" ] || rounds=${RUNS:-3}
   echo
   echo "-- 4. usage records: wrk -t1 -c$CONNS -d${DURATION}s through a gateway writing one usage record a"
-  echo "   request to SQLite (--state), to PostgreSQL (--postgres, default durability), and to none"
+  echo "   request to SQLite (--state), to PostgreSQL (--postgres, default durability), and to none;"
+  echo "   $rounds rounds, each off / SQLite / PostgreSQL back to back (reversed every other round);"
+  echo "   the verdict's ratio is the median of the rounds' on/off ratios"
   start_gateway gw-usage-sqlite "$BENCH_TMP/gateway.json" --state "$BENCH_TMP/usage.db"
   sq_url=http://127.0.0.1:$GW_PORT sq_pid=$GW_PID
   if pg_start; then
@@ -121,24 +180,26 @@ usage_section() {
   for u in "$sq_url" $pg_url; do
     wrk -t1 -c"$CONNS" -d2s -s "$BENCH_DIR/wrk-chat.lua" "$u" >/dev/null 2>&1
   done
-  printf '%-4s %-9s %-10s %-9s %-11s %s\n' run usage req/s gw_cpu cpu_us/req errors
-  for r in $(seq 1 "$RUNS"); do
-    usage_wrk "$r" off "$off_url" "$off_pid" t_off c_off
-    usage_wrk "$r" sqlite "$sq_url" "$sq_pid" t_sq c_sq
-    [ -z "$pg_url" ] || usage_wrk "$r" postgres "$pg_url" "$pg_pid" t_pg c_pg
+  printf '%-4s %-9s %-10s %-9s %-11s %-11s %s\n' run usage req/s gw_cpu gw_us/req pg_us/req errors
+  for r in $(seq 1 "$rounds"); do
+    usage_round "$r"
   done
   sleep 1 # the last batches written
   local m_off m_sq m_pg
   m_off=$(median_or_na "${t_off[@]}"); m_sq=$(median_or_na "${t_sq[@]}"); m_pg=$(median_or_na "${t_pg[@]}")
-  usage_written "$sq_url" SQLite || { excluded "usage on SQLite" "records not all written"; m_sq=n/a; }
+  usage_sqlite=$(median_or_na "${r_sq[@]}"); usage_pg=$(median_or_na "${r_pg[@]}")
+  usage_written "$sq_url" SQLite || { excluded "usage on SQLite" "records not all written"; usage_sqlite=n/a; }
   if [ -n "$pg_url" ]; then
-    usage_written "$pg_url" PostgreSQL || { excluded "usage on PostgreSQL" "records not all written"; m_pg=n/a; }
+    usage_written "$pg_url" PostgreSQL || { excluded "usage on PostgreSQL" "records not all written"; usage_pg=n/a; }
   fi
-  usage_sqlite=$(ratio_or_na "$m_sq" "$m_off"); usage_pg=$(ratio_or_na "$m_pg" "$m_off")
-  echo "median req/s: usage off $m_off, on SQLite $m_sq ($usage_sqlite x), on PostgreSQL $m_pg ($usage_pg x)"
-  local u_off u_sq u_pg
+  echo "rounds' on/off ratios: SQLite ${r_sq[*]:-none}; PostgreSQL ${r_pg[*]:-none}"
+  echo "median of the rounds' ratios: SQLite $usage_sqlite x, PostgreSQL $usage_pg x"
+  echo "median req/s: usage off $m_off, on SQLite $m_sq ($(ratio_or_na "$m_sq" "$m_off") x), on PostgreSQL $m_pg ($(ratio_or_na "$m_pg" "$m_off") x)"
+  local u_off u_sq u_pg u_srv
   u_off=$(median_or_na "${c_off[@]}"); u_sq=$(median_or_na "${c_sq[@]}"); u_pg=$(median_or_na "${c_pg[@]}")
+  u_srv=$(median_or_na "${c_pgsrv[@]}")
   echo "median gateway CPU per request: usage off $u_off us, on SQLite $u_sq us, on PostgreSQL $u_pg us"
+  echo "  (+ the PostgreSQL server's $u_srv us per request on the same cores)"
   cpu_sqlite=$(ratio_or_na "$u_off" "$u_sq"); cpu_pg=$(ratio_or_na "$u_off" "$u_pg")
   echo "  (off/on: SQLite $cpu_sqlite, PostgreSQL $cpu_pg: the"
   echo "  throughput ratio a gateway bound by its own CPU would see; the PostgreSQL server's is apart)"
