@@ -1,8 +1,10 @@
 /*
  * The batch's file source: the lines of a file (or standard input) read in chunks with
- * libuv's fs calls, one chunk ahead at most, so memory does not grow with the file. A line
- * that lies within a chunk is handed over where it lies; one that spans chunks is gathered
- * in a buffer capped at the line limit plus a chunk.
+ * libuv's fs calls, one chunk ahead at most, so memory does not grow with the file. The next
+ * chunk is read while the current one's lines are handed over: the engine reads only a few
+ * lines ahead of its slots, and a read that began only once a chunk ran out left them idle
+ * for the thread pool's round trip. A line that lies within a chunk is handed over where it
+ * lies; one that spans chunks is gathered in a buffer capped at the line limit plus a chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +28,11 @@ typedef struct file_source {
     int64_t offset;  /* where the next read starts */
     uint64_t handed; /* bytes handed over as lines (or skipped as too long) */
     uv_fs_t req;
-    char chunk[CHUNK];
+    char chunks[2][CHUNK];
+    char *chunk; /* the one handed over: chunks[0] or chunks[1] */
     size_t chunk_len, chunk_pos;
+    size_t next_len;  /* the other one, read ahead: its length once read_ahead */
+    int read_ahead;   /* the other chunk holds the next read's result */
     sky_buf partial;  /* a line that spans chunks */
     int partial_out;  /* the last line handed over is partial's: empty it first */
     int skipping;     /* the current line outgrew partial: skip to its end */
@@ -62,15 +67,22 @@ static void on_read(uv_fs_t *req)
         sky_error_set(&s->failure, SKY_EIO, "reading %s: %s", s->path, uv_strerror((int)n));
     else if (n == 0)
         s->eof = 1;
-    s->chunk_len = n > 0 ? (size_t)n : 0;
-    s->chunk_pos = 0;
+    s->next_len = n > 0 ? (size_t)n : 0;
+    s->read_ahead = n > 0;
     s->offset += n > 0 ? n : 0;
     sky_batch_source_ready(&s->base);
 }
 
+static char *other_chunk(file_source *s)
+{
+    return s->chunk == s->chunks[0] ? s->chunks[1] : s->chunks[0];
+}
+
+/* Into the chunk not handed over: the lines handed over from it are done with, since a
+ * line lives only until the next call to next. */
 static int start_read(file_source *s)
 {
-    uv_buf_t buf = uv_buf_init(s->chunk, CHUNK);
+    uv_buf_t buf = uv_buf_init(other_chunk(s), CHUNK);
     s->req.data = s;
     int64_t at = s->stream ? -1 : s->offset; /* a pipe has no offsets */
     int rc = uv_fs_read(s->loop, &s->req, s->fd, &buf, 1, at, on_read);
@@ -121,6 +133,22 @@ static int last_line(file_source *s, sky_batch_source_line *out)
     return 0;
 }
 
+/* The chunk read ahead becomes the one handed over. */
+static void next_chunk(file_source *s)
+{
+    s->chunk = other_chunk(s);
+    s->chunk_len = s->next_len;
+    s->chunk_pos = 0;
+    s->read_ahead = 0;
+}
+
+/* Read the next chunk while this one's lines go out, when the other chunk is free. */
+static void read_on(file_source *s)
+{
+    if (!s->reading && !s->read_ahead && !s->eof && s->failure.code == 0)
+        (void)start_read(s);
+}
+
 static int fs_next(sky_batch_source *src, sky_batch_source_line *out, sky_error *err)
 {
     file_source *s = (file_source *)src;
@@ -128,9 +156,16 @@ static int fs_next(sky_batch_source *src, sky_batch_source_line *out, sky_error 
         sky_buf_reset(&s->partial);
         s->partial_out = 0;
     }
-    while (s->chunk_pos < s->chunk_len)
-        if (take_line(s, out))
-            return 0;
+    for (;;) {
+        while (s->chunk_pos < s->chunk_len)
+            if (take_line(s, out)) {
+                read_on(s);
+                return 0;
+            }
+        if (!s->read_ahead)
+            break;
+        next_chunk(s);
+    }
     if (s->failure.code == 0 && s->eof)
         return last_line(s, out);
     if (s->failure.code == 0 && !s->reading)
@@ -210,6 +245,7 @@ int sky_batch_file_source_open(uv_loop_t *loop, const char *path, size_t max_lin
     }
     s->fd = -1;
     s->loop = loop;
+    s->chunk = s->chunks[0];
     /* a line is gathered whole, up to the limit plus one read */
     sky_buf_init(&s->partial,
                  (max_line_bytes ? max_line_bytes : SKY_BATCHLINE_MAX_DEFAULT) + CHUNK);
