@@ -40,6 +40,9 @@ static struct {
     int calls;       /* model calls sent: each one a usage record and an access log line */
     int with_reload; /* check_reload and check_daily_cap too */
     int hits;        /* answers that said x-skyio-cache-status: hit */
+    sky_test_redis redis;
+    sky_test_pg pg;
+    int redis_on, pg_on; /* started by the test under way (cleanup stops them) */
     int next_id;
 } env;
 
@@ -443,6 +446,24 @@ static void run_all(const char *const *store_args, const char *usage_flag, const
     assert_false(leaked);
 }
 
+/* After each test, passed or not: what it started is stopped, its folder removed. */
+static int cleanup(void **state)
+{
+    (void)state;
+    if (env.serve.pid)
+        (void)sky_test_stop_child(env.serve.pid);
+    env.serve.pid = 0;
+    if (env.redis_on)
+        sky_test_redis_free(&env.redis);
+    if (env.pg_on)
+        sky_test_pg_free(&env.pg);
+    env.redis_on = env.pg_on = env.with_reload = 0;
+    if (env.dir[0])
+        sky_test_rmdir(env.dir);
+    env.dir[0] = '\0';
+    return 0;
+}
+
 static void test_sqlite_state(void **state)
 {
     (void)state;
@@ -450,22 +471,18 @@ static void test_sqlite_state(void **state)
     const char *const args[] = {"--state", env.db, NULL};
     env.with_reload = 1;
     run_all(args, "--state", env.db);
-    env.with_reload = 0;
-    sky_test_rmdir(env.dir);
 }
 
 /* the cache on Redis (a connection per loop), the rest on the state file */
 static void test_redis_cache(void **state)
 {
     (void)state;
-    sky_test_redis redis;
-    sky_test_redis_start(&redis, NULL);
+    sky_test_redis_start(&env.redis, NULL);
+    env.redis_on = 1;
     make_dir();
-    const char *const args[] = {"--state", env.db, "--redis", redis.url, NULL};
+    const char *const args[] = {"--state", env.db, "--redis", env.redis.url, NULL};
     run_all(args, "--state", env.db);
-    assert_true(sky_test_redis_int(&redis, "DBSIZE") >= 1); /* the kept answer */
-    sky_test_redis_free(&redis);
-    sky_test_rmdir(env.dir);
+    assert_true(sky_test_redis_int(&env.redis, "DBSIZE") >= 1); /* the kept answer */
 }
 
 /* usage, answers and keys on PostgreSQL (a connection of the pool per loop); the cache on
@@ -477,24 +494,21 @@ static void test_postgres(void **state)
         fprintf(stderr, "PostgreSQL (initdb, pg_ctl) is not installed: skipped\n");
         skip();
     }
-    sky_test_pg pg;
-    sky_test_redis redis;
-    sky_test_pg_start(&pg);
-    sky_test_redis_start(&redis, NULL);
+    sky_test_pg_start(&env.pg);
+    env.pg_on = 1;
+    sky_test_redis_start(&env.redis, NULL);
+    env.redis_on = 1;
     make_dir();
-    const char *const args[] = {"--postgres", pg.url, "--redis", redis.url, NULL};
-    run_all(args, "--postgres", pg.url);
-    sky_test_redis_free(&redis);
-    sky_test_pg_free(&pg);
-    sky_test_rmdir(env.dir);
+    const char *const args[] = {"--postgres", env.pg.url, "--redis", env.redis.url, NULL};
+    run_all(args, "--postgres", env.pg.url);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sqlite_state),
-        cmocka_unit_test(test_redis_cache),
-        cmocka_unit_test(test_postgres),
+        cmocka_unit_test_teardown(test_sqlite_state, cleanup),
+        cmocka_unit_test_teardown(test_redis_cache, cleanup),
+        cmocka_unit_test_teardown(test_postgres, cleanup),
     };
     return sky_test_run_group(tests, setup, teardown);
 }
