@@ -45,8 +45,8 @@ typedef struct sky_http_client_options {
      *  to an IP literal or localhost with an in-memory body then go through h2o's HTTP/1.1
      *  client (a tenth of curl's instructions a request); the rest still through curl.
      *  On that transport a body callback cannot pause (SKY_HTTP_PAUSE fails the request),
-     *  connect_timeout_ms is not applied (the request's timeout_ms is), reused_connection
-     *  is always 0, and only max_response_bytes of the other options applies. */
+     *  reused_connection is always 0, and of the other options only connect_timeout_ms
+     *  (SKY_ETIMEDOUT, "connect timed out", as curl's) and max_response_bytes apply. */
     int transport;
 } sky_http_client_options;
 

@@ -5,8 +5,9 @@
  *
  * What it does not do, and curl still does for such requests: TLS, HTTP/2, name resolution
  * (an origin must be an IP literal or localhost), streamed or chunked uploads, pausing a
- * reply (a body callback returning SKY_HTTP_PAUSE fails the request), a connect timeout of
- * its own (the request's timeout_ms covers the connect too).
+ * reply (a body callback returning SKY_HTTP_PAUSE fails the request). The client's
+ * connect_timeout_ms bounds the wait for a connection, as with curl; the request's
+ * timeout_ms covers the whole request, connect included.
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -22,8 +23,11 @@
 #include "skyio/clock.h"
 #include "skyio/headers.h"
 
-#define H1_POOL_CAPACITY 4096     /* connections an origin's pool may hold */
-#define H1_IDLE_MS 30000          /* an idle pooled connection is closed after this */
+#define H1_POOL_CAPACITY 4096 /* connections an origin's pool may hold */
+/* An idle pooled connection is closed after this: under the keep-alive of the usual
+ * upstreams (uvicorn and Node 5 s, h2o 10 s), so that a pooled connection is ours to close
+ * rather than found closed by the upstream (h2o 2.2.5's pool warns on stderr then). */
+#define H1_IDLE_MS 4000
 #define H1_IO_TIMEOUT_MS 86400000 /* h2o's per-read/write timeout: the request's timer rules */
 
 typedef struct origin {
@@ -51,6 +55,8 @@ struct h1req {
     sky_http_done_cb on_done;
     void *user_data;
     uint64_t started_ns;
+    long timeout_ms; /* the request's own; 0: none */
+    int connecting;  /* the timer runs the connect timeout */
     int canceled, in_cb, sending, ended;
     int err_code, retryable;
     char err_msg[96];
@@ -61,6 +67,7 @@ struct sky__h1 {
     sky_http_client *client;
     uv_loop_t *loop;
     size_t max_response_bytes;
+    long connect_timeout_ms; /* 0: none */
     char *user_agent;
     h2o_timeout_t io_timeout;
     h2o_http1client_ctx_t ctx;
@@ -204,7 +211,32 @@ static void on_timeout(uv_timer_t *t)
     if (r->client)
         h2o_http1client_cancel(r->client);
     r->client = NULL;
-    fail(r, SKY_ETIMEDOUT, "request timed out", 1);
+    /* the code curl gives its own connect timeout, so callers treat both alike */
+    fail(r, SKY_ETIMEDOUT, r->connecting ? "connect timed out" : "request timed out", 1);
+}
+
+/* The first wait: the connect timeout, or the request's timeout when that comes first. */
+static void start_timer(h1req *r)
+{
+    long ct = r->h->connect_timeout_ms, t = r->timeout_ms;
+    r->connecting = ct > 0 && (t <= 0 || ct < t);
+    long first = r->connecting ? ct : t;
+    if (first > 0)
+        uv_timer_start(&r->timer, on_timeout, (uint64_t)first, 0);
+}
+
+/* Connected: what is left of the request's timeout, if it has one, from here on. */
+static void connected(h1req *r)
+{
+    if (!r->connecting)
+        return;
+    r->connecting = 0;
+    uv_timer_stop(&r->timer);
+    if (r->timeout_ms <= 0)
+        return;
+    uint64_t spent = (sky_clock_real_ns() - r->started_ns) / 1000000u;
+    uint64_t left = spent < (uint64_t)r->timeout_ms ? (uint64_t)r->timeout_ms - spent : 1;
+    uv_timer_start(&r->timer, on_timeout, left, 0);
 }
 
 /* ---- h2o's callbacks ---- */
@@ -323,6 +355,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
             fail(r, SKY_ECONNECT, errstr, 1);
         return NULL;
     }
+    connected(r);
     *reqbufs = &r->iov;
     *reqbufcnt = 1;
     *method_is_head = r->is_head;
@@ -422,6 +455,7 @@ int sky__h1_new(sky_http_client *c, uv_loop_t *loop, const sky_http_client_optio
     h->client = c;
     h->loop = loop;
     h->max_response_bytes = o->max_response_bytes;
+    h->connect_timeout_ms = o->connect_timeout_ms;
     h->user_agent = strdup(o->user_agent ? o->user_agent : "skyio");
     if (h->user_agent == NULL) {
         free(h);
@@ -522,8 +556,8 @@ int sky__h1_send(sky__h1 *h, const sky_http_request_options *o, sky_http_request
     r->started_ns = sky_clock_real_ns();
     uv_timer_init(h->loop, &r->timer);
     r->timer.data = r;
-    if (o->timeout_ms > 0)
-        uv_timer_start(&r->timer, on_timeout, (uint64_t)o->timeout_ms, 0);
+    r->timeout_ms = o->timeout_ms;
+    start_timer(r);
     list_push(&h->active, r);
     h->n_active++;
     r->sending = 1;

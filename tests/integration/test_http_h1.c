@@ -1,14 +1,18 @@
 /* The HTTP client's h2o transport (SKY_HTTP_TRANSPORT_H2O) against real `skyio mock`
  * processes on loopback: replies whole and streamed, keep-alive, cancel, timeout, a refused
- * connection, the body cap, a client freed with requests in flight. */
+ * connection, the body cap, the connect timeout, a client freed with requests in flight. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "skyio/json.h"
@@ -228,6 +232,94 @@ static void test_refused_and_body_cap(void **state)
     sky_test_loop_free(f.loop);
 }
 
+typedef struct timed_out {
+    int done, err_code;
+    char message[256];
+} timed_out;
+
+static void on_timed_out_done(sky_http_request *req, const sky_http_response *res,
+                              const sky_error *err, void *ud)
+{
+    timed_out *t = ud;
+    (void)req, (void)res;
+    t->done++;
+    t->err_code = err ? err->code : 0;
+    snprintf(t->message, sizeof(t->message), "%s", err ? err->message : "");
+}
+
+/* A loopback listener whose accept queue is full and never drained: a further connect's
+ * SYN is dropped, so that connect waits (no traffic leaves the machine). The fillers'
+ * descriptors go to @p fill. Returns the listener's descriptor and sets @p port. */
+static int full_listener(int *port, int fill[2])
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fill[i] >= 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(100000); /* the fillers' handshakes end in the queue */
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* The client's connect timeout applies to this transport as to curl: a connect that gets no
+ * answer ends with SKY_ETIMEDOUT, "connect timed out", long before the request's timeout;
+ * once connected, the request's own timeout still rules ("request timed out"). */
+static void test_connect_timeout(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "3000", "--jitter", "0", NULL};
+    int port, fill[2];
+    char url[256];
+    timed_out t;
+    sky_http_request_options o;
+    sky_http_client_options co;
+    sky_http_client *client;
+    sky_test_mock mock;
+    (void)state;
+    int lfd = full_listener(&port, fill);
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_http_client_options_init(&co);
+    co.transport = SKY_HTTP_TRANSPORT_H2O;
+    co.connect_timeout_ms = 300;
+    assert_int_equal(sky_http_client_new(loop, &co, &client), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", port);
+    memset(&t, 0, sizeof(t));
+    sky_test_post_options(&o, url, chat_body, on_timed_out_done, &t);
+    o.timeout_ms = 60000;
+    assert_int_equal(sky_http_request_send(client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(loop, &t.done, 20000));
+    assert_int_equal(t.done, 1);
+    assert_int_equal(t.err_code, SKY_ETIMEDOUT);
+    assert_non_null(strstr(t.message, "connect timed out"));
+    /* connected at once, answered late: the request's timeout, not the connect's */
+    sky_test_mock_start(&mock, args);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", mock.base_url);
+    memset(&t, 0, sizeof(t));
+    sky_test_post_options(&o, url, chat_body, on_timed_out_done, &t);
+    o.timeout_ms = 1000;
+    assert_int_equal(sky_http_request_send(client, &o, NULL, NULL), 0);
+    assert_true(sky_test_run_until(loop, &t.done, 20000));
+    assert_int_equal(t.done, 1);
+    assert_int_equal(t.err_code, SKY_ETIMEDOUT);
+    assert_non_null(strstr(t.message, "request timed out"));
+    sky_http_client_free(client);
+    sky_test_loop_free(loop);
+    assert_int_equal(sky_test_mock_stop(&mock), 0);
+    close(fill[0]);
+    close(fill[1]);
+    close(lfd);
+}
+
 static void test_free_with_requests_in_flight(void **state)
 {
     static const char *const args[] = {"--ttft-ms", "2000", NULL};
@@ -258,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_cancel_from_body_callback),
         cmocka_unit_test(test_cancel_waiting_and_timeout),
         cmocka_unit_test(test_refused_and_body_cap),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_free_with_requests_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
