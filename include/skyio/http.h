@@ -43,7 +43,8 @@ typedef struct sky_http_client_options {
     const char *user_agent; /**< default "skyio/<version>" */
     /** SKY_HTTP_TRANSPORT_CURL (default) or SKY_HTTP_TRANSPORT_H2O: plain http:// requests
      *  to an IP literal or localhost with an in-memory body then go through h2o's HTTP/1.1
-     *  client (a tenth of curl's instructions a request); the rest still through curl.
+     *  client (a tenth of curl's instructions a request); the rest still through curl, and
+     *  every request when a proxy variable (http_proxy, HTTP_PROXY, all_proxy...) is set.
      *  On that transport a body callback cannot pause (SKY_HTTP_PAUSE fails the request),
      *  reused_connection is always 0, and of the other options only connect_timeout_ms
      *  (SKY_ETIMEDOUT, "connect timed out", as curl's) and max_response_bytes apply. */

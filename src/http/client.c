@@ -900,7 +900,9 @@ int sky_http_client_new(uv_loop_t *loop, const sky_http_client_options *options,
     }
     uv_timer_init(loop, &c->reaper);
     c->reaper.data = c;
-    if (c->opts.transport == SKY_HTTP_TRANSPORT_H2O && sky__h1_new(c, loop, &c->opts, &c->h1) < 0) {
+    /* with a proxy variable set, every request goes through curl, which honours it */
+    if (c->opts.transport == SKY_HTTP_TRANSPORT_H2O && c->no_proxy_env &&
+        sky__h1_new(c, loop, &c->opts, &c->h1) < 0) {
         sky_http_client_free(c);
         return SKY_ENOMEM;
     }

@@ -286,6 +286,7 @@ static void test_connect_timeout(void **state)
     sky_http_client *client;
     sky_test_mock mock;
     (void)state;
+    memset(&mock, 0, sizeof(mock)); /* plain HTTP: the harness reads mock.tls */
     int lfd = full_listener(&port, fill);
     uv_loop_t *loop = sky_test_loop_new();
     sky_http_client_options_init(&co);
@@ -320,6 +321,30 @@ static void test_connect_timeout(void **state)
     close(lfd);
 }
 
+/* With a proxy variable set, the client sends everything through curl, which honours it
+ * (here no_proxy sends loopback straight): curl reports its reused connection, h2o never. */
+static void test_proxy_variable_keeps_curl(void **state)
+{
+    fixture f;
+    (void)state;
+    setenv("http_proxy", "http://127.0.0.1:1", 1);
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    fixture_open(&f, NULL, 0);
+    unsetenv("http_proxy");
+    unsetenv("no_proxy");
+    int reused = 0;
+    for (int i = 0; i < 2; i++) {
+        sky_test_result r;
+        sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 10000, &r);
+        assert_int_equal(r.err_code, 0);
+        assert_int_equal(r.status, 200);
+        reused = r.reused;
+        sky_test_result_free(&r);
+    }
+    assert_int_equal(reused, 1);
+    fixture_close(&f);
+}
+
 static void test_free_with_requests_in_flight(void **state)
 {
     static const char *const args[] = {"--ttft-ms", "2000", NULL};
@@ -351,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_cancel_waiting_and_timeout),
         cmocka_unit_test(test_refused_and_body_cap),
         cmocka_unit_test(test_connect_timeout),
+        cmocka_unit_test(test_proxy_variable_keeps_curl),
         cmocka_unit_test(test_free_with_requests_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
