@@ -23,7 +23,8 @@ static void serve_exec(const char *dir, const char *port_file, const char *out, 
 {
     const char *argv[40] = {SKY_TEST_BIN, "serve", "--port", "0", "--port-file", port_file};
     size_t n = 6;
-    /* SKY_TEST_UPSTREAM_TRANSPORT=h2o runs the gateway's tests on h2o's upstream client */
+    /* SKY_TEST_UPSTREAM_TRANSPORT=curl runs the gateway's tests on curl for every upstream
+     * call (h2o's client is the default for plain http:// deployments on loopback) */
     const char *transport = getenv("SKY_TEST_UPSTREAM_TRANSPORT");
     if (transport && transport[0]) {
         argv[n++] = "--upstream-transport";
