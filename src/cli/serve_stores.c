@@ -124,10 +124,25 @@ static int take_url(char **slot, const char *v)
     return 1;
 }
 
+/* rediss:// would need TLS in hiredis (1.0 and later; Debian bookworm packages 0.14): refused
+ * by name, not opened as a SQLite file called "rediss://..." */
+static int tls_redis(const char *flag, const char *v)
+{
+    if (strncasecmp(v, "rediss://", 9) != 0)
+        return 0;
+    fprintf(stderr,
+            "skyio serve: %s: rediss:// (Redis over TLS) is not supported by this build's "
+            "hiredis; use redis:// on a trusted network or a TLS tunnel (stunnel, spiped)\n",
+            flag);
+    return 1;
+}
+
 /* --redis URL: the cache (and the shared daily caps) on Redis, as --cache redis://... */
 static int take_redis(sky_cli_stores *st, const char *v)
 {
-    if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "rediss://", 9) != 0) {
+    if (tls_redis("--redis", v))
+        return -1;
+    if (strncmp(v, "redis://", 8) != 0) {
         fprintf(stderr, "skyio serve: --redis takes a redis://HOST:PORT/DB URL\n");
         return -1;
     }
@@ -137,7 +152,7 @@ static int take_redis(sky_cli_stores *st, const char *v)
 int sky_cli_stores_flag(sky_cli_stores *st, const char *flag, const char *v)
 {
     if (strcmp(flag, "--cache") == 0)
-        return take_url(&st->cache_url, v);
+        return tls_redis(flag, v) ? -1 : take_url(&st->cache_url, v);
     else if (strcmp(flag, "--redis") == 0)
         return take_redis(st, v);
     else if (strcmp(flag, "--state") == 0)

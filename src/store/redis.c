@@ -13,6 +13,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wcast-qual"
@@ -95,6 +96,11 @@ typedef struct redis_op {
 
 static int parse_url(redis_store *r, const char *url, sky_error *err)
 {
+    if (strncasecmp(url, "rediss://", 9) == 0)
+        return sky_error_set(err, SKY_EINVAL,
+                             "%s: rediss:// (Redis over TLS) is not supported by this build's "
+                             "hiredis; use redis://",
+                             r->store->safe_url);
     CURLU *u = curl_url();
     char *host = NULL, *port = NULL, *pass = NULL, *path = NULL;
     int rc = SKY_EINVAL;

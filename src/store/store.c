@@ -40,8 +40,8 @@ const char *sky__store_sqlite_path(const char *url)
 
 static const sky__store_vt *backend_for(const char *url)
 {
-    if (strncasecmp(url, "redis://", 8) == 0)
-        return &sky__store_redis_vt;
+    if (strncasecmp(url, "redis://", 8) == 0 || strncasecmp(url, "rediss://", 9) == 0)
+        return &sky__store_redis_vt; /* rediss:// is refused there, by name */
     if (strncasecmp(url, "postgresql://", 13) == 0 || strncasecmp(url, "postgres://", 11) == 0)
         return &sky__store_postgres_vt;
     return &sky__store_sqlite_vt;

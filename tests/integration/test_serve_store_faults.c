@@ -127,6 +127,21 @@ static void postgres_down_at_start_says_why(void **state)
     assert_null(strstr(err, "pg-canary-pw"));
 }
 
+/* This build's hiredis has no TLS: rediss:// is refused by name (exit 2), on either flag,
+ * never opened as a SQLite file of that name; its password stays out of the message. */
+static void tls_redis_url_is_refused(void **state)
+{
+    (void)state;
+    char err[4096];
+    const char *flags[] = {"--redis rediss://:rd-canary-pw@127.0.0.1:6380/0",
+                           "--cache rediss://:rd-canary-pw@127.0.0.1:6380/0"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(serve_until_exit(flags[i], err, sizeof(err)), 2);
+        expect_in(err, "rediss:// (Redis over TLS) is not supported");
+        assert_null(strstr(err, "rd-canary-pw"));
+    }
+}
+
 /* Answers the mock gave so far (none yet: 0). */
 static int64_t upstream_calls(void)
 {
@@ -222,6 +237,7 @@ int main(void)
         cmocka_unit_test(corrupt_state_file_is_named),
         cmocka_unit_test(locked_state_file_is_named),
         cmocka_unit_test(postgres_down_at_start_says_why),
+        cmocka_unit_test(tls_redis_url_is_refused),
         cmocka_unit_test(redis_unreachable_at_start_serves),
     };
     return sky_test_run_group(tests, setup, teardown);
