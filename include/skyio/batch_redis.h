@@ -26,11 +26,11 @@
  *
  * Everything runs on the loop given to sky_redis_job_open, through hiredis's libuv adapter;
  * commands are pipelined. A source or collector with nothing to do waits with XREAD BLOCK
- * on a second connection of its own and wakes when the job's streams change. After the first connection, a lost one is retried with backoff
- * (250 ms doubling to 5 s) while sources wait and stores keep their results (in memory, and
- * in the journal of sky_redis_job_store_open). If the job's state has gone (Redis came back
- * empty, or the job was deleted), every part stops with SKY_ENOTFOUND and sends nothing
- * again.
+ * on a second connection of its own and wakes when the job's streams change. After the first
+ * connection, a lost one is retried with backoff (250 ms doubling to 5 s) while sources wait and
+ * stores keep their results (in memory, and in the journal of sky_redis_job_store_open). If the
+ * job's state has gone (Redis came back empty, or the job was deleted), every part stops with
+ * SKY_ENOTFOUND and sends nothing again.
  */
 
 /** Long-lived: a connection to one job on one Redis, from _open to _close. */
