@@ -496,8 +496,9 @@ int sky_cli_serve(int argc, char **argv)
     if (run.hup_on)
         uv_close((uv_handle_t *)&run.hup, NULL); /* sky_loop_free runs the close */
     sky_gateway_free(run.gw);
-    if (run.loop) /* none after --help or a usage error */
-        sky_cli_stores_close(&run.stores, sky_loop_uv(run.loop)); /* after the gateway */
+    /* after the gateway; no loop (and no store open) after --help or a usage error, but a
+     * URL or the config's cache part may have been taken already */
+    sky_cli_stores_close(&run.stores, run.loop ? sky_loop_uv(run.loop) : NULL);
     sky_loop_free(run.loop);
     sky_gateway_config_free(&run.cfg);
     json_decref(run.doc);

@@ -44,7 +44,7 @@ int sky_cli_stores_config(sky_cli_stores *st, const json_t *doc);
  * file). Each other loop closes its own as it ends (in sky_gateway_free). */
 int sky_cli_stores_open(sky_cli_stores *st, sky_gateway *gw, int threads);
 /* After sky_gateway_free: write what loop 0's stores queued and close them (running
- * @p loop). */
+ * @p loop, which may be NULL when none was opened), and free what the flags and config gave. */
 void sky_cli_stores_close(sky_cli_stores *st, uv_loop_t *loop);
 
 #endif
