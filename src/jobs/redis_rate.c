@@ -17,6 +17,8 @@
  * answer wakes it sooner); while Redis is away, after DOWN_MS. */
 #define LEASE_WAIT_MS 100
 #define DOWN_MS 250
+/* The bucket's shared start lasts this long; Redis away past its end, as no limit known. */
+#define START_MS 1000
 
 typedef struct admitter {
     sky_rate_admitter hook;
@@ -28,6 +30,7 @@ typedef struct admitter {
     long long ok, refused;           /* replies heard since the last lease went */
     long long sent_ok, sent_refused; /* what the lease on its way carries */
     double announced;                /* the provider's x-ratelimit-limit-requests, as sent */
+    uint64_t start_end_ms; /* the shared start's end, as first answered; 0: not in it yet */
     int leasing, closing;
 } admitter;
 
@@ -62,7 +65,14 @@ static void lease_answer(admitter *a, long long granted, long long wait_ms, doub
 {
     uint64_t now = uv_now(a->j->loop);
     a->rpm = rpm;
-    if (rpm <= 0) {
+    if (rpm < 0) { /* the shared start: count these, hold the rest until the next lease */
+        if (a->start_end_ms == 0)
+            a->start_end_ms = now + START_MS;
+        a->tokens += granted;
+        a->next_ms = granted == 0 ? now + (uint64_t)(wait_ms > 1 ? wait_ms : 1) : 0;
+        return;
+    }
+    if (rpm == 0) {
         a->tokens = 0; /* nothing to count: unpaced until the next look */
         a->next_ms = now + LOOK_MS;
         return;
@@ -122,6 +132,8 @@ static int64_t admit_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
         a->tokens--;
         return 0;
     }
+    if (a->rpm < 0 && a->start_end_ms != 0 && now >= a->start_end_ms && (!a->j->up || a->j->lost))
+        a->rpm = 0; /* the start is over and Redis cannot say more: unpaced, as before it */
     if (now >= a->next_ms)
         lease(a, a->rpm != 0 ? a->chunk : 0);
     if (a->rpm == 0)

@@ -113,6 +113,12 @@ static const char accept_lua[] =
  * when that is more (the limit is taken to be that rate), until a 429 comes once a whole
  * window's rate served is known (at once, without the 2 s).
  * "set": the ceiling (--rpm), which becomes the limit met and the rate.
+ * The shared start: while no limit is known, for a second from the first lease (or until a
+ * first 429 sets a rate), the workers together get one process's start, not one each: a
+ * shared window of 32 attempts whose replies have not been reported yet, growing by one a
+ * success (slow start); the answer's rpm is then "-1" (count the tokens, ask again after
+ * the ms given when none came). After that second, "0": unpaced, each process's own slow
+ * start as before.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
@@ -120,7 +126,8 @@ static const char rate_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local f = {d..':rpm', d..':tokens', d..':ts', d..':cut', d..':max', d..':win',\n"
-    "           d..':count', d..':served', d..':slow', d..':wmax', d..':hold', d..':inc'}\n"
+    "           d..':count', d..':served', d..':slow', d..':wmax', d..':hold', d..':inc',\n"
+    "           d..':st', d..':sout', d..':swin'}\n"
     "local h = redis.call('HMGET', KEYS[1], unpack(f))\n"
     "local rpm, tok = tonumber(h[1] or '0'), tonumber(h[2] or '0')\n"
     "local ts, cut, max = tonumber(h[3] or now), tonumber(h[4] or '0'), tonumber(h[5] or '0')\n"
@@ -128,6 +135,8 @@ static const char rate_lua[] =
     "local served, slow = tonumber(h[8] or '0'), h[9] == '1'\n"
     "local wmax, hold, inc = tonumber(h[10] or '0'), tonumber(h[11] or '0'), tonumber(h[12] or "
     "'0')\n"
+    "local st, sout = tonumber(h[13] or now), tonumber(h[14] or '0')\n"
+    "local swin = tonumber(h[15] or '32')\n"
     "if op == 'set' then\n"
     "  if rpm == 0 or rpm > v then rpm = v end\n"
     "  redis.call('HSET', KEYS[1], f[1], rpm, f[5], v, f[3], now, f[9], 0, f[10], v,\n"
@@ -165,16 +174,21 @@ static const char rate_lua[] =
     "  if max > 0 then rpm = math.min(max, rpm) end\n"
     "  inc = now\n"
     "end\n"
-    "local g, wait = v, 0\n"
+    "local g, wait, said = v, 0, tostring(rpm)\n"
     "if rpm > 0 then\n"
     "  tok = math.min(math.max(1, rpm / 300), tok + (now - ts) * rpm / 60000)\n"
     "  g = math.min(v, math.floor(tok))\n"
     "  tok = tok - g\n"
     "  if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
+    "elseif now - st < 1000 then\n"
+    "  sout = math.max(0, sout - ok - refused); swin = swin + ok\n"
+    "  g = math.max(0, math.min(v, swin - sout)); sout = sout + g\n"
+    "  if g == 0 then wait = 20 end\n"
+    "  said = '-1'\n"
     "end\n"
     "redis.call('HSET', KEYS[1], f[1], rpm, f[2], tostring(tok), f[3], now, f[4], cut,\n"
     "           f[6], win, f[7], count, f[8], served, f[9], slow and 1 or 0, f[10], wmax,\n"
-    "           f[11], hold, f[12], inc)\n"
-    "return {g, wait, tostring(rpm)}\n";
+    "           f[11], hold, f[12], inc, f[13], st, f[14], sout, f[15], swin)\n"
+    "return {g, wait, said}\n";
 
 const char *const sky__redis_scripts[SKY__RS_COUNT] = {create_lua, load_lua, accept_lua, rate_lua};
