@@ -19,6 +19,8 @@
 #define DOWN_MS 250
 /* The bucket's shared start lasts this long; Redis away past its end, as no limit known. */
 #define START_MS 1000
+/* What a lease asks for in the shared start (the bucket's window is 32 then): fewer leases. */
+#define START_CHUNK 32
 
 typedef struct admitter {
     sky_rate_admitter hook;
@@ -135,7 +137,7 @@ static int64_t admit_acquire(void *ud, sky_pipeline *p, int64_t est_tokens)
     if (a->rpm < 0 && a->start_end_ms != 0 && now >= a->start_end_ms && (!a->j->up || a->j->lost))
         a->rpm = 0; /* the start is over and Redis cannot say more: unpaced, as before it */
     if (now >= a->next_ms)
-        lease(a, a->rpm != 0 ? a->chunk : 0);
+        lease(a, a->rpm > 0 ? a->chunk : a->rpm < 0 ? START_CHUNK : 0);
     if (a->rpm == 0)
         return 0; /* no limit known: the look above goes on its own */
     if (a->leasing)

@@ -117,8 +117,9 @@ static const char accept_lua[] =
  * first 429 sets a rate), the workers together get one process's start, not one each: a
  * shared window of 32 attempts whose replies have not been reported yet, growing by one a
  * success (slow start); the answer's rpm is then "-1" (count the tokens, ask again after
- * the ms given when none came). After that second, "0": unpaced, each process's own slow
- * start as before.
+ * the ms given when none came). After that second, or once 128 successes are in with no
+ * 429 (more than two of a fixed second's windows could pass below 64 a second), "0":
+ * unpaced, each process's own slow start as before.
  */
 static const char rate_lua[] =
     "local d, op, v = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
@@ -180,7 +181,7 @@ static const char rate_lua[] =
     "  g = math.min(v, math.floor(tok))\n"
     "  tok = tok - g\n"
     "  if tok < 1 then wait = math.ceil((1 - tok) * 60000 / rpm) end\n"
-    "elseif now - st < 1000 then\n"
+    "elseif now - st < 1000 and swin < 160 then\n"
     "  sout = math.max(0, sout - ok - refused); swin = swin + ok\n"
     "  g = math.max(0, math.min(v, swin - sout)); sout = sout + g\n"
     "  if g == 0 then wait = 20 end\n"

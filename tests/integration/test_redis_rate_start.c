@@ -76,6 +76,21 @@ static void test_start_ends_at_429(void **state)
     assert_true(a.rpm == 600.0);
 }
 
+/* 128 successes with no 429: no limit near; unpaced from then on. */
+static void test_start_ends_at_128_ok(void **state)
+{
+    sky_test_redis *r = *state;
+    answer a = lease(r, "v", "32", "0", "0");
+    assert_int_equal(a.granted, 32);
+    a = lease(r, "v", "32", "32", "0");
+    assert_true(a.rpm < 0);
+    a = lease(r, "v", "32", "96", "0");
+    assert_true(a.rpm < 0);
+    a = lease(r, "v", "32", "0", "0");
+    assert_true(a.rpm == 0.0);
+    assert_int_equal(a.granted, 32);
+}
+
 /* No limit met within a second: unpaced (rpm 0, all granted) as before. */
 static void test_start_ends_after_a_second(void **state)
 {
@@ -120,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_shared_window),
         cmocka_unit_test(test_start_ends_at_429),
+        cmocka_unit_test(test_start_ends_at_128_ok),
         cmocka_unit_test(test_start_ends_after_a_second),
         cmocka_unit_test(test_start_skipped_with_ceiling),
     };
