@@ -372,6 +372,9 @@ SKY_EXTERN size_t sky_pipeline_active(const sky_pipeline *p);
 /** Attempts on the wire: sent and not yet answered. The rest of the active calls wait (for
  *  a slot, the rate limiter, a retry's backoff, the breaker or a token). */
 SKY_EXTERN size_t sky_pipeline_on_wire(const sky_pipeline *p);
+/** Active calls waiting out a retry's backoff (a failed attempt behind them, the next one
+ *  due later): neither on the wire nor waiting for a slot. */
+SKY_EXTERN size_t sky_pipeline_backing_off(const sky_pipeline *p);
 /** The shared policies, for progress lines and summaries (borrowed; NULL when off). */
 SKY_EXTERN sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p);
 SKY_EXTERN sky_limiter *sky_pipeline_limiter(sky_pipeline *p);

@@ -295,16 +295,20 @@ void sky_batch_source_ready(sky_batch_source *src)
 
 /*
  * Lines in flight, at most: the window, and twice the concurrency limit in force (16 more
- * to start), as over deployments. A line read is a call with its headers and body, kept
- * until a slot takes it: 4,096 read ahead of 64 slots held 13 MiB that went cold in the
- * cache before they were sent (a fifth of the batch's CPU a request at zero latency). The
- * limit grows only as calls end, and each end reads on, so its growth is never held back.
+ * to start), as over deployments, beside the calls waiting out a retry's backoff. A line
+ * read is a call with its headers and body, kept until a slot takes it: 4,096 read ahead
+ * of 64 slots held 13 MiB that went cold in the cache before they were sent (a fifth of
+ * the batch's CPU a request at zero latency). The limit grows only as calls end, and each
+ * end reads on, so its growth is never held back. Calls backing off hold no slot, and will
+ * not for seconds: counted in the cap, 5% of lines failing every time (each waiting out
+ * three backoffs) held back the reading of the good ones until their retries were spent.
  */
 static uint64_t read_cap(const sky_batch *b)
 {
     const sky_limiter *lim = b->pipe ? sky_pipeline_limiter(b->pipe) : NULL;
     int limit = lim ? sky_limiter_limit(lim) : 0;
-    uint64_t cap = limit > 0 ? 2 * (uint64_t)limit + 16 : b->window;
+    uint64_t cap =
+        limit > 0 ? 2 * (uint64_t)limit + 16 + sky_pipeline_backing_off(b->pipe) : b->window;
     return cap < b->window ? cap : b->window;
 }
 

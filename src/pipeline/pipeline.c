@@ -63,10 +63,11 @@ struct sky_call {
     int orphaned; /* the pipeline went first: report nothing, free on return */
     int refresh_auth;
     int have_slot;
-    int parked;    /* its slot waits for the rate limiter (sky_limiter_park) */
-    int malformed; /* 2xx replies whose body could not be read */
-    int parse_rc;  /* reading the last 2xx reply: 0, SKY_EJSON or SKY_ENOMEM */
-    int failed;    /* an attempt failed: its retries tell the breaker nothing new */
+    int parked;      /* its slot waits for the rate limiter (sky_limiter_park) */
+    int backing_off; /* waits out a retry's backoff (counted in n_backing_off) */
+    int malformed;   /* 2xx replies whose body could not be read */
+    int parse_rc;    /* reading the last 2xx reply: 0, SKY_EJSON or SKY_ENOMEM */
+    int failed;      /* an attempt failed: its retries tell the breaker nothing new */
     int breaker_taken;
     int waits_on_endpoint; /* waiting out a failing endpoint: woken when the breaker closes */
     int waits_on_admitter; /* waiting for the admitter's tokens: woken by it */
@@ -91,7 +92,8 @@ struct sky_pipeline {
     sky_call *calls;
     sky_call *queue_head, *queue_tail;
     size_t n_active;
-    size_t n_on_wire; /* attempts sent and not yet answered */
+    size_t n_on_wire;     /* attempts sent and not yet answered */
+    size_t n_backing_off; /* calls waiting out a retry's backoff */
     size_t n_orphans;
     int in_callback;
     int held; /* sky_pipeline_hold: no call is sent until it is lifted */
@@ -187,8 +189,17 @@ static void call_free(sky_call *c)
     free(c);
 }
 
+static void backoff_over(sky_call *c)
+{
+    if (c->backing_off) {
+        c->backing_off = 0;
+        c->p->n_backing_off--;
+    }
+}
+
 static void unlink_call(sky_pipeline *p, sky_call *c)
 {
+    backoff_over(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -269,6 +280,7 @@ static void on_call_timer(uv_timer_t *t)
 {
     sky_call *c = t->data;
     sky_pipeline *p = c->p;
+    backoff_over(c);
     c->waits_on_endpoint = 0;
     c->waits_on_admitter = 0;
     if (c->step == STEP_QUEUED) {
@@ -1168,6 +1180,8 @@ static void settle(sky_call *c, const sky_http_response *res, const sky_error *e
         keep_fault(c, outcome);
         /* what the breaker counts as the endpoint failing; not a 429's Retry-After */
         c->waits_on_endpoint = err != NULL || res->status >= 500;
+        c->backing_off = 1; /* over when its timer fires or the call ends (unlink_call) */
+        p->n_backing_off++;
         wait_then_admit(c, d.action == SKY_RETRY_YES ? d.delay_ms : 0, 0);
     }
 }
@@ -1453,6 +1467,11 @@ size_t sky_pipeline_active(const sky_pipeline *p)
 size_t sky_pipeline_on_wire(const sky_pipeline *p)
 {
     return p->n_on_wire;
+}
+
+size_t sky_pipeline_backing_off(const sky_pipeline *p)
+{
+    return p->n_backing_off;
 }
 
 sky_ratelimit *sky_pipeline_rate_limiter(sky_pipeline *p)

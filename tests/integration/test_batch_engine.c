@@ -59,6 +59,10 @@ static void on_event(sky_batch *b, const sky_batch_event *ev, void *ud)
 
 /* A run of @p n lines against @p base_url with @p key; @p concurrency 0 is adaptive; with
  * @p co, a managed identity credential of those options on the pipeline. */
+/* A retry's backoff ceiling for the next run_open (0: the default), and its retries. */
+static uint64_t g_backoff_ms;
+static int g_max_retries;
+
 static void run_open_with(run *r, const char *base_url, const char *key, int n, int concurrency,
                           const sky_credential_options *co)
 {
@@ -83,6 +87,10 @@ static void run_open_with(run *r, const char *base_url, const char *key, int n, 
     o.concurrency = concurrency;
     o.pipeline.use_rate_limit = 0;
     o.pipeline.credential = r->cred;
+    if (g_backoff_ms) {
+        o.pipeline.retry.base_ms = o.pipeline.retry.cap_ms = g_backoff_ms;
+        o.pipeline.retry.max_retries = g_max_retries;
+    }
     o.on_event = on_event;
     o.user_data = r;
     assert_int_equal(sky_batch_new(r->loop, r->client, &o, r->src, r->store, &r->batch, &err), 0);
@@ -252,6 +260,41 @@ static void test_reads_follow_the_concurrency_limit(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+/*
+ * A call waiting out a retry's backoff holds no slot, and for seconds will not: it does not
+ * count against the read-ahead. Half the lines fail every time and wait a backoff of up to a
+ * minute before their one retry; the other half are all sent meanwhile (counted against the
+ * read-ahead, the waiting half stopped the reading at 2 x 4 + 16 lines in flight).
+ */
+static void test_backoffs_do_not_hold_the_reading(void **state)
+{
+    static const char *const margs[] = {"--poison", "0.5", NULL};
+    sky_test_mock m;
+    run r;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, margs);
+    g_backoff_ms = 60000;
+    g_max_retries = 1;
+    run_open(&r, m.base_url, NULL, 200, 4);
+    g_backoff_ms = 0;
+    assert_int_equal(sky_batch_start(r.batch), 0);
+    r.started = 1;
+    assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 200, 30000) >= 200);
+    assert_int_equal(sky_batch_stop(r.batch, SKY_BATCH_STOP_GRACEFUL, NULL), 0);
+    run_to_end(&r, 60000);
+    int64_t sent = stat_int(&m, "endpoints.chat"), poisoned = stat_int(&m, "poisoned");
+    int64_t ok = (int64_t)sky_test_batch_count_ok(r.store);
+    int64_t failed = (int64_t)sky_batch_memory_store_count(r.store) - ok;
+    print_message("sent %lld, poisoned %lld, ok %lld, failed after their retry %lld\n",
+                  (long long)sent, (long long)poisoned, (long long)ok, (long long)failed);
+    assert_true(poisoned > 0 && ok > 0);
+    assert_int_equal(ok, sent - poisoned);         /* each good line sent once, and kept */
+    assert_int_equal(ok + poisoned - failed, 200); /* and every poisoned one sent */
+    run_close(&r);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+}
+
 static void test_unreachable_endpoint_records_nothing(void **state)
 {
     char base[64];
@@ -314,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_refused_key_stops_and_records_nothing),
         cmocka_unit_test(test_graceful_stop_records_what_was_sent),
         cmocka_unit_test(test_reads_follow_the_concurrency_limit),
+        cmocka_unit_test(test_backoffs_do_not_hold_the_reading),
         cmocka_unit_test(test_unreachable_endpoint_records_nothing),
         cmocka_unit_test(test_credential_token_before_the_first_line),
     };
