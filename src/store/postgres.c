@@ -3,7 +3,8 @@
  * libpq's asynchronous API. Each connection is watched by a uv_poll on PQsocket: connecting
  * with PQconnectStart / PQconnectPoll, then one operation at a time, its statement prepared
  * on that connection the first time (PQsendPrepare) and run with PQsendQueryPrepared, every
- * value a bound parameter. Operations wait in a queue for a free connection.
+ * value a bound parameter; a usage batch is a COPY, its rows sent as the COPY's data.
+ * Operations wait in a queue for a free connection.
  *
  * A server that is down at open fails the open. One that goes away later fails the calls
  * in flight and queued with SKY_ECONNECT (the usage queue keeps its records and tries again)
@@ -124,11 +125,21 @@ static void conn_lost(sky__pg_conn *c, const char *what)
 
 /* ---- running one op */
 
+/* Send what libpq holds; watch for writable while some is left. */
+static void flush_step(sky__pg_conn *c, const char *what)
+{
+    int f = PQflush(c->conn);
+    if (f < 0)
+        conn_lost(c, what);
+    else
+        conn_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
 static void send_step(sky__pg_conn *c)
 {
     sky__pg_op *op = c->op;
     int ok;
-    if (op->stmt == PQ_MIGRATE) {
+    if (sky__pg_name(op->stmt) == NULL) {
         ok = PQsendQuery(c->conn, sky__pg_sql(op->stmt));
     } else if (!(c->prepared & (1u << op->stmt))) {
         c->preparing = 1;
@@ -143,11 +154,19 @@ static void send_step(sky__pg_conn *c)
         conn_lost(c, "sending a query");
         return;
     }
-    int f = PQflush(c->conn);
-    if (f < 0)
-        conn_lost(c, "sending a query");
-    else
-        conn_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+    flush_step(c, "sending a query");
+}
+
+/* The server waits for the COPY's data (the op's params[0]): all of it, then its end. In
+ * nonblocking mode libpq grows its buffer rather than refuse (0 only when it cannot). */
+static void copy_step(sky__pg_conn *c)
+{
+    const char *data = c->op->params[0] ? c->op->params[0] : "";
+    if (PQputCopyData(c->conn, data, (int)strlen(data)) != 1 || PQputCopyEnd(c->conn, NULL) != 1) {
+        conn_lost(c, "sending COPY data");
+        return;
+    }
+    flush_step(c, "sending COPY data");
 }
 
 static void run_op(sky__pg_conn *c, sky__pg_op *op)
@@ -209,6 +228,11 @@ static void conn_read(sky__pg_conn *c)
             return;
         }
         ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN) {
+            PQclear(res);
+            copy_step(c);
+            continue;
+        }
         int keep = !c->result ||
                    (st == PGRES_FATAL_ERROR && PQresultStatus(c->result) != PGRES_FATAL_ERROR);
         if (keep) {
@@ -260,12 +284,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if ((events & UV_WRITABLE) && c->state == PG_BUSY) {
-        int f = PQflush(c->conn);
-        if (f < 0) {
-            conn_lost(c, "sending a query");
+        flush_step(c, "sending a query");
+        if (c->state != PG_BUSY)
             return;
-        }
-        conn_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
     }
     if (events & UV_READABLE)
         conn_read(c);

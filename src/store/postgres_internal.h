@@ -6,9 +6,10 @@
 
 #include "internal.h"
 
-/* Prepared statements, each prepared on a connection the first time it runs there. */
+/* Statements, each prepared on a connection the first time it runs there, except those
+ * without a name (sky__pg_name NULL), sent as plain queries. */
 typedef enum {
-    PQ_USAGE_INSERT,
+    PQ_USAGE_COPY, /* COPY ... FROM STDIN; the op's params[0] is the data */
     PQ_USAGE_TOTALS,
     PQ_DOC_PUT,
     PQ_DOC_GET,
@@ -18,7 +19,7 @@ typedef enum {
     PQ_KEY_REVOKE,
     PQ_COUNTER_ADD,
     PQ__COUNT,
-    PQ_MIGRATE = PQ__COUNT /* a plain (unprepared) query: the schema, at open */
+    PQ_MIGRATE = PQ__COUNT /* a plain query: the schema, at open */
 } sky__pg_stmt;
 
 typedef enum {
@@ -80,6 +81,7 @@ struct sky__pg {
 
 /* postgres_ops.c */
 const char *sky__pg_sql(sky__pg_stmt id);
+/* The prepared statement's name; NULL: a plain query. */
 const char *sky__pg_name(sky__pg_stmt id);
 int sky__pg_nparams(sky__pg_stmt id);
 /* Call the op's callback with @p res (may be NULL) or @p err, then free the op. */

@@ -2,7 +2,7 @@
  * The PostgreSQL store's statements and operations: the schema (versioned, migrated at
  * open under an advisory lock so two gateways starting together do not race), the SQL of
  * each prepared statement, and each operation's parameters and results. A usage batch is one
- * statement whose parameters are the batch's columns as arrays (postgres_usage.c).
+ * COPY of the batch's rows (postgres_usage.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,7 +10,15 @@
 
 #include "postgres_internal.h"
 
-/* Version 1; a later version appends "IF v < 2 THEN ... END IF;" and raises the check. */
+/*
+ * Version 2: the records' index on (day, key_name, model) made way for a rollup,
+ * skyio_usage_daily, which a statement trigger keeps with the sums of each batch (one
+ * upsert per (day, key, model) of the batch, in the batch's transaction): the totals read
+ * it, and a record is one heap row with no index to sort it into (the two indexes, the
+ * primary key's and that one, were half of the server's instructions a record). A version
+ * 1 database is migrated: its rows summed into the rollup, the indexes dropped, the rows
+ * kept. A later version appends "IF v < 3 THEN ... END IF;".
+ */
 static const char migrate_sql[] =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(727165);"
@@ -18,7 +26,7 @@ static const char migrate_sql[] =
     "INSERT INTO skyio_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM skyio_schema);"
     "DO $$ DECLARE v integer; BEGIN"
     " SELECT version INTO v FROM skyio_schema;"
-    " IF v > 1 THEN RAISE EXCEPTION 'schema version % is newer than this skyio''s (1)', v;"
+    " IF v > 2 THEN RAISE EXCEPTION 'schema version % is newer than this skyio''s (2)', v;"
     " END IF;"
     " IF v < 1 THEN"
     "  CREATE TABLE skyio_usage(id bigserial PRIMARY KEY, time_ms bigint NOT NULL,"
@@ -35,6 +43,34 @@ static const char migrate_sql[] =
     "  CREATE TABLE skyio_counters(name text PRIMARY KEY, value bigint NOT NULL,"
     "   expires_ms bigint NOT NULL);"
     "  UPDATE skyio_schema SET version = 1;"
+    " END IF;"
+    " IF v < 2 THEN"
+    "  CREATE TABLE skyio_usage_daily(day text NOT NULL, key_name text NOT NULL,"
+    "   model text NOT NULL, requests bigint NOT NULL, errors bigint NOT NULL,"
+    "   tokens_in bigint NOT NULL, tokens_out bigint NOT NULL,"
+    "   cost double precision NOT NULL, PRIMARY KEY(day, key_name, model));"
+    "  INSERT INTO skyio_usage_daily SELECT day, key_name, model, count(*),"
+    "   count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
+    "   FROM skyio_usage GROUP BY day, key_name, model;"
+    /* ordered, so two gateways' batches lock the rows they share in the same order */
+    "  CREATE FUNCTION skyio_usage_roll() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    "   INSERT INTO skyio_usage_daily AS d SELECT day, key_name, model, count(*),"
+    "    count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
+    "    FROM skyio_new_usage GROUP BY day, key_name, model ORDER BY day, key_name, model"
+    "   ON CONFLICT (day, key_name, model) DO UPDATE SET"
+    "    requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"
+    "    tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
+    "    tokens_out = d.tokens_out + EXCLUDED.tokens_out, cost = d.cost + EXCLUDED.cost;"
+    "   RETURN NULL; END $f$;"
+    "  CREATE TRIGGER skyio_usage_roll AFTER INSERT ON skyio_usage"
+    "   REFERENCING NEW TABLE AS skyio_new_usage FOR EACH STATEMENT"
+    "   EXECUTE FUNCTION skyio_usage_roll();"
+    /* nor any other index: the id is still the sequence's (a block of values a session,
+     * not one lock and WAL record a row) but the table is a log no one looks up by it */
+    "  DROP INDEX skyio_usage_by_day;"
+    "  ALTER TABLE skyio_usage DROP CONSTRAINT skyio_usage_pkey;"
+    "  ALTER SEQUENCE skyio_usage_id_seq CACHE 1024;"
+    "  UPDATE skyio_schema SET version = 2;"
     " END IF; END $$;"
     "COMMIT;";
 
@@ -43,19 +79,16 @@ static const struct {
     int nparams;
     const char *sql;
 } stmts[PQ__COUNT] = {
-    [PQ_USAGE_INSERT] = {"skyio_usage_insert", 10,
-                         "INSERT INTO skyio_usage(time_ms, day, key_name, model, deployment,"
-                         " status, tokens_in, tokens_out, latency_us, cost)"
-                         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
-                         " $4::text[], $5::text[], $6::integer[], $7::bigint[], $8::bigint[],"
-                         " $9::bigint[], $10::double precision[])"},
+    /* not prepared: the records follow as COPY data (postgres_usage.c) */
+    [PQ_USAGE_COPY] = {NULL, 0,
+                       "COPY skyio_usage(time_ms, day, key_name, model, deployment, status,"
+                       " tokens_in, tokens_out, latency_us, cost) FROM STDIN"},
     [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
-                         "SELECT day, key_name, model, count(*),"
-                         " count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
-                         " sum(tokens_out), sum(cost) FROM skyio_usage"
+                         "SELECT day, key_name, model, requests, errors, tokens_in,"
+                         " tokens_out, cost FROM skyio_usage_daily"
                          " WHERE ($1::text IS NULL OR key_name = $1::text)"
                          " AND ($2::text IS NULL OR day >= $2::text)"
-                         " GROUP BY day, key_name, model ORDER BY day, key_name, model"},
+                         " ORDER BY day, key_name, model"},
     [PQ_DOC_PUT] = {"skyio_doc_put", 4,
                     "INSERT INTO skyio_docs(scope, id, doc, updated_ms) VALUES($1, $2, $3, $4)"
                     " ON CONFLICT(scope, id) DO UPDATE SET doc = EXCLUDED.doc,"
@@ -89,7 +122,7 @@ const char *sky__pg_sql(sky__pg_stmt id)
 
 const char *sky__pg_name(sky__pg_stmt id)
 {
-    return stmts[id].name;
+    return id == PQ_MIGRATE ? NULL : stmts[id].name;
 }
 
 int sky__pg_nparams(sky__pg_stmt id)

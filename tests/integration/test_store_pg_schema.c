@@ -1,0 +1,278 @@
+/*
+ * The PostgreSQL store's schema against a real server (initdb + pg_ctl in a temp dir,
+ * skipped when not installed):
+ * - a database written by schema version 1 (its DDL frozen here as that version wrote it:
+ *   the records indexed by day, key and model, no rollup) opens with the current skyio, is
+ *   migrated to version 2 (the rollup skyio_usage_daily, kept by a trigger; the indexes
+ *   gone)
+ *   and its totals are what they were; records written afterwards add to them;
+ * - a database from a newer skyio is refused with the version in the message;
+ * - names that COPY's text format must escape (tab, newline, carriage return, backslash,
+ *   "\." and "\N") come back as written.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "harness.h"
+#include "harness_postgres.h"
+#include "store/store.h"
+
+/* Version 1's schema and its marker, as version 1 created them. */
+static const char v1_schema[] =
+    "CREATE TABLE skyio_schema(version integer NOT NULL);"
+    "INSERT INTO skyio_schema VALUES (1);"
+    "CREATE TABLE skyio_usage(id bigserial PRIMARY KEY, time_ms bigint NOT NULL,"
+    " day text NOT NULL, key_name text NOT NULL, model text NOT NULL,"
+    " deployment text NOT NULL, status integer NOT NULL, tokens_in bigint NOT NULL,"
+    " tokens_out bigint NOT NULL, latency_us bigint NOT NULL,"
+    " cost double precision NOT NULL);"
+    "CREATE INDEX skyio_usage_by_day ON skyio_usage(day, key_name, model);"
+    "CREATE TABLE skyio_docs(scope text NOT NULL, id text NOT NULL, doc text NOT NULL,"
+    " updated_ms bigint NOT NULL, PRIMARY KEY(scope, id));"
+    "CREATE TABLE skyio_keys(name text PRIMARY KEY, hash text NOT NULL,"
+    " config text NOT NULL, created_ms bigint NOT NULL,"
+    " revoked boolean NOT NULL DEFAULT false);"
+    "CREATE TABLE skyio_counters(name text PRIMARY KEY, value bigint NOT NULL,"
+    " expires_ms bigint NOT NULL);"
+    /* 2026-12-01: team-a on gpt-4o twice (one failed), team-b once; 2026-12-02: team-a */
+    "INSERT INTO skyio_usage(time_ms, day, key_name, model, deployment, status, tokens_in,"
+    " tokens_out, latency_us, cost) VALUES"
+    " (1796083200000, '2026-12-01', 'team-a', 'gpt-4o', 'd1', 200, 10, 20, 900, 0.25),"
+    " (1796083201000, '2026-12-01', 'team-a', 'gpt-4o', 'd1', 502, 3, 0, 800, 0),"
+    " (1796083202000, '2026-12-01', 'team-b', 'gpt-4o', 'd2', 200, 7, 8, 700, 0.5),"
+    " (1796169600000, '2026-12-02', 'team-a', 'gpt-4o', 'd1', 200, 100, 200, 600, 1.5);"
+    "INSERT INTO skyio_docs VALUES ('team-a', 'resp_1', '{\"kept\":true}', 1796083200000);";
+
+static sky_test_pg pg;
+
+static int pg_setup(void **state)
+{
+    (void)state;
+    if (sky_test_pg_available())
+        sky_test_pg_start(&pg);
+    return 0;
+}
+
+static int pg_teardown(void **state)
+{
+    (void)state;
+    if (pg.dir[0])
+        sky_test_pg_free(&pg);
+    memset(&pg, 0, sizeof(pg));
+    return 0;
+}
+
+/* Run @p sql on its own connection; the first row's first value (or "") into @p out. */
+static void sql(const char *text, char *out, size_t len)
+{
+    PGconn *c = PQconnectdb(pg.url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connecting: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, text);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", text, PQerrorMessage(c));
+    if (out)
+        snprintf(out, len, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* ---- the store, one callback at a time */
+
+typedef struct waiter {
+    int done;
+    sky_error err;
+    size_t n;
+    sky__store_usage_total rows[8];
+    char strings[8][3][64]; /* each row's day, key, model */
+} waiter;
+
+static void on_done(const sky_error *err, void *ud)
+{
+    waiter *w = ud;
+    w->err = *err;
+    w->done = 1;
+}
+
+static void on_totals(const sky_error *err, const sky__store_usage_total *rows, size_t n, void *ud)
+{
+    waiter *w = ud;
+    w->err = *err;
+    w->done = 1;
+    w->n = n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        w->rows[i] = rows[i];
+        snprintf(w->strings[i][0], 64, "%s", rows[i].day);
+        snprintf(w->strings[i][1], 64, "%s", rows[i].key_name);
+        snprintf(w->strings[i][2], 64, "%s", rows[i].model);
+        w->rows[i].day = w->strings[i][0];
+        w->rows[i].key_name = w->strings[i][1];
+        w->rows[i].model = w->strings[i][2];
+    }
+}
+
+static sky__store *open_pg(uv_loop_t *loop, sky_error *err)
+{
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = pg.url;
+    sky__store *s = NULL;
+    sky_error_clear(err);
+    return sky__store_open_sync(loop, &o, &s, err) == 0 ? s : NULL;
+}
+
+static void totals(uv_loop_t *loop, sky__store *s, const char *key, waiter *w)
+{
+    memset(w, 0, sizeof(*w));
+    sky__store_usage_totals(s, key, on_totals, w);
+    assert_true(sky_test_run_until(loop, &w->done, 20000));
+    assert_int_equal(w->err.code, 0);
+}
+
+static void flush(uv_loop_t *loop, sky__store *s)
+{
+    waiter w = {0};
+    sky__store_usage_flush(s, on_done, &w);
+    assert_true(sky_test_run_until(loop, &w.done, 20000));
+    assert_int_equal(w.err.code, 0);
+}
+
+static void assert_row(const sky__store_usage_total *r, const char *day, const char *key,
+                       int64_t requests, int64_t errors, int64_t in, int64_t out, double cost)
+{
+    assert_string_equal(r->day, day);
+    assert_string_equal(r->key_name, key);
+    assert_string_equal(r->model, "gpt-4o");
+    assert_int_equal(r->requests, requests);
+    assert_int_equal(r->errors, errors);
+    assert_int_equal(r->tokens_in, in);
+    assert_int_equal(r->tokens_out, out);
+    assert_true(r->cost == cost);
+}
+
+#define SKIP_WITHOUT_PG()                                                                          \
+    do {                                                                                           \
+        if (!pg.dir[0]) {                                                                          \
+            print_message("PostgreSQL is not installed (scripts/install-deps); skipped\n");        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static void version1_database_is_migrated(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    sql(v1_schema, NULL, 0);
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    if (!s)
+        fail_msg("opening a version 1 database: %s", err.message);
+    char v[64];
+    sql("SELECT version FROM skyio_schema", v, sizeof(v));
+    assert_string_equal(v, "2");
+    sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'skyio_usage'", v, sizeof(v));
+    assert_string_equal(v, "0");
+
+    waiter w;
+    totals(loop, s, NULL, &w); /* ordered by day, key, model */
+    assert_int_equal(w.n, 3);
+    assert_row(&w.rows[0], "2026-12-01", "team-a", 2, 1, 13, 20, 0.25);
+    assert_row(&w.rows[1], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
+    assert_row(&w.rows[2], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
+
+    /* new records add to the migrated sums, and to a new day's */
+    sky__store_usage u = {1796083203000, "team-a", "gpt-4o", "d1", 429, 1, 2, 3, 0.25};
+    assert_int_equal(sky__store_usage_append(s, &u), 0);
+    u.time_ms = 1796256000000; /* 2026-12-03 */
+    u.status = 200;
+    assert_int_equal(sky__store_usage_append(s, &u), 0);
+    flush(loop, s);
+    totals(loop, s, "team-a", &w);
+    assert_int_equal(w.n, 3);
+    assert_row(&w.rows[0], "2026-12-01", "team-a", 3, 2, 14, 22, 0.5);
+    assert_row(&w.rows[1], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
+    assert_row(&w.rows[2], "2026-12-03", "team-a", 1, 0, 1, 2, 0.25);
+    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "6"); /* every record is still a row, numbered */
+    sql("SELECT count(DISTINCT id) FROM skyio_usage WHERE id > 4", v, sizeof(v));
+    assert_string_equal(v, "2");
+    sky__store_close_sync(loop, s);
+
+    /* opened again: nothing migrated twice */
+    s = open_pg(loop, &err);
+    assert_non_null(s);
+    totals(loop, s, "team-b", &w);
+    assert_int_equal(w.n, 1);
+    assert_row(&w.rows[0], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
+    sky__store_close_sync(loop, s);
+    sql("SELECT doc FROM skyio_docs WHERE id = 'resp_1'", v, sizeof(v));
+    assert_string_equal(v, "{\"kept\":true}");
+    sky_test_loop_free(loop);
+}
+
+static void newer_database_is_refused(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    sql("CREATE TABLE skyio_schema(version integer NOT NULL);"
+        "INSERT INTO skyio_schema VALUES (3);",
+        NULL, 0);
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_null(s);
+    assert_non_null(strstr(err.message, "schema version 3 is newer"));
+    sky_test_loop_free(loop);
+}
+
+/* What COPY's text format gives a meaning to, in names, and a batch of many rows. */
+static const char *const copy_names[] = {"tab\there", "new\nline", "cr\rhere", "back\\slash",
+                                         "\\.",       "\\N",       "\\t",      "end\\"};
+
+static void copy_escapes_come_back(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_non_null(s);
+    const int64_t t = 1796083200000;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(copy_names); i++) {
+        sky__store_usage u = {t, copy_names[i], copy_names[i], copy_names[i], 200, 1, 2, 3, 0};
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+    }
+    flush(loop, s);
+    waiter w;
+    for (size_t i = 0; i < SKY_ARRAY_LEN(copy_names); i++) {
+        totals(loop, s, copy_names[i], &w);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.rows[0].key_name, copy_names[i]);
+        assert_string_equal(w.rows[0].model, copy_names[i]);
+        assert_int_equal(w.rows[0].requests, 1);
+    }
+    char v[64];
+    sql("SELECT count(*) FROM skyio_usage WHERE deployment = key_name", v, sizeof(v));
+    assert_string_equal(v, "8");
+    sky__store_close_sync(loop, s);
+    sky_test_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(version1_database_is_migrated, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
