@@ -10,6 +10,7 @@
  * in flight and queued with SKY_ECONNECT (the usage queue keeps its records and tries again)
  * and is connected again at most every reconnect_interval_ms, on the next call.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -161,8 +162,9 @@ static void send_step(sky__pg_conn *c)
  * nonblocking mode libpq grows its buffer rather than refuse (0 only when it cannot). */
 static void copy_step(sky__pg_conn *c)
 {
-    const char *data = c->op->params[0] ? c->op->params[0] : "";
-    if (PQputCopyData(c->conn, data, (int)strlen(data)) != 1 || PQputCopyEnd(c->conn, NULL) != 1) {
+    const sky__pg_op *op = c->op;
+    if (op->copy_len > INT_MAX || PQputCopyData(c->conn, op->params[0], (int)op->copy_len) != 1 ||
+        PQputCopyEnd(c->conn, NULL) != 1) {
         conn_lost(c, "sending COPY data");
         return;
     }

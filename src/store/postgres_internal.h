@@ -9,7 +9,7 @@
 /* Statements, each prepared on a connection the first time it runs there, except those
  * without a name (sky__pg_name NULL), sent as plain queries. */
 typedef enum {
-    PQ_USAGE_COPY, /* COPY ... FROM STDIN; the op's params[0] is the data */
+    PQ_USAGE_COPY, /* COPY ... FROM STDIN (binary); the op's params[0] is the data */
     PQ_USAGE_TOTALS,
     PQ_DOC_PUT,
     PQ_DOC_GET,
@@ -40,6 +40,7 @@ struct sky__pg_op {
     pg_op_kind kind;
     int nparams;
     char *params[SKY__PG_MAX_PARAMS]; /* owned; NULL is SQL NULL */
+    size_t copy_len;                  /* PQ_USAGE_COPY: params[0]'s bytes (binary) */
     int must_change;                  /* SKY_ENOTFOUND when no row changed */
     union {
         sky__store_done_cb done;

@@ -82,7 +82,8 @@ static const struct {
     /* not prepared: the records follow as COPY data (postgres_usage.c) */
     [PQ_USAGE_COPY] = {NULL, 0,
                        "COPY skyio_usage(time_ms, day, key_name, model, deployment, status,"
-                       " tokens_in, tokens_out, latency_us, cost) FROM STDIN"},
+                       " tokens_in, tokens_out, latency_us, cost) FROM STDIN"
+                       " WITH (FORMAT binary)"},
     [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
                          "SELECT day, key_name, model, requests, errors, tokens_in,"
                          " tokens_out, cost FROM skyio_usage_daily"

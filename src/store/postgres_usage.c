@@ -1,17 +1,20 @@
 /*
- * A usage batch for PostgreSQL: one COPY skyio_usage FROM STDIN, the batch's rows its data
- * in COPY's text format, one statement, atomic (the rollup's trigger runs in it), written
+ * A usage batch for PostgreSQL: one COPY skyio_usage FROM STDIN in the binary format, the
+ * batch's rows its data, one statement, atomic (the rollup's trigger runs in it), written
  * straight into one buffer. COPY rather than an INSERT of unnest()ed arrays: the server
- * reads each field with its type's input function, without parsing ten array literals
- * first, and inserts the rows in bulk (heap_multi_insert, one WAL record a page's worth);
- * the server's CPU a record was most of what a record cost the machine.
+ * inserts the rows in bulk (heap_multi_insert) without parsing ten array literals first;
+ * binary rather than text: each field is its length and its bytes (numbers in network
+ * order, float8 as its IEEE bits), so neither side formats or parses a digit and no string
+ * needs escaping. The server's CPU a record was most of what a record cost the machine
+ * (bench/RESULTS.md).
  *
- * Text format (PostgreSQL's COPY documentation): a row a line, its columns separated by
- * tabs; in a text value a backslash, a tab, a newline or a carriage return is written as
- * \\, \t, \n or \r, so a value is always itself (no column holds SQL NULL).
+ * The format (PostgreSQL's COPY documentation): the signature "PGCOPY\n\377\r\n\0", a
+ * 32-bit flags field and a 32-bit header extension length (both 0); each tuple a 16-bit
+ * field count, then each field's 32-bit length and its bytes; a 16-bit -1 after the last.
  */
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "postgres_internal.h"
 #include "skyio/buf.h"
@@ -19,74 +22,74 @@
 /* A batch of at most usage_batch_max records of short strings: far below this. */
 #define COPY_CAP ((size_t)64 << 20)
 
+/* The binary format's header: signature, flags, header extension length. */
+static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+/* Integers in network byte order, as every length and number of the format. */
+static size_t be(unsigned char *p, uint64_t v, size_t n)
+{
+    for (size_t i = n; i-- > 0; v >>= 8)
+        p[i] = (unsigned char)(v & 0xff);
+    return n;
+}
+
+/* A field of @p n bytes (int4, int8 or float8): its length, then its value. */
+static size_t put_num(unsigned char *p, uint64_t v, size_t n)
+{
+    size_t k = be(p, n, 4);
+    return k + be(p + k, v, n);
+}
+
+static uint64_t float_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    return u;
+}
+
 static int put_text(sky_buf *b, const char *s)
 {
-    int rc = 0;
-    for (const char *run = s; rc == 0 && *s; run = s) {
-        while (*s && *s != '\\' && *s != '\t' && *s != '\n' && *s != '\r')
-            s++;
-        rc = sky_buf_append(b, run, (size_t)(s - run));
-        if (rc == 0 && *s) {
-            char c = *s++;
-            char esc[2] = {'\\', c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : c};
-            rc = sky_buf_append(b, esc, 2);
-        }
-    }
-    return rc;
+    size_t n = strlen(s);
+    unsigned char len[4];
+    if (n > INT32_MAX)
+        return SKY_ETOOBIG;
+    be(len, n, 4);
+    int rc = sky_buf_append(b, len, 4);
+    return rc ? rc : sky_buf_append(b, s, n);
 }
 
-/* Decimal digits by hand: snprintf's format parsing was most of a record's client CPU. */
-static int put_int(sky_buf *b, int64_t v)
-{
-    char tmp[24], *p = tmp + sizeof(tmp);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-    return sky_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-/* %.17g gives back the same double (the JSON form before wrote it so too); an unpriced
- * call's 0 needs no formatting. */
-static int put_real(sky_buf *b, double v)
-{
-    if (v == 0)
-        return sky_buf_append(b, "0", 1);
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%.17g", v);
-    return sky_buf_append(b, tmp, (size_t)n);
-}
-
-static int put_tab(sky_buf *b)
-{
-    return sky_buf_append(b, "\t", 1);
-}
-
-/* Record @p r as one line of COPY data. */
+/* Record @p r as one tuple: ten fields, in the columns' order of the COPY's list. */
 static int put_record(sky_buf *b, const sky__store_usage *r, const char *day)
 {
-    int rc = put_int(b, r->time_ms) | put_tab(b) | put_text(b, day) | put_tab(b);
-    rc |= put_text(b, r->key_name) | put_tab(b) | put_text(b, r->model) | put_tab(b);
-    rc |= put_text(b, r->deployment) | put_tab(b) | put_int(b, r->status) | put_tab(b);
-    rc |= put_int(b, r->tokens_in) | put_tab(b) | put_int(b, r->tokens_out) | put_tab(b);
-    rc |= put_int(b, r->latency_us) | put_tab(b) | put_real(b, r->cost);
-    return rc | sky_buf_append(b, "\n", 1);
+    unsigned char head[2 + (4 + 8)], tail[(4 + 4) + 4 * (4 + 8)]; /* the numbers around the text */
+    size_t h = be(head, 10, 2);
+    h += put_num(head + h, (uint64_t)r->time_ms, 8);
+    size_t t = put_num(tail, (uint64_t)(uint32_t)r->status, 4);
+    t += put_num(tail + t, (uint64_t)r->tokens_in, 8);
+    t += put_num(tail + t, (uint64_t)r->tokens_out, 8);
+    t += put_num(tail + t, (uint64_t)r->latency_us, 8);
+    t += put_num(tail + t, float_bits(r->cost), 8);
+    int rc = sky_buf_append(b, head, h);
+    rc = rc ? rc : put_text(b, day);
+    rc = rc ? rc : put_text(b, r->key_name);
+    rc = rc ? rc : put_text(b, r->model);
+    rc = rc ? rc : put_text(b, r->deployment);
+    return rc ? rc : sky_buf_append(b, tail, t);
 }
 
-/* The op's COPY data (params[0]): every record of @p recs; 0 or SKY_ENOMEM. */
+/* The op's COPY data (params[0], copy_len bytes): every record of @p recs between the
+ * header and the trailer (-1 as a tuple's field count); 0 or an error code. */
 static int copy_data(sky__pg_op *op, const sky__store_usage *recs, size_t n)
 {
     sky_buf b;
     sky__store_day_cache days = {0};
-    int rc = 0;
     sky_buf_init(&b, COPY_CAP);
+    int rc = sky_buf_append(&b, copy_header, sizeof(copy_header));
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = put_record(&b, &recs[i], sky__store_day_of(&days, recs[i].time_ms));
+    rc = rc ? rc : sky_buf_append(&b, "\377\377", 2);
     if (rc == 0)
-        op->params[0] = sky_buf_detach(&b, NULL);
+        op->params[0] = sky_buf_detach(&b, &op->copy_len);
     sky_buf_free(&b);
     return rc || op->params[0] == NULL ? SKY_ENOMEM : 0;
 }

@@ -7,8 +7,8 @@
  *   gone)
  *   and its totals are what they were; records written afterwards add to them;
  * - a database from a newer skyio is refused with the version in the message;
- * - names that COPY's text format must escape (tab, newline, carriage return, backslash,
- *   "\." and "\N") come back as written.
+ * - names with what COPY's formats give a meaning to (a tab, a newline, a carriage return,
+ *   a backslash, "\." and "\N") come back as written.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,7 +234,7 @@ static void newer_database_is_refused(void **state)
     sky_test_loop_free(loop);
 }
 
-/* What COPY's text format gives a meaning to, in names, and a batch of many rows. */
+/* What COPY's text format would give a meaning to, in names. */
 static const char *const copy_names[] = {"tab\there", "new\nline", "cr\rhere", "back\\slash",
                                          "\\.",       "\\N",       "\\t",      "end\\"};
 
