@@ -1,13 +1,20 @@
 /*
- * The h2o transport of the HTTP client (see h1.h). h2o's client does the HTTP: it writes
- * the request we format (request line and header lines, as curl would send them) and
- * parses the reply; the socket pool keeps the connections for the next request.
+ * The h2o transport of the HTTP client (see h1.h), on libuv directly: it writes the
+ * request we format (request line and header lines, as curl would send them), frames the
+ * reply with picohttpparser (h1_reply.c) and keeps its connections itself, LIVE: an idle
+ * connection stays a uv_tcp_t in its origin's pool with reading started, so an upstream
+ * that closes it is seen as EOF and the connection dropped, and a reused connection costs
+ * no system call beyond the write of the request and the reads of the reply. (h2o 2.2.5's
+ * own client and socket pool, used before, exported each idle socket: a dup, a close and
+ * an epoll removal to pool it, an ioctl, an epoll add and a peeking recv to take it.)
  *
  * What it does not do, and curl still does for such requests: TLS, HTTP/2, name resolution
  * (an origin must be an IP literal or localhost), streamed or chunked uploads, pausing a
  * reply (a body callback returning SKY_HTTP_PAUSE fails the request). The client's
  * connect_timeout_ms bounds the wait for a connection, as with curl; the request's
- * timeout_ms covers the whole request, connect included.
+ * timeout_ms covers the whole request, connect included. A request on a pooled connection
+ * that the upstream had closed meanwhile is sent once more on a new connection when
+ * nothing of it was answered (as curl does).
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -15,37 +22,58 @@
 #include <string.h>
 #include <strings.h>
 
-#include <h2o.h>
-#include <h2o/http1client.h>
-
 #include "h1.h"
+#include "h1_reply.h"
 #include "skyio/buf.h"
 #include "skyio/clock.h"
 #include "skyio/headers.h"
 
-#define H1_POOL_CAPACITY 4096 /* connections an origin's pool may hold */
+#define H1_POOL_CAPACITY 4096 /* idle connections an origin's pool may hold */
 /* An idle pooled connection is closed after this: under the keep-alive of the usual
  * upstreams (uvicorn and Node 5 s, h2o 10 s), so that a pooled connection is ours to close
- * rather than found closed by the upstream (h2o 2.2.5's pool warns on stderr then). */
+ * rather than found closed by the upstream. */
 #define H1_IDLE_MS 4000
-#define H1_IO_TIMEOUT_MS 86400000 /* h2o's per-read/write timeout: the request's timer rules */
+#define H1_SWEEP_MS 250          /* how often the pools are swept of idle connections */
+#define H1_READ_ROOM 65536       /* the transport's one read buffer */
+#define H1_MAX_HEAD (128 * 1024) /* a reply head longer than this fails the request */
 
-typedef struct origin {
-    struct origin *next;
+typedef struct h1req h1req;
+typedef struct h1conn h1conn;
+typedef struct origin origin;
+
+struct origin {
+    origin *next;
     char *prefix; /* "http://127.0.0.1:8080": a URL it serves starts with this */
     size_t prefix_len;
     char *authority; /* "127.0.0.1:8080", for Host */
-    h2o_socketpool_t pool;
-} origin;
+    struct sockaddr_storage addr;
+    h1conn *idle, *idle_tail; /* the pool: the most recently used first */
+    size_t n_idle;
+};
 
-typedef struct h1req h1req;
+struct h1conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    sky__h1 *h;
+    origin *org;
+    h1req *req;          /* the request it carries; NULL while pooled or closing */
+    h1conn *prev, *next; /* in its origin's pool */
+    uint64_t idle_since; /* loop time (ms) it was pooled */
+    int served;          /* replies read whole on it */
+    int writing, closing;
+    char *head; /* a reply head split over reads */
+    size_t head_len, head_cap;
+    sky__h1_reply reply;
+};
+
 struct h1req {
     int kind; /* SKY__HTTP_KIND_H1; first, as in struct sky_http_request */
     sky__h1 *h;
-    h2o_http1client_t *client; /* NULL once h2o is done with it */
-    uv_timer_t timer;          /* the request's timeout; the request is freed when it closes */
-    sky_buf out;               /* request line, headers and body */
-    h2o_iovec_t iov;
+    origin *org;
+    h1conn *conn;     /* NULL before a connection and after the reply */
+    uv_timer_t timer; /* the request's timeout; the request is freed when it closes */
+    sky_buf out;      /* request line, headers and body */
     int is_head;
     int status;
     sky_headers *resp_headers;
@@ -58,6 +86,7 @@ struct h1req {
     long timeout_ms; /* the request's own; 0: none */
     int connecting;  /* the timer runs the connect timeout */
     int canceled, in_cb, sending, ended;
+    int answered, retried, reused;
     int err_code, retryable;
     char err_msg[96];
     h1req *prev, *next;
@@ -69,14 +98,15 @@ struct sky__h1 {
     size_t max_response_bytes;
     long connect_timeout_ms; /* 0: none */
     char *user_agent;
-    h2o_timeout_t io_timeout;
-    h2o_http1client_ctx_t ctx;
     origin *origins;
-    h1req *active; /* in h2o's hands */
+    h1req *active; /* waiting for a connection or a reply */
     h1req *ended;  /* over, done callback pending (from the reaper) */
-    size_t n_active;
+    size_t n_active, n_idle;
     uv_timer_t reaper;
-    uv_check_t check; /* reports whole replies once h2o has pooled their sockets */
+    uv_timer_t sweeper; /* closes idle connections, running while any is pooled */
+    size_t handles;     /* the two timers and the connections not yet closed */
+    int freeing;
+    char *rbuf; /* every read lands here: the reply's bytes are used before the next */
 };
 
 /* ---- lists ---- */
@@ -101,6 +131,116 @@ static void list_remove(h1req **head, h1req *r)
     r->prev = r->next = NULL;
 }
 
+/* ---- the transport's memory: freed once every handle of it has closed ---- */
+
+static void free_origins(sky__h1 *h)
+{
+    while (h->origins) {
+        origin *o = h->origins;
+        h->origins = o->next;
+        free(o->prefix);
+        free(o->authority);
+        free(o);
+    }
+}
+
+static void handle_closed(sky__h1 *h)
+{
+    if (--h->handles > 0 || !h->freeing)
+        return;
+    free_origins(h);
+    free(h->rbuf);
+    free(h->user_agent);
+    free(h);
+}
+
+static void on_timer_closed(uv_handle_t *t)
+{
+    handle_closed(t->data);
+}
+
+/* ---- connections and pools ---- */
+
+static void on_conn_closed(uv_handle_t *t)
+{
+    h1conn *c = t->data;
+    sky__h1 *h = c->h;
+    free(c->head);
+    free(c);
+    handle_closed(h);
+}
+
+static void pool_remove(h1conn *c)
+{
+    origin *o = c->org;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        o->idle = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        o->idle_tail = c->prev;
+    c->prev = c->next = NULL;
+    o->n_idle--;
+    c->h->n_idle--;
+}
+
+static void conn_close(h1conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->req == NULL && c->idle_since)
+        pool_remove(c);
+    c->req = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    sky__h1 *h = t->data;
+    uint64_t now = uv_now(h->loop);
+    for (origin *o = h->origins; o; o = o->next)
+        while (o->idle_tail && now - o->idle_tail->idle_since >= H1_IDLE_MS)
+            conn_close(o->idle_tail);
+    if (h->n_idle == 0)
+        uv_timer_stop(t);
+}
+
+/* A reply read whole on a connection that may carry another: into its origin's pool. */
+static void pool_put(h1conn *c)
+{
+    origin *o = c->org;
+    sky__h1 *h = c->h;
+    if (o->n_idle >= H1_POOL_CAPACITY || h->freeing) {
+        conn_close(c);
+        return;
+    }
+    c->req = NULL;
+    c->idle_since = uv_now(h->loop);
+    if (c->idle_since == 0)
+        c->idle_since = 1; /* 0 marks a connection that was never pooled */
+    c->prev = NULL;
+    c->next = o->idle;
+    if (o->idle)
+        o->idle->prev = c;
+    else
+        o->idle_tail = c;
+    o->idle = c;
+    o->n_idle++;
+    if (h->n_idle++ == 0)
+        uv_timer_start(&h->sweeper, on_sweep, H1_SWEEP_MS, H1_SWEEP_MS);
+}
+
+static h1conn *pool_take(origin *o)
+{
+    h1conn *c = o->idle;
+    if (c)
+        pool_remove(c);
+    return c;
+}
+
 /* ---- completion ---- */
 
 static void on_req_closed(uv_handle_t *t)
@@ -113,7 +253,6 @@ static void on_req_closed(uv_handle_t *t)
 }
 
 static void on_reap(uv_timer_t *t);
-static void on_check(uv_check_t *t);
 
 /* The done callback; returns nonzero when the client asked to be freed from it. */
 static int report(h1req *r)
@@ -127,6 +266,7 @@ static int report(h1req *r)
     res.headers = r->resp_headers;
     res.body = sky_buf_span(&r->resp_body);
     res.http_version = r->status ? 1 : 0;
+    res.reused_connection = r->reused;
     res.total_us = (sky_clock_real_ns() - r->started_ns) / 1000u;
     if (r->canceled && r->err_code == 0)
         sky_error_set(&e, SKY_ECANCELED, "request canceled");
@@ -140,24 +280,28 @@ static int report(h1req *r)
     return sky__http_leave(c);
 }
 
-enum { DEFER_NONE, DEFER_TIMER, DEFER_CHECK };
+/* Lets go of the request's connection, closing it: a reply not read whole cannot be. */
+static void drop_conn(h1req *r)
+{
+    h1conn *c = r->conn;
+    r->conn = NULL;
+    if (c)
+        conn_close(c);
+}
 
-/* Out of h2o's hands: report now (from a callback of h2o's or the loop's), from the
- * reaper (a 0 ms timer) when inside sky_http_request_send or a cancel, or from the check
- * handle (see whole). */
+/* Over: report now (from a callback of the loop's), or from the reaper (a 0 ms timer)
+ * when inside sky_http_request_send or a cancel. */
 static void end(h1req *r, int defer)
 {
     sky__h1 *h = r->h;
+    drop_conn(r);
     r->ended = 1;
     uv_timer_stop(&r->timer);
     list_remove(&h->active, r);
     h->n_active--;
     if (defer) {
         list_push(&h->ended, r);
-        if (defer == DEFER_CHECK)
-            uv_check_start(&h->check, on_check);
-        else
-            uv_timer_start(&h->reaper, on_reap, 0, 0);
+        uv_timer_start(&h->reaper, on_reap, 0, 0);
     } else if (report(r)) {
         uv_timer_start(&h->reaper, on_reap, 0, 0); /* the client's free, from the loop */
     }
@@ -173,18 +317,25 @@ static void fail(h1req *r, int code, const char *what, int retryable)
     end(r, r->sending);
 }
 
-/*
- * A whole reply: reported after this turn's I/O callbacks, once h2o has put the socket
- * back in the pool, so a request the done callback sends (the next call a concurrency
- * limit let through, say) reuses the connection instead of opening one beside it.
- */
-static void whole(h1req *r)
+/* The reply read whole: its connection goes back to the pool before the done callback,
+ * so that a request sent from there (the next call a concurrency limit let through, say)
+ * reuses it instead of opening one beside it. */
+static void complete(h1req *r, int extra_bytes)
 {
-    end(r, DEFER_CHECK);
+    h1conn *c = r->conn;
+    r->conn = NULL;
+    c->served++;
+    c->head_len = 0;
+    if (c->reply.keep_alive && !extra_bytes && !c->writing)
+        pool_put(c);
+    else
+        conn_close(c);
+    end(r, 0);
 }
 
-static void report_ended(sky__h1 *h)
+static void on_reap(uv_timer_t *t)
 {
+    sky__h1 *h = t->data;
     sky_http_client *c = h->client;
     while (h->ended) {
         h1req *r = h->ended;
@@ -194,23 +345,9 @@ static void report_ended(sky__h1 *h)
     sky__http_maybe_free(c);
 }
 
-static void on_reap(uv_timer_t *t)
-{
-    report_ended(t->data);
-}
-
-static void on_check(uv_check_t *t)
-{
-    uv_check_stop(t);
-    report_ended(t->data);
-}
-
 static void on_timeout(uv_timer_t *t)
 {
     h1req *r = t->data;
-    if (r->client)
-        h2o_http1client_cancel(r->client);
-    r->client = NULL;
     /* the code curl gives its own connect timeout, so callers treat both alike */
     fail(r, SKY_ETIMEDOUT, r->connecting ? "connect timed out" : "request timed out", 1);
 }
@@ -239,7 +376,7 @@ static void connected(h1req *r)
     uv_timer_start(&r->timer, on_timeout, left, 0);
 }
 
-/* ---- h2o's callbacks ---- */
+/* ---- the reply ---- */
 
 /* A user callback: nonzero when the request must stop (it was canceled from there). */
 static int user_cb_done(h1req *r)
@@ -273,93 +410,268 @@ static int take_body(h1req *r, const char *p, size_t len)
     return rc != 0 ? -1 : 0;
 }
 
-static int on_body(h2o_http1client_t *client, const char *errstr)
+/* Header names as h2o gave them (lower case), so both transports hand out the same. */
+static int copy_headers(h1req *r, const sky__phr_header *hdrs, size_t n)
 {
-    h1req *r = client->data;
-    int stop = r->canceled;
-    if (!stop && client->sock && client->sock->input->size > 0)
-        stop = take_body(r, client->sock->input->bytes, client->sock->input->size) != 0;
-    if (client->sock)
-        h2o_buffer_consume(&client->sock->input, client->sock->input->size);
-    if (!stop && errstr == NULL)
-        return 0;
-    r->client = NULL; /* h2o closes it (or pools its socket) once this returns */
-    if (stop)
-        end(r, 0);
-    else if (errstr == h2o_http1client_error_is_eos)
-        whole(r);
-    else
-        fail(r, SKY_EPARTIAL, errstr, 1);
-    return -1;
-}
-
-static int copy_headers(h1req *r, const h2o_header_t *headers, size_t n)
-{
+    char name[256];
     for (size_t i = 0; i < n; i++) {
-        sky_span name = sky_span_make(headers[i].name->base, headers[i].name->len);
-        sky_span value = sky_span_make(headers[i].value.base, headers[i].value.len);
-        if (sky_headers_add(r->resp_headers, name, value) < 0)
-            return -1;
+        if (hdrs[i].name == NULL || hdrs[i].name_len >= sizeof(name))
+            continue; /* a folded line's continuation; a name no one sends */
+        for (size_t k = 0; k < hdrs[i].name_len; k++) {
+            char ch = hdrs[i].name[k];
+            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        sky_span value = sky_span_make(hdrs[i].value, hdrs[i].value_len);
+        int rc = sky_headers_add(r->resp_headers, sky_span_make(name, hdrs[i].name_len), value);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor,
-                                       int status, h2o_iovec_t msg, h2o_header_t *headers,
-                                       size_t num_headers, int rlen)
+/* The final head: nonzero when the request is over (failed or canceled). */
+static int got_head(h1req *r, const sky__phr_header *hdrs, size_t n)
 {
-    h1req *r = client->data;
-    (void)minor, (void)msg, (void)rlen;
-    if (r->canceled || (errstr != NULL && errstr != h2o_http1client_error_is_eos)) {
-        r->client = NULL;
-        if (r->canceled)
-            end(r, 0);
-        else
-            fail(r, SKY_ECONNRESET, errstr, 1);
-        return NULL;
+    r->status = r->conn->reply.status;
+    int rc = copy_headers(r, hdrs, n);
+    if (rc < 0) {
+        fail(r, rc, "could not store the response headers", 0);
+        return 1;
     }
-    r->status = status;
-    if (copy_headers(r, headers, num_headers) < 0) {
-        r->client = NULL;
-        fail(r, SKY_ENOMEM, "out of memory storing response headers", 0);
-        return NULL;
+    if (r->on_headers == NULL)
+        return 0;
+    r->in_cb = 1;
+    sky__http_enter(r->h->client);
+    r->on_headers((sky_http_request *)r, r->status, r->resp_headers, r->user_data);
+    if (user_cb_done(r)) {
+        end(r, 0);
+        return 1;
     }
-    if (r->on_headers) {
-        r->in_cb = 1;
-        sky__http_enter(r->h->client);
-        r->on_headers((sky_http_request *)r, status, r->resp_headers, r->user_data);
-        if (user_cb_done(r)) {
-            r->client = NULL;
-            end(r, 0);
-            return NULL;
-        }
-    }
-    if (errstr == h2o_http1client_error_is_eos) {
-        r->client = NULL;
-        whole(r);
-        return NULL;
-    }
-    return on_body;
+    return 0;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
-                                          int *method_is_head)
+/* Body bytes at @p p: framed, handed on; the reply completed when they end it. */
+static void read_body(h1req *r, char *p, size_t n)
 {
-    h1req *r = client->data;
-    if (errstr != NULL || r->canceled) {
-        r->client = NULL;
-        if (r->canceled)
-            end(r, r->sending);
-        else
-            fail(r, SKY_ECONNECT, errstr, 1);
-        return NULL;
+    size_t body, used;
+    int rc = sky__h1_reply_body(&r->conn->reply, p, n, &body, &used);
+    if (rc < 0) {
+        fail(r, SKY_EPROTO, "malformed chunked response body", 1);
+        return;
     }
+    if (body && take_body(r, p, body) < 0) {
+        end(r, 0);
+        return;
+    }
+    if (rc == 1)
+        complete(r, used < n);
+}
+
+/* Room for @p need bytes of head in the connection's head buffer; -1 (failed) when not. */
+static int head_room(h1req *r, size_t need)
+{
+    h1conn *c = r->conn;
+    if (need > H1_MAX_HEAD) {
+        fail(r, SKY_EPROTO, "response head too large", 0);
+        return -1;
+    }
+    if (need <= c->head_cap)
+        return 0;
+    size_t cap = need < 4096 ? 4096 : need * 2 < H1_MAX_HEAD ? need * 2 : H1_MAX_HEAD;
+    char *p = realloc(c->head, cap);
+    if (p == NULL) {
+        fail(r, SKY_ENOMEM, "out of memory reading a response head", 0);
+        return -1;
+    }
+    c->head = p;
+    c->head_cap = cap;
+    return 0;
+}
+
+/* Keeps a head that is not whole yet at the start of the connection's head buffer. */
+static void keep_head(h1req *r, const char *p, size_t n)
+{
+    h1conn *c = r->conn;
+    if (head_room(r, n) < 0)
+        return;
+    memmove(c->head, p, n);
+    c->head_len = n;
+}
+
+/* Head bytes (and what follows them) at @p p; the heads of 1xx replies skipped. */
+static void read_head(h1req *r, char *p, size_t n)
+{
+    h1conn *c = r->conn;
+    sky__phr_header hdrs[SKY__H1_MAX_HEADERS];
+    for (;;) {
+        size_t nh = SKY__H1_MAX_HEADERS;
+        int used = sky__h1_reply_head(&c->reply, p, n, hdrs, &nh);
+        if (used == 0) {
+            keep_head(r, p, n);
+            return;
+        }
+        if (used < 0) {
+            fail(r, SKY_EPROTO, "malformed response head", 0);
+            return;
+        }
+        p += used;
+        n -= (size_t)used;
+        if (c->reply.interim)
+            continue;
+        c->head_len = 0; /* what is left of it is body, used from there before the next read */
+        if (got_head(r, hdrs, nh))
+            return;
+        if (c->reply.state == SKY__H1_DONE)
+            complete(r, n > 0);
+        else if (n > 0)
+            read_body(r, p, n);
+        return;
+    }
+}
+
+static void read_reply(h1req *r, char *p, size_t n)
+{
+    h1conn *c = r->conn;
+    r->answered = 1;
+    if (c->reply.state != SKY__H1_HEAD) {
+        read_body(r, p, n);
+        return;
+    }
+    if (c->head_len == 0) {
+        read_head(r, p, n);
+        return;
+    }
+    if (head_room(r, c->head_len + n) < 0)
+        return;
+    memcpy(c->head + c->head_len, p, n);
+    c->head_len += n;
+    read_head(r, c->head, c->head_len);
+}
+
+static void send_on_new_conn(h1req *r);
+
+/* The upstream closed the connection (or it failed) while the request was on it. */
+static void conn_lost(h1req *r, ssize_t status)
+{
+    h1conn *c = r->conn;
+    if (status == UV_EOF && sky__h1_reply_eof(&c->reply)) {
+        complete(r, 0);
+    } else if (!r->answered && c->served > 0 && !r->retried) {
+        r->retried = 1; /* a pooled connection closed before it got our request */
+        drop_conn(r);
+        send_on_new_conn(r);
+    } else if (c->reply.state == SKY__H1_HEAD) {
+        fail(r, SKY_ECONNRESET,
+             status == UV_EOF ? "connection closed before the response" : uv_strerror((int)status),
+             1);
+    } else {
+        fail(r, SKY_EPARTIAL, "connection closed before the end of the response", 1);
+    }
+}
+
+static void on_alloc(uv_handle_t *t, size_t hint, uv_buf_t *buf)
+{
+    h1conn *c = t->data;
+    (void)hint;
+    *buf = uv_buf_init(c->h->rbuf, H1_READ_ROOM);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    h1conn *c = s->data;
+    if (nread == 0 || c->closing)
+        return;
+    if (c->req == NULL)
+        conn_close(c); /* pooled: the upstream closed it, or sent what no one asked for */
+    else if (nread < 0)
+        conn_lost(c->req, nread);
+    else
+        read_reply(c->req, buf->base, (size_t)nread);
+}
+
+/* ---- the request ---- */
+
+static void on_written(uv_write_t *w, int status)
+{
+    h1conn *c = w->data;
+    c->writing = 0;
+    if (status < 0 && !c->closing && c->req)
+        conn_lost(c->req, status);
+}
+
+/* The request's bytes: at once, and what the socket did not take from the loop. */
+static void write_request(h1req *r)
+{
+    h1conn *c = r->conn;
+    uv_buf_t b = uv_buf_init(r->out.data, (unsigned)r->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS)
+        n = 0;
+    if (n >= 0 && (size_t)n < b.len) {
+        b.base += n;
+        b.len -= (unsigned)n;
+        n = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+        c->writing = n == 0;
+    }
+    if (n < 0)
+        conn_lost(r, n);
+}
+
+static void attach(h1req *r, h1conn *c)
+{
+    r->conn = c;
+    c->req = r;
+    c->idle_since = 0;
+    sky__h1_reply_init(&c->reply, r->is_head);
+}
+
+static void on_connect(uv_connect_t *cr, int status)
+{
+    h1conn *c = cr->data;
+    h1req *r = c->req;
+    if (c->closing || r == NULL)
+        return;
+    if (status < 0) {
+        fail(r, SKY_ECONNECT, uv_strerror(status), 1);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     connected(r);
-    *reqbufs = &r->iov;
-    *reqbufcnt = 1;
-    *method_is_head = r->is_head;
-    return on_head;
+    write_request(r);
+}
+
+static void send_on_new_conn(h1req *r)
+{
+    sky__h1 *h = r->h;
+    h1conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        fail(r, SKY_ENOMEM, "out of memory opening a connection", 0);
+        return;
+    }
+    c->h = h;
+    c->org = r->org;
+    uv_tcp_init(h->loop, &c->tcp);
+    h->handles++;
+    c->tcp.data = c->connect.data = c->write.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    attach(r, c);
+    r->reused = 0;
+    int rc = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&r->org->addr, on_connect);
+    if (rc < 0)
+        fail(r, SKY_ECONNECT, uv_strerror(rc), 1);
+}
+
+static void dispatch(h1req *r)
+{
+    h1conn *c = pool_take(r->org);
+    if (c == NULL) {
+        send_on_new_conn(r);
+        return;
+    }
+    attach(r, c);
+    r->reused = 1;
+    connected(r);
+    write_request(r);
 }
 
 /* ---- origins ---- */
@@ -375,7 +687,7 @@ static origin *find_origin(sky__h1 *h, const char *url)
 }
 
 /* The address of a literal host (or localhost); -1 for a name curl has to resolve. */
-static int literal_address(const char *host, long port, struct sockaddr_storage *ss, socklen_t *len)
+static int literal_address(const char *host, long port, struct sockaddr_storage *ss)
 {
     struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
@@ -392,20 +704,18 @@ static int literal_address(const char *host, long port, struct sockaddr_storage 
     if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*v4);
         return 0;
     }
     if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*v6);
         return 0;
     }
     return -1;
 }
 
 /* curl's URL parser reads the host and port; the prefix is the URL up to its path. */
-static int origin_address(const char *url, struct sockaddr_storage *ss, socklen_t *len)
+static int origin_address(const char *url, struct sockaddr_storage *ss)
 {
     CURLU *u = curl_url();
     char *host = NULL, *port = NULL;
@@ -413,7 +723,7 @@ static int origin_address(const char *url, struct sockaddr_storage *ss, socklen_
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
-        rc = literal_address(host, strtol(port, NULL, 10), ss, len);
+        rc = literal_address(host, strtol(port, NULL, 10), ss);
     curl_free(host);
     curl_free(port);
     curl_url_cleanup(u);
@@ -425,8 +735,7 @@ static origin *add_origin(sky__h1 *h, const char *url)
     const char *auth = url + 7; /* after "http://" */
     size_t alen = strcspn(auth, "/?#");
     struct sockaddr_storage ss;
-    socklen_t sl;
-    if (alen == 0 || memchr(auth, '@', alen) || origin_address(url, &ss, &sl) < 0)
+    if (alen == 0 || memchr(auth, '@', alen) || origin_address(url, &ss) < 0)
         return NULL;
     origin *o = calloc(1, sizeof(*o));
     if (o == NULL || (o->prefix = strndup(url, 7 + alen)) == NULL ||
@@ -437,8 +746,7 @@ static origin *add_origin(sky__h1 *h, const char *url)
         return NULL;
     }
     o->prefix_len = 7 + alen;
-    h2o_socketpool_init_by_address(&o->pool, (struct sockaddr *)&ss, sl, 0, H1_POOL_CAPACITY);
-    h2o_socketpool_set_timeout(&o->pool, h->loop, H1_IDLE_MS);
+    o->addr = ss;
     o->next = h->origins;
     h->origins = o;
     return o;
@@ -457,17 +765,18 @@ int sky__h1_new(sky_http_client *c, uv_loop_t *loop, const sky_http_client_optio
     h->max_response_bytes = o->max_response_bytes;
     h->connect_timeout_ms = o->connect_timeout_ms;
     h->user_agent = strdup(o->user_agent ? o->user_agent : "skyio");
-    if (h->user_agent == NULL) {
+    h->rbuf = malloc(H1_READ_ROOM);
+    if (h->user_agent == NULL || h->rbuf == NULL) {
+        free(h->user_agent);
+        free(h->rbuf);
         free(h);
         return SKY_ENOMEM;
     }
-    h2o_timeout_init(loop, &h->io_timeout, H1_IO_TIMEOUT_MS);
-    h->ctx.loop = loop;
-    h->ctx.io_timeout = &h->io_timeout;
     uv_timer_init(loop, &h->reaper);
     h->reaper.data = h;
-    uv_check_init(loop, &h->check);
-    h->check.data = h;
+    uv_timer_init(loop, &h->sweeper);
+    h->sweeper.data = h;
+    h->handles = 2;
     *out = h;
     return 0;
 }
@@ -524,7 +833,6 @@ static int build_request(h1req *r, const sky_http_request_options *o, const orig
     if (rc == 0 && body && o->body.len)
         rc = sky_buf_append(&r->out, o->body.ptr, o->body.len);
     r->is_head = strcmp(m, "HEAD") == 0;
-    r->iov = h2o_iovec_init(r->out.data, r->out.len);
     return rc < 0 ? SKY_ENOMEM : 0;
 }
 
@@ -537,6 +845,7 @@ int sky__h1_send(sky__h1 *h, const sky_http_request_options *o, sky_http_request
         return sky_error_set(err, SKY_ENOMEM, "out of memory starting a request");
     r->kind = SKY__HTTP_KIND_H1;
     r->h = h;
+    r->org = org;
     sky_buf_init(&r->out, SIZE_MAX);
     sky_buf_init(&r->resp_body,
                  o->max_response_bytes ? o->max_response_bytes : h->max_response_bytes);
@@ -561,7 +870,7 @@ int sky__h1_send(sky__h1 *h, const sky_http_request_options *o, sky_http_request
     list_push(&h->active, r);
     h->n_active++;
     r->sending = 1;
-    h2o_http1client_connect_with_pool(&r->client, r, &h->ctx, &org->pool, on_connect);
+    dispatch(r);
     r->sending = 0;
     if (out_req)
         *out_req = (sky_http_request *)r;
@@ -576,35 +885,17 @@ void sky__h1_cancel(sky_http_request *req)
     r->canceled = 1;
     if (r->in_cb)
         return; /* stopped when the callback returns to us */
-    if (r->client)
-        h2o_http1client_cancel(r->client);
-    r->client = NULL;
-    end(r, DEFER_TIMER);
-}
-
-static void on_h1_closed(uv_handle_t *t)
-{
-    sky__h1 *h = t->data;
-    while (h->origins) {
-        origin *o = h->origins;
-        h->origins = o->next;
-        free(o->prefix);
-        free(o->authority);
-        free(o);
-    }
-    free(h->user_agent);
-    free(h);
+    end(r, 1);
 }
 
 void sky__h1_free(sky__h1 *h)
 {
     if (h == NULL)
         return;
+    h->freeing = 1;
     while (h->active) {
         h1req *r = h->active;
-        if (r->client)
-            h2o_http1client_cancel(r->client);
-        r->client = NULL;
+        drop_conn(r);
         r->canceled = 1;
         list_remove(&h->active, r);
         h->n_active--;
@@ -616,11 +907,9 @@ void sky__h1_free(sky__h1 *h)
         list_remove(&h->ended, r);
         report(r);
     }
-    /* libuv finishes closes in the reverse order of the uv_close calls: the reaper, closed
-     * first, goes last, after the pools' and the timeout's timers (inside this memory). */
-    uv_close((uv_handle_t *)&h->reaper, on_h1_closed);
-    uv_close((uv_handle_t *)&h->check, NULL);
     for (origin *o = h->origins; o; o = o->next)
-        h2o_socketpool_dispose(&o->pool);
-    h2o_timeout_dispose(h->loop, &h->io_timeout);
+        while (o->idle)
+            conn_close(o->idle);
+    uv_close((uv_handle_t *)&h->reaper, on_timer_closed);
+    uv_close((uv_handle_t *)&h->sweeper, on_timer_closed);
 }

@@ -1,6 +1,7 @@
 /*
- * The HTTP client's second transport: h2o's own HTTP/1 client (h2o/http1client.h) with a
- * keep-alive socket pool per origin, on the client's libuv loop. A client made with
+ * The HTTP client's second transport: HTTP/1.1 on libuv directly, replies parsed by the
+ * picohttpparser that libh2o carries, with a pool of live keep-alive connections per
+ * origin, on the client's libuv loop (named for h2o, whose client it was). A client made with
  * SKY_HTTP_TRANSPORT_H2O sends here the requests this transport can take (plain http://
  * to an IP literal or localhost, an in-memory body); every other request (TLS, HTTP/2, a
  * host name to resolve, a streamed upload, curl buffer sizes) still goes through curl.
