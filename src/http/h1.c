@@ -492,8 +492,9 @@ static int head_room(h1req *r, size_t need)
 static void keep_head(h1req *r, const char *p, size_t n)
 {
     h1conn *c = r->conn;
-    if (head_room(r, n) < 0)
-        return;
+    c->head_len = 0;
+    if (n == 0 || head_room(r, n) < 0)
+        return; /* nothing yet of the head after a 1xx: the next read starts it */
     memmove(c->head, p, n);
     c->head_len = n;
 }
