@@ -47,12 +47,13 @@ int sky__sqlite_fail(sky__sqlite *q, sky_error *err, int rc, const char *what)
     return rc;
 }
 
-sqlite3_stmt *sky__sqlite_stmt(sky__sqlite *q, sky__sqlite_q id, sky_error *err)
+static sqlite3_stmt *stmt(sky__sqlite *q, sky__sqlite_q id, int clear, sky_error *err)
 {
     sqlite3_stmt *st = q->stmts[id];
     if (st) {
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+        if (clear)
+            sqlite3_clear_bindings(st);
         return st;
     }
     int rc = sqlite3_prepare_v3(q->db, sky__sqlite_sql(id), -1, SQLITE_PREPARE_PERSISTENT,
@@ -62,6 +63,16 @@ sqlite3_stmt *sky__sqlite_stmt(sky__sqlite *q, sky__sqlite_q id, sky_error *err)
         return NULL;
     }
     return q->stmts[id];
+}
+
+sqlite3_stmt *sky__sqlite_stmt(sky__sqlite *q, sky__sqlite_q id, sky_error *err)
+{
+    return stmt(q, id, 1, err);
+}
+
+sqlite3_stmt *sky__sqlite_stmt_rebind(sky__sqlite *q, sky__sqlite_q id, sky_error *err)
+{
+    return stmt(q, id, 0, err);
 }
 
 static int step_simple(sky__sqlite *q, sky__sqlite_q id, sky_error *err)

@@ -19,7 +19,13 @@ typedef enum {
     Q_CACHE_OLD_SIZE,
     Q_CACHE_PUT,
     Q_CACHE_EVICT,
-    Q_USAGE_INSERT,
+    Q_USAGE_INSERT, /* Q_USAGE_INSERT + i: 2^i records in one statement, up to 32 */
+    Q_USAGE_INSERT_2,
+    Q_USAGE_INSERT_4,
+    Q_USAGE_INSERT_8,
+    Q_USAGE_INSERT_16,
+    Q_USAGE_INSERT_32,
+    Q_USAGE_ADD, /* a batch's sums into usage_daily */
     Q_USAGE_TOTALS,
     Q_DOC_PUT,
     Q_DOC_GET,
@@ -95,6 +101,9 @@ void sky__sqlite_submit(sky__store *s, sky__sqlite_job *job);
 int sky__sqlite_fail(sky__sqlite *q, sky_error *err, int rc, const char *what);
 /* The statement @p id, reset and unbound, or NULL (job->err set). */
 sqlite3_stmt *sky__sqlite_stmt(sky__sqlite *q, sky__sqlite_q id, sky_error *err);
+/* The same, its old values left bound: for a caller that binds every parameter (a usage
+ * batch: clearing 320 parameters a statement costs as much as a bind). */
+sqlite3_stmt *sky__sqlite_stmt_rebind(sky__sqlite *q, sky__sqlite_q id, sky_error *err);
 
 /* sqlite_schema.c: open the file, WAL, migrate. SQLITE_OK or the failure (err set). */
 int sky__sqlite_open_db(sky__sqlite *q, sky_error *err);
