@@ -1,14 +1,14 @@
 /*
- * The PostgreSQL store's schema against a real server (initdb + pg_ctl in a temp dir,
- * skipped when not installed):
+ * The PostgreSQL store's schema and usage batches against a real server (initdb + pg_ctl in
+ * a temp dir, skipped when not installed):
  * - a database written by schema version 1 (its DDL frozen here as that version wrote it:
  *   the records indexed by day, key and model, no rollup) opens with the current skyio, is
  *   migrated to version 2 (the rollup skyio_usage_daily, kept by a trigger; the indexes
- *   gone)
- *   and its totals are what they were; records written afterwards add to them;
+ *   gone) and its totals are what they were; records written afterwards add to them;
  * - a database from a newer skyio is refused with the version in the message;
  * - names with what COPY's formats give a meaning to (a tab, a newline, a carriage return,
- *   a backslash, "\." and "\N") come back as written.
+ *   a backslash, "\." and "\N") come back as written;
+ * - a batch the server refuses fails its flush, whole, and the connection goes on serving.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -267,12 +267,45 @@ static void copy_escapes_come_back(void **state)
     sky_test_loop_free(loop);
 }
 
+/* A batch the server refuses (a name that is not UTF-8) fails its flush without hanging; the
+ * connection goes on serving, the record stays queued, a later good record waits behind it,
+ * and closing ends, counting both lost. */
+static void refused_batch_keeps_the_connection(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_non_null(s);
+    sky__store_usage bad = {1796083200000, "bad\xff", "m", "d", 200, 1, 1, 1, 0};
+    assert_int_equal(sky__store_usage_append(s, &bad), 0);
+    waiter w = {0};
+    sky__store_usage_flush(s, on_done, &w);
+    assert_true(sky_test_run_until(loop, &w.done, 20000));
+    assert_int_equal(w.err.code, SKY_EIO);
+    assert_non_null(strstr(w.err.message, "UTF8"));
+    totals(loop, s, NULL, &w); /* the same pool, still serving */
+    assert_int_equal(w.n, 0);
+    sky__store_usage good = {1796083200000, "good", "m", "d", 200, 1, 1, 1, 0};
+    assert_int_equal(sky__store_usage_append(s, &good), 0);
+    sky__store_stats st;
+    sky__store_get_stats(s, &st);
+    assert_int_equal(st.usage_queued + st.usage_written, 2);
+    sky__store_close_sync(loop, s);
+    char v[64];
+    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "0"); /* a batch is all or nothing */
+    sky_test_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(version1_database_is_migrated, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(refused_batch_keeps_the_connection, pg_setup, pg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
