@@ -64,6 +64,8 @@ struct sky__store {
     int writing;
     uv_timer_t flush_timer;
     sky__flush_waiter *waiters;
+    sky__usage_node *spare; /* written nodes kept for the next records, spare_n of them */
+    size_t spare_n;
     sky__store_stats stats;
     sky__usage_spill *spill; /* usage_spill.c; NULL: none */
     char spill_path[512];    /* copy of opts.usage_spill_path */
@@ -106,6 +108,7 @@ void sky__store_run_deferred(sky__store *s);
 struct sky__usage_node {
     sky__usage_node *next;
     sky__store_usage rec; /* strings point into `strings` */
+    size_t room;          /* bytes of `strings` when the queue may reuse the node, else 0 */
     char strings[];
 };
 /* A copy of @p r (its strings too), or NULL. */

@@ -20,24 +20,63 @@ struct sky__flush_waiter {
 
 static void write_batch(sky__store *s);
 
-sky__usage_node *sky__usage_node_new(const sky__store_usage *r)
+/* A node's room for its three strings when the queue reuses it: most records' names fit. */
+#define NODE_ROOM 112
+
+/* @p r's copy into @p n, its strings @p lens long (with their NULs). */
+static sky__usage_node *fill(sky__usage_node *n, const sky__store_usage *r, const char *str[3],
+                             const size_t lens[3])
 {
-    const char *k = r->key_name ? r->key_name : "";
-    const char *m = r->model ? r->model : "";
-    const char *d = r->deployment ? r->deployment : "";
-    size_t kl = strlen(k) + 1, ml = strlen(m) + 1, dl = strlen(d) + 1;
-    sky__usage_node *n = malloc(sizeof(*n) + kl + ml + dl);
-    if (!n)
-        return NULL;
     n->next = NULL;
     n->rec = *r;
-    memcpy(n->strings, k, kl);
-    memcpy(n->strings + kl, m, ml);
-    memcpy(n->strings + kl + ml, d, dl);
-    n->rec.key_name = n->strings;
-    n->rec.model = n->strings + kl;
-    n->rec.deployment = n->strings + kl + ml;
+    char *p = n->strings;
+    const char **dst[3] = {&n->rec.key_name, &n->rec.model, &n->rec.deployment};
+    for (int i = 0; i < 3; i++) {
+        memcpy(p, str[i], lens[i]);
+        *dst[i] = p;
+        p += lens[i];
+    }
     return n;
+}
+
+/* A node for @p r: a spare one when its strings fit (no malloc), else a new one, with room
+ * to be reused when they fit @p room. */
+static sky__usage_node *node_for(sky__store *s, const sky__store_usage *r, size_t room)
+{
+    const char *str[3] = {r->key_name ? r->key_name : "", r->model ? r->model : "",
+                          r->deployment ? r->deployment : ""};
+    size_t lens[3] = {strlen(str[0]) + 1, strlen(str[1]) + 1, strlen(str[2]) + 1};
+    size_t need = lens[0] + lens[1] + lens[2];
+    sky__usage_node *n;
+    if (s && need <= NODE_ROOM && s->spare) {
+        n = s->spare;
+        s->spare = n->next;
+        s->spare_n--;
+        return fill(n, r, str, lens);
+    }
+    room = need <= room ? room : 0;
+    n = malloc(sizeof(*n) + (room ? room : need));
+    if (!n)
+        return NULL;
+    n->room = room;
+    return fill(n, r, str, lens);
+}
+
+sky__usage_node *sky__usage_node_new(const sky__store_usage *r)
+{
+    return node_for(NULL, r, 0);
+}
+
+/* A written node: kept for the next records (up to a batch of them), else freed. */
+static void node_done(sky__store *s, sky__usage_node *n)
+{
+    if (n->room == NODE_ROOM && s->spare_n < s->opts.usage_batch_max) {
+        n->next = s->spare;
+        s->spare = n;
+        s->spare_n++;
+        return;
+    }
+    free(n);
 }
 
 /* Past the memory bound, or behind records already there: to the spill file. */
@@ -62,7 +101,7 @@ int sky__store_usage_append(sky__store *s, const sky__store_usage *rec)
     if (s->spill && (full || sky__spill_active(s)))
         return spill(s, rec);
     if (!full)
-        n = sky__usage_node_new(rec);
+        n = node_for(s, rec, NODE_ROOM);
     if (!n) {
         s->stats.usage_lost++;
         return SKY_EBUSY;
@@ -145,7 +184,7 @@ static void on_batch_written(const sky_error *err, void *ud)
         requeue_batch(s);
     } else {
         for (size_t i = 0; i < s->batch_n; i++)
-            free(s->batch[i]);
+            node_done(s, s->batch[i]);
         s->stats.usage_written += s->batch_n;
     }
     s->batch_n = 0;
@@ -259,6 +298,12 @@ void sky__store_usage_free(sky__store *s)
     }
     s->q_tail = NULL;
     s->stats.usage_queued = 0;
+    while (s->spare) {
+        sky__usage_node *n = s->spare;
+        s->spare = n->next;
+        free(n);
+    }
+    s->spare_n = 0;
     sky_error cancel;
     sky_error_clear(&cancel);
     sky_error_set(&cancel, SKY_ECANCELED, "store closed");

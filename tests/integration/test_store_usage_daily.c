@@ -5,8 +5,8 @@
  *   the same as its records' sums, the records kept, and records written after add to
  *   them;
  * - after many batches of every size (full ones, odd-sized flushes, one at a time, several
- *   days and keys in one batch), `skyio usage --json` prints the totals the test counted
- *   itself, and they are the sums of the rows in `usage`.
+ *   days and keys in one batch, names too long for a reused queue node among them), `skyio usage
+ * --json` prints the totals the test counted itself, and they are the sums of the rows in `usage`.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,14 +26,17 @@
 #define DAY_MS 86400000LL
 #define T0 1796428800000LL /* 2026-12-05T00:00:00Z */
 
-static const char *const keys[] = {"team-a", "team-b", "", "k'; DROP TABLE usage; --"};
+#define LONG_NAME                                                                                  \
+    "a-key-name-longer-than-what-the-queue-keeps-room-for-in-a-reused-node-"                       \
+    "so-its-record-takes-a-node-of-its-own-and-frees-it-after-its-batch-0123456789"
+static const char *const keys[] = {"team-a", "team-b", "", "k'; DROP TABLE usage; --", LONG_NAME};
 static const char *const models[] = {"gpt-4o", "gpt-4o-mini", "o3"};
 
 /* ---- one group's sums, by day, key and model */
 
 typedef struct sums {
     char day[11];
-    char key[64];
+    char key[200];
     char model[32];
     int64_t requests, errors, tokens_in, tokens_out;
     double cost;
