@@ -74,12 +74,39 @@ int sky_buf_append_str(sky_buf *b, const char *s)
     return sky_buf_append(b, s, strlen(s));
 }
 
+/* Bytes at the end of @p b that a vsnprintf may write (its NUL among them), within what is
+ * allocated and the cap; first grown to a line's worth when there is less. */
+#define PRINTF_ROOM 128
+
+static size_t room_for_printf(sky_buf *b)
+{
+    size_t left = b->cap - b->len; /* len never passes cap */
+    if (b->alloc - b->len < PRINTF_ROOM && left > 0)
+        (void)buf_reserve(b, left < PRINTF_ROOM ? left : PRINTF_ROOM); /* else the slow way */
+    if (b->data == NULL)
+        return 0;
+    size_t room = b->alloc - b->len; /* the NUL's byte included */
+    return left < room - 1 ? left + 1 : room;
+}
+
+/*
+ * One formatting pass when the text fits in what is allocated (nearly always, once a buffer
+ * has grown), two when it must grow: a pass to measure, then one to write. Each pass is a
+ * vsnprintf, the cost of a header line.
+ */
 int sky_buf_printf(sky_buf *b, const char *fmt, ...)
 {
     va_list ap;
+    size_t room = room_for_printf(b);
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < room) {
+        b->len += (size_t)n;
+        return 0;
+    }
+    if (room)
+        b->data[b->len] = '\0'; /* a cut attempt leaves nothing behind */
     if (n < 0)
         return SKY_EINVAL;
     int rc = buf_reserve(b, (size_t)n);

@@ -145,6 +145,38 @@ static void test_printf_large(void **state)
     sky_buf_free(&b);
 }
 
+/* A text that does not fit what is allocated grows the buffer and is written whole; one
+ * that fits the cap exactly is taken; one past it leaves the buffer as it was. */
+static void test_printf_fits_grows_and_caps(void **state)
+{
+    (void)state;
+    sky_buf b;
+    sky_buf_init(&b, 300);
+    assert_int_equal(sky_buf_printf(&b, "%s", "head:"), 0);
+    char line[200];
+    memset(line, 'q', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\0';
+    assert_int_equal(sky_buf_printf(&b, "%s", line), 0); /* past the first allocation */
+    assert_int_equal(b.len, 5 + sizeof(line) - 1);
+    assert_memory_equal(b.data, "head:qqq", 8);
+    assert_int_equal(b.data[b.len], '\0');
+    size_t left = 300 - b.len;
+    memset(line, 'r', left);
+    line[left] = '\0';
+    line[left - 1] = 'z';
+    assert_int_equal(sky_buf_printf(&b, "%s!", line), SKY_ETOOBIG); /* one byte past the cap */
+    assert_int_equal(b.len, 300 - left);
+    assert_int_equal(b.data[b.len], '\0');
+    assert_int_equal(sky_buf_printf(&b, "%s", line), 0); /* exactly to the cap */
+    assert_int_equal(b.len, 300);
+    assert_int_equal(b.data[299], 'z');
+    assert_int_equal(b.data[300], '\0');
+    assert_int_equal(sky_buf_printf(&b, "%s", ""), 0);
+    assert_int_equal(sky_buf_printf(&b, "%c", 'x'), SKY_ETOOBIG);
+    assert_int_equal(b.len, 300);
+    sky_buf_free(&b);
+}
+
 static void test_consume(void **state)
 {
     (void)state;
@@ -231,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_zero_cap),
         cmocka_unit_test(test_printf),
         cmocka_unit_test(test_printf_large),
+        cmocka_unit_test(test_printf_fits_grows_and_caps),
         cmocka_unit_test(test_consume),
         cmocka_unit_test(test_reset_keeps_storage),
         cmocka_unit_test(test_detach),
