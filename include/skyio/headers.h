@@ -27,6 +27,11 @@ SKY_EXTERN int sky_headers_add(sky_headers *h, sky_span name, sky_span value) SK
  */
 SKY_EXTERN int sky_headers_parse_line(sky_headers *h, const char *line, size_t len) SKY_NODISCARD;
 /**
+ * Forget every entry from the @p n-th on (the first @p n stay; nothing when there are no
+ * more). Their bytes are wiped, so a credential added for one request does not linger.
+ */
+SKY_EXTERN void sky_headers_truncate(sky_headers *h, size_t n);
+/**
  * Add every entry of @p src to @p dst, in order (@p src may be NULL).
  * Returns 0, or the first error of sky_headers_add (entries before it stay).
  */

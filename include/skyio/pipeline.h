@@ -29,9 +29,10 @@ typedef struct sky_pipeline sky_pipeline;
 typedef struct sky_call sky_call;
 
 /**
- * Per-try auth: add the credential's headers to @p headers (a copy per
- * attempt). With @p refresh nonzero the previous attempt got 401: get a new
- * token first. Returns 0, or a SKY_E code that ends the call (SKY_EAUTH).
+ * Per-try auth: add the credential's headers to @p headers (the call's, for this
+ * attempt only: what is added is dropped again once the attempt has gone). With @p refresh nonzero
+ * the previous attempt got 401: get a new token first. Returns 0, or a SKY_E code that ends the
+ * call (SKY_EAUTH).
  */
 typedef int (*sky_pipeline_auth_cb)(void *user_data, sky_headers *headers, int refresh);
 
@@ -39,8 +40,8 @@ typedef int (*sky_pipeline_auth_cb)(void *user_data, sky_headers *headers, int r
  * Per-try signing, for a scheme that signs the request itself (Storage's Shared Key signs
  * the verb, the URL and every x-ms-* header). Called last before each attempt is sent,
  * after every header the pipeline adds (x-ms-client-request-id, the bearer token, auth's),
- * with the attempt's @p method, @p url and @p headers (the attempt's own copy: what it adds
- * goes with this attempt only). It may add headers (a fresh x-ms-date) and adds its
+ * with the attempt's @p method, @p url and @p headers (the call's: what it adds goes with this
+ * attempt only). It may add headers (a fresh x-ms-date) and adds its
  * signature over them. Returns 0, or a SKY_E code with @p err filled that ends the call
  * (never a secret in the message). Everything is borrowed for the call.
  */

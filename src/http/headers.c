@@ -13,10 +13,12 @@
 #include "skyio/headers.h"
 #include "skyio/error.h"
 
-/* One header; name and value lie side by side in the map's pool. */
+/* One header; name and value lie side by side in the map's pool, with their lengths: a
+ * lookup passes over names of another length, a copy is two memcpys. */
 typedef struct hdr_entry {
     char *name;
     char *value;
+    size_t nlen, vlen;
 } hdr_entry;
 
 /*
@@ -163,13 +165,26 @@ static char ascii_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
-static int name_eq(const char *a, const char *b)
+/* Two names of @p n bytes alike but for ASCII case. */
+static int name_eq(const char *a, const char *b, size_t n)
 {
-    while (*a && ascii_lower(*a) == ascii_lower(*b)) {
-        a++;
-        b++;
-    }
-    return ascii_lower(*a) == ascii_lower(*b); /* both ended, or a mismatch */
+    for (size_t i = 0; i < n; i++)
+        if (ascii_lower(a[i]) != ascii_lower(b[i]))
+            return 0;
+    return 1;
+}
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Whether one of the 8 bytes at @p p is CR, LF or NUL (the test for a zero byte in a word,
+ * on the word and on its XORs with CR's and LF's). */
+static int ctl8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    uint64_t cr = w ^ (ONES * '\r'), lf = w ^ (ONES * '\n');
+    return (((w - ONES) & ~w) | ((cr - ONES) & ~cr) | ((lf - ONES) & ~lf)) & HIGHS;
 }
 
 /*
@@ -179,11 +194,15 @@ static int name_eq(const char *a, const char *b)
  */
 static void copy_value(char *dst, sky_span v)
 {
-    for (size_t i = 0; i < v.len; i++) {
-        char c = v.ptr[i];
-        dst[i] = (c == '\r' || c == '\n' || c == '\0') ? ' ' : c;
-    }
+    if (v.len)
+        memcpy(dst, v.ptr, v.len);
     dst[v.len] = '\0';
+    size_t i = 0;
+    while (i + 8 <= v.len && !ctl8(dst + i))
+        i += 8; /* a word at a time: such bytes are rare */
+    for (; i < v.len; i++)
+        if (dst[i] == '\r' || dst[i] == '\n' || dst[i] == '\0')
+            dst[i] = ' ';
 }
 
 static int grow(sky_headers *h)
@@ -217,8 +236,7 @@ int sky_headers_add(sky_headers *h, sky_span name, sky_span value)
     memcpy(p, name.ptr, name.len);
     p[name.len] = '\0';
     copy_value(p + name.len + 1, value);
-    h->v[h->n].name = p;
-    h->v[h->n].value = p + name.len + 1;
+    h->v[h->n] = (hdr_entry){p, p + name.len + 1, name.len, value.len};
     h->n++;
     return 0;
 }
@@ -236,8 +254,8 @@ static int unfold(sky_headers *h, sky_span cont)
     if (cont.len == 0)
         return 0;
     hdr_entry *e = &h->v[h->n - 1];
-    size_t nlen = strlen(e->name);
-    size_t vlen = strlen(e->value);
+    size_t nlen = e->nlen;
+    size_t vlen = e->vlen;
     size_t sep = vlen ? 1 : 0;
     if (cont.len > SIZE_MAX - nlen - vlen - 3)
         return SKY_ENOMEM;
@@ -251,6 +269,7 @@ static int unfold(sky_headers *h, sky_span cont)
     if (sep)
         e->value[vlen] = ' ';
     copy_value(e->value + vlen + sep, cont);
+    e->vlen = vlen + sep + cont.len;
     return 0;
 }
 
@@ -283,8 +302,9 @@ const char *sky_headers_get(const sky_headers *h, const char *name)
 {
     if (h == NULL || name == NULL)
         return NULL;
+    size_t n = strlen(name);
     for (size_t i = 0; i < h->n; i++) {
-        if (name_eq(h->v[i].name, name))
+        if (h->v[i].nlen == n && name_eq(h->v[i].name, name, n))
             return h->v[i].value;
     }
     return NULL;
@@ -533,12 +553,53 @@ int sky_parse_retry_after_ms(const sky_headers *h, const sky_clock *clock, int64
     return parse_retry_after(v, clock, out_ms);
 }
 
+/* An entry's bytes back to the pool when they are the last it gave, so a map that takes
+ * and drops a header per request (sky_headers_truncate) does not grow. */
+static void pool_give_back(sky_headers *h, char *p, size_t n)
+{
+    if (p >= h->inline_bytes && p < h->inline_bytes + INLINE_BYTES) {
+        if (p + n == h->inline_bytes + h->used)
+            h->used -= n;
+    } else if (h->blocks && p + n == h->blocks->mem + h->blocks->used) {
+        h->blocks->used -= n;
+    }
+}
+
+void sky_headers_truncate(sky_headers *h, size_t n)
+{
+    while (h && h->n > n) {
+        hdr_entry *e = &h->v[--h->n];
+        /* a credential added for one attempt does not linger in the pool */
+        memset(e->name, 0, e->nlen);
+        memset(e->value, 0, e->vlen);
+        if (e->value == e->name + e->nlen + 1)
+            pool_give_back(h, e->name, e->nlen + e->vlen + 2);
+    }
+}
+
+/* An entry of another map as it is: its name was checked and its value cleaned when it was
+ * added there, so the copy is two memcpys (a request's headers are copied once a call). */
+static int add_entry(sky_headers *h, hdr_entry e)
+{
+    if (grow(h) < 0)
+        return SKY_ENOMEM;
+    char *p = pool_take(h, e.nlen + e.vlen + 2);
+    if (p == NULL)
+        return SKY_ENOMEM;
+    memcpy(p, e.name, e.nlen + 1);
+    memcpy(p + e.nlen + 1, e.value, e.vlen + 1);
+    h->v[h->n] = (hdr_entry){p, p + e.nlen + 1, e.nlen, e.vlen};
+    h->n++;
+    return 0;
+}
+
 int sky_headers_add_all(sky_headers *dst, const sky_headers *src)
 {
-    for (size_t i = 0; src && i < sky_headers_count(src); i++) {
-        const char *n, *v;
-        (void)sky_headers_at(src, i, &n, &v);
-        int rc = sky_headers_add(dst, sky_span_cstr(n), sky_span_cstr(v));
+    size_t n = src ? src->n : 0; /* dst may be src: its own entries once */
+    if (dst == NULL && n > 0)
+        return SKY_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = add_entry(dst, src->v[i]);
         if (rc < 0)
             return rc;
     }

@@ -56,8 +56,9 @@ struct sky_call {
     uint64_t sent_ns, headers_ns; /* real time, as the transport's own total_us */
     char request_id[SKY_UUID_LEN + 1];
     sky_retry_state retry;
-    sky_error *fault;  /* while retrying: the last attempt's failure (own allocation) */
-    uv_timer_t *timer; /* own allocation: freed by its close callback */
+    sky_error *fault;        /* while retrying: the last attempt's failure (own allocation) */
+    uv_timer_t *timer;       /* &timer_handle once it is initialised */
+    uv_timer_t timer_handle; /* the call is freed by its close callback */
     int step;
     int canceled;
     int orphaned; /* the pipeline went first: report nothing, free on return */
@@ -146,9 +147,10 @@ void sky_call_options_init(sky_call_options *o)
 
 /* ---- life of a call ---- */
 
+/* The call's memory, its timer within it, goes once the loop has let go of the timer. */
 static void on_timer_closed(uv_handle_t *h)
 {
-    free(h);
+    free(h->data);
 }
 
 /* FNV-1a: tells tokens apart without keeping one. */
@@ -172,21 +174,19 @@ static void forget_bearer(sky_call *c)
 static void call_free(sky_call *c)
 {
     forget_bearer(c);
-    if (c->timer)
-        uv_close((uv_handle_t *)c->timer, on_timer_closed);
     sky_headers_free(c->headers);
     sky_buf_free(&c->held);
     free(c->fault);
     json_decref(c->reply_json);
-    free(c->method);
-    /* a URL may carry a SAS signature: it does not outlive the call in freed memory */
-    if (c->url)
-        OPENSSL_cleanse(c->url, strlen(c->url));
-    free(c->url);
-    if (c->body) /* a token request's body holds a client secret */
+    /* a URL may carry a SAS signature, a token request's body a client secret: neither
+     * outlives the call in freed memory */
+    OPENSSL_cleanse(c->url, strlen(c->url));
+    if (c->body)
         OPENSSL_cleanse(c->body, c->body_len);
-    free(c->body);
-    free(c);
+    if (c->timer)
+        uv_close((uv_handle_t *)c->timer, on_timer_closed); /* which frees c */
+    else
+        free(c);
 }
 
 static void backoff_over(sky_call *c)
@@ -511,26 +511,18 @@ static int sign_attempt(sky_call *c, sky_headers *h, sky_error *err)
     return rc < 0 ? rc : 0;
 }
 
-/* Whether an attempt carries more than the call's own headers (its request id among them). */
-static int attempt_adds_headers(const sky_call *c)
-{
-    return c->bearer != NULL || c->p->o.auth != NULL || c->p->o.sign != NULL;
-}
-
 /*
- * The attempt's headers: the call's own when nothing is added per attempt (borrowed: *out is
- * c->headers), else a copy with the credential and the signature (the caller frees it).
+ * The attempt's headers: the call's own, with the credential and the signature of this
+ * attempt added after them; send_attempt drops those again (sky_headers_truncate, which
+ * wipes them) once the transport has copied the request. The first @p own entries are the
+ * call's.
  */
-static int attempt_headers(sky_call *c, sky_headers **out, sky_error *err)
+static int attempt_headers(sky_call *c, size_t own, sky_error *err)
 {
     sky_pipeline *p = c->p;
-    if (!attempt_adds_headers(c)) {
-        *out = c->headers;
-        return 0;
-    }
-    sky_headers *h = sky_headers_new();
-    int rc = h ? sky_headers_add_all(h, c->headers) : SKY_ENOMEM;
-    if (rc == 0 && c->bearer) {
+    sky_headers *h = c->headers;
+    int rc = 0;
+    if (c->bearer) {
         sky_buf v;
         sky_buf_init(&v, 64 * 1024);
         rc = sky_buf_printf(&v, "Bearer %s", c->bearer);
@@ -549,12 +541,9 @@ static int attempt_headers(sky_call *c, sky_headers **out, sky_error *err)
                       "could not prepare the attempt's headers (credential)");
     else
         rc = sign_attempt(c, h, err);
-    if (rc < 0) {
-        sky_headers_free(h);
-        return rc;
-    }
-    *out = h;
-    return 0;
+    if (rc < 0)
+        sky_headers_truncate(h, own);
+    return rc < 0 ? rc : 0;
 }
 
 static long attempt_timeout(const sky_call *c)
@@ -686,7 +675,6 @@ static void send_attempt(sky_call *c)
 {
     sky_pipeline *p = c->p;
     sky_http_request_options ro;
-    sky_headers *h = NULL;
     sky_error err;
     sky_error_clear(&err);
     int rc = rewind_body(c);
@@ -701,7 +689,8 @@ static void send_attempt(sky_call *c)
         finish_error(c, rc, "could not start the reply's body again");
         return;
     }
-    rc = attempt_headers(c, &h, &err);
+    size_t own = sky_headers_count(c->headers);
+    rc = attempt_headers(c, own, &err);
     if (rc < 0) {
         release_admission(c);
         finish(c, NULL, &err);
@@ -710,7 +699,7 @@ static void send_attempt(sky_call *c)
     sky_http_request_options_init(&ro);
     ro.method = c->method;
     ro.url = c->url;
-    ro.headers = h;
+    ro.headers = c->headers;
     ro.body = sky_span_make(c->body, c->body_len);
     ro.timeout_ms = attempt_timeout(c);
     ro.recv_buffer_size = c->recv_buffer_size;
@@ -722,9 +711,8 @@ static void send_attempt(sky_call *c)
     c->sent_ns = sky_clock_real_ns();
     SKY_DEBUG("pipeline", "%s %s attempt %d id %s", c->method, c->url, c->retry.attempts + 1,
               c->request_id);
-    rc = sky_http_request_send(p->client, &ro, &c->req, &err);
-    if (h != c->headers)
-        sky_headers_free(h);
+    rc = sky_http_request_send(p->client, &ro, &c->req, &err); /* copies the headers */
+    sky_headers_truncate(c->headers, own);
     if (rc < 0) {
         c->req = NULL;
         release_admission(c);
@@ -1234,28 +1222,29 @@ static int call_headers(sky_call *c, const sky_headers *src)
 
 static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
 {
-    sky_call *c = calloc(1, sizeof(*c));
+    const char *m = o->method ? o->method : o->body.len || o->body_reader ? "POST" : "GET";
+    size_t mlen = strlen(m) + 1, ulen = strlen(o->url) + 1;
+    size_t blen = o->body_reader == NULL ? o->body.len : 0;
+    if (blen > SIZE_MAX - sizeof(sky_call) - mlen - ulen)
+        return NULL;
+    /* one allocation: the call, then its method, URL and body */
+    sky_call *c = malloc(sizeof(*c) + mlen + ulen + blen);
     if (c == NULL)
         return NULL;
+    memset(c, 0, sizeof(*c));
     c->p = p;
-    const char *m = o->method ? o->method : o->body.len || o->body_reader ? "POST" : "GET";
-    c->method = strdup(m);
-    c->url = strdup(o->url);
-    c->timer = malloc(sizeof(*c->timer));
-    sky_buf_init(&c->held, HELD_BODY_MAX);
-    if (o->body.len && o->body_reader == NULL) {
-        c->body = malloc(o->body.len);
-        if (c->body)
-            memcpy(c->body, o->body.ptr, o->body.len);
-        c->body_len = o->body.len;
+    c->method = memcpy((char *)(c + 1), m, mlen);
+    c->url = memcpy(c->method + mlen, o->url, ulen);
+    if (blen) {
+        c->body = memcpy(c->url + ulen, o->body.ptr, blen);
+        c->body_len = blen;
     }
-    if (c->method == NULL || c->url == NULL || c->timer == NULL ||
-        (c->body_len && c->body == NULL) || call_headers(c, o->headers) < 0) {
-        free(c->timer);
-        c->timer = NULL;
+    sky_buf_init(&c->held, HELD_BODY_MAX);
+    if (call_headers(c, o->headers) < 0) {
         call_free(c);
         return NULL;
     }
+    c->timer = &c->timer_handle;
     uv_timer_init(p->loop, c->timer);
     c->timer->data = c;
     return c;

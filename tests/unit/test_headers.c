@@ -176,6 +176,80 @@ static void test_clear_keeps_map_usable(void **state)
     assert_string_equal(sky_headers_get(h, "x-after"), "1");
 }
 
+/* A copy holds the same entries in order, past the map's inline room, folded values too;
+ * a map copied into itself doubles once. */
+static void test_add_all_copies(void **state)
+{
+    sky_headers *h = *state;
+    assert_int_equal(line(h, "X-Long: first\r\n"), 0);
+    assert_int_equal(line(h, " second\r\n"), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(add(h, "X-Many", i % 2 ? "odd" : ""), 0);
+    sky_headers *c = sky_headers_new();
+    assert_non_null(c);
+    assert_int_equal(add(c, "Before", "1"), 0);
+    assert_int_equal(sky_headers_add_all(c, h), 0);
+    assert_int_equal(sky_headers_add_all(c, NULL), 0);
+    assert_int_equal(sky_headers_count(c), 22);
+    const char *n, *v;
+    assert_int_equal(sky_headers_at(c, 1, &n, &v), 0);
+    assert_string_equal(n, "X-Long");
+    assert_string_equal(v, "first second");
+    assert_int_equal(sky_headers_at(c, 21, &n, &v), 0);
+    assert_string_equal(n, "X-Many");
+    assert_string_equal(v, "odd");
+    assert_int_equal(sky_headers_add_all(c, c), 0);
+    assert_int_equal(sky_headers_count(c), 44);
+    assert_int_equal(sky_headers_at(c, 22, &n, &v), 0);
+    assert_string_equal(n, "Before");
+    assert_int_equal(sky_headers_add_all(NULL, c), SKY_EINVAL);
+    sky_headers_free(c);
+}
+
+/* Truncating drops the last entries and wipes their bytes; the map takes more after it. */
+static void test_truncate(void **state)
+{
+    sky_headers *h = *state;
+    assert_int_equal(add(h, "Content-Type", "application/json"), 0);
+    assert_int_equal(add(h, "Authorization", "Bearer secret"), 0);
+    const char *v = sky_headers_get(h, "authorization");
+    assert_non_null(v);
+    sky_headers_truncate(h, 5); /* nothing past the count */
+    assert_int_equal(sky_headers_count(h), 2);
+    sky_headers_truncate(h, 1);
+    assert_int_equal(sky_headers_count(h), 1);
+    assert_null(sky_headers_get(h, "authorization"));
+    assert_int_equal(v[0], '\0'); /* the pool keeps the bytes, wiped */
+    assert_string_equal(sky_headers_get(h, "content-type"), "application/json");
+    assert_int_equal(add(h, "api-key", "k"), 0);
+    assert_string_equal(sky_headers_get(h, "api-key"), "k");
+    sky_headers_truncate(h, 0);
+    assert_int_equal(sky_headers_count(h), 0);
+    sky_headers_truncate(NULL, 0);
+}
+
+/* A header taken and dropped request after request reuses the same bytes: the map does not
+ * grow, inline or past it. */
+static void test_truncate_gives_bytes_back(void **state)
+{
+    sky_headers *h = *state;
+    for (int round = 0; round < 2; round++) {
+        size_t base = sky_headers_count(h);
+        assert_int_equal(add(h, "x-request-id", "first"), 0);
+        const char *first = sky_headers_get(h, "x-request-id");
+        sky_headers_truncate(h, base);
+        for (int i = 0; i < 1000; i++) {
+            assert_int_equal(add(h, "x-request-id", "0123456789abcdef"), 0);
+            assert_ptr_equal(sky_headers_get(h, "x-request-id"), first);
+            sky_headers_truncate(h, base);
+        }
+        char big[700]; /* past the inline bytes: the next round works in a block */
+        memset(big, 'v', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        assert_int_equal(add(h, "X-Big", big), 0);
+    }
+}
+
 static void test_get_int64(void **state)
 {
     sky_headers *h = *state;
@@ -427,6 +501,9 @@ int main(void)
         T(test_bad_lines),
         T(test_obs_fold_appends),
         T(test_clear_keeps_map_usable),
+        T(test_add_all_copies),
+        T(test_truncate),
+        T(test_truncate_gives_bytes_back),
         T(test_get_int64),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_duration_span_bounds),
