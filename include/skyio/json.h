@@ -84,4 +84,11 @@ typedef struct sky_json_visitor {
 SKY_EXTERN int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
                              void *user_data) SKY_NODISCARD;
 
+/**
+ * The value of an integer as a scan hands it to a visitor (SKY_JSON_INTEGER: an optional
+ * minus, then digits), read without a library call: 0 for more than 18 digits (check the
+ * length first) or for a text that is not such an integer.
+ */
+SKY_EXTERN int64_t sky_json_scan_int(sky_span text);
+
 #endif

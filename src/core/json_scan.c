@@ -402,3 +402,18 @@ int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
     yajl_free(s.yajl);
     return rc;
 }
+
+int64_t sky_json_scan_int(sky_span text)
+{
+    size_t i = text.len > 0 && text.ptr[0] == '-' ? 1 : 0;
+    if (text.len - i > 18)
+        return 0;
+    int64_t v = 0;
+    for (; i < text.len; i++) {
+        unsigned d = (unsigned char)text.ptr[i] - (unsigned)'0';
+        if (d > 9)
+            return 0;
+        v = v * 10 + (int64_t)d;
+    }
+    return text.len > 0 && text.ptr[0] == '-' ? -v : v;
+}

@@ -62,7 +62,7 @@ static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span value)
     else if (s->field == FIELD_STREAM)
         s->out->stream = kind == SKY_JSON_TRUE;
     else if (s->field == FIELD_MAX_TOKENS && kind == SKY_JSON_INTEGER && value.len < 19)
-        s->out->max_tokens = strtoll(value.ptr, NULL, 10);
+        s->out->max_tokens = sky_json_scan_int(value);
     else if (s->field == FIELD_TEMPERATURE)
         s->out->temperature_zero = number_is_zero(kind, value);
     s->field = FIELD_NONE;

@@ -231,30 +231,23 @@ static const char *body_model_for(const gw_request *q, const gw_deployment *d)
     return want;
 }
 
-/* The upstream call's headers: JSON, and the request's id for the upstream's logs. */
-static sky_headers *call_headers(const gw_request *q)
-{
-    sky_headers *h = sky_headers_new();
-    if (h == NULL || sky_headers_add_all(h, q->g->json_headers) < 0 ||
-        sky_headers_add(h, SKY_SPAN_LIT("x-request-id"), sky_span_cstr(q->request_id)) < 0) {
-        sky_headers_free(h);
-        return NULL;
-    }
-    return h;
-}
-
-/* The call on @p d with headers, its shadow buckets charged when it starts. */
+/* The call on @p d, its shadow buckets charged when it starts. Its headers: the gateway's
+ * (JSON), and the request's id for the upstream's logs, added to the loop's own map while
+ * sky_call_start copies it and dropped after (sky_headers_truncate gives its bytes back). */
 static int start_call(gw_request *q, gw_deployment *d, sky_call_options *o, sky_error *err)
 {
-    sky_headers *h = call_headers(q);
-    if (h == NULL)
+    sky_headers *h = q->g->json_headers;
+    size_t base = sky_headers_count(h);
+    if (sky_headers_add(h, SKY_SPAN_LIT("x-request-id"), sky_span_cstr(q->request_id)) < 0) {
+        sky_headers_truncate(h, base);
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
+    }
     o->headers = h;
     q->call_t0_ns = uv_hrtime();
     int rc = sky_call_start(d->pipe, o, &q->call, err); /* copies the body and headers */
+    sky_headers_truncate(h, base);
     if (rc == 0)
         sky_route_charge(&d->rt, q->est_tokens);
-    sky_headers_free(h);
     return rc;
 }
 

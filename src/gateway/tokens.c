@@ -52,7 +52,7 @@ static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
     tokens_scan *s = ud;
     (void)depth;
     if (s->want != T_NONE && kind == SKY_JSON_INTEGER && v.len < 19) {
-        int64_t n = strtoll(v.ptr, NULL, 10);
+        int64_t n = sky_json_scan_int(v);
         if (s->want == T_PROMPT)
             s->out->prompt = n;
         else if (s->want == T_COMPLETION)

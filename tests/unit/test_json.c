@@ -183,6 +183,26 @@ static void test_deeper_than(void **state)
     }
 }
 
+/* ---- sky_json_scan_int ---- */
+
+static void test_scan_int(void **state)
+{
+    (void)state;
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("0")), 0);
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("42")), 42);
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("-7")), -7);
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("-0")), 0);
+    assert_true(sky_json_scan_int(sky_span_cstr("999999999999999999")) ==
+                INT64_C(999999999999999999));
+    assert_true(sky_json_scan_int(sky_span_cstr("-999999999999999999")) ==
+                -INT64_C(999999999999999999));
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("1000000000000000000")), 0); /* 19 digits */
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("")), 0);
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("-")), 0);
+    assert_int_equal(sky_json_scan_int(sky_span_cstr("1.5")), 0);
+    assert_int_equal(sky_json_scan_int(sky_span_make("12,", 2)), 12); /* only its own bytes */
+}
+
 /* ---- sky_json_scan ---- */
 
 /* Writes what the scan reports as one line of events, to compare with the expected. */
@@ -399,6 +419,7 @@ static void test_dump_reals_shortest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scan_int),
         cmocka_unit_test(test_parse_object),
         cmocka_unit_test(test_parse_any_value),
         cmocka_unit_test(test_parse_span_not_terminated),
