@@ -156,7 +156,7 @@ typedef struct sky_gateway_options {
      *  limit); a concurrency limit is split evenly between them. Default 1; at most 64. */
     int threads;
     /** The upstream calls' transport (sky_http_client_options.transport):
-     *  SKY_HTTP_TRANSPORT_H2O (default), h2o's HTTP/1.1 client for plain http://
+     *  SKY_HTTP_TRANSPORT_H2O (default), skyio's own HTTP/1.1 client for plain http://
      *  deployments on an IP literal or localhost (TLS, HTTP/2, host names and proxies stay
      *  on curl), or SKY_HTTP_TRANSPORT_CURL for every call. */
     int upstream_transport;

@@ -90,7 +90,7 @@ static const char usage_options[] =
     "  --tls-cert FILE           PEM certificate chain: HTTPS, HTTP/2 offered by ALPN and\n"
     "                            HTTP/1.1 too (\"tls_cert\"; default plain HTTP/1.1)\n"
     "  --tls-key FILE            its PEM private key (\"tls_key\")\n"
-    "  --upstream-transport T    h2o (default) or curl: h2o's HTTP/1.1 client for plain\n"
+    "  --upstream-transport T    h2o (default) or curl: skyio's HTTP/1.1 client for plain\n"
     "                            http:// deployments on an IP address or localhost\n"
     "                            (about a third less gateway CPU a request; TLS, host\n"
     "                            names and proxies stay on curl); curl: curl for all\n"
