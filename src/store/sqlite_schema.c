@@ -111,15 +111,22 @@ static int user_version(sky__sqlite *q, int *out, sky_error *err)
     return rc == SQLITE_OK ? rc : sky__sqlite_fail(q, err, rc, "reading the schema version");
 }
 
-/* One migration and its new version number, in one transaction. */
+/* One migration and its new version number, in one transaction; none when another
+ * connection (a second gateway on the file) migrated first: the version is read again under
+ * the write lock. */
 static int migrate_one(sky__sqlite *q, int from, sky_error *err)
 {
     char setver[64];
     snprintf(setver, sizeof(setver), "PRAGMA user_version = %d", from + 1);
+    int now = from;
     int rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK && (rc = user_version(q, &now, err)) != SQLITE_OK) {
+        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc; /* err set */
+    }
+    if (rc == SQLITE_OK && now == from)
         rc = sqlite3_exec(q->db, migrations[from], NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK && now == from)
         rc = sqlite3_exec(q->db, setver, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
@@ -133,19 +140,21 @@ static int migrate_one(sky__sqlite *q, int from, sky_error *err)
 static int migrate(sky__sqlite *q, sky_error *err)
 {
     const int latest = (int)SKY_ARRAY_LEN(migrations);
-    int v = 0;
-    int rc = user_version(q, &v, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (v > latest) {
-        sky_error_set(err, SKY_EIO, "%s: schema version %d is newer than this skyio's (%d)",
-                      q->path, v, latest);
-        return SQLITE_ERROR;
-    }
-    for (; v < latest; v++)
+    for (;;) {
+        int v = 0;
+        int rc = user_version(q, &v, err);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (v > latest) {
+            sky_error_set(err, SKY_EIO, "%s: schema version %d is newer than this skyio's (%d)",
+                          q->path, v, latest);
+            return SQLITE_ERROR;
+        }
+        if (v == latest)
+            return SQLITE_OK;
         if ((rc = migrate_one(q, v, err)) != SQLITE_OK)
             return rc;
-    return SQLITE_OK;
+    }
 }
 
 static int cache_size(sky__sqlite *q, sky_error *err)

@@ -3,7 +3,7 @@
  * - a file of schema 1 (the records and their index, no totals table) with thousands of
  *   records over several days, keys and models opens with the current skyio, its totals
  *   the same as its records' sums, the records kept, and records written after add to
- *   them;
+ *   them; two stores opening such a file at once both open, one of them migrating it;
  * - after many batches of every size (full ones, odd-sized flushes, one at a time, several
  *   days and keys in one batch, names too long for a reused queue node among them), `skyio usage
  * --json` prints the totals the test counted itself, and they are the sums of the rows in `usage`.
@@ -317,6 +317,54 @@ static void schema_1_file_keeps_its_totals(void **state)
     sky_test_rmdir(dir);
 }
 
+/* Two gateways starting on one schema 1 file at once: one migrates, the other finds the file
+ * migrated once it has the write lock, and both open. */
+typedef struct opening {
+    int done;
+    sky__store *store;
+    sky_error err;
+} opening;
+
+static void on_open(sky__store *store, const sky_error *err, void *ud)
+{
+    opening *o = ud;
+    o->store = store;
+    o->err = *err;
+    o->done = 1;
+}
+
+static void two_stores_migrate_one_file(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/v1.db", dir);
+    exec_file(path, schema_v1);
+    static table want, got;
+    memset(&want, 0, sizeof(want));
+    write_v1_records(path, 20000, &want);
+    uv_loop_t *loop = sky_test_loop_new();
+    sky__store_options o;
+    sky__store_options_init(&o);
+    o.url = path;
+    opening a = {0}, b = {0};
+    assert_int_equal(sky__store_open(loop, &o, on_open, &a), 0);
+    assert_int_equal(sky__store_open(loop, &o, on_open, &b), 0);
+    assert_true(sky_test_run_until(loop, &a.done, 20000));
+    assert_true(sky_test_run_until(loop, &b.done, 20000));
+    if (!a.store || !b.store)
+        fail_msg("opening: %s / %s", a.err.message, b.err.message);
+    read_totals(loop, a.store, &got);
+    assert_same(&want, &got);
+    read_totals(loop, b.store, &got);
+    assert_same(&want, &got);
+    sky__store_close_sync(loop, a.store);
+    sky__store_close_sync(loop, b.store);
+    sky_test_loop_free(loop);
+    assert_int_equal(query_int(path, "PRAGMA user_version"), 2);
+    sky_test_rmdir(dir);
+}
+
 /* ---- many batches, read by `skyio usage` */
 
 /* `skyio usage ARGS`'s stdout (malloc'd) and exit status. */
@@ -400,6 +448,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(schema_1_file_keeps_its_totals),
+        cmocka_unit_test(two_stores_migrate_one_file),
         cmocka_unit_test(many_batches_add_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
