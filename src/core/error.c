@@ -34,9 +34,16 @@ const char *sky_err_name(int code)
     }
 }
 
+/* The fields and the two texts' first bytes, not the texts' 320 bytes: a request clears
+ * errors several times on its way, and every reader takes the texts as C strings. */
 void sky_error_clear(sky_error *err)
 {
-    memset(err, 0, sizeof(*err));
+    err->code = 0;
+    err->http_status = 0;
+    err->curl_code = 0;
+    err->retryable = 0;
+    err->service_code[0] = '\0';
+    err->message[0] = '\0';
 }
 
 int sky_error_set(sky_error *err, int code, const char *fmt, ...)
