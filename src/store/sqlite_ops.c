@@ -321,8 +321,9 @@ void sky__sqlite_key_put(sky__store *s, const sky__store_key *key, sky__store_do
     }
 }
 
-/* One row of the key list, its strings in one allocation (freed through .name). */
-static int key_row(sqlite3_stmt *st, sky__store_key *k)
+/* Columns 0-2 of the statement's current row copied into one allocation (freed through
+ * *dst[0]); a NULL column reads as "". SQLITE_OK or SQLITE_NOMEM. */
+int sky__sqlite_column_strings(sqlite3_stmt *st, const char **dst[3])
 {
     size_t lens[3];
     for (int c = 0; c < 3; c++)
@@ -330,13 +331,22 @@ static int key_row(sqlite3_stmt *st, sky__store_key *k)
     char *p = malloc(lens[0] + lens[1] + lens[2]);
     if (!p)
         return SQLITE_NOMEM;
-    const char **dst[3] = {&k->name, &k->hash, &k->config};
     for (int c = 0; c < 3; c++) {
-        memcpy(p, sqlite3_column_text(st, c), lens[c] - 1);
+        const unsigned char *v = sqlite3_column_text(st, c);
+        memcpy(p, v ? (const char *)v : "", lens[c] - 1);
         p[lens[c] - 1] = '\0';
         *dst[c] = p;
         p += lens[c];
     }
+    return SQLITE_OK;
+}
+
+/* One row of the key list, its strings in one allocation (freed through .name). */
+static int key_row(sqlite3_stmt *st, sky__store_key *k)
+{
+    const char **dst[3] = {&k->name, &k->hash, &k->config};
+    if (sky__sqlite_column_strings(st, dst) != SQLITE_OK)
+        return SQLITE_NOMEM;
     k->created_ms = sqlite3_column_int64(st, 3);
     k->revoked = sqlite3_column_int(st, 4);
     return SQLITE_OK;

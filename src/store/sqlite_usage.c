@@ -216,20 +216,9 @@ void sky__sqlite_usage_write(sky__store *s, const sky__store_usage *recs, size_t
  * t->day. SQLITE_OK or SQLITE_NOMEM. */
 static int copy_total(sqlite3_stmt *st, sky__store_usage_total *t)
 {
-    size_t lens[3];
-    for (int c = 0; c < 3; c++)
-        lens[c] = (size_t)sqlite3_column_bytes(st, c) + 1;
-    char *p = malloc(lens[0] + lens[1] + lens[2]);
-    if (!p)
-        return SQLITE_NOMEM;
     const char **dst[3] = {&t->day, &t->key_name, &t->model};
-    for (int c = 0; c < 3; c++) {
-        const unsigned char *v = sqlite3_column_text(st, c);
-        memcpy(p, v ? (const char *)v : "", lens[c] - 1);
-        p[lens[c] - 1] = '\0';
-        *dst[c] = p;
-        p += lens[c];
-    }
+    if (sky__sqlite_column_strings(st, dst) != SQLITE_OK)
+        return SQLITE_NOMEM;
     t->requests = sqlite3_column_int64(st, 3);
     t->errors = sqlite3_column_int64(st, 4);
     t->tokens_in = sqlite3_column_int64(st, 5);
