@@ -107,6 +107,8 @@ sqlite3_stmt *sky__sqlite_stmt_rebind(sky__sqlite *q, sky__sqlite_q id, sky_erro
 
 /* sqlite_schema.c: open the file, WAL, migrate. SQLITE_OK or the failure (err set). */
 int sky__sqlite_open_db(sky__sqlite *q, sky_error *err);
+/* Steps a statement that returns no rows and resets it; SQLITE_OK, or the failure in @p err. */
+int sky__sqlite_step_done(sky__sqlite *q, sqlite3_stmt *st, sky_error *err, const char *what);
 /* Columns 0-2 of @p st's current row into one allocation, freed through *dst[0]. */
 int sky__sqlite_column_strings(sqlite3_stmt *st, const char **dst[3]);
 const char *sky__sqlite_sql(sky__sqlite_q id);

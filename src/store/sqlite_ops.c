@@ -80,7 +80,7 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
 }
 
 /* Step a statement that returns no rows. */
-static int step_done(sky__sqlite *q, sqlite3_stmt *st, sky_error *err, const char *what)
+int sky__sqlite_step_done(sky__sqlite *q, sqlite3_stmt *st, sky_error *err, const char *what)
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
@@ -209,7 +209,7 @@ static int run_cache_put(sky__sqlite *q, sky__sqlite_job *job)
     sqlite3_bind_int64(st, 3, (int64_t)job->blob_len);
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_int64(st, 5, job->i1 ? now + job->i1 : 0);
-    if ((rc = step_done(q, st, &job->err, "caching")) != SQLITE_OK)
+    if ((rc = sky__sqlite_step_done(q, st, &job->err, "caching")) != SQLITE_OK)
         return rc;
     q->cache_bytes += (int64_t)job->blob_len - old;
     return evict(q, now, &job->err);
@@ -236,7 +236,7 @@ static int run_doc_put(sky__sqlite *q, sky__sqlite_job *job)
     bind_text(st, 2, job->s2);
     sqlite3_bind_blob(st, 3, job->blob ? job->blob : "", (int)job->blob_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, sky__store_now_ms());
-    return step_done(q, st, &job->err, "storing a document");
+    return sky__sqlite_step_done(q, st, &job->err, "storing a document");
 }
 
 void sky__sqlite_doc_put(sky__store *s, const char *scope, const char *id, sky_span doc,
@@ -273,7 +273,7 @@ void sky__sqlite_doc_get(sky__store *s, const char *scope, const char *id, sky__
 /* A write that must change a row: SKY_ENOTFOUND when it changed none. */
 static int step_changed(sky__sqlite *q, sqlite3_stmt *st, sky__sqlite_job *job, const char *what)
 {
-    int rc = step_done(q, st, &job->err, what);
+    int rc = sky__sqlite_step_done(q, st, &job->err, what);
     if (rc == SQLITE_OK && sqlite3_changes(q->db) == 0)
         sky_error_set(&job->err, SKY_ENOTFOUND, "no such entry");
     return rc;
@@ -308,7 +308,7 @@ static int run_key_put(sky__sqlite *q, sky__sqlite_job *job)
     bind_text(st, 2, job->s2);
     bind_text(st, 3, job->s3);
     sqlite3_bind_int64(st, 4, job->i1);
-    return step_done(q, st, &job->err, "storing a key");
+    return sky__sqlite_step_done(q, st, &job->err, "storing a key");
 }
 
 void sky__sqlite_key_put(sky__store *s, const sky__store_key *key, sky__store_done_cb cb, void *ud)
@@ -425,7 +425,7 @@ static int run_counter_add(sky__sqlite *q, sky__sqlite_job *job)
         return SQLITE_ERROR;
     bind_text(st, 1, job->s1);
     sqlite3_bind_int64(st, 2, now);
-    int rc = step_done(q, st, &job->err, "counting");
+    int rc = sky__sqlite_step_done(q, st, &job->err, "counting");
     if (rc != SQLITE_OK || !(st = sky__sqlite_stmt(q, Q_COUNTER_ADD, &job->err)))
         return rc != SQLITE_OK ? rc : SQLITE_ERROR;
     bind_text(st, 1, job->s1);

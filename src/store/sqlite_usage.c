@@ -120,17 +120,6 @@ static void bind_record(sqlite3_stmt *st, int at, const sky__store_usage *r, con
     sqlite3_bind_double(st, at + 9, r->cost);
 }
 
-static int step_done(sky__sqlite *q, sqlite3_stmt *st, sky_error *err, const char *what)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        rc = SQLITE_OK;
-    else
-        sky__sqlite_fail(q, err, rc, what);
-    sqlite3_reset(st);
-    return rc;
-}
-
 /* Records [@p from, @p from + 2^@p log2) in one statement. */
 static int insert_rows(sky__sqlite *q, sky__sqlite_job *job, const usage_groups *gs, size_t from,
                        int log2)
@@ -141,7 +130,7 @@ static int insert_rows(sky__sqlite *q, sky__sqlite_job *job, const usage_groups 
         return SQLITE_ERROR;
     for (size_t i = 0; i < ((size_t)1 << log2); i++)
         bind_record(st, (int)(i * 10 + 1), &job->recs[from + i], gs->sums[gs->of[from + i]].day);
-    return step_done(q, st, &job->err, "writing usage");
+    return sky__sqlite_step_done(q, st, &job->err, "writing usage");
 }
 
 static int add_sums(sky__sqlite *q, sky__sqlite_job *job, const usage_sum *g)
@@ -157,7 +146,7 @@ static int add_sums(sky__sqlite *q, sky__sqlite_job *job, const usage_sum *g)
     sqlite3_bind_int64(st, 6, g->tokens_in);
     sqlite3_bind_int64(st, 7, g->tokens_out);
     sqlite3_bind_double(st, 8, g->cost);
-    return step_done(q, st, &job->err, "writing usage totals");
+    return sky__sqlite_step_done(q, st, &job->err, "writing usage totals");
 }
 
 /* The records 32 to a statement, the rest in at most five more (16, 8, 4, 2, 1), then the
