@@ -530,7 +530,8 @@ static void test_outage_journal(void **state)
     assert_int_equal(wait_exit(worker, 5000), 128 + SIGKILL);
     sky_test_redis_restart(&e.r, 0);
     worker = spawn(&e, "worker2", wargs);
-    assert_int_equal(wait_exit(loader, 60000), 0);
+    /* what the killed worker held but never sent waits --claim-idle (60 s) for a taker */
+    assert_int_equal(wait_exit(loader, 120000), 0);
     assert_int_equal(wait_exit(worker, 20000), 0);
     assert_output_once(e.out, n);
     assert_int_equal(mock_chats(&e.m), n);       /* the journaled ones were not sent again */
