@@ -9,6 +9,14 @@
 typedef struct sky__sqlite sky__sqlite;
 typedef struct sky__sqlite_job sky__sqlite_job;
 
+/* The usage batch the table skyio_usage_rows shows (sqlite_usage_rows.c): record i, on the
+ * day days[i]; all borrowed. */
+typedef struct sky__sqlite_rows {
+    const sky__store_usage *recs;
+    const char *const *days;
+    size_t n;
+} sky__sqlite_rows;
+
 /* The statements, prepared once on the writer thread when first used. */
 typedef enum {
     Q_SAVEPOINT,
@@ -19,13 +27,8 @@ typedef enum {
     Q_CACHE_OLD_SIZE,
     Q_CACHE_PUT,
     Q_CACHE_EVICT,
-    Q_USAGE_INSERT, /* Q_USAGE_INSERT + i: 2^i records in one statement, up to 32 */
-    Q_USAGE_INSERT_2,
-    Q_USAGE_INSERT_4,
-    Q_USAGE_INSERT_8,
-    Q_USAGE_INSERT_16,
-    Q_USAGE_INSERT_32,
-    Q_USAGE_ADD, /* a batch's sums into usage_daily */
+    Q_USAGE_INSERT, /* a batch's records, from skyio_usage_rows */
+    Q_USAGE_ADD,    /* a batch's sums into usage_daily */
     Q_USAGE_TOTALS,
     Q_DOC_PUT,
     Q_DOC_GET,
@@ -78,6 +81,7 @@ struct sky__sqlite {
     sqlite3 *db;                   /* writer thread only */
     sqlite3_stmt *stmts[Q__COUNT]; /* writer thread only */
     int64_t cache_bytes;           /* writer thread only */
+    const sky__sqlite_rows *rows;  /* writer thread only: set while Q_USAGE_INSERT steps */
     uint64_t cache_max;
     uv_thread_t thread;
     uv_mutex_t mu;
@@ -112,6 +116,9 @@ int sky__sqlite_step_done(sky__sqlite *q, sqlite3_stmt *st, sky_error *err, cons
 /* Columns 0-2 of @p st's current row into one allocation, freed through *dst[0]. */
 int sky__sqlite_column_strings(sqlite3_stmt *st, const char **dst[3]);
 const char *sky__sqlite_sql(sky__sqlite_q id);
+
+/* sqlite_usage_rows.c: the table skyio_usage_rows on q->db, showing q->rows. */
+int sky__sqlite_rows_register(sky__sqlite *q);
 
 /* sqlite_ops.c: the backend's operations. */
 void sky__sqlite_cache_get(sky__store *s, const char *key, sky__store_value_cb cb, void *ud);

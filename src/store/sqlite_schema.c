@@ -35,16 +35,6 @@ static const char *const migrations[] = {
     "DROP INDEX usage_by_day;",
 };
 
-/* One record's ten values, and 2^i of them in one statement. */
-#define ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-#define ROWS2 ROW ", " ROW
-#define ROWS4 ROWS2 ", " ROWS2
-#define ROWS8 ROWS4 ", " ROWS4
-#define ROWS16 ROWS8 ", " ROWS8
-#define USAGE_INTO                                                                                 \
-    "INSERT INTO usage(time_ms, day, key_name, model, deployment, status, tokens_in,"              \
-    " tokens_out, latency_us, cost) VALUES"
-
 static const char *const sql[Q__COUNT] = {
     [Q_SAVEPOINT] = "SAVEPOINT job",
     [Q_RELEASE] = "RELEASE job",
@@ -57,12 +47,10 @@ static const char *const sql[Q__COUNT] = {
                     " VALUES(?1, ?2, ?3, ?4, ?5)",
     [Q_CACHE_EVICT] = "DELETE FROM cache WHERE key = (SELECT key FROM cache"
                       " ORDER BY stored_ms, rowid LIMIT 1) RETURNING size",
-    [Q_USAGE_INSERT] = USAGE_INTO ROW,
-    [Q_USAGE_INSERT_2] = USAGE_INTO ROWS2,
-    [Q_USAGE_INSERT_4] = USAGE_INTO ROWS4,
-    [Q_USAGE_INSERT_8] = USAGE_INTO ROWS8,
-    [Q_USAGE_INSERT_16] = USAGE_INTO ROWS16,
-    [Q_USAGE_INSERT_32] = USAGE_INTO ROWS16 ", " ROWS16,
+    [Q_USAGE_INSERT] = "INSERT INTO usage(time_ms, day, key_name, model, deployment, status,"
+                       " tokens_in, tokens_out, latency_us, cost) SELECT time_ms, day, key_name,"
+                       " model, deployment, status, tokens_in, tokens_out, latency_us, cost"
+                       " FROM skyio_usage_rows",
     [Q_USAGE_ADD] = "INSERT INTO usage_daily(day, key_name, model, requests, errors, tokens_in,"
                     " tokens_out, cost) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     " ON CONFLICT(day, key_name, model) DO UPDATE SET"
@@ -190,7 +178,9 @@ int sky__sqlite_open_db(sky__sqlite *q, sky_error *err)
         return rc;
     }
     sqlite3_busy_timeout(q->db, 2000);
-    if ((rc = set_wal(q, err)) == SQLITE_OK && (rc = migrate(q, err)) == SQLITE_OK)
+    if ((rc = sky__sqlite_rows_register(q)) != SQLITE_OK)
+        sky__sqlite_fail(q, err, rc, "opening");
+    else if ((rc = set_wal(q, err)) == SQLITE_OK && (rc = migrate(q, err)) == SQLITE_OK)
         rc = cache_size(q, err);
     if (rc != SQLITE_OK) {
         sqlite3_close(q->db);

@@ -1,17 +1,14 @@
 /*
  * The SQLite store's usage records. A batch is written in one savepoint: its records into
- * `usage`, 32 to a statement (the table has no index but its rowid, so a record costs one
- * B-tree append), and its sums by day, key and model added to `usage_daily`, which the
- * totals read. A batch from a few keys and models is a handful of upserts there; a batch is
+ * `usage` with one statement that reads them from the table skyio_usage_rows
+ * (sqlite_usage_rows.c; `usage` has no index but its rowid, so a record costs one B-tree
+ * append), and its sums by day, key and model added to `usage_daily`, which the totals
+ * read. A batch from a few keys and models is a handful of upserts there; a batch is
  * all written or none of it, so the sums always match the rows.
  */
 #include <stdlib.h>
 
 #include "sqlite_internal.h"
-
-/* Q_USAGE_INSERT + i writes 2^i records: one statement's end and its overhead for 32
- * records instead of one each. */
-#define USAGE_LOG2_MAX (Q_USAGE_INSERT_32 - Q_USAGE_INSERT)
 
 /* One day, key and model of a batch: its records' sums. */
 typedef struct usage_sum {
@@ -22,12 +19,12 @@ typedef struct usage_sum {
     double cost;
 } usage_sum;
 
-/* A batch grouped: every record's group, and the groups found through an open-addressed
- * table of (index + 1), 0 empty. */
+/* A batch grouped: every record's day (its group's), and the groups found through an
+ * open-addressed table of (index + 1), 0 empty. */
 typedef struct usage_groups {
     usage_sum *sums;
     size_t n;
-    uint32_t *of; /* the group of each record */
+    const char **days; /* the day of each record, in its group */
     uint32_t *slots;
     size_t mask;
 } usage_groups;
@@ -67,7 +64,7 @@ static uint32_t group_of(usage_groups *gs, const char *day, const sky__store_usa
 static void groups_free(usage_groups *gs)
 {
     free(gs->sums);
-    free(gs->of);
+    free(gs->days);
     free(gs->slots);
 }
 
@@ -79,17 +76,17 @@ static int group_batch(usage_groups *gs, const sky__store_usage *recs, size_t n)
         cap *= 2;
     memset(gs, 0, sizeof(*gs));
     gs->sums = malloc(n * sizeof(*gs->sums));
-    gs->of = malloc(n * sizeof(*gs->of));
+    gs->days = malloc(n * sizeof(*gs->days));
     gs->slots = calloc(cap, sizeof(*gs->slots));
     gs->mask = cap - 1;
-    if (!gs->sums || !gs->of || !gs->slots)
+    if (!gs->sums || !gs->days || !gs->slots)
         return SQLITE_NOMEM;
     sky__store_day_cache days = {0};
     for (size_t i = 0; i < n; i++) {
         const sky__store_usage *r = &recs[i];
         uint32_t k = group_of(gs, sky__store_day_of(&days, r->time_ms), r);
         usage_sum *g = &gs->sums[k];
-        gs->of[i] = k;
+        gs->days[i] = g->day;
         g->requests++;
         g->errors += r->status >= 400;
         g->tokens_in += r->tokens_in;
@@ -104,33 +101,17 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
     sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
-/* Record @p r's ten values from parameter @p at on (its day is its group's: it lives until
- * the statement is stepped). */
-static void bind_record(sqlite3_stmt *st, int at, const sky__store_usage *r, const char *day)
+/* The batch's records, all in one statement: no binds, one start and end. */
+static int insert_rows(sky__sqlite *q, sky__sqlite_job *job, const usage_groups *gs)
 {
-    sqlite3_bind_int64(st, at, r->time_ms);
-    bind_text(st, at + 1, day);
-    bind_text(st, at + 2, r->key_name);
-    bind_text(st, at + 3, r->model);
-    bind_text(st, at + 4, r->deployment);
-    sqlite3_bind_int(st, at + 5, r->status);
-    sqlite3_bind_int64(st, at + 6, r->tokens_in);
-    sqlite3_bind_int64(st, at + 7, r->tokens_out);
-    sqlite3_bind_int64(st, at + 8, r->latency_us);
-    sqlite3_bind_double(st, at + 9, r->cost);
-}
-
-/* Records [@p from, @p from + 2^@p log2) in one statement. */
-static int insert_rows(sky__sqlite *q, sky__sqlite_job *job, const usage_groups *gs, size_t from,
-                       int log2)
-{
-    sqlite3_stmt *st =
-        sky__sqlite_stmt_rebind(q, (sky__sqlite_q)(Q_USAGE_INSERT + log2), &job->err);
+    sqlite3_stmt *st = sky__sqlite_stmt(q, Q_USAGE_INSERT, &job->err);
     if (!st)
         return SQLITE_ERROR;
-    for (size_t i = 0; i < ((size_t)1 << log2); i++)
-        bind_record(st, (int)(i * 10 + 1), &job->recs[from + i], gs->sums[gs->of[from + i]].day);
-    return sky__sqlite_step_done(q, st, &job->err, "writing usage");
+    sky__sqlite_rows rows = {.recs = job->recs, .days = gs->days, .n = job->nrecs};
+    q->rows = &rows;
+    int rc = sky__sqlite_step_done(q, st, &job->err, "writing usage");
+    q->rows = NULL;
+    return rc;
 }
 
 static int add_sums(sky__sqlite *q, sky__sqlite_job *job, const usage_sum *g)
@@ -149,15 +130,10 @@ static int add_sums(sky__sqlite *q, sky__sqlite_job *job, const usage_sum *g)
     return sky__sqlite_step_done(q, st, &job->err, "writing usage totals");
 }
 
-/* The records 32 to a statement, the rest in at most five more (16, 8, 4, 2, 1), then the
- * sums. */
+/* The records, then the sums. */
 static int write_grouped(sky__sqlite *q, sky__sqlite_job *job, const usage_groups *gs)
 {
-    size_t i = 0;
-    int rc = SQLITE_OK;
-    for (int log2 = USAGE_LOG2_MAX; log2 >= 0; log2--)
-        for (; rc == SQLITE_OK && job->nrecs - i >= ((size_t)1 << log2); i += (size_t)1 << log2)
-            rc = insert_rows(q, job, gs, i, log2);
+    int rc = insert_rows(q, job, gs);
     for (size_t k = 0; rc == SQLITE_OK && k < gs->n; k++)
         rc = add_sums(q, job, &gs->sums[k]);
     return rc;
