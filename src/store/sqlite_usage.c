@@ -82,10 +82,14 @@ static int group_batch(usage_groups *gs, const sky__store_usage *recs, size_t n)
     if (!gs->sums || !gs->days || !gs->slots)
         return SQLITE_NOMEM;
     sky__store_day_cache days = {0};
+    usage_sum *g = NULL;
     for (size_t i = 0; i < n; i++) {
         const sky__store_usage *r = &recs[i];
-        uint32_t k = group_of(gs, sky__store_day_of(&days, r->time_ms), r);
-        usage_sum *g = &gs->sums[k];
+        const char *day = sky__store_day_of(&days, r->time_ms);
+        /* Most records are of the previous one's group: no hash then. */
+        if (!g || strcmp(g->key_name, r->key_name) != 0 || strcmp(g->model, r->model) != 0 ||
+            memcmp(g->day, day, 10) != 0)
+            g = &gs->sums[group_of(gs, day, r)];
         gs->days[i] = g->day;
         g->requests++;
         g->errors += r->status >= 400;

@@ -105,6 +105,12 @@ static int rows_eof(sqlite3_vtab_cursor *cur)
     return c->rows == NULL || c->i >= c->rows->n;
 }
 
+/* With its length: SQLite would count it a byte at a time. */
+static void result_text(sqlite3_context *ctx, const char *v)
+{
+    sqlite3_result_text(ctx, v, (int)strlen(v), SQLITE_STATIC);
+}
+
 static int rows_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
 {
     const rows_cursor *c = (const rows_cursor *)cur;
@@ -114,16 +120,16 @@ static int rows_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
         sqlite3_result_int64(ctx, r->time_ms);
         break;
     case C_DAY:
-        sqlite3_result_text(ctx, c->rows->days[c->i], -1, SQLITE_STATIC);
+        result_text(ctx, c->rows->days[c->i]);
         break;
     case C_KEY:
-        sqlite3_result_text(ctx, r->key_name, -1, SQLITE_STATIC);
+        result_text(ctx, r->key_name);
         break;
     case C_MODEL:
-        sqlite3_result_text(ctx, r->model, -1, SQLITE_STATIC);
+        result_text(ctx, r->model);
         break;
     case C_DEPLOYMENT:
-        sqlite3_result_text(ctx, r->deployment, -1, SQLITE_STATIC);
+        result_text(ctx, r->deployment);
         break;
     case C_STATUS:
         sqlite3_result_int(ctx, r->status);
