@@ -3,7 +3,7 @@
  * libpq's asynchronous API. Each connection is watched by a uv_poll on PQsocket: connecting
  * with PQconnectStart / PQconnectPoll, then one operation at a time, its statement prepared
  * on that connection the first time (PQsendPrepare) and run with PQsendQueryPrepared, every
- * value a bound parameter; a usage batch is a COPY, its rows sent as the COPY's data.
+ * value a bound parameter; a usage batch is a query of COPYs, its rows sent as their data.
  * Operations wait in a queue for a free connection.
  *
  * A server that is down at open fails the open. One that goes away later fails the calls
@@ -141,7 +141,7 @@ static void send_step(sky__pg_conn *c)
     sky__pg_op *op = c->op;
     int ok;
     if (sky__pg_name(op->stmt) == NULL) {
-        ok = PQsendQuery(c->conn, sky__pg_sql(op->stmt));
+        ok = PQsendQuery(c->conn, op->copy_sql ? op->copy_sql : sky__pg_sql(op->stmt));
     } else if (!(c->prepared & (1u << op->stmt))) {
         c->preparing = 1;
         ok = PQsendPrepare(c->conn, sky__pg_name(op->stmt), sky__pg_sql(op->stmt),
@@ -158,13 +158,22 @@ static void send_step(sky__pg_conn *c)
     flush_step(c, "sending a query");
 }
 
-/* The server waits for the COPY's data (the op's params[0]): all of it, then its end. In
- * nonblocking mode libpq grows its buffer rather than refuse (0 only when it cannot). */
+/* The server waits for the data of the op's next COPY: all of it, then its end (a COPY
+ * the op has no data for is refused, failing the whole query). In nonblocking mode libpq
+ * grows its buffer rather than refuse (0 only when it cannot). */
 static void copy_step(sky__pg_conn *c)
 {
-    const sky__pg_op *op = c->op;
-    if (op->copy_len > INT_MAX || PQputCopyData(c->conn, op->params[0], (int)op->copy_len) != 1 ||
-        PQputCopyEnd(c->conn, NULL) != 1) {
+    sky__pg_op *op = c->op;
+    size_t i = op->copies_sent++;
+    int ok;
+    if (i >= op->copies) {
+        ok = PQputCopyEnd(c->conn, "skyio has no data for this COPY") == 1;
+    } else {
+        size_t from = i ? op->copy_ends[i - 1] : 0, n = op->copy_ends[i] - from;
+        ok = n <= INT_MAX && PQputCopyData(c->conn, op->params[0] + from, (int)n) == 1 &&
+             PQputCopyEnd(c->conn, NULL) == 1;
+    }
+    if (!ok) {
         conn_lost(c, "sending COPY data");
         return;
     }

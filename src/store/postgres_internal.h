@@ -9,7 +9,7 @@
 /* Statements, each prepared on a connection the first time it runs there, except those
  * without a name (sky__pg_name NULL), sent as plain queries. */
 typedef enum {
-    PQ_USAGE_COPY, /* COPY ... FROM STDIN (binary); the op's params[0] is the data */
+    PQ_USAGE_COPY, /* COPYs ... FROM STDIN (binary): the op's copy_sql, its data params[0] */
     PQ_USAGE_TOTALS,
     PQ_DOC_PUT,
     PQ_DOC_GET,
@@ -40,8 +40,13 @@ struct sky__pg_op {
     pg_op_kind kind;
     int nparams;
     char *params[SKY__PG_MAX_PARAMS]; /* owned; NULL is SQL NULL */
-    size_t copy_len;                  /* PQ_USAGE_COPY: params[0]'s bytes (binary) */
-    int must_change;                  /* SKY_ENOTFOUND when no row changed */
+    /* PQ_USAGE_COPY: the query (copy_sql, owned) of `copies` COPYs, their data params[0]
+     * (copy_len bytes), COPY i's ending at copy_ends[i] (owned); copies_sent so far */
+    char *copy_sql;
+    size_t copy_len;
+    size_t *copy_ends;
+    size_t copies, copies_sent;
+    int must_change; /* SKY_ENOTFOUND when no row changed */
     union {
         sky__store_done_cb done;
         sky__store_value_cb value;

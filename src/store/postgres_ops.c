@@ -1,8 +1,8 @@
 /*
  * The PostgreSQL store's statements and operations: the schema (versioned, migrated at
  * open under an advisory lock so two gateways starting together do not race), the SQL of
- * each prepared statement, and each operation's parameters and results. A usage batch is one
- * COPY of the batch's rows (postgres_usage.c).
+ * each prepared statement, and each operation's parameters and results. A usage batch is a
+ * query of COPYs: the batch's rows and its sums (postgres_usage.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,13 +11,17 @@
 #include "postgres_internal.h"
 
 /*
- * Version 2: the records' index on (day, key_name, model) made way for a rollup,
- * skyio_usage_daily, which a statement trigger keeps with the sums of each batch (one
- * upsert per (day, key, model) of the batch, in the batch's transaction): the totals read
- * it, and a record is one heap row with no index to sort it into (the two indexes, the
- * primary key's and that one, were half of the server's instructions a record). A version
- * 1 database is migrated: its rows summed into the rollup, the indexes dropped, the rows
- * kept. A later version appends "IF v < 3 THEN ... END IF;".
+ * Version 3: a record is nine columns, what the issue lists (time, key, model, deployment,
+ * status, tokens in and out, latency, cost), with no index; skyio_usage_daily holds the
+ * sums by (day, key, model) that the totals read, added by the gateway with each batch of
+ * rows in the batch's own transaction through skyio_usage_daily_add, a view whose INSTEAD
+ * OF trigger upserts each sum (postgres_usage.c).
+ * Version 2 had a statement trigger sum each batch's rows (its transition table) instead,
+ * and each row an id from a sequence and its day's text; version 1 indexed the rows by id
+ * and by (day, key, model) and had no sums. Both are migrated with their rows and totals:
+ * version 1's rows summed into the new table, the indexes, trigger and columns dropped
+ * (dropping a column is a change of the catalog: the rows stay where they are). A later
+ * version appends "IF v < 4 THEN ... END IF;".
  */
 static const char migrate_sql[] =
     "BEGIN;"
@@ -26,15 +30,13 @@ static const char migrate_sql[] =
     "INSERT INTO skyio_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM skyio_schema);"
     "DO $$ DECLARE v integer; BEGIN"
     " SELECT version INTO v FROM skyio_schema;"
-    " IF v > 2 THEN RAISE EXCEPTION 'schema version % is newer than this skyio''s (2)', v;"
+    " IF v > 3 THEN RAISE EXCEPTION 'schema version % is newer than this skyio''s (3)', v;"
     " END IF;"
     " IF v < 1 THEN"
-    "  CREATE TABLE skyio_usage(id bigserial PRIMARY KEY, time_ms bigint NOT NULL,"
-    "   day text NOT NULL, key_name text NOT NULL, model text NOT NULL,"
-    "   deployment text NOT NULL, status integer NOT NULL, tokens_in bigint NOT NULL,"
-    "   tokens_out bigint NOT NULL, latency_us bigint NOT NULL,"
+    "  CREATE TABLE skyio_usage(time_ms bigint NOT NULL, key_name text NOT NULL,"
+    "   model text NOT NULL, deployment text NOT NULL, status integer NOT NULL,"
+    "   tokens_in bigint NOT NULL, tokens_out bigint NOT NULL, latency_us bigint NOT NULL,"
     "   cost double precision NOT NULL);"
-    "  CREATE INDEX skyio_usage_by_day ON skyio_usage(day, key_name, model);"
     "  CREATE TABLE skyio_docs(scope text NOT NULL, id text NOT NULL, doc text NOT NULL,"
     "   updated_ms bigint NOT NULL, PRIMARY KEY(scope, id));"
     "  CREATE TABLE skyio_keys(name text PRIMARY KEY, hash text NOT NULL,"
@@ -42,35 +44,38 @@ static const char migrate_sql[] =
     "   revoked boolean NOT NULL DEFAULT false);"
     "  CREATE TABLE skyio_counters(name text PRIMARY KEY, value bigint NOT NULL,"
     "   expires_ms bigint NOT NULL);"
-    "  UPDATE skyio_schema SET version = 1;"
     " END IF;"
     " IF v < 2 THEN"
     "  CREATE TABLE skyio_usage_daily(day text NOT NULL, key_name text NOT NULL,"
     "   model text NOT NULL, requests bigint NOT NULL, errors bigint NOT NULL,"
     "   tokens_in bigint NOT NULL, tokens_out bigint NOT NULL,"
     "   cost double precision NOT NULL, PRIMARY KEY(day, key_name, model));"
+    " END IF;"
+    " IF v = 1 THEN"
     "  INSERT INTO skyio_usage_daily SELECT day, key_name, model, count(*),"
     "   count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
     "   FROM skyio_usage GROUP BY day, key_name, model;"
-    /* ordered, so two gateways' batches lock the rows they share in the same order */
-    "  CREATE FUNCTION skyio_usage_roll() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
-    "   INSERT INTO skyio_usage_daily AS d SELECT day, key_name, model, count(*),"
-    "    count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
-    "    FROM skyio_new_usage GROUP BY day, key_name, model ORDER BY day, key_name, model"
+    "  DROP INDEX skyio_usage_by_day;"
+    "  ALTER TABLE skyio_usage DROP CONSTRAINT skyio_usage_pkey;"
+    " END IF;"
+    " IF v IN (1, 2) THEN"
+    "  DROP TRIGGER IF EXISTS skyio_usage_roll ON skyio_usage;"
+    "  DROP FUNCTION IF EXISTS skyio_usage_roll();"
+    "  ALTER TABLE skyio_usage DROP COLUMN id, DROP COLUMN day;" /* and id's sequence */
+    " END IF;"
+    " IF v < 3 THEN"
+    "  CREATE VIEW skyio_usage_daily_add AS SELECT * FROM skyio_usage_daily WHERE false;"
+    "  CREATE FUNCTION skyio_usage_add() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    "   INSERT INTO skyio_usage_daily AS d VALUES (NEW.day, NEW.key_name, NEW.model,"
+    "    NEW.requests, NEW.errors, NEW.tokens_in, NEW.tokens_out, NEW.cost)"
     "   ON CONFLICT (day, key_name, model) DO UPDATE SET"
     "    requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"
     "    tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
     "    tokens_out = d.tokens_out + EXCLUDED.tokens_out, cost = d.cost + EXCLUDED.cost;"
     "   RETURN NULL; END $f$;"
-    "  CREATE TRIGGER skyio_usage_roll AFTER INSERT ON skyio_usage"
-    "   REFERENCING NEW TABLE AS skyio_new_usage FOR EACH STATEMENT"
-    "   EXECUTE FUNCTION skyio_usage_roll();"
-    /* nor any other index: the id is still the sequence's (a block of values a session,
-     * not one lock and WAL record a row) but the table is a log no one looks up by it */
-    "  DROP INDEX skyio_usage_by_day;"
-    "  ALTER TABLE skyio_usage DROP CONSTRAINT skyio_usage_pkey;"
-    "  ALTER SEQUENCE skyio_usage_id_seq CACHE 1024;"
-    "  UPDATE skyio_schema SET version = 2;"
+    "  CREATE TRIGGER skyio_usage_add INSTEAD OF INSERT ON skyio_usage_daily_add"
+    "   FOR EACH ROW EXECUTE FUNCTION skyio_usage_add();"
+    "  UPDATE skyio_schema SET version = 3;"
     " END IF; END $$;"
     "COMMIT;";
 
@@ -79,11 +84,8 @@ static const struct {
     int nparams;
     const char *sql;
 } stmts[PQ__COUNT] = {
-    /* not prepared: the records follow as COPY data (postgres_usage.c) */
-    [PQ_USAGE_COPY] = {NULL, 0,
-                       "COPY skyio_usage(time_ms, day, key_name, model, deployment, status,"
-                       " tokens_in, tokens_out, latency_us, cost) FROM STDIN"
-                       " WITH (FORMAT binary)"},
+    /* not prepared: the op's own query of COPYs, the records their data (postgres_usage.c) */
+    [PQ_USAGE_COPY] = {NULL, 0, NULL},
     [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
                          "SELECT day, key_name, model, requests, errors, tokens_in,"
                          " tokens_out, cost FROM skyio_usage_daily"
@@ -151,6 +153,8 @@ void sky__pg_op_free(sky__pg_op *op)
         return;
     for (int i = 0; i < SKY__PG_MAX_PARAMS; i++)
         free(op->params[i]);
+    free(op->copy_sql);
+    free(op->copy_ends);
     free(op);
 }
 

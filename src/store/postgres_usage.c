@@ -1,12 +1,21 @@
 /*
- * A usage batch for PostgreSQL: one COPY skyio_usage FROM STDIN in the binary format, the
- * batch's rows its data, one statement, atomic (the rollup's trigger runs in it), written
- * straight into one buffer. COPY rather than an INSERT of unnest()ed arrays: the server
- * inserts the rows in bulk (heap_multi_insert) without parsing ten array literals first;
- * binary rather than text: each field is its length and its bytes (numbers in network
- * order, float8 as its IEEE bits), so neither side formats or parses a digit and no string
- * needs escaping. The server's CPU a record was most of what a record cost the machine
- * (bench/RESULTS.md).
+ * A usage batch for PostgreSQL: one simple query of several COPY ... FROM STDIN in the
+ * binary format, which the server runs as one implicit transaction (all of it or none):
+ * the batch's rows into skyio_usage, COPY_ROWS to a COPY, then the batch's sums by day, key
+ * and model into skyio_usage_daily_add, a view whose INSTEAD OF trigger adds each sum to
+ * skyio_usage_daily (one upsert per group: a batch of one key and model is one). The
+ * gateway sums the batch (a handful of groups) so the server does not: the statement
+ * trigger over the batch's transition table that did it cost as much as the row itself.
+ *
+ * COPY rather than an INSERT of arrays: the server inserts the rows in bulk
+ * (heap_multi_insert) without parsing arrays first; binary rather than text: each field is
+ * its length and its bytes (numbers in network order, float8 as its IEEE bits), so neither
+ * side formats or parses a digit and no string needs escaping. COPY_ROWS: COPY makes a
+ * tuple slot for each row it buffers, and PostgreSQL 15's resource owner keeps the slots'
+ * (identical) tuple descriptor references in a hash past 64 of them, where each lookup
+ * walks all the others: 512 rows in one COPY cost twice the instructions a row of 128 (the
+ * figures: bench/RESULTS.md). Each COPY is a round trip (libpq sends a COPY's data once the
+ * server asks for it).
  *
  * The format (PostgreSQL's COPY documentation): the signature "PGCOPY\n\377\r\n\0", a
  * 32-bit flags field and a 32-bit header extension length (both 0); each tuple a 16-bit
@@ -21,9 +30,19 @@
 
 /* A batch of at most usage_batch_max records of short strings: far below this. */
 #define COPY_CAP ((size_t)64 << 20)
+/* Rows a COPY (see above). */
+#define COPY_ROWS 128
 
 /* The binary format's header: signature, flags, header extension length. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+/* The statements, their columns in the order the tuples hold them. */
+static const char rows_sql[] = "COPY skyio_usage(time_ms, key_name, model, deployment, status,"
+                               " tokens_in, tokens_out, latency_us, cost) FROM STDIN"
+                               " WITH (FORMAT binary);";
+static const char sums_sql[] = "COPY skyio_usage_daily_add(day, key_name, model, requests,"
+                               " errors, tokens_in, tokens_out, cost) FROM STDIN"
+                               " WITH (FORMAT binary)";
 
 /* Integers in network byte order, as every length and number of the format; returns the
  * position after them. */
@@ -54,25 +73,26 @@ static uint64_t float_bits(double d)
     return u;
 }
 
-/* A tuple's bytes besides its four strings': the field count, the int8 time, each
+/* A tuple's bytes besides its three strings': the field count, the int8 time, each
  * string's length, the int4 status and the four int8 / float8 numbers. */
-#define TUPLE_FIXED (2 + (4 + 8) + 4 * 4 + (4 + 4) + 4 * (4 + 8))
+#define ROW_FIXED (2 + (4 + 8) + 3 * 4 + (4 + 4) + 4 * (4 + 8))
+/* A sum's: the field count, three strings' lengths, five int8 / float8 numbers. */
+#define SUM_FIXED (2 + 3 * 4 + 5 * (4 + 8))
 
-/* Record @p r as one tuple: ten fields, in the columns' order of the COPY's list, written
- * in place after one reservation (appending field by field was most of the client's work). */
-static int put_record(sky_buf *b, const sky__store_usage *r, const char *day)
+/* Record @p r as one tuple: nine fields, in the columns' order of rows_sql, written in
+ * place after one reservation (appending field by field was most of the client's work). */
+static int put_record(sky_buf *b, const sky__store_usage *r)
 {
-    size_t dl = strlen(day), kl = strlen(r->key_name), ml = strlen(r->model);
-    size_t pl = strlen(r->deployment), n = TUPLE_FIXED + dl + kl + ml + pl;
+    size_t kl = strlen(r->key_name), ml = strlen(r->model), pl = strlen(r->deployment);
+    size_t n = ROW_FIXED + kl + ml + pl;
     if (kl > INT32_MAX || ml > INT32_MAX || pl > INT32_MAX)
         return SKY_ETOOBIG;
     int rc = sky_buf_reserve(b, n);
     if (rc)
         return rc;
     unsigned char *p = (unsigned char *)b->data + b->len;
-    p = be(p, 10, 2);
+    p = be(p, 9, 2);
     p = put_num(p, (uint64_t)r->time_ms, 8);
-    p = put_text(p, day, dl);
     p = put_text(p, r->key_name, kl);
     p = put_text(p, r->model, ml);
     p = put_text(p, r->deployment, pl);
@@ -85,21 +105,147 @@ static int put_record(sky_buf *b, const sky__store_usage *r, const char *day)
     return 0;
 }
 
-/* The op's COPY data (params[0], copy_len bytes): every record of @p recs between the
- * header and the trailer (-1 as a tuple's field count); 0 or an error code. */
-static int copy_data(sky__pg_op *op, const sky__store_usage *recs, size_t n)
+/* ---- the batch's sums by day, key and model */
+
+typedef struct pg_sum {
+    char day[11];
+    const char *key_name, *model; /* the batch's, borrowed */
+    int64_t requests, errors, tokens_in, tokens_out;
+    double cost;
+} pg_sum;
+
+/* The groups, in (day, key, model) order, the bytes' order: two gateways' batches lock the
+ * rows they share in the same order. */
+typedef struct pg_sums {
+    pg_sum *v;
+    size_t n, last; /* last: the group found last (a batch is mostly one) */
+} pg_sums;
+
+static int sum_cmp(const pg_sum *g, const char *day, const sky__store_usage *r)
 {
-    sky_buf b;
+    int c = strcmp(g->day, day);
+    c = c ? c : strcmp(g->key_name, r->key_name);
+    return c ? c : strcmp(g->model, r->model);
+}
+
+/* The sum of @p r's group on @p day: found by a binary search, else made in its place. */
+static pg_sum *sum_of(pg_sums *s, const char *day, const sky__store_usage *r)
+{
+    if (s->n && sum_cmp(&s->v[s->last], day, r) == 0)
+        return &s->v[s->last];
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = sum_cmp(&s->v[mid], day, r);
+        if (c == 0)
+            return &s->v[s->last = mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(&s->v[lo + 1], &s->v[lo], (s->n - lo) * sizeof(*s->v));
+    pg_sum *g = &s->v[lo];
+    memset(g, 0, sizeof(*g));
+    strncpy(g->day, day, sizeof(g->day) - 1);
+    g->key_name = r->key_name;
+    g->model = r->model;
+    s->n++;
+    s->last = lo;
+    return g;
+}
+
+/* Sum @p n records (s->v has room for n groups). */
+static void sum_batch(pg_sums *s, const sky__store_usage *recs, size_t n)
+{
     sky__store_day_cache days = {0};
+    for (size_t i = 0; i < n; i++) {
+        const sky__store_usage *r = &recs[i];
+        pg_sum *g = sum_of(s, sky__store_day_of(&days, r->time_ms), r);
+        g->requests++;
+        g->errors += r->status >= 400;
+        g->tokens_in += r->tokens_in;
+        g->tokens_out += r->tokens_out;
+        g->cost += r->cost;
+    }
+}
+
+/* Sum @p g as one tuple: eight fields, in the columns' order of sums_sql. */
+static int put_sum(sky_buf *b, const pg_sum *g)
+{
+    size_t dl = strlen(g->day), kl = strlen(g->key_name), ml = strlen(g->model);
+    size_t n = SUM_FIXED + dl + kl + ml;
+    int rc = sky_buf_reserve(b, n);
+    if (rc)
+        return rc;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    p = be(p, 8, 2);
+    p = put_text(p, g->day, dl);
+    p = put_text(p, g->key_name, kl);
+    p = put_text(p, g->model, ml);
+    p = put_num(p, (uint64_t)g->requests, 8);
+    p = put_num(p, (uint64_t)g->errors, 8);
+    p = put_num(p, (uint64_t)g->tokens_in, 8);
+    p = put_num(p, (uint64_t)g->tokens_out, 8);
+    put_num(p, float_bits(g->cost), 8);
+    b->len += n;
+    return 0;
+}
+
+/* ---- the op */
+
+/* COPY @p i's data ends here; its trailer (-1 as a tuple's field count) appended. */
+static int end_copy(sky__pg_op *op, sky_buf *b, size_t i)
+{
+    int rc = sky_buf_append(b, "\377\377", 2);
+    op->copy_ends[i] = b->len;
+    return rc;
+}
+
+/* The rows' COPYs, then the sums', into @p b; 0 or an error code. */
+static int copy_data(sky__pg_op *op, sky_buf *b, const sky__store_usage *recs, size_t n,
+                     const pg_sums *s)
+{
+    int rc = 0;
+    size_t i = 0, c = 0;
+    for (; rc == 0 && i < n; i++) {
+        if (i % COPY_ROWS == 0)
+            rc = sky_buf_append(b, copy_header, sizeof(copy_header));
+        rc = rc ? rc : put_record(b, &recs[i]);
+        if (rc == 0 && (i + 1 == n || (i + 1) % COPY_ROWS == 0))
+            rc = end_copy(op, b, c++);
+    }
+    rc = rc ? rc : sky_buf_append(b, copy_header, sizeof(copy_header));
+    for (size_t g = 0; rc == 0 && g < s->n; g++)
+        rc = put_sum(b, &s->v[g]);
+    return rc ? rc : end_copy(op, b, c);
+}
+
+/* The op's query (copies - 1 of rows_sql, then sums_sql) and its COPYs' data (params[0],
+ * copy_len bytes, COPY i's ending at copy_ends[i]); 0 or an error code. */
+static int batch_op(sky__pg_op *op, const sky__store_usage *recs, size_t n)
+{
+    size_t rows = (n + COPY_ROWS - 1) / COPY_ROWS, sl = sizeof(rows_sql) - 1;
+    pg_sums s = {calloc(n ? n : 1, sizeof(*s.v)), 0, 0};
+    op->copies = rows + 1;
+    op->copy_ends = calloc(op->copies, sizeof(*op->copy_ends));
+    op->copy_sql = malloc(rows * sl + sizeof(sums_sql));
+    if (!s.v || !op->copy_ends || !op->copy_sql) {
+        free(s.v);
+        return SKY_ENOMEM;
+    }
+    for (size_t i = 0; i < rows; i++)
+        memcpy(op->copy_sql + i * sl, rows_sql, sl);
+    memcpy(op->copy_sql + rows * sl, sums_sql, sizeof(sums_sql));
+    sum_batch(&s, recs, n);
+    sky_buf b;
     sky_buf_init(&b, COPY_CAP);
-    int rc = sky_buf_append(&b, copy_header, sizeof(copy_header));
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = put_record(&b, &recs[i], sky__store_day_of(&days, recs[i].time_ms));
-    rc = rc ? rc : sky_buf_append(&b, "\377\377", 2);
+    int rc = copy_data(op, &b, recs, n, &s);
     if (rc == 0)
         op->params[0] = sky_buf_detach(&b, &op->copy_len);
     sky_buf_free(&b);
-    return rc || op->params[0] == NULL ? SKY_ENOMEM : 0;
+    free(s.v);
+    return rc ? rc : op->params[0] == NULL ? SKY_ENOMEM : 0;
 }
 
 void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
@@ -114,10 +260,12 @@ void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
         return;
     }
     op->cb.done = cb;
-    if (copy_data(op, recs, n) == 0) {
+    int rc = batch_op(op, recs, n);
+    if (rc == 0) {
         sky__pg_submit(s->impl, op);
         return;
     }
-    sky_error_set(&e, SKY_ENOMEM, "out of memory");
+    sky_error_set(&e, rc,
+                  rc == SKY_ETOOBIG ? "a usage record's name is too long" : "out of memory");
     sky__pg_fail_later(s->impl, op, &e);
 }

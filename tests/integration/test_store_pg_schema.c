@@ -1,14 +1,17 @@
 /*
  * The PostgreSQL store's schema and usage batches against a real server (initdb + pg_ctl in
  * a temp dir, skipped when not installed):
- * - a database written by schema version 1 (its DDL frozen here as that version wrote it:
- *   the records indexed by day, key and model, no rollup) opens with the current skyio, is
- *   migrated to version 2 (the rollup skyio_usage_daily, kept by a trigger; the indexes
- *   gone) and its totals are what they were; records written afterwards add to them;
+ * - databases written by schema versions 1 and 2 (their DDL frozen here as those versions
+ *   wrote it: 1, the records indexed by day, key and model, no sums; 2, no index, the sums
+ *   in skyio_usage_daily kept by a statement trigger, each row an id and its day) open with
+ *   the current skyio, are migrated to version 3 (nine columns a row, the sums added by the
+ *   gateway) and their totals are what they were; records written afterwards add to them;
  * - a database from a newer skyio is refused with the version in the message;
  * - names with what COPY's formats give a meaning to (a tab, a newline, a carriage return,
  *   a backslash, "\." and "\N") come back as written;
- * - a batch the server refuses fails its flush, whole, and the connection goes on serving.
+ * - a batch of several COPYs (more rows than one takes) writes every row and the exact sums;
+ * - a batch the server refuses fails its flush, whole (the rows of its earlier COPYs and
+ *   its sums too), and the connection goes on serving.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +52,37 @@ static const char v1_schema[] =
     " (1796083202000, '2026-12-01', 'team-b', 'gpt-4o', 'd2', 200, 7, 8, 700, 0.5),"
     " (1796169600000, '2026-12-02', 'team-a', 'gpt-4o', 'd1', 200, 100, 200, 600, 1.5);"
     "INSERT INTO skyio_docs VALUES ('team-a', 'resp_1', '{\"kept\":true}', 1796083200000);";
+
+/* What version 2's migration did to a version 1 database (its marker set to 2). */
+static const char v2_step[] =
+    "CREATE TABLE skyio_usage_daily(day text NOT NULL, key_name text NOT NULL,"
+    " model text NOT NULL, requests bigint NOT NULL, errors bigint NOT NULL,"
+    " tokens_in bigint NOT NULL, tokens_out bigint NOT NULL,"
+    " cost double precision NOT NULL, PRIMARY KEY(day, key_name, model));"
+    "INSERT INTO skyio_usage_daily SELECT day, key_name, model, count(*),"
+    " count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
+    " FROM skyio_usage GROUP BY day, key_name, model;"
+    "CREATE FUNCTION skyio_usage_roll() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    " INSERT INTO skyio_usage_daily AS d SELECT day, key_name, model, count(*),"
+    "  count(*) FILTER (WHERE status >= 400), sum(tokens_in), sum(tokens_out), sum(cost)"
+    "  FROM skyio_new_usage GROUP BY day, key_name, model ORDER BY day, key_name, model"
+    " ON CONFLICT (day, key_name, model) DO UPDATE SET"
+    "  requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"
+    "  tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
+    "  tokens_out = d.tokens_out + EXCLUDED.tokens_out, cost = d.cost + EXCLUDED.cost;"
+    " RETURN NULL; END $f$;"
+    "CREATE TRIGGER skyio_usage_roll AFTER INSERT ON skyio_usage"
+    " REFERENCING NEW TABLE AS skyio_new_usage FOR EACH STATEMENT"
+    " EXECUTE FUNCTION skyio_usage_roll();"
+    "DROP INDEX skyio_usage_by_day;"
+    "ALTER TABLE skyio_usage DROP CONSTRAINT skyio_usage_pkey;"
+    "ALTER SEQUENCE skyio_usage_id_seq CACHE 1024;"
+    "UPDATE skyio_schema SET version = 2;"
+    /* written by version 2: 2026-12-02, team-b on gpt-4o, one failed; summed by its trigger */
+    "INSERT INTO skyio_usage(time_ms, day, key_name, model, deployment, status, tokens_in,"
+    " tokens_out, latency_us, cost) VALUES"
+    " (1796169601000, '2026-12-02', 'team-b', 'gpt-4o', 'd2', 200, 5, 6, 500, 0.75),"
+    " (1796169602000, '2026-12-02', 'team-b', 'gpt-4o', 'd2', 500, 1, 0, 400, 0);";
 
 static sky_test_pg pg;
 
@@ -166,28 +200,42 @@ static void assert_row(const sky__store_usage_total *r, const char *day, const c
         }                                                                                          \
     } while (0)
 
-static void version1_database_is_migrated(void **state)
+/* The current schema: version 3, the rows of nine columns and no index. */
+static void assert_version3(void)
 {
-    (void)state;
-    SKIP_WITHOUT_PG();
-    sql(v1_schema, NULL, 0);
+    char v[64];
+    sql("SELECT version FROM skyio_schema", v, sizeof(v));
+    assert_string_equal(v, "3");
+    sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'skyio_usage'", v, sizeof(v));
+    assert_string_equal(v, "0");
+    sql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'skyio_usage'::regclass"
+        " AND attnum > 0 AND NOT attisdropped",
+        v, sizeof(v));
+    assert_string_equal(v, "9");
+    sql("SELECT count(*) FROM pg_trigger WHERE tgname = 'skyio_usage_roll'", v, sizeof(v));
+    assert_string_equal(v, "0");
+}
+
+/* Open a database an earlier version wrote (the four records of v1_schema, and
+ * @p v2_rows more if version 2 wrote it): migrated, the same totals, records written
+ * afterwards added, and reopened without a second migration. */
+static void assert_migrated(int v2_rows)
+{
     uv_loop_t *loop = sky_test_loop_new();
     sky_error err;
     sky__store *s = open_pg(loop, &err);
     if (!s)
-        fail_msg("opening a version 1 database: %s", err.message);
-    char v[64];
-    sql("SELECT version FROM skyio_schema", v, sizeof(v));
-    assert_string_equal(v, "2");
-    sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'skyio_usage'", v, sizeof(v));
-    assert_string_equal(v, "0");
+        fail_msg("opening an earlier version's database: %s", err.message);
+    assert_version3();
 
     waiter w;
     totals(loop, s, NULL, &w); /* ordered by day, key, model */
-    assert_int_equal(w.n, 3);
+    assert_int_equal(w.n, v2_rows ? 4 : 3);
     assert_row(&w.rows[0], "2026-12-01", "team-a", 2, 1, 13, 20, 0.25);
     assert_row(&w.rows[1], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
     assert_row(&w.rows[2], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
+    if (v2_rows)
+        assert_row(&w.rows[3], "2026-12-02", "team-b", 2, 1, 6, 6, 0.75);
 
     /* new records add to the migrated sums, and to a new day's */
     sky__store_usage u = {1796083203000, "team-a", "gpt-4o", "d1", 429, 1, 2, 3, 0.25};
@@ -201,17 +249,19 @@ static void version1_database_is_migrated(void **state)
     assert_row(&w.rows[0], "2026-12-01", "team-a", 3, 2, 14, 22, 0.5);
     assert_row(&w.rows[1], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
     assert_row(&w.rows[2], "2026-12-03", "team-a", 1, 0, 1, 2, 0.25);
+    char v[64], want[16];
     sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
-    assert_string_equal(v, "6"); /* every record is still a row, numbered */
-    sql("SELECT count(DISTINCT id) FROM skyio_usage WHERE id > 4", v, sizeof(v));
-    assert_string_equal(v, "2");
+    snprintf(want, sizeof(want), "%d", 6 + v2_rows);
+    assert_string_equal(v, want); /* every record is still a row */
+    sql("SELECT sum(tokens_in) FROM skyio_usage WHERE key_name = 'team-a'", v, sizeof(v));
+    assert_string_equal(v, "115");
     sky__store_close_sync(loop, s);
 
     /* opened again: nothing migrated twice */
     s = open_pg(loop, &err);
     assert_non_null(s);
     totals(loop, s, "team-b", &w);
-    assert_int_equal(w.n, 1);
+    assert_int_equal(w.n, v2_rows ? 2 : 1);
     assert_row(&w.rows[0], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
     sky__store_close_sync(loop, s);
     sql("SELECT doc FROM skyio_docs WHERE id = 'resp_1'", v, sizeof(v));
@@ -219,18 +269,39 @@ static void version1_database_is_migrated(void **state)
     sky_test_loop_free(loop);
 }
 
+static void version1_database_is_migrated(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    sql(v1_schema, NULL, 0);
+    assert_migrated(0);
+}
+
+static void version2_database_is_migrated(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    sql(v1_schema, NULL, 0);
+    sql(v2_step, NULL, 0);
+    char v[64];
+    sql("SELECT requests FROM skyio_usage_daily WHERE day = '2026-12-02' AND key_name = 'team-b'",
+        v, sizeof(v));
+    assert_string_equal(v, "2"); /* version 2's trigger summed them */
+    assert_migrated(2);
+}
+
 static void newer_database_is_refused(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
     sql("CREATE TABLE skyio_schema(version integer NOT NULL);"
-        "INSERT INTO skyio_schema VALUES (3);",
+        "INSERT INTO skyio_schema VALUES (4);",
         NULL, 0);
     uv_loop_t *loop = sky_test_loop_new();
     sky_error err;
     sky__store *s = open_pg(loop, &err);
     assert_null(s);
-    assert_non_null(strstr(err.message, "schema version 3 is newer"));
+    assert_non_null(strstr(err.message, "schema version 4 is newer"));
     sky_test_loop_free(loop);
 }
 
@@ -296,6 +367,57 @@ static void refused_batch_keeps_the_connection(void **state)
     char v[64];
     sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
     assert_string_equal(v, "0"); /* a batch is all or nothing */
+    sql("SELECT count(*) FROM skyio_usage_daily", v, sizeof(v));
+    assert_string_equal(v, "0");
+    sky_test_loop_free(loop);
+}
+
+/* More records than a COPY takes (a batch is several): every row is written and the sums
+ * are exact; one bad record in the batch's last COPY undoes its earlier COPYs too. */
+static void batch_of_several_copies(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_non_null(s);
+    for (int i = 0; i < 300; i++) { /* one batch: the queue writes 512 at once */
+        sky__store_usage u = {1796083200000 + i,
+                              i % 3 ? "team-a" : "team-b",
+                              "gpt-4o",
+                              "d1",
+                              i % 10 ? 200 : 503,
+                              i,
+                              2,
+                              3,
+                              0.5};
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+    }
+    flush(loop, s);
+    waiter w;
+    totals(loop, s, NULL, &w);
+    assert_int_equal(w.n, 2); /* 0..299: 100 of team-b (i % 3 == 0), 10 of those failed */
+    assert_row(&w.rows[0], "2026-12-01", "team-a", 200, 20, 44850 - 14850, 400, 100);
+    assert_row(&w.rows[1], "2026-12-01", "team-b", 100, 10, 14850, 200, 50);
+    char v[64];
+    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "300");
+
+    for (int i = 0; i < 300; i++) {
+        sky__store_usage u = {
+            1796083300000 + i, i == 290 ? "bad\xff" : "team-c", "gpt-4o", "d1", 200, 1, 1, 1, 0};
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+    }
+    memset(&w, 0, sizeof(w));
+    sky__store_usage_flush(s, on_done, &w);
+    assert_true(sky_test_run_until(loop, &w.done, 20000));
+    assert_int_equal(w.err.code, SKY_EIO);
+    sky__store_close_sync(loop, s);
+    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "300"); /* none of the refused batch's */
+    sql("SELECT count(*) FROM skyio_usage_daily", v, sizeof(v));
+    assert_string_equal(v, "2");
     sky_test_loop_free(loop);
 }
 
@@ -303,8 +425,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(version1_database_is_migrated, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(version2_database_is_migrated, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(batch_of_several_copies, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(refused_batch_keeps_the_connection, pg_setup, pg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
