@@ -21,6 +21,7 @@
  * 32-bit flags field and a 32-bit header extension length (both 0); each tuple a 16-bit
  * field count, then each field's 32-bit length and its bytes; a 16-bit -1 after the last.
  */
+#include <endian.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,24 +45,39 @@ static const char sums_sql[] = "COPY skyio_usage_daily_add(day, key_name, model,
                                " errors, tokens_in, tokens_out, cost) FROM STDIN"
                                " WITH (FORMAT binary)";
 
-/* Integers in network byte order, as every length and number of the format; returns the
- * position after them. */
-static unsigned char *be(unsigned char *p, uint64_t v, size_t n)
+/* Integers in network byte order, as every length and number of the format (a byte swap
+ * and a store each); returns the position after them. */
+static unsigned char *be2(unsigned char *p, uint16_t v)
 {
-    for (size_t i = n; i-- > 0; v >>= 8)
-        p[i] = (unsigned char)(v & 0xff);
-    return p + n;
+    v = htobe16(v);
+    memcpy(p, &v, sizeof(v));
+    return p + sizeof(v);
 }
 
-/* A field of @p n bytes (int4, int8 or float8): its length, then its value. */
-static unsigned char *put_num(unsigned char *p, uint64_t v, size_t n)
+static unsigned char *be4(unsigned char *p, uint32_t v)
 {
-    return be(be(p, n, 4), v, n);
+    v = htobe32(v);
+    memcpy(p, &v, sizeof(v));
+    return p + sizeof(v);
+}
+
+/* An int4 field: its length, then its value; an int8 or float8 field. */
+static unsigned char *put_int4(unsigned char *p, uint32_t v)
+{
+    return be4(be4(p, 4), v);
+}
+
+static unsigned char *put_int8(unsigned char *p, uint64_t v)
+{
+    v = htobe64(v);
+    p = be4(p, 8);
+    memcpy(p, &v, sizeof(v));
+    return p + sizeof(v);
 }
 
 static unsigned char *put_text(unsigned char *p, const char *s, size_t n)
 {
-    p = be(p, n, 4);
+    p = be4(p, (uint32_t)n);
     memcpy(p, s, n);
     return p + n;
 }
@@ -91,16 +107,16 @@ static int put_record(sky_buf *b, const sky__store_usage *r)
     if (rc)
         return rc;
     unsigned char *p = (unsigned char *)b->data + b->len;
-    p = be(p, 9, 2);
-    p = put_num(p, (uint64_t)r->time_ms, 8);
+    p = be2(p, 9);
+    p = put_int8(p, (uint64_t)r->time_ms);
     p = put_text(p, r->key_name, kl);
     p = put_text(p, r->model, ml);
     p = put_text(p, r->deployment, pl);
-    p = put_num(p, (uint32_t)r->status, 4);
-    p = put_num(p, (uint64_t)r->tokens_in, 8);
-    p = put_num(p, (uint64_t)r->tokens_out, 8);
-    p = put_num(p, (uint64_t)r->latency_us, 8);
-    put_num(p, float_bits(r->cost), 8);
+    p = put_int4(p, (uint32_t)r->status);
+    p = put_int8(p, (uint64_t)r->tokens_in);
+    p = put_int8(p, (uint64_t)r->tokens_out);
+    p = put_int8(p, (uint64_t)r->latency_us);
+    put_int8(p, float_bits(r->cost));
     b->len += n;
     return 0;
 }
@@ -179,15 +195,15 @@ static int put_sum(sky_buf *b, const pg_sum *g)
     if (rc)
         return rc;
     unsigned char *p = (unsigned char *)b->data + b->len;
-    p = be(p, 8, 2);
+    p = be2(p, 8);
     p = put_text(p, g->day, dl);
     p = put_text(p, g->key_name, kl);
     p = put_text(p, g->model, ml);
-    p = put_num(p, (uint64_t)g->requests, 8);
-    p = put_num(p, (uint64_t)g->errors, 8);
-    p = put_num(p, (uint64_t)g->tokens_in, 8);
-    p = put_num(p, (uint64_t)g->tokens_out, 8);
-    put_num(p, float_bits(g->cost), 8);
+    p = put_int8(p, (uint64_t)g->requests);
+    p = put_int8(p, (uint64_t)g->errors);
+    p = put_int8(p, (uint64_t)g->tokens_in);
+    p = put_int8(p, (uint64_t)g->tokens_out);
+    put_int8(p, float_bits(g->cost));
     b->len += n;
     return 0;
 }
@@ -226,7 +242,7 @@ static int copy_data(sky__pg_op *op, sky_buf *b, const sky__store_usage *recs, s
 static int batch_op(sky__pg_op *op, const sky__store_usage *recs, size_t n)
 {
     size_t rows = (n + COPY_ROWS - 1) / COPY_ROWS, sl = sizeof(rows_sql) - 1;
-    pg_sums s = {calloc(n ? n : 1, sizeof(*s.v)), 0, 0};
+    pg_sums s = {malloc((n ? n : 1) * sizeof(*s.v)), 0, 0};
     op->copies = rows + 1;
     op->copy_ends = calloc(op->copies, sizeof(*op->copy_ends));
     op->copy_sql = malloc(rows * sl + sizeof(sums_sql));
