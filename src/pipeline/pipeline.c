@@ -2,7 +2,9 @@
  * The request pipeline. A call goes through admission (breaker, concurrency
  * slot, rate limit), then an attempt (request id, auth, transport), then the
  * retry policy, which either ends the call or sends it back to admission
- * after a wait. Waits are one libuv timer per call.
+ * after a wait. Waits are one libuv timer per call, set up on the call's first wait;
+ * admission "from the loop, at once" (a new call, a woken one) is one timer of the
+ * pipeline's for all the calls of a loop turn.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +59,10 @@ struct sky_call {
     char request_id[SKY_UUID_LEN + 1];
     sky_retry_state retry;
     sky_error *fault;        /* while retrying: the last attempt's failure (own allocation) */
-    uv_timer_t *timer;       /* &timer_handle once it is initialised */
-    uv_timer_t timer_handle; /* the call is freed by its close callback */
+    uv_timer_t *timer;       /* &timer_handle once it is initialised (its first wait) */
+    uv_timer_t timer_handle; /* once initialised, the call is freed by its close callback */
+    int in_ready;            /* in p's ready list: admitted when the pipeline's kick runs */
+    sky_call *rprev, *rnext;
     int step;
     int canceled;
     int orphaned; /* the pipeline went first: report nothing, free on return */
@@ -92,6 +96,8 @@ struct sky_pipeline {
     sky_breaker breaker;
     sky_call *calls;
     sky_call *queue_head, *queue_tail;
+    sky_call *ready_head, *ready_tail; /* calls to admit from the loop, at once, in order */
+    uv_timer_t kick; /* a 0 ms timer while ready_head; p is freed by its close callback */
     size_t n_active;
     size_t n_on_wire;     /* attempts sent and not yet answered */
     size_t n_backing_off; /* calls waiting out a retry's backoff */
@@ -171,8 +177,43 @@ static void forget_bearer(sky_call *c)
     }
 }
 
+static void ready_remove(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (!c->in_ready)
+        return;
+    if (c->rprev)
+        c->rprev->rnext = c->rnext;
+    else
+        p->ready_head = c->rnext;
+    if (c->rnext)
+        c->rnext->rprev = c->rprev;
+    else
+        p->ready_tail = c->rprev;
+    c->rprev = c->rnext = NULL;
+    c->in_ready = 0;
+}
+
+/* The call's own timer, for a wait: set up on the first (most calls never wait). */
+static uv_timer_t *call_timer(sky_call *c)
+{
+    if (c->timer == NULL) {
+        c->timer = &c->timer_handle;
+        uv_timer_init(c->p->loop, c->timer);
+        c->timer->data = c;
+    }
+    return c->timer;
+}
+
+static void stop_timer(sky_call *c)
+{
+    if (c->timer)
+        uv_timer_stop(c->timer);
+}
+
 static void call_free(sky_call *c)
 {
+    ready_remove(c);
     forget_bearer(c);
     sky_headers_free(c->headers);
     sky_buf_free(&c->held);
@@ -256,8 +297,8 @@ static void finish(sky_call *c, const sky_http_response *res, const sky_error *e
     /* canceled or out of time while it waited for the rate: its slot and breaker turn */
     release_admission(c);
     c->step = STEP_DONE;
-    if (c->timer)
-        uv_timer_stop(c->timer);
+    stop_timer(c);
+    ready_remove(c);
     fill_result(c, res, &r);
     unlink_call(p, c);
     p->in_callback++;
@@ -276,9 +317,9 @@ static void finish_error(sky_call *c, int code, const char *msg)
 
 /* ---- waiting ---- */
 
-static void on_call_timer(uv_timer_t *t)
+/* A wait is over: the deadline of a call in the queue, else admission again. */
+static void wake(sky_call *c)
 {
-    sky_call *c = t->data;
     sky_pipeline *p = c->p;
     backoff_over(c);
     c->waits_on_endpoint = 0;
@@ -290,7 +331,51 @@ static void on_call_timer(uv_timer_t *t)
     } else {
         admit(c);
     }
+}
+
+static void on_call_timer(uv_timer_t *t)
+{
+    sky_call *c = t->data;
+    sky_pipeline *p = c->p;
+    wake(c);
     maybe_free_pipeline(p);
+}
+
+/* The calls made ready in this loop turn, in order. A free asked for from a callback waits
+ * until they have gone (those left are then ended by the free). */
+static void on_kick(uv_timer_t *t)
+{
+    sky_pipeline *p = t->data;
+    p->in_callback++;
+    while (p->ready_head && !p->free_requested) {
+        sky_call *c = p->ready_head;
+        ready_remove(c);
+        wake(c);
+    }
+    p->in_callback--;
+    maybe_free_pipeline(p);
+}
+
+/* Admission for @p c from the loop, at once: never inside the caller's own call. The calls
+ * made ready in one turn share the pipeline's timer (a timer each cost every call a start,
+ * a stop and a close). */
+static void kick(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    stop_timer(c);
+    c->step = STEP_WAITING;
+    if (c->in_ready)
+        return;
+    c->in_ready = 1;
+    c->rnext = NULL;
+    c->rprev = p->ready_tail;
+    if (p->ready_tail)
+        p->ready_tail->rnext = c;
+    else
+        p->ready_head = c;
+    p->ready_tail = c;
+    if (!uv_is_active((uv_handle_t *)&p->kick))
+        uv_timer_start(&p->kick, on_kick, 0, 0);
 }
 
 /* Come back to admission after @p ms, unless the deadline comes first. */
@@ -304,7 +389,8 @@ static void wait_then_admit(sky_call *c, uint64_t ms, int counts_as_limit_wait)
     if (counts_as_limit_wait)
         c->waited_ms += ms;
     c->step = STEP_WAITING;
-    uv_timer_start(c->timer, on_call_timer, ms, 0);
+    ready_remove(c);
+    uv_timer_start(call_timer(c), on_call_timer, ms, 0);
 }
 
 /* ---- admission: breaker, concurrency slot, rate limit ---- */
@@ -421,7 +507,7 @@ static int admit_slot(sky_call *c)
         p->queue_head = c;
     p->queue_tail = c;
     if (c->deadline_ms)
-        uv_timer_start(c->timer, on_call_timer, c->deadline_ms - c->wait_from_ms, 0);
+        uv_timer_start(call_timer(c), on_call_timer, c->deadline_ms - c->wait_from_ms, 0);
     return 0;
 }
 
@@ -487,7 +573,7 @@ static void pump_queue(sky_pipeline *p)
         c->qnext = NULL;
         c->have_slot = p->o.use_concurrency;
         c->waited_ms += now_ms(p) - c->wait_from_ms;
-        uv_timer_stop(c->timer);
+        stop_timer(c);
         admit(c);
     }
 }
@@ -970,7 +1056,7 @@ static void wake_endpoint_waiters(sky_pipeline *p)
     for (sky_call *c = p->calls; c; c = c->next) {
         if (c->waits_on_endpoint && c->step == STEP_WAITING) {
             c->waits_on_endpoint = 0;
-            uv_timer_start(c->timer, on_call_timer, 0, 0);
+            kick(c);
         }
     }
 }
@@ -1244,9 +1330,6 @@ static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
         call_free(c);
         return NULL;
     }
-    c->timer = &c->timer_handle;
-    uv_timer_init(p->loop, c->timer);
-    c->timer->data = c;
     return c;
 }
 
@@ -1289,8 +1372,7 @@ int sky_call_start(sky_pipeline *p, const sky_call_options *o, sky_call **out_ca
     if (out_call)
         *out_call = c;
     /* Admission runs from the loop, so the callback never runs inside this call. */
-    c->step = STEP_WAITING;
-    uv_timer_start(c->timer, on_call_timer, 0, 0);
+    kick(c);
     return 0;
 }
 
@@ -1309,8 +1391,7 @@ void sky_call_cancel(sky_call *c)
     }
     if (c->step == STEP_QUEUED)
         queue_remove(c->p, c);
-    c->step = STEP_WAITING;
-    uv_timer_start(c->timer, on_call_timer, 0, 0);
+    kick(c);
 }
 
 void sky_call_resume(sky_call *c)
@@ -1373,8 +1454,15 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
         free(p);
         return rc;
     }
+    uv_timer_init(loop, &p->kick);
+    p->kick.data = p;
     *out = p;
     return 0;
+}
+
+static void on_kick_closed(uv_handle_t *h)
+{
+    free(h->data);
 }
 
 static void pipeline_release(sky_pipeline *p)
@@ -1384,7 +1472,7 @@ static void pipeline_release(sky_pipeline *p)
     sky_ratelimit_free(p->rate);
     sky_limiter_free(p->limiter);
     free(p->scope);
-    free(p);
+    uv_close((uv_handle_t *)&p->kick, on_kick_closed); /* which frees p */
 }
 
 /* A call whose attempt is in flight when the pipeline goes: report it now;
@@ -1443,7 +1531,7 @@ void sky_pipeline_admitter_wake(sky_pipeline *p)
     for (sky_call *c = p ? p->calls : NULL; c; c = c->next) {
         if (c->waits_on_admitter && c->step == STEP_WAITING) {
             c->waits_on_admitter = 0;
-            uv_timer_start(c->timer, on_call_timer, 0, 0);
+            kick(c);
         }
     }
 }
