@@ -71,9 +71,10 @@ struct h1req {
     int kind; /* SKY__HTTP_KIND_H1; first, as in struct sky_http_request */
     sky__h1 *h;
     origin *org;
-    h1conn *conn;     /* NULL before a connection and after the reply */
-    uv_timer_t timer; /* the request's timeout; the request is freed when it closes */
-    sky_buf out;      /* request line, headers and body */
+    h1conn *conn;         /* NULL before a connection and after the reply */
+    uint64_t deadline;    /* loop time (ms) its wait ends; 0: none (see "timeouts") */
+    h1req *tprev, *tnext; /* in the transport's deadline list */
+    sky_buf out;          /* request line, headers and body */
     int is_head;
     int status;
     sky_headers *resp_headers;
@@ -102,9 +103,12 @@ struct sky__h1 {
     h1req *active; /* waiting for a connection or a reply */
     h1req *ended;  /* over, done callback pending (from the reaper) */
     size_t n_active, n_idle;
+    h1req *timed, *timed_tail; /* requests with a deadline, the first due first */
+    uint64_t armed_for;        /* the deadline the timer below is set for; 0: none */
+    uv_timer_t deadlines;      /* ends the requests whose time is up */
     uv_timer_t reaper;
     uv_timer_t sweeper; /* closes idle connections, running while any is pooled */
-    size_t handles;     /* the two timers and the connections not yet closed */
+    size_t handles;     /* the three timers and the connections not yet closed */
     int freeing;
     char *rbuf; /* every read lands here: the reply's bytes are used before the next */
 };
@@ -241,11 +245,71 @@ static h1conn *pool_take(origin *o)
     return c;
 }
 
+/* ---- timeouts ----
+ *
+ * Requests with a timeout are kept in the order their deadlines come, and the transport's
+ * one timer is set for the first. It is left alone when that request ends: it fires, ends
+ * what is due, and is set again for the first left. Most requests end long before their
+ * timeout, so a request's wait costs a place in a list, not a timer's start and stop (two
+ * of each a request, before). */
+
+static void on_deadline(uv_timer_t *t);
+
+static void arm(sky__h1 *h)
+{
+    h1req *first = h->timed;
+    if (first == NULL || (h->armed_for && h->armed_for <= first->deadline))
+        return;
+    uint64_t now = uv_now(h->loop);
+    h->armed_for = first->deadline;
+    uv_timer_start(&h->deadlines, on_deadline, first->deadline > now ? first->deadline - now : 0,
+                   0);
+}
+
+static void deadline_clear(h1req *r)
+{
+    sky__h1 *h = r->h;
+    if (r->deadline == 0)
+        return;
+    if (r->tprev)
+        r->tprev->tnext = r->tnext;
+    else
+        h->timed = r->tnext;
+    if (r->tnext)
+        r->tnext->tprev = r->tprev;
+    else
+        h->timed_tail = r->tprev;
+    r->tprev = r->tnext = NULL;
+    r->deadline = 0;
+}
+
+/* The request's wait ends @p ms from now. Placed from the end of the list: the requests'
+ * timeouts are mostly alike, so a new deadline is mostly the last. */
+static void deadline_set(h1req *r, uint64_t ms)
+{
+    sky__h1 *h = r->h;
+    deadline_clear(r);
+    r->deadline = uv_now(h->loop) + (ms ? ms : 1);
+    h1req *at = h->timed_tail;
+    while (at && at->deadline > r->deadline)
+        at = at->tprev;
+    r->tprev = at;
+    r->tnext = at ? at->tnext : h->timed;
+    if (r->tnext)
+        r->tnext->tprev = r;
+    else
+        h->timed_tail = r;
+    if (at)
+        at->tnext = r;
+    else
+        h->timed = r;
+    arm(h);
+}
+
 /* ---- completion ---- */
 
-static void on_req_closed(uv_handle_t *t)
+static void req_free(h1req *r)
 {
-    h1req *r = t->data;
     sky_buf_free(&r->out);
     sky_buf_free(&r->resp_body);
     sky_headers_free(r->resp_headers);
@@ -274,9 +338,10 @@ static int report(h1req *r)
         sky_error_set(&e, r->err_code, "%s", r->err_msg);
     e.retryable = e.code != SKY_ECANCELED && r->retryable;
     e.http_status = res.status;
+    deadline_clear(r);
     sky__http_enter(c);
     r->on_done((sky_http_request *)r, &res, e.code ? &e : NULL, r->user_data);
-    uv_close((uv_handle_t *)&r->timer, on_req_closed);
+    req_free(r);
     return sky__http_leave(c);
 }
 
@@ -296,7 +361,7 @@ static void end(h1req *r, int defer)
     sky__h1 *h = r->h;
     drop_conn(r);
     r->ended = 1;
-    uv_timer_stop(&r->timer);
+    deadline_clear(r);
     list_remove(&h->active, r);
     h->n_active--;
     if (defer) {
@@ -345,11 +410,25 @@ static void on_reap(uv_timer_t *t)
     sky__http_maybe_free(c);
 }
 
-static void on_timeout(uv_timer_t *t)
+static void on_timeout(h1req *r)
 {
-    h1req *r = t->data;
     /* the code curl gives its own connect timeout, so callers treat both alike */
     fail(r, SKY_ETIMEDOUT, r->connecting ? "connect timed out" : "request timed out", 1);
+}
+
+/* Every request whose time is up ends (each may end or start others), then the timer is set
+ * for the first left. */
+static void on_deadline(uv_timer_t *t)
+{
+    sky__h1 *h = t->data;
+    uint64_t now = uv_now(h->loop);
+    h->armed_for = 0;
+    while (h->timed && h->timed->deadline <= now) {
+        h1req *r = h->timed;
+        deadline_clear(r);
+        on_timeout(r);
+    }
+    arm(h);
 }
 
 /* The first wait: the connect timeout, or the request's timeout when that comes first. */
@@ -359,7 +438,7 @@ static void start_timer(h1req *r)
     r->connecting = ct > 0 && (t <= 0 || ct < t);
     long first = r->connecting ? ct : t;
     if (first > 0)
-        uv_timer_start(&r->timer, on_timeout, (uint64_t)first, 0);
+        deadline_set(r, (uint64_t)first);
 }
 
 /* Connected: what is left of the request's timeout, if it has one, from here on. */
@@ -368,12 +447,12 @@ static void connected(h1req *r)
     if (!r->connecting)
         return;
     r->connecting = 0;
-    uv_timer_stop(&r->timer);
+    deadline_clear(r);
     if (r->timeout_ms <= 0)
         return;
     uint64_t spent = (sky_clock_real_ns() - r->started_ns) / 1000000u;
     uint64_t left = spent < (uint64_t)r->timeout_ms ? (uint64_t)r->timeout_ms - spent : 1;
-    uv_timer_start(&r->timer, on_timeout, left, 0);
+    deadline_set(r, left);
 }
 
 /* ---- the reply ---- */
@@ -662,16 +741,20 @@ static void send_on_new_conn(h1req *r)
         fail(r, SKY_ECONNECT, uv_strerror(rc), 1);
 }
 
+/* On a pooled connection the request's own timeout is the only wait; on a new one, the
+ * connect timeout first (start_timer). */
 static void dispatch(h1req *r)
 {
     h1conn *c = pool_take(r->org);
     if (c == NULL) {
+        start_timer(r);
         send_on_new_conn(r);
         return;
     }
+    if (r->timeout_ms > 0)
+        deadline_set(r, (uint64_t)r->timeout_ms);
     attach(r, c);
     r->reused = 1;
-    connected(r);
     write_request(r);
 }
 
@@ -773,11 +856,13 @@ int sky__h1_new(sky_http_client *c, uv_loop_t *loop, const sky_http_client_optio
         free(h);
         return SKY_ENOMEM;
     }
+    uv_timer_init(loop, &h->deadlines);
+    h->deadlines.data = h;
     uv_timer_init(loop, &h->reaper);
     h->reaper.data = h;
     uv_timer_init(loop, &h->sweeper);
     h->sweeper.data = h;
-    h->handles = 2;
+    h->handles = 3;
     *out = h;
     return 0;
 }
@@ -907,10 +992,7 @@ int sky__h1_send(sky__h1 *h, const sky_http_request_options *o, sky_http_request
     r->on_done = o->on_done;
     r->user_data = o->user_data;
     r->started_ns = sky_clock_real_ns();
-    uv_timer_init(h->loop, &r->timer);
-    r->timer.data = r;
     r->timeout_ms = o->timeout_ms;
-    start_timer(r);
     list_push(&h->active, r);
     h->n_active++;
     r->sending = 1;
@@ -954,6 +1036,7 @@ void sky__h1_free(sky__h1 *h)
     for (origin *o = h->origins; o; o = o->next)
         while (o->idle)
             conn_close(o->idle);
+    uv_close((uv_handle_t *)&h->deadlines, on_timer_closed);
     uv_close((uv_handle_t *)&h->reaper, on_timer_closed);
     uv_close((uv_handle_t *)&h->sweeper, on_timer_closed);
 }

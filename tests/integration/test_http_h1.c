@@ -197,6 +197,45 @@ static void test_cancel_waiting_and_timeout(void **state)
     fixture_close(&f);
 }
 
+/* The transport's one deadline timer: set for the first deadline, set earlier for a shorter
+ * timeout that comes after, and set again for those left when the request it was set for has
+ * ended (here canceled) before its time. Each request ends once, by its own timeout, in the
+ * order of the deadlines; the long one is not cut short. */
+static void test_deadlines_on_one_timer(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "3000", "--jitter", "0", NULL};
+    fixture f;
+    stream_state longest, early, shortest, later;
+    (void)state;
+    memset(&longest, 0, sizeof(longest));
+    memset(&early, 0, sizeof(early));
+    memset(&shortest, 0, sizeof(shortest));
+    memset(&later, 0, sizeof(later));
+    fixture_open(&f, args, 0);
+    start_stream(&f, &longest, 20000);
+    start_stream(&f, &shortest, 100);
+    start_stream(&f, &early, 300);
+    start_stream(&f, &later, 600);
+    sky_http_request_cancel(shortest.req); /* the timer is set for its deadline */
+    assert_true(sky_test_run_until(f.loop, &early.done, 5000));
+    assert_int_equal(early.err_code, SKY_ETIMEDOUT);
+    assert_int_equal(later.done, 0);
+    assert_true(sky_test_run_until(f.loop, &later.done, 5000));
+    assert_int_equal(later.err_code, SKY_ETIMEDOUT);
+    assert_int_equal(shortest.done, 1);
+    assert_int_equal(shortest.err_code, SKY_ECANCELED);
+    assert_int_equal(longest.done, 0);
+    sky_http_request_cancel(longest.req);
+    assert_true(sky_test_run_until(f.loop, &longest.done, 5000));
+    assert_int_equal(longest.err_code, SKY_ECANCELED);
+    assert_int_equal(early.done + later.done, 2);
+    sky_sse_parser_free(&longest.parser);
+    sky_sse_parser_free(&early.parser);
+    sky_sse_parser_free(&shortest.parser);
+    sky_sse_parser_free(&later.parser);
+    fixture_close(&f);
+}
+
 static void on_refused_done(sky_http_request *req, const sky_http_response *res,
                             const sky_error *err, void *ud)
 {
@@ -384,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_stream_in_pieces),
         cmocka_unit_test(test_cancel_from_body_callback),
         cmocka_unit_test(test_cancel_waiting_and_timeout),
+        cmocka_unit_test(test_deadlines_on_one_timer),
         cmocka_unit_test(test_refused_and_body_cap),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_proxy_variable_keeps_curl),
