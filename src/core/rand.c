@@ -64,15 +64,13 @@ uint64_t sky_rand_u64(void)
     return sky_rand_splitmix64(&r->state);
 }
 
-static char *put_hex(char *out, const unsigned char *b, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        *out++ = digits[b[i] >> 4];
-        *out++ = digits[b[i] & 0x0f];
-    }
-    return out;
-}
+/* "00" to "ff": two digits a byte, one lookup (a request id is made for every call). */
+#define HEX_ROW(h)                                                                                 \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+static const char hex_pairs[513] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3") HEX_ROW("4")
+    HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+        HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
+#undef HEX_ROW
 
 void sky_rand_uuid(char out[SKY_UUID_LEN + 1])
 {
@@ -83,14 +81,12 @@ void sky_rand_uuid(char out[SKY_UUID_LEN + 1])
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     /* 8-4-4-4-12 hex digits: bytes 0-3, 4-5, 6-7, 8-9, 10-15. */
-    static const unsigned char groups[] = {4, 2, 2, 2, 6};
     char *p = out;
-    const unsigned char *src = b;
-    for (size_t g = 0; g < sizeof(groups); g++) {
-        if (g > 0)
+    for (size_t i = 0; i < sizeof(b); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
             *p++ = '-';
-        p = put_hex(p, src, groups[g]);
-        src += groups[g];
+        memcpy(p, hex_pairs + 2 * b[i], 2);
+        p += 2;
     }
     *p = '\0';
 }

@@ -897,12 +897,27 @@ static int own_header(const char *name, size_t len)
 
 /* One "Name: value\r\n" line, appended piece by piece: a request's head is on the hot path of
  * every gateway call, and formatting it with printf cost several thousand instructions. */
+static int append_line(sky_buf *b, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (sky_buf_reserve(b, nlen + vlen + 4) < 0)
+        return -1;
+    char *p = b->data + b->len;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vlen);
+    p += vlen;
+    *p++ = '\r';
+    *p++ = '\n';
+    *p = '\0';
+    b->len = (size_t)(p - b->data);
+    return 0;
+}
+
 static int append_header(sky_buf *b, const char *name, const char *value)
 {
-    if (sky_buf_append_str(b, name) < 0 || sky_buf_append(b, ": ", 2) < 0 ||
-        sky_buf_append_str(b, value) < 0 || sky_buf_append(b, "\r\n", 2) < 0)
-        return -1;
-    return 0;
+    return append_line(b, name, strlen(name), value, strlen(value));
 }
 
 static int append_request_line(sky_buf *b, const char *m, const char *path, const origin *org)
@@ -922,10 +937,7 @@ static int append_content_length(sky_buf *b, size_t len)
         digits[--i] = (char)('0' + len % 10);
         len /= 10;
     } while (len > 0);
-    if (sky_buf_append(b, "Content-Length: ", 16) < 0 ||
-        sky_buf_append(b, digits + i, sizeof(digits) - i) < 0 || sky_buf_append(b, "\r\n", 2) < 0)
-        return -1;
-    return 0;
+    return append_line(b, "Content-Length", 14, digits + i, sizeof(digits) - i);
 }
 
 /* Room for a request's head (its usual size and then some) and its body at once: grown from
@@ -952,7 +964,7 @@ static int build_request(h1req *r, const sky_http_request_options *o, const orig
         if (own_header(name, len))
             continue;
         ua |= name_is(name, len, "user-agent", 10);
-        rc = append_header(&r->out, name, value);
+        rc = append_line(&r->out, name, len, value, strlen(value));
     }
     if (rc == 0 && !ua)
         rc = append_header(&r->out, "User-Agent", r->h->user_agent);

@@ -37,12 +37,16 @@ static void test_uuid_form_and_distinct(void **state)
 {
     (void)state;
     char seen[64][SKY_UUID_LEN + 1];
+    int digits[256] = {0}, distinct = 0;
     for (size_t i = 0; i < 64; i++) {
         sky_rand_uuid(seen[i]);
         assert_uuid_form(seen[i]);
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(seen[i], seen[j]);
+        for (size_t k = 0; k < SKY_UUID_LEN; k++)
+            distinct += seen[i][k] != '-' && digits[(unsigned char)seen[i][k]]++ == 0;
     }
+    assert_int_equal(distinct, 16); /* every hex digit, over 64 ids (1,920 digits) */
 }
 
 static void *draw_in_thread(void *arg)
