@@ -97,7 +97,9 @@ struct sky_pipeline {
     sky_call *calls;
     sky_call *queue_head, *queue_tail;
     sky_call *ready_head, *ready_tail; /* calls to admit from the loop, at once, in order */
-    uv_timer_t kick; /* a 0 ms timer while ready_head; p is freed by its close callback */
+    /* a 0 ms timer while ready_head; set up with the first call, closed with the last (a
+     * loop's end may close every handle left: this one is not left) */
+    uv_timer_t *kick;
     size_t n_active;
     size_t n_on_wire;     /* attempts sent and not yet answered */
     size_t n_backing_off; /* calls waiting out a retry's backoff */
@@ -238,6 +240,19 @@ static void backoff_over(sky_call *c)
     }
 }
 
+static void on_handle_freed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void kick_close(sky_pipeline *p)
+{
+    if (p->kick) {
+        uv_close((uv_handle_t *)p->kick, on_handle_freed);
+        p->kick = NULL;
+    }
+}
+
 static void unlink_call(sky_pipeline *p, sky_call *c)
 {
     backoff_over(c);
@@ -248,7 +263,8 @@ static void unlink_call(sky_pipeline *p, sky_call *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    p->n_active--;
+    if (--p->n_active == 0 && p->ready_head == NULL)
+        kick_close(p);
 }
 
 static void queue_remove(sky_pipeline *p, sky_call *c)
@@ -366,6 +382,14 @@ static void kick(sky_call *c)
     c->step = STEP_WAITING;
     if (c->in_ready)
         return;
+    if (p->kick == NULL && (p->kick = malloc(sizeof(*p->kick))) != NULL) {
+        uv_timer_init(p->loop, p->kick);
+        p->kick->data = p;
+    }
+    if (p->kick == NULL) {
+        uv_timer_start(call_timer(c), on_call_timer, 0, 0); /* out of memory: its own */
+        return;
+    }
     c->in_ready = 1;
     c->rnext = NULL;
     c->rprev = p->ready_tail;
@@ -374,8 +398,8 @@ static void kick(sky_call *c)
     else
         p->ready_head = c;
     p->ready_tail = c;
-    if (!uv_is_active((uv_handle_t *)&p->kick))
-        uv_timer_start(&p->kick, on_kick, 0, 0);
+    if (!uv_is_active((uv_handle_t *)p->kick))
+        uv_timer_start(p->kick, on_kick, 0, 0);
 }
 
 /* Come back to admission after @p ms, unless the deadline comes first. */
@@ -1454,15 +1478,8 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
         free(p);
         return rc;
     }
-    uv_timer_init(loop, &p->kick);
-    p->kick.data = p;
     *out = p;
     return 0;
-}
-
-static void on_kick_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 static void pipeline_release(sky_pipeline *p)
@@ -1472,7 +1489,8 @@ static void pipeline_release(sky_pipeline *p)
     sky_ratelimit_free(p->rate);
     sky_limiter_free(p->limiter);
     free(p->scope);
-    uv_close((uv_handle_t *)&p->kick, on_kick_closed); /* which frees p */
+    kick_close(p);
+    free(p);
 }
 
 /* A call whose attempt is in flight when the pipeline goes: report it now;
