@@ -36,6 +36,11 @@
 #define H1_SWEEP_MS 250          /* how often the pools are swept of idle connections */
 #define H1_READ_ROOM 65536       /* the transport's one read buffer */
 #define H1_MAX_HEAD (128 * 1024) /* a reply head longer than this fails the request */
+/* Requests' memory kept for the next ones: at most this many, with buffers at most this big
+ * (what a gateway's calls use); the rest goes back to malloc. */
+#define H1_SPARE_REQUESTS 64
+#define H1_SPARE_OUT (16 * 1024)
+#define H1_SPARE_BODY (64 * 1024)
 
 typedef struct h1req h1req;
 typedef struct h1conn h1conn;
@@ -102,7 +107,8 @@ struct sky__h1 {
     origin *origins;
     h1req *active; /* waiting for a connection or a reply */
     h1req *ended;  /* over, done callback pending (from the reaper) */
-    size_t n_active, n_idle;
+    h1req *spare;  /* ended requests' memory, for the next (linked by next) */
+    size_t n_active, n_idle, n_spare;
     h1req *timed, *timed_tail; /* requests with a deadline, the first due first */
     uint64_t armed_for;        /* the deadline the timer below is set for; 0: none */
     uv_timer_t deadlines;      /* ends the requests whose time is up */
@@ -308,12 +314,63 @@ static void deadline_set(h1req *r, uint64_t ms)
 
 /* ---- completion ---- */
 
-static void req_free(h1req *r)
+static void req_free_memory(h1req *r)
 {
     sky_buf_free(&r->out);
     sky_buf_free(&r->resp_body);
     sky_headers_free(r->resp_headers);
     free(r);
+}
+
+/*
+ * A request's memory, its buffers and header map with it, is kept for the next request
+ * (four allocations and four frees a request, before). The request's bytes are wiped first:
+ * they may hold a credential.
+ */
+static void req_free(h1req *r)
+{
+    sky__h1 *h = r->h;
+    if (h->freeing || h->n_spare >= H1_SPARE_REQUESTS || r->out.alloc > H1_SPARE_OUT ||
+        r->resp_body.alloc > H1_SPARE_BODY) {
+        req_free_memory(r);
+        return;
+    }
+    if (r->out.data)
+        memset(r->out.data, 0, r->out.len);
+    sky_buf_reset(&r->out);
+    sky_buf_reset(&r->resp_body);
+    sky_headers_clear(r->resp_headers);
+    r->next = h->spare;
+    h->spare = r;
+    h->n_spare++;
+}
+
+/* A request as new: a spare one, or a fresh one; NULL when memory is out. */
+static h1req *req_new(sky__h1 *h)
+{
+    h1req *r = h->spare;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        sky_buf_init(&r->out, SIZE_MAX);
+        sky_buf_init(&r->resp_body, 0);
+        r->resp_headers = sky_headers_new();
+        if (r->resp_headers == NULL) {
+            free(r);
+            return NULL;
+        }
+    } else {
+        h->spare = r->next;
+        h->n_spare--;
+        h1req kept = *r;
+        memset(r, 0, sizeof(*r));
+        r->out = kept.out;
+        r->resp_body = kept.resp_body;
+        r->resp_headers = kept.resp_headers;
+    }
+    r->h = h;
+    return r;
 }
 
 static void on_reap(uv_timer_t *t);
@@ -982,21 +1039,15 @@ int sky__h1_send(sky__h1 *h, const sky_http_request_options *o, sky_http_request
                  sky_error *err)
 {
     origin *org = find_origin(h, o->url);
-    h1req *r = org ? calloc(1, sizeof(*r)) : NULL;
+    h1req *r = org ? req_new(h) : NULL;
     if (r == NULL)
         return sky_error_set(err, SKY_ENOMEM, "out of memory starting a request");
     r->kind = SKY__HTTP_KIND_H1;
-    r->h = h;
     r->org = org;
-    sky_buf_init(&r->out, SIZE_MAX);
-    sky_buf_init(&r->resp_body,
-                 o->max_response_bytes ? o->max_response_bytes : h->max_response_bytes);
-    r->resp_headers = sky_headers_new();
-    int rc = r->resp_headers ? build_request(r, o, org) : SKY_ENOMEM;
+    r->resp_body.cap = o->max_response_bytes ? o->max_response_bytes : h->max_response_bytes;
+    int rc = build_request(r, o, org);
     if (rc < 0) {
-        sky_buf_free(&r->out);
-        sky_headers_free(r->resp_headers);
-        free(r);
+        req_free(r);
         return sky_error_set(err, rc, "out of memory");
     }
     r->on_headers = o->on_headers;
@@ -1048,6 +1099,11 @@ void sky__h1_free(sky__h1 *h)
     for (origin *o = h->origins; o; o = o->next)
         while (o->idle)
             conn_close(o->idle);
+    while (h->spare) {
+        h1req *r = h->spare;
+        h->spare = r->next;
+        req_free_memory(r);
+    }
     uv_close((uv_handle_t *)&h->deadlines, on_timer_closed);
     uv_close((uv_handle_t *)&h->reaper, on_timer_closed);
     uv_close((uv_handle_t *)&h->sweeper, on_timer_closed);
