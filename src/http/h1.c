@@ -546,6 +546,33 @@ static int take_body(h1req *r, const char *p, size_t len)
     return rc != 0 ? -1 : 0;
 }
 
+#define ONES8 0x0101010101010101ull
+
+/* The eight bytes of @p w with A-Z in lower case, the others as they are: a byte's high bit
+ * says, after the two additions, whether it is at least 'A' and whether it is past 'Z'. */
+static uint64_t lower8(uint64_t w)
+{
+    uint64_t low7 = w & (ONES8 * 0x7f);
+    uint64_t from_a = low7 + ONES8 * (0x80 - 'A'), past_z = low7 + ONES8 * (0x80 - 'Z' - 1);
+    uint64_t upper = from_a & ~past_z & ~w & (ONES8 * 0x80);
+    return w | (upper >> 2);
+}
+
+/* @p len bytes of @p src into @p dst in lower case, a word at a time (a byte at a time, it
+ * was a tenth of the transport's instructions). */
+static void lower_copy(char *dst, const char *src, size_t len)
+{
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        uint64_t w;
+        memcpy(&w, src + k, 8);
+        w = lower8(w);
+        memcpy(dst + k, &w, 8);
+    }
+    for (; k < len; k++)
+        dst[k] = src[k] >= 'A' && src[k] <= 'Z' ? (char)(src[k] + 32) : src[k];
+}
+
 /* Header names as h2o gave them (lower case), so both transports hand out the same. */
 static int copy_headers(h1req *r, const sky__phr_header *hdrs, size_t n)
 {
@@ -553,10 +580,7 @@ static int copy_headers(h1req *r, const sky__phr_header *hdrs, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (hdrs[i].name == NULL || hdrs[i].name_len >= sizeof(name))
             continue; /* a folded line's continuation; a name no one sends */
-        for (size_t k = 0; k < hdrs[i].name_len; k++) {
-            char ch = hdrs[i].name[k];
-            name[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
+        lower_copy(name, hdrs[i].name, hdrs[i].name_len);
         sky_span value = sky_span_make(hdrs[i].value, hdrs[i].value_len);
         int rc = sky_headers_add(r->resp_headers, sky_span_make(name, hdrs[i].name_len), value);
         if (rc < 0)
