@@ -423,8 +423,21 @@ static void many_batches_add_up(void **state)
     cli_totals(path, &got);
     assert_same(&want, &got);
     assert_int_equal(query_int(path, "SELECT COUNT(*) FROM usage"), i);
+    /* every row is its record (record()), in the order appended: the batch table keeps it */
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*) FROM usage WHERE time_ms != %lld + ((id - 1) %% 3) * %lld + id - 1"
+             " OR tokens_in != 10 + (id - 1) %% 13",
+             (long long)T0, (long long)DAY_MS);
+    assert_int_equal(query_int(path, sql), 0);
     sums_of_rows(path, &got);
     assert_same(&want, &got);
+    /* the batch table lives in the store's connection only: the file knows nothing of it */
+    sqlite3 *db = open_file(path);
+    sqlite3_stmt *st = NULL;
+    assert_int_not_equal(sqlite3_prepare_v2(db, "SELECT * FROM skyio_usage_rows", -1, &st, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
     sky_test_rmdir(dir);
 }
 
