@@ -818,7 +818,8 @@ static void send_attempt(sky_call *c)
     ro.on_done = on_attempt_done;
     ro.user_data = c;
     stream_options(c, &ro);
-    c->sent_ns = sky_clock_real_ns();
+    if (c->on_body)
+        c->sent_ns = sky_clock_real_ns(); /* the start of a streamed reply's latency_us */
     SKY_DEBUG("pipeline", "%s %s attempt %d id %s", c->method, c->url, c->retry.attempts + 1,
               c->request_id);
     rc = sky_http_request_send(p->client, &ro, &c->req, &err); /* copies the headers */
@@ -982,9 +983,9 @@ enum { SHED_NO, SHED_SLOW_DOWN, SHED_AMONG_SUCCESSES };
 /* Fewer refusals than this in a second, before any success, are stray failures. */
 #define SHED_FIRST_BURST 3
 
-static void count_reply(sky_pipeline *p, int status)
+static void count_reply(sky_pipeline *p, int status, uint64_t now)
 {
-    uint64_t slot = now_ms(p) / SHED_SLOT_MS;
+    uint64_t slot = now / SHED_SLOT_MS;
     int i = (int)(slot % SHED_SLOTS);
     if (p->reply_slot[i] != slot) {
         p->reply_slot[i] = slot;
@@ -1138,11 +1139,12 @@ static void report_attempt(sky_call *c, const sky_http_response *res, const sky_
 {
     sky_pipeline *p = c->p;
     int status = err ? 0 : res->status;
+    uint64_t now = now_ms(p); /* once: a clock read costs as much as a hundred instructions */
     if (status > 0)
-        count_reply(p, status);
+        count_reply(p, status, now);
     int shed = sheds_load(p, status, err ? NULL : res->headers);
     if (!err && status >= 200 && status < 300)
-        p->last_ok_ms = now_ms(p);
+        p->last_ok_ms = now;
     if (c->have_slot) {
         sky_limiter_release(p->limiter, limit_outcome(p, status, err, shed), latency_us(c, res));
         c->have_slot = 0;
