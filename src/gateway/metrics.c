@@ -39,6 +39,7 @@ typedef struct gw_token_series {
 
 struct gw_metrics {
     gw_series *series[GW_SERIES_BUCKETS];
+    gw_series *last; /* the series counted last: mostly the next one's too */
     gw_token_series *tokens;
     gw_latency total[GW_OP_COUNT], added[GW_OP_COUNT];
     gw_latency lag;
@@ -97,6 +98,10 @@ static uint32_t hash(const char *a, const char *b, int route, int status)
 static gw_series *series_for(gw_metrics *m, const char *model, const char *dep, int route,
                              int status)
 {
+    gw_series *last = m->last;
+    if (last && last->route == route && last->status == status && strcmp(last->model, model) == 0 &&
+        strcmp(last->deployment, dep) == 0)
+        return last;
     gw_series **head = &m->series[hash(model, dep, route, status) % GW_SERIES_BUCKETS];
     for (gw_series *s = *head; s; s = s->next)
         if (s->route == route && s->status == status && strcmp(s->model, model) == 0 &&
@@ -137,8 +142,10 @@ void sky__gw_metrics_count(gw_metrics *m, const gw_record *r)
 {
     const char *model = r->model ? r->model : "";
     gw_series *s = series_for(m, model, r->deployment ? r->deployment : "", (int)r->op, r->status);
-    if (s)
+    if (s) {
         s->count++;
+        m->last = s;
+    }
     uint64_t added = r->total_ns > r->upstream_ns ? r->total_ns - r->upstream_ns : 0;
     latency_record(&m->total[r->op], (double)r->total_ns / 1e9);
     latency_record(&m->added[r->op], (double)added / 1e9);
