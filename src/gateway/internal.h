@@ -139,8 +139,10 @@ struct sky_gateway {
     uint64_t monitor_due_ns;
     gw_access_log *access_log; /* NULL: none */
     size_t max_body;
-    uint64_t rng;            /* the weighted choice's generator (not for secrets) */
-    struct gw_request *live; /* requests with an upstream call or a client, for free */
+    uint64_t rng;             /* the weighted choice's generator (not for secrets) */
+    struct gw_request *live;  /* requests with an upstream call or a client, for free */
+    struct gw_request *spare; /* ended requests' memory, for the next (proxy.c) */
+    size_t n_spare;
     sky_gateway_shutdown_cb shutdown_cb;
     struct sky__store *cache; /* the response cache (cache.c); NULL: none; not owned */
     /* when it answers (cache_conf.c); not owned; atomic: a reload on loop 0 sets every loop's */

@@ -21,6 +21,32 @@
 static void on_call_done(sky_call *call, const sky_call_result *res, const sky_error *err,
                          void *ud);
 
+/* Ended requests' memory kept for the next ones, at most this many (a calloc and a free a
+ * request, before). */
+#define GW_SPARE_REQUESTS 64
+
+static gw_request *request_new(sky_gateway *g)
+{
+    gw_request *q = g->spare;
+    if (q == NULL)
+        return calloc(1, sizeof(*q));
+    g->spare = q->next;
+    g->n_spare--;
+    memset(q, 0, sizeof(*q));
+    return q;
+}
+
+static void request_release(sky_gateway *g, gw_request *q)
+{
+    if (g->closing || g->n_spare >= GW_SPARE_REQUESTS) {
+        free(q);
+        return;
+    }
+    q->next = g->spare;
+    g->spare = q;
+    g->n_spare++;
+}
+
 /* The key's budget settled by what the answer used: all of the estimate back when no
  * answer came, the difference when the reply said, the estimate when it did not. */
 static void settle(gw_request *q)
@@ -73,7 +99,7 @@ static void request_free(gw_request *q)
         g->live = q->next;
     if (q->next)
         q->next->prev = q->prev;
-    free(q);
+    request_release(g, q);
 }
 
 static void on_client_gone(void *data)
@@ -485,7 +511,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
 void sky__gw_proxy(sky_gateway *g, sky_server_req *r, const gw_model *m, gw_op op, const gw_body *b,
                    const gw_admission *a)
 {
-    gw_request *q = calloc(1, sizeof(*q));
+    gw_request *q = request_new(g);
     if (q == NULL) {
         sky__gw_error(r, 500, "server_error", NULL, NULL, "out of memory");
         return;
@@ -541,4 +567,10 @@ void sky__gw_proxy_end_all(sky_gateway *g)
             sky_server_req_set_data(q->sr, NULL, NULL);
         request_free(q);
     }
+    while (g->spare) {
+        gw_request *q = g->spare;
+        g->spare = q->next;
+        free(q);
+    }
+    g->n_spare = 0;
 }
