@@ -10,6 +10,7 @@
  * - names with what COPY's formats give a meaning to (a tab, a newline, a carriage return,
  *   a backslash, "\." and "\N") come back as written;
  * - a batch of several COPYs (more rows than one takes) writes every row and the exact sums;
+ * - two stores' batches over the same sums at once both add to them;
  * - a batch the server refuses fails its flush, whole (the rows of its earlier COPYs and
  *   its sums too), and the connection goes on serving.
  */
@@ -338,6 +339,49 @@ static void copy_escapes_come_back(void **state)
     sky_test_loop_free(loop);
 }
 
+/* Two gateways' batches at once, over the same groups (two keys, two days): no deadlock
+ * (each batch adds its sums in the same order), and every record is in the sums. */
+static void two_stores_add_to_the_same_sums(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s[2] = {open_pg(loop, &err), open_pg(loop, &err)};
+    assert_non_null(s[0]);
+    assert_non_null(s[1]);
+    for (int round = 0; round < 3; round++) {
+        waiter w[2] = {{0}, {0}};
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 400; i++) { /* a store's batch: the other order of keys */
+                sky__store_usage u = {1796083200000 + (i % 2) * 86400000,
+                                      (i / 2 + k) % 2 ? "b" : "a",
+                                      "m",
+                                      "d",
+                                      200,
+                                      1,
+                                      0,
+                                      0,
+                                      0};
+                assert_int_equal(sky__store_usage_append(s[k], &u), 0);
+            }
+            sky__store_usage_flush(s[k], on_done, &w[k]);
+        }
+        assert_true(sky_test_run_until(loop, &w[0].done, 20000));
+        assert_true(sky_test_run_until(loop, &w[1].done, 20000));
+        assert_int_equal(w[0].err.code, 0);
+        assert_int_equal(w[1].err.code, 0);
+    }
+    waiter w;
+    totals(loop, s[0], NULL, &w);
+    assert_int_equal(w.n, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(w.rows[i].requests, 600); /* 3 rounds x 2 stores x 100 */
+    sky__store_close_sync(loop, s[0]);
+    sky__store_close_sync(loop, s[1]);
+    sky_test_loop_free(loop);
+}
+
 /* A batch the server refuses (a name that is not UTF-8) fails its flush without hanging; the
  * connection goes on serving, the record stays queued, a later good record waits behind it,
  * and closing ends, counting both lost. */
@@ -429,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(batch_of_several_copies, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(two_stores_add_to_the_same_sums, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(refused_batch_keeps_the_connection, pg_setup, pg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
