@@ -55,10 +55,17 @@ typedef enum sky_json_kind {
 } sky_json_kind;
 
 /**
+ * What a key callback returns to pass over the member's value: the scan still checks it,
+ * but reports none of it (no scalar, open, close or key inside it) and goes on after it.
+ */
+#define SKY_JSON_SKIP (-1)
+
+/**
  * What a scan tells its caller, in document order. A value's depth counts the objects and
  * arrays around it: the root value is 0 deep, a member of the root object 1. Each callback
  * may be NULL; one that returns nonzero stops the scan, and sky_json_scan returns that
- * value (use positive ones). Spans are borrowed until the callback returns.
+ * value (use positive ones), except SKY_JSON_SKIP from @p key. Spans are borrowed until
+ * the callback returns.
  */
 typedef struct sky_json_visitor {
     /** An object member's key; the member's value, @p depth deep, comes next. */

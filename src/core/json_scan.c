@@ -1,10 +1,12 @@
 /*
- * A JSON walk without a tree, on yajl's streaming parser. jansson stays the judge: the
- * scan says yes only to texts jansson reads too, and leaves anything it cannot promise
- * (escapes yajl decodes differently, numbers out of range, deep nesting) to jansson.
+ * A JSON walk without a tree: the look over the text both paths rely on, and the yajl path
+ * (json_tokens.c has the token path, tried first). jansson stays the judge: the scan says
+ * yes only to texts jansson reads too, and leaves anything it cannot promise (escapes yajl
+ * decodes differently, numbers out of range, deep nesting) to jansson.
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "skyio/json.h"
 #include "skyio/utf8.h"
+#include "json_scan.h"
 
 /* A number longer than this is left to jansson: no real number needs it. */
 #define NUMBER_TEXT_MAX 64
@@ -29,6 +32,7 @@ typedef struct scan {
     int max_depth;
     int result; /* why a callback stopped the parse: a caller's value or SKY_EJSON */
     sky_span text;
+    int quiet;       /* values this deep are not reported (a key asked to skip one) */
     int finishing;   /* in yajl_complete_parse: offsets no longer point into the text */
     int root_done;   /* the root value has ended ... */
     size_t root_end; /* ... here */
@@ -36,8 +40,7 @@ typedef struct scan {
 
 /* ---- what yajl and jansson read alike ---------------------------------------------- */
 
-/* The value of the four hex digits at @p p, or -1. */
-static long hex4(const char *p)
+long sky__json_hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
@@ -62,18 +65,21 @@ static size_t escape_len(const char *p, size_t n)
 {
     if (n < 2 || p[1] != 'u')
         return 2;
-    long cp = n >= 6 ? hex4(p + 2) : -1;
+    long cp = n >= 6 ? sky__json_hex4(p + 2) : -1;
     if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
         return cp < 0 ? 2 : 0; /* bad hex: both refuse it */
     if (cp < 0xD800 || cp > 0xDBFF)
         return 6;
-    long low = n >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+    long low = n >= 12 && p[6] == '\\' && p[7] == 'u' ? sky__json_hex4(p + 8) : -1;
     return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
 }
 
 /*
- * The bytes of @p text that the two parsers take differently: UTF-8 that yajl lets by and
- * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above.
+ * The bytes of @p text that the parsers take differently: UTF-8 that yajl lets by and
+ * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above. Other
+ * control bytes than tab, newline and return are refused by all (nowhere in JSON); those
+ * three are whitespace between tokens, and jsmn lets them into strings, where JSON does
+ * not: the token path looks for them there when the text holds any.
  */
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
@@ -85,13 +91,19 @@ static int has_byte(uint64_t w, unsigned char c)
     return ((x - ONES) & ~x & HIGHS) != 0;
 }
 
+/* Whether a byte of @p w, all of whose bytes are ASCII, is a control byte (below 0x20). */
+static int has_control(uint64_t w)
+{
+    return ((w - ONES * 0x20) & ~w & HIGHS) != 0;
+}
+
 /* Whether the 8 bytes at @p p are plain ASCII that needs no look, word at a time: most
  * of a text is, and a byte at a time costs more than yajl's own pass. */
 static int plain8(const char *p)
 {
     uint64_t w;
     memcpy(&w, p, sizeof w);
-    return (w & HIGHS) == 0 && !has_byte(w, '\\') && !has_byte(w, '\v') && !has_byte(w, '\f');
+    return (w & HIGHS) == 0 && !has_byte(w, '\\') && !has_control(w);
 }
 
 #if defined(__SSE2__)
@@ -99,9 +111,9 @@ static int plain8(const char *p)
 static int plain16(const char *p)
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
-                               _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\v')),
-                                            _mm_cmpeq_epi8(v, _mm_set1_epi8('\f'))));
+    /* signed: a control byte, and every byte of UTF-8 past ASCII, is below ' ' */
+    __m128i bad =
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')), _mm_cmplt_epi8(v, _mm_set1_epi8(' ')));
     /* a byte's top bit: set in a marked byte, and in every byte of UTF-8 past ASCII */
     return _mm_movemask_epi8(_mm_or_si128(bad, v)) == 0;
 }
@@ -112,8 +124,32 @@ static int plain16(const char *p)
 }
 #endif
 
-static int text_differs(const char *p, size_t n)
+/* A byte plain16 and plain8 stop at: 1 when the text differs, else 0 with its flag set. */
+static int odd_byte(const char *p, size_t n, size_t *i, unsigned *flags)
 {
+    unsigned char c = (unsigned char)p[*i];
+    if (c >= 0x80) {
+        size_t k = sky_utf8_seq_len((const unsigned char *)p + *i, n - *i);
+        if (k == 0)
+            return 1;
+        *i += k - 1;
+    } else if (c == '\\') {
+        size_t k = escape_len(p + *i, n - *i);
+        if (k == 0)
+            return 1;
+        *i += k - 1; /* past the escape */
+        *flags |= SKY__JSON_TEXT_ESCAPE;
+    } else if (c < 0x20) {
+        if (c != '\t' && c != '\n' && c != '\r')
+            return 1;
+        *flags |= SKY__JSON_TEXT_SPACE;
+    }
+    return 0;
+}
+
+int sky__json_text_differs(const char *p, size_t n, unsigned *out_flags)
+{
+    *out_flags = 0;
     for (size_t i = 0; i < n; i++) {
         while (i + 16 <= n && plain16(p + i))
             i += 16;
@@ -121,26 +157,14 @@ static int text_differs(const char *p, size_t n)
             i += 8;
         if (i >= n)
             break;
-        unsigned char c = (unsigned char)p[i];
-        if (c >= 0x80) {
-            size_t k = sky_utf8_seq_len((const unsigned char *)p + i, n - i);
-            if (k == 0)
-                return 1;
-            i += k - 1;
-        } else if (c == '\v' || c == '\f') {
+        if (odd_byte(p, n, &i, out_flags))
             return 1;
-        } else if (c == '\\') {
-            size_t k = escape_len(p + i, n - i);
-            if (k == 0)
-                return 1;
-            i += k - 1; /* past the escape */
-        }
     }
     return 0;
 }
 
 /* jansson refuses an integer past int64 and a real that overflows a double. */
-static int number_in_range(const char *p, size_t n, sky_json_kind kind)
+int sky__json_number_in_range(const char *p, size_t n, sky_json_kind kind)
 {
     char buf[NUMBER_TEXT_MAX + 1];
     if (n > NUMBER_TEXT_MAX)
@@ -196,10 +220,23 @@ static int note_root_end(scan *s, sky_span number)
     return 1;
 }
 
+/* Whether the value now at s->depth is one a key asked to skip, or inside one; @p ends is
+ * whether the value ends here too, so that the values after it are reported again. */
+static int quiet(scan *s, int ends)
+{
+    if (s->depth < s->quiet)
+        return 0;
+    if (ends && s->depth == s->quiet)
+        s->quiet = INT_MAX;
+    return 1;
+}
+
 static int emit_scalar(scan *s, sky_json_kind kind, const char *p, size_t n)
 {
     if (s->depth == 0 && !note_root_end(s, sky_span_make(p, n)))
         return stop(s, SKY_EJSON);
+    if (quiet(s, 1))
+        return 1;
     int rc = s->v->scalar ? s->v->scalar(s->ud, s->depth, kind, sky_span_make(p, n)) : 0;
     return rc ? stop(s, rc) : 1;
 }
@@ -216,7 +253,7 @@ static int on_boolean(void *ctx, int value)
 }
 
 /* A number's text is a few bytes: one pass over them, not a library call per mark. */
-static sky_json_kind number_kind(const char *p, size_t n)
+sky_json_kind sky__json_number_kind(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
@@ -227,8 +264,8 @@ static sky_json_kind number_kind(const char *p, size_t n)
 static int on_number(void *ctx, const char *p, size_t n)
 {
     scan *s = ctx;
-    sky_json_kind kind = number_kind(p, n);
-    if (!number_in_range(p, n, kind))
+    sky_json_kind kind = sky__json_number_kind(p, n);
+    if (!sky__json_number_in_range(p, n, kind))
         return stop(s, SKY_EJSON);
     return emit_scalar(s, kind, p, n);
 }
@@ -241,8 +278,12 @@ static int on_string(void *ctx, const unsigned char *p, size_t n)
 static int on_key(void *ctx, const unsigned char *p, size_t n)
 {
     scan *s = ctx;
+    if (quiet(s, 0))
+        return 1;
     int rc = s->v->key ? s->v->key(s->ud, s->depth, sky_span_make((const char *)p, n)) : 0;
-    return rc ? stop(s, rc) : 1;
+    if (rc == SKY_JSON_SKIP)
+        s->quiet = s->depth; /* the member's value */
+    return rc && rc != SKY_JSON_SKIP ? stop(s, rc) : 1;
 }
 
 static int open_container(scan *s, sky_json_kind kind)
@@ -251,7 +292,7 @@ static int open_container(scan *s, sky_json_kind kind)
         return stop(s, SKY_EJSON);
     /* yajl has just consumed the '{' or '[' */
     size_t at = yajl_get_bytes_consumed(s->yajl) - 1;
-    int rc = s->v->open ? s->v->open(s->ud, s->depth, kind, at) : 0;
+    int rc = s->v->open && !quiet(s, 0) ? s->v->open(s->ud, s->depth, kind, at) : 0;
     if (rc)
         return stop(s, rc);
     s->depth++;
@@ -264,6 +305,8 @@ static int close_container(scan *s, sky_json_kind kind)
     size_t end = yajl_get_bytes_consumed(s->yajl);
     if (s->depth == 0)
         (void)note_root_end(s, sky_span_make(NULL, 0)); /* never while finishing */
+    if (quiet(s, 1))
+        return 1;
     int rc = s->v->close ? s->v->close(s->ud, s->depth, kind, end) : 0;
     return rc ? stop(s, rc) : 1;
 }
@@ -375,16 +418,10 @@ static int verdict(scan *s, yajl_status st)
     return SKY_EJSON;
 }
 
-int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor, void *user_data)
+int sky__json_scan_yajl(sky_span text, int max_depth, const sky_json_visitor *visitor,
+                        void *user_data)
 {
-    static const sky_json_visitor none = {0};
-    if (text.ptr == NULL || text.len == 0)
-        return SKY_EJSON;
-    if (text_differs(text.ptr, text.len))
-        return SKY_EJSON;
-    scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0, text, 0, 0, 0};
-    if (s.max_depth <= 0 || s.max_depth > SKY_JSON_MAX_DEPTH)
-        s.max_depth = SKY_JSON_MAX_DEPTH;
+    scan s = {NULL, visitor, user_data, 0, max_depth, 0, text, INT_MAX, 0, 0, 0};
     arena mem;
     mem.used = 0;
     yajl_alloc_funcs funcs = {arena_malloc, arena_realloc, arena_free, &mem};
@@ -401,6 +438,23 @@ int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor,
     int rc = verdict(&s, st);
     yajl_free(s.yajl);
     return rc;
+}
+
+int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor, void *user_data)
+{
+    static const sky_json_visitor none = {0};
+    unsigned flags;
+    if (text.ptr == NULL || text.len == 0)
+        return SKY_EJSON;
+    if (sky__json_text_differs(text.ptr, text.len, &flags))
+        return SKY_EJSON;
+    if (visitor == NULL)
+        visitor = &none;
+    if (max_depth <= 0 || max_depth > SKY_JSON_MAX_DEPTH)
+        max_depth = SKY_JSON_MAX_DEPTH;
+    int done;
+    int rc = sky__json_scan_tokens(text, max_depth, flags, visitor, user_data, &done);
+    return done ? rc : sky__json_scan_yajl(text, max_depth, visitor, user_data);
 }
 
 int64_t sky_json_scan_int(sky_span text)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_scan.h"
 #include "skyio/json.h"
 
 static json_t *parse_ok(const char *text)
@@ -380,6 +381,141 @@ static void test_scan_depth(void **state)
     assert_int_equal(sky_json_scan(sky_span_cstr("[[[[1]]]]"), 3, NULL, NULL), SKY_EJSON);
 }
 
+/* The token path (jsmn) and the yajl path report the same events for texts both take. */
+static void test_scan_paths_agree(void **state)
+{
+    static const char *const texts[] = {
+        "{\"a\":[1,-2.5e3,\"x\\u00e9\\n\",true,null,{}],\"b\":false}",
+        "{\n  \"k\\u00e9y\" : \"v\\\"al\\ud83d\\ude00\\/\\b\\f\\r\\t\",\n  \"n\": [ 1, 2.5E-3, 0 "
+        "]\n}",
+        "[[],[[]],{},{\"\":\"\"},[{\"a\":{\"b\":[null]}}]]",
+        "\t[ \"caf\xC3\xA9\" , -0 , 1e+5 , 9223372036854775807 ]\r\n",
+        "\"only a string\"",
+        "{\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":5,\"total_tokens\":11}}",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        trace a = {{0}, 0}, b = {{0}, 0};
+        sky_span text = sky_span_cstr(texts[i]);
+        assert_int_equal(sky_json_scan(text, 0, &k_trace, &a), 0);
+        assert_int_equal(sky__json_scan_yajl(text, SKY_JSON_MAX_DEPTH, &k_trace, &b), 0);
+        assert_string_equal(a.text, b.text);
+        int done;
+        unsigned flags;
+        assert_int_equal(sky__json_text_differs(text.ptr, text.len, &flags), 0);
+        assert_int_equal(sky__json_scan_tokens(text, 64, flags, &k_trace, &(trace){{0}, 0}, &done),
+                         0);
+        assert_true(done); /* the token path took it */
+    }
+}
+
+static int skip_a_and_ccc(void *ud, int depth, sky_span key)
+{
+    (void)tr_key(ud, depth, key);
+    return sky_span_eq_cstr(key, "a") || sky_span_eq_cstr(key, "ccc") ? SKY_JSON_SKIP : 0;
+}
+
+/* A key that asks to skip its value hears nothing of it, on either path. */
+static void test_scan_skips_values(void **state)
+{
+    static const char text[] =
+        "{\"a\":[1,{\"b\":2}],\"bb\":3,\"ccc\":{\"a\":4,\"d\":[]},\"e\":{\"a\":5,"
+        "\"f\":6},\"a\":\"x\"}";
+    static const char want[] = "{0@0 k1:a k1:bb int1:3 k1:ccc k1:e {1@49 k2:a k2:f int2:6 }1@62 "
+                               "k1:a }0@71 ";
+    sky_json_visitor v = k_trace;
+    v.key = skip_a_and_ccc;
+    (void)state;
+    trace a = {{0}, 0}, b = {{0}, 0};
+    assert_int_equal(sky_json_scan(sky_span_cstr(text), 0, &v, &a), 0);
+    assert_string_equal(a.text, want);
+    assert_int_equal(sky__json_scan_yajl(sky_span_cstr(text), 64, &v, &b), 0);
+    assert_string_equal(b.text, want);
+}
+
+/* What jsmn's strict mode lets by and the walk over its tokens must refuse, as jansson does. */
+static void test_scan_token_checks(void **state)
+{
+    static const char *const bad[] = {
+        "[1 2]",
+        "[1,,2]",
+        "[,1]",
+        "[1,]",
+        "[1:2]",
+        "{\"a\" 1}",
+        "{\"a\":1,}",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{1:2}",
+        "{\"a\"::1}",
+        "{,\"a\":1}",
+        "[tru]",
+        "[nulls]",
+        "[1.]",
+        "[01]",
+        "[-]",
+        "[1e]",
+        "[.5]",
+        "[\"a\tb\"]",
+        "[\"a\nb\"]",
+        "{\"k\r\":1}",
+        "[1]]",
+        "[[1]",
+        "{\"a\":[}]",
+        "[1] [2]",
+        "{} {}",
+        "[\"a\" \"b\"]",
+        "[true false]",
+        "{\"a\":1}:",
+        "[1,\n]",
+        "[{}{}]",
+        "[[][]]",
+        "{\"a\":1,\"b\"}",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_error_t jerr;
+        json_t *j = json_loads(bad[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (j != NULL || sky_json_scan(sky_span_cstr(bad[i]), 0, NULL, NULL) != SKY_EJSON)
+            fail_msg("%s: jansson %s, the scan took it or not", bad[i], j ? "took it" : "refused");
+        json_decref(j);
+    }
+    /* jsmn stops at a NUL byte: the bytes after it are not JSON's */
+    assert_int_equal(sky_json_scan(sky_span_make("[1]\0 ", 5), 0, NULL, NULL), SKY_EJSON);
+    assert_int_equal(sky_json_scan(sky_span_make("[\"a\0\"]", 6), 0, NULL, NULL), SKY_EJSON);
+}
+
+static int count_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
+{
+    (void)depth;
+    (void)v;
+    *(size_t *)ud += kind == SKY_JSON_INTEGER;
+    return 0;
+}
+
+/* More tokens than the stack holds go to the heap; more than the token path holds, to yajl. */
+static void test_scan_many_tokens(void **state)
+{
+    static const size_t counts[] = {255, 256, 1000, 70000};
+    (void)state;
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        size_t n = counts[c], len = 0, seen = 0;
+        char *text = malloc(n * 2 + 2);
+        assert_non_null(text);
+        text[len++] = '[';
+        for (size_t i = 0; i < n; i++) {
+            text[len++] = '7';
+            text[len++] = ',';
+        }
+        text[len - 1] = ']';
+        sky_json_visitor v = {NULL, count_scalar, NULL, NULL};
+        assert_int_equal(sky_json_scan(sky_span_make(text, len), 0, &v, &seen), 0);
+        assert_int_equal(seen, n);
+        free(text);
+    }
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -440,6 +576,10 @@ int main(void)
         cmocka_unit_test(test_scan_leaves_to_jansson),
         cmocka_unit_test(test_scan_depth),
         cmocka_unit_test(test_scan_outgrows_its_arena),
+        cmocka_unit_test(test_scan_paths_agree),
+        cmocka_unit_test(test_scan_token_checks),
+        cmocka_unit_test(test_scan_skips_values),
+        cmocka_unit_test(test_scan_many_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
