@@ -24,21 +24,27 @@ static int64_t *slot_for(sky__ai_usage *u, sky_span key)
     return NULL;
 }
 
+/* Only usage's counts are read: the scan passes over every other member's value. */
 static int on_key(void *ud, int depth, sky_span key)
 {
     usage_scan *s = ud;
-    if (depth == 1)
+    s->next = NULL;
+    if (depth == 1) {
         s->in_usage = sky_span_eq_cstr(key, "usage");
-    s->next = depth == 2 && s->in_usage ? slot_for(s->out, key) : NULL;
-    return 0;
+        return s->in_usage ? 0 : SKY_JSON_SKIP;
+    }
+    if (depth == 2 && s->in_usage)
+        s->next = slot_for(s->out, key);
+    return s->next ? 0 : SKY_JSON_SKIP;
 }
 
 static int on_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
 {
     usage_scan *s = ud;
-    /* the scan has checked that an integer fits: strtoll stops at the span's end */
+    /* the scan has checked that an integer fits: strtoll stops at the span's end; a count
+     * of 18 digits or fewer is read without it */
     if (depth == 2 && s->next && kind == SKY_JSON_INTEGER)
-        *s->next = strtoll(v.ptr, NULL, 10);
+        *s->next = v.len <= 18 ? sky_json_scan_int(v) : strtoll(v.ptr, NULL, 10);
     s->next = NULL;
     return 0;
 }
