@@ -24,6 +24,11 @@ enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE 
 /* A streamed call holds at most this much of a reply it does not stream (an error's body). */
 #define HELD_BODY_MAX (1024u * 1024u)
 
+/* Ended calls kept for the next ones: at most CALL_SPARE of them, those whose method, URL
+ * and body fit in CALL_ROOM bytes (every such call is given that room). */
+#define CALL_SPARE 64
+#define CALL_ROOM 2048
+
 /* The share of 503s and 529s is counted over SHED_SLOTS slots of SHED_SLOT_MS. */
 #define SHED_SLOTS 10
 #define SHED_SLOT_MS 100
@@ -62,6 +67,7 @@ struct sky_call {
     uv_timer_t *timer;       /* &timer_handle once it is initialised (its first wait) */
     uv_timer_t timer_handle; /* once initialised, the call is freed by its close callback */
     int in_ready;            /* in p's ready list: admitted when the pipeline's kick runs */
+    int roomy;               /* allocated with CALL_ROOM bytes after it: may be kept */
     sky_call *rprev, *rnext;
     int step;
     int canceled;
@@ -97,6 +103,8 @@ struct sky_pipeline {
     sky_call *calls;
     sky_call *queue_head, *queue_tail;
     sky_call *ready_head, *ready_tail; /* calls to admit from the loop, at once, in order */
+    sky_call *spare; /* ended calls' memory, their header maps emptied (linked by next) */
+    size_t n_spare;
     /* a 0 ms timer while ready_head; set up with the first call, closed with the last (a
      * loop's end may close every handle left: this one is not left) */
     uv_timer_t *kick;
@@ -213,11 +221,26 @@ static void stop_timer(sky_call *c)
         uv_timer_stop(c->timer);
 }
 
+/* Kept for the next call, when it may be: its header map emptied and wiped (it may hold a
+ * caller's credential). 1 when kept. */
+static int call_keep(sky_call *c)
+{
+    sky_pipeline *p = c->p;
+    if (!c->roomy || c->timer || c->headers == NULL || p->freeing || p->free_requested ||
+        p->n_spare >= CALL_SPARE)
+        return 0;
+    sky_headers_truncate(c->headers, 0);
+    sky_headers_clear(c->headers);
+    c->next = p->spare;
+    p->spare = c;
+    p->n_spare++;
+    return 1;
+}
+
 static void call_free(sky_call *c)
 {
     ready_remove(c);
     forget_bearer(c);
-    sky_headers_free(c->headers);
     sky_buf_free(&c->held);
     free(c->fault);
     json_decref(c->reply_json);
@@ -226,6 +249,9 @@ static void call_free(sky_call *c)
     OPENSSL_cleanse(c->url, strlen(c->url));
     if (c->body)
         OPENSSL_cleanse(c->body, c->body_len);
+    if (call_keep(c))
+        return;
+    sky_headers_free(c->headers);
     if (c->timer)
         uv_close((uv_handle_t *)c->timer, on_timer_closed); /* which frees c */
     else
@@ -1321,7 +1347,8 @@ static void on_attempt_done(sky_http_request *req, const sky_http_response *res,
  */
 static int call_headers(sky_call *c, const sky_headers *src)
 {
-    c->headers = sky_headers_new();
+    if (c->headers == NULL)
+        c->headers = sky_headers_new();
     int rc = c->headers ? 0 : SKY_ENOMEM;
     if (rc == 0 && src)
         rc = sky_headers_add_all(c->headers, src);
@@ -1339,12 +1366,21 @@ static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
     size_t blen = o->body_reader == NULL ? o->body.len : 0;
     if (blen > SIZE_MAX - sizeof(sky_call) - mlen - ulen)
         return NULL;
-    /* one allocation: the call, then its method, URL and body */
-    sky_call *c = malloc(sizeof(*c) + mlen + ulen + blen);
-    if (c == NULL)
+    /* one allocation: the call, then its method, URL and body; a kept one when they fit */
+    size_t room = mlen + ulen + blen;
+    sky_call *c = room <= CALL_ROOM ? p->spare : NULL;
+    sky_headers *h = NULL;
+    if (c) {
+        p->spare = c->next;
+        p->n_spare--;
+        h = c->headers; /* emptied when it was kept */
+    } else if ((c = malloc(sizeof(*c) + (room <= CALL_ROOM ? CALL_ROOM : room))) == NULL) {
         return NULL;
+    }
     memset(c, 0, sizeof(*c));
     c->p = p;
+    c->roomy = room <= CALL_ROOM;
+    c->headers = h;
     c->method = memcpy((char *)(c + 1), m, mlen);
     c->url = memcpy(c->method + mlen, o->url, ulen);
     if (blen) {
@@ -1486,6 +1522,12 @@ int sky_pipeline_new(uv_loop_t *loop, sky_http_client *client, const sky_pipelin
 
 static void pipeline_release(sky_pipeline *p)
 {
+    while (p->spare) {
+        sky_call *c = p->spare;
+        p->spare = c->next;
+        sky_headers_free(c->headers);
+        free(c);
+    }
     if (p->o.admitter && p->o.admitter->on_free)
         p->o.admitter->on_free(p->o.admitter->user_data, p);
     sky_ratelimit_free(p->rate);
