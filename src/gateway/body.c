@@ -30,7 +30,9 @@ static int on_key(void *ud, int depth, sky_span key)
                : sky_span_eq_cstr(key, "max_completion_tokens") ? FIELD_MAX_TOKENS
                : sky_span_eq_cstr(key, "temperature")           ? FIELD_TEMPERATURE
                                                                 : FIELD_NONE;
-    return 0;
+    /* a member the gateway does not read goes by unreported (still checked): the messages
+     * are most of a body */
+    return s->field == FIELD_NONE ? SKY_JSON_SKIP : 0;
 }
 
 static void set_model(gw_body *b, const char *p, size_t len)

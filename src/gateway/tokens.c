@@ -44,6 +44,10 @@ static int on_key(void *ud, int depth, sky_span key)
     s->want = inside && s->in_usage[depth - 1] ? which(key) : T_NONE;
     if (inside && s->in_details[depth - 1] && sky_span_eq_cstr(key, "cached_tokens"))
         s->want = T_CACHED;
+    /* what holds no count goes by unreported (still checked): a chat reply's choices are
+     * most of it */
+    if (s->want == T_NONE && !s->pending_usage && !sky_span_eq_cstr(key, "response"))
+        return SKY_JSON_SKIP;
     return 0;
 }
 

@@ -108,6 +108,25 @@ static int by_default(const gw_cache_conf *c, gw_op op, const char *model, const
     return sky__gw_cache_by_default(&q);
 }
 
+/* The members the gateway does not read (the messages) go by unreported: the fields after
+ * them are still read, names inside them are not the root's, and a broken one still fails. */
+static void test_body_fields_past_skipped_members(void **state)
+{
+    (void)state;
+    gw_body b;
+    sky_error err;
+    sky_error_clear(&err);
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"model\":\"x\","
+                       "\"stream\":true,\"max_tokens\":1}],\"metadata\":{\"model\":\"y\"},"
+                       "\"model\":\"m\",\"max_tokens\":7,\"stream\":false}";
+    assert_int_equal(sky__gw_body_read(sky_span_cstr(body), &b, &err), 0);
+    assert_string_equal(b.model, "m");
+    assert_int_equal(b.max_tokens, 7);
+    assert_int_equal(b.stream, 0);
+    assert_true(sky__gw_body_read(sky_span_cstr("{\"messages\":[1,],\"model\":\"m\"}"), &b, &err) <
+                0);
+}
+
 static void test_temperature_zero(void **state)
 {
     (void)state;
@@ -151,9 +170,13 @@ static void test_is_sse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_ttls_and_cap),
-        cmocka_unit_test(test_refused),   cmocka_unit_test(test_temperature_zero),
-        cmocka_unit_test(test_per_model), cmocka_unit_test(test_is_sse),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_ttls_and_cap),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_temperature_zero),
+        cmocka_unit_test(test_per_model),
+        cmocka_unit_test(test_is_sse),
+        cmocka_unit_test(test_body_fields_past_skipped_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
