@@ -3,7 +3,8 @@
  * libpq's asynchronous API. Each connection is watched by a uv_poll on PQsocket: connecting
  * with PQconnectStart / PQconnectPoll, then one operation at a time, its statement prepared
  * on that connection the first time (PQsendPrepare) and run with PQsendQueryPrepared, every
- * value a bound parameter; a usage batch is a query of COPYs, its rows sent as their data.
+ * value a bound parameter; a usage batch is a query of COPYs, its rows sent as their data,
+ * after the connection's setup for it (a temporary table and a prepared statement) once.
  * Operations wait in a queue for a free connection.
  *
  * A server that is down at open fails the open. One that goes away later fails the calls
@@ -139,17 +140,23 @@ static void flush_step(sky__pg_conn *c, const char *what)
 static void send_step(sky__pg_conn *c)
 {
     sky__pg_op *op = c->op;
+    const char *name = sky__pg_name(op->stmt);
     int ok;
-    if (sky__pg_name(op->stmt) == NULL) {
-        ok = PQsendQuery(c->conn, op->copy_sql ? op->copy_sql : sky__pg_sql(op->stmt));
+    if (op->stmt == PQ_MIGRATE) {
+        ok = PQsendQuery(c->conn, sky__pg_sql(op->stmt));
     } else if (!(c->prepared & (1u << op->stmt))) {
+        /* prepared first, or (a plain query's) the connection's setup for it run first */
         c->preparing = 1;
-        ok = PQsendPrepare(c->conn, sky__pg_name(op->stmt), sky__pg_sql(op->stmt),
-                           sky__pg_nparams(op->stmt), NULL);
+        ok = name ? PQsendPrepare(c->conn, name, sky__pg_sql(op->stmt), sky__pg_nparams(op->stmt),
+                                  NULL)
+                  : PQsendQuery(c->conn, sky__pg_sql(op->stmt));
+    } else if (!name) {
+        c->preparing = 0;
+        ok = PQsendQuery(c->conn, op->copy_sql);
     } else {
         c->preparing = 0;
-        ok = PQsendQueryPrepared(c->conn, sky__pg_name(op->stmt), op->nparams,
-                                 (const char *const *)op->params, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(c->conn, name, op->nparams, (const char *const *)op->params, NULL,
+                                 NULL, 0);
     }
     if (!ok) {
         conn_lost(c, "sending a query");

@@ -9,7 +9,8 @@
 /* Statements, each prepared on a connection the first time it runs there, except those
  * without a name (sky__pg_name NULL), sent as plain queries. */
 typedef enum {
-    PQ_USAGE_COPY, /* COPYs ... FROM STDIN (binary): the op's copy_sql, its data params[0] */
+    PQ_USAGE_COPY, /* COPYs ... FROM STDIN (binary): the op's copy_sql, its data params[0];
+                      its sky__pg_sql: the connection's setup for it, run there first */
     PQ_USAGE_TOTALS,
     PQ_DOC_PUT,
     PQ_DOC_GET,

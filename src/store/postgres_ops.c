@@ -14,8 +14,10 @@
  * Version 3: a record is nine columns, what the issue lists (time, key, model, deployment,
  * status, tokens in and out, latency, cost), with no index; skyio_usage_daily holds the
  * sums by (day, key, model) that the totals read, added by the gateway with each batch of
- * rows in the batch's own transaction through skyio_usage_daily_add, a view whose INSTEAD
- * OF trigger upserts each sum (postgres_usage.c).
+ * rows in the batch's own transaction: through each connection's temporary skyio_sums and
+ * one prepared upsert (sums_setup_sql, below; not part of the schema), or, for a group with
+ * names too long for that table and for a gateway of the first version 3 build, through
+ * skyio_usage_daily_add, a view whose INSTEAD OF trigger upserts each sum (postgres_usage.c).
  * Version 2 had a statement trigger sum each batch's rows (its transition table) instead,
  * and each row an id from a sequence and its day's text; version 1 indexed the rows by id
  * and by (day, key, model) and had no sums. Both are migrated with their rows and totals:
@@ -79,13 +81,44 @@ static const char migrate_sql[] =
     " END IF; END $$;"
     "COMMIT;";
 
+/*
+ * A connection's setup before its first usage batch (not a schema change: nothing is kept
+ * after the session). skyio_sums, a temporary table emptied at each commit, takes a batch's
+ * sums by its COPY, and skyio_sums_add, prepared once, adds them all to skyio_usage_daily in
+ * one statement (an INSTEAD OF trigger ran a plpgsql call and an INSERT's executor a group).
+ * The table has no TOAST table (its strings are stored PLAIN, in the row: a table gets a
+ * TOAST table when made only if a column may be moved out of its row, hence the shape
+ * table it is made LIKE): emptying a table at commit rebuilds its TOAST table's index,
+ * 300k instructions a batch. postgres_usage.c sends a group with longer names than fit
+ * in a page to version 3's view instead.
+ * The groups are upserted in their bytes' order, the order the trigger of version 3's view
+ * saw them in too: two gateways, old or new, lock the rows they share in the same order.
+ */
+static const char sums_setup_sql[] =
+    "CREATE TEMPORARY TABLE skyio_sums_shape(day text NOT NULL, key_name text NOT NULL,"
+    " model text NOT NULL, requests bigint NOT NULL, errors bigint NOT NULL,"
+    " tokens_in bigint NOT NULL, tokens_out bigint NOT NULL, cost double precision NOT NULL);"
+    "ALTER TABLE skyio_sums_shape ALTER day SET STORAGE PLAIN,"
+    " ALTER key_name SET STORAGE PLAIN, ALTER model SET STORAGE PLAIN;"
+    "CREATE TEMPORARY TABLE skyio_sums(LIKE skyio_sums_shape INCLUDING STORAGE)"
+    " ON COMMIT DELETE ROWS;"
+    "DROP TABLE skyio_sums_shape;"
+    "PREPARE skyio_sums_add AS INSERT INTO skyio_usage_daily AS d"
+    " SELECT * FROM skyio_sums"
+    " ORDER BY day COLLATE \"C\", key_name COLLATE \"C\", model COLLATE \"C\""
+    " ON CONFLICT (day, key_name, model) DO UPDATE SET"
+    " requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"
+    " tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
+    " tokens_out = d.tokens_out + EXCLUDED.tokens_out, cost = d.cost + EXCLUDED.cost;";
+
 static const struct {
     const char *name;
     int nparams;
     const char *sql;
 } stmts[PQ__COUNT] = {
-    /* not prepared: the op's own query of COPYs, the records their data (postgres_usage.c) */
-    [PQ_USAGE_COPY] = {NULL, 0, NULL},
+    /* not prepared: the op's own query of COPYs, the records their data (postgres_usage.c);
+     * this is the connection's setup for it, sent before its first batch there */
+    [PQ_USAGE_COPY] = {NULL, 0, sums_setup_sql},
     [PQ_USAGE_TOTALS] = {"skyio_usage_totals", 2,
                          "SELECT day, key_name, model, requests, errors, tokens_in,"
                          " tokens_out, cost FROM skyio_usage_daily"

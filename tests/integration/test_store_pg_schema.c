@@ -12,7 +12,10 @@
  * - a batch of several COPYs (more rows than one takes) writes every row and the exact sums;
  * - two stores' batches over the same sums at once both add to them;
  * - a batch the server refuses fails its flush, whole (the rows of its earlier COPYs and
- *   its sums too), and the connection goes on serving.
+ *   its sums too), and the connection goes on serving;
+ * - batches of many groups (60) give each group its exact sums, the same as the rows' own,
+ *   and a group with names too long for the connection's skyio_sums goes through version
+ *   3's view, beside short ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -465,6 +468,153 @@ static void batch_of_several_copies(void **state)
     sky_test_loop_free(loop);
 }
 
+/* ---- many groups a batch: the sums COPYd to the connection's skyio_sums and added by one
+ * statement, and groups with names too long for it through version 3's view */
+
+#define GROUPS 60 /* 2 days x 10 keys x 3 models */
+
+typedef struct group_sums {
+    int done;
+    sky_error err;
+    size_t n;
+    int64_t requests[GROUPS], errors[GROUPS], in[GROUPS], out[GROUPS];
+    double cost[GROUPS];
+} group_sums;
+
+/* Group @p i of the batch: its index in (day, key, model) order and its names. */
+static int group_of(int i, char key[16], char model[16])
+{
+    int day = i % 2, k = (i / 2) % 10, m = (i / 20) % 3;
+    snprintf(key, 16, "key-%02d", k);
+    snprintf(model, 16, "model-%d", m);
+    return day * 30 + k * 3 + m;
+}
+
+static void on_group_totals(const sky_error *err, const sky__store_usage_total *rows, size_t n,
+                            void *ud)
+{
+    group_sums *t = ud;
+    t->err = *err;
+    t->done = 1;
+    t->n = n;
+    for (size_t i = 0; i < n && i < GROUPS; i++) {
+        t->requests[i] = rows[i].requests;
+        t->errors[i] = rows[i].errors;
+        t->in[i] = rows[i].tokens_in;
+        t->out[i] = rows[i].tokens_out;
+        t->cost[i] = rows[i].cost;
+    }
+}
+
+/* The rows' own sums by day, key and model, and the totals table, hold the same groups. */
+static void assert_sums_match_rows(void)
+{
+    char v[64];
+    static const char rows_sums[] =
+        "SELECT to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),"
+        " key_name, model, count(*), count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
+        " sum(tokens_out), sum(cost) FROM skyio_usage GROUP BY 1, 2, 3";
+    static const char daily[] = "SELECT day, key_name, model, requests, errors, tokens_in,"
+                                " tokens_out, cost FROM skyio_usage_daily";
+    char q[1024];
+    snprintf(q, sizeof(q), "SELECT count(*) FROM ((%s EXCEPT %s) UNION ALL (%s EXCEPT %s)) x",
+             rows_sums, daily, daily, rows_sums);
+    sql(q, v, sizeof(v));
+    assert_string_equal(v, "0");
+}
+
+static void many_groups_a_batch_sum_exactly(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_non_null(s);
+    /* short names never go through version 3's view: without it, the batches still work */
+    sql("DROP VIEW skyio_usage_daily_add", NULL, 0);
+    group_sums want = {0};
+    for (int batch = 0; batch < 3; batch++) {
+        for (int i = 0; i < 512; i++) {
+            char key[16], model[16];
+            int g = group_of(i + batch, key, model), status = i % 7 ? 200 : 429;
+            sky__store_usage u = {1796083200000 + (g >= 30) * 86400000 + i,
+                                  key,
+                                  model,
+                                  "d1",
+                                  status,
+                                  i,
+                                  batch + 1,
+                                  7,
+                                  0.25 * (i % 4)};
+            assert_int_equal(sky__store_usage_append(s, &u), 0);
+            want.requests[g]++;
+            want.errors[g] += status >= 400;
+            want.in[g] += i;
+            want.out[g] += batch + 1;
+            want.cost[g] += 0.25 * (i % 4);
+        }
+        flush(loop, s); /* one batch each: the second and third add to the first's sums */
+    }
+    group_sums got = {0};
+    sky__store_usage_totals(s, NULL, on_group_totals, &got);
+    assert_true(sky_test_run_until(loop, &got.done, 20000));
+    assert_int_equal(got.err.code, 0);
+    assert_int_equal(got.n, GROUPS);
+    for (int g = 0; g < GROUPS; g++) {
+        assert_int_equal(got.requests[g], want.requests[g]);
+        assert_int_equal(got.errors[g], want.errors[g]);
+        assert_int_equal(got.in[g], want.in[g]);
+        assert_int_equal(got.out[g], want.out[g]);
+        assert_true(got.cost[g] == want.cost[g]);
+    }
+    assert_sums_match_rows();
+    char v[64];
+    sql("SELECT sum(requests) FROM skyio_usage_daily", v, sizeof(v));
+    assert_string_equal(v, "1536");
+    sky__store_close_sync(loop, s);
+    sky_test_loop_free(loop);
+}
+
+static void long_names_sum_through_the_view(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop = sky_test_loop_new();
+    sky_error err;
+    sky__store *s = open_pg(loop, &err);
+    assert_non_null(s);
+    char *long_key = malloc(9001);
+    assert_non_null(long_key);
+    memset(long_key, 'k', 9000);
+    long_key[9000] = '\0';
+    for (int batch = 0; batch < 2; batch++) {
+        for (int i = 0; i < 40; i++) { /* a long key's group beside short ones */
+            sky__store_usage u = {
+                1796083200000 + i, i % 2 ? long_key : "short", "m", "d", 200, 1, 2, 3, 0.5};
+            assert_int_equal(sky__store_usage_append(s, &u), 0);
+        }
+        flush(loop, s);
+        sky__store_usage u = {1796083200000, "short", "m", "d", 500, 1, 2, 3, 0.5};
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+        flush(loop, s); /* a short batch after it, on the same connection */
+    }
+    waiter w;
+    totals(loop, s, NULL, &w);
+    assert_int_equal(w.n, 2);
+    totals(loop, s, "short", &w);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.rows[0].requests, 42);
+    assert_int_equal(w.rows[0].errors, 2);
+    char v[64];
+    sql("SELECT requests FROM skyio_usage_daily WHERE length(key_name) = 9000", v, sizeof(v));
+    assert_string_equal(v, "40");
+    assert_sums_match_rows();
+    sky__store_close_sync(loop, s);
+    free(long_key);
+    sky_test_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +625,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(batch_of_several_copies, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(two_stores_add_to_the_same_sums, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(refused_batch_keeps_the_connection, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(many_groups_a_batch_sum_exactly, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(long_names_sum_through_the_view, pg_setup, pg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
