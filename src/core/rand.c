@@ -80,13 +80,10 @@ void sky_rand_uuid(char out[SKY_UUID_LEN + 1])
     memcpy(b + 8, &lo, 8);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    /* 8-4-4-4-12 hex digits: bytes 0-3, 4-5, 6-7, 8-9, 10-15. */
-    char *p = out;
-    for (size_t i = 0; i < sizeof(b); i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        memcpy(p, hex_pairs + 2 * b[i], 2);
-        p += 2;
-    }
-    *p = '\0';
+    /* 8-4-4-4-12 hex digits: bytes 0-3, 4-5, 6-7, 8-9, 10-15, each pair where it goes. */
+    static const unsigned char at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+    for (size_t i = 0; i < sizeof(b); i++)
+        memcpy(out + at[i], hex_pairs + 2 * b[i], 2);
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[SKY_UUID_LEN] = '\0';
 }
