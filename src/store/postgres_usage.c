@@ -46,9 +46,9 @@ static const char rows_sql[] = "COPY skyio_usage(time_ms, key_name, model, deplo
 static const char sums_sql[] = "COPY skyio_sums(day, key_name, model, requests, errors,"
                                " tokens_in, tokens_out, cost) FROM STDIN WITH (FORMAT binary);"
                                "EXECUTE skyio_sums_add";
-/* A group whose names are longer than this goes through version 3's view (a plpgsql upsert
- * a group) instead: skyio_sums keeps its strings in the row (no TOAST table, which its
- * emptying at each commit would rebuild), and a row must fit in a page of 8 kB. */
+/* A batch with a group whose names are longer than this goes through version 3's view (a
+ * plpgsql upsert a group) instead: skyio_sums keeps its strings in the row (no TOAST table,
+ * which its emptying at each commit would rebuild), and a row must fit in a page of 8 kB. */
 #define SUMS_NAMES_MAX 4000
 static const char view_sql[] = "COPY skyio_usage_daily_add(day, key_name, model, requests,"
                                " errors, tokens_in, tokens_out, cost) FROM STDIN"
@@ -246,17 +246,18 @@ static int copy_data(sky__pg_op *op, sky_buf *b, const sky__store_usage *recs, s
     return rc ? rc : end_copy(op, b, c);
 }
 
-/* The statement the sums go to: skyio_sums, unless a group's names are too long for it. */
+/* The statement the sums go to: skyio_sums, unless a group's names are too long for it, or
+ * the batch has at most two groups: the view's trigger calls then cost less than the upsert
+ * statement's executor and the table's emptying (the server's instructions a batch through
+ * skyio_sums: ~120k more, ~40k a group instead of ~80k; three groups cost the same either
+ * way; bench/RESULTS.md). */
 static const char *sums_statement(const pg_sums *s, size_t *len)
 {
-    for (size_t g = 0; g < s->n; g++) {
-        if (strlen(s->v[g].key_name) + strlen(s->v[g].model) > SUMS_NAMES_MAX) {
-            *len = sizeof(view_sql);
-            return view_sql;
-        }
-    }
-    *len = sizeof(sums_sql);
-    return sums_sql;
+    int staged = s->n >= 3;
+    for (size_t g = 0; staged && g < s->n; g++)
+        staged = strlen(s->v[g].key_name) + strlen(s->v[g].model) <= SUMS_NAMES_MAX;
+    *len = staged ? sizeof(sums_sql) : sizeof(view_sql);
+    return staged ? sums_sql : view_sql;
 }
 
 /* The op's query (copies - 1 of rows_sql, then the sums' statement) and its COPYs' data
