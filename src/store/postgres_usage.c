@@ -247,13 +247,13 @@ static int copy_data(sky__pg_op *op, sky_buf *b, const sky__store_usage *recs, s
 }
 
 /* The statement the sums go to: skyio_sums, unless a group's names are too long for it, or
- * the batch has at most two groups: the view's trigger calls then cost less than the upsert
- * statement's executor and the table's emptying (the server's instructions a batch through
- * skyio_sums: ~120k more, ~40k a group instead of ~80k; three groups cost the same either
- * way; bench/RESULTS.md). */
+ * the batch has at most three groups: the view's trigger calls then cost less than the
+ * upsert statement's executor and the table's emptying (the server's instructions a batch
+ * through skyio_sums: ~130k more, ~40k a group instead of ~80k; three or four groups cost
+ * about the same either way; bench/RESULTS.md). */
 static const char *sums_statement(const pg_sums *s, size_t *len)
 {
-    int staged = s->n >= 3;
+    int staged = s->n >= 4;
     for (size_t g = 0; staged && g < s->n; g++)
         staged = strlen(s->v[g].key_name) + strlen(s->v[g].model) <= SUMS_NAMES_MAX;
     *len = staged ? sizeof(sums_sql) : sizeof(view_sql);
