@@ -109,6 +109,7 @@ static void conn_drop(sky__pg_conn *c, const sky_error *err)
     c->conn = NULL;
     c->state = PG_DOWN;
     c->prepared = 0;
+    c->unstaged = 0;
     sky__pg_op *op = c->op;
     c->op = NULL;
     if (op)
@@ -152,7 +153,8 @@ static void send_step(sky__pg_conn *c)
                   : PQsendQuery(c->conn, sky__pg_sql(op->stmt));
     } else if (!name) {
         c->preparing = 0;
-        ok = PQsendQuery(c->conn, op->copy_sql);
+        ok = !(c->unstaged && op->staged_at && sky__pg_usage_unstage(op)) &&
+             PQsendQuery(c->conn, op->copy_sql);
     } else {
         c->preparing = 0;
         ok = PQsendQueryPrepared(c->conn, name, op->nparams, (const char *const *)op->params, NULL,
@@ -195,6 +197,20 @@ static void run_op(sky__pg_conn *c, sky__pg_op *op)
     send_step(c);
 }
 
+/* The usage batches' setup (a temporary table) refused, by a role without the TEMPORARY
+ * privilege: the connection's batches send their sums through version 3's view. */
+static int setup_refused(sky__pg_conn *c, const PGresult *res)
+{
+    if (c->op->stmt != PQ_USAGE_COPY || !res || PQstatus(c->conn) != CONNECTION_OK)
+        return 0;
+    char msg[200];
+    pq_message(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), msg, sizeof(msg));
+    SKY_WARN("store", "postgres at %s: %s: usage sums go through a trigger a group",
+             c->pg->store->safe_url, msg);
+    c->unstaged = 1;
+    return 1;
+}
+
 /* Every result of the step is in: prepare done (run the query) or the op done. */
 static void step_done(sky__pg_conn *c)
 {
@@ -202,7 +218,7 @@ static void step_done(sky__pg_conn *c)
     c->result = NULL;
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (c->preparing && ok) {
+    if (c->preparing && (ok || setup_refused(c, res))) {
         PQclear(res);
         c->prepared |= 1u << c->op->stmt;
         send_step(c);

@@ -47,7 +47,8 @@ struct sky__pg_op {
     size_t copy_len;
     size_t *copy_ends;
     size_t copies, copies_sent;
-    int must_change; /* SKY_ENOTFOUND when no row changed */
+    size_t staged_at; /* nonzero: the sums go to skyio_sums, their statement from here on */
+    int must_change;  /* SKY_ENOTFOUND when no row changed */
     union {
         sky__store_done_cb done;
         sky__store_value_cb value;
@@ -71,6 +72,7 @@ typedef struct sky__pg_conn {
     unsigned prepared; /* bit per sky__pg_stmt */
     sky__pg_op *op;    /* in flight */
     int preparing;     /* the op's statement is being prepared first */
+    int unstaged;      /* no skyio_sums here (the setup was refused): sums through the view */
     PGresult *result;  /* the op's first result */
     uint64_t last_attempt;
 } sky__pg_conn;
@@ -109,6 +111,8 @@ void sky__pg_opened(sky__pg *pg, const sky_error *err);
 /* postgres_usage.c */
 void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
                          sky__store_done_cb cb, void *ud);
+/* Send @p op's sums through version 3's view instead of skyio_sums; 0 or SKY_ENOMEM. */
+int sky__pg_usage_unstage(sky__pg_op *op);
 /* postgres_ops.c: the backend's other operations. */
 void sky__pg_usage_totals(sky__store *s, const char *key_name, const char *since_day,
                           sky__store_totals_cb cb, void *ud);

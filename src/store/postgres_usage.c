@@ -280,6 +280,7 @@ static int batch_op(sky__pg_op *op, const sky__store_usage *recs, size_t n)
     for (size_t i = 0; i < rows; i++)
         memcpy(op->copy_sql + i * sl, rows_sql, sl);
     memcpy(op->copy_sql + rows * sl, tail, tl);
+    op->staged_at = tail == sums_sql ? rows * sl : 0;
     sky_buf b;
     sky_buf_init(&b, COPY_CAP);
     int rc = copy_data(op, &b, recs, n, &s);
@@ -288,6 +289,18 @@ static int batch_op(sky__pg_op *op, const sky__store_usage *recs, size_t n)
     sky_buf_free(&b);
     free(s.v);
     return rc ? rc : op->params[0] == NULL ? SKY_ENOMEM : 0;
+}
+
+int sky__pg_usage_unstage(sky__pg_op *op)
+{
+    size_t at = op->staged_at;
+    char *sql = realloc(op->copy_sql, at + sizeof(view_sql));
+    if (!sql)
+        return SKY_ENOMEM;
+    memcpy(sql + at, view_sql, sizeof(view_sql));
+    op->copy_sql = sql;
+    op->staged_at = 0;
+    return 0;
 }
 
 void sky__pg_usage_write(sky__store *s, const sky__store_usage *recs, size_t n,
