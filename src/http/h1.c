@@ -36,8 +36,9 @@
 #define H1_SWEEP_MS 250          /* how often the pools are swept of idle connections */
 #define H1_READ_ROOM 65536       /* the transport's one read buffer */
 #define H1_MAX_HEAD (128 * 1024) /* a reply head longer than this fails the request */
-/* Requests' memory kept for the next ones: at most this many, with buffers at most this big
- * (what a gateway's calls use); the rest goes back to malloc. */
+/* Requests' memory kept for the next ones (none in sanitizer builds: CMakeLists.txt): at
+ * most this many, with buffers at most this big (what a gateway's calls use); the rest goes
+ * back to malloc. */
 #define H1_SPARE_REQUESTS 64
 #define H1_SPARE_OUT (16 * 1024)
 #define H1_SPARE_BODY (64 * 1024)
@@ -330,8 +331,8 @@ static void req_free_memory(h1req *r)
 static void req_free(h1req *r)
 {
     sky__h1 *h = r->h;
-    if (h->freeing || h->n_spare >= H1_SPARE_REQUESTS || r->out.alloc > H1_SPARE_OUT ||
-        r->resp_body.alloc > H1_SPARE_BODY) {
+    if (!SKY_KEEP_SPARES || h->freeing || h->n_spare >= H1_SPARE_REQUESTS ||
+        r->out.alloc > H1_SPARE_OUT || r->resp_body.alloc > H1_SPARE_BODY) {
         req_free_memory(r);
         return;
     }

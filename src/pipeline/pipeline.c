@@ -24,8 +24,9 @@ enum call_step { STEP_ADMIT, STEP_QUEUED, STEP_SENDING, STEP_WAITING, STEP_DONE 
 /* A streamed call holds at most this much of a reply it does not stream (an error's body). */
 #define HELD_BODY_MAX (1024u * 1024u)
 
-/* Ended calls kept for the next ones: at most CALL_SPARE of them, those whose method, URL
- * and body fit in CALL_ROOM bytes (every such call is given that room). */
+/* Ended calls kept for the next ones: at most CALL_SPARE of them (none in sanitizer builds:
+ * CMakeLists.txt), those whose method, URL and body fit in CALL_ROOM bytes (every such call
+ * is given that room). */
 #define CALL_SPARE 64
 #define CALL_ROOM 2048
 
@@ -226,8 +227,8 @@ static void stop_timer(sky_call *c)
 static int call_keep(sky_call *c)
 {
     sky_pipeline *p = c->p;
-    if (!c->roomy || c->timer || c->headers == NULL || p->freeing || p->free_requested ||
-        p->n_spare >= CALL_SPARE)
+    if (!SKY_KEEP_SPARES || !c->roomy || c->timer || c->headers == NULL || p->freeing ||
+        p->free_requested || p->n_spare >= CALL_SPARE)
         return 0;
     sky_headers_truncate(c->headers, 0);
     sky_headers_clear(c->headers);
