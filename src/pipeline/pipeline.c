@@ -1367,20 +1367,23 @@ static sky_call *call_new(sky_pipeline *p, const sky_call_options *o)
     size_t blen = o->body_reader == NULL ? o->body.len : 0;
     if (blen > SIZE_MAX - sizeof(sky_call) - mlen - ulen)
         return NULL;
-    /* one allocation: the call, then its method, URL and body; a kept one when they fit */
+    /* One allocation: the call, then its method, URL and body; a kept one when they fit.
+     * Only the first CALL_SPARE calls in flight are given the room to be kept: beyond them
+     * (thousands of held streams) the room would be memory no call reuses. */
     size_t room = mlen + ulen + blen;
     sky_call *c = room <= CALL_ROOM ? p->spare : NULL;
+    int roomy = room <= CALL_ROOM && (c != NULL || p->n_active < CALL_SPARE);
     sky_headers *h = NULL;
     if (c) {
         p->spare = c->next;
         p->n_spare--;
         h = c->headers; /* emptied when it was kept */
-    } else if ((c = malloc(sizeof(*c) + (room <= CALL_ROOM ? CALL_ROOM : room))) == NULL) {
+    } else if ((c = malloc(sizeof(*c) + (roomy ? CALL_ROOM : room))) == NULL) {
         return NULL;
     }
     memset(c, 0, sizeof(*c));
     c->p = p;
-    c->roomy = room <= CALL_ROOM;
+    c->roomy = roomy;
     c->headers = h;
     c->method = memcpy((char *)(c + 1), m, mlen);
     c->url = memcpy(c->method + mlen, o->url, ulen);
