@@ -52,6 +52,31 @@ static void request(fixture *f, const char *method, const char *path, const char
     assert_int_equal(r->err_code, 0);
 }
 
+/*
+ * request() whose checks are the status and, unless @p contains is NULL, a piece of the
+ * body: names the request when one is off.
+ */
+static void expect_body(fixture *f, const char *method, const char *path, const char *body,
+                        const char *const *headers, int status, const char *contains)
+{
+    sky_test_result r;
+    request(f, method, path, body, headers, &r);
+    if (r.status != status)
+        print_error("%s %s answered %d, want %d\n", method, path, r.status, status);
+    assert_int_equal(r.status, status);
+    if (contains && !strstr(r.body, contains))
+        print_error("%s %s: no %s in %s\n", method, path, contains, r.body);
+    if (contains)
+        assert_non_null(strstr(r.body, contains));
+    sky_test_result_free(&r);
+}
+
+static void expect_status(fixture *f, const char *method, const char *path, const char *body,
+                          const char *const *headers, int status)
+{
+    expect_body(f, method, path, body, headers, status, NULL);
+}
+
 static json_t *body_json(const sky_test_result *r)
 {
     json_t *j = NULL;
@@ -80,16 +105,10 @@ static void test_auth(void **state)
     assert_string_equal(json_string_value(sky_json_path(j, "error.code")), "invalid_api_key");
     json_decref(j);
     sky_test_result_free(&r);
-    request(&f, "POST", "/v1/chat/completions", chat_body, wrong, &r);
-    assert_int_equal(r.status, 401);
-    sky_test_result_free(&r);
-    request(&f, "POST", "/v1/chat/completions", chat_body, bearer, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
-    request(&f, "POST", "/openai/deployments/d1/chat/completions?api-version=2024-10-21", chat_body,
-            apikey, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/chat/completions", chat_body, wrong, 401);
+    expect_status(&f, "POST", "/v1/chat/completions", chat_body, bearer, 200);
+    expect_status(&f, "POST", "/openai/deployments/d1/chat/completions?api-version=2024-10-21",
+                  chat_body, apikey, 200);
     json_t *stats = sky_test_mock_stats(&f.mock);
     assert_int_equal(json_integer_value(json_object_get(stats, "auth_failures")), 2);
     assert_int_equal(json_integer_value(sky_json_path(stats, "responses.401")), 2);
@@ -116,9 +135,7 @@ static void test_content_type(void **state)
                            "'application/x-www-form-urlencoded'"));
     json_decref(j);
     sky_test_result_free(&r);
-    request(&f, "POST", "/v1/embeddings", "{\"model\":\"m\",\"input\":\"x\"}", near, &r);
-    assert_int_equal(r.status, 400);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/embeddings", "{\"model\":\"m\",\"input\":\"x\"}", near, 400);
     request(&f, "POST", "/openai/deployments/d1/chat/completions?api-version=2024-10-21", chat_body,
             form, &r);
     assert_int_equal(r.status, 400);
@@ -127,9 +144,7 @@ static void test_content_type(void **state)
                         "unsupported_content_type");
     json_decref(j);
     sky_test_result_free(&r);
-    request(&f, "POST", "/v1/chat/completions", chat_body, charset, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/chat/completions", chat_body, charset, 200);
     json_t *stats = sky_test_mock_stats(&f.mock);
     assert_int_equal(json_integer_value(sky_json_path(stats, "responses.400")), 3);
     assert_int_equal(json_integer_value(sky_json_path(stats, "endpoints.chat")), 1);
@@ -324,10 +339,8 @@ static void test_embeddings_base64(void **state)
         json_decref(j);
         sky_test_result_free(&r);
     }
-    request(&f, "POST", "/v1/embeddings",
-            "{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"int8\"}", NULL, &r);
-    assert_int_equal(r.status, 400);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/embeddings",
+                  "{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"int8\"}", NULL, 400);
     close_fixture(&f);
 }
 
@@ -340,9 +353,7 @@ static void arm_links(fixture *f, const char *const *headers, char *out_async, c
     char path[256];
     sky_test_result r;
     snprintf(path, sizeof(path), "%s%s", sub, api);
-    request(f, "PUT", path, "{\"location\":\"westus\"}", headers, &r);
-    assert_int_equal(r.status, 201);
-    sky_test_result_free(&r);
+    expect_status(f, "PUT", path, "{\"location\":\"westus\"}", headers, 201);
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof(path), "%s/providers/Microsoft.Storage/things/t%d%s", sub, i, api);
         request(f, "PUT", path, "{\"location\":\"westus\"}", headers, &r);
@@ -440,28 +451,17 @@ static void test_trailing_slash(void **state)
     static const char *const imds[] = {"Metadata: true", NULL};
     static const char *const app[] = {"X-IDENTITY-HEADER: mock-identity-header", NULL};
     fixture f;
-    sky_test_result r;
     (void)state;
     open_fixture(&f, NULL);
-    request(&f, "GET", "/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=https://x",
-            NULL, imds, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "mock-token-"));
-    sky_test_result_free(&r);
-    request(&f, "GET", "/msi/token/?api-version=2019-08-01&resource=https://x", NULL, app, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
-    request(&f, "POST", "/v1/chat/completions/", chat_body, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
-    request(&f, "POST", "/openai/deployments/d1/chat/completions/?api-version=2024-10-21",
-            chat_body, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
-    request(&f, "GET", "/v1/models/gpt-4o-mini/", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"gpt-4o-mini\""));
-    sky_test_result_free(&r);
+    expect_body(&f, "GET",
+                "/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=https://x", NULL,
+                imds, 200, "mock-token-");
+    expect_status(&f, "GET", "/msi/token/?api-version=2019-08-01&resource=https://x", NULL, app,
+                  200);
+    expect_status(&f, "POST", "/v1/chat/completions/", chat_body, NULL, 200);
+    expect_status(&f, "POST", "/openai/deployments/d1/chat/completions/?api-version=2024-10-21",
+                  chat_body, NULL, 200);
+    expect_body(&f, "GET", "/v1/models/gpt-4o-mini/", NULL, NULL, 200, "\"gpt-4o-mini\"");
     close_fixture(&f);
 }
 
@@ -478,18 +478,14 @@ static void test_sdk_routes(void **state)
     (void)state;
     open_fixture(&f, NULL);
     snprintf(path, sizeof(path), "%s/resourcegroups/g1%s", sub, api);
-    request(&f, "HEAD", path, NULL, bearer, &r);
-    assert_int_equal(r.status, 404);
-    sky_test_result_free(&r);
+    expect_status(&f, "HEAD", path, NULL, bearer, 404);
     request(&f, "PUT", path, "{\"location\":\"westus\"}", bearer, &r);
     assert_int_equal(r.status, 201);
     json_t *j = body_json(&r);
     assert_string_equal(sky_json_str(j, "id", ""), "/subscriptions/s1/resourceGroups/g1");
     json_decref(j);
     sky_test_result_free(&r);
-    request(&f, "HEAD", path, NULL, bearer, &r);
-    assert_int_equal(r.status, 204);
-    sky_test_result_free(&r);
+    expect_status(&f, "HEAD", path, NULL, bearer, 204);
     snprintf(path, sizeof(path), "%s/resourcegroups/g1/providers/A.B/things/t1%s", sub, api);
     request(&f, "PUT", path, "{\"location\":\"westus\"}", bearer, &r);
     sky_test_result_free(&r);
@@ -512,10 +508,7 @@ static void test_sdk_routes(void **state)
     request(&f, "POST", "/openai/responses", "{\"model\":\"dep1\",\"input\":\"hi\"}", NULL, &r);
     assert_int_equal(r.status, 404); /* Azure wants its api-version */
     sky_test_result_free(&r);
-    request(&f, "GET", "/openai/models?api-version=2024-10-21", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"list\""));
-    sky_test_result_free(&r);
+    expect_body(&f, "GET", "/openai/models?api-version=2024-10-21", NULL, NULL, 200, "\"list\"");
     close_fixture(&f);
 }
 
@@ -891,14 +884,9 @@ static void test_arm_virtual_machine(void **state)
     assert_non_null(strstr(r.body, "\"vmId\""));
     sky_test_result_free(&r);
     snprintf(path, sizeof(path), "%s/powerOff?%s", vm, api);
-    request(&f, "POST", path, "", bearer, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", path, "", bearer, 200);
     snprintf(path, sizeof(path), "%s/instanceView?%s", vm, api);
-    request(&f, "GET", path, NULL, bearer, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "PowerState/stopped"));
-    sky_test_result_free(&r);
+    expect_body(&f, "GET", path, NULL, bearer, 200, "PowerState/stopped");
     snprintf(path, sizeof(path), "%s/start?%s", vm, api);
     request(&f, "POST", path, "", bearer, &r);
     sky_test_result_free(&r);
@@ -1082,35 +1070,19 @@ static void test_model_list_and_retrieve(void **state)
     assert_string_equal(sky_json_str(j, "object", ""), "model");
     json_decref(j);
     sky_test_result_free(&r);
-    request(&f, "GET", "/models/served-a", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "GET", "/models/served-a", NULL, NULL, 200);
     /* as openai-node sends it: the id escaped as one path segment */
-    request(&f, "GET", "/v1/models/org%2Fserved-b", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "GET", "/v1/models/org%2Fserved-b", NULL, NULL, 200);
     /* moderations without a model go to the provider's own, whatever --model lists */
-    request(&f, "POST", "/v1/moderations", "{\"input\":\"hi\"}", NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
-    request(&f, "GET", "/v1/models/gpt-4o", NULL, NULL, &r);
-    assert_int_equal(r.status, 404);
-    assert_non_null(strstr(r.body, "model_not_found"));
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/moderations", "{\"input\":\"hi\"}", NULL, 200);
+    expect_body(&f, "GET", "/v1/models/gpt-4o", NULL, NULL, 404, "model_not_found");
     /* a trailing slash is the list's path, as every route's (issue 16) */
-    request(&f, "GET", "/v1/models/", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"list\""));
-    sky_test_result_free(&r);
-    request(&f, "GET", "/v1/models//", NULL, NULL, &r);
-    assert_int_equal(r.status, 404);
-    sky_test_result_free(&r);
+    expect_body(&f, "GET", "/v1/models/", NULL, NULL, 200, "\"list\"");
+    expect_status(&f, "GET", "/v1/models//", NULL, NULL, 404);
     close_fixture(&f);
     /* without --model every name is served */
     open_fixture(&f, NULL);
-    request(&f, "GET", "/v1/models/anything-at-all", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "GET", "/v1/models/anything-at-all", NULL, NULL, 200);
     close_fixture(&f);
 }
 
@@ -1210,13 +1182,8 @@ static void test_responses_completions_moderations(void **state)
     json_decref(j);
 
     /* bad requests say why */
-    request(&f, "POST", "/v1/completions", "{\"model\":\"m\"}", NULL, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body, "prompt"));
-    sky_test_result_free(&r);
-    request(&f, "POST", "/v1/moderations", "{\"input\":[]}", NULL, &r);
-    assert_int_equal(r.status, 400);
-    sky_test_result_free(&r);
+    expect_body(&f, "POST", "/v1/completions", "{\"model\":\"m\"}", NULL, 400, "prompt");
+    expect_status(&f, "POST", "/v1/moderations", "{\"input\":[]}", NULL, 400);
 
     /* the calls served, as for chat: the refused ones count only as requests */
     request(&f, "GET", "/mock/stats", NULL, NULL, &r);
@@ -1236,30 +1203,17 @@ static void test_bad_requests(void **state)
 {
     static const char *const args[] = {"--max-body", "1000", NULL};
     fixture f;
-    sky_test_result r;
     char big[3000];
     (void)state;
     open_fixture(&f, args);
-    request(&f, "POST", "/v1/chat/completions", "{not json", NULL, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body, "line 1"));
-    sky_test_result_free(&r);
-    request(&f, "POST", "/v1/chat/completions", "{\"model\":\"m\"}", NULL, &r);
-    assert_int_equal(r.status, 400);
-    assert_non_null(strstr(r.body, "messages"));
-    sky_test_result_free(&r);
+    expect_body(&f, "POST", "/v1/chat/completions", "{not json", NULL, 400, "line 1");
+    expect_body(&f, "POST", "/v1/chat/completions", "{\"model\":\"m\"}", NULL, 400, "messages");
     /* Azure without api-version */
-    request(&f, "POST", "/openai/deployments/d/chat/completions", chat_body, NULL, &r);
-    assert_int_equal(r.status, 404);
-    sky_test_result_free(&r);
-    request(&f, "GET", "/v1/nothing", NULL, NULL, &r);
-    assert_int_equal(r.status, 404);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/openai/deployments/d/chat/completions", chat_body, NULL, 404);
+    expect_status(&f, "GET", "/v1/nothing", NULL, NULL, 404);
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    request(&f, "POST", "/v1/chat/completions", big, NULL, &r);
-    assert_int_equal(r.status, 413);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/chat/completions", big, NULL, 413);
     close_fixture(&f);
 }
 
@@ -1403,7 +1357,6 @@ static void test_config_file_and_flag_precedence(void **state)
 {
     char dir[256], path[512];
     fixture f;
-    sky_test_result r;
     (void)state;
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/mock.json", dir);
@@ -1417,14 +1370,9 @@ static void test_config_file_and_flag_precedence(void **state)
     const char *const args[] = {"--config", path, "--rpm", "100", NULL};
     static const char *const key[] = {"api-key: from-file", NULL};
     open_fixture(&f, args);
-    for (int i = 0; i < 3; i++) {
-        request(&f, "POST", "/v1/chat/completions", chat_body, key, &r);
-        assert_int_equal(r.status, 200);
-        sky_test_result_free(&r);
-    }
-    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
-    assert_int_equal(r.status, 401);
-    sky_test_result_free(&r);
+    for (int i = 0; i < 3; i++)
+        expect_status(&f, "POST", "/v1/chat/completions", chat_body, key, 200);
+    expect_status(&f, "POST", "/v1/chat/completions", chat_body, NULL, 401);
     close_fixture(&f);
     sky_test_rmdir(dir);
 }
@@ -1796,9 +1744,7 @@ static void test_overload(void **state)
     sky_test_result_free(&r);
     close_fixture(&f);
     open_fixture(&f, args529);
-    request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_status(&f, "POST", "/v1/chat/completions", chat_body, NULL, 200);
     request(&f, "POST", "/v1/chat/completions", chat_body, NULL, &r);
     assert_int_equal(r.status, 529);
     json_t *j = body_json(&r);
