@@ -36,6 +36,14 @@ static void open_breaker(sky_breaker *b)
     assert_int_equal(sky_breaker_get_state(b), SKY_BREAKER_OPEN);
 }
 
+/* Open a breaker of threshold 3, reset 30 s, one probe, and let the 30 s pass: half-open. */
+static void setup_half_open(sky_breaker *b, sky_fake_clock *fc)
+{
+    setup(b, fc, 3, 30000, 0, 1);
+    open_breaker(b);
+    sky_fake_clock_advance(fc, 30000);
+}
+
 static void test_defaults_and_invalid_options(void **state)
 {
     (void)state;
@@ -127,9 +135,7 @@ static void test_half_open_allows_only_the_probe(void **state)
     (void)state;
     sky_fake_clock fc;
     sky_breaker b;
-    setup(&b, &fc, 3, 30000, 0, 1);
-    open_breaker(&b);
-    sky_fake_clock_advance(&fc, 30000);
+    setup_half_open(&b, &fc);
     uint64_t wait = 0;
     assert_int_equal(sky_breaker_allow(&b, &wait), 1);
     assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_HALF_OPEN);
@@ -149,9 +155,7 @@ static void test_probe_success_closes(void **state)
     (void)state;
     sky_fake_clock fc;
     sky_breaker b;
-    setup(&b, &fc, 3, 30000, 0, 1);
-    open_breaker(&b);
-    sky_fake_clock_advance(&fc, 30000);
+    setup_half_open(&b, &fc);
     assert_int_equal(sky_breaker_allow(&b, NULL), 1);
     sky_breaker_record(&b, 1);
     assert_int_equal(sky_breaker_get_state(&b), SKY_BREAKER_CLOSED);
@@ -174,9 +178,7 @@ static void test_probe_failure_reopens(void **state)
     (void)state;
     sky_fake_clock fc;
     sky_breaker b;
-    setup(&b, &fc, 3, 30000, 0, 1);
-    open_breaker(&b);
-    sky_fake_clock_advance(&fc, 30000);
+    setup_half_open(&b, &fc);
     assert_int_equal(sky_breaker_allow(&b, NULL), 1);
     sky_fake_clock_advance(&fc, 2500); /* the probe took a while */
     sky_breaker_record(&b, 0);
