@@ -128,6 +128,42 @@ static void refresh(env *e, got *g)
     assert_int_equal(sky_credential_refresh_token(e->cred, MGMT, on_tok, g, NULL, &err), 0);
 }
 
+/* get() and wait for its one callback. */
+static void fetch(env *e, got *g)
+{
+    get(e, g);
+    wait_for(e, g, 1);
+}
+
+/* refresh() and wait for its one callback. */
+static void refetch(env *e, got *g)
+{
+    refresh(e, g);
+    wait_for(e, g, 1);
+}
+
+typedef int (*cred_new_fn)(uv_loop_t *loop, sky_http_client *client,
+                           const sky_credential_options *o, sky_credential **out, sky_error *err);
+
+/* e->cred from @p fn on e's loop, client and options; it must succeed. */
+static void make_cred(env *e, cred_new_fn fn)
+{
+    sky_error err;
+    sky_error_clear(&err);
+    assert_int_equal(fn(e->loop, e->client, &e->o, &e->cred, &err), 0);
+}
+
+/* Drop e->cred and start the mock again with @p args; the options point at the new one. */
+static void restart_mock(env *e, const char *const *args)
+{
+    sky_credential_free(e->cred);
+    e->cred = NULL;
+    assert_int_equal(sky_test_mock_stop(&e->mock), 0);
+    sky_test_mock_start(&e->mock, args);
+    e->o.authority_host = e->mock.base_url;
+    e->o.imds_endpoint = e->mock.base_url;
+}
+
 static json_int_t identity_stat(env *e, const char *key)
 {
     json_t *st = sky_test_mock_stats(&e->mock);
@@ -181,7 +217,6 @@ static void test_client_secret(void **state)
 {
     env e;
     got a = {0}, b = {0};
-    sky_error err;
     static log_capture cap;
     (void)state;
     const char *args[] = {"--identity-client-id", "app-1", "--identity-client-secret", SECRET,
@@ -189,16 +224,13 @@ static void test_client_secret(void **state)
     env_open(&e, args);
     capture_start(&cap);
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_client_secret_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.token, "mock-token-1");
     assert_string_equal(a.source, "environment");
     assert_true(a.expires_on > (int64_t)time(NULL) + 3500);
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    fetch(&e, &b);
     assert_string_equal(b.token, "mock-token-1");
     assert_int_equal(identity_stat(&e, "entra"), 1);
     capture_stop();
@@ -213,17 +245,14 @@ static void test_wrong_secret_fails_without_leaking(void **state)
 {
     env e;
     got a = {0};
-    sky_error err;
     static log_capture cap;
     (void)state;
     const char *args[] = {"--identity-client-secret", "the-right-one", NULL};
     env_open(&e, args);
     capture_start(&cap);
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_client_secret_new);
+    fetch(&e, &a);
     capture_stop();
     assert_int_equal(a.code, SKY_EAUTH);
     assert_int_equal(a.http_status, 401);
@@ -240,14 +269,12 @@ static void test_concurrent_callers_one_request(void **state)
 {
     env e;
     got g[20];
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-delay-ms", "150", NULL};
     env_open(&e, args);
     memset(g, 0, sizeof(g));
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    make_cred(&e, sky_credential_client_secret_new);
     for (int i = 0; i < 20; i++)
         get(&e, &g[i]);
     for (int i = 0; i < 20; i++) {
@@ -263,21 +290,17 @@ static void test_short_lived_tokens_refresh(void **state)
     env e;
     got a = {0}, b = {0}, c = {0};
     sky_fake_clock clock;
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-expires-in", "120", NULL};
     env_open(&e, args);
     sky_fake_clock_init(&clock, 0, sky_clock_wall_ms(NULL));
     e.o.clock = &clock.clock;
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_client_secret_new);
+    fetch(&e, &a);
     assert_string_equal(a.token, "mock-token-1");
     sky_fake_clock_advance(&clock, 61 * 1000); /* past half of 120 s */
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    fetch(&e, &b);
     assert_string_equal(b.token, "mock-token-1"); /* still valid: served while refreshing */
     for (int i = 0; i < 100 && identity_stat(&e, "issued") < 2; i++) {
         int never = 0;
@@ -287,8 +310,7 @@ static void test_short_lived_tokens_refresh(void **state)
     for (int i = 0; i < 100; i++) {
         int never = 0;
         memset(&c, 0, sizeof(c));
-        get(&e, &c);
-        wait_for(&e, &c, 1);
+        fetch(&e, &c);
         if (strcmp(c.token, "mock-token-2") == 0)
             break;
         assert_string_equal(c.token, "mock-token-1");
@@ -312,26 +334,20 @@ static void test_token_endpoint_failure_and_timeout(void **state)
     env_open(&e, args);
     e.o.client_secret = SECRET;
     e.o.entra_retry_base_ms = 10;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_client_secret_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_int_equal(identity_stat(&e, "entra"), 2);
-    sky_credential_free(e.cred);
-    e.cred = NULL;
-    assert_int_equal(sky_test_mock_stop(&e.mock), 0);
     const char *args2[] = {"--identity-fail-status", "503", "--identity-delay-ms", "400", NULL};
-    sky_test_mock_start(&e.mock, args2);
-    e.o.authority_host = e.mock.base_url;
+    restart_mock(&e, args2);
     e.o.entra_max_retries = 1;
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    make_cred(&e, sky_credential_client_secret_new);
+    fetch(&e, &b);
     assert_int_equal(b.code, SKY_EAUTH);
     assert_int_equal(b.http_status, 503);
     assert_int_equal(identity_stat(&e, "entra"), 2);
     e.o.request_timeout_ms = 100;
+    sky_error_clear(&err);
     assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &slow, &err), 0);
     assert_int_equal(sky_credential_get_token(slow, MGMT, on_tok, &c, NULL, &err), 0);
     wait_for(&e, &c, 1);
@@ -348,27 +364,21 @@ static void test_workload_identity_rereads_file(void **state)
     env e;
     got a = {0}, b = {0}, c = {0};
     char path[512];
-    sky_error err;
     (void)state;
     env_open(&e, NULL);
     snprintf(path, sizeof(path), "%s/token", e.tmp);
     write_file(path, "eyJhbGciOiJSUzI1NiJ9.assertion-one.sig\n", 0600);
     e.o.federated_token_file = path;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_workload_identity_new(e.loop, e.client, &e.o, &e.cred, &err),
-                     0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_workload_identity_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.source, "workload_identity");
     unlink(path); /* a refresh reads the file again: now it is gone */
-    refresh(&e, &b);
-    wait_for(&e, &b, 1);
+    refetch(&e, &b);
     assert_int_equal(b.code, SKY_EAUTH);
     assert_non_null(strstr(b.msg, "federated token file"));
     write_file(path, "eyJhbGciOiJSUzI1NiJ9.assertion-two.sig", 0600);
-    refresh(&e, &c);
-    wait_for(&e, &c, 1);
+    refetch(&e, &c);
     assert_int_equal(c.code, 0);
     assert_string_equal(c.token, "mock-token-2");
     assert_int_equal(identity_stat(&e, "entra"), 2);
@@ -381,13 +391,10 @@ static void test_imds(void **state)
 {
     env e;
     got a = {0};
-    sky_error err;
     (void)state;
     env_open(&e, NULL);
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.source, "managed_identity");
     assert_string_equal(a.token, "mock-token-1");
@@ -399,27 +406,19 @@ static void test_imds_retries_throttling(void **state)
 {
     env e;
     got a = {0}, b = {0};
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-fail-status", "429", "--identity-fail-count", "2", NULL};
     env_open(&e, args);
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_int_equal(identity_stat(&e, "imds"), 3);
-    sky_credential_free(e.cred);
     /* always 500, one retry allowed: two requests, then the error */
-    e.cred = NULL;
-    assert_int_equal(sky_test_mock_stop(&e.mock), 0);
     const char *args2[] = {"--identity-fail-status", "500", NULL};
-    sky_test_mock_start(&e.mock, args2);
-    e.o.imds_endpoint = e.mock.base_url;
+    restart_mock(&e, args2);
     e.o.imds_max_retries = 1;
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &b);
     assert_int_equal(b.code, SKY_EAUTH);
     assert_int_equal(b.http_status, 500);
     assert_int_equal(identity_stat(&e, "imds"), 2);
@@ -433,32 +432,23 @@ static void test_imds_retried_by_pipeline(void **state)
 {
     env e;
     got a = {0}, b = {0};
-    sky_error err;
     static log_capture cap;
     (void)state;
     const char *args[] = {"--identity-fail-status", "410", "--identity-fail-count", "2", NULL};
     env_open(&e, args);
     capture_start(&cap);
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &a);
     capture_stop();
     assert_int_equal(a.code, 0);
     assert_string_equal(a.token, "mock-token-1");
     assert_int_equal(identity_stat(&e, "imds"), 3);
     assert_non_null(strstr(cap.text, "410 backoff="));
     assert_non_null(strstr(cap.text, "attempt 3"));
-    sky_credential_free(e.cred);
-    e.cred = NULL;
-    assert_int_equal(sky_test_mock_stop(&e.mock), 0);
     const char *args2[] = {"--identity-fail-status", "404", "--identity-fail-count", "1", NULL};
-    sky_test_mock_start(&e.mock, args2);
-    e.o.imds_endpoint = e.mock.base_url;
-    e.o.authority_host = e.mock.base_url;
-    assert_int_equal(sky_credential_default_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    restart_mock(&e, args2);
+    make_cred(&e, sky_credential_default_new);
+    fetch(&e, &b);
     assert_int_equal(b.code, 0);
     assert_string_equal(b.source, "managed_identity");
     assert_int_equal(identity_stat(&e, "imds"), 2);
@@ -476,14 +466,13 @@ static void test_app_service(void **state)
     env_open(&e, args);
     e.o.identity_endpoint = e.url;
     e.o.identity_header = "hdr-secret-42";
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.source, "managed_identity");
     assert_int_equal(identity_stat(&e, "app_service"), 1);
     e.o.identity_header = "not-the-header";
+    sky_error_clear(&err);
     assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &wrong, &err), 0);
     assert_int_equal(sky_credential_get_token(wrong, MGMT, on_tok, &b, NULL, &err), 0);
     wait_for(&e, &b, 1);
@@ -499,7 +488,6 @@ static void test_mock_identity_config_file(void **state)
     env e;
     got a = {0};
     char dir[256], path[512], flag[600];
-    sky_error err;
     (void)state;
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/mock.json", dir);
@@ -510,10 +498,8 @@ static void test_mock_identity_config_file(void **state)
     env_open(&e, args);
     e.o.identity_endpoint = e.url;
     e.o.identity_header = "from-file";
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_managed_identity_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_managed_identity_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_true(a.expires_on <= (int64_t)time(NULL) + 91);
     env_close(&e);
@@ -552,8 +538,7 @@ static void test_azure_cli(void **state)
     e.o.az_path = ok;
     sky_error_clear(&err);
     assert_int_equal(sky_credential_azure_cli_new(e.loop, NULL, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.token, "cli-token");
     assert_string_equal(a.source, "azure_cli");
@@ -580,18 +565,14 @@ static void test_chain_falls_through_to_managed_identity(void **state)
 {
     env e;
     got a = {0}, b = {0};
-    sky_error err;
     (void)state;
     env_open(&e, NULL);
     /* no secret and no token file: environment and workload identity are skipped */
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_default_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_default_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.source, "managed_identity");
-    get(&e, &b);
-    wait_for(&e, &b, 1);
+    fetch(&e, &b);
     assert_string_equal(b.token, a.token);
     assert_int_equal(identity_stat(&e, "token_requests"), 1);
     env_close(&e);
@@ -602,7 +583,6 @@ static void test_chain_falls_through_to_cli_and_remembers(void **state)
     env e;
     got a = {0}, b = {0};
     char az[512], body[512];
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-fail-status", "400", NULL};
     env_open(&e, args);
@@ -613,17 +593,14 @@ static void test_chain_falls_through_to_cli_and_remembers(void **state)
     write_az(&e, "az", body, az, sizeof(az));
     e.o.client_secret = SECRET; /* environment is tried: the mock says 400 */
     e.o.az_path = az;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_default_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_default_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, 0);
     assert_string_equal(a.source, "azure_cli");
     assert_int_equal(identity_stat(&e, "entra"), 1);
     assert_int_equal(identity_stat(&e, "imds"), 1);
     /* a forced refresh asks only the link that worked */
-    refresh(&e, &b);
-    wait_for(&e, &b, 1);
+    refetch(&e, &b);
     assert_string_equal(b.source, "azure_cli");
     assert_int_equal(identity_stat(&e, "token_requests"), 2);
     env_close(&e);
@@ -633,15 +610,12 @@ static void test_chain_all_fail_one_error(void **state)
 {
     env e;
     got a = {0};
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-fail-status", "400", NULL};
     env_open(&e, args);
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_default_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
-    get(&e, &a);
-    wait_for(&e, &a, 1);
+    make_cred(&e, sky_credential_default_new);
+    fetch(&e, &a);
     assert_int_equal(a.code, SKY_EAUTH);
     assert_non_null(strstr(a.msg, "environment: HTTP 400"));
     assert_non_null(strstr(a.msg, "workload_identity: not configured"));
@@ -777,7 +751,6 @@ static void test_pipeline_bearer_and_401_refresh(void **state)
     sky_pipeline_options po;
     sky_pipeline *p = NULL;
     call_out a[8], b[8];
-    sky_error err;
     (void)state;
     /* The chat endpoint takes only the second token the mock issues: the
      * first calls' 401s must refresh the token (once for all) and retry once. */
@@ -786,8 +759,7 @@ static void test_pipeline_bearer_and_401_refresh(void **state)
     memset(a, 0, sizeof(a));
     memset(b, 0, sizeof(b));
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    make_cred(&e, sky_credential_client_secret_new);
     sky_pipeline_options_init(&po);
     po.retry.base_ms = 10;
     po.rate.initial_rpm = 6000;
@@ -822,13 +794,11 @@ static void test_pipeline_credential_failure_ends_call(void **state)
     sky_pipeline_options po;
     sky_pipeline *p = NULL;
     call_out a = {0};
-    sky_error err;
     (void)state;
     const char *args[] = {"--identity-fail-status", "400", NULL};
     env_open(&e, args);
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    make_cred(&e, sky_credential_client_secret_new);
     sky_pipeline_options_init(&po);
     po.credential = e.cred;
     po.scope = MGMT;
@@ -862,8 +832,7 @@ static void test_cancel_and_free_while_fetching(void **state)
     const char *args[] = {"--identity-delay-ms", "300", NULL};
     env_open(&e, args);
     e.o.client_secret = SECRET;
-    sky_error_clear(&err);
-    assert_int_equal(sky_credential_client_secret_new(e.loop, e.client, &e.o, &e.cred, &err), 0);
+    make_cred(&e, sky_credential_client_secret_new);
     sky_pipeline_options_init(&po);
     po.credential = e.cred;
     po.scope = MGMT;
@@ -898,6 +867,7 @@ static void test_cancel_and_free_while_fetching(void **state)
     /* and while az runs */
     write_az(&e, "az-hang", "exec sleep 30", hang, sizeof(hang));
     e.o.az_path = hang;
+    sky_error_clear(&err);
     assert_int_equal(sky_credential_azure_cli_new(e.loop, NULL, &e.o, &cli, &err), 0);
     assert_int_equal(sky_credential_get_token(cli, MGMT, on_tok, &h, NULL, &err), 0);
     sky_test_run_until(e.loop, &never, 50);
