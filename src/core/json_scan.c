@@ -1,8 +1,7 @@
 /*
- * A JSON walk without a tree: the look over the text both paths rely on, and the yajl path
- * (json_tokens.c has the token path, tried first). jansson stays the judge: the scan says
- * yes only to texts jansson reads too, and leaves anything it cannot promise (escapes yajl
- * decodes differently, numbers out of range, deep nesting) to jansson.
+ * A JSON walk without a tree, on yajl's streaming parser. jansson stays the judge: the
+ * scan says yes only to texts jansson reads too, and leaves anything it cannot promise
+ * (escapes yajl decodes differently, numbers out of range, deep nesting) to jansson.
  */
 
 #include <errno.h>
@@ -19,7 +18,6 @@
 
 #include "skyio/json.h"
 #include "skyio/utf8.h"
-#include "json_scan.h"
 
 /* A number longer than this is left to jansson: no real number needs it. */
 #define NUMBER_TEXT_MAX 64
@@ -40,7 +38,8 @@ typedef struct scan {
 
 /* ---- what yajl and jansson read alike ---------------------------------------------- */
 
-long sky__json_hex4(const char *p)
+/* The value of the four hex digits at @p p, or -1. */
+static long hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
@@ -65,21 +64,18 @@ static size_t escape_len(const char *p, size_t n)
 {
     if (n < 2 || p[1] != 'u')
         return 2;
-    long cp = n >= 6 ? sky__json_hex4(p + 2) : -1;
+    long cp = n >= 6 ? hex4(p + 2) : -1;
     if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
         return cp < 0 ? 2 : 0; /* bad hex: both refuse it */
     if (cp < 0xD800 || cp > 0xDBFF)
         return 6;
-    long low = n >= 12 && p[6] == '\\' && p[7] == 'u' ? sky__json_hex4(p + 8) : -1;
+    long low = n >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
     return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
 }
 
 /*
- * The bytes of @p text that the parsers take differently: UTF-8 that yajl lets by and
- * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above. Other
- * control bytes than tab, newline and return are refused by all (nowhere in JSON); those
- * three are whitespace between tokens, and jsmn lets them into strings, where JSON does
- * not: the token path looks for them there when the text holds any.
+ * The bytes of @p text that the two parsers take differently: UTF-8 that yajl lets by and
+ * jansson refuses, \v and \f (whitespace to yajl, not to JSON), and the escapes above.
  */
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
@@ -91,19 +87,13 @@ static int has_byte(uint64_t w, unsigned char c)
     return ((x - ONES) & ~x & HIGHS) != 0;
 }
 
-/* Whether a byte of @p w, all of whose bytes are ASCII, is a control byte (below 0x20). */
-static int has_control(uint64_t w)
-{
-    return ((w - ONES * 0x20) & ~w & HIGHS) != 0;
-}
-
 /* Whether the 8 bytes at @p p are plain ASCII that needs no look, word at a time: most
  * of a text is, and a byte at a time costs more than yajl's own pass. */
 static int plain8(const char *p)
 {
     uint64_t w;
     memcpy(&w, p, sizeof w);
-    return (w & HIGHS) == 0 && !has_byte(w, '\\') && !has_control(w);
+    return (w & HIGHS) == 0 && !has_byte(w, '\\') && !has_byte(w, '\v') && !has_byte(w, '\f');
 }
 
 #if defined(__SSE2__)
@@ -111,9 +101,9 @@ static int plain8(const char *p)
 static int plain16(const char *p)
 {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-    /* signed: a control byte, and every byte of UTF-8 past ASCII, is below ' ' */
-    __m128i bad =
-        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')), _mm_cmplt_epi8(v, _mm_set1_epi8(' ')));
+    __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                               _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\v')),
+                                            _mm_cmpeq_epi8(v, _mm_set1_epi8('\f'))));
     /* a byte's top bit: set in a marked byte, and in every byte of UTF-8 past ASCII */
     return _mm_movemask_epi8(_mm_or_si128(bad, v)) == 0;
 }
@@ -124,32 +114,8 @@ static int plain16(const char *p)
 }
 #endif
 
-/* A byte plain16 and plain8 stop at: 1 when the text differs, else 0 with its flag set. */
-static int odd_byte(const char *p, size_t n, size_t *i, unsigned *flags)
+static int text_differs(const char *p, size_t n)
 {
-    unsigned char c = (unsigned char)p[*i];
-    if (c >= 0x80) {
-        size_t k = sky_utf8_seq_len((const unsigned char *)p + *i, n - *i);
-        if (k == 0)
-            return 1;
-        *i += k - 1;
-    } else if (c == '\\') {
-        size_t k = escape_len(p + *i, n - *i);
-        if (k == 0)
-            return 1;
-        *i += k - 1; /* past the escape */
-        *flags |= SKY__JSON_TEXT_ESCAPE;
-    } else if (c < 0x20) {
-        if (c != '\t' && c != '\n' && c != '\r')
-            return 1;
-        *flags |= SKY__JSON_TEXT_SPACE;
-    }
-    return 0;
-}
-
-int sky__json_text_differs(const char *p, size_t n, unsigned *out_flags)
-{
-    *out_flags = 0;
     for (size_t i = 0; i < n; i++) {
         while (i + 16 <= n && plain16(p + i))
             i += 16;
@@ -157,14 +123,26 @@ int sky__json_text_differs(const char *p, size_t n, unsigned *out_flags)
             i += 8;
         if (i >= n)
             break;
-        if (odd_byte(p, n, &i, out_flags))
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80) {
+            size_t k = sky_utf8_seq_len((const unsigned char *)p + i, n - i);
+            if (k == 0)
+                return 1;
+            i += k - 1;
+        } else if (c == '\v' || c == '\f') {
             return 1;
+        } else if (c == '\\') {
+            size_t k = escape_len(p + i, n - i);
+            if (k == 0)
+                return 1;
+            i += k - 1; /* past the escape */
+        }
     }
     return 0;
 }
 
 /* jansson refuses an integer past int64 and a real that overflows a double. */
-int sky__json_number_in_range(const char *p, size_t n, sky_json_kind kind)
+static int number_in_range(const char *p, size_t n, sky_json_kind kind)
 {
     char buf[NUMBER_TEXT_MAX + 1];
     if (n > NUMBER_TEXT_MAX)
@@ -253,7 +231,7 @@ static int on_boolean(void *ctx, int value)
 }
 
 /* A number's text is a few bytes: one pass over them, not a library call per mark. */
-sky_json_kind sky__json_number_kind(const char *p, size_t n)
+static sky_json_kind number_kind(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
@@ -264,8 +242,8 @@ sky_json_kind sky__json_number_kind(const char *p, size_t n)
 static int on_number(void *ctx, const char *p, size_t n)
 {
     scan *s = ctx;
-    sky_json_kind kind = sky__json_number_kind(p, n);
-    if (!sky__json_number_in_range(p, n, kind))
+    sky_json_kind kind = number_kind(p, n);
+    if (!number_in_range(p, n, kind))
         return stop(s, SKY_EJSON);
     return emit_scalar(s, kind, p, n);
 }
@@ -418,10 +396,16 @@ static int verdict(scan *s, yajl_status st)
     return SKY_EJSON;
 }
 
-int sky__json_scan_yajl(sky_span text, int max_depth, const sky_json_visitor *visitor,
-                        void *user_data)
+int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor, void *user_data)
 {
-    scan s = {NULL, visitor, user_data, 0, max_depth, 0, text, INT_MAX, 0, 0, 0};
+    static const sky_json_visitor none = {0};
+    if (text.ptr == NULL || text.len == 0)
+        return SKY_EJSON;
+    if (text_differs(text.ptr, text.len))
+        return SKY_EJSON;
+    scan s = {NULL, visitor ? visitor : &none, user_data, 0, max_depth, 0, text, INT_MAX, 0, 0, 0};
+    if (s.max_depth <= 0 || s.max_depth > SKY_JSON_MAX_DEPTH)
+        s.max_depth = SKY_JSON_MAX_DEPTH;
     arena mem;
     mem.used = 0;
     yajl_alloc_funcs funcs = {arena_malloc, arena_realloc, arena_free, &mem};
@@ -438,23 +422,6 @@ int sky__json_scan_yajl(sky_span text, int max_depth, const sky_json_visitor *vi
     int rc = verdict(&s, st);
     yajl_free(s.yajl);
     return rc;
-}
-
-int sky_json_scan(sky_span text, int max_depth, const sky_json_visitor *visitor, void *user_data)
-{
-    static const sky_json_visitor none = {0};
-    unsigned flags;
-    if (text.ptr == NULL || text.len == 0)
-        return SKY_EJSON;
-    if (sky__json_text_differs(text.ptr, text.len, &flags))
-        return SKY_EJSON;
-    if (visitor == NULL)
-        visitor = &none;
-    if (max_depth <= 0 || max_depth > SKY_JSON_MAX_DEPTH)
-        max_depth = SKY_JSON_MAX_DEPTH;
-    int done;
-    int rc = sky__json_scan_tokens(text, max_depth, flags, visitor, user_data, &done);
-    return done ? rc : sky__json_scan_yajl(text, max_depth, visitor, user_data);
 }
 
 int64_t sky_json_scan_int(sky_span text)

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json_scan.h"
 #include "skyio/json.h"
 
 static json_t *parse_ok(const char *text)
@@ -381,41 +380,13 @@ static void test_scan_depth(void **state)
     assert_int_equal(sky_json_scan(sky_span_cstr("[[[[1]]]]"), 3, NULL, NULL), SKY_EJSON);
 }
 
-/* The token path (jsmn) and the yajl path report the same events for texts both take. */
-static void test_scan_paths_agree(void **state)
-{
-    static const char *const texts[] = {
-        "{\"a\":[1,-2.5e3,\"x\\u00e9\\n\",true,null,{}],\"b\":false}",
-        "{\n  \"k\\u00e9y\" : \"v\\\"al\\ud83d\\ude00\\/\\b\\f\\r\\t\",\n  \"n\": [ 1, 2.5E-3, 0 "
-        "]\n}",
-        "[[],[[]],{},{\"\":\"\"},[{\"a\":{\"b\":[null]}}]]",
-        "\t[ \"caf\xC3\xA9\" , -0 , 1e+5 , 9223372036854775807 ]\r\n",
-        "\"only a string\"",
-        "{\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":5,\"total_tokens\":11}}",
-    };
-    (void)state;
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        trace a = {{0}, 0}, b = {{0}, 0};
-        sky_span text = sky_span_cstr(texts[i]);
-        assert_int_equal(sky_json_scan(text, 0, &k_trace, &a), 0);
-        assert_int_equal(sky__json_scan_yajl(text, SKY_JSON_MAX_DEPTH, &k_trace, &b), 0);
-        assert_string_equal(a.text, b.text);
-        int done;
-        unsigned flags;
-        assert_int_equal(sky__json_text_differs(text.ptr, text.len, &flags), 0);
-        assert_int_equal(sky__json_scan_tokens(text, 64, flags, &k_trace, &(trace){{0}, 0}, &done),
-                         0);
-        assert_true(done); /* the token path took it */
-    }
-}
-
 static int skip_a_and_ccc(void *ud, int depth, sky_span key)
 {
     (void)tr_key(ud, depth, key);
     return sky_span_eq_cstr(key, "a") || sky_span_eq_cstr(key, "ccc") ? SKY_JSON_SKIP : 0;
 }
 
-/* A key that asks to skip its value hears nothing of it, on either path. */
+/* A key that asks to skip its value hears nothing of it. */
 static void test_scan_skips_values(void **state)
 {
     static const char text[] =
@@ -426,14 +397,12 @@ static void test_scan_skips_values(void **state)
     sky_json_visitor v = k_trace;
     v.key = skip_a_and_ccc;
     (void)state;
-    trace a = {{0}, 0}, b = {{0}, 0};
+    trace a = {{0}, 0};
     assert_int_equal(sky_json_scan(sky_span_cstr(text), 0, &v, &a), 0);
     assert_string_equal(a.text, want);
-    assert_int_equal(sky__json_scan_yajl(sky_span_cstr(text), 64, &v, &b), 0);
-    assert_string_equal(b.text, want);
 }
 
-/* What jsmn's strict mode lets by and the walk over its tokens must refuse, as jansson does. */
+/* Texts a lenient tokenizer would let by: the scan refuses them, as jansson does. */
 static void test_scan_token_checks(void **state)
 {
     static const char *const bad[] = {
@@ -481,7 +450,7 @@ static void test_scan_token_checks(void **state)
             fail_msg("%s: jansson %s, the scan took it or not", bad[i], j ? "took it" : "refused");
         json_decref(j);
     }
-    /* jsmn stops at a NUL byte: the bytes after it are not JSON's */
+    /* a NUL byte is no JSON, inside a string or after the root */
     assert_int_equal(sky_json_scan(sky_span_make("[1]\0 ", 5), 0, NULL, NULL), SKY_EJSON);
     assert_int_equal(sky_json_scan(sky_span_make("[\"a\0\"]", 6), 0, NULL, NULL), SKY_EJSON);
 }
@@ -494,7 +463,7 @@ static int count_scalar(void *ud, int depth, sky_json_kind kind, sky_span v)
     return 0;
 }
 
-/* More tokens than the stack holds go to the heap; more than the token path holds, to yajl. */
+/* Long flat arrays: every value is reported, whatever the count. */
 static void test_scan_many_tokens(void **state)
 {
     static const size_t counts[] = {255, 256, 1000, 70000};
@@ -576,7 +545,6 @@ int main(void)
         cmocka_unit_test(test_scan_leaves_to_jansson),
         cmocka_unit_test(test_scan_depth),
         cmocka_unit_test(test_scan_outgrows_its_arena),
-        cmocka_unit_test(test_scan_paths_agree),
         cmocka_unit_test(test_scan_token_checks),
         cmocka_unit_test(test_scan_skips_values),
         cmocka_unit_test(test_scan_many_tokens),
