@@ -120,6 +120,13 @@ static void wait_all(run *r, uint64_t ms)
         assert_int_equal(r->out[i].done, 1);
 }
 
+/* start_calls() and wait_all(): @p n calls of @p body, all done within @p ms. */
+static void run_calls(run *r, int n, const char *body, uint64_t ms)
+{
+    start_calls(r, n, body);
+    wait_all(r, ms);
+}
+
 static int64_t mock_stat(const run *r, const char *path)
 {
     return sky_test_mock_stat_or(&r->mock, path, -1);
@@ -135,8 +142,7 @@ static void test_retries_5xx_to_success(void **state)
     default_options(&po);
     po.use_breaker = 0;
     run_open(&r, args, &po);
-    start_calls(&r, 40, chat_body);
-    wait_all(&r, 60000);
+    run_calls(&r, 40, chat_body, 60000);
     int retried = 0;
     for (int i = 0; i < 40; i++) {
         assert_int_equal(r.out[i].err_code, 0);
@@ -162,8 +168,7 @@ static void test_429_retry_after_honoured(void **state)
     po.use_rate_limit = 0;
     po.use_concurrency = 0;
     run_open(&r, args, &po);
-    start_calls(&r, 25, chat_body);
-    wait_all(&r, 30000);
+    run_calls(&r, 25, chat_body, 30000);
     int waited_for_server = 0;
     for (int i = 0; i < 25; i++) {
         assert_int_equal(r.out[i].err_code, 0);
@@ -185,8 +190,7 @@ static void test_rate_limit_paces(void **state)
     po.rate.rpm = 600;
     po.rate.burst_seconds = 0.2;
     run_open(&r, args, &po);
-    start_calls(&r, 30, chat_body);
-    wait_all(&r, 30000);
+    run_calls(&r, 30, chat_body, 30000);
     for (int i = 0; i < 30; i++)
         assert_int_equal(r.out[i].err_code, 0);
     /* unpaced, 20 of the 30 would meet a 429 */
@@ -237,8 +241,7 @@ static void test_deadline(void **state)
     po.operation_timeout_ms = 700;
     po.use_breaker = 0;
     run_open(&r, args, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     assert_int_equal(r.out[0].err_code, SKY_ETIMEDOUT);
     assert_true(r.out[0].attempts >= 2);
     /* the last attempt was cut by its own or the operation's time left */
@@ -255,8 +258,7 @@ static void test_not_retryable_and_request_id(void **state)
     default_options(&po);
     run_open(&r, NULL, &po);
     start_calls(&r, 1, "{not json");
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     for (int i = 0; i < 2; i++) {
         const outcome *o = &r.out[i];
         assert_int_equal(o->attempts, 1);
@@ -284,8 +286,7 @@ static void test_request_id_not_sent(void **state)
     default_options(&po);
     po.send_request_id = 0;
     run_open(&r, NULL, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     assert_int_equal(r.out[0].status, 200);
     assert_int_equal(strlen(r.out[0].request_id), 36);
     assert_string_equal(r.out[0].echoed_id, ""); /* the mock echoes the header when it comes */
@@ -302,8 +303,7 @@ static void test_quota_exhausted_final(void **state)
     (void)state;
     default_options(&po);
     run_open(&r, margs, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     assert_int_equal(r.out[0].err_code, SKY_EHTTP);
     assert_int_equal(r.out[0].http_status, 429);
     assert_int_equal(r.out[0].attempts, 1);
@@ -341,8 +341,7 @@ static void test_classifier_hook(void **state)
     default_options(&po);
     po.classifier = &k;
     run_open(&r, down, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     assert_int_equal(r.out[0].attempts, 1);
     assert_int_equal(calls, 1);
     assert_string_equal(r.out[0].service_code, "service_says_final");
@@ -355,8 +354,7 @@ static void test_classifier_hook(void **state)
     po.retry.max_retries = 1;
     po.use_rate_limit = 0; /* its 429 pause would only slow the test */
     run_open(&r, quota, &po);
-    start_calls(&r, 1, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 1, chat_body, 10000);
     assert_int_equal(r.out[0].attempts, 2);
     assert_int_equal(r.out[0].http_status, 429);
     assert_string_equal(r.out[0].service_code, "");
@@ -380,8 +378,7 @@ static void test_retryable_follows_the_lists(void **state)
         po.retry.max_retries = 0;
         po.retry.openai_statuses = openai;
         run_open(&r, margs, &po);
-        start_calls(&r, 1, chat_body);
-        wait_all(&r, 10000);
+        run_calls(&r, 1, chat_body, 10000);
         assert_int_equal(r.out[0].http_status, 409);
         assert_int_equal(r.out[0].retryable, openai);
         run_close(&r);
@@ -400,8 +397,7 @@ static void test_breaker_fails_fast(void **state)
     po.use_concurrency = 0;
     run_open(&r, args, &po);
     for (int i = 0; i < 5; i++) {
-        start_calls(&r, 1, chat_body);
-        wait_all(&r, 10000);
+        run_calls(&r, 1, chat_body, 10000);
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(r.out[i].http_status, 500);
@@ -426,8 +422,7 @@ static void test_breaker_checked_after_queue(void **state)
     po.concurrency.initial = po.concurrency.max = 2;
     po.concurrency.min = 1;
     run_open(&r, args, &po);
-    start_calls(&r, 12, chat_body);
-    wait_all(&r, 10000);
+    run_calls(&r, 12, chat_body, 10000);
     int busy = 0;
     for (int i = 0; i < 12; i++)
         busy += r.out[i].err_code == SKY_EBUSY;
@@ -456,8 +451,7 @@ static void test_breaker_holds_retries_within_their_schedule(void **state)
     po.breaker.reset_ms = po.breaker.max_reset_ms = 60000;
     po.use_concurrency = 0;
     run_open(&r, args, &po);
-    start_calls(&r, 6, chat_body);
-    wait_all(&r, 20000); /* a third of the breaker's open time */
+    run_calls(&r, 6, chat_body, 20000); /* a third of the breaker's open time */
     int held = 0;
     for (int i = 0; i < 6; i++) {
         assert_int_equal(r.out[i].err_code, SKY_EHTTP);
@@ -505,36 +499,37 @@ static void call_with_auth_cb(run *r, cred *c, int refreshes)
     po.auth_user_data = c;
     po.auth_refreshes = refreshes;
     run_open(r, args, &po);
-    start_calls(r, 1, chat_body);
-    wait_all(r, 10000);
+    run_calls(r, 1, chat_body, 10000);
 }
 
-static void test_auth_refresh_once(void **state)
-{
-    cred c = {0, 0};
-    run r;
-    (void)state;
-    call_with_auth_cb(&r, &c, 1);
-    assert_int_equal(r.out[0].err_code, 0);
-    assert_int_equal(r.out[0].attempts, 2);
-    assert_int_equal(c.calls, 2);
-    assert_int_equal(c.refreshes, 1);
-    assert_int_equal(mock_stat(&r, "auth_failures"), 1);
-    run_close(&r);
-}
+/*
+ * The two ways a 401 goes: with refreshes allowed, one retry with a refreshed credential;
+ * a fixed key (no refresh) gets no new credential, so its 401 is final, not sent again.
+ */
+typedef struct auth_case {
+    int refreshes;    /* the option, and the refreshes auth_cb sees */
+    int attempts;     /* attempts the call makes; auth_cb is asked once for each */
+    int final_status; /* 0: the call succeeds; else it fails with this status */
+} auth_case;
 
-/* A fixed key gets no new credential: its 401 is final, not sent again. */
-static void test_auth_fixed_key_401_final(void **state)
+static auth_case auth_refresh_once = {1, 2, 0};
+static auth_case auth_fixed_key_401_final = {0, 1, 401};
+
+static void test_auth_case(void **state)
 {
+    const auth_case *k = *state;
     cred c = {0, 0};
     run r;
-    (void)state;
-    call_with_auth_cb(&r, &c, 0);
-    assert_int_not_equal(r.out[0].err_code, 0);
-    assert_int_equal(r.out[0].status, 401);
-    assert_int_equal(r.out[0].attempts, 1);
-    assert_int_equal(c.calls, 1);
-    assert_int_equal(c.refreshes, 0);
+    call_with_auth_cb(&r, &c, k->refreshes);
+    if (k->final_status) {
+        assert_int_not_equal(r.out[0].err_code, 0);
+        assert_int_equal(r.out[0].status, k->final_status);
+    } else {
+        assert_int_equal(r.out[0].err_code, 0);
+    }
+    assert_int_equal(r.out[0].attempts, k->attempts);
+    assert_int_equal(c.calls, k->attempts);
+    assert_int_equal(c.refreshes, k->refreshes);
     assert_int_equal(mock_stat(&r, "auth_failures"), 1);
     run_close(&r);
 }
@@ -1048,6 +1043,12 @@ static void test_sign_each_attempt(void **state)
     sky_test_loop_free(r.loop);
 }
 
+/* A cmocka test of test_auth_case on the case @p k, named for it. */
+#define AUTH_CASE(k)                                                                               \
+    {                                                                                              \
+        "test_" #k, test_auth_case, NULL, NULL, &k                                                 \
+    }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1064,8 +1065,8 @@ int main(void)
         cmocka_unit_test(test_breaker_fails_fast),
         cmocka_unit_test(test_breaker_checked_after_queue),
         cmocka_unit_test(test_breaker_holds_retries_within_their_schedule),
-        cmocka_unit_test(test_auth_refresh_once),
-        cmocka_unit_test(test_auth_fixed_key_401_final),
+        AUTH_CASE(auth_refresh_once),
+        AUTH_CASE(auth_fixed_key_401_final),
         cmocka_unit_test(test_cancel_and_free),
         cmocka_unit_test(test_stream_retried_before_first_byte),
         cmocka_unit_test(test_stream_cut_after_first_byte_not_retried),
