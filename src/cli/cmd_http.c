@@ -42,6 +42,11 @@ static const char usage[] =
     "                         coordinated omission, as wrk2 and vegeta); the summary\n"
     "                         gives p50/p90/p99/p99.9 in microseconds and the rate reached\n"
     "      --duration S       with --rate: send for S seconds (default 10, or until -n)\n"
+    "      --latency-log FILE with --rate: write one CSV line a request to FILE when the\n"
+    "                         run is over: its index in the schedule, when it was due\n"
+    "                         (monotonic and Unix-time us, to line up with traces), how\n"
+    "                         late it went, its latency and service time (us), its status\n"
+    "                         (0: no response) and whether it opened a new connection\n"
     "      --json             print the -n summary as JSON\n"
     "\n"
     "exit: 0 all answered 2xx; 1 some failed or got an error status; 2 usage or a URL\n"
@@ -99,7 +104,7 @@ static int takes_value(const char *a)
 {
     static const char names[] =
         " -X --method -d --data -H --header --timeout-ms --cacert "
-        "-n --requests -c --concurrency --max-connections --rate --duration ";
+        "-n --requests -c --concurrency --max-connections --rate --duration --latency-log ";
     char key[32];
     if (strlen(a) + 3 > sizeof(key))
         return 0;

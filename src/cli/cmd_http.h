@@ -16,9 +16,11 @@ typedef struct http_run {
     int include, sse, json_out;
     int sse_raw; /* --sse, but the reply is no event stream (an error): print it as it is */
     long long total, concurrency, started, done, ok;
-    int total_set;     /* -n was given */
-    double rate;       /* --rate: requests per second, 0 when not open-loop */
-    double duration_s; /* --duration */
+    int total_set;                   /* -n was given */
+    double rate;                     /* --rate: requests per second, 0 when not open-loop */
+    double duration_s;               /* --duration */
+    const char *latency_log;         /* --latency-log FILE: one line a request */
+    struct http_latency_rows *lrows; /* its rows, kept in memory until the run is over */
     uint64_t start_ns;
     sky_histogram latency_us;
     uint64_t by_status[600];

@@ -1,7 +1,9 @@
 /* `skyio http --rate`: the open-loop mode's flags, run and summary (the schedule and the
  * latency accounting are the library's, src/http/openloop.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -14,6 +16,10 @@
 int sky_cli_http_rate_opt(http_run *run, const char *a, const char *v)
 {
     double *dst;
+    if (!strcmp(a, "--latency-log")) {
+        run->latency_log = v;
+        return 0;
+    }
     if (!strcmp(a, "--rate"))
         dst = &run->rate;
     else if (!strcmp(a, "--duration"))
@@ -30,8 +36,9 @@ int sky_cli_http_rate_opt(http_run *run, const char *a, const char *v)
 int sky_cli_http_rate_check(http_run *run)
 {
     if (run->rate <= 0) {
-        if (run->duration_s > 0) {
-            fprintf(stderr, "skyio http: --duration goes with --rate\n");
+        if (run->duration_s > 0 || run->latency_log) {
+            fprintf(stderr, "skyio http: %s goes with --rate\n",
+                    run->latency_log ? "--latency-log" : "--duration");
             return -1;
         }
         if (run->concurrency == 0)
@@ -45,9 +52,106 @@ int sky_cli_http_rate_check(http_run *run)
     return 0;
 }
 
-static void on_rate_result(void *ud, const sky_http_response *res, const sky_error *err)
+/* ---- --latency-log: the rows, kept in memory during the run (a write to a file
+ * between requests would add its own delay to the figures), written at the end ---- */
+
+typedef struct http_latency_row {
+    uint64_t index, intended_ns, sent_ns, done_ns;
+    int status, new_conn;
+} http_latency_row;
+
+typedef struct http_latency_rows {
+    FILE *f;
+    http_latency_row *rows;
+    size_t n, cap;
+    int oom; /* a row could not be kept: said at the end */
+} http_latency_rows;
+
+static int latency_log_open(http_run *run)
 {
-    sky_cli_http_count(ud, res, err);
+    if (run->latency_log == NULL)
+        return 0;
+    http_latency_rows *l = calloc(1, sizeof(*l));
+    if (l == NULL || (l->f = fopen(run->latency_log, "w")) == NULL) {
+        fprintf(stderr, "skyio http: cannot write --latency-log '%s'\n", run->latency_log);
+        free(l);
+        return -1;
+    }
+    run->lrows = l;
+    return 0;
+}
+
+static void latency_log_add(http_latency_rows *l, const sky_openloop_sample *s,
+                            const sky_http_response *res)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        http_latency_row *rows = realloc(l->rows, cap * sizeof(*rows));
+        if (rows == NULL) {
+            l->oom = 1;
+            return;
+        }
+        l->rows = rows;
+        l->cap = cap;
+    }
+    http_latency_row *r = &l->rows[l->n++];
+    r->index = s->index;
+    r->intended_ns = s->intended_ns;
+    r->sent_ns = s->sent_ns;
+    r->done_ns = s->done_ns;
+    r->status = res ? res->status : 0;
+    r->new_conn = res ? !res->reused_connection : 0;
+}
+
+static unsigned long long us_of(uint64_t from_ns, uint64_t to_ns)
+{
+    return to_ns > from_ns ? (to_ns - from_ns) / 1000u : 0;
+}
+
+/* Unix time minus monotonic time, in us, now: what turns a monotonic time into a Unix one. */
+static long long unix_minus_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long unix_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return unix_us - (long long)(sky_clock_real_ns() / 1000u);
+}
+
+/* Write the rows in completion order and close; 0, or -1 when the file is incomplete. */
+static int latency_log_close(http_run *run)
+{
+    http_latency_rows *l = run->lrows;
+    if (l == NULL)
+        return 0;
+    long long off = unix_minus_mono_us();
+    fprintf(l->f, "index,due_mono_us,due_unix_us,send_lag_us,latency_us,service_us,status,"
+                  "new_connection\n");
+    for (size_t i = 0; i < l->n; i++) {
+        const http_latency_row *r = &l->rows[i];
+        unsigned long long due = r->intended_ns / 1000u;
+        fprintf(l->f, "%llu,%llu,%lld,%llu,%llu,%llu,%d,%d\n", (unsigned long long)r->index, due,
+                (long long)due + off, us_of(r->intended_ns, r->sent_ns),
+                us_of(r->intended_ns, r->done_ns), us_of(r->sent_ns, r->done_ns), r->status,
+                r->new_conn);
+    }
+    int bad = l->oom || ferror(l->f);
+    if (fclose(l->f) != 0)
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "skyio http: --latency-log '%s' is incomplete\n", run->latency_log);
+    free(l->rows);
+    free(l);
+    run->lrows = NULL;
+    return bad ? -1 : 0;
+}
+
+static void on_rate_result(void *ud, const sky_openloop_sample *s, const sky_http_response *res,
+                           const sky_error *err)
+{
+    http_run *run = ud;
+    if (run->lrows)
+        latency_log_add(run->lrows, s, res);
+    sky_cli_http_count(run, res, err);
 }
 
 static void print_hist(const char *name, const sky_histogram *h, int json)
@@ -108,6 +212,8 @@ int sky_cli_http_run_rate(http_run *run)
     o.duration_ms = (uint64_t)(run->duration_s * 1000.0);
     o.max_requests = run->total_set ? (uint64_t)run->total : 0;
     o.max_in_flight = (uint64_t)run->concurrency;
+    if (latency_log_open(run) < 0)
+        return SKY_EXIT_USAGE;
 #ifdef __linux__
     /* wake at the time asked, not up to 50 us after it (the kernel's default slack) */
     (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
@@ -115,6 +221,7 @@ int sky_cli_http_run_rate(http_run *run)
     int rc = sky__openloop_start(sky_loop_uv(run->loop), run->client, &o, &run->ropts,
                                  on_rate_result, run, &ol);
     sky_loop_run(run->loop);
+    int log_rc = latency_log_close(run);
     if (rc < 0) {
         fprintf(stderr, "skyio http: cannot start the schedule: %s\n", sky_strerror(rc));
         sky__openloop_free(ol);
@@ -125,5 +232,6 @@ int sky_cli_http_run_rate(http_run *run)
     print_rate_summary(run, sky__openloop_stats(ol));
     sky_cli_http_print_first_error(run);
     sky__openloop_free(ol);
-    return sky_cli_http_many_exit(run);
+    int ex = sky_cli_http_many_exit(run);
+    return log_rc < 0 && ex == 0 ? SKY_EXIT_FAILED : ex;
 }

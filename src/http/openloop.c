@@ -125,7 +125,7 @@ struct sky_openloop {
 /* What travels with each request: when it was meant to go and when it went. */
 typedef struct ol_request {
     sky_openloop *ol;
-    uint64_t intended_ns, sent_ns;
+    uint64_t index, intended_ns, sent_ns;
 } ol_request;
 
 static void pump(sky_openloop *ol);
@@ -218,11 +218,12 @@ static void on_request_done(sky_http_request *req, const sky_http_response *res,
 {
     ol_request *r = ud;
     sky_openloop *ol = r->ol;
+    sky_openloop_sample s = {r->index, r->intended_ns, r->sent_ns, sky_clock_real_ns()};
     (void)req;
-    sky__openloop_record_done(&ol->stats, r->intended_ns, r->sent_ns, sky_clock_real_ns());
+    sky__openloop_record_done(&ol->stats, s.intended_ns, s.sent_ns, s.done_ns);
     free(r);
     ol->in_flight--;
-    ol->on_result(ol->user_data, res, err);
+    ol->on_result(ol->user_data, &s, res, err);
     pump(ol);
 }
 
@@ -235,6 +236,7 @@ static int send_one(sky_openloop *ol, uint64_t intended_ns)
         return -1;
     }
     r->ol = ol;
+    r->index = ol->sched.next - 1; /* schedule_next has moved past it */
     r->intended_ns = intended_ns;
     r->sent_ns = sky_clock_real_ns();
     sky_http_request_options o = ol->req;

@@ -77,9 +77,16 @@ double sky__openloop_achieved_rate(const sky_openloop_stats *st);
 
 /* ---- the driver ---- */
 
+/** When one request of the schedule was due, went and ended (monotonic ns, as
+ * sky_clock_real_ns), and its place in the schedule. */
+typedef struct sky_openloop_sample {
+    uint64_t index;
+    uint64_t intended_ns, sent_ns, done_ns;
+} sky_openloop_sample;
+
 /** One request is over (@p err NULL when a whole response arrived). Borrowed arguments. */
-typedef void (*sky_openloop_result_cb)(void *user_data, const sky_http_response *res,
-                                       const sky_error *err);
+typedef void (*sky_openloop_result_cb)(void *user_data, const sky_openloop_sample *s,
+                                       const sky_http_response *res, const sky_error *err);
 
 typedef struct sky_openloop sky_openloop;
 

@@ -123,6 +123,80 @@ static void test_held_back_sender_counts_the_wait(void **state)
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
+static void expect_usage(const run *r, const char *says);
+
+/* One --latency-log row: index, due (monotonic, Unix), send lag, latency, service, status,
+ * new connection. */
+typedef struct log_row {
+    unsigned long long index, due_mono, due_unix, lag, latency, service;
+    int status, new_conn;
+} log_row;
+
+static size_t read_log(const char *path, log_row *rows, size_t max)
+{
+    char line[256];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_string_equal(line, "index,due_mono_us,due_unix_us,send_lag_us,latency_us,service_us,"
+                              "status,new_connection\n");
+    while (n < max && fgets(line, sizeof(line), f)) {
+        log_row *w = &rows[n++];
+        assert_int_equal(sscanf(line, "%llu,%llu,%llu,%llu,%llu,%llu,%d,%d", &w->index,
+                                &w->due_mono, &w->due_unix, &w->lag, &w->latency, &w->service,
+                                &w->status, &w->new_conn),
+                         8);
+    }
+    assert_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    return n;
+}
+
+/* The same held-back run with --latency-log: a row for each request of the schedule, due
+ * 20 ms apart, its latency its send lag plus its service, one new connection (the first
+ * request's; the rest reuse it), and request k not done before ~100 (k + 1) ms. */
+static void test_latency_log_rows(void **state)
+{
+    static const char *const args[] = {"--ttft-ms", "100", "--jitter", "0", NULL};
+    sky_test_mock m;
+    run r;
+    char dir[256], path[300];
+    log_row rows[21];
+    int seen[20] = {0}, new_conns = 0;
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    sky_test_mock_start(&m, args);
+    sky_test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/latency.csv", dir);
+    http_cli(&r, "--rate 50 -n 20 -c 1 --latency-log %s --json-body -d '%s' %s/v1/chat/completions",
+             path, chat_body, m.base_url);
+    if (r.code != 0)
+        fail_msg("exit %d:\n%s\n%s", r.code, r.out, r.err);
+    assert_int_equal(read_log(path, rows, SKY_ARRAY_LEN(rows)), 20);
+    for (size_t i = 0; i < 20; i++) {
+        const log_row *w = &rows[i];
+        assert_true(w->index < 20 && !seen[w->index]);
+        seen[w->index] = 1;
+        assert_int_equal(w->status, 200);
+        new_conns += w->new_conn;
+        assert_true(w->due_mono - rows[0].due_mono == (w->index - rows[0].index) * 20000);
+        assert_true(w->due_unix - rows[0].due_unix == w->due_mono - rows[0].due_mono);
+        assert_true(w->latency >= w->service && w->latency - w->service - w->lag <= 1);
+        /* the mock's 100 ms timer may fire up to a millisecond early (libuv's cached time) */
+        assert_true(w->service >= 99000);
+        assert_true(w->latency + w->index * 20000 >= (w->index + 1) * 99000);
+    }
+    assert_int_equal(new_conns, 1);
+    assert_int_equal(sky_test_mock_stop(&m), 0);
+    /* without --rate there is no schedule to log */
+    http_cli(&r, "--latency-log %s http://127.0.0.1:1/", path);
+    expect_usage(&r, "--latency-log goes with --rate");
+    /* a file that cannot be written: said before anything is sent */
+    http_cli(&r, "--rate 10 -n 1 --latency-log %s/no/such/dir.csv http://127.0.0.1:1/", dir);
+    expect_usage(&r, "cannot write --latency-log");
+}
+
 static void expect_usage(const run *r, const char *says)
 {
     if (r->code != 2 || strstr(r->err, says) == NULL)
@@ -161,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_rate_for_a_duration),
         cmocka_unit_test(test_held_back_sender_counts_the_wait),
         cmocka_unit_test(test_bad_rates_and_unreachable),
+        cmocka_unit_test(test_latency_log_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
