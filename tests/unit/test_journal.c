@@ -115,6 +115,15 @@ static char *read_file(const char *path, size_t *out_len)
     return buf;
 }
 
+/* The file @p path holds exactly @p want. */
+static void expect_file(const char *path, const char *want)
+{
+    size_t len;
+    char *got = read_file(path, &len);
+    assert_string_equal(got, want);
+    free(got);
+}
+
 static int file_exists(const char *path)
 {
     struct stat st;
@@ -132,6 +141,15 @@ static sky_journal *open_j(fx *f, const sky_journal_options *o)
     assert_int_equal(rc, 0);
     assert_non_null(j);
     return j;
+}
+
+/* A journal on f->path with retry_failed set. */
+static sky_journal *open_retry_failed(fx *f)
+{
+    sky_journal_options o;
+    sky_journal_options_init(&o);
+    o.retry_failed = 1;
+    return open_j(f, &o);
 }
 
 typedef struct closed {
@@ -180,6 +198,34 @@ static int make_line(char *buf, size_t size, const char *id, int status, size_t 
     memset(buf + n, 'p', pad);
     memcpy(buf + (size_t)n + pad, tail, sizeof(tail));
     return n + (int)pad + (int)sizeof(tail) - 1;
+}
+
+/* A journal on f->path with default options but for its flush interval. */
+static sky_journal *open_interval(fx *f, uint64_t flush_interval_ms)
+{
+    sky_journal_options o;
+    sky_journal_options_init(&o);
+    o.flush_interval_ms = flush_interval_ms;
+    return open_j(f, &o);
+}
+
+/* Start @p t calling @p cb with @p data after @p first_ms, then every @p repeat_ms, and
+ * run the loop until nothing is left to do; the caller closes @p t. */
+static void run_timer(fx *f, uv_timer_t *t, uv_timer_cb cb, void *data, uint64_t first_ms,
+                      uint64_t repeat_ms)
+{
+    uv_timer_init(&f->loop, t);
+    t->data = data;
+    uv_timer_start(t, cb, first_ms, repeat_ms);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+/* make_line() for @p id (never cut) and sky_journal_append() it: the append's result. */
+static int append_rec(sky_journal *j, const char *id, int status, size_t pad)
+{
+    char line[4096];
+    int len = make_line(line, sizeof(line), id, status, pad);
+    return sky_journal_append(j, line, (size_t)len);
 }
 
 /* Append, running the loop while the journal pushes back. */
@@ -254,10 +300,7 @@ static void test_scan_good_file(void **state)
     assert_true(sky_journal_is_done(j, "bad-2"));
     assert_false(sky_journal_is_done(j, "ok-3"));
     close_j(f, j);
-    size_t len;
-    char *after = read_file(f->path, &len);
-    assert_string_equal(after, text);
-    free(after);
+    expect_file(f->path, text);
 }
 
 static void test_torn_tail_cut(void **state)
@@ -275,10 +318,7 @@ static void test_torn_tail_cut(void **state)
     assert_int_equal(st.done_ok, 2);
     assert_false(sky_journal_is_done(j, "c"));
     close_j(f, j);
-    size_t len;
-    char *after = read_file(f->path, &len);
-    assert_string_equal(after, good);
-    free(after);
+    expect_file(f->path, good);
     assert_int_equal(check_lines(f->path, NULL), 2);
 }
 
@@ -324,10 +364,7 @@ static void test_foreign_file_refused(void **state)
         assert_int_equal(sky_journal_open(&f->loop, f->path, &o, &j, &err), SKY_EINVAL);
         assert_null(j);
         assert_non_null(strstr(err.message, "does not look like Batch output"));
-        size_t len;
-        char *after = read_file(f->path, &len);
-        assert_string_equal(after, foreign[i]);
-        free(after);
+        expect_file(f->path, foreign[i]);
     }
 }
 
@@ -395,10 +432,7 @@ static void test_garbage_in_middle_kept(void **state)
     assert_true(sky_journal_is_done(j, "a"));
     assert_true(sky_journal_is_done(j, "b"));
     close_j(f, j);
-    size_t len;
-    char *after = read_file(f->path, &len);
-    assert_string_equal(after, text);
-    free(after);
+    expect_file(f->path, text);
 }
 
 static void test_overlong_line_kept_as_bad(void **state)
@@ -437,10 +471,7 @@ static void test_retry_failed_compacts(void **state)
              "{\"custom_id\":\"torn");
     write_file(f->path, text);
     chmod(f->path, 0640);
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.retry_failed = 1;
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_retry_failed(f);
     sky_journal_stats st = stats_of(j);
     assert_int_equal(st.removed_failed, 3);
     assert_int_equal(st.done_ok, 2);
@@ -463,10 +494,7 @@ static void test_retry_failed_compacts(void **state)
     close_j(f, j);
     char want[1024];
     snprintf(want, sizeof(want), "%s%s%s%s\n", ok1, bad, ok2, redo);
-    size_t len;
-    char *after = read_file(f->path, &len);
-    assert_string_equal(after, want);
-    free(after);
+    expect_file(f->path, want);
 }
 
 /*
@@ -500,13 +528,8 @@ static void test_retry_failed_links_and_devices(void **state)
     struct stat sb;
     assert_int_equal(lstat(link_path, &sb), 0);
     assert_true(S_ISLNK(sb.st_mode));
-    size_t len;
-    char *after = read_file(real, &len);
-    assert_string_equal(after, ok);
-    free(after);
-    after = read_file(victim, &len);
-    assert_string_equal(after, "precious\n");
-    free(after);
+    expect_file(real, ok);
+    expect_file(victim, "precious\n");
     assert_false(file_exists(tmp));
     /* not a regular file: refused before anything is read or written */
     sky_error_clear(&err);
@@ -521,10 +544,7 @@ static void test_retry_failed_nothing_failed_keeps_file(void **state)
     write_file(f->path, text);
     struct stat before, after;
     assert_int_equal(stat(f->path, &before), 0);
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.retry_failed = 1;
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_retry_failed(f);
     assert_int_equal(stats_of(j).removed_failed, 0);
     close_j(f, j);
     assert_int_equal(stat(f->path, &after), 0);
@@ -567,10 +587,9 @@ static void test_reopen_appends(void **state)
     fx *f = *state;
     char line[256];
     sky_journal *j = open_j(f, NULL);
-    int len = make_line(line, sizeof(line), "one", 200, 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), SKY_JOURNAL_DUP);
-    len = make_line(line, sizeof(line), "two", 500, 0);
+    assert_int_equal(append_rec(j, "one", 200, 0), 0);
+    assert_int_equal(append_rec(j, "one", 200, 0), SKY_JOURNAL_DUP);
+    int len = make_line(line, sizeof(line), "two", 500, 0);
     assert_int_equal(sky_journal_append_id(j, "two", line, (size_t)len), 0);
     close_j(f, j);
 
@@ -578,10 +597,8 @@ static void test_reopen_appends(void **state)
     sky_journal_stats st = stats_of(j);
     assert_int_equal(st.done_ok, 1);
     assert_int_equal(st.done_failed, 1);
-    len = make_line(line, sizeof(line), "two", 200, 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), SKY_JOURNAL_DUP);
-    len = make_line(line, sizeof(line), "three", 200, 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
+    assert_int_equal(append_rec(j, "two", 200, 0), SKY_JOURNAL_DUP);
+    assert_int_equal(append_rec(j, "three", 200, 0), 0);
     close_j(f, j);
     assert_int_equal(check_lines(f->path, NULL), 3);
 }
@@ -600,9 +617,7 @@ static void test_append_rejects_bad_input(void **state)
     assert_int_equal(sky_journal_append(j, "{\"custom_id\":5}", 15), SKY_EINVAL);
     assert_int_equal(sky_journal_append(j, "[\"custom_id\"]", 13), SKY_EINVAL);
     assert_int_equal(sky_journal_append(j, "", 0), SKY_EINVAL);
-    char big[400];
-    int len = make_line(big, sizeof(big), "big", 200, 250);
-    assert_int_equal(sky_journal_append(j, big, (size_t)len), SKY_ETOOBIG);
+    assert_int_equal(append_rec(j, "big", 200, 250), SKY_ETOOBIG);
     assert_false(sky_journal_is_done(j, "a"));
     assert_false(sky_journal_is_done(j, "big"));
     closed c;
@@ -641,15 +656,13 @@ static void test_open_bad_args_and_busy(void **state)
 static void test_output_and_errors_files(void **state)
 {
     fx *f = *state;
-    char errpath[160], line[256];
+    char errpath[160];
     snprintf(errpath, sizeof(errpath), "%s/errors.jsonl", f->dir);
     sky_journal *out = open_j(f, NULL);
     sky_journal *errs = NULL;
     assert_int_equal(sky_journal_open(&f->loop, errpath, NULL, &errs, NULL), 0);
-    int len = make_line(line, sizeof(line), "good", 200, 0);
-    assert_int_equal(sky_journal_append(out, line, (size_t)len), 0);
-    len = make_line(line, sizeof(line), "bad", 400, 0);
-    assert_int_equal(sky_journal_append(errs, line, (size_t)len), 0);
+    assert_int_equal(append_rec(out, "good", 200, 0), 0);
+    assert_int_equal(append_rec(errs, "bad", 400, 0), 0);
     closed c1, c2;
     memset(&c1, 0, sizeof(c1));
     memset(&c2, 0, sizeof(c2));
@@ -685,13 +698,12 @@ static void test_backpressure_cap(void **state)
     o.on_drain = on_drain;
     o.user_data = &ds;
     sky_journal *j = open_j(f, &o);
-    char line[256], id[32];
+    char id[32];
     unsigned accepted = 0;
     int rc = 0;
     for (unsigned i = 0; i < 100 && rc == 0; i++) {
         snprintf(id, sizeof(id), "id-%u", i);
-        int len = make_line(line, sizeof(line), id, 200, 40);
-        rc = sky_journal_append(j, line, (size_t)len);
+        rc = append_rec(j, id, 200, 40);
         if (rc == 0)
             accepted++;
     }
@@ -702,14 +714,11 @@ static void test_backpressure_cap(void **state)
     while (ds.drains == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(sky_journal_pending_bytes(j) <= 512);
-    int len = make_line(line, sizeof(line), id, 200, 40);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
+    assert_int_equal(append_rec(j, id, 200, 40), 0);
     /* A line bigger than the cap still goes through when nothing is pending. */
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(sky_journal_pending_bytes(j), 0);
-    char big[3000];
-    len = make_line(big, sizeof(big), "big", 200, 2000);
-    assert_int_equal(sky_journal_append(j, big, (size_t)len), 0);
+    assert_int_equal(append_rec(j, "big", 200, 2000), 0);
     closed c = close_j(f, j);
     assert_int_equal(c.stats.written, accepted + 2);
     assert_int_equal(check_lines(f->path, NULL), accepted + 2);
@@ -728,7 +737,7 @@ typedef struct ticker {
 static void on_test_tick(uv_timer_t *t)
 {
     ticker *tk = t->data;
-    char line[128], id[32];
+    char id[32];
     if (tk->n == 0)
         tk->start_ms = uv_now(t->loop);
     if (tk->n >= tk->limit) {
@@ -738,25 +747,18 @@ static void on_test_tick(uv_timer_t *t)
         return;
     }
     snprintf(id, sizeof(id), "t-%d", tk->n++);
-    int len = make_line(line, sizeof(line), id, 200, 0);
-    assert_int_equal(sky_journal_append(tk->j, line, (size_t)len), 0);
+    assert_int_equal(append_rec(tk->j, id, 200, 0), 0);
 }
 
 static void test_flush_interval(void **state)
 {
     fx *f = *state;
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.flush_interval_ms = 20;
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_interval(f, 20);
     ticker tk = {j, 0, 120, 0, 0, 0};
-    uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    t.data = &tk;
     /* records for ~600 ms: long enough for two syncs even when a busy disk makes each
      * take a few hundred milliseconds */
-    uv_timer_start(&t, on_test_tick, 5, 5);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_timer_t t;
+    run_timer(f, &t, on_test_tick, &tk, 5, 5);
     /* Some syncs while writing, at most one per interval however slow the ticks were
      * (about 30 for 120 writes at 20 ms when they keep time). */
     assert_true(tk.syncs_seen >= 2);
@@ -773,13 +775,8 @@ static void test_flush_interval(void **state)
 static void test_close_syncs(void **state)
 {
     fx *f = *state;
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.flush_interval_ms = 3600 * 1000;
-    sky_journal *j = open_j(f, &o);
-    char line[128];
-    int len = make_line(line, sizeof(line), "x", 200, 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
+    sky_journal *j = open_interval(f, 3600 * 1000);
+    assert_int_equal(append_rec(j, "x", 200, 0), 0);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(stats_of(j).written, 1);
     assert_int_equal(stats_of(j).syncs, 0);
@@ -792,16 +789,10 @@ static void test_close_syncs(void **state)
 static void test_no_sync_when_idle(void **state)
 {
     fx *f = *state;
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.flush_interval_ms = 5;
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_interval(f, 5);
     ticker tk = {j, 0, 0, 0, 0, 0};
     uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    t.data = &tk;
-    uv_timer_start(&t, on_test_tick, 50, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
+    run_timer(f, &t, on_test_tick, &tk, 50, 0);
     assert_int_equal(stats_of(j).syncs, 0);
     uv_close((uv_handle_t *)&t, NULL);
     closed c = close_j(f, j);
@@ -811,10 +802,7 @@ static void test_no_sync_when_idle(void **state)
 static void test_interval_zero_syncs_every_write(void **state)
 {
     fx *f = *state;
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.flush_interval_ms = 0;
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_interval(f, 0);
     char line[128];
     int len = make_line(line, sizeof(line), "x", 200, 0);
     unsigned before = g_fdatasyncs;
@@ -836,7 +824,7 @@ typedef struct during_sync {
 static void append_during_sync(uv_timer_t *t)
 {
     during_sync *d = t->data;
-    char line[128], id[32];
+    char id[32];
     if (g_sync_running && d->n > 0)
         d->written_while_syncing = stats_of(d->j).written;
     if (d->n >= 40) {
@@ -844,8 +832,7 @@ static void append_during_sync(uv_timer_t *t)
         return;
     }
     snprintf(id, sizeof(id), "d-%d", d->n++);
-    int len = make_line(line, sizeof(line), id, 200, 0);
-    assert_int_equal(sky_journal_append(d->j, line, (size_t)len), 0);
+    assert_int_equal(append_rec(d->j, id, 200, 0), 0);
 }
 
 /*
@@ -855,17 +842,11 @@ static void append_during_sync(uv_timer_t *t)
 static void test_writes_go_on_during_sync(void **state)
 {
     fx *f = *state;
-    sky_journal_options o;
-    sky_journal_options_init(&o);
-    o.flush_interval_ms = 0; /* a sync after the first write, then after each write */
-    sky_journal *j = open_j(f, &o);
+    sky_journal *j = open_interval(f, 0); /* a sync after the first write, then after each write */
     during_sync d = {j, 0, 0};
-    uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    t.data = &d;
     g_sync_delay_ms = 400;
-    uv_timer_start(&t, append_during_sync, 5, 5);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_timer_t t;
+    run_timer(f, &t, append_during_sync, &d, 5, 5);
     g_sync_delay_ms = 0;
     uv_close((uv_handle_t *)&t, NULL);
     /* 40 appends 5 ms apart all fall within a couple of syncs: most were written while
@@ -888,12 +869,11 @@ static void test_record_cap(void **state)
     o.on_drain = on_drain;
     o.user_data = &ds;
     sky_journal *j = open_j(f, &o);
-    char line[128], id[32];
+    char id[32];
     int rc = 0, accepted = 0;
     for (int i = 0; i < 100 && rc == 0; i++) {
         snprintf(id, sizeof(id), "r-%d", i);
-        int len = make_line(line, sizeof(line), id, 200, 0);
-        rc = sky_journal_append(j, line, (size_t)len);
+        rc = append_rec(j, id, 200, 0);
         accepted += rc == 0;
     }
     assert_int_equal(rc, SKY_EBUSY);
@@ -902,8 +882,7 @@ static void test_record_cap(void **state)
     while (ds.drains == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(sky_journal_pending_records(j) <= 4);
-    int len = make_line(line, sizeof(line), id, 200, 0);
-    assert_int_equal(sky_journal_append(j, line, (size_t)len), 0);
+    assert_int_equal(append_rec(j, id, 200, 0), 0);
     closed c = close_j(f, j);
     assert_int_equal(c.stats.written, 9);
 }
