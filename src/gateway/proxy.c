@@ -8,9 +8,10 @@
  *
  * Failover: until the first byte of the answer has gone to the client, a failure that
  * another deployment could mend (429, 5xx, 401/403, a reset, a timeout, an open breaker)
- * sends the request to the next deployment of the model. Once the answer has begun, an
- * error is passed on: as an error event at an event boundary, else by cutting the stream,
- * as the upstream did.
+ * sends the request to the next deployment of the model. A stream's answer begins with
+ * the upstream's first body bytes: a failure after its head and before them still moves. Once the
+ * answer has begun, an error is passed on: as an error event at an event boundary, else by cutting
+ * the stream, as the upstream did.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,14 +133,11 @@ static void answer_headers(gw_request *q)
         sky__gw_budget_headers(q->sr, &q->rl);
 }
 
-static void on_stream_headers(sky_call *call, int status, const sky_headers *h, void *ud)
+/* The client's streamed answer begins with the upstream's first body bytes, not with its
+ * head: an upstream that fails between the two (a 200 head, then a reset while the model
+ * thinks) has sent the client nothing, and the request may still go to another deployment. */
+static void begin_stream(gw_request *q)
 {
-    gw_request *q = ud;
-    (void)call;
-    (void)status;
-    (void)h;
-    if (q->sr == NULL)
-        return;
     q->streaming = 1;
     q->status = 200;
     answer_headers(q);
@@ -177,6 +175,11 @@ static int on_translated_body(gw_request *q, sky_call *call, const char *data, s
 static int on_stream_body(sky_call *call, const char *data, size_t len, void *ud)
 {
     gw_request *q = ud;
+    if (q->sr && !q->streaming) {
+        if (len == 0)
+            return 0;
+        begin_stream(q);
+    }
     if (q->sr && q->xlate)
         return on_translated_body(q, call, data, len);
     if (q->sr == NULL || sky_server_stream_write(q->sr, sky_span_make(data, len), 0) < 0)
@@ -306,10 +309,8 @@ static int start_on(gw_request *q, size_t dep, sky_error *err)
     o.check_reply = q->stream ? NULL : check_answer;
     o.on_done = on_call_done;
     o.user_data = q;
-    if (q->stream) {
-        o.on_headers = on_stream_headers;
+    if (q->stream)
         o.on_body = on_stream_body;
-    }
     q->dep = dep;
     q->started = 1;
     q->xlate = q->op == GW_OP_RESPONSES && d->chat_only;
@@ -487,6 +488,8 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
         return;
     }
     /* From here the server request owns q: answering it may dispose it (and free q). */
+    if (q->stream && !q->streaming && err == NULL)
+        begin_stream(q); /* a whole stream of no bytes: its head, and its end */
     if (q->streaming) {
         end_stream(q, err);
         return;
