@@ -53,6 +53,38 @@ static int64_t stat_int(json_t *stats, const char *path)
     return json_integer_value(v);
 }
 
+/* One stat of the mock, read with one stats request. */
+static int64_t mock_stat(fixture *f, const char *path)
+{
+    json_t *stats = sky_test_mock_stats(&f->mock);
+    int64_t v = stat_int(stats, path);
+    json_decref(stats);
+    return v;
+}
+
+/* A GET of @p url that must end with @p err_code and @p status. */
+static void expect_get(fixture *f, const char *url, int err_code, int status)
+{
+    sky_test_result r;
+    sky_test_request(f->loop, f->client, "GET", url, NULL, NULL, 10000, &r);
+    assert_int_equal(r.err_code, err_code);
+    assert_int_equal(r.status, status);
+    sky_test_result_free(&r);
+}
+
+/* @p n GETs of @p url, one after the other: each 200, all but the first on a reused
+ * connection. */
+static void get_on_one_connection(fixture *f, const char *url, int n)
+{
+    sky_test_result r;
+    for (int i = 0; i < n; i++) {
+        sky_test_request(f->loop, f->client, "GET", url, NULL, NULL, 10000, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.reused, i > 0);
+        sky_test_result_free(&r);
+    }
+}
+
 /* ---- plain requests, keep-alive ---- */
 
 static void test_post_and_headers(void **state)
@@ -108,15 +140,9 @@ static void test_untyped_body(void **state)
 static void test_keepalive_reuse(void **state)
 {
     fixture f;
-    sky_test_result r;
     (void)state;
     fixture_open(&f, 0, NULL, "/v1/models");
-    for (int i = 0; i < 20; i++) {
-        sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
-        assert_int_equal(r.status, 200);
-        assert_int_equal(r.reused, i > 0);
-        sky_test_result_free(&r);
-    }
+    get_on_one_connection(&f, f.url, 20);
     json_t *stats = sky_test_mock_stats(&f.mock);
     /* 20 requests over one connection, plus the stats request's own. */
     assert_int_equal(stat_int(stats, "connections"), 2);
@@ -152,12 +178,7 @@ static void test_idle_connection_watch(void **state)
     memset(&other, 0, sizeof(other));
     sky_test_mock_start(&other, NULL);
     snprintf(other_url, sizeof(other_url), "%s/v1/models", other.base_url);
-    for (int i = 0; i < 3; i++) {
-        sky_test_request(f.loop, f.client, "GET", other_url, NULL, NULL, 10000, &r);
-        assert_int_equal(r.status, 200);
-        assert_int_equal(r.reused, i > 0);
-        sky_test_result_free(&r);
-    }
+    get_on_one_connection(&f, other_url, 3);
     /* the dead connection is not reused: a fresh connect, which nobody answers */
     sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
     assert_int_equal(r.err_code, SKY_ECONNECT);
@@ -272,16 +293,25 @@ static void start_stream(fixture *f, stream_state *s)
     assert_int_equal(sky_http_request_send(f->client, &o, &s->req, NULL), 0);
 }
 
+/* Open @p f with the mock's @p args, stream one chat completion (cancelled after
+ * @p cancel_after_events events unless 0) and run until it is done. */
+static void run_stream(fixture *f, stream_state *s, const char *const *args,
+                       int cancel_after_events)
+{
+    memset(s, 0, sizeof(*s));
+    s->cancel_after_events = cancel_after_events;
+    fixture_open(f, 0, args, "/v1/chat/completions");
+    start_stream(f, s);
+    assert_true(sky_test_run_until(f->loop, &s->done, 20000));
+}
+
 static void test_streaming_arrives_in_pieces(void **state)
 {
     static const char *const args[] = {"--ttft-ms", "20", "--per-token-ms", "40", NULL};
     fixture f;
     stream_state s;
     (void)state;
-    memset(&s, 0, sizeof(s));
-    fixture_open(&f, 0, args, "/v1/chat/completions");
-    start_stream(&f, &s);
-    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    run_stream(&f, &s, args, 0);
     assert_int_equal(s.done, 1);
     assert_int_equal(s.err_code, 0);
     assert_int_equal(s.status, 200);
@@ -301,11 +331,7 @@ static void test_cancel_mid_stream(void **state)
     fixture f;
     stream_state s;
     (void)state;
-    memset(&s, 0, sizeof(s));
-    s.cancel_after_events = 3;
-    fixture_open(&f, 0, args, "/v1/chat/completions");
-    start_stream(&f, &s);
-    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    run_stream(&f, &s, args, 3);
     /* let anything late show itself: the callback must not run again */
     int never = 0;
     sky_test_run_until(f.loop, &never, 300);
@@ -508,10 +534,7 @@ static void test_fault_stream_cut(void **state)
     fixture f;
     stream_state s;
     (void)state;
-    memset(&s, 0, sizeof(s));
-    fixture_open(&f, 0, args, "/v1/chat/completions");
-    start_stream(&f, &s);
-    assert_true(sky_test_run_until(f.loop, &s.done, 20000));
+    run_stream(&f, &s, args, 0);
     /* the HTTP exchange itself ended well; the stream is short of [DONE] */
     assert_int_equal(s.err_code, 0);
     assert_int_equal(s.status, 200);
@@ -723,6 +746,15 @@ static void tls_client(fixture *f, const char *ca)
     assert_int_equal(sky_http_client_new(f->loop, &co, &f->client), 0);
 }
 
+/* @p f with a TLS mock at @p path, and a client that trusts the mock's CA. */
+static void tls_fixture_open(fixture *f, const char *path)
+{
+    char ca[512];
+    fixture_open(f, 1, NULL, path);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f->mock.dir);
+    tls_client(f, ca);
+}
+
 /* One chat POST that must come back 200 over HTTP/2. */
 static void post_expect_http2(fixture *f)
 {
@@ -748,20 +780,15 @@ static void post_many(fixture *f, many *m, uint64_t ms)
 static void test_tls_http2_multiplex(void **state)
 {
     fixture f;
-    char ca[512];
     /* h2o allows 100 concurrent streams a connection; curl opens another
      * connection past that, so 100 at once must share the first one. */
     many m = {0, 0, 0, 100, 0};
     (void)state;
-    fixture_open(&f, 1, NULL, "/v1/chat/completions");
-    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
-    tls_client(&f, ca);
+    tls_fixture_open(&f, "/v1/chat/completions");
     post_expect_http2(&f);
     post_many(&f, &m, 60000);
-    json_t *stats = sky_test_mock_stats(&f.mock);
     /* all 101 requests shared one connection; the stats request is the second */
-    assert_int_equal(stat_int(stats, "connections"), 2);
-    json_decref(stats);
+    assert_int_equal(mock_stat(&f, "connections"), 2);
     fixture_close(&f);
 }
 
@@ -819,15 +846,12 @@ static char *big_chat_body(size_t content_len, char fill)
 static void test_tls_http2_large_bodies(void **state)
 {
     fixture f;
-    char ca[512];
     char *bodies[BIG_BODIES];
     size_t content_len[BIG_BODIES];
     sky_test_result r[BIG_BODIES];
     sky_http_request_options o;
     (void)state;
-    fixture_open(&f, 1, NULL, "/v1/chat/completions");
-    snprintf(ca, sizeof(ca), "%s/ca.pem", f.mock.dir);
-    tls_client(&f, ca);
+    tls_fixture_open(&f, "/v1/chat/completions");
     memset(r, 0, sizeof(r));
     for (int i = 0; i < BIG_BODIES; i++) {
         content_len[i] = 100000 + (size_t)i * 7919;
@@ -850,31 +874,24 @@ static void test_tls_http2_large_bodies(void **state)
         sky_test_result_free(&r[i]);
         free(bodies[i]);
     }
-    json_t *stats = sky_test_mock_stats(&f.mock);
     /* one connection for all of them; the stats request is the second */
-    assert_int_equal(stat_int(stats, "connections"), 2);
-    json_decref(stats);
+    assert_int_equal(mock_stat(&f, "connections"), 2);
     fixture_close(&f);
 }
 
 static void test_tls_refuses_unknown_ca(void **state)
 {
     fixture f;
-    sky_test_result r;
     (void)state;
     fixture_open(&f, 1, NULL, "/v1/models");
     /* the system CAs (or $SSL_CERT_FILE's) do not know the throwaway CA */
-    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
-    assert_int_equal(r.err_code, SKY_ETLS);
-    assert_int_equal(r.status, 0);
-    sky_test_result_free(&r);
+    expect_get(&f, f.url, SKY_ETLS, 0);
     fixture_close(&f);
 }
 
 static void test_tls_ssl_cert_file(void **state)
 {
     fixture f;
-    sky_test_result r;
     char ca[512];
     (void)state;
     fixture_open(&f, 1, NULL, "/v1/models");
@@ -888,10 +905,7 @@ static void test_tls_ssl_cert_file(void **state)
     else
         unsetenv("SSL_CERT_FILE");
     free(old);
-    sky_test_request(f.loop, f.client, "GET", f.url, NULL, NULL, 10000, &r);
-    assert_int_equal(r.err_code, 0);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_get(&f, f.url, 0, 200);
     fixture_close(&f);
 }
 
@@ -918,11 +932,7 @@ static void test_http_proxy_env(void **state)
     /* HTTP_PROXY too, which libcurl alone ignores for http:// URLs; NO_PROXY still wins */
     setenv("HTTP_PROXY", proxy, 1);
     tls_client(&f, NULL);
-    sky_test_request(f.loop, f.client, "GET", "http://models.skyio.invalid/v1/models", NULL, NULL,
-                     10000, &r);
-    assert_int_equal(r.err_code, 0);
-    assert_int_equal(r.status, 200);
-    sky_test_result_free(&r);
+    expect_get(&f, "http://models.skyio.invalid/v1/models", 0, 200);
     /* a proxy nobody listens on, which NO_PROXY keeps out of the way */
     char direct[128];
     snprintf(direct, sizeof(direct), "http://localhost:%d/v1/models", f.mock.port);
