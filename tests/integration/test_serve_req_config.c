@@ -3,7 +3,9 @@
  * - a key written in the config file (a deployment's "api_key", a client key's "key") is
  *   refused at start (exit 2), the message naming what to use instead and not the key;
  * - the default --max-body is 16 MiB: a 12 MiB body is read and judged (malformed JSON:
- *   400), a body over 16 MiB gets 413 request_too_large in OpenAI's JSON.
+ *   400), a body over 16 MiB gets 413 request_too_large in OpenAI's JSON;
+ * - the --state file it makes is in WAL mode with a schema version (PRAGMA user_version),
+ *   and the usage record of a call is in it.
  * Real processes on loopback: one `skyio mock`, `skyio serve`.
  */
 #include <stdarg.h>
@@ -14,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sqlite3.h>
 
 #include "harness.h"
 #include "harness_cli.h"
@@ -121,11 +125,59 @@ static void test_default_max_body_is_16_mib(void **state)
     assert_int_equal(sky_test_mock_stat_or(&env.mock, "endpoints.chat", 0), 0);
 }
 
+/* One integer PRAGMA or query of the file @p path. */
+static sqlite3_int64 query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    sqlite3_int64 v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_state_file_is_wal_and_versioned(void **state)
+{
+    (void)state;
+    char path[512], db[512];
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_test_serve s;
+    sky_test_result r;
+    snprintf(db, sizeof(db), "%s/state.db", env.dir);
+    sky_test_gateway_config(
+        path, sizeof(path), env.dir,
+        "{\"models\": {\"m\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+        env.mock.base_url);
+    const char *const args[] = {"--config", path, "--state", db, NULL};
+    sky_test_serve_start_named(&s, env.dir, "state", args, NULL);
+    sky_test_client_open(&loop, &client);
+    sky_test_serve_call(&s, loop, client, "POST", "/v1/chat/completions",
+                        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                        NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    sky_test_client_close(loop, client);
+    sky_test_serve_stop_ok(&s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    assert_true(query_int(h, "PRAGMA user_version") >= 1);
+    assert_int_equal(query_int(h, "SELECT count(*) FROM usage WHERE model = 'm' AND status = 200"),
+                     1);
+    sqlite3_close(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_in_the_file_are_refused),
         cmocka_unit_test(test_default_max_body_is_16_mib),
+        cmocka_unit_test(test_state_file_is_wal_and_versioned),
     };
     return sky_test_run_group(tests, setup, teardown);
 }
