@@ -670,6 +670,25 @@ static void start_streams(run *r, stream *s, int n, int with_headers)
     }
 }
 
+/* start_streams() and wait_all(): @p n streams, all done within @p ms. */
+static void run_streams(run *r, stream *s, int n, int with_headers, uint64_t ms)
+{
+    start_streams(r, s, n, with_headers);
+    wait_all(r, ms);
+}
+
+/* The first @p n streams all ended well, to [DONE]: the time they waited to be sent. */
+static uint64_t streams_done_waited(const run *r, const stream *s, int n)
+{
+    uint64_t waited = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(r->out[i].err_code, 0);
+        assert_true(s[i].saw_done);
+        waited += r->out[i].waited_ms;
+    }
+    return waited;
+}
+
 /*
  * A stream that fails before its first byte is sent again, then streams: a 503, whose
  * headers are not a 2xx's and never reach on_headers; a reset, which the mock may send
@@ -689,8 +708,7 @@ static void test_stream_retried_before_first_byte(void **state)
     for (int pass = 0; pass < 2; pass++) {
         memset(s, 0, sizeof(s));
         run_open(&r, pass == 0 ? e503 : reset, &po);
-        start_streams(&r, s, 20, pass == 0);
-        wait_all(&r, 60000);
+        run_streams(&r, s, 20, pass == 0, 60000);
         int retried = 0;
         for (int i = 0; i < 20; i++) {
             assert_int_equal(r.out[i].err_code, 0);
@@ -717,8 +735,7 @@ static void test_stream_cut_after_first_byte_not_retried(void **state)
     memset(s, 0, sizeof(s));
     default_options(&po);
     run_open(&r, args, &po);
-    start_streams(&r, s, 1, 0);
-    wait_all(&r, 10000);
+    run_streams(&r, s, 1, 0, 10000);
     assert_int_not_equal(r.out[0].err_code, 0);
     assert_int_equal(r.out[0].status, 200);
     assert_int_equal(r.out[0].attempts, 1);
@@ -742,14 +759,8 @@ static void test_streams_paced_by_rate_limit(void **state)
     po.rate.rpm = 600;
     po.rate.burst_seconds = 0.2;
     run_open(&r, args, &po);
-    start_streams(&r, s, 30, 0);
-    wait_all(&r, 30000);
-    uint64_t waited = 0;
-    for (int i = 0; i < 30; i++) {
-        assert_int_equal(r.out[i].err_code, 0);
-        assert_true(s[i].saw_done);
-        waited += r.out[i].waited_ms;
-    }
+    run_streams(&r, s, 30, 0, 30000);
+    uint64_t waited = streams_done_waited(&r, s, 30);
     assert_true(waited > 0); /* held back by the limiter, not sent to meet a 429 */
     /* unpaced, 20 of the 30 would meet a 429 */
     assert_true(mock_stat(&r, "rate_limited") <= 10);
@@ -773,14 +784,8 @@ static void test_streams_admitted_by_concurrency_limit(void **state)
     run_open(&r, args, &po);
     for (int i = 0; i < 6; i++)
         s[i].live = live;
-    start_streams(&r, s, 6, 1);
-    wait_all(&r, 30000);
-    uint64_t waited = 0;
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(r.out[i].err_code, 0);
-        assert_true(s[i].saw_done);
-        waited += r.out[i].waited_ms;
-    }
+    run_streams(&r, s, 6, 1, 30000);
+    uint64_t waited = streams_done_waited(&r, s, 6);
     assert_int_equal(live[0], 0);
     assert_int_equal(live[1], 2); /* never more streams at once than slots */
     assert_true(waited > 0);      /* the others waited for one */
