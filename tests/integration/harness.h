@@ -139,6 +139,24 @@ void sky_test_client_open(uv_loop_t **loop, sky_http_client **client);
 /* Free what sky_test_client_open made (the loop's teardown checks nothing leaked). */
 void sky_test_client_close(uv_loop_t *loop, sky_http_client *client);
 
+/*
+ * For a test whose operation reports into @p out (a struct with an int `done`, zeroed
+ * first): run @p call, an expression that may use `err` (a cleared sky_error *), fail the
+ * test with the error's message unless it gives 0, then run @p loop until out.done (30 s at
+ * most). The test file includes cmocka.h and string.h.
+ */
+#define SKY_TEST_START(loop, out, call)                                                            \
+    do {                                                                                           \
+        sky_error e_;                                                                              \
+        sky_error_clear(&e_);                                                                      \
+        memset(&(out), 0, sizeof(out));                                                            \
+        sky_error *err = &e_;                                                                      \
+        int rc_ = (call);                                                                          \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s", e_.message);                                                            \
+        assert_true(sky_test_run_until((loop), &(out).done, 30000));                               \
+    } while (0)
+
 /* Whether @p status, from sky_test_stop_child, is an exit with code 0. */
 int sky_test_exited_ok(int status);
 

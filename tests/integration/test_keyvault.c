@@ -140,16 +140,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define START(call)                                                                                \
-    do {                                                                                           \
-        sky_error e_;                                                                              \
-        sky_error_clear(&e_);                                                                      \
-        memset(&o, 0, sizeof(o));                                                                  \
-        sky_error *err = &e_;                                                                      \
-        if ((call) != 0)                                                                           \
-            fail_msg("%s", e_.message);                                                            \
-        assert_true(sky_test_run_until(f->loop, &o.done, 30000));                                  \
-    } while (0)
+#define START(call) SKY_TEST_START(f->loop, o, call)
 
 static sky_span text(const char *s)
 {

@@ -102,11 +102,6 @@ static void on_done(sky_queue_op *op, const sky_queue_reply *rep, const sky_erro
     snprintf(o->meta_color, sizeof(o->meta_color), "%s", c ? c : "");
 }
 
-static void wait_for(fixture *f, outcome *o)
-{
-    assert_true(sky_test_run_until(f->loop, &o->done, 30000));
-}
-
 static void client_new(fixture *f, int raw)
 {
     sky_queue_client_options o;
@@ -141,17 +136,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define START(call)                                                                                \
-    do {                                                                                           \
-        sky_error e_;                                                                              \
-        sky_error_clear(&e_);                                                                      \
-        memset(&o, 0, sizeof(o));                                                                  \
-        sky_error *err = &e_;                                                                      \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s", e_.message);                                                            \
-        wait_for(f, &o);                                                                           \
-    } while (0)
+#define START(call) SKY_TEST_START(f->loop, o, call)
 
 static void test_messages_lifecycle(void **state)
 {
