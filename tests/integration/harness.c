@@ -469,3 +469,24 @@ int sky_test_closed_port(void)
     close(fd);
     return ntohs(a.sin_port);
 }
+
+char *sky_test_lsan_threads_begin(void)
+{
+    char lsan[1024];
+    const char *now = getenv("LSAN_OPTIONS");
+    char *old = now ? strdup(now) : NULL;
+    assert_true(now == NULL || old != NULL);
+    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
+             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
+    setenv("LSAN_OPTIONS", lsan, 1);
+    return old;
+}
+
+void sky_test_lsan_threads_end(char *old)
+{
+    if (old)
+        setenv("LSAN_OPTIONS", old, 1);
+    else
+        unsetenv("LSAN_OPTIONS");
+    free(old);
+}

@@ -157,6 +157,14 @@ void sky_test_client_close(uv_loop_t *loop, sky_http_client *client);
         assert_true(sky_test_run_until((loop), &(out).done, 30000));                               \
     } while (0)
 
+/*
+ * Around the start of a child with --threads: h2o's per-thread caches outlive its worker
+ * threads, so the child gets lsan-h2o-threads.supp added to LSAN_OPTIONS. _begin returns
+ * what LSAN_OPTIONS was (malloc'd; NULL: unset); _end puts that back and frees it.
+ */
+char *sky_test_lsan_threads_begin(void);
+void sky_test_lsan_threads_end(char *old);
+
 /* Whether @p status, from sky_test_stop_child, is an exit with code 0. */
 int sky_test_exited_ok(int status);
 

@@ -669,18 +669,11 @@ static void test_group_and_vm_commands(void **state)
     static const char *const args[] = {"--arm-polls", "2", "--threads", "2", NULL};
     sky_test_mock m;
     char out[65536], dir[256], key[512];
-    char lsan[1024];
-    const char *old = getenv("LSAN_OPTIONS");
     (void)state;
     /* h2o's per-thread caches outlive the worker threads: see the suppressions file */
-    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
-             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
-    setenv("LSAN_OPTIONS", lsan, 1);
+    char *lsan_old = sky_test_lsan_threads_begin();
     sky_test_mock_start(&m, args);
-    if (old)
-        setenv("LSAN_OPTIONS", old, 1);
-    else
-        unsetenv("LSAN_OPTIONS");
+    sky_test_lsan_threads_end(lsan_old);
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(key, sizeof(key), "%s/id.pub", dir);
     FILE *f = fopen(key, "w");

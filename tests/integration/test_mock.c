@@ -1552,18 +1552,11 @@ static void test_threads(void **state)
     counter c = {0, 0, 0};
     sky_http_request_options o;
     char url[256];
-    char lsan[1024];
-    const char *old = getenv("LSAN_OPTIONS");
     (void)state;
     /* See the file: h2o's per-thread caches outlive the worker threads. */
-    snprintf(lsan, sizeof(lsan), "%s%ssuppressions=%s/tests/integration/lsan-h2o-threads.supp",
-             old ? old : "", old ? ":" : "", SKY_TEST_SRCDIR);
-    setenv("LSAN_OPTIONS", lsan, 1);
+    char *lsan_old = sky_test_lsan_threads_begin();
     open_fixture(&f, args);
-    if (old)
-        setenv("LSAN_OPTIONS", old, 1);
-    else
-        unsetenv("LSAN_OPTIONS");
+    sky_test_lsan_threads_end(lsan_old);
     snprintf(url, sizeof(url), "%s/v1/chat/completions", f.mock.base_url);
     sky_test_post_options(&o, url, chat_body, on_count, &c);
     for (int i = 0; i < 300; i++)
