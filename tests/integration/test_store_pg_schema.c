@@ -1,11 +1,16 @@
 /*
  * The PostgreSQL store's schema and usage batches against a real server (initdb + pg_ctl in
  * a temp dir, skipped when not installed):
- * - databases written by schema versions 1 and 2 (their DDL frozen here as those versions
+ * - databases written by schema versions 1, 2 and 3 (their DDL frozen here as those versions
  *   wrote it: 1, the records indexed by day, key and model, no sums; 2, no index, the sums
- *   in skyio_usage_daily kept by a statement trigger, each row an id and its day) open with
- *   the current skyio, are migrated to version 3 (nine columns a row, the sums added by the
- *   gateway) and their totals are what they were; records written afterwards add to them;
+ *   in skyio_usage_daily kept by a statement trigger, each row an id and its day; 3, nine
+ *   columns a row, the sums added by the gateway) open with the current skyio, are migrated
+ *   to version 4 (the records packed, a row per group, read one a row through the view
+ *   skyio_usage) with every record read back as written, one by one, and their totals what
+ *   they were; records written afterwards add to them; a version 3 gateway's rows, written
+ *   into the view, still land;
+ * - packed rows (several a group, several COPYs of them, several deployments) come back
+ *   through the view record by record, each value with its own record;
  * - a database from a newer skyio is refused with the version in the message;
  * - names with what COPY's formats give a meaning to (a tab, a newline, a carriage return,
  *   a backslash, "\." and "\N") come back as written;
@@ -88,6 +93,54 @@ static const char v2_step[] =
     " tokens_out, latency_us, cost) VALUES"
     " (1796169601000, '2026-12-02', 'team-b', 'gpt-4o', 'd2', 200, 5, 6, 500, 0.75),"
     " (1796169602000, '2026-12-02', 'team-b', 'gpt-4o', 'd2', 500, 1, 0, 400, 0);";
+
+/* What version 3's migration did to a version 2 database (its marker set to 3), and two
+ * records version 3 wrote (2026-12-02, team-c: one failed) with their sums. */
+static const char v3_step[] =
+    "DROP TRIGGER skyio_usage_roll ON skyio_usage;"
+    "DROP FUNCTION skyio_usage_roll();"
+    "ALTER TABLE skyio_usage DROP COLUMN id, DROP COLUMN day;"
+    "CREATE VIEW skyio_usage_daily_add AS SELECT * FROM skyio_usage_daily WHERE false;"
+    "CREATE FUNCTION skyio_usage_add() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    " INSERT INTO skyio_usage_daily AS d VALUES (NEW.day, NEW.key_name, NEW.model,"
+    "  NEW.requests, NEW.errors, NEW.tokens_in, NEW.tokens_out, NEW.cost)"
+    " ON CONFLICT (day, key_name, model) DO UPDATE SET"
+    "  requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"
+    "  tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
+    "  tokens_out = d.tokens_out + EXCLUDED.tokens_out, cost = d.cost + EXCLUDED.cost;"
+    " RETURN NULL; END $f$;"
+    "CREATE TRIGGER skyio_usage_add INSTEAD OF INSERT ON skyio_usage_daily_add"
+    " FOR EACH ROW EXECUTE FUNCTION skyio_usage_add();"
+    "UPDATE skyio_schema SET version = 3;"
+    "INSERT INTO skyio_usage VALUES"
+    " (1796169603000, 'team-c', 'gpt-4o', 'd3', 200, 4, 5, 300, 0.125),"
+    " (1796169604000, 'team-c', 'gpt-4o', 'd3', 404, 2, 0, 200, 0);"
+    "INSERT INTO skyio_usage_daily_add VALUES ('2026-12-02', 'team-c', 'gpt-4o', 2, 1, 6, 5,"
+    " 0.125);";
+
+/* Every record of the migration tests as the view gives it back, in time order: version
+ * 1's four, version 2's two and version 3's two (each only from a database that version
+ * wrote), and the two written after the migration (marked "new"). */
+static const struct {
+    int version; /* 0: written after the migration */
+    const char *row;
+} migrated_rows[] = {
+    {1, "1796083200000,team-a,gpt-4o,d1,200,10,20,900,0.25"},
+    {1, "1796083201000,team-a,gpt-4o,d1,502,3,0,800,0"},
+    {1, "1796083202000,team-b,gpt-4o,d2,200,7,8,700,0.5"},
+    {0, "1796083203000,team-a,gpt-4o,d1,429,1,2,3,0.25"},
+    {1, "1796169600000,team-a,gpt-4o,d1,200,100,200,600,1.5"},
+    {2, "1796169601000,team-b,gpt-4o,d2,200,5,6,500,0.75"},
+    {2, "1796169602000,team-b,gpt-4o,d2,500,1,0,400,0"},
+    {3, "1796169603000,team-c,gpt-4o,d3,200,4,5,300,0.125"},
+    {3, "1796169604000,team-c,gpt-4o,d3,404,2,0,200,0"},
+    {0, "1796256000000,team-a,gpt-4o,d1,200,1,2,3,0.25"},
+};
+
+/* The records through the view, one a line, in time order. */
+static const char all_rows_sql[] =
+    "SELECT string_agg(concat_ws(',', time_ms, key_name, model, deployment, status, tokens_in,"
+    " tokens_out, latency_us, cost), E'\\n' ORDER BY time_ms, tokens_in) FROM skyio_usage";
 
 static sky_test_pg pg;
 
@@ -205,13 +258,18 @@ static void assert_row(const sky__store_usage_total *r, const char *day, const c
         }                                                                                          \
     } while (0)
 
-/* The current schema: version 3, the rows of nine columns and no index. */
-static void assert_version3(void)
+/* The current schema: version 4, the records packed (no index) and read through a view of
+ * nine columns; version 3's table of rows kept under its new name, no index either. */
+static void assert_version4(void)
 {
     char v[64];
     sql("SELECT version FROM skyio_schema", v, sizeof(v));
-    assert_string_equal(v, "3");
-    sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'skyio_usage'", v, sizeof(v));
+    assert_string_equal(v, "4");
+    sql("SELECT relkind FROM pg_class WHERE relname = 'skyio_usage'", v, sizeof(v));
+    assert_string_equal(v, "v");
+    sql("SELECT count(*) FROM pg_indexes"
+        " WHERE tablename IN ('skyio_usage_rows', 'skyio_usage_packed')",
+        v, sizeof(v));
     assert_string_equal(v, "0");
     sql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'skyio_usage'::regclass"
         " AND attnum > 0 AND NOT attisdropped",
@@ -221,26 +279,44 @@ static void assert_version3(void)
     assert_string_equal(v, "0");
 }
 
-/* Open a database an earlier version wrote (the four records of v1_schema, and
- * @p v2_rows more if version 2 wrote it): migrated, the same totals, records written
- * afterwards added, and reopened without a second migration. */
-static void assert_migrated(int v2_rows)
+/* Every record written by @p version or earlier (and those written after the migration when
+ * @p after) is a row of the view, as it was written, and no other. */
+static void assert_rows(int version, int after)
+{
+    char got[2048], want[2048] = "";
+    for (size_t i = 0; i < SKY_ARRAY_LEN(migrated_rows); i++) {
+        int v = migrated_rows[i].version;
+        if (v ? v <= version : after)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s", want[0] ? "\n" : "",
+                     migrated_rows[i].row);
+    }
+    sql(all_rows_sql, got, sizeof(got));
+    assert_string_equal(got, want);
+}
+
+/* Open a database version @p version wrote (1, 2 or 3: the records of migrated_rows up to
+ * it): migrated, every record as it was, the same totals, records written afterwards
+ * added, and reopened without a second migration. */
+static void assert_migrated(int version)
 {
     uv_loop_t *loop = sky_test_loop_new();
     sky_error err;
     sky__store *s = open_pg(loop, &err);
     if (!s)
         fail_msg("opening an earlier version's database: %s", err.message);
-    assert_version3();
+    assert_version4();
+    assert_rows(version, 0);
 
     waiter w;
     totals(loop, s, NULL, &w); /* ordered by day, key, model */
-    assert_int_equal(w.n, v2_rows ? 4 : 3);
+    assert_int_equal(w.n, (size_t)(version == 1 ? 3 : version == 2 ? 4 : 5));
     assert_row(&w.rows[0], "2026-12-01", "team-a", 2, 1, 13, 20, 0.25);
     assert_row(&w.rows[1], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
     assert_row(&w.rows[2], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
-    if (v2_rows)
+    if (version >= 2)
         assert_row(&w.rows[3], "2026-12-02", "team-b", 2, 1, 6, 6, 0.75);
+    if (version >= 3)
+        assert_row(&w.rows[4], "2026-12-02", "team-c", 2, 1, 6, 5, 0.125);
 
     /* new records add to the migrated sums, and to a new day's */
     sky__store_usage u = {1796083203000, "team-a", "gpt-4o", "d1", 429, 1, 2, 3, 0.25};
@@ -254,10 +330,8 @@ static void assert_migrated(int v2_rows)
     assert_row(&w.rows[0], "2026-12-01", "team-a", 3, 2, 14, 22, 0.5);
     assert_row(&w.rows[1], "2026-12-02", "team-a", 1, 0, 100, 200, 1.5);
     assert_row(&w.rows[2], "2026-12-03", "team-a", 1, 0, 1, 2, 0.25);
-    char v[64], want[16];
-    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
-    snprintf(want, sizeof(want), "%d", 6 + v2_rows);
-    assert_string_equal(v, want); /* every record is still a row */
+    assert_rows(version, 1); /* every record is still a row, and the new ones too */
+    char v[64];
     sql("SELECT sum(tokens_in) FROM skyio_usage WHERE key_name = 'team-a'", v, sizeof(v));
     assert_string_equal(v, "115");
     sky__store_close_sync(loop, s);
@@ -266,9 +340,10 @@ static void assert_migrated(int v2_rows)
     s = open_pg(loop, &err);
     assert_non_null(s);
     totals(loop, s, "team-b", &w);
-    assert_int_equal(w.n, v2_rows ? 2 : 1);
+    assert_int_equal(w.n, version >= 2 ? 2 : 1);
     assert_row(&w.rows[0], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
     sky__store_close_sync(loop, s);
+    assert_rows(version, 1);
     sql("SELECT doc FROM skyio_docs WHERE id = 'resp_1'", v, sizeof(v));
     assert_string_equal(v, "{\"kept\":true}");
     sky_test_loop_free(loop);
@@ -279,7 +354,7 @@ static void version1_database_is_migrated(void **state)
     (void)state;
     SKIP_WITHOUT_PG();
     sql(v1_schema, NULL, 0);
-    assert_migrated(0);
+    assert_migrated(1);
 }
 
 static void version2_database_is_migrated(void **state)
@@ -295,18 +370,37 @@ static void version2_database_is_migrated(void **state)
     assert_migrated(2);
 }
 
+static void version3_database_is_migrated(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    sql(v1_schema, NULL, 0);
+    sql(v2_step, NULL, 0);
+    sql(v3_step, NULL, 0);
+    assert_migrated(3);
+    /* a version 3 gateway still running (its COPY goes to the view now): its rows land in
+     * version 3's table, read through the view as before */
+    sql("INSERT INTO skyio_usage VALUES (1796342400000, 'team-d', 'm', 'd4', 200, 1, 2, 3, 0)",
+        NULL, 0);
+    char v[64];
+    sql("SELECT count(*) FROM skyio_usage_rows WHERE key_name = 'team-d'", v, sizeof(v));
+    assert_string_equal(v, "1");
+    sql("SELECT latency_us FROM skyio_usage WHERE key_name = 'team-d'", v, sizeof(v));
+    assert_string_equal(v, "3");
+}
+
 static void newer_database_is_refused(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
     sql("CREATE TABLE skyio_schema(version integer NOT NULL);"
-        "INSERT INTO skyio_schema VALUES (4);",
+        "INSERT INTO skyio_schema VALUES (5);",
         NULL, 0);
     uv_loop_t *loop = sky_test_loop_new();
     sky_error err;
     sky__store *s = open_pg(loop, &err);
     assert_null(s);
-    assert_non_null(strstr(err.message, "schema version 4 is newer"));
+    assert_non_null(strstr(err.message, "schema version 5 is newer"));
     sky_test_loop_free(loop);
 }
 
@@ -658,6 +752,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(version1_database_is_migrated, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(version2_database_is_migrated, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(version3_database_is_migrated, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(batch_of_several_copies, pg_setup, pg_teardown),
