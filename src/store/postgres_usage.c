@@ -27,6 +27,7 @@
  * OID, each dimension's size and lower bound (1), then each element as a field.
  */
 #include <endian.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,19 @@ static unsigned char *array_head(unsigned char *p, uint32_t oid, size_t w, size_
 /* The bytes of a packed row of @p k records besides its names: six arrays' fields. */
 #define ROW_BYTES(k) (6 * (4 + ARRAY_HEAD) + (k) * (5 * (4 + 8) + (4 + 4)))
 
+/* An array field of @p k records' int8 (or float8: their bits) at @p off in a record. */
+static unsigned char *array8(unsigned char *p, uint32_t oid, const sky__store_usage *const *r,
+                             size_t k, size_t off)
+{
+    p = array_head(p, oid, 8, k);
+    for (size_t j = 0; j < k; j++) {
+        uint64_t v;
+        memcpy(&v, (const char *)r[j] + off, sizeof(v));
+        p = put_int8(p, v);
+    }
+    return p;
+}
+
 /* A packed row: the group's names, then the arrays of @p k records' values from @p r, in
  * the columns' order of rows_sql. */
 static int put_row(sky_buf *b, const pg_group *g, const sky__store_usage *const *r, size_t k)
@@ -275,24 +289,14 @@ static int put_row(sky_buf *b, const pg_group *g, const sky__store_usage *const 
     unsigned char *p = tuple_start(b, 9, &nm, ROW_BYTES(k));
     if (!p)
         return SKY_ENOMEM;
-    p = array_head(p, OID_INT8, 8, k);
-    for (size_t j = 0; j < k; j++)
-        p = put_int8(p, (uint64_t)r[j]->time_ms);
+    p = array8(p, OID_INT8, r, k, offsetof(sky__store_usage, time_ms));
     p = array_head(p, OID_INT4, 4, k);
     for (size_t j = 0; j < k; j++)
         p = put_int4(p, (uint32_t)r[j]->status);
-    p = array_head(p, OID_INT8, 8, k);
-    for (size_t j = 0; j < k; j++)
-        p = put_int8(p, (uint64_t)r[j]->tokens_in);
-    p = array_head(p, OID_INT8, 8, k);
-    for (size_t j = 0; j < k; j++)
-        p = put_int8(p, (uint64_t)r[j]->tokens_out);
-    p = array_head(p, OID_INT8, 8, k);
-    for (size_t j = 0; j < k; j++)
-        p = put_int8(p, (uint64_t)r[j]->latency_us);
-    p = array_head(p, OID_FLOAT8, 8, k);
-    for (size_t j = 0; j < k; j++)
-        p = put_int8(p, float_bits(r[j]->cost));
+    p = array8(p, OID_INT8, r, k, offsetof(sky__store_usage, tokens_in));
+    p = array8(p, OID_INT8, r, k, offsetof(sky__store_usage, tokens_out));
+    p = array8(p, OID_INT8, r, k, offsetof(sky__store_usage, latency_us));
+    array8(p, OID_FLOAT8, r, k, offsetof(sky__store_usage, cost));
     return 0;
 }
 

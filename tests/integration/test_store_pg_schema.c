@@ -237,6 +237,32 @@ static void flush(uv_loop_t *loop, sky__store *s)
     assert_int_equal(w.err.code, 0);
 }
 
+/* A flush the server refuses: its error's code (and message in @p w). */
+static int flush_refused(uv_loop_t *loop, sky__store *s, waiter *w)
+{
+    memset(w, 0, sizeof(*w));
+    sky__store_usage_flush(s, on_done, w);
+    assert_true(sky_test_run_until(loop, &w->done, 20000));
+    return w->err.code;
+}
+
+/* A test's loop and the store on the test's server. */
+static sky__store *open_fixture(uv_loop_t **loop)
+{
+    sky_error err;
+    *loop = sky_test_loop_new();
+    sky__store *s = open_pg(*loop, &err);
+    if (!s)
+        fail_msg("opening the store: %s", err.message);
+    return s;
+}
+
+static void close_fixture(uv_loop_t *loop, sky__store *s)
+{
+    sky__store_close_sync(loop, s);
+    sky_test_loop_free(loop);
+}
+
 static void assert_row(const sky__store_usage_total *r, const char *day, const char *key,
                        int64_t requests, int64_t errors, int64_t in, int64_t out, double cost)
 {
@@ -412,10 +438,8 @@ static void copy_escapes_come_back(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    assert_non_null(s);
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
     const int64_t t = 1796083200000;
     for (size_t i = 0; i < SKY_ARRAY_LEN(copy_names); i++) {
         sky__store_usage u = {t, copy_names[i], copy_names[i], copy_names[i], 200, 1, 2, 3, 0};
@@ -433,8 +457,7 @@ static void copy_escapes_come_back(void **state)
     char v[64];
     sql("SELECT count(*) FROM skyio_usage WHERE deployment = key_name", v, sizeof(v));
     assert_string_equal(v, "8");
-    sky__store_close_sync(loop, s);
-    sky_test_loop_free(loop);
+    close_fixture(loop, s);
 }
 
 /* Two gateways' batches at once, over the same groups (two keys, two days): no deadlock
@@ -487,16 +510,12 @@ static void refused_batch_keeps_the_connection(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    assert_non_null(s);
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
     sky__store_usage bad = {1796083200000, "bad\xff", "m", "d", 200, 1, 1, 1, 0};
     assert_int_equal(sky__store_usage_append(s, &bad), 0);
-    waiter w = {0};
-    sky__store_usage_flush(s, on_done, &w);
-    assert_true(sky_test_run_until(loop, &w.done, 20000));
-    assert_int_equal(w.err.code, SKY_EIO);
+    waiter w;
+    assert_int_equal(flush_refused(loop, s, &w), SKY_EIO);
     assert_non_null(strstr(w.err.message, "UTF8"));
     totals(loop, s, NULL, &w); /* the same pool, still serving */
     assert_int_equal(w.n, 0);
@@ -520,10 +539,8 @@ static void batch_of_several_copies(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    assert_non_null(s);
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
     for (int i = 0; i < 300; i++) { /* one batch: the queue writes 512 at once */
         sky__store_usage u = {1796083200000 + i,
                               i % 3 ? "team-a" : "team-b",
@@ -551,15 +568,86 @@ static void batch_of_several_copies(void **state)
             1796083300000 + i, i == 290 ? "bad\xff" : "team-c", "gpt-4o", "d1", 200, 1, 1, 1, 0};
         assert_int_equal(sky__store_usage_append(s, &u), 0);
     }
-    memset(&w, 0, sizeof(w));
-    sky__store_usage_flush(s, on_done, &w);
-    assert_true(sky_test_run_until(loop, &w.done, 20000));
-    assert_int_equal(w.err.code, SKY_EIO);
+    assert_int_equal(flush_refused(loop, s, &w), SKY_EIO);
     sky__store_close_sync(loop, s);
     sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
     assert_string_equal(v, "300"); /* none of the refused batch's */
     sql("SELECT count(*) FROM skyio_usage_daily", v, sizeof(v));
     assert_string_equal(v, "2");
+    sky_test_loop_free(loop);
+}
+
+/* The rows' own sums by day, key and model, and the totals table, hold the same groups. */
+static void assert_sums_match_rows(void)
+{
+    char v[64];
+    static const char rows_sums[] =
+        "SELECT to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),"
+        " key_name, model, count(*), count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
+        " sum(tokens_out), sum(cost) FROM skyio_usage GROUP BY 1, 2, 3";
+    static const char daily[] = "SELECT day, key_name, model, requests, errors, tokens_in,"
+                                " tokens_out, cost FROM skyio_usage_daily";
+    char q[1024];
+    snprintf(q, sizeof(q), "SELECT count(*) FROM ((%s EXCEPT %s) UNION ALL (%s EXCEPT %s)) x",
+             rows_sums, daily, daily, rows_sums);
+    sql(q, v, sizeof(v));
+    assert_string_equal(v, "0");
+}
+
+/* Record @p i of packed_rows_come_back_one_by_one's batches: its deployment is "big" for
+ * the first 200 (one group, three packed rows), else one of 150; every number derives from
+ * i (the time's offset), so that the view's rows can be checked each against itself. */
+static sky__store_usage packed_record(int i, char dep[16])
+{
+    snprintf(dep, 16, i < 200 ? "big" : "d-%03d", i % 150);
+    sky__store_usage u = {
+        1796083200000 + i, "k", "m", dep, i % 10 ? 200 : 503, i, 2 * i, 3 * i, 0.5 * i};
+    return u;
+}
+
+/* 512 records in 151 groups (a group of 200: rows of at most 80), so 153 packed rows in
+ * three COPYs: through the view each record comes back once, each value with its own
+ * record; a batch whose last packed row the server refuses leaves nothing of its own. */
+static void packed_rows_come_back_one_by_one(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PG();
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
+    for (int i = 0; i < 512; i++) {
+        char dep[16];
+        sky__store_usage u = packed_record(i, dep);
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+    }
+    flush(loop, s);
+    char v[64];
+    sql("SELECT count(*) || ' ' || count(DISTINCT time_ms) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "512 512");
+    sql("SELECT count(*) FROM skyio_usage WHERE key_name = 'k' AND model = 'm'"
+        " AND tokens_in = time_ms - 1796083200000 AND tokens_out = 2 * tokens_in"
+        " AND latency_us = 3 * tokens_in AND cost = 0.5 * tokens_in"
+        " AND (status = 503) = (tokens_in % 10 = 0) AND deployment = CASE WHEN tokens_in < 200"
+        " THEN 'big' ELSE 'd-' || lpad((tokens_in % 150)::text, 3, '0') END",
+        v, sizeof(v));
+    assert_string_equal(v, "512");
+    sql("SELECT count(*) || ' ' || max(cardinality(time_ms)) FROM skyio_usage_packed", v,
+        sizeof(v));
+    assert_string_equal(v, "153 80");
+    assert_sums_match_rows();
+
+    for (int i = 0; i < 512; i++) { /* the last group's row (in the bytes' order) refused */
+        char dep[16];
+        sky__store_usage u = packed_record(i, dep);
+        u.deployment = i == 511 ? "zz\xff" : u.deployment;
+        assert_int_equal(sky__store_usage_append(s, &u), 0);
+    }
+    waiter w;
+    assert_int_equal(flush_refused(loop, s, &w), SKY_EIO);
+    sky__store_close_sync(loop, s);
+    sql("SELECT count(*) FROM skyio_usage", v, sizeof(v));
+    assert_string_equal(v, "512");
+    sql("SELECT sum(requests) FROM skyio_usage_daily", v, sizeof(v));
+    assert_string_equal(v, "512");
     sky_test_loop_free(loop);
 }
 
@@ -601,31 +689,12 @@ static void on_group_totals(const sky_error *err, const sky__store_usage_total *
     }
 }
 
-/* The rows' own sums by day, key and model, and the totals table, hold the same groups. */
-static void assert_sums_match_rows(void)
-{
-    char v[64];
-    static const char rows_sums[] =
-        "SELECT to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),"
-        " key_name, model, count(*), count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
-        " sum(tokens_out), sum(cost) FROM skyio_usage GROUP BY 1, 2, 3";
-    static const char daily[] = "SELECT day, key_name, model, requests, errors, tokens_in,"
-                                " tokens_out, cost FROM skyio_usage_daily";
-    char q[1024];
-    snprintf(q, sizeof(q), "SELECT count(*) FROM ((%s EXCEPT %s) UNION ALL (%s EXCEPT %s)) x",
-             rows_sums, daily, daily, rows_sums);
-    sql(q, v, sizeof(v));
-    assert_string_equal(v, "0");
-}
-
 static void many_groups_a_batch_sum_exactly(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    assert_non_null(s);
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
     /* short names never go through version 3's view: without it, the batches still work */
     sql("DROP VIEW skyio_usage_daily_add", NULL, 0);
     group_sums want = {0};
@@ -667,18 +736,15 @@ static void many_groups_a_batch_sum_exactly(void **state)
     char v[64];
     sql("SELECT sum(requests) FROM skyio_usage_daily", v, sizeof(v));
     assert_string_equal(v, "1536");
-    sky__store_close_sync(loop, s);
-    sky_test_loop_free(loop);
+    close_fixture(loop, s);
 }
 
 static void long_names_sum_through_the_view(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    assert_non_null(s);
+    uv_loop_t *loop;
+    sky__store *s = open_fixture(&loop);
     char *long_key = malloc(9001);
     assert_non_null(long_key);
     memset(long_key, 'k', 9000);
@@ -743,8 +809,7 @@ static void role_without_temporary_tables(void **state)
     sql("SELECT count(*) || ' ' || sum(requests) FROM skyio_usage_daily", v, sizeof(v));
     assert_string_equal(v, "60 1024");
     assert_sums_match_rows();
-    sky__store_close_sync(loop, s);
-    sky_test_loop_free(loop);
+    close_fixture(loop, s);
 }
 
 int main(void)
@@ -756,6 +821,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(newer_database_is_refused, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(copy_escapes_come_back, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(batch_of_several_copies, pg_setup, pg_teardown),
+        cmocka_unit_test_setup_teardown(packed_rows_come_back_one_by_one, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(two_stores_add_to_the_same_sums, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(refused_batch_keeps_the_connection, pg_setup, pg_teardown),
         cmocka_unit_test_setup_teardown(many_groups_a_batch_sum_exactly, pg_setup, pg_teardown),
