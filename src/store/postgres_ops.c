@@ -11,19 +11,30 @@
 #include "postgres_internal.h"
 
 /*
- * Version 3: a record is nine columns, what the issue lists (time, key, model, deployment,
- * status, tokens in and out, latency, cost), with no index; skyio_usage_daily holds the
- * sums by (day, key, model) that the totals read, added by the gateway with each batch of
- * rows in the batch's own transaction: through each connection's temporary skyio_sums and
- * one prepared upsert (sums_setup_sql, below; not part of the schema), or, for a group with
- * names too long for that table and for a gateway of the first version 3 build, through
- * skyio_usage_daily_add, a view whose INSTEAD OF trigger upserts each sum (postgres_usage.c).
+ * Version 4: a batch's records are packed, a row of skyio_usage_packed per (day, key, model,
+ * deployment) group of at most 80 records, holding arrays of their time, status, tokens in
+ * and out, latency and cost (element i of each array is record i); SQL users read them one
+ * a row through the view skyio_usage, the nine columns the issue lists (time, key, model,
+ * deployment, status, tokens in and out, latency, cost), unnested. A row is about 3.7 kB:
+ * the table's toast_tuple_target keeps it as it is (past the default of 2 kB PostgreSQL
+ * compressed each array: 31k instructions a record against 2.2k), and storage EXTERNAL
+ * moves a longer row's arrays (long names) out of line uncompressed. No index.
+ * Version 3's rows (a row a record, the same nine columns) stay where they are, the table
+ * renamed skyio_usage_rows (a change of the catalog, no copy under the migration's lock);
+ * the view is the union of both, and its INSTEAD OF INSERT trigger puts a row written into
+ * it there: a version 3 gateway still running while another migrates keeps its records.
+ * skyio_usage_daily holds the sums by (day, key, model) that the totals read, added by the
+ * gateway with each batch of records in the batch's own transaction: through each
+ * connection's temporary skyio_sums and one prepared upsert (sums_setup_sql, below; not
+ * part of the schema), or, for a group with names too long for that table and for a batch
+ * of few sums, through skyio_usage_daily_add, a view whose INSTEAD OF trigger upserts each
+ * sum (postgres_usage.c).
  * Version 2 had a statement trigger sum each batch's rows (its transition table) instead,
  * and each row an id from a sequence and its day's text; version 1 indexed the rows by id
  * and by (day, key, model) and had no sums. Both are migrated with their rows and totals:
  * version 1's rows summed into the new table, the indexes, trigger and columns dropped
  * (dropping a column is a change of the catalog: the rows stay where they are). A later
- * version appends "IF v < 4 THEN ... END IF;".
+ * version appends "IF v < 5 THEN ... END IF;".
  */
 static const char migrate_sql[] =
     "BEGIN;"
