@@ -28,4 +28,23 @@ void sky_test_azurite_start_queue(sky_test_azurite *a);
 /* SIGTERM, then SIGKILL after 10 s; removes the temp folder. Returns the exit status. */
 int sky_test_azurite_stop(sky_test_azurite *a);
 
+/*
+ * One Azurite for a whole test file: defines the cmocka group setup and teardown
+ * `group_setup` and `group_teardown`, which start the file's @p az with @p start
+ * (sky_test_azurite_start or _start_queue) and stop it.
+ */
+#define SKY_TEST_AZURITE_GROUP(az, start)                                                          \
+    static int group_setup(void **state)                                                           \
+    {                                                                                              \
+        (void)state;                                                                               \
+        start(&(az));                                                                              \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int group_teardown(void **state)                                                        \
+    {                                                                                              \
+        (void)state;                                                                               \
+        sky_test_azurite_stop(&(az));                                                              \
+        return 0;                                                                                  \
+    }
+
 #endif

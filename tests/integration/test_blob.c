@@ -147,19 +147,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    sky_test_azurite_start(&g_az);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    sky_test_azurite_stop(&g_az);
-    return 0;
-}
+SKY_TEST_AZURITE_GROUP(g_az, sky_test_azurite_start)
 
 /* ---- small helpers: run one op and wait ---- */
 

@@ -30,19 +30,7 @@
 /* One Azurite queue service for the whole file: starting node takes seconds. */
 static sky_test_azurite g_az;
 
-static int group_setup(void **state)
-{
-    (void)state;
-    sky_test_azurite_start_queue(&g_az);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    sky_test_azurite_stop(&g_az);
-    return 0;
-}
+SKY_TEST_AZURITE_GROUP(g_az, sky_test_azurite_start_queue)
 
 /* ---- the library ---- */
 
