@@ -5,7 +5,9 @@
  * - the default --max-body is 16 MiB: a 12 MiB body is read and judged (malformed JSON:
  *   400), a body over 16 MiB gets 413 request_too_large in OpenAI's JSON;
  * - the --state file it makes is in WAL mode with a schema version (PRAGMA user_version),
- *   and the usage record of a call is in it.
+ *   and the usage record of a call is in it;
+ * - a key made through the admin API is kept hashed: its SHA-256 in the file, the key
+ *   itself nowhere in the file or its WAL (issue 18, "returned once, stored hashed").
  * Real processes on loopback: one `skyio mock`, `skyio serve`.
  */
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "harness.h"
 #include "harness_cli.h"
 #include "harness_serve.h"
+#include "skyio/gateway.h"
 #include "skyio/json.h"
 #include "harness_group.h"
 
@@ -172,12 +175,82 @@ static void test_state_file_is_wal_and_versioned(void **state)
     sqlite3_close(h);
 }
 
+/* Whether the file @p path holds the @p len bytes at @p needle. */
+static int file_holds_bytes(const char *path, const char *needle, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    size_t cap = 64u << 20, n;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    n = fread(buf, 1, cap, f);
+    fclose(f);
+    int found = 0;
+    for (size_t i = 0; !found && i + len <= n; i++)
+        found = buf[i] == needle[0] && memcmp(buf + i, needle, len) == 0;
+    free(buf);
+    return found;
+}
+
+static void master_env(void)
+{
+    setenv("SKY_TEST_MASTER", "sk-master-config-test-5a1e", 1);
+}
+
+static void test_admin_key_kept_hashed(void **state)
+{
+    (void)state;
+    char path[512], db[512], wal[600], key[128], hx[2 * SKY_GATEWAY_SHA256_LEN + 1];
+    unsigned char h[SKY_GATEWAY_SHA256_LEN];
+    uv_loop_t *loop;
+    sky_http_client *client;
+    sky_test_serve s;
+    sky_test_result r;
+    snprintf(db, sizeof(db), "%s/admin.db", env.dir);
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    sky_test_gateway_config(
+        path, sizeof(path), env.dir,
+        "{\"models\": {\"m\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]}}\n",
+        env.mock.base_url);
+    const char *const args[] = {"--config",        path, "--state", db, "--admin-key-env",
+                                "SKY_TEST_MASTER", NULL};
+    sky_test_serve_start_named(&s, env.dir, "admin", args, master_env);
+    sky_test_client_open(&loop, &client);
+    sky_test_serve_call(&s, loop, client, "POST", "/admin/keys", "{\"name\":\"team\"}",
+                        "sk-master-config-test-5a1e", NULL, &r);
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    assert_non_null(j);
+    snprintf(key, sizeof(key), "%s", sky_json_str(j, "key", ""));
+    json_decref(j);
+    sky_test_result_free(&r);
+    assert_true(strlen(key) > 16);
+    /* the key works, then the files are read while serve still runs (the WAL not folded in)
+     * and after it stopped */
+    sky_test_serve_call(&s, loop, client, "GET", "/v1/models", NULL, key, NULL, &r);
+    assert_int_equal(r.status, 200);
+    sky_test_result_free(&r);
+    assert_int_equal(sky_gateway_key_hash(sky_span_cstr(key), h), 0);
+    for (size_t i = 0; i < sizeof(h); i++)
+        sprintf(hx + 2 * i, "%02x", h[i]);
+    assert_false(file_holds_bytes(db, key, strlen(key)));
+    assert_false(file_holds_bytes(wal, key, strlen(key)));
+    assert_true(file_holds_bytes(db, hx, strlen(hx)) || file_holds_bytes(wal, hx, strlen(hx)));
+    sky_test_client_close(loop, client);
+    sky_test_serve_stop_ok(&s);
+    assert_false(file_holds_bytes(db, key, strlen(key)));
+    assert_false(file_holds_bytes(wal, key, strlen(key)));
+    assert_true(file_holds_bytes(db, hx, strlen(hx)) || file_holds_bytes(wal, hx, strlen(hx)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_in_the_file_are_refused),
         cmocka_unit_test(test_default_max_body_is_16_mib),
         cmocka_unit_test(test_state_file_is_wal_and_versioned),
+        cmocka_unit_test(test_admin_key_kept_hashed),
     };
     return sky_test_run_group(tests, setup, teardown);
 }
