@@ -45,4 +45,14 @@ void sky_test_run_skyio(sky_test_cli_out *r, const char *sub, const char *fmt, .
  */
 json_t *sky_test_cli_json(const sky_test_cli_out *r);
 
+/*
+ * Run the shell command line @p cmd and capture its stdout (its stderr too with 2>&1 in
+ * it) into @p out, NUL-terminated, @p cap - 1 bytes at most. The exit must be a normal
+ * one; returns its code.
+ */
+int sky_test_shell(const char *cmd, char *out, size_t cap);
+
+/* Seconds on the monotonic clock, to time a command. */
+double sky_test_now_s(void);
+
 #endif

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "harness_cli.h"
 #include "skyio/arm.h"
 #include "skyio/credential.h"
 #include "skyio/json.h"
@@ -559,18 +560,8 @@ static void test_throttling_while_polling(void **state)
 
 /* ---- the commands, as a user runs them ---- */
 
-/* Run a shell command; stdout into @p out. Returns the exit status. */
-static int run_cmd(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
+/* `skyio ARGS` (from @p fmt) against @p m with a token; stdout into @p out. Returns the exit
+ * status. */
 static int cli(const sky_test_mock *m, char *out, size_t cap, const char *fmt, ...)
     SKY_PRINTF(4, 5);
 
@@ -585,7 +576,7 @@ static int cli(const sky_test_mock *m, char *out, size_t cap, const char *fmt, .
              "SKYIO_ARM_TOKEN=secret-token-123 SKYIO_ARM_ENDPOINT=%s AZURE_SUBSCRIPTION_ID=sub-1 "
              "%s %s",
              m->base_url, SKY_TEST_BIN, args);
-    return run_cmd(cmd, out, cap);
+    return sky_test_shell(cmd, out, cap);
 }
 
 static void test_resume_in_new_process(void **state)
@@ -784,7 +775,7 @@ static void test_no_token_is_refused(void **state)
              "AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 %s group show g "
              "--subscription s 2>&1",
              m.base_url, SKY_TEST_BIN);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 3);
+    assert_int_equal(sky_test_shell(cmd, out, sizeof(out)), 3);
     assert_int_equal(sky_test_mock_stop(&m), 0);
 }
 
@@ -947,13 +938,6 @@ static void test_foreign_poll_url_refused(void **state)
     env_stop(&e);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * An endpoint that never answered and cannot be reached (connection refused, unknown host,
  * TLS failure) stops the command at once with exit 3 and says why, instead of retrying for a
@@ -966,9 +950,9 @@ static void expect_unreachable(const char *endpoint, const char *args, const cha
              "SKYIO_ARM_TOKEN=secret-token-123 SKYIO_ARM_ENDPOINT=%s AZURE_SUBSCRIPTION_ID=sub-1 "
              "timeout 120 %s %s 2>&1",
              endpoint, SKY_TEST_BIN, args);
-    double t0 = now_s();
-    int rc = run_cmd(cmd, out, sizeof(out));
-    double secs = now_s() - t0;
+    double t0 = sky_test_now_s();
+    int rc = sky_test_shell(cmd, out, sizeof(out));
+    double secs = sky_test_now_s() - t0;
     if (rc != 3 || secs > 10 || strstr(out, "cannot reach the endpoint") == NULL ||
         strstr(out, why) == NULL)
         fail_msg("%s: exit %d after %.1f s:\n%s", cmd, rc, secs, out);

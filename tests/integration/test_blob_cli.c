@@ -383,13 +383,6 @@ static void test_links_at_each_depth(void **state)
     run_cli(dir, &r, "rb", "links", NULL);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Every command against @p endpoint: exit 3 within seconds, saying why, writing nothing. */
 static void expect_unreachable(const char *dir, const char *endpoint, const char *why)
 {
@@ -415,10 +408,10 @@ static void expect_unreachable(const char *dir, const char *endpoint, const char
     };
     for (size_t i = 0; i < SKY_ARRAY_LEN(cmds); i++) {
         const char *const *a = cmds[i];
-        double t0 = now_s();
+        double t0 = sky_test_now_s();
         /* the variadic list ends at the first NULL of a */
         run_cli(dir, &r, a[0], "--connection-string", cs, "--json", a[1], a[2], a[3], NULL);
-        double secs = now_s() - t0;
+        double secs = sky_test_now_s() - t0;
         if (r.code != 3 || secs > 10 || strstr(r.err, "cannot reach the endpoint") == NULL ||
             strstr(r.err, why) == NULL)
             fail_msg("%s %s on %s: exit %d after %.1f s:\n%s", a[0], a[1] ? a[1] : "", endpoint,

@@ -53,15 +53,6 @@ static int64_t stat_int(json_t *stats, const char *path)
     return json_integer_value(v);
 }
 
-/* One stat of the mock, read with one stats request. */
-static int64_t mock_stat(fixture *f, const char *path)
-{
-    json_t *stats = sky_test_mock_stats(&f->mock);
-    int64_t v = stat_int(stats, path);
-    json_decref(stats);
-    return v;
-}
-
 /* A GET of @p url that must end with @p err_code and @p status. */
 static void expect_get(fixture *f, const char *url, int err_code, int status)
 {
@@ -788,7 +779,7 @@ static void test_tls_http2_multiplex(void **state)
     post_expect_http2(&f);
     post_many(&f, &m, 60000);
     /* all 101 requests shared one connection; the stats request is the second */
-    assert_int_equal(mock_stat(&f, "connections"), 2);
+    assert_int_equal(sky_test_mock_stat(&f.mock, "connections"), 2);
     fixture_close(&f);
 }
 
@@ -875,7 +866,7 @@ static void test_tls_http2_large_bodies(void **state)
         free(bodies[i]);
     }
     /* one connection for all of them; the stats request is the second */
-    assert_int_equal(mock_stat(&f, "connections"), 2);
+    assert_int_equal(sky_test_mock_stat(&f.mock, "connections"), 2);
     fixture_close(&f);
 }
 
