@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "harness_postgres.h"
+#include "harness_store.h"
 #include "sqlite_schema_v1.h"
 #include "store/store.h"
 
@@ -81,19 +82,6 @@ static void on_keys(const sky_error *err, const sky__store_key *keys, size_t n, 
         snprintf(w->key_name, sizeof(w->key_name), "%s", keys[0].name);
 }
 
-static sky__store *open_url(uv_loop_t *loop, const char *url)
-{
-    sky__store_options o;
-    sky__store_options_init(&o);
-    o.url = url;
-    sky__store *s = NULL;
-    sky_error err;
-    sky_error_clear(&err);
-    if (sky__store_open_sync(loop, &o, &s, &err) != 0)
-        fail_msg("opening %s: %s", url, err.message);
-    return s;
-}
-
 static int file_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -105,16 +93,6 @@ static int file_version(const char *path)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
-}
-
-static void exec_file(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    char *msg = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", path, msg ? msg : "?");
-    sqlite3_close(db);
 }
 
 /* ---- an earlier schema's file */
@@ -140,10 +118,10 @@ static void sqlite_first_schema_file_opens(void **state)
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(old, sizeof(old), "%s/old.db", dir);
     snprintf(fresh, sizeof(fresh), "%s/fresh.db", dir);
-    exec_file(old, schema_v1_file);
+    sky_test_sqlite_exec(old, schema_v1_file);
     uv_loop_t *loop = sky_test_loop_new();
-    sky__store_close_sync(loop, open_url(loop, fresh)); /* the current version */
-    sky__store *s = open_url(loop, old);
+    sky__store_close_sync(loop, sky_test_store_open(loop, fresh)); /* the current version */
+    sky__store *s = sky_test_store_open(loop, old);
     waiter w = {0};
     sky__store_doc_get(s, "team-old", "resp_old", on_value, &w);
     wait_for(loop, &w);
@@ -180,7 +158,7 @@ static void sqlite_newer_file_is_refused(void **state)
     char dir[256], path[300];
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/newer.db", dir);
-    exec_file(path, "CREATE TABLE t(x); PRAGMA user_version = 9999;");
+    sky_test_sqlite_exec(path, "CREATE TABLE t(x); PRAGMA user_version = 9999;");
     uv_loop_t *loop = sky_test_loop_new();
     sky__store_options o;
     sky__store_options_init(&o);
@@ -271,12 +249,12 @@ static void evil_keys(uv_loop_t *loop, sky__store *s)
 static void values_stay_values(const char *url)
 {
     uv_loop_t *loop = sky_test_loop_new();
-    sky__store *s = open_url(loop, url);
+    sky__store *s = sky_test_store_open(loop, url);
     evil_docs(loop, s);
     evil_usage(loop, s);
     evil_keys(loop, s);
     sky__store_close_sync(loop, s);
-    s = open_url(loop, url); /* the tables are all still there */
+    s = sky_test_store_open(loop, url); /* the tables are all still there */
     waiter w = {0};
     sky__store_doc_get(s, evil_scope, evil_id, on_value, &w);
     wait_for(loop, &w);
@@ -306,7 +284,7 @@ static void postgres_next_host(int port)
     snprintf(url, sizeof(url), "postgresql://skyio@127.0.0.1:%d,127.0.0.1:%d/postgres",
              sky_test_closed_port(), port);
     uv_loop_t *loop = sky_test_loop_new();
-    sky__store *s = open_url(loop, url);
+    sky__store *s = sky_test_store_open(loop, url);
     waiter w = {0};
     sky__store_doc_get(s, evil_scope, evil_id, on_value, &w);
     wait_for(loop, &w);

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "harness_store.h"
 #include "sqlite_schema_v1.h"
 #include "store/store.h"
 
@@ -105,15 +106,6 @@ static sqlite3 *open_file(const char *path)
     return db;
 }
 
-static void exec_file(const char *path, const char *sql)
-{
-    sqlite3 *db = open_file(path);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", path, msg ? msg : "?");
-    sqlite3_close(db);
-}
-
 static int64_t query_int(const char *path, const char *sql)
 {
     sqlite3 *db = open_file(path);
@@ -171,19 +163,6 @@ static void on_totals(const sky_error *err, const sky__store_usage_total *rows, 
         s->tokens_out = rows[i].tokens_out;
         s->cost = rows[i].cost;
     }
-}
-
-static sky__store *open_store(uv_loop_t *loop, const char *path)
-{
-    sky__store_options o;
-    sky__store_options_init(&o);
-    o.url = path;
-    sky__store *s = NULL;
-    sky_error err;
-    sky_error_clear(&err);
-    if (sky__store_open_sync(loop, &o, &s, &err) != 0)
-        fail_msg("opening %s: %s", path, err.message);
-    return s;
 }
 
 static void flush(uv_loop_t *loop, sky__store *s)
@@ -274,13 +253,13 @@ static void schema_1_file_keeps_its_totals(void **state)
     char dir[256], path[300];
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/v1.db", dir);
-    exec_file(path, schema_v1);
+    sky_test_sqlite_exec(path, schema_v1);
     static table want, got;
     memset(&want, 0, sizeof(want));
     write_v1_records(path, 5000, &want);
 
     uv_loop_t *loop = sky_test_loop_new();
-    sky__store *s = open_store(loop, path);
+    sky__store *s = sky_test_store_open(loop, path);
     read_totals(loop, s, &got);
     assert_same(&want, &got);
     for (int i = 5000; i < 6100; i++) /* and later records add to them */
@@ -323,7 +302,7 @@ static void two_stores_migrate_one_file(void **state)
     char dir[256], path[300];
     sky_test_tmpdir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/v1.db", dir);
-    exec_file(path, schema_v1);
+    sky_test_sqlite_exec(path, schema_v1);
     static table want, got;
     memset(&want, 0, sizeof(want));
     write_v1_records(path, 20000, &want);
@@ -402,7 +381,7 @@ static void many_batches_add_up(void **state)
     static table want, got;
     memset(&want, 0, sizeof(want));
     uv_loop_t *loop = sky_test_loop_new();
-    sky__store *s = open_store(loop, path);
+    sky__store *s = sky_test_store_open(loop, path);
     int i = 0;
     for (; i < 10240; i++) /* full batches of 512, written as the queue fills */
         append(s, &want, i);
@@ -414,7 +393,7 @@ static void many_batches_add_up(void **state)
         flush(loop, s);
     }
     sky__store_close_sync(loop, s); /* reopened: the totals are on the file */
-    s = open_store(loop, path);
+    s = sky_test_store_open(loop, path);
     for (int j = 0; j < 100; j++, i++) /* queued at close: close writes them */
         append(s, &want, i);
     sky__store_close_sync(loop, s);
