@@ -1023,6 +1023,20 @@ static sky_blob_client *fault_client(fault_fixture *ff, const char *key, sky_cre
     return c;
 }
 
+/* Upload @p path to c/b (@p up), or download c/b to @p path, with @p to: start it and run
+ * until its callback (20 s at most). */
+static void fault_transfer(fault_fixture *ff, sky_blob_client *c, int up, const char *path,
+                           const sky_blob_transfer_options *to, outcome *o)
+{
+    sky_error e;
+    sky_error_clear(&e);
+    memset(o, 0, sizeof(*o));
+    int rc = up ? sky_blob_upload_file(c, "c", "b", path, to, on_done, o, NULL, &e)
+                : sky_blob_download_file(c, "c", "b", path, to, on_done, o, NULL, &e);
+    assert_int_equal(rc, 0);
+    assert_true(sky_test_run_until(ff->loop, &o->done, 20000));
+}
+
 static void fault_run(fault_fixture *ff, sky_blob_client *c, outcome *o)
 {
     memset(o, 0, sizeof(*o));
@@ -1125,11 +1139,7 @@ static void test_streamed_blocks_retried_whole(void **state)
         ff->sc.ok_status = 201;
         ff->sc.block_fail_left = 2;
         outcome o;
-        memset(&o, 0, sizeof(o));
-        sky_error e;
-        sky_error_clear(&e);
-        assert_int_equal(sky_blob_upload_file(c, "c", "b", src, &to, on_done, &o, NULL, &e), 0);
-        assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+        fault_transfer(ff, c, 1, src, &to, &o);
         if (o.err_code)
             fail_msg("pass %d: %s", pass, o.message);
         assert_int_equal(o.stats.blocks_sent, 3);
@@ -1228,11 +1238,7 @@ static void test_download_range_cut_and_retried(void **state)
     to.block_size = 1024u * 1024;
     to.concurrency = 2;
     outcome o;
-    memset(&o, 0, sizeof(o));
-    sky_error e;
-    sky_error_clear(&e);
-    assert_int_equal(sky_blob_download_file(c, "c", "b", dst, &to, on_done, &o, NULL, &e), 0);
-    assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+    fault_transfer(ff, c, 0, dst, &to, &o);
     if (o.err_code)
         fail_msg("download: %s", o.message);
     assert_int_equal(o.stats.blocks_sent, 4);
@@ -1275,13 +1281,9 @@ static void test_download_verifies_md5(void **state)
         sky_blob_transfer_options_init(&to);
         to.block_size = 100000;
         to.verify_md5 = verify[i];
-        outcome o;
-        memset(&o, 0, sizeof(o));
-        sky_error e;
-        sky_error_clear(&e);
         unlink(dst);
-        assert_int_equal(sky_blob_download_file(c, "c", "b", dst, &to, on_done, &o, NULL, &e), 0);
-        assert_true(sky_test_run_until(ff->loop, &o.done, 20000));
+        outcome o;
+        fault_transfer(ff, c, 0, dst, &to, &o);
         if (fails[i]) {
             assert_int_equal(o.err_code, SKY_EIO);
             assert_non_null(strstr(o.message, "do not match the blob's Content-MD5"));
