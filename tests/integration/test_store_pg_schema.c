@@ -7,8 +7,8 @@
  *   columns a row, the sums added by the gateway) open with the current skyio, are migrated
  *   to version 4 (the records packed, a row per group, read one a row through the view
  *   skyio_usage) with every record read back as written, one by one, and their totals what
- *   they were; records written afterwards add to them; a version 3 gateway's rows, written
- *   into the view, still land;
+ *   they were; records written afterwards add to them; a version 3 gateway's COPY, into the
+ *   view now, still lands;
  * - packed rows (several a group, several COPYs of them, several deployments) come back
  *   through the view record by record, each value with its own record;
  * - a database from a newer skyio is refused with the version in the message;
@@ -404,10 +404,21 @@ static void version3_database_is_migrated(void **state)
     sql(v2_step, NULL, 0);
     sql(v3_step, NULL, 0);
     assert_migrated(3);
-    /* a version 3 gateway still running (its COPY goes to the view now): its rows land in
-     * version 3's table, read through the view as before */
-    sql("INSERT INTO skyio_usage VALUES (1796342400000, 'team-d', 'm', 'd4', 200, 1, 2, 3, 0)",
-        NULL, 0);
+    /* a version 3 gateway still running: its COPY goes to the view now, and its rows land
+     * in version 3's table, read through the view as before */
+    PGconn *c = PQconnectdb(pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "COPY skyio_usage(time_ms, key_name, model, deployment, status,"
+                            " tokens_in, tokens_out, latency_us, cost) FROM STDIN");
+    assert_int_equal(PQresultStatus(r), PGRES_COPY_IN);
+    PQclear(r);
+    static const char row[] = "1796342400000\tteam-d\tm\td4\t200\t1\t2\t3\t0\n";
+    assert_int_equal(PQputCopyData(c, row, (int)strlen(row)), 1);
+    assert_int_equal(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
     char v[64];
     sql("SELECT count(*) FROM skyio_usage_rows WHERE key_name = 'team-d'", v, sizeof(v));
     assert_string_equal(v, "1");
