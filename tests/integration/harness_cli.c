@@ -117,3 +117,13 @@ double sky_test_now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+void sky_test_shell_unreachable(const char *cmd, const char *why, char *out, size_t cap)
+{
+    double t0 = sky_test_now_s();
+    int rc = sky_test_shell(cmd, out, cap);
+    double secs = sky_test_now_s() - t0;
+    if (rc != 3 || secs > 10 || strstr(out, "cannot reach the endpoint") == NULL ||
+        strstr(out, why) == NULL)
+        fail_msg("%s: exit %d after %.1f s:\n%s", cmd, rc, secs, out);
+}

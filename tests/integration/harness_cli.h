@@ -52,6 +52,13 @@ json_t *sky_test_cli_json(const sky_test_cli_out *r);
  */
 int sky_test_shell(const char *cmd, char *out, size_t cap);
 
+/*
+ * Run @p cmd with sky_test_shell, its output into @p out: it must exit 3 within 10 s,
+ * saying it cannot reach the endpoint and @p why (an error name); else the test fails,
+ * showing the command, its exit, its time and its output.
+ */
+void sky_test_shell_unreachable(const char *cmd, const char *why, char *out, size_t cap);
+
 /* Seconds on the monotonic clock, to time a command. */
 double sky_test_now_s(void);
 
