@@ -247,16 +247,23 @@ static void write_v1_records(const char *path, int n, table *want)
     sqlite3_close(db);
 }
 
+/* A schema 1 file, v1.db in a new temp folder @p dir (its path in @p path), holding @p n
+ * records whose sums go to @p want. */
+static void v1_file(char *dir, size_t dir_len, char *path, size_t path_len, int n, table *want)
+{
+    sky_test_tmpdir(dir, dir_len);
+    snprintf(path, path_len, "%s/v1.db", dir);
+    sky_test_sqlite_exec(path, schema_v1);
+    memset(want, 0, sizeof(*want));
+    write_v1_records(path, n, want);
+}
+
 static void schema_1_file_keeps_its_totals(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/v1.db", dir);
-    sky_test_sqlite_exec(path, schema_v1);
     static table want, got;
-    memset(&want, 0, sizeof(want));
-    write_v1_records(path, 5000, &want);
+    v1_file(dir, sizeof(dir), path, sizeof(path), 5000, &want);
 
     uv_loop_t *loop = sky_test_loop_new();
     sky__store *s = sky_test_store_open(loop, path);
@@ -300,12 +307,8 @@ static void two_stores_migrate_one_file(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    sky_test_tmpdir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/v1.db", dir);
-    sky_test_sqlite_exec(path, schema_v1);
     static table want, got;
-    memset(&want, 0, sizeof(want));
-    write_v1_records(path, 20000, &want);
+    v1_file(dir, sizeof(dir), path, sizeof(path), 20000, &want);
     uv_loop_t *loop = sky_test_loop_new();
     sky__store_options o;
     sky__store_options_init(&o);
