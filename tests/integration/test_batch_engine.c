@@ -102,11 +102,17 @@ static void run_open(run *r, const char *base_url, const char *key, int n, int c
 }
 
 /* Start, and run the loop until FINISHED (at most @p timeout_ms). */
-static void run_to_end(run *r, uint64_t timeout_ms)
+/* Start the batch unless it has been; once only. */
+static void run_start(run *r)
 {
     if (!r->started)
         assert_int_equal(sky_batch_start(r->batch), 0);
     r->started = 1;
+}
+
+static void run_to_end(run *r, uint64_t timeout_ms)
+{
+    run_start(r);
     assert_true(sky_test_run_until(r->loop, &r->finished, timeout_ms));
 }
 
@@ -212,8 +218,7 @@ static void test_graceful_stop_records_what_was_sent(void **state)
     memset(&m, 0, sizeof(m));
     sky_test_mock_start(&m, margs);
     run_open(&r, m.base_url, NULL, 40, 4);
-    assert_int_equal(sky_batch_start(r.batch), 0);
-    r.started = 1;
+    run_start(&r);
     assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 1, 20000) >= 1);
     assert_int_equal(sky_batch_stop(r.batch, SKY_BATCH_STOP_GRACEFUL, &info), 0);
     assert_true(info.on_wire >= 1 && info.on_wire <= 4);
@@ -245,8 +250,7 @@ static void test_reads_follow_the_concurrency_limit(void **state)
     memset(&m, 0, sizeof(m));
     sky_test_mock_start(&m, margs);
     run_open(&r, m.base_url, NULL, 200, 4);
-    assert_int_equal(sky_batch_start(r.batch), 0);
-    r.started = 1;
+    run_start(&r);
     assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 4, 20000) >= 4);
     sky_batch_get_progress(r.batch, &p);
     print_message("sending %llu, waiting %llu of 200 lines, 4 slots\n",
@@ -278,8 +282,7 @@ static void test_backoffs_do_not_hold_the_reading(void **state)
     g_max_retries = 1;
     run_open(&r, m.base_url, NULL, 200, 4);
     g_backoff_ms = 0;
-    assert_int_equal(sky_batch_start(r.batch), 0);
-    r.started = 1;
+    run_start(&r);
     assert_true(sky_test_wait_stat(r.loop, &m, "endpoints.chat", 200, 30000) >= 200);
     assert_int_equal(sky_batch_stop(r.batch, SKY_BATCH_STOP_GRACEFUL, NULL), 0);
     run_to_end(&r, 60000);
