@@ -27,6 +27,9 @@ void sky__gw_budget_init(gw_budget *b, double rpm, double tpm, uint64_t now_ms)
     b->reqs = b->rpm;
     b->toks = b->tpm;
     b->at_ms = now_ms;
+    memset(&b->lease, 0, sizeof(b->lease));
+    b->lease.level_reqs = b->rpm; /* nothing heard yet: the shared bucket is taken as full */
+    b->lease.level_toks = b->tpm;
 }
 
 /* Milliseconds until @p level reaches @p want, refilling @p per_minute. */
@@ -70,6 +73,10 @@ void sky__gw_budget_settle(gw_budget *b, int64_t charged, int64_t used)
 {
     if (b->tpm <= 0 || used < 0)
         return;
+    if (b->lease.shared && b->lease.state != GW_LEASE_LOCAL) {
+        b->lease.give_toks += charged - used; /* back to Redis with the next lease */
+        return;
+    }
     b->toks = fmin(b->tpm, b->toks + (double)charged - (double)used);
 }
 

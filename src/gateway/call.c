@@ -49,10 +49,13 @@ static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admissi
     gw_daily_view day;
     sky__gw_shared_lock(g->shared);
     int over = sky__gw_daily_check(key->budget, key, sky__store_now_ms(), &day);
-    int rc = over ? -1 : sky__gw_budget_take(key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
+    int rc =
+        over ? -1 : sky__gw_budget_admit(g, key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
     if (over)
         sky__gw_shared_usage_counts(g->shared)->daily_refused[day.refused]++;
     sky__gw_shared_unlock(g->shared);
+    if (!over)
+        sky__gw_budget_lease(g, key); /* the shared bucket's next chunk, ahead of time */
     if (key->daily_tokens > 0 || key->daily_cost > 0)
         sky__gw_usage_sync(g, key); /* what the gateways beside this one used */
     if (rc == 0)

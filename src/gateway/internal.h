@@ -42,6 +42,21 @@ typedef struct gw_deployment {
  * requests fall back to in the gateway's models (the routing module's). */
 typedef sky_route_model gw_model;
 
+/* A key's lease of its budget shared by the gateways side by side (budget_lease.c,
+ * budget_shared.c): what this gateway took from the bucket in Redis and has not spent. */
+enum { GW_LEASE_NEW = 0, GW_LEASE_SHARED, GW_LEASE_LOCAL };
+typedef struct gw_lease {
+    int state;         /* GW_LEASE_*: no answer yet, leased, or Redis away (the local bucket) */
+    int shared;        /* taken from the lease at least once: settlements go back to Redis */
+    int leasing;       /* a lease on its way (one a key) */
+    double reqs, toks; /* leased, not spent; below 0: spent ahead of a lease (a chunk at most) */
+    double level_reqs, level_toks; /* the shared bucket at the last answer, less borrowed since */
+    int64_t give_toks;             /* settlements, to go back with the next lease */
+    int64_t need_toks;             /* the largest charge that did not fit since the last lease */
+    uint64_t answered_ms, wait_ms; /* the last answer: when, and the bucket's wait */
+    uint64_t next_ms;              /* no lease before this */
+} gw_lease;
+
 /* A key's budget: requests and tokens a minute, as buckets (see budget.c); 0: none. */
 typedef struct gw_budget {
     double rpm, tpm;
@@ -52,6 +67,7 @@ typedef struct gw_budget {
     int64_t day_tokens;
     double day_cost;
     int64_t synced_ms; /* when the shared counters were last asked (0: never) */
+    gw_lease lease;    /* with a Redis store: the shared bucket's lease (budget_shared.c) */
 } gw_budget;
 
 enum { GW_BUDGET_REQUESTS = 1, GW_BUDGET_TOKENS };
@@ -316,6 +332,7 @@ gw_budget *sky__gw_shared_budget_of(gw_shared *s, const char *name);
 typedef struct gw_usage_counts {
     uint64_t unpriced;         /* calls of a model without a price (cost 0) */
     uint64_t daily_refused[3]; /* by GW_DAILY_TOKENS, GW_DAILY_COST */
+    uint64_t budget_local;     /* calls a shared budget let through alone (Redis away) */
 } gw_usage_counts;
 gw_usage_counts *sky__gw_shared_usage_counts(gw_shared *s);
 /* Loop @p loop's deployments as it sees them now (@p v malloc'd, taken over). */
@@ -417,6 +434,32 @@ void sky__gw_format_duration(uint64_t ms, char *out, size_t len);
 void sky__gw_budget_headers(sky_server_req *r, const gw_budget_view *v);
 /* Answer 429 as OpenAI does: retry-after, retry-after-ms, x-ratelimit-*, the error JSON. */
 void sky__gw_budget_refuse(sky_server_req *r, const gw_key *key, const gw_budget_view *v);
+
+/* The lease's rules (budget_lease.c, under the shared lock; time as an argument). A leased
+ * budget's take: from the lease, or ahead of it while the shared bucket had room. */
+struct sky__store_lease_ask;
+struct sky__store_lease_answer;
+int sky__gw_lease_take(gw_budget *b, uint64_t now_ms, int64_t tokens, gw_budget_view *out);
+/* 1 when a lease is due (then @p ask is filled and the budget waits for its answer). */
+int sky__gw_lease_due(gw_budget *b, uint64_t now_ms, struct sky__store_lease_ask *ask);
+void sky__gw_lease_answered(gw_budget *b, uint64_t now_ms, const struct sky__store_lease_ask *ask,
+                            const struct sky__store_lease_answer *a);
+/* Redis away: the local bucket takes over from what the shared one had; retried later. */
+void sky__gw_lease_failed(gw_budget *b, uint64_t now_ms, const struct sky__store_lease_ask *ask);
+
+/* ---- budget_shared.c: the keys' minute budgets shared through Redis ---- */
+typedef struct gw_leases gw_leases;
+/* With a store that keeps buckets (Redis): the leaser, or NULL. */
+gw_leases *sky__gw_leases_new(sky_gateway *g, struct sky__store *store);
+/* With the gateway: freed once its leases in flight have answered. */
+void sky__gw_leases_free(gw_leases *l);
+/* The gateway's leaser (usage_store.c keeps it with the counters), or NULL. */
+gw_leases *sky__gw_leases_of(const sky_gateway *g);
+/* Under the shared lock: the call charged to the key's budget, shared or local. */
+int sky__gw_budget_admit(sky_gateway *g, gw_budget *b, uint64_t now_ms, int64_t tokens,
+                         gw_budget_view *out);
+/* After the lock: the key's next lease asked when it is due (never waited for). */
+void sky__gw_budget_lease(sky_gateway *g, const gw_key *key);
 
 /* ---- daily.c: a key's daily caps (under the shared lock; time: Unix ms, UTC) ---- */
 enum { GW_DAILY_TOKENS = 1, GW_DAILY_COST };

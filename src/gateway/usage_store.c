@@ -23,7 +23,8 @@
 struct gw_counters {
     sky_gateway *g; /* NULL once the gateway is gone */
     sky__store *store;
-    int calls; /* in flight: the last one frees a closed counters */
+    int calls;         /* in flight: the last one frees a closed counters */
+    gw_leases *leases; /* the keys' minute budgets shared (budget_shared.c); NULL: none */
 };
 
 /* One counter add in flight. */
@@ -60,6 +61,7 @@ void sky__gw_set_counters(sky_gateway *g, struct sky__store *store)
         if (g->counters) {
             g->counters->g = g;
             g->counters->store = store;
+            g->counters->leases = sky__gw_leases_new(g, store);
         }
     }
 }
@@ -68,6 +70,8 @@ void sky__gw_counters_free(struct gw_counters *c)
 {
     if (c == NULL)
         return;
+    sky__gw_leases_free(c->leases);
+    c->leases = NULL;
     c->g = NULL;
     if (c->calls == 0)
         free(c);
@@ -90,6 +94,11 @@ static void on_counted(const sky_error *err, int64_t value, void *ud)
     if (c->g == NULL && c->calls == 0)
         free(c);
     free(call);
+}
+
+gw_leases *sky__gw_leases_of(const sky_gateway *g)
+{
+    return g->counters ? g->counters->leases : NULL;
 }
 
 /* Add @p delta (0: only read) to key @p key's counter of the day of @p now_ms. */
@@ -225,7 +234,11 @@ int sky__gw_usage_metrics(sky_buf *b, const sky_gateway *g)
         "reached a daily cap, by cap.\n"
         "# TYPE skyio_gateway_key_daily_refused_total counter\n"
         "skyio_gateway_key_daily_refused_total{cap=\"tokens\"} %llu\n"
-        "skyio_gateway_key_daily_refused_total{cap=\"cost\"} %llu\n",
+        "skyio_gateway_key_daily_refused_total{cap=\"cost\"} %llu\n"
+        "# HELP skyio_gateway_key_budget_local_total Calls a key's minute budget shared through "
+        "Redis decided alone, Redis away.\n"
+        "# TYPE skyio_gateway_key_budget_local_total counter\n"
+        "skyio_gateway_key_budget_local_total %llu\n",
         (unsigned long long)c->unpriced, (unsigned long long)c->daily_refused[GW_DAILY_TOKENS],
-        (unsigned long long)c->daily_refused[GW_DAILY_COST]);
+        (unsigned long long)c->daily_refused[GW_DAILY_COST], (unsigned long long)c->budget_local);
 }

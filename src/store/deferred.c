@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-typedef enum { D_DONE, D_VALUE, D_COUNT, D_TOTALS, D_KEYS } deferred_kind;
+typedef enum { D_DONE, D_VALUE, D_COUNT, D_TOTALS, D_KEYS, D_LEASE } deferred_kind;
 
 struct sky__deferred {
     sky__deferred *next;
@@ -18,10 +18,13 @@ struct sky__deferred {
         sky__store_count_cb count;
         sky__store_totals_cb totals;
         sky__store_keys_cb keys;
+        sky__store_lease_cb lease;
     } cb;
     void *ud;
     sky_error err;
 };
+
+static const sky__store_lease_answer no_lease;
 
 static void run_one(sky__deferred *d)
 {
@@ -40,6 +43,9 @@ static void run_one(sky__deferred *d)
         break;
     case D_KEYS:
         d->cb.keys(&d->err, NULL, 0, d->ud);
+        break;
+    case D_LEASE:
+        d->cb.lease(&d->err, &no_lease, d->ud);
         break;
     }
 }
@@ -104,6 +110,11 @@ void sky__store_fail_value(sky__store *s, sky__store_value_cb cb, void *ud, cons
 void sky__store_fail_count(sky__store *s, sky__store_count_cb cb, void *ud, const sky_error *err)
 {
     DEFER(D_COUNT, count, (err, 0, ud));
+}
+
+void sky__store_fail_lease(sky__store *s, sky__store_lease_cb cb, void *ud, const sky_error *err)
+{
+    DEFER(D_LEASE, lease, (err, &no_lease, ud));
 }
 
 void sky__store_fail_totals(sky__store *s, sky__store_totals_cb cb, void *ud, const sky_error *err)

@@ -34,6 +34,8 @@ typedef struct sky__store_vt {
     void (*key_revoke)(sky__store *s, const char *name, sky__store_done_cb cb, void *ud);
     void (*counter_add)(sky__store *s, const char *name, int64_t delta, uint64_t ttl_ms,
                         sky__store_count_cb cb, void *ud);
+    void (*bucket_lease)(sky__store *s, const char *name, const sky__store_lease_ask *ask,
+                         sky__store_lease_cb cb, void *ud);
     /** Fail every pending call with SKY_ECANCELED, release everything, then call
      *  sky__store_backend_closed(s) once (possibly later, after handles close). */
     void (*close)(sky__store *s);
@@ -94,6 +96,7 @@ void sky__store_backend_closed(sky__store *s);
 void sky__store_fail_done(sky__store *s, sky__store_done_cb cb, void *ud, const sky_error *err);
 void sky__store_fail_value(sky__store *s, sky__store_value_cb cb, void *ud, const sky_error *err);
 void sky__store_fail_count(sky__store *s, sky__store_count_cb cb, void *ud, const sky_error *err);
+void sky__store_fail_lease(sky__store *s, sky__store_lease_cb cb, void *ud, const sky_error *err);
 void sky__store_fail_totals(sky__store *s, sky__store_totals_cb cb, void *ud, const sky_error *err);
 void sky__store_fail_keys(sky__store *s, sky__store_keys_cb cb, void *ud, const sky_error *err);
 

@@ -5,6 +5,9 @@
  * bypasses the cache), a warning is logged once per outage, and a new connection is tried
  * at most every reconnect_interval_ms, on the next call.
  *
+ * A key's minute budget shared by gateways is a bucket leased from in chunks (the script
+ * below; the gateway's budget_shared.c spends the leases).
+ *
  * The cache is bounded: a Lua script (atomic on the server) stores the value, records its
  * size and its order, and evicts the oldest values while the total is over the bound.
  * An expired value's size counts until the value is evicted in its turn.
@@ -32,6 +35,7 @@
 #define CACHE_BYTES "skyio:cache#bytes"
 #define CACHE_SEQ "skyio:cache#seq"
 #define COUNTER_PREFIX "skyio:counter:"
+#define BUCKET_PREFIX "skyio:bucket:"
 
 static const char cache_put_lua[] =
     "local old = tonumber(redis.call('HGET', KEYS[3], KEYS[1]) or '0')\n"
@@ -56,6 +60,41 @@ static const char counter_add_lua[] =
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
     "return v\n";
 
+/*
+ * A key's shared minute budget: one hash (requests and tokens left, when, at which rates),
+ * refilled by the server's clock (TIME: the gateways' clocks do not matter). KEYS bucket;
+ * ARGV rpm, tpm, requests wanted, tokens wanted, tokens given back (negative: taken).
+ * Grants up to what is there; returns granted requests and tokens, the levels after, and
+ * the milliseconds until what was not granted would be there.
+ */
+static const char bucket_lease_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local h = redis.call('HMGET', KEYS[1], 'r', 't', 'at', 'rpm', 'tpm')\n"
+    "local r, k, at = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])\n"
+    "if not r or not k or not at or tonumber(h[4]) ~= rpm or tonumber(h[5]) ~= tpm then\n"
+    "  r, k, at = rpm, tpm, now end\n"
+    "local m = math.max(0, now - at) / 60000\n"
+    "r = math.min(rpm, r + m * rpm)\n"
+    "k = math.min(tpm, k + m * tpm + tonumber(ARGV[5]))\n"
+    "local function take(level, want, rate)\n"
+    "  if rate <= 0 then return 0, level, 0 end\n"
+    "  local g = math.max(0, math.min(want, math.floor(level)))\n"
+    "  level = level - g\n"
+    "  local need = math.min(want - g, rate)\n"
+    "  local w = 0\n"
+    "  if need > 0 and level < need then w = math.ceil((need - level) * 60000 / rate) end\n"
+    "  return g, level, w\n"
+    "end\n"
+    "local gr, wr, gk, wk\n"
+    "gr, r, wr = take(r, tonumber(ARGV[3]), rpm)\n"
+    "gk, k, wk = take(k, tonumber(ARGV[4]), tpm)\n"
+    "redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(k), 'at', now,\n"
+    "           'rpm', ARGV[1], 'tpm', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], 120000)\n"
+    "return {gr, gk, math.floor(r), math.floor(k), math.max(wr, wk)}\n";
+
 typedef struct redis_store {
     sky__store *store;
     redisAsyncContext *ac; /* NULL while disconnected */
@@ -79,7 +118,7 @@ typedef struct redis_store {
 #define REPLY_TIMEOUT_MS 2000
 #define WATCH_INTERVAL_MS 100
 
-typedef enum { OP_OPEN, OP_VALUE, OP_DONE, OP_COUNT, OP_SETUP } op_kind;
+typedef enum { OP_OPEN, OP_VALUE, OP_DONE, OP_COUNT, OP_LEASE, OP_SETUP } op_kind;
 
 typedef struct redis_op {
     redis_store *r;
@@ -88,6 +127,7 @@ typedef struct redis_op {
         sky__store_value_cb value;
         sky__store_done_cb done;
         sky__store_count_cb count;
+        sky__store_lease_cb lease;
     } cb;
     void *ud;
 } redis_op;
@@ -242,6 +282,25 @@ static redisAsyncContext *usable(redis_store *r, sky_error *err)
 
 /* ---- replies */
 
+/* The bucket script's five integers. */
+static void deliver_lease(redis_op *op, sky_error *e, const redisReply *rep)
+{
+    sky__store_lease_answer a;
+    memset(&a, 0, sizeof(a));
+    int64_t *out[] = {&a.reqs, &a.toks, &a.level_reqs, &a.level_toks, &a.wait_ms};
+    if (!e->code && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5))
+        sky_error_set(e, SKY_EPROTO, "redis: not a lease");
+    for (size_t i = 0; !e->code && i < 5; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            sky_error_set(e, SKY_EPROTO, "redis: not a lease");
+        else
+            *out[i] = (int64_t)rep->element[i]->integer;
+    }
+    if (e->code)
+        memset(&a, 0, sizeof(a));
+    op->cb.lease(e, &a, op->ud);
+}
+
 static void deliver(redis_op *op, const sky_error *err, const redisReply *rep)
 {
     sky_error e = *err;
@@ -261,6 +320,9 @@ static void deliver(redis_op *op, const sky_error *err, const redisReply *rep)
     case OP_DONE:
         if (op->cb.done)
             op->cb.done(&e, op->ud);
+        break;
+    case OP_LEASE:
+        deliver_lease(op, &e, rep);
         break;
     case OP_OPEN:
         if (e.code)
@@ -312,6 +374,9 @@ static void fail_op(redis_store *r, redis_op *op, const sky_error *err)
         break;
     case OP_COUNT:
         sky__store_fail_count(s, op->cb.count, op->ud, err);
+        break;
+    case OP_LEASE:
+        sky__store_fail_lease(s, op->cb.lease, op->ud, err);
         break;
     case OP_DONE:
         sky__store_fail_done(s, op->cb.done, op->ud, err);
@@ -455,6 +520,31 @@ static void redis_counter_add(sky__store *s, const char *name, int64_t delta, ui
     free(k);
 }
 
+static void redis_bucket_lease(sky__store *s, const char *name, const sky__store_lease_ask *ask,
+                               sky__store_lease_cb cb, void *ud)
+{
+    redis_store *r = s->impl;
+    redis_op *op = new_op(r, OP_LEASE, ud);
+    char *k = prefixed(BUCKET_PREFIX, name);
+    if (!op || !k) {
+        free(op);
+        free(k);
+        sky_error e = oom();
+        sky__store_fail_lease(s, cb, ud, &e);
+        return;
+    }
+    op->cb.lease = cb;
+    char v[5][32];
+    snprintf(v[0], sizeof(v[0]), "%.17g", ask->rpm > 0 ? ask->rpm : 0);
+    snprintf(v[1], sizeof(v[1]), "%.17g", ask->tpm > 0 ? ask->tpm : 0);
+    snprintf(v[2], sizeof(v[2]), "%lld", (long long)ask->want_reqs);
+    snprintf(v[3], sizeof(v[3]), "%lld", (long long)ask->want_toks);
+    snprintf(v[4], sizeof(v[4]), "%lld", (long long)ask->give_toks);
+    const char *argv[] = {"EVAL", bucket_lease_lua, "1", k, v[0], v[1], v[2], v[3], v[4]};
+    send_op(r, op, 9, argv, NULL);
+    free(k);
+}
+
 /* ---- open and close */
 
 static int redis_open(sky__store *s, sky_error *err)
@@ -517,10 +607,11 @@ static void redis_close(sky__store *s)
 
 const sky__store_vt sky__store_redis_vt = {
     .name = "redis",
-    .caps = SKY__STORE_CACHE | SKY__STORE_COUNTERS,
+    .caps = SKY__STORE_CACHE | SKY__STORE_COUNTERS | SKY__STORE_BUCKETS,
     .open = redis_open,
     .cache_get = redis_cache_get,
     .cache_put = redis_cache_put,
     .counter_add = redis_counter_add,
+    .bucket_lease = redis_bucket_lease,
     .close = redis_close,
 };

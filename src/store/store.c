@@ -329,3 +329,13 @@ void sky__store_counter_add(sky__store *s, const char *name, int64_t delta, uint
     else
         s->vt->counter_add(s, name, delta, ttl_ms, cb, ud);
 }
+
+void sky__store_bucket_lease(sky__store *s, const char *name, const sky__store_lease_ask *ask,
+                             sky__store_lease_cb cb, void *ud)
+{
+    sky_error err;
+    if (refuse(s, SKY__STORE_BUCKETS, &err))
+        sky__store_fail_lease(s, cb, ud, &err);
+    else
+        s->vt->bucket_lease(s, name, ask, cb, ud);
+}

@@ -40,7 +40,8 @@ enum {
     SKY__STORE_USAGE = 1u << 1,
     SKY__STORE_CONV = 1u << 2,
     SKY__STORE_KEYS = 1u << 3,
-    SKY__STORE_COUNTERS = 1u << 4
+    SKY__STORE_COUNTERS = 1u << 4,
+    SKY__STORE_BUCKETS = 1u << 5
 };
 
 typedef struct sky__store_options {
@@ -205,6 +206,31 @@ void sky__store_key_revoke(sky__store *s, const char *name, sky__store_done_cb c
  *  when nonzero) and give the new value. */
 void sky__store_counter_add(sky__store *s, const char *name, int64_t delta, uint64_t ttl_ms,
                             sky__store_count_cb cb, void *user_data);
+
+/* ---- shared buckets (keys' minute budgets across gateways): Redis. */
+
+/** A lease asked of a shared bucket: requests and tokens a minute, refilled continuously
+ *  by the server's clock. */
+typedef struct sky__store_lease_ask {
+    double rpm, tpm;              /**< the bucket's rates (0: that side has no limit) */
+    int64_t want_reqs, want_toks; /**< asked; granted up to what the bucket holds */
+    int64_t give_toks;            /**< tokens given back with it (negative: taken) */
+} sky__store_lease_ask;
+
+typedef struct sky__store_lease_answer {
+    int64_t reqs, toks;             /**< granted */
+    int64_t level_reqs, level_toks; /**< what the bucket holds after the grant */
+    int64_t wait_ms; /**< until what was asked and not granted fits (0: all granted) */
+} sky__store_lease_answer;
+
+/** A lease's answer; on error @p a is all zeros. */
+typedef void (*sky__store_lease_cb)(const sky_error *err, const sky__store_lease_answer *a,
+                                    void *user_data);
+
+/** Take a lease from bucket @p name (made full on first use, or when its rates change;
+ *  gone after two idle minutes). */
+void sky__store_bucket_lease(sky__store *s, const char *name, const sky__store_lease_ask *ask,
+                             sky__store_lease_cb cb, void *user_data);
 
 /* ---- helpers */
 
