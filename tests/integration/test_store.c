@@ -56,6 +56,7 @@ typedef struct result {
     sky__store_key keys[8];
     char kstrs[8][3][128];
     sky__store *store;
+    sky__store_lease_answer lease;
 } result;
 
 static void reset(result *r)
@@ -93,6 +94,15 @@ static void on_count(const sky_error *err, int64_t v, void *ud)
     r->calls++;
     r->done = 1;
     r->count = v;
+}
+
+static void on_lease(const sky_error *err, const sky__store_lease_answer *a, void *ud)
+{
+    result *r = ud;
+    r->err = *err;
+    r->calls++;
+    r->done = 1;
+    r->lease = *a;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src, const char **out)
@@ -307,6 +317,15 @@ static void counter_add(fixture *f, const char *name, int64_t d, uint64_t ttl, r
 {
     reset(r);
     sky__store_counter_add(f->store, name, d, ttl, on_count, r);
+    wait_for(f->loop, r);
+}
+
+static void lease(fixture *f, double rpm, double tpm, int64_t reqs, int64_t toks, int64_t give,
+                  result *r)
+{
+    sky__store_lease_ask ask = {rpm, tpm, reqs, toks, give};
+    reset(r);
+    sky__store_bucket_lease(f->store, "key:a", &ask, on_lease, r);
     wait_for(f->loop, r);
 }
 
@@ -536,6 +555,38 @@ static void contract_counters(void **state)
     assert_int_equal(r.count, 1);
 }
 
+/* A key's shared minute bucket: leases up to what it holds, the wait for the rest, tokens
+ * given back; new rates start it over full. */
+static void contract_buckets(void **state)
+{
+    fixture *f = *state;
+    result r = {0};
+    lease(f, 20, 1000, 15, 900, 0, &r);
+    if (refused(f, SKY__STORE_BUCKETS, &r))
+        return;
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.lease.reqs, 15);
+    assert_int_equal(r.lease.toks, 900);
+    assert_int_equal(r.lease.level_reqs, 5);
+    assert_int_equal(r.lease.level_toks, 100);
+    assert_int_equal(r.lease.wait_ms, 0);
+    /* more than is left: what is there, and the wait for the rest (3 s a request) */
+    lease(f, 20, 1000, 8, 0, 0, &r);
+    assert_int_equal(r.lease.reqs, 5);
+    assert_int_equal(r.lease.level_reqs, 0);
+    assert_true(r.lease.wait_ms > 8000 && r.lease.wait_ms <= 9000);
+    /* tokens given back are there for the next lease, up to the minute's budget */
+    lease(f, 20, 1000, 0, 0, 300, &r);
+    assert_true(r.lease.level_toks >= 400 && r.lease.level_toks <= 402);
+    lease(f, 20, 1000, 0, 0, 5000, &r);
+    assert_int_equal(r.lease.level_toks, 1000);
+    /* the key's limits changed: full on the new ones */
+    lease(f, 60, 0, 1, 0, 0, &r);
+    assert_int_equal(r.lease.reqs, 1);
+    assert_int_equal(r.lease.level_reqs, 59);
+    assert_int_equal(r.lease.toks, 0);
+}
+
 /* ---- SQLite */
 
 static int sqlite_start(backend *b)
@@ -670,7 +721,7 @@ static void redis_stop(backend *b)
 
 static backend redis_backend = {
     .name = "redis",
-    .caps = SKY__STORE_CACHE | SKY__STORE_COUNTERS,
+    .caps = SKY__STORE_CACHE | SKY__STORE_COUNTERS | SKY__STORE_BUCKETS,
     .start = redis_start,
     .stop = redis_stop,
 };
@@ -992,6 +1043,8 @@ static int group_teardown(void **state)
         cmocka_unit_test_prestate_setup_teardown(contract_keys, fixture_setup, fixture_teardown,   \
                                                  &b),                                              \
         cmocka_unit_test_prestate_setup_teardown(contract_counters, fixture_setup,                 \
+                                                 fixture_teardown, &b),                            \
+        cmocka_unit_test_prestate_setup_teardown(contract_buckets, fixture_setup,                  \
                                                  fixture_teardown, &b)
 
 int main(void)
