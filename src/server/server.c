@@ -20,6 +20,7 @@
 #include "skyio/log.h"
 #include "skyio/server.h"
 #include "first_request.h"
+#include "held_watch.h"
 
 #define SKY_STREAM_CAP (64u * 1024u * 1024u)
 /* How many idle socket input buffers each loop thread keeps for reuse. */
@@ -75,6 +76,7 @@ struct sky_server {
     uint64_t shutdown_deadline;
     int shutdown_closing; /* requests are over; waiting for connections to close */
     sky_server_req *reqs; /* requests in flight */
+    sky__held *held;      /* the sweep for HTTP/1.1 requests held unanswered; NULL once freed */
     sky_server_shutdown_cb shutdown_cb;
     void *shutdown_ud;
     int freed; /* sky_server_free was called with connections open */
@@ -89,9 +91,15 @@ struct sky_server_req {
     h2o_generator_t gen;
     sky_buf inflight; /* bytes h2o holds until it calls proceed */
     sky_buf pending;  /* bytes queued behind them */
-    int started, sending, final_queued, ended, abort_pending, responded;
+    unsigned char started, sending, final_queued, ended, abort_pending, responded;
+    unsigned char held;          /* HELD_*: how the sweep of held_watch.c saw it */
+    sky__held_watch *watch;      /* its client's connection watched (held_watch.h), or NULL */
     sky_server_req *prev, *next; /* in srv->reqs */
 };
+
+/* sky_server_req.held: not seen by a sweep yet; seen once unanswered; watched, or not to be
+ * (no fd left) */
+enum { HELD_NEW, HELD_SEEN, HELD_DONE };
 
 static void server_release(sky_server *s);
 
@@ -116,6 +124,8 @@ static void on_req_timer_closed(uv_handle_t *h)
 static void on_req_dispose(void *p)
 {
     sky_server_req *r = p;
+    if (r->watch)
+        sky__held_watch_stop(r->watch);
     if (r->on_gone)
         r->on_gone(r->data);
     if (r->timer) {
@@ -181,6 +191,8 @@ static int on_h2o_req(h2o_handler_t *self, h2o_req_t *req)
         s->reqs->prev = r;
     s->reqs = r;
     __atomic_fetch_add(&s->in_flight, 1, __ATOMIC_RELAXED);
+    if (req->version < 0x200 && s->held)
+        sky__held_note(s->held);
     if (rt == NULL) {
         static const char body[] =
             "{\"error\":{\"message\":\"no such route\",\"type\":\"invalid_request_error\","
@@ -563,6 +575,39 @@ void sky_server_reset(sky_server_req *r)
     sky_server_abort(r);
 }
 
+/* ---- held HTTP/1.1 requests (held_watch.c) ---- */
+
+/* The client closed its connection while its request waited: end it as a failed write
+ * ends a stream, so the handler's on_gone runs now. An answer on its way finds the close
+ * itself. */
+static void on_held_client_closed(void *ud)
+{
+    sky_server_req *r = ud;
+    r->watch = NULL;
+    if (!r->responded)
+        sky_server_reset(r);
+}
+
+/* An HTTP/1.1 request still unanswered at two sweeps in a row gets its connection watched.
+ * Nonzero while one is left to look at again. */
+static int sweep_held(void *ud)
+{
+    sky_server *s = ud;
+    int left = 0;
+    for (sky_server_req *r = s->reqs; r; r = r->next) {
+        if (r->req->version >= 0x200 || r->responded || r->held == HELD_DONE)
+            continue;
+        if (r->held == HELD_NEW) {
+            r->held = HELD_SEEN;
+            left = 1;
+            continue;
+        }
+        r->held = HELD_DONE;
+        r->watch = sky__held_watch_start(s->loop, r->req->conn, on_held_client_closed, r);
+    }
+    return left;
+}
+
 /* ---- connections ---- */
 
 static void on_conn_closed(uv_handle_t *h)
@@ -727,6 +772,7 @@ int sky_server_new(uv_loop_t *loop, const sky_server_options *o, sky_server **ou
         }
     }
     setup_h2o(s);
+    s->held = sky__held_new(loop, sweep_held, s); /* NULL (no memory): nothing watched */
     *out_server = s;
     return 0;
 }
@@ -959,6 +1005,8 @@ void sky_server_free(sky_server *s)
     if (s == NULL)
         return;
     stop_listening(s);
+    sky__held_free(s->held);
+    s->held = NULL;
     if (s->shutdown_timer) {
         uv_close((uv_handle_t *)s->shutdown_timer, (uv_close_cb)free);
         s->shutdown_timer = NULL;
