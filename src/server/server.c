@@ -577,14 +577,14 @@ void sky_server_reset(sky_server_req *r)
 
 /* ---- held HTTP/1.1 requests (held_watch.c) ---- */
 
-/* The client closed its connection while its request waited: end it as a failed write
- * ends a stream, so the handler's on_gone runs now. An answer on its way finds the close
- * itself. */
+/* The client closed its connection while its request waited (or while a stream begun
+ * since runs): end it as a failed write ends a stream, so the handler's on_gone runs now. A
+ * whole answer on its way finds the close itself. */
 static void on_held_client_closed(void *ud)
 {
     sky_server_req *r = ud;
     r->watch = NULL;
-    if (!r->responded)
+    if (!r->responded || (r->started && !r->ended && !r->abort_pending))
         sky_server_reset(r);
 }
 

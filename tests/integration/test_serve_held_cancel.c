@@ -258,6 +258,28 @@ static void test_plain_close_cancels_upstream(void **state)
     next_request_served(&env.plain);
 }
 
+/* A streamed call waits for its first token as long (the client has had no byte yet):
+ * the same. */
+static void test_stream_before_first_token_close_cancels_upstream(void **state)
+{
+    (void)state;
+    double aborted0 = sample(&env.plain, SLOW_499);
+    static const char body[] = "{\"model\":\"slow\",\"stream\":true,"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof(body) - 1, body);
+    int fd = connect_to(env.plain.port);
+    send_all(fd, req);
+    assert_int_equal(wait_in_flight(1, 2000), 1);
+    sleep_ms(300);
+    close(fd);
+    assert_int_equal(wait_in_flight(0, 1000), 0);
+    assert_true(sample(&env.plain, SLOW_499) == aborted0 + 1);
+}
+
 /* ---- over TLS (OpenSSL, HTTP/1.1: no ALPN) ---- */
 
 typedef struct tls_conn {
@@ -394,6 +416,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_close_cancels_upstream),
+        cmocka_unit_test(test_stream_before_first_token_close_cancels_upstream),
         cmocka_unit_test(test_tls_close_cancels_upstream),
         cmocka_unit_test(test_waiting_pipelined_client_answered),
         cmocka_unit_test(test_answered_then_closed_is_no_abort),
