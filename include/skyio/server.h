@@ -14,7 +14,7 @@ typedef struct sky_server sky_server;
  * One request being answered. Valid from the handler call until it is
  * disposed: after the response has been sent, or when the client went away
  * (the on_gone callback, when set, says so). On HTTP/1.1 a request still
- * unanswered after 25 to 50 ms has its connection watched, so a client that
+ * unanswered after 50 to 100 ms has its connection watched, so a client that
  * closes while it waits is gone at once, not when the answer is written.
  */
 typedef struct sky_server_req sky_server_req;

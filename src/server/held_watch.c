@@ -8,8 +8,9 @@
  *
  * Cost: a request answered within a sweep or two is never watched, so the fast path gains
  * no system call (one timer, armed while HTTP/1.1 requests are in flight, walks the
- * server's requests every SKY_HELD_SWEEP_MS). A watched request pays a dup, the epoll
- * registration and its removal, and a close, against a wait of 25 ms or more.
+ * server's requests every SKY_HELD_SWEEP_MS). A watched request pays eight system calls
+ * against a wait of 50 ms or more: the dup; libuv's ioctl and three epoll_ctl checks in
+ * uv_poll_init and uv_poll_start; the registration; its removal; the close.
  *
  * libuv allows one watcher per fd in a loop and the connection's uv_tcp_t has it: the watch
  * polls a dup() of the fd. uv_poll_stop (and uv_close) take the fd out of epoll at once
