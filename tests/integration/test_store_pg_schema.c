@@ -35,6 +35,7 @@
 
 #include "harness.h"
 #include "harness_postgres.h"
+#include "harness_store.h"
 #include "store/store.h"
 
 /* Version 1's schema and its marker, as version 1 created them. */
@@ -211,6 +212,7 @@ static void on_totals(const sky_error *err, const sky__store_usage_total *rows, 
     }
 }
 
+/* The store at the test's server, or NULL and why in @p err (a refused open). */
 static sky__store *open_pg(uv_loop_t *loop, sky_error *err)
 {
     sky__store_options o;
@@ -249,12 +251,8 @@ static int flush_refused(uv_loop_t *loop, sky__store *s, waiter *w)
 /* A test's loop and the store on the test's server. */
 static sky__store *open_fixture(uv_loop_t **loop)
 {
-    sky_error err;
     *loop = sky_test_loop_new();
-    sky__store *s = open_pg(*loop, &err);
-    if (!s)
-        fail_msg("opening the store: %s", err.message);
-    return s;
+    return sky_test_store_open(*loop, pg.url);
 }
 
 static void close_fixture(uv_loop_t *loop, sky__store *s)
@@ -326,10 +324,7 @@ static void assert_rows(int version, int after)
 static void assert_migrated(int version)
 {
     uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s = open_pg(loop, &err);
-    if (!s)
-        fail_msg("opening an earlier version's database: %s", err.message);
+    sky__store *s = sky_test_store_open(loop, pg.url);
     assert_version4();
     assert_rows(version, 0);
 
@@ -363,8 +358,7 @@ static void assert_migrated(int version)
     sky__store_close_sync(loop, s);
 
     /* opened again: nothing migrated twice */
-    s = open_pg(loop, &err);
-    assert_non_null(s);
+    s = sky_test_store_open(loop, pg.url);
     totals(loop, s, "team-b", &w);
     assert_int_equal(w.n, version >= 2 ? 2 : 1);
     assert_row(&w.rows[0], "2026-12-01", "team-b", 1, 0, 7, 8, 0.5);
@@ -478,10 +472,7 @@ static void two_stores_add_to_the_same_sums(void **state)
     (void)state;
     SKIP_WITHOUT_PG();
     uv_loop_t *loop = sky_test_loop_new();
-    sky_error err;
-    sky__store *s[2] = {open_pg(loop, &err), open_pg(loop, &err)};
-    assert_non_null(s[0]);
-    assert_non_null(s[1]);
+    sky__store *s[2] = {sky_test_store_open(loop, pg.url), sky_test_store_open(loop, pg.url)};
     for (int round = 0; round < 3; round++) {
         waiter w[2] = {{0}, {0}};
         for (int k = 0; k < 2; k++) {
