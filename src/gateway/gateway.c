@@ -122,9 +122,6 @@ static int setup_ops(sky_gateway *g, const sky_gateway_options *o, sky_error *er
 {
     if (sky__gw_monitor_start(g) < 0)
         return sky_error_set(err, SKY_ENOMEM, "out of memory");
-    const char *spin = getenv("SKY_GW_SPIN_US"); /* EXPERIMENT */
-    if (spin && atoi(spin) > 0 && sky__gw_spin_start(g, (uint64_t)atoi(spin)) < 0)
-        return sky_error_set(err, SKY_ENOMEM, "out of memory");
     if (o->access_log == NULL)
         return 0;
     int rc = sky__gw_access_log_open(g->loop, o->access_log, &g->access_log, err);
@@ -281,7 +278,6 @@ void sky__gw_loop_free(sky_gateway *g)
     sky_http_client_free(g->http);
     sky_headers_free(g->json_headers);
     sky__gw_monitor_stop(g);
-    sky__gw_spin_stop(g);
     sky__gw_access_log_close(g->access_log);
     free(g);
 }

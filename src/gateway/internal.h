@@ -109,7 +109,6 @@ typedef struct gw_shared gw_shared;
 typedef struct gw_group gw_group;
 typedef struct gw_routing_copy gw_routing_copy;
 typedef struct gw_admin gw_admin;
-typedef struct gw_spin gw_spin;
 
 /* A deployment as one loop saw it last, for /metrics (monitor.c). */
 typedef struct gw_dep_gauges {
@@ -171,7 +170,6 @@ struct sky_gateway {
     struct gw_reload_job *reload; /* a reload from the file under way (reload_file.c) */
     int reload_again;             /* asked for again meanwhile */
     void *shutdown_ud;
-    gw_spin *spin; /* the bounded wait before the loop sleeps (spin.c); NULL: off */
 };
 
 /* What the gateway reads of a request body: a few fields, no tree. */
@@ -367,14 +365,6 @@ const sky_rate_admitter *sky__gw_shared_rate(gw_shared *s, const char *key,
 /* The loop's 100 ms timer: its lag into the metrics, its deployments' view refreshed. */
 int sky__gw_monitor_start(sky_gateway *g);
 void sky__gw_monitor_stop(sky_gateway *g);
-
-/* spin.c: a bounded wait before the loop sleeps, while upstream replies that came back fast
- * of late are awaited (src/core/spin.h). max_reply_us 0: the policy's default ceiling. */
-int sky__gw_spin_start(sky_gateway *g, uint64_t max_reply_us);
-void sky__gw_spin_stop(sky_gateway *g);
-/* An upstream call started; one ended, @p reply_ns after it started (0: no reply). */
-void sky__gw_spin_sent(sky_gateway *g);
-void sky__gw_spin_replied(sky_gateway *g, uint64_t reply_ns);
 /* Leave this loop's view of its deployments in the shared state now. */
 void sky__gw_monitor_refresh(sky_gateway *g);
 

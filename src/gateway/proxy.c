@@ -275,10 +275,8 @@ static int start_call(gw_request *q, gw_deployment *d, sky_call_options *o, sky_
     q->call_t0_ns = uv_hrtime();
     int rc = sky_call_start(d->pipe, o, &q->call, err); /* copies the body and headers */
     sky_headers_truncate(h, base);
-    if (rc == 0) {
+    if (rc == 0)
         sky_route_charge(&d->rt, q->est_tokens);
-        sky__gw_spin_sent(q->g);
-    }
     return rc;
 }
 
@@ -484,9 +482,7 @@ static void on_call_done(sky_call *call, const sky_call_result *res, const sky_e
     gw_request *q = ud;
     (void)call;
     q->call = NULL;
-    uint64_t took = uv_hrtime() - q->call_t0_ns;
-    q->upstream_ns += took;
-    sky__gw_spin_replied(q->g, res && res->status > 0 && !q->stream ? took : 0);
+    q->upstream_ns += uv_hrtime() - q->call_t0_ns;
     if (q->sr == NULL) {
         request_free(q);
         return;
