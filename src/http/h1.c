@@ -33,14 +33,7 @@
  * upstreams (uvicorn and Node 5 s, h2o 10 s), so that a pooled connection is ours to close
  * rather than found closed by the upstream. */
 #define H1_IDLE_MS 4000
-#define H1_SWEEP_MS 250 /* how often the pools are swept of idle connections */
-/* Up to this many idle connections an origin's pool keeps warm: a request takes the one idle
- * longest instead of the last used once that one has waited half of H1_IDLE_MS, so a pool
- * that steady traffic passes through keeps the connections of its last burst, and the next
- * burst (a stall of the loop, a client that opens connections) finds them open instead of
- * paying a connect and an accept each in the middle of it. Beyond it, the pool shrinks to
- * what the traffic uses, as before. */
-#define H1_WARM_MAX 256
+#define H1_SWEEP_MS 250          /* how often the pools are swept of idle connections */
 #define H1_READ_ROOM 65536       /* the transport's one read buffer */
 #define H1_MAX_HEAD (128 * 1024) /* a reply head longer than this fails the request */
 /* Requests' memory kept for the next ones (none in sanitizer builds: CMakeLists.txt): at
@@ -251,18 +244,11 @@ static void pool_put(h1conn *c)
         uv_timer_start(&h->sweeper, on_sweep, H1_SWEEP_MS, H1_SWEEP_MS);
 }
 
-/* The last used connection, or the one idle longest when it is due a use to stay open
- * (H1_WARM_MAX). */
 static h1conn *pool_take(origin *o)
 {
     h1conn *c = o->idle;
-    if (c == NULL)
-        return NULL;
-    h1conn *old = o->idle_tail;
-    if (old != c && o->n_idle <= H1_WARM_MAX &&
-        uv_now(c->h->loop) - old->idle_since >= H1_IDLE_MS / 2)
-        c = old;
-    pool_remove(c);
+    if (c)
+        pool_remove(c);
     return c;
 }
 

@@ -85,51 +85,6 @@ static void test_post_keep_alive(void **state)
     fixture_close(&f);
 }
 
-/* Three requests at once (three connections, the mock holding each 50 ms), each reused or
- * not as @p reused says. */
-static void three_at_once(fixture *f, int reused)
-{
-    sky_test_result r[3];
-    sky_http_request_options o;
-    memset(r, 0, sizeof(r));
-    for (int i = 0; i < 3; i++) {
-        sky_test_post_options(&o, f->url, chat_body, sky_test_on_done, &r[i]);
-        assert_int_equal(sky_http_request_send(f->client, &o, NULL, NULL), 0);
-    }
-    for (int i = 0; i < 3; i++) {
-        assert_true(sky_test_run_until(f->loop, &r[i].done, 10000));
-        assert_int_equal(r[i].status, 200);
-        assert_int_equal(r[i].reused, reused);
-        sky_test_result_free(&r[i]);
-    }
-}
-
-/* One request at a time for over 4 s (the pool's idle limit) after three went at once: the
- * pool keeps all three connections open (the one idle longest is used before it is due to
- * close), so the next three at once open none. */
-static void test_pool_keeps_a_burst_warm(void **state)
-{
-    static const char *const args[] = {"--ttft-ms", "50", "--jitter", "0", NULL};
-    static const int never = 0;
-    fixture f;
-    (void)state;
-    fixture_open(&f, args, 0);
-    int64_t conns0 = sky_test_mock_stat(&f.mock, "connections");
-    three_at_once(&f, 0);
-    for (int i = 0; i < 22; i++) {
-        sky_test_result r;
-        sky_test_request(f.loop, f.client, "POST", f.url, chat_body, NULL, 10000, &r);
-        assert_int_equal(r.status, 200);
-        assert_int_equal(r.reused, 1);
-        sky_test_result_free(&r);
-        (void)sky_test_run_until(f.loop, &never, 200);
-    }
-    three_at_once(&f, 1);
-    /* the three, besides the stats read's own above */
-    assert_int_equal(sky_test_mock_stat(&f.mock, "connections") - conns0 - 1, 3);
-    fixture_close(&f);
-}
-
 typedef struct stream_state {
     sky_sse_parser parser;
     int chunks, events, saw_done, done, err_code, status, cancel_after_events;
@@ -465,7 +420,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_keep_alive),
-        cmocka_unit_test(test_pool_keeps_a_burst_warm),
         cmocka_unit_test(test_stream_in_pieces),
         cmocka_unit_test(test_cancel_from_body_callback),
         cmocka_unit_test(test_cancel_waiting_and_timeout),
