@@ -162,7 +162,7 @@ usage_round() {
 usage_section() {
   local off_url=$GW_URL off_pid=$GW_PID sq_url sq_pid pg_url="" pg_pid="" r
   local t_off=() t_sq=() t_pg=() c_off=() c_sq=() c_pg=() c_pgsrv=() r_sq=() r_pg=()
-  local rounds=${USAGE_RUNS:-5}
+  local rounds=${USAGE_RUNS:-9}
   [ "$rounds" -ge "${RUNS:-3}" ] || rounds=${RUNS:-3}
   echo
   echo "-- 4. usage records: wrk -t1 -c$CONNS -d${DURATION}s through a gateway writing one usage record a"
