@@ -163,3 +163,32 @@ void sky_test_serve_metrics(const sky_test_serve *s, uv_loop_t *loop, sky_http_c
     sky_test_serve_call(s, loop, client, "GET", "/metrics", NULL, NULL, NULL, out);
     assert_int_equal(out->status, 200);
 }
+
+json_t *sky_test_serve_json(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                            const char *method, const char *path, const char *body, const char *key,
+                            int status)
+{
+    sky_test_result r;
+    sky_test_serve_call(s, loop, client, method, path, body, key, NULL, &r);
+    assert_int_equal(r.status, status);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    sky_test_result_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+void sky_test_serve_teardown(sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                             sky_test_mock *const *mocks, const char *dir)
+{
+    if (client)
+        sky_test_client_close(loop, client);
+    int status = 0;
+    if (s) {
+        status = sky_test_stop_child(s->pid);
+        s->pid = 0;
+    }
+    for (size_t i = 0; mocks && mocks[i]; i++)
+        sky_test_mock_stop(mocks[i]);
+    sky_test_rmdir(dir);
+    assert_true(sky_test_exited_ok(status));
+}

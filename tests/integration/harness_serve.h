@@ -59,6 +59,24 @@ void sky_test_serve_call(const sky_test_serve *s, uv_loop_t *loop, sky_http_clie
                          const char *method, const char *path, const char *body, const char *key,
                          const char *header, sky_test_result *out);
 
+/*
+ * sky_test_serve_call of @p method @p path with @p body and @p key's bearer (each may be NULL);
+ * fails the test unless the answer came with @p status and a JSON body. That body (json_decref
+ * it).
+ */
+json_t *sky_test_serve_json(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                            const char *method, const char *path, const char *body, const char *key,
+                            int status);
+
+/*
+ * A serve test's teardown: close @p client on @p loop (client NULL: none), stop @p s (NULL:
+ * none; its pid 0 after), stop every mock of the NULL-terminated @p mocks (NULL: none), remove
+ * @p dir; then fails the test unless @p s exited with 0 (a pid of 0, already stopped, counts
+ * as that).
+ */
+void sky_test_serve_teardown(sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                             sky_test_mock *const *mocks, const char *dir);
+
 /* GET /metrics of @p s into @p out; fails the test unless it is a 200. */
 void sky_test_serve_metrics(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
                             sky_test_result *out);

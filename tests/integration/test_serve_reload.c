@@ -76,12 +76,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_client_close(env.loop, env.client);
-    int status = sky_test_stop_child(env.serve.pid);
-    sky_test_mock_stop(&env.hidden);
-    sky_test_mock_stop(&env.slow);
-    sky_test_rmdir(env.dir);
-    assert_true(sky_test_exited_ok(status));
+    sky_test_mock *const mocks[] = {&env.hidden, &env.slow, NULL};
+    sky_test_serve_teardown(&env.serve, env.loop, env.client, mocks, env.dir);
     return 0;
 }
 

@@ -45,8 +45,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_mock_stop(&env.mock);
-    sky_test_rmdir(env.dir);
+    sky_test_mock *const mocks[] = {&env.mock, NULL};
+    sky_test_serve_teardown(NULL, NULL, NULL, mocks, env.dir);
     return 0;
 }
 
@@ -217,14 +217,10 @@ static void test_admin_key_kept_hashed(void **state)
                                 "SKY_TEST_MASTER", NULL};
     sky_test_serve_start_named(&s, env.dir, "admin", args, master_env);
     sky_test_client_open(&loop, &client);
-    sky_test_serve_call(&s, loop, client, "POST", "/admin/keys", "{\"name\":\"team\"}",
-                        "sk-master-config-test-5a1e", NULL, &r);
-    assert_int_equal(r.status, 201);
-    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
-    assert_non_null(j);
+    json_t *j = sky_test_serve_json(&s, loop, client, "POST", "/admin/keys", "{\"name\":\"team\"}",
+                                    "sk-master-config-test-5a1e", 201);
     snprintf(key, sizeof(key), "%s", sky_json_str(j, "key", ""));
     json_decref(j);
-    sky_test_result_free(&r);
     assert_true(strlen(key) > 16);
     /* the key works, then the files are read while serve still runs (the WAL not folded in)
      * and after it stopped */

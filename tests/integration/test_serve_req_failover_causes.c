@@ -91,13 +91,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_client_close(env.loop, env.client);
-    int status = sky_test_stop_child(env.serve.pid);
+    sky_test_mock *mocks[N_CAUSES + 2] = {NULL};
     for (size_t i = 0; i < N_CAUSES; i++)
-        sky_test_mock_stop(&causes[i].mock);
-    sky_test_mock_stop(&env.good);
-    sky_test_rmdir(env.dir);
-    assert_true(sky_test_exited_ok(status));
+        mocks[i] = &causes[i].mock;
+    mocks[N_CAUSES] = &env.good;
+    sky_test_serve_teardown(&env.serve, env.loop, env.client, mocks, env.dir);
     return 0;
 }
 

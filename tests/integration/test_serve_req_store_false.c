@@ -48,26 +48,18 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_client_close(env.loop, env.client);
-    int status = sky_test_stop_child(env.serve.pid);
-    sky_test_mock_stop(&env.fast);
-    sky_test_rmdir(env.dir);
-    assert_true(sky_test_exited_ok(status));
+    sky_test_mock *const mocks[] = {&env.fast, NULL};
+    sky_test_serve_teardown(&env.serve, env.loop, env.client, mocks, env.dir);
     return 0;
 }
 
 /* POST /v1/responses with @p body: its id into @p id (200 expected). */
 static void respond(const char *body, char *id, size_t len)
 {
-    sky_test_result r;
-    sky_test_serve_call(&env.serve, env.loop, env.client, "POST", "/v1/responses", body, NULL, NULL,
-                        &r);
-    assert_int_equal(r.status, 200);
-    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
-    assert_non_null(j);
+    json_t *j = sky_test_serve_json(&env.serve, env.loop, env.client, "POST", "/v1/responses", body,
+                                    NULL, 200);
     snprintf(id, len, "%s", sky_json_str(j, "id", ""));
     json_decref(j);
-    sky_test_result_free(&r);
     assert_int_equal(strncmp(id, "resp_", 5), 0);
 }
 
