@@ -70,9 +70,8 @@ static int teardown(void **state)
     int leaked = sky_test_file_holds(env.dir, "stderr.log", UPSTREAM_KEY) ||
                  sky_test_file_holds(env.dir, "stdout.log", UPSTREAM_KEY) ||
                  sky_test_file_holds(env.dir, "out.jsonl", UPSTREAM_KEY);
-    sky_test_mock_stop(&env.good);
-    sky_test_mock_stop(&env.broken);
-    sky_test_rmdir(env.dir);
+    sky_test_mock *const mocks[] = {&env.good, &env.broken, NULL};
+    sky_test_serve_teardown(NULL, NULL, NULL, mocks, env.dir);
     assert_false(leaked);
     assert_true(sky_test_exited_ok(status));
     return 0;

@@ -63,9 +63,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_client_close(env.loop, env.client);
-    sky_test_mock_stop(&env.mock);
-    sky_test_rmdir(env.dir);
+    sky_test_mock *const mocks[] = {&env.mock, NULL};
+    sky_test_serve_teardown(NULL, env.loop, env.client, mocks, env.dir);
     return 0;
 }
 

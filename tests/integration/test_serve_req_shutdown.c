@@ -100,9 +100,8 @@ static int teardown(void **state)
     (void)state;
     int status = sky_test_stop_child(env.serve.pid);
     sky_server_free(env.upstream);
-    sky_test_client_close(env.loop, env.client);
-    sky_test_mock_stop(&env.slow);
-    sky_test_rmdir(env.dir);
+    sky_test_mock *const mocks[] = {&env.slow, NULL};
+    sky_test_serve_teardown(NULL, env.loop, env.client, mocks, env.dir);
     assert_true(sky_test_exited_ok(status));
     return 0;
 }

@@ -56,9 +56,8 @@ static int teardown(void **state)
     int status = sky_test_stop_child(env.serve.pid);
     if (env.pg.running || env.pg.dir[0])
         sky_test_pg_free(&env.pg);
-    sky_test_client_close(env.loop, env.client);
-    sky_test_mock_stop(&env.mock);
-    sky_test_rmdir(env.dir);
+    sky_test_mock *const mocks[] = {&env.mock, NULL};
+    sky_test_serve_teardown(NULL, env.loop, env.client, mocks, env.dir);
     assert_true(sky_test_exited_ok(status));
     return 0;
 }
