@@ -73,13 +73,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sky_test_client_close(env.loop, env.client);
-    int plain = sky_test_stop_child(env.plain.pid);
+    sky_test_mock *const mocks[] = {&env.slow, &env.fast, NULL};
     int tls = sky_test_stop_child(env.tls.pid);
-    sky_test_mock_stop(&env.slow);
-    sky_test_mock_stop(&env.fast);
-    sky_test_rmdir(env.dir);
-    assert_true(sky_test_exited_ok(plain));
+    sky_test_serve_teardown(&env.plain, env.loop, env.client, mocks, env.dir);
     assert_true(sky_test_exited_ok(tls));
     return 0;
 }
@@ -233,6 +229,18 @@ static void next_request_served(const sky_test_serve *s)
     sky_test_result_free(&r);
 }
 
+/* Send @p req to the plain serve, close the connection 300 ms after the call is in flight
+ * (2 s to get there), and see the call end within a second. */
+static void close_while_held(const char *req)
+{
+    int fd = connect_to(env.plain.port);
+    send_all(fd, req);
+    assert_int_equal(wait_in_flight(1, 2000), 1);
+    sleep_ms(300);
+    close(fd);
+    assert_int_equal(wait_in_flight(0, 1000), 0);
+}
+
 /* ---- tests ---- */
 
 static void test_plain_close_cancels_upstream(void **state)
@@ -242,13 +250,8 @@ static void test_plain_close_cancels_upstream(void **state)
     double aborted0 = sample(&env.plain, SLOW_499);
     char req[1024] = "";
     chat_request(req, sizeof(req), "slow", "held-plain-1", 0);
-    int fd = connect_to(env.plain.port);
-    send_all(fd, req);
-    assert_int_equal(wait_in_flight(1, 2000), 1);
-    sleep_ms(300);
-    close(fd);
     /* the upstream call ends within a second, not when the mock answers (5 s) */
-    assert_int_equal(wait_in_flight(0, 1000), 0);
+    close_while_held(req);
     assert_int_equal(sky_test_mock_stat(&env.slow, "tokens.completion"), completion0);
     assert_true(sample(&env.plain, SLOW_IN_FLIGHT) == 0);
     assert_true(sample(&env.plain, SLOW_499) == aborted0 + 1);
@@ -271,12 +274,7 @@ static void test_stream_before_first_token_close_cancels_upstream(void **state)
              "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
              sizeof(body) - 1, body);
-    int fd = connect_to(env.plain.port);
-    send_all(fd, req);
-    assert_int_equal(wait_in_flight(1, 2000), 1);
-    sleep_ms(300);
-    close(fd);
-    assert_int_equal(wait_in_flight(0, 1000), 0);
+    close_while_held(req);
     assert_true(sample(&env.plain, SLOW_499) == aborted0 + 1);
 }
 
