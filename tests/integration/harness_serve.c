@@ -192,3 +192,13 @@ void sky_test_serve_teardown(sky_test_serve *s, uv_loop_t *loop, sky_http_client
     sky_test_rmdir(dir);
     assert_true(sky_test_exited_ok(status));
 }
+
+double sky_test_serve_sample(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                             const char *series)
+{
+    sky_test_result r;
+    sky_test_serve_metrics(s, loop, client, &r);
+    double v = sky_test_sample(r.body, series);
+    sky_test_result_free(&r);
+    return v;
+}

@@ -81,4 +81,8 @@ void sky_test_serve_teardown(sky_test_serve *s, uv_loop_t *loop, sky_http_client
 void sky_test_serve_metrics(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
                             sky_test_result *out);
 
+/* The value of the sample @p series (see sky_test_sample) in @p s's /metrics; -1: none. */
+double sky_test_serve_sample(const sky_test_serve *s, uv_loop_t *loop, sky_http_client *client,
+                             const char *series);
+
 #endif

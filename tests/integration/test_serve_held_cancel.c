@@ -163,10 +163,7 @@ static int read_answer(int fd, inbox *in)
 
 static double sample(const sky_test_serve *s, const char *series)
 {
-    sky_test_result r;
-    sky_test_serve_metrics(s, env.loop, env.client, &r);
-    double v = sky_test_sample(r.body, series);
-    sky_test_result_free(&r);
+    double v = sky_test_serve_sample(s, env.loop, env.client, series);
     return v < 0 ? 0 : v;
 }
 

@@ -131,11 +131,7 @@ static void run_burst(burst *b)
 /* A sample of the gateway's /metrics; -1 when it has none. */
 static double metric(const char *series)
 {
-    sky_test_result r;
-    sky_test_serve_metrics(&env.serve, env.loop, env.client, &r);
-    double v = sky_test_sample(r.body, series);
-    sky_test_result_free(&r);
-    return v;
+    return sky_test_serve_sample(&env.serve, env.loop, env.client, series);
 }
 
 /* SIGHUP, then wait until /metrics counts @p n reloads (the file is read off the loop). */

@@ -115,11 +115,7 @@ static void assert_cost_refusal(const sky_test_serve *s)
 
 static double metric(const sky_test_serve *s, const char *series)
 {
-    sky_test_result r;
-    sky_test_serve_metrics(s, env.loop, env.client, &r);
-    double v = sky_test_sample(r.body, series);
-    sky_test_result_free(&r);
-    return v;
+    return sky_test_serve_sample(s, env.loop, env.client, series);
 }
 
 /* The spender's cost today, as `skyio usage --state --json` totals it. */

@@ -76,11 +76,7 @@ static int chat_status(void)
 
 static double metric(const char *series)
 {
-    sky_test_result r;
-    sky_test_serve_metrics(&env.serve, env.loop, env.client, &r);
-    double v = sky_test_sample(r.body, series);
-    sky_test_result_free(&r);
-    return v;
+    return sky_test_serve_sample(&env.serve, env.loop, env.client, series);
 }
 
 /* Poll the metrics until @p series is at least @p want (10 s at most); its last value. */

@@ -124,11 +124,7 @@ static int chat_status(const serve *s, const char *key, const char *model)
 /* A metrics sample of @p s; -1: none. */
 static double metric(const serve *s, const char *series)
 {
-    sky_test_result r;
-    sky_test_serve_metrics(s, env.loop, env.client, &r);
-    double v = sky_test_sample(r.body, series);
-    sky_test_result_free(&r);
-    return v;
+    return sky_test_serve_sample(s, env.loop, env.client, series);
 }
 
 /* Chats of the capped key until it is refused: how many went through (fails past 50). */
