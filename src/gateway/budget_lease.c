@@ -2,13 +2,16 @@
  * A key's minute budget shared by gateways side by side: the bucket lives in Redis
  * (budget_shared.c asks it; src/store/redis.c holds its script) and each gateway leases
  * small chunks of it (about 2% of the minute's budget, at least 1), spending them here
- * without a round trip. The next chunk is asked ahead of time when the lease runs low, one
- * lease in flight a key. While the lease is empty and the shared bucket had room at its
+ * without a round trip. The next chunk is asked ahead of time when the lease runs low (not
+ * near the bucket's bottom, where an idle chunk would be refused to the others), one lease
+ * in flight a key. While the lease is empty and the shared bucket had room at its
  * last answer, a call may be let through ahead of the lease (at most one chunk, or its own
- * tokens, owed): a gateway never waits for Redis, and the key's use can pass its budget by
- * at most that debt a gateway. Tokens settled against usage go back with the next lease.
- * When Redis is away the local bucket takes over from what the shared one had, and the
- * shared one is asked again every LEASE_RETRY_MS. Time comes in as an argument.
+ * tokens, owed): the key's use can pass its budget by at most that debt a gateway. A call
+ * refused only because the debt is full while the lease is on its way waits for the lease
+ * (call.c, at most GW_LEASE_AWAIT_MS) and is decided again: no false 429 when Redis is slow. Tokens
+ * settled against usage go back with the next lease. When Redis is away the local bucket takes over
+ * from what the shared one had, and the shared one is asked again every LEASE_RETRY_MS. Time comes
+ * in as an argument.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -83,17 +86,47 @@ int sky__gw_lease_take(gw_budget *b, uint64_t now_ms, int64_t tokens, gw_budget_
     return out->refused ? -1 : 0;
 }
 
-/* The lease runs low: below half a chunk of requests, or of tokens (or the charge that did
- * not fit), or settlements worth a chunk wait to go back. */
+int sky__gw_lease_awaited(const gw_budget *b, int64_t tokens)
+{
+    const gw_lease *l = &b->lease;
+    if (!l->leasing || l->state == GW_LEASE_LOCAL)
+        return 0;
+    double t = b->tpm > 0 ? fmin((double)(tokens > 0 ? tokens : 0), b->tpm) : 0;
+    double br = b->rpm > 0 && l->reqs < 1 ? 1 : 0;
+    double bt = b->tpm > 0 && l->toks < t ? t - fmax(0, l->toks) : 0;
+    /* the bucket had room for what the call would borrow: only the debt's bound refused it */
+    return (br == 0 || l->level_reqs >= 1) && (bt == 0 || l->level_toks >= bt);
+}
+
+/* Near the shared bucket's bottom (below this many chunks at its last answer) requests are
+ * not leased ahead: a chunk held idle here would be refused to the gateways beside this one.
+ * A call then goes ahead of its own lease (or waits for it), which is asked at once. */
+#define LEASE_AHEAD_CHUNKS 4
+
+/* The lease runs low: below half a chunk of requests (owed, or the bucket near its bottom:
+ * none left), or of tokens (or the charge that did not fit), or settlements worth a chunk
+ * wait to go back. A bucket seen empty is asked again (after its wait) to see it refill. */
 static int running_low(const gw_budget *b)
 {
     const gw_lease *l = &b->lease;
     double cr = chunk_of(b->rpm), ct = chunk_of(b->tpm);
-    if (b->rpm > 0 && l->reqs < ceil(cr / 2))
+    double low_r = l->level_reqs >= LEASE_AHEAD_CHUNKS * cr ? ceil(cr / 2) : 0;
+    if (b->rpm > 0 && (l->reqs < low_r || l->level_reqs < 1))
         return 1;
     if (b->tpm > 0 && (l->toks < ceil(ct / 2) || l->toks < (double)l->need_toks))
         return 1;
     return b->tpm > 0 && (double)llabs(l->give_toks) >= ct;
+}
+
+/* The requests a lease fills up to: a chunk; near the bucket's bottom only what is owed (or,
+ * the bucket seen empty, a chunk to see it refill). */
+static double reqs_target(const gw_budget *b)
+{
+    const gw_lease *l = &b->lease;
+    double cr = chunk_of(b->rpm);
+    if (l->level_reqs >= LEASE_AHEAD_CHUNKS * cr || l->level_reqs < 1)
+        return cr;
+    return 0;
 }
 
 int sky__gw_lease_due(gw_budget *b, uint64_t now_ms, sky__store_lease_ask *ask)
@@ -111,7 +144,7 @@ int sky__gw_lease_due(gw_budget *b, uint64_t now_ms, sky__store_lease_ask *ask)
         ask->want_reqs = (int64_t)chunk_of(b->rpm);
         ask->want_toks = b->tpm > 0 ? (int64_t)want_t : 0;
     } else {
-        ask->want_reqs = b->rpm > 0 ? (int64_t)fmax(0, ceil(chunk_of(b->rpm) - l->reqs)) : 0;
+        ask->want_reqs = b->rpm > 0 ? (int64_t)fmax(0, ceil(reqs_target(b) - l->reqs)) : 0;
         ask->want_toks = b->tpm > 0 ? (int64_t)fmax(0, ceil(want_t - l->toks)) : 0;
         ask->give_toks = l->give_toks;
         l->give_toks = 0;

@@ -1,7 +1,8 @@
 /*
  * The keys' minute budgets shared through Redis: each loop's leaser asks the shared bucket
  * for a key's next lease when budget_lease.c says it is due, off the request path (the
- * answer lands in the key's budget under the shared lock). A call is never held for Redis.
+ * answer lands in the key's budget under the shared lock). A call is held for Redis only when
+ * it would be refused because its key's lease is on its way (call.c, bounded).
  * When Redis cannot answer, the key goes on under its local bucket, a warning is logged once
  * an outage, /metrics counts the calls decided alone, and the shared bucket is asked again
  * every second until it answers.
@@ -57,6 +58,13 @@ int sky__gw_budget_admit(sky_gateway *g, gw_budget *b, uint64_t now_ms, int64_t 
         return sky__gw_budget_take(b, now_ms, tokens, out);
     }
     return sky__gw_lease_take(b, now_ms, tokens, out);
+}
+
+int sky__gw_budget_awaits(sky_gateway *g, const gw_budget *b, int64_t tokens)
+{
+    if (sky__gw_leases_of(g) == NULL || (b->rpm <= 0 && b->tpm <= 0))
+        return 0;
+    return sky__gw_lease_awaited(b, tokens);
 }
 
 static void note_outage(gw_leases *l, const sky_error *err)

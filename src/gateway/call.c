@@ -2,9 +2,11 @@
  * What every model call checks before it goes upstream, in OpenAI's order: the key
  * (401), the body's size (413) and shape (400), the model (404), the key's right to it
  * (403), the key's daily caps and budget (429). A refusal is recorded (metrics, access log) as any
- * answer is.
+ * answer is. A call refused only because its key's lease of the shared budget is on its way
+ * waits for it (polled on its own loop, at most GW_LEASE_AWAIT_MS), then is checked again.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "internal.h"
 #include "store/store.h"
@@ -35,8 +37,23 @@ static int read_body(sky_gateway *g, sky_server_req *r, gw_body *b, int need_mod
     return 0;
 }
 
-/* The key's budget charged for the call: 0, or 429 after answering it. */
-static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admission *a)
+/* How long a call may wait for its key's lease on its way, and how often it looks. */
+#define GW_LEASE_AWAIT_MS 100
+#define GW_LEASE_POLL_MS 2
+
+/* A call waiting for its key's lease: the request's data until it is checked again (or its
+ * client leaves: then freed by on_gone, its timer gone with the request). */
+typedef struct gw_parked {
+    sky_gateway *g;
+    gw_op op;
+    sky_span path_model; /* in the request's path */
+    uint64_t t0_ns, until_ms;
+    char request_id[GW_REQUEST_ID_MAX + 1];
+} gw_parked;
+
+/* The key's budget charged for the call: 0, 429 after answering it, or -1 when the call may
+ * wait for its key's lease on its way (@p may_wait; nothing answered). */
+static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admission *a, int may_wait)
 {
     gw_key *key = a->key;
     /* the rate limiters' charge: about 4 bytes a token, plus what the answer may use */
@@ -51,6 +68,7 @@ static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admissi
     int over = sky__gw_daily_check(key->budget, key, sky__store_now_ms(), &day);
     int rc =
         over ? -1 : sky__gw_budget_admit(g, key->budget, uv_now(g->loop), a->est_tokens, &a->rl);
+    int wait = rc < 0 && !over && may_wait && sky__gw_budget_awaits(g, key->budget, a->est_tokens);
     if (over)
         sky__gw_shared_usage_counts(g->shared)->daily_refused[day.refused]++;
     sky__gw_shared_unlock(g->shared);
@@ -58,8 +76,8 @@ static int admit(sky_gateway *g, sky_server_req *r, const gw_body *b, gw_admissi
         sky__gw_budget_lease(g, key); /* the shared bucket's next chunk, ahead of time */
     if (key->daily_tokens > 0 || key->daily_cost > 0)
         sky__gw_usage_sync(g, key); /* what the gateways beside this one used */
-    if (rc == 0)
-        return 0;
+    if (rc == 0 || wait)
+        return wait ? -1 : 0;
     if (over)
         sky__gw_daily_refuse(r, key, &day);
     else
@@ -100,21 +118,77 @@ static void record_refusal(sky_gateway *g, const gw_admission *a, gw_op op, cons
     sky__gw_record(g, &rec);
 }
 
-void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
+static void call_run(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model,
+                     const gw_parked *was);
+
+static void parked_free(void *data)
+{
+    free(data);
+}
+
+/* The bound passed or not, the call is checked again (the request's data is dropped first:
+ * an answer may dispose the request at once). */
+static void on_parked(sky_server_req *r, void *data)
+{
+    gw_parked p = *(gw_parked *)data;
+    sky_server_req_set_data(r, NULL, NULL);
+    free(data);
+    call_run(p.g, r, p.op, p.path_model, &p);
+}
+
+/* The call waits for its key's lease: 0, or -1 (out of memory) when it cannot. */
+static int park(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model,
+                const gw_admission *a, const gw_parked *was)
+{
+    gw_parked *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return -1;
+    p->g = g;
+    p->op = op;
+    p->path_model = path_model;
+    p->t0_ns = a->t0_ns;
+    p->until_ms = was ? was->until_ms : uv_now(g->loop) + GW_LEASE_AWAIT_MS;
+    memcpy(p->request_id, a->request_id, sizeof(p->request_id));
+    if (sky_server_req_after(r, GW_LEASE_POLL_MS, on_parked) != 0) {
+        free(p);
+        return -1;
+    }
+    sky_server_req_set_data(r, p, parked_free);
+    if (was == NULL) {
+        sky__gw_shared_lock(g->shared);
+        sky__gw_shared_usage_counts(g->shared)->budget_waited++;
+        sky__gw_shared_unlock(g->shared);
+    }
+    return 0;
+}
+
+/* A model call checked (@p was: again, after waiting for its key's lease) and sent on. */
+static void call_run(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model,
+                     const gw_parked *was)
 {
     gw_admission a;
     gw_body b;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
-    a.t0_ns = uv_hrtime();
+    a.t0_ns = was ? was->t0_ns : uv_hrtime();
     a.t = g->table;
-    sky__gw_request_id(r, a.request_id);
+    if (was)
+        memcpy(a.request_id, was->request_id, sizeof(a.request_id));
+    else
+        sky__gw_request_id(r, a.request_id);
+    int may_wait = was == NULL || uv_now(g->loop) < was->until_ms;
     int by_path = path_model.len > 0;
     int status = sky__gw_authenticate(g, r, &a.key) < 0 ? 401 : read_body(g, r, &b, !by_path);
     sky_span name = by_path ? path_model : sky_span_cstr(b.model);
     const gw_model *m = status ? NULL : sky__gw_model_find(a.t, name);
     status = status ? status : check_model(r, a.key, m, name);
-    status = status ? status : admit(g, r, &b, &a);
+    status = status ? status : admit(g, r, &b, &a, may_wait);
+    if (status < 0 && park(g, r, op, path_model, &a, was) == 0)
+        return;
+    if (status < 0) { /* it cannot wait: refused, as without the lease */
+        sky__gw_budget_refuse(r, a.key, &a.rl);
+        status = 429;
+    }
     if (status) {
         char asked[257];
         snprintf(asked, sizeof(asked), "%.*s", (int)(name.len > 256 ? 256 : name.len),
@@ -123,4 +197,9 @@ void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span pa
         return;
     }
     sky__gw_proxy(g, r, m, op, &b, &a);
+}
+
+void sky__gw_model_call(sky_gateway *g, sky_server_req *r, gw_op op, sky_span path_model)
+{
+    call_run(g, r, op, path_model, NULL);
 }

@@ -333,6 +333,7 @@ typedef struct gw_usage_counts {
     uint64_t unpriced;         /* calls of a model without a price (cost 0) */
     uint64_t daily_refused[3]; /* by GW_DAILY_TOKENS, GW_DAILY_COST */
     uint64_t budget_local;     /* calls a shared budget let through alone (Redis away) */
+    uint64_t budget_waited;    /* calls that waited for their key's lease on its way */
 } gw_usage_counts;
 gw_usage_counts *sky__gw_shared_usage_counts(gw_shared *s);
 /* Loop @p loop's deployments as it sees them now (@p v malloc'd, taken over). */
@@ -440,6 +441,9 @@ void sky__gw_budget_refuse(sky_server_req *r, const gw_key *key, const gw_budget
 struct sky__store_lease_ask;
 struct sky__store_lease_answer;
 int sky__gw_lease_take(gw_budget *b, uint64_t now_ms, int64_t tokens, gw_budget_view *out);
+/* After a refusal by sky__gw_lease_take: 1 when the call was refused only because the lease
+ * is on its way (one in flight, and the shared bucket had room at its last answer). */
+int sky__gw_lease_awaited(const gw_budget *b, int64_t tokens);
 /* 1 when a lease is due (then @p ask is filled and the budget waits for its answer). */
 int sky__gw_lease_due(gw_budget *b, uint64_t now_ms, struct sky__store_lease_ask *ask);
 void sky__gw_lease_answered(gw_budget *b, uint64_t now_ms, const struct sky__store_lease_ask *ask,
@@ -458,6 +462,9 @@ gw_leases *sky__gw_leases_of(const sky_gateway *g);
 /* Under the shared lock: the call charged to the key's budget, shared or local. */
 int sky__gw_budget_admit(sky_gateway *g, gw_budget *b, uint64_t now_ms, int64_t tokens,
                          gw_budget_view *out);
+/* Under the lock, after a refusal by sky__gw_budget_admit: 1 when the call may wait for the
+ * key's lease on its way (then decided again by the same rule), 0 when the refusal stands. */
+int sky__gw_budget_awaits(sky_gateway *g, const gw_budget *b, int64_t tokens);
 /* After the lock: the key's next lease asked when it is due (never waited for). */
 void sky__gw_budget_lease(sky_gateway *g, const gw_key *key);
 

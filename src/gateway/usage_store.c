@@ -238,7 +238,12 @@ int sky__gw_usage_metrics(sky_buf *b, const sky_gateway *g)
         "# HELP skyio_gateway_key_budget_local_total Calls a key's minute budget shared through "
         "Redis decided alone, Redis away.\n"
         "# TYPE skyio_gateway_key_budget_local_total counter\n"
-        "skyio_gateway_key_budget_local_total %llu\n",
+        "skyio_gateway_key_budget_local_total %llu\n"
+        "# HELP skyio_gateway_key_budget_waited_total Calls that waited for their key's lease of "
+        "the shared minute budget, on its way, instead of a 429.\n"
+        "# TYPE skyio_gateway_key_budget_waited_total counter\n"
+        "skyio_gateway_key_budget_waited_total %llu\n",
         (unsigned long long)c->unpriced, (unsigned long long)c->daily_refused[GW_DAILY_TOKENS],
-        (unsigned long long)c->daily_refused[GW_DAILY_COST], (unsigned long long)c->budget_local);
+        (unsigned long long)c->daily_refused[GW_DAILY_COST], (unsigned long long)c->budget_local,
+        (unsigned long long)c->budget_waited);
 }

@@ -5,7 +5,10 @@
  * x-ratelimit-* headers. Each gateway leases chunks of the shared bucket ahead of time and
  * may let a call through ahead of its lease while the bucket had room at its last answer
  * (at most one chunk a gateway: 1 request for 20 RPM), so the bound asserted is the budget,
- * plus what refills during the run, plus that debt a gateway. Redis killed mid-run: calls
+ * plus what refills during the run, plus that debt a gateway. A call refused only because
+ * its gateway's lease is on its way waits for it: with Redis paused while calls go (slow
+ * leases), every call within the budget is answered 200, the waits counted in /metrics, and
+ * a client leaving while its call waits is forgotten once. Redis killed mid-run: calls
  * go on under each gateway's local bucket, counted in /metrics; the shared bucket is used
  * again once Redis is back.
  */
@@ -17,6 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
@@ -30,6 +37,8 @@
 #define RPM_KEY "sk-rpm-4be1"
 #define TPM_KEY "sk-tpm-90ac"
 #define ROOMY_KEY "sk-roomy-2d77"
+#define SLOW_KEY "sk-slow-61f3"
+#define GONE_KEY "sk-gone-0c5e"
 #define RPM 20
 #define TPM 1000
 #define GATEWAYS 2
@@ -50,6 +59,8 @@ static void keys_in_env(void)
     setenv("SKY_TEST_RPM_KEY", RPM_KEY, 1);
     setenv("SKY_TEST_TPM_KEY", TPM_KEY, 1);
     setenv("SKY_TEST_ROOMY_KEY", ROOMY_KEY, 1);
+    setenv("SKY_TEST_SLOW_KEY", SLOW_KEY, 1);
+    setenv("SKY_TEST_GONE_KEY", GONE_KEY, 1);
 }
 
 static int setup(void **state)
@@ -58,15 +69,17 @@ static int setup(void **state)
     sky_test_tmpdir(env.dir, sizeof(env.dir));
     sky_test_mock_start(&env.mock, NULL);
     sky_test_redis_start(&env.redis, NULL);
-    char config[512];
+    char config[768];
     sky_test_gateway_config(
         config, sizeof(config), env.dir,
         "{\"models\": {\"gpt-4o\": [{\"kind\": \"compatible\", \"base_url\": \"%s/v1\"}]},"
         " \"keys\": [{\"name\": \"rpm\", \"key_env\": \"SKY_TEST_RPM_KEY\", \"rpm\": %d},"
         "            {\"name\": \"tpm\", \"key_env\": \"SKY_TEST_TPM_KEY\", \"tpm\": %d},"
         "            {\"name\": \"roomy\", \"key_env\": \"SKY_TEST_ROOMY_KEY\","
-        "             \"rpm\": 600}]}\n",
-        env.mock.base_url, RPM, TPM);
+        "             \"rpm\": 600},"
+        "            {\"name\": \"slow\", \"key_env\": \"SKY_TEST_SLOW_KEY\", \"rpm\": %d},"
+        "            {\"name\": \"gone\", \"key_env\": \"SKY_TEST_GONE_KEY\", \"rpm\": %d}]}\n",
+        env.mock.base_url, RPM, TPM, RPM, RPM);
     sky_test_client_open(&env.loop, &env.client);
     static const char *const names[GATEWAYS] = {"side-a", "side-b"};
     for (int i = 0; i < GATEWAYS; i++) {
@@ -201,6 +214,93 @@ static void tpm_shared_by_two_gateways(void **state)
     assert_true(used >= TPM - GATEWAYS * 2 * charge);
 }
 
+/* Redis ends a pause on its clock's tick (10 a second by default): 100 a second, so a pause
+ * lasts about what it asks. */
+static void fine_redis_clock(void)
+{
+    redisReply *rep = sky_test_redis_command(&env.redis, "CONFIG SET hz 100");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    usleep(200000); /* the old tick's last */
+}
+
+/* Redis holds every command for @p ms: the gateways' leases on their way take that long. */
+static void pause_redis(int ms)
+{
+    redisReply *rep = sky_test_redis_command(&env.redis, "CLIENT PAUSE %d ALL", ms);
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+}
+
+/* A chat with @p key sent to @p s by hand, its client gone @p ms later without an answer. */
+static void chat_and_leave(const serve *s, const char *key, int ms)
+{
+    static const char body[] =
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     key, sizeof(body) - 1, body);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)s->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    usleep((useconds_t)ms * 1000);
+    close(fd);
+}
+
+static void slow_leases_no_false_refusal(void **state)
+{
+    (void)state;
+    /* each round: Redis paused, then two calls on each gateway. The first goes ahead of its
+     * lease (held by Redis), the second would be refused for that debt: it waits instead */
+    int ok = 0;
+    fine_redis_clock();
+    for (int round = 0; round < RPM / 4; round++) {
+        pause_redis(40);
+        for (int i = 0; i < 4; i++) {
+            sky_test_result r;
+            chat(&env.gw[i / 2], SLOW_KEY, 0, &r);
+            if (r.status != 200)
+                print_message("round %d call %d: %d %s\n", round, i, r.status, r.body);
+            ok += r.status == 200;
+            sky_test_result_free(&r);
+        }
+    }
+    double waited = 0;
+    for (int i = 0; i < GATEWAYS; i++)
+        waited += metric(&env.gw[i], "skyio_gateway_key_budget_waited_total");
+    print_message("slow leases: %d of %d answered, %.0f waited for their lease\n", ok, RPM, waited);
+    assert_int_equal(ok, RPM);
+    assert_true(waited >= 1);
+}
+
+static void client_leaves_while_waiting(void **state)
+{
+    (void)state;
+    /* the second call waits for the lease Redis holds; its client leaves meanwhile (it is
+     * forgotten once: the gateway goes on, and a sanitized gateway exits clean) */
+    pause_redis(90);
+    chat_and_leave(&env.gw[0], GONE_KEY, 20);
+    chat_and_leave(&env.gw[0], GONE_KEY, 20);
+    usleep(200000);
+    for (int i = 0; i < 4; i++) {
+        sky_test_result r;
+        chat(&env.gw[0], GONE_KEY, 0, &r);
+        assert_int_equal(r.status, 200);
+        sky_test_result_free(&r);
+    }
+}
+
 static void redis_away_then_back(void **state)
 {
     (void)state;
@@ -246,6 +346,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rpm_shared_by_two_gateways),
         cmocka_unit_test(tpm_shared_by_two_gateways),
+        cmocka_unit_test(slow_leases_no_false_refusal),
+        cmocka_unit_test(client_leaves_while_waiting),
         cmocka_unit_test(redis_away_then_back),
     };
     return sky_test_run_group(tests, setup, teardown);

@@ -144,6 +144,64 @@ static void test_answer_for_old_limits_is_dropped(void **state)
     assert_int_equal(v.reqs_left, 119);
 }
 
+static void test_refused_for_the_debt_waits_for_the_lease(void **state)
+{
+    (void)state;
+    gw_budget b;
+    gw_budget_view v;
+    sky__store_lease_ask ask;
+    sky__gw_budget_init(&b, 20, 1000, 0);
+    assert_int_equal(sky__gw_lease_take(&b, 1, 10, &v), 0); /* ahead of the first lease */
+    assert_int_equal(sky__gw_lease_take(&b, 1, 10, &v), -1);
+    assert_int_equal(sky__gw_lease_awaited(&b, 10), 0); /* no lease on its way: it stands */
+    assert_int_equal(sky__gw_lease_due(&b, 1, &ask), 1);
+    assert_int_equal(sky__gw_lease_take(&b, 2, 10, &v), -1);
+    assert_int_equal(sky__gw_lease_awaited(&b, 10), 1); /* the debt's bound only: it waits */
+    sky__store_lease_answer a = answer(2, 40, 17, 950, 0);
+    sky__gw_lease_answered(&b, 5, &ask, &a);
+    assert_int_equal(sky__gw_lease_take(&b, 5, 10, &v), 0); /* decided again: let through */
+    /* a bucket without room at its last answer: refused, lease on its way or not */
+    sky__gw_budget_init(&b, 20, 0, 0);
+    assert_int_equal(sky__gw_lease_due(&b, 0, &ask), 1);
+    a = answer(0, 0, 0, 0, 3000);
+    sky__gw_lease_answered(&b, 1, &ask, &a);
+    assert_int_equal(sky__gw_lease_due(&b, 1001, &ask), 1);
+    assert_int_equal(sky__gw_lease_take(&b, 1001, 0, &v), -1);
+    assert_int_equal(sky__gw_lease_awaited(&b, 0), 0);
+    /* Redis away: the local bucket decides alone, nothing to wait for */
+    sky__gw_lease_failed(&b, 1002, &ask);
+    b.lease.leasing = 1;
+    assert_int_equal(sky__gw_lease_awaited(&b, 0), 0);
+}
+
+static void test_near_the_bottom_nothing_is_leased_ahead(void **state)
+{
+    (void)state;
+    gw_budget b;
+    gw_budget_view v;
+    sky__store_lease_ask ask;
+    sky__gw_budget_init(&b, 20, 0, 0); /* a chunk: 1; ahead only above 4 left */
+    assert_int_equal(sky__gw_lease_due(&b, 0, &ask), 1);
+    sky__store_lease_answer a = answer(1, 0, 3, 0, 0);
+    sky__gw_lease_answered(&b, 1, &ask, &a);
+    assert_int_equal(sky__gw_lease_take(&b, 2, 0, &v), 0);
+    assert_int_equal(sky__gw_lease_due(&b, 2, &ask), 0);   /* not held idle: the others' */
+    assert_int_equal(sky__gw_lease_take(&b, 3, 0, &v), 0); /* ahead of its own lease */
+    assert_int_equal(sky__gw_lease_due(&b, 3, &ask), 1);
+    assert_int_equal(ask.want_reqs, 1); /* what is owed, no more */
+    a = answer(1, 0, 1, 0, 0);
+    sky__gw_lease_answered(&b, 4, &ask, &a);
+    assert_int_equal(sky__gw_lease_due(&b, 4, &ask), 0);
+    /* the bucket seen empty: asked again to see it refill */
+    assert_int_equal(sky__gw_lease_take(&b, 5, 0, &v), 0);
+    assert_int_equal(sky__gw_lease_due(&b, 5, &ask), 1);
+    a = answer(1, 0, 0, 0, 2000);
+    sky__gw_lease_answered(&b, 6, &ask, &a);
+    assert_int_equal(sky__gw_lease_due(&b, 1005, &ask), 0);
+    assert_int_equal(sky__gw_lease_due(&b, 1006, &ask), 1);
+    assert_int_equal(ask.want_reqs, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +210,8 @@ int main(void)
         cmocka_unit_test(test_tokens_leased_and_settlements_go_back),
         cmocka_unit_test(test_redis_away_falls_back_to_the_local_bucket),
         cmocka_unit_test(test_answer_for_old_limits_is_dropped),
+        cmocka_unit_test(test_refused_for_the_debt_waits_for_the_lease),
+        cmocka_unit_test(test_near_the_bottom_nothing_is_leased_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
