@@ -18,6 +18,16 @@ static sky__store_lease_answer answer(int64_t reqs, int64_t toks, int64_t lr, in
     return a;
 }
 
+/* A budget of @p rpm / @p tpm whose first lease is asked at @p asked and answered with @p a at
+ * @p answered. */
+static void lease_once(gw_budget *b, double rpm, double tpm, sky__store_lease_ask *ask,
+                       uint64_t asked, sky__store_lease_answer a, uint64_t answered)
+{
+    sky__gw_budget_init(b, rpm, tpm, 0);
+    assert_int_equal(sky__gw_lease_due(b, asked, ask), 1);
+    sky__gw_lease_answered(b, answered, ask, &a);
+}
+
 static void test_first_call_goes_ahead_of_the_first_lease(void **state)
 {
     (void)state;
@@ -50,10 +60,7 @@ static void test_empty_shared_bucket_refuses_until_its_wait(void **state)
     gw_budget b;
     gw_budget_view v;
     sky__store_lease_ask ask;
-    sky__gw_budget_init(&b, 20, 0, 0);
-    assert_int_equal(sky__gw_lease_due(&b, 0, &ask), 1);
-    sky__store_lease_answer a = answer(0, 0, 0, 0, 3000); /* the others took it all */
-    sky__gw_lease_answered(&b, 100, &ask, &a);
+    lease_once(&b, 20, 0, &ask, 0, answer(0, 0, 0, 0, 3000), 100); /* the others took it all */
     assert_int_equal(sky__gw_lease_take(&b, 600, 0, &v), -1);
     assert_int_equal(v.refused, GW_BUDGET_REQUESTS);
     assert_int_equal(v.retry_ms, 2500);
@@ -62,7 +69,7 @@ static void test_empty_shared_bucket_refuses_until_its_wait(void **state)
     /* asked again after the wait, but at least every second */
     assert_int_equal(sky__gw_lease_due(&b, 1099, &ask), 0);
     assert_int_equal(sky__gw_lease_due(&b, 1100, &ask), 1);
-    a = answer(1, 0, 0, 0, 0);
+    sky__store_lease_answer a = answer(1, 0, 0, 0, 0);
     sky__gw_lease_answered(&b, 1101, &ask, &a);
     assert_int_equal(sky__gw_lease_take(&b, 1102, 0, &v), 0);
     assert_int_equal(sky__gw_lease_take(&b, 1102, 0, &v), -1);
@@ -161,10 +168,7 @@ static void test_refused_for_the_debt_waits_for_the_lease(void **state)
     sky__gw_lease_answered(&b, 5, &ask, &a);
     assert_int_equal(sky__gw_lease_take(&b, 5, 10, &v), 0); /* decided again: let through */
     /* a bucket without room at its last answer: refused, lease on its way or not */
-    sky__gw_budget_init(&b, 20, 0, 0);
-    assert_int_equal(sky__gw_lease_due(&b, 0, &ask), 1);
-    a = answer(0, 0, 0, 0, 3000);
-    sky__gw_lease_answered(&b, 1, &ask, &a);
+    lease_once(&b, 20, 0, &ask, 0, answer(0, 0, 0, 0, 3000), 1);
     assert_int_equal(sky__gw_lease_due(&b, 1001, &ask), 1);
     assert_int_equal(sky__gw_lease_take(&b, 1001, 0, &v), -1);
     assert_int_equal(sky__gw_lease_awaited(&b, 0), 0);
@@ -180,16 +184,13 @@ static void test_near_the_bottom_nothing_is_leased_ahead(void **state)
     gw_budget b;
     gw_budget_view v;
     sky__store_lease_ask ask;
-    sky__gw_budget_init(&b, 20, 0, 0); /* a chunk: 1; ahead only above 4 left */
-    assert_int_equal(sky__gw_lease_due(&b, 0, &ask), 1);
-    sky__store_lease_answer a = answer(1, 0, 3, 0, 0);
-    sky__gw_lease_answered(&b, 1, &ask, &a);
+    lease_once(&b, 20, 0, &ask, 0, answer(1, 0, 3, 0, 0), 1); /* a chunk: 1; ahead only above 4 */
     assert_int_equal(sky__gw_lease_take(&b, 2, 0, &v), 0);
     assert_int_equal(sky__gw_lease_due(&b, 2, &ask), 0);   /* not held idle: the others' */
     assert_int_equal(sky__gw_lease_take(&b, 3, 0, &v), 0); /* ahead of its own lease */
     assert_int_equal(sky__gw_lease_due(&b, 3, &ask), 1);
     assert_int_equal(ask.want_reqs, 1); /* what is owed, no more */
-    a = answer(1, 0, 1, 0, 0);
+    sky__store_lease_answer a = answer(1, 0, 1, 0, 0);
     sky__gw_lease_answered(&b, 4, &ask, &a);
     assert_int_equal(sky__gw_lease_due(&b, 4, &ask), 0);
     /* the bucket seen empty: asked again to see it refill */
